@@ -1,0 +1,30 @@
+# weir tasks. Run through ./just (it bootstraps .venv and this tool).
+
+default:
+    @just --list
+
+# Start a private Postgres + NATS, both services, submit examples/diamond.yaml and follow it.
+demo:
+    python -m weir.devstack demo examples/diamond.yaml
+
+# Run the same stack in the foreground for use with `weir` (Ctrl-C stops it).
+up:
+    python -m weir.devstack up
+
+# Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9).
+test: lint
+    python -m pytest -q
+
+# ruff + mypy --strict
+lint:
+    ruff check .
+    ruff format --check .
+    mypy
+
+# Regenerate proto/schema/*.json from the msgspec types.
+schema:
+    python -m weir_proto.schema proto/schema
+
+fmt:
+    ruff format .
+    ruff check --fix .

@@ -1,0 +1,21 @@
+"""Structured errors shared by rejections and API replies."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class SpecError(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One problem with a submitted flow: where it is (JSON path) and what to do about it."""
+
+    path: str
+    message: str
+    task: str | None = None
+
+
+class ApiError(msgspec.Struct, kw_only=True):
+    """The error half of every `weir.api.*` reply."""
+
+    code: str
+    message: str
+    details: list[SpecError] = msgspec.field(default_factory=list)

@@ -1,0 +1,49 @@
+"""Identifiers: flow ids, attempt ids, event ids."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL_MAX = 63
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _base32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_flow_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
+    """A 26-character, time-sortable, DNS-1123-safe id (a lower-case ULID)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = int.from_bytes(entropy if entropy is not None else os.urandom(10), "big")
+    return _base32(ms, 10) + _base32(rand & ((1 << 80) - 1), 16)
+
+
+def flow_id_from_message(stream_seq: int, published_ms: int, stream: str) -> str:
+    """The id of a flow submitted without one: stable across redeliveries of the message."""
+    digest = hashlib.sha256(f"{stream}:{stream_seq}:{published_ms}".encode()).digest()[:10]
+    return new_flow_id(published_ms, digest)
+
+
+def attempt_id(flow_id: str, task: str, attempt: int) -> str:
+    """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters."""
+    full = f"{flow_id}-{task}-{attempt}"
+    if len(full) <= DNS1123_LABEL_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    suffix = f"-{digest}-{attempt}"
+    return full[: DNS1123_LABEL_MAX - len(suffix)].rstrip("-") + suffix
+
+
+def event_id(flow_id: str, seq: int) -> str:
+    """Events are identified by their place in their flow's log."""
+    return f"{flow_id}.{seq}"

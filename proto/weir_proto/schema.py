@@ -1,0 +1,54 @@
+"""Generate `proto/schema/*.json` (JSON Schema) from the msgspec types.
+
+Run `python -m weir_proto.schema proto/schema` (or `./just schema`); a test fails when the
+files drift from the types, so a client in any language can trust them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from weir_proto import api, events, messages, spec
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+PUBLIC_MESSAGES: dict[str, Any] = {
+    "FlowSpec": spec.FlowSpec,
+    "FlowEvent": events.FlowEvent,
+    "Dispatch": messages.Dispatch,
+    "AttemptStatus": messages.AttemptStatus,
+    "GetRequest": api.GetRequest,
+    "ListRequest": api.ListRequest,
+    "FlowView": api.FlowView,
+    "FlowPage": api.FlowPage,
+    "SubmitAccepted": api.SubmitAccepted,
+    "Reply": api.Reply,
+}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text for every public message."""
+    files = {}
+    for name, kind in PUBLIC_MESSAGES.items():
+        schema = msgspec.json.schema(kind)
+        schema = {"$schema": JSON_SCHEMA_DIALECT, "title": name, **schema}
+        files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def main(argv: list[str]) -> int:
+    target = Path(argv[0] if argv else "proto/schema")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        (target / name).write_text(text)
+    print(f"wrote {len(PUBLIC_MESSAGES)} schema files to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,42 @@
+"""NATS subjects and JetStream streams: the addresses of the wire contract."""
+
+from __future__ import annotations
+
+SUBMIT = "weir.cmd.submit"
+"""Publish a flow spec (JSON) here; durable once JetStream acknowledges it."""
+
+API_PREFIX = "weir.api"
+API_SUBMIT = "weir.api.submit"
+API_GET = "weir.api.get"
+API_LIST = "weir.api.list"
+
+STATUS_PREFIX = "weir.status"
+DISPATCH_PREFIX = "weir.dispatch"
+EVENTS_PREFIX = "weir.events"
+
+STREAM_COMMANDS = "WEIR_COMMANDS"
+STREAM_STATUS = "WEIR_STATUS"
+STREAM_DISPATCH = "WEIR_DISPATCH"
+STREAM_EVENTS = "WEIR_EVENTS"
+
+SERVICE_NAME = "weir"
+"""Name of the request/reply service (NATS micro; discoverable with `$SRV.PING.weir`)."""
+
+DEFAULT_QUEUE = "default"
+
+
+def status(flow_id: str) -> str:
+    return f"{STATUS_PREFIX}.{flow_id}"
+
+
+def dispatch(queue: str) -> str:
+    return f"{DISPATCH_PREFIX}.{queue}"
+
+
+def event(flow_id: str, event_type: str) -> str:
+    return f"{EVENTS_PREFIX}.{flow_id}.{event_type}"
+
+
+def flow_events(flow_id: str) -> str:
+    """Filter subject matching every event of one flow."""
+    return f"{EVENTS_PREFIX}.{flow_id}.>"

@@ -1,0 +1,34 @@
+"""`weir-runner`: run dispatched task attempts until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from weir import logs
+from weir.config import ConfigError, Settings
+
+from weir_runner.worker import Runner
+
+
+async def _main(settings: Settings) -> None:
+    runner = Runner(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop.set)
+    await runner.run()
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"weir-runner: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.setup("weir.runner", settings.log_level)
+    asyncio.run(_main(settings))
+
+
+if __name__ == "__main__":
+    main()

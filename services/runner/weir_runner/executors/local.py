@@ -1,0 +1,215 @@
+"""LocalExecutor: runs each attempt as a local process (no shell) in its own directory.
+
+The embedded default, for laptops, CI and single-machine installs. Each attempt gets
+`<runner_dir>/<attempt_id>/work` as its working directory, its stdout and stderr in files
+beside it, and `result.json` once it has ended, which makes a redelivered attempt report
+its result instead of running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+from pathlib import Path, PurePosixPath
+
+import msgspec
+from weir_proto.messages import Dispatch, ErrorType
+
+from weir_runner.executors.base import AttemptResult, OnStarted
+
+STDERR_TAIL_BYTES = 2048
+KILL_GRACE_SECONDS = 5.0
+PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
+SECRET_ENV_PREFIX = "WEIR_SECRET_"
+_PR_SET_PDEATHSIG = 1
+
+
+class _Recorded(msgspec.Struct):
+    exit_code: int | None
+    error_type: ErrorType | None
+    message: str
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """A task must not outlive a runner killed with -9 (the attempt is redelivered)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, root: Path, artifacts: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.artifacts = (artifacts or self.root.parent / "artifacts").resolve()
+
+    def attempt_dir(self, attempt_id: str) -> Path:
+        return self.root / attempt_id
+
+    async def run(self, dispatch: Dispatch, on_started: OnStarted) -> AttemptResult:
+        home = self.attempt_dir(dispatch.attempt_id)
+        result_file = home / "result.json"
+        if result_file.exists():
+            recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
+            return AttemptResult(recorded.exit_code, recorded.error_type, recorded.message)
+        result = await self._run_fresh(dispatch, home, on_started)
+        tmp = home / "result.json.tmp"
+        tmp.write_bytes(
+            msgspec.json.encode(_Recorded(result.exit_code, result.error_type, result.message))
+        )
+        os.replace(tmp, result_file)
+        return result
+
+    async def _run_fresh(
+        self, dispatch: Dispatch, home: Path, on_started: OnStarted
+    ) -> AttemptResult:
+        if home.exists():  # an earlier run of this attempt was interrupted: start clean
+            shutil.rmtree(home)
+        work = home / "work"
+        work.mkdir(parents=True)
+        task = dispatch.task
+        problem = self._check_paths(dispatch)
+        if problem:
+            return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        env, problem = self._environment(dispatch, work)
+        if problem:
+            return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        problem = self._place_inputs(dispatch, work)
+        if problem:
+            return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *task.cmd,
+                    cwd=work,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as exc:
+                return AttemptResult(
+                    None,
+                    ErrorType.EXECUTOR,
+                    f'task "{task.name}": cannot start {task.cmd[0]!r}: {exc.strerror or exc}',
+                )
+            await on_started()
+            try:
+                code = await proc.wait()
+            except asyncio.CancelledError:
+                await _terminate(proc)
+                raise
+        if code != 0:
+            return AttemptResult(
+                code, ErrorType.EXIT_CODE, _failure_message(task.name, code, home / "stderr.log")
+            )
+        problem = self._keep_outputs(dispatch, work)
+        if problem:
+            return AttemptResult(code, ErrorType.EXECUTOR, problem)
+        return AttemptResult(0)
+
+    def _check_paths(self, dispatch: Dispatch) -> str | None:
+        task = dispatch.task
+        for kind, items in (("input", task.inputs), ("output", task.outputs)):
+            for item in items:
+                if PurePosixPath(item.path).is_absolute():
+                    return (
+                        f'task "{task.name}": {kind} path {item.path!r} is absolute; the local '
+                        "executor runs on this machine without a sandbox and never writes outside "
+                        "the attempt's directory: use a relative path, or the kubernetes executor"
+                    )
+        return None
+
+    def _environment(self, dispatch: Dispatch, work: Path) -> tuple[dict[str, str], str | None]:
+        env = {k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ}
+        env.update(
+            WEIR_FLOW_ID=dispatch.flow_id,
+            WEIR_TASK=dispatch.task.name,
+            WEIR_ATTEMPT=str(dispatch.attempt),
+            WEIR_ATTEMPT_ID=dispatch.attempt_id,
+            WEIR_WORKDIR=str(work),
+        )
+        for var in dispatch.task.env:
+            if var.value is not None:
+                env[var.name] = var.value
+                continue
+            assert var.from_secret is not None
+            key = SECRET_ENV_PREFIX + var.from_secret.upper().replace("-", "_").replace(".", "_")
+            if key not in os.environ:
+                return env, (
+                    f'task "{dispatch.task.name}": env {var.name} wants secret '
+                    f'"{var.from_secret}", which this runner does not have (set {key} in the '
+                    "runner's environment)"
+                )
+            env[var.name] = os.environ[key]
+        return env, None
+
+    def _artifact(self, flow_id: str, name: str) -> Path:
+        return self.artifacts / flow_id / name
+
+    def _place_inputs(self, dispatch: Dispatch, work: Path) -> str | None:
+        for item in dispatch.task.inputs:
+            source = self._artifact(dispatch.flow_id, item.from_)
+            target = _inside(work, item.path)
+            if target is None:
+                return f'task "{dispatch.task.name}": input path {item.path!r} leaves the work dir'
+            if not source.exists():
+                return (
+                    f'task "{dispatch.task.name}": input "{item.from_}" was not produced on this '
+                    "machine's artifact directory"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return None
+
+    def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | None:
+        for item in dispatch.task.outputs:
+            source = _inside(work, item.path)
+            if source is None or not source.is_file():
+                return (
+                    f'task "{dispatch.task.name}": output "{item.name}" expected a file at '
+                    f"{item.path!r} in the task's working directory, but there is none"
+                )
+            target = self._artifact(dispatch.flow_id, item.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        return None
+
+
+def _inside(work: Path, relative: str) -> Path | None:
+    target = (work / relative).resolve()
+    return target if target.is_relative_to(work.resolve()) else None
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+def _failure_message(task: str, code: int, stderr: Path) -> str:
+    if code < 0:
+        head = f'task "{task}" was killed by signal {-code}'
+    else:
+        head = f'task "{task}" exited with code {code}'
+    size = stderr.stat().st_size
+    with open(stderr, "rb") as handle:
+        handle.seek(max(0, size - STDERR_TAIL_BYTES))
+        tail = handle.read().decode(errors="replace").strip()
+    if not tail:
+        return head
+    marker = "…" if size > STDERR_TAIL_BYTES else ""
+    return f"{head}; stderr ends: {marker}{tail}"

@@ -1,0 +1,34 @@
+"""`weir-scheduler`: run the scheduler until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from weir import logs
+from weir.config import ConfigError, Settings
+
+from weir_scheduler.service import Scheduler
+
+
+async def _main(settings: Settings) -> None:
+    scheduler = Scheduler(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, scheduler.stop.set)
+    await scheduler.run()
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"weir-scheduler: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.setup("weir.scheduler", settings.log_level)
+    asyncio.run(_main(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""The planner: turns submitted bytes into a validated flow and its dependency graph.
+
+Every problem is reported (not just the first), each naming the flow, the task and the field,
+with what to do about it. Readiness is per task: `Plan.ready_after` gives the tasks whose own
+dependencies have all succeeded, whatever order the tasks were listed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+from weir_proto.errors import SpecError
+from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.spec import FlowSpec, TaskSpec
+
+MAX_TASKS_DEFAULT = 10_000
+MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
+FLOW_NAME_MAX = 253
+STRING_MAX = 64 * 1024
+"""Longest single string (argv element, env value, path) we accept."""
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUEUE_NAME = re.compile(r"^[a-z0-9]([-_a-z0-9]{0,62})$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_TASK_PATH = re.compile(r"^\$\.tasks\[(\d+)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A validated flow: tasks by name and the edges both ways, in topological order."""
+
+    spec: FlowSpec
+    order: tuple[str, ...]
+    tasks: Mapping[str, TaskSpec]
+    depends: Mapping[str, tuple[str, ...]]
+    dependents: Mapping[str, tuple[str, ...]]
+    positions: Mapping[str, int]
+    """Where each task stands in the submitted list (for display in the user's order)."""
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return tuple(name for name in self.order if not self.depends[name])
+
+    def descendants(self, name: str) -> list[str]:
+        """Every task downstream of `name`, each once."""
+        seen: set[str] = set()
+        stack = list(self.dependents[name])
+        out: list[str] = []
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            out.append(current)
+            stack.extend(self.dependents[current])
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_tasks: int = MAX_TASKS_DEFAULT
+    max_submit_bytes: int = MAX_SUBMIT_BYTES_DEFAULT
+
+
+class Rejected(Exception):
+    """The submit is not a valid flow. `flow_id`/`name` are set when they could be read."""
+
+    def __init__(
+        self, errors: list[SpecError], flow_id: str | None = None, name: str | None = None
+    ) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+        self.flow_id = flow_id
+        self.name = name
+
+
+def _printable(value: object, limit: int = 80) -> str:
+    """Quote a user string for an error message without letting it forge lines or grow."""
+    text = str(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return f'"{text}"'
+
+
+def _flow_label(raw: object) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return f"flow {_printable(name)}" if isinstance(name, str) else "flow"
+
+
+def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
+    """Decode and structurally check a submit. Raises `Rejected` with precise errors."""
+    if len(data) > limits.max_submit_bytes:
+        raise Rejected(
+            [
+                SpecError(
+                    path="$",
+                    message=(
+                        f"submit is {len(data):,} bytes; the limit is {limits.max_submit_bytes:,}"
+                        " (WEIR_MAX_SUBMIT_BYTES): split the flow or raise the limit"
+                    ),
+                )
+            ]
+        )
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise Rejected(
+            [SpecError(path="$", message=f"submit is not valid JSON: {exc}; send a JSON object")]
+        ) from None
+    if not isinstance(raw, dict):
+        raise Rejected(
+            [
+                SpecError(
+                    path="$",
+                    message=(
+                        f"submit must be a JSON object with name and tasks, "
+                        f"got {type(raw).__name__}"
+                    ),
+                )
+            ]
+        )
+    flow_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    name = raw.get("name") if isinstance(raw.get("name"), str) else None
+    try:
+        return msgspec.convert(raw, FlowSpec)
+    except msgspec.ValidationError as exc:
+        raise Rejected([_structural_error(raw, str(exc))], flow_id, name) from None
+
+
+def _structural_error(raw: dict[str, object], text: str) -> SpecError:
+    """Turn msgspec's `Expected int, got str - at $.tasks[2].cmd` into a message naming things."""
+    problem, _, path = text.partition(" - at ")
+    path = path.strip("`") or "$"
+    task: str | None = None
+    where = _flow_label(raw)
+    match = _TASK_PATH.match(path)
+    tasks = raw.get("tasks")
+    if match and isinstance(tasks, list):
+        index = int(match.group(1))
+        entry = tasks[index] if index < len(tasks) else None
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            task = entry["name"]
+            where += f": task {_printable(task)}"
+        else:
+            where += f": task #{index + 1}"
+    problem = problem.replace("`", "")
+    hint = ""
+    if problem.startswith("Object contains unknown field"):
+        hint = " (remove it; see proto/schema/FlowSpec.json for the fields weir accepts)"
+    elif problem.startswith("Object missing required field"):
+        hint = " (add it)"
+    return SpecError(path=path, message=f"{where}: {problem} at {path}{hint}", task=task)
+
+
+def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
+    """Check names, references and the graph. Raises `Rejected` listing every problem."""
+    errors: list[SpecError] = []
+    flow = f"flow {_printable(spec.name)}"
+
+    def err(path: str, message: str, task: str | None = None) -> None:
+        errors.append(SpecError(path=path, message=message, task=task))
+
+    if not spec.name.strip():
+        err("$.name", "flow name is empty: give the flow a name")
+    elif len(spec.name) > FLOW_NAME_MAX or _CONTROL.search(spec.name):
+        err(
+            "$.name",
+            f"{flow}: name must be at most {FLOW_NAME_MAX} characters without control characters",
+        )
+    if spec.id is not None and not _is_label(spec.id):
+        err(
+            "$.id",
+            f"{flow}: id {_printable(spec.id)} is not a DNS-1123 label "
+            "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)",
+        )
+    if not spec.tasks:
+        err("$.tasks", f"{flow}: has no tasks; add at least one")
+    if len(spec.tasks) > limits.max_tasks:
+        err(
+            "$.tasks",
+            f"{flow}: has {len(spec.tasks):,} tasks; the limit is {limits.max_tasks:,} "
+            "(WEIR_MAX_TASKS): split it into several flows or raise the limit",
+        )
+        raise Rejected(errors, spec.id, spec.name)
+
+    by_name: dict[str, TaskSpec] = {}
+    outputs: dict[str, str] = {}  # output name -> producing task
+    for index, task in enumerate(spec.tasks):
+        path = f"$.tasks[{index}]"
+        where = f"{flow}: task {_printable(task.name)}"
+        if not _is_label(task.name):
+            err(
+                f"{path}.name",
+                f"{where}: name is not a DNS-1123 label (lower-case letters, digits and '-', "
+                "at most 63, starting and ending alphanumeric); it becomes a pod name",
+                task.name,
+            )
+        if task.name in by_name:
+            err(
+                f"{path}.name",
+                f"{where}: duplicate task name (task #{index + 1}); task names must be unique",
+                task.name,
+            )
+        else:
+            by_name[task.name] = task
+        _check_task_fields(task, path, where, err)
+        for o_index, output in enumerate(task.outputs):
+            if output.name in outputs:
+                err(
+                    f"{path}.outputs[{o_index}].name",
+                    f"{where}: output {_printable(output.name)} is already produced by task "
+                    f"{_printable(outputs[output.name])}; output names must be unique in a flow",
+                    task.name,
+                )
+            else:
+                outputs[output.name] = task.name
+
+    names = ", ".join(sorted(by_name)[:20]) + (", …" if len(by_name) > 20 else "")
+    depends: dict[str, tuple[str, ...]] = {}
+    for index, task in enumerate(spec.tasks):
+        if by_name.get(task.name) is not task:
+            continue
+        where = f"{flow}: task {_printable(task.name)}"
+        valid: list[str] = []
+        for d_index, dep in enumerate(task.depends):
+            dpath = f"$.tasks[{index}].depends[{d_index}]"
+            if dep == task.name:
+                err(dpath, f"{where}: depends on itself; remove it from depends", task.name)
+            elif dep not in by_name:
+                err(
+                    dpath,
+                    f"{where}: depends on {_printable(dep)}, which does not exist (tasks: {names})",
+                    task.name,
+                )
+            elif dep in valid:
+                err(dpath, f"{where}: lists {_printable(dep)} twice in depends", task.name)
+            else:
+                valid.append(dep)
+        depends[task.name] = tuple(valid)
+
+    dependents: dict[str, list[str]] = {name: [] for name in depends}
+    for name, deps in depends.items():
+        for dep in deps:
+            dependents[dep].append(name)
+
+    order = _topological_order(depends, dependents)
+    if len(order) < len(depends):
+        cycle = _find_cycle(depends, set(depends) - set(order))
+        err(
+            "$.tasks",
+            f"{flow}: has a dependency cycle: {' -> '.join(cycle)}; "
+            "remove one of these depends to break it",
+            cycle[0],
+        )
+    else:
+        _check_inputs(spec, flow, depends, outputs, err)
+
+    if errors:
+        raise Rejected(errors, spec.id, spec.name)
+    return Plan(
+        spec=spec,
+        order=tuple(order),
+        tasks=by_name,
+        depends=depends,
+        dependents={name: tuple(children) for name, children in dependents.items()},
+        positions={task.name: index for index, task in enumerate(spec.tasks)},
+    )
+
+
+def _is_label(value: str) -> bool:
+    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
+
+
+def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None:
+    if not task.cmd:
+        err(f"{path}.cmd", f"{where}: cmd is empty; give the program and its arguments", task.name)
+    for c_index, arg in enumerate(task.cmd):
+        if "\x00" in arg or len(arg) > STRING_MAX:
+            err(
+                f"{path}.cmd[{c_index}]",
+                f"{where}: cmd[{c_index}] has a NUL byte or exceeds {STRING_MAX:,} characters",
+                task.name,
+            )
+    if task.image is not None and (not task.image.strip() or _CONTROL.search(task.image)):
+        err(f"{path}.image", f"{where}: image is empty or has control characters", task.name)
+    if not QUEUE_NAME.match(task.queue):
+        err(
+            f"{path}.queue",
+            f"{where}: queue {_printable(task.queue)} must be lower-case letters, digits, "
+            "'-' or '_' (it becomes a NATS subject token)",
+            task.name,
+        )
+    seen_env: set[str] = set()
+    for e_index, var in enumerate(task.env):
+        epath = f"{path}.env[{e_index}]"
+        if not ENV_NAME.match(var.name):
+            err(
+                f"{epath}.name",
+                f"{where}: env name {_printable(var.name)} is not an identifier "
+                "(letters, digits, '_', not starting with a digit)",
+                task.name,
+            )
+        elif var.name in seen_env:
+            err(f"{epath}.name", f"{where}: env {_printable(var.name)} is set twice", task.name)
+        seen_env.add(var.name)
+        if (var.value is None) == (var.from_secret is None):
+            err(
+                epath,
+                f"{where}: env {_printable(var.name)} needs exactly one of value or fromSecret",
+                task.name,
+            )
+        elif var.value is not None and ("\x00" in var.value or len(var.value) > STRING_MAX):
+            err(
+                f"{epath}.value",
+                f"{where}: env {_printable(var.name)} value has a NUL byte or is too long",
+                task.name,
+            )
+    paths = [("inputs", [i.path for i in task.inputs]), ("outputs", [o.path for o in task.outputs])]
+    for kind, items in paths:
+        for i_index, item_path in enumerate(items):
+            problem = _path_problem(item_path)
+            if problem:
+                err(
+                    f"{path}.{kind}[{i_index}].path",
+                    f"{where}: {kind}[{i_index}].path {_printable(item_path)} {problem}",
+                    task.name,
+                )
+
+
+def _path_problem(path: str) -> str | None:
+    if not path or "\x00" in path or _CONTROL.search(path):
+        return "is empty or has control characters"
+    if len(path) > 4096:
+        return "is longer than 4096 characters"
+    if ".." in path.split("/"):
+        return "contains '..'; paths may not climb out of the task's directory"
+    return None
+
+
+def _check_inputs(
+    spec: FlowSpec,
+    flow: str,
+    depends: Mapping[str, tuple[str, ...]],
+    outputs: Mapping[str, str],
+    err: _Err,
+) -> None:
+    ancestors_cache: dict[str, frozenset[str]] = {}
+
+    def ancestors(name: str) -> frozenset[str]:
+        # Iterative to survive 10,000-task chains; memoised to stay linear-ish.
+        if name in ancestors_cache:
+            return ancestors_cache[name]
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            missing = [d for d in depends[current] if d not in ancestors_cache]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            acc: set[str] = set()
+            for d in depends[current]:
+                acc.add(d)
+                acc |= ancestors_cache[d]
+            ancestors_cache[current] = frozenset(acc)
+        return ancestors_cache[name]
+
+    for index, task in enumerate(spec.tasks):
+        if not task.inputs:
+            continue
+        where = f"{flow}: task {_printable(task.name)}"
+        for i_index, item in enumerate(task.inputs):
+            producer = outputs.get(item.from_)
+            ipath = f"$.tasks[{index}].inputs[{i_index}].from"
+            if producer is None:
+                err(
+                    ipath,
+                    f"{where}: input {_printable(item.from_)} is not an output of any task",
+                    task.name,
+                )
+            elif producer not in ancestors(task.name):
+                err(
+                    ipath,
+                    f"{where}: input {_printable(item.from_)} comes from task "
+                    f"{_printable(producer)}, which is not upstream; add it to depends",
+                    task.name,
+                )
+
+
+def _topological_order(
+    depends: Mapping[str, tuple[str, ...]], dependents: Mapping[str, Iterable[str]]
+) -> list[str]:
+    remaining = {name: len(deps) for name, deps in depends.items()}
+    ready = [name for name, count in remaining.items() if count == 0]
+    order: list[str] = []
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for child in dependents[name]:
+            remaining[child] -= 1
+            if remaining[child] == 0:
+                ready.append(child)
+    return order
+
+
+def _find_cycle(depends: Mapping[str, tuple[str, ...]], stuck: set[str]) -> list[str]:
+    """A cycle among the tasks Kahn's algorithm could not order, as a closed path."""
+    start = min(stuck)
+    path = [start]
+    index = {start: 0}
+    current = start
+    while True:
+        current = min(d for d in depends[current] if d in stuck)
+        if current in index:
+            return [*path[index[current] :], current]
+        index[current] = len(path)
+        path.append(current)
+
+
+class _Err(Protocol):
+    def __call__(self, path: str, message: str, task: str | None = None) -> None: ...

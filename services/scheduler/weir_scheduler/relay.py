@@ -1,0 +1,105 @@
+"""OutboxRelay: publishes every committed outbox row to JetStream, then deletes it.
+
+One relay at a time holds a Postgres advisory lock, so events of a flow reach NATS in `seq`
+order; other replicas wait to take over. Rows are read from the outbox table, not after a
+high-water mark, so an event whose transaction committed late is still published.
+`Nats-Msg-Id` is the event id: JetStream drops a re-publish after a crash between publish
+and delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from nats.js import JetStreamContext
+
+from weir_scheduler.store import Q
+
+log = logging.getLogger("weir.scheduler.relay")
+
+RELAY_BATCH_DEFAULT = 512
+RELAY_IDLE_POLL_DEFAULT = 1.0
+"""Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
+RELAY_ACK_TIMEOUT_DEFAULT = 10.0
+RELAY_RETRY_DEFAULT = 0.5
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database_url: str,
+        js: JetStreamContext,
+        *,
+        batch: int = RELAY_BATCH_DEFAULT,
+        idle_poll: float = RELAY_IDLE_POLL_DEFAULT,
+    ) -> None:
+        if batch < 1:
+            raise ValueError("relay batch must be at least 1")
+        self.database_url = database_url
+        self.js = js
+        self.batch = batch
+        self.idle_poll = idle_poll
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._lead(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay lost its database connection: %s", exc)
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RELAY_RETRY_DEFAULT)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            while not await conn.fetchval(Q["relay_lock"]):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
+                    return
+            log.info("relay is leading")
+            await conn.add_listener("weir_outbox", lambda *_: self._wake.set())
+            while not stop.is_set():
+                self._wake.clear()
+                moved = await self._drain_once(conn)
+                if moved == self.batch:
+                    continue
+                waiter = asyncio.ensure_future(self._wake.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=self.idle_poll, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+                stopper.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    async def _drain_once(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(Q["outbox_batch"], self.batch)
+        if not rows:
+            return 0
+        futures = []
+        try:
+            for row in rows:
+                futures.append(
+                    await self.js.publish_async(
+                        row["subject"], row["payload"], headers={"Nats-Msg-Id": row["msg_id"]}
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
+        except Exception as exc:
+            for future in futures:
+                future.cancel()
+            log.warning("relay could not publish (will retry): %s", exc)
+            await asyncio.sleep(RELAY_RETRY_DEFAULT)
+            return 0
+        await conn.execute(Q["outbox_delete"], [row["id"] for row in rows])
+        self.published += len(rows)
+        return len(rows)

@@ -1,0 +1,188 @@
+"""The scheduler process: wires the store, the consumers, the relay and the API together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from weir.config import Settings
+from weir.jetstream import connect, ensure_streams, fetch_batch
+from weir_proto import subjects
+from weir_proto.ids import flow_id_from_message
+from weir_proto.messages import AttemptStatus
+
+from weir_scheduler.api import Api
+from weir_scheduler.planner import Limits
+from weir_scheduler.relay import OutboxRelay
+from weir_scheduler.reports import ReportHandler
+from weir_scheduler.store import EventStore, migrate
+from weir_scheduler.submissions import Submission, SubmissionHandler
+
+log = logging.getLogger("weir.scheduler")
+
+SUBMIT_CONSUMER = "weir-scheduler-submit"
+STATUS_CONSUMER = "weir-scheduler-status"
+CONSUMER_ACK_WAIT = 60.0
+BATCH_DEFAULT = 256
+FETCH_WAIT = 5.0
+RETRY_DELAY = 1.0
+
+_status_decoder = msgspec.json.Decoder(AttemptStatus)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.pool: asyncpg.Pool | None = None
+        self.nc: NATS | None = None
+
+    async def run(self) -> None:
+        settings = self.settings
+        self.pool = await _connect_postgres(settings.database_url, self.stop)
+        if self.pool is None:
+            return
+        async with self.pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+        self.nc = await connect(settings.nats_url, "weir-scheduler")
+        js = self.nc.jetstream()
+        await ensure_streams(js)
+        store = EventStore(self.pool)
+        limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
+        submissions = SubmissionHandler(store, limits, utcnow)
+        reports = ReportHandler(store, utcnow)
+        relay = OutboxRelay(settings.database_url, js)
+        service = await Api(store, submissions).serve(self.nc)
+
+        submit_sub = await js.pull_subscribe(
+            subjects.SUBMIT,
+            durable=SUBMIT_CONSUMER,
+            stream=subjects.STREAM_COMMANDS,
+            config=_consumer_config(),
+        )
+        status_sub = await js.pull_subscribe(
+            f"{subjects.STATUS_PREFIX}.>",
+            durable=STATUS_CONSUMER,
+            stream=subjects.STREAM_STATUS,
+            config=_consumer_config(),
+        )
+        loops = [
+            asyncio.create_task(self._submit_loop(submit_sub, submissions), name="submits"),
+            asyncio.create_task(self._status_loop(status_sub, reports), name="reports"),
+            asyncio.create_task(relay.run(self.stop), name="relay"),
+        ]
+        log.info("scheduler ready", extra={"nats": settings.nats_url})
+        self.ready.set()
+        await self.stop.wait()
+        log.info("scheduler stopping")
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await service.stop()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+        await self.pool.close()
+        log.info("scheduler stopped")
+
+    async def _submit_loop(
+        self, sub: JetStreamContext.PullSubscription, handler: SubmissionHandler
+    ) -> None:
+        while not self.stop.is_set():
+            msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
+            if not msgs:
+                continue
+            batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
+            try:
+                await handler.submit_many(batch)
+            except Exception:
+                log.exception("could not record submits; will retry")
+                await _nak_all(msgs)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            await _ack_all(msgs)
+
+    async def _status_loop(
+        self, sub: JetStreamContext.PullSubscription, handler: ReportHandler
+    ) -> None:
+        while not self.stop.is_set():
+            msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
+            if not msgs:
+                continue
+            reports: list[AttemptStatus] = []
+            good: list[Msg] = []
+            for msg in msgs:
+                try:
+                    reports.append(_status_decoder.decode(msg.data))
+                    good.append(msg)
+                except msgspec.DecodeError as exc:
+                    log.warning(
+                        "undecodable status report dropped",
+                        extra={"subject": msg.subject, "error": str(exc)},
+                    )
+                    await msg.term()
+            try:
+                await handler.record(reports)
+            except Exception:
+                log.exception("could not record status reports; will retry")
+                await _nak_all(good)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            await _ack_all(good)
+
+
+def _consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=CONSUMER_ACK_WAIT,
+        max_ack_pending=20_000,
+        max_deliver=-1,
+    )
+
+
+def _fallback_id(msg: Msg) -> str:
+    meta = msg.metadata
+    published_ms = int(meta.timestamp.timestamp() * 1000) if meta.timestamp else 0
+    return flow_id_from_message(meta.sequence.stream, published_ms, meta.stream)
+
+
+async def _ack_all(msgs: list[Msg]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.ack()
+
+
+async def _nak_all(msgs: list[Msg]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=RETRY_DELAY)
+
+
+async def _connect_postgres(url: str, stop: asyncio.Event) -> asyncpg.Pool | None:
+    """Wait for Postgres with backoff; commands queue in JetStream meanwhile."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await asyncpg.create_pool(url, min_size=2, max_size=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("postgres not reachable; retrying", extra={"error": str(exc), "in": delay})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+    return None

@@ -1,0 +1,189 @@
+"""The weir client library: submit flows, query them, and follow their events.
+
+```python
+async with await Client.connect("nats://127.0.0.1:4222") as client:
+    flow_id = await client.submit({"name": "hello", "tasks": [{"name": "a", "cmd": ["true"]}]})
+    final = await client.wait(flow_id)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import DeliverPolicy
+from weir_proto import subjects
+from weir_proto.api import FlowPage, FlowSummary, FlowView, GetRequest, ListRequest
+from weir_proto.errors import ApiError, SpecError
+from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
+from weir_proto.ids import new_flow_id
+from weir_proto.spec import FlowSpec
+
+from weir.jetstream import connect
+
+REQUEST_TIMEOUT_DEFAULT = 10.0
+HISTORY_IDLE_DEFAULT = 1.0
+"""Without --follow, event replay ends once the stream has been quiet this long."""
+
+_T = TypeVar("_T")
+_event_decoder = msgspec.json.Decoder(FlowEvent)
+
+
+class _RawReply(msgspec.Struct):
+    """`Reply` with the result left undecoded until we know which type it is."""
+
+    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    error: ApiError | None = None
+
+
+_reply_decoder = msgspec.json.Decoder(_RawReply)
+_encoder = msgspec.json.Encoder()
+
+
+class WeirError(Exception):
+    """An error answered by the scheduler (`code`, `message`, `details`) or the client."""
+
+    def __init__(self, code: str, message: str, details: list[SpecError] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+    @classmethod
+    def from_api(cls, error: ApiError) -> WeirError:
+        return cls(error.code, error.message, error.details)
+
+
+class Client:
+    def __init__(self, nc: NATS, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> Client:
+        return cls(await connect(url, "weir-client"), timeout)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Commands -----------------------------------------------------------------------------
+
+    async def submit(self, spec: FlowSpec | Mapping[str, Any] | bytes) -> str:
+        """Publish a flow to `weir.cmd.submit` and return its id once JetStream holds it.
+
+        The id is chosen here when the spec has none, so it is known before the scheduler
+        has seen the flow. A flow that fails validation is recorded as rejected under that id.
+        """
+        if isinstance(spec, bytes):
+            doc: Any = msgspec.json.decode(spec)
+        elif isinstance(spec, FlowSpec):
+            doc = msgspec.to_builtins(spec)
+        else:
+            doc = dict(spec)
+        if not isinstance(doc, dict):
+            raise WeirError("invalid_flow", "a flow spec is a JSON object with name and tasks")
+        flow_id = doc.get("id")
+        if not isinstance(flow_id, str) or not flow_id:
+            flow_id = new_flow_id()
+            doc["id"] = flow_id
+        payload = _encoder.encode(doc)
+        limit = self.nc.max_payload
+        if len(payload) > limit:
+            raise WeirError(
+                "too_large",
+                f"flow spec is {len(payload):,} bytes; this NATS server accepts at most "
+                f"{limit:,} per message (raise max_payload, or split the flow)",
+            )
+        await self.js.publish(
+            subjects.SUBMIT, payload, timeout=self.timeout, headers={"Nats-Msg-Id": flow_id}
+        )
+        return flow_id
+
+    # Queries ------------------------------------------------------------------------------
+
+    async def _call(self, subject: str, request: object, kind: type[_T]) -> _T:
+        msg = await self.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
+        reply = _reply_decoder.decode(msg.data)
+        if reply.error is not None:
+            raise WeirError.from_api(reply.error)
+        return msgspec.json.decode(reply.result, type=kind)
+
+    async def get(self, flow_id: str) -> FlowView:
+        return await self._call(subjects.API_GET, GetRequest(flow_id=flow_id), FlowView)
+
+    async def list(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> FlowPage:
+        request = ListRequest(status=status, limit=limit, cursor=cursor)
+        return await self._call(subjects.API_LIST, request, FlowPage)
+
+    async def list_all(
+        self, status: str | None = None, page: int = 500
+    ) -> AsyncIterator[FlowSummary]:
+        """Every flow, newest first, page after page."""
+        cursor: str | None = None
+        while True:
+            result = await self.list(status, page, cursor)
+            for flow in result.flows:
+                yield flow
+            if result.next is None:
+                return
+            cursor = result.next
+
+    # Events -------------------------------------------------------------------------------
+
+    async def events(
+        self, flow_id: str, follow: bool = False, idle: float = HISTORY_IDLE_DEFAULT
+    ) -> AsyncIterator[FlowEvent]:
+        """The flow's events from the first. With `follow`, goes on live until the flow ends;
+        without, stops once the history has been replayed."""
+        sub = await self.js.subscribe(
+            subjects.flow_events(flow_id),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        last_seq = 0
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=None if follow else idle)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    return
+                event = _event_decoder.decode(msg.data)
+                if event.seq <= last_seq:
+                    continue
+                last_seq = event.seq
+                yield event
+                if event_type(event) in TERMINAL_FLOW_EVENTS:
+                    return
+                if not follow and msg.metadata.num_pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def wait(self, flow_id: str) -> FlowEvent:
+        """Block until the flow ends; returns its terminal event."""
+        async for event in self.events(flow_id, follow=True):
+            if event_type(event) in TERMINAL_FLOW_EVENTS:
+                return event
+        raise WeirError("internal", f"event stream of flow {flow_id} ended early")

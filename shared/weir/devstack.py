@@ -1,0 +1,246 @@
+"""The whole of weir on one machine: private Postgres and NATS, the scheduler and a runner.
+
+`python -m weir.devstack demo FLOW.yaml` starts it all in a temporary directory, submits the
+flow, prints its events until it ends and stops everything (exit 0 iff the flow succeeded).
+`python -m weir.devstack up` keeps the stack running in the foreground (state in .weir/dev).
+The test suite uses `Stack` to kill and restart real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import nats
+from nats.aio.client import Client as NATS
+
+from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+SERVICE_READY_TIMEOUT = 30.0
+
+_Probe = Callable[[NATS], Awaitable[bool]]
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Stack:
+    """Postgres + NATS + scheduler + runner as real processes under `root`."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    nats_port: int = 0
+    postgres: EmbeddedPostgres | None = None
+    nats_server: EmbeddedNats | None = None
+    scheduler: subprocess.Popen[bytes] | None = None
+    runner: subprocess.Popen[bytes] | None = None
+
+    @property
+    def nats_url(self) -> str:
+        assert self.nats_server is not None
+        return self.nats_server.url
+
+    @property
+    def database_url(self) -> str:
+        assert self.postgres is not None
+        return self.postgres.url_for("weir")
+
+    def start_infra(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.postgres = EmbeddedPostgres(self.root / "postgres")
+        self.postgres.start()
+        asyncio.run(create_database(self.postgres.url, "weir"))
+        self.nats_server = EmbeddedNats(self.root / "nats", port=self.nats_port)
+        self.nats_server.start()
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            WEIR_NATS_URL=self.nats_url,
+            WEIR_DATABASE_URL=self.database_url,
+            WEIR_RUNNER_DIR=str(self.root / "runner" / "attempts"),
+        )
+        env.update(self.env)
+        return env
+
+    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=self.service_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return proc
+
+    def start_scheduler(self) -> None:
+        self.scheduler = self._spawn("weir_scheduler", "scheduler")
+        asyncio.run(self._wait_ready("scheduler", self.scheduler, _scheduler_ready))
+
+    def start_runner(self) -> None:
+        self.runner = self._spawn("weir_runner", "runner")
+        asyncio.run(self._wait_ready("runner", self.runner, _runner_ready))
+
+    def start(self) -> None:
+        self.start_infra()
+        self.start_scheduler()
+        self.start_runner()
+
+    async def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], probe: _Probe) -> None:
+        deadline = time.monotonic() + SERVICE_READY_TIMEOUT
+        nc = await nats.connect(self.nats_url)
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    log = (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log}")
+                if await probe(nc):
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+        raise RuntimeError(f"{name} was not ready within {SERVICE_READY_TIMEOUT:.0f}s")
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes] | None, kill: bool = False) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill_scheduler(self) -> None:
+        self._stop(self.scheduler, kill=True)
+
+    def kill_runner(self) -> None:
+        self._stop(self.runner, kill=True)
+
+    def stop(self) -> None:
+        self._stop(self.runner)
+        self._stop(self.scheduler)
+        if self.nats_server:
+            self.nats_server.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+async def _scheduler_ready(nc: NATS) -> bool:
+    try:
+        await nc.request("$SRV.PING.weir", b"", timeout=0.5)
+        return True
+    except Exception:
+        return False
+
+
+async def _runner_ready(nc: NATS) -> bool:
+    try:
+        await nc.jetstream().consumer_info("WEIR_DISPATCH", "weir-runner-default")
+        return True
+    except Exception:
+        return False
+
+
+def demo(flow_file: str) -> int:
+    from weir.cli import app
+
+    with tempfile.TemporaryDirectory(prefix="weir-demo-") as tmp:
+        stack = Stack(Path(tmp))
+        started = time.monotonic()
+        print(f"starting Postgres, NATS, scheduler and runner in {tmp} ...", flush=True)
+        try:
+            stack.start()
+            print(
+                f"stack up in {time.monotonic() - started:.1f}s; submitting {flow_file}", flush=True
+            )
+            result = app(
+                ["submit", flow_file, "--follow", "--nats-url", stack.nats_url],
+                standalone_mode=False,
+            )
+            code = result if isinstance(result, int) else 0
+            if code == 0:
+                print(f"demo flow succeeded ({time.monotonic() - started:.1f}s in all)")
+            else:
+                print("demo flow did not succeed; service logs:")
+                for name in ("scheduler", "runner"):
+                    print((stack.root / f"{name}.log").read_text(errors="replace")[-3000:])
+            return code
+        finally:
+            stack.stop()
+
+
+def up() -> int:
+    root = Path(".weir/dev").resolve()
+    port = 4222 if _port_free(4222) else free_port()
+    stack = Stack(root, nats_port=port)
+    stack.start()
+    print(
+        f"weir is up. In another shell:\n  export WEIR_NATS_URL={stack.nats_url}\n"
+        f"  .venv/bin/weir submit examples/diamond.yaml --follow\n"
+        f"Postgres: {stack.database_url}\nLogs: {root}/scheduler.log, {root}/runner.log\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping:
+            for name, proc in (("scheduler", stack.scheduler), ("runner", stack.runner)):
+                if proc is not None and proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see {root}/{name}.log")
+                    return 1
+            time.sleep(0.5)
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock, contextlib.suppress(OSError):
+        sock.bind(("127.0.0.1", port))
+        return True
+    return False
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 1 and argv[0] == "demo":
+        return demo(argv[1] if len(argv) > 1 else "examples/diamond.yaml")
+    if len(argv) >= 1 and argv[0] == "up":
+        return up()
+    print("usage: python -m weir.devstack demo [FLOW.yaml] | up", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

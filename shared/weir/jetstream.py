@@ -1,0 +1,120 @@
+"""The one NATS helper: connect, declare the streams, and fetch batches without idling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+from weir_proto import subjects
+
+log = logging.getLogger("weir.nats")
+
+DUPLICATE_WINDOW = 120.0
+EVENTS_MAX_AGE = 30 * 24 * 3600.0
+"""Events stay replayable from NATS for 30 days; the Postgres log keeps them for good."""
+
+
+def stream_configs() -> list[StreamConfig]:
+    file = StorageType.FILE
+    return [
+        StreamConfig(
+            name=subjects.STREAM_COMMANDS,
+            subjects=["weir.cmd.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=file,
+            duplicate_window=DUPLICATE_WINDOW,
+            max_age=7 * 24 * 3600.0,
+        ),
+        StreamConfig(
+            name=subjects.STREAM_STATUS,
+            subjects=[f"{subjects.STATUS_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=file,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.STREAM_DISPATCH,
+            subjects=[f"{subjects.DISPATCH_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=file,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.STREAM_EVENTS,
+            subjects=[f"{subjects.EVENTS_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            storage=file,
+            duplicate_window=DUPLICATE_WINDOW,
+            max_age=EVENTS_MAX_AGE,
+        ),
+    ]
+
+
+async def connect(url: str, name: str, **options: Any) -> NATS:
+    """Connect with endless reconnects; the server may restart under us."""
+
+    client: NATS | None = None
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        if client is not None and not (client.is_closed or client.is_draining):
+            log.warning("nats disconnected; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    client = await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        **options,
+    )
+    return client
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create our streams, or bring their config up to date. Safe to race with other processes."""
+    for config in stream_configs():
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+async def fetch_batch(sub: JetStreamContext.PullSubscription, most: int, wait: float) -> list[Msg]:
+    """Up to `most` messages: blocks for the first, then takes what is already pending.
+
+    nats-py's `fetch(n)` lingers until `n` arrive or the timeout passes, which would add the
+    whole timeout to every step of an idle flow; asking for one and then exactly the number
+    the server says is pending returns as soon as there is work.
+    """
+    try:
+        first = await sub.fetch(1, timeout=wait)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
+    msgs = list(first)
+    pending = msgs[-1].metadata.num_pending if msgs else 0
+    if most > 1 and pending:
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError, nats.errors.TimeoutError):
+            msgs.extend(await sub.fetch(min(most - 1, pending), timeout=0.05))
+    return msgs

@@ -1,0 +1,105 @@
+"""Real parts for every test: a private Postgres cluster per session, a fresh database and a
+fresh nats-server (JetStream) per test, and the services running in-process or as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from weir.client import Client
+from weir.config import Settings
+from weir.embedded import EmbeddedNats, EmbeddedPostgres
+from weir_runner.worker import Runner
+from weir_scheduler.service import Scheduler
+
+READY_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    cluster = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield postgres.url_for(name)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+    return Settings(
+        nats_url=nats_server.url,
+        database_url=database_url,
+        runner_dir=str(tmp_path / "runner" / "attempts"),
+        runner_concurrency=8,
+        dispatch_ack_wait=5.0,
+        shutdown_grace=2.0,
+    )
+
+
+async def _start(name: str, service: Scheduler | Runner) -> asyncio.Task[None]:
+    task = asyncio.create_task(service.run(), name=name)
+    ready = asyncio.create_task(service.ready.wait())
+    done, _ = await asyncio.wait(
+        {task, ready}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        ready.cancel()
+        task.result()
+        raise RuntimeError(f"{name} stopped before it was ready")
+    if ready not in done:
+        raise RuntimeError(f"{name} not ready within {READY_TIMEOUT}s")
+    return task
+
+
+@dataclass
+class Services:
+    settings: Settings
+    scheduler: Scheduler
+    runner: Runner
+    scheduler_task: asyncio.Task[None]
+    runner_task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.runner.stop.set()
+        self.scheduler.stop.set()
+        await asyncio.wait_for(asyncio.gather(self.runner_task, self.scheduler_task), 30)
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    scheduler = Scheduler(settings)
+    scheduler_task = await _start("scheduler", scheduler)
+    runner = Runner(settings)
+    runner_task = await _start("runner", runner)
+    running = Services(settings, scheduler, runner, scheduler_task, runner_task)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[Client]:
+    async with await Client.connect(services.settings.nats_url) as connected:
+        yield connected

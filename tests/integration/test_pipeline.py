@@ -1,0 +1,259 @@
+"""The whole path on real Postgres and NATS: submit -> log -> dispatch -> runner -> status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import pytest
+from weir.client import Client, WeirError
+from weir_proto import subjects
+from weir_proto.events import FlowEvent, event_type
+from weir_proto.messages import AttemptFinished
+
+from tests.conftest import Services
+from tests.flows import diamond, task
+
+WAIT = 60.0
+
+
+async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
+    flow_id = await client.submit(spec)
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    return flow_id, [e async for e in client.events(flow_id)]
+
+
+def types(events: list[FlowEvent]) -> list[str]:
+    return [event_type(e) for e in events]
+
+
+async def test_diamond_runs_each_task_after_its_own_dependencies(client: Client) -> None:
+    flow_id, events = await finish(client, diamond())
+
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert types(events)[0] == "flow_submitted"
+    assert types(events)[-1] == "flow_succeeded"
+    position = {(event_type(e), getattr(e, "task", None)): i for i, e in enumerate(events)}
+    for child, parents in {"left": ["root"], "right": ["root"], "join": ["left", "right"]}.items():
+        for parent in parents:
+            assert position[("task_succeeded", parent)] < position[("task_dispatched", child)]
+    view = await client.get(flow_id)
+    assert view.status == "succeeded"
+    assert [t.name for t in view.tasks] == ["join", "left", "right", "root"]
+    assert {t.status for t in view.tasks} == {"succeeded"}
+    assert all(t.attempt == 1 and t.exit_code == 0 for t in view.tasks)
+    assert all(t.started_at and t.finished_at for t in view.tasks)
+
+
+async def test_failed_task_fails_flow_skips_downstream_and_reports_why(client: Client) -> None:
+    spec = {
+        "name": "breaks",
+        "tasks": [
+            task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3"),
+            task("load", "true", depends=["extract"]),
+            task("slow-sibling", "sleep", "0.3"),
+        ],
+    }
+    flow_id, events = await finish(client, spec)
+
+    assert types(events)[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["extract"]  # type: ignore[union-attr]
+    view = await client.get(flow_id)
+    tasks = {t.name: t for t in view.tasks}
+    assert view.status == "failed"
+    assert tasks["extract"].status == "failed"
+    assert tasks["extract"].exit_code == 3
+    assert tasks["extract"].error_type == "exit_code"
+    assert 'task "extract" exited with code 3' in (tasks["extract"].error_message or "")
+    assert "disk on fire" in (tasks["extract"].error_message or "")
+    assert tasks["load"].status == "skipped"
+    assert 'upstream task "extract" failed' in (tasks["load"].error_message or "")
+    assert tasks["slow-sibling"].status == "succeeded"  # running siblings finish
+
+
+async def test_program_that_cannot_start_is_an_executor_error(client: Client) -> None:
+    flow_id, _ = await finish(client, {"name": "typo", "tasks": [task("a", "no-such-program-x")]})
+    (a,) = (await client.get(flow_id)).tasks
+    assert a.status == "failed"
+    assert a.error_type == "executor"
+    assert "cannot start 'no-such-program-x'" in (a.error_message or "")
+
+
+async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services: Services) -> None:
+    spec = {
+        "name": "pass-data",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                "printf 'hello\\n' > out/greeting.txt",
+                outputs=[{"name": "greeting", "path": "out/greeting.txt"}],
+            ),
+            task(
+                "use",
+                "sh",
+                "-c",
+                'test "$(cat in.txt)" = hello',
+                depends=["make"],
+                inputs=[{"from": "greeting", "path": "in.txt"}],
+            ),
+        ],
+    }
+    spec["tasks"][0]["cmd"] = ["sh", "-c", "mkdir -p out && printf 'hello\\n' > out/greeting.txt"]
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", (await client.get(flow_id)).tasks
+
+
+async def test_missing_output_file_fails_the_task_naming_the_path(client: Client) -> None:
+    spec = {
+        "name": "forgetful",
+        "tasks": [task("a", "true", outputs=[{"name": "report", "path": "report.csv"}])],
+    }
+    flow_id, _ = await finish(client, spec)
+    (a,) = (await client.get(flow_id)).tasks
+    assert a.status == "failed"
+    assert "report.csv" in (a.error_message or "")
+
+
+async def test_absolute_artifact_path_is_refused_by_the_local_executor(client: Client) -> None:
+    spec = {
+        "name": "abs",
+        "tasks": [task("a", "true", outputs=[{"name": "x", "path": "/task-output.txt"}])],
+    }
+    flow_id, _ = await finish(client, spec)
+    (a,) = (await client.get(flow_id)).tasks
+    assert a.status == "failed"
+    assert a.error_type == "executor"
+    assert "/task-output.txt" in (a.error_message or "")
+    assert "absolute" in (a.error_message or "")
+
+
+async def test_raw_json_submit_from_any_nats_client(services: Services, client: Client) -> None:
+    nc = await nats.connect(services.settings.nats_url)
+    try:
+        raw = b'{"name": "from-raw-nats", "tasks": [{"name": "a", "cmd": ["true"]}]}'
+        ack = await nc.jetstream().publish("weir.cmd.submit", raw)
+        assert ack.stream == subjects.STREAM_COMMANDS
+    finally:
+        await nc.close()
+
+    async def succeeded() -> str:
+        while True:
+            page = await client.list(status="succeeded")
+            for flow in page.flows:
+                if flow.name == "from-raw-nats":
+                    return flow.id
+            await asyncio.sleep(0.05)
+
+    flow_id = await asyncio.wait_for(succeeded(), WAIT)
+    assert len(flow_id) == 26
+
+
+async def test_event_stream_holds_exactly_the_event_log(client: Client, services: Services) -> None:
+    flow_id, streamed = await finish(client, diamond())
+    conn = await asyncpg.connect(services.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, seq, type FROM events WHERE flow_id = $1 ORDER BY seq", flow_id
+        )
+        while await conn.fetchval("SELECT count(*) FROM outbox"):
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    assert [(r["id"], r["seq"], r["type"]) for r in rows] == [
+        (e.id, e.seq, event_type(e)) for e in streamed
+    ]
+
+
+async def test_resubmitting_a_flow_is_idempotent(client: Client, services: Services) -> None:
+    flow_id, _ = await finish(client, diamond("same-flow"))
+    again = await client.submit(diamond("same-flow"))
+    assert again == flow_id
+    nc = await nats.connect(services.settings.nats_url)
+    try:
+        reply = await nc.request(
+            "weir.api.submit", msgspec.json.encode(diamond("same-flow")), timeout=10
+        )
+    finally:
+        await nc.close()
+    result = msgspec.json.decode(reply.data)["result"]
+    assert result == {"flow_id": "same-flow", "status": "succeeded", "created": False}
+    events = [e async for e in client.events(flow_id)]
+    assert sum(1 for e in events if event_type(e) == "flow_submitted") == 1
+
+
+async def test_different_spec_under_a_taken_id_is_rejected(client: Client) -> None:
+    await finish(client, diamond("taken"))
+    other = {"id": "taken", "name": "other", "tasks": [task("x", "true")]}
+    with pytest.raises(WeirError) as raised:
+        await _api_submit(client, other)
+    assert raised.value.code == "invalid_flow"
+    assert 'flow id "taken" is already used by another flow' in raised.value.message
+    assert (await client.get("taken")).name == "diamond"
+
+
+async def _api_submit(client: Client, spec: dict[str, Any]) -> dict[str, Any]:
+    reply = await client.nc.request("weir.api.submit", msgspec.json.encode(spec), timeout=10)
+    body = msgspec.json.decode(reply.data)
+    if "error" in body:
+        error = body["error"]
+        raise WeirError(error["code"], error["message"])
+    result: dict[str, Any] = body["result"]
+    return result
+
+
+async def test_list_pages_through_every_flow_newest_first(client: Client) -> None:
+    ids = []
+    for i in range(23):
+        result = await _api_submit(
+            client, {"id": f"page-{i:02d}", "name": "p", "tasks": [task("a", "true")]}
+        )
+        ids.append(result["flow_id"])
+    seen = [f.id async for f in client.list_all(page=5)]
+    assert seen == list(reversed(ids))
+    first = await client.list(limit=5)
+    assert len(first.flows) == 5 and first.next is not None
+
+
+async def test_api_answers_bad_requests_with_structured_errors(client: Client) -> None:
+    for subject, body, code, words in [
+        ("weir.api.get", b'{"flow_id": "nope"}', "not_found", 'flow "nope" does not exist'),
+        ("weir.api.get", b"{not json", "bad_request", "weir.api.get"),
+        ("weir.api.get", b'{"flow_id": 7}', "bad_request", "Expected str"),
+        ("weir.api.list", b'{"limit": 0}', "bad_request", "limit must be between 1 and 1000"),
+        ("weir.api.list", b'{"status": "nah"}', "bad_request", "status must be one of"),
+        ("weir.api.list", b'{"cursor": "zzz"}', "bad_request", "cursor"),
+        ("weir.api.list", b'{"colour": "red"}', "bad_request", "unknown field"),
+    ]:
+        reply = await client.nc.request(subject, body, timeout=10)
+        error = msgspec.json.decode(reply.data)["error"]
+        assert error["code"] == code, (subject, body, error)
+        assert words in error["message"], (subject, body, error)
+
+
+async def test_duplicate_stale_and_garbage_status_reports_change_nothing(
+    client: Client, services: Services
+) -> None:
+    flow_id, before = await finish(client, diamond())
+    duplicate = AttemptFinished(
+        flow_id=flow_id,
+        task="root",
+        attempt=1,
+        runner="elsewhere",
+        at=before[-1].at,
+        exit_code=1,
+        error_type=None,
+    )
+    js = client.js
+    await js.publish(subjects.status(flow_id), msgspec.json.encode(duplicate))
+    await js.publish(subjects.status(flow_id), b"\xff\xfe not json")
+    await js.publish(subjects.status("no-such-flow"), msgspec.json.encode(duplicate))
+    # The scheduler keeps serving: a new flow still runs to the end.
+    _, events = await finish(client, diamond())
+    assert types(events)[-1] == "flow_succeeded"
+    after = [e async for e in client.events(flow_id)]
+    assert after == before
