@@ -28,6 +28,8 @@ from weir_proto.spec import FlowSpec
 from weir.jetstream import connect
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
+CONNECT_ATTEMPTS = 10
+"""Reconnect attempts (0.5 s apart) before a client gives up on a server."""
 HISTORY_IDLE_DEFAULT = 1.0
 """Without --follow, event replay ends once the stream has been quiet this long."""
 
@@ -68,7 +70,10 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> Client:
-        return cls(await connect(url, "weir-client"), timeout)
+        """Connect to NATS; fails within seconds when the server cannot be reached."""
+        return cls(
+            await connect(url, "weir-client", max_reconnect_attempts=CONNECT_ATTEMPTS), timeout
+        )
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

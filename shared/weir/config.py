@@ -53,6 +53,8 @@ class Settings:
     max_submit_bytes: int = 4 * 1024 * 1024
     dispatch_ack_wait: float = 30.0
     """Seconds before a dispatch whose runner went silent is handed to another runner."""
+    scheduler_ack_wait: float = 15.0
+    """Seconds before commands or reports taken by a scheduler that died go to another one."""
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
 
@@ -74,6 +76,7 @@ class Settings:
             max_tasks=_int(env, "WEIR_MAX_TASKS", 10_000),
             max_submit_bytes=_int(env, "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024),
             dispatch_ack_wait=_float(env, "WEIR_DISPATCH_ACK_WAIT", 30.0, minimum=1.0),
+            scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),
             shutdown_grace=_float(env, "WEIR_SHUTDOWN_GRACE", 10.0),
             log_level=env.get("WEIR_LOG_LEVEL", "INFO").upper(),
         )

@@ -47,6 +47,8 @@ class Stack:
 
     root: Path
     env: dict[str, str] = field(default_factory=dict)
+    external_database_url: str | None = None
+    """Use this database instead of starting a private Postgres (the tests share one)."""
     nats_port: int = 0
     postgres: EmbeddedPostgres | None = None
     nats_server: EmbeddedNats | None = None
@@ -60,14 +62,17 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        if self.external_database_url:
+            return self.external_database_url
         assert self.postgres is not None
         return self.postgres.url_for("weir")
 
     def start_infra(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.postgres = EmbeddedPostgres(self.root / "postgres")
-        self.postgres.start()
-        asyncio.run(create_database(self.postgres.url, "weir"))
+        if not self.external_database_url:
+            self.postgres = EmbeddedPostgres(self.root / "postgres")
+            self.postgres.start()
+            asyncio.run(create_database(self.postgres.url, "weir"))
         self.nats_server = EmbeddedNats(self.root / "nats", port=self.nats_port)
         self.nats_server.start()
 

@@ -64,8 +64,8 @@ def stream_configs() -> list[StreamConfig]:
     ]
 
 
-async def connect(url: str, name: str, **options: Any) -> NATS:
-    """Connect with endless reconnects; the server may restart under us."""
+async def connect(url: str, name: str, max_reconnect_attempts: int = -1, **options: Any) -> NATS:
+    """Connect, by default with endless reconnects: the server may restart under us."""
 
     client: NATS | None = None
 
@@ -82,7 +82,7 @@ async def connect(url: str, name: str, **options: Any) -> NATS:
     client = await nats.connect(
         url,
         name=name,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=max_reconnect_attempts,
         reconnect_time_wait=0.5,
         error_cb=on_error,
         disconnected_cb=on_disconnect,

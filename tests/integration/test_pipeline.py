@@ -90,7 +90,7 @@ async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services:
                 "make",
                 "sh",
                 "-c",
-                "printf 'hello\\n' > out/greeting.txt",
+                "mkdir -p out && printf 'hello\\n' > out/greeting.txt",
                 outputs=[{"name": "greeting", "path": "out/greeting.txt"}],
             ),
             task(
@@ -103,7 +103,6 @@ async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services:
             ),
         ],
     }
-    spec["tasks"][0]["cmd"] = ["sh", "-c", "mkdir -p out && printf 'hello\\n' > out/greeting.txt"]
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", (await client.get(flow_id)).tasks
 

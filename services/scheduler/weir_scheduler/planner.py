@@ -25,7 +25,7 @@ STRING_MAX = 64 * 1024
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[a-z0-9]([-_a-z0-9]{0,62})$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TASK_PATH = re.compile(r"^\$\.tasks\[(\d+)\]")
 
 
@@ -111,6 +111,10 @@ def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
     except msgspec.DecodeError as exc:
         raise Rejected(
             [SpecError(path="$", message=f"submit is not valid JSON: {exc}; send a JSON object")]
+        ) from None
+    except RecursionError:
+        raise Rejected(
+            [SpecError(path="$", message="submit nests too deeply to be a flow spec")]
         ) from None
     if not isinstance(raw, dict):
         raise Rejected(

@@ -30,7 +30,6 @@ log = logging.getLogger("weir.scheduler")
 
 SUBMIT_CONSUMER = "weir-scheduler-submit"
 STATUS_CONSUMER = "weir-scheduler-status"
-CONSUMER_ACK_WAIT = 60.0
 BATCH_DEFAULT = 256
 FETCH_WAIT = 5.0
 RETRY_DELAY = 1.0
@@ -73,13 +72,13 @@ class Scheduler:
             subjects.SUBMIT,
             durable=SUBMIT_CONSUMER,
             stream=subjects.STREAM_COMMANDS,
-            config=_consumer_config(),
+            config=_consumer_config(settings.scheduler_ack_wait),
         )
         status_sub = await js.pull_subscribe(
             f"{subjects.STATUS_PREFIX}.>",
             durable=STATUS_CONSUMER,
             stream=subjects.STREAM_STATUS,
-            config=_consumer_config(),
+            config=_consumer_config(settings.scheduler_ack_wait),
         )
         loops = [
             asyncio.create_task(self._submit_loop(submit_sub, submissions), name="submits"),
@@ -146,11 +145,11 @@ class Scheduler:
             await _ack_all(good)
 
 
-def _consumer_config() -> ConsumerConfig:
+def _consumer_config(ack_wait: float) -> ConsumerConfig:
     return ConsumerConfig(
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=CONSUMER_ACK_WAIT,
+        ack_wait=ack_wait,
         max_ack_pending=20_000,
         max_deliver=-1,
     )

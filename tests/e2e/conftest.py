@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from weir.devstack import Stack
+
+FAST_FAILOVER = {
+    # Attempts and commands held by a process killed with -9 come back within seconds.
+    "WEIR_DISPATCH_ACK_WAIT": "2",
+    "WEIR_SCHEDULER_ACK_WAIT": "2",
+    "WEIR_SHUTDOWN_GRACE": "2",
+    "WEIR_RUNNER_CONCURRENCY": "4",
+}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    """The scheduler and the runner as real processes on real Postgres and NATS."""
+    running = Stack(tmp_path / "stack", env=dict(FAST_FAILOVER), external_database_url=database_url)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()

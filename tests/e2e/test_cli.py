@@ -1,0 +1,94 @@
+"""`weir` as a user runs it, against the services running as processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from weir.devstack import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def weir(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "weir.cli", *args, "--nats-url", stack.nats_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_submit_wait_show_events_and_list(stack: Stack) -> None:
+    done = weir(stack, "submit", str(REPO / "examples" / "diamond.yaml"), "--wait")
+    assert done.returncode == 0, done.stderr
+    flow_id, result = done.stdout.split()
+    assert result == "flow_succeeded"
+
+    shown = weir(stack, "show", flow_id)
+    assert shown.returncode == 0
+    for name in ("fetch", "upper", "count", "report"):
+        assert name in shown.stdout
+    assert "succeeded" in shown.stdout
+
+    view = json.loads(weir(stack, "show", flow_id, "--json").stdout)
+    assert view["status"] == "succeeded"
+    assert [t["name"] for t in view["tasks"]] == ["report", "fetch", "upper", "count"]
+
+    history = weir(stack, "events", flow_id, "--json")
+    events = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["type"] == "flow_submitted" and events[-1]["type"] == "flow_succeeded"
+    assert "task_started" in weir(stack, "events", flow_id).stdout
+
+    listed = json.loads(weir(stack, "flows", "--json").stdout)
+    assert [f["id"] for f in listed] == [flow_id]
+
+
+def test_failed_flow_exits_1_and_follow_prints_events(stack: Stack, tmp_path: Path) -> None:
+    flow = tmp_path / "fails.yaml"
+    flow.write_text(
+        "name: fails\ntasks:\n  - name: boom\n    cmd: [sh, -c, 'echo kaput >&2; exit 4']\n"
+    )
+    run = weir(stack, "submit", str(flow), "--follow")
+    assert run.returncode == 1
+    assert "task_failed" in run.stdout and "flow_failed" in run.stdout
+    assert "kaput" in run.stdout
+
+
+def test_invalid_flow_file_is_rejected_with_reasons(stack: Stack, tmp_path: Path) -> None:
+    flow = tmp_path / "cycle.yaml"
+    flow.write_text(
+        "name: loop\ntasks:\n"
+        "  - {name: a, cmd: ['true'], depends: [b]}\n"
+        "  - {name: b, cmd: ['true'], depends: [a]}\n"
+    )
+    run = weir(stack, "submit", str(flow), "--wait")
+    assert run.returncode == 1
+    assert "flow_rejected" in run.stdout
+    assert 'flow "loop": has a dependency cycle: a -> b -> a' in run.stderr
+
+
+def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(stack: Stack) -> None:
+    run = weir(stack, "submit", "-", "--wait", stdin='{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}')
+    assert run.returncode == 0, run.stderr
+    bad = weir(stack, "submit", "-", stdin="- just\n- a list\n")
+    assert bad.returncode == 2 and "must hold a mapping" in bad.stderr
+
+
+def test_unreachable_nats_is_a_clear_error(stack: Stack) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "weir.cli", "flows", "--nats-url", "nats://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "cannot reach NATS at nats://127.0.0.1:1" in run.stderr

@@ -1,0 +1,59 @@
+"""The published JSON Schemas match the msgspec types, and settings fail loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from weir.config import ConfigError, Settings
+from weir_proto.ids import DNS1123_LABEL, attempt_id, new_flow_id
+from weir_proto.schema import render
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "proto" / "schema"
+
+
+def test_schema_files_match_the_types() -> None:
+    expected = render()
+    on_disk = {p.name: p.read_text() for p in SCHEMA_DIR.glob("*.json")}
+    assert sorted(on_disk) == sorted(expected), "run ./just schema"
+    for name, text in expected.items():
+        assert on_disk[name] == text, f"proto/schema/{name} is stale: run ./just schema"
+
+
+def test_flow_spec_schema_forbids_unknown_fields_and_names_flowmium_fields() -> None:
+    text = (SCHEMA_DIR / "FlowSpec.json").read_text()
+    assert '"fromSecret"' in text and '"depends"' in text and '"from"' in text
+    assert '"additionalProperties": false' in text
+
+
+def test_flow_ids_sort_by_time_and_are_dns_labels() -> None:
+    early, late = new_flow_id(1_000), new_flow_id(2_000)
+    assert early < late and len(early) == 26
+    assert DNS1123_LABEL.match(early) and DNS1123_LABEL.match(new_flow_id())
+
+
+def test_attempt_ids_stay_within_63_characters_and_differ() -> None:
+    a = attempt_id("f" * 40, "t" * 63, 1)
+    b = attempt_id("f" * 40, "t" * 62 + "u", 1)
+    assert len(a) <= 63 and len(b) <= 63 and a != b
+    assert attempt_id("flow", "task", 2) == "flow-task-2"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"WEIR_EXECUTOR": "docker"}, "WEIR_EXECUTOR='docker' is not an executor"),
+        ({"WEIR_RUNNER_CONCURRENCY": "lots"}, "WEIR_RUNNER_CONCURRENCY='lots' is not a whole"),
+        ({"WEIR_RUNNER_CONCURRENCY": "0"}, "must be at least 1"),
+        ({"WEIR_DISPATCH_ACK_WAIT": "0.1"}, "must be at least 1.0"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_settings_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.executor == "local" and settings.runner_queues == ("default",)
+    assert settings.max_tasks == 10_000

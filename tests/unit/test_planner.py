@@ -1,0 +1,228 @@
+"""The planner accepts flowmium's format, plans any task order, and rejects bad input with
+messages that say what, where and how to fix it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from weir_scheduler.planner import Limits, Plan, Rejected, decode, plan
+
+from tests.flows import task
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "flowmium-examples"
+
+
+def plan_doc(doc: Any, limits: Limits = Limits()) -> Plan:
+    return plan(decode(msgspec.json.encode(doc), limits), limits)
+
+
+def rejection(doc: Any, limits: Limits = Limits()) -> list[str]:
+    data = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+    with pytest.raises(Rejected) as raised:
+        plan(decode(data, limits), limits)
+    return [e.message for e in raised.value.errors]
+
+
+def flow(*tasks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "etl", "tasks": list(tasks), **extra}
+
+
+def test_flowmium_example_is_accepted_unchanged() -> None:
+    path = SHARED / "my_flow.yaml"
+    if not path.exists():
+        pytest.skip("flowmium example not beside the repository")
+    doc = yaml.safe_load(path.read_text())
+    planned = plan_doc(doc)
+    assert planned.order == ("hallo-world", "replace-letter-a")
+    assert planned.tasks["hallo-world"].env[0].value == "Hallo world"
+    assert planned.tasks["replace-letter-a"].inputs[0].from_ == "foo-output"
+
+
+def test_tasks_listed_in_reverse_order_plan_dependencies_first() -> None:
+    planned = plan_doc(
+        flow(
+            task("load", depends=["transform"]),
+            task("transform", depends=["extract"]),
+            task("extract"),
+        )
+    )
+    assert planned.order == ("extract", "transform", "load")
+    assert planned.roots == ("extract",)
+    assert planned.positions == {"load": 0, "transform": 1, "extract": 2}
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    (message,) = rejection(
+        flow(task("a", depends=["c"]), task("b", depends=["a"]), task("c", depends=["b"]))
+    )
+    assert message == (
+        'flow "etl": has a dependency cycle: a -> c -> b -> a; '
+        "remove one of these depends to break it"
+    )
+
+
+def test_unknown_dependency_names_the_task_and_lists_the_real_ones() -> None:
+    (message,) = rejection(flow(task("extract"), task("load", depends=["extract2"])))
+    assert message == (
+        'flow "etl": task "load": depends on "extract2", which does not exist '
+        "(tasks: extract, load)"
+    )
+
+
+def test_self_dependency_duplicate_names_and_empty_cmd_are_all_reported_at_once() -> None:
+    messages = rejection(
+        flow(
+            task("a", depends=["a"]),
+            {"name": "b", "cmd": []},
+            task("b"),
+        )
+    )
+    assert 'flow "etl": task "a": depends on itself; remove it from depends' in messages
+    assert 'flow "etl": task "b": cmd is empty; give the program and its arguments' in messages
+    assert any("duplicate task name (task #3)" in m for m in messages)
+
+
+@pytest.mark.parametrize("name", ["Upper", "under_score", "-lead", "trail-", "a" * 64, "dot.ted", ""])
+def test_task_names_must_be_dns_labels(name: str) -> None:
+    messages = rejection(flow(task(name)))
+    assert any("is not a DNS-1123 label" in m and "pod name" in m for m in messages), messages
+
+
+def test_unknown_field_names_task_and_field_and_says_what_to_do() -> None:
+    (message,) = rejection(flow(task("a", retries=3)))
+    assert message.startswith('flow "etl": task "a": Object contains unknown field retries')
+    assert "$.tasks[0]" in message and "remove it" in message
+
+
+def test_wrong_type_names_the_path() -> None:
+    (message,) = rejection(flow({"name": "a", "cmd": "echo hi"}))
+    assert message == 'flow "etl": task "a": Expected array, got str at $.tasks[0].cmd'
+
+
+def test_missing_required_field() -> None:
+    (message,) = rejection({"name": "etl"})
+    assert "missing required field tasks" in message and "(add it)" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"{not json", "submit is not valid JSON"),
+        (b"", "submit is not valid JSON"),
+        (b"\xff\xfe\x00garbage", "submit is not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'"just a string"', "must be a JSON object"),
+        (b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),
+    ],
+)
+def test_malformed_submits(data: bytes, words: str) -> None:
+    (message,) = rejection(data)
+    assert words in message
+
+
+def test_too_many_tasks_names_the_limit_and_the_setting() -> None:
+    (message,) = rejection(flow(*(task(f"t{i}") for i in range(6))), Limits(max_tasks=5))
+    assert message == (
+        'flow "etl": has 6 tasks; the limit is 5 (WEIR_MAX_TASKS): '
+        "split it into several flows or raise the limit"
+    )
+
+
+def test_oversized_submit_is_rejected_before_parsing() -> None:
+    (message,) = rejection(b" " * 2000, Limits(max_submit_bytes=1000))
+    assert message.startswith("submit is 2,000 bytes; the limit is 1,000 (WEIR_MAX_SUBMIT_BYTES)")
+
+
+def test_hostile_strings_are_quoted_and_cannot_forge_lines() -> None:
+    (message,) = rejection(flow(task("a", depends=["x\n[error] forged\x1b[31m"])))
+    assert "\n" not in message and "\x1b" not in message
+    assert "\\x0a[error] forged\\x1b[31m" in message
+
+
+def test_sql_looking_names_are_just_invalid_names() -> None:
+    messages = rejection(flow(task("a'; DROP TABLE events; --")))
+    assert any("is not a DNS-1123 label" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("env", [{"name": "1BAD", "value": "x"}], "is not an identifier"),
+        ("env", [{"name": "A", "value": "x"}, {"name": "A", "value": "y"}], "is set twice"),
+        ("env", [{"name": "A"}], "needs exactly one of value or fromSecret"),
+        ("env", [{"name": "A", "value": "x", "fromSecret": "s"}], "needs exactly one of"),
+        ("outputs", [{"name": "o", "path": "../../etc/passwd"}], "may not climb out"),
+        ("inputs", [{"from": "o", "path": "a/../../b"}], "may not climb out"),
+        ("queue", "No Spaces", "must be lower-case letters"),
+        ("cmd", ["echo", "nul\x00byte"], "NUL byte"),
+    ],
+)
+def test_task_field_checks(field: str, value: Any, words: str) -> None:
+    messages = rejection(flow(task("a", **{field: value})))
+    assert any(words in m and 'task "a"' in m for m in messages), messages
+
+
+def test_inputs_must_come_from_an_upstream_output() -> None:
+    messages = rejection(
+        flow(
+            task("make", outputs=[{"name": "data", "path": "d.txt"}]),
+            task("sibling", inputs=[{"from": "data", "path": "d.txt"}]),
+            task("orphan", inputs=[{"from": "nothing", "path": "x"}]),
+        )
+    )
+    assert 'flow "etl": task "sibling": input "data" comes from task "make", which is not ' \
+        "upstream; add it to depends" in messages
+    assert 'flow "etl": task "orphan": input "nothing" is not an output of any task' in messages
+
+
+def test_output_names_are_unique_per_flow() -> None:
+    messages = rejection(
+        flow(
+            task("a", outputs=[{"name": "o", "path": "x"}]),
+            task("b", outputs=[{"name": "o", "path": "y"}]),
+        )
+    )
+    assert any('output "o" is already produced by task "a"' in m for m in messages)
+
+
+def test_client_chosen_id_must_be_a_dns_label() -> None:
+    messages = rejection(flow(task("a"), id="Not Valid"))
+    assert any('id "Not Valid" is not a DNS-1123 label' in m for m in messages)
+
+
+def test_ten_thousand_task_chain_plans_without_recursion_limits() -> None:
+    tasks = [task("t0")] + [task(f"t{i}", depends=[f"t{i - 1}"]) for i in range(1, 10_000)]
+    random.Random(7).shuffle(tasks)
+    planned = plan_doc(flow(*tasks))
+    assert planned.order[0] == "t0" and planned.order[-1] == "t9999"
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[dict[str, Any]]:
+    count = draw(st.integers(1, 25))
+    names = [f"t{i}" for i in range(count)]
+    tasks = []
+    for i, name in enumerate(names):
+        depends = draw(st.lists(st.sampled_from(names[:i]), unique=True)) if i else []
+        tasks.append(task(name, depends=depends))
+    return draw(st.permutations(tasks))
+
+
+@given(dags())
+@settings(max_examples=200, deadline=None)
+def test_any_listing_order_plans_every_task_after_its_dependencies(
+    tasks: list[dict[str, Any]],
+) -> None:
+    planned = plan_doc(flow(*tasks))
+    seen: set[str] = set()
+    for name in planned.order:
+        assert set(planned.depends[name]) <= seen
+        seen.add(name)
+    assert seen == {t["name"] for t in tasks}
