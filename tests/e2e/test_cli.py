@@ -76,7 +76,8 @@ def test_invalid_flow_file_is_rejected_with_reasons(stack: Stack, tmp_path: Path
 
 
 def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(stack: Stack) -> None:
-    run = weir(stack, "submit", "-", "--wait", stdin='{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}')
+    doc = '{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}'
+    run = weir(stack, "submit", "-", "--wait", stdin=doc)
     assert run.returncode == 0, run.stderr
     bad = weir(stack, "submit", "-", stdin="- just\n- a list\n")
     assert bad.returncode == 2 and "must hold a mapping" in bad.stderr

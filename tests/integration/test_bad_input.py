@@ -41,7 +41,7 @@ CASES: list[tuple[str, bytes, str]] = [
 
 
 async def test_each_invalid_flow_is_rejected_with_a_precise_message(client: Client) -> None:
-    for flow_id, data, _ in CASES:
+    for _, data, _ in CASES:
         await client.js.publish("weir.cmd.submit", data)
     for flow_id, _, words in CASES:
         event = await rejected(client, flow_id)

@@ -40,7 +40,8 @@ def submit(tasks: list[dict[str, Any]]) -> tuple[Flow, list[FlowEvent]]:
 
 
 def started(name: str, attempt: int = 1) -> RecordStarted:
-    return RecordStarted(AttemptStarted(flow_id="f1", task=name, attempt=attempt, runner="r", at=NOW))
+    report = AttemptStarted(flow_id="f1", task=name, attempt=attempt, runner="r", at=NOW)
+    return RecordStarted(report)
 
 
 def finished(name: str, ok: bool = True, attempt: int = 1) -> RecordFinished:
@@ -66,7 +67,11 @@ def apply(flow: Flow, command: Any) -> tuple[Flow, list[FlowEvent]]:
 
 def test_submit_dispatches_only_the_roots() -> None:
     flow, events = submit([task("b", depends=["a"]), task("a"), task("c")])
-    assert [event_type(e) for e in events] == ["flow_submitted", "task_dispatched", "task_dispatched"]
+    assert [event_type(e) for e in events] == [
+        "flow_submitted",
+        "task_dispatched",
+        "task_dispatched",
+    ]
     assert {e.task for e in events[1:]} == {"a", "c"}  # type: ignore[union-attr]
     assert flow.tasks["b"].status is TaskStatus.PENDING
 

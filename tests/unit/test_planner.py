@@ -19,11 +19,14 @@ from tests.flows import task
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "flowmium-examples"
 
 
-def plan_doc(doc: Any, limits: Limits = Limits()) -> Plan:
+DEFAULT_LIMITS = Limits()
+
+
+def plan_doc(doc: Any, limits: Limits = DEFAULT_LIMITS) -> Plan:
     return plan(decode(msgspec.json.encode(doc), limits), limits)
 
 
-def rejection(doc: Any, limits: Limits = Limits()) -> list[str]:
+def rejection(doc: Any, limits: Limits = DEFAULT_LIMITS) -> list[str]:
     data = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
     with pytest.raises(Rejected) as raised:
         plan(decode(data, limits), limits)
@@ -89,7 +92,10 @@ def test_self_dependency_duplicate_names_and_empty_cmd_are_all_reported_at_once(
     assert any("duplicate task name (task #3)" in m for m in messages)
 
 
-@pytest.mark.parametrize("name", ["Upper", "under_score", "-lead", "trail-", "a" * 64, "dot.ted", ""])
+BAD_NAMES = ["Upper", "under_score", "-lead", "trail-", "a" * 64, "dot.ted", ""]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
 def test_task_names_must_be_dns_labels(name: str) -> None:
     messages = rejection(flow(task(name)))
     assert any("is not a DNS-1123 label" in m and "pod name" in m for m in messages), messages
@@ -177,8 +183,10 @@ def test_inputs_must_come_from_an_upstream_output() -> None:
             task("orphan", inputs=[{"from": "nothing", "path": "x"}]),
         )
     )
-    assert 'flow "etl": task "sibling": input "data" comes from task "make", which is not ' \
+    assert (
+        'flow "etl": task "sibling": input "data" comes from task "make", which is not '
         "upstream; add it to depends" in messages
+    )
     assert 'flow "etl": task "orphan": input "nothing" is not an output of any task' in messages
 
 
