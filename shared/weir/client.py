@@ -25,7 +25,7 @@ from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
 from weir_proto.spec import FlowSpec
 
-from weir.jetstream import connect
+from weir.jetstream import close, connect
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
 CONNECT_ATTEMPTS = 10
@@ -76,8 +76,7 @@ class Client:
         )
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.nc.drain()
+        await close(self.nc)
 
     async def __aenter__(self) -> Self:
         return self

@@ -92,6 +92,15 @@ async def connect(url: str, name: str, max_reconnect_attempts: int = -1, **optio
     return client
 
 
+async def close(nc: NATS) -> None:
+    """Flush what we published and close. (`drain()` can wait out its whole timeout on pull
+    subscriptions whose fetch was cancelled, which would make every shutdown slow.)"""
+    with contextlib.suppress(Exception):
+        await nc.flush(timeout=2)
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
 async def ensure_streams(js: JetStreamContext) -> None:
     """Create our streams, or bring their config up to date. Safe to race with other processes."""
     for config in stream_configs():

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.config import Settings
-from weir.jetstream import connect, ensure_streams, fetch_batch
+from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
 from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType
 
@@ -96,8 +96,7 @@ class Runner:
             for task in late:  # stopped unfinished: JetStream hands them out again
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.nc.drain()
+        await close(self.nc)
         log.info("runner stopped")
 
     async def _take(self, sub: JetStreamContext.PullSubscription, js: JetStreamContext) -> None:

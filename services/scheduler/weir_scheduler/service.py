@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.config import Settings
-from weir.jetstream import connect, ensure_streams, fetch_batch
+from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
 from weir_proto.ids import flow_id_from_message
 from weir_proto.messages import AttemptStatus
@@ -94,8 +94,7 @@ class Scheduler:
         await asyncio.gather(*loops, return_exceptions=True)
         with contextlib.suppress(Exception):
             await service.stop()
-        with contextlib.suppress(Exception):
-            await self.nc.drain()
+        await close(self.nc)
         await self.pool.close()
         log.info("scheduler stopped")
 
