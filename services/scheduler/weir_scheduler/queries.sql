@@ -1,9 +1,13 @@
 -- Every query the scheduler runs, loaded by name (see store.py). Values are always bound
 -- parameters, never pasted into the text.
 
--- name: load_events
-SELECT coalesce('[' || string_agg(data::text, ',' ORDER BY seq) || ']', '[]')
-FROM events WHERE flow_id = $1;
+-- name: events_after
+-- The events each flow has beyond the seq we already hold (usually none).
+SELECT e.flow_id, e.data::text AS data
+FROM events e
+JOIN unnest($1::text[], $2::int[]) AS known (flow_id, seq)
+  ON e.flow_id = known.flow_id AND e.seq > known.seq
+ORDER BY e.flow_id, e.seq;
 
 -- name: flow_digests
 SELECT id, spec_digest, status FROM flows WHERE id = ANY($1::text[]);

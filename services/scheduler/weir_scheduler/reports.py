@@ -41,8 +41,9 @@ class ReportHandler:
         for report in reports:
             by_flow.setdefault(report.flow_id, []).append(report)
         changes = []
+        current = await self.store.load_many(list(by_flow))
         for flow_id, flow_reports in by_flow.items():
-            before = await self.store.load(flow_id)
+            before = current[flow_id]
             if not before.exists:
                 log.warning("report for unknown flow ignored", extra={"flow_id": flow_id})
                 continue

@@ -22,7 +22,7 @@ from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
 
-from weir_scheduler.decider import Flow, fold
+from weir_scheduler.decider import Flow, evolve
 
 FLOW_CACHE_SIZE_DEFAULT = 2_000
 MIGRATIONS_LOCK = 7261020300
@@ -38,7 +38,7 @@ def _load_queries() -> dict[str, str]:
 
 Q = _load_queries()
 
-_event_decoder = msgspec.json.Decoder(list[FlowEvent])
+_event_decoder = msgspec.json.Decoder(FlowEvent)
 _encoder = msgspec.json.Encoder()
 
 
@@ -109,15 +109,24 @@ class EventStore:
         self.cache = cache or FlowCache()
 
     async def load(self, flow_id: str) -> Flow:
-        cached = self.cache.get(flow_id)
-        if cached is not None:
-            return cached
+        return (await self.load_many([flow_id]))[flow_id]
+
+    async def load_many(self, flow_ids: Sequence[str]) -> dict[str, Flow]:
+        """The current state of each flow: cached state caught up with any events other
+        replicas appended since, in one round trip. Never trust the cache alone: a stale
+        state could decide "nothing to do" and lose a report."""
+        flows = {fid: self.cache.get(fid) or Flow(id=fid) for fid in dict.fromkeys(flow_ids)}
         async with self.pool.acquire() as conn:
-            raw = await conn.fetchval(Q["load_events"], flow_id)
-        flow = fold(flow_id, _event_decoder.decode(raw))
-        if flow.exists:
-            self.cache.put(flow)
-        return flow
+            rows = await conn.fetch(
+                Q["events_after"], list(flows), [flow.seq for flow in flows.values()]
+            )
+        for row in rows:
+            flow_id = row["flow_id"]
+            flows[flow_id] = evolve(flows[flow_id], _event_decoder.decode(row["data"]))
+        for flow in flows.values():
+            if flow.exists:
+                self.cache.put(flow)
+        return flows
 
     async def digests(self, flow_ids: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """`{flow_id: (spec_digest, status)}` for those of `flow_ids` that exist."""
