@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+EXECUTORS = ("local", "noop")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
 
@@ -62,8 +63,10 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         executor = env.get("WEIR_EXECUTOR", "local")
-        if executor not in ("local",):
-            raise ConfigError(f"WEIR_EXECUTOR={executor!r} is not an executor (choose: local)")
+        if executor not in EXECUTORS:
+            raise ConfigError(
+                f"WEIR_EXECUTOR={executor!r} is not an executor (choose: {', '.join(EXECUTORS)})"
+            )
         queues = tuple(q for q in env.get("WEIR_RUNNER_QUEUES", "default").split(",") if q)
         return cls(
             nats_url=env.get("WEIR_NATS_URL", NATS_URL_DEFAULT),

@@ -187,6 +187,10 @@ def demo(flow_file: str) -> int:
             code = result if isinstance(result, int) else 0
             if code == 0:
                 print(f"demo flow succeeded ({time.monotonic() - started:.1f}s in all)")
+                for out in sorted((stack.root / "runner" / "attempts").glob("*/stdout.log")):
+                    text = out.read_text(errors="replace").strip()
+                    if text:
+                        print(f"stdout of {out.parent.name}: {text}")
             else:
                 print("demo flow did not succeed; service logs:")
                 for name in ("scheduler", "runner"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -10,11 +12,14 @@ import msgspec
 import nats
 import pytest
 from weir.client import Client, WeirError
+from weir.config import Settings
 from weir_proto import subjects
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import AttemptFinished
+from weir_runner.worker import Runner
+from weir_scheduler.service import Scheduler
 
-from tests.conftest import Services
+from tests.conftest import Services, _start
 from tests.flows import diamond, task
 
 WAIT = 60.0
@@ -256,3 +261,22 @@ async def test_duplicate_stale_and_garbage_status_reports_change_nothing(
     assert types(events)[-1] == "flow_succeeded"
     after = [e async for e in client.events(flow_id)]
     assert after == before
+
+
+async def test_noop_executor_succeeds_without_running_anything(
+    settings: Settings, tmp_path: Path
+) -> None:
+    marker = tmp_path / "must-not-exist"
+    noop = dataclasses.replace(settings, executor="noop")
+    scheduler, runner = Scheduler(noop), Runner(noop)
+    tasks = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    try:
+        async with await Client.connect(noop.nats_url) as client:
+            spec = {"name": "dry", "tasks": [task("a", "touch", str(marker))]}
+            _, events = await finish(client, spec)
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*tasks)
+    assert types(events)[-1] == "flow_succeeded"
+    assert not marker.exists()

@@ -42,7 +42,7 @@ def test_attempt_ids_stay_within_63_characters_and_differ() -> None:
 @pytest.mark.parametrize(
     ("env", "words"),
     [
-        ({"WEIR_EXECUTOR": "docker"}, "WEIR_EXECUTOR='docker' is not an executor"),
+        ({"WEIR_EXECUTOR": "docker"}, "WEIR_EXECUTOR='docker' is not an executor (choose: local"),
         ({"WEIR_RUNNER_CONCURRENCY": "lots"}, "WEIR_RUNNER_CONCURRENCY='lots' is not a whole"),
         ({"WEIR_RUNNER_CONCURRENCY": "0"}, "must be at least 1"),
         ({"WEIR_DISPATCH_ACK_WAIT": "0.1"}, "must be at least 1.0"),

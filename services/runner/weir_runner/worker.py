@@ -26,6 +26,7 @@ from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, Error
 
 from weir_runner.executors.base import AttemptResult, Executor
 from weir_runner.executors.local import LocalExecutor
+from weir_runner.executors.noop import NoopExecutor
 
 log = logging.getLogger("weir.runner")
 
@@ -44,6 +45,8 @@ def consumer_name(queue: str) -> str:
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "local":
         return LocalExecutor(Path(settings.runner_dir))
+    if settings.executor == "noop":
+        return NoopExecutor()
     raise ValueError(f"unknown executor {settings.executor!r}")
 
 
