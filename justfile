@@ -1,5 +1,7 @@
 # weir tasks. Run through ./just (it bootstraps .venv and this tool).
 
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
 default:
     @just --list
 
@@ -14,6 +16,11 @@ up:
 # Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9).
 test: lint
     python -m pytest -q
+
+# Benchmarks (not part of test): throughput, latency, scale, and peers side by side.
+bench *ARGS:
+    python -m pip install --quiet -e ".[dev,bench]" 2> >(grep -v "^WARNING: Location" >&2)
+    python -m bench {{ARGS}}
 
 # ruff + mypy --strict
 lint:
