@@ -34,6 +34,35 @@ class Output(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     path: str
 
 
+class Resources(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Kubernetes resource requests and limits, e.g. `{"cpu": "500m", "memory": "1Gi"}`."""
+
+    requests: dict[str, str] = msgspec.field(default_factory=dict)
+    limits: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Toleration(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+    toleration_seconds: int | None = msgspec.field(default=None, name="tolerationSeconds")
+
+
+class KubernetesOptions(
+    msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
+    """Pod settings used by the Kubernetes executor (ignored by the local one)."""
+
+    resources: Resources | None = None
+    node_selector: dict[str, str] = msgspec.field(default_factory=dict, name="nodeSelector")
+    tolerations: list[Toleration] = msgspec.field(default_factory=list)
+    service_account_name: str | None = msgspec.field(default=None, name="serviceAccountName")
+    image_pull_secrets: list[str] = msgspec.field(default_factory=list, name="imagePullSecrets")
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """One task: a container image and an argv, run once its own dependencies succeeded."""
 
@@ -45,6 +74,9 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     inputs: list[Input] = msgspec.field(default_factory=list)
     outputs: list[Output] = msgspec.field(default_factory=list)
     queue: str = DEFAULT_QUEUE
+    timeout: float | None = None
+    """Seconds an attempt may run before it is killed (and fails with error type timeout)."""
+    kubernetes: KubernetesOptions | None = None
 
 
 class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
