@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from weir_proto.errors import ApiError, SpecError
+from weir_proto.spec import FlowSpec
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 1000
@@ -25,12 +26,106 @@ class ListRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit
     """Opaque: the `next` of the previous page."""
 
 
+class AttemptFailure(msgspec.Struct, kw_only=True):
+    attempt: int
+    error_type: str
+    message: str
+    at: datetime
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    flow_id: str
+    reason: str = "cancelled by request"
+
+
+class RerunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    flow_id: str
+    failed_only: bool = False
+    """Run only the tasks that did not succeed, reusing the outputs of those that did."""
+
+
+class AttemptRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    flow_id: str
+    task: str
+    attempt: int
+
+
+class AttemptAnswer(msgspec.Struct, kw_only=True):
+    """Whether a runner should (still) run an attempt it was handed."""
+
+    run: bool
+    reason: str = ""
+
+
+class FlowState(msgspec.Struct, kw_only=True):
+    flow_id: str
+    status: str
+
+
+class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Flows matching `where` (see docs/jobs.md: and/or/not over status, name, tags,
+    metadata and times), newest first."""
+
+    where: Any = None
+    limit: int = LIST_LIMIT_DEFAULT
+    cursor: str | None = None
+
+
+class PruneRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Delete ended flows: those in `statuses` that ended more than `older_than` seconds
+    ago, keeping the newest `keep_last` of them."""
+
+    older_than: float = 30 * 24 * 3600.0
+    statuses: list[str] = msgspec.field(
+        default_factory=lambda: ["succeeded", "failed", "cancelled", "rejected", "duplicate"]
+    )
+    keep_last: int = 0
+
+
+class PruneResult(msgspec.Struct, kw_only=True):
+    pruned: int
+
+
+class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Create or replace the schedule `name`: run `flow` at every `cron` tick in `timezone`."""
+
+    name: str
+    cron: str
+    flow: FlowSpec
+    timezone: str = "UTC"
+    missed: Literal["skip", "catch_up"] = "skip"
+    paused: bool = False
+
+
+class ScheduleName(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+
+
+class ScheduleView(msgspec.Struct, kw_only=True):
+    name: str
+    cron: str
+    timezone: str
+    missed: str
+    paused: bool
+    next_run_at: datetime
+    last_tick_at: datetime | None
+    created_at: datetime
+    flow_name: str
+
+
+class ScheduleList(msgspec.Struct, kw_only=True):
+    schedules: list[ScheduleView]
+
+
 class TaskView(msgspec.Struct, kw_only=True):
     name: str
     status: str
     attempt: int
     queue: str
     depends: list[str]
+    priority: int = 0
+    failures: list[AttemptFailure] = msgspec.field(default_factory=list)
+    retry_at: datetime | None = None
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -48,11 +143,16 @@ class FlowSummary(msgspec.Struct, kw_only=True):
     updated_at: datetime
     task_count: int
     seq: int
+    tags: list[str] = msgspec.field(default_factory=list)
+    finished_at: datetime | None = None
 
 
 class FlowView(FlowSummary, kw_only=True):
     tasks: list[TaskView]
     errors: list[SpecError] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    start_at: datetime | None = None
+    rerun_of: str | None = None
 
 
 class FlowPage(msgspec.Struct, kw_only=True):
@@ -60,11 +160,14 @@ class FlowPage(msgspec.Struct, kw_only=True):
     next: str | None = None
 
 
-class SubmitAccepted(msgspec.Struct, kw_only=True):
+class SubmitAccepted(msgspec.Struct, kw_only=True, omit_defaults=True):
     flow_id: str
     status: str
     created: bool
     """False when the same flow had been submitted already (idempotent resubmit)."""
+    existing: str | None = None
+    """With a unique key: the flow that holds it (the submit did not start a new run)."""
+    rerun_of: str | None = None
 
 
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):

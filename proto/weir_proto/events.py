@@ -22,6 +22,11 @@ class _Event(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True,
 
 class FlowSubmitted(_Event, tag="flow_submitted", frozen=True):
     spec: FlowSpec
+    start_at: datetime | None = None
+    """Set when the flow waits for a later start."""
+    rerun_of: str | None = None
+    reused: list[str] = msgspec.field(default_factory=list)
+    """Tasks that succeeded in `rerun_of`; their outputs are reused, they do not run again."""
 
 
 class FlowRejected(_Event, tag="flow_rejected", frozen=True):
@@ -47,7 +52,34 @@ class TaskSucceeded(_Event, tag="task_succeeded", frozen=True):
     exit_code: int = 0
 
 
+class TaskAttemptFailed(_Event, tag="task_attempt_failed", frozen=True):
+    """An attempt failed and another one is due at `retry_at`."""
+
+    task: str
+    attempt: int
+    error_type: str
+    message: str
+    retry_at: datetime
+    exit_code: int | None = None
+
+
+class TaskSnoozed(_Event, tag="task_snoozed", frozen=True):
+    """The attempt asked to run again later (exit code 75); it does not count as a failure."""
+
+    task: str
+    attempt: int
+    until: datetime
+
+
+class TaskCancelled(_Event, tag="task_cancelled", frozen=True):
+    task: str
+    reason: str
+    attempt: int = 0
+
+
 class TaskFailed(_Event, tag="task_failed", frozen=True):
+    """The task's last attempt failed: the task has failed."""
+
     task: str
     attempt: int
     error_type: str
@@ -68,19 +100,50 @@ class FlowFailed(_Event, tag="flow_failed", frozen=True):
     failed_tasks: list[str]
 
 
+class FlowCancelRequested(_Event, tag="flow_cancel_requested", frozen=True):
+    """Runners kill the flow's running attempts when they see this event."""
+
+    reason: str
+    fail_fast: bool = False
+
+
+class FlowCancelled(_Event, tag="flow_cancelled", frozen=True):
+    reason: str
+
+
+class FlowDeduplicated(_Event, tag="flow_deduplicated", frozen=True):
+    """Not run: `existing` holds the same unique key."""
+
+    existing: str
+    key: str
+    name: str | None = None
+
+
 FlowEvent = (
     FlowSubmitted
     | FlowRejected
     | TaskDispatched
     | TaskStarted
     | TaskSucceeded
+    | TaskAttemptFailed
+    | TaskSnoozed
+    | TaskCancelled
     | TaskFailed
     | TaskSkipped
     | FlowSucceeded
     | FlowFailed
+    | FlowCancelRequested
+    | FlowCancelled
+    | FlowDeduplicated
 )
 
-TERMINAL_FLOW_EVENTS = ("flow_succeeded", "flow_failed", "flow_rejected")
+TERMINAL_FLOW_EVENTS = (
+    "flow_succeeded",
+    "flow_failed",
+    "flow_cancelled",
+    "flow_rejected",
+    "flow_deduplicated",
+)
 
 
 def event_type(event: FlowEvent) -> str:

@@ -19,6 +19,8 @@ class Dispatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Deterministic, DNS-1123 safe `<flow>-<task>-<attempt>`; creating it twice is a no-op."""
     task: TaskSpec
     dispatched_at: datetime
+    input_flows: dict[str, str] = msgspec.field(default_factory=dict)
+    """Output name -> flow that produced it, for outputs reused from an earlier run."""
 
 
 class ErrorType(StrEnum):
@@ -29,6 +31,11 @@ class ErrorType(StrEnum):
     LOST = "lost"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    OOM_KILLED = "oom_killed"
+    IMAGE_PULL = "image_pull"
+    EVICTED = "evicted"
+    UNSCHEDULABLE = "unschedulable"
+    POD_DELETED = "pod_deleted"
 
 
 class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="started"):
@@ -54,6 +61,21 @@ class AttemptFinished(
     exit_code: int | None = None
     error_type: ErrorType | None = None
     message: str = ""
+    snooze_seconds: float | None = None
+    """Set when the task asked to run again later (exit code 75); not a failure."""
+
+
+SNOOZE_EXIT_CODE = 75
+"""EX_TEMPFAIL: a task exiting with it is run again later without using up an attempt."""
+SNOOZE_SECONDS_DEFAULT = 30.0
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    """A runner's attempts in progress, on `weir.heartbeat.<runner>` every few seconds."""
+
+    runner: str
+    attempts: list[tuple[str, str, int]]
+    """(flow_id, task, attempt) of every attempt the runner is running."""
 
 
 AttemptStatus = AttemptStarted | AttemptFinished

@@ -7,9 +7,10 @@ Structural checks (types, unknown fields) are done by msgspec when decoding; the
 
 from __future__ import annotations
 
-import msgspec
+from datetime import datetime
+from typing import Any, Literal
 
-from weir_proto.subjects import DEFAULT_QUEUE
+import msgspec
 
 
 class EnvVar(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -63,6 +64,49 @@ class KubernetesOptions(
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class Backoff(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Delay before retry n (n = 1 after the first failure), in seconds:
+
+    constant `base`; linear `base + factor*(n-1)`; polynomial `base * n**power`;
+    exponential `base * factor**(n-1)`; then jitter (relative: ±25% of the delay; absolute:
+    plus up to `base` seconds), then clamped to [`min`, `max`].
+    """
+
+    strategy: Literal["constant", "linear", "polynomial", "exponential"] = "exponential"
+    base: float = 1.0
+    factor: float | None = None
+    power: float | None = None
+    min: float = 0.0
+    max: float = 300.0
+    jitter: Literal["relative", "absolute"] | None = "relative"
+
+
+class RetryPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """How many attempts a task gets (snoozes do not count) and how long to wait between."""
+
+    max_attempts: int = 3
+    backoff: Backoff = msgspec.field(default_factory=Backoff)
+
+
+class TaskDefaults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Per-flow defaults for every task that does not set its own."""
+
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    priority: int | None = None
+    queue: str | None = None
+    image: str | None = None
+
+
+class Unique(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """At most one flow per `key` among flows in `statuses` created within `window` seconds."""
+
+    key: str
+    window: float | None = None
+    statuses: list[str] | None = None
+    on_conflict: Literal["do_nothing", "replace", "reject"] = "do_nothing"
+
+
 class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """One task: a container image and an argv, run once its own dependencies succeeded."""
 
@@ -73,9 +117,13 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     env: list[EnvVar] = msgspec.field(default_factory=list)
     inputs: list[Input] = msgspec.field(default_factory=list)
     outputs: list[Output] = msgspec.field(default_factory=list)
-    queue: str = DEFAULT_QUEUE
+    queue: str | None = None
+    """Runner pool (default: the flow's default queue, else `default`)."""
     timeout: float | None = None
     """Seconds an attempt may run before it is killed (and fails with error type timeout)."""
+    retry: RetryPolicy | None = None
+    priority: int | None = None
+    """0 is the highest; tasks with a lower number are dispatched first when capacity is short."""
     kubernetes: KubernetesOptions | None = None
 
 
@@ -85,3 +133,15 @@ class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     name: str
     tasks: list[TaskSpec]
     id: str | None = None
+    defaults: TaskDefaults | None = None
+    fail_fast: bool = False
+    """On a task's final failure, also cancel running siblings (default: let them finish)."""
+    max_parallel: int | None = None
+    """At most this many tasks of the flow dispatched or running at once."""
+    scheduled_at: datetime | None = None
+    delay: float | None = None
+    """Start this many seconds after the submit (ignored when `scheduled_at` is set)."""
+    priority: int = 100
+    tags: list[str] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    unique: Unique | None = None

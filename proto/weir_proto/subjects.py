@@ -9,6 +9,16 @@ API_PREFIX = "weir.api"
 API_SUBMIT = "weir.api.submit"
 API_GET = "weir.api.get"
 API_LIST = "weir.api.list"
+API_CANCEL = "weir.api.cancel"
+API_RERUN = "weir.api.rerun"
+API_ATTEMPT = "weir.api.attempt"
+API_QUERY = "weir.api.query"
+API_PRUNE = "weir.api.prune"
+API_SCHEDULE_PREFIX = "weir.api.schedule"
+"""`.create`, `.list`, `.pause`, `.resume`, `.delete`."""
+
+HEARTBEAT_PREFIX = "weir.heartbeat"
+"""Core NATS (not stored): runners say which attempts they are running."""
 
 STATUS_PREFIX = "weir.status"
 DISPATCH_PREFIX = "weir.dispatch"
@@ -35,6 +45,14 @@ def dispatch(queue: str) -> str:
 
 def event(flow_id: str, event_type: str) -> str:
     return f"{EVENTS_PREFIX}.{flow_id}.{event_type}"
+
+
+def heartbeat(runner: str) -> str:
+    return f"{HEARTBEAT_PREFIX}.{runner}"
+
+
+CANCEL_REQUESTS = f"{EVENTS_PREFIX}.*.flow_cancel_requested"
+"""Runners subscribe here to kill the running attempts of cancelled flows."""
 
 
 def flow_events(flow_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,11 +14,14 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
-from weir_proto.api import FlowView
+from weir_proto.api import FlowView, ScheduleRequest
 from weir_proto.events import FlowEvent, event_type
+from weir_proto.spec import FlowSpec
 
+from weir import telemetry, waterfall
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT
+from weir.config import NATS_URL_DEFAULT, parse_duration
+from weir.where import WhereError, parse_where
 
 app = typer.Typer(
     help="weir: submit flows (DAGs of container tasks) and watch them run.",
@@ -151,14 +154,39 @@ def submit(
 @app.command()
 def flows(
     status: Annotated[str | None, typer.Option(help="Only flows with this status.")] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="Filter, e.g. 'status=failed and (tag=nightly or not name=etl)' "
+            "(conditions: status, name, tag, anytag, meta.KEY, created>/<, finished>/<)."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 50,
     show_all: Annotated[bool, typer.Option("--all", help="Every flow, page after page.")] = False,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     as_json: Json = False,
 ) -> None:
     """List flows, newest first."""
+    condition: dict[str, Any] | None = None
+    if where is not None:
+        try:
+            condition = parse_where(where)
+        except WhereError as exc:
+            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        if status is not None:
+            condition = {"and": [{"status": status}, condition]}
 
     async def body(client: Client) -> list[Any]:
+        if condition is not None:
+            rows: list[Any] = []
+            cursor: str | None = None
+            while True:
+                page = await client.query(condition, min(limit, 1000), cursor)
+                rows.extend(page.flows)
+                if not show_all or page.next is None:
+                    return rows
+                cursor = page.next
         if show_all:
             return [f async for f in client.list_all(status)]
         return (await client.list(status, limit)).flows
@@ -195,6 +223,10 @@ def show(
     style = _STATUS_STYLE.get(view.status, "")
     out.print(f"[bold]{view.name}[/]  {view.id}  [{style}]{view.status}[/]", highlight=False)
     out.print(f"created {view.created_at:%Y-%m-%d %H:%M:%S}  updated {view.updated_at:%H:%M:%S}")
+    if view.tags:
+        out.print(f"tags: {', '.join(view.tags)}", markup=False, highlight=False)
+    if view.rerun_of:
+        out.print(f"rerun of {view.rerun_of}")
     for error in view.errors:
         out.print(f"  - {error.message}", markup=False, highlight=False)
     if not view.tasks:
@@ -215,6 +247,16 @@ def show(
             (task.error_message or "")[:200],
         )
     out.print(table)
+    for task in view.tasks:
+        for failure in task.failures:
+            out.print(
+                f"  {task.name} attempt {failure.attempt} {failure.error_type} "
+                f"at {_time(failure.at)}: {failure.message[:300]}",
+                markup=False,
+                highlight=False,
+            )
+        if task.retry_at and task.status == "retrying":
+            out.print(f"  {task.name} next attempt at {_time(task.retry_at)}", highlight=False)
 
 
 @app.command()
@@ -237,6 +279,151 @@ def events(
 
     if _run(nats_url, body) == 0 and not as_json:
         err.print(f"no events for flow {flow_id!r} (yet)")
+
+
+@app.command()
+def cancel(
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    reason: Annotated[
+        str, typer.Option(help="Recorded in the flow's events.")
+    ] = "cancelled by request",
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """Cancel a flow: pending tasks never start, running attempts are killed."""
+    state = _run(nats_url, lambda client: client.cancel(flow_id, reason))
+    _print_json(state) if as_json else out.print(f"{state.flow_id} {state.status}")
+
+
+@app.command()
+def rerun(
+    flow_id: Annotated[str, typer.Argument(help="An ended flow.")],
+    failed_only: Annotated[
+        bool, typer.Option("--failed-only", help="Reuse succeeded tasks and their outputs.")
+    ] = False,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """Run an ended flow again, as a new flow; prints the new flow's id."""
+    accepted = _run(nats_url, lambda client: client.rerun(flow_id, failed_only))
+    _print_json(accepted) if as_json else out.print(accepted.flow_id)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option(help="Ended longer ago than this: 3600, 90m, 12h, 30d.")
+    ] = "30d",
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only ended flows with this status (repeatable).")
+    ] = None,
+    keep_last: Annotated[int, typer.Option(help="Keep the newest N matching flows.")] = 0,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """Delete ended flows (their events, tasks and timers)."""
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    pruned = _run(nats_url, lambda client: client.prune(seconds, status or (), keep_last))
+    _print_json({"pruned": pruned}) if as_json else out.print(f"pruned {pruned} flows")
+
+
+schedule_app = typer.Typer(help="Cron schedules: run a flow at every tick.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("create")
+def schedule_create(
+    name: Annotated[str, typer.Argument(help="Schedule name (DNS-1123 label, <= 40 chars).")],
+    file: Annotated[str, typer.Argument(help="Flow spec, YAML or JSON.")],
+    cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 3 * * *'.")],
+    timezone: Annotated[
+        str, typer.Option("--tz", help="Time zone of the cron expression.")
+    ] = "UTC",
+    catch_up: Annotated[
+        bool, typer.Option("--catch-up", help="Run every missed tick (default: only the last).")
+    ] = False,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """Create or replace a schedule."""
+    doc = _load_spec(file)
+    try:
+        flow = msgspec.convert(doc, FlowSpec)
+    except msgspec.ValidationError as exc:
+        err.print(f"[red]error:[/] {file}: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    request = ScheduleRequest(
+        name=name,
+        cron=cron,
+        flow=flow,
+        timezone=timezone,
+        missed="catch_up" if catch_up else "skip",
+        paused=paused,
+    )
+    view = _run(nats_url, lambda client: client.schedule(request))
+    if as_json:
+        _print_json(view)
+    else:
+        out.print(f"{view.name}: next run {view.next_run_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@schedule_app.command("list")
+def schedule_list(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -> None:
+    """List schedules."""
+    rows = _run(nats_url, lambda client: client.schedules())
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("NAME", "CRON", "TZ", "FLOW", "STATE", "NEXT RUN (UTC)", "LAST TICK")
+    for s in rows:
+        table.add_row(
+            s.name,
+            s.cron,
+            s.timezone,
+            s.flow_name,
+            "paused" if s.paused else "active",
+            f"{s.next_run_at:%Y-%m-%d %H:%M:%S}",
+            f"{s.last_tick_at:%Y-%m-%d %H:%M:%S}" if s.last_tick_at else "-",
+        )
+    out.print(table)
+
+
+def _schedule_verb(verb: str) -> None:
+    @schedule_app.command(verb, help=f"{verb.capitalize()} a schedule.")
+    def command(
+        name: Annotated[str, typer.Argument(help="Schedule name.")],
+        nats_url: NatsUrl = NATS_URL_DEFAULT,
+        as_json: Json = False,
+    ) -> None:
+        result = _run(nats_url, lambda client: client.schedule_action(verb, name))
+        _print_json(result) if as_json else out.print(f"{name}: {verb}d")
+
+
+for _verb in ("pause", "resume", "delete"):
+    _schedule_verb(_verb)
+
+
+@app.command()
+def trace(
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+) -> None:
+    """Draw a flow as a waterfall from its event log (no tracing backend needed)."""
+
+    async def body(client: Client) -> list[FlowEvent]:
+        return [e async for e in client.events(flow_id)]
+
+    history = _run(nats_url, body)
+    if not history:
+        err.print(f"no events for flow {flow_id!r}")
+        raise typer.Exit(1)
+    out.print(waterfall.renderable(history, width=out.width, now=datetime.now(UTC)))
+    out.print(f"trace id (Grafana / Tempo): {telemetry.flow_trace_id_hex(flow_id)}")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ async with await Client.connect("nats://127.0.0.1:4222") as client:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -19,7 +19,24 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from weir_proto import subjects
-from weir_proto.api import FlowPage, FlowSummary, FlowView, GetRequest, ListRequest
+from weir_proto.api import (
+    CancelRequest,
+    FlowPage,
+    FlowState,
+    FlowSummary,
+    FlowView,
+    GetRequest,
+    ListRequest,
+    PruneRequest,
+    PruneResult,
+    QueryRequest,
+    RerunRequest,
+    ScheduleList,
+    ScheduleName,
+    ScheduleRequest,
+    ScheduleView,
+    SubmitAccepted,
+)
 from weir_proto.errors import ApiError, SpecError
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
@@ -134,11 +151,58 @@ class Client:
     async def get(self, flow_id: str) -> FlowView:
         return await self._call(subjects.API_GET, GetRequest(flow_id=flow_id), FlowView)
 
+    async def get_or_none(self, flow_id: str) -> FlowView | None:
+        """The flow, or None while it does not exist (yet)."""
+        try:
+            return await self.get(flow_id)
+        except WeirError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+
     async def list(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> FlowPage:
         request = ListRequest(status=status, limit=limit, cursor=cursor)
         return await self._call(subjects.API_LIST, request, FlowPage)
+
+    async def query(
+        self, where: Any = None, limit: int = 50, cursor: str | None = None
+    ) -> FlowPage:
+        """Flows matching a filter (and/or/not over status, name, tags, metadata, times)."""
+        request = QueryRequest(where=where, limit=limit, cursor=cursor)
+        return await self._call(subjects.API_QUERY, request, FlowPage)
+
+    async def cancel(self, flow_id: str, reason: str = "cancelled by request") -> FlowState:
+        """Pending tasks never start, running attempts are killed, the flow ends cancelled."""
+        request = CancelRequest(flow_id=flow_id, reason=reason)
+        return await self._call(subjects.API_CANCEL, request, FlowState)
+
+    async def rerun(self, flow_id: str, failed_only: bool = False) -> SubmitAccepted:
+        """A new run of an ended flow; with `failed_only`, succeeded tasks are reused."""
+        request = RerunRequest(flow_id=flow_id, failed_only=failed_only)
+        return await self._call(subjects.API_RERUN, request, SubmitAccepted)
+
+    async def prune(
+        self, older_than: float, statuses: Sequence[str] = (), keep_last: int = 0
+    ) -> int:
+        request = PruneRequest(older_than=older_than, keep_last=keep_last)
+        if statuses:
+            request.statuses = [*statuses]
+        return (await self._call(subjects.API_PRUNE, request, PruneResult)).pruned
+
+    async def schedule(self, request: ScheduleRequest) -> ScheduleView:
+        return await self._call(f"{subjects.API_SCHEDULE_PREFIX}.create", request, ScheduleView)
+
+    async def schedules(self) -> Sequence[ScheduleView]:
+        subject = f"{subjects.API_SCHEDULE_PREFIX}.list"
+        return (await self._call(subject, {}, ScheduleList)).schedules
+
+    async def schedule_action(self, verb: str, name: str) -> object:
+        """`pause`, `resume` or `delete` the schedule `name`."""
+        subject = f"{subjects.API_SCHEDULE_PREFIX}.{verb}"
+        kind: type[object] = ScheduleName if verb == "delete" else ScheduleView
+        return await self._call(subject, ScheduleName(name=name), kind)
 
     async def list_all(
         self, status: str | None = None, page: int = 500

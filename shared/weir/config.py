@@ -6,7 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-EXECUTORS = ("local", "noop")
+EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
 
@@ -41,6 +41,37 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds in `3600`, `90s`, `15m`, `12h` or `30d`."""
+    raw = raw.strip()
+    unit = raw[-1] if raw and raw[-1] in _UNITS else "s"
+    number = raw[:-1] if raw and raw[-1] in _UNITS else raw
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a duration like 3600, 15m, 12h or 30d") from None
+    if not value >= 0:
+        raise ValueError(f"{raw!r} must not be negative")
+    return value
+
+
+def _duration(env: dict[str, str], name: str) -> float | None:
+    """A duration setting; unset or empty means None."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = parse_duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = NATS_URL_DEFAULT
@@ -54,10 +85,27 @@ class Settings:
     max_submit_bytes: int = 4 * 1024 * 1024
     dispatch_ack_wait: float = 30.0
     """Seconds before a dispatch whose runner went silent is handed to another runner."""
+    lease: float = 60.0
+    """Seconds without a heartbeat before a running attempt is declared lost."""
+    deadline_grace: float = 30.0
+    heartbeat_interval: float = 5.0
+    prune_after: float | None = None
+    """Seconds after which ended flows are deleted by the periodic pruner (None: never)."""
+    prune_interval: float = 3600.0
     scheduler_ack_wait: float = 15.0
     """Seconds before commands or reports taken by a scheduler that died go to another one."""
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    kube_namespace: str = "default"
+    """Namespace the kubernetes executor creates its pods in."""
+    kube_config: str = ""
+    """Kubeconfig file for the kubernetes executor; empty: in-cluster, else ~/.kube/config."""
+    kube_image_pull_timeout: float = 120.0
+    """Seconds a pod may fail to pull its image (or start its container) before it fails."""
+    kube_unschedulable_timeout: float = 300.0
+    """Seconds a pod may stay unschedulable before its attempt fails."""
+    kube_pod_ttl: float = 0.0
+    """Seconds a finished pod is kept after its logs were captured (0: delete at once)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -79,7 +127,17 @@ class Settings:
             max_tasks=_int(env, "WEIR_MAX_TASKS", 10_000),
             max_submit_bytes=_int(env, "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024),
             dispatch_ack_wait=_float(env, "WEIR_DISPATCH_ACK_WAIT", 30.0, minimum=1.0),
+            lease=_float(env, "WEIR_LEASE", 60.0, minimum=1.0),
+            deadline_grace=_float(env, "WEIR_DEADLINE_GRACE", 30.0),
+            heartbeat_interval=_float(env, "WEIR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
+            prune_after=_duration(env, "WEIR_PRUNE_AFTER"),
+            prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
             scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),
             shutdown_grace=_float(env, "WEIR_SHUTDOWN_GRACE", 10.0),
             log_level=env.get("WEIR_LOG_LEVEL", "INFO").upper(),
+            kube_namespace=env.get("WEIR_KUBE_NAMESPACE") or "default",
+            kube_config=env.get("WEIR_KUBECONFIG") or env.get("KUBECONFIG") or "",
+            kube_image_pull_timeout=_float(env, "WEIR_KUBE_IMAGE_PULL_TIMEOUT", 120.0, 1.0),
+            kube_unschedulable_timeout=_float(env, "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT", 300.0, 1.0),
+            kube_pod_ttl=_float(env, "WEIR_KUBE_POD_TTL", 0.0),
         )

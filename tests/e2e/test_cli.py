@@ -54,7 +54,8 @@ def test_submit_wait_show_events_and_list(stack: Stack) -> None:
 def test_failed_flow_exits_1_and_follow_prints_events(stack: Stack, tmp_path: Path) -> None:
     flow = tmp_path / "fails.yaml"
     flow.write_text(
-        "name: fails\ntasks:\n  - name: boom\n    cmd: [sh, -c, 'echo kaput >&2; exit 4']\n"
+        "name: fails\ndefaults: {retry: {max_attempts: 1}}\n"
+        "tasks:\n  - name: boom\n    cmd: [sh, -c, 'echo kaput >&2; exit 4']\n"
     )
     run = weir(stack, "submit", str(flow), "--follow")
     assert run.returncode == 1

@@ -23,6 +23,7 @@ from tests.conftest import Services, _start
 from tests.flows import diamond, task
 
 WAIT = 60.0
+ONCE = {"max_attempts": 1}
 
 
 async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
@@ -57,7 +58,7 @@ async def test_failed_task_fails_flow_skips_downstream_and_reports_why(client: C
     spec = {
         "name": "breaks",
         "tasks": [
-            task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3"),
+            task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
             task("load", "true", depends=["extract"]),
             task("slow-sibling", "sleep", "0.3"),
         ],
@@ -80,7 +81,8 @@ async def test_failed_task_fails_flow_skips_downstream_and_reports_why(client: C
 
 
 async def test_program_that_cannot_start_is_an_executor_error(client: Client) -> None:
-    flow_id, _ = await finish(client, {"name": "typo", "tasks": [task("a", "no-such-program-x")]})
+    spec = {"name": "typo", "tasks": [task("a", "no-such-program-x", retry=ONCE)]}
+    flow_id, _ = await finish(client, spec)
     (a,) = (await client.get(flow_id)).tasks
     assert a.status == "failed"
     assert a.error_type == "executor"
@@ -115,7 +117,9 @@ async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services:
 async def test_missing_output_file_fails_the_task_naming_the_path(client: Client) -> None:
     spec = {
         "name": "forgetful",
-        "tasks": [task("a", "true", outputs=[{"name": "report", "path": "report.csv"}])],
+        "tasks": [
+            task("a", "true", outputs=[{"name": "report", "path": "report.csv"}], retry=ONCE)
+        ],
     }
     flow_id, _ = await finish(client, spec)
     (a,) = (await client.get(flow_id)).tasks
@@ -126,7 +130,9 @@ async def test_missing_output_file_fails_the_task_naming_the_path(client: Client
 async def test_absolute_artifact_path_is_refused_by_the_local_executor(client: Client) -> None:
     spec = {
         "name": "abs",
-        "tasks": [task("a", "true", outputs=[{"name": "x", "path": "/task-output.txt"}])],
+        "tasks": [
+            task("a", "true", outputs=[{"name": "x", "path": "/task-output.txt"}], retry=ONCE)
+        ],
     }
     flow_id, _ = await finish(client, spec)
     (a,) = (await client.get(flow_id)).tasks

@@ -9,11 +9,13 @@ from typing import Any
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
+    Cancel,
+    FireTimer,
     Flow,
     RecordFinished,
     RecordStarted,
@@ -106,13 +108,24 @@ def test_rejected_flow_is_terminal_with_its_errors() -> None:
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], st.DataObject]:
-    count = draw(st.integers(1, 15))
+    count = draw(st.integers(1, 12))
     names = [f"t{i}" for i in range(count)]
     tasks = []
     for i, name in enumerate(names):
         depends = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3)) if i else []
-        tasks.append(task(name, depends=depends))
-    return draw(st.permutations(tasks)), draw(st.data())
+        extra: dict[str, Any] = {}
+        if draw(st.booleans()):
+            extra["retry"] = {"max_attempts": draw(st.integers(1, 4))}
+        tasks.append(task(name, depends=depends, **extra))
+    flow_extra = {}
+    if draw(st.booleans()):
+        flow_extra["max_parallel"] = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        flow_extra["fail_fast"] = True
+    return [{"__flow__": flow_extra}, *draw(st.permutations(tasks))], draw(st.data())
+
+
+OUTCOMES = ["ok", "ok", "ok", "fail", "snooze", "lost", "cancel"]
 
 
 @given(scenarios())
@@ -120,41 +133,83 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], st.DataObject]:
 def test_random_runs_end_correctly_with_a_gap_free_log(
     scenario: tuple[list[dict[str, Any]], st.DataObject],
 ) -> None:
-    tasks, data = scenario
+    """Whatever happens (successes, failures, snoozes, lost attempts, a cancel), the flow
+    ends; no task starts before its dependencies; attempts never exceed max_attempts
+    (snoozes aside); max_parallel holds; duplicates decide nothing; the log folds back."""
+    head, *tasks = scenario[0]
+    data = scenario[1]
+    spec_doc = {"name": "f", "tasks": tasks, **head["__flow__"]}
+    spec = msgspec.convert(spec_doc, FlowSpec)
+    flow_plan = plan(spec)
+    flow = Flow(id="f1")
+    log = decide(flow, Submit(spec, flow_plan), NOW)
+    for event in log:
+        flow = evolve(flow, event)
     depends = {t["name"]: set(t["depends"]) for t in tasks}
-    flow, log = submit(tasks)
+    max_attempts = {n: flow_plan.tasks[n].retry.max_attempts for n in depends}  # type: ignore[union-attr]
     succeeded: set[str] = set()
-    in_flight = [e.task for e in log if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
-    done: list[str] = []
-    while in_flight:
-        name = data.draw(st.sampled_from(in_flight))
-        in_flight.remove(name)
-        ok = data.draw(st.sampled_from([True, True, True, False]))
-        flow, events = apply(flow, started(name))
-        log += events
-        flow, events = apply(flow, finished(name, ok))
-        log += events
-        if ok:
-            succeeded.add(name)
-        done.append(name)
+    snoozes: dict[str, int] = dict.fromkeys(depends, 0)
+    waiting: list[tuple[str, int]] = []  # (task, attempt) whose retry timer is due
+    handled: list[Any] = []
+
+    def run(command: Any) -> None:
+        nonlocal flow
+        events = decide(flow, command, NOW)
         for event in events:
-            if event_type(event) == "task_dispatched":
-                child = event.task  # type: ignore[union-attr]
-                assert depends[child] <= succeeded, "dispatched before its dependencies"
-                in_flight.append(child)
-        # A duplicate of any report already handled decides nothing.
-        again = data.draw(st.sampled_from(done))
-        assert decide(flow, finished(again), NOW) == []
-        assert decide(flow, started(again), NOW) == []
+            flow = evolve(flow, event)
+            kind = event_type(event)
+            if kind == "task_dispatched":
+                assert depends[event.task] <= succeeded, "dispatched before its dependencies"  # type: ignore[union-attr]
+            if kind in ("task_attempt_failed", "task_snoozed"):
+                waiting.append((event.task, event.attempt))  # type: ignore[union-attr]
+            if kind == "task_snoozed":
+                snoozes[event.task] += 1  # type: ignore[union-attr]
+            if kind == "task_succeeded":
+                succeeded.add(event.task)  # type: ignore[union-attr]
+        log.extend(events)
+        handled.append(command)
+        limit = spec.max_parallel
+        assert limit is None or flow.active <= limit
+
+    for _ in range(200):
+        active = [t for t in flow.tasks.values() if t.status.active]
+        if not active and not waiting:
+            break
+        if waiting and (not active or data.draw(st.booleans())):
+            name, attempt = waiting.pop(data.draw(st.integers(0, len(waiting) - 1)))
+            run(FireTimer("retry", name, attempt))
+            continue
+        current = data.draw(st.sampled_from(active))
+        outcome = data.draw(st.sampled_from(OUTCOMES))
+        if outcome != "lost":
+            run(started(current.name, current.attempt))
+        if outcome == "ok":
+            run(finished(current.name, True, current.attempt))
+        elif outcome == "fail":
+            run(finished(current.name, False, current.attempt))
+        elif outcome == "snooze":
+            report = msgspec.structs.replace(
+                finished(current.name, True, current.attempt).report, snooze_seconds=5.0
+            )
+            run(RecordFinished(report))
+        elif outcome == "lost":
+            run(FireTimer("lease", current.name, current.attempt))
+        else:
+            run(Cancel("test"))
+        # A duplicate of anything already handled decides nothing.
+        assert decide(flow, data.draw(st.sampled_from(handled)), NOW) == []
 
     assert [e.seq for e in log] == list(range(1, len(log) + 1))
-    assert flow.status.terminal
-    assert event_type(log[-1]) in ("flow_succeeded", "flow_failed")
-    assert sum(event_type(e).startswith("flow_") for e in log) == 2
+    assert flow.status.terminal, flow
+    assert event_type(log[-1]) in ("flow_succeeded", "flow_failed", "flow_cancelled")
+    assert sum(event_type(e) in TERMINAL_FLOW_EVENTS for e in log) == 1
     assert all(t.status.terminal for t in flow.tasks.values())
+    for name, t in flow.tasks.items():
+        assert len(t.failures) <= max_attempts[name]
+        assert t.attempt <= max_attempts[name] + snoozes[name]
     if flow.status is FlowStatus.SUCCEEDED:
         assert succeeded == set(depends)
-    else:
+    elif flow.status is FlowStatus.FAILED:
         assert any(t.status is TaskStatus.FAILED for t in flow.tasks.values())
     assert flow.active == 0 and flow.unfinished == 0
     assert fold("f1", log) == flow

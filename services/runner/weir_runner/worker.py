@@ -22,7 +22,17 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.config import Settings
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
-from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType
+from weir_proto.api import AttemptAnswer, AttemptRequest
+from weir_proto.errors import ApiError
+from weir_proto.messages import (
+    SNOOZE_EXIT_CODE,
+    SNOOZE_SECONDS_DEFAULT,
+    AttemptFinished,
+    AttemptStarted,
+    Dispatch,
+    ErrorType,
+    Heartbeat,
+)
 
 from weir_runner.executors.base import AttemptResult, Executor
 from weir_runner.executors.local import LocalExecutor
@@ -33,6 +43,7 @@ log = logging.getLogger("weir.runner")
 FETCH_WAIT = 5.0
 PUBLISH_RETRY_DELAY = 0.5
 PUBLISH_TIMEOUT = 5.0
+ASK_TIMEOUT = 2.0
 
 _encoder = msgspec.json.Encoder()
 _dispatch_decoder = msgspec.json.Decoder(Dispatch)
@@ -47,6 +58,11 @@ def make_executor(settings: Settings) -> Executor:
         return LocalExecutor(Path(settings.runner_dir))
     if settings.executor == "noop":
         return NoopExecutor()
+    if settings.executor == "kubernetes":
+        # Imported here: the other executors never load kubernetes_asyncio.
+        from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+
+        return KubernetesExecutor(KubernetesConfig.from_settings(settings))
     raise ValueError(f"unknown executor {settings.executor!r}")
 
 
@@ -58,6 +74,9 @@ class Runner:
         self.ready = asyncio.Event()
         self.slots = asyncio.Semaphore(settings.runner_concurrency)
         self.running: set[asyncio.Task[None]] = set()
+        self.attempts: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        """Attempts being executed, by (flow_id, task, attempt): their handler tasks."""
+        self.cancelled: dict[tuple[str, str, int], str] = {}
         self.nc: NATS | None = None
 
     async def run(self) -> None:
@@ -80,6 +99,16 @@ class Runner:
                 ),
             )
             loops.append(asyncio.create_task(self._take(sub, js), name=f"queue-{queue}"))
+        background = [asyncio.create_task(self._heartbeats(), name="heartbeats")]
+
+        async def on_cancel(msg: Msg) -> None:
+            try:
+                event = msgspec.json.decode(msg.data, type=_CancelRequested)
+            except msgspec.DecodeError:
+                return
+            self._cancel_flow(event.flow_id, event.reason)
+
+        cancels = await self.nc.subscribe(subjects.CANCEL_REQUESTS, cb=on_cancel)
         log.info(
             "runner ready",
             extra={
@@ -94,11 +123,15 @@ class Runner:
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await cancels.unsubscribe()
         if self.running:
             _, late = await asyncio.wait(self.running, timeout=settings.shutdown_grace)
             for task in late:  # stopped unfinished: JetStream hands them out again
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        for task in background:
+            task.cancel()
         await close(self.nc)
         log.info("runner stopped")
 
@@ -135,51 +168,131 @@ class Runner:
             log.warning("undecodable dispatch dropped", extra={"error": str(exc)})
             await msg.term()
             return
-        context = {
-            "flow_id": dispatch.flow_id,
-            "task": dispatch.task.name,
-            "attempt": dispatch.attempt,
-        }
-        heartbeat = asyncio.create_task(self._keep_alive(msg))
-        runner = self.settings.runner_name
-
-        async def started() -> None:
-            log.info("attempt started", extra=context)
-            report = AttemptStarted(
-                flow_id=dispatch.flow_id,
-                task=dispatch.task.name,
-                attempt=dispatch.attempt,
-                runner=runner,
-                at=datetime.now(UTC),
-            )
-            await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
-
+        key = (dispatch.flow_id, dispatch.task.name, dispatch.attempt)
+        context = {"flow_id": key[0], "task": key[1], "attempt": key[2]}
+        keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
-            result = await self.executor.run(dispatch, started)
+            run, why = await self._should_run(dispatch)
+            if not run:
+                log.info("attempt not run", extra={**context, "reason": why})
+                await msg.ack()
+                return
+            result = await self._execute(dispatch, key, js)
         except asyncio.CancelledError:
-            heartbeat.cancel()
+            # Stopping: hand the attempt back so another runner takes it at once.
+            with contextlib.suppress(Exception):
+                await msg.nak()
             raise
-        except Exception as exc:
-            log.exception("executor failed", extra=context)
-            result = AttemptResult(None, ErrorType.EXECUTOR, f"executor error: {exc}")
         finally:
-            heartbeat.cancel()
+            keep_alive.cancel()
+            self.attempts.pop(key, None)
         log.info(
             "attempt finished",
             extra={**context, "exit_code": result.exit_code, "error_type": result.error_type},
         )
+        snooze = None
+        if result.exit_code == SNOOZE_EXIT_CODE and result.error_type is ErrorType.EXIT_CODE:
+            snooze = result.snooze_seconds or SNOOZE_SECONDS_DEFAULT
         report = AttemptFinished(
             flow_id=dispatch.flow_id,
             task=dispatch.task.name,
             attempt=dispatch.attempt,
-            runner=runner,
+            runner=self.settings.runner_name,
             at=datetime.now(UTC),
             exit_code=result.exit_code,
-            error_type=result.error_type,
+            error_type=None if snooze is not None else result.error_type,
             message=result.message,
+            snooze_seconds=snooze,
         )
         await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
         await msg.ack()
+
+    async def _execute(
+        self, dispatch: Dispatch, key: tuple[str, str, int], js: JetStreamContext
+    ) -> AttemptResult:
+        """Run the attempt under its timeout; a cancel of its flow kills it."""
+        name = dispatch.task.name
+
+        async def started() -> None:
+            log.info("attempt started", extra={"flow_id": key[0], "task": name, "attempt": key[2]})
+            report = AttemptStarted(
+                flow_id=dispatch.flow_id,
+                task=name,
+                attempt=dispatch.attempt,
+                runner=self.settings.runner_name,
+                at=datetime.now(UTC),
+            )
+            await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
+
+        running = asyncio.create_task(self.executor.run(dispatch, started))
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.attempts[key] = handler
+        timeout = dispatch.task.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(running)
+        except TimeoutError:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            return AttemptResult(
+                None, ErrorType.TIMEOUT, f'task "{name}" exceeded its timeout of {timeout:g}s'
+            )
+        except asyncio.CancelledError:
+            reason = self.cancelled.pop(key, None)
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            if reason is None or not running.cancelled():
+                raise
+            # The flow was cancelled: this attempt ends here (the handler itself goes on).
+            handler.uncancel()
+            return AttemptResult(None, ErrorType.CANCELLED, f'task "{name}" killed: {reason}')
+        except Exception as exc:
+            log.exception("executor failed", extra={"flow_id": key[0], "task": name})
+            return AttemptResult(None, ErrorType.EXECUTOR, f"executor error: {exc}")
+
+    async def _should_run(self, dispatch: Dispatch) -> tuple[bool, str]:
+        """Ask the scheduler whether the attempt is still wanted (it may have been cancelled
+        or superseded while the dispatch waited); wait while no scheduler answers."""
+        request = _encoder.encode(
+            AttemptRequest(
+                flow_id=dispatch.flow_id, task=dispatch.task.name, attempt=dispatch.attempt
+            )
+        )
+        delay = 0.1
+        while True:
+            assert self.nc is not None
+            try:
+                msg = await self.nc.request(subjects.API_ATTEMPT, request, timeout=ASK_TIMEOUT)
+                reply = _attempt_reply_decoder.decode(msg.data)
+                if reply.error is None:
+                    answer = msgspec.json.decode(reply.result, type=AttemptAnswer)
+                    return answer.run, answer.reason
+                log.warning("attempt check refused", extra={"error": reply.error.message})
+            except Exception as exc:
+                log.warning("scheduler not answering; attempt waits", extra={"error": str(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _cancel_flow(self, flow_id: str, reason: str) -> None:
+        for key, handler in list(self.attempts.items()):
+            if key[0] == flow_id and key not in self.cancelled:
+                log.info(
+                    "killing attempt", extra={"flow_id": flow_id, "task": key[1], "reason": reason}
+                )
+                self.cancelled[key] = reason
+                handler.cancel()
+
+    async def _heartbeats(self) -> None:
+        assert self.nc is not None
+        subject = subjects.heartbeat(_token(self.settings.runner_name))
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            if not self.attempts:
+                continue
+            beat = Heartbeat(runner=self.settings.runner_name, attempts=list(self.attempts))
+            with contextlib.suppress(Exception):
+                await self.nc.publish(subject, _encoder.encode(beat))
 
     async def _keep_alive(self, msg: Msg) -> None:
         interval = max(self.settings.dispatch_ack_wait / 3, 0.2)
@@ -187,6 +300,24 @@ class Runner:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+
+
+class _CancelRequested(msgspec.Struct):
+    flow_id: str
+    reason: str = "cancelled"
+
+
+def _token(name: str) -> str:
+    """A runner name made safe as one NATS subject token."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "runner"
+
+
+class _RawReply(msgspec.Struct):
+    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    error: ApiError | None = None
+
+
+_attempt_reply_decoder = msgspec.json.Decoder(_RawReply)
 
 
 async def _publish(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -17,16 +18,31 @@ from nats.micro.service import Service
 from weir_proto import subjects
 from weir_proto.api import (
     LIST_LIMIT_MAX,
+    AttemptAnswer,
+    AttemptRequest,
+    CancelRequest,
+    FlowState,
     GetRequest,
     ListRequest,
+    PruneRequest,
+    PruneResult,
+    QueryRequest,
     Reply,
+    RerunRequest,
+    ScheduleList,
+    ScheduleName,
+    ScheduleRequest,
     SubmitAccepted,
 )
 from weir_proto.errors import ApiError
 from weir_proto.ids import new_flow_id
-from weir_proto.status import FlowStatus
+from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
 
-from weir_scheduler.store import EventStore, parse_cursor
+from weir_scheduler import cron
+from weir_scheduler.commands import FlowCommands
+from weir_scheduler.decider import Cancel
+from weir_scheduler.filters import FilterError
+from weir_scheduler.store import EventStore, Q, parse_cursor
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
 log = logging.getLogger("weir.scheduler.api")
@@ -53,13 +69,52 @@ def _decode(data: bytes, kind: type[_T], verb: str) -> _T:
         ) from None
 
 
+PRUNE_BATCH = 500
+
+
+def _no_schedule(name: str) -> ApiError:
+    return ApiError(code="not_found", message=f'schedule "{name[:100]}" does not exist')
+
+
+def _check_page(limit: int, cursor: str | None) -> None:
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise ApiFailure(
+            ApiError(
+                code="bad_request",
+                message=f"limit must be between 1 and {LIST_LIMIT_MAX}; follow `next` for more",
+            )
+        )
+    if cursor is not None:
+        try:
+            parse_cursor(cursor)
+        except ValueError:
+            raise ApiFailure(
+                ApiError(code="bad_request", message="cursor is not a `next` from this API")
+            ) from None
+
+
+def _not_found(flow_id: str) -> ApiError:
+    return ApiError(code="not_found", message=f'flow "{flow_id[:100]}" does not exist')
+
+
 class Api:
-    def __init__(self, store: EventStore, submissions: SubmissionHandler) -> None:
+    def __init__(
+        self, store: EventStore, submissions: SubmissionHandler, commands: FlowCommands
+    ) -> None:
         self.store = store
         self.submissions = submissions
+        self.commands = commands
 
     async def submit(self, data: bytes) -> object:
         outcome = await self.submissions.submit(Submission(data, new_flow_id()))
+        if outcome.existing is not None and outcome.status is FlowStatus.DUPLICATE:
+            view = await self.store.get(outcome.existing)
+            return SubmitAccepted(
+                flow_id=outcome.existing,
+                status=view.status if view else "unknown",
+                created=False,
+                existing=outcome.existing,
+            )
         if outcome.status is FlowStatus.REJECTED and outcome.created:
             raise ApiFailure(
                 ApiError(
@@ -77,9 +132,7 @@ class Api:
         request = _decode(data, GetRequest, "get")
         view = await self.store.get(request.flow_id)
         if view is None:
-            raise ApiFailure(
-                ApiError(code="not_found", message=f'flow "{request.flow_id[:100]}" does not exist')
-            )
+            raise ApiFailure(_not_found(request.flow_id))
         return view
 
     async def list(self, data: bytes) -> object:
@@ -91,23 +144,136 @@ class Api:
                     message=f"status must be one of {', '.join(FlowStatus)}",
                 )
             )
-        if not 1 <= request.limit <= LIST_LIMIT_MAX:
+        _check_page(request.limit, request.cursor)
+        return await self.store.list(request.status, request.limit, request.cursor)
+
+    async def cancel(self, data: bytes) -> object:
+        request = _decode(data, CancelRequest, "cancel")
+        flows = await self.commands.apply([(request.flow_id, Cancel(request.reason[:500]))])
+        flow = flows.get(request.flow_id)
+        if flow is None or not flow.exists:
+            raise ApiFailure(_not_found(request.flow_id))
+        if flow.status.terminal and flow.status is not FlowStatus.CANCELLED:
+            raise ApiFailure(
+                ApiError(
+                    code="conflict",
+                    message=f'flow "{request.flow_id}" has already ended ({flow.status})',
+                )
+            )
+        return FlowState(flow_id=flow.id, status=str(flow.status))
+
+    async def rerun(self, data: bytes) -> object:
+        request = _decode(data, RerunRequest, "rerun")
+        source = await self.store.load(request.flow_id)
+        if not source.exists or source.plan is None:
+            raise ApiFailure(_not_found(request.flow_id))
+        if not source.status.terminal:
+            raise ApiFailure(
+                ApiError(
+                    code="conflict",
+                    message=(
+                        f'flow "{request.flow_id}" is {source.status}; rerun it once it has '
+                        "ended, or cancel it first"
+                    ),
+                )
+            )
+        reused: tuple[str, ...] = ()
+        if request.failed_only:
+            reused = tuple(
+                name for name, task in source.tasks.items() if task.status is TaskStatus.SUCCEEDED
+            )
+        outcome = await self.submissions.rerun(source, reused)
+        return SubmitAccepted(
+            flow_id=outcome.flow_id,
+            status=str(outcome.status),
+            created=True,
+            rerun_of=source.id,
+        )
+
+    async def attempt(self, data: bytes) -> object:
+        request = _decode(data, AttemptRequest, "attempt")
+        run, reason = await self.store.attempt_is_current(
+            request.flow_id, request.task, request.attempt
+        )
+        return AttemptAnswer(run=run, reason=reason)
+
+    async def query(self, data: bytes) -> object:
+        request = _decode(data, QueryRequest, "query")
+        _check_page(request.limit, request.cursor)
+        try:
+            return await self.store.query(request.where, request.limit, request.cursor)
+        except FilterError as exc:
+            raise ApiFailure(ApiError(code="bad_request", message=str(exc))) from None
+
+    async def prune(self, data: bytes) -> object:
+        request = _decode(data, PruneRequest, "prune")
+        allowed = {str(s) for s in TERMINAL_FLOW_STATUSES}
+        wrong = [s for s in request.statuses if s not in allowed]
+        if wrong or request.older_than < 0 or request.keep_last < 0:
             raise ApiFailure(
                 ApiError(
                     code="bad_request",
-                    message=f"limit must be between 1 and {LIST_LIMIT_MAX}; follow `next` for more",
+                    message=(
+                        "prune takes statuses among "
+                        f"{', '.join(sorted(allowed))} (only ended flows are pruned), "
+                        "older_than >= 0 seconds and keep_last >= 0"
+                    ),
                 )
             )
-        if request.cursor is not None:
-            try:
-                parse_cursor(request.cursor)
-            except ValueError:
-                raise ApiFailure(
-                    ApiError(
-                        code="bad_request", message="cursor is not a `next` from weir.api.list"
-                    )
-                ) from None
-        return await self.store.list(request.status, request.limit, request.cursor)
+        before = datetime.now(UTC) - timedelta(seconds=request.older_than)
+        pruned = await self.store.prune(request.statuses, before, request.keep_last, PRUNE_BATCH)
+        return PruneResult(pruned=pruned)
+
+    async def schedule_create(self, data: bytes) -> object:
+        request = _decode(data, ScheduleRequest, "schedule.create")
+        try:
+            cron.validate(
+                request.name, request.cron, request.timezone, request.flow, self.submissions.limits
+            )
+        except cron.ScheduleError as exc:
+            raise ApiFailure(ApiError(code="bad_request", message=str(exc))) from None
+        first = cron.next_tick(request.cron, request.timezone, datetime.now(UTC))
+        spec = msgspec.json.encode(request.flow).decode()
+        async with self.store.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                Q["schedule_upsert"],
+                request.name,
+                request.cron,
+                request.timezone,
+                spec,
+                request.missed,
+                request.paused,
+                first,
+            )
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        return cron.view(row)
+
+    async def schedule_list(self, data: bytes) -> object:
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(Q["schedule_list"])
+        return ScheduleList(schedules=[cron.view(r) for r in rows])
+
+    async def _schedule_pause(self, data: bytes, paused: bool, verb: str) -> object:
+        request = _decode(data, ScheduleName, verb)
+        async with self.store.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["schedule_pause"], request.name, paused)
+        if row is None:
+            raise ApiFailure(_no_schedule(request.name))
+        return cron.view(row)
+
+    async def schedule_pause(self, data: bytes) -> object:
+        return await self._schedule_pause(data, True, "schedule.pause")
+
+    async def schedule_resume(self, data: bytes) -> object:
+        return await self._schedule_pause(data, False, "schedule.resume")
+
+    async def schedule_delete(self, data: bytes) -> object:
+        request = _decode(data, ScheduleName, "schedule.delete")
+        async with self.store.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["schedule_delete"], request.name)
+        if row is None:
+            raise ApiFailure(_no_schedule(request.name))
+        return ScheduleName(name=request.name)
 
     async def serve(self, nc: NATS) -> Service:
         service = await add_service(
@@ -116,9 +282,24 @@ class Api:
             version="0.1.0",
             description="weir scheduler API",
         )
-        for verb, handler in (("submit", self.submit), ("get", self.get), ("list", self.list)):
+        handlers: list[tuple[str, Handler]] = [
+            ("submit", self.submit),
+            ("get", self.get),
+            ("list", self.list),
+            ("cancel", self.cancel),
+            ("rerun", self.rerun),
+            ("attempt", self.attempt),
+            ("query", self.query),
+            ("prune", self.prune),
+            ("schedule.create", self.schedule_create),
+            ("schedule.list", self.schedule_list),
+            ("schedule.pause", self.schedule_pause),
+            ("schedule.resume", self.schedule_resume),
+            ("schedule.delete", self.schedule_delete),
+        ]
+        for verb, handler in handlers:
             await service.add_endpoint(
-                name=verb,
+                name=verb.replace(".", "-"),
                 subject=f"{subjects.API_PREFIX}.{verb}",
                 handler=self._wrap(verb, handler),
             )

@@ -1,48 +1,67 @@
 """The functional core: `decide(flow, command, now) -> events` and `evolve(flow, event) -> flow`.
 
 Both are pure and total. `decide` answers every command, including repeated and stale
-ones (a status the log already holds decides nothing), which is what makes every shell
-around it idempotent. Flow state is immutable; tasks live in a persistent map so a
-10,000-task flow evolves in O(log n) per event.
+ones (a report the log already holds, a timer that already fired, decides nothing), which
+is what makes every shell around it idempotent. Flow state is immutable; tasks live in a
+persistent map so a 10,000-task flow evolves in O(log n) per event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TypedDict, assert_never
+from datetime import datetime, timedelta
+from typing import Literal, TypedDict, assert_never
 
 import immutables
 from weir_proto.errors import SpecError
 from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowDeduplicated,
     FlowEvent,
     FlowFailed,
     FlowRejected,
     FlowSubmitted,
     FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
     TaskDispatched,
     TaskFailed,
     TaskSkipped,
+    TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
 )
 from weir_proto.ids import event_id
-from weir_proto.messages import AttemptFinished, AttemptStarted
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
+from weir_scheduler.backoff import retry_delay
 from weir_scheduler.planner import Limits, Plan, plan
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    attempt: int
+    error_type: str
+    message: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
     name: str
     queue: str
+    priority: int
     status: TaskStatus = TaskStatus.PENDING
     attempt: int = 0
+    """The current (or last) attempt number; snoozes and retries each start a new one."""
+    failures: tuple[AttemptFailure, ...] = ()
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    retry_at: datetime | None = None
     exit_code: int | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -59,14 +78,23 @@ class Flow:
     status: FlowStatus = FlowStatus.PENDING
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    start_at: datetime | None = None
     plan: Plan | None = None
     tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
+    ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
+    """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel)."""
     errors: tuple[SpecError, ...] = ()
     active: int = 0
     """Tasks handed to a runner and not finished."""
+    retrying: int = 0
+    """Tasks waiting for their next attempt; they keep their max_parallel slot."""
     unfinished: int = 0
     """Tasks not in a terminal state."""
     failing: bool = False
+    cancelling: bool = False
+    cancel_reason: str | None = None
+    rerun_of: str | None = None
+    reused: frozenset[str] = frozenset()
 
     @property
     def exists(self) -> bool:
@@ -80,11 +108,20 @@ class Flow:
 class Submit:
     spec: FlowSpec
     plan: Plan
+    rerun_of: str | None = None
+    reused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
     errors: tuple[SpecError, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deduplicate:
+    existing: str
+    key: str
     name: str | None = None
 
 
@@ -98,7 +135,24 @@ class RecordFinished:
     report: AttemptFinished
 
 
-Command = Submit | Reject | RecordStarted | RecordFinished
+TimerKind = Literal["start", "retry", "deadline", "lease"]
+
+
+@dataclass(frozen=True, slots=True)
+class FireTimer:
+    """A due time kept in the timers projection has passed."""
+
+    kind: TimerKind
+    task: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str = "cancelled by request"
+
+
+Command = Submit | Reject | Deduplicate | RecordStarted | RecordFinished | FireTimer | Cancel
 
 
 # decide ---------------------------------------------------------------------------------
@@ -131,16 +185,33 @@ def decide(flow: Flow, command: Command, now: datetime) -> list[FlowEvent]:
     """The events that `command` causes on `flow` (none when it changes nothing)."""
     out = _Emitter(flow, now)
     match command:
-        case Submit(spec=spec, plan=flow_plan):
+        case Submit(spec=spec, rerun_of=rerun_of, reused=reused):
             if flow.exists:
                 return []
-            out.emit(FlowSubmitted(**out.envelope(), at=now, spec=spec))
-            for name in flow_plan.roots:
-                _dispatch(out, name)
+            start_at = _start_at(spec, now)
+            out.emit(
+                FlowSubmitted(
+                    **out.envelope(),
+                    at=now,
+                    spec=spec,
+                    start_at=start_at,
+                    rerun_of=rerun_of,
+                    reused=list(reused),
+                )
+            )
+            if start_at is None:
+                _dispatch_ready(out)
+                _finish_if_done(out)
         case Reject(errors=errors, name=name):
             if flow.exists:
                 return []
             out.emit(FlowRejected(**out.envelope(), at=now, errors=list(errors), name=name))
+        case Deduplicate(existing=existing, key=key, name=name):
+            if flow.exists:
+                return []
+            out.emit(
+                FlowDeduplicated(**out.envelope(), at=now, existing=existing, key=key, name=name)
+            )
         case RecordStarted(report=report):
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or task.status is not TaskStatus.DISPATCHED:
@@ -158,34 +229,63 @@ def decide(flow: Flow, command: Command, now: datetime) -> list[FlowEvent]:
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or not task.status.active:
                 return []
-            if report.error_type is None:
-                out.emit(
-                    TaskSucceeded(
-                        **out.envelope(),
-                        at=report.at,
-                        task=report.task,
-                        attempt=report.attempt,
-                        exit_code=report.exit_code or 0,
-                    )
+            _attempt_ended(out, task, report)
+        case FireTimer(kind="start"):
+            if flow.status is not FlowStatus.SCHEDULED:
+                return []
+            _dispatch_ready(out)
+            _finish_if_done(out)
+        case FireTimer(kind="retry", task=name, attempt=attempt):
+            task = _current_attempt(flow, name, attempt)
+            if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
+                return []
+            out.emit(
+                TaskDispatched(
+                    **out.envelope(),
+                    at=now,
+                    task=name,
+                    attempt=attempt + 1,
+                    queue=task.queue,
                 )
-                _dispatch_ready_children(out, report.task)
-            else:
-                out.emit(
-                    TaskFailed(
-                        **out.envelope(),
-                        at=report.at,
-                        task=report.task,
-                        attempt=report.attempt,
-                        error_type=str(report.error_type),
-                        message=report.message,
-                        exit_code=report.exit_code,
-                    )
-                )
-                _skip_pending(out, because=report.task)
+            )
+        case FireTimer(kind="deadline" | "lease" as kind, task=name, attempt=attempt):
+            task = _current_attempt(flow, name, attempt)
+            if task is None or not task.status.active:
+                return []
+            why = (
+                "its runner did not report within the task's timeout"
+                if kind == "deadline"
+                else "its runner stopped sending heartbeats"
+            )
+            lost = AttemptFinished(
+                flow_id=flow.id,
+                task=name,
+                attempt=attempt,
+                runner=task.runner or "",
+                at=now,
+                error_type=ErrorType.LOST,
+                message=f'task "{name}" attempt {attempt} was lost: {why}',
+            )
+            _attempt_ended(out, task, lost)
+        case FireTimer():
+            return []
+        case Cancel(reason=reason):
+            if not flow.exists or flow.status.terminal or flow.cancelling:
+                return []
+            out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
+            _cancel_waiting(out, reason)
             _finish_if_done(out)
         case _ as unreachable:
             assert_never(unreachable)
     return out.events
+
+
+def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
+    if spec.scheduled_at is not None:
+        return spec.scheduled_at if spec.scheduled_at > now else None
+    if spec.delay:
+        return now + timedelta(seconds=spec.delay)
+    return None
 
 
 def _current_attempt(flow: Flow, name: str, attempt: int) -> Task | None:
@@ -198,53 +298,148 @@ def _current_attempt(flow: Flow, name: str, attempt: int) -> Task | None:
     return task
 
 
-def _dispatch(out: _Emitter, name: str) -> None:
-    task = out.flow.tasks[name]
-    out.emit(
-        TaskDispatched(
-            **out.envelope(),
-            at=out.now,
-            task=name,
-            attempt=task.attempt + 1,
-            queue=task.queue,
+def _attempt_ended(out: _Emitter, task: Task, report: AttemptFinished) -> None:
+    flow = out.flow
+    assert flow.plan is not None
+    envelope = out.envelope
+    if report.error_type is None and report.snooze_seconds is None:
+        out.emit(
+            TaskSucceeded(
+                **envelope(),
+                at=report.at,
+                task=task.name,
+                attempt=report.attempt,
+                exit_code=report.exit_code or 0,
+            )
         )
-    )
+    elif flow.cancelling and (not flow.failing or report.error_type in (None, ErrorType.CANCELLED)):
+        out.emit(
+            TaskCancelled(
+                **envelope(),
+                at=report.at,
+                task=task.name,
+                attempt=report.attempt,
+                reason=flow.cancel_reason or "flow cancelled",
+            )
+        )
+    elif report.error_type is None and flow.failing:
+        reason = "flow is failing: a snoozed task does not run again"
+        out.emit(TaskSkipped(**envelope(), at=report.at, task=task.name, reason=reason))
+    elif report.error_type is None:
+        assert report.snooze_seconds is not None
+        until = out.now + timedelta(seconds=max(report.snooze_seconds, 0.0))
+        out.emit(
+            TaskSnoozed(
+                **envelope(), at=report.at, task=task.name, attempt=report.attempt, until=until
+            )
+        )
+    else:
+        spec = flow.plan.tasks[task.name]
+        assert spec.retry is not None
+        failures = len(task.failures) + 1
+        retryable = report.error_type is not ErrorType.CANCELLED and not flow.failing
+        if retryable and failures < spec.retry.max_attempts:
+            delay = retry_delay(
+                spec.retry.backoff, failures, f"{flow.id}/{task.name}/{task.attempt}"
+            )
+            out.emit(
+                TaskAttemptFailed(
+                    **envelope(),
+                    at=report.at,
+                    task=task.name,
+                    attempt=report.attempt,
+                    error_type=str(report.error_type),
+                    message=report.message,
+                    exit_code=report.exit_code,
+                    retry_at=out.now + timedelta(seconds=delay),
+                )
+            )
+        else:
+            out.emit(
+                TaskFailed(
+                    **envelope(),
+                    at=report.at,
+                    task=task.name,
+                    attempt=report.attempt,
+                    error_type=str(report.error_type),
+                    message=report.message,
+                    exit_code=report.exit_code,
+                )
+            )
+            _on_final_failure(out, task.name)
+    _dispatch_ready(out)
+    _finish_if_done(out)
 
 
-def _dispatch_ready_children(out: _Emitter, name: str) -> None:
+def _on_final_failure(out: _Emitter, failed: str) -> None:
+    """No new work starts: every task not handed out is skipped; with fail_fast, running
+    siblings are cancelled too."""
     flow = out.flow
     assert flow.plan is not None
-    if flow.failing:
-        return
-    for child in flow.plan.dependents[name]:
-        if flow.tasks[child].status is not TaskStatus.PENDING:
-            continue
-        if all(flow.tasks[d].status is TaskStatus.SUCCEEDED for d in flow.plan.depends[child]):
-            _dispatch(out, child)
-
-
-def _skip_pending(out: _Emitter, because: str) -> None:
-    """After a failure no new work starts: every task not yet handed out is skipped."""
-    flow = out.flow
-    assert flow.plan is not None
-    downstream = set(flow.plan.descendants(because))
+    downstream = set(flow.plan.descendants(failed))
     for name in flow.plan.order:
-        if flow.tasks[name].status is TaskStatus.PENDING:
+        if flow.tasks[name].status in (TaskStatus.PENDING, TaskStatus.RETRYING):
             reason = (
-                f'upstream task "{because}" failed'
+                f'upstream task "{failed}" failed'
                 if name in downstream
-                else f'flow is failing: task "{because}" failed'
+                else f'flow is failing: task "{failed}" failed'
             )
             out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
+    if flow.plan.spec.fail_fast and out.flow.active and not out.flow.cancelling:
+        out.emit(
+            FlowCancelRequested(
+                **out.envelope(),
+                at=out.now,
+                reason=f'fail_fast: task "{failed}" failed',
+                fail_fast=True,
+            )
+        )
+
+
+def _cancel_waiting(out: _Emitter, reason: str) -> None:
+    flow = out.flow
+    assert flow.plan is not None
+    for name in flow.plan.order:
+        task = flow.tasks[name]
+        if task.status in (TaskStatus.PENDING, TaskStatus.RETRYING):
+            out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+
+
+def _dispatch_ready(out: _Emitter) -> None:
+    """Hand out ready tasks, highest priority first, as far as max_parallel allows."""
+    flow = out.flow
+    assert flow.plan is not None
+    if flow.failing or flow.cancelling or not flow.ready:
+        return
+    limit = flow.plan.spec.max_parallel
+    slots = len(flow.ready) if limit is None else limit - flow.active - flow.retrying
+    if slots <= 0:
+        return
+    positions = flow.plan.positions
+    ready = sorted(flow.ready, key=lambda n: (flow.tasks[n].priority, positions[n]))
+    for name in ready[:slots]:
+        task = out.flow.tasks[name]
+        out.emit(
+            TaskDispatched(
+                **out.envelope(),
+                at=out.now,
+                task=name,
+                attempt=task.attempt + 1,
+                queue=task.queue,
+            )
+        )
 
 
 def _finish_if_done(out: _Emitter) -> None:
     flow = out.flow
-    if flow.unfinished or flow.status.terminal:
+    if flow.unfinished or flow.status.terminal or flow.status is FlowStatus.SCHEDULED:
         return
     failed = [t.name for t in flow.tasks.values() if t.status is TaskStatus.FAILED]
     if failed:
         out.emit(FlowFailed(**out.envelope(), at=out.now, failed_tasks=sorted(failed)))
+    elif flow.cancelling:
+        reason = flow.cancel_reason or "cancelled"
+        out.emit(FlowCancelled(**out.envelope(), at=out.now, reason=reason))
     else:
         out.emit(FlowSucceeded(**out.envelope(), at=out.now))
 
@@ -256,18 +451,39 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
     """The flow after `event`. Events must come in `seq` order."""
     flow = replace(flow, seq=event.seq, updated_at=event.at)
     match event:
-        case FlowSubmitted(spec=spec):
+        case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
             flow_plan = plan(spec, _UNLIMITED)
+            done = frozenset(reused)
             tasks = immutables.Map(
-                {name: Task(name=name, queue=t.queue) for name, t in flow_plan.tasks.items()}
+                {
+                    name: Task(
+                        name=name,
+                        queue=t.queue or "default",
+                        priority=t.priority or 0,
+                        status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
+                    )
+                    for name, t in flow_plan.tasks.items()
+                }
+            )
+            ready = immutables.Map(
+                {
+                    name: True
+                    for name in flow_plan.order
+                    if name not in done and all(d in done for d in flow_plan.depends[name])
+                }
             )
             return replace(
                 flow,
                 name=spec.name,
                 created_at=event.at,
+                start_at=start_at,
+                status=FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING,
                 plan=flow_plan,
                 tasks=tasks,
-                unfinished=len(tasks),
+                ready=ready,
+                unfinished=len(tasks) - len(done),
+                rerun_of=rerun_of,
+                reused=done,
             )
         case FlowRejected(errors=errors, name=name):
             return replace(
@@ -277,19 +493,32 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 status=FlowStatus.REJECTED,
                 errors=tuple(errors),
             )
-        case TaskDispatched(task=name, attempt=attempt):
-            task = flow.tasks[name]
-            return _with_task(
+        case FlowDeduplicated(existing=existing, key=key, name=name):
+            message = f'a flow with unique key "{key}" exists already: {existing}'
+            return replace(
                 flow,
-                replace(
-                    task,
-                    status=TaskStatus.DISPATCHED,
-                    attempt=attempt,
-                    dispatched_at=event.at,
-                    started_at=None,
-                    finished_at=None,
-                ),
+                name=name or "",
+                created_at=event.at,
+                status=FlowStatus.DUPLICATE,
+                errors=(SpecError(path="$.unique.key", message=message),),
             )
+        case TaskDispatched(task=name, attempt=attempt):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.DISPATCHED,
+                attempt=attempt,
+                dispatched_at=event.at,
+                started_at=None,
+                finished_at=None,
+                retry_at=None,
+            )
+            flow = replace(
+                _with_task(flow, task),
+                ready=flow.ready.delete(name) if name in flow.ready else flow.ready,
+            )
+            if flow.status is FlowStatus.SCHEDULED:
+                flow = replace(flow, status=FlowStatus.PENDING)
+            return flow
         case TaskStarted(task=name, runner=runner):
             task = replace(
                 flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
@@ -300,26 +529,84 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             return flow
         case TaskSucceeded(task=name, exit_code=code):
             task = replace(
-                flow.tasks[name], status=TaskStatus.SUCCEEDED, finished_at=event.at, exit_code=code
+                flow.tasks[name],
+                status=TaskStatus.SUCCEEDED,
+                finished_at=event.at,
+                exit_code=code,
+                error_type=None,
+                error_message=None,
+            )
+            return _mark_children_ready(_with_task(flow, task), name)
+        case TaskAttemptFailed(
+            task=name, attempt=attempt, error_type=error_type, message=message, exit_code=code
+        ):
+            previous = flow.tasks[name]
+            task = replace(
+                previous,
+                status=TaskStatus.RETRYING,
+                finished_at=event.at,
+                retry_at=event.retry_at,
+                exit_code=code,
+                error_type=error_type,
+                error_message=message,
+                failures=(
+                    *previous.failures,
+                    AttemptFailure(attempt, error_type, message, event.at),
+                ),
             )
             return _with_task(flow, task)
-        case TaskFailed(task=name, exit_code=code, error_type=error_type, message=message):
+        case TaskSnoozed(task=name, until=until):
             task = replace(
                 flow.tasks[name],
+                status=TaskStatus.RETRYING,
+                finished_at=event.at,
+                retry_at=until,
+                error_message=f"snoozed until {until.isoformat()}",
+            )
+            return _with_task(flow, task)
+        case TaskFailed(
+            task=name, attempt=attempt, exit_code=code, error_type=error_type, message=message
+        ):
+            previous = flow.tasks[name]
+            task = replace(
+                previous,
                 status=TaskStatus.FAILED,
                 finished_at=event.at,
                 exit_code=code,
                 error_type=error_type,
                 error_message=message,
+                retry_at=None,
+                failures=(
+                    *previous.failures,
+                    AttemptFailure(attempt, error_type, message, event.at),
+                ),
             )
             return replace(_with_task(flow, task), failing=True)
         case TaskSkipped(task=name, reason=reason):
-            task = replace(flow.tasks[name], status=TaskStatus.SKIPPED, error_message=reason)
+            task = replace(
+                flow.tasks[name], status=TaskStatus.SKIPPED, error_message=reason, retry_at=None
+            )
             return _with_task(flow, task)
+        case TaskCancelled(task=name, reason=reason):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.CANCELLED,
+                error_message=reason,
+                retry_at=None,
+                finished_at=event.at,
+            )
+            return _with_task(flow, task)
+        case FlowCancelRequested(reason=reason, fail_fast=fail_fast):
+            status = flow.status if fail_fast else FlowStatus.CANCELLING
+            return replace(
+                flow, cancelling=True, cancel_reason=reason, status=status, ready=immutables.Map()
+            )
         case FlowSucceeded():
             return replace(flow, status=FlowStatus.SUCCEEDED)
         case FlowFailed():
             return replace(flow, status=FlowStatus.FAILED)
+        case FlowCancelled():
+            return replace(flow, status=FlowStatus.CANCELLED)
         case _ as unreachable:
             assert_never(unreachable)
 
@@ -327,10 +614,29 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
 def _with_task(flow: Flow, task: Task) -> Flow:
     before = flow.tasks[task.name].status
     active = flow.active + int(task.status.active) - int(before.active)
+    waiting = TaskStatus.RETRYING
+    retrying = flow.retrying + int(task.status is waiting) - int(before is waiting)
     unfinished = flow.unfinished + int(before.terminal) - int(task.status.terminal)
     return replace(
-        flow, tasks=flow.tasks.set(task.name, task), active=active, unfinished=unfinished
+        flow,
+        tasks=flow.tasks.set(task.name, task),
+        active=active,
+        retrying=retrying,
+        unfinished=unfinished,
     )
+
+
+def _mark_children_ready(flow: Flow, name: str) -> Flow:
+    assert flow.plan is not None
+    if flow.failing or flow.cancelling:
+        return flow
+    ready = flow.ready
+    for child in flow.plan.dependents[name]:
+        if flow.tasks[child].status is not TaskStatus.PENDING:
+            continue
+        if all(flow.tasks[d].status is TaskStatus.SUCCEEDED for d in flow.plan.depends[child]):
+            ready = ready.set(child, True)
+    return replace(flow, ready=ready)
 
 
 def fold(flow_id: str, events: list[FlowEvent]) -> Flow:

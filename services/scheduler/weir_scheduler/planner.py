@@ -15,7 +15,8 @@ from typing import Protocol
 import msgspec
 from weir_proto.errors import SpecError
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
-from weir_proto.spec import FlowSpec, TaskSpec
+from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
+from weir_proto.subjects import DEFAULT_QUEUE
 
 MAX_TASKS_DEFAULT = 10_000
 MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
@@ -36,10 +37,13 @@ class Plan:
     spec: FlowSpec
     order: tuple[str, ...]
     tasks: Mapping[str, TaskSpec]
+    """Each task with the flow's defaults applied: queue, priority, retry are always set."""
     depends: Mapping[str, tuple[str, ...]]
     dependents: Mapping[str, tuple[str, ...]]
     positions: Mapping[str, int]
     """Where each task stands in the submitted list (for display in the user's order)."""
+    producers: Mapping[str, str]
+    """Output name -> the task that produces it."""
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -192,9 +196,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         )
         raise Rejected(errors, spec.id, spec.name)
 
+    _check_flow_fields(spec, flow, err)
     by_name: dict[str, TaskSpec] = {}
     outputs: dict[str, str] = {}  # output name -> producing task
     for index, task in enumerate(spec.tasks):
+        task = resolve_task(spec, task)
         path = f"$.tasks[{index}]"
         where = f"{flow}: task {_printable(task.name)}"
         if not _is_label(task.name):
@@ -213,6 +219,20 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         else:
             by_name[task.name] = task
         _check_task_fields(task, path, where, err)
+        if task.retry is not None:
+            _check_retry(task.retry, f"{path}.retry", where, err, task.name)
+        if task.timeout is not None and not 0 < task.timeout <= TIMEOUT_MAX:
+            err(
+                f"{path}.timeout",
+                f"{where}: timeout must be between 0 and {TIMEOUT_MAX:,} seconds",
+                task.name,
+            )
+        if task.priority is not None and not 0 <= task.priority <= PRIORITY_MAX:
+            err(
+                f"{path}.priority",
+                f"{where}: priority must be between 0 (highest) and {PRIORITY_MAX}",
+                task.name,
+            )
         for o_index, output in enumerate(task.outputs):
             if output.name in outputs:
                 err(
@@ -226,9 +246,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
 
     names = ", ".join(sorted(by_name)[:20]) + (", …" if len(by_name) > 20 else "")
     depends: dict[str, tuple[str, ...]] = {}
+    seen_names: set[str] = set()
     for index, task in enumerate(spec.tasks):
-        if by_name.get(task.name) is not task:
+        if task.name in seen_names:
             continue
+        seen_names.add(task.name)
         where = f"{flow}: task {_printable(task.name)}"
         valid: list[str] = []
         for d_index, dep in enumerate(task.depends):
@@ -273,7 +295,103 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         depends=depends,
         dependents={name: tuple(children) for name, children in dependents.items()},
         positions={task.name: index for index, task in enumerate(spec.tasks)},
+        producers=outputs,
     )
+
+
+TIMEOUT_MAX = 7 * 24 * 3600.0
+PRIORITY_MAX = 1000
+TAGS_MAX = 50
+TAG_LENGTH_MAX = 100
+RETRY_ATTEMPTS_MAX = 100
+FLOW_STATUSES = (
+    "scheduled",
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelling",
+    "cancelled",
+    "rejected",
+    "duplicate",
+)
+
+
+def resolve_task(spec: FlowSpec, task: TaskSpec) -> TaskSpec:
+    """The task with the flow's defaults filled in where it sets nothing itself."""
+    defaults = spec.defaults or TaskDefaults()
+    return msgspec.structs.replace(
+        task,
+        queue=task.queue or defaults.queue or DEFAULT_QUEUE,
+        priority=task.priority
+        if task.priority is not None
+        else defaults.priority
+        if defaults.priority is not None
+        else spec.priority,
+        retry=task.retry or defaults.retry or RetryPolicy(),
+        timeout=task.timeout if task.timeout is not None else defaults.timeout,
+        image=task.image or defaults.image,
+    )
+
+
+def _check_retry(retry: RetryPolicy, path: str, where: str, err: _Err, task: str | None) -> None:
+    if not 1 <= retry.max_attempts <= RETRY_ATTEMPTS_MAX:
+        err(
+            f"{path}.max_attempts",
+            f"{where}: retry.max_attempts must be between 1 and {RETRY_ATTEMPTS_MAX}",
+            task,
+        )
+    b = retry.backoff
+    if b.base < 0 or b.min < 0 or b.max < b.min:
+        err(f"{path}.backoff", f"{where}: backoff needs base >= 0 and 0 <= min <= max", task)
+    if (b.factor is not None and b.factor <= 0) or (b.power is not None and b.power <= 0):
+        err(f"{path}.backoff", f"{where}: backoff factor and power must be positive", task)
+
+
+def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
+    if spec.defaults is not None:
+        d = spec.defaults
+        if d.retry is not None:
+            _check_retry(d.retry, "$.defaults.retry", flow, err, None)
+        if d.timeout is not None and not 0 < d.timeout <= TIMEOUT_MAX:
+            err(
+                "$.defaults.timeout",
+                f"{flow}: defaults.timeout must be between 0 and {TIMEOUT_MAX:,} seconds",
+            )
+        if d.priority is not None and not 0 <= d.priority <= PRIORITY_MAX:
+            err(
+                "$.defaults.priority",
+                f"{flow}: defaults.priority must be between 0 and {PRIORITY_MAX}",
+            )
+    if not 0 <= spec.priority <= PRIORITY_MAX:
+        err("$.priority", f"{flow}: priority must be between 0 (highest) and {PRIORITY_MAX}")
+    if spec.max_parallel is not None and spec.max_parallel < 1:
+        err("$.max_parallel", f"{flow}: max_parallel must be at least 1")
+    if spec.delay is not None and not 0 <= spec.delay <= 366 * 24 * 3600:
+        err("$.delay", f"{flow}: delay must be between 0 and one year, in seconds")
+    if spec.scheduled_at is not None and spec.scheduled_at.tzinfo is None:
+        err("$.scheduled_at", f"{flow}: scheduled_at needs a time zone, e.g. 2030-01-01T09:00:00Z")
+    if len(spec.tags) > TAGS_MAX:
+        err("$.tags", f"{flow}: has {len(spec.tags)} tags; at most {TAGS_MAX}")
+    for index, tag in enumerate(spec.tags):
+        if not tag or len(tag) > TAG_LENGTH_MAX or _CONTROL.search(tag):
+            err(
+                f"$.tags[{index}]",
+                f"{flow}: tag {_printable(tag)} must be 1 to {TAG_LENGTH_MAX} printable characters",
+            )
+    if spec.unique is not None:
+        u = spec.unique
+        if not u.key or len(u.key) > 256 or _CONTROL.search(u.key):
+            err("$.unique.key", f"{flow}: unique.key must be 1 to 256 printable characters")
+        if u.window is not None and u.window <= 0:
+            err("$.unique.window", f"{flow}: unique.window must be a positive number of seconds")
+        for status in u.statuses or []:
+            if status not in FLOW_STATUSES:
+                err(
+                    "$.unique.statuses",
+                    f"{flow}: unique.statuses: {_printable(status)} is not a flow status "
+                    f"({', '.join(FLOW_STATUSES)})",
+                )
 
 
 def _is_label(value: str) -> bool:
@@ -292,7 +410,7 @@ def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None
             )
     if task.image is not None and (not task.image.strip() or _CONTROL.search(task.image)):
         err(f"{path}.image", f"{where}: image is empty or has control characters", task.name)
-    if not QUEUE_NAME.match(task.queue):
+    if task.queue is not None and not QUEUE_NAME.match(task.queue):
         err(
             f"{path}.queue",
             f"{where}: queue {_printable(task.queue)} must be lower-case letters, digits, "

@@ -24,46 +24,174 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]);
 SELECT pg_notify('weir_outbox', '');
 
 -- name: upsert_flows
-INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
-                     $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[])
+INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
+                   tags, metadata, start_at, rerun_of, unique_key, finished_at)
+SELECT f.id, f.name, f.status, f.seq, f.task_count, f.created_at, f.updated_at, f.spec_digest,
+       f.errors, t.tags, coalesce(f.metadata, '{}'::jsonb), f.start_at,
+       f.rerun_of, f.unique_key, f.finished_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
+            $7::timestamptz[], $8::text[], $9::jsonb[], $10::jsonb[], $11::jsonb[],
+            $12::timestamptz[], $13::text[], $14::text[], $15::timestamptz[])
+     AS f(id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
+          tags_json, metadata, start_at, rerun_of, unique_key, finished_at)
+     CROSS JOIN LATERAL (
+         SELECT array(SELECT jsonb_array_elements_text(coalesce(f.tags_json, '[]'::jsonb)))
+     ) AS t(tags)
 ON CONFLICT (id) DO UPDATE SET
-    status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at;
+    status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
+    finished_at = excluded.finished_at;
 
 -- name: upsert_tasks
 INSERT INTO tasks (flow_id, name, position, status, attempt, queue, depends, dispatched_at,
-                   started_at, finished_at, exit_code, error_type, error_message, runner)
+                   started_at, finished_at, exit_code, error_type, error_message, runner,
+                   priority, failures, retry_at)
 SELECT t.flow_id, t.name, t.position, t.status, t.attempt, t.queue,
        CASE WHEN t.depends = '' THEN '{}'::text[] ELSE string_to_array(t.depends, ',') END,
        t.dispatched_at, t.started_at, t.finished_at, t.exit_code, t.error_type,
-       t.error_message, t.runner
+       t.error_message, t.runner, t.priority, t.failures, t.retry_at
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[],
             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int[], $12::text[],
-            $13::text[], $14::text[])
+            $13::text[], $14::text[], $15::int[], $16::jsonb[], $17::timestamptz[])
      AS t(flow_id, name, position, status, attempt, queue, depends, dispatched_at, started_at,
-          finished_at, exit_code, error_type, error_message, runner)
+          finished_at, exit_code, error_type, error_message, runner, priority, failures,
+          retry_at)
 ON CONFLICT (flow_id, name) DO UPDATE SET
     status = excluded.status, attempt = excluded.attempt, dispatched_at = excluded.dispatched_at,
     started_at = excluded.started_at, finished_at = excluded.finished_at,
     exit_code = excluded.exit_code, error_type = excluded.error_type,
-    error_message = excluded.error_message, runner = excluded.runner;
+    error_message = excluded.error_message, runner = excluded.runner,
+    failures = excluded.failures, retry_at = excluded.retry_at;
+
+-- name: delete_timers
+DELETE FROM timers t
+USING unnest($1::text[], $2::text[]) AS d(flow_id, task)
+WHERE t.flow_id = d.flow_id AND t.task = d.task;
+
+-- name: insert_timers
+INSERT INTO timers (flow_id, task, kind, attempt, due_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]);
+
+-- name: claim_timers
+-- Due timers nobody is firing right now; the claim lapses on its own if we die.
+UPDATE timers SET claimed_until = now() + make_interval(secs => $2)
+WHERE (flow_id, task, kind) IN (
+    SELECT flow_id, task, kind FROM timers
+    WHERE due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY due_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING flow_id, task, kind, attempt;
+
+-- name: drop_fired_timers
+-- Timers that fired without changing anything (their moment had passed) would otherwise be
+-- claimed again; a timer moved later meanwhile (a lease a heartbeat extended) stays.
+DELETE FROM timers t
+USING unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS f(flow_id, task, kind, attempt)
+WHERE t.flow_id = f.flow_id AND t.task = f.task AND t.kind = f.kind AND t.attempt = f.attempt
+  AND t.due_at <= now();
+
+-- name: next_timer_due
+SELECT extract(epoch FROM (min(due_at) - now())) FROM timers
+WHERE claimed_until IS NULL OR claimed_until < now();
+
+-- name: extend_leases
+UPDATE timers t SET due_at = greatest(t.due_at, now() + make_interval(secs => $4))
+FROM unnest($1::text[], $2::text[], $3::int[]) AS h(flow_id, task, attempt)
+WHERE t.kind = 'lease' AND t.flow_id = h.flow_id AND t.task = h.task AND t.attempt = h.attempt;
+
+-- name: attempt_status
+SELECT t.status, t.attempt, f.status AS flow_status
+FROM tasks t JOIN flows f ON f.id = t.flow_id
+WHERE t.flow_id = $1 AND t.name = $2;
+
+-- name: prune_candidates
+-- Terminal flows past their age, beyond the newest `keep_last` of them, oldest first.
+SELECT id FROM (
+    SELECT id, finished_at, row_number() OVER (ORDER BY finished_at DESC, id DESC) AS newest
+    FROM flows
+    WHERE status = ANY($1::text[]) AND finished_at IS NOT NULL
+) ranked
+WHERE newest > $2 AND finished_at < $3
+ORDER BY finished_at
+LIMIT $4;
+
+-- name: prune_events
+DELETE FROM events WHERE flow_id = ANY($1::text[]);
+
+-- name: prune_timers
+DELETE FROM timers WHERE flow_id = ANY($1::text[]);
+
+-- name: prune_flows
+DELETE FROM flows WHERE id = ANY($1::text[]);
+
+-- name: schedule_upsert
+INSERT INTO schedules (name, cron, timezone, spec, missed, paused, next_run_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+ON CONFLICT (name) DO UPDATE SET
+    cron = excluded.cron, timezone = excluded.timezone, spec = excluded.spec,
+    missed = excluded.missed, paused = excluded.paused, next_run_at = excluded.next_run_at
+RETURNING name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
+          spec->>'name' AS flow_name;
+
+-- name: schedule_list
+SELECT name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
+       spec->>'name' AS flow_name
+FROM schedules ORDER BY name;
+
+-- name: schedule_pause
+UPDATE schedules SET paused = $2 WHERE name = $1
+RETURNING name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
+          spec->>'name' AS flow_name;
+
+-- name: schedule_delete
+DELETE FROM schedules WHERE name = $1 RETURNING name;
+
+-- name: schedule_due
+SELECT name, cron, timezone, spec::text AS spec, missed, next_run_at, last_tick_at
+FROM schedules
+WHERE NOT paused AND next_run_at <= now()
+ORDER BY next_run_at
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: schedule_advance
+UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
+
+-- name: schedule_next_due
+SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
+
+-- name: lock_unique_key
+SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020302));
+
+-- name: unique_holder
+SELECT id, status FROM flows
+WHERE unique_key = $1 AND status = ANY($2::text[])
+  AND ($3::timestamptz IS NULL OR created_at > $3)
+ORDER BY created_at DESC
+LIMIT 1;
 
 -- name: get_flow
-SELECT id, name, status, seq, task_count, created_at, updated_at, errors::text AS errors
+SELECT id, name, status, seq, task_count, created_at, updated_at, errors::text AS errors,
+       tags, metadata::text AS metadata, start_at, rerun_of, finished_at
 FROM flows WHERE id = $1;
 
 -- name: get_tasks
 SELECT name, status, attempt, queue, depends, dispatched_at, started_at, finished_at,
-       exit_code, error_type, error_message, runner
+       exit_code, error_type, error_message, runner, priority, failures::text AS failures,
+       retry_at
 FROM tasks WHERE flow_id = $1 ORDER BY position;
 
 -- name: list_flows
-SELECT id, name, status, seq, task_count, created_at, updated_at
+SELECT id, name, status, seq, task_count, created_at, updated_at, tags, finished_at
 FROM flows
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
 ORDER BY created_at DESC, id DESC
 LIMIT $4;
+
+-- name: query_flows_select
+SELECT id, name, status, seq, task_count, created_at, updated_at, tags, finished_at FROM flows
 
 -- name: outbox_batch
 SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1;

@@ -17,14 +17,17 @@ from weir.config import Settings
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
 from weir_proto.ids import flow_id_from_message
-from weir_proto.messages import AttemptStatus
+from weir_proto.messages import AttemptStatus, Heartbeat
 
 from weir_scheduler.api import Api
+from weir_scheduler.commands import FlowCommands, report_command
+from weir_scheduler.cron import CronTicker
 from weir_scheduler.planner import Limits
+from weir_scheduler.pruner import Pruner
 from weir_scheduler.relay import OutboxRelay
-from weir_scheduler.reports import ReportHandler
-from weir_scheduler.store import EventStore, migrate
+from weir_scheduler.store import EventStore, Timing, migrate
 from weir_scheduler.submissions import Submission, SubmissionHandler
+from weir_scheduler.timers import TimerFirer
 
 log = logging.getLogger("weir.scheduler")
 
@@ -35,6 +38,7 @@ FETCH_WAIT = 5.0
 RETRY_DELAY = 1.0
 
 _status_decoder = msgspec.json.Decoder(AttemptStatus)
+_heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 
 
 def utcnow() -> datetime:
@@ -61,12 +65,23 @@ class Scheduler:
         self.nc = await connect(settings.nats_url, "weir-scheduler")
         js = self.nc.jetstream()
         await ensure_streams(js)
-        store = EventStore(self.pool)
+        store = EventStore(
+            self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
+        )
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
         submissions = SubmissionHandler(store, limits, utcnow)
-        reports = ReportHandler(store, utcnow)
+        commands = FlowCommands(store, utcnow)
         relay = OutboxRelay(settings.database_url, js)
-        service = await Api(store, submissions).serve(self.nc)
+        timers = TimerFirer(store, commands)
+        ticker = CronTicker(self.pool, submissions, utcnow)
+        service = await Api(store, submissions, commands).serve(self.nc)
+
+        async def on_heartbeat(msg: Msg) -> None:
+            await self._heartbeat(store, msg)
+
+        heartbeats = await self.nc.subscribe(
+            f"{subjects.HEARTBEAT_PREFIX}.>", queue="weir-scheduler", cb=on_heartbeat
+        )
 
         submit_sub = await js.pull_subscribe(
             subjects.SUBMIT,
@@ -82,9 +97,14 @@ class Scheduler:
         )
         loops = [
             asyncio.create_task(self._submit_loop(submit_sub, submissions), name="submits"),
-            asyncio.create_task(self._status_loop(status_sub, reports), name="reports"),
+            asyncio.create_task(self._status_loop(status_sub, commands), name="reports"),
             asyncio.create_task(relay.run(self.stop), name="relay"),
+            asyncio.create_task(timers.run(self.stop), name="timers"),
+            asyncio.create_task(ticker.run(self.stop), name="cron"),
         ]
+        if settings.prune_after is not None:
+            pruner = Pruner(store, settings.prune_after, settings.prune_interval)
+            loops.append(asyncio.create_task(pruner.run(self.stop), name="pruner"))
         log.info("scheduler ready", extra={"nats": settings.nats_url})
         self.ready.set()
         await self.stop.wait()
@@ -92,6 +112,8 @@ class Scheduler:
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await heartbeats.unsubscribe()
         with contextlib.suppress(Exception):
             await service.stop()
         await close(self.nc)
@@ -115,8 +137,17 @@ class Scheduler:
                 continue
             await _ack_all(msgs)
 
+    async def _heartbeat(self, store: EventStore, msg: Msg) -> None:
+        try:
+            beat = _heartbeat_decoder.decode(msg.data)
+            await store.extend_leases(beat.attempts)
+        except msgspec.DecodeError as exc:
+            log.warning("undecodable heartbeat dropped", extra={"error": str(exc)})
+        except Exception as exc:
+            log.warning("heartbeat not recorded", extra={"error": str(exc)})
+
     async def _status_loop(
-        self, sub: JetStreamContext.PullSubscription, handler: ReportHandler
+        self, sub: JetStreamContext.PullSubscription, handler: FlowCommands
     ) -> None:
         while not self.stop.is_set():
             msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
@@ -135,7 +166,7 @@ class Scheduler:
                     )
                     await msg.term()
             try:
-                await handler.record(reports)
+                await handler.apply([(r.flow_id, report_command(r)) for r in reports])
             except Exception:
                 log.exception("could not record status reports; will retry")
                 await _nak_all(good)

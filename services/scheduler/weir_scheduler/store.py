@@ -8,23 +8,27 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
 import asyncpg
 import msgspec
 from weir_proto import subjects
-from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskView
+from weir_proto.api import AttemptFailure, FlowPage, FlowSummary, FlowView, TaskView
 from weir_proto.errors import SpecError
-from weir_proto.events import FlowEvent, FlowSubmitted, event_type
+from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
+from weir_proto.status import FlowStatus, TaskStatus
 
 from weir_scheduler.decider import Flow, evolve
+from weir_scheduler.filters import compile_filter
 
 FLOW_CACHE_SIZE_DEFAULT = 2_000
+LEASE_DEFAULT = 60.0
+DEADLINE_GRACE_DEFAULT = 30.0
 MIGRATIONS_LOCK = 7261020300
 
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -42,11 +46,15 @@ _event_decoder = msgspec.json.Decoder(FlowEvent)
 _encoder = msgspec.json.Encoder()
 
 
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection of our own or one lent by the pool."""
+
+
 class ConcurrencyError(Exception):
     """Another writer appended to one of these flows first; reload and decide again."""
 
 
-async def migrate(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply pending migrations in one transaction; safe when replicas start together."""
     applied: list[str] = []
     async with conn.transaction():
@@ -103,10 +111,23 @@ class FlowCache:
             self._flows.pop(flow_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How the projection turns running attempts into due times."""
+
+    lease: float = LEASE_DEFAULT
+    """Seconds without a runner heartbeat after which a running attempt is lost."""
+    deadline_grace: float = DEADLINE_GRACE_DEFAULT
+    """Seconds past a task's timeout before the scheduler declares its attempt lost."""
+
+
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool, cache: FlowCache | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, cache: FlowCache | None = None, timing: Timing | None = None
+    ) -> None:
         self.pool = pool
         self.cache = cache or FlowCache()
+        self.timing = timing or Timing()
 
     async def load(self, flow_id: str) -> Flow:
         return (await self.load_many([flow_id]))[flow_id]
@@ -134,11 +155,28 @@ class EventStore:
             rows = await conn.fetch(Q["flow_digests"], list(flow_ids))
         return {row["id"]: (row["spec_digest"], row["status"]) for row in rows}
 
-    async def append(self, changes: Sequence[Change]) -> None:
-        """Append every change in one transaction, or none (ConcurrencyError on a race)."""
+    async def append(self, changes: Sequence[Change], conn: Conn | None = None) -> None:
+        """Append every change in one transaction, or none (ConcurrencyError on a race).
+        With `conn`, run inside the caller's transaction on that connection."""
         changes = [c for c in changes if c.events]
         if not changes:
             return
+        try:
+            if conn is not None:
+                await self._write(conn, changes)
+            else:
+                async with self.pool.acquire() as own, own.transaction():
+                    await self._write(own, changes)
+        except asyncpg.UniqueViolationError as exc:
+            self.cache.drop(c.after.id for c in changes)
+            raise ConcurrencyError(str(exc)) from exc
+        except BaseException:
+            self.cache.drop(c.after.id for c in changes)
+            raise
+        for change in changes:
+            self.cache.put(change.after)
+
+    async def _write(self, conn: Conn, changes: Sequence[Change]) -> None:
         ev_ids, ev_flows, ev_seqs, ev_types, ev_data = [], [], [], [], []
         out_subjects, out_ids, out_payloads = [], [], []
         for change in changes:
@@ -157,24 +195,57 @@ class EventStore:
                 out_subjects.append(subject)
                 out_ids.append(msg_id)
                 out_payloads.append(payload)
-        flows = _flow_rows(changes)
-        tasks = _task_rows(changes)
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(Q["append_events"], ev_ids, ev_flows, ev_seqs, ev_types, ev_data)
-                await conn.execute(Q["upsert_flows"], *flows)
-                if tasks[0]:
-                    await conn.execute(Q["upsert_tasks"], *tasks)
-                await conn.execute(Q["append_outbox"], out_subjects, out_ids, out_payloads)
-                await conn.execute(Q["notify_outbox"])
-        except asyncpg.UniqueViolationError as exc:
-            self.cache.drop(c.after.id for c in changes)
-            raise ConcurrencyError(str(exc)) from exc
-        except BaseException:
-            self.cache.drop(c.after.id for c in changes)
-            raise
-        for change in changes:
-            self.cache.put(change.after)
+        touched = [(c.after, _touched_tasks(c)) for c in changes]
+        await conn.execute(Q["append_events"], ev_ids, ev_flows, ev_seqs, ev_types, ev_data)
+        await conn.execute(Q["upsert_flows"], *_flow_rows(changes))
+        tasks = _task_rows(touched)
+        if tasks[0]:
+            await conn.execute(Q["upsert_tasks"], *tasks)
+        cleared, timers = _timer_rows(touched, self.timing)
+        await conn.execute(Q["delete_timers"], *cleared)
+        if timers[0]:
+            await conn.execute(Q["insert_timers"], *timers)
+        await conn.execute(Q["append_outbox"], out_subjects, out_ids, out_payloads)
+        await conn.execute(Q["notify_outbox"])
+
+    async def claim_timers(self, most: int, hold: float) -> list[tuple[str, str, str, int]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q["claim_timers"], most, hold)
+        return [(r["flow_id"], r["task"], r["kind"], r["attempt"]) for r in rows]
+
+    async def drop_fired_timers(self, fired: Sequence[tuple[str, str, str, int]]) -> None:
+        if not fired:
+            return
+        columns = [list(col) for col in zip(*fired, strict=True)]
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q["drop_fired_timers"], *columns)
+
+    async def next_timer_in(self) -> float | None:
+        """Seconds until the next unclaimed timer is due (None when there is none)."""
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(Q["next_timer_due"])
+        return None if value is None else float(value)
+
+    async def extend_leases(self, attempts: Sequence[tuple[str, str, int]]) -> None:
+        if not attempts:
+            return
+        flow_ids, tasks, numbers = (list(col) for col in zip(*attempts, strict=True))
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q["extend_leases"], flow_ids, tasks, numbers, self.timing.lease)
+
+    async def attempt_is_current(self, flow_id: str, task: str, attempt: int) -> tuple[bool, str]:
+        """Whether a runner should (still) run this attempt, and why not."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q["attempt_status"], flow_id, task)
+        if row is None:
+            return False, "no such flow or task"
+        if row["flow_status"] in ("cancelling", "cancelled"):
+            return False, f"flow is {row['flow_status']}"
+        if row["attempt"] != attempt:
+            return False, f"attempt {attempt} was superseded by attempt {row['attempt']}"
+        if row["status"] not in ("dispatched", "running"):
+            return False, f"task is {row['status']}"
+        return True, ""
 
     # Read side ---------------------------------------------------------------------------
 
@@ -185,10 +256,18 @@ class EventStore:
                 return None
             task_rows = await conn.fetch(Q["get_tasks"], flow_id)
         errors = msgspec.json.decode(row["errors"], type=list[SpecError]) if row["errors"] else []
+        tasks = []
+        for r in task_rows:
+            fields = dict(r)
+            fields["failures"] = msgspec.json.decode(fields["failures"], type=list[AttemptFailure])
+            tasks.append(TaskView(**fields))
         return FlowView(
             **_summary_fields(row),
-            tasks=[TaskView(**dict(r)) for r in task_rows],
+            tasks=tasks,
             errors=errors,
+            metadata=msgspec.json.decode(row["metadata"]),
+            start_at=row["start_at"],
+            rerun_of=row["rerun_of"],
         )
 
     async def list(self, status: str | None, limit: int, cursor: str | None) -> FlowPage:
@@ -206,6 +285,52 @@ class EventStore:
             following = f"{last.created_at.isoformat()}~{last.id}"
         return FlowPage(flows=page, next=following)
 
+    async def query(self, where: Any, limit: int, cursor: str | None) -> FlowPage:
+        """Flows matching a filter (see filters.py), newest first, one page."""
+        condition, params = compile_filter(where, first_param=1)
+        after_time: datetime | None = None
+        after_id: str | None = None
+        if cursor:
+            stamp, _, after_id = cursor.partition("~")
+            after_time = datetime.fromisoformat(stamp)
+        n = len(params)
+        # Only the structure comes from the filter; every value is a bound parameter.
+        sql = (
+            f"{Q['query_flows_select']} WHERE {condition} "
+            f"AND (${n + 1}::timestamptz IS NULL OR (created_at, id) < (${n + 1}, ${n + 2}::text)) "
+            f"ORDER BY created_at DESC, id DESC LIMIT ${n + 3}"
+        )
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql, *params, after_time, after_id, limit + 1)
+        page = [FlowSummary(**_summary_fields(r)) for r in rows[:limit]]
+        following = None
+        if len(rows) > limit:
+            last = page[-1]
+            following = f"{last.created_at.isoformat()}~{last.id}"
+        return FlowPage(flows=page, next=following)
+
+    async def prune(
+        self, statuses: Sequence[str], older_than: datetime, keep_last: int, batch: int
+    ) -> int:
+        """Delete terminal flows (log, projections, timers) in bounded batches, each its own
+        short transaction so live traffic is never blocked for long. Returns how many."""
+        pruned = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                ids = [
+                    r["id"]
+                    for r in await conn.fetch(
+                        Q["prune_candidates"], list(statuses), keep_last, older_than, batch
+                    )
+                ]
+                if not ids:
+                    return pruned
+                await conn.execute(Q["prune_events"], ids)
+                await conn.execute(Q["prune_timers"], ids)
+                await conn.execute(Q["prune_flows"], ids)
+            self.cache.drop(ids)
+            pruned += len(ids)
+
 
 def parse_cursor(cursor: str) -> None:
     """Raise ValueError when `cursor` is not one we handed out."""
@@ -218,7 +343,17 @@ def parse_cursor(cursor: str) -> None:
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {
         key: row[key]
-        for key in ("id", "name", "status", "created_at", "updated_at", "task_count", "seq")
+        for key in (
+            "id",
+            "name",
+            "status",
+            "created_at",
+            "updated_at",
+            "task_count",
+            "seq",
+            "tags",
+            "finished_at",
+        )
     }
 
 
@@ -226,27 +361,42 @@ def dispatches(flow: Flow, events: Iterable[FlowEvent]) -> list[tuple[str, str, 
     """The dispatch messages a batch of events sends to runners (one per task_dispatched)."""
     out = []
     for event in events:
-        if event_type(event) != "task_dispatched":
+        if not isinstance(event, TaskDispatched):
             continue
         assert flow.plan is not None
-        name: str = event.task  # type: ignore[union-attr]
-        attempt: int = event.attempt  # type: ignore[union-attr]
-        spec = flow.plan.tasks[name]
+        spec = flow.plan.tasks[event.task]
+        input_flows = {}
+        if flow.rerun_of and flow.reused:
+            for item in spec.inputs:
+                producer = flow.plan.producers.get(item.from_)
+                if producer in flow.reused:
+                    input_flows[item.from_] = flow.rerun_of
         message = Dispatch(
             flow_id=flow.id,
-            attempt=attempt,
-            attempt_id=attempt_id(flow.id, name, attempt),
+            attempt=event.attempt,
+            attempt_id=attempt_id(flow.id, event.task, event.attempt),
             task=spec,
             dispatched_at=event.at,
+            input_flows=input_flows,
         )
-        out.append((subjects.dispatch(spec.queue), event.id, _encoder.encode(message)))
+        out.append((subjects.dispatch(event.queue), event.id, _encoder.encode(message)))
     return out
 
 
+def _touched_tasks(change: Change) -> list[str]:
+    flow = change.after
+    if flow.plan is None:
+        return []
+    if any(isinstance(e, FlowSubmitted) for e in change.events):
+        return list(flow.plan.order)
+    return list(dict.fromkeys(e.task for e in change.events if hasattr(e, "task")))
+
+
 def _flow_rows(changes: Sequence[Change]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(9)]
+    cols: list[list[Any]] = [[] for _ in range(15)]
     for change in changes:
         flow = change.after
+        spec = flow.plan.spec if flow.plan else None
         digest = None
         for event in change.events:
             if isinstance(event, FlowSubmitted):
@@ -261,26 +411,30 @@ def _flow_rows(changes: Sequence[Change]) -> list[list[Any]]:
             flow.updated_at,
             digest,
             _encoder.encode(list(flow.errors)).decode() if flow.errors else None,
+            _encoder.encode(spec.tags).decode() if spec else "[]",
+            _encoder.encode(spec.metadata).decode() if spec else "{}",
+            flow.start_at,
+            flow.rerun_of,
+            spec.unique.key if spec and spec.unique else None,
+            flow.updated_at if flow.status.terminal else None,
         )
         for col, value in zip(cols, values, strict=True):
             col.append(value)
     return cols
 
 
-def _task_rows(changes: Sequence[Change]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(14)]
-    for change in changes:
-        flow = change.after
+def _task_rows(touched: Sequence[tuple[Flow, list[str]]]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(17)]
+    for flow, names in touched:
         if flow.plan is None:
             continue
-        touched: Iterable[str]
-        if any(isinstance(e, FlowSubmitted) for e in change.events):
-            touched = flow.plan.order
-        else:
-            touched = dict.fromkeys(e.task for e in change.events if hasattr(e, "task"))
         positions = flow.plan.positions
-        for name in touched:
+        for name in names:
             task = flow.tasks[name]
+            failures = [
+                {"attempt": f.attempt, "error_type": f.error_type, "message": f.message, "at": f.at}
+                for f in task.failures
+            ]
             values = (
                 flow.id,
                 name,
@@ -296,7 +450,48 @@ def _task_rows(changes: Sequence[Change]) -> list[list[Any]]:
                 task.error_type,
                 task.error_message,
                 task.runner,
+                task.priority,
+                _encoder.encode(failures).decode(),
+                task.retry_at,
             )
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
     return cols
+
+
+def _timer_rows(
+    touched: Sequence[tuple[Flow, list[str]]], timing: Timing
+) -> tuple[list[list[str]], list[list[Any]]]:
+    """Timers to clear (every touched task and the flow's own) and the ones now due."""
+    cleared: list[list[str]] = [[], []]
+    cols: list[list[Any]] = [[] for _ in range(5)]
+
+    def add(flow_id: str, task: str, kind: str, attempt: int, due: datetime) -> None:
+        for col, value in zip(cols, (flow_id, task, kind, attempt, due), strict=True):
+            col.append(value)
+
+    for flow, names in touched:
+        for name in ["", *names]:
+            cleared[0].append(flow.id)
+            cleared[1].append(name)
+        if flow.status is FlowStatus.SCHEDULED and flow.start_at is not None:
+            add(flow.id, "", "start", 0, flow.start_at)
+        if flow.plan is None or flow.status.terminal:
+            continue
+        for name in names:
+            task = flow.tasks[name]
+            if task.status is TaskStatus.RETRYING and task.retry_at is not None:
+                add(flow.id, name, "retry", task.attempt, task.retry_at)
+            elif task.status is TaskStatus.RUNNING and task.started_at is not None:
+                add(
+                    flow.id,
+                    name,
+                    "lease",
+                    task.attempt,
+                    task.started_at + timedelta(seconds=timing.lease),
+                )
+                timeout = flow.plan.tasks[name].timeout
+                if timeout:
+                    due = task.started_at + timedelta(seconds=timeout + timing.deadline_grace)
+                    add(flow.id, name, "deadline", task.attempt, due)
+    return cleared, cols

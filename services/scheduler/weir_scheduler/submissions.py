@@ -10,19 +10,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import msgspec
 from weir_proto.errors import SpecError
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, new_flow_id
+from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
-from weir_scheduler.decider import Command, Flow, Reject, Submit, decide, evolve
+from weir_scheduler.decider import (
+    Cancel,
+    Command,
+    Deduplicate,
+    Flow,
+    Reject,
+    Submit,
+    decide,
+    evolve,
+)
 from weir_scheduler.planner import Limits, Rejected, decode, plan
-from weir_scheduler.store import Change, ConcurrencyError, EventStore, spec_digest
+from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore, Q, spec_digest
 
 log = logging.getLogger("weir.scheduler.submissions")
 
 APPEND_RETRIES_DEFAULT = 5
+UNIQUE_STATUSES_DEFAULT = (
+    FlowStatus.SCHEDULED,
+    FlowStatus.PENDING,
+    FlowStatus.RUNNING,
+    FlowStatus.CANCELLING,
+)
+"""By default a unique key is held while a flow is waiting or running."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +56,8 @@ class Outcome:
     status: FlowStatus
     created: bool
     errors: tuple[SpecError, ...] = ()
+    existing: str | None = None
+    """The flow that holds the unique key, when this submit ran into it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +99,28 @@ class SubmissionHandler:
     async def _record(
         self, submissions: Sequence[Submission], intents: Sequence[_Intent]
     ) -> list[Outcome]:
+        keys = sorted({k for i in intents if (k := _unique_key(i)) is not None})
+        if not keys:
+            return await self._record_in(None, submissions, intents)
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            # Submits sharing a unique key queue up here, on every replica.
+            for key in keys:
+                await conn.execute(Q["lock_unique_key"], key)
+            return await self._record_in(conn, submissions, intents)
+
+    async def _record_in(
+        self,
+        conn: Conn | None,
+        submissions: Sequence[Submission],
+        intents: Sequence[_Intent],
+    ) -> list[Outcome]:
         now = self.clock()
         existing = await self.store.digests(
             [i.flow_id for i in intents] + [s.fallback_id for s in submissions]
         )
         outcomes: list[Outcome] = []
         changes: list[Change] = []
+        holders: dict[str, tuple[str, FlowStatus]] = {}
         for submission, wanted in zip(submissions, intents, strict=True):
             intent = wanted
             if intent.flow_id in existing:
@@ -98,6 +134,19 @@ class SubmissionHandler:
                     outcomes.append(Outcome(submission.fallback_id, fallback_status, created=False))
                     continue
                 intent = _Intent(submission.fallback_id, _taken(intent), None)
+            key = _unique_key(intent)
+            if key is not None and isinstance(intent.command, Submit):
+                assert conn is not None and intent.command.spec.unique is not None
+                unique = intent.command.spec.unique
+                holder = holders.get(key) or await self._holder(conn, unique, now)
+                if holder is not None:
+                    outcome, extra = await self._conflict(intent, unique, holder, now)
+                    if extra is not None:
+                        changes.append(extra)
+                    if outcome is not None:
+                        outcomes.append(outcome)
+                        continue
+                holders[key] = (intent.flow_id, FlowStatus.PENDING)
             before = Flow(id=intent.flow_id)
             events = decide(before, intent.command, now)
             after = before
@@ -106,7 +155,7 @@ class SubmissionHandler:
             changes.append(Change(before, after, events))
             errors = intent.command.errors if isinstance(intent.command, Reject) else ()
             outcomes.append(Outcome(intent.flow_id, after.status, created=True, errors=errors))
-        await self.store.append(changes)
+        await self.store.append(changes, conn=conn)
         for outcome in outcomes:
             if outcome.created and outcome.status is FlowStatus.REJECTED:
                 log.info(
@@ -117,6 +166,67 @@ class SubmissionHandler:
                     },
                 )
         return outcomes
+
+    async def rerun(self, source: Flow, reused: tuple[str, ...]) -> Outcome:
+        """A new run of `source`'s spec; tasks in `reused` count as succeeded with their
+        outputs taken from `source`."""
+        assert source.plan is not None
+        flow_id = new_flow_id()
+        spec = msgspec.structs.replace(source.plan.spec, id=flow_id, unique=None)
+        command = Submit(spec, plan(spec, self.limits), rerun_of=source.id, reused=reused)
+        before = Flow(id=flow_id)
+        events = decide(before, command, self.clock())
+        after = before
+        for event in events:
+            after = evolve(after, event)
+        await self.store.append([Change(before, after, events)])
+        return Outcome(flow_id, after.status, created=True)
+
+    async def _holder(
+        self, conn: Conn, unique: Unique, now: datetime
+    ) -> tuple[str, FlowStatus] | None:
+        """The newest flow holding `unique.key` in one of the statuses, within the window."""
+        since = now - timedelta(seconds=unique.window) if unique.window else None
+        statuses = unique.statuses or list(UNIQUE_STATUSES_DEFAULT)
+        row = await conn.fetchrow(Q["unique_holder"], unique.key, statuses, since)
+        return None if row is None else (row["id"], FlowStatus(row["status"]))
+
+    async def _conflict(
+        self, intent: _Intent, unique: Unique, holder: tuple[str, FlowStatus], now: datetime
+    ) -> tuple[Outcome | None, Change | None]:
+        """What a submit does about an existing flow with its unique key: an outcome that
+        ends it, and/or a change to record (the deduplication, or cancelling the holder)."""
+        existing, status = holder
+        assert isinstance(intent.command, Submit)
+        name = intent.command.spec.name
+        if unique.on_conflict == "replace":
+            if status.terminal:
+                return None, None
+            before = await self.store.load(existing)
+            events = decide(before, Cancel(f'replaced by flow "{intent.flow_id}"'), now)
+            after = before
+            for event in events:
+                after = evolve(after, event)
+            return None, Change(before, after, events)
+        if unique.on_conflict == "reject":
+            message = (
+                f'flow "{name}": unique key "{unique.key}" is held by flow {existing} '
+                f"({status}); wait for it, or submit with on_conflict: replace"
+            )
+            error = SpecError(path="$.unique.key", message=message)
+            command: Command = Reject((error,), name)
+        else:
+            command = Deduplicate(existing, unique.key, name)
+        before = Flow(id=intent.flow_id)
+        events = decide(before, command, now)
+        after = before
+        for event in events:
+            after = evolve(after, event)
+        errors = command.errors if isinstance(command, Reject) else ()
+        outcome = Outcome(
+            intent.flow_id, after.status, created=True, errors=errors, existing=existing
+        )
+        return outcome, Change(before, after, events)
 
     def _intent(self, submission: Submission) -> _Intent:
         try:
@@ -131,6 +241,12 @@ class SubmissionHandler:
         return _Intent(
             spec.id or submission.fallback_id, Submit(spec, flow_plan), spec_digest(spec)
         )
+
+
+def _unique_key(intent: _Intent) -> str | None:
+    if isinstance(intent.command, Submit) and intent.command.spec.unique is not None:
+        return intent.command.spec.unique.key
+    return None
 
 
 def _taken(intent: _Intent) -> Reject:

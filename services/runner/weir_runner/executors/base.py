@@ -16,6 +16,8 @@ class AttemptResult:
     exit_code: int | None
     error_type: ErrorType | None = None
     message: str = ""
+    snooze_seconds: float | None = None
+    """With exit code 75: how long the task asked to wait before it runs again."""
 
     @property
     def succeeded(self) -> bool:

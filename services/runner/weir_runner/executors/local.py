@@ -17,7 +17,7 @@ import signal
 from pathlib import Path, PurePosixPath
 
 import msgspec
-from weir_proto.messages import Dispatch, ErrorType
+from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 
 from weir_runner.executors.base import AttemptResult, OnStarted
 
@@ -32,6 +32,7 @@ class _Recorded(msgspec.Struct):
     exit_code: int | None
     error_type: ErrorType | None
     message: str
+    snooze_seconds: float | None = None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -55,11 +56,17 @@ class LocalExecutor:
         result_file = home / "result.json"
         if result_file.exists():
             recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
-            return AttemptResult(recorded.exit_code, recorded.error_type, recorded.message)
+            return AttemptResult(
+                recorded.exit_code, recorded.error_type, recorded.message, recorded.snooze_seconds
+            )
         result = await self._run_fresh(dispatch, home, on_started)
         tmp = home / "result.json.tmp"
         tmp.write_bytes(
-            msgspec.json.encode(_Recorded(result.exit_code, result.error_type, result.message))
+            msgspec.json.encode(
+                _Recorded(
+                    result.exit_code, result.error_type, result.message, result.snooze_seconds
+                )
+            )
         )
         os.replace(tmp, result_file)
         return result
@@ -107,7 +114,12 @@ class LocalExecutor:
                 raise
         if code != 0:
             return AttemptResult(
-                code, ErrorType.EXIT_CODE, _failure_message(task.name, code, home / "stderr.log")
+                code,
+                ErrorType.EXIT_CODE,
+                _failure_message(task.name, code, home / "stderr.log"),
+                snooze_seconds=_snooze_seconds(home / "snooze")
+                if code == SNOOZE_EXIT_CODE
+                else None,
             )
         problem = self._keep_outputs(dispatch, work)
         if problem:
@@ -134,6 +146,7 @@ class LocalExecutor:
             WEIR_ATTEMPT=str(dispatch.attempt),
             WEIR_ATTEMPT_ID=dispatch.attempt_id,
             WEIR_WORKDIR=str(work),
+            WEIR_SNOOZE_FILE=str(work.parent / "snooze"),
         )
         for var in dispatch.task.env:
             if var.value is not None:
@@ -155,7 +168,8 @@ class LocalExecutor:
 
     def _place_inputs(self, dispatch: Dispatch, work: Path) -> str | None:
         for item in dispatch.task.inputs:
-            source = self._artifact(dispatch.flow_id, item.from_)
+            producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
+            source = self._artifact(producer_flow, item.from_)
             target = _inside(work, item.path)
             if target is None:
                 return f'task "{dispatch.task.name}": input path {item.path!r} leaves the work dir'
@@ -198,6 +212,15 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
+
+
+def _snooze_seconds(path: Path) -> float | None:
+    """The delay a snoozing task wrote to $WEIR_SNOOZE_FILE, if any (bounded to a day)."""
+    try:
+        value = float(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return min(max(value, 0.0), 86_400.0) if value == value else None
 
 
 def _failure_message(task: str, code: int, stderr: Path) -> str:

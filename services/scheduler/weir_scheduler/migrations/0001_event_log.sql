@@ -32,10 +32,19 @@ CREATE TABLE flows (
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
     spec_digest text,
-    errors      jsonb
+    errors      jsonb,
+    tags        text[]      NOT NULL DEFAULT '{}',
+    metadata    jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    start_at    timestamptz,
+    rerun_of    text,
+    unique_key  text,
+    finished_at timestamptz
 );
 CREATE INDEX flows_newest ON flows (created_at DESC, id DESC);
 CREATE INDEX flows_status_newest ON flows (status, created_at DESC, id DESC);
+CREATE INDEX flows_tags ON flows USING gin (tags);
+CREATE INDEX flows_unique_key ON flows (unique_key, created_at DESC) WHERE unique_key IS NOT NULL;
+CREATE INDEX flows_finished ON flows (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE tasks (
     flow_id       text    NOT NULL REFERENCES flows (id) ON DELETE CASCADE,
@@ -52,5 +61,38 @@ CREATE TABLE tasks (
     error_type    text,
     error_message text,
     runner        text,
+    priority      integer NOT NULL DEFAULT 0,
+    failures      jsonb   NOT NULL DEFAULT '[]'::jsonb,
+    retry_at      timestamptz,
     PRIMARY KEY (flow_id, name)
 );
+
+-- Due times (retries, delayed starts, deadlines, heartbeat leases), derived from flow state in
+-- the same transaction as the events. Any scheduler replica may fire one: it claims the row
+-- for a moment so replicas share the work, and the log's (flow_id, seq) makes a double fire
+-- harmless. task = '' for flow-level timers.
+CREATE TABLE timers (
+    flow_id       text        NOT NULL,
+    task          text        NOT NULL,
+    kind          text        NOT NULL,
+    attempt       integer     NOT NULL,
+    due_at        timestamptz NOT NULL,
+    claimed_until timestamptz,
+    PRIMARY KEY (flow_id, task, kind)
+);
+CREATE INDEX timers_due ON timers (due_at);
+
+-- Cron schedules: configuration, not facts; each tick they fire becomes a flow whose id is
+-- derived from (schedule, tick), so a tick fired twice is one flow.
+CREATE TABLE schedules (
+    name         text PRIMARY KEY,
+    cron         text        NOT NULL,
+    timezone     text        NOT NULL,
+    spec         jsonb       NOT NULL,
+    missed       text        NOT NULL,
+    paused       boolean     NOT NULL DEFAULT false,
+    next_run_at  timestamptz NOT NULL,
+    last_tick_at timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX schedules_due ON schedules (next_run_at) WHERE NOT paused;

@@ -1,0 +1,192 @@
+"""What a pod's status means for its attempt: one pure function, one named decision type.
+
+`judge(pod)` never waits and never calls the API: the executor keeps the clocks (how long a
+pod has been stuck) and decides when "stuck" becomes a failure.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from weir_proto.messages import ErrorType
+
+from weir_runner.executors.kubernetes.manifest import CONTAINER_NAME, Pod
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ImageInspectError"})
+IMAGE_NEVER_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+"""Waiting reasons that no amount of waiting fixes: the attempt fails at once."""
+CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+NODE_LOST_REASONS = frozenset({"NodeLost", "NodeShutdown", "Terminated", "Shutdown"})
+
+
+class Stuck(enum.Enum):
+    """Ways a pod can wait forever; each has its own time limit in the executor."""
+
+    IMAGE_PULL = "image_pull"
+    CONTAINER_CONFIG = "container_config"
+    UNSCHEDULABLE = "unschedulable"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Not running yet, nothing wrong so far (scheduling, pulling)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The container runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Not running, and will not without help: fails once stuck longer than its limit."""
+
+    stuck: Stuck
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The attempt is over; `error_type` None means it succeeded. `message` is the head of
+    the failure message (the executor appends the end of the logs)."""
+
+    exit_code: int | None
+    error_type: ErrorType | None
+    message: str
+    ran: bool = True
+    """Whether the container ran (and its logs are worth reading)."""
+
+
+Verdict = Pending | Running | Waiting | Finished
+
+
+def _container_status(pod: Pod) -> dict[str, Any]:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER_NAME:
+            return dict(status)
+    return {}
+
+
+def _detail(reason: str | None, message: str | None) -> str:
+    return ": ".join(part for part in (reason, message) if part) or "no reason given"
+
+
+def judge(pod: Pod, task: str) -> Verdict:
+    """Read the attempt's state from its pod."""
+    name = pod.get("metadata", {}).get("name", "?")
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    reason = status.get("reason")
+    message = status.get("message")
+    container = _container_status(pod)
+    state = container.get("state") or {}
+
+    if reason == "Evicted":
+        return Finished(
+            None, ErrorType.EVICTED, f'pod "{name}" of task "{task}" was evicted: {message or ""}'
+        )
+    if reason == "DeadlineExceeded":
+        deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
+        return Finished(
+            None,
+            ErrorType.TIMEOUT,
+            f'task "{task}" ran longer than its timeout of {deadline}s and was stopped',
+        )
+    if reason in NODE_LOST_REASONS or phase == "Unknown":
+        node = pod.get("spec", {}).get("nodeName") or "?"
+        return Finished(
+            None,
+            ErrorType.LOST,
+            f'pod "{name}" of task "{task}" was lost with its node "{node}" '
+            f"({_detail(reason, message)})",
+            ran=False,
+        )
+
+    terminated = state.get("terminated")
+    if terminated is not None:
+        code = terminated.get("exitCode")
+        if terminated.get("reason") == "OOMKilled":
+            return Finished(
+                code,
+                ErrorType.OOM_KILLED,
+                f'task "{task}" was killed for using more memory than its limit '
+                f"(OOMKilled, exit code {code}); raise kubernetes.resources.limits.memory",
+            )
+        if code == 0:
+            return Finished(0, None, "")
+        return Finished(code, ErrorType.EXIT_CODE, f'task "{task}" exited with code {code}')
+    if phase == "Succeeded":
+        return Finished(0, None, "")
+    if phase == "Failed":
+        return Finished(
+            None,
+            ErrorType.EXECUTOR,
+            f'pod "{name}" of task "{task}" failed: {_detail(reason, message)}',
+            ran=False,
+        )
+
+    waiting = state.get("waiting") or {}
+    waiting_reason = waiting.get("reason") or ""
+    if waiting_reason in IMAGE_NEVER_REASONS:
+        return Finished(
+            None,
+            ErrorType.IMAGE_PULL,
+            f'task "{task}": image {pod_image(pod)!r} cannot be used '
+            f"({_detail(waiting_reason, waiting.get('message'))})",
+            ran=False,
+        )
+    if waiting_reason in IMAGE_PULL_REASONS:
+        return Waiting(Stuck.IMAGE_PULL, waiting_reason, waiting.get("message") or "")
+    if waiting_reason in CONTAINER_CONFIG_REASONS:
+        return Waiting(Stuck.CONTAINER_CONFIG, waiting_reason, waiting.get("message") or "")
+    if state.get("running") is not None:
+        return Running()
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return Waiting(Stuck.UNSCHEDULABLE, "Unschedulable", condition.get("message") or "")
+    return Pending()
+
+
+def pod_image(pod: Pod) -> str:
+    for container in pod.get("spec", {}).get("containers") or []:
+        if container.get("name") == CONTAINER_NAME:
+            return str(container.get("image"))
+    return "?"
+
+
+def stuck_message(waiting: Waiting, pod: Pod, task: str, seconds: float) -> Finished:
+    """The failure of a pod that stayed stuck longer than its limit."""
+    name = pod.get("metadata", {}).get("name", "?")
+    detail = _detail(waiting.reason, waiting.detail)
+    match waiting.stuck:
+        case Stuck.IMAGE_PULL:
+            return Finished(
+                None,
+                ErrorType.IMAGE_PULL,
+                f'task "{task}": image {pod_image(pod)!r} could not be pulled within '
+                f"{seconds:g}s ({detail}); check the name, the tag and imagePullSecrets",
+                ran=False,
+            )
+        case Stuck.CONTAINER_CONFIG:
+            return Finished(
+                None,
+                ErrorType.EXECUTOR,
+                f'task "{task}": the container of pod "{name}" could not be created within '
+                f"{seconds:g}s ({detail}); check that the Secrets named in fromSecret exist",
+                ran=False,
+            )
+        case Stuck.UNSCHEDULABLE:
+            return Finished(
+                None,
+                ErrorType.UNSCHEDULABLE,
+                f'pod "{name}" of task "{task}" could not be scheduled within {seconds:g}s '
+                f"({detail}); check its resources, nodeSelector and tolerations",
+                ran=False,
+            )

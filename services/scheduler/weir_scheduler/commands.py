@@ -1,0 +1,69 @@
+"""Commands on existing flows: runner reports, fired timers, cancels.
+
+Each batch loads the flows it touches (caught up with the log), folds every command through
+`decide`, and appends the result in one transaction; after a race with another replica it
+reloads and decides again. A command the log already reflects decides nothing, so
+redelivered reports and double-fired timers are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
+
+from weir_scheduler.decider import Command, Flow, RecordFinished, RecordStarted, decide, evolve
+from weir_scheduler.store import Change, ConcurrencyError, EventStore
+
+log = logging.getLogger("weir.scheduler.commands")
+
+APPEND_RETRIES_DEFAULT = 10
+
+
+class FlowCommands:
+    def __init__(self, store: EventStore, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
+        """Decide and record a batch; returns each touched flow as it is afterwards."""
+        for attempt in range(APPEND_RETRIES_DEFAULT):
+            try:
+                return await self._apply(commands)
+            except ConcurrencyError:
+                log.info("flow changed under us; reloading", extra={"try": attempt + 1})
+        raise ConcurrencyError("commands could not be recorded after repeated races")
+
+    async def _apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
+        now = self.clock()
+        by_flow: dict[str, list[Command]] = {}
+        for flow_id, command in commands:
+            by_flow.setdefault(flow_id, []).append(command)
+        current = await self.store.load_many(list(by_flow))
+        changes = []
+        for flow_id, flow_commands in by_flow.items():
+            before = current[flow_id]
+            if not before.exists:
+                log.warning("command for unknown flow ignored", extra={"flow_id": flow_id})
+                continue
+            after = before
+            events = []
+            for command in flow_commands:
+                decided = decide(after, command, now)
+                for event in decided:
+                    after = evolve(after, event)
+                events.extend(decided)
+            changes.append(Change(before, after, events))
+            current[flow_id] = after
+        await self.store.append(changes)
+        return current
+
+
+def report_command(report: AttemptStatus) -> Command:
+    match report:
+        case AttemptStarted():
+            return RecordStarted(report)
+        case AttemptFinished():
+            return RecordFinished(report)

@@ -1,0 +1,144 @@
+"""Cron schedules: `CronTicker` turns each due tick of a schedule into exactly one flow.
+
+A schedule row is claimed with `FOR UPDATE SKIP LOCKED`, so one replica handles a given
+schedule at a time. The flow of a tick gets the id `<schedule>-<tick as YYYYMMDDHHMMSS>`
+and the same spec every time, so a tick submitted twice (a replica died before it moved the
+schedule on) is one flow. Missed ticks (the scheduler was down) are either all run
+(`catch_up`, up to CATCH_UP_MAX) or dropped except the latest (`skip`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import msgspec
+from croniter import croniter
+from weir_proto.api import ScheduleView
+from weir_proto.spec import FlowSpec
+
+from weir_scheduler.planner import Limits, Rejected, plan
+from weir_scheduler.store import Q
+from weir_scheduler.submissions import Submission, SubmissionHandler
+
+log = logging.getLogger("weir.scheduler.cron")
+
+CATCH_UP_MAX = 100
+"""A schedule that missed more ticks than this runs only the newest CATCH_UP_MAX."""
+CRON_BATCH = 50
+CRON_IDLE_POLL_MAX = 1.0
+SCHEDULE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+"""At most 40 characters, so `<name>-<14-digit tick>` stays a 63-character flow id."""
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
+    zone = ZoneInfo(timezone)
+    nxt: datetime = croniter(cron, after.astimezone(zone)).get_next(datetime)
+    return nxt.astimezone(UTC)
+
+
+def validate(name: str, cron: str, timezone: str, spec: FlowSpec, limits: Limits) -> None:
+    if not SCHEDULE_NAME.match(name):
+        raise ScheduleError(
+            f'schedule name "{name[:80]}" must be a DNS-1123 label of at most 40 characters'
+        )
+    if not croniter.is_valid(cron):
+        raise ScheduleError(f'"{cron[:80]}" is not a cron expression (e.g. "0 3 * * *")')
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f'"{timezone[:80]}" is not a time zone (e.g. "Europe/Paris")') from None
+    if spec.id is not None:
+        raise ScheduleError("the flow of a schedule must not set id: each tick gets its own")
+    try:
+        plan(spec, limits)
+    except Rejected as rejected:
+        raise ScheduleError("; ".join(e.message for e in rejected.errors)) from None
+
+
+def tick_flow_id(schedule: str, tick: datetime) -> str:
+    return f"{schedule}-{tick.astimezone(UTC):%Y%m%d%H%M%S}"
+
+
+def due_ticks(
+    cron: str, timezone: str, first: datetime, now: datetime, missed: str
+) -> list[datetime]:
+    """The ticks from `first` (the schedule's next_run_at) up to `now`."""
+    ticks = [first]
+    while len(ticks) < 100_000:
+        following = next_tick(cron, timezone, ticks[-1])
+        if following > now:
+            break
+        ticks.append(following)
+    if missed == "skip":
+        return ticks[-1:]
+    return ticks[-CATCH_UP_MAX:]
+
+
+def view(row: asyncpg.Record) -> ScheduleView:
+    return ScheduleView(**dict(row))
+
+
+class CronTicker:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        submissions: SubmissionHandler,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.pool = pool
+        self.submissions = submissions
+        self.clock = clock
+        self.submitted = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handled = await self.tick()
+                wait = 0.0 if handled == CRON_BATCH else await self._until_next()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cron: database unavailable", extra={"error": str(exc)})
+                wait = 1.0
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+
+    async def _until_next(self) -> float:
+        async with self.pool.acquire() as conn:
+            due_in = await conn.fetchval(Q["schedule_next_due"])
+        if due_in is None:
+            return CRON_IDLE_POLL_MAX
+        return min(max(float(due_in), 0.01), CRON_IDLE_POLL_MAX)
+
+    async def tick(self) -> int:
+        """Submit the flows of every due tick; returns how many schedules were handled."""
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q["schedule_due"], CRON_BATCH)
+            for row in rows:
+                ticks = due_ticks(
+                    row["cron"], row["timezone"], row["next_run_at"], now, row["missed"]
+                )
+                doc = msgspec.json.decode(row["spec"])
+                for tick in ticks:
+                    flow_id = tick_flow_id(row["name"], tick)
+                    data = msgspec.json.encode({**doc, "id": flow_id})
+                    await self.submissions.submit(Submission(data, flow_id))
+                    self.submitted += 1
+                following = next_tick(row["cron"], row["timezone"], ticks[-1])
+                await conn.execute(Q["schedule_advance"], row["name"], following, ticks[-1])
+                log.info(
+                    "schedule fired",
+                    extra={"schedule": row["name"], "ticks": len(ticks), "next": following},
+                )
+        return len(rows)

@@ -1,0 +1,75 @@
+"""TimerFirer: fires due retries, delayed starts, deadlines and heartbeat leases.
+
+Any replica may run one. Due rows are claimed for a moment (`FOR UPDATE SKIP LOCKED`) so
+replicas share the work; firing twice is harmless because `decide` ignores a timer whose
+moment has passed (the task moved on) and the log's (flow_id, seq) stops double appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from weir_scheduler.commands import FlowCommands
+from weir_scheduler.decider import FireTimer, TimerKind
+from weir_scheduler.store import EventStore
+
+log = logging.getLogger("weir.scheduler.timers")
+
+TIMER_BATCH_DEFAULT = 500
+TIMER_CLAIM_SECONDS = 30.0
+TIMER_IDLE_POLL_MAX = 1.0
+"""Longest sleep between checks; a new timer made by another replica is seen this late."""
+TIMER_RETRY_DELAY = 1.0
+KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease")
+
+
+class TimerFirer:
+    def __init__(
+        self, store: EventStore, commands: FlowCommands, batch: int = TIMER_BATCH_DEFAULT
+    ) -> None:
+        self.store = store
+        self.commands = commands
+        self.batch = batch
+        self.fired = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                fired = await self.fire_due()
+                wait = 0.0 if fired == self.batch else await self._until_next()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("timers: database unavailable", extra={"error": str(exc)})
+                wait = TIMER_RETRY_DELAY
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+
+    async def _until_next(self) -> float:
+        due_in = await self.store.next_timer_in()
+        if due_in is None:
+            return TIMER_IDLE_POLL_MAX
+        return min(max(due_in, 0.005), TIMER_IDLE_POLL_MAX)
+
+    async def fire_due(self) -> int:
+        claimed = await self.store.claim_timers(self.batch, TIMER_CLAIM_SECONDS)
+        if not claimed:
+            return 0
+        commands = [
+            (flow_id, FireTimer(kind=_kind(kind), task=task, attempt=attempt))
+            for flow_id, task, kind, attempt in claimed
+        ]
+        await self.commands.apply(commands)
+        await self.store.drop_fired_timers(claimed)
+        self.fired += len(claimed)
+        return len(claimed)
+
+
+def _kind(value: str) -> TimerKind:
+    for kind in KINDS:
+        if kind == value:
+            return kind
+    raise ValueError(f"unknown timer kind {value!r}")

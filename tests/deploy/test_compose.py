@@ -1,0 +1,105 @@
+"""docker-compose.yml: the stack is complete, wired together, and every file it uses exists."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.deploy.files import DEPLOY, ROOT, compose, load_yaml, tool
+
+SERVICES = {
+    "postgres",
+    "nats",
+    "scheduler",
+    "runner",
+    "otel-collector",
+    "tempo",
+    "prometheus",
+    "grafana",
+}
+
+
+def test_compose_has_the_whole_stack() -> None:
+    assert set(compose()["services"]) == SERVICES
+
+
+def test_every_built_service_has_its_dockerfile_and_context() -> None:
+    built = {name: s["build"] for name, s in compose()["services"].items() if "build" in s}
+    assert set(built) == {"scheduler", "runner"}
+    for name, build in built.items():
+        context = (ROOT / build["context"]).resolve()
+        assert context == ROOT, f"{name}: the build context must be the repository root"
+        assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
+
+
+def test_every_bind_mounted_file_exists() -> None:
+    mounts = [
+        (name, volume.split(":")[0])
+        for name, service in compose()["services"].items()
+        for volume in service.get("volumes", [])
+        if volume.startswith(".")
+    ]
+    assert mounts, "the observability services mount their configuration"
+    for name, source in mounts:
+        assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+
+
+def test_named_volumes_and_dependencies_are_declared() -> None:
+    declared = set(compose().get("volumes") or {})
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} is not declared"
+        for dependency in service.get("depends_on", []):
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+        for config in service.get("configs", []):
+            assert config["source"] in compose()["configs"], f"{name}: config {config['source']}"
+
+
+def test_images_are_pinned_and_ports_stay_on_localhost() -> None:
+    for name, service in compose()["services"].items():
+        image = service.get("image", "")
+        if "build" not in service:
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image!r}"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+
+
+def test_services_run_the_entrypoints_of_the_pyproject() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for service, script in (("scheduler", "weir-scheduler"), ("runner", "weir-runner")):
+        assert script in scripts
+        dockerfile = (ROOT / compose()["services"][service]["build"]["dockerfile"]).read_text()
+        assert f'ENTRYPOINT ["{script}"]' in dockerfile
+
+
+def test_weir_services_export_to_the_collector_it_listens_on() -> None:
+    collector = load_yaml(DEPLOY / "otel/collector.yaml")
+    http_port = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].rsplit(":", 1)[1]
+    for name in ("scheduler", "runner"):
+        env = compose()["services"][name]["environment"]
+        endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert (endpoint.hostname, str(endpoint.port)) == ("otel-collector", http_port)
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        assert env["OTEL_SERVICE_NAME"] == f"weir-{name}"
+        assert env["WEIR_NATS_URL"] == "nats://nats:4222"
+    assert compose()["services"]["runner"]["environment"]["WEIR_EXECUTOR"] == "local"
+    database = urlsplit(compose()["services"]["scheduler"]["environment"]["WEIR_DATABASE_URL"])
+    postgres = compose()["services"]["postgres"]["environment"]
+    assert (database.hostname, database.username) == ("postgres", postgres["POSTGRES_USER"])
+    assert database.path == f"/{postgres['POSTGRES_DB']}"
+
+
+def test_nats_config_enables_jetstream_with_8mb_payloads(tmp_path: Path) -> None:
+    content = compose()["configs"]["nats-conf"]["content"]
+    assert "max_payload: 8MB" in content
+    assert "jetstream" in content
+    conf = tmp_path / "nats.conf"
+    conf.write_text(content)
+    check = subprocess.run(
+        [tool("nats-server"), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=10
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

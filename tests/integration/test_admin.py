@@ -1,0 +1,194 @@
+"""Queries, pruning and cron schedules on real Postgres + NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from weir.client import Client, WeirError
+from weir.config import Settings
+from weir_proto.api import ScheduleRequest
+from weir_proto.spec import FlowSpec
+from weir_scheduler.service import Scheduler
+
+from tests.conftest import Services, _start
+from tests.flows import task
+
+WAIT = 60.0
+
+
+async def run_all(client: Client, specs: list[dict[str, Any]]) -> list[str]:
+    ids = [await client.submit(spec) for spec in specs]
+    await asyncio.wait_for(asyncio.gather(*(client.wait(i) for i in ids)), WAIT)
+    return ids
+
+
+async def test_query_combines_and_or_not_over_status_tags_metadata_and_time(
+    client: Client,
+) -> None:
+    once = {"max_attempts": 1}
+    started = datetime.now(UTC).isoformat()
+    ids = await run_all(
+        client,
+        [
+            {
+                "id": "q-etl-ok",
+                "name": "etl",
+                "tags": ["nightly", "eu"],
+                "metadata": {"owner": "ana"},
+                "tasks": [task("a")],
+            },
+            {
+                "id": "q-etl-bad",
+                "name": "etl",
+                "tags": ["nightly"],
+                "metadata": {"owner": "bo"},
+                "tasks": [task("a", "false", retry=once)],
+            },
+            {
+                "id": "q-report",
+                "name": "report",
+                "tags": ["adhoc"],
+                "metadata": {"owner": "ana"},
+                "tasks": [task("a", "false", retry=once)],
+            },
+        ],
+    )
+    assert ids == ["q-etl-ok", "q-etl-bad", "q-report"]
+
+    async def matching(where: Any) -> list[str]:
+        return sorted(f.id for f in (await client.query(where)).flows)
+
+    # failed AND (nightly OR NOT etl): without parentheses this would also match q-etl-ok
+    assert await matching(
+        {
+            "and": [
+                {"status": "failed"},
+                {"or": [{"tags_any": ["nightly"]}, {"not": {"name": "etl"}}]},
+            ]
+        }
+    ) == ["q-etl-bad", "q-report"]
+    assert await matching({"tags_all": ["nightly", "eu"]}) == ["q-etl-ok"]
+    assert await matching({"metadata": {"owner": "ana"}}) == ["q-etl-ok", "q-report"]
+    assert await matching({"and": [{"created_after": started}, {"name": "report"}]}) == ["q-report"]
+    assert await matching({"created_before": started}) == []
+    page = await client.query(None, limit=2)
+    assert len(page.flows) == 2 and page.next is not None
+    rest = await client.query(None, limit=2, cursor=page.next)
+    assert [f.id for f in page.flows + rest.flows] == ["q-report", "q-etl-bad", "q-etl-ok"]
+    try:
+        await client.query({"colour": "red"})
+    except WeirError as exc:
+        assert exc.code == "bad_request" and "$.where.colour: unknown condition" in exc.message
+    else:
+        raise AssertionError("an unknown condition must be refused")
+
+
+async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
+    client: Client, services: Services
+) -> None:
+    ids = await run_all(
+        client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]} for i in range(5)]
+    )
+    live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
+    assert await client.prune(older_than=0, keep_last=2) == 3
+    remaining = {f.id async for f in client.list_all()}
+    assert remaining == {ids[3], ids[4], live}
+    conn = await asyncpg.connect(services.settings.database_url)
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", ids[:3])
+    finally:
+        await conn.close()
+    assert left == 0
+    assert await client.get_or_none(ids[0]) is None
+    try:
+        await client.prune(older_than=0, statuses=["running"])
+    except WeirError as exc:
+        assert exc.code == "bad_request" and "only ended flows are pruned" in exc.message
+    else:
+        raise AssertionError("pruning running flows must be refused")
+    await client.cancel(live)
+
+
+def every_second(name: str, missed: str = "skip") -> ScheduleRequest:
+    flow = msgspec.convert({"name": "ticked", "tasks": [task("a")]}, FlowSpec)
+    return ScheduleRequest(name=name, cron="* * * * * *", flow=flow, missed=missed)  # type: ignore[arg-type]
+
+
+async def tick_flows(client: Client, schedule: str) -> list[str]:
+    page = await client.query({"name": "ticked"}, limit=1000)
+    return sorted(f.id for f in page.flows if f.id.startswith(f"{schedule}-"))
+
+
+async def test_cron_makes_exactly_one_flow_per_tick_with_two_replicas(
+    services: Services, client: Client, settings: Settings
+) -> None:
+    second = Scheduler(settings)
+    second_task = await _start("scheduler-2", second)
+    try:
+        view = await client.schedule(every_second("tick"))
+        assert view.name == "tick" and not view.paused
+        await asyncio.sleep(3.5)
+        await client.schedule_action("pause", "tick")
+        await asyncio.sleep(0.3)
+    finally:
+        second.stop.set()
+        await asyncio.wait_for(second_task, 30)
+    ids = await tick_flows(client, "tick")
+    ticks = [datetime.strptime(i.split("-")[-1], "%Y%m%d%H%M%S") for i in ids]
+    assert len(ids) >= 3
+    assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(ticks))
+    listed = await client.schedules()
+    assert [(s.name, s.paused, s.flow_name) for s in listed] == [("tick", True, "ticked")]
+    await client.schedule_action("delete", "tick")
+    assert await client.schedules() == []
+
+
+async def test_missed_ticks_catch_up_or_skip(client: Client, services: Services) -> None:
+    await client.schedule(
+        msgspec.structs.replace(every_second("late"), missed="catch_up", paused=True)
+    )
+    await client.schedule(msgspec.structs.replace(every_second("skipper"), paused=True))
+    conn = await asyncpg.connect(services.settings.database_url)
+    try:
+        await conn.execute(
+            "UPDATE schedules SET next_run_at = date_trunc('second', now()) - interval '5 seconds'"
+        )
+        await client.schedule_action("resume", "late")
+        await client.schedule_action("resume", "skipper")
+
+        async def fired() -> None:
+            while not (await tick_flows(client, "late") and await tick_flows(client, "skipper")):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(fired(), WAIT)
+        await client.schedule_action("pause", "late")
+        await client.schedule_action("pause", "skipper")
+    finally:
+        await conn.close()
+    # Five missed ticks and the current one: all of them, or only the newest.
+    assert len(await tick_flows(client, "late")) >= 6
+    assert 1 <= len(await tick_flows(client, "skipper")) <= 2
+
+
+async def test_bad_schedules_are_refused_with_reasons(client: Client) -> None:
+    cases = [
+        (msgspec.structs.replace(every_second("ok"), cron="every day"), "is not a cron expression"),
+        (msgspec.structs.replace(every_second("ok"), timezone="Mars/Base"), "is not a time zone"),
+        (every_second("Bad Name"), "must be a DNS-1123 label"),
+    ]
+    for request, words in cases:
+        try:
+            await client.schedule(request)
+        except WeirError as exc:
+            assert exc.code == "bad_request" and words in exc.message, exc.message
+        else:
+            raise AssertionError(f"{words} must be refused")
+    try:
+        await client.schedule_action("pause", "nope")
+    except WeirError as exc:
+        assert exc.code == "not_found"

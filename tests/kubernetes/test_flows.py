@@ -1,0 +1,371 @@
+"""Flows run end to end on the fake cluster: scheduler, runner with the kubernetes executor,
+kmock's API server and the test kubelet. Assertions are what a user sees."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from weir.client import Client
+from weir.config import Settings
+from weir_proto.events import TERMINAL_FLOW_EVENTS, TaskFailed, TaskSucceeded, event_type
+from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+from weir_runner.worker import Runner
+
+from tests.conftest import Services, _start
+from tests.flows import task
+from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
+from tests.kubernetes.conftest import NAMESPACE
+
+WAIT = 30.0
+IMAGE = "debian:bookworm-slim"
+ONCE = {"max_attempts": 1}
+"""Failure cases run one attempt: the failure is the point, not the scheduler's retries."""
+
+
+def pod_task(name: str, *cmd: str, **extra: Any) -> dict[str, Any]:
+    return task(name, *cmd, image=IMAGE, **extra)
+
+
+@dataclass
+class TaskOutcome:
+    name: str
+    status: str
+    error_type: str | None = None
+    error_message: str = ""
+    exit_code: int | None = None
+
+
+@dataclass
+class FlowOutcome:
+    """A flow as `weir events` shows it: how it ended, and how each task ended."""
+
+    status: str
+    tasks: list[TaskOutcome]
+
+
+async def outcome(client: Client, flow_id: str) -> FlowOutcome:
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    status, tasks = "running", {}
+    async for event in client.events(flow_id):
+        match event:
+            case TaskSucceeded(task=name, exit_code=code):
+                tasks[name] = TaskOutcome(name, "succeeded", exit_code=code)
+            case TaskFailed(task=name, error_type=kind, message=message, exit_code=code):
+                tasks[name] = TaskOutcome(name, "failed", kind, message, code)
+            case _ if event_type(event) in TERMINAL_FLOW_EVENTS:
+                status = event_type(event).removeprefix("flow_")
+    return FlowOutcome(status, list(tasks.values()))
+
+
+async def run_flow(client: Client, spec: dict[str, Any]) -> FlowOutcome:
+    return await outcome(client, await client.submit(spec))
+
+
+def tasks_of(view: FlowOutcome) -> dict[str, TaskOutcome]:
+    return {t.name: t for t in view.tasks}
+
+
+async def wait_started(kubelet: TestKubelet, pod: str) -> None:
+    await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
+
+
+async def test_flow_runs_each_task_as_a_pod_saves_its_log_and_deletes_it(
+    kube_client: Client, apiserver: ApiServerProcess, kube_settings: Settings
+) -> None:
+    spec = {
+        "id": "pods-1",
+        "name": "pods",
+        "tasks": [
+            pod_task("hello", "sh", "-c", 'echo "hello from $WEIR_TASK"; echo to-stderr >&2'),
+            pod_task("after", "true", depends=["hello"]),
+        ],
+    }
+    view = await run_flow(kube_client, spec)
+
+    assert view.status == "succeeded"
+    assert {t.status for t in view.tasks} == {"succeeded"}
+    log = Path(kube_settings.runner_dir, "pods-1-hello-1", "stdout.log").read_text()
+    assert "hello from hello" in log and "to-stderr" in log
+    created = apiserver.handler.pod_history(NAMESPACE, "pods-1-hello-1")[0]
+    assert created["metadata"]["labels"]["weir.dev/task"] == "hello"
+    assert created["spec"]["restartPolicy"] == "Never"
+    for name in ("pods-1-hello-1", "pods-1-after-1"):
+        assert apiserver.handler.pod(NAMESPACE, name) is None  # deleted once its log was saved
+
+
+async def test_nonzero_exit_fails_task_with_code_and_end_of_log(kube_client: Client) -> None:
+    spec = {
+        "name": "breaks",
+        "tasks": [pod_task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE)],
+    }
+    view = await run_flow(kube_client, spec)
+
+    extract = tasks_of(view)["extract"]
+    assert view.status == "failed"
+    assert (extract.error_type, extract.exit_code) == ("exit_code", 3)
+    assert 'task "extract" exited with code 3' in extract.error_message
+    assert "disk on fire" in extract.error_message
+
+
+async def test_secret_reaches_the_container_by_reference_only(
+    kube_client: Client, apiserver: ApiServerProcess, kube_settings: Settings
+) -> None:
+    apiserver.handler.put_secret(NAMESPACE, "db", {"password": "s3cret", "value": "plain"})
+    spec = {
+        "id": "secrets-1",
+        "name": "secrets",
+        "tasks": [
+            pod_task(
+                "use",
+                "sh",
+                "-c",
+                'echo "pw=$PW token=$TOKEN"',
+                env=[
+                    {"name": "PW", "fromSecret": "db/password"},
+                    {"name": "TOKEN", "fromSecret": "db"},
+                ],
+            )
+        ],
+    }
+    view = await run_flow(kube_client, spec)
+
+    assert view.status == "succeeded"
+    log = Path(kube_settings.runner_dir, "secrets-1-use-1", "stdout.log").read_text()
+    assert "pw=s3cret token=plain" in log
+    pod = apiserver.handler.pod_history(NAMESPACE, "secrets-1-use-1")[0]
+    assert "s3cret" not in str(pod)
+
+
+async def test_task_without_image_fails_with_a_clear_executor_error(kube_client: Client) -> None:
+    view = await run_flow(
+        kube_client, {"name": "no-image", "tasks": [task("bare", "true", retry=ONCE)]}
+    )
+
+    bare = tasks_of(view)["bare"]
+    assert bare.error_type == "executor"
+    assert 'task "bare" has no image' in bare.error_message
+
+
+async def test_image_that_cannot_be_pulled_fails_after_the_pull_timeout(
+    kube_client: Client,
+) -> None:
+    spec = {
+        "name": "pull",
+        "tasks": [task("fetch", "true", image="does-not-exist:latest", retry=ONCE)],
+    }
+    view = await run_flow(kube_client, spec)
+
+    fetch = tasks_of(view)["fetch"]
+    assert fetch.error_type == "image_pull"
+    assert "'does-not-exist:latest' could not be pulled within 1s" in fetch.error_message
+    assert "ImagePullBackOff" in fetch.error_message
+
+
+async def test_missing_secret_fails_instead_of_waiting_forever(kube_client: Client) -> None:
+    spec = {
+        "name": "nosecret",
+        "tasks": [
+            pod_task("use", "true", env=[{"name": "PW", "fromSecret": "absent"}], retry=ONCE)
+        ],
+    }
+    view = await run_flow(kube_client, spec)
+
+    use = tasks_of(view)["use"]
+    assert use.error_type == "executor"
+    assert 'secret "absent" key "value" not found' in use.error_message
+
+
+async def test_out_of_memory_kill_is_reported_as_oom_killed(kube_client: Client) -> None:
+    spec = {
+        "name": "oom",
+        "tasks": [
+            pod_task(
+                "hog",
+                "sh",
+                "-c",
+                "echo allocating; kill -9 $$",  # what the kernel's OOM killer does
+                kubernetes={"resources": {"limits": {"memory": "64Mi"}}},
+                retry=ONCE,
+            )
+        ],
+    }
+    view = await run_flow(kube_client, spec)
+
+    hog = tasks_of(view)["hog"]
+    assert (hog.error_type, hog.exit_code) == ("oom_killed", 137)
+    assert "OOMKilled" in hog.error_message and "allocating" in hog.error_message
+
+
+async def test_unschedulable_pod_fails_after_the_unschedulable_timeout(
+    kube_client: Client,
+) -> None:
+    spec = {
+        "name": "nowhere",
+        "tasks": [
+            pod_task("gpu", "true", kubernetes={"nodeSelector": {"gpu": "h100"}}, retry=ONCE)
+        ],
+    }
+    view = await run_flow(kube_client, spec)
+
+    gpu = tasks_of(view)["gpu"]
+    assert gpu.error_type == "unschedulable"
+    assert "could not be scheduled within 1s" in gpu.error_message
+    assert "didn't match Pod's node affinity/selector" in gpu.error_message
+
+
+async def test_task_timeout_becomes_the_pods_deadline(kube_client: Client) -> None:
+    spec = {"name": "slow", "tasks": [pod_task("nap", "sleep", "30", timeout=1, retry=ONCE)]}
+    view = await run_flow(kube_client, spec)
+
+    nap = tasks_of(view)["nap"]
+    assert nap.error_type == "timeout"
+    assert "timeout of 1s" in nap.error_message  # the pod deadline or the scheduler
+
+
+async def test_evicted_pod_fails_its_task_as_evicted(
+    kube_client: Client, kubelet: TestKubelet
+) -> None:
+    flow_id = await kube_client.submit(
+        {"id": "evict-1", "name": "evict", "tasks": [pod_task("big", "sleep", "30", retry=ONCE)]}
+    )
+    await wait_started(kubelet, "evict-1-big-1")
+    await kubelet.evict(NAMESPACE, "evict-1-big-1")
+    big = tasks_of(await outcome(kube_client, flow_id))["big"]
+    assert big.error_type == "evicted"
+    assert "The node was low on resource: memory." in big.error_message
+
+
+async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
+    kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
+) -> None:
+    flow_id = await kube_client.submit(
+        {"id": "gone-1", "name": "gone", "tasks": [pod_task("victim", "sleep", "30", retry=ONCE)]}
+    )
+    await wait_started(kubelet, "gone-1-victim-1")
+    async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/gone-1-victim-1"):
+        pass
+    victim = tasks_of(await outcome(kube_client, flow_id))["victim"]
+    assert victim.error_type == "pod_deleted"
+    assert 'pod "gone-1-victim-1" of task "victim" was deleted' in victim.error_message
+
+
+async def test_api_server_restart_mid_watch_loses_nothing(
+    kube_client: Client,
+    kubelet: TestKubelet,
+    apiserver: ApiServerProcess,
+    executor: KubernetesExecutor,
+) -> None:
+    flow_id = await kube_client.submit(
+        {
+            "id": "restart-1",
+            "name": "restart",
+            "tasks": [pod_task("wait", "sh", "-c", "sleep 0.5; echo done")],
+        }
+    )
+    await wait_started(kubelet, "restart-1-wait-1")
+    await apiserver.restart()  # cuts every watch, the executor's and the kubelet's
+    assert (await outcome(kube_client, flow_id)).status == "succeeded"
+    assert kubelet.runs["restart-1-wait-1"] == 1
+
+
+async def test_watch_relists_when_its_resource_version_is_gone(
+    kube_client: Client,
+    kubelet: TestKubelet,
+    apiserver: ApiServerProcess,
+    executor: KubernetesExecutor,
+) -> None:
+    flow_id = await kube_client.submit(
+        {"id": "gone410-1", "name": "g", "tasks": [pod_task("wait", "sh", "-c", "sleep 0.5")]}
+    )
+    await wait_started(kubelet, "gone410-1-wait-1")
+    assert executor.watcher is not None
+    relists = executor.watcher.relists
+    apiserver.handler.expire_next_resumed_watch = True
+    await apiserver.restart()  # the watch resumes from its resourceVersion: 410 Gone
+    assert (await outcome(kube_client, flow_id)).status == "succeeded"
+    assert apiserver.handler.gone_answers == 1
+    assert executor.watcher.relists > relists
+
+
+@pytest.mark.slow
+async def test_runner_killed_mid_flow_is_replaced_and_the_pod_adopted_not_rerun(
+    kube_settings: Settings,
+    kubelet: TestKubelet,
+    executor: KubernetesExecutor,
+    tmp_path: Path,
+) -> None:
+    from weir_scheduler.service import Scheduler
+
+    scheduler = Scheduler(kube_settings)
+    scheduler_task = await _start("scheduler", scheduler)
+    env = {
+        **os.environ,
+        "WEIR_NATS_URL": kube_settings.nats_url,
+        "WEIR_EXECUTOR": "kubernetes",
+        "WEIR_KUBECONFIG": kube_settings.kube_config,
+        "WEIR_KUBE_NAMESPACE": NAMESPACE,
+        "WEIR_RUNNER_DIR": str(tmp_path / "doomed-runner"),
+        "WEIR_DISPATCH_ACK_WAIT": str(kube_settings.dispatch_ack_wait),
+        "WEIR_LOG_LEVEL": "WARNING",
+    }
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "weir_runner", env=env, stdin=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with await Client.connect(kube_settings.nats_url) as client:
+            flow_id = await client.submit(
+                {
+                    "id": "crash-1",
+                    "name": "crash",
+                    "tasks": [pod_task("long", "sh", "-c", "sleep 2; echo finished")],
+                }
+            )
+            await wait_started(kubelet, "crash-1-long-1")
+            doomed.kill()  # kill -9: the pod keeps running, the dispatch is redelivered
+            await doomed.wait()
+            runner = Runner(kube_settings, executor=executor)
+            runner_task = await _start("runner", runner)
+            services = Services(kube_settings, scheduler, runner, scheduler_task, runner_task)
+            try:
+                view = await outcome(client, flow_id)
+            finally:
+                await services.stop()
+    finally:
+        if doomed.returncode is None:
+            doomed.kill()
+            await doomed.wait()
+
+    assert view.status == "succeeded"
+    assert kubelet.runs["crash-1-long-1"] == 1  # adopted, never run a second time
+    log = Path(kube_settings.runner_dir, "crash-1-long-1", "stdout.log").read_text()
+    assert "finished" in log
+
+
+def test_config_selects_the_kubernetes_executor(kubeconfig: Path) -> None:
+    from weir_runner.worker import make_executor
+
+    settings = Settings.from_env(
+        {
+            "WEIR_EXECUTOR": "kubernetes",
+            "WEIR_KUBECONFIG": str(kubeconfig),
+            "WEIR_KUBE_NAMESPACE": "batch",
+            "WEIR_KUBE_IMAGE_PULL_TIMEOUT": "30",
+            "WEIR_KUBE_POD_TTL": "60",
+        }
+    )
+    executor = make_executor(settings)
+
+    assert isinstance(executor, KubernetesExecutor)
+    assert executor.config == KubernetesConfig(
+        runner_dir=Path(settings.runner_dir),
+        namespace="batch",
+        kubeconfig=str(kubeconfig),
+        image_pull_timeout=30.0,
+        pod_ttl=60.0,
+    )

@@ -1,0 +1,567 @@
+"""Telemetry: deterministic flow traces, spans from events, NATS propagation, metrics, and the
+terminal waterfall. In-memory exporters and readers only: no collector, no servers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from weir import telemetry, waterfall
+from weir_proto import subjects
+from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowEvent,
+    FlowFailed,
+    FlowSubmitted,
+    FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskDispatched,
+    TaskFailed,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+)
+from weir_proto.spec import FlowSpec, TaskSpec
+
+FLOW = "hello-1"
+T0 = datetime(2026, 11, 25, 18, 5, 1, 120_000, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def ns(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+class Log:
+    """Builds a flow's events with consecutive `seq`."""
+
+    def __init__(self, flow_id: str = FLOW) -> None:
+        self.flow_id = flow_id
+        self.events: list[FlowEvent] = []
+
+    def add(self, kind: type[Any], seconds: float, **fields: Any) -> Log:
+        seq = len(self.events) + 1
+        common = {"id": f"{self.flow_id}.{seq}", "flow_id": self.flow_id, "seq": seq}
+        self.events.append(kind(**common, at=at(seconds), **fields))
+        return self
+
+
+def submitted(log: Log, name: str = "diamond") -> Log:
+    spec = FlowSpec(name=name, tasks=[TaskSpec(name="fetch", cmd=["true"])])
+    return log.add(FlowSubmitted, 0.0, spec=spec)
+
+
+def failing_flow() -> list[FlowEvent]:
+    """fetch succeeds; upper is lost once (and retried), then exits 2; join is skipped; the
+    flow fails."""
+    log = submitted(Log())
+    log.add(TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
+    log.add(TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
+    log.add(TaskSucceeded, 1.130, task="fetch", attempt=1)
+    log.add(TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
+    log.add(TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
+    log.add(
+        TaskAttemptFailed,
+        2.000,
+        task="upper",
+        attempt=1,
+        error_type="lost",
+        message="gone",
+        retry_at=at(2.0),
+    )
+    log.add(TaskDispatched, 2.000, task="upper", attempt=2, queue="gpu")
+    log.add(TaskStarted, 2.500, task="upper", attempt=2, runner="runner-b")
+    log.add(
+        TaskFailed,
+        3.200,
+        task="upper",
+        attempt=2,
+        error_type="exit_code",
+        message="no",
+        exit_code=2,
+    )
+    log.add(TaskSkipped, 3.200, task="join", reason="upstream upper failed")
+    log.add(FlowFailed, 3.210, failed_tasks=["upper"])
+    return log.events
+
+
+class Process:
+    """One process's tracer provider with an in-memory exporter."""
+
+    def __init__(self, name: str = "weir-test") -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = telemetry.new_tracer_provider(
+            name, SimpleSpanProcessor(self.exporter), env={}
+        )
+
+    @property
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def span(self, name: str) -> ReadableSpan:
+        matches = [s for s in self.spans if s.name == name]
+        assert len(matches) == 1, [s.name for s in self.spans]
+        return matches[0]
+
+
+@pytest.fixture
+def process() -> Iterator[Process]:
+    p = Process()
+    yield p
+    p.provider.shutdown()
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+# Deterministic ids --------------------------------------------------------------------------
+
+
+def test_trace_id_is_the_first_16_bytes_of_sha256_of_the_flow_id() -> None:
+    digest = hashlib.sha256(FLOW.encode()).digest()
+    assert telemetry.flow_trace_id(FLOW) == int.from_bytes(digest[:16], "big")
+    assert telemetry.flow_span_id(FLOW) == int.from_bytes(digest[16:24], "big")
+
+
+def test_ids_are_stable_across_processes_and_releases() -> None:
+    # Literal values: changing the derivation would split every existing flow's trace.
+    assert telemetry.flow_trace_id_hex(FLOW) == "93bd07f07300b7878f910d64b2cf63d4"
+    assert f"{telemetry.flow_span_id(FLOW):016x}" == "864aeaede343c292"
+    assert telemetry.attempt_traceparent(FLOW, "fetch", 1) == (
+        "00-93bd07f07300b7878f910d64b2cf63d4-e34576a8509b1445-01"
+    )
+
+
+def test_each_attempt_and_phase_has_its_own_span_id() -> None:
+    ids = {
+        telemetry.flow_span_id(FLOW),
+        telemetry.attempt_span_id(FLOW, "fetch", 1),
+        telemetry.attempt_span_id(FLOW, "fetch", 2),
+        telemetry.attempt_span_id(FLOW, "upper", 1),
+        telemetry.attempt_span_id("hello-2", "fetch", 1),
+        telemetry.phase_span_id(FLOW, "fetch", 1, "run"),
+        telemetry.phase_span_id(FLOW, "fetch", 1, "queue-wait"),
+    }
+    assert len(ids) == 7
+    assert telemetry.flow_trace_id("hello-2") != telemetry.flow_trace_id(FLOW)
+
+
+# Flow traces --------------------------------------------------------------------------------
+
+
+def test_spans_from_two_processes_land_in_the_flow_trace() -> None:
+    scheduler, runner = Process("weir-scheduler"), Process("weir-runner")
+    with telemetry.tracer(scheduler.provider).start_as_current_span(
+        "decide", context=telemetry.flow_context(FLOW)
+    ):
+        pass
+    with telemetry.tracer(runner.provider).start_as_current_span(
+        "execute", context=telemetry.attempt_context(FLOW, "fetch", 1)
+    ):
+        pass
+    telemetry.emit_flow_spans(failing_flow(), scheduler.provider)
+
+    every = scheduler.spans + runner.spans
+    assert {s.context.trace_id for s in every} == {telemetry.flow_trace_id(FLOW)}
+    flow_span = scheduler.span("flow diamond")
+    assert flow_span.parent is None
+    assert flow_span.context.span_id == telemetry.flow_span_id(FLOW)
+    decide, execute = scheduler.span("decide"), runner.span("execute")
+    assert decide.parent is not None and decide.parent.span_id == flow_span.context.span_id
+    assert execute.parent is not None
+    assert execute.parent.span_id == telemetry.attempt_span_id(FLOW, "fetch", 1)
+    fetch = next(s for s in scheduler.spans if s.name == "task fetch")
+    assert fetch.context.span_id == execute.parent.span_id
+
+
+def test_events_become_spans_with_their_true_times_and_attributes(process: Process) -> None:
+    events = failing_flow()
+    emitted = telemetry.emit_flow_spans(events, process.provider)
+
+    # flow + fetch(3) + upper#1(3) + upper#2(3)
+    assert emitted == len(process.spans) == 10
+    flow_span = process.span("flow diamond")
+    assert (flow_span.start_time, flow_span.end_time) == (ns(at(0)), ns(at(3.21)))
+    assert flow_span.status.status_code is StatusCode.ERROR
+    assert attrs(flow_span)["weir.flow_id"] == FLOW
+    assert attrs(flow_span)["weir.flow.status"] == "failed"
+    assert [(e.name, dict(e.attributes or {})) for e in flow_span.events] == [
+        ("task_skipped", {"weir.task": "join", "weir.skip_reason": "upstream upper failed"})
+    ]
+
+    second = next(
+        s for s in process.spans if s.name == "task upper" and attrs(s)["weir.attempt"] == 2
+    )
+    assert (second.start_time, second.end_time) == (ns(at(2.0)), ns(at(3.2)))
+    assert second.parent is not None
+    assert second.parent.span_id == telemetry.flow_span_id(FLOW)
+    assert second.status.status_code is StatusCode.ERROR
+    assert attrs(second) == {
+        "weir.flow_id": FLOW,
+        "weir.task": "upper",
+        "weir.attempt": 2,
+        "weir.attempt_id": f"{FLOW}-upper-2",
+        "weir.queue": "gpu",
+        "weir.task.status": "failed",
+        "weir.runner": "runner-b",
+        "weir.exit_code": 2,
+        "weir.error_type": "exit_code",
+    }
+    phases = {
+        s.name: s
+        for s in process.spans
+        if s.parent is not None and s.parent.span_id == second.context.span_id
+    }
+    assert set(phases) == {"queue-wait", "run"}
+    wait, run = phases["queue-wait"], phases["run"]
+    assert (wait.start_time, wait.end_time) == (ns(at(2.0)), ns(at(2.5)))
+    assert (run.start_time, run.end_time) == (ns(at(2.5)), ns(at(3.2)))
+    assert run.context.span_id == telemetry.phase_span_id(FLOW, "upper", 2, "run")
+
+    lost = next(
+        s for s in process.spans if s.name == "task upper" and attrs(s)["weir.attempt"] == 1
+    )
+    assert attrs(lost)["weir.error_type"] == "lost"
+    assert "weir.exit_code" not in attrs(lost)
+
+
+def test_emitting_again_after_a_restart_gives_the_same_ids() -> None:
+    before, after = Process(), Process()
+    telemetry.emit_flow_spans(failing_flow(), before.provider)
+    telemetry.emit_flow_spans(failing_flow(), after.provider)
+
+    def ids(p: Process) -> set[tuple[int, int, str]]:
+        return {(s.context.trace_id, s.context.span_id, s.name) for s in p.spans}
+
+    assert ids(before) == ids(after)
+
+
+def test_unfinished_flows_and_attempts_emit_nothing_yet(process: Process) -> None:
+    events = failing_flow()[:6]  # upper #1 is running
+    timeline = telemetry.flow_timeline(events)
+    assert not timeline.finished
+    running = timeline.attempt("upper", 1)
+    assert running is not None and running.status == "running"
+    assert telemetry.emit_attempt_spans(running, process.provider) == 0
+    assert telemetry.emit_flow_spans(events, process.provider) == 3  # fetch only
+    assert {s.name for s in process.spans} == {"task fetch", "queue-wait", "run"}
+
+
+def test_a_succeeded_flow_span_is_not_an_error(process: Process) -> None:
+    log = submitted(Log("ok-1"), name="tiny")
+    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(TaskSucceeded, 0.3, task="a", attempt=1)
+    log.add(FlowSucceeded, 0.4)
+    telemetry.emit_flow_spans(log.events, process.provider)
+    assert process.span("flow tiny").status.status_code is StatusCode.UNSET
+    assert process.span("task a").status.status_code is StatusCode.UNSET
+
+
+def test_a_cancelled_flow_ends_its_running_attempt_and_lists_tasks_never_run(
+    process: Process,
+) -> None:
+    log = submitted(Log("stop-1"), name="long")
+    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(FlowCancelRequested, 5.0, reason="operator")
+    log.add(TaskCancelled, 5.5, task="a", attempt=1, reason="operator")
+    log.add(TaskCancelled, 5.5, task="b", reason="operator")
+    log.add(FlowCancelled, 5.6, reason="operator")
+    timeline = telemetry.flow_timeline(log.events)
+    assert (timeline.status, timeline.finished) == ("cancelled", True)
+    [attempt] = timeline.attempts
+    assert attempt.status == "cancelled"
+    assert attempt.run_s == pytest.approx(5.3)
+    assert [s.task for s in timeline.skipped] == ["b"]
+    telemetry.emit_flow_spans(log.events, process.provider)
+    assert process.span("task a").status.status_code is StatusCode.ERROR
+    assert process.span("flow long").status.status_code is StatusCode.ERROR
+    assert "cancelled" in waterfall.render(log.events, width=80)
+
+
+def test_every_attribute_emitted_is_in_the_documented_table(process: Process) -> None:
+    telemetry.emit_flow_spans(failing_flow(), process.provider)
+    with telemetry.publishing(subjects.SUBMIT, message_id=FLOW, provider=process.provider):
+        pass
+    used = {key for s in process.spans for key in attrs(s)}
+    assert used <= telemetry.SPAN_ATTRIBUTES
+
+
+# Propagation over NATS ----------------------------------------------------------------------
+
+
+def test_inject_then_extract_round_trips_the_current_span(process: Process) -> None:
+    with telemetry.tracer(process.provider).start_as_current_span("work") as span:
+        headers = telemetry.inject({"Nats-Msg-Id": "x"})
+    assert headers["Nats-Msg-Id"] == "x"
+    assert headers["traceparent"].startswith("00-")
+    extracted = trace.get_current_span(telemetry.extract(headers)).get_span_context()
+    assert extracted.is_remote
+    assert (extracted.trace_id, extracted.span_id) == (
+        span.get_span_context().trace_id,
+        span.get_span_context().span_id,
+    )
+
+
+def test_extract_of_a_message_without_headers_is_an_empty_context() -> None:
+    for headers in (None, {}, {"traceparent": "garbage"}):
+        ctx = telemetry.extract(headers)
+        assert not trace.get_current_span(ctx).get_span_context().is_valid
+
+
+def test_inject_without_a_span_adds_nothing_and_copies() -> None:
+    original = {"Nats-Msg-Id": "x"}
+    assert telemetry.inject(original) == original
+    assert telemetry.inject(original) is not original
+
+
+def test_attempt_traceparent_extracts_to_the_attempt_span() -> None:
+    ctx = telemetry.extract({"traceparent": telemetry.attempt_traceparent(FLOW, "upper", 2)})
+    span_context = trace.get_current_span(ctx).get_span_context()
+    assert span_context.trace_id == telemetry.flow_trace_id(FLOW)
+    assert span_context.span_id == telemetry.attempt_span_id(FLOW, "upper", 2)
+    assert span_context.trace_flags.sampled
+
+
+def test_publish_and_process_spans_follow_the_messaging_conventions() -> None:
+    scheduler, runner = Process("weir-scheduler"), Process("weir-runner")
+    subject = subjects.status(FLOW)
+    with telemetry.publishing(
+        subject,
+        {"x-extra": "1"},
+        message_id=f"{FLOW}-upper-2:started",
+        parent=telemetry.attempt_context(FLOW, "upper", 2),
+        provider=runner.provider,
+    ) as headers:
+        pass
+    assert headers["Nats-Msg-Id"] == f"{FLOW}-upper-2:started"
+    assert headers["x-extra"] == "1"
+    with telemetry.receiving(subject, headers, provider=scheduler.provider):
+        pass
+
+    publish = runner.span("publish weir.status.{flow_id}")
+    process = scheduler.span("process weir.status.{flow_id}")
+    assert publish.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+    assert publish.parent is not None
+    assert publish.parent.span_id == telemetry.attempt_span_id(FLOW, "upper", 2)
+    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    assert process.context.trace_id == telemetry.flow_trace_id(FLOW)
+    assert attrs(publish) == {
+        "messaging.system": "nats",
+        "messaging.destination.name": subject,
+        "messaging.destination.template": "weir.status.{flow_id}",
+        "messaging.operation.name": "publish",
+        "messaging.operation.type": "send",
+        "messaging.message.id": f"{FLOW}-upper-2:started",
+    }
+    assert attrs(process)["messaging.operation.type"] == "process"
+
+
+def test_a_span_name_keeps_low_cardinality_subjects_as_they_are(process: Process) -> None:
+    with telemetry.publishing(subjects.SUBMIT, provider=process.provider):
+        pass
+    with telemetry.receiving(subjects.dispatch("gpu"), None, provider=process.provider):
+        pass
+    assert {s.name for s in process.spans} == {
+        "publish weir.cmd.submit",
+        "process weir.dispatch.gpu",
+    }
+    assert telemetry.subject_template(subjects.event(FLOW, "task_started")) == (
+        "weir.events.{flow_id}.task_started"
+    )
+
+
+def test_a_message_without_context_is_processed_under_the_fallback(process: Process) -> None:
+    with telemetry.receiving(
+        subjects.SUBMIT, {}, fallback=telemetry.flow_context(FLOW), provider=process.provider
+    ):
+        pass
+    span = process.span("process weir.cmd.submit")
+    assert span.parent is not None and span.parent.span_id == telemetry.flow_span_id(FLOW)
+
+
+def test_a_submit_without_flow_id_is_processed_in_the_flow_trace_linked_to_the_client() -> None:
+    client, scheduler = Process("weir-cli"), Process("weir-scheduler")
+    with telemetry.publishing(subjects.SUBMIT, provider=client.provider) as headers:
+        pass
+    with telemetry.receiving(
+        subjects.SUBMIT, headers, parent=telemetry.flow_context(FLOW), provider=scheduler.provider
+    ):
+        pass
+    publish = client.span("publish weir.cmd.submit")
+    process = scheduler.span("process weir.cmd.submit")
+    assert process.context.trace_id == telemetry.flow_trace_id(FLOW)
+    assert process.parent is not None and process.parent.span_id == telemetry.flow_span_id(FLOW)
+    assert [link.context.span_id for link in process.links] == [publish.context.span_id]
+
+
+def test_an_exception_in_a_handler_marks_its_span(process: Process) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        telemetry.receiving(subjects.SUBMIT, None, provider=process.provider),
+    ):
+        raise RuntimeError("bad spec")
+    assert process.span("process weir.cmd.submit").status.status_code is StatusCode.ERROR
+
+
+# Setup from the environment -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "traces", "metrics"),
+    [
+        ({}, (), ()),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, ("otlp",), ("otlp",)),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, ("otlp",), ()),
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/v1/metrics"}, (), ("otlp",)),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_METRICS_EXPORTER": "none"},
+            ("otlp",),
+            (),
+        ),
+        ({"OTEL_TRACES_EXPORTER": "console,otlp"}, ("console", "otlp"), ()),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, (), ()),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, (), ()),
+    ],
+)
+def test_exporters_only_where_the_environment_asks(
+    env: dict[str, str], traces: tuple[str, ...], metrics: tuple[str, ...]
+) -> None:
+    assert telemetry.export_plan(env) == telemetry.ExportPlan(traces, metrics)
+
+
+def test_setup_without_otel_variables_installs_nothing() -> None:
+    before = trace.get_tracer_provider()
+    plan = telemetry.setup("weir-test", env={})
+    assert not plan.enabled
+    assert trace.get_tracer_provider() is before
+    assert not isinstance(trace.get_tracer_provider(), SdkTracerProvider)
+    telemetry.shutdown()
+
+
+def test_otel_service_name_overrides_the_service_name() -> None:
+    res = telemetry.resource("weir-runner", {"OTEL_SERVICE_NAME": "runner-gpu"})
+    assert res.attributes["service.name"] == "runner-gpu"
+    assert telemetry.resource("weir-runner", {}).attributes["service.name"] == "weir-runner"
+
+
+# Metrics ------------------------------------------------------------------------------------
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                found[metric.name] = [
+                    (dict(p.attributes or {}), p) for p in metric.data.data_points
+                ]
+    return found
+
+
+def test_metrics_record_what_the_services_report() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    m = telemetry.Metrics(provider)
+    depths = {"default": 3, "gpu": 0}
+    m.observe_queue_depth(lambda: depths)
+    m.flow_started()
+    m.flow_started()
+    m.flow_finished("succeeded")
+    m.task_started("gpu", dispatch_latency_s=0.25)
+    m.task_retried("gpu")
+    m.task_finished("gpu", "failed", duration_s=4.0, error_type="lost")
+    m.task_finished("gpu", "succeeded", duration_s=2.0)
+    m.relay_published("event", 0.004)
+
+    got = points(reader)
+    assert [p.value for _, p in got["weir.flows.started"]] == [2]
+    assert [(a, p.value) for a, p in got["weir.flows.finished"]] == [({"status": "succeeded"}, 1)]
+    assert {(a["status"], a["error_type"]): p.value for a, p in got["weir.tasks.finished"]} == {
+        ("failed", "lost"): 1,
+        ("succeeded", ""): 1,
+    }
+    assert [(a, p.value) for a, p in got["weir.task.lost"]] == [({"queue": "gpu"}, 1)]
+    assert [(a, p.value) for a, p in got["weir.task.retries"]] == [({"queue": "gpu"}, 1)]
+    [(latency_attrs, latency)] = got["weir.task.dispatch_latency"]
+    assert latency_attrs == {"queue": "gpu"}
+    assert (latency.count, latency.sum) == (1, 0.25)
+    assert sorted(p.sum for _, p in got["weir.task.duration"]) == [2.0, 4.0]
+    assert [p.sum for _, p in got["weir.relay.lag"]] == [0.004]
+    assert {a["queue"]: p.value for a, p in got["weir.queue.depth"]} == {"default": 3, "gpu": 0}
+    assert set(got) == {m.name for m in telemetry.METRICS}
+    provider.shutdown()
+
+
+def test_prometheus_names_follow_the_collector_translation() -> None:
+    assert telemetry.TASKS_FINISHED.prometheus == "weir_tasks_finished_total"
+    assert telemetry.TASK_DURATION.prometheus_series == (
+        "weir_task_duration_seconds_bucket",
+        "weir_task_duration_seconds_sum",
+        "weir_task_duration_seconds_count",
+    )
+    assert telemetry.QUEUE_DEPTH.prometheus == "weir_queue_depth"
+    assert "weir_relay_lag_seconds_bucket" in telemetry.metric_names()
+
+
+# Waterfall ----------------------------------------------------------------------------------
+
+
+def test_waterfall_draws_one_row_per_attempt_on_a_common_axis() -> None:
+    text = waterfall.render(failing_flow(), width=100)
+    lines = text.splitlines()
+    assert lines[0].startswith("flow diamond  hello-1  failed in 3.21s")
+    rows = [line for line in lines if "|" in line][1:]  # after the axis header
+    assert [row.split()[:3] for row in rows] == [
+        ["fetch", "1", "ok"],
+        ["upper", "1", "lost"],
+        ["upper", "2", "failed"],
+    ]
+    assert "failed 2" in rows[2]
+    assert all(len(line) <= 100 for line in lines)
+    bars = [row[row.index("|") + 1 : row.rindex("|")] for row in rows]
+    assert len({len(bar) for bar in bars}) == 1
+    # fetch runs first, upper #2 runs last and reaches the end of the axis.
+    assert bars[0].startswith(waterfall.RUN)
+    assert bars[2].rstrip().endswith(waterfall.RUN)
+    assert bars[2].index(waterfall.WAIT) > bars[1].index(waterfall.RUN)
+    assert "skipped join: upstream upper failed" in text
+
+
+def test_waterfall_of_a_running_flow_extends_to_now() -> None:
+    events = failing_flow()[:6]
+    text = waterfall.render(events, width=80, now=at(2.0))
+    assert "running for 2.00s" in text
+    upper = next(line for line in text.splitlines() if line.startswith("upper"))
+    assert "running" in upper and waterfall.RUNNING in upper
+
+
+def test_waterfall_shows_a_flow_without_attempts() -> None:
+    text = waterfall.render(submitted(Log()).events, width=60)
+    assert "no task attempts" in text
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.0123, "12ms"), (1.5, "1.50s"), (125, "2m05s")])
+def test_durations_are_short(seconds: float, shown: str) -> None:
+    assert waterfall.duration(seconds) == shown
