@@ -35,3 +35,7 @@ schema:
 fmt:
     ruff format .
     ruff check --fix .
+
+# Long chaos run: kill -9, NATS/Postgres restarts, 2+2 replicas, then a memory soak (WEIR_CHAOS_SEED replays).
+chaos:
+    WEIR_CHAOS_LONG=1 python -m pytest tests/chaos -m chaos_long -q -s -p no:cacheprovider

@@ -28,6 +28,8 @@ STREAM_COMMANDS = "WEIR_COMMANDS"
 STREAM_STATUS = "WEIR_STATUS"
 STREAM_DISPATCH = "WEIR_DISPATCH"
 STREAM_EVENTS = "WEIR_EVENTS"
+STREAM_LOGS = "WEIR_LOGS"
+LOGS_PREFIX = "weir.logs"
 
 SERVICE_NAME = "weir"
 """Name of the request/reply service (NATS micro; discoverable with `$SRV.PING.weir`)."""
@@ -45,6 +47,11 @@ def dispatch(queue: str) -> str:
 
 def event(flow_id: str, event_type: str) -> str:
     return f"{EVENTS_PREFIX}.{flow_id}.{event_type}"
+
+
+def logs(flow_id: str, task: str, attempt: int) -> str:
+    """Chunks of one attempt's stdout/stderr (header Weir-Log-Stream), then an end marker."""
+    return f"{LOGS_PREFIX}.{flow_id}.{task}.{attempt}"
 
 
 def heartbeat(runner: str) -> str:

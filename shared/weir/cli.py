@@ -409,6 +409,29 @@ for _verb in ("pause", "resume", "delete"):
 
 
 @app.command()
+def logs(
+    flow_id: Annotated[str, typer.Argument(help="Flow id.")],
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    attempt: Annotated[int | None, typer.Option(help="Attempt number (default: latest).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Go on until it ends.")] = False,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+) -> None:
+    """Print a task attempt's stdout and stderr (kept after the pod or process is gone)."""
+
+    async def body(client: Client) -> int:
+        count = 0
+        async for stream, chunk in client.logs(flow_id, task, attempt, follow):
+            target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+            target.write(chunk)
+            target.flush()
+            count += 1
+        return count
+
+    if _run(nats_url, body) == 0:
+        err.print(f"no logs for task {task!r} of flow {flow_id!r} (yet)")
+
+
+@app.command()
 def trace(
     flow_id: Annotated[str, typer.Argument(help="Flow id.")],
     nats_url: NatsUrl = NATS_URL_DEFAULT,

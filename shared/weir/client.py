@@ -42,6 +42,7 @@ from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
 from weir_proto.spec import FlowSpec
 
+from weir import telemetry
 from weir.jetstream import close, connect
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
@@ -134,9 +135,13 @@ class Client:
                 f"flow spec is {len(payload):,} bytes; this NATS server accepts at most "
                 f"{limit:,} per message (raise max_payload, or split the flow)",
             )
-        await self.js.publish(
-            subjects.SUBMIT, payload, timeout=self.timeout, headers={"Nats-Msg-Id": flow_id}
-        )
+        with telemetry.publishing(
+            subjects.SUBMIT,
+            message_id=flow_id,
+            parent=telemetry.flow_context(flow_id),
+            size=len(payload),
+        ) as headers:
+            await self.js.publish(subjects.SUBMIT, payload, timeout=self.timeout, headers=headers)
         return flow_id
 
     # Queries ------------------------------------------------------------------------------
@@ -243,6 +248,48 @@ class Client:
                 yield event
                 if event_type(event) in TERMINAL_FLOW_EVENTS:
                     return
+                if not follow and msg.metadata.num_pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def logs(
+        self,
+        flow_id: str,
+        task: str,
+        attempt: int | None = None,
+        follow: bool = False,
+        idle: float = HISTORY_IDLE_DEFAULT,
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """`(stream, chunk)` pairs of an attempt's output (the latest attempt by default),
+        from the start; with `follow`, goes on live until the attempt has ended."""
+        if attempt is None:
+            view = await self.get(flow_id)
+            match = [t for t in view.tasks if t.name == task]
+            if not match:
+                names = ", ".join(t.name for t in view.tasks)
+                raise WeirError(
+                    "not_found", f'flow {flow_id} has no task "{task}" (tasks: {names})'
+                )
+            attempt = match[0].attempt
+            if attempt == 0:
+                raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
+        sub = await self.js.subscribe(
+            subjects.logs(flow_id, task, attempt),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=None if follow else idle)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    return
+                headers = msg.headers or {}
+                if headers.get("Weir-Log-End"):
+                    return
+                yield headers.get("Weir-Log-Stream", "stdout"), msg.data
                 if not follow and msg.metadata.num_pending == 0:
                     return
         finally:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,8 @@ class Stack:
     nats_server: EmbeddedNats | None = None
     scheduler: subprocess.Popen[bytes] | None = None
     runner: subprocess.Popen[bytes] | None = None
+    replicas: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """Scheduler and runner replicas beyond the first, by name (`scheduler-1`, `runner-1`)."""
 
     @property
     def nats_url(self) -> str:
@@ -86,11 +89,13 @@ class Stack:
         env.update(self.env)
         return env
 
-    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, module: str, name: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [sys.executable, "-m", module],
-            env=self.service_env(),
+            env={**self.service_env(), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -98,13 +103,47 @@ class Stack:
         log.close()
         return proc
 
-    def start_scheduler(self) -> None:
-        self.scheduler = self._spawn("weir_scheduler", "scheduler")
-        asyncio.run(self._wait_ready("scheduler", self.scheduler, _scheduler_ready))
+    def start_scheduler(self, replica: int = 0) -> None:
+        """Start scheduler `replica` (0 is `self.scheduler`; others are in `replicas`)."""
+        name = _replica_name("scheduler", replica)
+        proc = self._spawn("weir_scheduler", name)
+        if replica:
+            self.replicas[name] = proc
+        else:
+            self.scheduler = proc
+        asyncio.run(self._wait_ready(name, proc, _scheduler_ready))
 
-    def start_runner(self) -> None:
-        self.runner = self._spawn("weir_runner", "runner")
-        asyncio.run(self._wait_ready("runner", self.runner, _runner_ready))
+    def start_runner(self, replica: int = 0) -> None:
+        """Start runner `replica`; replicas after the first get their own `WEIR_RUNNER_NAME`."""
+        name = _replica_name("runner", replica)
+        extra = {}
+        if replica:
+            base = self.env.get("WEIR_RUNNER_NAME") or socket.gethostname()
+            extra["WEIR_RUNNER_NAME"] = f"{base}-{replica}"
+        proc = self._spawn("weir_runner", name, extra)
+        if replica:
+            self.replicas[name] = proc
+        else:
+            self.runner = proc
+        asyncio.run(self._wait_ready(name, proc, _runner_ready))
+
+    def process(self, service: str, replica: int = 0) -> subprocess.Popen[bytes] | None:
+        """The process of `service` ("scheduler" or "runner") replica `replica`, if started."""
+        if replica:
+            return self.replicas.get(_replica_name(service, replica))
+        return self.scheduler if service == "scheduler" else self.runner
+
+    def restart_nats(self) -> None:
+        """Stop nats-server and start it again on the same port with the same store."""
+        assert self.nats_server is not None
+        self.nats_server.stop()
+        self.nats_server.start()
+
+    def restart_postgres(self) -> None:
+        """Stop the private Postgres (fast shutdown) and start it on the same port and data."""
+        assert self.postgres is not None, "an external database cannot be restarted"
+        self.postgres.stop()
+        self.postgres.start()
 
     def start(self) -> None:
         self.start_infra()
@@ -137,19 +176,29 @@ class Stack:
             proc.kill()
             proc.wait()
 
-    def kill_scheduler(self) -> None:
-        self._stop(self.scheduler, kill=True)
+    def kill_scheduler(self, replica: int = 0) -> None:
+        self._stop(self.process("scheduler", replica), kill=True)
 
-    def kill_runner(self) -> None:
-        self._stop(self.runner, kill=True)
+    def kill_runner(self, replica: int = 0) -> None:
+        self._stop(self.process("runner", replica), kill=True)
 
     def stop(self) -> None:
+        for name, proc in sorted(self.replicas.items(), reverse=True):  # runners first
+            if name.startswith("runner"):
+                self._stop(proc)
         self._stop(self.runner)
+        for name, proc in self.replicas.items():
+            if name.startswith("scheduler"):
+                self._stop(proc)
         self._stop(self.scheduler)
         if self.nats_server:
             self.nats_server.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _replica_name(service: str, replica: int) -> str:
+    return f"{service}-{replica}" if replica else service
 
 
 async def _scheduler_ready(nc: NATS) -> bool:

@@ -24,6 +24,9 @@ log = logging.getLogger("weir.nats")
 
 DUPLICATE_WINDOW = 120.0
 EVENTS_MAX_AGE = 30 * 24 * 3600.0
+LOGS_MAX_AGE = 7 * 24 * 3600.0
+LOGS_MAX_BYTES = 8 * 1024**3
+"""Task logs stay a week, 8 GiB at most (oldest dropped first)."""
 """Events stay replayable from NATS for 30 days; the Postgres log keeps them for good."""
 
 
@@ -60,6 +63,15 @@ def stream_configs() -> list[StreamConfig]:
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
             max_age=EVENTS_MAX_AGE,
+        ),
+        StreamConfig(
+            name=subjects.STREAM_LOGS,
+            subjects=[f"{subjects.LOGS_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            storage=file,
+            max_age=LOGS_MAX_AGE,
+            max_bytes=LOGS_MAX_BYTES,
         ),
     ]
 

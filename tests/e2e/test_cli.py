@@ -94,3 +94,38 @@ def test_unreachable_nats_is_a_clear_error(stack: Stack) -> None:
     )
     assert run.returncode == 2
     assert "cannot reach NATS at nats://127.0.0.1:1" in run.stderr
+
+
+def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None:
+    flow = tmp_path / "talky.yaml"
+    flow.write_text(
+        "name: talky\ntags: [nightly]\ndefaults: {retry: {max_attempts: 1}}\ntasks:\n"
+        "  - name: say\n    cmd: [sh, -c, 'echo hello out; echo hello err >&2']\n"
+        "  - name: fail\n    depends: [say]\n    cmd: [sh, -c, 'exit 3']\n"
+    )
+    run = weir(stack, "submit", str(flow), "--wait")
+    assert run.returncode == 1
+    flow_id = run.stdout.split()[0]
+    logs = weir(stack, "logs", flow_id, "say")
+    assert logs.stdout == "hello out\n" and "hello err" in logs.stderr
+    trace = weir(stack, "trace", flow_id)
+    assert trace.returncode == 0 and "say" in trace.stdout and "trace id" in trace.stdout
+    rerun = weir(stack, "rerun", flow_id, "--failed-only")
+    assert rerun.returncode == 0
+    assert (
+        json.loads(weir(stack, "show", rerun.stdout.strip(), "--json").stdout)["rerun_of"]
+        == flow_id
+    )
+    found = json.loads(
+        weir(stack, "flows", "--where", "tag=nightly and not status=running", "--json").stdout
+    )
+    assert flow_id in [f["id"] for f in found]
+    bad = weir(stack, "flows", "--where", "colour=red")
+    assert bad.returncode == 2 and "unknown condition" in bad.stderr
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("name: slow\ntasks:\n  - {name: nap, cmd: [sleep, '30']}\n")
+    slow_id = weir(stack, "submit", str(slow)).stdout.strip()
+    cancelled = weir(stack, "cancel", slow_id)
+    assert cancelled.returncode == 0 and slow_id in cancelled.stdout
+    waited = weir(stack, "events", slow_id, "--follow")
+    assert "flow_cancelled" in waited.stdout

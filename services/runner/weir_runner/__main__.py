@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 
-from weir import logs
+from weir import logs, telemetry
 from weir.config import ConfigError, Settings
 
 from weir_runner.worker import Runner
@@ -27,7 +27,11 @@ def main() -> None:
         print(f"weir-runner: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.setup("weir.runner", settings.log_level)
-    asyncio.run(_main(settings))
+    telemetry.setup("weir-runner")
+    try:
+        asyncio.run(_main(settings))
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

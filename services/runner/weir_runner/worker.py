@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from weir import telemetry
 from weir.config import Settings
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
@@ -34,9 +35,10 @@ from weir_proto.messages import (
     Heartbeat,
 )
 
-from weir_runner.executors.base import AttemptResult, Executor
+from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 from weir_runner.executors.local import LocalExecutor
 from weir_runner.executors.noop import NoopExecutor
+from weir_runner.logship import LogShipper
 
 log = logging.getLogger("weir.runner")
 
@@ -170,6 +172,28 @@ class Runner:
             return
         key = (dispatch.flow_id, dispatch.task.name, dispatch.attempt)
         context = {"flow_id": key[0], "task": key[1], "attempt": key[2]}
+        with telemetry.receiving(
+            msg.subject,
+            msg.headers,
+            message_id=dispatch.attempt_id,
+            fallback=telemetry.attempt_context(*key),
+            attributes={
+                telemetry.ATTR_FLOW_ID: key[0],
+                telemetry.ATTR_TASK: key[1],
+                telemetry.ATTR_ATTEMPT: key[2],
+                telemetry.ATTR_RUNNER: self.settings.runner_name,
+            },
+        ):
+            await self._attempt_in_span(msg, js, dispatch, key, context)
+
+    async def _attempt_in_span(
+        self,
+        msg: Msg,
+        js: JetStreamContext,
+        dispatch: Dispatch,
+        key: tuple[str, str, int],
+        context: dict[str, object],
+    ) -> None:
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
             run, why = await self._should_run(dispatch)
@@ -224,6 +248,23 @@ class Runner:
             )
             await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
 
+        shipper = LogShipper(
+            js,
+            Path(self.settings.runner_dir) / dispatch.attempt_id,
+            dispatch.flow_id,
+            name,
+            dispatch.attempt,
+        )
+        shipper.start()
+        try:
+            return await self._run_attempt(dispatch, key, started)
+        finally:
+            await shipper.finish()
+
+    async def _run_attempt(
+        self, dispatch: Dispatch, key: tuple[str, str, int], started: OnStarted
+    ) -> AttemptResult:
+        name = dispatch.task.name
         running = asyncio.create_task(self.executor.run(dispatch, started))
         handler = asyncio.current_task()
         assert handler is not None
@@ -325,14 +366,14 @@ async def _publish(
 ) -> None:
     """Publish a status report until JetStream has it (NATS may be restarting)."""
     payload = _encoder.encode(report)
+    subject = subjects.status(flow_id)
+    parent = telemetry.attempt_context(flow_id, report.task, report.attempt)
     while True:
         try:
-            await js.publish(
-                subjects.status(flow_id),
-                payload,
-                timeout=PUBLISH_TIMEOUT,
-                headers={"Nats-Msg-Id": msg_id},
-            )
+            with telemetry.publishing(
+                subject, message_id=msg_id, parent=parent, size=len(payload)
+            ) as headers:
+                await js.publish(subject, payload, timeout=PUBLISH_TIMEOUT, headers=headers)
             return
         except Exception as exc:
             log.warning("status publish failed; retrying", extra={"error": str(exc)})

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 
-from weir import logs
+from weir import logs, telemetry
 from weir.config import ConfigError, Settings
 
 from weir_scheduler.service import Scheduler
@@ -27,7 +27,11 @@ def main() -> None:
         print(f"weir-scheduler: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.setup("weir.scheduler", settings.log_level)
-    asyncio.run(_main(settings))
+    telemetry.setup("weir-scheduler")
+    try:
+        asyncio.run(_main(settings))
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ JOIN unnest($1::text[], $2::int[]) AS known (flow_id, seq)
   ON e.flow_id = known.flow_id AND e.seq > known.seq
 ORDER BY e.flow_id, e.seq;
 
+-- name: flow_events
+SELECT data::text AS data FROM events WHERE flow_id = $1 ORDER BY seq;
+
 -- name: flow_digests
 SELECT id, spec_digest, status FROM flows WHERE id = ANY($1::text[]);
 

@@ -15,6 +15,7 @@ import logging
 
 import asyncpg
 from nats.js import JetStreamContext
+from weir import telemetry
 
 from weir_scheduler.store import Q
 
@@ -88,10 +89,12 @@ class OutboxRelay:
         futures = []
         try:
             for row in rows:
+                msg_id: str = row["msg_id"]
+                flow_id = msg_id.rsplit(".", 1)[0]
+                # Events and dispatches carry their flow's trace context on to every reader.
+                headers = telemetry.inject({"Nats-Msg-Id": msg_id}, telemetry.flow_context(flow_id))
                 futures.append(
-                    await self.js.publish_async(
-                        row["subject"], row["payload"], headers={"Nats-Msg-Id": row["msg_id"]}
-                    )
+                    await self.js.publish_async(row["subject"], row["payload"], headers=headers)
                 )
             await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
         except Exception as exc:

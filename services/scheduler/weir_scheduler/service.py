@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from weir import telemetry
 from weir.config import Settings
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
@@ -22,6 +23,7 @@ from weir_proto.messages import AttemptStatus, Heartbeat
 from weir_scheduler.api import Api
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
+from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.relay import OutboxRelay
@@ -68,6 +70,7 @@ class Scheduler:
         store = EventStore(
             self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
         )
+        store.on_commit.append(Observer(store).committed)
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
         submissions = SubmissionHandler(store, limits, utcnow)
         commands = FlowCommands(store, utcnow)
@@ -129,7 +132,12 @@ class Scheduler:
                 continue
             batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
             try:
-                await handler.submit_many(batch)
+                with contextlib.ExitStack() as spans:
+                    for m in msgs:
+                        spans.enter_context(
+                            telemetry.receiving(m.subject, m.headers, size=len(m.data))
+                        )
+                    await handler.submit_many(batch)
             except Exception:
                 log.exception("could not record submits; will retry")
                 await _nak_all(msgs)

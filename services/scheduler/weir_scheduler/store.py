@@ -4,9 +4,10 @@ concurrency, projections and outbox rows in the same transaction, and the read s
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -25,6 +26,8 @@ from weir_proto.status import FlowStatus, TaskStatus
 
 from weir_scheduler.decider import Flow, evolve
 from weir_scheduler.filters import compile_filter
+
+log = logging.getLogger("weir.scheduler.store")
 
 FLOW_CACHE_SIZE_DEFAULT = 2_000
 LEASE_DEFAULT = 60.0
@@ -128,6 +131,8 @@ class EventStore:
         self.pool = pool
         self.cache = cache or FlowCache()
         self.timing = timing or Timing()
+        self.on_commit: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
+        """Called after every committed append (metrics and traces; never for decisions)."""
 
     async def load(self, flow_id: str) -> Flow:
         return (await self.load_many([flow_id]))[flow_id]
@@ -175,6 +180,17 @@ class EventStore:
             raise
         for change in changes:
             self.cache.put(change.after)
+        if conn is None:
+            await self.committed(changes)
+
+    async def committed(self, changes: Sequence[Change]) -> None:
+        """Tell the on_commit hooks; callers that appended inside their own transaction
+        call this once it has committed."""
+        for hook in self.on_commit:
+            try:
+                await hook(changes)
+            except Exception:
+                log.exception("on_commit hook failed")
 
     async def _write(self, conn: Conn, changes: Sequence[Change]) -> None:
         ev_ids, ev_flows, ev_seqs, ev_types, ev_data = [], [], [], [], []

@@ -101,19 +101,22 @@ class SubmissionHandler:
     ) -> list[Outcome]:
         keys = sorted({k for i in intents if (k := _unique_key(i)) is not None})
         if not keys:
-            return await self._record_in(None, submissions, intents)
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            # Submits sharing a unique key queue up here, on every replica.
-            for key in keys:
-                await conn.execute(Q["lock_unique_key"], key)
-            return await self._record_in(conn, submissions, intents)
+            return (await self._record_in(None, submissions, intents))[0]
+        async with self.store.pool.acquire() as conn:
+            async with conn.transaction():
+                # Submits sharing a unique key queue up here, on every replica.
+                for key in keys:
+                    await conn.execute(Q["lock_unique_key"], key)
+                outcomes, changes = await self._record_in(conn, submissions, intents)
+            await self.store.committed(changes)
+            return outcomes
 
     async def _record_in(
         self,
         conn: Conn | None,
         submissions: Sequence[Submission],
         intents: Sequence[_Intent],
-    ) -> list[Outcome]:
+    ) -> tuple[list[Outcome], list[Change]]:
         now = self.clock()
         existing = await self.store.digests(
             [i.flow_id for i in intents] + [s.fallback_id for s in submissions]
@@ -165,7 +168,7 @@ class SubmissionHandler:
                         "errors": [e.message for e in outcome.errors],
                     },
                 )
-        return outcomes
+        return outcomes, changes
 
     async def rerun(self, source: Flow, reused: tuple[str, ...]) -> Outcome:
         """A new run of `source`'s spec; tasks in `reused` count as succeeded with their

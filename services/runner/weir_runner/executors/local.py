@@ -17,6 +17,7 @@ import signal
 from pathlib import Path, PurePosixPath
 
 import msgspec
+from weir import telemetry
 from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 
 from weir_runner.executors.base import AttemptResult, OnStarted
@@ -147,6 +148,10 @@ class LocalExecutor:
             WEIR_ATTEMPT_ID=dispatch.attempt_id,
             WEIR_WORKDIR=str(work),
             WEIR_SNOOZE_FILE=str(work.parent / "snooze"),
+            # The task's own spans continue the flow's trace under its attempt span.
+            TRACEPARENT=telemetry.attempt_traceparent(
+                dispatch.flow_id, dispatch.task.name, dispatch.attempt
+            ),
         )
         for var in dispatch.task.env:
             if var.value is not None:

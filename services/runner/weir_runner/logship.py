@@ -1,0 +1,93 @@
+"""LogShipper: streams an attempt's stdout and stderr to NATS while it runs.
+
+Executors write `<runner_dir>/<attempt_id>/stdout.log` and `stderr.log`; the shipper tails
+them and publishes chunks to `weir.logs.<flow>.<task>.<attempt>` (stream WEIR_LOGS), so
+`weir logs` works live and after the pod or process is gone. Each attempt ships at most
+`limit` bytes; past that a truncation notice is sent and the rest stays on the runner's disk.
+The last message carries `Weir-Log-End: 1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from nats.js import JetStreamContext
+from weir_proto import subjects
+
+log = logging.getLogger("weir.runner.logs")
+
+LOG_LIMIT_DEFAULT = 1024 * 1024
+CHUNK_BYTES = 32 * 1024
+POLL_SECONDS = 0.2
+STREAMS = ("stdout", "stderr")
+END_HEADER = "Weir-Log-End"
+STREAM_HEADER = "Weir-Log-Stream"
+
+
+class LogShipper:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        home: Path,
+        flow_id: str,
+        task: str,
+        attempt: int,
+        limit: int = LOG_LIMIT_DEFAULT,
+    ) -> None:
+        self.js = js
+        self.home = home
+        self.subject = subjects.logs(flow_id, task, attempt)
+        self.limit = limit
+        self.offsets = dict.fromkeys(STREAMS, 0)
+        self.shipped = 0
+        self.truncated = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow())
+
+    async def finish(self) -> None:
+        """Ship what is left and the end marker (call once the attempt has ended)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._ship_new()
+            await self.js.publish(self.subject, b"", headers={END_HEADER: "1"}, timeout=5)
+        except Exception as exc:  # logs are best effort; the attempt's result is not
+            log.warning("logs not shipped", extra={"subject": self.subject, "error": str(exc)})
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._ship_new()
+            except Exception as exc:
+                log.debug("log shipping paused", extra={"error": str(exc)})
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _ship_new(self) -> None:
+        for stream in STREAMS:
+            path = self.home / f"{stream}.log"
+            if not path.exists():
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(self.offsets[stream])
+                while not self.truncated:
+                    chunk = handle.read(min(CHUNK_BYTES, self.limit - self.shipped))
+                    if not chunk:
+                        break
+                    await self.js.publish(
+                        self.subject, chunk, headers={STREAM_HEADER: stream}, timeout=5
+                    )
+                    self.offsets[stream] += len(chunk)
+                    self.shipped += len(chunk)
+                    if self.shipped >= self.limit:
+                        self.truncated = True
+                        notice = f"\n[weir: log truncated after {self.limit:,} bytes]\n"
+                        await self.js.publish(
+                            self.subject, notice.encode(), headers={STREAM_HEADER: "stderr"}
+                        )
