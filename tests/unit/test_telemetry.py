@@ -13,7 +13,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -453,8 +452,7 @@ def test_setup_without_otel_variables_installs_nothing() -> None:
     before = trace.get_tracer_provider()
     plan = telemetry.setup("weir-test", env={})
     assert not plan.enabled
-    assert trace.get_tracer_provider() is before
-    assert not isinstance(trace.get_tracer_provider(), SdkTracerProvider)
+    assert trace.get_tracer_provider() is before  # (another test may have installed one)
     telemetry.shutdown()
 
 
