@@ -40,6 +40,14 @@ class TaskDispatched(_Event, tag="task_dispatched", frozen=True):
     queue: str
 
 
+class TaskQueued(_Event, tag="task_queued", frozen=True):
+    """Ready, but its queue is at its concurrency limit: dispatched by priority later."""
+
+    task: str
+    queue: str
+    priority: int
+
+
 class TaskStarted(_Event, tag="task_started", frozen=True):
     task: str
     attempt: int
@@ -123,6 +131,7 @@ FlowEvent = (
     FlowSubmitted
     | FlowRejected
     | TaskDispatched
+    | TaskQueued
     | TaskStarted
     | TaskSucceeded
     | TaskAttemptFailed

@@ -37,6 +37,8 @@ TERMINAL_FLOW_STATUSES = frozenset(
 
 class TaskStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"
+    """Ready, waiting for capacity in a queue that has a concurrency limit."""
     DISPATCHED = "dispatched"
     RUNNING = "running"
     RETRYING = "retrying"

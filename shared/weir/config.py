@@ -72,6 +72,18 @@ def _duration(env: dict[str, str], name: str) -> float | None:
     return value
 
 
+def _queue_limits(text: str) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        queue, sep, value = part.partition("=")
+        if not sep or not queue.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(
+                f"WEIR_QUEUE_LIMITS: {part!r} is not QUEUE=LIMIT with a limit of at least 1"
+            )
+        limits[queue.strip()] = int(value)
+    return limits
+
+
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = NATS_URL_DEFAULT
@@ -89,6 +101,8 @@ class Settings:
     """Seconds without a heartbeat before a running attempt is declared lost."""
     deadline_grace: float = 30.0
     heartbeat_interval: float = 5.0
+    queue_limits: dict[str, int] = field(default_factory=dict)
+    """Global concurrency limit per queue (WEIR_QUEUE_LIMITS=gpu=4,default=200)."""
     prune_after: float | None = None
     """Seconds after which ended flows are deleted by the periodic pruner (None: never)."""
     prune_interval: float = 3600.0
@@ -106,6 +120,13 @@ class Settings:
     """Seconds a pod may stay unschedulable before its attempt fails."""
     kube_pod_ttl: float = 0.0
     """Seconds a finished pod is kept after its logs were captured (0: delete at once)."""
+    artifacts_bucket: str = "weir-artifacts"
+    """NATS Object Store bucket of task artifacts (one per deployment)."""
+    kube_helper_image: str = "weir:latest"
+    """Image (with weir installed) of the pods' artifact download/upload containers."""
+    kube_data_secret: str = "weir-task-nats"
+    """Kubernetes Secret with `url` and `creds` (a NATS user limited to the artifacts bucket)
+    that the artifact helper containers use."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -130,6 +151,7 @@ class Settings:
             lease=_float(env, "WEIR_LEASE", 60.0, minimum=1.0),
             deadline_grace=_float(env, "WEIR_DEADLINE_GRACE", 30.0),
             heartbeat_interval=_float(env, "WEIR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
+            queue_limits=_queue_limits(env.get("WEIR_QUEUE_LIMITS", "")),
             prune_after=_duration(env, "WEIR_PRUNE_AFTER"),
             prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
             scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),
@@ -140,4 +162,77 @@ class Settings:
             kube_image_pull_timeout=_float(env, "WEIR_KUBE_IMAGE_PULL_TIMEOUT", 120.0, 1.0),
             kube_unschedulable_timeout=_float(env, "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT", 300.0, 1.0),
             kube_pod_ttl=_float(env, "WEIR_KUBE_POD_TTL", 0.0),
+            artifacts_bucket=env.get("WEIR_ARTIFACTS_BUCKET") or "weir-artifacts",
+            kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",
+            kube_data_secret=env.get("WEIR_KUBE_DATA_SECRET") or "weir-task-nats",
         )
+
+
+@dataclass(frozen=True)
+class NatsSecurity:
+    """How every process authenticates to NATS and protects the connection (all optional).
+
+    `WEIR_NATS_USER`/`WEIR_NATS_PASSWORD`, `WEIR_NATS_TOKEN`, `WEIR_NATS_CREDS` (a `.creds`
+    file: JWT + NKey seed), `WEIR_NATS_NKEY_SEED` (a file holding an NKey seed), and TLS:
+    `WEIR_NATS_TLS_CA` (CA bundle to verify the server), `WEIR_NATS_TLS_CERT` and
+    `WEIR_NATS_TLS_KEY` (client certificate and key, for servers that verify clients).
+    Read by `weir.jetstream.connect`, so every process honours them.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    creds: str = ""
+    nkey_seed: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> NatsSecurity:
+        env = dict(os.environ if env is None else env)
+        security = cls(
+            user=env.get("WEIR_NATS_USER", ""),
+            password=env.get("WEIR_NATS_PASSWORD", ""),
+            token=env.get("WEIR_NATS_TOKEN", ""),
+            creds=env.get("WEIR_NATS_CREDS", ""),
+            nkey_seed=env.get("WEIR_NATS_NKEY_SEED", ""),
+            tls_ca=env.get("WEIR_NATS_TLS_CA", ""),
+            tls_cert=env.get("WEIR_NATS_TLS_CERT", ""),
+            tls_key=env.get("WEIR_NATS_TLS_KEY", ""),
+        )
+        security.validate()
+        return security
+
+    def validate(self) -> None:
+        if self.password and not self.user:
+            raise ConfigError("WEIR_NATS_PASSWORD is set without WEIR_NATS_USER")
+        methods = [
+            name
+            for name, value in (
+                ("WEIR_NATS_USER", self.user),
+                ("WEIR_NATS_TOKEN", self.token),
+                ("WEIR_NATS_CREDS", self.creds),
+                ("WEIR_NATS_NKEY_SEED", self.nkey_seed),
+            )
+            if value
+        ]
+        if len(methods) > 1:
+            raise ConfigError(
+                f"choose one way to authenticate to NATS, not {' and '.join(methods)}"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("WEIR_NATS_TLS_CERT and WEIR_NATS_TLS_KEY go together")
+        for name, path in (
+            ("WEIR_NATS_CREDS", self.creds),
+            ("WEIR_NATS_NKEY_SEED", self.nkey_seed),
+            ("WEIR_NATS_TLS_CA", self.tls_ca),
+            ("WEIR_NATS_TLS_CERT", self.tls_cert),
+            ("WEIR_NATS_TLS_KEY", self.tls_key),
+        ):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{name}={path!r} is not a readable file")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert)

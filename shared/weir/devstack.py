@@ -89,13 +89,18 @@ class Stack:
         env.update(self.env)
         return env
 
-    def _spawn(
-        self, module: str, name: str, extra_env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    def _replica_env(self, name: str) -> dict[str, str]:
+        """Runner replicas after the first get their own `WEIR_RUNNER_NAME`."""
+        if not name.startswith("runner-"):
+            return {}
+        base = self.env.get("WEIR_RUNNER_NAME") or socket.gethostname()
+        return {"WEIR_RUNNER_NAME": f"{base}-{name.removeprefix('runner-')}"}
+
+    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [sys.executable, "-m", module],
-            env={**self.service_env(), **(extra_env or {})},
+            env={**self.service_env(), **self._replica_env(name)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -116,11 +121,7 @@ class Stack:
     def start_runner(self, replica: int = 0) -> None:
         """Start runner `replica`; replicas after the first get their own `WEIR_RUNNER_NAME`."""
         name = _replica_name("runner", replica)
-        extra = {}
-        if replica:
-            base = self.env.get("WEIR_RUNNER_NAME") or socket.gethostname()
-            extra["WEIR_RUNNER_NAME"] = f"{base}-{replica}"
-        proc = self._spawn("weir_runner", name, extra)
+        proc = self._spawn("weir_runner", name)
         if replica:
             self.replicas[name] = proc
         else:

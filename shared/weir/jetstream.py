@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
+import ssl
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -19,6 +22,8 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 from weir_proto import subjects
+
+from weir.config import ConfigError, NatsSecurity
 
 log = logging.getLogger("weir.nats")
 
@@ -76,10 +81,61 @@ def stream_configs() -> list[StreamConfig]:
     ]
 
 
-async def connect(url: str, name: str, max_reconnect_attempts: int = -1, **options: Any) -> NATS:
-    """Connect, by default with endless reconnects: the server may restart under us."""
+def security_options(security: NatsSecurity) -> dict[str, Any]:
+    """nats-py connect options for the credentials and TLS settings in `security`."""
+    options: dict[str, Any] = {}
+    if security.user:
+        options["user"] = security.user
+        options["password"] = security.password
+    if security.token:
+        options["token"] = security.token
+    # nats-py signs the server's nonce with the nkeys package.
+    if (security.creds or security.nkey_seed) and importlib.util.find_spec("nkeys") is None:
+        raise ConfigError(
+            "WEIR_NATS_CREDS / WEIR_NATS_NKEY_SEED need the nkeys package: pip install nkeys"
+        )
+    if security.creds:
+        options["user_credentials"] = security.creds
+    if security.nkey_seed:
+        options["nkeys_seed"] = security.nkey_seed
+    if security.tls:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=security.tls_ca or None
+        )
+        if security.tls_cert:
+            context.load_cert_chain(security.tls_cert, security.tls_key)
+        options["tls"] = context
+    return options
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (or token in the user part) replaced by `***`, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***" if parts.password is not None else "***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+async def connect(
+    url: str,
+    name: str,
+    max_reconnect_attempts: int = -1,
+    *,
+    security: NatsSecurity | None = None,
+    **options: Any,
+) -> NATS:
+    """Connect, by default with endless reconnects: the server may restart under us.
+
+    Credentials and TLS come from `security`, by default from the `WEIR_NATS_*` variables
+    (`NatsSecurity.from_env`); explicit `options` win over both.
+    """
 
     client: NATS | None = None
+    options = {**security_options(security or NatsSecurity.from_env()), **options}
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)

@@ -78,6 +78,7 @@ from weir_proto.events import (
     TaskCancelled,
     TaskDispatched,
     TaskFailed,
+    TaskQueued,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -653,6 +654,8 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 t = replace(t, status="failed", finished_at=at)
             case FlowCancelRequested():
                 pass  # the attempts' own events say when they were stopped
+            case TaskQueued():
+                pass  # waiting for queue capacity; the attempt begins at its dispatch
             case FlowCancelled(at=at):
                 t = replace(t, status="cancelled", finished_at=at)
             case FlowDeduplicated(name=name, at=at):

@@ -303,3 +303,56 @@ async def test_attempt_of_a_vanished_runner_is_declared_lost_and_retried(
         first.stop.set()
         scheduler.stop.set()
         await asyncio.gather(first_task, scheduler_task, return_exceptions=True)
+
+
+async def test_queue_limit_holds_across_flows_and_releases_by_priority(
+    settings: Settings, tmp_path: Path
+) -> None:
+    limited = dataclasses.replace(
+        settings, queue_limits={"gpu": 1}, runner_queues=("default", "gpu"), runner_concurrency=4
+    )
+    scheduler, runner = Scheduler(limited), Runner(limited)
+    tasks = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    trail = tmp_path / "trail"
+    script = (
+        f'echo "start $WEIR_FLOW_ID" >> {trail}; sleep 0.3; echo "end $WEIR_FLOW_ID" >> {trail}'
+    )
+    try:
+        async with await Client.connect(limited.nats_url) as client:
+
+            def flow(flow_id: str, priority: int) -> dict[str, Any]:
+                return {
+                    "id": flow_id,
+                    "name": flow_id,
+                    "priority": priority,
+                    "tasks": [task("work", "sh", "-c", script, queue="gpu")],
+                }
+
+            first = await client.submit(flow("first", 50))
+            async for event in client.events(first, follow=True):
+                if event_type(event) == "task_started":
+                    break
+            low = await client.submit(flow("low", 9))
+            high = await client.submit(flow("high", 0))
+            for flow_id in (low, high):
+                async for event in client.events(flow_id, follow=True):
+                    if event_type(event) == "task_queued":
+                        break
+            assert (await client.get(high)).tasks[0].status == "queued"
+            finals = await asyncio.wait_for(
+                asyncio.gather(*(client.wait(f) for f in (first, low, high))), WAIT
+            )
+            assert {event_type(e) for e in finals} == {"flow_succeeded"}
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*tasks)
+    lines = trail.read_text().split("\n")
+    assert [line for line in lines if line] == [
+        "start first",
+        "end first",
+        "start high",
+        "end high",
+        "start low",
+        "end low",
+    ]

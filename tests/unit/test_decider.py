@@ -17,9 +17,11 @@ from weir_scheduler.decider import (
     Cancel,
     FireTimer,
     Flow,
+    Policy,
     RecordFinished,
     RecordStarted,
     Reject,
+    Release,
     Submit,
     decide,
     evolve,
@@ -213,3 +215,26 @@ def test_random_runs_end_correctly_with_a_gap_free_log(
         assert any(t.status is TaskStatus.FAILED for t in flow.tasks.values())
     assert flow.active == 0 and flow.unfinished == 0
     assert fold("f1", log) == flow
+
+
+def test_limited_queue_tasks_wait_queued_until_released() -> None:
+    policy = Policy(limited_queues=frozenset({"gpu"}))
+    spec = msgspec.convert(
+        {"name": "f", "tasks": [task("a", queue="gpu"), task("b", depends=["a"])]}, FlowSpec
+    )
+    flow = Flow(id="f1")
+    events = decide(flow, Submit(spec, plan(spec)), NOW, policy)
+    assert [event_type(e) for e in events] == ["flow_submitted", "task_queued"]
+    for event in events:
+        flow = evolve(flow, event)
+    assert flow.tasks["a"].status is TaskStatus.QUEUED and flow.active == 0
+    released = decide(flow, Release("a"), NOW, policy)
+    assert [(event_type(e), e.attempt) for e in released] == [("task_dispatched", 1)]  # type: ignore[union-attr]
+    assert decide(flow, Release("b"), NOW, policy) == []  # not queued: nothing to release
+    cancelled = decide(flow, Cancel("stop"), NOW, policy)
+    assert [event_type(e) for e in cancelled] == [
+        "flow_cancel_requested",
+        "task_cancelled",
+        "task_cancelled",
+        "flow_cancelled",
+    ]

@@ -57,7 +57,7 @@ def consumer_name(queue: str) -> str:
 
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "local":
-        return LocalExecutor(Path(settings.runner_dir))
+        return LocalExecutor(Path(settings.runner_dir), settings=settings)
     if settings.executor == "noop":
         return NoopExecutor()
     if settings.executor == "kubernetes":

@@ -14,8 +14,17 @@ from datetime import datetime
 
 from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
 
-from weir_scheduler.decider import Command, Flow, RecordFinished, RecordStarted, decide, evolve
-from weir_scheduler.store import Change, ConcurrencyError, EventStore
+from weir_scheduler.decider import (
+    DEFAULT_POLICY,
+    Command,
+    Flow,
+    Policy,
+    RecordFinished,
+    RecordStarted,
+    decide,
+    evolve,
+)
+from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore
 
 log = logging.getLogger("weir.scheduler.commands")
 
@@ -23,20 +32,35 @@ APPEND_RETRIES_DEFAULT = 10
 
 
 class FlowCommands:
-    def __init__(self, store: EventStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Callable[[], datetime],
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.policy = policy
 
     async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
         """Decide and record a batch; returns each touched flow as it is afterwards."""
         for attempt in range(APPEND_RETRIES_DEFAULT):
             try:
-                return await self._apply(commands)
+                return (await self._apply(commands))[0]
             except ConcurrencyError:
                 log.info("flow changed under us; reloading", extra={"try": attempt + 1})
         raise ConcurrencyError("commands could not be recorded after repeated races")
 
-    async def _apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
+    async def apply_in(
+        self, conn: Conn, commands: Sequence[tuple[str, Command]]
+    ) -> tuple[dict[str, Flow], list[Change]]:
+        """`apply` inside the caller's transaction: no retry (a race raises
+        ConcurrencyError), and the caller tells `store.committed(changes)` after commit."""
+        return await self._apply(commands, conn)
+
+    async def _apply(
+        self, commands: Sequence[tuple[str, Command]], conn: Conn | None = None
+    ) -> tuple[dict[str, Flow], list[Change]]:
         now = self.clock()
         by_flow: dict[str, list[Command]] = {}
         for flow_id, command in commands:
@@ -51,14 +75,14 @@ class FlowCommands:
             after = before
             events = []
             for command in flow_commands:
-                decided = decide(after, command, now)
+                decided = decide(after, command, now, self.policy)
                 for event in decided:
                     after = evolve(after, event)
                 events.extend(decided)
             changes.append(Change(before, after, events))
             current[flow_id] = after
-        await self.store.append(changes)
-        return current
+        await self.store.append(changes, conn=conn)
+        return current, changes
 
 
 def report_command(report: AttemptStatus) -> Command:

@@ -27,6 +27,7 @@ from weir_proto.events import (
     TaskCancelled,
     TaskDispatched,
     TaskFailed,
+    TaskQueued,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -87,7 +88,8 @@ class Flow:
     active: int = 0
     """Tasks handed to a runner and not finished."""
     retrying: int = 0
-    """Tasks waiting for their next attempt; they keep their max_parallel slot."""
+    """Tasks waiting for their next attempt or for queue capacity; they keep their
+    max_parallel slot."""
     unfinished: int = 0
     """Tasks not in a terminal state."""
     failing: bool = False
@@ -148,11 +150,32 @@ class FireTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """A limited queue has room: dispatch this queued task."""
+
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     reason: str = "cancelled by request"
 
 
-Command = Submit | Reject | Deduplicate | RecordStarted | RecordFinished | FireTimer | Cancel
+Command = (
+    Submit | Reject | Deduplicate | RecordStarted | RecordFinished | FireTimer | Cancel | Release
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Settings of the deployment that decisions depend on."""
+
+    limited_queues: frozenset[str] = frozenset()
+    """Queues with a global concurrency limit: their tasks are queued, then released by the
+    QueueDispatcher in priority order as capacity frees up."""
+
+
+DEFAULT_POLICY = Policy()
 
 
 # decide ---------------------------------------------------------------------------------
@@ -167,9 +190,10 @@ class _Envelope(TypedDict):
 class _Emitter:
     """Numbers events and folds each into the state so later decisions see earlier ones."""
 
-    def __init__(self, flow: Flow, now: datetime) -> None:
+    def __init__(self, flow: Flow, now: datetime, policy: Policy) -> None:
         self.flow = flow
         self.now = now
+        self.policy = policy
         self.events: list[FlowEvent] = []
 
     def envelope(self) -> _Envelope:
@@ -181,9 +205,11 @@ class _Emitter:
         self.flow = evolve(self.flow, event)
 
 
-def decide(flow: Flow, command: Command, now: datetime) -> list[FlowEvent]:
+def decide(
+    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> list[FlowEvent]:
     """The events that `command` causes on `flow` (none when it changes nothing)."""
-    out = _Emitter(flow, now)
+    out = _Emitter(flow, now, policy)
     match command:
         case Submit(spec=spec, rerun_of=rerun_of, reused=reused):
             if flow.exists:
@@ -239,13 +265,14 @@ def decide(flow: Flow, command: Command, now: datetime) -> list[FlowEvent]:
             task = _current_attempt(flow, name, attempt)
             if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
                 return []
+            _hand_out(out, task)
+        case Release(task=name):
+            task = flow.tasks.get(name) if flow.exists else None
+            if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
+                return []
             out.emit(
                 TaskDispatched(
-                    **out.envelope(),
-                    at=now,
-                    task=name,
-                    attempt=attempt + 1,
-                    queue=task.queue,
+                    **out.envelope(), at=now, task=name, attempt=task.attempt + 1, queue=task.queue
                 )
             )
         case FireTimer(kind="deadline" | "lease" as kind, task=name, attempt=attempt):
@@ -378,7 +405,7 @@ def _on_final_failure(out: _Emitter, failed: str) -> None:
     assert flow.plan is not None
     downstream = set(flow.plan.descendants(failed))
     for name in flow.plan.order:
-        if flow.tasks[name].status in (TaskStatus.PENDING, TaskStatus.RETRYING):
+        if flow.tasks[name].status in _WAITING:
             reason = (
                 f'upstream task "{failed}" failed'
                 if name in downstream
@@ -401,8 +428,12 @@ def _cancel_waiting(out: _Emitter, reason: str) -> None:
     assert flow.plan is not None
     for name in flow.plan.order:
         task = flow.tasks[name]
-        if task.status in (TaskStatus.PENDING, TaskStatus.RETRYING):
+        if task.status in _WAITING:
             out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+
+
+_WAITING = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.QUEUED)
+"""Not started and not finished: what a failure skips and a cancel cancels."""
 
 
 def _dispatch_ready(out: _Emitter) -> None:
@@ -418,12 +449,27 @@ def _dispatch_ready(out: _Emitter) -> None:
     positions = flow.plan.positions
     ready = sorted(flow.ready, key=lambda n: (flow.tasks[n].priority, positions[n]))
     for name in ready[:slots]:
-        task = out.flow.tasks[name]
+        _hand_out(out, out.flow.tasks[name])
+
+
+def _hand_out(out: _Emitter, task: Task) -> None:
+    """Dispatch the task's next attempt, or queue it when its queue has a global limit."""
+    if task.queue in out.policy.limited_queues:
+        out.emit(
+            TaskQueued(
+                **out.envelope(),
+                at=out.now,
+                task=task.name,
+                queue=task.queue,
+                priority=task.priority,
+            )
+        )
+    else:
         out.emit(
             TaskDispatched(
                 **out.envelope(),
                 at=out.now,
-                task=name,
+                task=task.name,
                 attempt=task.attempt + 1,
                 queue=task.queue,
             )
@@ -515,6 +561,15 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             flow = replace(
                 _with_task(flow, task),
                 ready=flow.ready.delete(name) if name in flow.ready else flow.ready,
+            )
+            if flow.status is FlowStatus.SCHEDULED:
+                flow = replace(flow, status=FlowStatus.PENDING)
+            return flow
+        case TaskQueued(task=name):
+            task = replace(flow.tasks[name], status=TaskStatus.QUEUED, retry_at=None)
+            flow = _with_task(flow, task)
+            flow = replace(
+                flow, ready=flow.ready.delete(name) if name in flow.ready else flow.ready
             )
             if flow.status is FlowStatus.SCHEDULED:
                 flow = replace(flow, status=FlowStatus.PENDING)
@@ -614,8 +669,8 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
 def _with_task(flow: Flow, task: Task) -> Flow:
     before = flow.tasks[task.name].status
     active = flow.active + int(task.status.active) - int(before.active)
-    waiting = TaskStatus.RETRYING
-    retrying = flow.retrying + int(task.status is waiting) - int(before is waiting)
+    holding = (TaskStatus.RETRYING, TaskStatus.QUEUED)
+    retrying = flow.retrying + int(task.status in holding) - int(before in holding)
     unfinished = flow.unfinished + int(before.terminal) - int(task.status.terminal)
     return replace(
         flow,

@@ -164,6 +164,19 @@ UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
 -- name: schedule_next_due
 SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
 
+-- name: lock_queue
+SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020303));
+
+-- name: queue_in_flight
+SELECT count(*) FROM tasks WHERE queue = $1 AND status IN ('dispatched', 'running');
+
+-- name: queue_next
+SELECT t.flow_id, t.name
+FROM tasks t JOIN flows f ON f.id = t.flow_id
+WHERE t.queue = $1 AND t.status = 'queued'
+ORDER BY t.priority, f.created_at, t.position
+LIMIT $2;
+
 -- name: lock_unique_key
 SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020302));
 

@@ -23,9 +23,11 @@ from weir_proto.messages import AttemptStatus, Heartbeat
 from weir_scheduler.api import Api
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
+from weir_scheduler.decider import Policy
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.pruner import Pruner
+from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
 from weir_scheduler.store import EventStore, Timing, migrate
 from weir_scheduler.submissions import Submission, SubmissionHandler
@@ -72,8 +74,9 @@ class Scheduler:
         )
         store.on_commit.append(Observer(store).committed)
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
-        submissions = SubmissionHandler(store, limits, utcnow)
-        commands = FlowCommands(store, utcnow)
+        policy = Policy(limited_queues=frozenset(settings.queue_limits))
+        submissions = SubmissionHandler(store, limits, utcnow, policy)
+        commands = FlowCommands(store, utcnow, policy)
         relay = OutboxRelay(settings.database_url, js)
         timers = TimerFirer(store, commands)
         ticker = CronTicker(self.pool, submissions, utcnow)
@@ -105,6 +108,9 @@ class Scheduler:
             asyncio.create_task(timers.run(self.stop), name="timers"),
             asyncio.create_task(ticker.run(self.stop), name="cron"),
         ]
+        if settings.queue_limits:
+            dispatcher = QueueDispatcher(store, commands, settings.queue_limits)
+            loops.append(asyncio.create_task(dispatcher.run(self.stop), name="queues"))
         if settings.prune_after is not None:
             pruner = Pruner(store, settings.prune_after, settings.prune_interval)
             loops.append(asyncio.create_task(pruner.run(self.stop), name="pruner"))

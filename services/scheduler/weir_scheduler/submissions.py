@@ -19,10 +19,12 @@ from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
 from weir_scheduler.decider import (
+    DEFAULT_POLICY,
     Cancel,
     Command,
     Deduplicate,
     Flow,
+    Policy,
     Reject,
     Submit,
     decide,
@@ -68,10 +70,17 @@ class _Intent:
 
 
 class SubmissionHandler:
-    def __init__(self, store: EventStore, limits: Limits, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        limits: Limits,
+        clock: Callable[[], datetime],
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
         self.store = store
         self.limits = limits
         self.clock = clock
+        self.policy = policy
 
     async def submit_many(self, submissions: Sequence[Submission]) -> list[Outcome]:
         """Record a batch in one transaction; falls back to one at a time on a race."""
@@ -151,7 +160,7 @@ class SubmissionHandler:
                         continue
                 holders[key] = (intent.flow_id, FlowStatus.PENDING)
             before = Flow(id=intent.flow_id)
-            events = decide(before, intent.command, now)
+            events = decide(before, intent.command, now, self.policy)
             after = before
             for event in events:
                 after = evolve(after, event)
@@ -178,7 +187,7 @@ class SubmissionHandler:
         spec = msgspec.structs.replace(source.plan.spec, id=flow_id, unique=None)
         command = Submit(spec, plan(spec, self.limits), rerun_of=source.id, reused=reused)
         before = Flow(id=flow_id)
-        events = decide(before, command, self.clock())
+        events = decide(before, command, self.clock(), self.policy)
         after = before
         for event in events:
             after = evolve(after, event)
@@ -206,7 +215,9 @@ class SubmissionHandler:
             if status.terminal:
                 return None, None
             before = await self.store.load(existing)
-            events = decide(before, Cancel(f'replaced by flow "{intent.flow_id}"'), now)
+            events = decide(
+                before, Cancel(f'replaced by flow "{intent.flow_id}"'), now, self.policy
+            )
             after = before
             for event in events:
                 after = evolve(after, event)
@@ -221,7 +232,7 @@ class SubmissionHandler:
         else:
             command = Deduplicate(existing, unique.key, name)
         before = Flow(id=intent.flow_id)
-        events = decide(before, command, now)
+        events = decide(before, command, now, self.policy)
         after = before
         for event in events:
             after = evolve(after, event)

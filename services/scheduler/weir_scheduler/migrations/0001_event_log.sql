@@ -67,6 +67,9 @@ CREATE TABLE tasks (
     PRIMARY KEY (flow_id, name)
 );
 
+CREATE INDEX tasks_queue_status ON tasks (queue, status)
+    WHERE status IN ('queued', 'dispatched', 'running');
+
 -- Due times (retries, delayed starts, deadlines, heartbeat leases), derived from flow state in
 -- the same transaction as the events. Any scheduler replica may fire one: it claims the row
 -- for a moment so replicas share the work, and the log's (flow_id, seq) makes a double fire

@@ -1,0 +1,68 @@
+"""QueueDispatcher: global concurrency limits per queue, filled in priority order.
+
+For a queue listed in WEIR_QUEUE_LIMITS (`gpu=4,default=200`), `decide` never dispatches
+directly: ready tasks become `queued`. This loop counts the queue's attempts in flight
+(dispatched or running, across every runner) and releases the highest-priority queued tasks
+(0 first, then oldest flow, then the order in the flow) while there is room. A transaction
+holding the queue's advisory lock covers count, choice and append, so replicas never
+over-fill a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+import asyncpg
+
+from weir_scheduler.commands import FlowCommands
+from weir_scheduler.decider import Release
+from weir_scheduler.store import Change, ConcurrencyError, EventStore, Q
+
+log = logging.getLogger("weir.scheduler.queues")
+
+QUEUE_POLL_SECONDS = 0.1
+"""How often a limited queue is checked for freed capacity."""
+
+
+class QueueDispatcher:
+    def __init__(
+        self, store: EventStore, commands: FlowCommands, limits: Mapping[str, int]
+    ) -> None:
+        self.store = store
+        self.commands = commands
+        self.limits = dict(limits)
+        self.released = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                for queue, limit in self.limits.items():
+                    await self.fill(queue, limit)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("queues: database unavailable", extra={"error": str(exc)})
+            except ConcurrencyError:
+                pass  # a flow moved on meanwhile; next round sees it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), QUEUE_POLL_SECONDS)
+
+    async def fill(self, queue: str, limit: int) -> int:
+        """Release queued tasks of `queue` while it has room; returns how many."""
+        changes: list[Change] = []
+        async with self.store.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(Q["lock_queue"], queue)
+                in_flight = await conn.fetchval(Q["queue_in_flight"], queue)
+                room = limit - int(in_flight)
+                if room <= 0:
+                    return 0
+                rows = await conn.fetch(Q["queue_next"], queue, room)
+                if not rows:
+                    return 0
+                commands = [(r["flow_id"], Release(r["name"])) for r in rows]
+                _, changes = await self.commands.apply_in(conn, commands)
+            await self.store.committed(changes)
+        self.released += len(rows)
+        return len(rows)
