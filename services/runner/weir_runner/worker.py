@@ -57,7 +57,7 @@ def consumer_name(queue: str) -> str:
 
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "local":
-        return LocalExecutor(Path(settings.runner_dir), settings=settings)
+        return LocalExecutor(Path(settings.runner_dir))
     if settings.executor == "noop":
         return NoopExecutor()
     if settings.executor == "kubernetes":

@@ -1,0 +1,441 @@
+"""`Flow` and `Task`: a flow written as decorated Python functions.
+
+```python
+flow = Flow("etl", image="python:3.11-slim")
+
+@flow.task
+def extract() -> list[dict[str, int]]: ...
+
+@flow.task(inputs={"rows": extract}, retry=3, timeout=600)
+def load(rows: list[dict[str, int]]) -> int: ...
+
+if __name__ == "__main__":
+    flow.main()
+```
+
+Each task becomes one `TaskSpec` whose `cmd` runs `python -m weir.sdk.entry <file> <task>`;
+its return value is written to one output file (named after the task) with the task's
+serializer, and every input is that file placed in the consumer's working directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
+
+import msgspec
+from weir_proto.spec import (
+    EnvVar,
+    FlowSpec,
+    Input,
+    KubernetesOptions,
+    Output,
+    Resources,
+    RetryPolicy,
+    TaskDefaults,
+    TaskSpec,
+)
+
+from weir.sdk import serializers
+from weir.sdk.checks import FlowDefinitionError, find_problems, topological_order
+from weir.sdk.serializers import Serializer
+
+if TYPE_CHECKING:
+    from weir.client import Client
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ENTRY_MODULE = "weir.sdk.entry"
+INPUT_DIR = "_weir/inputs"
+"""Where a task process finds its inputs, one file per parameter (relative to the work dir)."""
+OUTPUT_PATH = "_weir/output"
+"""Where a task process writes its return value (relative: the local executor refuses
+absolute paths)."""
+
+_registry: dict[str, Flow] = {}
+_in_task_process = False
+
+
+def enter_task_process() -> None:
+    """Called by `weir.sdk.entry` before it imports the user's file: `Flow.main()` is then a
+    no-op, so a file that calls it unconditionally does not resubmit itself."""
+    global _in_task_process
+    _in_task_process = True
+
+
+def registered_flow(name: str | None) -> Flow:
+    """The flow built under `name` in this process (the only one, when `name` is None)."""
+    if name is not None and name in _registry:
+        return _registry[name]
+    if name is None and len(_registry) == 1:
+        return next(iter(_registry.values()))
+    known = ", ".join(sorted(_registry)) or "none"
+    wanted = f'a flow named "{name}"' if name else "exactly one flow"
+    raise LookupError(f"expected {wanted} to be defined on import; flows defined: {known}")
+
+
+class Secret(NamedTuple):
+    """An env value read from a secret, e.g. `env={"TOKEN": Secret("api-token")}`."""
+
+    name: str
+
+
+class Task(Generic[P, R]):
+    """A function registered with `@flow.task`. Calling it calls the function unchanged,
+    so it stays unit-testable; the flow reads the rest of the attributes."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        func: Callable[P, R],
+        name: str,
+        inputs: Mapping[str, Task[..., Any] | str],
+        depends: Sequence[Task[..., Any] | str],
+        serializer: Serializer,
+        spec: TaskSpec,
+    ) -> None:
+        self.flow = flow
+        self.func = func
+        self.name = name
+        self.inputs = dict(inputs)
+        self.depends = list(depends)
+        self.serializer = serializer
+        self.spec = spec
+        """The task's own settings (retry, timeout, ...); `cmd`, `inputs` and `outputs`
+        are filled in when the flow is built."""
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f'<task "{self.name}" of flow "{self.flow.name}">'
+
+    def invoke(self, kwargs: Mapping[str, Any]) -> Any:
+        """Call the function with these keyword arguments (an `async def` runs to its end)."""
+        func: Callable[..., Any] = self.func
+        if inspect.iscoroutinefunction(func):
+            return asyncio.run(func(**kwargs))
+        return func(**kwargs)
+
+
+def task_name_for(func: Callable[..., Any]) -> str:
+    """`extract_rows` -> `extract-rows`: task names are DNS-1123 labels (pod names)."""
+    return func.__name__.lower().replace("_", "-").strip("-")
+
+
+def _retry(value: int | RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy | None:
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, int):
+        return RetryPolicy(max_attempts=value)
+    return msgspec.convert(dict(value), RetryPolicy)
+
+
+def _resources(value: Resources | Mapping[str, Any] | None) -> Resources | None:
+    if value is None or isinstance(value, Resources):
+        return value
+    if value and set(value) <= {"requests", "limits"}:
+        return msgspec.convert(dict(value), Resources)
+    return Resources(requests={k: str(v) for k, v in value.items()})
+
+
+def _env(values: Mapping[str, str | Secret]) -> list[EnvVar]:
+    return [
+        EnvVar(name=k, from_secret=v.name) if isinstance(v, Secret) else EnvVar(name=k, value=v)
+        for k, v in values.items()
+    ]
+
+
+class Flow:
+    """A flow of Python tasks: decorate functions with `@flow.task`, then `flow.main()`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        image: str | None = None,
+        defaults: TaskDefaults | Mapping[str, Any] | None = None,
+        env: Mapping[str, str | Secret] | None = None,
+        serializer: str | Serializer = serializers.DEFAULT,
+        entrypoint: str | None = None,
+        python: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        max_parallel: int | None = None,
+        fail_fast: bool = False,
+    ) -> None:
+        """`image` and `defaults` (retry, timeout, priority, queue) apply to every task that
+        does not set its own. `entrypoint` is how a task process finds this file: its
+        absolute path by default (right for the local executor), e.g. `/app/etl.py` or a
+        module name like `pipelines.etl` inside an image. `python` is the interpreter in
+        `cmd`: this one (`sys.executable`) by default, `python` inside an image."""
+        self.name = name
+        if isinstance(defaults, Mapping):
+            raw = dict(defaults)
+            if isinstance(raw.get("retry"), int):
+                raw["retry"] = {"max_attempts": raw["retry"]}
+            defaults = msgspec.convert(raw, TaskDefaults)
+        self.defaults = defaults
+        if image is not None:
+            self.defaults = msgspec.structs.replace(self.defaults or TaskDefaults(), image=image)
+        self.env = dict(env or {})
+        self.serializer = serializers.resolve(serializer)
+        self.entrypoint = entrypoint
+        self.python = python
+        self.tags = list(tags)
+        self.metadata = dict(metadata or {})
+        self.max_parallel = max_parallel
+        self.fail_fast = fail_fast
+        self.tasks: list[Task[..., Any]] = []
+        _registry[name] = self
+
+    def __repr__(self) -> str:
+        return f'<flow "{self.name}": {", ".join(t.name for t in self.tasks)}>'
+
+    # Declaring ----------------------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        inputs: Mapping[str, Task[..., Any] | str] | None = None,
+        depends: Sequence[Task[..., Any] | str] = (),
+        retry: int | RetryPolicy | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        image: str | None = None,
+        env: Mapping[str, str | Secret] | None = None,
+        serializer: str | Serializer | None = None,
+        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        inputs: Mapping[str, Task[..., Any] | str] | None = None,
+        depends: Sequence[Task[..., Any] | str] = (),
+        retry: int | RetryPolicy | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        image: str | None = None,
+        env: Mapping[str, str | Secret] | None = None,
+        serializer: str | Serializer | None = None,
+        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task of this flow.
+
+        `inputs` maps a parameter to the task whose return value it receives (a task object
+        or its name); each one is also a dependency. `depends` orders tasks without passing
+        data. `retry` is a number of attempts or a `RetryPolicy`; `timeout` is in seconds;
+        `resources` is `{"cpu": "500m", "memory": "1Gi"}` (requests) or
+        `{"requests": {...}, "limits": {...}}` for the Kubernetes executor. `serializer`
+        writes the return value: pickle (default), json, text, bytes, or an object with
+        dumps/loads. The task name is the function name with `_` as `-` unless `name` is set.
+        """
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task_name = name or task_name_for(fn)
+            k8s = kubernetes
+            if isinstance(k8s, Mapping):
+                k8s = msgspec.convert(dict(k8s), KubernetesOptions)
+            limits = _resources(resources)
+            if limits is not None:
+                k8s = msgspec.structs.replace(k8s or KubernetesOptions(), resources=limits)
+            spec = TaskSpec(
+                name=task_name,
+                cmd=[],
+                image=image,
+                env=_env({**self.env, **(env or {})}),
+                queue=queue,
+                timeout=timeout,
+                retry=_retry(retry),
+                priority=priority,
+                kubernetes=k8s,
+            )
+            chosen = self.serializer if serializer is None else serializers.resolve(serializer)
+            registered = Task(self, fn, task_name, inputs or {}, depends, chosen, spec)
+            self.tasks.append(registered)
+            return registered
+
+        if func is not None:
+            return register(func)
+        return register
+
+    # Building -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> Task[..., Any]:
+        """The task called `name`."""
+        for candidate in self.tasks:
+            if candidate.name == name:
+                return candidate
+        known = ", ".join(t.name for t in self.tasks)
+        raise LookupError(f'flow "{self.name}" has no task "{name}" (tasks: {known})')
+
+    def resolve(self, ref: Task[..., Any] | str) -> Task[..., Any] | None:
+        """The task of this flow that `ref` names, or None."""
+        if isinstance(ref, Task):
+            return ref if any(ref is t for t in self.tasks) else None
+        if isinstance(ref, str):
+            return next((t for t in self.tasks if t.name == ref), None)
+        return None
+
+    def check(self) -> None:
+        """Raise `FlowDefinitionError` listing every problem: missing or unknown inputs,
+        cycles, incompatible type hints, names that are not DNS-1123 labels."""
+        problems = find_problems(self)
+        if problems:
+            raise FlowDefinitionError(self.name, problems)
+
+    def upstream(self, task: Task[..., Any]) -> list[Task[..., Any]]:
+        """The tasks `task` waits for: its inputs' producers, then its `depends`."""
+        found: list[Task[..., Any]] = []
+        for ref in [*task.inputs.values(), *task.depends]:
+            producer = self.resolve(ref)
+            if producer is not None and all(producer is not f for f in found):
+                found.append(producer)
+        return found
+
+    def spec(
+        self,
+        *,
+        flow_id: str | None = None,
+        entrypoint: str | None = None,
+        python: str | None = None,
+    ) -> FlowSpec:
+        """The flow spec to submit (checked first). `entrypoint` and `python` override the
+        flow's for this build."""
+        self.check()
+        where = entrypoint or self.entrypoint or self.default_entrypoint()
+        interpreter = python or self.python or sys.executable or "python"
+        tasks = []
+        for task in self.tasks:
+            tasks.append(
+                msgspec.structs.replace(
+                    task.spec,
+                    cmd=[interpreter, "-m", ENTRY_MODULE, where, task.name, "--flow", self.name],
+                    depends=[t.name for t in self.upstream(task)],
+                    inputs=[
+                        Input(from_=self._producer(ref).name, path=input_path(param))
+                        for param, ref in task.inputs.items()
+                    ],
+                    outputs=[Output(name=task.name, path=OUTPUT_PATH)],
+                )
+            )
+        return FlowSpec(
+            name=self.name,
+            tasks=tasks,
+            id=flow_id,
+            defaults=self.defaults,
+            tags=self.tags,
+            metadata=self.metadata,
+            max_parallel=self.max_parallel,
+            fail_fast=self.fail_fast,
+        )
+
+    def default_entrypoint(self) -> str:
+        """The absolute path of the file that defines the tasks."""
+        for task in self.tasks:
+            path = getattr(task.func, "__globals__", {}).get("__file__")
+            if path:
+                return str(Path(path).resolve())
+        raise FlowDefinitionError(
+            self.name,
+            [
+                "cannot tell which file defines its tasks (interactive session?); "
+                'pass Flow(..., entrypoint="/path/to/flow.py") or a module name'
+            ],
+        )
+
+    def _producer(self, ref: Task[..., Any] | str) -> Task[..., Any]:
+        producer = self.resolve(ref)
+        assert producer is not None, "checked by find_problems"
+        return producer
+
+    # Running ------------------------------------------------------------------------------
+
+    def run_local(self) -> dict[str, Any]:
+        """Run every task in this process in dependency order and return the results by task
+        name. Values go through each task's serializer as bytes, exactly as between task
+        processes, so a value that would not survive a real run fails here too."""
+        self.check()
+        stored: dict[str, bytes] = {}
+        results: dict[str, Any] = {}
+        for task in topological_order(self):
+            kwargs = {
+                param: self._producer(ref).serializer.loads(stored[self._producer(ref).name])
+                for param, ref in task.inputs.items()
+            }
+            try:
+                value = task.invoke(kwargs)
+                stored[task.name] = task.serializer.dumps(value)
+            except Exception as exc:
+                exc.add_note(f'in task "{task.name}" of flow "{self.name}" (run_local)')
+                raise
+            results[task.name] = task.serializer.loads(stored[task.name])
+        return results
+
+    def run_task(self, name: str, workdir: Path) -> None:
+        """Run one task as the runner asks: read the input files in `workdir`, call the
+        function, write its output file. Used by `weir.sdk.entry` in the task process."""
+        task = self.get(name)
+        kwargs = {
+            param: self._producer(ref).serializer.loads((workdir / input_path(param)).read_bytes())
+            for param, ref in task.inputs.items()
+        }
+        data = task.serializer.dumps(task.invoke(kwargs))
+        target = workdir / OUTPUT_PATH
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+
+    def load_output(self, name: str, data: bytes) -> Any:
+        """Decode the output file of task `name` (e.g. read from the runner's artifacts)."""
+        return self.get(name).serializer.loads(data)
+
+    async def submit(self, client: Client, flow_id: str | None = None) -> str:
+        """Build the spec and submit it; returns the flow id."""
+        return await client.submit(self.spec(flow_id=flow_id))
+
+    def main(self, argv: Sequence[str] | None = None) -> None:
+        """The command line of a flow file: build and submit it (`--dry-run`, `--wait`,
+        `--follow`, `--nats-url`, ... see `--help`).
+
+        Does nothing inside a task process, nor (without `argv`) when the calling module is
+        merely imported rather than run as the program, so importing a flow file from a
+        test or a notebook never submits it."""
+        if _in_task_process:
+            return
+        if argv is None and sys._getframe(1).f_globals.get("__name__") != "__main__":
+            return
+        from weir.sdk.launch import run
+
+        code = run(self, argv)
+        if code:
+            raise SystemExit(code)
+
+
+def input_path(param: str) -> str:
+    """Where input `param` is placed in the task's working directory."""
+    return str(PurePosixPath(INPUT_DIR) / param)

@@ -1,0 +1,118 @@
+"""`flow.main()`: the command line of a flow file (`python etl.py --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import yaml
+from weir_proto.events import event_type
+from weir_proto.spec import FlowSpec
+
+from weir.client import Client, WeirError
+from weir.config import NATS_URL_DEFAULT
+from weir.sdk.checks import FlowDefinitionError
+from weir.sdk.flow import Flow
+
+EXIT_OK = 0
+EXIT_FLOW_FAILED = 1
+EXIT_INVALID = 2
+LOCAL_REPR_MAX = 200
+"""`--local` prints each result's repr cut to this many characters."""
+
+
+def parser_for(flow: Flow) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=f'Build the weir flow "{flow.name}" and submit it.',
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the flow spec instead of submitting it"
+    )
+    parser.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="--dry-run output format"
+    )
+    parser.add_argument("--wait", action="store_true", help="wait for the flow to end")
+    parser.add_argument(
+        "--follow", action="store_true", help="print the flow's events until it ends"
+    )
+    parser.add_argument(
+        "--local", action="store_true", help="run every task in this process (no services)"
+    )
+    parser.add_argument(
+        "--nats-url",
+        default=os.environ.get("WEIR_NATS_URL", NATS_URL_DEFAULT),
+        help="NATS server (default: $WEIR_NATS_URL or %(default)s)",
+    )
+    parser.add_argument("--id", dest="flow_id", help="flow id (DNS-1123 label) to submit under")
+    parser.add_argument(
+        "--entrypoint", help="how task processes find this file (default: its absolute path)"
+    )
+    parser.add_argument(
+        "--python", help="interpreter in each task's cmd (default: this one, sys.executable)"
+    )
+    return parser
+
+
+def render(spec: FlowSpec, fmt: str) -> str:
+    doc = msgspec.to_builtins(spec)
+    if fmt == "json":
+        return json.dumps(doc, indent=2)
+    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def run(flow: Flow, argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: `sys.argv[1:]`) and act; returns the process exit code."""
+    args = parser_for(flow).parse_args(argv)
+    try:
+        if args.local:
+            for name, value in flow.run_local().items():
+                shown = repr(value)
+                if len(shown) > LOCAL_REPR_MAX:
+                    shown = shown[: LOCAL_REPR_MAX - 3] + "..."
+                print(f"{name}: {shown}")
+            return EXIT_OK
+        spec = flow.spec(flow_id=args.flow_id, entrypoint=args.entrypoint, python=args.python)
+    except FlowDefinitionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.dry_run:
+        print(render(spec, args.format), end="")
+        return EXIT_OK
+    try:
+        return asyncio.run(_submit(spec, args.nats_url, args.wait, args.follow))
+    except (WeirError, OSError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FLOW_FAILED
+
+
+async def _submit(spec: FlowSpec, nats_url: str, wait: bool, follow: bool) -> int:
+    async with await Client.connect(nats_url) as client:
+        flow_id = await client.submit(spec)
+        print(flow_id)
+        if not (wait or follow):
+            return EXIT_OK
+        last: Any = None
+        async for event in client.events(flow_id, follow=True):
+            last = event
+            if follow:
+                print(_event_line(event), flush=True)
+        outcome = event_type(last) if last is not None else "unknown"
+        if not follow:
+            print(outcome)
+        return EXIT_OK if outcome == "flow_succeeded" else EXIT_FLOW_FAILED
+
+
+def _event_line(event: Any) -> str:
+    fields = {
+        k: v
+        for k, v in msgspec.to_builtins(event).items()
+        if k not in ("id", "flow_id", "seq", "at", "type", "spec")
+    }
+    detail = "  ".join(f"{k}={v}" for k, v in fields.items())
+    return f"#{event.seq:<4} {event_type(event):<15} {detail}".rstrip()

@@ -1,0 +1,86 @@
+"""SDK flows the tests share. Task processes import this file by path (as
+`tests.sdk.pipelines`, the package walk in `weir.sdk.entry`), so it imports only weir and
+the standard library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+from typing import Any
+
+from weir import Flow
+from weir.sdk import Task
+
+REGIONS = ("north", "south", "west")
+BLOB = bytes(range(256)) * 4 + b"\r\n\x00 end"
+"""Every byte value, CR LF and NUL: a binary output must arrive unchanged."""
+
+
+@dataclass(frozen=True)
+class Sale:
+    region: str
+    day: date
+    amount: Fraction
+
+
+@dataclass(frozen=True)
+class Summary:
+    region: str
+    count: int
+    total: Fraction
+    days: frozenset[date]
+
+
+sales = Flow("sales", image="python:3.11-slim", defaults={"retry": 1, "timeout": 60})
+
+
+@sales.task
+def extract() -> list[Sale]:
+    """Fan-out source: Python objects that JSON could not carry (dates, fractions)."""
+    return [Sale(REGIONS[i % 3], date(2024, 1, 1 + i % 5), Fraction(100 + i, 3)) for i in range(30)]
+
+
+def summarize(region: str) -> Task[[list[Sale]], Summary]:
+    """One task per region, made in a loop: the fan-out."""
+
+    @sales.task(name=f"sum-{region}", inputs={"rows": extract})
+    def summarize_region(rows: list[Sale]) -> Summary:
+        mine = [s for s in rows if s.region == region]
+        return Summary(
+            region,
+            len(mine),
+            sum((s.amount for s in mine), Fraction(0)),
+            frozenset(s.day for s in mine),
+        )
+
+    return summarize_region
+
+
+summaries = [summarize(region) for region in REGIONS]
+
+
+@sales.task(inputs=dict(zip(REGIONS, summaries, strict=True)))
+def report(**by_region: Summary) -> dict[str, Any]:
+    """The fan-in: one parameter per upstream task."""
+    return {
+        "regions": sorted(by_region),
+        "count": sum(s.count for s in by_region.values()),
+        "total": sum((s.total for s in by_region.values()), Fraction(0)),
+        "days": sorted(set().union(*(s.days for s in by_region.values()))),
+    }
+
+
+@sales.task(inputs={"summary": report}, serializer="bytes")
+def blob(summary: dict[str, Any]) -> bytes:
+    return BLOB + str(summary["count"]).encode()
+
+
+@sales.task(depends=[blob])
+def notify() -> None:
+    """Returns nothing; its output is still a valid file."""
+
+
+@sales.task(inputs={"nothing": notify, "data": blob}, serializer="json")
+def verdict(nothing: None, data: bytes) -> dict[str, Any]:
+    return {"none_arrived": nothing is None, "blob_intact": data == BLOB + b"30"}
