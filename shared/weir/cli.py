@@ -19,6 +19,7 @@ from weir_proto.events import FlowEvent, event_type
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry, waterfall
+from weir.cli_data import artifacts_app, secret_app
 from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT, parse_duration
 from weir.where import WhereError, parse_where
@@ -330,6 +331,9 @@ def prune(
     pruned = _run(nats_url, lambda client: client.prune(seconds, status or (), keep_last))
     _print_json({"pruned": pruned}) if as_json else out.print(f"pruned {pruned} flows")
 
+
+app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(secret_app, name="secret")
 
 schedule_app = typer.Typer(help="Cron schedules: run a flow at every tick.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")

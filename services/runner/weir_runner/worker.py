@@ -57,7 +57,7 @@ def consumer_name(queue: str) -> str:
 
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "local":
-        return LocalExecutor(Path(settings.runner_dir))
+        return LocalExecutor(Path(settings.runner_dir), settings=settings)
     if settings.executor == "noop":
         return NoopExecutor()
     if settings.executor == "kubernetes":
@@ -86,6 +86,8 @@ class Runner:
         self.nc = await connect(settings.nats_url, f"weir-runner-{settings.runner_name}")
         js = self.nc.jetstream()
         await ensure_streams(js)
+        if isinstance(self.executor, LocalExecutor):
+            self.executor.attach(js)  # artifacts and secrets over the worker's connection
         loops = []
         for queue in settings.runner_queues:
             sub = await js.pull_subscribe(

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
+from weir.artifacts import delete_flow_artifacts
 from weir.config import Settings
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
@@ -73,6 +74,17 @@ class Scheduler:
             self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
         )
         store.on_commit.append(Observer(store).committed)
+
+        async def forget_artifacts(flow_ids: list[str]) -> None:
+            for flow_id in flow_ids:
+                try:
+                    await delete_flow_artifacts(js, flow_id, settings.artifacts_bucket)
+                except Exception as exc:
+                    log.warning(
+                        "artifacts not deleted", extra={"flow_id": flow_id, "error": str(exc)}
+                    )
+
+        store.on_prune.append(forget_artifacts)
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
         policy = Policy(limited_queues=frozenset(settings.queue_limits))
         submissions = SubmissionHandler(store, limits, utcnow, policy)

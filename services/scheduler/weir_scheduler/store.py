@@ -133,6 +133,8 @@ class EventStore:
         self.timing = timing or Timing()
         self.on_commit: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
         """Called after every committed append (metrics and traces; never for decisions)."""
+        self.on_prune: list[Callable[[list[str]], Awaitable[None]]] = []
+        """Called with the ids of each pruned batch (to delete what lives outside Postgres)."""
 
     async def load(self, flow_id: str) -> Flow:
         return (await self.load_many([flow_id]))[flow_id]
@@ -346,6 +348,11 @@ class EventStore:
                 await conn.execute(Q["prune_flows"], ids)
             self.cache.drop(ids)
             pruned += len(ids)
+            for hook in self.on_prune:
+                try:
+                    await hook(ids)
+                except Exception:
+                    log.exception("on_prune hook failed")
 
 
 def parse_cursor(cursor: str) -> None:

@@ -4,6 +4,12 @@ The embedded default, for laptops, CI and single-machine installs. Each attempt 
 `<runner_dir>/<attempt_id>/work` as its working directory, its stdout and stderr in files
 beside it, and `result.json` once it has ended, which makes a redelivered attempt report
 its result instead of running again.
+
+Inputs are downloaded from the artifacts Object Store into the working directory before the
+command starts (from the flow that produced them: `dispatch.input_flows` names an earlier
+flow whose outputs a rerun reuses); outputs are uploaded after exit 0. `fromSecret` values
+come from weir's encrypted secret store (`weir secret set`), else from the runner's
+`WEIR_SECRET_<NAME>` variable, and go only into the process environment.
 """
 
 from __future__ import annotations
@@ -17,9 +23,14 @@ import signal
 from pathlib import Path, PurePosixPath
 
 import msgspec
+from nats.js import JetStreamContext
 from weir import telemetry
+from weir.artifacts import ArtifactError, ArtifactNotFound
+from weir.config import Settings
+from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
 from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 
+from weir_runner.artifacts import DataPlane
 from weir_runner.executors.base import AttemptResult, OnStarted
 
 STDERR_TAIL_BYTES = 2048
@@ -45,9 +56,22 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, root: Path, artifacts: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, settings: Settings | None = None, data: DataPlane | None = None
+    ) -> None:
+        """`data` (or one made from `settings`) reaches the artifacts and secrets in NATS;
+        without either, tasks with inputs, outputs or stored secrets fail with a message."""
         self.root = root.resolve()
-        self.artifacts = (artifacts or self.root.parent / "artifacts").resolve()
+        if data is None and settings is not None:
+            data = DataPlane(
+                settings.nats_url, settings.artifacts_bucket, f"weir-runner-{settings.runner_name}"
+            )
+        self.data = data
+
+    def attach(self, js: JetStreamContext) -> None:
+        """Share the worker's NATS connection instead of opening one for the data plane."""
+        if self.data is not None:
+            self.data.attach(js)
 
     def attempt_dir(self, attempt_id: str) -> Path:
         return self.root / attempt_id
@@ -83,10 +107,10 @@ class LocalExecutor:
         problem = self._check_paths(dispatch)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
-        env, problem = self._environment(dispatch, work)
+        env, problem = await self._environment(dispatch, work)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
-        problem = self._place_inputs(dispatch, work)
+        problem = await self._place_inputs(dispatch, work)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
         with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
@@ -122,7 +146,7 @@ class LocalExecutor:
                 if code == SNOOZE_EXIT_CODE
                 else None,
             )
-        problem = self._keep_outputs(dispatch, work)
+        problem = await self._keep_outputs(dispatch, work)
         if problem:
             return AttemptResult(code, ErrorType.EXECUTOR, problem)
         return AttemptResult(0)
@@ -139,7 +163,9 @@ class LocalExecutor:
                     )
         return None
 
-    def _environment(self, dispatch: Dispatch, work: Path) -> tuple[dict[str, str], str | None]:
+    async def _environment(
+        self, dispatch: Dispatch, work: Path
+    ) -> tuple[dict[str, str], str | None]:
         env = {k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ}
         env.update(
             WEIR_FLOW_ID=dispatch.flow_id,
@@ -158,48 +184,90 @@ class LocalExecutor:
                 env[var.name] = var.value
                 continue
             assert var.from_secret is not None
-            key = SECRET_ENV_PREFIX + var.from_secret.upper().replace("-", "_").replace(".", "_")
-            if key not in os.environ:
-                return env, (
-                    f'task "{dispatch.task.name}": env {var.name} wants secret '
-                    f'"{var.from_secret}", which this runner does not have (set {key} in the '
-                    "runner's environment)"
-                )
-            env[var.name] = os.environ[key]
+            value, problem = await self._secret(var.from_secret)
+            if problem:
+                return env, f'task "{dispatch.task.name}": env {var.name} wants {problem}'
+            assert value is not None
+            env[var.name] = value
         return env, None
 
-    def _artifact(self, flow_id: str, name: str) -> Path:
-        return self.artifacts / flow_id / name
+    async def _secret(self, name: str) -> tuple[str | None, str | None]:
+        """The value of secret `name` (weir's store first, then WEIR_SECRET_<NAME>), or why
+        there is none. The reason names the secret, never a value."""
+        key = SECRET_ENV_PREFIX + "".join(c if c.isalnum() else "_" for c in name.upper())
+        if self.data is not None and SECRET_NAME.match(name):
+            async with self.data.session() as js:
+                try:
+                    value = await self.data.secrets(js).get(name)
+                except SecretNotFound:
+                    pass
+                except SecretError as exc:
+                    if key not in os.environ:
+                        return None, f'secret "{name}": {exc}'
+                else:
+                    try:
+                        return value.decode(), None
+                    except UnicodeDecodeError:
+                        return None, f'secret "{name}", which is not UTF-8 text'
+        if key in os.environ:
+            return os.environ[key], None
+        return None, (
+            f'secret "{name}", which does not exist (store it with `weir secret set {name}`, '
+            f"or set {key} in the runner's environment)"
+        )
 
-    def _place_inputs(self, dispatch: Dispatch, work: Path) -> str | None:
-        for item in dispatch.task.inputs:
-            producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
-            source = self._artifact(producer_flow, item.from_)
-            target = _inside(work, item.path)
-            if target is None:
-                return f'task "{dispatch.task.name}": input path {item.path!r} leaves the work dir'
-            if not source.exists():
-                return (
-                    f'task "{dispatch.task.name}": input "{item.from_}" was not produced on this '
-                    "machine's artifact directory"
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+    def _no_data_plane(self, dispatch: Dispatch) -> str:
+        return (
+            f'task "{dispatch.task.name}": this runner has no artifact store (NATS) configured, '
+            "so it cannot move inputs and outputs"
+        )
+
+    async def _place_inputs(self, dispatch: Dispatch, work: Path) -> str | None:
+        task = dispatch.task
+        if not task.inputs:
+            return None
+        if self.data is None:
+            return self._no_data_plane(dispatch)
+        async with self.data.session() as js:
+            store = self.data.artifacts(js)
+            for item in task.inputs:
+                producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
+                target = _inside(work, item.path)
+                if target is None:
+                    return f'task "{task.name}": input path {item.path!r} leaves the work dir'
+                try:
+                    await store.download(producer_flow, item.from_, target)
+                except ArtifactNotFound:
+                    return (
+                        f'task "{task.name}": input "{item.from_}" (for {item.path!r}) was not '
+                        f"found: flow {producer_flow} has no such output in bucket {store.bucket}"
+                    )
+                except ArtifactError as exc:
+                    return f'task "{task.name}": input "{item.from_}": {exc}'
         return None
 
-    def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | None:
-        for item in dispatch.task.outputs:
+    async def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | None:
+        task = dispatch.task
+        for item in task.outputs:
             source = _inside(work, item.path)
             if source is None or not source.is_file():
                 return (
-                    f'task "{dispatch.task.name}": output "{item.name}" expected a file at '
+                    f'task "{task.name}": output "{item.name}" expected a file at '
                     f"{item.path!r} in the task's working directory, but there is none"
                 )
-            target = self._artifact(dispatch.flow_id, item.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
+        if not task.outputs:
+            return None
+        if self.data is None:
+            return self._no_data_plane(dispatch)
+        async with self.data.session() as js:
+            store = self.data.artifacts(js)
+            for item in task.outputs:
+                source = _inside(work, item.path)
+                assert source is not None
+                try:
+                    await store.upload(dispatch.flow_id, item.name, source)
+                except ArtifactError as exc:
+                    return f'task "{task.name}": output "{item.name}": {exc}'
         return None
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from weir_runner.executors.kubernetes.manifest import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POD_SELECTOR,
+    ArtifactPlumbing,
     Pod,
     pod_manifest,
 )
@@ -72,6 +73,8 @@ class KubernetesConfig:
     pod_ttl: float = POD_TTL_DEFAULT
     """Seconds a finished pod is kept after its logs were saved."""
     watch_timeout: int = WATCH_TIMEOUT_DEFAULT
+    artifacts: ArtifactPlumbing = field(default_factory=ArtifactPlumbing)
+    """How pods of tasks with inputs or outputs reach the artifacts bucket."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesConfig:
@@ -82,6 +85,11 @@ class KubernetesConfig:
             image_pull_timeout=settings.kube_image_pull_timeout,
             unschedulable_timeout=settings.kube_unschedulable_timeout,
             pod_ttl=settings.kube_pod_ttl,
+            artifacts=ArtifactPlumbing(
+                helper_image=settings.kube_helper_image,
+                bucket=settings.artifacts_bucket,
+                credentials_secret=settings.kube_data_secret,
+            ),
         )
 
     def stuck_limit(self, stuck: Stuck) -> float:
@@ -150,13 +158,6 @@ class KubernetesExecutor:
                 f'task "{task.name}" has no image: the kubernetes executor runs every task as '
                 "a pod of its image; add `image:` to the task",
             )
-        if task.inputs or task.outputs:
-            return AttemptResult(
-                None,
-                ErrorType.EXECUTOR,
-                f'task "{task.name}" has inputs or outputs, which the kubernetes executor '
-                "does not move between pods yet; use the local executor for this flow",
-            )
         home = self.attempt_dir(dispatch.attempt_id)
         result_file = home / "result.json"
         if result_file.exists():
@@ -182,7 +183,9 @@ class KubernetesExecutor:
     ) -> AttemptResult:
         task_name = dispatch.task.name
         try:
-            await self._create_or_adopt(pod_manifest(dispatch, self.config.namespace), channel)
+            await self._create_or_adopt(
+                pod_manifest(dispatch, self.config.namespace, self.config.artifacts), channel
+            )
         except _Refused as exc:
             return AttemptResult(None, ErrorType.EXECUTOR, str(exc))
         finished = await self._until_finished(task_name, channel, on_started)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from weir_proto.messages import Dispatch
@@ -21,6 +23,43 @@ SECRET_DEFAULT_KEY = "value"
 """`fromSecret: name` reads this key of Secret `name`; `fromSecret: name/key` names the key."""
 
 Pod = dict[str, Any]
+
+INPUTS_CONTAINER = "weir-inputs"
+OUTPUTS_CONTAINER = "weir-outputs"
+DATA_VOLUME = "weir-data"
+DATA_ROOT = "/weir-data"
+CREDS_VOLUME = "weir-nats"
+CREDS_DIR = "/var/run/weir/nats"
+WORKING_DIR = "/work"
+"""Where relative input and output paths are, inside the task's container."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactPlumbing:
+    """How the helper containers reach the artifacts: the weir image, the bucket, and the
+    Secret holding `url` (and optionally `creds`, a NATS user limited to the bucket)."""
+
+    helper_image: str = "weir:latest"
+    bucket: str = "weir-artifacts"
+    credentials_secret: str = "weir-task-nats"
+
+
+def _absolute(path: str) -> PurePosixPath:
+    given = PurePosixPath(path)
+    return given if given.is_absolute() else PurePosixPath(WORKING_DIR) / given
+
+
+def artifact_dirs(task: TaskSpec) -> dict[str, str]:
+    """Each directory holding an input or output -> its folder in the pod's data volume."""
+    paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
+    dirs = sorted({str(_absolute(path).parent) for path in paths})
+    return {d: f"d{n}" for n, d in enumerate(dirs)}
+
+
+def _volume_path(path: str, dirs: dict[str, str]) -> str:
+    """Where `path` of the task's container is, relative to the data volume's root."""
+    full = _absolute(path)
+    return f"{dirs[str(full.parent)]}/{full.name}"
 
 
 def secret_key_ref(from_secret: str) -> dict[str, str]:
@@ -82,7 +121,78 @@ def _container(task: TaskSpec, dispatch: Dispatch) -> dict[str, Any]:
     return container
 
 
-def pod_manifest(dispatch: Dispatch, namespace: str) -> Pod:
+def _helper(name: str, args: list[str], plumbing: ArtifactPlumbing) -> Pod:
+    """A container of the weir image moving artifacts between the data volume and NATS."""
+    secret = plumbing.credentials_secret
+    return {
+        "name": name,
+        "image": plumbing.helper_image,
+        "command": ["python", "-m", "weir_runner.artifacts", *args],
+        "workingDir": DATA_ROOT,
+        "env": [
+            {
+                "name": "WEIR_NATS_URL",
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}},
+            },
+            {"name": "WEIR_NATS_CREDS", "value": f"{CREDS_DIR}/creds"},
+            {"name": "WEIR_ARTIFACTS_BUCKET", "value": plumbing.bucket},
+        ],
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_ROOT},
+            {"name": CREDS_VOLUME, "mountPath": CREDS_DIR, "readOnly": True},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: ArtifactPlumbing) -> None:
+    """Inputs: an init container downloads them into the data volume, which the task's
+    container mounts at their directories. Outputs: the task itself runs as the last init
+    container, so the upload container starts only after it exited 0."""
+    task = dispatch.task
+    dirs = artifact_dirs(task)
+    container = spec["containers"][0]
+    container["volumeMounts"] = [
+        {"name": DATA_VOLUME, "mountPath": mount, "subPath": sub} for mount, sub in dirs.items()
+    ]
+    paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
+    if any(not PurePosixPath(path).is_absolute() for path in paths):
+        container["workingDir"] = WORKING_DIR
+    spec["volumes"] = [
+        {"name": DATA_VOLUME, "emptyDir": {}},
+        {
+            "name": CREDS_VOLUME,
+            "secret": {
+                "secretName": plumbing.credentials_secret,
+                "optional": True,
+                "items": [{"key": "creds", "path": "creds"}],
+            },
+        },
+    ]
+    init: list[Pod] = []
+    if task.inputs:
+        sources = [
+            f"{dispatch.input_flows.get(i.from_, dispatch.flow_id)}/{i.from_}"
+            f"={_volume_path(i.path, dirs)}"
+            for i in task.inputs
+        ]
+        init.append(_helper(INPUTS_CONTAINER, ["download", *sources], plumbing))
+    if task.outputs:
+        targets = [f"{o.name}={_volume_path(o.path, dirs)}" for o in task.outputs]
+        upload = ["upload", "--flow", dispatch.flow_id, *targets]
+        init.append(container)
+        spec["containers"] = [_helper(OUTPUTS_CONTAINER, upload, plumbing)]
+    spec["initContainers"] = init
+
+
+def pod_manifest(
+    dispatch: Dispatch, namespace: str, plumbing: ArtifactPlumbing | None = None
+) -> Pod:
     """The pod that runs `dispatch`: named after the attempt, so creating it twice is a
     conflict, never a second run."""
     task = dispatch.task
@@ -101,6 +211,8 @@ def pod_manifest(dispatch: Dispatch, namespace: str) -> Pod:
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [_container(task, dispatch)],
     }
+    if task.inputs or task.outputs:
+        _with_artifacts(spec, dispatch, plumbing or ArtifactPlumbing())
     if task.timeout is not None:
         spec["activeDeadlineSeconds"] = max(1, math.ceil(task.timeout))
     if options.node_selector:

@@ -12,7 +12,12 @@ from typing import Any
 
 from weir_proto.messages import ErrorType
 
-from weir_runner.executors.kubernetes.manifest import CONTAINER_NAME, Pod
+from weir_runner.executors.kubernetes.manifest import (
+    CONTAINER_NAME,
+    INPUTS_CONTAINER,
+    OUTPUTS_CONTAINER,
+    Pod,
+)
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ImageInspectError"})
 IMAGE_NEVER_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
@@ -63,11 +68,37 @@ class Finished:
 Verdict = Pending | Running | Waiting | Finished
 
 
-def _container_status(pod: Pod) -> dict[str, Any]:
-    for status in pod.get("status", {}).get("containerStatuses") or []:
-        if status.get("name") == CONTAINER_NAME:
-            return dict(status)
+def _status_of(pod: Pod, container: str) -> dict[str, Any]:
+    status = pod.get("status", {})
+    for found in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
+        if found.get("name") == container:
+            return dict(found)
     return {}
+
+
+def _container_status(pod: Pod) -> dict[str, Any]:
+    """The task's container: a regular one, or the last init container when the pod
+    uploads outputs after it (see `manifest`)."""
+    return _status_of(pod, CONTAINER_NAME)
+
+
+def _helper_failure(pod: Pod, container: str) -> str | None:
+    """Why an artifact helper container failed, or None while it has not."""
+    terminated = (_status_of(pod, container).get("state") or {}).get("terminated")
+    if terminated is None or terminated.get("exitCode") == 0:
+        return None
+    return _detail(terminated.get("reason"), (terminated.get("message") or "").strip())
+
+
+def _has_container(pod: Pod, container: str) -> bool:
+    spec = pod.get("spec", {})
+    return any(
+        c.get("name") == container
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    )
 
 
 def _detail(reason: str | None, message: str | None) -> str:
@@ -105,6 +136,14 @@ def judge(pod: Pod, task: str) -> Verdict:
             ran=False,
         )
 
+    inputs_failed = _helper_failure(pod, INPUTS_CONTAINER)
+    if inputs_failed is not None:
+        return Finished(
+            None,
+            ErrorType.EXECUTOR,
+            f'task "{task}": its inputs could not be downloaded ({inputs_failed})',
+            ran=False,
+        )
     terminated = state.get("terminated")
     if terminated is not None:
         code = terminated.get("exitCode")
@@ -115,6 +154,8 @@ def judge(pod: Pod, task: str) -> Verdict:
                 f'task "{task}" was killed for using more memory than its limit '
                 f"(OOMKilled, exit code {code}); raise kubernetes.resources.limits.memory",
             )
+        if code == 0 and _has_container(pod, OUTPUTS_CONTAINER):
+            return _after_upload(pod, task)
         if code == 0:
             return Finished(0, None, "")
         return Finished(code, ErrorType.EXIT_CODE, f'task "{task}" exited with code {code}')
@@ -154,8 +195,24 @@ def judge(pod: Pod, task: str) -> Verdict:
     return Pending()
 
 
+def _after_upload(pod: Pod, task: str) -> Verdict:
+    """The task exited 0: it succeeded once its outputs are stored."""
+    upload_failed = _helper_failure(pod, OUTPUTS_CONTAINER)
+    if upload_failed is not None:
+        return Finished(
+            0,
+            ErrorType.EXECUTOR,
+            f'task "{task}": its outputs could not be stored ({upload_failed})',
+        )
+    state = _status_of(pod, OUTPUTS_CONTAINER).get("state") or {}
+    if state.get("terminated") is not None or pod.get("status", {}).get("phase") == "Succeeded":
+        return Finished(0, None, "")
+    return Running()
+
+
 def pod_image(pod: Pod) -> str:
-    for container in pod.get("spec", {}).get("containers") or []:
+    spec = pod.get("spec", {})
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         if container.get("name") == CONTAINER_NAME:
             return str(container.get("image"))
     return "?"

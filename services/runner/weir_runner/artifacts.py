@@ -1,0 +1,165 @@
+"""The runner's side of artifacts and secrets: a NATS connection for the data plane, and
+the helper that task pods run to move artifacts.
+
+`ArtifactStore` (shared with the CLI, in `weir.artifacts`) streams files in and out of the
+Object Store. `DataPlane` gives executors a JetStream context: the worker's own one when it
+hands it over with `attach`, else a connection opened for the first attempt that needs it
+and closed when the last one is done, so an idle or stopped runner holds none.
+
+As a program this module is the artifact helper of the Kubernetes executor's pods (the weir
+image, `WEIR_KUBE_HELPER_IMAGE`):
+
+    python -m weir_runner.artifacts download FLOW/NAME=PATH ...
+    python -m weir_runner.artifacts upload --flow FLOW NAME=PATH ...
+
+It connects to `WEIR_NATS_URL` with the credentials file in `WEIR_NATS_CREDS` (a NATS user
+allowed only the artifacts bucket's subjects, see docs/data.md). A failure is printed and
+written to the container's termination message, which the runner puts in the task's error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from weir.artifacts import (
+    ARTIFACTS_BUCKET_DEFAULT,
+    ArtifactChecksumError,
+    ArtifactError,
+    ArtifactInfo,
+    ArtifactNotFound,
+    ArtifactStore,
+    delete_flow_artifacts,
+)
+from weir.jetstream import close, connect
+from weir.secrets import SecretStore, secret_key_from_env
+
+__all__ = [
+    "ArtifactChecksumError",
+    "ArtifactError",
+    "ArtifactInfo",
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "DataPlane",
+    "delete_flow_artifacts",
+    "main",
+]
+
+TERMINATION_LOG = Path("/dev/termination-log")
+HELPER_CONNECT_TIMEOUT = 30.0
+
+
+class DataPlane:
+    """JetStream for the executors' artifacts and secrets, shared by concurrent attempts."""
+
+    def __init__(
+        self, nats_url: str, bucket: str = ARTIFACTS_BUCKET_DEFAULT, name: str = "weir-runner"
+    ) -> None:
+        self.nats_url = nats_url
+        self.bucket = bucket
+        self.name = name
+        self._attached: JetStreamContext | None = None
+        self._nc: NATS | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+
+    def attach(self, js: JetStreamContext) -> None:
+        """Use the worker's JetStream context instead of a connection of our own."""
+        self._attached = js
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[JetStreamContext]:
+        if self._attached is not None:
+            yield self._attached
+            return
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                self._nc = await connect(self.nats_url, f"{self.name}-data")
+            nc = self._nc
+            self._users += 1
+        try:
+            yield nc.jetstream()
+        finally:
+            async with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._nc is nc:
+                    self._nc = None
+                    await close(nc)
+
+    def artifacts(self, js: JetStreamContext) -> ArtifactStore:
+        return ArtifactStore(js, self.bucket)
+
+    def secrets(self, js: JetStreamContext) -> SecretStore:
+        # Read at each use: a key rotated in the environment of a restarted runner applies.
+        return SecretStore(js, secret_key_from_env())
+
+
+def _split(item: str, what: str) -> tuple[str, str]:
+    left, sep, path = item.partition("=")
+    if not sep or not left or not path:
+        raise SystemExit(f"weir artifacts helper: {item!r} is not {what}=PATH")
+    return left, path
+
+
+async def _helper(args: argparse.Namespace) -> None:
+    url = os.environ.get("WEIR_NATS_URL", "nats://127.0.0.1:4222")
+    creds = os.environ.get("WEIR_NATS_CREDS") or None
+    if creds is not None and not Path(creds).is_file():
+        creds = None  # the deployment's NATS needs no credentials (the Secret has no `creds`)
+    bucket = os.environ.get("WEIR_ARTIFACTS_BUCKET") or ARTIFACTS_BUCKET_DEFAULT
+    nc = await asyncio.wait_for(
+        connect(url, "weir-artifacts-helper", max_reconnect_attempts=5, user_credentials=creds),
+        HELPER_CONNECT_TIMEOUT,
+    )
+    try:
+        store = ArtifactStore(nc.jetstream(), bucket)
+        if args.verb == "download":
+            for item in args.items:
+                source, path = _split(item, "FLOW/NAME")
+                flow, _, name = source.partition("/")
+                found = await store.download(flow, name, Path(path))
+                print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
+        else:
+            for item in args.items:
+                name, path = _split(item, "NAME")
+                if not Path(path).is_file():
+                    raise ArtifactError(
+                        f'output "{name}" expected a file at {path!r}, but there is none'
+                    )
+                found = await store.upload(args.flow, name, Path(path))
+                print(f"output {name} ({found.size} bytes) <- {path}")
+    finally:
+        await close(nc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m weir_runner.artifacts", description="Move task artifacts in a pod."
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    down = verbs.add_parser("download", help="place inputs before the task runs")
+    down.add_argument("items", nargs="+", metavar="FLOW/NAME=PATH")
+    up = verbs.add_parser("upload", help="store outputs after the task succeeded")
+    up.add_argument("--flow", required=True)
+    up.add_argument("items", nargs="+", metavar="NAME=PATH")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_helper(args))
+    except Exception as exc:  # any failure: a message, an exit code, no traceback
+        message = f"weir artifacts {args.verb}: {exc}"
+        print(message, file=sys.stderr)
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""Artifacts: the files tasks hand to each other, kept in a JetStream Object Store.
+
+One bucket per deployment (`WEIR_ARTIFACTS_BUCKET`, default `weir-artifacts`); the output
+`name` of flow `flow` is the object `<flow>/<name>`. The layout is the Object Store's own
+(`$O.<bucket>.C.<nuid>` chunks, `$O.<bucket>.M.<name>` metadata), so `nats object ls|get`
+reads the same bucket.
+
+Transfers stream: an upload reads the file one chunk at a time (nats-py's `put` does,
+given a file object), and a download pulls bounded batches of chunks from an ephemeral pull
+consumer instead of nats-py's `get`, whose push consumer may queue the whole object in
+memory when the disk is slower than the network. The SHA-256 digest recorded at upload is
+checked before a download is moved into place; a mismatch leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
+
+ARTIFACTS_BUCKET_DEFAULT = "weir-artifacts"
+CHUNK_SIZE = 128 * 1024
+"""Bytes per chunk message: far below NATS' default max_payload of 1 MiB."""
+DOWNLOAD_BATCH = 8
+"""Chunks pulled per request: at most DOWNLOAD_BATCH * CHUNK_SIZE bytes held at once."""
+FETCH_TIMEOUT = 10.0
+_DIGEST_PREFIX = "SHA-256="
+
+
+class ArtifactError(Exception):
+    """An artifact could not be stored or fetched; the message says which and why."""
+
+
+class ArtifactNotFound(ArtifactError):
+    pass
+
+
+class ArtifactChecksumError(ArtifactError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    flow_id: str
+    name: str
+    size: int
+    sha256: str
+    """Hex digest of the content."""
+    modified: datetime | None
+
+
+def object_name(flow_id: str, name: str) -> str:
+    return f"{flow_id}/{name}"
+
+
+def _hex_digest(digest: str | None) -> str:
+    if not digest:
+        return ""
+    raw = digest.removeprefix(_DIGEST_PREFIX).removeprefix(_DIGEST_PREFIX.lower())
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).hex()
+
+
+def _info(obj: api.ObjectInfo) -> ArtifactInfo:
+    flow_id, _, name = obj.name.partition("/")
+    modified = None
+    if obj.mtime:
+        with contextlib.suppress(ValueError):
+            modified = datetime.fromisoformat(obj.mtime.replace("Z", "+00:00"))
+    return ArtifactInfo(flow_id, name, obj.size or 0, _hex_digest(obj.digest), modified)
+
+
+class ArtifactStore:
+    """Upload, download, list and delete artifacts in one Object Store bucket."""
+
+    def __init__(self, js: JetStreamContext, bucket: str = ARTIFACTS_BUCKET_DEFAULT) -> None:
+        self.js = js
+        self.bucket = bucket
+        self._store: ObjectStore | None = None
+
+    @property
+    def stream(self) -> str:
+        return f"OBJ_{self.bucket}"
+
+    async def _objects(self) -> ObjectStore:
+        if self._store is None:
+            try:
+                self._store = await self.js.object_store(self.bucket)
+            except BucketNotFoundError:
+                self._store = await self.js.create_object_store(
+                    self.bucket,
+                    config=api.ObjectStoreConfig(
+                        description="weir task artifacts", storage=api.StorageType.FILE
+                    ),
+                )
+        return self._store
+
+    async def upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo:
+        """Store the file `source` as output `name` of `flow_id`, replacing an earlier one."""
+        store = await self._objects()
+        full = object_name(flow_id, name)
+        meta = api.ObjectMeta(
+            name=full,
+            options=api.ObjectMetaOptions(max_chunk_size=CHUNK_SIZE),
+        )
+        try:
+            with open(source, "rb") as handle:
+                info = await store.put(full, handle, meta=meta)
+        except OSError as exc:
+            raise ArtifactError(
+                f'artifact "{name}" of flow {flow_id}: cannot read {source}: {exc.strerror or exc}'
+            ) from None
+        return _info(info)
+
+    async def info(self, flow_id: str, name: str) -> ArtifactInfo:
+        store = await self._objects()
+        try:
+            obj = await store.get_info(object_name(flow_id, name))
+        except (NotFoundError, ObjectNotFoundError):
+            raise ArtifactNotFound(
+                f'flow {flow_id} has no artifact "{name}" in bucket {self.bucket}'
+            ) from None
+        return _info(obj)
+
+    async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo:
+        """Write the artifact to `target` (through a temporary file beside it, so `target`
+        appears only complete and verified)."""
+        store = await self._objects()
+        try:
+            obj = await store.get_info(object_name(flow_id, name))
+        except (NotFoundError, ObjectNotFoundError):
+            raise ArtifactNotFound(
+                f'flow {flow_id} has no artifact "{name}" in bucket {self.bucket}'
+            ) from None
+        found = _info(obj)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.weir-partial")
+        digest = hashlib.sha256()
+        try:
+            with open(partial, "wb") as out:
+
+                def sink(data: bytes) -> None:
+                    digest.update(data)
+                    out.write(data)
+
+                if found.size:
+                    await self._copy_chunks(obj, found, sink)
+            if digest.hexdigest() != found.sha256:
+                raise ArtifactChecksumError(
+                    f'artifact "{name}" of flow {flow_id} is corrupt: its SHA-256 is '
+                    f"{digest.hexdigest()}, but {found.sha256} was recorded at upload"
+                )
+            os.replace(partial, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return found
+
+    async def _copy_chunks(
+        self,
+        obj: api.ObjectInfo,
+        found: ArtifactInfo,
+        sink: Callable[[bytes], None],
+    ) -> None:
+        subject = f"$O.{self.bucket}.C.{obj.nuid}"
+        sub = await self.js.pull_subscribe(
+            subject,
+            stream=self.stream,
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE,
+                deliver_policy=api.DeliverPolicy.ALL,
+                inactive_threshold=60.0,
+                mem_storage=True,
+            ),
+        )
+        received = 0
+        try:
+            for _ in range(obj.chunks or 0):
+                if received >= found.size:
+                    break
+                try:
+                    msgs = await sub.fetch(DOWNLOAD_BATCH, timeout=FETCH_TIMEOUT)
+                except TimeoutError:
+                    raise ArtifactError(
+                        f'artifact "{found.name}" of flow {found.flow_id}: no data for '
+                        f"{FETCH_TIMEOUT:g}s after {received} of {found.size} bytes"
+                    ) from None
+                for msg in msgs:
+                    sink(msg.data)
+                    received += len(msg.data)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if received != found.size:
+            raise ArtifactChecksumError(
+                f'artifact "{found.name}" of flow {found.flow_id} is corrupt: '
+                f"{received} bytes arrived, {found.size} were recorded at upload"
+            )
+
+    async def list(self, flow_id: str | None = None) -> list[ArtifactInfo]:
+        """Artifacts of one flow (or all), sorted by flow and name."""
+        store = await self._objects()
+        try:
+            objects = await store.list(ignore_deletes=True)
+        except NotFoundError:
+            return []
+        prefix = "" if flow_id is None else f"{flow_id}/"
+        found = [_info(o) for o in objects if o.name.startswith(prefix) and not o.deleted]
+        return sorted(found, key=lambda a: (a.flow_id, a.name))
+
+    async def delete(self, flow_id: str, name: str) -> None:
+        """Remove one artifact: its chunks and its metadata, leaving no tombstone."""
+        store = await self._objects()
+        full = object_name(flow_id, name)
+        with contextlib.suppress(NotFoundError, ObjectNotFoundError):
+            await store.delete(full)
+        meta_subject = f"$O.{self.bucket}.M.{base64.urlsafe_b64encode(full.encode()).decode()}"
+        with contextlib.suppress(NotFoundError):
+            await self.js.purge_stream(self.stream, subject=meta_subject)
+
+
+async def delete_flow_artifacts(
+    js: JetStreamContext, flow_id: str, bucket: str = ARTIFACTS_BUCKET_DEFAULT
+) -> int:
+    """Delete every artifact of `flow_id` (for the pruner); returns how many there were."""
+    store = ArtifactStore(js, bucket)
+    artifacts = await store.list(flow_id)
+    for artifact in artifacts:
+        await store.delete(artifact.flow_id, artifact.name)
+    return len(artifacts)

@@ -1,0 +1,207 @@
+"""`weir artifacts …` and `weir secret …`: the data a flow hands between tasks, and the
+secrets its tasks read. Both talk to NATS directly (Object Store and KV), not to the
+scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import msgspec
+import typer
+from nats.js import JetStreamContext
+from rich.console import Console
+from rich.table import Table
+
+from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactError, ArtifactStore
+from weir.config import NATS_URL_DEFAULT
+from weir.jetstream import close, connect
+from weir.secrets import (
+    MAX_SECRET_BYTES,
+    SecretError,
+    SecretStore,
+    check_secret_name,
+    new_secret_key,
+    secret_key_from_env,
+)
+
+artifacts_app = typer.Typer(
+    help="Files tasks produced (outputs), kept in the NATS Object Store.", no_args_is_help=True
+)
+secret_app = typer.Typer(
+    help="Encrypted secrets tasks read with `fromSecret` (key: WEIR_SECRET_KEY).",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+_T = TypeVar("_T")
+
+NatsUrl = Annotated[
+    str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
+]
+Bucket = Annotated[
+    str,
+    typer.Option(
+        "--bucket", envvar="WEIR_ARTIFACTS_BUCKET", help="Object Store bucket of the artifacts."
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T:
+    async def main() -> _T:
+        try:
+            nc = await asyncio.wait_for(connect(nats_url, "weir-cli", max_reconnect_attempts=0), 10)
+        except Exception as exc:
+            err.print(f"[red]error:[/] cannot reach NATS at {nats_url}: {exc}")
+            raise typer.Exit(2) from None
+        try:
+            return await body(nc.jetstream())
+        finally:
+            await close(nc)
+
+    try:
+        return asyncio.run(main())
+    except (ArtifactError, SecretError) as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@artifacts_app.command("ls")
+def artifacts_ls(
+    flow: Annotated[str, typer.Argument(help="Flow id.")],
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """List the artifacts (outputs) a flow produced."""
+    found = _run(nats_url, lambda js: ArtifactStore(js, bucket).list(flow))
+    if as_json:
+        rows = [
+            {"name": a.name, "size": a.size, "sha256": a.sha256, "modified": a.modified}
+            for a in found
+        ]
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        return
+    if not found:
+        err.print(f"flow {flow} has no artifacts")
+        return
+    table = Table("name", "size", "sha256", "modified", box=None)
+    for a in found:
+        modified = a.modified.strftime("%Y-%m-%d %H:%M:%S") if a.modified else "-"
+        table.add_row(a.name, _size(a.size), a.sha256[:16], modified)
+    out.print(table)
+
+
+@artifacts_app.command("get")
+def artifacts_get(
+    flow: Annotated[str, typer.Argument(help="Flow id.")],
+    name: Annotated[str, typer.Argument(help="Output name.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: NAME).")
+    ] = None,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
+) -> None:
+    """Download an artifact, checking its SHA-256; `-o -` writes it to stdout."""
+    to_stdout = output is not None and str(output) == "-"
+    target = output if output is not None and not to_stdout else Path(name)
+    if to_stdout:
+        target = Path(os.environ.get("TMPDIR", "/tmp")) / f"weir-{os.getpid()}-{name}"
+
+    async def body(js: JetStreamContext) -> None:
+        await ArtifactStore(js, bucket).download(flow, name, target)
+
+    _run(nats_url, body)
+    if to_stdout:
+        try:
+            with open(target, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        finally:
+            target.unlink(missing_ok=True)
+    else:
+        err.print(f"wrote {target}")
+
+
+@secret_app.command("set")
+def secret_set(
+    name: Annotated[str, typer.Argument(help="Secret name, as tasks use it in fromSecret.")],
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", "-f", help="Read the value from this file (default: stdin)."),
+    ] = None,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+) -> None:
+    """Store a secret. The value comes from stdin or a file, never from the command line."""
+    try:
+        check_secret_name(name)
+        key = secret_key_from_env()
+    except SecretError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    if key is None:
+        err.print("[red]error:[/] WEIR_SECRET_KEY is not set (make one with `weir secret keygen`)")
+        raise typer.Exit(2)
+    try:
+        if from_file is not None:
+            value = from_file.read_bytes()
+        else:
+            if sys.stdin.isatty():
+                err.print("value (end with Ctrl-D):")
+            value = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot read {from_file}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    if from_file is None and value.endswith(b"\n") and value.count(b"\n") == 1:
+        value = value[:-1]  # `echo value | weir secret set x` means "value"
+
+    async def body(js: JetStreamContext) -> None:
+        await SecretStore(js, key).set(name, value)
+
+    _run(nats_url, body)
+    err.print(f"secret {name} set")
+
+
+@secret_app.command("ls")
+def secret_ls(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -> None:
+    """List secret names (never values)."""
+    names = _run(nats_url, lambda js: SecretStore(js, None).names())
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(names).decode() + "\n")
+        return
+    for name in names:
+        out.print(name, markup=False, highlight=False)
+
+
+@secret_app.command("rm")
+def secret_rm(
+    name: Annotated[str, typer.Argument(help="Secret name.")],
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+) -> None:
+    """Delete a secret."""
+    removed = _run(nats_url, lambda js: SecretStore(js, None).delete(name))
+    if not removed:
+        err.print(f"[red]error:[/] secret {name} does not exist", markup=True, highlight=False)
+        raise typer.Exit(1)
+    err.print(f"secret {name} removed")
+
+
+@secret_app.command("keygen")
+def secret_keygen() -> None:
+    """Print a fresh WEIR_SECRET_KEY (give the same key to the CLI and every runner)."""
+    sys.stdout.write(new_secret_key() + "\n")

@@ -1,0 +1,151 @@
+"""Secrets: named values a task reads through `env: [{name, fromSecret}]`.
+
+Kept in the NATS KV bucket `weir-secrets`, each value encrypted at rest with AES-256-GCM
+under the key in `WEIR_SECRET_KEY` (32 bytes, URL-safe base64; `weir secret keygen` makes
+one). The secret's name is the associated data, so a ciphertext copied onto another name
+does not decrypt. Values never go into events, logs or error messages: errors name the
+secret, never its value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+SECRETS_BUCKET = "weir-secrets"
+SECRET_KEY_ENV = "WEIR_SECRET_KEY"
+MAX_SECRET_BYTES = 64 * 1024
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
+"""Lower-case letters, digits, `-`, `.`, `_`: valid as a KV key and as a Kubernetes Secret
+data key. `fromSecret: name/key` (with a slash) names an existing Kubernetes Secret instead."""
+_FORMAT = b"\x01"
+_NONCE_BYTES = 12
+
+
+class SecretError(Exception):
+    """A secret cannot be stored or read; the message names it, never its value."""
+
+
+class SecretNotFound(SecretError):
+    pass
+
+
+def new_secret_key() -> str:
+    """A fresh value for WEIR_SECRET_KEY."""
+    return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+
+def secret_key_from_env(env: dict[str, str] | None = None) -> bytes | None:
+    """The key in WEIR_SECRET_KEY, or None when it is unset."""
+    raw = (os.environ if env is None else env).get(SECRET_KEY_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise SecretError(
+            f"{SECRET_KEY_ENV} must be 32 bytes in URL-safe base64 (make one with "
+            "`weir secret keygen`)"
+        )
+    return key
+
+
+def check_secret_name(name: str) -> None:
+    if not SECRET_NAME.match(name):
+        raise SecretError(
+            f"{name!r} is not a secret name: use lower-case letters, digits, '-', '.' and "
+            "'_', starting and ending with a letter or digit"
+        )
+
+
+class SecretStore:
+    """Encrypted secrets in the `weir-secrets` KV bucket."""
+
+    def __init__(self, js: JetStreamContext, key: bytes | None) -> None:
+        self.js = js
+        self._aead = AESGCM(key) if key is not None else None
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(SECRETS_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await self.js.create_key_value(
+                    api.KeyValueConfig(
+                        bucket=SECRETS_BUCKET,
+                        description="weir secrets (AES-256-GCM encrypted values)",
+                        history=1,
+                        storage=api.StorageType.FILE,
+                    )
+                )
+        return self._kv
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            raise SecretError(
+                f"{SECRET_KEY_ENV} is not set: it is needed to encrypt and decrypt secrets"
+            )
+        return self._aead
+
+    async def set(self, name: str, value: bytes) -> None:
+        check_secret_name(name)
+        if len(value) > MAX_SECRET_BYTES:
+            raise SecretError(
+                f'secret "{name}" is {len(value)} bytes; at most {MAX_SECRET_BYTES} are allowed'
+            )
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._cipher().encrypt(nonce, value, _associated(name))
+        await (await self._bucket()).put(name, _FORMAT + nonce + sealed)
+
+    async def exists(self, name: str) -> bool:
+        try:
+            await (await self._bucket()).get(name)
+        except (KeyNotFoundError, KeyDeletedError):
+            return False
+        return True
+
+    async def get(self, name: str) -> bytes:
+        try:
+            entry = await (await self._bucket()).get(name)
+        except (KeyNotFoundError, KeyDeletedError):
+            raise SecretNotFound(f'secret "{name}" does not exist') from None
+        stored = entry.value or b""
+        if not stored.startswith(_FORMAT) or len(stored) < 1 + _NONCE_BYTES:
+            raise SecretError(f'secret "{name}" is stored in a format this weir cannot read')
+        nonce, sealed = stored[1 : 1 + _NONCE_BYTES], stored[1 + _NONCE_BYTES :]
+        try:
+            return self._cipher().decrypt(nonce, sealed, _associated(name))
+        except InvalidTag:
+            raise SecretError(
+                f'secret "{name}" cannot be decrypted: {SECRET_KEY_ENV} is not the key it was '
+                "stored with"
+            ) from None
+
+    async def names(self) -> list[str]:
+        try:
+            keys = await (await self._bucket()).keys()
+        except NoKeysError:
+            return []
+        return sorted(keys)
+
+    async def delete(self, name: str) -> bool:
+        """Remove the secret; False when there was none."""
+        if not await self.exists(name):
+            return False
+        await (await self._bucket()).purge(name)
+        return True
+
+
+def _associated(name: str) -> bytes:
+    return f"weir-secret:{name}".encode()

@@ -1,0 +1,1 @@
+"""Artifacts in the NATS Object Store and encrypted secrets, end to end."""

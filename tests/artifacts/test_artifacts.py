@@ -1,0 +1,251 @@
+"""Outputs go to the NATS Object Store and come back as inputs: streamed, verified, binary
+safe, reused by reruns, listed and fetched with `weir artifacts`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from weir.artifacts import (
+    ArtifactChecksumError,
+    ArtifactStore,
+    delete_flow_artifacts,
+)
+from weir.client import Client
+from weir.config import Settings
+from weir.jetstream import close, connect
+from weir_proto.events import event_type
+
+from tests.artifacts.helpers import PY, WAIT, finish, task, weir
+
+EVERY_BYTE = bytes(range(256)) * 64
+LARGE_BYTES = 64 * 1024 * 1024
+
+
+async def test_outputs_feed_inputs_through_the_object_store(
+    client: Client, settings: Settings
+) -> None:
+    spec = {
+        "name": "handoff",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                "mkdir -p out && echo payload > out/data.txt",
+                outputs=[{"name": "data", "path": "out/data.txt"}],
+            ),
+            task(
+                "use",
+                "sh",
+                "-c",
+                'test "$(cat in/deep/data.txt)" = payload && tr a-z A-Z < in/deep/data.txt > up',
+                depends=["make"],
+                inputs=[{"from": "data", "path": "in/deep/data.txt"}],
+                outputs=[{"name": "upper", "path": "up"}],
+            ),
+        ],
+    }
+    flow_id, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    listed = await store.list(flow_id)
+    assert [(a.name, a.size) for a in listed] == [("data", 8), ("upper", 8)]
+    assert listed[0].sha256 == hashlib.sha256(b"payload\n").hexdigest()
+    # No shared directory is involved any more: the runner dir holds only attempts.
+    assert not (Path(settings.runner_dir).parent / "artifacts").exists()
+
+
+async def test_binary_artifact_with_every_byte_value_arrives_intact(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    write = f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)) * 64)" > raw.bin'
+    spec = {
+        "name": "binary",
+        "tasks": [
+            task("make", "sh", "-c", write, outputs=[{"name": "raw", "path": "raw.bin"}]),
+            task(
+                "copy",
+                "cp",
+                "raw.bin",
+                "copy.bin",
+                depends=["make"],
+                inputs=[{"from": "raw", "path": "raw.bin"}],
+                outputs=[{"name": "copy", "path": "copy.bin"}],
+            ),
+        ],
+    }
+    flow_id, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    await store.download(flow_id, "copy", tmp_path / "copy.bin")
+    assert (tmp_path / "copy.bin").read_bytes() == EVERY_BYTE
+
+
+async def test_large_artifact_streams_with_bounded_memory(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source, back = tmp_path / "large.bin", tmp_path / "back.bin"
+    digest = hashlib.sha256()
+    with open(source, "wb") as out:
+        for _ in range(LARGE_BYTES // (1 << 20)):
+            block = os.urandom(1 << 20)
+            digest.update(block)
+            out.write(block)
+    nc = await connect(settings.nats_url, "test-large")
+    try:
+        store = ArtifactStore(nc.jetstream(), settings.artifacts_bucket)
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            uploaded = await store.upload("big-flow", "large", source)
+            upload_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            middle = time.monotonic()
+            await store.download("big-flow", "large", back)
+            download_peak = tracemalloc.get_traced_memory()[1]
+            ended = time.monotonic()
+        finally:
+            tracemalloc.stop()
+    finally:
+        await close(nc)
+
+    mib = LARGE_BYTES / (1 << 20)
+    print(
+        f"\n64 MiB: upload {mib / (middle - started):.0f} MiB/s, peak {upload_peak / 1e6:.1f} MB;"
+        f" download {mib / (ended - middle):.0f} MiB/s, peak {download_peak / 1e6:.1f} MB"
+    )
+    assert uploaded.size == LARGE_BYTES and uploaded.sha256 == digest.hexdigest()
+    assert back.stat().st_size == LARGE_BYTES
+    with open(back, "rb") as handle:
+        assert hashlib.file_digest(handle, "sha256").hexdigest() == digest.hexdigest()
+    assert upload_peak < LARGE_BYTES / 8
+    assert download_peak < LARGE_BYTES / 8
+
+
+async def test_checksum_mismatch_is_detected_and_leaves_no_file(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(EVERY_BYTE)
+    nc = await connect(settings.nats_url, "test-checksum")
+    try:
+        js = nc.jetstream()
+        store = ArtifactStore(js, settings.artifacts_bucket)
+        await store.upload("f1", "data", source)
+        # Rewrite the metadata with another digest, as bit rot or tampering would.
+        name = base64.urlsafe_b64encode(b"f1/data").decode()
+        subject = f"$O.{settings.artifacts_bucket}.M.{name}"
+        meta = await js.get_last_msg(store.stream, subject)
+        info = json.loads(meta.data or b"{}")
+        wrong = base64.urlsafe_b64encode(hashlib.sha256(b"something else").digest()).decode()
+        info["digest"] = f"SHA-256={wrong}"
+        await js.publish(subject, json.dumps(info).encode(), headers={"Nats-Rollup": "sub"})
+
+        with pytest.raises(ArtifactChecksumError, match='artifact "data" of flow f1 is corrupt'):
+            await store.download("f1", "data", tmp_path / "out" / "data.bin")
+    finally:
+        await close(nc)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+async def test_rerun_failed_only_reuses_the_earlier_flows_outputs(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    trail, fixed = tmp_path / "trail", tmp_path / "fixed"
+    spec = {
+        "name": "fixable",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                f"echo make >> {trail}; echo payload > out.txt",
+                outputs=[{"name": "data", "path": "out.txt"}],
+            ),
+            task(
+                "use",
+                "sh",
+                "-c",
+                f'echo use >> {trail}; test -e {fixed} && test "$(cat in.txt)" = payload',
+                depends=["make"],
+                inputs=[{"from": "data", "path": "in.txt"}],
+            ),
+        ],
+    }
+    first, outcome, _ = await finish(client, spec)
+    assert outcome == "flow_failed"
+    fixed.touch()
+    second = (await client.rerun(first, failed_only=True)).flow_id
+    final = await asyncio.wait_for(client.wait(second), WAIT)
+
+    assert event_type(final) == "flow_succeeded"
+    assert trail.read_text().split() == ["make", "use", "use"]
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    assert [a.name for a in await store.list(first)] == ["data"]
+    assert await store.list(second) == []  # the input came from the first flow's output
+
+
+async def test_weir_artifacts_ls_and_get(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    spec = {
+        "name": "for-cli",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)))" > r.bin',
+                outputs=[{"name": "report", "path": "r.bin"}],
+            )
+        ],
+    }
+    flow_id, outcome, _ = await finish(client, spec)
+    assert outcome == "flow_succeeded"
+
+    listed = await weir(settings.nats_url, "artifacts", "ls", flow_id)
+    assert listed.code == 0, listed.stderr
+    assert b"report" in listed.stdout and b"256 B" in listed.stdout
+    as_json = json.loads(
+        (await weir(settings.nats_url, "artifacts", "ls", flow_id, "--json")).stdout
+    )
+    assert [(a["name"], a["size"]) for a in as_json] == [("report", 256)]
+    target = tmp_path / "got" / "report.bin"
+    got = await weir(settings.nats_url, "artifacts", "get", flow_id, "report", "-o", str(target))
+    assert got.code == 0, got.stderr
+    assert target.read_bytes() == bytes(range(256))
+    piped = await weir(settings.nats_url, "artifacts", "get", flow_id, "report", "-o", "-")
+    assert piped.stdout == bytes(range(256))
+    missing = await weir(settings.nats_url, "artifacts", "get", flow_id, "nope")
+    assert missing.code == 1
+    assert f'flow {flow_id} has no artifact "nope"' in missing.stderr
+
+
+async def test_deleting_a_flows_artifacts_keeps_other_flows(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "x"
+    source.write_bytes(b"x")
+    nc = await connect(settings.nats_url, "test-prune")
+    try:
+        js = nc.jetstream()
+        store = ArtifactStore(js, settings.artifacts_bucket)
+        for flow, name in [("gone", "a"), ("gone", "b"), ("kept", "a"), ("gone-not", "a")]:
+            await store.upload(flow, name, source)
+        assert await delete_flow_artifacts(js, "gone", settings.artifacts_bucket) == 2
+        assert [(a.flow_id, a.name) for a in await store.list()] == [
+            ("gone-not", "a"),
+            ("kept", "a"),
+        ]
+    finally:
+        await close(nc)

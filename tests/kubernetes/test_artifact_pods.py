@@ -1,0 +1,105 @@
+"""Pods of tasks with inputs and outputs: an init container downloads the inputs, the task
+runs, then a container uploads the outputs; the attempt succeeds only when all did."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from weir_proto.messages import Dispatch, ErrorType
+from weir_proto.spec import TaskSpec
+from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
+from weir_runner.executors.kubernetes.verdict import Finished, Running, judge
+
+PLUMBING = ArtifactPlumbing(helper_image="weir:9", bucket="b", credentials_secret="task-nats")
+
+
+def manifest(input_flows: dict[str, str] | None = None, **task: Any) -> dict[str, Any]:
+    spec = msgspec.convert({"name": "load", "image": "etl:1", "cmd": ["run"], **task}, TaskSpec)
+    work = Dispatch(
+        flow_id="etl-7",
+        attempt=1,
+        attempt_id="etl-7-load-1",
+        task=spec,
+        dispatched_at=datetime.now(UTC),
+        input_flows=input_flows or {},
+    )
+    return pod_manifest(work, "batch", PLUMBING)
+
+
+def test_inputs_are_downloaded_by_an_init_container_into_the_directories_of_their_paths() -> None:
+    pod = manifest(
+        inputs=[{"from": "raw", "path": "in/raw.csv"}, {"from": "model", "path": "/models/m.bin"}],
+        input_flows={"model": "etl-6"},
+    )
+    spec = pod["spec"]
+    [download] = spec["initContainers"]
+    [task] = spec["containers"]
+
+    assert download["image"] == "weir:9"
+    assert download["command"] == [
+        "python",
+        "-m",
+        "weir_runner.artifacts",
+        "download",
+        "etl-7/raw=d1/raw.csv",
+        "etl-6/model=d0/m.bin",
+    ]
+    assert task["name"] == "task" and task["workingDir"] == "/work"
+    assert task["volumeMounts"] == [
+        {"name": "weir-data", "mountPath": "/models", "subPath": "d0"},
+        {"name": "weir-data", "mountPath": "/work/in", "subPath": "d1"},
+    ]
+    env = {e["name"]: e for e in download["env"]}
+    assert env["WEIR_NATS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "task-nats", "key": "url"}
+    assert env["WEIR_ARTIFACTS_BUCKET"]["value"] == "b"
+    assert "env" not in task or all(e["name"] != "WEIR_NATS_URL" for e in task["env"])
+
+
+def test_outputs_are_uploaded_after_the_task_which_runs_as_the_last_init_container() -> None:
+    pod = manifest(outputs=[{"name": "report", "path": "/out/r.json"}])
+    spec = pod["spec"]
+
+    assert [c["name"] for c in spec["initContainers"]] == ["task"]
+    [upload] = spec["containers"]
+    assert upload["name"] == "weir-outputs"
+    assert upload["command"][-4:] == ["upload", "--flow", "etl-7", "report=d0/r.json"]
+    assert "workingDir" not in spec["initContainers"][0]  # absolute paths only
+
+
+def _pod(statuses: dict[str, dict[str, Any]], phase: str = "Running") -> dict[str, Any]:
+    pod = manifest(
+        inputs=[{"from": "raw", "path": "in.csv"}], outputs=[{"name": "out", "path": "o"}]
+    )
+    init = [{"name": n, "state": statuses[n]} for n in ("weir-inputs", "task") if n in statuses]
+    main = [{"name": "weir-outputs", "state": statuses.get("weir-outputs", {"waiting": {}})}]
+    pod["status"] = {"phase": phase, "initContainerStatuses": init, "containerStatuses": main}
+    return pod
+
+
+def test_attempt_succeeds_only_once_the_outputs_are_stored() -> None:
+    done = {"terminated": {"exitCode": 0}}
+    uploading = _pod({"weir-inputs": done, "task": done, "weir-outputs": {"running": {}}})
+    assert isinstance(judge(uploading, "load"), Running)
+    stored = _pod({"weir-inputs": done, "task": done, "weir-outputs": done}, "Succeeded")
+    assert judge(stored, "load") == Finished(0, None, "")
+
+
+def test_failed_download_or_upload_fails_the_attempt_with_the_helpers_message() -> None:
+    done = {"terminated": {"exitCode": 0}}
+    broken = {"terminated": {"exitCode": 1, "message": 'flow etl-7 has no artifact "raw"'}}
+    no_input = judge(_pod({"weir-inputs": broken}, "Failed"), "load")
+    assert isinstance(no_input, Finished) and no_input.error_type is ErrorType.EXECUTOR
+    assert "its inputs could not be downloaded" in no_input.message
+    assert 'has no artifact "raw"' in no_input.message
+    no_upload = judge(_pod({"weir-inputs": done, "task": done, "weir-outputs": broken}), "load")
+    assert isinstance(no_upload, Finished) and no_upload.error_type is ErrorType.EXECUTOR
+    assert "its outputs could not be stored" in no_upload.message
+
+
+def test_task_failing_in_its_init_container_reports_its_exit_code() -> None:
+    done = {"terminated": {"exitCode": 0}}
+    failed = judge(_pod({"weir-inputs": done, "task": {"terminated": {"exitCode": 3}}}), "load")
+    assert isinstance(failed, Finished)
+    assert failed.exit_code == 3 and failed.error_type is ErrorType.EXIT_CODE

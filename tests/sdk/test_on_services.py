@@ -1,0 +1,63 @@
+"""An SDK flow on the real scheduler and local runner (Postgres + NATS): fan-out/fan-in with
+Python objects gives exactly what `run_local()` gives."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from weir.artifacts import ArtifactStore
+from weir.client import Client
+from weir.config import Settings
+from weir_proto.events import event_type
+
+from tests.sdk.pipelines import sales
+
+WAIT = 60.0
+
+
+async def test_fan_out_fan_in_flow_gives_the_results_of_run_local(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    expected = sales.run_local()
+
+    flow_id = await sales.submit(client)
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+
+    view = await client.get(flow_id)
+    failures = {t.name: t.error_message for t in view.tasks if t.status != "succeeded"}
+    assert event_type(final) == "flow_succeeded", failures
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    produced = {}
+    for name in expected:
+        target = tmp_path / "outputs" / name
+        await store.download(flow_id, name, target)
+        produced[name] = sales.load_output(name, target.read_bytes())
+    assert produced == expected
+    assert produced["verdict"] == {"none_arrived": True, "blob_intact": True}
+
+
+async def test_running_the_flow_file_with_wait_submits_it_and_exits_0(
+    client: Client, settings: Settings
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "sdk_etl.py"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(example),
+        "--wait",
+        "--id",
+        "etl-from-file",
+        "--nats-url",
+        settings.nats_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().split() == ["etl-from-file", "flow_succeeded"]
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    await store.download("etl-from-file", "report", Path(settings.runner_dir) / "report.txt")
+    report = (Path(settings.runner_dir) / "report.txt").read_text()
+    assert report.splitlines()[0].split() == ["Kyoto", "263.86"]
