@@ -38,4 +38,4 @@ fmt:
 
 # Long chaos run: kill -9, NATS/Postgres restarts, 2+2 replicas, then a memory soak (WEIR_CHAOS_SEED replays).
 chaos:
-    WEIR_CHAOS_LONG=1 python -m pytest tests/chaos -m chaos_long -q -s -p no:cacheprovider
+    WEIR_CHAOS_LONG=1 python -m pytest tests/chaos -m chaos_long -q -s -p no:cacheprovider --basetemp=/tmp/weir-chaos

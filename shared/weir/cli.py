@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from weir import telemetry, waterfall
 from weir.cli_data import artifacts_app, secret_app
 from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT, parse_duration
+from weir.jetstream import redact_url
 from weir.where import WhereError, parse_where
 
 app = typer.Typer(
@@ -37,6 +39,49 @@ NatsUrl = Annotated[
     str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _secret_option(flag: str, env: str, help_: str) -> Any:
+    return typer.Option(flag, envvar=env, help=help_, show_default=False)
+
+
+@app.callback()
+def _nats_security(
+    user: Annotated[str, _secret_option("--nats-user", "WEIR_NATS_USER", "NATS user.")] = "",
+    password: Annotated[
+        str, _secret_option("--nats-password", "WEIR_NATS_PASSWORD", "NATS password.")
+    ] = "",
+    token: Annotated[str, _secret_option("--nats-token", "WEIR_NATS_TOKEN", "NATS token.")] = "",
+    creds: Annotated[
+        str, _secret_option("--nats-creds", "WEIR_NATS_CREDS", "NATS .creds file (JWT+NKey).")
+    ] = "",
+    nkey_seed: Annotated[
+        str, _secret_option("--nats-nkey-seed", "WEIR_NATS_NKEY_SEED", "File with an NKey seed.")
+    ] = "",
+    tls_ca: Annotated[
+        str, _secret_option("--nats-tls-ca", "WEIR_NATS_TLS_CA", "CA bundle for the server.")
+    ] = "",
+    tls_cert: Annotated[
+        str, _secret_option("--nats-tls-cert", "WEIR_NATS_TLS_CERT", "Client certificate.")
+    ] = "",
+    tls_key: Annotated[
+        str, _secret_option("--nats-tls-key", "WEIR_NATS_TLS_KEY", "Client certificate key.")
+    ] = "",
+) -> None:
+    """NATS credentials and TLS (flags before the command, or WEIR_NATS_* variables); read by
+    weir.jetstream.connect like in every other process. See docs/security.md."""
+    chosen = {
+        "WEIR_NATS_USER": user,
+        "WEIR_NATS_PASSWORD": password,
+        "WEIR_NATS_TOKEN": token,
+        "WEIR_NATS_CREDS": creds,
+        "WEIR_NATS_NKEY_SEED": nkey_seed,
+        "WEIR_NATS_TLS_CA": tls_ca,
+        "WEIR_NATS_TLS_CERT": tls_cert,
+        "WEIR_NATS_TLS_KEY": tls_key,
+    }
+    os.environ.update({name: value for name, value in chosen.items() if value})
+
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -54,7 +99,7 @@ def _run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
         try:
             client = await asyncio.wait_for(Client.connect(nats_url), 10)
         except Exception as exc:
-            err.print(f"[red]error:[/] cannot reach NATS at {nats_url}: {exc}")
+            err.print(f"[red]error:[/] cannot reach NATS at {redact_url(nats_url)}: {exc}")
             raise typer.Exit(2) from None
         try:
             return await body(client)

@@ -21,8 +21,7 @@ from weir_scheduler.decider import (
     Policy,
     RecordFinished,
     RecordStarted,
-    decide,
-    evolve,
+    decide_and_evolve,
 )
 from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore
 
@@ -75,9 +74,7 @@ class FlowCommands:
             after = before
             events = []
             for command in flow_commands:
-                decided = decide(after, command, now, self.policy)
-                for event in decided:
-                    after = evolve(after, event)
+                decided, after = decide_and_evolve(after, command, now, self.policy)
                 events.extend(decided)
             changes.append(Change(before, after, events))
             current[flow_id] = after

@@ -39,7 +39,7 @@ from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
 from weir_scheduler.backoff import retry_delay
-from weir_scheduler.planner import Limits, Plan, plan
+from weir_scheduler.planner import Limits, Plan, planned
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,9 @@ class Flow:
     tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
     ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
     """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel)."""
+    blocked: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    """Per pending task, how many of its dependencies have not succeeded yet (so a fan-in
+    of 10,000 costs one decrement per parent, not a scan of every parent)."""
     errors: tuple[SpecError, ...] = ()
     active: int = 0
     """Tasks handed to a runner and not finished."""
@@ -209,11 +212,24 @@ def decide(
     flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
 ) -> list[FlowEvent]:
     """The events that `command` causes on `flow` (none when it changes nothing)."""
+    return decide_and_evolve(flow, command, now, policy)[0]
+
+
+def decide_and_evolve(
+    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> tuple[list[FlowEvent], Flow]:
+    """`decide`, plus the flow with those events applied (deciding folds them in anyway,
+    so the shells need not evolve every event a second time)."""
     out = _Emitter(flow, now, policy)
+    _decide(out, flow, command, now)
+    return out.events, out.flow
+
+
+def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
     match command:
         case Submit(spec=spec, rerun_of=rerun_of, reused=reused):
             if flow.exists:
-                return []
+                return
             start_at = _start_at(spec, now)
             out.emit(
                 FlowSubmitted(
@@ -230,18 +246,18 @@ def decide(
                 _finish_if_done(out)
         case Reject(errors=errors, name=name):
             if flow.exists:
-                return []
+                return
             out.emit(FlowRejected(**out.envelope(), at=now, errors=list(errors), name=name))
         case Deduplicate(existing=existing, key=key, name=name):
             if flow.exists:
-                return []
+                return
             out.emit(
                 FlowDeduplicated(**out.envelope(), at=now, existing=existing, key=key, name=name)
             )
         case RecordStarted(report=report):
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or task.status is not TaskStatus.DISPATCHED:
-                return []
+                return
             out.emit(
                 TaskStarted(
                     **out.envelope(),
@@ -254,22 +270,22 @@ def decide(
         case RecordFinished(report=report):
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or not task.status.active:
-                return []
+                return
             _attempt_ended(out, task, report)
         case FireTimer(kind="start"):
             if flow.status is not FlowStatus.SCHEDULED:
-                return []
+                return
             _dispatch_ready(out)
             _finish_if_done(out)
         case FireTimer(kind="retry", task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
             if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
-                return []
+                return
             _hand_out(out, task)
         case Release(task=name):
             task = flow.tasks.get(name) if flow.exists else None
             if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
-                return []
+                return
             out.emit(
                 TaskDispatched(
                     **out.envelope(), at=now, task=name, attempt=task.attempt + 1, queue=task.queue
@@ -278,7 +294,7 @@ def decide(
         case FireTimer(kind="deadline" | "lease" as kind, task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
             if task is None or not task.status.active:
-                return []
+                return
             why = (
                 "its runner did not report within the task's timeout"
                 if kind == "deadline"
@@ -295,16 +311,15 @@ def decide(
             )
             _attempt_ended(out, task, lost)
         case FireTimer():
-            return []
+            return
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal or flow.cancelling:
-                return []
+                return
             out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
             _cancel_waiting(out, reason)
             _finish_if_done(out)
         case _ as unreachable:
             assert_never(unreachable)
-    return out.events
 
 
 def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
@@ -498,7 +513,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
     flow = replace(flow, seq=event.seq, updated_at=event.at)
     match event:
         case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
-            flow_plan = plan(spec, _UNLIMITED)
+            flow_plan = planned(spec, _UNLIMITED)
             done = frozenset(reused)
             tasks = immutables.Map(
                 {
@@ -511,13 +526,14 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                     for name, t in flow_plan.tasks.items()
                 }
             )
-            ready = immutables.Map(
+            blocked = immutables.Map(
                 {
-                    name: True
+                    name: sum(1 for d in flow_plan.depends[name] if d not in done)
                     for name in flow_plan.order
-                    if name not in done and all(d in done for d in flow_plan.depends[name])
+                    if name not in done
                 }
             )
+            ready = immutables.Map({name: True for name, n in blocked.items() if n == 0})
             return replace(
                 flow,
                 name=spec.name,
@@ -527,6 +543,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 plan=flow_plan,
                 tasks=tasks,
                 ready=ready,
+                blocked=blocked,
                 unfinished=len(tasks) - len(done),
                 rerun_of=rerun_of,
                 reused=done,
@@ -683,15 +700,14 @@ def _with_task(flow: Flow, task: Task) -> Flow:
 
 def _mark_children_ready(flow: Flow, name: str) -> Flow:
     assert flow.plan is not None
-    if flow.failing or flow.cancelling:
-        return flow
-    ready = flow.ready
+    ready, blocked = flow.ready, flow.blocked
+    open_for_work = not (flow.failing or flow.cancelling)
     for child in flow.plan.dependents[name]:
-        if flow.tasks[child].status is not TaskStatus.PENDING:
-            continue
-        if all(flow.tasks[d].status is TaskStatus.SUCCEEDED for d in flow.plan.depends[child]):
+        left = blocked.get(child, 0) - 1
+        blocked = blocked.set(child, left)
+        if left == 0 and open_for_work and flow.tasks[child].status is TaskStatus.PENDING:
             ready = ready.set(child, True)
-    return replace(flow, ready=ready)
+    return replace(flow, ready=ready, blocked=blocked)
 
 
 def fold(flow_id: str, events: list[FlowEvent]) -> Flow:

@@ -253,6 +253,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         seen_names.add(task.name)
         where = f"{flow}: task {_printable(task.name)}"
         valid: list[str] = []
+        listed: set[str] = set()  # a set beside the list: fan-ins of 10,000 stay linear
         for d_index, dep in enumerate(task.depends):
             dpath = f"$.tasks[{index}].depends[{d_index}]"
             if dep == task.name:
@@ -263,10 +264,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
                     f"{where}: depends on {_printable(dep)}, which does not exist (tasks: {names})",
                     task.name,
                 )
-            elif dep in valid:
+            elif dep in listed:
                 err(dpath, f"{where}: lists {_printable(dep)} twice in depends", task.name)
             else:
                 valid.append(dep)
+                listed.add(dep)
         depends[task.name] = tuple(valid)
 
     dependents: dict[str, list[str]] = {name: [] for name in depends}
@@ -288,7 +290,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
 
     if errors:
         raise Rejected(errors, spec.id, spec.name)
-    return Plan(
+    result = Plan(
         spec=spec,
         order=tuple(order),
         tasks=by_name,
@@ -297,6 +299,27 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         positions={task.name: index for index, task in enumerate(spec.tasks)},
         producers=outputs,
     )
+    _remember(result)
+    return result
+
+
+_RECENT_PLANS: dict[int, Plan] = {}
+RECENT_PLANS_MAX = 256
+
+
+def _remember(result: Plan) -> None:
+    if len(_RECENT_PLANS) >= RECENT_PLANS_MAX:
+        _RECENT_PLANS.pop(next(iter(_RECENT_PLANS)))
+    _RECENT_PLANS[id(result.spec)] = result
+
+
+def planned(spec: FlowSpec, limits: Limits) -> Plan:
+    """`plan(spec)`, reusing the plan just made for this very spec object (a submit is planned
+    once, then evolved from its event, which holds the same spec)."""
+    cached = _RECENT_PLANS.get(id(spec))
+    if cached is not None and cached.spec is spec:
+        return cached
+    return plan(spec, limits)
 
 
 TIMEOUT_MAX = 7 * 24 * 3600.0

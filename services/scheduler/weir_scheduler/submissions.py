@@ -27,8 +27,7 @@ from weir_scheduler.decider import (
     Policy,
     Reject,
     Submit,
-    decide,
-    evolve,
+    decide_and_evolve,
 )
 from weir_scheduler.planner import Limits, Rejected, decode, plan
 from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore, Q, spec_digest
@@ -160,10 +159,7 @@ class SubmissionHandler:
                         continue
                 holders[key] = (intent.flow_id, FlowStatus.PENDING)
             before = Flow(id=intent.flow_id)
-            events = decide(before, intent.command, now, self.policy)
-            after = before
-            for event in events:
-                after = evolve(after, event)
+            events, after = decide_and_evolve(before, intent.command, now, self.policy)
             changes.append(Change(before, after, events))
             errors = intent.command.errors if isinstance(intent.command, Reject) else ()
             outcomes.append(Outcome(intent.flow_id, after.status, created=True, errors=errors))
@@ -187,10 +183,7 @@ class SubmissionHandler:
         spec = msgspec.structs.replace(source.plan.spec, id=flow_id, unique=None)
         command = Submit(spec, plan(spec, self.limits), rerun_of=source.id, reused=reused)
         before = Flow(id=flow_id)
-        events = decide(before, command, self.clock(), self.policy)
-        after = before
-        for event in events:
-            after = evolve(after, event)
+        events, after = decide_and_evolve(before, command, self.clock(), self.policy)
         await self.store.append([Change(before, after, events)])
         return Outcome(flow_id, after.status, created=True)
 
@@ -215,12 +208,9 @@ class SubmissionHandler:
             if status.terminal:
                 return None, None
             before = await self.store.load(existing)
-            events = decide(
+            events, after = decide_and_evolve(
                 before, Cancel(f'replaced by flow "{intent.flow_id}"'), now, self.policy
             )
-            after = before
-            for event in events:
-                after = evolve(after, event)
             return None, Change(before, after, events)
         if unique.on_conflict == "reject":
             message = (
@@ -232,10 +222,7 @@ class SubmissionHandler:
         else:
             command = Deduplicate(existing, unique.key, name)
         before = Flow(id=intent.flow_id)
-        events = decide(before, command, now, self.policy)
-        after = before
-        for event in events:
-            after = evolve(after, event)
+        events, after = decide_and_evolve(before, command, now, self.policy)
         errors = command.errors if isinstance(command, Reject) else ()
         outcome = Outcome(
             intent.flow_id, after.status, created=True, errors=errors, existing=existing

@@ -2,8 +2,11 @@
 
 The embedded default, for laptops, CI and single-machine installs. Each attempt gets
 `<runner_dir>/<attempt_id>/work` as its working directory, its stdout and stderr in files
-beside it, and `result.json` once it has ended, which makes a redelivered attempt report
-its result instead of running again.
+beside it, its exit code in `exit` the moment it ends (written by a tiny shell supervisor, so
+even a runner killed with -9 at that very moment loses nothing), and `result.json` once the
+runner has finished with it. A redelivered attempt reports its result, takes the recorded exit
+code, or adopts the still-running process — it never runs a finished task again. Runners of
+one machine share WEIR_RUNNER_DIR for this.
 
 Inputs are downloaded from the artifacts Object Store into the working directory before the
 command starts (from the flow that produced them: `dispatch.input_flows` names an earlier
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import glob
 import os
 import shutil
 import signal
@@ -37,7 +40,6 @@ STDERR_TAIL_BYTES = 2048
 KILL_GRACE_SECONDS = 5.0
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 SECRET_ENV_PREFIX = "WEIR_SECRET_"
-_PR_SET_PDEATHSIG = 1
 
 
 class _Recorded(msgspec.Struct):
@@ -47,10 +49,15 @@ class _Recorded(msgspec.Struct):
     snooze_seconds: float | None = None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """A task must not outlive a runner killed with -9 (the attempt is redelivered)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+SUPERVISOR = (
+    'echo $$ > "$0.pid"; "$@"; code=$?; '
+    'printf %s "$code" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$code"'
+)
+"""Runs the task (argv as given, no splitting) and records its exit code in a file the moment
+it ends. The task outlives a runner killed with -9: the next runner on this machine adopts it
+(waits for it, or takes its recorded exit code) instead of starting it again, so a task that
+finished is never run twice, whenever the runner died."""
+ADOPT_POLL_SECONDS = 0.1
 
 
 class LocalExecutor:
@@ -84,7 +91,9 @@ class LocalExecutor:
             return AttemptResult(
                 recorded.exit_code, recorded.error_type, recorded.message, recorded.snooze_seconds
             )
-        result = await self._run_fresh(dispatch, home, on_started)
+        result = await self._resume(dispatch, home, on_started)
+        if result is None:
+            result = await self._run_fresh(dispatch, home, on_started)
         tmp = home / "result.json.tmp"
         tmp.write_bytes(
             msgspec.json.encode(
@@ -96,9 +105,32 @@ class LocalExecutor:
         os.replace(tmp, result_file)
         return result
 
+    async def _resume(
+        self, dispatch: Dispatch, home: Path, on_started: OnStarted
+    ) -> AttemptResult | None:
+        """The attempt's process started by an earlier runner: its recorded exit code, or,
+        while it still runs, adopt it and wait. None when there is nothing to resume."""
+        exit_file = home / "exit"
+        if not exit_file.exists():
+            group = _read_pid(home / "exit.pid")
+            if group is None or not _alive(group):
+                return None
+            await on_started()
+            try:
+                while _alive(group) and not exit_file.exists():
+                    await asyncio.sleep(ADOPT_POLL_SECONDS)
+            except asyncio.CancelledError:
+                await _terminate_group(group)
+                raise
+            if not exit_file.exists():
+                return None  # it died without finishing: run it again
+        code = int(exit_file.read_text().strip() or "1")
+        return await self._after_exit(dispatch, home, code)
+
     async def _run_fresh(
         self, dispatch: Dispatch, home: Path, on_started: OnStarted
     ) -> AttemptResult:
+        self._stop_older_attempts(dispatch)
         if home.exists():  # an earlier run of this attempt was interrupted: start clean
             shutil.rmtree(home)
         work = home / "work"
@@ -113,9 +145,16 @@ class LocalExecutor:
         problem = await self._place_inputs(dispatch, work)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        problem = _check_program(task.cmd[0], env, work, task.name)
+        if problem:
+            return AttemptResult(None, ErrorType.EXECUTOR, problem)
         with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
             try:
                 proc = await asyncio.create_subprocess_exec(
+                    "/bin/sh",
+                    "-c",
+                    SUPERVISOR,
+                    str(home / "exit"),
                     *task.cmd,
                     cwd=work,
                     env=env,
@@ -123,9 +162,8 @@ class LocalExecutor:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
                 )
-            except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as exc:
+            except OSError as exc:
                 return AttemptResult(
                     None,
                     ErrorType.EXECUTOR,
@@ -135,8 +173,26 @@ class LocalExecutor:
             try:
                 code = await proc.wait()
             except asyncio.CancelledError:
-                await _terminate(proc)
+                await _terminate_group(proc.pid)
+                await proc.wait()
                 raise
+        return await self._after_exit(dispatch, home, code)
+
+    def _stop_older_attempts(self, dispatch: Dispatch) -> None:
+        """Fence: an earlier attempt of this task that an earlier runner left running (it was
+        declared lost meanwhile) must not run beside this one."""
+        prefix = f"{dispatch.flow_id}-{dispatch.task.name}-"
+        for sibling in self.root.glob(f"{glob.escape(prefix)}*"):
+            if sibling.name == dispatch.attempt_id or not sibling.name[len(prefix) :].isdigit():
+                continue
+            group = _read_pid(sibling / "exit.pid")
+            if group is not None and _alive(group) and not (sibling / "exit").exists():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
+
+    async def _after_exit(self, dispatch: Dispatch, home: Path, code: int) -> AttemptResult:
+        task = dispatch.task
+        work = home / "work"
         if code != 0:
             return AttemptResult(
                 code,
@@ -276,15 +332,49 @@ def _inside(work: Path, relative: str) -> Path | None:
     return target if target.is_relative_to(work.resolve()) else None
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+_SIGNALS = {s.value: s.name for s in signal.Signals}
+
+
+def _read_pid(path: Path) -> int | None:
     try:
-        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _terminate_group(group: int) -> None:
+    """SIGTERM the attempt's process group, SIGKILL whatever is left after a grace period."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGTERM)
+    deadline = asyncio.get_running_loop().time() + KILL_GRACE_SECONDS
+    while _alive(group) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _check_program(program: str, env: dict[str, str], work: Path, task: str) -> str | None:
+    """A clear error before anything starts when the program cannot be found or run."""
+    if "/" in program:
+        path = (work / program) if not program.startswith("/") else Path(program)
+        if not path.is_file():
+            return f'task "{task}": cannot start {program!r}: no such file'
+        if not os.access(path, os.X_OK):
+            return f'task "{task}": cannot start {program!r}: permission denied'
+        return None
+    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        return f'task "{task}": cannot start {program!r}: not found on PATH'
+    return None
 
 
 def _snooze_seconds(path: Path) -> float | None:
@@ -299,8 +389,12 @@ def _snooze_seconds(path: Path) -> float | None:
 def _failure_message(task: str, code: int, stderr: Path) -> str:
     if code < 0:
         head = f'task "{task}" was killed by signal {-code}'
+    elif code > 128 and code - 128 in _SIGNALS:
+        head = f'task "{task}" exited with code {code} ({_SIGNALS[code - 128]})'
     else:
         head = f'task "{task}" exited with code {code}'
+    if not stderr.exists():
+        return head
     size = stderr.stat().st_size
     with open(stderr, "rb") as handle:
         handle.seek(max(0, size - STDERR_TAIL_BYTES))

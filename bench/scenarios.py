@@ -1,0 +1,221 @@
+"""weir's scenarios: throughput, latency on an idle system, and scale (planning, time, memory,
+event-log cost) — each against the real services as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from weir.client import Client
+from weir_scheduler import planner
+
+from bench.stats import latency_summary
+from bench.weirstack import (
+    Cluster,
+    WeirServices,
+    chain,
+    fan,
+    first_started_epoch,
+    independent,
+    outcome,
+    single_task,
+    step_latencies_ms,
+    task_name,
+    wait_terminal,
+    weir_services,
+)
+
+SUBMIT_WINDOW = 256
+"""Submits in flight at once from the benchmark's client."""
+LOCAL_CMD = ["true"]
+NOOP_CMD = ["true"]  # the noop executor never runs it
+
+
+@dataclass
+class Context:
+    cluster: Cluster
+    workdir: Path
+    concurrency: int
+    log_level: str
+    timeout: float
+    profile_dir: Path | None = None
+
+    def services(self, executor: str, profile: str | None = None) -> Any:
+        target = None
+        if self.profile_dir is not None and profile is not None:
+            target = self.profile_dir / f"scheduler-{profile}.txt"
+        return weir_services(
+            self.cluster,
+            self.workdir,
+            executor,
+            self.concurrency,
+            self.log_level,
+            profile_to=target,
+        )
+
+
+def _log(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _flow_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def _submit_all(client: Client, specs: int, make: Callable[[int], dict[str, Any]]) -> float:
+    """Submit `specs` flows SUBMIT_WINDOW at a time; returns when the last is acknowledged."""
+    for start in range(0, specs, SUBMIT_WINDOW):
+        batch = [make(i) for i in range(start, min(start + SUBMIT_WINDOW, specs))]
+        await asyncio.gather(*(client.submit(spec) for spec in batch))
+    return time.time()
+
+
+async def _run_flows(
+    svc: WeirServices, count: int, make: Callable[[int], dict[str, Any]], tasks: int, timeout: float
+) -> dict[str, Any]:
+    async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+        started = time.time()
+        acked = await _submit_all(client, count, make)
+    done, in_time = await wait_terminal(svc.database_url, count, timeout)
+    svc.rss.sample()
+    result = await outcome(svc.database_url)
+    last = result["last_terminal_epoch"] or time.time()
+    elapsed = max(last - started, 1e-9)
+    succeeded = int(result["statuses"].get("succeeded", 0))
+    return {
+        "flows": count,
+        "tasks": tasks,
+        "submit_s": acked - started,
+        "submits_per_s": count / max(acked - started, 1e-9),
+        "elapsed_s": elapsed,
+        "tasks_per_s": tasks / elapsed if in_time else tasks * done / count / elapsed,
+        "flows_terminal": done,
+        "flows_succeeded": succeeded,
+        "completed_in_time": in_time,
+        "rss_peak_mib": svc.rss.peak_mib(),
+    }
+
+
+def _copier(spec: dict[str, Any]) -> Callable[[int], dict[str, Any]]:
+    return lambda _i: dict(spec)
+
+
+def throughput(ctx: Context, flows: int, big: int, executors: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for executor in executors:
+        cmd = LOCAL_CMD if executor == "local" else NOOP_CMD
+        spec = single_task(cmd)
+        _log(f"throughput: {flows:,} single-task flows, executor={executor}")
+        with ctx.services(executor, profile=f"throughput-{executor}") as svc:
+            many = asyncio.run(_run_flows(svc, flows, _copier(spec), flows, ctx.timeout))
+        _log(f"    {many['tasks_per_s']:.0f} tasks/s in {many['elapsed_s']:.1f}s")
+        big_spec = independent(big, cmd)
+        _log(f"throughput: one flow of {big:,} independent tasks, executor={executor}")
+        with ctx.services(executor) as svc:
+            one = asyncio.run(_run_flows(svc, 1, _copier(big_spec), big, ctx.timeout))
+        _log(f"    {one['tasks_per_s']:.0f} tasks/s in {one['elapsed_s']:.1f}s")
+        out[executor] = {"single_task_flows": many, "one_wide_flow": one}
+    return out
+
+
+async def _latency(svc: WeirServices, samples: int, chain_len: int, timeout: float) -> Any:
+    to_start: list[float] = []
+    to_ack: list[float] = []
+    async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+        for _ in range(samples):
+            flow_id = _flow_id("lat")
+            t0 = time.time()
+            await client.submit({"id": flow_id, **single_task(NOOP_CMD)})
+            to_ack.append((time.time() - t0) * 1000.0)
+            await asyncio.wait_for(client.wait(flow_id), 30.0)
+            started = await first_started_epoch(svc.database_url, flow_id)
+            if started is not None:
+                to_start.append((started - t0) * 1000.0)
+            await asyncio.sleep(0.05)  # idle between samples
+        flow_id = _flow_id("chain")
+        spec = chain(chain_len, NOOP_CMD)
+        t0 = time.time()
+        await client.submit({"id": flow_id, **spec})
+    _, in_time = await wait_terminal(svc.database_url, 1, timeout, flow_id)
+    order = [task_name(i) for i in range(chain_len)]
+    steps = await step_latencies_ms(svc.database_url, flow_id, order)
+    chain_s = ((await outcome(svc.database_url))["last_terminal_epoch"] or time.time()) - t0
+    return {
+        "submit_to_start_ms": latency_summary(to_start),
+        "submit_ack_ms": latency_summary(to_ack),
+        "step_to_step_ms": latency_summary(steps),
+        "chain_tasks": chain_len,
+        "chain_total_s": chain_s,
+        "chain_completed_in_time": in_time,
+    }
+
+
+def latency(ctx: Context, samples: int, chain_len: int) -> dict[str, Any]:
+    _log(f"latency: {samples} single-task submits one at a time, then a {chain_len}-task chain")
+    with ctx.services("noop", profile="latency") as svc:
+        result: dict[str, Any] = asyncio.run(_latency(svc, samples, chain_len, ctx.timeout))
+    _log(
+        f"    submit->start p50 {result['submit_to_start_ms'].get('p50', float('nan')):.1f} ms, "
+        f"step p50 {result['step_to_step_ms'].get('p50', float('nan')):.1f} ms"
+    )
+    return result
+
+
+def planning_seconds(spec: dict[str, Any], rounds: int = 3) -> float:
+    """Median wall time of planner.decode + planner.plan on the encoded spec, in-process."""
+    data = msgspec.json.encode(spec)
+    limits = planner.Limits(max_tasks=10_000, max_submit_bytes=8 * 2**20)
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        planner.plan(planner.decode(data, limits), limits)
+        times.append(time.perf_counter() - t0)
+    return float(statistics.median(times))
+
+
+async def _one(svc: WeirServices, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    flow_id = _flow_id(spec["name"].split("-")[0])
+    async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+        t0 = time.time()
+        await client.submit({"id": flow_id, **spec})
+    _, in_time = await wait_terminal(svc.database_url, 1, timeout, flow_id)
+    svc.rss.sample()
+    result = await outcome(svc.database_url)
+    tasks = len(spec["tasks"])
+    total = (result["last_terminal_epoch"] or time.time()) - t0
+    return {
+        "tasks": tasks,
+        "total_s": total,
+        "per_task_ms": total * 1000.0 / tasks,
+        "succeeded": result["statuses"].get("succeeded", 0) == 1,
+        "completed_in_time": in_time,
+        "event_rows": result["event_rows"],
+        "event_rows_per_task": result["event_rows"] / tasks,
+        "event_bytes_per_task": result["event_bytes"] / tasks,
+        "rss_peak_mib": svc.rss.peak_mib(),
+    }
+
+
+def scale(ctx: Context, fan_sizes: list[int], chain_sizes: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for shape, builder, sizes in (("fan", fan, fan_sizes), ("chain", chain, chain_sizes)):
+        for size in sizes:
+            spec = builder(size, NOOP_CMD)
+            plan_s = planning_seconds(spec)
+            _log(f"scale: {shape} of {size:,} tasks (planning {plan_s * 1000:.0f} ms)")
+            with ctx.services("noop", profile=f"scale-{shape}-{size}") as svc:
+                run = asyncio.run(_one(svc, spec, ctx.timeout))
+            run["planning_s"] = plan_s
+            _log(
+                f"    total {run['total_s']:.1f}s, scheduler peak "
+                f"{run['rss_peak_mib'].get('scheduler', 0):.0f} MiB"
+            )
+            out[f"{shape}_{size}"] = run
+    return out

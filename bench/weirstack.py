@@ -1,0 +1,307 @@
+"""The real weir services for a scenario: a fresh database on the run's private Postgres, a
+fresh nats-server, and the scheduler and runner as separate processes (devstack.Stack), with
+their resident memory sampled by psutil."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil  # type: ignore[import-untyped]
+from weir.devstack import Stack, create_database
+from weir.embedded import EmbeddedPostgres
+
+POLL_INTERVAL = 0.25
+TERMINAL = ["succeeded", "failed", "rejected"]
+MIB = 2**20
+
+
+class Cluster:
+    """The run's one private Postgres: weir and the peers each get databases on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.postgres = EmbeddedPostgres(root / "postgres")
+
+    def start(self) -> None:
+        self.postgres.start()
+
+    def stop(self) -> None:
+        self.postgres.stop()
+
+    def new_database(self, prefix: str) -> tuple[str, str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        asyncio.run(create_database(self.postgres.url, name))
+        return name, self.postgres.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        async def drop() -> None:
+            conn = await asyncpg.connect(self.postgres.url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())
+
+
+class RssSampler:
+    """Samples the RSS of named processes every `interval` seconds in a thread; keeps peaks."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.procs: dict[str, psutil.Process] = {}
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, name: str, pid: int) -> None:
+        self.procs[name] = psutil.Process(pid)
+        self.peak.setdefault(name, 0)
+
+    def sample(self) -> None:
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                rss = int(proc.memory_info().rss)
+                if rss > self.peak[name]:
+                    self.peak[name] = rss
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> None:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="rss", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.sample()
+
+    def peak_mib(self) -> dict[str, float]:
+        return {name: round(value / MIB, 1) for name, value in self.peak.items()}
+
+
+@dataclass
+class ProfilingStack(Stack):
+    """A Stack whose scheduler can run under pyinstrument (text report written at SIGTERM)."""
+
+    profile_to: Path | None = None
+
+    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
+        if module != "weir_scheduler" or self.profile_to is None:
+            return super()._spawn(module, name)
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "--renderer",
+                "text",
+                "--outfile",
+                str(self.profile_to),
+                "-m",
+                module,
+            ],
+            env=self.service_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return proc
+
+
+@dataclass
+class WeirServices:
+    stack: ProfilingStack
+    database: str
+    database_url: str
+    rss: RssSampler = field(default_factory=RssSampler)
+
+    @property
+    def nats_url(self) -> str:
+        return self.stack.nats_url
+
+
+@contextlib.contextmanager
+def weir_services(
+    cluster: Cluster,
+    workdir: Path,
+    executor: str,
+    concurrency: int,
+    log_level: str,
+    profile_to: Path | None = None,
+    keep_database: bool = False,
+) -> Iterator[WeirServices]:
+    """Fresh database + NATS, scheduler and runner as processes; everything stopped after."""
+    database, url = cluster.new_database("weir")
+    root = workdir / f"stack-{uuid.uuid4().hex[:8]}"
+    env = {
+        "WEIR_EXECUTOR": executor,
+        "WEIR_RUNNER_CONCURRENCY": str(concurrency),
+        "WEIR_LOG_LEVEL": log_level,
+        "WEIR_MAX_TASKS": "10000",
+        "WEIR_MAX_SUBMIT_BYTES": str(8 * MIB),
+    }
+    stack = ProfilingStack(root, env=env, external_database_url=url, profile_to=profile_to)
+    services = WeirServices(stack, database, url)
+    try:
+        stack.start()
+        assert stack.scheduler is not None and stack.runner is not None
+        services.rss.watch("scheduler", stack.scheduler.pid)
+        services.rss.watch("runner", stack.runner.pid)
+        services.rss.start()
+        yield services
+    finally:
+        services.rss.stop()
+        stack.stop()
+        if not keep_database:
+            cluster.drop_database(database)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# Flow specs ---------------------------------------------------------------------------------
+
+
+def _task(name: str, cmd: list[str], depends: list[str] | None = None) -> dict[str, Any]:
+    task: dict[str, Any] = {"name": name, "cmd": cmd}
+    if depends:
+        task["depends"] = depends
+    return task
+
+
+def task_name(i: int) -> str:
+    return f"t{i:05d}"
+
+
+def single_task(cmd: list[str]) -> dict[str, Any]:
+    return {"name": "single", "tasks": [_task("t0", cmd)]}
+
+
+def independent(n: int, cmd: list[str]) -> dict[str, Any]:
+    return {"name": f"independent-{n}", "tasks": [_task(task_name(i), cmd) for i in range(n)]}
+
+
+def chain(n: int, cmd: list[str]) -> dict[str, Any]:
+    tasks = [_task(task_name(0), cmd)]
+    tasks += [_task(task_name(i), cmd, [task_name(i - 1)]) for i in range(1, n)]
+    return {"name": f"chain-{n}", "tasks": tasks}
+
+
+def fan(n: int, cmd: list[str]) -> dict[str, Any]:
+    """One root, n-2 parallel middles depending on it, one sink depending on every middle."""
+    if n < 3:
+        raise ValueError("a fan-out/fan-in flow needs at least 3 tasks")
+    root = task_name(0)
+    middles = [task_name(i) for i in range(1, n - 1)]
+    tasks = [_task(root, cmd)]
+    tasks += [_task(m, cmd, [root]) for m in middles]
+    tasks.append(_task(task_name(n - 1), cmd, middles))
+    return {"name": f"fan-{n}", "tasks": tasks}
+
+
+# Reading the outcome from Postgres ----------------------------------------------------------
+
+
+async def wait_terminal(
+    url: str, expected: int, timeout: float, flow_id: str | None = None
+) -> tuple[int, bool]:
+    """Poll until `expected` flows (or `flow_id`) are terminal. Returns (terminal, in_time)."""
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        done = 0
+        while time.monotonic() < deadline:
+            if flow_id is None:
+                done = int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM flows WHERE status = ANY($1::text[])", TERMINAL
+                    )
+                )
+            else:
+                status = await conn.fetchval("SELECT status FROM flows WHERE id = $1", flow_id)
+                done = 1 if status in TERMINAL else 0
+            if done >= expected:
+                return done, True
+            await asyncio.sleep(POLL_INTERVAL)
+        return done, False
+    finally:
+        await conn.close()
+
+
+async def outcome(url: str) -> dict[str, Any]:
+    """Statuses, the last terminal event's time, and the event log's size."""
+    conn = await asyncpg.connect(url)
+    try:
+        statuses = {
+            r["status"]: int(r["n"])
+            for r in await conn.fetch("SELECT status, count(*) AS n FROM flows GROUP BY status")
+        }
+        last = await conn.fetchval(
+            "SELECT extract(epoch FROM max(recorded_at)) FROM events "
+            "WHERE type IN ('flow_succeeded', 'flow_failed', 'flow_rejected')"
+        )
+        rows = int(await conn.fetchval("SELECT count(*) FROM events"))
+        size = int(await conn.fetchval("SELECT pg_total_relation_size('events')"))
+        tasks = int(await conn.fetchval("SELECT count(*) FROM tasks"))
+        return {
+            "statuses": statuses,
+            "last_terminal_epoch": float(last) if last is not None else None,
+            "event_rows": rows,
+            "event_bytes": size,
+            "tasks": tasks,
+        }
+    finally:
+        await conn.close()
+
+
+async def step_latencies_ms(url: str, flow_id: str, order: list[str]) -> list[float]:
+    """parent task_succeeded `at` -> child task_started `at` along a chain, from the log."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT type, data->>'task' AS task, "
+            "extract(epoch FROM (data->>'at')::timestamptz) AS at "
+            "FROM events WHERE flow_id = $1 AND type IN ('task_started', 'task_succeeded')",
+            flow_id,
+        )
+    finally:
+        await conn.close()
+    started = {r["task"]: float(r["at"]) for r in rows if r["type"] == "task_started"}
+    succeeded = {r["task"]: float(r["at"]) for r in rows if r["type"] == "task_succeeded"}
+    out = []
+    for parent, child in itertools.pairwise(order):
+        if parent in succeeded and child in started:
+            out.append((started[child] - succeeded[parent]) * 1000.0)
+    return out
+
+
+async def first_started_epoch(url: str, flow_id: str) -> float | None:
+    conn = await asyncpg.connect(url)
+    try:
+        value = await conn.fetchval(
+            "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
+            "WHERE flow_id = $1 AND type = 'task_started'",
+            flow_id,
+        )
+        return float(value) if value is not None else None
+    finally:
+        await conn.close()

@@ -1,0 +1,79 @@
+"""The local executor after a runner died: a finished attempt is never run again, a running
+one is adopted, not started twice; a lost attempt's leftover process is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from weir_proto.messages import Dispatch
+from weir_proto.spec import TaskSpec
+from weir_runner.executors.local import SUPERVISOR, LocalExecutor
+
+
+def dispatch(cmd: list[str], attempt: int = 1) -> Dispatch:
+    return Dispatch(
+        flow_id="f1",
+        attempt=attempt,
+        attempt_id=f"f1-t-{attempt}",
+        task=msgspec.convert({"name": "t", "cmd": cmd, "queue": "default"}, TaskSpec),
+        dispatched_at=datetime.now(UTC),
+    )
+
+
+def left_running(root: Path, job: Dispatch) -> subprocess.Popen[bytes]:
+    """What a runner killed with -9 leaves: the attempt's supervised process, still going."""
+    home = root / job.attempt_id
+    (home / "work").mkdir(parents=True)
+    return subprocess.Popen(
+        ["/bin/sh", "-c", SUPERVISOR, str(home / "exit"), *job.task.cmd],
+        cwd=home / "work",
+        start_new_session=True,
+    )
+
+
+async def nothing() -> None:
+    return None
+
+
+async def test_running_attempt_is_adopted_not_started_again(tmp_path: Path) -> None:
+    trail = tmp_path / "trail"
+    job = dispatch(["sh", "-c", f"echo start >> {trail}; sleep 0.5; echo end >> {trail}; exit 3"])
+    orphan = left_running(tmp_path, job)
+    await asyncio.sleep(0.1)
+    result = await LocalExecutor(tmp_path).run(job, nothing)
+    orphan.wait()
+    assert result.exit_code == 3 and result.error_type == "exit_code"
+    assert trail.read_text().split() == ["start", "end"]
+
+
+async def test_attempt_that_finished_while_no_runner_watched_reports_its_exit_code(
+    tmp_path: Path,
+) -> None:
+    trail = tmp_path / "trail"
+    job = dispatch(["sh", "-c", f"echo ran >> {trail}"])
+    left_running(tmp_path, job).wait()
+    result = await LocalExecutor(tmp_path).run(job, nothing)
+    assert result.exit_code == 0 and result.error_type is None
+    assert trail.read_text().split() == ["ran"]
+
+
+async def test_a_lost_attempts_leftover_process_is_stopped_before_the_retry(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    old = dispatch(["sh", "-c", f"sleep 5; touch {marker}"], attempt=1)
+    orphan = left_running(tmp_path, old)
+    await asyncio.sleep(0.1)
+    retry = dispatch(["true"], attempt=2)
+    result = await LocalExecutor(tmp_path).run(retry, nothing)
+    assert result.exit_code == 0
+    assert orphan.wait(timeout=5) != 0
+    assert not marker.exists()
+
+
+async def test_missing_program_is_a_clear_executor_error(tmp_path: Path) -> None:
+    result = await LocalExecutor(tmp_path).run(dispatch(["no-such-program-x"]), nothing)
+    assert result.error_type == "executor"
+    assert result.message == "task \"t\": cannot start 'no-such-program-x': not found on PATH"
