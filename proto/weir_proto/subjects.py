@@ -41,8 +41,20 @@ def status(flow_id: str) -> str:
     return f"{STATUS_PREFIX}.{flow_id}"
 
 
-def dispatch(queue: str) -> str:
-    return f"{DISPATCH_PREFIX}.{queue}"
+def dispatch(queue: str, flow_id: str) -> str:
+    """Where an attempt of `flow_id` waits for a runner of `queue`; per flow, so cancelling
+    a flow can purge the attempts of it that no runner has taken yet."""
+    return f"{DISPATCH_PREFIX}.{queue}.{flow_id}"
+
+
+def queue_dispatches(queue: str) -> str:
+    """What the runners of `queue` consume."""
+    return f"{DISPATCH_PREFIX}.{queue}.>"
+
+
+def flow_dispatches(flow_id: str) -> str:
+    """Every dispatch of one flow, whatever its queue (to purge on cancel)."""
+    return f"{DISPATCH_PREFIX}.*.{flow_id}"
 
 
 def event(flow_id: str, event_type: str) -> str:

@@ -422,6 +422,8 @@ def subject_template(subject: str) -> str:
         return f"{subjects.STATUS_PREFIX}.{{flow_id}}"
     if subject.startswith(subjects.EVENTS_PREFIX + ".") and len(parts) == 4:
         return f"{subjects.EVENTS_PREFIX}.{{flow_id}}.{parts[3]}"
+    if subject.startswith(subjects.DISPATCH_PREFIX + ".") and len(parts) == 4:
+        return f"{subjects.DISPATCH_PREFIX}.{parts[2]}.{{flow_id}}"
     return subject
 
 

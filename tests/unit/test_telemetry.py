@@ -378,11 +378,11 @@ def test_publish_and_process_spans_follow_the_messaging_conventions() -> None:
 def test_a_span_name_keeps_low_cardinality_subjects_as_they_are(process: Process) -> None:
     with telemetry.publishing(subjects.SUBMIT, provider=process.provider):
         pass
-    with telemetry.receiving(subjects.dispatch("gpu"), None, provider=process.provider):
+    with telemetry.receiving(subjects.dispatch("gpu", FLOW), None, provider=process.provider):
         pass
     assert {s.name for s in process.spans} == {
         "publish weir.cmd.submit",
-        "process weir.dispatch.gpu",
+        "process weir.dispatch.gpu.{flow_id}",
     }
     assert telemetry.subject_template(subjects.event(FLOW, "task_started")) == (
         "weir.events.{flow_id}.task_started"

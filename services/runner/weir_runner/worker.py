@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +47,7 @@ FETCH_WAIT = 5.0
 PUBLISH_RETRY_DELAY = 0.5
 PUBLISH_TIMEOUT = 5.0
 ASK_TIMEOUT = 2.0
+CANCELLED_MEMORY_SECONDS = 600.0
 
 _encoder = msgspec.json.Encoder()
 _dispatch_decoder = msgspec.json.Decoder(Dispatch)
@@ -79,6 +81,9 @@ class Runner:
         self.attempts: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         """Attempts being executed, by (flow_id, task, attempt): their handler tasks."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
+        self.recently_cancelled: dict[str, float] = {}
+        """Flows whose cancel this runner saw, so an attempt it took just before the purge
+        does not start."""
         self.nc: NATS | None = None
 
     async def run(self) -> None:
@@ -91,7 +96,7 @@ class Runner:
         loops = []
         for queue in settings.runner_queues:
             sub = await js.pull_subscribe(
-                subjects.dispatch(queue),
+                subjects.queue_dispatches(queue),
                 durable=consumer_name(queue),
                 stream=subjects.STREAM_DISPATCH,
                 config=ConsumerConfig(
@@ -198,7 +203,13 @@ class Runner:
     ) -> None:
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
-            run, why = await self._should_run(dispatch)
+            run, why = True, ""
+            if dispatch.flow_id in self.recently_cancelled:
+                run, why = False, "flow cancelled"
+            elif msg.metadata.num_delivered > 1:
+                # Handed out before: maybe superseded by a retry meanwhile. A first delivery
+                # needs no question (a cancel purges the flow's dispatches from the stream).
+                run, why = await self._should_run(dispatch)
             if not run:
                 log.info("attempt not run", extra={**context, "reason": why})
                 await msg.ack()
@@ -318,6 +329,11 @@ class Runner:
             delay = min(delay * 2, 5.0)
 
     def _cancel_flow(self, flow_id: str, reason: str) -> None:
+        now = time.monotonic()
+        self.recently_cancelled[flow_id] = now
+        for old, at in list(self.recently_cancelled.items()):
+            if now - at > CANCELLED_MEMORY_SECONDS:
+                del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
             if key[0] == flow_id and key not in self.cancelled:
                 log.info(

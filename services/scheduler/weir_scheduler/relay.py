@@ -16,6 +16,7 @@ import logging
 import asyncpg
 from nats.js import JetStreamContext
 from weir import telemetry
+from weir_proto import subjects
 
 from weir_scheduler.store import Q
 
@@ -82,6 +83,16 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
 
+    async def _purge_dispatches(self, flow_id: str) -> None:
+        """A cancelled flow's attempts that no runner has taken never start (runners that
+        took one already kill it when they see the cancel event)."""
+        try:
+            await self.js.purge_stream(
+                subjects.STREAM_DISPATCH, subject=subjects.flow_dispatches(flow_id)
+            )
+        except Exception as exc:
+            log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
+
     async def _drain_once(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(Q["outbox_batch"], self.batch)
         if not rows:
@@ -103,6 +114,9 @@ class OutboxRelay:
             log.warning("relay could not publish (will retry): %s", exc)
             await asyncio.sleep(RELAY_RETRY_DEFAULT)
             return 0
+        for row in rows:
+            if row["subject"].endswith(".flow_cancel_requested"):
+                await self._purge_dispatches(row["msg_id"].rsplit(".", 1)[0])
         await conn.execute(Q["outbox_delete"], [row["id"] for row in rows])
         self.published += len(rows)
         return len(rows)

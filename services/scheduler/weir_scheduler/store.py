@@ -402,7 +402,7 @@ def dispatches(flow: Flow, events: Iterable[FlowEvent]) -> list[tuple[str, str, 
             dispatched_at=event.at,
             input_flows=input_flows,
         )
-        out.append((subjects.dispatch(event.queue), event.id, _encoder.encode(message)))
+        out.append((subjects.dispatch(event.queue, flow.id), event.id, _encoder.encode(message)))
     return out
 
 
