@@ -49,6 +49,8 @@ REQUEST_TIMEOUT_DEFAULT = 10.0
 CONNECT_ATTEMPTS = 10
 """Reconnect attempts (0.5 s apart) before a client gives up on a server."""
 HISTORY_IDLE_DEFAULT = 1.0
+GAP_WAIT = 2.0
+"""How long events() holds an event whose predecessors have not arrived yet."""
 """Without --follow, event replay ends once the stream has been quiet this long."""
 
 _T = TypeVar("_T")
@@ -227,28 +229,39 @@ class Client:
     async def events(
         self, flow_id: str, follow: bool = False, idle: float = HISTORY_IDLE_DEFAULT
     ) -> AsyncIterator[FlowEvent]:
-        """The flow's events from the first. With `follow`, goes on live until the flow ends;
-        without, stops once the history has been replayed."""
+        """The flow's events from the first, in `seq` order, each once. With `follow`, goes on
+        live until the flow ends; without, stops once the history has been replayed.
+
+        Several scheduler replicas may publish a flow's events slightly out of order; an
+        event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
         sub = await self.js.subscribe(
             subjects.flow_events(flow_id),
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )
         last_seq = 0
+        held: dict[int, FlowEvent] = {}
         try:
             while True:
+                wait = GAP_WAIT if held else (None if follow else idle)
                 try:
-                    msg = await sub.next_msg(timeout=None if follow else idle)
+                    msg = await sub.next_msg(timeout=wait)
                 except (TimeoutError, nats.errors.TimeoutError):
-                    return
-                event = _event_decoder.decode(msg.data)
-                if event.seq <= last_seq:
-                    continue
-                last_seq = event.seq
-                yield event
-                if event_type(event) in TERMINAL_FLOW_EVENTS:
-                    return
-                if not follow and msg.metadata.num_pending == 0:
+                    if not held:
+                        return
+                    last_seq = min(held) - 1  # the missing ones are not coming: move on
+                    msg = None
+                if msg is not None:
+                    event = _event_decoder.decode(msg.data)
+                    if event.seq > last_seq:
+                        held[event.seq] = event
+                while last_seq + 1 in held:
+                    event = held.pop(last_seq + 1)
+                    last_seq = event.seq
+                    yield event
+                    if event_type(event) in TERMINAL_FLOW_EVENTS:
+                        return
+                if not follow and not held and msg is not None and msg.metadata.num_pending == 0:
                     return
         finally:
             with contextlib.suppress(Exception):

@@ -261,6 +261,8 @@ class Runner:
             )
             await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
 
+        if not getattr(self.executor, "writes_logs", True):
+            return await self._run_attempt(dispatch, key, started)
         shipper = LogShipper(
             js,
             Path(self.settings.runner_dir) / dispatch.attempt_id,

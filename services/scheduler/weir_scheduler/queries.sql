@@ -15,64 +15,82 @@ SELECT data::text AS data FROM events WHERE flow_id = $1 ORDER BY seq;
 -- name: flow_digests
 SELECT id, spec_digest, status FROM flows WHERE id = ANY($1::text[]);
 
--- name: append_events
-INSERT INTO events (id, flow_id, seq, type, data)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::jsonb[]);
-
--- name: append_outbox
-INSERT INTO outbox (subject, msg_id, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]);
-
--- name: notify_outbox
-SELECT pg_notify('weir_outbox', '');
-
--- name: upsert_flows
-INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
-                   tags, metadata, start_at, rerun_of, unique_key, finished_at)
-SELECT f.id, f.name, f.status, f.seq, f.task_count, f.created_at, f.updated_at, f.spec_digest,
-       f.errors, t.tags, coalesce(f.metadata, '{}'::jsonb), f.start_at,
-       f.rerun_of, f.unique_key, f.finished_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
-            $7::timestamptz[], $8::text[], $9::jsonb[], $10::jsonb[], $11::jsonb[],
-            $12::timestamptz[], $13::text[], $14::text[], $15::timestamptz[])
-     AS f(id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
-          tags_json, metadata, start_at, rerun_of, unique_key, finished_at)
-     CROSS JOIN LATERAL (
-         SELECT array(SELECT jsonb_array_elements_text(coalesce(f.tags_json, '[]'::jsonb)))
-     ) AS t(tags)
-ON CONFLICT (id) DO UPDATE SET
-    status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
-    finished_at = excluded.finished_at;
-
--- name: upsert_tasks
-INSERT INTO tasks (flow_id, name, position, status, attempt, queue, depends, dispatched_at,
-                   started_at, finished_at, exit_code, error_type, error_message, runner,
-                   priority, failures, retry_at)
-SELECT t.flow_id, t.name, t.position, t.status, t.attempt, t.queue,
-       CASE WHEN t.depends = '' THEN '{}'::text[] ELSE string_to_array(t.depends, ',') END,
-       t.dispatched_at, t.started_at, t.finished_at, t.exit_code, t.error_type,
-       t.error_message, t.runner, t.priority, t.failures, t.retry_at
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int[], $12::text[],
-            $13::text[], $14::text[], $15::int[], $16::jsonb[], $17::timestamptz[])
-     AS t(flow_id, name, position, status, attempt, queue, depends, dispatched_at, started_at,
-          finished_at, exit_code, error_type, error_message, runner, priority, failures,
-          retry_at)
-ON CONFLICT (flow_id, name) DO UPDATE SET
-    status = excluded.status, attempt = excluded.attempt, dispatched_at = excluded.dispatched_at,
-    started_at = excluded.started_at, finished_at = excluded.finished_at,
-    exit_code = excluded.exit_code, error_type = excluded.error_type,
-    error_message = excluded.error_message, runner = excluded.runner,
-    failures = excluded.failures, retry_at = excluded.retry_at;
-
--- name: delete_timers
-DELETE FROM timers t
-USING unnest($1::text[], $2::text[]) AS d(flow_id, task)
-WHERE t.flow_id = d.flow_id AND t.task = d.task;
-
--- name: insert_timers
-INSERT INTO timers (flow_id, task, kind, attempt, due_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]);
+-- name: append
+-- One statement, one round trip, atomic on its own: events, projections (flows, tasks,
+-- timers), outbox rows and the relay's wake-up. A concurrent append to the same flow fails it
+-- on (flow_id, seq); the caller reloads and decides again.
+WITH appended AS (
+    INSERT INTO events (id, flow_id, seq, type, data)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::jsonb[])
+    RETURNING 1
+), flow_rows AS (
+    INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, spec_digest,
+                       errors, tags, metadata, start_at, rerun_of, unique_key, finished_at)
+    SELECT f.id, f.name, f.status, f.seq, f.task_count, f.created_at, f.updated_at,
+           f.spec_digest, f.errors,
+           array(SELECT jsonb_array_elements_text(coalesce(f.tags_json, '[]'::jsonb))),
+           coalesce(f.metadata, '{}'::jsonb), f.start_at, f.rerun_of, f.unique_key,
+           f.finished_at
+    FROM unnest($6::text[], $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[],
+                $12::timestamptz[], $13::text[], $14::jsonb[], $15::jsonb[], $16::jsonb[],
+                $17::timestamptz[], $18::text[], $19::text[], $20::timestamptz[])
+         AS f(id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
+              tags_json, metadata, start_at, rerun_of, unique_key, finished_at)
+    ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
+        finished_at = excluded.finished_at
+    RETURNING 1
+), task_rows AS (
+    INSERT INTO tasks (flow_id, name, position, status, attempt, queue, depends, dispatched_at,
+                       started_at, finished_at, exit_code, error_type, error_message, runner,
+                       priority, failures, retry_at)
+    SELECT t.flow_id, t.name, t.position, t.status, t.attempt, t.queue,
+           CASE WHEN t.depends = '' THEN '{}'::text[] ELSE string_to_array(t.depends, ',') END,
+           t.dispatched_at, t.started_at, t.finished_at, t.exit_code, t.error_type,
+           t.error_message, t.runner, t.priority, t.failures, t.retry_at
+    FROM unnest($21::text[], $22::text[], $23::int[], $24::text[], $25::int[], $26::text[],
+                $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
+                $31::int[], $32::text[], $33::text[], $34::text[], $35::int[], $36::jsonb[],
+                $37::timestamptz[])
+         AS t(flow_id, name, position, status, attempt, queue, depends, dispatched_at,
+              started_at, finished_at, exit_code, error_type, error_message, runner, priority,
+              failures, retry_at)
+    ON CONFLICT (flow_id, name) DO UPDATE SET
+        status = excluded.status, attempt = excluded.attempt,
+        dispatched_at = excluded.dispatched_at, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, exit_code = excluded.exit_code,
+        error_type = excluded.error_type, error_message = excluded.error_message,
+        runner = excluded.runner, failures = excluded.failures, retry_at = excluded.retry_at
+    RETURNING 1
+), due AS (
+    SELECT * FROM unnest($40::text[], $41::text[], $42::text[], $43::int[], $44::timestamptz[])
+        AS d(flow_id, task, kind, attempt, due_at)
+), timers_set AS (
+    INSERT INTO timers (flow_id, task, kind, attempt, due_at)
+    SELECT * FROM due
+    ON CONFLICT (flow_id, task, kind) DO UPDATE SET
+        attempt = excluded.attempt, due_at = excluded.due_at, claimed_until = NULL
+    RETURNING 1
+), timers_cleared AS (
+    -- Timers of the touched tasks that are no longer due (disjoint from the rows set above).
+    DELETE FROM timers t
+    USING unnest($38::text[], $39::text[]) AS c(flow_id, task)
+    WHERE t.flow_id = c.flow_id AND t.task = c.task
+      AND NOT EXISTS (
+          SELECT 1 FROM due
+          WHERE due.flow_id = t.flow_id AND due.task = t.task AND due.kind = t.kind
+      )
+    RETURNING 1
+), outbox_rows AS (
+    INSERT INTO outbox (subject, msg_id, payload)
+    SELECT * FROM unnest($45::text[], $46::text[], $47::bytea[])
+    RETURNING id
+)
+SELECT pg_notify('weir_outbox', ''),
+       (SELECT count(*) FROM appended), (SELECT count(*) FROM flow_rows),
+       (SELECT count(*) FROM task_rows), (SELECT count(*) FROM timers_set),
+       (SELECT count(*) FROM timers_cleared),
+       (SELECT array_agg(id ORDER BY id) FROM outbox_rows) AS outbox_ids;
 
 -- name: claim_timers
 -- Due timers nobody is firing right now; the claim lapses on its own if we die.

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from weir import telemetry
 from weir_proto import subjects
 
-from weir_scheduler.store import Q
+from weir_scheduler.store import OutboxRow, Q
 
 log = logging.getLogger("weir.scheduler.relay")
 
@@ -27,6 +27,8 @@ RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
+FAST_PATH_BACKLOG = 256
+"""Committed batches the in-process publisher may lag behind before appends wait for it."""
 
 
 class OutboxRelay:
@@ -37,6 +39,7 @@ class OutboxRelay:
         *,
         batch: int = RELAY_BATCH_DEFAULT,
         idle_poll: float = RELAY_IDLE_POLL_DEFAULT,
+        pool: asyncpg.Pool | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("relay batch must be at least 1")
@@ -44,6 +47,9 @@ class OutboxRelay:
         self.js = js
         self.batch = batch
         self.idle_poll = idle_poll
+        self.pool = pool
+        """For the fast path's deletes (the leading relay keeps its own connection)."""
+        self._fast: asyncio.Queue[list[OutboxRow]] = asyncio.Queue(FAST_PATH_BACKLOG)
         self.published = 0
         self._wake = asyncio.Event()
 
@@ -97,26 +103,57 @@ class OutboxRelay:
         rows = await conn.fetch(Q["outbox_batch"], self.batch)
         if not rows:
             return 0
+        batch = [OutboxRow(r["id"], r["subject"], r["msg_id"], r["payload"]) for r in rows]
+        if not await self._publish(batch):
+            await asyncio.sleep(RELAY_RETRY_DEFAULT)
+            return 0
+        await conn.execute(Q["outbox_delete"], [row.id for row in batch])
+        self.published += len(batch)
+        return len(batch)
+
+    async def publish_committed(self, rows: list[OutboxRow]) -> None:
+        """Fast path: hand rows this process just committed to the in-process publisher,
+        which publishes them in order and deletes them. Whatever it does not get to stays in
+        the outbox for the leading relay; a row published twice is dropped by JetStream as a
+        duplicate (same Nats-Msg-Id). Waits only when the publisher is FAST_PATH_BACKLOG
+        batches behind."""
+        if rows and self.pool is not None:
+            await self._fast.put(rows)
+
+    async def run_fast_path(self, stop: asyncio.Event) -> None:
+        """The in-process publisher: one at a time, so a flow's events keep their order."""
+        while not stop.is_set():
+            rows = await self._fast.get()
+            while not self._fast.empty() and len(rows) < self.batch:
+                rows = rows + self._fast.get_nowait()
+            if not await self._publish(rows):
+                continue  # left for the leading relay
+            assert self.pool is not None
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(Q["outbox_delete"], [row.id for row in rows])
+            except Exception as exc:
+                log.debug("published rows left in the outbox", extra={"error": str(exc)})
+
+    async def _publish(self, rows: list[OutboxRow]) -> bool:
         futures = []
         try:
             for row in rows:
-                msg_id: str = row["msg_id"]
-                flow_id = msg_id.rsplit(".", 1)[0]
+                flow_id = row.msg_id.rsplit(".", 1)[0]
                 # Events and dispatches carry their flow's trace context on to every reader.
-                headers = telemetry.inject({"Nats-Msg-Id": msg_id}, telemetry.flow_context(flow_id))
+                headers = telemetry.inject(
+                    {"Nats-Msg-Id": row.msg_id}, telemetry.flow_context(flow_id)
+                )
                 futures.append(
-                    await self.js.publish_async(row["subject"], row["payload"], headers=headers)
+                    await self.js.publish_async(row.subject, row.payload, headers=headers)
                 )
             await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
         except Exception as exc:
             for future in futures:
                 future.cancel()
             log.warning("relay could not publish (will retry): %s", exc)
-            await asyncio.sleep(RELAY_RETRY_DEFAULT)
-            return 0
+            return False
         for row in rows:
-            if row["subject"].endswith(".flow_cancel_requested"):
-                await self._purge_dispatches(row["msg_id"].rsplit(".", 1)[0])
-        await conn.execute(Q["outbox_delete"], [row["id"] for row in rows])
-        self.published += len(rows)
-        return len(rows)
+            if row.subject.endswith(".flow_cancel_requested"):
+                await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0])
+        return True

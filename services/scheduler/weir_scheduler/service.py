@@ -89,7 +89,8 @@ class Scheduler:
         policy = Policy(limited_queues=frozenset(settings.queue_limits))
         submissions = SubmissionHandler(store, limits, utcnow, policy)
         commands = FlowCommands(store, utcnow, policy)
-        relay = OutboxRelay(settings.database_url, js)
+        relay = OutboxRelay(settings.database_url, js, pool=self.pool)
+        store.on_outbox.append(relay.publish_committed)
         timers = TimerFirer(store, commands)
         ticker = CronTicker(self.pool, submissions, utcnow)
         service = await Api(store, submissions, commands).serve(self.nc)
@@ -117,6 +118,7 @@ class Scheduler:
             asyncio.create_task(self._submit_loop(submit_sub, submissions), name="submits"),
             asyncio.create_task(self._status_loop(status_sub, commands), name="reports"),
             asyncio.create_task(relay.run(self.stop), name="relay"),
+            asyncio.create_task(relay.run_fast_path(self.stop), name="relay-fast-path"),
             asyncio.create_task(timers.run(self.stop), name="timers"),
             asyncio.create_task(ticker.run(self.stop), name="cron"),
         ]

@@ -82,6 +82,14 @@ def spec_digest(spec: FlowSpec) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    subject: str
+    msg_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """Events decided for one flow, and the flow after them."""
 
@@ -134,6 +142,9 @@ class EventStore:
         self.on_commit: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
         """Called after every committed append (metrics and traces; never for decisions)."""
         self.on_prune: list[Callable[[list[str]], Awaitable[None]]] = []
+        self.on_outbox: list[Callable[[list[OutboxRow]], Awaitable[None]]] = []
+        """Given the outbox rows an append just committed, to publish them at once (the relay
+        would find them anyway; this saves its wake-up and query on the hot path)."""
         """Called with the ids of each pruned batch (to delete what lives outside Postgres)."""
 
     async def load(self, flow_id: str) -> Flow:
@@ -172,8 +183,8 @@ class EventStore:
             if conn is not None:
                 await self._write(conn, changes)
             else:
-                async with self.pool.acquire() as own, own.transaction():
-                    await self._write(own, changes)
+                async with self.pool.acquire() as own:
+                    outbox = await self._write(own, changes)  # one statement: atomic by itself
         except asyncpg.UniqueViolationError as exc:
             self.cache.drop(c.after.id for c in changes)
             raise ConcurrencyError(str(exc)) from exc
@@ -183,6 +194,8 @@ class EventStore:
         for change in changes:
             self.cache.put(change.after)
         if conn is None:
+            for publish in self.on_outbox:
+                await publish(outbox)
             await self.committed(changes)
 
     async def committed(self, changes: Sequence[Change]) -> None:
@@ -194,7 +207,7 @@ class EventStore:
             except Exception:
                 log.exception("on_commit hook failed")
 
-    async def _write(self, conn: Conn, changes: Sequence[Change]) -> None:
+    async def _write(self, conn: Conn, changes: Sequence[Change]) -> list[OutboxRow]:
         ev_ids, ev_flows, ev_seqs, ev_types, ev_data = [], [], [], [], []
         out_subjects, out_ids, out_payloads = [], [], []
         for change in changes:
@@ -214,17 +227,29 @@ class EventStore:
                 out_ids.append(msg_id)
                 out_payloads.append(payload)
         touched = [(c.after, _touched_tasks(c)) for c in changes]
-        await conn.execute(Q["append_events"], ev_ids, ev_flows, ev_seqs, ev_types, ev_data)
-        await conn.execute(Q["upsert_flows"], *_flow_rows(changes))
-        tasks = _task_rows(touched)
-        if tasks[0]:
-            await conn.execute(Q["upsert_tasks"], *tasks)
         cleared, timers = _timer_rows(touched, self.timing)
-        await conn.execute(Q["delete_timers"], *cleared)
-        if timers[0]:
-            await conn.execute(Q["insert_timers"], *timers)
-        await conn.execute(Q["append_outbox"], out_subjects, out_ids, out_payloads)
-        await conn.execute(Q["notify_outbox"])
+        row = await conn.fetchrow(
+            Q["append"],
+            ev_ids,
+            ev_flows,
+            ev_seqs,
+            ev_types,
+            ev_data,
+            *_flow_rows(changes),
+            *_task_rows(touched),
+            *cleared,
+            *timers,
+            out_subjects,
+            out_ids,
+            out_payloads,
+        )
+        ids = (row["outbox_ids"] if row else None) or []
+        return [
+            OutboxRow(id, subject, msg_id, payload)
+            for id, subject, msg_id, payload in zip(
+                ids, out_subjects, out_ids, out_payloads, strict=True
+            )
+        ]
 
     async def claim_timers(self, most: int, hold: float) -> list[tuple[str, str, str, int]]:
         async with self.pool.acquire() as conn:

@@ -12,6 +12,7 @@ from weir_runner.executors.base import AttemptResult, OnStarted
 
 class NoopExecutor:
     name = "noop"
+    writes_logs = False
 
     async def run(self, dispatch: Dispatch, on_started: OnStarted) -> AttemptResult:
         await on_started()
