@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from weir.client import Client
+from weir_proto.events import FlowEvent, event_type
+
+WAIT = 60.0
+"""Seconds a test waits for a flow to end."""
 
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -22,3 +29,14 @@ def diamond(flow_id: str | None = None) -> dict[str, Any]:
     if flow_id:
         spec["id"] = flow_id
     return spec
+
+
+async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
+    """Submit, wait until the flow ends, return its id and its events."""
+    flow_id = await client.submit(spec)
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    return flow_id, [e async for e in client.events(flow_id)]
+
+
+def types(events: list[FlowEvent]) -> list[str]:
+    return [event_type(e) for e in events]

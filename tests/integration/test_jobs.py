@@ -11,26 +11,15 @@ from typing import Any
 import msgspec
 from weir.client import Client
 from weir.config import Settings
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import event_type
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import task
+from tests.flows import WAIT, finish, task, types
 
-WAIT = 60.0
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
 ONCE = {"max_attempts": 1}
-
-
-async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
-    flow_id = await client.submit(spec)
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    return flow_id, [e async for e in client.events(flow_id)]
-
-
-def types(events: list[FlowEvent]) -> list[str]:
-    return [event_type(e) for e in events]
 
 
 async def api(client: Client, verb: str, body: dict[str, Any]) -> dict[str, Any]:

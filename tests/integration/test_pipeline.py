@@ -14,26 +14,15 @@ import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto import subjects
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import event_type
 from weir_proto.messages import AttemptFinished
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import diamond, task
+from tests.flows import WAIT, diamond, finish, task, types
 
-WAIT = 60.0
 ONCE = {"max_attempts": 1}
-
-
-async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
-    flow_id = await client.submit(spec)
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    return flow_id, [e async for e in client.events(flow_id)]
-
-
-def types(events: list[FlowEvent]) -> list[str]:
-    return [event_type(e) for e in events]
 
 
 async def test_diamond_runs_each_task_after_its_own_dependencies(client: Client) -> None:
