@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.config import Settings
+from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest
@@ -89,6 +90,7 @@ class Runner:
     async def run(self) -> None:
         settings = self.settings
         self.nc = await connect(settings.nats_url, f"weir-runner-{settings.runner_name}")
+        health = await serve_health(self.nc, "runner", settings.runner_name)
         js = self.nc.jetstream()
         await ensure_streams(js)
         if isinstance(self.executor, LocalExecutor):
@@ -127,6 +129,7 @@ class Runner:
             },
         )
         self.ready.set()
+        health.set_ready()
         await self.stop.wait()
         log.info("runner stopping", extra={"running": len(self.running)})
         for loop in loops:
@@ -141,6 +144,7 @@ class Runner:
             await asyncio.gather(*late, return_exceptions=True)
         for task in background:
             task.cancel()
+        await health.stop()
         await close(self.nc)
         log.info("runner stopped")
 

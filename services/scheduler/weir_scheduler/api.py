@@ -67,9 +67,14 @@ def _decode(data: bytes, kind: type[_T], verb: str) -> _T:
         raise ApiFailure(
             ApiError(code="bad_request", message=f"weir.api.{verb}: {exc}".replace("`", ""))
         ) from None
+    except RecursionError:
+        raise ApiFailure(
+            ApiError(code="bad_request", message=f"weir.api.{verb}: request nests too deeply")
+        ) from None
 
 
 PRUNE_BATCH = 500
+PRUNE_OLDER_THAN_MAX = 100 * 366 * 24 * 3600.0
 
 
 def _no_schedule(name: str) -> ApiError:
@@ -209,14 +214,15 @@ class Api:
         request = _decode(data, PruneRequest, "prune")
         allowed = {str(s) for s in TERMINAL_FLOW_STATUSES}
         wrong = [s for s in request.statuses if s not in allowed]
-        if wrong or request.older_than < 0 or request.keep_last < 0:
+        if wrong or not 0 <= request.older_than <= PRUNE_OLDER_THAN_MAX or request.keep_last < 0:
             raise ApiFailure(
                 ApiError(
                     code="bad_request",
                     message=(
                         "prune takes statuses among "
                         f"{', '.join(sorted(allowed))} (only ended flows are pruned), "
-                        "older_than >= 0 seconds and keep_last >= 0"
+                        f"older_than between 0 and {PRUNE_OLDER_THAN_MAX:,.0f} seconds and "
+                        "keep_last >= 0"
                     ),
                 )
             )

@@ -120,6 +120,14 @@ def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
         raise Rejected(
             [SpecError(path="$", message="submit nests too deeply to be a flow spec")]
         ) from None
+    except UnicodeDecodeError as exc:
+        raise Rejected(
+            [
+                SpecError(
+                    path="$", message=f"submit is not valid UTF-8 ({exc.reason}); send UTF-8 JSON"
+                )
+            ]
+        ) from None
     if not isinstance(raw, dict):
         raise Rejected(
             [
@@ -132,12 +140,43 @@ def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
                 )
             ]
         )
+    nul = _find_nul(raw)
+    if nul is not None:
+        given = raw.get("id")
+        raise Rejected(
+            [
+                SpecError(
+                    path=nul,
+                    message=f"submit has a NUL character (\\u0000) at {nul}; remove it "
+                    "(weir stores every submit in Postgres, which cannot hold one)",
+                )
+            ],
+            flow_id=given if isinstance(given, str) and "\x00" not in given else None,
+        )
     flow_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
     try:
         return msgspec.convert(raw, FlowSpec)
     except msgspec.ValidationError as exc:
         raise Rejected([_structural_error(raw, str(exc))], flow_id, name) from None
+
+
+def _find_nul(raw: object) -> str | None:
+    """The JSON path of the first key or string holding a NUL character, if any."""
+    stack: list[tuple[str, object]] = [("$", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return path
+                stack.append((f"{path}.{_printable(key, 40)[1:-1]}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def _structural_error(raw: dict[str, object], text: str) -> SpecError:

@@ -27,6 +27,7 @@ RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
+DISPATCH_SUBJECTS = subjects.DISPATCH_PREFIX + "."
 FAST_PATH_BACKLOG = 256
 """Committed batches the in-process publisher may lag behind before appends wait for it."""
 
@@ -112,13 +113,17 @@ class OutboxRelay:
         return len(batch)
 
     async def publish_committed(self, rows: list[OutboxRow]) -> None:
-        """Fast path: hand rows this process just committed to the in-process publisher,
-        which publishes them in order and deletes them. Whatever it does not get to stays in
+        """Fast path: hand the dispatches this process just committed to the in-process
+        publisher, which publishes and deletes them, so a runner gets its next task without
+        waiting for the relay's wake-up. Events stay with the leading relay alone: it
+        publishes in outbox order, which keeps every flow's events in `seq` order on the
+        stream even with several scheduler replicas. Whatever it does not get to stays in
         the outbox for the leading relay; a row published twice is dropped by JetStream as a
         duplicate (same Nats-Msg-Id). Waits only when the publisher is FAST_PATH_BACKLOG
         batches behind."""
-        if rows and self.pool is not None:
-            await self._fast.put(rows)
+        dispatches = [row for row in rows if row.subject.startswith(DISPATCH_SUBJECTS)]
+        if dispatches and self.pool is not None:
+            await self._fast.put(dispatches)
 
     async def run_fast_path(self, stop: asyncio.Event) -> None:
         """The in-process publisher: one at a time, so a flow's events keep their order."""

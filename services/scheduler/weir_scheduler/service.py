@@ -16,9 +16,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.artifacts import delete_flow_artifacts
 from weir.config import Settings
-from weir.jetstream import close, connect, ensure_streams, fetch_batch
+from weir.health import serve_health
+from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
 from weir_proto import subjects
-from weir_proto.ids import flow_id_from_message
+from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, flow_id_from_message
 from weir_proto.messages import AttemptStatus, Heartbeat
 
 from weir_scheduler.api import Api
@@ -41,6 +42,8 @@ STATUS_CONSUMER = "weir-scheduler-status"
 BATCH_DEFAULT = 256
 FETCH_WAIT = 5.0
 RETRY_DELAY = 1.0
+POISON_DELIVERIES = 5
+"""A message that failed this many times on its own is rejected (submits) or dropped."""
 
 _status_decoder = msgspec.json.Decoder(AttemptStatus)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
@@ -68,6 +71,7 @@ class Scheduler:
         if applied:
             log.info("migrations applied", extra={"migrations": applied})
         self.nc = await connect(settings.nats_url, "weir-scheduler")
+        health = await serve_health(self.nc, "scheduler", postgres=self.pool)
         js = self.nc.jetstream()
         await ensure_streams(js)
         store = EventStore(
@@ -128,8 +132,9 @@ class Scheduler:
         if settings.prune_after is not None:
             pruner = Pruner(store, settings.prune_after, settings.prune_interval)
             loops.append(asyncio.create_task(pruner.run(self.stop), name="pruner"))
-        log.info("scheduler ready", extra={"nats": settings.nats_url})
+        log.info("scheduler ready", extra={"nats": redact_url(settings.nats_url)})
         self.ready.set()
+        health.set_ready()
         await self.stop.wait()
         log.info("scheduler stopping")
         for loop in loops:
@@ -139,6 +144,7 @@ class Scheduler:
             await heartbeats.unsubscribe()
         with contextlib.suppress(Exception):
             await service.stop()
+        await health.stop()
         await close(self.nc)
         await self.pool.close()
         log.info("scheduler stopped")
@@ -159,11 +165,31 @@ class Scheduler:
                         )
                     await handler.submit_many(batch)
             except Exception:
-                log.exception("could not record submits; will retry")
-                await _nak_all(msgs)
-                await asyncio.sleep(RETRY_DELAY)
+                log.exception("could not record a batch of submits; trying one at a time")
+                await self._submits_one_by_one(msgs, batch, handler)
                 continue
             await _ack_all(msgs)
+
+    async def _submits_one_by_one(
+        self, msgs: list[Msg], batch: list[Submission], handler: SubmissionHandler
+    ) -> None:
+        """One bad submit must not hold up the others. One that keeps failing on its own is
+        recorded as a rejection (so it is still visible), then acknowledged."""
+        for msg, submission in zip(msgs, batch, strict=True):
+            try:
+                await handler.submit(submission)
+            except Exception as exc:
+                if msg.metadata.num_delivered < POISON_DELIVERIES:
+                    log.warning("submit not recorded; will retry", extra={"error": str(exc)})
+                    await _nak_all([msg])
+                    continue
+                try:
+                    await handler.reject_unrecordable(submission, str(exc))
+                except Exception:
+                    log.exception("submit could not be recorded nor rejected; will retry")
+                    await _nak_all([msg])
+                    continue
+            await _ack_all([msg])
 
     async def _heartbeat(self, store: EventStore, msg: Msg) -> None:
         try:
@@ -185,22 +211,41 @@ class Scheduler:
             good: list[Msg] = []
             for msg in msgs:
                 try:
-                    reports.append(_status_decoder.decode(msg.data))
-                    good.append(msg)
+                    report = _status_decoder.decode(msg.data)
                 except msgspec.DecodeError as exc:
                     log.warning(
                         "undecodable status report dropped",
                         extra={"subject": msg.subject, "error": str(exc)},
                     )
                     await msg.term()
+                    continue
+                if not _is_name(report.flow_id) or not _is_name(report.task):
+                    log.warning("status report for no possible flow dropped")
+                    await msg.term()
+                    continue
+                reports.append(report)
+                good.append(msg)
             try:
                 await handler.apply([(r.flow_id, report_command(r)) for r in reports])
             except Exception:
-                log.exception("could not record status reports; will retry")
-                await _nak_all(good)
-                await asyncio.sleep(RETRY_DELAY)
+                log.exception("could not record a batch of reports; trying one at a time")
+                for msg, report in zip(good, reports, strict=True):
+                    try:
+                        await handler.apply([(report.flow_id, report_command(report))])
+                    except Exception as exc:
+                        if msg.metadata.num_delivered < POISON_DELIVERIES:
+                            await _nak_all([msg])
+                            continue
+                        log.error("status report dropped after repeated failures: %s", exc)
+                        await msg.term()
+                        continue
+                    await _ack_all([msg])
                 continue
             await _ack_all(good)
+
+
+def _is_name(value: str) -> bool:
+    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
 def _consumer_config(ack_wait: float) -> ConsumerConfig:

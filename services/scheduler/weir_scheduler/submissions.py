@@ -175,6 +175,16 @@ class SubmissionHandler:
                 )
         return outcomes, changes
 
+    async def reject_unrecordable(self, submission: Submission, why: str) -> Outcome:
+        """The last resort for a submit that fails every time it is recorded: a rejection
+        under the message's own id, so the submitter still sees what became of it."""
+        error = SpecError(
+            path="$",
+            message=f"submit could not be recorded ({why[:300]}); check it and submit again",
+        )
+        intent = _Intent(submission.fallback_id, Reject((error,)), None)
+        return await self._record_one(submission, intent)
+
     async def rerun(self, source: Flow, reused: tuple[str, ...]) -> Outcome:
         """A new run of `source`'s spec; tasks in `reused` count as succeeded with their
         outputs taken from `source`."""

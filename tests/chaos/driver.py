@@ -1,0 +1,292 @@
+"""The chaos driver: two schedulers and two runners as real processes, a stream of flows, and
+faults at random (seeded) moments: kill -9 of a scheduler or a runner, a restart of
+nats-server (same store) or of Postgres (same data). Then the checker reads what happened.
+
+Replay a run with `WEIR_CHAOS_SEED=<seed>` (printed at the start and in the summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from weir.devstack import Stack
+from weir.jetstream import close, connect
+from weir_proto import subjects
+from weir_proto.status import TERMINAL_FLOW_STATUSES
+
+from tests.chaos.checker import Verdict, check
+from tests.chaos.workload import flow_spec, invalid_spec
+
+CHAOS_ENV = {
+    "WEIR_DISPATCH_ACK_WAIT": "2",
+    "WEIR_SCHEDULER_ACK_WAIT": "2",
+    "WEIR_LEASE": "5",
+    "WEIR_HEARTBEAT_INTERVAL": "0.5",
+    "WEIR_SHUTDOWN_GRACE": "2",
+    "WEIR_RUNNER_CONCURRENCY": "6",
+    "WEIR_LOG_LEVEL": "INFO",
+}
+REPLICAS = 2
+FAULTS = ("kill_scheduler", "kill_runner", "restart_nats", "restart_postgres")
+SUBMIT_TIMEOUT = 3.0
+SUBMIT_TRIES = 20
+SETTLE_POLL = 0.5
+RSS_SAMPLE_EVERY = 5.0
+
+
+def seed_from_env() -> int:
+    raw = os.environ.get("WEIR_CHAOS_SEED")
+    return int(raw) if raw else random.SystemRandom().randrange(1, 2**31)
+
+
+@dataclass
+class Plan:
+    seed: int
+    flows: int
+    """Flows to submit, spread over `duration` seconds (the soak keeps going until then)."""
+    duration: float
+    fault_gap: tuple[float, float] = (1.5, 3.5)
+    settle_timeout: float = 90.0
+    api_share: float = 0.25
+    """Part of the submits sent to `weir.api.submit` instead of `weir.cmd.submit`."""
+    invalid_share: float = 0.05
+    kill_replicas: tuple[int, ...] = (0, 1)
+    """Replicas the driver may kill; the soak spares replica 0 to watch its memory throughout."""
+
+
+@dataclass
+class Run:
+    plan: Plan
+    acked: dict[str, bool] = field(default_factory=dict)
+    faults: Counter[str] = field(default_factory=Counter)
+    runner_kills: list[float] = field(default_factory=list)
+    unacked: int = 0
+    rss: dict[str, list[int]] = field(default_factory=dict)
+    verdict: Verdict | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        v = self.verdict
+        assert v is not None
+        faults = ", ".join(f"{k}={n}" for k, n in sorted(self.faults.items()))
+        statuses = ", ".join(f"{k}={n}" for k, n in sorted(v.statuses.items()))
+        return (
+            f"chaos seed={self.plan.seed} (replay: WEIR_CHAOS_SEED={self.plan.seed}) "
+            f"flows={v.flows} acked_submits={len(self.acked)} unacked_submits={self.unacked} "
+            f"events={v.events} executions={v.executions} rerun_attempts={v.rerun_attempts} "
+            f"kills={self.faults['kill_scheduler'] + self.faults['kill_runner']} "
+            f"restarts={self.faults['restart_nats'] + self.faults['restart_postgres']} "
+            f"[{faults}] statuses[{statuses}] violations={len(v.violations)} "
+            f"in {self.seconds:.1f}s"
+        )
+
+
+def start_stack(root: Path) -> Stack:
+    stack = Stack(root, env=dict(CHAOS_ENV))
+    stack.start_infra()
+    for replica in range(REPLICAS):
+        stack.start_scheduler(replica)
+    for replica in range(REPLICAS):
+        stack.start_runner(replica)
+    return stack
+
+
+def rss_kib(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+class Driver:
+    def __init__(self, stack: Stack, plan: Plan, trail: Path) -> None:
+        self.stack = stack
+        self.plan = plan
+        self.trail = trail
+        self.run = Run(plan)
+        self.rng = random.Random(plan.seed)
+        # Separate streams of randomness so faults replay even if the workload changes.
+        self.fault_rng = random.Random(plan.seed * 7 + 1)
+
+    async def go(self) -> Run:
+        started = time.monotonic()
+        self.trail.touch()
+        nc = await connect(self.stack.nats_url, "weir-chaos-driver")
+        try:
+            stop = asyncio.Event()
+            faults = asyncio.create_task(self._faults(stop))
+            sampler = asyncio.create_task(self._sample_rss(stop))
+            try:
+                await self._submit_all(nc)
+                # Keep injecting faults for the rest of the planned duration (the soak).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(faults),
+                        max(0.0, started + self.plan.duration - time.monotonic()),
+                    )
+            finally:
+                stop.set()
+                await faults
+                await sampler
+            await self._settle()
+        finally:
+            await close(nc)
+        self.run.verdict = await check(
+            self.stack.database_url,
+            self.stack.nats_url,
+            self.trail,
+            self.run.acked,
+            self.run.runner_kills,
+        )
+        self.run.seconds = time.monotonic() - started
+        return self.run
+
+    async def _submit_all(self, nc: NATS) -> None:
+        js = nc.jetstream()
+        gap = self.plan.duration * 0.6 / max(self.plan.flows, 1)
+        for n in range(self.plan.flows):
+            flow_id = f"chaos-{self.plan.seed % 100000}-{n}"
+            invalid = self.rng.random() < self.plan.invalid_share
+            if invalid:
+                spec = invalid_spec(flow_id)
+            else:
+                _, spec = flow_spec(flow_id, self.trail, self.rng)
+            payload = msgspec.json.encode(spec)
+            via_api = self.rng.random() < self.plan.api_share
+            if await self._submit(nc, js, flow_id, payload, via_api):
+                self.run.acked[flow_id] = invalid
+            else:
+                self.run.unacked += 1
+            await asyncio.sleep(self.rng.uniform(0, 2 * gap))
+
+    async def _submit(
+        self, nc: NATS, js: JetStreamContext, flow_id: str, payload: bytes, api: bool
+    ) -> bool:
+        """Submit until acknowledged (the same id makes a retry harmless); False if never."""
+        for _ in range(SUBMIT_TRIES):
+            try:
+                if api:
+                    reply = msgspec.json.decode(
+                        (
+                            await nc.request(subjects.API_SUBMIT, payload, timeout=SUBMIT_TIMEOUT)
+                        ).data
+                    )
+                    error = reply.get("error")
+                    if error is None or error.get("code") == "invalid_flow":
+                        return True
+                else:
+                    await js.publish(
+                        subjects.SUBMIT,
+                        payload,
+                        timeout=SUBMIT_TIMEOUT,
+                        headers={"Nats-Msg-Id": flow_id},
+                    )
+                    return True
+            except Exception:
+                pass
+            await asyncio.sleep(0.5)
+        return False
+
+    async def _faults(self, stop: asyncio.Event) -> None:
+        rng = self.fault_rng
+        order = list(FAULTS)
+        rng.shuffle(order)  # every kind at least once, first
+        n = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rng.uniform(*self.plan.fault_gap))
+            if stop.is_set():
+                return
+            fault = order[n] if n < len(order) else rng.choice(FAULTS)
+            n += 1
+            replica = rng.choice(self.plan.kill_replicas)
+            down = rng.uniform(0.1, 1.0)
+            await self._inject(fault, replica, down)
+
+    async def _inject(self, fault: str, replica: int, down: float) -> None:
+        stack = self.stack
+        self.run.faults[fault] += 1
+        if fault == "kill_scheduler":
+            stack.kill_scheduler(replica)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.start_scheduler, replica)
+        elif fault == "kill_runner":
+            self.run.runner_kills.append(time.time())
+            stack.kill_runner(replica)
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.start_runner, replica)
+        elif fault == "restart_nats":
+            await asyncio.to_thread(stack.restart_nats)
+        else:
+            await asyncio.to_thread(stack.restart_postgres)
+
+    async def _sample_rss(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for service in ("scheduler", "runner"):
+                for replica in range(REPLICAS):
+                    proc = self.stack.process(service, replica)
+                    kib = rss_kib(proc.pid) if proc is not None else None
+                    if kib is not None:
+                        name = f"{service}-{replica}/{proc.pid if proc else 0}"
+                        self.run.rss.setdefault(name, []).append(kib)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RSS_SAMPLE_EVERY)
+
+    async def _settle(self) -> None:
+        """Wait until every acknowledged flow has ended and the outbox is empty."""
+        terminal = [str(s) for s in TERMINAL_FLOW_STATUSES]
+        ids = list(self.run.acked)
+        deadline = time.monotonic() + self.plan.settle_timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(self.stack.database_url)
+                try:
+                    open_flows = await conn.fetchval(
+                        "SELECT count(*) FROM flows WHERE NOT (status = ANY($1::text[]))",
+                        terminal,
+                    )
+                    known = await conn.fetchval(
+                        "SELECT count(*) FROM flows WHERE id = ANY($1::text[])", ids
+                    )
+                    outbox = await conn.fetchval("SELECT count(*) FROM outbox")
+                finally:
+                    await conn.close()
+                if open_flows == 0 and known == len(ids) and outbox == 0:
+                    await asyncio.sleep(1.0)  # the relay's last publishes reach the stream
+                    return
+            await asyncio.sleep(SETTLE_POLL)
+
+
+def flat_memory(rss: dict[str, list[int]], *, warmup: int = 3, growth: float = 1.5) -> list[str]:
+    """Processes whose RSS at the end exceeds `growth` times their RSS after warm-up."""
+    grew = []
+    for name, samples in rss.items():
+        if len(samples) <= warmup + 2:
+            continue
+        base = max(samples[warmup], 1)
+        tail = sorted(samples[-3:])[1]
+        if tail > base * growth:
+            grew.append(f"{name}: {base} KiB after warm-up, {tail} KiB at the end")
+    return grew
+
+
+async def run_chaos(root: Path, plan: Plan, report: Callable[[str], None] = print) -> Run:
+    report(f"chaos: seed={plan.seed} flows={plan.flows} duration={plan.duration:.0f}s root={root}")
+    stack = await asyncio.to_thread(start_stack, root)
+    try:
+        return await Driver(stack, plan, root / "trail.log").go()
+    finally:
+        await asyncio.to_thread(stack.stop)

@@ -1,0 +1,323 @@
+"""NATS credentials and TLS for every process (WEIR_NATS_* through weir.jetstream.connect),
+checked against real nats-servers that demand them; and no secret in any log line."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from weir import logs
+from weir.config import ConfigError, NatsSecurity, Settings
+from weir.embedded import EmbeddedPostgres, _wait_for_port, free_port
+from weir.jetstream import close, connect, ensure_streams, redact_url
+from weir_runner.worker import Runner
+from weir_scheduler.service import Scheduler
+
+from tests.conftest import _start
+
+PASSWORD = "pw-Zq8-never-in-logs"
+TOKEN = "tok-Xr4-never-in-logs"
+
+
+def _nats_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    assert found, "nats-server not found"
+    return found
+
+
+def _start_nats(config: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [_nats_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    _wait_for_port(port, 30, "nats-server", proc)
+    return proc
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A nats-server (JetStream) whose `authorization` block is the test's parameter."""
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\nmax_payload: 8MB\n"
+        f"jetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n"
+        f"authorization {{ {request.param} }}\n"
+    )
+    proc = _start_nats(config, port)
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+USER_AUTH = f'user: weir, password: "{PASSWORD}"'
+TOKEN_AUTH = f'token: "{TOKEN}"'
+
+
+@pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
+async def test_user_and_password_from_the_environment(
+    secured_nats: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+        await connect(secured_nats, "no-creds", max_reconnect_attempts=0, allow_reconnect=False)
+    monkeypatch.setenv("WEIR_NATS_USER", "weir")
+    monkeypatch.setenv("WEIR_NATS_PASSWORD", "wrong")
+    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+        await connect(secured_nats, "bad-creds", max_reconnect_attempts=0, allow_reconnect=False)
+    monkeypatch.setenv("WEIR_NATS_PASSWORD", PASSWORD)
+    nc = await connect(secured_nats, "good-creds", max_reconnect_attempts=0)
+    try:
+        assert nc.is_connected
+        await nc.jetstream().account_info()
+    finally:
+        await close(nc)
+
+
+@pytest.mark.parametrize("secured_nats", [TOKEN_AUTH], indirect=True)
+async def test_token_from_the_environment_or_an_explicit_security_object(
+    secured_nats: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+        await connect(secured_nats, "no-token", max_reconnect_attempts=0, allow_reconnect=False)
+    nc = await connect(secured_nats, "explicit", security=NatsSecurity(token=TOKEN))
+    await close(nc)
+    monkeypatch.setenv("WEIR_NATS_TOKEN", TOKEN)
+    nc = await connect(secured_nats, "from-env", max_reconnect_attempts=0)
+    try:
+        assert nc.is_connected
+    finally:
+        await close(nc)
+
+
+@pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
+async def test_services_and_cli_run_against_an_authenticated_server(
+    secured_nats: str,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEIR_NATS_USER", "weir")
+    monkeypatch.setenv("WEIR_NATS_PASSWORD", PASSWORD)
+    settings = Settings(
+        nats_url=secured_nats, database_url=database_url, runner_dir=str(tmp_path / "runs")
+    )
+    scheduler, runner = Scheduler(settings), Runner(settings)
+    tasks = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    try:
+        spec = tmp_path / "one.yaml"
+        spec.write_text("name: one\ntasks:\n  - {name: a, cmd: ['true']}\n")
+        monkeypatch.delenv("WEIR_NATS_PASSWORD")
+        cli = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "weir.cli", "--nats-password", PASSWORD, "submit", str(spec)],
+            *["--wait", "--nats-url", secured_nats],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "WEIR_NATS_USER": "weir"},
+        )
+        output, _ = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0, output.decode(errors="replace")
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+def test_conflicting_or_missing_settings_are_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="WEIR_NATS_PASSWORD is set without WEIR_NATS_USER"):
+        NatsSecurity.from_env({"WEIR_NATS_PASSWORD": "x"})
+    with pytest.raises(ConfigError, match="not WEIR_NATS_USER and WEIR_NATS_TOKEN"):
+        NatsSecurity.from_env({"WEIR_NATS_USER": "u", "WEIR_NATS_TOKEN": "t"})
+    with pytest.raises(ConfigError, match="WEIR_NATS_TLS_CERT and WEIR_NATS_TLS_KEY go together"):
+        NatsSecurity.from_env({"WEIR_NATS_TLS_CERT": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"WEIR_NATS_CREDS='/nope\.creds' is not a readable"):
+        NatsSecurity.from_env({"WEIR_NATS_CREDS": "/nope.creds"})
+    assert PASSWORD not in repr(NatsSecurity(user="u", password=PASSWORD))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("nkeys") is not None, reason="nkeys is installed: creds would load"
+)
+def test_creds_without_the_nkeys_package_say_what_to_install(tmp_path: Path) -> None:
+    creds = tmp_path / "user.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\n")
+    with pytest.raises(ConfigError, match="pip install nkeys"):
+        asyncio.run(connect("nats://127.0.0.1:1", "x", security=NatsSecurity(creds=str(creds))))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cryptography") is None,
+    reason="the TLS test makes a throwaway CA with the `cryptography` package, which is not "
+    "installed in .venv",
+)
+async def test_tls_with_a_throwaway_ca_and_client_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fuzz.throwaway_ca import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"jetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n"
+        f"tls {{ cert_file: {str(pki.server_cert)!r}, key_file: {str(pki.server_key)!r}, "
+        f"ca_file: {str(pki.ca)!r}, verify: true }}\n"
+    )
+    proc = _start_nats(config, port)
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        monkeypatch.setenv("WEIR_NATS_TLS_CA", str(pki.ca))
+        with pytest.raises(Exception):  # noqa: B017 - the server demands a client certificate
+            await connect(url, "no-cert", max_reconnect_attempts=0, allow_reconnect=False)
+        monkeypatch.setenv("WEIR_NATS_TLS_CERT", str(pki.client_cert))
+        monkeypatch.setenv("WEIR_NATS_TLS_KEY", str(pki.client_key))
+        nc = await connect(url, "with-cert", max_reconnect_attempts=0)
+        try:
+            assert nc.is_connected
+            await nc.jetstream().account_info()
+        finally:
+            await close(nc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_urls_are_redacted_for_logs() -> None:
+    assert redact_url("nats://weir:pw@h:4222") == "nats://weir:***@h:4222"
+    assert redact_url("nats://tok@h:4222") == "nats://***@h:4222"
+    assert redact_url("postgresql://u:pw@h/db?sslmode=require") == (
+        "postgresql://u:***@h/db?sslmode=require"
+    )
+    assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+def _capture_logs() -> tuple[io.StringIO, logging.Handler]:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logs.JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG)
+    return buffer, handler
+
+
+async def test_the_database_password_is_never_logged(
+    postgres: EmbeddedPostgres, nats_server: object, database_url: str, tmp_path: Path
+) -> None:
+    # Trust auth accepts any password, so the URL can carry one and still work.
+    with_password = database_url.replace("postgres@", f"postgres:{PASSWORD}@")
+    nats_url = getattr(nats_server, "url")  # noqa: B009 - typed as object on purpose
+    buffer, handler = _capture_logs()
+    try:
+        unreachable = Settings(
+            nats_url=nats_url,
+            database_url=f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/x",
+        )
+        down = Scheduler(unreachable)
+        waiting = asyncio.create_task(down.run())
+        await asyncio.sleep(1.0)  # logs "postgres not reachable; retrying" a few times
+        down.stop.set()
+        await asyncio.wait_for(waiting, 10)
+
+        settings = Settings(
+            nats_url=nats_url, database_url=with_password, runner_dir=str(tmp_path / "r")
+        )
+        scheduler = Scheduler(settings)
+        task = await _start("scheduler", scheduler)
+        scheduler.stop.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = buffer.getvalue()
+    assert "postgres not reachable" in text, "the failure path was not exercised"
+    assert PASSWORD not in text, [line for line in text.splitlines() if PASSWORD in line][:3]
+
+
+@pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
+async def test_a_password_in_the_nats_url_is_never_logged(
+    secured_nats: str, database_url: str, tmp_path: Path
+) -> None:
+    url = secured_nats.replace("nats://", f"nats://weir:{PASSWORD}@")
+    buffer, handler = _capture_logs()
+    try:
+        settings = Settings(nats_url=url, database_url=database_url, runner_dir=str(tmp_path))
+        scheduler = Scheduler(settings)
+        task = await _start("scheduler", scheduler)
+        scheduler.stop.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert PASSWORD not in buffer.getvalue()
+
+
+PERMISSIONS = Path(__file__).parents[2] / "deploy" / "nats" / "permissions.conf"
+ROLE_PASSWORDS = {
+    "WEIR_SCHEDULER_NATS_PASSWORD": "sched-pw",
+    "WEIR_RUNNER_NATS_PASSWORD": "runner-pw",
+    "WEIR_SUBMITTER_NATS_PASSWORD": "submit-pw",
+    "WEIR_TASK_NATS_PASSWORD": "task-pw",
+}
+
+
+def _start_permissions_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    text = PERMISSIONS.read_text()
+    text = text.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}")
+    text = text.replace("/data/jetstream", str(tmp_path / "js"))
+    config = tmp_path / "permissions.conf"
+    config.write_text(text)
+    proc = subprocess.Popen(
+        [_nats_binary(), "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **ROLE_PASSWORDS},
+    )
+    _wait_for_port(port, 30, "nats-server", proc)
+    return proc, f"nats://127.0.0.1:{port}"
+
+
+async def _may_publish(url: str, user: str, password: str, subject: str) -> bool:
+    nc = await connect(
+        url, user, security=NatsSecurity(user=user, password=password), max_reconnect_attempts=0
+    )
+    try:
+        await nc.jetstream().publish(subject, b"{}", timeout=1.0)
+        return True
+    except Exception:
+        return False
+    finally:
+        await close(nc)
+
+
+async def test_example_permissions_let_each_role_do_its_part_only(tmp_path: Path) -> None:
+    proc, url = await asyncio.to_thread(_start_permissions_server, tmp_path)
+    try:
+        scheduler = await connect(
+            url, "s", security=NatsSecurity(user="weir-scheduler", password="sched-pw")
+        )
+        try:
+            await ensure_streams(scheduler.jetstream())
+        finally:
+            await close(scheduler)
+        submitter = ("weir-submitter", "submit-pw")
+        runner = ("weir-runner", "runner-pw")
+        task_pod = ("weir-task", "task-pw")
+        assert await _may_publish(url, *submitter, "weir.cmd.submit")
+        assert not await _may_publish(url, *submitter, "weir.status.f")
+        assert await _may_publish(url, *runner, "weir.status.f")
+        assert not await _may_publish(url, *runner, "weir.cmd.submit")
+        assert not await _may_publish(url, *task_pod, "weir.cmd.submit")
+        assert not await _may_publish(url, *task_pod, "weir.status.f")
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)

@@ -1,0 +1,100 @@
+"""Hostile submits, on the durable subject and on the API: every one becomes a rejection
+that says what is wrong (a `flow_rejected` event, or an `invalid_flow` error), and the
+scheduler goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import msgspec
+from hypothesis import HealthCheck, assume, given, settings
+from weir.client import Client
+from weir.config import Settings
+
+from tests.fuzz.hostile import (
+    ACCEPTED,
+    POISON,
+    WAIT,
+    api_call,
+    assert_precise,
+    hits_known_bug,
+    payloads,
+    still_serving,
+    submit_corpus,
+)
+
+EXAMPLES = 25
+
+
+async def _flows(database_url: str) -> list[Any]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(await conn.fetch("SELECT id, status, errors FROM flows"))
+    finally:
+        await conn.close()
+
+
+async def test_hostile_corpus_on_the_durable_subject_becomes_precise_rejections(
+    client: Client, settings: Settings
+) -> None:
+    corpus = [c for c in submit_corpus(settings.max_submit_bytes) if c[0] not in POISON]
+    for _, payload in corpus:
+        await client.js.publish("weir.cmd.submit", payload, timeout=WAIT)
+    rows: list[Any] = []
+    for _ in range(int(WAIT / 0.2)):
+        rows = await _flows(settings.database_url)
+        if len(rows) >= len(corpus):
+            break
+        await asyncio.sleep(0.2)
+    assert len(rows) == len(corpus), (
+        f"{len(corpus)} hostile submits were acknowledged but only {len(rows)} became flows "
+        "or rejections"
+    )
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    assert len(rejected) == len(corpus) - len(ACCEPTED), [(r["id"], r["status"]) for r in rows]
+    for row in rejected:
+        errors = msgspec.json.decode(row["errors"].encode())
+        assert errors and all(e["path"] and len(e["message"]) > 10 for e in errors), errors
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # stored verbatim, and nothing was dropped
+        assert await conn.fetchval(
+            "SELECT count(*) FROM flows WHERE name = $1", "x'; DROP TABLE events; --"
+        )
+    finally:
+        await conn.close()
+    await still_serving(client, "after-corpus")
+
+
+async def test_hostile_corpus_on_the_api_gets_invalid_flow_errors(
+    client: Client, settings: Settings
+) -> None:
+    for label, payload in submit_corpus(settings.max_submit_bytes):
+        if label in POISON:
+            continue
+        reply = await api_call(client.nc, "submit", payload)
+        if label in ACCEPTED:
+            assert reply.get("error") is None, (label, reply)
+            continue
+        assert_precise(reply, f"weir.api.submit {label}")
+        assert reply["error"]["code"] in {"invalid_flow", "bad_request"}, (label, reply)
+    rows = await _flows(settings.database_url)
+    assert sum(r["status"] == "rejected" for r in rows) == len(rows) - len(ACCEPTED), rows
+    await still_serving(client, "after-api-corpus")
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(payload=payloads)
+async def test_random_api_submits_are_accepted_or_precisely_refused(
+    client: Client, payload: bytes
+) -> None:
+    assume(not hits_known_bug(payload))
+    reply = await api_call(client.nc, "submit", payload)
+    if "result" in reply and reply.get("error") is None:
+        return
+    assert_precise(reply, f"weir.api.submit {payload[:200]!r}")
