@@ -198,7 +198,7 @@ def machine_info() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
     }
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         info["memory_total_mib"] = round(psutil.virtual_memory().total / 2**20)
         info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil  # type: ignore[import-untyped]
+import psutil
 from weir.devstack import Stack, create_database
 from weir.embedded import EmbeddedPostgres
 
