@@ -62,6 +62,13 @@ class KubernetesOptions(
     image_pull_secrets: list[str] = msgspec.field(default_factory=list, name="imagePullSecrets")
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    run_as_non_root: bool | None = msgspec.field(default=None, name="runAsNonRoot")
+    """Refuse to start the container as root (default: the runner's WEIR_KUBE_RUN_AS_NON_ROOT)."""
+    run_as_user: int | None = msgspec.field(default=None, name="runAsUser")
+    automount_service_account_token: bool = msgspec.field(
+        default=False, name="automountServiceAccountToken"
+    )
+    """Mount the service account's API token into the pod (off unless asked)."""
 
 
 class Backoff(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

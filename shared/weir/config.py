@@ -122,6 +122,7 @@ class Settings:
     """Seconds a finished pod is kept after its logs were captured (0: delete at once)."""
     artifacts_bucket: str = "weir-artifacts"
     """NATS Object Store bucket of task artifacts (one per deployment)."""
+    kube_run_as_non_root: bool = False
     kube_helper_image: str = "weir:latest"
     """Image (with weir installed) of the pods' artifact download/upload containers."""
     kube_data_secret: str = "weir-task-nats"
@@ -163,6 +164,8 @@ class Settings:
             kube_unschedulable_timeout=_float(env, "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT", 300.0, 1.0),
             kube_pod_ttl=_float(env, "WEIR_KUBE_POD_TTL", 0.0),
             artifacts_bucket=env.get("WEIR_ARTIFACTS_BUCKET") or "weir-artifacts",
+            kube_run_as_non_root=env.get("WEIR_KUBE_RUN_AS_NON_ROOT", "").lower()
+            in ("1", "true", "yes"),
             kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",
             kube_data_secret=env.get("WEIR_KUBE_DATA_SECRET") or "weir-task-nats",
         )

@@ -99,3 +99,43 @@ def test_timeout_and_kubernetes_options_are_mapped() -> None:
     assert spec["serviceAccountName"] == "etl"
     assert spec["imagePullSecrets"] == [{"name": "registry"}]
     assert pod["metadata"]["annotations"] == {"owner": "data"}
+
+
+def test_pod_security_defaults_and_what_a_task_may_change() -> None:
+    from datetime import UTC, datetime
+
+    import msgspec
+    from weir_proto.messages import Dispatch
+    from weir_proto.spec import TaskSpec
+    from weir_runner.executors.kubernetes.manifest import pod_manifest
+
+    def pod(options: dict[str, object], non_root: bool = False) -> dict[str, object]:
+        task = msgspec.convert(
+            {
+                "name": "t",
+                "cmd": ["true"],
+                "image": "alpine",
+                "queue": "default",
+                "kubernetes": options,
+            },
+            TaskSpec,
+        )
+        job = Dispatch(
+            flow_id="f",
+            attempt=1,
+            attempt_id="f-t-1",
+            task=task,
+            dispatched_at=datetime.now(UTC),
+        )
+        return pod_manifest(job, "batch", run_as_non_root=non_root)["spec"]  # type: ignore[no-any-return]
+
+    plain = pod({})
+    assert plain["automountServiceAccountToken"] is False
+    assert "runAsNonRoot" not in plain["securityContext"]  # type: ignore[operator]
+    assert pod({}, non_root=True)["securityContext"]["runAsNonRoot"] is True  # type: ignore[index]
+    chosen = pod(
+        {"runAsNonRoot": False, "runAsUser": 1000, "automountServiceAccountToken": True}, True
+    )
+    assert "runAsNonRoot" not in chosen["securityContext"]  # type: ignore[operator]
+    assert chosen["securityContext"]["runAsUser"] == 1000  # type: ignore[index]
+    assert chosen["automountServiceAccountToken"] is True

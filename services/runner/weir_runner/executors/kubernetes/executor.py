@@ -75,12 +75,15 @@ class KubernetesConfig:
     watch_timeout: int = WATCH_TIMEOUT_DEFAULT
     artifacts: ArtifactPlumbing = field(default_factory=ArtifactPlumbing)
     """How pods of tasks with inputs or outputs reach the artifacts bucket."""
+    run_as_non_root: bool = False
+    """Pods refuse to run as root unless a task says otherwise (WEIR_KUBE_RUN_AS_NON_ROOT)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesConfig:
         return cls(
             runner_dir=Path(settings.runner_dir),
             namespace=settings.kube_namespace,
+            run_as_non_root=settings.kube_run_as_non_root,
             kubeconfig=settings.kube_config,
             image_pull_timeout=settings.kube_image_pull_timeout,
             unschedulable_timeout=settings.kube_unschedulable_timeout,
@@ -184,7 +187,13 @@ class KubernetesExecutor:
         task_name = dispatch.task.name
         try:
             await self._create_or_adopt(
-                pod_manifest(dispatch, self.config.namespace, self.config.artifacts), channel
+                pod_manifest(
+                    dispatch,
+                    self.config.namespace,
+                    self.config.artifacts,
+                    run_as_non_root=self.config.run_as_non_root,
+                ),
+                channel,
             )
         except _Refused as exc:
             return AttemptResult(None, ErrorType.EXECUTOR, str(exc))

@@ -191,7 +191,10 @@ def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: Artifact
 
 
 def pod_manifest(
-    dispatch: Dispatch, namespace: str, plumbing: ArtifactPlumbing | None = None
+    dispatch: Dispatch,
+    namespace: str,
+    plumbing: ArtifactPlumbing | None = None,
+    run_as_non_root: bool = False,
 ) -> Pod:
     """The pod that runs `dispatch`: named after the attempt, so creating it twice is a
     conflict, never a second run."""
@@ -204,11 +207,17 @@ def pod_manifest(
     }
     if options.annotations:
         metadata["annotations"] = dict(options.annotations)
+    pod_security: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    non_root = options.run_as_non_root if options.run_as_non_root is not None else run_as_non_root
+    if non_root:
+        pod_security["runAsNonRoot"] = True
+    if options.run_as_user is not None:
+        pod_security["runAsUser"] = options.run_as_user
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
+        "automountServiceAccountToken": options.automount_service_account_token,
         "enableServiceLinks": False,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security,
         "containers": [_container(task, dispatch)],
     }
     if task.inputs or task.outputs:
