@@ -93,7 +93,7 @@ class Runner:
         health = await serve_health(self.nc, "runner", settings.runner_name)
         js = self.nc.jetstream()
         await ensure_streams(js)
-        if isinstance(self.executor, LocalExecutor):
+        if hasattr(self.executor, "attach"):
             self.executor.attach(js)  # artifacts and secrets over the worker's connection
         loops = []
         for queue in settings.runner_queues:

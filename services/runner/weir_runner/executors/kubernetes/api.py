@@ -1,4 +1,4 @@
-"""The few pod calls the executor makes, over kubernetes_asyncio, with plain dicts.
+"""The few pod and Secret calls the executor makes, over kubernetes_asyncio, with plain dicts.
 
 Every call reads the raw response (`_preload_content=False`) so pods stay the JSON the API
 server sent, and every failure is one `KubeApiError` with the HTTP status (0 when the
@@ -56,7 +56,7 @@ async def _error(response: aiohttp.ClientResponse) -> KubeApiError:
 
 
 class PodApi:
-    """Pods of one namespace."""
+    """Pods of one namespace, and the Secrets their `fromSecret` variables reference."""
 
     def __init__(self, api_client: kube_client.ApiClient, namespace: str) -> None:
         self.api_client = api_client
@@ -106,6 +106,26 @@ class PodApi:
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
+
+    async def get_secret(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._json("read_namespaced_secret", name, self.namespace)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_secret(self, secret: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("create_namespaced_secret", self.namespace, secret)
+
+    async def patch_secret(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self._json(
+            "patch_namespaced_secret",
+            name,
+            self.namespace,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
 
     async def list(self, selector: str) -> dict[str, Any]:
         return await self._json("list_namespaced_pod", self.namespace, label_selector=selector)

@@ -6,30 +6,46 @@ running the task again. State comes from the runner's one shared watch (`PodWatc
 never from polling. After the pod ends, its log is saved to
 `<runner_dir>/<attempt_id>/stdout.log` (the last `LOG_LIMIT_BYTES`), then the pod is
 deleted. Cancelling `run` deletes the pod.
+
+Before the pod is created, each `fromSecret: NAME` found in weir's secret store is copied
+into the Kubernetes Secret `weir-secret-<NAME>` (key `value`), which the pod references; a
+NAME not in the store, or `NAME/KEY`, must be an existing Secret (and key) of the namespace.
+A secret found nowhere fails the attempt before anything runs. Decrypted values go only into
+the Secret's data: never into the pod spec, logs or messages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from nats.js import JetStreamContext
+from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
 from weir_proto.messages import Dispatch, ErrorType
 
+from weir_runner.artifacts import DataPlane
 from weir_runner.executors.base import AttemptResult, OnStarted
 from weir_runner.executors.kubernetes.api import KubeApiError, PodApi, load_client
 from weir_runner.executors.kubernetes.manifest import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POD_SELECTOR,
+    SECRET_DEFAULT_KEY,
+    SYNCED_SECRET_ANNOTATION,
     ArtifactPlumbing,
     Pod,
     pod_manifest,
+    secret_key_ref,
+    synced_secret_name,
 )
 from weir_runner.executors.kubernetes.verdict import (
     Finished,
@@ -46,6 +62,8 @@ if TYPE_CHECKING:
     from weir.config import Settings
 
 log = logging.getLogger("weir.runner.kubernetes")
+
+T = TypeVar("T")
 
 NAMESPACE_DEFAULT = "default"
 IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
@@ -116,8 +134,11 @@ class _Refused(Exception):
 class KubernetesExecutor:
     name = "kubernetes"
 
-    def __init__(self, config: KubernetesConfig) -> None:
+    def __init__(self, config: KubernetesConfig, data: DataPlane | None = None) -> None:
+        """`data` (or the runner's connection, given to `attach`) reaches weir's secret store;
+        without either, `fromSecret` names only existing Kubernetes Secrets."""
         self.config = config
+        self.data = data
         self.root = config.runner_dir.resolve()
         self.api: PodApi | None = None
         self.watcher: PodWatcher | None = None
@@ -126,6 +147,12 @@ class KubernetesExecutor:
         self._reapers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def attach(self, js: JetStreamContext) -> None:
+        """Read weir's secret store over the worker's NATS connection."""
+        if self.data is None:
+            self.data = DataPlane("", self.config.artifacts.bucket)  # never connects itself
+        self.data.attach(js)
 
     async def start(self) -> PodWatcher:
         """Connect and start the watch; `run` does this on first use."""
@@ -186,12 +213,16 @@ class KubernetesExecutor:
     ) -> AttemptResult:
         task_name = dispatch.task.name
         try:
+            refs, problem = await self._secret_refs(dispatch)
+            if problem is not None and not await self._exists(dispatch.attempt_id):
+                return AttemptResult(None, ErrorType.EXECUTOR, problem)
             await self._create_or_adopt(
                 pod_manifest(
                     dispatch,
                     self.config.namespace,
                     self.config.artifacts,
                     run_as_non_root=self.config.run_as_non_root,
+                    secret_refs=refs,
                 ),
                 channel,
             )
@@ -291,6 +322,138 @@ class KubernetesExecutor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_DELAY_MAX)
 
+    # -- secrets -----------------------------------------------------------------------
+
+    async def _secret_refs(
+        self, dispatch: Dispatch
+    ) -> tuple[dict[str, dict[str, str]], str | None]:
+        """The `secretKeyRef` of each `fromSecret`, syncing stored secrets into Secrets; or
+        why a variable cannot be set. Messages name secrets, never values."""
+        refs: dict[str, dict[str, str]] = {}
+        for var in dispatch.task.env:
+            source = var.from_secret
+            if source is None or source in refs:
+                continue
+            ref, problem = await self._secret_ref(source)
+            if ref is None:
+                return refs, f'task "{dispatch.task.name}": env {var.name} wants {problem}'
+            refs[source] = ref
+        return refs, None
+
+    async def _secret_ref(self, source: str) -> tuple[dict[str, str] | None, str]:
+        namespace = self.config.namespace
+        store_problem = ""
+        if self.data is not None and SECRET_NAME.match(source):
+            try:
+                async with self.data.session() as js:
+                    value: bytes | None = await self.data.secrets(js).get(source)
+            except SecretNotFound:
+                value = None
+            except SecretError as exc:
+                value, store_problem = None, str(exc)
+            if value is not None:
+                try:
+                    return await self._sync_secret(source, value), ""
+                except KubeApiError as exc:
+                    return None, (
+                        f'secret "{source}", which could not be copied into Kubernetes Secret '
+                        f'"{synced_secret_name(source)}" in namespace "{namespace}": '
+                        f"{_scrubbed(str(exc), value)}"
+                    )
+                except _Refused as exc:
+                    return None, f'secret "{source}": {exc}'
+        ref = secret_key_ref(source)
+        try:
+            found = await self._retrying(lambda: self._api().get_secret(ref["name"]))
+        except KubeApiError as exc:
+            if exc.status == 403:  # not allowed to look: the kubelet will tell
+                log.warning(
+                    "cannot check a Secret", extra={"secret": ref["name"], "error": str(exc)}
+                )
+                return ref, ""
+            return None, f'Kubernetes Secret "{ref["name"]}", which could not be read: {exc}'
+        if found is not None and ref["key"] in (found.get("data") or {}):
+            return ref, ""
+        if store_problem:
+            return None, f'secret "{source}": {store_problem}'
+        if "/" in source:
+            return None, (
+                f'Kubernetes Secret "{ref["name"]}" key "{ref["key"]}", which does not exist in '
+                f'namespace "{namespace}"'
+            )
+        return None, (
+            f'secret "{source}", which does not exist: not in weir\'s secret store, and '
+            f'Kubernetes secret "{ref["name"]}" key "{ref["key"]}" not found in namespace '
+            f'"{namespace}" (store it with `weir secret set {source}`)'
+        )
+
+    async def _sync_secret(self, name: str, value: bytes) -> dict[str, str]:
+        """Create or update the Secret holding stored secret `name`; its `secretKeyRef`."""
+        api = self._api()
+        secret_name = synced_secret_name(name)
+        encoded = base64.b64encode(value).decode()
+        metadata: dict[str, Any] = {
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {SYNCED_SECRET_ANNOTATION: name},
+        }
+        while True:
+            existing = await self._retrying(lambda: api.get_secret(secret_name))
+            if existing is None:
+                secret = {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": secret_name, **metadata},
+                    "type": "Opaque",
+                    "data": {SECRET_DEFAULT_KEY: encoded},
+                }
+                try:
+                    await self._retrying(partial(api.create_secret, secret))
+                except KubeApiError as exc:
+                    if exc.status == 409:
+                        continue  # created meanwhile (another attempt): check it again
+                    raise
+                log.info("created Secret", extra={"secret": secret_name})
+                break
+            meta = existing.get("metadata") or {}
+            if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
+                raise _Refused(
+                    f'a Secret named "{secret_name}" already exists in namespace '
+                    f'"{self.config.namespace}" and weir did not create it'
+                )
+            same = (existing.get("data") or {}).get(SECRET_DEFAULT_KEY) == encoded
+            if same and (meta.get("annotations") or {}).get(SYNCED_SECRET_ANNOTATION) == name:
+                break
+            patch = {"metadata": metadata, "data": {SECRET_DEFAULT_KEY: encoded}}
+            try:
+                await self._retrying(partial(api.patch_secret, secret_name, patch))
+            except KubeApiError as exc:
+                if exc.status == 404:
+                    continue  # deleted meanwhile: create it again
+                raise
+            log.info("updated Secret", extra={"secret": secret_name})
+            break
+        return {"name": secret_name, "key": SECRET_DEFAULT_KEY}
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, again after transient API errors; others are raised."""
+        delay = RETRY_DELAY_MIN
+        while True:
+            try:
+                return await call()
+            except KubeApiError as exc:
+                if not exc.transient:
+                    raise
+                log.warning("Kubernetes API call failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+
+    async def _exists(self, name: str) -> bool:
+        """Whether the attempt's pod exists already (a redelivered dispatch follows it)."""
+        try:
+            return await self._retrying(lambda: self._api().get(name)) is not None
+        except KubeApiError:
+            return False
+
     async def _confirm_gone(self, channel: PodChannel) -> bool:
         """A relist missed the pod: ask for it directly before calling it deleted."""
         delay = RETRY_DELAY_MIN
@@ -377,6 +540,14 @@ class KubernetesExecutor:
     def _api(self) -> PodApi:
         assert self.api is not None, "start() first"
         return self.api
+
+
+def _scrubbed(message: str, value: bytes) -> str:
+    """`message` without `value` in it, as text or base64 (API errors may quote a body)."""
+    for form in (value.decode(errors="replace"), base64.b64encode(value).decode()):
+        if form.strip():
+            message = message.replace(form, "[redacted]")
+    return message
 
 
 def _with_tail(head: str, log_bytes: bytes) -> str:

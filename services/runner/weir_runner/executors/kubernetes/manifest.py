@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -21,6 +24,14 @@ POD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 CONTAINER_NAME = "task"
 SECRET_DEFAULT_KEY = "value"
 """`fromSecret: name` reads this key of Secret `name`; `fromSecret: name/key` names the key."""
+SYNCED_SECRET_PREFIX = "weir-secret-"
+SYNCED_SECRET_ANNOTATION = "weir.dev/secret"
+"""On a Secret weir keeps in sync: the name of the secret in weir's store it holds."""
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_DNS_NAME_MAX = 253
+
+SecretRefs = Mapping[str, dict[str, str]]
+"""`fromSecret` value -> the `secretKeyRef` it becomes (when not the default one)."""
 
 Pod = dict[str, Any]
 
@@ -69,6 +80,17 @@ def secret_key_ref(from_secret: str) -> dict[str, str]:
     return {"name": name, "key": key or SECRET_DEFAULT_KEY}
 
 
+def synced_secret_name(name: str) -> str:
+    """The Kubernetes Secret holding secret `name` of weir's store: `weir-secret-<name>`, or,
+    when that is no valid Secret name (`_`, too long), a cleaned name with a digest."""
+    full = SYNCED_SECRET_PREFIX + name
+    if len(full) <= _DNS_NAME_MAX and _DNS_NAME.match(full):
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    cleaned = re.sub(r"[^-a-z0-9.]", "-", name)[: _DNS_NAME_MAX - len(SYNCED_SECRET_PREFIX) - 13]
+    return f"{SYNCED_SECRET_PREFIX}{cleaned.strip('-.')}-{digest}"
+
+
 def pod_labels(dispatch: Dispatch) -> dict[str, str]:
     """The task's own labels, then ours: a task cannot hide its pod from the runner."""
     options = dispatch.task.kubernetes or KubernetesOptions()
@@ -81,7 +103,7 @@ def pod_labels(dispatch: Dispatch) -> dict[str, str]:
     }
 
 
-def _environment(dispatch: Dispatch) -> list[dict[str, Any]]:
+def _environment(dispatch: Dispatch, secret_refs: SecretRefs) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "WEIR_FLOW_ID", "value": dispatch.flow_id},
         {"name": "WEIR_TASK", "value": dispatch.task.name},
@@ -90,21 +112,20 @@ def _environment(dispatch: Dispatch) -> list[dict[str, Any]]:
     ]
     for var in dispatch.task.env:
         if var.from_secret is not None:  # the secret's value never enters the pod spec
-            env.append(
-                {"name": var.name, "valueFrom": {"secretKeyRef": secret_key_ref(var.from_secret)}}
-            )
+            ref = secret_refs.get(var.from_secret) or secret_key_ref(var.from_secret)
+            env.append({"name": var.name, "valueFrom": {"secretKeyRef": dict(ref)}})
         else:
             env.append({"name": var.name, "value": var.value or ""})
     return env
 
 
-def _container(task: TaskSpec, dispatch: Dispatch) -> dict[str, Any]:
+def _container(task: TaskSpec, dispatch: Dispatch, secret_refs: SecretRefs) -> dict[str, Any]:
     options = task.kubernetes or KubernetesOptions()
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": task.image,
         "command": list(task.cmd),  # argv as given: no shell, never split
-        "env": _environment(dispatch),
+        "env": _environment(dispatch, secret_refs),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -195,9 +216,11 @@ def pod_manifest(
     namespace: str,
     plumbing: ArtifactPlumbing | None = None,
     run_as_non_root: bool = False,
+    secret_refs: SecretRefs | None = None,
 ) -> Pod:
     """The pod that runs `dispatch`: named after the attempt, so creating it twice is a
-    conflict, never a second run."""
+    conflict, never a second run. `secret_refs` points `fromSecret` values at other Secrets
+    than `secret_key_ref` would (the ones weir keeps in sync with its store)."""
     task = dispatch.task
     options = task.kubernetes or KubernetesOptions()
     metadata: dict[str, Any] = {
@@ -218,7 +241,7 @@ def pod_manifest(
         "automountServiceAccountToken": options.automount_service_account_token,
         "enableServiceLinks": False,
         "securityContext": pod_security,
-        "containers": [_container(task, dispatch)],
+        "containers": [_container(task, dispatch, secret_refs or {})],
     }
     if task.inputs or task.outputs:
         _with_artifacts(spec, dispatch, plumbing or ArtifactPlumbing())
