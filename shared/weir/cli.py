@@ -14,7 +14,7 @@ import msgspec
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from weir_proto.api import FlowView, ScheduleRequest
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.spec import FlowSpec
@@ -241,7 +241,10 @@ def flows(
     if as_json:
         _print_json(rows)
         return
-    table = Table("ID", "NAME", "STATUS", "TASKS", "CREATED", "UPDATED")
+    # Ids are never cut: people copy them into the next command.
+    table = Table(
+        Column("ID", no_wrap=True, min_width=26), "NAME", "STATUS", "TASKS", "CREATED", "UPDATED"
+    )
     for flow in rows:
         style = _STATUS_STYLE.get(flow.status, "")
         table.add_row(
