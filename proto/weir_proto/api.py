@@ -170,6 +170,13 @@ class SubmitAccepted(msgspec.Struct, kw_only=True, omit_defaults=True):
     rerun_of: str | None = None
 
 
+class RawReply(msgspec.Struct):
+    """A reply read with its result left undecoded until the caller knows its type."""
+
+    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    error: ApiError | None = None
+
+
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Envelope of every API reply: exactly one of `result` and `error` is set."""
 

@@ -66,6 +66,11 @@ def logs(flow_id: str, task: str, attempt: int) -> str:
     return f"{LOGS_PREFIX}.{flow_id}.{task}.{attempt}"
 
 
+def token(name: str, fallback: str) -> str:
+    """`name` made safe as one NATS subject token (`fallback` when nothing is left)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or fallback
+
+
 def heartbeat(runner: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{runner}"
 

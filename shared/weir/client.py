@@ -30,6 +30,7 @@ from weir_proto.api import (
     PruneRequest,
     PruneResult,
     QueryRequest,
+    RawReply,
     RerunRequest,
     ScheduleList,
     ScheduleName,
@@ -57,14 +58,7 @@ _T = TypeVar("_T")
 _event_decoder = msgspec.json.Decoder(FlowEvent)
 
 
-class _RawReply(msgspec.Struct):
-    """`Reply` with the result left undecoded until we know which type it is."""
-
-    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
-    error: ApiError | None = None
-
-
-_reply_decoder = msgspec.json.Decoder(_RawReply)
+_reply_decoder = msgspec.json.Decoder(RawReply)
 _encoder = msgspec.json.Encoder()
 
 

@@ -38,6 +38,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from weir_proto import subjects
 
 log = logging.getLogger("weir.health")
 
@@ -69,8 +70,8 @@ _encoder = msgspec.json.Encoder()
 
 def health_subject(service: str, instance: str | None = None) -> str:
     """`weir.health.<service>` or, for one process, `weir.health.<service>.<instance>`."""
-    base = f"{HEALTH_PREFIX}.{_token(service)}"
-    return base if instance is None else f"{base}.{_token(instance)}"
+    base = f"{HEALTH_PREFIX}.{subjects.token(service, 'unnamed')}"
+    return base if instance is None else f"{base}.{subjects.token(instance, 'unnamed')}"
 
 
 def default_instance() -> str:
@@ -180,8 +181,3 @@ async def probe(nc: NATS, service: str, instance: str | None = None, timeout: fl
     """Ask one process (or any process of `service`) for its health; the decoded reply."""
     msg = await nc.request(health_subject(service, instance), b"", timeout=timeout)
     return msgspec.json.decode(msg.data)
-
-
-def _token(name: str) -> str:
-    """A name made safe as one NATS subject token."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "unnamed"

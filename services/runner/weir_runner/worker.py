@@ -25,8 +25,7 @@ from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
-from weir_proto.api import AttemptAnswer, AttemptRequest
-from weir_proto.errors import ApiError
+from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
 from weir_proto.messages import (
     SNOOZE_EXIT_CODE,
     SNOOZE_SECONDS_DEFAULT,
@@ -350,7 +349,7 @@ class Runner:
 
     async def _heartbeats(self) -> None:
         assert self.nc is not None
-        subject = subjects.heartbeat(_token(self.settings.runner_name))
+        subject = subjects.heartbeat(subjects.token(self.settings.runner_name, "runner"))
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             if not self.attempts:
@@ -372,17 +371,7 @@ class _CancelRequested(msgspec.Struct):
     reason: str = "cancelled"
 
 
-def _token(name: str) -> str:
-    """A runner name made safe as one NATS subject token."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "runner"
-
-
-class _RawReply(msgspec.Struct):
-    result: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
-    error: ApiError | None = None
-
-
-_attempt_reply_decoder = msgspec.json.Decoder(_RawReply)
+_attempt_reply_decoder = msgspec.json.Decoder(RawReply)
 
 
 async def _publish(

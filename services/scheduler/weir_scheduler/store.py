@@ -314,28 +314,15 @@ class EventStore:
         )
 
     async def list(self, status: str | None, limit: int, cursor: str | None) -> FlowPage:
-        after_time: datetime | None = None
-        after_id: str | None = None
-        if cursor:
-            stamp, _, after_id = cursor.partition("~")
-            after_time = datetime.fromisoformat(stamp)
+        after_time, after_id = cursor_bounds(cursor)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(Q["list_flows"], status, after_time, after_id, limit + 1)
-        page = [FlowSummary(**_summary_fields(r)) for r in rows[:limit]]
-        following = None
-        if len(rows) > limit:
-            last = page[-1]
-            following = f"{last.created_at.isoformat()}~{last.id}"
-        return FlowPage(flows=page, next=following)
+        return _page(rows, limit)
 
     async def query(self, where: Any, limit: int, cursor: str | None) -> FlowPage:
         """Flows matching a filter (see filters.py), newest first, one page."""
         condition, params = compile_filter(where, first_param=1)
-        after_time: datetime | None = None
-        after_id: str | None = None
-        if cursor:
-            stamp, _, after_id = cursor.partition("~")
-            after_time = datetime.fromisoformat(stamp)
+        after_time, after_id = cursor_bounds(cursor)
         n = len(params)
         # Only the structure comes from the filter; every value is a bound parameter.
         sql = (
@@ -345,12 +332,7 @@ class EventStore:
         )
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(sql, *params, after_time, after_id, limit + 1)
-        page = [FlowSummary(**_summary_fields(r)) for r in rows[:limit]]
-        following = None
-        if len(rows) > limit:
-            last = page[-1]
-            following = f"{last.created_at.isoformat()}~{last.id}"
-        return FlowPage(flows=page, next=following)
+        return _page(rows, limit)
 
     async def prune(
         self, statuses: Sequence[str], older_than: datetime, keep_last: int, batch: int
@@ -380,12 +362,30 @@ class EventStore:
                     log.exception("on_prune hook failed")
 
 
-def parse_cursor(cursor: str) -> None:
-    """Raise ValueError when `cursor` is not one we handed out."""
+def cursor_bounds(cursor: str | None) -> tuple[datetime | None, str | None]:
+    """The (created_at, id) a page continues after; ValueError for a cursor we did not hand
+    out. Pages are keyset-paginated, newest first, so there is no offset and no hidden cap."""
+    if not cursor:
+        return None, None
     stamp, sep, flow_id = cursor.partition("~")
     if not sep or not flow_id:
         raise ValueError("cursor must be the `next` value of a previous page")
-    datetime.fromisoformat(stamp)
+    return datetime.fromisoformat(stamp), flow_id
+
+
+def parse_cursor(cursor: str) -> None:
+    """Raise ValueError when `cursor` is not one we handed out."""
+    cursor_bounds(cursor)
+
+
+def _page(rows: Sequence[Any], limit: int) -> FlowPage:
+    """One page from `limit + 1` rows: the extra row only says whether there is a next."""
+    page = [FlowSummary(**_summary_fields(r)) for r in rows[:limit]]
+    following = None
+    if len(rows) > limit:
+        last = page[-1]
+        following = f"{last.created_at.isoformat()}~{last.id}"
+    return FlowPage(flows=page, next=following)
 
 
 def _summary_fields(row: Any) -> dict[str, Any]:
