@@ -16,7 +16,7 @@ from typing import Any
 from bench import report
 from bench.stats import combine_repeats, machine_info, package_versions, timestamp, write_results
 
-SCENARIOS = ("throughput", "latency", "scale", "peers")
+SCENARIOS = ("throughput", "latency", "scale", "peers", "artifacts")
 PEERS = ("pgqueuer", "procrastinate")
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +28,8 @@ def _sizes(text: str) -> list[int]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="weir benchmarks: throughput, latency, scale, and peers side by side.",
+        description="weir benchmarks: throughput, latency, scale, peers side by side, and "
+        "artifact transfers.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, 1 repeat (smoke run)")
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run only this (repeatable)")
@@ -41,6 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fan-sizes", type=_sizes, default=None, help="default 1000,5000,10000")
     p.add_argument("--chain-sizes", type=_sizes, default=None, help="default 1000,5000,10000")
     p.add_argument("--jobs", type=int, default=None, help="peer jobs (default 20000)")
+    p.add_argument("--artifact-mib", type=int, default=200, help="artifact size in MiB (200)")
     p.add_argument("--concurrency", type=int, default=32, help="runner/peer worker concurrency")
     p.add_argument("--log-level", default="WARNING", help="WEIR_LOG_LEVEL for the services")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before giving up")
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     raw["latency"].append(scenarios.latency(ctx, args.samples, args.chain))
                 if "scale" in args.only:
                     raw["scale"].append(scenarios.scale(ctx, args.fan_sizes, args.chain_sizes))
+                if "artifacts" in args.only:
+                    raw["artifacts"].append(scenarios.artifacts(ctx, args.artifact_mib))
                 if "peers" in args.only:
                     peers: dict[str, Any] = {}
                     for peer in PEERS:
@@ -211,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(args.results_dir, stamp, doc)
     chart = report.chart(combined, args.results_dir / f"{stamp}.png", stamp)
     print(report.summary_text(doc))
+    if "artifacts" in combined:
+        from bench.artifacts import table as artifacts_table
+
+        print(artifacts_table(combined["artifacts"]))
     print(f"results: {path}")
     if chart is not None:
         print(f"chart:   {chart}")

@@ -16,6 +16,7 @@ import msgspec
 from weir.client import Client
 from weir_scheduler import planner
 
+from bench import artifacts as artifact_transfer
 from bench.stats import latency_summary
 from bench.weirstack import (
     Cluster,
@@ -219,3 +220,14 @@ def scale(ctx: Context, fan_sizes: list[int], chain_sizes: list[int]) -> dict[st
             )
             out[f"{shape}_{size}"] = run
     return out
+
+
+def artifacts(ctx: Context, size_mib: int) -> dict[str, Any]:
+    _log(f"artifacts: {size_mib} MiB up and down through `python -m weir_runner.artifacts`")
+    result = artifact_transfer.transfer(ctx.workdir, size_mib, ctx.timeout)
+    up, down = result["upload"], result["download"]
+    _log(
+        f"    upload {up['mib_per_s']:.0f} MiB/s, peak RSS {up['rss_peak_mib']:.1f} MiB; "
+        f"download {down['mib_per_s']:.0f} MiB/s, peak RSS {down['rss_peak_mib']:.1f} MiB"
+    )
+    return result

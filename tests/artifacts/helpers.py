@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from weir.artifacts import ArtifactStore
 from weir.client import Client
 from weir_proto.api import FlowView
 from weir_proto.events import event_type
@@ -65,3 +68,88 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, str, FlowVi
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "cmd": list(cmd), "depends": depends or [], "retry": ONCE, **extra}
+
+
+TEXT = "héllo wörld: weir\n"
+EVERY_BYTE = bytes(range(256)) * 64
+
+
+def round_trip_flow(image: str = "python:3.11-slim") -> dict[str, Any]:
+    """Text and binary artifacts through three tasks; the same flow runs on every executor.
+
+    `make` writes both; `transform` reads them and writes their upper-cased and reversed
+    forms; `check` reads the reversed bytes and the original ones and writes a summary.
+    Each reader checks what it got, so a wrong byte fails the task, not only the test."""
+    reverse = (
+        f"{PY} -c \"import sys; sys.stdout.buffer.write(open('in/raw.bin','rb').read()[::-1])\""
+    )
+    check = (
+        f"{PY} -c \"import json; r=open('raw.bin','rb').read(); b=open('back.bin','rb').read(); "
+        "assert b[::-1] == r == bytes(range(256)) * 64; "
+        "print(json.dumps({'bytes': len(r), 'upper': open('upper.txt').read()}))\" > summary.json"
+    )
+    spec: dict[str, Any] = {
+        "name": "round-trip",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                f"printf '%s' '{TEXT}' > text.txt && "
+                f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)) * 64)" > raw.bin',
+                outputs=[{"name": "text", "path": "text.txt"}, {"name": "raw", "path": "raw.bin"}],
+            ),
+            task(
+                "transform",
+                "sh",
+                "-c",
+                "mkdir -p out && tr a-z A-Z < in/text.txt > out/upper.txt && "
+                f"{reverse} > out/rev.bin",
+                depends=["make"],
+                inputs=[
+                    {"from": "text", "path": "in/text.txt"},
+                    {"from": "raw", "path": "in/raw.bin"},
+                ],
+                outputs=[
+                    {"name": "upper", "path": "out/upper.txt"},
+                    {"name": "reversed", "path": "out/rev.bin"},
+                ],
+            ),
+            task(
+                "check",
+                "sh",
+                "-c",
+                check,
+                depends=["transform"],
+                inputs=[
+                    {"from": "raw", "path": "raw.bin"},
+                    {"from": "reversed", "path": "back.bin"},
+                    {"from": "upper", "path": "upper.txt"},
+                ],
+                outputs=[{"name": "summary", "path": "summary.json"}],
+            ),
+        ],
+    }
+    for t in spec["tasks"]:
+        t["image"] = image
+    return spec
+
+
+ROUND_TRIP_EXPECTED = {
+    "text": TEXT.encode(),
+    "raw": EVERY_BYTE,
+    "upper": TEXT.encode().translate(
+        bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    ),
+    "reversed": EVERY_BYTE[::-1],
+}
+
+
+async def assert_round_tripped(store: ArtifactStore, flow_id: str, scratch: Path) -> None:
+    """Every artifact of `round_trip_flow` is byte for byte what it should be."""
+    for name, expected in ROUND_TRIP_EXPECTED.items():
+        await store.download(flow_id, name, scratch / name)
+        assert (scratch / name).read_bytes() == expected, name
+    await store.download(flow_id, "summary", scratch / "summary.json")
+    summary = json.loads((scratch / "summary.json").read_text())
+    assert summary == {"bytes": len(EVERY_BYTE), "upper": ROUND_TRIP_EXPECTED["upper"].decode()}

@@ -23,9 +23,17 @@ from weir.config import Settings
 from weir.jetstream import close, connect
 from weir_proto.events import event_type
 
-from tests.artifacts.helpers import PY, WAIT, finish, task, weir
+from tests.artifacts.helpers import (
+    EVERY_BYTE,
+    PY,
+    WAIT,
+    assert_round_tripped,
+    finish,
+    round_trip_flow,
+    task,
+    weir,
+)
 
-EVERY_BYTE = bytes(range(256)) * 64
 LARGE_BYTES = 64 * 1024 * 1024
 
 
@@ -64,31 +72,16 @@ async def test_outputs_feed_inputs_through_the_object_store(
     assert not (Path(settings.runner_dir).parent / "artifacts").exists()
 
 
-async def test_binary_artifact_with_every_byte_value_arrives_intact(
+async def test_text_and_binary_artifacts_round_trip_through_three_tasks(
     client: Client, settings: Settings, tmp_path: Path
 ) -> None:
-    write = f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)) * 64)" > raw.bin'
-    spec = {
-        "name": "binary",
-        "tasks": [
-            task("make", "sh", "-c", write, outputs=[{"name": "raw", "path": "raw.bin"}]),
-            task(
-                "copy",
-                "cp",
-                "raw.bin",
-                "copy.bin",
-                depends=["make"],
-                inputs=[{"from": "raw", "path": "raw.bin"}],
-                outputs=[{"name": "copy", "path": "copy.bin"}],
-            ),
-        ],
-    }
-    flow_id, outcome, view = await finish(client, spec)
+    # The same flow runs on the Kubernetes executor in tests/kubernetes/test_artifact_flows.py.
+    flow_id, outcome, view = await finish(client, round_trip_flow())
 
     assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
-    store = ArtifactStore(client.js, settings.artifacts_bucket)
-    await store.download(flow_id, "copy", tmp_path / "copy.bin")
-    assert (tmp_path / "copy.bin").read_bytes() == EVERY_BYTE
+    await assert_round_tripped(
+        ArtifactStore(client.js, settings.artifacts_bucket), flow_id, tmp_path
+    )
 
 
 async def test_large_artifact_streams_with_bounded_memory(

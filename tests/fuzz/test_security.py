@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 from weir import logs
+from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactStore
 from weir.config import ConfigError, NatsSecurity, Settings
 from weir.embedded import EmbeddedPostgres, _wait_for_port, free_port
 from weir.jetstream import close, connect, ensure_streams, redact_url
+from weir.secrets import SECRETS_BUCKET, SecretStore
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
@@ -266,6 +268,7 @@ ROLE_PASSWORDS = {
     "WEIR_RUNNER_NATS_PASSWORD": "runner-pw",
     "WEIR_SUBMITTER_NATS_PASSWORD": "submit-pw",
     "WEIR_TASK_NATS_PASSWORD": "task-pw",
+    "WEIR_OPERATOR_NATS_PASSWORD": "operator-pw",
 }
 
 
@@ -318,6 +321,69 @@ async def test_example_permissions_let_each_role_do_its_part_only(tmp_path: Path
         assert not await _may_publish(url, *runner, "weir.cmd.submit")
         assert not await _may_publish(url, *task_pod, "weir.cmd.submit")
         assert not await _may_publish(url, *task_pod, "weir.status.f")
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+def _helper(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The artifact helper of a task pod, as the `weir-task` user of the example config."""
+    env = {
+        **os.environ,
+        "WEIR_NATS_URL": url,
+        "WEIR_NATS_USER": "weir-task",
+        "WEIR_NATS_PASSWORD": "task-pw",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "weir_runner.artifacts", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_task_pods_user_moves_artifacts_and_reads_no_secret(tmp_path: Path) -> None:
+    proc, url = await asyncio.to_thread(_start_permissions_server, tmp_path)
+    try:
+        runner = await connect(
+            url, "r", security=NatsSecurity(user="weir-runner", password="runner-pw")
+        )
+        try:
+            js = runner.jetstream()
+            await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f")  # creates the bucket
+            key = os.urandom(32)
+            operator = await connect(
+                url, "o", security=NatsSecurity(user="weir-operator", password="operator-pw")
+            )
+            try:  # `weir secret set`
+                await SecretStore(operator.jetstream(), key).set("db", b"hunter2")
+            finally:
+                await close(operator)
+            assert await SecretStore(js, key).get("db") == b"hunter2"  # runners read them
+        finally:
+            await close(runner)
+        (tmp_path / "out.bin").write_bytes(bytes(range(256)) * 1000)
+
+        stored = await asyncio.to_thread(
+            _helper, url, tmp_path, "upload", "--flow", "f", "data=out.bin"
+        )
+        fetched = await asyncio.to_thread(_helper, url, tmp_path, "download", "f/data=in.bin")
+
+        assert stored.returncode == 0, stored.stderr
+        assert fetched.returncode == 0, fetched.stderr
+        assert (tmp_path / "in.bin").read_bytes() == (tmp_path / "out.bin").read_bytes()
+        task_pod = await connect(
+            url, "t", security=NatsSecurity(user="weir-task", password="task-pw")
+        )
+        try:
+            with pytest.raises(Exception, match=r"[Pp]ermission|[Tt]imeout|denied"):
+                bucket = await task_pod.jetstream(timeout=1.0).key_value(SECRETS_BUCKET)
+                await bucket.get("db")
+        finally:
+            await close(task_pod)
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 10)

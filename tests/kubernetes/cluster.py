@@ -18,7 +18,10 @@ import contextlib
 import itertools
 import json
 import os
+import shlex
 import signal
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -49,7 +52,8 @@ class FakeApiServer(kmock.KubernetesEmulator):
         self.resources[PODS] = kmock.ResourceInfo(kind="Pod", namespaced=True)
         self.resources[SECRETS] = kmock.ResourceInfo(kind="Secret", namespaced=True)
         self.versions = itertools.count(1)
-        self.log_files: dict[tuple[str, str], Path] = {}
+        self.log_files: dict[tuple[str, str, str], Path] = {}
+        """(namespace, pod, container) -> the container's log."""
         self.expire_next_resumed_watch = False
         self.gone_answers = 0
         self.watches: dict[int, aiohttp.web.BaseRequest] = {}
@@ -105,7 +109,8 @@ class FakeApiServer(kmock.KubernetesEmulator):
                 {"kind": "Status", "code": 404, "message": f'pods "{key[1]}" not found'},
                 status=404,
             )
-        path = self.log_files.get(key)
+        container = request.params.get("container") or "task"
+        path = self.log_files.get((*key, container))
         return aiohttp.web.Response(
             body=path.read_bytes() if path and path.exists() else b"", content_type="text/plain"
         )
@@ -272,35 +277,13 @@ class TestKubelet:
                 pass
             await asyncio.sleep(0.05)
 
-    async def _secret_value(self, namespace: str, ref: dict[str, str]) -> str | None:
-        assert self.session is not None
-        async with self.session.get(
-            f"{self.server.url}/api/v1/namespaces/{namespace}/secrets/{ref['name']}"
-        ) as response:
-            if response.status != 200:
-                return None
-            data = (await response.json()).get("data") or {}
-        if ref["key"] not in data:
-            return None
-        return base64.b64decode(data[ref["key"]]).decode()
-
     async def _run_pod(self, pod: dict[str, Any]) -> None:
+        """Run the pod as a kubelet does: its init containers one after the other (each must
+        exit 0), then its containers, each with its env, volumes and termination message,
+        writing the status a real kubelet would after each step."""
         meta, spec = pod["metadata"], pod["spec"]
         key = (meta.get("namespace", ""), meta["name"])
-        container = spec["containers"][0]
-
-        def waiting(reason: str, message: str) -> dict[str, Any]:
-            return {
-                "phase": "Pending",
-                "containerStatuses": [
-                    {
-                        "name": container["name"],
-                        "ready": False,
-                        "state": {"waiting": {"reason": reason, "message": message}},
-                    }
-                ],
-            }
-
+        run = _PodStatus(spec)
         selector = spec.get("nodeSelector") or {}
         if any(NODE_LABELS.get(k) != v for k, v in selector.items()):
             await self._patch_status(
@@ -320,34 +303,96 @@ class TestKubelet:
             )
             return
         await self._patch_status(key, {"phase": "Pending", "hostIP": "127.0.0.1"})
+        pod_dir = Path(tempfile.mkdtemp(dir=self.workdir, prefix=f"{key[1]}-"))
+        volumes = await self._volumes(key[0], spec, pod_dir)
+        deadline = spec.get("activeDeadlineSeconds")
+        ends_at = None if deadline is None else asyncio.get_running_loop().time() + deadline
+        for container in spec.get("initContainers") or []:
+            outcome = await self._run_container(key, container, run, volumes, pod_dir, ends_at)
+            if outcome != 0:
+                if outcome is not None:
+                    await self._patch_status(key, run.render("Failed"))
+                return
+        containers = spec["containers"]
+        outcomes = await asyncio.gather(
+            *(self._run_container(key, c, run, volumes, pod_dir, ends_at) for c in containers)
+        )
+        if all(outcome is not None for outcome in outcomes):
+            phase = "Succeeded" if all(outcome == 0 for outcome in outcomes) else "Failed"
+            await self._patch_status(key, run.render(phase))
+
+    async def _volumes(
+        self, namespace: str, spec: dict[str, Any], pod_dir: Path
+    ) -> dict[str, Path]:
+        """Each volume of the pod as a directory: emptyDir empty, a Secret's keys as files."""
+        found: dict[str, Path] = {}
+        for volume in spec.get("volumes") or []:
+            path = pod_dir / "volumes" / volume["name"]
+            path.mkdir(parents=True)
+            path.chmod(0o777)
+            if "secret" in volume:
+                source = volume["secret"]
+                data = await self._secret_data(namespace, source["secretName"]) or {}
+                items = source.get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    if item["key"] in data:
+                        (path / item["path"]).write_bytes(data[item["key"]])
+            found[volume["name"]] = path
+        return found
+
+    async def _run_container(
+        self,
+        key: tuple[str, str],
+        container: dict[str, Any],
+        run: _PodStatus,
+        volumes: dict[str, Path],
+        pod_dir: Path,
+        ends_at: float | None,
+    ) -> int | None:
+        """Run one container to its end: its exit code, or None when the pod will not go on
+        (stuck waiting, past its deadline, evicted or deleted)."""
+        name = container["name"]
         if str(container.get("image", "")).startswith(MISSING_IMAGE_PREFIX):
             message = f'failed to pull image "{container["image"]}": not found'
-            await self._patch_status(key, waiting("ErrImagePull", message))
-            await self._patch_status(key, waiting("ImagePullBackOff", f"Back-off {message}"))
-            return
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            for reason in ("ErrImagePull", "ImagePullBackOff"):
+                run.set(name, {"waiting": {"reason": reason, "message": message}})
+                await self._patch_status(key, run.render("Pending"))
+                message = f"Back-off {message}"
+            return None
+        env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
         for var in container.get("env") or []:
             if "valueFrom" in var:
                 ref = var["valueFrom"]["secretKeyRef"]
-                value = await self._secret_value(key[0], ref)
+                value = (await self._secret_data(key[0], ref["name"]) or {}).get(ref["key"])
                 if value is None:
-                    await self._patch_status(
-                        key,
-                        waiting(
-                            "CreateContainerConfigError",
-                            f'secret "{ref["name"]}" key "{ref["key"]}" not found',
-                        ),
-                    )
-                    return
-                env[var["name"]] = value
+                    message = f'secret "{ref["name"]}" key "{ref["key"]}" not found'
+                    waiting = {"reason": "CreateContainerConfigError", "message": message}
+                    run.set(name, {"waiting": waiting})
+                    await self._patch_status(key, run.render("Pending"))
+                    return None
+                env[var["name"]] = value.decode()
             else:
                 env[var["name"]] = var.get("value", "")
-        log_path = self.workdir / f"{key[0]}_{key[1]}.log"
-        self.server.handler.log_files[key] = log_path
-        cwd = Path(tempfile.mkdtemp(dir=self.workdir))
+        log_path = pod_dir / f"{name}.log"
+        self.server.handler.log_files[(*key, name)] = log_path
+        termination = pod_dir / f"{name}.termination-log"
+        termination.write_bytes(b"")
+        argv = [*container["command"], *(container.get("args") or [])]
+        if container.get("volumeMounts") or container.get("workingDir"):
+            mounts = [
+                (volumes[m["name"]] / m.get("subPath", ""), m["mountPath"], bool(m.get("readOnly")))
+                for m in container.get("volumeMounts") or []
+            ]
+            mounts.append((termination, "/dev/termination-log", False))
+            root = pod_dir / f"{name}.root"
+            root.mkdir()
+            argv = _in_own_root(root, mounts, container.get("workingDir") or "/", argv)
+            cwd = pod_dir
+        else:
+            cwd = Path(tempfile.mkdtemp(dir=self.workdir))
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                *container["command"],
+                *argv,
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -356,26 +401,18 @@ class TestKubelet:
                 start_new_session=True,
             )
         self.processes[key] = proc
-        self.runs[key[1]] += 1
+        is_task = name == "task"
+        if is_task:
+            self.runs[key[1]] += 1
         started_at = _now()
         try:
-            await self._patch_status(
-                key,
-                {
-                    "phase": "Running",
-                    "containerStatuses": [
-                        {
-                            "name": container["name"],
-                            "ready": True,
-                            "state": {"running": {"startedAt": started_at}},
-                        }
-                    ],
-                },
-            )
-            self.started_event(key[1]).set()
-            deadline = spec.get("activeDeadlineSeconds")
+            run.set(name, {"running": {"startedAt": started_at}})
+            await self._patch_status(key, run.render("Running" if run.initialized else "Pending"))
+            if is_task:
+                self.started_event(key[1]).set()
+            left = None if ends_at is None else ends_at - asyncio.get_running_loop().time()
             try:
-                code = await asyncio.wait_for(proc.wait(), deadline)
+                code = await asyncio.wait_for(proc.wait(), left)
             except TimeoutError:
                 _kill(proc)
                 await proc.wait()
@@ -384,44 +421,49 @@ class TestKubelet:
                     {
                         "phase": "Failed",
                         "reason": "DeadlineExceeded",
-                        "message": f"Pod was active on the node longer than the specified "
-                        f"deadline of {deadline}s",
+                        "message": "Pod was active on the node longer than the specified "
+                        f"deadline of {run.deadline}s",
                     },
                 )
-                return
+                return None
             if key in self._evicted:
-                return
+                return None
             limits = (container.get("resources") or {}).get("limits") or {}
             if code < 0:
                 exit_code = 128 - code
                 reason = "OOMKilled" if code == -signal.SIGKILL and "memory" in limits else "Error"
             else:
                 exit_code, reason = code, ("Completed" if code == 0 else "Error")
-            await self._patch_status(
-                key,
-                {
-                    "phase": "Succeeded" if exit_code == 0 else "Failed",
-                    "containerStatuses": [
-                        {
-                            "name": container["name"],
-                            "ready": False,
-                            "state": {
-                                "terminated": {
-                                    "exitCode": exit_code,
-                                    "reason": reason,
-                                    "startedAt": started_at,
-                                    "finishedAt": _now(),
-                                }
-                            },
-                        }
-                    ],
-                },
-            )
+            terminated: dict[str, Any] = {
+                "exitCode": exit_code,
+                "reason": reason,
+                "startedAt": started_at,
+                "finishedAt": _now(),
+            }
+            message = _termination_message(container, termination, log_path, exit_code)
+            if message:
+                terminated["message"] = message
+            run.set(name, {"terminated": terminated})
+            if exit_code == 0:
+                await self._patch_status(
+                    key, run.render("Running" if run.initialized else "Pending")
+                )
+            return exit_code
         finally:
             if proc.returncode is None:  # the pod was deleted: stop its container
                 _kill(proc)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(proc.wait())
+
+    async def _secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        assert self.session is not None
+        async with self.session.get(
+            f"{self.server.url}/api/v1/namespaces/{namespace}/secrets/{name}"
+        ) as response:
+            if response.status != 200:
+                return None
+            data = (await response.json()).get("data") or {}
+        return {k: base64.b64decode(v) for k, v in data.items()}
 
     async def evict(self, namespace: str, name: str) -> None:
         """The node ran short of memory and evicts the pod, as a real kubelet does."""
@@ -445,6 +487,113 @@ class TestKubelet:
                 ],
             },
         )
+
+
+class _PodStatus:
+    """The statuses of a pod's containers as a kubelet reports them."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.init = [c["name"] for c in spec.get("initContainers") or []]
+        self.main = [c["name"] for c in spec["containers"]]
+        self.states: dict[str, dict[str, Any]] = {}
+        self.deadline = spec.get("activeDeadlineSeconds")
+
+    def set(self, name: str, state: dict[str, Any]) -> None:
+        self.states[name] = state
+
+    @property
+    def initialized(self) -> bool:
+        return all("terminated" in self.states.get(n, {}) for n in self.init)
+
+    def _statuses(self, names: list[str], waiting: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": n,
+                "ready": "running" in self.states.get(n, {}),
+                "state": self.states.get(n) or {"waiting": {"reason": waiting}},
+            }
+            for n in names
+        ]
+
+    def render(self, phase: str) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "phase": phase,
+            "containerStatuses": self._statuses(self.main, "PodInitializing"),
+        }
+        if self.init:
+            status["initContainerStatuses"] = self._statuses(self.init, "PodInitializing")
+        return status
+
+
+def _termination_message(
+    container: dict[str, Any], termination: Path, log_path: Path, exit_code: int
+) -> str:
+    """What the container wrote to its termination log; with FallbackToLogsOnError and a
+    failure, else the end of its log (as a kubelet does: at most 80 lines, 2 KiB)."""
+    written = termination.read_text(errors="replace").strip()
+    policy = container.get("terminationMessagePolicy")
+    if written or exit_code == 0 or policy != "FallbackToLogsOnError":
+        return written
+    lines = log_path.read_bytes()[-2048:].decode(errors="replace").splitlines()[-80:]
+    return "\n".join(lines).strip()
+
+
+def namespaces_work() -> bool:
+    """Whether this machine lets an unprivileged process have its own user and mount
+    namespaces (what the kubelet needs to mount volumes at a container's paths)."""
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def _in_own_root(
+    root: Path, mounts: list[tuple[Path, str, bool]], working_dir: str, argv: list[str]
+) -> list[str]:
+    """`argv` run as a container with `mounts` at their paths: in its own user and mount
+    namespaces, chrooted into `root`, a tmpfs that mirrors the host's directories (bind
+    mounts, so the host's programs are the "image"). Each directory above a mount point is a
+    tmpfs of its own, so mount points are created in the container, never on the host."""
+    targets = [(source, os.path.realpath(path), ro) for source, path, ro in mounts]
+    ancestors = {"/"}
+    for _, target, _ in targets:
+        ancestors.update(str(parent) for parent in Path(target).parents)
+    q = shlex.quote
+    script = ["set -e", f"mount -t tmpfs weir-root {q(str(root))}"]
+
+    def mirror(host_dir: Path) -> None:
+        for entry in sorted(host_dir.iterdir()):
+            inside = q(f"{root}{entry}")
+            if entry.is_symlink():
+                script.append(f"ln -s {q(os.readlink(entry))} {inside}")
+            elif entry.is_dir() and str(entry) in ancestors:
+                script.append(f"mkdir {inside} && mount -t tmpfs weir-dir {inside}")
+                mirror(entry)
+            elif entry.is_dir():
+                script.append(f"mkdir {inside} && mount --rbind {q(str(entry))} {inside}")
+            elif entry.exists():
+                script.append(f": > {inside} && mount --bind {q(str(entry))} {inside}")
+
+    mirror(Path("/"))
+    for source, target, read_only in targets:
+        inside = q(f"{root}{target}")
+        if not source.exists():
+            source.mkdir(parents=True)  # a missing subPath becomes a directory
+        script.append(f"mkdir -p {q(f'{root}{Path(target).parent}')}")
+        if source.is_dir():
+            script.append(f"mkdir -p {inside}")
+        else:
+            script.append(f"[ -e {inside} ] || : > {inside}")
+        script.append(f"mount --bind {q(str(source))} {inside}")
+        if read_only:
+            script.append(f"mount -o remount,bind,ro {inside}")
+    script.append(f"mkdir -p {q(f'{root}{working_dir}')}")
+    enter = 'cd "$0" && exec "$@"'
+    command = " ".join(q(a) for a in ["chroot", str(root), "sh", "-c", enter, working_dir, *argv])
+    script.append(f"exec {command}")
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "\n".join(script)]
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -28,7 +28,7 @@ def manifest(input_flows: dict[str, str] | None = None, **task: Any) -> dict[str
     return pod_manifest(work, "batch", PLUMBING)
 
 
-def test_inputs_are_downloaded_by_an_init_container_into_the_directories_of_their_paths() -> None:
+def test_each_input_is_downloaded_into_a_file_mounted_at_exactly_its_path() -> None:
     pod = manifest(
         inputs=[{"from": "raw", "path": "in/raw.csv"}, {"from": "model", "path": "/models/m.bin"}],
         input_flows={"model": "etl-6"},
@@ -43,13 +43,14 @@ def test_inputs_are_downloaded_by_an_init_container_into_the_directories_of_thei
         "-m",
         "weir_runner.artifacts",
         "download",
-        "etl-7/raw=d1/raw.csv",
-        "etl-6/model=d0/m.bin",
+        "etl-7/raw=f0-raw.csv",
+        "etl-6/model=f1-m.bin",
     ]
     assert task["name"] == "task" and task["workingDir"] == "/work"
+    # One file per path, nothing of the image's directories hidden.
     assert task["volumeMounts"] == [
-        {"name": "weir-data", "mountPath": "/models", "subPath": "d0"},
-        {"name": "weir-data", "mountPath": "/work/in", "subPath": "d1"},
+        {"name": "weir-data", "mountPath": "/work/in/raw.csv", "subPath": "f0-raw.csv"},
+        {"name": "weir-data", "mountPath": "/models/m.bin", "subPath": "f1-m.bin"},
     ]
     env = {e["name"]: e for e in download["env"]}
     assert env["WEIR_NATS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "task-nats", "key": "url"}
@@ -57,15 +58,35 @@ def test_inputs_are_downloaded_by_an_init_container_into_the_directories_of_thei
     assert "env" not in task or all(e["name"] != "WEIR_NATS_URL" for e in task["env"])
 
 
-def test_outputs_are_uploaded_after_the_task_which_runs_as_the_last_init_container() -> None:
-    pod = manifest(outputs=[{"name": "report", "path": "/out/r.json"}])
+def test_outputs_get_a_placeholder_file_and_are_uploaded_after_the_task() -> None:
+    pod = manifest(
+        inputs=[{"from": "raw", "path": "/data.csv"}],
+        outputs=[
+            {"name": "report", "path": "/report.json"},
+            {"name": "cleaned", "path": "/data.csv"},  # rewritten in place
+        ],
+    )
     spec = pod["spec"]
 
-    assert [c["name"] for c in spec["initContainers"]] == ["task"]
+    prepare, task = spec["initContainers"]
+    assert prepare["name"] == "weir-inputs" and task["name"] == "task"
+    # The input's file is not replaced by an empty placeholder.
+    assert prepare["command"][3:] == [
+        "download",
+        "--create",
+        "f1-report.json",
+        "etl-7/raw=f0-data.csv",
+    ]
     [upload] = spec["containers"]
     assert upload["name"] == "weir-outputs"
-    assert upload["command"][-4:] == ["upload", "--flow", "etl-7", "report=d0/r.json"]
-    assert "workingDir" not in spec["initContainers"][0]  # absolute paths only
+    assert upload["command"][3:] == [
+        "upload",
+        "--flow",
+        "etl-7",
+        "report=f1-report.json=/report.json",
+        "cleaned=f0-data.csv=/data.csv",
+    ]
+    assert "workingDir" not in task  # absolute paths only
 
 
 def _pod(statuses: dict[str, dict[str, Any]], phase: str = "Running") -> dict[str, Any]:

@@ -9,8 +9,8 @@ and closed when the last one is done, so an idle or stopped runner holds none.
 As a program this module is the artifact helper of the Kubernetes executor's pods (the weir
 image, `WEIR_KUBE_HELPER_IMAGE`):
 
-    python -m weir_runner.artifacts download FLOW/NAME=PATH ...
-    python -m weir_runner.artifacts upload --flow FLOW NAME=PATH ...
+    python -m weir_runner.artifacts download [--create PATH ...] FLOW/NAME=PATH ...
+    python -m weir_runner.artifacts upload --flow FLOW NAME=PATH[=AS_DECLARED] ...
 
 It connects to `WEIR_NATS_URL` with the credentials file in `WEIR_NATS_CREDS` (a NATS user
 allowed only the artifacts bucket's subjects, see docs/data.md). A failure is printed and
@@ -38,6 +38,7 @@ from weir.artifacts import (
     ArtifactStore,
     delete_flow_artifacts,
 )
+from weir.config import NatsSecurity
 from weir.jetstream import close, connect
 from weir.secrets import SecretStore, secret_key_from_env
 
@@ -108,14 +109,39 @@ def _split(item: str, what: str) -> tuple[str, str]:
     return left, path
 
 
+PLACEHOLDER_MTIME = 0
+"""An output's file is created empty and dated 1970 before the task runs: still both when
+the task is done, it was never written."""
+
+
+def create_placeholder(path: Path) -> None:
+    """The empty file a task's output is written into, writable by the task whatever its
+    user (it is a file of the pod's volume, mounted at the output's path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    path.chmod(0o666)
+    os.utime(path, (PLACEHOLDER_MTIME, PLACEHOLDER_MTIME))
+
+
+def _never_written(path: Path) -> bool:
+    found = path.stat()
+    return found.st_size == 0 and int(found.st_mtime) == PLACEHOLDER_MTIME
+
+
 async def _helper(args: argparse.Namespace) -> None:
+    if args.verb == "download":
+        for placeholder in args.create:
+            create_placeholder(Path(placeholder))
+        if not args.items:
+            return
     url = os.environ.get("WEIR_NATS_URL", "nats://127.0.0.1:4222")
-    creds = os.environ.get("WEIR_NATS_CREDS") or None
-    if creds is not None and not Path(creds).is_file():
-        creds = None  # the deployment's NATS needs no credentials (the Secret has no `creds`)
-    bucket = os.environ.get("WEIR_ARTIFACTS_BUCKET") or ARTIFACTS_BUCKET_DEFAULT
+    env = dict(os.environ)
+    creds = env.get("WEIR_NATS_CREDS")
+    if creds and not Path(creds).is_file():
+        del env["WEIR_NATS_CREDS"]  # the deployment's NATS needs none (the Secret has no `creds`)
+    bucket = env.get("WEIR_ARTIFACTS_BUCKET") or ARTIFACTS_BUCKET_DEFAULT
     nc = await asyncio.wait_for(
-        connect(url, "weir-artifacts-helper", max_reconnect_attempts=5, user_credentials=creds),
+        connect(url, "weir-artifacts-helper", 5, security=NatsSecurity.from_env(env)),
         HELPER_CONNECT_TIMEOUT,
     )
     try:
@@ -128,13 +154,20 @@ async def _helper(args: argparse.Namespace) -> None:
                 print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
         else:
             for item in args.items:
-                name, path = _split(item, "NAME")
-                if not Path(path).is_file():
+                name, rest = _split(item, "NAME")
+                path, _, declared = rest.partition("=")
+                file = Path(path)
+                shown = repr(declared or path)
+                if not file.is_file():
                     raise ArtifactError(
-                        f'output "{name}" expected a file at {path!r}, but there is none'
+                        f'output "{name}" expected a file at {shown}, but there is none'
                     )
-                found = await store.upload(args.flow, name, Path(path))
-                print(f"output {name} ({found.size} bytes) <- {path}")
+                if _never_written(file):
+                    raise ArtifactError(
+                        f'output "{name}" expected the task to write {shown}, but it never did'
+                    )
+                found = await store.upload(args.flow, name, file)
+                print(f"output {name} ({found.size} bytes) <- {declared or path}")
     finally:
         await close(nc)
 
@@ -145,10 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
     down = verbs.add_parser("download", help="place inputs before the task runs")
-    down.add_argument("items", nargs="+", metavar="FLOW/NAME=PATH")
+    down.add_argument(
+        "--create",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="create the empty file an output will be written into",
+    )
+    down.add_argument("items", nargs="*", metavar="FLOW/NAME=PATH")
     up = verbs.add_parser("upload", help="store outputs after the task succeeded")
     up.add_argument("--flow", required=True)
-    up.add_argument("items", nargs="+", metavar="NAME=PATH")
+    up.add_argument("items", nargs="+", metavar="NAME=PATH[=AS_DECLARED]")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_helper(args))

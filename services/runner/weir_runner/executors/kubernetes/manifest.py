@@ -29,6 +29,7 @@ SYNCED_SECRET_ANNOTATION = "weir.dev/secret"
 """On a Secret weir keeps in sync: the name of the secret in weir's store it holds."""
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_NAME_MAX = 253
+_VOLUME_NAME_MAX = 100
 
 SecretRefs = Mapping[str, dict[str, str]]
 """`fromSecret` value -> the `secretKeyRef` it becomes (when not the default one)."""
@@ -60,17 +61,16 @@ def _absolute(path: str) -> PurePosixPath:
     return given if given.is_absolute() else PurePosixPath(WORKING_DIR) / given
 
 
-def artifact_dirs(task: TaskSpec) -> dict[str, str]:
-    """Each directory holding an input or output -> its folder in the pod's data volume."""
-    paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
-    dirs = sorted({str(_absolute(path).parent) for path in paths})
-    return {d: f"d{n}" for n, d in enumerate(dirs)}
-
-
-def _volume_path(path: str, dirs: dict[str, str]) -> str:
-    """Where `path` of the task's container is, relative to the data volume's root."""
-    full = _absolute(path)
-    return f"{dirs[str(full.parent)]}/{full.name}"
+def artifact_files(task: TaskSpec) -> dict[str, str]:
+    """Each input or output path, as the task's container sees it -> its file in the pod's
+    data volume. One file per path: a path that is both an input and an output is one file."""
+    paths = [str(_absolute(i.path)) for i in task.inputs]
+    paths += [str(_absolute(o.path)) for o in task.outputs]
+    files: dict[str, str] = {}
+    for path in paths:
+        if path not in files:
+            files[path] = f"f{len(files)}-{PurePosixPath(path).name}"[:_VOLUME_NAME_MAX]
+    return files
 
 
 def secret_key_ref(from_secret: str) -> dict[str, str]:
@@ -172,14 +172,17 @@ def _helper(name: str, args: list[str], plumbing: ArtifactPlumbing) -> Pod:
 
 
 def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: ArtifactPlumbing) -> None:
-    """Inputs: an init container downloads them into the data volume, which the task's
-    container mounts at their directories. Outputs: the task itself runs as the last init
-    container, so the upload container starts only after it exited 0."""
+    """Each input and output path is one file of the data volume, mounted (`subPath`) at
+    exactly that path: nothing of the image is hidden, so `/result.txt` works as well as
+    `out/result.txt`. An init container downloads the inputs and creates each output's file
+    empty (dated 1970, so an output the task never wrote is told from an empty one). With
+    outputs, the task itself runs as the last init container, so the upload container starts
+    only after it exited 0."""
     task = dispatch.task
-    dirs = artifact_dirs(task)
+    files = artifact_files(task)
     container = spec["containers"][0]
     container["volumeMounts"] = [
-        {"name": DATA_VOLUME, "mountPath": mount, "subPath": sub} for mount, sub in dirs.items()
+        {"name": DATA_VOLUME, "mountPath": path, "subPath": file} for path, file in files.items()
     ]
     paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
     if any(not PurePosixPath(path).is_absolute() for path in paths):
@@ -195,16 +198,20 @@ def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: Artifact
             },
         },
     ]
-    init: list[Pod] = []
-    if task.inputs:
-        sources = [
-            f"{dispatch.input_flows.get(i.from_, dispatch.flow_id)}/{i.from_}"
-            f"={_volume_path(i.path, dirs)}"
-            for i in task.inputs
-        ]
-        init.append(_helper(INPUTS_CONTAINER, ["download", *sources], plumbing))
+    inputs = {files[str(_absolute(i.path))] for i in task.inputs}
+    placeholders: list[str] = []
+    for output in task.outputs:
+        file = files[str(_absolute(output.path))]
+        if file not in inputs and file not in placeholders:
+            placeholders += ["--create", file]
+    sources = [
+        f"{dispatch.input_flows.get(i.from_, dispatch.flow_id)}/{i.from_}"
+        f"={files[str(_absolute(i.path))]}"
+        for i in task.inputs
+    ]
+    init = [_helper(INPUTS_CONTAINER, ["download", *placeholders, *sources], plumbing)]
     if task.outputs:
-        targets = [f"{o.name}={_volume_path(o.path, dirs)}" for o in task.outputs]
+        targets = [f"{o.name}={files[str(_absolute(o.path))]}={o.path}" for o in task.outputs]
         upload = ["upload", "--flow", dispatch.flow_id, *targets]
         init.append(container)
         spec["containers"] = [_helper(OUTPUTS_CONTAINER, upload, plumbing)]

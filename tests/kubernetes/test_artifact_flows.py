@@ -1,0 +1,149 @@
+"""Artifacts on the Kubernetes executor, end to end: the test kubelet runs every container of
+a task's pod (the helper that downloads inputs, the task, the helper that uploads outputs)
+with the pod's volumes mounted at their paths, so what passes here is what a cluster does
+with the same pod. The helpers reach NATS through the Secret a deployment provides."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from weir.artifacts import ArtifactStore, delete_flow_artifacts
+from weir.client import Client
+from weir.config import Settings
+
+from tests.artifacts.helpers import assert_round_tripped, round_trip_flow
+from tests.kubernetes.cluster import ApiServerProcess, TestKubelet, namespaces_work
+from tests.kubernetes.conftest import NAMESPACE
+from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_task, run_flow, tasks_of
+
+pytestmark = pytest.mark.skipif(
+    not namespaces_work(),
+    reason="the test kubelet mounts volumes in a user + mount namespace, which this "
+    "machine does not allow (unshare --user --map-root-user --mount)",
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FLOWMIUM_EXAMPLE = REPO / "examples" / "flowmium" / "my_flow.yaml"
+FLOWMIUM_ORIGINAL = REPO.parent / "shared" / "flowmium-examples" / "my_flow.yaml"
+
+
+@pytest.fixture(autouse=True)
+def data_secret(apiserver: ApiServerProcess, settings: Settings) -> None:
+    """What an install creates once: the Secret the helper containers read NATS's URL from."""
+    apiserver.handler.put_secret(NAMESPACE, settings.kube_data_secret, {"url": settings.nats_url})
+
+
+def store(client: Client, settings: Settings) -> ArtifactStore:
+    return ArtifactStore(client.js, settings.artifacts_bucket)
+
+
+async def test_text_and_binary_artifacts_round_trip_through_three_pods(
+    kube_client: Client, kube_settings: Settings, apiserver: ApiServerProcess, tmp_path: Path
+) -> None:
+    # The same flow as on the local executor (tests/artifacts/test_artifacts.py).
+    flow_id = await kube_client.submit(round_trip_flow())
+    ran = await outcome(kube_client, flow_id)
+
+    assert ran.status == "succeeded", ran.tasks
+    await assert_round_tripped(store(kube_client, kube_settings), flow_id, tmp_path)
+    # Each pod ran the helper, the task, and (for outputs) the uploader, in that order.
+    pod = apiserver.handler.pod_history(NAMESPACE, f"{flow_id}-transform-1")[-1]
+    assert [c["name"] for c in pod["status"]["initContainerStatuses"]] == ["weir-inputs", "task"]
+    assert all(
+        c["state"]["terminated"]["exitCode"] == 0
+        for c in pod["status"]["initContainerStatuses"] + pod["status"]["containerStatuses"]
+    )
+
+
+async def test_flowmium_example_runs_unchanged(
+    kube_client: Client, kube_settings: Settings, tmp_path: Path
+) -> None:
+    text = FLOWMIUM_EXAMPLE.read_text()
+    if FLOWMIUM_ORIGINAL.exists():
+        assert text == FLOWMIUM_ORIGINAL.read_text(), "examples/flowmium is flowmium's file as is"
+    # Absolute paths at the image's root: each is a file of the pod's volume mounted there,
+    # so the image's own / (with the `sh` the commands need) stays as it is.
+    flow_id = await kube_client.submit(yaml.safe_load(text))
+    ran = await outcome(kube_client, flow_id)
+
+    assert ran.status == "succeeded", ran.tasks
+    artifacts = store(kube_client, kube_settings)
+    for name, expected in [
+        ("foo-output", b"Hallo world\n"),
+        ("replace-letter-a-output", b"Hello world\n"),
+    ]:
+        await artifacts.download(flow_id, name, tmp_path / name)
+        assert (tmp_path / name).read_bytes() == expected
+
+
+async def test_output_the_task_never_wrote_fails_naming_its_path(kube_client: Client) -> None:
+    forgetful = pod_task(
+        "report",
+        "sh",
+        "-c",
+        "echo working",
+        retry=ONCE,
+        outputs=[{"name": "report", "path": "/results/report.json"}],
+    )
+    ran = await run_flow(kube_client, {"name": "forgot", "tasks": [forgetful]})
+
+    failed = tasks_of(ran)["report"]
+    assert ran.status == "failed" and failed.error_type == "executor"
+    assert failed.error_message == (
+        'task "report": its outputs could not be stored (Error: weir artifacts upload: '
+        "output \"report\" expected the task to write '/results/report.json', but it never did)"
+        "; output ends: working"
+    )
+
+
+async def test_an_empty_output_the_task_did_write_is_stored(
+    kube_client: Client, kube_settings: Settings
+) -> None:
+    empty = pod_task(
+        "empty", "sh", "-c", ": > /empty.txt", outputs=[{"name": "nothing", "path": "/empty.txt"}]
+    )
+    flow_id = await kube_client.submit({"name": "empty", "tasks": [empty]})
+    ran = await outcome(kube_client, flow_id)
+
+    assert ran.status == "succeeded", ran.tasks
+    [stored] = await store(kube_client, kube_settings).list(flow_id)
+    assert (stored.name, stored.size) == ("nothing", 0)
+
+
+async def test_input_gone_from_the_store_fails_before_the_task_runs(
+    kube_client: Client, kube_settings: Settings, kubelet: TestKubelet, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    spec = {
+        "name": "gone",
+        "tasks": [
+            pod_task("make", "sh", "-c", "echo x > /x", outputs=[{"name": "x", "path": "/x"}]),
+            pod_task(
+                "gate", "sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done", depends=["make"]
+            ),
+            pod_task(
+                "use",
+                "cat",
+                "/x",
+                depends=["gate"],
+                retry=ONCE,
+                inputs=[{"from": "x", "path": "/x"}],
+            ),
+        ],
+    }
+    flow_id = await kube_client.submit(spec)
+    await asyncio.wait_for(kubelet.started_event(f"{flow_id}-gate-1").wait(), WAIT)
+    await delete_flow_artifacts(kube_client.js, flow_id, kube_settings.artifacts_bucket)
+    release.touch()
+    ran = await outcome(kube_client, flow_id)
+
+    failed = tasks_of(ran)["use"]
+    assert ran.status == "failed" and failed.error_type == "executor"
+    assert failed.error_message.startswith(
+        'task "use": its inputs could not be downloaded (Error: weir artifacts download: '
+    )
+    assert f"flow {flow_id}" in failed.error_message and '"x"' in failed.error_message
+    assert kubelet.runs[f"{flow_id}-use-1"] == 0  # the task's container never started
