@@ -215,10 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(args.results_dir, stamp, doc)
     chart = report.chart(combined, args.results_dir / f"{stamp}.png", stamp)
     print(report.summary_text(doc))
-    if "artifacts" in combined:
-        from bench.artifacts import table as artifacts_table
-
-        print(artifacts_table(combined["artifacts"]))
     print(f"results: {path}")
     if chart is not None:
         print(f"chart:   {chart}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.artifacts import table as artifacts_table
 from bench.stats import Target, dig, fmt, growth_exponent, linearity_verdict
 
 NOTES = [
@@ -285,6 +286,8 @@ def tables(doc: Mapping[str, Any]) -> str:
                 f"| {_m(run, 'enqueue_to_start_ms', 'p50', digits=2)} | {fmt(ratio, 3)} |"
             )
         lines.append("")
+    if "artifacts" in r:
+        lines += [artifacts_table(r["artifacts"])]
     lines += ["| target | measured | goal | verdict |", "|---|---|---|---|"]
     for t in doc.get("targets", []):
         lines.append(
@@ -311,7 +314,8 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ```sh
 ./just bench                      # full run: 3 repeats, 20,000 flows, 1k/5k/10k DAGs, peers
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
-./just bench --only latency       # one scenario: throughput | latency | scale | peers
+./just bench --only latency       # one scenario: throughput | latency | scale | peers | artifacts
+./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
 ./just bench --repeats 5 --profile  # scheduler under pyinstrument, reports in results/profile-*/
 ./just bench --code HEAD          # measure a git revision (exported with git archive), not the tree
 ./just bench --executors noop     # skip the local executor (over half of a full run's time)
@@ -322,6 +326,10 @@ runs the scheduler and the runner as separate processes (`weir.devstack.Stack`) 
 sample each one's RSS. `WEIR_EXECUTOR=noop` reports success without running anything;
 `WEIR_EXECUTOR=local` runs `true` as a process. Every figure in
 `results/<timestamp>.json` is the median of the repeats with min, max and spread.
+`artifacts` uploads then downloads one random (incompressible) file through the pods' helper
+(`python -m weir_runner.artifacts`) against a fresh nats-server, and reports MiB/s over each
+helper run (start-up included) and the helper's peak RSS from `wait4`, next to a 4 KiB
+artifact's baseline.
 
 ## Latest results
 
