@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import re
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 SECRETS_BUCKET = "weir-secrets"
 SECRET_KEY_ENV = "WEIR_SECRET_KEY"
@@ -36,6 +39,30 @@ class SecretError(Exception):
 
 class SecretNotFound(SecretError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsStored:
+    """The names in the store when a watch began: the first thing a watch reports."""
+
+    names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSet:
+    """Secret `name` was stored or given a new value (`weir secret set`)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRemoved:
+    """Secret `name` was removed (`weir secret rm`)."""
+
+    name: str
+
+
+SecretChange = SecretsStored | SecretSet | SecretRemoved
 
 
 def new_secret_key() -> str:
@@ -138,6 +165,30 @@ class SecretStore:
         except NoKeysError:
             return []
         return sorted(keys)
+
+    async def watch(self) -> AsyncGenerator[SecretChange, None]:
+        """`SecretsStored` once, then each `SecretSet` and `SecretRemoved` as it happens,
+        until the caller stops (wrap it in `contextlib.aclosing`). Names only: no value is
+        read, so no key is needed."""
+        watcher = await (await self._bucket()).watchall(meta_only=True)
+        try:
+            stored: set[str] | None = set()  # None once the snapshot was reported
+            async for entry in watcher:
+                if entry is None:  # the end of what was stored when the watch began
+                    if stored is not None:
+                        yield SecretsStored(frozenset(stored))
+                        stored = None
+                    continue
+                removed = entry.operation in (KV_DEL, KV_PURGE)
+                if stored is None:
+                    yield SecretRemoved(entry.key) if removed else SecretSet(entry.key)
+                elif removed:
+                    stored.discard(entry.key)
+                else:
+                    stored.add(entry.key)
+        finally:
+            with contextlib.suppress(Exception):  # the connection may be closed already
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def delete(self, name: str) -> bool:
         """Remove the secret; False when there was none."""

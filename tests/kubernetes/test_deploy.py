@@ -126,7 +126,7 @@ def test_runner_role_is_namespaced_and_least_privilege() -> None:
     assert rules == {
         (("",), "pods"): ["create", "delete", "get", "list", "watch"],
         (("",), "pods/log"): ["get"],
-        (("",), "secrets"): ["create", "get", "patch", "update"],
+        (("",), "secrets"): ["create", "delete", "get", "list", "patch", "update"],
     }
 
 

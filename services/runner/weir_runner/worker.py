@@ -143,6 +143,12 @@ class Runner:
             await asyncio.gather(*late, return_exceptions=True)
         for task in background:
             task.cancel()
+        closing = getattr(self.executor, "close", None)
+        if closing is not None:  # the executor's own background work (watches, syncs)
+            try:
+                await closing()
+            except Exception:
+                log.exception("executor did not close cleanly")
         await health.stop()
         await close(self.nc)
         log.info("runner stopped")

@@ -19,6 +19,7 @@ from kubernetes_asyncio import config as kube_config
 from weir_runner.executors.kubernetes.manifest import CONTAINER_NAME, Pod
 
 REQUEST_TIMEOUT = 30.0
+LIST_PAGE_SIZE = 500
 TRANSIENT_STATUSES = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
 
 
@@ -28,6 +29,7 @@ class KubeApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"Kubernetes API error {status}: {message}")
         self.status = status
+        self.message = message
 
     @property
     def transient(self) -> bool:
@@ -56,7 +58,8 @@ async def _error(response: aiohttp.ClientResponse) -> KubeApiError:
 
 
 class PodApi:
-    """Pods of one namespace, and the Secrets their `fromSecret` variables reference."""
+    """Pods of one namespace, and the Secrets their `fromSecret` variables reference (the ones
+    weir keeps in sync with its secret store included)."""
 
     def __init__(self, api_client: kube_client.ApiClient, namespace: str) -> None:
         self.api_client = api_client
@@ -126,6 +129,27 @@ class PodApi:
             patch,
             _content_type="application/merge-patch+json",
         )
+
+    async def list_secrets(self, selector: str) -> list[dict[str, Any]]:
+        """Every Secret of the namespace matching `selector`, read page by page."""
+        secrets: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE_SIZE}
+        while True:
+            page = await self._json("list_namespaced_secret", self.namespace, **kwargs)
+            secrets += page.get("items") or []
+            kwargs["_continue"] = (page.get("metadata") or {}).get("continue")
+            if not kwargs["_continue"]:
+                return secrets
+
+    async def delete_secret(self, name: str, uid: str | None) -> None:
+        """Delete Secret `name` if it is still the object `uid` (not one made since under the
+        same name: 409 Conflict); one that is already gone is fine."""
+        options = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self._json("delete_namespaced_secret", name, self.namespace, body=options)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
 
     async def list(self, selector: str) -> dict[str, Any]:
         return await self._json("list_namespaced_pod", self.namespace, label_selector=selector)

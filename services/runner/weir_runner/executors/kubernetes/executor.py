@@ -11,25 +11,39 @@ Before the pod is created, each `fromSecret: NAME` found in weir's secret store 
 into the Kubernetes Secret `weir-secret-<NAME>` (key `value`), which the pod references; a
 NAME not in the store, or `NAME/KEY`, must be an existing Secret (and key) of the namespace.
 A secret found nowhere fails the attempt before anything runs. Decrypted values go only into
-the Secret's data: never into the pod spec, logs or messages.
+the Secret's data: never into the pod spec, logs or messages. While the executor runs,
+`SecretSync` keeps those Secrets in step with the store: a removed secret's Secret is
+deleted, a changed one's updated, and orphans left while no runner watched are reconciled
+away when it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import enum
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import msgspec
+from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
-from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
+from weir.secrets import (
+    SECRET_NAME,
+    SecretError,
+    SecretNotFound,
+    SecretRemoved,
+    SecretSet,
+    SecretsStored,
+    SecretStore,
+)
 from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
@@ -63,6 +77,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("weir.runner.kubernetes")
 
+REAP_GRACE_SECONDS = 5.0
+"""How long a stopping runner waits for the deletion of its finished pods."""
+
 T = TypeVar("T")
 
 NAMESPACE_DEFAULT = "default"
@@ -77,6 +94,15 @@ FAILURE_TAIL_BYTES = 2048
 RETRY_DELAY_MIN = 0.1
 RETRY_DELAY_MAX = 5.0
 DELETE_ATTEMPTS = 5
+SECRET_RESYNC_INTERVAL = 300.0
+"""Seconds one watch of the secret store lasts before the next reconciles again: a safety
+net for changes a silently broken watch would have missed."""
+SECRET_SYNC_RETRY_MAX = 30.0
+"""Longest wait before the secret sync starts over after a failure (backoff from
+`RETRY_DELAY_MIN`)."""
+SYNCED_SECRET_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+"""Lists the Secrets the secret sync may own; only those with `SYNCED_SECRET_ANNOTATION`
+(and the name `synced_secret_name` gives it) are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,37 +168,65 @@ class KubernetesExecutor:
         self.root = config.runner_dir.resolve()
         self.api: PodApi | None = None
         self.watcher: PodWatcher | None = None
+        self.secret_sync: SecretSync | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._starter: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._reapers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def attach(self, js: JetStreamContext) -> None:
-        """Read weir's secret store over the worker's NATS connection."""
+        """Read weir's secret store over the worker's NATS connection, and start now (in the
+        background), so synced Secrets follow the store from the runner's start on."""
         if self.data is None:
             self.data = DataPlane("", self.config.artifacts.bucket)  # never connects itself
         self.data.attach(js)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop yet: `run` starts at the first attempt
+        if self._starter is None or self._starter.done():
+            self._starter = asyncio.create_task(self._start_in_background(), name="kube-start")
 
     async def start(self) -> PodWatcher:
-        """Connect and start the watch; `run` does this on first use."""
+        """Connect, start the pod watch, and, with a secret store to read, the secret sync;
+        `attach` and `run` do this. The sync holds a NATS session for as long as it runs."""
         async with self._starting:
             if self.watcher is None:
                 api_client = await load_client(self.config.kubeconfig)
                 self.api = PodApi(api_client, self.config.namespace)
                 self.watcher = PodWatcher(self.api, POD_SELECTOR, self.config.watch_timeout)
                 self._watch_task = asyncio.create_task(self.watcher.run(), name="pod-watch")
+                self.secret_sync = SecretSync(self.api)
+            if self.data is not None and (self._sync_task is None or self._sync_task.done()):
+                assert self.secret_sync is not None
+                self._sync_task = asyncio.create_task(
+                    self.secret_sync.run(self.data), name="secret-sync"
+                )
             return self.watcher
 
+    async def _start_in_background(self) -> None:
+        try:
+            await self.start()
+        except Exception as exc:  # a bad kubeconfig: the first attempt reports it
+            log.warning("kubernetes executor did not start", extra={"error": str(exc)})
+
     async def close(self) -> None:
-        """Stop the watch and pending pod deletions (pods being followed are left alone)."""
-        tasks = [t for t in (self._watch_task, *self._reapers) if t is not None]
+        """Stop the watch, the secret sync and pending pod deletions (pods being followed
+        are left alone; deletions under way get a few seconds to finish)."""
+        if self._reapers:
+            await asyncio.wait(list(self._reapers), timeout=REAP_GRACE_SECONDS)
+        background = (self._starter, self._watch_task, self._sync_task, *self._reapers)
+        tasks = [t for t in background if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.api is not None:
             await self.api.close()
-        self.api = self.watcher = self._watch_task = None
+        self.api = self.watcher = self.secret_sync = None
+        self._starter = self._watch_task = self._sync_task = None
 
     # -- one attempt -------------------------------------------------------------------
 
@@ -346,25 +400,21 @@ class KubernetesExecutor:
         if self.data is not None and SECRET_NAME.match(source):
             try:
                 async with self.data.session() as js:
-                    value: bytes | None = await self.data.secrets(js).get(source)
+                    return await self._secret_sync().ensure(self.data.secrets(js), source), ""
             except SecretNotFound:
-                value = None
+                pass
             except SecretError as exc:
-                value, store_problem = None, str(exc)
-            if value is not None:
-                try:
-                    return await self._sync_secret(source, value), ""
-                except KubeApiError as exc:
-                    return None, (
-                        f'secret "{source}", which could not be copied into Kubernetes Secret '
-                        f'"{synced_secret_name(source)}" in namespace "{namespace}": '
-                        f"{_scrubbed(str(exc), value)}"
-                    )
-                except _Refused as exc:
-                    return None, f'secret "{source}": {exc}'
+                store_problem = str(exc)
+            except KubeApiError as exc:  # its message has no value in it: `ensure` saw to that
+                return None, (
+                    f'secret "{source}", which could not be copied into Kubernetes Secret '
+                    f'"{synced_secret_name(source)}" in namespace "{namespace}": {exc}'
+                )
+            except _SecretTaken as exc:
+                return None, f'secret "{source}": {exc}'
         ref = secret_key_ref(source)
         try:
-            found = await self._retrying(lambda: self._api().get_secret(ref["name"]))
+            found = await _retrying(lambda: self._api().get_secret(ref["name"]))
         except KubeApiError as exc:
             if exc.status == 403:  # not allowed to look: the kubelet will tell
                 log.warning(
@@ -387,70 +437,10 @@ class KubernetesExecutor:
             f'"{namespace}" (store it with `weir secret set {source}`)'
         )
 
-    async def _sync_secret(self, name: str, value: bytes) -> dict[str, str]:
-        """Create or update the Secret holding stored secret `name`; its `secretKeyRef`."""
-        api = self._api()
-        secret_name = synced_secret_name(name)
-        encoded = base64.b64encode(value).decode()
-        metadata: dict[str, Any] = {
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-            "annotations": {SYNCED_SECRET_ANNOTATION: name},
-        }
-        while True:
-            existing = await self._retrying(lambda: api.get_secret(secret_name))
-            if existing is None:
-                secret = {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": secret_name, **metadata},
-                    "type": "Opaque",
-                    "data": {SECRET_DEFAULT_KEY: encoded},
-                }
-                try:
-                    await self._retrying(partial(api.create_secret, secret))
-                except KubeApiError as exc:
-                    if exc.status == 409:
-                        continue  # created meanwhile (another attempt): check it again
-                    raise
-                log.info("created Secret", extra={"secret": secret_name})
-                break
-            meta = existing.get("metadata") or {}
-            if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
-                raise _Refused(
-                    f'a Secret named "{secret_name}" already exists in namespace '
-                    f'"{self.config.namespace}" and weir did not create it'
-                )
-            same = (existing.get("data") or {}).get(SECRET_DEFAULT_KEY) == encoded
-            if same and (meta.get("annotations") or {}).get(SYNCED_SECRET_ANNOTATION) == name:
-                break
-            patch = {"metadata": metadata, "data": {SECRET_DEFAULT_KEY: encoded}}
-            try:
-                await self._retrying(partial(api.patch_secret, secret_name, patch))
-            except KubeApiError as exc:
-                if exc.status == 404:
-                    continue  # deleted meanwhile: create it again
-                raise
-            log.info("updated Secret", extra={"secret": secret_name})
-            break
-        return {"name": secret_name, "key": SECRET_DEFAULT_KEY}
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()`, again after transient API errors; others are raised."""
-        delay = RETRY_DELAY_MIN
-        while True:
-            try:
-                return await call()
-            except KubeApiError as exc:
-                if not exc.transient:
-                    raise
-                log.warning("Kubernetes API call failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX)
-
     async def _exists(self, name: str) -> bool:
         """Whether the attempt's pod exists already (a redelivered dispatch follows it)."""
         try:
-            return await self._retrying(lambda: self._api().get(name)) is not None
+            return await _retrying(lambda: self._api().get(name)) is not None
         except KubeApiError:
             return False
 
@@ -540,6 +530,261 @@ class KubernetesExecutor:
     def _api(self) -> PodApi:
         assert self.api is not None, "start() first"
         return self.api
+
+    def _secret_sync(self) -> SecretSync:
+        assert self.secret_sync is not None, "start() first"
+        return self.secret_sync
+
+
+# -- secret sync ---------------------------------------------------------------------
+
+
+class _SecretTaken(Exception):
+    """The synced Secret's name is taken by a Secret weir did not create."""
+
+
+class SecretAction(enum.Enum):
+    """What the sync does to a Secret weir copied a stored secret into."""
+
+    KEEP = "keep"
+    """It holds the stored value."""
+    UPDATE = "update"
+    """The stored value changed: the Secret gets the new one."""
+    DELETE = "delete"
+    """The secret was removed from the store: its value must not linger in the cluster."""
+
+
+def synced_from(secret: Mapping[str, Any]) -> str | None:
+    """The stored secret `secret` holds, when weir synced it: it has weir's managed-by label,
+    `SYNCED_SECRET_ANNOTATION` naming the secret, and the name weir gives that secret's
+    Secret. None for any other Secret, which the sync never touches."""
+    meta = secret.get("metadata") or {}
+    if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
+        return None
+    name = (meta.get("annotations") or {}).get(SYNCED_SECRET_ANNOTATION)
+    if not isinstance(name, str) or meta.get("name") != synced_secret_name(name):
+        return None
+    return name
+
+
+def secret_action(secret: Mapping[str, Any], value: bytes | None) -> SecretAction:
+    """For a Secret weir synced, and its secret's value in the store now (None: removed)."""
+    if value is None:
+        return SecretAction.DELETE
+    if (secret.get("data") or {}).get(SECRET_DEFAULT_KEY) == _encoded(value):
+        return SecretAction.KEEP
+    return SecretAction.UPDATE
+
+
+class SecretSync:
+    """Keeps the Secrets `weir-secret-<name>` in step with weir's secret store.
+
+    `ensure` copies a secret into its Secret before a pod that needs it starts. `run` follows
+    the store while the executor runs, one pass after another: a pass starts a watch of the
+    store, reconciles once the watch is up (each Secret weir synced is checked against the
+    store: deleted if its secret is gone, updated if the value changed), then checks each
+    secret the watch reports set or removed. A set secret updates its Secret only if there
+    is one: Secrets are made for pods, not for every stored secret. A pass ends after
+    `SECRET_RESYNC_INTERVAL`, or on an error, which is logged and followed by a new pass
+    after a backoff. Secrets weir did not sync (`synced_from` is None) are never touched.
+    """
+
+    def __init__(self, api: PodApi) -> None:
+        self.api = api
+        self.reconciles = 0
+        """Reconciliations done so far: tests wait on it."""
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        """Held while secret `name` is read from the store and written to its Secret: a pod's
+        copy and the watch's check then apply in the order they read the store, and the one
+        that read last wins."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def ensure(self, store: SecretStore, name: str) -> dict[str, str]:
+        """Create or update the Secret holding stored secret `name`; its `secretKeyRef`.
+        Raises `SecretNotFound` (and other `SecretError`s) from the store, `_SecretTaken`, and
+        `KubeApiError`s whose messages never hold the value."""
+        secret_name = synced_secret_name(name)
+        async with self._lock(name):
+            value = await store.get(name)
+            try:
+                while True:
+                    existing = await _retrying(partial(self.api.get_secret, secret_name))
+                    if existing is None:
+                        if await self._create(name, value):
+                            break
+                        continue  # created meanwhile (by another runner): check it again
+                    if not _managed(existing):
+                        raise _SecretTaken(
+                            f'a Secret named "{secret_name}" already exists in namespace '
+                            f'"{self.api.namespace}" and weir did not create it'
+                        )
+                    current = synced_from(existing) == name
+                    if current and secret_action(existing, value) is SecretAction.KEEP:
+                        break
+                    if await self._update(name, value):
+                        break
+                    # deleted since it was read: create it again
+            except KubeApiError as exc:
+                raise KubeApiError(exc.status, _scrubbed(exc.message, value)) from None
+        return {"name": secret_name, "key": SECRET_DEFAULT_KEY}
+
+    async def run(self, data: DataPlane) -> None:
+        """Follow the store until cancelled, or until the NATS connection it reads the store
+        through is closed (a runner stopping)."""
+        delay = RETRY_DELAY_MIN
+        while True:
+            reconciles = self.reconciles
+            resync = asyncio.timeout(SECRET_RESYNC_INTERVAL)
+            try:
+                async with data.session() as js, resync:
+                    await self._follow(data, js)
+                problem = "the watch of the secret store ended"
+            except ConnectionClosedError:
+                log.info("NATS connection closed: synced Secrets no longer follow the store")
+                return
+            except Exception as exc:
+                if resync.expired():
+                    delay = RETRY_DELAY_MIN
+                    continue
+                problem = f"{type(exc).__name__}: {exc}"
+            if self.reconciles > reconciles:
+                delay = RETRY_DELAY_MIN
+            log.warning(
+                "secret sync failed; starting over",
+                extra={"error": problem, "retry_in": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SECRET_SYNC_RETRY_MAX)
+
+    async def _follow(self, data: DataPlane, js: JetStreamContext) -> None:
+        # A store for each check, not one for the pass: the key is read at each use.
+        async with contextlib.aclosing(data.secrets(js).watch()) as changes:
+            async for change in changes:
+                match change:
+                    case SecretsStored():
+                        await self._reconcile(data, js)
+                    case SecretSet(name=name) | SecretRemoved(name=name):
+                        await self._check(data.secrets(js), name)
+                    case _ as unreachable:
+                        assert_never(unreachable)
+
+    async def _reconcile(self, data: DataPlane, js: JetStreamContext) -> None:
+        """Check every Secret weir synced: those of secrets removed while no runner watched
+        are deleted, those of secrets changed meanwhile updated."""
+        listed = await _retrying(partial(self.api.list_secrets, SYNCED_SECRET_SELECTOR))
+        names = sorted({name for secret in listed if (name := synced_from(secret)) is not None})
+        for name in names:
+            await self._check(data.secrets(js), name)
+        self.reconciles += 1
+        log.info("synced Secrets reconciled with the secret store", extra={"secrets": len(names)})
+
+    async def _check(self, store: SecretStore, name: str) -> None:
+        """Bring the Secret of stored secret `name`, if weir synced one, in line with the
+        store as it is now (not as an event said it was)."""
+        secret_name = synced_secret_name(name)
+        async with self._lock(name):
+            secret = await _retrying(partial(self.api.get_secret, secret_name))
+            if secret is None or synced_from(secret) != name:
+                return  # no copy to keep in step, or not weir's
+            try:
+                value: bytes | None = await store.get(name)
+            except SecretNotFound:
+                value = None
+            except SecretError as exc:  # stored, but unreadable here (no key, another key)
+                log.warning(
+                    "stored secret unreadable; its Secret is left as it is",
+                    extra={"secret": name, "error": str(exc)},
+                )
+                return
+            action = secret_action(secret, value)
+            match action:
+                case SecretAction.KEEP:
+                    pass
+                case SecretAction.UPDATE:
+                    assert value is not None
+                    try:
+                        await self._update(name, value)
+                    except KubeApiError as exc:
+                        raise KubeApiError(exc.status, _scrubbed(exc.message, value)) from None
+                case SecretAction.DELETE:
+                    await self._delete(secret)
+                case _ as unreachable:
+                    assert_never(unreachable)
+
+    async def _create(self, name: str, value: bytes) -> bool:
+        """False when a Secret of that name exists already."""
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": synced_secret_name(name), **_synced_metadata(name)},
+            "type": "Opaque",
+            "data": {SECRET_DEFAULT_KEY: _encoded(value)},
+        }
+        try:
+            await _retrying(partial(self.api.create_secret, secret))
+        except KubeApiError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        log.info("created Secret", extra={"secret": synced_secret_name(name)})
+        return True
+
+    async def _update(self, name: str, value: bytes) -> bool:
+        """False when the Secret is gone."""
+        secret_name = synced_secret_name(name)
+        patch = {"metadata": _synced_metadata(name), "data": {SECRET_DEFAULT_KEY: _encoded(value)}}
+        try:
+            await _retrying(partial(self.api.patch_secret, secret_name, patch))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        log.info("updated Secret", extra={"secret": secret_name})
+        return True
+
+    async def _delete(self, secret: Mapping[str, Any]) -> None:
+        meta = secret.get("metadata") or {}
+        try:
+            await _retrying(partial(self.api.delete_secret, meta["name"], meta.get("uid")))
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            # Replaced since it was read (the uid precondition failed): the next check decides.
+            log.info("Secret replaced before its deletion", extra={"secret": meta["name"]})
+            return
+        log.info("deleted Secret of a removed secret", extra={"secret": meta["name"]})
+
+
+def _synced_metadata(name: str) -> dict[str, Any]:
+    return {
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+        "annotations": {SYNCED_SECRET_ANNOTATION: name},
+    }
+
+
+def _managed(secret: Mapping[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
+
+
+def _encoded(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, again after transient API errors; others are raised."""
+    delay = RETRY_DELAY_MIN
+    while True:
+        try:
+            return await call()
+        except KubeApiError as exc:
+            if not exc.transient:
+                raise
+            log.warning("Kubernetes API call failed; retrying", extra={"error": str(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_DELAY_MAX)
 
 
 def _scrubbed(message: str, value: bytes) -> str:
