@@ -10,6 +10,9 @@ given a file object), and a download pulls bounded batches of chunks from an eph
 consumer instead of nats-py's `get`, whose push consumer may queue the whole object in
 memory when the disk is slower than the network. The SHA-256 digest recorded at upload is
 checked before a download is moved into place; a mismatch leaves no file behind.
+
+`WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX` keeps artifacts in S3-compatible storage instead
+(`weir.artifacts_s3.S3ArtifactStore`, same interface and errors); `artifact_store` picks.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
+
+from weir.config import S3Storage
 
 ARTIFACTS_BUCKET_DEFAULT = "weir-artifacts"
 CHUNK_SIZE = 128 * 1024
@@ -56,6 +62,45 @@ class ArtifactInfo:
     sha256: str
     """Hex digest of the content."""
     modified: datetime | None
+
+
+class Artifacts(Protocol):
+    """What every artifact store does: `ArtifactStore` (the NATS Object Store) and
+    `weir.artifacts_s3.S3ArtifactStore`. Failures raise ArtifactError and its subclasses."""
+
+    @property
+    def location(self) -> str:
+        """Where the artifacts are, for messages: `bucket weir-artifacts`, `s3://b/prefix`."""
+        ...
+
+    async def upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo: ...
+
+    async def info(self, flow_id: str, name: str) -> ArtifactInfo: ...
+
+    async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo: ...
+
+    async def delete(self, flow_id: str, name: str) -> None: ...
+
+    async def delete_flow(self, flow_id: str) -> int: ...
+
+    async def list(self, flow_id: str | None = None) -> list[ArtifactInfo]: ...
+
+
+def artifact_store(
+    js: JetStreamContext | None,
+    bucket: str = ARTIFACTS_BUCKET_DEFAULT,
+    s3: S3Storage | None = None,
+) -> Artifacts:
+    """The store artifacts live in: S3-compatible storage when `s3` is given (see
+    `Settings.artifacts_s3`), else the Object Store `bucket` reached through `js`."""
+    if s3 is not None:
+        # Imported here: boto3 costs time and memory that deployments on NATS never pay.
+        from weir.artifacts_s3 import S3ArtifactStore
+
+        return S3ArtifactStore(s3)
+    if js is None:
+        raise ArtifactError(f"artifacts are kept in NATS (bucket {bucket}): connect to it first")
+    return ArtifactStore(js, bucket)
 
 
 def object_name(flow_id: str, name: str) -> str:
@@ -89,6 +134,10 @@ class ArtifactStore:
     @property
     def stream(self) -> str:
         return f"OBJ_{self.bucket}"
+
+    @property
+    def location(self) -> str:
+        return f"bucket {self.bucket}"
 
     async def _objects(self) -> ObjectStore:
         if self._store is None:
@@ -226,13 +275,20 @@ class ArtifactStore:
         with contextlib.suppress(NotFoundError):
             await self.js.purge_stream(self.stream, subject=meta_subject)
 
+    async def delete_flow(self, flow_id: str) -> int:
+        """Delete every artifact of `flow_id`; returns how many there were."""
+        artifacts = await self.list(flow_id)
+        for artifact in artifacts:
+            await self.delete(artifact.flow_id, artifact.name)
+        return len(artifacts)
+
 
 async def delete_flow_artifacts(
-    js: JetStreamContext, flow_id: str, bucket: str = ARTIFACTS_BUCKET_DEFAULT
+    js: JetStreamContext | None,
+    flow_id: str,
+    bucket: str = ARTIFACTS_BUCKET_DEFAULT,
+    s3: S3Storage | None = None,
 ) -> int:
-    """Delete every artifact of `flow_id` (for the pruner); returns how many there were."""
-    store = ArtifactStore(js, bucket)
-    artifacts = await store.list(flow_id)
-    for artifact in artifacts:
-        await store.delete(artifact.flow_id, artifact.name)
-    return len(artifacts)
+    """Delete every artifact of `flow_id` (for the pruner) from the store `artifact_store`
+    picks; returns how many there were."""
+    return await artifact_store(js, bucket, s3).delete_flow(flow_id)

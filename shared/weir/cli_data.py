@@ -1,6 +1,6 @@
 """`weir artifacts …` and `weir secret …`: the data a flow hands between tasks, and the
 secrets its tasks read. Both talk to NATS directly (Object Store and KV), not to the
-scheduler."""
+scheduler; artifacts kept in S3 (`WEIR_ARTIFACTS_URL=s3://…`) are read from S3."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from nats.js import JetStreamContext
 from rich.console import Console
 from rich.table import Table
 
-from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactError, ArtifactStore
-from weir.config import NATS_URL_DEFAULT
+from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactError, Artifacts, artifact_store
+from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
 from weir.jetstream import close, connect
 from weir.secrets import (
     MAX_SECRET_BYTES,
@@ -30,7 +30,8 @@ from weir.secrets import (
 )
 
 artifacts_app = typer.Typer(
-    help="Files tasks produced (outputs), kept in the NATS Object Store.", no_args_is_help=True
+    help="Files tasks produced (outputs), kept in the NATS Object Store (or S3).",
+    no_args_is_help=True,
 )
 secret_app = typer.Typer(
     help="Encrypted secrets tasks read with `fromSecret` (key: WEIR_SECRET_KEY).",
@@ -47,6 +48,15 @@ Bucket = Annotated[
     str,
     typer.Option(
         "--bucket", envvar="WEIR_ARTIFACTS_BUCKET", help="Object Store bucket of the artifacts."
+    ),
+]
+ArtifactsUrl = Annotated[
+    str,
+    typer.Option(
+        "--artifacts-url",
+        envvar="WEIR_ARTIFACTS_URL",
+        help="s3://BUCKET/PREFIX when artifacts are kept in S3-compatible storage "
+        "(WEIR_S3_ENDPOINT_URL and the AWS_* variables come from the environment).",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
@@ -71,6 +81,28 @@ def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T
         raise typer.Exit(1) from None
 
 
+def _run_artifacts(
+    nats_url: str, bucket: str, artifacts_url: str, body: Callable[[Artifacts], Awaitable[_T]]
+) -> _T:
+    """`body` with the store the settings pick: S3 needs no NATS connection."""
+    try:
+        s3 = S3Storage.from_env({**os.environ, "WEIR_ARTIFACTS_URL": artifacts_url})
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    if s3 is None:
+        return _run(nats_url, lambda js: body(artifact_store(js, bucket)))
+
+    async def main() -> _T:
+        return await body(artifact_store(None, s3=s3))
+
+    try:
+        return asyncio.run(main())
+    except ArtifactError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -85,10 +117,11 @@ def artifacts_ls(
     flow: Annotated[str, typer.Argument(help="Flow id.")],
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
+    artifacts_url: ArtifactsUrl = "",
     as_json: Json = False,
 ) -> None:
     """List the artifacts (outputs) a flow produced."""
-    found = _run(nats_url, lambda js: ArtifactStore(js, bucket).list(flow))
+    found = _run_artifacts(nats_url, bucket, artifacts_url, lambda store: store.list(flow))
     if as_json:
         rows = [
             {"name": a.name, "size": a.size, "sha256": a.sha256, "modified": a.modified}
@@ -115,6 +148,7 @@ def artifacts_get(
     ] = None,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
+    artifacts_url: ArtifactsUrl = "",
 ) -> None:
     """Download an artifact, checking its SHA-256; `-o -` writes it to stdout."""
     to_stdout = output is not None and str(output) == "-"
@@ -122,10 +156,9 @@ def artifacts_get(
     if to_stdout:
         target = Path(os.environ.get("TMPDIR", "/tmp")) / f"weir-{os.getpid()}-{name}"
 
-    async def body(js: JetStreamContext) -> None:
-        await ArtifactStore(js, bucket).download(flow, name, target)
-
-    _run(nats_url, body)
+    _run_artifacts(
+        nats_url, bucket, artifacts_url, lambda store: store.download(flow, name, target)
+    )
     if to_stdout:
         try:
             with open(target, "rb") as handle:

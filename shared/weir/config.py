@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
@@ -84,6 +86,113 @@ def _queue_limits(text: str) -> dict[str, int]:
     return limits
 
 
+S3_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+"""S3's rules for bucket names (3-63 lower-case letters, digits, dots and hyphens)."""
+
+
+@dataclass(frozen=True)
+class S3Storage:
+    """S3-compatible storage of artifacts: `WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX`, with
+    `WEIR_S3_ENDPOINT_URL` for MinIO, R2, Ceph and the like. Without keys, boto3 finds
+    credentials itself (profile, instance role, Kubernetes service account)."""
+
+    bucket: str
+    prefix: str = ""
+    """Key prefix without slashes at its ends; the artifact `name` of flow `flow` is the
+    object `<prefix>/<flow>/<name>`."""
+    endpoint_url: str = ""
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    session_token: str = field(default="", repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> S3Storage | None:
+        """The storage the environment selects; None: the NATS Object Store."""
+        env = dict(os.environ if env is None else env)
+        return s3_storage(**_s3_settings(env))
+
+
+def _s3_settings(env: dict[str, str]) -> dict[str, str]:
+    """The S3 settings `Settings` keeps, by field name: the standard AWS variables for the
+    region and the credentials, so boto3's documentation applies as it is."""
+    return {
+        "artifacts_url": env.get("WEIR_ARTIFACTS_URL", "").strip(),
+        "s3_endpoint_url": env.get("WEIR_S3_ENDPOINT_URL", "").strip(),
+        "s3_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "",
+        "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID", ""),
+        "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY", ""),
+        "aws_session_token": env.get("AWS_SESSION_TOKEN", ""),
+    }
+
+
+def s3_storage(
+    artifacts_url: str,
+    s3_endpoint_url: str = "",
+    s3_region: str = "",
+    aws_access_key_id: str = "",
+    aws_secret_access_key: str = "",
+    aws_session_token: str = "",
+) -> S3Storage | None:
+    """Check the S3 settings; None when `artifacts_url` is empty (the NATS Object Store)."""
+    if not artifacts_url:
+        if s3_endpoint_url:
+            raise ConfigError(
+                "WEIR_S3_ENDPOINT_URL is set, but WEIR_ARTIFACTS_URL is not: set "
+                "WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX to keep artifacts in S3"
+            )
+        return None
+    parts = urlsplit(artifacts_url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ConfigError(
+            f"WEIR_ARTIFACTS_URL={artifacts_url!r} is not s3://BUCKET/PREFIX (leave it unset to "
+            "keep artifacts in the NATS Object Store bucket WEIR_ARTIFACTS_BUCKET)"
+        )
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            "WEIR_ARTIFACTS_URL is s3://BUCKET/PREFIX only: no credentials, query or fragment "
+            "(credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    if not S3_BUCKET_NAME.match(parts.netloc):
+        raise ConfigError(
+            f"WEIR_ARTIFACTS_URL: {parts.netloc!r} is not an S3 bucket name "
+            "(3-63 lower-case letters, digits, '.' and '-', starting and ending with a letter "
+            "or digit)"
+        )
+    prefix = parts.path.strip("/")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        raise ConfigError(
+            f"WEIR_ARTIFACTS_URL={artifacts_url!r}: the prefix {prefix!r} has an empty, '.' or "
+            "'..' part"
+        )
+    if s3_endpoint_url:
+        endpoint = urlsplit(s3_endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            raise ConfigError(
+                f"WEIR_S3_ENDPOINT_URL={s3_endpoint_url!r} is not an http:// or https:// URL "
+                "(like http://minio:9000)"
+            )
+    if bool(aws_access_key_id) != bool(aws_secret_access_key):
+        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together")
+    if aws_session_token and not aws_access_key_id:
+        raise ConfigError(
+            "AWS_SESSION_TOKEN is set without AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    return S3Storage(
+        bucket=parts.netloc,
+        prefix=prefix,
+        endpoint_url=s3_endpoint_url,
+        region=s3_region,
+        access_key_id=aws_access_key_id,
+        secret_access_key=aws_secret_access_key,
+        session_token=aws_session_token,
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = NATS_URL_DEFAULT
@@ -122,6 +231,15 @@ class Settings:
     """Seconds a finished pod is kept after its logs were captured (0: delete at once)."""
     artifacts_bucket: str = "weir-artifacts"
     """NATS Object Store bucket of task artifacts (one per deployment)."""
+    artifacts_url: str = ""
+    """`s3://BUCKET/PREFIX`: artifacts go to S3-compatible storage instead (see
+    `artifacts_s3`); empty: the NATS Object Store bucket `artifacts_bucket`."""
+    s3_endpoint_url: str = ""
+    """S3 API endpoint other than AWS's (MinIO, R2, Ceph): WEIR_S3_ENDPOINT_URL."""
+    s3_region: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_session_token: str = field(default="", repr=False)
     kube_run_as_non_root: bool = False
     kube_helper_image: str = "weir:latest"
     """Image (with weir installed) of the pods' artifact download/upload containers."""
@@ -138,6 +256,8 @@ class Settings:
                 f"WEIR_EXECUTOR={executor!r} is not an executor (choose: {', '.join(EXECUTORS)})"
             )
         queues = tuple(q for q in env.get("WEIR_RUNNER_QUEUES", "default").split(",") if q)
+        s3 = _s3_settings(env)
+        s3_storage(**s3)  # a bad value fails here, with the other settings, not at first use
         return cls(
             nats_url=env.get("WEIR_NATS_URL", NATS_URL_DEFAULT),
             database_url=env.get("WEIR_DATABASE_URL", DATABASE_URL_DEFAULT),
@@ -168,6 +288,20 @@ class Settings:
             in ("1", "true", "yes"),
             kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",
             kube_data_secret=env.get("WEIR_KUBE_DATA_SECRET") or "weir-task-nats",
+            **s3,
+        )
+
+    @property
+    def artifacts_s3(self) -> S3Storage | None:
+        """The S3-compatible storage `artifacts_url` selects (checked: a bad value raises
+        ConfigError); None: artifacts stay in the NATS Object Store."""
+        return s3_storage(
+            artifacts_url=self.artifacts_url,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
         )
 
 

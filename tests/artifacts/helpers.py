@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weir.artifacts import ArtifactStore
+from weir.artifacts import Artifacts
 from weir.client import Client
 from weir_proto.api import FlowView
 from weir_proto.events import event_type
@@ -145,7 +145,7 @@ ROUND_TRIP_EXPECTED = {
 }
 
 
-async def assert_round_tripped(store: ArtifactStore, flow_id: str, scratch: Path) -> None:
+async def assert_round_tripped(store: Artifacts, flow_id: str, scratch: Path) -> None:
     """Every artifact of `round_trip_flow` is byte for byte what it should be."""
     for name, expected in ROUND_TRIP_EXPECTED.items():
         await store.download(flow_id, name, scratch / name)

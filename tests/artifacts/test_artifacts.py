@@ -13,6 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 from weir.artifacts import (
     ArtifactChecksumError,
     ArtifactStore,
@@ -22,6 +23,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir.jetstream import close, connect
 from weir_proto.events import event_type
+from weir_runner import sandbox
 
 from tests.artifacts.helpers import (
     EVERY_BYTE,
@@ -242,3 +244,89 @@ async def test_deleting_a_flows_artifacts_keeps_other_flows(
         ]
     finally:
         await close(nc)
+
+
+needs_sandbox = pytest.mark.skipif(
+    not sandbox.available(),
+    reason="absolute paths on the local executor need user + mount namespaces, which this "
+    "machine does not allow",
+)
+FLOWMIUM_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flowmium" / "my_flow.yaml"
+
+
+@needs_sandbox
+async def test_flowmium_example_runs_unchanged_on_the_local_executor(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    # Absolute paths at /: files of the attempt, mounted there in the task's sandbox only.
+    flow_id, outcome, view = await finish(client, yaml.safe_load(FLOWMIUM_EXAMPLE.read_text()))
+
+    assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    for name, expected in [
+        ("foo-output", b"Hallo world\n"),
+        ("replace-letter-a-output", b"Hello world\n"),
+    ]:
+        await store.download(flow_id, name, tmp_path / name)
+        assert (tmp_path / name).read_bytes() == expected
+    for path in ("/task-output-foo.txt", "/task-input.txt", "/task-output-replace-letter-a.txt"):
+        assert not Path(path).exists(), f"{path} was written on the host"
+
+
+@needs_sandbox
+async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    host_passwd = Path("/etc/passwd").read_bytes()
+    spec = {
+        "name": "mixed",
+        "tasks": [
+            task(
+                "make",
+                "sh",
+                "-c",
+                "echo secretless > /etc/passwd && echo rel > rel.txt && "
+                "mkdir -p /opt/weir-test-out && echo deep > /opt/weir-test-out/deep.txt",
+                outputs=[
+                    {"name": "shadow", "path": "/etc/passwd"},
+                    {"name": "rel", "path": "rel.txt"},
+                    {"name": "deep", "path": "/opt/weir-test-out/deep.txt"},
+                ],
+            ),
+            task(
+                "use",
+                "sh",
+                "-c",
+                'test "$(cat /in/shadow)$(cat in.txt)" = secretlessrel',
+                depends=["make"],
+                inputs=[
+                    {"from": "shadow", "path": "/in/shadow"},
+                    {"from": "rel", "path": "in.txt"},
+                ],
+            ),
+        ],
+    }
+    flow_id, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
+    assert Path("/etc/passwd").read_bytes() == host_passwd
+    assert not Path("/opt/weir-test-out").exists() and not Path("/in").exists()
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    await store.download(flow_id, "deep", tmp_path / "deep")
+    assert (tmp_path / "deep").read_bytes() == b"deep\n"
+
+
+@needs_sandbox
+async def test_absolute_output_the_task_never_wrote_fails_naming_its_path(client: Client) -> None:
+    spec = {
+        "name": "forgot",
+        "tasks": [task("a", "true", outputs=[{"name": "x", "path": "/results/x.json"}])],
+    }
+    _, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_failed"
+    (a,) = view.tasks
+    assert a.error_type == "executor"
+    assert a.error_message == (
+        'task "a": output "x" expected the task to write \'/results/x.json\', but it never did'
+    )

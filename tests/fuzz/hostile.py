@@ -53,7 +53,7 @@ def _deep(levels: int) -> bytes:
 ACCEPTED = {"sql-name", "abs-output", "abs-input"}
 """Valid by design: a flow name is free text (stored verbatim, never pasted into SQL), and
 absolute artifact paths are natural inside a container (the kubernetes executor); the local
-executor fails such a task at run time with an error naming the path."""
+executor mounts them in a sandbox of the task's own, never on the host's real path."""
 POISON = {"non-utf8", "control-name", "control-task", "control-cmd", "control-id"}
 """Known scheduler bugs (see test_known_bugs.py): these wedge the durable submit consumer."""
 

@@ -18,9 +18,7 @@ import contextlib
 import itertools
 import json
 import os
-import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -32,6 +30,8 @@ import aiohttp
 import aiohttp.web
 import kmock
 from kmock._internal import rendering
+from weir_runner import sandbox
+from weir_runner.sandbox import Mount
 
 NODE_NAME = "kubelet-1"
 NODE_LABELS = {"kubernetes.io/hostname": NODE_NAME}
@@ -380,13 +380,20 @@ class TestKubelet:
         argv = [*container["command"], *(container.get("args") or [])]
         if container.get("volumeMounts") or container.get("workingDir"):
             mounts = [
-                (volumes[m["name"]] / m.get("subPath", ""), m["mountPath"], bool(m.get("readOnly")))
+                Mount(
+                    volumes[m["name"]] / m.get("subPath", ""),
+                    m["mountPath"],
+                    bool(m.get("readOnly")),
+                )
                 for m in container.get("volumeMounts") or []
             ]
-            mounts.append((termination, "/dev/termination-log", False))
+            for mount in mounts:
+                if not mount.source.exists():
+                    mount.source.mkdir(parents=True)  # a missing subPath becomes a directory
+            mounts.append(Mount(termination, "/dev/termination-log"))
             root = pod_dir / f"{name}.root"
             root.mkdir()
-            argv = _in_own_root(root, mounts, container.get("workingDir") or "/", argv)
+            argv = sandbox.wrap(argv, mounts, container.get("workingDir") or "/", root)
             cwd = pod_dir
         else:
             cwd = Path(tempfile.mkdtemp(dir=self.workdir))
@@ -536,64 +543,6 @@ def _termination_message(
         return written
     lines = log_path.read_bytes()[-2048:].decode(errors="replace").splitlines()[-80:]
     return "\n".join(lines).strip()
-
-
-def namespaces_work() -> bool:
-    """Whether this machine lets an unprivileged process have its own user and mount
-    namespaces (what the kubelet needs to mount volumes at a container's paths)."""
-    probe = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "true"],
-        capture_output=True,
-        check=False,
-    )
-    return probe.returncode == 0
-
-
-def _in_own_root(
-    root: Path, mounts: list[tuple[Path, str, bool]], working_dir: str, argv: list[str]
-) -> list[str]:
-    """`argv` run as a container with `mounts` at their paths: in its own user and mount
-    namespaces, chrooted into `root`, a tmpfs that mirrors the host's directories (bind
-    mounts, so the host's programs are the "image"). Each directory above a mount point is a
-    tmpfs of its own, so mount points are created in the container, never on the host."""
-    targets = [(source, os.path.realpath(path), ro) for source, path, ro in mounts]
-    ancestors = {"/"}
-    for _, target, _ in targets:
-        ancestors.update(str(parent) for parent in Path(target).parents)
-    q = shlex.quote
-    script = ["set -e", f"mount -t tmpfs weir-root {q(str(root))}"]
-
-    def mirror(host_dir: Path) -> None:
-        for entry in sorted(host_dir.iterdir()):
-            inside = q(f"{root}{entry}")
-            if entry.is_symlink():
-                script.append(f"ln -s {q(os.readlink(entry))} {inside}")
-            elif entry.is_dir() and str(entry) in ancestors:
-                script.append(f"mkdir {inside} && mount -t tmpfs weir-dir {inside}")
-                mirror(entry)
-            elif entry.is_dir():
-                script.append(f"mkdir {inside} && mount --rbind {q(str(entry))} {inside}")
-            elif entry.exists():
-                script.append(f": > {inside} && mount --bind {q(str(entry))} {inside}")
-
-    mirror(Path("/"))
-    for source, target, read_only in targets:
-        inside = q(f"{root}{target}")
-        if not source.exists():
-            source.mkdir(parents=True)  # a missing subPath becomes a directory
-        script.append(f"mkdir -p {q(f'{root}{Path(target).parent}')}")
-        if source.is_dir():
-            script.append(f"mkdir -p {inside}")
-        else:
-            script.append(f"[ -e {inside} ] || : > {inside}")
-        script.append(f"mount --bind {q(str(source))} {inside}")
-        if read_only:
-            script.append(f"mount -o remount,bind,ro {inside}")
-    script.append(f"mkdir -p {q(f'{root}{working_dir}')}")
-    enter = 'cd "$0" && exec "$@"'
-    command = " ".join(q(a) for a in ["chroot", str(root), "sh", "-c", enter, working_dir, *argv])
-    script.append(f"exec {command}")
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "\n".join(script)]
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -18,6 +18,8 @@ from tests.conftest import Services, _start
 from tests.kubernetes.cluster import ApiServerProcess, FakeApiServer, TestKubelet, write_kubeconfig
 
 NAMESPACE = "weir-test"
+POD_RESYNC = 2.0
+"""Short, so a watch event the emulator loses delays a test by seconds, not for good."""
 
 
 @pytest.fixture
@@ -61,7 +63,8 @@ def kube_settings(settings: Settings, kubeconfig: Path) -> Settings:
 async def executor(
     kube_settings: Settings, kubelet: TestKubelet
 ) -> AsyncIterator[KubernetesExecutor]:
-    running = KubernetesExecutor(KubernetesConfig.from_settings(kube_settings))
+    config = replace(KubernetesConfig.from_settings(kube_settings), pod_resync=POD_RESYNC)
+    running = KubernetesExecutor(config)
     try:
         yield running
     finally:

@@ -13,14 +13,15 @@ import yaml
 from weir.artifacts import ArtifactStore, delete_flow_artifacts
 from weir.client import Client
 from weir.config import Settings
+from weir_runner import sandbox
 
 from tests.artifacts.helpers import assert_round_tripped, round_trip_flow
-from tests.kubernetes.cluster import ApiServerProcess, TestKubelet, namespaces_work
+from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
 from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_task, run_flow, tasks_of
 
 pytestmark = pytest.mark.skipif(
-    not namespaces_work(),
+    not sandbox.available(),
     reason="the test kubelet mounts volumes in a user + mount namespace, which this "
     "machine does not allow (unshare --user --map-root-user --mount)",
 )

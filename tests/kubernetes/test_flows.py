@@ -19,7 +19,7 @@ from weir_runner.worker import Runner
 
 from tests.conftest import Services, _start
 from tests.flows import task
-from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
+from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
 
 WAIT = 30.0
@@ -381,3 +381,26 @@ def test_config_selects_the_kubernetes_executor(kubeconfig: Path) -> None:
         image_pull_timeout=30.0,
         pod_ttl=60.0,
     )
+
+
+async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_pod(
+    kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
+) -> None:
+    flow_id = await kube_client.submit(
+        {"id": "quiet-1", "name": "quiet", "tasks": [pod_task("long", "sleep", "30", retry=ONCE)]}
+    )
+    await wait_started(kubelet, "quiet-1-long-1")
+    pod = apiserver.handler.pod(NAMESPACE, "quiet-1-long-1")
+    assert pod is not None
+    pod["status"] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {"name": "task", "state": {"terminated": {"exitCode": 4, "reason": "Error"}}}
+        ],
+    }
+    # Stored behind the watch's back: no event is sent, as when a watch loses one.
+    apiserver.handler.objects[PODS, NAMESPACE, "quiet-1-long-1"] = pod
+    ran = await outcome(kube_client, flow_id)
+
+    assert ran.status == "failed"
+    assert tasks_of(ran)["long"].exit_code == 4

@@ -2,9 +2,10 @@
 the helper that task pods run to move artifacts.
 
 `ArtifactStore` (shared with the CLI, in `weir.artifacts`) streams files in and out of the
-Object Store. `DataPlane` gives executors a JetStream context: the worker's own one when it
-hands it over with `attach`, else a connection opened for the first attempt that needs it
-and closed when the last one is done, so an idle or stopped runner holds none.
+Object Store, or `S3ArtifactStore` of S3-compatible storage (`WEIR_ARTIFACTS_URL`).
+`DataPlane` gives executors a JetStream context: the worker's own one when it hands it over
+with `attach`, else a connection opened for the first attempt that needs it and closed when
+the last one is done, so an idle or stopped runner holds none.
 
 As a program this module is the artifact helper of the Kubernetes executor's pods (the weir
 image, `WEIR_KUBE_HELPER_IMAGE`):
@@ -13,7 +14,9 @@ image, `WEIR_KUBE_HELPER_IMAGE`):
     python -m weir_runner.artifacts upload --flow FLOW NAME=PATH[=AS_DECLARED] ...
 
 It connects to `WEIR_NATS_URL` with the credentials file in `WEIR_NATS_CREDS` (a NATS user
-allowed only the artifacts bucket's subjects, see docs/data.md). A failure is printed and
+allowed only the artifacts bucket's subjects, see docs/data.md), or, when
+`WEIR_ARTIFACTS_URL` is `s3://BUCKET/PREFIX`, to S3 only (`WEIR_S3_ENDPOINT_URL`,
+`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). A failure is printed and
 written to the container's termination message, which the runner puts in the task's error.
 """
 
@@ -35,10 +38,12 @@ from weir.artifacts import (
     ArtifactError,
     ArtifactInfo,
     ArtifactNotFound,
+    Artifacts,
     ArtifactStore,
+    artifact_store,
     delete_flow_artifacts,
 )
-from weir.config import NatsSecurity
+from weir.config import NatsSecurity, S3Storage
 from weir.jetstream import close, connect
 from weir.secrets import SecretStore, secret_key_from_env
 
@@ -48,6 +53,7 @@ __all__ = [
     "ArtifactInfo",
     "ArtifactNotFound",
     "ArtifactStore",
+    "Artifacts",
     "DataPlane",
     "delete_flow_artifacts",
     "main",
@@ -61,11 +67,17 @@ class DataPlane:
     """JetStream for the executors' artifacts and secrets, shared by concurrent attempts."""
 
     def __init__(
-        self, nats_url: str, bucket: str = ARTIFACTS_BUCKET_DEFAULT, name: str = "weir-runner"
+        self,
+        nats_url: str,
+        bucket: str = ARTIFACTS_BUCKET_DEFAULT,
+        name: str = "weir-runner",
+        s3: S3Storage | None = None,
     ) -> None:
+        """Artifacts go to the Object Store `bucket`, or to `s3` when given."""
         self.nats_url = nats_url
         self.bucket = bucket
         self.name = name
+        self.s3 = s3
         self._attached: JetStreamContext | None = None
         self._nc: NATS | None = None
         self._users = 0
@@ -94,8 +106,8 @@ class DataPlane:
                     self._nc = None
                     await close(nc)
 
-    def artifacts(self, js: JetStreamContext) -> ArtifactStore:
-        return ArtifactStore(js, self.bucket)
+    def artifacts(self, js: JetStreamContext) -> Artifacts:
+        return artifact_store(js, self.bucket, self.s3)
 
     def secrets(self, js: JetStreamContext) -> SecretStore:
         # Read at each use: a key rotated in the environment of a restarted runner applies.
@@ -123,7 +135,7 @@ def create_placeholder(path: Path) -> None:
     os.utime(path, (PLACEHOLDER_MTIME, PLACEHOLDER_MTIME))
 
 
-def _never_written(path: Path) -> bool:
+def never_written(path: Path) -> bool:
     found = path.stat()
     return found.st_size == 0 and int(found.st_mtime) == PLACEHOLDER_MTIME
 
@@ -134,8 +146,12 @@ async def _helper(args: argparse.Namespace) -> None:
             create_placeholder(Path(placeholder))
         if not args.items:
             return
-    url = os.environ.get("WEIR_NATS_URL", "nats://127.0.0.1:4222")
     env = dict(os.environ)
+    s3 = S3Storage.from_env(env)
+    if s3 is not None:  # the pod needs no NATS at all
+        await _move(args, artifact_store(None, s3=s3))
+        return
+    url = env.get("WEIR_NATS_URL", "nats://127.0.0.1:4222")
     creds = env.get("WEIR_NATS_CREDS")
     if creds and not Path(creds).is_file():
         del env["WEIR_NATS_CREDS"]  # the deployment's NATS needs none (the Secret has no `creds`)
@@ -145,31 +161,32 @@ async def _helper(args: argparse.Namespace) -> None:
         HELPER_CONNECT_TIMEOUT,
     )
     try:
-        store = ArtifactStore(nc.jetstream(), bucket)
-        if args.verb == "download":
-            for item in args.items:
-                source, path = _split(item, "FLOW/NAME")
-                flow, _, name = source.partition("/")
-                found = await store.download(flow, name, Path(path))
-                print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
-        else:
-            for item in args.items:
-                name, rest = _split(item, "NAME")
-                path, _, declared = rest.partition("=")
-                file = Path(path)
-                shown = repr(declared or path)
-                if not file.is_file():
-                    raise ArtifactError(
-                        f'output "{name}" expected a file at {shown}, but there is none'
-                    )
-                if _never_written(file):
-                    raise ArtifactError(
-                        f'output "{name}" expected the task to write {shown}, but it never did'
-                    )
-                found = await store.upload(args.flow, name, file)
-                print(f"output {name} ({found.size} bytes) <- {declared or path}")
+        await _move(args, artifact_store(nc.jetstream(), bucket))
     finally:
         await close(nc)
+
+
+async def _move(args: argparse.Namespace, store: Artifacts) -> None:
+    if args.verb == "download":
+        for item in args.items:
+            source, path = _split(item, "FLOW/NAME")
+            flow, _, name = source.partition("/")
+            found = await store.download(flow, name, Path(path))
+            print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
+        return
+    for item in args.items:
+        name, rest = _split(item, "NAME")
+        path, _, declared = rest.partition("=")
+        file = Path(path)
+        shown = repr(declared or path)
+        if not file.is_file():
+            raise ArtifactError(f'output "{name}" expected a file at {shown}, but there is none')
+        if never_written(file):
+            raise ArtifactError(
+                f'output "{name}" expected the task to write {shown}, but it never did'
+            )
+        found = await store.upload(args.flow, name, file)
+        print(f"output {name} ({found.size} bytes) <- {declared or path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

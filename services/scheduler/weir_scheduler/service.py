@@ -63,6 +63,7 @@ class Scheduler:
 
     async def run(self) -> None:
         settings = self.settings
+        artifacts_s3 = settings.artifacts_s3  # a bad WEIR_ARTIFACTS_URL stops us here
         self.pool = await _connect_postgres(settings.database_url, self.stop)
         if self.pool is None:
             return
@@ -82,7 +83,9 @@ class Scheduler:
         async def forget_artifacts(flow_ids: list[str]) -> None:
             for flow_id in flow_ids:
                 try:
-                    await delete_flow_artifacts(js, flow_id, settings.artifacts_bucket)
+                    await delete_flow_artifacts(
+                        js, flow_id, settings.artifacts_bucket, artifacts_s3
+                    )
                 except Exception as exc:
                     log.warning(
                         "artifacts not deleted", extra={"flow_id": flow_id, "error": str(exc)}

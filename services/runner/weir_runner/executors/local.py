@@ -8,11 +8,12 @@ runner has finished with it. A redelivered attempt reports its result, takes the
 code, or adopts the still-running process — it never runs a finished task again. Runners of
 one machine share WEIR_RUNNER_DIR for this.
 
-Inputs are downloaded from the artifacts Object Store into the working directory before the
-command starts (from the flow that produced them: `dispatch.input_flows` names an earlier
-flow whose outputs a rerun reuses); outputs are uploaded after exit 0. `fromSecret` values
-come from weir's encrypted secret store (`weir secret set`), else from the runner's
-`WEIR_SECRET_<NAME>` variable, and go only into the process environment.
+Inputs are downloaded from the artifact store (the NATS Object Store, or S3 when
+`WEIR_ARTIFACTS_URL` says so) into the working directory before the command starts (from
+the flow that produced them: `dispatch.input_flows` names an earlier flow whose outputs a
+rerun reuses); outputs are uploaded after exit 0. `fromSecret` values come from weir's
+encrypted secret store (`weir secret set`), else from the runner's `WEIR_SECRET_<NAME>`
+variable, and go only into the process environment.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from weir.config import Settings
 from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
 from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 
-from weir_runner.artifacts import DataPlane
+from weir_runner import sandbox
+from weir_runner.artifacts import DataPlane, create_placeholder, never_written
 from weir_runner.executors.base import AttemptResult, OnStarted
 
 STDERR_TAIL_BYTES = 2048
 KILL_GRACE_SECONDS = 5.0
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 SECRET_ENV_PREFIX = "WEIR_SECRET_"
+SANDBOX_PATHS = "paths"
+"""The attempt's directory of files mounted at the task's absolute paths."""
 
 
 class _Recorded(msgspec.Struct):
@@ -71,7 +75,10 @@ class LocalExecutor:
         self.root = root.resolve()
         if data is None and settings is not None:
             data = DataPlane(
-                settings.nats_url, settings.artifacts_bucket, f"weir-runner-{settings.runner_name}"
+                settings.nats_url,
+                settings.artifacts_bucket,
+                f"weir-runner-{settings.runner_name}",
+                s3=settings.artifacts_s3,
             )
         self.data = data
 
@@ -148,6 +155,20 @@ class LocalExecutor:
         problem = _check_program(task.cmd[0], env, work, task.name)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        argv = list(task.cmd)
+        absolute = _absolute_paths(dispatch)
+        if absolute:  # files of the attempt mounted at the task's absolute paths
+            inputs = {i.path for i in task.inputs}
+            mounts = []
+            for path in absolute:
+                host = _host_path(dispatch, work, path)
+                assert host is not None
+                if path not in inputs:
+                    create_placeholder(host)
+                mounts.append(sandbox.Mount(host, path))
+            root = home / "root"
+            root.mkdir()
+            argv = sandbox.wrap(argv, mounts, str(work), root)
         with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -155,7 +176,7 @@ class LocalExecutor:
                     "-c",
                     SUPERVISOR,
                     str(home / "exit"),
-                    *task.cmd,
+                    *argv,
                     cwd=work,
                     env=env,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -209,15 +230,21 @@ class LocalExecutor:
 
     def _check_paths(self, dispatch: Dispatch) -> str | None:
         task = dispatch.task
-        for kind, items in (("input", task.inputs), ("output", task.outputs)):
-            for item in items:
-                if PurePosixPath(item.path).is_absolute():
-                    return (
-                        f'task "{task.name}": {kind} path {item.path!r} is absolute; the local '
-                        "executor runs on this machine without a sandbox and never writes outside "
-                        "the attempt's directory: use a relative path, or the kubernetes executor"
-                    )
-        return None
+        if not _absolute_paths(dispatch) or sandbox.available():
+            return None
+        kind, path = next(
+            (kind, item.path)
+            for kind, items in (("input", task.inputs), ("output", task.outputs))
+            for item in items
+            if PurePosixPath(item.path).is_absolute()
+        )
+        return (
+            f'task "{task.name}": {kind} path {path!r} is absolute; the local executor puts '
+            "absolute paths only in a sandbox (its own user and mount namespaces), which this "
+            "machine does not allow (`unshare --user --map-root-user --mount true` fails), and "
+            "never writes outside the attempt's directory: use a relative path, or the "
+            "kubernetes executor"
+        )
 
     async def _environment(
         self, dispatch: Dispatch, work: Path
@@ -288,7 +315,7 @@ class LocalExecutor:
             store = self.data.artifacts(js)
             for item in task.inputs:
                 producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
-                target = _inside(work, item.path)
+                target = _host_path(dispatch, work, item.path)
                 if target is None:
                     return f'task "{task.name}": input path {item.path!r} leaves the work dir'
                 try:
@@ -296,7 +323,7 @@ class LocalExecutor:
                 except ArtifactNotFound:
                     return (
                         f'task "{task.name}": input "{item.from_}" (for {item.path!r}) was not '
-                        f"found: flow {producer_flow} has no such output in bucket {store.bucket}"
+                        f"found: flow {producer_flow} has no such output in {store.location}"
                     )
                 except ArtifactError as exc:
                     return f'task "{task.name}": input "{item.from_}": {exc}'
@@ -305,11 +332,16 @@ class LocalExecutor:
     async def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | None:
         task = dispatch.task
         for item in task.outputs:
-            source = _inside(work, item.path)
+            source = _host_path(dispatch, work, item.path)
             if source is None or not source.is_file():
                 return (
                     f'task "{task.name}": output "{item.name}" expected a file at '
                     f"{item.path!r} in the task's working directory, but there is none"
+                )
+            if PurePosixPath(item.path).is_absolute() and never_written(source):
+                return (
+                    f'task "{task.name}": output "{item.name}" expected the task to write '
+                    f"{item.path!r}, but it never did"
                 )
         if not task.outputs:
             return None
@@ -318,7 +350,7 @@ class LocalExecutor:
         async with self.data.session() as js:
             store = self.data.artifacts(js)
             for item in task.outputs:
-                source = _inside(work, item.path)
+                source = _host_path(dispatch, work, item.path)
                 assert source is not None
                 try:
                     await store.upload(dispatch.flow_id, item.name, source)
@@ -330,6 +362,25 @@ class LocalExecutor:
 def _inside(work: Path, relative: str) -> Path | None:
     target = (work / relative).resolve()
     return target if target.is_relative_to(work.resolve()) else None
+
+
+def _absolute_paths(dispatch: Dispatch) -> dict[str, str]:
+    """Each absolute input or output path of the task -> its file in the attempt's
+    `paths` directory, mounted at that path in the task's sandbox."""
+    task = dispatch.task
+    files: dict[str, str] = {}
+    for path in [i.path for i in task.inputs] + [o.path for o in task.outputs]:
+        if PurePosixPath(path).is_absolute() and path not in files:
+            files[path] = f"f{len(files)}-{PurePosixPath(path).name}"
+    return files
+
+
+def _host_path(dispatch: Dispatch, work: Path, path: str) -> Path | None:
+    """Where the task's `path` is on this machine: in the working directory when relative,
+    in the attempt's `paths` directory when absolute (None: it leaves the working dir)."""
+    if PurePosixPath(path).is_absolute():
+        return work.parent / SANDBOX_PATHS / _absolute_paths(dispatch)[path]
+    return _inside(work, path)
 
 
 _SIGNALS = {s.value: s.name for s in signal.Signals}

@@ -86,6 +86,10 @@ NAMESPACE_DEFAULT = "default"
 IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
 UNSCHEDULABLE_TIMEOUT_DEFAULT = 300.0
 POD_TTL_DEFAULT = 0.0
+POD_RESYNC_DEFAULT = 60.0
+"""The watch is the news, but a watch can miss an event (a server that does not replay
+what happened while the stream was down, a proxy that drops it): after this long without
+news an attempt reads its pod directly, as informers resync."""
 LOG_LIMIT_BYTES = 1024 * 1024
 """Most of a pod's log kept in stdout.log: the end of it, after a truncation marker."""
 LOG_CAPTURE_TIMEOUT = 60.0
@@ -121,6 +125,8 @@ class KubernetesConfig:
     """How pods of tasks with inputs or outputs reach the artifacts bucket."""
     run_as_non_root: bool = False
     """Pods refuse to run as root unless a task says otherwise (WEIR_KUBE_RUN_AS_NON_ROOT)."""
+    pod_resync: float = POD_RESYNC_DEFAULT
+    """Seconds an attempt waits without news from the watch before reading its pod itself."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesConfig:
@@ -136,6 +142,9 @@ class KubernetesConfig:
                 helper_image=settings.kube_helper_image,
                 bucket=settings.artifacts_bucket,
                 credentials_secret=settings.kube_data_secret,
+                artifacts_url=settings.artifacts_url,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
             ),
         )
 
@@ -340,7 +349,11 @@ class KubernetesExecutor:
                     timeout = since + limit - now
                 case Pending():
                     stuck_since.clear()
-            await channel.wait_newer(seen, timeout)
+            wait = (
+                self.config.pod_resync if timeout is None else min(timeout, self.config.pod_resync)
+            )
+            if await channel.wait_newer(seen, wait) == seen and await self._confirm_gone(channel):
+                channel.gone(None)  # nothing heard, and the pod is no more
 
     async def _create_or_adopt(self, manifest: Pod, channel: PodChannel) -> None:
         api = self._api()
@@ -445,7 +458,8 @@ class KubernetesExecutor:
             return False
 
     async def _confirm_gone(self, channel: PodChannel) -> bool:
-        """A relist missed the pod: ask for it directly before calling it deleted."""
+        """Read the pod directly (a relist missed it, or the watch has been quiet): True if
+        it is gone, else its state is offered to the channel."""
         delay = RETRY_DELAY_MIN
         while True:
             try:

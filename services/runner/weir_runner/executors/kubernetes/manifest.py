@@ -46,6 +46,13 @@ WORKING_DIR = "/work"
 """Where relative input and output paths are, inside the task's container."""
 
 
+AWS_CREDENTIAL_KEYS = (
+    ("AWS_ACCESS_KEY_ID", "aws-access-key-id"),
+    ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key"),
+)
+"""Variable of the helpers -> key of the credentials Secret, when artifacts are in S3."""
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactPlumbing:
     """How the helper containers reach the artifacts: the weir image, the bucket, and the
@@ -54,6 +61,12 @@ class ArtifactPlumbing:
     helper_image: str = "weir:latest"
     bucket: str = "weir-artifacts"
     credentials_secret: str = "weir-task-nats"
+    artifacts_url: str = ""
+    """`s3://BUCKET/PREFIX`: the helpers use S3-compatible storage and no NATS, with the keys
+    `aws-access-key-id` and `aws-secret-access-key` of `credentials_secret` when it has them
+    (else boto3's own ways: a service account's role, ...)."""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
 
 
 def _absolute(path: str) -> PurePosixPath:
@@ -142,26 +155,42 @@ def _container(task: TaskSpec, dispatch: Dispatch, secret_refs: SecretRefs) -> d
     return container
 
 
-def _helper(name: str, args: list[str], plumbing: ArtifactPlumbing) -> Pod:
-    """A container of the weir image moving artifacts between the data volume and NATS."""
+def _helper_env(plumbing: ArtifactPlumbing) -> list[dict[str, Any]]:
+    """Where the helpers find the artifacts; credentials only by reference to the Secret."""
     secret = plumbing.credentials_secret
-    return {
-        "name": name,
-        "image": plumbing.helper_image,
-        "command": ["python", "-m", "weir_runner.artifacts", *args],
-        "workingDir": DATA_ROOT,
-        "env": [
+    if not plumbing.artifacts_url:
+        return [
             {
                 "name": "WEIR_NATS_URL",
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}},
             },
             {"name": "WEIR_NATS_CREDS", "value": f"{CREDS_DIR}/creds"},
             {"name": "WEIR_ARTIFACTS_BUCKET", "value": plumbing.bucket},
-        ],
-        "volumeMounts": [
-            {"name": DATA_VOLUME, "mountPath": DATA_ROOT},
-            {"name": CREDS_VOLUME, "mountPath": CREDS_DIR, "readOnly": True},
-        ],
+        ]
+    env: list[dict[str, Any]] = [{"name": "WEIR_ARTIFACTS_URL", "value": plumbing.artifacts_url}]
+    if plumbing.s3_endpoint_url:
+        env.append({"name": "WEIR_S3_ENDPOINT_URL", "value": plumbing.s3_endpoint_url})
+    if plumbing.s3_region:
+        env.append({"name": "AWS_REGION", "value": plumbing.s3_region})
+    for variable, key in AWS_CREDENTIAL_KEYS:
+        ref: dict[str, Any] = {"name": secret, "key": key, "optional": True}
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _helper(name: str, args: list[str], plumbing: ArtifactPlumbing) -> Pod:
+    """A container of the weir image moving artifacts between the data volume and NATS
+    (or S3)."""
+    mounts: list[dict[str, Any]] = [{"name": DATA_VOLUME, "mountPath": DATA_ROOT}]
+    if not plumbing.artifacts_url:
+        mounts.append({"name": CREDS_VOLUME, "mountPath": CREDS_DIR, "readOnly": True})
+    return {
+        "name": name,
+        "image": plumbing.helper_image,
+        "command": ["python", "-m", "weir_runner.artifacts", *args],
+        "workingDir": DATA_ROOT,
+        "env": _helper_env(plumbing),
+        "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -187,17 +216,18 @@ def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: Artifact
     paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
     if any(not PurePosixPath(path).is_absolute() for path in paths):
         container["workingDir"] = WORKING_DIR
-    spec["volumes"] = [
-        {"name": DATA_VOLUME, "emptyDir": {}},
-        {
-            "name": CREDS_VOLUME,
-            "secret": {
-                "secretName": plumbing.credentials_secret,
-                "optional": True,
-                "items": [{"key": "creds", "path": "creds"}],
-            },
-        },
-    ]
+    spec["volumes"] = [{"name": DATA_VOLUME, "emptyDir": {}}]
+    if not plumbing.artifacts_url:  # S3's credentials are variables, not a file
+        spec["volumes"].append(
+            {
+                "name": CREDS_VOLUME,
+                "secret": {
+                    "secretName": plumbing.credentials_secret,
+                    "optional": True,
+                    "items": [{"key": "creds", "path": "creds"}],
+                },
+            }
+        )
     inputs = {files[str(_absolute(i.path))] for i in task.inputs}
     placeholders: list[str] = []
     for output in task.outputs:

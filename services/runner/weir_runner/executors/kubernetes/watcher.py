@@ -66,8 +66,11 @@ class PodChannel:
     async def wait_newer(self, seen: int, timeout: float | None) -> int:
         """Wait until the version is past `seen` (or `timeout` passed); return the version."""
         if self.version <= seen:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the attempt would go on uncancelled.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
         return self.version
 
 

@@ -1,0 +1,101 @@
+"""Files mounted at absolute paths for one process, without root and without touching the
+host's filesystem: a user + mount namespace and a chroot into a mirror of the host.
+
+Tasks written for containers read and write absolute paths (flowmium's example writes
+`/task-output-foo.txt`). The local executor cannot put files there on the host, and must not;
+in a sandbox it can. `wrap` turns an argv into one that runs it:
+
+- in its own user namespace (the runner's user becomes root there, and only there) and
+  mount namespace (`unshare --user --map-root-user --mount`, util-linux);
+- chrooted into `root`, a tmpfs whose entries mirror the host's `/` by bind mounts, so the
+  host's programs, libraries and directories are all there;
+- with each `Mount` bound at its target. The directories above a target are tmpfs mirrors
+  too (their entries bind mounted one by one), so a mount point is created in the
+  sandbox, never on the host.
+
+Nothing outlives the process: the namespace, its mounts and its tmpfs go when it ends. Linux
+only, and only where unprivileged user namespaces are allowed (`available()` says).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+UNSHARE = ("unshare", "--user", "--map-root-user", "--mount")
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """`source` (a file or directory on the host) seen at `target` inside the sandbox."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this machine lets the runner's user have its own user and mount namespaces."""
+    if shutil.which("unshare") is None or shutil.which("chroot") is None:
+        return False
+    try:
+        probe = subprocess.run([*UNSHARE, "true"], capture_output=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def wrap(argv: Sequence[str], mounts: Sequence[Mount], working_dir: str, root: Path) -> list[str]:
+    """`argv` run in the sandbox with `mounts`, from `working_dir`. `root` is an empty
+    directory of the host where the sandbox's `/` is mounted (seen only by the sandbox)."""
+    targets = [(m.source, os.path.realpath(m.target), m.read_only) for m in mounts]
+    ancestors = {"/"}
+    for _, target, _ in targets:
+        ancestors.update(str(parent) for parent in Path(target).parents)
+    q = shlex.quote
+    script = ["set -e", f"mount -t tmpfs weir-root {q(str(root))}"]
+
+    def mirror(host_dir: Path) -> None:
+        for entry in sorted(host_dir.iterdir()):
+            inside = q(f"{root}{entry}")
+            if entry.is_symlink():
+                script.append(f"ln -s {q(os.readlink(entry))} {inside}")
+            elif entry.is_dir() and str(entry) in ancestors:
+                script.append(f"mkdir {inside} && mount -t tmpfs weir-dir {inside}")
+                mirror(entry)
+            elif entry.is_dir():
+                script.append(f"mkdir {inside} && mount --rbind {q(str(entry))} {inside}")
+            elif entry.exists():
+                script.append(f": > {inside} && mount --bind {q(str(entry))} {inside}")
+
+    mirror(Path("/"))
+    for source, target, read_only in targets:
+        inside = q(f"{root}{target}")
+        script.append(f"mkdir -p {q(f'{root}{Path(target).parent}')}")
+        if source.is_dir():
+            script.append(f"mkdir -p {inside}")
+        else:
+            script.append(f"[ -e {inside} ] || : > {inside}")
+        script.append(f"mount --bind {q(str(source))} {inside}")
+        if read_only:
+            script.append(f"mount -o remount,bind,ro {inside}")
+    script.append(f"mkdir -p {q(f'{root}{working_dir}')}")
+    enter = 'cd "$0" && exec "$@"'
+    command = [
+        "chroot",
+        str(root),
+        "/bin/sh",
+        "-c",
+        enter,
+        working_dir,
+        *argv,
+    ]
+    script.append("exec " + " ".join(q(part) for part in command))
+    return [*UNSHARE, "/bin/sh", "-c", "\n".join(script)]
