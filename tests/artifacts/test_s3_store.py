@@ -8,16 +8,11 @@ memory measured here is the client's alone); nothing is mocked in this process."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import os
-import socket
-import subprocess
-import time
 import tracemalloc
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +30,6 @@ from weir.artifacts import (
 from weir.artifacts_s3 import DIGEST_METADATA, MULTIPART_CHUNK, S3ArtifactStore, _client
 from weir.client import Client
 from weir.config import ConfigError, S3Storage, Settings
-from weir.embedded import free_port
 from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
@@ -52,53 +46,17 @@ from tests.artifacts.helpers import (
     weir,
 )
 from tests.conftest import Services, _start
+from tests.s3 import CREDENTIALS, on_storage, s3_endpoint, storage
+
+__all__ = ["s3_endpoint", "storage"]  # fixtures
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 LARGE_BYTES = 64 * 1024 * 1024
-S3_START_TIMEOUT = 20.0
 HELPER_TIMEOUT = 60.0
-CREDENTIALS = {"access_key_id": "weir-test", "secret_access_key": "weir-test-secret"}
 UNREACHABLE_NATS = "nats://127.0.0.1:9"
 """Where the S3-only programs are told NATS is: they must never need it."""
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free port of the loopback, for this module's tests."""
-    port = free_port()
-    server = subprocess.Popen(
-        [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + S3_START_TIMEOUT
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto's S3 server did not listen on port {port}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-@pytest.fixture
-def storage(s3_endpoint: str) -> S3Storage:
-    """A fresh bucket of its own for each test, under a two-level prefix."""
-    storage = S3Storage(
-        bucket=f"weir-{uuid.uuid4().hex[:12]}",
-        prefix="deploy/prod",
-        endpoint_url=s3_endpoint,
-        region="us-east-1",
-        **CREDENTIALS,
-    )
-    _client(storage).create_bucket(Bucket=storage.bucket)
-    return storage
 
 
 @pytest.fixture
@@ -264,14 +222,7 @@ async def test_a_missing_bucket_is_an_error_that_says_what_to_do(
 @pytest.fixture
 async def s3_services(settings: Settings, storage: S3Storage) -> AsyncIterator[Services]:
     """The scheduler and a local runner whose artifacts go to S3."""
-    on_s3 = dataclasses.replace(
-        settings,
-        artifacts_url=storage.url,
-        s3_endpoint_url=storage.endpoint_url,
-        s3_region=storage.region,
-        aws_access_key_id=storage.access_key_id,
-        aws_secret_access_key=storage.secret_access_key,
-    )
+    on_s3 = on_storage(settings, storage)
     scheduler = Scheduler(on_s3)
     scheduler_task = await _start("scheduler", scheduler)
     runner = Runner(on_s3)

@@ -6,25 +6,34 @@ with the same pod. The helpers reach NATS through the Secret a deployment provid
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from weir.artifacts import ArtifactStore, delete_flow_artifacts
+from weir.artifacts_s3 import S3ArtifactStore
 from weir.client import Client
-from weir.config import Settings
+from weir.config import S3Storage, Settings
 from weir_runner import sandbox
+from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+from weir_runner.worker import Runner
+from weir_scheduler.service import Scheduler
 
 from tests.artifacts.helpers import assert_round_tripped, round_trip_flow
+from tests.conftest import Services, _start
 from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
-from tests.kubernetes.conftest import NAMESPACE
+from tests.kubernetes.conftest import NAMESPACE, POD_RESYNC
 from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_task, run_flow, tasks_of
+from tests.s3 import on_storage, s3_endpoint, storage
 
 pytestmark = pytest.mark.skipif(
     not sandbox.available(),
     reason="the test kubelet mounts volumes in a user + mount namespace, which this "
     "machine does not allow (unshare --user --map-root-user --mount)",
 )
+
+__all__ = ["s3_endpoint", "storage"]  # fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWMIUM_EXAMPLE = REPO / "examples" / "flowmium" / "my_flow.yaml"
@@ -148,3 +157,48 @@ async def test_input_gone_from_the_store_fails_before_the_task_runs(
     )
     assert f"flow {flow_id}" in failed.error_message and '"x"' in failed.error_message
     assert kubelet.runs[f"{flow_id}-use-1"] == 0  # the task's container never started
+
+
+async def test_the_same_flow_round_trips_through_s3_on_pods(
+    kube_settings: Settings,
+    apiserver: ApiServerProcess,
+    kubelet: TestKubelet,
+    storage: S3Storage,
+    tmp_path: Path,
+) -> None:
+    # WEIR_ARTIFACTS_URL=s3://...: the helpers get the bucket's location as values and its
+    # keys as references to the data Secret, and never talk to NATS.
+    on_s3 = on_storage(kube_settings, storage)
+    apiserver.handler.put_secret(
+        NAMESPACE,
+        on_s3.kube_data_secret,
+        {
+            "aws-access-key-id": storage.access_key_id,
+            "aws-secret-access-key": storage.secret_access_key,
+        },
+    )
+    config = replace(KubernetesConfig.from_settings(on_s3), pod_resync=POD_RESYNC)
+    executor = KubernetesExecutor(config)
+    scheduler, runner = Scheduler(on_s3), Runner(on_s3, executor=executor)
+    services = Services(
+        on_s3,
+        scheduler,
+        runner,
+        await _start("scheduler", scheduler),
+        await _start("runner", runner),
+    )
+    try:
+        async with await Client.connect(on_s3.nats_url) as client:
+            flow_id = await client.submit(round_trip_flow())
+            ran = await outcome(client, flow_id)
+            assert ran.status == "succeeded", ran.tasks
+            assert await store(client, on_s3).list(flow_id) == []  # nothing in NATS
+    finally:
+        await services.stop()
+        await executor.close()
+    await assert_round_tripped(S3ArtifactStore(storage), flow_id, tmp_path)
+    pod = apiserver.handler.pod_history(NAMESPACE, f"{flow_id}-check-1")[-1]
+    helper_env = {e["name"]: e for e in pod["spec"]["initContainers"][0]["env"]}
+    assert helper_env["WEIR_ARTIFACTS_URL"]["value"] == storage.url
+    assert "value" not in helper_env["AWS_SECRET_ACCESS_KEY"]
+    assert storage.secret_access_key not in str(pod["spec"])
