@@ -9,6 +9,7 @@ secret, never its value.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -24,6 +25,8 @@ from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundErro
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 SECRETS_BUCKET = "weir-secrets"
+BUCKET_POLL_SECONDS = 2.0
+"""How often a watch of a store nobody has written yet looks for its bucket."""
 SECRET_KEY_ENV = "WEIR_SECRET_KEY"
 MAX_SECRET_BYTES = 64 * 1024
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
@@ -103,7 +106,18 @@ class SecretStore:
         self._aead = AESGCM(key) if key is not None else None
         self._kv: KeyValue | None = None
 
+    async def _existing_bucket(self) -> KeyValue | None:
+        """The bucket, None while nobody has stored a secret yet. Readers never create it:
+        runners may not (deploy/nats/permissions.conf), and need not."""
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(SECRETS_BUCKET)
+            except BucketNotFoundError:
+                return None
+        return self._kv
+
     async def _bucket(self) -> KeyValue:
+        """The bucket, created by the first `set`."""
         if self._kv is None:
             try:
                 self._kv = await self.js.key_value(SECRETS_BUCKET)
@@ -136,15 +150,21 @@ class SecretStore:
         await (await self._bucket()).put(name, _FORMAT + nonce + sealed)
 
     async def exists(self, name: str) -> bool:
+        bucket = await self._existing_bucket()
+        if bucket is None:
+            return False
         try:
-            await (await self._bucket()).get(name)
+            await bucket.get(name)
         except (KeyNotFoundError, KeyDeletedError):
             return False
         return True
 
     async def get(self, name: str) -> bytes:
+        bucket = await self._existing_bucket()
         try:
-            entry = await (await self._bucket()).get(name)
+            if bucket is None:
+                raise KeyNotFoundError
+            entry = await bucket.get(name)
         except (KeyNotFoundError, KeyDeletedError):
             raise SecretNotFound(f'secret "{name}" does not exist') from None
         stored = entry.value or b""
@@ -160,8 +180,11 @@ class SecretStore:
             ) from None
 
     async def names(self) -> list[str]:
+        bucket = await self._existing_bucket()
+        if bucket is None:
+            return []
         try:
-            keys = await (await self._bucket()).keys()
+            keys = await bucket.keys()
         except NoKeysError:
             return []
         return sorted(keys)
@@ -170,9 +193,16 @@ class SecretStore:
         """`SecretsStored` once, then each `SecretSet` and `SecretRemoved` as it happens,
         until the caller stops (wrap it in `contextlib.aclosing`). Names only: no value is
         read, so no key is needed."""
-        watcher = await (await self._bucket()).watchall(meta_only=True)
+        bucket = await self._existing_bucket()
+        stored: set[str] | None = set()  # None once the snapshot was reported
+        if bucket is None:  # nothing stored yet: wait for the first `weir secret set`
+            yield SecretsStored(frozenset())
+            stored = None
+            while bucket is None:
+                await asyncio.sleep(BUCKET_POLL_SECONDS)
+                bucket = await self._existing_bucket()
+        watcher = await bucket.watchall(meta_only=True)
         try:
-            stored: set[str] | None = set()  # None once the snapshot was reported
             async for entry in watcher:
                 if entry is None:  # the end of what was stored when the watch began
                     if stored is not None:
@@ -192,9 +222,10 @@ class SecretStore:
 
     async def delete(self, name: str) -> bool:
         """Remove the secret; False when there was none."""
-        if not await self.exists(name):
+        bucket = await self._existing_bucket()
+        if bucket is None or not await self.exists(name):
             return False
-        await (await self._bucket()).purge(name)
+        await bucket.purge(name)
         return True
 
 

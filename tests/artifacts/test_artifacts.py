@@ -277,7 +277,9 @@ async def test_flowmium_example_runs_unchanged_on_the_local_executor(
 async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
     client: Client, settings: Settings, tmp_path: Path
 ) -> None:
-    host_passwd = Path("/etc/passwd").read_bytes()
+    host_file = tmp_path / "host.conf"  # a file of the host the task's output path names
+    host_file.write_text("the host's own\n")
+    deep = tmp_path / "not-on-the-host" / "deep.txt"
     spec = {
         "name": "mixed",
         "tasks": [
@@ -285,19 +287,19 @@ async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
                 "make",
                 "sh",
                 "-c",
-                "echo secretless > /etc/passwd && echo rel > rel.txt && "
-                "mkdir -p /opt/weir-test-out && echo deep > /opt/weir-test-out/deep.txt",
+                f"echo sandboxed > {host_file} && echo rel > rel.txt && "
+                f"mkdir -p {deep.parent} && echo deep > {deep}",
                 outputs=[
-                    {"name": "shadow", "path": "/etc/passwd"},
+                    {"name": "shadow", "path": str(host_file)},
                     {"name": "rel", "path": "rel.txt"},
-                    {"name": "deep", "path": "/opt/weir-test-out/deep.txt"},
+                    {"name": "deep", "path": str(deep)},
                 ],
             ),
             task(
                 "use",
                 "sh",
                 "-c",
-                'test "$(cat /in/shadow)$(cat in.txt)" = secretlessrel',
+                'test "$(cat /in/shadow)$(cat in.txt)" = sandboxedrel',
                 depends=["make"],
                 inputs=[
                     {"from": "shadow", "path": "/in/shadow"},
@@ -309,11 +311,36 @@ async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
     flow_id, outcome, view = await finish(client, spec)
 
     assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
-    assert Path("/etc/passwd").read_bytes() == host_passwd
-    assert not Path("/opt/weir-test-out").exists() and not Path("/in").exists()
+    assert host_file.read_text() == "the host's own\n"
+    assert not deep.parent.exists() and not Path("/in").exists()
     store = ArtifactStore(client.js, settings.artifacts_bucket)
     await store.download(flow_id, "deep", tmp_path / "deep")
     assert (tmp_path / "deep").read_bytes() == b"deep\n"
+
+
+@needs_sandbox
+async def test_a_task_with_its_own_path_still_gets_its_sandbox(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    # The sandbox's tools are found on a fixed path, never through the task's PATH.
+    spec = {
+        "name": "own-path",
+        "tasks": [
+            task(
+                "a",
+                "/bin/sh",
+                "-c",
+                'echo "$PATH" > /out.txt',
+                env=[{"name": "PATH", "value": "/nowhere"}],
+                outputs=[{"name": "o", "path": "/out.txt"}],
+            )
+        ],
+    }
+    flow_id, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
+    await ArtifactStore(client.js, settings.artifacts_bucket).download(flow_id, "o", tmp_path / "o")
+    assert (tmp_path / "o").read_text() == "/nowhere\n"  # and its PATH is its own
 
 
 @needs_sandbox
@@ -330,3 +357,25 @@ async def test_absolute_output_the_task_never_wrote_fails_naming_its_path(client
     assert a.error_message == (
         'task "a": output "x" expected the task to write \'/results/x.json\', but it never did'
     )
+
+
+@needs_sandbox
+async def test_a_sandbox_that_cannot_be_set_up_is_an_executor_error(
+    client: Client, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory\n")
+    spec = {
+        "name": "unmountable",
+        "tasks": [task("a", "true", outputs=[{"name": "o", "path": f"{a_file}/out.txt"}])],
+    }
+    _, outcome, view = await finish(client, spec)
+
+    assert outcome == "flow_failed"
+    (a,) = view.tasks
+    assert a.error_type == "executor" and a.exit_code is None
+    assert (a.error_message or "").startswith(
+        'task "a": its sandbox could not be set up, so it did not run ('
+    )
+    assert "weir sandbox: setting up the task's mounts failed" in (a.error_message or "")
+    assert a_file.read_text() == "not a directory\n"

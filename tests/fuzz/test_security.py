@@ -20,7 +20,7 @@ from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactStore
 from weir.config import ConfigError, NatsSecurity, Settings
 from weir.embedded import EmbeddedPostgres, _wait_for_port, free_port
 from weir.jetstream import close, connect, ensure_streams, redact_url
-from weir.secrets import SECRETS_BUCKET, SecretStore
+from weir.secrets import SECRETS_BUCKET, SecretNotFound, SecretStore
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
@@ -355,6 +355,10 @@ async def test_task_pods_user_moves_artifacts_and_reads_no_secret(tmp_path: Path
             js = runner.jetstream()
             await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f")  # creates the bucket
             key = os.urandom(32)
+            # No secret stored yet: runners find none (they may not create the bucket).
+            with pytest.raises(SecretNotFound):
+                await SecretStore(js, key).get("db")
+            assert await SecretStore(js, key).names() == []
             operator = await connect(
                 url, "o", security=NatsSecurity(user="weir-operator", password="operator-pw")
             )

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -37,6 +38,7 @@ NODE_NAME = "kubelet-1"
 NODE_LABELS = {"kubernetes.io/hostname": NODE_NAME}
 MISSING_IMAGE_PREFIX = "does-not-exist"
 PODS = "v1/pods"
+_FOLLOWED_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 SECRETS = "v1/secrets"
 
 
@@ -54,11 +56,18 @@ class FakeApiServer(kmock.KubernetesEmulator):
         self.versions = itertools.count(1)
         self.log_files: dict[tuple[str, str, str], Path] = {}
         """(namespace, pod, container) -> the container's log."""
+        self.logs_ended: set[tuple[str, str, str]] = set()
+        """Containers whose log is complete (they have ended)."""
         self.expire_next_resumed_watch = False
         self.gone_answers = 0
         self.watches: dict[int, aiohttp.web.BaseRequest] = {}
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        following = _FOLLOWED_LOG.match(raw_request.path)
+        if following and raw_request.query.get("follow", "").lower() == "true":
+            namespace, name = following.groups()
+            container = raw_request.query.get("container") or "task"
+            return await self._follow_log(raw_request, (namespace, name, container))
         if raw_request.query.get("watch") == "True":
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
         watching = raw_request.query.get("watch") == "true"
@@ -69,6 +78,48 @@ class FakeApiServer(kmock.KubernetesEmulator):
         finally:
             self.watches.pop(id(raw_request), None)
         return response
+
+    async def _follow_log(
+        self, request: aiohttp.web.BaseRequest, key: tuple[str, str, str]
+    ) -> aiohttp.web.StreamResponse:
+        """`follow=true`: the container's log as it is written, until the container has
+        ended (or the pod is gone), as a kubelet streams it."""
+        if self.pod(*key[:2]) is None:
+            return aiohttp.web.json_response(
+                {"kind": "Status", "code": 404, "message": f'pods "{key[1]}" not found'},
+                status=404,
+            )
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        sent = 0
+        while True:
+            ended = key in self.logs_ended or self._terminated(*key)
+            path = self.log_files.get(key)
+            if path is not None and path.exists():
+                with open(path, "rb") as log:
+                    log.seek(sent)
+                    data = log.read()
+                if data:
+                    await response.write(data)
+                    sent += len(data)
+            if ended:
+                break
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
+
+    def _terminated(self, namespace: str, name: str, container: str) -> bool:
+        """The pod is gone, or its status says the container has ended."""
+        pod = self.pod(namespace, name)
+        if pod is None:
+            return True
+        status = pod.get("status") or {}
+        for found in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            if found.get("name") == container and "terminated" in (found.get("state") or {}):
+                return True
+        return False
 
     def drop_watches(self) -> None:
         """Cut every open watch, as a stopping API server does."""
@@ -461,6 +512,7 @@ class TestKubelet:
                 _kill(proc)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(proc.wait())
+            self.server.handler.logs_ended.add((*key, name))
 
     async def _secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         assert self.session is not None

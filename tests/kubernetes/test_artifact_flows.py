@@ -1,7 +1,8 @@
 """Artifacts on the Kubernetes executor, end to end: the test kubelet runs every container of
 a task's pod (the helper that downloads inputs, the task, the helper that uploads outputs)
-with the pod's volumes mounted at their paths, so what passes here is what a cluster does
-with the same pod. The helpers reach NATS through the Secret a deployment provides."""
+with the pod's volumes mounted at their paths, in order, as a kubelet does (though as one
+user with its capabilities: ownership and runAsUser are not exercised here). The helpers
+reach NATS (or S3) through the Secret a deployment provides."""
 
 from __future__ import annotations
 

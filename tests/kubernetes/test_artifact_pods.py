@@ -124,3 +124,12 @@ def test_task_failing_in_its_init_container_reports_its_exit_code() -> None:
     failed = judge(_pod({"weir-inputs": done, "task": {"terminated": {"exitCode": 3}}}), "load")
     assert isinstance(failed, Finished)
     assert failed.exit_code == 3 and failed.error_type is ErrorType.EXIT_CODE
+
+
+def test_volume_file_names_are_plain_whatever_the_path() -> None:
+    pod = manifest(outputs=[{"name": "x", "path": "/out/a=b c.txt"}])
+    [upload] = pod["spec"]["containers"]
+    # NAME=FILE=AS_DECLARED: the file name has no `=`, so the declared path may.
+    assert upload["command"][-1] == "x=f0-a_b_c.txt=/out/a=b c.txt"
+    [task] = pod["spec"]["initContainers"][1:]
+    assert task["volumeMounts"][0]["subPath"] == "f0-a_b_c.txt"

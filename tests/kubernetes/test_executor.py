@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pytest
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch, ErrorType
 from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes import KubernetesExecutor
+from weir_runner.executors.kubernetes import executor as executor_module
 from weir_runner.executors.kubernetes.manifest import pod_manifest
 
 from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
@@ -104,15 +106,17 @@ async def test_finished_attempt_reports_its_recorded_result_without_a_pod(
     assert kubelet.runs[work.attempt_id] == 1
 
 
-async def test_large_log_keeps_its_end_behind_a_truncation_marker(
-    executor: KubernetesExecutor, kubelet: TestKubelet
+async def test_large_log_keeps_its_start_and_its_end_with_a_truncation_marker(
+    executor: KubernetesExecutor, kubelet: TestKubelet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(executor_module, "LOG_LIVE_LIMIT_BYTES", 500_000)
+    monkeypatch.setattr(executor_module, "LOG_LIMIT_BYTES", 200_000)
     script = "head -c 1500000 /dev/zero | tr '\\0' x; echo; echo the-end; exit 1"
     work = dispatch("biglog-1", "chatty", "sh", "-c", script)
     result = await asyncio.wait_for(executor.run(work, StartedCount()), WAIT)
 
     log = (executor.attempt_dir(work.attempt_id) / "stdout.log").read_bytes()
-    assert log.startswith(b"[weir: log truncated, first ")
-    assert log.endswith(b"the-end\n")
-    assert len(log) < 1024 * 1024 + 100
+    total = 1_500_000 + len(b"\nthe-end\n")
+    marker = f"\n[weir: log truncated, {total - 700_000} bytes dropped]\n".encode()
+    assert log == b"x" * 500_000 + marker + (b"x" * 1_500_000 + b"\nthe-end\n")[-200_000:]
     assert result.message.endswith("the-end")

@@ -404,3 +404,40 @@ async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_po
 
     assert ran.status == "failed"
     assert tasks_of(ran)["long"].exit_code == 4
+
+
+async def test_a_pods_log_is_live_while_it_runs_and_kept_after_it_is_gone(
+    kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    flow_id = await kube_client.submit(
+        {
+            "id": "live-1",
+            "name": "live",
+            "tasks": [
+                pod_task(
+                    "talk",
+                    "sh",
+                    "-c",
+                    f"echo first line; while [ ! -e {go} ]; do sleep 0.05; done; echo last line",
+                )
+            ],
+        }
+    )
+    await wait_started(kubelet, "live-1-talk-1")
+
+    async def first_line() -> bytes:
+        seen = b""
+        async for _, chunk in kube_client.logs(flow_id, "talk", attempt=1, follow=True):
+            seen += chunk
+            if b"first line" in seen:
+                return seen
+        return seen
+
+    assert b"first line" in await asyncio.wait_for(first_line(), WAIT)
+    assert apiserver.handler.pod(NAMESPACE, "live-1-talk-1") is not None  # still running
+    go.touch()
+    assert (await outcome(kube_client, flow_id)).status == "succeeded"
+    assert apiserver.handler.pod(NAMESPACE, "live-1-talk-1") is None  # deleted
+    whole = b"".join([c async for _, c in kube_client.logs(flow_id, "talk", attempt=1)])
+    assert whole == b"first line\nlast line\n"

@@ -238,3 +238,37 @@ def test_any_listing_order_plans_every_task_after_its_dependencies(
         assert set(planned.depends[name]) <= seen
         seen.add(name)
     assert seen == {t["name"] for t in tasks}
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/", "is not a file path"),
+        ("out/", "is not a file path"),
+        (".", "is not a file path"),
+        ("/proc/self/environ", "is in /proc, /sys or /dev"),
+        ("/dev/shm/x", "is in /proc, /sys or /dev"),
+        ("/sys", "is in /proc, /sys or /dev"),
+    ],
+)
+def test_artifact_paths_must_name_ordinary_files(path: str, words: str) -> None:
+    (message,) = rejection(flow(task("a", outputs=[{"name": "o", "path": path}])))
+    assert message.startswith(f'flow "etl": task "a": outputs[0].path "{path}" {words}')
+
+
+def test_one_file_spelt_two_ways_in_a_task_is_refused() -> None:
+    (message,) = rejection(
+        flow(
+            task("a", outputs=[{"name": "o", "path": "/data/in.csv"}]),
+            task(
+                "b",
+                depends=["a"],
+                inputs=[{"from": "o", "path": "/data/in.csv"}],
+                outputs=[{"name": "p", "path": "/data//in.csv"}],
+            ),
+        )
+    )
+    assert message == (
+        'flow "etl": task "b": outputs[0].path "/data//in.csv" is the file "/data/in.csv" '
+        "spelt differently; spell both the same"
+    )

@@ -172,6 +172,9 @@ async def _move(args: argparse.Namespace, store: Artifacts) -> None:
             source, path = _split(item, "FLOW/NAME")
             flow, _, name = source.partition("/")
             found = await store.download(flow, name, Path(path))
+            # Writable by the task whatever its user: an input may also be an output
+            # rewritten in place, and task containers drop every capability.
+            Path(path).chmod(0o666)
             print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
         return
     for item in args.items:

@@ -28,7 +28,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-UNSHARE = ("unshare", "--user", "--map-root-user", "--mount")
+TOOLS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""Where the sandbox's own tools (unshare, mount, chroot) are looked for: never the task's
+PATH, which is the task's business (and is given back to it for its command)."""
+SETUP_FAILED = 125
+"""The exit code of a sandbox that could not be set up (the task did not start)."""
+SETUP_FAILED_MESSAGE = "weir sandbox: setting up the task's mounts failed"
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name, path=f"{TOOLS_PATH}:{os.environ.get('PATH', '')}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +51,18 @@ class Mount:
 
 @functools.cache
 def available() -> bool:
-    """Whether this machine lets the runner's user have its own user and mount namespaces."""
-    if shutil.which("unshare") is None or shutil.which("chroot") is None:
+    """Whether this machine lets the runner's user have its own user and mount namespaces
+    (blocks for up to a few seconds the first time: call it from a thread)."""
+    unshare = _tool("unshare")
+    if unshare is None or _tool("chroot") is None:
         return False
     try:
-        probe = subprocess.run([*UNSHARE, "true"], capture_output=True, check=False, timeout=10)
+        probe = subprocess.run(
+            [unshare, "--user", "--map-root-user", "--mount", "true"],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
@@ -54,13 +70,25 @@ def available() -> bool:
 
 def wrap(argv: Sequence[str], mounts: Sequence[Mount], working_dir: str, root: Path) -> list[str]:
     """`argv` run in the sandbox with `mounts`, from `working_dir`. `root` is an empty
-    directory of the host where the sandbox's `/` is mounted (seen only by the sandbox)."""
+    directory of the host where the sandbox's `/` is mounted (seen only by the sandbox);
+    the set-up script is written beside it (`<root>.sh`): mirroring a large directory takes
+    more lines than one argument may hold. Walks the host's directories: call it from a
+    thread. A sandbox that cannot be set up exits with `SETUP_FAILED`."""
+    unshare, chroot = _tool("unshare"), _tool("chroot")
+    if unshare is None or chroot is None:
+        raise RuntimeError("the sandbox needs unshare and chroot (util-linux, coreutils)")
     targets = [(m.source, os.path.realpath(m.target), m.read_only) for m in mounts]
     ancestors = {"/"}
     for _, target, _ in targets:
         ancestors.update(str(parent) for parent in Path(target).parents)
     q = shlex.quote
-    script = ["set -e", f"mount -t tmpfs weir-root {q(str(root))}"]
+    script = [
+        'TASK_PATH="$PATH"',
+        f"PATH={TOOLS_PATH}",
+        f"trap {q(f'echo {q(SETUP_FAILED_MESSAGE)} >&2; exit {SETUP_FAILED}')} EXIT",
+        "set -e",
+        f"mount -t tmpfs weir-root {q(str(root))}",
+    ]
 
     def mirror(host_dir: Path) -> None:
         for entry in sorted(host_dir.iterdir()):
@@ -87,15 +115,10 @@ def wrap(argv: Sequence[str], mounts: Sequence[Mount], working_dir: str, root: P
         if read_only:
             script.append(f"mount -o remount,bind,ro {inside}")
     script.append(f"mkdir -p {q(f'{root}{working_dir}')}")
+    script.append("trap - EXIT")
     enter = 'cd "$0" && exec "$@"'
-    command = [
-        "chroot",
-        str(root),
-        "/bin/sh",
-        "-c",
-        enter,
-        working_dir,
-        *argv,
-    ]
-    script.append("exec " + " ".join(q(part) for part in command))
-    return [*UNSHARE, "/bin/sh", "-c", "\n".join(script)]
+    command = [chroot, str(root), "/bin/sh", "-c", enter, working_dir, *argv]
+    script.append('PATH="$TASK_PATH" exec ' + " ".join(q(part) for part in command))
+    path = root.parent / f"{root.name}.sh"
+    path.write_text("\n".join(script) + "\n")
+    return [unshare, "--user", "--map-root-user", "--mount", "/bin/sh", str(path)]

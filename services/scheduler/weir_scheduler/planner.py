@@ -7,6 +7,7 @@ dependencies have all succeeded, whatever order the tasks were listed in.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
 FLOW_NAME_MAX = 253
 STRING_MAX = 64 * 1024
 """Longest single string (argv element, env value, path) we accept."""
+_KERNEL_DIRS = ("/proc/", "/sys/", "/dev/")
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[a-z0-9]([-_a-z0-9]{0,62})$")
@@ -272,6 +274,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
                 f"{where}: priority must be between 0 (highest) and {PRIORITY_MAX}",
                 task.name,
             )
+        _check_artifact_paths(task, path, where, err)
         for o_index, output in enumerate(task.outputs):
             if output.name in outputs:
                 err(
@@ -460,6 +463,23 @@ def _is_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
+def _check_artifact_paths(task: TaskSpec, path: str, where: str, err: _Err) -> None:
+    """One spelling per file in a task: `/data/in.csv` and `/data//in.csv` are one file."""
+    seen: dict[str, str] = {}
+    paths = [("inputs", [i.path for i in task.inputs]), ("outputs", [o.path for o in task.outputs])]
+    for kind, given in paths:
+        for index, file_path in enumerate(given):
+            normal = posixpath.normpath(file_path)
+            other = seen.setdefault(normal, file_path)
+            if other != file_path:
+                err(
+                    f"{path}.{kind}[{index}].path",
+                    f"{where}: {kind}[{index}].path {_printable(file_path)} is the file "
+                    f"{_printable(other)} spelt differently; spell both the same",
+                    task.name,
+                )
+
+
 def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None:
     if not task.cmd:
         err(f"{path}.cmd", f"{where}: cmd is empty; give the program and its arguments", task.name)
@@ -523,6 +543,11 @@ def _path_problem(path: str) -> str | None:
         return "is longer than 4096 characters"
     if ".." in path.split("/"):
         return "contains '..'; paths may not climb out of the task's directory"
+    normal = posixpath.normpath(path)
+    if normal in (".", "/") or path.endswith("/"):
+        return "is not a file path; name a file, like out/result.json or /data/result.json"
+    if (normal + "/").startswith(_KERNEL_DIRS):
+        return "is in /proc, /sys or /dev, which belong to the kernel; use another directory"
     return None
 
 

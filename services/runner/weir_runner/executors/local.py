@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import glob
 import os
+import posixpath
+import re
 import shutil
 import signal
 from pathlib import Path, PurePosixPath
@@ -43,6 +45,7 @@ KILL_GRACE_SECONDS = 5.0
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 SECRET_ENV_PREFIX = "WEIR_SECRET_"
 SANDBOX_PATHS = "paths"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 """The attempt's directory of files mounted at the task's absolute paths."""
 
 
@@ -143,7 +146,8 @@ class LocalExecutor:
         work = home / "work"
         work.mkdir(parents=True)
         task = dispatch.task
-        problem = self._check_paths(dispatch)
+        absolute = _absolute_paths(dispatch)
+        problem = self._check_paths(dispatch, bool(absolute) and await _sandbox_available())
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
         env, problem = await self._environment(dispatch, work)
@@ -156,9 +160,8 @@ class LocalExecutor:
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
         argv = list(task.cmd)
-        absolute = _absolute_paths(dispatch)
         if absolute:  # files of the attempt mounted at the task's absolute paths
-            inputs = {i.path for i in task.inputs}
+            inputs = {posixpath.normpath(i.path) for i in task.inputs}
             mounts = []
             for path in absolute:
                 host = _host_path(dispatch, work, path)
@@ -168,7 +171,7 @@ class LocalExecutor:
                 mounts.append(sandbox.Mount(host, path))
             root = home / "root"
             root.mkdir()
-            argv = sandbox.wrap(argv, mounts, str(work), root)
+            argv = await asyncio.to_thread(sandbox.wrap, argv, mounts, str(work), root)
         with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -214,6 +217,15 @@ class LocalExecutor:
     async def _after_exit(self, dispatch: Dispatch, home: Path, code: int) -> AttemptResult:
         task = dispatch.task
         work = home / "work"
+        if code == sandbox.SETUP_FAILED and _absolute_paths(dispatch):
+            message = _failure_message(task.name, code, home / "stderr.log")
+            if sandbox.SETUP_FAILED_MESSAGE in message:
+                return AttemptResult(
+                    None,
+                    ErrorType.EXECUTOR,
+                    f'task "{task.name}": its sandbox could not be set up, so it did not run '
+                    f"({message.partition('; stderr ends: ')[2]})",
+                )
         if code != 0:
             return AttemptResult(
                 code,
@@ -228,9 +240,9 @@ class LocalExecutor:
             return AttemptResult(code, ErrorType.EXECUTOR, problem)
         return AttemptResult(0)
 
-    def _check_paths(self, dispatch: Dispatch) -> str | None:
+    def _check_paths(self, dispatch: Dispatch, sandboxed: bool) -> str | None:
         task = dispatch.task
-        if not _absolute_paths(dispatch) or sandbox.available():
+        if not _absolute_paths(dispatch) or sandboxed:
             return None
         kind, path = next(
             (kind, item.path)
@@ -369,17 +381,22 @@ def _absolute_paths(dispatch: Dispatch) -> dict[str, str]:
     `paths` directory, mounted at that path in the task's sandbox."""
     task = dispatch.task
     files: dict[str, str] = {}
-    for path in [i.path for i in task.inputs] + [o.path for o in task.outputs]:
+    for given in [i.path for i in task.inputs] + [o.path for o in task.outputs]:
+        path = posixpath.normpath(given)
         if PurePosixPath(path).is_absolute() and path not in files:
-            files[path] = f"f{len(files)}-{PurePosixPath(path).name}"
+            files[path] = f"f{len(files)}-{_SAFE_NAME.sub('_', PurePosixPath(path).name)}"
     return files
+
+
+async def _sandbox_available() -> bool:
+    return await asyncio.to_thread(sandbox.available)
 
 
 def _host_path(dispatch: Dispatch, work: Path, path: str) -> Path | None:
     """Where the task's `path` is on this machine: in the working directory when relative,
     in the attempt's `paths` directory when absolute (None: it leaves the working dir)."""
     if PurePosixPath(path).is_absolute():
-        return work.parent / SANDBOX_PATHS / _absolute_paths(dispatch)[path]
+        return work.parent / SANDBOX_PATHS / _absolute_paths(dispatch)[posixpath.normpath(path)]
     return _inside(work, path)
 
 

@@ -141,10 +141,17 @@ class PodApi:
             if not kwargs["_continue"]:
                 return secrets
 
-    async def delete_secret(self, name: str, uid: str | None) -> None:
-        """Delete Secret `name` if it is still the object `uid` (not one made since under the
-        same name: 409 Conflict); one that is already gone is fine."""
-        options = {"preconditions": {"uid": uid}} if uid else None
+    async def delete_secret(
+        self, name: str, uid: str | None, resource_version: str | None = None
+    ) -> None:
+        """Delete Secret `name` if it is still the object `uid` as read at `resource_version`
+        (not one made or changed since: 409 Conflict); one that is already gone is fine."""
+        preconditions = {
+            key: value
+            for key, value in (("uid", uid), ("resourceVersion", resource_version))
+            if value
+        }
+        options = {"preconditions": preconditions} if preconditions else None
         try:
             await self._json("delete_namespaced_secret", name, self.namespace, body=options)
         except KubeApiError as exc:
@@ -182,14 +189,18 @@ class PodApi:
         finally:
             response.release()
 
-    async def logs(self, name: str) -> AsyncIterator[bytes]:
-        """The container's log, streamed in chunks."""
+    async def logs(self, name: str, follow: bool = False) -> AsyncIterator[bytes]:
+        """The task container's log from its start, streamed in chunks; with `follow`, as
+        the container writes it, until it ends (or the server ends the stream)."""
         response = await self._call(
             "read_namespaced_pod_log",
             name,
             self.namespace,
             container=CONTAINER_NAME,
-            _request_timeout=REQUEST_TIMEOUT,
+            follow=follow,
+            _request_timeout=aiohttp.ClientTimeout(sock_connect=REQUEST_TIMEOUT)
+            if follow
+            else REQUEST_TIMEOUT,
         )
         try:
             async for chunk in response.content.iter_chunked(64 * 1024):

@@ -26,7 +26,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -66,6 +66,7 @@ from weir_runner.executors.kubernetes.verdict import (
     Pending,
     Running,
     Stuck,
+    Verdict,
     Waiting,
     judge,
     stuck_message,
@@ -92,6 +93,12 @@ what happened while the stream was down, a proxy that drops it): after this long
 news an attempt reads its pod directly, as informers resync."""
 LOG_LIMIT_BYTES = 1024 * 1024
 """Most of a pod's log kept in stdout.log: the end of it, after a truncation marker."""
+LOG_LIVE_LIMIT_BYTES = 16 * 1024 * 1024
+"""The first this many bytes of a pod's log are written to stdout.log as they come (and
+shipped live); after that only the last `LOG_LIMIT_BYTES` are kept."""
+LOG_FOLLOW_GRACE = 10.0
+"""Seconds the log stream may take to end after the pod finished before the rest of the
+log is read in one go instead."""
 LOG_CAPTURE_TIMEOUT = 60.0
 FAILURE_TAIL_BYTES = 2048
 """How much of the log's end a failure message carries (as the local executor does)."""
@@ -291,13 +298,22 @@ class KubernetesExecutor:
             )
         except _Refused as exc:
             return AttemptResult(None, ErrorType.EXECUTOR, str(exc))
-        finished = await self._until_finished(task_name, channel, on_started)
-        log_bytes = b""
-        if finished.ran and not channel.deleted:
-            log_bytes = await self._save_logs(dispatch.attempt_id, home)
-        else:
-            home.mkdir(parents=True, exist_ok=True)
-            (home / "stdout.log").write_bytes(b"")
+        home.mkdir(parents=True, exist_ok=True)
+        capture = _LogCapture(home / "stdout.log")
+        capturing = asyncio.create_task(
+            self._capture_logs(dispatch.attempt_id, task_name, channel, capture),
+            name=f"logs-{dispatch.attempt_id}",
+        )
+        try:
+            finished = await self._until_finished(task_name, channel, on_started)
+        except BaseException:
+            capturing.cancel()
+            await asyncio.gather(capturing, return_exceptions=True)
+            capture.close("")
+            raise
+        log_bytes = await self._end_logs(
+            dispatch.attempt_id, capturing, capture, finished.ran and not channel.deleted
+        )
         if not channel.deleted:
             await self._dispose(dispatch.attempt_id)
         if finished.error_type is None:
@@ -462,6 +478,7 @@ class KubernetesExecutor:
         it is gone, else its state is offered to the channel."""
         delay = RETRY_DELAY_MIN
         while True:
+            version = channel.version
             try:
                 pod = await self._api().get(channel.name)
             except KubeApiError as exc:
@@ -469,50 +486,75 @@ class KubernetesExecutor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_DELAY_MAX)
                 continue
+            if channel.version != version:
+                return False  # the watch spoke meanwhile: its news is newer than this read
             if pod is None:
                 return True
             channel.offer(pod)
             return False
 
-    async def _save_logs(self, attempt_id: str, home: Path) -> bytes:
-        """Keep the end of the container's log in stdout.log; return what was kept."""
-        tail = bytearray()
-        total = 0
+    async def _capture_logs(
+        self, name: str, task: str, channel: PodChannel, capture: _LogCapture
+    ) -> None:
+        """Follow the task container's log into stdout.log from the moment it runs (the
+        worker's log shipper publishes it live). A broken stream is opened again and what
+        was already received skipped; it ends when the container has."""
+        seen = -1
+        while True:
+            seen = channel.version
+            if channel.pod is not None and _container_ran(judge(channel.pod, task)):
+                break
+            await channel.wait_newer(seen, None)
         delay = RETRY_DELAY_MIN
+        while True:
+            try:
+                await capture.read(self._api().logs(name, follow=True))
+            except KubeApiError as exc:
+                if exc.status == 404 or (not exc.transient and exc.status != 400):
+                    return  # the pod is gone; what was received is kept
+                log.debug("pod log stream broke; again", extra={"pod": name, "error": str(exc)})
+            else:
+                pod = channel.pod
+                if channel.deleted or (pod is not None and isinstance(judge(pod, task), Finished)):
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_DELAY_MAX)
+
+    async def _end_logs(
+        self, name: str, capturing: asyncio.Task[None], capture: _LogCapture, ran: bool
+    ) -> bytes:
+        """The log once the attempt is over: the live capture's end, else the rest read in
+        one go (skipping what was received); returns the end of the log."""
         problem = ""
+        if ran:
+            done, _ = await asyncio.wait({capturing}, timeout=LOG_FOLLOW_GRACE)
+            if not done:
+                capturing.cancel()
+                await asyncio.gather(capturing, return_exceptions=True)
+                problem = await self._read_rest(name, capture)
+        else:
+            capturing.cancel()
+            await asyncio.gather(capturing, return_exceptions=True)
+        if problem:
+            log.warning("pod log not captured", extra={"pod": name, "error": problem})
+        return capture.close(problem)
+
+    async def _read_rest(self, name: str, capture: _LogCapture) -> str:
+        """Read the whole log again and keep what the live capture missed; why not, if not."""
+        delay = RETRY_DELAY_MIN
         try:
             async with asyncio.timeout(LOG_CAPTURE_TIMEOUT):
                 while True:
-                    tail.clear()
-                    total = 0
                     try:
-                        async for chunk in self._api().logs(attempt_id):
-                            total += len(chunk)
-                            tail += chunk
-                            if len(tail) > LOG_LIMIT_BYTES:
-                                del tail[: len(tail) - LOG_LIMIT_BYTES]
-                        break
+                        await capture.read(self._api().logs(name))
+                        return ""
                     except KubeApiError as exc:
                         if not exc.transient:
-                            problem = str(exc)
-                            break
+                            return str(exc)
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, RETRY_DELAY_MAX)
         except TimeoutError:
-            problem = f"log capture took longer than {LOG_CAPTURE_TIMEOUT:g}s"
-        if problem:
-            log.warning("pod log not captured", extra={"pod": attempt_id, "error": problem})
-        kept = bytes(tail)
-        home.mkdir(parents=True, exist_ok=True)
-        with open(home / "stdout.log", "wb") as out:
-            if total > len(kept):
-                out.write(
-                    f"[weir: log truncated, first {total - len(kept)} bytes dropped]\n".encode()
-                )
-            out.write(kept)
-            if problem:
-                out.write(f"\n[weir: log incomplete: {problem}]\n".encode())
-        return kept
+            return f"log capture took longer than {LOG_CAPTURE_TIMEOUT:g}s"
 
     async def _dispose(self, name: str) -> None:
         """Delete a finished pod now, or after the configured time to live."""
@@ -737,7 +779,7 @@ class SecretSync:
             "data": {SECRET_DEFAULT_KEY: _encoded(value)},
         }
         try:
-            await _retrying(partial(self.api.create_secret, secret))
+            await _retrying(partial(self.api.create_secret, secret), value)
         except KubeApiError as exc:
             if exc.status == 409:
                 return False
@@ -750,7 +792,7 @@ class SecretSync:
         secret_name = synced_secret_name(name)
         patch = {"metadata": _synced_metadata(name), "data": {SECRET_DEFAULT_KEY: _encoded(value)}}
         try:
-            await _retrying(partial(self.api.patch_secret, secret_name, patch))
+            await _retrying(partial(self.api.patch_secret, secret_name, patch), value)
         except KubeApiError as exc:
             if exc.status == 404:
                 return False
@@ -761,11 +803,19 @@ class SecretSync:
     async def _delete(self, secret: Mapping[str, Any]) -> None:
         meta = secret.get("metadata") or {}
         try:
-            await _retrying(partial(self.api.delete_secret, meta["name"], meta.get("uid")))
+            await _retrying(
+                partial(
+                    self.api.delete_secret,
+                    meta["name"],
+                    meta.get("uid"),
+                    meta.get("resourceVersion"),
+                )
+            )
         except KubeApiError as exc:
             if exc.status != 409:
                 raise
-            # Replaced since it was read (the uid precondition failed): the next check decides.
+            # Changed since it was read (by `set` through another runner, or replaced): the
+            # preconditions failed and the next check decides.
             log.info("Secret replaced before its deletion", extra={"secret": meta["name"]})
             return
         log.info("deleted Secret of a removed secret", extra={"secret": meta["name"]})
@@ -787,8 +837,9 @@ def _encoded(value: bytes) -> str:
     return base64.b64encode(value).decode()
 
 
-async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, again after transient API errors; others are raised."""
+async def _retrying(call: Callable[[], Awaitable[T]], secret: bytes | None = None) -> T:
+    """`call()`, again after transient API errors; others are raised. With `secret` (the
+    value the call writes), the errors logged meanwhile never hold it."""
     delay = RETRY_DELAY_MIN
     while True:
         try:
@@ -796,7 +847,8 @@ async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
         except KubeApiError as exc:
             if not exc.transient:
                 raise
-            log.warning("Kubernetes API call failed; retrying", extra={"error": str(exc)})
+            error = str(exc) if secret is None else _scrubbed(str(exc), secret)
+            log.warning("Kubernetes API call failed; retrying", extra={"error": error})
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_DELAY_MAX)
 
@@ -807,6 +859,62 @@ def _scrubbed(message: str, value: bytes) -> str:
         if form.strip():
             message = message.replace(form, "[redacted]")
     return message
+
+
+class _LogCapture:
+    """stdout.log of a pod's attempt: the container's log as received, the first
+    `LOG_LIVE_LIMIT_BYTES` written at once (and so shipped live), after that only its last
+    `LOG_LIMIT_BYTES` kept, written with a marker at the end. A runner that adopts the
+    attempt continues the file: the bytes already there are not written twice."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self.received = self.file.tell()
+        """Bytes of the container's log received so far (by any runner of this attempt)."""
+        self.tail = bytearray()
+        self.dropped = 0
+        self.closed = False
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> None:
+        """Take a stream of the log from its start, keeping only what is new."""
+        position = 0
+        async for chunk in chunks:
+            new = chunk[max(0, self.received - position) :]
+            position += len(chunk)
+            if new:
+                self._keep(new)
+
+    def _keep(self, data: bytes) -> None:
+        self.received += len(data)
+        room = max(0, LOG_LIVE_LIMIT_BYTES - self.file.tell())
+        if room and not self.tail:
+            self.file.write(data[:room])
+            self.file.flush()
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > LOG_LIMIT_BYTES:
+                self.dropped += len(self.tail) - LOG_LIMIT_BYTES
+                del self.tail[: len(self.tail) - LOG_LIMIT_BYTES]
+
+    def close(self, problem: str) -> bytes:
+        """Write the kept end and a note of what is missing; return the log's last bytes."""
+        if self.closed:
+            return b""
+        self.closed = True
+        if self.dropped:
+            self.file.write(f"\n[weir: log truncated, {self.dropped} bytes dropped]\n".encode())
+        self.file.write(self.tail)
+        if problem:
+            self.file.write(f"\n[weir: log incomplete: {problem}]\n".encode())
+        self.file.close()
+        with open(self.file.name, "rb") as written:
+            written.seek(max(0, os.path.getsize(self.file.name) - FAILURE_TAIL_BYTES - 1))
+            return written.read()
+
+
+def _container_ran(verdict: Verdict) -> bool:
+    return isinstance(verdict, Running) or (isinstance(verdict, Finished) and verdict.ran)
 
 
 def _with_tail(head: str, log_bytes: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ SYNCED_SECRET_ANNOTATION = "weir.dev/secret"
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_NAME_MAX = 253
 _VOLUME_NAME_MAX = 100
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+"""Volume file names carry no `=` (the helpers' NAME=FILE arguments) nor anything odd."""
 
 SecretRefs = Mapping[str, dict[str, str]]
 """`fromSecret` value -> the `secretKeyRef` it becomes (when not the default one)."""
@@ -70,7 +73,7 @@ class ArtifactPlumbing:
 
 
 def _absolute(path: str) -> PurePosixPath:
-    given = PurePosixPath(path)
+    given = PurePosixPath(posixpath.normpath(path))
     return given if given.is_absolute() else PurePosixPath(WORKING_DIR) / given
 
 
@@ -82,7 +85,8 @@ def artifact_files(task: TaskSpec) -> dict[str, str]:
     files: dict[str, str] = {}
     for path in paths:
         if path not in files:
-            files[path] = f"f{len(files)}-{PurePosixPath(path).name}"[:_VOLUME_NAME_MAX]
+            name = _SAFE_NAME.sub("_", PurePosixPath(path).name)
+            files[path] = f"f{len(files)}-{name}"[:_VOLUME_NAME_MAX]
     return files
 
 
