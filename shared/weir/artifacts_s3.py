@@ -137,10 +137,29 @@ class S3ArtifactStore:
             # says why.
             cause = exc.__context__ if isinstance(exc.__context__, ClientError) else exc
             if name and isinstance(cause, ClientError) and _error_code(cause) in _NOT_FOUND:
+                # A HEAD answers a bare 404 for a missing bucket too: tell the two apart.
+                if not self._bucket_exists():
+                    raise self._failed(
+                        what,
+                        ClientError(
+                            {"Error": {"Code": "NoSuchBucket", "Message": "no such bucket"}},
+                            "HeadBucket",
+                        ),
+                    ) from None
                 raise ArtifactNotFound(
                     f'flow {flow_id} has no artifact "{name}" in {self.location}'
                 ) from None
             raise self._failed(what, cause) from None
+
+    def _bucket_exists(self) -> bool:
+        """False only when S3 says the bucket is not there (other errors: assume it is)."""
+        try:
+            _client(self.storage).head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return _error_code(exc) not in (*_NOT_FOUND, "NoSuchBucket")
+        except (BotoCoreError, Boto3Error):
+            return True
+        return True
 
     async def upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo:
         """Store the file `source` as output `name` of `flow_id`, replacing an earlier one."""

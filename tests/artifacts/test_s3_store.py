@@ -217,6 +217,10 @@ async def test_a_missing_bucket_is_an_error_that_says_what_to_do(
     assert str(failed.value).startswith(
         'artifact "x" of flow f1: cannot store it in s3://weir-no-such-bucket: NoSuchBucket'
     )
+    # Reading too: S3 answers a HEAD with a bare 404 either way; the error says which.
+    with pytest.raises(ArtifactError, match="create the bucket weir-no-such-bucket") as reading:
+        await S3ArtifactStore(absent).download("f1", "x", tmp_path / "back")
+    assert not isinstance(reading.value, ArtifactNotFound)
 
 
 @pytest.fixture
