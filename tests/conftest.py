@@ -14,6 +14,7 @@ import pytest
 from weir.client import Client
 from weir.config import Settings
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
+from weir_runner.executors.base import Executor
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
@@ -82,6 +83,15 @@ class Services:
     scheduler_task: asyncio.Task[None]
     runner_task: asyncio.Task[None]
 
+    @classmethod
+    async def start(cls, settings: Settings, executor: Executor | None = None) -> Services:
+        """A scheduler and a runner (with `executor`, else the one settings name), ready."""
+        scheduler = Scheduler(settings)
+        scheduler_task = await _start("scheduler", scheduler)
+        runner = Runner(settings, executor=executor)
+        runner_task = await _start("runner", runner)
+        return cls(settings, scheduler, runner, scheduler_task, runner_task)
+
     async def stop(self) -> None:
         self.runner.stop.set()
         self.scheduler.stop.set()
@@ -90,11 +100,7 @@ class Services:
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
-    scheduler = Scheduler(settings)
-    scheduler_task = await _start("scheduler", scheduler)
-    runner = Runner(settings)
-    runner_task = await _start("runner", runner)
-    running = Services(settings, scheduler, runner, scheduler_task, runner_task)
+    running = await Services.start(settings)
     yield running
     await running.stop()
 

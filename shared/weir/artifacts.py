@@ -21,7 +21,7 @@ import base64
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +123,37 @@ def _info(obj: api.ObjectInfo) -> ArtifactInfo:
     return ArtifactInfo(flow_id, name, obj.size or 0, _hex_digest(obj.digest), modified)
 
 
+@contextlib.contextmanager
+def landing(target: Path) -> Iterator[Path]:
+    """A temporary file beside `target` to download into, gone afterwards whatever happens:
+    `target` appears only complete and verified (see `place_verified`)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.weir-partial")
+    try:
+        yield partial
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+def place_verified(
+    partial: Path, target: Path, found: ArtifactInfo, digest: str, received: int
+) -> None:
+    """Rename the downloaded `partial` onto `target` if it is what was stored: `received`
+    bytes with SHA-256 `digest`; else `ArtifactChecksumError`."""
+    where = f'artifact "{found.name}" of flow {found.flow_id}'
+    if received != found.size:
+        raise ArtifactChecksumError(
+            f"{where} is corrupt: {received} bytes arrived, the object has {found.size}"
+        )
+    if digest != found.sha256:
+        raise ArtifactChecksumError(
+            f"{where} is corrupt: its SHA-256 is {digest}, but {found.sha256} was recorded "
+            "at upload"
+        )
+    os.replace(partial, target)
+
+
 class ArtifactStore:
     """Upload, download, list and delete artifacts in one Object Store bucket."""
 
@@ -190,27 +221,20 @@ class ArtifactStore:
                 f'flow {flow_id} has no artifact "{name}" in bucket {self.bucket}'
             ) from None
         found = _info(obj)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.weir-partial")
         digest = hashlib.sha256()
-        try:
+        received = 0
+        with landing(target) as partial:
             with open(partial, "wb") as out:
 
                 def sink(data: bytes) -> None:
+                    nonlocal received
                     digest.update(data)
                     out.write(data)
+                    received += len(data)
 
                 if found.size:
                     await self._copy_chunks(obj, found, sink)
-            if digest.hexdigest() != found.sha256:
-                raise ArtifactChecksumError(
-                    f'artifact "{name}" of flow {flow_id} is corrupt: its SHA-256 is '
-                    f"{digest.hexdigest()}, but {found.sha256} was recorded at upload"
-                )
-            os.replace(partial, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+            place_verified(partial, target, found, digest.hexdigest(), received)
         return found
 
     async def _copy_chunks(

@@ -31,7 +31,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from weir.artifacts import ArtifactChecksumError, ArtifactError, ArtifactInfo, ArtifactNotFound
+from weir.artifacts import (
+    ArtifactChecksumError,
+    ArtifactError,
+    ArtifactInfo,
+    ArtifactNotFound,
+    landing,
+    place_verified,
+)
 from weir.config import S3Storage
 
 if TYPE_CHECKING:
@@ -217,9 +224,7 @@ class S3ArtifactStore:
                 f"{self.key(flow_id, name)} in {self.location} has no SHA-256 in its metadata "
                 f"({DIGEST_METADATA}); was it stored by weir?"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.weir-partial")
-        try:
+        with landing(target) as partial:
             with (
                 self._calling(
                     f'artifact "{name}" of flow {flow_id}: cannot fetch it', flow_id, name
@@ -235,20 +240,7 @@ class S3ArtifactStore:
             with open(partial, "rb") as back:
                 digest = hashlib.file_digest(back, "sha256").hexdigest()
                 received = os.fstat(back.fileno()).st_size
-            if received != found.size:
-                raise ArtifactChecksumError(
-                    f'artifact "{name}" of flow {flow_id} is corrupt: {received} bytes '
-                    f"arrived, the object has {found.size}"
-                )
-            if digest != found.sha256:
-                raise ArtifactChecksumError(
-                    f'artifact "{name}" of flow {flow_id} is corrupt: its SHA-256 is '
-                    f"{digest}, but {found.sha256} was recorded at upload"
-                )
-            os.replace(partial, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+            place_verified(partial, target, found, digest, received)
         return found
 
     def _keys(self, flow_id: str | None) -> Iterator[str]:

@@ -6,14 +6,17 @@ import asyncio
 import json
 import os
 import sys
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weir.artifacts import Artifacts
+from weir.artifacts import ArtifactInfo, Artifacts
 from weir.client import Client
 from weir_proto.api import FlowView
 from weir_proto.events import event_type
+
+from bench.artifacts import file_sha256, write_incompressible
 
 WAIT = 60.0
 ONCE = {"max_attempts": 1}
@@ -153,3 +156,32 @@ async def assert_round_tripped(store: Artifacts, flow_id: str, scratch: Path) ->
     await store.download(flow_id, "summary", scratch / "summary.json")
     summary = json.loads((scratch / "summary.json").read_text())
     assert summary == {"bytes": len(EVERY_BYTE), "upper": ROUND_TRIP_EXPECTED["upper"].decode()}
+
+
+@dataclass
+class Transfer:
+    """One file up and back down through a store, with Python's peak allocations of each."""
+
+    uploaded: ArtifactInfo
+    downloaded: ArtifactInfo
+    digest: str
+    upload_peak: int
+    download_peak: int
+
+
+async def measured_transfer(store: Artifacts, scratch: Path, size: int) -> Transfer:
+    """Upload `size` random bytes as artifact "large" of flow "big-flow" and download them
+    again; the copy is checked byte for byte (SHA-256)."""
+    source, back = scratch / "large.bin", scratch / "back.bin"
+    digest = write_incompressible(source, size)
+    tracemalloc.start()
+    try:
+        uploaded = await store.upload("big-flow", "large", source)
+        upload_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        downloaded = await store.download("big-flow", "large", back)
+        download_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert file_sha256(back) == digest
+    return Transfer(uploaded, downloaded, digest, upload_peak, download_peak)

@@ -7,9 +7,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from tests.artifacts.helpers import (
     WAIT,
     assert_round_tripped,
     finish,
+    measured_transfer,
     round_trip_flow,
     task,
     weir,
@@ -89,42 +87,16 @@ async def test_text_and_binary_artifacts_round_trip_through_three_tasks(
 async def test_large_artifact_streams_with_bounded_memory(
     settings: Settings, tmp_path: Path
 ) -> None:
-    source, back = tmp_path / "large.bin", tmp_path / "back.bin"
-    digest = hashlib.sha256()
-    with open(source, "wb") as out:
-        for _ in range(LARGE_BYTES // (1 << 20)):
-            block = os.urandom(1 << 20)
-            digest.update(block)
-            out.write(block)
     nc = await connect(settings.nats_url, "test-large")
     try:
         store = ArtifactStore(nc.jetstream(), settings.artifacts_bucket)
-        tracemalloc.start()
-        try:
-            started = time.monotonic()
-            uploaded = await store.upload("big-flow", "large", source)
-            upload_peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.reset_peak()
-            middle = time.monotonic()
-            await store.download("big-flow", "large", back)
-            download_peak = tracemalloc.get_traced_memory()[1]
-            ended = time.monotonic()
-        finally:
-            tracemalloc.stop()
+        moved = await measured_transfer(store, tmp_path, LARGE_BYTES)
     finally:
         await close(nc)
 
-    mib = LARGE_BYTES / (1 << 20)
-    print(
-        f"\n64 MiB: upload {mib / (middle - started):.0f} MiB/s, peak {upload_peak / 1e6:.1f} MB;"
-        f" download {mib / (ended - middle):.0f} MiB/s, peak {download_peak / 1e6:.1f} MB"
-    )
-    assert uploaded.size == LARGE_BYTES and uploaded.sha256 == digest.hexdigest()
-    assert back.stat().st_size == LARGE_BYTES
-    with open(back, "rb") as handle:
-        assert hashlib.file_digest(handle, "sha256").hexdigest() == digest.hexdigest()
-    assert upload_peak < LARGE_BYTES / 8
-    assert download_peak < LARGE_BYTES / 8
+    assert moved.uploaded.size == LARGE_BYTES and moved.uploaded.sha256 == moved.digest
+    assert moved.upload_peak < LARGE_BYTES / 8
+    assert moved.download_peak < LARGE_BYTES / 8
 
 
 async def test_checksum_mismatch_is_detected_and_leaves_no_file(

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import hashlib
 import os
-import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +32,6 @@ from weir.config import ConfigError, S3Storage, Settings
 from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
-from weir_runner.worker import Runner
-from weir_scheduler.service import Scheduler
 
 from tests.artifacts.helpers import (
     EVERY_BYTE,
@@ -42,10 +39,11 @@ from tests.artifacts.helpers import (
     TEXT,
     assert_round_tripped,
     finish,
+    measured_transfer,
     round_trip_flow,
     weir,
 )
-from tests.conftest import Services, _start
+from tests.conftest import Services
 from tests.s3 import CREDENTIALS, on_storage, s3_endpoint, storage
 
 __all__ = ["s3_endpoint", "storage"]  # fixtures
@@ -105,34 +103,17 @@ async def test_text_and_binary_artifacts_round_trip_with_their_digest_recorded(
 async def test_a_64_mib_artifact_moves_in_parts_with_bounded_memory(
     store: S3ArtifactStore, storage: S3Storage, tmp_path: Path
 ) -> None:
-    source, back = tmp_path / "large.bin", tmp_path / "back.bin"
-    digest = hashlib.sha256()
-    with open(source, "wb") as out:
-        for _ in range(LARGE_BYTES // (1 << 20)):
-            block = os.urandom(1 << 20)
-            digest.update(block)
-            out.write(block)
-    tracemalloc.start()
-    try:
-        uploaded = await store.upload("big-flow", "large", source)
-        upload_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.reset_peak()
-        downloaded = await store.download("big-flow", "large", back)
-        download_peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    moved = await measured_transfer(store, tmp_path, LARGE_BYTES)
 
-    assert uploaded.size == downloaded.size == LARGE_BYTES
-    assert uploaded.sha256 == downloaded.sha256 == digest.hexdigest()
-    with open(back, "rb") as handle:
-        assert hashlib.file_digest(handle, "sha256").hexdigest() == digest.hexdigest()
+    assert moved.uploaded.size == moved.downloaded.size == LARGE_BYTES
+    assert moved.uploaded.sha256 == moved.downloaded.sha256 == moved.digest
     # A multipart upload's ETag ends in the number of its parts.
     head = raw(storage).head_object(Bucket=storage.bucket, Key=store.key("big-flow", "large"))
     assert head["ETag"].strip('"').endswith(f"-{LARGE_BYTES // MULTIPART_CHUNK}")
     # Measured ~5.5 MB each way; a quarter of the file leaves room for a loaded machine
     # (boto3 may queue a few parts' worth of reads) and still fails any whole-file buffer.
-    assert upload_peak < LARGE_BYTES / 4
-    assert download_peak < LARGE_BYTES / 4
+    assert moved.upload_peak < LARGE_BYTES / 4
+    assert moved.download_peak < LARGE_BYTES / 4
 
 
 async def test_a_corrupted_object_fails_the_download_and_leaves_no_file(
@@ -226,12 +207,7 @@ async def test_a_missing_bucket_is_an_error_that_says_what_to_do(
 @pytest.fixture
 async def s3_services(settings: Settings, storage: S3Storage) -> AsyncIterator[Services]:
     """The scheduler and a local runner whose artifacts go to S3."""
-    on_s3 = on_storage(settings, storage)
-    scheduler = Scheduler(on_s3)
-    scheduler_task = await _start("scheduler", scheduler)
-    runner = Runner(on_s3)
-    runner_task = await _start("runner", runner)
-    running = Services(on_s3, scheduler, runner, scheduler_task, runner_task)
+    running = await Services.start(on_storage(settings, storage))
     yield running
     await running.stop()
 

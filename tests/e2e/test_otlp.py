@@ -5,6 +5,7 @@ killed with -9 mid-flow (the flow's long spans are rebuilt from its events at it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import signal
 import threading
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -149,9 +150,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    received = Receiver()
+R = TypeVar("R", bound=Receiver)
+
+
+@contextlib.contextmanager
+def serving(received: R) -> Iterator[R]:
+    """`received` listening for OTLP/HTTP exports on a free port of the loopback."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
     received.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
@@ -162,6 +166,12 @@ def receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving(Receiver()) as received:
+        yield received
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ import asyncio
 import base64
 import hashlib
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
@@ -44,7 +42,7 @@ from weir_proto import subjects
 from weir_proto.events import event_type
 
 from tests.artifacts.helpers import weir
-from tests.e2e.test_otlp import ReceivedSpan, Receiver, _handler, otlp_stack
+from tests.e2e.test_otlp import ReceivedSpan, Receiver, otlp_stack, serving
 
 pytestmark = pytest.mark.slow
 
@@ -89,17 +87,8 @@ class RecordingReceiver(Receiver):
 @pytest.fixture
 def receiver() -> Iterator[RecordingReceiver]:
     """Replaces test_otlp's `receiver` for `otlp_stack` here."""
-    received = RecordingReceiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
-    received.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
-    thread.start()
-    try:
+    with serving(RecordingReceiver()) as received:
         yield received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,8 @@ from weir.client import Client
 from weir.config import Settings
 from weir.embedded import free_port
 from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
-from weir_runner.worker import Runner
-from weir_scheduler.service import Scheduler
 
-from tests.conftest import Services, _start
+from tests.conftest import Services
 from tests.kubernetes.cluster import ApiServerProcess, FakeApiServer, TestKubelet, write_kubeconfig
 
 NAMESPACE = "weir-test"
@@ -75,11 +73,7 @@ async def executor(
 async def kube_services(
     kube_settings: Settings, executor: KubernetesExecutor
 ) -> AsyncIterator[Services]:
-    scheduler = Scheduler(kube_settings)
-    scheduler_task = await _start("scheduler", scheduler)
-    runner = Runner(kube_settings, executor=executor)
-    runner_task = await _start("runner", runner)
-    running = Services(kube_settings, scheduler, runner, scheduler_task, runner_task)
+    running = await Services.start(kube_settings, executor)
     yield running
     await running.stop()
 

@@ -18,11 +18,9 @@ from weir.client import Client
 from weir.config import S3Storage, Settings
 from weir_runner import sandbox
 from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
-from weir_runner.worker import Runner
-from weir_scheduler.service import Scheduler
 
 from tests.artifacts.helpers import assert_round_tripped, round_trip_flow
-from tests.conftest import Services, _start
+from tests.conftest import Services
 from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE, POD_RESYNC
 from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_task, run_flow, tasks_of
@@ -180,14 +178,7 @@ async def test_the_same_flow_round_trips_through_s3_on_pods(
     )
     config = replace(KubernetesConfig.from_settings(on_s3), pod_resync=POD_RESYNC)
     executor = KubernetesExecutor(config)
-    scheduler, runner = Scheduler(on_s3), Runner(on_s3, executor=executor)
-    services = Services(
-        on_s3,
-        scheduler,
-        runner,
-        await _start("scheduler", scheduler),
-        await _start("runner", runner),
-    )
+    services = await Services.start(on_s3, executor)
     try:
         async with await Client.connect(on_s3.nats_url) as client:
             flow_id = await client.submit(round_trip_flow())
