@@ -242,11 +242,6 @@ async def test_evicted_pod_fails_its_task_as_evicted(
 
 
 @pytest.mark.timeout(45)
-@pytest.mark.xfail(
-    strict=False,
-    reason="about one run in six hangs until the timeout; the cause is not found yet (seen "
-    "with and without the latest executor changes)",
-)
 async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
     kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
@@ -262,11 +257,6 @@ async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
 
 
 @pytest.mark.timeout(45)
-@pytest.mark.xfail(
-    strict=False,
-    reason="about one run in six hangs until the timeout; the cause is not found yet (seen "
-    "with and without the latest executor changes)",
-)
 async def test_api_server_restart_mid_watch_loses_nothing(
     kube_client: Client,
     kubelet: TestKubelet,
