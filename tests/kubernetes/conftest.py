@@ -18,6 +18,7 @@ from tests.kubernetes.cluster import ApiServerProcess, FakeApiServer, TestKubele
 NAMESPACE = "weir-test"
 POD_RESYNC = 2.0
 """Short, so a watch event the emulator loses delays a test by seconds, not for good."""
+ORPHAN_SWEEP = 0.5
 
 
 @pytest.fixture
@@ -61,7 +62,11 @@ def kube_settings(settings: Settings, kubeconfig: Path) -> Settings:
 async def executor(
     kube_settings: Settings, kubelet: TestKubelet
 ) -> AsyncIterator[KubernetesExecutor]:
-    config = replace(KubernetesConfig.from_settings(kube_settings), pod_resync=POD_RESYNC)
+    config = replace(
+        KubernetesConfig.from_settings(kube_settings),
+        pod_resync=POD_RESYNC,
+        orphan_sweep=ORPHAN_SWEEP,
+    )
     running = KubernetesExecutor(config)
     try:
         yield running

@@ -6,21 +6,27 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import TERMINAL_FLOW_EVENTS, TaskFailed, TaskSucceeded, event_type
+from weir_proto.messages import Dispatch
+from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+from weir_runner.executors.kubernetes.manifest import pod_manifest
 from weir_runner.worker import Runner
 
 from tests.conftest import Services, _start
 from tests.flows import task
 from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
-from tests.kubernetes.conftest import NAMESPACE
+from tests.kubernetes.conftest import NAMESPACE, ORPHAN_SWEEP
 
 WAIT = 30.0
 IMAGE = "debian:bookworm-slim"
@@ -431,3 +437,62 @@ async def test_a_pods_log_is_live_while_it_runs_and_kept_after_it_is_gone(
     assert apiserver.handler.pod(NAMESPACE, "live-1-talk-1") is None  # deleted
     whole = b"".join([c async for _, c in kube_client.logs(flow_id, "talk", attempt=1)])
     assert whole == b"first line\nlast line\n"
+
+
+def _pod_of(flow_id: str, task_name: str, cmd: list[str], queue: str = "default") -> dict[str, Any]:
+    spec = msgspec.convert(
+        {"name": task_name, "image": IMAGE, "cmd": cmd, "queue": queue}, TaskSpec
+    )
+    work = Dispatch(
+        flow_id=flow_id,
+        attempt=1,
+        attempt_id=f"{flow_id}-{task_name}-1",
+        task=spec,
+        dispatched_at=datetime.now(UTC),
+    )
+    return pod_manifest(work, NAMESPACE)
+
+
+async def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
+    kube_client: Client,
+    kubelet: TestKubelet,
+    apiserver: ApiServerProcess,
+    executor: KubernetesExecutor,
+) -> None:
+    # As a runner killed while the flow was cancelled leaves it: running, followed by nobody,
+    # its dispatch gone. And a pod of another runner's attempt, still wanted.
+    flow_id = await kube_client.submit(
+        {
+            "id": "elsewhere-1",
+            "name": "elsewhere",
+            "tasks": [pod_task("far", "sleep", "30", queue="elsewhere")],  # no runner here
+        }
+    )
+    await asyncio.sleep(0.5)  # dispatched to the queue nobody here takes
+    for pod in (
+        _pod_of("ghost-1", "left", ["sleep", "30"]),
+        _pod_of(flow_id, "far", ["sleep", "30"], queue="elsewhere"),
+    ):
+        async with apiserver.handler.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=pod) as r:
+            assert r.status == 200
+    await wait_started(kubelet, "ghost-1-left-1")
+
+    await _eventually(
+        lambda: apiserver.handler.pod(NAMESPACE, "ghost-1-left-1") is None,
+        "the orphaned pod of an unknown flow is deleted",
+    )
+    await asyncio.sleep(4 * ORPHAN_SWEEP)  # a few more sweeps
+    assert apiserver.handler.pod(NAMESPACE, "elsewhere-1-far-1") is not None  # still wanted
+    await kube_client.cancel(flow_id)
+    await _eventually(
+        lambda: apiserver.handler.pod(NAMESPACE, "elsewhere-1-far-1") is None,
+        "the pod of a cancelled flow's attempt is deleted",
+    )
+    assert executor.orphans_deleted == 2

@@ -92,6 +92,8 @@ class Runner:
         health = await serve_health(self.nc, "runner", settings.runner_name)
         js = self.nc.jetstream()
         await ensure_streams(js)
+        if hasattr(self.executor, "ask_with"):
+            self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
         if hasattr(self.executor, "attach"):
             self.executor.attach(js)  # artifacts and secrets over the worker's connection
         loops = []
@@ -319,25 +321,33 @@ class Runner:
     async def _should_run(self, dispatch: Dispatch) -> tuple[bool, str]:
         """Ask the scheduler whether the attempt is still wanted (it may have been cancelled
         or superseded while the dispatch waited); wait while no scheduler answers."""
-        request = _encoder.encode(
-            AttemptRequest(
-                flow_id=dispatch.flow_id, task=dispatch.task.name, attempt=dispatch.attempt
-            )
-        )
         delay = 0.1
         while True:
-            assert self.nc is not None
-            try:
-                msg = await self.nc.request(subjects.API_ATTEMPT, request, timeout=ASK_TIMEOUT)
-                reply = _attempt_reply_decoder.decode(msg.data)
-                if reply.error is None:
-                    answer = msgspec.json.decode(reply.result, type=AttemptAnswer)
-                    return answer.run, answer.reason
-                log.warning("attempt check refused", extra={"error": reply.error.message})
-            except Exception as exc:
-                log.warning("scheduler not answering; attempt waits", extra={"error": str(exc)})
+            answer = await self.attempt_wanted(
+                dispatch.flow_id, dispatch.task.name, dispatch.attempt
+            )
+            if answer is not None:
+                return answer
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def attempt_wanted(
+        self, flow_id: str, task: str, attempt: int
+    ) -> tuple[bool, str] | None:
+        """The scheduler's answer to "should this attempt (still) run, and if not why", or
+        None when no scheduler answered."""
+        request = _encoder.encode(AttemptRequest(flow_id=flow_id, task=task, attempt=attempt))
+        assert self.nc is not None
+        try:
+            msg = await self.nc.request(subjects.API_ATTEMPT, request, timeout=ASK_TIMEOUT)
+            reply = _attempt_reply_decoder.decode(msg.data)
+            if reply.error is None:
+                answer = msgspec.json.decode(reply.result, type=AttemptAnswer)
+                return answer.run, answer.reason
+            log.warning("attempt check refused", extra={"error": reply.error.message})
+        except Exception as exc:
+            log.warning("scheduler not answering about an attempt", extra={"error": str(exc)})
+        return None
 
     def _cancel_flow(self, flow_id: str, reason: str) -> None:
         now = time.monotonic()

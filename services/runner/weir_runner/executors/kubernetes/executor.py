@@ -50,11 +50,14 @@ from weir_runner.artifacts import DataPlane
 from weir_runner.executors.base import AttemptResult, OnStarted
 from weir_runner.executors.kubernetes.api import KubeApiError, PodApi, load_client
 from weir_runner.executors.kubernetes.manifest import (
+    ATTEMPT_LABEL,
+    FLOW_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POD_SELECTOR,
     SECRET_DEFAULT_KEY,
     SYNCED_SECRET_ANNOTATION,
+    TASK_LABEL,
     ArtifactPlumbing,
     Pod,
     pod_manifest,
@@ -82,12 +85,16 @@ REAP_GRACE_SECONDS = 5.0
 """How long a stopping runner waits for the deletion of its finished pods."""
 
 T = TypeVar("T")
+Wanted = Callable[[str, str, int], Awaitable[tuple[bool, str] | None]]
+"""(flow, task, attempt) -> whether the scheduler still wants it and why not; None: no
+answer."""
 
 NAMESPACE_DEFAULT = "default"
 IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
 UNSCHEDULABLE_TIMEOUT_DEFAULT = 300.0
 POD_TTL_DEFAULT = 0.0
 POD_RESYNC_DEFAULT = 60.0
+ORPHAN_SWEEP_DEFAULT = 60.0
 """The watch is the news, but a watch can miss an event (a server that does not replay
 what happened while the stream was down, a proxy that drops it): after this long without
 news an attempt reads its pod directly, as informers resync."""
@@ -134,6 +141,8 @@ class KubernetesConfig:
     """Pods refuse to run as root unless a task says otherwise (WEIR_KUBE_RUN_AS_NON_ROOT)."""
     pod_resync: float = POD_RESYNC_DEFAULT
     """Seconds an attempt waits without news from the watch before reading its pod itself."""
+    orphan_sweep: float = ORPHAN_SWEEP_DEFAULT
+    """Seconds between two looks for running pods no attempt follows (see `_sweep_orphans`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesConfig:
@@ -190,6 +199,9 @@ class KubernetesExecutor:
         self._starter: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._reapers: set[asyncio.Task[None]] = set()
+        self._wanted: Wanted | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        self.orphans_deleted = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -206,6 +218,11 @@ class KubernetesExecutor:
         if self._starter is None or self._starter.done():
             self._starter = asyncio.create_task(self._start_in_background(), name="kube-start")
 
+    def ask_with(self, wanted: Wanted) -> None:
+        """How to ask the scheduler whether an attempt is still wanted: with it, running pods
+        no runner follows any more are found and deleted when their attempt is not."""
+        self._wanted = wanted
+
     async def start(self) -> PodWatcher:
         """Connect, start the pod watch, and, with a secret store to read, the secret sync;
         `attach` and `run` do this. The sync holds a NATS session for as long as it runs."""
@@ -216,6 +233,10 @@ class KubernetesExecutor:
                 self.watcher = PodWatcher(self.api, POD_SELECTOR, self.config.watch_timeout)
                 self._watch_task = asyncio.create_task(self.watcher.run(), name="pod-watch")
                 self.secret_sync = SecretSync(self.api)
+            if self._wanted is not None and self._sweep_task is None:
+                self._sweep_task = asyncio.create_task(
+                    self._sweep_orphans(self._wanted), name="orphan-sweep"
+                )
             if self.data is not None and (self._sync_task is None or self._sync_task.done()):
                 assert self.secret_sync is not None
                 self._sync_task = asyncio.create_task(
@@ -234,7 +255,13 @@ class KubernetesExecutor:
         are left alone; deletions under way get a few seconds to finish)."""
         if self._reapers:
             await asyncio.wait(list(self._reapers), timeout=REAP_GRACE_SECONDS)
-        background = (self._starter, self._watch_task, self._sync_task, *self._reapers)
+        background = (
+            self._starter,
+            self._watch_task,
+            self._sync_task,
+            self._sweep_task,
+            *self._reapers,
+        )
         tasks = [t for t in background if t is not None]
         for task in tasks:
             task.cancel()
@@ -242,7 +269,7 @@ class KubernetesExecutor:
         if self.api is not None:
             await self.api.close()
         self.api = self.watcher = self.secret_sync = None
-        self._starter = self._watch_task = self._sync_task = None
+        self._starter = self._watch_task = self._sync_task = self._sweep_task = None
 
     # -- one attempt -------------------------------------------------------------------
 
@@ -555,6 +582,49 @@ class KubernetesExecutor:
                         delay = min(delay * 2, RETRY_DELAY_MAX)
         except TimeoutError:
             return f"log capture took longer than {LOG_CAPTURE_TIMEOUT:g}s"
+
+    async def _sweep_orphans(self, wanted: Wanted) -> None:
+        """Delete running pods that no attempt follows and whose attempt is not wanted: a
+        runner killed while the flow was cancelled (its dispatch purged, so never handed
+        out again), or an attempt declared lost and retried meanwhile. A pod must be seen
+        unfollowed by two sweeps in a row, so a redelivered dispatch has time to adopt it;
+        pods of other runners are left alone, since the scheduler still wants them. Finished
+        pods are not touched (their runner may keep them for `pod_ttl`)."""
+        suspects: set[str] = set()
+        while True:
+            await asyncio.sleep(self.config.orphan_sweep)
+            watcher = self.watcher
+            if watcher is None:
+                continue
+            try:
+                listing = await self._api().list(POD_SELECTOR)
+            except KubeApiError as exc:
+                log.warning("orphan sweep could not list pods", extra={"error": str(exc)})
+                continue
+            unfollowed: dict[str, dict[str, str]] = {}
+            for pod in listing.get("items") or []:
+                meta = pod.get("metadata") or {}
+                phase = (pod.get("status") or {}).get("phase")
+                name = meta.get("name", "")
+                if name in watcher.channels or phase in ("Succeeded", "Failed"):
+                    continue
+                if meta.get("deletionTimestamp"):
+                    continue
+                unfollowed[name] = meta.get("labels") or {}
+            for name in sorted(suspects & unfollowed.keys()):
+                labels = unfollowed[name]
+                attempt = labels.get(ATTEMPT_LABEL, "")
+                if not attempt.isdigit() or name in watcher.channels:
+                    continue
+                answer = await wanted(
+                    labels.get(FLOW_LABEL, ""), labels.get(TASK_LABEL, ""), int(attempt)
+                )
+                if answer is None or answer[0] or name in watcher.channels:
+                    continue
+                log.info("deleting orphaned pod", extra={"pod": name, "reason": answer[1]})
+                await self._delete(name)
+                self.orphans_deleted += 1
+            suspects = set(unfollowed)
 
     async def _dispose(self, name: str) -> None:
         """Delete a finished pod now, or after the configured time to live."""
