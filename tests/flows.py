@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from weir.client import Client
 from weir_proto.events import FlowEvent, event_type
+from weir_proto.ids import attempt_id
+from weir_proto.messages import Dispatch
+from weir_proto.spec import TaskSpec
 
 WAIT = 60.0
 """Seconds a test waits for a flow to end."""
@@ -14,6 +19,24 @@ WAIT = 60.0
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "cmd": list(cmd) or ["true"], "depends": depends or [], **extra}
+
+
+def dispatch_of(
+    task_fields: dict[str, Any],
+    flow_id: str = "etl-7",
+    attempt: int = 1,
+    input_flows: dict[str, str] | None = None,
+) -> Dispatch:
+    """What the scheduler hands a runner for one attempt of the task `task_fields` spells."""
+    task_spec = msgspec.convert(task_fields, TaskSpec)
+    return Dispatch(
+        flow_id=flow_id,
+        attempt=attempt,
+        attempt_id=attempt_id(flow_id, task_spec.name, attempt),
+        task=task_spec,
+        dispatched_at=datetime.now(UTC),
+        input_flows=input_flows or {},
+    )
 
 
 def diamond(flow_id: str | None = None) -> dict[str, Any]:

@@ -12,11 +12,9 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
 import pytest
 from weir.artifacts import (
     ArtifactChecksumError,
@@ -29,8 +27,6 @@ from weir.artifacts import (
 from weir.artifacts_s3 import DIGEST_METADATA, MULTIPART_CHUNK, S3ArtifactStore, _client
 from weir.client import Client
 from weir.config import ConfigError, S3Storage, Settings
-from weir_proto.messages import Dispatch
-from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
 
 from tests.artifacts.helpers import (
@@ -44,6 +40,7 @@ from tests.artifacts.helpers import (
     weir,
 )
 from tests.conftest import Services
+from tests.flows import dispatch_of
 from tests.s3 import CREDENTIALS, on_storage, s3_endpoint, storage
 
 __all__ = ["s3_endpoint", "storage"]  # fixtures
@@ -279,16 +276,8 @@ def test_pod_helpers_get_the_s3_location_and_only_references_to_the_keys() -> No
         s3_endpoint_url="http://minio:9000",
         s3_region="eu-west-3",
     )
-    task = msgspec.convert(
-        {"name": "load", "image": "etl:1", "cmd": ["run"], "outputs": [{"name": "o", "path": "o"}]},
-        TaskSpec,
-    )
-    work = Dispatch(
-        flow_id="etl-7",
-        attempt=1,
-        attempt_id="etl-7-load-1",
-        task=task,
-        dispatched_at=datetime.now(UTC),
+    work = dispatch_of(
+        {"name": "load", "image": "etl:1", "cmd": ["run"], "outputs": [{"name": "o", "path": "o"}]}
     )
     spec = pod_manifest(work, "batch", plumbing)["spec"]
     helpers = [spec["initContainers"][0], spec["containers"][0]]

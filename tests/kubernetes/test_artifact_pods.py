@@ -3,28 +3,20 @@ runs, then a container uploads the outputs; the attempt succeeds only when all d
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-from weir_proto.messages import Dispatch, ErrorType
-from weir_proto.spec import TaskSpec
+from weir_proto.messages import ErrorType
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
 from weir_runner.executors.kubernetes.verdict import Finished, Running, judge
+
+from tests.flows import dispatch_of
 
 PLUMBING = ArtifactPlumbing(helper_image="weir:9", bucket="b", credentials_secret="task-nats")
 
 
 def manifest(input_flows: dict[str, str] | None = None, **task: Any) -> dict[str, Any]:
-    spec = msgspec.convert({"name": "load", "image": "etl:1", "cmd": ["run"], **task}, TaskSpec)
-    work = Dispatch(
-        flow_id="etl-7",
-        attempt=1,
-        attempt_id="etl-7-load-1",
-        task=spec,
-        dispatched_at=datetime.now(UTC),
-        input_flows=input_flows or {},
-    )
+    fields = {"name": "load", "image": "etl:1", "cmd": ["run"], **task}
+    work = dispatch_of(fields, "etl-7", input_flows=input_flows)
     return pod_manifest(work, "batch", PLUMBING)
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import pytest
-from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch, ErrorType
-from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes import KubernetesExecutor
 from weir_runner.executors.kubernetes import executor as executor_module
 from weir_runner.executors.kubernetes.manifest import pod_manifest
 
+from tests.flows import dispatch_of
 from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
 
@@ -22,16 +19,8 @@ WAIT = 20.0
 
 
 def dispatch(flow_id: str, name: str, *cmd: str, **extra: Any) -> Dispatch:
-    task = msgspec.convert(
-        {"name": name, "cmd": list(cmd), "image": "debian:bookworm-slim", **extra}, TaskSpec
-    )
-    return Dispatch(
-        flow_id=flow_id,
-        attempt=1,
-        attempt_id=attempt_id(flow_id, name, 1),
-        task=task,
-        dispatched_at=datetime.now(UTC),
-    )
+    fields = {"name": name, "cmd": list(cmd), "image": "debian:bookworm-slim", **extra}
+    return dispatch_of(fields, flow_id)
 
 
 class StartedCount:

@@ -8,23 +8,19 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import TERMINAL_FLOW_EVENTS, TaskFailed, TaskSucceeded, event_type
-from weir_proto.messages import Dispatch
-from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
-from weir_runner.executors.kubernetes.manifest import pod_manifest
+from weir_runner.executors.kubernetes.manifest import Pod, pod_manifest
 from weir_runner.worker import Runner
 
 from tests.conftest import Services, _start
-from tests.flows import task
+from tests.flows import dispatch_of, task
 from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE, ORPHAN_SWEEP
 
@@ -439,18 +435,9 @@ async def test_a_pods_log_is_live_while_it_runs_and_kept_after_it_is_gone(
     assert whole == b"first line\nlast line\n"
 
 
-def _pod_of(flow_id: str, task_name: str, cmd: list[str], queue: str = "default") -> dict[str, Any]:
-    spec = msgspec.convert(
-        {"name": task_name, "image": IMAGE, "cmd": cmd, "queue": queue}, TaskSpec
-    )
-    work = Dispatch(
-        flow_id=flow_id,
-        attempt=1,
-        attempt_id=f"{flow_id}-{task_name}-1",
-        task=spec,
-        dispatched_at=datetime.now(UTC),
-    )
-    return pod_manifest(work, NAMESPACE)
+def _pod_of(flow_id: str, task_name: str, cmd: list[str], queue: str = "default") -> Pod:
+    fields = {"name": task_name, "image": IMAGE, "cmd": cmd, "queue": queue}
+    return pod_manifest(dispatch_of(fields, flow_id), NAMESPACE)
 
 
 async def _eventually(check: Callable[[], bool], what: str) -> None:

@@ -10,16 +10,11 @@ from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
 from weir_runner.executors.kubernetes.manifest import pod_manifest, secret_key_ref
 
+from tests.flows import dispatch_of
+
 
 def manifest(**task: Any) -> dict[str, Any]:
-    spec = msgspec.convert({"name": "load", "cmd": ["run", "--fast"], **task}, TaskSpec)
-    work = Dispatch(
-        flow_id="etl-7",
-        attempt=2,
-        attempt_id="etl-7-load-2",
-        task=spec,
-        dispatched_at=datetime.now(UTC),
-    )
+    work = dispatch_of({"name": "load", "cmd": ["run", "--fast"], **task}, "etl-7", attempt=2)
     return pod_manifest(work, "batch")
 
 
@@ -102,11 +97,7 @@ def test_timeout_and_kubernetes_options_are_mapped() -> None:
 
 
 def test_pod_security_defaults_and_what_a_task_may_change() -> None:
-    from datetime import UTC, datetime
 
-    import msgspec
-    from weir_proto.messages import Dispatch
-    from weir_proto.spec import TaskSpec
     from weir_runner.executors.kubernetes.manifest import pod_manifest
 
     def pod(options: dict[str, object], non_root: bool = False) -> dict[str, object]:
