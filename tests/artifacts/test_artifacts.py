@@ -3,7 +3,6 @@ safe, reused by reruns, listed and fetched with `weir artifacts`."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -19,13 +18,11 @@ from weir.artifacts import (
 from weir.client import Client
 from weir.config import Settings
 from weir.jetstream import close, connect
-from weir_proto.events import event_type
 from weir_runner import sandbox
 
 from tests.artifacts.helpers import (
     EVERY_BYTE,
     PY,
-    WAIT,
     assert_round_tripped,
     finish,
     measured_transfer,
@@ -123,43 +120,6 @@ async def test_checksum_mismatch_is_detected_and_leaves_no_file(
     finally:
         await close(nc)
     assert list((tmp_path / "out").iterdir()) == []
-
-
-async def test_rerun_failed_only_reuses_the_earlier_flows_outputs(
-    client: Client, settings: Settings, tmp_path: Path
-) -> None:
-    trail, fixed = tmp_path / "trail", tmp_path / "fixed"
-    spec = {
-        "name": "fixable",
-        "tasks": [
-            task(
-                "make",
-                "sh",
-                "-c",
-                f"echo make >> {trail}; echo payload > out.txt",
-                outputs=[{"name": "data", "path": "out.txt"}],
-            ),
-            task(
-                "use",
-                "sh",
-                "-c",
-                f'echo use >> {trail}; test -e {fixed} && test "$(cat in.txt)" = payload',
-                depends=["make"],
-                inputs=[{"from": "data", "path": "in.txt"}],
-            ),
-        ],
-    }
-    first, outcome, _ = await finish(client, spec)
-    assert outcome == "flow_failed"
-    fixed.touch()
-    second = (await client.rerun(first, failed_only=True)).flow_id
-    final = await asyncio.wait_for(client.wait(second), WAIT)
-
-    assert event_type(final) == "flow_succeeded"
-    assert trail.read_text().split() == ["make", "use", "use"]
-    store = ArtifactStore(client.js, settings.artifacts_bucket)
-    assert [a.name for a in await store.list(first)] == ["data"]
-    assert await store.list(second) == []  # the input came from the first flow's output
 
 
 async def test_weir_artifacts_ls_and_get(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from weir.artifacts import ArtifactStore
 from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import event_type
@@ -123,7 +124,7 @@ async def test_cancel_kills_running_attempts_and_pending_tasks_never_start(
 
 
 async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
-    client: Client, tmp_path: Path
+    client: Client, settings: Settings, tmp_path: Path
 ) -> None:
     trail, fixed = tmp_path / "trail", tmp_path / "fixed"
     spec = {
@@ -158,6 +159,9 @@ async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
     assert trail.read_text().split() == ["make", "use", "use"]
     view = await client.get(second)
     assert view.rerun_of == first
+    store = ArtifactStore(client.js, settings.artifacts_bucket)
+    assert [a.name for a in await store.list(first)] == ["data"]
+    assert await store.list(second) == []  # the input came from the first flow's output
     running = await api(client, "rerun", {"flow_id": "nope"})
     assert running["error"]["code"] == "not_found"
 
