@@ -30,6 +30,11 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+RUNNER_KEEP_DEFAULT = 7 * 24 * 3600.0
+"""A week: long past any redelivery of the attempt's dispatch (which is what the recorded
+result answers), long enough to read its files when something went wrong."""
+
+
 def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -201,6 +206,8 @@ class Settings:
     runner_concurrency: int = 8
     runner_queues: tuple[str, ...] = ("default",)
     runner_dir: str = ".weir/attempts"
+    runner_keep: float = RUNNER_KEEP_DEFAULT
+    """Seconds a finished attempt's directory (its logs, result, files) is kept."""
     runner_name: str = field(default_factory=socket.gethostname)
     max_tasks: int = 10_000
     max_submit_bytes: int = 4 * 1024 * 1024
@@ -265,6 +272,7 @@ class Settings:
             runner_concurrency=_int(env, "WEIR_RUNNER_CONCURRENCY", 8),
             runner_queues=queues or ("default",),
             runner_dir=env.get("WEIR_RUNNER_DIR", ".weir/attempts"),
+            runner_keep=_duration(env, "WEIR_RUNNER_KEEP") or RUNNER_KEEP_DEFAULT,
             runner_name=env.get("WEIR_RUNNER_NAME") or socket.gethostname(),
             max_tasks=_int(env, "WEIR_MAX_TASKS", 10_000),
             max_submit_bytes=_int(env, "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024),

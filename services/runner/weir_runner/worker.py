@@ -26,6 +26,7 @@ from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
+from weir_proto.ids import attempt_id
 from weir_proto.messages import (
     SNOOZE_EXIT_CODE,
     SNOOZE_SECONDS_DEFAULT,
@@ -36,6 +37,7 @@ from weir_proto.messages import (
     Heartbeat,
 )
 
+from weir_runner import janitor
 from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 from weir_runner.executors.local import LocalExecutor
 from weir_runner.executors.noop import NoopExecutor
@@ -111,7 +113,15 @@ class Runner:
                 ),
             )
             loops.append(asyncio.create_task(self._take(sub, js), name=f"queue-{queue}"))
-        background = [asyncio.create_task(self._heartbeats(), name="heartbeats")]
+        background = [
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(
+                janitor.sweep_forever(
+                    Path(settings.runner_dir), settings.runner_keep, self._following
+                ),
+                name="attempt-janitor",
+            ),
+        ]
 
         async def on_cancel(msg: Msg) -> None:
             try:
@@ -317,6 +327,10 @@ class Runner:
         except Exception as exc:
             log.exception("executor failed", extra={"flow_id": key[0], "task": name})
             return AttemptResult(None, ErrorType.EXECUTOR, f"executor error: {exc}")
+
+    def _following(self) -> set[str]:
+        """The attempt directories of the attempts this runner is handling now."""
+        return {attempt_id(*key) for key in self.attempts}
 
     async def _should_run(self, dispatch: Dispatch) -> tuple[bool, str]:
         """Ask the scheduler whether the attempt is still wanted (it may have been cancelled
