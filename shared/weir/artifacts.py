@@ -200,26 +200,22 @@ class ArtifactStore:
             ) from None
         return _info(info)
 
-    async def info(self, flow_id: str, name: str) -> ArtifactInfo:
+    async def _object(self, flow_id: str, name: str) -> api.ObjectInfo:
         store = await self._objects()
         try:
-            obj = await store.get_info(object_name(flow_id, name))
+            return await store.get_info(object_name(flow_id, name))
         except (NotFoundError, ObjectNotFoundError):
             raise ArtifactNotFound(
                 f'flow {flow_id} has no artifact "{name}" in bucket {self.bucket}'
             ) from None
-        return _info(obj)
+
+    async def info(self, flow_id: str, name: str) -> ArtifactInfo:
+        return _info(await self._object(flow_id, name))
 
     async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo:
         """Write the artifact to `target` (through a temporary file beside it, so `target`
         appears only complete and verified)."""
-        store = await self._objects()
-        try:
-            obj = await store.get_info(object_name(flow_id, name))
-        except (NotFoundError, ObjectNotFoundError):
-            raise ArtifactNotFound(
-                f'flow {flow_id} has no artifact "{name}" in bucket {self.bucket}'
-            ) from None
+        obj = await self._object(flow_id, name)
         found = _info(obj)
         digest = hashlib.sha256()
         received = 0

@@ -4,6 +4,7 @@ checked against real nats-servers that demand them; and no secret in any log lin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import io
 import logging
@@ -11,10 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NATS
 from weir import logs
 from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactStore
 from weir.config import ConfigError, NatsSecurity, Settings
@@ -272,7 +274,19 @@ ROLE_PASSWORDS = {
 }
 
 
-def _start_permissions_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+PASSWORDS = {
+    "weir-scheduler": "sched-pw",
+    "weir-runner": "runner-pw",
+    "weir-submitter": "submit-pw",
+    "weir-task": "task-pw",
+    "weir-operator": "operator-pw",
+}
+"""Each user of the example config and its password (as ROLE_PASSWORDS gives the server)."""
+
+
+@pytest.fixture
+def permissions_url(tmp_path: Path) -> Iterator[str]:
+    """A nats-server running deploy/nats/permissions.conf as it is (but its port and store)."""
     port = free_port()
     text = PERMISSIONS.read_text()
     text = text.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}")
@@ -285,45 +299,47 @@ def _start_permissions_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], 
         stderr=subprocess.STDOUT,
         env={**os.environ, **ROLE_PASSWORDS},
     )
-    _wait_for_port(port, 30, "nats-server", proc)
-    return proc, f"nats://127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, 30, "nats-server", proc)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
-async def _may_publish(url: str, user: str, password: str, subject: str) -> bool:
+@contextlib.asynccontextmanager
+async def connected_as(url: str, user: str) -> AsyncIterator[NATS]:
     nc = await connect(
-        url, user, security=NatsSecurity(user=user, password=password), max_reconnect_attempts=0
+        url,
+        user,
+        security=NatsSecurity(user=user, password=PASSWORDS[user]),
+        max_reconnect_attempts=0,
     )
     try:
-        await nc.jetstream().publish(subject, b"{}", timeout=1.0)
-        return True
-    except Exception:
-        return False
+        yield nc
     finally:
         await close(nc)
 
 
-async def test_example_permissions_let_each_role_do_its_part_only(tmp_path: Path) -> None:
-    proc, url = await asyncio.to_thread(_start_permissions_server, tmp_path)
-    try:
-        scheduler = await connect(
-            url, "s", security=NatsSecurity(user="weir-scheduler", password="sched-pw")
-        )
+async def _may_publish(url: str, user: str, subject: str) -> bool:
+    async with connected_as(url, user) as nc:
         try:
-            await ensure_streams(scheduler.jetstream())
-        finally:
-            await close(scheduler)
-        submitter = ("weir-submitter", "submit-pw")
-        runner = ("weir-runner", "runner-pw")
-        task_pod = ("weir-task", "task-pw")
-        assert await _may_publish(url, *submitter, "weir.cmd.submit")
-        assert not await _may_publish(url, *submitter, "weir.status.f")
-        assert await _may_publish(url, *runner, "weir.status.f")
-        assert not await _may_publish(url, *runner, "weir.cmd.submit")
-        assert not await _may_publish(url, *task_pod, "weir.cmd.submit")
-        assert not await _may_publish(url, *task_pod, "weir.status.f")
-    finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
+            await nc.jetstream().publish(subject, b"{}", timeout=1.0)
+        except Exception:
+            return False
+        return True
+
+
+async def test_example_permissions_let_each_role_do_its_part_only(permissions_url: str) -> None:
+    url = permissions_url
+    async with connected_as(url, "weir-scheduler") as scheduler:
+        await ensure_streams(scheduler.jetstream())
+    assert await _may_publish(url, "weir-submitter", "weir.cmd.submit")
+    assert not await _may_publish(url, "weir-submitter", "weir.status.f")
+    assert await _may_publish(url, "weir-runner", "weir.status.f")
+    assert not await _may_publish(url, "weir-runner", "weir.cmd.submit")
+    assert not await _may_publish(url, "weir-task", "weir.cmd.submit")
+    assert not await _may_publish(url, "weir-task", "weir.status.f")
 
 
 def _helper(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -332,7 +348,7 @@ def _helper(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
         **os.environ,
         "WEIR_NATS_URL": url,
         "WEIR_NATS_USER": "weir-task",
-        "WEIR_NATS_PASSWORD": "task-pw",
+        "WEIR_NATS_PASSWORD": PASSWORDS["weir-task"],
     }
     return subprocess.run(
         [sys.executable, "-m", "weir_runner.artifacts", *args],
@@ -345,49 +361,32 @@ def _helper(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-async def test_task_pods_user_moves_artifacts_and_reads_no_secret(tmp_path: Path) -> None:
-    proc, url = await asyncio.to_thread(_start_permissions_server, tmp_path)
-    try:
-        runner = await connect(
-            url, "r", security=NatsSecurity(user="weir-runner", password="runner-pw")
-        )
-        try:
-            js = runner.jetstream()
-            await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f")  # creates the bucket
-            key = os.urandom(32)
-            # No secret stored yet: runners find none (they may not create the bucket).
-            with pytest.raises(SecretNotFound):
-                await SecretStore(js, key).get("db")
-            assert await SecretStore(js, key).names() == []
-            operator = await connect(
-                url, "o", security=NatsSecurity(user="weir-operator", password="operator-pw")
-            )
-            try:  # `weir secret set`
-                await SecretStore(operator.jetstream(), key).set("db", b"hunter2")
-            finally:
-                await close(operator)
-            assert await SecretStore(js, key).get("db") == b"hunter2"  # runners read them
-        finally:
-            await close(runner)
-        (tmp_path / "out.bin").write_bytes(bytes(range(256)) * 1000)
+async def test_task_pods_user_moves_artifacts_and_reads_no_secret(
+    permissions_url: str, tmp_path: Path
+) -> None:
+    url = permissions_url
+    key = os.urandom(32)
+    async with connected_as(url, "weir-runner") as runner:
+        js = runner.jetstream()
+        await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f")  # creates the bucket
+        # No secret stored yet: runners find none (they may not create the bucket).
+        with pytest.raises(SecretNotFound):
+            await SecretStore(js, key).get("db")
+        assert await SecretStore(js, key).names() == []
+        async with connected_as(url, "weir-operator") as operator:  # `weir secret set`
+            await SecretStore(operator.jetstream(), key).set("db", b"hunter2")
+        assert await SecretStore(js, key).get("db") == b"hunter2"  # runners read them
+    (tmp_path / "out.bin").write_bytes(bytes(range(256)) * 1000)
 
-        stored = await asyncio.to_thread(
-            _helper, url, tmp_path, "upload", "--flow", "f", "data=out.bin"
-        )
-        fetched = await asyncio.to_thread(_helper, url, tmp_path, "download", "f/data=in.bin")
+    stored = await asyncio.to_thread(
+        _helper, url, tmp_path, "upload", "--flow", "f", "data=out.bin"
+    )
+    fetched = await asyncio.to_thread(_helper, url, tmp_path, "download", "f/data=in.bin")
 
-        assert stored.returncode == 0, stored.stderr
-        assert fetched.returncode == 0, fetched.stderr
-        assert (tmp_path / "in.bin").read_bytes() == (tmp_path / "out.bin").read_bytes()
-        task_pod = await connect(
-            url, "t", security=NatsSecurity(user="weir-task", password="task-pw")
-        )
-        try:
-            with pytest.raises(Exception, match=r"[Pp]ermission|[Tt]imeout|denied"):
-                bucket = await task_pod.jetstream(timeout=1.0).key_value(SECRETS_BUCKET)
-                await bucket.get("db")
-        finally:
-            await close(task_pod)
-    finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
+    assert stored.returncode == 0, stored.stderr
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "in.bin").read_bytes() == (tmp_path / "out.bin").read_bytes()
+    async with connected_as(url, "weir-task") as task_pod:
+        with pytest.raises(Exception, match=r"[Pp]ermission|[Tt]imeout|denied"):
+            bucket = await task_pod.jetstream(timeout=1.0).key_value(SECRETS_BUCKET)
+            await bucket.get("db")

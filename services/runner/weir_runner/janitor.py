@@ -40,10 +40,20 @@ def _last_change(attempt: Path) -> float:
 
 
 def _still_running(attempt: Path) -> bool:
+    group = read_pid(attempt / PID_FILE)
+    return group is not None and group_alive(group)
+
+
+def read_pid(path: Path) -> int | None:
+    """The process group a supervisor wrote to `path`, None if there is none."""
     try:
-        group = int((attempt / PID_FILE).read_text().strip())
+        return int(path.read_text().strip())
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the group is alive (one of another user's counts)."""
     try:
         os.killpg(group, 0)
     except ProcessLookupError:

@@ -39,6 +39,7 @@ from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 from weir_runner import sandbox
 from weir_runner.artifacts import DataPlane, create_placeholder, never_written
 from weir_runner.executors.base import AttemptResult, OnStarted
+from weir_runner.janitor import PID_FILE, group_alive, read_pid
 
 STDERR_TAIL_BYTES = 2048
 KILL_GRACE_SECONDS = 5.0
@@ -122,12 +123,12 @@ class LocalExecutor:
         while it still runs, adopt it and wait. None when there is nothing to resume."""
         exit_file = home / "exit"
         if not exit_file.exists():
-            group = _read_pid(home / "exit.pid")
-            if group is None or not _alive(group):
+            group = read_pid(home / PID_FILE)
+            if group is None or not group_alive(group):
                 return None
             await on_started()
             try:
-                while _alive(group) and not exit_file.exists():
+                while group_alive(group) and not exit_file.exists():
                     await asyncio.sleep(ADOPT_POLL_SECONDS)
             except asyncio.CancelledError:
                 await _terminate_group(group)
@@ -209,8 +210,8 @@ class LocalExecutor:
         for sibling in self.root.glob(f"{glob.escape(prefix)}*"):
             if sibling.name == dispatch.attempt_id or not sibling.name[len(prefix) :].isdigit():
                 continue
-            group = _read_pid(sibling / "exit.pid")
-            if group is not None and _alive(group) and not (sibling / "exit").exists():
+            group = read_pid(sibling / PID_FILE)
+            if group is not None and group_alive(group) and not (sibling / "exit").exists():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
 
@@ -403,29 +404,12 @@ def _host_path(dispatch: Dispatch, work: Path, path: str) -> Path | None:
 _SIGNALS = {s.value: s.name for s in signal.Signals}
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def _terminate_group(group: int) -> None:
     """SIGTERM the attempt's process group, SIGKILL whatever is left after a grace period."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGTERM)
     deadline = asyncio.get_running_loop().time() + KILL_GRACE_SECONDS
-    while _alive(group) and asyncio.get_running_loop().time() < deadline:
+    while group_alive(group) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
