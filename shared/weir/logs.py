@@ -28,11 +28,26 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line, enc_hook=str).decode()
 
 
+QUIET_LIBRARIES = (
+    "nats",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "kubernetes_asyncio",
+    "aiohttp.access",
+)
+"""Libraries whose own debug output is not weir's: kept at WARNING even when
+WEIR_LOG_LEVEL=DEBUG. boto3's tell of every 256 KiB chunk of an S3 transfer (thousands of
+lines, and their memory, per artifact), the Kubernetes client's kubeconfig details."""
+
+
 def setup(service: str, level: str = "INFO") -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("nats").setLevel("WARNING")
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel("WARNING")
     return logging.getLogger(service)

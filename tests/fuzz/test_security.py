@@ -206,13 +206,22 @@ def test_urls_are_redacted_for_logs() -> None:
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
 
 
-def _capture_logs() -> tuple[io.StringIO, logging.Handler]:
+@contextlib.contextmanager
+def _captured_logs() -> Iterator[io.StringIO]:
+    """Every record at DEBUG and above, as the services write them, while inside; the root
+    logger is as it was afterwards (a DEBUG level left behind slows every later test)."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logs.JsonFormatter())
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.DEBUG)
-    return buffer, handler
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 async def test_the_database_password_is_never_logged(
@@ -221,8 +230,7 @@ async def test_the_database_password_is_never_logged(
     # Trust auth accepts any password, so the URL can carry one and still work.
     with_password = database_url.replace("postgres@", f"postgres:{PASSWORD}@")
     nats_url = getattr(nats_server, "url")  # noqa: B009 - typed as object on purpose
-    buffer, handler = _capture_logs()
-    try:
+    with _captured_logs() as buffer:
         unreachable = Settings(
             nats_url=nats_url,
             database_url=f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/x",
@@ -240,8 +248,6 @@ async def test_the_database_password_is_never_logged(
         task = await _start("scheduler", scheduler)
         scheduler.stop.set()
         await asyncio.wait_for(task, 30)
-    finally:
-        logging.getLogger().removeHandler(handler)
     text = buffer.getvalue()
     assert "postgres not reachable" in text, "the failure path was not exercised"
     assert PASSWORD not in text, [line for line in text.splitlines() if PASSWORD in line][:3]
@@ -252,15 +258,12 @@ async def test_a_password_in_the_nats_url_is_never_logged(
     secured_nats: str, database_url: str, tmp_path: Path
 ) -> None:
     url = secured_nats.replace("nats://", f"nats://weir:{PASSWORD}@")
-    buffer, handler = _capture_logs()
-    try:
+    with _captured_logs() as buffer:
         settings = Settings(nats_url=url, database_url=database_url, runner_dir=str(tmp_path))
         scheduler = Scheduler(settings)
         task = await _start("scheduler", scheduler)
         scheduler.stop.set()
         await asyncio.wait_for(task, 30)
-    finally:
-        logging.getLogger().removeHandler(handler)
     assert PASSWORD not in buffer.getvalue()
 
 
