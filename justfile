@@ -19,7 +19,7 @@ test: lint
 
 # Benchmarks (not part of test): throughput, latency, scale, and peers side by side.
 bench *ARGS:
-    python -m pip install --quiet -e ".[dev,bench]" 2> >(grep -v "^WARNING: Location" >&2)
+    uv pip install --quiet --require-hashes -r requirements/bench.lock
     python -m bench {{ARGS}}
 
 # ruff + mypy --strict
@@ -31,6 +31,10 @@ lint:
 # Regenerate proto/schema/*.json from the msgspec types.
 schema:
     python -m weir_proto.schema proto/schema
+
+# Re-resolve every dependency on purpose: requirements/{dev,bench}.lock and tools.txt, with hashes.
+lock:
+    requirements/lock
 
 fmt:
     ruff format .

@@ -44,11 +44,32 @@ PUBLIC_MESSAGES: dict[str, Any] = {
 }
 
 
+def _plain_descriptions(node: Any) -> Any:
+    """The schema with every description's lines stripped of their indentation.
+
+    msgspec copies docstrings into descriptions and its releases disagree on how they keep
+    indentation (0.23 dedents continuation lines, 0.22 did not); the files must depend only on
+    the types, never on which release rendered them.
+    """
+    if isinstance(node, dict):
+        return {
+            key: (
+                "\n".join(line.strip() for line in value.splitlines())
+                if key == "description" and isinstance(value, str)
+                else _plain_descriptions(value)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_plain_descriptions(item) for item in node]
+    return node
+
+
 def render() -> dict[str, str]:
     """File name -> JSON text for every public message."""
     files = {}
     for name, kind in PUBLIC_MESSAGES.items():
-        schema = msgspec.json.schema(kind)
+        schema = _plain_descriptions(msgspec.json.schema(kind))
         schema = {"$schema": JSON_SCHEMA_DIALECT, "title": name, **schema}
         files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return files

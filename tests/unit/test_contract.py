@@ -57,3 +57,11 @@ def test_settings_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.executor == "local" and settings.runner_queues == ("default",)
     assert settings.max_tasks == 10_000
+
+
+def test_schema_descriptions_do_not_depend_on_how_a_release_keeps_indentation() -> None:
+    from weir_proto.schema import _plain_descriptions
+
+    indented = {"properties": {"a": {"description": "First line:\n\n    more\n    and more"}}}
+    flat = {"properties": {"a": {"description": "First line:\n\nmore\nand more"}}}
+    assert _plain_descriptions(indented) == _plain_descriptions(flat) == flat
