@@ -25,7 +25,7 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NATS
 
-from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port, nats_password
 
 SERVICE_READY_TIMEOUT = 30.0
 
@@ -76,7 +76,9 @@ class Stack:
             self.postgres = EmbeddedPostgres(self.root / "postgres")
             self.postgres.start()
             asyncio.run(create_database(self.postgres.url, "weir"))
-        self.nats_server = EmbeddedNats(self.root / "nats", port=self.nats_port)
+        self.nats_server = EmbeddedNats(
+            self.root / "nats", port=self.nats_port, password=nats_password(self.root / "nats")
+        )
         self.nats_server.start()
 
     def service_env(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -73,9 +74,18 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody")
 
 
+def _random_password() -> str:
+    return secrets.token_hex(16)
+
+
 @dataclass
 class EmbeddedPostgres:
-    """A throwaway Postgres cluster listening on 127.0.0.1 with trust auth."""
+    """A throwaway Postgres cluster listening on 127.0.0.1, password required.
+
+    The password of its `postgres` role is random, made at initdb and kept beside the data
+    (mode 0600), so a restart keeps it; a local process that does not know it (a task of the
+    local executor, another user's process) cannot reach the event log.
+    """
 
     base_dir: Path
     port: int = 0
@@ -86,11 +96,19 @@ class EmbeddedPostgres:
         return self.base_dir / "pgdata"
 
     @property
+    def password_file(self) -> Path:
+        return self.base_dir / "password"
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_for("postgres")
 
     def url_for(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def _run_as_owner(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         user = _unprivileged_user()
@@ -117,6 +135,10 @@ class EmbeddedPostgres:
                     with contextlib.suppress(PermissionError):
                         os.chmod(parent, mode | 0o001)
         if not (self.data_dir / "PG_VERSION").exists():
+            self.password_file.write_text(_random_password() + "\n")
+            self.password_file.chmod(0o600)
+            if user:
+                os.chown(self.password_file, user.pw_uid, user.pw_gid)
             init = self._run_as_owner(
                 [
                     str(bin_dir / "initdb"),
@@ -124,7 +146,8 @@ class EmbeddedPostgres:
                     str(self.data_dir),
                     "-U",
                     "postgres",
-                    "--auth=trust",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={self.password_file}",
                     "--encoding=UTF8",
                     "--no-sync",
                 ],
@@ -199,18 +222,36 @@ class EmbeddedPostgres:
         self._proc = None
 
 
+def nats_password(store_dir: Path) -> str:
+    """The dev stack's NATS password: random, made once and kept in `store_dir` (mode 0600)."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    path = store_dir / "password"
+    if not path.exists():
+        path.write_text(_random_password() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 @dataclass
 class EmbeddedNats:
-    """A nats-server with JetStream on 127.0.0.1, storing into `store_dir`."""
+    """A nats-server with JetStream on 127.0.0.1, storing into `store_dir`.
+
+    With `password` set, the server admits only user `user` with that password, and `url`
+    carries both (the dev stack makes a random one, so other local processes stay out).
+    """
 
     store_dir: Path
     port: int = 0
     max_payload: int = NATS_MAX_PAYLOAD_DEFAULT
+    user: str = "weir"
+    password: str | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        if self.password is None:
+            return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.user}:{self.password}@127.0.0.1:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT_DEFAULT) -> str:
         beside_python = Path(sys.executable).parent / "nats-server"
@@ -221,11 +262,17 @@ class EmbeddedNats:
         if not self.port:
             self.port = free_port()
         config = self.store_dir / "nats.conf"
+        auth = (
+            ""
+            if self.password is None
+            else f"authorization {{ user: {self.user!r}, password: {self.password!r} }}\n"
+        )
         config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
             f"max_payload: {self.max_payload}\n"
-            f"jetstream {{ store_dir: {str(self.store_dir / 'js')!r} }}\n"
+            f"jetstream {{ store_dir: {str(self.store_dir / 'js')!r} }}\n" + auth
         )
+        config.chmod(0o600)
         log = open(self.store_dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen(
             [binary, "-c", str(config)],

@@ -1,0 +1,54 @@
+"""The dev stack (`./just demo`, `./just up`, the test stack) lets no other local process in:
+its Postgres and NATS want the random passwords only the stack's own processes are given."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+from nats.errors import NoServersError
+from weir.devstack import Stack
+from weir.embedded import EmbeddedPostgres
+
+
+async def test_the_dev_stacks_nats_refuses_a_client_without_its_password(tmp_path: Path) -> None:
+    stack = Stack(tmp_path / "stack")
+    await asyncio.to_thread(stack.start_infra)
+    try:
+        server = stack.nats_server
+        assert server is not None and server.password
+        anonymous = f"nats://127.0.0.1:{server.port}"
+        with pytest.raises((NoServersError, nats.errors.Error, OSError)):
+            await nats.connect(anonymous, allow_reconnect=False, max_reconnect_attempts=0)
+        with pytest.raises((NoServersError, nats.errors.Error, OSError)):
+            await nats.connect(
+                f"nats://weir:guess@127.0.0.1:{server.port}",
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+            )
+        nc = await nats.connect(stack.nats_url)
+        await nc.close()
+        stored = (tmp_path / "stack" / "nats" / "password").stat().st_mode & 0o777
+        assert stored == 0o600
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def test_the_private_postgres_refuses_a_login_without_its_password(
+    postgres: EmbeddedPostgres,
+) -> None:
+    for url in (
+        f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres",
+        f"postgresql://postgres:guess@127.0.0.1:{postgres.port}/postgres",
+    ):
+        with pytest.raises(
+            (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+        ):
+            await asyncpg.connect(url)
+    conn = await asyncpg.connect(postgres.url)
+    assert await conn.fetchval("SELECT 1") == 1
+    await conn.close()
+    assert postgres.password_file.stat().st_mode & 0o777 == 0o600
