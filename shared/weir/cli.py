@@ -16,13 +16,14 @@ import yaml
 from rich.console import Console
 from rich.table import Column, Table
 from weir_proto.api import FlowView, ScheduleRequest
+from weir_proto.durations import parse_duration
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry, waterfall
 from weir.cli_data import artifacts_app, secret_app
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, parse_duration
+from weir.config import NATS_URL_DEFAULT
 from weir.jetstream import redact_url
 from weir.where import WhereError, parse_where
 
