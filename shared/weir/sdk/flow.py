@@ -188,7 +188,7 @@ class Flow:
         self.problems: list[str] = []
         """Options that are not valid (reported, with every other problem, by `check`)."""
         self.defaults: TaskDefaults | None = _spec_part(
-            defaults, TaskDefaults, "defaults", "Flow(defaults=...)", self.problems
+            defaults, TaskDefaults, "defaults", "Flow(...)", self.problems
         )
         if image is not None:
             self.defaults = msgspec.structs.replace(self.defaults or TaskDefaults(), image=image)
