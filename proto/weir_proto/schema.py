@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from weir_proto import api, events, messages, spec
+from weir_proto.durations import DURATION_PATTERN, EXAMPLES
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -65,11 +66,53 @@ def _plain_descriptions(node: Any) -> Any:
     return node
 
 
+WRITTEN_BY_PEOPLE = {"FlowSpec"}
+"""Messages whose schema describes the shorthands a person may write (read by
+`weir_proto.validation` on every submit): a `Duration` as `10m`, `retry` as a number of
+attempts. Every other message (events,
+dispatches, replies) only ever carries the canonical form: seconds, a retry object."""
+
+
+def _canonical_forms(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _canonical_forms(v) for k, v in node.items() if k != "x-weir-form"}
+    if isinstance(node, list):
+        return [_canonical_forms(item) for item in node]
+    return node
+
+
+def _accepted_forms(node: Any) -> Any:
+    """The schema with the shorthands the validator reads spelt out."""
+    if isinstance(node, dict):
+        if node.get("x-weir-form") == spec.DURATION_FORM:
+            rest = {k: v for k, v in node.items() if k not in ("x-weir-form", "type")}
+            return {
+                "anyOf": [
+                    {"type": "number", "minimum": 0},
+                    {"type": "string", "pattern": DURATION_PATTERN},
+                ],
+                **rest,
+                "description": f"Seconds: {EXAMPLES}.",
+            }
+        if {"$ref": "#/$defs/RetryPolicy"} in node.get("anyOf", []):
+            shorthand = {
+                "type": "integer",
+                "description": "Shorthand for {max_attempts: n}.",
+            }
+            return {**node, "anyOf": [shorthand, *node["anyOf"]]}
+        return {key: _accepted_forms(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_accepted_forms(item) for item in node]
+    return node
+
+
 def render() -> dict[str, str]:
     """File name -> JSON text for every public message."""
     files = {}
     for name, kind in PUBLIC_MESSAGES.items():
         schema = _plain_descriptions(msgspec.json.schema(kind))
+        forms = _accepted_forms if name in WRITTEN_BY_PEOPLE else _canonical_forms
+        schema = forms(schema)
         schema = {"$schema": JSON_SCHEMA_DIALECT, "title": name, **schema}
         files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return files

@@ -1,16 +1,29 @@
 """The flow spec: what a user submits (JSON on the wire, YAML from the CLI).
 
 A superset of flowmium's format, so flowmium flow files are accepted unchanged.
-Structural checks (types, unknown fields) are done by msgspec when decoding; the planner
-(`weir_scheduler.planner`) checks the graph and the names.
+Structural checks (types, unknown fields, every problem at once) are done by
+`weir_proto.validation`, which also reads the shorthands a person writes: `retry: 3` for
+`retry: {max_attempts: 3}` and durations like `10m` wherever a field is a `Duration`. The
+planner (`weir_scheduler.planner`) checks the graph and the names.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+DURATION_FORM = "duration"
+Duration = Annotated[
+    float,
+    msgspec.Meta(
+        description="Seconds.",
+        extra_json_schema={"x-weir-form": DURATION_FORM},
+    ),
+]
+"""Seconds. On input also a string with a unit (`90s`, `10m`, `2h`, `1d`); always a number
+once decoded, so events and the scheduler only ever see seconds."""
 
 
 class EnvVar(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -80,11 +93,11 @@ class Backoff(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_def
     """
 
     strategy: Literal["constant", "linear", "polynomial", "exponential"] = "exponential"
-    base: float = 1.0
+    base: Duration = 1.0
     factor: float | None = None
     power: float | None = None
-    min: float = 0.0
-    max: float = 300.0
+    min: Duration = 0.0
+    max: Duration = 300.0
     jitter: Literal["relative", "absolute"] | None = "relative"
 
 
@@ -99,7 +112,7 @@ class TaskDefaults(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     """Per-flow defaults for every task that does not set its own."""
 
     retry: RetryPolicy | None = None
-    timeout: float | None = None
+    timeout: Duration | None = None
     priority: int | None = None
     queue: str | None = None
     image: str | None = None
@@ -109,7 +122,7 @@ class Unique(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defa
     """At most one flow per `key` among flows in `statuses` created within `window` seconds."""
 
     key: str
-    window: float | None = None
+    window: Duration | None = None
     statuses: list[str] | None = None
     on_conflict: Literal["do_nothing", "replace", "reject"] = "do_nothing"
 
@@ -126,7 +139,7 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     outputs: list[Output] = msgspec.field(default_factory=list)
     queue: str | None = None
     """Runner pool (default: the flow's default queue, else `default`)."""
-    timeout: float | None = None
+    timeout: Duration | None = None
     """Seconds an attempt may run before it is killed (and fails with error type timeout)."""
     retry: RetryPolicy | None = None
     priority: int | None = None
@@ -146,7 +159,7 @@ class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     max_parallel: int | None = None
     """At most this many tasks of the flow dispatched or running at once."""
     scheduled_at: datetime | None = None
-    delay: float | None = None
+    delay: Duration | None = None
     """Start this many seconds after the submit (ignored when `scheduled_at` is set)."""
     priority: int = 100
     tags: list[str] = msgspec.field(default_factory=list)

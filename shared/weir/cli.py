@@ -12,18 +12,19 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Column, Table
 from weir_proto.api import FlowView, ScheduleRequest
+from weir_proto.durations import parse_duration
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry, waterfall
 from weir.cli_data import artifacts_app, secret_app
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, parse_duration
+from weir.config import NATS_URL_DEFAULT
 from weir.jetstream import redact_url
+from weir.spec_file import SpecFileError, load_spec_text
 from weir.where import WhereError, parse_where
 
 app = typer.Typer(
@@ -138,20 +139,26 @@ def _event_line(event: FlowEvent) -> str:
 
 
 def _load_spec(path: str) -> dict[str, Any]:
+    """The spec in the file (or stdin), checked; every problem printed, exit 2 if any."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot read {path}: {exc.strerror}")
+        err.print(f"error: cannot read {path}: {exc.strerror}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError as exc:
+        err.print(f"error: {path} is not UTF-8 text ({exc.reason})", markup=False)
         raise typer.Exit(2) from None
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        err.print(f"[red]error:[/] {path} is not valid YAML/JSON: {exc}", markup=False)
+        return load_spec_text(text, "stdin" if path == "-" else path)
+    except SpecFileError as exc:
+        # Plain lines, never wrapped: one problem per line, as a terminal or a log shows it.
+        if len(exc.problems) == 1:
+            lines = [f"error: {exc.problems[0]}"]
+        else:
+            lines = [f"error: {path}: {len(exc.problems)} problems:"]
+            lines += [f"  - {problem}" for problem in exc.problems]
+        sys.stderr.write("".join(line + "\n" for line in lines))
         raise typer.Exit(2) from None
-    if not isinstance(doc, dict):
-        err.print(f"[red]error:[/] {path} must hold a mapping with name and tasks")
-        raise typer.Exit(2)
-    return doc
 
 
 @app.command()
@@ -403,12 +410,7 @@ def schedule_create(
     as_json: Json = False,
 ) -> None:
     """Create or replace a schedule."""
-    doc = _load_spec(file)
-    try:
-        flow = msgspec.convert(doc, FlowSpec)
-    except msgspec.ValidationError as exc:
-        err.print(f"[red]error:[/] {file}: {exc}", markup=False)
-        raise typer.Exit(2) from None
+    flow = msgspec.convert(_load_spec(file), FlowSpec)
     request = ScheduleRequest(
         name=name,
         cron=cron,

@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from weir_proto.durations import parse_duration
+
 EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
@@ -45,23 +47,6 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
         raise ConfigError(f"{name}={raw!r} is not a number") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(raw: str) -> float:
-    """Seconds in `3600`, `90s`, `15m`, `12h` or `30d`."""
-    raw = raw.strip()
-    unit = raw[-1] if raw and raw[-1] in _UNITS else "s"
-    number = raw[:-1] if raw and raw[-1] in _UNITS else raw
-    try:
-        value = float(number) * _UNITS[unit]
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a duration like 3600, 15m, 12h or 30d") from None
-    if not value >= 0:
-        raise ValueError(f"{raw!r} must not be negative")
     return value
 
 

@@ -32,8 +32,8 @@ CASES: list[tuple[str, bytes, str]] = [
     ("self", spec("self", task("a", depends=["a"])), "depends on itself"),
     ("not-dns", spec("not-dns", task("Bad_Name")), "is not a DNS-1123 label"),
     ("empty-cmd", spec("empty-cmd", {"name": "a", "cmd": []}), "cmd is empty"),
-    ("unknown-field", spec("unknown-field", task("a", colour="red")), "unknown field colour"),
-    ("wrong-type", spec("wrong-type", {"name": "a", "cmd": [1, 2]}), "Expected str, got int"),
+    ("unknown-field", spec("unknown-field", task("a", colour="red")), 'unknown field "colour"'),
+    ("wrong-type", spec("wrong-type", {"name": "a", "cmd": [1, 2]}), "expected a string, got"),
     ("no-tasks", spec("no-tasks"), "has no tasks"),
     ("env-name", spec("env-name", task("a", env=[{"name": "A-B", "value": "x"}])), "identifier"),
     ("escape", spec("escape", task("a", outputs=[{"name": "o", "path": "../x"}])), "'..'"),
@@ -99,3 +99,41 @@ async def test_client_refuses_a_spec_larger_than_the_server_accepts(client: Clie
         assert exc.code == "too_large" and "accepts at most 8,388,608" in exc.message
     else:
         raise AssertionError("a 9 MB submit must be refused by the client")
+
+
+async def test_every_problem_of_a_spec_is_in_its_rejection_type_errors_included(
+    client: Client,
+) -> None:
+    """One wrong type (an int env value) used to hide every other mistake."""
+    await client.js.publish(
+        "weir.cmd.submit",
+        spec(
+            "eight",
+            task("extract", timeout="10x", retry={"backoff": {"strategy": "exponentail"}}),
+            {"name": "Bad_Name", "cmd": "echo hi"},
+            task("load", env=[{"name": "A", "value": 7}], depends=["extract2"], retires=3),
+            priority="high",
+        ),
+    )
+    event = await rejected(client, "eight")
+    assert [(e.path, e.task) for e in event.errors] == [
+        ("$.priority", None),
+        ("$.tasks[0].timeout", "extract"),
+        ("$.tasks[0].retry.backoff.strategy", "extract"),
+        ("$.tasks[1].cmd", "Bad_Name"),
+        ("$.tasks[1].name", "Bad_Name"),
+        ("$.tasks[2].env[0].value", "load"),
+        ("$.tasks[2].retires", "load"),
+        ("$.tasks[2].depends[0]", "load"),
+    ]
+    assert event.errors[5].message == (
+        'flow "bad": task "load": env[0].value: expected a string, got the number 7'
+    )
+    assert "is not one of constant, linear, polynomial, exponential" in event.errors[2].message
+
+
+async def test_retry_shorthand_and_durations_are_accepted_on_the_wire(client: Client) -> None:
+    flow_id = await client.submit(
+        {"name": "short", "tasks": [task("a", retry=2, timeout="10m")], "delay": "0s"}
+    )
+    assert event_type(await asyncio.wait_for(client.wait(flow_id), WAIT)) == "flow_succeeded"

@@ -266,3 +266,55 @@ def test_task_options_map_to_the_task_spec_and_calling_a_task_calls_the_function
     assert (task.priority, task.queue, task.image) == (2, "gpu", "etl:1")
     assert [(e.name, e.value) for e in task.env] == [("STAGE", "test"), ("MODE", "fast")]
     assert task.cmd[-3:] == ["work", "--flow", "options"]
+
+
+def test_retry_and_durations_mean_what_they_mean_in_a_yaml_spec() -> None:
+    """`retry=3` and `timeout="10m"` in the SDK build the spec that `retry: 3` and
+    `timeout: 10m` in a YAML file decode to."""
+    from weir.spec_file import load_spec_text
+
+    flow = Flow("parity", defaults={"retry": 2, "timeout": "1h"})
+
+    @flow.task(retry=3, timeout="10m")
+    def a() -> int:
+        return 1
+
+    @flow.task(retry={"backoff": {"base": "5s", "max": "2m"}}, timeout=90)
+    def b() -> int:
+        return 2
+
+    built = flow.spec()
+    written = msgspec.convert(
+        load_spec_text(
+            "name: parity\ndefaults: {retry: 2, timeout: 1h}\ntasks:\n"
+            "  - {name: a, cmd: [x], retry: 3, timeout: 10m}\n"
+            "  - {name: b, cmd: [x], retry: {backoff: {base: 5s, max: 2m}}, timeout: 90}\n",
+            "parity.yaml",
+        ),
+        FlowSpec,
+    )
+    assert built.defaults == written.defaults
+    assert built.defaults is not None and built.defaults.timeout == 3600.0
+    for mine, theirs in zip(built.tasks, written.tasks, strict=True):
+        assert (mine.retry, mine.timeout) == (theirs.retry, theirs.timeout)
+    assert built.tasks[0].timeout == 600.0 and built.tasks[1].retry is not None
+    assert (built.tasks[1].retry.backoff.base, built.tasks[1].retry.backoff.max) == (5.0, 120.0)
+
+
+def test_wrong_retry_and_timeout_are_reported_with_the_other_problems() -> None:
+    flow = Flow("wrong", defaults={"timeout": "later"})
+
+    @flow.task(retry={"backoff": {"strategy": "exponentail"}}, timeout="soon")
+    def a(x: int) -> int:
+        return x
+
+    assert problems(flow) == [
+        "Flow(...): defaults.timeout: 'later' is not a duration: give a number of seconds or "
+        "a string like 90s, 10m, 2h, 1d",
+        "task \"a\": timeout: 'soon' is not a duration: give a number of seconds or a string "
+        "like 90s, 10m, 2h, 1d",
+        'task "a": retry.backoff.strategy: "exponentail" is not one of constant, linear, '
+        "polynomial, exponential",
+        'task "a" (test_wrong_retry_and_timeout_are_reported_with_the_other_problems.<locals>.a()):'
+        ' missing input for parameter "x"; add inputs={"x": <upstream task>} or give it a default',
+    ]

@@ -101,20 +101,149 @@ def test_task_names_must_be_dns_labels(name: str) -> None:
     assert any("is not a DNS-1123 label" in m and "pod name" in m for m in messages), messages
 
 
-def test_unknown_field_names_task_and_field_and_says_what_to_do() -> None:
+def test_unknown_field_names_task_and_field_the_valid_ones_and_the_docs_page() -> None:
     (message,) = rejection(flow(task("a", retries=3)))
-    assert message.startswith('flow "etl": task "a": Object contains unknown field retries')
-    assert "$.tasks[0]" in message and "remove it" in message
+    assert message == (
+        'flow "etl": task "a": retries: unknown field "retries"; remove it (valid fields: '
+        "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
+        "kubernetes; see docs/jobs.md)"
+    )
 
 
-def test_wrong_type_names_the_path() -> None:
+def test_wrong_type_names_the_task_and_the_field() -> None:
     (message,) = rejection(flow({"name": "a", "cmd": "echo hi"}))
-    assert message == 'flow "etl": task "a": Expected array, got str at $.tasks[0].cmd'
+    assert message == (
+        'flow "etl": task "a": cmd: expected a list of strings, got the string "echo hi"'
+    )
 
 
 def test_missing_required_field() -> None:
     (message,) = rejection({"name": "etl"})
-    assert "missing required field tasks" in message and "(add it)" in message
+    assert message == 'flow "etl": tasks: required field is missing; add it (a list of objects)'
+
+
+def test_eight_mistakes_give_eight_problems_each_with_its_path() -> None:
+    """One wrong type no longer hides the rest: type errors, unknown fields, enum values,
+    durations and the planner's own checks are all reported together."""
+    doc = flow(
+        task("extract", timeout="10x", retry={"backoff": {"strategy": "exponentail"}}),
+        {"name": "Bad_Name", "cmd": "echo hi"},
+        task("load", env=[{"name": "A", "value": 7}], depends=["extract2"], retires=3),
+        priority="high",
+    )
+    with pytest.raises(Rejected) as raised:
+        decode(msgspec.json.encode(doc))
+    assert [(e.path, e.task, e.message) for e in raised.value.errors] == [
+        (
+            "$.priority",
+            None,
+            'flow "etl": priority: expected a whole number, got the string "high"',
+        ),
+        (
+            "$.tasks[0].timeout",
+            "extract",
+            'flow "etl": task "extract": timeout: \'10x\' is not a duration: give a number of '
+            "seconds or a string like 90s, 10m, 2h, 1d",
+        ),
+        (
+            "$.tasks[0].retry.backoff.strategy",
+            "extract",
+            'flow "etl": task "extract": retry.backoff.strategy: "exponentail" is not one of '
+            "constant, linear, polynomial, exponential",
+        ),
+        (
+            "$.tasks[1].cmd",
+            "Bad_Name",
+            'flow "etl": task "Bad_Name": cmd: expected a list of strings, got the string '
+            '"echo hi"',
+        ),
+        (
+            "$.tasks[1].name",
+            "Bad_Name",
+            'flow "etl": task "Bad_Name": name is not a DNS-1123 label (lower-case letters, '
+            "digits and '-', at most 63, starting and ending alphanumeric); it becomes a pod name",
+        ),
+        (
+            "$.tasks[2].env[0].value",
+            "load",
+            'flow "etl": task "load": env[0].value: expected a string, got the number 7',
+        ),
+        (
+            "$.tasks[2].retires",
+            "load",
+            'flow "etl": task "load": retires: unknown field "retires"; remove it (valid fields: '
+            "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
+            "kubernetes; see docs/jobs.md)",
+        ),
+        (
+            "$.tasks[2].depends[0]",
+            "load",
+            'flow "etl": task "load": depends on "extract2", which does not exist '
+            "(tasks: Bad_Name, extract, load)",
+        ),
+    ]
+
+
+def test_a_problem_is_not_reported_again_as_what_it_causes() -> None:
+    """A task without a name is one problem, not also "not a DNS-1123 label"; an env value
+    of the wrong type is not also "needs exactly one of value or fromSecret"."""
+    messages = rejection(flow({"cmd": ["x"]}, task("b", env=[{"name": "A", "value": 1}])))
+    assert messages == [
+        'flow "etl": task #1: name: required field is missing; add it (a string)',
+        'flow "etl": task "b": env[0].value: expected a string, got the number 1',
+    ]
+
+
+def test_kubernetes_fields_point_at_the_kubernetes_docs() -> None:
+    (message,) = rejection(flow(task("a", kubernetes={"nodeselector": {}})))
+    assert 'kubernetes.nodeselector: unknown field "nodeselector"' in message
+    assert "nodeSelector" in message and "see docs/kubernetes.md" in message
+
+
+def test_retry_as_a_number_means_max_attempts() -> None:
+    planned = plan_doc(flow(task("a", retry=5), defaults={"retry": 2}))
+    assert planned.tasks["a"].retry is not None
+    assert planned.tasks["a"].retry.max_attempts == 5
+    assert planned.spec.defaults is not None and planned.spec.defaults.retry is not None
+    assert planned.spec.defaults.retry.max_attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [
+        (90, 90.0),
+        (2.5, 2.5),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+    ],
+)
+def test_every_duration_field_takes_seconds_or_a_unit(written: Any, seconds: float) -> None:
+    planned = plan_doc(
+        flow(
+            task("a", timeout=written, retry={"backoff": {"base": written, "max": "1d"}}),
+            defaults={"timeout": written},
+            delay=written,
+            unique={"key": "k", "window": written},
+        )
+    )
+    spec = planned.spec
+    assert planned.tasks["a"].timeout == seconds
+    assert planned.tasks["a"].retry is not None
+    assert planned.tasks["a"].retry.backoff.base == seconds
+    assert planned.tasks["a"].retry.backoff.max == 86400.0
+    assert spec.defaults is not None and spec.defaults.timeout == seconds
+    assert spec.delay == seconds
+    assert spec.unique is not None and spec.unique.window == seconds
+
+
+@pytest.mark.parametrize("written", ["10x", "-5m", "soon", True, [10], "nan", "inf"])
+def test_a_duration_that_is_not_one_says_what_is(written: Any) -> None:
+    (message,) = rejection(flow(task("a", timeout=written)))
+    assert message.startswith('flow "etl": task "a": timeout: ')
+    assert "10m" in message or "must not be negative" in message, message
 
 
 @pytest.mark.parametrize(

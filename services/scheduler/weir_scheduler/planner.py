@@ -18,6 +18,7 @@ from weir_proto.errors import SpecError
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
 from weir_proto.subjects import DEFAULT_QUEUE
+from weir_proto.validation import Checked, check_flow, printable
 
 MAX_TASKS_DEFAULT = 10_000
 MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
@@ -84,20 +85,6 @@ class Rejected(Exception):
         self.name = name
 
 
-def _printable(value: object, limit: int = 80) -> str:
-    """Quote a user string for an error message without letting it forge lines or grow."""
-    text = str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return f'"{text}"'
-
-
-def _flow_label(raw: object) -> str:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    return f"flow {_printable(name)}" if isinstance(name, str) else "flow"
-
-
 def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
     """Decode and structurally check a submit. Raises `Rejected` with precise errors."""
     if len(data) > limits.max_submit_bytes:
@@ -157,10 +144,44 @@ def decode(data: bytes, limits: Limits = Limits()) -> FlowSpec:
         )
     flow_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
+    checked = check_flow(raw)
+    if not checked.errors:
+        return msgspec.convert(checked.value, FlowSpec)
+    raise Rejected(_with_later_problems(checked, limits), flow_id, name)
+
+
+def _with_later_problems(checked: Checked, limits: Limits) -> list[SpecError]:
+    """The structural problems and, so that one wrong type does not hide the rest, what
+    `plan` finds in the spec with the wrong parts replaced (minus what they caused)."""
+    errors = list(checked.errors)
     try:
-        return msgspec.convert(raw, FlowSpec)
-    except msgspec.ValidationError as exc:
-        raise Rejected([_structural_error(raw, str(exc))], flow_id, name) from None
+        plan(msgspec.convert(checked.value, FlowSpec), limits)
+    except Rejected as later:
+        errors += [e for e in later.errors if not _caused_by(e.path, checked.errors)]
+    except msgspec.ValidationError:
+        pass  # the replaced spec is never invalid; if it were, the problems above stand
+    position = {id(e): _task_index(e.path) for e in errors}
+    return sorted(errors, key=lambda e: position[id(e)])
+
+
+def _caused_by(path: str, structural: list[SpecError]) -> bool:
+    """Whether a problem at `path` is one already reported: at the same place, inside it,
+    or in the part of a task that holds it (not the flow's own `$` or `$.tasks`)."""
+    for error in structural:
+        if _within(path, error.path):
+            return True
+        if path not in ("$", "$.tasks") and _within(error.path, path):
+            return True
+    return False
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or path.startswith((outer + ".", outer + "["))
+
+
+def _task_index(path: str) -> int:
+    match = _TASK_PATH.match(path)
+    return int(match.group(1)) if match else -1
 
 
 def _find_nul(raw: object) -> str | None:
@@ -175,41 +196,16 @@ def _find_nul(raw: object) -> str | None:
             for key, item in value.items():
                 if "\x00" in key:
                     return path
-                stack.append((f"{path}.{_printable(key, 40)[1:-1]}", item))
+                stack.append((f"{path}.{printable(key, 40)[1:-1]}", item))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
     return None
 
 
-def _structural_error(raw: dict[str, object], text: str) -> SpecError:
-    """Turn msgspec's `Expected int, got str - at $.tasks[2].cmd` into a message naming things."""
-    problem, _, path = text.partition(" - at ")
-    path = path.strip("`") or "$"
-    task: str | None = None
-    where = _flow_label(raw)
-    match = _TASK_PATH.match(path)
-    tasks = raw.get("tasks")
-    if match and isinstance(tasks, list):
-        index = int(match.group(1))
-        entry = tasks[index] if index < len(tasks) else None
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            task = entry["name"]
-            where += f": task {_printable(task)}"
-        else:
-            where += f": task #{index + 1}"
-    problem = problem.replace("`", "")
-    hint = ""
-    if problem.startswith("Object contains unknown field"):
-        hint = " (remove it; see proto/schema/FlowSpec.json for the fields weir accepts)"
-    elif problem.startswith("Object missing required field"):
-        hint = " (add it)"
-    return SpecError(path=path, message=f"{where}: {problem} at {path}{hint}", task=task)
-
-
 def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
     """Check names, references and the graph. Raises `Rejected` listing every problem."""
     errors: list[SpecError] = []
-    flow = f"flow {_printable(spec.name)}"
+    flow = f"flow {printable(spec.name)}"
 
     def err(path: str, message: str, task: str | None = None) -> None:
         errors.append(SpecError(path=path, message=message, task=task))
@@ -224,7 +220,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
     if spec.id is not None and not _is_label(spec.id):
         err(
             "$.id",
-            f"{flow}: id {_printable(spec.id)} is not a DNS-1123 label "
+            f"{flow}: id {printable(spec.id)} is not a DNS-1123 label "
             "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)",
         )
     if not spec.tasks:
@@ -243,7 +239,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
     for index, task in enumerate(spec.tasks):
         task = resolve_task(spec, task)
         path = f"$.tasks[{index}]"
-        where = f"{flow}: task {_printable(task.name)}"
+        where = f"{flow}: task {printable(task.name)}"
         if not _is_label(task.name):
             err(
                 f"{path}.name",
@@ -279,21 +275,22 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             if output.name in outputs:
                 err(
                     f"{path}.outputs[{o_index}].name",
-                    f"{where}: output {_printable(output.name)} is already produced by task "
-                    f"{_printable(outputs[output.name])}; output names must be unique in a flow",
+                    f"{where}: output {printable(output.name)} is already produced by task "
+                    f"{printable(outputs[output.name])}; output names must be unique in a flow",
                     task.name,
                 )
             else:
                 outputs[output.name] = task.name
 
-    names = ", ".join(sorted(by_name)[:20]) + (", …" if len(by_name) > 20 else "")
+    named = sorted(name for name in by_name if name)
+    names = ", ".join(named[:20]) + (", …" if len(named) > 20 else "")
     depends: dict[str, tuple[str, ...]] = {}
     seen_names: set[str] = set()
     for index, task in enumerate(spec.tasks):
         if task.name in seen_names:
             continue
         seen_names.add(task.name)
-        where = f"{flow}: task {_printable(task.name)}"
+        where = f"{flow}: task {printable(task.name)}"
         valid: list[str] = []
         listed: set[str] = set()  # a set beside the list: fan-ins of 10,000 stay linear
         for d_index, dep in enumerate(task.depends):
@@ -303,11 +300,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             elif dep not in by_name:
                 err(
                     dpath,
-                    f"{where}: depends on {_printable(dep)}, which does not exist (tasks: {names})",
+                    f"{where}: depends on {printable(dep)}, which does not exist (tasks: {names})",
                     task.name,
                 )
             elif dep in listed:
-                err(dpath, f"{where}: lists {_printable(dep)} twice in depends", task.name)
+                err(dpath, f"{where}: lists {printable(dep)} twice in depends", task.name)
             else:
                 valid.append(dep)
                 listed.add(dep)
@@ -442,7 +439,7 @@ def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
         if not tag or len(tag) > TAG_LENGTH_MAX or _CONTROL.search(tag):
             err(
                 f"$.tags[{index}]",
-                f"{flow}: tag {_printable(tag)} must be 1 to {TAG_LENGTH_MAX} printable characters",
+                f"{flow}: tag {printable(tag)} must be 1 to {TAG_LENGTH_MAX} printable characters",
             )
     if spec.unique is not None:
         u = spec.unique
@@ -454,7 +451,7 @@ def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
             if status not in FLOW_STATUSES:
                 err(
                     "$.unique.statuses",
-                    f"{flow}: unique.statuses: {_printable(status)} is not a flow status "
+                    f"{flow}: unique.statuses: {printable(status)} is not a flow status "
                     f"({', '.join(FLOW_STATUSES)})",
                 )
 
@@ -474,8 +471,8 @@ def _check_artifact_paths(task: TaskSpec, path: str, where: str, err: _Err) -> N
             if other != file_path:
                 err(
                     f"{path}.{kind}[{index}].path",
-                    f"{where}: {kind}[{index}].path {_printable(file_path)} is the file "
-                    f"{_printable(other)} spelt differently; spell both the same",
+                    f"{where}: {kind}[{index}].path {printable(file_path)} is the file "
+                    f"{printable(other)} spelt differently; spell both the same",
                     task.name,
                 )
 
@@ -495,7 +492,7 @@ def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None
     if task.queue is not None and not QUEUE_NAME.match(task.queue):
         err(
             f"{path}.queue",
-            f"{where}: queue {_printable(task.queue)} must be lower-case letters, digits, "
+            f"{where}: queue {printable(task.queue)} must be lower-case letters, digits, "
             "'-' or '_' (it becomes a NATS subject token)",
             task.name,
         )
@@ -505,23 +502,23 @@ def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None
         if not ENV_NAME.match(var.name):
             err(
                 f"{epath}.name",
-                f"{where}: env name {_printable(var.name)} is not an identifier "
+                f"{where}: env name {printable(var.name)} is not an identifier "
                 "(letters, digits, '_', not starting with a digit)",
                 task.name,
             )
         elif var.name in seen_env:
-            err(f"{epath}.name", f"{where}: env {_printable(var.name)} is set twice", task.name)
+            err(f"{epath}.name", f"{where}: env {printable(var.name)} is set twice", task.name)
         seen_env.add(var.name)
         if (var.value is None) == (var.from_secret is None):
             err(
                 epath,
-                f"{where}: env {_printable(var.name)} needs exactly one of value or fromSecret",
+                f"{where}: env {printable(var.name)} needs exactly one of value or fromSecret",
                 task.name,
             )
         elif var.value is not None and ("\x00" in var.value or len(var.value) > STRING_MAX):
             err(
                 f"{epath}.value",
-                f"{where}: env {_printable(var.name)} value has a NUL byte or is too long",
+                f"{where}: env {printable(var.name)} value has a NUL byte or is too long",
                 task.name,
             )
     paths = [("inputs", [i.path for i in task.inputs]), ("outputs", [o.path for o in task.outputs])]
@@ -531,7 +528,7 @@ def _check_task_fields(task: TaskSpec, path: str, where: str, err: _Err) -> None
             if problem:
                 err(
                     f"{path}.{kind}[{i_index}].path",
-                    f"{where}: {kind}[{i_index}].path {_printable(item_path)} {problem}",
+                    f"{where}: {kind}[{i_index}].path {printable(item_path)} {problem}",
                     task.name,
                 )
 
@@ -582,21 +579,21 @@ def _check_inputs(
     for index, task in enumerate(spec.tasks):
         if not task.inputs:
             continue
-        where = f"{flow}: task {_printable(task.name)}"
+        where = f"{flow}: task {printable(task.name)}"
         for i_index, item in enumerate(task.inputs):
             producer = outputs.get(item.from_)
             ipath = f"$.tasks[{index}].inputs[{i_index}].from"
             if producer is None:
                 err(
                     ipath,
-                    f"{where}: input {_printable(item.from_)} is not an output of any task",
+                    f"{where}: input {printable(item.from_)} is not an output of any task",
                     task.name,
                 )
             elif producer not in ancestors(task.name):
                 err(
                     ipath,
-                    f"{where}: input {_printable(item.from_)} comes from task "
-                    f"{_printable(producer)}, which is not upstream; add it to depends",
+                    f"{where}: input {printable(item.from_)} comes from task "
+                    f"{printable(producer)}, which is not upstream; add it to depends",
                     task.name,
                 )
 

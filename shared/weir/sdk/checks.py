@@ -34,7 +34,7 @@ class FlowDefinitionError(ValueError):
 
 
 def find_problems(flow: Flow) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = list(flow.problems)
     if not flow.tasks:
         problems.append("has no tasks; decorate functions with @flow.task")
     names = ", ".join(t.name for t in flow.tasks)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, 
 
 import msgspec
 from weir_proto.spec import (
+    Duration,
     EnvVar,
     FlowSpec,
     Input,
@@ -40,6 +41,7 @@ from weir_proto.spec import (
     TaskDefaults,
     TaskSpec,
 )
+from weir_proto.validation import check_value
 
 from weir.sdk import serializers
 from weir.sdk.checks import FlowDefinitionError, find_problems, topological_order
@@ -131,12 +133,17 @@ def task_name_for(func: Callable[..., Any]) -> str:
     return func.__name__.lower().replace("_", "-").strip("-")
 
 
-def _retry(value: int | RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy | None:
-    if value is None or isinstance(value, RetryPolicy):
+def _spec_part(value: Any, kind: Any, path: str, where: str, problems: list[str]) -> Any:
+    """`value` read as a spec file's `path` would be (`retry=3`, `timeout="10m"`, ...), by
+    the same checks the scheduler runs; its problems are added to `problems`."""
+    if value is None or isinstance(value, msgspec.Struct):
         return value
-    if isinstance(value, int):
-        return RetryPolicy(max_attempts=value)
-    return msgspec.convert(dict(value), RetryPolicy)
+    plain = dict(value) if isinstance(value, Mapping) else value
+    checked = check_value(plain, kind, path, where)
+    if checked.errors:
+        problems.extend(e.message for e in checked.errors)
+        return None
+    return msgspec.convert(checked.value, kind)
 
 
 def _resources(value: Resources | Mapping[str, Any] | None) -> Resources | None:
@@ -178,12 +185,11 @@ class Flow:
         module name like `pipelines.etl` inside an image. `python` is the interpreter in
         `cmd`: this one (`sys.executable`) by default, `python` inside an image."""
         self.name = name
-        if isinstance(defaults, Mapping):
-            raw = dict(defaults)
-            if isinstance(raw.get("retry"), int):
-                raw["retry"] = {"max_attempts": raw["retry"]}
-            defaults = msgspec.convert(raw, TaskDefaults)
-        self.defaults = defaults
+        self.problems: list[str] = []
+        """Options that are not valid (reported, with every other problem, by `check`)."""
+        self.defaults: TaskDefaults | None = _spec_part(
+            defaults, TaskDefaults, "defaults", "Flow(...)", self.problems
+        )
         if image is not None:
             self.defaults = msgspec.structs.replace(self.defaults or TaskDefaults(), image=image)
         self.env = dict(env or {})
@@ -215,7 +221,7 @@ class Flow:
         inputs: Mapping[str, Task[..., Any] | str] | None = None,
         depends: Sequence[Task[..., Any] | str] = (),
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
         priority: int | None = None,
         queue: str | None = None,
@@ -234,7 +240,7 @@ class Flow:
         inputs: Mapping[str, Task[..., Any] | str] | None = None,
         depends: Sequence[Task[..., Any] | str] = (),
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
         priority: int | None = None,
         queue: str | None = None,
@@ -247,7 +253,8 @@ class Flow:
 
         `inputs` maps a parameter to the task whose return value it receives (a task object
         or its name); each one is also a dependency. `depends` orders tasks without passing
-        data. `retry` is a number of attempts or a `RetryPolicy`; `timeout` is in seconds;
+        data. `retry` is a number of attempts, a `RetryPolicy` or its fields as a dict; `timeout`
+        is seconds or a duration like "10m" (as in a YAML spec);
         `resources` is `{"cpu": "500m", "memory": "1Gi"}` (requests) or
         `{"requests": {...}, "limits": {...}}` for the Kubernetes executor. `serializer`
         writes the return value: pickle (default), json, text, bytes, or an object with
@@ -256,6 +263,7 @@ class Flow:
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             task_name = name or task_name_for(fn)
+            where = f'task "{task_name}"'
             k8s = kubernetes
             if isinstance(k8s, Mapping):
                 k8s = msgspec.convert(dict(k8s), KubernetesOptions)
@@ -268,8 +276,8 @@ class Flow:
                 image=image,
                 env=_env({**self.env, **(env or {})}),
                 queue=queue,
-                timeout=timeout,
-                retry=_retry(retry),
+                timeout=_spec_part(timeout, Duration | None, "timeout", where, self.problems),
+                retry=_spec_part(retry, RetryPolicy | None, "retry", where, self.problems),
                 priority=priority,
                 kubernetes=k8s,
             )
