@@ -183,7 +183,8 @@ class DeciderMachine(RuleBasedStateMachine):
             return
         chosen = data.draw(st.sampled_from(running))
         success = self.report(chosen.name, chosen.attempt, "ok")
-        first, second = data.draw(st.permutations([success, Cancel("race")]))
+        both: list[Command] = [success, Cancel("race")]
+        first, second = data.draw(st.permutations(both))
         self.run(first)
         self.run(second)
 
@@ -208,7 +209,7 @@ class DeciderMachine(RuleBasedStateMachine):
     def rerun(self, failed_only: bool) -> None:
         source = self.flow
         assert source.plan is not None
-        reused = ()
+        reused: tuple[str, ...] = ()
         if failed_only:
             succeeded = TaskStatus.SUCCEEDED
             reused = tuple(n for n, t in source.tasks.items() if t.status is succeeded)
