@@ -58,8 +58,12 @@ class AttemptAnswer(msgspec.Struct, kw_only=True):
 
 
 class FlowState(msgspec.Struct, kw_only=True):
+    """The answer to a cancel: the flow's status after it."""
+
     flow_id: str
     status: str
+    already: bool = False
+    """The flow was already cancelling or cancelled: this cancel changed nothing."""
 
 
 class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

@@ -36,6 +36,22 @@ class ErrorType(StrEnum):
     EVICTED = "evicted"
     UNSCHEDULABLE = "unschedulable"
     POD_DELETED = "pod_deleted"
+    SECRET = "secret"
+    """A `fromSecret` variable cannot be set: the secret does not exist, WEIR_SECRET_KEY is
+    missing or is not the key it was stored with, or the value is not text."""
+    INVALID_IMAGE = "invalid_image"
+    """The image reference can never be pulled (Kubernetes InvalidImageName,
+    ErrImageNeverPull)."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt could end differently. Deterministic failures (the task
+        cannot be set up as it is written, or it was cancelled) fail the task at once,
+        whatever its `max_attempts`."""
+        return self not in NOT_RETRYABLE
+
+
+NOT_RETRYABLE = frozenset({ErrorType.CANCELLED, ErrorType.SECRET, ErrorType.INVALID_IMAGE})
 
 
 class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="started"):

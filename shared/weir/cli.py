@@ -348,7 +348,12 @@ def cancel(
 ) -> None:
     """Cancel a flow: pending tasks never start, running attempts are killed."""
     state = _run(nats_url, lambda client: client.cancel(flow_id, reason))
-    _print_json(state) if as_json else out.print(f"{state.flow_id} {state.status}")
+    if as_json:
+        _print_json(state)
+    elif state.already:
+        out.print(f"{state.flow_id} {state.status} (already {state.status}: nothing to do)")
+    else:
+        out.print(f"{state.flow_id} {state.status}")
 
 
 @app.command()

@@ -179,7 +179,7 @@ async def test_missing_secret_fails_instead_of_waiting_forever(kube_client: Clie
     view = await run_flow(kube_client, spec)
 
     use = tasks_of(view)["use"]
-    assert use.error_type == "executor"
+    assert use.error_type == "secret"
     assert 'secret "absent" key "value" not found' in use.error_message
 
 

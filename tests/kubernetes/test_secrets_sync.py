@@ -123,10 +123,10 @@ async def test_unknown_secret_fails_before_any_pod_is_created(
 
     assert view.status == "failed"
     use, keyed = tasks_of(view)["use"], tasks_of(view)["keyed"]
-    assert use.error_type == "executor"
+    assert use.error_type == "secret"
     assert 'task "use": env PW wants secret "absent", which does not exist' in use.error_message
     assert "weir secret set absent" in use.error_message
-    assert keyed.error_type == "executor"
+    assert keyed.error_type == "secret"
     assert 'env DB wants Kubernetes Secret "db" key "password"' in keyed.error_message
     assert apiserver.handler.pod_history(NAMESPACE, "unknown-1-use-1") == []
     assert apiserver.handler.pod_history(NAMESPACE, "unknown-1-keyed-1") == []

@@ -238,3 +238,64 @@ def test_limited_queue_tasks_wait_queued_until_released() -> None:
         "task_cancelled",
         "flow_cancelled",
     ]
+
+
+def test_cancel_ends_an_attempt_dispatched_but_not_started_at_once() -> None:
+    """The reported defect: an attempt nobody took (its queue has no runner, or its
+    dispatch was purged by the cancel) never reports, so the cancel ends it itself."""
+    flow, _ = submit([task("train", queue="gpu"), task("prep")])
+    flow, _ = apply(flow, started("prep"))
+    flow, events = apply(flow, Cancel("stop"))
+    assert [(event_type(e), getattr(e, "task", None)) for e in events] == [
+        ("flow_cancel_requested", None),
+        ("task_cancelled", "train"),
+    ]
+    assert flow.tasks["train"].status is TaskStatus.CANCELLED
+    assert flow.status is FlowStatus.CANCELLING and flow.active == 1  # prep is being killed
+    assert decide(flow, Cancel("again"), NOW) == []  # a second cancel changes nothing
+    assert decide(flow, started("train"), NOW) == []  # a late start is stale
+    killed = RecordFinished(
+        msgspec.structs.replace(finished("prep", False).report, error_type=ErrorType.CANCELLED)
+    )
+    flow, events = apply(flow, killed)
+    assert [event_type(e) for e in events] == ["task_cancelled", "flow_cancelled"]
+
+
+def test_cancel_again_ends_a_flow_left_cancelling_by_an_earlier_version() -> None:
+    flow, _ = submit([task("train", queue="gpu")])
+    # What a cancel used to record: the request, and the dispatched attempt left waiting.
+    request = decide(flow, Cancel("stop"), NOW)[0]
+    flow = evolve(flow, request)
+    assert flow.tasks["train"].status is TaskStatus.DISPATCHED
+    flow, events = apply(flow, Cancel("again"))
+    assert [event_type(e) for e in events] == ["task_cancelled", "flow_cancelled"]
+
+
+def test_fail_fast_ends_siblings_dispatched_but_not_started() -> None:
+    spec = msgspec.convert(
+        {
+            "name": "f",
+            "fail_fast": True,
+            "tasks": [task("a", retry={"max_attempts": 1}), task("b")],
+        },
+        FlowSpec,
+    )
+    flow = fold("f1", decide(Flow(id="f1"), Submit(spec, plan(spec)), NOW))
+    flow, events = apply(flow, finished("a", ok=False))
+    assert [event_type(e) for e in events] == [
+        "task_failed",
+        "flow_cancel_requested",
+        "task_cancelled",
+        "flow_failed",
+    ]
+
+
+def test_deterministic_failures_are_not_retried_whatever_max_attempts() -> None:
+    for error_type in (ErrorType.SECRET, ErrorType.INVALID_IMAGE, ErrorType.CANCELLED):
+        flow, _ = submit([task("a", retry={"max_attempts": 5})])
+        report = msgspec.structs.replace(finished("a", False).report, error_type=error_type)
+        flow, events = apply(flow, RecordFinished(report))
+        assert [event_type(e) for e in events] == ["task_failed", "flow_failed"], error_type
+    flow, _ = submit([task("a", retry={"max_attempts": 5})])
+    flow, events = apply(flow, finished("a", False))
+    assert [event_type(e) for e in events] == ["task_attempt_failed"]

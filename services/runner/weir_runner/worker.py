@@ -233,6 +233,8 @@ class Runner:
                 run, why = await self._should_run(dispatch)
             if not run:
                 log.info("attempt not run", extra={**context, "reason": why})
+                if dispatch.flow_id in self.recently_cancelled or why.startswith("flow is"):
+                    await self._report_dropped(js, dispatch, why)
                 await msg.ack()
                 return
             result = await self._execute(dispatch, key, js)
@@ -264,6 +266,21 @@ class Runner:
         )
         await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
         await msg.ack()
+
+    async def _report_dropped(self, js: JetStreamContext, dispatch: Dispatch, why: str) -> None:
+        """Tell the scheduler an attempt of a cancelled flow was dropped before it started.
+        It ended that attempt when it recorded the cancel, so this report is normally stale;
+        it is what ends the attempt if the scheduler had not."""
+        report = AttemptFinished(
+            flow_id=dispatch.flow_id,
+            task=dispatch.task.name,
+            attempt=dispatch.attempt,
+            runner=self.settings.runner_name,
+            at=datetime.now(UTC),
+            error_type=ErrorType.CANCELLED,
+            message=f'task "{dispatch.task.name}" not started: {why}',
+        )
+        await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
 
     async def _execute(
         self, dispatch: Dispatch, key: tuple[str, str, int], js: JetStreamContext

@@ -35,6 +35,7 @@ from weir_proto.api import (
     SubmitAccepted,
 )
 from weir_proto.errors import ApiError
+from weir_proto.events import FlowCancelRequested
 from weir_proto.ids import new_flow_id
 from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
 
@@ -154,10 +155,15 @@ class Api:
 
     async def cancel(self, data: bytes) -> object:
         request = _decode(data, CancelRequest, "cancel")
-        flows = await self.commands.apply([(request.flow_id, Cancel(request.reason[:500]))])
+        flows, changes = await self.commands.apply_and_tell(
+            [(request.flow_id, Cancel(request.reason[:500]))]
+        )
         flow = flows.get(request.flow_id)
         if flow is None or not flow.exists:
             raise ApiFailure(_not_found(request.flow_id))
+        requested = any(
+            isinstance(event, FlowCancelRequested) for change in changes for event in change.events
+        )
         if flow.status.terminal and flow.status is not FlowStatus.CANCELLED:
             raise ApiFailure(
                 ApiError(
@@ -165,7 +171,7 @@ class Api:
                     message=f'flow "{request.flow_id}" has already ended ({flow.status})',
                 )
             )
-        return FlowState(flow_id=flow.id, status=str(flow.status))
+        return FlowState(flow_id=flow.id, status=str(flow.status), already=not requested)
 
     async def rerun(self, data: bytes) -> object:
         request = _decode(data, RerunRequest, "rerun")

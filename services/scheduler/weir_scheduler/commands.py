@@ -43,9 +43,15 @@ class FlowCommands:
 
     async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
         """Decide and record a batch; returns each touched flow as it is afterwards."""
+        return (await self.apply_and_tell(commands))[0]
+
+    async def apply_and_tell(
+        self, commands: Sequence[tuple[str, Command]]
+    ) -> tuple[dict[str, Flow], list[Change]]:
+        """`apply`, also telling what each flow's commands changed."""
         for attempt in range(APPEND_RETRIES_DEFAULT):
             try:
-                return (await self._apply(commands))[0]
+                return await self._apply(commands)
             except ConcurrencyError:
                 log.info("flow changed under us; reloading", extra={"try": attempt + 1})
         raise ConcurrencyError("commands could not be recorded after repeated races")

@@ -313,10 +313,13 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
         case FireTimer():
             return
         case Cancel(reason=reason):
-            if not flow.exists or flow.status.terminal or flow.cancelling:
+            if not flow.exists or flow.status.terminal:
                 return
-            out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
-            _cancel_waiting(out, reason)
+            if not flow.cancelling:
+                out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
+            # Again on a cancelling flow: ends what a cancel recorded before this rule left
+            # waiting (nothing, for a cancel recorded since).
+            _cancel_unstarted(out, out.flow.cancel_reason or reason)
             _finish_if_done(out)
         case _ as unreachable:
             assert_never(unreachable)
@@ -379,7 +382,7 @@ def _attempt_ended(out: _Emitter, task: Task, report: AttemptFinished) -> None:
         spec = flow.plan.tasks[task.name]
         assert spec.retry is not None
         failures = len(task.failures) + 1
-        retryable = report.error_type is not ErrorType.CANCELLED and not flow.failing
+        retryable = report.error_type.retryable and not flow.failing
         if retryable and failures < spec.retry.max_attempts:
             delay = retry_delay(
                 spec.retry.backoff, failures, f"{flow.id}/{task.name}/{task.attempt}"
@@ -428,27 +431,38 @@ def _on_final_failure(out: _Emitter, failed: str) -> None:
             )
             out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
     if flow.plan.spec.fail_fast and out.flow.active and not out.flow.cancelling:
-        out.emit(
-            FlowCancelRequested(
-                **out.envelope(),
-                at=out.now,
-                reason=f'fail_fast: task "{failed}" failed',
-                fail_fast=True,
-            )
-        )
+        reason = f'fail_fast: task "{failed}" failed'
+        out.emit(FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True))
+        _cancel_unstarted(out, reason)
 
 
-def _cancel_waiting(out: _Emitter, reason: str) -> None:
+def _cancel_unstarted(out: _Emitter, reason: str) -> None:
+    """End every task that has not started, at once: waiting ones, and attempts handed to a
+    runner that has not reported their start. Those may never start (a cancel purges the
+    flow's dispatches, runners drop attempts of flows they saw cancelled, and nobody may
+    serve their queue), so waiting for their report could wait forever and hold their
+    queue's slot. A start or finish reported for them later is stale and ignored; a runner
+    that did start one kills it when it sees the cancel."""
     flow = out.flow
     assert flow.plan is not None
     for name in flow.plan.order:
         task = flow.tasks[name]
         if task.status in _WAITING:
             out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+        elif task.status is TaskStatus.DISPATCHED:
+            out.emit(
+                TaskCancelled(
+                    **out.envelope(),
+                    at=out.now,
+                    task=name,
+                    attempt=task.attempt,
+                    reason=f"{reason} (before it started)",
+                )
+            )
 
 
 _WAITING = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.QUEUED)
-"""Not started and not finished: what a failure skips and a cancel cancels."""
+"""Not handed to a runner and not finished: what a failure skips and a cancel cancels."""
 
 
 def _dispatch_ready(out: _Emitter) -> None:

@@ -117,9 +117,12 @@ SELECT extract(epoch FROM (min(due_at) - now())) FROM timers
 WHERE claimed_until IS NULL OR claimed_until < now();
 
 -- name: extend_leases
+-- Not for cancelling flows: an attempt its runner did not kill (it never heard the cancel)
+-- is declared lost, hence cancelled, when its lease runs out.
 UPDATE timers t SET due_at = greatest(t.due_at, now() + make_interval(secs => $4))
 FROM unnest($1::text[], $2::text[], $3::int[]) AS h(flow_id, task, attempt)
-WHERE t.kind = 'lease' AND t.flow_id = h.flow_id AND t.task = h.task AND t.attempt = h.attempt;
+WHERE t.kind = 'lease' AND t.flow_id = h.flow_id AND t.task = h.task AND t.attempt = h.attempt
+  AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = t.flow_id AND f.status = 'cancelling');
 
 -- name: attempt_status
 SELECT t.status, t.attempt, f.status AS flow_status

@@ -152,8 +152,8 @@ class LocalExecutor:
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
         env, problem = await self._environment(dispatch, work)
-        if problem:
-            return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        if problem:  # a secret that cannot be read: no other attempt would do better
+            return AttemptResult(None, ErrorType.SECRET, problem)
         problem = await self._place_inputs(dispatch, work)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)

@@ -310,9 +310,9 @@ class KubernetesExecutor:
     ) -> AttemptResult:
         task_name = dispatch.task.name
         try:
-            refs, problem = await self._secret_refs(dispatch)
+            refs, problem, error_type = await self._secret_refs(dispatch)
             if problem is not None and not await self._exists(dispatch.attempt_id):
-                return AttemptResult(None, ErrorType.EXECUTOR, problem)
+                return AttemptResult(None, error_type, problem)
             await self._create_or_adopt(
                 pod_manifest(
                     dispatch,
@@ -436,38 +436,44 @@ class KubernetesExecutor:
 
     async def _secret_refs(
         self, dispatch: Dispatch
-    ) -> tuple[dict[str, dict[str, str]], str | None]:
+    ) -> tuple[dict[str, dict[str, str]], str | None, ErrorType]:
         """The `secretKeyRef` of each `fromSecret`, syncing stored secrets into Secrets; or
-        why a variable cannot be set. Messages name secrets, never values."""
+        why a variable cannot be set, and whether that is for good (`ErrorType.SECRET`) or a
+        Kubernetes API failure another attempt may not meet. Messages name secrets, never
+        values."""
         refs: dict[str, dict[str, str]] = {}
         for var in dispatch.task.env:
             source = var.from_secret
             if source is None or source in refs:
                 continue
-            ref, problem = await self._secret_ref(source)
+            ref, problem, error_type = await self._secret_ref(source)
             if ref is None:
-                return refs, f'task "{dispatch.task.name}": env {var.name} wants {problem}'
+                problem = f'task "{dispatch.task.name}": env {var.name} wants {problem}'
+                return refs, problem, error_type
             refs[source] = ref
-        return refs, None
+        return refs, None, ErrorType.SECRET
 
-    async def _secret_ref(self, source: str) -> tuple[dict[str, str] | None, str]:
+    async def _secret_ref(self, source: str) -> tuple[dict[str, str] | None, str, ErrorType]:
         namespace = self.config.namespace
         store_problem = ""
         if self.data is not None and SECRET_NAME.match(source):
             try:
                 async with self.data.session() as js:
-                    return await self._secret_sync().ensure(self.data.secrets(js), source), ""
+                    ref = await self._secret_sync().ensure(self.data.secrets(js), source)
+                    return ref, "", ErrorType.SECRET
             except SecretNotFound:
                 pass
             except SecretError as exc:
                 store_problem = str(exc)
             except KubeApiError as exc:  # its message has no value in it: `ensure` saw to that
-                return None, (
+                return (
+                    None,
                     f'secret "{source}", which could not be copied into Kubernetes Secret '
-                    f'"{synced_secret_name(source)}" in namespace "{namespace}": {exc}'
+                    f'"{synced_secret_name(source)}" in namespace "{namespace}": {exc}',
+                    ErrorType.EXECUTOR,
                 )
             except _SecretTaken as exc:
-                return None, f'secret "{source}": {exc}'
+                return None, f'secret "{source}": {exc}', ErrorType.SECRET
         ref = secret_key_ref(source)
         try:
             found = await _retrying(lambda: self._api().get_secret(ref["name"]))
@@ -476,21 +482,26 @@ class KubernetesExecutor:
                 log.warning(
                     "cannot check a Secret", extra={"secret": ref["name"], "error": str(exc)}
                 )
-                return ref, ""
-            return None, f'Kubernetes Secret "{ref["name"]}", which could not be read: {exc}'
+                return ref, "", ErrorType.SECRET
+            problem = f'Kubernetes Secret "{ref["name"]}", which could not be read: {exc}'
+            return None, problem, ErrorType.EXECUTOR
         if found is not None and ref["key"] in (found.get("data") or {}):
-            return ref, ""
+            return ref, "", ErrorType.SECRET
         if store_problem:
-            return None, f'secret "{source}": {store_problem}'
+            return None, f'secret "{source}": {store_problem}', ErrorType.SECRET
         if "/" in source:
-            return None, (
+            return (
+                None,
                 f'Kubernetes Secret "{ref["name"]}" key "{ref["key"]}", which does not exist in '
-                f'namespace "{namespace}"'
+                f'namespace "{namespace}"',
+                ErrorType.SECRET,
             )
-        return None, (
+        return (
+            None,
             f'secret "{source}", which does not exist: not in weir\'s secret store, and '
             f'Kubernetes secret "{ref["name"]}" key "{ref["key"]}" not found in namespace '
-            f'"{namespace}" (store it with `weir secret set {source}`)'
+            f'"{namespace}" (store it with `weir secret set {source}`)',
+            ErrorType.SECRET,
         )
 
     async def _exists(self, name: str) -> bool:

@@ -174,7 +174,7 @@ def judge(pod: Pod, task: str) -> Verdict:
     if waiting_reason in IMAGE_NEVER_REASONS:
         return Finished(
             None,
-            ErrorType.IMAGE_PULL,
+            ErrorType.INVALID_IMAGE,
             f'task "{task}": image {pod_image(pod)!r} cannot be used '
             f"({_detail(waiting_reason, waiting.get('message'))})",
             ran=False,

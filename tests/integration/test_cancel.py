@@ -1,0 +1,144 @@
+"""Cancel ends every flow, from every state its tasks can be in, on real Postgres + NATS.
+
+One runner with concurrency 1 serves `default`; nobody serves `gpu`, which has a global
+limit of 1 (WEIR_QUEUE_LIMITS=gpu=1). Deterministic failures fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from weir.client import Client
+from weir.config import Settings
+from weir_proto.events import event_type
+from weir_runner.worker import Runner
+from weir_scheduler.service import Scheduler
+
+from tests.conftest import _start
+from tests.flows import WAIT, finish, task
+
+LATER = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 600, "jitter": None}}
+
+
+@pytest.fixture
+async def one_slot(settings: Settings) -> AsyncIterator[Client]:
+    """A scheduler with `gpu` limited to 1, and one runner of concurrency 1 on `default`."""
+    limited = dataclasses.replace(
+        settings, queue_limits={"gpu": 1}, runner_queues=("default",), runner_concurrency=1
+    )
+    scheduler, runner = Scheduler(limited), Runner(limited)
+    started = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    try:
+        async with await Client.connect(limited.nats_url) as client:
+            yield client
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*started)
+
+
+async def reached(client: Client, flow_id: str, kind: str, task_name: str = "") -> None:
+    """Wait for the flow's event `kind` (of `task_name`, when given)."""
+
+    async def follow() -> None:
+        async for event in client.events(flow_id, follow=True):
+            if event_type(event) == kind and getattr(event, "task", "") == task_name:
+                return
+
+    await asyncio.wait_for(follow(), WAIT)
+
+
+async def cancel(client: Client, flow_id: str) -> dict[str, str]:
+    """Cancel; the flow ends `cancelled`; a second cancel says it changed nothing."""
+    first = await client.cancel(flow_id, "test")
+    assert not first.already
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert event_type(final) == "flow_cancelled", final
+    again = await client.cancel(flow_id, "again")
+    assert again.already and again.status == "cancelled"
+    view = await client.get(flow_id)
+    assert view.status == "cancelled"
+    return {t.name: t.status for t in view.tasks}
+
+
+def spec(name: str, *tasks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": name, "name": name, "tasks": list(tasks), **extra}
+
+
+async def test_cancel_ends_every_flow_and_frees_the_limited_queue(one_slot: Client) -> None:
+    client = one_slot
+    # The reported case: a task on a queue nobody serves (holding gpu's only slot), a
+    # running one, and one pending behind it.
+    first = await client.submit(
+        spec(
+            "first",
+            task("train", "sleep", "5", queue="gpu"),
+            task("prep", "sleep", "20"),
+            task("after", "true", depends=["prep"]),
+        )
+    )
+    await reached(client, first, "task_started", "prep")
+    await reached(client, first, "task_dispatched", "train")
+    # Dispatched, but the runner is busy (concurrency 1): nobody has taken it.
+    waiting = await client.submit(spec("cx-waiting", task("w", "sleep", "5")))
+    await reached(client, waiting, "task_dispatched", "w")
+    # Queued: gpu's only slot is held by `train`.
+    queued = await client.submit(spec("cx-queued", task("q", "sleep", "5", queue="gpu")))
+    await reached(client, queued, "task_queued", "q")
+
+    assert await cancel(client, waiting) == {"w": "cancelled"}
+    assert await cancel(client, queued) == {"q": "cancelled"}
+    assert await cancel(client, first) == {
+        "train": "cancelled",
+        "prep": "cancelled",
+        "after": "cancelled",
+    }
+
+    # gpu's slot is free again: a later flow on it is dispatched, not queued.
+    later = await client.submit(spec("cx-later", task("g", "true", queue="gpu")))
+    await reached(client, later, "task_dispatched", "g")
+    assert await cancel(client, later) == {"g": "cancelled"}
+
+
+async def test_cancel_ends_retrying_snoozed_and_scheduled_flows(one_slot: Client) -> None:
+    client = one_slot
+    retrying = await client.submit(spec("cx-retrying", task("r", "false", retry=LATER)))
+    await reached(client, retrying, "task_attempt_failed", "r")
+    assert await cancel(client, retrying) == {"r": "cancelled"}
+
+    snooze = 'echo 600 > "$WEIR_SNOOZE_FILE"; exit 75'
+    snoozed = await client.submit(spec("cx-snoozed", task("s", "sh", "-c", snooze)))
+    await reached(client, snoozed, "task_snoozed", "s")
+    assert await cancel(client, snoozed) == {"s": "cancelled"}
+
+    scheduled = await client.submit(spec("cx-scheduled", task("d", "true"), delay=600))
+    await reached(client, scheduled, "flow_submitted")
+    assert (await client.get(scheduled)).status == "scheduled"
+    assert await cancel(client, scheduled) == {"d": "cancelled"}
+
+
+async def test_cancel_of_a_flow_that_ended_otherwise_is_refused(one_slot: Client) -> None:
+    flow_id, _ = await finish(one_slot, spec("cx-done", task("a", "true")))
+    reply = await one_slot.nc.request("weir.api.cancel", b'{"flow_id": "cx-done"}', timeout=10)
+    assert b'"conflict"' in reply.data and b"has already ended (succeeded)" in reply.data
+    assert flow_id == "cx-done"
+
+
+async def test_unknown_secret_fails_after_one_attempt_whatever_max_attempts(
+    client: Client,
+) -> None:
+    quick = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
+    env = [{"name": "TOKEN", "fromSecret": "no-such-secret"}]
+    flow_id, events = await finish(
+        client, spec("cx-nosecret", task("use", "true", env=env, retry=quick))
+    )
+    assert event_type(events[-1]) == "flow_failed"
+    (use,) = (await client.get(flow_id)).tasks
+    assert use.status == "failed" and use.attempt == 1
+    assert use.error_type == "secret"
+    assert 'secret "no-such-secret", which does not exist' in (use.error_message or "")
+    assert [f.attempt for f in use.failures] == [1]

@@ -1,0 +1,282 @@
+"""The decider as a state machine: random flows, then random commands and reports in any
+order — releases, starts, finishes (ok, failed, snoozed, cancelled, deterministic), timers
+firing late, duplicate and stale reports, cancels (also racing a success), reruns — with
+the invariants checked after every step."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from weir_proto.events import FlowEvent, event_type
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
+from weir_proto.spec import FlowSpec
+from weir_proto.status import TaskStatus
+from weir_scheduler.decider import (
+    Cancel,
+    Command,
+    FireTimer,
+    Flow,
+    Policy,
+    RecordFinished,
+    RecordStarted,
+    Release,
+    Submit,
+    decide,
+    evolve,
+    fold,
+)
+from weir_scheduler.planner import plan
+
+from tests.flows import task
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+GPU_LIMIT = 1
+POLICY = Policy(limited_queues=frozenset({"gpu"}))
+OUTCOMES = ["ok", "ok", "fail", "snooze", "killed", "secret"]
+STARTS_WORK = ("task_dispatched", "task_started", "task_queued")
+
+
+@st.composite
+def flow_specs(draw: st.DrawFn) -> FlowSpec:
+    count = draw(st.integers(1, 6))
+    names = [f"t{i}" for i in range(count)]
+    tasks = []
+    for i, name in enumerate(names):
+        depends = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=2)) if i else []
+        queue = draw(st.sampled_from(["default", "default", "gpu"]))
+        retry = {"max_attempts": draw(st.integers(1, 3))}
+        tasks.append(task(name, depends=depends, queue=queue, retry=retry))
+    doc: dict[str, Any] = {"name": "f", "tasks": draw(st.permutations(tasks))}
+    if draw(st.booleans()):
+        doc["fail_fast"] = True
+    if draw(st.booleans()):
+        doc["max_parallel"] = draw(st.integers(1, 3))
+    if draw(st.integers(0, 4)) == 0:
+        doc["delay"] = 60
+    return msgspec.convert(doc, FlowSpec)
+
+
+class DeciderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flows: dict[str, Flow] = {}
+        self.logs: dict[str, list[FlowEvent]] = {}
+        self.handled: list[Command] = []
+        self.current = ""
+        self.ended: dict[str, int] = {}
+        """Terminal flows and their seq when they ended."""
+
+    # -- driving ------------------------------------------------------------------------
+
+    def run(self, command: Command, flow_id: str | None = None) -> list[FlowEvent]:
+        flow_id = flow_id or self.current
+        flow = self.flows[flow_id]
+        events = decide(flow, command, NOW, POLICY)
+        for event in events:
+            flow = evolve(flow, event)
+        self.flows[flow_id] = flow
+        self.logs[flow_id].extend(events)
+        if flow_id == self.current and not isinstance(command, Release):
+            self.handled.append(command)  # Release has no attempt: a later one may be fresh
+        if flow.status.terminal:
+            self.ended.setdefault(flow_id, flow.seq)
+        return events
+
+    def submit(self, spec: FlowSpec, rerun_of: str | None, reused: tuple[str, ...]) -> None:
+        self.current = f"f{len(self.flows) + 1}"
+        self.flows[self.current] = Flow(id=self.current)
+        self.logs[self.current] = []
+        self.handled = []
+        self.run(Submit(spec, plan(spec), rerun_of, reused))
+
+    @property
+    def flow(self) -> Flow:
+        return self.flows[self.current]
+
+    def report(self, name: str, attempt: int, outcome: str) -> RecordFinished:
+        fields: dict[str, Any] = {}
+        match outcome:
+            case "fail":
+                fields = {"exit_code": 1, "error_type": ErrorType.EXIT_CODE}
+            case "snooze":
+                fields = {"exit_code": 75, "snooze_seconds": 5.0}
+            case "killed":
+                fields = {"error_type": ErrorType.CANCELLED}
+            case "secret":
+                fields = {"error_type": ErrorType.SECRET}
+        finished = AttemptFinished(
+            flow_id=self.current, task=name, attempt=attempt, runner="r", at=NOW, **fields
+        )
+        return RecordFinished(finished)
+
+    def attempt_of(self, name: str, skew: int) -> int:
+        return max(self.flow.tasks[name].attempt + skew, 0)
+
+    # -- rules --------------------------------------------------------------------------
+
+    @initialize(spec=flow_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+    @rule(data=st.data())
+    def queue_has_room(self, data: st.DataObject) -> None:
+        queued = [t.name for t in self.flow.tasks.values() if t.status is TaskStatus.QUEUED]
+        if queued and self.gpu_in_flight() < GPU_LIMIT:
+            self.run(Release(data.draw(st.sampled_from(queued))))
+
+    @rule(data=st.data(), skew=st.sampled_from([0, 0, 0, -1, 1]))
+    def started(self, data: st.DataObject, skew: int) -> None:
+        name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
+        report = AttemptStarted(
+            flow_id=self.current,
+            task=name,
+            attempt=self.attempt_of(name, skew),
+            runner="r",
+            at=NOW,
+        )
+        self.run(RecordStarted(report))
+
+    @rule(
+        data=st.data(),
+        skew=st.sampled_from([0, 0, 0, -1, 1]),
+        outcome=st.sampled_from(OUTCOMES),
+    )
+    def finished(self, data: st.DataObject, skew: int, outcome: str) -> None:
+        name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
+        self.run(self.report(name, self.attempt_of(name, skew), outcome))
+
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["start", "retry", "deadline", "lease"]),
+        skew=st.sampled_from([0, 0, -1]),
+    )
+    def timer_fires(self, data: st.DataObject, kind: Any, skew: int) -> None:
+        name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
+        self.run(FireTimer(kind, name, self.attempt_of(name, skew)))
+
+    @rule(reason=st.sampled_from(["stop", "again"]))
+    def cancel(self, reason: str) -> None:
+        was = self.flow
+        events = self.run(Cancel(reason))
+        if was.cancelling or was.status.terminal:
+            assert events == [], "a second cancel changes nothing"
+        else:
+            assert [event_type(e) for e in events][:1] == ["flow_cancel_requested"]
+
+    @rule(data=st.data())
+    def cancel_races_a_success(self, data: st.DataObject) -> None:
+        """A task's success and a cancel arrive together, in either order."""
+        running = [t for t in self.flow.tasks.values() if t.status.active]
+        if not running:
+            return
+        chosen = data.draw(st.sampled_from(running))
+        success = self.report(chosen.name, chosen.attempt, "ok")
+        both: list[Command] = [success, Cancel("race")]
+        first, second = data.draw(st.permutations(both))
+        self.run(first)
+        self.run(second)
+
+    @precondition(lambda self: bool(self.handled))
+    @rule(data=st.data())
+    def duplicate(self, data: st.DataObject) -> None:
+        command = data.draw(st.sampled_from(self.handled))
+        assert self.run(command) == [], f"duplicate {command!r} decided something"
+
+    @precondition(lambda self: len(self.flows) > 1)
+    @rule(data=st.data(), outcome=st.sampled_from(OUTCOMES))
+    def late_report_to_an_ended_flow(self, data: st.DataObject, outcome: str) -> None:
+        flow_id = data.draw(st.sampled_from(sorted(self.ended)))
+        old = self.flows[flow_id]
+        name = data.draw(st.sampled_from(sorted(old.tasks)))
+        for command in (Cancel("late"), self.report(name, old.tasks[name].attempt, outcome)):
+            events = decide(old, command, NOW, POLICY)
+            assert events == [], "an ended flow changes only through a rerun"
+
+    @precondition(lambda self: self.flow.status.terminal and self.flow.plan is not None)
+    @rule(failed_only=st.booleans())
+    def rerun(self, failed_only: bool) -> None:
+        source = self.flow
+        assert source.plan is not None
+        reused: tuple[str, ...] = ()
+        if failed_only:
+            succeeded = TaskStatus.SUCCEEDED
+            reused = tuple(n for n, t in source.tasks.items() if t.status is succeeded)
+        self.submit(source.plan.spec, source.id, reused)
+
+    # -- invariants ---------------------------------------------------------------------
+
+    def gpu_in_flight(self) -> int:
+        return sum(
+            t.status.active and t.queue == "gpu"
+            for flow in self.flows.values()
+            for t in flow.tasks.values()
+        )
+
+    @invariant()
+    def log_folds_to_the_live_state(self) -> None:
+        for flow_id, flow in self.flows.items():
+            assert fold(flow_id, self.logs[flow_id]) == flow
+
+    @invariant()
+    def seq_is_gap_free(self) -> None:
+        for log in self.logs.values():
+            assert [e.seq for e in log] == list(range(1, len(log) + 1))
+
+    @invariant()
+    def no_task_succeeds_twice(self) -> None:
+        for log in self.logs.values():
+            done = Counter(e.task for e in log if event_type(e) == "task_succeeded")  # type: ignore[union-attr]
+            assert all(n == 1 for n in done.values()), done
+
+    @invariant()
+    def nothing_starts_after_a_cancel_is_recorded(self) -> None:
+        for log in self.logs.values():
+            kinds = [event_type(e) for e in log]
+            if "flow_cancel_requested" in kinds:
+                after = kinds[kinds.index("flow_cancel_requested") :]
+                assert not set(after) & set(STARTS_WORK), after
+
+    @invariant()
+    def a_cancelled_flow_with_nothing_running_has_ended(self) -> None:
+        for flow in self.flows.values():
+            if flow.cancelling and not any(t.status.active for t in flow.tasks.values()):
+                assert flow.status.terminal, flow.status
+            if flow.cancelling:  # only running attempts are waited for
+                waiting = [
+                    t.name for t in flow.tasks.values() if t.status is not TaskStatus.RUNNING
+                ]
+                assert all(flow.tasks[n].status.terminal for n in waiting), flow.tasks
+
+    @invariant()
+    def ended_flows_stay_ended(self) -> None:
+        for flow_id, seq in self.ended.items():
+            assert self.flows[flow_id].status.terminal
+            assert self.flows[flow_id].seq == seq, "an ended flow got more events"
+
+    @invariant()
+    def queue_slots_never_leak(self) -> None:
+        assert self.gpu_in_flight() <= GPU_LIMIT
+        for flow in self.flows.values():
+            active = sum(t.status.active for t in flow.tasks.values())
+            holding = sum(
+                t.status in (TaskStatus.RETRYING, TaskStatus.QUEUED) for t in flow.tasks.values()
+            )
+            assert (flow.active, flow.retrying) == (active, holding)
+            if flow.status.terminal:
+                assert active == 0 and all(t.status.terminal for t in flow.tasks.values())
+
+
+DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_decider_machine = DeciderMachine.TestCase
