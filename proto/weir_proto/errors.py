@@ -19,3 +19,6 @@ class ApiError(msgspec.Struct, kw_only=True):
     code: str
     message: str
     details: list[SpecError] = msgspec.field(default_factory=list)
+    flow_id: str | None = None
+    """The flow the error is about, when one was recorded: for `invalid_flow` on
+    `weir.api.submit`, the rejected flow that keeps the submit's problems."""

@@ -1,6 +1,6 @@
 """weir: client library, CLI and shared plumbing."""
 
-from weir.client import Client, WeirError
+from weir.client import Client, SubmitVerdict, WeirError
 from weir.sdk import Flow
 
-__all__ = ["Client", "Flow", "WeirError"]
+__all__ = ["Client", "Flow", "SubmitVerdict", "WeirError"]

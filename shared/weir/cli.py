@@ -3,37 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import msgspec
 import typer
-from rich.console import Console
 from rich.table import Column, Table
-from weir_proto.api import FlowView, ScheduleRequest
+from rich.text import Text
+from weir_proto.api import FlowSummary, FlowView, ScheduleRequest
 from weir_proto.durations import parse_duration
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import (
+    FlowCancelled,
+    FlowDeduplicated,
+    FlowEvent,
+    FlowFailed,
+    FlowRejected,
+    FlowSubmitted,
+    event_type,
+)
 from weir_proto.spec import FlowSpec
+from weir_proto.status import TaskStatus
 
 from weir import telemetry, waterfall
 from weir.cli_data import artifacts_app, secret_app
-from weir.client import Client, WeirError
+from weir.client import Client, SubmitVerdict, WeirError
 from weir.config import NATS_URL_DEFAULT
 from weir.jetstream import redact_url
 from weir.spec_file import SpecFileError, load_spec_text
+from weir.telemetry import flow_timeline
+from weir.terminal import error, fail, line, note, out, plain, say, status
 from weir.where import WhereError, parse_where
 
 app = typer.Typer(
     help="weir: submit flows (DAGs of container tasks) and watch them run.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
 _T = TypeVar("_T")
 
 NatsUrl = Annotated[
@@ -84,24 +96,12 @@ def _nats_security(
     os.environ.update({name: value for name, value in chosen.items() if value})
 
 
-_STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "rejected": "red",
-    "running": "cyan",
-    "dispatched": "blue",
-    "pending": "dim",
-    "skipped": "yellow",
-}
-
-
 def _run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
     async def main() -> _T:
         try:
-            client = await asyncio.wait_for(Client.connect(nats_url), 10)
+            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
         except Exception as exc:
-            err.print(f"[red]error:[/] cannot reach NATS at {redact_url(nats_url)}: {exc}")
-            raise typer.Exit(2) from None
+            fail(f"cannot reach NATS at {redact_url(nats_url)}: {_reason(exc)}", 2)
         try:
             return await body(client)
         finally:
@@ -110,10 +110,11 @@ def _run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
     try:
         return asyncio.run(main())
     except WeirError as exc:
-        err.print(f"[red]error ({exc.code}):[/] {exc.message}", markup=True, highlight=False)
-        for detail in exc.details:
-            err.print(f"  - {detail.message}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        fail(f"({exc.code}) {exc.message}", 1, (d.message for d in exc.details))
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _print_json(value: object) -> None:
@@ -125,17 +126,16 @@ def _time(value: datetime | None) -> str:
     return value.strftime("%H:%M:%S.%f")[:-3] if value else "-"
 
 
-def _event_line(event: FlowEvent) -> str:
+def _event_line(event: FlowEvent) -> Text:
     fields = {
         k: v
         for k, v in msgspec.to_builtins(event).items()
         if k not in ("id", "flow_id", "seq", "at", "type", "spec")
     }
-    if event_type(event) == "flow_submitted":
-        spec = event.spec  # type: ignore[union-attr]
-        fields = {"name": spec.name, "tasks": len(spec.tasks)}
+    if isinstance(event, FlowSubmitted):
+        fields = {"name": event.spec.name, "tasks": len(event.spec.tasks)}
     detail = "  ".join(f"{k}={v}" for k, v in fields.items())
-    return f"{_time(event.at)}  #{event.seq:<4} {event_type(event):<15} {detail}"
+    return line(f"{_time(event.at)}  #{event.seq:<4} {event_type(event):<15} ", detail)
 
 
 def _load_spec(path: str) -> dict[str, Any]:
@@ -143,11 +143,9 @@ def _load_spec(path: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
-        err.print(f"error: cannot read {path}: {exc.strerror}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        fail(f"cannot read {path}: {exc.strerror}", 2)
     except UnicodeDecodeError as exc:
-        err.print(f"error: {path} is not UTF-8 text ({exc.reason})", markup=False)
-        raise typer.Exit(2) from None
+        fail(f"{path} is not UTF-8 text ({exc.reason})", 2)
     try:
         return load_spec_text(text, "stdin" if path == "-" else path)
     except SpecFileError as exc:
@@ -157,7 +155,7 @@ def _load_spec(path: str) -> dict[str, Any]:
         else:
             lines = [f"error: {path}: {len(exc.problems)} problems:"]
             lines += [f"  - {problem}" for problem in exc.problems]
-        sys.stderr.write("".join(line + "\n" for line in lines))
+        sys.stderr.write("".join(text + "\n" for text in lines))
         raise typer.Exit(2) from None
 
 
@@ -167,41 +165,94 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the flow ends.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Print events until it ends.")] = False,
     flow_id: Annotated[str | None, typer.Option("--id", help="Choose the flow id.")] = None,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Only queue it in the durable submit stream (works while no scheduler runs); "
+            "prints the id without the scheduler's verdict.",
+        ),
+    ] = False,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     as_json: Json = False,
 ) -> None:
-    """Submit a flow. With --wait or --follow, exit 0 only if it succeeded."""
+    """Submit a flow and print the scheduler's verdict: the id when accepted; every problem
+    when rejected; the flow holding its unique key when a duplicate. Exits 0 only if
+    accepted, and with --wait or --follow only if the flow then succeeded."""
     doc = _load_spec(file)
     if flow_id:
         doc["id"] = flow_id
 
     async def body(client: Client) -> int:
-        new_id = await client.submit(doc)
+        if queue:
+            new_id = await client.submit(doc)
+        else:
+            verdict = await client.submit(doc, verdict=True)
+            if not verdict.accepted:
+                _print_json(verdict) if as_json else _refused(verdict)
+                return 1
+            new_id = verdict.flow_id
         if not (wait or follow):
             if as_json:
-                _print_json({"flow_id": new_id})
+                _print_json({"flow_id": new_id, "verdict": "queued" if queue else "accepted"})
             else:
-                out.print(new_id)
+                say(new_id)
             return 0
         if not as_json:
-            err.print(f"submitted [bold]{new_id}[/]")
+            note("submitted ", plain(new_id, "bold"))
         final: FlowEvent | None = None
         async for event in client.events(new_id, follow=True):
             final = event
             if follow:
-                _print_json(event) if as_json else out.print(_event_line(event), highlight=False)
+                _print_json(event) if as_json else say(_event_line(event))
         kind = event_type(final) if final else "unknown"
         if wait and not follow:
             if as_json:
                 _print_json({"flow_id": new_id, "result": kind})
             else:
-                out.print(f"{new_id} {kind}")
-        if kind == "flow_rejected" and final is not None:
-            for error in final.errors:  # type: ignore[union-attr]
-                err.print(f"  - {error.message}", markup=False, highlight=False)
+                say(f"{new_id} {kind}")
+        if not as_json:
+            await _explain_end(client, new_id, final)
         return 0 if kind == "flow_succeeded" else 1
 
     raise typer.Exit(_run(nats_url, body))
+
+
+def _refused(verdict: SubmitVerdict) -> None:
+    if verdict.verdict == "duplicate":
+        error(
+            f"not run: {verdict.message}; this submit is recorded as a duplicate of it "
+            f"(follow it with `weir events {verdict.flow_id} --follow`)"
+        )
+        return
+    error(
+        f"flow rejected (recorded as {verdict.flow_id}):",
+        (problem.message for problem in verdict.errors),
+    )
+
+
+async def _explain_end(client: Client, flow_id: str, final: FlowEvent | None) -> None:
+    """Why a flow that did not succeed ended as it did, on stderr."""
+    match final:
+        case FlowRejected(errors=errors):
+            error(f"flow {flow_id} rejected:", (e.message for e in errors))
+        case FlowFailed():
+            view = await client.get(flow_id)
+            failed = [t for t in view.tasks if t.status == TaskStatus.FAILED]
+            error(
+                f"flow {flow_id} failed:",
+                (
+                    f'task "{t.name}" attempt {t.attempt} ({t.error_type or "failed"}): '
+                    f"{(t.error_message or '').strip()[:500] or 'no message'}"
+                    for t in failed
+                ),
+            )
+        case FlowCancelled(reason=reason):
+            error(f"flow {flow_id} cancelled: {reason}")
+        case FlowDeduplicated(existing=existing):
+            error(f"flow {flow_id} not run: flow {existing} holds its unique key")
+        case _:
+            pass
 
 
 @app.command()
@@ -225,14 +276,13 @@ def flows(
         try:
             condition = parse_where(where)
         except WhereError as exc:
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(2) from None
+            fail(str(exc), 2)
         if status is not None:
             condition = {"and": [{"status": status}, condition]}
 
-    async def body(client: Client) -> list[Any]:
+    async def body(client: Client) -> list[FlowSummary]:
         if condition is not None:
-            rows: list[Any] = []
+            rows: list[FlowSummary] = []
             cursor: str | None = None
             while True:
                 page = await client.query(condition, min(limit, 1000), cursor)
@@ -242,27 +292,28 @@ def flows(
                 cursor = page.next
         if show_all:
             return [f async for f in client.list_all(status)]
-        return (await client.list(status, limit)).flows
+        return list((await client.list(status, limit)).flows)
 
     rows = _run(nats_url, body)
-    if as_json:
-        _print_json(rows)
-        return
+    _print_json(rows) if as_json else out.print(flow_table(rows))
+
+
+def flow_table(rows: Iterable[FlowSummary]) -> Table:
+    """`weir flows`: one row per flow."""
     # Ids are never cut: people copy them into the next command.
     table = Table(
         Column("ID", no_wrap=True, min_width=26), "NAME", "STATUS", "TASKS", "CREATED", "UPDATED"
     )
     for flow in rows:
-        style = _STATUS_STYLE.get(flow.status, "")
         table.add_row(
-            flow.id,
-            flow.name,
-            f"[{style}]{flow.status}[/]" if style else flow.status,
+            plain(flow.id),
+            plain(flow.name),
+            status(flow.status),
             str(flow.task_count),
             flow.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             flow.updated_at.strftime("%H:%M:%S"),
         )
-    out.print(table)
+    return table
 
 
 @app.command()
@@ -276,43 +327,50 @@ def show(
     if as_json:
         _print_json(view)
         return
-    style = _STATUS_STYLE.get(view.status, "")
-    out.print(f"[bold]{view.name}[/]  {view.id}  [{style}]{view.status}[/]", highlight=False)
-    out.print(f"created {view.created_at:%Y-%m-%d %H:%M:%S}  updated {view.updated_at:%H:%M:%S}")
+    for part in flow_details(view):
+        out.print(part, highlight=False, soft_wrap=not isinstance(part, Table))
+
+
+def flow_details(view: FlowView) -> list[Text | Table]:
+    """`weir show`: the flow's header, its problems, its tasks and their failures."""
+    parts: list[Text | Table] = [
+        line(plain(view.name, "bold"), "  ", view.id, "  ", status(view.status)),
+        line(f"created {view.created_at:%Y-%m-%d %H:%M:%S}  updated {view.updated_at:%H:%M:%S}"),
+    ]
     if view.tags:
-        out.print(f"tags: {', '.join(view.tags)}", markup=False, highlight=False)
+        parts.append(line("tags: ", ", ".join(view.tags)))
     if view.rerun_of:
-        out.print(f"rerun of {view.rerun_of}")
-    for error in view.errors:
-        out.print(f"  - {error.message}", markup=False, highlight=False)
+        parts.append(line("rerun of ", view.rerun_of))
+    parts.extend(line("  - ", error.message) for error in view.errors)
     if not view.tasks:
-        return
+        return parts
     table = Table("TASK", "STATUS", "ATTEMPT", "STARTED", "DURATION", "EXIT", "DETAIL")
     for task in view.tasks:
         duration = "-"
         if task.started_at and task.finished_at:
             duration = f"{(task.finished_at - task.started_at).total_seconds():.3f}s"
-        s = _STATUS_STYLE.get(task.status, "")
         table.add_row(
-            task.name,
-            f"[{s}]{task.status}[/]" if s else task.status,
+            plain(task.name),
+            status(task.status),
             str(task.attempt),
             _time(task.started_at),
             duration,
             "-" if task.exit_code is None else str(task.exit_code),
-            (task.error_message or "")[:200],
+            plain((task.error_message or "")[:200]),
         )
-    out.print(table)
+    parts.append(table)
     for task in view.tasks:
         for failure in task.failures:
-            out.print(
-                f"  {task.name} attempt {failure.attempt} {failure.error_type} "
-                f"at {_time(failure.at)}: {failure.message[:300]}",
-                markup=False,
-                highlight=False,
+            parts.append(
+                line(
+                    f"  {task.name} attempt {failure.attempt} {failure.error_type} "
+                    f"at {_time(failure.at)}: ",
+                    failure.message[:300],
+                )
             )
-        if task.retry_at and task.status == "retrying":
-            out.print(f"  {task.name} next attempt at {_time(task.retry_at)}", highlight=False)
+        if task.retry_at and task.status == TaskStatus.RETRYING:
+            parts.append(line(f"  {task.name} next attempt at {_time(task.retry_at)}"))
+    return parts
 
 
 @app.command()
@@ -330,11 +388,11 @@ def events(
         count = 0
         async for event in client.events(flow_id, follow=follow):
             count += 1
-            _print_json(event) if as_json else out.print(_event_line(event), highlight=False)
+            _print_json(event) if as_json else say(_event_line(event))
         return count
 
     if _run(nats_url, body) == 0 and not as_json:
-        err.print(f"no events for flow {flow_id!r} (yet)")
+        note(f"no events for flow {flow_id!r} (yet)")
 
 
 @app.command()
@@ -351,9 +409,9 @@ def cancel(
     if as_json:
         _print_json(state)
     elif state.already:
-        out.print(f"{state.flow_id} {state.status} (already {state.status}: nothing to do)")
+        say(f"{state.flow_id} {state.status} (already {state.status}: nothing to do)")
     else:
-        out.print(f"{state.flow_id} {state.status}")
+        say(f"{state.flow_id} {state.status}")
 
 
 @app.command()
@@ -367,7 +425,7 @@ def rerun(
 ) -> None:
     """Run an ended flow again, as a new flow; prints the new flow's id."""
     accepted = _run(nats_url, lambda client: client.rerun(flow_id, failed_only))
-    _print_json(accepted) if as_json else out.print(accepted.flow_id)
+    _print_json(accepted) if as_json else say(accepted.flow_id)
 
 
 @app.command()
@@ -386,10 +444,9 @@ def prune(
     try:
         seconds = parse_duration(older_than)
     except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     pruned = _run(nats_url, lambda client: client.prune(seconds, status or (), keep_last))
-    _print_json({"pruned": pruned}) if as_json else out.print(f"pruned {pruned} flows")
+    _print_json({"pruned": pruned}) if as_json else say(f"pruned {pruned} flows")
 
 
 app.add_typer(artifacts_app, name="artifacts")
@@ -428,7 +485,7 @@ def schedule_create(
     if as_json:
         _print_json(view)
     else:
-        out.print(f"{view.name}: next run {view.next_run_at:%Y-%m-%d %H:%M:%S} UTC")
+        say(view.name, f": next run {view.next_run_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @schedule_app.command("list")
@@ -441,10 +498,10 @@ def schedule_list(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -
     table = Table("NAME", "CRON", "TZ", "FLOW", "STATE", "NEXT RUN (UTC)", "LAST TICK")
     for s in rows:
         table.add_row(
-            s.name,
-            s.cron,
-            s.timezone,
-            s.flow_name,
+            plain(s.name),
+            plain(s.cron),
+            plain(s.timezone),
+            plain(s.flow_name),
             "paused" if s.paused else "active",
             f"{s.next_run_at:%Y-%m-%d %H:%M:%S}",
             f"{s.last_tick_at:%Y-%m-%d %H:%M:%S}" if s.last_tick_at else "-",
@@ -460,7 +517,7 @@ def _schedule_verb(verb: str) -> None:
         as_json: Json = False,
     ) -> None:
         result = _run(nats_url, lambda client: client.schedule_action(verb, name))
-        _print_json(result) if as_json else out.print(f"{name}: {verb}d")
+        _print_json(result) if as_json else say(name, f": {verb}d")
 
 
 for _verb in ("pause", "resume", "delete"):
@@ -487,13 +544,14 @@ def logs(
         return count
 
     if _run(nats_url, body) == 0:
-        err.print(f"no logs for task {task!r} of flow {flow_id!r} (yet)")
+        note(f"no logs for task {task!r} of flow {flow_id!r} (yet)")
 
 
 @app.command()
 def trace(
     flow_id: Annotated[str, typer.Argument(help="Flow id.")],
     nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
 ) -> None:
     """Draw a flow as a waterfall from its event log (no tracing backend needed)."""
 
@@ -502,14 +560,34 @@ def trace(
 
     history = _run(nats_url, body)
     if not history:
-        err.print(f"no events for flow {flow_id!r}")
-        raise typer.Exit(1)
+        fail(f"no events for flow {flow_id!r}")
+    trace_id = telemetry.flow_trace_id_hex(flow_id)
+    if as_json:
+        _print_json({"flow": flow_timeline(history), "trace_id": trace_id})
+        return
     out.print(waterfall.renderable(history, width=out.width, now=datetime.now(UTC)))
-    out.print(f"trace id (Grafana / Tempo): {telemetry.flow_trace_id_hex(flow_id)}")
+    say(f"trace id (Grafana / Tempo): {trace_id}")
 
 
 def main() -> None:
-    app()
+    """The `weir` command. An error nobody foresaw still ends as one line and exit status 1,
+    never a traceback (WEIR_LOG_LEVEL=DEBUG logs the traceback too)."""
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        error("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        logging.getLogger("weir.cli").debug("unexpected error", exc_info=True)
+        error(f"unexpected {type(exc).__name__}: {_reason(exc)}")
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from typing import Annotated, TypeVar
 import msgspec
 import typer
 from nats.js import JetStreamContext
-from rich.console import Console
 from rich.table import Table
 
 from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactError, Artifacts, artifact_store
+from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
-from weir.jetstream import close, connect
+from weir.jetstream import close, connect, redact_url
 from weir.secrets import (
     MAX_SECRET_BYTES,
     SecretError,
@@ -28,6 +28,7 @@ from weir.secrets import (
     new_secret_key,
     secret_key_from_env,
 )
+from weir.terminal import fail, note, out, plain, say
 
 artifacts_app = typer.Typer(
     help="Files tasks produced (outputs), kept in the NATS Object Store (or S3).",
@@ -37,8 +38,6 @@ secret_app = typer.Typer(
     help="Encrypted secrets tasks read with `fromSecret` (key: WEIR_SECRET_KEY).",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
 _T = TypeVar("_T")
 
 NatsUrl = Annotated[
@@ -65,10 +64,13 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output
 def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T:
     async def main() -> _T:
         try:
-            nc = await asyncio.wait_for(connect(nats_url, "weir-cli", max_reconnect_attempts=0), 10)
+            nc = await asyncio.wait_for(
+                connect(nats_url, "weir-cli", max_reconnect_attempts=0, quiet=True), 10
+            )
         except Exception as exc:
-            err.print(f"[red]error:[/] cannot reach NATS at {nats_url}: {exc}")
-            raise typer.Exit(2) from None
+            fail(
+                f"cannot reach NATS at {redact_url(nats_url)}: {str(exc) or type(exc).__name__}", 2
+            )
         try:
             return await body(nc.jetstream())
         finally:
@@ -77,8 +79,7 @@ def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T
     try:
         return asyncio.run(main())
     except (ArtifactError, SecretError) as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+        fail(str(exc))
 
 
 def _run_artifacts(
@@ -88,8 +89,7 @@ def _run_artifacts(
     try:
         s3 = S3Storage.from_env({**os.environ, "WEIR_ARTIFACTS_URL": artifacts_url})
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     if s3 is None:
         return _run(nats_url, lambda js: body(artifact_store(js, bucket)))
 
@@ -99,8 +99,26 @@ def _run_artifacts(
     try:
         return asyncio.run(main())
     except ArtifactError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+        fail(str(exc))
+
+
+def _flow_exists(nats_url: str, flow_id: str) -> bool:
+    """Whether the scheduler knows `flow_id` (True when it cannot be asked: then an empty
+    listing is all there is to say)."""
+
+    async def ask() -> bool:
+        try:
+            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
+        except Exception:
+            return True
+        try:
+            return await client.get_or_none(flow_id) is not None
+        except WeirError:
+            return True
+        finally:
+            await client.close()
+
+    return asyncio.run(ask())
 
 
 def _size(n: int) -> str:
@@ -122,6 +140,8 @@ def artifacts_ls(
 ) -> None:
     """List the artifacts (outputs) a flow produced."""
     found = _run_artifacts(nats_url, bucket, artifacts_url, lambda store: store.list(flow))
+    if not found and not _flow_exists(nats_url, flow):
+        fail(f'flow "{flow}" does not exist (see `weir flows`)')
     if as_json:
         rows = [
             {"name": a.name, "size": a.size, "sha256": a.sha256, "modified": a.modified}
@@ -130,12 +150,12 @@ def artifacts_ls(
         sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
         return
     if not found:
-        err.print(f"flow {flow} has no artifacts")
+        note(f"flow {flow} has no artifacts")
         return
     table = Table("name", "size", "sha256", "modified", box=None)
     for a in found:
         modified = a.modified.strftime("%Y-%m-%d %H:%M:%S") if a.modified else "-"
-        table.add_row(a.name, _size(a.size), a.sha256[:16], modified)
+        table.add_row(plain(a.name), _size(a.size), a.sha256[:16], modified)
     out.print(table)
 
 
@@ -168,7 +188,7 @@ def artifacts_get(
         finally:
             target.unlink(missing_ok=True)
     else:
-        err.print(f"wrote {target}")
+        note(f"wrote {target}")
 
 
 @secret_app.command("set")
@@ -185,21 +205,18 @@ def secret_set(
         check_secret_name(name)
         key = secret_key_from_env()
     except SecretError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     if key is None:
-        err.print("[red]error:[/] WEIR_SECRET_KEY is not set (make one with `weir secret keygen`)")
-        raise typer.Exit(2)
+        fail("WEIR_SECRET_KEY is not set (make one with `weir secret keygen`)", 2)
     try:
         if from_file is not None:
             value = from_file.read_bytes()
         else:
             if sys.stdin.isatty():
-                err.print("value (end with Ctrl-D):")
+                note("value (end with Ctrl-D):")
             value = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot read {from_file}: {exc.strerror}")
-        raise typer.Exit(2) from None
+        fail(f"cannot read {from_file}: {exc.strerror}", 2)
     if from_file is None and value.endswith(b"\n") and value.count(b"\n") == 1:
         value = value[:-1]  # `echo value | weir secret set x` means "value"
 
@@ -207,7 +224,7 @@ def secret_set(
         await SecretStore(js, key).set(name, value)
 
     _run(nats_url, body)
-    err.print(f"secret {name} set")
+    note(f"secret {name} set")
 
 
 @secret_app.command("ls")
@@ -218,7 +235,7 @@ def secret_ls(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -> No
         sys.stdout.write(msgspec.json.encode(names).decode() + "\n")
         return
     for name in names:
-        out.print(name, markup=False, highlight=False)
+        say(name)
 
 
 @secret_app.command("rm")
@@ -229,9 +246,8 @@ def secret_rm(
     """Delete a secret."""
     removed = _run(nats_url, lambda js: SecretStore(js, None).delete(name))
     if not removed:
-        err.print(f"[red]error:[/] secret {name} does not exist", markup=True, highlight=False)
-        raise typer.Exit(1)
-    err.print(f"secret {name} removed")
+        fail(f"secret {name} does not exist")
+    note(f"secret {name} removed")
 
 
 @secret_app.command("keygen")

@@ -4,6 +4,7 @@
 async with await Client.connect("nats://127.0.0.1:4222") as client:
     flow_id = await client.submit({"name": "hello", "tasks": [{"name": "a", "cmd": ["true"]}]})
     final = await client.wait(flow_id)
+    verdict = await client.submit(spec, verdict=True)  # the scheduler's answer
 ```
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import msgspec
 import nats.errors
@@ -65,15 +67,47 @@ _encoder = msgspec.json.Encoder()
 class WeirError(Exception):
     """An error answered by the scheduler (`code`, `message`, `details`) or the client."""
 
-    def __init__(self, code: str, message: str, details: list[SpecError] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: list[SpecError] | None = None,
+        flow_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or []
+        self.flow_id = flow_id
 
     @classmethod
     def from_api(cls, error: ApiError) -> WeirError:
-        return cls(error.code, error.message, error.details)
+        return cls(error.code, error.message, error.details, error.flow_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitVerdict:
+    """What the scheduler recorded for a submit (`Client.submit(spec, verdict=True)`).
+
+    - `accepted`: `flow_id` is the flow (`created` is False when the same spec had been
+      submitted under that id before: a retry changes nothing).
+    - `rejected`: `errors` lists every problem; `flow_id` is the rejected flow that records
+      them (a new id when the spec's id belongs to another flow).
+    - `duplicate`: another flow with the same unique key is waiting or running; `existing`
+      (and `flow_id`) name it, and nothing new runs.
+    """
+
+    verdict: Literal["accepted", "rejected", "duplicate"]
+    flow_id: str
+    status: str
+    created: bool = True
+    existing: str | None = None
+    errors: tuple[SpecError, ...] = ()
+    message: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accepted"
 
 
 class Client:
@@ -83,11 +117,14 @@ class Client:
         self.timeout = timeout
 
     @classmethod
-    async def connect(cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> Client:
-        """Connect to NATS; fails within seconds when the server cannot be reached."""
-        return cls(
-            await connect(url, "weir-client", max_reconnect_attempts=CONNECT_ATTEMPTS), timeout
-        )
+    async def connect(
+        cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT, *, quiet: bool = False
+    ) -> Client:
+        """Connect to NATS; fails within seconds when the server cannot be reached. `quiet`
+        keeps nats-py's connection errors out of the logs but for debug (the caller reports
+        a failure itself)."""
+        nc = await connect(url, "weir-client", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=quiet)
+        return cls(nc, timeout)
 
     async def close(self) -> None:
         await close(self.nc)
@@ -105,12 +142,71 @@ class Client:
 
     # Commands -----------------------------------------------------------------------------
 
-    async def submit(self, spec: FlowSpec | Mapping[str, Any] | bytes) -> str:
-        """Publish a flow to `weir.cmd.submit` and return its id once JetStream holds it.
+    @overload
+    async def submit(
+        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: Literal[False] = False
+    ) -> str: ...
 
-        The id is chosen here when the spec has none, so it is known before the scheduler
-        has seen the flow. A flow that fails validation is recorded as rejected under that id.
+    @overload
+    async def submit(
+        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: Literal[True]
+    ) -> SubmitVerdict: ...
+
+    async def submit(
+        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: bool = False
+    ) -> str | SubmitVerdict:
+        """Submit a flow.
+
+        By default, publish it to `weir.cmd.submit` and return its id once JetStream holds
+        it: durable even while no scheduler runs, but what became of it shows only in its
+        events (a rejection is recorded as a `rejected` flow).
+
+        With `verdict=True`, ask the scheduler (`weir.api.submit`) and return what it
+        recorded: accepted, rejected (every problem) or duplicate (the flow holding the
+        unique key). Raises WeirError("unavailable") when no scheduler answers, and
+        WeirError("timeout") when the answer does not come in time (the submit may still be
+        recorded; asking again with the same id is safe).
+
+        Either way the id is chosen here when the spec has none, so a retry is harmless.
         """
+        flow_id, payload = self._submit_payload(spec)
+        if verdict:
+            return await self._submit_for_verdict(flow_id, payload)
+        with telemetry.publishing(
+            subjects.SUBMIT,
+            message_id=flow_id,
+            parent=telemetry.flow_context(flow_id),
+            size=len(payload),
+        ) as headers:
+            await self.js.publish(subjects.SUBMIT, payload, timeout=self.timeout, headers=headers)
+        return flow_id
+
+    async def _submit_for_verdict(self, flow_id: str, payload: bytes) -> SubmitVerdict:
+        try:
+            answer = await self._call(subjects.API_SUBMIT, msgspec.Raw(payload), SubmitAccepted)
+        except WeirError as exc:
+            if exc.code != "invalid_flow":
+                raise
+            return SubmitVerdict(
+                "rejected",
+                exc.flow_id or flow_id,
+                "rejected",
+                errors=tuple(exc.details),
+                message=exc.message,
+            )
+        if answer.existing is not None:
+            return SubmitVerdict(
+                "duplicate",
+                answer.existing,
+                answer.status,
+                created=False,
+                existing=answer.existing,
+                message=f"flow {answer.existing} ({answer.status}) holds the same unique key",
+            )
+        return SubmitVerdict("accepted", answer.flow_id, answer.status, created=answer.created)
+
+    def _submit_payload(self, spec: FlowSpec | Mapping[str, Any] | bytes) -> tuple[str, bytes]:
+        """The flow id (chosen here when the spec has none) and the JSON to send."""
         if isinstance(spec, bytes):
             doc: Any = msgspec.json.decode(spec)
         elif isinstance(spec, FlowSpec):
@@ -131,19 +227,21 @@ class Client:
                 f"flow spec is {len(payload):,} bytes; this NATS server accepts at most "
                 f"{limit:,} per message (raise max_payload, or split the flow)",
             )
-        with telemetry.publishing(
-            subjects.SUBMIT,
-            message_id=flow_id,
-            parent=telemetry.flow_context(flow_id),
-            size=len(payload),
-        ) as headers:
-            await self.js.publish(subjects.SUBMIT, payload, timeout=self.timeout, headers=headers)
-        return flow_id
+        return flow_id, payload
 
     # Queries ------------------------------------------------------------------------------
 
     async def _call(self, subject: str, request: object, kind: type[_T]) -> _T:
-        msg = await self.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
+        try:
+            msg = await self.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
+        except nats.errors.NoRespondersError:
+            raise WeirError(
+                "unavailable", f"no scheduler is answering on {subject}; is one running?"
+            ) from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise WeirError(
+                "timeout", f"the scheduler did not answer on {subject} within {self.timeout:g}s"
+            ) from None
         reply = _reply_decoder.decode(msg.data)
         if reply.error is not None:
             raise WeirError.from_api(reply.error)
@@ -271,17 +369,22 @@ class Client:
     ) -> AsyncIterator[tuple[str, bytes]]:
         """`(stream, chunk)` pairs of an attempt's output (the latest attempt by default),
         from the start; with `follow`, goes on live until the attempt has ended."""
+        view = await self.get(flow_id)
+        match = [t for t in view.tasks if t.name == task]
+        if not match:
+            names = ", ".join(t.name for t in view.tasks)
+            raise WeirError("not_found", f'flow {flow_id} has no task "{task}" (tasks: {names})')
+        latest = match[0].attempt
+        if latest == 0:
+            raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
         if attempt is None:
-            view = await self.get(flow_id)
-            match = [t for t in view.tasks if t.name == task]
-            if not match:
-                names = ", ".join(t.name for t in view.tasks)
-                raise WeirError(
-                    "not_found", f'flow {flow_id} has no task "{task}" (tasks: {names})'
-                )
-            attempt = match[0].attempt
-            if attempt == 0:
-                raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
+            attempt = latest
+        elif not 1 <= attempt <= latest:
+            raise WeirError(
+                "not_found",
+                f'task "{task}" of flow {flow_id} has no attempt {attempt} '
+                f"(attempts: {'1' if latest == 1 else f'1 to {latest}'})",
+            )
         sub = await self.js.subscribe(
             subjects.logs(flow_id, task, attempt),
             ordered_consumer=True,

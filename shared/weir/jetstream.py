@@ -126,23 +126,28 @@ async def connect(
     max_reconnect_attempts: int = -1,
     *,
     security: NatsSecurity | None = None,
+    quiet: bool = False,
     **options: Any,
 ) -> NATS:
     """Connect, by default with endless reconnects: the server may restart under us.
 
     Credentials and TLS come from `security`, by default from the `WEIR_NATS_*` variables
-    (`NatsSecurity.from_env`); explicit `options` win over both.
+    (`NatsSecurity.from_env`); explicit `options` win over both. `quiet` logs connection
+    errors and disconnects at debug level only: for a command line tool that reports a
+    connection failure once, in its own words.
     """
 
     client: NATS | None = None
     options = {**security_options(security or NatsSecurity.from_env()), **options}
 
+    level = logging.DEBUG if quiet else logging.WARNING
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        log.log(level, "nats error: %s", exc)
 
     async def on_disconnect() -> None:
         if client is not None and not (client.is_closed or client.is_draining):
-            log.warning("nats disconnected; reconnecting")
+            log.log(level, "nats disconnected; reconnecting")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")

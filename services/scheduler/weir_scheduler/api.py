@@ -128,6 +128,7 @@ class Api:
                     message=f"flow rejected (recorded as {outcome.flow_id}): "
                     + "; ".join(e.message for e in outcome.errors),
                     details=list(outcome.errors),
+                    flow_id=outcome.flow_id,
                 )
             )
         return SubmitAccepted(

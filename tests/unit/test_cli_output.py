@@ -1,0 +1,183 @@
+"""Every flow, task and attempt status, and every event, renders in `weir show`, `flows`,
+`events` and `trace` (human and JSON): no markup error, and text from users and tasks is
+shown exactly as written, brackets and all."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+
+import msgspec
+import pytest
+from rich.console import Console
+from weir import waterfall
+from weir.cli import _event_line, flow_details, flow_table
+from weir.telemetry import AttemptStatus, flow_timeline
+from weir_proto.api import AttemptFailure, FlowView, TaskView
+from weir_proto.errors import SpecError
+from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowDeduplicated,
+    FlowEvent,
+    FlowFailed,
+    FlowRejected,
+    FlowSubmitted,
+    FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskDispatched,
+    TaskFailed,
+    TaskQueued,
+    TaskSkipped,
+    TaskSnoozed,
+    TaskStarted,
+    TaskSucceeded,
+    event_type,
+)
+from weir_proto.messages import ErrorType
+from weir_proto.spec import FlowSpec
+from weir_proto.status import FlowStatus, TaskStatus
+
+T0 = datetime(2026, 11, 25, 18, 5, 1, tzinfo=UTC)
+TRICKY = "[/] [bold]x[/bold] [red"
+"""Text that rich would take for markup (and fail on) if it were ever parsed."""
+
+
+def render(*parts: object) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system="truecolor")
+    for part in parts:
+        console.print(part, highlight=False)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(output, str)
+    return output
+
+
+def task_view(status: TaskStatus, error_type: str = "exit_code") -> TaskView:
+    return TaskView(
+        name=f"t-{status}",
+        status=str(status),
+        attempt=2,
+        queue="default",
+        depends=[],
+        failures=[AttemptFailure(attempt=1, error_type=error_type, message=TRICKY, at=T0)],
+        retry_at=T0 + timedelta(seconds=5),
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=1),
+        exit_code=3,
+        error_type=error_type,
+        error_message=TRICKY,
+    )
+
+
+@pytest.mark.parametrize("flow_status", list(FlowStatus))
+def test_show_and_flows_render_every_flow_status_with_every_task_status(
+    flow_status: FlowStatus,
+) -> None:
+    view = FlowView(
+        id="f-1",
+        name=f"name {TRICKY}",
+        status=str(flow_status),
+        created_at=T0,
+        updated_at=T0,
+        task_count=len(TaskStatus),
+        seq=3,
+        tags=[TRICKY],
+        tasks=[
+            task_view(status, error_type)
+            for status, error_type in zip(TaskStatus, [*ErrorType] * 2, strict=False)
+        ],
+        errors=[SpecError(path="$", message=TRICKY)],
+    )
+    shown = render(*flow_details(view))
+    assert str(flow_status) in shown and TRICKY in shown
+    for status in TaskStatus:
+        assert f"t-{status}" in shown and str(status) in shown
+    listed = render(flow_table([view]))
+    assert str(flow_status) in listed and "name [/]" in listed
+    assert json.loads(msgspec.json.encode(view))["status"] == flow_status
+
+
+def test_every_error_type_renders_in_show() -> None:
+    for error_type in ErrorType:
+        view = FlowView(
+            id="f-2",
+            name="n",
+            status="failed",
+            created_at=T0,
+            updated_at=T0,
+            task_count=1,
+            seq=1,
+            tasks=[task_view(TaskStatus.FAILED, str(error_type))],
+        )
+        assert str(error_type) in render(*flow_details(view))
+
+
+def ev(kind: type[Any], **fields: Any) -> FlowEvent:
+    event: FlowEvent = kind(id="", seq=0, flow_id="f", at=T0, **fields)
+    return event
+
+
+def flow(*events: FlowEvent) -> list[FlowEvent]:
+    """A flow's history: submitted, then `events`, numbered and a second apart."""
+    spec = msgspec.convert({"name": TRICKY, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
+    history = [ev(FlowSubmitted, spec=spec), *events]
+    return [
+        msgspec.structs.replace(e, id=f"f.{n}", seq=n, at=T0 + timedelta(seconds=n))
+        for n, e in enumerate(history, start=1)
+    ]
+
+
+def _histories() -> list[list[FlowEvent]]:
+    """Flows whose attempts end in every way, and whose flows end in every way."""
+    later = T0 + timedelta(minutes=1)
+    dispatched = ev(TaskDispatched, task=TRICKY, attempt=1, queue="default")
+    started = ev(TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
+    histories = [
+        flow(ev(TaskQueued, task="a", queue="q", priority=1)),
+        flow(dispatched),
+        flow(dispatched, started),
+        flow(dispatched, started, ev(TaskSucceeded, task=TRICKY, attempt=1), ev(FlowSucceeded)),
+        flow(dispatched, started, ev(TaskSnoozed, task=TRICKY, attempt=1, until=later)),
+        flow(
+            dispatched,
+            started,
+            ev(FlowCancelRequested, reason=TRICKY),
+            ev(TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
+            ev(TaskSkipped, task="b", reason=TRICKY),
+            ev(FlowCancelled, reason=TRICKY),
+        ),
+        flow(ev(FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
+        flow(ev(FlowDeduplicated, existing="g", key=TRICKY)),
+    ]
+    for error_type in ErrorType:
+        failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
+        histories.append(
+            flow(
+                dispatched,
+                started,
+                ev(TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
+                ev(TaskFailed, **failure),
+                ev(FlowFailed, failed_tasks=[TRICKY]),
+            )
+        )
+    return histories
+
+
+def test_events_and_trace_render_every_event_and_attempt_status() -> None:
+    histories = _histories()
+    seen_events = {event_type(e) for history in histories for e in history}
+    every_event = {t.__struct_config__.tag for t in get_args(FlowEvent)}
+    assert seen_events == every_event
+    seen_attempts = {a.status for h in histories for a in flow_timeline(h).attempts}
+    assert seen_attempts == set(get_args(AttemptStatus))
+    for history in histories:
+        lines = render(*(_event_line(e) for e in history))
+        for event in history:
+            assert event_type(event) in lines
+            json.loads(msgspec.json.encode(event))
+        drawn = render(waterfall.renderable(history, width=120, now=T0 + timedelta(seconds=20)))
+        assert "flow " in drawn
+        json.loads(msgspec.json.encode(flow_timeline(history)))
