@@ -4,6 +4,7 @@ fresh nats-server (JetStream) per test, and the services running in-process or a
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 READY_TIMEOUT = 30.0
+TASK_USER = "root"
+"""The tests' tasks write to the tests' temporary directories (root's, mode 0700), so a root
+runner runs them as root; tests/security runs runners with the default task user."""
+os.environ.setdefault("WEIR_RUNNER_TASK_USER", TASK_USER)  # runners started as processes
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +60,7 @@ def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Se
         database_url=database_url,
         runner_dir=str(tmp_path / "runner" / "attempts"),
         runner_concurrency=8,
+        runner_task_user=TASK_USER,
         dispatch_ack_wait=5.0,
         shutdown_grace=2.0,
     )

@@ -50,6 +50,54 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     return value
 
 
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+TASK_USER_DEFAULT = "nobody"
+"""The user a root runner's local tasks run as (a runner that is not root runs them as
+itself)."""
+TASK_MEMORY_MAX_DEFAULT = 4 * 1024**3
+TASK_PIDS_MAX_DEFAULT = 1024
+TASK_LOG_MAX_DEFAULT = 10 * 1024**2
+TASK_TIMEOUT_DEFAULT = 24 * 3600.0
+"""The timeout of a task that sets none (local executor)."""
+
+
+def _size(env: dict[str, str], name: str, default: int | None) -> int | None:
+    """A size in bytes (`1048576`, `512K`, `64M`, `4G`, `1T`; `off` means no limit)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in ("off", "max", "none"):
+        return None
+    text = raw.upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1] if text and text[-1] in _SIZE_UNITS else ""
+    number = text[: len(text) - len(unit)]
+    if not number.isdigit() or int(number) < 1:
+        raise ConfigError(
+            f"{name}={raw!r} is not a size like 1048576, 512K, 64M or 4G (or off for no limit)"
+        )
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _log_max(env: dict[str, str]) -> int:
+    value = _size(env, "WEIR_TASK_LOG_MAX", TASK_LOG_MAX_DEFAULT)
+    if value is None or value < 2048:
+        raise ConfigError(
+            "WEIR_TASK_LOG_MAX must be a size of at least 2K (task logs are always capped)"
+        )
+    return value
+
+
+def _limit(env: dict[str, str], name: str, default: int | None) -> int | None:
+    """A whole number of at least 1, or `off` for no limit."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in ("off", "max", "none"):
+        return None
+    return _int(env, name, 1)
+
+
 def _duration(env: dict[str, str], name: str) -> float | None:
     """A duration setting; unset or empty means None."""
     raw = env.get(name, "").strip()
@@ -232,6 +280,19 @@ class Settings:
     aws_access_key_id: str = ""
     aws_secret_access_key: str = field(default="", repr=False)
     aws_session_token: str = field(default="", repr=False)
+    runner_task_user: str = TASK_USER_DEFAULT
+    """Name or uid of the user local tasks run as when the runner runs as root (`root`: as
+    root, unisolated)."""
+    task_memory_max: int | None = TASK_MEMORY_MAX_DEFAULT
+    """Bytes of memory per local attempt (cgroup memory.max, else RLIMIT_AS); None: no limit."""
+    task_pids_max: int | None = TASK_PIDS_MAX_DEFAULT
+    """Processes per local attempt (cgroup pids.max, else RLIMIT_NPROC of the task user)."""
+    task_cpu_seconds: int | None = None
+    """CPU seconds per process of a local attempt (RLIMIT_CPU); None: no limit."""
+    task_log_max: int = TASK_LOG_MAX_DEFAULT
+    """Bytes of stdout and stderr kept on the runner's disk per local attempt (half each)."""
+    task_timeout: float = TASK_TIMEOUT_DEFAULT
+    """Seconds a local task without a `timeout` of its own may run."""
     kube_run_as_non_root: bool = False
     kube_helper_image: str = "weir:latest"
     """Image (with weir installed) of the pods' artifact download/upload containers."""
@@ -277,6 +338,12 @@ class Settings:
             kube_unschedulable_timeout=_float(env, "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT", 300.0, 1.0),
             kube_pod_ttl=_float(env, "WEIR_KUBE_POD_TTL", 0.0),
             artifacts_bucket=env.get("WEIR_ARTIFACTS_BUCKET") or "weir-artifacts",
+            runner_task_user=env.get("WEIR_RUNNER_TASK_USER", "").strip() or TASK_USER_DEFAULT,
+            task_memory_max=_size(env, "WEIR_TASK_MEMORY_MAX", TASK_MEMORY_MAX_DEFAULT),
+            task_pids_max=_limit(env, "WEIR_TASK_PIDS_MAX", TASK_PIDS_MAX_DEFAULT),
+            task_cpu_seconds=_limit(env, "WEIR_TASK_CPU_SECONDS", None),
+            task_log_max=_log_max(env),
+            task_timeout=_duration(env, "WEIR_TASK_TIMEOUT") or TASK_TIMEOUT_DEFAULT,
             kube_run_as_non_root=env.get("WEIR_KUBE_RUN_AS_NON_ROOT", "").lower()
             in ("1", "true", "yes"),
             kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",

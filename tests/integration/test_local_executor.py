@@ -4,14 +4,16 @@ one is adopted, not started twice; a lost attempt's leftover process is stopped.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+from weir.config import Settings
 from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
-from weir_runner.executors.local import SUPERVISOR, LocalExecutor
+from weir_runner.executors.local import SUPERVISOR_ENV, LocalExecutor, supervisor_argv
 
 
 def dispatch(cmd: list[str], attempt: int = 1) -> Dispatch:
@@ -28,11 +30,22 @@ def left_running(root: Path, job: Dispatch) -> subprocess.Popen[bytes]:
     """What a runner killed with -9 leaves: the attempt's supervised process, still going."""
     home = root / job.attempt_id
     (home / "work").mkdir(parents=True)
-    return subprocess.Popen(
-        ["/bin/sh", "-c", SUPERVISOR, str(home / "exit"), *job.task.cmd],
-        cwd=home / "work",
+    supervisor = subprocess.Popen(
+        supervisor_argv(home),
+        cwd=home,
+        env=SUPERVISOR_ENV,
+        stdin=subprocess.PIPE,
         start_new_session=True,
     )
+    assert supervisor.stdin is not None
+    instructions = {
+        "argv": job.task.cmd,
+        "env": {"PATH": "/usr/bin:/bin"},
+        "cwd": str(home / "work"),
+    }
+    supervisor.stdin.write(json.dumps({**instructions, "log_max": 1 << 20}).encode())
+    supervisor.stdin.close()
+    return supervisor
 
 
 async def nothing() -> None:
@@ -77,3 +90,26 @@ async def test_missing_program_is_a_clear_executor_error(tmp_path: Path) -> None
     result = await LocalExecutor(tmp_path).run(dispatch(["no-such-program-x"]), nothing)
     assert result.error_type == "executor"
     assert result.message == "task \"t\": cannot start 'no-such-program-x': not found on PATH"
+
+
+async def test_a_task_without_timeout_stops_at_the_default_timeout(tmp_path: Path) -> None:
+    settings = Settings(runner_dir=str(tmp_path), runner_task_user="root", task_timeout=0.5)
+    marker = tmp_path / "late"
+    job = dispatch(["sh", "-c", f"sleep 5; touch {marker}"])
+    result = await LocalExecutor(tmp_path, settings=settings).run(job, nothing)
+    assert result.error_type == "timeout"
+    assert "default timeout of tasks without one (WEIR_TASK_TIMEOUT)" in result.message
+    await asyncio.sleep(0.2)
+    assert not marker.exists()
+
+
+async def test_a_task_over_its_memory_limit_fails(tmp_path: Path) -> None:
+    settings = Settings(
+        runner_dir=str(tmp_path), runner_task_user="root", task_memory_max=256 * 1024**2
+    )
+    grab = "import sys; b = bytearray(512 * 1024 * 1024); sys.exit(0)"
+    result = await LocalExecutor(tmp_path, settings=settings).run(
+        dispatch(["/usr/bin/python3", "-c", grab]), nothing
+    )
+    assert result.error_type == "exit_code" and result.exit_code == 1
+    assert "MemoryError" in result.message

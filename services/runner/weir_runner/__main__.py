@@ -9,6 +9,7 @@ import sys
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
 
+from weir_runner.containment import harden_runner
 from weir_runner.worker import Runner
 
 
@@ -21,6 +22,9 @@ async def _main(settings: Settings) -> None:
 
 
 def main() -> None:
+    # First of all: tasks of this user must not read this process's memory or environment
+    # (NATS credentials, WEIR_SECRET_KEY) through /proc.
+    harden_runner()
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -30,6 +34,9 @@ def main() -> None:
     telemetry.setup("weir-runner")
     try:
         asyncio.run(_main(settings))
+    except ConfigError as exc:
+        print(f"weir-runner: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         telemetry.shutdown()
 

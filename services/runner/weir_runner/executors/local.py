@@ -14,6 +14,11 @@ the flow that produced them: `dispatch.input_flows` names an earlier flow whose 
 rerun reuses); outputs are uploaded after exit 0. `fromSecret` values come from weir's
 encrypted secret store (`weir secret set`), else from the runner's `WEIR_SECRET_<NAME>`
 variable, and go only into the process environment.
+
+Each attempt runs under a supervisor (`weir_runner.supervisor`, started with a fixed
+environment, never the task's) that keeps its logs within `WEIR_TASK_LOG_MAX`, records its exit
+code and kills everything the task started when it ends; the task runs as an unprivileged user
+when the runner is root, in a cgroup or under rlimits (`weir_runner.containment`).
 """
 
 from __future__ import annotations
@@ -21,25 +26,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import logging
 import os
 import posixpath
 import re
 import shutil
 import signal
+import sys
 from pathlib import Path, PurePosixPath
 
 import msgspec
 from nats.js import JetStreamContext
 from weir import telemetry
 from weir.artifacts import ArtifactError, ArtifactNotFound
-from weir.config import Settings
+from weir.config import (
+    TASK_LOG_MAX_DEFAULT,
+    TASK_MEMORY_MAX_DEFAULT,
+    TASK_PIDS_MAX_DEFAULT,
+    TASK_TIMEOUT_DEFAULT,
+    Settings,
+)
 from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
 from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 
-from weir_runner import sandbox
+from weir_runner import sandbox, supervisor
 from weir_runner.artifacts import DataPlane, create_placeholder, never_written
+from weir_runner.containment import Containment
 from weir_runner.executors.base import AttemptResult, OnStarted
 from weir_runner.janitor import PID_FILE, group_alive, read_pid
+
+log = logging.getLogger("weir.runner.local")
+
+TASK_PID_FILE = "task.pid"
+"""Written by the supervisor: the task's own process (and group)."""
 
 STDERR_TAIL_BYTES = 2048
 KILL_GRACE_SECONDS = 5.0
@@ -50,6 +69,18 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 """The attempt's directory of files mounted at the task's absolute paths."""
 
 
+_DEFAULT = Containment(
+    user=None,
+    cgroup=None,
+    memory_max=TASK_MEMORY_MAX_DEFAULT,
+    pids_max=TASK_PIDS_MAX_DEFAULT,
+    cpu_seconds=None,
+    log_max=TASK_LOG_MAX_DEFAULT,
+    timeout=TASK_TIMEOUT_DEFAULT,
+)
+"""An executor made without settings (tests): tasks as the runner's user, default limits."""
+
+
 class _Recorded(msgspec.Struct):
     exit_code: int | None
     error_type: ErrorType | None
@@ -57,15 +88,21 @@ class _Recorded(msgspec.Struct):
     snooze_seconds: float | None = None
 
 
-SUPERVISOR = (
-    'echo $$ > "$0.pid"; "$@"; code=$?; '
-    'printf %s "$code" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$code"'
-)
-"""Runs the task (argv as given, no splitting) and records its exit code in a file the moment
-it ends. The task outlives a runner killed with -9: the next runner on this machine adopts it
-(waits for it, or takes its recorded exit code) instead of starting it again, so a task that
-finished is never run twice, whenever the runner died."""
+SUPERVISOR_ENV = {"PATH": sandbox.TOOLS_PATH, "LC_ALL": "C.UTF-8"}
+"""The supervisor's whole environment: the task's PATH, LD_PRELOAD and the like apply to the
+task only."""
+SNOOZE_FILE = "snooze"
+SNOOZE_READ_BYTES = 64
 ADOPT_POLL_SECONDS = 0.1
+
+
+def supervisor_argv(home: Path) -> list[str]:
+    """The command that supervises the attempt in `home`: it runs the task (argv as given,
+    no splitting) and records its exit code in `exit` the moment it and everything it started
+    have ended. It outlives a runner killed with -9: the next runner on this machine adopts the
+    attempt (waits for it, or takes its recorded exit code) instead of starting it again, so a
+    task that finished is never run twice, whenever the runner died."""
+    return [sys.executable, "-I", "-S", supervisor.__file__, str(home)]
 
 
 class LocalExecutor:
@@ -77,6 +114,24 @@ class LocalExecutor:
         """`data` (or one made from `settings`) reaches the artifacts and secrets in NATS;
         without either, tasks with inputs, outputs or stored secrets fail with a message."""
         self.root = root.resolve()
+        self.containment = Containment.probe(settings) if settings is not None else _DEFAULT
+        if settings is not None and self.containment.user is not None:
+            # Tasks may pass through it to their own directories, not list the others'.
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.chmod(0o711)
+        if settings is not None:
+            log.info("local task isolation", extra=self.containment.describe())
+            for warning in self.containment.warnings():
+                log.warning("local tasks are less isolated: %s", warning)
+            closed = self.containment.unreachable(self.root)
+            if closed is not None:
+                log.warning(
+                    "tasks run as %s cannot reach their directories: %s is closed to others "
+                    "(chmod o+x it, or set WEIR_RUNNER_DIR elsewhere); they start in their "
+                    "working directory, but its absolute path and absolute artifact paths fail",
+                    self.containment.user.name if self.containment.user else "",
+                    closed,
+                )
         if data is None and settings is not None:
             data = DataPlane(
                 settings.nats_url,
@@ -102,9 +157,21 @@ class LocalExecutor:
             return AttemptResult(
                 recorded.exit_code, recorded.error_type, recorded.message, recorded.snooze_seconds
             )
-        result = await self._resume(dispatch, home, on_started)
-        if result is None:
-            result = await self._run_fresh(dispatch, home, on_started)
+        try:
+            async with asyncio.timeout(
+                None if dispatch.task.timeout is not None else self.containment.timeout
+            ):
+                result = await self._resume(dispatch, home, on_started)
+                if result is None:
+                    result = await self._run_fresh(dispatch, home, on_started)
+        except TimeoutError:
+            result = AttemptResult(
+                None,
+                ErrorType.TIMEOUT,
+                f'task "{dispatch.task.name}" ran for {self.containment.timeout:g}s, the default '
+                "timeout of tasks without one (WEIR_TASK_TIMEOUT): give it a `timeout` to let it "
+                "run longer",
+            )
         tmp = home / "result.json.tmp"
         tmp.write_bytes(
             msgspec.json.encode(
@@ -131,7 +198,7 @@ class LocalExecutor:
                 while group_alive(group) and not exit_file.exists():
                     await asyncio.sleep(ADOPT_POLL_SECONDS)
             except asyncio.CancelledError:
-                await _terminate_group(group)
+                await _stop_attempt(home, group)
                 raise
             if not exit_file.exists():
                 return None  # it died without finishing: run it again
@@ -145,7 +212,10 @@ class LocalExecutor:
         if home.exists():  # an earlier run of this attempt was interrupted: start clean
             shutil.rmtree(home)
         work = home / "work"
-        work.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o711)  # the task may reach what it owns here, and list nothing
+        work.mkdir(mode=0o700)
+        self._give_to_task(work, home / SNOOZE_FILE)
         task = dispatch.task
         absolute = _absolute_paths(dispatch)
         problem = self._check_paths(dispatch, bool(absolute) and await _sandbox_available())
@@ -172,36 +242,68 @@ class LocalExecutor:
                 mounts.append(sandbox.Mount(host, path))
             root = home / "root"
             root.mkdir()
+            self._give_to_task(root, home / SANDBOX_PATHS)
             argv = await asyncio.to_thread(sandbox.wrap, argv, mounts, str(work), root)
-        with open(home / "stdout.log", "wb") as out, open(home / "stderr.log", "wb") as err:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    "/bin/sh",
-                    "-c",
-                    SUPERVISOR,
-                    str(home / "exit"),
-                    *argv,
-                    cwd=work,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                return AttemptResult(
-                    None,
-                    ErrorType.EXECUTOR,
-                    f'task "{task.name}": cannot start {task.cmd[0]!r}: {exc.strerror or exc}',
-                )
-            await on_started()
-            try:
-                code = await proc.wait()
-            except asyncio.CancelledError:
-                await _terminate_group(proc.pid)
-                await proc.wait()
-                raise
-        return await self._after_exit(dispatch, home, code)
+        instructions = self._instructions(dispatch, argv, env, work)
+        with open(home / "supervisor.log", "wb") as own_errors:
+            proc = await asyncio.create_subprocess_exec(
+                *supervisor_argv(home),
+                cwd=home,
+                env=SUPERVISOR_ENV,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=own_errors,
+                start_new_session=True,
+            )
+        assert proc.stdin is not None
+        proc.stdin.write(msgspec.json.encode(instructions))
+        proc.stdin.close()
+        await on_started()
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            await _stop_attempt(home, proc.pid)
+            await proc.wait()
+            raise
+        recorded = _recorded_exit(home)
+        if recorded is None:
+            log = (home / "supervisor.log").read_text(errors="replace").strip()[-500:]
+            return AttemptResult(
+                None,
+                ErrorType.EXECUTOR,
+                f'task "{task.name}": its supervisor ended ({code}) without recording an exit '
+                f"code{': ' + log if log else ''}",
+            )
+        return await self._after_exit(dispatch, home, recorded)
+
+    def _give_to_task(self, *paths: Path) -> None:
+        """Make what the task writes (its working directory, its snooze file) its own."""
+        user = self.containment.user
+        for path in paths:
+            if not path.exists():
+                path.touch(mode=0o600)
+            if user is not None:
+                os.chown(path, user.uid, user.gid)
+
+    def _instructions(
+        self, dispatch: Dispatch, argv: list[str], env: dict[str, str], work: Path
+    ) -> dict[str, object]:
+        """What the supervisor needs to start and contain the task (see supervisor.py)."""
+        held = self.containment
+        user = held.user
+        return {
+            "argv": argv,
+            "env": env,
+            "cwd": str(work),
+            "uid": user.uid if user else None,
+            "gid": user.gid if user else None,
+            "memory_max": held.memory_max,
+            "pids_max": held.pids_max,
+            "cpu_seconds": held.cpu_seconds,
+            "log_max": held.log_max,
+            "cgroup": str(held.cgroup / dispatch.attempt_id) if held.cgroup else None,
+            "grace": KILL_GRACE_SECONDS,
+        }
 
     def _stop_older_attempts(self, dispatch: Dispatch) -> None:
         """Fence: an earlier attempt of this task that an earlier runner left running (it was
@@ -212,8 +314,10 @@ class LocalExecutor:
                 continue
             group = read_pid(sibling / PID_FILE)
             if group is not None and group_alive(group) and not (sibling / "exit").exists():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, signal.SIGKILL)
+                for pid in (group, read_pid(sibling / TASK_PID_FILE)):
+                    if pid is not None:  # the task at once, its supervisor (and leftovers)
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(pid, signal.SIGKILL if pid != group else signal.SIGTERM)
 
     async def _after_exit(self, dispatch: Dispatch, home: Path, code: int) -> AttemptResult:
         task = dispatch.task
@@ -232,7 +336,7 @@ class LocalExecutor:
                 code,
                 ErrorType.EXIT_CODE,
                 _failure_message(task.name, code, home / "stderr.log"),
-                snooze_seconds=_snooze_seconds(home / "snooze")
+                snooze_seconds=_snooze_seconds(home / SNOOZE_FILE)
                 if code == SNOOZE_EXIT_CODE
                 else None,
             )
@@ -269,7 +373,7 @@ class LocalExecutor:
             WEIR_ATTEMPT=str(dispatch.attempt),
             WEIR_ATTEMPT_ID=dispatch.attempt_id,
             WEIR_WORKDIR=str(work),
-            WEIR_SNOOZE_FILE=str(work.parent / "snooze"),
+            WEIR_SNOOZE_FILE=str(work.parent / SNOOZE_FILE),
             # The task's own spans continue the flow's trace under its attempt span.
             TRACEPARENT=telemetry.attempt_traceparent(
                 dispatch.flow_id, dispatch.task.name, dispatch.attempt
@@ -404,15 +508,26 @@ def _host_path(dispatch: Dispatch, work: Path, path: str) -> Path | None:
 _SIGNALS = {s.value: s.name for s in signal.Signals}
 
 
-async def _terminate_group(group: int) -> None:
-    """SIGTERM the attempt's process group, SIGKILL whatever is left after a grace period."""
+async def _stop_attempt(home: Path, group: int) -> None:
+    """Ask the attempt's supervisor to stop it (SIGTERM to everything the task started,
+    SIGKILL after a grace period); kill the task's group and the supervisor if it does not
+    answer in time."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGTERM)
-    deadline = asyncio.get_running_loop().time() + KILL_GRACE_SECONDS
+    deadline = asyncio.get_running_loop().time() + KILL_GRACE_SECONDS + 5.0
     while group_alive(group) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signal.SIGKILL)
+    for pid in (read_pid(home / TASK_PID_FILE), group):
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _recorded_exit(home: Path) -> int | None:
+    try:
+        return int((home / "exit").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _check_program(program: str, env: dict[str, str], work: Path, task: str) -> str | None:
@@ -432,7 +547,8 @@ def _check_program(program: str, env: dict[str, str], work: Path, task: str) -> 
 def _snooze_seconds(path: Path) -> float | None:
     """The delay a snoozing task wrote to $WEIR_SNOOZE_FILE, if any (bounded to a day)."""
     try:
-        value = float(path.read_text().strip())
+        with open(path, "rb") as handle:  # written by the task: read no more than a number
+            value = float(handle.read(SNOOZE_READ_BYTES).decode().strip())
     except (OSError, ValueError):
         return None
     return min(max(value, 0.0), 86_400.0) if value == value else None

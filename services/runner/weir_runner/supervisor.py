@@ -1,0 +1,314 @@
+"""The supervisor of one local attempt: starts the task, keeps its logs, records its exit code,
+and kills everything it left behind.
+
+Run by the local executor as `python -I supervisor.py <attempt dir>` in its own session, with
+a fixed environment, and given its instructions (`Instructions`, JSON) on stdin, so the task's
+environment and secrets never appear on a command line or in a file. Standard library only:
+nothing the task controls (its PATH, LD_PRELOAD, PYTHONPATH) reaches this process.
+
+In the attempt directory it writes `exit.pid` (its own pid, the process group of the attempt
+as far as the runner is concerned), `stdout.log` and `stderr.log` (each at most half of
+`log_max` bytes: past that the end is kept after a truncation marker) and, once the task has
+ended and everything it started is gone, `exit` (the exit code, 128+N for signal N). It
+outlives a runner killed with -9; the next runner adopts the attempt through these files.
+
+Containment, as far as the machine allows:
+- the supervisor is not dumpable, so a task of the same user cannot read its memory (which
+  holds the task's environment);
+- the task runs in its own session, as `uid`/`gid` when given (the runner runs as root), with
+  rlimits for memory (address space), processes and CPU time where no cgroup enforces them;
+- it runs in cgroup `cgroup` when given (cgroup v2): memory.max and pids.max when the
+  controllers are there, and `cgroup.kill` ends everything in it at once;
+- the supervisor is a child subreaper: whatever the task starts and orphans (`setsid`,
+  double forks) becomes the supervisor's, and is killed when the task ends.
+
+SIGTERM stops the attempt: SIGTERM to all of it, SIGKILL after `grace` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+READ_BYTES = 64 * 1024
+POLL_SECONDS = 0.2
+LEFTOVER_KILL_SECONDS = 10.0
+"""How long processes left behind are killed again and again (fork loops) before giving up."""
+START_FAILED = 127
+CANNOT_EXECUTE = 126
+
+
+class Log:
+    """An append-only log file holding at most `limit` bytes: the end of what was written,
+    after a marker saying how much was dropped."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path = path
+        self.limit = max(limit, 1024)
+        self.file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self.size = self.file.tell()
+        self.dropped = 0
+        self.marker = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+        if self.size > self.limit:
+            self._trim()
+
+    def _trim(self) -> None:
+        keep = self.limit // 2
+        with open(self.path, "rb") as old:
+            old.seek(self.size - keep)
+            tail = old.read()
+        self.dropped += self.size - len(tail) - self.marker
+        marker = f"[weir: log truncated, {self.dropped} bytes dropped]\n".encode()
+        self.marker = len(marker)
+        self.file.truncate(0)
+        self.file.write(marker + tail)
+        self.size = len(marker) + len(tail)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _write_atomic(name: str, text: str) -> None:
+    with open(f"{name}.tmp", "w") as handle:
+        handle.write(text)
+    os.replace(f"{name}.tmp", name)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below `root` (by parent pid, read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields and fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class Attempt:
+    def __init__(self, instructions: dict[str, Any]) -> None:
+        self.argv: list[str] = instructions["argv"]
+        self.env: dict[str, str] = instructions["env"]
+        self.cwd: str = instructions["cwd"]
+        self.uid: int | None = instructions.get("uid")
+        self.gid: int | None = instructions.get("gid")
+        self.memory: int | None = instructions.get("memory_max")
+        self.pids: int | None = instructions.get("pids_max")
+        self.cpu: int | None = instructions.get("cpu_seconds")
+        self.log_max: int = instructions["log_max"]
+        self.grace: float = instructions.get("grace", 5.0)
+        self.memory_by_cgroup = False
+        self.pids_by_cgroup = False
+        self.cgroup = self._make_cgroup(instructions.get("cgroup"))
+        self.child = 0
+        self.stop_requested = False
+        self.umask = 0o022
+
+    def _make_cgroup(self, path: str | None) -> str | None:
+        """The attempt's cgroup, with the limits it can enforce; None where there is none."""
+        if not path:
+            return None
+        parent = os.path.dirname(path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            control = os.path.join(parent, "cgroup.subtree_control")
+            with contextlib.suppress(OSError), open(control, "w") as handle:
+                handle.write("+memory +pids")  # the controllers the parent may hand down
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            print(f"weir supervisor: no cgroup {path}: {exc.strerror}", file=sys.stderr)
+            return None
+        for name, value in (("memory.max", self.memory), ("pids.max", self.pids)):
+            if value is None or not os.path.exists(os.path.join(path, name)):
+                continue
+            try:
+                with open(os.path.join(path, name), "w") as handle:
+                    handle.write(str(value))
+            except OSError:
+                continue
+            if name == "memory.max":
+                self.memory_by_cgroup = True
+            else:
+                self.pids_by_cgroup = True
+        return path
+
+    def start(self, out: int, err: int) -> None:
+        self.child = os.fork()
+        if self.child == 0:
+            self._exec(out, err)
+
+    def _exec(self, out: int, err: int) -> None:
+        """In the forked child: contain, drop privileges, become the task."""
+        try:
+            os.setsid()
+            if self.cgroup:
+                with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as handle:
+                    handle.write("0")
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if self.memory is not None and not self.memory_by_cgroup:
+                resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
+            if self.pids is not None and not self.pids_by_cgroup and self.uid is not None:
+                # Counted per user: only meaningful for a user of the tasks alone.
+                resource.setrlimit(resource.RLIMIT_NPROC, (self.pids, self.pids))
+            if self.cpu is not None:
+                resource.setrlimit(resource.RLIMIT_CPU, (self.cpu, self.cpu + 5))
+            os.umask(self.umask)
+            os.chdir(self.cwd)  # before dropping privileges: the parents may be closed to it
+            if self.gid is not None:
+                os.setgroups([])
+                os.setgid(self.gid)
+            if self.uid is not None:
+                os.setuid(self.uid)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            os.closerange(3, 65536)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execvpe(self.argv[0], self.argv, self.env)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.write(2, f"weir: cannot start {self.argv[0]!r}: {exc.strerror}\n".encode())
+            os._exit(START_FAILED if exc.errno == errno.ENOENT else CANNOT_EXECUTE)
+        os._exit(START_FAILED)
+
+    def remaining(self) -> list[int]:
+        """The processes of the attempt still alive (the task itself included)."""
+        found = set(_descendants(os.getpid()))
+        if self.cgroup:
+            with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.procs") as handle:
+                found.update(int(line) for line in handle if line.strip())
+        found.discard(os.getpid())
+        return sorted(found)
+
+    def signal_all(self, sig: int) -> None:
+        if sig == signal.SIGKILL and self.cgroup:
+            with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.kill", "w") as handle:
+                handle.write("1")
+        with contextlib.suppress(OSError):
+            os.killpg(self.child, sig)
+        for pid in self.remaining():
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+    def remove_cgroup(self) -> None:
+        if self.cgroup:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.cgroup)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def supervise(attempt: Attempt) -> int:
+    """Run the task to its end and everything it started with it; its exit code."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    attempt.start(out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    _write_atomic("task.pid", str(attempt.child))
+    half = attempt.log_max // 2
+    logs = {out_r: Log("stdout.log", half), err_r: Log("stderr.log", half)}
+    status: int | None = None
+    kill_at: float | None = None
+    ended_at: float | None = None
+    while True:
+        if logs:
+            ready, _, _ = select.select(list(logs), [], [], POLL_SECONDS)
+            for fd in ready:
+                data = os.read(fd, READ_BYTES)
+                if data:
+                    logs[fd].write(data)
+                else:
+                    logs.pop(fd).close()
+                    os.close(fd)
+        else:
+            time.sleep(POLL_SECONDS / 4)
+        while True:  # reap the task and every orphan handed to this subreaper
+            try:
+                pid, waited = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == attempt.child:
+                status = waited
+        now = time.monotonic()
+        if attempt.stop_requested and kill_at is None:
+            attempt.signal_all(signal.SIGTERM)
+            kill_at = now + attempt.grace
+        if status is not None and ended_at is None:
+            ended_at = now
+        if (kill_at is not None and now >= kill_at) or ended_at is not None:
+            leftovers = attempt.remaining()
+            if leftovers:
+                attempt.signal_all(signal.SIGKILL)
+            elif status is not None and not logs:
+                break
+            if ended_at is not None and now - ended_at > LEFTOVER_KILL_SECONDS:
+                break  # unkillable leftovers (uninterruptible sleep): give up on them
+    for log in logs.values():
+        log.close()
+    attempt.remove_cgroup()
+    assert status is not None
+    return _exit_code(status)
+
+
+def main() -> None:
+    home = sys.argv[1]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    instructions = json.loads(sys.stdin.buffer.read())
+    task_umask = os.umask(0o077)  # its logs and records are the runner's alone
+    os.chdir(home)
+    _write_atomic("exit.pid", str(os.getpid()))
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    attempt = Attempt(instructions)
+    attempt.umask = task_umask
+
+    def stop(_sig: int, _frame: object) -> None:
+        attempt.stop_requested = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    code = supervise(attempt)
+    _write_atomic("exit", str(code))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

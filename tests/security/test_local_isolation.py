@@ -1,0 +1,188 @@
+"""Attacks by a task on the local executor, each run as a real flow on a real scheduler and a
+real runner process (root here, as in CI) that holds WEIR_SECRET_KEY, NATS credentials and a
+`WEIR_SECRET_<NAME>` fallback in its environment. None of them may do harm:
+
+- reading the runner's /proc/<pid>/environ, mem and fds (the runner's pid found by scanning
+  /proc, as an attacker would);
+- leaving processes behind: a background child, a `setsid` child, a double-forked daemon;
+- flooding its log;
+- giving itself a PATH and LD_PRELOAD that would break weir's own supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from weir.client import Client
+from weir.devstack import Stack
+from weir.secrets import SECRET_KEY_ENV, new_secret_key
+from weir_proto.events import FlowEvent, TaskFailed
+
+from tests.flows import finish, task, types
+
+pytestmark = pytest.mark.slow
+
+PYTHON = "/usr/bin/python3"
+"""A Python the task user may run (the test's own lives under /root)."""
+LOG_MAX = 1024 * 1024
+
+
+@pytest.fixture
+def runner_secrets() -> dict[str, str]:
+    return {
+        SECRET_KEY_ENV: new_secret_key(),
+        "WEIR_NATS_USER": "weir-runner",
+        "WEIR_NATS_PASSWORD": f"nats-{secrets.token_hex(16)}",
+        "WEIR_SECRET_DB_PASSWORD": f"db-{secrets.token_hex(16)}",
+    }
+
+
+@pytest.fixture
+def stack(database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
+    """The services as processes with the default task user (tests elsewhere run tasks as
+    root). Under a directory of its own that the task user may pass through, as a runner's
+    directory must be."""
+    root = Path(tempfile.mkdtemp(prefix="weir-isolation-"))
+    root.chmod(0o711)
+    env = {**runner_secrets, "WEIR_RUNNER_TASK_USER": "nobody", "WEIR_TASK_LOG_MAX": "1M"}
+    running = Stack(root / "stack", env=env, external_database_url=database_url)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def attempt_dir(stack: Stack, flow_id: str, name: str, attempt: int = 1) -> Path:
+    return stack.root / "runner" / "attempts" / f"{flow_id}-{name}-{attempt}"
+
+
+async def run(stack: Stack, *tasks: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
+    async with await Client.connect(stack.nats_url) as client:
+        return await finish(client, {"name": "attack", "tasks": list(tasks)})
+
+
+STEAL = r"""
+import os, sys
+found = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        continue
+    if b"weir_runner" in cmdline and b"supervisor" not in cmdline:
+        found.append(pid)
+print("runner pids:", found, flush=True)
+for pid in found:
+    for name in ("environ", "mem", "maps", "fd"):
+        path = f"/proc/{pid}/{name}"
+        try:
+            if name == "fd":
+                loot = " ".join(os.listdir(path)).encode()
+            elif name == "mem":
+                start = int(open(f"/proc/{pid}/maps").readline().split("-")[0], 16)
+                with open(path, "rb") as mem:
+                    mem.seek(start)
+                    loot = mem.read(4096)
+            else:
+                loot = open(path, "rb").read()
+            print(f"{path}: READ", flush=True)
+            sys.stderr.buffer.write(loot + b"\n")
+        except OSError as exc:
+            print(f"{path}: {type(exc).__name__}", flush=True)
+sys.exit(0 if found else 3)
+"""
+
+
+async def test_a_task_cannot_read_the_runners_environment_or_memory(
+    stack: Stack, runner_secrets: dict[str, str]
+) -> None:
+    flow_id, events = await run(stack, task("steal", PYTHON, "-c", STEAL))
+    home = attempt_dir(stack, flow_id, "steal")
+    out = (home / "stdout.log").read_text()
+    assert types(events)[-1] == "flow_succeeded", out  # it found the runner: the attack ran
+    assert stack.runner is not None and f"'{stack.runner.pid}'" in out
+    for name in ("environ", "mem", "maps", "fd"):
+        assert f"/proc/{stack.runner.pid}/{name}: PermissionError" in out
+    everything = out + (home / "stderr.log").read_text(errors="replace") + repr(events)
+    for variable, value in runner_secrets.items():
+        assert value not in everything, f"the task read {variable}"
+
+
+async def test_a_task_cannot_list_or_read_other_attempts(stack: Stack) -> None:
+    _, first = await run(stack, task("victim", "sh", "-c", "echo private > result.txt"))
+    assert types(first)[-1] == "flow_succeeded"
+    snoop = (
+        'ls "$WEIR_WORKDIR/../.." && exit 10; '
+        'cat "$WEIR_WORKDIR/../../"*/stdout.log && exit 11; '
+        'cat "$WEIR_WORKDIR/../stdout.log" && exit 12; exit 0'
+    )
+    flow_id, events = await run(stack, task("snoop", "sh", "-c", snoop))
+    stderr = (attempt_dir(stack, flow_id, "snoop") / "stderr.log").read_text()
+    assert types(events)[-1] == "flow_succeeded", stderr
+    assert "Permission denied" in stderr
+
+
+LEAVE_BEHIND = (
+    "sleep {t}1 & echo $! > pids; "
+    "setsid sleep {t}2 & echo $! >> pids; "
+    "sh -c 'setsid sleep {t}3 & echo $! >> pids' ; "
+    "sleep 0.2; for p in $(cat pids); do kill -0 $p || exit 9; done; cat pids"
+)
+
+
+def sleeping(token: str) -> list[int]:
+    """The processes running `sleep <token>N`."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            len(cmdline) > 1
+            and cmdline[0].endswith(b"sleep")
+            and cmdline[1].startswith(token.encode())
+        ):
+            alive.append(int(pid))
+    return alive
+
+
+async def test_nothing_a_task_started_outlives_it(stack: Stack) -> None:
+    token = f"3{secrets.randbelow(10**6)}."
+    flow_id, events = await run(stack, task("leave", "sh", "-c", LEAVE_BEHIND.format(t=token)))
+    out = (attempt_dir(stack, flow_id, "leave") / "stdout.log").read_text()
+    assert types(events)[-1] == "flow_succeeded", out
+    assert len(out.split()) == 3  # three processes were running when the task exited
+    assert sleeping(token) == []
+
+
+async def test_a_log_flood_keeps_only_the_end_on_the_runners_disk(stack: Stack) -> None:
+    flood = "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo the end"
+    flow_id, events = await run(stack, task("flood", "sh", "-c", flood))
+    assert types(events)[-1] == "flow_succeeded"
+    log = (attempt_dir(stack, flow_id, "flood") / "stdout.log").read_bytes()
+    assert len(log) <= LOG_MAX // 2
+    assert log.startswith(b"[weir: log truncated, ")
+    assert log.endswith(b"xxx\nthe end\n")
+
+
+async def test_a_tasks_path_and_ld_preload_do_not_reach_the_supervisor(stack: Stack) -> None:
+    env = [
+        {"name": "PATH", "value": "/nonexistent"},
+        {"name": "LD_PRELOAD", "value": "/nonexistent/evil.so"},
+    ]
+    flow_id, events = await run(stack, task("trick", "/bin/sh", "-c", "exit 7", env=env))
+    failed = [e for e in events if isinstance(e, TaskFailed)]
+    assert [(e.exit_code, e.error_type) for e in failed] == [(7, "exit_code")], events
+    assert 'task "trick" exited with code 7' in failed[0].message
+    # What a runner restarted mid-attempt adopts: the exit code, recorded despite the trick.
+    assert (attempt_dir(stack, flow_id, "trick") / "exit").read_text() == "7"
