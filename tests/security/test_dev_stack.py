@@ -52,3 +52,22 @@ async def test_the_private_postgres_refuses_a_login_without_its_password(
     assert await conn.fetchval("SELECT 1") == 1
     await conn.close()
     assert postgres.password_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_private_postgres_does_not_run_as_the_local_executors_task_user(
+    postgres: EmbeddedPostgres,
+) -> None:
+    import os
+    import pwd
+
+    from weir.config import TASK_USER_DEFAULT
+
+    if os.geteuid() != 0:
+        pytest.skip("only a root runner switches tasks to another user")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("this machine has no postgres account; the cluster runs as nobody")
+    owner = pwd.getpwuid(postgres.data_dir.stat().st_uid).pw_name
+    assert owner == "postgres" != TASK_USER_DEFAULT
+    assert postgres.data_dir.stat().st_mode & 0o077 == 0
