@@ -145,12 +145,13 @@ class Supervisor:
     def failing(self) -> list[str]:
         return [name for name, state in self.states().items() if not state.ok]
 
-    async def stop(self) -> None:
-        """Cancel every loop and wait until they have ended."""
-        for task in self._tasks:
+    async def stop(self, *names: str) -> None:
+        """Cancel the loops `names` (all by default) and wait until they have ended."""
+        ending = [t for t in self._tasks if not names or t.get_name() in names]
+        for task in ending:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*ending, return_exceptions=True)
+        self._tasks = [t for t in self._tasks if t not in ending]
 
     async def _supervise(self, loop: Loop) -> None:
         while True:

@@ -8,6 +8,7 @@ import sys
 
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
+from weir.supervisor import LoopsFailed
 
 from weir_runner.worker import Runner
 
@@ -30,6 +31,9 @@ def main() -> None:
     telemetry.setup("weir-runner")
     try:
         asyncio.run(_main(settings))
+    except LoopsFailed as failed:  # logged; exit non-zero so that the process is restarted
+        print(f"weir-runner: {failed}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         telemetry.shutdown()
 
