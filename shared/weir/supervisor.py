@@ -1,8 +1,10 @@
 """Supervisor: runs a process's background loops and restarts one that fails.
 
 Each background duty (the scheduler's timers, cron, relay, ...; the runner's dispatch
-consumers, heartbeats, janitor) is a named `Loop`: a function doing one round of its work,
-including the pause until the next round is due. The supervisor calls it again and again:
+consumers, heartbeats, janitor, and the kubernetes executor's pod watch, secret sync and
+orphan sweep) is a named `Loop`: a function doing one round of its work, including the pause
+until the next round is due. The supervisor calls it again and again (until the round returns
+`LOOP_DONE`, or the process stops):
 
 - a round that raises is a failure: one JSON log line (`"loop failed; restarting"`, with the
   loop's name, its consecutive failures and the error), then the loop is called again after
@@ -43,8 +45,12 @@ LOOP_RECOVERED_AFTER = 30.0
 """Seconds a restarted loop whose round does not return must run to count as recovered."""
 ERROR_CHARS = 300
 
-Round = Callable[[], Awaitable[None]]
-"""One round of a loop's work, including its pause until the next round is due."""
+LOOP_DONE = object()
+"""What a round returns when its loop has nothing more to do (it is not called again)."""
+
+Round = Callable[[], Awaitable[object]]
+"""One round of a loop's work, including its pause until the next round is due; it returns
+None, or `LOOP_DONE` to end the loop."""
 
 
 class LoopsFailed(Exception):
@@ -129,14 +135,19 @@ class Supervisor:
         self.fatal = asyncio.Event()
         """Set when a loop has failed `failures_max` times in a row."""
         self.signals = Signals()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, name: str, work: Round) -> None:
         """Run `work` again and again as the loop `name` from now on."""
-        if name in self.loops:
+        if self.running(name):
             raise ValueError(f'a loop named "{name}" is already running')
         loop = self.loops[name] = Loop(name, work)
-        self._tasks.append(asyncio.create_task(self._supervise(loop), name=name))
+        self._tasks[name] = asyncio.create_task(self._supervise(loop), name=name)
+
+    def running(self, name: str) -> bool:
+        """Whether the loop `name` was started and has not ended (nor been stopped)."""
+        task = self._tasks.get(name)
+        return task is not None and not task.done()
 
     def states(self) -> dict[str, LoopState]:
         now = self.clock()
@@ -147,17 +158,16 @@ class Supervisor:
 
     async def stop(self, *names: str) -> None:
         """Cancel the loops `names` (all by default) and wait until they have ended."""
-        ending = [t for t in self._tasks if not names or t.get_name() in names]
+        ending = [task for name, task in self._tasks.items() if not names or name in names]
         for task in ending:
             task.cancel()
         await asyncio.gather(*ending, return_exceptions=True)
-        self._tasks = [t for t in self._tasks if t not in ending]
 
     async def _supervise(self, loop: Loop) -> None:
         while True:
             loop.started = self.clock()
             try:
-                await loop.work()
+                outcome = await loop.work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -166,6 +176,8 @@ class Supervisor:
                 continue
             loop.failures, loop.error = 0, None
             await self.signals.succeeded.emit(loop.name)
+            if outcome is LOOP_DONE:
+                return
 
     async def _failed(self, loop: Loop, exc: Exception) -> bool:
         """Record and log a failure, wait out the back-off; False when it was fatal."""

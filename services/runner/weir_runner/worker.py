@@ -105,6 +105,8 @@ class Runner:
         )
         js = self.nc.jetstream()
         await ensure_streams(js)
+        if hasattr(self.executor, "supervise_with"):
+            self.executor.supervise_with(self.loops)  # its watches and syncs: our loops
         if hasattr(self.executor, "ask_with"):
             self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
         if hasattr(self.executor, "attach"):
@@ -157,13 +159,13 @@ class Runner:
             for task in late:  # stopped unfinished: JetStream hands them out again
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        await loops.stop()  # heartbeats went on while attempts finished
         closing = getattr(self.executor, "close", None)
         if closing is not None:  # the executor's own background work (watches, syncs)
             try:
                 await closing()
             except Exception:
                 log.exception("executor did not close cleanly")
+        await loops.stop()  # heartbeats went on while attempts finished
         await health.stop()
         await close(self.nc)
         log.info("runner stopped")
