@@ -14,6 +14,7 @@ import contextlib
 import logging
 
 import asyncpg
+import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
 from weir_proto import subjects
@@ -30,6 +31,9 @@ RELAY_RETRY_DEFAULT = 0.5
 RELAY_FOLLOW_POLL = 1.0
 """Seconds between a waiting replica's tries to take the relay lock."""
 DISPATCH_SUBJECTS = subjects.DISPATCH_PREFIX + "."
+NATS_UNAVAILABLE = (nats.errors.Error, TimeoutError, OSError)
+"""Publish errors the relay retries itself (rows stay in the outbox); others are bugs, for
+the supervisor to log, report and restart the loop on."""
 FAST_PATH_BACKLOG = 256
 """Committed batches the in-process publisher may lag behind before appends wait for it."""
 
@@ -103,7 +107,7 @@ class OutboxRelay:
             await self.js.purge_stream(
                 subjects.STREAM_DISPATCH, subject=subjects.flow_dispatches(flow_id)
             )
-        except Exception as exc:
+        except NATS_UNAVAILABLE as exc:
             log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
 
     async def _drain_once(self, conn: asyncpg.Connection) -> int:
@@ -161,9 +165,11 @@ class OutboxRelay:
                     await self.js.publish_async(row.subject, row.payload, headers=headers)
                 )
             await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
-        except Exception as exc:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            if not isinstance(exc, NATS_UNAVAILABLE):
+                raise
             log.warning("relay could not publish (will retry): %s", exc)
             return False
         for row in rows:
