@@ -75,12 +75,16 @@ class Loop:
     work: Round
     failures: int = 0
     error: str | None = None
-    started: float = 0.0
-    """When the current call of `work` began (monotonic seconds)."""
+    started: float | None = None
+    """When the current call of `work` began (monotonic seconds); None between calls."""
+
+    def ran_long_enough(self, now: float) -> bool:
+        """Whether the current call has run long enough to count as recovered."""
+        return self.started is not None and now - self.started >= LOOP_RECOVERED_AFTER
 
     def state(self, now: float) -> LoopState:
-        if self.failures and now - self.started >= LOOP_RECOVERED_AFTER:
-            self.failures, self.error = 0, None  # has run long enough since its restart
+        if self.failures and self.ran_long_enough(now):
+            self.failures, self.error = 0, None  # restarted, and running fine since
         return LoopState(ok=self.failures == 0, failures=self.failures, error=self.error)
 
 
@@ -174,6 +178,7 @@ class Supervisor:
                 if not await self._failed(loop, exc):
                     return
                 continue
+            loop.started = None
             loop.failures, loop.error = 0, None
             await self.signals.succeeded.emit(loop.name)
             if outcome is LOOP_DONE:
@@ -181,8 +186,9 @@ class Supervisor:
 
     async def _failed(self, loop: Loop, exc: Exception) -> bool:
         """Record and log a failure, wait out the back-off; False when it was fatal."""
-        if self.clock() - loop.started >= LOOP_RECOVERED_AFTER:
+        if loop.ran_long_enough(self.clock()):
             loop.failures = 0  # the failed call had run long enough to count as recovered
+        loop.started = None
         loop.failures += 1
         loop.error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
         await self.signals.failed.emit(loop.name)

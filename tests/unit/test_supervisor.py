@@ -136,3 +136,27 @@ async def test_a_long_running_loop_counts_as_recovered_after_running_a_while() -
 def test_a_supervisor_with_impossible_limits_is_refused() -> None:
     with pytest.raises(ValueError, match="failures_max must be at least 1"):
         Supervisor("scheduler", failures_max=0)
+
+
+async def test_a_failure_after_a_long_healthy_run_is_a_first_failure_again() -> None:
+    now = 0.0
+    loops = Supervisor("runner", failures_max=2, clock=lambda: now)
+    following, fail = asyncio.Event(), asyncio.Event()
+
+    async def follow() -> None:
+        if loops.signals.failed.count("secret-sync") == 0:
+            raise OSError("at once")
+        following.set()
+        await fail.wait()  # a long healthy run, then a failure
+        fail.clear()
+        raise OSError("after a long run")
+
+    loops.start("secret-sync", follow)
+    await asyncio.wait_for(following.wait(), WAIT)
+    now += LOOP_RECOVERED_AFTER + 1
+    fail.set()
+    await asyncio.wait_for(loops.signals.failed.wait("secret-sync", 2), WAIT)
+    state = loops.states()["secret-sync"]  # in its back-off: failing, but not fatal
+    assert (state.ok, state.failures, state.error) == (False, 1, "OSError: after a long run")
+    assert not loops.fatal.is_set()
+    await loops.stop()
