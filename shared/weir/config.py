@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from weir_proto.durations import parse_duration
 
+from weir.supervisor import LOOP_BACKOFF_MAX_DEFAULT, LOOP_BACKOFF_MIN, LOOP_FAILURES_MAX_DEFAULT
+
 EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
@@ -258,6 +260,10 @@ class Settings:
     scheduler_ack_wait: float = 15.0
     """Seconds before commands or reports taken by a scheduler that died go to another one."""
     shutdown_grace: float = 10.0
+    loop_failures_max: int = LOOP_FAILURES_MAX_DEFAULT
+    """Consecutive failures of one background loop that make the process exit (non-zero)."""
+    loop_backoff_max: float = LOOP_BACKOFF_MAX_DEFAULT
+    """Longest pause (seconds) before a failing background loop is restarted."""
     log_level: str = "INFO"
     kube_namespace: str = "default"
     """Namespace the kubernetes executor creates its pods in."""
@@ -331,6 +337,10 @@ class Settings:
             prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
             scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),
             shutdown_grace=_float(env, "WEIR_SHUTDOWN_GRACE", 10.0),
+            loop_failures_max=_int(env, "WEIR_LOOP_FAILURES_MAX", LOOP_FAILURES_MAX_DEFAULT),
+            loop_backoff_max=_float(
+                env, "WEIR_LOOP_BACKOFF_MAX", LOOP_BACKOFF_MAX_DEFAULT, minimum=LOOP_BACKOFF_MIN
+            ),
             log_level=env.get("WEIR_LOG_LEVEL", "INFO").upper(),
             kube_namespace=env.get("WEIR_KUBE_NAMESPACE") or "default",
             kube_config=env.get("WEIR_KUBECONFIG") or env.get("KUBECONFIG") or "",

@@ -6,11 +6,15 @@ collects replies until a timeout hears from all of them). The reply is JSON:
 
     {"service": "scheduler", "instance": "sched-a", "status": "ok",
      "ready": true, "live": true, "uptime": 12.3,
-     "checks": {"nats": {"ok": true}, "postgres": {"ok": false, "error": "..."}}}
+     "checks": {"nats": {"ok": true}, "postgres": {"ok": false, "error": "..."}},
+     "loops": {"timers": {"ok": true},
+               "cron": {"ok": false, "failures": 2, "error": "ConcurrencyError: ..."}}}
 
-`status` is `ok` when the process is ready and every check passes, `starting` before it is
-ready, and `degraded` when a check fails (the process is alive but cannot do its work: a
-load balancer or operator should not count on it). A process that answers at all is live.
+`status` is `ok` when the process is ready, every check passes and no background loop is
+failing; `starting` before it is ready; and `degraded` when a check fails or a loop is failing
+(see weir.supervisor: the loop is being restarted with back-off; the process is alive but
+cannot do all its work, and a load balancer or operator should not count on it). A process
+that answers at all is live.
 
 Services call `serve_health` once connected to NATS, and `Health.set_ready()` when ready:
 
@@ -40,6 +44,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from weir_proto import subjects
 
+from weir.supervisor import LoopState
+
 log = logging.getLogger("weir.health")
 
 HEALTH_PREFIX = "weir.health"
@@ -63,7 +69,12 @@ class HealthReport(msgspec.Struct):
     live: bool
     uptime: float
     checks: dict[str, CheckResult]
+    loops: dict[str, LoopState] = {}
+    """The process's supervised background loops (weir.supervisor), by name."""
 
+
+Loops = Callable[[], Mapping[str, LoopState]]
+"""The current state of a process's background loops."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -103,6 +114,7 @@ class Health:
     service: str
     instance: str
     checks: Mapping[str, Check]
+    loops: Loops | None = None
     check_timeout: float = CHECK_TIMEOUT_DEFAULT
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
@@ -115,7 +127,8 @@ class Health:
         names = list(self.checks)
         outcomes = await asyncio.gather(*(self._run(self.checks[n]) for n in names))
         results = dict(zip(names, outcomes, strict=True))
-        healthy = all(r.ok for r in results.values())
+        loops = dict(self.loops()) if self.loops is not None else {}
+        healthy = all(r.ok for r in results.values()) and all(s.ok for s in loops.values())
         status = "starting" if not self.ready else "ok" if healthy else "degraded"
         return HealthReport(
             service=self.service,
@@ -125,6 +138,7 @@ class Health:
             live=True,
             uptime=round(time.monotonic() - self.started, 3),
             checks=results,
+            loops=loops,
         )
 
     async def _run(self, check: Check) -> CheckResult:
@@ -163,16 +177,18 @@ async def serve_health(
     *,
     postgres: asyncpg.Pool | None = None,
     extra_checks: Mapping[str, Check] | None = None,
+    loops: Loops | None = None,
 ) -> Health:
     """Answer health requests for this process until `Health.stop()`.
 
-    Checks: `nats` always, `postgres` when a pool is given, plus `extra_checks`.
+    Checks: `nats` always, `postgres` when a pool is given, plus `extra_checks`; `loops`
+    (a supervisor's `states`) reports the background loops.
     """
     checks: dict[str, Check] = {"nats": nats_check(nc)}
     if postgres is not None:
         checks["postgres"] = postgres_check(postgres)
     checks.update(extra_checks or {})
-    health = Health(nc, service, instance or default_instance(), checks)
+    health = Health(nc, service, instance or default_instance(), checks, loops)
     await health.start()
     return health
 

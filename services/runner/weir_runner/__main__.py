@@ -8,6 +8,7 @@ import sys
 
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
+from weir.supervisor import LoopsFailed
 
 from weir_runner.containment import harden_runner
 from weir_runner.worker import Runner
@@ -37,6 +38,9 @@ def main() -> None:
     except ConfigError as exc:
         print(f"weir-runner: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except LoopsFailed as failed:  # logged; exit non-zero so that the process is restarted
+        print(f"weir-runner: {failed}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         telemetry.shutdown()
 

@@ -92,14 +92,10 @@ def sweep(root: Path, keep: float, following: Callable[[], set[str]]) -> int:
     return deleted
 
 
-async def sweep_forever(root: Path, keep: float, following: Callable[[], set[str]]) -> None:
-    """`sweep` every quarter of `keep` (at most every ten minutes), until cancelled."""
-    while True:
-        await asyncio.sleep(min(keep / 4, SWEEP_INTERVAL_MAX))
-        try:
-            deleted = await asyncio.to_thread(sweep, root, keep, following)
-        except OSError as exc:
-            log.warning("attempt directories not swept", extra={"error": str(exc)})
-            continue
-        if deleted:
-            log.info("deleted expired attempt directories", extra={"count": deleted})
+async def sweep_round(root: Path, keep: float, following: Callable[[], set[str]]) -> None:
+    """One round of the supervised `attempt-janitor` loop: wait a quarter of `keep` (at most
+    ten minutes), then `sweep`. An error is the supervisor's to log and retry."""
+    await asyncio.sleep(min(keep / 4, SWEEP_INTERVAL_MAX))
+    deleted = await asyncio.to_thread(sweep, root, keep, following)
+    if deleted:
+        log.info("deleted expired attempt directories", extra={"count": deleted})

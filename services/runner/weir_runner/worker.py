@@ -13,9 +13,11 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -24,6 +26,7 @@ from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch
+from weir.supervisor import Supervisor
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
 from weir_proto.ids import attempt_id
@@ -87,18 +90,28 @@ class Runner:
         """Flows whose cancel this runner saw, so an attempt it took just before the purge
         does not start."""
         self.nc: NATS | None = None
+        self.loops = Supervisor(
+            "runner",
+            failures_max=settings.loop_failures_max,
+            backoff_max=settings.loop_backoff_max,
+        )
+        """The background loops: queue-<name> for each queue, heartbeats, attempt-janitor."""
 
     async def run(self) -> None:
         settings = self.settings
         self.nc = await connect(settings.nats_url, f"weir-runner-{settings.runner_name}")
-        health = await serve_health(self.nc, "runner", settings.runner_name)
+        health = await serve_health(
+            self.nc, "runner", settings.runner_name, loops=self.loops.states
+        )
         js = self.nc.jetstream()
         await ensure_streams(js)
+        if hasattr(self.executor, "supervise_with"):
+            self.executor.supervise_with(self.loops)  # its watches and syncs: our loops
         if hasattr(self.executor, "ask_with"):
             self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
         if hasattr(self.executor, "attach"):
             self.executor.attach(js)  # artifacts and secrets over the worker's connection
-        loops = []
+        loops = self.loops
         for queue in settings.runner_queues:
             sub = await js.pull_subscribe(
                 subjects.queue_dispatches(queue),
@@ -112,16 +125,11 @@ class Runner:
                     max_ack_pending=-1,
                 ),
             )
-            loops.append(asyncio.create_task(self._take(sub, js), name=f"queue-{queue}"))
-        background = [
-            asyncio.create_task(self._heartbeats(), name="heartbeats"),
-            asyncio.create_task(
-                janitor.sweep_forever(
-                    Path(settings.runner_dir), settings.runner_keep, self._following
-                ),
-                name="attempt-janitor",
-            ),
-        ]
+            loops.start(f"queue-{queue}", partial(self._take_round, sub, js))
+        loops.start("heartbeats", self._heartbeat_round)
+        attempts_root = Path(settings.runner_dir)
+        sweep = partial(janitor.sweep_round, attempts_root, settings.runner_keep, self._following)
+        loops.start("attempt-janitor", sweep)
 
         async def on_cancel(msg: Msg) -> None:
             try:
@@ -141,11 +149,9 @@ class Runner:
         )
         self.ready.set()
         health.set_ready()
-        await self.stop.wait()
+        await loops.wait(self.stop)
         log.info("runner stopping", extra={"running": len(self.running)})
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await loops.stop(*(f"queue-{queue}" for queue in settings.runner_queues))
         with contextlib.suppress(Exception):
             await cancels.unsubscribe()
         if self.running:
@@ -153,37 +159,43 @@ class Runner:
             for task in late:  # stopped unfinished: JetStream hands them out again
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for task in background:
-            task.cancel()
         closing = getattr(self.executor, "close", None)
         if closing is not None:  # the executor's own background work (watches, syncs)
             try:
                 await closing()
             except Exception:
                 log.exception("executor did not close cleanly")
+        await loops.stop()  # heartbeats went on while attempts finished
         await health.stop()
         await close(self.nc)
         log.info("runner stopped")
+        loops.raise_if_fatal()
 
-    async def _take(self, sub: JetStreamContext.PullSubscription, js: JetStreamContext) -> None:
-        while not self.stop.is_set():
-            await self.slots.acquire()
-            free = 1
+    async def _take_round(
+        self, sub: JetStreamContext.PullSubscription, js: JetStreamContext
+    ) -> None:
+        """One round of a `queue-<name>` loop: wait for a free slot, take as many dispatches
+        as there are free slots, start them. While NATS reconnects the round waits and tries
+        again (attempts under way go on); any other error is the supervisor's."""
+        await self.slots.acquire()
+        free = 1
+        msgs: list[Msg] = []
+        try:
             while free < self.settings.runner_concurrency and not self.slots.locked():
                 await self.slots.acquire()
                 free += 1
             try:
                 msgs = await fetch_batch(sub, free, FETCH_WAIT)
-            except Exception as exc:
+            except (nats.errors.Error, OSError) as exc:
                 log.warning("fetch failed", extra={"error": str(exc)})
-                msgs = []
                 await asyncio.sleep(PUBLISH_RETRY_DELAY)
+        finally:
             for _ in range(free - len(msgs)):
                 self.slots.release()
-            for msg in msgs:
-                task = asyncio.create_task(self._attempt(msg, js))
-                self.running.add(task)
-                task.add_done_callback(self._finished)
+        for msg in msgs:
+            task = asyncio.create_task(self._attempt(msg, js))
+            self.running.add(task)
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.running.discard(task)
@@ -394,16 +406,18 @@ class Runner:
                 self.cancelled[key] = reason
                 handler.cancel()
 
-    async def _heartbeats(self) -> None:
+    async def _heartbeat_round(self) -> None:
+        """One round of the `heartbeats` loop: wait `heartbeat_interval`, then tell the
+        schedulers which attempts this runner is running (a beat lost while NATS reconnects
+        is made up by the next one)."""
         assert self.nc is not None
         subject = subjects.heartbeat(subjects.token(self.settings.runner_name, "runner"))
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
-            if not self.attempts:
-                continue
-            beat = Heartbeat(runner=self.settings.runner_name, attempts=list(self.attempts))
-            with contextlib.suppress(Exception):
-                await self.nc.publish(subject, _encoder.encode(beat))
+        await asyncio.sleep(self.settings.heartbeat_interval)
+        if not self.attempts:
+            return
+        beat = Heartbeat(runner=self.settings.runner_name, attempts=list(self.attempts))
+        with contextlib.suppress(nats.errors.Error):
+            await self.nc.publish(subject, _encoder.encode(beat))
 
     async def _keep_alive(self, msg: Msg) -> None:
         interval = max(self.settings.dispatch_ack_wait / 3, 0.2)

@@ -8,6 +8,7 @@ import sys
 
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
+from weir.supervisor import LoopsFailed
 
 from weir_scheduler.service import Scheduler
 
@@ -30,6 +31,9 @@ def main() -> None:
     telemetry.setup("weir-scheduler")
     try:
         asyncio.run(_main(settings))
+    except LoopsFailed as failed:  # logged; exit non-zero so that the process is restarted
+        print(f"weir-scheduler: {failed}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         telemetry.shutdown()
 

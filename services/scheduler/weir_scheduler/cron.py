@@ -10,7 +10,6 @@ schedule on) is one flow. Missed ticks (the scheduler was down) are either all r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -101,17 +100,11 @@ class CronTicker:
         self.clock = clock
         self.submitted = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.tick()
-                wait = 0.0 if handled == CRON_BATCH else await self._until_next()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("cron: database unavailable", extra={"error": str(exc)})
-                wait = 1.0
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+    async def run_once(self) -> None:
+        """One round of the supervised `cron` loop: submit every due tick, then wait until
+        the next is due (a full batch: go on at once). Errors are the supervisor's."""
+        if await self.tick() < CRON_BATCH:
+            await asyncio.sleep(await self._until_next())
 
     async def _until_next(self) -> float:
         async with self.pool.acquire() as conn:

@@ -7,7 +7,6 @@ holds locks that live traffic waits on. Several replicas pruning at once only sh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -31,15 +30,12 @@ class Pruner:
         self.interval = interval
         self.batch = batch
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                older_than = datetime.now(UTC) - timedelta(seconds=self.after)
-                statuses = sorted(str(s) for s in TERMINAL_FLOW_STATUSES)
-                pruned = await self.store.prune(statuses, older_than, 0, self.batch)
-                if pruned:
-                    log.info("pruned ended flows", extra={"flows": pruned})
-            except Exception as exc:
-                log.warning("prune failed; will try again", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+    async def run_once(self) -> None:
+        """One round of the supervised `pruner` loop: prune, then wait `interval`. A prune
+        that fails is the supervisor's to log and retry (with back-off, not an hour later)."""
+        older_than = datetime.now(UTC) - timedelta(seconds=self.after)
+        statuses = sorted(str(s) for s in TERMINAL_FLOW_STATUSES)
+        pruned = await self.store.prune(statuses, older_than, 0, self.batch)
+        if pruned:
+            log.info("pruned ended flows", extra={"flows": pruned})
+        await asyncio.sleep(self.interval)

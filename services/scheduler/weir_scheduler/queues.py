@@ -15,8 +15,6 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-import asyncpg
-
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.decider import Release
 from weir_scheduler.store import Change, ConcurrencyError, EventStore, Q
@@ -36,17 +34,14 @@ class QueueDispatcher:
         self.limits = dict(limits)
         self.released = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                for queue, limit in self.limits.items():
-                    await self.fill(queue, limit)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("queues: database unavailable", extra={"error": str(exc)})
-            except ConcurrencyError:
-                pass  # a flow moved on meanwhile; next round sees it
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), QUEUE_POLL_SECONDS)
+    async def run_once(self) -> None:
+        """One round of the supervised `queues` loop: fill every limited queue, then wait
+        QUEUE_POLL_SECONDS. Errors (but a race, which the next round sees) are the
+        supervisor's."""
+        for queue, limit in self.limits.items():
+            with contextlib.suppress(ConcurrencyError):  # a flow moved on meanwhile
+                await self.fill(queue, limit)
+        await asyncio.sleep(QUEUE_POLL_SECONDS)
 
     async def fill(self, queue: str, limit: int) -> int:
         """Release queued tasks of `queue` while it has room; returns how many."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 
 import asyncpg
+import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
 from weir_proto import subjects
@@ -27,7 +28,12 @@ RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
+RELAY_FOLLOW_POLL = 1.0
+"""Seconds between a waiting replica's tries to take the relay lock."""
 DISPATCH_SUBJECTS = subjects.DISPATCH_PREFIX + "."
+NATS_UNAVAILABLE = (nats.errors.Error, TimeoutError, OSError)
+"""Publish errors the relay retries itself (rows stay in the outbox); others are bugs, for
+the supervisor to log, report and restart the loop on."""
 FAST_PATH_BACKLOG = 256
 """Committed batches the in-process publisher may lag behind before appends wait for it."""
 
@@ -53,40 +59,44 @@ class OutboxRelay:
         self._fast: asyncio.Queue[list[OutboxRow]] = asyncio.Queue(FAST_PATH_BACKLOG)
         self.published = 0
         self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._leads = False
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._lead(stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("relay lost its database connection: %s", exc)
-            if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RELAY_RETRY_DEFAULT)
-
-    async def _lead(self, stop: asyncio.Event) -> None:
-        conn = await asyncpg.connect(self.database_url)
+    async def run_once(self) -> None:
+        """One round of the supervised `relay` loop: lead (take the lock, on a connection of
+        its own kept from round to round) or wait for the leader to go; publish a batch; wait
+        for a NOTIFY or `idle_poll`. A round that fails drops the connection (and with it the
+        lock) before the supervisor restarts the loop."""
         try:
-            while not await conn.fetchval(Q["relay_lock"]):
+            conn = await self._leading()
+            if conn is None:
+                await asyncio.sleep(RELAY_FOLLOW_POLL)
+                return
+            self._wake.clear()
+            if await self._drain_once(conn) < self.batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                if stop.is_set():
-                    return
+                    await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _leading(self) -> asyncpg.Connection | None:
+        """The connection holding the relay lock, or None while another replica holds it."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.database_url)
+            self._leads = False
+        if not self._leads:
+            if not await self._conn.fetchval(Q["relay_lock"]):
+                return None
+            self._leads = True
             log.info("relay is leading")
-            await conn.add_listener("weir_outbox", lambda *_: self._wake.set())
-            while not stop.is_set():
-                self._wake.clear()
-                moved = await self._drain_once(conn)
-                if moved == self.batch:
-                    continue
-                waiter = asyncio.ensure_future(self._wake.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait(
-                    {waiter, stopper}, timeout=self.idle_poll, return_when=asyncio.FIRST_COMPLETED
-                )
-                waiter.cancel()
-                stopper.cancel()
-        finally:
+            await self._conn.add_listener("weir_outbox", lambda *_: self._wake.set())
+        return self._conn
+
+    async def close(self) -> None:
+        """Drop the relay's connection (and the lock it holds)."""
+        conn, self._conn, self._leads = self._conn, None, False
+        if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
 
@@ -97,7 +107,7 @@ class OutboxRelay:
             await self.js.purge_stream(
                 subjects.STREAM_DISPATCH, subject=subjects.flow_dispatches(flow_id)
             )
-        except Exception as exc:
+        except NATS_UNAVAILABLE as exc:
             log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
 
     async def _drain_once(self, conn: asyncpg.Connection) -> int:
@@ -125,20 +135,22 @@ class OutboxRelay:
         if dispatches and self.pool is not None:
             await self._fast.put(dispatches)
 
-    async def run_fast_path(self, stop: asyncio.Event) -> None:
-        """The in-process publisher: one at a time, so a flow's events keep their order."""
-        while not stop.is_set():
-            rows = await self._fast.get()
-            while not self._fast.empty() and len(rows) < self.batch:
-                rows = rows + self._fast.get_nowait()
-            if not await self._publish(rows):
-                continue  # left for the leading relay
-            assert self.pool is not None
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(Q["outbox_delete"], [row.id for row in rows])
-            except Exception as exc:
-                log.debug("published rows left in the outbox", extra={"error": str(exc)})
+    async def fast_path_once(self) -> None:
+        """One round of the supervised `relay-fast-path` loop, the in-process publisher
+        (one at a time, so a flow's events keep their order): publish what this process
+        committed, then delete it from the outbox. Rows it could not publish or delete stay
+        in the outbox for the leading relay."""
+        rows = await self._fast.get()
+        while not self._fast.empty() and len(rows) < self.batch:
+            rows = rows + self._fast.get_nowait()
+        if not await self._publish(rows):
+            return  # left for the leading relay
+        assert self.pool is not None
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(Q["outbox_delete"], [row.id for row in rows])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("published rows left in the outbox", extra={"error": str(exc)})
 
     async def _publish(self, rows: list[OutboxRow]) -> bool:
         futures = []
@@ -153,9 +165,11 @@ class OutboxRelay:
                     await self.js.publish_async(row.subject, row.payload, headers=headers)
                 )
             await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
-        except Exception as exc:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            if not isinstance(exc, NATS_UNAVAILABLE):
+                raise
             log.warning("relay could not publish (will retry): %s", exc)
             return False
         for row in rows:

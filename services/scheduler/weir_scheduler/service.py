@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 import msgspec
@@ -18,6 +19,7 @@ from weir.artifacts import delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
+from weir.supervisor import Supervisor
 from weir_proto import subjects
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, flow_id_from_message
 from weir_proto.messages import AttemptStatus, Heartbeat
@@ -60,6 +62,13 @@ class Scheduler:
         self.ready = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
         self.nc: NATS | None = None
+        self.loops = Supervisor(
+            "scheduler",
+            failures_max=settings.loop_failures_max,
+            backoff_max=settings.loop_backoff_max,
+        )
+        """The background loops: submits, reports, relay, relay-fast-path, timers, cron,
+        and queues and pruner when configured."""
 
     async def run(self) -> None:
         settings = self.settings
@@ -72,7 +81,9 @@ class Scheduler:
         if applied:
             log.info("migrations applied", extra={"migrations": applied})
         self.nc = await connect(settings.nats_url, "weir-scheduler")
-        health = await serve_health(self.nc, "scheduler", postgres=self.pool)
+        health = await serve_health(
+            self.nc, "scheduler", postgres=self.pool, loops=self.loops.states
+        )
         js = self.nc.jetstream()
         await ensure_streams(js)
         store = EventStore(
@@ -121,28 +132,26 @@ class Scheduler:
             stream=subjects.STREAM_STATUS,
             config=_consumer_config(settings.scheduler_ack_wait),
         )
-        loops = [
-            asyncio.create_task(self._submit_loop(submit_sub, submissions), name="submits"),
-            asyncio.create_task(self._status_loop(status_sub, commands), name="reports"),
-            asyncio.create_task(relay.run(self.stop), name="relay"),
-            asyncio.create_task(relay.run_fast_path(self.stop), name="relay-fast-path"),
-            asyncio.create_task(timers.run(self.stop), name="timers"),
-            asyncio.create_task(ticker.run(self.stop), name="cron"),
-        ]
+        loops = self.loops
+        loops.start("submits", partial(self._submits_round, submit_sub, submissions))
+        loops.start("reports", partial(self._reports_round, status_sub, commands))
+        loops.start("relay", relay.run_once)
+        loops.start("relay-fast-path", relay.fast_path_once)
+        loops.start("timers", timers.run_once)
+        loops.start("cron", ticker.run_once)
         if settings.queue_limits:
             dispatcher = QueueDispatcher(store, commands, settings.queue_limits)
-            loops.append(asyncio.create_task(dispatcher.run(self.stop), name="queues"))
+            loops.start("queues", dispatcher.run_once)
         if settings.prune_after is not None:
             pruner = Pruner(store, settings.prune_after, settings.prune_interval)
-            loops.append(asyncio.create_task(pruner.run(self.stop), name="pruner"))
+            loops.start("pruner", pruner.run_once)
         log.info("scheduler ready", extra={"nats": redact_url(settings.nats_url)})
         self.ready.set()
         health.set_ready()
-        await self.stop.wait()
+        await loops.wait(self.stop)
         log.info("scheduler stopping")
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await loops.stop()
+        await relay.close()
         with contextlib.suppress(Exception):
             await heartbeats.unsubscribe()
         with contextlib.suppress(Exception):
@@ -151,27 +160,26 @@ class Scheduler:
         await close(self.nc)
         await self.pool.close()
         log.info("scheduler stopped")
+        loops.raise_if_fatal()
 
-    async def _submit_loop(
+    async def _submits_round(
         self, sub: JetStreamContext.PullSubscription, handler: SubmissionHandler
     ) -> None:
-        while not self.stop.is_set():
-            msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
-            if not msgs:
-                continue
-            batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
-            try:
-                with contextlib.ExitStack() as spans:
-                    for m in msgs:
-                        spans.enter_context(
-                            telemetry.receiving(m.subject, m.headers, size=len(m.data))
-                        )
-                    await handler.submit_many(batch)
-            except Exception:
-                log.exception("could not record a batch of submits; trying one at a time")
-                await self._submits_one_by_one(msgs, batch, handler)
-                continue
-            await _ack_all(msgs)
+        """One round of the `submits` loop: record a batch of submitted flows."""
+        msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
+        if not msgs:
+            return
+        batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
+        try:
+            with contextlib.ExitStack() as spans:
+                for m in msgs:
+                    spans.enter_context(telemetry.receiving(m.subject, m.headers, size=len(m.data)))
+                await handler.submit_many(batch)
+        except Exception:
+            log.exception("could not record a batch of submits; trying one at a time")
+            await self._submits_one_by_one(msgs, batch, handler)
+            return
+        await _ack_all(msgs)
 
     async def _submits_one_by_one(
         self, msgs: list[Msg], batch: list[Submission], handler: SubmissionHandler
@@ -203,48 +211,48 @@ class Scheduler:
         except Exception as exc:
             log.warning("heartbeat not recorded", extra={"error": str(exc)})
 
-    async def _status_loop(
+    async def _reports_round(
         self, sub: JetStreamContext.PullSubscription, handler: FlowCommands
     ) -> None:
-        while not self.stop.is_set():
-            msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
-            if not msgs:
-                continue
-            reports: list[AttemptStatus] = []
-            good: list[Msg] = []
-            for msg in msgs:
-                try:
-                    report = _status_decoder.decode(msg.data)
-                except msgspec.DecodeError as exc:
-                    log.warning(
-                        "undecodable status report dropped",
-                        extra={"subject": msg.subject, "error": str(exc)},
-                    )
-                    await msg.term()
-                    continue
-                if not _is_name(report.flow_id) or not _is_name(report.task):
-                    log.warning("status report for no possible flow dropped")
-                    await msg.term()
-                    continue
-                reports.append(report)
-                good.append(msg)
+        """One round of the `reports` loop: record a batch of runners' status reports."""
+        msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
+        if not msgs:
+            return
+        reports: list[AttemptStatus] = []
+        good: list[Msg] = []
+        for msg in msgs:
             try:
-                await handler.apply([(r.flow_id, report_command(r)) for r in reports])
-            except Exception:
-                log.exception("could not record a batch of reports; trying one at a time")
-                for msg, report in zip(good, reports, strict=True):
-                    try:
-                        await handler.apply([(report.flow_id, report_command(report))])
-                    except Exception as exc:
-                        if msg.metadata.num_delivered < POISON_DELIVERIES:
-                            await _nak_all([msg])
-                            continue
-                        log.error("status report dropped after repeated failures: %s", exc)
-                        await msg.term()
-                        continue
-                    await _ack_all([msg])
+                report = _status_decoder.decode(msg.data)
+            except msgspec.DecodeError as exc:
+                log.warning(
+                    "undecodable status report dropped",
+                    extra={"subject": msg.subject, "error": str(exc)},
+                )
+                await msg.term()
                 continue
-            await _ack_all(good)
+            if not _is_name(report.flow_id) or not _is_name(report.task):
+                log.warning("status report for no possible flow dropped")
+                await msg.term()
+                continue
+            reports.append(report)
+            good.append(msg)
+        try:
+            await handler.apply([(r.flow_id, report_command(r)) for r in reports])
+        except Exception:
+            log.exception("could not record a batch of reports; trying one at a time")
+            for msg, report in zip(good, reports, strict=True):
+                try:
+                    await handler.apply([(report.flow_id, report_command(report))])
+                except Exception as exc:
+                    if msg.metadata.num_delivered < POISON_DELIVERIES:
+                        await _nak_all([msg])
+                        continue
+                    log.error("status report dropped after repeated failures: %s", exc)
+                    await msg.term()
+                    continue
+                await _ack_all([msg])
+            return
+        await _ack_all(good)
 
 
 def _is_name(value: str) -> bool:

@@ -8,10 +8,7 @@ moment has passed (the task moved on) and the log's (flow_id, seq) stops double 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-
-import asyncpg
 
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.decider import FireTimer, TimerKind
@@ -23,7 +20,6 @@ TIMER_BATCH_DEFAULT = 500
 TIMER_CLAIM_SECONDS = 30.0
 TIMER_IDLE_POLL_MAX = 1.0
 """Longest sleep between checks; a new timer made by another replica is seen this late."""
-TIMER_RETRY_DELAY = 1.0
 KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease")
 
 
@@ -36,17 +32,11 @@ class TimerFirer:
         self.batch = batch
         self.fired = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                fired = await self.fire_due()
-                wait = 0.0 if fired == self.batch else await self._until_next()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("timers: database unavailable", extra={"error": str(exc)})
-                wait = TIMER_RETRY_DELAY
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+    async def run_once(self) -> None:
+        """One round of the supervised `timers` loop: fire what is due, then wait until the
+        next timer is due (a full batch: go on at once). Errors are the supervisor's."""
+        if await self.fire_due() < self.batch:
+            await asyncio.sleep(await self._until_next())
 
     async def _until_next(self) -> float:
         due_in = await self.store.next_timer_in()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import msgspec
+import nats.errors
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from weir.secrets import (
@@ -44,6 +45,7 @@ from weir.secrets import (
     SecretsStored,
     SecretStore,
 )
+from weir.supervisor import LOOP_DONE, Supervisor
 from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
@@ -118,6 +120,8 @@ net for changes a silently broken watch would have missed."""
 SECRET_SYNC_RETRY_MAX = 30.0
 """Longest wait before the secret sync starts over after a failure (backoff from
 `RETRY_DELAY_MIN`)."""
+BACKGROUND_LOOPS = ("pod-watch", "secret-sync", "orphan-sweep")
+"""The executor's supervised loops (see `KubernetesExecutor.loops`)."""
 SYNCED_SECRET_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 """Lists the Secrets the secret sync may own; only those with `SYNCED_SECRET_ANNOTATION`
 (and the name `synced_secret_name` gives it) are."""
@@ -194,13 +198,15 @@ class KubernetesExecutor:
         self.api: PodApi | None = None
         self.watcher: PodWatcher | None = None
         self.secret_sync: SecretSync | None = None
-        self._watch_task: asyncio.Task[None] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
+        self.loops = Supervisor("kubernetes-executor")
+        """Runs `pod-watch`, `secret-sync` and `orphan-sweep`: the runner's own supervisor
+        once `supervise_with` gave it, so they show in its health and can stop it."""
         self._starter: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._reapers: set[asyncio.Task[None]] = set()
         self._wanted: Wanted | None = None
-        self._sweep_task: asyncio.Task[None] | None = None
+        self._suspects: set[str] = set()
+        """Running pods the last orphan sweep saw unfollowed."""
         self.orphans_deleted = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -218,6 +224,10 @@ class KubernetesExecutor:
         if self._starter is None or self._starter.done():
             self._starter = asyncio.create_task(self._start_in_background(), name="kube-start")
 
+    def supervise_with(self, loops: Supervisor) -> None:
+        """Run the executor's background loops under `loops` (the runner's supervisor)."""
+        self.loops = loops
+
     def ask_with(self, wanted: Wanted) -> None:
         """How to ask the scheduler whether an attempt is still wanted: with it, running pods
         no runner follows any more are found and deleted when their attempt is not."""
@@ -231,17 +241,13 @@ class KubernetesExecutor:
                 api_client = await load_client(self.config.kubeconfig)
                 self.api = PodApi(api_client, self.config.namespace)
                 self.watcher = PodWatcher(self.api, POD_SELECTOR, self.config.watch_timeout)
-                self._watch_task = asyncio.create_task(self.watcher.run(), name="pod-watch")
+                self.loops.start("pod-watch", self.watcher.run_once)
                 self.secret_sync = SecretSync(self.api)
-            if self._wanted is not None and self._sweep_task is None:
-                self._sweep_task = asyncio.create_task(
-                    self._sweep_orphans(self._wanted), name="orphan-sweep"
-                )
-            if self.data is not None and (self._sync_task is None or self._sync_task.done()):
+            if self._wanted is not None and not self.loops.running("orphan-sweep"):
+                self.loops.start("orphan-sweep", partial(self._sweep_orphans, self._wanted))
+            if self.data is not None and not self.loops.running("secret-sync"):
                 assert self.secret_sync is not None
-                self._sync_task = asyncio.create_task(
-                    self.secret_sync.run(self.data), name="secret-sync"
-                )
+                self.loops.start("secret-sync", partial(self.secret_sync.run_once, self.data))
             return self.watcher
 
     async def _start_in_background(self) -> None:
@@ -255,21 +261,15 @@ class KubernetesExecutor:
         are left alone; deletions under way get a few seconds to finish)."""
         if self._reapers:
             await asyncio.wait(list(self._reapers), timeout=REAP_GRACE_SECONDS)
-        background = (
-            self._starter,
-            self._watch_task,
-            self._sync_task,
-            self._sweep_task,
-            *self._reapers,
-        )
-        tasks = [t for t in background if t is not None]
+        tasks = [t for t in (self._starter, *self._reapers) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loops.stop(*BACKGROUND_LOOPS)
         if self.api is not None:
             await self.api.close()
         self.api = self.watcher = self.secret_sync = None
-        self._starter = self._watch_task = self._sync_task = self._sweep_task = None
+        self._starter = None
 
     # -- one attempt -------------------------------------------------------------------
 
@@ -595,47 +595,49 @@ class KubernetesExecutor:
             return f"log capture took longer than {LOG_CAPTURE_TIMEOUT:g}s"
 
     async def _sweep_orphans(self, wanted: Wanted) -> None:
-        """Delete running pods that no attempt follows and whose attempt is not wanted: a
+        """One round of the supervised `orphan-sweep` loop: wait `orphan_sweep` seconds,
+        then delete running pods that no attempt follows and whose attempt is not wanted: a
         runner killed while the flow was cancelled (its dispatch purged, so never handed
         out again), or an attempt declared lost and retried meanwhile. A pod must be seen
         unfollowed by two sweeps in a row, so a redelivered dispatch has time to adopt it;
         pods of other runners are left alone, since the scheduler still wants them. Finished
-        pods are not touched (their runner may keep them for `pod_ttl`)."""
-        suspects: set[str] = set()
-        while True:
-            await asyncio.sleep(self.config.orphan_sweep)
-            watcher = self.watcher
-            if watcher is None:
+        pods are not touched (their runner may keep them for `pod_ttl`). An API server that
+        is unreachable is tried again at the next round; other errors are the supervisor's."""
+        await asyncio.sleep(self.config.orphan_sweep)
+        watcher = self.watcher
+        if watcher is None:
+            return
+        try:
+            listing = await self._api().list(POD_SELECTOR)
+        except KubeApiError as exc:
+            if not exc.transient:
+                raise
+            log.warning("orphan sweep could not list pods", extra={"error": str(exc)})
+            return
+        unfollowed: dict[str, dict[str, str]] = {}
+        for pod in listing.get("items") or []:
+            meta = pod.get("metadata") or {}
+            phase = (pod.get("status") or {}).get("phase")
+            name = meta.get("name", "")
+            if name in watcher.channels or phase in ("Succeeded", "Failed"):
                 continue
-            try:
-                listing = await self._api().list(POD_SELECTOR)
-            except KubeApiError as exc:
-                log.warning("orphan sweep could not list pods", extra={"error": str(exc)})
+            if meta.get("deletionTimestamp"):
                 continue
-            unfollowed: dict[str, dict[str, str]] = {}
-            for pod in listing.get("items") or []:
-                meta = pod.get("metadata") or {}
-                phase = (pod.get("status") or {}).get("phase")
-                name = meta.get("name", "")
-                if name in watcher.channels or phase in ("Succeeded", "Failed"):
-                    continue
-                if meta.get("deletionTimestamp"):
-                    continue
-                unfollowed[name] = meta.get("labels") or {}
-            for name in sorted(suspects & unfollowed.keys()):
-                labels = unfollowed[name]
-                attempt = labels.get(ATTEMPT_LABEL, "")
-                if not attempt.isdigit() or name in watcher.channels:
-                    continue
-                answer = await wanted(
-                    labels.get(FLOW_LABEL, ""), labels.get(TASK_LABEL, ""), int(attempt)
-                )
-                if answer is None or answer[0] or name in watcher.channels:
-                    continue
-                log.info("deleting orphaned pod", extra={"pod": name, "reason": answer[1]})
-                await self._delete(name)
-                self.orphans_deleted += 1
-            suspects = set(unfollowed)
+            unfollowed[name] = meta.get("labels") or {}
+        for name in sorted(self._suspects & unfollowed.keys()):
+            labels = unfollowed[name]
+            attempt = labels.get(ATTEMPT_LABEL, "")
+            if not attempt.isdigit() or name in watcher.channels:
+                continue
+            answer = await wanted(
+                labels.get(FLOW_LABEL, ""), labels.get(TASK_LABEL, ""), int(attempt)
+            )
+            if answer is None or answer[0] or name in watcher.channels:
+                continue
+            log.info("deleting orphaned pod", extra={"pod": name, "reason": answer[1]})
+            await self._delete(name)
+            self.orphans_deleted += 1
+        self._suspects = set(unfollowed)
 
     async def _dispose(self, name: str) -> None:
         """Delete a finished pod now, or after the configured time to live."""
@@ -730,6 +732,8 @@ class SecretSync:
         self.api = api
         self.reconciles = 0
         """Reconciliations done so far: tests wait on it."""
+        self._delay = RETRY_DELAY_MIN
+        """Back-off while the secret store cannot be read."""
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -767,33 +771,35 @@ class SecretSync:
                 raise KubeApiError(exc.status, _scrubbed(exc.message, value)) from None
         return {"name": secret_name, "key": SECRET_DEFAULT_KEY}
 
-    async def run(self, data: DataPlane) -> None:
-        """Follow the store until cancelled, or until the NATS connection it reads the store
-        through is closed (a runner stopping)."""
-        delay = RETRY_DELAY_MIN
-        while True:
-            reconciles = self.reconciles
-            resync = asyncio.timeout(SECRET_RESYNC_INTERVAL)
-            try:
-                async with data.session() as js, resync:
-                    await self._follow(data, js)
-                problem = "the watch of the secret store ended"
-            except ConnectionClosedError:
-                log.info("NATS connection closed: synced Secrets no longer follow the store")
-                return
-            except Exception as exc:
-                if resync.expired():
-                    delay = RETRY_DELAY_MIN
-                    continue
-                problem = f"{type(exc).__name__}: {exc}"
-            if self.reconciles > reconciles:
-                delay = RETRY_DELAY_MIN
-            log.warning(
-                "secret sync failed; starting over",
-                extra={"error": problem, "retry_in": delay},
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, SECRET_SYNC_RETRY_MAX)
+    async def run_once(self, data: DataPlane) -> object:
+        """One pass, a round of the supervised `secret-sync` loop. While NATS is unreachable
+        the pass waits and starts over here (with back-off, reset once a pass reconciled);
+        other errors (a Secret refused by the API server, ...) are the supervisor's. The
+        loop ends (`LOOP_DONE`) once the NATS connection it reads the store through is
+        closed (a runner stopping)."""
+        reconciles = self.reconciles
+        resync = asyncio.timeout(SECRET_RESYNC_INTERVAL)
+        try:
+            async with data.session() as js, resync:
+                await self._follow(data, js)
+            problem = "the watch of the secret store ended"
+        except ConnectionClosedError:
+            log.info("NATS connection closed: synced Secrets no longer follow the store")
+            return LOOP_DONE
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            if resync.expired():
+                self._delay = RETRY_DELAY_MIN
+                return None
+            problem = f"{type(exc).__name__}: {exc}"
+        if self.reconciles > reconciles:
+            self._delay = RETRY_DELAY_MIN
+        log.warning(
+            "secret sync failed; starting over",
+            extra={"error": problem, "retry_in": self._delay},
+        )
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, SECRET_SYNC_RETRY_MAX)
+        return None
 
     async def _follow(self, data: DataPlane, js: JetStreamContext) -> None:
         # A store for each check, not one for the pass: the key is read at each use.

@@ -88,6 +88,8 @@ class PodWatcher:
         self.synced = asyncio.Event()
         """Set once the first list is in (a test signal, and a health hint)."""
         self.relists = 0
+        self._delay = RETRY_DELAY_MIN
+        """Back-off while the API server is unreachable."""
         self.reconnects = 0
 
     @contextlib.contextmanager
@@ -101,36 +103,39 @@ class PodWatcher:
             if channel.users == 0:
                 self.channels.pop(name, None)
 
-    async def run(self) -> None:
-        delay = RETRY_DELAY_MIN
-        while True:
-            try:
-                if self.resource_version is None:
-                    await self._relist()
-                async for event in self.api.watch(
-                    self.selector, self.resource_version, self.watch_timeout
-                ):
-                    self._apply(event)
-                    delay = RETRY_DELAY_MIN
-                self.reconnects += 1  # the server ended the stream: resume where it ended
-            except asyncio.CancelledError:
-                raise
-            except KubeApiError as exc:
-                if exc.status == 410:
-                    self.resource_version = None
-                    continue
-                log.warning(
-                    "pod watch failed; retrying",
-                    extra={"error": str(exc), "retry_in": round(delay, 2)},
-                )
-                self.reconnects += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX)
-            except Exception as exc:  # a malformed event must not end the watch for good
-                log.exception("pod watch crashed; retrying", extra={"error": str(exc)})
+    async def run_once(self) -> None:
+        """One round of the supervised `pod-watch` loop: list when there is no resource
+        version to resume from, then follow the watch until the server ends it. An API
+        server that is unreachable or overloaded is waited for here (with back-off); a
+        resource version that is gone (410) means a new list. Anything else (a malformed
+        event, access refused) makes the next round list afresh and is the supervisor's to
+        log, report and retry."""
+        try:
+            if self.resource_version is None:
+                await self._relist()
+            async for event in self.api.watch(
+                self.selector, self.resource_version, self.watch_timeout
+            ):
+                self._apply(event)
+                self._delay = RETRY_DELAY_MIN
+            self.reconnects += 1  # the server ended the stream: resume where it ended
+        except KubeApiError as exc:
+            if exc.status == 410:
                 self.resource_version = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX)
+                return
+            if not exc.transient:
+                self.resource_version = None
+                raise
+            log.warning(
+                "pod watch failed; retrying",
+                extra={"error": str(exc), "retry_in": round(self._delay, 2)},
+            )
+            self.reconnects += 1
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, RETRY_DELAY_MAX)
+        except Exception:
+            self.resource_version = None
+            raise
 
     async def _relist(self) -> None:
         listing = await self.api.list(self.selector)

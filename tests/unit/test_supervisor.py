@@ -1,0 +1,162 @@
+"""The supervisor restarts a failing loop with bounded back-off, reports it, and gives up
+(fatal) only after WEIR_LOOP_FAILURES_MAX failures in a row; stopping is never a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import cast
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+from weir.health import Health
+from weir.logs import JsonFormatter
+from weir.supervisor import LOOP_BACKOFF_MIN, LOOP_RECOVERED_AFTER, LoopsFailed, Supervisor
+
+WAIT = 5.0
+
+
+async def test_a_loop_that_raises_is_logged_by_name_and_restarted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loops = Supervisor("scheduler")
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected")
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="weir.supervisor"):
+        loops.start("timers", flaky)
+        await asyncio.wait_for(loops.signals.succeeded.wait("timers", 2), WAIT)
+        await loops.stop()
+    (record,) = [r for r in caplog.records if r.name == "weir.supervisor"]
+    line = msgspec.json.decode(JsonFormatter().format(record))
+    assert line["msg"] == "loop failed; restarting"
+    assert line["loop"] == "timers" and line["failures"] == 1
+    assert line["error"] == "RuntimeError: injected" and line["retry_in"] == LOOP_BACKOFF_MIN
+    assert "Traceback" in line["exc"]
+    assert loops.states()["timers"].ok and not loops.fatal.is_set()
+
+
+async def test_back_off_doubles_up_to_its_bound_and_the_last_failure_is_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loops = Supervisor("runner", failures_max=4, backoff_max=0.2)
+    called: list[float] = []
+
+    async def broken() -> None:
+        called.append(time.monotonic())
+        raise ConnectionError(f"failure {len(called)}")
+
+    with caplog.at_level(logging.ERROR, logger="weir.supervisor"):
+        loops.start("heartbeats", broken)
+        await asyncio.wait_for(loops.fatal.wait(), WAIT)
+    logged = [(r.getMessage(), getattr(r, "retry_in", None)) for r in caplog.records]
+    assert logged == [
+        ("loop failed; restarting", 0.1),
+        ("loop failed; restarting", 0.2),
+        ("loop failed; restarting", 0.2),
+        ("loop keeps failing; stopping the process", None),
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(called)]
+    assert len(called) == 4 and all(g >= w for g, w in zip(gaps, [0.1, 0.2, 0.2], strict=True))
+    state = loops.states()["heartbeats"]
+    assert (state.ok, state.failures, state.error) == (False, 4, "ConnectionError: failure 4")
+    with pytest.raises(LoopsFailed, match="background loop heartbeats failed 4 times in a row"):
+        loops.raise_if_fatal()
+    await loops.stop()
+
+
+async def test_stopping_cancels_loops_without_counting_a_failure() -> None:
+    loops = Supervisor("scheduler")
+    running = asyncio.Event()
+
+    async def idle() -> None:
+        running.set()
+        await asyncio.sleep(3600)
+
+    loops.start("pruner", idle)
+    await asyncio.wait_for(running.wait(), WAIT)
+    await asyncio.wait_for(loops.stop(), WAIT)
+    assert loops.signals.failed.count("pruner") == 0
+    assert loops.states()["pruner"].ok and not loops.fatal.is_set()
+    loops.raise_if_fatal()  # nothing to raise
+
+
+async def test_health_is_degraded_and_not_ready_while_a_loop_fails() -> None:
+    loops = Supervisor("scheduler")
+    broken = True
+
+    async def work() -> None:
+        if broken:
+            raise ValueError("bad row")
+        await asyncio.sleep(0.01)
+
+    health = Health(cast(NATS, None), "scheduler", "a", {}, loops.states)
+    health.set_ready()
+    loops.start("cron", work)
+    await asyncio.wait_for(loops.signals.failed.wait("cron"), WAIT)
+    report = await health.report()
+    assert (report.status, report.ready) == ("degraded", False)
+    cron = report.loops["cron"]
+    assert (cron.ok, cron.failures, cron.error) == (False, 1, "ValueError: bad row")
+    broken = False
+    await asyncio.wait_for(loops.signals.succeeded.wait("cron"), WAIT)
+    report = await health.report()
+    assert (report.status, report.ready, report.loops["cron"].ok) == ("ok", True, True)
+    await loops.stop()
+
+
+async def test_a_long_running_loop_counts_as_recovered_after_running_a_while() -> None:
+    now = 1000.0
+    loops = Supervisor("runner", clock=lambda: now)
+    restarted = asyncio.Event()
+
+    async def follow() -> None:
+        if loops.signals.failed.count("pod-watch") == 0:
+            raise OSError("watch ended")
+        restarted.set()
+        await asyncio.sleep(3600)  # follows a stream: this round never returns
+
+    loops.start("pod-watch", follow)
+    await asyncio.wait_for(restarted.wait(), WAIT)
+    assert not loops.states()["pod-watch"].ok
+    now += LOOP_RECOVERED_AFTER
+    assert loops.states()["pod-watch"].ok
+    await loops.stop()
+
+
+def test_a_supervisor_with_impossible_limits_is_refused() -> None:
+    with pytest.raises(ValueError, match="failures_max must be at least 1"):
+        Supervisor("scheduler", failures_max=0)
+
+
+async def test_a_failure_after_a_long_healthy_run_is_a_first_failure_again() -> None:
+    now = 0.0
+    loops = Supervisor("runner", failures_max=2, clock=lambda: now)
+    following, fail = asyncio.Event(), asyncio.Event()
+
+    async def follow() -> None:
+        if loops.signals.failed.count("secret-sync") == 0:
+            raise OSError("at once")
+        following.set()
+        await fail.wait()  # a long healthy run, then a failure
+        fail.clear()
+        raise OSError("after a long run")
+
+    loops.start("secret-sync", follow)
+    await asyncio.wait_for(following.wait(), WAIT)
+    now += LOOP_RECOVERED_AFTER + 1
+    fail.set()
+    await asyncio.wait_for(loops.signals.failed.wait("secret-sync", 2), WAIT)
+    state = loops.states()["secret-sync"]  # in its back-off: failing, but not fatal
+    assert (state.ok, state.failures, state.error) == (False, 1, "OSError: after a long run")
+    assert not loops.fatal.is_set()
+    await loops.stop()
