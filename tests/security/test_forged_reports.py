@@ -26,7 +26,7 @@ from weir_proto.events import (
     TaskFailed,
     event_type,
 )
-from weir_proto.messages import Dispatch
+from weir_proto.messages import Dispatch, Heartbeat
 from weir_scheduler.provenance import token_digest
 
 from tests.flows import WAIT, task
@@ -274,3 +274,24 @@ async def assert_token_never_public(
     finally:
         await conn.close()
     assert rows and all(token not in row[0] for row in rows)
+
+
+async def test_heartbeat_without_the_attempts_token_is_refused(
+    client: Client, wire: Wire, security_log: LogWatch, settings: Settings
+) -> None:
+    """A forged heartbeat would keep a lost attempt's lease alive."""
+    await client.submit(victim("victim", FAILING))
+    await until(client, "victim", started(1))
+    seen = len(security_log.records)
+    beat = Heartbeat(runner=settings.runner_name, attempts=[("victim", "slow", 1, "guessed")])
+    await client.nc.publish(subjects.heartbeat("evil"), msgspec.json.encode(beat))
+    record = await security_log.next(seen, "heartbeat refused")
+    fields = record.__dict__
+    assert (fields["security_event"], fields["reason"]) == (
+        "heartbeat_refused",
+        "wrong attempt token",
+    )
+    assert wire.token("victim", 1) not in json.dumps({k: str(v) for k, v in fields.items()})
+    await assert_victim_failed_for_real(client, "victim", attempt=1)
+    refused = [r for r in security_log.records if r.getMessage() == "heartbeat refused"]
+    assert len(refused) == 1, "the runner's own heartbeats were refused"
