@@ -35,6 +35,7 @@ def dispatch_of(
         attempt_id=attempt_id(flow_id, task_spec.name, attempt),
         task=task_spec,
         dispatched_at=datetime.now(UTC),
+        token="attempt-token",
         input_flows=input_flows or {},
     )
 

@@ -38,6 +38,9 @@ class TaskDispatched(_Event, tag="task_dispatched", frozen=True):
     task: str
     attempt: int
     queue: str
+    token_digest: str = ""
+    """Hex SHA-256 of the attempt's token (the token itself is only in the dispatch): a
+    report on this attempt counts only when it carries the token with this digest."""
 
 
 class TaskQueued(_Event, tag="task_queued", frozen=True):

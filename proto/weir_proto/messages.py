@@ -19,6 +19,9 @@ class Dispatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Deterministic, DNS-1123 safe `<flow>-<task>-<attempt>`; creating it twice is a no-op."""
     task: TaskSpec
     dispatched_at: datetime
+    token: str
+    """A random secret of this attempt: every report on it must echo it (`token`). It proves
+    a report comes from a holder of this dispatch; the log keeps only its SHA-256 digest."""
     input_flows: dict[str, str] = msgspec.field(default_factory=dict)
     """Output name -> flow that produced it, for outputs reused from an earlier run."""
 
@@ -61,18 +64,23 @@ class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="starte
     task: str
     attempt: int
     runner: str
+    token: str
+    """The attempt's `Dispatch.token`, echoed: without it the report is refused."""
     at: datetime
 
 
 class AttemptFinished(
     msgspec.Struct, kw_only=True, tag_field="type", tag="finished", omit_defaults=True
 ):
-    """The attempt ended: `error_type` is absent on success."""
+    """The attempt ended: `error_type` is absent on success. Published on
+    `weir.status.<flow_id>`."""
 
     flow_id: str
     task: str
     attempt: int
     runner: str
+    token: str
+    """The attempt's `Dispatch.token`, echoed: without it the report is refused."""
     at: datetime
     exit_code: int | None = None
     error_type: ErrorType | None = None
@@ -90,8 +98,9 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     """A runner's attempts in progress, on `weir.heartbeat.<runner>` every few seconds."""
 
     runner: str
-    attempts: list[tuple[str, str, int]]
-    """(flow_id, task, attempt) of every attempt the runner is running."""
+    attempts: list[tuple[str, str, int, str]]
+    """(flow_id, task, attempt, token) of every attempt the runner is running; `token` is the
+    attempt's `Dispatch.token` (a lease is extended only for the right one)."""
 
 
 AttemptStatus = AttemptStarted | AttemptFinished

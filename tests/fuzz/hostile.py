@@ -174,6 +174,7 @@ _report = st.fixed_dictionaries(
         "task": _maybe(_text),
         "attempt": _maybe(_int),
         "runner": _maybe(_text),
+        "token": _maybe(_text),
         "at": _maybe(st.sampled_from(["2026-01-01T00:00:00Z", "yesterday", "9999-99-99"])),
     },
     optional={"exit_code": _maybe(_int), "error_type": _json, "message": _json},
@@ -186,7 +187,7 @@ status_reports = (
 heartbeats = st.fixed_dictionaries(
     {
         "runner": _maybe(_text),
-        "attempts": _maybe(st.lists(st.tuples(_text, _text, _int), max_size=3)),
+        "attempts": _maybe(st.lists(st.tuples(_text, _text, _int, _text), max_size=3)),
     }
 ).map(lambda d: json.dumps(d).encode()) | st.binary(max_size=100)
 

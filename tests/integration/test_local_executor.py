@@ -23,6 +23,7 @@ def dispatch(cmd: list[str], attempt: int = 1) -> Dispatch:
         attempt_id=f"f1-t-{attempt}",
         task=msgspec.convert({"name": "t", "cmd": cmd, "queue": "default"}, TaskSpec),
         dispatched_at=datetime.now(UTC),
+        token="attempt-token",
     )
 
 

@@ -252,6 +252,7 @@ async def test_duplicate_stale_and_garbage_status_reports_change_nothing(
         task="root",
         attempt=1,
         runner="elsewhere",
+        token="not-the-attempts",
         at=before[-1].at,
         exit_code=1,
         error_type=None,

@@ -117,6 +117,7 @@ def test_pod_security_defaults_and_what_a_task_may_change() -> None:
             attempt_id="f-t-1",
             task=task,
             dispatched_at=datetime.now(UTC),
+            token="attempt-token",
         )
         return pod_manifest(job, "batch", run_as_non_root=non_root)["spec"]  # type: ignore[no-any-return]
 

@@ -44,7 +44,7 @@ def submit(tasks: list[dict[str, Any]]) -> tuple[Flow, list[FlowEvent]]:
 
 
 def started(name: str, attempt: int = 1) -> RecordStarted:
-    report = AttemptStarted(flow_id="f1", task=name, attempt=attempt, runner="r", at=NOW)
+    report = AttemptStarted(flow_id="f1", task=name, attempt=attempt, runner="r", token="t", at=NOW)
     return RecordStarted(report)
 
 
@@ -55,6 +55,7 @@ def finished(name: str, ok: bool = True, attempt: int = 1) -> RecordFinished:
             task=name,
             attempt=attempt,
             runner="r",
+            token="t",
             at=NOW,
             exit_code=0 if ok else 1,
             error_type=None if ok else ErrorType.EXIT_CODE,

@@ -117,7 +117,13 @@ class DeciderMachine(RuleBasedStateMachine):
             case "secret":
                 fields = {"error_type": ErrorType.SECRET}
         finished = AttemptFinished(
-            flow_id=self.current, task=name, attempt=attempt, runner="r", at=NOW, **fields
+            flow_id=self.current,
+            task=name,
+            attempt=attempt,
+            runner="r",
+            token="t",
+            at=NOW,
+            **fields,
         )
         return RecordFinished(finished)
 
@@ -144,6 +150,7 @@ class DeciderMachine(RuleBasedStateMachine):
             task=name,
             attempt=self.attempt_of(name, skew),
             runner="r",
+            token="t",
             at=NOW,
         )
         self.run(RecordStarted(report))

@@ -85,6 +85,8 @@ class Runner:
         self.running: set[asyncio.Task[None]] = set()
         self.attempts: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         """Attempts being executed, by (flow_id, task, attempt): their handler tasks."""
+        self.tokens: dict[tuple[str, str, int], str] = {}
+        """The dispatch token of each attempt in `attempts`, echoed in its heartbeats."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
         self.recently_cancelled: dict[str, float] = {}
         """Flows whose cancel this runner saw, so an attempt it took just before the purge
@@ -258,6 +260,7 @@ class Runner:
         finally:
             keep_alive.cancel()
             self.attempts.pop(key, None)
+            self.tokens.pop(key, None)
         log.info(
             "attempt finished",
             extra={**context, "exit_code": result.exit_code, "error_type": result.error_type},
@@ -270,6 +273,7 @@ class Runner:
             task=dispatch.task.name,
             attempt=dispatch.attempt,
             runner=self.settings.runner_name,
+            token=dispatch.token,
             at=datetime.now(UTC),
             exit_code=result.exit_code,
             error_type=None if snooze is not None else result.error_type,
@@ -288,6 +292,7 @@ class Runner:
             task=dispatch.task.name,
             attempt=dispatch.attempt,
             runner=self.settings.runner_name,
+            token=dispatch.token,
             at=datetime.now(UTC),
             error_type=ErrorType.CANCELLED,
             message=f'task "{dispatch.task.name}" not started: {why}',
@@ -307,6 +312,7 @@ class Runner:
                 task=name,
                 attempt=dispatch.attempt,
                 runner=self.settings.runner_name,
+                token=dispatch.token,
                 at=datetime.now(UTC),
             )
             await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
@@ -334,6 +340,7 @@ class Runner:
         handler = asyncio.current_task()
         assert handler is not None
         self.attempts[key] = handler
+        self.tokens[key] = dispatch.token
         timeout = dispatch.task.timeout
         try:
             async with asyncio.timeout(timeout):
@@ -415,7 +422,8 @@ class Runner:
         await asyncio.sleep(self.settings.heartbeat_interval)
         if not self.attempts:
             return
-        beat = Heartbeat(runner=self.settings.runner_name, attempts=list(self.attempts))
+        attempts = [(*key, self.tokens.get(key, "")) for key in self.attempts]
+        beat = Heartbeat(runner=self.settings.runner_name, attempts=attempts)
         with contextlib.suppress(nats.errors.Error):
             await self.nc.publish(subject, _encoder.encode(beat))
 

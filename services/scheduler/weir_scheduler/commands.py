@@ -3,7 +3,8 @@
 Each batch loads the flows it touches (caught up with the log), folds every command through
 `decide`, and appends the result in one transaction; after a race with another replica it
 reloads and decides again. A command the log already reflects decides nothing, so
-redelivered reports and double-fired timers are harmless.
+redelivered reports and double-fired timers are harmless. A report that does not prove it
+comes from the holder of its attempt (provenance.py) is refused: it decides nothing either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from weir_scheduler.decider import (
     RecordStarted,
     decide_and_evolve,
 )
+from weir_scheduler.provenance import log_refused_report, report_refusal
 from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore
 
 log = logging.getLogger("weir.scheduler.commands")
@@ -80,6 +82,11 @@ class FlowCommands:
             after = before
             events = []
             for command in flow_commands:
+                if isinstance(command, RecordStarted | RecordFinished):
+                    refusal = report_refusal(after, command.report)
+                    if refusal is not None:
+                        log_refused_report(command.report, refusal)
+                        continue
                 decided, after = decide_and_evolve(after, command, now, self.policy)
                 events.extend(decided)
             changes.append(Change(before, after, events))

@@ -67,6 +67,9 @@ class Task:
     error_type: str | None = None
     error_message: str | None = None
     runner: str | None = None
+    """The runner that started the current attempt: only its reports count."""
+    token_digest: str = ""
+    """Digest of the current attempt's token: only reports carrying the token count."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +308,7 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
                 task=name,
                 attempt=attempt,
                 runner=task.runner or "",
+                token="",  # the scheduler's own verdict: no runner reported it
                 at=now,
                 error_type=ErrorType.LOST,
                 message=f'task "{name}" attempt {attempt} was lost: {why}',
@@ -579,7 +583,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 status=FlowStatus.DUPLICATE,
                 errors=(SpecError(path="$.unique.key", message=message),),
             )
-        case TaskDispatched(task=name, attempt=attempt):
+        case TaskDispatched(task=name, attempt=attempt, token_digest=digest):
             task = replace(
                 flow.tasks[name],
                 status=TaskStatus.DISPATCHED,
@@ -588,6 +592,8 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 started_at=None,
                 finished_at=None,
                 retry_at=None,
+                runner=None,
+                token_digest=digest,
             )
             flow = replace(
                 _with_task(flow, task),
@@ -695,6 +701,17 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             return replace(flow, status=FlowStatus.CANCELLED)
         case _ as unreachable:
             assert_never(unreachable)
+
+
+def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
+    """`flow` as evolving `dispatched` would have left it, given that it was decided without
+    its token digest. Tokens are random, so the store mints them after deciding (`decide`
+    stays pure) and puts their digests into the events it appends and into the state."""
+    task = flow.tasks.get(dispatched.task) if flow.exists else None
+    if task is None or task.attempt != dispatched.attempt:
+        return flow  # the attempt has moved on within the same decision
+    sealed = replace(task, token_digest=dispatched.token_digest)
+    return replace(flow, tasks=flow.tasks.set(task.name, sealed))
 
 
 def _with_task(flow: Flow, task: Task) -> Flow:

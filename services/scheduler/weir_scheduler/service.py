@@ -30,6 +30,12 @@ from weir_scheduler.cron import CronTicker
 from weir_scheduler.decider import Policy
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
+from weir_scheduler.provenance import (
+    attempt_refusal,
+    log_refused_heartbeat,
+    log_refused_report,
+    subject_refusal,
+)
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
@@ -205,7 +211,7 @@ class Scheduler:
     async def _heartbeat(self, store: EventStore, msg: Msg) -> None:
         try:
             beat = _heartbeat_decoder.decode(msg.data)
-            await store.extend_leases(beat.attempts)
+            await store.extend_leases(await _proven_attempts(store, beat))
         except msgspec.DecodeError as exc:
             log.warning("undecodable heartbeat dropped", extra={"error": str(exc)})
         except Exception as exc:
@@ -234,6 +240,11 @@ class Scheduler:
                 log.warning("status report for no possible flow dropped")
                 await msg.term()
                 continue
+            refusal = subject_refusal(report, msg.subject)
+            if refusal is not None:
+                log_refused_report(report, refusal, msg.subject)
+                await msg.term()
+                continue
             reports.append(report)
             good.append(msg)
         try:
@@ -253,6 +264,25 @@ class Scheduler:
                 await _ack_all([msg])
             return
         await _ack_all(good)
+
+
+async def _proven_attempts(store: EventStore, beat: Heartbeat) -> list[tuple[str, str, int]]:
+    """The attempts of `beat` whose token and runner match; the others are refused (a
+    forged heartbeat must not keep a lost attempt alive)."""
+    named = [a for a in beat.attempts if _is_name(a[0]) and _is_name(a[1])]
+    flows = await store.load_many([flow_id for flow_id, *_ in named])
+    proven = []
+    for flow_id, task_name, attempt, token in named:
+        flow = flows[flow_id]
+        task = flow.tasks.get(task_name) if flow.exists else None
+        if task is None or task.attempt != attempt or not task.status.active:
+            continue  # stale: the lease is gone already, extending it changes nothing
+        refusal = attempt_refusal(task.token_digest, task.runner, token, beat.runner)
+        if refusal is not None:
+            log_refused_heartbeat(beat.runner, flow_id, task_name, attempt, refusal)
+            continue
+        proven.append((flow_id, task_name, attempt))
+    return proven
 
 
 def _is_name(value: str) -> bool:

@@ -7,8 +7,8 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -24,8 +24,9 @@ from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
-from weir_scheduler.decider import Flow, evolve
+from weir_scheduler.decider import Flow, evolve, with_token_digest
 from weir_scheduler.filters import compile_filter
+from weir_scheduler.provenance import new_attempt_token, token_digest
 
 log = logging.getLogger("weir.scheduler.store")
 
@@ -96,6 +97,26 @@ class Change:
     before: Flow
     after: Flow
     events: Sequence[FlowEvent]
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    """The attempt token of each `task_dispatched` (by event id), once `sealed`."""
+
+
+def sealed(change: Change) -> Change:
+    """`change` with a fresh token minted for every attempt it dispatches: the digest goes
+    into the `task_dispatched` event (and the state), the token only into the dispatch."""
+    if not any(isinstance(e, TaskDispatched) for e in change.events):
+        return change
+    events: list[FlowEvent] = []
+    tokens: dict[str, str] = {}
+    after = change.after
+    for event in change.events:
+        if isinstance(event, TaskDispatched):
+            token = new_attempt_token()
+            event = msgspec.structs.replace(event, token_digest=token_digest(token))
+            tokens[event.id] = token
+            after = with_token_digest(after, event)
+        events.append(event)
+    return Change(change.before, after, events, tokens)
 
 
 class FlowCache:
@@ -175,8 +196,9 @@ class EventStore:
 
     async def append(self, changes: Sequence[Change], conn: Conn | None = None) -> None:
         """Append every change in one transaction, or none (ConcurrencyError on a race).
-        With `conn`, run inside the caller's transaction on that connection."""
-        changes = [c for c in changes if c.events]
+        With `conn`, run inside the caller's transaction on that connection. Each dispatched
+        attempt gets its token here (see `sealed`)."""
+        changes = [sealed(c) for c in changes if c.events]
         if not changes:
             return
         try:
@@ -222,7 +244,7 @@ class EventStore:
                 out_subjects.append(subjects.event(event.flow_id, kind))
                 out_ids.append(event.id)
                 out_payloads.append(payload)
-            for subject, msg_id, payload in dispatches(change.after, change.events):
+            for subject, msg_id, payload in dispatches(change):
                 out_subjects.append(subject)
                 out_ids.append(msg_id)
                 out_payloads.append(payload)
@@ -405,10 +427,11 @@ def _summary_fields(row: Any) -> dict[str, Any]:
     }
 
 
-def dispatches(flow: Flow, events: Iterable[FlowEvent]) -> list[tuple[str, str, bytes]]:
-    """The dispatch messages a batch of events sends to runners (one per task_dispatched)."""
+def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
+    """The dispatch messages a sealed change sends to runners (one per task_dispatched)."""
+    flow = change.after
     out = []
-    for event in events:
+    for event in change.events:
         if not isinstance(event, TaskDispatched):
             continue
         assert flow.plan is not None
@@ -425,6 +448,7 @@ def dispatches(flow: Flow, events: Iterable[FlowEvent]) -> list[tuple[str, str, 
             attempt_id=attempt_id(flow.id, event.task, event.attempt),
             task=spec,
             dispatched_at=event.at,
+            token=change.tokens[event.id],
             input_flows=input_flows,
         )
         out.append((subjects.dispatch(event.queue, flow.id), event.id, _encoder.encode(message)))

@@ -1,0 +1,115 @@
+"""Where a runner's report comes from: attempt tokens, and the check every report passes.
+
+Each dispatched attempt gets a random token (`new_attempt_token`). It travels only in the
+dispatch message; the `task_dispatched` event, which submitters can read, keeps its digest.
+A status report or heartbeat counts only when it echoes the token of the attempt it names,
+names the flow of the subject it came on, and comes from the runner that started the
+attempt. NATS permissions decide who may publish a report at all; this decides whether a
+report is about an attempt its sender really holds.
+
+The token authenticates "a holder of the dispatch": every runner of the queue may read the
+dispatch stream, so binding to the runner recorded in `task_started` narrows it further.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import Literal
+
+from weir_proto import subjects
+from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
+
+from weir_scheduler.decider import Flow
+
+security_log = logging.getLogger("weir.security")
+
+TOKEN_BYTES = 32
+
+Refusal = Literal[
+    "subject names another flow",
+    "no attempt token",
+    "attempt was dispatched without a token",
+    "wrong attempt token",
+    "another runner took the attempt",
+]
+"""Why a report about the current attempt is refused (it changes nothing)."""
+
+
+def new_attempt_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_digest(token: str) -> str:
+    """What the log keeps of a token: its hex SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def subject_refusal(report: AttemptStatus, subject: str) -> Refusal | None:
+    """A report must name the flow of the subject it was published on: runners publish on
+    `weir.status.<flow_id>`, so permissions can be scoped per flow."""
+    if subject != subjects.status(report.flow_id):
+        return "subject names another flow"
+    return None
+
+
+def report_refusal(flow: Flow, report: AttemptStatus) -> Refusal | None:
+    """Why `report` about an attempt of `flow` must not count, or None.
+
+    A report about an attempt that is not the task's current one is not refused here: it is
+    stale (a late or replayed report of an earlier attempt) and `decide` ignores it.
+    """
+    task = flow.tasks.get(report.task) if flow.exists else None
+    if task is None or task.attempt != report.attempt or flow.status.terminal:
+        return None
+    return attempt_refusal(task.token_digest, task.runner, report.token, report.runner)
+
+
+def attempt_refusal(
+    expected_digest: str, started_by: str | None, token: str, runner: str
+) -> Refusal | None:
+    """Why a message naming an attempt with `token`, sent by `runner`, must not count."""
+    if not token:
+        return "no attempt token"
+    if not expected_digest:
+        return "attempt was dispatched without a token"
+    if not hmac.compare_digest(token_digest(token), expected_digest):
+        return "wrong attempt token"
+    if started_by and started_by != runner:
+        return "another runner took the attempt"
+    return None
+
+
+def log_refused_report(report: AttemptStatus, reason: Refusal, subject: str = "") -> None:
+    """One JSON log line per refused report: what it claimed, never its token."""
+    kind = "started" if isinstance(report, AttemptStarted) else "finished"
+    assert isinstance(report, AttemptStarted | AttemptFinished)
+    security_log.warning(
+        "status report refused",
+        extra={
+            "security_event": "report_refused",
+            "reason": reason,
+            "subject": subject or subjects.status(report.flow_id),
+            "report": kind,
+            "flow_id": report.flow_id,
+            "task": report.task,
+            "attempt": report.attempt,
+            "runner": report.runner,
+        },
+    )
+
+
+def log_refused_heartbeat(runner: str, flow_id: str, task: str, attempt: int, reason: str) -> None:
+    security_log.warning(
+        "heartbeat refused",
+        extra={
+            "security_event": "heartbeat_refused",
+            "reason": reason,
+            "flow_id": flow_id,
+            "task": task,
+            "attempt": attempt,
+            "runner": runner,
+        },
+    )
