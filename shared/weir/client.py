@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from weir_proto import subjects
@@ -137,7 +138,16 @@ class Client:
             parent=telemetry.flow_context(flow_id),
             size=len(payload),
         ) as headers:
-            await self.js.publish(subjects.SUBMIT, payload, timeout=self.timeout, headers=headers)
+            try:
+                await self.js.publish(
+                    subjects.SUBMIT, payload, timeout=self.timeout, headers=headers
+                )
+            except nats.js.errors.NoStreamResponseError:
+                raise WeirError(
+                    "unavailable",
+                    f"no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is missing "
+                    "or was changed; start the scheduler, which creates it",
+                ) from None
         return flow_id
 
     # Queries ------------------------------------------------------------------------------
@@ -230,6 +240,7 @@ class Client:
         event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
         sub = await self.js.subscribe(
             subjects.flow_events(flow_id),
+            stream=subjects.STREAM_EVENTS,  # no stream lookup: submitters may not list streams
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )
@@ -284,6 +295,7 @@ class Client:
                 raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
         sub = await self.js.subscribe(
             subjects.logs(flow_id, task, attempt),
+            stream=subjects.STREAM_LOGS,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )

@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import close, connect, ensure_streams, fetch_batch
+from weir.jetstream import close, connect, fetch_batch, wait_for_streams
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
 from weir_proto.ids import attempt_id
@@ -93,7 +93,11 @@ class Runner:
         self.nc = await connect(settings.nats_url, f"weir-runner-{settings.runner_name}")
         health = await serve_health(self.nc, "runner", settings.runner_name)
         js = self.nc.jetstream()
-        await ensure_streams(js)
+        if not await wait_for_streams(js, self.stop):  # the scheduler creates them
+            await health.stop()
+            await close(self.nc)
+            log.info("runner stopped")
+            return
         if hasattr(self.executor, "ask_with"):
             self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
         if hasattr(self.executor, "attach"):
