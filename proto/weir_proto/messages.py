@@ -36,6 +36,8 @@ class ErrorType(StrEnum):
     EVICTED = "evicted"
     UNSCHEDULABLE = "unschedulable"
     POD_DELETED = "pod_deleted"
+    REFUSED = "refused"
+    """The runner's policy refused the task (an allow-list, a security floor): never retried."""
 
 
 class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="started"):

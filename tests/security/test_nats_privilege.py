@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from weir.client import Client, event_type
+from weir.client import Client
 from weir.config import Settings
 from weir.jetstream import ensure_streams, stream_configs
 from weir_proto import subjects
+from weir_proto.events import event_type
 from weir_runner.worker import Runner
 from weir_scheduler.service import STATUS_CONSUMER, SUBMIT_CONSUMER, Scheduler
 

@@ -179,6 +179,8 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+NEVER_RETRIED = frozenset({ErrorType.CANCELLED, ErrorType.REFUSED})
+"""Failures another attempt cannot change: a cancel, a runner's policy refusing the task."""
 
 
 # decide ---------------------------------------------------------------------------------
@@ -379,7 +381,7 @@ def _attempt_ended(out: _Emitter, task: Task, report: AttemptFinished) -> None:
         spec = flow.plan.tasks[task.name]
         assert spec.retry is not None
         failures = len(task.failures) + 1
-        retryable = report.error_type is not ErrorType.CANCELLED and not flow.failing
+        retryable = report.error_type not in NEVER_RETRIED and not flow.failing
         if retryable and failures < spec.retry.max_attempts:
             delay = retry_delay(
                 spec.retry.backoff, failures, f"{flow.id}/{task.name}/{task.attempt}"
