@@ -42,6 +42,8 @@ class ErrorType(StrEnum):
     SECRET = "secret"
     """A `fromSecret` variable cannot be set: the secret does not exist, WEIR_SECRET_KEY is
     missing or is not the key it was stored with, or the value is not text."""
+    REFUSED = "refused"
+    """The runner's policy refused the task (an allow-list, a security floor): never retried."""
     INVALID_IMAGE = "invalid_image"
     """The image reference can never be pulled (Kubernetes InvalidImageName,
     ErrImageNeverPull)."""
@@ -54,7 +56,9 @@ class ErrorType(StrEnum):
         return self not in NOT_RETRYABLE
 
 
-NOT_RETRYABLE = frozenset({ErrorType.CANCELLED, ErrorType.SECRET, ErrorType.INVALID_IMAGE})
+NOT_RETRYABLE = frozenset(
+    {ErrorType.CANCELLED, ErrorType.SECRET, ErrorType.INVALID_IMAGE, ErrorType.REFUSED}
+)
 
 
 class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="started"):

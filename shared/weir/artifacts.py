@@ -183,6 +183,11 @@ class ArtifactStore:
                 )
         return self._store
 
+    async def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists: the scheduler does at start, so that runners
+        and task pods, whose NATS users may not create streams, only ever bind to it."""
+        await self._objects()
+
     async def upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo:
         """Store the file `source` as output `name` of `flow_id`, replacing an earlier one."""
         store = await self._objects()

@@ -18,6 +18,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from weir_proto import subjects
@@ -178,7 +179,16 @@ class Client:
             parent=telemetry.flow_context(flow_id),
             size=len(payload),
         ) as headers:
-            await self.js.publish(subjects.SUBMIT, payload, timeout=self.timeout, headers=headers)
+            try:
+                await self.js.publish(
+                    subjects.SUBMIT, payload, timeout=self.timeout, headers=headers
+                )
+            except nats.js.errors.NoStreamResponseError:
+                raise WeirError(
+                    "unavailable",
+                    f"no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is missing "
+                    "or was changed; start the scheduler, which creates it",
+                ) from None
         return flow_id
 
     async def _submit_for_verdict(self, flow_id: str, payload: bytes) -> SubmitVerdict:
@@ -328,6 +338,7 @@ class Client:
         event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
         sub = await self.js.subscribe(
             subjects.flow_events(flow_id),
+            stream=subjects.STREAM_EVENTS,  # no stream lookup: submitters may not list streams
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )
@@ -387,6 +398,7 @@ class Client:
             )
         sub = await self.js.subscribe(
             subjects.logs(flow_id, task, attempt),
+            stream=subjects.STREAM_LOGS,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )

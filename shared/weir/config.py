@@ -233,6 +233,11 @@ def s3_storage(
     )
 
 
+def _names(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list (`a,b`), blanks dropped."""
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = NATS_URL_DEFAULT
@@ -306,6 +311,17 @@ class Settings:
     """Kubernetes Secret with `url` and `creds` (a NATS user limited to the artifacts bucket)
     that the artifact helper containers use."""
 
+    # What a task's `kubernetes` section may ask for (the runner refuses the rest, see
+    # docs/kubernetes.md): comma-separated allow-lists, all empty by default.
+    kube_allowed_secrets: tuple[str, ...] = ()
+    """Kubernetes Secrets a `fromSecret` may read directly (weir's secret store: always)."""
+    kube_allowed_service_accounts: tuple[str, ...] = ()
+    kube_allowed_annotations: tuple[str, ...] = ()
+    kube_allowed_node_selectors: tuple[str, ...] = ()
+    """Node label keys."""
+    kube_allowed_tolerations: tuple[str, ...] = ()
+    """Taint keys."""
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -358,6 +374,11 @@ class Settings:
             in ("1", "true", "yes"),
             kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",
             kube_data_secret=env.get("WEIR_KUBE_DATA_SECRET") or "weir-task-nats",
+            kube_allowed_secrets=_names(env, "WEIR_KUBE_ALLOWED_SECRETS"),
+            kube_allowed_service_accounts=_names(env, "WEIR_KUBE_ALLOWED_SERVICE_ACCOUNTS"),
+            kube_allowed_annotations=_names(env, "WEIR_KUBE_ALLOWED_ANNOTATIONS"),
+            kube_allowed_node_selectors=_names(env, "WEIR_KUBE_ALLOWED_NODE_SELECTORS"),
+            kube_allowed_tolerations=_names(env, "WEIR_KUBE_ALLOWED_TOLERATIONS"),
             **s3,
         )
 

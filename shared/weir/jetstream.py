@@ -20,7 +20,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 from weir_proto import subjects
 
 from weir.config import ConfigError, NatsSecurity
@@ -175,12 +175,54 @@ async def close(nc: NATS) -> None:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create our streams, or bring their config up to date. Safe to race with other processes."""
+    """Create our streams, or bring their config up to date. Safe to race with other processes.
+
+    Only the scheduler (or an operator) does this: runners, submitters and task pods may not
+    create or change a stream (deploy/nats/permissions.conf); they wait for them instead.
+    """
     for config in stream_configs():
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
+
+
+STREAMS_POLL_INTERVAL = 0.5
+"""How often a runner looks again for the streams the scheduler has not created yet."""
+
+
+async def missing_streams(js: JetStreamContext) -> list[str]:
+    """The names of our streams that do not exist (yet)."""
+    missing = []
+    for config in stream_configs():
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            missing.append(config.name)
+    return missing
+
+
+async def wait_for_streams(js: JetStreamContext, stop: asyncio.Event) -> bool:
+    """Wait until the scheduler has created every stream; False if `stop` came first.
+
+    Binding to existing streams (never creating or updating them) is what lets the runner's
+    NATS user go without `$JS.API.STREAM.CREATE/UPDATE`: a runner, or a task that stole its
+    credentials, cannot shrink or re-route a stream.
+    """
+    logged = False
+    while missing := await missing_streams(js):
+        if not logged:
+            log.info(
+                "waiting for the scheduler to create the streams",
+                extra={"missing": missing},
+            )
+            logged = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STREAMS_POLL_INTERVAL)
+        if stop.is_set():
+            return False
+    return True
 
 
 async def fetch_batch(sub: JetStreamContext.PullSubscription, most: int, wait: float) -> list[Msg]:

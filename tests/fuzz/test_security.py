@@ -369,9 +369,11 @@ async def test_task_pods_user_moves_artifacts_and_reads_no_secret(
 ) -> None:
     url = permissions_url
     key = os.urandom(32)
+    async with connected_as(url, "weir-scheduler") as scheduler:  # as it does at start
+        await ArtifactStore(scheduler.jetstream(), ARTIFACTS_BUCKET_DEFAULT).ensure_bucket()
     async with connected_as(url, "weir-runner") as runner:
         js = runner.jetstream()
-        await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f")  # creates the bucket
+        assert await ArtifactStore(js, ARTIFACTS_BUCKET_DEFAULT).list("f") == []
         # No secret stored yet: runners find none (they may not create the bucket).
         with pytest.raises(SecretNotFound):
             await SecretStore(js, key).get("db")

@@ -55,6 +55,8 @@ def kube_settings(settings: Settings, kubeconfig: Path) -> Settings:
         kube_image_pull_timeout=1.0,
         kube_unschedulable_timeout=1.0,
         dispatch_ack_wait=2.0,
+        kube_allowed_secrets=("db",),  # read directly (`fromSecret: db/password`) by tests
+        kube_allowed_node_selectors=("gpu",),
     )
 
 

@@ -180,7 +180,8 @@ async def test_missing_secret_fails_instead_of_waiting_forever(kube_client: Clie
 
     use = tasks_of(view)["use"]
     assert use.error_type == "secret"
-    assert 'secret "absent" key "value" not found' in use.error_message
+    assert 'secret "absent", which does not exist in weir\'s secret store' in use.error_message
+    assert "(WEIR_KUBE_ALLOWED_SECRETS: db)" in use.error_message
 
 
 async def test_out_of_memory_kill_is_reported_as_oom_killed(kube_client: Client) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from weir.client import Client
 from weir.config import Settings
-from weir.jetstream import close, connect
+from weir.jetstream import close, connect, ensure_streams
 from weir.secrets import SECRET_KEY_ENV, SecretStore, new_secret_key, secret_key_from_env
 from weir_runner.executors.kubernetes import KubernetesExecutor
 from weir_runner.worker import Runner
@@ -253,6 +253,7 @@ async def test_runner_start_deletes_orphaned_synced_secrets_and_updates_stale_on
         )
         put_secret(apiserver, "copied", encoded(b"copy"), **synced("gone"))
 
+        await ensure_streams(nc.jetstream())  # the scheduler's part: runners only wait
         runner = Runner(kube_settings, executor=executor)
         runner_task = await _start("runner", runner)
         try:

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import close, connect, ensure_streams, fetch_batch
+from weir.jetstream import close, connect, fetch_batch, wait_for_streams
 from weir.supervisor import Supervisor
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
@@ -106,7 +106,11 @@ class Runner:
             self.nc, "runner", settings.runner_name, loops=self.loops.states
         )
         js = self.nc.jetstream()
-        await ensure_streams(js)
+        if not await wait_for_streams(js, self.stop):  # the scheduler creates them
+            await health.stop()
+            await close(self.nc)
+            log.info("runner stopped")
+            return
         if hasattr(self.executor, "supervise_with"):
             self.executor.supervise_with(self.loops)  # its watches and syncs: our loops
         if hasattr(self.executor, "ask_with"):

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
-from weir.artifacts import delete_flow_artifacts
+from weir.artifacts import ArtifactStore, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
@@ -91,6 +91,8 @@ class Scheduler:
             self.nc, "scheduler", postgres=self.pool, loops=self.loops.states
         )
         js = self.nc.jetstream()
+        if artifacts_s3 is None:  # before the streams: runners start once those exist
+            await ArtifactStore(js, settings.artifacts_bucket).ensure_bucket()
         await ensure_streams(js)
         store = EventStore(
             self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)

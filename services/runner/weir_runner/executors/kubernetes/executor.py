@@ -66,6 +66,7 @@ from weir_runner.executors.kubernetes.manifest import (
     secret_key_ref,
     synced_secret_name,
 )
+from weir_runner.executors.kubernetes.policy import PodPolicy
 from weir_runner.executors.kubernetes.verdict import (
     Finished,
     Pending,
@@ -143,6 +144,8 @@ class KubernetesConfig:
     """How pods of tasks with inputs or outputs reach the artifacts bucket."""
     run_as_non_root: bool = False
     """Pods refuse to run as root unless a task says otherwise (WEIR_KUBE_RUN_AS_NON_ROOT)."""
+    policy: PodPolicy = field(default_factory=PodPolicy)
+    """What a task's `kubernetes` section and `fromSecret` may ask for (allow-lists, floor)."""
     pod_resync: float = POD_RESYNC_DEFAULT
     """Seconds an attempt waits without news from the watch before reading its pod itself."""
     orphan_sweep: float = ORPHAN_SWEEP_DEFAULT
@@ -154,6 +157,7 @@ class KubernetesConfig:
             runner_dir=Path(settings.runner_dir),
             namespace=settings.kube_namespace,
             run_as_non_root=settings.kube_run_as_non_root,
+            policy=PodPolicy.from_settings(settings),
             kubeconfig=settings.kube_config,
             image_pull_timeout=settings.kube_image_pull_timeout,
             unschedulable_timeout=settings.kube_unschedulable_timeout,
@@ -310,6 +314,9 @@ class KubernetesExecutor:
     ) -> AttemptResult:
         task_name = dispatch.task.name
         try:
+            refused = self.config.policy.refusals(dispatch.task)
+            if refused:  # before anything exists: no pod, no synced Secret
+                return AttemptResult(None, ErrorType.REFUSED, "; ".join(refused))
             refs, problem, error_type = await self._secret_refs(dispatch)
             if problem is not None and not await self._exists(dispatch.attempt_id):
                 return AttemptResult(None, error_type, problem)
@@ -475,6 +482,16 @@ class KubernetesExecutor:
             except _SecretTaken as exc:
                 return None, f'secret "{source}": {exc}', ErrorType.SECRET
         ref = secret_key_ref(source)
+        if ref["name"] not in self.config.policy.secrets:  # not weir's: only if allowed
+            allowed = ", ".join(sorted(self.config.policy.secrets)) or "none allowed"
+            name = ref["name"]
+            return (
+                None,
+                f'secret "{source}", which does not exist in weir\'s secret store (store it with '
+                f'`weir secret set {source}`); reading Kubernetes Secret "{name}" directly is '
+                f"not allowed by this runner (WEIR_KUBE_ALLOWED_SECRETS: {allowed})",
+                ErrorType.SECRET,
+            )
         try:
             found = await _retrying(lambda: self._api().get_secret(ref["name"]))
         except KubeApiError as exc:
