@@ -118,7 +118,7 @@ async def test_unknown_secret_fails_the_task_before_it_runs(
 
     assert outcome == "flow_failed"
     failed = view.tasks[0]
-    assert failed.error_type == "executor"
+    assert failed.error_type == "secret" and failed.attempt == 1  # never retried
     assert 'env TOKEN wants secret "missing-token", which does not exist' in (
         failed.error_message or ""
     )
