@@ -184,7 +184,7 @@ async def jetstream_messages(js: JetStreamContext, observed: Observed) -> set[st
     for stream in streams:
         name, state = stream.config.name, stream.state
         assert name is not None
-        for seq in range(state.first_seq, state.last_seq + 1):
+        for seq in range(max(state.first_seq, 1), state.last_seq + 1):  # 0: an empty stream
             try:
                 msg = await js.get_msg(name, seq)
             except NotFoundError:  # deleted, or taken by a work queue

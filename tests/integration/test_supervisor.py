@@ -18,6 +18,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir.devstack import Stack
 from weir.health import probe
+from weir.jetstream import connect, ensure_streams
 from weir.supervisor import LoopsFailed
 from weir_runner import janitor
 from weir_runner.worker import Runner
@@ -146,6 +147,9 @@ async def test_a_runner_whose_loop_keeps_failing_stops_with_loops_failed(
         raise OSError("injected: no heartbeat can be sent")
 
     monkeypatch.setattr(Runner, "_heartbeat_round", broken)
+    nc = await connect(settings.nats_url, "test")  # runners wait for the scheduler's streams
+    await ensure_streams(nc.jetstream())
+    await nc.close()
     runner = Runner(dataclasses.replace(settings, loop_failures_max=3))
     running = await _start("runner", runner)
     with pytest.raises(LoopsFailed, match="runner: background loop heartbeats failed 3 times"):

@@ -159,6 +159,38 @@ async def test_runner_started_before_the_scheduler_waits_for_its_streams(
         await asyncio.wait_for(asyncio.gather(*pending), 30)
 
 
+async def test_the_submitter_role_gets_the_schedulers_verdict_and_reads_its_flow(
+    stack: Services, permissions_url: str, tmp_path: Path
+) -> None:
+    """`weir submit` asks the scheduler for its verdict (`weir.api.submit`) and `weir show`
+    reads the flow (`weir.api.get`): both are the submitter's to use."""
+    spec = tmp_path / "verdict.yaml"
+    spec.write_text("name: verdict\ntasks:\n  - {name: a, cmd: ['true']}\n")
+    env = {
+        **os.environ,
+        "WEIR_NATS_USER": "weir-submitter",
+        "WEIR_NATS_PASSWORD": PASSWORDS["weir-submitter"],
+    }
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "weir.cli", *args, "--nats-url", permissions_url],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await cli("submit", str(spec), "--wait")
+    assert code == 0, err
+    flow_id = out.split()[0]
+    code, out, err = await cli("show", flow_id, "--json")
+    assert code == 0, err
+    assert '"status":"succeeded"' in out.replace(" ", "")
+
+
 async def test_cli_submit_without_the_commands_stream_is_one_clear_line(
     permissions_url: str, tmp_path: Path
 ) -> None:
@@ -177,7 +209,7 @@ async def test_cli_submit_without_the_commands_stream_is_one_clear_line(
         "COLUMNS": "200",  # one line, as wide as it is
     }
     cli = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "weir.cli", "submit", str(spec), "--nats-url", url],
+        *[sys.executable, "-m", "weir.cli", "submit", str(spec), "--queue", "--nats-url", url],
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
@@ -186,6 +218,6 @@ async def test_cli_submit_without_the_commands_stream_is_one_clear_line(
     assert cli.returncode == 1
     assert "Traceback" not in err.decode()
     assert err.decode().strip().splitlines() == [
-        f"error (unavailable): no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is "
+        f"error: (unavailable) no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is "
         "missing or was changed; start the scheduler, which creates it"
     ]
