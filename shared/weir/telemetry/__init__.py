@@ -96,7 +96,7 @@ from weir.telemetry.spans import (
     emit_flow_span,
     emit_flow_spans,
 )
-from weir.telemetry.timeline import Attempt, AttemptStatus, FlowTimeline, Skip, flow_timeline
+from weir.telemetry.timeline import Attempt, FlowTimeline, Skip, flow_timeline
 
 __all__ = (
     "ATTR_ATTEMPT",
@@ -131,7 +131,6 @@ __all__ = (
     "TASK_LOST",
     "TASK_RETRIES",
     "Attempt",
-    "AttemptStatus",
     "ExportPlan",
     "FlowIdGenerator",
     "FlowTimeline",

@@ -14,6 +14,7 @@ from datetime import datetime
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 from weir_proto import ids
 from weir_proto.events import FlowEvent
+from weir_proto.status import AttemptState, FlowStatus
 
 from weir.telemetry.attributes import (
     ATTR_ATTEMPT,
@@ -58,7 +59,7 @@ def attempt_attributes(attempt: Attempt) -> dict[str, str | int]:
         ATTR_ATTEMPT: attempt.attempt,
         ATTR_ATTEMPT_ID: ids.attempt_id(attempt.flow_id, attempt.task, attempt.attempt),
         ATTR_QUEUE: attempt.queue,
-        ATTR_TASK_STATUS: attempt.status,
+        ATTR_TASK_STATUS: attempt.status.value,
     }
     if attempt.runner:
         attrs[ATTR_RUNNER] = attempt.runner
@@ -93,9 +94,9 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
         start_ns=_ns(start),
         attributes=attrs,
     )
-    if attempt.status == "failed":
+    if attempt.status is AttemptState.FAILED:
         span.set_status(Status(StatusCode.ERROR, f"{attempt.error_type}: {attempt.message}"[:512]))
-    elif attempt.status == "cancelled":
+    elif attempt.status is AttemptState.CANCELLED:
         span.set_status(Status(StatusCode.ERROR, f"cancelled: {attempt.message}"[:512]))
     emitted = 1
     parent = remote_parent(trace_id, span_id)
@@ -117,7 +118,7 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
             start_ns=_ns(begin),
             attributes=phase_attrs,
         )
-        if phase == SPAN_RUN and attempt.status == "failed":
+        if phase == SPAN_RUN and attempt.status is AttemptState.FAILED:
             child.set_status(Status(StatusCode.ERROR))
         child.end(end_time=_ns(finish))
         emitted += 1
@@ -133,7 +134,7 @@ def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = Non
     start = timeline.submitted_at or timeline.finished_at
     attrs: dict[str, str | int] = {
         ATTR_FLOW_ID: timeline.flow_id,
-        ATTR_FLOW_STATUS: timeline.status,
+        ATTR_FLOW_STATUS: timeline.status.value,
     }
     if timeline.name:
         attrs[ATTR_FLOW_NAME] = timeline.name
@@ -152,8 +153,8 @@ def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = Non
             {ATTR_TASK: skip.task, ATTR_SKIP_REASON: skip.reason},
             timestamp=_ns(skip.at),
         )
-    if timeline.status not in ("succeeded", "duplicate"):
-        span.set_status(Status(StatusCode.ERROR, timeline.status))
+    if timeline.status not in (FlowStatus.SUCCEEDED, FlowStatus.DUPLICATE):
+        span.set_status(Status(StatusCode.ERROR, timeline.status.value))
     span.end(end_time=_ns(timeline.finished_at))
     return 1
 

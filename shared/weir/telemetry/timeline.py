@@ -1,13 +1,18 @@
-"""A flow's timeline folded from its events: each task attempt with its times and outcome,
+"""A flow's timeline folded from its events: each task attempt with its times and state,
 the tasks that never ran, and the flow's status. `weir trace` draws it; the long spans are
-emitted from it."""
+emitted from it.
+
+The scheduler keeps only each task's current attempt; the timeline keeps every attempt.
+Statuses are the proto's, and the flow's moves by the same rule as the scheduler's state
+(`flow_status_after`), so `weir trace` and `weir show` agree on it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, assert_never
+from typing import assert_never
 
 from weir_proto import subjects
 from weir_proto.events import (
@@ -29,9 +34,7 @@ from weir_proto.events import (
     TaskStarted,
     TaskSucceeded,
 )
-
-AttemptStatus = Literal["dispatched", "running", "succeeded", "failed", "snoozed", "cancelled"]
-ATTEMPT_ENDED: frozenset[AttemptStatus] = frozenset({"succeeded", "failed", "snoozed", "cancelled"})
+from weir_proto.status import AttemptState, FlowStatus, flow_status_after
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Attempt:
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    status: AttemptStatus = "dispatched"
+    status: AttemptState = AttemptState.DISPATCHED
     exit_code: int | None = None
     error_type: str | None = None
     message: str = ""
@@ -53,7 +56,7 @@ class Attempt:
 
     @property
     def finished(self) -> bool:
-        return self.status in ATTEMPT_ENDED
+        return self.status.ended
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -77,19 +80,11 @@ class Skip:
     at: datetime
 
 
-FlowStatus = Literal[
-    "pending", "running", "succeeded", "failed", "cancelled", "rejected", "duplicate"
-]
-FLOW_ENDED: frozenset[FlowStatus] = frozenset(
-    {"succeeded", "failed", "cancelled", "rejected", "duplicate"}
-)
-
-
 @dataclass(frozen=True)
 class FlowTimeline:
     flow_id: str
     name: str = ""
-    status: FlowStatus = "pending"
+    status: FlowStatus = FlowStatus.PENDING
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     attempts: tuple[Attempt, ...] = ()
@@ -98,7 +93,7 @@ class FlowTimeline:
 
     @property
     def finished(self) -> bool:
-        return self.status in FLOW_ENDED
+        return self.status.terminal
 
     def attempt(self, task: str, attempt: int) -> Attempt | None:
         return next((a for a in self.attempts if (a.task, a.attempt) == (task, attempt)), None)
@@ -124,23 +119,23 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
     t = b.timeline
     skipped: list[Skip] = []
     for event in events:
+        t = replace(t, status=flow_status_after(t.status, event))
         match event:
             case FlowSubmitted(spec=spec, at=at):
-                t = replace(t, name=spec.name, status="running", submitted_at=at)
+                t = replace(t, name=spec.name, submitted_at=at)
             case FlowRejected(name=name, at=at):
                 t = replace(
                     t,
                     name=name or t.name,
-                    status="rejected",
                     submitted_at=t.submitted_at or at,
                     finished_at=at,
                 )
             case TaskDispatched(task=task, attempt=n, queue=queue, at=at):
-                b.update(task, n, queue=queue, dispatched_at=at, status="dispatched")
+                b.update(task, n, queue=queue, dispatched_at=at, status=AttemptState.DISPATCHED)
             case TaskStarted(task=task, attempt=n, runner=runner, at=at):
-                b.update(task, n, started_at=at, runner=runner, status="running")
+                b.update(task, n, started_at=at, runner=runner, status=AttemptState.RUNNING)
             case TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
-                b.update(task, n, finished_at=at, exit_code=code, status="succeeded")
+                b.update(task, n, finished_at=at, exit_code=code, status=AttemptState.SUCCEEDED)
             case (
                 TaskFailed(task=task, attempt=n, at=at)
                 | TaskAttemptFailed(task=task, attempt=n, at=at)
@@ -153,32 +148,27 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                     exit_code=event.exit_code,
                     error_type=event.error_type,
                     message=event.message,
-                    status="failed",
+                    status=AttemptState.FAILED,
                 )
             case TaskSnoozed(task=task, attempt=n, at=at):
-                b.update(task, n, finished_at=at, status="snoozed")
+                b.update(task, n, finished_at=at, status=AttemptState.SNOOZED)
             case TaskCancelled(task=task, attempt=n, reason=reason, at=at):
                 if (task, n) in b.attempts and not b.attempts[task, n].finished:
-                    b.update(task, n, finished_at=at, status="cancelled", message=reason)
+                    b.update(task, n, finished_at=at, status=AttemptState.CANCELLED, message=reason)
                 else:
                     skipped.append(Skip(task, f"cancelled: {reason}", at))
             case TaskSkipped(task=task, reason=reason, at=at):
                 skipped.append(Skip(task, reason, at))
-            case FlowSucceeded(at=at):
-                t = replace(t, status="succeeded", finished_at=at)
-            case FlowFailed(at=at):
-                t = replace(t, status="failed", finished_at=at)
+            case FlowSucceeded(at=at) | FlowFailed(at=at) | FlowCancelled(at=at):
+                t = replace(t, finished_at=at)
             case FlowCancelRequested():
                 pass  # the attempts' own events say when they were stopped
             case TaskQueued():
                 pass  # waiting for queue capacity; the attempt begins at its dispatch
-            case FlowCancelled(at=at):
-                t = replace(t, status="cancelled", finished_at=at)
             case FlowDeduplicated(name=name, at=at):
                 t = replace(
                     t,
                     name=name or t.name,
-                    status="duplicate",
                     submitted_at=t.submitted_at or at,
                     finished_at=at,
                 )
