@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -42,35 +41,21 @@ from weir_proto.events import (
 )
 from weir_proto.spec import FlowSpec, TaskSpec
 
+from tests.unit.test_telemetry import T0, Log, at
+
 GOLDEN = Path(__file__).parent / "golden" / "trace"
-T0 = datetime(2026, 11, 25, 18, 5, 1, 120_000, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=30)
 """`now` for flows still running: their open bars extend to it."""
 
 
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-class Log:
-    def __init__(self, flow_id: str) -> None:
-        self.flow_id = flow_id
-        self.events: list[FlowEvent] = []
-
-    def add(self, kind: type[Any], seconds: float, **fields: Any) -> Log:
-        seq = len(self.events) + 1
-        common = {"id": f"{self.flow_id}.{seq}", "flow_id": self.flow_id, "seq": seq}
-        self.events.append(kind(**common, at=at(seconds), **fields))
-        return self
-
-    def submit(self, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
-        spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
-        return self.add(FlowSubmitted, 0.0, spec=spec, start_at=start_at)
+def submit(flow_id: str, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
+    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
+    return Log(flow_id).add(FlowSubmitted, 0.0, spec=spec, start_at=start_at)
 
 
 def retried_then_failed() -> Log:
     """fetch succeeds; upper is lost, retried, then exits 2; join is skipped."""
-    log = Log("retry-1").submit("diamond", "fetch", "upper", "join")
+    log = submit("retry-1", "diamond", "fetch", "upper", "join")
     log.add(TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
     log.add(TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
     log.add(TaskSucceeded, 1.130, task="fetch", attempt=1)
@@ -95,7 +80,7 @@ def retried_then_failed() -> Log:
 
 
 def timed_out_then_succeeded_with_exit_code() -> Log:
-    log = Log("timeout-1").submit("slow", "crunch")
+    log = submit("timeout-1", "slow", "crunch")
     log.add(TaskDispatched, 0.1, task="crunch", attempt=1, queue="default")
     log.add(TaskStarted, 0.2, task="crunch", attempt=1, runner="r")
     failure = {"error_type": "timeout", "message": "ran past 5s", "exit_code": None}
@@ -108,7 +93,7 @@ def timed_out_then_succeeded_with_exit_code() -> Log:
 
 
 def snoozed_then_succeeded() -> Log:
-    log = Log("snooze-1").submit("poll", "wait-for-file")
+    log = submit("snooze-1", "poll", "wait-for-file")
     log.add(TaskQueued, 0.0, task="wait-for-file", queue="limited", priority=0)
     log.add(TaskDispatched, 0.4, task="wait-for-file", attempt=1, queue="limited")
     log.add(TaskStarted, 0.5, task="wait-for-file", attempt=1, runner="r")
@@ -122,7 +107,7 @@ def snoozed_then_succeeded() -> Log:
 
 def cancelled() -> Log:
     """a runs and is killed; b was handed out but never started; c never ran."""
-    log = Log("cancel-1").submit("long", "a", "b", "c")
+    log = submit("cancel-1", "long", "a", "b", "c")
     log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
     log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
@@ -137,7 +122,7 @@ def cancelled() -> Log:
 
 def fail_fast() -> Log:
     """b fails for good; fail_fast cancels the running a and a's snooze is never rerun."""
-    log = Log("failfast-1").submit("strict", "a", "b")
+    log = submit("failfast-1", "strict", "a", "b")
     log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
     log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
@@ -153,7 +138,7 @@ def fail_fast() -> Log:
 
 def running() -> Log:
     """Still going: one attempt running, one waiting for a runner, one retry due."""
-    log = Log("running-1").submit("busy", "a", "b", "c")
+    log = submit("running-1", "busy", "a", "b", "c")
     log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
     log.add(TaskDispatched, 0.1, task="c", attempt=1, queue="default")
@@ -165,7 +150,7 @@ def running() -> Log:
 
 
 def cancelling() -> Log:
-    log = Log("cancelling-1").submit("stopping", "a")
+    log = submit("cancelling-1", "stopping", "a")
     log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(TaskStarted, 0.3, task="a", attempt=1, runner="r")
     log.add(FlowCancelRequested, 4.0, reason="cancelled by request")
@@ -173,11 +158,11 @@ def cancelling() -> Log:
 
 
 def waiting_for_start() -> Log:
-    return Log("later-1").submit("nightly", "a", start_at=at(3600))
+    return submit("later-1", "nightly", "a", start_at=at(3600))
 
 
 def dispatched_not_started() -> Log:
-    log = Log("pending-1").submit("queued", "a")
+    log = submit("pending-1", "queued", "a")
     log.add(TaskDispatched, 0.5, task="a", attempt=1, queue="default")
     return log
 
