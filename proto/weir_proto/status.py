@@ -1,8 +1,34 @@
-"""Flow and task statuses as users see them."""
+"""Flow, task and attempt statuses as users see them, and how events move a flow's status.
+
+`flow_status_after` is the one rule for a flow's status: the scheduler's state
+(`decider.evolve`) and every timeline folded from the log (`weir trace`, the long spans)
+apply it to the same events and so agree.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import assert_never
+
+from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowDeduplicated,
+    FlowEvent,
+    FlowFailed,
+    FlowRejected,
+    FlowSubmitted,
+    FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskDispatched,
+    TaskFailed,
+    TaskQueued,
+    TaskSkipped,
+    TaskSnoozed,
+    TaskStarted,
+    TaskSucceeded,
+)
 
 
 class FlowStatus(StrEnum):
@@ -61,3 +87,56 @@ class TaskStatus(StrEnum):
     def active(self) -> bool:
         """Handed to a runner and not finished yet."""
         return self in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+
+
+class AttemptState(StrEnum):
+    """One task attempt as its events tell it. A task's status spans its attempts: an
+    attempt that failed with a retry due, or snoozed, leaves its task `retrying`."""
+
+    DISPATCHED = "dispatched"
+    """Handed to a runner that has not reported its start."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SNOOZED = "snoozed"
+    """Asked to run again later (exit code 75); the next attempt does the work."""
+    CANCELLED = "cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (AttemptState.DISPATCHED, AttemptState.RUNNING)
+
+
+def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
+    """The status of a flow in `status` once `event` has happened to it."""
+    match event:
+        case FlowSubmitted(start_at=start_at):
+            return FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING
+        case FlowRejected():
+            return FlowStatus.REJECTED
+        case FlowDeduplicated():
+            return FlowStatus.DUPLICATE
+        case TaskDispatched() | TaskQueued():
+            return FlowStatus.PENDING if status is FlowStatus.SCHEDULED else status
+        case TaskStarted():
+            return FlowStatus.RUNNING if status is FlowStatus.PENDING else status
+        case FlowCancelRequested(fail_fast=fail_fast):
+            # fail_fast only stops the running siblings: the flow is failing, not cancelling.
+            return status if fail_fast else FlowStatus.CANCELLING
+        case FlowSucceeded():
+            return FlowStatus.SUCCEEDED
+        case FlowFailed():
+            return FlowStatus.FAILED
+        case FlowCancelled():
+            return FlowStatus.CANCELLED
+        case (
+            TaskSucceeded()
+            | TaskAttemptFailed()
+            | TaskSnoozed()
+            | TaskCancelled()
+            | TaskFailed()
+            | TaskSkipped()
+        ):
+            return status
+        case _ as unreachable:
+            assert_never(unreachable)

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from rich.text import Text
 from weir_proto.events import FlowEvent
+from weir_proto.status import AttemptState
 
 from weir.telemetry import Attempt, FlowTimeline, flow_timeline
 
@@ -58,20 +59,20 @@ def duration(seconds: float) -> str:
 
 def _status(attempt: Attempt) -> str:
     match attempt.status:
-        case "succeeded":
+        case AttemptState.SUCCEEDED:
             return "ok" if not attempt.exit_code else f"ok {attempt.exit_code}"
-        case "failed":
+        case AttemptState.FAILED:
             if attempt.error_type == "lost":
                 return "lost"
             code = f" {attempt.exit_code}" if attempt.exit_code is not None else ""
             kind = "" if attempt.error_type in (None, "exit_code") else f" {attempt.error_type}"
             return f"failed{code}{kind}"
-        case "running":
+        case AttemptState.RUNNING:
             return "running"
-        case "dispatched":
+        case AttemptState.DISPATCHED:
             return "waiting"
-        case "snoozed" | "cancelled" as other:
-            return other
+        case AttemptState.SNOOZED | AttemptState.CANCELLED as other:
+            return other.value
 
 
 class _Axis:

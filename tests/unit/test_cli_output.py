@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from weir import waterfall
 from weir.cli import _event_line, flow_details, flow_table
-from weir.telemetry import AttemptStatus, flow_timeline
+from weir.telemetry import flow_timeline
 from weir_proto.api import AttemptFailure, FlowView, TaskView
 from weir_proto.errors import SpecError
 from weir_proto.events import (
@@ -39,7 +39,7 @@ from weir_proto.events import (
 )
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
-from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.status import AttemptState, FlowStatus, TaskStatus
 
 T0 = datetime(2026, 11, 25, 18, 5, 1, tzinfo=UTC)
 TRICKY = "[/] [bold]x[/bold] [red"
@@ -172,7 +172,7 @@ def test_events_and_trace_render_every_event_and_attempt_status() -> None:
     every_event = {t.__struct_config__.tag for t in get_args(FlowEvent)}
     assert seen_events == every_event
     seen_attempts = {a.status for h in histories for a in flow_timeline(h).attempts}
-    assert seen_attempts == set(get_args(AttemptStatus))
+    assert seen_attempts == set(AttemptState)
     for history in histories:
         lines = render(*(_event_line(e) for e in history))
         for event in history:

@@ -36,7 +36,7 @@ from weir_proto.events import (
 from weir_proto.ids import event_id
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
 from weir_proto.spec import FlowSpec
-from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
 from weir_scheduler.backoff import retry_delay
 from weir_scheduler.planner import Limits, Plan, planned
@@ -528,7 +528,8 @@ def _finish_if_done(out: _Emitter) -> None:
 
 def evolve(flow: Flow, event: FlowEvent) -> Flow:
     """The flow after `event`. Events must come in `seq` order."""
-    flow = replace(flow, seq=event.seq, updated_at=event.at)
+    status = flow_status_after(flow.status, event)
+    flow = replace(flow, seq=event.seq, updated_at=event.at, status=status)
     match event:
         case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
             flow_plan = planned(spec, _UNLIMITED)
@@ -557,7 +558,6 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 name=spec.name,
                 created_at=event.at,
                 start_at=start_at,
-                status=FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING,
                 plan=flow_plan,
                 tasks=tasks,
                 ready=ready,
@@ -571,7 +571,6 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 flow,
                 name=name or "",
                 created_at=event.at,
-                status=FlowStatus.REJECTED,
                 errors=tuple(errors),
             )
         case FlowDeduplicated(existing=existing, key=key, name=name):
@@ -580,7 +579,6 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 flow,
                 name=name or "",
                 created_at=event.at,
-                status=FlowStatus.DUPLICATE,
                 errors=(SpecError(path="$.unique.key", message=message),),
             )
         case TaskDispatched(task=name, attempt=attempt, token_digest=digest):
@@ -595,30 +593,21 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 runner=None,
                 token_digest=digest,
             )
-            flow = replace(
+            return replace(
                 _with_task(flow, task),
                 ready=flow.ready.delete(name) if name in flow.ready else flow.ready,
             )
-            if flow.status is FlowStatus.SCHEDULED:
-                flow = replace(flow, status=FlowStatus.PENDING)
-            return flow
         case TaskQueued(task=name):
             task = replace(flow.tasks[name], status=TaskStatus.QUEUED, retry_at=None)
             flow = _with_task(flow, task)
-            flow = replace(
+            return replace(
                 flow, ready=flow.ready.delete(name) if name in flow.ready else flow.ready
             )
-            if flow.status is FlowStatus.SCHEDULED:
-                flow = replace(flow, status=FlowStatus.PENDING)
-            return flow
         case TaskStarted(task=name, runner=runner):
             task = replace(
                 flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
             )
-            flow = _with_task(flow, task)
-            if flow.status is FlowStatus.PENDING:
-                flow = replace(flow, status=FlowStatus.RUNNING)
-            return flow
+            return _with_task(flow, task)
         case TaskSucceeded(task=name, exit_code=code):
             task = replace(
                 flow.tasks[name],
@@ -688,17 +677,10 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 finished_at=event.at,
             )
             return _with_task(flow, task)
-        case FlowCancelRequested(reason=reason, fail_fast=fail_fast):
-            status = flow.status if fail_fast else FlowStatus.CANCELLING
-            return replace(
-                flow, cancelling=True, cancel_reason=reason, status=status, ready=immutables.Map()
-            )
-        case FlowSucceeded():
-            return replace(flow, status=FlowStatus.SUCCEEDED)
-        case FlowFailed():
-            return replace(flow, status=FlowStatus.FAILED)
-        case FlowCancelled():
-            return replace(flow, status=FlowStatus.CANCELLED)
+        case FlowCancelRequested(reason=reason):
+            return replace(flow, cancelling=True, cancel_reason=reason, ready=immutables.Map())
+        case FlowSucceeded() | FlowFailed() | FlowCancelled():
+            return flow
         case _ as unreachable:
             assert_never(unreachable)
 

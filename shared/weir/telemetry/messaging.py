@@ -1,0 +1,115 @@
+"""Spans around publishing and receiving NATS messages (OpenTelemetry messaging semantic
+conventions), carrying the trace on in the message headers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Literal
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, TracerProvider
+from weir_proto import subjects
+
+from weir.telemetry.propagation import extract, inject
+from weir.telemetry.providers import tracer
+
+
+def subject_template(subject: str) -> str:
+    """The low-cardinality form of a weir subject: span names must not contain flow ids."""
+    parts = subject.split(".")
+    if subject.startswith(subjects.STATUS_PREFIX + ".") and len(parts) == 3:
+        return f"{subjects.STATUS_PREFIX}.{{flow_id}}"
+    if subject.startswith(subjects.EVENTS_PREFIX + ".") and len(parts) == 4:
+        return f"{subjects.EVENTS_PREFIX}.{{flow_id}}.{parts[3]}"
+    if subject.startswith(subjects.DISPATCH_PREFIX + ".") and len(parts) == 4:
+        return f"{subjects.DISPATCH_PREFIX}.{parts[2]}.{{flow_id}}"
+    return subject
+
+
+def _messaging_attributes(
+    subject: str, operation: str, operation_type: str, message_id: str | None, size: int | None
+) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "messaging.system": "nats",
+        "messaging.destination.name": subject,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation_type,
+    }
+    template = subject_template(subject)
+    if template != subject:
+        attributes["messaging.destination.template"] = template
+    if message_id is not None:
+        attributes["messaging.message.id"] = message_id
+    if size is not None:
+        attributes["messaging.message.body.size"] = size
+    return attributes
+
+
+@contextlib.contextmanager
+def publishing(
+    subject: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    message_id: str | None = None,
+    parent: Context | None = None,
+    size: int | None = None,
+    attributes: Mapping[str, str | int] | None = None,
+    provider: TracerProvider | None = None,
+) -> Iterator[dict[str, str]]:
+    """A PRODUCER span `publish {subject}`; yields `headers` with its `traceparent` added.
+
+    Publish with the yielded headers inside the block, so the receiver's span is a child of
+    this one. `parent` defaults to the current context (pass `flow_context(flow_id)` where
+    there is none, e.g. the client's submit or the relay).
+    """
+    attrs = _messaging_attributes(subject, "publish", "send", message_id, size)
+    attrs.update(attributes or {})
+    if message_id is not None and "Nats-Msg-Id" not in (headers or {}):
+        headers = {**(headers or {}), "Nats-Msg-Id": message_id}
+    span_name = f"publish {subject_template(subject)}"
+    with tracer(provider).start_as_current_span(
+        span_name, context=parent, kind=SpanKind.PRODUCER, attributes=attrs
+    ):
+        yield inject(headers)
+
+
+@contextlib.contextmanager
+def receiving(
+    subject: str,
+    headers: Mapping[str, str] | None,
+    *,
+    message_id: str | None = None,
+    operation: Literal["process", "receive"] = "process",
+    parent: Context | None = None,
+    fallback: Context | None = None,
+    size: int | None = None,
+    attributes: Mapping[str, str | int] | None = None,
+    provider: TracerProvider | None = None,
+) -> Iterator[Span]:
+    """A CONSUMER span `process {subject}`, current inside the block.
+
+    Its parent is the context the message carries, or `fallback` (e.g.
+    `flow_context(flow_id)`) when it carries none. Pass `parent` to put the span in a
+    trace of your choosing instead (a submit whose flow id the client did not know); the
+    message's own context then becomes a link. Exceptions escaping the block are recorded
+    and set the span's status to error.
+    """
+    carried = extract(headers)
+    carried_span = trace.get_current_span(carried).get_span_context()
+    links: list[trace.Link] = []
+    if parent is not None:
+        if carried_span.is_valid:
+            links.append(trace.Link(carried_span))
+    elif carried_span.is_valid:
+        parent = carried
+    else:
+        parent = fallback or Context()
+    attrs = _messaging_attributes(subject, operation, operation, message_id, size)
+    attrs.update(attributes or {})
+    span_name = f"{operation} {subject_template(subject)}"
+    with tracer(provider).start_as_current_span(
+        span_name, context=parent, kind=SpanKind.CONSUMER, attributes=attrs, links=links
+    ) as span:
+        yield span
