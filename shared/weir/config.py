@@ -308,8 +308,9 @@ class Settings:
     kube_helper_image: str = "weir:latest"
     """Image (with weir installed) of the pods' artifact download/upload containers."""
     kube_data_secret: str = "weir-task-nats"
-    """Kubernetes Secret with `url` and `creds` (a NATS user limited to the artifacts bucket)
-    that the artifact helper containers use."""
+    """Kubernetes Secret (in the pods' namespace) with `url` and a NATS user limited to the
+    artifacts bucket, as `user` and `password` or as `creds`, that the artifact helper
+    containers use."""
 
     # What a task's `kubernetes` section may ask for (the runner refuses the rest, see
     # docs/kubernetes.md): comma-separated allow-lists, all empty by default.

@@ -415,6 +415,8 @@ class TestKubelet:
             if "valueFrom" in var:
                 ref = var["valueFrom"]["secretKeyRef"]
                 value = (await self._secret_data(key[0], ref["name"]) or {}).get(ref["key"])
+                if value is None and ref.get("optional"):
+                    continue  # as a kubelet does: an optional key that is missing sets nothing
                 if value is None:
                     message = f'secret "{ref["name"]}" key "{ref["key"]}" not found'
                     waiting = {"reason": "CreateContainerConfigError", "message": message}

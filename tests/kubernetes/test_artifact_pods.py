@@ -47,7 +47,11 @@ def test_each_input_is_downloaded_into_a_file_mounted_at_exactly_its_path() -> N
     env = {e["name"]: e for e in download["env"]}
     assert env["WEIR_NATS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "task-nats", "key": "url"}
     assert env["WEIR_ARTIFACTS_BUCKET"]["value"] == "b"
-    assert "env" not in task or all(e["name"] != "WEIR_NATS_URL" for e in task["env"])
+    # The task pods' NATS user, when the Secret has one (else a `creds` file, or none).
+    for variable, key in (("WEIR_NATS_USER", "user"), ("WEIR_NATS_PASSWORD", "password")):
+        ref = {"name": "task-nats", "key": key, "optional": True}
+        assert env[variable] == {"name": variable, "valueFrom": {"secretKeyRef": ref}}
+    assert "env" not in task or all(not e["name"].startswith("WEIR_NATS") for e in task["env"])
 
 
 def test_outputs_get_a_placeholder_file_and_are_uploaded_after_the_task() -> None:

@@ -49,6 +49,10 @@ WORKING_DIR = "/work"
 """Where relative input and output paths are, inside the task's container."""
 
 
+NATS_USER_KEYS = (("WEIR_NATS_USER", "user"), ("WEIR_NATS_PASSWORD", "password"))
+"""Variable of the helpers -> optional key of the credentials Secret: the task pods' NATS user
+and password (the `weir-task` user of deploy/nats/permissions.conf), instead of `creds`."""
+
 AWS_CREDENTIAL_KEYS = (
     ("AWS_ACCESS_KEY_ID", "aws-access-key-id"),
     ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key"),
@@ -59,7 +63,8 @@ AWS_CREDENTIAL_KEYS = (
 @dataclass(frozen=True, slots=True)
 class ArtifactPlumbing:
     """How the helper containers reach the artifacts: the weir image, the bucket, and the
-    Secret holding `url` (and optionally `creds`, a NATS user limited to the bucket)."""
+    Secret holding `url` and optionally the NATS user limited to the bucket, as `user` and
+    `password` or as a `creds` file."""
 
     helper_image: str = "weir:latest"
     bucket: str = "weir-artifacts"
@@ -163,15 +168,18 @@ def _helper_env(plumbing: ArtifactPlumbing) -> list[dict[str, Any]]:
     """Where the helpers find the artifacts; credentials only by reference to the Secret."""
     secret = plumbing.credentials_secret
     if not plumbing.artifacts_url:
-        return [
+        env: list[dict[str, Any]] = [
             {
                 "name": "WEIR_NATS_URL",
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}},
             },
             {"name": "WEIR_NATS_CREDS", "value": f"{CREDS_DIR}/creds"},
-            {"name": "WEIR_ARTIFACTS_BUCKET", "value": plumbing.bucket},
         ]
-    env: list[dict[str, Any]] = [{"name": "WEIR_ARTIFACTS_URL", "value": plumbing.artifacts_url}]
+        for variable, key in NATS_USER_KEYS:  # unset where the Secret has no such key
+            optional = {"name": secret, "key": key, "optional": True}
+            env.append({"name": variable, "valueFrom": {"secretKeyRef": optional}})
+        return [*env, {"name": "WEIR_ARTIFACTS_BUCKET", "value": plumbing.bucket}]
+    env = [{"name": "WEIR_ARTIFACTS_URL", "value": plumbing.artifacts_url}]
     if plumbing.s3_endpoint_url:
         env.append({"name": "WEIR_S3_ENDPOINT_URL", "value": plumbing.s3_endpoint_url})
     if plumbing.s3_region:
