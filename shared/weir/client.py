@@ -370,16 +370,9 @@ class Client:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def logs(
-        self,
-        flow_id: str,
-        task: str,
-        attempt: int | None = None,
-        follow: bool = False,
-        idle: float = HISTORY_IDLE_DEFAULT,
-    ) -> AsyncIterator[tuple[str, bytes]]:
-        """`(stream, chunk)` pairs of an attempt's output (the latest attempt by default),
-        from the start; with `follow`, goes on live until the attempt has ended."""
+    async def attempt_of(self, flow_id: str, task: str, attempt: int | None = None) -> int:
+        """`attempt` of the flow's `task` (its latest when None), checked to have run;
+        WeirError("not_found") names what is missing."""
         view = await self.get(flow_id)
         match = [t for t in view.tasks if t.name == task]
         if not match:
@@ -396,6 +389,19 @@ class Client:
                 f'task "{task}" of flow {flow_id} has no attempt {attempt} '
                 f"(attempts: {'1' if latest == 1 else f'1 to {latest}'})",
             )
+        return attempt
+
+    async def logs(
+        self,
+        flow_id: str,
+        task: str,
+        attempt: int | None = None,
+        follow: bool = False,
+        idle: float = HISTORY_IDLE_DEFAULT,
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """`(stream, chunk)` pairs of an attempt's output (the latest attempt by default),
+        from the start; with `follow`, goes on live until the attempt has ended."""
+        attempt = await self.attempt_of(flow_id, task, attempt)
         sub = await self.js.subscribe(
             subjects.logs(flow_id, task, attempt),
             stream=subjects.STREAM_LOGS,

@@ -55,6 +55,8 @@ class Stack:
     nats_server: EmbeddedNats | None = None
     scheduler: subprocess.Popen[bytes] | None = None
     runner: subprocess.Popen[bytes] | None = None
+    web: subprocess.Popen[bytes] | None = None
+    web_port: int = 0
     replicas: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     """Scheduler and runner replicas beyond the first, by name (`scheduler-1`, `runner-1`)."""
 
@@ -130,6 +132,26 @@ class Stack:
             self.runner = proc
         asyncio.run(self._wait_ready(name, proc, _runner_ready))
 
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_web(self) -> None:
+        """Start weir-web on a free loopback port (no tokens: loopback only)."""
+        self.web_port = self.web_port or free_port()
+        self.env.setdefault("WEIR_WEB_LISTEN", f"127.0.0.1:{self.web_port}")
+        self.web = self._spawn("weir_web", "web")
+        deadline = time.monotonic() + SERVICE_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.web.poll() is not None:
+                log = (self.root / "web.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"weir-web exited with {self.web.returncode}:\n{log}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.web_port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"weir-web was not ready within {SERVICE_READY_TIMEOUT:.0f}s")
+
     def process(self, service: str, replica: int = 0) -> subprocess.Popen[bytes] | None:
         """The process of `service` ("scheduler" or "runner") replica `replica`, if started."""
         if replica:
@@ -186,6 +208,7 @@ class Stack:
         self._stop(self.process("runner", replica), kill=True)
 
     def stop(self) -> None:
+        self._stop(self.web)
         for name, proc in sorted(self.replicas.items(), reverse=True):  # runners first
             if name.startswith("runner"):
                 self._stop(proc)
@@ -229,8 +252,11 @@ def demo(flow_file: str) -> int:
         print(f"starting Postgres, NATS, scheduler and runner in {tmp} ...", flush=True)
         try:
             stack.start()
+            stack.start_web()
             print(
-                f"stack up in {time.monotonic() - started:.1f}s; submitting {flow_file}", flush=True
+                f"stack up in {time.monotonic() - started:.1f}s; HTTP API at "
+                f"{stack.web_url}/api/v1; submitting {flow_file}",
+                flush=True,
             )
             result = app(
                 ["submit", flow_file, "--follow", "--nats-url", stack.nats_url],
@@ -257,8 +283,10 @@ def up() -> int:
     port = 4222 if _port_free(4222) else free_port()
     stack = Stack(root, nats_port=port)
     stack.start()
+    stack.start_web()
     print(
-        f"weir is up. In another shell:\n  export WEIR_NATS_URL={stack.nats_url}\n"
+        f"weir is up. HTTP API: {stack.web_url}/api/v1 (docs/http.md)\n"
+        f"In another shell:\n  export WEIR_NATS_URL={stack.nats_url}\n"
         f"  .venv/bin/weir submit examples/diamond.yaml --follow\n"
         f"Postgres: {stack.database_url}\nLogs: {root}/scheduler.log, {root}/runner.log\n"
         "Ctrl-C stops everything.",
@@ -274,7 +302,11 @@ def up() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         while not stopping:
-            for name, proc in (("scheduler", stack.scheduler), ("runner", stack.runner)):
+            for name, proc in (
+                ("scheduler", stack.scheduler),
+                ("runner", stack.runner),
+                ("web", stack.web),
+            ):
                 if proc is not None and proc.poll() is not None:
                     print(f"{name} exited with {proc.returncode}; see {root}/{name}.log")
                     return 1

@@ -274,6 +274,7 @@ ROLE_PASSWORDS = {
     "WEIR_SUBMITTER_NATS_PASSWORD": "submit-pw",
     "WEIR_TASK_NATS_PASSWORD": "task-pw",
     "WEIR_OPERATOR_NATS_PASSWORD": "operator-pw",
+    "WEIR_WEB_NATS_PASSWORD": "web-pw",
 }
 
 
@@ -283,6 +284,7 @@ PASSWORDS = {
     "weir-submitter": "submit-pw",
     "weir-task": "task-pw",
     "weir-operator": "operator-pw",
+    "weir-web": "web-pw",
 }
 """Each user of the example config and its password (as ROLE_PASSWORDS gives the server)."""
 

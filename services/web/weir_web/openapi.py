@@ -1,0 +1,249 @@
+"""`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1, its schemas the proto's JSON
+Schemas (those of proto/schema, rendered by `weir_proto.schema`)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from weir_proto.schema import render
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "problems": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "path": {"type": "string"},
+                            "message": {"type": "string"},
+                            "task": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    role: str,
+    ok: tuple[int, str, dict[str, Any]] = (200, "application/json", {}),
+    *,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    status, media, schema = ok
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Role: {role}.",
+        "responses": {
+            str(status): {"description": "success", "content": {media: {"schema": schema}}}
+            if media
+            else {"description": "success"},
+            "default": {"description": "error", **_json(_ref("Error"))},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": body}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path(name: str, what: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": what,
+        "schema": {"type": "string"},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": what, "schema": schema}
+
+
+FLOW = _path("flow_id", "flow id (DNS-1123 label)")
+NONE: tuple[int, str, dict[str, Any]] = (204, "", {})
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR}
+    for file, text in render().items():
+        name = file.removesuffix(".json")
+        schema = json.loads(text)
+        schema.pop("$schema", None)
+        schema["$id"] = f"urn:weir:schema:{name}"  # its own `#/$defs/...` resolve inside it
+        schemas[name] = schema
+    spec_body = {
+        "application/json": {"schema": _ref("FlowSpec")},
+        "application/yaml": {"schema": _ref("FlowSpec")},
+    }
+    sse = (200, "text/event-stream", {"type": "string"})
+    paths = {
+        "/session": {
+            "post": _op(
+                "Exchange a token for a session cookie and CSRF token",
+                "any",
+                (201, "application/json", {"type": "object"}),
+                body=_json({"type": "object", "properties": {"token": {"type": "string"}}})[
+                    "content"
+                ],
+            ),
+            "get": _op("The session's role and CSRF token", "any"),
+            "delete": _op("Log out", "viewer", NONE),
+        },
+        "/flows": {
+            "get": _op(
+                "List flows, newest first",
+                "viewer",
+                (200, "application/json", _ref("FlowPage")),
+                params=[
+                    _query("status", {"type": "string"}, "one status"),
+                    _query("where", {"type": "string"}, "`weir flows --where` filter"),
+                    _query("limit", {"type": "integer"}, "page size"),
+                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
+                ],
+            ),
+            "post": _op(
+                "Submit a flow (JSON or YAML)",
+                "operator",
+                (201, "application/json", _ref("SubmitAccepted")),
+                body=spec_body,
+            ),
+        },
+        "/flows/{flow_id}": {
+            "get": _op(
+                "One flow", "viewer", (200, "application/json", _ref("FlowView")), params=[FLOW]
+            )
+        },
+        "/flows/{flow_id}/events": {
+            "get": _op(
+                "The flow's events: SSE until its terminal event (resumes after "
+                "Last-Event-ID), or the log so far with Accept: application/json",
+                "viewer",
+                sse,
+                params=[FLOW],
+            )
+        },
+        "/flows/{flow_id}/tasks/{task}/logs": {
+            "get": _op(
+                "A task attempt's output: text, or SSE with follow=true",
+                "viewer",
+                (200, "text/plain", {"type": "string"}),
+                params=[
+                    FLOW,
+                    _path("task", "task name"),
+                    _query("attempt", {"type": "integer"}, "default: the latest"),
+                    _query("follow", {"type": "boolean"}, "stream live (SSE)"),
+                ],
+            )
+        },
+        "/flows/{flow_id}/artifacts": {"get": _op("The flow's artifacts", "viewer", params=[FLOW])},
+        "/flows/{flow_id}/artifacts/{name}": {
+            "get": _op(
+                "An artifact's bytes (X-Weir-SHA256, Repr-Digest, Content-Length)",
+                "viewer",
+                (200, "application/octet-stream", {"type": "string", "format": "binary"}),
+                params=[FLOW, _path("name", "output name")],
+            )
+        },
+        "/flows/{flow_id}/cancel": {
+            "post": _op(
+                "Cancel a flow",
+                "operator",
+                (200, "application/json", {"type": "object"}),
+                params=[FLOW],
+            )
+        },
+        "/flows/{flow_id}/rerun": {
+            "post": _op(
+                "Rerun an ended flow",
+                "operator",
+                (201, "application/json", _ref("SubmitAccepted")),
+                params=[FLOW],
+                body=_json({"type": "object", "properties": {"failed_only": {"type": "boolean"}}})[
+                    "content"
+                ],
+            )
+        },
+        "/schedules": {
+            "get": _op("Every schedule", "viewer", (200, "application/json", _ref("ScheduleList"))),
+            "post": _op(
+                "Create or replace a schedule",
+                "operator",
+                (201, "application/json", _ref("ScheduleView")),
+                body=_json(_ref("ScheduleRequest"))["content"],
+            ),
+        },
+        "/schedules/{name}/pause": {
+            "post": _op(
+                "Pause a schedule",
+                "operator",
+                (200, "application/json", _ref("ScheduleView")),
+                params=[_path("name", "schedule")],
+            )
+        },
+        "/schedules/{name}/resume": {
+            "post": _op(
+                "Resume a schedule",
+                "operator",
+                (200, "application/json", _ref("ScheduleView")),
+                params=[_path("name", "schedule")],
+            )
+        },
+        "/schedules/{name}": {
+            "delete": _op("Delete a schedule", "operator", NONE, params=[_path("name", "schedule")])
+        },
+        "/secrets": {"get": _op("Secret names (never values)", "viewer")},
+        "/secrets/{name}": {
+            "put": _op(
+                "Set a secret (the value is never echoed)",
+                "admin",
+                NONE,
+                params=[_path("name", "secret name")],
+                body=_json({"type": "object", "properties": {"value": {"type": "string"}}})[
+                    "content"
+                ],
+            ),
+            "delete": _op("Remove a secret", "admin", NONE, params=[_path("name", "secret name")]),
+        },
+        "/health": {"get": _op("Health of the scheduler and runners (weir.health.*)", "viewer")},
+        "/openapi.json": {"get": _op("This document", "none")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "weir HTTP API", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "weir_session"},
+            },
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+    }

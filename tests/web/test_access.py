@@ -1,0 +1,215 @@
+"""Who may do what through weir-web, and what it never does: attacks and misuses run against
+the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.aio.msg import Msg
+from weir.config import ConfigError
+from weir_web.config import WebSettings
+
+from tests.web.conftest import Web, write_tokens
+from tests.web.test_api import DIAMOND, events_of, submit
+
+SECRET_VALUE = "hunter2-very-secret-value-8c1f"
+
+WRITES = [
+    ("POST", "/flows", {"name": "x", "tasks": [{"name": "a", "cmd": ["true"]}]}),
+    ("POST", "/flows/abc/cancel", {}),
+    ("POST", "/flows/abc/rerun", {"failed_only": True}),
+    ("POST", "/schedules", {"name": "s", "cron": "* * * * *", "flow": {"name": "x", "tasks": []}}),
+    ("POST", "/schedules/s/pause", {}),
+    ("POST", "/schedules/s/resume", {}),
+    ("DELETE", "/schedules/s", None),
+    ("PUT", "/secrets/token", {"value": SECRET_VALUE}),
+    ("DELETE", "/secrets/token", None),
+]
+READS = [
+    "/flows",
+    "/flows/abc",
+    "/flows/abc/events",
+    "/flows/abc/tasks/a/logs",
+    "/flows/abc/artifacts",
+    "/flows/abc/artifacts/out",
+    "/schedules",
+    "/secrets",
+    "/health",
+]
+
+
+async def test_no_token_is_401_and_a_viewer_is_403_on_every_write(web: Web) -> None:
+    anonymous = web.client()
+    for path in READS:
+        response = await anonymous.get(path)
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "unauthorized"
+    wrong = web.client()
+    wrong.headers["Authorization"] = "Bearer not-a-token-at-all-123"
+    assert (await wrong.get("/flows")).status_code == 401
+    viewer = web.client("viewer")
+    operator = web.client("operator")
+    for method, path, body in WRITES:
+        response = await viewer.request(method, path, json=body)
+        assert response.status_code == 403, (method, path)
+        assert "needs the" in response.json()["error"]["message"]
+        assert (await anonymous.request(method, path, json=body)).status_code == 401
+        if path.startswith("/secrets"):
+            assert (await operator.request(method, path, json=body)).status_code == 403
+    assert (await viewer.get("/flows")).json()["flows"] == []  # nothing was submitted
+
+
+async def test_session_cookie_login_needs_csrf_for_writes(web: Web) -> None:
+    browser = web.client()
+    refused = await browser.post("/session", json={"token": "wrong-token-0123456789"})
+    assert refused.status_code == 401
+    login = await browser.post("/session", json={"token": "operator-token-0123456789"})
+    assert login.status_code == 201
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    csrf = login.json()["csrf"]
+    assert login.json()["role"] == "operator"
+    assert (await browser.get("/flows")).status_code == 200  # reads: the cookie suffices
+    spec = {"name": "x", "tasks": [{"name": "a", "cmd": ["true"]}]}
+    forged = await browser.post("/flows", json=spec)
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["error"]["message"]
+    wrong = await browser.post("/flows", json=spec, headers={"X-CSRF-Token": "guess"})
+    assert wrong.status_code == 403
+    other_site = await browser.post(
+        "/flows", json=spec, headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"}
+    )
+    assert other_site.status_code == 403
+    accepted = await browser.post("/flows", json=spec, headers={"X-CSRF-Token": csrf})
+    assert accepted.status_code == 201
+    assert (await browser.get("/session")).json()["csrf"] == csrf
+    assert (await browser.delete("/session", headers={"X-CSRF-Token": csrf})).status_code == 204
+    assert (await browser.get("/flows")).status_code == 401
+
+
+async def test_secret_value_never_appears_in_a_response_or_a_log(
+    web: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin = web.client("admin")
+    seen: list[str] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        seen.append(str(response.headers) + response.text)
+
+    admin.event_hooks["response"].append(keep)
+    assert (await admin.put("/secrets/api-token", json={"value": SECRET_VALUE})).status_code == 204
+    assert (await admin.get("/secrets")).json() == {"names": ["api-token"]}
+    bad_name = await admin.put("/secrets/Bad*Name", json={"value": SECRET_VALUE})
+    assert bad_name.status_code == 400
+    wrong_shape = await admin.put("/secrets/api-token", json={"value": 12, "x": SECRET_VALUE})
+    assert wrong_shape.status_code == 400
+    not_json = await admin.put("/secrets/api-token", content=b"{" + SECRET_VALUE.encode())
+    assert not_json.status_code == 400
+    assert (await admin.delete("/secrets/api-token")).status_code == 204
+    assert (await admin.delete("/secrets/api-token")).status_code == 404
+    assert seen and not [s for s in seen if SECRET_VALUE in s]
+    assert SECRET_VALUE not in caplog.text
+
+
+async def test_get_never_changes_anything(web: Web, tmp_path: Path) -> None:
+    operator = web.client("operator")
+    flow_id = await submit(operator, DIAMOND)
+    await events_of(operator, flow_id)
+    await web.client("admin").put("/secrets/kept", json={"value": "v"})
+
+    async def state() -> list[object]:
+        flows = (await operator.get("/flows")).json()
+        log = await operator.get(f"/flows/{flow_id}/events", headers={"Accept": "application/json"})
+        return [
+            flows,
+            (await operator.get(f"/flows/{flow_id}")).json(),
+            log.json(),
+            (await operator.get("/schedules")).json(),
+            (await operator.get("/secrets")).json(),
+        ]
+
+    before = await state()
+    for path in [p.replace("abc", flow_id) for p in READS] + ["/session", "/openapi.json"]:
+        await operator.get(path)
+    await events_of(operator, flow_id)
+    await operator.get(f"/flows/{flow_id}/tasks/d/logs", params={"follow": "true"})
+    for method, path, _ in WRITES:  # a write's path reached with GET is no write
+        if method != "GET":
+            response = await operator.get(path.replace("abc", flow_id))
+            assert response.status_code in {200, 404, 405}, path
+    assert await state() == before
+
+
+async def test_invalid_names_are_400_before_any_nats_subject_is_formed(web: Web) -> None:
+    seen: list[str] = []
+    watcher = await nats.connect(web.settings.nats_url)
+
+    async def record(msg: Msg) -> None:
+        seen.append(msg.subject)
+
+    await watcher.subscribe(">", cb=record)
+    await watcher.flush()
+    admin = web.client("admin")
+    hostile = ["a.b", "x>", "star*", "UPPER", "-dash", "a" * 64, "a%2Eb", "%3E"]
+    bad_secret_names = {"x>", "star*", "UPPER", "-dash", "%3E"}  # a.b is a secret's name
+    try:
+        for bad in hostile:
+            for method, path in [
+                ("GET", f"/flows/{bad}"),
+                ("GET", f"/flows/{bad}/events"),
+                ("GET", f"/flows/ok/tasks/{bad}/logs"),
+                ("GET", f"/flows/{bad}/artifacts"),
+                ("POST", f"/flows/{bad}/cancel"),
+                ("POST", f"/flows/{bad}/rerun"),
+                ("POST", f"/schedules/{bad}/pause"),
+                ("DELETE", f"/schedules/{bad}"),
+            ] + ([("PUT", f"/secrets/{bad}")] if bad in bad_secret_names else []):
+                response = await admin.request(
+                    method, path, json={"value": "v"} if method == "PUT" else None
+                )
+                assert response.status_code == 400, (method, path, response.text)
+        for bad in ["..", ".hidden", "a b", "a%2Fb"]:
+            response = await admin.get(f"/flows/ok/artifacts/{bad}")
+            assert response.status_code in {400, 404}, bad
+            assert response.json()["error"]["code"] in {"bad_request", "not_found"}
+        await watcher.flush()
+        await asyncio.sleep(0.2)  # anything published by the requests above has arrived
+    finally:
+        await watcher.close()
+    formed = [s for s in seen if not s.startswith(("_INBOX.", "$JS.", "weir.health."))]
+    assert [s for s in formed if any(b.replace("%2E", ".") in s for b in hostile)] == []
+    assert not [s for s in seen if "star*" in s or "x>" in s]
+
+
+def test_non_loopback_listen_without_tokens_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        WebSettings.from_env({"WEIR_WEB_LISTEN": "0.0.0.0:8080"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "weir_web"],
+        env={**os.environ, "WEIR_WEB_LISTEN": "0.0.0.0:8080", "WEIR_WEB_TOKENS": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "WEIR_WEB_TOKENS is not set" in proc.stderr and "Traceback" not in proc.stderr
+    tokens = write_tokens(tmp_path / "tokens")
+    assert WebSettings.from_env(
+        {"WEIR_WEB_LISTEN": "0.0.0.0:8080", "WEIR_WEB_TOKENS": str(tokens)}
+    ).tokens
+    short = tmp_path / "short"
+    short.write_text("abc viewer\nlong-enough-token-123 king\n")
+    with pytest.raises(ConfigError) as refused:
+        WebSettings.from_env({"WEIR_WEB_TOKENS": str(short)})
+    assert ":1: the token is shorter" in str(refused.value) and ":2: role 'king'" in str(
+        refused.value
+    )

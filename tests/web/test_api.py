@@ -1,0 +1,256 @@
+"""The HTTP API against the real scheduler, runner, NATS and Postgres: what a caller of
+`/api/v1` observes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from weir_proto.events import TERMINAL_FLOW_EVENTS
+
+from tests.web.conftest import Web
+from tests.web.sse import Sse, read_sse
+
+DIAMOND = """
+name: diamond
+tasks:
+  - {name: a, cmd: [echo, a]}
+  - {name: b, cmd: [echo, b], depends: [a]}
+  - {name: c, cmd: [echo, c], depends: [a]}
+  - {name: d, cmd: [echo, d], depends: [b, c]}
+"""
+
+
+def gated(tmp_path: Path, name: str = "gated") -> tuple[dict[str, Any], Path]:
+    """A flow whose one task runs until the returned file exists."""
+    gate = tmp_path / f"{name}.open"
+    script = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo through"
+    return {"name": name, "tasks": [{"name": "wait", "cmd": ["sh", "-c", script]}]}, gate
+
+
+async def events_of(http: httpx.AsyncClient, flow_id: str, after: int = 0) -> list[Sse]:
+    headers = {"Last-Event-ID": str(after)} if after else {}
+    async with http.stream("GET", f"/flows/{flow_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        return [e async for e in read_sse(response)]
+
+
+async def submit(http: httpx.AsyncClient, spec: str | dict[str, Any]) -> str:
+    if isinstance(spec, dict):
+        response = await http.post("/flows", json=spec)
+    else:
+        response = await http.post(
+            "/flows", content=spec, headers={"Content-Type": "application/yaml"}
+        )
+    assert response.status_code == 201, response.text
+    flow_id: str = response.json()["flow_id"]
+    return flow_id
+
+
+async def test_submit_answers_201_and_the_diamond_streams_to_its_terminal_event(
+    operator: httpx.AsyncClient,
+) -> None:
+    flow_id = await submit(operator, DIAMOND)
+    events = await events_of(operator, flow_id)
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    assert events[0].event == "flow_submitted"
+    assert events[-1].event == "flow_succeeded"
+    assert [e.json()["type"] for e in events] == [e.event for e in events]
+    view = (await operator.get(f"/flows/{flow_id}")).json()
+    assert view["status"] == "succeeded"
+    assert {t["name"] for t in view["tasks"]} == {"a", "b", "c", "d"}
+    log = (
+        await operator.get(f"/flows/{flow_id}/events", headers={"Accept": "application/json"})
+    ).json()
+    assert [e["seq"] for e in log] == [int(e.id or 0) for e in events]
+
+
+async def test_bad_spec_is_422_with_every_problem(operator: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "bad",
+        "tasks": [
+            {"name": "a", "cmd": ["true"], "depends": ["nowhere"]},
+            {"name": "b", "cmd": "not-a-list", "retries": 3},
+        ],
+    }
+    response = await operator.post("/flows", json=spec)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_flow"
+    messages = " | ".join(p["message"] for p in error["problems"])
+    assert len(error["problems"]) >= 2, messages
+    assert "cmd" in messages and "retries" in messages
+
+
+async def test_yaml_syntax_error_is_422_naming_the_line(operator: httpx.AsyncClient) -> None:
+    response = await operator.post(
+        "/flows", content=b"name: x\ntasks: [\n", headers={"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 422
+    assert "body:" in response.json()["error"]["problems"][0]["message"]
+
+
+async def test_duplicate_is_409_naming_the_flow_that_holds_the_key(
+    operator: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    spec, gate = gated(tmp_path)
+    spec["unique"] = {"key": "nightly"}
+    first = await submit(operator, spec)
+    response = await operator.post("/flows", json=spec)
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "conflict" and error["existing"] == first
+    assert first in error["message"]
+    gate.touch()
+    assert (await events_of(operator, first))[-1].event == "flow_succeeded"
+
+
+async def test_events_resume_after_last_event_id_across_a_restart(web: Web, tmp_path: Path) -> None:
+    spec, gate = gated(tmp_path)
+    http = web.client("viewer")
+    flow_id = await submit(web.client("operator"), spec)
+    seen: list[Sse] = []
+    async with http.stream("GET", f"/flows/{flow_id}/events") as response:
+        async for event in read_sse(response):
+            seen.append(event)
+            if event.event == "task_started":
+                break
+    await web.restart()
+    gate.touch()
+    rest = await events_of(web.client("viewer"), flow_id, after=int(seen[-1].id or 0))
+    ids = [int(e.id or 0) for e in seen + rest]
+    assert ids == list(range(1, len(ids) + 1))  # no gap, no duplicate
+    assert rest[-1].event in TERMINAL_FLOW_EVENTS
+    # Resuming after the terminal event: nothing more, and the stream ends.
+    assert await events_of(web.client("viewer"), flow_id, after=ids[-1]) == []
+
+
+async def test_logs_as_text_and_followed(operator: httpx.AsyncClient, tmp_path: Path) -> None:
+    script = f"echo one; while [ ! -e {tmp_path / 'go'} ]; do sleep 0.05; done; echo two"
+    flow_id = await submit(
+        operator, {"name": "talk", "tasks": [{"name": "t", "cmd": ["sh", "-c", script]}]}
+    )
+    lines: list[str] = []
+    async with operator.stream(
+        "GET", f"/flows/{flow_id}/tasks/t/logs", params={"follow": "true"}
+    ) as response:
+        async for event in read_sse(response):
+            if event.event == "end":
+                break
+            lines.append(event.data)
+            if "one" in event.data:
+                (tmp_path / "go").touch()
+    assert "".join(lines).split() == ["one", "two"]
+    text = await operator.get(f"/flows/{flow_id}/tasks/t/logs", params={"attempt": 1})
+    assert text.status_code == 200 and text.text.split() == ["one", "two"]
+    assert text.headers["content-type"].startswith("text/plain")
+    missing = await operator.get(f"/flows/{flow_id}/tasks/t/logs", params={"attempt": 2})
+    assert missing.status_code == 404 and "no attempt 2" in missing.json()["error"]["message"]
+
+
+async def test_artifact_download_streams_its_bytes_with_their_sha256(
+    operator: httpx.AsyncClient,
+) -> None:
+    size = 3 * 1024 * 1024 + 17
+    spec = {
+        "name": "make",
+        "tasks": [
+            {
+                "name": "m",
+                "cmd": ["sh", "-c", f"head -c {size} /dev/urandom > blob.bin"],
+                "outputs": [{"name": "blob", "path": "blob.bin"}],
+            }
+        ],
+    }
+    flow_id = await submit(operator, spec)
+    assert (await events_of(operator, flow_id))[-1].event == "flow_succeeded"
+    listed = (await operator.get(f"/flows/{flow_id}/artifacts")).json()
+    assert [(a["name"], a["size"]) for a in listed] == [("blob", size)]
+    digest = hashlib.sha256()
+    received = 0
+    async with operator.stream("GET", f"/flows/{flow_id}/artifacts/blob") as response:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(size)
+        async for chunk in response.aiter_raw():
+            digest.update(chunk)
+            received += len(chunk)
+    assert received == size
+    assert response.headers["x-weir-sha256"] == digest.hexdigest() == listed[0]["sha256"]
+    missing = await operator.get(f"/flows/{flow_id}/artifacts/nothing")
+    assert missing.status_code == 404
+
+
+async def test_cancel_then_rerun(operator: httpx.AsyncClient, tmp_path: Path) -> None:
+    spec, gate = gated(tmp_path)
+    flow_id = await submit(operator, spec)
+    async with operator.stream("GET", f"/flows/{flow_id}/events") as response:
+        async for event in read_sse(response):
+            if event.event == "task_started":
+                break
+    cancelled = await operator.post(f"/flows/{flow_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["flow_id"] == flow_id
+    assert (await events_of(operator, flow_id))[-1].event == "flow_cancelled"
+    gate.touch()
+    rerun = await operator.post(f"/flows/{flow_id}/rerun", json={"failed_only": True})
+    assert rerun.status_code == 201, rerun.text
+    again = rerun.json()["flow_id"]
+    assert again != flow_id and rerun.json()["rerun_of"] == flow_id
+    assert (await events_of(operator, again))[-1].event == "flow_succeeded"
+
+
+async def test_schedules_create_list_pause_resume_delete(operator: httpx.AsyncClient) -> None:
+    request = {
+        "name": "hourly",
+        "cron": "0 * * * *",
+        "flow": {"name": "tick", "tasks": [{"name": "a", "cmd": ["true"]}]},
+    }
+    created = await operator.post("/schedules", json=request)
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "hourly" and created.json()["paused"] is False
+    names = [s["name"] for s in (await operator.get("/schedules")).json()["schedules"]]
+    assert names == ["hourly"]
+    assert (await operator.post("/schedules/hourly/pause")).json()["paused"] is True
+    assert (await operator.post("/schedules/hourly/resume")).json()["paused"] is False
+    assert (await operator.delete("/schedules/hourly")).status_code == 204
+    assert (await operator.get("/schedules")).json()["schedules"] == []
+    gone = await operator.delete("/schedules/hourly")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    bad = await operator.post("/schedules", json={**request, "cron": "every day"})
+    assert bad.status_code == 400, bad.text
+
+
+async def test_flows_list_filters_with_the_where_language(operator: httpx.AsyncClient) -> None:
+    ok = await submit(operator, {"name": "fine", "tasks": [{"name": "a", "cmd": ["true"]}]})
+    bad = await submit(operator, {"name": "broken", "tasks": [{"name": "a", "cmd": ["false"]}]})
+    for flow_id in (ok, bad):
+        await events_of(operator, flow_id)
+    page = (await operator.get("/flows", params={"where": "status=failed or name=fine"})).json()
+    assert {f["id"] for f in page["flows"]} == {ok, bad}
+    page = (await operator.get("/flows", params={"status": "failed"})).json()
+    assert [f["id"] for f in page["flows"]] == [bad]
+    one = (await operator.get("/flows", params={"limit": 1})).json()
+    assert len(one["flows"]) == 1 and one["next"]
+    wrong = await operator.get("/flows", params={"where": "status="})
+    assert wrong.status_code == 400 and "where" in wrong.json()["error"]["message"]
+
+
+async def test_health_and_openapi(viewer: httpx.AsyncClient) -> None:
+    health = await viewer.get("/health")
+    assert health.status_code == 200, health.text
+    assert health.json()["services"]["scheduler"]["status"] == "ok"
+    document = (await viewer.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    schema_files = sorted(
+        p.stem for p in (Path(__file__).parents[2] / "proto" / "schema").glob("*.json")
+    )
+    schemas = document["components"]["schemas"]
+    for name in schema_files:
+        on_disk = json.loads(
+            (Path(__file__).parents[2] / "proto" / "schema" / f"{name}.json").read_text()
+        )
+        on_disk.pop("$schema")
+        assert {k: v for k, v in schemas[name].items() if k != "$id"} == on_disk
+    assert "/flows/{flow_id}/events" in document["paths"]
