@@ -30,6 +30,7 @@ ROLES = {
     "weir-submitter": "SUBMITTER",
     "weir-operator": "ADMIN",
     "weir-task": "TASK",
+    "weir-web": "WEB",
 }
 """Each NATS user and its permissions, as docs/security.md lists them."""
 KUBERNETES_VERSION = "1.30"

@@ -40,6 +40,7 @@ NATS_USERS = {
     "submitter-password": "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f",
     "operator-password": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978",
     "task-password": "7d2e9f4a1c8b3e6d0a5f2c9e4b7d1a8f3c6e0b9d2a5f8c1e",
+    "web-password": "5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a09f8e7d6c5b4a39281",
 }
 """The Secret `weir-nats-users` as docs/kubernetes.md has the operator make it (hex)."""
 PASSWORD_OF = {
