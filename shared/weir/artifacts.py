@@ -8,8 +8,10 @@ reads the same bucket.
 Transfers stream: an upload reads the file one chunk at a time (nats-py's `put` does,
 given a file object), and a download pulls bounded batches of chunks from an ephemeral pull
 consumer instead of nats-py's `get`, whose push consumer may queue the whole object in
-memory when the disk is slower than the network. The SHA-256 digest recorded at upload is
-checked before a download is moved into place; a mismatch leaves no file behind.
+memory when the disk is slower than the network. A download is checked before it is moved
+into place, against the digest the event log recorded at upload when the caller gives it
+(`expected`: the store's metadata can be rewritten with the object), else against the
+digest in the store's metadata; a mismatch leaves no file behind.
 
 `WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX` keeps artifacts in S3-compatible storage instead
 (`weir.artifacts_s3.S3ArtifactStore`, same interface and errors); `artifact_store` picks.
