@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from weir_proto.errors import ApiError, SpecError
+from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 LIST_LIMIT_DEFAULT = 50
@@ -137,6 +138,8 @@ class TaskView(msgspec.Struct, kw_only=True):
     error_type: str | None = None
     error_message: str | None = None
     runner: str | None = None
+    outputs: list[OutputDigest] = msgspec.field(default_factory=list)
+    """Digests the log recorded for the task's outputs (reused ones: carried over)."""
 
 
 class FlowSummary(msgspec.Struct, kw_only=True):

@@ -10,6 +10,7 @@ from datetime import datetime
 import msgspec
 
 from weir_proto.errors import SpecError
+from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 
@@ -27,6 +28,9 @@ class FlowSubmitted(_Event, tag="flow_submitted", frozen=True):
     rerun_of: str | None = None
     reused: list[str] = msgspec.field(default_factory=list)
     """Tasks that succeeded in `rerun_of`; their outputs are reused, they do not run again."""
+    reused_outputs: list[OutputDigest] = msgspec.field(default_factory=list)
+    """The digests `rerun_of` recorded for the outputs of the `reused` tasks, carried over:
+    the reused objects are checked against them."""
 
 
 class FlowRejected(_Event, tag="flow_rejected", frozen=True):
@@ -61,6 +65,9 @@ class TaskSucceeded(_Event, tag="task_succeeded", frozen=True):
     task: str
     attempt: int
     exit_code: int = 0
+    outputs: list[OutputDigest] = msgspec.field(default_factory=list)
+    """Size and SHA-256 of each output as the runner uploaded it: every later download
+    (a downstream input, `weir artifacts get`) must match."""
 
 
 class TaskAttemptFailed(_Event, tag="task_attempt_failed", frozen=True):

@@ -10,6 +10,17 @@ import msgspec
 from weir_proto.spec import TaskSpec
 
 
+class OutputDigest(msgspec.Struct, kw_only=True, frozen=True):
+    """What a task's output held when its task uploaded it: `size` bytes with hex SHA-256
+    `sha256`. Recorded in the event log (`task_succeeded`), so a download checks the object
+    against the log, not against the store's own metadata (which whoever can write the
+    object can rewrite with it)."""
+
+    name: str
+    size: int
+    sha256: str
+
+
 class Dispatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Run one attempt of a task. Published on `weir.dispatch.<queue>`."""
 
@@ -24,6 +35,11 @@ class Dispatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     a report comes from a holder of this dispatch; the log keeps only its SHA-256 digest."""
     input_flows: dict[str, str] = msgspec.field(default_factory=dict)
     """Output name -> flow that produced it, for outputs reused from an earlier run."""
+    input_digests: list[OutputDigest] = msgspec.field(default_factory=list)
+    """What the log recorded for each input's output (by `name`, the input's `from`) when its
+    task uploaded it: the runner refuses an input that differs (`artifact_integrity`). An
+    output without a recorded digest (stored before digests were recorded) is checked
+    against the store's own metadata only."""
 
 
 class ErrorType(StrEnum):
@@ -47,6 +63,9 @@ class ErrorType(StrEnum):
     INVALID_IMAGE = "invalid_image"
     """The image reference can never be pulled (Kubernetes InvalidImageName,
     ErrImageNeverPull)."""
+    ARTIFACT_INTEGRITY = "artifact_integrity"
+    """An input is not what its task uploaded: its size or SHA-256 differs from the digest in
+    the event log, so the object was replaced (or damaged) in the store since."""
 
     @property
     def retryable(self) -> bool:
@@ -57,7 +76,13 @@ class ErrorType(StrEnum):
 
 
 NOT_RETRYABLE = frozenset(
-    {ErrorType.CANCELLED, ErrorType.SECRET, ErrorType.INVALID_IMAGE, ErrorType.REFUSED}
+    {
+        ErrorType.CANCELLED,
+        ErrorType.SECRET,
+        ErrorType.INVALID_IMAGE,
+        ErrorType.REFUSED,
+        ErrorType.ARTIFACT_INTEGRITY,
+    }
 )
 
 
@@ -91,6 +116,9 @@ class AttemptFinished(
     message: str = ""
     snooze_seconds: float | None = None
     """Set when the task asked to run again later (exit code 75); not a failure."""
+    outputs: list[OutputDigest] = msgspec.field(default_factory=list)
+    """On success: the size and SHA-256 of each output as it was uploaded (computed from
+    the bytes sent, never read back from the store)."""
 
 
 SNOOZE_EXIT_CODE = 75

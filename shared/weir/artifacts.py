@@ -8,8 +8,10 @@ reads the same bucket.
 Transfers stream: an upload reads the file one chunk at a time (nats-py's `put` does,
 given a file object), and a download pulls bounded batches of chunks from an ephemeral pull
 consumer instead of nats-py's `get`, whose push consumer may queue the whole object in
-memory when the disk is slower than the network. The SHA-256 digest recorded at upload is
-checked before a download is moved into place; a mismatch leaves no file behind.
+memory when the disk is slower than the network. A download is checked before it is moved
+into place, against the digest the event log recorded at upload when the caller gives it
+(`expected`: the store's metadata can be rewritten with the object), else against the
+digest in the store's metadata; a mismatch leaves no file behind.
 
 `WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX` keeps artifacts in S3-compatible storage instead
 (`weir.artifacts_s3.S3ArtifactStore`, same interface and errors); `artifact_store` picks.
@@ -30,6 +32,7 @@ from typing import Protocol
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
+from weir_proto.messages import OutputDigest
 
 from weir.config import S3Storage
 
@@ -52,6 +55,12 @@ class ArtifactNotFound(ArtifactError):
 
 class ArtifactChecksumError(ArtifactError):
     pass
+
+
+class ArtifactIntegrityError(ArtifactChecksumError):
+    """The object is not what its task uploaded: its size or SHA-256 differs from the digest
+    the event log recorded, so it was replaced (or damaged) in the store since. The store's
+    own metadata cannot tell: whoever can write the object can rewrite that with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +86,13 @@ class Artifacts(Protocol):
 
     async def info(self, flow_id: str, name: str) -> ArtifactInfo: ...
 
-    async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo: ...
+    async def download(
+        self, flow_id: str, name: str, target: Path, expected: OutputDigest | None = None
+    ) -> ArtifactInfo:
+        """Write the artifact to `target`, which appears only complete and verified: against
+        `expected` (the digest the event log recorded at upload) when given, else against
+        the store's own metadata."""
+        ...
 
     async def delete(self, flow_id: str, name: str) -> None: ...
 
@@ -136,11 +151,42 @@ def landing(target: Path) -> Iterator[Path]:
             partial.unlink()
 
 
+def check_expected(found: ArtifactInfo, expected: OutputDigest | None) -> None:
+    """Before a transfer: `ArtifactIntegrityError` when the store already describes another
+    object than the one the log recorded (its own metadata may still lie: the bytes are
+    checked again once they arrived, see `place_verified`)."""
+    if expected is None:
+        return
+    if found.size != expected.size or (found.sha256 and found.sha256 != expected.sha256):
+        raise _swapped(found, expected, found.sha256 or "unknown", found.size)
+
+
+def _swapped(found: ArtifactInfo, expected: OutputDigest, digest: str, size: int) -> Exception:
+    return ArtifactIntegrityError(
+        f'artifact "{found.name}" of flow {found.flow_id} is not the one its task uploaded: '
+        f"the event log recorded SHA-256 {expected.sha256} ({expected.size} bytes), the store "
+        f"holds SHA-256 {digest} ({size} bytes); it was replaced or damaged in the store, "
+        "so it is refused"
+    )
+
+
 def place_verified(
-    partial: Path, target: Path, found: ArtifactInfo, digest: str, received: int
+    partial: Path,
+    target: Path,
+    found: ArtifactInfo,
+    digest: str,
+    received: int,
+    expected: OutputDigest | None = None,
 ) -> None:
-    """Rename the downloaded `partial` onto `target` if it is what was stored: `received`
-    bytes with SHA-256 `digest`; else `ArtifactChecksumError`."""
+    """Rename the downloaded `partial` onto `target` if it is what was uploaded: `received`
+    bytes with SHA-256 `digest` matching `expected` (the event log's digest) when given,
+    else the store's own metadata; else `ArtifactChecksumError` (`ArtifactIntegrityError`
+    against the log)."""
+    if expected is not None:
+        if received != expected.size or digest != expected.sha256:
+            raise _swapped(found, expected, digest, received)
+        os.replace(partial, target)
+        return
     where = f'artifact "{found.name}" of flow {found.flow_id}'
     if received != found.size:
         raise ArtifactChecksumError(
@@ -217,11 +263,14 @@ class ArtifactStore:
     async def info(self, flow_id: str, name: str) -> ArtifactInfo:
         return _info(await self._object(flow_id, name))
 
-    async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo:
+    async def download(
+        self, flow_id: str, name: str, target: Path, expected: OutputDigest | None = None
+    ) -> ArtifactInfo:
         """Write the artifact to `target` (through a temporary file beside it, so `target`
-        appears only complete and verified)."""
+        appears only complete and verified, against `expected` when given)."""
         obj = await self._object(flow_id, name)
         found = _info(obj)
+        check_expected(found, expected)
         digest = hashlib.sha256()
         received = 0
         with landing(target) as partial:
@@ -235,7 +284,7 @@ class ArtifactStore:
 
                 if found.size:
                     await self._copy_chunks(obj, found, sink)
-            place_verified(partial, target, found, digest.hexdigest(), received)
+            place_verified(partial, target, found, digest.hexdigest(), received, expected)
         return found
 
     async def _copy_chunks(

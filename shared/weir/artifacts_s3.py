@@ -30,12 +30,14 @@ from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from weir_proto.messages import OutputDigest
 
 from weir.artifacts import (
     ArtifactChecksumError,
     ArtifactError,
     ArtifactInfo,
     ArtifactNotFound,
+    check_expected,
     landing,
     place_verified,
 )
@@ -211,14 +213,19 @@ class S3ArtifactStore:
             head.get("LastModified"),
         )
 
-    async def download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo:
+    async def download(
+        self, flow_id: str, name: str, target: Path, expected: OutputDigest | None = None
+    ) -> ArtifactInfo:
         """Write the artifact to `target` (through a temporary file beside it, so `target`
-        appears only complete and verified)."""
-        return await asyncio.to_thread(self._download, flow_id, name, target)
+        appears only complete and verified, against `expected` when given)."""
+        return await asyncio.to_thread(self._download, flow_id, name, target, expected)
 
-    def _download(self, flow_id: str, name: str, target: Path) -> ArtifactInfo:
+    def _download(
+        self, flow_id: str, name: str, target: Path, expected: OutputDigest | None
+    ) -> ArtifactInfo:
         found = self._head(flow_id, name)
-        if not found.sha256:
+        check_expected(found, expected)
+        if not found.sha256 and expected is None:
             raise ArtifactChecksumError(
                 f'artifact "{name}" of flow {flow_id} cannot be verified: the object '
                 f"{self.key(flow_id, name)} in {self.location} has no SHA-256 in its metadata "
@@ -240,7 +247,7 @@ class S3ArtifactStore:
             with open(partial, "rb") as back:
                 digest = hashlib.file_digest(back, "sha256").hexdigest()
                 received = os.fstat(back.fileno()).st_size
-            place_verified(partial, target, found, digest, received)
+            place_verified(partial, target, found, digest, received, expected)
         return found
 
     def _keys(self, flow_id: str | None) -> Iterator[str]:

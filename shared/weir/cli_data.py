@@ -15,8 +15,15 @@ import msgspec
 import typer
 from nats.js import JetStreamContext
 from rich.table import Table
+from weir_proto.messages import OutputDigest
 
-from weir.artifacts import ARTIFACTS_BUCKET_DEFAULT, ArtifactError, Artifacts, artifact_store
+from weir.artifacts import (
+    ARTIFACTS_BUCKET_DEFAULT,
+    ArtifactError,
+    ArtifactInfo,
+    Artifacts,
+    artifact_store,
+)
 from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
 from weir.jetstream import close, connect, redact_url
@@ -121,6 +128,36 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
     return asyncio.run(ask())
 
 
+class _NoLog(Exception):
+    """The event log could not be asked for a flow's digests; the message says why."""
+
+
+def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
+    """The digests the event log recorded for the flow's outputs, asked of the scheduler.
+    A flow it does not know ends the command; no answer raises `_NoLog`."""
+
+    async def ask() -> dict[str, OutputDigest]:
+        try:
+            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
+        except Exception as exc:
+            raise _NoLog(
+                f"cannot reach NATS at {redact_url(nats_url)}: {str(exc) or type(exc).__name__}"
+            ) from None
+        try:
+            return await client.output_digests(flow_id)
+        except WeirError as exc:
+            if exc.code == "not_found":
+                fail(
+                    f'flow "{flow_id}" does not exist (see `weir flows`): artifacts are only '
+                    "fetched for flows whose event log records them"
+                )
+            raise _NoLog(f"{exc.message} (is the scheduler running?)") from None
+        finally:
+            await client.close()
+
+    return asyncio.run(ask())
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -142,9 +179,23 @@ def artifacts_ls(
     found = _run_artifacts(nats_url, bucket, artifacts_url, lambda store: store.list(flow))
     if not found and not _flow_exists(nats_url, flow):
         fail(f'flow "{flow}" does not exist (see `weir flows`)')
+    recorded: dict[str, OutputDigest] | None = {}
+    if found:
+        try:
+            recorded = _recorded_digests(nats_url, flow)
+        except _NoLog as exc:
+            note(f"the digests recorded in the event log are not shown: {exc}")
+            recorded = None
     if as_json:
         rows = [
-            {"name": a.name, "size": a.size, "sha256": a.sha256, "modified": a.modified}
+            {
+                "name": a.name,
+                "size": a.size,
+                "sha256": a.sha256,
+                "modified": a.modified,
+                "recorded": recorded.get(a.name) if recorded is not None else None,
+                "matches_log": _matches_log(a, recorded),
+            }
             for a in found
         ]
         sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
@@ -152,11 +203,23 @@ def artifacts_ls(
     if not found:
         note(f"flow {flow} has no artifacts")
         return
-    table = Table("name", "size", "sha256", "modified", box=None)
+    table = Table("name", "size", "sha256", "modified", "log", box=None)
     for a in found:
         modified = a.modified.strftime("%Y-%m-%d %H:%M:%S") if a.modified else "-"
-        table.add_row(plain(a.name), _size(a.size), a.sha256[:16], modified)
+        matches = _matches_log(a, recorded)
+        log = "-" if matches is None else "ok" if matches else "REPLACED"
+        table.add_row(plain(a.name), _size(a.size), a.sha256[:16], modified, log)
     out.print(table)
+
+
+def _matches_log(found: ArtifactInfo, recorded: dict[str, OutputDigest] | None) -> bool | None:
+    """Whether the store describes the object the log recorded (None: nothing recorded, or
+    the log could not be asked). The store's description may lie: `weir artifacts get`
+    checks the bytes themselves."""
+    digest = recorded.get(found.name) if recorded is not None else None
+    if digest is None:
+        return None
+    return (found.size, found.sha256) == (digest.size, digest.sha256)
 
 
 @artifacts_app.command("get")
@@ -170,15 +233,34 @@ def artifacts_get(
     bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
     artifacts_url: ArtifactsUrl = "",
 ) -> None:
-    """Download an artifact, checking its SHA-256; `-o -` writes it to stdout."""
+    """Download an artifact, checking its size and SHA-256 against the digest the event
+    log recorded when its task uploaded it; `-o -` writes it to stdout."""
     to_stdout = output is not None and str(output) == "-"
     target = output if output is not None and not to_stdout else Path(name)
     if to_stdout:
         target = Path(os.environ.get("TMPDIR", "/tmp")) / f"weir-{os.getpid()}-{name}"
 
+    try:
+        expected = _recorded_digests(nats_url, flow).get(name)
+    except _NoLog as exc:
+        fail(
+            f'cannot check artifact "{name}" of flow {flow} against the digest its event log '
+            f"recorded, so it is not fetched: {exc}; point --nats-url (WEIR_NATS_URL) at the "
+            "deployment's NATS",
+            2,
+        )
     _run_artifacts(
-        nats_url, bucket, artifacts_url, lambda store: store.download(flow, name, target)
+        nats_url,
+        bucket,
+        artifacts_url,
+        lambda store: store.download(flow, name, target, expected),
     )
+    if expected is None:
+        note(
+            f'warning: the event log records no digest for output "{name}" of flow {flow} '
+            "(stored before digests were recorded?): it was checked against the store's own "
+            "digest only"
+        )
     if to_stdout:
         try:
             with open(target, "rb") as handle:

@@ -44,6 +44,7 @@ from weir_proto.api import (
 from weir_proto.errors import ApiError, SpecError
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
+from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry
@@ -268,6 +269,14 @@ class Client:
             if exc.code == "not_found":
                 return None
             raise
+
+    async def output_digests(self, flow_id: str) -> dict[str, OutputDigest]:
+        """The size and SHA-256 the event log recorded for each output of the flow (by
+        output name) when its task uploaded it: check a download against these, not against
+        the store's own metadata, which whoever can write the object can rewrite with it.
+        An output stored before digests were recorded has none."""
+        view = await self.get(flow_id)
+        return {digest.name: digest for task in view.tasks for digest in task.outputs}
 
     async def list(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None

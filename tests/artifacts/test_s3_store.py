@@ -226,10 +226,16 @@ async def test_a_flow_on_the_local_executor_hands_outputs_to_inputs_through_s3(
     assert listed.code == 0, listed.stderr
     assert all(name.encode() in listed.stdout for name in names)
     got = await weir(
-        UNREACHABLE_NATS, "artifacts", "get", flow_id, "raw", "-o", "-", env=s3_env(store.storage)
+        settings.nats_url, "artifacts", "get", flow_id, "raw", "-o", "-", env=s3_env(store.storage)
     )
     assert got.code == 0, got.stderr
     assert got.stdout == EVERY_BYTE
+    # Without the scheduler there is no recorded digest to check the object against.
+    unchecked = await weir(
+        UNREACHABLE_NATS, "artifacts", "get", flow_id, "raw", "-o", "-", env=s3_env(store.storage)
+    )
+    assert unchecked.code == 2 and unchecked.stdout == b""
+    assert f'cannot check artifact "raw" of flow {flow_id}' in unchecked.stderr
 
 
 async def helper(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:

@@ -158,6 +158,50 @@ async def test_input_gone_from_the_store_fails_before_the_task_runs(
     assert kubelet.runs[f"{flow_id}-use-1"] == 0  # the task's container never started
 
 
+async def test_input_swapped_in_the_store_is_refused_before_the_task_runs(
+    kube_client: Client, kube_settings: Settings, kubelet: TestKubelet, tmp_path: Path
+) -> None:
+    """The upload container reports the digest it sent; the download container of the
+    downstream pod checks the object against it, whatever the store's metadata says."""
+    release = tmp_path / "release"
+    spec = {
+        "name": "swapped",
+        "tasks": [
+            pod_task(
+                "make", "sh", "-c", "echo genuine > /x", outputs=[{"name": "x", "path": "/x"}]
+            ),
+            pod_task(
+                "gate", "sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done", depends=["make"]
+            ),
+            pod_task(
+                "use",
+                "cat",
+                "/x",
+                depends=["gate"],
+                retry={"max_attempts": 3},
+                inputs=[{"from": "x", "path": "/x"}],
+            ),
+        ],
+    }
+    flow_id = await kube_client.submit(spec)
+    await asyncio.wait_for(kubelet.started_event(f"{flow_id}-gate-1").wait(), WAIT)
+    [make] = [t for t in (await kube_client.get(flow_id)).tasks if t.name == "make"]
+    [recorded] = make.outputs
+    assert (recorded.name, recorded.size) == ("x", len(b"genuine\n"))
+    objects = await kube_client.js.object_store(kube_settings.artifacts_bucket)
+    await objects.put(f"{flow_id}/x", b"forged\n")  # metadata rewritten to match
+    release.touch()
+    ran = await outcome(kube_client, flow_id)
+
+    failed = tasks_of(ran)["use"]
+    assert ran.status == "failed" and failed.error_type == "artifact_integrity"
+    [use] = [t for t in (await kube_client.get(flow_id)).tasks if t.name == "use"]
+    assert (use.attempt, use.failures[0].error_type) == (1, "artifact_integrity")  # not retried
+    assert "is not the one its task uploaded" in failed.error_message
+    assert recorded.sha256 in failed.error_message
+    assert kubelet.runs[f"{flow_id}-use-1"] == 0  # the task's container never started
+
+
 async def test_the_same_flow_round_trips_through_s3_on_pods(
     kube_settings: Settings,
     apiserver: ApiServerProcess,

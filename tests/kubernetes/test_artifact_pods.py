@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from weir_proto.messages import ErrorType
+import msgspec
+from weir_proto.messages import ErrorType, OutputDigest
+from weir_runner.artifacts import INTEGRITY_EXIT_CODE, digest_lines, read_digest_lines
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
 from weir_runner.executors.kubernetes.verdict import Finished, Running, judge
 
@@ -129,3 +131,49 @@ def test_volume_file_names_are_plain_whatever_the_path() -> None:
     assert upload["command"][-1] == "x=f0-a_b_c.txt=/out/a=b c.txt"
     [task] = pod["spec"]["initContainers"][1:]
     assert task["volumeMounts"][0]["subPath"] == "f0-a_b_c.txt"
+
+
+DIGEST = OutputDigest(name="raw", size=12, sha256="ab" * 32)
+
+
+def test_inputs_are_downloaded_against_the_digests_in_the_dispatch() -> None:
+    work = dispatch_of(
+        {
+            "name": "load",
+            "image": "etl:1",
+            "cmd": ["run"],
+            "inputs": [{"from": "raw", "path": "r"}],
+        },
+        "etl-7",
+        input_flows={"raw": "etl-6"},
+    )
+    work = msgspec.structs.replace(work, input_digests=[DIGEST])
+    [download] = pod_manifest(work, "batch", PLUMBING)["spec"]["initContainers"]
+    assert download["command"][3:] == [
+        "download",
+        f"--expect=etl-6/raw=12:{'ab' * 32}",
+        "etl-6/raw=f0-r",
+    ]
+
+
+def test_a_refused_input_is_an_integrity_failure_and_the_upload_reports_digests() -> None:
+    refused = {
+        "terminated": {"exitCode": INTEGRITY_EXIT_CODE, "message": "is not the one its task"}
+    }
+    verdict = judge(_pod({"weir-inputs": refused}, "Failed"), "load")
+    assert isinstance(verdict, Finished) and verdict.error_type is ErrorType.ARTIFACT_INTEGRITY
+    assert "an input was refused" in verdict.message
+
+    done = {"terminated": {"exitCode": 0}}
+    uploaded = {"terminated": {"exitCode": 0, "message": digest_lines([DIGEST])}}
+    stored = judge(_pod({"weir-inputs": done, "task": done, "weir-outputs": uploaded}), "load")
+    assert stored == Finished(0, None, "", outputs=(DIGEST,))
+
+
+def test_digests_beyond_the_termination_message_limit_are_left_out_whole() -> None:
+    many = [OutputDigest(name=f"out-{n}", size=n, sha256=f"{n:064x}") for n in range(100)]
+    text = digest_lines(many)
+    assert len(text.encode()) <= 4096
+    kept = read_digest_lines(text)
+    assert 30 < len(kept) < 100 and list(kept) == many[: len(kept)]
+    assert read_digest_lines(text[:-10]) == kept[:-1]  # a line cut short is skipped

@@ -88,8 +88,10 @@ class DeciderMachine(RuleBasedStateMachine):
             flow = evolve(flow, event)
         self.flows[flow_id] = flow
         self.logs[flow_id].extend(events)
-        if flow_id == self.current and not isinstance(command, Release):
-            self.handled.append(command)  # Release has no attempt: a later one may be fresh
+        # Release has no attempt: a later one may be fresh. A command that decided nothing
+        # (a report on an attempt not dispatched yet) may count once the attempt exists.
+        if flow_id == self.current and events and not isinstance(command, Release):
+            self.handled.append(command)
         if flow.status.terminal:
             self.ended.setdefault(flow_id, flow.seq)
         return events

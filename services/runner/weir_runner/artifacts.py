@@ -10,8 +10,17 @@ the last one is done, so an idle or stopped runner holds none.
 As a program this module is the artifact helper of the Kubernetes executor's pods (the weir
 image, `WEIR_KUBE_HELPER_IMAGE`):
 
-    python -m weir_runner.artifacts download [--create PATH ...] FLOW/NAME=PATH ...
+    python -m weir_runner.artifacts download [--create PATH ...]
+        [--expect FLOW/NAME=SIZE:SHA256 ...] FLOW/NAME=PATH ...
     python -m weir_runner.artifacts upload --flow FLOW NAME=PATH[=AS_DECLARED] ...
+
+`--expect` is the digest the event log recorded for an input when its task uploaded it: an
+object that differs is refused with exit code `INTEGRITY_EXIT_CODE`, which the runner reports
+as an `artifact_integrity` failure. An upload computes each output's size and SHA-256 from the
+bytes it sends and writes them to the container's termination message, one JSON line
+`[name, size, sha256]` per output (`digest_lines`), where the runner reads them
+(`read_digest_lines`) for the attempt's report: the task, which has exited before the upload
+container starts, cannot write that message, and nothing is read back from the store.
 
 It connects to `WEIR_NATS_URL` with the credentials file in `WEIR_NATS_CREDS` (a NATS user
 allowed only the artifacts bucket's subjects, see docs/data.md), or, when
@@ -30,6 +39,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from weir.artifacts import (
@@ -37,6 +47,7 @@ from weir.artifacts import (
     ArtifactChecksumError,
     ArtifactError,
     ArtifactInfo,
+    ArtifactIntegrityError,
     ArtifactNotFound,
     Artifacts,
     ArtifactStore,
@@ -46,11 +57,13 @@ from weir.artifacts import (
 from weir.config import NatsSecurity, S3Storage
 from weir.jetstream import close, connect
 from weir.secrets import SecretStore, secret_key_from_env
+from weir_proto.messages import OutputDigest
 
 __all__ = [
     "ArtifactChecksumError",
     "ArtifactError",
     "ArtifactInfo",
+    "ArtifactIntegrityError",
     "ArtifactNotFound",
     "ArtifactStore",
     "Artifacts",
@@ -60,7 +73,13 @@ __all__ = [
 ]
 
 TERMINATION_LOG = Path("/dev/termination-log")
+TERMINATION_MESSAGE_MAX = 4096
+"""Bytes of a container's termination message Kubernetes keeps: the digests of the outputs
+beyond it (about 40 of them) are not reported, and those outputs are checked against the
+store's own metadata only."""
 HELPER_CONNECT_TIMEOUT = 30.0
+INTEGRITY_EXIT_CODE = 3
+"""The download helper's exit code when an input differs from the digest in the log."""
 
 
 class DataPlane:
@@ -112,6 +131,43 @@ class DataPlane:
     def secrets(self, js: JetStreamContext) -> SecretStore:
         # Read at each use: a key rotated in the environment of a restarted runner applies.
         return SecretStore(js, secret_key_from_env())
+
+
+def digest_lines(digests: Sequence[OutputDigest], limit: int = TERMINATION_MESSAGE_MAX) -> str:
+    """One JSON line `[name, size, sha256]` per output, as many whole lines as fit in
+    `limit` bytes."""
+    text = ""
+    for digest in digests:
+        line = msgspec.json.encode([digest.name, digest.size, digest.sha256]).decode() + "\n"
+        if len((text + line).encode()) > limit:
+            break
+        text += line
+    return text
+
+
+def read_digest_lines(text: str) -> tuple[OutputDigest, ...]:
+    """The digests `digest_lines` wrote; a line cut short or not of that form is skipped."""
+    found = []
+    for line in text.splitlines():
+        try:
+            name, size, sha256 = msgspec.json.decode(line, type=tuple[str, int, str])
+        except msgspec.DecodeError:
+            continue
+        found.append(OutputDigest(name=name, size=size, sha256=sha256))
+    return tuple(found)
+
+
+def _expectations(items: Sequence[str]) -> dict[str, OutputDigest]:
+    """`FLOW/NAME=SIZE:SHA256` items by `FLOW/NAME`."""
+    expected = {}
+    for item in items:
+        source, digest = _split(item, "FLOW/NAME")
+        size, sep, sha256 = digest.partition(":")
+        if not sep or not size.isdigit() or not sha256:
+            raise SystemExit(f"weir artifacts helper: {item!r} is not FLOW/NAME=SIZE:SHA256")
+        name = source.partition("/")[2]
+        expected[source] = OutputDigest(name=name, size=int(size), sha256=sha256)
+    return expected
 
 
 def _split(item: str, what: str) -> tuple[str, str]:
@@ -168,15 +224,17 @@ async def _helper(args: argparse.Namespace) -> None:
 
 async def _move(args: argparse.Namespace, store: Artifacts) -> None:
     if args.verb == "download":
+        expected = _expectations(args.expect)
         for item in args.items:
             source, path = _split(item, "FLOW/NAME")
             flow, _, name = source.partition("/")
-            found = await store.download(flow, name, Path(path))
+            found = await store.download(flow, name, Path(path), expected.get(source))
             # Writable by the task whatever its user: an input may also be an output
             # rewritten in place, and task containers drop every capability.
             Path(path).chmod(0o666)
             print(f"input {name} ({found.size} bytes) from flow {flow} -> {path}")
         return
+    digests: list[OutputDigest] = []
     for item in args.items:
         name, rest = _split(item, "NAME")
         path, _, declared = rest.partition("=")
@@ -189,7 +247,10 @@ async def _move(args: argparse.Namespace, store: Artifacts) -> None:
                 f'output "{name}" expected the task to write {shown}, but it never did'
             )
         found = await store.upload(args.flow, name, file)
-        print(f"output {name} ({found.size} bytes) <- {declared or path}")
+        digests.append(OutputDigest(name=name, size=found.size, sha256=found.sha256))
+        print(f"output {name} ({found.size} bytes, SHA-256 {found.sha256}) <- {declared or path}")
+    with contextlib.suppress(OSError):
+        TERMINATION_LOG.write_text(digest_lines(digests))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="create the empty file an output will be written into",
     )
+    down.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="FLOW/NAME=SIZE:SHA256",
+        help="refuse the input unless it has this size and digest (the event log's)",
+    )
     down.add_argument("items", nargs="*", metavar="FLOW/NAME=PATH")
     up = verbs.add_parser("upload", help="store outputs after the task succeeded")
     up.add_argument("--flow", required=True)
@@ -217,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, file=sys.stderr)
         with contextlib.suppress(OSError):
             TERMINATION_LOG.write_text(message)
-        return 1
+        return INTEGRITY_EXIT_CODE if isinstance(exc, ArtifactIntegrityError) else 1
     return 0
 
 

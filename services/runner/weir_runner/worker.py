@@ -283,6 +283,7 @@ class Runner:
             error_type=None if snooze is not None else result.error_type,
             message=result.message,
             snooze_seconds=snooze,
+            outputs=list(result.outputs),
         )
         await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
         await msg.ack()

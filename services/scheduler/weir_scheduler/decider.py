@@ -34,7 +34,7 @@ from weir_proto.events import (
     TaskSucceeded,
 )
 from weir_proto.ids import event_id
-from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
@@ -70,6 +70,8 @@ class Task:
     """The runner that started the current attempt: only its reports count."""
     token_digest: str = ""
     """Digest of the current attempt's token: only reports carrying the token count."""
+    outputs: tuple[OutputDigest, ...] = ()
+    """Once succeeded: the size and SHA-256 of each output as it was uploaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,15 @@ class Flow:
     def exists(self) -> bool:
         return self.seq > 0
 
+    def output_digest(self, output: str) -> OutputDigest | None:
+        """What the log recorded for `output` when its task uploaded it (None: nothing, as
+        for outputs stored before digests were recorded)."""
+        producer = self.plan.producers.get(output) if self.plan is not None else None
+        task = self.tasks.get(producer) if producer is not None else None
+        if task is None:
+            return None
+        return next((d for d in task.outputs if d.name == output), None)
+
 
 # Commands -----------------------------------------------------------------------------
 
@@ -118,6 +129,8 @@ class Submit:
     plan: Plan
     rerun_of: str | None = None
     reused: tuple[str, ...] = ()
+    reused_outputs: tuple[OutputDigest, ...] = ()
+    """The digests `rerun_of` recorded for the outputs of the `reused` tasks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +243,7 @@ def decide_and_evolve(
 
 def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
     match command:
-        case Submit(spec=spec, rerun_of=rerun_of, reused=reused):
+        case Submit(spec=spec, rerun_of=rerun_of, reused=reused, reused_outputs=digests):
             if flow.exists:
                 return
             start_at = _start_at(spec, now)
@@ -242,6 +255,7 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
                     start_at=start_at,
                     rerun_of=rerun_of,
                     reused=list(reused),
+                    reused_outputs=list(digests),
                 )
             )
             if start_at is None:
@@ -352,6 +366,7 @@ def _attempt_ended(out: _Emitter, task: Task, report: AttemptFinished) -> None:
     assert flow.plan is not None
     envelope = out.envelope
     if report.error_type is None and report.snooze_seconds is None:
+        declared = {o.name for o in flow.plan.tasks[task.name].outputs}
         out.emit(
             TaskSucceeded(
                 **envelope(),
@@ -359,6 +374,7 @@ def _attempt_ended(out: _Emitter, task: Task, report: AttemptFinished) -> None:
                 task=task.name,
                 attempt=report.attempt,
                 exit_code=report.exit_code or 0,
+                outputs=[d for d in report.outputs if d.name in declared],
             )
         )
     elif flow.cancelling and (not flow.failing or report.error_type in (None, ErrorType.CANCELLED)):
@@ -534,6 +550,11 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
         case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
             flow_plan = planned(spec, _UNLIMITED)
             done = frozenset(reused)
+            carried: dict[str, tuple[OutputDigest, ...]] = {}
+            for digest in event.reused_outputs:
+                producer = flow_plan.producers.get(digest.name)
+                if producer in done:
+                    carried[producer] = (*carried.get(producer, ()), digest)
             tasks = immutables.Map(
                 {
                     name: Task(
@@ -541,6 +562,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                         queue=t.queue or "default",
                         priority=t.priority or 0,
                         status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
+                        outputs=carried.get(name, ()),
                     )
                     for name, t in flow_plan.tasks.items()
                 }
@@ -608,7 +630,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
             )
             return _with_task(flow, task)
-        case TaskSucceeded(task=name, exit_code=code):
+        case TaskSucceeded(task=name, exit_code=code, outputs=outputs):
             task = replace(
                 flow.tasks[name],
                 status=TaskStatus.SUCCEEDED,
@@ -616,6 +638,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 exit_code=code,
                 error_type=None,
                 error_message=None,
+                outputs=tuple(outputs),
             )
             return _mark_children_ready(_with_task(flow, task), name)
         case TaskAttemptFailed(

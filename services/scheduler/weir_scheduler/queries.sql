@@ -43,24 +43,25 @@ WITH appended AS (
 ), task_rows AS (
     INSERT INTO tasks (flow_id, name, position, status, attempt, queue, depends, dispatched_at,
                        started_at, finished_at, exit_code, error_type, error_message, runner,
-                       priority, failures, retry_at)
+                       priority, failures, retry_at, outputs)
     SELECT t.flow_id, t.name, t.position, t.status, t.attempt, t.queue,
            CASE WHEN t.depends = '' THEN '{}'::text[] ELSE string_to_array(t.depends, ',') END,
            t.dispatched_at, t.started_at, t.finished_at, t.exit_code, t.error_type,
-           t.error_message, t.runner, t.priority, t.failures, t.retry_at
+           t.error_message, t.runner, t.priority, t.failures, t.retry_at, t.outputs
     FROM unnest($21::text[], $22::text[], $23::int[], $24::text[], $25::int[], $26::text[],
                 $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
                 $31::int[], $32::text[], $33::text[], $34::text[], $35::int[], $36::jsonb[],
-                $37::timestamptz[])
+                $37::timestamptz[], $48::jsonb[])
          AS t(flow_id, name, position, status, attempt, queue, depends, dispatched_at,
               started_at, finished_at, exit_code, error_type, error_message, runner, priority,
-              failures, retry_at)
+              failures, retry_at, outputs)
     ON CONFLICT (flow_id, name) DO UPDATE SET
         status = excluded.status, attempt = excluded.attempt,
         dispatched_at = excluded.dispatched_at, started_at = excluded.started_at,
         finished_at = excluded.finished_at, exit_code = excluded.exit_code,
         error_type = excluded.error_type, error_message = excluded.error_message,
-        runner = excluded.runner, failures = excluded.failures, retry_at = excluded.retry_at
+        runner = excluded.runner, failures = excluded.failures, retry_at = excluded.retry_at,
+        outputs = excluded.outputs
     RETURNING 1
 ), due AS (
     SELECT * FROM unnest($40::text[], $41::text[], $42::text[], $43::int[], $44::timestamptz[])
@@ -216,7 +217,7 @@ FROM flows WHERE id = $1;
 -- name: get_tasks
 SELECT name, status, attempt, queue, depends, dispatched_at, started_at, finished_at,
        exit_code, error_type, error_message, runner, priority, failures::text AS failures,
-       retry_at
+       retry_at, outputs::text AS outputs
 FROM tasks WHERE flow_id = $1 ORDER BY position;
 
 -- name: list_flows

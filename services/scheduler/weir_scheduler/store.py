@@ -20,7 +20,7 @@ from weir_proto.api import AttemptFailure, FlowPage, FlowSummary, FlowView, Task
 from weir_proto.errors import SpecError
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
 from weir_proto.ids import attempt_id
-from weir_proto.messages import Dispatch
+from weir_proto.messages import Dispatch, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
@@ -264,6 +264,7 @@ class EventStore:
             out_subjects,
             out_ids,
             out_payloads,
+            _task_outputs(touched),
         )
         ids = (row["outbox_ids"] if row else None) or []
         return [
@@ -325,6 +326,7 @@ class EventStore:
         for r in task_rows:
             fields = dict(r)
             fields["failures"] = msgspec.json.decode(fields["failures"], type=list[AttemptFailure])
+            fields["outputs"] = msgspec.json.decode(fields["outputs"], type=list[OutputDigest])
             tasks.append(TaskView(**fields))
         return FlowView(
             **_summary_fields(row),
@@ -442,6 +444,7 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
                 producer = flow.plan.producers.get(item.from_)
                 if producer in flow.reused:
                     input_flows[item.from_] = flow.rerun_of
+        expected = (flow.output_digest(item.from_) for item in spec.inputs)
         message = Dispatch(
             flow_id=flow.id,
             attempt=event.attempt,
@@ -450,6 +453,7 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
             dispatched_at=event.at,
             token=change.tokens[event.id],
             input_flows=input_flows,
+            input_digests=[digest for digest in expected if digest is not None],
         )
         out.append((subjects.dispatch(event.queue, flow.id), event.id, _encoder.encode(message)))
     return out
@@ -529,6 +533,16 @@ def _task_rows(touched: Sequence[tuple[Flow, list[str]]]) -> list[list[Any]]:
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
     return cols
+
+
+def _task_outputs(touched: Sequence[tuple[Flow, list[str]]]) -> list[str]:
+    """The `outputs` column of the rows `_task_rows` writes, in the same order."""
+    return [
+        _encoder.encode(list(flow.tasks[name].outputs)).decode()
+        for flow, names in touched
+        if flow.plan is not None
+        for name in names
+    ]
 
 
 def _timer_rows(

@@ -187,11 +187,18 @@ class SubmissionHandler:
 
     async def rerun(self, source: Flow, reused: tuple[str, ...]) -> Outcome:
         """A new run of `source`'s spec; tasks in `reused` count as succeeded with their
-        outputs taken from `source`."""
+        outputs taken from `source`, and the digests `source` recorded for them."""
         assert source.plan is not None
         flow_id = new_flow_id()
         spec = msgspec.structs.replace(source.plan.spec, id=flow_id, unique=None)
-        command = Submit(spec, plan(spec, self.limits), rerun_of=source.id, reused=reused)
+        digests = tuple(d for name in reused for d in source.tasks[name].outputs)
+        command = Submit(
+            spec,
+            plan(spec, self.limits),
+            rerun_of=source.id,
+            reused=reused,
+            reused_outputs=digests,
+        )
         before = Flow(id=flow_id)
         events, after = decide_and_evolve(before, command, self.clock(), self.policy)
         await self.store.append([Change(before, after, events)])

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from weir_proto.messages import Dispatch, ErrorType
+from weir_proto.messages import Dispatch, ErrorType, OutputDigest
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class AttemptResult:
     message: str = ""
     snooze_seconds: float | None = None
     """With exit code 75: how long the task asked to wait before it runs again."""
+    outputs: tuple[OutputDigest, ...] = ()
+    """On success: each output's size and SHA-256 as it was uploaded."""
 
     @property
     def succeeded(self) -> bool:

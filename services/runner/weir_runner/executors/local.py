@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 import msgspec
 from nats.js import JetStreamContext
 from weir import telemetry
-from weir.artifacts import ArtifactError, ArtifactNotFound
+from weir.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactNotFound
 from weir.config import (
     TASK_LOG_MAX_DEFAULT,
     TASK_MEMORY_MAX_DEFAULT,
@@ -47,7 +47,7 @@ from weir.config import (
     Settings,
 )
 from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
-from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
+from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType, OutputDigest
 
 from weir_runner import sandbox, supervisor
 from weir_runner.artifacts import DataPlane, create_placeholder, never_written
@@ -86,6 +86,7 @@ class _Recorded(msgspec.Struct):
     error_type: ErrorType | None
     message: str
     snooze_seconds: float | None = None
+    outputs: tuple[OutputDigest, ...] = ()
 
 
 SUPERVISOR_ENV = {"PATH": sandbox.TOOLS_PATH, "LC_ALL": "C.UTF-8"}
@@ -155,7 +156,11 @@ class LocalExecutor:
         if result_file.exists():
             recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
             return AttemptResult(
-                recorded.exit_code, recorded.error_type, recorded.message, recorded.snooze_seconds
+                recorded.exit_code,
+                recorded.error_type,
+                recorded.message,
+                recorded.snooze_seconds,
+                recorded.outputs,
             )
         try:
             async with asyncio.timeout(
@@ -176,7 +181,11 @@ class LocalExecutor:
         tmp.write_bytes(
             msgspec.json.encode(
                 _Recorded(
-                    result.exit_code, result.error_type, result.message, result.snooze_seconds
+                    result.exit_code,
+                    result.error_type,
+                    result.message,
+                    result.snooze_seconds,
+                    result.outputs,
                 )
             )
         )
@@ -224,9 +233,9 @@ class LocalExecutor:
         env, problem = await self._environment(dispatch, work)
         if problem:  # a secret that cannot be read: no other attempt would do better
             return AttemptResult(None, ErrorType.SECRET, problem)
-        problem = await self._place_inputs(dispatch, work)
-        if problem:
-            return AttemptResult(None, ErrorType.EXECUTOR, problem)
+        failed = await self._place_inputs(dispatch, work)
+        if failed is not None:
+            return failed
         problem = _check_program(task.cmd[0], env, work, task.name)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
@@ -340,10 +349,10 @@ class LocalExecutor:
                 if code == SNOOZE_EXIT_CODE
                 else None,
             )
-        problem = await self._keep_outputs(dispatch, work)
-        if problem:
-            return AttemptResult(code, ErrorType.EXECUTOR, problem)
-        return AttemptResult(0)
+        outputs = await self._keep_outputs(dispatch, work)
+        if isinstance(outputs, str):
+            return AttemptResult(code, ErrorType.EXECUTOR, outputs)
+        return AttemptResult(0, outputs=outputs)
 
     def _check_paths(self, dispatch: Dispatch, sandboxed: bool) -> str | None:
         task = dispatch.task
@@ -422,31 +431,49 @@ class LocalExecutor:
             "so it cannot move inputs and outputs"
         )
 
-    async def _place_inputs(self, dispatch: Dispatch, work: Path) -> str | None:
+    async def _place_inputs(self, dispatch: Dispatch, work: Path) -> AttemptResult | None:
+        """Download the inputs, each checked against the digest the log recorded for it;
+        the failure that stops the attempt, if any."""
         task = dispatch.task
         if not task.inputs:
             return None
         if self.data is None:
-            return self._no_data_plane(dispatch)
+            return AttemptResult(None, ErrorType.EXECUTOR, self._no_data_plane(dispatch))
+        expected = {digest.name: digest for digest in dispatch.input_digests}
         async with self.data.session() as js:
             store = self.data.artifacts(js)
             for item in task.inputs:
                 producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
                 target = _host_path(dispatch, work, item.path)
                 if target is None:
-                    return f'task "{task.name}": input path {item.path!r} leaves the work dir'
+                    return AttemptResult(
+                        None,
+                        ErrorType.EXECUTOR,
+                        f'task "{task.name}": input path {item.path!r} leaves the work dir',
+                    )
                 try:
-                    await store.download(producer_flow, item.from_, target)
+                    await store.download(
+                        producer_flow, item.from_, target, expected.get(item.from_)
+                    )
                 except ArtifactNotFound:
-                    return (
+                    return AttemptResult(
+                        None,
+                        ErrorType.EXECUTOR,
                         f'task "{task.name}": input "{item.from_}" (for {item.path!r}) was not '
-                        f"found: flow {producer_flow} has no such output in {store.location}"
+                        f"found: flow {producer_flow} has no such output in {store.location}",
+                    )
+                except ArtifactIntegrityError as exc:
+                    return AttemptResult(
+                        None, ErrorType.ARTIFACT_INTEGRITY, f'task "{task.name}": input: {exc}'
                     )
                 except ArtifactError as exc:
-                    return f'task "{task.name}": input "{item.from_}": {exc}'
+                    return AttemptResult(
+                        None, ErrorType.EXECUTOR, f'task "{task.name}": input "{item.from_}": {exc}'
+                    )
         return None
 
-    async def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | None:
+    async def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | tuple[OutputDigest, ...]:
+        """Upload the outputs; their digests as uploaded, or why they could not be."""
         task = dispatch.task
         for item in task.outputs:
             source = _host_path(dispatch, work, item.path)
@@ -461,19 +488,21 @@ class LocalExecutor:
                     f"{item.path!r}, but it never did"
                 )
         if not task.outputs:
-            return None
+            return ()
         if self.data is None:
             return self._no_data_plane(dispatch)
+        digests: list[OutputDigest] = []
         async with self.data.session() as js:
             store = self.data.artifacts(js)
             for item in task.outputs:
                 source = _host_path(dispatch, work, item.path)
                 assert source is not None
                 try:
-                    await store.upload(dispatch.flow_id, item.name, source)
+                    stored = await store.upload(dispatch.flow_id, item.name, source)
                 except ArtifactError as exc:
                     return f'task "{task.name}": output "{item.name}": {exc}'
-        return None
+                digests.append(OutputDigest(name=item.name, size=stored.size, sha256=stored.sha256))
+        return tuple(digests)
 
 
 def _inside(work: Path, relative: str) -> Path | None:

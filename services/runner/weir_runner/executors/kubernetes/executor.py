@@ -46,7 +46,7 @@ from weir.secrets import (
     SecretStore,
 )
 from weir.supervisor import LOOP_DONE, Supervisor
-from weir_proto.messages import Dispatch, ErrorType
+from weir_proto.messages import Dispatch, ErrorType, OutputDigest
 
 from weir_runner.artifacts import DataPlane
 from weir_runner.executors.base import AttemptResult, OnStarted
@@ -184,6 +184,7 @@ class _Recorded(msgspec.Struct):
     exit_code: int | None
     error_type: ErrorType | None
     message: str
+    outputs: tuple[OutputDigest, ...] = ()
 
 
 class _Refused(Exception):
@@ -293,7 +294,9 @@ class KubernetesExecutor:
         result_file = home / "result.json"
         if result_file.exists():
             recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
-            return AttemptResult(recorded.exit_code, recorded.error_type, recorded.message)
+            return AttemptResult(
+                recorded.exit_code, recorded.error_type, recorded.message, outputs=recorded.outputs
+            )
         watcher = await self.start()
         with watcher.tracking(dispatch.attempt_id) as channel:
             try:
@@ -304,7 +307,9 @@ class KubernetesExecutor:
         home.mkdir(parents=True, exist_ok=True)
         tmp = home / "result.json.tmp"
         tmp.write_bytes(
-            msgspec.json.encode(_Recorded(result.exit_code, result.error_type, result.message))
+            msgspec.json.encode(
+                _Recorded(result.exit_code, result.error_type, result.message, result.outputs)
+            )
         )
         os.replace(tmp, result_file)
         return result
@@ -351,7 +356,7 @@ class KubernetesExecutor:
         if not channel.deleted:
             await self._dispose(dispatch.attempt_id)
         if finished.error_type is None:
-            return AttemptResult(finished.exit_code)
+            return AttemptResult(finished.exit_code, outputs=finished.outputs)
         return AttemptResult(
             finished.exit_code, finished.error_type, _with_tail(finished.message, log_bytes)
         )

@@ -251,7 +251,13 @@ def _with_artifacts(spec: dict[str, Any], dispatch: Dispatch, plumbing: Artifact
         f"={files[str(_absolute(i.path))]}"
         for i in task.inputs
     ]
-    init = [_helper(INPUTS_CONTAINER, ["download", *placeholders, *sources], plumbing)]
+    expected = [
+        f"--expect={dispatch.input_flows.get(d.name, dispatch.flow_id)}/{d.name}"
+        f"={d.size}:{d.sha256}"
+        for d in dispatch.input_digests
+    ]
+    download = ["download", *placeholders, *expected, *sources]
+    init = [_helper(INPUTS_CONTAINER, download, plumbing)]
     if task.outputs:
         targets = [f"{o.name}={files[str(_absolute(o.path))]}={o.path}" for o in task.outputs]
         upload = ["upload", "--flow", dispatch.flow_id, *targets]

@@ -10,8 +10,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from weir_proto.messages import ErrorType
+from weir_proto.messages import ErrorType, OutputDigest
 
+from weir_runner.artifacts import INTEGRITY_EXIT_CODE, read_digest_lines
 from weir_runner.executors.kubernetes.manifest import (
     CONTAINER_NAME,
     INPUTS_CONTAINER,
@@ -63,6 +64,8 @@ class Finished:
     message: str
     ran: bool = True
     """Whether the container ran (and its logs are worth reading)."""
+    outputs: tuple[OutputDigest, ...] = ()
+    """On success: the outputs' digests, as the upload container computed them."""
 
 
 Verdict = Pending | Running | Waiting | Finished
@@ -91,6 +94,12 @@ def _helper_failure(pod: Pod, container: str) -> str | None:
     if terminated is None or terminated.get("exitCode") == 0:
         return None
     return _detail(terminated.get("reason"), (terminated.get("message") or "").strip())
+
+
+def _exit_code(pod: Pod, container: str) -> int | None:
+    terminated = (_status_of(pod, container).get("state") or {}).get("terminated") or {}
+    code = terminated.get("exitCode")
+    return code if isinstance(code, int) else None
 
 
 def _has_container(pod: Pod, container: str) -> bool:
@@ -137,6 +146,13 @@ def judge(pod: Pod, task: str) -> Verdict:
         )
 
     inputs_failed = _helper_failure(pod, INPUTS_CONTAINER)
+    if inputs_failed is not None and _exit_code(pod, INPUTS_CONTAINER) == INTEGRITY_EXIT_CODE:
+        return Finished(
+            None,
+            ErrorType.ARTIFACT_INTEGRITY,
+            f'task "{task}": an input was refused ({inputs_failed})',
+            ran=False,
+        )
     if inputs_failed is not None:
         return Finished(
             None,
@@ -204,8 +220,10 @@ def _after_upload(pod: Pod, task: str) -> Verdict:
             ErrorType.EXECUTOR,
             f'task "{task}": its outputs could not be stored ({upload_failed})',
         )
-    state = _status_of(pod, OUTPUTS_CONTAINER).get("state") or {}
-    if state.get("terminated") is not None or pod.get("status", {}).get("phase") == "Succeeded":
+    terminated = (_status_of(pod, OUTPUTS_CONTAINER).get("state") or {}).get("terminated")
+    if terminated is not None:
+        return Finished(0, None, "", outputs=read_digest_lines(terminated.get("message") or ""))
+    if pod.get("status", {}).get("phase") == "Succeeded":
         return Finished(0, None, "")
     return Running()
 
