@@ -57,6 +57,18 @@ class TaskStarted(_Event, tag="task_started", frozen=True):
     runner: str = ""
 
 
+class TaskTakenOver(_Event, tag="task_taken_over", frozen=True):
+    """A running attempt whose runner went silent was taken over by another runner holding
+    its dispatch: from here on only `runner`'s reports count, and its lease starts at `at`."""
+
+    task: str
+    attempt: int
+    runner: str
+    previous_runner: str
+    silent_for: float
+    """Seconds the previous runner had not been heard from about this attempt."""
+
+
 class TaskSucceeded(_Event, tag="task_succeeded", frozen=True):
     task: str
     attempt: int
@@ -136,6 +148,7 @@ FlowEvent = (
     | TaskDispatched
     | TaskQueued
     | TaskStarted
+    | TaskTakenOver
     | TaskSucceeded
     | TaskAttemptFailed
     | TaskSnoozed

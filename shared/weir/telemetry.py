@@ -83,6 +83,7 @@ from weir_proto.events import (
     TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
+    TaskTakenOver,
 )
 
 log = logging.getLogger("weir.telemetry")
@@ -625,6 +626,8 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 b.update(task, n, queue=queue, dispatched_at=at, status="dispatched")
             case TaskStarted(task=task, attempt=n, runner=runner, at=at):
                 b.update(task, n, started_at=at, runner=runner, status="running")
+            case TaskTakenOver(task=task, attempt=n, runner=runner):
+                b.update(task, n, runner=runner)  # the attempt runs on, on another runner
             case TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
                 b.update(task, n, finished_at=at, exit_code=code, status="succeeded")
             case (
