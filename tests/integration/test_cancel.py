@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from weir.client import Client
 from weir.config import Settings
+from weir_proto import subjects
 from weir_proto.events import event_type
+from weir_runner import worker as workers
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
@@ -142,3 +147,102 @@ async def test_unknown_secret_fails_after_one_attempt_whatever_max_attempts(
     assert use.error_type == "secret"
     assert 'secret "no-such-secret", which does not exist' in (use.error_message or "")
     assert [f.attempt for f in use.failures] == [1]
+
+
+class Wire:
+    """Dispatches as NATS carries them, and the runners' reports, by flow."""
+
+    def __init__(self) -> None:
+        self.dispatches: dict[str, tuple[str, bytes]] = {}
+        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.reported = asyncio.Event()
+
+    async def listen(self, client: Client) -> None:
+        async def on_dispatch(msg: Msg) -> None:
+            flow_id = msg.subject.rsplit(".", 1)[-1]
+            self.dispatches[flow_id] = (msg.subject, msg.data)
+
+        async def on_report(msg: Msg) -> None:
+            report = json.loads(msg.data)
+            self.reports.setdefault(report["flow_id"], []).append(report)
+            self.reported.set()
+
+        await client.nc.subscribe(f"{subjects.DISPATCH_PREFIX}.>", cb=on_dispatch)
+        await client.nc.subscribe(f"{subjects.STATUS_PREFIX}.>", cb=on_report)
+        await client.nc.flush()
+
+    async def report(self, flow_id: str) -> dict[str, Any]:
+        async with asyncio.timeout(WAIT):
+            while not self.reports.get(flow_id):
+                self.reported.clear()
+                await self.reported.wait()
+        return self.reports[flow_id][0]
+
+
+async def cancelled_while_waiting(
+    client: Client, wire: Wire, flow_id: str, mark: Path
+) -> tuple[str, bytes]:
+    """A flow whose one task (it would create `mark`) was dispatched and cancelled before any
+    runner took it: its dispatch, as the wire carried it."""
+    await client.submit(spec(flow_id, task("w", "touch", str(mark))))
+    await reached(client, flow_id, "task_dispatched", "w")
+    assert await cancel(client, flow_id) == {"w": "cancelled"}
+    return wire.dispatches[flow_id]
+
+
+async def assert_dropped_and_reported(client: Client, wire: Wire, flow_id: str, mark: Path) -> None:
+    report = await wire.report(flow_id)
+    assert (report["type"], report["task"], report["error_type"]) == ("finished", "w", "cancelled")
+    assert report["message"].startswith('task "w" not started: flow ')
+    assert not mark.exists(), "the task of a cancelled flow ran"
+    kinds = [event_type(e) async for e in client.events(flow_id)]
+    assert "task_started" not in kinds and kinds[-1] == "flow_cancelled", kinds
+
+
+async def test_a_dispatch_of_a_cancelled_flow_is_dropped_and_reported_not_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Dispatches of a cancelled flow that reach a runner anyway (the outbox publishing a row
+    again after the cancel purged the stream, or a runner that took one and died) are dropped
+    and reported: by a runner that saw the cancel, and by one that did not and asks."""
+    one = dataclasses.replace(settings, runner_queues=("default",), runner_concurrency=1)
+    scheduler, busy = Scheduler(one), Runner(one)
+    started = [await _start("scheduler", scheduler), await _start("runner", busy)]
+    fresh: Runner | None = None
+    try:
+        async with await Client.connect(one.nats_url) as client:
+            wire = Wire()
+            await wire.listen(client)
+            blocker = await client.submit(spec("cx-blocker", task("b", "sleep", "30")))
+            await reached(client, blocker, "task_started", "b")
+
+            # 1. The busy runner saw the cancel; the dispatch comes again once it is free.
+            seen_mark = tmp_path / "seen"
+            subject, payload = await cancelled_while_waiting(client, wire, "cx-seen", seen_mark)
+            await client.js.publish(subject, payload)
+            assert await cancel(client, blocker) == {"b": "cancelled"}
+            await assert_dropped_and_reported(client, wire, "cx-seen", seen_mark)
+
+            # 2. A runner started after the cancel gets the dispatch redelivered (its first
+            # taker let it go): it asks the scheduler, which says the flow is cancelled.
+            blocker = await client.submit(spec("cx-blocker-2", task("b", "sleep", "30")))
+            await reached(client, blocker, "task_started", "b")
+            asked_mark = tmp_path / "asked"
+            subject, payload = await cancelled_while_waiting(client, wire, "cx-asked", asked_mark)
+            await client.js.publish(subject, payload)
+            taker = await client.js.pull_subscribe_bind(
+                workers.consumer_name("default"), subjects.STREAM_DISPATCH
+            )
+            (taken,) = await taker.fetch(1, timeout=WAIT)
+            assert taken.subject == subject and taken.metadata.num_delivered == 1
+            await taken.nak()
+            fresh = Runner(one)
+            started.append(await _start("fresh-runner", fresh))
+            await assert_dropped_and_reported(client, wire, "cx-asked", asked_mark)
+            assert await cancel(client, blocker) == {"b": "cancelled"}
+    finally:
+        for runner in (busy, fresh):
+            if runner is not None:
+                runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*started)
