@@ -9,22 +9,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.msg import Msg
 from weir.client import Client
-from weir.config import Settings
+from weir.config import S3Storage, Settings
 from weir_proto import subjects
 from weir_proto.events import event_type
+from weir_proto.messages import Heartbeat
 from weir_runner import worker as workers
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
-from tests.conftest import _start
+from tests.conftest import Services, _start
 from tests.flows import WAIT, finish, task
+from tests.s3 import on_storage, s3_endpoint, storage
+
+__all__ = ["s3_endpoint", "storage"]  # fixtures
 
 LATER = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 600, "jitter": None}}
 
@@ -246,3 +253,77 @@ async def test_a_dispatch_of_a_cancelled_flow_is_dropped_and_reported_not_run(
                 runner.stop.set()
         scheduler.stop.set()
         await asyncio.gather(*started)
+
+
+def server_process(port: str) -> int:
+    """The pid of the process whose command line names `port` (the S3 server of tests.s3)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"moto.server" in argv and port.encode() in argv:
+                return int(entry.name)
+    raise AssertionError(f"no S3 server on port {port}")
+
+
+async def test_cancel_of_an_attempt_picked_up_but_not_started_ends_it_unstarted(
+    settings: Settings, storage: S3Storage, tmp_path: Path
+) -> None:
+    """The runner took the attempt and waits for its input (the S3 server is stopped with
+    SIGSTOP, so the download hangs): the cancel ends the flow, and the task never starts."""
+    on_s3 = dataclasses.replace(on_storage(settings, storage), heartbeat_interval=0.2)
+    running = await Services.start(on_s3)
+    s3_server = server_process(storage.endpoint_url.rsplit(":", 1)[-1])
+    mark = tmp_path / "ran"
+    producing = {
+        "id": "cx-input",
+        "name": "cx-input",
+        "tasks": [
+            task("up", "sh", "-c", "echo data > out", outputs=[{"name": "o", "path": "out"}]),
+            task(
+                "down",
+                "sh",
+                "-c",
+                f'[ -f "{tmp_path}/go" ] && touch "{mark}"',
+                depends=["up"],
+                inputs=[{"from": "o", "path": "in"}],
+            ),
+        ],
+    }
+    try:
+        async with await Client.connect(on_s3.nats_url) as client:
+            wire = Wire()
+            await wire.listen(client)
+            taken = asyncio.Event()
+            rerun_id: list[str] = []
+
+            async def on_beat(msg: Msg) -> None:
+                beat = msgspec.json.decode(msg.data, type=Heartbeat)
+                if any(a[0] in rerun_id and a[1] == "down" for a in beat.attempts):
+                    taken.set()
+
+            await client.nc.subscribe(f"{subjects.HEARTBEAT_PREFIX}.>", cb=on_beat)
+            first, events = await finish(client, producing)
+            assert event_type(events[-1]) == "flow_failed"  # `down` found no "go" file
+            (tmp_path / "go").touch()
+            os.kill(s3_server, signal.SIGSTOP)
+            try:
+                accepted = await client.rerun(first, failed_only=True)
+                rerun_id.append(accepted.flow_id)
+                await reached(client, accepted.flow_id, "task_dispatched", "down")
+                await asyncio.wait_for(taken.wait(), WAIT)  # picked up: it heartbeats
+                assert await cancel(client, accepted.flow_id) == {
+                    "up": "succeeded",
+                    "down": "cancelled",
+                }
+            finally:
+                os.kill(s3_server, signal.SIGCONT)
+            report = await wire.report(accepted.flow_id)
+            assert (report["task"], report["error_type"]) == ("down", "cancelled"), report
+            kinds = [event_type(e) async for e in client.events(accepted.flow_id)]
+            assert "task_started" not in kinds, kinds
+            assert not mark.exists(), "the task ran after its flow was cancelled"
+    finally:
+        await running.stop()
