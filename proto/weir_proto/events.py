@@ -61,6 +61,18 @@ class TaskStarted(_Event, tag="task_started", frozen=True):
     runner: str = ""
 
 
+class TaskTakenOver(_Event, tag="task_taken_over", frozen=True):
+    """A running attempt whose runner went silent was taken over by another runner holding
+    its dispatch: from here on only `runner`'s reports count, and its lease starts at `at`."""
+
+    task: str
+    attempt: int
+    runner: str
+    previous_runner: str
+    silent_for: float
+    """Seconds the previous runner had not been heard from about this attempt."""
+
+
 class TaskSucceeded(_Event, tag="task_succeeded", frozen=True):
     task: str
     attempt: int
@@ -143,6 +155,7 @@ FlowEvent = (
     | TaskDispatched
     | TaskQueued
     | TaskStarted
+    | TaskTakenOver
     | TaskSucceeded
     | TaskAttemptFailed
     | TaskSnoozed

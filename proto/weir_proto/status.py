@@ -28,6 +28,7 @@ from weir_proto.events import (
     TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
+    TaskTakenOver,
 )
 
 
@@ -131,6 +132,7 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             return FlowStatus.CANCELLED
         case (
             TaskSucceeded()
+            | TaskTakenOver()
             | TaskAttemptFailed()
             | TaskSnoozed()
             | TaskCancelled()

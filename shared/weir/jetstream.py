@@ -24,6 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from weir_proto import subjects
 
 from weir.config import ConfigError, NatsSecurity
+from weir.secrets import held_credentials
 
 log = logging.getLogger("weir.nats")
 
@@ -138,7 +139,9 @@ async def connect(
     """
 
     client: NATS | None = None
-    options = {**security_options(security or NatsSecurity.from_env()), **options}
+    held = held_credentials()  # a runner read its credentials once and dropped them
+    security = security or (held.nats if held is not None else NatsSecurity.from_env())
+    options = {**security_options(security), **options}
 
     level = logging.DEBUG if quiet else logging.WARNING
 

@@ -15,14 +15,16 @@ import binascii
 import contextlib
 import os
 import re
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, MutableMapping
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from weir.config import NatsSecurity
 
 SECRETS_BUCKET = "weir-secrets"
 BUCKET_POLL_SECONDS = 2.0
@@ -73,8 +75,69 @@ def new_secret_key() -> str:
     return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
+ENV_SECRET_PREFIX = "WEIR_SECRET_"
+"""`WEIR_SECRET_<NAME>`: a secret given to the runner in its environment."""
+
+
+@dataclass(frozen=True)
+class HeldCredentials:
+    """What a process read once from its environment and holds in memory only."""
+
+    nats: NatsSecurity
+    secret_key: bytes | None = field(default=None, repr=False)
+    env_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    """`WEIR_SECRET_<NAME>` variables, by variable name."""
+
+
+_held: HeldCredentials | None = None
+
+
+def take_credentials(environ: MutableMapping[str, str] | None = None) -> HeldCredentials:
+    """Read the NATS password or token, WEIR_SECRET_KEY and every WEIR_SECRET_<NAME> once,
+    then delete them from `environ` (the process environment): no child process (supervisor,
+    sandbox, helper) inherits them. The kernel's copy in /proc/<pid>/environ keeps the values
+    the process started with (the runner is non-dumpable: only root reads it). Later calls of
+    `connect`, `secret_key_from_env` and `env_secret` without an explicit environment use
+    what was read here. Bad values raise (ConfigError, SecretError) before any is deleted."""
+    global _held
+    environ = os.environ if environ is None else environ
+    held = HeldCredentials(
+        nats=NatsSecurity.from_env(dict(environ)),
+        secret_key=secret_key_from_env(dict(environ)),
+        env_secrets={
+            name: value
+            for name, value in environ.items()
+            if name.startswith(ENV_SECRET_PREFIX) and name != SECRET_KEY_ENV
+        },
+    )
+    for name in (*CREDENTIAL_ENV, *held.env_secrets):
+        environ.pop(name, None)
+    _held = held
+    return held
+
+
+CREDENTIAL_ENV = ("WEIR_NATS_PASSWORD", "WEIR_NATS_TOKEN", SECRET_KEY_ENV)
+"""Variables `take_credentials` removes, besides every WEIR_SECRET_<NAME>."""
+
+
+def held_credentials() -> HeldCredentials | None:
+    """What `take_credentials` read, if this process called it."""
+    return _held
+
+
+def env_secret(variable: str) -> str | None:
+    """The value of `WEIR_SECRET_<NAME>` `variable`: as read at start by
+    `take_credentials`, else from the environment."""
+    if _held is not None:
+        return _held.env_secrets.get(variable)
+    return os.environ.get(variable)
+
+
 def secret_key_from_env(env: dict[str, str] | None = None) -> bytes | None:
-    """The key in WEIR_SECRET_KEY, or None when it is unset."""
+    """The key in WEIR_SECRET_KEY, or None when it is unset (without `env`: the key
+    `take_credentials` read, if it was called)."""
+    if env is None and _held is not None:
+        return _held.secret_key
     raw = (os.environ if env is None else env).get(SECRET_KEY_ENV, "").strip()
     if not raw:
         return None

@@ -228,7 +228,8 @@ async def test_finished_report_with_no_token_field_is_dropped(
 async def test_report_from_another_runner_with_a_guessed_attempt_is_refused(
     client: Client, wire: Wire, security_log: LogWatch
 ) -> None:
-    """The other runner even holds the dispatch (every runner of the queue can read it)."""
+    """The other runner even holds the dispatch (every runner of the queue can read it), but
+    the runner that took the attempt is alive: no takeover (test_runner_takeover.py)."""
     await client.submit(victim("victim", FAILING))
     await until(client, "victim", started(1))
     token = wire.token("victim", 1)
@@ -236,7 +237,7 @@ async def test_report_from_another_runner_with_a_guessed_attempt_is_refused(
     forged = finished_report("victim", 1, "runner-elsewhere", token)
     await client.js.publish(subjects.status("victim"), forged)
     record = await security_log.next(seen, "status report refused")
-    assert_refused(record, "another runner took the attempt", [token])
+    assert_refused(record, "the attempt's runner is alive", [token])
     await assert_victim_failed_for_real(client, "victim", attempt=1)
 
 

@@ -35,6 +35,7 @@ from weir_proto.events import (
     TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
+    TaskTakenOver,
     event_type,
 )
 from weir_proto.messages import ErrorType
@@ -140,6 +141,18 @@ def _histories() -> list[list[FlowEvent]]:
         flow(dispatched),
         flow(dispatched, started),
         flow(dispatched, started, ev(TaskSucceeded, task=TRICKY, attempt=1), ev(FlowSucceeded)),
+        flow(
+            dispatched,
+            started,
+            ev(
+                TaskTakenOver,
+                task=TRICKY,
+                attempt=1,
+                runner="b",
+                previous_runner=TRICKY,
+                silent_for=2,
+            ),
+        ),
         flow(dispatched, started, ev(TaskSnoozed, task=TRICKY, attempt=1, until=later)),
         flow(
             dispatched,

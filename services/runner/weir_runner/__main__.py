@@ -8,6 +8,7 @@ import sys
 
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
+from weir.secrets import SecretError, take_credentials
 from weir.supervisor import LoopsFailed
 
 from weir_runner.containment import harden_runner
@@ -27,8 +28,10 @@ def main() -> None:
     # (NATS credentials, WEIR_SECRET_KEY) through /proc.
     harden_runner()
     try:
+        # Held in memory from here on; no process the runner starts inherits them.
+        take_credentials()
         settings = Settings.from_env()
-    except ConfigError as exc:
+    except (ConfigError, SecretError) as exc:
         print(f"weir-runner: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.setup("weir.runner", settings.log_level)

@@ -129,7 +129,7 @@ class DataPlane:
         return artifact_store(js, self.bucket, self.s3)
 
     def secrets(self, js: JetStreamContext) -> SecretStore:
-        # Read at each use: a key rotated in the environment of a restarted runner applies.
+        # The key the runner read at start (a rotated key applies once it restarts).
         return SecretStore(js, secret_key_from_env())
 
 

@@ -4,7 +4,9 @@ Each batch loads the flows it touches (caught up with the log), folds every comm
 `decide`, and appends the result in one transaction; after a race with another replica it
 reloads and decides again. A command the log already reflects decides nothing, so
 redelivered reports and double-fired timers are harmless. A report that does not prove it
-comes from the holder of its attempt (provenance.py) is refused: it decides nothing either.
+comes from the holder of its attempt (provenance.py) is refused: it decides nothing either,
+unless it is a takeover (its sender holds the attempt's token and the attempt's runner has
+gone silent): then the change of runner is recorded first and the report counts.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ from weir_scheduler.decider import (
     Policy,
     RecordFinished,
     RecordStarted,
+    TakeOver,
     decide_and_evolve,
 )
-from weir_scheduler.provenance import log_refused_report, report_refusal
+from weir_scheduler.provenance import (
+    TAKEN,
+    Refusal,
+    log_refused_heartbeat,
+    log_refused_report,
+    report_refusal,
+    takeover_refusal,
+)
 from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore
 
 log = logging.getLogger("weir.scheduler.commands")
@@ -38,10 +48,14 @@ class FlowCommands:
         store: EventStore,
         clock: Callable[[], datetime],
         policy: Policy = DEFAULT_POLICY,
+        takeover_after: float | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy
+        self.takeover_after = takeover_after
+        """Seconds of silence of an attempt's runner after which another runner holding its
+        dispatch may take it over (provenance.takeover_after); None: never."""
 
     async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
         """Decide and record a batch; returns each touched flow as it is afterwards."""
@@ -65,6 +79,32 @@ class FlowCommands:
         ConcurrencyError), and the caller tells `store.committed(changes)` after commit."""
         return await self._apply(commands, conn)
 
+    async def take_over(self, claims: Sequence[tuple[str, str, int, str]]) -> None:
+        """Heartbeats of runners that hold attempts' tokens under another runner's name:
+        (flow_id, task, attempt, runner). Each becomes a takeover when the attempt's runner
+        has gone silent, and is refused (logged) otherwise."""
+        commands: list[tuple[str, Command]] = []
+        for flow_id, task, attempt, runner in claims:
+            takeover, refusal = await self._takeover(flow_id, task, attempt, runner)
+            if takeover is not None:
+                commands.append((flow_id, takeover))
+            elif refusal is not None:
+                log_refused_heartbeat(runner, flow_id, task, attempt, refusal)
+        if commands:
+            await self.apply(commands)
+
+    async def _takeover(
+        self, flow_id: str, task: str, attempt: int, runner: str
+    ) -> tuple[TakeOver | None, Refusal | None]:
+        """The takeover of an attempt by `runner`, proven to hold its token, or why not."""
+        if self.takeover_after is None:
+            return None, TAKEN
+        silent_for = await self.store.attempt_silence(flow_id, task, attempt)
+        refusal = takeover_refusal(silent_for, self.takeover_after)
+        if refusal is not None or silent_for is None:
+            return None, refusal
+        return TakeOver(task, attempt, runner, round(silent_for, 3)), None
+
     async def _apply(
         self, commands: Sequence[tuple[str, Command]], conn: Conn | None = None
     ) -> tuple[dict[str, Flow], list[Change]]:
@@ -83,9 +123,18 @@ class FlowCommands:
             events = []
             for command in flow_commands:
                 if isinstance(command, RecordStarted | RecordFinished):
-                    refusal = report_refusal(after, command.report)
+                    report = command.report
+                    refusal = report_refusal(after, report)
+                    if refusal == TAKEN:
+                        takeover, refusal = await self._takeover(
+                            flow_id, report.task, report.attempt, report.runner
+                        )
+                        if takeover is not None:
+                            decided, after = decide_and_evolve(after, takeover, now, self.policy)
+                            events.extend(decided)
+                            refusal = report_refusal(after, report)
                     if refusal is not None:
-                        log_refused_report(command.report, refusal)
+                        log_refused_report(report, refusal)
                         continue
                 decided, after = decide_and_evolve(after, command, now, self.policy)
                 events.extend(decided)

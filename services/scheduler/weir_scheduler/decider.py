@@ -32,6 +32,7 @@ from weir_proto.events import (
     TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
+    TaskTakenOver,
 )
 from weir_proto.ids import event_id
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
@@ -156,6 +157,18 @@ class RecordFinished:
     report: AttemptFinished
 
 
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """`runner`, which proved it holds the attempt's dispatch (its token), claims a running
+    attempt whose runner has been silent for `silent_for` seconds. The shell builds it only
+    after both checks (provenance.py); deciding it only records the change of runner."""
+
+    task: str
+    attempt: int
+    runner: str
+    silent_for: float
+
+
 TimerKind = Literal["start", "retry", "deadline", "lease"]
 
 
@@ -181,7 +194,15 @@ class Cancel:
 
 
 Command = (
-    Submit | Reject | Deduplicate | RecordStarted | RecordFinished | FireTimer | Cancel | Release
+    Submit
+    | Reject
+    | Deduplicate
+    | RecordStarted
+    | RecordFinished
+    | TakeOver
+    | FireTimer
+    | Cancel
+    | Release
 )
 
 
@@ -282,6 +303,22 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
                     task=report.task,
                     attempt=report.attempt,
                     runner=report.runner,
+                )
+            )
+        case TakeOver(task=name, attempt=attempt, runner=runner, silent_for=silent_for):
+            task = _current_attempt(flow, name, attempt)
+            running = task is not None and task.status is TaskStatus.RUNNING
+            if not running or task is None or task.runner == runner or flow.cancelling:
+                return  # a cancelling flow's attempts end; none moves to another runner
+            out.emit(
+                TaskTakenOver(
+                    **out.envelope(),
+                    at=now,
+                    task=name,
+                    attempt=attempt,
+                    runner=runner,
+                    previous_runner=task.runner or "",
+                    silent_for=silent_for,
                 )
             )
         case RecordFinished(report=report):
@@ -629,6 +666,11 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             task = replace(
                 flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
             )
+            return _with_task(flow, task)
+        case TaskTakenOver(task=name, runner=runner):
+            # The attempt runs on under its new runner from now: its lease (and deadline)
+            # count from the takeover, as the new runner's own timeout does.
+            task = replace(flow.tasks[name], started_at=event.at, runner=runner)
             return _with_task(flow, task)
         case TaskSucceeded(task=name, exit_code=code, outputs=outputs):
             task = replace(

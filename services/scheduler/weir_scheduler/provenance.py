@@ -9,6 +9,15 @@ report is about an attempt its sender really holds.
 
 The token authenticates "a holder of the dispatch": every runner of the queue may read the
 dispatch stream, so binding to the runner recorded in `task_started` narrows it further.
+
+Takeover: when a runner dies mid-attempt, JetStream hands its dispatch to another runner after
+`WEIR_DISPATCH_ACK_WAIT` of silence. That runner holds the token but has another name. Its
+`started` report (or its heartbeat) on the attempt claims it, and the claim is granted
+(`task_taken_over`) only when the attempt's runner has not been heard from about it for
+`takeover_after` seconds (15 with the defaults, well under `WEIR_LEASE`'s 60: a lease that
+lapses first ends the attempt `lost`). A live runner heartbeats every
+`WEIR_HEARTBEAT_INTERVAL`, so holding the token is not enough to take an attempt from a
+runner that is alive.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ Refusal = Literal[
     "attempt was dispatched without a token",
     "wrong attempt token",
     "another runner took the attempt",
+    "the attempt's runner is alive",
 ]
 """Why a report about the current attempt is refused (it changes nothing)."""
 
@@ -79,6 +89,26 @@ def attempt_refusal(
         return "wrong attempt token"
     if started_by and started_by != runner:
         return "another runner took the attempt"
+    return None
+
+
+TAKEN: Refusal = "another runner took the attempt"
+"""The one refusal a takeover can overcome: the token is right, only the runner differs."""
+
+
+def takeover_after(dispatch_ack_wait: float, heartbeat_interval: float) -> float:
+    """Seconds an attempt's runner must have been silent before another runner may take the
+    attempt over: two heartbeat intervals (a live runner is never silent that long), and at
+    least half the dispatch ack wait. JetStream redelivers a dispatch only after its runner
+    kept silent for the whole ack wait, so the new runner's `started` normally counts."""
+    return max(dispatch_ack_wait / 2, 2 * heartbeat_interval)
+
+
+def takeover_refusal(silent_for: float | None, after: float) -> Refusal | None:
+    """Why a proven holder of the attempt's dispatch may not take it over from its runner,
+    which was last heard from about it `silent_for` seconds ago (None: not known)."""
+    if silent_for is None or silent_for < after:
+        return "the attempt's runner is alive"
     return None
 
 

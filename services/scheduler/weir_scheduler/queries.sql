@@ -125,6 +125,12 @@ FROM unnest($1::text[], $2::text[], $3::int[]) AS h(flow_id, task, attempt)
 WHERE t.kind = 'lease' AND t.flow_id = h.flow_id AND t.task = h.task AND t.attempt = h.attempt
   AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = t.flow_id AND f.status = 'cancelling');
 
+-- name: attempt_silence
+-- Seconds since the runner of a running attempt was last heard from: its lease is due
+-- `lease` ($4) seconds after its start or its latest heartbeat.
+SELECT extract(epoch FROM now() - (due_at - make_interval(secs => $4)))::float8
+FROM timers WHERE flow_id = $1 AND task = $2 AND kind = 'lease' AND attempt = $3;
+
 -- name: attempt_status
 SELECT t.status, t.attempt, f.status AS flow_status
 FROM tasks t JOIN flows f ON f.id = t.flow_id

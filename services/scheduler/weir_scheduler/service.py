@@ -31,10 +31,12 @@ from weir_scheduler.decider import Policy
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.provenance import (
+    TAKEN,
     attempt_refusal,
     log_refused_heartbeat,
     log_refused_report,
     subject_refusal,
+    takeover_after,
 )
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.queues import QueueDispatcher
@@ -114,7 +116,12 @@ class Scheduler:
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
         policy = Policy(limited_queues=frozenset(settings.queue_limits))
         submissions = SubmissionHandler(store, limits, utcnow, policy)
-        commands = FlowCommands(store, utcnow, policy)
+        commands = FlowCommands(
+            store,
+            utcnow,
+            policy,
+            takeover_after=takeover_after(settings.dispatch_ack_wait, settings.heartbeat_interval),
+        )
         relay = OutboxRelay(settings.database_url, js, pool=self.pool)
         store.on_outbox.append(relay.publish_committed)
         timers = TimerFirer(store, commands)
@@ -122,7 +129,7 @@ class Scheduler:
         service = await Api(store, submissions, commands).serve(self.nc)
 
         async def on_heartbeat(msg: Msg) -> None:
-            await self._heartbeat(store, msg)
+            await self._heartbeat(store, commands, msg)
 
         heartbeats = await self.nc.subscribe(
             f"{subjects.HEARTBEAT_PREFIX}.>", queue="weir-scheduler", cb=on_heartbeat
@@ -210,10 +217,12 @@ class Scheduler:
                     continue
             await _ack_all([msg])
 
-    async def _heartbeat(self, store: EventStore, msg: Msg) -> None:
+    async def _heartbeat(self, store: EventStore, commands: FlowCommands, msg: Msg) -> None:
         try:
             beat = _heartbeat_decoder.decode(msg.data)
-            await store.extend_leases(await _proven_attempts(store, beat))
+            proven, claims = await _proven_attempts(store, beat)
+            await store.extend_leases(proven)
+            await commands.take_over(claims)
         except msgspec.DecodeError as exc:
             log.warning("undecodable heartbeat dropped", extra={"error": str(exc)})
         except Exception as exc:
@@ -268,23 +277,29 @@ class Scheduler:
         await _ack_all(good)
 
 
-async def _proven_attempts(store: EventStore, beat: Heartbeat) -> list[tuple[str, str, int]]:
-    """The attempts of `beat` whose token and runner match; the others are refused (a
-    forged heartbeat must not keep a lost attempt alive)."""
+async def _proven_attempts(
+    store: EventStore, beat: Heartbeat
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int, str]]]:
+    """The attempts of `beat` whose token and runner match, and those whose token matches
+    but another runner holds them (claims: a takeover when that runner went silent); the
+    others are refused (a forged heartbeat must not keep a lost attempt alive)."""
     named = [a for a in beat.attempts if _is_name(a[0]) and _is_name(a[1])]
     flows = await store.load_many([flow_id for flow_id, *_ in named])
     proven = []
+    claims = []
     for flow_id, task_name, attempt, token in named:
         flow = flows[flow_id]
         task = flow.tasks.get(task_name) if flow.exists else None
         if task is None or task.attempt != attempt or not task.status.active:
             continue  # stale: the lease is gone already, extending it changes nothing
         refusal = attempt_refusal(task.token_digest, task.runner, token, beat.runner)
-        if refusal is not None:
+        if refusal == TAKEN:
+            claims.append((flow_id, task_name, attempt, beat.runner))
+        elif refusal is not None:
             log_refused_heartbeat(beat.runner, flow_id, task_name, attempt, refusal)
-            continue
-        proven.append((flow_id, task_name, attempt))
-    return proven
+        else:
+            proven.append((flow_id, task_name, attempt))
+    return proven, claims
 
 
 def _is_name(value: str) -> bool:

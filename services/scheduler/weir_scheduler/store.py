@@ -299,6 +299,15 @@ class EventStore:
         async with self.pool.acquire() as conn:
             await conn.execute(Q["extend_leases"], flow_ids, tasks, numbers, self.timing.lease)
 
+    async def attempt_silence(self, flow_id: str, task: str, attempt: int) -> float | None:
+        """Seconds since the runner of this running attempt was last heard from (its start
+        or its latest heartbeat); None when the attempt is not running."""
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                Q["attempt_silence"], flow_id, task, attempt, self.timing.lease
+            )
+        return None if value is None else float(value)
+
     async def attempt_is_current(self, flow_id: str, task: str, attempt: int) -> tuple[bool, str]:
         """Whether a runner should (still) run this attempt, and why not."""
         async with self.pool.acquire() as conn:

@@ -33,6 +33,7 @@ from weir_proto.events import (
     TaskSnoozed,
     TaskStarted,
     TaskSucceeded,
+    TaskTakenOver,
 )
 from weir_proto.status import AttemptState, FlowStatus, flow_status_after
 
@@ -134,6 +135,8 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 b.update(task, n, queue=queue, dispatched_at=at, status=AttemptState.DISPATCHED)
             case TaskStarted(task=task, attempt=n, runner=runner, at=at):
                 b.update(task, n, started_at=at, runner=runner, status=AttemptState.RUNNING)
+            case TaskTakenOver(task=task, attempt=n, runner=runner):
+                b.update(task, n, runner=runner)  # the attempt runs on, on another runner
             case TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
                 b.update(task, n, finished_at=at, exit_code=code, status=AttemptState.SUCCEEDED)
             case (

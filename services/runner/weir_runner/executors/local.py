@@ -46,7 +46,7 @@ from weir.config import (
     TASK_TIMEOUT_DEFAULT,
     Settings,
 )
-from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
+from weir.secrets import SECRET_NAME, SecretError, SecretNotFound, env_secret
 from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType, OutputDigest
 
 from weir_runner import sandbox, supervisor
@@ -411,15 +411,16 @@ class LocalExecutor:
                 except SecretNotFound:
                     pass
                 except SecretError as exc:
-                    if key not in os.environ:
+                    if env_secret(key) is None:
                         return None, f'secret "{name}": {exc}'
                 else:
                     try:
                         return value.decode(), None
                     except UnicodeDecodeError:
                         return None, f'secret "{name}", which is not UTF-8 text'
-        if key in os.environ:
-            return os.environ[key], None
+        from_env = env_secret(key)
+        if from_env is not None:
+            return from_env, None
         return None, (
             f'secret "{name}", which does not exist (store it with `weir secret set {name}`, '
             f"or set {key} in the runner's environment)"
