@@ -38,7 +38,18 @@ from weir.config import NATS_URL_DEFAULT, ConfigError, NatsSecurity
 from weir.jetstream import redact_url
 from weir.spec_file import SpecFileError, load_spec_text
 from weir.telemetry import flow_timeline
-from weir.terminal import error, escape_controls, fail, line, note, out, plain, say, status
+from weir.terminal import (
+    error,
+    escape_controls,
+    escape_text,
+    fail,
+    line,
+    note,
+    out,
+    plain,
+    say,
+    status,
+)
 from weir.where import WhereError, parse_where
 
 app = typer.Typer(
@@ -635,7 +646,8 @@ def trace(
     if as_json:
         _print_json({"flow": flow_timeline(history), "trace_id": trace_id})
         return
-    out.print(waterfall.renderable(history, width=out.width, now=datetime.now(UTC)))
+    drawing = waterfall.renderable(history, width=out.width, now=datetime.now(UTC))
+    out.print(escape_text(drawing, keep="\n"))
     say(f"trace id (Grafana / Tempo): {trace_id}")
 
 

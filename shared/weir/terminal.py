@@ -8,6 +8,7 @@ made safe to show. `--json` output is not made here: JSON escaping keeps it exac
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from typing import NoReturn
@@ -69,6 +70,20 @@ def escape_controls(text: str, keep: str = "") -> str:
 def plain(value: object, style: str = "") -> Text:
     """`value` as text shown as it is (brackets and all), its control characters escaped."""
     return Text(escape_controls(str(value)), style=style)
+
+
+def escape_text(text: Text, keep: str = "") -> Text:
+    """`text` made elsewhere (a drawing with user text in it), its styles kept and its
+    control characters escaped like `escape_controls`."""
+    cuts = sorted({0, len(text), *(s.start for s in text.spans), *(s.end for s in text.spans)})
+    shown = Text(style=text.style, end=text.end, no_wrap=text.no_wrap, overflow=text.overflow)
+    for start, end in itertools.pairwise(cuts):
+        piece = text[start:end]
+        escaped = Text(escape_controls(piece.plain, keep))
+        for span in piece.spans:  # each covers the whole piece: it lies between two cuts
+            escaped.stylize(span.style)
+        shown.append_text(escaped)
+    return shown
 
 
 def status(value: str) -> Text:

@@ -3,7 +3,8 @@ NATS JetStream) with the `weir` CLI as a process:
 
 - a task writes terminal escape sequences (retitle, clear screen, a one-byte CSI, bidi
   overrides) to its stderr, its failure message, and a flow's name and tags carry them: no
-  human output of `weir show`, `events`, `flows` or `logs` (on a terminal) passes them on,
+  human output of `weir show`, `events`, `flows`, `trace` or `logs` (on a terminal) passes
+  them on,
   and `--json` and a redirected `weir logs` keep them exact;
 - a flow names an output like a path (`../../x`): refused; an artifact already stored under
   such a name is written into the current directory, and a link planted at the target or at
@@ -118,12 +119,17 @@ async def test_task_text_is_escaped_in_show_events_and_flows(
     services: Services, attacked_flow: str
 ) -> None:
     url = services.settings.nats_url
-    for args in (["show", attacked_flow], ["events", attacked_flow], ["flows"]):
+    for args in (
+        ["show", attacked_flow],
+        ["events", attacked_flow],
+        ["flows"],
+        ["trace", attacked_flow],
+    ):
         done = await weir(*args, "--nats-url", url)
         assert done.returncode == 0, done.stderr
         shown = done.stdout.decode() + done.stderr.decode()
         assert_safe(shown)
-        if args[0] == "flows":
+        if args[0] in ("flows", "trace"):
             assert "nightly\\x9b\\u202e" in shown, shown
         else:
             assert ESCAPED in shown, shown

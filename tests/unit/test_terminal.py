@@ -8,18 +8,21 @@ import io
 import re
 import sys
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from rich.console import Console
+from weir import waterfall
 from weir.cli import LogOutput, _event_line, flow_details
 from weir.cli_data import file_name_for
 from weir.config import ConfigError, NatsSecurity
-from weir.terminal import escape_controls, plain
+from weir.terminal import escape_controls, escape_text, plain
 from weir_proto.api import FlowView, TaskView
-from weir_proto.events import TaskFailed
+from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskFailed, TaskStarted
 from weir_proto.messages import ErrorType
+from weir_proto.spec import FlowSpec
 
 ATTACK = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202eexe.txt\u2066\u200b\u2028\U000e0041 done"
 UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
@@ -177,3 +180,20 @@ def test_bad_secret_files_are_named(tmp_path: Path, env: dict[str, str], words: 
     filled = {k: v.format(f=tmp_path / "password", d=tmp_path) for k, v in env.items()}
     with pytest.raises(ConfigError, match=words):
         NatsSecurity.from_env(filled)
+
+
+def test_trace_drawing_escapes_the_flow_name_and_keeps_its_colours() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    spec = msgspec.convert({"name": ATTACK, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
+    history: list[FlowEvent] = [
+        FlowSubmitted(id="f.1", seq=1, flow_id="f", at=at, spec=spec),
+        TaskDispatched(id="f.2", seq=2, flow_id="f", at=at, task="a", attempt=1, queue="q"),
+        TaskStarted(id="f.3", seq=3, flow_id="f", at=at, task="a", attempt=1, runner="r"),
+    ]
+    drawing = waterfall.renderable(history, width=120, now=at + timedelta(seconds=5))
+    shown = escape_text(drawing, keep="\n")
+    assert shown.plain == escape_controls(drawing.plain, keep="\n")
+    assert {str(span.style) for span in shown.spans} == {str(span.style) for span in drawing.spans}
+    drawn = render(shown)
+    assert_no_raw_controls(drawn)
+    assert "flow \\x1b]0;PWNED" in drawn and drawn.count("\n") == drawing.plain.count("\n") + 1
