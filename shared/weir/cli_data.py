@@ -188,6 +188,7 @@ def artifacts_get(
     # A directory of our own beside the target: nothing another user planted there (a link
     # at the partial file's path) is written through, and the rename is atomic.
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         landing = Path(
             tempfile.mkdtemp(prefix=".weir-get-", dir=None if to_stdout else target.parent)
         )

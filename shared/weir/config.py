@@ -463,7 +463,7 @@ class NatsSecurity:
 
     def validate(self) -> None:
         if self.password and not self.user:
-            raise ConfigError("a NATS password is set without WEIR_NATS_USER")
+            raise ConfigError("WEIR_NATS_PASSWORD is set without WEIR_NATS_USER")
         methods = [
             name
             for name, value in (

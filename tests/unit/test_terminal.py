@@ -170,7 +170,7 @@ def test_nats_password_and_token_from_files(tmp_path: Path) -> None:
         ({"WEIR_NATS_TOKEN_FILE": "{d}/missing"}, "cannot be read: No such file"),
         ({"WEIR_NATS_TOKEN_FILE": "{d}/empty"}, "must hold one line"),
         ({"WEIR_NATS_TOKEN_FILE": "{d}/two-lines"}, "must hold one line"),
-        ({"WEIR_NATS_PASSWORD_FILE": "{f}"}, "a NATS password is set without WEIR_NATS_USER"),
+        ({"WEIR_NATS_PASSWORD_FILE": "{f}"}, "WEIR_NATS_PASSWORD is set without WEIR_NATS_USER"),
     ],
 )
 def test_bad_secret_files_are_named(tmp_path: Path, env: dict[str, str], words: str) -> None:
