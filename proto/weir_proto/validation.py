@@ -44,6 +44,10 @@ DOCS_BY_STRUCT: dict[type, str] = {
 """Where the fields of each part of a spec are explained (named in unknown-field errors)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+OUTPUT_NAME_RULE = "letters, digits, '.', '_' and '-', at most 128, starting with a letter or digit"
+"""An output name is a name, never a path: `weir artifacts get` writes it as a file name in
+the current directory, the runner passes it as `NAME=FILE=PATH`."""
 _TASK_PATH = re.compile(r"^\$\.tasks\[(\d+)\]")
 
 
@@ -77,6 +81,10 @@ def check_value(raw: object, kind: Any, path: str, where: str) -> Checked:
     walk = _Walk(None, where)
     value = walk.value(raw, mi.type_info(kind), path)
     return Checked(value, walk.errors)
+
+
+def is_output_name(name: str) -> bool:
+    return OUTPUT_NAME.match(name) is not None
 
 
 def printable(value: object, limit: int = 80) -> str:

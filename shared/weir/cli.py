@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 import click
 import msgspec
@@ -33,11 +34,22 @@ from weir_proto.status import TaskStatus
 from weir import telemetry, waterfall
 from weir.cli_data import artifacts_app, secret_app
 from weir.client import Client, SubmitVerdict, WeirError
-from weir.config import NATS_URL_DEFAULT
+from weir.config import NATS_URL_DEFAULT, ConfigError, NatsSecurity
 from weir.jetstream import redact_url
 from weir.spec_file import SpecFileError, load_spec_text
 from weir.telemetry import flow_timeline
-from weir.terminal import error, fail, line, note, out, plain, say, status
+from weir.terminal import (
+    error,
+    escape_controls,
+    escape_text,
+    fail,
+    line,
+    note,
+    out,
+    plain,
+    say,
+    status,
+)
 from weir.where import WhereError, parse_where
 
 app = typer.Typer(
@@ -60,11 +72,34 @@ def _secret_option(flag: str, env: str, help_: str) -> Any:
 
 @app.callback()
 def _nats_security(
+    ctx: typer.Context,
     user: Annotated[str, _secret_option("--nats-user", "WEIR_NATS_USER", "NATS user.")] = "",
     password: Annotated[
-        str, _secret_option("--nats-password", "WEIR_NATS_PASSWORD", "NATS password.")
+        str,
+        _secret_option(
+            "--nats-password",
+            "WEIR_NATS_PASSWORD",
+            "NATS password (on the command line other users see it: prefer the file).",
+        ),
     ] = "",
-    token: Annotated[str, _secret_option("--nats-token", "WEIR_NATS_TOKEN", "NATS token.")] = "",
+    password_file: Annotated[
+        str,
+        _secret_option(
+            "--nats-password-file", "WEIR_NATS_PASSWORD_FILE", "File holding the NATS password."
+        ),
+    ] = "",
+    token: Annotated[
+        str,
+        _secret_option(
+            "--nats-token",
+            "WEIR_NATS_TOKEN",
+            "NATS token (on the command line other users see it: prefer the file).",
+        ),
+    ] = "",
+    token_file: Annotated[
+        str,
+        _secret_option("--nats-token-file", "WEIR_NATS_TOKEN_FILE", "File holding the NATS token."),
+    ] = "",
     creds: Annotated[
         str, _secret_option("--nats-creds", "WEIR_NATS_CREDS", "NATS .creds file (JWT+NKey).")
     ] = "",
@@ -83,10 +118,19 @@ def _nats_security(
 ) -> None:
     """NATS credentials and TLS (flags before the command, or WEIR_NATS_* variables); read by
     weir.jetstream.connect like in every other process. See docs/security.md."""
+    for flag, name in (("--nats-password", "password"), ("--nats-token", "token")):
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            note(
+                f"warning: {flag} is visible to every user of this machine (ps, /proc); "
+                f"use {flag}-file or WEIR_NATS_{name.upper()}(_FILE) instead"
+            )
     chosen = {
         "WEIR_NATS_USER": user,
         "WEIR_NATS_PASSWORD": password,
+        "WEIR_NATS_PASSWORD_FILE": password_file,
         "WEIR_NATS_TOKEN": token,
+        "WEIR_NATS_TOKEN_FILE": token_file,
         "WEIR_NATS_CREDS": creds,
         "WEIR_NATS_NKEY_SEED": nkey_seed,
         "WEIR_NATS_TLS_CA": tls_ca,
@@ -94,6 +138,10 @@ def _nats_security(
         "WEIR_NATS_TLS_KEY": tls_key,
     }
     os.environ.update({name: value for name, value in chosen.items() if value})
+    try:
+        NatsSecurity.from_env()
+    except ConfigError as exc:
+        fail(str(exc), 2)
 
 
 def _run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
@@ -155,7 +203,7 @@ def _load_spec(path: str) -> dict[str, Any]:
         else:
             lines = [f"error: {path}: {len(exc.problems)} problems:"]
             lines += [f"  - {problem}" for problem in exc.problems]
-        sys.stderr.write("".join(text + "\n" for text in lines))
+        sys.stderr.write("".join(escape_controls(text) + "\n" for text in lines))
         raise typer.Exit(2) from None
 
 
@@ -530,21 +578,54 @@ def logs(
     task: Annotated[str, typer.Argument(help="Task name.")],
     attempt: Annotated[int | None, typer.Option(help="Attempt number (default: latest).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Go on until it ends.")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Write the bytes exactly as the task wrote them, even to a terminal "
+            "(a terminal otherwise shows control characters escaped).",
+        ),
+    ] = False,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
 ) -> None:
-    """Print a task attempt's stdout and stderr (kept after the pod or process is gone)."""
+    """Print a task attempt's stdout and stderr (kept after the pod or process is gone).
+    Redirected to a file or a pipe, the bytes are exact; on a terminal, control characters
+    other than newline and tab are shown escaped (`\\x1b`) unless --raw."""
+    shown = {
+        "stdout": LogOutput(sys.stdout.buffer, raw),
+        "stderr": LogOutput(sys.stderr.buffer, raw),
+    }
 
     async def body(client: Client) -> int:
         count = 0
         async for stream, chunk in client.logs(flow_id, task, attempt, follow):
-            target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
-            target.write(chunk)
-            target.flush()
+            shown["stderr" if stream == "stderr" else "stdout"].write(chunk)
             count += 1
+        for output in shown.values():
+            output.write(b"", final=True)
         return count
 
     if _run(nats_url, body) == 0:
         note(f"no logs for task {task!r} of flow {flow_id!r} (yet)")
+
+
+class LogOutput:
+    """Where `weir logs` writes one stream: the bytes as they are to a file or pipe (or with
+    --raw); to a terminal, the text with its control characters escaped. A UTF-8 character
+    split between two chunks is decoded whole."""
+
+    def __init__(self, target: BinaryIO, raw: bool) -> None:
+        self.target = target
+        self.escape = not raw and target.isatty()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def write(self, chunk: bytes, final: bool = False) -> None:
+        if self.escape:
+            text = escape_controls(self.decoder.decode(chunk, final), keep="\n\t")
+            chunk = text.encode("utf-8")
+        if chunk:
+            self.target.write(chunk)
+            self.target.flush()
 
 
 @app.command()
@@ -565,7 +646,8 @@ def trace(
     if as_json:
         _print_json({"flow": flow_timeline(history), "trace_id": trace_id})
         return
-    out.print(waterfall.renderable(history, width=out.width, now=datetime.now(UTC)))
+    drawing = waterfall.renderable(history, width=out.width, now=datetime.now(UTC))
+    out.print(escape_text(drawing, keep="\n"))
     say(f"trace id (Grafana / Tempo): {trace_id}")
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -16,6 +19,7 @@ import typer
 from nats.js import JetStreamContext
 from rich.table import Table
 from weir_proto.messages import OutputDigest
+from weir_proto.validation import is_output_name
 
 from weir.artifacts import (
     ARTIFACTS_BUCKET_DEFAULT,
@@ -227,19 +231,24 @@ def artifacts_get(
     flow: Annotated[str, typer.Argument(help="Flow id.")],
     name: Annotated[str, typer.Argument(help="Output name.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File to write (default: NAME).")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="File or directory to write to (default: NAME, in the current directory).",
+        ),
     ] = None,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     bucket: Bucket = ARTIFACTS_BUCKET_DEFAULT,
     artifacts_url: ArtifactsUrl = "",
 ) -> None:
     """Download an artifact, checking its size and SHA-256 against the digest the event
-    log recorded when its task uploaded it; `-o -` writes it to stdout."""
+    log recorded when its task uploaded it; `-o -` writes it to stdout. The file appears
+    whole or not at all, and replaces (never writes through) a link at its path."""
     to_stdout = output is not None and str(output) == "-"
-    target = output if output is not None and not to_stdout else Path(name)
-    if to_stdout:
-        target = Path(os.environ.get("TMPDIR", "/tmp")) / f"weir-{os.getpid()}-{name}"
-
+    target = output if output is not None and not to_stdout else Path(file_name_for(name))
+    if target.is_dir():
+        target = target / file_name_for(name)
     try:
         expected = _recorded_digests(nats_url, flow).get(name)
     except _NoLog as exc:
@@ -249,28 +258,53 @@ def artifacts_get(
             "deployment's NATS",
             2,
         )
-    _run_artifacts(
-        nats_url,
-        bucket,
-        artifacts_url,
-        lambda store: store.download(flow, name, target, expected),
-    )
-    if expected is None:
-        note(
-            f'warning: the event log records no digest for output "{name}" of flow {flow} '
-            "(stored before digests were recorded?): it was checked against the store's own "
-            "digest only"
+    # A directory of our own beside the target: nothing another user planted there (a link
+    # at the partial file's path) is written through, and the rename is atomic.
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        landing = Path(
+            tempfile.mkdtemp(prefix=".weir-get-", dir=None if to_stdout else target.parent)
         )
-    if to_stdout:
-        try:
-            with open(target, "rb") as handle:
+    except OSError as exc:
+        fail(f"cannot write to {target.parent}: {exc.strerror}", 2)
+    try:
+        fetched = landing / "artifact"
+        _run_artifacts(
+            nats_url,
+            bucket,
+            artifacts_url,
+            lambda store: store.download(flow, name, fetched, expected),
+        )
+        if expected is None:
+            note(
+                f'warning: the event log records no digest for output "{name}" of flow {flow} '
+                "(stored before digests were recorded?): it was checked against the store's "
+                "own digest only"
+            )
+        if to_stdout:
+            with open(fetched, "rb") as handle:
                 while chunk := handle.read(1 << 20):
                     sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
-        finally:
-            target.unlink(missing_ok=True)
-    else:
+        else:
+            os.replace(fetched, target)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror}", 2)
+    finally:
+        shutil.rmtree(landing, ignore_errors=True)
+    if not to_stdout:
         note(f"wrote {target}")
+
+
+def file_name_for(name: str) -> str:
+    """The file `weir artifacts get` writes an artifact to by default: its name when that is
+    an output name (the planner refuses any other), else the name made one (each character
+    that is not a letter, digit, '.', '_' or '-' becomes '_'), so that an artifact stored
+    under a path (`../../.bashrc`) still lands in the current directory."""
+    if is_output_name(name):
+        return name
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:128]
+    return safe if is_output_name(safe) else f"artifact{safe}"[:128]
 
 
 @secret_app.command("set")

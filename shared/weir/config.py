@@ -397,12 +397,41 @@ class Settings:
         )
 
 
+def _secret_value(env: dict[str, str], name: str) -> str:
+    """The value of `name`, or the content of the file `name`_FILE names (without the one
+    line end `echo` adds): a file keeps the secret out of every process's arguments and
+    environment."""
+    path = env.get(f"{name}_FILE", "")
+    if not path:
+        return env.get(name, "")
+    if env.get(name):
+        raise ConfigError(f"{name} and {name}_FILE are both set; choose one")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read(SECRET_FILE_MAX + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"{name}_FILE={path!r} cannot be read: {reason}") from None
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value or len(value) > SECRET_FILE_MAX or "\n" in value:
+        raise ConfigError(
+            f"{name}_FILE={path!r} must hold one line of at most {SECRET_FILE_MAX} characters"
+        )
+    return value
+
+
+SECRET_FILE_MAX = 4096
+"""The longest password or token read from a file."""
+
+
 @dataclass(frozen=True)
 class NatsSecurity:
     """How every process authenticates to NATS and protects the connection (all optional).
 
     `WEIR_NATS_USER`/`WEIR_NATS_PASSWORD`, `WEIR_NATS_TOKEN`, `WEIR_NATS_CREDS` (a `.creds`
-    file: JWT + NKey seed), `WEIR_NATS_NKEY_SEED` (a file holding an NKey seed), and TLS:
+    file: JWT + NKey seed), `WEIR_NATS_NKEY_SEED` (a file holding an NKey seed);
+    `WEIR_NATS_PASSWORD_FILE` and `WEIR_NATS_TOKEN_FILE` name a file holding the password or
+    the token instead (a Kubernetes Secret volume, a file only its owner reads); and TLS:
     `WEIR_NATS_TLS_CA` (CA bundle to verify the server), `WEIR_NATS_TLS_CERT` and
     `WEIR_NATS_TLS_KEY` (client certificate and key, for servers that verify clients).
     Read by `weir.jetstream.connect`, so every process honours them.
@@ -422,8 +451,8 @@ class NatsSecurity:
         env = dict(os.environ if env is None else env)
         security = cls(
             user=env.get("WEIR_NATS_USER", ""),
-            password=env.get("WEIR_NATS_PASSWORD", ""),
-            token=env.get("WEIR_NATS_TOKEN", ""),
+            password=_secret_value(env, "WEIR_NATS_PASSWORD"),
+            token=_secret_value(env, "WEIR_NATS_TOKEN"),
             creds=env.get("WEIR_NATS_CREDS", ""),
             nkey_seed=env.get("WEIR_NATS_NKEY_SEED", ""),
             tls_ca=env.get("WEIR_NATS_TLS_CA", ""),

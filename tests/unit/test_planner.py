@@ -333,6 +333,37 @@ def test_output_names_are_unique_per_flow() -> None:
     assert any('output "o" is already produced by task "a"' in m for m in messages)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../escape",
+        "/etc/passwd",
+        "a/b",
+        "..",
+        ".hidden",
+        "",
+        "tab\there",
+        "esc\x1b[2J",
+        "bidi\u202etxt.exe",
+        "a=b",
+        "x" * 129,
+        "with space",
+    ],
+)
+def test_output_names_that_are_not_names_are_refused(name: str) -> None:
+    messages = rejection(flow(task("a", outputs=[{"name": name, "path": "x"}])))
+    assert any(
+        m.startswith('flow "etl": task "a": output name ') and "is not a name" in m
+        for m in messages
+    ), messages
+
+
+@pytest.mark.parametrize("name", ["foo-output", "data.csv", "Report_2024.tar.gz", "x" * 128])
+def test_output_names_that_are_file_names_are_accepted(name: str) -> None:
+    planned = plan_doc(flow(task("a", outputs=[{"name": name, "path": "x"}])))
+    assert planned.producers == {name: "a"}
+
+
 def test_client_chosen_id_must_be_a_dns_label() -> None:
     messages = rejection(flow(task("a"), id="Not Valid"))
     assert any('id "Not Valid" is not a DNS-1123 label' in m for m in messages)

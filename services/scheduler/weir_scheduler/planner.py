@@ -18,7 +18,13 @@ from weir_proto.errors import SpecError
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
 from weir_proto.subjects import DEFAULT_QUEUE
-from weir_proto.validation import Checked, check_flow, printable
+from weir_proto.validation import (
+    OUTPUT_NAME_RULE,
+    Checked,
+    check_flow,
+    is_output_name,
+    printable,
+)
 
 MAX_TASKS_DEFAULT = 10_000
 MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
@@ -272,6 +278,13 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             )
         _check_artifact_paths(task, path, where, err)
         for o_index, output in enumerate(task.outputs):
+            if not is_output_name(output.name):
+                err(
+                    f"{path}.outputs[{o_index}].name",
+                    f"{where}: output name {printable(output.name)} is not a name "
+                    f"({OUTPUT_NAME_RULE}); it becomes a file name",
+                    task.name,
+                )
             if output.name in outputs:
                 err(
                     f"{path}.outputs[{o_index}].name",
