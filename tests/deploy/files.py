@@ -16,7 +16,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-DOCKERFILES = (ROOT / "services/scheduler/Dockerfile", ROOT / "services/runner/Dockerfile")
+DOCKERFILES = tuple(
+    ROOT / f"services/{service}/Dockerfile" for service in ("scheduler", "runner", "web")
+)
 
 
 def load_yaml(path: Path) -> Any:

@@ -7,13 +7,17 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.deploy.files import DEPLOY, ROOT, compose, load_yaml, tool
+from tests.deploy.test_dockerfiles import ignored
 
 SERVICES = {
     "postgres",
     "nats",
     "scheduler",
     "runner",
+    "web",
     "otel-collector",
     "tempo",
     "prometheus",
@@ -27,7 +31,7 @@ def test_compose_has_the_whole_stack() -> None:
 
 def test_every_built_service_has_its_dockerfile_and_context() -> None:
     built = {name: s["build"] for name, s in compose()["services"].items() if "build" in s}
-    assert set(built) == {"scheduler", "runner"}
+    assert set(built) == {"scheduler", "runner", "web"}
     for name, build in built.items():
         context = (ROOT / build["context"]).resolve()
         assert context == ROOT, f"{name}: the build context must be the repository root"
@@ -70,7 +74,11 @@ def test_images_are_pinned_and_ports_stay_on_localhost() -> None:
 
 def test_services_run_the_entrypoints_of_the_pyproject() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    for service, script in (("scheduler", "weir-scheduler"), ("runner", "weir-runner")):
+    for service, script in (
+        ("scheduler", "weir-scheduler"),
+        ("runner", "weir-runner"),
+        ("web", "weir-web"),
+    ):
         assert script in scripts
         dockerfile = (ROOT / compose()["services"][service]["build"]["dockerfile"]).read_text()
         assert f'ENTRYPOINT ["{script}"]' in dockerfile
@@ -79,7 +87,7 @@ def test_services_run_the_entrypoints_of_the_pyproject() -> None:
 def test_weir_services_export_to_the_collector_it_listens_on() -> None:
     collector = load_yaml(DEPLOY / "otel/collector.yaml")
     http_port = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].rsplit(":", 1)[1]
-    for name in ("scheduler", "runner"):
+    for name in ("scheduler", "runner", "web"):
         env = compose()["services"][name]["environment"]
         endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
         assert (endpoint.hostname, str(endpoint.port)) == ("otel-collector", http_port)
@@ -103,3 +111,31 @@ def test_nats_config_enables_jetstream_with_8mb_payloads(tmp_path: Path) -> None
         [tool("nats-server"), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=10
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_web_listens_beyond_loopback_with_the_tokens_of_its_secret(tmp_path: Path) -> None:
+    from weir.config import ConfigError
+    from weir_web.config import WebSettings
+
+    from tests.web.conftest import write_tokens
+
+    web = compose()["services"]["web"]
+    env = web["environment"]
+    [secret] = web["secrets"]
+    assert env["WEIR_WEB_TOKENS"] == f"/run/secrets/{secret}"
+    tokens_file = compose()["secrets"][secret]["file"]
+    # The operator's own tokens: never committed, never sent to the Docker daemon.
+    assert ignored(tokens_file)
+    gitignored = (ROOT / ".gitignore").read_text().split()
+    assert any(tokens_file.startswith(pattern) for pattern in gitignored), tokens_file
+    # weir-web starts with this environment and a tokens file, and refuses to without one.
+    listen = env["WEIR_WEB_LISTEN"]
+    tokens = write_tokens(tmp_path / "tokens")
+    assert WebSettings.from_env({"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": str(tokens)})
+    with pytest.raises(ConfigError, match="WEIR_WEB_TOKENS is not set"):
+        WebSettings.from_env({"WEIR_WEB_LISTEN": listen})
+    port = listen.rsplit(":", 1)[1]
+    assert web["ports"] == [f"127.0.0.1:{port}:{port}"]
+    # tests/web/test_probe.py runs the healthcheck's command against a real weir-web.
+    assert web["healthcheck"]["test"] == ["CMD", "python", "-m", "weir_web.probe"]
+    assert set(web["depends_on"]) >= {"nats", "scheduler"}

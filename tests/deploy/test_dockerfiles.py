@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,28 @@ def test_every_copied_path_is_in_the_build_context(dockerfile: Path) -> None:
         for source in sources:
             assert (ROOT / source).exists(), f"{dockerfile}: COPY {source}: no such path"
             assert not ignored(source), f"{dockerfile}: COPY {source} is in .dockerignore"
+
+
+def build_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = instructions(dockerfile)
+    return steps[: [i for i, (op, _) in enumerate(steps) if op == "FROM"][1]]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_image_holds_every_package_the_pyproject_builds(dockerfile: Path) -> None:
+    # The one wheel installs every entrypoint (weir-web too) into every image: a package
+    # left out of the build context is an entrypoint that fails with ModuleNotFoundError.
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    packages = wheel["targets"]["wheel"]["packages"]
+    copied = [arg.split()[0] for op, arg in build_stage(dockerfile) if op == "COPY"]
+    missing = [p for p in packages if not any(p == c or p.startswith(c + "/") for c in copied)]
+    assert missing == [], f"{dockerfile}: the build stage does not copy {missing}"
+
+
+def test_the_images_share_their_build_stage() -> None:
+    first, *others = DOCKERFILES
+    for dockerfile in others:
+        assert build_stage(dockerfile) == build_stage(first), dockerfile
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +122,8 @@ def test_every_resource_the_kustomization_lists_exists() -> None:
         ("RoleBinding", "weir-runner"),
         ("Deployment", "weir-runner"),
         ("Deployment", "weir-scheduler"),
+        ("Deployment", "weir-web"),
+        ("Service", "weir-web"),
         ("ConfigMap", "nats-config"),
         ("Service", "nats"),
         ("StatefulSet", "nats"),
@@ -128,6 +131,7 @@ def test_every_resource_the_kustomization_lists_exists() -> None:
         ("StatefulSet", "postgres"),
         ("NetworkPolicy", "nats-clients"),
         ("NetworkPolicy", "postgres-clients"),
+        ("NetworkPolicy", "weir-web-clients"),
     } <= set(documents())
 
 
@@ -263,7 +267,7 @@ def test_scheduler_reaches_postgres_through_the_secret_and_nats_through_its_serv
     nats = documents()[("Service", "nats")]
     client_ports = {port["port"] for port in nats["spec"]["ports"]}
     assert 4222 in client_ports
-    for workload in ("weir-scheduler", "weir-runner"):
+    for workload in ("weir-scheduler", "weir-runner", "weir-web"):
         assert env("Deployment", workload)["WEIR_NATS_URL"]["value"] == "nats://nats:4222"
 
 
@@ -346,7 +350,7 @@ def test_every_nats_client_has_its_own_user_and_its_password_from_the_secret() -
         for doc in workloads()
         if "WEIR_NATS_URL" in env(doc["kind"], doc["metadata"]["name"])
     }
-    assert clients == {"weir-scheduler", "weir-runner"}
+    assert clients == {"weir-scheduler", "weir-runner", "weir-web"}
     for name in clients:
         variables = env("Deployment", name)
         user = variables["WEIR_NATS_USER"]["value"]
@@ -497,6 +501,7 @@ def task_pod(**kubernetes: Any) -> Peer:
 def test_only_weirs_own_pods_reach_nats_and_only_the_scheduler_reaches_postgres() -> None:
     nats, postgres = weir_pod("nats", "StatefulSet"), weir_pod("postgres", "StatefulSet")
     scheduler, runner = weir_pod("weir-scheduler"), weir_pod("weir-runner")
+    web = weir_pod("weir-web")
     task = task_pod()
     # A task may set labels on its pod: those of weir's own pods get it nowhere.
     disguised = task_pod(labels={"app.kubernetes.io/name": "weir-scheduler"})
@@ -505,7 +510,8 @@ def test_only_weirs_own_pods_reach_nats_and_only_the_scheduler_reaches_postgres(
     not_weirs = Peer(TASKS, {"app": "someone-elses"})
     assert task.namespace == TASKS
 
-    allowed = [(scheduler, nats, 4222), (runner, nats, 4222), (task, nats, 4222)]
+    allowed = [(scheduler, nats, 4222), (runner, nats, 4222), (web, nats, 4222)]
+    allowed += [(task, nats, 4222)]
     allowed += [(scheduler, postgres, 5432)]
     assert [admitted(*case) for case in allowed] == [True] * len(allowed)
 
@@ -514,6 +520,8 @@ def test_only_weirs_own_pods_reach_nats_and_only_the_scheduler_reaches_postgres(
         (task, postgres, 5432),
         (disguised, postgres, 5432),
         (runner, postgres, 5432),
+        (web, postgres, 5432),
+        (web, nats, 8222),
         (stranger, nats, 4222),
         (elsewhere, nats, 4222),
         (not_weirs, nats, 4222),
@@ -534,3 +542,79 @@ def test_both_namespaces_deny_ingress_by_default() -> None:
             for (kind, _), doc in documents().items()
             if kind == "NetworkPolicy"
         ), f"namespace {namespace} has no default-deny ingress policy"
+
+
+INGRESS_NAMESPACE = "ingress-nginx"
+"""The ingress controller's namespace, which networkpolicy.yaml admits to weir-web."""
+
+
+def test_only_the_ingress_controller_reaches_weir_web_and_only_on_its_port() -> None:
+    web = weir_pod("weir-web")
+    controller = Peer(INGRESS_NAMESPACE, {"app.kubernetes.io/name": "ingress-nginx"})
+    assert admitted(controller, web, 8080)
+    # weir-web takes tokens, but a task (untrusted code) or any other pod of the cluster
+    # does not even get to try one.
+    refused = [
+        (task_pod(), web, 8080),
+        (task_pod(labels={"app.kubernetes.io/name": "ingress-nginx"}), web, 8080),
+        (Peer(WEIR, {"app.kubernetes.io/name": "debug-shell"}), web, 8080),
+        (Peer("default", {"app.kubernetes.io/name": "ingress-nginx"}), web, 8080),
+        (weir_pod("weir-scheduler"), web, 8080),
+        (controller, web, 4222),
+        (controller, weir_pod("nats", "StatefulSet"), 4222),
+        (controller, weir_pod("postgres", "StatefulSet"), 5432),
+    ]
+    assert [case for case in refused if admitted(*case)] == []
+    service = documents()[("Service", "weir-web")]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert [port["port"] for port in service["spec"]["ports"]] == [8080]
+
+
+def test_weir_web_listens_on_its_port_with_the_tokens_of_its_secret(tmp_path: Path) -> None:
+    from weir.config import ConfigError
+    from weir_web.config import WebSettings
+
+    from tests.web.conftest import write_tokens
+
+    pod = pod_spec("Deployment", "weir-web")
+    [container] = pod["containers"]
+    variables = env("Deployment", "weir-web")
+    listen = variables["WEIR_WEB_LISTEN"]["value"]
+    assert listen == "0.0.0.0:8080"
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    # The tokens file is the Secret weir-web-tokens, mounted read-only where WEIR_WEB_TOKENS
+    # points, and readable by the pod's user only through its group.
+    tokens_path = Path(variables["WEIR_WEB_TOKENS"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if tokens_path.parent == Path(m["mountPath"])]
+    assert mount["readOnly"] is True
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "weir-web-tokens"
+    assert volume["secret"]["items"] == [{"key": "tokens", "path": tokens_path.name}]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0, "the tokens file is not for others"
+    assert volume["secret"]["defaultMode"] & 0o040, "the pod's group reads the tokens file"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # weir-web starts with this environment and such a file, and refuses to without one.
+    settings = {"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": str(write_tokens(tmp_path / "t"))}
+    assert WebSettings.from_env(settings).tokens
+    with pytest.raises(ConfigError, match="WEIR_WEB_TOKENS is not set"):
+        WebSettings.from_env({"WEIR_WEB_LISTEN": listen})
+
+
+def test_weir_web_is_ready_when_its_probe_passes_and_alive_while_it_serves() -> None:
+    [container] = pod_spec("Deployment", "weir-web")["containers"]
+    # tests/web/test_probe.py runs this command against a real weir-web.
+    assert container["readinessProbe"]["exec"]["command"] == ["python", "-m", "weir_web.probe"]
+    assert (ROOT / "services/web/weir_web/probe.py").is_file()
+    liveness = container["livenessProbe"]["httpGet"]
+    assert (liveness["path"], liveness["port"]) == ("/api/v1/openapi.json", "http")
+
+
+def test_every_weir_image_is_built_by_the_dockerfile_of_its_entrypoint() -> None:
+    for doc in workloads():
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            image = container["image"].rsplit(":", 1)[0]
+            if not image.startswith("weir-"):
+                continue
+            service = image.removeprefix("weir-")
+            dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
+            assert f'ENTRYPOINT ["{image}"]' in dockerfile, doc["metadata"]["name"]
