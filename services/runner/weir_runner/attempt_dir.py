@@ -50,6 +50,16 @@ class AttemptRecord(msgspec.Struct):
 _record_decoder = msgspec.json.Decoder(AttemptRecord)
 
 
+class _File:
+    """A file (or directory) of an attempt directory, by its name."""
+
+    def __init__(self, name: str) -> None:
+        self.file_name = name
+
+    def __get__(self, attempt: AttemptDir, owner: type[AttemptDir] | None = None) -> Path:
+        return attempt.path / self.file_name
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptDir:
     """`<root>/<attempt_id>/` and the files in it."""
@@ -60,70 +70,33 @@ class AttemptDir:
     def of(cls, root: Path, attempt_id: str) -> AttemptDir:
         return cls(root / attempt_id)
 
+    work = _File("work")
+    """The local task's working directory."""
+    stdout = _File("stdout.log")
+    stderr = _File("stderr.log")
+    result_file = _File("result.json")
+    exit_file = _File("exit")
+    """The local task's exit code, written by its supervisor the moment it ended."""
+    supervisor_pid = _File("exit.pid")
+    """The local supervisor's pid: the process group of the attempt."""
+    task_pid = _File("task.pid")
+    """The local task's own process (and group)."""
+    supervisor_log = _File("supervisor.log")
+    """What the local supervisor itself wrote to stderr."""
+    snooze = _File("snooze")
+    """Where a local task writes how long to snooze ($WEIR_SNOOZE_FILE)."""
+    sandbox_paths = _File("paths")
+    """The local task's files mounted at its absolute paths (in its sandbox)."""
+    sandbox_root = _File("root")
+    """The local task's sandbox root."""
+
     def __truediv__(self, name: str) -> Path:
         """A file of the attempt by its name."""
         return self.path / name
 
-    @property
-    def name(self) -> str:
-        """The attempt's id."""
-        return self.path.name
-
-    @property
-    def work(self) -> Path:
-        """The local task's working directory."""
-        return self.path / "work"
-
-    @property
-    def stdout(self) -> Path:
-        return self.path / "stdout.log"
-
-    @property
-    def stderr(self) -> Path:
-        return self.path / "stderr.log"
-
     def log(self, stream: str) -> Path:
         """The log of `stream` ("stdout" or "stderr")."""
         return self.path / f"{stream}.log"
-
-    @property
-    def result_file(self) -> Path:
-        return self.path / "result.json"
-
-    @property
-    def exit_file(self) -> Path:
-        """The local task's exit code, written by its supervisor the moment it ended."""
-        return self.path / "exit"
-
-    @property
-    def supervisor_pid(self) -> Path:
-        """The local supervisor's pid: the process group of the attempt."""
-        return self.path / "exit.pid"
-
-    @property
-    def task_pid(self) -> Path:
-        """The local task's own process (and group)."""
-        return self.path / "task.pid"
-
-    @property
-    def supervisor_log(self) -> Path:
-        """What the local supervisor itself wrote to stderr."""
-        return self.path / "supervisor.log"
-
-    @property
-    def snooze(self) -> Path:
-        """Where a local task writes how long to snooze ($WEIR_SNOOZE_FILE)."""
-        return self.path / "snooze"
-
-    @property
-    def sandbox_paths(self) -> Path:
-        """The local task's files mounted at its absolute paths (in its sandbox)."""
-        return self.path / "paths"
-
-    @property
-    def sandbox_root(self) -> Path:
-        """The local task's sandbox root."""
-        return self.path / "root"
 
     def recorded(self) -> AttemptResult | None:
         """How the attempt ended, if a runner recorded it."""

@@ -104,13 +104,17 @@ class PodApi:
     async def create(self, pod: Pod) -> Pod:
         return await self._json("create_namespaced_pod", self.namespace, pod)
 
-    async def get(self, name: str) -> Pod | None:
+    async def _read(self, method: str, name: str) -> dict[str, Any] | None:
+        """The object `name` of the namespace, None when there is none."""
         try:
-            return await self._json("read_namespaced_pod", name, self.namespace)
+            return await self._json(method, name, self.namespace)
         except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    async def get(self, name: str) -> Pod | None:
+        return await self._read("read_namespaced_pod", name)
 
     async def delete(self, name: str) -> None:
         """Delete the pod; one that is already gone is fine."""
@@ -121,12 +125,7 @@ class PodApi:
                 raise
 
     async def get_secret(self, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._json("read_namespaced_secret", name, self.namespace)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._read("read_namespaced_secret", name)
 
     async def create_secret(self, secret: dict[str, Any]) -> dict[str, Any]:
         return await self._json("create_namespaced_secret", self.namespace, secret)
