@@ -12,7 +12,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir.health import probe
 from weir_runner.executors.kubernetes import KubernetesExecutor
-from weir_runner.executors.kubernetes.executor import SecretSync
+from weir_runner.executors.kubernetes.secret_sync import SecretSync
 from weir_runner.executors.kubernetes.watcher import PodWatcher
 
 from tests.conftest import Services

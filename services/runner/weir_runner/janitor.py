@@ -1,11 +1,11 @@
 """Attempt directories past their keep are deleted, so a runner that runs for months does
 not fill its disk with logs, results and artifact copies.
 
-Every executor keeps an attempt's files in `WEIR_RUNNER_DIR/<attempt_id>/`; `result.json`
-is written when the attempt is over (a redelivered dispatch reads it instead of running the
-task again). A directory is expired `WEIR_RUNNER_KEEP` seconds (a week by default) after its
-last change: its result, or, for an attempt that never got one (a runner killed mid-run whose
-dispatch never came back), its newest file, provided no process it started is still alive.
+Every executor keeps an attempt's files in `WEIR_RUNNER_DIR/<attempt_id>/` (an `AttemptDir`);
+`result.json` is written when the attempt is over. A directory is expired `WEIR_RUNNER_KEEP`
+seconds (a week by default) after its last change: its result, or, for an attempt that never
+got one (a runner killed mid-run whose dispatch never came back), its newest file, provided
+no process it started is still alive.
 Directories of attempts this runner is following are never touched.
 """
 
@@ -19,48 +19,29 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from weir_runner.attempt_dir import AttemptDir
+from weir_runner.process_groups import group_alive, read_pid
+
 log = logging.getLogger("weir.runner.janitor")
 
 SWEEP_INTERVAL_MAX = 600.0
-RESULT_FILE = "result.json"
-PID_FILE = "exit.pid"
-"""Written by the local executor's supervisor: the process group of the attempt's task."""
 
 
-def _last_change(attempt: Path) -> float:
+def _last_change(attempt: AttemptDir) -> float:
     """When the attempt last wrote anything: its result if any, else its newest entry."""
     try:
-        return (attempt / RESULT_FILE).stat().st_mtime
+        return attempt.result_file.stat().st_mtime
     except FileNotFoundError:
         pass
-    newest = attempt.stat().st_mtime
-    for entry in os.scandir(attempt):
+    newest = attempt.path.stat().st_mtime
+    for entry in os.scandir(attempt.path):
         newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
     return newest
 
 
-def _still_running(attempt: Path) -> bool:
-    group = read_pid(attempt / PID_FILE)
+def _still_running(attempt: AttemptDir) -> bool:
+    group = read_pid(attempt.supervisor_pid)
     return group is not None and group_alive(group)
-
-
-def read_pid(path: Path) -> int | None:
-    """The process group a supervisor wrote to `path`, None if there is none."""
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def group_alive(group: int) -> bool:
-    """Whether any process of the group is alive (one of another user's counts)."""
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def expired(root: Path, keep: float, now: float) -> Iterator[Path]:
@@ -73,10 +54,10 @@ def expired(root: Path, keep: float, now: float) -> Iterator[Path]:
     for entry in entries:
         if not entry.is_dir(follow_symlinks=False):
             continue
-        attempt = Path(entry.path)
+        attempt = AttemptDir(Path(entry.path))
         try:
             if now - _last_change(attempt) > keep and not _still_running(attempt):
-                yield attempt
+                yield attempt.path
         except FileNotFoundError:  # removed meanwhile (by another runner of this machine)
             continue
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 
 from nats.js import JetStreamContext
 from weir_proto import subjects
+
+from weir_runner.attempt_dir import AttemptDir
 
 log = logging.getLogger("weir.runner.logs")
 
@@ -31,7 +32,7 @@ class LogShipper:
     def __init__(
         self,
         js: JetStreamContext,
-        home: Path,
+        home: AttemptDir,
         flow_id: str,
         task: str,
         attempt: int,
@@ -71,7 +72,7 @@ class LogShipper:
 
     async def _ship_new(self) -> None:
         for stream in STREAMS:
-            path = self.home / f"{stream}.log"
+            path = self.home.log(stream)
             if not path.exists():
                 continue
             with open(path, "rb") as handle:

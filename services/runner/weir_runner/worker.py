@@ -41,6 +41,7 @@ from weir_proto.messages import (
 )
 
 from weir_runner import janitor
+from weir_runner.attempt_dir import AttemptDir
 from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 from weir_runner.executors.local import LocalExecutor
 from weir_runner.executors.noop import NoopExecutor
@@ -111,12 +112,9 @@ class Runner:
             await close(self.nc)
             log.info("runner stopped")
             return
-        if hasattr(self.executor, "supervise_with"):
-            self.executor.supervise_with(self.loops)  # its watches and syncs: our loops
-        if hasattr(self.executor, "ask_with"):
-            self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
-        if hasattr(self.executor, "attach"):
-            self.executor.attach(js)  # artifacts and secrets over the worker's connection
+        self.executor.supervise_with(self.loops)  # its watches and syncs: our loops
+        self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
+        self.executor.attach(js)  # artifacts and secrets over the worker's connection
         loops = self.loops
         for queue in settings.runner_queues:
             sub = await js.pull_subscribe(
@@ -165,12 +163,10 @@ class Runner:
             for task in late:  # stopped unfinished: JetStream hands them out again
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        closing = getattr(self.executor, "close", None)
-        if closing is not None:  # the executor's own background work (watches, syncs)
-            try:
-                await closing()
-            except Exception:
-                log.exception("executor did not close cleanly")
+        try:  # the executor's own background work (watches, syncs)
+            await self.executor.close()
+        except Exception:
+            log.exception("executor did not close cleanly")
         await loops.stop()  # heartbeats went on while attempts finished
         await health.stop()
         await close(self.nc)
@@ -322,11 +318,11 @@ class Runner:
             )
             await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
 
-        if not getattr(self.executor, "writes_logs", True):
+        if not self.executor.writes_logs:
             return await self._run_attempt(dispatch, key, started)
         shipper = LogShipper(
             js,
-            Path(self.settings.runner_dir) / dispatch.attempt_id,
+            AttemptDir.of(Path(self.settings.runner_dir), dispatch.attempt_id),
             dispatch.flow_id,
             name,
             dispatch.attempt,

@@ -24,7 +24,6 @@ when the runner is root, in a cgroup or under rlimits (`weir_runner.containment`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import logging
 import os
@@ -51,22 +50,18 @@ from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType, OutputDig
 
 from weir_runner import sandbox, supervisor
 from weir_runner.artifacts import DataPlane, create_placeholder, never_written
+from weir_runner.attempt_dir import AttemptDir
 from weir_runner.containment import Containment
-from weir_runner.executors.base import AttemptResult, OnStarted
-from weir_runner.janitor import PID_FILE, group_alive, read_pid
+from weir_runner.executors.base import AttemptResult, Executor, OnStarted
+from weir_runner.process_groups import group_alive, read_pid, signal_group
 
 log = logging.getLogger("weir.runner.local")
-
-TASK_PID_FILE = "task.pid"
-"""Written by the supervisor: the task's own process (and group)."""
 
 STDERR_TAIL_BYTES = 2048
 KILL_GRACE_SECONDS = 5.0
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 SECRET_ENV_PREFIX = "WEIR_SECRET_"
-SANDBOX_PATHS = "paths"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-"""The attempt's directory of files mounted at the task's absolute paths."""
 
 
 _DEFAULT = Containment(
@@ -81,18 +76,9 @@ _DEFAULT = Containment(
 """An executor made without settings (tests): tasks as the runner's user, default limits."""
 
 
-class _Recorded(msgspec.Struct):
-    exit_code: int | None
-    error_type: ErrorType | None
-    message: str
-    snooze_seconds: float | None = None
-    outputs: tuple[OutputDigest, ...] = ()
-
-
 SUPERVISOR_ENV = {"PATH": sandbox.TOOLS_PATH, "LC_ALL": "C.UTF-8"}
 """The supervisor's whole environment: the task's PATH, LD_PRELOAD and the like apply to the
 task only."""
-SNOOZE_FILE = "snooze"
 SNOOZE_READ_BYTES = 64
 ADOPT_POLL_SECONDS = 0.1
 
@@ -106,7 +92,7 @@ def supervisor_argv(home: Path) -> list[str]:
     return [sys.executable, "-I", "-S", supervisor.__file__, str(home)]
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     name = "local"
 
     def __init__(
@@ -147,21 +133,14 @@ class LocalExecutor:
         if self.data is not None:
             self.data.attach(js)
 
-    def attempt_dir(self, attempt_id: str) -> Path:
-        return self.root / attempt_id
+    def attempt_dir(self, attempt_id: str) -> AttemptDir:
+        return AttemptDir.of(self.root, attempt_id)
 
     async def run(self, dispatch: Dispatch, on_started: OnStarted) -> AttemptResult:
         home = self.attempt_dir(dispatch.attempt_id)
-        result_file = home / "result.json"
-        if result_file.exists():
-            recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
-            return AttemptResult(
-                recorded.exit_code,
-                recorded.error_type,
-                recorded.message,
-                recorded.snooze_seconds,
-                recorded.outputs,
-            )
+        recorded = home.recorded()
+        if recorded is not None:
+            return recorded
         try:
             async with asyncio.timeout(
                 None if dispatch.task.timeout is not None else self.containment.timeout
@@ -177,29 +156,17 @@ class LocalExecutor:
                 "timeout of tasks without one (WEIR_TASK_TIMEOUT): give it a `timeout` to let it "
                 "run longer",
             )
-        tmp = home / "result.json.tmp"
-        tmp.write_bytes(
-            msgspec.json.encode(
-                _Recorded(
-                    result.exit_code,
-                    result.error_type,
-                    result.message,
-                    result.snooze_seconds,
-                    result.outputs,
-                )
-            )
-        )
-        os.replace(tmp, result_file)
+        home.record(result)
         return result
 
     async def _resume(
-        self, dispatch: Dispatch, home: Path, on_started: OnStarted
+        self, dispatch: Dispatch, home: AttemptDir, on_started: OnStarted
     ) -> AttemptResult | None:
         """The attempt's process started by an earlier runner: its recorded exit code, or,
         while it still runs, adopt it and wait. None when there is nothing to resume."""
-        exit_file = home / "exit"
+        exit_file = home.exit_file
         if not exit_file.exists():
-            group = read_pid(home / PID_FILE)
+            group = read_pid(home.supervisor_pid)
             if group is None or not group_alive(group):
                 return None
             await on_started()
@@ -215,25 +182,25 @@ class LocalExecutor:
         return await self._after_exit(dispatch, home, code)
 
     async def _run_fresh(
-        self, dispatch: Dispatch, home: Path, on_started: OnStarted
+        self, dispatch: Dispatch, home: AttemptDir, on_started: OnStarted
     ) -> AttemptResult:
         self._stop_older_attempts(dispatch)
-        if home.exists():  # an earlier run of this attempt was interrupted: start clean
-            shutil.rmtree(home)
-        work = home / "work"
+        if home.path.exists():  # an earlier run of this attempt was interrupted: start clean
+            shutil.rmtree(home.path)
+        work = home.work
         self.root.mkdir(parents=True, exist_ok=True)
-        home.mkdir(mode=0o711)  # the task may reach what it owns here, and list nothing
+        home.path.mkdir(mode=0o711)  # the task may reach what it owns here, and list nothing
         work.mkdir(mode=0o700)
-        self._give_to_task(work, home / SNOOZE_FILE)
+        self._give_to_task(work, home.snooze)
         task = dispatch.task
         absolute = _absolute_paths(dispatch)
         problem = self._check_paths(dispatch, bool(absolute) and await _sandbox_available())
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
-        env, problem = await self._environment(dispatch, work)
+        env, problem = await self._environment(dispatch, home)
         if problem:  # a secret that cannot be read: no other attempt would do better
             return AttemptResult(None, ErrorType.SECRET, problem)
-        failed = await self._place_inputs(dispatch, work)
+        failed = await self._place_inputs(dispatch, home)
         if failed is not None:
             return failed
         problem = _check_program(task.cmd[0], env, work, task.name)
@@ -244,20 +211,20 @@ class LocalExecutor:
             inputs = {posixpath.normpath(i.path) for i in task.inputs}
             mounts = []
             for path in absolute:
-                host = _host_path(dispatch, work, path)
+                host = _host_path(dispatch, home, path)
                 assert host is not None
                 if path not in inputs:
                     create_placeholder(host)
                 mounts.append(sandbox.Mount(host, path))
-            root = home / "root"
+            root = home.sandbox_root
             root.mkdir()
-            self._give_to_task(root, home / SANDBOX_PATHS)
+            self._give_to_task(root, home.sandbox_paths)
             argv = await asyncio.to_thread(sandbox.wrap, argv, mounts, str(work), root)
         instructions = self._instructions(dispatch, argv, env, work)
-        with open(home / "supervisor.log", "wb") as own_errors:
+        with open(home.supervisor_log, "wb") as own_errors:
             proc = await asyncio.create_subprocess_exec(
-                *supervisor_argv(home),
-                cwd=home,
+                *supervisor_argv(home.path),
+                cwd=home.path,
                 env=SUPERVISOR_ENV,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -276,7 +243,7 @@ class LocalExecutor:
             raise
         recorded = _recorded_exit(home)
         if recorded is None:
-            log = (home / "supervisor.log").read_text(errors="replace").strip()[-500:]
+            log = home.supervisor_log.read_text(errors="replace").strip()[-500:]
             return AttemptResult(
                 None,
                 ErrorType.EXECUTOR,
@@ -318,21 +285,20 @@ class LocalExecutor:
         """Fence: an earlier attempt of this task that an earlier runner left running (it was
         declared lost meanwhile) must not run beside this one."""
         prefix = f"{dispatch.flow_id}-{dispatch.task.name}-"
-        for sibling in self.root.glob(f"{glob.escape(prefix)}*"):
-            if sibling.name == dispatch.attempt_id or not sibling.name[len(prefix) :].isdigit():
+        for path in self.root.glob(f"{glob.escape(prefix)}*"):
+            if path.name == dispatch.attempt_id or not path.name[len(prefix) :].isdigit():
                 continue
-            group = read_pid(sibling / PID_FILE)
-            if group is not None and group_alive(group) and not (sibling / "exit").exists():
-                for pid in (group, read_pid(sibling / TASK_PID_FILE)):
+            sibling = AttemptDir(path)
+            group = read_pid(sibling.supervisor_pid)
+            if group is not None and group_alive(group) and not sibling.exit_file.exists():
+                for pid in (group, read_pid(sibling.task_pid)):
                     if pid is not None:  # the task at once, its supervisor (and leftovers)
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(pid, signal.SIGKILL if pid != group else signal.SIGTERM)
+                        signal_group(pid, signal.SIGKILL if pid != group else signal.SIGTERM)
 
-    async def _after_exit(self, dispatch: Dispatch, home: Path, code: int) -> AttemptResult:
+    async def _after_exit(self, dispatch: Dispatch, home: AttemptDir, code: int) -> AttemptResult:
         task = dispatch.task
-        work = home / "work"
         if code == sandbox.SETUP_FAILED and _absolute_paths(dispatch):
-            message = _failure_message(task.name, code, home / "stderr.log")
+            message = _failure_message(task.name, code, home.stderr)
             if sandbox.SETUP_FAILED_MESSAGE in message:
                 return AttemptResult(
                     None,
@@ -344,12 +310,10 @@ class LocalExecutor:
             return AttemptResult(
                 code,
                 ErrorType.EXIT_CODE,
-                _failure_message(task.name, code, home / "stderr.log"),
-                snooze_seconds=_snooze_seconds(home / SNOOZE_FILE)
-                if code == SNOOZE_EXIT_CODE
-                else None,
+                _failure_message(task.name, code, home.stderr),
+                snooze_seconds=_snooze_seconds(home.snooze) if code == SNOOZE_EXIT_CODE else None,
             )
-        outputs = await self._keep_outputs(dispatch, work)
+        outputs = await self._keep_outputs(dispatch, home)
         if isinstance(outputs, str):
             return AttemptResult(code, ErrorType.EXECUTOR, outputs)
         return AttemptResult(0, outputs=outputs)
@@ -373,7 +337,7 @@ class LocalExecutor:
         )
 
     async def _environment(
-        self, dispatch: Dispatch, work: Path
+        self, dispatch: Dispatch, home: AttemptDir
     ) -> tuple[dict[str, str], str | None]:
         env = {k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ}
         env.update(
@@ -381,8 +345,8 @@ class LocalExecutor:
             WEIR_TASK=dispatch.task.name,
             WEIR_ATTEMPT=str(dispatch.attempt),
             WEIR_ATTEMPT_ID=dispatch.attempt_id,
-            WEIR_WORKDIR=str(work),
-            WEIR_SNOOZE_FILE=str(work.parent / SNOOZE_FILE),
+            WEIR_WORKDIR=str(home.work),
+            WEIR_SNOOZE_FILE=str(home.snooze),
             # The task's own spans continue the flow's trace under its attempt span.
             TRACEPARENT=telemetry.attempt_traceparent(
                 dispatch.flow_id, dispatch.task.name, dispatch.attempt
@@ -432,7 +396,7 @@ class LocalExecutor:
             "so it cannot move inputs and outputs"
         )
 
-    async def _place_inputs(self, dispatch: Dispatch, work: Path) -> AttemptResult | None:
+    async def _place_inputs(self, dispatch: Dispatch, home: AttemptDir) -> AttemptResult | None:
         """Download the inputs, each checked against the digest the log recorded for it;
         the failure that stops the attempt, if any."""
         task = dispatch.task
@@ -445,7 +409,7 @@ class LocalExecutor:
             store = self.data.artifacts(js)
             for item in task.inputs:
                 producer_flow = dispatch.input_flows.get(item.from_, dispatch.flow_id)
-                target = _host_path(dispatch, work, item.path)
+                target = _host_path(dispatch, home, item.path)
                 if target is None:
                     return AttemptResult(
                         None,
@@ -473,11 +437,13 @@ class LocalExecutor:
                     )
         return None
 
-    async def _keep_outputs(self, dispatch: Dispatch, work: Path) -> str | tuple[OutputDigest, ...]:
+    async def _keep_outputs(
+        self, dispatch: Dispatch, home: AttemptDir
+    ) -> str | tuple[OutputDigest, ...]:
         """Upload the outputs; their digests as uploaded, or why they could not be."""
         task = dispatch.task
         for item in task.outputs:
-            source = _host_path(dispatch, work, item.path)
+            source = _host_path(dispatch, home, item.path)
             if source is None or not source.is_file():
                 return (
                     f'task "{task.name}": output "{item.name}" expected a file at '
@@ -496,7 +462,7 @@ class LocalExecutor:
         async with self.data.session() as js:
             store = self.data.artifacts(js)
             for item in task.outputs:
-                source = _host_path(dispatch, work, item.path)
+                source = _host_path(dispatch, home, item.path)
                 assert source is not None
                 try:
                     stored = await store.upload(dispatch.flow_id, item.name, source)
@@ -527,35 +493,33 @@ async def _sandbox_available() -> bool:
     return await asyncio.to_thread(sandbox.available)
 
 
-def _host_path(dispatch: Dispatch, work: Path, path: str) -> Path | None:
+def _host_path(dispatch: Dispatch, home: AttemptDir, path: str) -> Path | None:
     """Where the task's `path` is on this machine: in the working directory when relative,
     in the attempt's `paths` directory when absolute (None: it leaves the working dir)."""
     if PurePosixPath(path).is_absolute():
-        return work.parent / SANDBOX_PATHS / _absolute_paths(dispatch)[posixpath.normpath(path)]
-    return _inside(work, path)
+        return home.sandbox_paths / _absolute_paths(dispatch)[posixpath.normpath(path)]
+    return _inside(home.work, path)
 
 
 _SIGNALS = {s.value: s.name for s in signal.Signals}
 
 
-async def _stop_attempt(home: Path, group: int) -> None:
+async def _stop_attempt(home: AttemptDir, group: int) -> None:
     """Ask the attempt's supervisor to stop it (SIGTERM to everything the task started,
     SIGKILL after a grace period); kill the task's group and the supervisor if it does not
     answer in time."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signal.SIGTERM)
+    signal_group(group, signal.SIGTERM)
     deadline = asyncio.get_running_loop().time() + KILL_GRACE_SECONDS + 5.0
     while group_alive(group) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-    for pid in (read_pid(home / TASK_PID_FILE), group):
+    for pid in (read_pid(home.task_pid), group):
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
 
 
-def _recorded_exit(home: Path) -> int | None:
+def _recorded_exit(home: AttemptDir) -> int | None:
     try:
-        return int((home / "exit").read_text().strip())
+        return int(home.exit_file.read_text().strip())
     except (OSError, ValueError):
         return None
 

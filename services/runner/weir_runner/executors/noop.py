@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from weir_proto.messages import Dispatch
 
-from weir_runner.executors.base import AttemptResult, OnStarted
+from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 
 
-class NoopExecutor:
+class NoopExecutor(Executor):
     name = "noop"
     writes_logs = False
 

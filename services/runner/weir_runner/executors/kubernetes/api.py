@@ -7,10 +7,13 @@ server could not be reached), which `transient` sorts into retry or give up.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import logging
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes_asyncio import client as kube_client
@@ -18,9 +21,16 @@ from kubernetes_asyncio import config as kube_config
 
 from weir_runner.executors.kubernetes.manifest import CONTAINER_NAME, Pod
 
+log = logging.getLogger("weir.runner.kubernetes")
+
+T = TypeVar("T")
+
 REQUEST_TIMEOUT = 30.0
 LIST_PAGE_SIZE = 500
 TRANSIENT_STATUSES = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
+RETRY_DELAY_MIN = 0.1
+RETRY_DELAY_MAX = 5.0
+"""Backoff between tries of a call that failed for a transient reason."""
 
 
 class KubeApiError(Exception):
@@ -94,13 +104,17 @@ class PodApi:
     async def create(self, pod: Pod) -> Pod:
         return await self._json("create_namespaced_pod", self.namespace, pod)
 
-    async def get(self, name: str) -> Pod | None:
+    async def _read(self, method: str, name: str) -> dict[str, Any] | None:
+        """The object `name` of the namespace, None when there is none."""
         try:
-            return await self._json("read_namespaced_pod", name, self.namespace)
+            return await self._json(method, name, self.namespace)
         except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    async def get(self, name: str) -> Pod | None:
+        return await self._read("read_namespaced_pod", name)
 
     async def delete(self, name: str) -> None:
         """Delete the pod; one that is already gone is fine."""
@@ -111,12 +125,7 @@ class PodApi:
                 raise
 
     async def get_secret(self, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._json("read_namespaced_secret", name, self.namespace)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._read("read_namespaced_secret", name)
 
     async def create_secret(self, secret: dict[str, Any]) -> dict[str, Any]:
         return await self._json("create_namespaced_secret", self.namespace, secret)
@@ -209,3 +218,27 @@ class PodApi:
             raise KubeApiError(0, f"log stream broke: {type(exc).__name__}: {exc}") from exc
         finally:
             response.release()
+
+
+async def retrying(call: Callable[[], Awaitable[T]], secret: bytes | None = None) -> T:
+    """`call()`, again after transient API errors; others are raised. With `secret` (the
+    value the call writes), the errors logged meanwhile never hold it."""
+    delay = RETRY_DELAY_MIN
+    while True:
+        try:
+            return await call()
+        except KubeApiError as exc:
+            if not exc.transient:
+                raise
+            error = str(exc) if secret is None else scrubbed(str(exc), secret)
+            log.warning("Kubernetes API call failed; retrying", extra={"error": error})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_DELAY_MAX)
+
+
+def scrubbed(message: str, value: bytes) -> str:
+    """`message` without `value` in it, as text or base64 (API errors may quote a body)."""
+    for form in (value.decode(errors="replace"), base64.b64encode(value).decode()):
+        if form.strip():
+            message = message.replace(form, "[redacted]")
+    return message

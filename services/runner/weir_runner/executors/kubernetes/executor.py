@@ -4,75 +4,63 @@ Creating the pod twice is a conflict, and a conflict adopts the pod that exists,
 redelivered dispatch (runner restarted mid-flow) follows the pod it had started instead of
 running the task again. State comes from the runner's one shared watch (`PodWatcher`),
 never from polling. After the pod ends, its log is saved to
-`<runner_dir>/<attempt_id>/stdout.log` (the last `LOG_LIMIT_BYTES`), then the pod is
-deleted. Cancelling `run` deletes the pod.
+`<runner_dir>/<attempt_id>/stdout.log` (the last `LOG_LIMIT_BYTES`; see `pod_logs`), then the
+pod is deleted; `result.json` records how the attempt ended (`AttemptDir`). Cancelling `run`
+deletes the pod.
 
 Before the pod is created, each `fromSecret: NAME` found in weir's secret store is copied
 into the Kubernetes Secret `weir-secret-<NAME>` (key `value`), which the pod references; a
 NAME not in the store, or `NAME/KEY`, must be an existing Secret (and key) of the namespace.
-A secret found nowhere fails the attempt before anything runs. Decrypted values go only into
-the Secret's data: never into the pod spec, logs or messages. While the executor runs,
-`SecretSync` keeps those Secrets in step with the store: a removed secret's Secret is
-deleted, a changed one's updated, and orphans left while no runner watched are reconciled
-away when it starts.
+A secret found nowhere fails the attempt before anything runs (`secret_refs`). Decrypted
+values go only into the Secret's data: never into the pod spec, logs or messages. While the
+executor runs, `SecretSync` (`secret_sync`) keeps those Secrets in step with the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import enum
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, assert_never
+from typing import TYPE_CHECKING
 
-import msgspec
-import nats.errors
-from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
-from weir.secrets import (
-    SECRET_NAME,
-    SecretError,
-    SecretNotFound,
-    SecretRemoved,
-    SecretSet,
-    SecretsStored,
-    SecretStore,
-)
-from weir.supervisor import LOOP_DONE, Supervisor
-from weir_proto.messages import Dispatch, ErrorType, OutputDigest
+from weir.supervisor import Supervisor
+from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
-from weir_runner.executors.base import AttemptResult, OnStarted
-from weir_runner.executors.kubernetes.api import KubeApiError, PodApi, load_client
+from weir_runner.attempt_dir import AttemptDir
+from weir_runner.executors.base import AttemptResult, Executor, OnStarted, Wanted
+from weir_runner.executors.kubernetes.api import (
+    RETRY_DELAY_MAX,
+    RETRY_DELAY_MIN,
+    KubeApiError,
+    PodApi,
+    load_client,
+    retrying,
+)
 from weir_runner.executors.kubernetes.manifest import (
     ATTEMPT_LABEL,
     FLOW_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POD_SELECTOR,
-    SECRET_DEFAULT_KEY,
-    SYNCED_SECRET_ANNOTATION,
     TASK_LABEL,
     ArtifactPlumbing,
     Pod,
     pod_manifest,
-    secret_key_ref,
-    synced_secret_name,
 )
+from weir_runner.executors.kubernetes.pod_logs import LogCapture, PodLog, with_tail
 from weir_runner.executors.kubernetes.policy import PodPolicy
+from weir_runner.executors.kubernetes.secret_refs import secret_refs
+from weir_runner.executors.kubernetes.secret_sync import SecretSync
 from weir_runner.executors.kubernetes.verdict import (
     Finished,
     Pending,
     Running,
     Stuck,
-    Verdict,
     Waiting,
     judge,
     stuck_message,
@@ -86,11 +74,6 @@ log = logging.getLogger("weir.runner.kubernetes")
 
 REAP_GRACE_SECONDS = 5.0
 """How long a stopping runner waits for the deletion of its finished pods."""
-
-T = TypeVar("T")
-Wanted = Callable[[str, str, int], Awaitable[tuple[bool, str] | None]]
-"""(flow, task, attempt) -> whether the scheduler still wants it and why not; None: no
-answer."""
 
 NAMESPACE_DEFAULT = "default"
 IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
@@ -106,26 +89,9 @@ LOG_LIMIT_BYTES = 1024 * 1024
 LOG_LIVE_LIMIT_BYTES = 16 * 1024 * 1024
 """The first this many bytes of a pod's log are written to stdout.log as they come (and
 shipped live); after that only the last `LOG_LIMIT_BYTES` are kept."""
-LOG_FOLLOW_GRACE = 10.0
-"""Seconds the log stream may take to end after the pod finished before the rest of the
-log is read in one go instead."""
-LOG_CAPTURE_TIMEOUT = 60.0
-FAILURE_TAIL_BYTES = 2048
-"""How much of the log's end a failure message carries (as the local executor does)."""
-RETRY_DELAY_MIN = 0.1
-RETRY_DELAY_MAX = 5.0
 DELETE_ATTEMPTS = 5
-SECRET_RESYNC_INTERVAL = 300.0
-"""Seconds one watch of the secret store lasts before the next reconciles again: a safety
-net for changes a silently broken watch would have missed."""
-SECRET_SYNC_RETRY_MAX = 30.0
-"""Longest wait before the secret sync starts over after a failure (backoff from
-`RETRY_DELAY_MIN`)."""
 BACKGROUND_LOOPS = ("pod-watch", "secret-sync", "orphan-sweep")
 """The executor's supervised loops (see `KubernetesExecutor.loops`)."""
-SYNCED_SECRET_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-"""Lists the Secrets the secret sync may own; only those with `SYNCED_SECRET_ANNOTATION`
-(and the name `synced_secret_name` gives it) are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,18 +146,11 @@ class KubernetesConfig:
                 return self.unschedulable_timeout
 
 
-class _Recorded(msgspec.Struct):
-    exit_code: int | None
-    error_type: ErrorType | None
-    message: str
-    outputs: tuple[OutputDigest, ...] = ()
-
-
 class _Refused(Exception):
     """The API server refused the pod for good (invalid, forbidden, name taken)."""
 
 
-class KubernetesExecutor:
+class KubernetesExecutor(Executor):
     name = "kubernetes"
 
     def __init__(self, config: KubernetesConfig, data: DataPlane | None = None) -> None:
@@ -278,8 +237,8 @@ class KubernetesExecutor:
 
     # -- one attempt -------------------------------------------------------------------
 
-    def attempt_dir(self, attempt_id: str) -> Path:
-        return self.root / attempt_id
+    def attempt_dir(self, attempt_id: str) -> AttemptDir:
+        return AttemptDir.of(self.root, attempt_id)
 
     async def run(self, dispatch: Dispatch, on_started: OnStarted) -> AttemptResult:
         task = dispatch.task
@@ -291,12 +250,9 @@ class KubernetesExecutor:
                 "a pod of its image; add `image:` to the task",
             )
         home = self.attempt_dir(dispatch.attempt_id)
-        result_file = home / "result.json"
-        if result_file.exists():
-            recorded = msgspec.json.decode(result_file.read_bytes(), type=_Recorded)
-            return AttemptResult(
-                recorded.exit_code, recorded.error_type, recorded.message, outputs=recorded.outputs
-            )
+        recorded = home.recorded()
+        if recorded is not None:
+            return recorded
         watcher = await self.start()
         with watcher.tracking(dispatch.attempt_id) as channel:
             try:
@@ -304,25 +260,21 @@ class KubernetesExecutor:
             except asyncio.CancelledError:
                 await asyncio.shield(self._delete(dispatch.attempt_id))
                 raise
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / "result.json.tmp"
-        tmp.write_bytes(
-            msgspec.json.encode(
-                _Recorded(result.exit_code, result.error_type, result.message, result.outputs)
-            )
-        )
-        os.replace(tmp, result_file)
+        home.path.mkdir(parents=True, exist_ok=True)
+        home.record(result)
         return result
 
     async def _follow(
-        self, dispatch: Dispatch, channel: PodChannel, on_started: OnStarted, home: Path
+        self, dispatch: Dispatch, channel: PodChannel, on_started: OnStarted, home: AttemptDir
     ) -> AttemptResult:
         task_name = dispatch.task.name
         try:
             refused = self.config.policy.refusals(dispatch.task)
             if refused:  # before anything exists: no pod, no synced Secret
                 return AttemptResult(None, ErrorType.REFUSED, "; ".join(refused))
-            refs, problem, error_type = await self._secret_refs(dispatch)
+            refs, problem, error_type = await secret_refs(
+                dispatch, self._api(), self._secret_sync(), self.data, self.config.policy.secrets
+            )
             if problem is not None and not await self._exists(dispatch.attempt_id):
                 return AttemptResult(None, error_type, problem)
             await self._create_or_adopt(
@@ -337,28 +289,22 @@ class KubernetesExecutor:
             )
         except _Refused as exc:
             return AttemptResult(None, ErrorType.EXECUTOR, str(exc))
-        home.mkdir(parents=True, exist_ok=True)
-        capture = _LogCapture(home / "stdout.log")
-        capturing = asyncio.create_task(
-            self._capture_logs(dispatch.attempt_id, task_name, channel, capture),
-            name=f"logs-{dispatch.attempt_id}",
-        )
+        home.path.mkdir(parents=True, exist_ok=True)
+        capture = LogCapture(home.stdout, LOG_LIVE_LIMIT_BYTES, LOG_LIMIT_BYTES)
+        pod_log = PodLog(self._api(), channel, task_name, capture)
+        pod_log.start()
         try:
             finished = await self._until_finished(task_name, channel, on_started)
         except BaseException:
-            capturing.cancel()
-            await asyncio.gather(capturing, return_exceptions=True)
-            capture.close("")
+            await pod_log.abandon()
             raise
-        log_bytes = await self._end_logs(
-            dispatch.attempt_id, capturing, capture, finished.ran and not channel.deleted
-        )
+        log_bytes = await pod_log.end(finished.ran and not channel.deleted)
         if not channel.deleted:
             await self._dispose(dispatch.attempt_id)
         if finished.error_type is None:
             return AttemptResult(finished.exit_code, outputs=finished.outputs)
         return AttemptResult(
-            finished.exit_code, finished.error_type, _with_tail(finished.message, log_bytes)
+            finished.exit_code, finished.error_type, with_tail(finished.message, log_bytes)
         )
 
     async def _until_finished(
@@ -444,92 +390,10 @@ class KubernetesExecutor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_DELAY_MAX)
 
-    # -- secrets -----------------------------------------------------------------------
-
-    async def _secret_refs(
-        self, dispatch: Dispatch
-    ) -> tuple[dict[str, dict[str, str]], str | None, ErrorType]:
-        """The `secretKeyRef` of each `fromSecret`, syncing stored secrets into Secrets; or
-        why a variable cannot be set, and whether that is for good (`ErrorType.SECRET`) or a
-        Kubernetes API failure another attempt may not meet. Messages name secrets, never
-        values."""
-        refs: dict[str, dict[str, str]] = {}
-        for var in dispatch.task.env:
-            source = var.from_secret
-            if source is None or source in refs:
-                continue
-            ref, problem, error_type = await self._secret_ref(source)
-            if ref is None:
-                problem = f'task "{dispatch.task.name}": env {var.name} wants {problem}'
-                return refs, problem, error_type
-            refs[source] = ref
-        return refs, None, ErrorType.SECRET
-
-    async def _secret_ref(self, source: str) -> tuple[dict[str, str] | None, str, ErrorType]:
-        namespace = self.config.namespace
-        store_problem = ""
-        if self.data is not None and SECRET_NAME.match(source):
-            try:
-                async with self.data.session() as js:
-                    ref = await self._secret_sync().ensure(self.data.secrets(js), source)
-                    return ref, "", ErrorType.SECRET
-            except SecretNotFound:
-                pass
-            except SecretError as exc:
-                store_problem = str(exc)
-            except KubeApiError as exc:  # its message has no value in it: `ensure` saw to that
-                return (
-                    None,
-                    f'secret "{source}", which could not be copied into Kubernetes Secret '
-                    f'"{synced_secret_name(source)}" in namespace "{namespace}": {exc}',
-                    ErrorType.EXECUTOR,
-                )
-            except _SecretTaken as exc:
-                return None, f'secret "{source}": {exc}', ErrorType.SECRET
-        ref = secret_key_ref(source)
-        if ref["name"] not in self.config.policy.secrets:  # not weir's: only if allowed
-            allowed = ", ".join(sorted(self.config.policy.secrets)) or "none allowed"
-            name = ref["name"]
-            return (
-                None,
-                f'secret "{source}", which does not exist in weir\'s secret store (store it with '
-                f'`weir secret set {source}`); reading Kubernetes Secret "{name}" directly is '
-                f"not allowed by this runner (WEIR_KUBE_ALLOWED_SECRETS: {allowed})",
-                ErrorType.SECRET,
-            )
-        try:
-            found = await _retrying(lambda: self._api().get_secret(ref["name"]))
-        except KubeApiError as exc:
-            if exc.status == 403:  # not allowed to look: the kubelet will tell
-                log.warning(
-                    "cannot check a Secret", extra={"secret": ref["name"], "error": str(exc)}
-                )
-                return ref, "", ErrorType.SECRET
-            problem = f'Kubernetes Secret "{ref["name"]}", which could not be read: {exc}'
-            return None, problem, ErrorType.EXECUTOR
-        if found is not None and ref["key"] in (found.get("data") or {}):
-            return ref, "", ErrorType.SECRET
-        if store_problem:
-            return None, f'secret "{source}": {store_problem}', ErrorType.SECRET
-        if "/" in source:
-            return (
-                None,
-                f'Kubernetes Secret "{ref["name"]}" key "{ref["key"]}", which does not exist in '
-                f'namespace "{namespace}"',
-                ErrorType.SECRET,
-            )
-        return (
-            None,
-            f'secret "{source}", which does not exist: not in weir\'s secret store, and '
-            f'Kubernetes secret "{ref["name"]}" key "{ref["key"]}" not found in namespace '
-            f'"{namespace}" (store it with `weir secret set {source}`)',
-            ErrorType.SECRET,
-        )
-
     async def _exists(self, name: str) -> bool:
         """Whether the attempt's pod exists already (a redelivered dispatch follows it)."""
         try:
-            return await _retrying(lambda: self._api().get(name)) is not None
+            return await retrying(lambda: self._api().get(name)) is not None
         except KubeApiError:
             return False
 
@@ -552,69 +416,6 @@ class KubernetesExecutor:
                 return True
             channel.offer(pod)
             return False
-
-    async def _capture_logs(
-        self, name: str, task: str, channel: PodChannel, capture: _LogCapture
-    ) -> None:
-        """Follow the task container's log into stdout.log from the moment it runs (the
-        worker's log shipper publishes it live). A broken stream is opened again and what
-        was already received skipped; it ends when the container has."""
-        seen = -1
-        while True:
-            seen = channel.version
-            if channel.pod is not None and _container_ran(judge(channel.pod, task)):
-                break
-            await channel.wait_newer(seen, None)
-        delay = RETRY_DELAY_MIN
-        while True:
-            try:
-                await capture.read(self._api().logs(name, follow=True))
-            except KubeApiError as exc:
-                if exc.status == 404 or (not exc.transient and exc.status != 400):
-                    return  # the pod is gone; what was received is kept
-                log.debug("pod log stream broke; again", extra={"pod": name, "error": str(exc)})
-            else:
-                pod = channel.pod
-                if channel.deleted or (pod is not None and isinstance(judge(pod, task), Finished)):
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_DELAY_MAX)
-
-    async def _end_logs(
-        self, name: str, capturing: asyncio.Task[None], capture: _LogCapture, ran: bool
-    ) -> bytes:
-        """The log once the attempt is over: the live capture's end, else the rest read in
-        one go (skipping what was received); returns the end of the log."""
-        problem = ""
-        if ran:
-            done, _ = await asyncio.wait({capturing}, timeout=LOG_FOLLOW_GRACE)
-            if not done:
-                capturing.cancel()
-                await asyncio.gather(capturing, return_exceptions=True)
-                problem = await self._read_rest(name, capture)
-        else:
-            capturing.cancel()
-            await asyncio.gather(capturing, return_exceptions=True)
-        if problem:
-            log.warning("pod log not captured", extra={"pod": name, "error": problem})
-        return capture.close(problem)
-
-    async def _read_rest(self, name: str, capture: _LogCapture) -> str:
-        """Read the whole log again and keep what the live capture missed; why not, if not."""
-        delay = RETRY_DELAY_MIN
-        try:
-            async with asyncio.timeout(LOG_CAPTURE_TIMEOUT):
-                while True:
-                    try:
-                        await capture.read(self._api().logs(name))
-                        return ""
-                    except KubeApiError as exc:
-                        if not exc.transient:
-                            return str(exc)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, RETRY_DELAY_MAX)
-        except TimeoutError:
-            return f"log capture took longer than {LOG_CAPTURE_TIMEOUT:g}s"
 
     async def _sweep_orphans(self, wanted: Wanted) -> None:
         """One round of the supervised `orphan-sweep` loop: wait `orphan_sweep` seconds,
@@ -695,340 +496,3 @@ class KubernetesExecutor:
     def _secret_sync(self) -> SecretSync:
         assert self.secret_sync is not None, "start() first"
         return self.secret_sync
-
-
-# -- secret sync ---------------------------------------------------------------------
-
-
-class _SecretTaken(Exception):
-    """The synced Secret's name is taken by a Secret weir did not create."""
-
-
-class SecretAction(enum.Enum):
-    """What the sync does to a Secret weir copied a stored secret into."""
-
-    KEEP = "keep"
-    """It holds the stored value."""
-    UPDATE = "update"
-    """The stored value changed: the Secret gets the new one."""
-    DELETE = "delete"
-    """The secret was removed from the store: its value must not linger in the cluster."""
-
-
-def synced_from(secret: Mapping[str, Any]) -> str | None:
-    """The stored secret `secret` holds, when weir synced it: it has weir's managed-by label,
-    `SYNCED_SECRET_ANNOTATION` naming the secret, and the name weir gives that secret's
-    Secret. None for any other Secret, which the sync never touches."""
-    meta = secret.get("metadata") or {}
-    if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
-        return None
-    name = (meta.get("annotations") or {}).get(SYNCED_SECRET_ANNOTATION)
-    if not isinstance(name, str) or meta.get("name") != synced_secret_name(name):
-        return None
-    return name
-
-
-def secret_action(secret: Mapping[str, Any], value: bytes | None) -> SecretAction:
-    """For a Secret weir synced, and its secret's value in the store now (None: removed)."""
-    if value is None:
-        return SecretAction.DELETE
-    if (secret.get("data") or {}).get(SECRET_DEFAULT_KEY) == _encoded(value):
-        return SecretAction.KEEP
-    return SecretAction.UPDATE
-
-
-class SecretSync:
-    """Keeps the Secrets `weir-secret-<name>` in step with weir's secret store.
-
-    `ensure` copies a secret into its Secret before a pod that needs it starts. `run` follows
-    the store while the executor runs, one pass after another: a pass starts a watch of the
-    store, reconciles once the watch is up (each Secret weir synced is checked against the
-    store: deleted if its secret is gone, updated if the value changed), then checks each
-    secret the watch reports set or removed. A set secret updates its Secret only if there
-    is one: Secrets are made for pods, not for every stored secret. A pass ends after
-    `SECRET_RESYNC_INTERVAL`, or on an error, which is logged and followed by a new pass
-    after a backoff. Secrets weir did not sync (`synced_from` is None) are never touched.
-    """
-
-    def __init__(self, api: PodApi) -> None:
-        self.api = api
-        self.reconciles = 0
-        """Reconciliations done so far: tests wait on it."""
-        self._delay = RETRY_DELAY_MIN
-        """Back-off while the secret store cannot be read."""
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _lock(self, name: str) -> asyncio.Lock:
-        """Held while secret `name` is read from the store and written to its Secret: a pod's
-        copy and the watch's check then apply in the order they read the store, and the one
-        that read last wins."""
-        return self._locks.setdefault(name, asyncio.Lock())
-
-    async def ensure(self, store: SecretStore, name: str) -> dict[str, str]:
-        """Create or update the Secret holding stored secret `name`; its `secretKeyRef`.
-        Raises `SecretNotFound` (and other `SecretError`s) from the store, `_SecretTaken`, and
-        `KubeApiError`s whose messages never hold the value."""
-        secret_name = synced_secret_name(name)
-        async with self._lock(name):
-            value = await store.get(name)
-            try:
-                while True:
-                    existing = await _retrying(partial(self.api.get_secret, secret_name))
-                    if existing is None:
-                        if await self._create(name, value):
-                            break
-                        continue  # created meanwhile (by another runner): check it again
-                    if not _managed(existing):
-                        raise _SecretTaken(
-                            f'a Secret named "{secret_name}" already exists in namespace '
-                            f'"{self.api.namespace}" and weir did not create it'
-                        )
-                    current = synced_from(existing) == name
-                    if current and secret_action(existing, value) is SecretAction.KEEP:
-                        break
-                    if await self._update(name, value):
-                        break
-                    # deleted since it was read: create it again
-            except KubeApiError as exc:
-                raise KubeApiError(exc.status, _scrubbed(exc.message, value)) from None
-        return {"name": secret_name, "key": SECRET_DEFAULT_KEY}
-
-    async def run_once(self, data: DataPlane) -> object:
-        """One pass, a round of the supervised `secret-sync` loop. While NATS is unreachable
-        the pass waits and starts over here (with back-off, reset once a pass reconciled);
-        other errors (a Secret refused by the API server, ...) are the supervisor's. The
-        loop ends (`LOOP_DONE`) once the NATS connection it reads the store through is
-        closed (a runner stopping)."""
-        reconciles = self.reconciles
-        resync = asyncio.timeout(SECRET_RESYNC_INTERVAL)
-        try:
-            async with data.session() as js, resync:
-                await self._follow(data, js)
-            problem = "the watch of the secret store ended"
-        except ConnectionClosedError:
-            log.info("NATS connection closed: synced Secrets no longer follow the store")
-            return LOOP_DONE
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            if resync.expired():
-                self._delay = RETRY_DELAY_MIN
-                return None
-            problem = f"{type(exc).__name__}: {exc}"
-        if self.reconciles > reconciles:
-            self._delay = RETRY_DELAY_MIN
-        log.warning(
-            "secret sync failed; starting over",
-            extra={"error": problem, "retry_in": self._delay},
-        )
-        await asyncio.sleep(self._delay)
-        self._delay = min(self._delay * 2, SECRET_SYNC_RETRY_MAX)
-        return None
-
-    async def _follow(self, data: DataPlane, js: JetStreamContext) -> None:
-        # A store for each check, not one for the pass: the key is read at each use.
-        async with contextlib.aclosing(data.secrets(js).watch()) as changes:
-            async for change in changes:
-                match change:
-                    case SecretsStored():
-                        await self._reconcile(data, js)
-                    case SecretSet(name=name) | SecretRemoved(name=name):
-                        await self._check(data.secrets(js), name)
-                    case _ as unreachable:
-                        assert_never(unreachable)
-
-    async def _reconcile(self, data: DataPlane, js: JetStreamContext) -> None:
-        """Check every Secret weir synced: those of secrets removed while no runner watched
-        are deleted, those of secrets changed meanwhile updated."""
-        listed = await _retrying(partial(self.api.list_secrets, SYNCED_SECRET_SELECTOR))
-        names = sorted({name for secret in listed if (name := synced_from(secret)) is not None})
-        for name in names:
-            await self._check(data.secrets(js), name)
-        self.reconciles += 1
-        log.info("synced Secrets reconciled with the secret store", extra={"secrets": len(names)})
-
-    async def _check(self, store: SecretStore, name: str) -> None:
-        """Bring the Secret of stored secret `name`, if weir synced one, in line with the
-        store as it is now (not as an event said it was)."""
-        secret_name = synced_secret_name(name)
-        async with self._lock(name):
-            secret = await _retrying(partial(self.api.get_secret, secret_name))
-            if secret is None or synced_from(secret) != name:
-                return  # no copy to keep in step, or not weir's
-            try:
-                value: bytes | None = await store.get(name)
-            except SecretNotFound:
-                value = None
-            except SecretError as exc:  # stored, but unreadable here (no key, another key)
-                log.warning(
-                    "stored secret unreadable; its Secret is left as it is",
-                    extra={"secret": name, "error": str(exc)},
-                )
-                return
-            action = secret_action(secret, value)
-            match action:
-                case SecretAction.KEEP:
-                    pass
-                case SecretAction.UPDATE:
-                    assert value is not None
-                    try:
-                        await self._update(name, value)
-                    except KubeApiError as exc:
-                        raise KubeApiError(exc.status, _scrubbed(exc.message, value)) from None
-                case SecretAction.DELETE:
-                    await self._delete(secret)
-                case _ as unreachable:
-                    assert_never(unreachable)
-
-    async def _create(self, name: str, value: bytes) -> bool:
-        """False when a Secret of that name exists already."""
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": synced_secret_name(name), **_synced_metadata(name)},
-            "type": "Opaque",
-            "data": {SECRET_DEFAULT_KEY: _encoded(value)},
-        }
-        try:
-            await _retrying(partial(self.api.create_secret, secret), value)
-        except KubeApiError as exc:
-            if exc.status == 409:
-                return False
-            raise
-        log.info("created Secret", extra={"secret": synced_secret_name(name)})
-        return True
-
-    async def _update(self, name: str, value: bytes) -> bool:
-        """False when the Secret is gone."""
-        secret_name = synced_secret_name(name)
-        patch = {"metadata": _synced_metadata(name), "data": {SECRET_DEFAULT_KEY: _encoded(value)}}
-        try:
-            await _retrying(partial(self.api.patch_secret, secret_name, patch), value)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        log.info("updated Secret", extra={"secret": secret_name})
-        return True
-
-    async def _delete(self, secret: Mapping[str, Any]) -> None:
-        meta = secret.get("metadata") or {}
-        try:
-            await _retrying(
-                partial(
-                    self.api.delete_secret,
-                    meta["name"],
-                    meta.get("uid"),
-                    meta.get("resourceVersion"),
-                )
-            )
-        except KubeApiError as exc:
-            if exc.status != 409:
-                raise
-            # Changed since it was read (by `set` through another runner, or replaced): the
-            # preconditions failed and the next check decides.
-            log.info("Secret replaced before its deletion", extra={"secret": meta["name"]})
-            return
-        log.info("deleted Secret of a removed secret", extra={"secret": meta["name"]})
-
-
-def _synced_metadata(name: str) -> dict[str, Any]:
-    return {
-        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-        "annotations": {SYNCED_SECRET_ANNOTATION: name},
-    }
-
-
-def _managed(secret: Mapping[str, Any]) -> bool:
-    labels = (secret.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
-
-
-def _encoded(value: bytes) -> str:
-    return base64.b64encode(value).decode()
-
-
-async def _retrying(call: Callable[[], Awaitable[T]], secret: bytes | None = None) -> T:
-    """`call()`, again after transient API errors; others are raised. With `secret` (the
-    value the call writes), the errors logged meanwhile never hold it."""
-    delay = RETRY_DELAY_MIN
-    while True:
-        try:
-            return await call()
-        except KubeApiError as exc:
-            if not exc.transient:
-                raise
-            error = str(exc) if secret is None else _scrubbed(str(exc), secret)
-            log.warning("Kubernetes API call failed; retrying", extra={"error": error})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_DELAY_MAX)
-
-
-def _scrubbed(message: str, value: bytes) -> str:
-    """`message` without `value` in it, as text or base64 (API errors may quote a body)."""
-    for form in (value.decode(errors="replace"), base64.b64encode(value).decode()):
-        if form.strip():
-            message = message.replace(form, "[redacted]")
-    return message
-
-
-class _LogCapture:
-    """stdout.log of a pod's attempt: the container's log as received, the first
-    `LOG_LIVE_LIMIT_BYTES` written at once (and so shipped live), after that only its last
-    `LOG_LIMIT_BYTES` kept, written with a marker at the end. A runner that adopts the
-    attempt continues the file: the bytes already there are not written twice."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
-        self.received = self.file.tell()
-        """Bytes of the container's log received so far (by any runner of this attempt)."""
-        self.tail = bytearray()
-        self.dropped = 0
-        self.closed = False
-
-    async def read(self, chunks: AsyncIterator[bytes]) -> None:
-        """Take a stream of the log from its start, keeping only what is new."""
-        position = 0
-        async for chunk in chunks:
-            new = chunk[max(0, self.received - position) :]
-            position += len(chunk)
-            if new:
-                self._keep(new)
-
-    def _keep(self, data: bytes) -> None:
-        self.received += len(data)
-        room = max(0, LOG_LIVE_LIMIT_BYTES - self.file.tell())
-        if room and not self.tail:
-            self.file.write(data[:room])
-            self.file.flush()
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > LOG_LIMIT_BYTES:
-                self.dropped += len(self.tail) - LOG_LIMIT_BYTES
-                del self.tail[: len(self.tail) - LOG_LIMIT_BYTES]
-
-    def close(self, problem: str) -> bytes:
-        """Write the kept end and a note of what is missing; return the log's last bytes."""
-        if self.closed:
-            return b""
-        self.closed = True
-        if self.dropped:
-            self.file.write(f"\n[weir: log truncated, {self.dropped} bytes dropped]\n".encode())
-        self.file.write(self.tail)
-        if problem:
-            self.file.write(f"\n[weir: log incomplete: {problem}]\n".encode())
-        self.file.close()
-        with open(self.file.name, "rb") as written:
-            written.seek(max(0, os.path.getsize(self.file.name) - FAILURE_TAIL_BYTES - 1))
-            return written.read()
-
-
-def _container_ran(verdict: Verdict) -> bool:
-    return isinstance(verdict, Running) or (isinstance(verdict, Finished) and verdict.ran)
-
-
-def _with_tail(head: str, log_bytes: bytes) -> str:
-    tail = log_bytes[-FAILURE_TAIL_BYTES:].decode(errors="replace").strip()
-    if not tail:
-        return head
-    marker = "…" if len(log_bytes) > FAILURE_TAIL_BYTES else ""
-    return f"{head}; output ends: {marker}{tail}"

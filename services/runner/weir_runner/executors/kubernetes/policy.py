@@ -3,6 +3,7 @@ security floor, checked before any pod exists. Pure: the spec in, every refusal 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from weir.config import Settings
@@ -83,28 +84,20 @@ class PodPolicy:
                 f'task "{name}": kubernetes.runAsUser: 0 (root) is not allowed: this runner '
                 "runs pods as non-root (WEIR_KUBE_RUN_AS_NON_ROOT)"
             )
-        for key in options.annotations:
-            if key not in self.annotations:
-                found.append(
-                    _refusal(
-                        name,
-                        "kubernetes.annotations",
-                        key,
-                        "WEIR_KUBE_ALLOWED_ANNOTATIONS",
-                        self.annotations,
-                    )
-                )
-        for key in options.node_selector:
-            if key not in self.node_selectors:
-                found.append(
-                    _refusal(
-                        name,
-                        "kubernetes.nodeSelector",
-                        key,
-                        "WEIR_KUBE_ALLOWED_NODE_SELECTORS",
-                        self.node_selectors,
-                    )
-                )
+        found += _refusals(
+            name,
+            "kubernetes.annotations",
+            options.annotations,
+            "WEIR_KUBE_ALLOWED_ANNOTATIONS",
+            self.annotations,
+        )
+        found += _refusals(
+            name,
+            "kubernetes.nodeSelector",
+            options.node_selector,
+            "WEIR_KUBE_ALLOWED_NODE_SELECTORS",
+            self.node_selectors,
+        )
         for toleration in options.tolerations:
             key = toleration.key or ""
             if key not in self.tolerations:
@@ -129,3 +122,10 @@ def _refusal(task: str, field: str, value: str, setting: str, allowed: frozenset
         f'task "{task}": {field} "{value}" is not allowed by this runner '
         f"({setting}: {_listed(allowed)})"
     )
+
+
+def _refusals(
+    task: str, field: str, keys: Iterable[str], setting: str, allowed: frozenset[str]
+) -> list[str]:
+    """A refusal for each of `keys` not in `allowed`, in their order."""
+    return [_refusal(task, field, key, setting, allowed) for key in keys if key not in allowed]
