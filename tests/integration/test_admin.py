@@ -91,9 +91,9 @@ async def test_query_combines_and_or_not_over_status_tags_metadata_and_time(
 async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
     client: Client, services: Services
 ) -> None:
-    ids = await run_all(
-        client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]} for i in range(5)]
-    )
+    ids = []  # one after another: prune keeps the last to *finish*
+    for i in range(5):
+        ids += await run_all(client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]}])
     live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
     assert await client.prune(older_than=0, keep_last=2) == 3
     remaining = {f.id async for f in client.list_all()}
