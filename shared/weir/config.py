@@ -63,6 +63,10 @@ TASK_LOG_MAX_DEFAULT = 10 * 1024**2
 TASK_TIMEOUT_DEFAULT = 24 * 3600.0
 """The timeout of a task that sets none (local executor)."""
 
+FLOW_DISPATCH_WINDOW_DEFAULT = 16
+"""Not-yet-started dispatches one flow may have waiting per queue: enough to keep runners
+busy between two round trips, few enough that another flow's task waits behind little."""
+
 
 def _size(env: dict[str, str], name: str, default: int | None) -> int | None:
     """A size in bytes (`1048576`, `512K`, `64M`, `4G`, `1T`; `off` means no limit)."""
@@ -259,6 +263,11 @@ class Settings:
     heartbeat_interval: float = 5.0
     queue_limits: dict[str, int] = field(default_factory=dict)
     """Global concurrency limit per queue (WEIR_QUEUE_LIMITS=gpu=4,default=200)."""
+
+    # Fair sharing and limits (docs/jobs.md#fairness-and-limits).
+    flow_dispatch_window: int = FLOW_DISPATCH_WINDOW_DEFAULT
+    """Dispatches per flow and queue that no runner has started yet; the rest wait in the
+    scheduler, so another flow's task waits behind at most this many of each flow's."""
     prune_after: float | None = None
     """Seconds after which ended flows are deleted by the periodic pruner (None: never)."""
     prune_interval: float = 3600.0
@@ -349,6 +358,9 @@ class Settings:
             deadline_grace=_float(env, "WEIR_DEADLINE_GRACE", 30.0),
             heartbeat_interval=_float(env, "WEIR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
             queue_limits=_queue_limits(env.get("WEIR_QUEUE_LIMITS", "")),
+            flow_dispatch_window=_int(
+                env, "WEIR_FLOW_DISPATCH_WINDOW", FLOW_DISPATCH_WINDOW_DEFAULT
+            ),
             prune_after=_duration(env, "WEIR_PRUNE_AFTER"),
             prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
             scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),

@@ -112,7 +112,10 @@ class Scheduler:
 
         store.on_prune.append(forget_artifacts)
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
-        policy = Policy(limited_queues=frozenset(settings.queue_limits))
+        policy = Policy(
+            limited_queues=frozenset(settings.queue_limits),
+            dispatch_window=settings.flow_dispatch_window,
+        )
         submissions = SubmissionHandler(store, limits, utcnow, policy)
         commands = FlowCommands(store, utcnow, policy)
         relay = OutboxRelay(settings.database_url, js, pool=self.pool)
