@@ -188,6 +188,9 @@ SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT p
 -- name: lock_queue
 SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020303));
 
+-- name: pending_flows
+SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'cancelling');
+
 -- name: queue_in_flight
 SELECT count(*) FROM tasks WHERE queue = $1 AND status IN ('dispatched', 'running');
 

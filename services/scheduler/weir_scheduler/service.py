@@ -24,6 +24,7 @@ from weir_proto import subjects
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, flow_id_from_message
 from weir_proto.messages import AttemptStatus, Heartbeat
 
+from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
 from weir_scheduler.api import Api
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
@@ -93,7 +94,7 @@ class Scheduler:
         js = self.nc.jetstream()
         if artifacts_s3 is None:  # before the streams: runners start once those exist
             await ArtifactStore(js, settings.artifacts_bucket).ensure_bucket()
-        await ensure_streams(js)
+        await ensure_streams(js, settings.commands_max_msgs, settings.commands_max_bytes)
         store = EventStore(
             self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
         )
@@ -122,7 +123,11 @@ class Scheduler:
         store.on_outbox.append(relay.publish_committed)
         timers = TimerFirer(store, commands)
         ticker = CronTicker(self.pool, submissions, utcnow)
-        service = await Api(store, submissions, commands).serve(self.nc)
+        admission = SubmitAdmission(
+            SubmitRateLimiter(settings.submit_rate, settings.submit_burst),
+            settings.max_pending_flows,
+        )
+        service = await Api(store, submissions, commands, admission).serve(self.nc)
 
         async def on_heartbeat(msg: Msg) -> None:
             await self._heartbeat(store, msg)
