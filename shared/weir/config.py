@@ -63,11 +63,11 @@ TASK_LOG_MAX_DEFAULT = 10 * 1024**2
 TASK_TIMEOUT_DEFAULT = 24 * 3600.0
 """The timeout of a task that sets none (local executor)."""
 
-COMMANDS_MAX_MSGS_DEFAULT = 10_000_000
-COMMANDS_MAX_BYTES_DEFAULT = 16 * 1024**3
+COMMANDS_MAX_MSGS_DEFAULT = 1_000_000
+COMMANDS_MAX_BYTES_DEFAULT = 1024**3
 """WEIR_COMMANDS keeps commands a week, also those already recorded (so a submit outlives a
-scheduler outage): the limits count a week of submits (about 16/s sustained). Past them a
-publish to `weir.cmd.>` is refused, and nothing already accepted is dropped."""
+scheduler outage): the limits count a week of submits. Past them a publish to `weir.cmd.>`
+is refused, and nothing already accepted is dropped."""
 MAX_PENDING_FLOWS_DEFAULT = 10_000
 SUBMIT_RATE_DEFAULT = 50.0
 SUBMIT_BURST_DEFAULT = 200

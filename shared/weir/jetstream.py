@@ -36,14 +36,15 @@ DUPLICATE_WINDOW = 120.0
 COMMANDS_MAX_AGE = 7 * 24 * 3600.0
 EVENTS_MAX_AGE = 30 * 24 * 3600.0
 """Events stay replayable from NATS for 30 days; the Postgres log keeps them for good."""
-EVENTS_MAX_MSGS = 100_000_000
-EVENTS_MAX_BYTES = 32 * 1024**3
+EVENTS_MAX_MSGS = 20_000_000
+EVENTS_MAX_BYTES = 2 * 1024**3
 LOGS_MAX_AGE = 7 * 24 * 3600.0
-LOGS_MAX_MSGS = 100_000_000
-LOGS_MAX_BYTES = 8 * 1024**3
-"""Task logs stay a week, 8 GiB at most (oldest dropped first)."""
+LOGS_MAX_MSGS = 20_000_000
+LOGS_MAX_BYTES = 4 * 1024**3
+"""Task logs stay a week, 4 GiB at most (oldest dropped first)."""
+STATUS_MAX_BYTES = 256 * 1024**2
+DISPATCH_MAX_BYTES = 512 * 1024**2
 WORK_MAX_MSGS = 1_000_000
-WORK_MAX_BYTES = 4 * 1024**3
 """WEIR_STATUS and WEIR_DISPATCH hold work not yet taken: reports the scheduler has not
 recorded, dispatches no runner has taken. At the limit a publish is refused (and retried by
 its publisher: the relay and the runner keep what they could not publish), never is
@@ -54,9 +55,10 @@ def stream_configs(
     commands_max_msgs: int = COMMANDS_MAX_MSGS_DEFAULT,
     commands_max_bytes: int = COMMANDS_MAX_BYTES_DEFAULT,
 ) -> list[StreamConfig]:
-    """Our streams. Work streams discard new messages at their limits (the publisher sees an
-    error; nothing already accepted is lost); event and log streams, copies of what Postgres
-    and the runners keep, drop their oldest."""
+    """Our streams. JetStream reserves each stream's `max_bytes` on the server: their sum
+    (7.75 GiB by default) must fit its `max_file_store`. Work streams discard new messages
+    at their limits (the publisher sees an error; nothing already accepted is lost); event
+    and log streams, copies of what Postgres and the runners keep, drop their oldest."""
     file = StorageType.FILE
     return [
         StreamConfig(
@@ -78,7 +80,7 @@ def stream_configs(
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
             max_msgs=WORK_MAX_MSGS,
-            max_bytes=WORK_MAX_BYTES,
+            max_bytes=STATUS_MAX_BYTES,
         ),
         StreamConfig(
             name=subjects.STREAM_DISPATCH,
@@ -88,7 +90,7 @@ def stream_configs(
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
             max_msgs=WORK_MAX_MSGS,
-            max_bytes=WORK_MAX_BYTES,
+            max_bytes=DISPATCH_MAX_BYTES,
         ),
         StreamConfig(
             name=subjects.STREAM_EVENTS,
