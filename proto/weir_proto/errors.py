@@ -22,3 +22,5 @@ class ApiError(msgspec.Struct, kw_only=True):
     flow_id: str | None = None
     """The flow the error is about, when one was recorded: for `invalid_flow` on
     `weir.api.submit`, the rejected flow that keeps the submit's problems."""
+    retry_after: float | None = None
+    """Seconds after which the same request may succeed (`rate_limited`, `overloaded`)."""

@@ -75,16 +75,19 @@ class WeirError(Exception):
         message: str,
         details: list[SpecError] | None = None,
         flow_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or []
         self.flow_id = flow_id
+        self.retry_after = retry_after
+        """Seconds after which the same request may succeed (`rate_limited`, `overloaded`)."""
 
     @classmethod
     def from_api(cls, error: ApiError) -> WeirError:
-        return cls(error.code, error.message, error.details, error.flow_id)
+        return cls(error.code, error.message, error.details, error.flow_id, error.retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,13 @@ class Client:
                     "unavailable",
                     f"no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is missing "
                     "or was changed; start the scheduler, which creates it",
+                ) from None
+            except nats.js.errors.APIError as exc:  # the stream is full (discard new)
+                raise WeirError(
+                    "overloaded",
+                    f"{subjects.STREAM_COMMANDS} refused the submit ({exc.description}); it "
+                    "holds as many commands as it may (WEIR_COMMANDS_MAX_MSGS / _MAX_BYTES): "
+                    "submit again later",
                 ) from None
         return flow_id
 

@@ -63,6 +63,19 @@ TASK_LOG_MAX_DEFAULT = 10 * 1024**2
 TASK_TIMEOUT_DEFAULT = 24 * 3600.0
 """The timeout of a task that sets none (local executor)."""
 
+COMMANDS_MAX_MSGS_DEFAULT = 1_000_000
+COMMANDS_MAX_BYTES_DEFAULT = 1024**3
+"""WEIR_COMMANDS keeps commands a week, also those already recorded (so a submit outlives a
+scheduler outage): the limits count a week of submits. Past them a publish to `weir.cmd.>`
+is refused, and nothing already accepted is dropped."""
+MAX_PENDING_FLOWS_DEFAULT = 10_000
+SUBMIT_RATE_DEFAULT = 50.0
+SUBMIT_BURST_DEFAULT = 200
+
+FLOW_DISPATCH_WINDOW_DEFAULT = 16
+"""Not-yet-started dispatches one flow may have waiting per queue: enough to keep runners
+busy between two round trips, few enough that another flow's task waits behind little."""
+
 
 def _size(env: dict[str, str], name: str, default: int | None) -> int | None:
     """A size in bytes (`1048576`, `512K`, `64M`, `4G`, `1T`; `off` means no limit)."""
@@ -259,6 +272,20 @@ class Settings:
     heartbeat_interval: float = 5.0
     queue_limits: dict[str, int] = field(default_factory=dict)
     """Global concurrency limit per queue (WEIR_QUEUE_LIMITS=gpu=4,default=200)."""
+
+    # Fair sharing and limits (docs/jobs.md#fairness-and-limits).
+    flow_dispatch_window: int = FLOW_DISPATCH_WINDOW_DEFAULT
+    """Dispatches per flow and queue that no runner has started yet; the rest wait in the
+    scheduler, so another flow's task waits behind at most this many of each flow's."""
+    commands_max_msgs: int = COMMANDS_MAX_MSGS_DEFAULT
+    commands_max_bytes: int = COMMANDS_MAX_BYTES_DEFAULT
+    """Limits of the WEIR_COMMANDS stream (discard new: a flood is refused at publish)."""
+    max_pending_flows: int = MAX_PENDING_FLOWS_DEFAULT
+    """Flows not ended yet beyond which `weir.api.submit` refuses new ones (`overloaded`)."""
+    submit_rate: float = SUBMIT_RATE_DEFAULT
+    submit_burst: int = SUBMIT_BURST_DEFAULT
+    """Submits per second (sustained) and at once (burst) one NATS connection may make on
+    `weir.api.submit` before it is answered `rate_limited`."""
     prune_after: float | None = None
     """Seconds after which ended flows are deleted by the periodic pruner (None: never)."""
     prune_interval: float = 3600.0
@@ -350,6 +377,15 @@ class Settings:
             deadline_grace=_float(env, "WEIR_DEADLINE_GRACE", 30.0),
             heartbeat_interval=_float(env, "WEIR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
             queue_limits=_queue_limits(env.get("WEIR_QUEUE_LIMITS", "")),
+            flow_dispatch_window=_int(
+                env, "WEIR_FLOW_DISPATCH_WINDOW", FLOW_DISPATCH_WINDOW_DEFAULT
+            ),
+            commands_max_msgs=_int(env, "WEIR_COMMANDS_MAX_MSGS", COMMANDS_MAX_MSGS_DEFAULT),
+            commands_max_bytes=_size(env, "WEIR_COMMANDS_MAX_BYTES", COMMANDS_MAX_BYTES_DEFAULT)
+            or COMMANDS_MAX_BYTES_DEFAULT,
+            max_pending_flows=_int(env, "WEIR_MAX_PENDING_FLOWS", MAX_PENDING_FLOWS_DEFAULT),
+            submit_rate=_float(env, "WEIR_SUBMIT_RATE", SUBMIT_RATE_DEFAULT, minimum=0.01),
+            submit_burst=_int(env, "WEIR_SUBMIT_BURST", SUBMIT_BURST_DEFAULT),
             prune_after=_duration(env, "WEIR_PRUNE_AFTER"),
             prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
             scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),

@@ -23,43 +23,75 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from weir_proto import subjects
 
-from weir.config import ConfigError, NatsSecurity
+from weir.config import (
+    COMMANDS_MAX_BYTES_DEFAULT,
+    COMMANDS_MAX_MSGS_DEFAULT,
+    ConfigError,
+    NatsSecurity,
+)
 from weir.secrets import held_credentials
 
 log = logging.getLogger("weir.nats")
 
 DUPLICATE_WINDOW = 120.0
+COMMANDS_MAX_AGE = 7 * 24 * 3600.0
 EVENTS_MAX_AGE = 30 * 24 * 3600.0
-LOGS_MAX_AGE = 7 * 24 * 3600.0
-LOGS_MAX_BYTES = 8 * 1024**3
-"""Task logs stay a week, 8 GiB at most (oldest dropped first)."""
 """Events stay replayable from NATS for 30 days; the Postgres log keeps them for good."""
+EVENTS_MAX_MSGS = 20_000_000
+EVENTS_MAX_BYTES = 2 * 1024**3
+LOGS_MAX_AGE = 7 * 24 * 3600.0
+LOGS_MAX_MSGS = 20_000_000
+LOGS_MAX_BYTES = 4 * 1024**3
+"""Task logs stay a week, 4 GiB at most (oldest dropped first)."""
+STATUS_MAX_BYTES = 256 * 1024**2
+DISPATCH_MAX_BYTES = 512 * 1024**2
+WORK_MAX_MSGS = 1_000_000
+"""WEIR_STATUS and WEIR_DISPATCH hold work not yet taken: reports the scheduler has not
+recorded, dispatches no runner has taken. At the limit a publish is refused (and retried by
+its publisher: the relay and the runner keep what they could not publish), never is
+anything accepted dropped."""
 
 
-def stream_configs() -> list[StreamConfig]:
+def stream_configs(
+    commands_max_msgs: int = COMMANDS_MAX_MSGS_DEFAULT,
+    commands_max_bytes: int = COMMANDS_MAX_BYTES_DEFAULT,
+) -> list[StreamConfig]:
+    """Our streams. JetStream reserves each stream's `max_bytes` on the server: their sum
+    (7.75 GiB by default) must fit its `max_file_store`. Work streams discard new messages
+    at their limits (the publisher sees an error; nothing already accepted is lost); event
+    and log streams, copies of what Postgres and the runners keep, drop their oldest."""
     file = StorageType.FILE
     return [
         StreamConfig(
             name=subjects.STREAM_COMMANDS,
             subjects=["weir.cmd.>"],
             retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.NEW,
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
-            max_age=7 * 24 * 3600.0,
+            max_age=COMMANDS_MAX_AGE,
+            max_msgs=commands_max_msgs,
+            max_bytes=commands_max_bytes,
         ),
         StreamConfig(
             name=subjects.STREAM_STATUS,
             subjects=[f"{subjects.STATUS_PREFIX}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
+            discard=DiscardPolicy.NEW,
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
+            max_msgs=WORK_MAX_MSGS,
+            max_bytes=STATUS_MAX_BYTES,
         ),
         StreamConfig(
             name=subjects.STREAM_DISPATCH,
             subjects=[f"{subjects.DISPATCH_PREFIX}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
+            discard=DiscardPolicy.NEW,
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
+            max_msgs=WORK_MAX_MSGS,
+            max_bytes=DISPATCH_MAX_BYTES,
         ),
         StreamConfig(
             name=subjects.STREAM_EVENTS,
@@ -69,6 +101,8 @@ def stream_configs() -> list[StreamConfig]:
             storage=file,
             duplicate_window=DUPLICATE_WINDOW,
             max_age=EVENTS_MAX_AGE,
+            max_msgs=EVENTS_MAX_MSGS,
+            max_bytes=EVENTS_MAX_BYTES,
         ),
         StreamConfig(
             name=subjects.STREAM_LOGS,
@@ -77,6 +111,7 @@ def stream_configs() -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
             storage=file,
             max_age=LOGS_MAX_AGE,
+            max_msgs=LOGS_MAX_MSGS,
             max_bytes=LOGS_MAX_BYTES,
         ),
     ]
@@ -177,13 +212,17 @@ async def close(nc: NATS) -> None:
         await nc.close()
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_streams(
+    js: JetStreamContext,
+    commands_max_msgs: int = COMMANDS_MAX_MSGS_DEFAULT,
+    commands_max_bytes: int = COMMANDS_MAX_BYTES_DEFAULT,
+) -> None:
     """Create our streams, or bring their config up to date. Safe to race with other processes.
 
     Only the scheduler (or an operator) does this: runners, submitters and task pods may not
     create or change a stream (deploy/nats/permissions.conf); they wait for them instead.
     """
-    for config in stream_configs():
+    for config in stream_configs(commands_max_msgs, commands_max_bytes):
         try:
             await js.add_stream(config)
         except BadRequestError:

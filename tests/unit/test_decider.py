@@ -300,3 +300,33 @@ def test_deterministic_failures_are_not_retried_whatever_max_attempts() -> None:
     flow, _ = submit([task("a", retry={"max_attempts": 5})])
     flow, events = apply(flow, finished("a", False))
     assert [event_type(e) for e in events] == ["task_attempt_failed"]
+
+
+def test_the_dispatch_window_holds_back_ready_tasks_until_attempts_start() -> None:
+    policy = Policy(dispatch_window=2)
+    retry = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 1, "jitter": None}}
+    spec = msgspec.convert(
+        {"name": "f", "tasks": [task(f"t{i}", retry=retry) for i in range(4)]}, FlowSpec
+    )
+
+    def run(flow: Flow, command: Any) -> tuple[Flow, list[tuple[str, str]]]:
+        events = decide(flow, command, NOW, policy)
+        for event in events:
+            flow = evolve(flow, event)
+        return flow, [(event_type(e), getattr(e, "task", "")) for e in events]
+
+    flow, events = run(Flow(id="f1"), Submit(spec, plan(spec)))
+    assert events[1:] == [("task_dispatched", "t0"), ("task_dispatched", "t1")]
+    assert set(flow.ready) == {"t2", "t3"}
+    # A start makes room: the next ready task goes out in the same decision.
+    flow, events = run(flow, started("t0"))
+    assert events == [("task_started", "t0"), ("task_dispatched", "t2")]
+    # t0 fails; its retry comes due while the window is full, so it waits queued...
+    flow, events = run(flow, finished("t0", ok=False))
+    assert events == [("task_attempt_failed", "t0")]
+    flow, events = run(flow, FireTimer("retry", "t0", 1))
+    assert events == [("task_queued", "t0")]
+    # ...and goes out before the ready t3 (it was handed out before) when t1 starts.
+    flow, events = run(flow, started("t1"))
+    assert events == [("task_started", "t1"), ("task_dispatched", "t0")]
+    assert flow.tasks["t0"].attempt == 2 and set(flow.ready) == {"t3"}

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
 from weir_proto.spec import FlowSpec
-from weir_proto.status import TaskStatus
+from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
     Command,
@@ -43,7 +43,9 @@ from tests.flows import task
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GPU_LIMIT = 1
-POLICY = Policy(limited_queues=frozenset({"gpu"}))
+WINDOW = 1
+"""Dispatches per flow on `default` that no runner has started: small, so it binds often."""
+POLICY = Policy(limited_queues=frozenset({"gpu"}), dispatch_window=WINDOW)
 OUTCOMES = ["ok", "ok", "fail", "snooze", "killed", "secret"]
 STARTS_WORK = ("task_dispatched", "task_started", "task_queued")
 
@@ -89,7 +91,8 @@ class DeciderMachine(RuleBasedStateMachine):
         self.flows[flow_id] = flow
         self.logs[flow_id].extend(events)
         # Release has no attempt: a later one may be fresh. A command that decided nothing
-        # (a report on an attempt not dispatched yet) may count once the attempt exists.
+        # (a report on an attempt not dispatched yet, a retry timer for an attempt that had
+        # not failed yet) is no duplicate later: it may count once the attempt exists.
         if flow_id == self.current and events and not isinstance(command, Release):
             self.handled.append(command)
         if flow.status.terminal:
@@ -285,6 +288,31 @@ class DeciderMachine(RuleBasedStateMachine):
             assert (flow.active, flow.retrying) == (active, holding)
             if flow.status.terminal:
                 assert active == 0 and all(t.status.terminal for t in flow.tasks.values())
+
+    @invariant()
+    def the_dispatch_window_holds_and_its_books_match(self) -> None:
+        for flow in self.flows.values():
+            tasks = flow.tasks.values()
+            unstarted = Counter(t.queue for t in tasks if t.status is TaskStatus.DISPATCHED)
+            assert unstarted["default"] <= WINDOW, unstarted
+            assert dict(flow.unstarted) == dict(unstarted)
+            queued = {t.name for t in tasks if t.status is TaskStatus.QUEUED}
+            assert {n for names in flow.held.values() for n in names} == queued
+            assert flow.plan is None or sorted(
+                flow.plan.spec.tasks[p].name for line in flow.line.values() for _, p in line
+            ) == sorted(flow.ready)
+
+    @invariant()
+    def nothing_waits_for_a_window_with_room(self) -> None:
+        for flow in self.flows.values():
+            waiting_to_start = flow.status is FlowStatus.SCHEDULED
+            if flow.plan is None or flow.failing or flow.cancelling or waiting_to_start:
+                continue
+            if flow.unstarted.get("default", 0) < WINDOW:
+                assert "default" not in flow.held, flow.held
+                limit = flow.plan.spec.max_parallel
+                slots_full = limit is not None and flow.active + flow.retrying >= limit
+                assert slots_full or "default" not in flow.line, (flow.line, flow.unstarted)
 
 
 DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

@@ -6,6 +6,7 @@ Every reply is `{"result": ...}` or `{"error": {code, message, details}}`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -40,6 +41,7 @@ from weir_proto.ids import new_flow_id
 from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
 
 from weir_scheduler import cron
+from weir_scheduler.admission import SubmitAdmission, client_of
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.decider import Cancel
 from weir_scheduler.filters import FilterError
@@ -103,13 +105,50 @@ def _not_found(flow_id: str) -> ApiError:
     return ApiError(code="not_found", message=f'flow "{flow_id[:100]}" does not exist')
 
 
+OVERLOADED_RETRY_AFTER = 5.0
+"""Seconds a client refused for too many pending flows is told to wait."""
+
+
 class Api:
     def __init__(
-        self, store: EventStore, submissions: SubmissionHandler, commands: FlowCommands
+        self,
+        store: EventStore,
+        submissions: SubmissionHandler,
+        commands: FlowCommands,
+        admission: SubmitAdmission | None = None,
     ) -> None:
         self.store = store
         self.submissions = submissions
         self.commands = commands
+        self.admission = admission
+
+    async def admit(self, client: str) -> None:
+        """Refuse a submit past the client's rate or the pending-flows cap (before anything
+        is recorded)."""
+        if self.admission is None:
+            return
+        wait = self.admission.rate.admit(client, time.monotonic())
+        if wait is not None:
+            raise ApiFailure(
+                ApiError(
+                    code="rate_limited",
+                    message=f"too many submits from this connection (at most "
+                    f"{self.admission.rate.rate:g}/s, {self.admission.rate.burst} at once); "
+                    f"retry in {wait:.1f}s",
+                    retry_after=round(wait, 3),
+                )
+            )
+        async with self.store.pool.acquire() as conn:
+            pending = int(await conn.fetchval(Q["pending_flows"]))
+        if pending >= self.admission.max_pending:
+            raise ApiFailure(
+                ApiError(
+                    code="overloaded",
+                    message=f"{pending} flows have not ended yet (WEIR_MAX_PENDING_FLOWS="
+                    f"{self.admission.max_pending}); submit again once some have ended",
+                    retry_after=OVERLOADED_RETRY_AFTER,
+                )
+            )
 
     async def submit(self, data: bytes) -> object:
         outcome = await self.submissions.submit(Submission(data, new_flow_id()))
@@ -321,6 +360,9 @@ class Api:
     def _wrap(self, verb: str, handler: Handler) -> Callable[[Request], Awaitable[None]]:
         async def respond(request: Request) -> None:
             try:
+                if verb == "submit":
+                    # nats.micro keeps the reply subject on the message only.
+                    await self.admit(client_of(request._msg.reply))
                 result = await handler(request.data)
                 reply = Reply(result=result)
             except ApiFailure as failure:

@@ -8,6 +8,8 @@ persistent map so a 10,000-task flow evolves in O(log n) per event.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypedDict, assert_never
@@ -89,7 +91,12 @@ class Flow:
     plan: Plan | None = None
     tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
     ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
-    """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel)."""
+    """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel) or
+    for room in the dispatch window."""
+    line: immutables.Map[str, tuple[tuple[int, int], ...]] = immutables.Map()  # noqa: RUF009
+    """The ready tasks again, per queue, as sorted (priority, position in the spec): the
+    next to hand out are a prefix, so a start that frees one window place costs a lookup,
+    not a sort of every ready task."""
     blocked: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
     """Per pending task, how many of its dependencies have not succeeded yet (so a fan-in
     of 10,000 costs one decrement per parent, not a scan of every parent)."""
@@ -101,6 +108,12 @@ class Flow:
     max_parallel slot."""
     unfinished: int = 0
     """Tasks not in a terminal state."""
+    unstarted: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    """Per queue, attempts handed to a runner that no runner has started yet: what the
+    flow holds of the queue's dispatch stream (bounded by `Policy.dispatch_window`)."""
+    held: immutables.Map[str, immutables.Map[str, bool]] = immutables.Map()  # noqa: RUF009
+    """Per queue, the tasks `queued` there: for a limited queue, waiting for the
+    QueueDispatcher; for another, waiting for room in the flow's dispatch window."""
     failing: bool = False
     cancelling: bool = False
     cancel_reason: str | None = None
@@ -213,6 +226,11 @@ class Policy:
     limited_queues: frozenset[str] = frozenset()
     """Queues with a global concurrency limit: their tasks are queued, then released by the
     QueueDispatcher in priority order as capacity frees up."""
+    dispatch_window: int | None = None
+    """Dispatches per flow and (unlimited) queue that no runner has started yet. Runners
+    take dispatches in order, so another flow's task waits behind at most this many of
+    each flow's; the flow's other ready tasks wait here and go out as its attempts start.
+    None: no window."""
 
 
 DEFAULT_POLICY = Policy()
@@ -305,6 +323,7 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
                     runner=report.runner,
                 )
             )
+            _dispatch_ready(out)  # the start made room in the flow's dispatch window
         case TakeOver(task=name, attempt=attempt, runner=runner, silent_for=silent_for):
             task = _current_attempt(flow, name, attempt)
             running = task is not None and task.status is TaskStatus.RUNNING
@@ -340,11 +359,7 @@ def _decide(out: _Emitter, flow: Flow, command: Command, now: datetime) -> None:
             task = flow.tasks.get(name) if flow.exists else None
             if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
                 return
-            out.emit(
-                TaskDispatched(
-                    **out.envelope(), at=now, task=name, attempt=task.attempt + 1, queue=task.queue
-                )
-            )
+            _dispatch(out, task)
         case FireTimer(kind="deadline" | "lease" as kind, task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
             if task is None or not task.status.active:
@@ -523,24 +538,51 @@ _WAITING = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.QUEUED)
 
 
 def _dispatch_ready(out: _Emitter) -> None:
-    """Hand out ready tasks, highest priority first, as far as max_parallel allows."""
-    flow = out.flow
-    assert flow.plan is not None
-    if flow.failing or flow.cancelling or not flow.ready:
+    """Hand out waiting work, highest priority first: first the tasks queued for room in the
+    dispatch window (they hold their max_parallel slot already), then ready tasks as far as
+    max_parallel and the window allow. A ready task whose queue's window is full stays
+    ready: the start of one of the flow's attempts there calls this again."""
+    flow, plan = out.flow, out.flow.plan
+    assert plan is not None
+    if flow.failing or flow.cancelling:
         return
-    limit = flow.plan.spec.max_parallel
+    positions = plan.positions
+
+    def order(name: str) -> tuple[int, int]:
+        return (flow.tasks[name].priority, positions[name])
+
+    for queue, names in flow.held.items():
+        room = _window_room(out, queue)
+        if queue not in out.policy.limited_queues and room > 0:
+            for name in sorted(names, key=order)[:room]:
+                _dispatch(out, out.flow.tasks[name])
+    flow = out.flow
+    if not flow.ready:
+        return
+    limit = plan.spec.max_parallel
     slots = len(flow.ready) if limit is None else limit - flow.active - flow.retrying
     if slots <= 0:
         return
-    positions = flow.plan.positions
-    ready = sorted(flow.ready, key=lambda n: (flow.tasks[n].priority, positions[n]))
-    for name in ready[:slots]:
-        _hand_out(out, out.flow.tasks[name])
+    candidates: list[tuple[int, int]] = []
+    for queue, waiting in flow.line.items():
+        room = len(waiting) if queue in out.policy.limited_queues else _window_room(out, queue)
+        candidates.extend(waiting[: max(room, 0)])
+    for _, position in sorted(candidates)[:slots]:
+        _hand_out(out, out.flow.tasks[plan.spec.tasks[position].name])
+
+
+def _window_room(out: _Emitter, queue: str) -> int:
+    """How many more attempts the flow may hand to runners of `queue` now."""
+    window = out.policy.dispatch_window
+    if window is None:
+        return 1 << 62
+    return window - out.flow.unstarted.get(queue, 0)
 
 
 def _hand_out(out: _Emitter, task: Task) -> None:
-    """Dispatch the task's next attempt, or queue it when its queue has a global limit."""
-    if task.queue in out.policy.limited_queues:
+    """Dispatch the task's next attempt; queue it when its queue has a global limit, or when
+    the flow's dispatch window on its queue is full."""
+    if task.queue in out.policy.limited_queues or _window_room(out, task.queue) <= 0:
         out.emit(
             TaskQueued(
                 **out.envelope(),
@@ -551,15 +593,15 @@ def _hand_out(out: _Emitter, task: Task) -> None:
             )
         )
     else:
-        out.emit(
-            TaskDispatched(
-                **out.envelope(),
-                at=out.now,
-                task=task.name,
-                attempt=task.attempt + 1,
-                queue=task.queue,
-            )
+        _dispatch(out, task)
+
+
+def _dispatch(out: _Emitter, task: Task) -> None:
+    out.emit(
+        TaskDispatched(
+            **out.envelope(), at=out.now, task=task.name, attempt=task.attempt + 1, queue=task.queue
         )
+    )
 
 
 def _finish_if_done(out: _Emitter) -> None:
@@ -620,6 +662,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 plan=flow_plan,
                 tasks=tasks,
                 ready=ready,
+                line=_line_of(ready, tasks, flow_plan.positions),
                 blocked=blocked,
                 unfinished=len(tasks) - len(done),
                 rerun_of=rerun_of,
@@ -652,16 +695,10 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 runner=None,
                 token_digest=digest,
             )
-            return replace(
-                _with_task(flow, task),
-                ready=flow.ready.delete(name) if name in flow.ready else flow.ready,
-            )
+            return _unready(_with_task(flow, task), name)
         case TaskQueued(task=name):
             task = replace(flow.tasks[name], status=TaskStatus.QUEUED, retry_at=None)
-            flow = _with_task(flow, task)
-            return replace(
-                flow, ready=flow.ready.delete(name) if name in flow.ready else flow.ready
-            )
+            return _unready(_with_task(flow, task), name)
         case TaskStarted(task=name, runner=runner):
             task = replace(
                 flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
@@ -743,7 +780,13 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             )
             return _with_task(flow, task)
         case FlowCancelRequested(reason=reason):
-            return replace(flow, cancelling=True, cancel_reason=reason, ready=immutables.Map())
+            return replace(
+                flow,
+                cancelling=True,
+                cancel_reason=reason,
+                ready=immutables.Map(),
+                line=immutables.Map(),
+            )
         case FlowSucceeded() | FlowFailed() | FlowCancelled():
             return flow
         case _ as unreachable:
@@ -763,29 +806,73 @@ def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
 
 def _with_task(flow: Flow, task: Task) -> Flow:
     before = flow.tasks[task.name].status
-    active = flow.active + int(task.status.active) - int(before.active)
+    after = task.status
+    active = flow.active + int(after.active) - int(before.active)
     holding = (TaskStatus.RETRYING, TaskStatus.QUEUED)
-    retrying = flow.retrying + int(task.status in holding) - int(before in holding)
-    unfinished = flow.unfinished + int(before.terminal) - int(task.status.terminal)
+    retrying = flow.retrying + int(after in holding) - int(before in holding)
+    unfinished = flow.unfinished + int(before.terminal) - int(after.terminal)
+    unstarted, held = flow.unstarted, flow.held
+    dispatched = TaskStatus.DISPATCHED
+    if (before is dispatched) != (after is dispatched):
+        count = unstarted.get(task.queue, 0) + (1 if after is dispatched else -1)
+        unstarted = unstarted.set(task.queue, count) if count else unstarted.delete(task.queue)
+    queued = TaskStatus.QUEUED
+    if (before is queued) != (after is queued):
+        names = held.get(task.queue, immutables.Map[str, bool]())
+        names = names.set(task.name, True) if after is queued else names.delete(task.name)
+        held = held.set(task.queue, names) if names else held.delete(task.queue)
     return replace(
         flow,
         tasks=flow.tasks.set(task.name, task),
         active=active,
         retrying=retrying,
         unfinished=unfinished,
+        unstarted=unstarted,
+        held=held,
     )
 
 
 def _mark_children_ready(flow: Flow, name: str) -> Flow:
     assert flow.plan is not None
-    ready, blocked = flow.ready, flow.blocked
+    ready, blocked, line = flow.ready, flow.blocked, flow.line
     open_for_work = not (flow.failing or flow.cancelling)
     for child in flow.plan.dependents[name]:
         left = blocked.get(child, 0) - 1
         blocked = blocked.set(child, left)
         if left == 0 and open_for_work and flow.tasks[child].status is TaskStatus.PENDING:
             ready = ready.set(child, True)
-    return replace(flow, ready=ready, blocked=blocked)
+            task = flow.tasks[child]
+            place = (task.priority, flow.plan.positions[child])
+            waiting = line.get(task.queue, ())
+            at = bisect_left(waiting, place)
+            line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
+    return replace(flow, ready=ready, blocked=blocked, line=line)
+
+
+def _unready(flow: Flow, name: str) -> Flow:
+    """`flow` with `name` no longer ready (handed out or queued)."""
+    if name not in flow.ready:
+        return flow
+    assert flow.plan is not None
+    task = flow.tasks[name]
+    place = (task.priority, flow.plan.positions[name])
+    waiting = flow.line[task.queue]
+    at = bisect_left(waiting, place)
+    left = waiting[:at] + waiting[at + 1 :]
+    line = flow.line.set(task.queue, left) if left else flow.line.delete(task.queue)
+    return replace(flow, ready=flow.ready.delete(name), line=line)
+
+
+def _line_of(
+    ready: immutables.Map[str, bool],
+    tasks: immutables.Map[str, Task],
+    positions: Mapping[str, int],
+) -> immutables.Map[str, tuple[tuple[int, int], ...]]:
+    by_queue: dict[str, list[tuple[int, int]]] = {}
+    for name in ready:
+        task = tasks[name]
+        by_queue.setdefault(task.queue, []).append((task.priority, positions[name]))
+    return immutables.Map({queue: tuple(sorted(places)) for queue, places in by_queue.items()})
 
 
 def fold(flow_id: str, events: list[FlowEvent]) -> Flow:

@@ -195,14 +195,29 @@ SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT p
 -- name: lock_queue
 SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020303));
 
+-- name: pending_flows
+SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'cancelling');
+
 -- name: queue_in_flight
 SELECT count(*) FROM tasks WHERE queue = $1 AND status IN ('dispatched', 'running');
 
 -- name: queue_next
-SELECT t.flow_id, t.name
-FROM tasks t JOIN flows f ON f.id = t.flow_id
-WHERE t.queue = $1 AND t.status = 'queued'
-ORDER BY t.priority, f.created_at, t.position
+-- Fair across flows: within a priority, each flow's next task takes its turn after the
+-- attempts the flow already has in flight on the queue, so one big flow cannot take every
+-- slot a finish frees; ties go to the older flow.
+WITH waiting AS (
+    SELECT t.flow_id, t.name, t.priority, t.position, f.created_at,
+           row_number() OVER (PARTITION BY t.flow_id, t.priority ORDER BY t.position) AS turn
+    FROM tasks t JOIN flows f ON f.id = t.flow_id
+    WHERE t.queue = $1 AND t.status = 'queued'
+), busy AS (
+    SELECT flow_id, count(*) AS in_flight FROM tasks
+    WHERE queue = $1 AND status IN ('dispatched', 'running')
+    GROUP BY flow_id
+)
+SELECT w.flow_id, w.name
+FROM waiting w LEFT JOIN busy b ON b.flow_id = w.flow_id
+ORDER BY w.priority, w.turn + coalesce(b.in_flight, 0), w.created_at, w.position
 LIMIT $2;
 
 -- name: lock_unique_key

@@ -24,6 +24,7 @@ from weir_proto import subjects
 from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, flow_id_from_message
 from weir_proto.messages import AttemptStatus, Heartbeat
 
+from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
 from weir_scheduler.api import Api
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
@@ -95,7 +96,7 @@ class Scheduler:
         js = self.nc.jetstream()
         if artifacts_s3 is None:  # before the streams: runners start once those exist
             await ArtifactStore(js, settings.artifacts_bucket).ensure_bucket()
-        await ensure_streams(js)
+        await ensure_streams(js, settings.commands_max_msgs, settings.commands_max_bytes)
         store = EventStore(
             self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
         )
@@ -114,7 +115,10 @@ class Scheduler:
 
         store.on_prune.append(forget_artifacts)
         limits = Limits(max_tasks=settings.max_tasks, max_submit_bytes=settings.max_submit_bytes)
-        policy = Policy(limited_queues=frozenset(settings.queue_limits))
+        policy = Policy(
+            limited_queues=frozenset(settings.queue_limits),
+            dispatch_window=settings.flow_dispatch_window,
+        )
         submissions = SubmissionHandler(store, limits, utcnow, policy)
         commands = FlowCommands(
             store,
@@ -126,7 +130,11 @@ class Scheduler:
         store.on_outbox.append(relay.publish_committed)
         timers = TimerFirer(store, commands)
         ticker = CronTicker(self.pool, submissions, utcnow)
-        service = await Api(store, submissions, commands).serve(self.nc)
+        admission = SubmitAdmission(
+            SubmitRateLimiter(settings.submit_rate, settings.submit_burst),
+            settings.max_pending_flows,
+        )
+        service = await Api(store, submissions, commands, admission).serve(self.nc)
 
         async def on_heartbeat(msg: Msg) -> None:
             await self._heartbeat(store, commands, msg)
