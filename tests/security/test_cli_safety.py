@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from weir.artifacts import ArtifactStore
 from weir.client import Client
-from weir.embedded import EmbeddedNats, free_port
+from weir.embedded import free_port
 from weir.jetstream import close, connect
 
 from tests.conftest import Services
-from tests.flows import WAIT, finish, task
+from tests.flows import WAIT, finish, task, types
 from tests.fuzz.test_security import PASSWORD, _start_nats
 
 ATTACK = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202egnp.exe\u2066\u200b\x7f\x08 done"
@@ -179,14 +179,17 @@ async def stored(url: str, flow_id: str, name: str, content: bytes, tmp_path: Pa
 
 
 async def test_artifacts_get_writes_an_odd_name_into_the_current_directory(
-    nats_server: EmbeddedNats, tmp_path: Path
+    services: Services, client: Client, tmp_path: Path
 ) -> None:
+    """A real flow, then an object under a name that is not one put beside its outputs (as
+    a hostile writer of the bucket could): `get` writes it into the current directory."""
+    url = services.settings.nats_url
+    flow_id, events = await finish(client, {"id": "f1", "name": "odd", "tasks": [task("a")]})
+    assert types(events)[-1] == "flow_succeeded"
     here = tmp_path / "a" / "b" / "here"
     here.mkdir(parents=True)
-    await stored(nats_server.url, "f1", "../../.bashrc", b"evil", tmp_path)
-    done = await weir(
-        "artifacts", "get", "f1", "../../.bashrc", "--nats-url", nats_server.url, cwd=here
-    )
+    await stored(url, flow_id, "../../.bashrc", b"evil", tmp_path)
+    done = await weir("artifacts", "get", flow_id, "../../.bashrc", "--nats-url", url, cwd=here)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "a" / ".bashrc").exists()
     assert [p.name for p in here.iterdir()] == ["artifact_.._.bashrc"]
@@ -194,19 +197,26 @@ async def test_artifacts_get_writes_an_odd_name_into_the_current_directory(
 
 
 async def test_artifacts_get_replaces_planted_links_instead_of_writing_through_them(
-    nats_server: EmbeddedNats, tmp_path: Path
+    services: Services, client: Client, tmp_path: Path
 ) -> None:
     """Another user of a shared directory plants links at the file `get` writes and at the
     temporary file it used to write beside it."""
+    url = services.settings.nats_url
     here, victim = tmp_path / "shared", tmp_path / "victim"
     here.mkdir()
     victim.write_bytes(b"precious")
     (here / "report.csv").symlink_to(victim)
     (here / ".report.csv.weir-partial").symlink_to(victim)
-    await stored(nats_server.url, "f1", "report.csv", b"a,b\n", tmp_path)
-    done = await weir(
-        "artifacts", "get", "f1", "report.csv", "--nats-url", nats_server.url, cwd=here
+    make = task(
+        "make",
+        "sh",
+        "-c",
+        "printf 'a,b\\n' > r.csv",
+        outputs=[{"name": "report.csv", "path": "r.csv"}],
     )
+    flow_id, events = await finish(client, {"id": "f2", "name": "links", "tasks": [make]})
+    assert types(events)[-1] == "flow_succeeded"
+    done = await weir("artifacts", "get", flow_id, "report.csv", "--nats-url", url, cwd=here)
     assert done.returncode == 0, done.stderr
     assert victim.read_bytes() == b"precious"
     assert not (here / "report.csv").is_symlink()
