@@ -61,11 +61,12 @@ async def data(request: pytest.FixtureRequest) -> AsyncIterator[DataLayer]:
         await pool.close()
 
 
-def flow_row(flow_id: str, seq: int = 1, status: str = "running", **fields: object) -> FlowRow:
+def flow_row(flow_id: str, **fields: object) -> FlowRow:
+    seq = int(str(fields.get("seq", 1)))
     values: dict[str, object] = {
         "id": flow_id,
         "name": "etl",
-        "status": status,
+        "status": "running",
         "seq": seq,
         "task_count": 2,
         "created_at": NOW - HOUR,
@@ -383,14 +384,14 @@ async def test_every_named_statement_prepares_on_the_migrated_schema(database_ur
                 failures.append(f"{name}: {exc}")
         assert failures == []
         for table, row_type in [("events", "EventRow"), ("flows", "FlowRow"), ("tasks", "TaskRow")]:
-            types = dict(
-                await conn.fetch(
-                    "SELECT column_name, udt_name FROM information_schema.columns "
-                    "WHERE table_name = $1",
+            columns = {
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $1",
                     table,
                 )
-            )
+            }
             for column, _ in record_columns(BULK_ROWS[row_type]):
-                assert column in types, f"{row_type}.{column} is not a column of {table}"
+                assert column in columns, f"{row_type}.{column} is not a column of {table}"
     finally:
         await conn.close()
