@@ -68,7 +68,12 @@ class PostgresData(DataLayer):
         while not stop.is_set():
             try:
                 pool = await asyncpg.create_pool(
-                    database_url, min_size=POOL_SIZE_MIN, max_size=POOL_SIZE_MAX
+                    database_url,
+                    min_size=POOL_SIZE_MIN,
+                    max_size=POOL_SIZE_MAX,
+                    # A time without a zone in a JSON row means UTC, as asyncpg's own encoding
+                    # of a naive datetime does.
+                    server_settings={"timezone": "UTC"},
                 )
                 return cls(pool, database_url)
             except (OSError, asyncpg.PostgresError) as exc:
