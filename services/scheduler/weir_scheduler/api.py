@@ -43,9 +43,10 @@ from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
 from weir_scheduler import cron
 from weir_scheduler.admission import SubmitAdmission, client_of
 from weir_scheduler.commands import FlowCommands
+from weir_scheduler.data import NewSchedule
 from weir_scheduler.decider import Cancel
 from weir_scheduler.filters import FilterError
-from weir_scheduler.store import EventStore, Q, parse_cursor
+from weir_scheduler.store import EventStore, parse_cursor
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
 log = logging.getLogger("weir.scheduler.api")
@@ -138,8 +139,7 @@ class Api:
                     retry_after=round(wait, 3),
                 )
             )
-        async with self.store.pool.acquire() as conn:
-            pending = int(await conn.fetchval(Q["pending_flows"]))
+        pending = await self.store.data.pending_flows()
         if pending >= self.admission.max_pending:
             raise ApiFailure(
                 ApiError(
@@ -286,32 +286,27 @@ class Api:
             raise ApiFailure(ApiError(code="bad_request", message=str(exc))) from None
         first = cron.next_tick(request.cron, request.timezone, datetime.now(UTC))
         spec = msgspec.json.encode(request.flow).decode()
-        async with self.store.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                Q["schedule_upsert"],
-                request.name,
-                request.cron,
-                request.timezone,
-                spec,
-                request.missed,
-                request.paused,
-                first,
+        return await self.store.data.schedule_upsert(
+            NewSchedule(
+                name=request.name,
+                cron=request.cron,
+                timezone=request.timezone,
+                spec=spec,
+                missed=request.missed,
+                paused=request.paused,
+                next_run_at=first,
             )
-        assert row is not None  # INSERT ... RETURNING always returns the row
-        return cron.view(row)
+        )
 
     async def schedule_list(self, data: bytes) -> object:
-        async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(Q["schedule_list"])
-        return ScheduleList(schedules=[cron.view(r) for r in rows])
+        return ScheduleList(schedules=await self.store.data.schedule_list())
 
     async def _schedule_pause(self, data: bytes, paused: bool, verb: str) -> object:
         request = _decode(data, ScheduleName, verb)
-        async with self.store.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["schedule_pause"], request.name, paused)
-        if row is None:
+        view = await self.store.data.schedule_pause(request.name, paused)
+        if view is None:
             raise ApiFailure(_no_schedule(request.name))
-        return cron.view(row)
+        return view
 
     async def schedule_pause(self, data: bytes) -> object:
         return await self._schedule_pause(data, True, "schedule.pause")
@@ -321,9 +316,7 @@ class Api:
 
     async def schedule_delete(self, data: bytes) -> object:
         request = _decode(data, ScheduleName, "schedule.delete")
-        async with self.store.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["schedule_delete"], request.name)
-        if row is None:
+        if not await self.store.data.schedule_delete(request.name):
             raise ApiFailure(_no_schedule(request.name))
         return ScheduleName(name=request.name)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
 
+from weir_scheduler.data import DataLayer
 from weir_scheduler.decider import (
     DEFAULT_POLICY,
     Command,
@@ -35,7 +36,7 @@ from weir_scheduler.provenance import (
     report_refusal,
     takeover_refusal,
 )
-from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore
+from weir_scheduler.store import Change, ConcurrencyError, EventStore
 
 log = logging.getLogger("weir.scheduler.commands")
 
@@ -73,11 +74,11 @@ class FlowCommands:
         raise ConcurrencyError("commands could not be recorded after repeated races")
 
     async def apply_in(
-        self, conn: Conn, commands: Sequence[tuple[str, Command]]
+        self, tx: DataLayer, commands: Sequence[tuple[str, Command]]
     ) -> tuple[dict[str, Flow], list[Change]]:
         """`apply` inside the caller's transaction: no retry (a race raises
         ConcurrencyError), and the caller tells `store.committed(changes)` after commit."""
-        return await self._apply(commands, conn)
+        return await self._apply(commands, tx)
 
     async def take_over(self, claims: Sequence[tuple[str, str, int, str]]) -> None:
         """Heartbeats of runners that hold attempts' tokens under another runner's name:
@@ -106,7 +107,7 @@ class FlowCommands:
         return TakeOver(task, attempt, runner, round(silent_for, 3)), None
 
     async def _apply(
-        self, commands: Sequence[tuple[str, Command]], conn: Conn | None = None
+        self, commands: Sequence[tuple[str, Command]], tx: DataLayer | None = None
     ) -> tuple[dict[str, Flow], list[Change]]:
         now = self.clock()
         by_flow: dict[str, list[Command]] = {}
@@ -140,7 +141,7 @@ class FlowCommands:
                 events.extend(decided)
             changes.append(Change(before, after, events))
             current[flow_id] = after
-        await self.store.append(changes, conn=conn)
+        await self.store.append(changes, tx=tx)
         return current, changes
 
 

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import asyncpg
 import msgspec
 from croniter import croniter
-from weir_proto.api import ScheduleView
 from weir_proto.spec import FlowSpec
 
+from weir_scheduler.data import DataLayer
 from weir_scheduler.planner import Limits, Rejected, plan
-from weir_scheduler.store import Q
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
 log = logging.getLogger("weir.scheduler.cron")
@@ -84,18 +82,14 @@ def due_ticks(
     return ticks[-CATCH_UP_MAX:]
 
 
-def view(row: asyncpg.Record) -> ScheduleView:
-    return ScheduleView(**dict(row))
-
-
 class CronTicker:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        data: DataLayer,
         submissions: SubmissionHandler,
         clock: Callable[[], datetime],
     ) -> None:
-        self.pool = pool
+        self.data = data
         self.submissions = submissions
         self.clock = clock
         self.submitted = 0
@@ -107,31 +101,30 @@ class CronTicker:
             await asyncio.sleep(await self._until_next())
 
     async def _until_next(self) -> float:
-        async with self.pool.acquire() as conn:
-            due_in = await conn.fetchval(Q["schedule_next_due"])
+        due_in = await self.data.schedule_next_in()
         if due_in is None:
             return CRON_IDLE_POLL_MAX
-        return min(max(float(due_in), 0.01), CRON_IDLE_POLL_MAX)
+        return min(max(due_in, 0.01), CRON_IDLE_POLL_MAX)
 
     async def tick(self) -> int:
         """Submit the flows of every due tick; returns how many schedules were handled."""
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q["schedule_due"], CRON_BATCH)
-            for row in rows:
+        async with self.data.transaction() as tx:
+            due = await tx.schedules_due(CRON_BATCH)
+            for schedule in due:
                 ticks = due_ticks(
-                    row["cron"], row["timezone"], row["next_run_at"], now, row["missed"]
+                    schedule.cron, schedule.timezone, schedule.next_run_at, now, schedule.missed
                 )
-                doc = msgspec.json.decode(row["spec"])
+                doc = msgspec.json.decode(schedule.spec)
                 for tick in ticks:
-                    flow_id = tick_flow_id(row["name"], tick)
+                    flow_id = tick_flow_id(schedule.name, tick)
                     data = msgspec.json.encode({**doc, "id": flow_id})
                     await self.submissions.submit(Submission(data, flow_id))
                     self.submitted += 1
-                following = next_tick(row["cron"], row["timezone"], ticks[-1])
-                await conn.execute(Q["schedule_advance"], row["name"], following, ticks[-1])
+                following = next_tick(schedule.cron, schedule.timezone, ticks[-1])
+                await tx.schedule_advance(schedule.name, following, ticks[-1])
                 log.info(
                     "schedule fired",
-                    extra={"schedule": row["name"], "ticks": len(ticks), "next": following},
+                    extra={"schedule": schedule.name, "ticks": len(ticks), "next": following},
                 )
-        return len(rows)
+        return len(due)

@@ -25,7 +25,7 @@ from weir_proto.events import (
     event_type,
 )
 
-from weir_scheduler.store import Change, EventStore, Q
+from weir_scheduler.store import Change, EventStore
 
 log = logging.getLogger("weir.scheduler.observe")
 
@@ -93,7 +93,7 @@ class Observer:
                     )
 
     async def _emit_trace(self, flow_id: str) -> None:
-        async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(Q["flow_events"], flow_id)
-        events = [_event_decoder.decode(row["data"]) for row in rows]
+        events = [
+            _event_decoder.decode(data) for data in await self.store.data.flow_events(flow_id)
+        ]
         telemetry.emit_flow_spans(events)

@@ -16,8 +16,9 @@ import logging
 from collections.abc import Mapping
 
 from weir_scheduler.commands import FlowCommands
+from weir_scheduler.data import Lock
 from weir_scheduler.decider import Release
-from weir_scheduler.store import Change, ConcurrencyError, EventStore, Q
+from weir_scheduler.store import Change, ConcurrencyError, EventStore
 
 log = logging.getLogger("weir.scheduler.queues")
 
@@ -46,18 +47,16 @@ class QueueDispatcher:
     async def fill(self, queue: str, limit: int) -> int:
         """Release queued tasks of `queue` while it has room; returns how many."""
         changes: list[Change] = []
-        async with self.store.pool.acquire() as conn:
-            async with conn.transaction():
-                await conn.execute(Q["lock_queue"], queue)
-                in_flight = await conn.fetchval(Q["queue_in_flight"], queue)
-                room = limit - int(in_flight)
-                if room <= 0:
-                    return 0
-                rows = await conn.fetch(Q["queue_next"], queue, room)
-                if not rows:
-                    return 0
-                commands = [(r["flow_id"], Release(r["name"])) for r in rows]
-                _, changes = await self.commands.apply_in(conn, commands)
-            await self.store.committed(changes)
-        self.released += len(rows)
-        return len(rows)
+        async with self.store.data.transaction() as tx:
+            await tx.lock(Lock.QUEUE, queue)
+            room = limit - await tx.queue_in_flight(queue)
+            if room <= 0:
+                return 0
+            ready = await tx.queue_next(queue, room)
+            if not ready:
+                return 0
+            commands = [(flow_id, Release(task)) for flow_id, task in ready]
+            _, changes = await self.commands.apply_in(tx, commands)
+        await self.store.committed(changes)
+        self.released += len(ready)
+        return len(ready)

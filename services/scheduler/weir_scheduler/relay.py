@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 
-import asyncpg
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
 from weir_proto import subjects
 
-from weir_scheduler.store import OutboxRow, Q
+from weir_scheduler.data import DataLayer, Leadership, OutboxRow
+from weir_scheduler.data.postgres import UNAVAILABLE
 
 log = logging.getLogger("weir.scheduler.relay")
 
@@ -41,25 +41,23 @@ FAST_PATH_BACKLOG = 256
 class OutboxRelay:
     def __init__(
         self,
-        database_url: str,
+        data: DataLayer,
         js: JetStreamContext,
         *,
         batch: int = RELAY_BATCH_DEFAULT,
         idle_poll: float = RELAY_IDLE_POLL_DEFAULT,
-        pool: asyncpg.Pool | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("relay batch must be at least 1")
-        self.database_url = database_url
+        self.data = data
+        """For the fast path's deletes (the leading relay keeps its own connection)."""
         self.js = js
         self.batch = batch
         self.idle_poll = idle_poll
-        self.pool = pool
-        """For the fast path's deletes (the leading relay keeps its own connection)."""
         self._fast: asyncio.Queue[list[OutboxRow]] = asyncio.Queue(FAST_PATH_BACKLOG)
         self.published = 0
         self._wake = asyncio.Event()
-        self._conn: asyncpg.Connection | None = None
+        self._leadership: Leadership | None = None
         self._leads = False
 
     async def run_once(self) -> None:
@@ -68,37 +66,34 @@ class OutboxRelay:
         for a NOTIFY or `idle_poll`. A round that fails drops the connection (and with it the
         lock) before the supervisor restarts the loop."""
         try:
-            conn = await self._leading()
-            if conn is None:
+            leader = await self._leading()
+            if leader is None:
                 await asyncio.sleep(RELAY_FOLLOW_POLL)
                 return
             self._wake.clear()
-            if await self._drain_once(conn) < self.batch:
+            if await self._drain_once(leader) < self.batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll)
         except BaseException:
             await self.close()
             raise
 
-    async def _leading(self) -> asyncpg.Connection | None:
-        """The connection holding the relay lock, or None while another replica holds it."""
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.database_url)
-            self._leads = False
+    async def _leading(self) -> Leadership | None:
+        """The hold on the relay lock, or None while another replica holds it."""
+        if self._leadership is None:
+            self._leadership = self.data.leadership()
+        if not await self._leadership.try_lead(self._wake.set):
+            return None
         if not self._leads:
-            if not await self._conn.fetchval(Q["relay_lock"]):
-                return None
             self._leads = True
             log.info("relay is leading")
-            await self._conn.add_listener("weir_outbox", lambda *_: self._wake.set())
-        return self._conn
+        return self._leadership
 
     async def close(self) -> None:
         """Drop the relay's connection (and the lock it holds)."""
-        conn, self._conn, self._leads = self._conn, None, False
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5)
+        leadership, self._leadership, self._leads = self._leadership, None, False
+        if leadership is not None:
+            await leadership.close()
 
     async def _purge_dispatches(self, flow_id: str) -> None:
         """A cancelled flow's attempts that no runner has taken never start (runners that
@@ -110,15 +105,14 @@ class OutboxRelay:
         except NATS_UNAVAILABLE as exc:
             log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
 
-    async def _drain_once(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(Q["outbox_batch"], self.batch)
-        if not rows:
+    async def _drain_once(self, leader: Leadership) -> int:
+        batch = await leader.outbox_batch(self.batch)
+        if not batch:
             return 0
-        batch = [OutboxRow(r["id"], r["subject"], r["msg_id"], r["payload"]) for r in rows]
         if not await self._publish(batch):
             await asyncio.sleep(RELAY_RETRY_DEFAULT)
             return 0
-        await conn.execute(Q["outbox_delete"], [row.id for row in batch])
+        await leader.outbox_delete([row.id for row in batch])
         self.published += len(batch)
         return len(batch)
 
@@ -132,7 +126,7 @@ class OutboxRelay:
         duplicate (same Nats-Msg-Id). Waits only when the publisher is FAST_PATH_BACKLOG
         batches behind."""
         dispatches = [row for row in rows if row.subject.startswith(DISPATCH_SUBJECTS)]
-        if dispatches and self.pool is not None:
+        if dispatches:
             await self._fast.put(dispatches)
 
     async def fast_path_once(self) -> None:
@@ -145,11 +139,9 @@ class OutboxRelay:
             rows = rows + self._fast.get_nowait()
         if not await self._publish(rows):
             return  # left for the leading relay
-        assert self.pool is not None
         try:
-            async with self.pool.acquire() as conn:
-                await conn.execute(Q["outbox_delete"], [row.id for row in rows])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.data.outbox_delete([row.id for row in rows])
+        except UNAVAILABLE as exc:
             log.debug("published rows left in the outbox", extra={"error": str(exc)})
 
     async def _publish(self, rows: list[OutboxRow]) -> bool:

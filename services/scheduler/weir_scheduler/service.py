@@ -8,7 +8,6 @@ import logging
 from datetime import UTC, datetime
 from functools import partial
 
-import asyncpg
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -28,6 +27,7 @@ from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
 from weir_scheduler.api import Api
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
+from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.decider import Policy
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
@@ -42,7 +42,7 @@ from weir_scheduler.provenance import (
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
-from weir_scheduler.store import EventStore, Timing, migrate
+from weir_scheduler.store import EventStore, Timing
 from weir_scheduler.submissions import Submission, SubmissionHandler
 from weir_scheduler.timers import TimerFirer
 
@@ -69,7 +69,7 @@ class Scheduler:
         self.settings = settings
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
-        self.pool: asyncpg.Pool | None = None
+        self.data: PostgresData | None = None
         self.nc: NATS | None = None
         self.loops = Supervisor(
             "scheduler",
@@ -82,23 +82,22 @@ class Scheduler:
     async def run(self) -> None:
         settings = self.settings
         artifacts_s3 = settings.artifacts_s3  # a bad WEIR_ARTIFACTS_URL stops us here
-        self.pool = await _connect_postgres(settings.database_url, self.stop)
-        if self.pool is None:
+        self.data = data = await PostgresData.open(settings.database_url, self.stop)
+        if data is None:
             return
-        async with self.pool.acquire() as conn:
-            applied = await migrate(conn)
+        applied = await data.migrate()
         if applied:
             log.info("migrations applied", extra={"migrations": applied})
         self.nc = await connect(settings.nats_url, "weir-scheduler")
         health = await serve_health(
-            self.nc, "scheduler", postgres=self.pool, loops=self.loops.states
+            self.nc, "scheduler", postgres=data.pool, loops=self.loops.states
         )
         js = self.nc.jetstream()
         if artifacts_s3 is None:  # before the streams: runners start once those exist
             await ArtifactStore(js, settings.artifacts_bucket).ensure_bucket()
         await ensure_streams(js, settings.commands_max_msgs, settings.commands_max_bytes)
         store = EventStore(
-            self.pool, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
+            data, timing=Timing(lease=settings.lease, deadline_grace=settings.deadline_grace)
         )
         store.on_commit.append(Observer(store).committed)
 
@@ -126,10 +125,10 @@ class Scheduler:
             policy,
             takeover_after=takeover_after(settings.dispatch_ack_wait, settings.heartbeat_interval),
         )
-        relay = OutboxRelay(settings.database_url, js, pool=self.pool)
+        relay = OutboxRelay(data, js)
         store.on_outbox.append(relay.publish_committed)
         timers = TimerFirer(store, commands)
-        ticker = CronTicker(self.pool, submissions, utcnow)
+        ticker = CronTicker(data, submissions, utcnow)
         admission = SubmitAdmission(
             SubmitRateLimiter(settings.submit_rate, settings.submit_burst),
             settings.max_pending_flows,
@@ -181,7 +180,7 @@ class Scheduler:
             await service.stop()
         await health.stop()
         await close(self.nc)
-        await self.pool.close()
+        await data.close()
         log.info("scheduler stopped")
         loops.raise_if_fatal()
 
@@ -340,17 +339,3 @@ async def _nak_all(msgs: list[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):
             await msg.nak(delay=RETRY_DELAY)
-
-
-async def _connect_postgres(url: str, stop: asyncio.Event) -> asyncpg.Pool | None:
-    """Wait for Postgres with backoff; commands queue in JetStream meanwhile."""
-    delay = 0.2
-    while not stop.is_set():
-        try:
-            return await asyncpg.create_pool(url, min_size=2, max_size=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("postgres not reachable; retrying", extra={"error": str(exc), "in": delay})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
-    return None

@@ -1,93 +1,56 @@
-"""The event store: migrations, loading flows from the log, appending with optimistic
-concurrency, projections and outbox rows in the same transaction, and the read side."""
+"""The event store: loading flows from the log, appending with optimistic concurrency
+(projections and outbox rows in the same statement), and the read side. Every query goes
+through the data layer (data/); this module turns flows into its rows and back."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import resources
 from typing import Any
 
-import asyncpg
 import msgspec
 from weir_proto import subjects
-from weir_proto.api import AttemptFailure, FlowPage, FlowSummary, FlowView, TaskView
-from weir_proto.errors import SpecError
+from weir_proto.api import FlowPage, FlowSummary, FlowView
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
 from weir_proto.ids import attempt_id
-from weir_proto.messages import Dispatch, OutputDigest
+from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
+from weir_scheduler.data import (
+    AppendBatch,
+    ConcurrencyError,
+    DataLayer,
+    EventRow,
+    FiredTimer,
+    FlowKey,
+    FlowRow,
+    OutboxRow,
+    TaskRow,
+    TimerKey,
+    TimerRow,
+)
 from weir_scheduler.decider import Flow, evolve, with_token_digest
-from weir_scheduler.filters import compile_filter
 from weir_scheduler.provenance import new_attempt_token, token_digest
+
+__all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the store catch
 
 log = logging.getLogger("weir.scheduler.store")
 
 FLOW_CACHE_SIZE_DEFAULT = 2_000
 LEASE_DEFAULT = 60.0
 DEADLINE_GRACE_DEFAULT = 30.0
-MIGRATIONS_LOCK = 7261020300
-
-_QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-
-
-def _load_queries() -> dict[str, str]:
-    text = resources.files("weir_scheduler").joinpath("queries.sql").read_text()
-    parts = _QUERY_HEADER.split(text)
-    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
-
-
-Q = _load_queries()
 
 _event_decoder = msgspec.json.Decoder(FlowEvent)
 _encoder = msgspec.json.Encoder()
 
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-"""A connection of our own or one lent by the pool."""
-
-
-class ConcurrencyError(Exception):
-    """Another writer appended to one of these flows first; reload and decide again."""
-
-
-async def migrate(conn: Conn) -> list[str]:
-    """Apply pending migrations in one transaction; safe when replicas start together."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS weir_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM weir_migrations")}
-        folder = resources.files("weir_scheduler").joinpath("migrations")
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if not entry.name.endswith(".sql") or entry.name in done:
-                continue
-            await conn.execute(entry.read_text())
-            await conn.execute("INSERT INTO weir_migrations (name) VALUES ($1)", entry.name)
-            applied.append(entry.name)
-    return applied
-
-
 def spec_digest(spec: FlowSpec) -> str:
     return hashlib.sha256(_encoder.encode(spec)).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    subject: str
-    msg_id: str
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,18 +118,18 @@ class Timing:
 
 class EventStore:
     def __init__(
-        self, pool: asyncpg.Pool, cache: FlowCache | None = None, timing: Timing | None = None
+        self, data: DataLayer, cache: FlowCache | None = None, timing: Timing | None = None
     ) -> None:
-        self.pool = pool
+        self.data = data
         self.cache = cache or FlowCache()
         self.timing = timing or Timing()
         self.on_commit: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
         """Called after every committed append (metrics and traces; never for decisions)."""
         self.on_prune: list[Callable[[list[str]], Awaitable[None]]] = []
+        """Called with the ids of each pruned batch (to delete what lives outside Postgres)."""
         self.on_outbox: list[Callable[[list[OutboxRow]], Awaitable[None]]] = []
         """Given the outbox rows an append just committed, to publish them at once (the relay
         would find them anyway; this saves its wake-up and query on the hot path)."""
-        """Called with the ids of each pruned batch (to delete what lives outside Postgres)."""
 
     async def load(self, flow_id: str) -> Flow:
         return (await self.load_many([flow_id]))[flow_id]
@@ -176,13 +139,9 @@ class EventStore:
         replicas appended since, in one round trip. Never trust the cache alone: a stale
         state could decide "nothing to do" and lose a report."""
         flows = {fid: self.cache.get(fid) or Flow(id=fid) for fid in dict.fromkeys(flow_ids)}
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                Q["events_after"], list(flows), [flow.seq for flow in flows.values()]
-            )
-        for row in rows:
-            flow_id = row["flow_id"]
-            flows[flow_id] = evolve(flows[flow_id], _event_decoder.decode(row["data"]))
+        logged = await self.data.events_after({fid: flow.seq for fid, flow in flows.items()})
+        for event in logged:
+            flows[event.flow_id] = evolve(flows[event.flow_id], _event_decoder.decode(event.data))
         for flow in flows.values():
             if flow.exists:
                 self.cache.put(flow)
@@ -190,32 +149,29 @@ class EventStore:
 
     async def digests(self, flow_ids: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """`{flow_id: (spec_digest, status)}` for those of `flow_ids` that exist."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(Q["flow_digests"], list(flow_ids))
-        return {row["id"]: (row["spec_digest"], row["status"]) for row in rows}
+        return await self.data.flow_digests(flow_ids)
 
-    async def append(self, changes: Sequence[Change], conn: Conn | None = None) -> None:
-        """Append every change in one transaction, or none (ConcurrencyError on a race).
-        With `conn`, run inside the caller's transaction on that connection. Each dispatched
-        attempt gets its token here (see `sealed`)."""
+    async def append(self, changes: Sequence[Change], tx: DataLayer | None = None) -> None:
+        """Append every change in one statement, or none (ConcurrencyError on a race).
+        With `tx` (a `data.transaction()`), run inside the caller's transaction; the caller
+        tells `committed` once it has committed. Each dispatched attempt gets its token here
+        (see `sealed`)."""
         changes = [sealed(c) for c in changes if c.events]
         if not changes:
             return
+        batch = append_batch(changes, self.timing)
         try:
-            if conn is not None:
-                await self._write(conn, changes)
-            else:
-                async with self.pool.acquire() as own:
-                    outbox = await self._write(own, changes)  # one statement: atomic by itself
-        except asyncpg.UniqueViolationError as exc:
-            self.cache.drop(c.after.id for c in changes)
-            raise ConcurrencyError(str(exc)) from exc
+            ids = await (tx or self.data).append(batch)
         except BaseException:
             self.cache.drop(c.after.id for c in changes)
             raise
         for change in changes:
             self.cache.put(change.after)
-        if conn is None:
+        if tx is None:
+            outbox = [
+                OutboxRow(id, row.subject, row.msg_id, row.payload)
+                for id, row in zip(ids, batch.outbox, strict=True)
+            ]
             for publish in self.on_outbox:
                 await publish(outbox)
             await self.committed(changes)
@@ -229,143 +185,50 @@ class EventStore:
             except Exception:
                 log.exception("on_commit hook failed")
 
-    async def _write(self, conn: Conn, changes: Sequence[Change]) -> list[OutboxRow]:
-        ev_ids, ev_flows, ev_seqs, ev_types, ev_data = [], [], [], [], []
-        out_subjects, out_ids, out_payloads = [], [], []
-        for change in changes:
-            for event in change.events:
-                payload = _encoder.encode(event)
-                kind = event_type(event)
-                ev_ids.append(event.id)
-                ev_flows.append(event.flow_id)
-                ev_seqs.append(event.seq)
-                ev_types.append(kind)
-                ev_data.append(payload.decode())
-                out_subjects.append(subjects.event(event.flow_id, kind))
-                out_ids.append(event.id)
-                out_payloads.append(payload)
-            for subject, msg_id, payload in dispatches(change):
-                out_subjects.append(subject)
-                out_ids.append(msg_id)
-                out_payloads.append(payload)
-        touched = [(c.after, _touched_tasks(c)) for c in changes]
-        cleared, timers = _timer_rows(touched, self.timing)
-        row = await conn.fetchrow(
-            Q["append"],
-            ev_ids,
-            ev_flows,
-            ev_seqs,
-            ev_types,
-            ev_data,
-            *_flow_rows(changes),
-            *_task_rows(touched),
-            *cleared,
-            *timers,
-            out_subjects,
-            out_ids,
-            out_payloads,
-            _task_outputs(touched),
-        )
-        ids = (row["outbox_ids"] if row else None) or []
-        return [
-            OutboxRow(id, subject, msg_id, payload)
-            for id, subject, msg_id, payload in zip(
-                ids, out_subjects, out_ids, out_payloads, strict=True
-            )
-        ]
+    async def claim_timers(self, most: int, hold: float) -> list[FiredTimer]:
+        return await self.data.claim_timers(most, hold)
 
-    async def claim_timers(self, most: int, hold: float) -> list[tuple[str, str, str, int]]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(Q["claim_timers"], most, hold)
-        return [(r["flow_id"], r["task"], r["kind"], r["attempt"]) for r in rows]
-
-    async def drop_fired_timers(self, fired: Sequence[tuple[str, str, str, int]]) -> None:
-        if not fired:
-            return
-        columns = [list(col) for col in zip(*fired, strict=True)]
-        async with self.pool.acquire() as conn:
-            await conn.execute(Q["drop_fired_timers"], *columns)
+    async def drop_fired_timers(self, fired: Sequence[FiredTimer]) -> None:
+        await self.data.drop_fired_timers(fired)
 
     async def next_timer_in(self) -> float | None:
         """Seconds until the next unclaimed timer is due (None when there is none)."""
-        async with self.pool.acquire() as conn:
-            value = await conn.fetchval(Q["next_timer_due"])
-        return None if value is None else float(value)
+        return await self.data.next_timer_in()
 
     async def extend_leases(self, attempts: Sequence[tuple[str, str, int]]) -> None:
-        if not attempts:
-            return
-        flow_ids, tasks, numbers = (list(col) for col in zip(*attempts, strict=True))
-        async with self.pool.acquire() as conn:
-            await conn.execute(Q["extend_leases"], flow_ids, tasks, numbers, self.timing.lease)
+        await self.data.extend_leases(attempts, self.timing.lease)
 
     async def attempt_silence(self, flow_id: str, task: str, attempt: int) -> float | None:
         """Seconds since the runner of this running attempt was last heard from (its start
         or its latest heartbeat); None when the attempt is not running."""
-        async with self.pool.acquire() as conn:
-            value = await conn.fetchval(
-                Q["attempt_silence"], flow_id, task, attempt, self.timing.lease
-            )
-        return None if value is None else float(value)
+        return await self.data.attempt_silence(flow_id, task, attempt, self.timing.lease)
 
     async def attempt_is_current(self, flow_id: str, task: str, attempt: int) -> tuple[bool, str]:
         """Whether a runner should (still) run this attempt, and why not."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["attempt_status"], flow_id, task)
-        if row is None:
+        state = await self.data.attempt_state(flow_id, task)
+        if state is None:
             return False, "no such flow or task"
-        if row["flow_status"] in ("cancelling", "cancelled"):
-            return False, f"flow is {row['flow_status']}"
-        if row["attempt"] != attempt:
-            return False, f"attempt {attempt} was superseded by attempt {row['attempt']}"
-        if row["status"] not in ("dispatched", "running"):
-            return False, f"task is {row['status']}"
+        if state.flow_status in ("cancelling", "cancelled"):
+            return False, f"flow is {state.flow_status}"
+        if state.attempt != attempt:
+            return False, f"attempt {attempt} was superseded by attempt {state.attempt}"
+        if state.status not in ("dispatched", "running"):
+            return False, f"task is {state.status}"
         return True, ""
 
     # Read side ---------------------------------------------------------------------------
 
     async def get(self, flow_id: str) -> FlowView | None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["get_flow"], flow_id)
-            if row is None:
-                return None
-            task_rows = await conn.fetch(Q["get_tasks"], flow_id)
-        errors = msgspec.json.decode(row["errors"], type=list[SpecError]) if row["errors"] else []
-        tasks = []
-        for r in task_rows:
-            fields = dict(r)
-            fields["failures"] = msgspec.json.decode(fields["failures"], type=list[AttemptFailure])
-            fields["outputs"] = msgspec.json.decode(fields["outputs"], type=list[OutputDigest])
-            tasks.append(TaskView(**fields))
-        return FlowView(
-            **_summary_fields(row),
-            tasks=tasks,
-            errors=errors,
-            metadata=msgspec.json.decode(row["metadata"]),
-            start_at=row["start_at"],
-            rerun_of=row["rerun_of"],
-        )
+        return await self.data.flow_view(flow_id)
 
     async def list(self, status: str | None, limit: int, cursor: str | None) -> FlowPage:
-        after_time, after_id = cursor_bounds(cursor)
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(Q["list_flows"], status, after_time, after_id, limit + 1)
-        return _page(rows, limit)
+        summaries = await self.data.flow_page(status, cursor_bounds(cursor), limit + 1)
+        return _page(summaries, limit)
 
     async def query(self, where: Any, limit: int, cursor: str | None) -> FlowPage:
         """Flows matching a filter (see filters.py), newest first, one page."""
-        condition, params = compile_filter(where, first_param=1)
-        after_time, after_id = cursor_bounds(cursor)
-        n = len(params)
-        # Only the structure comes from the filter; every value is a bound parameter.
-        sql = (
-            f"{Q['query_flows_select']} WHERE {condition} "
-            f"AND (${n + 1}::timestamptz IS NULL OR (created_at, id) < (${n + 1}, ${n + 2}::text)) "
-            f"ORDER BY created_at DESC, id DESC LIMIT ${n + 3}"
-        )
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(sql, *params, after_time, after_id, limit + 1)
-        return _page(rows, limit)
+        summaries = await self.data.flow_query(where, cursor_bounds(cursor), limit + 1)
+        return _page(summaries, limit)
 
     async def prune(
         self, statuses: Sequence[str], older_than: datetime, keep_last: int, batch: int
@@ -374,18 +237,9 @@ class EventStore:
         short transaction so live traffic is never blocked for long. Returns how many."""
         pruned = 0
         while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                ids = [
-                    r["id"]
-                    for r in await conn.fetch(
-                        Q["prune_candidates"], list(statuses), keep_last, older_than, batch
-                    )
-                ]
-                if not ids:
-                    return pruned
-                await conn.execute(Q["prune_events"], ids)
-                await conn.execute(Q["prune_timers"], ids)
-                await conn.execute(Q["prune_flows"], ids)
+            ids = await self.data.prune_batch(statuses, keep_last, older_than, batch)
+            if not ids:
+                return pruned
             self.cache.drop(ids)
             pruned += len(ids)
             for hook in self.on_prune:
@@ -395,15 +249,15 @@ class EventStore:
                     log.exception("on_prune hook failed")
 
 
-def cursor_bounds(cursor: str | None) -> tuple[datetime | None, str | None]:
+def cursor_bounds(cursor: str | None) -> FlowKey | None:
     """The (created_at, id) a page continues after; ValueError for a cursor we did not hand
     out. Pages are keyset-paginated, newest first, so there is no offset and no hidden cap."""
     if not cursor:
-        return None, None
+        return None
     stamp, sep, flow_id = cursor.partition("~")
     if not sep or not flow_id:
         raise ValueError("cursor must be the `next` value of a previous page")
-    return datetime.fromisoformat(stamp), flow_id
+    return FlowKey(datetime.fromisoformat(stamp), flow_id)
 
 
 def parse_cursor(cursor: str) -> None:
@@ -411,31 +265,14 @@ def parse_cursor(cursor: str) -> None:
     cursor_bounds(cursor)
 
 
-def _page(rows: Sequence[Any], limit: int) -> FlowPage:
-    """One page from `limit + 1` rows: the extra row only says whether there is a next."""
-    page = [FlowSummary(**_summary_fields(r)) for r in rows[:limit]]
+def _page(summaries: Sequence[FlowSummary], limit: int) -> FlowPage:
+    """One page from `limit + 1` flows: the extra one only says whether there is a next."""
+    page = list(summaries[:limit])
     following = None
-    if len(rows) > limit:
+    if len(summaries) > limit:
         last = page[-1]
         following = f"{last.created_at.isoformat()}~{last.id}"
     return FlowPage(flows=page, next=following)
-
-
-def _summary_fields(row: Any) -> dict[str, Any]:
-    return {
-        key: row[key]
-        for key in (
-            "id",
-            "name",
-            "status",
-            "created_at",
-            "updated_at",
-            "task_count",
-            "seq",
-            "tags",
-            "finished_at",
-        )
-    }
 
 
 def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
@@ -477,116 +314,104 @@ def _touched_tasks(change: Change) -> list[str]:
     return list(dict.fromkeys(e.task for e in change.events if hasattr(e, "task")))
 
 
-def _flow_rows(changes: Sequence[Change]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(15)]
+def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:
+    """The rows one append writes for sealed changes: each event (also to the outbox, for
+    NATS), each flow's projection, its touched tasks and their timers, and the dispatches."""
+    events: list[EventRow] = []
+    outbox: list[OutboxRow] = []
     for change in changes:
-        flow = change.after
-        spec = flow.plan.spec if flow.plan else None
-        digest = None
         for event in change.events:
-            if isinstance(event, FlowSubmitted):
-                digest = spec_digest(event.spec)
-        values = (
-            flow.id,
-            flow.name,
-            str(flow.status),
-            flow.seq,
-            len(flow.tasks),
-            flow.created_at,
-            flow.updated_at,
-            digest,
-            _encoder.encode(list(flow.errors)).decode() if flow.errors else None,
-            _encoder.encode(spec.tags).decode() if spec else "[]",
-            _encoder.encode(spec.metadata).decode() if spec else "{}",
-            flow.start_at,
-            flow.rerun_of,
-            spec.unique.key if spec and spec.unique else None,
-            flow.updated_at if flow.status.terminal else None,
-        )
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    return cols
+            payload = _encoder.encode(event)
+            kind = event_type(event)
+            events.append(EventRow(event.id, event.flow_id, event.seq, kind, msgspec.Raw(payload)))
+            outbox.append(OutboxRow(0, subjects.event(event.flow_id, kind), event.id, payload))
+        for subject, msg_id, payload in dispatches(change):
+            outbox.append(OutboxRow(0, subject, msg_id, payload))
+    touched = [(c.after, _touched_tasks(c)) for c in changes]
+    cleared, timers = _timer_rows(touched, timing)
+    return AppendBatch(
+        events=events,
+        flows=[_flow_row(change) for change in changes],
+        tasks=[_task_row(flow, name) for flow, names in touched if flow.plan for name in names],
+        timers_cleared=cleared,
+        timers_due=timers,
+        outbox=outbox,
+    )
 
 
-def _task_rows(touched: Sequence[tuple[Flow, list[str]]]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(17)]
-    for flow, names in touched:
-        if flow.plan is None:
-            continue
-        positions = flow.plan.positions
-        for name in names:
-            task = flow.tasks[name]
-            failures = [
-                {"attempt": f.attempt, "error_type": f.error_type, "message": f.message, "at": f.at}
-                for f in task.failures
-            ]
-            values = (
-                flow.id,
-                name,
-                positions[name],
-                str(task.status),
-                task.attempt,
-                task.queue,
-                ",".join(flow.plan.depends[name]),
-                task.dispatched_at,
-                task.started_at,
-                task.finished_at,
-                task.exit_code,
-                task.error_type,
-                task.error_message,
-                task.runner,
-                task.priority,
-                _encoder.encode(failures).decode(),
-                task.retry_at,
-            )
-            for col, value in zip(cols, values, strict=True):
-                col.append(value)
-    return cols
+def _flow_row(change: Change) -> FlowRow:
+    flow = change.after
+    assert flow.created_at is not None and flow.updated_at is not None  # it has events
+    spec = flow.plan.spec if flow.plan else None
+    digest = None
+    for event in change.events:
+        if isinstance(event, FlowSubmitted):
+            digest = spec_digest(event.spec)
+    return FlowRow(
+        id=flow.id,
+        name=flow.name,
+        status=str(flow.status),
+        seq=flow.seq,
+        task_count=len(flow.tasks),
+        created_at=flow.created_at,
+        updated_at=flow.updated_at,
+        spec_digest=digest,
+        errors=flow.errors or None,
+        tags=spec.tags if spec else [],
+        metadata=spec.metadata if spec else {},
+        start_at=flow.start_at,
+        rerun_of=flow.rerun_of,
+        unique_key=spec.unique.key if spec and spec.unique else None,
+        finished_at=flow.updated_at if flow.status.terminal else None,
+    )
 
 
-def _task_outputs(touched: Sequence[tuple[Flow, list[str]]]) -> list[str]:
-    """The `outputs` column of the rows `_task_rows` writes, in the same order."""
-    return [
-        _encoder.encode(list(flow.tasks[name].outputs)).decode()
-        for flow, names in touched
-        if flow.plan is not None
-        for name in names
-    ]
+def _task_row(flow: Flow, name: str) -> TaskRow:
+    assert flow.plan is not None
+    task = flow.tasks[name]
+    return TaskRow(
+        flow_id=flow.id,
+        name=name,
+        position=flow.plan.positions[name],
+        status=str(task.status),
+        attempt=task.attempt,
+        queue=task.queue,
+        depends=flow.plan.depends[name],
+        dispatched_at=task.dispatched_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        exit_code=task.exit_code,
+        error_type=task.error_type,
+        error_message=task.error_message,
+        runner=task.runner,
+        priority=task.priority,
+        failures=task.failures,
+        retry_at=task.retry_at,
+        outputs=task.outputs,
+    )
 
 
 def _timer_rows(
     touched: Sequence[tuple[Flow, list[str]]], timing: Timing
-) -> tuple[list[list[str]], list[list[Any]]]:
+) -> tuple[list[TimerKey], list[TimerRow]]:
     """Timers to clear (every touched task and the flow's own) and the ones now due."""
-    cleared: list[list[str]] = [[], []]
-    cols: list[list[Any]] = [[] for _ in range(5)]
-
-    def add(flow_id: str, task: str, kind: str, attempt: int, due: datetime) -> None:
-        for col, value in zip(cols, (flow_id, task, kind, attempt, due), strict=True):
-            col.append(value)
-
+    cleared: list[TimerKey] = []
+    due: list[TimerRow] = []
     for flow, names in touched:
-        for name in ["", *names]:
-            cleared[0].append(flow.id)
-            cleared[1].append(name)
+        cleared.extend(TimerKey(flow.id, name) for name in ["", *names])
         if flow.status is FlowStatus.SCHEDULED and flow.start_at is not None:
-            add(flow.id, "", "start", 0, flow.start_at)
+            due.append(TimerRow(flow.id, "", "start", 0, flow.start_at))
         if flow.plan is None or flow.status.terminal:
             continue
         for name in names:
             task = flow.tasks[name]
             if task.status is TaskStatus.RETRYING and task.retry_at is not None:
-                add(flow.id, name, "retry", task.attempt, task.retry_at)
+                due.append(TimerRow(flow.id, name, "retry", task.attempt, task.retry_at))
             elif task.status is TaskStatus.RUNNING and task.started_at is not None:
-                add(
-                    flow.id,
-                    name,
-                    "lease",
-                    task.attempt,
-                    task.started_at + timedelta(seconds=timing.lease),
-                )
+                lease = task.started_at + timedelta(seconds=timing.lease)
+                due.append(TimerRow(flow.id, name, "lease", task.attempt, lease))
                 timeout = flow.plan.tasks[name].timeout
                 if timeout:
-                    due = task.started_at + timedelta(seconds=timeout + timing.deadline_grace)
-                    add(flow.id, name, "deadline", task.attempt, due)
-    return cleared, cols
+                    deadline = task.started_at + timedelta(seconds=timeout + timing.deadline_grace)
+                    due.append(TimerRow(flow.id, name, "deadline", task.attempt, deadline))
+    return cleared, due

@@ -18,6 +18,7 @@ from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, new_flow_id
 from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
+from weir_scheduler.data import DataLayer, Lock
 from weir_scheduler.decider import (
     DEFAULT_POLICY,
     Cancel,
@@ -30,7 +31,7 @@ from weir_scheduler.decider import (
     decide_and_evolve,
 )
 from weir_scheduler.planner import Limits, Rejected, decode, plan
-from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore, Q, spec_digest
+from weir_scheduler.store import Change, ConcurrencyError, EventStore, spec_digest
 
 log = logging.getLogger("weir.scheduler.submissions")
 
@@ -110,18 +111,17 @@ class SubmissionHandler:
         keys = sorted({k for i in intents if (k := _unique_key(i)) is not None})
         if not keys:
             return (await self._record_in(None, submissions, intents))[0]
-        async with self.store.pool.acquire() as conn:
-            async with conn.transaction():
-                # Submits sharing a unique key queue up here, on every replica.
-                for key in keys:
-                    await conn.execute(Q["lock_unique_key"], key)
-                outcomes, changes = await self._record_in(conn, submissions, intents)
-            await self.store.committed(changes)
-            return outcomes
+        async with self.store.data.transaction() as tx:
+            # Submits sharing a unique key queue up here, on every replica.
+            for key in keys:
+                await tx.lock(Lock.UNIQUE_KEY, key)
+            outcomes, changes = await self._record_in(tx, submissions, intents)
+        await self.store.committed(changes)
+        return outcomes
 
     async def _record_in(
         self,
-        conn: Conn | None,
+        tx: DataLayer | None,
         submissions: Sequence[Submission],
         intents: Sequence[_Intent],
     ) -> tuple[list[Outcome], list[Change]]:
@@ -147,9 +147,9 @@ class SubmissionHandler:
                 intent = _Intent(submission.fallback_id, _taken(intent), None)
             key = _unique_key(intent)
             if key is not None and isinstance(intent.command, Submit):
-                assert conn is not None and intent.command.spec.unique is not None
+                assert tx is not None and intent.command.spec.unique is not None
                 unique = intent.command.spec.unique
-                holder = holders.get(key) or await self._holder(conn, unique, now)
+                holder = holders.get(key) or await self._holder(tx, unique, now)
                 if holder is not None:
                     outcome, extra = await self._conflict(intent, unique, holder, now)
                     if extra is not None:
@@ -163,7 +163,7 @@ class SubmissionHandler:
             changes.append(Change(before, after, events))
             errors = intent.command.errors if isinstance(intent.command, Reject) else ()
             outcomes.append(Outcome(intent.flow_id, after.status, created=True, errors=errors))
-        await self.store.append(changes, conn=conn)
+        await self.store.append(changes, tx=tx)
         for outcome in outcomes:
             if outcome.created and outcome.status is FlowStatus.REJECTED:
                 log.info(
@@ -205,13 +205,13 @@ class SubmissionHandler:
         return Outcome(flow_id, after.status, created=True)
 
     async def _holder(
-        self, conn: Conn, unique: Unique, now: datetime
+        self, tx: DataLayer, unique: Unique, now: datetime
     ) -> tuple[str, FlowStatus] | None:
         """The newest flow holding `unique.key` in one of the statuses, within the window."""
         since = now - timedelta(seconds=unique.window) if unique.window else None
         statuses = unique.statuses or list(UNIQUE_STATUSES_DEFAULT)
-        row = await conn.fetchrow(Q["unique_holder"], unique.key, statuses, since)
-        return None if row is None else (row["id"], FlowStatus(row["status"]))
+        holder = await tx.unique_holder(unique.key, [str(s) for s in statuses], since)
+        return None if holder is None else (holder[0], FlowStatus(holder[1]))
 
     async def _conflict(
         self, intent: _Intent, unique: Unique, holder: tuple[str, FlowStatus], now: datetime

@@ -49,8 +49,11 @@ class TimerFirer:
         if not claimed:
             return 0
         commands = [
-            (flow_id, FireTimer(kind=_kind(kind), task=task, attempt=attempt))
-            for flow_id, task, kind, attempt in claimed
+            (
+                timer.flow_id,
+                FireTimer(kind=_kind(timer.kind), task=timer.task, attempt=timer.attempt),
+            )
+            for timer in claimed
         ]
         await self.commands.apply(commands)
         await self.store.drop_fired_timers(claimed)

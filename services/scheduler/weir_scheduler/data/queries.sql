@@ -1,4 +1,4 @@
--- Every query the scheduler runs, loaded by name (see store.py). Values are always bound
+-- Every query the scheduler runs, loaded by name (see queries.py). Values are always bound
 -- parameters, never pasted into the text.
 
 -- name: events_after
@@ -18,43 +18,22 @@ SELECT id, spec_digest, status FROM flows WHERE id = ANY($1::text[]);
 -- name: append
 -- One statement, one round trip, atomic on its own: events, projections (flows, tasks,
 -- timers), outbox rows and the relay's wake-up. A concurrent append to the same flow fails it
--- on (flow_id, seq); the caller reloads and decides again.
+-- on (flow_id, seq); the caller reloads and decides again. Each row set is one JSON array
+-- ($1-$5, rows.py), the outbox three arrays ($6-$8: payloads are bytes).
 WITH appended AS (
-    INSERT INTO events (id, flow_id, seq, type, data)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::jsonb[])
+    INSERT INTO events (:EventRow.columns)
+    SELECT :EventRow.columns FROM jsonb_to_recordset($1::jsonb) AS e(:EventRow.record)
     RETURNING 1
 ), flow_rows AS (
-    INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, spec_digest,
-                       errors, tags, metadata, start_at, rerun_of, unique_key, finished_at)
-    SELECT f.id, f.name, f.status, f.seq, f.task_count, f.created_at, f.updated_at,
-           f.spec_digest, f.errors,
-           array(SELECT jsonb_array_elements_text(coalesce(f.tags_json, '[]'::jsonb))),
-           coalesce(f.metadata, '{}'::jsonb), f.start_at, f.rerun_of, f.unique_key,
-           f.finished_at
-    FROM unnest($6::text[], $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[],
-                $12::timestamptz[], $13::text[], $14::jsonb[], $15::jsonb[], $16::jsonb[],
-                $17::timestamptz[], $18::text[], $19::text[], $20::timestamptz[])
-         AS f(id, name, status, seq, task_count, created_at, updated_at, spec_digest, errors,
-              tags_json, metadata, start_at, rerun_of, unique_key, finished_at)
+    INSERT INTO flows (:FlowRow.columns)
+    SELECT :FlowRow.columns FROM jsonb_to_recordset($2::jsonb) AS f(:FlowRow.record)
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
         finished_at = excluded.finished_at
     RETURNING 1
 ), task_rows AS (
-    INSERT INTO tasks (flow_id, name, position, status, attempt, queue, depends, dispatched_at,
-                       started_at, finished_at, exit_code, error_type, error_message, runner,
-                       priority, failures, retry_at, outputs)
-    SELECT t.flow_id, t.name, t.position, t.status, t.attempt, t.queue,
-           CASE WHEN t.depends = '' THEN '{}'::text[] ELSE string_to_array(t.depends, ',') END,
-           t.dispatched_at, t.started_at, t.finished_at, t.exit_code, t.error_type,
-           t.error_message, t.runner, t.priority, t.failures, t.retry_at, t.outputs
-    FROM unnest($21::text[], $22::text[], $23::int[], $24::text[], $25::int[], $26::text[],
-                $27::text[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
-                $31::int[], $32::text[], $33::text[], $34::text[], $35::int[], $36::jsonb[],
-                $37::timestamptz[], $48::jsonb[])
-         AS t(flow_id, name, position, status, attempt, queue, depends, dispatched_at,
-              started_at, finished_at, exit_code, error_type, error_message, runner, priority,
-              failures, retry_at, outputs)
+    INSERT INTO tasks (:TaskRow.columns)
+    SELECT :TaskRow.columns FROM jsonb_to_recordset($3::jsonb) AS t(:TaskRow.record)
     ON CONFLICT (flow_id, name) DO UPDATE SET
         status = excluded.status, attempt = excluded.attempt,
         dispatched_at = excluded.dispatched_at, started_at = excluded.started_at,
@@ -64,18 +43,17 @@ WITH appended AS (
         outputs = excluded.outputs
     RETURNING 1
 ), due AS (
-    SELECT * FROM unnest($40::text[], $41::text[], $42::text[], $43::int[], $44::timestamptz[])
-        AS d(flow_id, task, kind, attempt, due_at)
+    SELECT :TimerRow.columns FROM jsonb_to_recordset($5::jsonb) AS d(:TimerRow.record)
 ), timers_set AS (
-    INSERT INTO timers (flow_id, task, kind, attempt, due_at)
-    SELECT * FROM due
+    INSERT INTO timers (:TimerRow.columns)
+    SELECT :TimerRow.columns FROM due
     ON CONFLICT (flow_id, task, kind) DO UPDATE SET
         attempt = excluded.attempt, due_at = excluded.due_at, claimed_until = NULL
     RETURNING 1
 ), timers_cleared AS (
     -- Timers of the touched tasks that are no longer due (disjoint from the rows set above).
     DELETE FROM timers t
-    USING unnest($38::text[], $39::text[]) AS c(flow_id, task)
+    USING jsonb_to_recordset($4::jsonb) AS c(:TimerKey.record)
     WHERE t.flow_id = c.flow_id AND t.task = c.task
       AND NOT EXISTS (
           SELECT 1 FROM due
@@ -84,7 +62,7 @@ WITH appended AS (
     RETURNING 1
 ), outbox_rows AS (
     INSERT INTO outbox (subject, msg_id, payload)
-    SELECT * FROM unnest($45::text[], $46::text[], $47::bytea[])
+    SELECT * FROM unnest($6::text[], $7::text[], $8::bytea[])
     RETURNING id
 )
 SELECT pg_notify('weir_outbox', ''),
@@ -192,9 +170,6 @@ UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
 -- name: schedule_next_due
 SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
 
--- name: lock_queue
-SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020303));
-
 -- name: pending_flows
 SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'cancelling');
 
@@ -219,9 +194,6 @@ SELECT w.flow_id, w.name
 FROM waiting w LEFT JOIN busy b ON b.flow_id = w.flow_id
 ORDER BY w.priority, w.turn + coalesce(b.in_flight, 0), w.created_at, w.position
 LIMIT $2;
-
--- name: lock_unique_key
-SELECT pg_advisory_xact_lock(hashtextextended($1, 7261020302));
 
 -- name: unique_holder
 SELECT id, status FROM flows
@@ -258,5 +230,25 @@ SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1;
 -- name: outbox_delete
 DELETE FROM outbox WHERE id = ANY($1::bigint[]);
 
--- name: relay_lock
-SELECT pg_try_advisory_lock(7261020301);
+-- name: try_session_lock
+-- A lock held until the connection closes (locks.py names the keys).
+SELECT pg_try_advisory_lock($1);
+
+-- name: lock_transaction
+-- Held until the transaction ends.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: lock_name_transaction
+-- One lock per name under a key (a queue, a unique key), held until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended($1, $2));
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS weir_migrations (
+    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_applied
+SELECT name FROM weir_migrations;
+
+-- name: migration_record
+INSERT INTO weir_migrations (name) VALUES ($1);

@@ -1,0 +1,48 @@
+"""The scheduler's data layer: the only code that holds the database pool or runs SQL.
+
+- `layer.py`: `DataLayer`, the typed methods every caller uses, and what they promise;
+- `postgres.py`: `PostgresData`, the real one; every statement is named in `queries.sql`;
+- `memory.py`: `MemoryData`, its in-memory twin for unit tests;
+- `rows.py`: the typed rows; those written in bulk are their own column lists;
+- `locks.py`: every advisory lock, named once.
+
+"Where is the SQL for X?": the method `X` in postgres.py names its statement in queries.sql.
+"""
+
+from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
+from weir_scheduler.data.locks import Lock
+from weir_scheduler.data.rows import (
+    AppendBatch,
+    AttemptState,
+    DueSchedule,
+    EventRow,
+    FiredTimer,
+    FlowKey,
+    FlowRow,
+    LoggedEvent,
+    NewSchedule,
+    OutboxRow,
+    TaskRow,
+    TimerKey,
+    TimerRow,
+)
+
+__all__ = [
+    "AppendBatch",
+    "AttemptState",
+    "ConcurrencyError",
+    "DataLayer",
+    "DueSchedule",
+    "EventRow",
+    "FiredTimer",
+    "FlowKey",
+    "FlowRow",
+    "Leadership",
+    "Lock",
+    "LoggedEvent",
+    "NewSchedule",
+    "OutboxRow",
+    "TaskRow",
+    "TimerKey",
+    "TimerRow",
+]

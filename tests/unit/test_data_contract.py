@@ -1,0 +1,397 @@
+"""The data layer's contract: PostgresData and its in-memory twin MemoryData answer alike.
+
+Every test runs against both; the unit tests of the shell that use MemoryData rely on
+exactly what is asserted here. The Postgres side also proves every named statement of
+queries.sql prepares against the migrated schema (so a row type and its table agree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+import pytest
+from weir.embedded import EmbeddedPostgres
+from weir_scheduler.data import (
+    AppendBatch,
+    ConcurrencyError,
+    DataLayer,
+    EventRow,
+    FlowKey,
+    FlowRow,
+    Lock,
+    NewSchedule,
+    OutboxRow,
+    TaskRow,
+    TimerKey,
+    TimerRow,
+)
+from weir_scheduler.data.memory import MemoryData
+from weir_scheduler.data.postgres import PostgresData
+from weir_scheduler.data.queries import QUERIES
+from weir_scheduler.data.rows import BULK_ROWS, record_columns
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(params=["postgres", "memory"])
+async def data(request: pytest.FixtureRequest) -> AsyncIterator[DataLayer]:
+    if request.param == "memory":
+        yield MemoryData()
+        return
+    cluster: EmbeddedPostgres = request.getfixturevalue("postgres")  # tests/conftest.py
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(cluster.url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = cluster.url_for(name)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    layer = PostgresData(pool, url)
+    await layer.migrate()
+    try:
+        yield layer
+    finally:
+        await pool.close()
+
+
+def flow_row(flow_id: str, **fields: object) -> FlowRow:
+    seq = int(str(fields.get("seq", 1)))
+    values: dict[str, object] = {
+        "id": flow_id,
+        "name": "etl",
+        "status": "running",
+        "seq": seq,
+        "task_count": 2,
+        "created_at": NOW - HOUR,
+        "updated_at": NOW - HOUR + timedelta(seconds=seq),
+        "spec_digest": "d1",
+        "errors": None,
+        "tags": ["nightly"],
+        "metadata": {"team": "data"},
+        "start_at": None,
+        "rerun_of": None,
+        "unique_key": None,
+        "finished_at": None,
+    }
+    values.update(fields)
+    return msgspec.convert(values, FlowRow)
+
+
+def task_row(flow_id: str, name: str, position: int, **fields: object) -> TaskRow:
+    values: dict[str, object] = {
+        "flow_id": flow_id,
+        "name": name,
+        "position": position,
+        "status": "pending",
+        "attempt": 0,
+        "queue": "default",
+        "depends": [],
+        "dispatched_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "exit_code": None,
+        "error_type": None,
+        "error_message": None,
+        "runner": None,
+        "priority": 0,
+        "failures": [],
+        "retry_at": None,
+        "outputs": [],
+    }
+    values.update(fields)
+    return msgspec.convert(values, TaskRow)
+
+
+def event(flow_id: str, seq: int, kind: str = "task_started") -> EventRow:
+    body = {"id": f"{flow_id}.{seq}", "flow_id": flow_id, "seq": seq, "type": kind}
+    return EventRow(f"{flow_id}.{seq}", flow_id, seq, kind, msgspec.Raw(msgspec.json.encode(body)))
+
+
+def batch(
+    events: list[EventRow],
+    flows: list[FlowRow] = (),  # type: ignore[assignment]
+    tasks: list[TaskRow] = (),  # type: ignore[assignment]
+    cleared: list[TimerKey] = (),  # type: ignore[assignment]
+    due: list[TimerRow] = (),  # type: ignore[assignment]
+) -> AppendBatch:
+    return AppendBatch(
+        events=events,
+        flows=list(flows),
+        tasks=list(tasks),
+        timers_cleared=list(cleared),
+        timers_due=list(due),
+        outbox=[OutboxRow(0, f"weir.evt.{e.flow_id}", e.id, bytes(e.data)) for e in events],
+    )
+
+
+async def submitted(data: DataLayer, flow_id: str, **fields: object) -> None:
+    await data.append(
+        batch(
+            [event(flow_id, 1, "flow_submitted")],
+            [flow_row(flow_id, **fields)],
+            [task_row(flow_id, "extract", 0), task_row(flow_id, "load", 1, depends=["extract"])],
+        )
+    )
+
+
+# The log ---------------------------------------------------------------------------------
+
+
+async def test_append_writes_events_projections_and_outbox_in_order(data: DataLayer) -> None:
+    await submitted(data, "f1")
+    ids = await data.append(batch([event("f1", 2), event("f1", 3)], [flow_row("f1", seq=3)]))
+    assert len(ids) == 2 and ids[0] < ids[1]
+    logged = await data.events_after({"f1": 1, "nobody": 0})
+    assert [(e.flow_id, msgspec.json.decode(e.data)["seq"]) for e in logged] == [
+        ("f1", 2),
+        ("f1", 3),
+    ]
+    assert [msgspec.json.decode(d)["seq"] for d in await data.flow_events("f1")] == [1, 2, 3]
+    assert await data.flow_digests(["f1", "nobody"]) == {"f1": ("d1", "running")}
+    rows = await data.outbox_batch(10)
+    assert [r.msg_id for r in rows] == ["f1.1", "f1.2", "f1.3"]
+    assert rows[1].id == ids[0]
+    await data.outbox_delete([rows[0].id])
+    assert [r.msg_id for r in await data.outbox_batch(1)] == ["f1.2"]
+
+
+async def test_a_seq_already_in_the_log_fails_the_whole_append(data: DataLayer) -> None:
+    await submitted(data, "f1")
+    with pytest.raises(ConcurrencyError):
+        await data.append(
+            batch([event("f2", 1), event("f1", 1)], [flow_row("f1", seq=9, status="failed")])
+        )
+    assert await data.flow_digests(["f1", "f2"]) == {"f1": ("d1", "running")}
+    assert [r.msg_id for r in await data.outbox_batch(10)] == ["f1.1"]
+
+
+async def test_a_flow_row_keeps_what_was_fixed_at_submit(data: DataLayer) -> None:
+    await submitted(data, "f1")
+    later = flow_row("f1", seq=2, status="succeeded", name="renamed", finished_at=NOW)
+    done = task_row("f1", "load", 7, status="succeeded", attempt=1, queue="gpu", exit_code=0)
+    await data.append(batch([event("f1", 2)], [later], [done]))
+    view = await data.flow_view("f1")
+    assert view is not None
+    assert (view.name, view.status, view.seq, view.finished_at) == ("etl", "succeeded", 2, NOW)
+    assert [(t.name, t.status, t.queue, t.depends) for t in view.tasks] == [
+        ("extract", "pending", "default", []),
+        ("load", "succeeded", "default", ["extract"]),
+    ]
+    assert view.tags == ["nightly"] and view.metadata == {"team": "data"}
+    assert await data.flow_view("nobody") is None
+
+
+# Timers ----------------------------------------------------------------------------------
+
+
+async def test_a_claimed_timer_is_not_claimed_again_until_dropped(data: DataLayer) -> None:
+    await submitted(data, "f1")
+    due = [
+        TimerRow("f1", "extract", "retry", 1, NOW - HOUR),
+        TimerRow("f1", "load", "retry", 1, NOW + HOUR),
+    ]
+    await data.append(batch([event("f1", 2)], due=due))
+    claimed = await data.claim_timers(10, 30.0)
+    assert [(t.task, t.kind, t.attempt) for t in claimed] == [("extract", "retry", 1)]
+    assert await data.claim_timers(10, 30.0) == []
+    wait = await data.next_timer_in()
+    assert wait is not None and 3000 < wait <= 3600  # the unclaimed one, an hour out
+    await data.drop_fired_timers(claimed)
+    await data.append(batch([event("f1", 3)], cleared=[TimerKey("f1", "load")]))
+    assert await data.next_timer_in() is None
+
+
+async def test_a_heartbeat_moves_a_lease_later_and_silence_counts_from_it(
+    data: DataLayer,
+) -> None:
+    await submitted(data, "f1")
+    lease = TimerRow("f1", "extract", "lease", 1, NOW - timedelta(seconds=50))
+    await data.append(batch([event("f1", 2)], due=[lease]))
+    silence = await data.attempt_silence("f1", "extract", 1, 60.0)
+    assert silence is not None and silence >= 110
+    await data.extend_leases([("f1", "extract", 1)], 60.0)
+    silence = await data.attempt_silence("f1", "extract", 1, 60.0)
+    assert silence is not None and silence < 5
+    assert await data.attempt_silence("f1", "extract", 2, 60.0) is None
+
+
+# Queues, unique keys ---------------------------------------------------------------------
+
+
+async def test_queue_next_gives_each_flow_its_turn(data: DataLayer) -> None:
+    await data.append(
+        batch(
+            [event("big", 1), event("small", 1)],
+            [flow_row("big"), flow_row("small", created_at=NOW - timedelta(minutes=30))],
+            [
+                task_row("big", "a", 0, status="running", queue="gpu"),
+                task_row("big", "b", 1, status="queued", queue="gpu"),
+                task_row("big", "c", 2, status="queued", queue="gpu"),
+                task_row("small", "x", 0, status="queued", queue="gpu"),
+                task_row("small", "y", 1, status="queued", queue="gpu", priority=1),
+            ],
+        )
+    )
+    assert await data.queue_in_flight("gpu") == 1
+    assert await data.queue_next("gpu", 10) == [
+        ("small", "x"),
+        ("big", "b"),
+        ("big", "c"),
+        ("small", "y"),
+    ]
+    assert await data.pending_flows() == 2
+
+
+async def test_unique_holder_is_the_newest_flow_with_the_key(data: DataLayer) -> None:
+    await submitted(data, "old", unique_key="k", created_at=NOW - 2 * HOUR)
+    await submitted(data, "new", unique_key="k")
+    await submitted(data, "other", unique_key="j")
+    assert await data.unique_holder("k", ["running"], None) == ("new", "running")
+    assert await data.unique_holder("k", ["pending"], None) is None
+    assert await data.unique_holder("k", ["running"], NOW - timedelta(minutes=1)) is None
+
+
+# Transactions and locks ------------------------------------------------------------------
+
+
+async def test_a_failed_transaction_leaves_nothing(data: DataLayer) -> None:
+    with pytest.raises(RuntimeError):
+        async with data.transaction() as tx:
+            await submitted(tx, "f1")
+            raise RuntimeError("changed my mind")
+    assert await data.flow_digests(["f1"]) == {}
+    assert await data.outbox_batch(10) == []
+
+
+async def test_holders_of_one_lock_name_go_one_after_another(data: DataLayer) -> None:
+    order: list[str] = []
+
+    async def hold(who: str, name: str) -> None:
+        async with data.transaction() as tx:
+            await tx.lock(Lock.QUEUE, name)
+            order.append(f"{who} in")
+            await asyncio.sleep(0.05)
+            order.append(f"{who} out")
+
+    await asyncio.gather(hold("a", "gpu"), hold("b", "gpu"))
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+    order.clear()
+    await asyncio.gather(hold("a", "gpu"), hold("b", "cpu"))
+    assert order[:2] in (["a in", "b in"], ["b in", "a in"])
+
+
+async def test_one_relay_leads_at_a_time(data: DataLayer) -> None:
+    first, second = data.leadership(), data.leadership()
+    woken = asyncio.Event()
+    assert await first.try_lead(woken.set)
+    assert not await second.try_lead(lambda: None)
+    await submitted(data, "f1")
+    await asyncio.wait_for(woken.wait(), 5)
+    assert [r.msg_id for r in await first.outbox_batch(10)] == ["f1.1"]
+    await first.close()
+    assert await second.try_lead(lambda: None)
+    await second.close()
+
+
+# Schedules -------------------------------------------------------------------------------
+
+
+def schedule(name: str, next_run_at: datetime) -> NewSchedule:
+    spec = msgspec.json.encode({"name": "etl", "tasks": []}).decode()
+    return NewSchedule(
+        name=name,
+        cron="0 * * * *",
+        timezone="UTC",
+        spec=spec,
+        missed="skip",
+        paused=False,
+        next_run_at=next_run_at,
+    )
+
+
+async def test_a_due_schedule_is_held_by_the_transaction_that_read_it(data: DataLayer) -> None:
+    view = await data.schedule_upsert(schedule("hourly", NOW - HOUR))
+    assert (view.name, view.flow_name, view.paused) == ("hourly", "etl", False)
+    await data.schedule_upsert(schedule("later", NOW + HOUR))
+    async with data.transaction() as tx:
+        assert [s.name for s in await tx.schedules_due(10)] == ["hourly"]
+        async with data.transaction() as other:
+            assert await other.schedules_due(10) == []
+        await tx.schedule_advance("hourly", NOW + 2 * HOUR, NOW - HOUR)
+    listed = await data.schedule_list()
+    assert [(s.name, s.next_run_at, s.last_tick_at) for s in listed] == [
+        ("hourly", NOW + 2 * HOUR, NOW - HOUR),
+        ("later", NOW + HOUR, None),
+    ]
+    paused = await data.schedule_pause("later", True)
+    assert paused is not None and paused.paused
+    due_in = await data.schedule_next_in()
+    assert due_in is not None and due_in > 3600
+    assert await data.schedule_delete("later")
+    assert not await data.schedule_delete("later")
+    assert await data.schedule_pause("later", False) is None
+
+
+# Read side and pruning -------------------------------------------------------------------
+
+
+async def test_pages_and_queries_are_newest_first(data: DataLayer) -> None:
+    for n in range(3):
+        await submitted(data, f"f{n}", created_at=NOW - timedelta(minutes=10 - n))
+    await submitted(data, "g", tags=["weekly"], status="failed")
+    page = await data.flow_page(None, None, 2)
+    assert [f.id for f in page] == ["f2", "f1"]
+    after = FlowKey(page[-1].created_at, page[-1].id)
+    assert [f.id for f in await data.flow_page(None, after, 10)] == ["f0", "g"]
+    assert [f.id for f in await data.flow_page("failed", None, 10)] == ["g"]
+    where = {"and": [{"tags_any": ["nightly"]}, {"not": {"name": "other"}}]}
+    assert [f.id for f in await data.flow_query(where, after, 10)] == ["f0"]
+
+
+async def test_prune_deletes_old_ended_flows_beyond_the_newest_kept(data: DataLayer) -> None:
+    for n in range(3):
+        finished = NOW - timedelta(days=3 - n)
+        await submitted(data, f"f{n}", status="succeeded", finished_at=finished)
+    await submitted(data, "live")
+    pruned = await data.prune_batch(["succeeded"], 1, NOW - HOUR, 10)
+    assert pruned == ["f0", "f1"]
+    assert set(await data.flow_digests(["f0", "f1", "f2", "live"])) == {"f2", "live"}
+    assert await data.flow_events("f0") == []
+    await submitted(data, "f0")  # its ids are free again
+
+
+# Postgres only ---------------------------------------------------------------------------
+
+
+async def test_every_named_statement_prepares_on_the_migrated_schema(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+        await PostgresData(pool, database_url).migrate()
+        await pool.close()
+        failures = []
+        for name, sql in QUERIES.items():
+            try:
+                await conn.prepare(sql)
+            except asyncpg.PostgresError as exc:
+                failures.append(f"{name}: {exc}")
+        assert failures == []
+        for table, row_type in [("events", "EventRow"), ("flows", "FlowRow"), ("tasks", "TaskRow")]:
+            columns = {
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $1",
+                    table,
+                )
+            }
+            for column, _ in record_columns(BULK_ROWS[row_type]):
+                assert column in columns, f"{row_type}.{column} is not a column of {table}"
+    finally:
+        await conn.close()

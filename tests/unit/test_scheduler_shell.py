@@ -1,0 +1,144 @@
+"""The scheduler's shell (submissions, commands, timers, queues, cron) on the in-memory data
+layer: what each does to the state, in milliseconds. MemoryData answers as PostgresData does
+(tests/unit/test_data_contract.py); the same paths against Postgres and NATS are in
+tests/integration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from weir_proto import subjects
+from weir_proto.messages import AttemptStarted, Dispatch
+from weir_scheduler.commands import FlowCommands, report_command
+from weir_scheduler.cron import CronTicker
+from weir_scheduler.data import NewSchedule
+from weir_scheduler.data.memory import MemoryData
+from weir_scheduler.decider import DEFAULT_POLICY, Policy
+from weir_scheduler.planner import Limits
+from weir_scheduler.queues import QueueDispatcher
+from weir_scheduler.store import EventStore, Timing
+from weir_scheduler.submissions import Submission, SubmissionHandler
+from weir_scheduler.timers import TimerFirer
+
+from tests.flows import task
+
+LEASE = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Shell:
+    def __init__(self, policy: Policy = DEFAULT_POLICY) -> None:
+        self.clock = Clock()
+        self.data = MemoryData(self.clock)
+        self.store = EventStore(self.data, timing=Timing(lease=LEASE))
+        self.submissions = SubmissionHandler(self.store, Limits(), self.clock, policy)
+        self.commands = FlowCommands(self.store, self.clock, policy)
+
+    async def submit(self, spec: dict[str, Any], fallback: str = "fallback") -> str:
+        outcome = await self.submissions.submit(Submission(msgspec.json.encode(spec), fallback))
+        return outcome.flow_id
+
+    async def dispatches(self) -> list[Dispatch]:
+        rows = await self.data.outbox_batch(1000)
+        prefix = subjects.DISPATCH_PREFIX + "."
+        return [
+            msgspec.json.decode(r.payload, type=Dispatch)
+            for r in rows
+            if r.subject.startswith(prefix)
+        ]
+
+    async def statuses(self, flow_id: str) -> dict[str, str]:
+        view = await self.store.get(flow_id)
+        assert view is not None
+        return {t.name: t.status for t in view.tasks}
+
+
+async def test_a_submit_is_recorded_once_and_dispatches_its_roots() -> None:
+    shell = Shell()
+    spec = {"name": "etl", "id": "etl-1", "tasks": [task("a"), task("b", depends=["a"])]}
+    first = await shell.submissions.submit(Submission(msgspec.json.encode(spec), "x"))
+    again = await shell.submissions.submit(Submission(msgspec.json.encode(spec), "y"))
+    assert (first.flow_id, first.created, again.created) == ("etl-1", True, False)
+    assert await shell.statuses("etl-1") == {"a": "dispatched", "b": "pending"}
+    assert [d.task.name for d in await shell.dispatches()] == ["a"]
+
+
+async def test_a_second_submit_with_a_held_unique_key_is_rejected() -> None:
+    shell = Shell()
+    unique = {"key": "nightly", "on_conflict": "reject"}
+    await shell.submit({"name": "etl", "id": "one", "unique": unique, "tasks": [task("a")]})
+    outcome = await shell.submissions.submit(
+        Submission(
+            msgspec.json.encode(
+                {"name": "etl", "id": "two", "unique": unique, "tasks": [task("a")]}
+            ),
+            "x",
+        )
+    )
+    assert outcome.status == "rejected" and outcome.existing == "one"
+    assert "held by flow one" in outcome.errors[0].message
+
+
+async def test_a_silent_runner_loses_its_attempt_when_the_lease_timer_fires() -> None:
+    shell = Shell()
+    flow_id = await shell.submit({"name": "etl", "id": "etl-1", "tasks": [task("a")]})
+    (dispatch,) = await shell.dispatches()
+    started = AttemptStarted(
+        flow_id=flow_id, task="a", attempt=1, runner="r1", token=dispatch.token, at=shell.clock()
+    )
+    await shell.commands.apply([(flow_id, report_command(started))])
+    assert await shell.statuses(flow_id) == {"a": "running"}
+    timers = TimerFirer(shell.store, shell.commands)
+    assert await timers.fire_due() == 0
+    shell.clock.now += timedelta(seconds=LEASE + 1)
+    assert await timers.fire_due() == 1
+    assert (await shell.statuses(flow_id))["a"] != "running"
+    assert await shell.data.claim_timers(10, 30.0) == []
+
+
+async def test_a_limited_queue_releases_only_what_it_has_room_for() -> None:
+    shell = Shell(Policy(limited_queues=frozenset({"gpu"})))
+    tasks = [task(name, queue="gpu") for name in ("a", "b", "c")]
+    flow_id = await shell.submit({"name": "train", "id": "train-1", "tasks": tasks})
+    assert set((await shell.statuses(flow_id)).values()) == {"queued"}
+    queues = QueueDispatcher(shell.store, shell.commands, {"gpu": 2})
+    assert await queues.fill("gpu", 2) == 2
+    assert await queues.fill("gpu", 2) == 0
+    assert sorted((await shell.statuses(flow_id)).values()) == [
+        "dispatched",
+        "dispatched",
+        "queued",
+    ]
+
+
+async def test_a_due_schedule_submits_its_tick_once_and_moves_on() -> None:
+    shell = Shell()
+    shell.clock.now += timedelta(minutes=30)
+    spec = msgspec.json.encode({"name": "etl", "tasks": [task("a")]}).decode()
+    tick = shell.clock() - timedelta(minutes=5)  # the next, on the hour, is still to come
+    await shell.data.schedule_upsert(
+        NewSchedule(
+            name="hourly",
+            cron="0 * * * *",
+            timezone="UTC",
+            spec=spec,
+            missed="skip",
+            paused=False,
+            next_run_at=tick,
+        )
+    )
+    ticker = CronTicker(shell.data, shell.submissions, shell.clock)
+    assert await ticker.tick() == 1
+    assert await ticker.tick() == 0
+    assert await shell.store.get(f"hourly-{tick:%Y%m%d%H%M%S}") is not None
+    (view,) = await shell.data.schedule_list()
+    assert view.last_tick_at == tick and view.next_run_at > shell.clock()
