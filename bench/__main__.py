@@ -61,6 +61,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "revision such as HEAD, exported with `git archive` to a temporary directory",
     )
     p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="run nothing: redo the goal table, chart and (with --readme) README from a "
+        "results file with the current report code",
+    )
+    p.add_argument(
         "--readme",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -146,9 +154,29 @@ def use_code(revision: str, into: Path) -> str:
     return f"git {revision} = {sha}"
 
 
+def render(path: Path, readme: bool) -> int:
+    """The goal table, chart and README again from a results file (nothing is run)."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        combined = doc["results"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"--render {path}: not a bench results file ({exc})") from None
+    doc["analysis"] = report.analyse(combined)
+    doc["targets"] = report.targets(combined)
+    write_results(path.parent, doc["stamp"], doc)
+    chart = report.chart(combined, path.with_suffix(".png"), doc["stamp"])
+    print(report.summary_text(doc))
+    if readme:
+        (HERE / "README.md").write_text(report.readme(doc, path, chart))
+        print(f"readme:  {HERE / 'README.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render is not None:
+        return render(args.render, args.readme)
 
     stamp = timestamp()
     started = time.time()

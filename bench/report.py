@@ -284,7 +284,7 @@ def _goal_row(t: Mapping[str, Any]) -> str:
     if against == "target":
         against = f"target {fmt(t['reference'], 2)} {unit}"
     elif t["reference"] is not None:
-        against = f"{against}: {fmt(t['reference'], 2)} {unit}"
+        against = f"{against}: {fmt(t['reference'], 2)}"
     goal = "—" if t["goal"] is None else f"{t['comparison']} {fmt(t['goal'], 2)}"
     return (
         f"| {t['name']} | {fmt(t['weir'], 2)} {unit} | {against or '—'} "
@@ -550,6 +550,7 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ./just bench --code HEAD          # measure a git revision (exported with git archive), not the tree
 ./just bench --executors noop     # skip the local executor (over half of a full run's time)
 ./just bench --only soak --soak-seconds 1800  # a longer steady run (default 600 s, quick 45 s)
+./just bench --render results/T.json --readme  # redo goals, chart, README from a results file
 ```
 
 Each scenario starts its own database on one private Postgres and a fresh nats-server, and
