@@ -155,8 +155,8 @@ class ProfilingStack(Stack):
         return self.profile_to.with_name(f"{service}-{self.profile_to.name}.pyisession")
 
     def render_profiles(self) -> None:
-        """Each session as a call tree (.txt), a flat list of own time (-flat.txt) and an
-        interactive flame view (.html), beside it."""
+        """Each session as a call tree (.txt) and a flat list of own time (-flat.txt) beside
+        it; the session itself (tens of MiB) is removed."""
         if self.profile_to is None:
             return
         for service in PROFILED.values():
@@ -167,7 +167,6 @@ class ProfilingStack(Stack):
             for suffix, options in (
                 (".txt", ["-r", "text"]),
                 ("-flat.txt", ["-r", "text", "-p", "flat=true", "-p", "show_all=true"]),
-                (".html", ["-r", "html"]),
             ):
                 render = ["--load", str(session), *options, "--outfile", f"{stem}{suffix}"]
                 subprocess.run(
@@ -175,6 +174,7 @@ class ProfilingStack(Stack):
                     capture_output=True,
                     check=False,
                 )
+            session.unlink()
 
 
 @dataclass
