@@ -16,7 +16,7 @@ from typing import Any
 from bench import report
 from bench.stats import combine_repeats, machine_info, package_versions, timestamp, write_results
 
-SCENARIOS = ("throughput", "latency", "scale", "peers", "artifacts")
+SCENARIOS = ("throughput", "latency", "scale", "replicas", "soak", "peers", "artifacts")
 PEERS = ("pgqueuer", "procrastinate")
 HERE = Path(__file__).resolve().parent
 
@@ -42,17 +42,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fan-sizes", type=_sizes, default=None, help="default 1000,5000,10000")
     p.add_argument("--chain-sizes", type=_sizes, default=None, help="default 1000,5000,10000")
     p.add_argument("--jobs", type=int, default=None, help="peer jobs (default 20000)")
+    p.add_argument(
+        "--soak-seconds", type=float, default=None, help="steady run length (600; quick 45)"
+    )
+    p.add_argument("--soak-rate", type=float, default=200.0, help="steady run flows/s (200)")
     p.add_argument("--artifact-mib", type=int, default=200, help="artifact size in MiB (200)")
     p.add_argument("--concurrency", type=int, default=32, help="runner/peer worker concurrency")
     p.add_argument("--log-level", default="WARNING", help="WEIR_LOG_LEVEL for the services")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before giving up")
-    p.add_argument("--profile", action="store_true", help="run the scheduler under pyinstrument")
+    p.add_argument(
+        "--profile", action="store_true", help="run the scheduler and the runner under pyinstrument"
+    )
     p.add_argument("--results-dir", type=Path, default=HERE / "results")
     p.add_argument(
         "--code",
         default="tree",
         help="weir code to measure: 'tree' (the working tree as installed, default) or a git "
         "revision such as HEAD, exported with `git archive` to a temporary directory",
+    )
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="run nothing: redo the goal table, chart and (with --readme) README from a "
+        "results file with the current report code",
     )
     p.add_argument(
         "--readme",
@@ -71,6 +85,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "fan_sizes": [200, 1000] if quick else [1000, 5000, 10_000],
         "chain_sizes": [100, 300] if quick else [1000, 5000, 10_000],
         "jobs": 1000 if quick else 20_000,
+        "soak_seconds": 45.0 if quick else 600.0,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -139,9 +154,29 @@ def use_code(revision: str, into: Path) -> str:
     return f"git {revision} = {sha}"
 
 
+def render(path: Path, readme: bool) -> int:
+    """The goal table, chart and README again from a results file (nothing is run)."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        combined = doc["results"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"--render {path}: not a bench results file ({exc})") from None
+    doc["analysis"] = report.analyse(combined)
+    doc["targets"] = report.targets(combined)
+    write_results(path.parent, doc["stamp"], doc)
+    chart = report.chart(combined, path.with_suffix(".png"), doc["stamp"])
+    print(report.summary_text(doc))
+    if readme:
+        (HERE / "README.md").write_text(report.readme(doc, path, chart))
+        print(f"readme:  {HERE / 'README.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render is not None:
+        return render(args.render, args.readme)
 
     stamp = timestamp()
     started = time.time()
@@ -174,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                     raw["latency"].append(scenarios.latency(ctx, args.samples, args.chain))
                 if "scale" in args.only:
                     raw["scale"].append(scenarios.scale(ctx, args.fan_sizes, args.chain_sizes))
+                if "replicas" in args.only:
+                    raw["replicas"].append(scenarios.replicas(ctx, args.flows))
+                if "soak" in args.only:
+                    raw["soak"].append(scenarios.soak(ctx, args.soak_seconds, args.soak_rate))
                 if "artifacts" in args.only:
                     raw["artifacts"].append(scenarios.artifacts(ctx, args.artifact_mib))
                 if "peers" in args.only:

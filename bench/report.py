@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.artifacts import table as artifacts_table
-from bench.stats import Target, dig, fmt, growth_exponent, linearity_verdict
+from bench.stats import Goal, dig, fmt, growth_exponent, linearity_verdict
 
 NOTES = [
     "One machine runs everything: Postgres, nats-server, the scheduler, the runner, the "
@@ -21,13 +21,17 @@ NOTES = [
     "Services log at WARNING (per-attempt INFO lines cost real time); see settings.log_level.",
 ]
 
-TARGETS = (
-    ("noop throughput >= faster peer's steady jobs/s", "tasks/s"),
-    ("step-to-step p50 <= 5 ms", "ms"),
-    ("submit->start p50 <= 10 ms", "ms"),
-    ("10,000-task flow planning < 0.5 s", "s"),
-    ("scheduler peak RSS < 300 MiB", "MiB"),
-)
+STEP_P50_MS = 3.0
+STEP_P99_MS = 10.0
+CHAIN_MS_PER_STEP = 3.0
+FAN_TASKS_PER_S = 5000.0
+REPLICA_GAIN = 1.5
+"""'Clearly more' from two schedulers and two runners than from one of each: +50%."""
+RSS_GROWTH = 1.10
+"""'Flat' RSS over a steady run: the end within 10% of the level after warm-up."""
+SUBMIT_TO_START_MS = 10.0
+PLANNING_10K_S = 0.5
+SCHEDULER_PEAK_MIB = 300.0
 
 
 def _scale_rows(scale: Mapping[str, Any]) -> dict[str, list[tuple[int, Mapping[str, Any]]]]:
@@ -84,11 +88,15 @@ def analyse(results: Mapping[str, Any]) -> dict[str, Any]:
     if growth:
         out["scale_growth"] = growth
     weir_tps = dig(results, "throughput", "noop", "single_task_flows", "tasks_per_s")
+    batched_tps = dig(results, "throughput", "noop", "single_task_flows_batched", "tasks_per_s")
     weir_lat = dig(results, "latency", "submit_to_start_ms", "p50")
     ratios: dict[str, Any] = {}
     for name, run in results.get("peers", {}).items():
         ratios[name] = {
             "weir_noop_tasks_per_s_over_steady": _ratio(weir_tps, dig(run, "steady_per_s")),
+            "weir_noop_batched_tasks_per_s_over_steady": _ratio(
+                batched_tps, dig(run, "steady_per_s")
+            ),
             "weir_noop_tasks_per_s_over_enqueue_drain": _ratio(
                 weir_tps, dig(run, "enqueue_drain_per_s")
             ),
@@ -107,34 +115,186 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    weir_tps = dig(results, "throughput", "noop", "single_task_flows", "tasks_per_s")
+def _largest(results: Mapping[str, Any], shape: str) -> tuple[int, Mapping[str, Any]] | None:
+    """The scale run of `shape` at 10,000 tasks, else at the largest size measured."""
+    rows = _scale_rows(results.get("scale", {})).get(shape, [])
+    return max(rows, key=lambda r: (r[0] == 10_000, r[0])) if rows else None
+
+
+def _fastest_peer_latency(results: Mapping[str, Any]) -> tuple[str, float] | None:
+    best: tuple[str, float] | None = None
+    for name, run in results.get("peers", {}).items():
+        value = dig(run, "enqueue_to_start_ms", "p50")
+        if value is not None and (best is None or value < best[1]):
+            best = (name, value)
+    return best
+
+
+def goals(results: Mapping[str, Any]) -> list[Goal]:
+    """Issue 16's goals (and the standing ones), each as weir's figure over a peer's in the
+    same run or over a fixed target. A goal is never relaxed: a smaller quick-run size is
+    named in the goal, not scaled."""
     peer = _faster_peer(results, "steady_per_s")
-    plans = [
-        dig(results, "scale", key, "planning_s")
-        for key in results.get("scale", {})
-        if key.endswith("_10000")
-    ]
-    planning = max((p for p in plans if p is not None), default=None)
-    items = [
-        Target(TARGETS[0][0], weir_tps, peer[1] if peer else float("nan"), True, "tasks/s"),
-        Target(TARGETS[1][0], dig(results, "latency", "step_to_step_ms", "p50"), 5.0, False, "ms"),
-        Target(
-            TARGETS[2][0], dig(results, "latency", "submit_to_start_ms", "p50"), 10.0, False, "ms"
+    peer_label = f"{peer[0]} steady jobs/s" if peer else "peer steady jobs/s"
+    peer_tps = peer[1] if peer else None
+    lat_peer = _fastest_peer_latency(results)
+    noop = ("throughput", "noop")
+    out = [
+        Goal(
+            "single-task flows/s, one submit per flow",
+            dig(results, *noop, "single_task_flows", "tasks_per_s"),
+            "flows/s",
+            peer_label,
+            peer_tps,
+            1.0,
         ),
-        Target(TARGETS[3][0], planning, 0.5, False, "s"),
-        Target(TARGETS[4][0], _max_scheduler_rss(results), 300.0, False, "MiB"),
+        Goal(
+            "single-task flows/s, submitted in batches (submit_many)",
+            dig(results, *noop, "single_task_flows_batched", "tasks_per_s"),
+            "flows/s",
+            peer_label,
+            peer_tps,
+            1.0,
+        ),
     ]
-    out = [t.as_dict() for t in items]
-    if peer is None:
-        out[0]["verdict"] = "not measured"
-    else:
-        out[0]["peer"] = peer[0]
+    fan = _largest(results, "fan")
+    fan_rate = None
+    if fan is not None:
+        total, tasks = dig(fan[1], "total_s"), dig(fan[1], "tasks")
+        fan_rate = tasks / total if total and tasks else None
+    out.append(
+        Goal(
+            f"one {fan[0] if fan else 10_000:,}-task fan-out drains, tasks/s",
+            fan_rate,
+            "tasks/s",
+            "target",
+            FAN_TASKS_PER_S,
+            1.0,
+        )
+    )
+    chain = _largest(results, "chain")
+    out.append(
+        Goal(
+            f"one {chain[0] if chain else 10_000:,}-task chain, ms per step",
+            dig(chain[1], "per_task_ms") if chain else None,
+            "ms",
+            "target",
+            CHAIN_MS_PER_STEP,
+            1.0,
+            higher_is_better=False,
+        )
+    )
+    out += [
+        Goal(
+            "submit -> started p50",
+            dig(results, "latency", "submit_to_start_ms", "p50"),
+            "ms",
+            f"{lat_peer[0]} enqueue -> start p50" if lat_peer else "peer enqueue -> start p50",
+            lat_peer[1] if lat_peer else None,
+            1.0,
+            higher_is_better=False,
+        ),
+        Goal(
+            "step to step p50",
+            dig(results, "latency", "step_to_step_ms", "p50"),
+            "ms",
+            "target",
+            STEP_P50_MS,
+            1.0,
+            higher_is_better=False,
+        ),
+        Goal(
+            "step to step p99",
+            dig(results, "latency", "step_to_step_ms", "p99"),
+            "ms",
+            "target",
+            STEP_P99_MS,
+            1.0,
+            higher_is_better=False,
+        ),
+        Goal(
+            f"2 schedulers + 2 runners, flows/s ({fmt(dig(results, 'replicas', 'cpu_count'), 0)}"
+            " CPUs)",
+            dig(results, "replicas", "x2", "tasks_per_s"),
+            "flows/s",
+            "1 scheduler + 1 runner",
+            dig(results, "replicas", "x1", "tasks_per_s"),
+            REPLICA_GAIN,
+        ),
+    ]
+    seconds = fmt(dig(results, "soak", "seconds"), 0)
+    for service in ("scheduler", "runner"):
+        out.append(
+            Goal(
+                f"{service} RSS at the end of a {seconds} s steady run",
+                dig(results, "soak", "rss", service, "end_mib"),
+                "MiB",
+                "after warm-up",
+                dig(results, "soak", "rss", service, "start_mib"),
+                RSS_GROWTH,
+                higher_is_better=False,
+            )
+        )
+    log_bytes = dig(results, "soak", "event_bytes_per_task")
+    if log_bytes is None and fan is not None:
+        log_bytes = dig(fan[1], "event_bytes_per_task")
+    out.append(Goal("event log bytes per task", log_bytes, "bytes", "", None, None))
+    shapes = _scale_rows(results.get("scale", {}))
+    plans = [dig(run, "planning_s") for rows in shapes.values() for n, run in rows if n == 10_000]
+    planning = max((p for p in plans if p is not None), default=None)
+    out += [
+        Goal(
+            "submit -> started p50 (standing goal)",
+            dig(results, "latency", "submit_to_start_ms", "p50"),
+            "ms",
+            "target",
+            SUBMIT_TO_START_MS,
+            1.0,
+            higher_is_better=False,
+        ),
+        Goal(
+            "10,000-task flow planning (standing goal)",
+            planning,
+            "s",
+            "target",
+            PLANNING_10K_S,
+            1.0,
+            higher_is_better=False,
+        ),
+        Goal(
+            "scheduler peak RSS, any scenario (standing goal)",
+            _max_scheduler_rss(results),
+            "MiB",
+            "target",
+            SCHEDULER_PEAK_MIB,
+            1.0,
+            higher_is_better=False,
+        ),
+    ]
     return out
 
 
+def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [goal.as_dict() for goal in goals(results)]
+
+
+def _goal_row(t: Mapping[str, Any]) -> str:
+    unit = t["unit"]
+    against = t["against"]
+    if against == "target":
+        against = f"target {fmt(t['reference'], 2)} {unit}"
+    elif t["reference"] is not None:
+        against = f"{against}: {fmt(t['reference'], 2)}"
+    goal = "—" if t["goal"] is None else f"{t['comparison']} {fmt(t['goal'], 2)}"
+    return (
+        f"| {t['name']} | {fmt(t['weir'], 2)} {unit} | {against or '—'} "
+        f"| {fmt(t['ratio'], 3)} | {goal} | **{t['verdict']}** |"
+    )
+
+
 def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
-    """Bars: weir's throughput next to the peers', and latency p50s; None without data."""
+    """Throughput next to the peers', latency p50s, and every goal as a ratio with its
+    verdict; None without data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,10 +302,19 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
 
     bars: list[tuple[str, float, str]] = []
     for executor in ("noop", "local"):
-        for kind, label in (("single_task_flows", "flows"), ("one_wide_flow", "wide flow")):
+        for kind, label in (
+            ("single_task_flows", "flows"),
+            ("single_task_flows_batched", "flows, batched"),
+            ("one_wide_flow", "wide flow"),
+        ):
             value = dig(results, "throughput", executor, kind, "tasks_per_s")
             if value is not None:
                 bars.append((f"weir {executor}\n{label}", value, "tab:blue"))
+    for replicas in ("x1", "x2"):
+        value = dig(results, "replicas", replicas, "tasks_per_s")
+        if value is not None:
+            n = replicas[1:]
+            bars.append((f"weir {n}+{n}\nbatched", value, "tab:cyan"))
     for name, run in results.get("peers", {}).items():
         for figure, label in (("steady_per_s", "steady"), ("enqueue_drain_per_s", "enq+drain")):
             value = dig(run, figure)
@@ -163,12 +332,14 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
         value = dig(run, "enqueue_to_start_ms", "p50")
         if value is not None:
             lat.append((f"{name}\nenqueue→start", value, "tab:orange"))
-    if not bars and not lat:
+    scored = [g for g in goals(results) if g.ratio is not None and g.goal is not None]
+    if not bars and not lat and not scored:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]})
+    fig = plt.figure(figsize=(14, 10))
+    grid = fig.add_gridspec(2, 2, width_ratios=[2, 1], height_ratios=[1, 1.1])
     for ax, data, title, unit in (
-        (axes[0], bars, "Throughput (no-op work), median of repeats", "tasks or jobs / s"),
-        (axes[1], lat, "Latency p50 on an idle system", "ms"),
+        (fig.add_subplot(grid[0, 0]), bars, "Throughput (no-op work)", "tasks or jobs / s"),
+        (fig.add_subplot(grid[0, 1]), lat, "Latency p50 on an idle system", "ms"),
     ):
         if data:
             labels = [d[0] for d in data]
@@ -179,10 +350,32 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
             ax.tick_params(axis="x", labelsize=7)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
+    ax = fig.add_subplot(grid[1, :])
+    if scored:
+        names = [g.name for g in scored]
+        ratios = [g.ratio or 0.0 for g in scored]
+        colours = ["tab:green" if g.verdict == "hit" else "tab:red" for g in scored]
+        ys = list(range(len(scored)))
+        ax.barh(ys, ratios, color=colours)
+        ax.scatter([g.goal or 0.0 for g in scored], ys, marker="|", s=400, color="black", zorder=3)
+        for y, g in zip(ys, scored, strict=True):
+            sign = "≥" if g.higher_is_better else "≤"
+            ax.text(
+                g.ratio or 0.0,
+                y,
+                f" {fmt(g.ratio, 3)} (goal {sign} {fmt(g.goal, 2)}): {g.verdict}",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_yticks(ys, [f"{n}\n÷ {g.against}" for n, g in zip(names, scored, strict=True)])
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+    ax.set_title("Goals as ratios (weir ÷ peer or target; black tick = goal)", fontsize=10)
     fig.suptitle(f"weir vs PgQueuer and procrastinate, same machine and Postgres ({stamp})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -216,7 +409,8 @@ def tables(doc: Mapping[str, Any]) -> str:
         ]
         for executor, runs in r["throughput"].items():
             for kind, label in (
-                ("single_task_flows", "single-task flows"),
+                ("single_task_flows", "single-task flows, one submit each"),
+                ("single_task_flows_batched", "single-task flows, submit_many"),
                 ("one_wide_flow", "one wide flow"),
             ):
                 if kind not in runs:
@@ -286,14 +480,49 @@ def tables(doc: Mapping[str, Any]) -> str:
                 f"| {_m(run, 'enqueue_to_start_ms', 'p50', digits=2)} | {fmt(ratio, 3)} |"
             )
         lines.append("")
+    if "replicas" in r:
+        lines += [
+            "| replicas (noop, submit_many) | flows | tasks/s | elapsed s | scheduler MiB "
+            "| runner MiB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, label in (("x1", "1 scheduler + 1 runner"), ("x2", "2 schedulers + 2 runners")):
+            run = r["replicas"].get(key, {})
+            lines.append(
+                f"| {label} | {_m(run, 'flows', digits=0)} | {_fig(run, 'tasks_per_s', digits=0)} "
+                f"| {_fig(run, 'elapsed_s')} | {_m(run, 'rss_peak_mib', 'scheduler')} "
+                f"| {_m(run, 'rss_peak_mib', 'runner')} |"
+            )
+        lines.append(f"\n{_m(r['replicas'], 'cpu_count', digits=0)} CPUs on this machine.\n")
+    if "soak" in r:
+        soak = r["soak"]
+        lines += [
+            f"| steady run: {_m(soak, 'rate_per_s', digits=0)} flows/s for "
+            f"{_m(soak, 'seconds', digits=0)} s | RSS after warm-up MiB | at the end MiB "
+            "| slope MiB/min | peak MiB |",
+            "|---|---|---|---|---|",
+        ]
+        for service in ("scheduler", "runner"):
+            lines.append(
+                f"| {service} | {_m(soak, 'rss', service, 'start_mib')} "
+                f"| {_m(soak, 'rss', service, 'end_mib')} "
+                f"| {_m(soak, 'rss', service, 'slope_mib_per_min', digits=2)} "
+                f"| {_m(soak, 'rss', service, 'peak_mib')} |"
+            )
+        lines.append(
+            f"\n{_m(soak, 'flows', digits=0)} flows, all ended: "
+            f"{'yes' if soak.get('completed_in_time') else 'no'}, "
+            f"{_m(soak, 'drain_after_last_submit_s', digits=2)} s after the last submit; "
+            f"event log {_m(soak, 'event_bytes_per_task', digits=0)} bytes and "
+            f"{_m(soak, 'event_rows_per_task', digits=2)} events per task.\n"
+        )
     if "artifacts" in r:
         lines += [artifacts_table(r["artifacts"])]
-    lines += ["| target | measured | goal | verdict |", "|---|---|---|---|"]
-    for t in doc.get("targets", []):
-        lines.append(
-            f"| {t['name']} | {fmt(t['measured'], 2)} {t['unit']} | {t['comparison']} "
-            f"{fmt(t['goal'], 2)} | **{t['verdict']}** |"
-        )
+    lines += [
+        "| goal | weir | against | ratio | goal | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_goal_row(t) for t in doc.get("targets", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -314,11 +543,14 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ```sh
 ./just bench                      # full run: 3 repeats, 20,000 flows, 1k/5k/10k DAGs, peers
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
-./just bench --only latency       # one scenario: throughput | latency | scale | peers | artifacts
+./just bench --only latency       # one scenario (repeatable): throughput, latency, scale,
+                                  # replicas, soak, peers, artifacts
 ./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
-./just bench --repeats 5 --profile  # scheduler under pyinstrument, reports in results/profile-*/
+./just bench --repeats 5 --profile  # scheduler + runner under pyinstrument: results/profile-*/
 ./just bench --code HEAD          # measure a git revision (exported with git archive), not the tree
 ./just bench --executors noop     # skip the local executor (over half of a full run's time)
+./just bench --only soak --soak-seconds 1800  # a longer steady run (default 600 s, quick 45 s)
+./just bench --render results/T.json --readme  # redo goals, chart, README from a results file
 ```
 
 Each scenario starts its own database on one private Postgres and a fresh nats-server, and
@@ -330,6 +562,17 @@ sample each one's RSS. `WEIR_EXECUTOR=noop` reports success without running anyt
 (`python -m weir_runner.artifacts`) against a fresh nats-server, and reports MiB/s over each
 helper run (start-up included) and the helper's peak RSS from `wait4`, next to a 4 KiB
 artifact's baseline.
+
+Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
+flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).
+`replicas` runs the batched flows through one scheduler and one runner, then two of each.
+`soak` submits a steady rate of single-task flows and samples both services' RSS every
+0.1 s: the level after warm-up (the median of the second fifth) against the end (the last
+fifth), and the event log's bytes per task at the end (`pg_total_relation_size('events')`).
+
+The goal table puts every goal as a ratio, weir ÷ the peer measured in the same run (the
+faster one) or weir ÷ a fixed target, with its verdict; a goal stated for 10,000 tasks is
+measured at the largest size the run used, and named so. Goals are never scaled down.
 
 ## Latest results
 

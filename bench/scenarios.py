@@ -4,6 +4,7 @@ event-log cost) — each against the real services as separate processes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -17,8 +18,9 @@ from weir.client import Client
 from weir_scheduler import planner
 
 from bench import artifacts as artifact_transfer
-from bench.stats import latency_summary
+from bench.stats import growth_slope, latency_summary
 from bench.weirstack import (
+    MIB,
     Cluster,
     WeirServices,
     chain,
@@ -34,7 +36,13 @@ from bench.weirstack import (
 )
 
 SUBMIT_WINDOW = 256
-"""Submits in flight at once from the benchmark's client."""
+"""Submits in flight at once from the benchmark's client, one message per flow."""
+SUBMIT_BATCH = 1000
+"""Flows per `Client.submit_many` call when a client submits in batches."""
+SOAK_TICK = 0.1
+"""A soak submits its steady rate in batches this many seconds apart."""
+SOAK_WARMUP = 0.2
+"""The first fifth of a soak is warm-up: RSS growth is measured from its end."""
 LOCAL_CMD = ["true"]
 NOOP_CMD = ["true"]  # the noop executor never runs it
 
@@ -48,10 +56,12 @@ class Context:
     timeout: float
     profile_dir: Path | None = None
 
-    def services(self, executor: str, profile: str | None = None) -> Any:
+    def services(
+        self, executor: str, profile: str | None = None, schedulers: int = 1, runners: int = 1
+    ) -> Any:
         target = None
         if self.profile_dir is not None and profile is not None:
-            target = self.profile_dir / f"scheduler-{profile}.txt"
+            target = self.profile_dir / profile
         return weir_services(
             self.cluster,
             self.workdir,
@@ -59,6 +69,8 @@ class Context:
             self.concurrency,
             self.log_level,
             profile_to=target,
+            schedulers=schedulers,
+            runners=runners,
         )
 
 
@@ -78,12 +90,28 @@ async def _submit_all(client: Client, specs: int, make: Callable[[int], dict[str
     return time.time()
 
 
+async def _submit_batches(
+    client: Client, specs: int, make: Callable[[int], dict[str, Any]]
+) -> float:
+    """Submit `specs` flows SUBMIT_BATCH at a time with `submit_many`; returns when the last
+    batch is acknowledged."""
+    for start in range(0, specs, SUBMIT_BATCH):
+        await client.submit_many(make(i) for i in range(start, min(start + SUBMIT_BATCH, specs)))
+    return time.time()
+
+
 async def _run_flows(
-    svc: WeirServices, count: int, make: Callable[[int], dict[str, Any]], tasks: int, timeout: float
+    svc: WeirServices,
+    count: int,
+    make: Callable[[int], dict[str, Any]],
+    tasks: int,
+    timeout: float,
+    batched: bool = False,
 ) -> dict[str, Any]:
+    submit = _submit_batches if batched else _submit_all
     async with await Client.connect(svc.nats_url, timeout=30.0) as client:
         started = time.time()
-        acked = await _submit_all(client, count, make)
+        acked = await submit(client, count, make)
     done, in_time = await wait_terminal(svc.database_url, count, timeout)
     svc.rss.sample()
     result = await outcome(svc.database_url)
@@ -117,12 +145,22 @@ def throughput(ctx: Context, flows: int, big: int, executors: list[str]) -> dict
         with ctx.services(executor, profile=f"throughput-{executor}") as svc:
             many = asyncio.run(_run_flows(svc, flows, _copier(spec), flows, ctx.timeout))
         _log(f"    {many['tasks_per_s']:.0f} tasks/s in {many['elapsed_s']:.1f}s")
+        _log(f"throughput: {flows:,} single-task flows in batches of {SUBMIT_BATCH:,}")
+        with ctx.services(executor) as svc:
+            batched = asyncio.run(
+                _run_flows(svc, flows, _copier(spec), flows, ctx.timeout, batched=True)
+            )
+        _log(f"    {batched['tasks_per_s']:.0f} tasks/s in {batched['elapsed_s']:.1f}s")
         big_spec = independent(big, cmd)
         _log(f"throughput: one flow of {big:,} independent tasks, executor={executor}")
         with ctx.services(executor) as svc:
             one = asyncio.run(_run_flows(svc, 1, _copier(big_spec), big, ctx.timeout))
         _log(f"    {one['tasks_per_s']:.0f} tasks/s in {one['elapsed_s']:.1f}s")
-        out[executor] = {"single_task_flows": many, "one_wide_flow": one}
+        out[executor] = {
+            "single_task_flows": many,
+            "single_task_flows_batched": batched,
+            "one_wide_flow": one,
+        }
     return out
 
 
@@ -230,4 +268,90 @@ def artifacts(ctx: Context, size_mib: int) -> dict[str, Any]:
         f"    upload {up['mib_per_s']:.0f} MiB/s, peak RSS {up['rss_peak_mib']:.1f} MiB; "
         f"download {down['mib_per_s']:.0f} MiB/s, peak RSS {down['rss_peak_mib']:.1f} MiB"
     )
+    return result
+
+
+def replicas(ctx: Context, flows: int) -> dict[str, Any]:
+    """Single-task flows (noop, submitted in batches) through one scheduler and one runner,
+    then through two of each: what a second replica of each adds on this machine."""
+    spec = single_task(NOOP_CMD)
+    out: dict[str, Any] = {}
+    for count in (1, 2):
+        _log(f"replicas: {flows:,} single-task flows, {count} scheduler(s) + {count} runner(s)")
+        with ctx.services("noop", schedulers=count, runners=count) as svc:
+            run = asyncio.run(
+                _run_flows(svc, flows, _copier(spec), flows, ctx.timeout, batched=True)
+            )
+        _log(f"    {run['tasks_per_s']:.0f} tasks/s in {run['elapsed_s']:.1f}s")
+        out[f"x{count}"] = run
+    out["cpu_count"] = float(os.cpu_count() or 1)
+    return out
+
+
+def rss_growth(samples: list[tuple[float, int]]) -> dict[str, float]:
+    """RSS after warm-up (median of the 2nd fifth) against the end (median of the last
+    fifth), with the least-squares slope over the samples after warm-up."""
+    if len(samples) < 10:
+        return {}
+    fifth = len(samples) // 5
+    start = statistics.median(rss for _, rss in samples[fifth : 2 * fifth]) / MIB
+    end = statistics.median(rss for _, rss in samples[-fifth:]) / MIB
+    after = samples[fifth:]
+    slope = growth_slope([t for t, _ in after], [rss / MIB for _, rss in after])
+    return {
+        "start_mib": round(start, 2),
+        "end_mib": round(end, 2),
+        "growth_mib": round(end - start, 2),
+        "end_over_start": round(end / start, 4) if start else float("nan"),
+        "slope_mib_per_min": round(slope * 60.0, 3) if slope is not None else float("nan"),
+        "peak_mib": round(max(rss for _, rss in samples) / MIB, 2),
+    }
+
+
+async def _soak(svc: WeirServices, seconds: float, rate: float, timeout: float) -> dict[str, Any]:
+    spec = single_task(NOOP_CMD)
+    per_tick = max(1, round(rate * SOAK_TICK))
+    submitted = 0
+    async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+        t0 = time.monotonic()
+        while (now := time.monotonic() - t0) < seconds:
+            due = min(int(now * rate) + per_tick, int(seconds * rate)) - submitted
+            if due > 0:
+                await client.submit_many(dict(spec) for _ in range(due))
+                submitted += due
+            await asyncio.sleep(max(0.0, SOAK_TICK - (time.monotonic() - t0 - now)))
+        submit_s = time.monotonic() - t0
+    done, in_time = await wait_terminal(svc.database_url, submitted, timeout)
+    lag_s = time.monotonic() - t0 - submit_s
+    svc.rss.sample()
+    result = await outcome(svc.database_url)
+    warmup = seconds * SOAK_WARMUP
+    return {
+        "seconds": seconds,
+        "rate_per_s": rate,
+        "flows": submitted,
+        "flows_terminal": done,
+        "completed_in_time": in_time,
+        "drain_after_last_submit_s": lag_s,
+        "event_rows_per_task": result["event_rows"] / max(result["tasks"], 1),
+        "event_bytes_per_task": result["event_bytes"] / max(result["tasks"], 1),
+        "rss": {
+            name: {**rss_growth(svc.rss.since(name, warmup)), "warmup_s": warmup}
+            for name in ("scheduler", "runner")
+        },
+    }
+
+
+def soak(ctx: Context, seconds: float, rate: float) -> dict[str, Any]:
+    """A steady stream of single-task flows (noop) for `seconds`: RSS of the scheduler and
+    the runner over the run, and the event log's bytes per task at the end."""
+    _log(f"soak: {rate:,.0f} single-task flows/s for {seconds:,.0f} s")
+    with ctx.services("noop") as svc:
+        result: dict[str, Any] = asyncio.run(_soak(svc, seconds, rate, ctx.timeout))
+    for name, rss in result["rss"].items():
+        _log(
+            f"    {name} RSS {rss.get('start_mib', float('nan')):.1f} -> "
+            f"{rss.get('end_mib', float('nan')):.1f} MiB; "
+            f"{result['event_bytes_per_task']:,.0f} log bytes/task"
+        )
     return result

@@ -138,6 +138,18 @@ def growth_exponent(sizes: Sequence[float], costs: Sequence[float]) -> float | N
     return sxy / sxx
 
 
+def growth_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of ys over xs (None with fewer than two distinct xs)."""
+    if len(xs) < 2:
+        return None
+    mean_x = statistics.fmean(xs)
+    mean_y = statistics.fmean(ys)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
 def linearity_verdict(exponent: float | None, tolerance: float = 0.25) -> str:
     if exponent is None:
         return "unknown"
@@ -173,6 +185,51 @@ class Target:
             "comparison": ">=" if self.higher_is_better else "<=",
             "unit": self.unit,
             "verdict": verdict,
+        }
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal as a ratio: weir's figure over a peer's (same run) or over a fixed target.
+
+    `reference` None with `goal` None is a figure only reported; a missing figure is "not
+    measured", never a hit.
+    """
+
+    name: str
+    weir: float | None
+    unit: str
+    against: str
+    reference: float | None
+    goal: float | None
+    higher_is_better: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        if self.weir is None or self.reference is None or self.reference == 0:
+            return None
+        if math.isnan(self.weir) or math.isnan(self.reference):
+            return None
+        return self.weir / self.reference
+
+    @property
+    def verdict(self) -> str:
+        if self.goal is None:
+            return "reported" if self.weir is not None else "not measured"
+        hit = Target(self.name, self.ratio, self.goal, self.higher_is_better, "").hit
+        return {True: "hit", False: "miss", None: "not measured"}[hit]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weir": self.weir,
+            "unit": self.unit,
+            "against": self.against,
+            "reference": self.reference,
+            "ratio": None if self.ratio is None else round(self.ratio, 4),
+            "goal": self.goal,
+            "comparison": ">=" if self.higher_is_better else "<=",
+            "verdict": self.verdict,
         }
 
 

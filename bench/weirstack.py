@@ -59,23 +59,29 @@ class Cluster:
 
 
 class RssSampler:
-    """Samples the RSS of named processes every `interval` seconds in a thread; keeps peaks."""
+    """Samples the RSS of named processes every `interval` seconds in a thread; keeps peaks
+    and, for a soak, every sample as (seconds since start, bytes)."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.procs: dict[str, psutil.Process] = {}
         self.peak: dict[str, int] = {}
+        self.series: dict[str, list[tuple[float, int]]] = {}
+        self._t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def watch(self, name: str, pid: int) -> None:
         self.procs[name] = psutil.Process(pid)
         self.peak.setdefault(name, 0)
+        self.series.setdefault(name, [])
 
     def sample(self) -> None:
+        now = time.monotonic() - self._t0
         for name, proc in self.procs.items():
             with contextlib.suppress(psutil.Error):
                 rss = int(proc.memory_info().rss)
+                self.series[name].append((now, rss))
                 if rss > self.peak[name]:
                     self.peak[name] = rss
 
@@ -95,17 +101,33 @@ class RssSampler:
         self.sample()
 
     def peak_mib(self) -> dict[str, float]:
-        return {name: round(value / MIB, 1) for name, value in self.peak.items()}
+        """Peak RSS of each watched process; replicas (`scheduler-1`) count with their kind."""
+        out: dict[str, float] = {}
+        for name, value in self.peak.items():
+            kind = name.split("-")[0]
+            out[kind] = max(out.get(kind, 0.0), round(value / MIB, 1))
+        return out
+
+    def since(self, name: str, start: float) -> list[tuple[float, int]]:
+        """The samples of `name` taken `start` seconds or more after sampling began."""
+        return [(t, rss) for t, rss in self.series.get(name, []) if t >= start]
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+
+PROFILED = {"weir_scheduler": "scheduler", "weir_runner": "runner"}
 
 
 @dataclass
 class ProfilingStack(Stack):
-    """A Stack whose scheduler can run under pyinstrument (text report written at SIGTERM)."""
+    """A Stack whose first scheduler and runner can run under pyinstrument: each writes a
+    session to `<profile_to>-<service>.pyisession` at SIGTERM, rendered by `render_profiles`."""
 
     profile_to: Path | None = None
 
     def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
-        if module != "weir_scheduler" or self.profile_to is None:
+        if self.profile_to is None or name != PROFILED.get(module):
             return super()._spawn(module, name)
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
@@ -114,19 +136,45 @@ class ProfilingStack(Stack):
                 "-m",
                 "pyinstrument",
                 "--renderer",
-                "text",
+                "pyisession",
                 "--outfile",
-                str(self.profile_to),
+                str(self.session_path(name)),
                 "-m",
                 module,
             ],
-            env=self.service_env(),
+            env={**self.service_env(), **self._replica_env(name)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
         return proc
+
+    def session_path(self, service: str) -> Path:
+        assert self.profile_to is not None
+        return self.profile_to.with_name(f"{service}-{self.profile_to.name}.pyisession")
+
+    def render_profiles(self) -> None:
+        """Each session as a call tree (.txt) and a flat list of own time (-flat.txt) beside
+        it; the session itself (tens of MiB) is removed."""
+        if self.profile_to is None:
+            return
+        for service in PROFILED.values():
+            session = self.session_path(service)
+            if not session.exists():
+                continue
+            stem = session.with_suffix("")
+            for suffix, options in (
+                (".txt", ["-r", "text"]),
+                ("-flat.txt", ["-r", "text", "-p", "flat=true", "-p", "show_all=true"]),
+            ):
+                render = ["--load", str(session), *options, "--outfile", f"{stem}{suffix}"]
+                subprocess.run(
+                    [sys.executable, "-m", "pyinstrument", *render],
+                    capture_output=True,
+                    check=False,
+                )
+            session.unlink()
 
 
 @dataclass
@@ -150,8 +198,12 @@ def weir_services(
     log_level: str,
     profile_to: Path | None = None,
     keep_database: bool = False,
+    schedulers: int = 1,
+    runners: int = 1,
 ) -> Iterator[WeirServices]:
-    """Fresh database + NATS, scheduler and runner as processes; everything stopped after."""
+    """Fresh database + NATS, `schedulers` schedulers and `runners` runners as processes;
+    everything stopped after. `profile_to` (a path without suffix) profiles the first of
+    each."""
     database, url = cluster.new_database("weir")
     root = workdir / f"stack-{uuid.uuid4().hex[:8]}"
     env = {
@@ -165,14 +217,21 @@ def weir_services(
     services = WeirServices(stack, database, url)
     try:
         stack.start()
-        assert stack.scheduler is not None and stack.runner is not None
-        services.rss.watch("scheduler", stack.scheduler.pid)
-        services.rss.watch("runner", stack.runner.pid)
+        for replica in range(1, schedulers):
+            stack.start_scheduler(replica)
+        for replica in range(1, runners):
+            stack.start_runner(replica)
+        for kind, count in (("scheduler", schedulers), ("runner", runners)):
+            for replica in range(count):
+                proc = stack.process(kind, replica)
+                assert proc is not None
+                services.rss.watch(f"{kind}-{replica}" if replica else kind, proc.pid)
         services.rss.start()
         yield services
     finally:
         services.rss.stop()
         stack.stop()
+        stack.render_profiles()
         if not keep_database:
             cluster.drop_database(database)
         shutil.rmtree(root, ignore_errors=True)

@@ -63,7 +63,7 @@ class Checked:
 def check_flow(raw: object) -> Checked:
     """Walk a decoded JSON/YAML document as a flow spec."""
     walk = _Walk(raw)
-    value = walk.value(raw, mi.type_info(FlowSpec), "$")
+    value = walk.value(raw, _type_info(FlowSpec), "$")
     return Checked(value, walk.errors)
 
 
@@ -79,7 +79,7 @@ def check_value(raw: object, kind: Any, path: str, where: str) -> Checked:
     """Walk one part of a spec (e.g. a task's `retry`) given as plain values, as the SDK
     does for its keyword arguments. `where` starts every message (`task "load"`)."""
     walk = _Walk(None, where)
-    value = walk.value(raw, mi.type_info(kind), path)
+    value = walk.value(raw, _type_info(kind), path)
     return Checked(value, walk.errors)
 
 
@@ -227,6 +227,13 @@ class _Walk:
     def wrong(self, raw: object, kind: mi.Type, path: str) -> Any:
         self.problem(path, f"expected {_expected(kind)}, got {_shown(raw)}")
         return _neutral(kind)
+
+
+@functools.cache
+def _type_info(kind: Any) -> mi.Type:
+    """msgspec's description of `kind`, built once: building it evaluates the annotations of
+    every nested struct, which costs far more (milliseconds) than walking a spec with it."""
+    return mi.type_info(kind)
 
 
 @functools.cache

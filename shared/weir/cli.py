@@ -7,7 +7,7 @@ import codecs
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, TypeVar
@@ -186,30 +186,73 @@ def _event_line(event: FlowEvent) -> Text:
     return line(f"{_time(event.at)}  #{event.seq:<4} {event_type(event):<15} ", detail)
 
 
-def _load_spec(path: str) -> dict[str, Any]:
-    """The spec in the file (or stdin), checked; every problem printed, exit 2 if any."""
+def _read_text(path: str) -> str:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", 2)
     except UnicodeDecodeError as exc:
         fail(f"{path} is not UTF-8 text ({exc.reason})", 2)
-    try:
-        return load_spec_text(text, "stdin" if path == "-" else path)
-    except SpecFileError as exc:
+
+
+def _documents(path: str, text: str) -> list[tuple[str, str]]:
+    """(source, text) of each spec in a file: stdin whose every non-empty line is a JSON
+    object is a JSON-lines stream (one spec a line); anything else is one YAML/JSON spec."""
+    source = "stdin" if path == "-" else path
+    if path != "-":
+        return [(source, text)]
+    lines = [(n, raw) for n, raw in enumerate(text.splitlines(), 1) if raw.strip()]
+    if len(lines) < 2 or not all(raw.lstrip().startswith("{") for _, raw in lines):
+        return [(source, text)]
+    return [(f"stdin line {n}", raw) for n, raw in lines]
+
+
+def _load_specs(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Every spec in the files (stdin may be JSON lines), checked; every problem of every
+    file printed, exit 2 if any."""
+    documents = [doc for path in paths for doc in _documents(path, _read_text(path))]
+    where = f"{len(paths)} files" if len(paths) > 1 else "stdin" if paths[0] == "-" else paths[0]
+    return _checked(documents, where)
+
+
+def _load_spec(path: str) -> dict[str, Any]:
+    """The spec in the file (or stdin), checked; every problem printed, exit 2 if any."""
+    return _checked([("stdin" if path == "-" else path, _read_text(path))], path)[0]
+
+
+def _checked(documents: Sequence[tuple[str, str]], where: str) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for source, text in documents:
+        try:
+            specs.append(load_spec_text(text, source))
+        except SpecFileError as exc:
+            if len(documents) == 1:
+                problems += exc.problems
+            else:  # which file or line each problem is in
+                problems += [p if p.startswith(source) else f"{source}: {p}" for p in exc.problems]
+    if problems:
         # Plain lines, never wrapped: one problem per line, as a terminal or a log shows it.
-        if len(exc.problems) == 1:
-            lines = [f"error: {exc.problems[0]}"]
+        if len(problems) == 1:
+            lines = [f"error: {problems[0]}"]
         else:
-            lines = [f"error: {path}: {len(exc.problems)} problems:"]
-            lines += [f"  - {problem}" for problem in exc.problems]
+            lines = [f"error: {where}: {len(problems)} problems:"]
+            lines += [f"  - {problem}" for problem in problems]
         sys.stderr.write("".join(escape_controls(text) + "\n" for text in lines))
-        raise typer.Exit(2) from None
+        raise typer.Exit(2)
+    return specs
 
 
 @app.command()
 def submit(
-    file: Annotated[str, typer.Argument(help="Flow spec, YAML or JSON ('-' for stdin).")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Flow spec, YAML or JSON ('-' for stdin); several files, or JSON lines on "
+            "stdin (one spec a line), are queued together.",
+            metavar="FILE...",
+        ),
+    ],
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the flow ends.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Print events until it ends.")] = False,
     flow_id: Annotated[str | None, typer.Option("--id", help="Choose the flow id.")] = None,
@@ -226,8 +269,15 @@ def submit(
 ) -> None:
     """Submit a flow and print the scheduler's verdict: the id when accepted; every problem
     when rejected; the flow holding its unique key when a duplicate. Exits 0 only if
-    accepted, and with --wait or --follow only if the flow then succeeded."""
-    doc = _load_spec(file)
+    accepted, and with --wait or --follow only if the flow then succeeded.
+
+    Several specs (files, or JSON lines on stdin) are queued together in one batch, as with
+    --queue: their ids are printed one a line, in order, once JetStream holds them all."""
+    specs = _load_specs(files)
+    if len(specs) > 1:
+        _submit_batch(specs, files, wait or follow, flow_id, nats_url, as_json)
+        return
+    doc = specs[0]
     if flow_id:
         doc["id"] = flow_id
 
@@ -262,6 +312,34 @@ def submit(
         if not as_json:
             await _explain_end(client, new_id, final)
         return 0 if kind == "flow_succeeded" else 1
+
+    raise typer.Exit(_run(nats_url, body))
+
+
+def _submit_batch(
+    specs: list[dict[str, Any]],
+    files: Sequence[str],
+    waits: bool,
+    flow_id: str | None,
+    nats_url: str,
+    as_json: bool,
+) -> None:
+    """Queue several flows in one batch (`Client.submit_many`) and print their ids."""
+    misuse = [
+        f"{option} takes one flow, and {len(specs):,} were given ({', '.join(files)})"
+        for option, given in (("--id", flow_id), ("--wait/--follow", waits))
+        if given
+    ]
+    if misuse:
+        fail("options that need one flow:", 2, misuse)
+
+    async def body(client: Client) -> int:
+        for new_id in await client.submit_many(specs):
+            if as_json:
+                _print_json({"flow_id": new_id, "verdict": "queued"})
+            else:
+                say(new_id)
+        return 0
 
     raise typer.Exit(_run(nats_url, body))
 

@@ -5,13 +5,15 @@ async with await Client.connect("nats://127.0.0.1:4222") as client:
     flow_id = await client.submit({"name": "hello", "tasks": [{"name": "a", "cmd": ["true"]}]})
     final = await client.wait(flow_id)
     verdict = await client.submit(spec, verdict=True)  # the scheduler's answer
+    flow_ids = await client.submit_many(specs)  # a batch: one write, acks awaited together
 ```
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
@@ -20,7 +22,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, PubAck
 from weir_proto import subjects
 from weir_proto.api import (
     CancelRequest,
@@ -115,6 +117,24 @@ class SubmitVerdict:
         return self.verdict == "accepted"
 
 
+def _batch_refused(refused: Sequence[tuple[str, BaseException]], total: int) -> WeirError:
+    """One error for the submits of a batch that JetStream refused, naming them."""
+    first = refused[0][1]
+    if isinstance(first, nats.js.errors.NoStreamResponseError):
+        code, why = "unavailable", f"no stream takes {subjects.SUBMIT}; start the scheduler"
+    elif isinstance(first, nats.js.errors.APIError):
+        code, why = "overloaded", f"{subjects.STREAM_COMMANDS} is full ({first.description})"
+    else:
+        code, why = "unavailable", str(first) or type(first).__name__
+    ids = ", ".join(flow_id for flow_id, _ in refused[:5])
+    more = f" and {len(refused) - 5:,} more" if len(refused) > 5 else ""
+    return WeirError(
+        code,
+        f"{len(refused):,} of {total:,} submits were refused: {why} (flows {ids}{more}); "
+        "submit the batch again later (flows already queued are not queued twice)",
+    )
+
+
 class Client:
     def __init__(self, nc: NATS, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> None:
         self.nc = nc
@@ -201,6 +221,49 @@ class Client:
                     "submit again later",
                 ) from None
         return flow_id
+
+    async def submit_many(self, specs: Iterable[FlowSpec | Mapping[str, Any] | bytes]) -> list[str]:
+        """Submit many flows to `weir.cmd.submit` at once; their ids, in order, once JetStream
+        holds every one.
+
+        Every spec is encoded (and its id chosen) before any is sent; then the publishes go
+        out back to back in one write and their acknowledgements are awaited together, so a
+        batch costs about one round trip, not one per flow. Like `submit`, what became of
+        each flow shows in its events. When some are refused, raises WeirError naming how
+        many and which; submitting the whole batch again is safe (a flow id already held is
+        not queued twice).
+        """
+        prepared = [self._submit_payload(spec) for spec in specs]
+        acks: list[asyncio.Future[PubAck]] = []
+        for flow_id, payload in prepared:
+            with telemetry.publishing(
+                subjects.SUBMIT,
+                message_id=flow_id,
+                parent=telemetry.flow_context(flow_id),
+                size=len(payload),
+            ) as headers:
+                acks.append(await self.js.publish_async(subjects.SUBMIT, payload, headers=headers))
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*acks, return_exceptions=True), self.timeout
+            )
+        except TimeoutError:
+            for ack in acks:
+                ack.cancel()
+            raise WeirError(
+                "timeout",
+                f"JetStream did not acknowledge {len(prepared):,} submits within "
+                f"{self.timeout:g}s; some may be queued: submit the batch again (flows already "
+                "queued are not queued twice)",
+            ) from None
+        refused = [
+            (flow_id, outcome)
+            for (flow_id, _), outcome in zip(prepared, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if refused:
+            raise _batch_refused(refused, len(prepared))
+        return [flow_id for flow_id, _ in prepared]
 
     async def _submit_for_verdict(self, flow_id: str, payload: bytes) -> SubmitVerdict:
         try:

@@ -11,7 +11,9 @@ import pytest
 
 from bench import report
 from bench.__main__ import parse_args
+from bench.scenarios import rss_growth
 from bench.stats import (
+    Goal,
     combine_repeats,
     dig,
     growth_exponent,
@@ -76,13 +78,27 @@ def _fake_results() -> dict[str, Any]:
         "event_rows_per_task": 3.0,
     }
     scale_run["event_bytes_per_task"] = 1500.0
+    scale_run["tasks"] = 10000.0
     scale_run["rss_peak_mib"] = {"scheduler": 120.0, "runner": 40.0}
     small = {**scale_run, "total_s": 0.2, "planning_s": 0.02}
     peer: dict[str, Any] = {"jobs": 20.0, "steady_per_s": 1000.0, "enqueue_drain_per_s": 800.0}
     peer["enqueue_to_start_ms"] = {"p50": 2.0}
+    batched = {**flows, "tasks_per_s": 1200.0}
+    x1 = {**flows, "tasks_per_s": 1000.0}
+    x2 = {**flows, "tasks_per_s": 1400.0, "flows": 20.0}
+    soak: dict[str, Any] = {"seconds": 60.0, "rate_per_s": 200.0, "flows": 12000.0}
+    soak["event_bytes_per_task"] = 1400.0
+    soak["rss"] = {
+        "scheduler": {"start_mib": 80.0, "end_mib": 84.0},
+        "runner": {"start_mib": 40.0, "end_mib": 48.0},
+    }
     reps: list[dict[str, Any]] = [
         {
-            "throughput": {"noop": {"single_task_flows": flows}},
+            "throughput": {
+                "noop": {"single_task_flows": flows, "single_task_flows_batched": batched}
+            },
+            "replicas": {"x1": x1, "x2": x2, "cpu_count": 2.0},
+            "soak": soak,
             "latency": {
                 "submit_to_start_ms": {"p50": 5.0, "p95": 9.0, "p99": 12.0},
                 "step_to_step_ms": {"p50": 6.0, "p95": 8.0, "p99": 9.0},
@@ -96,16 +112,29 @@ def _fake_results() -> dict[str, Any]:
     return {name: combine_repeats([r[name] for r in reps]) for name in reps[0]}
 
 
-def test_targets_readme_and_result_file(tmp_path: Path) -> None:
+def test_goals_are_ratios_against_the_peer_or_target_with_verdicts(tmp_path: Path) -> None:
     results = _fake_results()
-    verdicts = {t["name"]: t["verdict"] for t in report.targets(results)}
-    assert verdicts == {
-        "noop throughput >= faster peer's steady jobs/s": "miss",
-        "step-to-step p50 <= 5 ms": "miss",
-        "submit->start p50 <= 10 ms": "hit",
-        "10,000-task flow planning < 0.5 s": "hit",
-        "scheduler peak RSS < 300 MiB": "hit",
-    }
+    goals = {t["name"]: t for t in report.targets(results)}
+    flows = goals["single-task flows/s, one submit per flow"]
+    assert flows["ratio"] == 0.9 and flows["goal"] == 1.0 and flows["verdict"] == "miss"
+    assert flows["against"] == "pgqueuer steady jobs/s" and flows["reference"] == 1000.0
+    batched = goals["single-task flows/s, submitted in batches (submit_many)"]
+    assert batched["ratio"] == 1.2 and batched["verdict"] == "hit"
+    fan = goals["one 10,000-task fan-out drains, tasks/s"]
+    assert fan["ratio"] == 1.0 and fan["verdict"] == "hit"  # 10,000 tasks in 2 s
+    start = goals["submit -> started p50"]
+    assert start["ratio"] == 2.5 and start["verdict"] == "miss"  # 5 ms against 2 ms
+    assert goals["step to step p50"]["verdict"] == "miss"  # 6 ms against 3 ms
+    assert goals["step to step p99"]["verdict"] == "hit"  # 9 ms against 10 ms
+    assert goals["2 schedulers + 2 runners, flows/s (2 CPUs)"]["ratio"] == 1.4
+    assert goals["2 schedulers + 2 runners, flows/s (2 CPUs)"]["verdict"] == "miss"
+    assert goals["scheduler RSS at the end of a 60 s steady run"]["verdict"] == "hit"
+    assert goals["runner RSS at the end of a 60 s steady run"]["verdict"] == "miss"
+    assert goals["event log bytes per task"]["verdict"] == "reported"
+    assert goals["one 10,000-task chain, ms per step"]["verdict"] == "not measured"
+    assert goals["10,000-task flow planning (standing goal)"]["verdict"] == "hit"
+    assert goals["scheduler peak RSS, any scenario (standing goal)"]["verdict"] == "hit"
+
     analysis = report.analyse(results)
     assert analysis["scale_growth"]["fan"]["total_s_verdict"] == "linear"
     assert analysis["weir_vs_peers"]["pgqueuer"]["weir_noop_tasks_per_s_over_steady"] == 0.9
@@ -119,10 +148,32 @@ def test_targets_readme_and_result_file(tmp_path: Path) -> None:
         "targets": report.targets(results),
     }
     path = write_results(tmp_path / "results", doc["stamp"], doc)
-    assert json.loads(path.read_text())["targets"][2]["verdict"] == "hit"
+    assert json.loads(path.read_text())["targets"][1]["verdict"] == "hit"
     text = report.readme(doc, path, None)
     assert "./just bench --quick" in text and "| fan 10,000 |" in text
-    assert "**miss**" in text
+    assert (
+        "| single-task flows/s, one submit per flow | 900.00 flows/s "
+        "| pgqueuer steady jobs/s: 1,000 | 0.900 | >= 1.00 | **miss** |"
+    ) in text
+    assert "| 2 schedulers + 2 runners | 20 | 1,400 |" in text
+    assert "| runner | 40.0 | 48.0 |" in text
+
+
+def test_a_goal_without_its_figure_is_not_measured_never_hit() -> None:
+    missing = Goal("x", None, "ms", "target", 3.0, 1.0, higher_is_better=False)
+    no_peer = Goal("y", 5.0, "flows/s", "pgqueuer", None, 1.0)
+    assert missing.verdict == "not measured" and no_peer.verdict == "not measured"
+    assert Goal("z", 3.0, "ms", "target", 3.0, 1.0, higher_is_better=False).verdict == "hit"
+    assert report.targets({})[0]["verdict"] == "not measured"
+
+
+def test_rss_growth_tells_flat_from_growing() -> None:
+    flat = [(float(t), 100 * 2**20 + (t % 3) * 2**16) for t in range(100)]
+    growing = [(float(t), (100 + t) * 2**20) for t in range(100)]
+    assert rss_growth(flat)["end_over_start"] == pytest.approx(1.0, abs=0.01)
+    grown = rss_growth(growing)
+    assert grown["end_over_start"] > 1.3 and grown["slope_mib_per_min"] == pytest.approx(60.0)
+    assert rss_growth(flat[:5]) == {}
 
 
 def test_options_quick_and_defaults() -> None:
