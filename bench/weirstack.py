@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
 from weir.devstack import Stack, create_database
 from weir.embedded import EmbeddedPostgres
 
@@ -64,7 +63,7 @@ class RssSampler:
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self.procs: dict[str, psutil.Process] = {}
+        self.procs: dict[str, Any] = {}  # name -> psutil.Process
         self.peak: dict[str, int] = {}
         self.series: dict[str, list[tuple[float, int]]] = {}
         self._t0 = time.monotonic()
@@ -72,11 +71,15 @@ class RssSampler:
         self._thread: threading.Thread | None = None
 
     def watch(self, name: str, pid: int) -> None:
+        import psutil  # the bench extra's (`./just bench` installs it); not the test suite's
+
         self.procs[name] = psutil.Process(pid)
         self.peak.setdefault(name, 0)
         self.series.setdefault(name, [])
 
     def sample(self) -> None:
+        import psutil
+
         now = time.monotonic() - self._t0
         for name, proc in self.procs.items():
             with contextlib.suppress(psutil.Error):
