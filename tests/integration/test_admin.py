@@ -17,6 +17,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
 from tests.flows import task
+from tests.waiting import until
 
 WAIT = 60.0
 
@@ -132,9 +133,12 @@ async def test_cron_makes_exactly_one_flow_per_tick_with_two_replicas(
     try:
         view = await client.schedule(every_second("tick"))
         assert view.name == "tick" and not view.paused
-        await asyncio.sleep(3.5)
+
+        async def three_ticks() -> bool:
+            return len(await tick_flows(client, "tick")) >= 3
+
+        await until(three_ticks, "three ticks of a schedule firing every second")
         await client.schedule_action("pause", "tick")
-        await asyncio.sleep(0.3)
     finally:
         second.stop.set()
         await asyncio.wait_for(second_task, 30)
