@@ -4,6 +4,7 @@ one is adopted, not started twice; a lost attempt's leftover process is stopped.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,12 +22,17 @@ from weir_runner.executors.local import (
 
 from tests.waiting import process_gone, until
 
+FLOW_ID = f"f{os.getpid()}"
+"""An attempt's cgroup is named by its attempt id alone, machine-wide (weir-attempts/<id>
+under the runner's cgroup): with a fixed flow id, this file run twice at once on one machine
+would stop each other's tasks."""
+
 
 def dispatch(cmd: list[str], attempt: int = 1) -> Dispatch:
     return Dispatch(
-        flow_id="f1",
+        flow_id=FLOW_ID,
         attempt=attempt,
-        attempt_id=f"f1-t-{attempt}",
+        attempt_id=f"{FLOW_ID}-t-{attempt}",
         task=msgspec.convert({"name": "t", "cmd": cmd, "queue": "default"}, TaskSpec),
         dispatched_at=datetime.now(UTC),
         token="attempt-token",
