@@ -95,17 +95,22 @@ async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
     ids = await run_all(
         client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]} for i in range(5)]
     )
-    live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
-    assert await client.prune(older_than=0, keep_last=2) == 3
-    remaining = {f.id async for f in client.list_all()}
-    assert remaining == {ids[3], ids[4], live}
     conn = await asyncpg.connect(services.settings.database_url)
-    try:
-        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", ids[:3])
+    try:  # the flows ran side by side: the newest are the last to have finished
+        by_age = await conn.fetch(
+            "SELECT id FROM flows WHERE id = ANY($1) ORDER BY finished_at, id", ids
+        )
+        order = [r["id"] for r in by_age]
+        old, newest = order[:3], set(order[3:])
+        live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
+        assert await client.prune(older_than=0, keep_last=2) == 3
+        remaining = {f.id async for f in client.list_all()}
+        assert remaining == newest | {live}
+        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", old)
     finally:
         await conn.close()
     assert left == 0
-    assert await client.get_or_none(ids[0]) is None
+    assert await client.get_or_none(old[0]) is None
     try:
         await client.prune(older_than=0, statuses=["running"])
     except WeirError as exc:
