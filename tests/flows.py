@@ -62,5 +62,17 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEv
     return flow_id, [e async for e in client.events(flow_id)]
 
 
+async def reached(client: Client, flow_id: str, kind: str) -> FlowEvent:
+    """The flow's first event of type `kind`, waiting (up to WAIT) until it happens."""
+
+    async def first() -> FlowEvent:
+        async for event in client.events(flow_id, follow=True):
+            if event_type(event) == kind:
+                return event
+        raise AssertionError(f"flow {flow_id} ended without a {kind} event")
+
+    return await asyncio.wait_for(first(), WAIT)
+
+
 def types(events: list[FlowEvent]) -> list[str]:
     return [event_type(e) for e in events]

@@ -265,8 +265,7 @@ class Driver:
                 finally:
                     await conn.close()
                 if open_flows == 0 and known == len(ids) and outbox == 0:
-                    await asyncio.sleep(1.0)  # the relay's last publishes reach the stream
-                    return
+                    return  # the relay deletes a row only once JetStream has acknowledged it
             await asyncio.sleep(SETTLE_POLL)
 
 

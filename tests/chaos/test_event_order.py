@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from functools import partial
 
 import asyncpg
 import pytest
@@ -16,6 +17,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.chaos.checker import read_stream_events
 from tests.conftest import _start
+from tests.waiting import outbox_drained, until
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,8 @@ async def test_two_schedulers_publish_each_flows_events_in_seq_order(settings: S
                 fan = [{"name": f"w{i}", "cmd": ["true"]} for i in range(WIDTH)]
                 ids.append(await client.submit({"id": f"order-{n}", "name": "fan", "tasks": fan}))
             await asyncio.wait_for(asyncio.gather(*(client.wait(f) for f in ids)), 60)
-        await asyncio.sleep(1.0)
+        # Every recorded event on the stream, not only each flow's last one.
+        await until(partial(outbox_drained, settings.database_url), "the relay published all")
     finally:
         runner.stop.set()
         for replica in replicas:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from tests.e2e.test_cli import weir
 
 pytestmark = pytest.mark.slow
 
+CLI_AT_ONCE = 3
+"""CLI processes run at once where a test asks many independent questions."""
 SLEEPER = "name: sleeper\nunique: {key: nightly}\ntasks:\n  - {name: nap, cmd: [sleep, '60']}\n"
 
 
@@ -47,17 +50,25 @@ def test_scheduled_duplicate_and_cancelled_flows_show_without_markup_errors(
     [duplicate_id, *_] = [
         f["id"] for f in json.loads(weir(stack, "flows", "--status", "duplicate", "--json").stdout)
     ]
-    for flow_id, status in [
-        (scheduled.stdout.strip(), "scheduled"),
-        (duplicate_id, "duplicate"),
-        (holder_id, "cancelled"),
-    ]:
-        for command in ("show", "trace", "events"):
-            for extra in ((), ("--json",)):
-                run = weir(stack, command, flow_id, *extra)
-                assert run.returncode == 0, (command, extra, run.stderr)
-                assert "Traceback" not in run.stderr and "MarkupError" not in run.stderr
-        assert status in weir(stack, "show", flow_id).stdout
+    statuses_of = {
+        scheduled.stdout.strip(): "scheduled",
+        duplicate_id: "duplicate",
+        holder_id: "cancelled",
+    }
+    asked = [
+        (command, flow_id, *extra)
+        for flow_id in statuses_of
+        for command in ("show", "trace", "events")
+        for extra in ((), ("--json",))
+    ]
+    with ThreadPoolExecutor(CLI_AT_ONCE) as pool:  # each is a process that mostly starts up
+        runs = list(pool.map(lambda args: weir(stack, *args), asked))
+    for args, run in zip(asked, runs, strict=True):
+        assert run.returncode == 0, (args, run.stderr)
+        assert "Traceback" not in run.stderr and "MarkupError" not in run.stderr
+        command, flow_id, *extra = args
+        if command == "show" and not extra:
+            assert statuses_of[flow_id] in run.stdout, args
     listed = weir(stack, "flows")
     assert listed.returncode == 0
     assert holder_id in listed.stdout and duplicate_id in listed.stdout

@@ -30,13 +30,16 @@ from weir_proto.events import FlowEvent, TaskDispatched, TaskStarted, TaskSuccee
 
 from tests.e2e.conftest import FAST_FAILOVER
 from tests.flows import task
+from tests.waiting import quiet_for
 
 pytestmark = pytest.mark.slow
 
 FLOW_TIMEOUT = 30.0
 SPANS_TIMEOUT = 10.0
 SETTLE = 0.5
-"""Seconds to keep listening once the trace is complete, so late duplicates would show."""
+"""Seconds to keep listening once the trace is complete, so late duplicates would show: no
+event proves that none is coming, and the services export every 100 ms
+(OTEL_BSP_SCHEDULE_DELAY below), so this is five export rounds."""
 TOLERANCE_NS = 1_000_000
 
 
@@ -116,7 +119,7 @@ class Receiver:
                     f"{sorted((s.service, s.name) for s in spans)}"
                 )
             await asyncio.sleep(0.05)
-        await asyncio.sleep(SETTLE)
+        await quiet_for(SETTLE, "a duplicate span exported late")
         return self.of_trace(trace_id)
 
 
@@ -244,6 +247,12 @@ async def test_services_export_one_trace_over_otlp_http(
         assert span.kind == ProtoSpan.SPAN_KIND_CONSUMER
 
 
+async def _task_started(client: Client, flow_id: str, name: str) -> None:
+    async for event in client.events(flow_id, follow=True):
+        if isinstance(event, TaskStarted) and event.task == name:
+            return
+
+
 def sequential_flow(names: list[str]) -> dict[str, Any]:
     return {
         "name": "otlp-restart",
@@ -259,13 +268,13 @@ async def test_trace_is_whole_after_scheduler_kill_9(otlp_stack: Stack, receiver
     async with await Client.connect(otlp_stack.nats_url) as client:
         flow_id = await client.submit(sequential_flow(names))
         waiter = asyncio.create_task(client.wait(flow_id))
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(_task_started(client, flow_id, "b"), FLOW_TIMEOUT)  # mid-flow
         assert not waiter.done(), "the flow ended before the scheduler could be killed"
         killed = otlp_stack.scheduler
         assert killed is not None
         await asyncio.to_thread(otlp_stack.kill_scheduler)
         assert killed.returncode == -signal.SIGKILL
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the outage: the runner's reports wait in JetStream
         await asyncio.to_thread(otlp_stack.start_scheduler)
         final = await asyncio.wait_for(waiter, FLOW_TIMEOUT)
         events: list[FlowEvent] = [e async for e in client.events(flow_id)]

@@ -54,8 +54,6 @@ ACCEPTED = {"sql-name", "abs-output", "abs-input"}
 """Valid by design: a flow name is free text (stored verbatim, never pasted into SQL), and
 absolute artifact paths are natural inside a container (the kubernetes executor); the local
 executor mounts them in a sandbox of the task's own, never on the host's real path."""
-POISON = {"non-utf8", "control-name", "control-task", "control-cmd", "control-id"}
-"""Known scheduler bugs (see test_known_bugs.py): these wedge the durable submit consumer."""
 
 
 def submit_corpus(max_bytes: int) -> list[tuple[str, bytes]]:
@@ -248,15 +246,3 @@ async def still_serving(client: Client, flow_id: str) -> None:
     await client.submit(diamond(flow_id))
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_succeeded", final
-
-
-def hits_known_bug(payload: bytes) -> bool:
-    """NUL characters and invalid UTF-8 reach Postgres or escape the decoder (see
-    test_known_bugs.py); the random tests leave them to those tests."""
-    if b"\\u0000" in payload or b"\x00" in payload:
-        return True
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False

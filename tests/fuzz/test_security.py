@@ -27,6 +27,7 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import _start
+from tests.waiting import until
 
 PASSWORD = "pw-Zq8-never-in-logs"
 TOKEN = "tok-Xr4-never-in-logs"
@@ -237,7 +238,9 @@ async def test_the_database_password_is_never_logged(
         )
         down = Scheduler(unreachable)
         waiting = asyncio.create_task(down.run())
-        await asyncio.sleep(1.0)  # logs "postgres not reachable; retrying" a few times
+        await until(  # the first failure and a retry, each logged with the URL's error
+            lambda: buffer.getvalue().count("postgres not reachable") >= 2, "two retries logged"
+        )
         down.stop.set()
         await asyncio.wait_for(waiting, 10)
 

@@ -9,17 +9,15 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from weir.client import Client
 from weir.config import Settings
 
 from tests.fuzz.hostile import (
     ACCEPTED,
-    POISON,
     WAIT,
     api_call,
     assert_precise,
-    hits_known_bug,
     payloads,
     still_serving,
     submit_corpus,
@@ -39,7 +37,7 @@ async def _flows(database_url: str) -> list[Any]:
 async def test_hostile_corpus_on_the_durable_subject_becomes_precise_rejections(
     client: Client, settings: Settings
 ) -> None:
-    corpus = [c for c in submit_corpus(settings.max_submit_bytes) if c[0] not in POISON]
+    corpus = submit_corpus(settings.max_submit_bytes)
     for _, payload in corpus:
         await client.js.publish("weir.cmd.submit", payload, timeout=WAIT)
     rows: list[Any] = []
@@ -71,8 +69,6 @@ async def test_hostile_corpus_on_the_api_gets_invalid_flow_errors(
     client: Client, settings: Settings
 ) -> None:
     for label, payload in submit_corpus(settings.max_submit_bytes):
-        if label in POISON:
-            continue
         reply = await api_call(client.nc, "submit", payload)
         if label in ACCEPTED:
             assert reply.get("error") is None, (label, reply)
@@ -93,7 +89,6 @@ async def test_hostile_corpus_on_the_api_gets_invalid_flow_errors(
 async def test_random_api_submits_are_accepted_or_precisely_refused(
     client: Client, payload: bytes
 ) -> None:
-    assume(not hits_known_bug(payload))
     reply = await api_call(client.nc, "submit", payload)
     if "result" in reply and reply.get("error") is None:
         return

@@ -17,6 +17,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
 from tests.flows import task
+from tests.waiting import until
 
 WAIT = 60.0
 
@@ -91,20 +92,25 @@ async def test_query_combines_and_or_not_over_status_tags_metadata_and_time(
 async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
     client: Client, services: Services
 ) -> None:
-    ids = []  # one after another: prune keeps the last to *finish*
-    for i in range(5):
-        ids += await run_all(client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]}])
-    live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
-    assert await client.prune(older_than=0, keep_last=2) == 3
-    remaining = {f.id async for f in client.list_all()}
-    assert remaining == {ids[3], ids[4], live}
+    ids = await run_all(
+        client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]} for i in range(5)]
+    )
     conn = await asyncpg.connect(services.settings.database_url)
-    try:
-        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", ids[:3])
+    try:  # the flows ran side by side: the newest are the last to have finished
+        by_age = await conn.fetch(
+            "SELECT id FROM flows WHERE id = ANY($1) ORDER BY finished_at, id", ids
+        )
+        order = [r["id"] for r in by_age]
+        old, newest = order[:3], set(order[3:])
+        live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
+        assert await client.prune(older_than=0, keep_last=2) == 3
+        remaining = {f.id async for f in client.list_all()}
+        assert remaining == newest | {live}
+        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", old)
     finally:
         await conn.close()
     assert left == 0
-    assert await client.get_or_none(ids[0]) is None
+    assert await client.get_or_none(old[0]) is None
     try:
         await client.prune(older_than=0, statuses=["running"])
     except WeirError as exc:
@@ -132,9 +138,12 @@ async def test_cron_makes_exactly_one_flow_per_tick_with_two_replicas(
     try:
         view = await client.schedule(every_second("tick"))
         assert view.name == "tick" and not view.paused
-        await asyncio.sleep(3.5)
+
+        async def three_ticks() -> bool:
+            return len(await tick_flows(client, "tick")) >= 3
+
+        await until(three_ticks, "three ticks of a schedule firing every second")
         await client.schedule_action("pause", "tick")
-        await asyncio.sleep(0.3)
     finally:
         second.stop.set()
         await asyncio.wait_for(second_task, 30)

@@ -17,7 +17,8 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import WAIT, finish, task, types
+from tests.flows import WAIT, finish, reached, task, types
+from tests.waiting import process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
 ONCE = {"max_attempts": 1}
@@ -65,17 +66,16 @@ async def test_last_failed_attempt_fails_the_task_with_every_attempt_recorded(
 
 
 async def test_timeout_kills_the_attempt(client: Client, tmp_path: Path) -> None:
-    marker = tmp_path / "finished"
-    spec = {
-        "name": "slow",
-        "tasks": [task("slow", "sh", "-c", f"sleep 5; touch {marker}", timeout=0.5, retry=ONCE)],
-    }
+    shell, child = tmp_path / "shell.pid", tmp_path / "child.pid"
+    script = f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"
+    spec = {"name": "slow", "tasks": [task("slow", "sh", "-c", script, timeout=1, retry=ONCE)]}
     flow_id, _events = await finish(client, spec)
     (view,) = (await client.get(flow_id)).tasks
     assert view.status == "failed" and view.error_type == "timeout"
-    assert view.error_message == 'task "slow" exceeded its timeout of 0.5s'
-    await asyncio.sleep(0.2)
-    assert not marker.exists()
+    assert view.error_message == 'task "slow" exceeded its timeout of 1s'
+    # Reported only once the task and what it started are gone: nothing left to wait for.
+    pids = {int(shell.read_text()), int(child.read_text())}
+    assert all(process_gone(pid) for pid in pids), pids
 
 
 async def test_snooze_runs_again_later_without_using_an_attempt(
@@ -281,7 +281,8 @@ async def test_attempt_of_a_vanished_runner_is_declared_lost_and_retried(
             # The runner vanishes from NATS: no more heartbeats, its dispatch is not handed back.
             assert first.nc is not None
             await first.nc.close()
-            await asyncio.sleep(1.5)
+            lost = await reached(client, flow_id, "task_attempt_failed")
+            assert lost.error_type == "lost"  # type: ignore[union-attr]
             second = Runner(dataclasses.replace(quick, runner_name="second"))
             second_task = await _start("runner-2", second)
             final = await asyncio.wait_for(client.wait(flow_id), WAIT)

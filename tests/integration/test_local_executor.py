@@ -3,8 +3,8 @@ one is adopted, not started twice; a lost attempt's leftover process is stopped.
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,14 +13,26 @@ import msgspec
 from weir.config import Settings
 from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
-from weir_runner.executors.local import SUPERVISOR_ENV, LocalExecutor, supervisor_argv
+from weir_runner.executors.local import (
+    SUPERVISOR_ENV,
+    TASK_PID_FILE,
+    LocalExecutor,
+    supervisor_argv,
+)
+
+from tests.waiting import process_gone, until
+
+FLOW_ID = f"f{os.getpid()}"
+"""An attempt's cgroup is named by its attempt id alone, machine-wide (weir-attempts/<id>
+under the runner's cgroup): with a fixed flow id, this file run twice at once on one machine
+would stop each other's tasks."""
 
 
 def dispatch(cmd: list[str], attempt: int = 1) -> Dispatch:
     return Dispatch(
-        flow_id="f1",
+        flow_id=FLOW_ID,
         attempt=attempt,
-        attempt_id=f"f1-t-{attempt}",
+        attempt_id=f"{FLOW_ID}-t-{attempt}",
         task=msgspec.convert({"name": "t", "cmd": cmd, "queue": "default"}, TaskSpec),
         dispatched_at=datetime.now(UTC),
         token="attempt-token",
@@ -53,11 +65,19 @@ async def nothing() -> None:
     return None
 
 
+async def task_started(root: Path, job: Dispatch) -> int:
+    """Until the attempt's supervisor has started the task (it records the task's pid); the
+    pid."""
+    pid_file = root / job.attempt_id / TASK_PID_FILE
+    await until(pid_file.exists, f"the task of {job.attempt_id} started")
+    return int(pid_file.read_text())
+
+
 async def test_running_attempt_is_adopted_not_started_again(tmp_path: Path) -> None:
     trail = tmp_path / "trail"
     job = dispatch(["sh", "-c", f"echo start >> {trail}; sleep 0.5; echo end >> {trail}; exit 3"])
     orphan = left_running(tmp_path, job)
-    await asyncio.sleep(0.1)
+    await task_started(tmp_path, job)
     result = await LocalExecutor(tmp_path).run(job, nothing)
     orphan.wait()
     assert result.exit_code == 3 and result.error_type == "exit_code"
@@ -79,12 +99,12 @@ async def test_a_lost_attempts_leftover_process_is_stopped_before_the_retry(tmp_
     marker = tmp_path / "late"
     old = dispatch(["sh", "-c", f"sleep 5; touch {marker}"], attempt=1)
     orphan = left_running(tmp_path, old)
-    await asyncio.sleep(0.1)
+    leftover = await task_started(tmp_path, old)
     retry = dispatch(["true"], attempt=2)
     result = await LocalExecutor(tmp_path).run(retry, nothing)
     assert result.exit_code == 0
     assert orphan.wait(timeout=5) != 0
-    assert not marker.exists()
+    assert process_gone(leftover)  # the old task itself, not only its supervisor
 
 
 async def test_missing_program_is_a_clear_executor_error(tmp_path: Path) -> None:
@@ -94,14 +114,14 @@ async def test_missing_program_is_a_clear_executor_error(tmp_path: Path) -> None
 
 
 async def test_a_task_without_timeout_stops_at_the_default_timeout(tmp_path: Path) -> None:
-    settings = Settings(runner_dir=str(tmp_path), runner_task_user="root", task_timeout=0.5)
-    marker = tmp_path / "late"
-    job = dispatch(["sh", "-c", f"sleep 5; touch {marker}"])
+    settings = Settings(runner_dir=str(tmp_path), runner_task_user="root", task_timeout=1.0)
+    shell, child = tmp_path / "shell.pid", tmp_path / "child.pid"
+    job = dispatch(["sh", "-c", f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"])
     result = await LocalExecutor(tmp_path, settings=settings).run(job, nothing)
-    assert result.error_type == "timeout"
+    assert result.error_type == "timeout", result
     assert "default timeout of tasks without one (WEIR_TASK_TIMEOUT)" in result.message
-    await asyncio.sleep(0.2)
-    assert not marker.exists()
+    pids = {int(shell.read_text()), int(child.read_text())}
+    assert all(process_gone(pid) for pid in pids), pids  # stopped before the result
 
 
 async def test_a_task_over_its_memory_limit_fails(tmp_path: Path) -> None:

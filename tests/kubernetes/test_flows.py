@@ -20,9 +20,9 @@ from weir_runner.executors.kubernetes.manifest import Pod, pod_manifest
 from weir_runner.worker import Runner
 
 from tests.conftest import Services, _start
-from tests.flows import dispatch_of, task
+from tests.flows import dispatch_of, reached, task
 from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
-from tests.kubernetes.conftest import NAMESPACE, ORPHAN_SWEEP
+from tests.kubernetes.conftest import NAMESPACE
 
 WAIT = 30.0
 IMAGE = "debian:bookworm-slim"
@@ -463,7 +463,7 @@ async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
             "tasks": [pod_task("far", "sleep", "30", queue="elsewhere")],  # no runner here
         }
     )
-    await asyncio.sleep(0.5)  # dispatched to the queue nobody here takes
+    await reached(kube_client, flow_id, "task_dispatched")  # to the queue nobody here takes
     for pod in (
         _pod_of("ghost-1", "left", ["sleep", "30"]),
         _pod_of(flow_id, "far", ["sleep", "30"], queue="elsewhere"),
@@ -476,7 +476,10 @@ async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
         lambda: apiserver.handler.pod(NAMESPACE, "ghost-1-left-1") is None,
         "the orphaned pod of an unknown flow is deleted",
     )
-    await asyncio.sleep(4 * ORPHAN_SWEEP)  # a few more sweeps
+    sweeps = executor.loops.signals.succeeded
+    done = sweeps.count("orphan-sweep")
+    # Two whole sweeps since, enough to delete a pod (it must be seen unfollowed twice).
+    await asyncio.wait_for(sweeps.wait("orphan-sweep", done + 3), WAIT)
     assert apiserver.handler.pod(NAMESPACE, "elsewhere-1-far-1") is not None  # still wanted
     await kube_client.cancel(flow_id)
     await _eventually(

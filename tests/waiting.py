@@ -1,0 +1,58 @@
+"""How tests wait: for the thing that proves a condition (a row, a file, a process gone), and,
+only where nothing can prove an absence, for a named quiet period."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+
+from tests.flows import WAIT
+
+POLL = 0.05
+"""Seconds between two looks at a condition nothing signals."""
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT
+) -> None:
+    """Until `condition` (a function or a coroutine function) holds; fails naming `what`
+    after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        await asyncio.sleep(POLL)
+
+
+async def quiet_for(seconds: float, why: str) -> None:
+    """Let `seconds` pass with nothing to wait for: only where a test asserts that something
+    does NOT happen and no event can prove it (say so in `why`). Keep it as short as the
+    guarantee under test allows."""
+    assert why, "a quiet period says what it gives a chance to happen"
+    await asyncio.sleep(seconds)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie nobody has reaped yet has ended too)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def outbox_drained(database_url: str) -> bool:
+    """Whether the relay has published every recorded event (the outbox is empty)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return not await conn.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await conn.close()
