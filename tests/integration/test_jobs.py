@@ -350,3 +350,28 @@ async def test_queue_limit_holds_across_flows_and_releases_by_priority(
         "start low",
         "end low",
     ]
+
+
+async def test_a_runner_of_two_queues_starts_the_second_queues_task_without_waiting_out_the_first(
+    settings: Settings,
+) -> None:
+    """A round of one queue's loop holds the free slots while it waits for dispatches: with
+    one slot and two queues, a `gpu` task waited out the idle `default` queue's long poll
+    (up to 5 s) before it could start."""
+    two = dataclasses.replace(settings, runner_queues=("default", "gpu"), runner_concurrency=1)
+    scheduler, runner = Scheduler(two), Runner(two)
+    tasks = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    try:
+        async with await Client.connect(two.nats_url) as client:
+            for n in range(3):
+                flow_id, events = await finish(
+                    client, {"name": f"gpu-{n}", "tasks": [task("train", queue="gpu")]}
+                )
+                at = {event_type(e): e.at for e in events}
+                assert "task_succeeded" in at, types(events)
+                waited = (at["task_started"] - at["task_dispatched"]).total_seconds()
+                assert waited < 3.0, f"{flow_id}: the gpu task waited {waited:.1f}s to start"
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)

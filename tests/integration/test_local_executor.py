@@ -13,9 +13,9 @@ import msgspec
 from weir.config import Settings
 from weir_proto.messages import Dispatch
 from weir_proto.spec import TaskSpec
+from weir_runner.attempt_dir import AttemptDir
 from weir_runner.executors.local import (
     SUPERVISOR_ENV,
-    TASK_PID_FILE,
     LocalExecutor,
     supervisor_argv,
 )
@@ -68,7 +68,7 @@ async def nothing() -> None:
 async def task_started(root: Path, job: Dispatch) -> int:
     """Until the attempt's supervisor has started the task (it records the task's pid); the
     pid."""
-    pid_file = root / job.attempt_id / TASK_PID_FILE
+    pid_file = AttemptDir.of(root, job.attempt_id).task_pid
     await until(pid_file.exists, f"the task of {job.attempt_id} started")
     return int(pid_file.read_text())
 

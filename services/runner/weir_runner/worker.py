@@ -50,6 +50,9 @@ from weir_runner.logship import LogShipper
 log = logging.getLogger("weir.runner")
 
 FETCH_WAIT = 5.0
+FETCH_WAIT_SHARED = 0.25
+"""A runner of several queues waits this long per fetch instead: a round holds the free
+slots while it waits, so another queue's dispatch waits at most this long for them."""
 PUBLISH_RETRY_DELAY = 0.5
 PUBLISH_TIMEOUT = 5.0
 ASK_TIMEOUT = 2.0
@@ -187,7 +190,8 @@ class Runner:
                 await self.slots.acquire()
                 free += 1
             try:
-                msgs = await fetch_batch(sub, free, FETCH_WAIT)
+                shared = len(self.settings.runner_queues) > 1
+                msgs = await fetch_batch(sub, free, FETCH_WAIT_SHARED if shared else FETCH_WAIT)
             except (nats.errors.Error, OSError) as exc:
                 log.warning("fetch failed", extra={"error": str(exc)})
                 await asyncio.sleep(PUBLISH_RETRY_DELAY)
