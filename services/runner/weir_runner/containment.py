@@ -12,6 +12,7 @@ machine allows: found out once, at the runner's start, and said in one log line.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import pwd
@@ -70,9 +71,13 @@ def task_user(setting: str) -> TaskUser | None:
     return TaskUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def cgroup_base() -> Path | None:
-    """Where the attempts' cgroups go: `weir-attempts` under the runner's own cgroup v2, when
-    the runner may create cgroups there; None otherwise."""
+def cgroup_base(runner_dir: str) -> Path | None:
+    """Where the attempts' cgroups go: `weir-attempts/<runner dir>` under the runner's own
+    cgroup v2, when the runner may create cgroups there; None otherwise.
+
+    Attempt ids are unique within one deployment only; the runner directory's part keeps two
+    deployments (or two test runs) on one machine from killing each other's attempts, while
+    the runners that share a directory, and adopt each other's attempts, share it too."""
     mount = _cgroup2_mount()
     if mount is None:
         return None
@@ -84,9 +89,10 @@ def cgroup_base() -> Path | None:
         )
     except (OSError, StopIteration):
         return None
-    base = mount / own.lstrip("/") / CGROUP_DIR
+    where = hashlib.sha256(str(Path(runner_dir).resolve()).encode()).hexdigest()[:16]
+    base = mount / own.lstrip("/") / CGROUP_DIR / where
     try:
-        base.mkdir(exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
     return base if (base / "cgroup.procs").exists() else None
@@ -120,7 +126,7 @@ class Containment:
     def probe(cls, settings: Settings) -> Containment:
         return cls(
             user=task_user(settings.runner_task_user),
-            cgroup=cgroup_base(),
+            cgroup=cgroup_base(settings.runner_dir),
             memory_max=settings.task_memory_max,
             pids_max=settings.task_pids_max,
             cpu_seconds=settings.task_cpu_seconds,
