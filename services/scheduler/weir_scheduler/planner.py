@@ -15,7 +15,7 @@ from typing import Protocol
 
 import msgspec
 from weir_proto.errors import SpecError
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import (
@@ -223,11 +223,10 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             "$.name",
             f"{flow}: name must be at most {FLOW_NAME_MAX} characters without control characters",
         )
-    if spec.id is not None and not _is_label(spec.id):
+    if spec.id is not None and not is_dns_label(spec.id):
         err(
             "$.id",
-            f"{flow}: id {printable(spec.id)} is not a DNS-1123 label "
-            "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)",
+            f"{flow}: id {printable(spec.id)} is not a DNS-1123 label ({DNS1123_LABEL_RULE})",
         )
     if not spec.tasks:
         err("$.tasks", f"{flow}: has no tasks; add at least one")
@@ -246,11 +245,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         task = resolve_task(spec, task)
         path = f"$.tasks[{index}]"
         where = f"{flow}: task {printable(task.name)}"
-        if not _is_label(task.name):
+        if not is_dns_label(task.name):
             err(
                 f"{path}.name",
-                f"{where}: name is not a DNS-1123 label (lower-case letters, digits and '-', "
-                "at most 63, starting and ending alphanumeric); it becomes a pod name",
+                f"{where}: name is not a DNS-1123 label ({DNS1123_LABEL_RULE}); "
+                "it becomes a pod name",
                 task.name,
             )
         if task.name in by_name:
@@ -467,10 +466,6 @@ def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
                     f"{flow}: unique.statuses: {printable(status)} is not a flow status "
                     f"({', '.join(FLOW_STATUSES)})",
                 )
-
-
-def _is_label(value: str) -> bool:
-    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
 def _check_artifact_paths(task: TaskSpec, path: str, where: str, err: _Err) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 from weir_proto.errors import SpecError
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, new_flow_id
+from weir_proto.ids import is_dns_label, new_flow_id
 from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
@@ -252,7 +252,7 @@ class SubmissionHandler:
             flow_plan = plan(spec, self.limits)
         except Rejected as rejected:
             flow_id = rejected.flow_id
-            if not flow_id or len(flow_id) > DNS1123_LABEL_MAX or not DNS1123_LABEL.match(flow_id):
+            if not flow_id or not is_dns_label(flow_id):
                 flow_id = submission.fallback_id
             name = rejected.name[:253] if rejected.name else None
             return _Intent(flow_id, Reject(tuple(rejected.errors), name), None)

@@ -48,7 +48,7 @@ from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ScheduleRequest
 from weir_proto.errors import SpecError
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
 
 from weir_web.auth import SESSION_COOKIE, Denied, Gate
 from weir_web.config import Role, WebSettings
@@ -96,7 +96,7 @@ def json_response(value: object, status: int = 200) -> Response:
 
 def _label(request: Request, key: str, what: str) -> str:
     value: str = request.path_params[key]
-    if len(value) > DNS1123_LABEL_MAX or not DNS1123_LABEL.match(value):
+    if not is_dns_label(value):
         raise HttpFailure(
             "bad_request",
             f"{what} {value[:80]!r} is not valid: lower-case letters, digits and '-', at most "
