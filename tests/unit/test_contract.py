@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 from weir.config import ConfigError, Settings
+from weir.terminal import STATUS_STYLE
+from weir_proto.api import PruneRequest
 from weir_proto.ids import attempt_id, is_dns_label, new_flow_id
 from weir_proto.schema import render
+from weir_proto.status import (
+    FLOW_STATUS_NAMES,
+    TERMINAL_TASK_STATUSES,
+    FlowStatus,
+    TaskStatus,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "proto" / "schema"
 
@@ -71,3 +79,27 @@ def test_schema_descriptions_do_not_depend_on_how_a_release_keeps_indentation() 
     indented = {"properties": {"a": {"description": "First line:\n\n    more\n    and more"}}}
     flat = {"properties": {"a": {"description": "First line:\n\nmore\nand more"}}}
     assert _plain_descriptions(indented) == _plain_descriptions(flat) == flat
+
+
+def test_status_lists_are_the_enums_in_order() -> None:
+    assert FLOW_STATUS_NAMES == (
+        "scheduled",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelling",
+        "cancelled",
+        "rejected",
+        "duplicate",
+    )
+    assert PruneRequest().statuses == ["succeeded", "failed", "cancelled", "rejected", "duplicate"]
+    assert {s for s in TaskStatus if s.terminal} == TERMINAL_TASK_STATUSES
+    assert {str(s) for s in TERMINAL_TASK_STATUSES} == {
+        "succeeded",
+        "failed",
+        "skipped",
+        "cancelled",
+    }
+    # Every status a user sees has its colour in the terminal.
+    assert {*FlowStatus, *TaskStatus} <= STATUS_STYLE.keys()

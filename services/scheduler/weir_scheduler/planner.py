@@ -17,6 +17,7 @@ import msgspec
 from weir_proto.errors import SpecError
 from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
+from weir_proto.status import FLOW_STATUS_NAMES
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import (
     OUTPUT_NAME_RULE,
@@ -378,17 +379,6 @@ PRIORITY_MAX = 1000
 TAGS_MAX = 50
 TAG_LENGTH_MAX = 100
 RETRY_ATTEMPTS_MAX = 100
-FLOW_STATUSES = (
-    "scheduled",
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelling",
-    "cancelled",
-    "rejected",
-    "duplicate",
-)
 
 
 def resolve_task(spec: FlowSpec, task: TaskSpec) -> TaskSpec:
@@ -460,11 +450,11 @@ def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
         if u.window is not None and u.window <= 0:
             err("$.unique.window", f"{flow}: unique.window must be a positive number of seconds")
         for status in u.statuses or []:
-            if status not in FLOW_STATUSES:
+            if status not in FLOW_STATUS_NAMES:
                 err(
                     "$.unique.statuses",
                     f"{flow}: unique.statuses: {printable(status)} is not a flow status "
-                    f"({', '.join(FLOW_STATUSES)})",
+                    f"({', '.join(FLOW_STATUS_NAMES)})",
                 )
 
 

@@ -18,6 +18,7 @@ from weir_proto.ids import is_dns_label, new_flow_id
 from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
+from weir_scheduler.commands import APPEND_RETRIES
 from weir_scheduler.decider import (
     DEFAULT_POLICY,
     Cancel,
@@ -34,7 +35,6 @@ from weir_scheduler.store import Change, ConcurrencyError, Conn, EventStore, Q, 
 
 log = logging.getLogger("weir.scheduler.submissions")
 
-APPEND_RETRIES_DEFAULT = 5
 UNIQUE_STATUSES_DEFAULT = (
     FlowStatus.SCHEDULED,
     FlowStatus.PENDING,
@@ -86,7 +86,7 @@ class SubmissionHandler:
         intents = [self._intent(s) for s in submissions]
         ids = [i.flow_id for i in intents]
         if len(set(ids)) == len(ids):
-            for _ in range(APPEND_RETRIES_DEFAULT):
+            for _ in range(APPEND_RETRIES):
                 try:
                     return await self._record(submissions, intents)
                 except ConcurrencyError:
@@ -97,7 +97,7 @@ class SubmissionHandler:
         return await self._record_one(submission, self._intent(submission))
 
     async def _record_one(self, submission: Submission, intent: _Intent) -> Outcome:
-        for _ in range(APPEND_RETRIES_DEFAULT):
+        for _ in range(APPEND_RETRIES):
             try:
                 return (await self._record([submission], [intent]))[0]
             except ConcurrencyError:
