@@ -18,6 +18,7 @@ import msgspec
 import typer
 from nats.js import JetStreamContext
 from rich.table import Table
+from weir_proto.errors import ErrorCode
 from weir_proto.messages import OutputDigest
 from weir_proto.validation import is_output_name
 
@@ -150,7 +151,7 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
         try:
             return await client.output_digests(flow_id)
         except WeirError as exc:
-            if exc.code == "not_found":
+            if exc.code == ErrorCode.NOT_FOUND:
                 fail(
                     f'flow "{flow_id}" does not exist (see `weir flows`): artifacts are only '
                     "fetched for flows whose event log records them"

@@ -41,7 +41,7 @@ from weir_proto.api import (
     ScheduleView,
     SubmitAccepted,
 )
-from weir_proto.errors import ApiError, SpecError
+from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
 from weir_proto.messages import OutputDigest
@@ -66,19 +66,20 @@ _reply_decoder = msgspec.json.Decoder(RawReply)
 _encoder = msgspec.json.Encoder()
 
 
-class WeirError(Exception):
-    """An error answered by the scheduler (`code`, `message`, `details`) or the client."""
+class WeirError(WeirException):
+    """An error answered by the scheduler (`code`, `message`, `details`) or the client;
+    `code` is an `ErrorCode` value."""
 
     def __init__(
         self,
-        code: str,
+        code: ErrorCode | str,
         message: str,
         details: list[SpecError] | None = None,
         flow_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: str = code
         self.message = message
         self.details = details or []
         self.flow_id = flow_id
@@ -189,13 +190,13 @@ class Client:
                 )
             except nats.js.errors.NoStreamResponseError:
                 raise WeirError(
-                    "unavailable",
+                    ErrorCode.UNAVAILABLE,
                     f"no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is missing "
                     "or was changed; start the scheduler, which creates it",
                 ) from None
             except nats.js.errors.APIError as exc:  # the stream is full (discard new)
                 raise WeirError(
-                    "overloaded",
+                    ErrorCode.OVERLOADED,
                     f"{subjects.STREAM_COMMANDS} refused the submit ({exc.description}); it "
                     "holds as many commands as it may (WEIR_COMMANDS_MAX_MSGS / _MAX_BYTES): "
                     "submit again later",
@@ -206,7 +207,7 @@ class Client:
         try:
             answer = await self._call(subjects.API_SUBMIT, msgspec.Raw(payload), SubmitAccepted)
         except WeirError as exc:
-            if exc.code != "invalid_flow":
+            if exc.code != ErrorCode.INVALID_FLOW:
                 raise
             return SubmitVerdict(
                 "rejected",
@@ -235,7 +236,9 @@ class Client:
         else:
             doc = dict(spec)
         if not isinstance(doc, dict):
-            raise WeirError("invalid_flow", "a flow spec is a JSON object with name and tasks")
+            raise WeirError(
+                ErrorCode.INVALID_FLOW, "a flow spec is a JSON object with name and tasks"
+            )
         flow_id = doc.get("id")
         if not isinstance(flow_id, str) or not flow_id:
             flow_id = new_flow_id()
@@ -244,7 +247,7 @@ class Client:
         limit = self.nc.max_payload
         if len(payload) > limit:
             raise WeirError(
-                "too_large",
+                ErrorCode.TOO_LARGE,
                 f"flow spec is {len(payload):,} bytes; this NATS server accepts at most "
                 f"{limit:,} per message (raise max_payload, or split the flow)",
             )
@@ -257,11 +260,12 @@ class Client:
             msg = await self.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
         except nats.errors.NoRespondersError:
             raise WeirError(
-                "unavailable", f"no scheduler is answering on {subject}; is one running?"
+                ErrorCode.UNAVAILABLE, f"no scheduler is answering on {subject}; is one running?"
             ) from None
         except (TimeoutError, nats.errors.TimeoutError):
             raise WeirError(
-                "timeout", f"the scheduler did not answer on {subject} within {self.timeout:g}s"
+                ErrorCode.TIMEOUT,
+                f"the scheduler did not answer on {subject} within {self.timeout:g}s",
             ) from None
         reply = _reply_decoder.decode(msg.data)
         if reply.error is not None:
@@ -276,7 +280,7 @@ class Client:
         try:
             return await self.get(flow_id)
         except WeirError as exc:
-            if exc.code == "not_found":
+            if exc.code == ErrorCode.NOT_FOUND:
                 return None
             raise
 
@@ -396,15 +400,17 @@ class Client:
         match = [t for t in view.tasks if t.name == task]
         if not match:
             names = ", ".join(t.name for t in view.tasks)
-            raise WeirError("not_found", f'flow {flow_id} has no task "{task}" (tasks: {names})')
+            raise WeirError(
+                ErrorCode.NOT_FOUND, f'flow {flow_id} has no task "{task}" (tasks: {names})'
+            )
         latest = match[0].attempt
         if latest == 0:
-            raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
+            raise WeirError(ErrorCode.NOT_FOUND, f'task "{task}" of flow {flow_id} has not run yet')
         if attempt is None:
             attempt = latest
         elif not 1 <= attempt <= latest:
             raise WeirError(
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 f'task "{task}" of flow {flow_id} has no attempt {attempt} '
                 f"(attempts: {'1' if latest == 1 else f'1 to {latest}'})",
             )
@@ -448,4 +454,4 @@ class Client:
         async for event in self.events(flow_id, follow=True):
             if event_type(event) in TERMINAL_FLOW_EVENTS:
                 return event
-        raise WeirError("internal", f"event stream of flow {flow_id} ended early")
+        raise WeirError(ErrorCode.INTERNAL, f"event stream of flow {flow_id} ended early")

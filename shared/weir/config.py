@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from weir_proto.durations import parse_duration
+from weir_proto.errors import WeirException
 
 from weir.supervisor import LOOP_BACKOFF_MAX_DEFAULT, LOOP_BACKOFF_MIN, LOOP_FAILURES_MAX_DEFAULT
 
@@ -17,7 +18,7 @@ NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
 
 
-class ConfigError(ValueError):
+class ConfigError(WeirException, ValueError):
     """A setting has a value we cannot use; the message names the variable."""
 
 

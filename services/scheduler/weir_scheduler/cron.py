@@ -20,6 +20,7 @@ import asyncpg
 import msgspec
 from croniter import croniter
 from weir_proto.api import ScheduleView
+from weir_proto.errors import WeirException
 from weir_proto.spec import FlowSpec
 
 from weir_scheduler.planner import Limits, Rejected, plan
@@ -36,7 +37,7 @@ SCHEDULE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 """At most 40 characters, so `<name>-<14-digit tick>` stays a 63-character flow id."""
 
 
-class ScheduleError(ValueError):
+class ScheduleError(WeirException, ValueError):
     pass
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
-from weir_proto.errors import SpecError
+from weir_proto.errors import SpecError, WeirException
 from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
 from weir_proto.status import FLOW_STATUS_NAMES
@@ -80,7 +80,7 @@ class Limits:
     max_submit_bytes: int = MAX_SUBMIT_BYTES_DEFAULT
 
 
-class Rejected(Exception):
+class Rejected(WeirException):
     """The submit is not a valid flow. `flow_id`/`name` are set when they could be read."""
 
     def __init__(

@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 from weir_proto import subjects
 from weir_proto.api import AttemptFailure, FlowPage, FlowSummary, FlowView, TaskView
-from weir_proto.errors import SpecError
+from weir_proto.errors import SpecError, WeirException
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch, OutputDigest
@@ -54,7 +54,7 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection of our own or one lent by the pool."""
 
 
-class ConcurrencyError(Exception):
+class ConcurrencyError(WeirException):
     """Another writer appended to one of these flows first; reload and decide again."""
 
 

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from weir_proto.errors import WeirException
 from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
 
 from weir.sdk.serializers import BytesSerializer, TextSerializer
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _PROMOTIONS: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
 
 
-class FlowDefinitionError(ValueError):
+class FlowDefinitionError(WeirException, ValueError):
     """A flow that cannot be built; `problems` lists every reason."""
 
     def __init__(self, flow: str, problems: list[str]) -> None:
