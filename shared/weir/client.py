@@ -48,6 +48,7 @@ from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry
+from weir.config import NatsSecurity
 from weir.jetstream import close, connect
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
@@ -124,12 +125,24 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT, *, quiet: bool = False
+        cls,
+        url: str,
+        timeout: float = REQUEST_TIMEOUT_DEFAULT,
+        *,
+        quiet: bool = False,
+        security: NatsSecurity | None = None,
     ) -> Client:
         """Connect to NATS; fails within seconds when the server cannot be reached. `quiet`
         keeps nats-py's connection errors out of the logs but for debug (the caller reports
-        a failure itself)."""
-        nc = await connect(url, "weir-client", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=quiet)
+        a failure itself). Credentials and TLS: `security`, by default the `WEIR_NATS_*`
+        variables."""
+        nc = await connect(
+            url,
+            "weir-client",
+            max_reconnect_attempts=CONNECT_ATTEMPTS,
+            quiet=quiet,
+            security=security,
+        )
         return cls(nc, timeout)
 
     async def close(self) -> None:
