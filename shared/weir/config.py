@@ -63,6 +63,11 @@ def _queues(name: str, raw: str) -> tuple[str, ...]:
     return names(name, raw) or ("default",)
 
 
+def _allow_list(env: str, what: str) -> Any:
+    """A comma-separated allow-list of what a task's `kubernetes` section may ask for."""
+    return setting(env, (), names, f"comma-separated {what}", shown="(none)")
+
+
 def _queue_limits(name: str, raw: str) -> dict[str, int]:
     limits: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
@@ -489,33 +494,17 @@ class Settings:
         "([docs/kubernetes.md](docs/kubernetes.md))",
         shown="(none)",
     )
-    kube_allowed_service_accounts: tuple[str, ...] = setting(
-        "WEIR_KUBE_ALLOWED_SERVICE_ACCOUNTS",
-        (),
-        names,
-        "comma-separated service accounts a task may run as",
-        shown="(none)",
+    kube_allowed_service_accounts: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_SERVICE_ACCOUNTS", "service accounts a task may run as"
     )
-    kube_allowed_annotations: tuple[str, ...] = setting(
-        "WEIR_KUBE_ALLOWED_ANNOTATIONS",
-        (),
-        names,
-        "comma-separated annotation keys a task may set",
-        shown="(none)",
+    kube_allowed_annotations: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_ANNOTATIONS", "annotation keys a task may set"
     )
-    kube_allowed_node_selectors: tuple[str, ...] = setting(
-        "WEIR_KUBE_ALLOWED_NODE_SELECTORS",
-        (),
-        names,
-        "comma-separated node label keys a task's `nodeSelector` may use",
-        shown="(none)",
+    kube_allowed_node_selectors: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_NODE_SELECTORS", "node label keys a task's `nodeSelector` may use"
     )
-    kube_allowed_tolerations: tuple[str, ...] = setting(
-        "WEIR_KUBE_ALLOWED_TOLERATIONS",
-        (),
-        names,
-        "comma-separated taint keys a task may tolerate",
-        shown="(none)",
+    kube_allowed_tolerations: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_TOLERATIONS", "taint keys a task may tolerate"
     )
     kube_pod_ttl: float = setting(
         "WEIR_KUBE_POD_TTL",

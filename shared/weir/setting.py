@@ -121,30 +121,27 @@ def upper(name: str, raw: str) -> str:
     return raw.upper()
 
 
-def whole(minimum: int = 1) -> Parser:
-    def parse(name: str, raw: str) -> int:
+def _at_least(convert: Callable[[str], Any], what: str, minimum: float) -> Parser:
+    def parse(name: str, raw: str) -> Any:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+            raise ConfigError(f"{name}={raw!r} is not {what}") from None
         if value < minimum:
             raise ConfigError(f"{name}={value} must be at least {minimum}")
         return value
 
     return parse
+
+
+def whole(minimum: int = 1) -> Parser:
+    """A whole number of at least `minimum`."""
+    return _at_least(int, "a whole number", minimum)
 
 
 def number(minimum: float = 0.0) -> Parser:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a number") from None
-        if value < minimum:
-            raise ConfigError(f"{name}={value} must be at least {minimum}")
-        return value
-
-    return parse
+    """A number of at least `minimum`."""
+    return _at_least(float, "a number", minimum)
 
 
 def duration(name: str, raw: str) -> float:
