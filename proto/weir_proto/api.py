@@ -10,6 +10,7 @@ import msgspec
 from weir_proto.errors import ApiError, SpecError
 from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
+from weir_proto.status import TERMINAL_FLOW_STATUS_NAMES
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 1000
@@ -81,9 +82,7 @@ class PruneRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     ago, keeping the newest `keep_last` of them."""
 
     older_than: float = 30 * 24 * 3600.0
-    statuses: list[str] = msgspec.field(
-        default_factory=lambda: ["succeeded", "failed", "cancelled", "rejected", "duplicate"]
-    )
+    statuses: list[str] = msgspec.field(default_factory=lambda: [*TERMINAL_FLOW_STATUS_NAMES])
     keep_last: int = 0
 
 

@@ -7,8 +7,19 @@ import os
 import re
 import time
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 DNS1123_LABEL_MAX = 63
+DNS1123_LABEL_RULE = (
+    "lower-case letters, digits and '-', at most 63, starting and ending alphanumeric"
+)
+"""What `is_dns_label` accepts, in the words of the errors that refuse a name."""
+
+
+def is_dns_label(value: str) -> bool:
+    """Whether `value` is a DNS-1123 label: flow ids and task names are, because they name
+    pods and Kubernetes objects. The one check every layer (planner, API, SDK, web) uses."""
+    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
+
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 

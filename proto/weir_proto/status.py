@@ -77,17 +77,24 @@ class TaskStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (
-            TaskStatus.SUCCEEDED,
-            TaskStatus.FAILED,
-            TaskStatus.SKIPPED,
-            TaskStatus.CANCELLED,
-        )
+        return self in TERMINAL_TASK_STATUSES
 
     @property
     def active(self) -> bool:
         """Handed to a runner and not finished yet."""
         return self in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+
+
+TERMINAL_TASK_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+)
+
+FLOW_STATUS_NAMES = tuple(status.value for status in FlowStatus)
+"""Every flow status as it is written (`unique.statuses`, `weir list --status`), in the
+order a flow goes through them."""
+TERMINAL_FLOW_STATUS_NAMES = tuple(s.value for s in FlowStatus if s in TERMINAL_FLOW_STATUSES)
+"""The statuses of ended flows as they are written, in that order (what `weir prune`
+deletes by default)."""
 
 
 class AttemptState(StrEnum):

@@ -32,6 +32,7 @@ from typing import Protocol
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
+from weir_proto.errors import WeirException
 from weir_proto.messages import OutputDigest
 
 from weir.config import S3Storage
@@ -45,7 +46,7 @@ FETCH_TIMEOUT = 10.0
 _DIGEST_PREFIX = "SHA-256="
 
 
-class ArtifactError(Exception):
+class ArtifactError(WeirException):
     """An artifact could not be stored or fetched; the message says which and why."""
 
 

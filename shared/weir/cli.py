@@ -32,7 +32,7 @@ from weir_proto.spec import FlowSpec
 from weir_proto.status import TaskStatus
 
 from weir import telemetry, waterfall
-from weir.cli_data import artifacts_app, secret_app
+from weir.cli_data import artifacts_app, nats_security, secret_app
 from weir.client import Client, SubmitVerdict, WeirError
 from weir.config import NATS_URL_DEFAULT, ConfigError, NatsSecurity
 from weir.jetstream import redact_url
@@ -137,17 +137,21 @@ def _nats_security(
         "WEIR_NATS_TLS_CERT": tls_cert,
         "WEIR_NATS_TLS_KEY": tls_key,
     }
-    os.environ.update({name: value for name, value in chosen.items() if value})
     try:
-        NatsSecurity.from_env()
+        security = NatsSecurity.from_env({**os.environ, **{k: v for k, v in chosen.items() if v}})
     except ConfigError as exc:
         fail(str(exc), 2)
+    nats_security.set(security)
 
 
 def _run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
+    security = nats_security.get()
+
     async def main() -> _T:
         try:
-            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
+            client = await asyncio.wait_for(
+                Client.connect(nats_url, quiet=True, security=security), 10
+            )
         except Exception as exc:
             fail(f"cannot reach NATS at {redact_url(nats_url)}: {_reason(exc)}", 2)
         try:

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -18,6 +19,7 @@ import msgspec
 import typer
 from nats.js import JetStreamContext
 from rich.table import Table
+from weir_proto.errors import ErrorCode
 from weir_proto.messages import OutputDigest
 from weir_proto.validation import is_output_name
 
@@ -29,7 +31,7 @@ from weir.artifacts import (
     artifact_store,
 )
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
+from weir.config import NATS_URL_DEFAULT, ConfigError, NatsSecurity, S3Storage
 from weir.jetstream import close, connect, redact_url
 from weir.secrets import (
     MAX_SECRET_BYTES,
@@ -72,11 +74,22 @@ ArtifactsUrl = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
+nats_security: ContextVar[NatsSecurity | None] = ContextVar("nats_security", default=None)
+"""The NATS credentials and TLS chosen on the command line (`weir --nats-...`, else the
+`WEIR_NATS_*` variables), which every connection of the command uses: held here, never
+written back to the process environment."""
+
+
 def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T:
+    security = nats_security.get()
+
     async def main() -> _T:
         try:
             nc = await asyncio.wait_for(
-                connect(nats_url, "weir-cli", max_reconnect_attempts=0, quiet=True), 10
+                connect(
+                    nats_url, "weir-cli", max_reconnect_attempts=0, quiet=True, security=security
+                ),
+                10,
             )
         except Exception as exc:
             fail(
@@ -117,9 +130,13 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
     """Whether the scheduler knows `flow_id` (True when it cannot be asked: then an empty
     listing is all there is to say)."""
 
+    security = nats_security.get()
+
     async def ask() -> bool:
         try:
-            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
+            client = await asyncio.wait_for(
+                Client.connect(nats_url, quiet=True, security=security), 10
+            )
         except Exception:
             return True
         try:
@@ -140,9 +157,13 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
     """The digests the event log recorded for the flow's outputs, asked of the scheduler.
     A flow it does not know ends the command; no answer raises `_NoLog`."""
 
+    security = nats_security.get()
+
     async def ask() -> dict[str, OutputDigest]:
         try:
-            client = await asyncio.wait_for(Client.connect(nats_url, quiet=True), 10)
+            client = await asyncio.wait_for(
+                Client.connect(nats_url, quiet=True, security=security), 10
+            )
         except Exception as exc:
             raise _NoLog(
                 f"cannot reach NATS at {redact_url(nats_url)}: {str(exc) or type(exc).__name__}"
@@ -150,7 +171,7 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
         try:
             return await client.output_digests(flow_id)
         except WeirError as exc:
-            if exc.code == "not_found":
+            if exc.code == ErrorCode.NOT_FOUND:
                 fail(
                     f'flow "{flow_id}" does not exist (see `weir flows`): artifacts are only '
                     "fetched for flows whose event log records them"

@@ -43,13 +43,14 @@ from weir_proto.api import (
     ScheduleView,
     SubmitAccepted,
 )
-from weir_proto.errors import ApiError, SpecError
+from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
 from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry
+from weir.config import NatsSecurity
 from weir.jetstream import close, connect
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
@@ -68,19 +69,20 @@ _reply_decoder = msgspec.json.Decoder(RawReply)
 _encoder = msgspec.json.Encoder()
 
 
-class WeirError(Exception):
-    """An error answered by the scheduler (`code`, `message`, `details`) or the client."""
+class WeirError(WeirException):
+    """An error answered by the scheduler (`code`, `message`, `details`) or the client;
+    `code` is an `ErrorCode` value."""
 
     def __init__(
         self,
-        code: str,
+        code: ErrorCode | str,
         message: str,
         details: list[SpecError] | None = None,
         flow_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: str = code
         self.message = message
         self.details = details or []
         self.flow_id = flow_id
@@ -143,12 +145,24 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, url: str, timeout: float = REQUEST_TIMEOUT_DEFAULT, *, quiet: bool = False
+        cls,
+        url: str,
+        timeout: float = REQUEST_TIMEOUT_DEFAULT,
+        *,
+        quiet: bool = False,
+        security: NatsSecurity | None = None,
     ) -> Client:
         """Connect to NATS; fails within seconds when the server cannot be reached. `quiet`
         keeps nats-py's connection errors out of the logs but for debug (the caller reports
-        a failure itself)."""
-        nc = await connect(url, "weir-client", max_reconnect_attempts=CONNECT_ATTEMPTS, quiet=quiet)
+        a failure itself). Credentials and TLS: `security`, by default the `WEIR_NATS_*`
+        variables."""
+        nc = await connect(
+            url,
+            "weir-client",
+            max_reconnect_attempts=CONNECT_ATTEMPTS,
+            quiet=quiet,
+            security=security,
+        )
         return cls(nc, timeout)
 
     async def close(self) -> None:
@@ -209,13 +223,13 @@ class Client:
                 )
             except nats.js.errors.NoStreamResponseError:
                 raise WeirError(
-                    "unavailable",
+                    ErrorCode.UNAVAILABLE,
                     f"no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is missing "
                     "or was changed; start the scheduler, which creates it",
                 ) from None
             except nats.js.errors.APIError as exc:  # the stream is full (discard new)
                 raise WeirError(
-                    "overloaded",
+                    ErrorCode.OVERLOADED,
                     f"{subjects.STREAM_COMMANDS} refused the submit ({exc.description}); it "
                     "holds as many commands as it may (WEIR_COMMANDS_MAX_MSGS / _MAX_BYTES): "
                     "submit again later",
@@ -269,7 +283,7 @@ class Client:
         try:
             answer = await self._call(subjects.API_SUBMIT, msgspec.Raw(payload), SubmitAccepted)
         except WeirError as exc:
-            if exc.code != "invalid_flow":
+            if exc.code != ErrorCode.INVALID_FLOW:
                 raise
             return SubmitVerdict(
                 "rejected",
@@ -298,7 +312,9 @@ class Client:
         else:
             doc = dict(spec)
         if not isinstance(doc, dict):
-            raise WeirError("invalid_flow", "a flow spec is a JSON object with name and tasks")
+            raise WeirError(
+                ErrorCode.INVALID_FLOW, "a flow spec is a JSON object with name and tasks"
+            )
         flow_id = doc.get("id")
         if not isinstance(flow_id, str) or not flow_id:
             flow_id = new_flow_id()
@@ -307,7 +323,7 @@ class Client:
         limit = self.nc.max_payload
         if len(payload) > limit:
             raise WeirError(
-                "too_large",
+                ErrorCode.TOO_LARGE,
                 f"flow spec is {len(payload):,} bytes; this NATS server accepts at most "
                 f"{limit:,} per message (raise max_payload, or split the flow)",
             )
@@ -320,11 +336,12 @@ class Client:
             msg = await self.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
         except nats.errors.NoRespondersError:
             raise WeirError(
-                "unavailable", f"no scheduler is answering on {subject}; is one running?"
+                ErrorCode.UNAVAILABLE, f"no scheduler is answering on {subject}; is one running?"
             ) from None
         except (TimeoutError, nats.errors.TimeoutError):
             raise WeirError(
-                "timeout", f"the scheduler did not answer on {subject} within {self.timeout:g}s"
+                ErrorCode.TIMEOUT,
+                f"the scheduler did not answer on {subject} within {self.timeout:g}s",
             ) from None
         reply = _reply_decoder.decode(msg.data)
         if reply.error is not None:
@@ -339,7 +356,7 @@ class Client:
         try:
             return await self.get(flow_id)
         except WeirError as exc:
-            if exc.code == "not_found":
+            if exc.code == ErrorCode.NOT_FOUND:
                 return None
             raise
 
@@ -459,15 +476,17 @@ class Client:
         match = [t for t in view.tasks if t.name == task]
         if not match:
             names = ", ".join(t.name for t in view.tasks)
-            raise WeirError("not_found", f'flow {flow_id} has no task "{task}" (tasks: {names})')
+            raise WeirError(
+                ErrorCode.NOT_FOUND, f'flow {flow_id} has no task "{task}" (tasks: {names})'
+            )
         latest = match[0].attempt
         if latest == 0:
-            raise WeirError("not_found", f'task "{task}" of flow {flow_id} has not run yet')
+            raise WeirError(ErrorCode.NOT_FOUND, f'task "{task}" of flow {flow_id} has not run yet')
         if attempt is None:
             attempt = latest
         elif not 1 <= attempt <= latest:
             raise WeirError(
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 f'task "{task}" of flow {flow_id} has no attempt {attempt} '
                 f"(attempts: {'1' if latest == 1 else f'1 to {latest}'})",
             )
@@ -511,4 +530,4 @@ class Client:
         async for event in self.events(flow_id, follow=True):
             if event_type(event) in TERMINAL_FLOW_EVENTS:
                 return event
-        raise WeirError("internal", f"event stream of flow {flow_id} ended early")
+        raise WeirError(ErrorCode.INTERNAL, f"event stream of flow {flow_id} ended early")

@@ -5,54 +5,35 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
-from weir_proto.durations import parse_duration
-
+from weir.nats_security import NatsSecurity
+from weir.setting import (
+    ConfigError,
+    declared_setting,
+    duration,
+    flag,
+    names,
+    number,
+    one_of,
+    read,
+    setting,
+    size,
+    size_or_off,
+    text,
+    upper,
+    whole,
+    whole_or_off,
+)
 from weir.supervisor import LOOP_BACKOFF_MAX_DEFAULT, LOOP_BACKOFF_MIN, LOOP_FAILURES_MAX_DEFAULT
+
+__all__ = ["ConfigError", "NatsSecurity", "S3Storage", "Settings"]
 
 EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
-DATABASE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/weir"
-
-
-class ConfigError(ValueError):
-    """A setting has a value we cannot use; the message names the variable."""
-
-
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-RUNNER_KEEP_DEFAULT = 7 * 24 * 3600.0
-"""A week: long past any redelivery of the attempt's dispatch (which is what the recorded
-result answers), long enough to read its files when something went wrong."""
-
-
-def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 TASK_USER_DEFAULT = "nobody"
 """The user a root runner's local tasks run as (a runner that is not root runs them as
@@ -60,6 +41,7 @@ itself)."""
 TASK_MEMORY_MAX_DEFAULT = 4 * 1024**3
 TASK_PIDS_MAX_DEFAULT = 1024
 TASK_LOG_MAX_DEFAULT = 10 * 1024**2
+TASK_LOG_MAX_MIN = 2048
 TASK_TIMEOUT_DEFAULT = 24 * 3600.0
 """The timeout of a task that sets none (local executor)."""
 
@@ -68,73 +50,30 @@ COMMANDS_MAX_BYTES_DEFAULT = 1024**3
 """WEIR_COMMANDS keeps commands a week, also those already recorded (so a submit outlives a
 scheduler outage): the limits count a week of submits. Past them a publish to `weir.cmd.>`
 is refused, and nothing already accepted is dropped."""
-MAX_PENDING_FLOWS_DEFAULT = 10_000
-SUBMIT_RATE_DEFAULT = 50.0
-SUBMIT_BURST_DEFAULT = 200
-
-FLOW_DISPATCH_WINDOW_DEFAULT = 16
-"""Not-yet-started dispatches one flow may have waiting per queue: enough to keep runners
-busy between two round trips, few enough that another flow's task waits behind little."""
 
 
-def _size(env: dict[str, str], name: str, default: int | None) -> int | None:
-    """A size in bytes (`1048576`, `512K`, `64M`, `4G`, `1T`; `off` means no limit)."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if raw.lower() in ("off", "max", "none"):
-        return None
-    text = raw.upper().removesuffix("IB").removesuffix("B")
-    unit = text[-1] if text and text[-1] in _SIZE_UNITS else ""
-    number = text[: len(text) - len(unit)]
-    if not number.isdigit() or int(number) < 1:
-        raise ConfigError(
-            f"{name}={raw!r} is not a size like 1048576, 512K, 64M or 4G (or off for no limit)"
-        )
-    return int(number) * _SIZE_UNITS[unit]
-
-
-def _log_max(env: dict[str, str]) -> int:
-    value = _size(env, "WEIR_TASK_LOG_MAX", TASK_LOG_MAX_DEFAULT)
-    if value is None or value < 2048:
-        raise ConfigError(
-            "WEIR_TASK_LOG_MAX must be a size of at least 2K (task logs are always capped)"
-        )
+def _task_log_max(name: str, raw: str) -> int:
+    value = size_or_off(name, raw)
+    if value is None or value < TASK_LOG_MAX_MIN:
+        raise ConfigError(f"{name} must be a size of at least 2K (task logs are always capped)")
     return value
 
 
-def _limit(env: dict[str, str], name: str, default: int | None) -> int | None:
-    """A whole number of at least 1, or `off` for no limit."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if raw.lower() in ("off", "max", "none"):
-        return None
-    return _int(env, name, 1)
+def _queues(name: str, raw: str) -> tuple[str, ...]:
+    return names(name, raw) or ("default",)
 
 
-def _duration(env: dict[str, str], name: str) -> float | None:
-    """A duration setting; unset or empty means None."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = parse_duration(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
-    return value
+def _allow_list(env: str, what: str) -> Any:
+    """A comma-separated allow-list of what a task's `kubernetes` section may ask for."""
+    return setting(env, (), names, f"comma-separated {what}", shown="(none)")
 
 
-def _queue_limits(text: str) -> dict[str, int]:
+def _queue_limits(name: str, raw: str) -> dict[str, int]:
     limits: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, (p.strip() for p in raw.split(","))):
         queue, sep, value = part.partition("=")
         if not sep or not queue.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(
-                f"WEIR_QUEUE_LIMITS: {part!r} is not QUEUE=LIMIT with a limit of at least 1"
-            )
+            raise ConfigError(f"{name}: {part!r} is not QUEUE=LIMIT with a limit of at least 1")
         limits[queue.strip()] = int(value)
     return limits
 
@@ -170,12 +109,19 @@ class S3Storage:
         return s3_storage(**_s3_settings(env))
 
 
-def _s3_settings(env: dict[str, str]) -> dict[str, str]:
-    """The S3 settings `Settings` keeps, by field name: the standard AWS variables for the
-    region and the credentials, so boto3's documentation applies as it is."""
+def _s3_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The S3 settings `Settings` keeps, by field name."""
     return {
-        "artifacts_url": env.get("WEIR_ARTIFACTS_URL", "").strip(),
-        "s3_endpoint_url": env.get("WEIR_S3_ENDPOINT_URL", "").strip(),
+        "artifacts_url": declared_setting(Settings, "artifacts_url").text(env),
+        "s3_endpoint_url": declared_setting(Settings, "s3_endpoint_url").text(env),
+        **_aws_settings(env),
+    }
+
+
+def _aws_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The standard AWS variables for the region and the credentials, so boto3's
+    documentation applies as it is."""
+    return {
         "s3_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "",
         "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID", ""),
         "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY", ""),
@@ -246,178 +192,359 @@ def s3_storage(
     )
 
 
-def _names(env: dict[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list (`a,b`), blanks dropped."""
-    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-
-
 @dataclass(frozen=True)
 class Settings:
-    nats_url: str = NATS_URL_DEFAULT
-    database_url: str = DATABASE_URL_DEFAULT
-    executor: str = "local"
-    runner_concurrency: int = 8
-    runner_queues: tuple[str, ...] = ("default",)
-    runner_dir: str = ".weir/attempts"
-    runner_keep: float = RUNNER_KEEP_DEFAULT
-    """Seconds a finished attempt's directory (its logs, result, files) is kept."""
-    runner_name: str = field(default_factory=socket.gethostname)
-    max_tasks: int = 10_000
-    max_submit_bytes: int = 4 * 1024 * 1024
-    dispatch_ack_wait: float = 30.0
-    """Seconds before a dispatch whose runner went silent is handed to another runner."""
-    lease: float = 60.0
-    """Seconds without a heartbeat before a running attempt is declared lost."""
-    deadline_grace: float = 30.0
-    heartbeat_interval: float = 5.0
-    queue_limits: dict[str, int] = field(default_factory=dict)
-    """Global concurrency limit per queue (WEIR_QUEUE_LIMITS=gpu=4,default=200)."""
+    """Every `WEIR_*` setting of the services, each declared once: its variable, default,
+    parser and the line of the README's configuration table that documents it."""
 
-    # Fair sharing and limits (docs/jobs.md#fairness-and-limits).
-    flow_dispatch_window: int = FLOW_DISPATCH_WINDOW_DEFAULT
-    """Dispatches per flow and queue that no runner has started yet; the rest wait in the
-    scheduler, so another flow's task waits behind at most this many of each flow's."""
-    commands_max_msgs: int = COMMANDS_MAX_MSGS_DEFAULT
-    commands_max_bytes: int = COMMANDS_MAX_BYTES_DEFAULT
-    """Limits of the WEIR_COMMANDS stream (discard new: a flood is refused at publish)."""
-    max_pending_flows: int = MAX_PENDING_FLOWS_DEFAULT
-    """Flows not ended yet beyond which `weir.api.submit` refuses new ones (`overloaded`)."""
-    submit_rate: float = SUBMIT_RATE_DEFAULT
-    submit_burst: int = SUBMIT_BURST_DEFAULT
-    """Submits per second (sustained) and at once (burst) one NATS connection may make on
-    `weir.api.submit` before it is answered `rate_limited`."""
-    prune_after: float | None = None
-    """Seconds after which ended flows are deleted by the periodic pruner (None: never)."""
-    prune_interval: float = 3600.0
-    scheduler_ack_wait: float = 15.0
-    """Seconds before commands or reports taken by a scheduler that died go to another one."""
-    shutdown_grace: float = 10.0
-    loop_failures_max: int = LOOP_FAILURES_MAX_DEFAULT
-    """Consecutive failures of one background loop that make the process exit (non-zero)."""
-    loop_backoff_max: float = LOOP_BACKOFF_MAX_DEFAULT
-    """Longest pause (seconds) before a failing background loop is restarted."""
-    log_level: str = "INFO"
-    kube_namespace: str = "default"
-    """Namespace the kubernetes executor creates its pods in."""
-    kube_config: str = ""
-    """Kubeconfig file for the kubernetes executor; empty: in-cluster, else ~/.kube/config."""
-    kube_image_pull_timeout: float = 120.0
-    """Seconds a pod may fail to pull its image (or start its container) before it fails."""
-    kube_unschedulable_timeout: float = 300.0
-    """Seconds a pod may stay unschedulable before its attempt fails."""
-    kube_pod_ttl: float = 0.0
-    """Seconds a finished pod is kept after its logs were captured (0: delete at once)."""
-    artifacts_bucket: str = "weir-artifacts"
-    """NATS Object Store bucket of task artifacts (one per deployment)."""
-    artifacts_url: str = ""
-    """`s3://BUCKET/PREFIX`: artifacts go to S3-compatible storage instead (see
-    `artifacts_s3`); empty: the NATS Object Store bucket `artifacts_bucket`."""
-    s3_endpoint_url: str = ""
-    """S3 API endpoint other than AWS's (MinIO, R2, Ceph): WEIR_S3_ENDPOINT_URL."""
+    nats_url: str = setting(
+        "WEIR_NATS_URL",
+        NATS_URL_DEFAULT,
+        text,
+        "NATS server (all processes, and the CLI's `--nats-url`)",
+    )
+    database_url: str = setting(
+        "WEIR_DATABASE_URL",
+        "postgresql://postgres@127.0.0.1:5432/weir",
+        text,
+        "scheduler's Postgres (migrations run at start)",
+    )
+    executor: str = setting(
+        "WEIR_EXECUTOR",
+        "local",
+        one_of(EXECUTORS, "an executor"),
+        "runner executor: `local` (processes), `kubernetes` (pods, see "
+        "[docs/kubernetes.md](docs/kubernetes.md)) or `noop` (reports success without running "
+        "anything: dry runs, benchmarks)",
+    )
+    runner_concurrency: int = setting(
+        "WEIR_RUNNER_CONCURRENCY", 8, whole(), "attempts one runner runs at once"
+    )
+    runner_queues: tuple[str, ...] = setting(
+        "WEIR_RUNNER_QUEUES",
+        ("default",),
+        _queues,
+        "comma-separated queues this runner serves",
+        shown="`default`",
+    )
+    runner_dir: str = setting(
+        "WEIR_RUNNER_DIR", ".weir/attempts", text, "attempt directories (logs, results, files)"
+    )
+    runner_keep: float = setting(
+        "WEIR_RUNNER_KEEP",
+        7 * 24 * 3600.0,
+        duration,
+        "how long a finished attempt's directory is kept before the runner deletes it",
+        shown="`7d`",
+    )
+    """A week: long past any redelivery of the attempt's dispatch (which is what the
+    recorded result answers), long enough to read its files when something went wrong."""
+    runner_name: str = setting(
+        "WEIR_RUNNER_NAME",
+        None,
+        text,
+        "reported in `task_started`",
+        shown="host name",
+        factory=socket.gethostname,
+    )
+    runner_task_user: str = setting(
+        "WEIR_RUNNER_TASK_USER",
+        TASK_USER_DEFAULT,
+        text,
+        "user (name or uid) a root runner runs local tasks as (`root`: unisolated; a runner "
+        "that is not root runs them as itself)",
+    )
+    task_memory_max: int | None = setting(
+        "WEIR_TASK_MEMORY_MAX",
+        TASK_MEMORY_MAX_DEFAULT,
+        size_or_off,
+        "memory of one local attempt (cgroup `memory.max`, else `RLIMIT_AS` per process); "
+        "`off`: no limit",
+        shown="`4G`",
+    )
+    task_pids_max: int | None = setting(
+        "WEIR_TASK_PIDS_MAX",
+        TASK_PIDS_MAX_DEFAULT,
+        whole_or_off,
+        "processes of one local attempt (cgroup `pids.max`, else `RLIMIT_NPROC` of the task "
+        "user); `off`: no limit",
+    )
+    task_cpu_seconds: int | None = setting(
+        "WEIR_TASK_CPU_SECONDS",
+        None,
+        whole_or_off,
+        "CPU seconds per process of a local attempt (`RLIMIT_CPU`)",
+        shown="`off`",
+    )
+    task_log_max: int = setting(
+        "WEIR_TASK_LOG_MAX",
+        TASK_LOG_MAX_DEFAULT,
+        _task_log_max,
+        "stdout plus stderr kept on the runner's disk per local attempt (half each; the end is "
+        "kept)",
+        shown="`10M`",
+    )
+    task_timeout: float = setting(
+        "WEIR_TASK_TIMEOUT",
+        TASK_TIMEOUT_DEFAULT,
+        duration,
+        "timeout of a local task that sets no `timeout`",
+        shown="`24h`",
+    )
+    max_tasks: int = setting("WEIR_MAX_TASKS", 10_000, whole(), "most tasks in one flow")
+    max_submit_bytes: int = setting(
+        "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024, whole(), "largest submit the scheduler accepts"
+    )
+    dispatch_ack_wait: float = setting(
+        "WEIR_DISPATCH_ACK_WAIT",
+        30.0,
+        number(1.0),
+        "seconds of runner silence before its attempt goes to another runner",
+        shown="`30`",
+    )
+    scheduler_ack_wait: float = setting(
+        "WEIR_SCHEDULER_ACK_WAIT",
+        15.0,
+        number(1.0),
+        "seconds before commands held by a dead scheduler are redelivered",
+        shown="`15`",
+    )
+    shutdown_grace: float = setting(
+        "WEIR_SHUTDOWN_GRACE",
+        10.0,
+        number(),
+        "seconds a stopping runner lets attempts finish before handing them back",
+        shown="`10`",
+    )
+    artifacts_bucket: str = setting(
+        "WEIR_ARTIFACTS_BUCKET", "weir-artifacts", text, "Object Store bucket of task outputs"
+    )
+    artifacts_url: str = setting(
+        "WEIR_ARTIFACTS_URL",
+        "",
+        text,
+        "`s3://BUCKET/PREFIX`: task outputs go to S3-compatible storage instead, object "
+        "`<PREFIX>/<flow>/<output>` (see [docs/data.md](docs/data.md#s3-compatible-storage))",
+        shown="none (NATS Object Store)",
+    )
+    """Checked by `artifacts_s3`; empty: the NATS Object Store bucket `artifacts_bucket`."""
+    s3_endpoint_url: str = setting(
+        "WEIR_S3_ENDPOINT_URL",
+        "",
+        text,
+        "S3 API endpoint of MinIO, R2, Ceph, … (`http://minio:9000`)",
+        shown="AWS",
+    )
+    # The standard AWS variables, so boto3's documentation applies as it is (_s3_settings).
     s3_region: str = ""
     aws_access_key_id: str = ""
     aws_secret_access_key: str = field(default="", repr=False)
     aws_session_token: str = field(default="", repr=False)
-    runner_task_user: str = TASK_USER_DEFAULT
-    """Name or uid of the user local tasks run as when the runner runs as root (`root`: as
-    root, unisolated)."""
-    task_memory_max: int | None = TASK_MEMORY_MAX_DEFAULT
-    """Bytes of memory per local attempt (cgroup memory.max, else RLIMIT_AS); None: no limit."""
-    task_pids_max: int | None = TASK_PIDS_MAX_DEFAULT
-    """Processes per local attempt (cgroup pids.max, else RLIMIT_NPROC of the task user)."""
-    task_cpu_seconds: int | None = None
-    """CPU seconds per process of a local attempt (RLIMIT_CPU); None: no limit."""
-    task_log_max: int = TASK_LOG_MAX_DEFAULT
-    """Bytes of stdout and stderr kept on the runner's disk per local attempt (half each)."""
-    task_timeout: float = TASK_TIMEOUT_DEFAULT
-    """Seconds a local task without a `timeout` of its own may run."""
-    kube_run_as_non_root: bool = False
-    kube_helper_image: str = "weir:latest"
-    """Image (with weir installed) of the pods' artifact download/upload containers."""
-    kube_data_secret: str = "weir-task-nats"
-    """Kubernetes Secret (in the pods' namespace) with `url` and a NATS user limited to the
-    artifacts bucket, as `user` and `password` or as `creds`, that the artifact helper
-    containers use."""
+    heartbeat_interval: float = setting(
+        "WEIR_HEARTBEAT_INTERVAL",
+        5.0,
+        number(0.1),
+        "seconds between a runner's heartbeats",
+        shown="`5`",
+    )
+    lease: float = setting(
+        "WEIR_LEASE",
+        60.0,
+        number(1.0),
+        "seconds without a heartbeat before a running attempt is lost (and retried)",
+        shown="`60`",
+    )
+    deadline_grace: float = setting(
+        "WEIR_DEADLINE_GRACE",
+        30.0,
+        number(),
+        "seconds past a task's timeout before the scheduler declares its attempt lost",
+        shown="`30`",
+    )
+    queue_limits: dict[str, int] = setting(  # noqa: RUF009 (a field with a default factory)
+        "WEIR_QUEUE_LIMITS",
+        None,
+        _queue_limits,
+        "global concurrency per queue, e.g. `gpu=4,default=200`; queued tasks are released by "
+        "priority, then fairly across flows",
+        shown="none",
+        factory=dict,
+    )
+
+    # Fair sharing and limits (docs/jobs.md#fairness-and-limits).
+    max_pending_flows: int = setting(
+        "WEIR_MAX_PENDING_FLOWS",
+        10_000,
+        whole(),
+        "flows not ended yet beyond which `weir.api.submit` (`weir submit`) answers `overloaded`",
+    )
+    submit_rate: float = setting(
+        "WEIR_SUBMIT_RATE",
+        50.0,
+        number(0.01),
+        "submits per second (sustained) per NATS connection on `weir.api.submit`; beyond, "
+        "`rate_limited` with a `retry_after`",
+        shown="`50`",
+    )
+    submit_burst: int = setting(
+        "WEIR_SUBMIT_BURST",
+        200,
+        whole(),
+        "submits at once (burst) per NATS connection on `weir.api.submit`",
+    )
+    commands_max_msgs: int = setting(
+        "WEIR_COMMANDS_MAX_MSGS",
+        COMMANDS_MAX_MSGS_DEFAULT,
+        whole(),
+        "messages the WEIR_COMMANDS stream holds (a week of commands); beyond, a publish to "
+        "`weir.cmd.>` is refused",
+    )
+    commands_max_bytes: int = setting(
+        "WEIR_COMMANDS_MAX_BYTES",
+        COMMANDS_MAX_BYTES_DEFAULT,
+        size,
+        "bytes the WEIR_COMMANDS stream holds; beyond, a publish to `weir.cmd.>` is refused",
+        shown="`1G`",
+    )
+    flow_dispatch_window: int = setting(
+        "WEIR_FLOW_DISPATCH_WINDOW",
+        16,
+        whole(),
+        "attempts per flow and queue handed to runners but not started yet; the rest wait, so "
+        "one big flow cannot starve others ([docs/jobs.md](docs/jobs.md#fairness-and-limits))",
+    )
+    """Enough to keep runners busy between two round trips, few enough that another flow's
+    task waits behind little."""
+    prune_after: float | None = setting(
+        "WEIR_PRUNE_AFTER",
+        None,
+        duration,
+        "delete ended flows this long after they ended (`30d`, `12h`, seconds)",
+        shown="never",
+    )
+    prune_interval: float = setting(
+        "WEIR_PRUNE_INTERVAL",
+        3600.0,
+        number(1.0),
+        "seconds between periodic prunes",
+        shown="`3600`",
+    )
+    kube_namespace: str = setting(
+        "WEIR_KUBE_NAMESPACE",
+        "default",
+        text,
+        "namespace of the kubernetes executor's pods (see "
+        "[docs/kubernetes.md](docs/kubernetes.md))",
+    )
+    kube_config: str = setting(
+        "WEIR_KUBECONFIG",
+        "",
+        text,
+        "kubeconfig file of the kubernetes executor",
+        shown="`KUBECONFIG`, else in-cluster, else `~/.kube/config`",
+        fallback=("KUBECONFIG",),
+    )
+    kube_image_pull_timeout: float = setting(
+        "WEIR_KUBE_IMAGE_PULL_TIMEOUT",
+        120.0,
+        number(1.0),
+        "seconds a pod may fail to pull its image (or create its container) before its "
+        "attempt fails",
+        shown="`120`",
+    )
+    kube_unschedulable_timeout: float = setting(
+        "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT",
+        300.0,
+        number(1.0),
+        "seconds a pod may stay unschedulable before its attempt fails",
+        shown="`300`",
+    )
+    kube_run_as_non_root: bool = setting(
+        "WEIR_KUBE_RUN_AS_NON_ROOT",
+        False,
+        flag,
+        "pods refuse to run as root; a floor: a task asking for `runAsNonRoot: false` or "
+        "`runAsUser: 0` is refused",
+        shown="`false`",
+    )
+    kube_helper_image: str = setting(
+        "WEIR_KUBE_HELPER_IMAGE",
+        "weir:latest",
+        text,
+        "image (with weir installed) of the pods' artifact download/upload containers",
+    )
+    kube_data_secret: str = setting(
+        "WEIR_KUBE_DATA_SECRET",
+        "weir-task-nats",
+        text,
+        "Kubernetes Secret (in the pods' namespace) with `url` and a NATS user limited to the "
+        "artifacts bucket, as `user` and `password` or as `creds`, that the artifact helper "
+        "containers use",
+    )
 
     # What a task's `kubernetes` section may ask for (the runner refuses the rest, see
     # docs/kubernetes.md): comma-separated allow-lists, all empty by default.
-    kube_allowed_secrets: tuple[str, ...] = ()
-    """Kubernetes Secrets a `fromSecret` may read directly (weir's secret store: always)."""
-    kube_allowed_service_accounts: tuple[str, ...] = ()
-    kube_allowed_annotations: tuple[str, ...] = ()
-    kube_allowed_node_selectors: tuple[str, ...] = ()
-    """Node label keys."""
-    kube_allowed_tolerations: tuple[str, ...] = ()
-    """Taint keys."""
+    kube_allowed_secrets: tuple[str, ...] = setting(
+        "WEIR_KUBE_ALLOWED_SECRETS",
+        (),
+        names,
+        "comma-separated Kubernetes Secrets a `fromSecret` may read directly (weir's secret "
+        "store: always); what a task's `kubernetes` section asks for beyond this and the "
+        "allow-lists below fails the attempt as `refused` "
+        "([docs/kubernetes.md](docs/kubernetes.md))",
+        shown="(none)",
+    )
+    kube_allowed_service_accounts: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_SERVICE_ACCOUNTS", "service accounts a task may run as"
+    )
+    kube_allowed_annotations: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_ANNOTATIONS", "annotation keys a task may set"
+    )
+    kube_allowed_node_selectors: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_NODE_SELECTORS", "node label keys a task's `nodeSelector` may use"
+    )
+    kube_allowed_tolerations: tuple[str, ...] = _allow_list(
+        "WEIR_KUBE_ALLOWED_TOLERATIONS", "taint keys a task may tolerate"
+    )
+    kube_pod_ttl: float = setting(
+        "WEIR_KUBE_POD_TTL",
+        0.0,
+        number(),
+        "seconds a finished pod is kept after its log was saved (0: deleted at once)",
+        shown="`0`",
+    )
+    loop_failures_max: int = setting(
+        "WEIR_LOOP_FAILURES_MAX",
+        LOOP_FAILURES_MAX_DEFAULT,
+        whole(),
+        "failures in a row of one background loop after which the process exits 1 (to be "
+        "restarted)",
+    )
+    loop_backoff_max: float = setting(
+        "WEIR_LOOP_BACKOFF_MAX",
+        LOOP_BACKOFF_MAX_DEFAULT,
+        number(LOOP_BACKOFF_MIN),
+        "longest pause, in seconds, before a failing background loop runs again (from 0.1 s, "
+        "doubling)",
+        shown="`30`",
+    )
+    log_level: str = setting(
+        "WEIR_LOG_LEVEL",
+        "INFO",
+        upper,
+        "both services log one JSON object per line on stderr; `DEBUG` is weir's own (NATS, "
+        "boto3, urllib3 and the Kubernetes client stay at WARNING)",
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from `env` (default: the process environment); a bad value raises
+        ConfigError naming its variable."""
         env = dict(os.environ if env is None else env)
-        executor = env.get("WEIR_EXECUTOR", "local")
-        if executor not in EXECUTORS:
-            raise ConfigError(
-                f"WEIR_EXECUTOR={executor!r} is not an executor (choose: {', '.join(EXECUTORS)})"
-            )
-        queues = tuple(q for q in env.get("WEIR_RUNNER_QUEUES", "default").split(",") if q)
-        s3 = _s3_settings(env)
-        s3_storage(**s3)  # a bad value fails here, with the other settings, not at first use
-        return cls(
-            nats_url=env.get("WEIR_NATS_URL", NATS_URL_DEFAULT),
-            database_url=env.get("WEIR_DATABASE_URL", DATABASE_URL_DEFAULT),
-            executor=executor,
-            runner_concurrency=_int(env, "WEIR_RUNNER_CONCURRENCY", 8),
-            runner_queues=queues or ("default",),
-            runner_dir=env.get("WEIR_RUNNER_DIR", ".weir/attempts"),
-            runner_keep=_duration(env, "WEIR_RUNNER_KEEP") or RUNNER_KEEP_DEFAULT,
-            runner_name=env.get("WEIR_RUNNER_NAME") or socket.gethostname(),
-            max_tasks=_int(env, "WEIR_MAX_TASKS", 10_000),
-            max_submit_bytes=_int(env, "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024),
-            dispatch_ack_wait=_float(env, "WEIR_DISPATCH_ACK_WAIT", 30.0, minimum=1.0),
-            lease=_float(env, "WEIR_LEASE", 60.0, minimum=1.0),
-            deadline_grace=_float(env, "WEIR_DEADLINE_GRACE", 30.0),
-            heartbeat_interval=_float(env, "WEIR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
-            queue_limits=_queue_limits(env.get("WEIR_QUEUE_LIMITS", "")),
-            flow_dispatch_window=_int(
-                env, "WEIR_FLOW_DISPATCH_WINDOW", FLOW_DISPATCH_WINDOW_DEFAULT
-            ),
-            commands_max_msgs=_int(env, "WEIR_COMMANDS_MAX_MSGS", COMMANDS_MAX_MSGS_DEFAULT),
-            commands_max_bytes=_size(env, "WEIR_COMMANDS_MAX_BYTES", COMMANDS_MAX_BYTES_DEFAULT)
-            or COMMANDS_MAX_BYTES_DEFAULT,
-            max_pending_flows=_int(env, "WEIR_MAX_PENDING_FLOWS", MAX_PENDING_FLOWS_DEFAULT),
-            submit_rate=_float(env, "WEIR_SUBMIT_RATE", SUBMIT_RATE_DEFAULT, minimum=0.01),
-            submit_burst=_int(env, "WEIR_SUBMIT_BURST", SUBMIT_BURST_DEFAULT),
-            prune_after=_duration(env, "WEIR_PRUNE_AFTER"),
-            prune_interval=_float(env, "WEIR_PRUNE_INTERVAL", 3600.0, minimum=1.0),
-            scheduler_ack_wait=_float(env, "WEIR_SCHEDULER_ACK_WAIT", 15.0, minimum=1.0),
-            shutdown_grace=_float(env, "WEIR_SHUTDOWN_GRACE", 10.0),
-            loop_failures_max=_int(env, "WEIR_LOOP_FAILURES_MAX", LOOP_FAILURES_MAX_DEFAULT),
-            loop_backoff_max=_float(
-                env, "WEIR_LOOP_BACKOFF_MAX", LOOP_BACKOFF_MAX_DEFAULT, minimum=LOOP_BACKOFF_MIN
-            ),
-            log_level=env.get("WEIR_LOG_LEVEL", "INFO").upper(),
-            kube_namespace=env.get("WEIR_KUBE_NAMESPACE") or "default",
-            kube_config=env.get("WEIR_KUBECONFIG") or env.get("KUBECONFIG") or "",
-            kube_image_pull_timeout=_float(env, "WEIR_KUBE_IMAGE_PULL_TIMEOUT", 120.0, 1.0),
-            kube_unschedulable_timeout=_float(env, "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT", 300.0, 1.0),
-            kube_pod_ttl=_float(env, "WEIR_KUBE_POD_TTL", 0.0),
-            artifacts_bucket=env.get("WEIR_ARTIFACTS_BUCKET") or "weir-artifacts",
-            runner_task_user=env.get("WEIR_RUNNER_TASK_USER", "").strip() or TASK_USER_DEFAULT,
-            task_memory_max=_size(env, "WEIR_TASK_MEMORY_MAX", TASK_MEMORY_MAX_DEFAULT),
-            task_pids_max=_limit(env, "WEIR_TASK_PIDS_MAX", TASK_PIDS_MAX_DEFAULT),
-            task_cpu_seconds=_limit(env, "WEIR_TASK_CPU_SECONDS", None),
-            task_log_max=_log_max(env),
-            task_timeout=_duration(env, "WEIR_TASK_TIMEOUT") or TASK_TIMEOUT_DEFAULT,
-            kube_run_as_non_root=env.get("WEIR_KUBE_RUN_AS_NON_ROOT", "").lower()
-            in ("1", "true", "yes"),
-            kube_helper_image=env.get("WEIR_KUBE_HELPER_IMAGE") or "weir:latest",
-            kube_data_secret=env.get("WEIR_KUBE_DATA_SECRET") or "weir-task-nats",
-            kube_allowed_secrets=_names(env, "WEIR_KUBE_ALLOWED_SECRETS"),
-            kube_allowed_service_accounts=_names(env, "WEIR_KUBE_ALLOWED_SERVICE_ACCOUNTS"),
-            kube_allowed_annotations=_names(env, "WEIR_KUBE_ALLOWED_ANNOTATIONS"),
-            kube_allowed_node_selectors=_names(env, "WEIR_KUBE_ALLOWED_NODE_SELECTORS"),
-            kube_allowed_tolerations=_names(env, "WEIR_KUBE_ALLOWED_TOLERATIONS"),
-            **s3,
-        )
+        aws: dict[str, Any] = _aws_settings(env)
+        settings = cls(**read(cls, env), **aws)
+        _ = settings.artifacts_s3  # a bad value fails here, with the others, not at first use
+        return settings
 
     @property
     def artifacts_s3(self) -> S3Storage | None:
@@ -431,102 +558,3 @@ class Settings:
             aws_secret_access_key=self.aws_secret_access_key,
             aws_session_token=self.aws_session_token,
         )
-
-
-def _secret_value(env: dict[str, str], name: str) -> str:
-    """The value of `name`, or the content of the file `name`_FILE names (without the one
-    line end `echo` adds): a file keeps the secret out of every process's arguments and
-    environment."""
-    path = env.get(f"{name}_FILE", "")
-    if not path:
-        return env.get(name, "")
-    if env.get(name):
-        raise ConfigError(f"{name} and {name}_FILE are both set; choose one")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = handle.read(SECRET_FILE_MAX + 1)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"{name}_FILE={path!r} cannot be read: {reason}") from None
-    value = value.removesuffix("\n").removesuffix("\r")
-    if not value or len(value) > SECRET_FILE_MAX or "\n" in value:
-        raise ConfigError(
-            f"{name}_FILE={path!r} must hold one line of at most {SECRET_FILE_MAX} characters"
-        )
-    return value
-
-
-SECRET_FILE_MAX = 4096
-"""The longest password or token read from a file."""
-
-
-@dataclass(frozen=True)
-class NatsSecurity:
-    """How every process authenticates to NATS and protects the connection (all optional).
-
-    `WEIR_NATS_USER`/`WEIR_NATS_PASSWORD`, `WEIR_NATS_TOKEN`, `WEIR_NATS_CREDS` (a `.creds`
-    file: JWT + NKey seed), `WEIR_NATS_NKEY_SEED` (a file holding an NKey seed);
-    `WEIR_NATS_PASSWORD_FILE` and `WEIR_NATS_TOKEN_FILE` name a file holding the password or
-    the token instead (a Kubernetes Secret volume, a file only its owner reads); and TLS:
-    `WEIR_NATS_TLS_CA` (CA bundle to verify the server), `WEIR_NATS_TLS_CERT` and
-    `WEIR_NATS_TLS_KEY` (client certificate and key, for servers that verify clients).
-    Read by `weir.jetstream.connect`, so every process honours them.
-    """
-
-    user: str = ""
-    password: str = field(default="", repr=False)
-    token: str = field(default="", repr=False)
-    creds: str = ""
-    nkey_seed: str = ""
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> NatsSecurity:
-        env = dict(os.environ if env is None else env)
-        security = cls(
-            user=env.get("WEIR_NATS_USER", ""),
-            password=_secret_value(env, "WEIR_NATS_PASSWORD"),
-            token=_secret_value(env, "WEIR_NATS_TOKEN"),
-            creds=env.get("WEIR_NATS_CREDS", ""),
-            nkey_seed=env.get("WEIR_NATS_NKEY_SEED", ""),
-            tls_ca=env.get("WEIR_NATS_TLS_CA", ""),
-            tls_cert=env.get("WEIR_NATS_TLS_CERT", ""),
-            tls_key=env.get("WEIR_NATS_TLS_KEY", ""),
-        )
-        security.validate()
-        return security
-
-    def validate(self) -> None:
-        if self.password and not self.user:
-            raise ConfigError("WEIR_NATS_PASSWORD is set without WEIR_NATS_USER")
-        methods = [
-            name
-            for name, value in (
-                ("WEIR_NATS_USER", self.user),
-                ("WEIR_NATS_TOKEN", self.token),
-                ("WEIR_NATS_CREDS", self.creds),
-                ("WEIR_NATS_NKEY_SEED", self.nkey_seed),
-            )
-            if value
-        ]
-        if len(methods) > 1:
-            raise ConfigError(
-                f"choose one way to authenticate to NATS, not {' and '.join(methods)}"
-            )
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("WEIR_NATS_TLS_CERT and WEIR_NATS_TLS_KEY go together")
-        for name, path in (
-            ("WEIR_NATS_CREDS", self.creds),
-            ("WEIR_NATS_NKEY_SEED", self.nkey_seed),
-            ("WEIR_NATS_TLS_CA", self.tls_ca),
-            ("WEIR_NATS_TLS_CERT", self.tls_cert),
-            ("WEIR_NATS_TLS_KEY", self.tls_key),
-        ):
-            if path and not os.path.isfile(path):
-                raise ConfigError(f"{name}={path!r} is not a readable file")
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.tls_ca or self.tls_cert)

@@ -22,13 +22,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from weir_proto.errors import WeirException
+
 NATS_MAX_PAYLOAD_DEFAULT = 8 * 1024 * 1024
 """Our servers accept messages up to 8 MiB so a 10,000-task flow spec fits in one submit."""
 
 START_TIMEOUT_DEFAULT = 30.0
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(WeirException, RuntimeError):
     """A private server could not be started; the message says which and why."""
 
 

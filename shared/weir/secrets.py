@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from weir_proto.errors import WeirException
 
 from weir.config import NatsSecurity
 
@@ -38,7 +39,7 @@ _FORMAT = b"\x01"
 _NONCE_BYTES = 12
 
 
-class SecretError(Exception):
+class SecretError(WeirException):
     """A secret cannot be stored or read; the message names it, never its value."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from weir_proto.errors import WeirException
 from weir_proto.validation import check_flow
 
 EXPANDED_BYTES_MAX = 16 * 1024 * 1024
@@ -19,7 +20,7 @@ EXPANDED_BYTES_MAX = 16 * 1024 * 1024
 times the scheduler's default submit limit (WEIR_MAX_SUBMIT_BYTES, 4 MiB)."""
 
 
-class SpecFileError(Exception):
+class SpecFileError(WeirException):
     """A spec file that cannot be submitted; `problems` lists every reason, one line each."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

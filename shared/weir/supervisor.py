@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
+from weir_proto.errors import WeirException
 
 log = logging.getLogger("weir.supervisor")
 
@@ -53,7 +54,7 @@ Round = Callable[[], Awaitable[object]]
 None, or `LOOP_DONE` to end the loop."""
 
 
-class LoopsFailed(Exception):
+class LoopsFailed(WeirException):
     """A background loop kept failing; the process stops so that it is restarted."""
 
 

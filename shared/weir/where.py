@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from weir_proto.errors import WeirException
+
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
 _CONDITION = re.compile(r"^(?P<key>[a-z_]+(?:\.[^=<>]+)?)(?P<op>=|<|>)(?P<value>.+)$")
 
 
-class WhereError(ValueError):
+class WhereError(WeirException, ValueError):
     pass
 
 

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 from weir.config import ConfigError, Settings
-from weir_proto.ids import DNS1123_LABEL, attempt_id, new_flow_id
+from weir.terminal import STATUS_STYLE
+from weir_proto.api import PruneRequest
+from weir_proto.ids import attempt_id, is_dns_label, new_flow_id
 from weir_proto.schema import render
+from weir_proto.status import (
+    FLOW_STATUS_NAMES,
+    TERMINAL_TASK_STATUSES,
+    FlowStatus,
+    TaskStatus,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "proto" / "schema"
 
@@ -29,7 +37,13 @@ def test_flow_spec_schema_forbids_unknown_fields_and_names_flowmium_fields() -> 
 def test_flow_ids_sort_by_time_and_are_dns_labels() -> None:
     early, late = new_flow_id(1_000), new_flow_id(2_000)
     assert early < late and len(early) == 26
-    assert DNS1123_LABEL.match(early) and DNS1123_LABEL.match(new_flow_id())
+    assert is_dns_label(early) and is_dns_label(new_flow_id())
+
+
+def test_dns_labels_are_63_lower_case_alphanumerics_and_inner_dashes() -> None:
+    assert is_dns_label("a") and is_dns_label("load-2") and is_dns_label("a" * 63)
+    for bad in ("", "a" * 64, "-a", "a-", "Load", "a_b", "a.b", "a\n", "\na"):
+        assert not is_dns_label(bad), bad
 
 
 def test_attempt_ids_stay_within_63_characters_and_differ() -> None:
@@ -65,3 +79,27 @@ def test_schema_descriptions_do_not_depend_on_how_a_release_keeps_indentation() 
     indented = {"properties": {"a": {"description": "First line:\n\n    more\n    and more"}}}
     flat = {"properties": {"a": {"description": "First line:\n\nmore\nand more"}}}
     assert _plain_descriptions(indented) == _plain_descriptions(flat) == flat
+
+
+def test_status_lists_are_the_enums_in_order() -> None:
+    assert FLOW_STATUS_NAMES == (
+        "scheduled",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelling",
+        "cancelled",
+        "rejected",
+        "duplicate",
+    )
+    assert PruneRequest().statuses == ["succeeded", "failed", "cancelled", "rejected", "duplicate"]
+    assert {s for s in TaskStatus if s.terminal} == TERMINAL_TASK_STATUSES
+    assert {str(s) for s in TERMINAL_TASK_STATUSES} == {
+        "succeeded",
+        "failed",
+        "skipped",
+        "cancelled",
+    }
+    # Every status a user sees has its colour in the terminal.
+    assert {*FlowStatus, *TaskStatus} <= STATUS_STYLE.keys()

@@ -35,7 +35,7 @@ from weir_proto.api import (
     ScheduleRequest,
     SubmitAccepted,
 )
-from weir_proto.errors import ApiError
+from weir_proto.errors import ApiError, ErrorCode, WeirException
 from weir_proto.events import FlowCancelRequested
 from weir_proto.ids import new_flow_id
 from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
@@ -58,7 +58,7 @@ _T = TypeVar("_T")
 Handler = Callable[[bytes], Awaitable[object]]
 
 
-class ApiFailure(Exception):
+class ApiFailure(WeirException):
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.message)
         self.error = error
@@ -69,11 +69,13 @@ def _decode(data: bytes, kind: type[_T], verb: str) -> _T:
         return msgspec.json.decode(data or b"{}", type=kind)
     except msgspec.DecodeError as exc:
         raise ApiFailure(
-            ApiError(code="bad_request", message=f"weir.api.{verb}: {exc}".replace("`", ""))
+            ApiError(code=ErrorCode.BAD_REQUEST, message=f"weir.api.{verb}: {exc}".replace("`", ""))
         ) from None
     except RecursionError:
         raise ApiFailure(
-            ApiError(code="bad_request", message=f"weir.api.{verb}: request nests too deeply")
+            ApiError(
+                code=ErrorCode.BAD_REQUEST, message=f"weir.api.{verb}: request nests too deeply"
+            )
         ) from None
 
 
@@ -82,14 +84,14 @@ PRUNE_OLDER_THAN_MAX = 100 * 366 * 24 * 3600.0
 
 
 def _no_schedule(name: str) -> ApiError:
-    return ApiError(code="not_found", message=f'schedule "{name[:100]}" does not exist')
+    return ApiError(code=ErrorCode.NOT_FOUND, message=f'schedule "{name[:100]}" does not exist')
 
 
 def _check_page(limit: int, cursor: str | None) -> None:
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise ApiFailure(
             ApiError(
-                code="bad_request",
+                code=ErrorCode.BAD_REQUEST,
                 message=f"limit must be between 1 and {LIST_LIMIT_MAX}; follow `next` for more",
             )
         )
@@ -98,12 +100,12 @@ def _check_page(limit: int, cursor: str | None) -> None:
             parse_cursor(cursor)
         except ValueError:
             raise ApiFailure(
-                ApiError(code="bad_request", message="cursor is not a `next` from this API")
+                ApiError(code=ErrorCode.BAD_REQUEST, message="cursor is not a `next` from this API")
             ) from None
 
 
 def _not_found(flow_id: str) -> ApiError:
-    return ApiError(code="not_found", message=f'flow "{flow_id[:100]}" does not exist')
+    return ApiError(code=ErrorCode.NOT_FOUND, message=f'flow "{flow_id[:100]}" does not exist')
 
 
 OVERLOADED_RETRY_AFTER = 5.0
@@ -132,7 +134,7 @@ class Api:
         if wait is not None:
             raise ApiFailure(
                 ApiError(
-                    code="rate_limited",
+                    code=ErrorCode.RATE_LIMITED,
                     message=f"too many submits from this connection (at most "
                     f"{self.admission.rate.rate:g}/s, {self.admission.rate.burst} at once); "
                     f"retry in {wait:.1f}s",
@@ -143,7 +145,7 @@ class Api:
         if pending >= self.admission.max_pending:
             raise ApiFailure(
                 ApiError(
-                    code="overloaded",
+                    code=ErrorCode.OVERLOADED,
                     message=f"{pending} flows have not ended yet (WEIR_MAX_PENDING_FLOWS="
                     f"{self.admission.max_pending}); submit again once some have ended",
                     retry_after=OVERLOADED_RETRY_AFTER,
@@ -163,7 +165,7 @@ class Api:
         if outcome.status is FlowStatus.REJECTED and outcome.created:
             raise ApiFailure(
                 ApiError(
-                    code="invalid_flow",
+                    code=ErrorCode.INVALID_FLOW,
                     message=f"flow rejected (recorded as {outcome.flow_id}): "
                     + "; ".join(e.message for e in outcome.errors),
                     details=list(outcome.errors),
@@ -186,7 +188,7 @@ class Api:
         if request.status is not None and request.status not in FlowStatus.__members__.values():
             raise ApiFailure(
                 ApiError(
-                    code="bad_request",
+                    code=ErrorCode.BAD_REQUEST,
                     message=f"status must be one of {', '.join(FlowStatus)}",
                 )
             )
@@ -207,7 +209,7 @@ class Api:
         if flow.status.terminal and flow.status is not FlowStatus.CANCELLED:
             raise ApiFailure(
                 ApiError(
-                    code="conflict",
+                    code=ErrorCode.CONFLICT,
                     message=f'flow "{request.flow_id}" has already ended ({flow.status})',
                 )
             )
@@ -221,7 +223,7 @@ class Api:
         if not source.status.terminal:
             raise ApiFailure(
                 ApiError(
-                    code="conflict",
+                    code=ErrorCode.CONFLICT,
                     message=(
                         f'flow "{request.flow_id}" is {source.status}; rerun it once it has '
                         "ended, or cancel it first"
@@ -254,7 +256,7 @@ class Api:
         try:
             return await self.store.query(request.where, request.limit, request.cursor)
         except FilterError as exc:
-            raise ApiFailure(ApiError(code="bad_request", message=str(exc))) from None
+            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
 
     async def prune(self, data: bytes) -> object:
         request = _decode(data, PruneRequest, "prune")
@@ -263,7 +265,7 @@ class Api:
         if wrong or not 0 <= request.older_than <= PRUNE_OLDER_THAN_MAX or request.keep_last < 0:
             raise ApiFailure(
                 ApiError(
-                    code="bad_request",
+                    code=ErrorCode.BAD_REQUEST,
                     message=(
                         "prune takes statuses among "
                         f"{', '.join(sorted(allowed))} (only ended flows are pruned), "
@@ -283,7 +285,7 @@ class Api:
                 request.name, request.cron, request.timezone, request.flow, self.submissions.limits
             )
         except cron.ScheduleError as exc:
-            raise ApiFailure(ApiError(code="bad_request", message=str(exc))) from None
+            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
         first = cron.next_tick(request.cron, request.timezone, datetime.now(UTC))
         spec = msgspec.json.encode(request.flow).decode()
         return await self.store.data.schedule_upsert(
@@ -362,7 +364,9 @@ class Api:
                 reply = Reply(error=failure.error)
             except Exception:
                 log.exception("api handler failed", extra={"verb": verb})
-                reply = Reply(error=ApiError(code="internal", message="internal error; see logs"))
+                reply = Reply(
+                    error=ApiError(code=ErrorCode.INTERNAL, message="internal error; see logs")
+                )
             await request.respond(_encoder.encode(reply))
 
         return respond

@@ -40,7 +40,9 @@ from weir_scheduler.store import Change, ConcurrencyError, EventStore
 
 log = logging.getLogger("weir.scheduler.commands")
 
-APPEND_RETRIES_DEFAULT = 10
+APPEND_RETRIES = 10
+"""Tries to record a batch that lost a race with another writer of the same flow (each try
+reloads the flow): the commands here and the submits in `submissions`."""
 
 
 class FlowCommands:
@@ -66,7 +68,7 @@ class FlowCommands:
         self, commands: Sequence[tuple[str, Command]]
     ) -> tuple[dict[str, Flow], list[Change]]:
         """`apply`, also telling what each flow's commands changed."""
-        for attempt in range(APPEND_RETRIES_DEFAULT):
+        for attempt in range(APPEND_RETRIES):
             try:
                 return await self._apply(commands)
             except ConcurrencyError:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from croniter import croniter
+from weir_proto.errors import WeirException
 from weir_proto.spec import FlowSpec
 
 from weir_scheduler.data import DataLayer
@@ -34,7 +35,7 @@ SCHEDULE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 """At most 40 characters, so `<name>-<14-digit tick>` stays a 63-character flow id."""
 
 
-class ScheduleError(ValueError):
+class ScheduleError(WeirException, ValueError):
     pass
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from weir_proto.errors import WeirException
 
 FILTER_DEPTH_MAX = 16
 FILTER_NODES_MAX = 200
@@ -31,7 +32,7 @@ _TIME_COLUMNS = {
 LEAVES = ("status", "name", "tags_all", "tags_any", "metadata", *_TIME_COLUMNS)
 
 
-class FilterError(ValueError):
+class FilterError(WeirException, ValueError):
     """The filter is not valid; the message names the path and what is expected."""
 
 

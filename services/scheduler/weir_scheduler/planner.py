@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
-from weir_proto.errors import SpecError
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.errors import SpecError, WeirException
+from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
+from weir_proto.status import FLOW_STATUS_NAMES
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import (
     OUTPUT_NAME_RULE,
@@ -79,7 +80,7 @@ class Limits:
     max_submit_bytes: int = MAX_SUBMIT_BYTES_DEFAULT
 
 
-class Rejected(Exception):
+class Rejected(WeirException):
     """The submit is not a valid flow. `flow_id`/`name` are set when they could be read."""
 
     def __init__(
@@ -223,11 +224,10 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             "$.name",
             f"{flow}: name must be at most {FLOW_NAME_MAX} characters without control characters",
         )
-    if spec.id is not None and not _is_label(spec.id):
+    if spec.id is not None and not is_dns_label(spec.id):
         err(
             "$.id",
-            f"{flow}: id {printable(spec.id)} is not a DNS-1123 label "
-            "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)",
+            f"{flow}: id {printable(spec.id)} is not a DNS-1123 label ({DNS1123_LABEL_RULE})",
         )
     if not spec.tasks:
         err("$.tasks", f"{flow}: has no tasks; add at least one")
@@ -246,11 +246,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         task = resolve_task(spec, task)
         path = f"$.tasks[{index}]"
         where = f"{flow}: task {printable(task.name)}"
-        if not _is_label(task.name):
+        if not is_dns_label(task.name):
             err(
                 f"{path}.name",
-                f"{where}: name is not a DNS-1123 label (lower-case letters, digits and '-', "
-                "at most 63, starting and ending alphanumeric); it becomes a pod name",
+                f"{where}: name is not a DNS-1123 label ({DNS1123_LABEL_RULE}); "
+                "it becomes a pod name",
                 task.name,
             )
         if task.name in by_name:
@@ -379,17 +379,6 @@ PRIORITY_MAX = 1000
 TAGS_MAX = 50
 TAG_LENGTH_MAX = 100
 RETRY_ATTEMPTS_MAX = 100
-FLOW_STATUSES = (
-    "scheduled",
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelling",
-    "cancelled",
-    "rejected",
-    "duplicate",
-)
 
 
 def resolve_task(spec: FlowSpec, task: TaskSpec) -> TaskSpec:
@@ -461,16 +450,12 @@ def _check_flow_fields(spec: FlowSpec, flow: str, err: _Err) -> None:
         if u.window is not None and u.window <= 0:
             err("$.unique.window", f"{flow}: unique.window must be a positive number of seconds")
         for status in u.statuses or []:
-            if status not in FLOW_STATUSES:
+            if status not in FLOW_STATUS_NAMES:
                 err(
                     "$.unique.statuses",
                     f"{flow}: unique.statuses: {printable(status)} is not a flow status "
-                    f"({', '.join(FLOW_STATUSES)})",
+                    f"({', '.join(FLOW_STATUS_NAMES)})",
                 )
-
-
-def _is_label(value: str) -> bool:
-    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
 def _check_artifact_paths(task: TaskSpec, path: str, where: str, err: _Err) -> None:

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 import msgspec
 from weir_proto.errors import SpecError
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX, new_flow_id
+from weir_proto.ids import is_dns_label, new_flow_id
 from weir_proto.spec import Unique
 from weir_proto.status import FlowStatus
 
+from weir_scheduler.commands import APPEND_RETRIES
 from weir_scheduler.data import DataLayer, Lock
 from weir_scheduler.decider import (
     DEFAULT_POLICY,
@@ -35,7 +36,6 @@ from weir_scheduler.store import Change, ConcurrencyError, EventStore, spec_dige
 
 log = logging.getLogger("weir.scheduler.submissions")
 
-APPEND_RETRIES_DEFAULT = 5
 UNIQUE_STATUSES_DEFAULT = (
     FlowStatus.SCHEDULED,
     FlowStatus.PENDING,
@@ -87,7 +87,7 @@ class SubmissionHandler:
         intents = [self._intent(s) for s in submissions]
         ids = [i.flow_id for i in intents]
         if len(set(ids)) == len(ids):
-            for _ in range(APPEND_RETRIES_DEFAULT):
+            for _ in range(APPEND_RETRIES):
                 try:
                     return await self._record(submissions, intents)
                 except ConcurrencyError:
@@ -98,7 +98,7 @@ class SubmissionHandler:
         return await self._record_one(submission, self._intent(submission))
 
     async def _record_one(self, submission: Submission, intent: _Intent) -> Outcome:
-        for _ in range(APPEND_RETRIES_DEFAULT):
+        for _ in range(APPEND_RETRIES):
             try:
                 return (await self._record([submission], [intent]))[0]
             except ConcurrencyError:
@@ -252,7 +252,7 @@ class SubmissionHandler:
             flow_plan = plan(spec, self.limits)
         except Rejected as rejected:
             flow_id = rejected.flow_id
-            if not flow_id or len(flow_id) > DNS1123_LABEL_MAX or not DNS1123_LABEL.match(flow_id):
+            if not flow_id or not is_dns_label(flow_id):
                 flow_id = submission.fallback_id
             name = rejected.name[:253] if rejected.name else None
             return _Intent(flow_id, Reject(tuple(rejected.errors), name), None)

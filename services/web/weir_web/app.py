@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import re
 import tempfile
 import time
@@ -46,9 +47,9 @@ from weir.secrets import MAX_SECRET_BYTES, SecretError, SecretStore, check_secre
 from weir.spec_file import SpecFileError, load_spec_text
 from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ScheduleRequest
-from weir_proto.errors import SpecError
+from weir_proto.errors import ErrorCode, SpecError, error_code
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
 
 from weir_web.auth import SESSION_COOKIE, Denied, Gate
 from weir_web.config import Role, WebSettings
@@ -96,9 +97,9 @@ def json_response(value: object, status: int = 200) -> Response:
 
 def _label(request: Request, key: str, what: str) -> str:
     value: str = request.path_params[key]
-    if len(value) > DNS1123_LABEL_MAX or not DNS1123_LABEL.match(value):
+    if not is_dns_label(value):
         raise HttpFailure(
-            "bad_request",
+            ErrorCode.BAD_REQUEST,
             f"{what} {value[:80]!r} is not valid: lower-case letters, digits and '-', at most "
             f"{DNS1123_LABEL_MAX} characters, starting and ending with a letter or digit",
         )
@@ -113,7 +114,7 @@ def schedule_name_of(request: Request) -> str:
     name: str = request.path_params["name"]
     if not SCHEDULE_NAME.match(name):
         raise HttpFailure(
-            "bad_request",
+            ErrorCode.BAD_REQUEST,
             f"schedule name {name[:80]!r} is not valid: lower-case letters, digits and '-', "
             "at most 40 characters, starting and ending with a letter or digit",
         )
@@ -125,7 +126,7 @@ def secret_name_of(request: Request) -> str:
     try:
         check_secret_name(name)
     except SecretError as exc:
-        raise HttpFailure("bad_request", str(exc)) from None
+        raise HttpFailure(ErrorCode.BAD_REQUEST, str(exc)) from None
     return name
 
 
@@ -133,7 +134,7 @@ def artifact_name_of(request: Request) -> str:
     name: str = request.path_params["name"]
     if not ARTIFACT_NAME.match(name):
         raise HttpFailure(
-            "bad_request",
+            ErrorCode.BAD_REQUEST,
             f"artifact name {name[:80]!r} is not valid: letters, digits, '.', '_' and '-', "
             "at most 255 characters, not starting with '.' or '-'",
         )
@@ -145,14 +146,16 @@ def _int_query(request: Request, key: str, default: int | None, low: int, high: 
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise HttpFailure("bad_request", f"{key}={raw[:40]!r} is not a whole number {low}..{high}")
+        raise HttpFailure(
+            ErrorCode.BAD_REQUEST, f"{key}={raw[:40]!r} is not a whole number {low}..{high}"
+        )
     return int(raw)
 
 
 def _bool_query(request: Request, key: str) -> bool:
     raw = request.query_params.get(key, "false").lower()
     if raw not in {"true", "false", "1", "0", ""}:
-        raise HttpFailure("bad_request", f"{key}={raw[:40]!r} is not true or false")
+        raise HttpFailure(ErrorCode.BAD_REQUEST, f"{key}={raw[:40]!r} is not true or false")
     return raw in {"true", "1"}
 
 
@@ -163,7 +166,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HttpFailure("too_large", f"the request body is larger than {limit:,} bytes")
+            raise HttpFailure(
+                ErrorCode.TOO_LARGE, f"the request body is larger than {limit:,} bytes"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -173,9 +178,9 @@ async def read_json(request: Request, kind: type[_T], limit: int) -> _T:
     try:
         return msgspec.json.decode(body or b"{}", type=kind)
     except msgspec.ValidationError as exc:
-        raise HttpFailure("bad_request", f"request body: {exc}") from None
+        raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise HttpFailure("bad_request", f"request body is not JSON: {exc}") from None
+        raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body is not JSON: {exc}") from None
 
 
 # Streams --------------------------------------------------------------------------------
@@ -250,7 +255,7 @@ class Api:
     @property
     def backends(self) -> Backends:
         if self._backends is None:
-            raise HttpFailure("unavailable", "weir-web is not connected to NATS yet")
+            raise HttpFailure(ErrorCode.UNAVAILABLE, "weir-web is not connected to NATS yet")
         return self._backends
 
     @property
@@ -267,7 +272,7 @@ class Api:
         try:
             session_id, session = self.gate.open_session(login.token)
         except Denied as exc:
-            raise HttpFailure("unauthorized", exc.message) from None
+            raise HttpFailure(ErrorCode.UNAUTHORIZED, exc.message) from None
         response = json_response({"role": session.role.name, "csrf": session.csrf}, 201)
         response.set_cookie(
             SESSION_COOKIE,
@@ -283,7 +288,9 @@ class Api:
     async def session_show(self, request: Request) -> Response:
         caller = self.gate.caller(request)
         if caller.session is None:
-            raise HttpFailure("unauthorized", "no session: log in with POST /api/v1/session")
+            raise HttpFailure(
+                ErrorCode.UNAUTHORIZED, "no session: log in with POST /api/v1/session"
+            )
         return json_response({"role": caller.role.name, "csrf": caller.session.csrf})
 
     async def session_close(self, request: Request) -> Response:
@@ -308,7 +315,7 @@ class Api:
             try:
                 where = parse_where(where_text)
             except WhereError as exc:
-                raise HttpFailure("bad_request", f"where: {exc}") from None
+                raise HttpFailure(ErrorCode.BAD_REQUEST, f"where: {exc}") from None
             if status is not None:
                 where = {"and": [{"status": status}, where]}
             page = await self.client.query(where, limit, cursor)
@@ -320,24 +327,26 @@ class Api:
         try:
             text = body.decode()
         except UnicodeDecodeError:
-            raise HttpFailure("bad_request", "the flow spec is not UTF-8 text") from None
+            raise HttpFailure(ErrorCode.BAD_REQUEST, "the flow spec is not UTF-8 text") from None
         try:
             doc = load_spec_text(text, "body")
         except SpecFileError as exc:
             problems = [SpecError(path="$", message=p) for p in exc.problems]
             raise HttpFailure(
-                "invalid_flow", f"the flow spec has {len(problems)} problem(s)", problems
+                ErrorCode.INVALID_FLOW, f"the flow spec has {len(problems)} problem(s)", problems
             ) from None
         verdict = await self.client.submit(doc, verdict=True)
         if verdict.verdict == "rejected":
             raise HttpFailure(
-                "invalid_flow",
+                ErrorCode.INVALID_FLOW,
                 verdict.message or f"flow {verdict.flow_id} was rejected",
                 list(verdict.errors),
                 extra={"flow_id": verdict.flow_id},
             )
         if verdict.verdict == "duplicate":
-            raise HttpFailure("conflict", verdict.message, extra={"existing": verdict.existing})
+            raise HttpFailure(
+                ErrorCode.CONFLICT, verdict.message, extra={"existing": verdict.existing}
+            )
         return json_response(
             {"flow_id": verdict.flow_id, "status": verdict.status, "created": verdict.created},
             201 if verdict.created else 200,
@@ -363,7 +372,9 @@ class Api:
         if not raw:
             return 0
         if not raw.isdigit():
-            raise HttpFailure("bad_request", f"Last-Event-ID {raw[:40]!r} is not an event seq")
+            raise HttpFailure(
+                ErrorCode.BAD_REQUEST, f"Last-Event-ID {raw[:40]!r} is not an event seq"
+            )
         return int(raw)
 
     async def _event_frames(self, flow_id: str, after: int) -> AsyncIterator[bytes]:
@@ -479,7 +490,9 @@ class Api:
         self.gate.require(request, Role.operator)
         schedule = await read_json(request, ScheduleRequest, self.settings.body_bytes_max)
         if not SCHEDULE_NAME.match(schedule.name):
-            raise HttpFailure("bad_request", f"schedule name {schedule.name[:80]!r} is not valid")
+            raise HttpFailure(
+                ErrorCode.BAD_REQUEST, f"schedule name {schedule.name[:80]!r} is not valid"
+            )
         return json_response(await self.client.schedule(schedule), 201)
 
     async def schedule_action(self, request: Request) -> Response:
@@ -487,7 +500,7 @@ class Api:
         name = schedule_name_of(request)
         verb = request.path_params["verb"]
         if verb not in {"pause", "resume"}:
-            raise HttpFailure("not_found", f"no action {verb[:40]!r}: pause or resume")
+            raise HttpFailure(ErrorCode.NOT_FOUND, f"no action {verb[:40]!r}: pause or resume")
         return json_response(await self.client.schedule_action(verb, name))
 
     async def schedule_delete(self, request: Request) -> Response:
@@ -513,18 +526,20 @@ class Api:
         secret = await read_json(request, SecretValue, MAX_SECRET_BYTES * 2)
         value = secret.value.encode()
         if len(value) > MAX_SECRET_BYTES:
-            raise HttpFailure("too_large", f"a secret holds at most {MAX_SECRET_BYTES:,} bytes")
+            raise HttpFailure(
+                ErrorCode.TOO_LARGE, f"a secret holds at most {MAX_SECRET_BYTES:,} bytes"
+            )
         try:
             await self.backends.secrets.set(name, value)
         except SecretError as exc:
-            raise HttpFailure("unavailable", str(exc)) from None
+            raise HttpFailure(ErrorCode.UNAVAILABLE, str(exc)) from None
         return Response(status_code=204)
 
     async def secret_delete(self, request: Request) -> Response:
         self.gate.require(request, Role.admin)
         name = secret_name_of(request)
         if not await self.backends.secrets.delete(name):
-            raise HttpFailure("not_found", f'there is no secret "{name}"')
+            raise HttpFailure(ErrorCode.NOT_FOUND, f'there is no secret "{name}"')
         return Response(status_code=204)
 
     # Health and description -------------------------------------------------------------
@@ -608,7 +623,9 @@ class SecurityHeaders:
 
 
 def _failure_response(failure: HttpFailure) -> Response:
-    return Response(failure.body(), failure.status, media_type="application/json")
+    retry_after = failure.extra.get("retry_after")
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+    return Response(failure.body(), failure.status, media_type="application/json", headers=headers)
 
 
 def guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
@@ -622,21 +639,25 @@ def guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[...,
         except Denied as denied:
             return _failure_response(HttpFailure(CODE_BY_STATUS[denied.status], denied.message))
         except WeirError as exc:
-            extra = {"flow_id": exc.flow_id} if exc.flow_id else None
-            problems = exc.details if exc.code == "invalid_flow" else None
-            return _failure_response(HttpFailure(exc.code, exc.message, problems, extra=extra))
+            extra: dict[str, Any] = {"flow_id": exc.flow_id} if exc.flow_id else {}
+            if exc.retry_after is not None:  # rate_limited, overloaded: when to submit again
+                extra["retry_after"] = exc.retry_after
+            problems = exc.details if exc.code == ErrorCode.INVALID_FLOW else None
+            return _failure_response(
+                HttpFailure(error_code(exc.code), exc.message, problems, extra=extra)
+            )
         except ArtifactNotFound as exc:
-            return _failure_response(HttpFailure("not_found", str(exc)))
+            return _failure_response(HttpFailure(ErrorCode.NOT_FOUND, str(exc)))
         except ArtifactChecksumError as exc:
-            return _failure_response(HttpFailure("internal", str(exc)))
+            return _failure_response(HttpFailure(ErrorCode.INTERNAL, str(exc)))
         except ArtifactError as exc:
-            return _failure_response(HttpFailure("unavailable", str(exc)))
+            return _failure_response(HttpFailure(ErrorCode.UNAVAILABLE, str(exc)))
         except SecretError as exc:
-            return _failure_response(HttpFailure("unavailable", str(exc)))
+            return _failure_response(HttpFailure(ErrorCode.UNAVAILABLE, str(exc)))
         except (TimeoutError, nats.errors.TimeoutError):
             log.warning("NATS did not answer in time on %s %s", request.method, request.url.path)
             return _failure_response(
-                HttpFailure("timeout", "NATS did not answer in time; try again")
+                HttpFailure(ErrorCode.TIMEOUT, "NATS did not answer in time; try again")
             )
 
     run.__name__ = endpoint.__name__
@@ -645,7 +666,7 @@ def guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[...,
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    code = CODE_BY_STATUS.get(status, "internal")
+    code = CODE_BY_STATUS.get(status, ErrorCode.INTERNAL)
     message = {
         404: f"no such endpoint: {request.url.path[:200]}",
         405: f"{request.method} is not allowed on {request.url.path[:200]}",

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from weir_proto.errors import WeirException
 
 from weir_web.config import Role, WebSettings, token_digest
 
@@ -23,7 +24,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Denied(Exception):
+class Denied(WeirException):
     """The caller may not do this: `status` 401 (who are you?) or 403 (not you)."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -6,32 +6,34 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from weir_proto.errors import SpecError
+from weir_proto.errors import ErrorCode, SpecError, WeirException
 
-STATUS_BY_CODE = {
-    "bad_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "not_acceptable": 406,
-    "conflict": 409,
-    "too_large": 413,
-    "unsupported_media_type": 415,
-    "invalid_flow": 422,
-    "internal": 500,
-    "unavailable": 503,
-    "timeout": 504,
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.NOT_ACCEPTABLE: 406,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.INVALID_FLOW: 422,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.OVERLOADED: 503,
+    ErrorCode.UNAVAILABLE: 503,  # after OVERLOADED: a bare 503 is `unavailable`
+    ErrorCode.TIMEOUT: 504,
 }
 CODE_BY_STATUS = {status: code for code, status in STATUS_BY_CODE.items()}
 
 
-class HttpFailure(Exception):
+class HttpFailure(WeirException):
     """An answer other than success; `problems` lists every problem with a submitted spec."""
 
     def __init__(
         self,
-        code: str,
+        code: ErrorCode,
         message: str,
         problems: list[SpecError] | None = None,
         *,

@@ -12,7 +12,8 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from weir_proto.ids import DNS1123_LABEL, DNS1123_LABEL_MAX
+from weir_proto.errors import WeirException
+from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
 
 from weir.sdk.serializers import BytesSerializer, TextSerializer
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _PROMOTIONS: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
 
 
-class FlowDefinitionError(ValueError):
+class FlowDefinitionError(WeirException, ValueError):
     """A flow that cannot be built; `problems` lists every reason."""
 
     def __init__(self, flow: str, problems: list[str]) -> None:
@@ -41,7 +42,7 @@ def find_problems(flow: Flow) -> list[str]:
     seen: dict[str, Task[..., Any]] = {}
     for task in flow.tasks:
         where = f'task "{task.name}" ({_describe(task.func)})'
-        if len(task.name) > DNS1123_LABEL_MAX or not DNS1123_LABEL.match(task.name):
+        if not is_dns_label(task.name):
             problems.append(
                 f"{where}: name is not a DNS-1123 label (lower-case letters, digits and '-', "
                 f'at most {DNS1123_LABEL_MAX}); pass @flow.task(name="...")'

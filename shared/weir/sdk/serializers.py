@@ -12,6 +12,8 @@ import json
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
+from weir_proto.errors import WeirException
+
 PICKLE_PROTOCOL = 5
 
 
@@ -24,7 +26,7 @@ class Serializer(Protocol):
     def loads(self, data: bytes, /) -> Any: ...
 
 
-class SerializationError(TypeError):
+class SerializationError(WeirException, TypeError):
     """A value this serializer cannot write, or a custom serializer that misbehaved."""
 
 

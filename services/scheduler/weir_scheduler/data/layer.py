@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from weir_proto.api import FlowSummary, FlowView, ScheduleView
+from weir_proto.errors import WeirException
 
 from weir_scheduler.data.locks import Lock
 from weir_scheduler.data.rows import (
@@ -35,7 +36,7 @@ from weir_scheduler.data.rows import (
 )
 
 
-class ConcurrencyError(Exception):
+class ConcurrencyError(WeirException):
     """Another writer appended to one of these flows first; reload and decide again."""
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 from kubernetes_asyncio import client as kube_client
 from kubernetes_asyncio import config as kube_config
+from weir_proto.errors import WeirException
 
 from weir_runner.executors.kubernetes.manifest import CONTAINER_NAME, Pod
 
@@ -33,7 +34,7 @@ RETRY_DELAY_MAX = 5.0
 """Backoff between tries of a call that failed for a transient reason."""
 
 
-class KubeApiError(Exception):
+class KubeApiError(WeirException):
     """The API server answered with an error status, or could not be reached (status 0)."""
 
     def __init__(self, status: int, message: str) -> None:

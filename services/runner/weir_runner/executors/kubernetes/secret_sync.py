@@ -31,6 +31,7 @@ from weir.secrets import (
     SecretStore,
 )
 from weir.supervisor import LOOP_DONE
+from weir_proto.errors import WeirException
 
 from weir_runner.artifacts import DataPlane
 from weir_runner.executors.kubernetes.api import (
@@ -61,7 +62,7 @@ SYNCED_SECRET_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 (and the name `synced_secret_name` gives it) are."""
 
 
-class SecretTaken(Exception):
+class SecretTaken(WeirException):
     """The synced Secret's name is taken by a Secret weir did not create."""
 
 

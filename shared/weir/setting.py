@@ -1,0 +1,201 @@
+"""One setting declared once: its variable, default, parser and doc line.
+
+`Settings` (weir.config) declares every field with `setting(...)`; `from_env` reads them all
+through their parsers, and the README's configuration table is checked against the
+declarations (tests/unit/test_settings.py), so the variable, its default and its
+documentation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, cast
+
+from weir_proto.durations import parse_duration
+from weir_proto.errors import WeirException
+
+Parser = Callable[[str, str], Any]
+"""`(variable, text) -> value`: the text is stripped and never empty (an empty or unset
+variable means the default). A bad value raises ConfigError naming the variable."""
+
+
+class ConfigError(WeirException, ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one `Settings` field is read from the environment and documented."""
+
+    env: str
+    """The variable, `WEIR_...`."""
+    parse: Parser
+    doc: str
+    """The `meaning` column of the README's configuration table."""
+    shown: str
+    """The default as the README's table shows it: a value in backticks, which `parse`
+    reads as the default itself, or words (`host name`, `never`) for one that is not a
+    value."""
+    fallback: tuple[str, ...] = ()
+    """Variables read, in order, when `env` is unset (`KUBECONFIG`)."""
+
+    def text(self, env: Mapping[str, str]) -> str:
+        """The stripped text of the first of `env` and its fallbacks that is set."""
+        for name in (self.env, *self.fallback):
+            raw = env.get(name, "").strip()
+            if raw:
+                return raw
+        return ""
+
+    def row(self) -> str:
+        """Its line in the README's configuration table."""
+        return f"| `{self.env}` | {self.shown} | {self.doc} |"
+
+
+def setting(
+    env: str,
+    default: Any,
+    parse: Parser,
+    doc: str,
+    *,
+    shown: str | None = None,
+    fallback: tuple[str, ...] = (),
+    factory: Callable[[], Any] | None = None,
+    repr: bool = True,
+) -> Any:
+    """A `Settings` field read from `env` by `parse` (unset or empty: `default`, or what
+    `factory` makes). `shown` defaults to the default in backticks."""
+    declared = Setting(
+        env, parse, doc, f"`{default}`" if shown is None else shown, fallback=fallback
+    )
+    metadata = {"setting": declared}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata, repr=repr)
+    if isinstance(default, dict | list | set):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata, repr=repr)
+
+
+def declared(cls: type) -> Iterator[tuple[Field[Any], Setting]]:
+    """The fields of dataclass `cls` declared with `setting(...)`, in declaration order."""
+    for item in fields(cls):
+        found = item.metadata.get("setting")
+        if isinstance(found, Setting):
+            yield item, found
+
+
+def declared_setting(cls: type, name: str) -> Setting:
+    """The declaration of field `name` of `cls`."""
+    for item, found in declared(cls):
+        if item.name == name:
+            return found
+    raise KeyError(name)
+
+
+def default_of(item: Field[Any]) -> Any:
+    if item.default is not MISSING:
+        return item.default
+    return cast(Callable[[], Any], item.default_factory)()
+
+
+def read(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
+    """Every declared field of `cls` from `env`, by field name."""
+    values: dict[str, Any] = {}
+    for item, declared_setting in declared(cls):
+        text = declared_setting.text(env)
+        values[item.name] = (
+            declared_setting.parse(declared_setting.env, text) if text else (default_of(item))
+        )
+    return values
+
+
+# Parsers. Their messages say what the value is not and what it should be.
+
+
+def text(name: str, raw: str) -> str:
+    return raw
+
+
+def upper(name: str, raw: str) -> str:
+    return raw.upper()
+
+
+def _at_least(convert: Callable[[str], Any], what: str, minimum: float) -> Parser:
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = convert(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not {what}") from None
+        if value < minimum:
+            raise ConfigError(f"{name}={value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def whole(minimum: int = 1) -> Parser:
+    """A whole number of at least `minimum`."""
+    return _at_least(int, "a whole number", minimum)
+
+
+def number(minimum: float = 0.0) -> Parser:
+    """A number of at least `minimum`."""
+    return _at_least(float, "a number", minimum)
+
+
+def duration(name: str, raw: str) -> float:
+    """A duration: `30`, `90s`, `12h`, `7d`, ... (positive)."""
+    try:
+        value = parse_duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
+_OFF = ("off", "max", "none")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size(name: str, raw: str, off: str) -> int:
+    text = raw.upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1] if text and text[-1] in _SIZE_UNITS else ""
+    digits = text[: len(text) - len(unit)]
+    if not digits.isdigit() or int(digits) < 1:
+        raise ConfigError(f"{name}={raw!r} is not a size like 1048576, 512K, 64M or 4G{off}")
+    return int(digits) * _SIZE_UNITS[unit]
+
+
+def size(name: str, raw: str) -> int:
+    """A size in bytes (`1048576`, `512K`, `64M`, `4G`, `1T`)."""
+    return _size(name, raw, "")
+
+
+def size_or_off(name: str, raw: str) -> int | None:
+    """A size, or `off` for no limit (None)."""
+    return None if raw.lower() in _OFF else _size(name, raw, " (or off for no limit)")
+
+
+def whole_or_off(name: str, raw: str) -> int | None:
+    """A whole number of at least 1, or `off` for no limit (None)."""
+    return None if raw.lower() in _OFF else whole(1)(name, raw)
+
+
+def flag(name: str, raw: str) -> bool:
+    return raw.lower() in ("1", "true", "yes")
+
+
+def names(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list (`a,b`), blanks dropped."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def one_of(choices: tuple[str, ...], what: str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        if raw not in choices:
+            raise ConfigError(f"{name}={raw!r} is not {what} (choose: {', '.join(choices)})")
+        return raw
+
+    return parse

@@ -1,0 +1,41 @@
+"""The NATS credentials given to `weir` reach its connections, not its environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import weir.jetstream
+from typer.testing import CliRunner
+from weir.cli import app
+from weir.config import NatsSecurity
+
+UNREACHABLE = "nats://127.0.0.1:9"
+
+
+def test_credential_flags_reach_the_connection_and_stay_out_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("WEIR_NATS_"):
+            monkeypatch.delenv(name)
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    seen: list[NatsSecurity | None] = []
+    connect = weir.jetstream.connect
+
+    async def spy(*args: object, security: NatsSecurity | None = None, **options: object) -> object:
+        seen.append(security)
+        return await connect(*args, security=security, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(weir.client, "connect", spy)
+    monkeypatch.setattr(weir.cli_data, "connect", spy)
+    runner = CliRunner()
+    base = ["--nats-user", "weir", "--nats-password-file", str(password)]
+    for command in (["flows"], ["secret", "ls"]):
+        result = runner.invoke(app, [*base, *command, "--nats-url", UNREACHABLE])
+        assert result.exit_code == 2, result.output
+        assert "cannot reach NATS" in result.output
+    assert [(s.user, s.password) if s else None for s in seen] == [("weir", "s3cret")] * 2
+    assert not [name for name in os.environ if name.startswith("WEIR_NATS_")]

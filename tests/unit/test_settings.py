@@ -1,0 +1,87 @@
+"""Every setting is declared once (variable, default, parser, doc line) and documented as
+declared: the README's configuration table and the docs' tables agree with `Settings`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from weir.config import ConfigError, Settings
+from weir.setting import Setting, declared, default_of
+
+ROOT = Path(__file__).resolve().parents[2]
+DECLARED = {s.env: (item, s) for item, s in declared(Settings)}
+ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|")
+READ_ELSEWHERE = {
+    "WEIR_SECRET_KEY": "shared/weir/secrets.py",
+    "WEIR_WEB_LISTEN": "services/web/weir_web/config.py",
+    "WEIR_WEB_TOKENS": "services/web/weir_web/config.py",
+}
+"""Variables of the README's table that are not `Settings` (the process reading them)."""
+
+
+def _configuration_table() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("## Configuration")
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return table
+
+
+def test_every_field_but_the_aws_ones_is_declared_with_its_variable() -> None:
+    undeclared = {f.name for f in dataclasses.fields(Settings)} - {
+        item.name for item, _ in DECLARED.values()
+    }
+    assert undeclared == {
+        "s3_region",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+    assert all(env.startswith("WEIR_") for env in DECLARED)
+
+
+@pytest.mark.parametrize("env", sorted(DECLARED))
+def test_the_shown_default_is_what_an_unset_variable_means(env: str) -> None:
+    item, setting = DECLARED[env]
+    literal = re.fullmatch(r"`([^`]*)`", setting.shown)
+    if literal is not None:
+        assert setting.parse(env, literal.group(1)) == default_of(item)
+    assert getattr(Settings.from_env({}), item.name) == default_of(item)
+
+
+def test_the_readme_table_documents_every_setting_as_declared() -> None:
+    table = _configuration_table()
+    missing = [s.row() for _, s in DECLARED.values() if s.row() not in table]
+    assert missing == [], "README.md's configuration table differs from weir.config.Settings"
+    for line in table[2:]:
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split(" | ")[0]):
+            if name in DECLARED or name.startswith("AWS_"):
+                continue
+            assert name in READ_ELSEWHERE, f"README documents {name}, which nothing declares"
+            assert name in (ROOT / READ_ELSEWHERE[name]).read_text()
+
+
+def test_the_docs_tables_show_the_declared_defaults() -> None:
+    checked = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for line in page.read_text().splitlines():
+            match = ROW.match(line)
+            if match and match.group(1) in DECLARED:
+                setting: Setting = DECLARED[match.group(1)][1]
+                assert match.group(2) == setting.shown, f"{page.name}: {line}"
+                checked += 1
+    assert checked >= 10
+
+
+def test_an_empty_variable_means_the_default_and_a_bad_one_names_itself() -> None:
+    assert Settings.from_env({"WEIR_EXECUTOR": "", "WEIR_NATS_URL": " "}) == Settings.from_env({})
+    with pytest.raises(ConfigError, match="WEIR_COMMANDS_MAX_BYTES='off' is not a size"):
+        Settings.from_env({"WEIR_COMMANDS_MAX_BYTES": "off"})
+    assert Settings.from_env({"WEIR_KUBECONFIG": "", "KUBECONFIG": "/k"}).kube_config == "/k"
