@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,12 @@ async def test_viewer_sees_no_write_buttons_and_hostile_names_render_as_text(
     # Filtering is all a viewer can do here: no selection, no bulk actions.
     assert await page.locator("main form.filters").count() == 1
     assert await page.locator(".bulk, main input[type=checkbox]:visible").count() == 0
+    # Times follow the time zone switch: UTC ones end in Z.
+    assert not (await row.locator("td").nth(5).text_content() or "").endswith("Z")
+    await page.click("#tz-toggle")
+    await expect(row.locator("td").nth(5)).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$")
+    )
     await row.locator("a").click()
     await expect(page.locator("h1")).to_contain_text(HOSTILE)
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=20_000)

@@ -127,8 +127,40 @@ function canvasGraph(tasks, layers, pos, statusOf, open) {
   const canvas = h("canvas", { class: "dag-canvas" });
   const sizer = h("div", { class: "sizer" });
   const scroller = h("div", { class: "graph big", tabindex: 0 }, canvas, sizer);
-  sizer.setAttribute("data-w", String(width));
   const ctx = canvas.getContext("2d");
+  // The overview: one column per depth, its tasks stacked by status; a click goes there.
+  const overview = h("canvas", { class: "dag-overview", title: "Tasks by depth and status; click to go to a depth" });
+  const octx = overview.getContext("2d");
+  const ORDER = ["succeeded", "running", "dispatched", "queued", "retrying", "failed", "cancelled", "skipped", "pending"];
+  const drawOverview = () => {
+    const ratio = window.devicePixelRatio || 1;
+    const w = overview.clientWidth, hgt = overview.clientHeight;
+    if (!w) return;
+    overview.width = w * ratio;
+    overview.height = hgt * ratio;
+    octx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    octx.clearRect(0, 0, w, hgt);
+    const col = w / layers.length;
+    layers.forEach((layer, i) => {
+      const n = {};
+      for (const name of layer) { const s = statusOf(name); n[s] = (n[s] || 0) + 1; }
+      let y = hgt;
+      for (const s of ORDER) {
+        if (!n[s]) continue;
+        const bar = (n[s] / tallest) * hgt;
+        octx.fillStyle = colours[s] || colours.pending;
+        octx.fillRect(i * col, y - bar, Math.max(1, col - (col > 3 ? 1 : 0)), bar);
+        y -= bar;
+      }
+    });
+    octx.strokeStyle = "#2b59c3";
+    octx.strokeRect((scroller.scrollLeft / width) * w, 0.5, Math.max(4, (scroller.clientWidth / width) * w), hgt - 1);
+  };
+  overview.addEventListener("click", (event) => {
+    const rect = overview.getBoundingClientRect();
+    const layer = Math.floor(((event.clientX - rect.left) / rect.width) * layers.length);
+    scroller.scrollLeft = g.pad + layer * (g.w + g.gx) - scroller.clientWidth / 3;
+  });
 
   const draw = perFrame(() => {
     const ratio = window.devicePixelRatio || 1;
@@ -165,6 +197,7 @@ function canvasGraph(tasks, layers, pos, statusOf, open) {
       }
     }
     ctx.stroke();
+    drawOverview();
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     for (let l = first; l <= last; l++) {
@@ -192,5 +225,5 @@ function canvasGraph(tasks, layers, pos, statusOf, open) {
   // The sizer gives the scroller its full extent; its size is set through the CSSOM (no inline styles in markup).
   sizer.style.width = `${width}px`;
   sizer.style.height = `${height}px`;
-  return { el: scroller, update: () => draw(), layers };
+  return { el: h("div", {}, overview, scroller), update: () => draw(), layers };
 }

@@ -26,6 +26,8 @@ export function gantt(attempts, open) {
   const draw = perFrame(() => {
     rows = attempts.all().filter((a) => a.started || a.dispatched).sort((x, y) => (x.started || x.dispatched) - (y.started || y.dispatched) || (x.task < y.task ? -1 : 1));
     sizer.style.height = `${rows.length * ROW}px`;
+    // As tall as its rows, up to the stylesheet's max-height; then it scrolls.
+    scroller.style.height = `${Math.max(2, rows.length) * ROW + 2}px`;
     const ratio = window.devicePixelRatio || 1;
     const vw = scroller.clientWidth, vh = scroller.clientHeight;
     if (canvas.width !== vw * ratio || canvas.height !== vh * ratio) {
