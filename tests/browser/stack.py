@@ -38,6 +38,11 @@ CHROMIUM_ARGS = [
 
 
 async def launch(playwright: Playwright) -> Browser:
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError(
+            f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium, as .ci/run "
+            "does) or point WEIR_TEST_CHROMIUM at one"
+        )
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 

@@ -70,6 +70,16 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
     await expect(log).to_contain_text("tick 3", timeout=20_000)
     await expect(log).to_contain_text(f"first line\n{HTML_LINE}\n  indented second\n")
     assert await log.locator("b, script, img").count() == 0
+    # It follows the bottom while the reader is there, and stays put once they scroll up.
+    await expect(log).to_contain_text("tick 40", timeout=20_000)
+    assert await log.evaluate("p => p.scrollHeight > p.clientHeight")
+    await page.wait_for_function(
+        "() => { const p = document.querySelector('pre.log');"
+        " return p.scrollTop + p.clientHeight >= p.scrollHeight - 8; }"
+    )
+    await log.evaluate("p => { p.scrollTop = 100; }")
+    await expect(log).to_contain_text("tick 60", timeout=20_000)
+    assert await log.evaluate("p => p.scrollTop") == 100
     await page.go_back()
     gate.touch()
     for task in "abcd":
