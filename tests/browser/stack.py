@@ -118,7 +118,10 @@ async def logged_in(browser: Browser, stack: Stack, role: str) -> tuple[BrowserC
     )
     page = await context.new_page()
     await page.goto(f"{stack.url}/login")
+    await page.locator("#token").wait_for()
+    assert not await page.locator("#logout").is_visible(), "Log out shown before a login"
     await page.fill("#token", TOKENS[role])
     await page.click("form.login button[type=submit]")
     await page.wait_for_url(f"{stack.url}/flows")
+    assert await page.locator("#logout").is_visible()
     return context, page
