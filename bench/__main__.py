@@ -16,7 +16,16 @@ from typing import Any
 from bench import report
 from bench.stats import combine_repeats, machine_info, package_versions, timestamp, write_results
 
-SCENARIOS = ("throughput", "latency", "scale", "replicas", "soak", "peers", "artifacts")
+SCENARIOS = (
+    "throughput",
+    "latency",
+    "scale",
+    "replicas",
+    "soak",
+    "peers",
+    "artifacts",
+    "web",
+)
 PEERS = ("pgqueuer", "procrastinate")
 HERE = Path(__file__).resolve().parent
 
@@ -46,6 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--soak-seconds", type=float, default=None, help="steady run length (600; quick 45)"
     )
     p.add_argument("--soak-rate", type=float, default=200.0, help="steady run flows/s (200)")
+    p.add_argument(
+        "--web-flows", type=int, default=None, help="flows in the log for GET /flows (20000)"
+    )
+    p.add_argument("--followers", type=int, default=200, help="SSE followers of one flow (200)")
     p.add_argument("--artifact-mib", type=int, default=200, help="artifact size in MiB (200)")
     p.add_argument("--concurrency", type=int, default=32, help="runner/peer worker concurrency")
     p.add_argument("--log-level", default="WARNING", help="WEIR_LOG_LEVEL for the services")
@@ -86,6 +99,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "chain_sizes": [100, 300] if quick else [1000, 5000, 10_000],
         "jobs": 1000 if quick else 20_000,
         "soak_seconds": 45.0 if quick else 600.0,
+        "web_flows": 1000 if quick else 20_000,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -215,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                     raw["soak"].append(scenarios.soak(ctx, args.soak_seconds, args.soak_rate))
                 if "artifacts" in args.only:
                     raw["artifacts"].append(scenarios.artifacts(ctx, args.artifact_mib))
+                if "web" in args.only:
+                    raw["web"].append(scenarios.web(ctx, args.web_flows, args.followers))
                 if "peers" in args.only:
                     peers: dict[str, Any] = {}
                     for peer in PEERS:

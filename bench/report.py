@@ -518,6 +518,24 @@ def tables(doc: Mapping[str, Any]) -> str:
         )
     if "artifacts" in r:
         lines += [artifacts_table(r["artifacts"])]
+    if "web" in r:
+        w = r["web"]
+        followers = _m(w, "sse", "followers", digits=0)
+        lines += [
+            "| weir-web | measured |",
+            "|---|---|",
+            f"| 10,000-task flow page usable (Chromium) | {_fig(w, 'page_10000_tasks_s')} s |",
+            f"| {followers} SSE followers: weir-web RSS | {_m(w, 'sse', 'web_rss_mib')} MiB |",
+            f"| {followers} SSE followers: weir-web CPU while they wait "
+            f"| {_m(w, 'sse', 'web_cpu_idle_percent')} % |",
+            f"| cancel -> terminal event at all {followers} followers "
+            f"| {_m(w, 'sse', 'cancel_to_all_followers_ms', digits=0)} ms |",
+            f"| `GET /flows` (50 of {_m(w, 'list_flows', digits=0)} flows) p50 "
+            f"| {_fig(w, 'list', 'p50_ms')} ms |",
+            f"| `GET /flows?where=status=succeeded and name=single` p50 "
+            f"| {_m(w, 'list_where', 'p50_ms')} ms |",
+            "",
+        ]
     lines += [
         "| goal | weir | against | ratio | goal | verdict |",
         "|---|---|---|---|---|---|",
@@ -545,6 +563,8 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
 ./just bench --only latency       # one scenario (repeatable): throughput, latency, scale,
                                   # replicas, soak, peers, artifacts
+./just bench --only latency       # one of: throughput | latency | scale | peers | artifacts | web
+./just bench --only web --web-flows 2000  # fewer flows for GET /flows (default 20,000)
 ./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
 ./just bench --repeats 5 --profile  # scheduler + runner under pyinstrument: results/profile-*/
 ./just bench --code HEAD          # measure a git revision (exported with git archive), not the tree
@@ -562,6 +582,12 @@ sample each one's RSS. `WEIR_EXECUTOR=noop` reports success without running anyt
 (`python -m weir_runner.artifacts`) against a fresh nats-server, and reports MiB/s over each
 helper run (start-up included) and the helper's peak RSS from `wait4`, next to a 4 KiB
 artifact's baseline.
+`web` starts weir-web (a process too) and measures: the page of a finished 10,000-task fan
+flow in Chromium (`/usr/bin/chromium` through Playwright; skipped without it), from
+navigation until its graph is drawn and it answers input; weir-web's RSS and CPU while
+`--followers` (200) SSE clients follow one waiting flow, and the time until all of them see
+its cancellation; `GET /api/v1/flows` (a page of 50) p50/p95 with `--web-flows` flows in the
+log (20,000; 1,000 with `--quick`), plain and with a `where` filter.
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).

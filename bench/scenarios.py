@@ -18,6 +18,7 @@ from weir.client import Client
 from weir_scheduler import planner
 
 from bench import artifacts as artifact_transfer
+from bench import web as web_load
 from bench.stats import growth_slope, latency_summary
 from bench.weirstack import (
     MIB,
@@ -354,4 +355,27 @@ def soak(ctx: Context, seconds: float, rate: float) -> dict[str, Any]:
             f"{rss.get('end_mib', float('nan')):.1f} MiB; "
             f"{result['event_bytes_per_task']:,.0f} log bytes/task"
         )
+    return result
+
+
+def web(ctx: Context, flows: int, followers: int) -> dict[str, Any]:
+    _log(
+        f"web: a 10,000-task flow's page, {followers} SSE followers, GET /flows over "
+        f"{flows:,} flows"
+    )
+    with ctx.services("noop", profile="web") as svc:
+        svc.stack.start_web()
+        assert svc.stack.web is not None
+        svc.rss.watch("web", svc.stack.web.pid)
+        result = asyncio.run(web_load.run(svc, flows, followers, ctx.timeout))
+        result["rss_peak_mib"] = svc.rss.peak_mib()
+    page = result["page_10000_tasks_s"]
+    sse = result["sse"]
+    _log(
+        f"    page {'n/a (no chromium)' if page is None else f'{page:.1f}s'}; "
+        f"{followers} followers: weir-web {sse['web_rss_mib']:.0f} MiB, "
+        f"{sse['web_cpu_idle_percent']:.1f}% CPU, cancel seen by all in "
+        f"{sse['cancel_to_all_followers_ms']:.0f} ms; GET /flows p50 "
+        f"{result['list']['p50_ms']:.1f} ms, with where {result['list_where']['p50_ms']:.1f} ms"
+    )
     return result

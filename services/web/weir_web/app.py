@@ -29,8 +29,9 @@ from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from weir.artifacts import (
     ArtifactChecksumError,
@@ -565,14 +566,20 @@ class Api:
         return json_response(openapi_document())
 
     async def index(self, request: Request) -> Response:
-        return HTMLResponse(INDEX_PAGE)
+        """The web UI's one page, for each of its paths (the page routes in the browser)."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-INDEX_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>weir</title></head>
-<body><h1>weir</h1><p>The HTTP API is at <a href="/api/v1/openapi.json">/api/v1</a>.</p></body>
-</html>
-"""
+STATIC_DIR = Path(__file__).parent / "static"
+"""The web UI: plain ES modules and CSS, no build step (docs/ui.md)."""
+UI_PATHS = (
+    "/",
+    "/login",
+    "/flows",
+    "/flows/{flow_id}",
+    "/flows/{flow_id}/tasks/{task}",
+    "/schedules",
+)
 
 
 # Plumbing -------------------------------------------------------------------------------
@@ -695,7 +702,8 @@ def create_app(settings: WebSettings, connect: Connect) -> Starlette:
         return Route(f"/api/v1{path}", guarded(endpoint), methods=list(methods))
 
     routes = [
-        Route("/", api.index, methods=["GET"]),
+        *(Route(path, api.index, methods=["GET"]) for path in UI_PATHS),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         route("/session", api.session_open, "POST"),
         route("/session", api.session_show, "GET"),
         route("/session", api.session_close, "DELETE"),

@@ -1,0 +1,145 @@
+"""The `web` scenario: weir-web and its UI under load, against the real services as processes.
+
+- the page of a finished 10,000-task flow: seconds from navigation until its graph is drawn
+  and it answers input, in Chromium (Debian's, driven by Playwright; skipped without it);
+- 200 concurrent SSE followers of one flow: weir-web's RSS and CPU while they wait, and how
+  long until every one of them has the flow's terminal event once it is cancelled;
+- `GET /api/v1/flows` (one page of 50) p50/p95 with many flows in the log, plain and with a
+  `where` filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from weir.client import Client
+
+from bench.weirstack import WeirServices, fan, single_task
+
+CHROMIUM = os.environ.get("WEIR_BENCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LIST_SAMPLES = 50
+IDLE_WINDOW_S = 5.0
+
+
+async def _terminal(http: httpx.AsyncClient, flow_id: str, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            flow = (await http.get(f"/flows/{flow_id}")).json()
+            if flow.get("finished_at"):
+                return
+            await asyncio.sleep(0.5)
+
+
+async def page_seconds(url: str) -> float | None:
+    """Seconds until the page at `url` has drawn its graph and answers input."""
+    if not Path(CHROMIUM).exists():
+        return None
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        started = time.monotonic()
+        await page.goto(url)
+        await page.locator(".graph.big canvas").wait_for(timeout=300_000)
+        await page.locator("input.find").fill("t09999")
+        await page.evaluate("() => new Promise(requestAnimationFrame)")
+        seconds = time.monotonic() - started
+        await browser.close()
+    return seconds
+
+
+async def _follow(base: str, flow_id: str, started: asyncio.Event) -> float:
+    """Follows the flow's events; returns the monotonic time its terminal event arrived."""
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=None) as http,
+        http.stream("GET", f"/api/v1/flows/{flow_id}/events") as response,
+    ):
+        started.set()
+        async for line in response.aiter_lines():
+            if line.startswith("event: flow_cancelled"):
+                return time.monotonic()
+    raise RuntimeError(f"the event stream of {flow_id} ended without its terminal event")
+
+
+async def followers(
+    http: httpx.AsyncClient, base: str, web_pid: int, count: int, timeout: float
+) -> dict[str, Any]:
+    """`count` SSE followers of one waiting flow: weir-web's RSS and CPU, then fan-out."""
+    spec = single_task(["true"])
+    spec["delay"] = "1h"  # it waits, so its followers stay connected
+    flow_id = (await http.post("/flows", json=spec)).json()["flow_id"]
+    web = psutil.Process(web_pid)
+    rss_before = web.memory_info().rss
+    ready = [asyncio.Event() for _ in range(count)]
+    tasks = [asyncio.create_task(_follow(base, flow_id, ready[i])) for i in range(count)]
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(e.wait() for e in ready))
+    cpu = web.cpu_times()
+    await asyncio.sleep(IDLE_WINDOW_S)
+    cpu_after = web.cpu_times()
+    rss = web.memory_info().rss
+    cancelled = time.monotonic()
+    await http.post(f"/flows/{flow_id}/cancel", json={})
+    async with asyncio.timeout(timeout):
+        arrived = await asyncio.gather(*tasks)
+    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
+    return {
+        "followers": count,
+        "web_rss_mib": rss / 2**20,
+        "web_rss_growth_mib": (rss - rss_before) / 2**20,
+        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
+        "cancel_to_all_followers_ms": (max(arrived) - cancelled) * 1000,
+    }
+
+
+async def list_latency(http: httpx.AsyncClient, params: dict[str, str]) -> dict[str, float]:
+    samples = []
+    for _ in range(LIST_SAMPLES):
+        started = time.perf_counter()
+        response = await http.get("/flows", params={"limit": "50", **params})
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    quantiles = statistics.quantiles(samples, n=20)
+    return {"p50_ms": statistics.median(samples), "p95_ms": quantiles[18]}
+
+
+async def run(svc: WeirServices, flows: int, follower_count: int, timeout: float) -> dict[str, Any]:
+    stack = svc.stack
+    assert stack.web is not None
+    base = stack.web_url
+    async with httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=60) as http:
+        big = fan(10_000, ["true"])
+        big_id = (await http.post("/flows", json=big)).json()["flow_id"]
+        await _terminal(http, big_id, timeout)
+        page_s = await page_seconds(f"{base}/flows/{big_id}")
+        follow = await followers(http, base, stack.web.pid, follower_count, timeout)
+        async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+            for start in range(0, flows, 256):
+                batch = range(start, min(start + 256, flows))
+                await asyncio.gather(*(client.submit(single_task(["true"])) for _ in batch))
+        listed = await list_latency(http, {})
+        filtered = await list_latency(http, {"where": "status=succeeded and name=single"})
+    return {
+        "page_10000_tasks_s": page_s,
+        "sse": follow,
+        "list_flows": flows,
+        "list": listed,
+        "list_where": filtered,
+    }

@@ -1,0 +1,99 @@
+// The HTTP API (/api/v1) as the page uses it: the session cookie, the CSRF token for writes.
+
+export const API = "/api/v1";
+
+/** Who is logged in: role "viewer" | "operator" | "admin", or null before login. */
+export const session = { role: null, csrf: "", open: false };
+
+export class ApiError extends Error {
+  constructor(status, code, message, problems) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.problems = problems || [];
+  }
+}
+
+/** Whether the caller may submit, cancel, rerun and change schedules. */
+export function canWrite() {
+  return session.role === "operator" || session.role === "admin";
+}
+
+async function failure(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  const error = body && body.error ? body.error : {};
+  return new ApiError(
+    response.status,
+    error.code || "http_" + response.status,
+    error.message || `${response.status} ${response.statusText}`,
+    error.problems,
+  );
+}
+
+/** GET (or another method) of an API path; the decoded JSON, or null for 204. */
+export async function call(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (session.csrf) headers["X-CSRF-Token"] = session.csrf;
+  }
+  const response = await fetch(API + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    signal,
+  });
+  if (response.status === 401 && path !== "/session") {
+    window.dispatchEvent(new CustomEvent("weir:logged-out"));
+  }
+  if (!response.ok) throw await failure(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+/** Text of an API path (a finished log). */
+export async function text(path, signal) {
+  const response = await fetch(API + path, { credentials: "same-origin", signal });
+  if (!response.ok) throw await failure(response);
+  return response.text();
+}
+
+/** Finds out who we are: a session cookie, or an open (tokenless) weir-web on localhost. */
+export async function resume() {
+  try {
+    const found = await call("/session");
+    Object.assign(session, { role: found.role, csrf: found.csrf, open: false });
+    return true;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+  }
+  // Without WEIR_WEB_TOKENS every local caller is an admin and needs no session.
+  const response = await fetch(API + "/flows?limit=1", { credentials: "same-origin" });
+  if (response.ok) {
+    Object.assign(session, { role: "admin", csrf: "", open: true });
+    return true;
+  }
+  return false;
+}
+
+export async function login(token) {
+  const found = await call("/session", { method: "POST", body: { token } });
+  Object.assign(session, { role: found.role, csrf: found.csrf, open: false });
+}
+
+export async function logout() {
+  try {
+    await call("/session", { method: "DELETE" });
+  } finally {
+    Object.assign(session, { role: null, csrf: "", open: false });
+  }
+}
+
+/** `encodeURIComponent` for path segments. */
+export const seg = encodeURIComponent;

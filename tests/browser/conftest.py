@@ -1,0 +1,61 @@
+"""One Chromium and one weir stack for all the browser tests (each test opens its own
+browser context, so cookies are not shared); see stack.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright
+from weir.embedded import EmbeddedPostgres
+
+from tests.browser.stack import Stack, launch
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await launch(playwright)
+        yield launched
+        await launched.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(
+    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    running = await Stack.start(tmp_path_factory.mktemp("browser"), postgres)
+    yield running
+    await running.stop()
+
+
+class PageProblems:
+    """Everything a page complained about: script errors, CSP refusals, dialogs."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"console: {msg.text}")
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
+
+        async def on_dialog(dialog: object) -> None:
+            self.dialogs.append(getattr(dialog, "message", "?"))
+            await dialog.dismiss()  # type: ignore[attr-defined]
+
+        page.on("dialog", on_dialog)
+        return page
+
+
+@pytest.fixture
+def problems() -> PageProblems:
+    return PageProblems()
