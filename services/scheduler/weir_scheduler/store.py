@@ -24,7 +24,7 @@ from weir_proto.messages import Dispatch, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
-from weir_scheduler.decider import Flow, evolve, with_token_digest
+from weir_scheduler.decider import Flow, dispatch_spec, evolve, with_token_digest
 from weir_scheduler.filters import compile_filter
 from weir_scheduler.provenance import new_attempt_token, token_digest
 
@@ -446,7 +446,7 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
         if not isinstance(event, TaskDispatched):
             continue
         assert flow.plan is not None
-        spec = flow.plan.tasks[event.task]
+        spec = dispatch_spec(flow, event.task)
         input_flows = {}
         if flow.rerun_of and flow.reused:
             for item in spec.inputs:
