@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -260,7 +260,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
     for path, task in listed:
         task = resolve_task(spec, task)
         where = f"{flow}: task {printable(task.name)}"
-        task = _with_params(task, values, path, where, err)
+        task = _with_params(task, values, spec.params.keys(), path, where, err)
         if path == ON_EXIT_PATH:
             task = msgspec.structs.replace(task, trigger="all_done")
         if task.when is not None:
@@ -681,7 +681,12 @@ def _listed_tasks(spec: FlowSpec) -> list[tuple[str, TaskSpec]]:
 
 
 def _with_params(
-    task: TaskSpec, values: Mapping[str, Any], path: str, where: str, err: _Err
+    task: TaskSpec,
+    values: Mapping[str, Any],
+    declared: Collection[str],
+    path: str,
+    where: str,
+    err: _Err,
 ) -> TaskSpec:
     """The task with `{{ params.NAME }}` filled in its cmd, env values, image and artifact
     paths, and every parameter in its env as WEIR_PARAM_<NAME>."""
@@ -689,6 +694,8 @@ def _with_params(
     def fill(text: str, at: str) -> str:
         filled, unknown = parameters.substitute(text, values)
         for name in unknown:
+            if name.removeprefix("params.") in declared:
+                continue  # declared without a value: reported once, as missing
             err(
                 at,
                 f"{where}: {{{{ {name} }}}} names no parameter; use {{{{ params.NAME }}}} "

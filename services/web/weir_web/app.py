@@ -328,7 +328,8 @@ class Api:
             raise HttpFailure(
                 "invalid_flow", f"the flow spec has {len(problems)} problem(s)", problems
             ) from None
-        verdict = await self.client.submit(doc, verdict=True)
+        doc, params = _spec_and_params(doc)
+        verdict = await self.client.submit(doc, params=params, verdict=True)
         if verdict.verdict == "rejected":
             raise HttpFailure(
                 "invalid_flow",
@@ -728,3 +729,18 @@ def web_server(web: WebSettings, connect_backends: Connect) -> uvicorn.Server:
         lifespan="on",
     )
     return uvicorn.Server(config)
+
+
+def _spec_and_params(doc: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A submit body is a flow spec, or `{"spec": SPEC, "params": {NAME: VALUE}}`."""
+    if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
+        return doc, None
+    unknown = sorted(set(doc) - {"spec", "params"})
+    params = doc.get("params")
+    if unknown or not (params is None or isinstance(params, dict)):
+        raise HttpFailure(
+            "bad_request",
+            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}}'
+            + (f"; unknown field(s): {', '.join(unknown)}" if unknown else ""),
+        )
+    return doc["spec"], params
