@@ -441,6 +441,9 @@ def flow_details(view: FlowView) -> list[Text | Table]:
             )
         if task.retry_at and task.status == TaskStatus.RETRYING:
             parts.append(line(f"  {task.name} next attempt at {_time(task.retry_at)}"))
+        if task.status == TaskStatus.SKIPPED and task.error_message:
+            # In full, on a line of its own: the reason a trigger rule or condition gave.
+            parts.append(line(f"  {task.name} skipped: ", task.error_message[:500]))
     return parts
 
 
