@@ -321,6 +321,7 @@ class Api:
             text = body.decode()
         except UnicodeDecodeError:
             raise HttpFailure("bad_request", "the flow spec is not UTF-8 text") from None
+        text, params = _spec_and_params(text)
         try:
             doc = load_spec_text(text, "body")
         except SpecFileError as exc:
@@ -328,7 +329,6 @@ class Api:
             raise HttpFailure(
                 "invalid_flow", f"the flow spec has {len(problems)} problem(s)", problems
             ) from None
-        doc, params = _spec_and_params(doc)
         verdict = await self.client.submit(doc, params=params, verdict=True)
         if verdict.verdict == "rejected":
             raise HttpFailure(
@@ -731,11 +731,16 @@ def web_server(web: WebSettings, connect_backends: Connect) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def _spec_and_params(doc: Any) -> tuple[Any, dict[str, Any] | None]:
-    """A submit body is a flow spec, or `{"spec": SPEC, "params": {NAME: VALUE}}`."""
+def _spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
+    """A submit body is a flow spec (YAML or JSON), or the JSON object
+    `{"spec": SPEC, "params": {NAME: VALUE}}`: the spec's text and the params."""
+    try:
+        doc = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return text, None
     if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
-        return doc, None
-    unknown = sorted(set(doc) - {"spec", "params"})
+        return text, None
+    unknown = sorted(str(k) for k in set(doc) - {"spec", "params"})
     params = doc.get("params")
     if unknown or not (params is None or isinstance(params, dict)):
         raise HttpFailure(
@@ -743,4 +748,4 @@ def _spec_and_params(doc: Any) -> tuple[Any, dict[str, Any] | None]:
             'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}}'
             + (f"; unknown field(s): {', '.join(unknown)}" if unknown else ""),
         )
-    return doc["spec"], params
+    return _encoder.encode(doc["spec"]).decode(), params
