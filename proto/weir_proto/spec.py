@@ -127,8 +127,26 @@ class Unique(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defa
     on_conflict: Literal["do_nothing", "replace", "reject"] = "do_nothing"
 
 
+Trigger = Literal[
+    "all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed"
+]
+"""When a task may run, given how its dependencies ended (see docs/jobs.md)."""
+
+ParamType = Literal["string", "int", "float", "bool", "json"]
+
+
+class ParamSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """A flow parameter: its type, and a default (without one, a submit must give it). In a
+    spec a bare value stands for `{default: value}` with the value's type."""
+
+    type: ParamType = "string"
+    default: Any | None = None
+    description: str | None = None
+
+
 class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    """One task: a container image and an argv, run once its own dependencies succeeded."""
+    """One task: a container image and an argv, run once its dependencies ended as its
+    `trigger` asks (by default: all succeeded) and its `when` condition holds."""
 
     name: str
     cmd: list[str]
@@ -145,6 +163,11 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     priority: int | None = None
     """0 is the highest; tasks with a lower number are dispatched first when capacity is short."""
     kubernetes: KubernetesOptions | None = None
+    trigger: Trigger = "all_success"
+    """How the dependencies must have ended for the task to run; otherwise it is skipped."""
+    when: str | None = None
+    """A condition over `params.NAME`, `tasks.NAME.status` and `tasks.NAME.exit_code` of
+    upstream tasks: false skips the task (e.g. `params.env == "prod"`)."""
 
 
 class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -165,3 +188,11 @@ class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     tags: list[str] = msgspec.field(default_factory=list)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     unique: Unique | None = None
+    params: dict[str, ParamSpec] = msgspec.field(default_factory=dict)
+    """Declared parameters: `{{ params.NAME }}` in `cmd`, `env` values, `image` and artifact
+    paths is replaced by the value, and every task gets it as `WEIR_PARAM_<NAME>`."""
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The values given for `params` at submit (`weir submit -p NAME=VALUE`)."""
+    on_exit: TaskSpec | None = None
+    """A task run last, whatever became of the others, with the flow's outcome in
+    `WEIR_FLOW_STATUS` (`succeeded` or `failed`)."""

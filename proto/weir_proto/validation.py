@@ -4,7 +4,8 @@ msgspec stops at the first type error, so a spec is first walked here as plain J
 against the spec's own types (read with `msgspec.inspect`, so the checks never drift from
 `weir_proto.spec`), collecting every wrong type, unknown field, missing field and enum
 value. The walk also reads the shorthands a person writes: `retry: 3` means
-`retry: {max_attempts: 3}` and a `Duration` field takes `90s`, `10m`, `2h`, `1d` as well as
+`retry: {max_attempts: 3}`, a parameter declared as a bare value (`n: 3`) means
+`{type: int, default: 3}` and a `Duration` field takes `90s`, `10m`, `2h`, `1d` as well as
 a number of seconds. What comes out is plain JSON in the canonical form, which msgspec then
 decodes.
 
@@ -26,10 +27,12 @@ import msgspec.inspect as mi
 
 from weir_proto.durations import EXAMPLES, parse_duration
 from weir_proto.errors import SpecError
+from weir_proto.params import type_of
 from weir_proto.spec import (
     DURATION_FORM,
     FlowSpec,
     KubernetesOptions,
+    ParamSpec,
     Resources,
     RetryPolicy,
     Toleration,
@@ -188,6 +191,10 @@ class _Walk:
     def struct(self, raw: object, kind: mi.StructType, path: str) -> Any:
         if kind.cls is RetryPolicy and isinstance(raw, int) and not isinstance(raw, bool):
             return {"max_attempts": raw}  # `retry: 3`, as in the SDK
+        if kind.cls is ParamSpec and not isinstance(raw, dict):
+            if raw is None:
+                return {}  # `date:` declares a required string parameter
+            return {"type": type_of(raw), "default": raw}  # `n: 3` declares an int, default 3
         if not isinstance(raw, dict):
             self.wrong(raw, kind, path)
             return _neutral(kind)

@@ -247,6 +247,20 @@ def _checked(documents: Sequence[tuple[str, str]], where: str) -> list[dict[str,
     return specs
 
 
+def _param_values(given: list[str]) -> dict[str, str]:
+    """`-p NAME=VALUE` options as a mapping; the scheduler reads each value as its type."""
+    values: dict[str, str] = {}
+    bad = [item for item in given if "=" not in item or not item.partition("=")[0]]
+    if bad:
+        lines = [f"error: -p {escape_controls(item)}: expected NAME=VALUE" for item in bad]
+        sys.stderr.write("".join(line + "\n" for line in lines))
+        raise typer.Exit(2)
+    for item in given:
+        name, _, value = item.partition("=")
+        values[name] = value
+    return values
+
+
 @app.command()
 def submit(
     files: Annotated[
@@ -260,6 +274,14 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the flow ends.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Print events until it ends.")] = False,
     flow_id: Annotated[str | None, typer.Option("--id", help="Choose the flow id.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A value for one of the flow's params, NAME=VALUE (repeat for several).",
+        ),
+    ] = None,
     queue: Annotated[
         bool,
         typer.Option(
@@ -284,12 +306,13 @@ def submit(
     doc = specs[0]
     if flow_id:
         doc["id"] = flow_id
+    params = _param_values(param or [])
 
     async def body(client: Client) -> int:
         if queue:
-            new_id = await client.submit(doc)
+            new_id = await client.submit(doc, params=params)
         else:
-            verdict = await client.submit(doc, verdict=True)
+            verdict = await client.submit(doc, params=params, verdict=True)
             if not verdict.accepted:
                 _print_json(verdict) if as_json else _refused(verdict)
                 return 1
@@ -500,6 +523,9 @@ def flow_details(view: FlowView) -> list[Text | Table]:
             )
         if task.retry_at and task.status == TaskStatus.RETRYING:
             parts.append(line(f"  {task.name} next attempt at {_time(task.retry_at)}"))
+        if task.status == TaskStatus.SKIPPED and task.error_message:
+            # In full, on a line of its own: the reason a trigger rule or condition gave.
+            parts.append(line(f"  {task.name} skipped: ", task.error_message[:500]))
     return parts
 
 

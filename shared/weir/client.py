@@ -183,16 +183,28 @@ class Client:
 
     @overload
     async def submit(
-        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: Literal[False] = False
+        self,
+        spec: FlowSpec | Mapping[str, Any] | bytes,
+        *,
+        params: Mapping[str, Any] | None = None,
+        verdict: Literal[False] = False,
     ) -> str: ...
 
     @overload
     async def submit(
-        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: Literal[True]
+        self,
+        spec: FlowSpec | Mapping[str, Any] | bytes,
+        *,
+        params: Mapping[str, Any] | None = None,
+        verdict: Literal[True],
     ) -> SubmitVerdict: ...
 
     async def submit(
-        self, spec: FlowSpec | Mapping[str, Any] | bytes, *, verdict: bool = False
+        self,
+        spec: FlowSpec | Mapping[str, Any] | bytes,
+        *,
+        params: Mapping[str, Any] | None = None,
+        verdict: bool = False,
     ) -> str | SubmitVerdict:
         """Submit a flow.
 
@@ -207,8 +219,10 @@ class Client:
         recorded; asking again with the same id is safe).
 
         Either way the id is chosen here when the spec has none, so a retry is harmless.
+        `params` gives values for the flow's declared `params` (over the spec's own
+        `arguments`); the scheduler checks them and rejects unknown, missing or mistyped ones.
         """
-        flow_id, payload = self._submit_payload(spec)
+        flow_id, payload = self._submit_payload(spec, params)
         if verdict:
             return await self._submit_for_verdict(flow_id, payload)
         with telemetry.publishing(
@@ -303,7 +317,9 @@ class Client:
             )
         return SubmitVerdict("accepted", answer.flow_id, answer.status, created=answer.created)
 
-    def _submit_payload(self, spec: FlowSpec | Mapping[str, Any] | bytes) -> tuple[str, bytes]:
+    def _submit_payload(
+        self, spec: FlowSpec | Mapping[str, Any] | bytes, params: Mapping[str, Any] | None = None
+    ) -> tuple[str, bytes]:
         """The flow id (chosen here when the spec has none) and the JSON to send."""
         if isinstance(spec, bytes):
             doc: Any = msgspec.json.decode(spec)
@@ -315,6 +331,9 @@ class Client:
             raise WeirError(
                 ErrorCode.INVALID_FLOW, "a flow spec is a JSON object with name and tasks"
             )
+        if params:
+            given = doc.get("arguments")
+            doc["arguments"] = {**(given if isinstance(given, dict) else {}), **params}
         flow_id = doc.get("id")
         if not isinstance(flow_id, str) or not flow_id:
             flow_id = new_flow_id()

@@ -129,3 +129,23 @@ def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None
     assert cancelled.returncode == 0 and slow_id in cancelled.stdout
     waited = weir(stack, "events", slow_id, "--follow")
     assert "flow_cancelled" in waited.stdout
+
+
+def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
+    example = str(REPO / "examples" / "etl-params.yaml")
+    done = weir(stack, "submit", example, "-p", "date=2026-12-01", "-p", "rows=4", "--wait")
+    assert done.returncode == 0, done.stderr
+    flow_id, result = done.stdout.split()
+    assert result == "flow_succeeded"
+    view = json.loads(weir(stack, "show", flow_id, "--json").stdout)
+    tasks = {t["name"]: t for t in view["tasks"]}
+    assert tasks["publish"]["status"] == "skipped"
+    assert tasks["publish"]["error_message"] == 'condition is false: params.env == "prod"'
+    assert tasks["cleanup"]["status"] == tasks["report"]["status"] == "succeeded"
+    assert 'condition is false: params.env == "prod"' in weir(stack, "show", flow_id).stdout
+
+    missing = weir(stack, "submit", example, "-p", "rows=x")
+    assert missing.returncode == 1
+    assert '"rows" is int: expected a whole number, got the string "x"' in missing.stderr
+    assert 'parameter "date" (the day to load, YYYY-MM-DD) is required' in missing.stderr
+    assert weir(stack, "submit", example, "-p", "date").returncode == 2

@@ -330,3 +330,112 @@ def test_the_dispatch_window_holds_back_ready_tasks_until_attempts_start() -> No
     flow, events = run(flow, started("t1"))
     assert events == [("task_started", "t1"), ("task_dispatched", "t0")]
     assert flow.tasks["t0"].attempt == 2 and set(flow.ready) == {"t3"}
+
+
+def run_flow(doc: dict[str, Any], outcomes: dict[str, bool]) -> tuple[Flow, list[FlowEvent]]:
+    """Submit `doc` and finish every dispatched task as `outcomes` says (default: ok)."""
+    spec = msgspec.convert({"name": "f", **doc}, FlowSpec)
+    flow, log = apply(Flow(id="f1"), Submit(spec, plan(spec)))
+    for _ in range(50):
+        running = [t for t in flow.tasks.values() if t.status.active]
+        if not running:
+            break
+        flow, events = apply(flow, finished(running[0].name, outcomes.get(running[0].name, True)))
+        log += events
+    return flow, log
+
+
+def statuses(flow: Flow) -> dict[str, str]:
+    return {name: str(t.status) for name, t in flow.tasks.items()}
+
+
+def test_a_cleanup_task_runs_after_a_failure_and_the_flow_still_fails() -> None:
+    flow, _ = run_flow(
+        {
+            "tasks": [
+                task("extract"),
+                task("load", depends=["extract"], retry={"max_attempts": 1}),
+                task("report", depends=["load"]),
+                task("cleanup", depends=["load"], trigger="all_done"),
+                task("alert", depends=["load"], trigger="one_failed"),
+            ]
+        },
+        {"load": False},
+    )
+    assert statuses(flow) == {
+        "extract": "succeeded",
+        "load": "failed",
+        "report": "skipped",
+        "cleanup": "succeeded",
+        "alert": "succeeded",
+    }
+    assert flow.status is FlowStatus.FAILED
+    assert flow.tasks["report"].error_message == 'upstream task "load" failed'
+
+
+def test_a_failure_handler_is_skipped_when_nothing_failed() -> None:
+    flow, _ = run_flow(
+        {"tasks": [task("a"), task("alert", depends=["a"], trigger="one_failed")]}, {}
+    )
+    assert statuses(flow) == {"a": "succeeded", "alert": "skipped"}
+    assert flow.tasks["alert"].error_message == "trigger one_failed: no upstream task failed"
+    assert flow.status is FlowStatus.SUCCEEDED
+
+
+def test_a_false_condition_skips_the_task_and_its_dependents_follow_their_trigger() -> None:
+    flow, log = run_flow(
+        {
+            "params": {"env": {"default": "dev"}},
+            "tasks": [
+                task("check"),
+                task("deploy", depends=["check"], when='params.env == "prod"'),
+                task("smoke", depends=["deploy"]),
+                task("notify", depends=["deploy"], trigger="none_failed"),
+                task("prod-only", when="params.env == 'prod' and tasks.check.exit_code == 0")
+                | {"depends": ["check"]},
+            ],
+        },
+        {},
+    )
+    assert statuses(flow) == {
+        "check": "succeeded",
+        "deploy": "skipped",
+        "smoke": "skipped",
+        "notify": "succeeded",
+        "prod-only": "skipped",
+    }
+    assert flow.tasks["deploy"].error_message == 'condition is false: params.env == "prod"'
+    reason = 'trigger all_success: upstream task "deploy" was skipped'
+    assert flow.tasks["smoke"].error_message == reason
+    assert flow.status is FlowStatus.SUCCEEDED
+    assert fold("f1", log) == flow
+
+
+def test_a_condition_over_an_upstream_exit_code_decides_the_branch() -> None:
+    tasks = [
+        task("check", retry={"max_attempts": 1}),
+        task("go", depends=["check"], trigger="all_done", when="tasks.check.exit_code == 0"),
+        task("stop", depends=["check"], trigger="all_done", when="tasks.check.exit_code != 0"),
+    ]
+    flow, _ = run_flow({"tasks": tasks}, {"check": False})
+    assert statuses(flow) == {"check": "failed", "go": "skipped", "stop": "succeeded"}
+
+
+def test_on_exit_runs_last_and_gets_the_flow_outcome() -> None:
+    doc = {
+        "tasks": [task("a", retry={"max_attempts": 1}), task("b", depends=["a"])],
+        "on_exit": task("bye"),
+    }
+    flow, log = run_flow(doc, {"a": False})
+    dispatched = [e.task for e in log if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert dispatched == ["a", "bye"]
+    assert statuses(flow) == {"a": "failed", "b": "skipped", "bye": "succeeded"}
+    assert flow.status is FlowStatus.FAILED
+    from weir_scheduler.decider import dispatch_spec
+
+    env = {v.name: v.value for v in dispatch_spec(flow, "bye").env}
+    assert env["WEIR_FLOW_STATUS"] == "failed"
+    ok, _ = run_flow(doc, {})
+    assert {v.name: v.value for v in dispatch_spec(ok, "bye").env}["WEIR_FLOW_STATUS"] == (
+        "succeeded"
+    )

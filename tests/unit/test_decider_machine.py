@@ -48,6 +48,7 @@ WINDOW = 1
 POLICY = Policy(limited_queues=frozenset({"gpu"}), dispatch_window=WINDOW)
 OUTCOMES = ["ok", "ok", "fail", "snooze", "killed", "secret"]
 STARTS_WORK = ("task_dispatched", "task_started", "task_queued")
+TRIGGERS = ["all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed"]
 
 
 @st.composite
@@ -59,8 +60,25 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
         depends = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=2)) if i else []
         queue = draw(st.sampled_from(["default", "default", "gpu"]))
         retry = {"max_attempts": draw(st.integers(1, 3))}
-        tasks.append(task(name, depends=depends, queue=queue, retry=retry))
+        extra: dict[str, Any] = {}
+        if draw(st.integers(0, 2)) == 0:
+            extra["trigger"] = draw(st.sampled_from(TRIGGERS))
+        if depends and draw(st.integers(0, 3)) == 0:
+            upstream = draw(st.sampled_from(depends))
+            extra["when"] = draw(
+                st.sampled_from(
+                    [
+                        f'tasks.{upstream}.status == "succeeded"',
+                        f"tasks.{upstream}.exit_code != 0 or params.go",
+                        "not params.go",
+                    ]
+                )
+            )
+        tasks.append(task(name, depends=depends, queue=queue, retry=retry, **extra))
     doc: dict[str, Any] = {"name": "f", "tasks": draw(st.permutations(tasks))}
+    doc["params"] = {"go": {"type": "bool", "default": draw(st.booleans())}}
+    if draw(st.integers(0, 2)) == 0:
+        doc["on_exit"] = task("exit")
     if draw(st.booleans()):
         doc["fail_fast"] = True
     if draw(st.booleans()):
@@ -240,6 +258,44 @@ class DeciderMachine(RuleBasedStateMachine):
     def log_folds_to_the_live_state(self) -> None:
         for flow_id, flow in self.flows.items():
             assert fold(flow_id, self.logs[flow_id]) == flow
+
+    @invariant()
+    def tasks_start_only_once_their_dependencies_ended_as_their_trigger_asks(self) -> None:
+        for flow_id, log in self.logs.items():
+            flow = self.flows[flow_id]
+            if flow.plan is None:
+                continue
+            plan = flow.plan
+            ended: dict[str, str] = {n: "succeeded" for n in flow.reused}
+            for event in log:
+                kind = event_type(event)
+                name = getattr(event, "task", "")
+                if kind in ("task_succeeded", "task_failed", "task_skipped", "task_cancelled"):
+                    ended[name] = kind.removeprefix("task_")
+                if kind not in ("task_dispatched", "task_queued") or name in ended:
+                    continue
+                deps = plan.depends[name]
+                assert all(d in ended for d in deps), (name, ended)
+                statuses = [ended[d] for d in deps]
+                rule = plan.tasks[name].trigger
+                failed = sum(s in ("failed", "cancelled") for s in statuses)
+                assert {
+                    "all_success": all(s == "succeeded" for s in statuses),
+                    "all_done": True,
+                    "all_failed": failed == len(deps),
+                    "one_failed": failed > 0,
+                    "one_success": "succeeded" in statuses,
+                    "none_failed": failed == 0,
+                }[rule], (name, rule, statuses)
+                if name == plan.on_exit:
+                    others = set(plan.names) - {name}
+                    assert others <= set(ended), "on_exit ran before every other task ended"
+
+    @invariant()
+    def a_flow_with_a_failed_task_never_succeeds(self) -> None:
+        for flow in self.flows.values():
+            if any(t.status is TaskStatus.FAILED for t in flow.tasks.values()):
+                assert flow.status is not FlowStatus.SUCCEEDED
 
     @invariant()
     def seq_is_gap_free(self) -> None:

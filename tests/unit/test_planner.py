@@ -106,7 +106,7 @@ def test_unknown_field_names_task_and_field_the_valid_ones_and_the_docs_page() -
     assert message == (
         'flow "etl": task "a": retries: unknown field "retries"; remove it (valid fields: '
         "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
-        "kubernetes; see docs/jobs.md)"
+        "kubernetes, trigger, when; see docs/jobs.md)"
     )
 
 
@@ -173,7 +173,7 @@ def test_eight_mistakes_give_eight_problems_each_with_its_path() -> None:
             "load",
             'flow "etl": task "load": retires: unknown field "retires"; remove it (valid fields: '
             "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
-            "kubernetes; see docs/jobs.md)",
+            "kubernetes, trigger, when; see docs/jobs.md)",
         ),
         (
             "$.tasks[2].depends[0]",
@@ -432,3 +432,99 @@ def test_one_file_spelt_two_ways_in_a_task_is_refused() -> None:
         'flow "etl": task "b": outputs[0].path "/data//in.csv" is the file "/data/in.csv" '
         "spelt differently; spell both the same"
     )
+
+
+def paths_of(doc: Any) -> list[tuple[str, str]]:
+    with pytest.raises(Rejected) as raised:
+        plan(decode(msgspec.json.encode(doc)))
+    return [(e.path, e.message) for e in raised.value.errors]
+
+
+def test_params_fill_cmd_env_image_and_paths_as_whole_strings_and_reach_the_env() -> None:
+    result = plan_doc(
+        flow(
+            task(
+                "load",
+                "load",
+                "--date={{ params.date }}",
+                "{{params.n}}; rm -rf /",
+                env=[{"name": "MODE", "value": "{{ params.dry }}"}],
+                image="etl:{{ params.tag }}",
+                outputs=[{"name": "out", "path": "out/{{ params.date }}.csv"}],
+            ),
+            params={
+                "date": {"type": "string", "description": "day to load"},
+                "n": 3,
+                "dry": False,
+                "tag": "v1",
+            },
+            arguments={"date": "2026-12-01", "n": "5"},
+        )
+    )
+    load = result.tasks["load"]
+    assert load.cmd == ["load", "--date=2026-12-01", "5; rm -rf /"]
+    assert load.image == "etl:v1"
+    assert load.outputs[0].path == "out/2026-12-01.csv"
+    env = {v.name: v.value for v in load.env}
+    assert env == {
+        "MODE": "false",
+        "WEIR_PARAM_date": "2026-12-01",
+        "WEIR_PARAM_dry": "false",
+        "WEIR_PARAM_n": "5",
+        "WEIR_PARAM_tag": "v1",
+    }
+    assert result.params == {"date": "2026-12-01", "n": 5, "dry": False, "tag": "v1"}
+
+
+def test_unknown_missing_and_mistyped_params_are_all_reported_with_their_paths() -> None:
+    problems = paths_of(
+        flow(
+            task("load", "echo", "{{ params.dte }}", when="params.nope == 1"),
+            params={"date": {"type": "string"}, "n": {"type": "int", "default": "x"}},
+            arguments={"colour": "red", "n": "three"},
+        )
+    )
+    paths = [p for p, _ in problems]
+    assert paths == [
+        "$.params.n.default",
+        "$.arguments.colour",
+        "$.arguments.n",
+        "$.arguments.date",
+        "$.tasks[0].cmd[1]",
+        "$.tasks[0].when",
+    ], problems
+    messages = dict(problems)
+    assert messages["$.arguments.date"] == (
+        'flow "etl": parameter "date" is required and was not given; pass it with -p date=VALUE'
+    )
+    assert messages["$.arguments.n"] == (
+        'flow "etl": parameter "n" is int: expected a whole number, got the string "three"'
+    )
+    assert "declared: date, n" in messages["$.arguments.colour"]
+    assert "params.nope, which is not declared" in messages["$.tasks[0].when"]
+
+
+def test_conditions_that_do_not_parse_or_read_tasks_not_upstream_are_rejected() -> None:
+    problems = dict(
+        paths_of(
+            flow(
+                task("a"),
+                task("b", when="tasks.a.status == "),
+                task("c", depends=["a"], when="len(params.x)"),
+                task("d", when="tasks.a.status == 'failed'"),
+            )
+        )
+    )
+    assert problems["$.tasks[1].when"] == 'flow "etl": task "b": when: ends too early'
+    assert problems["$.tasks[2].when"].startswith(
+        'flow "etl": task "c": when: unknown name \'len\''
+    )
+    assert "tasks.a, which is not upstream of this task" in problems["$.tasks[3].when"]
+
+
+def test_on_exit_depends_on_every_task_and_refuses_its_own_depends() -> None:
+    result = plan_doc(flow(task("a"), task("b", depends=["a"]), on_exit=task("bye")))
+    assert set(result.depends["bye"]) == {"a", "b"}
+    assert result.names == ("a", "b", "bye") and result.on_exit == "bye"
+    problems = dict(paths_of(flow(task("a"), on_exit=task("bye", depends=["a"]))))
+    assert "on_exit runs after every other task" in problems["$.on_exit"]

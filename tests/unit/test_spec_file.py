@@ -96,7 +96,7 @@ def test_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
         '  - flow "etl": priority: expected a whole number, got the string "high"',
         '  - flow "etl": colour: unknown field "colour"; remove it (valid fields: name, tasks, '
         "id, defaults, fail_fast, max_parallel, scheduled_at, delay, priority, tags, metadata, "
-        "unique; see docs/jobs.md)",
+        "unique, params, arguments, on_exit; see docs/jobs.md)",
         '  - flow "etl": task "extract": timeout: \'10x\' is not a duration: give a number of '
         "seconds or a string like 90s, 10m, 2h, 1d",
         '  - flow "etl": task "extract": retry.backoff.strategy: "exponentail" is not one of '
@@ -110,7 +110,7 @@ def test_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
         '  - flow "etl": task "load": env[0].value: expected a string, got the number 7',
         '  - flow "etl": task "load": retires: unknown field "retires"; remove it (valid '
         "fields: name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, "
-        "priority, kubernetes; see docs/jobs.md)",
+        "priority, kubernetes, trigger, when; see docs/jobs.md)",
     ]
 
 

@@ -85,6 +85,28 @@ async def test_bad_spec_is_422_with_every_problem(operator: httpx.AsyncClient) -
     assert "cmd" in messages and "retries" in messages
 
 
+async def test_submit_body_takes_params_beside_the_spec(operator: httpx.AsyncClient) -> None:
+    spec = {
+        "name": "p",
+        "params": {"n": {"type": "int"}},
+        "tasks": [{"name": "a", "cmd": ["test", "{{ params.n }}", "=", "4"]}],
+    }
+    bad = await operator.post("/flows", json={"spec": spec, "params": {"n": "four"}})
+    assert bad.status_code == 422, bad.text
+    problems = bad.json()["error"]["problems"]
+    (problem,) = problems
+    assert problem["path"] == "$.arguments.n"
+    assert problem["message"] == (
+        'flow "p": parameter "n" is int: expected a whole number, got the string "four"'
+    )
+    good = await operator.post("/flows", json={"spec": spec, "params": {"n": 4}})
+    assert good.status_code == 201, good.text
+    events = await events_of(operator, good.json()["flow_id"])
+    assert events[-1].event == "flow_succeeded"
+    odd = await operator.post("/flows", json={"spec": spec, "parms": {}})
+    assert odd.status_code == 400 and "parms" in odd.json()["error"]["message"]
+
+
 async def test_yaml_syntax_error_is_422_naming_the_line(operator: httpx.AsyncClient) -> None:
     response = await operator.post(
         "/flows", content=b"name: x\ntasks: [\n", headers={"Content-Type": "application/yaml"}

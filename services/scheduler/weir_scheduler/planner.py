@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import msgspec
+from weir_proto import params as parameters
+from weir_proto.conditions import ConditionError, Expr, Ref, parse_condition, refs
 from weir_proto.errors import SpecError, WeirException
 from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
-from weir_proto.spec import FlowSpec, RetryPolicy, TaskDefaults, TaskSpec
+from weir_proto.spec import EnvVar, FlowSpec, Input, Output, RetryPolicy, TaskDefaults, TaskSpec
 from weir_proto.status import FLOW_STATUS_NAMES
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import (
@@ -38,6 +40,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUEUE_NAME = re.compile(r"^[a-z0-9]([-_a-z0-9]{0,62})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TASK_PATH = re.compile(r"^\$\.tasks\[(\d+)\]")
+ON_EXIT_PATH = "$.on_exit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,14 @@ class Plan:
     """Where each task stands in the submitted list (for display in the user's order)."""
     producers: Mapping[str, str]
     """Output name -> the task that produces it."""
+    names: tuple[str, ...] = ()
+    """Task names by position: the spec's tasks, then the `on_exit` task if any."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Every parameter's value: the submit's argument, else the default."""
+    conditions: Mapping[str, Expr] = field(default_factory=dict)
+    """Each task's parsed `when`."""
+    on_exit: str | None = None
+    """The flow's `on_exit` task: it depends on every other task and runs last."""
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -240,12 +251,23 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         raise Rejected(errors, spec.id, spec.name)
 
     _check_flow_fields(spec, flow, err)
+    values, problems = parameters.resolve(spec.params, spec.arguments, flow)
+    errors.extend(problems)
     by_name: dict[str, TaskSpec] = {}
     outputs: dict[str, str] = {}  # output name -> producing task
-    for index, task in enumerate(spec.tasks):
+    conditions: dict[str, Expr] = {}
+    listed = _listed_tasks(spec)
+    for path, task in listed:
         task = resolve_task(spec, task)
-        path = f"$.tasks[{index}]"
         where = f"{flow}: task {printable(task.name)}"
+        task = _with_params(task, values, spec.params.keys(), path, where, err)
+        if path == ON_EXIT_PATH:
+            task = msgspec.structs.replace(task, trigger="all_done")
+        if task.when is not None:
+            try:
+                conditions[task.name] = parse_condition(task.when)
+            except ConditionError as exc:
+                err(f"{path}.when", f"{where}: when: {exc}", task.name)
         if not is_dns_label(task.name):
             err(
                 f"{path}.name",
@@ -256,7 +278,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         if task.name in by_name:
             err(
                 f"{path}.name",
-                f"{where}: duplicate task name (task #{index + 1}); task names must be unique",
+                f"{where}: duplicate task name ({_label(path)}); task names must be unique",
                 task.name,
             )
         else:
@@ -299,15 +321,25 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
     names = ", ".join(named[:20]) + (", …" if len(named) > 20 else "")
     depends: dict[str, tuple[str, ...]] = {}
     seen_names: set[str] = set()
-    for index, task in enumerate(spec.tasks):
+    for path, task in listed:
         if task.name in seen_names:
             continue
         seen_names.add(task.name)
         where = f"{flow}: task {printable(task.name)}"
+        if spec.on_exit is not None and task is spec.on_exit:
+            depends[task.name] = tuple(dict.fromkeys(t.name for _, t in listed if t is not task))
+            if task.depends or task.trigger != "all_success" or task.when is not None:
+                err(
+                    path,
+                    f"{where}: on_exit runs after every other task, whatever became of them; "
+                    "remove its depends, trigger and when",
+                    task.name,
+                )
+            continue
         valid: list[str] = []
-        listed: set[str] = set()  # a set beside the list: fan-ins of 10,000 stay linear
+        named_deps: set[str] = set()  # a set beside the list: fan-ins of 10,000 stay linear
         for d_index, dep in enumerate(task.depends):
-            dpath = f"$.tasks[{index}].depends[{d_index}]"
+            dpath = f"{path}.depends[{d_index}]"
             if dep == task.name:
                 err(dpath, f"{where}: depends on itself; remove it from depends", task.name)
             elif dep not in by_name:
@@ -316,11 +348,11 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
                     f"{where}: depends on {printable(dep)}, which does not exist (tasks: {names})",
                     task.name,
                 )
-            elif dep in listed:
+            elif dep in named_deps:
                 err(dpath, f"{where}: lists {printable(dep)} twice in depends", task.name)
             else:
                 valid.append(dep)
-                listed.add(dep)
+                named_deps.add(dep)
         depends[task.name] = tuple(valid)
 
     dependents: dict[str, list[str]] = {name: [] for name in depends}
@@ -338,7 +370,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
             cycle[0],
         )
     else:
-        _check_inputs(spec, flow, depends, outputs, err)
+        _check_inputs(listed, flow, depends, outputs, conditions, spec, err)
 
     if errors:
         raise Rejected(errors, spec.id, spec.name)
@@ -348,8 +380,12 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         tasks=by_name,
         depends=depends,
         dependents={name: tuple(children) for name, children in dependents.items()},
-        positions={task.name: index for index, task in enumerate(spec.tasks)},
+        positions={task.name: index for index, (_, task) in enumerate(listed)},
         producers=outputs,
+        names=tuple(task.name for _, task in listed),
+        params=values,
+        conditions=conditions,
+        on_exit=spec.on_exit.name if spec.on_exit is not None else None,
     )
     _remember(result)
     return result
@@ -547,12 +583,16 @@ def _path_problem(path: str) -> str | None:
 
 
 def _check_inputs(
-    spec: FlowSpec,
+    listed: list[tuple[str, TaskSpec]],
     flow: str,
     depends: Mapping[str, tuple[str, ...]],
     outputs: Mapping[str, str],
+    conditions: Mapping[str, Expr],
+    spec: FlowSpec,
     err: _Err,
 ) -> None:
+    """Inputs come from upstream tasks; conditions read declared parameters and upstream
+    tasks (whose results are known when the condition is evaluated)."""
     ancestors_cache: dict[str, frozenset[str]] = {}
 
     def ancestors(name: str) -> frozenset[str]:
@@ -574,13 +614,16 @@ def _check_inputs(
             ancestors_cache[current] = frozenset(acc)
         return ancestors_cache[name]
 
-    for index, task in enumerate(spec.tasks):
-        if not task.inputs:
-            continue
+    for path, task in listed:
         where = f"{flow}: task {printable(task.name)}"
+        condition = conditions.get(task.name)
+        for ref in refs(condition) if condition is not None else []:
+            problem = _ref_problem(ref, spec, ancestors(task.name))
+            if problem:
+                err(f"{path}.when", f"{where}: when: {problem}", task.name)
         for i_index, item in enumerate(task.inputs):
             producer = outputs.get(item.from_)
-            ipath = f"$.tasks[{index}].inputs[{i_index}].from"
+            ipath = f"{path}.inputs[{i_index}].from"
             if producer is None:
                 err(
                     ipath,
@@ -594,6 +637,83 @@ def _check_inputs(
                     f"{printable(producer)}, which is not upstream; add it to depends",
                     task.name,
                 )
+
+
+def _ref_problem(ref: Ref, spec: FlowSpec, upstream: frozenset[str]) -> str | None:
+    kind, name = ref.path[0], ref.path[1]
+    if kind == "params" and name not in spec.params:
+        declared = ", ".join(sorted(spec.params)) or "none are declared"
+        return f"reads params.{name}, which is not declared (params: {declared})"
+    if kind == "tasks" and name not in upstream:
+        return (
+            f"reads tasks.{name}, which is not upstream of this task; "
+            "a condition reads only tasks it (indirectly) depends on"
+        )
+    return None
+
+
+def _label(path: str) -> str:
+    match = _TASK_PATH.match(path)
+    return f"task #{int(match.group(1)) + 1}" if match else "the on_exit task"
+
+
+def _listed_tasks(spec: FlowSpec) -> list[tuple[str, TaskSpec]]:
+    """(path, task) of every task: the spec's tasks, then its on_exit task."""
+    listed = [(f"$.tasks[{index}]", task) for index, task in enumerate(spec.tasks)]
+    if spec.on_exit is not None:
+        listed.append((ON_EXIT_PATH, spec.on_exit))
+    return listed
+
+
+def _with_params(
+    task: TaskSpec,
+    values: Mapping[str, Any],
+    declared: Collection[str],
+    path: str,
+    where: str,
+    err: _Err,
+) -> TaskSpec:
+    """The task with `{{ params.NAME }}` filled in its cmd, env values, image and artifact
+    paths, and every parameter in its env as WEIR_PARAM_<NAME>."""
+
+    def fill(text: str, at: str) -> str:
+        filled, unknown = parameters.substitute(text, values)
+        for name in unknown:
+            if name.removeprefix("params.") in declared:
+                continue  # declared without a value: reported once, as missing
+            err(
+                at,
+                f"{where}: {{{{ {name} }}}} names no parameter; use {{{{ params.NAME }}}} "
+                f"with a declared NAME ({', '.join(sorted(values)) or 'none are declared'})",
+                task.name,
+            )
+        return filled
+
+    cmd = [fill(arg, f"{path}.cmd[{i}]") for i, arg in enumerate(task.cmd)]
+    env = [
+        msgspec.structs.replace(var, value=fill(var.value, f"{path}.env[{i}].value"))
+        if var.value is not None
+        else var
+        for i, var in enumerate(task.env)
+    ]
+    own = {var.name for var in env}
+    env += [
+        EnvVar(name=f"{parameters.ENV_PREFIX}{name}", value=parameters.render(value))
+        for name, value in sorted(values.items())
+        if f"{parameters.ENV_PREFIX}{name}" not in own
+    ]
+    inputs = [
+        Input(from_=item.from_, path=fill(item.path, f"{path}.inputs[{i}].path"))
+        for i, item in enumerate(task.inputs)
+    ]
+    outputs = [
+        Output(name=item.name, path=fill(item.path, f"{path}.outputs[{i}].path"))
+        for i, item in enumerate(task.outputs)
+    ]
+    image = fill(task.image, f"{path}.image") if task.image is not None else None
+    return msgspec.structs.replace(
+        task, cmd=cmd, env=env, inputs=inputs, outputs=outputs, image=image
+    )
 
 
 def _topological_order(

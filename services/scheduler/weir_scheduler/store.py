@@ -34,7 +34,7 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
-from weir_scheduler.decider import Flow, evolve, with_token_digest
+from weir_scheduler.decider import Flow, dispatch_spec, evolve, with_token_digest
 from weir_scheduler.provenance import new_attempt_token, token_digest
 
 __all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the store catch
@@ -283,7 +283,7 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
         if not isinstance(event, TaskDispatched):
             continue
         assert flow.plan is not None
-        spec = flow.plan.tasks[event.task]
+        spec = dispatch_spec(flow, event.task)
         input_flows = {}
         if flow.rerun_of and flow.reused:
             for item in spec.inputs:

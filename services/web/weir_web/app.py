@@ -329,6 +329,7 @@ class Api:
             text = body.decode()
         except UnicodeDecodeError:
             raise HttpFailure(ErrorCode.BAD_REQUEST, "the flow spec is not UTF-8 text") from None
+        text, params = _spec_and_params(text)
         try:
             doc = load_spec_text(text, "body")
         except SpecFileError as exc:
@@ -336,7 +337,7 @@ class Api:
             raise HttpFailure(
                 ErrorCode.INVALID_FLOW, f"the flow spec has {len(problems)} problem(s)", problems
             ) from None
-        verdict = await self.client.submit(doc, verdict=True)
+        verdict = await self.client.submit(doc, params=params, verdict=True)
         if verdict.verdict == "rejected":
             raise HttpFailure(
                 ErrorCode.INVALID_FLOW,
@@ -757,3 +758,23 @@ def web_server(web: WebSettings, connect_backends: Connect) -> uvicorn.Server:
         lifespan="on",
     )
     return uvicorn.Server(config)
+
+
+def _spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
+    """A submit body is a flow spec (YAML or JSON), or the JSON object
+    `{"spec": SPEC, "params": {NAME: VALUE}}`: the spec's text and the params."""
+    try:
+        doc = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return text, None
+    if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
+        return text, None
+    unknown = sorted(str(k) for k in set(doc) - {"spec", "params"})
+    params = doc.get("params")
+    if unknown or not (params is None or isinstance(params, dict)):
+        raise HttpFailure(
+            ErrorCode.BAD_REQUEST,
+            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}}'
+            + (f"; unknown field(s): {', '.join(unknown)}" if unknown else ""),
+        )
+    return _encoder.encode(doc["spec"]).decode(), params

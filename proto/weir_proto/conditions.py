@@ -1,0 +1,237 @@
+"""`when:` conditions: a tiny expression language over a flow's parameters and the results
+of upstream tasks, parsed at submit and evaluated by the scheduler. Never `eval`.
+
+    params.env == "prod" and not (tasks.check.exit_code != 0 or params.dry_run)
+
+Names: `params.NAME`, `tasks.NAME.status` (succeeded, failed, skipped, cancelled) and
+`tasks.NAME.exit_code`. Literals: strings in double or single quotes, numbers, `true`,
+`false`, `null`. Comparisons `==`, `!=`, `<`, `<=`, `>`, `>=`; `and`, `or`, `not` and
+parentheses, `and` binding tighter than `or`. There are no function calls. `<` and the
+like compare numbers with numbers and strings with strings; any other pair is false.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+      | (?P<number>-?\d+(?:\.\d+)?(?![\w.-]))
+      | (?P<op>==|!=|<=|>=|<|>|\(|\))
+      | (?P<name>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "true", "false", "null"}
+_COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
+TASK_FIELDS = ("status", "exit_code")
+CONDITION_MAX = 4096
+
+
+class ConditionError(ValueError):
+    """The condition cannot be parsed; the message says where and what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """`params.NAME` -> ("params", NAME); `tasks.NAME.FIELD` -> ("tasks", NAME, FIELD)."""
+
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Both:
+    parts: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Either:
+    parts: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    op: str
+    left: Expr
+    right: Expr
+
+
+Expr = Ref | Const | Not | Both | Either | Compare
+
+
+def parse_condition(text: str) -> Expr:
+    """The condition's syntax tree. Raises `ConditionError`."""
+    if len(text) > CONDITION_MAX:
+        raise ConditionError(f"is longer than {CONDITION_MAX} characters")
+    tokens = _tokens(text)
+    if not tokens:
+        raise ConditionError('is empty; write a condition like params.env == "prod"')
+    parser = _Parser(tokens)
+    expr = parser.either()
+    if parser.position != len(tokens):
+        raise ConditionError(f"unexpected {tokens[parser.position][1]!r}")
+    return expr
+
+
+def refs(expr: Expr) -> list[Ref]:
+    """Every name the condition reads."""
+    match expr:
+        case Ref():
+            return [expr]
+        case Const():
+            return []
+        case Not(operand=operand):
+            return refs(operand)
+        case Both(parts=parts) | Either(parts=parts):
+            return [r for part in parts for r in refs(part)]
+        case Compare(left=left, right=right):
+            return refs(left) + refs(right)
+
+
+def evaluate(expr: Expr, lookup: Callable[[Ref], Any]) -> Any:
+    """The condition's value, reading names through `lookup`."""
+    match expr:
+        case Ref():
+            return lookup(expr)
+        case Const(value=value):
+            return value
+        case Not(operand=operand):
+            return not evaluate(operand, lookup)
+        case Both(parts=parts):
+            return all(evaluate(part, lookup) for part in parts)
+        case Either(parts=parts):
+            return any(evaluate(part, lookup) for part in parts)
+        case Compare(op=op, left=left, right=right):
+            return _compare(op, evaluate(left, lookup), evaluate(right, lookup))
+
+
+def _compare(op: str, a: Any, b: Any) -> bool:
+    if op == "==":
+        return bool(_same_kind(a, b) and a == b)
+    if op == "!=":
+        return not (_same_kind(a, b) and a == b)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    if not (numbers or (isinstance(a, str) and isinstance(b, str))):
+        return False
+    match op:
+        case "<":
+            return bool(a < b)
+        case "<=":
+            return bool(a <= b)
+        case ">":
+            return bool(a > b)
+        case _:
+            return bool(a >= b)
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """`true == 1` is false: booleans equal only booleans."""
+    return isinstance(a, bool) == isinstance(b, bool)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        if text[position:].strip() == "":
+            break
+        match = _TOKEN.match(text, position)
+        if match is None or match.lastgroup is None:
+            shown = text[position:].lstrip()[:20]
+            raise ConditionError(f"cannot read {shown!r} (at character {position + 1})")
+        out.append((match.lastgroup, match.group(match.lastgroup)))
+        position = match.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.position = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position][1] if self.position < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        if self.position >= len(self.tokens):
+            raise ConditionError("ends too early")
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def either(self) -> Expr:
+        parts = [self.both()]
+        while self.peek() == "or":
+            self.take()
+            parts.append(self.both())
+        return parts[0] if len(parts) == 1 else Either(tuple(parts))
+
+    def both(self) -> Expr:
+        parts = [self.negation()]
+        while self.peek() == "and":
+            self.take()
+            parts.append(self.negation())
+        return parts[0] if len(parts) == 1 else Both(tuple(parts))
+
+    def negation(self) -> Expr:
+        if self.peek() == "not":
+            self.take()
+            return Not(self.negation())
+        left = self.atom()
+        if self.peek() in _COMPARISONS:
+            op = self.take()[1]
+            return Compare(op, left, self.atom())
+        return left
+
+    def atom(self) -> Expr:
+        kind, text = self.take()
+        if text == "(":
+            inner = self.either()
+            if self.take()[1] != ")":
+                raise ConditionError("missing ')'")
+            return inner
+        if kind == "string":
+            body = text[1:-1]
+            if text[0] == "'":
+                body = body.replace('\\"', '"').replace("\\'", "'").replace('"', '\\"')
+            try:
+                return Const(json.loads(f'"{body}"'))
+            except json.JSONDecodeError:
+                raise ConditionError(f"bad escape in string {text}") from None
+        if kind == "number":
+            return Const(float(text) if "." in text else int(text))
+        if kind == "name":
+            if text in ("true", "false"):
+                return Const(text == "true")
+            if text == "null":
+                return Const(None)
+            if text in _KEYWORDS:
+                raise ConditionError(f"expected a value, got {text!r}")
+            return _ref(text)
+        raise ConditionError(f"expected a value, got {text!r}")
+
+
+def _ref(text: str) -> Ref:
+    path = tuple(text.split("."))
+    if path[0] == "params" and len(path) == 2:
+        return Ref(path)
+    if path[0] == "tasks" and len(path) == 3 and path[2] in TASK_FIELDS:
+        return Ref(path)
+    raise ConditionError(
+        f"unknown name {text!r}: use params.NAME, tasks.NAME.status or tasks.NAME.exit_code"
+    )

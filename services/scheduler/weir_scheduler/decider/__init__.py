@@ -1,0 +1,64 @@
+"""The functional core: `decide(flow, command, now) -> events` and `evolve(flow, event) -> flow`.
+
+Both are pure and total; nothing here awaits. By concern:
+
+- `commands.py`: what `decide` answers, and the deployment's `Policy`;
+- `core.py`: `decide`, from a command to the events it causes;
+- `dispatch.py`: handing out ready work (max_parallel, limited queues, dispatch window);
+- `failures.py`: what a failure or a cancel does to the work not handed out yet;
+- `triggers.py`: trigger rules and `when` conditions;
+- `state.py`: the flow's state and `evolve`.
+"""
+
+from weir_scheduler.decider.commands import (
+    DEFAULT_POLICY,
+    Cancel,
+    Command,
+    Deduplicate,
+    FireTimer,
+    Policy,
+    RecordFinished,
+    RecordStarted,
+    Reject,
+    Release,
+    Submit,
+    TakeOver,
+    TimerKind,
+)
+from weir_scheduler.decider.core import decide, decide_and_evolve
+from weir_scheduler.decider.state import (
+    AttemptFailure,
+    Flow,
+    Task,
+    dispatch_spec,
+    evolve,
+    flow_outcome,
+    fold,
+    with_token_digest,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "AttemptFailure",
+    "Cancel",
+    "Command",
+    "Deduplicate",
+    "FireTimer",
+    "Flow",
+    "Policy",
+    "RecordFinished",
+    "RecordStarted",
+    "Reject",
+    "Release",
+    "Submit",
+    "TakeOver",
+    "Task",
+    "TimerKind",
+    "decide",
+    "decide_and_evolve",
+    "dispatch_spec",
+    "evolve",
+    "flow_outcome",
+    "fold",
+    "with_token_digest",
+]

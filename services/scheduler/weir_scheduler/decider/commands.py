@@ -1,0 +1,111 @@
+"""The commands `decide` answers, and the deployment's settings decisions depend on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from weir_proto.errors import SpecError
+from weir_proto.messages import AttemptFinished, AttemptStarted, OutputDigest
+from weir_proto.spec import FlowSpec
+
+from weir_scheduler.planner import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    spec: FlowSpec
+    plan: Plan
+    rerun_of: str | None = None
+    reused: tuple[str, ...] = ()
+    reused_outputs: tuple[OutputDigest, ...] = ()
+    """The digests `rerun_of` recorded for the outputs of the `reused` tasks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    errors: tuple[SpecError, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deduplicate:
+    existing: str
+    key: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStarted:
+    report: AttemptStarted
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFinished:
+    report: AttemptFinished
+
+
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """`runner`, which proved it holds the attempt's dispatch (its token), claims a running
+    attempt whose runner has been silent for `silent_for` seconds. The shell builds it only
+    after both checks (provenance.py); deciding it only records the change of runner."""
+
+    task: str
+    attempt: int
+    runner: str
+    silent_for: float
+
+
+TimerKind = Literal["start", "retry", "deadline", "lease"]
+
+
+@dataclass(frozen=True, slots=True)
+class FireTimer:
+    """A due time kept in the timers projection has passed."""
+
+    kind: TimerKind
+    task: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A limited queue has room: dispatch this queued task."""
+
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str = "cancelled by request"
+
+
+Command = (
+    Submit
+    | Reject
+    | Deduplicate
+    | RecordStarted
+    | RecordFinished
+    | TakeOver
+    | FireTimer
+    | Cancel
+    | Release
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Settings of the deployment that decisions depend on."""
+
+    limited_queues: frozenset[str] = frozenset()
+    """Queues with a global concurrency limit: their tasks are queued, then released by the
+    QueueDispatcher in priority order as capacity frees up."""
+    dispatch_window: int | None = None
+    """Dispatches per flow and (unlimited) queue that no runner has started yet. Runners
+    take dispatches in order, so another flow's task waits behind at most this many of
+    each flow's; the flow's other ready tasks wait here and go out as its attempts start.
+    None: no window."""
+
+
+DEFAULT_POLICY = Policy()

@@ -1,0 +1,296 @@
+"""`decide(flow, command, now) -> events`: pure and total.
+
+`decide` answers every command, including repeated and stale ones (a report the log
+already holds, a timer that already fired, decides nothing), which is what makes every
+shell around it idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import assert_never
+
+from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowDeduplicated,
+    FlowEvent,
+    FlowFailed,
+    FlowRejected,
+    FlowSubmitted,
+    FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskFailed,
+    TaskSkipped,
+    TaskSnoozed,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTakenOver,
+)
+from weir_proto.messages import AttemptFinished, ErrorType
+from weir_proto.spec import FlowSpec
+from weir_proto.status import FlowStatus, TaskStatus
+
+from weir_scheduler.backoff import retry_delay
+from weir_scheduler.decider.commands import (
+    DEFAULT_POLICY,
+    Cancel,
+    Command,
+    Deduplicate,
+    FireTimer,
+    Policy,
+    RecordFinished,
+    RecordStarted,
+    Reject,
+    Release,
+    Submit,
+    TakeOver,
+)
+from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
+from weir_scheduler.decider.emitter import Emitter
+from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
+from weir_scheduler.decider.state import Flow, Task
+from weir_scheduler.decider.triggers import tolerates_failure
+
+
+def decide(
+    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> list[FlowEvent]:
+    """The events that `command` causes on `flow` (none when it changes nothing)."""
+    return decide_and_evolve(flow, command, now, policy)[0]
+
+
+def decide_and_evolve(
+    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> tuple[list[FlowEvent], Flow]:
+    """`decide`, plus the flow with those events applied (deciding folds them in anyway,
+    so the shells need not evolve every event a second time)."""
+    out = Emitter(flow, now, policy)
+    _decide(out, flow, command, now)
+    return out.events, out.flow
+
+
+def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
+    match command:
+        case Submit(spec=spec, rerun_of=rerun_of, reused=reused, reused_outputs=digests):
+            if flow.exists:
+                return
+            start_at = _start_at(spec, now)
+            out.emit(
+                FlowSubmitted(
+                    **out.envelope(),
+                    at=now,
+                    spec=spec,
+                    start_at=start_at,
+                    rerun_of=rerun_of,
+                    reused=list(reused),
+                    reused_outputs=list(digests),
+                )
+            )
+            if start_at is None:
+                dispatch_ready(out)
+                _finish_if_done(out)
+        case Reject(errors=errors, name=name):
+            if flow.exists:
+                return
+            out.emit(FlowRejected(**out.envelope(), at=now, errors=list(errors), name=name))
+        case Deduplicate(existing=existing, key=key, name=name):
+            if flow.exists:
+                return
+            out.emit(
+                FlowDeduplicated(**out.envelope(), at=now, existing=existing, key=key, name=name)
+            )
+        case RecordStarted(report=report):
+            task = _current_attempt(flow, report.task, report.attempt)
+            if task is None or task.status is not TaskStatus.DISPATCHED:
+                return
+            out.emit(
+                TaskStarted(
+                    **out.envelope(),
+                    at=report.at,
+                    task=report.task,
+                    attempt=report.attempt,
+                    runner=report.runner,
+                )
+            )
+            dispatch_ready(out)  # the start made room in the flow's dispatch window
+        case TakeOver(task=name, attempt=attempt, runner=runner, silent_for=silent_for):
+            task = _current_attempt(flow, name, attempt)
+            running = task is not None and task.status is TaskStatus.RUNNING
+            if not running or task is None or task.runner == runner or flow.cancelling:
+                return  # a cancelling flow's attempts end; none moves to another runner
+            out.emit(
+                TaskTakenOver(
+                    **out.envelope(),
+                    at=now,
+                    task=name,
+                    attempt=attempt,
+                    runner=runner,
+                    previous_runner=task.runner or "",
+                    silent_for=silent_for,
+                )
+            )
+        case RecordFinished(report=report):
+            task = _current_attempt(flow, report.task, report.attempt)
+            if task is None or not task.status.active:
+                return
+            _attempt_ended(out, task, report)
+        case FireTimer(kind="start"):
+            if flow.status is not FlowStatus.SCHEDULED:
+                return
+            dispatch_ready(out)
+            _finish_if_done(out)
+        case FireTimer(kind="retry", task=name, attempt=attempt):
+            task = _current_attempt(flow, name, attempt)
+            if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
+                return
+            hand_out(out, task)
+        case Release(task=name):
+            task = flow.tasks.get(name) if flow.exists else None
+            if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
+                return
+            if task.queue not in out.policy.limited_queues:
+                return  # held for the flow's dispatch window, which releases it itself
+            dispatch(out, task)
+        case FireTimer(kind="deadline" | "lease" as kind, task=name, attempt=attempt):
+            task = _current_attempt(flow, name, attempt)
+            if task is None or not task.status.active:
+                return
+            why = (
+                "its runner did not report within the task's timeout"
+                if kind == "deadline"
+                else "its runner stopped sending heartbeats"
+            )
+            lost = AttemptFinished(
+                flow_id=flow.id,
+                task=name,
+                attempt=attempt,
+                runner=task.runner or "",
+                token="",  # the scheduler's own verdict: no runner reported it
+                at=now,
+                error_type=ErrorType.LOST,
+                message=f'task "{name}" attempt {attempt} was lost: {why}',
+            )
+            _attempt_ended(out, task, lost)
+        case FireTimer():
+            return
+        case Cancel(reason=reason):
+            if not flow.exists or flow.status.terminal:
+                return
+            if not flow.cancelling:
+                out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
+            # Again on a cancelling flow: ends what a cancel recorded before this rule left
+            # waiting (nothing, for a cancel recorded since).
+            cancel_unstarted(out, out.flow.cancel_reason or reason)
+            _finish_if_done(out)
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
+    if spec.scheduled_at is not None:
+        return spec.scheduled_at if spec.scheduled_at > now else None
+    if spec.delay:
+        return now + timedelta(seconds=spec.delay)
+    return None
+
+
+def _current_attempt(flow: Flow, name: str, attempt: int) -> Task | None:
+    """The task if `attempt` is its current one; stale or unknown reports get None."""
+    if not flow.exists or flow.status.terminal:
+        return None
+    task = flow.tasks.get(name)
+    if task is None or task.attempt != attempt:
+        return None
+    return task
+
+
+def _attempt_ended(out: Emitter, task: Task, report: AttemptFinished) -> None:
+    flow = out.flow
+    assert flow.plan is not None
+    envelope = out.envelope
+    if report.error_type is None and report.snooze_seconds is None:
+        declared = {o.name for o in flow.plan.tasks[task.name].outputs}
+        out.emit(
+            TaskSucceeded(
+                **envelope(),
+                at=report.at,
+                task=task.name,
+                attempt=report.attempt,
+                exit_code=report.exit_code or 0,
+                outputs=[d for d in report.outputs if d.name in declared],
+            )
+        )
+    elif flow.cancelling and (not flow.failing or report.error_type in (None, ErrorType.CANCELLED)):
+        out.emit(
+            TaskCancelled(
+                **envelope(),
+                at=report.at,
+                task=task.name,
+                attempt=report.attempt,
+                reason=flow.cancel_reason or "flow cancelled",
+            )
+        )
+    elif report.error_type is None and flow.failing and not tolerates_failure(flow.plan, task.name):
+        reason = "flow is failing: a snoozed task does not run again"
+        out.emit(TaskSkipped(**envelope(), at=report.at, task=task.name, reason=reason))
+    elif report.error_type is None:
+        assert report.snooze_seconds is not None
+        until = out.now + timedelta(seconds=max(report.snooze_seconds, 0.0))
+        out.emit(
+            TaskSnoozed(
+                **envelope(), at=report.at, task=task.name, attempt=report.attempt, until=until
+            )
+        )
+    else:
+        spec = flow.plan.tasks[task.name]
+        assert spec.retry is not None
+        failures = len(task.failures) + 1
+        stopping = flow.failing and not tolerates_failure(flow.plan, task.name)
+        retryable = report.error_type.retryable and not stopping
+        if retryable and failures < spec.retry.max_attempts:
+            delay = retry_delay(
+                spec.retry.backoff, failures, f"{flow.id}/{task.name}/{task.attempt}"
+            )
+            out.emit(
+                TaskAttemptFailed(
+                    **envelope(),
+                    at=report.at,
+                    task=task.name,
+                    attempt=report.attempt,
+                    error_type=str(report.error_type),
+                    message=report.message,
+                    exit_code=report.exit_code,
+                    retry_at=out.now + timedelta(seconds=delay),
+                )
+            )
+        else:
+            out.emit(
+                TaskFailed(
+                    **envelope(),
+                    at=report.at,
+                    task=task.name,
+                    attempt=report.attempt,
+                    error_type=str(report.error_type),
+                    message=report.message,
+                    exit_code=report.exit_code,
+                )
+            )
+            on_final_failure(out, task.name)
+    dispatch_ready(out)
+    _finish_if_done(out)
+
+
+def _finish_if_done(out: Emitter) -> None:
+    flow = out.flow
+    if flow.unfinished or flow.status.terminal or flow.status is FlowStatus.SCHEDULED:
+        return
+    failed = [t.name for t in flow.tasks.values() if t.status is TaskStatus.FAILED]
+    if failed:
+        out.emit(FlowFailed(**out.envelope(), at=out.now, failed_tasks=sorted(failed)))
+    elif flow.cancelling:
+        reason = flow.cancel_reason or "cancelled"
+        out.emit(FlowCancelled(**out.envelope(), at=out.now, reason=reason))
+    else:
+        out.emit(FlowSucceeded(**out.envelope(), at=out.now))

@@ -1,0 +1,73 @@
+"""What a failure and a cancel do to the work not handed out yet."""
+
+from __future__ import annotations
+
+from weir_proto.events import FlowCancelRequested, TaskCancelled, TaskSkipped
+from weir_proto.status import TaskStatus
+
+from weir_scheduler.decider.emitter import Emitter
+from weir_scheduler.decider.triggers import tolerates_failure
+
+
+def on_final_failure(out: Emitter, failed: str) -> None:
+    """No new work starts: every task not handed out is skipped, but for those whose
+    trigger rule runs after a failure (and the on_exit task); with fail_fast, running
+    siblings and every task not started are cancelled too."""
+    flow = out.flow
+    assert flow.plan is not None
+    downstream = set(flow.plan.descendants(failed))
+    for name in flow.plan.order:
+        if tolerates_failure(flow.plan, name):
+            continue
+        if out.flow.tasks[name].status in WAITING:
+            reason = (
+                f'upstream task "{failed}" failed'
+                if name in downstream
+                else f'flow is failing: task "{failed}" failed'
+            )
+            out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
+    if flow.plan.spec.fail_fast and out.flow.active and not out.flow.cancelling:
+        reason = f'fail_fast: task "{failed}" failed'
+        out.emit(FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True))
+        cancel_unstarted(out, reason)
+
+
+def skip_settled(out: Emitter) -> None:
+    """Skip every task whose dependencies have ended as its trigger rule does not accept,
+    or whose condition is false, in the order of the spec. A skip ends a dependency in
+    turn, so this runs until none is left."""
+    plan = out.flow.plan
+    assert plan is not None
+    while out.flow.settled:
+        name = min(out.flow.settled, key=plan.positions.__getitem__)
+        reason = out.flow.settled[name]
+        out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
+
+
+def cancel_unstarted(out: Emitter, reason: str) -> None:
+    """End every task that has not started, at once: waiting ones, and attempts handed to a
+    runner that has not reported their start. Those may never start (a cancel purges the
+    flow's dispatches, runners drop attempts of flows they saw cancelled, and nobody may
+    serve their queue), so waiting for their report could wait forever and hold their
+    queue's slot. A start or finish reported for them later is stale and ignored; a runner
+    that did start one kills it when it sees the cancel."""
+    flow = out.flow
+    assert flow.plan is not None
+    for name in flow.plan.order:
+        task = flow.tasks[name]
+        if task.status in WAITING:
+            out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+        elif task.status is TaskStatus.DISPATCHED:
+            out.emit(
+                TaskCancelled(
+                    **out.envelope(),
+                    at=out.now,
+                    task=name,
+                    attempt=task.attempt,
+                    reason=f"{reason} (before it started)",
+                )
+            )
+
+
+WAITING = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.QUEUED)
+"""Not handed to a runner and not finished: what a failure skips and a cancel cancels."""

@@ -1,0 +1,462 @@
+"""A flow's state as folded from its events: `evolve(flow, event) -> flow`, pure and total.
+
+Flow state is immutable; tasks live in a persistent map so a 10,000-task flow evolves in
+O(log n) per event. Whether a task may run once its dependencies have ended (its trigger
+rule and `when` condition, `triggers.py`) is derived here too, so a replay of the log
+arrives at the same tasks ready and the same tasks due to be skipped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import assert_never
+
+import immutables
+import msgspec
+from weir_proto.errors import SpecError
+from weir_proto.events import (
+    FlowCancelled,
+    FlowCancelRequested,
+    FlowDeduplicated,
+    FlowEvent,
+    FlowFailed,
+    FlowRejected,
+    FlowSubmitted,
+    FlowSucceeded,
+    TaskAttemptFailed,
+    TaskCancelled,
+    TaskDispatched,
+    TaskFailed,
+    TaskQueued,
+    TaskSkipped,
+    TaskSnoozed,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTakenOver,
+)
+from weir_proto.messages import OutputDigest
+from weir_proto.spec import EnvVar, TaskSpec
+from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
+
+from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.planner import Limits, Plan, planned
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    attempt: int
+    error_type: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    name: str
+    queue: str
+    priority: int
+    status: TaskStatus = TaskStatus.PENDING
+    attempt: int = 0
+    """The current (or last) attempt number; snoozes and retries each start a new one."""
+    failures: tuple[AttemptFailure, ...] = ()
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_at: datetime | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    runner: str | None = None
+    """The runner that started the current attempt: only its reports count."""
+    token_digest: str = ""
+    """Digest of the current attempt's token: only reports carrying the token count."""
+    outputs: tuple[OutputDigest, ...] = ()
+    """Once succeeded: the size and SHA-256 of each output as it was uploaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A flow as folded from its events. `seq` 0 means the flow does not exist yet."""
+
+    id: str
+    seq: int = 0
+    name: str = ""
+    status: FlowStatus = FlowStatus.PENDING
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    start_at: datetime | None = None
+    plan: Plan | None = None
+    tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
+    ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
+    """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel) or
+    for room in the dispatch window."""
+    line: immutables.Map[str, tuple[tuple[int, int], ...]] = immutables.Map()  # noqa: RUF009
+    """The ready tasks again, per queue, as sorted (priority, position in the spec): the
+    next to hand out are a prefix, so a start that frees one window place costs a lookup,
+    not a sort of every ready task."""
+    blocked: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    """Per pending task, how many of its dependencies have not ended yet (so a fan-in of
+    10,000 costs one decrement per parent, not a scan of every parent)."""
+    settled: immutables.Map[str, str] = immutables.Map()  # noqa: RUF009 - immutable
+    """Pending tasks whose dependencies have all ended and that do not run: why (their
+    trigger rule does not hold, or their `when` is false). `decide` skips them."""
+    errors: tuple[SpecError, ...] = ()
+    active: int = 0
+    """Tasks handed to a runner and not finished."""
+    retrying: int = 0
+    """Tasks waiting for their next attempt or for queue capacity; they keep their
+    max_parallel slot."""
+    unfinished: int = 0
+    """Tasks not in a terminal state."""
+    unstarted: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    """Per queue, attempts handed to a runner that no runner has started yet: what the
+    flow holds of the queue's dispatch stream (bounded by `Policy.dispatch_window`)."""
+    held: immutables.Map[str, immutables.Map[str, bool]] = immutables.Map()  # noqa: RUF009
+    """Per queue, the tasks `queued` there: for a limited queue, waiting for the
+    QueueDispatcher; for another, waiting for room in the flow's dispatch window."""
+    failing: bool = False
+    cancelling: bool = False
+    cancel_reason: str | None = None
+    rerun_of: str | None = None
+    reused: frozenset[str] = frozenset()
+
+    @property
+    def exists(self) -> bool:
+        return self.seq > 0
+
+    def output_digest(self, output: str) -> OutputDigest | None:
+        """What the log recorded for `output` when its task uploaded it (None: nothing, as
+        for outputs stored before digests were recorded)."""
+        producer = self.plan.producers.get(output) if self.plan is not None else None
+        task = self.tasks.get(producer) if producer is not None else None
+        if task is None:
+            return None
+        return next((d for d in task.outputs if d.name == output), None)
+
+
+# evolve ---------------------------------------------------------------------------------
+
+
+def evolve(flow: Flow, event: FlowEvent) -> Flow:
+    """The flow after `event`. Events must come in `seq` order."""
+    status = flow_status_after(flow.status, event)
+    flow = replace(flow, seq=event.seq, updated_at=event.at, status=status)
+    match event:
+        case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
+            flow_plan = planned(spec, _UNLIMITED)
+            done = frozenset(reused)
+            carried: dict[str, tuple[OutputDigest, ...]] = {}
+            for digest in event.reused_outputs:
+                producer = flow_plan.producers.get(digest.name)
+                if producer in done:
+                    carried[producer] = (*carried.get(producer, ()), digest)
+            tasks = immutables.Map(
+                {
+                    name: Task(
+                        name=name,
+                        queue=t.queue or "default",
+                        priority=t.priority or 0,
+                        status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
+                        outputs=carried.get(name, ()),
+                    )
+                    for name, t in flow_plan.tasks.items()
+                }
+            )
+            blocked = immutables.Map(
+                {
+                    name: sum(1 for d in flow_plan.depends[name] if d not in done)
+                    for name in flow_plan.order
+                    if name not in done
+                }
+            )
+            flow = replace(
+                flow,
+                name=spec.name,
+                created_at=event.at,
+                start_at=start_at,
+                plan=flow_plan,
+                tasks=tasks,
+                blocked=blocked,
+                unfinished=len(tasks) - len(done),
+                rerun_of=rerun_of,
+                reused=done,
+            )
+            ready: dict[str, bool] = {}
+            settled: dict[str, str] = {}
+            for name, n in blocked.items():
+                if n == 0:
+                    reason = skip_reason(flow, name)
+                    if reason is None:
+                        ready[name] = True
+                    else:
+                        settled[name] = reason
+            return replace(
+                flow,
+                ready=immutables.Map(ready),
+                line=_line_of(ready, tasks, flow_plan.positions),
+                settled=immutables.Map(settled),
+            )
+        case FlowRejected(errors=errors, name=name):
+            return replace(
+                flow,
+                name=name or "",
+                created_at=event.at,
+                errors=tuple(errors),
+            )
+        case FlowDeduplicated(existing=existing, key=key, name=name):
+            message = f'a flow with unique key "{key}" exists already: {existing}'
+            return replace(
+                flow,
+                name=name or "",
+                created_at=event.at,
+                errors=(SpecError(path="$.unique.key", message=message),),
+            )
+        case TaskDispatched(task=name, attempt=attempt, token_digest=digest):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.DISPATCHED,
+                attempt=attempt,
+                dispatched_at=event.at,
+                started_at=None,
+                finished_at=None,
+                retry_at=None,
+                runner=None,
+                token_digest=digest,
+            )
+            return _unready(_with_task(flow, task), name)
+        case TaskQueued(task=name):
+            task = replace(flow.tasks[name], status=TaskStatus.QUEUED, retry_at=None)
+            return _unready(_with_task(flow, task), name)
+        case TaskStarted(task=name, runner=runner):
+            task = replace(
+                flow.tasks[name], status=TaskStatus.RUNNING, started_at=event.at, runner=runner
+            )
+            return _with_task(flow, task)
+        case TaskTakenOver(task=name, runner=runner):
+            # The attempt runs on under its new runner from now: its lease (and deadline)
+            # count from the takeover, as the new runner's own timeout does.
+            task = replace(flow.tasks[name], started_at=event.at, runner=runner)
+            return _with_task(flow, task)
+        case TaskSucceeded(task=name, exit_code=code, outputs=outputs):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.SUCCEEDED,
+                finished_at=event.at,
+                exit_code=code,
+                error_type=None,
+                error_message=None,
+                outputs=tuple(outputs),
+            )
+            return _dependencies_ended(_with_task(flow, task), name)
+        case TaskAttemptFailed(
+            task=name, attempt=attempt, error_type=error_type, message=message, exit_code=code
+        ):
+            previous = flow.tasks[name]
+            task = replace(
+                previous,
+                status=TaskStatus.RETRYING,
+                finished_at=event.at,
+                retry_at=event.retry_at,
+                exit_code=code,
+                error_type=error_type,
+                error_message=message,
+                failures=(
+                    *previous.failures,
+                    AttemptFailure(attempt, error_type, message, event.at),
+                ),
+            )
+            return _with_task(flow, task)
+        case TaskSnoozed(task=name, until=until):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.RETRYING,
+                finished_at=event.at,
+                retry_at=until,
+                error_message=f"snoozed until {until.isoformat()}",
+            )
+            return _with_task(flow, task)
+        case TaskFailed(
+            task=name, attempt=attempt, exit_code=code, error_type=error_type, message=message
+        ):
+            previous = flow.tasks[name]
+            task = replace(
+                previous,
+                status=TaskStatus.FAILED,
+                finished_at=event.at,
+                exit_code=code,
+                error_type=error_type,
+                error_message=message,
+                retry_at=None,
+                failures=(
+                    *previous.failures,
+                    AttemptFailure(attempt, error_type, message, event.at),
+                ),
+            )
+            return _dependencies_ended(replace(_with_task(flow, task), failing=True), name)
+        case TaskSkipped(task=name, reason=reason):
+            task = replace(
+                flow.tasks[name], status=TaskStatus.SKIPPED, error_message=reason, retry_at=None
+            )
+            return _dependencies_ended(
+                _unsettled(_unready(_with_task(flow, task), name), name), name
+            )
+        case TaskCancelled(task=name, reason=reason):
+            task = replace(
+                flow.tasks[name],
+                status=TaskStatus.CANCELLED,
+                error_message=reason,
+                retry_at=None,
+                finished_at=event.at,
+            )
+            return _dependencies_ended(
+                _unsettled(_unready(_with_task(flow, task), name), name), name
+            )
+        case FlowCancelRequested(reason=reason):
+            return replace(
+                flow,
+                cancelling=True,
+                cancel_reason=reason,
+                ready=immutables.Map(),
+                line=immutables.Map(),
+            )
+        case FlowSucceeded() | FlowFailed() | FlowCancelled():
+            return flow
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
+    """`flow` as evolving `dispatched` would have left it, given that it was decided without
+    its token digest. Tokens are random, so the store mints them after deciding (`decide`
+    stays pure) and puts their digests into the events it appends and into the state."""
+    task = flow.tasks.get(dispatched.task) if flow.exists else None
+    if task is None or task.attempt != dispatched.attempt:
+        return flow  # the attempt has moved on within the same decision
+    sealed = replace(task, token_digest=dispatched.token_digest)
+    return replace(flow, tasks=flow.tasks.set(task.name, sealed))
+
+
+def _with_task(flow: Flow, task: Task) -> Flow:
+    before = flow.tasks[task.name].status
+    after = task.status
+    active = flow.active + int(after.active) - int(before.active)
+    holding = (TaskStatus.RETRYING, TaskStatus.QUEUED)
+    retrying = flow.retrying + int(after in holding) - int(before in holding)
+    unfinished = flow.unfinished + int(before.terminal) - int(after.terminal)
+    unstarted, held = flow.unstarted, flow.held
+    dispatched = TaskStatus.DISPATCHED
+    if (before is dispatched) != (after is dispatched):
+        count = unstarted.get(task.queue, 0) + (1 if after is dispatched else -1)
+        unstarted = unstarted.set(task.queue, count) if count else unstarted.delete(task.queue)
+    queued = TaskStatus.QUEUED
+    if (before is queued) != (after is queued):
+        names = held.get(task.queue, immutables.Map[str, bool]())
+        names = names.set(task.name, True) if after is queued else names.delete(task.name)
+        held = held.set(task.queue, names) if names else held.delete(task.queue)
+    return replace(
+        flow,
+        tasks=flow.tasks.set(task.name, task),
+        active=active,
+        retrying=retrying,
+        unfinished=unfinished,
+        unstarted=unstarted,
+        held=held,
+    )
+
+
+def _dependencies_ended(flow: Flow, name: str) -> Flow:
+    """`name` has ended: each dependent whose dependencies have now all ended becomes
+    ready, or settled with the reason it will be skipped. A cancelling flow starts nothing;
+    a failing one only tasks that run after a failure."""
+    plan = flow.plan
+    assert plan is not None
+    ready, blocked, line, settled = flow.ready, flow.blocked, flow.line, flow.settled
+    for child in plan.dependents[name]:
+        left = blocked.get(child, 0) - 1
+        blocked = blocked.set(child, left)
+        task = flow.tasks[child]
+        if left or task.status is not TaskStatus.PENDING or flow.cancelling:
+            continue
+        if flow.failing and not tolerates_failure(plan, child):
+            continue  # the failure skips it
+        reason = skip_reason(replace(flow, blocked=blocked), child)
+        if reason is not None:
+            settled = settled.set(child, reason)
+            continue
+        ready = ready.set(child, True)
+        place = (task.priority, plan.positions[child])
+        waiting = line.get(task.queue, ())
+        at = bisect_left(waiting, place)
+        line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
+    return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled)
+
+
+def _unsettled(flow: Flow, name: str) -> Flow:
+    """`flow` with `name` no longer due to be skipped (it ended)."""
+    if name not in flow.settled:
+        return flow
+    return replace(flow, settled=flow.settled.delete(name))
+
+
+def _unready(flow: Flow, name: str) -> Flow:
+    """`flow` with `name` no longer ready (handed out or queued)."""
+    if name not in flow.ready:
+        return flow
+    assert flow.plan is not None
+    task = flow.tasks[name]
+    place = (task.priority, flow.plan.positions[name])
+    waiting = flow.line[task.queue]
+    at = bisect_left(waiting, place)
+    left = waiting[:at] + waiting[at + 1 :]
+    line = flow.line.set(task.queue, left) if left else flow.line.delete(task.queue)
+    return replace(flow, ready=flow.ready.delete(name), line=line)
+
+
+def _line_of(
+    ready: Mapping[str, bool],
+    tasks: immutables.Map[str, Task],
+    positions: Mapping[str, int],
+) -> immutables.Map[str, tuple[tuple[int, int], ...]]:
+    by_queue: dict[str, list[tuple[int, int]]] = {}
+    for name in ready:
+        task = tasks[name]
+        by_queue.setdefault(task.queue, []).append((task.priority, positions[name]))
+    return immutables.Map({queue: tuple(sorted(places)) for queue, places in by_queue.items()})
+
+
+def flow_outcome(flow: Flow) -> str:
+    """`failed` when a task of the flow (other than its on_exit task) failed, else
+    `succeeded`: what the on_exit task gets as WEIR_FLOW_STATUS."""
+    assert flow.plan is not None
+    on_exit = flow.plan.on_exit
+    failed = any(t.status is TaskStatus.FAILED for t in flow.tasks.values() if t.name != on_exit)
+    return "failed" if failed else "succeeded"
+
+
+def dispatch_spec(flow: Flow, name: str) -> TaskSpec:
+    """What a runner gets to run for `name`: the planned task, and for the on_exit task
+    the flow's outcome so far in WEIR_FLOW_STATUS."""
+    assert flow.plan is not None
+    spec = flow.plan.tasks[name]
+    if name != flow.plan.on_exit:
+        return spec
+    status = EnvVar(name=FLOW_STATUS_ENV, value=flow_outcome(flow))
+    env = [var for var in spec.env if var.name != FLOW_STATUS_ENV]
+    return msgspec.structs.replace(spec, env=[*env, status])
+
+
+FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
+
+
+def fold(flow_id: str, events: list[FlowEvent]) -> Flow:
+    flow = Flow(id=flow_id)
+    for event in events:
+        flow = evolve(flow, event)
+    return flow
+
+
+_UNLIMITED = Limits(max_tasks=1 << 62, max_submit_bytes=1 << 62)
+"""Specs already in the log are trusted, whatever today's limits are."""

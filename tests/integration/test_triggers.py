@@ -1,0 +1,90 @@
+"""Trigger rules, `when` conditions and on_exit on real Postgres + NATS: every decision is
+an event in the log, and `weir show` (the flow's view) says why a task was skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from weir.client import Client
+from weir_proto.events import event_type
+
+from tests.flows import finish, task, types
+
+ONCE = {"max_attempts": 1}
+
+
+async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
+    client: Client, tmp_path: Path
+) -> None:
+    cleaned = tmp_path / "cleaned"
+    status = tmp_path / "status"
+    spec = {
+        "name": "etl",
+        "tasks": [
+            task("extract"),
+            task("load", "sh", "-c", "exit 3", depends=["extract"], retry=ONCE),
+            task("publish", depends=["load"]),
+            task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
+        ],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["load"]  # type: ignore[union-attr]
+    assert cleaned.exists(), "the cleanup task did not run after the failure"
+    assert status.read_text() == "failed\n"
+    dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert dispatched[-1] == "notify", "on_exit did not run last"
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert view["publish"].status == "skipped"
+    assert view["publish"].error_message == 'upstream task "load" failed'
+    assert view["cleanup"].status == "succeeded" and view["notify"].status == "succeeded"
+
+
+async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(
+    client: Client, tmp_path: Path
+) -> None:
+    deployed = tmp_path / "deployed"
+    status = tmp_path / "status"
+    spec = {
+        "name": "release",
+        "params": {"env": "dev"},
+        "tasks": [
+            task("check", "sh", "-c", "exit 0"),
+            task(
+                "deploy",
+                "touch",
+                str(deployed),
+                depends=["check"],
+                when='params.env == "prod" and tasks.check.exit_code == 0',
+            ),
+            task("smoke", depends=["deploy"]),
+            task("announce", depends=["deploy"], trigger="none_failed"),
+        ],
+        "on_exit": task("bye", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded"
+    assert not deployed.exists()
+    assert status.read_text() == "succeeded\n"
+    skipped = {e.task: e.reason for e in events if event_type(e) == "task_skipped"}  # type: ignore[union-attr]
+    assert skipped == {
+        "deploy": 'condition is false: params.env == "prod" and tasks.check.exit_code == 0',
+        "smoke": 'trigger all_success: upstream task "deploy" was skipped',
+    }
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert view["deploy"].error_message == skipped["deploy"]
+    assert view["announce"].status == "succeeded"
+
+    _, events = await finish(client, spec | {"arguments": {"env": "prod"}})
+    assert types(events)[-1] == "flow_succeeded" and deployed.exists()
+    assert "task_skipped" not in types(events)
+
+
+async def test_a_condition_that_does_not_parse_is_rejected_at_submit(client: Client) -> None:
+    spec = {"name": "bad", "tasks": [task("a"), task("b", depends=["a"], when="tasks.a.status ==")]}
+    verdict = await client.submit(spec, verdict=True)
+    assert verdict.verdict == "rejected"
+    assert [(e.path, e.message) for e in verdict.errors] == [
+        ("$.tasks[1].when", 'flow "bad": task "b": when: ends too early')
+    ]
