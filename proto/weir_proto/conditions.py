@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from weir_proto.errors import WeirException
+
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
@@ -33,7 +35,7 @@ TASK_FIELDS = ("status", "exit_code")
 CONDITION_MAX = 4096
 
 
-class ConditionError(ValueError):
+class ConditionError(WeirException, ValueError):
     """The condition cannot be parsed; the message says where and what is expected."""
 
 
