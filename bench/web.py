@@ -46,8 +46,13 @@ async def _terminal(http: httpx.AsyncClient, flow_id: str, timeout: float) -> No
             await asyncio.sleep(0.5)
 
 
-async def page_seconds(url: str) -> float | None:
-    """Seconds until the page at `url` has drawn its graph and answers input."""
+_AUTH: dict[str, str] = {}
+"""The dev stack's admin token as a header (set by `run`)."""
+
+
+async def page_seconds(url: str, base: str, token: str) -> float | None:
+    """Seconds until the page at `url` has drawn its graph and answers input (logged in with
+    `token` first, as a person would)."""
     if not Path(CHROMIUM).exists():
         return None
     from playwright.async_api import async_playwright
@@ -55,6 +60,7 @@ async def page_seconds(url: str) -> float | None:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        await page.request.post(f"{base}/api/v1/session", data={"token": token})
         started = time.monotonic()
         await page.goto(url)
         await page.locator(".graph.big canvas").wait_for(timeout=300_000)
@@ -68,7 +74,7 @@ async def page_seconds(url: str) -> float | None:
 async def _follow(base: str, flow_id: str, started: asyncio.Event) -> float:
     """Follows the flow's events; returns the monotonic time its terminal event arrived."""
     async with (
-        httpx.AsyncClient(base_url=base, timeout=None) as http,
+        httpx.AsyncClient(base_url=base, timeout=None, headers=_AUTH) as http,
         http.stream("GET", f"/api/v1/flows/{flow_id}/events") as response,
     ):
         started.set()
@@ -124,11 +130,12 @@ async def run(svc: WeirServices, flows: int, follower_count: int, timeout: float
     stack = svc.stack
     assert stack.web is not None
     base = stack.web_url
-    async with httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=60) as http:
+    _AUTH["Authorization"] = f"Bearer {stack.web_token}"
+    async with httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=60, headers=_AUTH) as http:
         big = fan(10_000, ["true"])
         big_id = (await http.post("/flows", json=big)).json()["flow_id"]
         await _terminal(http, big_id, timeout)
-        page_s = await page_seconds(f"{base}/flows/{big_id}")
+        page_s = await page_seconds(f"{base}/flows/{big_id}", base, stack.web_token)
         follow = await followers(http, base, stack.web.pid, follower_count, timeout)
         async with await Client.connect(svc.nats_url, timeout=30.0) as client:
             for start in range(0, flows, 256):

@@ -288,7 +288,8 @@ class Settings:
         "WEIR_TASK_TIMEOUT",
         TASK_TIMEOUT_DEFAULT,
         duration,
-        "timeout of a local task that sets no `timeout`",
+        "the longest a local task runs: the timeout of one that sets none, and the ceiling "
+        "of a longer `timeout`",
         shown="`24h`",
     )
     max_tasks: int = setting("WEIR_MAX_TASKS", 10_000, whole(), "most tasks in one flow")

@@ -25,7 +25,14 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NATS
 
-from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port, nats_password
+from weir.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    free_port,
+    nats_password,
+    private_secret,
+    write_private,
+)
 
 SERVICE_READY_TIMEOUT = 30.0
 
@@ -136,10 +143,24 @@ class Stack:
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    @property
+    def web_token(self) -> str:
+        """The dev stack's weir-web admin token (made by `start_web`)."""
+        return (self.root / "web" / "token").read_text().strip()
+
     def start_web(self) -> None:
-        """Start weir-web on a free loopback port (no tokens: loopback only)."""
+        """Start weir-web on a free loopback port with a random admin token of its own: a
+        loopback port is no boundary on a machine shared with the local executor's tasks and
+        other users, so the dev stack's weir-web wants a token like any other."""
         self.web_port = self.web_port or free_port()
         self.env.setdefault("WEIR_WEB_LISTEN", f"127.0.0.1:{self.web_port}")
+        web_dir = self.root / "web"
+        web_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = private_secret(web_dir / "token")
+        tokens = web_dir / "tokens"
+        if not tokens.exists():
+            write_private(tokens, f"{token} admin\n")
+        self.env.setdefault("WEIR_WEB_TOKENS", str(tokens))
         self.web = self._spawn("weir_web", "web")
         deadline = time.monotonic() + SERVICE_READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -285,7 +306,8 @@ def up() -> int:
     stack.start()
     stack.start_web()
     print(
-        f"weir is up. HTTP API: {stack.web_url}/api/v1 (docs/http.md)\n"
+        f"weir is up. HTTP API and web UI: {stack.web_url} (docs/http.md, docs/ui.md)\n"
+        f"  token (admin): {stack.web_token}\n"
         f"In another shell:\n  export WEIR_NATS_URL={stack.nats_url}\n"
         f"  .venv/bin/weir submit examples/diamond.yaml --follow\n"
         f"Postgres: {stack.database_url}\nLogs: {root}/scheduler.log, {root}/runner.log\n"

@@ -91,6 +91,21 @@ def _random_password() -> str:
     return secrets.token_hex(16)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a new file only its owner may read: created 0600 (never readable by
+    anyone else, not even while it is written) and refused if something is at `path`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def private_secret(path: Path) -> str:
+    """A random secret kept in `path` (made once, mode 0600)."""
+    if not path.exists():
+        write_private(path, _random_password() + "\n")
+    return path.read_text().strip()
+
+
 @dataclass
 class EmbeddedPostgres:
     """A throwaway Postgres cluster listening on 127.0.0.1, password required.
@@ -148,8 +163,8 @@ class EmbeddedPostgres:
                     with contextlib.suppress(PermissionError):
                         os.chmod(parent, mode | 0o001)
         if not (self.data_dir / "PG_VERSION").exists():
-            self.password_file.write_text(_random_password() + "\n")
-            self.password_file.chmod(0o600)
+            self.password_file.unlink(missing_ok=True)
+            write_private(self.password_file, _random_password() + "\n")
             if user:
                 os.chown(self.password_file, user.pw_uid, user.pw_gid)
             init = self._run_as_owner(
@@ -238,11 +253,7 @@ class EmbeddedPostgres:
 def nats_password(store_dir: Path) -> str:
     """The dev stack's NATS password: random, made once and kept in `store_dir` (mode 0600)."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    path = store_dir / "password"
-    if not path.exists():
-        path.write_text(_random_password() + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return private_secret(store_dir / "password")
 
 
 @dataclass
@@ -280,12 +291,13 @@ class EmbeddedNats:
             if self.password is None
             else f"authorization {{ user: {self.user!r}, password: {self.password!r} }}\n"
         )
-        config.write_text(
+        config.unlink(missing_ok=True)  # made anew, private from the start: it holds the password
+        write_private(
+            config,
             f"listen: 127.0.0.1:{self.port}\n"
             f"max_payload: {self.max_payload}\n"
-            f"jetstream {{ store_dir: {str(self.store_dir / 'js')!r} }}\n" + auth
+            f"jetstream {{ store_dir: {str(self.store_dir / 'js')!r} }}\n" + auth,
         )
-        config.chmod(0o600)
         log = open(self.store_dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen(
             [binary, "-c", str(config)],

@@ -119,9 +119,22 @@ async def test_a_task_without_timeout_stops_at_the_default_timeout(tmp_path: Pat
     job = dispatch(["sh", "-c", f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"])
     result = await LocalExecutor(tmp_path, settings=settings).run(job, nothing)
     assert result.error_type == "timeout", result
-    assert "default timeout of tasks without one (WEIR_TASK_TIMEOUT)" in result.message
+    assert "the longest this runner lets a task run (WEIR_TASK_TIMEOUT)" in result.message
     pids = {int(shell.read_text()), int(child.read_text())}
     assert all(process_gone(pid) for pid in pids), pids  # stopped before the result
+
+
+async def test_a_specs_longer_timeout_cannot_outlast_the_operators_ceiling(
+    tmp_path: Path,
+) -> None:
+    """A submitter's `timeout: 604800` would hold a runner's slot for a week: the operator's
+    WEIR_TASK_TIMEOUT is the longest any task runs."""
+    settings = Settings(runner_dir=str(tmp_path), runner_task_user="root", task_timeout=1.0)
+    job = dispatch(["sleep", "30"])
+    job = msgspec.structs.replace(job, task=msgspec.structs.replace(job.task, timeout=604800.0))
+    result = await LocalExecutor(tmp_path, settings=settings).run(job, nothing)
+    assert result.error_type == "timeout", result
+    assert "its own timeout of 604800s is longer than that" in result.message
 
 
 async def test_a_task_over_its_memory_limit_fails(tmp_path: Path) -> None:

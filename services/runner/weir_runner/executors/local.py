@@ -141,20 +141,26 @@ class LocalExecutor(Executor):
         recorded = home.recorded()
         if recorded is not None:
             return recorded
+        # The operator's WEIR_TASK_TIMEOUT is a ceiling: a spec's longer `timeout` cannot hold
+        # a runner's slot past it (the worker enforces a shorter one of the task's own).
+        ceiling = self.containment.timeout
         try:
-            async with asyncio.timeout(
-                None if dispatch.task.timeout is not None else self.containment.timeout
-            ):
+            async with asyncio.timeout(ceiling):
                 result = await self._resume(dispatch, home, on_started)
                 if result is None:
                     result = await self._run_fresh(dispatch, home, on_started)
         except TimeoutError:
+            asked = dispatch.task.timeout
             result = AttemptResult(
                 None,
                 ErrorType.TIMEOUT,
-                f'task "{dispatch.task.name}" ran for {self.containment.timeout:g}s, the default '
-                "timeout of tasks without one (WEIR_TASK_TIMEOUT): give it a `timeout` to let it "
-                "run longer",
+                f'task "{dispatch.task.name}" ran for {ceiling:g}s, the longest this runner '
+                "lets a task run (WEIR_TASK_TIMEOUT)"
+                + (
+                    f"; its own timeout of {asked:g}s is longer than that"
+                    if asked is not None
+                    else ": give it a shorter `timeout`, or ask the operator for a longer one"
+                ),
             )
         home.record(result)
         return result
