@@ -32,9 +32,10 @@ lint:
 schema:
     python -m weir_proto.schema proto/schema
 
-# Re-resolve every dependency on purpose: requirements/{dev,bench}.lock and tools.txt, with hashes.
-lock:
-    requirements/lock
+# Lock requirements/{dev,bench}.lock and tools.txt with hashes after changing pyproject.toml
+# (keeps the pinned versions that still fit; `./just lock --upgrade` moves them all on purpose).
+lock *ARGS:
+    requirements/lock {{ARGS}}
 
 fmt:
     ruff format .
