@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import re
 import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -156,6 +157,21 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
+_USER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def inbox_prefix(url: str, security: NatsSecurity) -> str:
+    """`_INBOX.<user>` for a client that logs in as a user, else `_INBOX`.
+
+    Replies (API answers, JetStream API answers, pulled dispatches, pushed events) come to
+    the client's inbox. With its own prefix each NATS user may be allowed to subscribe to its
+    own inboxes only (`_INBOX.weir-runner.>` in deploy/nats/permissions.conf), so no role can
+    read another's: a task pod's user no longer sees every dispatch and its token.
+    """
+    user = security.user or urlsplit(url).username
+    return f"_INBOX.{user}" if user and _USER_TOKEN.fullmatch(user) else "_INBOX"
+
+
 async def connect(
     url: str,
     name: str,
@@ -176,7 +192,7 @@ async def connect(
     client: NATS | None = None
     held = held_credentials()  # a runner read its credentials once and dropped them
     security = security or (held.nats if held is not None else NatsSecurity.from_env())
-    options = {**security_options(security), **options}
+    options = {"inbox_prefix": inbox_prefix(url, security), **security_options(security), **options}
 
     level = logging.DEBUG if quiet else logging.WARNING
 

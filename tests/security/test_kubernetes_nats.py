@@ -112,7 +112,9 @@ def kube_nats(tmp_path: Path) -> Iterator[KubeNats]:
 
 
 async def _connect(url: str, user: str | None = None, password: str | None = None) -> NATS:
-    credentials = {} if user is None else {"user": user, "password": password}
+    credentials: dict[str, str] = {}
+    if user is not None:  # and its own inbox prefix, as weir.jetstream.connect gives it
+        credentials = {"user": user, "password": password or "", "inbox_prefix": f"_INBOX.{user}"}
     return await nats.connect(
         url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5, **credentials
     )

@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from weir.client import Client
@@ -29,6 +31,7 @@ from weir_scheduler.service import STATUS_CONSUMER, SUBMIT_CONSUMER, Scheduler
 
 from tests.conftest import Services, _start
 from tests.fuzz.test_security import PASSWORDS, connected_as, permissions_url
+from tests.waiting import until
 
 __all__ = ["permissions_url"]  # the fixture: a nats-server running permissions.conf
 
@@ -221,3 +224,39 @@ async def test_cli_submit_without_the_commands_stream_is_one_clear_line(
         f"error: (unavailable) no stream takes {subjects.SUBMIT}: {subjects.STREAM_COMMANDS} is "
         "missing or was changed; start the scheduler, which creates it"
     ]
+
+
+@pytest.mark.parametrize(
+    "user",
+    ["weir-task", "weir-submitter", "weir-runner", "weir-web", "weir-scheduler", "weir-operator"],
+)
+async def test_no_role_reads_another_roles_inbox(
+    stack: Services, permissions_url: str, user: str
+) -> None:
+    """A task pod's user (or any other role) that subscribes to `_INBOX.>` would read every
+    dispatch pulled by a runner (its attempt token, other flows' env values) and every API
+    answer. Each user may read only `_INBOX.<user>.>`, the prefix weir's processes use."""
+    refused: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(str(exc))
+
+    nc = await nats.connect(
+        as_user(permissions_url, user), error_cb=on_error, allow_reconnect=False
+    )
+    try:
+        seen: list[str] = []
+
+        async def sniff(msg: Msg) -> None:
+            seen.append(msg.subject)
+
+        await nc.subscribe("_INBOX.>", cb=sniff)
+        await nc.flush()
+        await until(lambda: any("_inbox.>" in e.lower() for e in refused), f"{user} refused")
+        assert await run_flow(permissions_url, f"sniffed-by-{user}") == "flow_succeeded"
+        assert seen == [], f"{user} read others' inboxes: {seen[:3]}"
+    finally:
+        await nc.close()
+    async with connected_as(permissions_url, user) as own:  # weir's own prefix still works
+        assert own._inbox_prefix.decode() == f"_INBOX.{user}"
+        await own.jetstream().account_info()
