@@ -24,6 +24,7 @@ when the runner is root, in a cgroup or under rlimits (`weir_runner.containment`
 from __future__ import annotations
 
 import asyncio
+import base64
 import glob
 import logging
 import os
@@ -313,10 +314,11 @@ class LocalExecutor(Executor):
                     f"({message.partition('; stderr ends: ')[2]})",
                 )
         if code != 0:
+            message = _failure_message(task.name, code, home.stderr)
             return AttemptResult(
                 code,
                 ErrorType.EXIT_CODE,
-                _failure_message(task.name, code, home.stderr),
+                redacted(message, await self._secret_values(dispatch)),
                 snooze_seconds=_snooze_seconds(home.snooze) if code == SNOOZE_EXIT_CODE else None,
             )
         outputs = await self._keep_outputs(dispatch, home)
@@ -369,6 +371,17 @@ class LocalExecutor(Executor):
             assert value is not None
             env[var.name] = value
         return env, None
+
+    async def _secret_values(self, dispatch: Dispatch) -> list[str]:
+        """The values of the task's `fromSecret` variables, to keep them out of what the
+        event log says of the attempt."""
+        values = []
+        for var in dispatch.task.env:
+            if var.from_secret is not None:
+                value, _ = await self._secret(var.from_secret)
+                if value:
+                    values.append(value)
+        return values
 
     async def _secret(self, name: str) -> tuple[str | None, str | None]:
         """The value of secret `name` (weir's store first, then WEIR_SECRET_<NAME>), or why
@@ -552,6 +565,28 @@ def _snooze_seconds(path: Path) -> float | None:
     except (OSError, ValueError):
         return None
     return min(max(value, 0.0), 86_400.0) if value == value else None
+
+
+SECRET_REDACTED = "[secret]"
+
+
+def redacted(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value in it (as it is, and base64 or hex encoded, the forms a
+    careless `echo` or a debug print takes) replaced by `[secret]`.
+
+    This keeps a task's own stderr from carrying its secrets into `task_failed`, which every
+    reader of the flow's events sees. It cannot stop a task that means to leak a secret it
+    was given (split, reversed, sent elsewhere): secrets are for the flows of trusted
+    submitters (docs/security.md)."""
+    forms = set()
+    for value in secrets:
+        if len(value) < 4:  # too short to replace without mangling the message
+            continue
+        raw = value.encode()
+        forms |= {value, base64.b64encode(raw).decode().rstrip("="), raw.hex(), raw.hex().upper()}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, SECRET_REDACTED)
+    return text
 
 
 def _failure_message(task: str, code: int, stderr: Path) -> str:
