@@ -54,6 +54,10 @@ Round = Callable[[], Awaitable[object]]
 None, or `LOOP_DONE` to end the loop."""
 
 
+STOP_RECANCEL = 1.0
+"""Seconds a stopping loop has to end before it is cancelled again."""
+
+
 class LoopsFailed(WeirException):
     """A background loop kept failing; the process stops so that it is restarted."""
 
@@ -162,11 +166,16 @@ class Supervisor:
         return [name for name, state in self.states().items() if not state.ok]
 
     async def stop(self, *names: str) -> None:
-        """Cancel the loops `names` (all by default) and wait until they have ended."""
-        ending = [task for name, task in self._tasks.items() if not names or name in names]
-        for task in ending:
-            task.cancel()
-        await asyncio.gather(*ending, return_exceptions=True)
+        """Cancel the loops `names` (all by default) and wait until they have ended.
+
+        A loop that goes on after its cancel is cancelled again every `STOP_RECANCEL`
+        seconds: on Python 3.11 `asyncio.wait_for` swallows a cancel that arrives as its
+        awaitable completes, so a single cancel can be lost and a stop would hang."""
+        pending = {task for name, task in self._tasks.items() if not names or name in names}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL)
 
     async def _supervise(self, loop: Loop) -> None:
         while True:

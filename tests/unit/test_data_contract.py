@@ -193,9 +193,10 @@ async def test_a_flow_row_keeps_what_was_fixed_at_submit(data: DataLayer) -> Non
 
 async def test_a_claimed_timer_is_not_claimed_again_until_dropped(data: DataLayer) -> None:
     await submitted(data, "f1")
+    now = datetime.now(UTC)  # not NOW, taken at import: the suite may run long before this
     due = [
-        TimerRow("f1", "extract", "retry", 1, NOW - HOUR),
-        TimerRow("f1", "load", "retry", 1, NOW + HOUR),
+        TimerRow("f1", "extract", "retry", 1, now - HOUR),
+        TimerRow("f1", "load", "retry", 1, now + HOUR),
     ]
     await data.append(batch([event("f1", 2)], due=due))
     claimed = await data.claim_timers(10, 30.0)

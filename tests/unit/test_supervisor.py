@@ -90,6 +90,31 @@ async def test_stopping_cancels_loops_without_counting_a_failure() -> None:
     loops.raise_if_fatal()  # nothing to raise
 
 
+async def test_a_loop_that_swallows_its_cancel_is_still_stopped() -> None:
+    """Python 3.11's `asyncio.wait_for` loses a cancel that arrives as its awaitable ends;
+    a loop round that lost one sleeps on: stop cancels it again instead of hanging."""
+    loops = Supervisor("scheduler")
+    running = asyncio.Event()
+    swallowed = 0
+
+    async def deaf() -> None:
+        nonlocal swallowed
+        running.set()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # as a lost cancel: the round goes on sleeping
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+    loops.start("cron", deaf)
+    await asyncio.wait_for(running.wait(), WAIT)
+    await asyncio.wait_for(loops.stop(), WAIT)
+    assert swallowed == 1 and not loops.running("cron")
+
+
 async def test_health_is_degraded_and_not_ready_while_a_loop_fails() -> None:
     loops = Supervisor("scheduler")
     broken = True
