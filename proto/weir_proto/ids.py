@@ -15,6 +15,16 @@ DNS1123_LABEL_RULE = (
 """What `is_dns_label` accepts, in the words of the errors that refuse a name."""
 
 
+SCHEDULE_NAME_MAX = 40
+"""At most 40 characters, so `<name>-<14-digit tick>` stays a 63-character flow id."""
+
+
+def is_schedule_name(value: str) -> bool:
+    """Whether `value` may name a cron schedule: a DNS-1123 label of at most 40 characters
+    (the scheduler and weir-web both check it)."""
+    return len(value) <= SCHEDULE_NAME_MAX and is_dns_label(value)
+
+
 def is_dns_label(value: str) -> bool:
     """Whether `value` is a DNS-1123 label: flow ids and task names are, because they name
     pods and Kubernetes objects. The one check every layer (planner, API, SDK, web) uses."""

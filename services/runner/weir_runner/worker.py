@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -272,26 +273,33 @@ class Runner:
         snooze = None
         if result.exit_code == SNOOZE_EXIT_CODE and result.error_type is ErrorType.EXIT_CODE:
             snooze = result.snooze_seconds or SNOOZE_SECONDS_DEFAULT
-        report = AttemptFinished(
-            flow_id=dispatch.flow_id,
-            task=dispatch.task.name,
-            attempt=dispatch.attempt,
-            runner=self.settings.runner_name,
-            token=dispatch.token,
-            at=datetime.now(UTC),
+        await self._report_finished(
+            js,
+            dispatch,
             exit_code=result.exit_code,
             error_type=None if snooze is not None else result.error_type,
             message=result.message,
             snooze_seconds=snooze,
             outputs=list(result.outputs),
         )
-        await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
         await msg.ack()
 
     async def _report_dropped(self, js: JetStreamContext, dispatch: Dispatch, why: str) -> None:
         """Tell the scheduler an attempt of a cancelled flow was dropped before it started.
         It ended that attempt when it recorded the cancel, so this report is normally stale;
         it is what ends the attempt if the scheduler had not."""
+        await self._report_finished(
+            js,
+            dispatch,
+            error_type=ErrorType.CANCELLED,
+            message=f'task "{dispatch.task.name}" not started: {why}',
+        )
+
+    async def _report_finished(
+        self, js: JetStreamContext, dispatch: Dispatch, **outcome: Any
+    ) -> None:
+        """Publish the attempt's `finished` report (its outcome in `outcome`), with the
+        attempt's token and this runner's name, once per attempt (the message id)."""
         report = AttemptFinished(
             flow_id=dispatch.flow_id,
             task=dispatch.task.name,
@@ -299,8 +307,7 @@ class Runner:
             runner=self.settings.runner_name,
             token=dispatch.token,
             at=datetime.now(UTC),
-            error_type=ErrorType.CANCELLED,
-            message=f'task "{dispatch.task.name}" not started: {why}',
+            **outcome,
         )
         await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from croniter import croniter
 from weir_proto.errors import WeirException
+from weir_proto.ids import is_schedule_name
 from weir_proto.spec import FlowSpec
 
 from weir_scheduler.data import DataLayer
@@ -31,8 +31,6 @@ CATCH_UP_MAX = 100
 """A schedule that missed more ticks than this runs only the newest CATCH_UP_MAX."""
 CRON_BATCH = 50
 CRON_IDLE_POLL_MAX = 1.0
-SCHEDULE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
-"""At most 40 characters, so `<name>-<14-digit tick>` stays a 63-character flow id."""
 
 
 class ScheduleError(WeirException, ValueError):
@@ -46,7 +44,7 @@ def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
 
 
 def validate(name: str, cron: str, timezone: str, spec: FlowSpec, limits: Limits) -> None:
-    if not SCHEDULE_NAME.match(name):
+    if not is_schedule_name(name):
         raise ScheduleError(
             f'schedule name "{name[:80]}" must be a DNS-1123 label of at most 40 characters'
         )

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import logging
 import math
-import re
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,7 +49,8 @@ from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ScheduleRequest
 from weir_proto.errors import ErrorCode, SpecError, error_code
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
-from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
+from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label, is_schedule_name
+from weir_proto.validation import OUTPUT_NAME_RULE, is_output_name
 
 from weir_web.auth import SESSION_COOKIE, Denied, Gate
 from weir_web.config import Role, WebSettings
@@ -65,9 +65,6 @@ KEEPALIVE_SECONDS = 15.0
 HEALTH_TIMEOUT = 1.0
 HEALTH_SERVICES = ("scheduler", "runner")
 COPY_CHUNK = 64 * 1024
-SCHEDULE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
-"""As the scheduler requires (weir_scheduler.cron): checked here before a request is sent."""
-ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
 
 _T = TypeVar("_T")
 _encoder = msgspec.json.Encoder()
@@ -113,7 +110,7 @@ def flow_id_of(request: Request) -> str:
 
 def schedule_name_of(request: Request) -> str:
     name: str = request.path_params["name"]
-    if not SCHEDULE_NAME.match(name):
+    if not is_schedule_name(name):
         raise HttpFailure(
             ErrorCode.BAD_REQUEST,
             f"schedule name {name[:80]!r} is not valid: lower-case letters, digits and '-', "
@@ -133,11 +130,9 @@ def secret_name_of(request: Request) -> str:
 
 def artifact_name_of(request: Request) -> str:
     name: str = request.path_params["name"]
-    if not ARTIFACT_NAME.match(name):
+    if not is_output_name(name):  # the planner's rule for output names
         raise HttpFailure(
-            ErrorCode.BAD_REQUEST,
-            f"artifact name {name[:80]!r} is not valid: letters, digits, '.', '_' and '-', "
-            "at most 255 characters, not starting with '.' or '-'",
+            ErrorCode.BAD_REQUEST, f"artifact name {name[:80]!r} is not valid: {OUTPUT_NAME_RULE}"
         )
     return name
 
@@ -491,7 +486,7 @@ class Api:
     async def schedule_create(self, request: Request) -> Response:
         self.gate.require(request, Role.operator)
         schedule = await read_json(request, ScheduleRequest, self.settings.body_bytes_max)
-        if not SCHEDULE_NAME.match(schedule.name):
+        if not is_schedule_name(schedule.name):
             raise HttpFailure(
                 ErrorCode.BAD_REQUEST, f"schedule name {schedule.name[:80]!r} is not valid"
             )
