@@ -91,7 +91,9 @@ class PruneResult(msgspec.Struct, kw_only=True):
 
 
 class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    """Create or replace the schedule `name`: run `flow` at every `cron` tick in `timezone`."""
+    """Create or replace the schedule `name`: run `flow` at every `cron` tick in `timezone`,
+    with `params` as its arguments. `{{ schedule.time }}` in the flow (where `{{ params.NAME }}`
+    may stand) and in string params becomes the tick's time, RFC 3339."""
 
     name: str
     cron: str
@@ -99,6 +101,7 @@ class ScheduleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     timezone: str = "UTC"
     missed: Literal["skip", "catch_up"] = "skip"
     paused: bool = False
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class ScheduleName(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -115,6 +118,8 @@ class ScheduleView(msgspec.Struct, kw_only=True):
     last_tick_at: datetime | None
     created_at: datetime
     flow_name: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The arguments each tick's flow is submitted with (before `{{ schedule.time }}`)."""
 
 
 class ScheduleList(msgspec.Struct, kw_only=True):

@@ -12,6 +12,7 @@ import msgspec
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto.api import ScheduleRequest
+from weir_proto.events import FlowSubmitted
 from weir_proto.spec import FlowSpec
 from weir_scheduler.service import Scheduler
 
@@ -201,3 +202,58 @@ async def test_bad_schedules_are_refused_with_reasons(client: Client) -> None:
         await client.schedule_action("pause", "nope")
     except WeirError as exc:
         assert exc.code == "not_found"
+
+
+async def test_a_ticks_flow_sees_the_tick_time_and_the_schedules_params(client: Client) -> None:
+    check = 'test "$WEIR_PARAM_at" = "$1" && test "$1" = "$2" && test "$WEIR_PARAM_n" = 7'
+    flow = msgspec.convert(
+        {
+            "name": "stamped",
+            "params": {"at": {"type": "string"}, "n": {"type": "int", "default": 1}},
+            "tasks": [task("a", "sh", "-c", check, "sh", "{{ params.at }}", "{{ schedule.time }}")],
+        },
+        FlowSpec,
+    )
+    request = ScheduleRequest(
+        name="stamped",
+        cron="* * * * * *",
+        flow=flow,
+        params={"at": "{{ schedule.time }}", "n": 7},
+    )
+    view = await client.schedule(request)
+    assert view.params == {"at": "{{ schedule.time }}", "n": 7}
+
+    async def ticked() -> list[str]:
+        page = await client.query({"name": "stamped"}, limit=10)
+        return [f.id for f in page.flows]
+
+    async def any_tick() -> bool:
+        return bool(await ticked())
+
+    await until(any_tick, "a tick of a schedule with params")
+    await client.schedule_action("delete", "stamped")
+    flow_id = (await ticked())[-1]
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert type(final).__name__ == "FlowSucceeded", final
+    tick = datetime.strptime(flow_id.removeprefix("stamped-"), "%Y%m%d%H%M%S")
+    first = [event async for event in client.events(flow_id)][0]
+    assert isinstance(first, FlowSubmitted)
+    stamp = tick.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first.spec.arguments == {"at": stamp, "n": 7}
+    assert first.spec.tasks[0].cmd[-1] == stamp
+
+
+async def test_a_schedule_with_bad_params_is_refused_with_every_problem(client: Client) -> None:
+    flow = msgspec.convert(
+        {"name": "p", "params": {"n": {"type": "int"}}, "tasks": [task("a")]}, FlowSpec
+    )
+    request = ScheduleRequest(name="bad", cron="0 3 * * *", flow=flow, params={"n": "x", "m": 1})
+    try:
+        await client.schedule(request)
+    except WeirError as exc:
+        assert exc.code == "bad_request", exc.message
+        paths = sorted(d.path for d in exc.details)
+        assert paths == ["$.arguments.m", "$.arguments.n"], exc.details
+    else:
+        raise AssertionError("bad params must be refused")
+    assert [s.name for s in await client.schedules()] == []

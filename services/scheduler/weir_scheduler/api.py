@@ -280,14 +280,18 @@ class Api:
 
     async def schedule_create(self, data: bytes) -> object:
         request = _decode(data, ScheduleRequest, "schedule.create")
+        flow = cron.with_params(request.flow, request.params)
+        now = datetime.now(UTC)
         try:
             cron.validate(
-                request.name, request.cron, request.timezone, request.flow, self.submissions.limits
+                request.name, request.cron, request.timezone, flow, self.submissions.limits, now
             )
         except cron.ScheduleError as exc:
-            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
-        first = cron.next_tick(request.cron, request.timezone, datetime.now(UTC))
-        spec = msgspec.json.encode(request.flow).decode()
+            raise ApiFailure(
+                ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc), details=exc.errors)
+            ) from None
+        first = cron.next_tick(request.cron, request.timezone, now)
+        spec = msgspec.json.encode(flow).decode()
         return await self.store.data.schedule_upsert(
             NewSchedule(
                 name=request.name,

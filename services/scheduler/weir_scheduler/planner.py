@@ -681,6 +681,14 @@ def _with_params(
         for name in unknown:
             if name.removeprefix("params.") in declared:
                 continue  # declared without a value: reported once, as missing
+            if name.startswith("schedule."):
+                err(
+                    at,
+                    f"{where}: {{{{ {name} }}}} is filled only in the flows of a cron schedule, "
+                    "and only {{ schedule.time }} (weir schedule create; docs/jobs.md)",
+                    task.name,
+                )
+                continue
             err(
                 at,
                 f"{where}: {{{{ {name} }}}} names no parameter; use {{{{ params.NAME }}}} "

@@ -327,6 +327,7 @@ class MemoryData(DataLayer):
 
     def _view(self, schedule: _Schedule) -> ScheduleView:
         row = schedule.row
+        spec = msgspec.json.decode(row.spec)
         return ScheduleView(
             name=row.name,
             cron=row.cron,
@@ -336,7 +337,8 @@ class MemoryData(DataLayer):
             next_run_at=row.next_run_at,
             last_tick_at=schedule.last_tick_at,
             created_at=schedule.created_at,
-            flow_name=msgspec.json.decode(row.spec)["name"],
+            flow_name=spec["name"],
+            params=spec.get("arguments", {}),
         )
 
     async def schedule_upsert(self, schedule: NewSchedule) -> ScheduleView:

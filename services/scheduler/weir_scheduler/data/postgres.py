@@ -254,17 +254,17 @@ class PostgresData(DataLayer):
                 schedule.next_run_at,
             )
         assert row is not None  # INSERT ... RETURNING always returns the row
-        return ScheduleView(**dict(row))
+        return _schedule_view(row)
 
     async def schedule_list(self) -> list[ScheduleView]:
         async with self._connection() as conn:
             rows = await conn.fetch(Q["schedule_list"])
-        return [ScheduleView(**dict(r)) for r in rows]
+        return [_schedule_view(r) for r in rows]
 
     async def schedule_pause(self, name: str, paused: bool) -> ScheduleView | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(Q["schedule_pause"], name, paused)
-        return None if row is None else ScheduleView(**dict(row))
+        return None if row is None else _schedule_view(row)
 
     async def schedule_delete(self, name: str) -> bool:
         async with self._connection() as conn:
@@ -385,3 +385,9 @@ class PostgresLeadership(Leadership):
 
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {key: row[key] for key in _SUMMARY_FIELDS}
+
+
+def _schedule_view(row: Any) -> ScheduleView:
+    fields = dict(row)
+    fields["params"] = msgspec.json.decode(fields["params"])
+    return ScheduleView(**fields)

@@ -141,17 +141,20 @@ ON CONFLICT (name) DO UPDATE SET
     cron = excluded.cron, timezone = excluded.timezone, spec = excluded.spec,
     missed = excluded.missed, paused = excluded.paused, next_run_at = excluded.next_run_at
 RETURNING name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
-          spec->>'name' AS flow_name;
+          spec->>'name' AS flow_name,
+       coalesce(spec->'arguments', '{}')::text AS params;
 
 -- name: schedule_list
 SELECT name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
-       spec->>'name' AS flow_name
+       spec->>'name' AS flow_name,
+       coalesce(spec->'arguments', '{}')::text AS params
 FROM schedules ORDER BY name;
 
 -- name: schedule_pause
 UPDATE schedules SET paused = $2 WHERE name = $1
 RETURNING name, cron, timezone, missed, paused, next_run_at, last_tick_at, created_at,
-          spec->>'name' AS flow_name;
+          spec->>'name' AS flow_name,
+       coalesce(spec->'arguments', '{}')::text AS params;
 
 -- name: schedule_delete
 DELETE FROM schedules WHERE name = $1 RETURNING name;
