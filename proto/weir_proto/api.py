@@ -69,8 +69,20 @@ class FlowState(msgspec.Struct, kw_only=True):
 
 
 class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    """Flows matching `where` (see docs/jobs.md: and/or/not over status, name, tags,
-    metadata and times), newest first."""
+    """Flows matching `where` (see docs/jobs.md: and/or/not over id, status, name, queue,
+    tags, metadata, params and times), newest first."""
+
+    where: Any = None
+    limit: int = LIST_LIMIT_DEFAULT
+    cursor: str | None = None
+
+
+class TaskQueryRequest(
+    msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
+    """Tasks across flows matching `where` (see docs/jobs.md: and/or/not over flow,
+    flow_name, name, status, queue and finish time): the newest flows' first, each flow's
+    in its listed order."""
 
     where: Any = None
     limit: int = LIST_LIMIT_DEFAULT
@@ -146,6 +158,35 @@ class TaskView(msgspec.Struct, kw_only=True):
     """Digests the log recorded for the task's outputs (reused ones: carried over)."""
 
 
+class TaskSummary(msgspec.Struct, kw_only=True):
+    """A task as `weir.api.tasks` lists it: with its flow, without its failure history."""
+
+    flow_id: str
+    flow_name: str
+    flow_created_at: datetime
+    position: int
+    """Where the task stands in its flow's list."""
+    name: str
+    status: str
+    attempt: int
+    queue: str
+    priority: int = 0
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_at: datetime | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    runner: str | None = None
+
+
+class TaskPage(msgspec.Struct, kw_only=True):
+    tasks: list[TaskSummary]
+    next: str | None = None
+    """Opaque: the `cursor` of the next page, or null at the end."""
+
+
 class FlowSummary(msgspec.Struct, kw_only=True):
     id: str
     name: str
@@ -156,6 +197,8 @@ class FlowSummary(msgspec.Struct, kw_only=True):
     seq: int
     tags: list[str] = msgspec.field(default_factory=list)
     finished_at: datetime | None = None
+    task_counts: dict[str, int] = msgspec.field(default_factory=dict)
+    """How many of its tasks are in each status (only statuses some task is in)."""
 
 
 class FlowView(FlowSummary, kw_only=True):

@@ -32,6 +32,8 @@ PUBLIC_MESSAGES: dict[str, Any] = {
     "FlowState": api.FlowState,
     "Heartbeat": messages.Heartbeat,
     "QueryRequest": api.QueryRequest,
+    "TaskQueryRequest": api.TaskQueryRequest,
+    "TaskPage": api.TaskPage,
     "PruneRequest": api.PruneRequest,
     "PruneResult": api.PruneResult,
     "ScheduleRequest": api.ScheduleRequest,

@@ -42,6 +42,8 @@ from weir_proto.api import (
     ScheduleRequest,
     ScheduleView,
     SubmitAccepted,
+    TaskPage,
+    TaskQueryRequest,
 )
 from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
@@ -396,9 +398,18 @@ class Client:
     async def query(
         self, where: Any = None, limit: int = 50, cursor: str | None = None
     ) -> FlowPage:
-        """Flows matching a filter (and/or/not over status, name, tags, metadata, times)."""
+        """Flows matching a filter (and/or/not over id, status, name, queue, tags, metadata,
+        params, times)."""
         request = QueryRequest(where=where, limit=limit, cursor=cursor)
         return await self._call(subjects.API_QUERY, request, FlowPage)
+
+    async def tasks(
+        self, where: Any = None, limit: int = 50, cursor: str | None = None
+    ) -> TaskPage:
+        """Tasks across flows matching a filter (and/or/not over flow, flow_name, name,
+        status, queue, finish time): the newest flows' first, each flow's in its order."""
+        request = TaskQueryRequest(where=where, limit=limit, cursor=cursor)
+        return await self._call(subjects.API_TASKS, request, TaskPage)
 
     async def cancel(self, flow_id: str, reason: str = "cancelled by request") -> FlowState:
         """Pending tasks never start, running attempts are killed, the flow ends cancelled."""

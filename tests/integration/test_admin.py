@@ -236,7 +236,8 @@ async def test_a_ticks_flow_sees_the_tick_time_and_the_schedules_params(client: 
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert type(final).__name__ == "FlowSucceeded", final
     tick = datetime.strptime(flow_id.removeprefix("stamped-"), "%Y%m%d%H%M%S")
-    first = [event async for event in client.events(flow_id)][0]
+    events = [event async for event in client.events(flow_id)]
+    first = events[0]
     assert isinstance(first, FlowSubmitted)
     stamp = tick.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert first.spec.arguments == {"at": stamp, "n": 7}

@@ -33,7 +33,8 @@ from weir_scheduler.data import (
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.data.queries import QUERIES
-from weir_scheduler.data.rows import BULK_ROWS, record_columns
+from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
+from weir_scheduler.filters import FilterError
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
@@ -79,6 +80,7 @@ def flow_row(flow_id: str, **fields: object) -> FlowRow:
         "rerun_of": None,
         "unique_key": None,
         "finished_at": None,
+        "params": {},
     }
     values.update(fields)
     return msgspec.convert(values, FlowRow)
@@ -354,6 +356,88 @@ async def test_pages_and_queries_are_newest_first(data: DataLayer) -> None:
     assert [f.id for f in await data.flow_page("failed", None, 10)] == ["g"]
     where = {"and": [{"tags_any": ["nightly"]}, {"not": {"name": "other"}}]}
     assert [f.id for f in await data.flow_query(where, after, 10)] == ["f0"]
+
+
+async def test_queries_on_id_queue_scheduled_time_and_params(data: DataLayer) -> None:
+    later = NOW + HOUR
+    await submitted(data, "a", params={"date": "2026-12-01", "n": 3, "fast": True})
+    await submitted(data, "b", params={"date": "2026-12-02", "n": 4}, start_at=later)
+    gpu = task_row("c", "train", 0, queue="gpu")
+    await data.append(batch([event("c", 1)], [flow_row("c", created_at=NOW - 2 * HOUR)], [gpu]))
+
+    async def ids(where: object) -> list[str]:
+        return sorted(f.id for f in await data.flow_query(where, None, 10))
+
+    assert await ids({"id": "b"}) == ["b"]
+    assert await ids({"id": ["a", "c", "nobody"]}) == ["a", "c"]
+    assert await ids({"queue": "gpu"}) == ["c"]
+    assert await ids({"queue": ["gpu", "default"]}) == ["a", "b", "c"]
+    assert await ids({"not": {"queue": "gpu"}}) == ["a", "b"]
+    assert await ids({"scheduled_after": (NOW + HOUR / 2).isoformat()}) == ["b"]
+    assert await ids({"scheduled_before": (NOW + HOUR / 2).isoformat()}) == []
+    assert await ids({"params": {"date": "2026-12-01"}}) == ["a"]
+    assert await ids({"params": {"n": 4}}) == ["b"]
+    assert await ids({"params": {"n": "4"}}) == []  # a string is not the number
+    assert await ids({"params": {"fast": 1}}) == []  # true is not 1
+    assert await ids({"and": [{"params": {"fast": True}}, {"id": ["a", "b"]}]}) == ["a"]
+    with pytest.raises(FilterError, match=r"\$\.where\.param: unknown condition; use one of"):
+        await ids({"param": {"n": 4}})
+
+
+async def test_flow_listings_count_tasks_by_status(data: DataLayer) -> None:
+    await submitted(data, "f1")
+    done = task_row("f1", "extract", 0, status="succeeded", attempt=1)
+    running = task_row("f1", "load", 1, status="running", attempt=1)
+    await data.append(batch([event("f1", 2)], [flow_row("f1", seq=2)], [done, running]))
+    await submitted(data, "f2", created_at=NOW - 2 * HOUR)
+    (first, second) = await data.flow_page(None, None, 10)
+    assert first.task_counts == {"succeeded": 1, "running": 1}
+    assert second.task_counts == {"pending": 2}
+    (queried,) = await data.flow_query({"id": "f1"}, None, 10)
+    assert queried.task_counts == first.task_counts
+    view = await data.flow_view("f1")
+    assert view is not None and view.task_counts == first.task_counts
+
+
+async def test_task_queries_cross_flows_newest_first_in_pages(data: DataLayer) -> None:
+    for n, queue in enumerate(["gpu", "cpu", "gpu"]):
+        flow_id = f"f{n}"
+        created = NOW - timedelta(minutes=10 - n)
+        load_queue = "gpu" if n == 2 else "cpu"
+        tasks = [
+            task_row(flow_id, "extract", 0, queue=queue),
+            task_row(flow_id, "load", 1, queue=load_queue),
+        ]
+        await data.append(
+            batch([event(flow_id, 1)], [flow_row(flow_id, created_at=created)], tasks)
+        )
+        ended = [msgspec.structs.replace(tasks[0], status="failed", attempt=1)]
+        if n == 2:
+            ended.append(msgspec.structs.replace(tasks[1], status="failed", attempt=1))
+        await data.append(batch([event(flow_id, 2)], [flow_row(flow_id, seq=2)], ended))
+
+    where = {"and": [{"status": "failed"}, {"queue": "gpu"}]}
+    found = await data.task_query(where, None, 10)
+    assert [(t.flow_id, t.name) for t in found] == [
+        ("f2", "extract"),
+        ("f2", "load"),
+        ("f0", "extract"),
+    ]
+    assert found[0].flow_name == "etl" and found[0].attempt == 1
+    page = await data.task_query(where, None, 1)
+    after = TaskKey(page[0].flow_created_at, page[0].flow_id, page[0].position)
+    rest = await data.task_query(where, after, 10)
+    assert [(t.flow_id, t.name) for t in rest] == [("f2", "load"), ("f0", "extract")]
+    everything = await data.task_query(None, None, 100)
+    assert len(everything) == 6
+    assert [t.name for t in await data.task_query({"flow": "f1"}, None, 10)] == [
+        "extract",
+        "load",
+    ]
+    named = {"and": [{"name": "load"}, {"flow_name": "etl"}, {"not": {"status": "failed"}}]}
+    assert [t.flow_id for t in await data.task_query(named, None, 10)] == ["f1", "f0"]
+    with pytest.raises(FilterError, match="use one of and, or, not, flow, flow_name"):
+        await data.task_query({"tags_any": ["x"]}, None, 10)
 
 
 async def test_prune_deletes_old_ended_flows_beyond_the_newest_kept(data: DataLayer) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from weir.where import WhereError, parse_where
-from weir_scheduler.filters import FilterError, compile_filter
+from weir.where import WhereError, parse_task_where, parse_where
+from weir_scheduler.filters import TASK_LEAVES, FilterError, compile_filter
 
 
 def test_or_and_not_are_parenthesised_and_values_are_bound() -> None:
@@ -19,13 +19,15 @@ def test_or_and_not_are_parenthesised_and_values_are_bound() -> None:
             ]
         }
     )
-    assert sql == ("((status = ANY($1::text[])) AND ((tags && $2::text[]) OR (NOT (name = $3))))")
+    assert sql == (
+        "((f.status = ANY($1::text[])) AND ((f.tags && $2::text[]) OR (NOT (f.name = $3))))"
+    )
     assert params == [["failed", "cancelled"], ["nightly"], "x'; DROP TABLE flows; --"]
 
 
 def test_parameters_can_start_after_other_ones() -> None:
     sql, params = compile_filter({"metadata": {"owner": "ana"}}, first_param=4)
-    assert sql == "(metadata @> $4::jsonb)" and params == ['{"owner":"ana"}']
+    assert sql == "(f.metadata @> $4::jsonb)" and params == ['{"owner":"ana"}']
 
 
 @pytest.mark.parametrize(
@@ -33,7 +35,10 @@ def test_parameters_can_start_after_other_ones() -> None:
     [
         ({"colour": "red"}, "$.where.colour: unknown condition"),
         ({"and": []}, "$.where.and: expects a non-empty list"),
-        ({"status": 3}, "expects a status or a list"),
+        ({"status": 3}, "$.where.status: expects a string or a list of strings"),
+        ({"id": []}, "$.where.id: expects a string or a list of strings"),
+        ({"params": []}, "$.where.params: expects an object"),
+        ({"scheduled_after": "soon"}, "$.where.scheduled_after: expects an ISO 8601 time"),
         ({"created_after": "yesterday"}, "expects an ISO 8601 time"),
         ({"created_after": "2026-01-01T00:00:00"}, "needs a zone"),
         ({"a": 1, "b": 2}, "exactly one key"),
@@ -74,3 +79,58 @@ def test_where_expressions_parse_with_precedence() -> None:
 def test_bad_where_expressions(text: str) -> None:
     with pytest.raises(WhereError):
         parse_where(text)
+
+
+def test_where_reads_ids_queues_scheduled_times_and_params() -> None:
+    assert parse_where("id=a,b and queue=gpu") == {"and": [{"id": ["a", "b"]}, {"queue": "gpu"}]}
+    assert parse_where("id=a or scheduled>2026-12-01 and scheduled<2026-12-02T06:00:00Z") == {
+        "or": [
+            {"id": "a"},
+            {
+                "and": [
+                    {"scheduled_after": "2026-12-01T00:00:00Z"},
+                    {"scheduled_before": "2026-12-02T06:00:00Z"},
+                ]
+            },
+        ]
+    }
+    # A parameter keeps its type: 3 matches the int and the string "3"; text stays text.
+    assert parse_where("param.n=3") == {"or": [{"params": {"n": 3}}, {"params": {"n": "3"}}]}
+    assert parse_where("param.date=2026-12-01") == {"params": {"date": "2026-12-01"}}
+    for where in (parse_where("param.n=3 and not id=x,y"), parse_where("queue=a,b")):
+        compile_filter(where)  # what the CLI builds, the scheduler accepts
+
+
+def test_task_where_reads_flows_queues_and_statuses() -> None:
+    assert parse_task_where("status=failed and queue=gpu") == {
+        "and": [{"status": "failed"}, {"queue": "gpu"}]
+    }
+    where = parse_task_where("flow=a,b and (name=load or flow_name=etl) and finished>2026-12-01")
+    assert where == {
+        "and": [
+            {"flow": ["a", "b"]},
+            {"or": [{"name": "load"}, {"flow_name": "etl"}]},
+            {"finished_after": "2026-12-01T00:00:00Z"},
+        ]
+    }
+    compile_filter(where, leaves=TASK_LEAVES)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "words"),
+    [
+        (parse_where, "colour=red", 'unknown field "colour"'),
+        (parse_where, "colour=red", "fields of flows: id, status, name, queue, tag, anytag"),
+        (parse_where, "params.n=3", "param.NAME"),
+        (parse_task_where, "tag=x", "unknown field \"tag\" in 'tag=x'; fields of tasks: flow,"),
+        (parse_where, "id>3", "field \"id\" in 'id>3' takes =, not >"),
+        (parse_where, "created=2026-01-01", "takes > <, not ="),
+        (parse_where, "status", "fields of flows: id,"),
+    ],
+)
+def test_bad_where_expressions_name_the_field_and_list_the_valid_ones(
+    parse: Any, text: str, words: str
+) -> None:
+    with pytest.raises(WhereError) as refused:
+        parse(text)
+    assert words in str(refused.value)

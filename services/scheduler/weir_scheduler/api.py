@@ -34,6 +34,7 @@ from weir_proto.api import (
     ScheduleName,
     ScheduleRequest,
     SubmitAccepted,
+    TaskQueryRequest,
 )
 from weir_proto.errors import ApiError, ErrorCode, WeirException
 from weir_proto.events import FlowCancelRequested
@@ -46,7 +47,7 @@ from weir_scheduler.commands import FlowCommands
 from weir_scheduler.data import NewSchedule
 from weir_scheduler.decider import Cancel
 from weir_scheduler.filters import FilterError
-from weir_scheduler.store import EventStore, parse_cursor
+from weir_scheduler.store import EventStore, parse_cursor, task_cursor_bounds
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
 log = logging.getLogger("weir.scheduler.api")
@@ -258,6 +259,20 @@ class Api:
         except FilterError as exc:
             raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
 
+    async def tasks(self, data: bytes) -> object:
+        request = _decode(data, TaskQueryRequest, "tasks")
+        _check_page(request.limit, None)
+        try:
+            task_cursor_bounds(request.cursor)
+        except ValueError:
+            raise ApiFailure(
+                ApiError(code=ErrorCode.BAD_REQUEST, message="cursor is not a `next` from this API")
+            ) from None
+        try:
+            return await self.store.tasks(request.where, request.limit, request.cursor)
+        except FilterError as exc:
+            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
+
     async def prune(self, data: bytes) -> object:
         request = _decode(data, PruneRequest, "prune")
         allowed = {str(s) for s in TERMINAL_FLOW_STATUSES}
@@ -341,6 +356,7 @@ class Api:
             ("rerun", self.rerun),
             ("attempt", self.attempt),
             ("query", self.query),
+            ("tasks", self.tasks),
             ("prune", self.prune),
             ("schedule.create", self.schedule_create),
             ("schedule.list", self.schedule_list),

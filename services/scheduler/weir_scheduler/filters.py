@@ -1,4 +1,5 @@
-"""The flow query language: a JSON filter compiled to parameterised, parenthesised SQL.
+"""The query language: a JSON filter compiled to parameterised, parenthesised SQL, over
+flows (`weir.api.query`) or over tasks across flows (`weir.api.tasks`).
 
 ```json
 {"and": [{"status": ["failed", "cancelled"]},
@@ -6,14 +7,20 @@
          {"created_after": "2026-11-01T00:00:00Z"}]}
 ```
 
-Leaves: `status` (one or a list), `name`, `tags_all`, `tags_any`, `metadata` (object:
+Flow leaves (`FLOW_LEAVES`): `id` and `status` (one or a list), `name`, `queue` (one or a
+list: flows with a task on it), `tags_all`, `tags_any`, `metadata` and `params` (objects:
 equality by containment), `created_after`, `created_before`, `finished_after`,
-`finished_before`. Combinators: `and`, `or` (lists), `not`. Values are always bound
-parameters; every combinator is wrapped in parentheses, so `a OR b AND c` can never happen.
+`finished_before`, `scheduled_after`, `scheduled_before` (the delayed start). Task leaves
+(`TASK_LEAVES`): `flow` and `status` and `queue` (one or a list), `name`, `flow_name`,
+`finished_after`, `finished_before`. Combinators: `and`, `or` (lists), `not`. Values are
+always bound parameters; every combinator is wrapped in parentheses, so `a OR b AND c` can
+never happen. The SQL reads the flows table as `f` and the tasks table as `t`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,21 +30,84 @@ from weir_proto.errors import WeirException
 FILTER_DEPTH_MAX = 16
 FILTER_NODES_MAX = 200
 
-_TIME_COLUMNS = {
-    "created_after": ("created_at", ">"),
-    "created_before": ("created_at", "<"),
-    "finished_after": ("finished_at", ">"),
-    "finished_before": ("finished_at", "<"),
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One condition: how its value is checked and which SQL it becomes."""
+
+    kind: str
+    """`strings` (one or a list), `string`, `tags`, `object` or `time`."""
+    sql: str
+    """The SQL with `{}` where the bound value goes."""
+
+
+_QUEUE_OF_FLOW = (
+    "EXISTS (SELECT 1 FROM tasks q WHERE q.flow_id = f.id AND q.queue = ANY({}::text[]))"
+)
+
+FLOW_LEAVES: Mapping[str, Leaf] = {
+    "id": Leaf("strings", "f.id = ANY({}::text[])"),
+    "status": Leaf("strings", "f.status = ANY({}::text[])"),
+    "name": Leaf("string", "f.name = {}"),
+    "queue": Leaf("strings", _QUEUE_OF_FLOW),
+    "tags_all": Leaf("tags", "f.tags @> {}::text[]"),
+    "tags_any": Leaf("tags", "f.tags && {}::text[]"),
+    "metadata": Leaf("object", "f.metadata @> {}::jsonb"),
+    "params": Leaf("object", "f.params @> {}::jsonb"),
+    "created_after": Leaf("time", "f.created_at > {}"),
+    "created_before": Leaf("time", "f.created_at < {}"),
+    "finished_after": Leaf("time", "f.finished_at > {}"),
+    "finished_before": Leaf("time", "f.finished_at < {}"),
+    "scheduled_after": Leaf("time", "f.start_at > {}"),
+    "scheduled_before": Leaf("time", "f.start_at < {}"),
 }
-LEAVES = ("status", "name", "tags_all", "tags_any", "metadata", *_TIME_COLUMNS)
+TASK_LEAVES: Mapping[str, Leaf] = {
+    "flow": Leaf("strings", "t.flow_id = ANY({}::text[])"),
+    "flow_name": Leaf("string", "f.name = {}"),
+    "name": Leaf("string", "t.name = {}"),
+    "status": Leaf("strings", "t.status = ANY({}::text[])"),
+    "queue": Leaf("strings", "t.queue = ANY({}::text[])"),
+    "finished_after": Leaf("time", "t.finished_at > {}"),
+    "finished_before": Leaf("time", "t.finished_at < {}"),
+}
 
 
 class FilterError(WeirException, ValueError):
     """The filter is not valid; the message names the path and what is expected."""
 
 
+def leaf_value(key: str, leaf: Leaf, value: Any, where: str) -> Any:
+    """The value of a condition as it is bound (a list of strings, a string, JSON text, an
+    aware time), or FilterError saying what the condition expects."""
+    if leaf.kind == "strings":
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) for v in values):
+            raise FilterError(f"{where}: expects a string or a list of strings")
+        return values
+    if leaf.kind == "string":
+        if not isinstance(value, str):
+            raise FilterError(f"{where}: expects a string")
+        return value
+    if leaf.kind == "tags":
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise FilterError(f"{where}: expects a list of tags")
+        return value
+    if leaf.kind == "object":
+        if not isinstance(value, dict) or not value:
+            raise FilterError(f"{where}: expects an object of key: value pairs")
+        return value
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"{where}: expects an ISO 8601 time, e.g. 2026-11-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise FilterError(f"{where}: the time needs a zone, e.g. 2026-11-01T00:00:00Z")
+    return moment
+
+
 class _Compiler:
-    def __init__(self, first_param: int) -> None:
+    def __init__(self, leaves: Mapping[str, Leaf], first_param: int) -> None:
+        self.leaves = leaves
         self.params: list[Any] = []
         self.first = first_param
         self.nodes = 0
@@ -55,7 +125,7 @@ class _Compiler:
         if not isinstance(node, dict) or len(node) != 1:
             raise FilterError(
                 f"{path}: each condition is an object with exactly one key "
-                f"(and, or, not, {', '.join(LEAVES)})"
+                f"(and, or, not, {', '.join(self.leaves)})"
             )
         ((key, value),) = node.items()
         where = f"{path}.{key}"
@@ -66,44 +136,23 @@ class _Compiler:
             return "(" + f" {key.upper()} ".join(parts) + ")"
         if key == "not":
             return f"(NOT {self.compile(value, where, depth + 1)})"
-        if key == "status":
-            statuses = value if isinstance(value, list) else [value]
-            if not statuses or not all(isinstance(s, str) for s in statuses):
-                raise FilterError(f"{where}: expects a status or a list of statuses")
-            return f"(status = ANY({self.bind(statuses)}::text[]))"
-        if key == "name":
-            if not isinstance(value, str):
-                raise FilterError(f"{where}: expects a string")
-            return f"(name = {self.bind(value)})"
-        if key in ("tags_all", "tags_any"):
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise FilterError(f"{where}: expects a list of tags")
-            operator = "@>" if key == "tags_all" else "&&"
-            return f"(tags {operator} {self.bind(value)}::text[])"
-        if key == "metadata":
-            if not isinstance(value, dict) or not value:
-                raise FilterError(f"{where}: expects an object of key: value pairs")
-            encoded = msgspec.json.encode(value).decode()
-            return f"(metadata @> {self.bind(encoded)}::jsonb)"
-        if key in _TIME_COLUMNS:
-            column, operator = _TIME_COLUMNS[key]
-            try:
-                moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            except ValueError:
-                raise FilterError(
-                    f"{where}: expects an ISO 8601 time, e.g. 2026-11-01T00:00:00Z"
-                ) from None
-            if moment.tzinfo is None:
-                raise FilterError(f"{where}: the time needs a zone, e.g. 2026-11-01T00:00:00Z")
-            return f"({column} {operator} {self.bind(moment)})"
-        raise FilterError(
-            f"{where}: unknown condition; use one of and, or, not, {', '.join(LEAVES)}"
-        )
+        leaf = self.leaves.get(key)
+        if leaf is None:
+            raise FilterError(
+                f"{where}: unknown condition; use one of and, or, not, {', '.join(self.leaves)}"
+            )
+        bound = leaf_value(key, leaf, value, where)
+        if leaf.kind == "object":
+            bound = msgspec.json.encode(bound).decode()
+        return "(" + leaf.sql.format(self.bind(bound)) + ")"
 
 
-def compile_filter(where: Any, first_param: int = 1) -> tuple[str, list[Any]]:
-    """SQL boolean expression and its parameters (numbered from `first_param`)."""
+def compile_filter(
+    where: Any, first_param: int = 1, leaves: Mapping[str, Leaf] = FLOW_LEAVES
+) -> tuple[str, list[Any]]:
+    """SQL boolean expression and its parameters (numbered from `first_param`), over flows
+    (`FLOW_LEAVES`, the default) or tasks (`TASK_LEAVES`)."""
     if where is None:
         return "TRUE", []
-    compiler = _Compiler(first_param)
+    compiler = _Compiler(leaves, first_param)
     return compiler.compile(where, "$.where", 0), compiler.params

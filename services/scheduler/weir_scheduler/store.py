@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 from weir_proto import subjects
-from weir_proto.api import FlowPage, FlowSummary, FlowView
+from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
@@ -30,6 +30,7 @@ from weir_scheduler.data import (
     FlowKey,
     FlowRow,
     OutboxRow,
+    TaskKey,
     TaskRow,
     TimerKey,
     TimerRow,
@@ -230,6 +231,17 @@ class EventStore:
         summaries = await self.data.flow_query(where, cursor_bounds(cursor), limit + 1)
         return _page(summaries, limit)
 
+    async def tasks(self, where: Any, limit: int, cursor: str | None) -> TaskPage:
+        """Tasks across flows matching a filter (filters.TASK_LEAVES), one page: the newest
+        flows' first, each flow's in its listed order."""
+        found = await self.data.task_query(where, task_cursor_bounds(cursor), limit + 1)
+        page = list(found[:limit])
+        following = None
+        if len(found) > limit:
+            last = page[-1]
+            following = f"{last.flow_created_at.isoformat()}~{last.flow_id}~{last.position}"
+        return TaskPage(tasks=page, next=following)
+
     async def prune(
         self, statuses: Sequence[str], older_than: datetime, keep_last: int, batch: int
     ) -> int:
@@ -258,6 +270,18 @@ def cursor_bounds(cursor: str | None) -> FlowKey | None:
     if not sep or not flow_id:
         raise ValueError("cursor must be the `next` value of a previous page")
     return FlowKey(datetime.fromisoformat(stamp), flow_id)
+
+
+def task_cursor_bounds(cursor: str | None) -> TaskKey | None:
+    """The task a page of `tasks` continues after; ValueError for a cursor we did not hand
+    out."""
+    if not cursor:
+        return None
+    stamp, _, rest = cursor.partition("~")
+    flow_id, sep, position = rest.rpartition("~")
+    if not sep or not flow_id or not position.isdigit():
+        raise ValueError("cursor must be the `next` value of a previous page")
+    return TaskKey(datetime.fromisoformat(stamp), flow_id, int(position))
 
 
 def parse_cursor(cursor: str) -> None:
@@ -363,6 +387,7 @@ def _flow_row(change: Change) -> FlowRow:
         rerun_of=flow.rerun_of,
         unique_key=spec.unique.key if spec and spec.unique else None,
         finished_at=flow.updated_at if flow.status.terminal else None,
+        params=dict(flow.plan.params) if flow.plan else {},
     )
 
 

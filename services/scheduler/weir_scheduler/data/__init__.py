@@ -2,7 +2,8 @@
 
 - `layer.py`: `DataLayer`, the typed methods every caller uses, and what they promise;
 - `postgres.py`: `PostgresData`, the real one; every statement is named in `queries.sql`;
-- `memory.py`: `MemoryData`, its in-memory twin for unit tests;
+- `memory.py`: `MemoryData`, its in-memory twin for unit tests (`memory_query.py`: the
+  query language on its rows);
 - `rows.py`: the typed rows; those written in bulk are their own column lists;
 - `locks.py`: every advisory lock, named once.
 
@@ -22,6 +23,7 @@ from weir_scheduler.data.rows import (
     LoggedEvent,
     NewSchedule,
     OutboxRow,
+    TaskKey,
     TaskRow,
     TimerKey,
     TimerRow,
@@ -42,6 +44,7 @@ __all__ = [
     "LoggedEvent",
     "NewSchedule",
     "OutboxRow",
+    "TaskKey",
     "TaskRow",
     "TimerKey",
     "TimerRow",

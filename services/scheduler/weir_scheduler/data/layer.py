@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
-from weir_proto.api import FlowSummary, FlowView, ScheduleView
+from weir_proto.api import FlowSummary, FlowView, ScheduleView, TaskSummary
 from weir_proto.errors import WeirException
 
 from weir_scheduler.data.locks import Lock
@@ -33,6 +33,7 @@ from weir_scheduler.data.rows import (
     LoggedEvent,
     NewSchedule,
     OutboxRow,
+    TaskKey,
 )
 
 
@@ -195,13 +196,23 @@ class DataLayer(ABC):
     async def flow_page(
         self, status: str | None, after: FlowKey | None, most: int
     ) -> list[FlowSummary]:
-        """Flows newest first (by created_at, then id), after `after`."""
+        """Flows newest first (by created_at, then id), after `after`, each with its
+        `task_counts`."""
 
     @abstractmethod
     async def flow_query(
         self, where: object, after: FlowKey | None, most: int
     ) -> list[FlowSummary]:
-        """`flow_page` for the flows matching a filter (filters.py)."""
+        """`flow_page` for the flows matching a filter (filters.FLOW_LEAVES); FilterError
+        for a bad one."""
+
+    @abstractmethod
+    async def task_query(
+        self, where: object, after: TaskKey | None, most: int
+    ) -> list[TaskSummary]:
+        """Tasks across flows matching a filter (filters.TASK_LEAVES): the newest flows'
+        first (by created_at, then id), each flow's by position, after `after`; FilterError
+        for a bad filter."""
 
     @abstractmethod
     async def prune_batch(

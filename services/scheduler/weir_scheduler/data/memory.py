@@ -12,16 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
-from weir_proto.api import AttemptFailure, FlowSummary, FlowView, ScheduleView, TaskView
+from weir_proto.api import (
+    AttemptFailure,
+    FlowSummary,
+    FlowView,
+    ScheduleView,
+    TaskSummary,
+    TaskView,
+)
 
 from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
 from weir_scheduler.data.locks import Lock
+from weir_scheduler.data.memory_query import (
+    flow_matches,
+    summary,
+    summary_fields,
+    task_matches,
+    task_summary,
+)
 from weir_scheduler.data.rows import (
     AppendBatch,
     AttemptState,
@@ -32,9 +46,10 @@ from weir_scheduler.data.rows import (
     LoggedEvent,
     NewSchedule,
     OutboxRow,
+    TaskKey,
     TaskRow,
 )
-from weir_scheduler.filters import compile_filter
+from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 PENDING_STATUSES = ("scheduled", "pending", "running", "cancelling")
 IN_FLIGHT_STATUSES = ("dispatched", "running")
@@ -405,10 +420,7 @@ class MemoryData(DataLayer):
         flow = self._t.flows.get(flow_id)
         if flow is None:
             return None
-        rows = sorted(
-            (t for (fid, _), t in self._t.tasks.items() if fid == flow_id),
-            key=lambda t: t.position,
-        )
+        rows = self._tasks_of(flow_id)
         tasks = [
             TaskView(
                 name=t.name,
@@ -436,12 +448,19 @@ class MemoryData(DataLayer):
             for t in rows
         ]
         return FlowView(
-            **_summary_fields(flow),
+            **summary_fields(flow),
+            task_counts=dict(Counter(t.status for t in tasks)),
             tasks=tasks,
             errors=list(flow.errors or ()),
             metadata=dict(flow.metadata),
             start_at=flow.start_at,
             rerun_of=flow.rerun_of,
+        )
+
+    def _tasks_of(self, flow_id: str) -> list[TaskRow]:
+        return sorted(
+            (t for (fid, _), t in self._t.tasks.items() if fid == flow_id),
+            key=lambda t: t.position,
         )
 
     def _newest(
@@ -453,7 +472,7 @@ class MemoryData(DataLayer):
             if keep(f) and (after is None or (f.created_at, f.id) < (after.created_at, after.id))
         ]
         flows.sort(key=lambda f: (f.created_at, f.id), reverse=True)
-        return [_summary(f) for f in flows[:most]]
+        return [summary(f, self._tasks_of(f.id)) for f in flows[:most]]
 
     async def flow_page(
         self, status: str | None, after: FlowKey | None, most: int
@@ -464,7 +483,33 @@ class MemoryData(DataLayer):
         self, where: object, after: FlowKey | None, most: int
     ) -> list[FlowSummary]:
         compile_filter(where)  # the same errors as Postgres for a bad filter
-        return self._newest(lambda f: where is None or _matches(where, f), after, most)
+
+        def keep(flow: FlowRow) -> bool:
+            return flow_matches(where, flow, lambda: {t.queue for t in self._tasks_of(flow.id)})
+
+        return self._newest(lambda f: where is None or keep(f), after, most)
+
+    async def task_query(
+        self, where: object, after: TaskKey | None, most: int
+    ) -> list[TaskSummary]:
+        compile_filter(where, leaves=TASK_LEAVES)
+        flows = sorted(self._t.flows.values(), key=lambda f: (f.created_at, f.id), reverse=True)
+        found: list[TaskSummary] = []
+        for flow in flows:
+            key = (flow.created_at, flow.id)
+            if after is not None and key > (after.flow_created_at, after.flow_id):
+                continue
+            seen = -1  # positions up to this one came on an earlier page
+            if after is not None and key == (after.flow_created_at, after.flow_id):
+                seen = after.position
+            for task in self._tasks_of(flow.id):
+                if task.position <= seen:
+                    continue
+                if where is None or task_matches(where, flow, task):
+                    found.append(task_summary(flow, task))
+                    if len(found) == most:
+                        return found
+        return found
 
     async def prune_batch(
         self, statuses: Sequence[str], keep_last: int, older_than: datetime, most: int
@@ -513,50 +558,3 @@ class MemoryLeadership(Leadership):
             shared.relay_holder = None
             if self._wake in shared.listeners:
                 shared.listeners.remove(self._wake)
-
-
-def _summary_fields(flow: FlowRow) -> dict[str, Any]:
-    return {
-        "id": flow.id,
-        "name": flow.name,
-        "status": flow.status,
-        "created_at": flow.created_at,
-        "updated_at": flow.updated_at,
-        "task_count": flow.task_count,
-        "seq": flow.seq,
-        "tags": list(flow.tags),
-        "finished_at": flow.finished_at,
-    }
-
-
-def _summary(flow: FlowRow) -> FlowSummary:
-    return FlowSummary(**_summary_fields(flow))
-
-
-def _moment(value: object) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def _matches(node: Any, flow: FlowRow) -> bool:
-    """The filter language of filters.py, on one flow (a filter compile_filter accepted)."""
-    ((key, value),) = node.items()
-    if key == "and":
-        return all(_matches(v, flow) for v in value)
-    if key == "or":
-        return any(_matches(v, flow) for v in value)
-    if key == "not":
-        return not _matches(value, flow)
-    if key == "status":
-        return flow.status in (value if isinstance(value, list) else [value])
-    if key == "name":
-        return bool(flow.name == value)
-    if key == "tags_all":
-        return set(value) <= set(flow.tags)
-    if key == "tags_any":
-        return bool(set(value) & set(flow.tags))
-    if key == "metadata":
-        return all(flow.metadata.get(k) == v for k, v in value.items())
-    column = flow.created_at if key.startswith("created") else flow.finished_at
-    if column is None:
-        return False
-    return column > _moment(value) if key.endswith("_after") else column < _moment(value)

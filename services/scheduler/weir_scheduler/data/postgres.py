@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
@@ -13,7 +14,14 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from weir_proto.api import AttemptFailure, FlowSummary, FlowView, ScheduleView, TaskView
+from weir_proto.api import (
+    AttemptFailure,
+    FlowSummary,
+    FlowView,
+    ScheduleView,
+    TaskSummary,
+    TaskView,
+)
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
 
@@ -29,8 +37,9 @@ from weir_scheduler.data.rows import (
     LoggedEvent,
     NewSchedule,
     OutboxRow,
+    TaskKey,
 )
-from weir_scheduler.filters import compile_filter
+from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 log = logging.getLogger("weir.scheduler.data")
 
@@ -50,7 +59,7 @@ _encoder = msgspec.json.Encoder()
 _failures = msgspec.json.Decoder(list[AttemptFailure])
 _outputs = msgspec.json.Decoder(list[OutputDigest])
 _errors = msgspec.json.Decoder(list[SpecError])
-_SUMMARY_FIELDS = FlowSummary.__struct_fields__
+_SUMMARY_FIELDS = tuple(f for f in FlowSummary.__struct_fields__ if f != "task_counts")
 
 
 class PostgresData(DataLayer):
@@ -302,6 +311,7 @@ class PostgresData(DataLayer):
             tasks.append(TaskView(**fields))
         return FlowView(
             **_summary_fields(row),
+            task_counts=dict(Counter(t.status for t in tasks)),
             tasks=tasks,
             errors=_errors.decode(row["errors"]) if row["errors"] else [],
             metadata=msgspec.json.decode(row["metadata"]),
@@ -315,7 +325,7 @@ class PostgresData(DataLayer):
         after_time, after_id = (after.created_at, after.id) if after else (None, None)
         async with self._connection() as conn:
             rows = await conn.fetch(Q["list_flows"], status, after_time, after_id, most)
-        return [FlowSummary(**_summary_fields(r)) for r in rows]
+            return await _with_counts(conn, rows)
 
     async def flow_query(
         self, where: object, after: FlowKey | None, most: int
@@ -325,13 +335,31 @@ class PostgresData(DataLayer):
         n = len(params)
         # Only the structure comes from the filter; every value is a bound parameter.
         sql = (
-            f"{Q['query_flows_select']} WHERE {condition} "
-            f"AND (${n + 1}::timestamptz IS NULL OR (created_at, id) < (${n + 1}, ${n + 2}::text)) "
-            f"ORDER BY created_at DESC, id DESC LIMIT ${n + 3}"
+            f"{Q['query_flows_select']} WHERE {condition} AND (${n + 1}::timestamptz IS NULL "
+            f"OR (f.created_at, f.id) < (${n + 1}, ${n + 2}::text)) "
+            f"ORDER BY f.created_at DESC, f.id DESC LIMIT ${n + 3}"
         )
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params, after_time, after_id, most)
-        return [FlowSummary(**_summary_fields(r)) for r in rows]
+            return await _with_counts(conn, rows)
+
+    async def task_query(
+        self, where: object, after: TaskKey | None, most: int
+    ) -> list[TaskSummary]:
+        condition, params = compile_filter(where, first_param=1, leaves=TASK_LEAVES)
+        at, flow_id, position = (
+            (after.flow_created_at, after.flow_id, after.position) if after else (None, None, 0)
+        )
+        n = len(params)
+        sql = (
+            f"{Q['query_tasks_select']} WHERE {condition} AND (${n + 1}::timestamptz IS NULL "
+            f"OR (f.created_at, f.id) < (${n + 1}, ${n + 2}::text) "
+            f"OR ((f.created_at, f.id) = (${n + 1}, ${n + 2}::text) AND t.position > ${n + 3})) "
+            f"ORDER BY f.created_at DESC, f.id DESC, t.position LIMIT ${n + 4}"
+        )
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *params, at, flow_id, position, most)
+        return [TaskSummary(**dict(r)) for r in rows]
 
     async def prune_batch(
         self, statuses: Sequence[str], keep_last: int, older_than: datetime, most: int
@@ -385,6 +413,15 @@ class PostgresLeadership(Leadership):
 
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {key: row[key] for key in _SUMMARY_FIELDS}
+
+
+async def _with_counts(conn: Any, rows: Sequence[Any]) -> list[FlowSummary]:
+    """Summaries of flow rows, each with how many of its tasks are in each status."""
+    counts: dict[str, dict[str, int]] = {r["id"]: {} for r in rows}
+    if counts:
+        for c in await conn.fetch(Q["task_counts"], list(counts)):
+            counts[c["flow_id"]][c["status"]] = c["n"]
+    return [FlowSummary(**_summary_fields(r), task_counts=counts[r["id"]]) for r in rows]
 
 
 def _schedule_view(row: Any) -> ScheduleView:

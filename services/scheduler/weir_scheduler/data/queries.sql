@@ -225,7 +225,24 @@ ORDER BY created_at DESC, id DESC
 LIMIT $4;
 
 -- name: query_flows_select
-SELECT id, name, status, seq, task_count, created_at, updated_at, tags, finished_at FROM flows
+-- filters.py adds the WHERE over `f`.
+SELECT f.id, f.name, f.status, f.seq, f.task_count, f.created_at, f.updated_at, f.tags,
+       f.finished_at
+FROM flows f
+
+-- name: query_tasks_select
+-- Tasks across flows; filters.py adds the WHERE over `t` and `f`.
+SELECT t.flow_id, f.name AS flow_name, f.created_at AS flow_created_at, t.position,
+       t.name, t.status, t.attempt, t.queue, t.priority, t.dispatched_at,
+       t.started_at, t.finished_at, t.exit_code, t.error_type, t.error_message, t.runner,
+       t.retry_at
+FROM tasks t JOIN flows f ON f.id = t.flow_id
+
+-- name: task_counts
+-- How many tasks of each flow are in each status (the `weir flows` columns).
+SELECT flow_id, status, count(*)::int AS n FROM tasks
+WHERE flow_id = ANY($1::text[])
+GROUP BY flow_id, status;
 
 -- name: outbox_batch
 SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1;

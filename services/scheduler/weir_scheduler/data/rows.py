@@ -50,6 +50,8 @@ class FlowRow(msgspec.Struct, frozen=True, kw_only=True):
     rerun_of: str | None
     unique_key: str | None
     finished_at: datetime | None
+    params: dict[str, Any]
+    """Every parameter's value (given, else the default): `param.NAME` queries."""
 
 
 class TaskRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,6 +168,15 @@ class FlowKey(msgspec.Struct, frozen=True):
 
     created_at: datetime
     id: str
+
+
+class TaskKey(msgspec.Struct, frozen=True):
+    """Where a page of tasks continues: after this task (flows newest first, each flow's
+    tasks in their listed order)."""
+
+    flow_created_at: datetime
+    flow_id: str
+    position: int
 
 
 _PG_TYPES: dict[object, str] = {
