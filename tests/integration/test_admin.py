@@ -258,3 +258,62 @@ async def test_a_schedule_with_bad_params_is_refused_with_every_problem(client: 
     else:
         raise AssertionError("bad params must be refused")
     assert [s.name for s in await client.schedules()] == []
+
+
+async def test_query_flows_by_id_queue_and_params_and_tasks_across_flows(
+    client: Client,
+) -> None:
+    once = {"max_attempts": 1}
+    params = {"day": {"type": "string"}, "n": {"type": "int", "default": 1}}
+    ids = await run_all(
+        client,
+        [
+            {
+                "id": "pq-ok",
+                "name": "pq",
+                "params": params,
+                "arguments": {"day": "2026-12-01"},
+                "tasks": [task("a"), task("b", depends=["a"])],
+            },
+            {
+                "id": "pq-bad",
+                "name": "pq",
+                "params": params,
+                "arguments": {"day": "2026-12-02", "n": 3},
+                "tasks": [task("a"), task("b", "false", depends=["a"], retry=once)],
+            },
+        ],
+    )
+    verdict = await client.submit(
+        {"id": "pq-parked", "name": "pq", "tasks": [task("a", queue="nobody-serves")]},
+        verdict=True,
+    )
+    parked = verdict.flow_id
+
+    async def matching(where: Any) -> list[str]:
+        return sorted(f.id for f in (await client.query(where)).flows)
+
+    assert await matching({"id": ["pq-ok", "pq-parked", "nope"]}) == ["pq-ok", "pq-parked"]
+    assert await matching({"queue": "nobody-serves"}) == [parked]
+    assert await matching({"params": {"day": "2026-12-02"}}) == ["pq-bad"]
+    assert await matching({"and": [{"params": {"n": 1}}, {"name": "pq"}]}) == ["pq-ok"]
+    (bad,) = (await client.query({"id": "pq-bad"})).flows
+    assert bad.task_counts == {"succeeded": 1, "failed": 1}
+    failed = await client.tasks({"and": [{"status": "failed"}, {"flow": [*ids, parked]}]})
+    assert [(t.flow_id, t.name, t.error_type) for t in failed.tasks] == [
+        ("pq-bad", "b", "exit_code")
+    ]
+    page = await client.tasks({"flow": ids}, limit=3)
+    rest = await client.tasks({"flow": ids}, limit=3, cursor=page.next)
+    newest_first = [f.id for f in (await client.query({"id": ids})).flows]
+    assert [(t.flow_id, t.name) for t in page.tasks + rest.tasks] == [
+        (flow_id, name) for flow_id in newest_first for name in ("a", "b")
+    ]
+    assert rest.next is None
+    try:
+        await client.tasks({"tags_any": ["x"]})
+    except WeirError as exc:
+        assert exc.code == "bad_request" and "use one of and, or, not, flow," in exc.message
+    else:
+        raise AssertionError("a flow condition in a task query must be refused")
+    await client.cancel(parked)
