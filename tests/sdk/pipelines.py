@@ -4,6 +4,7 @@ the standard library."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
@@ -84,3 +85,34 @@ def notify() -> None:
 @sales.task(inputs={"nothing": notify, "data": blob}, serializer="json")
 def verdict(nothing: None, data: bytes) -> dict[str, Any]:
     return {"none_arrived": nothing is None, "blob_intact": data == BLOB + b"30"}
+
+
+daily = Flow("daily", defaults={"retry": 1, "timeout": 60})
+
+
+@daily.entry
+def daily_params(
+    day: str,
+    rows: int = 2,
+    scale: float = 1.5,
+    dry: bool = False,
+    options: dict[str, Any] = {"fast": True},  # noqa: B006 (never mutated: a declaration)
+) -> None:
+    """The flow's parameters: `day` is required, the others have defaults."""
+
+
+@daily.task
+def make(day: str, rows: int, options: dict[str, Any]) -> list[str]:
+    """Gets three of the flow's parameters, typed."""
+    return [f"{day}#{i}" for i in range(rows)] + [json.dumps(options, sort_keys=True)]
+
+
+@daily.task(inputs={"made": make}, serializer="json")
+def check(made: list[str], scale: float, dry: bool, unused: int = 7) -> dict[str, Any]:
+    """An input and two parameters; `unused` is neither and keeps its default."""
+    return {
+        "made": made,
+        "scale": scale,
+        "dry": dry,
+        "types": [type(scale).__name__, type(dry).__name__, type(unused).__name__],
+    }

@@ -36,8 +36,8 @@ def test_parameter_without_input_or_default_is_a_missing_input() -> None:
 
     assert problems(flow) == [
         'task "load" (test_parameter_without_input_or_default_is_a_missing_input.<locals>.'
-        'load()): missing input for parameter "rows"; add inputs={"rows": <upstream task>} '
-        "or give it a default"
+        'load()): missing input for parameter "rows"; add inputs={"rows": <upstream task>}, '
+        "give it a default, or declare a flow parameter of that name with @flow.entry"
     ]
 
 
@@ -316,5 +316,6 @@ def test_wrong_retry_and_timeout_are_reported_with_the_other_problems() -> None:
         'task "a": retry.backoff.strategy: "exponentail" is not one of constant, linear, '
         "polynomial, exponential",
         'task "a" (test_wrong_retry_and_timeout_are_reported_with_the_other_problems.<locals>.a()):'
-        ' missing input for parameter "x"; add inputs={"x": <upstream task>} or give it a default',
+        ' missing input for parameter "x"; add inputs={"x": <upstream task>}, give it a default, '
+        "or declare a flow parameter of that name with @flow.entry",
     ]

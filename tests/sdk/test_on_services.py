@@ -12,7 +12,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import event_type
 
-from tests.sdk.pipelines import sales
+from tests.sdk.pipelines import daily, sales
 
 WAIT = 60.0
 
@@ -61,3 +61,21 @@ async def test_running_the_flow_file_with_wait_submits_it_and_exits_0(
     await store.download("etl-from-file", "report", Path(settings.runner_dir) / "report.txt")
     report = (Path(settings.runner_dir) / "report.txt").read_text()
     assert report.splitlines()[0].split() == ["Kyoto", "263.86"]
+
+
+async def test_a_flow_with_params_gets_the_values_run_local_gets(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    params = {"day": "2026-12-01", "rows": "3", "dry": "true"}  # as -p gives them
+    expected = daily.run_local(**params)
+
+    flow_id = await daily.submit(client, params=params)
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+
+    view = await client.get(flow_id)
+    failures = {t.name: t.error_message for t in view.tasks if t.status != "succeeded"}
+    assert event_type(final) == "flow_succeeded", failures
+    target = tmp_path / "check"
+    await ArtifactStore(client.js, settings.artifacts_bucket).download(flow_id, "check", target)
+    assert daily.load_output("check", target.read_bytes()) == expected["check"]
+    assert expected["check"]["types"] == ["float", "bool", "int"]

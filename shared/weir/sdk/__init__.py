@@ -5,6 +5,15 @@ See docs/sdk.md. `Flow` builds the spec, `python -m weir.sdk.entry` runs one tas
 
 from weir.sdk.checks import FlowDefinitionError
 from weir.sdk.flow import Flow, Secret, Task
+from weir.sdk.params import ParamsError
 from weir.sdk.serializers import SerializationError, Serializer
 
-__all__ = ["Flow", "FlowDefinitionError", "Secret", "SerializationError", "Serializer", "Task"]
+__all__ = [
+    "Flow",
+    "FlowDefinitionError",
+    "ParamsError",
+    "Secret",
+    "SerializationError",
+    "Serializer",
+    "Task",
+]

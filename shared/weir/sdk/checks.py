@@ -128,10 +128,11 @@ def _input_problems(flow: Flow, task: Task[..., Any], where: str, names: str) ->
             inspect.Parameter.VAR_POSITIONAL,
             inspect.Parameter.VAR_KEYWORD,
         )
-        if required and param not in task.inputs:
+        if required and param not in task.inputs and param not in flow.params:
             problems.append(
                 f'{where}: missing input for parameter "{param}"; add '
-                f'inputs={{"{param}": <upstream task>}} or give it a default'
+                f'inputs={{"{param}": <upstream task>}}, give it a default, or declare a '
+                "flow parameter of that name with @flow.entry"
             )
     for ref in task.depends:
         problem = _ref_problem(flow, ref, "depends entry", names)

@@ -41,8 +41,10 @@ from weir_proto.spec import (
     TaskDefaults,
     TaskSpec,
 )
+from weir_proto.spec import ParamSpec as FlowParam
 from weir_proto.validation import check_value
 
+from weir.sdk import params as flow_params
 from weir.sdk import serializers
 from weir.sdk.checks import FlowDefinitionError, find_problems, topological_order
 from weir.sdk.serializers import Serializer
@@ -201,12 +203,24 @@ class Flow:
         self.max_parallel = max_parallel
         self.fail_fast = fail_fast
         self.tasks: list[Task[..., Any]] = []
+        self.params: dict[str, FlowParam] = {}
+        """The flow's parameters: the arguments of its `@flow.entry` function."""
         _registry[name] = self
 
     def __repr__(self) -> str:
         return f'<flow "{self.name}": {", ".join(t.name for t in self.tasks)}>'
 
     # Declaring ----------------------------------------------------------------------------
+
+    def entry(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Declare the flow's parameters as the typed arguments of `func` (its body is not
+        run): `def etl(date: str, rows: int = 3)` is a required string and an int that
+        defaults to 3. A task gets a parameter's value through a function parameter of the
+        same name that is not one of its inputs."""
+        where = f"entry function {getattr(func, '__qualname__', repr(func))}()"
+        self.params, problems = flow_params.declared_params(func, where)
+        self.problems.extend(problems)
+        return func
 
     @overload
     def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
@@ -330,10 +344,14 @@ class Flow:
         flow_id: str | None = None,
         entrypoint: str | None = None,
         python: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> FlowSpec:
         """The flow spec to submit (checked first). `entrypoint` and `python` override the
-        flow's for this build."""
+        flow's for this build; `params` are the values of the flow's parameters (checked as
+        the scheduler checks them: ParamsError), else they are given at submit."""
         self.check()
+        if params is not None:
+            flow_params.resolve(self.name, self.params, params)
         where = entrypoint or self.entrypoint or self.default_entrypoint()
         interpreter = python or self.python or sys.executable or "python"
         tasks = []
@@ -359,6 +377,8 @@ class Flow:
             metadata=self.metadata,
             max_parallel=self.max_parallel,
             fail_fast=self.fail_fast,
+            params=dict(self.params),
+            arguments=dict(params or {}),
         )
 
     def default_entrypoint(self) -> str:
@@ -382,11 +402,14 @@ class Flow:
 
     # Running ------------------------------------------------------------------------------
 
-    def run_local(self) -> dict[str, Any]:
+    def run_local(self, **params: Any) -> dict[str, Any]:
         """Run every task in this process in dependency order and return the results by task
-        name. Values go through each task's serializer as bytes, exactly as between task
-        processes, so a value that would not survive a real run fails here too."""
+        name. `params` are the flow's parameters, checked as the scheduler checks them
+        (ParamsError lists every problem). Values go through each task's serializer as
+        bytes, exactly as between task processes, so a value that would not survive a real
+        run fails here too."""
         self.check()
+        values = flow_params.resolve(self.name, self.params, params)
         stored: dict[str, bytes] = {}
         results: dict[str, Any] = {}
         for task in topological_order(self):
@@ -394,6 +417,7 @@ class Flow:
                 param: self._producer(ref).serializer.loads(stored[self._producer(ref).name])
                 for param, ref in task.inputs.items()
             }
+            kwargs.update(self._param_arguments(task, values))
             try:
                 value = task.invoke(kwargs)
                 stored[task.name] = task.serializer.dumps(value)
@@ -411,6 +435,7 @@ class Flow:
             param: self._producer(ref).serializer.loads((workdir / input_path(param)).read_bytes())
             for param, ref in task.inputs.items()
         }
+        kwargs.update(self._param_arguments(task, flow_params.from_environment(self.params)))
         data = task.serializer.dumps(task.invoke(kwargs))
         target = workdir / OUTPUT_PATH
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -422,9 +447,16 @@ class Flow:
         """Decode the output file of task `name` (e.g. read from the runner's artifacts)."""
         return self.get(name).serializer.loads(data)
 
-    async def submit(self, client: Client, flow_id: str | None = None) -> str:
-        """Build the spec and submit it; returns the flow id."""
-        return await client.submit(self.spec(flow_id=flow_id))
+    def _param_arguments(self, task: Task[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
+        """The flow parameters `task`'s function takes by name (those not among its inputs)."""
+        named = inspect.signature(task.func).parameters
+        return {k: v for k, v in values.items() if k in named and k not in task.inputs}
+
+    async def submit(
+        self, client: Client, flow_id: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> str:
+        """Build the spec with `params` (checked here first) and submit it; the flow id."""
+        return await client.submit(self.spec(flow_id=flow_id, params=params or {}))
 
     def main(self, argv: Sequence[str] | None = None) -> None:
         """The command line of a flow file: build and submit it (`--dry-run`, `--wait`,

@@ -19,6 +19,7 @@ from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT
 from weir.sdk.checks import FlowDefinitionError
 from weir.sdk.flow import Flow
+from weir.sdk.params import ParamsError
 
 EXIT_OK = 0
 EXIT_FLOW_FAILED = 1
@@ -51,6 +52,14 @@ def parser_for(flow: Flow) -> argparse.ArgumentParser:
     )
     parser.add_argument("--id", dest="flow_id", help="flow id (DNS-1123 label) to submit under")
     parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a value for one of the flow's params (repeat for several)",
+    )
+    parser.add_argument(
         "--entrypoint", help="how task processes find this file (default: its absolute path)"
     )
     parser.add_argument(
@@ -69,17 +78,32 @@ def render(spec: FlowSpec, fmt: str) -> str:
 def run(flow: Flow, argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: `sys.argv[1:]`) and act; returns the process exit code."""
     args = parser_for(flow).parse_args(argv)
+    bad = [item for item in args.param if "=" not in item or not item.partition("=")[0]]
+    if bad:
+        for item in bad:
+            print(f"error: -p {item}: expected NAME=VALUE", file=sys.stderr)
+        return EXIT_INVALID
+    params = dict(item.partition("=")[::2] for item in args.param)
     try:
         if args.local:
-            for name, value in flow.run_local().items():
+            for name, value in flow.run_local(**params).items():
                 shown = repr(value)
                 if len(shown) > LOCAL_REPR_MAX:
                     shown = shown[: LOCAL_REPR_MAX - 3] + "..."
                 print(f"{name}: {shown}")
             return EXIT_OK
-        spec = flow.spec(flow_id=args.flow_id, entrypoint=args.entrypoint, python=args.python)
+        spec = flow.spec(
+            flow_id=args.flow_id,
+            entrypoint=args.entrypoint,
+            python=args.python,
+            params=params if params or not args.dry_run else None,
+        )
     except FlowDefinitionError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ParamsError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem.message}", file=sys.stderr)
         return EXIT_INVALID
     if args.dry_run:
         print(render(spec, args.format), end="")
