@@ -36,8 +36,8 @@ async def weir(
     """Run the CLI as a user does, without blocking the in-process services."""
     proc = await asyncio.create_subprocess_exec(
         PY,
-        "-c",
-        "from weir.cli import app; app()",
+        "-m",
+        "weir.cli",
         *args,
         "--nats-url",
         nats_url,

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
-import click
 import msgspec
 import typer
 from nats.js import JetStreamContext
@@ -184,11 +183,12 @@ def main() -> None:
     never a traceback (WEIR_LOG_LEVEL=DEBUG logs the traceback too)."""
     try:
         result = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         error("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: typer's click shows its own message
+        show = getattr(exc, "show", None)
+        show() if show is not None else error(exc.format_message())
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error("interrupted")
