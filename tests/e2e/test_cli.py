@@ -121,7 +121,8 @@ def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None
     )
     assert flow_id in [f["id"] for f in found]
     bad = weir(stack, "flows", "--where", "colour=red")
-    assert bad.returncode == 2 and "unknown condition" in bad.stderr
+    assert bad.returncode == 2 and 'unknown field "colour"' in bad.stderr
+    assert "fields of flows: id, status, name, queue" in bad.stderr
     slow = tmp_path / "slow.yaml"
     slow.write_text("name: slow\ntasks:\n  - {name: nap, cmd: [sleep, '30']}\n")
     slow_id = weir(stack, "submit", str(slow)).stdout.strip()
@@ -149,3 +150,43 @@ def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
     assert '"rows" is int: expected a whole number, got the string "x"' in missing.stderr
     assert 'parameter "date" (the day to load, YYYY-MM-DD) is required' in missing.stderr
     assert weir(stack, "submit", example, "-p", "date").returncode == 2
+
+
+def test_tasks_across_flows_counts_in_flows_and_schedule_params(
+    stack: Stack, tmp_path: Path
+) -> None:
+    flow = tmp_path / "gpu.yaml"
+    flow.write_text(
+        "name: gpu-job\ndefaults: {retry: {max_attempts: 1}}\ntasks:\n"
+        "  - {name: prep, cmd: ['true']}\n"
+        "  - {name: train, depends: [prep], queue: default, cmd: [sh, -c, 'exit 3']}\n"
+    )
+    ids = [weir(stack, "submit", str(flow), "--wait").stdout.split()[0] for _ in range(2)]
+    failed = weir(stack, "tasks", "--where", "status=failed and queue=default", "--json")
+    assert failed.returncode == 0, failed.stderr
+    rows = [(t["flow_id"], t["name"], t["status"]) for t in json.loads(failed.stdout)]
+    assert [r for r in rows if r[0] in ids] == [(i, "train", "failed") for i in reversed(ids)]
+    table = weir(stack, "tasks", "--where", f"flow={ids[0]}")
+    assert "prep" in table.stdout and "train" in table.stdout and "failed" in table.stdout
+    listed = weir(stack, "flows", "--where", f"id={','.join(ids)}")
+    assert listed.returncode == 0 and "RUN" in listed.stdout
+    counts = json.loads(weir(stack, "flows", "--where", f"id={ids[0]}", "--json").stdout)
+    assert counts[0]["task_counts"] == {"succeeded": 1, "failed": 1}
+    bad = weir(stack, "tasks", "--where", "tag=x")
+    assert bad.returncode == 2
+    assert 'unknown field "tag"' in bad.stderr and "fields of tasks: flow, flow_name" in bad.stderr
+
+    example = str(REPO / "examples" / "etl-params.yaml")
+    refused = weir(stack, "schedule", "create", "nightly", example, "--cron", "0 3 * * *",
+                   "-p", "rows=many", "-p", "colour=red")  # fmt: skip
+    assert refused.returncode == 1
+    assert '"rows" is int: expected a whole number' in refused.stderr
+    assert 'unknown parameter "colour"' in refused.stderr
+    assert 'parameter "date" (the day to load, YYYY-MM-DD) is required' in refused.stderr
+    made = weir(stack, "schedule", "create", "nightly", example, "--cron", "0 3 * * *",
+                "-p", "date={{ schedule.time }}", "-p", "rows=5")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (view,) = json.loads(weir(stack, "schedule", "list", "--json").stdout)
+    assert view["params"] == {"date": "{{ schedule.time }}", "rows": "5"}
+    assert "PARAMS" in weir(stack, "schedule", "list").stdout
+    assert weir(stack, "schedule", "delete", "nightly").returncode == 0

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 from rich.console import Console
 from weir import waterfall
-from weir.cli.output import event_line, flow_details, flow_table
+from weir.cli.output import event_line, flow_details, flow_table, task_table
 from weir.telemetry import flow_timeline
-from weir_proto.api import AttemptFailure, FlowView, TaskView
+from weir_proto.api import AttemptFailure, FlowSummary, FlowView, TaskSummary, TaskView
 from weir_proto.errors import SpecError
 from weir_proto.events import (
     FlowCancelled,
@@ -194,3 +194,34 @@ def test_events_and_trace_render_every_event_and_attempt_status() -> None:
         drawn = render(waterfall.renderable(history, width=120, now=T0 + timedelta(seconds=20)))
         assert "flow " in drawn
         json.loads(msgspec.json.encode(flow_timeline(history)))
+
+
+def test_flows_show_task_counts_and_tasks_show_their_flow() -> None:
+    summary = FlowSummary(
+        id="f-9",
+        name="etl",
+        status="running",
+        created_at=T0,
+        updated_at=T0,
+        task_count=11,
+        seq=4,
+        task_counts={"running": 3, "succeeded": 7, "failed": 1},
+    )
+    row = next(line for line in render(flow_table([summary])).splitlines() if "f-9" in line)
+    assert [cell.strip() for cell in row.split("│")[4:8]] == ["11", "3", "7", "1"]
+    task = TaskSummary(
+        flow_id="f-9",
+        flow_name="etl",
+        flow_created_at=T0,
+        position=1,
+        name=TRICKY,
+        status="failed",
+        attempt=2,
+        queue="gpu",
+        finished_at=T0,
+        error_type="exit_code",
+        error_message=TRICKY,
+    )
+    shown = render(task_table([task]))
+    assert "f-9" in shown and TRICKY in shown and "gpu" in shown and "exit_code" in shown
+    assert "18:05:01" in shown

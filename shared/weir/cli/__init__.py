@@ -16,6 +16,7 @@ from weir.cli.secrets import secret_app
 for _command in (
     submit.submit,
     flows.flows,
+    flows.tasks,
     flows.show,
     flows.events,
     flows.cancel,

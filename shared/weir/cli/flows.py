@@ -1,4 +1,4 @@
-"""`weir flows`, `show`, `events`, `cancel`, `rerun`, `prune`, `logs` and `trace`: ask
+"""`weir flows`, `tasks`, `show`, `events`, `cancel`, `rerun`, `prune`, `logs` and `trace`: ask
 about flows the scheduler knows, and act on them."""
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from weir_proto.api import FlowSummary, FlowView
+from weir_proto.api import FlowSummary, FlowView, TaskSummary
 from weir_proto.durations import parse_duration
 from weir_proto.events import FlowEvent
 
 from weir import telemetry, waterfall
 from weir.cli.entry import Json, NatsUrl, print_json, run
-from weir.cli.output import LogOutput, event_line, flow_details, flow_table
+from weir.cli.output import LogOutput, event_line, flow_details, flow_table, task_table
 from weir.client import Client
 from weir.config import NATS_URL_DEFAULT
 from weir.telemetry import flow_timeline
 from weir.terminal import escape_text, fail, note, out, say
-from weir.where import WhereError, parse_where
+from weir.where import WhereError, parse_task_where, parse_where
 
 
 def flows(
@@ -29,7 +29,8 @@ def flows(
         str | None,
         typer.Option(
             help="Filter, e.g. 'status=failed and (tag=nightly or not name=etl)' "
-            "(conditions: status, name, tag, anytag, meta.KEY, created>/<, finished>/<)."
+            "(conditions: id, status, name, queue, tag, anytag, meta.KEY, param.NAME, "
+            "created>/<, finished>/<, scheduled>/<)."
         ),
     ] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 50,
@@ -37,7 +38,8 @@ def flows(
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     as_json: Json = False,
 ) -> None:
-    """List flows, newest first."""
+    """List flows, newest first, with how many of each one's tasks are running, succeeded
+    and failed."""
     condition: dict[str, Any] | None = None
     if where is not None:
         try:
@@ -63,6 +65,41 @@ def flows(
 
     rows = run(nats_url, body)
     print_json(rows) if as_json else out.print(flow_table(rows))
+
+
+def tasks(
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="Filter, e.g. 'status=failed and queue=gpu' (conditions: flow, flow_name, "
+            "name, status, queue, finished>/<)."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many (the newest flows' first).")] = 50,
+    show_all: Annotated[bool, typer.Option("--all", help="Every task, page after page.")] = False,
+    nats_url: NatsUrl = NATS_URL_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """List tasks across flows: the newest flows' first, each flow's in its order."""
+    condition: dict[str, Any] | None = None
+    if where is not None:
+        try:
+            condition = parse_task_where(where)
+        except WhereError as exc:
+            fail(str(exc), 2)
+
+    async def body(client: Client) -> list[TaskSummary]:
+        rows: list[TaskSummary] = []
+        cursor: str | None = None
+        while True:
+            page = await client.tasks(condition, min(limit, 1000), cursor)
+            rows.extend(page.tasks)
+            if not show_all or page.next is None:
+                return rows
+            cursor = page.next
+
+    rows = run(nats_url, body)
+    print_json(rows) if as_json else out.print(task_table(rows))
 
 
 def show(

@@ -11,7 +11,7 @@ from typing import BinaryIO
 import msgspec
 from rich.table import Column, Table
 from rich.text import Text
-from weir_proto.api import FlowSummary, FlowView
+from weir_proto.api import FlowSummary, FlowView, TaskSummary
 from weir_proto.events import FlowEvent, FlowSubmitted, event_type
 from weir_proto.status import TaskStatus
 
@@ -37,19 +37,55 @@ def event_line(event: FlowEvent) -> Text:
 
 
 def flow_table(rows: Iterable[FlowSummary]) -> Table:
-    """`weir flows`: one row per flow."""
+    """`weir flows`: one row per flow, with how many of its tasks run, succeeded, failed."""
     # Ids are never cut: people copy them into the next command.
     table = Table(
-        Column("ID", no_wrap=True, min_width=26), "NAME", "STATUS", "TASKS", "CREATED", "UPDATED"
+        Column("ID", no_wrap=True, min_width=26),
+        "NAME",
+        "STATUS",
+        Column("TASKS", justify="right"),
+        Column("RUN", justify="right"),
+        Column("OK", justify="right"),
+        Column("FAILED", justify="right"),
+        "CREATED",
+        "UPDATED",
     )
     for flow in rows:
+        counts = flow.task_counts
         table.add_row(
             plain(flow.id),
             plain(flow.name),
             status(flow.status),
             str(flow.task_count),
+            str(counts.get(TaskStatus.RUNNING, 0)),
+            str(counts.get(TaskStatus.SUCCEEDED, 0)),
+            str(counts.get(TaskStatus.FAILED, 0)),
             flow.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             flow.updated_at.strftime("%H:%M:%S"),
+        )
+    return table
+
+
+def task_table(rows: Iterable[TaskSummary]) -> Table:
+    """`weir tasks`: one row per task, with its flow (`weir show FLOW` has the details)."""
+    table = Table(
+        Column("FLOW", no_wrap=True, min_width=26),
+        Column("TASK", no_wrap=True),
+        Column("STATUS", no_wrap=True),
+        "QUEUE",
+        Column("TRY", justify="right"),
+        Column("ENDED", no_wrap=True),
+        "ERROR",
+    )
+    for task in rows:
+        table.add_row(
+            plain(task.flow_id),
+            plain(task.name),
+            status(task.status),
+            plain(task.queue),
+            str(task.attempt),
+            task.finished_at.strftime("%H:%M:%S") if task.finished_at else "-",
+            plain(task.error_type or ""),
         )
     return table
 

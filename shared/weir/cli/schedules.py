@@ -8,10 +8,11 @@ import msgspec
 import typer
 from rich.table import Table
 from weir_proto.api import ScheduleRequest
+from weir_proto.params import render
 from weir_proto.spec import FlowSpec
 
 from weir.cli.entry import Json, NatsUrl, print_json, run
-from weir.cli.submit import load_spec
+from weir.cli.submit import load_spec, param_values
 from weir.config import NATS_URL_DEFAULT
 from weir.terminal import out, plain, say
 
@@ -30,10 +31,20 @@ def schedule_create(
         bool, typer.Option("--catch-up", help="Run every missed tick (default: only the last).")
     ] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A value for one of the flow's params at every tick, NAME=VALUE (repeat for "
+            "several); '{{ schedule.time }}' in it is the tick's time.",
+        ),
+    ] = None,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     as_json: Json = False,
 ) -> None:
-    """Create or replace a schedule."""
+    """Create or replace a schedule. The flow's params are checked at once: a schedule
+    whose ticks would be rejected is refused, with every problem."""
     flow = msgspec.convert(load_spec(file), FlowSpec)
     request = ScheduleRequest(
         name=name,
@@ -42,6 +53,7 @@ def schedule_create(
         timezone=timezone,
         missed="catch_up" if catch_up else "skip",
         paused=paused,
+        params=dict(param_values(param or [])),
     )
     view = run(nats_url, lambda client: client.schedule(request))
     if as_json:
@@ -57,13 +69,14 @@ def schedule_list(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -
     if as_json:
         print_json(rows)
         return
-    table = Table("NAME", "CRON", "TZ", "FLOW", "STATE", "NEXT RUN (UTC)", "LAST TICK")
+    table = Table("NAME", "CRON", "TZ", "FLOW", "PARAMS", "STATE", "NEXT RUN (UTC)", "LAST TICK")
     for s in rows:
         table.add_row(
             plain(s.name),
             plain(s.cron),
             plain(s.timezone),
             plain(s.flow_name),
+            plain(" ".join(f"{k}={render(v)}" for k, v in s.params.items()) or "-"),
             "paused" if s.paused else "active",
             f"{s.next_run_at:%Y-%m-%d %H:%M:%S}",
             f"{s.last_tick_at:%Y-%m-%d %H:%M:%S}" if s.last_tick_at else "-",

@@ -84,7 +84,7 @@ def _checked(documents: Sequence[tuple[str, str]], where: str) -> list[dict[str,
     return specs
 
 
-def _param_values(given: list[str]) -> dict[str, str]:
+def param_values(given: list[str]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; the scheduler reads each value as its type."""
     values: dict[str, str] = {}
     bad = [item for item in given if "=" not in item or not item.partition("=")[0]]
@@ -142,7 +142,7 @@ def submit(
     doc = specs[0]
     if flow_id:
         doc["id"] = flow_id
-    params = _param_values(param or [])
+    params = param_values(param or [])
 
     async def body(client: Client) -> int:
         if queue:
