@@ -89,6 +89,7 @@ def flow_row(flow_id: str, **fields: object) -> FlowRow:
 def task_row(flow_id: str, name: str, position: int, **fields: object) -> TaskRow:
     values: dict[str, object] = {
         "flow_id": flow_id,
+        "flow_created_at": NOW - HOUR,
         "name": name,
         "position": position,
         "status": "pending",
@@ -134,11 +135,15 @@ def batch(
 
 
 async def submitted(data: DataLayer, flow_id: str, **fields: object) -> None:
+    created = fields.get("created_at", NOW - HOUR)
     await data.append(
         batch(
             [event(flow_id, 1, "flow_submitted")],
             [flow_row(flow_id, **fields)],
-            [task_row(flow_id, "extract", 0), task_row(flow_id, "load", 1, depends=["extract"])],
+            [
+                task_row(flow_id, "extract", 0, flow_created_at=created),
+                task_row(flow_id, "load", 1, depends=["extract"], flow_created_at=created),
+            ],
         )
     )
 
@@ -362,7 +367,7 @@ async def test_queries_on_id_queue_scheduled_time_and_params(data: DataLayer) ->
     later = NOW + HOUR
     await submitted(data, "a", params={"date": "2026-12-01", "n": 3, "fast": True})
     await submitted(data, "b", params={"date": "2026-12-02", "n": 4}, start_at=later)
-    gpu = task_row("c", "train", 0, queue="gpu")
+    gpu = task_row("c", "train", 0, queue="gpu", flow_created_at=NOW - 2 * HOUR)
     await data.append(batch([event("c", 1)], [flow_row("c", created_at=NOW - 2 * HOUR)], [gpu]))
 
     async def ids(where: object) -> list[str]:
@@ -405,8 +410,8 @@ async def test_task_queries_cross_flows_newest_first_in_pages(data: DataLayer) -
         created = NOW - timedelta(minutes=10 - n)
         load_queue = "gpu" if n == 2 else "cpu"
         tasks = [
-            task_row(flow_id, "extract", 0, queue=queue),
-            task_row(flow_id, "load", 1, queue=load_queue),
+            task_row(flow_id, "extract", 0, queue=queue, flow_created_at=created),
+            task_row(flow_id, "load", 1, queue=load_queue, flow_created_at=created),
         ]
         await data.append(
             batch([event(flow_id, 1)], [flow_row(flow_id, created_at=created)], tasks)

@@ -25,6 +25,18 @@ def test_or_and_not_are_parenthesised_and_values_are_bound() -> None:
     assert params == [["failed", "cancelled"], ["nightly"], "x'; DROP TABLE flows; --"]
 
 
+def test_one_value_is_an_equality_so_an_index_gives_the_order() -> None:
+    sql, params = compile_filter(
+        {"and": [{"status": "failed"}, {"queue": ["gpu"]}]}, leaves=TASK_LEAVES
+    )
+    assert sql == "((t.status = $1) AND (t.queue = $2))" and params == ["failed", "gpu"]
+    sql, params = compile_filter({"queue": ["a", "b"]})
+    assert sql == (
+        "(EXISTS (SELECT 1 FROM tasks q WHERE q.flow_id = f.id AND q.queue = ANY($1::text[])))"
+    )
+    assert params == [["a", "b"]]
+
+
 def test_parameters_can_start_after_other_ones() -> None:
     sql, params = compile_filter({"metadata": {"owner": "ana"}}, first_param=4)
     assert sql == "(f.metadata @> $4::jsonb)" and params == ['{"owner":"ana"}']

@@ -38,16 +38,15 @@ class Leaf:
     kind: str
     """`strings` (one or a list), `string`, `tags`, `object` or `time`."""
     sql: str
-    """The SQL with `{}` where the bound value goes."""
+    """The SQL with `{}` where the bound value goes; for `strings`, where `= $n` (one value,
+    so a btree index also gives the listing's order) or `= ANY($n)` goes."""
 
 
-_QUEUE_OF_FLOW = (
-    "EXISTS (SELECT 1 FROM tasks q WHERE q.flow_id = f.id AND q.queue = ANY({}::text[]))"
-)
+_QUEUE_OF_FLOW = "EXISTS (SELECT 1 FROM tasks q WHERE q.flow_id = f.id AND q.queue {})"
 
 FLOW_LEAVES: Mapping[str, Leaf] = {
-    "id": Leaf("strings", "f.id = ANY({}::text[])"),
-    "status": Leaf("strings", "f.status = ANY({}::text[])"),
+    "id": Leaf("strings", "f.id {}"),
+    "status": Leaf("strings", "f.status {}"),
     "name": Leaf("string", "f.name = {}"),
     "queue": Leaf("strings", _QUEUE_OF_FLOW),
     "tags_all": Leaf("tags", "f.tags @> {}::text[]"),
@@ -62,11 +61,11 @@ FLOW_LEAVES: Mapping[str, Leaf] = {
     "scheduled_before": Leaf("time", "f.start_at < {}"),
 }
 TASK_LEAVES: Mapping[str, Leaf] = {
-    "flow": Leaf("strings", "t.flow_id = ANY({}::text[])"),
+    "flow": Leaf("strings", "t.flow_id {}"),
     "flow_name": Leaf("string", "f.name = {}"),
     "name": Leaf("string", "t.name = {}"),
-    "status": Leaf("strings", "t.status = ANY({}::text[])"),
-    "queue": Leaf("strings", "t.queue = ANY({}::text[])"),
+    "status": Leaf("strings", "t.status {}"),
+    "queue": Leaf("strings", "t.queue {}"),
     "finished_after": Leaf("time", "t.finished_at > {}"),
     "finished_before": Leaf("time", "t.finished_at < {}"),
 }
@@ -144,6 +143,10 @@ class _Compiler:
         bound = leaf_value(key, leaf, value, where)
         if leaf.kind == "object":
             bound = msgspec.json.encode(bound).decode()
+        if leaf.kind == "strings":
+            one = len(bound) == 1
+            test = f"= {self.bind(bound[0])}" if one else f"= ANY({self.bind(bound)}::text[])"
+            return "(" + leaf.sql.format(test) + ")"
         return "(" + leaf.sql.format(self.bind(bound)) + ")"
 
 

@@ -392,10 +392,11 @@ def _flow_row(change: Change) -> FlowRow:
 
 
 def _task_row(flow: Flow, name: str) -> TaskRow:
-    assert flow.plan is not None
+    assert flow.plan is not None and flow.created_at is not None  # a planned flow has events
     task = flow.tasks[name]
     return TaskRow(
         flow_id=flow.id,
+        flow_created_at=flow.created_at,
         name=name,
         position=flow.plan.positions[name],
         status=str(task.status),

@@ -353,9 +353,10 @@ class PostgresData(DataLayer):
         n = len(params)
         sql = (
             f"{Q['query_tasks_select']} WHERE {condition} AND (${n + 1}::timestamptz IS NULL "
-            f"OR (f.created_at, f.id) < (${n + 1}, ${n + 2}::text) "
-            f"OR ((f.created_at, f.id) = (${n + 1}, ${n + 2}::text) AND t.position > ${n + 3})) "
-            f"ORDER BY f.created_at DESC, f.id DESC, t.position LIMIT ${n + 4}"
+            f"OR (t.flow_created_at, t.flow_id) < (${n + 1}, ${n + 2}::text) "
+            f"OR ((t.flow_created_at, t.flow_id) = (${n + 1}, ${n + 2}::text) "
+            f"AND t.position > ${n + 3})) "
+            f"ORDER BY t.flow_created_at DESC, t.flow_id DESC, t.position LIMIT ${n + 4}"
         )
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params, at, flow_id, position, most)

@@ -232,7 +232,7 @@ FROM flows f
 
 -- name: query_tasks_select
 -- Tasks across flows; filters.py adds the WHERE over `t` and `f`.
-SELECT t.flow_id, f.name AS flow_name, f.created_at AS flow_created_at, t.position,
+SELECT t.flow_id, f.name AS flow_name, t.flow_created_at, t.position,
        t.name, t.status, t.attempt, t.queue, t.priority, t.dispatched_at,
        t.started_at, t.finished_at, t.exit_code, t.error_type, t.error_message, t.runner,
        t.retry_at

@@ -58,6 +58,9 @@ class TaskRow(msgspec.Struct, frozen=True, kw_only=True):
     """The `tasks` projection of one task of a flow."""
 
     flow_id: str
+    flow_created_at: datetime
+    """Its flow's, so a listing of tasks across flows, newest flows first, is one index walk
+    (`weir tasks`)."""
     name: str
     position: int
     status: str
