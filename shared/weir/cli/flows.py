@@ -4,12 +4,13 @@ about flows the scheduler knows, and act on them."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from weir_proto.api import FlowSummary, FlowView, TaskSummary
+from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage, TaskSummary
 from weir_proto.durations import parse_duration
 from weir_proto.events import FlowEvent
 
@@ -21,6 +22,8 @@ from weir.config import NATS_URL_DEFAULT
 from weir.telemetry import flow_timeline
 from weir.terminal import escape_text, fail, note, out, say
 from weir.where import WhereError, parse_task_where, parse_where
+
+_Page = FlowPage | TaskPage
 
 
 def flows(
@@ -40,25 +43,13 @@ def flows(
 ) -> None:
     """List flows, newest first, with how many of each one's tasks are running, succeeded
     and failed."""
-    condition: dict[str, Any] | None = None
-    if where is not None:
-        try:
-            condition = parse_where(where)
-        except WhereError as exc:
-            fail(str(exc), 2)
-        if status is not None:
-            condition = {"and": [{"status": status}, condition]}
+    condition = _condition(where, parse_where)
+    if condition is not None and status is not None:
+        condition = {"and": [{"status": status}, condition]}
 
     async def body(client: Client) -> list[FlowSummary]:
         if condition is not None:
-            rows: list[FlowSummary] = []
-            cursor: str | None = None
-            while True:
-                page = await client.query(condition, min(limit, 1000), cursor)
-                rows.extend(page.flows)
-                if not show_all or page.next is None:
-                    return rows
-                cursor = page.next
+            return await _pages(lambda c: client.query(condition, min(limit, 1000), c), show_all)
         if show_all:
             return [f async for f in client.list_all(status)]
         return list((await client.list(status, limit)).flows)
@@ -81,25 +72,35 @@ def tasks(
     as_json: Json = False,
 ) -> None:
     """List tasks across flows: the newest flows' first, each flow's in its order."""
-    condition: dict[str, Any] | None = None
-    if where is not None:
-        try:
-            condition = parse_task_where(where)
-        except WhereError as exc:
-            fail(str(exc), 2)
+    condition = _condition(where, parse_task_where)
 
     async def body(client: Client) -> list[TaskSummary]:
-        rows: list[TaskSummary] = []
-        cursor: str | None = None
-        while True:
-            page = await client.tasks(condition, min(limit, 1000), cursor)
-            rows.extend(page.tasks)
-            if not show_all or page.next is None:
-                return rows
-            cursor = page.next
+        return await _pages(lambda c: client.tasks(condition, min(limit, 1000), c), show_all)
 
     rows = run(nats_url, body)
     print_json(rows) if as_json else out.print(task_table(rows))
+
+
+def _condition(where: str | None, parse: Callable[[str], dict[str, Any]]) -> dict[str, Any] | None:
+    """A --where expression as a filter; a bad one ends the command (exit 2)."""
+    if where is None:
+        return None
+    try:
+        return parse(where)
+    except WhereError as exc:
+        fail(str(exc), 2)
+
+
+async def _pages(fetch: Callable[[str | None], Awaitable[_Page]], every: bool) -> list[Any]:
+    """The rows of the first page, or of every page (`--all`), following `next`."""
+    rows: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        rows.extend(page.flows if isinstance(page, FlowPage) else page.tasks)
+        if not every or page.next is None:
+            return rows
+        cursor = page.next
 
 
 def show(
