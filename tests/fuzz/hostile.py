@@ -28,6 +28,7 @@ API_VERBS = (
     "rerun",
     "attempt",
     "query",
+    "tasks",
     "prune",
     "schedule.create",
     "schedule.list",
