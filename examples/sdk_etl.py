@@ -3,9 +3,11 @@
     python examples/sdk_etl.py --dry-run        # print the flow spec it builds
     python examples/sdk_etl.py --local          # run every task here, no services needed
     python examples/sdk_etl.py --follow         # submit to $WEIR_NATS_URL and watch it
+    python examples/sdk_etl.py --local -p start=2024-04-01 -p min_cents=800   # params
 
 `extract` fans out to one `clean-*` task per shard, `combine` fans them back in, `report`
-renders text. Every task runs in its own process (`python -m weir.sdk.entry` imports this
+renders text. The flow's params are the arguments of `sdk_etl` (`@flow.entry`); a task takes
+one by naming it. Every task runs in its own process (`python -m weir.sdk.entry` imports this
 file and calls the one function the runner asked for).
 """
 
@@ -35,25 +37,30 @@ class Order:
     cents: int
 
 
+@flow.entry
+def sdk_etl(start: str = "2024-03-01", min_cents: int = 600) -> None:
+    """The flow's params: the first day to read, and the smallest order that counts."""
+
+
 @flow.task
-def extract() -> list[Order]:
-    """Stands in for reading a source system."""
+def extract(start: str) -> list[Order]:
+    """Stands in for reading a source system (from the day the `start` param names)."""
     cities = ["Lyon", "Oslo", "Porto", "Kyoto"]
-    start = date(2024, 3, 1)
+    first = date.fromisoformat(start)
     return [
-        Order(i, start + timedelta(days=i % 7), cities[i % 4], 500 + (i * 37) % 900)
+        Order(i, first + timedelta(days=i % 7), cities[i % 4], 500 + (i * 37) % 900)
         for i in range(120)
     ]
 
 
 def clean(shard: int) -> Task[[list[Order]], Counter[str]]:
-    """One task per shard: drop small orders, total cents per city."""
+    """One task per shard: drop orders below the `min_cents` param, total cents per city."""
 
     @flow.task(name=f"clean-{shard}", inputs={"orders": extract}, retry=3)
-    def clean_shard(orders: list[Order]) -> Counter[str]:
+    def clean_shard(orders: list[Order], min_cents: int) -> Counter[str]:
         totals: Counter[str] = Counter()
         for order in orders:
-            if order.id % SHARDS == shard and order.cents >= 600:
+            if order.id % SHARDS == shard and order.cents >= min_cents:
                 totals[order.city] += order.cents
         return totals
 
