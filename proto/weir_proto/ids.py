@@ -58,11 +58,14 @@ def flow_id_from_message(stream_seq: int, published_ms: int, stream: str) -> str
 def attempt_id(flow_id: str, task: str, attempt: int) -> str:
     """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters."""
     full = f"{flow_id}-{task}-{attempt}"
-    if len(full) <= DNS1123_LABEL_MAX:
+    if len(full) <= DNS1123_LABEL_MAX and "[" not in task:
         return full
+    # Too long, or an instance NAME[i] of a mapped task: brackets become '-', and a hash of
+    # the whole keeps it apart from a task that is really named so.
     digest = hashlib.sha256(full.encode()).hexdigest()[:10]
     suffix = f"-{digest}-{attempt}"
-    return full[: DNS1123_LABEL_MAX - len(suffix)].rstrip("-") + suffix
+    head = re.sub(r"[^-a-z0-9]+", "-", full[: DNS1123_LABEL_MAX - len(suffix)])
+    return head.rstrip("-") + suffix
 
 
 def event_id(flow_id: str, seq: int) -> str:

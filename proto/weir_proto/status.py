@@ -22,6 +22,7 @@ from weir_proto.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
+    TaskExpanded,
     TaskFailed,
     TaskQueued,
     TaskSkipped,
@@ -145,6 +146,7 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             | TaskCancelled()
             | TaskFailed()
             | TaskSkipped()
+            | TaskExpanded()
         ):
             return status
         case _ as unreachable:

@@ -29,6 +29,8 @@ from weir_proto.validation import (
     printable,
 )
 
+from weir_scheduler.map_plan import check_maps, is_item_placeholder, item_problem
+
 MAX_TASKS_DEFAULT = 10_000
 MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
 FLOW_NAME_MAX = 253
@@ -299,6 +301,7 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
                 task.name,
             )
         _check_artifact_paths(task, path, where, err)
+        item_problem(task, path, where, err)
         for o_index, output in enumerate(task.outputs):
             if not is_output_name(output.name):
                 err(
@@ -371,6 +374,8 @@ def plan(spec: FlowSpec, limits: Limits = Limits()) -> Plan:
         )
     else:
         _check_inputs(listed, flow, depends, outputs, conditions, spec, err)
+    on_exit = spec.on_exit.name if spec.on_exit is not None else None
+    check_maps(listed, flow, depends, outputs, on_exit, err)
 
     if errors:
         raise Rejected(errors, spec.id, spec.name)
@@ -679,8 +684,8 @@ def _with_params(
     def fill(text: str, at: str) -> str:
         filled, unknown = parameters.substitute(text, values)
         for name in unknown:
-            if name.removeprefix("params.") in declared:
-                continue  # declared without a value: reported once, as missing
+            if name.removeprefix("params.") in declared or is_item_placeholder(name):
+                continue  # declared without a value: reported once, as missing; or an item
             err(
                 at,
                 f"{where}: {{{{ {name} }}}} names no parameter; use {{{{ params.NAME }}}} "

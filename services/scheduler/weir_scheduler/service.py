@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
-from weir.artifacts import ArtifactStore, delete_flow_artifacts
+from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
@@ -29,6 +29,7 @@ from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.decider import Policy
+from weir_scheduler.fanout_io import FanOutIO
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.provenance import (
@@ -127,7 +128,10 @@ class Scheduler:
         )
         relay = OutboxRelay(data, js)
         store.on_outbox.append(relay.publish_committed)
-        timers = TimerFirer(store, commands)
+        fanout_io = FanOutIO(
+            store, artifact_store(js, settings.artifacts_bucket, artifacts_s3), settings.max_tasks
+        )
+        timers = TimerFirer(store, commands, fanout=fanout_io)
         ticker = CronTicker(data, submissions, utcnow)
         admission = SubmitAdmission(
             SubmitRateLimiter(settings.submit_rate, settings.submit_burst),

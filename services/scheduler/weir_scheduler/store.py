@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from weir_proto import subjects
 from weir_proto.api import FlowPage, FlowSummary, FlowView
-from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
+from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskExpanded, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
@@ -34,7 +34,8 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
-from weir_scheduler.decider import Flow, dispatch_spec, evolve, with_token_digest
+from weir_scheduler.decider import Flow, dispatch_spec, evolve, fanout, with_token_digest
+from weir_scheduler.map_plan import instance_name
 from weir_scheduler.provenance import new_attempt_token, token_digest
 
 __all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the store catch
@@ -311,7 +312,14 @@ def _touched_tasks(change: Change) -> list[str]:
         return []
     if any(isinstance(e, FlowSubmitted) for e in change.events):
         return list(flow.plan.order)
-    return list(dict.fromkeys(e.task for e in change.events if hasattr(e, "task")))
+    names = [e.task for e in change.events if hasattr(e, "task")]
+    for event in change.events:
+        if isinstance(event, TaskExpanded):  # its instances get their rows
+            names.extend(instance_name(event.task, i) for i in range(event.count))
+    if flow.fanout:  # a mapped task that now waits for the shell gets its timer
+        waited = set(fanout.due(change.before)) if change.before.fanout else set()
+        names.extend(name for name, phase in fanout.due(flow) if (name, phase) not in waited)
+    return list(dict.fromkeys(names))
 
 
 def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:
@@ -403,9 +411,12 @@ def _timer_rows(
             due.append(TimerRow(flow.id, "", "start", 0, flow.start_at))
         if flow.plan is None or flow.status.terminal:
             continue
+        waiting = dict(fanout.due(flow)) if flow.fanout else {}
         for name in names:
             task = flow.tasks[name]
-            if task.status is TaskStatus.RETRYING and task.retry_at is not None:
+            if name in waiting and flow.updated_at is not None:
+                due.append(TimerRow(flow.id, name, "fanout", waiting[name], flow.updated_at))
+            elif task.status is TaskStatus.RETRYING and task.retry_at is not None:
                 due.append(TimerRow(flow.id, name, "retry", task.attempt, task.retry_at))
             elif task.status is TaskStatus.RUNNING and task.started_at is not None:
                 lease = task.started_at + timedelta(seconds=timing.lease)

@@ -27,6 +27,7 @@ from weir_proto.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
+    TaskExpanded,
     TaskFailed,
     TaskQueued,
     TaskSkipped,
@@ -137,6 +138,8 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 b.update(task, n, started_at=at, runner=runner, status=AttemptState.RUNNING)
             case TaskTakenOver(task=task, attempt=n, runner=runner):
                 b.update(task, n, runner=runner)  # the attempt runs on, on another runner
+            case TaskExpanded() | TaskSucceeded(attempt=0) | TaskFailed(attempt=0):
+                pass  # a mapped task: its instances NAME[i] are the attempts
             case TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
                 b.update(task, n, finished_at=at, exit_code=code, status=AttemptState.SUCCEEDED)
             case (

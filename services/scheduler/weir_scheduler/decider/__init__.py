@@ -5,6 +5,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `commands.py`: what `decide` answers, and the deployment's `Policy`;
 - `core.py`: `decide`, from a command to the events it causes;
 - `dispatch.py`: handing out ready work (max_parallel, limited queues, dispatch window);
+- `fanout.py`: mapped tasks, expanded into one instance per item of a list;
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
 - `state.py`: the flow's state and `evolve`.
@@ -15,7 +16,9 @@ from weir_scheduler.decider.commands import (
     Cancel,
     Command,
     Deduplicate,
+    Expand,
     FireTimer,
+    Gather,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -43,8 +46,10 @@ __all__ = [
     "Cancel",
     "Command",
     "Deduplicate",
+    "Expand",
     "FireTimer",
     "Flow",
+    "Gather",
     "Policy",
     "RecordFinished",
     "RecordStarted",

@@ -38,7 +38,9 @@ from weir_scheduler.decider.commands import (
     Cancel,
     Command,
     Deduplicate,
+    Expand,
     FireTimer,
+    Gather,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -50,6 +52,7 @@ from weir_scheduler.decider.commands import (
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
+from weir_scheduler.decider.fanout import decide_expand, decide_gather
 from weir_scheduler.decider.state import Flow, Task
 from weir_scheduler.decider.triggers import tolerates_failure
 
@@ -174,7 +177,15 @@ def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
             )
             _attempt_ended(out, task, lost)
         case FireTimer():
-            return
+            return  # `fanout` timers are the shell's: it reads or writes, then decides
+        case Expand() as expand:
+            decide_expand(out, expand)
+            dispatch_ready(out)
+            _finish_if_done(out)
+        case Gather() as gather:
+            decide_gather(out, gather)
+            dispatch_ready(out)
+            _finish_if_done(out)
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return

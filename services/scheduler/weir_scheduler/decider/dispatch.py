@@ -6,6 +6,7 @@ from weir_proto.events import TaskDispatched, TaskQueued
 
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import skip_settled
+from weir_scheduler.decider.fanout import close_fanouts
 from weir_scheduler.decider.state import Task
 
 
@@ -19,6 +20,9 @@ def dispatch_ready(out: Emitter) -> None:
     assert plan is not None
     if flow.cancelling:
         return
+    close_fanouts(out)
+    if out.flow.cancelling:
+        return  # a mapped task failed and the flow fails fast
     skip_settled(out)
     flow = out.flow
     positions = plan.positions

@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 import immutables
 import msgspec
@@ -29,6 +29,7 @@ from weir_proto.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
+    TaskExpanded,
     TaskFailed,
     TaskQueued,
     TaskSkipped,
@@ -42,6 +43,7 @@ from weir_proto.spec import EnvVar, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
 from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.map_plan import parent_of, with_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
 
@@ -75,6 +77,17 @@ class Task:
     """Digest of the current attempt's token: only reports carrying the token count."""
     outputs: tuple[OutputDigest, ...] = ()
     """Once succeeded: the size and SHA-256 of each output as it was uploaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """A mapped task whose dependencies have ended and that runs: before its expansion
+    (`expanded` false) the shell reads the list it maps over; then `left` of its `count`
+    instances have not ended; at 0 it ends as they did (gathering their outputs first)."""
+
+    expanded: bool = False
+    count: int = 0
+    left: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +135,8 @@ class Flow:
     cancel_reason: str | None = None
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
+    fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
+    """Mapped tasks being expanded or run as instances (`decider/fanout.py`)."""
 
     @property
     def exists(self) -> bool:
@@ -193,8 +208,12 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                         ready[name] = True
                     else:
                         settled[name] = reason
+            fanout = {name: FanOut() for name in ready if flow_plan.tasks[name].map}
+            for name in fanout:
+                del ready[name]
             return replace(
                 flow,
+                fanout=immutables.Map(fanout),
                 ready=immutables.Map(ready),
                 line=_line_of(ready, tasks, flow_plan.positions),
                 settled=immutables.Map(settled),
@@ -314,6 +333,8 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             return _dependencies_ended(
                 _unsettled(_unready(_with_task(flow, task), name), name), name
             )
+        case TaskExpanded(task=name, items=items):
+            return _expanded(flow, name, items)
         case FlowCancelRequested(reason=reason):
             return replace(
                 flow,
@@ -373,7 +394,9 @@ def _dependencies_ended(flow: Flow, name: str) -> Flow:
     a failing one only tasks that run after a failure."""
     plan = flow.plan
     assert plan is not None
+    flow = _fanout_ended(flow, name)
     ready, blocked, line, settled = flow.ready, flow.blocked, flow.line, flow.settled
+    fanout = flow.fanout
     for child in plan.dependents[name]:
         left = blocked.get(child, 0) - 1
         blocked = blocked.set(child, left)
@@ -386,12 +409,61 @@ def _dependencies_ended(flow: Flow, name: str) -> Flow:
         if reason is not None:
             settled = settled.set(child, reason)
             continue
+        if plan.tasks[child].map is not None:
+            fanout = fanout.set(child, FanOut())  # the shell reads its list first
+            continue
         ready = ready.set(child, True)
         place = (task.priority, plan.positions[child])
         waiting = line.get(task.queue, ())
         at = bisect_left(waiting, place)
         line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
-    return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled)
+    return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled, fanout=fanout)
+
+
+def _fanout_ended(flow: Flow, name: str) -> Flow:
+    """`name` has ended: a mapped task is done with; an instance is one fewer left."""
+    if not flow.fanout:
+        return flow
+    if name in flow.fanout:
+        return replace(flow, fanout=flow.fanout.delete(name))
+    parent = parent_of(name)
+    state = flow.fanout.get(parent[0]) if parent is not None else None
+    if parent is None or state is None:
+        return flow
+    return replace(flow, fanout=flow.fanout.set(parent[0], replace(state, left=state.left - 1)))
+
+
+def _expanded(flow: Flow, name: str, items: list[Any]) -> Flow:
+    """Mapped task `name` became one instance per item, each ready at once (unless the
+    flow is cancelling or failing and the task does not run after a failure)."""
+    assert flow.plan is not None
+    plan = with_instances(flow.plan, name, items)
+    names = plan.names[len(flow.plan.names) :]
+    starts = not flow.cancelling and not (flow.failing and not tolerates_failure(plan, name))
+    tasks = flow.tasks.mutate()
+    ready = flow.ready.mutate()
+    for instance in names:
+        spec = plan.tasks[instance]
+        tasks[instance] = Task(
+            name=instance, queue=spec.queue or "default", priority=spec.priority or 0
+        )
+        if starts:
+            ready[instance] = True
+    done = tasks.finish()
+    line = flow.line
+    if starts:
+        for queue, places in _line_of(dict.fromkeys(names, True), done, plan.positions).items():
+            line = line.set(queue, tuple(sorted((*line.get(queue, ()), *places))))
+    fanout = FanOut(expanded=True, count=len(names), left=len(names))
+    return replace(
+        flow,
+        plan=plan,
+        tasks=done,
+        ready=ready.finish(),
+        line=line,
+        unfinished=flow.unfinished + len(names),
+        fanout=flow.fanout.set(name, fanout),
+    )
 
 
 def _unsettled(flow: Flow, name: str) -> Flow:

@@ -48,6 +48,7 @@ from weir_runner.executors.kubernetes.manifest import (
     MANAGED_BY_LABEL,
     POD_SELECTOR,
     TASK_LABEL,
+    task_of_label,
     ArtifactPlumbing,
     Pod,
     pod_manifest,
@@ -453,7 +454,7 @@ class KubernetesExecutor(Executor):
             if not attempt.isdigit() or name in watcher.channels:
                 continue
             answer = await wanted(
-                labels.get(FLOW_LABEL, ""), labels.get(TASK_LABEL, ""), int(attempt)
+                labels.get(FLOW_LABEL, ""), task_of_label(labels.get(TASK_LABEL, "")), int(attempt)
             )
             if answer is None or answer[0] or name in watcher.channels:
                 continue

@@ -1,0 +1,166 @@
+"""Dynamic fan-out: a mapped task (`map: {over: OUTPUT}`) runs once per item of a list.
+
+Once its dependencies have ended and it may run, the task waits (`Flow.fanout`) for the
+shell to read the list (`fanout_io.FanOutIO`, woken by a `fanout` timer so a crash loses
+nothing); `Expand` records `task_expanded` with the items, and the instances `NAME[i]`
+run as tasks of their own. When the last one ends the task ends as they did: failed if one
+failed, cancelled or skipped likewise, else succeeded, after the shell stored each of its
+outputs as the list of its instances' (`Gather`). A list of 0 items: the task succeeds at
+once with empty lists as its outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+from weir_proto.events import TaskCancelled, TaskExpanded, TaskFailed, TaskSkipped, TaskSucceeded
+from weir_proto.status import TaskStatus
+
+from weir_scheduler.decider.commands import Expand, Gather
+from weir_scheduler.decider.emitter import Emitter
+from weir_scheduler.decider.failures import on_final_failure
+from weir_scheduler.decider.state import FanOut, Flow
+from weir_scheduler.map_plan import instance_name, part_name
+
+MAP_ERROR = "map"
+"""`error_type` of a mapped task that failed as a whole (its list, a limit, an instance)."""
+LIST_BYTES_MAX = 4 * 1024 * 1024
+"""Largest list a task may map over, in bytes (the items are kept in the event log)."""
+EXPAND_PHASE, GATHER_PHASE = 0, 1
+"""The `attempt` of a `fanout` timer: reading the list, or gathering the outputs."""
+
+
+def due(flow: Flow) -> Iterator[tuple[str, int]]:
+    """(task, phase) of each mapped task waiting for the shell."""
+    for name, state in flow.fanout.items():
+        if not state.expanded:
+            yield name, EXPAND_PHASE
+        elif state.left == 0:
+            yield name, GATHER_PHASE
+
+
+def expansion(flow: Flow, task: str, data: bytes, max_tasks: int) -> Expand:
+    """What the shell read for `task` (the bytes of the output it maps over) as a decision:
+    the items, or why they cannot be used."""
+    assert flow.plan is not None
+    spec = flow.plan.tasks[task]
+    assert spec.map is not None
+    what = f'task "{task}": map.over output "{spec.map.over}"'
+    if len(data) > LIST_BYTES_MAX:
+        return Expand(task, error=f"{what} is {len(data):,} bytes; the limit is {LIST_BYTES_MAX:,}")
+    try:
+        items = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        return Expand(task, error=f'{what} is not JSON ({exc}); write a JSON list like ["a", "b"]')
+    if not isinstance(items, list):
+        kind = "an object" if isinstance(items, dict) else f"a {type(items).__name__}"
+        return Expand(task, error=f"{what} is {kind}, not a JSON list")
+    most = spec.map.max_items
+    if most is not None and len(items) > most:
+        return Expand(
+            task, error=f"{what} has {len(items):,} items; the limit is {most:,} (map.max_items)"
+        )
+    total = len(flow.tasks) + len(items)
+    if total > max_tasks:
+        return Expand(
+            task,
+            error=f"{what} has {len(items):,} items: the flow would have {total:,} tasks; "
+            f"the limit is {max_tasks:,} (WEIR_MAX_TASKS)",
+        )
+    return Expand(task, items=tuple(items))
+
+
+def decide_expand(out: Emitter, command: Expand) -> None:
+    """Record the expansion (or the task's failure) if the task still waits for it."""
+    name = command.task
+    if _waiting(out.flow, name, EXPAND_PHASE) is None:
+        return
+    if command.error is not None:
+        _fail(out, name, command.error)
+        return
+    out.emit(
+        TaskExpanded(
+            **out.envelope(),
+            at=out.now,
+            task=name,
+            count=len(command.items),
+            items=list(command.items),
+        )
+    )
+
+
+def decide_gather(out: Emitter, command: Gather) -> None:
+    """The mapped task succeeds with its gathered outputs (or fails: they could not be)."""
+    name = command.task
+    if _waiting(out.flow, name, GATHER_PHASE) is None:
+        return
+    if command.error is not None:
+        _fail(out, name, command.error)
+        return
+    out.emit(
+        TaskSucceeded(
+            **out.envelope(), at=out.now, task=name, attempt=0, outputs=list(command.outputs)
+        )
+    )
+
+
+def close_fanouts(out: Emitter) -> None:
+    """End every mapped task whose instances have all ended: as they did, or, when they all
+    succeeded and it has no outputs to gather, succeeded."""
+    flow = out.flow
+    plan = flow.plan
+    assert plan is not None
+    for name, state in list(flow.fanout.items()):
+        if not state.expanded or state.left or out.flow.tasks[name].status.terminal:
+            continue
+        ended = [out.flow.tasks[instance_name(name, i)] for i in range(state.count)]
+        failed = [t.name for t in ended if t.status is TaskStatus.FAILED]
+        cancelled = [t for t in ended if t.status is TaskStatus.CANCELLED]
+        skipped = [t for t in ended if t.status is TaskStatus.SKIPPED]
+        if failed:
+            shown = ", ".join(f'"{n}"' for n in failed[:5]) + (", …" if len(failed) > 5 else "")
+            _fail(out, name, f"{len(failed):,} of {state.count:,} instances failed: {shown}")
+        elif cancelled:
+            reason = cancelled[0].error_message or "cancelled"
+            out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+        elif skipped:
+            reason = f'instance "{skipped[0].name}" was skipped: {skipped[0].error_message}'
+            out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
+        elif not plan.tasks[name].outputs:
+            out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
+
+
+def gathered(flow: Flow, task: str) -> list[tuple[str, list[str]]]:
+    """For each output of mapped `task`: its name and the names of its instances' parts, in
+    item order (what the shell gathers into one list)."""
+    assert flow.plan is not None
+    state = flow.fanout[task]
+    return [
+        (o.name, [part_name(o.name, i) for i in range(state.count)])
+        for o in flow.plan.tasks[task].outputs
+    ]
+
+
+def _waiting(flow: Flow, name: str, phase: int) -> FanOut | None:
+    if not flow.exists or flow.status.terminal or flow.cancelling:
+        return None
+    state = flow.fanout.get(name)
+    task = flow.tasks.get(name)
+    if state is None or task is None or task.status is not TaskStatus.PENDING:
+        return None
+    return state if (name, phase) in due(flow) else None
+
+
+def _fail(out: Emitter, name: str, message: str) -> None:
+    out.emit(
+        TaskFailed(
+            **out.envelope(),
+            at=out.now,
+            task=name,
+            attempt=0,
+            error_type=MAP_ERROR,
+            message=message,
+        )
+    )
+    on_final_failure(out, name)
