@@ -31,6 +31,16 @@ def is_dns_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
+_INSTANCE = re.compile(r"^(.+)\[(0|[1-9][0-9]{0,8})\]\Z")
+
+
+def is_task_name(value: str) -> bool:
+    """Whether `value` may name a task in a report: a DNS-1123 label, or an instance
+    `NAME[i]` of a mapped task `NAME`."""
+    match = _INSTANCE.match(value)
+    return is_dns_label(match.group(1) if match else value)
+
+
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 

@@ -20,7 +20,7 @@ from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
 from weir.supervisor import Supervisor
 from weir_proto import subjects
-from weir_proto.ids import flow_id_from_message, is_dns_label
+from weir_proto.ids import flow_id_from_message, is_dns_label, is_task_name
 from weir_proto.messages import AttemptStatus, Heartbeat
 
 from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
@@ -258,7 +258,7 @@ class Scheduler:
                 )
                 await msg.term()
                 continue
-            if not is_dns_label(report.flow_id) or not is_dns_label(report.task):
+            if not is_dns_label(report.flow_id) or not is_task_name(report.task):
                 log.warning("status report for no possible flow dropped")
                 await msg.term()
                 continue
@@ -294,7 +294,7 @@ async def _proven_attempts(
     """The attempts of `beat` whose token and runner match, and those whose token matches
     but another runner holds them (claims: a takeover when that runner went silent); the
     others are refused (a forged heartbeat must not keep a lost attempt alive)."""
-    named = [a for a in beat.attempts if is_dns_label(a[0]) and is_dns_label(a[1])]
+    named = [a for a in beat.attempts if is_dns_label(a[0]) and is_task_name(a[1])]
     flows = await store.load_many([flow_id for flow_id, *_ in named])
     proven = []
     claims = []

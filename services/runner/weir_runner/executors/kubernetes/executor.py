@@ -48,10 +48,10 @@ from weir_runner.executors.kubernetes.manifest import (
     MANAGED_BY_LABEL,
     POD_SELECTOR,
     TASK_LABEL,
-    task_of_label,
     ArtifactPlumbing,
     Pod,
     pod_manifest,
+    task_of_label,
 )
 from weir_runner.executors.kubernetes.pod_logs import LogCapture, PodLog, with_tail
 from weir_runner.executors.kubernetes.policy import PodPolicy

@@ -1,0 +1,171 @@
+"""Dynamic fan-out on real Postgres + NATS: a mapped task runs once per item of a list an
+upstream task wrote, its instances retry and show as tasks of their own, and a downstream
+task gets their outputs as one JSON list in item order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from weir.client import Client
+from weir_proto.events import TaskExpanded, TaskFailed, event_type
+
+from tests.flows import finish, task, types
+
+QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
+
+
+def listing(items: str) -> dict[str, Any]:
+    """A task writing `items` (JSON text) as its output `files`."""
+    return task(
+        "list-files",
+        "sh",
+        "-c",
+        f"printf '%s' '{items}' > files.json",
+        outputs=[{"name": "files", "path": "files.json"}],
+    )
+
+
+def mapped(script: str, **extra: Any) -> dict[str, Any]:
+    return task(
+        "process",
+        "sh",
+        "-c",
+        script,
+        depends=["list-files"],
+        outputs=[{"name": "sizes", "path": "out.json"}],
+        retry=QUICK_RETRY,
+        **({"map": {"over": "files"}} | extra),
+    )
+
+
+def collector(got: Path) -> dict[str, Any]:
+    return task(
+        "total",
+        "cp",
+        "in.json",
+        str(got),
+        depends=["process"],
+        inputs=[{"from": "sizes", "path": "in.json"}],
+    )
+
+
+async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_list_in_order(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    failed_once = tmp_path / "failed-once"
+    script = (
+        f'if [ "{{{{ item }}}}" = b.csv ] && [ ! -e {failed_once} ]; then '
+        f"touch {failed_once}; exit 1; fi; "
+        'printf \'{"file": %s, "item": "%s"}\' "$WEIR_ITEM" "{{ item }}" > out.json'
+    )
+    spec = {
+        "name": "per-file",
+        "tasks": [listing('["a.csv", "b.csv", "c.csv"]'), mapped(script), collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    expanded = [e for e in events if isinstance(e, TaskExpanded)]
+    assert [(e.task, e.count, e.items) for e in expanded] == [
+        ("process", 3, ["a.csv", "b.csv", "c.csv"])
+    ]
+    retried = [e.task for e in events if event_type(e) == "task_attempt_failed"]  # type: ignore[union-attr]
+    assert retried == ["process[1]"]
+    assert json.loads(got.read_text()) == [
+        {"file": "a.csv", "item": "a.csv"},
+        {"file": "b.csv", "item": "b.csv"},
+        {"file": "c.csv", "item": "c.csv"},
+    ]
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert {n: view[n].status for n in ("process[0]", "process[1]", "process[2]")} == {
+        "process[0]": "succeeded",
+        "process[1]": "succeeded",
+        "process[2]": "succeeded",
+    }
+    assert view["process[1]"].attempt == 2
+    assert view["process"].status == "succeeded" and view["total"].status == "succeeded"
+
+
+async def test_a_map_over_an_empty_list_succeeds_and_hands_on_an_empty_list(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    spec = {
+        "name": "nothing-to-do",
+        "tasks": [listing("[]"), mapped("echo 1 > out.json"), collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    assert [e.count for e in events if isinstance(e, TaskExpanded)] == [0]
+    assert json.loads(got.read_text()) == []
+    dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert dispatched == ["list-files", "total"]
+
+
+async def test_a_list_over_max_items_fails_the_flow_naming_task_count_and_limit(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    spec = {
+        "name": "too-many",
+        "tasks": [
+            listing('["a", "b", "c"]'),
+            mapped("echo 1 > out.json", map={"over": "files", "max_items": 2}),
+            collector(got),
+        ],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["process"]  # type: ignore[union-attr]
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert failure.error_type == "map"
+    assert failure.message == (
+        'task "process": map.over output "files" has 3 items; the limit is 2 (map.max_items)'
+    )
+    assert "task_expanded" not in types(events) and not got.exists()
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert view["total"].status == "skipped"
+
+
+async def test_a_list_that_is_not_json_fails_the_mapped_task_clearly(client: Client) -> None:
+    spec = {"name": "not-a-list", "tasks": [listing("a.csv b.csv"), mapped("true")]}
+    _, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert failure.task == "process" and failure.error_type == "map"
+    assert failure.message.startswith('task "process": map.over output "files" is not JSON')
+
+
+async def test_map_over_an_output_that_is_not_upstream_is_rejected_with_every_problem(
+    client: Client,
+) -> None:
+    spec = {
+        "name": "bad-map",
+        "tasks": [
+            listing("[]"),
+            task("a", map={"over": "files"}),
+            task("b", "echo", "{{ item }}", depends=["list-files"], map={"over": "nope"}),
+            task("c", "echo", "{{ item }}"),
+        ],
+    }
+    verdict = await client.submit(spec, verdict=True)
+    assert verdict.verdict == "rejected"
+    assert sorted((e.path, e.message) for e in verdict.errors) == [
+        (
+            "$.tasks[1].map.over",
+            'flow "bad-map": task "a": map.over "files" comes from task "list-files", '
+            "which is not one of its dependencies; add it to depends",
+        ),
+        (
+            "$.tasks[2].map.over",
+            'flow "bad-map": task "b": map.over "nope" is not an output of any task '
+            "(outputs of its dependencies: files)",
+        ),
+        (
+            "$.tasks[3]",
+            'flow "bad-map": task "c": uses {{ item }} but is not mapped; '
+            "add map: {over: OUTPUT} or remove the placeholder",
+        ),
+    ]
