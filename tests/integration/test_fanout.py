@@ -96,7 +96,7 @@ async def test_a_map_over_an_empty_list_succeeds_and_hands_on_an_empty_list(
         "name": "nothing-to-do",
         "tasks": [listing("[]"), mapped("echo 1 > out.json"), collector(got)],
     }
-    flow_id, events = await finish(client, spec)
+    _, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert [e.count for e in events if isinstance(e, TaskExpanded)] == [0]
     assert json.loads(got.read_text()) == []
