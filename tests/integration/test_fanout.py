@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from weir.client import Client
+from weir.spec_file import load_spec_text
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.flows import finish, task, types
@@ -169,3 +170,15 @@ async def test_map_over_an_output_that_is_not_upstream_is_rejected_with_every_pr
             "add map: {over: OUTPUT} or remove the placeholder",
         ),
     ]
+
+
+async def test_the_map_files_example_counts_every_file_in_order(client: Client) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "map-files.yaml"
+    spec = load_spec_text(example.read_text(), str(example))
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    instances = [n for n in view if n.startswith("count-lines[")]
+    assert sorted(instances) == ["count-lines[0]", "count-lines[1]", "count-lines[2]"]
+    out = [chunk async for stream, chunk in client.logs(flow_id, "total") if stream == "stdout"]
+    assert b"".join(out).strip() == b"6"
