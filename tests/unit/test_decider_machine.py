@@ -399,6 +399,8 @@ class DeciderMachine(RuleBasedStateMachine):
                 t.status in (TaskStatus.RETRYING, TaskStatus.QUEUED) for t in flow.tasks.values()
             )
             assert (flow.active, flow.retrying) == (active, holding)
+            unfinished = sum(not t.status.terminal for t in flow.tasks.values())
+            assert flow.unfinished == unfinished, (flow.unfinished, unfinished)
             if flow.status.terminal:
                 assert active == 0 and all(t.status.terminal for t in flow.tasks.values())
 

@@ -15,6 +15,7 @@ from weir_runner.executors.kubernetes.manifest import task_label, task_of_label
 from weir_scheduler.decider import Expand, Flow, RecordFinished, Submit, decide_and_evolve
 from weir_scheduler.decider.fanout import expansion
 from weir_scheduler.planner import Rejected, plan
+from weir_scheduler.store import Change, Timing, append_batch, sealed
 
 from tests.flows import task
 
@@ -157,3 +158,25 @@ def test_instances_have_dns_safe_attempt_ids_and_pod_labels_apart_from_real_task
     assert instance != attempt_id("f1", "convert-1", 2)
     assert task_label("convert[1]") == "convert.1" and task_of_label("convert.1") == "convert[1]"
     assert task_of_label("convert") == "convert"
+
+
+def test_a_rerun_reusing_an_instance_runs_the_mapped_task_again_from_its_list() -> None:
+    spec = spec_of(LIST, task("p", depends=["ls"], map={"over": "files"}))
+    reused = ("ls", "p[0]")  # what a rerun of a flow whose p[1] failed would carry over
+    rerun = decide_and_evolve(Flow(id="f2"), Submit(spec, plan(spec), "f1", reused), NOW)[1]
+    assert rerun.unfinished == 1 and rerun.reused == {"ls"}
+    assert rerun.tasks["p"].status == "pending" and "p" in rerun.fanout
+
+
+def test_a_mapped_task_waiting_for_the_shell_gets_a_fanout_timer_so_a_crash_loses_nothing() -> None:
+    spec = spec_of(LIST, task("p", depends=["ls"], map={"over": "files"}))
+    submitted = decide_and_evolve(Flow(id="f"), Submit(spec, plan(spec)), NOW)[1]
+    events, waiting = decide_and_evolve(submitted, succeed("ls"), NOW)
+    batch = append_batch([sealed(Change(submitted, waiting, events))], Timing())
+    assert [(t.task, t.kind, t.attempt) for t in batch.timers_due] == [("p", "fanout", 0)]
+    events, expanded = decide_and_evolve(waiting, Expand("p", items=("a", "b")), NOW)
+    batch = append_batch([sealed(Change(waiting, expanded, events))], Timing())
+    assert not batch.timers_due and ("f", "p") in {
+        (k.flow_id, k.task) for k in batch.timers_cleared
+    }
+    assert {row.name for row in batch.tasks} == {"p", "p[0]", "p[1]"}

@@ -162,7 +162,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
     match event:
         case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
             flow_plan = planned(spec, _UNLIMITED)
-            done = frozenset(reused)
+            done = frozenset(reused).intersection(flow_plan.tasks)  # never an instance
             carried: dict[str, tuple[OutputDigest, ...]] = {}
             for digest in event.reused_outputs:
                 producer = flow_plan.producers.get(digest.name)
