@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from weir.cli import flow_details
 from weir.client import Client
 from weir.spec_file import load_spec_text
+from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.flows import finish, task, types
@@ -60,7 +63,8 @@ async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_lis
     script = (
         f'if [ "{{{{ item }}}}" = b.csv ] && [ ! -e {failed_once} ]; then '
         f"touch {failed_once}; exit 1; fi; "
-        'printf \'{"file": %s, "item": "%s"}\' "$WEIR_ITEM" "{{ item }}" > out.json'
+        'printf \'{"file": %s, "item": "%s"}\' "$WEIR_ITEM" "{{ item }}" > out.json; '
+        'echo "done {{ item }}"'
     )
     spec = {
         "name": "per-file",
@@ -86,6 +90,16 @@ async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_lis
         "process[2]": "succeeded",
     }
     assert view["process[1]"].attempt == 2
+    shown = Console(width=200, record=True)
+    for part in flow_details(await client.get(flow_id)):
+        shown.print(part)
+    table = shown.export_text()
+    assert all(f"process[{i}]" in table for i in range(3)), table
+    traced = {(a.task, a.attempt) for a in flow_timeline(events).attempts}
+    assert {("process[1]", 1), ("process[1]", 2), ("process[2]", 1)} <= traced
+    assert not any(task == "process" for task, _ in traced)
+    logs = [chunk async for _, chunk in client.logs(flow_id, "process[1]", attempt=2)]
+    assert b"".join(logs) == b"done b.csv\n"
     assert view["process"].status == "succeeded" and view["total"].status == "succeeded"
 
 
