@@ -4,6 +4,7 @@ task gets their outputs as one JSON list in item order."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 from rich.console import Console
 from weir.cli import flow_details
 from weir.client import Client
+from weir.config import Settings
 from weir.spec_file import load_spec_text
 from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
+from tests.conftest import Services
 from tests.flows import finish, task, types
 
 QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
@@ -196,3 +199,25 @@ async def test_the_map_files_example_counts_every_file_in_order(client: Client) 
     assert sorted(instances) == ["count-lines[0]", "count-lines[1]", "count-lines[2]"]
     out = [chunk async for stream, chunk in client.logs(flow_id, "total") if stream == "stdout"]
     assert b"".join(out).strip() == b"6"
+
+
+async def test_a_list_past_weir_max_tasks_fails_the_flow_naming_task_count_and_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    running = await Services.start(dataclasses.replace(settings, max_tasks=6))
+    try:
+        async with await Client.connect(settings.nats_url) as client:
+            spec = {
+                "name": "too-wide",
+                "tasks": [listing("[1, 2, 3, 4]"), mapped("true"), collector(tmp_path / "g")],
+            }
+            _, events = await finish(client, spec)
+    finally:
+        await running.stop()
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert (failure.task, failure.error_type) == ("process", "map")
+    assert failure.message == (
+        'task "process": map.over output "files" has 4 items: the flow would have 7 tasks; '
+        "the limit is 6 (WEIR_MAX_TASKS)"
+    )
