@@ -52,7 +52,7 @@ from weir_scheduler.decider.commands import (
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
-from weir_scheduler.decider.fanout import decide_expand, decide_gather
+from weir_scheduler.decider.fanout import decide_fanout
 from weir_scheduler.decider.state import Flow, Task
 from weir_scheduler.decider.triggers import tolerates_failure
 
@@ -178,12 +178,8 @@ def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
             _attempt_ended(out, task, lost)
         case FireTimer():
             return  # `fanout` timers are the shell's: it reads or writes, then decides
-        case Expand() as expand:
-            decide_expand(out, expand)
-            dispatch_ready(out)
-            _finish_if_done(out)
-        case Gather() as gather:
-            decide_gather(out, gather)
+        case Expand() | Gather() as answer:
+            decide_fanout(out, answer)
             dispatch_ready(out)
             _finish_if_done(out)
         case Cancel(reason=reason):

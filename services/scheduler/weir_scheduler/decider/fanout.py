@@ -71,38 +71,21 @@ def expansion(flow: Flow, task: str, data: bytes, max_tasks: int) -> Expand:
     return Expand(task, items=tuple(items))
 
 
-def decide_expand(out: Emitter, command: Expand) -> None:
-    """Record the expansion (or the task's failure) if the task still waits for it."""
-    name = command.task
-    if _waiting(out.flow, name, EXPAND_PHASE) is None:
+def decide_fanout(out: Emitter, answer: Expand | Gather) -> None:
+    """Record what the shell found for a mapped task still waiting for it: its expansion,
+    its success with the gathered outputs, or its failure (`answer.error`)."""
+    name = answer.task
+    phase = EXPAND_PHASE if isinstance(answer, Expand) else GATHER_PHASE
+    if _waiting(out.flow, name, phase) is None:
         return
-    if command.error is not None:
-        _fail(out, name, command.error)
-        return
-    out.emit(
-        TaskExpanded(
-            **out.envelope(),
-            at=out.now,
-            task=name,
-            count=len(command.items),
-            items=list(command.items),
-        )
-    )
-
-
-def decide_gather(out: Emitter, command: Gather) -> None:
-    """The mapped task succeeds with its gathered outputs (or fails: they could not be)."""
-    name = command.task
-    if _waiting(out.flow, name, GATHER_PHASE) is None:
-        return
-    if command.error is not None:
-        _fail(out, name, command.error)
-        return
-    out.emit(
-        TaskSucceeded(
-            **out.envelope(), at=out.now, task=name, attempt=0, outputs=list(command.outputs)
-        )
-    )
+    if answer.error is not None:
+        _fail(out, name, answer.error)
+    elif isinstance(answer, Expand):
+        count, items = len(answer.items), list(answer.items)
+        out.emit(TaskExpanded(**out.envelope(), at=out.now, task=name, count=count, items=items))
+    else:
+        outputs = list(answer.outputs)
+        out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0, outputs=outputs))
 
 
 def close_fanouts(out: Emitter) -> None:
