@@ -66,15 +66,17 @@ def flow_id_from_message(stream_seq: int, published_ms: int, stream: str) -> str
 
 
 def attempt_id(flow_id: str, task: str, attempt: int) -> str:
-    """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters."""
+    """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters.
+    An instance `NAME[i]` of a mapped task has its brackets as '-' and a hash of flow and
+    task (the same for each of its attempts), so it never names another task's attempt."""
     full = f"{flow_id}-{task}-{attempt}"
-    if len(full) <= DNS1123_LABEL_MAX and "[" not in task:
+    instance = "[" in task
+    if len(full) <= DNS1123_LABEL_MAX and not instance:
         return full
-    # Too long, or an instance NAME[i] of a mapped task: brackets become '-', and a hash of
-    # the whole keeps it apart from a task that is really named so.
-    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    named = f"{flow_id}-{task}" if instance else full
+    digest = hashlib.sha256(named.encode()).hexdigest()[:10]
     suffix = f"-{digest}-{attempt}"
-    head = re.sub(r"[^-a-z0-9]+", "-", full[: DNS1123_LABEL_MAX - len(suffix)])
+    head = re.sub(r"[^-a-z0-9]+", "-", named[: DNS1123_LABEL_MAX - len(suffix)])
     return head.rstrip("-") + suffix
 
 

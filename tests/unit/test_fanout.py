@@ -156,6 +156,8 @@ def test_instances_have_dns_safe_attempt_ids_and_pod_labels_apart_from_real_task
     instance = attempt_id("f1", "convert[1]", 2)
     assert is_dns_label(instance) and instance.endswith("-2")
     assert instance != attempt_id("f1", "convert-1", 2)
+    later = attempt_id("f1", "convert[1]", 13)  # one prefix: a runner fences older attempts
+    assert instance.removesuffix("2") == later.removesuffix("13")
     assert task_label("convert[1]") == "convert.1" and task_of_label("convert.1") == "convert[1]"
     assert task_of_label("convert") == "convert"
 
