@@ -4,6 +4,7 @@ task gets their outputs as one JSON list in item order."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.conftest import Services
-from tests.flows import finish, task, types
+from tests.flows import WAIT, finish, task, types
 
 QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
 
@@ -221,3 +222,26 @@ async def test_a_list_past_weir_max_tasks_fails_the_flow_naming_task_count_and_l
         'task "process": map.over output "files" has 4 items: the flow would have 7 tasks; '
         "the limit is 6 (WEIR_MAX_TASKS)"
     )
+
+
+async def test_a_rerun_of_failed_tasks_maps_again_over_the_list_the_first_run_stored(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    fixed = tmp_path / "fixed"
+    script = f'[ "{{{{ item }}}}" != b ] || [ -e {fixed} ] || exit 1; echo 1 > out.json'
+    spec = {
+        "name": "fix-and-rerun",
+        "tasks": [listing('["a", "b"]'), mapped(script), collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed) and e.task == "process")
+    assert failure.message == '1 of 2 instances failed: "process[1]"'
+    fixed.touch()
+    again = (await client.rerun(flow_id, failed_only=True)).flow_id
+    await asyncio.wait_for(client.wait(again), WAIT)
+    events = [e async for e in client.events(again)]
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert "list-files" not in dispatched and json.loads(got.read_text()) == [1, 1]

@@ -44,8 +44,10 @@ class FanOutIO:
             if digest is not None and digest.size > LIST_BYTES_MAX:
                 return expansion(flow, task, b" " * (LIST_BYTES_MAX + 1), self.max_tasks)
             target = Path(scratch) / "list.json"
+            # A rerun reuses a succeeded producer's output where that run stored it.
+            holder = flow.rerun_of if flow.plan.producers[over] in flow.reused else flow_id
             try:
-                await self.artifacts.download(flow_id, over, target, expected=digest)
+                await self.artifacts.download(holder or flow_id, over, target, expected=digest)
             except ArtifactNotFound:
                 return Expand(task, error=f'task "{task}": map.over output "{over}" was not stored')
             except ArtifactIntegrityError as exc:
