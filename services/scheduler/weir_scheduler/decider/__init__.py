@@ -27,9 +27,8 @@ from weir_scheduler.decider.commands import (
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
-    AttemptFailure,
-    Flow,
-    Task,
+    FoldedFlow,
+    FoldedTask,
     dispatch_spec,
     evolve,
     flow_outcome,
@@ -39,12 +38,12 @@ from weir_scheduler.decider.state import (
 
 __all__ = [
     "DEFAULT_POLICY",
-    "AttemptFailure",
     "Cancel",
     "Command",
     "Deduplicate",
     "FireTimer",
-    "Flow",
+    "FoldedFlow",
+    "FoldedTask",
     "Policy",
     "RecordFinished",
     "RecordStarted",
@@ -52,7 +51,6 @@ __all__ = [
     "Release",
     "Submit",
     "TakeOver",
-    "Task",
     "TimerKind",
     "decide",
     "decide_and_evolve",
