@@ -64,12 +64,16 @@ class TaskStatus(StrEnum):
     @property
     def active(self) -> bool:
         """Handed to a runner and not finished yet."""
-        return self in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+        return self in ACTIVE_TASK_STATUSES
 
 
 TERMINAL_TASK_STATUSES = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
 )
+ACTIVE_TASK_STATUSES = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
+"""Tasks handed to a runner and not finished yet (what a queue's concurrency limit counts)."""
+UNENDED_FLOW_STATUSES = frozenset(FlowStatus) - TERMINAL_FLOW_STATUSES
+"""Flows not ended yet (what the cap on pending flows counts)."""
 
 FLOW_STATUS_NAMES = tuple(status.value for status in FlowStatus)
 """Every flow status as it is written (`unique.statuses`, `weir list --status`), in the

@@ -19,7 +19,7 @@ from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_ty
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
-from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.status import ACTIVE_TASK_STATUSES, FlowStatus, TaskStatus
 
 from weir_scheduler.data import (
     AppendBatch,
@@ -208,11 +208,11 @@ class EventStore:
         state = await self.data.attempt_state(flow_id, task)
         if state is None:
             return False, "no such flow or task"
-        if state.flow_status in ("cancelling", "cancelled"):
+        if state.flow_status in (FlowStatus.CANCELLING, FlowStatus.CANCELLED):
             return False, f"flow is {state.flow_status}"
         if state.attempt != attempt:
             return False, f"attempt {attempt} was superseded by attempt {state.attempt}"
-        if state.status not in ("dispatched", "running"):
+        if state.status not in ACTIVE_TASK_STATUSES:
             return False, f"task is {state.status}"
         return True, ""
 
