@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from weir.cli import flow_details
+from weir.cli.output import flow_details
 from weir.client import Client
 from weir.config import Settings
 from weir.spec_file import load_spec_text

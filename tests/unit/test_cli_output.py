@@ -13,31 +13,12 @@ import msgspec
 import pytest
 from rich.console import Console
 from weir import waterfall
-from weir.cli import _event_line, flow_details, flow_table
+from weir.cli.output import event_line, flow_details, flow_table
 from weir.telemetry import flow_timeline
+from weir_proto import events as ev
 from weir_proto.api import AttemptFailure, FlowView, TaskView
 from weir_proto.errors import SpecError
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowDeduplicated,
-    FlowEvent,
-    FlowFailed,
-    FlowRejected,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskQueued,
-    TaskSkipped,
-    TaskSnoozed,
-    TaskStarted,
-    TaskSucceeded,
-    TaskTakenOver,
-    event_type,
-)
+from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import AttemptState, FlowStatus, TaskStatus
@@ -116,7 +97,7 @@ def test_every_error_type_renders_in_show() -> None:
         assert str(error_type) in render(*flow_details(view))
 
 
-def ev(kind: type[Any], **fields: Any) -> FlowEvent:
+def make(kind: type[Any], **fields: Any) -> FlowEvent:
     event: FlowEvent = kind(id="", seq=0, flow_id="f", at=T0, **fields)
     return event
 
@@ -124,7 +105,7 @@ def ev(kind: type[Any], **fields: Any) -> FlowEvent:
 def flow(*events: FlowEvent) -> list[FlowEvent]:
     """A flow's history: submitted, then `events`, numbered and a second apart."""
     spec = msgspec.convert({"name": TRICKY, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
-    history = [ev(FlowSubmitted, spec=spec), *events]
+    history = [make(ev.FlowSubmitted, spec=spec), *events]
     return [
         msgspec.structs.replace(e, id=f"f.{n}", seq=n, at=T0 + timedelta(seconds=n))
         for n, e in enumerate(history, start=1)
@@ -134,18 +115,23 @@ def flow(*events: FlowEvent) -> list[FlowEvent]:
 def _histories() -> list[list[FlowEvent]]:
     """Flows whose attempts end in every way, and whose flows end in every way."""
     later = T0 + timedelta(minutes=1)
-    dispatched = ev(TaskDispatched, task=TRICKY, attempt=1, queue="default")
-    started = ev(TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
+    dispatched = make(ev.TaskDispatched, task=TRICKY, attempt=1, queue="default")
+    started = make(ev.TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
     histories = [
-        flow(ev(TaskQueued, task="a", queue="q", priority=1)),
+        flow(make(ev.TaskQueued, task="a", queue="q", priority=1)),
         flow(dispatched),
         flow(dispatched, started),
-        flow(dispatched, started, ev(TaskSucceeded, task=TRICKY, attempt=1), ev(FlowSucceeded)),
         flow(
             dispatched,
             started,
-            ev(
-                TaskTakenOver,
+            make(ev.TaskSucceeded, task=TRICKY, attempt=1),
+            make(ev.FlowSucceeded),
+        ),
+        flow(
+            dispatched,
+            started,
+            make(
+                ev.TaskTakenOver,
                 task=TRICKY,
                 attempt=1,
                 runner="b",
@@ -153,17 +139,17 @@ def _histories() -> list[list[FlowEvent]]:
                 silent_for=2,
             ),
         ),
-        flow(dispatched, started, ev(TaskSnoozed, task=TRICKY, attempt=1, until=later)),
+        flow(dispatched, started, make(ev.TaskSnoozed, task=TRICKY, attempt=1, until=later)),
         flow(
             dispatched,
             started,
-            ev(FlowCancelRequested, reason=TRICKY),
-            ev(TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
-            ev(TaskSkipped, task="b", reason=TRICKY),
-            ev(FlowCancelled, reason=TRICKY),
+            make(ev.FlowCancelRequested, reason=TRICKY),
+            make(ev.TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
+            make(ev.TaskSkipped, task="b", reason=TRICKY),
+            make(ev.FlowCancelled, reason=TRICKY),
         ),
-        flow(ev(FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
-        flow(ev(FlowDeduplicated, existing="g", key=TRICKY)),
+        flow(make(ev.FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
+        flow(make(ev.FlowDeduplicated, existing="g", key=TRICKY)),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
@@ -171,9 +157,9 @@ def _histories() -> list[list[FlowEvent]]:
             flow(
                 dispatched,
                 started,
-                ev(TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
-                ev(TaskFailed, **failure),
-                ev(FlowFailed, failed_tasks=[TRICKY]),
+                make(ev.TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
+                make(ev.TaskFailed, **failure),
+                make(ev.FlowFailed, failed_tasks=[TRICKY]),
             )
         )
     return histories
@@ -187,7 +173,7 @@ def test_events_and_trace_render_every_event_and_attempt_status() -> None:
     seen_attempts = {a.status for h in histories for a in flow_timeline(h).attempts}
     assert seen_attempts == set(AttemptState)
     for history in histories:
-        lines = render(*(_event_line(e) for e in history))
+        lines = render(*(event_line(e) for e in history))
         for event in history:
             assert event_type(event) in lines
             json.loads(msgspec.json.encode(event))

@@ -12,7 +12,7 @@ from weir_proto.ids import attempt_id, is_dns_label, is_task_name
 from weir_proto.messages import AttemptFinished, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_runner.executors.kubernetes.manifest import task_label, task_of_label
-from weir_scheduler.decider import Expand, Flow, RecordFinished, Submit, decide_and_evolve
+from weir_scheduler.decider import Expand, FoldedFlow, RecordFinished, Submit, decide_and_evolve
 from weir_scheduler.decider.fanout import expansion
 from weir_scheduler.planner import Rejected, plan
 from weir_scheduler.store import Change, Timing, append_batch, sealed
@@ -91,7 +91,7 @@ def test_item_and_params_fill_an_instance_and_its_outputs_get_their_own_names() 
         ),
         params={"env": {"default": "dev"}},
     )
-    flow, _ = run(spec, Flow(id="f"), succeed("ls"))
+    flow, _ = run(spec, FoldedFlow(id="f"), succeed("ls"))
     flow, events = run(spec, flow, Expand("p", items=("a.csv", {"k": 1})))
     assert [type(e).__name__ for e in events][:1] == ["TaskExpanded"]
     assert flow.plan is not None
@@ -104,7 +104,7 @@ def test_item_and_params_fill_an_instance_and_its_outputs_get_their_own_names() 
     assert flow.plan.producers["out.1"] == "p[1]" and flow.plan.producers["out"] == "p"
 
 
-def run(spec: FlowSpec, flow: Flow, command: Any) -> tuple[Flow, list[Any]]:
+def run(spec: FlowSpec, flow: FoldedFlow, command: Any) -> tuple[FoldedFlow, list[Any]]:
     if not flow.exists:
         flow = decide_and_evolve(flow, Submit(spec, plan(spec)), NOW)[1]
     events, flow = decide_and_evolve(flow, command, NOW)
@@ -139,7 +139,7 @@ def test_a_list_that_cannot_be_used_is_a_failure_naming_the_task_count_and_limit
 ) -> None:
     mapped = {"over": "files"} | ({"max_items": max_items} if max_items else {})
     spec = spec_of(LIST, task("p", depends=["ls"], map=mapped))
-    flow, _ = run(spec, Flow(id="f"), succeed("ls"))
+    flow, _ = run(spec, FoldedFlow(id="f"), succeed("ls"))
     decision = expansion(flow, "p", data, max_tasks)
     assert decision.error is not None and decision.items == ()
     assert decision.error.startswith('task "p": map.over output "files" ')
@@ -165,14 +165,14 @@ def test_instances_have_dns_safe_attempt_ids_and_pod_labels_apart_from_real_task
 def test_a_rerun_reusing_an_instance_runs_the_mapped_task_again_from_its_list() -> None:
     spec = spec_of(LIST, task("p", depends=["ls"], map={"over": "files"}))
     reused = ("ls", "p[0]")  # what a rerun of a flow whose p[1] failed would carry over
-    rerun = decide_and_evolve(Flow(id="f2"), Submit(spec, plan(spec), "f1", reused), NOW)[1]
+    rerun = decide_and_evolve(FoldedFlow(id="f2"), Submit(spec, plan(spec), "f1", reused), NOW)[1]
     assert rerun.unfinished == 1 and rerun.reused == {"ls"}
     assert rerun.tasks["p"].status == "pending" and "p" in rerun.fanout
 
 
 def test_a_mapped_task_waiting_for_the_shell_gets_a_fanout_timer_so_a_crash_loses_nothing() -> None:
     spec = spec_of(LIST, task("p", depends=["ls"], map={"over": "files"}))
-    submitted = decide_and_evolve(Flow(id="f"), Submit(spec, plan(spec)), NOW)[1]
+    submitted = decide_and_evolve(FoldedFlow(id="f"), Submit(spec, plan(spec)), NOW)[1]
     events, waiting = decide_and_evolve(submitted, succeed("ls"), NOW)
     batch = append_batch([sealed(Change(submitted, waiting, events))], Timing())
     assert [(t.task, t.kind, t.attempt) for t in batch.timers_due] == [("p", "fanout", 0)]

@@ -17,7 +17,7 @@ from typing import Any
 from weir.artifacts import ArtifactIntegrityError, ArtifactNotFound, Artifacts
 from weir_proto.messages import OutputDigest
 
-from weir_scheduler.decider import Command, Expand, Flow, Gather
+from weir_scheduler.decider import Command, Expand, FoldedFlow, Gather
 from weir_scheduler.decider.fanout import GATHER_PHASE, LIST_BYTES_MAX, expansion, gathered
 from weir_scheduler.store import EventStore
 
@@ -54,7 +54,7 @@ class FanOutIO:
                 return Expand(task, error=f'task "{task}": map.over output "{over}": {exc}')
             return expansion(flow, task, target.read_bytes(), self.max_tasks)
 
-    async def _gather(self, flow: Flow, task: str, scratch: Path) -> Gather:
+    async def _gather(self, flow: FoldedFlow, task: str, scratch: Path) -> Gather:
         flow_id = flow.id
         digests: list[OutputDigest] = []
         for name, parts in gathered(flow, task):

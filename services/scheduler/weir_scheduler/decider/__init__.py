@@ -30,9 +30,8 @@ from weir_scheduler.decider.commands import (
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
-    AttemptFailure,
-    Flow,
-    Task,
+    FoldedFlow,
+    FoldedTask,
     dispatch_spec,
     evolve,
     flow_outcome,
@@ -42,13 +41,13 @@ from weir_scheduler.decider.state import (
 
 __all__ = [
     "DEFAULT_POLICY",
-    "AttemptFailure",
     "Cancel",
     "Command",
     "Deduplicate",
     "Expand",
     "FireTimer",
-    "Flow",
+    "FoldedFlow",
+    "FoldedTask",
     "Gather",
     "Policy",
     "RecordFinished",
@@ -57,7 +56,6 @@ __all__ = [
     "Release",
     "Submit",
     "TakeOver",
-    "Task",
     "TimerKind",
     "decide",
     "decide_and_evolve",

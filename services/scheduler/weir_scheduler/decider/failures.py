@@ -6,7 +6,7 @@ from weir_proto.events import FlowCancelRequested, TaskCancelled, TaskSkipped
 from weir_proto.status import TaskStatus
 
 from weir_scheduler.decider.emitter import Emitter
-from weir_scheduler.decider.state import Flow
+from weir_scheduler.decider.state import FoldedFlow
 from weir_scheduler.decider.triggers import tolerates_failure
 
 
@@ -33,7 +33,7 @@ def on_final_failure(out: Emitter, failed: str) -> None:
         cancel_unstarted(out, reason)
 
 
-def _has_instances(flow: Flow, name: str) -> bool:
+def _has_instances(flow: FoldedFlow, name: str) -> bool:
     """A mapped task whose instances exist ends as they do, not by being skipped."""
     state = flow.fanout.get(name)
     return state is not None and state.expanded

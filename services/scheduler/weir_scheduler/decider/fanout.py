@@ -1,6 +1,6 @@
 """Dynamic fan-out: a mapped task (`map: {over: OUTPUT}`) runs once per item of a list.
 
-Once its dependencies have ended and it may run, the task waits (`Flow.fanout`) for the
+Once its dependencies have ended and it may run, the task waits (`FoldedFlow.fanout`) for the
 shell to read the list (`fanout_io.FanOutIO`, woken by a `fanout` timer so a crash loses
 nothing); `Expand` records `task_expanded` with the items, and the instances `NAME[i]`
 run as tasks of their own. When the last one ends the task ends as they did: failed if one
@@ -20,7 +20,7 @@ from weir_proto.status import TaskStatus
 from weir_scheduler.decider.commands import Expand, Gather
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import on_final_failure
-from weir_scheduler.decider.state import FanOut, Flow
+from weir_scheduler.decider.state import FanOut, FoldedFlow
 from weir_scheduler.map_plan import instance_name, part_name
 
 MAP_ERROR = "map"
@@ -31,7 +31,7 @@ EXPAND_PHASE, GATHER_PHASE = 0, 1
 """The `attempt` of a `fanout` timer: reading the list, or gathering the outputs."""
 
 
-def due(flow: Flow) -> Iterator[tuple[str, int]]:
+def due(flow: FoldedFlow) -> Iterator[tuple[str, int]]:
     """(task, phase) of each mapped task waiting for the shell."""
     for name, state in flow.fanout.items():
         if not state.expanded:
@@ -40,7 +40,7 @@ def due(flow: Flow) -> Iterator[tuple[str, int]]:
             yield name, GATHER_PHASE
 
 
-def expansion(flow: Flow, task: str, data: bytes, max_tasks: int) -> Expand:
+def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expand:
     """What the shell read for `task` (the bytes of the output it maps over) as a decision:
     the items, or why they cannot be used."""
     assert flow.plan is not None
@@ -114,7 +114,7 @@ def close_fanouts(out: Emitter) -> None:
             out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
 
 
-def gathered(flow: Flow, task: str) -> list[tuple[str, list[str]]]:
+def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
     """For each output of mapped `task`: its name and the names of its instances' parts, in
     item order (what the shell gathers into one list)."""
     assert flow.plan is not None
@@ -125,7 +125,7 @@ def gathered(flow: Flow, task: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _waiting(flow: Flow, name: str, phase: int) -> FanOut | None:
+def _waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
     if not flow.exists or flow.status.terminal or flow.cancelling:
         return None
     state = flow.fanout.get(name)
