@@ -149,3 +149,19 @@ def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
     assert '"rows" is int: expected a whole number, got the string "x"' in missing.stderr
     assert 'parameter "date" (the day to load, YYYY-MM-DD) is required' in missing.stderr
     assert weir(stack, "submit", example, "-p", "date").returncode == 2
+
+
+def test_a_map_over_files_shows_its_instances_their_logs_and_its_trace(stack: Stack) -> None:
+    done = weir(stack, "submit", str(REPO / "examples" / "map-files.yaml"), "--wait")
+    assert done.returncode == 0, done.stderr
+    flow_id, result = done.stdout.split()
+    assert result == "flow_succeeded"
+    shown = weir(stack, "show", flow_id).stdout
+    assert all(f"count-lines[{i}]" in shown for i in range(3)), shown
+    assert weir(stack, "logs", flow_id, "total").stdout == "6\n"
+    logs = weir(stack, "logs", flow_id, "count-lines[2]")
+    assert logs.returncode == 0, logs.stderr
+    events = weir(stack, "events", flow_id).stdout
+    assert "task_expanded" in events and "count=3" in events
+    trace = weir(stack, "trace", flow_id)
+    assert trace.returncode == 0 and "count-lines[1]" in trace.stdout, trace.stdout

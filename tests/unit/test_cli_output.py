@@ -150,6 +150,12 @@ def _histories() -> list[list[FlowEvent]]:
         ),
         flow(make(ev.FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
         flow(make(ev.FlowDeduplicated, existing="g", key=TRICKY)),
+        flow(
+            make(ev.TaskExpanded, task="m", count=7, items=[TRICKY, 1, 2, 3, 4, 5, {"k": 6}]),
+            make(ev.TaskDispatched, task="m[0]", attempt=1, queue="default"),
+            make(ev.TaskSucceeded, task="m[0]", attempt=1),
+            make(ev.TaskSucceeded, task="m", attempt=0),
+        ),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
@@ -180,3 +186,31 @@ def test_events_and_trace_render_every_event_and_attempt_status() -> None:
         drawn = render(waterfall.renderable(history, width=120, now=T0 + timedelta(seconds=20)))
         assert "flow " in drawn
         json.loads(msgspec.json.encode(flow_timeline(history)))
+
+
+def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -> None:
+    names = ["list-the-files", "convert-every-file", "report", "convert-every-file[0]"]
+    names += ["convert-every-file[1]"]
+    tasks = [msgspec.structs.replace(task_view(TaskStatus.SUCCEEDED), name=n) for n in names]
+    view = FlowView(
+        id="f-1",
+        name="m",
+        status="succeeded",
+        created_at=T0,
+        updated_at=T0,
+        task_count=len(tasks),
+        seq=9,
+        tasks=tasks,
+    )
+    console = Console(file=io.StringIO(), width=80)
+    for part in flow_details(view):
+        console.print(part)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    rows = [n for line in shown.splitlines() for n in names if f"│ {n} " in line]
+    assert rows == [
+        "list-the-files",
+        "convert-every-file",
+        "convert-every-file[0]",
+        "convert-every-file[1]",
+        "report",
+    ], shown
