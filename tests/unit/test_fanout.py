@@ -125,6 +125,8 @@ def succeed(name: str) -> RecordFinished:
         (b"a b", None, 100, "is not JSON (JSON is malformed: invalid character (byte 0))"),
         (b'{"a": 1}', None, 100, "is an object, not a JSON list"),
         (b'"abc"', None, 100, "is a str, not a JSON list"),
+        (b"[" * 100_000 + b"]" * 100_000, None, 100, "nests too deeply to be a list of items"),
+        (b'["a", {"k": "b\\u0000"}]', None, 100, "has a NUL character (\\u0000) at items[1].k"),
         (b"[1, 2, 3]", 2, 100, "has 3 items; the limit is 2 (map.max_items)"),
         (
             b"[1, 2, 3]",

@@ -82,5 +82,5 @@ def _part_value(data: bytes) -> Any:
     """A part as JSON when it is JSON, else as text (a trailing newline dropped)."""
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return data.decode("utf-8", errors="replace").removesuffix("\n")

@@ -22,6 +22,7 @@ from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import on_final_failure
 from weir_scheduler.decider.state import FanOut, FoldedFlow
 from weir_scheduler.map_plan import instance_name, part_name
+from weir_scheduler.planner.reading import find_nul
 
 MAP_ERROR = "map"
 """`error_type` of a mapped task that failed as a whole (its list, a limit, an instance)."""
@@ -53,9 +54,15 @@ def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expan
         items = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         return Expand(task, error=f'{what} is not JSON ({exc}); write a JSON list like ["a", "b"]')
+    except RecursionError:
+        return Expand(task, error=f"{what} nests too deeply to be a list of items")
     if not isinstance(items, list):
         kind = "an object" if isinstance(items, dict) else f"a {type(items).__name__}"
         return Expand(task, error=f"{what} is {kind}, not a JSON list")
+    nul = find_nul(items)
+    if nul is not None:  # the items go into the event log, which cannot hold one
+        at = nul.replace("$", "items", 1)
+        return Expand(task, error=f"{what} has a NUL character (\\u0000) at {at}; remove it")
     most = spec.map.max_items
     if most is not None and len(items) > most:
         return Expand(

@@ -57,7 +57,7 @@ def decode(data: bytes, limits: Limits = LIMITS_DEFAULT) -> FlowSpec:
                 )
             ]
         )
-    nul = _find_nul(raw)
+    nul = find_nul(raw)
     if nul is not None:
         given = raw.get("id")
         raise Rejected(
@@ -112,7 +112,7 @@ def _task_index(path: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _find_nul(raw: object) -> str | None:
+def find_nul(raw: object) -> str | None:
     """The JSON path of the first key or string holding a NUL character, if any."""
     stack: list[tuple[str, object]] = [("$", raw)]
     while stack:
