@@ -125,6 +125,12 @@ def succeed(name: str) -> RecordFinished:
         (b"a b", None, 100, "is not JSON (JSON is malformed: invalid character (byte 0))"),
         (b'{"a": 1}', None, 100, "is an object, not a JSON list"),
         (b'"abc"', None, 100, "is a str, not a JSON list"),
+        (
+            b'["a.csv", "../../etc/passwd"]',
+            None,
+            100,
+            "has item 1, which makes the path \"out/../../etc/passwd\": it contains '..'",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, None, 100, "nests too deeply to be a list of items"),
         (b'["a", {"k": "b\\u0000"}]', None, 100, "has a NUL character (\\u0000) at items[1].k"),
         (b"[1, 2, 3]", 2, 100, "has 3 items; the limit is 2 (map.max_items)"),
@@ -140,7 +146,8 @@ def test_a_list_that_cannot_be_used_is_a_failure_naming_the_task_count_and_limit
     data: bytes, max_items: int | None, max_tasks: int, error: str
 ) -> None:
     mapped = {"over": "files"} | ({"max_items": max_items} if max_items else {})
-    spec = spec_of(LIST, task("p", depends=["ls"], map=mapped))
+    out = [{"name": "o", "path": "out/{{ item }}"}]
+    spec = spec_of(LIST, task("p", depends=["ls"], map=mapped, outputs=out))
     flow, _ = run(spec, FoldedFlow(id="f"), succeed("ls"))
     decision = expansion(flow, "p", data, max_tasks)
     assert decision.error is not None and decision.items == ()

@@ -60,12 +60,19 @@ def item_json(item: Any) -> str:
     return json.dumps(item, separators=(",", ":"), sort_keys=True)
 
 
+def fill_item(value: str, item: Any) -> str:
+    """`value` with `{{ item }}` replaced by `item` (whole, never through a shell)."""
+    if "{{" not in value:
+        return value
+    text = item_text(item)
+    return _ITEM.sub(lambda _: text, value)
+
+
 def instance_spec(task: TaskSpec, index: int, item: Any) -> TaskSpec:
     """The spec instance `index` of mapped `task` runs, with `item`."""
-    text = item_text(item)
 
     def fill(value: str) -> str:
-        return _ITEM.sub(lambda _: text, value) if "{{" in value else value
+        return fill_item(value, item)
 
     env = [
         msgspec.structs.replace(var, value=fill(var.value)) if var.value is not None else var

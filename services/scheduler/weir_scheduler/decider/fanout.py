@@ -16,12 +16,14 @@ from collections.abc import Iterator
 import msgspec
 from weir_proto.events import TaskCancelled, TaskExpanded, TaskFailed, TaskSkipped, TaskSucceeded
 from weir_proto.status import TaskStatus
+from weir_proto.validation import printable
 
 from weir_scheduler.decider.commands import Expand, Gather
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import on_final_failure
 from weir_scheduler.decider.state import FanOut, FoldedFlow
-from weir_scheduler.map_plan import instance_name, part_name
+from weir_scheduler.map_plan import fill_item, instance_name, part_name
+from weir_scheduler.planner.fields import path_problem
 from weir_scheduler.planner.reading import find_nul
 
 MAP_ERROR = "map"
@@ -63,6 +65,18 @@ def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expan
     if nul is not None:  # the items go into the event log, which cannot hold one
         at = nul.replace("$", "items", 1)
         return Expand(task, error=f"{what} has a NUL character (\\u0000) at {at}; remove it")
+    paths = [*(i.path for i in spec.inputs), *(o.path for o in spec.outputs)]
+    templates = [path for path in paths if "{{" in path]
+    for index, item in enumerate(items if templates else ()):
+        for template in templates:
+            path = fill_item(template, item)
+            problem = path_problem(path)
+            if problem:
+                return Expand(
+                    task,
+                    error=f"{what} has item {index}, which makes the path "
+                    f"{printable(path)}: it {problem}",
+                )
     most = spec.map.max_items
     if most is not None and len(items) > most:
         return Expand(

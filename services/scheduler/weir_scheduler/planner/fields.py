@@ -182,7 +182,7 @@ def check_task_fields(task: TaskSpec, path: str, where: str, err: Err) -> None:
     paths = [("inputs", [i.path for i in task.inputs]), ("outputs", [o.path for o in task.outputs])]
     for kind, items in paths:
         for i_index, item_path in enumerate(items):
-            problem = _path_problem(item_path)
+            problem = path_problem(item_path)
             if problem:
                 err(
                     f"{path}.{kind}[{i_index}].path",
@@ -191,7 +191,7 @@ def check_task_fields(task: TaskSpec, path: str, where: str, err: Err) -> None:
                 )
 
 
-def _path_problem(path: str) -> str | None:
+def path_problem(path: str) -> str | None:
     if not path or "\x00" in path or CONTROL.search(path):
         return "is empty or has control characters"
     if len(path) > 4096:
