@@ -126,6 +126,12 @@ def succeed(name: str) -> RecordFinished:
         (b'{"a": 1}', None, 100, "is an object, not a JSON list"),
         (b'"abc"', None, 100, "is a str, not a JSON list"),
         (
+            b"[" + b" " * 4 * 1024 * 1024 + b"]",
+            None,
+            100,
+            "is 4,194,306 bytes; the limit is 4,194,304",
+        ),
+        (
             b'["a.csv", "../../etc/passwd"]',
             None,
             100,

@@ -18,7 +18,7 @@ from weir.artifacts import ArtifactIntegrityError, ArtifactNotFound, Artifacts
 from weir_proto.messages import OutputDigest
 
 from weir_scheduler.decider import Command, Expand, FoldedFlow, Gather
-from weir_scheduler.decider.fanout import GATHER_PHASE, LIST_BYTES_MAX, expansion, gathered
+from weir_scheduler.decider.fanout import GATHER_PHASE, expansion, gathered, oversized
 from weir_scheduler.store import EventStore
 
 
@@ -41,8 +41,9 @@ class FanOutIO:
             assert spec.map is not None
             over = spec.map.over
             digest = flow.output_digest(over)
-            if digest is not None and digest.size > LIST_BYTES_MAX:
-                return expansion(flow, task, b" " * (LIST_BYTES_MAX + 1), self.max_tasks)
+            too_big = oversized(flow, task, digest.size) if digest is not None else None
+            if too_big is not None:
+                return too_big  # not even downloaded
             target = Path(scratch) / "list.json"
             # A rerun reuses a succeeded producer's output where that run stored it.
             holder = flow.rerun_of if flow.plan.producers[over] in flow.reused else flow_id

@@ -43,6 +43,17 @@ def due(flow: FoldedFlow) -> Iterator[tuple[str, int]]:
             yield name, GATHER_PHASE
 
 
+def oversized(flow: FoldedFlow, task: str, size: int) -> Expand | None:
+    """The refusal of a list of `size` bytes for `task`, when it is over LIST_BYTES_MAX."""
+    if size <= LIST_BYTES_MAX:
+        return None
+    assert flow.plan is not None
+    spec = flow.plan.tasks[task]
+    over = spec.map.over if spec.map is not None else "?"
+    limit = f"the limit is {LIST_BYTES_MAX:,}"
+    return Expand(task, error=f'task "{task}": map.over output "{over}" is {size:,} bytes; {limit}')
+
+
 def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expand:
     """What the shell read for `task` (the bytes of the output it maps over) as a decision:
     the items, or why they cannot be used."""
@@ -50,8 +61,9 @@ def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expan
     spec = flow.plan.tasks[task]
     assert spec.map is not None
     what = f'task "{task}": map.over output "{spec.map.over}"'
-    if len(data) > LIST_BYTES_MAX:
-        return Expand(task, error=f"{what} is {len(data):,} bytes; the limit is {LIST_BYTES_MAX:,}")
+    too_big = oversized(flow, task, len(data))
+    if too_big is not None:
+        return too_big
     try:
         items = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
