@@ -23,6 +23,8 @@ from weir_scheduler.store import EventStore
 
 
 class FanOutIO:
+    """Answers a mapped task's `fanout` timer with what the artifact store holds."""
+
     def __init__(self, store: EventStore, artifacts: Artifacts, max_tasks: int) -> None:
         self.store = store
         self.artifacts = artifacts
