@@ -25,6 +25,7 @@ SCENARIOS = (
     "peers",
     "artifacts",
     "web",
+    "fanout",
 )
 PEERS = ("pgqueuer", "procrastinate")
 HERE = Path(__file__).resolve().parent
@@ -59,6 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--web-flows", type=int, default=None, help="flows in the log for GET /flows (20000)"
     )
     p.add_argument("--followers", type=int, default=200, help="SSE followers of one flow (200)")
+    p.add_argument("--map-items", type=int, default=None, help="items to map over (10000)")
     p.add_argument("--artifact-mib", type=int, default=200, help="artifact size in MiB (200)")
     p.add_argument("--concurrency", type=int, default=32, help="runner/peer worker concurrency")
     p.add_argument("--log-level", default="WARNING", help="WEIR_LOG_LEVEL for the services")
@@ -100,6 +102,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "jobs": 1000 if quick else 20_000,
         "soak_seconds": 45.0 if quick else 600.0,
         "web_flows": 1000 if quick else 20_000,
+        "map_items": 500 if quick else 10_000,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                     raw["artifacts"].append(scenarios.artifacts(ctx, args.artifact_mib))
                 if "web" in args.only:
                     raw["web"].append(scenarios.web(ctx, args.web_flows, args.followers))
+                if "fanout" in args.only:
+                    raw["fanout"].append(scenarios.fanout(ctx, args.map_items))
                 if "peers" in args.only:
                     peers: dict[str, Any] = {}
                     for peer in PEERS:

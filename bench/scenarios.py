@@ -18,6 +18,7 @@ from weir.client import Client
 from weir_scheduler import planner
 
 from bench import artifacts as artifact_transfer
+from bench import fanout as map_scenario
 from bench import web as web_load
 from bench.stats import growth_slope, latency_summary
 from bench.weirstack import (
@@ -58,7 +59,12 @@ class Context:
     profile_dir: Path | None = None
 
     def services(
-        self, executor: str, profile: str | None = None, schedulers: int = 1, runners: int = 1
+        self,
+        executor: str,
+        profile: str | None = None,
+        schedulers: int = 1,
+        runners: int = 1,
+        max_tasks: int = 10_000,
     ) -> Any:
         target = None
         if self.profile_dir is not None and profile is not None:
@@ -72,6 +78,7 @@ class Context:
             profile_to=target,
             schedulers=schedulers,
             runners=runners,
+            max_tasks=max_tasks,
         )
 
 
@@ -259,6 +266,18 @@ def scale(ctx: Context, fan_sizes: list[int], chain_sizes: list[int]) -> dict[st
             )
             out[f"{shape}_{size}"] = run
     return out
+
+
+def fanout(ctx: Context, items: int) -> dict[str, Any]:
+    _log(f"fanout: a task mapped over {items:,} items (local executor)")
+    limit = max(10_000, items + map_scenario.EXTRA_TASKS)
+    with ctx.services("local", profile="fanout", max_tasks=limit) as svc:
+        result = map_scenario.run(svc, items, ctx.timeout)
+    _log(
+        f"    total {result['total_s']:.1f}s, expansion {result['expand_s'] or 0:.2f}s, "
+        f"{result['per_item_ms']:.1f} ms per item"
+    )
+    return result
 
 
 def artifacts(ctx: Context, size_mib: int) -> dict[str, Any]:

@@ -203,6 +203,7 @@ def weir_services(
     keep_database: bool = False,
     schedulers: int = 1,
     runners: int = 1,
+    max_tasks: int = 10_000,
 ) -> Iterator[WeirServices]:
     """Fresh database + NATS, `schedulers` schedulers and `runners` runners as processes;
     everything stopped after. `profile_to` (a path without suffix) profiles the first of
@@ -213,7 +214,7 @@ def weir_services(
         "WEIR_EXECUTOR": executor,
         "WEIR_RUNNER_CONCURRENCY": str(concurrency),
         "WEIR_LOG_LEVEL": log_level,
-        "WEIR_MAX_TASKS": "10000",
+        "WEIR_MAX_TASKS": str(max_tasks),
         "WEIR_MAX_SUBMIT_BYTES": str(8 * MIB),
     }
     stack = ProfilingStack(root, env=env, external_database_url=url, profile_to=profile_to)

@@ -6,6 +6,7 @@ Every event carries `id`, `flow_id`, `seq` (per flow, from 1, gap-free), `type` 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -117,6 +118,16 @@ class TaskFailed(_Event, tag="task_failed", frozen=True):
     exit_code: int | None = None
 
 
+class TaskExpanded(_Event, tag="task_expanded", frozen=True):
+    """A mapped task became one instance per item of the list it maps over: `NAME[i]` runs
+    with `items[i]`. The items are recorded so a replay makes the same instances without
+    reading the output again."""
+
+    task: str
+    count: int
+    items: list[Any] = msgspec.field(default_factory=list)
+
+
 class TaskSkipped(_Event, tag="task_skipped", frozen=True):
     task: str
     reason: str
@@ -162,6 +173,7 @@ FlowEvent = (
     | TaskCancelled
     | TaskFailed
     | TaskSkipped
+    | TaskExpanded
     | FlowSucceeded
     | FlowFailed
     | FlowCancelRequested

@@ -31,6 +31,16 @@ def is_dns_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
+_INSTANCE = re.compile(r"^(.+)\[(0|[1-9][0-9]{0,8})\]\Z")
+
+
+def is_task_name(value: str) -> bool:
+    """Whether `value` may name a task in a report: a DNS-1123 label, or an instance
+    `NAME[i]` of a mapped task `NAME`."""
+    match = _INSTANCE.match(value)
+    return is_dns_label(match.group(1) if match else value)
+
+
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 
@@ -56,13 +66,18 @@ def flow_id_from_message(stream_seq: int, published_ms: int, stream: str) -> str
 
 
 def attempt_id(flow_id: str, task: str, attempt: int) -> str:
-    """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters."""
+    """`<flow>-<task>-<attempt>`, shortened with a hash when it would exceed 63 characters.
+    An instance `NAME[i]` of a mapped task has its brackets as '-' and a hash of flow and
+    task (the same for each of its attempts), so it never names another task's attempt."""
     full = f"{flow_id}-{task}-{attempt}"
-    if len(full) <= DNS1123_LABEL_MAX:
+    instance = "[" in task
+    if len(full) <= DNS1123_LABEL_MAX and not instance:
         return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    named = f"{flow_id}-{task}" if instance else full
+    digest = hashlib.sha256(named.encode()).hexdigest()[:10]
     suffix = f"-{digest}-{attempt}"
-    return full[: DNS1123_LABEL_MAX - len(suffix)].rstrip("-") + suffix
+    head = re.sub(r"[^-a-z0-9]+", "-", named[: DNS1123_LABEL_MAX - len(suffix)])
+    return head.rstrip("-") + suffix
 
 
 def event_id(flow_id: str, seq: int) -> str:

@@ -144,6 +144,16 @@ class ParamSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_d
     description: str | None = None
 
 
+class MapSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Run the task once per item of a JSON list: `over` names an output of one of the task's
+    dependencies (as an input's `from` does). Instance i is the task `NAME[i]`, with its item
+    in `WEIR_ITEM` (JSON) and in place of `{{ item }}`."""
+
+    over: str
+    max_items: int | None = None
+    """Refuse (fail the task) a list longer than this; the flow's WEIR_MAX_TASKS applies too."""
+
+
 class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """One task: a container image and an argv, run once its dependencies ended as its
     `trigger` asks (by default: all succeeded) and its `when` condition holds."""
@@ -168,6 +178,8 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     when: str | None = None
     """A condition over `params.NAME`, `tasks.NAME.status` and `tasks.NAME.exit_code` of
     upstream tasks: false skips the task (e.g. `params.env == "prod"`)."""
+    map: MapSpec | None = None
+    """Fan out over a JSON list an upstream task produced (see `MapSpec`)."""
 
 
 class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

@@ -10,26 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import assert_never
 
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowDeduplicated,
-    FlowEvent,
-    FlowFailed,
-    FlowRejected,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskQueued,
-    TaskSkipped,
-    TaskSnoozed,
-    TaskStarted,
-    TaskSucceeded,
-    TaskTakenOver,
-)
+from weir_proto import events as ev
+from weir_proto.events import FlowEvent
 
 
 class FlowStatus(StrEnum):
@@ -82,12 +64,16 @@ class TaskStatus(StrEnum):
     @property
     def active(self) -> bool:
         """Handed to a runner and not finished yet."""
-        return self in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+        return self in ACTIVE_TASK_STATUSES
 
 
 TERMINAL_TASK_STATUSES = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
 )
+ACTIVE_TASK_STATUSES = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
+"""Tasks handed to a runner and not finished yet (what a queue's concurrency limit counts)."""
+UNENDED_FLOW_STATUSES = frozenset(FlowStatus) - TERMINAL_FLOW_STATUSES
+"""Flows not ended yet (what the cap on pending flows counts)."""
 
 FLOW_STATUS_NAMES = tuple(status.value for status in FlowStatus)
 """Every flow status as it is written (`unique.statuses`, `weir list --status`), in the
@@ -118,33 +104,34 @@ class AttemptState(StrEnum):
 def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
     """The status of a flow in `status` once `event` has happened to it."""
     match event:
-        case FlowSubmitted(start_at=start_at):
+        case ev.FlowSubmitted(start_at=start_at):
             return FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING
-        case FlowRejected():
+        case ev.FlowRejected():
             return FlowStatus.REJECTED
-        case FlowDeduplicated():
+        case ev.FlowDeduplicated():
             return FlowStatus.DUPLICATE
-        case TaskDispatched() | TaskQueued():
+        case ev.TaskDispatched() | ev.TaskQueued():
             return FlowStatus.PENDING if status is FlowStatus.SCHEDULED else status
-        case TaskStarted():
+        case ev.TaskStarted():
             return FlowStatus.RUNNING if status is FlowStatus.PENDING else status
-        case FlowCancelRequested(fail_fast=fail_fast):
+        case ev.FlowCancelRequested(fail_fast=fail_fast):
             # fail_fast only stops the running siblings: the flow is failing, not cancelling.
             return status if fail_fast else FlowStatus.CANCELLING
-        case FlowSucceeded():
+        case ev.FlowSucceeded():
             return FlowStatus.SUCCEEDED
-        case FlowFailed():
+        case ev.FlowFailed():
             return FlowStatus.FAILED
-        case FlowCancelled():
+        case ev.FlowCancelled():
             return FlowStatus.CANCELLED
         case (
-            TaskSucceeded()
-            | TaskTakenOver()
-            | TaskAttemptFailed()
-            | TaskSnoozed()
-            | TaskCancelled()
-            | TaskFailed()
-            | TaskSkipped()
+            ev.TaskSucceeded()
+            | ev.TaskTakenOver()
+            | ev.TaskAttemptFailed()
+            | ev.TaskSnoozed()
+            | ev.TaskCancelled()
+            | ev.TaskFailed()
+            | ev.TaskSkipped()
+            | ev.TaskExpanded()
         ):
             return status
         case _ as unreachable:

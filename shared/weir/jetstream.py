@@ -61,61 +61,73 @@ def stream_configs(
     (7.75 GiB by default) must fit its `max_file_store`. Work streams discard new messages
     at their limits (the publisher sees an error; nothing already accepted is lost); event
     and log streams, copies of what Postgres and the runners keep, drop their oldest."""
-    file = StorageType.FILE
     return [
-        StreamConfig(
-            name=subjects.STREAM_COMMANDS,
-            subjects=["weir.cmd.>"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.NEW,
-            storage=file,
-            duplicate_window=DUPLICATE_WINDOW,
+        _stream(
+            subjects.STREAM_COMMANDS,
+            "weir.cmd.>",
+            RetentionPolicy.LIMITS,
+            DiscardPolicy.NEW,
             max_age=COMMANDS_MAX_AGE,
             max_msgs=commands_max_msgs,
             max_bytes=commands_max_bytes,
         ),
-        StreamConfig(
-            name=subjects.STREAM_STATUS,
-            subjects=[f"{subjects.STATUS_PREFIX}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            discard=DiscardPolicy.NEW,
-            storage=file,
-            duplicate_window=DUPLICATE_WINDOW,
+        _stream(
+            subjects.STREAM_STATUS,
+            f"{subjects.STATUS_PREFIX}.>",
+            RetentionPolicy.WORK_QUEUE,
+            DiscardPolicy.NEW,
             max_msgs=WORK_MAX_MSGS,
             max_bytes=STATUS_MAX_BYTES,
         ),
-        StreamConfig(
-            name=subjects.STREAM_DISPATCH,
-            subjects=[f"{subjects.DISPATCH_PREFIX}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            discard=DiscardPolicy.NEW,
-            storage=file,
-            duplicate_window=DUPLICATE_WINDOW,
+        _stream(
+            subjects.STREAM_DISPATCH,
+            f"{subjects.DISPATCH_PREFIX}.>",
+            RetentionPolicy.WORK_QUEUE,
+            DiscardPolicy.NEW,
             max_msgs=WORK_MAX_MSGS,
             max_bytes=DISPATCH_MAX_BYTES,
         ),
-        StreamConfig(
-            name=subjects.STREAM_EVENTS,
-            subjects=[f"{subjects.EVENTS_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            storage=file,
-            duplicate_window=DUPLICATE_WINDOW,
+        _stream(
+            subjects.STREAM_EVENTS,
+            f"{subjects.EVENTS_PREFIX}.>",
+            RetentionPolicy.LIMITS,
+            DiscardPolicy.OLD,
             max_age=EVENTS_MAX_AGE,
             max_msgs=EVENTS_MAX_MSGS,
             max_bytes=EVENTS_MAX_BYTES,
         ),
-        StreamConfig(
-            name=subjects.STREAM_LOGS,
-            subjects=[f"{subjects.LOGS_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            storage=file,
+        _stream(
+            subjects.STREAM_LOGS,
+            f"{subjects.LOGS_PREFIX}.>",
+            RetentionPolicy.LIMITS,
+            DiscardPolicy.OLD,
+            duplicate_window=0,
             max_age=LOGS_MAX_AGE,
             max_msgs=LOGS_MAX_MSGS,
             max_bytes=LOGS_MAX_BYTES,
         ),
     ]
+
+
+def _stream(
+    name: str,
+    subject: str,
+    retention: RetentionPolicy,
+    discard: DiscardPolicy,
+    duplicate_window: float = DUPLICATE_WINDOW,
+    **limits: Any,
+) -> StreamConfig:
+    """One of our streams: on disk, of one subject tree, de-duplicating by `Nats-Msg-Id`
+    within `duplicate_window` (0: the server's default)."""
+    return StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=retention,
+        discard=discard,
+        storage=StorageType.FILE,
+        duplicate_window=duplicate_window,
+        **limits,
+    )
 
 
 def security_options(security: NatsSecurity) -> dict[str, Any]:

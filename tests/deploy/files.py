@@ -16,9 +16,39 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-DOCKERFILES = tuple(
-    ROOT / f"services/{service}/Dockerfile" for service in ("scheduler", "runner", "web")
-)
+DOCKERFILE = ROOT / "Dockerfile"
+"""The one Dockerfile: a build stage, a stage every image shares, and a target per image."""
+IMAGES = ("scheduler", "runner", "web")
+"""The Dockerfile's targets, one per service (image `weir-<target>`)."""
+
+
+def instructions(dockerfile: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each step, continuation lines joined, comments left out."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and not line.startswith("#")
+    ]
+
+
+def stages(dockerfile: Path = DOCKERFILE) -> dict[str, list[tuple[str, str]]]:
+    """Each named stage's steps, its FROM first."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    steps: list[tuple[str, str]] = []
+    for op, arg in instructions(dockerfile):
+        if op == "FROM":
+            steps = found.setdefault(arg.split()[-1], [])
+        steps.append((op, arg))
+    return found
+
+
+def image_steps(target: str) -> list[tuple[str, str]]:
+    """Every step that makes the image of `target`: the stages it is built FROM, then its own."""
+    every = stages()
+    first, *rest = every[target]
+    base = first[1].split()[0]
+    return [*(image_steps(base) if base in every else [first]), *rest]
 
 
 def load_yaml(path: Path) -> Any:

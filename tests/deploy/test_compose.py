@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy.files import DEPLOY, ROOT, compose, load_yaml, tool
+from tests.deploy.files import DEPLOY, DOCKERFILE, ROOT, compose, image_steps, load_yaml, tool
 from tests.deploy.test_dockerfiles import ignored
 
 SERVICES = {
@@ -35,7 +35,8 @@ def test_every_built_service_has_its_dockerfile_and_context() -> None:
     for name, build in built.items():
         context = (ROOT / build["context"]).resolve()
         assert context == ROOT, f"{name}: the build context must be the repository root"
-        assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE, f"{name}: one Dockerfile"
+        assert build["target"] == name, f"{name}: builds target {build['target']}"
 
 
 def test_every_bind_mounted_file_exists() -> None:
@@ -80,8 +81,8 @@ def test_services_run_the_entrypoints_of_the_pyproject() -> None:
         ("web", "weir-web"),
     ):
         assert script in scripts
-        dockerfile = (ROOT / compose()["services"][service]["build"]["dockerfile"]).read_text()
-        assert f'ENTRYPOINT ["{script}"]' in dockerfile
+        target = compose()["services"][service]["build"]["target"]
+        assert ("ENTRYPOINT", f'["{script}"]') in image_steps(target)
 
 
 def test_weir_services_export_to_the_collector_it_listens_on() -> None:

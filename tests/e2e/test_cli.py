@@ -190,3 +190,19 @@ def test_tasks_across_flows_counts_in_flows_and_schedule_params(
     assert view["params"] == {"date": "{{ schedule.time }}", "rows": "5"}
     assert "PARAMS" in weir(stack, "schedule", "list").stdout
     assert weir(stack, "schedule", "delete", "nightly").returncode == 0
+
+
+def test_a_map_over_files_shows_its_instances_their_logs_and_its_trace(stack: Stack) -> None:
+    done = weir(stack, "submit", str(REPO / "examples" / "map-files.yaml"), "--wait")
+    assert done.returncode == 0, done.stderr
+    flow_id, result = done.stdout.split()
+    assert result == "flow_succeeded"
+    shown = weir(stack, "show", flow_id).stdout
+    assert all(f"count-lines[{i}]" in shown for i in range(3)), shown
+    assert weir(stack, "logs", flow_id, "total").stdout == "6\n"
+    logs = weir(stack, "logs", flow_id, "count-lines[2]")
+    assert logs.returncode == 0, logs.stderr
+    events = weir(stack, "events", flow_id).stdout
+    assert "task_expanded" in events and "count=3" in events
+    trace = weir(stack, "trace", flow_id)
+    assert trace.returncode == 0 and "count-lines[1]" in trace.stdout, trace.stdout

@@ -274,7 +274,7 @@ async def test_trace_is_whole_after_scheduler_kill_9(otlp_stack: Stack, receiver
         assert killed is not None
         await asyncio.to_thread(otlp_stack.kill_scheduler)
         assert killed.returncode == -signal.SIGKILL
-        await asyncio.sleep(0.2)  # the outage: the runner's reports wait in JetStream
+        await quiet_for(0.2, "the outage: the runner's reports wait in JetStream")
         await asyncio.to_thread(otlp_stack.start_scheduler)
         final = await asyncio.wait_for(waiter, FLOW_TIMEOUT)
         events: list[FlowEvent] = [e async for e in client.events(flow_id)]

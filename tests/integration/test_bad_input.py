@@ -8,9 +8,11 @@ from typing import Any
 
 import msgspec
 from weir.client import Client
+from weir_proto.errors import ErrorCode
 from weir_proto.events import FlowRejected, event_type
 
 from tests.flows import diamond, task
+from tests.waiting import until
 
 WAIT = 60.0
 
@@ -60,15 +62,11 @@ async def test_malformed_json_without_an_id_is_rejected_under_the_message_id(
     await client.js.publish("weir.cmd.submit", b'{"name": "oops", "tasks": [')
     await client.js.publish("weir.cmd.submit", b"\xff\xfe\xfd")
 
-    async def two_rejections() -> list[str]:
-        while True:
-            page = await client.list(status="rejected")
-            if len(page.flows) >= 2:
-                return [f.id for f in page.flows]
-            await asyncio.sleep(0.05)
+    async def two_rejections() -> bool:
+        return len((await client.list(status="rejected")).flows) >= 2
 
-    ids = await asyncio.wait_for(two_rejections(), WAIT)
-    for flow_id in ids:
+    await until(two_rejections, "both bad submits are recorded as rejected flows", WAIT)
+    for flow_id in [f.id for f in (await client.list(status="rejected")).flows]:
         event = await rejected(client, flow_id)
         assert "submit is not valid JSON" in event.errors[0].message
 
@@ -77,14 +75,11 @@ async def test_oversized_submit_is_rejected_naming_the_limit(client: Client) -> 
     big = spec("too-big", task("a", env=[{"name": "PAD", "value": "x" * (5 * 1024 * 1024)}]))
     await client.js.publish("weir.cmd.submit", big)
 
-    async def first_rejection() -> str:
-        while True:
-            page = await client.list(status="rejected")
-            if page.flows:
-                return page.flows[0].id
-            await asyncio.sleep(0.05)
+    async def rejection() -> bool:
+        return bool((await client.list(status="rejected")).flows)
 
-    flow_id = await asyncio.wait_for(first_rejection(), WAIT)
+    await until(rejection, "the oversized submit is recorded as a rejected flow", WAIT)
+    flow_id = (await client.list(status="rejected")).flows[0].id
     event = await rejected(client, flow_id)
     assert "the limit is 4,194,304 (WEIR_MAX_SUBMIT_BYTES)" in event.errors[0].message
 
@@ -96,7 +91,7 @@ async def test_client_refuses_a_spec_larger_than_the_server_accepts(client: Clie
     try:
         await client.submit(huge)
     except WeirError as exc:
-        assert exc.code == "too_large" and "accepts at most 8,388,608" in exc.message
+        assert exc.code == ErrorCode.TOO_LARGE and "accepts at most 8,388,608" in exc.message
     else:
         raise AssertionError("a 9 MB submit must be refused by the client")
 

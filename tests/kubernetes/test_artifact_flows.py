@@ -238,3 +238,38 @@ async def test_the_same_flow_round_trips_through_s3_on_pods(
     assert helper_env["WEIR_ARTIFACTS_URL"]["value"] == storage.url
     assert "value" not in helper_env["AWS_SECRET_ACCESS_KEY"]
     assert storage.secret_access_key not in str(pod["spec"])
+
+
+async def test_a_mapped_task_runs_one_pod_per_item_and_hands_on_their_outputs_in_order(
+    kube_client: Client, kube_settings: Settings, apiserver: ApiServerProcess, tmp_path: Path
+) -> None:
+    spec = {
+        "id": "map-pods",
+        "name": "map-pods",
+        "tasks": [
+            pod_task(
+                "list",
+                "sh",
+                "-c",
+                """printf '["x", "y"]' > /out/items.json""",
+                outputs=[{"name": "items", "path": "/out/items.json"}],
+                retry=ONCE,
+            ),
+            pod_task(
+                "echo",
+                "sh",
+                "-c",
+                'printf "%s!" "{{ item }}" > /out/said.txt',
+                depends=["list"],
+                map={"over": "items"},
+                outputs=[{"name": "said", "path": "/out/said.txt"}],
+                retry=ONCE,
+            ),
+        ],
+    }
+    ran = await run_flow(kube_client, spec)
+    assert ran.status == "succeeded", ran.tasks
+    assert {"echo[0]", "echo[1]", "echo"} <= set(tasks_of(ran))
+    target = tmp_path / "said.json"
+    await store(kube_client, kube_settings).download("map-pods", "said", target)
+    assert target.read_text() == '["x!","y!"]'

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.conftest import Services, _start
 from tests.flows import dispatch_of, reached, task
 from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
+from tests.waiting import until
 
 WAIT = 30.0
 IMAGE = "debian:bookworm-slim"
@@ -441,13 +441,6 @@ def _pod_of(flow_id: str, task_name: str, cmd: list[str], queue: str = "default"
     return pod_manifest(dispatch_of(fields, flow_id), NAMESPACE)
 
 
-async def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.1)
-
-
 async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
     kube_client: Client,
     kubelet: TestKubelet,
@@ -472,9 +465,10 @@ async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
             assert r.status == 200
     await wait_started(kubelet, "ghost-1-left-1")
 
-    await _eventually(
+    await until(
         lambda: apiserver.handler.pod(NAMESPACE, "ghost-1-left-1") is None,
         "the orphaned pod of an unknown flow is deleted",
+        WAIT,
     )
     sweeps = executor.loops.signals.succeeded
     done = sweeps.count("orphan-sweep")
@@ -482,8 +476,9 @@ async def test_a_running_pod_whose_attempt_is_not_wanted_any_more_is_deleted(
     await asyncio.wait_for(sweeps.wait("orphan-sweep", done + 3), WAIT)
     assert apiserver.handler.pod(NAMESPACE, "elsewhere-1-far-1") is not None  # still wanted
     await kube_client.cancel(flow_id)
-    await _eventually(
+    await until(
         lambda: apiserver.handler.pod(NAMESPACE, "elsewhere-1-far-1") is None,
         "the pod of a cancelled flow's attempt is deleted",
+        WAIT,
     )
     assert executor.orphans_deleted == 2

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.conftest import Services, _start
 from tests.kubernetes.cluster import SECRETS, ApiServerProcess
 from tests.kubernetes.conftest import NAMESPACE
 from tests.kubernetes.test_flows import ONCE, pod_task, run_flow, tasks_of
+from tests.waiting import until
 
 VALUE = "tok-3f9a1c7e"
 SYNC_WAIT = 30.0
@@ -167,14 +167,6 @@ def synced(secret: str) -> dict[str, dict[str, str]]:
     }
 
 
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + SYNC_WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {SYNC_WAIT:g}s: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def run_with_secret(client: Client, flow_id: str, secret: str) -> None:
     """Run a pod that reads `secret`: the runner syncs it into `weir-secret-<secret>`."""
     spec = {
@@ -201,9 +193,10 @@ async def test_removed_secret_deletes_its_synced_secret_but_never_one_weir_did_n
     await store.delete("hand-made")
     await store.delete("api-token")  # `weir secret rm api-token`
 
-    await eventually(
+    await until(
         lambda: stored_secret(apiserver, "weir-secret-api-token") is None,
         "the Secret of the removed secret is deleted",
+        SYNC_WAIT,
     )
     hand_made = stored_secret(apiserver, "weir-secret-hand-made")
     assert hand_made is not None  # its removal was handled before api-token's: left alone
@@ -223,7 +216,7 @@ async def test_new_value_reaches_the_synced_secret_without_waiting_for_a_pod(
         secret = stored_secret(apiserver, "weir-secret-api-token")
         return secret is not None and secret["data"] == encoded(b"rotated-value")
 
-    await eventually(rotated, "the synced Secret holds the new value")
+    await until(rotated, "the synced Secret holds the new value", SYNC_WAIT)
     # Secrets are made for pods that need them, not for every stored secret.
     assert stored_secret(apiserver, "weir-secret-unused") is None
 
@@ -257,9 +250,10 @@ async def test_runner_start_deletes_orphaned_synced_secrets_and_updates_stale_on
         runner = Runner(kube_settings, executor=executor)
         runner_task = await _start("runner", runner)
         try:
-            await eventually(
+            await until(
                 lambda: executor.secret_sync is not None and executor.secret_sync.reconciles > 0,
                 "the runner reconciles the synced Secrets when it starts",
+                SYNC_WAIT,
             )
         finally:
             runner.stop.set()
@@ -286,15 +280,17 @@ async def test_secret_removed_while_the_api_server_is_down_is_deleted_once_it_is
 
     await apiserver.stop()
     await store.delete("api-token")
-    await eventually(
+    await until(
         lambda: any(
             r.getMessage() == "Kubernetes API call failed; retrying" for r in caplog.records
         ),
         "the runner tries to reach the API server about the removed secret",
+        SYNC_WAIT,
     )
     await apiserver.start()
 
-    await eventually(
+    await until(
         lambda: stored_secret(apiserver, "weir-secret-api-token") is None,
         "the Secret of the removed secret is deleted once the API server is back",
+        SYNC_WAIT,
     )

@@ -116,3 +116,24 @@ def check(made: list[str], scale: float, dry: bool, unused: int = 7) -> dict[str
         "dry": dry,
         "types": [type(scale).__name__, type(dry).__name__, type(unused).__name__],
     }
+
+
+words = Flow("words", defaults={"retry": 1, "timeout": 60})
+
+
+@words.task(serializer="json")
+def list_files() -> list[str]:
+    """The list to map over: json, as the scheduler reads it."""
+    return ["alpha.txt", "beta.txt", "gamma.txt"]
+
+
+@words.task(map_over={"path": list_files}, max_items=10)
+def measure(path: str) -> dict[str, Any]:
+    """Once per file: each run gets one item as `path`."""
+    return {"file": path, "letters": len(path.removesuffix(".txt"))}
+
+
+@words.task(inputs={"sizes": measure}, serializer="json")
+def total(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs' values as one list, in item order."""
+    return {"order": [s["file"] for s in sizes], "letters": sum(s["letters"] for s in sizes)}

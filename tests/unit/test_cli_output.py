@@ -15,29 +15,10 @@ from rich.console import Console
 from weir import waterfall
 from weir.cli.output import event_line, flow_details, flow_table, task_table
 from weir.telemetry import flow_timeline
+from weir_proto import events as ev
 from weir_proto.api import AttemptFailure, FlowSummary, FlowView, TaskSummary, TaskView
 from weir_proto.errors import SpecError
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowDeduplicated,
-    FlowEvent,
-    FlowFailed,
-    FlowRejected,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskQueued,
-    TaskSkipped,
-    TaskSnoozed,
-    TaskStarted,
-    TaskSucceeded,
-    TaskTakenOver,
-    event_type,
-)
+from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import AttemptState, FlowStatus, TaskStatus
@@ -116,7 +97,7 @@ def test_every_error_type_renders_in_show() -> None:
         assert str(error_type) in render(*flow_details(view))
 
 
-def ev(kind: type[Any], **fields: Any) -> FlowEvent:
+def make(kind: type[Any], **fields: Any) -> FlowEvent:
     event: FlowEvent = kind(id="", seq=0, flow_id="f", at=T0, **fields)
     return event
 
@@ -124,7 +105,7 @@ def ev(kind: type[Any], **fields: Any) -> FlowEvent:
 def flow(*events: FlowEvent) -> list[FlowEvent]:
     """A flow's history: submitted, then `events`, numbered and a second apart."""
     spec = msgspec.convert({"name": TRICKY, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
-    history = [ev(FlowSubmitted, spec=spec), *events]
+    history = [make(ev.FlowSubmitted, spec=spec), *events]
     return [
         msgspec.structs.replace(e, id=f"f.{n}", seq=n, at=T0 + timedelta(seconds=n))
         for n, e in enumerate(history, start=1)
@@ -134,18 +115,23 @@ def flow(*events: FlowEvent) -> list[FlowEvent]:
 def _histories() -> list[list[FlowEvent]]:
     """Flows whose attempts end in every way, and whose flows end in every way."""
     later = T0 + timedelta(minutes=1)
-    dispatched = ev(TaskDispatched, task=TRICKY, attempt=1, queue="default")
-    started = ev(TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
+    dispatched = make(ev.TaskDispatched, task=TRICKY, attempt=1, queue="default")
+    started = make(ev.TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
     histories = [
-        flow(ev(TaskQueued, task="a", queue="q", priority=1)),
+        flow(make(ev.TaskQueued, task="a", queue="q", priority=1)),
         flow(dispatched),
         flow(dispatched, started),
-        flow(dispatched, started, ev(TaskSucceeded, task=TRICKY, attempt=1), ev(FlowSucceeded)),
         flow(
             dispatched,
             started,
-            ev(
-                TaskTakenOver,
+            make(ev.TaskSucceeded, task=TRICKY, attempt=1),
+            make(ev.FlowSucceeded),
+        ),
+        flow(
+            dispatched,
+            started,
+            make(
+                ev.TaskTakenOver,
                 task=TRICKY,
                 attempt=1,
                 runner="b",
@@ -153,17 +139,23 @@ def _histories() -> list[list[FlowEvent]]:
                 silent_for=2,
             ),
         ),
-        flow(dispatched, started, ev(TaskSnoozed, task=TRICKY, attempt=1, until=later)),
+        flow(dispatched, started, make(ev.TaskSnoozed, task=TRICKY, attempt=1, until=later)),
         flow(
             dispatched,
             started,
-            ev(FlowCancelRequested, reason=TRICKY),
-            ev(TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
-            ev(TaskSkipped, task="b", reason=TRICKY),
-            ev(FlowCancelled, reason=TRICKY),
+            make(ev.FlowCancelRequested, reason=TRICKY),
+            make(ev.TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
+            make(ev.TaskSkipped, task="b", reason=TRICKY),
+            make(ev.FlowCancelled, reason=TRICKY),
         ),
-        flow(ev(FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
-        flow(ev(FlowDeduplicated, existing="g", key=TRICKY)),
+        flow(make(ev.FlowRejected, errors=[SpecError(path="$", message=TRICKY)], name=TRICKY)),
+        flow(make(ev.FlowDeduplicated, existing="g", key=TRICKY)),
+        flow(
+            make(ev.TaskExpanded, task="m", count=7, items=[TRICKY, 1, 2, 3, 4, 5, {"k": 6}]),
+            make(ev.TaskDispatched, task="m[0]", attempt=1, queue="default"),
+            make(ev.TaskSucceeded, task="m[0]", attempt=1),
+            make(ev.TaskSucceeded, task="m", attempt=0),
+        ),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
@@ -171,9 +163,9 @@ def _histories() -> list[list[FlowEvent]]:
             flow(
                 dispatched,
                 started,
-                ev(TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
-                ev(TaskFailed, **failure),
-                ev(FlowFailed, failed_tasks=[TRICKY]),
+                make(ev.TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
+                make(ev.TaskFailed, **failure),
+                make(ev.FlowFailed, failed_tasks=[TRICKY]),
             )
         )
     return histories
@@ -225,3 +217,31 @@ def test_flows_show_task_counts_and_tasks_show_their_flow() -> None:
     shown = render(task_table([task]))
     assert "f-9" in shown and TRICKY in shown and "gpu" in shown and "exit_code" in shown
     assert "18:05:01" in shown
+
+
+def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -> None:
+    names = ["list-the-files", "convert-every-file", "report", "convert-every-file[0]"]
+    names += ["convert-every-file[1]"]
+    tasks = [msgspec.structs.replace(task_view(TaskStatus.SUCCEEDED), name=n) for n in names]
+    view = FlowView(
+        id="f-1",
+        name="m",
+        status="succeeded",
+        created_at=T0,
+        updated_at=T0,
+        task_count=len(tasks),
+        seq=9,
+        tasks=tasks,
+    )
+    console = Console(file=io.StringIO(), width=80)
+    for part in flow_details(view):
+        console.print(part)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    rows = [n for line in shown.splitlines() for n in names if f"│ {n} " in line]
+    assert rows == [
+        "list-the-files",
+        "convert-every-file",
+        "convert-every-file[0]",
+        "convert-every-file[1]",
+        "report",
+    ], shown

@@ -1,6 +1,7 @@
 """The decider as a state machine: random flows, then random commands and reports in any
 order — releases, starts, finishes (ok, failed, snoozed, cancelled, deterministic), timers
-firing late, duplicate and stale reports, cancels (also racing a success), reruns — with
+firing late, duplicate and stale reports, cancels (also racing a success), reruns, mapped
+tasks expanded into instances (or failing on their list) and their outputs gathered — with
 the invariants checked after every step."""
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from hypothesis.stateful import (
     rule,
 )
 from weir_proto.events import FlowEvent, event_type
-from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
-from weir_proto.spec import FlowSpec
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
+from weir_proto.spec import FlowSpec, MapSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
     Command,
+    Expand,
     FireTimer,
-    Flow,
+    FoldedFlow,
+    Gather,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -37,6 +40,8 @@ from weir_scheduler.decider import (
     evolve,
     fold,
 )
+from weir_scheduler.decider.fanout import EXPAND_PHASE, due
+from weir_scheduler.map_plan import parent_of
 from weir_scheduler.planner import plan
 
 from tests.flows import task
@@ -74,6 +79,9 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
                     ]
                 )
             )
+        extra["outputs"] = [{"name": f"o{i}", "path": "out"}]
+        if depends and draw(st.integers(0, 3)) == 0:
+            extra["map"] = {"over": f"o{names.index(draw(st.sampled_from(depends)))}"}
         tasks.append(task(name, depends=depends, queue=queue, retry=retry, **extra))
     doc: dict[str, Any] = {"name": "f", "tasks": draw(st.permutations(tasks))}
     doc["params"] = {"go": {"type": "bool", "default": draw(st.booleans())}}
@@ -91,7 +99,7 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
 class DeciderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.flows: dict[str, Flow] = {}
+        self.flows: dict[str, FoldedFlow] = {}
         self.logs: dict[str, list[FlowEvent]] = {}
         self.handled: list[Command] = []
         self.current = ""
@@ -119,13 +127,13 @@ class DeciderMachine(RuleBasedStateMachine):
 
     def submit(self, spec: FlowSpec, rerun_of: str | None, reused: tuple[str, ...]) -> None:
         self.current = f"f{len(self.flows) + 1}"
-        self.flows[self.current] = Flow(id=self.current)
+        self.flows[self.current] = FoldedFlow(id=self.current)
         self.logs[self.current] = []
         self.handled = []
         self.run(Submit(spec, plan(spec), rerun_of, reused))
 
     @property
-    def flow(self) -> Flow:
+    def flow(self) -> FoldedFlow:
         return self.flows[self.current]
 
     def report(self, name: str, attempt: int, outcome: str) -> RecordFinished:
@@ -195,6 +203,32 @@ class DeciderMachine(RuleBasedStateMachine):
     def timer_fires(self, data: st.DataObject, kind: Any, skew: int) -> None:
         name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
         self.run(FireTimer(kind, name, self.attempt_of(name, skew)))
+
+    @rule(data=st.data(), outcome=st.sampled_from(["ok", "ok", "fail"]))
+    def a_handed_out_attempt_ends(self, data: st.DataObject, outcome: str) -> None:
+        """An attempt a runner holds ends (so flows get far enough to expand and gather)."""
+        active = sorted(t.name for t in self.flow.tasks.values() if t.status.active)
+        if active:
+            name = data.draw(st.sampled_from(active))
+            self.run(self.report(name, self.flow.tasks[name].attempt, outcome))
+
+    @rule(data=st.data(), count=st.integers(0, 3), fails=st.integers(0, 4))
+    def list_read(self, data: st.DataObject, count: int, fails: int) -> None:
+        """The shell read the list of a mapped task waiting for it (or found it unusable),
+        or gathered its instances' outputs."""
+        waiting = sorted(due(self.flow))
+        if not waiting:
+            return
+        name, phase = data.draw(st.sampled_from(waiting))
+        if phase == EXPAND_PHASE:
+            items = tuple(f"item-{i}" for i in range(count))
+            error = "not a list" if fails == 0 else None
+            self.run(Expand(name, items=() if error else items, error=error))
+        else:
+            digest = OutputDigest(name=name, size=2, sha256="00")
+            self.run(
+                Gather(name, error="store lost a part") if fails == 0 else Gather(name, (digest,))
+            )
 
     @rule(reason=st.sampled_from(["stop", "again"]))
     def cancel(self, reason: str) -> None:
@@ -272,7 +306,14 @@ class DeciderMachine(RuleBasedStateMachine):
                 name = getattr(event, "task", "")
                 if kind in ("task_succeeded", "task_failed", "task_skipped", "task_cancelled"):
                     ended[name] = kind.removeprefix("task_")
+                if kind == "task_expanded":
+                    ended[f"{name} expanded"] = "expanded"
                 if kind not in ("task_dispatched", "task_queued") or name in ended:
+                    continue
+                assert plan.tasks[name].map is None, f"mapped task {name} was dispatched"
+                instance = parent_of(name)
+                if instance is not None:
+                    assert f"{instance[0]} expanded" in ended, f"{name} ran before its list"
                     continue
                 deps = plan.depends[name]
                 assert all(d in ended for d in deps), (name, ended)
@@ -296,6 +337,22 @@ class DeciderMachine(RuleBasedStateMachine):
         for flow in self.flows.values():
             if any(t.status is TaskStatus.FAILED for t in flow.tasks.values()):
                 assert flow.status is not FlowStatus.SUCCEEDED
+
+    @invariant()
+    def a_mapped_task_ends_as_its_instances_did(self) -> None:
+        for flow in self.flows.values():
+            for event in self.logs[flow.id]:
+                if event_type(event) != "task_expanded":
+                    continue
+                name = event.task  # type: ignore[union-attr]
+                instances = [flow.tasks[f"{name}[{i}]"] for i in range(event.count)]  # type: ignore[union-attr]
+                parent = flow.tasks[name].status
+                if parent is TaskStatus.SUCCEEDED:
+                    assert all(t.status is TaskStatus.SUCCEEDED for t in instances)
+                if any(t.status is TaskStatus.FAILED for t in instances):
+                    assert parent in (TaskStatus.FAILED, TaskStatus.CANCELLED), parent
+                if flow.status.terminal:
+                    assert parent.terminal and all(t.status.terminal for t in instances)
 
     @invariant()
     def seq_is_gap_free(self) -> None:
@@ -342,6 +399,8 @@ class DeciderMachine(RuleBasedStateMachine):
                 t.status in (TaskStatus.RETRYING, TaskStatus.QUEUED) for t in flow.tasks.values()
             )
             assert (flow.active, flow.retrying) == (active, holding)
+            unfinished = sum(not t.status.terminal for t in flow.tasks.values())
+            assert flow.unfinished == unfinished, (flow.unfinished, unfinished)
             if flow.status.terminal:
                 assert active == 0 and all(t.status.terminal for t in flow.tasks.values())
 
@@ -355,7 +414,7 @@ class DeciderMachine(RuleBasedStateMachine):
             queued = {t.name for t in tasks if t.status is TaskStatus.QUEUED}
             assert {n for names in flow.held.values() for n in names} == queued
             assert flow.plan is None or sorted(
-                flow.plan.spec.tasks[p].name for line in flow.line.values() for _, p in line
+                flow.plan.names[p] for line in flow.line.values() for _, p in line
             ) == sorted(flow.ready)
 
     @invariant()
@@ -373,3 +432,37 @@ class DeciderMachine(RuleBasedStateMachine):
 
 DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_decider_machine = DeciderMachine.TestCase
+
+
+@st.composite
+def mapped_flow_specs(draw: st.DrawFn) -> FlowSpec:
+    """A flow whose first task writes a list and whose others may map over it."""
+    spec = draw(flow_specs())
+    first = next(t for t in spec.tasks if t.name == "t0")
+    mapped = [
+        msgspec.structs.replace(t, depends=["t0"], map=MapSpec(over="o0"), when=None)
+        for t in spec.tasks
+        if t is not first
+    ]
+    return msgspec.structs.replace(spec, tasks=[first, *mapped], delay=None)
+
+
+class MappedDeciderMachine(DeciderMachine):
+    """The same rules and invariants on flows of mapped tasks, without cancels (which end
+    most flows before any list is read)."""
+
+    @initialize(spec=mapped_flow_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+    def cancel(self, reason: str) -> None:
+        pass
+
+    def cancel_races_a_success(self, data: st.DataObject) -> None:
+        pass
+
+
+MappedDeciderMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+test_mapped_decider_machine = MappedDeciderMachine.TestCase

@@ -106,7 +106,7 @@ def test_unknown_field_names_task_and_field_the_valid_ones_and_the_docs_page() -
     assert message == (
         'flow "etl": task "a": retries: unknown field "retries"; remove it (valid fields: '
         "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
-        "kubernetes, trigger, when; see docs/jobs.md)"
+        "kubernetes, trigger, when, map; see docs/jobs.md)"
     )
 
 
@@ -173,7 +173,7 @@ def test_eight_mistakes_give_eight_problems_each_with_its_path() -> None:
             "load",
             'flow "etl": task "load": retires: unknown field "retires"; remove it (valid fields: '
             "name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, priority, "
-            "kubernetes, trigger, when; see docs/jobs.md)",
+            "kubernetes, trigger, when, map; see docs/jobs.md)",
         ),
         (
             "$.tasks[2].depends[0]",

@@ -110,7 +110,7 @@ def test_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
         '  - flow "etl": task "load": env[0].value: expected a string, got the number 7',
         '  - flow "etl": task "load": retires: unknown field "retires"; remove it (valid '
         "fields: name, cmd, image, depends, env, inputs, outputs, queue, timeout, retry, "
-        "priority, kubernetes, trigger, when; see docs/jobs.md)",
+        "priority, kubernetes, trigger, when, map; see docs/jobs.md)",
     ]
 
 

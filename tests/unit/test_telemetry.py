@@ -17,22 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from weir import telemetry, waterfall
+from weir_proto import events as ev
 from weir_proto import subjects
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowEvent,
-    FlowFailed,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskSkipped,
-    TaskStarted,
-    TaskSucceeded,
-)
+from weir_proto.events import FlowEvent
 from weir_proto.spec import FlowSpec, TaskSpec
 
 FLOW = "hello-1"
@@ -64,20 +51,20 @@ class Log:
 
 def submitted(log: Log, name: str = "diamond") -> Log:
     spec = FlowSpec(name=name, tasks=[TaskSpec(name="fetch", cmd=["true"])])
-    return log.add(FlowSubmitted, 0.0, spec=spec)
+    return log.add(ev.FlowSubmitted, 0.0, spec=spec)
 
 
 def failing_flow() -> list[FlowEvent]:
     """fetch succeeds; upper is lost once (and retried), then exits 2; join is skipped; the
     flow fails."""
     log = submitted(Log())
-    log.add(TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
-    log.add(TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
-    log.add(TaskSucceeded, 1.130, task="fetch", attempt=1)
-    log.add(TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
-    log.add(TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
+    log.add(ev.TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
+    log.add(ev.TaskSucceeded, 1.130, task="fetch", attempt=1)
+    log.add(ev.TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
+    log.add(ev.TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
     log.add(
-        TaskAttemptFailed,
+        ev.TaskAttemptFailed,
         2.000,
         task="upper",
         attempt=1,
@@ -85,10 +72,10 @@ def failing_flow() -> list[FlowEvent]:
         message="gone",
         retry_at=at(2.0),
     )
-    log.add(TaskDispatched, 2.000, task="upper", attempt=2, queue="gpu")
-    log.add(TaskStarted, 2.500, task="upper", attempt=2, runner="runner-b")
+    log.add(ev.TaskDispatched, 2.000, task="upper", attempt=2, queue="gpu")
+    log.add(ev.TaskStarted, 2.500, task="upper", attempt=2, runner="runner-b")
     log.add(
-        TaskFailed,
+        ev.TaskFailed,
         3.200,
         task="upper",
         attempt=2,
@@ -96,8 +83,8 @@ def failing_flow() -> list[FlowEvent]:
         message="no",
         exit_code=2,
     )
-    log.add(TaskSkipped, 3.200, task="join", reason="upstream upper failed")
-    log.add(FlowFailed, 3.210, failed_tasks=["upper"])
+    log.add(ev.TaskSkipped, 3.200, task="join", reason="upstream upper failed")
+    log.add(ev.FlowFailed, 3.210, failed_tasks=["upper"])
     return log.events
 
 
@@ -266,10 +253,10 @@ def test_unfinished_flows_and_attempts_emit_nothing_yet(process: Process) -> Non
 
 def test_a_succeeded_flow_span_is_not_an_error(process: Process) -> None:
     log = submitted(Log("ok-1"), name="tiny")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
-    log.add(TaskSucceeded, 0.3, task="a", attempt=1)
-    log.add(FlowSucceeded, 0.4)
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(ev.TaskSucceeded, 0.3, task="a", attempt=1)
+    log.add(ev.FlowSucceeded, 0.4)
     telemetry.emit_flow_spans(log.events, process.provider)
     assert process.span("flow tiny").status.status_code is StatusCode.UNSET
     assert process.span("task a").status.status_code is StatusCode.UNSET
@@ -279,12 +266,12 @@ def test_a_cancelled_flow_ends_its_running_attempt_and_lists_tasks_never_run(
     process: Process,
 ) -> None:
     log = submitted(Log("stop-1"), name="long")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
-    log.add(FlowCancelRequested, 5.0, reason="operator")
-    log.add(TaskCancelled, 5.5, task="a", attempt=1, reason="operator")
-    log.add(TaskCancelled, 5.5, task="b", reason="operator")
-    log.add(FlowCancelled, 5.6, reason="operator")
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(ev.FlowCancelRequested, 5.0, reason="operator")
+    log.add(ev.TaskCancelled, 5.5, task="a", attempt=1, reason="operator")
+    log.add(ev.TaskCancelled, 5.5, task="b", reason="operator")
+    log.add(ev.FlowCancelled, 5.6, reason="operator")
     timeline = telemetry.flow_timeline(log.events)
     assert (timeline.status, timeline.finished) == ("cancelled", True)
     [attempt] = timeline.attempts

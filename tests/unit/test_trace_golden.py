@@ -19,26 +19,9 @@ import pytest
 from rich.console import Console
 from weir import telemetry, waterfall
 from weir.telemetry import flow_timeline
+from weir_proto import events as ev
 from weir_proto.errors import SpecError
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowDeduplicated,
-    FlowEvent,
-    FlowFailed,
-    FlowRejected,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskQueued,
-    TaskSkipped,
-    TaskSnoozed,
-    TaskStarted,
-    TaskSucceeded,
-)
+from weir_proto.events import FlowEvent
 from weir_proto.spec import FlowSpec, TaskSpec
 
 from tests.unit.test_telemetry import T0, Log, at
@@ -50,19 +33,19 @@ NOW = T0 + timedelta(seconds=30)
 
 def submit(flow_id: str, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
     spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
-    return Log(flow_id).add(FlowSubmitted, 0.0, spec=spec, start_at=start_at)
+    return Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec, start_at=start_at)
 
 
 def retried_then_failed() -> Log:
     """fetch succeeds; upper is lost, retried, then exits 2; join is skipped."""
     log = submit("retry-1", "diamond", "fetch", "upper", "join")
-    log.add(TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
-    log.add(TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
-    log.add(TaskSucceeded, 1.130, task="fetch", attempt=1)
-    log.add(TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
-    log.add(TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
+    log.add(ev.TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
+    log.add(ev.TaskSucceeded, 1.130, task="fetch", attempt=1)
+    log.add(ev.TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
+    log.add(ev.TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
     log.add(
-        TaskAttemptFailed,
+        ev.TaskAttemptFailed,
         2.0,
         task="upper",
         attempt=1,
@@ -70,90 +53,90 @@ def retried_then_failed() -> Log:
         message="its runner stopped sending heartbeats",
         retry_at=at(2.5),
     )
-    log.add(TaskDispatched, 2.5, task="upper", attempt=2, queue="gpu")
-    log.add(TaskStarted, 2.9, task="upper", attempt=2, runner="runner-b")
+    log.add(ev.TaskDispatched, 2.5, task="upper", attempt=2, queue="gpu")
+    log.add(ev.TaskStarted, 2.9, task="upper", attempt=2, runner="runner-b")
     failure = {"error_type": "exit_code", "message": "exited with 2", "exit_code": 2}
-    log.add(TaskFailed, 3.6, task="upper", attempt=2, **failure)
-    log.add(TaskSkipped, 3.6, task="join", reason='upstream task "upper" failed')
-    log.add(FlowFailed, 3.61, failed_tasks=["upper"])
+    log.add(ev.TaskFailed, 3.6, task="upper", attempt=2, **failure)
+    log.add(ev.TaskSkipped, 3.6, task="join", reason='upstream task "upper" failed')
+    log.add(ev.FlowFailed, 3.61, failed_tasks=["upper"])
     return log
 
 
 def timed_out_then_succeeded_with_exit_code() -> Log:
     log = submit("timeout-1", "slow", "crunch")
-    log.add(TaskDispatched, 0.1, task="crunch", attempt=1, queue="default")
-    log.add(TaskStarted, 0.2, task="crunch", attempt=1, runner="r")
+    log.add(ev.TaskDispatched, 0.1, task="crunch", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="crunch", attempt=1, runner="r")
     failure = {"error_type": "timeout", "message": "ran past 5s", "exit_code": None}
-    log.add(TaskAttemptFailed, 5.2, task="crunch", attempt=1, retry_at=at(6.0), **failure)
-    log.add(TaskDispatched, 6.0, task="crunch", attempt=2, queue="default")
-    log.add(TaskStarted, 6.05, task="crunch", attempt=2, runner="r")
-    log.add(TaskSucceeded, 9.0, task="crunch", attempt=2, exit_code=3)
-    log.add(FlowSucceeded, 9.0)
+    log.add(ev.TaskAttemptFailed, 5.2, task="crunch", attempt=1, retry_at=at(6.0), **failure)
+    log.add(ev.TaskDispatched, 6.0, task="crunch", attempt=2, queue="default")
+    log.add(ev.TaskStarted, 6.05, task="crunch", attempt=2, runner="r")
+    log.add(ev.TaskSucceeded, 9.0, task="crunch", attempt=2, exit_code=3)
+    log.add(ev.FlowSucceeded, 9.0)
     return log
 
 
 def snoozed_then_succeeded() -> Log:
     log = submit("snooze-1", "poll", "wait-for-file")
-    log.add(TaskQueued, 0.0, task="wait-for-file", queue="limited", priority=0)
-    log.add(TaskDispatched, 0.4, task="wait-for-file", attempt=1, queue="limited")
-    log.add(TaskStarted, 0.5, task="wait-for-file", attempt=1, runner="r")
-    log.add(TaskSnoozed, 0.8, task="wait-for-file", attempt=1, until=at(10.8))
-    log.add(TaskDispatched, 10.8, task="wait-for-file", attempt=2, queue="limited")
-    log.add(TaskStarted, 10.9, task="wait-for-file", attempt=2, runner="r")
-    log.add(TaskSucceeded, 11.5, task="wait-for-file", attempt=2)
-    log.add(FlowSucceeded, 11.5)
+    log.add(ev.TaskQueued, 0.0, task="wait-for-file", queue="limited", priority=0)
+    log.add(ev.TaskDispatched, 0.4, task="wait-for-file", attempt=1, queue="limited")
+    log.add(ev.TaskStarted, 0.5, task="wait-for-file", attempt=1, runner="r")
+    log.add(ev.TaskSnoozed, 0.8, task="wait-for-file", attempt=1, until=at(10.8))
+    log.add(ev.TaskDispatched, 10.8, task="wait-for-file", attempt=2, queue="limited")
+    log.add(ev.TaskStarted, 10.9, task="wait-for-file", attempt=2, runner="r")
+    log.add(ev.TaskSucceeded, 11.5, task="wait-for-file", attempt=2)
+    log.add(ev.FlowSucceeded, 11.5)
     return log
 
 
 def cancelled() -> Log:
     """a runs and is killed; b was handed out but never started; c never ran."""
     log = submit("cancel-1", "long", "a", "b", "c")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
-    log.add(FlowCancelRequested, 5.0, reason="cancelled by request")
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(ev.FlowCancelRequested, 5.0, reason="cancelled by request")
     reason = "cancelled by request (before it started)"
-    log.add(TaskCancelled, 5.0, task="b", attempt=1, reason=reason)
-    log.add(TaskCancelled, 5.0, task="c", reason="cancelled by request")
-    log.add(TaskCancelled, 5.5, task="a", attempt=1, reason="cancelled by request")
-    log.add(FlowCancelled, 5.5, reason="cancelled by request")
+    log.add(ev.TaskCancelled, 5.0, task="b", attempt=1, reason=reason)
+    log.add(ev.TaskCancelled, 5.0, task="c", reason="cancelled by request")
+    log.add(ev.TaskCancelled, 5.5, task="a", attempt=1, reason="cancelled by request")
+    log.add(ev.FlowCancelled, 5.5, reason="cancelled by request")
     return log
 
 
 def fail_fast() -> Log:
     """b fails for good; fail_fast cancels the running a and a's snooze is never rerun."""
     log = submit("failfast-1", "strict", "a", "b")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(TaskStarted, 0.2, task="a", attempt=1, runner="r")
-    log.add(TaskStarted, 0.2, task="b", attempt=1, runner="r")
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    log.add(ev.TaskStarted, 0.2, task="b", attempt=1, runner="r")
     failure = {"error_type": "oom_killed", "message": "out of memory", "exit_code": 137}
-    log.add(TaskFailed, 1.0, task="b", attempt=1, **failure)
+    log.add(ev.TaskFailed, 1.0, task="b", attempt=1, **failure)
     reason = 'fail_fast: task "b" failed'
-    log.add(FlowCancelRequested, 1.0, reason=reason, fail_fast=True)
-    log.add(TaskCancelled, 1.7, task="a", attempt=1, reason=reason)
-    log.add(FlowFailed, 1.7, failed_tasks=["b"])
+    log.add(ev.FlowCancelRequested, 1.0, reason=reason, fail_fast=True)
+    log.add(ev.TaskCancelled, 1.7, task="a", attempt=1, reason=reason)
+    log.add(ev.FlowFailed, 1.7, failed_tasks=["b"])
     return log
 
 
 def running() -> Log:
     """Still going: one attempt running, one waiting for a runner, one retry due."""
     log = submit("running-1", "busy", "a", "b", "c")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(TaskDispatched, 0.1, task="c", attempt=1, queue="default")
-    log.add(TaskStarted, 0.3, task="a", attempt=1, runner="r")
-    log.add(TaskStarted, 0.3, task="c", attempt=1, runner="r")
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
+    log.add(ev.TaskDispatched, 0.1, task="c", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.3, task="a", attempt=1, runner="r")
+    log.add(ev.TaskStarted, 0.3, task="c", attempt=1, runner="r")
     failure = {"error_type": "exit_code", "message": "exited with 1", "exit_code": 1}
-    log.add(TaskAttemptFailed, 2.0, task="c", attempt=1, retry_at=at(60), **failure)
+    log.add(ev.TaskAttemptFailed, 2.0, task="c", attempt=1, retry_at=at(60), **failure)
     return log
 
 
 def cancelling() -> Log:
     log = submit("cancelling-1", "stopping", "a")
-    log.add(TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(TaskStarted, 0.3, task="a", attempt=1, runner="r")
-    log.add(FlowCancelRequested, 4.0, reason="cancelled by request")
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.3, task="a", attempt=1, runner="r")
+    log.add(ev.FlowCancelRequested, 4.0, reason="cancelled by request")
     return log
 
 
@@ -163,17 +146,17 @@ def waiting_for_start() -> Log:
 
 def dispatched_not_started() -> Log:
     log = submit("pending-1", "queued", "a")
-    log.add(TaskDispatched, 0.5, task="a", attempt=1, queue="default")
+    log.add(ev.TaskDispatched, 0.5, task="a", attempt=1, queue="default")
     return log
 
 
 def rejected() -> Log:
     errors = [SpecError(path="$.tasks[0].depends[0]", message='"b" does not exist')]
-    return Log("rejected-1").add(FlowRejected, 0.0, errors=errors, name="broken")
+    return Log("rejected-1").add(ev.FlowRejected, 0.0, errors=errors, name="broken")
 
 
 def deduplicated() -> Log:
-    return Log("dup-1").add(FlowDeduplicated, 0.0, existing="orig-1", key="k", name="once")
+    return Log("dup-1").add(ev.FlowDeduplicated, 0.0, existing="orig-1", key="k", name="once")
 
 
 HISTORIES: dict[str, Callable[[], Log]] = {

@@ -276,3 +276,35 @@ async def test_health_and_openapi(viewer: httpx.AsyncClient) -> None:
         on_disk.pop("$schema")
         assert {k: v for k, v in schemas[name].items() if k != "$id"} == on_disk
     assert "/flows/{flow_id}/events" in document["paths"]
+
+
+async def test_a_mapped_tasks_instances_are_tasks_with_logs_of_their_own(
+    operator: httpx.AsyncClient,
+) -> None:
+    spec = {
+        "name": "mapped",
+        "tasks": [
+            {
+                "name": "ls",
+                "cmd": ["sh", "-c", """printf '["a", "b"]' > l.json"""],
+                "outputs": [{"name": "files", "path": "l.json"}],
+            },
+            {
+                "name": "say",
+                "cmd": ["echo", "item {{ item }}"],
+                "depends": ["ls"],
+                "map": {"over": "files"},
+            },
+        ],
+    }
+    flow_id = await submit(operator, spec)
+    events = await events_of(operator, flow_id)
+    assert events[-1].event == "flow_succeeded"
+    expanded = next(e.json() for e in events if e.event == "task_expanded")
+    assert (expanded["count"], expanded["items"]) == (2, ["a", "b"])
+    view = (await operator.get(f"/flows/{flow_id}")).json()
+    assert {t["name"] for t in view["tasks"]} == {"ls", "say", "say[0]", "say[1]"}
+    text = await operator.get(f"/flows/{flow_id}/tasks/say%5B1%5D/logs")
+    assert text.status_code == 200 and text.text == "item b\n"
+    bad = await operator.get(f"/flows/{flow_id}/tasks/say%5B01%5D/logs")
+    assert bad.status_code == 400 and "not valid" in bad.json()["error"]["message"]

@@ -47,6 +47,7 @@ from weir_scheduler.commands import FlowCommands
 from weir_scheduler.data import NewSchedule
 from weir_scheduler.decider import Cancel
 from weir_scheduler.filters import FilterError
+from weir_scheduler.map_plan import parent_of
 from weir_scheduler.store import EventStore, parse_cursor, task_cursor_bounds
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
@@ -233,8 +234,10 @@ class Api:
             )
         reused: tuple[str, ...] = ()
         if request.failed_only:
-            reused = tuple(
-                name for name, task in source.tasks.items() if task.status is TaskStatus.SUCCEEDED
+            reused = tuple(  # a mapped task's instances run again unless it succeeded
+                name
+                for name, task in source.tasks.items()
+                if task.status is TaskStatus.SUCCEEDED and parent_of(name) is None
             )
         outcome = await self.submissions.rerun(source, reused)
         return SubmitAccepted(

@@ -14,13 +14,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
-from weir.artifacts import ArtifactStore, delete_flow_artifacts
+from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
 from weir.supervisor import Supervisor
 from weir_proto import subjects
-from weir_proto.ids import flow_id_from_message, is_dns_label
+from weir_proto.ids import flow_id_from_message, is_dns_label, is_task_name
 from weir_proto.messages import AttemptStatus, Heartbeat
 
 from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
@@ -29,6 +29,7 @@ from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.decider import Policy
+from weir_scheduler.fanout_io import FanOutIO
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.provenance import (
@@ -127,7 +128,10 @@ class Scheduler:
         )
         relay = OutboxRelay(data, js)
         store.on_outbox.append(relay.publish_committed)
-        timers = TimerFirer(store, commands)
+        fanout_io = FanOutIO(
+            store, artifact_store(js, settings.artifacts_bucket, artifacts_s3), settings.max_tasks
+        )
+        timers = TimerFirer(store, commands, fanout=fanout_io)
         ticker = CronTicker(data, submissions, utcnow)
         admission = SubmitAdmission(
             SubmitRateLimiter(settings.submit_rate, settings.submit_burst),
@@ -254,7 +258,7 @@ class Scheduler:
                 )
                 await msg.term()
                 continue
-            if not is_dns_label(report.flow_id) or not is_dns_label(report.task):
+            if not is_dns_label(report.flow_id) or not is_task_name(report.task):
                 log.warning("status report for no possible flow dropped")
                 await msg.term()
                 continue
@@ -290,7 +294,7 @@ async def _proven_attempts(
     """The attempts of `beat` whose token and runner match, and those whose token matches
     but another runner holds them (claims: a takeover when that runner went silent); the
     others are refused (a forged heartbeat must not keep a lost attempt alive)."""
-    named = [a for a in beat.attempts if is_dns_label(a[0]) and is_dns_label(a[1])]
+    named = [a for a in beat.attempts if is_dns_label(a[0]) and is_task_name(a[1])]
     flows = await store.load_many([flow_id for flow_id, *_ in named])
     proven = []
     claims = []

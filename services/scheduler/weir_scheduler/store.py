@@ -15,11 +15,11 @@ from typing import Any
 import msgspec
 from weir_proto import subjects
 from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage
-from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
+from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskExpanded, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
-from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.status import ACTIVE_TASK_STATUSES, FlowStatus, TaskStatus
 
 from weir_scheduler.data import (
     AppendBatch,
@@ -35,7 +35,8 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
-from weir_scheduler.decider import Flow, dispatch_spec, evolve, with_token_digest
+from weir_scheduler.decider import FoldedFlow, dispatch_spec, evolve, fanout, with_token_digest
+from weir_scheduler.map_plan import instance_name
 from weir_scheduler.provenance import new_attempt_token, token_digest
 
 __all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the store catch
@@ -58,8 +59,8 @@ def spec_digest(spec: FlowSpec) -> str:
 class Change:
     """Events decided for one flow, and the flow after them."""
 
-    before: Flow
-    after: Flow
+    before: FoldedFlow
+    after: FoldedFlow
     events: Sequence[FlowEvent]
     tokens: Mapping[str, str] = field(default_factory=dict)
     """The attempt token of each `task_dispatched` (by event id), once `sealed`."""
@@ -88,15 +89,15 @@ class FlowCache:
 
     def __init__(self, size: int = FLOW_CACHE_SIZE_DEFAULT) -> None:
         self.size = size
-        self._flows: OrderedDict[str, Flow] = OrderedDict()
+        self._flows: OrderedDict[str, FoldedFlow] = OrderedDict()
 
-    def get(self, flow_id: str) -> Flow | None:
+    def get(self, flow_id: str) -> FoldedFlow | None:
         flow = self._flows.get(flow_id)
         if flow is not None:
             self._flows.move_to_end(flow_id)
         return flow
 
-    def put(self, flow: Flow) -> None:
+    def put(self, flow: FoldedFlow) -> None:
         self._flows[flow.id] = flow
         self._flows.move_to_end(flow.id)
         while len(self._flows) > self.size:
@@ -132,14 +133,14 @@ class EventStore:
         """Given the outbox rows an append just committed, to publish them at once (the relay
         would find them anyway; this saves its wake-up and query on the hot path)."""
 
-    async def load(self, flow_id: str) -> Flow:
+    async def load(self, flow_id: str) -> FoldedFlow:
         return (await self.load_many([flow_id]))[flow_id]
 
-    async def load_many(self, flow_ids: Sequence[str]) -> dict[str, Flow]:
+    async def load_many(self, flow_ids: Sequence[str]) -> dict[str, FoldedFlow]:
         """The current state of each flow: cached state caught up with any events other
         replicas appended since, in one round trip. Never trust the cache alone: a stale
         state could decide "nothing to do" and lose a report."""
-        flows = {fid: self.cache.get(fid) or Flow(id=fid) for fid in dict.fromkeys(flow_ids)}
+        flows = {fid: self.cache.get(fid) or FoldedFlow(id=fid) for fid in dict.fromkeys(flow_ids)}
         logged = await self.data.events_after({fid: flow.seq for fid, flow in flows.items()})
         for event in logged:
             flows[event.flow_id] = evolve(flows[event.flow_id], _event_decoder.decode(event.data))
@@ -209,11 +210,11 @@ class EventStore:
         state = await self.data.attempt_state(flow_id, task)
         if state is None:
             return False, "no such flow or task"
-        if state.flow_status in ("cancelling", "cancelled"):
+        if state.flow_status in (FlowStatus.CANCELLING, FlowStatus.CANCELLED):
             return False, f"flow is {state.flow_status}"
         if state.attempt != attempt:
             return False, f"attempt {attempt} was superseded by attempt {state.attempt}"
-        if state.status not in ("dispatched", "running"):
+        if state.status not in ACTIVE_TASK_STATUSES:
             return False, f"task is {state.status}"
         return True, ""
 
@@ -335,7 +336,14 @@ def _touched_tasks(change: Change) -> list[str]:
         return []
     if any(isinstance(e, FlowSubmitted) for e in change.events):
         return list(flow.plan.order)
-    return list(dict.fromkeys(e.task for e in change.events if hasattr(e, "task")))
+    names = [e.task for e in change.events if hasattr(e, "task")]
+    for event in change.events:
+        if isinstance(event, TaskExpanded):  # its instances get their rows
+            names.extend(instance_name(event.task, i) for i in range(event.count))
+    if flow.fanout:  # a mapped task that now waits for the shell gets its timer
+        waited = set(fanout.due(change.before)) if change.before.fanout else set()
+        names.extend(name for name, phase in fanout.due(flow) if (name, phase) not in waited)
+    return list(dict.fromkeys(names))
 
 
 def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:
@@ -391,7 +399,7 @@ def _flow_row(change: Change) -> FlowRow:
     )
 
 
-def _task_row(flow: Flow, name: str) -> TaskRow:
+def _task_row(flow: FoldedFlow, name: str) -> TaskRow:
     assert flow.plan is not None and flow.created_at is not None  # a planned flow has events
     task = flow.tasks[name]
     return TaskRow(
@@ -418,7 +426,7 @@ def _task_row(flow: Flow, name: str) -> TaskRow:
 
 
 def _timer_rows(
-    touched: Sequence[tuple[Flow, list[str]]], timing: Timing
+    touched: Sequence[tuple[FoldedFlow, list[str]]], timing: Timing
 ) -> tuple[list[TimerKey], list[TimerRow]]:
     """Timers to clear (every touched task and the flow's own) and the ones now due."""
     cleared: list[TimerKey] = []
@@ -429,9 +437,12 @@ def _timer_rows(
             due.append(TimerRow(flow.id, "", "start", 0, flow.start_at))
         if flow.plan is None or flow.status.terminal:
             continue
+        waiting = dict(fanout.due(flow)) if flow.fanout else {}
         for name in names:
             task = flow.tasks[name]
-            if task.status is TaskStatus.RETRYING and task.retry_at is not None:
+            if name in waiting and flow.updated_at is not None:
+                due.append(TimerRow(flow.id, name, "fanout", waiting[name], flow.updated_at))
+            elif task.status is TaskStatus.RETRYING and task.retry_at is not None:
                 due.append(TimerRow(flow.id, name, "retry", task.attempt, task.retry_at))
             elif task.status is TaskStatus.RUNNING and task.started_at is not None:
                 lease = task.started_at + timedelta(seconds=timing.lease)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from weir_scheduler.commands import FlowCommands
-from weir_scheduler.decider import FireTimer, TimerKind
+from weir_scheduler.decider import Command, FireTimer, TimerKind
 from weir_scheduler.store import EventStore
 
 log = logging.getLogger("weir.scheduler.timers")
@@ -20,14 +21,24 @@ TIMER_BATCH_DEFAULT = 500
 TIMER_CLAIM_SECONDS = 30.0
 TIMER_IDLE_POLL_MAX = 1.0
 """Longest sleep between checks; a new timer made by another replica is seen this late."""
-KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease")
+KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease", "fanout")
+
+
+class FanOutReader(Protocol):
+    async def command(self, flow_id: str, task: str, phase: int) -> Command | None: ...
 
 
 class TimerFirer:
     def __init__(
-        self, store: EventStore, commands: FlowCommands, batch: int = TIMER_BATCH_DEFAULT
+        self,
+        store: EventStore,
+        commands: FlowCommands,
+        batch: int = TIMER_BATCH_DEFAULT,
+        fanout: FanOutReader | None = None,
     ) -> None:
         self.store = store
+        self.fanout = fanout
+        """Reads and writes the artifacts of mapped tasks (`fanout` timers)."""
         self.commands = commands
         self.batch = batch
         self.fired = 0
@@ -48,15 +59,25 @@ class TimerFirer:
         claimed = await self.store.claim_timers(self.batch, TIMER_CLAIM_SECONDS)
         if not claimed:
             return 0
-        commands = [
-            (
-                timer.flow_id,
-                FireTimer(kind=_kind(timer.kind), task=timer.task, attempt=timer.attempt),
-            )
-            for timer in claimed
-        ]
+        commands: list[tuple[str, Command]] = []
+        fired = []
+        for timer in claimed:
+            kind = _kind(timer.kind)
+            command: Command | None = FireTimer(kind=kind, task=timer.task, attempt=timer.attempt)
+            if kind == "fanout" and self.fanout is not None:
+                try:
+                    command = await self.fanout.command(timer.flow_id, timer.task, timer.attempt)
+                except Exception as exc:  # the store is down: fire again once the claim lapses
+                    log.warning(
+                        "mapped task's artifacts not reachable",
+                        extra={"flow_id": timer.flow_id, "task": timer.task, "error": str(exc)},
+                    )
+                    continue
+            fired.append(timer)
+            if command is not None:
+                commands.append((timer.flow_id, command))
         await self.commands.apply(commands)
-        await self.store.drop_fired_timers(claimed)
+        await self.store.drop_fired_timers(fired)
         self.fired += len(claimed)
         return len(claimed)
 

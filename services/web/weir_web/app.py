@@ -49,7 +49,7 @@ from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ScheduleRequest
 from weir_proto.errors import ErrorCode, SpecError, error_code
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
-from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label, is_schedule_name
+from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label, is_schedule_name, is_task_name
 from weir_proto.validation import OUTPUT_NAME_RULE, is_output_name
 
 from weir_web.auth import SESSION_COOKIE, Denied, Gate
@@ -389,7 +389,9 @@ class Api:
     async def logs(self, request: Request) -> Response:
         self.gate.require(request, Role.viewer)
         flow_id = flow_id_of(request)
-        task = _label(request, "task", "task name")
+        task: str = request.path_params["task"]
+        if not is_task_name(task):  # a task, or an instance NAME[i] of a mapped one
+            _label(request, "task", "task name")
         attempt = _int_query(request, "attempt", None, 1, 1_000_000)
         follow = _bool_query(request, "follow")
         attempt = await self.client.attempt_of(flow_id, task, attempt)

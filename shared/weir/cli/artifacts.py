@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
-from weir_proto.errors import ErrorCode
+from weir_proto.errors import ErrorCode, WeirException
 from weir_proto.messages import OutputDigest
 from weir_proto.validation import is_output_name
 
@@ -99,7 +99,7 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
     return asyncio.run(ask())
 
 
-class _NoLog(Exception):
+class _NoLog(WeirException):
     """The event log could not be asked for a flow's digests; the message says why."""
 
 

@@ -4,15 +4,15 @@ and a task's log bytes."""
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
 import msgspec
 from rich.table import Column, Table
 from rich.text import Text
-from weir_proto.api import FlowSummary, FlowView, TaskSummary
-from weir_proto.events import FlowEvent, FlowSubmitted, event_type
+from weir_proto.api import FlowSummary, FlowView, TaskSummary, TaskView
+from weir_proto.events import FlowEvent, FlowSubmitted, TaskExpanded, event_type
 from weir_proto.status import TaskStatus
 
 from weir.terminal import escape_controls, line, plain, status
@@ -21,6 +21,10 @@ from weir.terminal import escape_controls, line, plain, status
 def time_of_day(value: datetime | None) -> str:
     """A moment as `HH:MM:SS.mmm`, or `-` for none."""
     return value.strftime("%H:%M:%S.%f")[:-3] if value else "-"
+
+
+EXPANDED_ITEMS_SHOWN = 5
+"""Items of a `task_expanded` that `weir events` prints (the rest are in `--json`)."""
 
 
 def event_line(event: FlowEvent) -> Text:
@@ -32,6 +36,9 @@ def event_line(event: FlowEvent) -> Text:
     }
     if isinstance(event, FlowSubmitted):
         fields = {"name": event.spec.name, "tasks": len(event.spec.tasks)}
+    if isinstance(event, TaskExpanded) and event.count > EXPANDED_ITEMS_SHOWN:
+        shown = event.items[:EXPANDED_ITEMS_SHOWN]
+        fields["items"] = f"{msgspec.json.encode(shown).decode()[:-1]}, …]"
     detail = "  ".join(f"{k}={v}" for k, v in fields.items())
     return line(f"{time_of_day(event.at)}  #{event.seq:<4} {event_type(event):<15} ", detail)
 
@@ -90,6 +97,28 @@ def task_table(rows: Iterable[TaskSummary]) -> Table:
     return table
 
 
+TASK_COLUMN_MAX = 40
+"""Widest the TASK column of `weir show` is kept from shrinking (longer names may wrap)."""
+
+
+def _instances_under_their_task(tasks: Sequence[TaskView]) -> list[TaskView]:
+    """The tasks in the flow's order, each mapped task's instances `NAME[i]` right after it
+    (they are listed last, in item order, by the scheduler)."""
+    instances: dict[str, list[TaskView]] = {}
+    for task in tasks:
+        head, bracket, _ = task.name.partition("[")
+        if bracket:
+            instances.setdefault(head, []).append(task)
+    if not instances:
+        return list(tasks)
+    out: list[TaskView] = []
+    for task in tasks:
+        if "[" not in task.name:
+            out.append(task)
+            out.extend(instances.pop(task.name, []))
+    return out + [t for rest in instances.values() for t in rest]
+
+
 def flow_details(view: FlowView) -> list[Text | Table]:
     """`weir show`: the flow's header, its problems, its tasks and their failures."""
     parts: list[Text | Table] = [
@@ -103,8 +132,11 @@ def flow_details(view: FlowView) -> list[Text | Table]:
     parts.extend(line("  - ", error.message) for error in view.errors)
     if not view.tasks:
         return parts
+    tasks = _instances_under_their_task(view.tasks)
+    widest = min(max(len(task.name) for task in tasks), TASK_COLUMN_MAX)
     table = Table("TASK", "STATUS", "ATTEMPT", "STARTED", "DURATION", "EXIT", "DETAIL")
-    for task in view.tasks:
+    table.columns[0].min_width = widest  # a mapped task's instances differ only at the end
+    for task in tasks:
         duration = "-"
         if task.started_at and task.finished_at:
             duration = f"{(task.finished_at - task.started_at).total_seconds():.3f}s"

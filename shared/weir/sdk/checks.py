@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from weir_proto.errors import WeirException
 from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
 
-from weir.sdk.serializers import BytesSerializer, TextSerializer
+from weir.sdk.serializers import BytesSerializer, JsonSerializer, TextSerializer
 
 if TYPE_CHECKING:
     from weir.sdk.flow import Flow, Task
@@ -99,8 +99,52 @@ def _ref_problem(flow: Flow, ref: object, what: str, names: str) -> str | None:
     )
 
 
-def _input_problems(flow: Flow, task: Task[..., Any], where: str, names: str) -> list[str]:
+def _map_problems(flow: Flow, task: Task[..., Any], where: str, names: str) -> list[str]:
+    """A mapped task maps over one json-serialized task's list, into one of its parameters,
+    and writes json itself (its runs' values become one JSON list)."""
+    if not task.map_over:
+        return []
     problems: list[str] = []
+    if len(task.map_over) != 1:
+        problems.append(
+            f"{where}: map_over has {len(task.map_over)} entries; give exactly one "
+            '{"parameter": <upstream task>}'
+        )
+    params = inspect.signature(task.func).parameters
+    for param, ref in task.map_over.items():
+        problem = _ref_problem(flow, ref, f'map_over "{param}"', names)
+        producer = flow.resolve(ref)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        elif producer is task:
+            problems.append(f'{where}: map_over "{param}" comes from the task itself')
+        elif producer is not None and not isinstance(producer.serializer, JsonSerializer):
+            problems.append(
+                f'{where}: map_over "{param}" comes from task "{producer.name}", whose '
+                f"serializer is {_serializer_name(producer)}; the scheduler reads the list as "
+                f'JSON: pass serializer="json" to task "{producer.name}"'
+            )
+        if param not in params:
+            problems.append(
+                f'{where}: map_over "{param}" is not a parameter of the function '
+                f"(parameters: {', '.join(params) or 'none'})"
+            )
+        elif param in task.inputs:
+            problems.append(f'{where}: parameter "{param}" is both an input and map_over')
+    if not isinstance(task.serializer, JsonSerializer):
+        problems.append(
+            f"{where}: a mapped task's values are gathered as JSON; its serializer is "
+            f'{_serializer_name(task)}: drop serializer= or pass serializer="json"'
+        )
+    return problems
+
+
+def _serializer_name(task: Task[..., Any]) -> str:
+    return str(getattr(task.serializer, "name", type(task.serializer).__name__))
+
+
+def _input_problems(flow: Flow, task: Task[..., Any], where: str, names: str) -> list[str]:
+    problems: list[str] = _map_problems(flow, task, where, names)
     params = inspect.signature(task.func).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for param, ref in task.inputs.items():
@@ -128,7 +172,12 @@ def _input_problems(flow: Flow, task: Task[..., Any], where: str, names: str) ->
             inspect.Parameter.VAR_POSITIONAL,
             inspect.Parameter.VAR_KEYWORD,
         )
-        if required and param not in task.inputs and param not in flow.params:
+        if (
+            required
+            and param not in task.inputs
+            and param not in flow.params
+            and param not in task.map_over
+        ):
             problems.append(
                 f'{where}: missing input for parameter "{param}"; add '
                 f'inputs={{"{param}": <upstream task>}}, give it a default, or declare a '
@@ -198,6 +247,8 @@ def _type_problems(flow: Flow, task: Task[..., Any]) -> list[str]:
         if producer is None or expected is None:
             continue
         given = _hints(producer.func).get("return", Any)
+        if producer.map_over:
+            given = list[given]  # type: ignore[valid-type]  # the runs' values, in order
         if not _compatible(given, expected):
             problems.append(
                 f'{where}: parameter "{param}" expects {_type_name(expected)}, but task '

@@ -70,6 +70,12 @@ def load_entrypoint(entrypoint: str) -> ModuleType:
     return module
 
 
+def _is_instance_of(asked: str, task: str) -> bool:
+    """An instance `NAME[i]` of mapped task `NAME` runs `NAME`'s command."""
+    index = asked.removeprefix(f"{task}[").removesuffix("]")
+    return asked == f"{task}[{index}]" and index.isdigit()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m weir.sdk.entry", description="Run one task of a weir SDK flow."
@@ -79,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flow", help="the flow's name, when the file defines several")
     args = parser.parse_args(argv)
     asked = os.environ.get("WEIR_TASK")
-    if asked and asked != args.task:
+    if asked and asked != args.task and not _is_instance_of(asked, args.task):
         print(
             f'weir: the runner asked for task "{asked}" but cmd names "{args.task}"; '
             "rebuild the flow spec instead of editing its cmd",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from weir_proto.spec import (
     FlowSpec,
     Input,
     KubernetesOptions,
+    MapSpec,
     Output,
     Resources,
     RetryPolicy,
@@ -61,6 +63,9 @@ INPUT_DIR = "_weir/inputs"
 OUTPUT_PATH = "_weir/output"
 """Where a task process writes its return value (relative: the local executor refuses
 absolute paths)."""
+
+ITEM_ENV = "WEIR_ITEM"
+"""An instance of a mapped task finds its item here, as JSON."""
 
 _registry: dict[str, Flow] = {}
 _in_task_process = False
@@ -103,8 +108,12 @@ class Task(Generic[P, R]):
         depends: Sequence[Task[..., Any] | str],
         serializer: Serializer,
         spec: TaskSpec,
+        map_over: Mapping[str, Task[..., Any] | str] | None = None,
     ) -> None:
         self.flow = flow
+        self.map_over = dict(map_over or {})
+        """`{parameter: task}`: run once per item of the list `task` returns, the item
+        passed as `parameter` (at most one entry)."""
         self.func = func
         self.name = name
         self.inputs = dict(inputs)
@@ -234,6 +243,8 @@ class Flow:
         name: str | None = None,
         inputs: Mapping[str, Task[..., Any] | str] | None = None,
         depends: Sequence[Task[..., Any] | str] = (),
+        map_over: Mapping[str, Task[..., Any] | str] | None = None,
+        max_items: int | None = None,
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
@@ -253,6 +264,8 @@ class Flow:
         name: str | None = None,
         inputs: Mapping[str, Task[..., Any] | str] | None = None,
         depends: Sequence[Task[..., Any] | str] = (),
+        map_over: Mapping[str, Task[..., Any] | str] | None = None,
+        max_items: int | None = None,
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
@@ -273,6 +286,11 @@ class Flow:
         `{"requests": {...}, "limits": {...}}` for the Kubernetes executor. `serializer`
         writes the return value: pickle (default), json, text, bytes, or an object with
         dumps/loads. The task name is the function name with `_` as `-` unless `name` is set.
+
+        `map_over={"item": list_files}` runs the task once per item of the list
+        `list_files` returns (which must use the json serializer), each run getting its
+        item as the parameter `item`; a task taking this task's value gets the list of the
+        runs' values, in item order (`max_items` caps the list; see docs/sdk.md).
         """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
@@ -295,8 +313,20 @@ class Flow:
                 priority=priority,
                 kubernetes=k8s,
             )
-            chosen = self.serializer if serializer is None else serializers.resolve(serializer)
-            registered = Task(self, fn, task_name, inputs or {}, depends, chosen, spec)
+            serializer_choice: str | Serializer | None = serializer
+            if map_over:
+                spec = msgspec.structs.replace(
+                    spec, map=MapSpec(over="", max_items=max_items)
+                )  # `over` is the producer's output, named when the flow is built
+                serializer_choice = serializer or "json"
+            chosen = (
+                self.serializer
+                if serializer_choice is None
+                else serializers.resolve(serializer_choice)
+            )
+            registered = Task(
+                self, fn, task_name, inputs or {}, depends, chosen, spec, map_over=map_over
+            )
             self.tasks.append(registered)
             return registered
 
@@ -332,7 +362,7 @@ class Flow:
     def upstream(self, task: Task[..., Any]) -> list[Task[..., Any]]:
         """The tasks `task` waits for: its inputs' producers, then its `depends`."""
         found: list[Task[..., Any]] = []
-        for ref in [*task.inputs.values(), *task.depends]:
+        for ref in [*task.map_over.values(), *task.inputs.values(), *task.depends]:
             producer = self.resolve(ref)
             if producer is not None and all(producer is not f for f in found):
                 found.append(producer)
@@ -366,6 +396,7 @@ class Flow:
                         for param, ref in task.inputs.items()
                     ],
                     outputs=[Output(name=task.name, path=OUTPUT_PATH)],
+                    map=self._map_spec(task),
                 )
             )
         return FlowSpec(
@@ -395,6 +426,12 @@ class Flow:
             ],
         )
 
+    def _map_spec(self, task: Task[..., Any]) -> MapSpec | None:
+        if task.spec.map is None:
+            return None
+        (ref,) = task.map_over.values()
+        return msgspec.structs.replace(task.spec.map, over=self._producer(ref).name)
+
     def _producer(self, ref: Task[..., Any] | str) -> Task[..., Any]:
         producer = self.resolve(ref)
         assert producer is not None, "checked by find_problems"
@@ -419,13 +456,37 @@ class Flow:
             }
             kwargs.update(self._param_arguments(task, values))
             try:
-                value = task.invoke(kwargs)
-                stored[task.name] = task.serializer.dumps(value)
+                if task.map_over:
+                    stored[task.name] = self._run_mapped_locally(task, kwargs, results)
+                else:
+                    stored[task.name] = task.serializer.dumps(task.invoke(kwargs))
             except Exception as exc:
                 exc.add_note(f'in task "{task.name}" of flow "{self.name}" (run_local)')
                 raise
             results[task.name] = task.serializer.loads(stored[task.name])
         return results
+
+    def _run_mapped_locally(
+        self, task: Task[..., Any], kwargs: dict[str, Any], results: Mapping[str, Any]
+    ) -> bytes:
+        """Each item of the list as one run, as the scheduler's instances: items and values
+        through JSON, the same limit and the same refusal of a value that is not a list."""
+        ((param, ref),) = task.map_over.items()
+        producer = self._producer(ref)
+        items = results[producer.name]
+        what = f'task "{task.name}": map.over output "{producer.name}"'
+        if not isinstance(items, list):
+            raise TypeError(f"{what} is a {type(items).__name__}, not a JSON list")
+        most = task.spec.map.max_items if task.spec.map is not None else None
+        if most is not None and len(items) > most:
+            raise ValueError(
+                f"{what} has {len(items):,} items; the limit is {most:,} (map.max_items)"
+            )
+        values = []
+        for item in items:
+            value = task.invoke({**kwargs, param: json.loads(json.dumps(item))})
+            values.append(task.serializer.loads(task.serializer.dumps(value)))
+        return json.dumps(values).encode()
 
     def run_task(self, name: str, workdir: Path) -> None:
         """Run one task as the runner asks: read the input files in `workdir`, call the
@@ -436,6 +497,8 @@ class Flow:
             for param, ref in task.inputs.items()
         }
         kwargs.update(self._param_arguments(task, flow_params.from_environment(self.params)))
+        for param in task.map_over:  # an instance of a mapped task: its item
+            kwargs[param] = json.loads(os.environ[ITEM_ENV])
         data = task.serializer.dumps(task.invoke(kwargs))
         target = workdir / OUTPUT_PATH
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,27 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import assert_never
 
+from weir_proto import events as ev
 from weir_proto import subjects
-from weir_proto.events import (
-    FlowCancelled,
-    FlowCancelRequested,
-    FlowDeduplicated,
-    FlowEvent,
-    FlowFailed,
-    FlowRejected,
-    FlowSubmitted,
-    FlowSucceeded,
-    TaskAttemptFailed,
-    TaskCancelled,
-    TaskDispatched,
-    TaskFailed,
-    TaskQueued,
-    TaskSkipped,
-    TaskSnoozed,
-    TaskStarted,
-    TaskSucceeded,
-    TaskTakenOver,
-)
+from weir_proto.events import FlowEvent
 from weir_proto.status import AttemptState, FlowStatus, flow_status_after
 
 
@@ -122,26 +104,28 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
     for event in events:
         t = replace(t, status=flow_status_after(t.status, event))
         match event:
-            case FlowSubmitted(spec=spec, at=at):
+            case ev.FlowSubmitted(spec=spec, at=at):
                 t = replace(t, name=spec.name, submitted_at=at)
-            case FlowRejected(name=name, at=at):
+            case ev.FlowRejected(name=name, at=at):
                 t = replace(
                     t,
                     name=name or t.name,
                     submitted_at=t.submitted_at or at,
                     finished_at=at,
                 )
-            case TaskDispatched(task=task, attempt=n, queue=queue, at=at):
+            case ev.TaskDispatched(task=task, attempt=n, queue=queue, at=at):
                 b.update(task, n, queue=queue, dispatched_at=at, status=AttemptState.DISPATCHED)
-            case TaskStarted(task=task, attempt=n, runner=runner, at=at):
+            case ev.TaskStarted(task=task, attempt=n, runner=runner, at=at):
                 b.update(task, n, started_at=at, runner=runner, status=AttemptState.RUNNING)
-            case TaskTakenOver(task=task, attempt=n, runner=runner):
+            case ev.TaskTakenOver(task=task, attempt=n, runner=runner):
                 b.update(task, n, runner=runner)  # the attempt runs on, on another runner
-            case TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
+            case ev.TaskExpanded() | ev.TaskSucceeded(attempt=0) | ev.TaskFailed(attempt=0):
+                pass  # a mapped task: its instances NAME[i] are the attempts
+            case ev.TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):
                 b.update(task, n, finished_at=at, exit_code=code, status=AttemptState.SUCCEEDED)
             case (
-                TaskFailed(task=task, attempt=n, at=at)
-                | TaskAttemptFailed(task=task, attempt=n, at=at)
+                ev.TaskFailed(task=task, attempt=n, at=at)
+                | ev.TaskAttemptFailed(task=task, attempt=n, at=at)
             ):
                 # TaskAttemptFailed: this attempt failed and another is due (a retry).
                 b.update(
@@ -153,22 +137,22 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                     message=event.message,
                     status=AttemptState.FAILED,
                 )
-            case TaskSnoozed(task=task, attempt=n, at=at):
+            case ev.TaskSnoozed(task=task, attempt=n, at=at):
                 b.update(task, n, finished_at=at, status=AttemptState.SNOOZED)
-            case TaskCancelled(task=task, attempt=n, reason=reason, at=at):
+            case ev.TaskCancelled(task=task, attempt=n, reason=reason, at=at):
                 if (task, n) in b.attempts and not b.attempts[task, n].finished:
                     b.update(task, n, finished_at=at, status=AttemptState.CANCELLED, message=reason)
                 else:
                     skipped.append(Skip(task, f"cancelled: {reason}", at))
-            case TaskSkipped(task=task, reason=reason, at=at):
+            case ev.TaskSkipped(task=task, reason=reason, at=at):
                 skipped.append(Skip(task, reason, at))
-            case FlowSucceeded(at=at) | FlowFailed(at=at) | FlowCancelled(at=at):
+            case ev.FlowSucceeded(at=at) | ev.FlowFailed(at=at) | ev.FlowCancelled(at=at):
                 t = replace(t, finished_at=at)
-            case FlowCancelRequested():
+            case ev.FlowCancelRequested():
                 pass  # the attempts' own events say when they were stopped
-            case TaskQueued():
+            case ev.TaskQueued():
                 pass  # waiting for queue capacity; the attempt begins at its dispatch
-            case FlowDeduplicated(name=name, at=at):
+            case ev.FlowDeduplicated(name=name, at=at):
                 t = replace(
                     t,
                     name=name or t.name,

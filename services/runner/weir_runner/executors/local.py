@@ -291,7 +291,7 @@ class LocalExecutor(Executor):
     def _stop_older_attempts(self, dispatch: Dispatch) -> None:
         """Fence: an earlier attempt of this task that an earlier runner left running (it was
         declared lost meanwhile) must not run beside this one."""
-        prefix = f"{dispatch.flow_id}-{dispatch.task.name}-"
+        prefix = dispatch.attempt_id.removesuffix(str(dispatch.attempt))
         for path in self.root.glob(f"{glob.escape(prefix)}*"):
             if path.name == dispatch.attempt_id or not path.name[len(prefix) :].isdigit():
                 continue

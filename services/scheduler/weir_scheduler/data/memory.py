@@ -26,6 +26,7 @@ from weir_proto.api import (
     TaskSummary,
     TaskView,
 )
+from weir_proto.status import ACTIVE_TASK_STATUSES, UNENDED_FLOW_STATUSES
 
 from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
 from weir_scheduler.data.locks import Lock
@@ -50,9 +51,6 @@ from weir_scheduler.data.rows import (
     TaskRow,
 )
 from weir_scheduler.filters import TASK_LEAVES, compile_filter
-
-PENDING_STATUSES = ("scheduled", "pending", "running", "cancelling")
-IN_FLIGHT_STATUSES = ("dispatched", "running")
 
 
 def utcnow() -> datetime:
@@ -295,12 +293,11 @@ class MemoryData(DataLayer):
     # Queues, unique keys, admission --------------------------------------------------------
 
     async def pending_flows(self) -> int:
-        return sum(1 for f in self._t.flows.values() if f.status in PENDING_STATUSES)
+        return sum(1 for f in self._t.flows.values() if f.status in UNENDED_FLOW_STATUSES)
 
     async def queue_in_flight(self, queue: str) -> int:
-        return sum(
-            1 for t in self._t.tasks.values() if t.queue == queue and t.status in IN_FLIGHT_STATUSES
-        )
+        tasks = self._t.tasks.values()
+        return sum(1 for t in tasks if t.queue == queue and t.status in ACTIVE_TASK_STATUSES)
 
     async def queue_next(self, queue: str, most: int) -> list[tuple[str, str]]:
         busy: dict[str, int] = {}
@@ -308,7 +305,7 @@ class MemoryData(DataLayer):
         for task in self._t.tasks.values():
             if task.queue != queue:
                 continue
-            if task.status in IN_FLIGHT_STATUSES:
+            if task.status in ACTIVE_TASK_STATUSES:
                 busy[task.flow_id] = busy.get(task.flow_id, 0) + 1
             elif task.status == "queued":
                 waiting.append(task)

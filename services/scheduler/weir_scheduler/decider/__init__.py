@@ -5,6 +5,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `commands.py`: what `decide` answers, and the deployment's `Policy`;
 - `core.py`: `decide`, from a command to the events it causes;
 - `dispatch.py`: handing out ready work (max_parallel, limited queues, dispatch window);
+- `fanout.py`: mapped tasks, expanded into one instance per item of a list;
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
 - `state.py`: the flow's state and `evolve`.
@@ -15,7 +16,9 @@ from weir_scheduler.decider.commands import (
     Cancel,
     Command,
     Deduplicate,
+    Expand,
     FireTimer,
+    Gather,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -27,9 +30,8 @@ from weir_scheduler.decider.commands import (
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
-    AttemptFailure,
-    Flow,
-    Task,
+    FoldedFlow,
+    FoldedTask,
     dispatch_spec,
     evolve,
     flow_outcome,
@@ -39,12 +41,14 @@ from weir_scheduler.decider.state import (
 
 __all__ = [
     "DEFAULT_POLICY",
-    "AttemptFailure",
     "Cancel",
     "Command",
     "Deduplicate",
+    "Expand",
     "FireTimer",
-    "Flow",
+    "FoldedFlow",
+    "FoldedTask",
+    "Gather",
     "Policy",
     "RecordFinished",
     "RecordStarted",
@@ -52,7 +56,6 @@ __all__ = [
     "Release",
     "Submit",
     "TakeOver",
-    "Task",
     "TimerKind",
     "decide",
     "decide_and_evolve",

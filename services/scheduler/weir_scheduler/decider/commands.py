@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from weir_proto.errors import SpecError
 from weir_proto.messages import AttemptFinished, AttemptStarted, OutputDigest
@@ -57,7 +57,9 @@ class TakeOver:
     silent_for: float
 
 
-TimerKind = Literal["start", "retry", "deadline", "lease"]
+TimerKind = Literal["start", "retry", "deadline", "lease", "fanout"]
+"""`fanout`: a mapped task waits for the shell to read its list (attempt 0) or to gather
+its instances' outputs (attempt 1); see `decider/fanout.py`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,26 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
+class Expand:
+    """The list mapped task `task` maps over, as the shell read it: one instance per item;
+    or why it could not be used (`error`: not JSON, not a list, over a limit)."""
+
+    task: str
+    items: tuple[Any, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """Every instance of mapped `task` succeeded and the shell stored each of its outputs as
+    the list of theirs (`outputs`: their digests), or could not (`error`)."""
+
+    task: str
+    outputs: tuple[OutputDigest, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     reason: str = "cancelled by request"
 
@@ -91,6 +113,8 @@ Command = (
     | FireTimer
     | Cancel
     | Release
+    | Expand
+    | Gather
 )
 
 

@@ -6,7 +6,8 @@ from weir_proto.events import TaskDispatched, TaskQueued
 
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import skip_settled
-from weir_scheduler.decider.state import Task
+from weir_scheduler.decider.fanout import close_fanouts
+from weir_scheduler.decider.state import FoldedTask
 
 
 def dispatch_ready(out: Emitter) -> None:
@@ -19,6 +20,9 @@ def dispatch_ready(out: Emitter) -> None:
     assert plan is not None
     if flow.cancelling:
         return
+    close_fanouts(out)
+    if out.flow.cancelling:
+        return  # a mapped task failed and the flow fails fast
     skip_settled(out)
     flow = out.flow
     positions = plan.positions
@@ -54,7 +58,7 @@ def _window_room(out: Emitter, queue: str) -> int:
     return window - out.flow.unstarted.get(queue, 0)
 
 
-def hand_out(out: Emitter, task: Task) -> None:
+def hand_out(out: Emitter, task: FoldedTask) -> None:
     """Dispatch the task's next attempt; queue it when its queue has a global limit, or when
     the flow's dispatch window on its queue is full."""
     if task.queue in out.policy.limited_queues or _window_room(out, task.queue) <= 0:
@@ -71,7 +75,7 @@ def hand_out(out: Emitter, task: Task) -> None:
         dispatch(out, task)
 
 
-def dispatch(out: Emitter, task: Task) -> None:
+def dispatch(out: Emitter, task: FoldedTask) -> None:
     out.emit(
         TaskDispatched(
             **out.envelope(), at=out.now, task=task.name, attempt=task.attempt + 1, queue=task.queue

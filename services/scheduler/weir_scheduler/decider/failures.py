@@ -6,6 +6,7 @@ from weir_proto.events import FlowCancelRequested, TaskCancelled, TaskSkipped
 from weir_proto.status import TaskStatus
 
 from weir_scheduler.decider.emitter import Emitter
+from weir_scheduler.decider.state import FoldedFlow
 from weir_scheduler.decider.triggers import tolerates_failure
 
 
@@ -19,7 +20,7 @@ def on_final_failure(out: Emitter, failed: str) -> None:
     for name in flow.plan.order:
         if tolerates_failure(flow.plan, name):
             continue
-        if out.flow.tasks[name].status in WAITING:
+        if out.flow.tasks[name].status in WAITING and not _has_instances(out.flow, name):
             reason = (
                 f'upstream task "{failed}" failed'
                 if name in downstream
@@ -30,6 +31,12 @@ def on_final_failure(out: Emitter, failed: str) -> None:
         reason = f'fail_fast: task "{failed}" failed'
         out.emit(FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True))
         cancel_unstarted(out, reason)
+
+
+def _has_instances(flow: FoldedFlow, name: str) -> bool:
+    """A mapped task whose instances exist ends as they do, not by being skipped."""
+    state = flow.fanout.get(name)
+    return state is not None and state.expanded
 
 
 def skip_settled(out: Emitter) -> None:

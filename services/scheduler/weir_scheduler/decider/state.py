@@ -12,10 +12,11 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 import immutables
 import msgspec
+from weir_proto.api import AttemptFailure
 from weir_proto.errors import SpecError
 from weir_proto.events import (
     FlowCancelled,
@@ -29,6 +30,7 @@ from weir_proto.events import (
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
+    TaskExpanded,
     TaskFailed,
     TaskQueued,
     TaskSkipped,
@@ -42,19 +44,12 @@ from weir_proto.spec import EnvVar, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
 from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.map_plan import parent_of, with_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptFailure:
-    attempt: int
-    error_type: str
-    message: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
+class FoldedTask:
     name: str
     queue: str
     priority: int
@@ -78,7 +73,18 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
-class Flow:
+class FanOut:
+    """A mapped task whose dependencies have ended and that runs: before its expansion
+    (`expanded` false) the shell reads the list it maps over; then `left` of its `count`
+    instances have not ended; at 0 it ends as they did (gathering their outputs first)."""
+
+    expanded: bool = False
+    count: int = 0
+    left: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedFlow:
     """A flow as folded from its events. `seq` 0 means the flow does not exist yet."""
 
     id: str
@@ -89,7 +95,7 @@ class Flow:
     updated_at: datetime | None = None
     start_at: datetime | None = None
     plan: Plan | None = None
-    tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
+    tasks: immutables.Map[str, FoldedTask] = immutables.Map()  # noqa: RUF009 - immutable
     ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
     """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel) or
     for room in the dispatch window."""
@@ -122,6 +128,8 @@ class Flow:
     cancel_reason: str | None = None
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
+    fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
+    """Mapped tasks being expanded or run as instances (`decider/fanout.py`)."""
 
     @property
     def exists(self) -> bool:
@@ -140,14 +148,14 @@ class Flow:
 # evolve ---------------------------------------------------------------------------------
 
 
-def evolve(flow: Flow, event: FlowEvent) -> Flow:
+def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
     """The flow after `event`. Events must come in `seq` order."""
     status = flow_status_after(flow.status, event)
     flow = replace(flow, seq=event.seq, updated_at=event.at, status=status)
     match event:
         case FlowSubmitted(spec=spec, start_at=start_at, rerun_of=rerun_of, reused=reused):
             flow_plan = planned(spec, _UNLIMITED)
-            done = frozenset(reused)
+            done = frozenset(reused).intersection(flow_plan.tasks)  # never an instance
             carried: dict[str, tuple[OutputDigest, ...]] = {}
             for digest in event.reused_outputs:
                 producer = flow_plan.producers.get(digest.name)
@@ -155,7 +163,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                     carried[producer] = (*carried.get(producer, ()), digest)
             tasks = immutables.Map(
                 {
-                    name: Task(
+                    name: FoldedTask(
                         name=name,
                         queue=t.queue or "default",
                         priority=t.priority or 0,
@@ -193,8 +201,12 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                         ready[name] = True
                     else:
                         settled[name] = reason
+            fanout = {name: FanOut() for name in ready if flow_plan.tasks[name].map}
+            for name in fanout:
+                del ready[name]
             return replace(
                 flow,
+                fanout=immutables.Map(fanout),
                 ready=immutables.Map(ready),
                 line=_line_of(ready, tasks, flow_plan.positions),
                 settled=immutables.Map(settled),
@@ -265,7 +277,9 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 error_message=message,
                 failures=(
                     *previous.failures,
-                    AttemptFailure(attempt, error_type, message, event.at),
+                    AttemptFailure(
+                        attempt=attempt, error_type=error_type, message=message, at=event.at
+                    ),
                 ),
             )
             return _with_task(flow, task)
@@ -292,7 +306,9 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 retry_at=None,
                 failures=(
                     *previous.failures,
-                    AttemptFailure(attempt, error_type, message, event.at),
+                    AttemptFailure(
+                        attempt=attempt, error_type=error_type, message=message, at=event.at
+                    ),
                 ),
             )
             return _dependencies_ended(replace(_with_task(flow, task), failing=True), name)
@@ -314,6 +330,8 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             return _dependencies_ended(
                 _unsettled(_unready(_with_task(flow, task), name), name), name
             )
+        case TaskExpanded(task=name, items=items):
+            return _expanded(flow, name, items)
         case FlowCancelRequested(reason=reason):
             return replace(
                 flow,
@@ -328,7 +346,7 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             assert_never(unreachable)
 
 
-def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
+def with_token_digest(flow: FoldedFlow, dispatched: TaskDispatched) -> FoldedFlow:
     """`flow` as evolving `dispatched` would have left it, given that it was decided without
     its token digest. Tokens are random, so the store mints them after deciding (`decide`
     stays pure) and puts their digests into the events it appends and into the state."""
@@ -339,7 +357,7 @@ def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
     return replace(flow, tasks=flow.tasks.set(task.name, sealed))
 
 
-def _with_task(flow: Flow, task: Task) -> Flow:
+def _with_task(flow: FoldedFlow, task: FoldedTask) -> FoldedFlow:
     before = flow.tasks[task.name].status
     after = task.status
     active = flow.active + int(after.active) - int(before.active)
@@ -367,13 +385,15 @@ def _with_task(flow: Flow, task: Task) -> Flow:
     )
 
 
-def _dependencies_ended(flow: Flow, name: str) -> Flow:
+def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`name` has ended: each dependent whose dependencies have now all ended becomes
     ready, or settled with the reason it will be skipped. A cancelling flow starts nothing;
     a failing one only tasks that run after a failure."""
     plan = flow.plan
     assert plan is not None
+    flow = _fanout_ended(flow, name)
     ready, blocked, line, settled = flow.ready, flow.blocked, flow.line, flow.settled
+    fanout = flow.fanout
     for child in plan.dependents[name]:
         left = blocked.get(child, 0) - 1
         blocked = blocked.set(child, left)
@@ -386,22 +406,71 @@ def _dependencies_ended(flow: Flow, name: str) -> Flow:
         if reason is not None:
             settled = settled.set(child, reason)
             continue
+        if plan.tasks[child].map is not None:
+            fanout = fanout.set(child, FanOut())  # the shell reads its list first
+            continue
         ready = ready.set(child, True)
         place = (task.priority, plan.positions[child])
         waiting = line.get(task.queue, ())
         at = bisect_left(waiting, place)
         line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
-    return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled)
+    return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled, fanout=fanout)
 
 
-def _unsettled(flow: Flow, name: str) -> Flow:
+def _fanout_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`name` has ended: a mapped task is done with; an instance is one fewer left."""
+    if not flow.fanout:
+        return flow
+    if name in flow.fanout:
+        return replace(flow, fanout=flow.fanout.delete(name))
+    parent = parent_of(name)
+    state = flow.fanout.get(parent[0]) if parent is not None else None
+    if parent is None or state is None:
+        return flow
+    return replace(flow, fanout=flow.fanout.set(parent[0], replace(state, left=state.left - 1)))
+
+
+def _expanded(flow: FoldedFlow, name: str, items: list[Any]) -> FoldedFlow:
+    """Mapped task `name` became one instance per item, each ready at once (unless the
+    flow is cancelling or failing and the task does not run after a failure)."""
+    assert flow.plan is not None
+    plan = with_instances(flow.plan, name, items)
+    names = plan.names[len(flow.plan.names) :]
+    starts = not flow.cancelling and not (flow.failing and not tolerates_failure(plan, name))
+    tasks = flow.tasks.mutate()
+    ready = flow.ready.mutate()
+    for instance in names:
+        spec = plan.tasks[instance]
+        tasks[instance] = FoldedTask(
+            name=instance, queue=spec.queue or "default", priority=spec.priority or 0
+        )
+        if starts:
+            ready[instance] = True
+    done = tasks.finish()
+    line = flow.line
+    if starts:
+        for queue, places in _line_of(dict.fromkeys(names, True), done, plan.positions).items():
+            line = line.set(queue, tuple(sorted((*line.get(queue, ()), *places))))
+    fanout = FanOut(expanded=True, count=len(names), left=len(names))
+    return replace(
+        flow,
+        plan=plan,
+        tasks=done,
+        ready=ready.finish(),
+        line=line,
+        unfinished=flow.unfinished + len(names),
+        fanout=flow.fanout.set(name, fanout),
+    )
+
+
+def _unsettled(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`flow` with `name` no longer due to be skipped (it ended)."""
     if name not in flow.settled:
         return flow
     return replace(flow, settled=flow.settled.delete(name))
 
 
-def _unready(flow: Flow, name: str) -> Flow:
+def _unready(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`flow` with `name` no longer ready (handed out or queued)."""
     if name not in flow.ready:
         return flow
@@ -417,7 +486,7 @@ def _unready(flow: Flow, name: str) -> Flow:
 
 def _line_of(
     ready: Mapping[str, bool],
-    tasks: immutables.Map[str, Task],
+    tasks: immutables.Map[str, FoldedTask],
     positions: Mapping[str, int],
 ) -> immutables.Map[str, tuple[tuple[int, int], ...]]:
     by_queue: dict[str, list[tuple[int, int]]] = {}
@@ -427,7 +496,7 @@ def _line_of(
     return immutables.Map({queue: tuple(sorted(places)) for queue, places in by_queue.items()})
 
 
-def flow_outcome(flow: Flow) -> str:
+def flow_outcome(flow: FoldedFlow) -> str:
     """`failed` when a task of the flow (other than its on_exit task) failed, else
     `succeeded`: what the on_exit task gets as WEIR_FLOW_STATUS."""
     assert flow.plan is not None
@@ -436,7 +505,7 @@ def flow_outcome(flow: Flow) -> str:
     return "failed" if failed else "succeeded"
 
 
-def dispatch_spec(flow: Flow, name: str) -> TaskSpec:
+def dispatch_spec(flow: FoldedFlow, name: str) -> TaskSpec:
     """What a runner gets to run for `name`: the planned task, and for the on_exit task
     the flow's outcome so far in WEIR_FLOW_STATUS."""
     assert flow.plan is not None
@@ -451,8 +520,8 @@ def dispatch_spec(flow: Flow, name: str) -> TaskSpec:
 FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
 
 
-def fold(flow_id: str, events: list[FlowEvent]) -> Flow:
-    flow = Flow(id=flow_id)
+def fold(flow_id: str, events: list[FlowEvent]) -> FoldedFlow:
+    flow = FoldedFlow(id=flow_id)
     for event in events:
         flow = evolve(flow, event)
     return flow

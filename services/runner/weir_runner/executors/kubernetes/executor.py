@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from weir.supervisor import Supervisor
+from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
@@ -51,6 +52,7 @@ from weir_runner.executors.kubernetes.manifest import (
     ArtifactPlumbing,
     Pod,
     pod_manifest,
+    task_of_label,
 )
 from weir_runner.executors.kubernetes.pod_logs import LogCapture, PodLog, with_tail
 from weir_runner.executors.kubernetes.policy import PodPolicy
@@ -146,7 +148,7 @@ class KubernetesConfig:
                 return self.unschedulable_timeout
 
 
-class _Refused(Exception):
+class _Refused(WeirException):
     """The API server refused the pod for good (invalid, forbidden, name taken)."""
 
 
@@ -453,7 +455,7 @@ class KubernetesExecutor(Executor):
             if not attempt.isdigit() or name in watcher.channels:
                 continue
             answer = await wanted(
-                labels.get(FLOW_LABEL, ""), labels.get(TASK_LABEL, ""), int(attempt)
+                labels.get(FLOW_LABEL, ""), task_of_label(labels.get(TASK_LABEL, "")), int(attempt)
             )
             if answer is None or answer[0] or name in watcher.channels:
                 continue

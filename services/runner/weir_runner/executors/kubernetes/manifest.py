@@ -113,6 +113,20 @@ def synced_secret_name(name: str) -> str:
     return f"{SYNCED_SECRET_PREFIX}{cleaned.strip('-.')}-{digest}"
 
 
+def task_label(task: str) -> str:
+    """A task name as a label value: an instance `NAME[i]` of a mapped task is `NAME.i`
+    (task names have no dots, so `task_of_label` reads it back)."""
+    if task.endswith("]") and "[" in task:
+        head, _, index = task[:-1].rpartition("[")
+        return f"{head}.{index}"
+    return task
+
+
+def task_of_label(label: str) -> str:
+    head, dot, index = label.rpartition(".")
+    return f"{head}[{index}]" if dot and index.isdigit() else label
+
+
 def pod_labels(dispatch: Dispatch) -> dict[str, str]:
     """The task's own labels, then ours: a task cannot hide its pod from the runner."""
     options = dispatch.task.kubernetes or KubernetesOptions()
@@ -120,7 +134,7 @@ def pod_labels(dispatch: Dispatch) -> dict[str, str]:
         **options.labels,
         MANAGED_BY_LABEL: MANAGED_BY,
         FLOW_LABEL: dispatch.flow_id,
-        TASK_LABEL: dispatch.task.name,
+        TASK_LABEL: task_label(dispatch.task.name),
         ATTEMPT_LABEL: str(dispatch.attempt),
     }
 

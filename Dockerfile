@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# weir runner. Build from the repository root:
-#   docker build -f services/runner/Dockerfile -t weir-runner .
+# weir's service images: one build, one target per service. Build from the repository root:
+#   docker build --target scheduler -t weir-scheduler .
+#   docker build --target runner -t weir-runner .
+#   docker build --target web -t weir-web .
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -16,16 +18,28 @@ COPY services/runner ./services/runner
 COPY services/web ./services/web
 RUN /opt/weir/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim-bookworm
+# What every service image is: the one virtualenv (every entrypoint), run as uid 10001.
+FROM python:3.11-slim-bookworm AS service
 ENV PATH=/opt/weir/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 weir \
     && useradd --system --uid 10001 --gid weir --home-dir /var/lib/weir --create-home weir
 COPY --from=build /opt/weir /opt/weir
+USER 10001:10001
+WORKDIR /var/lib/weir
+
+FROM service AS scheduler
+ENTRYPOINT ["weir-scheduler"]
+
+FROM service AS runner
 # The local executor runs tasks as processes of this user, in this directory.
 RUN mkdir -p /var/lib/weir/attempts && chown -R weir:weir /var/lib/weir
 ENV WEIR_RUNNER_DIR=/var/lib/weir/attempts
-USER 10001:10001
-WORKDIR /var/lib/weir
 ENTRYPOINT ["weir-runner"]
+
+FROM service AS web
+# weir-web listens on loopback unless told otherwise, and on any other address only with a
+# tokens file (WEIR_WEB_TOKENS): see docs/http.md.
+EXPOSE 8080
+ENTRYPOINT ["weir-web"]

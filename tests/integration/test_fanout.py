@@ -1,0 +1,247 @@
+"""Dynamic fan-out on real Postgres + NATS: a mapped task runs once per item of a list an
+upstream task wrote, its instances retry and show as tasks of their own, and a downstream
+task gets their outputs as one JSON list in item order."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from weir.cli.output import flow_details
+from weir.client import Client
+from weir.config import Settings
+from weir.spec_file import load_spec_text
+from weir.telemetry.timeline import flow_timeline
+from weir_proto.events import TaskExpanded, TaskFailed, event_type
+
+from tests.conftest import Services
+from tests.flows import WAIT, finish, task, types
+
+QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
+
+
+def listing(items: str) -> dict[str, Any]:
+    """A task writing `items` (JSON text) as its output `files`."""
+    return task(
+        "list-files",
+        "sh",
+        "-c",
+        f"printf '%s' '{items}' > files.json",
+        outputs=[{"name": "files", "path": "files.json"}],
+    )
+
+
+def mapped(script: str, **extra: Any) -> dict[str, Any]:
+    return task(
+        "process",
+        "sh",
+        "-c",
+        script,
+        depends=["list-files"],
+        outputs=[{"name": "sizes", "path": "out.json"}],
+        retry=QUICK_RETRY,
+        **({"map": {"over": "files"}} | extra),
+    )
+
+
+def collector(got: Path) -> dict[str, Any]:
+    return task(
+        "total",
+        "cp",
+        "in.json",
+        str(got),
+        depends=["process"],
+        inputs=[{"from": "sizes", "path": "in.json"}],
+    )
+
+
+async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_list_in_order(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    failed_once = tmp_path / "failed-once"
+    script = (
+        f'if [ "{{{{ item }}}}" = b.csv ] && [ ! -e {failed_once} ]; then '
+        f"touch {failed_once}; exit 1; fi; "
+        'printf \'{"file": %s, "item": "%s"}\' "$WEIR_ITEM" "{{ item }}" > out.json; '
+        'echo "done {{ item }}"'
+    )
+    spec = {
+        "name": "per-file",
+        "tasks": [listing('["a.csv", "b.csv", "c.csv"]'), mapped(script), collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    expanded = [e for e in events if isinstance(e, TaskExpanded)]
+    assert [(e.task, e.count, e.items) for e in expanded] == [
+        ("process", 3, ["a.csv", "b.csv", "c.csv"])
+    ]
+    retried = [e.task for e in events if event_type(e) == "task_attempt_failed"]  # type: ignore[union-attr]
+    assert retried == ["process[1]"]
+    assert json.loads(got.read_text()) == [
+        {"file": "a.csv", "item": "a.csv"},
+        {"file": "b.csv", "item": "b.csv"},
+        {"file": "c.csv", "item": "c.csv"},
+    ]
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert {n: view[n].status for n in ("process[0]", "process[1]", "process[2]")} == {
+        "process[0]": "succeeded",
+        "process[1]": "succeeded",
+        "process[2]": "succeeded",
+    }
+    assert view["process[1]"].attempt == 2
+    shown = Console(width=200, record=True)
+    for part in flow_details(await client.get(flow_id)):
+        shown.print(part)
+    table = shown.export_text()
+    assert all(f"process[{i}]" in table for i in range(3)), table
+    traced = {(a.task, a.attempt) for a in flow_timeline(events).attempts}
+    assert {("process[1]", 1), ("process[1]", 2), ("process[2]", 1)} <= traced
+    assert not any(task == "process" for task, _ in traced)
+    logs = [chunk async for _, chunk in client.logs(flow_id, "process[1]", attempt=2)]
+    assert b"".join(logs) == b"done b.csv\n"
+    assert view["process"].status == "succeeded" and view["total"].status == "succeeded"
+
+
+async def test_a_map_over_an_empty_list_succeeds_and_hands_on_an_empty_list(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    spec = {
+        "name": "nothing-to-do",
+        "tasks": [listing("[]"), mapped("echo 1 > out.json"), collector(got)],
+    }
+    _, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    assert [e.count for e in events if isinstance(e, TaskExpanded)] == [0]
+    assert json.loads(got.read_text()) == []
+    dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert dispatched == ["list-files", "total"]
+
+
+async def test_a_list_over_max_items_fails_the_flow_naming_task_count_and_limit(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    spec = {
+        "name": "too-many",
+        "tasks": [
+            listing('["a", "b", "c"]'),
+            mapped("echo 1 > out.json", map={"over": "files", "max_items": 2}),
+            collector(got),
+        ],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["process"]  # type: ignore[union-attr]
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert failure.error_type == "map"
+    assert failure.message == (
+        'task "process": map.over output "files" has 3 items; the limit is 2 (map.max_items)'
+    )
+    assert "task_expanded" not in types(events) and not got.exists()
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert view["total"].status == "skipped"
+
+
+async def test_a_list_that_is_not_json_fails_the_mapped_task_clearly(client: Client) -> None:
+    spec = {"name": "not-a-list", "tasks": [listing("a.csv b.csv"), mapped("true")]}
+    _, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert failure.task == "process" and failure.error_type == "map"
+    assert failure.message.startswith('task "process": map.over output "files" is not JSON')
+
+
+async def test_map_over_an_output_that_is_not_upstream_is_rejected_with_every_problem(
+    client: Client,
+) -> None:
+    spec = {
+        "name": "bad-map",
+        "tasks": [
+            listing("[]"),
+            task("a", map={"over": "files"}),
+            task("b", "echo", "{{ item }}", depends=["list-files"], map={"over": "nope"}),
+            task("c", "echo", "{{ item }}"),
+        ],
+    }
+    verdict = await client.submit(spec, verdict=True)
+    assert verdict.verdict == "rejected"
+    assert sorted((e.path, e.message) for e in verdict.errors) == [
+        (
+            "$.tasks[1].map.over",
+            'flow "bad-map": task "a": map.over "files" comes from task "list-files", '
+            "which is not one of its dependencies; add it to depends",
+        ),
+        (
+            "$.tasks[2].map.over",
+            'flow "bad-map": task "b": map.over "nope" is not an output of any task '
+            "(outputs of its dependencies: files)",
+        ),
+        (
+            "$.tasks[3]",
+            'flow "bad-map": task "c": uses {{ item }} but is not mapped; '
+            "add map: {over: OUTPUT} or remove the placeholder",
+        ),
+    ]
+
+
+async def test_the_map_files_example_counts_every_file_in_order(client: Client) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "map-files.yaml"
+    spec = load_spec_text(example.read_text(), str(example))
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    instances = [n for n in view if n.startswith("count-lines[")]
+    assert sorted(instances) == ["count-lines[0]", "count-lines[1]", "count-lines[2]"]
+    out = [chunk async for stream, chunk in client.logs(flow_id, "total") if stream == "stdout"]
+    assert b"".join(out).strip() == b"6"
+
+
+async def test_a_list_past_weir_max_tasks_fails_the_flow_naming_task_count_and_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    running = await Services.start(dataclasses.replace(settings, max_tasks=6))
+    try:
+        async with await Client.connect(settings.nats_url) as client:
+            spec = {
+                "name": "too-wide",
+                "tasks": [listing("[1, 2, 3, 4]"), mapped("true"), collector(tmp_path / "g")],
+            }
+            _, events = await finish(client, spec)
+    finally:
+        await running.stop()
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed))
+    assert (failure.task, failure.error_type) == ("process", "map")
+    assert failure.message == (
+        'task "process": map.over output "files" has 4 items: the flow would have 7 tasks; '
+        "the limit is 6 (WEIR_MAX_TASKS)"
+    )
+
+
+async def test_a_rerun_of_failed_tasks_maps_again_over_the_list_the_first_run_stored(
+    client: Client, tmp_path: Path
+) -> None:
+    got = tmp_path / "got.json"
+    fixed = tmp_path / "fixed"
+    script = f'[ "{{{{ item }}}}" != b ] || [ -e {fixed} ] || exit 1; echo 1 > out.json'
+    spec = {
+        "name": "fix-and-rerun",
+        "tasks": [listing('["a", "b"]'), mapped(script), collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    failure = next(e for e in events if isinstance(e, TaskFailed) and e.task == "process")
+    assert failure.message == '1 of 2 instances failed: "process[1]"'
+    fixed.touch()
+    again = (await client.rerun(flow_id, failed_only=True)).flow_id
+    await asyncio.wait_for(client.wait(again), WAIT)
+    events = [e async for e in client.events(again)]
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
+    assert "list-files" not in dispatched and json.loads(got.read_text()) == [1, 1]
