@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -313,6 +313,18 @@ def permissions_url(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def permitted(attacks: Mapping[str, Callable[[], Awaitable[object]]]) -> list[str]:
+    """The attacks that worked: each is tried, and one that raises was refused."""
+    allowed = []
+    for what, attack in attacks.items():
+        try:
+            await attack()
+        except Exception:
+            continue
+        allowed.append(what)
+    return allowed
 
 
 @contextlib.asynccontextmanager

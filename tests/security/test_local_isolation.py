@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from weir.client import Client
 from weir.devstack import Stack
-from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_proto.events import FlowEvent, TaskFailed
 
 from tests.flows import finish, task, types
@@ -32,14 +31,6 @@ pytestmark = pytest.mark.slow
 PYTHON = "/usr/bin/python3"
 """A Python the task user may run (the test's own lives under /root)."""
 LOG_MAX = 1024 * 1024
-
-
-@pytest.fixture
-def runner_secrets() -> dict[str, str]:
-    return {
-        SECRET_KEY_ENV: new_secret_key(),
-        "WEIR_SECRET_DB_PASSWORD": f"db-{secrets.token_hex(16)}",
-    }
 
 
 @pytest.fixture
