@@ -41,12 +41,10 @@ def stack(database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="weir-isolation-"))
     root.chmod(0o711)
     env = {**runner_secrets, "WEIR_RUNNER_TASK_USER": "nobody", "WEIR_TASK_LOG_MAX": "1M"}
-    running = Stack(root / "stack", env=env, external_database_url=database_url)
     try:
-        running.start()
-        yield running
+        with Stack(root / "stack", env=env, external_database_url=database_url) as running:
+            yield running
     finally:
-        running.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -27,12 +27,10 @@ DUMP = 'env; echo "--- parent $PPID"; tr "\\0" "\\n" < "/proc/$PPID/environ" || 
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
-    running = Stack(tmp_path / "stack", env=runner_secrets, external_database_url=database_url)
-    try:
-        running.start()
+    with Stack(
+        tmp_path / "stack", env=runner_secrets, external_database_url=database_url
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def test_tasks_inherit_no_credentials_and_the_runner_keeps_them_across_a_nats_restart(
