@@ -34,15 +34,20 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     cluster.stop()
 
 
-@pytest.fixture
-async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+async def fresh_database(postgres: EmbeddedPostgres) -> str:
+    """The URL of a new, empty database in the test session's cluster."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(postgres.url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    yield postgres.url_for(name)
+    return postgres.url_for(name)
+
+
+@pytest.fixture
+async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    yield await fresh_database(postgres)
 
 
 @pytest.fixture

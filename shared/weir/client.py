@@ -141,6 +141,18 @@ def _batch_refused(refused: Sequence[tuple[str, BaseException]], total: int) -> 
     )
 
 
+def _publishing_submit(
+    flow_id: str, payload: bytes
+) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """The PRODUCER span of publishing one submit, in the flow's trace, and its headers."""
+    return telemetry.publishing(
+        subjects.SUBMIT,
+        message_id=flow_id,
+        parent=telemetry.flow_context(flow_id),
+        size=len(payload),
+    )
+
+
 class Client:
     def __init__(self, nc: NATS, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> None:
         self.nc = nc
@@ -229,12 +241,7 @@ class Client:
         flow_id, payload = self._submit_payload(spec, params)
         if verdict:
             return await self._submit_for_verdict(flow_id, payload)
-        with telemetry.publishing(
-            subjects.SUBMIT,
-            message_id=flow_id,
-            parent=telemetry.flow_context(flow_id),
-            size=len(payload),
-        ) as headers:
+        with _publishing_submit(flow_id, payload) as headers:
             try:
                 await self.js.publish(
                     subjects.SUBMIT, payload, timeout=self.timeout, headers=headers
@@ -268,12 +275,7 @@ class Client:
         prepared = [self._submit_payload(spec) for spec in specs]
         acks: list[asyncio.Future[PubAck]] = []
         for flow_id, payload in prepared:
-            with telemetry.publishing(
-                subjects.SUBMIT,
-                message_id=flow_id,
-                parent=telemetry.flow_context(flow_id),
-                size=len(payload),
-            ) as headers:
+            with _publishing_submit(flow_id, payload) as headers:
                 acks.append(await self.js.publish_async(subjects.SUBMIT, payload, headers=headers))
         try:
             outcomes = await asyncio.wait_for(

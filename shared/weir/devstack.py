@@ -191,6 +191,18 @@ class Stack:
         self.postgres.stop()
         self.postgres.start()
 
+    def __enter__(self) -> Stack:
+        """Start it all; leaving the `with` stops it, as does a start that fails midway."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         self.start_infra()
         self.start_scheduler()

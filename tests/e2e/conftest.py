@@ -18,9 +18,7 @@ FAST_FAILOVER = {
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """The scheduler and the runner as real processes on real Postgres and NATS."""
-    running = Stack(tmp_path / "stack", env=dict(FAST_FAILOVER), external_database_url=database_url)
-    try:
-        running.start()
+    with Stack(
+        tmp_path / "stack", env=dict(FAST_FAILOVER), external_database_url=database_url
+    ) as running:
         yield running
-    finally:
-        running.stop()

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from weir.devstack import Stack
+
+from tests.cli import run_weir
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def weir(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "weir.cli", *args, "--nats-url", stack.nats_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=stdin,
-        check=False,
-    )
+    return run_weir(*args, nats_url=stack.nats_url, stdin=stdin)
 
 
 def test_submit_wait_show_events_and_list(stack: Stack) -> None:
@@ -85,13 +79,7 @@ def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(stack: Stack) -
 
 
 def test_unreachable_nats_is_a_clear_error(stack: Stack) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "weir.cli", "flows", "--nats-url", "nats://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_weir("flows", timeout=60)
     assert run.returncode == 2
     assert "cannot reach NATS at nats://127.0.0.1:1" in run.stderr
 

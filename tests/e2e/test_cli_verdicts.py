@@ -4,14 +4,13 @@ something that does not exist gets an error naming it. The real CLI against the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from weir.devstack import Stack
 
+from tests.cli import run_weir
 from tests.e2e.test_cli import weir
 
 pytestmark = pytest.mark.slow
@@ -141,14 +140,8 @@ def test_unknown_flows_and_attempts_are_errors_naming_them(stack: Stack, tmp_pat
 
 @pytest.mark.parametrize("command", [["flows"], ["submit", "-"], ["artifacts", "ls", "x"]])
 def test_unreachable_nats_is_one_line(command: list[str]) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "weir.cli", *command, "--nats-url", "nats://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        input='{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}',
-        check=False,
-    )
+    doc = '{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}'
+    run = run_weir(*command, stdin=doc, timeout=60)
     assert run.returncode == 2
     assert (
         run.stderr.splitlines() == [run.stderr.strip()]

@@ -188,12 +188,8 @@ def otlp_stack(tmp_path: Path, database_url: str, receiver: Receiver) -> Iterato
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_SERVICE_NAME": "",  # each service names itself
     }
-    running = Stack(tmp_path / "stack", env=env, external_database_url=database_url)
-    try:
-        running.start()
+    with Stack(tmp_path / "stack", env=env, external_database_url=database_url) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _span_id(value: int) -> bytes:

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -48,15 +48,15 @@ def _start_nats(config: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-@pytest.fixture
-def secured_nats(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A nats-server (JetStream) whose `authorization` block is the test's parameter."""
+@contextlib.contextmanager
+def running_nats(directory: Path, settings: str) -> Iterator[str]:
+    """A nats-server with JetStream (its store in `directory`) and these config `settings`;
+    yields its URL and stops it after."""
     port = free_port()
-    config = tmp_path / "nats.conf"
+    config = directory / "nats.conf"
     config.write_text(
-        f"listen: 127.0.0.1:{port}\nmax_payload: 8MB\n"
-        f"jetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n"
-        f"authorization {{ {request.param} }}\n"
+        f"listen: 127.0.0.1:{port}\n"
+        f"jetstream {{ store_dir: {str(directory / 'js')!r} }}\n{settings}\n"
     )
     proc = _start_nats(config, port)
     try:
@@ -64,6 +64,13 @@ def secured_nats(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A nats-server (JetStream) whose `authorization` block is the test's parameter."""
+    with running_nats(tmp_path, f"max_payload: 8MB\nauthorization {{ {request.param} }}") as url:
+        yield url
 
 
 USER_AUTH = f'user: weir, password: "{PASSWORD}"'
@@ -171,17 +178,11 @@ async def test_tls_with_a_throwaway_ca_and_client_certificates(
     from tests.fuzz.throwaway_ca import make_pki
 
     pki = make_pki(tmp_path / "pki")
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f"listen: 127.0.0.1:{port}\n"
-        f"jetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n"
+    tls = (
         f"tls {{ cert_file: {str(pki.server_cert)!r}, key_file: {str(pki.server_key)!r}, "
-        f"ca_file: {str(pki.ca)!r}, verify: true }}\n"
+        f"ca_file: {str(pki.ca)!r}, verify: true }}"
     )
-    proc = _start_nats(config, port)
-    url = f"nats://127.0.0.1:{port}"
-    try:
+    with running_nats(tmp_path, tls) as url:
         monkeypatch.setenv("WEIR_NATS_TLS_CA", str(pki.ca))
         with pytest.raises(Exception):  # noqa: B017 - the server demands a client certificate
             await connect(url, "no-cert", max_reconnect_attempts=0, allow_reconnect=False)
@@ -193,9 +194,6 @@ async def test_tls_with_a_throwaway_ca_and_client_certificates(
             await nc.jetstream().account_info()
         finally:
             await close(nc)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_urls_are_redacted_for_logs() -> None:
@@ -313,6 +311,18 @@ def permissions_url(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def permitted(attacks: Mapping[str, Callable[[], Awaitable[object]]]) -> list[str]:
+    """The attacks that worked: each is tried, and one that raises was refused."""
+    allowed = []
+    for what, attack in attacks.items():
+        try:
+            await attack()
+        except Exception:
+            continue
+        allowed.append(what)
+    return allowed
 
 
 @contextlib.asynccontextmanager

@@ -27,12 +27,11 @@ from pathlib import Path
 import pytest
 from weir.artifacts import ArtifactStore
 from weir.client import Client
-from weir.embedded import free_port
 from weir.jetstream import close, connect
 
 from tests.conftest import Services
 from tests.flows import WAIT, finish, task, types
-from tests.fuzz.test_security import PASSWORD, _start_nats
+from tests.fuzz.test_security import PASSWORD, running_nats
 
 ATTACK = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202egnp.exe\u2066\u200b\x7f\x08 done"
 """OSC retitle + BEL, clear screen, a C1 CSI, right-to-left override, isolate, zero-width
@@ -227,18 +226,8 @@ async def test_artifacts_get_replaces_planted_links_instead_of_writing_through_t
 @pytest.fixture
 def password_nats(tmp_path: Path) -> Iterator[str]:
     """A nats-server (JetStream) that wants user `weir` with PASSWORD."""
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n"
-        f'authorization {{ user: weir, password: "{PASSWORD}" }}\n'
-    )
-    proc = _start_nats(config, port)
-    try:
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with running_nats(tmp_path, f'authorization {{ user: weir, password: "{PASSWORD}" }}') as url:
+        yield url
 
 
 async def test_nats_password_from_a_file_never_in_the_arguments(

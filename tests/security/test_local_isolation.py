@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from weir.client import Client
 from weir.devstack import Stack
-from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_proto.events import FlowEvent, TaskFailed
 
 from tests.flows import finish, task, types
@@ -35,14 +34,6 @@ LOG_MAX = 1024 * 1024
 
 
 @pytest.fixture
-def runner_secrets() -> dict[str, str]:
-    return {
-        SECRET_KEY_ENV: new_secret_key(),
-        "WEIR_SECRET_DB_PASSWORD": f"db-{secrets.token_hex(16)}",
-    }
-
-
-@pytest.fixture
 def stack(database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
     """The services as processes with the default task user (tests elsewhere run tasks as
     root). Under a directory of its own that the task user may pass through, as a runner's
@@ -50,12 +41,10 @@ def stack(database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="weir-isolation-"))
     root.chmod(0o711)
     env = {**runner_secrets, "WEIR_RUNNER_TASK_USER": "nobody", "WEIR_TASK_LOG_MAX": "1M"}
-    running = Stack(root / "stack", env=env, external_database_url=database_url)
     try:
-        running.start()
-        yield running
+        with Stack(root / "stack", env=env, external_database_url=database_url) as running:
+            yield running
     finally:
-        running.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -26,21 +26,11 @@ DUMP = 'env; echo "--- parent $PPID"; tr "\\0" "\\n" < "/proc/$PPID/environ" || 
 
 
 @pytest.fixture
-def runner_secrets() -> dict[str, str]:
-    return {
-        SECRET_KEY_ENV: new_secret_key(),
-        "WEIR_SECRET_DB_PASSWORD": f"db-{secrets.token_hex(16)}",
-    }
-
-
-@pytest.fixture
 def stack(tmp_path: Path, database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
-    running = Stack(tmp_path / "stack", env=runner_secrets, external_database_url=database_url)
-    try:
-        running.start()
+    with Stack(
+        tmp_path / "stack", env=runner_secrets, external_database_url=database_url
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def test_tasks_inherit_no_credentials_and_the_runner_keeps_them_across_a_nats_restart(

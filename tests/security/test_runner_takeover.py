@@ -99,12 +99,10 @@ TAKEOVER_ENV = {
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    running = Stack(tmp_path / "stack", env=dict(TAKEOVER_ENV), external_database_url=database_url)
-    try:
-        running.start()
+    with Stack(
+        tmp_path / "stack", env=dict(TAKEOVER_ENV), external_database_url=database_url
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.slow

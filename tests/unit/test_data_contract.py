@@ -8,7 +8,6 @@ queries.sql prepares against the migrated schema (so a row type and its table ag
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +35,8 @@ from weir_scheduler.data.queries import QUERIES
 from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
 from weir_scheduler.filters import FilterError
 
+from tests.conftest import fresh_database
+
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
 
@@ -46,13 +47,7 @@ async def data(request: pytest.FixtureRequest) -> AsyncIterator[DataLayer]:
         yield MemoryData()
         return
     cluster: EmbeddedPostgres = request.getfixturevalue("postgres")  # tests/conftest.py
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(cluster.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = cluster.url_for(name)
+    url = await fresh_database(cluster)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     layer = PostgresData(pool, url)
     await layer.migrate()

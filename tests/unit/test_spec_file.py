@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from weir.spec_file import SpecFileError, load_spec_text
 
+from tests.cli import run_weir
+
 BOMB = "\n".join(
     [
         "name: bomb",
@@ -47,14 +49,7 @@ EIGHT_MISTAKES = textwrap.dedent(
 
 def weir(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it; these commands stop before they would reach NATS."""
-    return subprocess.run(
-        [sys.executable, "-m", "weir.cli", *args, "--nats-url", "nats://127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        input=stdin,
-        check=False,
-    )
+    return run_weir(*args, stdin=stdin, timeout=60)
 
 
 def test_shorthands_are_read_as_the_sdk_reads_them() -> None:
