@@ -8,6 +8,7 @@ place, and a span emitted again after a restart keeps its id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -68,12 +69,19 @@ def remote_parent(trace_id: int, span_id: int) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
+CONTEXT_CACHE_SIZE = 1024
+"""Contexts of recent flows and attempts kept, so that the messages of one attempt (its
+dispatch, reports, log lines) do not derive the same ids again."""
+
+
+@functools.lru_cache(maxsize=CONTEXT_CACHE_SIZE)
 def flow_context(flow_id: str) -> Context:
     """A context whose current span is the flow's root span: start spans in it (with
     `context=`) from any process and they join the flow's trace as children of the flow."""
     return remote_parent(flow_trace_id(flow_id), flow_span_id(flow_id))
 
 
+@functools.lru_cache(maxsize=CONTEXT_CACHE_SIZE)
 def attempt_context(flow_id: str, task: str, attempt: int) -> Context:
     """A context whose current span is one task attempt's span (runner-side work goes here)."""
     return remote_parent(flow_trace_id(flow_id), attempt_span_id(flow_id, task, attempt))
