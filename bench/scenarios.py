@@ -118,9 +118,11 @@ async def _run_flows(
 ) -> dict[str, Any]:
     submit = _submit_batches if batched else _submit_all
     async with await Client.connect(svc.nats_url, timeout=30.0) as client:
+        cpu_before = svc.rss.cpu_seconds()
         started = time.time()
         acked = await submit(client, count, make)
     done, in_time = await wait_terminal(svc.database_url, count, timeout)
+    cpu_after = svc.rss.cpu_seconds()
     svc.rss.sample()
     result = await outcome(svc.database_url)
     last = result["last_terminal_epoch"] or time.time()
@@ -137,7 +139,19 @@ async def _run_flows(
         "flows_succeeded": succeeded,
         "completed_in_time": in_time,
         "rss_peak_mib": svc.rss.peak_mib(),
+        "cpu_ms_per_task": {
+            kind: round((cpu_after[kind] - cpu_before.get(kind, 0.0)) * 1000 / max(tasks, 1), 3)
+            for kind in cpu_after
+        },
     }
+
+
+def _rate_note(result: dict[str, Any]) -> str:
+    """`N tasks/s in S s; CPU ms/task scheduler X, runner Y` for the log."""
+    cpu = result.get("cpu_ms_per_task") or {}
+    per_task = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()))
+    rate = f"{result['tasks_per_s']:.0f} tasks/s in {result['elapsed_s']:.1f}s"
+    return f"    {rate}; CPU ms/task {per_task}"
 
 
 def _copier(spec: dict[str, Any]) -> Callable[[int], dict[str, Any]]:
@@ -152,18 +166,18 @@ def throughput(ctx: Context, flows: int, big: int, executors: list[str]) -> dict
         _log(f"throughput: {flows:,} single-task flows, executor={executor}")
         with ctx.services(executor, profile=f"throughput-{executor}") as svc:
             many = asyncio.run(_run_flows(svc, flows, _copier(spec), flows, ctx.timeout))
-        _log(f"    {many['tasks_per_s']:.0f} tasks/s in {many['elapsed_s']:.1f}s")
+        _log(_rate_note(many))
         _log(f"throughput: {flows:,} single-task flows in batches of {SUBMIT_BATCH:,}")
         with ctx.services(executor) as svc:
             batched = asyncio.run(
                 _run_flows(svc, flows, _copier(spec), flows, ctx.timeout, batched=True)
             )
-        _log(f"    {batched['tasks_per_s']:.0f} tasks/s in {batched['elapsed_s']:.1f}s")
+        _log(_rate_note(batched))
         big_spec = independent(big, cmd)
         _log(f"throughput: one flow of {big:,} independent tasks, executor={executor}")
         with ctx.services(executor) as svc:
             one = asyncio.run(_run_flows(svc, 1, _copier(big_spec), big, ctx.timeout))
-        _log(f"    {one['tasks_per_s']:.0f} tasks/s in {one['elapsed_s']:.1f}s")
+        _log(_rate_note(one))
         out[executor] = {
             "single_task_flows": many,
             "single_task_flows_batched": batched,

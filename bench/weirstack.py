@@ -111,6 +111,20 @@ class RssSampler:
             out[kind] = max(out.get(kind, 0.0), round(value / MIB, 1))
         return out
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each kind of watched process has used so far, replicas
+        added to their kind: per task, the cost a shared machine's load does not blur the way
+        it blurs elapsed time."""
+        import psutil
+
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                kind = name.split("-")[0]
+                out[kind] = out.get(kind, 0.0) + times.user + times.system
+        return out
+
     def since(self, name: str, start: float) -> list[tuple[float, int]]:
         """The samples of `name` taken `start` seconds or more after sampling began."""
         return [(t, rss) for t, rss in self.series.get(name, []) if t >= start]

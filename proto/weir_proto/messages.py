@@ -119,6 +119,10 @@ class AttemptFinished(
     outputs: list[OutputDigest] = msgspec.field(default_factory=list)
     """On success: the size and SHA-256 of each output as it was uploaded (computed from
     the bytes sent, never read back from the store)."""
+    started_at: datetime | None = None
+    """When the attempt started, set when no `started` report was sent for it (an attempt
+    that ended within the runner's `started` delay): the scheduler records `task_started`
+    at this time, then the end, from this one report."""
 
 
 SNOOZE_EXIT_CODE = 75

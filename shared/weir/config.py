@@ -348,6 +348,14 @@ class Settings:
         "seconds between a runner's heartbeats",
         shown="`5`",
     )
+    started_delay: float = setting(
+        "WEIR_STARTED_DELAY",
+        0.1,
+        number(0.0),
+        "seconds a runner holds an attempt's `started` report: one that ends sooner sends "
+        "one report, its start inside (`0`: always report the start at once)",
+        shown="`0.1`",
+    )
     lease: float = setting(
         "WEIR_LEASE",
         60.0,

@@ -15,6 +15,9 @@ from weir.client import Client
 from weir.devstack import Stack
 from weir_proto.events import event_type
 
+from tests.e2e.conftest import FAST_FAILOVER
+from tests.waiting import until
+
 pytestmark = pytest.mark.slow
 
 FLOW_TIMEOUT = 120.0
@@ -88,3 +91,77 @@ async def test_kill_9_scheduler_and_runner_mid_flow(stack: Stack, tmp_path: Path
         else:
             finished.add(task)
     assert finished == {t["name"] for t in spec["tasks"]}
+
+
+async def _log_of(database_url: str, flow_id: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(
+            "SELECT id, seq, type, data->>'task' AS task FROM events WHERE flow_id = $1 "
+            "ORDER BY seq",
+            flow_id,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_kill_9_while_a_started_report_is_held_or_a_combined_report_waits(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The two steps a short attempt's single report adds, each cut by kill -9: the runner
+    dies while it holds an attempt's `started` report (never sent), and the scheduler is
+    down when the one `finished` report carrying the start arrives. Neither loses the start
+    nor the end, records either twice, or runs a task again."""
+    env = {**FAST_FAILOVER, "WEIR_STARTED_DELAY": "600"}  # no `started` report is ever sent
+    trail = tmp_path / "trail.log"
+    trail.touch()
+    gate = tmp_path / "gate"
+    script = (
+        'echo "start $WEIR_TASK" >> "$TRAIL"; '
+        'while [ ! -e "$GATE/$WEIR_TASK" ]; do sleep 0.02; done; echo "end $WEIR_TASK" >> "$TRAIL"'
+    )
+    names = ["a", "b"]
+    env_vars = [{"name": "TRAIL", "value": str(trail)}, {"name": "GATE", "value": str(gate)}]
+    spec = {
+        "name": "held-start",
+        "tasks": [
+            {"name": n, "cmd": ["sh", "-c", script], "env": env_vars, "depends": names[:i]}
+            for i, n in enumerate(names)
+        ],
+    }
+    gate.mkdir()
+    stack = Stack(tmp_path / "stack", env=env, external_database_url=database_url)
+    try:
+        await asyncio.to_thread(stack.start)
+        async with await Client.connect(stack.nats_url) as client:
+            flow_id = await client.submit(spec)
+            waiter = asyncio.create_task(client.wait(flow_id))
+
+            def started(task: str) -> bool:
+                return f"start {task}" in trail.read_text()
+
+            # 1. The runner dies while it holds the start of "a"; its process goes on and is
+            #    adopted by the next runner, which reports start and end in one report.
+            await until(lambda: started("a"), 'task "a" started')
+            stack.kill_runner()
+            await asyncio.to_thread(stack.start_runner)
+            (gate / "a").touch()
+            # 2. The scheduler is down when the one report of "b" arrives.
+            await until(lambda: started("b"), 'task "b" started')
+            stack.kill_scheduler()
+            (gate / "b").touch()
+            await until(lambda: "end b" in trail.read_text(), 'task "b" ended')
+            await asyncio.to_thread(stack.start_scheduler)
+            final = await asyncio.wait_for(waiter, FLOW_TIMEOUT)
+            streamed = [e async for e in client.events(flow_id)]
+        rows = await _log_of(stack.database_url, flow_id)
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+    assert event_type(final) == "flow_succeeded"
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
+    for kind in ("task_started", "task_succeeded"):
+        counted = Counter(r["task"] for r in rows if r["type"] == kind)
+        assert counted == dict.fromkeys(names, 1), f"{kind}: {counted}"
+    assert [r["id"] for r in rows] == [e.id for e in streamed], "NATS stream differs from log"
+    assert trail.read_text().split("\n")[:-1] == ["start a", "end a", "start b", "end b"]

@@ -100,6 +100,26 @@ def test_finish_without_start_report_still_completes_the_task() -> None:
     assert [event_type(e) for e in events] == ["task_succeeded", "flow_succeeded"]
 
 
+def test_one_report_of_a_short_attempt_records_its_start_then_its_end() -> None:
+    flow, _ = submit([task("a"), task("b", depends=["a"])])
+    began = datetime(2025, 12, 31, 23, 59, tzinfo=UTC)
+    report = msgspec.structs.replace(finished("a").report, started_at=began)
+    flow, events = apply(flow, RecordFinished(report))
+    assert [event_type(e) for e in events] == ["task_started", "task_succeeded", "task_dispatched"]
+    assert events[0].at == began and events[0].runner == "r"  # type: ignore[union-attr]
+    assert flow.tasks["a"].started_at == began and flow.tasks["a"].runner == "r"
+    # the `started` report that went out anyway, late, changes nothing
+    assert decide(flow, started("a"), NOW) == []
+
+
+def test_the_start_in_a_finished_report_is_ignored_once_the_start_was_recorded() -> None:
+    flow, _ = submit([task("a")])
+    flow, _ = apply(flow, started("a"))
+    report = msgspec.structs.replace(finished("a").report, started_at=NOW)
+    flow, events = apply(flow, RecordFinished(report))
+    assert [event_type(e) for e in events] == ["task_succeeded", "flow_succeeded"]
+
+
 def test_rejected_flow_is_terminal_with_its_errors() -> None:
     from weir_proto.errors import SpecError
 

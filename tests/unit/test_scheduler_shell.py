@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 from weir_proto import subjects
-from weir_proto.messages import AttemptStarted, Dispatch
+from weir_proto.events import FlowEvent, event_type
+from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
 from weir_scheduler.data import NewSchedule
@@ -142,3 +143,60 @@ async def test_a_due_schedule_submits_its_tick_once_and_moves_on() -> None:
     assert await shell.store.get(f"hourly-{tick:%Y%m%d%H%M%S}") is not None
     (view,) = await shell.data.schedule_list()
     assert view.last_tick_at == tick and view.next_run_at > shell.clock()
+
+
+class Replica:
+    """A second scheduler on the same log, with its own flow cache."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.store = EventStore(shell.data, timing=Timing(lease=LEASE))
+        self.commands = FlowCommands(self.store, shell.clock)
+
+
+async def _log(shell: Shell, flow_id: str) -> list[tuple[int, str]]:
+    logged = await shell.data.events_after({flow_id: 0})
+    events = [msgspec.json.decode(e.data, type=FlowEvent) for e in logged]
+    return [(e.seq, event_type(e)) for e in events]
+
+
+async def test_a_report_decided_on_a_stale_cached_flow_is_recorded_after_a_reload() -> None:
+    shell = Shell()
+    retry = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 1, "jitter": None}}
+    flow_id = await shell.submit({"name": "etl", "id": "etl-1", "tasks": [task("a", retry=retry)]})
+    (first,) = await shell.dispatches()
+    other = Replica(shell)
+    await other.store.load(flow_id)  # cached there at attempt 1, dispatched
+
+    def report(kind: type[AttemptStarted | AttemptFinished], attempt: int, token: str) -> Any:
+        extra = (
+            {"error_type": ErrorType.EXIT_CODE, "exit_code": 1} if kind is AttemptFinished else {}
+        )
+        at = shell.clock()
+        fields = {"task": "a", "attempt": attempt, "runner": "r1", "token": token, "at": at}
+        return report_command(kind(flow_id=flow_id, **fields, **extra))  # type: ignore[arg-type]
+
+    # Attempt 1 starts and fails, and attempt 2 is dispatched, all through this replica.
+    await shell.commands.apply([(flow_id, report(AttemptStarted, 1, first.token))])
+    await shell.commands.apply([(flow_id, report(AttemptFinished, 1, first.token))])
+    shell.clock.now += timedelta(seconds=2)
+    assert await TimerFirer(shell.store, shell.commands).fire_due() == 1
+    second = next(d for d in await shell.dispatches() if d.attempt == 2)
+    # The other replica's cached flow knows no attempt 2: deciding nothing on it would lose
+    # the report; it must ask the log and record it.
+    await other.commands.apply([(flow_id, report(AttemptStarted, 2, second.token))])
+    assert await shell.statuses(flow_id) == {"a": "running"}
+    # And a report that decides events on a stale flow loses the race on (flow_id, seq),
+    # then is decided again on the log: recorded once, the log gap-free.
+    stale = Replica(shell)
+    await stale.store.load(flow_id)
+    await shell.commands.apply([(flow_id, report(AttemptStarted, 2, second.token))])  # nothing
+    fresh = await other.store.load(flow_id)
+    ok = AttemptFinished(
+        flow_id=flow_id, task="a", attempt=2, runner="r1", token=second.token, at=shell.clock()
+    )
+    await stale.commands.apply([(flow_id, report_command(ok))])
+    await stale.commands.apply([(flow_id, report_command(ok))])  # redelivered: nothing new
+    log = await _log(shell, flow_id)
+    assert [seq for seq, _ in log] == list(range(1, len(log) + 1))
+    assert [kind for _, kind in log].count("task_succeeded") == 1
+    assert log[-1][1] == "flow_succeeded" and fresh.seq == len(log) - 2

@@ -136,6 +136,14 @@ def test_ids_are_stable_across_processes_and_releases() -> None:
     )
 
 
+def test_the_flow_traceparent_is_what_injecting_the_flow_context_writes() -> None:
+    injected = telemetry.inject({}, telemetry.flow_context(FLOW))
+    assert injected == {"traceparent": telemetry.flow_traceparent(FLOW)}
+    assert telemetry.flow_traceparent(FLOW) == (
+        "00-93bd07f07300b7878f910d64b2cf63d4-864aeaede343c292-01"
+    )
+
+
 def test_each_attempt_and_phase_has_its_own_span_id() -> None:
     ids = {
         telemetry.flow_span_id(FLOW),

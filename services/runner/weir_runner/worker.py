@@ -47,6 +47,7 @@ from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 from weir_runner.executors.local import LocalExecutor
 from weir_runner.executors.noop import NoopExecutor
 from weir_runner.logship import LogShipper
+from weir_runner.started import DeferredStart
 
 log = logging.getLogger("weir.runner")
 
@@ -256,7 +257,7 @@ class Runner:
                     await self._report_dropped(js, dispatch, why)
                 await msg.ack()
                 return
-            result = await self._execute(dispatch, key, js)
+            result, started_at = await self._execute(dispatch, key, js)
         except asyncio.CancelledError:
             # Stopping: hand the attempt back so another runner takes it at once.
             with contextlib.suppress(Exception):
@@ -281,6 +282,7 @@ class Runner:
             message=result.message,
             snooze_seconds=snooze,
             outputs=list(result.outputs),
+            started_at=started_at,
         )
         await msg.ack()
 
@@ -313,36 +315,46 @@ class Runner:
 
     async def _execute(
         self, dispatch: Dispatch, key: tuple[str, str, int], js: JetStreamContext
-    ) -> AttemptResult:
-        """Run the attempt under its timeout; a cancel of its flow kills it."""
+    ) -> tuple[AttemptResult, datetime | None]:
+        """Run the attempt under its timeout; a cancel of its flow kills it. Returns its
+        result and when it started (None: it never did), for the `finished` report."""
         name = dispatch.task.name
 
-        async def started() -> None:
-            log.info("attempt started", extra={"flow_id": key[0], "task": name, "attempt": key[2]})
+        async def report_started(at: datetime) -> None:
             report = AttemptStarted(
                 flow_id=dispatch.flow_id,
                 task=name,
                 attempt=dispatch.attempt,
                 runner=self.settings.runner_name,
                 token=dispatch.token,
-                at=datetime.now(UTC),
+                at=at,
             )
             await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
 
-        if not self.executor.writes_logs:
-            return await self._run_attempt(dispatch, key, started)
-        shipper = LogShipper(
-            js,
-            AttemptDir.of(Path(self.settings.runner_dir), dispatch.attempt_id),
-            dispatch.flow_id,
-            name,
-            dispatch.attempt,
-        )
-        shipper.start()
+        start = DeferredStart(report_started, self.settings.started_delay)
+
+        async def started() -> None:
+            log.info("attempt started", extra={"flow_id": key[0], "task": name, "attempt": key[2]})
+            await start.started()
+
         try:
-            return await self._run_attempt(dispatch, key, started)
+            if not self.executor.writes_logs:
+                return await self._run_attempt(dispatch, key, started), await start.settle()
+            shipper = LogShipper(
+                js,
+                AttemptDir.of(Path(self.settings.runner_dir), dispatch.attempt_id),
+                dispatch.flow_id,
+                name,
+                dispatch.attempt,
+            )
+            shipper.start()
+            try:
+                result = await self._run_attempt(dispatch, key, started)
+            finally:
+                await shipper.finish()
+            return result, await start.settle()
         finally:
-            await shipper.finish()
+            await start.settle()  # handed back or failed: no `started` report after this
 
     async def _run_attempt(
         self, dispatch: Dispatch, key: tuple[str, str, int], started: OnStarted

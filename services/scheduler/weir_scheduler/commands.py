@@ -67,12 +67,19 @@ class FlowCommands:
     async def apply_and_tell(
         self, commands: Sequence[tuple[str, Command]]
     ) -> tuple[dict[str, FoldedFlow], list[Change]]:
-        """`apply`, also telling what each flow's commands changed."""
+        """`apply`, also telling what each flow's commands changed. The first try decides on
+        cached flows without asking the log (see `EventStore.load_optimistic`); a race or a
+        command such a flow decided nothing for sends it to the log."""
+        optimistic = True
         for attempt in range(APPEND_RETRIES):
             try:
-                return await self._apply(commands)
+                return await self._apply(commands, optimistic=optimistic)
+            except _Unsure:
+                pass
             except ConcurrencyError:
-                log.info("flow changed under us; reloading", extra={"try": attempt + 1})
+                if not optimistic:
+                    log.info("flow changed under us; reloading", extra={"try": attempt + 1})
+            optimistic = False
         raise ConcurrencyError("commands could not be recorded after repeated races")
 
     async def apply_in(
@@ -109,13 +116,20 @@ class FlowCommands:
         return TakeOver(task, attempt, runner, round(silent_for, 3)), None
 
     async def _apply(
-        self, commands: Sequence[tuple[str, Command]], tx: DataLayer | None = None
+        self,
+        commands: Sequence[tuple[str, Command]],
+        tx: DataLayer | None = None,
+        optimistic: bool = False,
     ) -> tuple[dict[str, FoldedFlow], list[Change]]:
         now = self.clock()
         by_flow: dict[str, list[Command]] = {}
         for flow_id, command in commands:
             by_flow.setdefault(flow_id, []).append(command)
-        current = await self.store.load_many(list(by_flow))
+        unverified: set[str] = set()
+        if optimistic:
+            current, unverified = await self.store.load_optimistic(list(by_flow))
+        else:
+            current = await self.store.load_many(list(by_flow))
         changes = []
         for flow_id, flow_commands in by_flow.items():
             before = current[flow_id]
@@ -137,14 +151,23 @@ class FlowCommands:
                             events.extend(decided)
                             refusal = report_refusal(after, report)
                     if refusal is not None:
+                        if flow_id in unverified:
+                            raise _Unsure
                         log_refused_report(report, refusal)
                         continue
                 decided, after = decide_and_evolve(after, command, now, self.policy)
+                if not decided and flow_id in unverified:
+                    raise _Unsure
                 events.extend(decided)
             changes.append(Change(before, after, events))
             current[flow_id] = after
         await self.store.append(changes, tx=tx)
         return current, changes
+
+
+class _Unsure(Exception):
+    """A flow taken from the cache decided nothing for a command, or refused it: the log
+    may know more (another replica's events), so the batch is decided again on it."""
 
 
 def report_command(report: AttemptStatus) -> Command:

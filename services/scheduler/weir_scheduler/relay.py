@@ -150,9 +150,10 @@ class OutboxRelay:
             for row in rows:
                 flow_id = row.msg_id.rsplit(".", 1)[0]
                 # Events and dispatches carry their flow's trace context on to every reader.
-                headers = telemetry.inject(
-                    {"Nats-Msg-Id": row.msg_id}, telemetry.flow_context(flow_id)
-                )
+                headers = {
+                    "Nats-Msg-Id": row.msg_id,
+                    "traceparent": telemetry.flow_traceparent(flow_id),
+                }
                 futures.append(
                     await self.js.publish_async(row.subject, row.payload, headers=headers)
                 )

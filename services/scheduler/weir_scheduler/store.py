@@ -141,6 +141,33 @@ class EventStore:
         replicas appended since, in one round trip. Never trust the cache alone: a stale
         state could decide "nothing to do" and lose a report."""
         flows = {fid: self.cache.get(fid) or FoldedFlow(id=fid) for fid in dict.fromkeys(flow_ids)}
+        return await self._caught_up(flows)
+
+    async def load_optimistic(
+        self, flow_ids: Sequence[str]
+    ) -> tuple[dict[str, FoldedFlow], set[str]]:
+        """Like `load_many`, but a cached flow is taken as it is, without asking the log:
+        returns the flows and the ids of those taken from the cache. Only for deciding
+        commands that are then appended: a stale flow decides events whose `seq` the log
+        holds already, so the append fails (ConcurrencyError) and the caller reloads. A
+        command such a flow decides nothing for must be decided again on `load_many`'s
+        state (a stale flow may not know the attempt a report is about)."""
+        flows: dict[str, FoldedFlow] = {}
+        cached: set[str] = set()
+        missing: dict[str, FoldedFlow] = {}
+        for fid in dict.fromkeys(flow_ids):
+            flow = self.cache.get(fid)
+            if flow is None:
+                missing[fid] = FoldedFlow(id=fid)
+            else:
+                flows[fid] = flow
+                cached.add(fid)
+        if missing:
+            flows.update(await self._caught_up(missing))
+        return flows, cached
+
+    async def _caught_up(self, flows: dict[str, FoldedFlow]) -> dict[str, FoldedFlow]:
+        """`flows` with the events the log holds after each one's `seq` folded in."""
         logged = await self.data.events_after({fid: flow.seq for fid, flow in flows.items()})
         for event in logged:
             flows[event.flow_id] = evolve(flows[event.flow_id], _event_decoder.decode(event.data))
@@ -164,12 +191,16 @@ class EventStore:
         batch = append_batch(changes, self.timing)
         try:
             ids = await (tx or self.data).append(batch)
+        except ConcurrencyError:
+            raise  # the cached flows are behind the log, which the next load catches up on
         except BaseException:
             self.cache.drop(c.after.id for c in changes)
             raise
-        for change in changes:
-            self.cache.put(change.after)
         if tx is None:
+            # In the caller's transaction, the flows stay cached as they were before (behind
+            # the log once it commits): a cached flow must never be ahead of the log.
+            for change in changes:
+                self.cache.put(change.after)
             outbox = [
                 OutboxRow(id, row.subject, row.msg_id, row.payload)
                 for id, row in zip(ids, batch.outbox, strict=True)

@@ -87,9 +87,9 @@ class SubmissionHandler:
         intents = [self._intent(s) for s in submissions]
         ids = [i.flow_id for i in intents]
         if len(set(ids)) == len(ids):
-            for _ in range(APPEND_RETRIES):
+            for attempt in range(APPEND_RETRIES):
                 try:
-                    return await self._record(submissions, intents)
+                    return await self._record(submissions, intents, assume_new=attempt == 0)
                 except ConcurrencyError:
                     continue
         return [await self._record_one(s, i) for s, i in zip(submissions, intents, strict=True)]
@@ -98,19 +98,26 @@ class SubmissionHandler:
         return await self._record_one(submission, self._intent(submission))
 
     async def _record_one(self, submission: Submission, intent: _Intent) -> Outcome:
-        for _ in range(APPEND_RETRIES):
+        for attempt in range(APPEND_RETRIES):
             try:
-                return (await self._record([submission], [intent]))[0]
+                return (await self._record([submission], [intent], assume_new=attempt == 0))[0]
             except ConcurrencyError:
                 continue
         raise ConcurrencyError(f"could not record submit of flow {intent.flow_id}")
 
     async def _record(
-        self, submissions: Sequence[Submission], intents: Sequence[_Intent]
+        self,
+        submissions: Sequence[Submission],
+        intents: Sequence[_Intent],
+        assume_new: bool = False,
     ) -> list[Outcome]:
+        """Record a batch. `assume_new`: append every flow as new without first asking which
+        exist (one round trip less for the usual submit); a flow that exists (a redelivery,
+        a re-submit of the same id) fails the append on `(flow_id, seq)`, and the caller's
+        retry asks. Submits with unique keys always ask, under their keys' locks."""
         keys = sorted({k for i in intents if (k := _unique_key(i)) is not None})
         if not keys:
-            return (await self._record_in(None, submissions, intents))[0]
+            return (await self._record_in(None, submissions, intents, assume_new))[0]
         async with self.store.data.transaction() as tx:
             # Submits sharing a unique key queue up here, on every replica.
             for key in keys:
@@ -124,10 +131,15 @@ class SubmissionHandler:
         tx: DataLayer | None,
         submissions: Sequence[Submission],
         intents: Sequence[_Intent],
+        assume_new: bool = False,
     ) -> tuple[list[Outcome], list[Change]]:
         now = self.clock()
-        existing = await self.store.digests(
-            [i.flow_id for i in intents] + [s.fallback_id for s in submissions]
+        existing = (
+            {}
+            if assume_new
+            else await self.store.digests(
+                [i.flow_id for i in intents] + [s.fallback_id for s in submissions]
+            )
         )
         outcomes: list[Outcome] = []
         changes: list[Change] = []

@@ -55,6 +55,7 @@ from weir.telemetry.ids import (
     flow_span_id,
     flow_trace_id,
     flow_trace_id_hex,
+    flow_traceparent,
     phase_span_id,
     traceparent,
 )
@@ -152,6 +153,7 @@ __all__ = (
     "flow_timeline",
     "flow_trace_id",
     "flow_trace_id_hex",
+    "flow_traceparent",
     "inject",
     "metric_names",
     "metrics",

@@ -8,6 +8,7 @@ place, and a span emitted again after a restart keeps its id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -68,12 +69,19 @@ def remote_parent(trace_id: int, span_id: int) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
+CONTEXT_CACHE_SIZE = 1024
+"""Contexts of recent flows and attempts kept, so that the messages of one attempt (its
+dispatch, reports, log lines) do not derive the same ids again."""
+
+
+@functools.lru_cache(maxsize=CONTEXT_CACHE_SIZE)
 def flow_context(flow_id: str) -> Context:
     """A context whose current span is the flow's root span: start spans in it (with
     `context=`) from any process and they join the flow's trace as children of the flow."""
     return remote_parent(flow_trace_id(flow_id), flow_span_id(flow_id))
 
 
+@functools.lru_cache(maxsize=CONTEXT_CACHE_SIZE)
 def attempt_context(flow_id: str, task: str, attempt: int) -> Context:
     """A context whose current span is one task attempt's span (runner-side work goes here)."""
     return remote_parent(flow_trace_id(flow_id), attempt_span_id(flow_id, task, attempt))
@@ -82,6 +90,14 @@ def attempt_context(flow_id: str, task: str, attempt: int) -> Context:
 def traceparent(trace_id: int, span_id: int) -> str:
     """A W3C `traceparent` value (version 00, sampled)."""
     return f"00-{trace_id:032x}-{span_id:016x}-01"
+
+
+def flow_traceparent(flow_id: str) -> str:
+    """The `traceparent` header of the flow's root span, as `inject(..., flow_context(flow_id))`
+    writes it, built from one digest: the relay puts it on every event and dispatch."""
+    digest = hashlib.sha256(flow_id.encode()).digest()
+    trace_id = _nonzero(int.from_bytes(digest[:16], "big"))
+    return traceparent(trace_id, _nonzero(int.from_bytes(digest[16:24], "big")))
 
 
 def attempt_traceparent(flow_id: str, task: str, attempt: int) -> str:

@@ -6,6 +6,7 @@ installs nothing and every telemetry call costs next to nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -170,5 +171,11 @@ def shutdown() -> None:
 
 
 def tracer(provider: TracerProvider | None = None) -> Tracer:
-    """weir's tracer, from `provider` or the global one."""
+    """weir's tracer, from `provider` or the global one (made once per provider: every
+    message published or received asks for it)."""
+    return _tracer_of(provider or trace.get_tracer_provider())
+
+
+@functools.lru_cache(maxsize=16)
+def _tracer_of(provider: TracerProvider) -> Tracer:
     return trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=provider)

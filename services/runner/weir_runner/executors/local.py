@@ -141,6 +141,8 @@ class LocalExecutor(Executor):
         home = self.attempt_dir(dispatch.attempt_id)
         recorded = home.recorded()
         if recorded is not None:
+            if recorded.exit_code is not None:
+                await on_started()  # it ran, though this runner never saw it start
             return recorded
         # The operator's WEIR_TASK_TIMEOUT is a ceiling: a spec's longer `timeout` cannot hold
         # a runner's slot past it (the worker enforces a shorter one of the task's own).
@@ -185,6 +187,8 @@ class LocalExecutor(Executor):
                 raise
             if not exit_file.exists():
                 return None  # it died without finishing: run it again
+        else:
+            await on_started()  # it ran and ended under an earlier runner
         code = int(exit_file.read_text().strip() or "1")
         return await self._after_exit(dispatch, home, code)
 

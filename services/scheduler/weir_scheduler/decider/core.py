@@ -138,6 +138,16 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or not task.status.active:
                 return
+            if report.started_at is not None and task.status is TaskStatus.DISPATCHED:
+                started = TaskStarted(
+                    **out.envelope(),
+                    at=report.started_at,
+                    task=report.task,
+                    attempt=report.attempt,
+                    runner=report.runner,
+                )
+                out.emit(started)  # one report for a short attempt: its start is still logged
+                task = out.flow.tasks[report.task]
             _attempt_ended(out, task, report)
         case FireTimer(kind="start"):
             if flow.status is not FlowStatus.SCHEDULED:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -43,6 +43,7 @@ from weir_proto.messages import OutputDigest
 from weir_proto.spec import EnvVar, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
+from weir_scheduler.decider.copying import replace
 from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
 from weir_scheduler.map_plan import parent_of, with_instances
 from weir_scheduler.planner import Limits, Plan, planned

@@ -1,0 +1,43 @@
+"""The decider's `replace` copies state exactly as `dataclasses.replace` does."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from weir_proto.status import FlowStatus, TaskStatus
+from weir_scheduler.decider import FoldedFlow as Flow
+from weir_scheduler.decider.copying import replace
+from weir_scheduler.decider.state import FoldedTask as Task
+
+AT = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_a_copy_keeps_every_field_not_given_and_takes_those_given() -> None:
+    flow = Flow(id="f1")
+    copied = replace(flow, seq=7, status=FlowStatus.RUNNING, updated_at=AT)
+    assert copied == dataclasses.replace(flow, seq=7, status=FlowStatus.RUNNING, updated_at=AT)
+    assert copied is not flow and flow.seq == 0  # the original is untouched
+    task = Task(name="a", queue="default", priority=0)
+    assert replace(task, status=TaskStatus.RUNNING, runner="r") == dataclasses.replace(
+        task, status=TaskStatus.RUNNING, runner="r"
+    )
+    assert replace(task) == task
+
+
+def test_an_unknown_field_is_an_error() -> None:
+    with pytest.raises(TypeError):
+        replace(Flow(id="f1"), no_such_field=1)
+
+
+def test_a_class_with_post_init_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            assert self.n >= 0
+
+    with pytest.raises(TypeError, match="plain dataclasses only"):
+        replace(Checked(1), n=2)
