@@ -30,6 +30,7 @@ from weir.secrets import SecretStore
 from weir_proto.errors import ErrorCode
 
 from weir_web.auth import Gate
+from weir_web.changes import FlowChanges
 from weir_web.config import WebSettings
 from weir_web.endpoints import Backends, Connect, Context, Endpoints, failure_response
 from weir_web.errors import CODE_BY_STATUS, HttpFailure
@@ -129,6 +130,7 @@ def create_app(settings: WebSettings, connect: Connect) -> Starlette:
             yield
         finally:
             backends, context.connected = context.connected, None
+            await backends.changes.close()
             await backends.client.close()
 
     routes: list[BaseRoute] = ui_routes()
@@ -149,7 +151,8 @@ def nats_backends(settings: Settings, secret_key: bytes | None) -> Connect:
     async def connect_backends() -> Backends:
         client = Client(await connect(settings.nats_url, "weir-web"))
         store = artifact_store(client.js, settings.artifacts_bucket, settings.artifacts_s3)
-        return Backends(client, store, SecretStore(client.js, secret_key))
+        secrets = SecretStore(client.js, secret_key)
+        return Backends(client, store, secrets, FlowChanges(client.js))
 
     return connect_backends
 

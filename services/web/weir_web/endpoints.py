@@ -21,6 +21,7 @@ from weir.secrets import SecretError, SecretStore
 from weir_proto.errors import ErrorCode, error_code
 
 from weir_web.auth import Denied, Gate
+from weir_web.changes import FlowChanges
 from weir_web.config import WebSettings
 from weir_web.errors import CODE_BY_STATUS, HttpFailure
 
@@ -39,6 +40,7 @@ class Backends:
     client: Client
     artifacts: Artifacts
     secrets: SecretStore
+    changes: FlowChanges
 
     @property
     def nc(self) -> NATS:

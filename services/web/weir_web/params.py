@@ -94,6 +94,11 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
+def wants_events(request: Request) -> bool:
+    """Whether the caller asks for Server-Sent Events (as an EventSource does)."""
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) once it passes `limit` bytes: never read whole first."""
     chunks: list[bytes] = []

@@ -1,7 +1,9 @@
-"""`/flows`: list and query, submit, one flow, and the commands on it (cancel, rerun)."""
+"""`/flows`: list and query (or, as Server-Sent Events, which flows change status), submit,
+one flow, and the commands on it (cancel, rerun)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -13,10 +15,12 @@ from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from weir_proto.errors import ErrorCode, SpecError
 
+from weir_web.changes import FlowChanges
 from weir_web.config import Role
 from weir_web.endpoints import Endpoints, api_route, json_response
 from weir_web.errors import HttpFailure
-from weir_web.params import flow_id_of, int_query, read_body, read_json
+from weir_web.params import flow_id_of, int_query, read_body, read_json, wants_events
+from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
 
 _encoder = msgspec.json.Encoder()
 
@@ -41,6 +45,8 @@ class FlowRoutes(Endpoints):
 
     async def flows(self, request: Request) -> Response:
         self.gate.require(request, Role.viewer)
+        if wants_events(request):
+            return sse_response(change_frames(self.backends.changes))
         status = request.query_params.get("status") or None
         where_text = request.query_params.get("where") or None
         limit = int_query(request, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
@@ -106,6 +112,23 @@ class FlowRoutes(Endpoints):
         rerun = await read_json(request, Rerun, 64 * 1024)
         accepted = await self.client.rerun(flow_id, rerun.failed_only)
         return json_response(accepted, 201 if accepted.created else 200)
+
+
+async def change_frames(changes: FlowChanges) -> AsyncIterator[bytes]:
+    """`ready` once the feed is live (a client then fetches the list it shows), then a
+    `change` per flow whose status may have changed, `{"flow_id", "type"}` (the event's
+    type), or `resync` when too many changed at once to name them."""
+    async with changes.follow() as follower:
+        yield sse_frame("{}", "ready")
+        async for batch in with_keepalive(follower.batches(), KEEPALIVE_SECONDS):
+            if batch is None:
+                yield KEEPALIVE_FRAME
+                continue
+            if batch.overflowed:
+                yield sse_frame("{}", "resync")
+            for change in batch.changes:
+                data = {"flow_id": change.flow_id, "type": change.type}
+                yield sse_frame(_encoder.encode(data).decode(), "change")
 
 
 def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
