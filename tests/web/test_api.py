@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from weir_proto.events import TERMINAL_FLOW_EVENTS
+from weir_web.app import SHUTDOWN_GRACE_SECONDS
 
 from tests.web.conftest import Web
 from tests.web.sse import Sse, read_sse
@@ -148,6 +151,23 @@ async def test_events_resume_after_last_event_id_across_a_restart(web: Web, tmp_
     assert rest[-1].event in TERMINAL_FLOW_EVENTS
     # Resuming after the terminal event: nothing more, and the stream ends.
     assert await events_of(web.client("viewer"), flow_id, after=ids[-1]) == []
+
+
+async def test_a_stopping_weir_web_cuts_its_open_event_streams_after_its_grace(
+    web: Web, tmp_path: Path
+) -> None:
+    spec, gate = gated(tmp_path, "held")
+    flow_id = await submit(web.client("operator"), spec)
+    async with web.client("viewer").stream("GET", f"/flows/{flow_id}/events") as response:
+        frames = read_sse(response)
+        assert (await anext(frames)).event == "flow_submitted"
+        started = time.monotonic()
+        await web.stop()  # the stream would never end by itself: the flow waits on its gate
+        assert time.monotonic() - started < SHUTDOWN_GRACE_SECONDS + 10
+        with contextlib.suppress(httpx.HTTPError):  # cut: ended, or cut mid-chunk
+            async for frame in frames:
+                assert frame.event != "flow_succeeded"
+    gate.touch()
 
 
 async def test_logs_as_text_and_followed(operator: httpx.AsyncClient, tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ __all__ = ["CSP", "STATIC_DIR", "create_app", "nats_backends", "web_server"]
 log = logging.getLogger("weir.web")
 
 CSP = "default-src 'self'"
+SHUTDOWN_GRACE_SECONDS = 3
+"""How long a stopping weir-web lets open responses finish; event streams never do, so they
+are then cut (an EventSource reconnects, to this or another weir-web, with Last-Event-ID)."""
 
 RESOURCES: tuple[type[Endpoints], ...] = (
     SessionRoutes,
@@ -166,5 +169,6 @@ def web_server(web: WebSettings, connect_backends: Connect) -> uvicorn.Server:
         log_config=None,
         server_header=False,
         lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return uvicorn.Server(config)
