@@ -131,21 +131,38 @@ async def change_frames(changes: FlowChanges) -> AsyncIterator[bytes]:
                 yield sse_frame(_encoder.encode(data).decode(), "change")
 
 
+SUBMIT_FIELDS = ("spec", "params", "id")
+"""The fields of the JSON object a submit body may be instead of a bare spec."""
+
+
 def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
     """A submit body is a flow spec (YAML or JSON), or the JSON object
-    `{"spec": SPEC, "params": {NAME: VALUE}}`: the spec's text and the params."""
+    `{"spec": SPEC, "params": {NAME: VALUE}, "id": FLOW_ID}` (only `spec` required): the
+    spec's text (with `id` set in it) and the params."""
     try:
         doc = msgspec.json.decode(text)
     except (msgspec.DecodeError, RecursionError):
         return text, None
     if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
         return text, None
-    unknown = sorted(str(k) for k in set(doc) - {"spec", "params"})
-    params = doc.get("params")
-    if unknown or not (params is None or isinstance(params, dict)):
+    problems = [
+        f"unknown field {k!r}" for k in sorted(str(k) for k in doc if k not in SUBMIT_FIELDS)
+    ]
+    spec, params, flow_id = doc["spec"], doc.get("params"), doc.get("id")
+    if not isinstance(spec, dict):
+        problems.append("spec is not an object")
+    if not (params is None or isinstance(params, dict)):
+        problems.append("params is not an object")
+    if not (flow_id is None or isinstance(flow_id, str)):
+        problems.append("id is not a string")
+    elif flow_id is not None and isinstance(spec, dict) and spec.get("id") not in (None, flow_id):
+        problems.append(f"id {flow_id!r} differs from the spec's id {spec['id']!r}")
+    if problems:
         raise HttpFailure(
             ErrorCode.BAD_REQUEST,
-            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}}'
-            + (f"; unknown field(s): {', '.join(unknown)}" if unknown else ""),
+            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}, '
+            f'"id": FLOW_ID}}: {"; ".join(problems)}',
         )
-    return _encoder.encode(doc["spec"]).decode(), params
+    if flow_id is not None:
+        spec = {**spec, "id": flow_id}
+    return _encoder.encode(spec).decode(), params
