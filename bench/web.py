@@ -90,6 +90,21 @@ async def _follow(base: str, flow_id: str, started: asyncio.Event) -> float:
     raise RuntimeError(f"the event stream of {flow_id} ended without its terminal event")
 
 
+async def _idle_usage(web: psutil.Process, count: int, rss_before: int) -> dict[str, Any]:
+    """weir-web's CPU over IDLE_WINDOW_S while `count` followers wait, and its RSS then."""
+    cpu = web.cpu_times()
+    await asyncio.sleep(IDLE_WINDOW_S)
+    cpu_after = web.cpu_times()
+    rss = web.memory_info().rss
+    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
+    return {
+        "followers": count,
+        "web_rss_mib": rss / 2**20,
+        "web_rss_growth_mib": (rss - rss_before) / 2**20,
+        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
+    }
+
+
 async def followers(
     http: httpx.AsyncClient, base: str, web_pid: int, count: int, timeout: float
 ) -> dict[str, Any]:
@@ -103,22 +118,12 @@ async def followers(
     tasks = [asyncio.create_task(_follow(base, flow_id, ready[i])) for i in range(count)]
     async with asyncio.timeout(timeout):
         await asyncio.gather(*(e.wait() for e in ready))
-    cpu = web.cpu_times()
-    await asyncio.sleep(IDLE_WINDOW_S)
-    cpu_after = web.cpu_times()
-    rss = web.memory_info().rss
+    usage = await _idle_usage(web, count, rss_before)
     cancelled = time.monotonic()
     await http.post(f"/flows/{flow_id}/cancel", json={})
     async with asyncio.timeout(timeout):
         arrived = await asyncio.gather(*tasks)
-    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
-    return {
-        "followers": count,
-        "web_rss_mib": rss / 2**20,
-        "web_rss_growth_mib": (rss - rss_before) / 2**20,
-        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
-        "cancel_to_all_followers_ms": (max(arrived) - cancelled) * 1000,
-    }
+    return {**usage, "cancel_to_all_followers_ms": (max(arrived) - cancelled) * 1000}
 
 
 async def _follow_list(base: str, flow_ids: set[str], ready: asyncio.Event) -> float:
@@ -149,23 +154,12 @@ async def list_followers(
     tasks = [asyncio.create_task(_follow_list(base, watched, e)) for e in ready]
     async with asyncio.timeout(timeout):
         await asyncio.gather(*(e.wait() for e in ready))
-    cpu = web.cpu_times()
-    await asyncio.sleep(IDLE_WINDOW_S)
-    cpu_after = web.cpu_times()
-    rss = web.memory_info().rss
-    spec = single_task(["true"])
+    usage = await _idle_usage(web, count, rss_before)
     submitted = time.monotonic()
-    watched.add((await http.post("/flows", json=spec)).json()["flow_id"])
+    watched.add((await http.post("/flows", json=single_task(["true"]))).json()["flow_id"])
     async with asyncio.timeout(timeout):
         arrived = await asyncio.gather(*tasks)
-    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
-    return {
-        "followers": count,
-        "web_rss_mib": rss / 2**20,
-        "web_rss_growth_mib": (rss - rss_before) / 2**20,
-        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
-        "submit_to_all_followers_ms": (max(arrived) - submitted) * 1000,
-    }
+    return {**usage, "submit_to_all_followers_ms": (max(arrived) - submitted) * 1000}
 
 
 async def seed_flows(
