@@ -4,8 +4,12 @@
   and it answers input, in Chromium (Debian's, driven by Playwright; skipped without it);
 - 200 concurrent SSE followers of one flow: weir-web's RSS and CPU while they wait, and how
   long until every one of them has the flow's terminal event once it is cancelled;
-- `GET /api/v1/flows` (one page of 50) p50/p95 with many flows in the log, plain and with a
-  `where` filter.
+- as many followers of the flow list's stream (`GET /api/v1/flows` as SSE): weir-web's RSS and
+  CPU while they wait, and how long from a submit until every one has its change;
+- `GET /api/v1/flows` (one page of 50) p50/p95 with many flows in the log (100,000 for the
+  full run: `--web-flows 100000`), plain and with a `where` filter. The flows are seeded
+  through the scheduler's batch submit (`Client.submit_many`, one write per SEED_BATCH) and
+  measured once the scheduler has taken the last batch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ CHROMIUM_ARGS = [
 ]
 LIST_SAMPLES = 50
 IDLE_WINDOW_S = 5.0
+SEED_BATCH = 1000
+"""Flows per `submit_many` when seeding the log for `GET /flows`."""
 
 
 async def _terminal(http: httpx.AsyncClient, flow_id: str, timeout: float) -> None:
@@ -84,6 +90,21 @@ async def _follow(base: str, flow_id: str, started: asyncio.Event) -> float:
     raise RuntimeError(f"the event stream of {flow_id} ended without its terminal event")
 
 
+async def _idle_usage(web: psutil.Process, count: int, rss_before: int) -> dict[str, Any]:
+    """weir-web's CPU over IDLE_WINDOW_S while `count` followers wait, and its RSS then."""
+    cpu = web.cpu_times()
+    await asyncio.sleep(IDLE_WINDOW_S)
+    cpu_after = web.cpu_times()
+    rss = web.memory_info().rss
+    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
+    return {
+        "followers": count,
+        "web_rss_mib": rss / 2**20,
+        "web_rss_growth_mib": (rss - rss_before) / 2**20,
+        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
+    }
+
+
 async def followers(
     http: httpx.AsyncClient, base: str, web_pid: int, count: int, timeout: float
 ) -> dict[str, Any]:
@@ -97,22 +118,64 @@ async def followers(
     tasks = [asyncio.create_task(_follow(base, flow_id, ready[i])) for i in range(count)]
     async with asyncio.timeout(timeout):
         await asyncio.gather(*(e.wait() for e in ready))
-    cpu = web.cpu_times()
-    await asyncio.sleep(IDLE_WINDOW_S)
-    cpu_after = web.cpu_times()
-    rss = web.memory_info().rss
+    usage = await _idle_usage(web, count, rss_before)
     cancelled = time.monotonic()
     await http.post(f"/flows/{flow_id}/cancel", json={})
     async with asyncio.timeout(timeout):
         arrived = await asyncio.gather(*tasks)
-    used = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
-    return {
-        "followers": count,
-        "web_rss_mib": rss / 2**20,
-        "web_rss_growth_mib": (rss - rss_before) / 2**20,
-        "web_cpu_idle_percent": 100 * used / IDLE_WINDOW_S,
-        "cancel_to_all_followers_ms": (max(arrived) - cancelled) * 1000,
-    }
+    return {**usage, "cancel_to_all_followers_ms": (max(arrived) - cancelled) * 1000}
+
+
+async def _follow_list(base: str, flow_ids: set[str], ready: asyncio.Event) -> float:
+    """Follows the flow list's stream; returns the monotonic time a change of one of
+    `flow_ids` arrived (the ids are filled in once every follower is ready)."""
+    headers = {**_AUTH, "Accept": "text/event-stream"}
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=None, headers=headers) as http,
+        http.stream("GET", "/api/v1/flows") as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("event: ready"):
+                ready.set()
+            elif line.startswith("data: ") and any(f in line for f in flow_ids):
+                return time.monotonic()
+    raise RuntimeError("the flow list's stream ended")
+
+
+async def list_followers(
+    http: httpx.AsyncClient, base: str, web_pid: int, count: int, timeout: float
+) -> dict[str, Any]:
+    """`count` followers of the flow list's stream: weir-web's RSS and CPU while they wait,
+    then how long from a submit until every one has heard of the new flow."""
+    web = psutil.Process(web_pid)
+    rss_before = web.memory_info().rss
+    watched: set[str] = set()
+    ready = [asyncio.Event() for _ in range(count)]
+    tasks = [asyncio.create_task(_follow_list(base, watched, e)) for e in ready]
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(e.wait() for e in ready))
+    usage = await _idle_usage(web, count, rss_before)
+    submitted = time.monotonic()
+    watched.add((await http.post("/flows", json=single_task(["true"]))).json()["flow_id"])
+    async with asyncio.timeout(timeout):
+        arrived = await asyncio.gather(*tasks)
+    return {**usage, "submit_to_all_followers_ms": (max(arrived) - submitted) * 1000}
+
+
+async def seed_flows(
+    svc: WeirServices, http: httpx.AsyncClient, flows: int, timeout: float
+) -> float:
+    """`flows` single-task flows in the log, through the batch submit; returns the seconds
+    until the scheduler had taken them all (the last batch's flows finished)."""
+    started = time.monotonic()
+    last: list[str] = []
+    async with await Client.connect(svc.nats_url, timeout=60.0) as client:
+        for start in range(0, flows, SEED_BATCH):
+            size = min(SEED_BATCH, flows - start)
+            last = await client.submit_many([single_task(["true"]) for _ in range(size)])
+    for flow_id in last[-10:]:
+        await _terminal(http, flow_id, timeout)
+    return time.monotonic() - started
 
 
 async def list_latency(http: httpx.AsyncClient, params: dict[str, str]) -> dict[str, float]:
@@ -137,16 +200,16 @@ async def run(svc: WeirServices, flows: int, follower_count: int, timeout: float
         await _terminal(http, big_id, timeout)
         page_s = await page_seconds(f"{base}/flows/{big_id}", base, stack.web_token)
         follow = await followers(http, base, stack.web.pid, follower_count, timeout)
-        async with await Client.connect(svc.nats_url, timeout=30.0) as client:
-            for start in range(0, flows, 256):
-                batch = range(start, min(start + 256, flows))
-                await asyncio.gather(*(client.submit(single_task(["true"])) for _ in batch))
+        list_follow = await list_followers(http, base, stack.web.pid, follower_count, timeout)
+        seed_s = await seed_flows(svc, http, flows, timeout)
         listed = await list_latency(http, {})
         filtered = await list_latency(http, {"where": "status=succeeded and name=single"})
     return {
         "page_10000_tasks_s": page_s,
         "sse": follow,
+        "list_sse": list_follow,
         "list_flows": flows,
+        "list_seed_s": seed_s,
         "list": listed,
         "list_where": filtered,
     }

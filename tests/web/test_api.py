@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema  # type: ignore[import-untyped]
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 from weir_proto.events import TERMINAL_FLOW_EVENTS
+from weir_web.app import SHUTDOWN_GRACE_SECONDS
+from weir_web.routes.flows import SUBMIT_FIELDS
 
 from tests.web.conftest import Web
 from tests.web.sse import Sse, read_sse
@@ -148,6 +155,23 @@ async def test_events_resume_after_last_event_id_across_a_restart(web: Web, tmp_
     assert rest[-1].event in TERMINAL_FLOW_EVENTS
     # Resuming after the terminal event: nothing more, and the stream ends.
     assert await events_of(web.client("viewer"), flow_id, after=ids[-1]) == []
+
+
+async def test_a_stopping_weir_web_cuts_its_open_event_streams_after_its_grace(
+    web: Web, tmp_path: Path
+) -> None:
+    spec, gate = gated(tmp_path, "held")
+    flow_id = await submit(web.client("operator"), spec)
+    async with web.client("viewer").stream("GET", f"/flows/{flow_id}/events") as response:
+        frames = read_sse(response)
+        assert (await anext(frames)).event == "flow_submitted"
+        started = time.monotonic()
+        await web.stop()  # the stream would never end by itself: the flow waits on its gate
+        assert time.monotonic() - started < SHUTDOWN_GRACE_SECONDS + 10
+        with contextlib.suppress(httpx.HTTPError):  # cut: ended, or cut mid-chunk
+            async for frame in frames:
+                assert frame.event != "flow_succeeded"
+    gate.touch()
 
 
 async def test_logs_as_text_and_followed(operator: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -308,3 +332,63 @@ async def test_a_mapped_tasks_instances_are_tasks_with_logs_of_their_own(
     assert text.status_code == 200 and text.text == "item b\n"
     bad = await operator.get(f"/flows/{flow_id}/tasks/say%5B01%5D/logs")
     assert bad.status_code == 400 and "not valid" in bad.json()["error"]["message"]
+
+
+def submit_body_validator(document: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """The JSON body schema of `POST /flows` as the OpenAPI document states it, each
+    `#/components/schemas/NAME` it names resolved to that schema (by its `$id`)."""
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/flows"]["post"]["requestBody"]["content"]["application/json"]
+    text = json.dumps(body["schema"])
+    for name, schema in schemas.items():
+        text = text.replace(f'"#/components/schemas/{name}"', json.dumps(schema.get("$id", "")))
+    registry: Registry[Any] = Registry().with_resources(
+        (schema["$id"], DRAFT202012.create_resource(schema))
+        for schema in schemas.values()
+        if "$id" in schema
+    )
+    return jsonschema.Draft202012Validator(json.loads(text), registry=registry)
+
+
+async def test_the_openapi_submit_body_is_exactly_what_the_handler_accepts(
+    operator: httpx.AsyncClient,
+) -> None:
+    document = (await operator.get("/openapi.json")).json()
+    body = document["paths"]["/flows"]["post"]["requestBody"]["content"]["application/json"]
+    wrapper = body["schema"]["oneOf"][1]
+    assert tuple(wrapper["properties"]) == SUBMIT_FIELDS
+    check = submit_body_validator(document)
+    spec = {
+        "name": "shaped",
+        "params": {"n": {"type": "int"}},
+        "arguments": {"n": 1},
+        "tasks": [{"name": "a", "cmd": ["test", "{{ params.n }}", "=", "2"]}],
+    }
+    accepted = {
+        "a bare spec": {**spec, "arguments": {"n": 2}},
+        "spec and params": {"spec": spec, "params": {"n": 2}},
+        "spec, params and id": {"spec": spec, "params": {"n": 2}, "id": "shaped-by-id"},
+        "spec alone": {"spec": {**spec, "arguments": {"n": 2}}},
+    }
+    for shape, sent in accepted.items():
+        assert check.is_valid(sent), (shape, [e.message for e in check.iter_errors(sent)])
+        answer = await operator.post("/flows", json=sent)
+        assert answer.status_code == 201, (shape, answer.text)
+        flow_id = answer.json()["flow_id"]
+        assert (await events_of(operator, flow_id))[-1].event == "flow_succeeded", shape
+    assert flow_id != "shaped-by-id"
+    by_id = (await operator.get("/flows/shaped-by-id")).json()
+    assert by_id["name"] == "shaped"
+    refused = {
+        "an unknown field": ({"spec": spec, "parms": {}}, "unknown field 'parms'"),
+        "an id not a string": ({"spec": spec, "id": 7}, "id is not a string"),
+        "params not an object": ({"spec": spec, "params": [1]}, "params is not an object"),
+        "spec not an object": ({"spec": "name: x"}, "spec is not an object"),
+    }
+    for shape, (sent, why) in refused.items():
+        assert not check.is_valid(sent), shape
+        answer = await operator.post("/flows", json=sent)
+        assert answer.status_code == 400, (shape, answer.text)
+        assert why in answer.json()["error"]["message"], (shape, answer.text)
+    clash = await operator.post("/flows", json={"spec": {**spec, "id": "one"}, "id": "two"})
+    assert clash.status_code == 400 and "differs from the spec's id" in clash.text

@@ -84,6 +84,28 @@ def _query(name: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": what, "schema": schema}
 
 
+def submit_request(schemas: dict[str, Any]) -> dict[str, Any]:
+    """`POST /flows`'s other JSON body: the spec beside values for its params and its id
+    (weir_web.routes.flows.spec_and_params), built from the FlowSpec schema's own fields."""
+    fields = schemas["FlowSpec"]["$defs"]["FlowSpec"]["properties"]
+    return {
+        "type": "object",
+        "required": ["spec"],
+        "additionalProperties": False,
+        "properties": {
+            "spec": _ref("FlowSpec"),
+            "params": {
+                **fields["arguments"],
+                "description": "values of the spec's declared params, over its `arguments`",
+            },
+            "id": {
+                **fields["id"],
+                "description": "the flow's id, as the spec's `id` (which it must not contradict)",
+            },
+        },
+    }
+
+
 FLOW = _path("flow_id", "flow id (DNS-1123 label)")
 NONE: tuple[int, str, dict[str, Any]] = (204, "", {})
 
@@ -98,7 +120,7 @@ def openapi_document() -> dict[str, Any]:
         schema["$id"] = f"urn:weir:schema:{name}"  # its own `#/$defs/...` resolve inside it
         schemas[name] = schema
     spec_body = {
-        "application/json": {"schema": _ref("FlowSpec")},
+        "application/json": {"schema": {"oneOf": [_ref("FlowSpec"), submit_request(schemas)]}},
         "application/yaml": {"schema": _ref("FlowSpec")},
     }
     sse = (200, "text/event-stream", {"type": "string"})
