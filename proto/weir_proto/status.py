@@ -16,14 +16,18 @@ from weir_proto.events import (
     FlowDeduplicated,
     FlowEvent,
     FlowFailed,
+    FlowPaused,
     FlowRejected,
+    FlowResumed,
     FlowSubmitted,
     FlowSucceeded,
+    FlowUpdated,
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
     TaskFailed,
     TaskQueued,
+    TaskRetried,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -39,6 +43,8 @@ class FlowStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    PAUSED = "paused"
+    """`weir pause`: nothing new is handed out until `weir resume`."""
     CANCELLING = "cancelling"
     """Cancel requested; waiting for running attempts to be killed."""
     CANCELLED = "cancelled"
@@ -124,13 +130,25 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             return FlowStatus.REJECTED
         case FlowDeduplicated():
             return FlowStatus.DUPLICATE
-        case TaskDispatched() | TaskQueued():
+        case TaskDispatched() | TaskQueued() | TaskSkipped():
+            # A skip at the start (a root's trigger or condition) starts the flow too, so a
+            # flow whose every task is skipped then ends.
             return FlowStatus.PENDING if status is FlowStatus.SCHEDULED else status
         case TaskStarted():
             return FlowStatus.RUNNING if status is FlowStatus.PENDING else status
         case FlowCancelRequested(fail_fast=fail_fast):
             # fail_fast only stops the running siblings: the flow is failing, not cancelling.
             return status if fail_fast else FlowStatus.CANCELLING
+        case FlowPaused():
+            return FlowStatus.PAUSED
+        case FlowResumed(status=resumed):
+            return FlowStatus(resumed)
+        case TaskRetried():
+            return status if status is FlowStatus.PAUSED else FlowStatus.RUNNING
+        case FlowUpdated(start_at=start_at):
+            if status is FlowStatus.PAUSED:
+                return status
+            return FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING
         case FlowSucceeded():
             return FlowStatus.SUCCEEDED
         case FlowFailed():
@@ -144,7 +162,6 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             | TaskSnoozed()
             | TaskCancelled()
             | TaskFailed()
-            | TaskSkipped()
         ):
             return status
         case _ as unreachable:

@@ -7,6 +7,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `dispatch.py`: handing out ready work (max_parallel, limited queues, dispatch window);
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
+- `stepping.py`: pause, resume, retry of one task and update, and their refusals;
 - `state.py`: the flow's state and `evolve`.
 """
 
@@ -16,14 +17,18 @@ from weir_scheduler.decider.commands import (
     Command,
     Deduplicate,
     FireTimer,
+    Pause,
     Policy,
     RecordFinished,
     RecordStarted,
     Reject,
     Release,
+    Resume,
+    Retry,
     Submit,
     TakeOver,
     TimerKind,
+    Update,
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
@@ -45,15 +50,19 @@ __all__ = [
     "Deduplicate",
     "FireTimer",
     "Flow",
+    "Pause",
     "Policy",
     "RecordFinished",
     "RecordStarted",
     "Reject",
     "Release",
+    "Resume",
+    "Retry",
     "Submit",
     "TakeOver",
     "Task",
     "TimerKind",
+    "Update",
     "decide",
     "decide_and_evolve",
     "dispatch_spec",

@@ -39,19 +39,37 @@ from weir_scheduler.decider.commands import (
     Command,
     Deduplicate,
     FireTimer,
+    Pause,
     Policy,
     RecordFinished,
     RecordStarted,
     Reject,
     Release,
+    Resume,
+    Retry,
     Submit,
     TakeOver,
+    Update,
 )
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
+from weir_scheduler.decider import stepping
 from weir_scheduler.decider.state import Flow, Task
 from weir_scheduler.decider.triggers import tolerates_failure
+
+
+def _stepping(out: Emitter, command: Pause | Resume | Retry | Update) -> None:
+    match command:
+        case Pause():
+            stepping.decide_pause(out, command)
+        case Resume():
+            stepping.decide_resume(out, command)
+        case Retry():
+            stepping.decide_retry(out, command)
+        case Update():
+            stepping.decide_update(out, command)
+    _finish_if_done(out)
 
 
 def decide(
@@ -145,10 +163,14 @@ def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
             task = _current_attempt(flow, name, attempt)
             if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
                 return
+            if flow.paused:
+                return  # `resume` hands it out
             hand_out(out, task)
         case Release(task=name):
             task = flow.tasks.get(name) if flow.exists else None
             if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
+                return
+            if flow.paused:
                 return
             if task.queue not in out.policy.limited_queues:
                 return  # held for the flow's dispatch window, which releases it itself
@@ -175,6 +197,9 @@ def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
             _attempt_ended(out, task, lost)
         case FireTimer():
             return
+        case Pause() | Resume() | Retry() | Update():
+            if flow.exists:
+                _stepping(out, command)
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return
@@ -246,7 +271,7 @@ def _attempt_ended(out: Emitter, task: Task, report: AttemptFinished) -> None:
     else:
         spec = flow.plan.tasks[task.name]
         assert spec.retry is not None
-        failures = len(task.failures) + 1
+        failures = len(task.failures) - task.spent + 1
         stopping = flow.failing and not tolerates_failure(flow.plan, task.name)
         retryable = report.error_type.retryable and not stopping
         if retryable and failures < spec.retry.max_attempts:

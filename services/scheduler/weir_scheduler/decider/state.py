@@ -23,14 +23,18 @@ from weir_proto.events import (
     FlowDeduplicated,
     FlowEvent,
     FlowFailed,
+    FlowPaused,
     FlowRejected,
+    FlowResumed,
     FlowSubmitted,
     FlowSucceeded,
+    FlowUpdated,
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
     TaskFailed,
     TaskQueued,
+    TaskRetried,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -75,6 +79,9 @@ class Task:
     """Digest of the current attempt's token: only reports carrying the token count."""
     outputs: tuple[OutputDigest, ...] = ()
     """Once succeeded: the size and SHA-256 of each output as it was uploaded."""
+    spent: int = 0
+    """Failures recorded before the task's latest `weir retry`: they do not count against
+    its max_attempts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,11 @@ class Flow:
     def exists(self) -> bool:
         return self.seq > 0
 
+    @property
+    def paused(self) -> bool:
+        """`weir pause`d: nothing new is handed out."""
+        return self.status is FlowStatus.PAUSED
+
     def output_digest(self, output: str) -> OutputDigest | None:
         """What the log recorded for `output` when its task uploaded it (None: nothing, as
         for outputs stored before digests were recorded)."""
@@ -153,52 +165,17 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 producer = flow_plan.producers.get(digest.name)
                 if producer in done:
                     carried[producer] = (*carried.get(producer, ()), digest)
-            tasks = immutables.Map(
-                {
-                    name: Task(
-                        name=name,
-                        queue=t.queue or "default",
-                        priority=t.priority or 0,
-                        status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
-                        outputs=carried.get(name, ()),
-                    )
-                    for name, t in flow_plan.tasks.items()
-                }
-            )
-            blocked = immutables.Map(
-                {
-                    name: sum(1 for d in flow_plan.depends[name] if d not in done)
-                    for name in flow_plan.order
-                    if name not in done
-                }
-            )
-            flow = replace(
-                flow,
-                name=spec.name,
-                created_at=event.at,
-                start_at=start_at,
-                plan=flow_plan,
-                tasks=tasks,
-                blocked=blocked,
-                unfinished=len(tasks) - len(done),
-                rerun_of=rerun_of,
-                reused=done,
-            )
-            ready: dict[str, bool] = {}
-            settled: dict[str, str] = {}
-            for name, n in blocked.items():
-                if n == 0:
-                    reason = skip_reason(flow, name)
-                    if reason is None:
-                        ready[name] = True
-                    else:
-                        settled[name] = reason
-            return replace(
-                flow,
-                ready=immutables.Map(ready),
-                line=_line_of(ready, tasks, flow_plan.positions),
-                settled=immutables.Map(settled),
-            )
+            flow = replace(flow, created_at=event.at, rerun_of=rerun_of)
+            return _from_plan(flow, flow_plan, start_at, done, carried)
+        case FlowUpdated(spec=spec, start_at=start_at):
+            carried = {name: flow.tasks[name].outputs for name in flow.reused}
+            return _from_plan(flow, planned(spec, _UNLIMITED), start_at, flow.reused, carried)
+        case FlowPaused() | FlowResumed():
+            return flow
+        case TaskRetried():
+            from weir_scheduler.decider.stepping import retried  # it builds on this module
+
+            return retried(flow, event)
         case FlowRejected(errors=errors, name=name):
             return replace(
                 flow,
@@ -326,6 +303,65 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
             return flow
         case _ as unreachable:
             assert_never(unreachable)
+
+
+def _from_plan(
+    flow: Flow,
+    flow_plan: Plan,
+    start_at: datetime | None,
+    done: frozenset[str],
+    carried: Mapping[str, tuple[OutputDigest, ...]],
+) -> Flow:
+    """`flow` as planned from scratch: every task pending but the `done` (reused) ones,
+    which keep their `carried` output digests."""
+    tasks = immutables.Map(
+        {
+            name: Task(
+                name=name,
+                queue=t.queue or "default",
+                priority=t.priority or 0,
+                status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
+                outputs=carried.get(name, ()),
+            )
+            for name, t in flow_plan.tasks.items()
+        }
+    )
+    blocked = immutables.Map(
+        {
+            name: sum(1 for d in flow_plan.depends[name] if d not in done)
+            for name in flow_plan.order
+            if name not in done
+        }
+    )
+    flow = replace(
+        flow,
+        name=flow_plan.spec.name,
+        start_at=start_at,
+        plan=flow_plan,
+        tasks=tasks,
+        blocked=blocked,
+        unfinished=len(tasks) - len(done),
+        reused=done,
+        active=0,
+        retrying=0,
+        unstarted=immutables.Map(),
+        held=immutables.Map(),
+    )
+    ready: dict[str, bool] = {}
+    settled: dict[str, str] = {}
+    for name, n in blocked.items():
+        if n == 0:
+            reason = skip_reason(flow, name)
+            if reason is None:
+                ready[name] = True
+            else:
+                settled[name] = reason
+    return replace(
+        flow,
+        ready=immutables.Map(ready),
+        line=_line_of(ready, tasks, flow_plan.positions),
+        settled=immutables.Map(settled),
+    )
 
 
 def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
