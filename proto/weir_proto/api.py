@@ -105,6 +105,8 @@ class Stepped(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str
     tasks: list[str] = msgspec.field(default_factory=list)
     """Retry: the tasks planned again. Update: the fields changed."""
+    already: bool = False
+    """Pause of a paused flow, resume of one not paused: nothing changed."""
 
 
 class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

@@ -449,7 +449,6 @@ class DeciderMachine(RuleBasedStateMachine):
                 slots_full = limit is not None and flow.active + flow.retrying >= limit
                 assert slots_full or "default" not in flow.line, (flow.line, flow.unstarted)
 
-
     @invariant()
     def every_state_still_reaches_an_end(self) -> None:
         """Resumed, released, timers fired and every attempt finished, the flow ends; the

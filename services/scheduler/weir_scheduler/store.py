@@ -15,7 +15,14 @@ from typing import Any
 import msgspec
 from weir_proto import subjects
 from weir_proto.api import FlowPage, FlowSummary, FlowView
-from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, event_type
+from weir_proto.events import (
+    FlowEvent,
+    FlowSubmitted,
+    FlowUpdated,
+    TaskDispatched,
+    TaskRetried,
+    event_type,
+)
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
@@ -309,9 +316,15 @@ def _touched_tasks(change: Change) -> list[str]:
     flow = change.after
     if flow.plan is None:
         return []
-    if any(isinstance(e, FlowSubmitted) for e in change.events):
+    if any(isinstance(e, FlowSubmitted | FlowUpdated) for e in change.events):
         return list(flow.plan.order)
-    return list(dict.fromkeys(e.task for e in change.events if hasattr(e, "task")))
+    names: list[str] = []
+    for event in change.events:
+        if isinstance(event, TaskRetried):
+            names.extend(event.tasks)  # planned again: each row changes
+        elif hasattr(event, "task"):
+            names.append(event.task)
+    return list(dict.fromkeys(names))
 
 
 def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:

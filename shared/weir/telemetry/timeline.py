@@ -21,14 +21,18 @@ from weir_proto.events import (
     FlowDeduplicated,
     FlowEvent,
     FlowFailed,
+    FlowPaused,
     FlowRejected,
+    FlowResumed,
     FlowSubmitted,
     FlowSucceeded,
+    FlowUpdated,
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
     TaskFailed,
     TaskQueued,
+    TaskRetried,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -166,8 +170,14 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 t = replace(t, finished_at=at)
             case FlowCancelRequested():
                 pass  # the attempts' own events say when they were stopped
-            case TaskQueued():
-                pass  # waiting for queue capacity; the attempt begins at its dispatch
+            case TaskQueued() | FlowPaused() | FlowResumed():
+                pass  # no attempt begins or ends; a queued one begins at its dispatch
+            case TaskRetried(tasks=again):
+                # `weir retry`: the flow runs on; what it skipped so far is planned again.
+                t = replace(t, finished_at=None)
+                skipped = [skip for skip in skipped if skip.task not in again]
+            case FlowUpdated(spec=spec):
+                t = replace(t, name=spec.name)
             case FlowDeduplicated(name=name, at=at):
                 t = replace(
                     t,

@@ -33,6 +33,7 @@ from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
 from weir_scheduler.backoff import retry_delay
+from weir_scheduler.decider import stepping
 from weir_scheduler.decider.commands import (
     DEFAULT_POLICY,
     Cancel,
@@ -54,7 +55,6 @@ from weir_scheduler.decider.commands import (
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
-from weir_scheduler.decider import stepping
 from weir_scheduler.decider.state import Flow, Task
 from weir_scheduler.decider.triggers import tolerates_failure
 

@@ -21,8 +21,8 @@ from datetime import datetime
 
 import immutables
 from weir_proto.events import FlowPaused, FlowResumed, FlowUpdated, TaskRetried
-from weir_proto.validation import printable
 from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.validation import printable
 
 from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
 from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
