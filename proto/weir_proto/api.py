@@ -28,7 +28,9 @@ class ListRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit
     """Opaque: the `next` of the previous page."""
 
 
-class AttemptFailure(msgspec.Struct, kw_only=True):
+class AttemptFailure(msgspec.Struct, kw_only=True, frozen=True):
+    """One failed attempt of a task, as the decider folds it and the API reports it."""
+
     attempt: int
     error_type: str
     message: str

@@ -50,7 +50,12 @@ def error_code(value: str) -> ErrorCode:
 
 
 class SpecError(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One problem with a submitted flow: where it is (JSON path) and what to do about it."""
+    """One problem with a submitted flow: where it is (JSON path) and what to do about it.
+
+    A record, not an exception: it travels in `ApiError.details`, `flow_rejected` events and
+    `FlowView.errors`, and the exception that carries a list of them is the planner's
+    `Rejected` (a `WeirException`). The name stays: it is the `$defs` name in the JSON Schemas
+    that clients in other languages generate their types from."""
 
     path: str
     message: str

@@ -122,12 +122,14 @@ class SubmitVerdict:
 def _batch_refused(refused: Sequence[tuple[str, BaseException]], total: int) -> WeirError:
     """One error for the submits of a batch that JetStream refused, naming them."""
     first = refused[0][1]
+    code = ErrorCode.UNAVAILABLE
     if isinstance(first, nats.js.errors.NoStreamResponseError):
-        code, why = "unavailable", f"no stream takes {subjects.SUBMIT}; start the scheduler"
+        why = f"no stream takes {subjects.SUBMIT}; start the scheduler"
     elif isinstance(first, nats.js.errors.APIError):
-        code, why = "overloaded", f"{subjects.STREAM_COMMANDS} is full ({first.description})"
+        code = ErrorCode.OVERLOADED
+        why = f"{subjects.STREAM_COMMANDS} is full ({first.description})"
     else:
-        code, why = "unavailable", str(first) or type(first).__name__
+        why = str(first) or type(first).__name__
     ids = ", ".join(flow_id for flow_id, _ in refused[:5])
     more = f" and {len(refused) - 5:,} more" if len(refused) > 5 else ""
     return WeirError(
@@ -214,8 +216,8 @@ class Client:
 
         With `verdict=True`, ask the scheduler (`weir.api.submit`) and return what it
         recorded: accepted, rejected (every problem) or duplicate (the flow holding the
-        unique key). Raises WeirError("unavailable") when no scheduler answers, and
-        WeirError("timeout") when the answer does not come in time (the submit may still be
+        unique key). Raises WeirError(UNAVAILABLE) when no scheduler answers, and
+        WeirError(TIMEOUT) when the answer does not come in time (the submit may still be
         recorded; asking again with the same id is safe).
 
         Either way the id is chosen here when the spec has none, so a retry is harmless.
@@ -279,7 +281,7 @@ class Client:
             for ack in acks:
                 ack.cancel()
             raise WeirError(
-                "timeout",
+                ErrorCode.TIMEOUT,
                 f"JetStream did not acknowledge {len(prepared):,} submits within "
                 f"{self.timeout:g}s; some may be queued: submit the batch again (flows already "
                 "queued are not queued twice)",
@@ -490,7 +492,7 @@ class Client:
 
     async def attempt_of(self, flow_id: str, task: str, attempt: int | None = None) -> int:
         """`attempt` of the flow's `task` (its latest when None), checked to have run;
-        WeirError("not_found") names what is missing."""
+        WeirError(NOT_FOUND) names what is missing."""
         view = await self.get(flow_id)
         match = [t for t in view.tasks if t.name == task]
         if not match:

@@ -22,17 +22,6 @@ WAIT = 60.0
 ONCE = {"max_attempts": 1}
 PY = sys.executable
 
-_CLI = (
-    "import typer\n"
-    "from weir.cli import app\n"
-    "from weir.cli_data import artifacts_app, secret_app\n"
-    "names = {g.name for g in app.registered_groups}\n"
-    "if 'artifacts' not in names: app.add_typer(artifacts_app, name='artifacts')\n"
-    "if 'secret' not in names: app.add_typer(secret_app, name='secret')\n"
-    "app()\n"
-)
-"""`weir` with the data commands registered (cli.py registers them itself once wired)."""
-
 
 @dataclass
 class Ran:
@@ -47,8 +36,8 @@ async def weir(
     """Run the CLI as a user does, without blocking the in-process services."""
     proc = await asyncio.create_subprocess_exec(
         PY,
-        "-c",
-        _CLI,
+        "-m",
+        "weir.cli",
         *args,
         "--nats-url",
         nats_url,

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from weir.devstack import Stack
 from weir.jetstream import close, connect
 from weir_proto import subjects
+from weir_proto.errors import ErrorCode
 from weir_proto.status import TERMINAL_FLOW_STATUSES
 
 from tests.chaos.checker import Verdict, check
@@ -185,7 +186,7 @@ class Driver:
                         ).data
                     )
                     error = reply.get("error")
-                    if error is None or error.get("code") == "invalid_flow":
+                    if error is None or error.get("code") == ErrorCode.INVALID_FLOW:
                         return True
                 else:
                     await js.publish(

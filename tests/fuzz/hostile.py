@@ -13,12 +13,13 @@ import msgspec
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 from weir.client import Client
+from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
 
 from tests.flows import diamond, task
 
 WAIT = 30.0
-API_CODES = {"bad_request", "not_found", "invalid_flow", "conflict"}
+API_CODES = {ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND, ErrorCode.INVALID_FLOW, ErrorCode.CONFLICT}
 """Precise refusals. `internal` is not one: it means the input reached a place it should not."""
 API_VERBS = (
     "submit",

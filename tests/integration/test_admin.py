@@ -12,6 +12,7 @@ import msgspec
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto.api import ScheduleRequest
+from weir_proto.errors import ErrorCode
 from weir_proto.spec import FlowSpec
 from weir_scheduler.service import Scheduler
 
@@ -84,7 +85,8 @@ async def test_query_combines_and_or_not_over_status_tags_metadata_and_time(
     try:
         await client.query({"colour": "red"})
     except WeirError as exc:
-        assert exc.code == "bad_request" and "$.where.colour: unknown condition" in exc.message
+        assert exc.code == ErrorCode.BAD_REQUEST
+        assert "$.where.colour: unknown condition" in exc.message
     else:
         raise AssertionError("an unknown condition must be refused")
 
@@ -114,7 +116,7 @@ async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
     try:
         await client.prune(older_than=0, statuses=["running"])
     except WeirError as exc:
-        assert exc.code == "bad_request" and "only ended flows are pruned" in exc.message
+        assert exc.code == ErrorCode.BAD_REQUEST and "only ended flows are pruned" in exc.message
     else:
         raise AssertionError("pruning running flows must be refused")
     await client.cancel(live)
@@ -194,10 +196,10 @@ async def test_bad_schedules_are_refused_with_reasons(client: Client) -> None:
         try:
             await client.schedule(request)
         except WeirError as exc:
-            assert exc.code == "bad_request" and words in exc.message, exc.message
+            assert exc.code == ErrorCode.BAD_REQUEST and words in exc.message, exc.message
         else:
             raise AssertionError(f"{words} must be refused")
     try:
         await client.schedule_action("pause", "nope")
     except WeirError as exc:
-        assert exc.code == "not_found"
+        assert exc.code == ErrorCode.NOT_FOUND

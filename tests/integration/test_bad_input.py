@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from weir.client import Client
+from weir_proto.errors import ErrorCode
 from weir_proto.events import FlowRejected, event_type
 
 from tests.flows import diamond, task
@@ -96,7 +97,7 @@ async def test_client_refuses_a_spec_larger_than_the_server_accepts(client: Clie
     try:
         await client.submit(huge)
     except WeirError as exc:
-        assert exc.code == "too_large" and "accepts at most 8,388,608" in exc.message
+        assert exc.code == ErrorCode.TOO_LARGE and "accepts at most 8,388,608" in exc.message
     else:
         raise AssertionError("a 9 MB submit must be refused by the client")
 

@@ -12,6 +12,7 @@ import msgspec
 from weir.artifacts import ArtifactStore
 from weir.client import Client
 from weir.config import Settings
+from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
@@ -120,7 +121,7 @@ async def test_cancel_kills_running_attempts_and_pending_tasks_never_start(
     again = await api(client, "cancel", {"flow_id": flow_id})
     assert again["result"]["status"] == "cancelled"
     missing = await api(client, "cancel", {"flow_id": "nope"})
-    assert missing["error"]["code"] == "not_found"
+    assert missing["error"]["code"] == ErrorCode.NOT_FOUND
 
 
 async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
@@ -163,7 +164,7 @@ async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
     assert [a.name for a in await store.list(first)] == ["data"]
     assert await store.list(second) == []  # the input came from the first flow's output
     running = await api(client, "rerun", {"flow_id": "nope"})
-    assert running["error"]["code"] == "not_found"
+    assert running["error"]["code"] == ErrorCode.NOT_FOUND
 
 
 async def test_delayed_flow_waits_then_runs(client: Client) -> None:
@@ -246,7 +247,7 @@ async def test_unique_key_reject_and_replace(client: Client) -> None:
         "submit",
         {"name": "u", "unique": {"key": "k1", "on_conflict": "reject"}, "tasks": [task("a")]},
     )
-    assert rejected["error"]["code"] == "invalid_flow"
+    assert rejected["error"]["code"] == ErrorCode.INVALID_FLOW
     assert f'unique key "k1" is held by flow {first}' in rejected["error"]["message"]
     replaced = await api(
         client,

@@ -14,6 +14,7 @@ import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto import subjects
+from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
 from weir_proto.messages import AttemptFinished
 from weir_runner import sandbox
@@ -199,7 +200,7 @@ async def test_different_spec_under_a_taken_id_is_rejected(client: Client) -> No
     other = {"id": "taken", "name": "other", "tasks": [task("x", "true")]}
     with pytest.raises(WeirError) as raised:
         await _api_submit(client, other)
-    assert raised.value.code == "invalid_flow"
+    assert raised.value.code == ErrorCode.INVALID_FLOW
     assert 'flow id "taken" is already used by another flow' in raised.value.message
     assert (await client.get("taken")).name == "diamond"
 
@@ -229,13 +230,13 @@ async def test_list_pages_through_every_flow_newest_first(client: Client) -> Non
 
 async def test_api_answers_bad_requests_with_structured_errors(client: Client) -> None:
     for subject, body, code, words in [
-        ("weir.api.get", b'{"flow_id": "nope"}', "not_found", 'flow "nope" does not exist'),
-        ("weir.api.get", b"{not json", "bad_request", "weir.api.get"),
-        ("weir.api.get", b'{"flow_id": 7}', "bad_request", "Expected str"),
-        ("weir.api.list", b'{"limit": 0}', "bad_request", "limit must be between 1 and 1000"),
-        ("weir.api.list", b'{"status": "nah"}', "bad_request", "status must be one of"),
-        ("weir.api.list", b'{"cursor": "zzz"}', "bad_request", "cursor"),
-        ("weir.api.list", b'{"colour": "red"}', "bad_request", "unknown field"),
+        ("weir.api.get", b'{"flow_id": "nope"}', ErrorCode.NOT_FOUND, 'flow "nope" does not exist'),
+        ("weir.api.get", b"{not json", ErrorCode.BAD_REQUEST, "weir.api.get"),
+        ("weir.api.get", b'{"flow_id": 7}', ErrorCode.BAD_REQUEST, "Expected str"),
+        ("weir.api.list", b'{"limit": 0}', ErrorCode.BAD_REQUEST, "limit must be between 1 and"),
+        ("weir.api.list", b'{"status": "nah"}', ErrorCode.BAD_REQUEST, "status must be one of"),
+        ("weir.api.list", b'{"cursor": "zzz"}', ErrorCode.BAD_REQUEST, "cursor"),
+        ("weir.api.list", b'{"colour": "red"}', ErrorCode.BAD_REQUEST, "unknown field"),
     ]:
         reply = await client.nc.request(subject, body, timeout=10)
         error = msgspec.json.decode(reply.data)["error"]

@@ -13,6 +13,7 @@ import pytest
 from weir.client import Client, SubmitVerdict, WeirError
 from weir.config import Settings
 from weir_proto import subjects
+from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
 
 from tests.conftest import Services
@@ -63,7 +64,7 @@ async def test_a_flood_past_the_commands_stream_limit_is_refused_and_nothing_acc
 
     assert len(accepted) == 5, accepted
     assert len(refused) == FLOOD - 5
-    assert {e.code for e in refused} == {"overloaded"}
+    assert {e.code for e in refused} == {ErrorCode.OVERLOADED}
     assert subjects.STREAM_COMMANDS in refused[0].message
     assert "WEIR_COMMANDS_MAX_MSGS" in refused[0].message
     for flow_id in accepted:
@@ -84,7 +85,7 @@ async def test_a_client_flooding_the_submit_api_is_rate_limited_and_keeps_what_w
     assert len(accepted) + len(refused) == FLOOD, answers
     # The burst, and perhaps one more token refilled while the flood was answered.
     assert 3 <= len(accepted) <= 4, accepted
-    assert {e.code for e in refused} == {"rate_limited"}
+    assert {e.code for e in refused} == {ErrorCode.RATE_LIMITED}
     assert all(e.retry_after is not None and 0 < e.retry_after <= 1.0 for e in refused)
     assert "too many submits from this connection" in refused[0].message
     for verdict in accepted:
@@ -108,7 +109,7 @@ async def test_submits_past_the_pending_flows_cap_are_refused_until_flows_end(
 
     with pytest.raises(WeirError) as refused:
         await client.submit(flow("third"), verdict=True)
-    assert refused.value.code == "overloaded"
+    assert refused.value.code == ErrorCode.OVERLOADED
     assert "WEIR_MAX_PENDING_FLOWS=2" in refused.value.message
     assert refused.value.retry_after
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import weir.cli.entry
 import weir.jetstream
 from typer.testing import CliRunner
 from weir.cli import app
@@ -30,7 +31,7 @@ def test_credential_flags_reach_the_connection_and_stay_out_of_the_environment(
         return await connect(*args, security=security, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(weir.client, "connect", spy)
-    monkeypatch.setattr(weir.cli_data, "connect", spy)
+    monkeypatch.setattr(weir.cli.entry, "connect", spy)
     runner = CliRunner()
     base = ["--nats-user", "weir", "--nats-password-file", str(password)]
     for command in (["flows"], ["secret", "ls"]):

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from rich.console import Console
 from weir import waterfall
-from weir.cli import _event_line, flow_details, flow_table
+from weir.cli.output import event_line, flow_details, flow_table
 from weir.telemetry import flow_timeline
 from weir_proto.api import AttemptFailure, FlowView, TaskView
 from weir_proto.errors import SpecError
@@ -187,7 +187,7 @@ def test_events_and_trace_render_every_event_and_attempt_status() -> None:
     seen_attempts = {a.status for h in histories for a in flow_timeline(h).attempts}
     assert seen_attempts == set(AttemptState)
     for history in histories:
-        lines = render(*(_event_line(e) for e in history))
+        lines = render(*(event_line(e) for e in history))
         for event in history:
             assert event_type(event) in lines
             json.loads(msgspec.json.encode(event))

@@ -16,7 +16,7 @@ from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
     FireTimer,
-    Flow,
+    FoldedFlow,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -34,9 +34,9 @@ from tests.flows import task
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def submit(tasks: list[dict[str, Any]]) -> tuple[Flow, list[FlowEvent]]:
+def submit(tasks: list[dict[str, Any]]) -> tuple[FoldedFlow, list[FlowEvent]]:
     spec = msgspec.convert({"name": "f", "tasks": tasks}, FlowSpec)
-    flow = Flow(id="f1")
+    flow = FoldedFlow(id="f1")
     events = decide(flow, Submit(spec, plan(spec)), NOW)
     for event in events:
         flow = evolve(flow, event)
@@ -63,7 +63,7 @@ def finished(name: str, ok: bool = True, attempt: int = 1) -> RecordFinished:
     )
 
 
-def apply(flow: Flow, command: Any) -> tuple[Flow, list[FlowEvent]]:
+def apply(flow: FoldedFlow, command: Any) -> tuple[FoldedFlow, list[FlowEvent]]:
     events = decide(flow, command, NOW)
     for event in events:
         flow = evolve(flow, event)
@@ -104,7 +104,7 @@ def test_rejected_flow_is_terminal_with_its_errors() -> None:
     from weir_proto.errors import SpecError
 
     error = SpecError(path="$", message="bad")
-    flow, events = apply(Flow(id="f1"), Reject((error,), "name"))
+    flow, events = apply(FoldedFlow(id="f1"), Reject((error,), "name"))
     assert [event_type(e) for e in events] == ["flow_rejected"]
     assert flow.status is FlowStatus.REJECTED and flow.errors == (error,)
 
@@ -144,7 +144,7 @@ def test_random_runs_end_correctly_with_a_gap_free_log(
     spec_doc = {"name": "f", "tasks": tasks, **head["__flow__"]}
     spec = msgspec.convert(spec_doc, FlowSpec)
     flow_plan = plan(spec)
-    flow = Flow(id="f1")
+    flow = FoldedFlow(id="f1")
     log = decide(flow, Submit(spec, flow_plan), NOW)
     for event in log:
         flow = evolve(flow, event)
@@ -223,7 +223,7 @@ def test_limited_queue_tasks_wait_queued_until_released() -> None:
     spec = msgspec.convert(
         {"name": "f", "tasks": [task("a", queue="gpu"), task("b", depends=["a"])]}, FlowSpec
     )
-    flow = Flow(id="f1")
+    flow = FoldedFlow(id="f1")
     events = decide(flow, Submit(spec, plan(spec)), NOW, policy)
     assert [event_type(e) for e in events] == ["flow_submitted", "task_queued"]
     for event in events:
@@ -281,7 +281,7 @@ def test_fail_fast_ends_siblings_dispatched_but_not_started() -> None:
         },
         FlowSpec,
     )
-    flow = fold("f1", decide(Flow(id="f1"), Submit(spec, plan(spec)), NOW))
+    flow = fold("f1", decide(FoldedFlow(id="f1"), Submit(spec, plan(spec)), NOW))
     flow, events = apply(flow, finished("a", ok=False))
     assert [event_type(e) for e in events] == [
         "task_failed",
@@ -309,13 +309,13 @@ def test_the_dispatch_window_holds_back_ready_tasks_until_attempts_start() -> No
         {"name": "f", "tasks": [task(f"t{i}", retry=retry) for i in range(4)]}, FlowSpec
     )
 
-    def run(flow: Flow, command: Any) -> tuple[Flow, list[tuple[str, str]]]:
+    def run(flow: FoldedFlow, command: Any) -> tuple[FoldedFlow, list[tuple[str, str]]]:
         events = decide(flow, command, NOW, policy)
         for event in events:
             flow = evolve(flow, event)
         return flow, [(event_type(e), getattr(e, "task", "")) for e in events]
 
-    flow, events = run(Flow(id="f1"), Submit(spec, plan(spec)))
+    flow, events = run(FoldedFlow(id="f1"), Submit(spec, plan(spec)))
     assert events[1:] == [("task_dispatched", "t0"), ("task_dispatched", "t1")]
     assert set(flow.ready) == {"t2", "t3"}
     # A start makes room: the next ready task goes out in the same decision.
@@ -332,10 +332,10 @@ def test_the_dispatch_window_holds_back_ready_tasks_until_attempts_start() -> No
     assert flow.tasks["t0"].attempt == 2 and set(flow.ready) == {"t3"}
 
 
-def run_flow(doc: dict[str, Any], outcomes: dict[str, bool]) -> tuple[Flow, list[FlowEvent]]:
+def run_flow(doc: dict[str, Any], outcomes: dict[str, bool]) -> tuple[FoldedFlow, list[FlowEvent]]:
     """Submit `doc` and finish every dispatched task as `outcomes` says (default: ok)."""
     spec = msgspec.convert({"name": "f", **doc}, FlowSpec)
-    flow, log = apply(Flow(id="f1"), Submit(spec, plan(spec)))
+    flow, log = apply(FoldedFlow(id="f1"), Submit(spec, plan(spec)))
     for _ in range(50):
         running = [t for t in flow.tasks.values() if t.status.active]
         if not running:
@@ -345,7 +345,7 @@ def run_flow(doc: dict[str, Any], outcomes: dict[str, bool]) -> tuple[Flow, list
     return flow, log
 
 
-def statuses(flow: Flow) -> dict[str, str]:
+def statuses(flow: FoldedFlow) -> dict[str, str]:
     return {name: str(t.status) for name, t in flow.tasks.items()}
 
 

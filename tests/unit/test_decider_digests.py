@@ -15,7 +15,7 @@ from weir_proto.events import FlowEvent, TaskFailed, TaskSucceeded
 from weir_proto.messages import AttemptFinished, Dispatch, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import TaskStatus
-from weir_scheduler.decider import Flow, RecordFinished, Submit, decide_and_evolve, fold
+from weir_scheduler.decider import FoldedFlow, RecordFinished, Submit, decide_and_evolve, fold
 from weir_scheduler.planner import plan
 from weir_scheduler.store import Change, dispatches, sealed
 
@@ -51,8 +51,8 @@ def succeeded(name: str, outputs: list[OutputDigest], attempt: int = 1) -> Recor
 
 
 def run(
-    flow: Flow, command: Any, log: list[FlowEvent]
-) -> tuple[Flow, list[FlowEvent], list[Dispatch]]:
+    flow: FoldedFlow, command: Any, log: list[FlowEvent]
+) -> tuple[FoldedFlow, list[FlowEvent], list[Dispatch]]:
     events, after = decide_and_evolve(flow, command, NOW)
     change = sealed(Change(flow, after, events))
     log.extend(change.events)
@@ -60,9 +60,9 @@ def run(
     return change.after, list(change.events), sent
 
 
-def submitted(log: list[FlowEvent], **rerun: Any) -> tuple[Flow, list[Dispatch]]:
+def submitted(log: list[FlowEvent], **rerun: Any) -> tuple[FoldedFlow, list[Dispatch]]:
     spec = msgspec.convert({**SPEC, "id": "f1"}, FlowSpec)
-    flow, _, sent = run(Flow(id="f1"), Submit(spec, plan(spec), **rerun), log)
+    flow, _, sent = run(FoldedFlow(id="f1"), Submit(spec, plan(spec), **rerun), log)
     return flow, sent
 
 

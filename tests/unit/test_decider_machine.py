@@ -29,7 +29,7 @@ from weir_scheduler.decider import (
     Cancel,
     Command,
     FireTimer,
-    Flow,
+    FoldedFlow,
     Pause,
     Policy,
     RecordFinished,
@@ -98,7 +98,7 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
 class DeciderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.flows: dict[str, Flow] = {}
+        self.flows: dict[str, FoldedFlow] = {}
         self.logs: dict[str, list[FlowEvent]] = {}
         self.handled: list[Command] = []
         self.current = ""
@@ -131,13 +131,13 @@ class DeciderMachine(RuleBasedStateMachine):
 
     def submit(self, spec: FlowSpec, rerun_of: str | None, reused: tuple[str, ...]) -> None:
         self.current = f"f{len(self.flows) + 1}"
-        self.flows[self.current] = Flow(id=self.current)
+        self.flows[self.current] = FoldedFlow(id=self.current)
         self.logs[self.current] = []
         self.handled = []
         self.run(Submit(spec, plan(spec), rerun_of, reused))
 
     @property
-    def flow(self) -> Flow:
+    def flow(self) -> FoldedFlow:
         return self.flows[self.current]
 
     def report(self, name: str, attempt: int, outcome: str) -> RecordFinished:
@@ -467,7 +467,7 @@ class DeciderMachine(RuleBasedStateMachine):
         assert flow.status.terminal or not flow.exists, flow.status
         assert fold(flow.id, log) == flow
 
-    def next_step(self, flow: Flow) -> Command:
+    def next_step(self, flow: FoldedFlow) -> Command:
         if flow.paused:
             return Resume()
         if flow.status is FlowStatus.SCHEDULED:

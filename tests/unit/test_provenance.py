@@ -11,7 +11,7 @@ from weir_proto.messages import AttemptFinished, AttemptStarted
 from weir_proto.spec import FlowSpec
 from weir_scheduler.decider import (
     Cancel,
-    Flow,
+    FoldedFlow,
     RecordFinished,
     RecordStarted,
     Submit,
@@ -36,7 +36,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def submitted(*names: str) -> Change:
     spec = msgspec.convert({"name": "f", "tasks": [task(n) for n in names]}, FlowSpec)
-    before = Flow(id="f1")
+    before = FoldedFlow(id="f1")
     events, after = decide_and_evolve(before, Submit(spec, plan(spec)), NOW)
     return Change(before, after, events)
 

@@ -114,6 +114,17 @@ def test_cli_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
     ]
 
 
+def test_a_usage_error_is_told_as_such_with_exit_2() -> None:
+    for args, problem in (
+        (["flows", "--bogus"], "No such option: --bogus"),
+        (["secret", "set", "name", "value"], "Got unexpected extra argument(s) (value)"),
+    ):
+        run = weir(*args)
+        assert run.returncode == 2, run.stderr
+        assert problem in run.stderr and "Usage:" in run.stderr
+        assert "unexpected NoSuchOption" not in run.stderr and "Traceback" not in run.stderr
+
+
 def test_schedule_create_checks_the_file_the_same_way(tmp_path: Path) -> None:
     path = tmp_path / "flow.yaml"
     path.write_text(EIGHT_MISTAKES)

@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from rich.console import Console
 from weir import waterfall
-from weir.cli import LogOutput, _event_line, flow_details
-from weir.cli_data import file_name_for
+from weir.cli.artifacts import file_name_for
+from weir.cli.output import LogOutput, event_line, flow_details
 from weir.config import ConfigError, NatsSecurity
 from weir.terminal import escape_controls, escape_text, plain
 from weir_proto.api import FlowView, TaskView
@@ -105,7 +105,7 @@ def test_show_and_events_escape_task_text() -> None:
         error_type=ErrorType.EXIT_CODE,
         message=ATTACK,
     )
-    line = render(_event_line(event))
+    line = render(event_line(event))
     assert_no_raw_controls(line)
     assert "\\x1b[2J" in line
     assert plain(ATTACK).plain == escape_controls(ATTACK)

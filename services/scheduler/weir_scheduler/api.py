@@ -48,7 +48,7 @@ from weir_scheduler import cron
 from weir_scheduler.admission import SubmitAdmission, client_of
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.data import NewSchedule
-from weir_scheduler.decider import Cancel, Command, Flow, Pause, Resume, Retry
+from weir_scheduler.decider import Cancel, Command, FoldedFlow, Pause, Resume, Retry
 from weir_scheduler.decider import stepping as steps
 from weir_scheduler.filters import FilterError
 from weir_scheduler.planner import Rejected
@@ -251,8 +251,8 @@ class Api:
         )
 
     async def _step(
-        self, flow_id: str, command: Command, refusal: Callable[[Flow], str | None]
-    ) -> tuple[Flow, Sequence[FlowEvent]]:
+        self, flow_id: str, command: Command, refusal: Callable[[FoldedFlow], str | None]
+    ) -> tuple[FoldedFlow, Sequence[FlowEvent]]:
         """Decide and record `command`; the flow after it and the events it caused. A
         command the flow refuses is answered with the reason (`conflict`)."""
         flows, changes = await self.commands.apply_and_tell([(flow_id, command)])

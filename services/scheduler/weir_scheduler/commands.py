@@ -21,7 +21,7 @@ from weir_scheduler.data import DataLayer
 from weir_scheduler.decider import (
     DEFAULT_POLICY,
     Command,
-    Flow,
+    FoldedFlow,
     Policy,
     RecordFinished,
     RecordStarted,
@@ -60,13 +60,13 @@ class FlowCommands:
         """Seconds of silence of an attempt's runner after which another runner holding its
         dispatch may take it over (provenance.takeover_after); None: never."""
 
-    async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, Flow]:
+    async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, FoldedFlow]:
         """Decide and record a batch; returns each touched flow as it is afterwards."""
         return (await self.apply_and_tell(commands))[0]
 
     async def apply_and_tell(
         self, commands: Sequence[tuple[str, Command]]
-    ) -> tuple[dict[str, Flow], list[Change]]:
+    ) -> tuple[dict[str, FoldedFlow], list[Change]]:
         """`apply`, also telling what each flow's commands changed."""
         for attempt in range(APPEND_RETRIES):
             try:
@@ -77,7 +77,7 @@ class FlowCommands:
 
     async def apply_in(
         self, tx: DataLayer, commands: Sequence[tuple[str, Command]]
-    ) -> tuple[dict[str, Flow], list[Change]]:
+    ) -> tuple[dict[str, FoldedFlow], list[Change]]:
         """`apply` inside the caller's transaction: no retry (a race raises
         ConcurrencyError), and the caller tells `store.committed(changes)` after commit."""
         return await self._apply(commands, tx)
@@ -110,7 +110,7 @@ class FlowCommands:
 
     async def _apply(
         self, commands: Sequence[tuple[str, Command]], tx: DataLayer | None = None
-    ) -> tuple[dict[str, Flow], list[Change]]:
+    ) -> tuple[dict[str, FoldedFlow], list[Change]]:
         now = self.clock()
         by_flow: dict[str, list[Command]] = {}
         for flow_id, command in commands:

@@ -31,7 +31,7 @@ from typing import Literal
 from weir_proto import subjects
 from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
 
-from weir_scheduler.decider import Flow
+from weir_scheduler.decider import FoldedFlow
 
 security_log = logging.getLogger("weir.security")
 
@@ -65,7 +65,7 @@ def subject_refusal(report: AttemptStatus, subject: str) -> Refusal | None:
     return None
 
 
-def report_refusal(flow: Flow, report: AttemptStatus) -> Refusal | None:
+def report_refusal(flow: FoldedFlow, report: AttemptStatus) -> Refusal | None:
     """Why `report` about an attempt of `flow` must not count, or None.
 
     A report about an attempt that is not the task's current one is not refused here: it is

@@ -10,7 +10,7 @@ import msgspec
 from weir_proto.api import UpdateRequest
 from weir_proto.errors import SpecError
 
-from weir_scheduler.decider import Flow, Update
+from weir_scheduler.decider import FoldedFlow, Update
 from weir_scheduler.planner import Limits, Rejected, plan
 
 UPDATABLE = ("priority", "scheduled_at", "params", "tags", "metadata")
@@ -20,7 +20,9 @@ class NothingToUpdate(ValueError):
     pass
 
 
-def update_command(flow: Flow, request: UpdateRequest, limits: Limits, now: datetime) -> Update:
+def update_command(
+    flow: FoldedFlow, request: UpdateRequest, limits: Limits, now: datetime
+) -> Update:
     """The update of `flow` that `request` asks for. Raises `Rejected` listing every problem
     of the new spec (unknown or mistyped params, a priority out of range, bad tags), and
     `NothingToUpdate` for a request that changes nothing."""

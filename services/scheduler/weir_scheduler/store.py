@@ -41,7 +41,7 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
-from weir_scheduler.decider import Flow, dispatch_spec, evolve, with_token_digest
+from weir_scheduler.decider import FoldedFlow, dispatch_spec, evolve, with_token_digest
 from weir_scheduler.provenance import new_attempt_token, token_digest
 
 __all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the store catch
@@ -64,8 +64,8 @@ def spec_digest(spec: FlowSpec) -> str:
 class Change:
     """Events decided for one flow, and the flow after them."""
 
-    before: Flow
-    after: Flow
+    before: FoldedFlow
+    after: FoldedFlow
     events: Sequence[FlowEvent]
     tokens: Mapping[str, str] = field(default_factory=dict)
     """The attempt token of each `task_dispatched` (by event id), once `sealed`."""
@@ -94,15 +94,15 @@ class FlowCache:
 
     def __init__(self, size: int = FLOW_CACHE_SIZE_DEFAULT) -> None:
         self.size = size
-        self._flows: OrderedDict[str, Flow] = OrderedDict()
+        self._flows: OrderedDict[str, FoldedFlow] = OrderedDict()
 
-    def get(self, flow_id: str) -> Flow | None:
+    def get(self, flow_id: str) -> FoldedFlow | None:
         flow = self._flows.get(flow_id)
         if flow is not None:
             self._flows.move_to_end(flow_id)
         return flow
 
-    def put(self, flow: Flow) -> None:
+    def put(self, flow: FoldedFlow) -> None:
         self._flows[flow.id] = flow
         self._flows.move_to_end(flow.id)
         while len(self._flows) > self.size:
@@ -138,14 +138,14 @@ class EventStore:
         """Given the outbox rows an append just committed, to publish them at once (the relay
         would find them anyway; this saves its wake-up and query on the hot path)."""
 
-    async def load(self, flow_id: str) -> Flow:
+    async def load(self, flow_id: str) -> FoldedFlow:
         return (await self.load_many([flow_id]))[flow_id]
 
-    async def load_many(self, flow_ids: Sequence[str]) -> dict[str, Flow]:
+    async def load_many(self, flow_ids: Sequence[str]) -> dict[str, FoldedFlow]:
         """The current state of each flow: cached state caught up with any events other
         replicas appended since, in one round trip. Never trust the cache alone: a stale
         state could decide "nothing to do" and lose a report."""
-        flows = {fid: self.cache.get(fid) or Flow(id=fid) for fid in dict.fromkeys(flow_ids)}
+        flows = {fid: self.cache.get(fid) or FoldedFlow(id=fid) for fid in dict.fromkeys(flow_ids)}
         logged = await self.data.events_after({fid: flow.seq for fid, flow in flows.items()})
         for event in logged:
             flows[event.flow_id] = evolve(flows[event.flow_id], _event_decoder.decode(event.data))
@@ -379,7 +379,7 @@ def _flow_row(change: Change) -> FlowRow:
     )
 
 
-def _task_row(flow: Flow, name: str) -> TaskRow:
+def _task_row(flow: FoldedFlow, name: str) -> TaskRow:
     assert flow.plan is not None
     task = flow.tasks[name]
     return TaskRow(
@@ -405,7 +405,7 @@ def _task_row(flow: Flow, name: str) -> TaskRow:
 
 
 def _timer_rows(
-    touched: Sequence[tuple[Flow, list[str]]], timing: Timing
+    touched: Sequence[tuple[FoldedFlow, list[str]]], timing: Timing
 ) -> tuple[list[TimerKey], list[TimerRow]]:
     """Timers to clear (every touched task and the flow's own) and the ones now due."""
     cleared: list[TimerKey] = []

@@ -25,7 +25,7 @@ from weir_scheduler.decider import (
     Cancel,
     Command,
     Deduplicate,
-    Flow,
+    FoldedFlow,
     Policy,
     Reject,
     Submit,
@@ -159,7 +159,7 @@ class SubmissionHandler:
                         outcomes.append(outcome)
                         continue
                 holders[key] = (intent.flow_id, FlowStatus.PENDING)
-            before = Flow(id=intent.flow_id)
+            before = FoldedFlow(id=intent.flow_id)
             events, after = decide_and_evolve(before, intent.command, now, self.policy)
             changes.append(Change(before, after, events))
             errors = intent.command.errors if isinstance(intent.command, Reject) else ()
@@ -186,7 +186,7 @@ class SubmissionHandler:
         intent = _Intent(submission.fallback_id, Reject((error,)), None)
         return await self._record_one(submission, intent)
 
-    async def rerun(self, source: Flow, reused: tuple[str, ...]) -> Outcome:
+    async def rerun(self, source: FoldedFlow, reused: tuple[str, ...]) -> Outcome:
         """A new run of `source`'s spec; tasks in `reused` count as succeeded with their
         outputs taken from `source`, and the digests `source` recorded for them."""
         assert source.plan is not None
@@ -200,7 +200,7 @@ class SubmissionHandler:
             reused=reused,
             reused_outputs=digests,
         )
-        before = Flow(id=flow_id)
+        before = FoldedFlow(id=flow_id)
         events, after = decide_and_evolve(before, command, self.clock(), self.policy)
         await self.store.append([Change(before, after, events)])
         return Outcome(flow_id, after.status, created=True)
@@ -239,7 +239,7 @@ class SubmissionHandler:
             command: Command = Reject((error,), name)
         else:
             command = Deduplicate(existing, unique.key, name)
-        before = Flow(id=intent.flow_id)
+        before = FoldedFlow(id=intent.flow_id)
         events, after = decide_and_evolve(before, command, now, self.policy)
         errors = command.errors if isinstance(command, Reject) else ()
         outcome = Outcome(

@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from weir_proto.api import AttemptFailure
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
-
-from weir_scheduler.decider import AttemptFailure
 
 
 class EventRow(msgspec.Struct, frozen=True):

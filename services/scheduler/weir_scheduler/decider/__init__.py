@@ -32,9 +32,8 @@ from weir_scheduler.decider.commands import (
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
-    AttemptFailure,
-    Flow,
-    Task,
+    FoldedFlow,
+    FoldedTask,
     dispatch_spec,
     evolve,
     flow_outcome,
@@ -44,12 +43,12 @@ from weir_scheduler.decider.state import (
 
 __all__ = [
     "DEFAULT_POLICY",
-    "AttemptFailure",
     "Cancel",
     "Command",
     "Deduplicate",
     "FireTimer",
-    "Flow",
+    "FoldedFlow",
+    "FoldedTask",
     "Pause",
     "Policy",
     "RecordFinished",
@@ -60,7 +59,6 @@ __all__ = [
     "Retry",
     "Submit",
     "TakeOver",
-    "Task",
     "TimerKind",
     "Update",
     "decide",

@@ -55,7 +55,7 @@ from weir_scheduler.decider.commands import (
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
-from weir_scheduler.decider.state import Flow, Task
+from weir_scheduler.decider.state import FoldedFlow, FoldedTask
 from weir_scheduler.decider.triggers import tolerates_failure
 
 
@@ -73,15 +73,15 @@ def _stepping(out: Emitter, command: Pause | Resume | Retry | Update) -> None:
 
 
 def decide(
-    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+    flow: FoldedFlow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
 ) -> list[FlowEvent]:
     """The events that `command` causes on `flow` (none when it changes nothing)."""
     return decide_and_evolve(flow, command, now, policy)[0]
 
 
 def decide_and_evolve(
-    flow: Flow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
-) -> tuple[list[FlowEvent], Flow]:
+    flow: FoldedFlow, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY
+) -> tuple[list[FlowEvent], FoldedFlow]:
     """`decide`, plus the flow with those events applied (deciding folds them in anyway,
     so the shells need not evolve every event a second time)."""
     out = Emitter(flow, now, policy)
@@ -89,7 +89,7 @@ def decide_and_evolve(
     return out.events, out.flow
 
 
-def _decide(out: Emitter, flow: Flow, command: Command, now: datetime) -> None:
+def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> None:
     match command:
         case Submit(spec=spec, rerun_of=rerun_of, reused=reused, reused_outputs=digests):
             if flow.exists:
@@ -221,7 +221,7 @@ def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
     return None
 
 
-def _current_attempt(flow: Flow, name: str, attempt: int) -> Task | None:
+def _current_attempt(flow: FoldedFlow, name: str, attempt: int) -> FoldedTask | None:
     """The task if `attempt` is its current one; stale or unknown reports get None."""
     if not flow.exists or flow.status.terminal:
         return None
@@ -231,7 +231,7 @@ def _current_attempt(flow: Flow, name: str, attempt: int) -> Task | None:
     return task
 
 
-def _attempt_ended(out: Emitter, task: Task, report: AttemptFinished) -> None:
+def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> None:
     flow = out.flow
     assert flow.plan is not None
     envelope = out.envelope

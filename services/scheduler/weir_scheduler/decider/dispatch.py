@@ -6,7 +6,7 @@ from weir_proto.events import TaskDispatched, TaskQueued
 
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import skip_settled
-from weir_scheduler.decider.state import Task
+from weir_scheduler.decider.state import FoldedTask
 
 
 def dispatch_ready(out: Emitter) -> None:
@@ -56,7 +56,7 @@ def _window_room(out: Emitter, queue: str) -> int:
     return window - out.flow.unstarted.get(queue, 0)
 
 
-def hand_out(out: Emitter, task: Task) -> None:
+def hand_out(out: Emitter, task: FoldedTask) -> None:
     """Dispatch the task's next attempt; queue it when its queue has a global limit, or when
     the flow's dispatch window on its queue is full."""
     if task.queue in out.policy.limited_queues or _window_room(out, task.queue) <= 0:
@@ -73,7 +73,7 @@ def hand_out(out: Emitter, task: Task) -> None:
         dispatch(out, task)
 
 
-def dispatch(out: Emitter, task: Task) -> None:
+def dispatch(out: Emitter, task: FoldedTask) -> None:
     out.emit(
         TaskDispatched(
             **out.envelope(), at=out.now, task=task.name, attempt=task.attempt + 1, queue=task.queue

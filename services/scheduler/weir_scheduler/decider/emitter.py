@@ -9,7 +9,7 @@ from weir_proto.events import FlowEvent
 from weir_proto.ids import event_id
 
 from weir_scheduler.decider.commands import Policy
-from weir_scheduler.decider.state import Flow, evolve
+from weir_scheduler.decider.state import FoldedFlow, evolve
 
 
 class Envelope(TypedDict):
@@ -21,7 +21,7 @@ class Envelope(TypedDict):
 class Emitter:
     """Numbers events and folds each into the state so later decisions see earlier ones."""
 
-    def __init__(self, flow: Flow, now: datetime, policy: Policy) -> None:
+    def __init__(self, flow: FoldedFlow, now: datetime, policy: Policy) -> None:
         self.flow = flow
         self.now = now
         self.policy = policy

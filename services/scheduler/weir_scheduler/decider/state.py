@@ -16,6 +16,7 @@ from typing import assert_never
 
 import immutables
 import msgspec
+from weir_proto.api import AttemptFailure
 from weir_proto.errors import SpecError
 from weir_proto.events import (
     FlowCancelled,
@@ -50,15 +51,7 @@ from weir_scheduler.planner import Limits, Plan, planned
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptFailure:
-    attempt: int
-    error_type: str
-    message: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
+class FoldedTask:
     name: str
     queue: str
     priority: int
@@ -85,7 +78,7 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
-class Flow:
+class FoldedFlow:
     """A flow as folded from its events. `seq` 0 means the flow does not exist yet."""
 
     id: str
@@ -96,7 +89,7 @@ class Flow:
     updated_at: datetime | None = None
     start_at: datetime | None = None
     plan: Plan | None = None
-    tasks: immutables.Map[str, Task] = immutables.Map()  # noqa: RUF009 - immutable
+    tasks: immutables.Map[str, FoldedTask] = immutables.Map()  # noqa: RUF009 - immutable
     ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
     """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel) or
     for room in the dispatch window."""
@@ -152,7 +145,7 @@ class Flow:
 # evolve ---------------------------------------------------------------------------------
 
 
-def evolve(flow: Flow, event: FlowEvent) -> Flow:
+def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
     """The flow after `event`. Events must come in `seq` order."""
     status = flow_status_after(flow.status, event)
     flow = replace(flow, seq=event.seq, updated_at=event.at, status=status)
@@ -242,7 +235,9 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 error_message=message,
                 failures=(
                     *previous.failures,
-                    AttemptFailure(attempt, error_type, message, event.at),
+                    AttemptFailure(
+                        attempt=attempt, error_type=error_type, message=message, at=event.at
+                    ),
                 ),
             )
             return _with_task(flow, task)
@@ -269,7 +264,9 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
                 retry_at=None,
                 failures=(
                     *previous.failures,
-                    AttemptFailure(attempt, error_type, message, event.at),
+                    AttemptFailure(
+                        attempt=attempt, error_type=error_type, message=message, at=event.at
+                    ),
                 ),
             )
             return _dependencies_ended(replace(_with_task(flow, task), failing=True), name)
@@ -306,17 +303,17 @@ def evolve(flow: Flow, event: FlowEvent) -> Flow:
 
 
 def _from_plan(
-    flow: Flow,
+    flow: FoldedFlow,
     flow_plan: Plan,
     start_at: datetime | None,
     done: frozenset[str],
     carried: Mapping[str, tuple[OutputDigest, ...]],
-) -> Flow:
+) -> FoldedFlow:
     """`flow` as planned from scratch: every task pending but the `done` (reused) ones,
     which keep their `carried` output digests."""
     tasks = immutables.Map(
         {
-            name: Task(
+            name: FoldedTask(
                 name=name,
                 queue=t.queue or "default",
                 priority=t.priority or 0,
@@ -364,7 +361,7 @@ def _from_plan(
     )
 
 
-def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
+def with_token_digest(flow: FoldedFlow, dispatched: TaskDispatched) -> FoldedFlow:
     """`flow` as evolving `dispatched` would have left it, given that it was decided without
     its token digest. Tokens are random, so the store mints them after deciding (`decide`
     stays pure) and puts their digests into the events it appends and into the state."""
@@ -375,7 +372,7 @@ def with_token_digest(flow: Flow, dispatched: TaskDispatched) -> Flow:
     return replace(flow, tasks=flow.tasks.set(task.name, sealed))
 
 
-def _with_task(flow: Flow, task: Task) -> Flow:
+def _with_task(flow: FoldedFlow, task: FoldedTask) -> FoldedFlow:
     before = flow.tasks[task.name].status
     after = task.status
     active = flow.active + int(after.active) - int(before.active)
@@ -403,7 +400,7 @@ def _with_task(flow: Flow, task: Task) -> Flow:
     )
 
 
-def _dependencies_ended(flow: Flow, name: str) -> Flow:
+def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`name` has ended: each dependent whose dependencies have now all ended becomes
     ready, or settled with the reason it will be skipped. A cancelling flow starts nothing;
     a failing one only tasks that run after a failure."""
@@ -430,14 +427,14 @@ def _dependencies_ended(flow: Flow, name: str) -> Flow:
     return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled)
 
 
-def _unsettled(flow: Flow, name: str) -> Flow:
+def _unsettled(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`flow` with `name` no longer due to be skipped (it ended)."""
     if name not in flow.settled:
         return flow
     return replace(flow, settled=flow.settled.delete(name))
 
 
-def _unready(flow: Flow, name: str) -> Flow:
+def _unready(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`flow` with `name` no longer ready (handed out or queued)."""
     if name not in flow.ready:
         return flow
@@ -453,7 +450,7 @@ def _unready(flow: Flow, name: str) -> Flow:
 
 def _line_of(
     ready: Mapping[str, bool],
-    tasks: immutables.Map[str, Task],
+    tasks: immutables.Map[str, FoldedTask],
     positions: Mapping[str, int],
 ) -> immutables.Map[str, tuple[tuple[int, int], ...]]:
     by_queue: dict[str, list[tuple[int, int]]] = {}
@@ -463,7 +460,7 @@ def _line_of(
     return immutables.Map({queue: tuple(sorted(places)) for queue, places in by_queue.items()})
 
 
-def flow_outcome(flow: Flow) -> str:
+def flow_outcome(flow: FoldedFlow) -> str:
     """`failed` when a task of the flow (other than its on_exit task) failed, else
     `succeeded`: what the on_exit task gets as WEIR_FLOW_STATUS."""
     assert flow.plan is not None
@@ -472,7 +469,7 @@ def flow_outcome(flow: Flow) -> str:
     return "failed" if failed else "succeeded"
 
 
-def dispatch_spec(flow: Flow, name: str) -> TaskSpec:
+def dispatch_spec(flow: FoldedFlow, name: str) -> TaskSpec:
     """What a runner gets to run for `name`: the planned task, and for the on_exit task
     the flow's outcome so far in WEIR_FLOW_STATUS."""
     assert flow.plan is not None
@@ -487,8 +484,8 @@ def dispatch_spec(flow: Flow, name: str) -> TaskSpec:
 FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
 
 
-def fold(flow_id: str, events: list[FlowEvent]) -> Flow:
-    flow = Flow(id=flow_id)
+def fold(flow_id: str, events: list[FlowEvent]) -> FoldedFlow:
+    flow = FoldedFlow(id=flow_id)
     for event in events:
         flow = evolve(flow, event)
     return flow

@@ -28,8 +28,8 @@ from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
 from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import (
-    Flow,
-    Task,
+    FoldedFlow,
+    FoldedTask,
     _line_of,
     _unready,
     _unsettled,
@@ -42,7 +42,7 @@ _REDONE = (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
 _LISTED_MAX = 10
 
 
-def _ended(flow: Flow) -> str | None:
+def _ended(flow: FoldedFlow) -> str | None:
     if flow.status.terminal:
         return f'flow "{flow.id}" has already ended ({flow.status})'
     if flow.cancelling and flow.status is FlowStatus.CANCELLING:
@@ -50,19 +50,19 @@ def _ended(flow: Flow) -> str | None:
     return None
 
 
-def pause_refusal(flow: Flow) -> str | None:
+def pause_refusal(flow: FoldedFlow) -> str | None:
     """Why `flow` cannot be paused (None: it can, or is paused already)."""
     ended = _ended(flow)
     return f"{ended}: only a flow that has not ended can be paused" if ended else None
 
 
-def resume_refusal(flow: Flow) -> str | None:
+def resume_refusal(flow: FoldedFlow) -> str | None:
     """Why `flow` cannot be resumed (None: it can, or is not paused)."""
     ended = _ended(flow)
     return f"{ended}: there is nothing to resume" if ended else None
 
 
-def retry_refusal(flow: Flow, name: str, downstream: bool) -> str | None:
+def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     """Why task `name` of `flow` cannot run again (None: it can)."""
     plan = flow.plan
     if plan is None:
@@ -99,7 +99,7 @@ def retry_refusal(flow: Flow, name: str, downstream: bool) -> str | None:
     return None
 
 
-def update_refusal(flow: Flow) -> str | None:
+def update_refusal(flow: FoldedFlow) -> str | None:
     """Why `flow` cannot be updated (None: it can)."""
     if flow.plan is None:
         return f'flow "{flow.id}" was not accepted ({flow.status}): there is nothing to update'
@@ -115,7 +115,7 @@ def update_refusal(flow: Flow) -> str | None:
     return None
 
 
-def retry_tasks(flow: Flow, name: str, downstream: bool) -> list[str]:
+def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     """The tasks a retry of `name` plans again, in the flow's order (see the module)."""
     plan = flow.plan
     assert plan is not None
@@ -128,7 +128,7 @@ def retry_tasks(flow: Flow, name: str, downstream: bool) -> list[str]:
     return sorted(chosen, key=plan.positions.__getitem__)
 
 
-def _descendants(flow: Flow, names: list[str]) -> set[str]:
+def _descendants(flow: FoldedFlow, names: list[str]) -> set[str]:
     plan = flow.plan
     assert plan is not None
     seen: set[str] = set()
@@ -168,8 +168,12 @@ def decide_resume(out: Emitter, _: Resume) -> None:
     dispatch_ready(out)
 
 
-def _resumed_status(flow: Flow, now: datetime) -> FlowStatus:
-    started = any(t.started_at is not None or t.attempt > 0 for t in flow.tasks.values())
+def _resumed_status(flow: FoldedFlow, now: datetime) -> FlowStatus:
+    # Its start has come once a task left `pending` (handed out, queued or skipped).
+    started = any(
+        (t.status is not TaskStatus.PENDING and t.name not in flow.reused) or t.attempt
+        for t in flow.tasks.values()
+    )
     if not started and flow.start_at is not None and flow.start_at > now:
         return FlowStatus.SCHEDULED
     if any(t.started_at is not None for t in flow.tasks.values()):
@@ -214,7 +218,7 @@ def decide_update(out: Emitter, command: Update) -> None:
 # evolve ---------------------------------------------------------------------------------
 
 
-def retried(flow: Flow, event: TaskRetried) -> Flow:
+def retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
     """`flow` after `task_retried`: the listed tasks pending again with their attempts
     counting on, every pending task after them waiting for them again, and what is ready or
     due to be skipped derived anew (as `evolve` derives it after a submit)."""
@@ -223,7 +227,7 @@ def retried(flow: Flow, event: TaskRetried) -> Flow:
     reset = set(event.tasks)
     for name in event.tasks:
         old = flow.tasks[name]
-        fresh = Task(
+        fresh = FoldedTask(
             name=name,
             queue=old.queue,
             priority=old.priority,

@@ -16,7 +16,7 @@ from weir_proto.status import TaskStatus
 from weir_scheduler.planner import Plan
 
 if TYPE_CHECKING:
-    from weir_scheduler.decider.state import Flow
+    from weir_scheduler.decider.state import FoldedFlow
 
 AFTER_FAILURE = frozenset({"all_done", "all_failed", "one_failed"})
 """Trigger rules that may still run once the flow is failing."""
@@ -29,7 +29,7 @@ def tolerates_failure(plan: Plan, name: str) -> bool:
     return name == plan.on_exit or plan.tasks[name].trigger in AFTER_FAILURE
 
 
-def skip_reason(flow: Flow, name: str) -> str | None:
+def skip_reason(flow: FoldedFlow, name: str) -> str | None:
     """None when `name`, whose dependencies have all ended, should run; else why it is
     skipped: its trigger rule does not hold, or its `when` condition is false."""
     plan = flow.plan
@@ -77,7 +77,7 @@ def _ended_as(status: TaskStatus) -> str:
     return "was skipped" if status is TaskStatus.SKIPPED else str(status)
 
 
-def _read(flow: Flow, plan: Plan, ref: Ref) -> Any:
+def _read(flow: FoldedFlow, plan: Plan, ref: Ref) -> Any:
     if ref.path[0] == "params":
         return plan.params.get(ref.path[1])
     task = flow.tasks[ref.path[1]]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from weir.supervisor import Supervisor
+from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
@@ -146,7 +147,7 @@ class KubernetesConfig:
                 return self.unschedulable_timeout
 
 
-class _Refused(Exception):
+class _Refused(WeirException):
     """The API server refused the pod for good (invalid, forbidden, name taken)."""
 
 

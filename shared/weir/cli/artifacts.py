@@ -1,6 +1,6 @@
-"""`weir artifacts …` and `weir secret …`: the data a flow hands between tasks, and the
-secrets its tasks read. Both talk to NATS directly (Object Store and KV), not to the
-scheduler; artifacts kept in S3 (`WEIR_ARTIFACTS_URL=s3://…`) are read from S3."""
+"""`weir artifacts …`: the files a flow's tasks produced. The CLI reads them from the NATS
+Object Store directly, not through the scheduler, or from S3 when they are kept there
+(`WEIR_ARTIFACTS_URL=s3://…`), and checks them against the digests the event log recorded."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import msgspec
 import typer
-from nats.js import JetStreamContext
 from rich.table import Table
-from weir_proto.errors import ErrorCode
+from weir_proto.errors import ErrorCode, WeirException
 from weir_proto.messages import OutputDigest
 from weir_proto.validation import is_output_name
 
@@ -30,32 +27,18 @@ from weir.artifacts import (
     Artifacts,
     artifact_store,
 )
+from weir.cli.entry import Json, NatsUrl, nats_security, print_json, reason, run_jetstream
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, ConfigError, NatsSecurity, S3Storage
-from weir.jetstream import close, connect, redact_url
-from weir.secrets import (
-    MAX_SECRET_BYTES,
-    SecretError,
-    SecretStore,
-    check_secret_name,
-    new_secret_key,
-    secret_key_from_env,
-)
-from weir.terminal import fail, note, out, plain, say
+from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
+from weir.jetstream import redact_url
+from weir.terminal import fail, note, out, plain
 
 artifacts_app = typer.Typer(
     help="Files tasks produced (outputs), kept in the NATS Object Store (or S3).",
     no_args_is_help=True,
 )
-secret_app = typer.Typer(
-    help="Encrypted secrets tasks read with `fromSecret` (key: WEIR_SECRET_KEY).",
-    no_args_is_help=True,
-)
 _T = TypeVar("_T")
 
-NatsUrl = Annotated[
-    str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
-]
 Bucket = Annotated[
     str,
     typer.Option(
@@ -71,39 +54,6 @@ ArtifactsUrl = Annotated[
         "(WEIR_S3_ENDPOINT_URL and the AWS_* variables come from the environment).",
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-nats_security: ContextVar[NatsSecurity | None] = ContextVar("nats_security", default=None)
-"""The NATS credentials and TLS chosen on the command line (`weir --nats-...`, else the
-`WEIR_NATS_*` variables), which every connection of the command uses: held here, never
-written back to the process environment."""
-
-
-def _run(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T]]) -> _T:
-    security = nats_security.get()
-
-    async def main() -> _T:
-        try:
-            nc = await asyncio.wait_for(
-                connect(
-                    nats_url, "weir-cli", max_reconnect_attempts=0, quiet=True, security=security
-                ),
-                10,
-            )
-        except Exception as exc:
-            fail(
-                f"cannot reach NATS at {redact_url(nats_url)}: {str(exc) or type(exc).__name__}", 2
-            )
-        try:
-            return await body(nc.jetstream())
-        finally:
-            await close(nc)
-
-    try:
-        return asyncio.run(main())
-    except (ArtifactError, SecretError) as exc:
-        fail(str(exc))
 
 
 def _run_artifacts(
@@ -115,7 +65,7 @@ def _run_artifacts(
     except ConfigError as exc:
         fail(str(exc), 2)
     if s3 is None:
-        return _run(nats_url, lambda js: body(artifact_store(js, bucket)))
+        return run_jetstream(nats_url, lambda js: body(artifact_store(js, bucket)))
 
     async def main() -> _T:
         return await body(artifact_store(None, s3=s3))
@@ -149,7 +99,7 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
     return asyncio.run(ask())
 
 
-class _NoLog(Exception):
+class _NoLog(WeirException):
     """The event log could not be asked for a flow's digests; the message says why."""
 
 
@@ -165,9 +115,7 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
                 Client.connect(nats_url, quiet=True, security=security), 10
             )
         except Exception as exc:
-            raise _NoLog(
-                f"cannot reach NATS at {redact_url(nats_url)}: {str(exc) or type(exc).__name__}"
-            ) from None
+            raise _NoLog(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}") from None
         try:
             return await client.output_digests(flow_id)
         except WeirError as exc:
@@ -223,7 +171,7 @@ def artifacts_ls(
             }
             for a in found
         ]
-        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        print_json(rows)
         return
     if not found:
         note(f"flow {flow} has no artifacts")
@@ -326,68 +274,3 @@ def file_name_for(name: str) -> str:
         return name
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:128]
     return safe if is_output_name(safe) else f"artifact{safe}"[:128]
-
-
-@secret_app.command("set")
-def secret_set(
-    name: Annotated[str, typer.Argument(help="Secret name, as tasks use it in fromSecret.")],
-    from_file: Annotated[
-        Path | None,
-        typer.Option("--from-file", "-f", help="Read the value from this file (default: stdin)."),
-    ] = None,
-    nats_url: NatsUrl = NATS_URL_DEFAULT,
-) -> None:
-    """Store a secret. The value comes from stdin or a file, never from the command line."""
-    try:
-        check_secret_name(name)
-        key = secret_key_from_env()
-    except SecretError as exc:
-        fail(str(exc), 2)
-    if key is None:
-        fail("WEIR_SECRET_KEY is not set (make one with `weir secret keygen`)", 2)
-    try:
-        if from_file is not None:
-            value = from_file.read_bytes()
-        else:
-            if sys.stdin.isatty():
-                note("value (end with Ctrl-D):")
-            value = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
-    except OSError as exc:
-        fail(f"cannot read {from_file}: {exc.strerror}", 2)
-    if from_file is None and value.endswith(b"\n") and value.count(b"\n") == 1:
-        value = value[:-1]  # `echo value | weir secret set x` means "value"
-
-    async def body(js: JetStreamContext) -> None:
-        await SecretStore(js, key).set(name, value)
-
-    _run(nats_url, body)
-    note(f"secret {name} set")
-
-
-@secret_app.command("ls")
-def secret_ls(nats_url: NatsUrl = NATS_URL_DEFAULT, as_json: Json = False) -> None:
-    """List secret names (never values)."""
-    names = _run(nats_url, lambda js: SecretStore(js, None).names())
-    if as_json:
-        sys.stdout.write(msgspec.json.encode(names).decode() + "\n")
-        return
-    for name in names:
-        say(name)
-
-
-@secret_app.command("rm")
-def secret_rm(
-    name: Annotated[str, typer.Argument(help="Secret name.")],
-    nats_url: NatsUrl = NATS_URL_DEFAULT,
-) -> None:
-    """Delete a secret."""
-    removed = _run(nats_url, lambda js: SecretStore(js, None).delete(name))
-    if not removed:
-        fail(f"secret {name} does not exist")
-    note(f"secret {name} removed")
-
-
-@secret_app.command("keygen")
-def secret_keygen() -> None:
-    """Print a fresh WEIR_SECRET_KEY (give the same key to the CLI and every runner)."""
-    sys.stdout.write(new_secret_key() + "\n")
