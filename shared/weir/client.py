@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -32,16 +33,20 @@ from weir_proto.api import (
     FlowView,
     GetRequest,
     ListRequest,
+    PauseRequest,
     PruneRequest,
     PruneResult,
     QueryRequest,
     RawReply,
     RerunRequest,
+    RetryRequest,
     ScheduleList,
     ScheduleName,
     ScheduleRequest,
     ScheduleView,
+    Stepped,
     SubmitAccepted,
+    UpdateRequest,
 )
 from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
@@ -411,6 +416,49 @@ class Client:
         """A new run of an ended flow; with `failed_only`, succeeded tasks are reused."""
         request = RerunRequest(flow_id=flow_id, failed_only=failed_only)
         return await self._call(subjects.API_RERUN, request, SubmitAccepted)
+
+    async def retry(self, flow_id: str, task: str, downstream: bool = False) -> Stepped:
+        """Run `task` (failed or succeeded) again inside its flow, which runs again; the
+        tasks skipped or cancelled so far are planned again, with `downstream` every task
+        after it too. `Stepped.tasks` lists them. Refused (`conflict`) with the reason for a
+        task that has not ended, an unknown task, or a cancelled flow."""
+        request = RetryRequest(flow_id=flow_id, task=task, downstream=downstream)
+        return await self._call(subjects.API_RETRY, request, Stepped)
+
+    async def pause(self, flow_id: str, reason: str = "paused by request") -> Stepped:
+        """Hand out no new attempt of the flow until `resume`; running ones finish."""
+        request = PauseRequest(flow_id=flow_id, reason=reason)
+        return await self._call(subjects.API_PAUSE, request, Stepped)
+
+    async def resume(self, flow_id: str) -> Stepped:
+        """Hand out the paused flow's work again (retries that fell due meanwhile first)."""
+        return await self._call(subjects.API_RESUME, PauseRequest(flow_id=flow_id), Stepped)
+
+    async def update(
+        self,
+        flow_id: str,
+        *,
+        priority: int | None = None,
+        scheduled_at: datetime | None = None,
+        start_now: bool = False,
+        params: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Stepped:
+        """Change a flow that has not started: what is given replaces what it had (`params`
+        are merged into its values); `Stepped.tasks` names the fields changed. Refused
+        (`conflict`) once a task of it was handed to a runner; a new spec with problems is
+        `invalid_flow` with every problem in `details`."""
+        request = UpdateRequest(
+            flow_id=flow_id,
+            priority=priority,
+            scheduled_at=scheduled_at,
+            start_now=start_now,
+            params=dict(params) if params is not None else None,
+            tags=list(tags) if tags is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+        )
+        return await self._call(subjects.API_UPDATE, request, Stepped)
 
     async def prune(
         self, older_than: float, statuses: Sequence[str] = (), keep_last: int = 0
