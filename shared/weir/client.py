@@ -500,7 +500,8 @@ class Client:
         self, flow_id: str, follow: bool = False, idle: float = HISTORY_IDLE_DEFAULT
     ) -> AsyncIterator[FlowEvent]:
         """The flow's events from the first, in `seq` order, each once. With `follow`, goes on
-        live until the flow ends; without, stops once the history has been replayed.
+        live until the flow ends (its last end: a retried flow runs on after its first);
+        without, stops once the history has been replayed.
 
         Several scheduler replicas may publish a flow's events slightly out of order; an
         event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
@@ -530,7 +531,9 @@ class Client:
                     event = held.pop(last_seq + 1)
                     last_seq = event.seq
                     yield event
-                    if event_type(event) in TERMINAL_FLOW_EVENTS:
+                    # An ended flow may run again (`weir retry`): its end is the last one.
+                    more = bool(held) or (msg is not None and msg.metadata.num_pending > 0)
+                    if event_type(event) in TERMINAL_FLOW_EVENTS and not more:
                         return
                 if not follow and not held and msg is not None and msg.metadata.num_pending == 0:
                     return
@@ -595,8 +598,11 @@ class Client:
                 await sub.unsubscribe()
 
     async def wait(self, flow_id: str) -> FlowEvent:
-        """Block until the flow ends; returns its terminal event."""
+        """Block until the flow ends; returns its terminal event (the last one, when a retry
+        ran the flow again after it had ended)."""
+        last: FlowEvent | None = None
         async for event in self.events(flow_id, follow=True):
-            if event_type(event) in TERMINAL_FLOW_EVENTS:
-                return event
+            last = event
+        if last is not None and event_type(last) in TERMINAL_FLOW_EVENTS:
+            return last
         raise WeirError(ErrorCode.INTERNAL, f"event stream of flow {flow_id} ended early")

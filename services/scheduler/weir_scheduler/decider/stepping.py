@@ -7,7 +7,8 @@ how `evolve` plans tasks again after `task_retried`.
 - Pause stops new work only: attempts handed out run on and are recorded; retry timers that
   fall due meanwhile wait, and `resume` hands their attempts out.
 - Retry runs one failed or succeeded task again. The tasks after it that were skipped or
-  cancelled (with `downstream`: every task after it) are planned again, and, when no other
+  cancelled (with `downstream`: every task after it) and the on_exit task are planned
+  again, and, when no other
   task of the flow stays failed, so is every task skipped or cancelled so far (a failure
   skipped them). The flow goes back to running, also from `failed` or `succeeded`; a
   cancelled flow stays cancelled (`weir rerun` runs it again as a new flow).
@@ -122,6 +123,8 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     after = _descendants(flow, [name])
     chosen = {name}
     chosen.update(d for d in after if downstream or flow.tasks[d].status in _REDONE)
+    if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
+        chosen.add(plan.on_exit)  # it runs last again, with the new outcome
     failed = {n for n, t in flow.tasks.items() if t.status is TaskStatus.FAILED}
     if failed <= chosen:  # no failure is left to skip them again
         chosen.update(n for n, t in flow.tasks.items() if t.status in _REDONE)
