@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 from weir_proto.api import UpdateRequest
-from weir_proto.errors import SpecError
+from weir_proto.errors import SpecError, WeirException
 
 from weir_scheduler.decider import FoldedFlow, Update
 from weir_scheduler.planner import Limits, Rejected, plan
@@ -16,8 +16,8 @@ from weir_scheduler.planner import Limits, Rejected, plan
 UPDATABLE = ("priority", "scheduled_at", "params", "tags", "metadata")
 
 
-class NothingToUpdate(ValueError):
-    pass
+class NothingToUpdate(WeirException):
+    """An update that names no field to change."""
 
 
 def update_command(

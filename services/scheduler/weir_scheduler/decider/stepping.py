@@ -79,15 +79,15 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     if task is None:
         names = ", ".join(plan.names[:_LISTED_MAX]) + (", …" if len(plan.names) > 10 else "")
         return f'flow "{flow.id}" has no task {printable(name)} (its tasks: {names})'
+    if task.status in _REDONE:
+        return (
+            f'task "{name}" was {task.status}: only a task that failed or succeeded can be '
+            "retried; retry the task it waited for, which plans it again"
+        )
     if task.status not in RETRYABLE:
         return (
             f'task "{name}" is {task.status}: only a task that failed or succeeded can be '
-            "retried"
-            + (
-                " (tasks skipped or cancelled after it are planned again when you retry it)"
-                if task.status in _REDONE
-                else "; wait for it to end"
-            )
+            "retried; wait for it to end"
         )
     reset = retry_tasks(flow, name, downstream)
     for after in sorted(_descendants(flow, reset), key=plan.positions.__getitem__):
