@@ -19,7 +19,9 @@ from tests.conftest import Services
 from tests.fuzz.test_security import connected_as, permissions_url
 from tests.security.test_nats_privilege import as_user, role_settings, stack
 from tests.web.conftest import Web, tokens_text
+from tests.web.sse import read_sse
 from tests.web.test_api import events_of, submit
+from tests.web.test_changes import SSE, changes_of
 
 __all__ = [
     "permissions_url",
@@ -77,6 +79,15 @@ async def test_every_endpoint_works_as_the_web_user(web_as_user: Web) -> None:
     assert (await admin.delete("/secrets/api-token")).status_code == 204
     health = await admin.get("/health")
     assert health.status_code == 200, health.text
+
+
+async def test_the_list_stream_works_as_the_web_user(web_as_user: Web) -> None:
+    viewer, admin = web_as_user.client("viewer"), web_as_user.client("admin")
+    async with viewer.stream("GET", "/flows", headers=SSE) as response:
+        frames = read_sse(response)
+        assert (await anext(frames)).event == "ready"
+        flow_id = await submit(admin, {"name": "seen", "tasks": [{"name": "a", "cmd": ["true"]}]})
+        assert (await changes_of(frames, flow_id, "flow_succeeded"))[-1] == "flow_succeeded"
 
 
 async def test_the_web_user_changes_no_stream_and_takes_no_dispatch(

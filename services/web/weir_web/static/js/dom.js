@@ -102,3 +102,76 @@ export function whileVisible(fn, ms) {
     document.removeEventListener("visibilitychange", onVisibility);
   };
 }
+
+/**
+ * Follows the Server-Sent Events at `url` while the tab is visible: closes the stream when the
+ * tab is hidden and opens it again on return. `handlers` maps event names to functions; the
+ * server's `ready` event (sent on every connection, the first and each reconnection) is the
+ * moment to fetch what may have changed meanwhile. `onState` hears "live", "paused" and
+ * "reconnecting". Returns a stop function.
+ */
+export function followWhileVisible(url, handlers, onState = () => {}) {
+  let source = null;
+  const open = () => {
+    source = new EventSource(url);
+    for (const [name, fn] of Object.entries(handlers)) source.addEventListener(name, fn);
+    source.addEventListener("ready", () => onState("live"));
+    source.addEventListener("error", () => onState(source && source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));
+  };
+  const close = () => {
+    if (source) source.close();
+    source = null;
+  };
+  const onVisibility = () => {
+    if (document.hidden) {
+      close();
+      onState("paused");
+    } else if (!source) {
+      open();
+    }
+  };
+  document.addEventListener("visibilitychange", onVisibility);
+  if (!document.hidden) open();
+  else onState("paused");
+  return () => {
+    close();
+    document.removeEventListener("visibilitychange", onVisibility);
+  };
+}
+
+/**
+ * `fn`, run at most once per `ms` however often it is asked, never twice at once; a request
+ * that arrives while it runs (or waits) is served by one more run afterwards.
+ */
+export function throttled(fn, ms) {
+  let last = 0;
+  let timer = null;
+  let running = false;
+  let wanted = false;
+  const run = async () => {
+    timer = null;
+    running = true;
+    wanted = false;
+    last = Date.now();
+    try {
+      await fn();
+    } finally {
+      running = false;
+      if (wanted) ask();
+    }
+  };
+  const ask = () => {
+    if (running) {
+      wanted = true;
+      return;
+    }
+    if (timer) return;
+    timer = setTimeout(run, Math.max(0, last + ms - Date.now()));
+  };
+  ask.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    wanted = false;
+  };
+  return ask;
+}

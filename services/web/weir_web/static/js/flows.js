@@ -1,15 +1,16 @@
-// The flow list: filters kept in the URL, cursor pages, live while the tab is visible, and
-// bulk cancel / rerun of a selection (or of every flow matching the filter).
+// The flow list: filters kept in the URL, cursor pages, live by push while the tab is
+// visible, and bulk cancel / rerun of a selection (or of every flow matching the filter).
 
-import { call, canWrite, seg } from "./api.js";
-import { h, replace, whileVisible } from "./dom.js";
+import { API, call, canWrite, seg } from "./api.js";
+import { followWhileVisible, h, replace, throttled } from "./dom.js";
 import { formatDuration, formatTime, inputToIso, isoToInput } from "./time.js";
 import { badge, confirmAction, link, notify, showError } from "./ui.js";
 
 const STATUSES = ["", "scheduled", "pending", "running", "succeeded", "failed", "cancelling", "cancelled", "rejected", "duplicate"];
 const ACTIVE = new Set(["scheduled", "pending", "running", "cancelling"]);
 const PAGE = 50;
-const LIVE_MS = 5000;
+/** The list is fetched again at most this often however many flows change. */
+const REFRESH_MIN_MS = 1000;
 const MATCHING_MAX = 10_000;
 const PAGE_MAX = 500;
 
@@ -199,7 +200,7 @@ export async function flowsView(root, _params, { signal, navigate }) {
       nextCursor = page.next;
       renderRows();
       renderPager();
-      live.textContent = cursor ? "" : `live · updated ${formatTime(new Date().toISOString())}`;
+      if (!cursor) live.textContent = `live · updated ${formatTime(new Date().toISOString())}`;
     } catch (error) {
       if (error.name !== "AbortError") showError(error, "flows");
     }
@@ -208,10 +209,23 @@ export async function flowsView(root, _params, { signal, navigate }) {
   root.append(h("h1", {}, "Flows"), form, canWrite() ? bulk : "", table, pager);
   showSelection();
   await refresh();
-  // The first page follows new flows and status changes; later pages stay as they were
-  // (a cursor page is a fixed window). Nothing is fetched while the tab is hidden.
+  // The first page follows new flows and status changes, pushed by weir-web (the list
+  // stream of GET /flows); later pages stay as they were (a cursor page is a fixed window).
+  // While the tab is hidden the stream is closed; on return it opens again, and its `ready`
+  // fetches the page once, so nothing that changed meanwhile is missed.
   if (!cursor) {
-    const stop = whileVisible(refresh, LIVE_MS);
-    signal.addEventListener("abort", stop);
+    const again = throttled(refresh, REFRESH_MIN_MS);
+    const onState = (state) => {
+      table.dataset.live = state;
+      if (state === "paused") again.cancel(); // nothing is fetched while the tab is hidden
+      if (state === "paused") live.textContent = "paused while the tab is hidden";
+      else if (state === "reconnecting") live.textContent = "reconnecting…";
+      else if (state === "closed") live.textContent = "not live: reload the page";
+    };
+    const stop = followWhileVisible(`${API}/flows`, { ready: again, change: again, resync: again }, onState);
+    signal.addEventListener("abort", () => {
+      stop();
+      again.cancel();
+    });
   }
 }

@@ -1,0 +1,138 @@
+"""What every endpoint shares: the NATS backends, connected once when the app starts, the
+caller check, and the turning of every failure into the error body of its code."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from weir.artifacts import ArtifactChecksumError, ArtifactError, ArtifactNotFound, Artifacts
+from weir.client import Client, WeirError
+from weir.secrets import SecretError, SecretStore
+from weir_proto.errors import ErrorCode, error_code
+
+from weir_web.auth import Denied, Gate
+from weir_web.changes import FlowChanges
+from weir_web.config import WebSettings
+from weir_web.errors import CODE_BY_STATUS, HttpFailure
+
+log = logging.getLogger("weir.web")
+
+API_PREFIX = "/api/v1"
+_encoder = msgspec.json.Encoder()
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Backends:
+    """What the API talks to, connected once at start (the lifespan) and shared."""
+
+    client: Client
+    artifacts: Artifacts
+    secrets: SecretStore
+    changes: FlowChanges
+
+    @property
+    def nc(self) -> NATS:
+        return self.client.nc
+
+
+Connect = Callable[[], Awaitable[Backends]]
+
+
+class Context:
+    """The settings, the gate and (once connected) the backends, shared by every endpoint."""
+
+    def __init__(self, settings: WebSettings, gate: Gate) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.connected: Backends | None = None
+
+
+class Endpoints:
+    """A resource's endpoints; each checks its caller's role first, then its parameters."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    @property
+    def settings(self) -> WebSettings:
+        return self.context.settings
+
+    @property
+    def gate(self) -> Gate:
+        return self.context.gate
+
+    @property
+    def backends(self) -> Backends:
+        if self.context.connected is None:
+            raise HttpFailure(ErrorCode.UNAVAILABLE, "weir-web is not connected to NATS yet")
+        return self.context.connected
+
+    @property
+    def client(self) -> Client:
+        return self.backends.client
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    return Response(_encoder.encode(value), status, media_type="application/json")
+
+
+def failure_response(failure: HttpFailure) -> Response:
+    retry_after = failure.extra.get("retry_after")
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+    return Response(failure.body(), failure.status, media_type="application/json", headers=headers)
+
+
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """`endpoint` with every failure turned into the error body of its code."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HttpFailure as failure:
+            return failure_response(failure)
+        except Denied as denied:
+            return failure_response(HttpFailure(CODE_BY_STATUS[denied.status], denied.message))
+        except WeirError as exc:
+            extra: dict[str, Any] = {"flow_id": exc.flow_id} if exc.flow_id else {}
+            if exc.retry_after is not None:  # rate_limited, overloaded: when to submit again
+                extra["retry_after"] = exc.retry_after
+            problems = exc.details if exc.code == ErrorCode.INVALID_FLOW else None
+            return failure_response(
+                HttpFailure(error_code(exc.code), exc.message, problems, extra=extra)
+            )
+        except ArtifactNotFound as exc:
+            return failure_response(HttpFailure(ErrorCode.NOT_FOUND, str(exc)))
+        except ArtifactChecksumError as exc:
+            return failure_response(HttpFailure(ErrorCode.INTERNAL, str(exc)))
+        except ArtifactError as exc:
+            return failure_response(HttpFailure(ErrorCode.UNAVAILABLE, str(exc)))
+        except SecretError as exc:
+            return failure_response(HttpFailure(ErrorCode.UNAVAILABLE, str(exc)))
+        except (TimeoutError, nats.errors.TimeoutError):
+            log.warning("NATS did not answer in time on %s %s", request.method, request.url.path)
+            return failure_response(
+                HttpFailure(ErrorCode.TIMEOUT, "NATS did not answer in time; try again")
+            )
+
+    run.__name__ = endpoint.__name__
+    return run
+
+
+def api_route(path: str, endpoint: Endpoint, *methods: str) -> Route:
+    """`endpoint` at `/api/v1{path}` for `methods`, its failures answered as error bodies."""
+    return Route(f"{API_PREFIX}{path}", guarded(endpoint), methods=list(methods))

@@ -1,0 +1,1 @@
+"""The `/api/v1` endpoints, one module per resource."""

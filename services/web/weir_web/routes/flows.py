@@ -1,0 +1,151 @@
+"""`/flows`: list and query (or, as Server-Sent Events, which flows change status), submit,
+one flow, and the commands on it (cancel, rerun)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from weir.spec_file import SpecFileError, load_spec_text
+from weir.where import WhereError, parse_where
+from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from weir_proto.errors import ErrorCode, SpecError
+
+from weir_web.changes import FlowChanges
+from weir_web.config import Role
+from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.errors import HttpFailure
+from weir_web.params import flow_id_of, int_query, read_body, read_json, wants_events
+from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
+
+_encoder = msgspec.json.Encoder()
+
+
+class Cancel(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = "cancelled from the HTTP API"
+
+
+class Rerun(msgspec.Struct, forbid_unknown_fields=True):
+    failed_only: bool = False
+
+
+class FlowRoutes(Endpoints):
+    def routes(self) -> list[Route]:
+        return [
+            api_route("/flows", self.flows, "GET"),
+            api_route("/flows", self.submit, "POST"),
+            api_route("/flows/{flow_id}", self.flow, "GET"),
+            api_route("/flows/{flow_id}/cancel", self.cancel, "POST"),
+            api_route("/flows/{flow_id}/rerun", self.rerun, "POST"),
+        ]
+
+    async def flows(self, request: Request) -> Response:
+        self.gate.require(request, Role.viewer)
+        if wants_events(request):
+            return sse_response(change_frames(self.backends.changes))
+        status = request.query_params.get("status") or None
+        where_text = request.query_params.get("where") or None
+        limit = int_query(request, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
+        assert limit is not None
+        cursor = request.query_params.get("cursor") or None
+        if where_text is None:
+            page = await self.client.list(status, limit, cursor)
+        else:
+            try:
+                where = parse_where(where_text)
+            except WhereError as exc:
+                raise HttpFailure(ErrorCode.BAD_REQUEST, f"where: {exc}") from None
+            if status is not None:
+                where = {"and": [{"status": status}, where]}
+            page = await self.client.query(where, limit, cursor)
+        return json_response(page)
+
+    async def submit(self, request: Request) -> Response:
+        self.gate.require(request, Role.operator)
+        body = await read_body(request, self.settings.body_bytes_max)
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise HttpFailure(ErrorCode.BAD_REQUEST, "the flow spec is not UTF-8 text") from None
+        text, params = spec_and_params(text)
+        try:
+            doc = load_spec_text(text, "body")
+        except SpecFileError as exc:
+            problems = [SpecError(path="$", message=p) for p in exc.problems]
+            raise HttpFailure(
+                ErrorCode.INVALID_FLOW, f"the flow spec has {len(problems)} problem(s)", problems
+            ) from None
+        verdict = await self.client.submit(doc, params=params, verdict=True)
+        if verdict.verdict == "rejected":
+            raise HttpFailure(
+                ErrorCode.INVALID_FLOW,
+                verdict.message or f"flow {verdict.flow_id} was rejected",
+                list(verdict.errors),
+                extra={"flow_id": verdict.flow_id},
+            )
+        if verdict.verdict == "duplicate":
+            raise HttpFailure(
+                ErrorCode.CONFLICT, verdict.message, extra={"existing": verdict.existing}
+            )
+        return json_response(
+            {"flow_id": verdict.flow_id, "status": verdict.status, "created": verdict.created},
+            201 if verdict.created else 200,
+        )
+
+    async def flow(self, request: Request) -> Response:
+        self.gate.require(request, Role.viewer)
+        return json_response(await self.client.get(flow_id_of(request)))
+
+    async def cancel(self, request: Request) -> Response:
+        self.gate.require(request, Role.operator)
+        flow_id = flow_id_of(request)
+        cancel = await read_json(request, Cancel, 64 * 1024)
+        return json_response(await self.client.cancel(flow_id, cancel.reason))
+
+    async def rerun(self, request: Request) -> Response:
+        self.gate.require(request, Role.operator)
+        flow_id = flow_id_of(request)
+        rerun = await read_json(request, Rerun, 64 * 1024)
+        accepted = await self.client.rerun(flow_id, rerun.failed_only)
+        return json_response(accepted, 201 if accepted.created else 200)
+
+
+async def change_frames(changes: FlowChanges) -> AsyncIterator[bytes]:
+    """`ready` once the feed is live (a client then fetches the list it shows), then a
+    `change` per flow whose status may have changed, `{"flow_id", "type"}` (the event's
+    type), or `resync` when too many changed at once to name them."""
+    async with changes.follow() as follower:
+        yield sse_frame("{}", "ready")
+        async for batch in with_keepalive(follower.batches(), KEEPALIVE_SECONDS):
+            if batch is None:
+                yield KEEPALIVE_FRAME
+                continue
+            if batch.overflowed:
+                yield sse_frame("{}", "resync")
+            for change in batch.changes:
+                data = {"flow_id": change.flow_id, "type": change.type}
+                yield sse_frame(_encoder.encode(data).decode(), "change")
+
+
+def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
+    """A submit body is a flow spec (YAML or JSON), or the JSON object
+    `{"spec": SPEC, "params": {NAME: VALUE}}`: the spec's text and the params."""
+    try:
+        doc = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return text, None
+    if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
+        return text, None
+    unknown = sorted(str(k) for k in set(doc) - {"spec", "params"})
+    params = doc.get("params")
+    if unknown or not (params is None or isinstance(params, dict)):
+        raise HttpFailure(
+            ErrorCode.BAD_REQUEST,
+            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}}'
+            + (f"; unknown field(s): {', '.join(unknown)}" if unknown else ""),
+        )
+    return _encoder.encode(doc["spec"]).decode(), params

@@ -1,0 +1,46 @@
+"""`/health` (the scheduler's and runners' `weir.health.*` answers) and `/openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from weir.health import health_subject
+
+from weir_web.config import Role
+from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.openapi import openapi_document
+
+HEALTH_TIMEOUT = 1.0
+HEALTH_SERVICES = ("scheduler", "runner")
+
+
+class HealthRoutes(Endpoints):
+    def routes(self) -> list[Route]:
+        return [
+            api_route("/health", self.health, "GET"),
+            api_route("/openapi.json", self.openapi, "GET"),
+        ]
+
+    async def health(self, request: Request) -> Response:
+        self.gate.require(request, Role.viewer)
+        reports: dict[str, Any] = {}
+        for service in HEALTH_SERVICES:
+            try:
+                msg = await self.backends.nc.request(
+                    health_subject(service), b"", timeout=HEALTH_TIMEOUT
+                )
+                reports[service] = msgspec.json.decode(msg.data)
+            except Exception:
+                reports[service] = {"status": "unreachable"}
+        # The scheduler decides: without it nothing moves. Runners are reported as they
+        # answer (the runner user of deploy/nats/permissions.conf may not reply to inboxes).
+        ok = reports["scheduler"].get("status") == "ok"
+        status = "ok" if ok else "degraded"
+        return json_response({"status": status, "services": reports}, 200 if ok else 503)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document())

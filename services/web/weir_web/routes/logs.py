@@ -1,0 +1,44 @@
+"""`/flows/{id}/tasks/{task}/logs`: a task attempt's log as text, or as Server-Sent Events
+(one per chunk, named by its stream, then `end`) when following."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from weir_web.config import Role
+from weir_web.endpoints import Endpoints, api_route
+from weir_web.params import bool_query, flow_id_of, int_query, label_of
+from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
+
+
+class LogRoutes(Endpoints):
+    def routes(self) -> list[Route]:
+        return [api_route("/flows/{flow_id}/tasks/{task}/logs", self.logs, "GET")]
+
+    async def logs(self, request: Request) -> Response:
+        self.gate.require(request, Role.viewer)
+        flow_id = flow_id_of(request)
+        task = label_of(request, "task", "task name")
+        attempt = int_query(request, "attempt", None, 1, 1_000_000)
+        follow = bool_query(request, "follow")
+        attempt = await self.client.attempt_of(flow_id, task, attempt)
+        chunks = self.client.logs(flow_id, task, attempt, follow=follow)
+        if not follow:
+            return StreamingResponse(
+                (data async for _, data in chunks), media_type="text/plain; charset=utf-8"
+            )
+        return sse_response(log_frames(chunks))
+
+
+async def log_frames(chunks: AsyncIterator[tuple[str, bytes]]) -> AsyncIterator[bytes]:
+    async for item in with_keepalive(chunks, KEEPALIVE_SECONDS):
+        if item is None:
+            yield KEEPALIVE_FRAME
+            continue
+        stream, data = item
+        yield sse_frame(data.decode(errors="replace"), stream)
+    yield sse_frame("", "end")

@@ -1,0 +1,62 @@
+"""`/session`: a token exchanged for a session cookie (HttpOnly, SameSite=Strict) and the
+CSRF token its writes must carry."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from weir_proto.errors import ErrorCode
+
+from weir_web.auth import SESSION_COOKIE, Denied
+from weir_web.config import Role
+from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.errors import HttpFailure
+from weir_web.params import read_json
+
+
+class Login(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+
+
+class SessionRoutes(Endpoints):
+    def routes(self) -> list[Route]:
+        return [
+            api_route("/session", self.session_open, "POST"),
+            api_route("/session", self.session_show, "GET"),
+            api_route("/session", self.session_close, "DELETE"),
+        ]
+
+    async def session_open(self, request: Request) -> Response:
+        login = await read_json(request, Login, 64 * 1024)
+        try:
+            session_id, session = self.gate.open_session(login.token)
+        except Denied as exc:
+            raise HttpFailure(ErrorCode.UNAUTHORIZED, exc.message) from None
+        response = json_response({"role": session.role.name, "csrf": session.csrf}, 201)
+        response.set_cookie(
+            SESSION_COOKIE,
+            session_id,
+            max_age=int(self.settings.session_seconds),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    async def session_show(self, request: Request) -> Response:
+        caller = self.gate.caller(request)
+        if caller.session is None:
+            raise HttpFailure(
+                ErrorCode.UNAUTHORIZED, "no session: log in with POST /api/v1/session"
+            )
+        return json_response({"role": caller.role.name, "csrf": caller.session.csrf})
+
+    async def session_close(self, request: Request) -> Response:
+        self.gate.require(request, Role.viewer)
+        self.gate.close_session(request)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
