@@ -9,7 +9,7 @@ arrives at the same tasks ready and the same tasks due to be skipped.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
@@ -344,19 +344,26 @@ def _from_plan(
         unstarted=immutables.Map(),
         held=immutables.Map(),
     )
-    ready: dict[str, bool] = {}
-    settled: dict[str, str] = {}
-    for name, n in blocked.items():
-        if n == 0:
-            reason = skip_reason(flow, name)
-            if reason is None:
-                ready[name] = True
-            else:
-                settled[name] = reason
+    return sorted_out(flow, [name for name, n in blocked.items() if n == 0], {}, {})
+
+
+def sorted_out(
+    flow: FoldedFlow, names: Iterable[str], ready: dict[str, bool], settled: dict[str, str]
+) -> FoldedFlow:
+    """`flow` with `ready` and `settled` as its ready and due-to-be-skipped tasks, and each of
+    `names` (whose dependencies have all ended) added to one of them by its trigger rule and
+    condition."""
+    assert flow.plan is not None
+    for name in names:
+        reason = skip_reason(flow, name)
+        if reason is None:
+            ready[name] = True
+        else:
+            settled[name] = reason
     return replace(
         flow,
         ready=immutables.Map(ready),
-        line=_line_of(ready, tasks, flow_plan.positions),
+        line=_line_of(ready, flow.tasks, flow.plan.positions),
         settled=immutables.Map(settled),
     )
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-import immutables
 from weir_proto.events import FlowPaused, FlowResumed, FlowUpdated, TaskRetried
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_proto.validation import printable
@@ -31,12 +30,12 @@ from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import (
     FoldedFlow,
     FoldedTask,
-    _line_of,
     _unready,
     _unsettled,
     _with_task,
+    sorted_out,
 )
-from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.decider.triggers import tolerates_failure
 
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
 _REDONE = (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
@@ -262,15 +261,5 @@ def retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
     for name in waiting:
         if failed is not None and name != event.task and not tolerates_failure(plan, name):
             settled[name] = f'flow is failing: task "{failed}" failed'
-        elif blocked[name] == 0:
-            reason = skip_reason(flow, name)
-            if reason is None:
-                ready[name] = True
-            else:
-                settled[name] = reason
-    return replace(
-        flow,
-        ready=immutables.Map(ready),
-        line=_line_of(ready, flow.tasks, plan.positions),
-        settled=immutables.Map(settled),
-    )
+    free = [name for name in waiting if blocked[name] == 0 and name not in settled]
+    return sorted_out(flow, free, ready, settled)

@@ -4,16 +4,18 @@ the same name; a refusal is the scheduler's reason (409)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from weir_proto.api import UpdateRequest
+from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
 from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, read_json
 
 BODY_MAX = 64 * 1024
@@ -30,15 +32,6 @@ class Pause(msgspec.Struct, forbid_unknown_fields=True):
 
 class Resume(msgspec.Struct, forbid_unknown_fields=True):
     pass
-
-
-class Update(msgspec.Struct, forbid_unknown_fields=True):
-    priority: int | None = None
-    scheduled_at: datetime | None = None
-    start_now: bool = False
-    params: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    metadata: dict[str, Any] | None = None
 
 
 class SteppingRoutes(Endpoints):
@@ -69,17 +62,15 @@ class SteppingRoutes(Endpoints):
         return json_response(await self.client.resume(flow_id))
 
     async def update(self, request: Request) -> Response:
+        """The body is `UpdateRequest` without `flow_id` (the path names the flow)."""
         self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
-        update = await read_json(request, Update, BODY_MAX)
-        return json_response(
-            await self.client.update(
-                flow_id,
-                priority=update.priority,
-                scheduled_at=update.scheduled_at,
-                start_now=update.start_now,
-                params=update.params,
-                tags=update.tags,
-                metadata=update.metadata,
-            )
-        )
+        body = await read_json(request, dict[str, Any], BODY_MAX)
+        if "flow_id" in body:
+            raise HttpFailure(ErrorCode.BAD_REQUEST, "request body: the path names the flow")
+        try:
+            update = msgspec.convert({**body, "flow_id": flow_id}, UpdateRequest)
+        except msgspec.ValidationError as exc:
+            raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body: {exc}") from None
+        fields = {f: getattr(update, f) for f in update.__struct_fields__ if f != "flow_id"}
+        return json_response(await self.client.update(flow_id, **fields))
