@@ -418,10 +418,7 @@ class Client:
         return await self._call(subjects.API_RERUN, request, SubmitAccepted)
 
     async def retry(self, flow_id: str, task: str, downstream: bool = False) -> Stepped:
-        """Run `task` (failed or succeeded) again inside its flow, which runs again; the
-        tasks skipped or cancelled so far are planned again, with `downstream` every task
-        after it too. `Stepped.tasks` lists them. Refused (`conflict`) with the reason for a
-        task that has not ended, an unknown task, or a cancelled flow."""
+        """Run `task` again inside its flow, with `downstream` every task after it too."""
         request = RetryRequest(flow_id=flow_id, task=task, downstream=downstream)
         return await self._call(subjects.API_RETRY, request, Stepped)
 
@@ -431,7 +428,6 @@ class Client:
         return await self._call(subjects.API_PAUSE, request, Stepped)
 
     async def resume(self, flow_id: str) -> Stepped:
-        """Hand out the paused flow's work again (retries that fell due meanwhile first)."""
         return await self._call(subjects.API_RESUME, PauseRequest(flow_id=flow_id), Stepped)
 
     async def update(
@@ -445,18 +441,16 @@ class Client:
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Stepped:
-        """Change a flow that has not started: what is given replaces what it had (`params`
-        are merged into its values); `Stepped.tasks` names the fields changed. Refused
-        (`conflict`) once a task of it was handed to a runner; a new spec with problems is
-        `invalid_flow` with every problem in `details`."""
+        """Change a flow that has not started (`params` are merged, the rest replaced);
+        `Stepped.tasks` names the fields changed. Refusals: see docs/jobs.md."""
         request = UpdateRequest(
             flow_id=flow_id,
             priority=priority,
             scheduled_at=scheduled_at,
             start_now=start_now,
-            params=dict(params) if params is not None else None,
-            tags=list(tags) if tags is not None else None,
-            metadata=dict(metadata) if metadata is not None else None,
+            params=None if params is None else dict(params),
+            tags=None if tags is None else list(tags),
+            metadata=None if metadata is None else dict(metadata),
         )
         return await self._call(subjects.API_UPDATE, request, Stepped)
 
@@ -598,8 +592,7 @@ class Client:
                 await sub.unsubscribe()
 
     async def wait(self, flow_id: str) -> FlowEvent:
-        """Block until the flow ends; returns its terminal event (the last one, when a retry
-        ran the flow again after it had ended)."""
+        """Block until the flow ends; returns its (last: see `retry`) terminal event."""
         last: FlowEvent | None = None
         async for event in self.events(flow_id, follow=True):
             last = event
