@@ -18,7 +18,10 @@ from weir_proto.events import FlowEvent, event_type
 
 from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
+from tests.integration.test_cancel import one_slot
 from tests.waiting import until
+
+__all__ = ["one_slot"]  # fixture
 
 ONCE = {"max_attempts": 1}
 
@@ -285,3 +288,25 @@ async def test_the_cli_steps_in_and_says_why_not(client: Client, tmp_path: Path)
     assert "Traceback" not in ran.stderr
     ran = await weir(nats_url, "update", flow_id, "--at", "tomorrow", "-p", "x", "--metadata", "[")
     assert ran.code == 2 and ran.stderr.count("error:") == 3, ran.stderr
+
+
+async def test_a_paused_flows_queued_task_waits_and_others_pass_it(one_slot: Client) -> None:
+    """`gpu` has one slot and nobody serves it: a dispatched attempt holds the slot until
+    its flow is cancelled."""
+    client = one_slot
+    holder = await client.submit({"name": "holder", "tasks": [task("h", queue="gpu")]})
+    await reached(client, holder, "task_dispatched")
+    older = await client.submit({"name": "older", "tasks": [task("o", queue="gpu")]})
+    await reached(client, older, "task_queued")
+    await client.pause(older)
+
+    newer = await client.submit({"name": "newer", "tasks": [task("n", queue="gpu")]})
+    await reached(client, newer, "task_queued")
+    await client.cancel(holder)  # the slot is free: the newer flow's task gets it
+    await reached(client, newer, "task_dispatched")
+    assert await tasks_of(client, older) == {"o": ("queued", 0)}
+
+    await client.resume(older)
+    await client.cancel(newer)
+    await reached(client, older, "task_dispatched")
+    await client.cancel(older)
