@@ -88,8 +88,9 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
             f'task "{name}" is {task.status}: only a task that failed or succeeded can be '
             "retried; wait for it to end"
         )
-    reset = retry_tasks(flow, name, downstream)
-    for after in sorted(_descendants(flow, reset), key=plan.positions.__getitem__):
+    planned = retry_tasks(flow, name, downstream)
+    reset = set(planned)
+    for after in sorted(_descendants(flow, planned), key=plan.positions.__getitem__):
         status = flow.tasks[after].status
         if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
             return (
