@@ -69,7 +69,8 @@ def _stepping(out: Emitter, command: Pause | Resume | Retry | Update) -> None:
             stepping.decide_retry(out, command)
         case Update():
             stepping.decide_update(out, command)
-    _finish_if_done(out)
+    if not out.flow.paused:  # a paused flow with nothing left ends at its resume
+        _finish_if_done(out)
 
 
 def decide(
@@ -158,7 +159,7 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             if flow.status is not FlowStatus.SCHEDULED:
                 return
             dispatch_ready(out)
-            _finish_if_done(out)
+            _finish_if_done(out, started=True)  # a rerun may have reused every task
         case FireTimer(kind="retry", task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
             if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
@@ -307,9 +308,10 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
     _finish_if_done(out)
 
 
-def _finish_if_done(out: Emitter) -> None:
+def _finish_if_done(out: Emitter, started: bool = False) -> None:
     flow = out.flow
-    if flow.unfinished or flow.status.terminal or flow.status is FlowStatus.SCHEDULED:
+    waiting = flow.status is FlowStatus.SCHEDULED and not started
+    if flow.unfinished or flow.status.terminal or waiting:
         return
     failed = [t.name for t in flow.tasks.values() if t.status is TaskStatus.FAILED]
     if failed:
