@@ -206,7 +206,10 @@ class DeciderMachine(RuleBasedStateMachine):
     )
     def timer_fires(self, data: st.DataObject, kind: Any, skew: int) -> None:
         name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
-        self.run(FireTimer(kind, name, self.attempt_of(name, skew)))
+        attempt = self.attempt_of(name, skew)
+        if kind == "start":  # its `attempt` counts the updates that set its start
+            attempt = max(self.flow.updates + skew, 0)
+        self.run(FireTimer(kind, name, attempt))
 
     @rule(reason=st.sampled_from(["stop", "again"]))
     def cancel(self, reason: str) -> None:
@@ -471,7 +474,7 @@ class DeciderMachine(RuleBasedStateMachine):
         if flow.paused:
             return Resume()
         if flow.status is FlowStatus.SCHEDULED:
-            return FireTimer("start")
+            return FireTimer("start", attempt=flow.updates)
         tasks = flow.tasks.values()
         for t in tasks:
             if t.status is TaskStatus.DISPATCHED:

@@ -413,7 +413,7 @@ def _timer_rows(
     for flow, names in touched:
         cleared.extend(TimerKey(flow.id, name) for name in ["", *names])
         if flow.status is FlowStatus.SCHEDULED and flow.start_at is not None:
-            due.append(TimerRow(flow.id, "", "start", 0, flow.start_at))
+            due.append(TimerRow(flow.id, "", "start", flow.updates, flow.start_at))
         if flow.plan is None or flow.status.terminal:
             continue
         for name in names:

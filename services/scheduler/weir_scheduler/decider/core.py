@@ -155,9 +155,9 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             if task is None or not task.status.active:
                 return
             _attempt_ended(out, task, report)
-        case FireTimer(kind="start"):
-            if flow.status is not FlowStatus.SCHEDULED:
-                return
+        case FireTimer(kind="start", attempt=updates):
+            if flow.status is not FlowStatus.SCHEDULED or updates != flow.updates:
+                return  # not waiting, or a start an update has moved since
             dispatch_ready(out)
             _finish_if_done(out, started=True)  # a rerun may have reused every task
         case FireTimer(kind="retry", task=name, attempt=attempt):

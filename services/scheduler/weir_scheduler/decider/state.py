@@ -122,6 +122,8 @@ class FoldedFlow:
     cancel_reason: str | None = None
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
+    updates: int = 0
+    """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
     @property
     def exists(self) -> bool:
@@ -162,6 +164,7 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             return _from_plan(flow, flow_plan, start_at, done, carried)
         case FlowUpdated(spec=spec, start_at=start_at):
             carried = {name: flow.tasks[name].outputs for name in flow.reused}
+            flow = replace(flow, updates=flow.updates + 1)
             return _from_plan(flow, planned(spec, _UNLIMITED), start_at, flow.reused, carried)
         case FlowPaused() | FlowResumed():
             return flow
