@@ -48,6 +48,36 @@ class RerunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Run only the tasks that did not succeed, reusing the outputs of those that did."""
 
 
+class RetryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Run `task` of the flow again (it failed or succeeded); the tasks skipped or cancelled
+    so far are planned again, and with `downstream` every task after it too."""
+
+    flow_id: str
+    task: str
+    downstream: bool = False
+
+
+class PauseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Pause (`weir.api.pause`) or resume (`weir.api.resume`, `reason` unused) a flow."""
+
+    flow_id: str
+    reason: str = "paused by request"
+
+
+class UpdateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Change a flow that has not started (nothing handed to a runner yet). Each field left
+    out stays as it is: `params` are merged into the submitted values, `tags` and `metadata`
+    replace the old ones, `scheduled_at` sets a later start (`start_now` starts it now)."""
+
+    flow_id: str
+    priority: int | None = None
+    scheduled_at: datetime | None = None
+    start_now: bool = False
+    params: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class AttemptRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     flow_id: str
     task: str
@@ -68,6 +98,17 @@ class FlowState(msgspec.Struct, kw_only=True):
     status: str
     already: bool = False
     """The flow was already cancelling or cancelled: this cancel changed nothing."""
+
+
+class Stepped(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer to a retry, pause, resume or update: the flow's status after it."""
+
+    flow_id: str
+    status: str
+    tasks: list[str] = msgspec.field(default_factory=list)
+    """Retry: the tasks planned again. Update: the fields changed."""
+    already: bool = False
+    """Pause of a paused flow, resume of one not paused: nothing changed."""
 
 
 class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

@@ -160,6 +160,39 @@ class FlowDeduplicated(_Event, tag="flow_deduplicated", frozen=True):
     name: str | None = None
 
 
+class FlowPaused(_Event, tag="flow_paused", frozen=True):
+    """No new attempt is handed out until `flow_resumed`; attempts already handed out run
+    on and are recorded, and timers keep time (a retry that falls due waits for the resume)."""
+
+    reason: str
+
+
+class FlowResumed(_Event, tag="flow_resumed", frozen=True):
+    """Work is handed out again; `status` is what the flow is now (`scheduled`, `pending` or
+    `running`)."""
+
+    status: str
+
+
+class TaskRetried(_Event, tag="task_retried", frozen=True):
+    """`task` runs again inside its flow (`weir retry`): every task in `tasks` (it, the
+    tasks after it with `downstream`, and the tasks skipped or cancelled so far) is planned
+    again, from `pending`; attempts keep counting up and `task` gets its full retry budget."""
+
+    task: str
+    tasks: list[str]
+    downstream: bool = False
+
+
+class FlowUpdated(_Event, tag="flow_updated", frozen=True):
+    """The flow, not started yet, was changed (`weir update`): `spec` is the whole new spec,
+    `changed` names the fields the update set, `start_at` is the new later start (None: now)."""
+
+    spec: FlowSpec
+    changed: list[str]
+    start_at: datetime | None = None
+
+
 FlowEvent = (
     FlowSubmitted
     | FlowRejected
@@ -179,6 +212,10 @@ FlowEvent = (
     | FlowCancelRequested
     | FlowCancelled
     | FlowDeduplicated
+    | FlowPaused
+    | FlowResumed
+    | TaskRetried
+    | FlowUpdated
 )
 
 TERMINAL_FLOW_EVENTS = (

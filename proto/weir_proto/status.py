@@ -19,6 +19,8 @@ class FlowStatus(StrEnum):
     """Submitted with a later start (`scheduled_at` / `delay`)."""
     PENDING = "pending"
     RUNNING = "running"
+    PAUSED = "paused"
+    """`weir pause`: nothing new is handed out until `weir resume`."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLING = "cancelling"
@@ -110,13 +112,25 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             return FlowStatus.REJECTED
         case ev.FlowDeduplicated():
             return FlowStatus.DUPLICATE
-        case ev.TaskDispatched() | ev.TaskQueued():
+        case ev.TaskDispatched() | ev.TaskQueued() | ev.TaskSkipped():
+            # A skip at the start (a root's trigger or condition) starts the flow too, so a
+            # flow whose every task is skipped then ends.
             return FlowStatus.PENDING if status is FlowStatus.SCHEDULED else status
         case ev.TaskStarted():
             return FlowStatus.RUNNING if status is FlowStatus.PENDING else status
         case ev.FlowCancelRequested(fail_fast=fail_fast):
             # fail_fast only stops the running siblings: the flow is failing, not cancelling.
             return status if fail_fast else FlowStatus.CANCELLING
+        case ev.FlowPaused():
+            return FlowStatus.PAUSED
+        case ev.FlowResumed(status=resumed):
+            return FlowStatus(resumed)
+        case ev.TaskRetried():
+            return status if status is FlowStatus.PAUSED else FlowStatus.RUNNING
+        case ev.FlowUpdated(start_at=start_at):
+            if status is FlowStatus.PAUSED:
+                return status
+            return FlowStatus.SCHEDULED if start_at else FlowStatus.PENDING
         case ev.FlowSucceeded():
             return FlowStatus.SUCCEEDED
         case ev.FlowFailed():
@@ -130,7 +144,6 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             | ev.TaskSnoozed()
             | ev.TaskCancelled()
             | ev.TaskFailed()
-            | ev.TaskSkipped()
             | ev.TaskExpanded()
         ):
             return status

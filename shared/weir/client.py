@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -32,18 +33,22 @@ from weir_proto.api import (
     FlowView,
     GetRequest,
     ListRequest,
+    PauseRequest,
     PruneRequest,
     PruneResult,
     QueryRequest,
     RawReply,
     RerunRequest,
+    RetryRequest,
     ScheduleList,
     ScheduleName,
     ScheduleRequest,
     ScheduleView,
+    Stepped,
     SubmitAccepted,
     TaskPage,
     TaskQueryRequest,
+    UpdateRequest,
 )
 from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
@@ -425,6 +430,43 @@ class Client:
         request = RerunRequest(flow_id=flow_id, failed_only=failed_only)
         return await self._call(subjects.API_RERUN, request, SubmitAccepted)
 
+    async def retry(self, flow_id: str, task: str, downstream: bool = False) -> Stepped:
+        """Run `task` again inside its flow, with `downstream` every task after it too."""
+        request = RetryRequest(flow_id=flow_id, task=task, downstream=downstream)
+        return await self._call(subjects.API_RETRY, request, Stepped)
+
+    async def pause(self, flow_id: str, reason: str = "paused by request") -> Stepped:
+        """Hand out no new attempt of the flow until `resume`; running ones finish."""
+        request = PauseRequest(flow_id=flow_id, reason=reason)
+        return await self._call(subjects.API_PAUSE, request, Stepped)
+
+    async def resume(self, flow_id: str) -> Stepped:
+        return await self._call(subjects.API_RESUME, PauseRequest(flow_id=flow_id), Stepped)
+
+    async def update(
+        self,
+        flow_id: str,
+        *,
+        priority: int | None = None,
+        scheduled_at: datetime | None = None,
+        start_now: bool = False,
+        params: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Stepped:
+        """Change a flow that has not started (`params` are merged, the rest replaced);
+        `Stepped.tasks` names the fields changed. Refusals: see docs/jobs.md."""
+        request = UpdateRequest(
+            flow_id=flow_id,
+            priority=priority,
+            scheduled_at=scheduled_at,
+            start_now=start_now,
+            params=None if params is None else dict(params),
+            tags=None if tags is None else list(tags),
+            metadata=None if metadata is None else dict(metadata),
+        )
+        return await self._call(subjects.API_UPDATE, request, Stepped)
+
     async def prune(
         self, older_than: float, statuses: Sequence[str] = (), keep_last: int = 0
     ) -> int:
@@ -465,7 +507,8 @@ class Client:
         self, flow_id: str, follow: bool = False, idle: float = HISTORY_IDLE_DEFAULT
     ) -> AsyncIterator[FlowEvent]:
         """The flow's events from the first, in `seq` order, each once. With `follow`, goes on
-        live until the flow ends; without, stops once the history has been replayed.
+        live until the flow ends (its last end: a retried flow runs on after its first);
+        without, stops once the history has been replayed.
 
         Several scheduler replicas may publish a flow's events slightly out of order; an
         event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
@@ -495,7 +538,9 @@ class Client:
                     event = held.pop(last_seq + 1)
                     last_seq = event.seq
                     yield event
-                    if event_type(event) in TERMINAL_FLOW_EVENTS:
+                    # An ended flow may run again (`weir retry`): its end is the last one.
+                    more = bool(held) or (msg is not None and msg.metadata.num_pending > 0)
+                    if event_type(event) in TERMINAL_FLOW_EVENTS and not more:
                         return
                 if not follow and not held and msg is not None and msg.metadata.num_pending == 0:
                     return
@@ -560,8 +605,10 @@ class Client:
                 await sub.unsubscribe()
 
     async def wait(self, flow_id: str) -> FlowEvent:
-        """Block until the flow ends; returns its terminal event."""
+        """Block until the flow ends; returns its (last: see `retry`) terminal event."""
+        last: FlowEvent | None = None
         async for event in self.events(flow_id, follow=True):
-            if event_type(event) in TERMINAL_FLOW_EVENTS:
-                return event
+            last = event
+        if last is not None and event_type(last) in TERMINAL_FLOW_EVENTS:
+            return last
         raise WeirError(ErrorCode.INTERNAL, f"event stream of flow {flow_id} ended early")

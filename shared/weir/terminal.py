@@ -31,6 +31,7 @@ STATUS_STYLE = {
     "pending": "dim",
     "retrying": "yellow",
     "skipped": "yellow",
+    "paused": "yellow",
     "cancelling": "yellow",
     "cancelled": "yellow",
     "duplicate": "yellow",

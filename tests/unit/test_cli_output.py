@@ -156,6 +156,16 @@ def _histories() -> list[list[FlowEvent]]:
             make(ev.TaskSucceeded, task="m[0]", attempt=1),
             make(ev.TaskSucceeded, task="m", attempt=0),
         ),
+        flow(
+            make(ev.FlowPaused, reason=TRICKY),
+            make(ev.FlowResumed, status="pending"),
+            make(ev.FlowUpdated, spec=flow()[0].spec, changed=["tags"]),  # type: ignore[union-attr]
+            dispatched,
+            started,
+            make(ev.TaskFailed, task=TRICKY, attempt=1, error_type="exit_code", message=TRICKY),
+            make(ev.FlowFailed, failed_tasks=[TRICKY]),
+            make(ev.TaskRetried, task=TRICKY, tasks=[TRICKY, "b"], downstream=True),
+        ),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}

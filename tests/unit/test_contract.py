@@ -86,6 +86,7 @@ def test_status_lists_are_the_enums_in_order() -> None:
         "scheduled",
         "pending",
         "running",
+        "paused",
         "succeeded",
         "failed",
         "cancelling",

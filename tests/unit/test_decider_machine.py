@@ -1,8 +1,10 @@
 """The decider as a state machine: random flows, then random commands and reports in any
 order — releases, starts, finishes (ok, failed, snoozed, cancelled, deterministic), timers
 firing late, duplicate and stale reports, cancels (also racing a success), reruns, mapped
-tasks expanded into instances (or failing on their list) and their outputs gathered — with
-the invariants checked after every step."""
+tasks expanded into instances (or failing on their list) and their outputs gathered, pauses,
+resumes, retries of one task (also of unknown or running ones) and updates — with the
+invariants checked after every step, among them that the log folds to the live state and
+that from every state the flow still reaches an end."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import FlowEvent, FlowSubmitted, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec, MapSpec
 from weir_proto.status import FlowStatus, TaskStatus
@@ -31,16 +33,21 @@ from weir_scheduler.decider import (
     FireTimer,
     FoldedFlow,
     Gather,
+    Pause,
     Policy,
     RecordFinished,
     RecordStarted,
     Release,
+    Resume,
+    Retry,
     Submit,
+    Update,
     decide,
     evolve,
     fold,
 )
 from weir_scheduler.decider.fanout import EXPAND_PHASE, due
+from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.map_plan import parent_of
 from weir_scheduler.planner import plan
 
@@ -112,6 +119,10 @@ class DeciderMachine(RuleBasedStateMachine):
         flow_id = flow_id or self.current
         flow = self.flows[flow_id]
         events = decide(flow, command, NOW, POLICY)
+        if flow.paused and not isinstance(command, Resume):
+            handed = ("task_dispatched", "task_queued")
+            started = [event_type(e) for e in events if event_type(e) in handed]
+            assert not started, f"{command!r} handed out work in a paused flow"
         for event in events:
             flow = evolve(flow, event)
         self.flows[flow_id] = flow
@@ -119,7 +130,8 @@ class DeciderMachine(RuleBasedStateMachine):
         # Release has no attempt: a later one may be fresh. A command that decided nothing
         # (a report on an attempt not dispatched yet, a retry timer for an attempt that had
         # not failed yet) is no duplicate later: it may count once the attempt exists.
-        if flow_id == self.current and events and not isinstance(command, Release):
+        stepping = Release | Pause | Resume | Retry | Update  # may count again later
+        if flow_id == self.current and events and not isinstance(command, stepping):
             self.handled.append(command)
         if flow.status.terminal:
             self.ended.setdefault(flow_id, flow.seq)
@@ -202,7 +214,10 @@ class DeciderMachine(RuleBasedStateMachine):
     )
     def timer_fires(self, data: st.DataObject, kind: Any, skew: int) -> None:
         name = data.draw(st.sampled_from(sorted(self.flow.tasks)))
-        self.run(FireTimer(kind, name, self.attempt_of(name, skew)))
+        attempt = self.attempt_of(name, skew)
+        if kind == "start":  # its `attempt` counts the updates that set its start
+            attempt = max(self.flow.updates + skew, 0)
+        self.run(FireTimer(kind, name, attempt))
 
     @rule(data=st.data(), outcome=st.sampled_from(["ok", "ok", "fail"]))
     def a_handed_out_attempt_ends(self, data: st.DataObject, outcome: str) -> None:
@@ -252,6 +267,56 @@ class DeciderMachine(RuleBasedStateMachine):
         self.run(first)
         self.run(second)
 
+    @rule(reason=st.sampled_from(["hold", "again"]))
+    def pause(self, reason: str) -> None:
+        was = self.flow
+        events = self.run(Pause(reason))
+        if was.status.terminal or was.paused or was.status is FlowStatus.CANCELLING:
+            assert events == [], "a pause of an ended, cancelling or paused flow changes nothing"
+        else:
+            assert [event_type(e) for e in events] == ["flow_paused"]
+
+    @rule()
+    def resume(self) -> None:
+        was = self.flow
+        events = self.run(Resume())
+        assert bool(events) == was.paused
+        if events:
+            assert event_type(events[0]) == "flow_resumed"
+
+    @rule(data=st.data(), downstream=st.booleans())
+    def retry(self, data: st.DataObject, downstream: bool) -> None:
+        was = self.flow
+        ended = [n for n, t in sorted(was.tasks.items()) if t.status.terminal]
+        name = data.draw(st.sampled_from(ended or [*sorted(was.tasks), "nope"]))
+        if data.draw(st.integers(0, 5)) == 0:  # also any task, or one that does not exist
+            name = data.draw(st.sampled_from([*sorted(was.tasks), "nope"]))
+        refusal = retry_refusal(was, name, downstream) if was.plan else "no plan"
+        events = self.run(Retry(name, downstream))
+        assert (refusal is None) == bool(events), (refusal, events)
+        if events:
+            assert event_type(events[0]) == "task_retried"
+            self.ended.pop(self.current, None)
+            if self.flow.status.terminal:  # everything planned again was skipped at once
+                self.ended[self.current] = self.flow.seq
+
+    @rule(priority=st.integers(0, 5), go=st.booleans(), later=st.booleans())
+    def update(self, priority: int, go: bool, later: bool) -> None:
+        was = self.flow
+        if was.plan is None:
+            return
+        spec = msgspec.structs.replace(
+            was.plan.spec, priority=priority, arguments={"go": go}, tags=["updated"]
+        )
+        start_at = NOW.replace(year=2027) if later else None
+        command = Update(spec, plan(spec), ("priority", "params", "tags"), start_at)
+        refusal = update_refusal(was)
+        events = self.run(command)
+        assert (refusal is None) == bool(events), (refusal, events)
+        if events:
+            assert event_type(events[0]) == "flow_updated"
+            assert self.flow.plan is not None and self.flow.plan.params["go"] is go
+
     @precondition(lambda self: bool(self.handled))
     @rule(data=st.data())
     def duplicate(self, data: st.DataObject) -> None:
@@ -300,10 +365,17 @@ class DeciderMachine(RuleBasedStateMachine):
             if flow.plan is None:
                 continue
             plan = flow.plan
-            ended: dict[str, str] = {n: "succeeded" for n in flow.reused}
+            submitted = log[0]
+            assert isinstance(submitted, FlowSubmitted)
+            ended: dict[str, str] = {n: "succeeded" for n in submitted.reused}
             for event in log:
                 kind = event_type(event)
                 name = getattr(event, "task", "")
+                if kind == "task_retried":
+                    for again in event.tasks:  # type: ignore[union-attr]
+                        ended.pop(again, None)
+                if kind == "flow_updated":  # planned again from scratch
+                    ended = {n: "succeeded" for n in submitted.reused}
                 if kind in ("task_succeeded", "task_failed", "task_skipped", "task_cancelled"):
                     ended[name] = kind.removeprefix("task_")
                 if kind == "task_expanded":
@@ -361,16 +433,26 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_task_succeeds_twice(self) -> None:
+        """... between two retries that plan it again."""
         for log in self.logs.values():
-            done = Counter(e.task for e in log if event_type(e) == "task_succeeded")  # type: ignore[union-attr]
-            assert all(n == 1 for n in done.values()), done
+            done: Counter[str] = Counter()
+            for event in log:
+                if event_type(event) == "task_retried":
+                    for again in event.tasks:  # type: ignore[union-attr]
+                        done[again] = 0
+                elif event_type(event) == "task_succeeded":
+                    done[event.task] += 1  # type: ignore[union-attr]
+            assert all(n <= 1 for n in done.values()), done
 
     @invariant()
     def nothing_starts_after_a_cancel_is_recorded(self) -> None:
+        """... until a retry of the ended (failed: fail_fast) flow plans tasks again."""
         for log in self.logs.values():
             kinds = [event_type(e) for e in log]
             if "flow_cancel_requested" in kinds:
                 after = kinds[kinds.index("flow_cancel_requested") :]
+                if "task_retried" in after:
+                    after = after[: after.index("task_retried")]
                 assert not set(after) & set(STARTS_WORK), after
 
     @invariant()
@@ -420,7 +502,7 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_waits_for_a_window_with_room(self) -> None:
         for flow in self.flows.values():
-            waiting_to_start = flow.status is FlowStatus.SCHEDULED
+            waiting_to_start = flow.status in (FlowStatus.SCHEDULED, FlowStatus.PAUSED)
             if flow.plan is None or flow.failing or flow.cancelling or waiting_to_start:
                 continue
             if flow.unstarted.get("default", 0) < WINDOW:
@@ -428,6 +510,54 @@ class DeciderMachine(RuleBasedStateMachine):
                 limit = flow.plan.spec.max_parallel
                 slots_full = limit is not None and flow.active + flow.retrying >= limit
                 assert slots_full or "default" not in flow.line, (flow.line, flow.unstarted)
+
+    @invariant()
+    def every_state_still_reaches_an_end(self) -> None:
+        """Resumed, released, timers fired and every attempt finished, the flow ends; the
+        log of that run folds to its state."""
+        flow = self.flow
+        log = list(self.logs[self.current])
+        for _ in range(400):
+            if flow.status.terminal or not flow.exists:
+                break
+            command = self.next_step(flow)
+            events = decide(flow, command, NOW, POLICY)
+            assert events, (command, flow.status, flow.tasks)
+            for event in events:
+                flow = evolve(flow, event)
+            log.extend(events)
+        assert flow.status.terminal or not flow.exists, flow.status
+        assert fold(flow.id, log) == flow
+
+    def next_step(self, flow: FoldedFlow) -> Command:
+        if flow.paused:
+            return Resume()
+        if flow.status is FlowStatus.SCHEDULED:
+            return FireTimer("start", attempt=flow.updates)
+        tasks = flow.tasks.values()
+        for t in tasks:
+            if t.status is TaskStatus.DISPATCHED:
+                report = AttemptStarted(
+                    flow_id=flow.id, task=t.name, attempt=t.attempt, runner="r", token="t", at=NOW
+                )
+                return RecordStarted(report)
+        for t in tasks:
+            if t.status is TaskStatus.RUNNING:
+                finished = AttemptFinished(
+                    flow_id=flow.id, task=t.name, attempt=t.attempt, runner="r", token="t", at=NOW
+                )
+                return RecordFinished(finished)
+        for t in tasks:
+            if t.status is TaskStatus.RETRYING:
+                return FireTimer("retry", t.name, t.attempt)
+        for t in tasks:
+            if t.status is TaskStatus.QUEUED and t.queue == "gpu":
+                return Release(t.name)
+        for name, phase in sorted(due(flow)):  # the shell reads a list or gathers outputs
+            if phase == EXPAND_PHASE:
+                return Expand(name, items=("a", "b"))
+            return Gather(name, (OutputDigest(name=name, size=2, sha256="00"),))
+        raise AssertionError(f"stuck: {flow.status} {dict(flow.tasks)}")
 
 
 DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

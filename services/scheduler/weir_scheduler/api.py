@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -25,19 +25,23 @@ from weir_proto.api import (
     FlowState,
     GetRequest,
     ListRequest,
+    PauseRequest,
     PruneRequest,
     PruneResult,
     QueryRequest,
     Reply,
     RerunRequest,
+    RetryRequest,
     ScheduleList,
     ScheduleName,
     ScheduleRequest,
+    Stepped,
     SubmitAccepted,
     TaskQueryRequest,
+    UpdateRequest,
 )
 from weir_proto.errors import ApiError, ErrorCode, WeirException
-from weir_proto.events import FlowCancelRequested
+from weir_proto.events import FlowCancelRequested, FlowEvent, TaskRetried
 from weir_proto.ids import new_flow_id
 from weir_proto.status import TERMINAL_FLOW_STATUSES, FlowStatus, TaskStatus
 
@@ -45,9 +49,12 @@ from weir_scheduler import cron
 from weir_scheduler.admission import SubmitAdmission, client_of
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.data import NewSchedule
-from weir_scheduler.decider import Cancel
+from weir_scheduler.decider import Cancel, Command, FoldedFlow, Pause, Resume, Retry
+from weir_scheduler.decider import stepping as steps
 from weir_scheduler.filters import FilterError
 from weir_scheduler.map_plan import parent_of
+from weir_scheduler.planner import Rejected
+from weir_scheduler.stepping import NothingToUpdate, update_command
 from weir_scheduler.store import EventStore, parse_cursor, task_cursor_bounds
 from weir_scheduler.submissions import Submission, SubmissionHandler
 
@@ -247,6 +254,67 @@ class Api:
             rerun_of=source.id,
         )
 
+    async def _step(
+        self, flow_id: str, command: Command, refusal: Callable[[FoldedFlow], str | None]
+    ) -> tuple[FoldedFlow, Sequence[FlowEvent]]:
+        """Decide and record `command`; the flow after it and the events it caused. A
+        command the flow refuses is answered with the reason (`conflict`)."""
+        flows, changes = await self.commands.apply_and_tell([(flow_id, command)])
+        flow = flows.get(flow_id)
+        if flow is None or not flow.exists:
+            raise ApiFailure(_not_found(flow_id))
+        events = [event for change in changes for event in change.events]
+        reason = None if events else refusal(flow)
+        if reason is not None:
+            raise ApiFailure(ApiError(code=ErrorCode.CONFLICT, message=reason, flow_id=flow_id))
+        return flow, events
+
+    async def pause(self, data: bytes) -> object:
+        request = _decode(data, PauseRequest, "pause")
+        pause = Pause(request.reason[:500])
+        flow, events = await self._step(request.flow_id, pause, steps.pause_refusal)
+        return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
+
+    async def resume(self, data: bytes) -> object:
+        request = _decode(data, PauseRequest, "resume")
+        flow, events = await self._step(request.flow_id, Resume(), steps.resume_refusal)
+        return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
+
+    async def retry(self, data: bytes) -> object:
+        request = _decode(data, RetryRequest, "retry")
+        flow, events = await self._step(
+            request.flow_id,
+            Retry(request.task, request.downstream),
+            lambda flow: steps.retry_refusal(flow, request.task, request.downstream),
+        )
+        planned = next(e.tasks for e in events if isinstance(e, TaskRetried))
+        return Stepped(flow_id=flow.id, status=str(flow.status), tasks=planned)
+
+    async def update(self, data: bytes) -> object:
+        request = _decode(data, UpdateRequest, "update")
+        flow = await self.store.load(request.flow_id)
+        if not flow.exists:
+            raise ApiFailure(_not_found(request.flow_id))
+        refused = steps.update_refusal(flow)
+        if refused is not None:
+            raise ApiFailure(ApiError(code=ErrorCode.CONFLICT, message=refused, flow_id=flow.id))
+        try:
+            command = update_command(flow, request, self.submissions.limits, datetime.now(UTC))
+        except NothingToUpdate as exc:
+            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
+        except Rejected as exc:
+            raise ApiFailure(
+                ApiError(
+                    code=ErrorCode.INVALID_FLOW,
+                    message=f'update of flow "{flow.id}" refused: '
+                    + "; ".join(e.message for e in exc.errors),
+                    details=exc.errors,
+                    flow_id=flow.id,
+                )
+            ) from None
+        flow, _ = await self._step(flow.id, command, steps.update_refusal)
+        return Stepped(flow_id=flow.id, status=str(flow.status), tasks=list(command.changed))
+
     async def attempt(self, data: bytes) -> object:
         request = _decode(data, AttemptRequest, "attempt")
         run, reason = await self.store.attempt_is_current(
@@ -357,6 +425,10 @@ class Api:
             ("list", self.list),
             ("cancel", self.cancel),
             ("rerun", self.rerun),
+            ("retry", self.retry),
+            ("pause", self.pause),
+            ("resume", self.resume),
+            ("update", self.update),
             ("attempt", self.attempt),
             ("query", self.query),
             ("tasks", self.tasks),

@@ -15,7 +15,15 @@ from typing import Any
 import msgspec
 from weir_proto import subjects
 from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage
-from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskExpanded, event_type
+from weir_proto.events import (
+    FlowEvent,
+    FlowSubmitted,
+    FlowUpdated,
+    TaskDispatched,
+    TaskExpanded,
+    TaskRetried,
+    event_type,
+)
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
 from weir_proto.spec import FlowSpec
@@ -365,12 +373,17 @@ def _touched_tasks(change: Change) -> list[str]:
     flow = change.after
     if flow.plan is None:
         return []
-    if any(isinstance(e, FlowSubmitted) for e in change.events):
+    if any(isinstance(e, FlowSubmitted | FlowUpdated) for e in change.events):
         return list(flow.plan.order)
-    names = [e.task for e in change.events if hasattr(e, "task")]
+    names: list[str] = []
     for event in change.events:
-        if isinstance(event, TaskExpanded):  # its instances get their rows
+        if isinstance(event, TaskRetried):
+            names.extend(event.tasks)  # planned again: each row changes
+        elif isinstance(event, TaskExpanded):  # its instances get their rows
+            names.append(event.task)
             names.extend(instance_name(event.task, i) for i in range(event.count))
+        elif hasattr(event, "task"):
+            names.append(event.task)
     if flow.fanout:  # a mapped task that now waits for the shell gets its timer
         waited = set(fanout.due(change.before)) if change.before.fanout else set()
         names.extend(name for name, phase in fanout.due(flow) if (name, phase) not in waited)
@@ -465,7 +478,7 @@ def _timer_rows(
     for flow, names in touched:
         cleared.extend(TimerKey(flow.id, name) for name in ["", *names])
         if flow.status is FlowStatus.SCHEDULED and flow.start_at is not None:
-            due.append(TimerRow(flow.id, "", "start", 0, flow.start_at))
+            due.append(TimerRow(flow.id, "", "start", flow.updates, flow.start_at))
         if flow.plan is None or flow.status.terminal:
             continue
         waiting = dict(fanout.due(flow)) if flow.fanout else {}

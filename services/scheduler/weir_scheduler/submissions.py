@@ -40,6 +40,7 @@ UNIQUE_STATUSES_DEFAULT = (
     FlowStatus.SCHEDULED,
     FlowStatus.PENDING,
     FlowStatus.RUNNING,
+    FlowStatus.PAUSED,
     FlowStatus.CANCELLING,
 )
 """By default a unique key is held while a flow is waiting or running."""

@@ -42,6 +42,7 @@ from weir_web.routes.logs import LogRoutes
 from weir_web.routes.schedules import ScheduleRoutes
 from weir_web.routes.secrets import SecretRoutes
 from weir_web.routes.session import SessionRoutes
+from weir_web.routes.stepping import SteppingRoutes
 from weir_web.ui import STATIC_DIR, ui_routes
 
 __all__ = ["CSP", "STATIC_DIR", "create_app", "nats_backends", "web_server"]
@@ -56,6 +57,7 @@ are then cut (an EventSource reconnects, to this or another weir-web, with Last-
 RESOURCES: tuple[type[Endpoints], ...] = (
     SessionRoutes,
     FlowRoutes,
+    SteppingRoutes,
     EventRoutes,
     LogRoutes,
     ArtifactRoutes,

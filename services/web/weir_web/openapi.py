@@ -110,6 +110,21 @@ FLOW = _path("flow_id", "flow id (DNS-1123 label)")
 NONE: tuple[int, str, dict[str, Any]] = (204, "", {})
 
 
+_UPDATE = {
+    "type": "object",
+    "description": "UpdateRequest without flow_id (it is in the path)",
+    "properties": {
+        "priority": {"type": "integer"},
+        "scheduled_at": {"type": "string", "format": "date-time"},
+        "start_now": {"type": "boolean"},
+        "params": {"type": "object"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "metadata": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR}
@@ -159,11 +174,53 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}": {
             "get": _op(
                 "One flow", "viewer", (200, "application/json", _ref("FlowView")), params=[FLOW]
+            ),
+            "patch": _op(
+                "Update a flow that has not started: priority, scheduled_at (or start_now), "
+                "params (merged), tags, metadata; 409 once it has started",
+                "operator",
+                (200, "application/json", _ref("Stepped")),
+                params=[FLOW],
+                body=_json(_UPDATE)["content"],
+            ),
+        },
+        "/flows/{flow_id}/retry": {
+            "post": _op(
+                "Run one failed or succeeded task of the flow again, inside the flow",
+                "operator",
+                (200, "application/json", _ref("Stepped")),
+                params=[FLOW],
+                body=_json(
+                    {
+                        "type": "object",
+                        "required": ["task"],
+                        "properties": {
+                            "task": {"type": "string"},
+                            "downstream": {"type": "boolean"},
+                        },
+                    }
+                )["content"],
+            )
+        },
+        "/flows/{flow_id}/pause": {
+            "post": _op(
+                "Hand out no new task of the flow until it is resumed",
+                "operator",
+                (200, "application/json", _ref("Stepped")),
+                params=[FLOW],
+            )
+        },
+        "/flows/{flow_id}/resume": {
+            "post": _op(
+                "Hand out the paused flow's work again",
+                "operator",
+                (200, "application/json", _ref("Stepped")),
+                params=[FLOW],
             )
         },
         "/flows/{flow_id}/events": {
             "get": _op(
-                "The flow's events: SSE until its terminal event (resumes after "
+                "The flow's events: SSE until its (last) terminal event (resumes after "
                 "Last-Event-ID), or the log so far with Accept: application/json",
                 "viewer",
                 sse,

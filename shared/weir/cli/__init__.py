@@ -2,11 +2,12 @@
 
 One module per concern: `entry` (the command, its NATS options, connecting, the entry point),
 `submit` (reading specs and submitting them), `flows` (asking about and acting on flows),
+`stepping` (retry, pause, resume, update),
 `schedules`, `artifacts`, `secrets`, and `output` (how results are printed)."""
 
 from __future__ import annotations
 
-from weir.cli import flows, submit
+from weir.cli import flows, stepping, submit
 from weir.cli.artifacts import artifacts_app
 from weir.cli.entry import app, main
 from weir.cli.schedules import schedule_app
@@ -21,6 +22,10 @@ for _command in (
     flows.events,
     flows.cancel,
     flows.rerun,
+    stepping.retry,
+    stepping.pause,
+    stepping.resume,
+    stepping.update,
     flows.prune,
     flows.logs,
     flows.trace,

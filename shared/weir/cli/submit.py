@@ -86,16 +86,19 @@ def _checked(documents: Sequence[tuple[str, str]], where: str) -> list[dict[str,
 
 def param_values(given: list[str]) -> dict[str, str]:
     """`-p NAME=VALUE` options as a mapping; the scheduler reads each value as its type."""
-    values: dict[str, str] = {}
-    bad = [item for item in given if "=" not in item or not item.partition("=")[0]]
-    if bad:
-        lines = [f"error: -p {escape_controls(item)}: expected NAME=VALUE" for item in bad]
-        sys.stderr.write("".join(line + "\n" for line in lines))
+    values, problems = parse_params(given)
+    if problems:
+        sys.stderr.write("".join(f"error: {problem}\n" for problem in problems))
         raise typer.Exit(2)
-    for item in given:
-        name, _, value = item.partition("=")
-        values[name] = value
     return values
+
+
+def parse_params(given: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`-p NAME=VALUE` options as a mapping, and a problem for each that is not one."""
+    bad = [item for item in given if "=" not in item or not item.partition("=")[0]]
+    problems = [f"-p {escape_controls(item)}: expected NAME=VALUE" for item in bad]
+    values = dict(item.partition("=")[::2] for item in given if item not in bad)
+    return values, problems
 
 
 def submit(

@@ -150,8 +150,14 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 t = replace(t, finished_at=at)
             case ev.FlowCancelRequested():
                 pass  # the attempts' own events say when they were stopped
-            case ev.TaskQueued():
-                pass  # waiting for queue capacity; the attempt begins at its dispatch
+            case ev.TaskQueued() | ev.FlowPaused() | ev.FlowResumed():
+                pass  # no attempt begins or ends; a queued one begins at its dispatch
+            case ev.TaskRetried(tasks=again):
+                # `weir retry`: the flow runs on; what it skipped so far is planned again.
+                t = replace(t, finished_at=None)
+                skipped = [skip for skip in skipped if skip.task not in again]
+            case ev.FlowUpdated(spec=spec):
+                t = replace(t, name=spec.name)
             case ev.FlowDeduplicated(name=name, at=at):
                 t = replace(
                     t,

@@ -150,7 +150,8 @@ class DataLayer(ABC):
     @abstractmethod
     async def queue_next(self, queue: str, most: int) -> list[tuple[str, str]]:
         """The next `(flow_id, task)` queued tasks to release: by priority, then each flow's
-        turn counting what it has in flight, then older flow, then order in the flow."""
+        turn counting what it has in flight, then older flow, then order in the flow.
+        Tasks of paused flows wait (their flow's resume releases nothing itself)."""
 
     @abstractmethod
     async def unique_holder(

@@ -196,17 +196,20 @@ class MemoryData(DataLayer):
                     seq=flow.seq,
                     updated_at=flow.updated_at,
                     finished_at=flow.finished_at,
+                    tags=flow.tags,  # `weir update` may change these three
+                    metadata=flow.metadata,
+                    start_at=flow.start_at,
                 )
             )
         for task in batch.tasks:
             prior = t.tasks.get((task.flow_id, task.name))
-            if prior is not None:  # what a task's plan fixed stays as it was
+            # What a task's plan fixed stays as it was; its priority `weir update` may change.
+            if prior is not None:
                 task = msgspec.structs.replace(
                     task,
                     position=prior.position,
                     queue=prior.queue,
                     depends=prior.depends,
-                    priority=prior.priority,
                 )
             t.tasks[(task.flow_id, task.name)] = task
         due = {(d.flow_id, d.task, d.kind) for d in batch.timers_due}
@@ -307,7 +310,7 @@ class MemoryData(DataLayer):
                 continue
             if task.status in ACTIVE_TASK_STATUSES:
                 busy[task.flow_id] = busy.get(task.flow_id, 0) + 1
-            elif task.status == "queued":
+            elif task.status == "queued" and self._t.flows[task.flow_id].status != "paused":
                 waiting.append(task)
         turns: dict[tuple[str, int], int] = {}
         ranked = []

@@ -29,7 +29,9 @@ WITH appended AS (
     SELECT :FlowRow.columns FROM jsonb_to_recordset($2::jsonb) AS f(:FlowRow.record)
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
-        finished_at = excluded.finished_at
+        finished_at = excluded.finished_at,
+        -- `weir update` may change these (before the flow starts)
+        tags = excluded.tags, metadata = excluded.metadata, start_at = excluded.start_at
     RETURNING 1
 ), task_rows AS (
     INSERT INTO tasks (:TaskRow.columns)
@@ -40,7 +42,7 @@ WITH appended AS (
         finished_at = excluded.finished_at, exit_code = excluded.exit_code,
         error_type = excluded.error_type, error_message = excluded.error_message,
         runner = excluded.runner, failures = excluded.failures, retry_at = excluded.retry_at,
-        outputs = excluded.outputs
+        outputs = excluded.outputs, priority = excluded.priority
     RETURNING 1
 ), due AS (
     SELECT :TimerRow.columns FROM jsonb_to_recordset($5::jsonb) AS d(:TimerRow.record)
@@ -174,7 +176,7 @@ UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
 SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
 
 -- name: pending_flows
-SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'cancelling');
+SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'paused', 'cancelling');
 
 -- name: queue_in_flight
 SELECT count(*) FROM tasks WHERE queue = $1 AND status IN ('dispatched', 'running');
@@ -187,7 +189,7 @@ WITH waiting AS (
     SELECT t.flow_id, t.name, t.priority, t.position, f.created_at,
            row_number() OVER (PARTITION BY t.flow_id, t.priority ORDER BY t.position) AS turn
     FROM tasks t JOIN flows f ON f.id = t.flow_id
-    WHERE t.queue = $1 AND t.status = 'queued'
+    WHERE t.queue = $1 AND t.status = 'queued' AND f.status <> 'paused'
 ), busy AS (
     SELECT flow_id, count(*) AS in_flight FROM tasks
     WHERE queue = $1 AND status IN ('dispatched', 'running')

@@ -8,6 +8,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `fanout.py`: mapped tasks, expanded into one instance per item of a list;
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
+- `stepping.py`: pause, resume, retry of one task and update, and their refusals;
 - `state.py`: the flow's state and `evolve`.
 """
 
@@ -19,14 +20,18 @@ from weir_scheduler.decider.commands import (
     Expand,
     FireTimer,
     Gather,
+    Pause,
     Policy,
     RecordFinished,
     RecordStarted,
     Reject,
     Release,
+    Resume,
+    Retry,
     Submit,
     TakeOver,
     TimerKind,
+    Update,
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.state import (
@@ -49,14 +54,18 @@ __all__ = [
     "FoldedFlow",
     "FoldedTask",
     "Gather",
+    "Pause",
     "Policy",
     "RecordFinished",
     "RecordStarted",
     "Reject",
     "Release",
+    "Resume",
+    "Retry",
     "Submit",
     "TakeOver",
     "TimerKind",
+    "Update",
     "decide",
     "decide_and_evolve",
     "dispatch_spec",

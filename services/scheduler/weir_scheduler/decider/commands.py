@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from weir_proto.errors import SpecError
@@ -103,6 +104,38 @@ class Cancel:
     reason: str = "cancelled by request"
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Hand out nothing new until `Resume` (`weir pause`)."""
+
+    reason: str = "paused by request"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Hand out work again (`weir resume`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run `task` again inside its flow (`weir retry`); with `downstream`, every task after
+    it too."""
+
+    task: str
+    downstream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Replace the spec of a flow that has not started (`weir update`). The shell built
+    `spec` from the old one and the request, and planned it (`plan`): it is valid."""
+
+    spec: FlowSpec
+    plan: Plan
+    changed: tuple[str, ...]
+    start_at: datetime | None = None
+
+
 Command = (
     Submit
     | Reject
@@ -115,6 +148,10 @@ Command = (
     | Release
     | Expand
     | Gather
+    | Pause
+    | Resume
+    | Retry
+    | Update
 )
 
 

@@ -33,6 +33,7 @@ from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
 from weir_scheduler.backoff import retry_delay
+from weir_scheduler.decider import stepping
 from weir_scheduler.decider.commands import (
     DEFAULT_POLICY,
     Cancel,
@@ -41,13 +42,17 @@ from weir_scheduler.decider.commands import (
     Expand,
     FireTimer,
     Gather,
+    Pause,
     Policy,
     RecordFinished,
     RecordStarted,
     Reject,
     Release,
+    Resume,
+    Retry,
     Submit,
     TakeOver,
+    Update,
 )
 from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
@@ -55,6 +60,20 @@ from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
 from weir_scheduler.decider.fanout import decide_fanout
 from weir_scheduler.decider.state import FoldedFlow, FoldedTask
 from weir_scheduler.decider.triggers import tolerates_failure
+
+
+def _stepping(out: Emitter, command: Pause | Resume | Retry | Update) -> None:
+    match command:
+        case Pause():
+            stepping.decide_pause(out, command)
+        case Resume():
+            stepping.decide_resume(out, command)
+        case Retry():
+            stepping.decide_retry(out, command)
+        case Update():
+            stepping.decide_update(out, command)
+    if not out.flow.paused:  # a paused flow with nothing left ends at its resume
+        _finish_if_done(out)
 
 
 def decide(
@@ -149,19 +168,23 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
                 out.emit(started)  # one report for a short attempt: its start is still logged
                 task = out.flow.tasks[report.task]
             _attempt_ended(out, task, report)
-        case FireTimer(kind="start"):
-            if flow.status is not FlowStatus.SCHEDULED:
-                return
+        case FireTimer(kind="start", attempt=updates):
+            if flow.status is not FlowStatus.SCHEDULED or updates != flow.updates:
+                return  # not waiting, or a start an update has moved since
             dispatch_ready(out)
-            _finish_if_done(out)
+            _finish_if_done(out, started=True)  # a rerun may have reused every task
         case FireTimer(kind="retry", task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
             if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
                 return
+            if flow.paused:
+                return  # `resume` hands it out
             hand_out(out, task)
         case Release(task=name):
             task = flow.tasks.get(name) if flow.exists else None
             if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
+                return
+            if flow.paused:
                 return
             if task.queue not in out.policy.limited_queues:
                 return  # held for the flow's dispatch window, which releases it itself
@@ -192,6 +215,9 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             decide_fanout(out, answer)
             dispatch_ready(out)
             _finish_if_done(out)
+        case Pause() | Resume() | Retry() | Update():
+            if flow.exists:
+                _stepping(out, command)
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return
@@ -263,7 +289,7 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
     else:
         spec = flow.plan.tasks[task.name]
         assert spec.retry is not None
-        failures = len(task.failures) + 1
+        failures = len(task.failures) - task.spent + 1
         stopping = flow.failing and not tolerates_failure(flow.plan, task.name)
         retryable = report.error_type.retryable and not stopping
         if retryable and failures < spec.retry.max_attempts:
@@ -299,9 +325,10 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
     _finish_if_done(out)
 
 
-def _finish_if_done(out: Emitter) -> None:
+def _finish_if_done(out: Emitter, started: bool = False) -> None:
     flow = out.flow
-    if flow.unfinished or flow.status.terminal or flow.status is FlowStatus.SCHEDULED:
+    waiting = flow.status is FlowStatus.SCHEDULED and not started
+    if flow.unfinished or flow.status.terminal or waiting:
         return
     failed = [t.name for t in flow.tasks.values() if t.status is TaskStatus.FAILED]
     if failed:

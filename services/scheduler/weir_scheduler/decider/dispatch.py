@@ -25,6 +25,8 @@ def dispatch_ready(out: Emitter) -> None:
         return  # a mapped task failed and the flow fails fast
     skip_settled(out)
     flow = out.flow
+    if flow.paused:
+        return  # `resume` hands the work out
     positions = plan.positions
 
     def order(name: str) -> tuple[int, int]:

@@ -9,7 +9,7 @@ arrives at the same tasks ready and the same tasks due to be skipped.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
@@ -24,15 +24,19 @@ from weir_proto.events import (
     FlowDeduplicated,
     FlowEvent,
     FlowFailed,
+    FlowPaused,
     FlowRejected,
+    FlowResumed,
     FlowSubmitted,
     FlowSucceeded,
+    FlowUpdated,
     TaskAttemptFailed,
     TaskCancelled,
     TaskDispatched,
     TaskExpanded,
     TaskFailed,
     TaskQueued,
+    TaskRetried,
     TaskSkipped,
     TaskSnoozed,
     TaskStarted,
@@ -71,6 +75,9 @@ class FoldedTask:
     """Digest of the current attempt's token: only reports carrying the token count."""
     outputs: tuple[OutputDigest, ...] = ()
     """Once succeeded: the size and SHA-256 of each output as it was uploaded."""
+    spent: int = 0
+    """Failures recorded before the task's latest `weir retry`: they do not count against
+    its max_attempts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +138,17 @@ class FoldedFlow:
     reused: frozenset[str] = frozenset()
     fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
     """Mapped tasks being expanded or run as instances (`decider/fanout.py`)."""
+    updates: int = 0
+    """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
     @property
     def exists(self) -> bool:
         return self.seq > 0
+
+    @property
+    def paused(self) -> bool:
+        """`weir pause`d: nothing new is handed out."""
+        return self.status is FlowStatus.PAUSED
 
     def output_digest(self, output: str) -> OutputDigest | None:
         """What the log recorded for `output` when its task uploaded it (None: nothing, as
@@ -162,56 +176,18 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
                 producer = flow_plan.producers.get(digest.name)
                 if producer in done:
                     carried[producer] = (*carried.get(producer, ()), digest)
-            tasks = immutables.Map(
-                {
-                    name: FoldedTask(
-                        name=name,
-                        queue=t.queue or "default",
-                        priority=t.priority or 0,
-                        status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
-                        outputs=carried.get(name, ()),
-                    )
-                    for name, t in flow_plan.tasks.items()
-                }
-            )
-            blocked = immutables.Map(
-                {
-                    name: sum(1 for d in flow_plan.depends[name] if d not in done)
-                    for name in flow_plan.order
-                    if name not in done
-                }
-            )
-            flow = replace(
-                flow,
-                name=spec.name,
-                created_at=event.at,
-                start_at=start_at,
-                plan=flow_plan,
-                tasks=tasks,
-                blocked=blocked,
-                unfinished=len(tasks) - len(done),
-                rerun_of=rerun_of,
-                reused=done,
-            )
-            ready: dict[str, bool] = {}
-            settled: dict[str, str] = {}
-            for name, n in blocked.items():
-                if n == 0:
-                    reason = skip_reason(flow, name)
-                    if reason is None:
-                        ready[name] = True
-                    else:
-                        settled[name] = reason
-            fanout = {name: FanOut() for name in ready if flow_plan.tasks[name].map}
-            for name in fanout:
-                del ready[name]
-            return replace(
-                flow,
-                fanout=immutables.Map(fanout),
-                ready=immutables.Map(ready),
-                line=_line_of(ready, tasks, flow_plan.positions),
-                settled=immutables.Map(settled),
-            )
+            flow = replace(flow, created_at=event.at, rerun_of=rerun_of)
+            return _from_plan(flow, flow_plan, start_at, done, carried)
+        case FlowUpdated(spec=spec, start_at=start_at):
+            carried = {name: flow.tasks[name].outputs for name in flow.reused}
+            flow = replace(flow, updates=flow.updates + 1)
+            return _from_plan(flow, planned(spec, _UNLIMITED), start_at, flow.reused, carried)
+        case FlowPaused() | FlowResumed():
+            return flow
+        case TaskRetried():
+            from weir_scheduler.decider.stepping import retried  # it builds on this module
+
+            return retried(flow, event)
         case FlowRejected(errors=errors, name=name):
             return replace(
                 flow,
@@ -345,6 +321,77 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             return flow
         case _ as unreachable:
             assert_never(unreachable)
+
+
+def _from_plan(
+    flow: FoldedFlow,
+    flow_plan: Plan,
+    start_at: datetime | None,
+    done: frozenset[str],
+    carried: Mapping[str, tuple[OutputDigest, ...]],
+) -> FoldedFlow:
+    """`flow` as planned from scratch: every task pending but the `done` (reused) ones,
+    which keep their `carried` output digests."""
+    tasks = immutables.Map(
+        {
+            name: FoldedTask(
+                name=name,
+                queue=t.queue or "default",
+                priority=t.priority or 0,
+                status=TaskStatus.SUCCEEDED if name in done else TaskStatus.PENDING,
+                outputs=carried.get(name, ()),
+            )
+            for name, t in flow_plan.tasks.items()
+        }
+    )
+    blocked = immutables.Map(
+        {
+            name: sum(1 for d in flow_plan.depends[name] if d not in done)
+            for name in flow_plan.order
+            if name not in done
+        }
+    )
+    flow = replace(
+        flow,
+        name=flow_plan.spec.name,
+        start_at=start_at,
+        plan=flow_plan,
+        tasks=tasks,
+        blocked=blocked,
+        unfinished=len(tasks) - len(done),
+        reused=done,
+        active=0,
+        retrying=0,
+        unstarted=immutables.Map(),
+        held=immutables.Map(),
+        fanout=immutables.Map(),
+    )
+    return sorted_out(flow, [name for name, n in blocked.items() if n == 0], {}, {})
+
+
+def sorted_out(
+    flow: FoldedFlow, names: Iterable[str], ready: dict[str, bool], settled: dict[str, str]
+) -> FoldedFlow:
+    """`flow` with `ready` and `settled` as its ready and due-to-be-skipped tasks, and each of
+    `names` (whose dependencies have all ended) added to one of them by its trigger rule and
+    condition."""
+    assert flow.plan is not None
+    fanout = flow.fanout
+    for name in names:
+        reason = skip_reason(flow, name)
+        if reason is not None:
+            settled[name] = reason
+        elif flow.plan.tasks[name].map is not None:
+            fanout = fanout.set(name, FanOut())  # the shell reads its list first
+        else:
+            ready[name] = True
+    return replace(
+        flow,
+        ready=immutables.Map(ready),
+        line=_line_of(ready, flow.tasks, flow.plan.positions),
+        settled=immutables.Map(settled),
+        fanout=fanout,
+    )
 
 
 def with_token_digest(flow: FoldedFlow, dispatched: TaskDispatched) -> FoldedFlow:

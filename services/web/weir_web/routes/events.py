@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
+from weir_proto.events import FlowEvent, event_type
 
 from weir_web.config import Role
 from weir_web.endpoints import Endpoints, api_route, json_response
@@ -42,5 +42,4 @@ class EventRoutes(Endpoints):
             kind = event_type(event)
             if event.seq > after:
                 yield sse_frame(_encoder.encode(event).decode(), kind, event.seq)
-            if kind in TERMINAL_FLOW_EVENTS:
-                return
+        # The source ends at the flow's end (its last: a retried flow runs on after one).

@@ -6,8 +6,8 @@ import { followWhileVisible, h, replace, throttled } from "./dom.js";
 import { formatDuration, formatTime, inputToIso, isoToInput } from "./time.js";
 import { badge, confirmAction, link, notify, showError } from "./ui.js";
 
-const STATUSES = ["", "scheduled", "pending", "running", "succeeded", "failed", "cancelling", "cancelled", "rejected", "duplicate"];
-const ACTIVE = new Set(["scheduled", "pending", "running", "cancelling"]);
+const STATUSES = ["", "scheduled", "pending", "running", "paused", "succeeded", "failed", "cancelling", "cancelled", "rejected", "duplicate"];
+const ACTIVE = new Set(["scheduled", "pending", "running", "paused", "cancelling"]);
 const PAGE = 50;
 /** The list is fetched again at most this often however many flows change. */
 const REFRESH_MIN_MS = 1000;

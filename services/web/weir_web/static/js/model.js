@@ -3,7 +3,7 @@
 
 export const TERMINAL_FLOW_EVENTS = new Set(["flow_succeeded", "flow_failed", "flow_cancelled", "flow_rejected", "flow_deduplicated"]);
 export const TERMINAL_TASK = new Set(["succeeded", "failed", "skipped", "cancelled"]);
-export const ACTIVE_FLOW = new Set(["scheduled", "pending", "running", "cancelling"]);
+export const ACTIVE_FLOW = new Set(["scheduled", "pending", "running", "paused", "cancelling"]);
 
 const TASK_STATUS_AFTER = {
   task_queued: "queued",
@@ -22,6 +22,7 @@ const FLOW_STATUS_AFTER = {
   flow_failed: "failed",
   flow_cancelled: "cancelled",
   flow_cancel_requested: "cancelling",
+  flow_paused: "paused",
   flow_rejected: "rejected",
   flow_deduplicated: "duplicate",
 };
@@ -35,6 +36,9 @@ export function taskStatusAfter(event) {
 export function flowStatusAfter(current, event) {
   if (FLOW_STATUS_AFTER[event.type]) return FLOW_STATUS_AFTER[event.type];
   if (event.type === "task_started" && (current === "pending" || current === "scheduled")) return "running";
+  if (event.type === "flow_resumed") return event.status;
+  if (event.type === "task_retried") return current === "paused" ? current : "running";
+  if (event.type === "flow_updated" && current !== "paused") return event.start_at ? "scheduled" : "pending";
   return current;
 }
 

@@ -1,0 +1,288 @@
+"""Stepping in on a flow: pause, resume, retry one task, update a flow not started yet.
+
+Each has a refusal (`*_refusal`: None, or why the command makes no sense for the flow as it
+is), which `decide` honours by deciding nothing and the API tells the caller; `retried` is
+how `evolve` plans tasks again after `task_retried`.
+
+- Pause stops new work only: attempts handed out run on and are recorded; retry timers that
+  fall due meanwhile wait, and `resume` hands their attempts out.
+- Retry runs one failed or succeeded task again. The tasks after it that were skipped or
+  cancelled (with `downstream`: every task after it) and the on_exit task are planned
+  again, and, when no other
+  task of the flow stays failed, so is every task skipped or cancelled so far (a failure
+  skipped them). The flow goes back to running, also from `failed` or `succeeded`; a
+  cancelled flow stays cancelled (`weir rerun` runs it again as a new flow).
+- Update replaces the spec of a flow no task of which has been handed to a runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from weir_proto.events import FlowPaused, FlowResumed, FlowUpdated, TaskRetried
+from weir_proto.status import FlowStatus, TaskStatus
+from weir_proto.validation import printable
+
+from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
+from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
+from weir_scheduler.decider.emitter import Emitter
+from weir_scheduler.decider.state import (
+    FoldedFlow,
+    FoldedTask,
+    _unready,
+    _unsettled,
+    _with_task,
+    sorted_out,
+)
+from weir_scheduler.decider.triggers import tolerates_failure
+from weir_scheduler.map_plan import instance_name, parent_of
+
+RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
+_REDONE = (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+_LISTED_MAX = 10
+
+
+def _ended(flow: FoldedFlow) -> str | None:
+    if flow.status.terminal:
+        return f'flow "{flow.id}" has already ended ({flow.status})'
+    if flow.cancelling and flow.status is FlowStatus.CANCELLING:
+        return f'flow "{flow.id}" is being cancelled'
+    return None
+
+
+def pause_refusal(flow: FoldedFlow) -> str | None:
+    """Why `flow` cannot be paused (None: it can, or is paused already)."""
+    ended = _ended(flow)
+    return f"{ended}: only a flow that has not ended can be paused" if ended else None
+
+
+def resume_refusal(flow: FoldedFlow) -> str | None:
+    """Why `flow` cannot be resumed (None: it can, or is not paused)."""
+    ended = _ended(flow)
+    return f"{ended}: there is nothing to resume" if ended else None
+
+
+def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
+    """Why task `name` of `flow` cannot run again (None: it can)."""
+    plan = flow.plan
+    if plan is None:
+        return f'flow "{flow.id}" was not accepted ({flow.status}): it has no tasks to retry'
+    if flow.status is FlowStatus.CANCELLED:
+        return (
+            f'flow "{flow.id}" was cancelled and stays so: run it again as a new flow with '
+            f"`weir rerun {flow.id}`"
+        )
+    if flow.cancelling and not flow.status.terminal:
+        return f'flow "{flow.id}" is being cancelled: retry a task once the flow has ended'
+    task = flow.tasks.get(name)
+    if task is None:
+        names = ", ".join(plan.names[:_LISTED_MAX]) + (", …" if len(plan.names) > 10 else "")
+        return f'flow "{flow.id}" has no task {printable(name)} (its tasks: {names})'
+    if task.status in _REDONE:
+        return (
+            f'task "{name}" was {task.status}: only a task that failed or succeeded can be '
+            "retried; retry the task it waited for, which plans it again"
+        )
+    if task.status not in RETRYABLE:
+        return (
+            f'task "{name}" is {task.status}: only a task that failed or succeeded can be '
+            "retried; wait for it to end"
+        )
+    planned = retry_tasks(flow, name, downstream)
+    for again in planned:
+        mapped = _mapped_refusal(flow, again)
+        if mapped is not None:
+            return mapped
+    reset = set(planned)
+    for after in sorted(_descendants(flow, planned), key=plan.positions.__getitem__):
+        status = flow.tasks[after].status
+        if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
+            return (
+                f'task "{after}", which runs after a task the retry plans again, is {status}: '
+                "retry once it has ended"
+            )
+    return None
+
+
+def _mapped_refusal(flow: FoldedFlow, name: str) -> str | None:
+    """Why a retry may not plan `name` again: instances of a mapped task, and a mapped task
+    once expanded, are run again by `weir rerun` (None: it may)."""
+    assert flow.plan is not None
+    parent = parent_of(name)
+    if parent is not None:
+        what = f'task "{name}" is an instance of mapped task "{parent[0]}"'
+    elif instance_name(name, 0) in flow.plan.tasks:
+        what = f'mapped task "{name}" was expanded into instances'
+    else:
+        return None
+    return (
+        f"{what}: a retry does not plan mapped tasks' instances again; run the flow again "
+        f"with `weir rerun {flow.id} --failed-only`"
+    )
+
+
+def update_refusal(flow: FoldedFlow) -> str | None:
+    """Why `flow` cannot be updated (None: it can)."""
+    if flow.plan is None:
+        return f'flow "{flow.id}" was not accepted ({flow.status}): there is nothing to update'
+    ended = _ended(flow)
+    if ended is not None:
+        return f"{ended}: only a flow that has not started can be updated"
+    handed = next((t.name for t in flow.tasks.values() if t.attempt > 0), None)
+    if handed is not None:
+        return (
+            f'flow "{flow.id}" has started (task "{handed}" was handed to a runner): only a '
+            "scheduled or pending flow can be updated; cancel it and submit it again instead"
+        )
+    return None
+
+
+def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
+    """The tasks a retry of `name` plans again, in the flow's order (see the module)."""
+    plan = flow.plan
+    assert plan is not None
+    after = _descendants(flow, [name])
+    chosen = {name}
+    chosen.update(d for d in after if downstream or flow.tasks[d].status in _REDONE)
+    if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
+        chosen.add(plan.on_exit)  # it runs last again, with the new outcome
+    failed = {n for n, t in flow.tasks.items() if t.status is TaskStatus.FAILED}
+    if failed <= chosen:  # no failure is left to skip them again
+        chosen.update(n for n, t in flow.tasks.items() if t.status in _REDONE)
+    return sorted(chosen, key=plan.positions.__getitem__)
+
+
+def _descendants(flow: FoldedFlow, names: list[str]) -> set[str]:
+    plan = flow.plan
+    assert plan is not None
+    seen: set[str] = set()
+    stack = [child for name in names for child in plan.dependents[name]]
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(plan.dependents[current])
+    return seen
+
+
+# decide ---------------------------------------------------------------------------------
+
+
+def decide_pause(out: Emitter, command: Pause) -> None:
+    flow = out.flow
+    if not flow.exists or flow.paused or pause_refusal(flow) is not None:
+        return
+    out.emit(FlowPaused(**out.envelope(), at=out.now, reason=command.reason))
+
+
+def decide_resume(out: Emitter, _: Resume) -> None:
+    flow = out.flow
+    if not flow.exists or not flow.paused:
+        return
+    status = _resumed_status(flow, out.now)
+    out.emit(FlowResumed(**out.envelope(), at=out.now, status=str(status)))
+    if status is FlowStatus.SCHEDULED:
+        return
+    plan = out.flow.plan
+    assert plan is not None
+    for name in plan.order:  # retries that fell due during the pause
+        task = out.flow.tasks[name]
+        if task.status is TaskStatus.RETRYING and (task.retry_at or out.now) <= out.now:
+            hand_out(out, task)
+    dispatch_ready(out)
+
+
+def _resumed_status(flow: FoldedFlow, now: datetime) -> FlowStatus:
+    # Its start has come once a task left `pending` (handed out, queued or skipped).
+    started = any(
+        (t.status is not TaskStatus.PENDING and t.name not in flow.reused) or t.attempt
+        for t in flow.tasks.values()
+    )
+    if not started and flow.start_at is not None and flow.start_at > now:
+        return FlowStatus.SCHEDULED
+    if any(t.started_at is not None for t in flow.tasks.values()):
+        return FlowStatus.RUNNING
+    return FlowStatus.PENDING
+
+
+def decide_retry(out: Emitter, command: Retry) -> None:
+    flow = out.flow
+    if not flow.exists or retry_refusal(flow, command.task, command.downstream) is not None:
+        return
+    tasks = retry_tasks(flow, command.task, command.downstream)
+    out.emit(
+        TaskRetried(
+            **out.envelope(),
+            at=out.now,
+            task=command.task,
+            tasks=tasks,
+            downstream=command.downstream,
+        )
+    )
+    dispatch_ready(out)
+
+
+def decide_update(out: Emitter, command: Update) -> None:
+    flow = out.flow
+    if not flow.exists or update_refusal(flow) is not None:
+        return
+    out.emit(
+        FlowUpdated(
+            **out.envelope(),
+            at=out.now,
+            spec=command.spec,
+            changed=list(command.changed),
+            start_at=command.start_at,
+        )
+    )
+    if out.flow.status is FlowStatus.PENDING:
+        dispatch_ready(out)
+
+
+# evolve ---------------------------------------------------------------------------------
+
+
+def retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
+    """`flow` after `task_retried`: the listed tasks pending again with their attempts
+    counting on, every pending task after them waiting for them again, and what is ready or
+    due to be skipped derived anew (as `evolve` derives it after a submit)."""
+    plan = flow.plan
+    assert plan is not None
+    reset = set(event.tasks)
+    for name in event.tasks:
+        old = flow.tasks[name]
+        fresh = FoldedTask(
+            name=name,
+            queue=old.queue,
+            priority=old.priority,
+            attempt=old.attempt,
+            failures=old.failures,
+            spent=len(old.failures),
+        )
+        flow = _with_task(flow, fresh)
+    waiting = [
+        n
+        for n in sorted(reset | _descendants(flow, event.tasks), key=plan.positions.__getitem__)
+        if flow.tasks[n].status is TaskStatus.PENDING
+    ]
+    for name in waiting:
+        flow = _unsettled(_unready(flow, name), name)
+    failed = next((n for n in plan.order if flow.tasks[n].status is TaskStatus.FAILED), None)
+    flow = replace(
+        flow,
+        failing=failed is not None,
+        cancelling=False,
+        cancel_reason=None,
+        reused=flow.reused - reset,
+    )
+    blocked, ready, settled = flow.blocked, dict(flow.ready), dict(flow.settled)
+    for name in waiting:
+        left = sum(1 for d in plan.depends[name] if not flow.tasks[d].status.terminal)
+        blocked = blocked.set(name, left)
+    flow = replace(flow, blocked=blocked)
+    for name in waiting:
+        if failed is not None and name != event.task and not tolerates_failure(plan, name):
+            settled[name] = f'flow is failing: task "{failed}" failed'
+    free = [name for name in waiting if blocked[name] == 0 and name not in settled]
+    return sorted_out(flow, free, ready, settled)

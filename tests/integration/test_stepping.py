@@ -1,0 +1,312 @@
+"""Stepping in on a flow on real Postgres + NATS and a local runner: pause holds new
+dispatches (running attempts finish and are recorded, a retry falling due waits), resume
+releases them; retry runs a failed task of a failed flow again until the flow succeeds;
+update changes a flow before its start and is refused after; each refusal says why."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from weir.client import Client, WeirError
+from weir.config import Settings
+from weir_proto.errors import ErrorCode
+from weir_proto.events import FlowEvent, event_type
+
+from tests.artifacts.helpers import weir
+from tests.flows import WAIT, finish, reached, task, types
+from tests.integration.test_cancel import one_slot
+from tests.waiting import until
+
+__all__ = ["one_slot"]  # fixture
+
+ONCE = {"max_attempts": 1}
+
+
+def gated(gate: Path, then: str = "true") -> list[str]:
+    """A command that waits until the file `gate` exists, then runs `then`."""
+    return ["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; {then}']
+
+
+async def ended(client: Client, flow_id: str) -> list[FlowEvent]:
+    """The flow's events once it has ended (its last end)."""
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    return [e async for e in client.events(flow_id)]
+
+
+async def submitted(client: Client, spec: dict[str, Any]) -> str:
+    """Submit and wait until the scheduler has recorded the flow."""
+    flow_id = await client.submit(spec)
+    await reached(client, flow_id, "flow_submitted")
+    return flow_id
+
+
+async def tasks_of(client: Client, flow_id: str) -> dict[str, tuple[str, int]]:
+    return {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
+
+
+async def refused(call: Any, code: ErrorCode = ErrorCode.CONFLICT) -> str:
+    with pytest.raises(WeirError) as caught:
+        await call
+    assert caught.value.code == code, caught.value
+    return caught.value.message
+
+
+async def test_pause_holds_new_dispatches_and_resume_releases_them(
+    client: Client, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    spec = {"name": "held", "tasks": [task("a", *gated(gate)), task("b", depends=["a"])]}
+    flow_id = await client.submit(spec)
+    await reached(client, flow_id, "task_started")
+    paused = await client.pause(flow_id, "hold on")
+    assert (paused.status, paused.already) == ("paused", False)
+    assert (await client.pause(flow_id)).already, "a second pause changes nothing"
+
+    gate.touch()  # `a` ends while the flow is paused: recorded, and `b` is not handed out
+    await reached(client, flow_id, "task_succeeded")
+    assert (await client.get(flow_id)).status == "paused"
+    assert await tasks_of(client, flow_id) == {"a": ("succeeded", 1), "b": ("pending", 0)}
+
+    resumed = await client.resume(flow_id)
+    assert resumed.status == "running"
+    events = await ended(client, flow_id)
+    kinds = types(events)
+    assert kinds[-1] == "flow_succeeded"
+    b_dispatched = next(
+        i
+        for i, e in enumerate(events)
+        if event_type(e) == "task_dispatched" and e.task == "b"  # type: ignore[union-attr]
+    )
+    assert kinds.index("flow_paused") < kinds.index("task_succeeded")
+    assert kinds.index("flow_resumed") < b_dispatched
+    assert events[kinds.index("flow_paused")].reason == "hold on"  # type: ignore[union-attr]
+
+
+async def test_a_retry_falling_due_during_a_pause_is_dispatched_at_resume(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    quick = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.2, "jitter": None}}
+    fails_once = f'test -e "{mark}" || {{ touch "{mark}"; exit 1; }}'
+    spec = {"name": "backoff", "tasks": [task("r", *gated(gate, fails_once), retry=quick)]}
+    flow_id = await client.submit(spec)
+    await reached(client, flow_id, "task_started")
+    await client.pause(flow_id)
+    gate.touch()
+    failed = await reached(client, flow_id, "task_attempt_failed")
+
+    async def retry_timer_fired() -> bool:  # the timers projection drops a fired timer
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            left = "SELECT count(*) FROM timers WHERE flow_id = $1 AND kind = 'retry'"
+            return not await conn.fetchval(left, flow_id)
+        finally:
+            await conn.close()
+
+    await until(retry_timer_fired, "the retry timer fired during the pause")
+    assert await tasks_of(client, flow_id) == {"r": ("retrying", 1)}
+    assert (await client.get(flow_id)).status == "paused"
+
+    await client.resume(flow_id)
+    events = await ended(client, flow_id)
+    assert types(events)[-1] == "flow_succeeded"
+    second = next(e for e in events if event_type(e) == "task_dispatched" and e.attempt == 2)  # type: ignore[union-attr]
+    assert types(events).index("flow_resumed") < events.index(second)
+    assert second.at >= failed.retry_at  # type: ignore[union-attr]
+
+
+async def test_retry_of_a_failed_task_in_a_failed_flow_makes_it_succeed(
+    client: Client, tmp_path: Path
+) -> None:
+    fixed, status = tmp_path / "fixed", tmp_path / "status"
+    spec = {
+        "name": "etl",
+        "defaults": {"retry": ONCE},
+        "tasks": [
+            task("extract"),
+            task(
+                "load", "sh", "-c", f'test -e "{fixed}" || exit 3', depends=["extract"], retry=ONCE
+            ),
+            task("publish", depends=["load"]),
+            task("cleanup", depends=["load"], trigger="all_done"),
+        ],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" >> "{status}"'),
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed"
+    assert status.read_text() == "failed\n"
+
+    fixed.touch()
+    stepped = await client.retry(flow_id, "load")
+    assert stepped.status == "running"
+    assert stepped.tasks == ["load", "publish", "notify"]
+    events = await ended(client, flow_id)
+    assert types(events)[-1] == "flow_succeeded"
+    assert status.read_text() == "failed\nsucceeded\n", "on_exit ran again, last"
+    assert await tasks_of(client, flow_id) == {
+        "extract": ("succeeded", 1),
+        "load": ("succeeded", 2),
+        "publish": ("succeeded", 1),
+        "cleanup": ("succeeded", 1),
+        "notify": ("succeeded", 2),
+    }
+    view = await client.get(flow_id)
+    assert view.finished_at is not None and view.status == "succeeded"
+    load = next(t for t in view.tasks if t.name == "load")
+    assert [f.attempt for f in load.failures] == [1], "the failed attempt stays in its history"
+
+
+async def test_retry_downstream_runs_every_task_after_it_again(client: Client) -> None:
+    spec = {
+        "name": "chain",
+        "tasks": [task("a"), task("b", depends=["a"]), task("c", depends=["b"]), task("d")],
+    }
+    flow_id, _ = await finish(client, spec)
+    stepped = await client.retry(flow_id, "b", downstream=True)
+    assert stepped.tasks == ["b", "c"]
+    assert types(await ended(client, flow_id))[-1] == "flow_succeeded"
+    assert await tasks_of(client, flow_id) == {
+        "a": ("succeeded", 1),
+        "b": ("succeeded", 2),
+        "c": ("succeeded", 2),
+        "d": ("succeeded", 1),
+    }
+
+
+async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
+    client: Client, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    spec = {
+        "name": "later",
+        "delay": 3600,
+        "params": {"n": {"type": "int", "default": 1}},
+        "tasks": [task("w", "sh", "-c", f'echo "{{{{ params.n }}}} $WEIR_PARAM_n" > "{out}"')],
+        "tags": ["old"],
+    }
+    flow_id = await submitted(client, spec)
+    assert (await client.get(flow_id)).status == "scheduled"
+    stepped = await client.update(
+        flow_id, priority=5, params={"n": "7"}, tags=["nightly"], metadata={"team": "data"}
+    )
+    assert stepped.status == "scheduled"
+    assert stepped.tasks == ["priority", "params", "tags", "metadata"]
+    view = await client.get(flow_id)
+    assert (view.tags, view.metadata) == (["nightly"], {"team": "data"})
+    assert [t.priority for t in view.tasks] == [5]
+
+    assert (await client.update(flow_id, start_now=True)).status == "pending"
+    events = await ended(client, flow_id)
+    assert types(events)[-1] == "flow_succeeded"
+    assert out.read_text() == "7 7\n"
+    updated = [e for e in events if event_type(e) == "flow_updated"]
+    assert [e.changed for e in updated] == [  # type: ignore[union-attr]
+        ["priority", "params", "tags", "metadata"],
+        ["scheduled_at"],
+    ]
+    message = await refused(client.update(flow_id, priority=1))
+    assert message == (
+        f'flow "{flow_id}" has already ended (succeeded): only a flow that has not started '
+        "can be updated"
+    )
+
+
+async def test_stepping_in_is_refused_with_the_reason(client: Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    flow_id = await client.submit({"name": "busy", "tasks": [task("a", *gated(gate))]})
+    await reached(client, flow_id, "task_started")
+
+    assert await refused(client.retry(flow_id, "a")) == (
+        'task "a" is running: only a task that failed or succeeded can be retried; '
+        "wait for it to end"
+    )
+    assert await refused(client.retry(flow_id, "nope")) == (
+        f'flow "{flow_id}" has no task "nope" (its tasks: a)'
+    )
+    assert await refused(client.update(flow_id, priority=3)) == (
+        f'flow "{flow_id}" has started (task "a" was handed to a runner): only a scheduled '
+        "or pending flow can be updated; cancel it and submit it again instead"
+    )
+    assert (await client.resume(flow_id)).already, "resume of a running flow changes nothing"
+    await refused(client.retry("no-such-flow", "a"), ErrorCode.NOT_FOUND)
+    await refused(client.pause("no-such-flow"), ErrorCode.NOT_FOUND)
+
+    await client.cancel(flow_id)
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert "was cancelled and stays so" in await refused(client.retry(flow_id, "a"))
+    assert await refused(client.pause(flow_id)) == (
+        f'flow "{flow_id}" has already ended (cancelled): only a flow that has not ended can '
+        "be paused"
+    )
+    assert "there is nothing to resume" in await refused(client.resume(flow_id))
+
+
+async def test_bad_updates_list_every_problem(client: Client) -> None:
+    spec = {
+        "name": "later",
+        "delay": 3600,
+        "params": {"n": {"type": "int"}, "env": "dev"},
+        "arguments": {"n": 1},
+        "tasks": [task("w")],
+    }
+    flow_id = await submitted(client, spec)
+    with pytest.raises(WeirError) as caught:
+        await client.update(flow_id, priority=5000, params={"n": "many", "colour": "red"})
+    error = caught.value
+    assert error.code == ErrorCode.INVALID_FLOW
+    problems = " | ".join(d.message for d in error.details)
+    paths = {d.path for d in error.details}
+    assert {"$.priority", "$.arguments.n", "$.arguments.colour"} <= paths, problems
+    assert 'unknown parameter "colour"' in problems and 'parameter "n" is int' in problems
+    assert "nothing to update" in await refused(client.update(flow_id), ErrorCode.BAD_REQUEST)
+    reply = await client.nc.request(
+        "weir.api.retry", b'{"flow_id": "x", "task": 3, "colour": 1}', timeout=10
+    )
+    assert b'"bad_request"' in reply.data and b"weir.api.retry" in reply.data
+    view = await client.get(flow_id)
+    assert view.status == "scheduled", "a refused update changes nothing"
+
+
+async def test_the_cli_steps_in_and_says_why_not(client: Client, tmp_path: Path) -> None:
+    url = client.nc.connected_url
+    assert url is not None
+    nats_url = f"nats://{url.hostname}:{url.port}"
+    flow_id = await submitted(client, {"name": "later", "delay": 3600, "tasks": [task("w")]})
+
+    ran = await weir(nats_url, "pause", flow_id)
+    assert (ran.code, ran.stdout.decode()) == (0, f"{flow_id} paused\n")
+    ran = await weir(nats_url, "update", flow_id, "--priority", "3", "--tag", "x", "--json")
+    assert ran.code == 0 and b'"tasks":["priority","tags"]' in ran.stdout
+    ran = await weir(nats_url, "resume", flow_id)
+    assert (ran.code, ran.stdout.decode()) == (0, f"{flow_id} scheduled\n")
+    ran = await weir(nats_url, "retry", flow_id, "w")
+    assert ran.code == 1 and 'task "w" is pending' in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
+    ran = await weir(nats_url, "update", flow_id, "--at", "tomorrow", "-p", "x", "--metadata", "[")
+    assert ran.code == 2 and ran.stderr.count("error:") == 3, ran.stderr
+
+
+async def test_a_paused_flows_queued_task_waits_and_others_pass_it(one_slot: Client) -> None:
+    """`gpu` has one slot and nobody serves it: a dispatched attempt holds the slot until
+    its flow is cancelled."""
+    client = one_slot
+    holder = await client.submit({"name": "holder", "tasks": [task("h", queue="gpu")]})
+    await reached(client, holder, "task_dispatched")
+    older = await client.submit({"name": "older", "tasks": [task("o", queue="gpu")]})
+    await reached(client, older, "task_queued")
+    await client.pause(older)
+
+    newer = await client.submit({"name": "newer", "tasks": [task("n", queue="gpu")]})
+    await reached(client, newer, "task_queued")
+    await client.cancel(holder)  # the slot is free: the newer flow's task gets it
+    await reached(client, newer, "task_dispatched")
+    assert await tasks_of(client, older) == {"o": ("queued", 0)}
+
+    await client.resume(older)
+    await client.cancel(newer)
+    await reached(client, older, "task_dispatched")
+    await client.cancel(older)
