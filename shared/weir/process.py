@@ -39,24 +39,13 @@ def run_service(
         await running.run()
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(main())
+        asyncio.run(main())
     except ConfigError as exc:
         exit_with(program, exc, 2)
     except LoopsFailed as failed:  # logged; exit non-zero so that the process is restarted
         exit_with(program, failed, 1)
     finally:
         telemetry.shutdown()
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (it spends about half the CPU of asyncio's
-    own on the services' many small messages); asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def exit_with(program: str, problem: Exception, status: int) -> NoReturn:
