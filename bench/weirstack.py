@@ -64,6 +64,9 @@ class RssSampler:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.procs: dict[str, Any] = {}  # name -> psutil.Process
+        self.trees: dict[str, Any] = {}
+        """CPU only, of the process and all its children (Postgres: the postmaster and the
+        backends serving the run's connections)."""
         self.peak: dict[str, int] = {}
         self.series: dict[str, list[tuple[float, int]]] = {}
         self._t0 = time.monotonic()
@@ -76,6 +79,11 @@ class RssSampler:
         self.procs[name] = psutil.Process(pid)
         self.peak.setdefault(name, 0)
         self.series.setdefault(name, [])
+
+    def watch_tree(self, name: str, pid: int) -> None:
+        import psutil
+
+        self.trees[name] = psutil.Process(pid)
 
     def sample(self) -> None:
         import psutil
@@ -123,6 +131,12 @@ class RssSampler:
                 times = proc.cpu_times()
                 kind = name.split("-")[0]
                 out[kind] = out.get(kind, 0.0) + times.user + times.system
+        for name, root in self.trees.items():
+            with contextlib.suppress(psutil.Error):
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        times = proc.cpu_times()
+                        out[name] = out.get(name, 0.0) + times.user + times.system
         return out
 
     def since(self, name: str, start: float) -> list[tuple[float, int]]:
@@ -244,6 +258,12 @@ def weir_services(
                 proc = stack.process(kind, replica)
                 assert proc is not None
                 services.rss.watch(f"{kind}-{replica}" if replica else kind, proc.pid)
+        nats_proc = getattr(stack.nats_server, "_proc", None)
+        if nats_proc is not None:
+            services.rss.watch("nats", nats_proc.pid)
+        postmaster = getattr(cluster.postgres, "_proc", None)
+        if postmaster is not None:
+            services.rss.watch_tree("postgres", postmaster.pid)
         services.rss.start()
         yield services
     finally:

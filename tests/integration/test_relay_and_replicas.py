@@ -1,5 +1,6 @@
-"""The outbox relay never skips a row that committed late, and two scheduler replicas on one
-database keep every flow consistent."""
+"""The outbox relay never skips a row that committed late, publishes each dispatch once
+whichever step a crash interrupts, and two scheduler replicas on one database keep every flow
+consistent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import nats
 from nats.js.api import DeliverPolicy
 from weir.client import Client
 from weir.config import Settings
+from weir.jetstream import ensure_streams
+from weir_proto import subjects
 from weir_proto.events import event_type
+from weir_scheduler.data import OutboxRow
+from weir_scheduler.data.postgres import PostgresData
+from weir_scheduler.relay import OutboxRelay
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
@@ -47,6 +53,77 @@ async def test_row_committed_after_a_later_row_is_still_published(services: Serv
         await slow.close()
         await fast.close()
         await nc.close()
+
+
+async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
+    settings: Settings,
+) -> None:
+    """The fast path publishes a dispatch, then deletes its row; the leading relay leaves
+    dispatches younger than FAST_PATH_GRACE to it. A crash after the commit (never published)
+    or after the publish (never deleted) leaves the row to the relay once it is old: one
+    message on the stream each time, none lost, none twice."""
+    stop = asyncio.Event()
+    data = await PostgresData.open(settings.database_url, stop)
+    assert data is not None
+    await data.migrate()
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    relay = OutboxRelay(data, js, idle_poll=0.01)
+    raw = await asyncpg.connect(settings.database_url)
+
+    async def committed(flow_id: str) -> OutboxRow:
+        subject, msg_id = subjects.dispatch("default", flow_id), f"{flow_id}.2"
+        row_id = await raw.fetchval(
+            "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, '{}') RETURNING id",
+            subject,
+            msg_id,
+        )
+        return OutboxRow(row_id, subject, msg_id, b"{}")
+
+    async def age(row: OutboxRow) -> None:
+        await raw.execute(
+            "UPDATE outbox SET created_at = now() - interval '1 minute' WHERE id = $1", row.id
+        )
+
+    async def on_stream() -> int:
+        return int((await js.stream_info(subjects.STREAM_DISPATCH)).state.messages)
+
+    async def in_outbox() -> int:
+        return int(await raw.fetchval("SELECT count(*) FROM outbox"))
+
+    try:
+        # Crash after the commit, before the fast path published: the relay leaves the row
+        # while it is young (the fast path may still publish it), then publishes it.
+        lost = await committed("crash-before-publish")
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (0, 1)
+        await age(lost)
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (1, 0)
+
+        # Crash after the fast path published, before it deleted: the relay publishes the
+        # row again once it is old and JetStream drops the copy (same Nats-Msg-Id).
+        kept = await committed("crash-before-delete")
+        assert await relay._publish([kept])
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (2, 1)
+        await age(kept)
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (2, 0)
+
+        # No crash: the fast path publishes and deletes; the relay has nothing left to do.
+        await relay.publish_committed([await committed("no-crash")])
+        await relay.fast_path_once()
+        assert (await on_stream(), await in_outbox()) == (3, 0)
+        published = relay.published
+        await relay.run_once()
+        assert relay.published == published
+    finally:
+        await relay.close()
+        await raw.close()
+        await nc.close()
+        await data.close()
 
 
 async def test_two_scheduler_replicas_keep_flows_consistent(

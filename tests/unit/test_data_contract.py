@@ -164,6 +164,19 @@ async def test_append_writes_events_projections_and_outbox_in_order(data: DataLa
     assert [r.msg_id for r in await data.outbox_batch(1)] == ["f1.2"]
 
 
+async def test_young_dispatches_are_left_out_of_the_outbox_batch_on_request(
+    data: DataLayer,
+) -> None:
+    await submitted(data, "f1")
+    dispatched = batch([event("f1", 2, "task_dispatched")], [flow_row("f1", seq=2)])
+    dispatch = OutboxRow(0, "weir.dispatch.default.f1", "f1.2-dispatch", b"{}")
+    await data.append(msgspec.structs.replace(dispatched, outbox=[*dispatched.outbox, dispatch]))
+    every = ["f1.1", "f1.2", "f1.2-dispatch"]
+    assert [r.msg_id for r in await data.outbox_batch(10)] == every
+    assert [r.msg_id for r in await data.outbox_batch(10, young_dispatches=60.0)] == every[:2]
+    assert [r.msg_id for r in await data.outbox_batch(10, young_dispatches=0.0)] == every
+
+
 async def test_a_seq_already_in_the_log_fails_the_whole_append(data: DataLayer) -> None:
     await submitted(data, "f1")
     with pytest.raises(ConcurrencyError):

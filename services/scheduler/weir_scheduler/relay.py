@@ -1,8 +1,11 @@
 """OutboxRelay: publishes every committed outbox row to JetStream, then deletes it.
 
 One relay at a time holds a Postgres advisory lock, so events of a flow reach NATS in `seq`
-order; other replicas wait to take over. Rows are read from the outbox table, not after a
-high-water mark, so an event whose transaction committed late is still published.
+order; other replicas wait to take over. Dispatches are published once, by the process that
+committed them (the fast path); the leading relay publishes only those still in the outbox
+`FAST_PATH_GRACE` seconds after their commit (that process died or could not reach NATS).
+Rows are read from the outbox table, not after a high-water mark, so an event whose
+transaction committed late is still published.
 `Nats-Msg-Id` is the event id: JetStream drops a re-publish after a crash between publish
 and delete.
 """
@@ -19,6 +22,7 @@ from weir import telemetry
 from weir_proto import subjects
 
 from weir_scheduler.data import DataLayer, Leadership, OutboxRow
+from weir_scheduler.data.layer import DISPATCH_SUBJECTS
 from weir_scheduler.data.postgres import UNAVAILABLE
 
 log = logging.getLogger("weir.scheduler.relay")
@@ -30,10 +34,13 @@ RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
 RELAY_FOLLOW_POLL = 1.0
 """Seconds between a waiting replica's tries to take the relay lock."""
-DISPATCH_SUBJECTS = subjects.DISPATCH_PREFIX + "."
 NATS_UNAVAILABLE = (nats.errors.Error, TimeoutError, OSError)
 """Publish errors the relay retries itself (rows stay in the outbox); others are bugs, for
 the supervisor to log, report and restart the loop on."""
+FAST_PATH_GRACE = 3.0
+"""Seconds the leading relay leaves a committed dispatch to the fast path of the process that
+committed it; a dispatch still in the outbox after that is the relay's to publish (one
+published by both is dropped by JetStream as a duplicate)."""
 FAST_PATH_BACKLOG = 256
 """Committed batches the in-process publisher may lag behind before appends wait for it."""
 
@@ -106,7 +113,7 @@ class OutboxRelay:
             log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
 
     async def _drain_once(self, leader: Leadership) -> int:
-        batch = await leader.outbox_batch(self.batch)
+        batch = await leader.outbox_batch(self.batch, young_dispatches=FAST_PATH_GRACE)
         if not batch:
             return 0
         if not await self._publish(batch):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
+from weir_proto import subjects
 from weir_proto.api import FlowSummary, FlowView, ScheduleView, TaskSummary
 from weir_proto.errors import WeirException
 
@@ -36,6 +37,10 @@ from weir_scheduler.data.rows import (
     TaskKey,
 )
 
+DISPATCH_SUBJECTS = subjects.DISPATCH_PREFIX + "."
+"""Outbox rows under this prefix are dispatches: the process that committed them publishes
+them itself at once, so `outbox_batch(young_dispatches=...)` can leave recent ones out."""
+
 
 class ConcurrencyError(WeirException):
     """Another writer appended to one of these flows first; reload and decide again."""
@@ -51,8 +56,9 @@ class Leadership(ABC):
         committed append."""
 
     @abstractmethod
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
-        """The oldest `most` outbox rows, in append order."""
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
+        """The oldest `most` outbox rows, in append order, leaving out dispatches committed
+        less than `young_dispatches` seconds ago."""
 
     @abstractmethod
     async def outbox_delete(self, ids: Sequence[int]) -> None: ...
@@ -101,8 +107,9 @@ class DataLayer(ABC):
         """Write the batch atomically; the ids its outbox rows got, in order."""
 
     @abstractmethod
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
-        """The oldest `most` outbox rows, in append order."""
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
+        """The oldest `most` outbox rows, in append order, leaving out dispatches committed
+        less than `young_dispatches` seconds ago."""
 
     @abstractmethod
     async def outbox_delete(self, ids: Sequence[int]) -> None:

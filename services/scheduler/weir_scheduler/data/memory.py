@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,12 @@ from weir_proto.api import (
 )
 from weir_proto.status import ACTIVE_TASK_STATUSES, UNENDED_FLOW_STATUSES
 
-from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
+from weir_scheduler.data.layer import (
+    DISPATCH_SUBJECTS,
+    ConcurrencyError,
+    DataLayer,
+    Leadership,
+)
 from weir_scheduler.data.locks import Lock
 from weir_scheduler.data.memory_query import (
     flow_matches,
@@ -82,6 +88,8 @@ class _Tables:
     tasks: dict[tuple[str, str], TaskRow] = field(default_factory=dict)
     timers: dict[tuple[str, str, str], _Timer] = field(default_factory=dict)
     outbox: dict[int, OutboxRow] = field(default_factory=dict)
+    outbox_at: dict[int, float] = field(default_factory=dict)
+    """When each outbox row was committed (`time.monotonic`)."""
     outbox_next: int = 1
     schedules: dict[str, _Schedule] = field(default_factory=dict)
 
@@ -222,17 +230,26 @@ class MemoryData(DataLayer):
         for row in batch.outbox:
             ids.append(t.outbox_next)
             t.outbox[t.outbox_next] = msgspec.structs.replace(row, id=t.outbox_next)
+            t.outbox_at[t.outbox_next] = time.monotonic()
             t.outbox_next += 1
         for wake in self._shared.listeners:
             wake()
         return ids
 
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
-        return [self._t.outbox[i] for i in sorted(self._t.outbox)[:most]]
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
+        t = self._t
+        since = time.monotonic() - young_dispatches
+        kept = [
+            t.outbox[i]
+            for i in sorted(t.outbox)
+            if not (t.outbox[i].subject.startswith(DISPATCH_SUBJECTS) and t.outbox_at[i] > since)
+        ]
+        return kept[:most]
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:
         for i in ids:
             self._t.outbox.pop(i, None)
+            self._t.outbox_at.pop(i, None)
 
     # Timers --------------------------------------------------------------------------------
 
@@ -546,8 +563,8 @@ class MemoryLeadership(Leadership):
             shared.listeners.append(wake)
         return shared.relay_holder is self
 
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
-        return await self.data.outbox_batch(most)
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
+        return await self.data.outbox_batch(most, young_dispatches=young_dispatches)
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:
         await self.data.outbox_delete(ids)

@@ -25,7 +25,12 @@ from weir_proto.api import (
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
 
-from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
+from weir_scheduler.data.layer import (
+    DISPATCH_SUBJECTS,
+    ConcurrencyError,
+    DataLayer,
+    Leadership,
+)
 from weir_scheduler.data.locks import Lock
 from weir_scheduler.data.queries import QUERIES as Q
 from weir_scheduler.data.rows import (
@@ -174,9 +179,9 @@ class PostgresData(DataLayer):
             raise ConcurrencyError(str(exc)) from exc
         return list((row["outbox_ids"] if row else None) or [])
 
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
         async with self._connection() as conn:
-            rows = await conn.fetch(Q["outbox_batch"], most)
+            rows = await conn.fetch(Q["outbox_batch"], most, DISPATCH_SUBJECTS, young_dispatches)
         return [OutboxRow(r["id"], r["subject"], r["msg_id"], r["payload"]) for r in rows]
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:
@@ -396,9 +401,9 @@ class PostgresLeadership(Leadership):
             await self._conn.add_listener(OUTBOX_CHANNEL, lambda *_: wake())
         return True
 
-    async def outbox_batch(self, most: int) -> list[OutboxRow]:
+    async def outbox_batch(self, most: int, *, young_dispatches: float = 0.0) -> list[OutboxRow]:
         assert self._conn is not None and self._leads
-        rows = await self._conn.fetch(Q["outbox_batch"], most)
+        rows = await self._conn.fetch(Q["outbox_batch"], most, DISPATCH_SUBJECTS, young_dispatches)
         return [OutboxRow(r["id"], r["subject"], r["msg_id"], r["payload"]) for r in rows]
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:

@@ -247,7 +247,11 @@ WHERE flow_id = ANY($1::text[])
 GROUP BY flow_id, status;
 
 -- name: outbox_batch
-SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1;
+-- The oldest rows but those under the prefix $2 committed less than $3 seconds ago (the
+-- dispatches the committing process publishes itself).
+SELECT id, subject, msg_id, payload FROM outbox
+WHERE NOT (starts_with(subject, $2) AND created_at > now() - make_interval(secs => $3))
+ORDER BY id LIMIT $1;
 
 -- name: outbox_delete
 DELETE FROM outbox WHERE id = ANY($1::bigint[]);
