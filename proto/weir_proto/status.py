@@ -132,6 +132,7 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             | ev.TaskFailed()
             | ev.TaskSkipped()
             | ev.TaskExpanded()
+            | ev.TaskConditionRead()
         ):
             return status
         case _ as unreachable:

@@ -1,8 +1,9 @@
 """The decider as a state machine: random flows, then random commands and reports in any
 order — releases, starts, finishes (ok, failed, snoozed, cancelled, deterministic), timers
 firing late, duplicate and stale reports, cancels (also racing a success), reruns, mapped
-tasks expanded into instances (or failing on their list) and their outputs gathered — with
-the invariants checked after every step."""
+tasks expanded into instances (or failing on their list) and their outputs gathered,
+conditions reading upstream outputs (or failing to) — with the invariants checked after
+every step."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from weir_scheduler.decider import (
     FoldedFlow,
     Gather,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Release,
@@ -40,7 +42,8 @@ from weir_scheduler.decider import (
     evolve,
     fold,
 )
-from weir_scheduler.decider.fanout import EXPAND_PHASE, due
+from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
+from weir_scheduler.decider.gates import to_read
 from weir_scheduler.map_plan import parent_of
 from weir_scheduler.planner import plan
 
@@ -76,6 +79,7 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
                         f'tasks.{upstream}.status == "succeeded"',
                         f"tasks.{upstream}.exit_code != 0 or params.go",
                         "not params.go",
+                        f'tasks.{upstream}.outputs.o{names.index(upstream)} == "go"',
                     ]
                 )
             )
@@ -215,12 +219,17 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule(data=st.data(), count=st.integers(0, 3), fails=st.integers(0, 4))
     def list_read(self, data: st.DataObject, count: int, fails: int) -> None:
         """The shell read the list of a mapped task waiting for it (or found it unusable),
-        or gathered its instances' outputs."""
+        gathered its instances' outputs, or read the outputs a condition names."""
         waiting = sorted(due(self.flow))
         if not waiting:
             return
         name, phase = data.draw(st.sampled_from(waiting))
-        if phase == EXPAND_PHASE:
+        if phase == CONDITION_PHASE:
+            value = ["go", "stop", 3, None][count]
+            read = tuple((output, value) for _, output in to_read(self.flow, name))
+            assert read, f"{name} waits for outputs but reads none"
+            self.run(ReadCondition(name, read, error="not stored" if fails == 0 else None))
+        elif phase == EXPAND_PHASE:
             items = tuple(f"item-{i}" for i in range(count))
             error = "not a list" if fails == 0 else None
             self.run(Expand(name, items=() if error else items, error=error))
@@ -466,3 +475,43 @@ MappedDeciderMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 test_mapped_decider_machine = MappedDeciderMachine.TestCase
+
+
+@st.composite
+def gated_flow_specs(draw: st.DrawFn) -> FlowSpec:
+    """A flow whose first task writes a decision that the others' conditions read."""
+    spec = draw(flow_specs())
+    first = next(t for t in spec.tasks if t.name == "t0")
+    conditions = ['tasks.t0.outputs.o0 == "go"', "tasks.t0.outputs.o0 != 3 and params.go"]
+    gated = [
+        msgspec.structs.replace(
+            t,
+            depends=sorted({"t0", *t.depends}),
+            when=draw(st.sampled_from(conditions)),
+            map=None,
+        )
+        for t in spec.tasks
+        if t is not first
+    ]
+    return msgspec.structs.replace(spec, tasks=[first, *gated], delay=None, fail_fast=False)
+
+
+class GatedDeciderMachine(DeciderMachine):
+    """The same rules and invariants on flows whose conditions read an upstream output,
+    without cancels (which end most flows before any output is read)."""
+
+    @initialize(spec=gated_flow_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+    def cancel(self, reason: str) -> None:
+        pass
+
+    def cancel_races_a_success(self, data: st.DataObject) -> None:
+        pass
+
+
+GatedDeciderMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+test_gated_decider_machine = GatedDeciderMachine.TestCase

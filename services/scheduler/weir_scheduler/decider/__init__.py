@@ -8,6 +8,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `fanout.py`: mapped tasks, expanded into one instance per item of a list;
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
+- `gates.py`: `when` conditions over upstream outputs, read by the shell first;
 - `state.py`: the flow's state and `evolve`.
 """
 
@@ -20,6 +21,7 @@ from weir_scheduler.decider.commands import (
     FireTimer,
     Gather,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Reject,
@@ -50,6 +52,7 @@ __all__ = [
     "FoldedTask",
     "Gather",
     "Policy",
+    "ReadCondition",
     "RecordFinished",
     "RecordStarted",
     "Reject",

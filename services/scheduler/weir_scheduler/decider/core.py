@@ -42,6 +42,7 @@ from weir_scheduler.decider.commands import (
     FireTimer,
     Gather,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Reject,
@@ -53,6 +54,7 @@ from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
 from weir_scheduler.decider.fanout import decide_fanout
+from weir_scheduler.decider.gates import decide_condition
 from weir_scheduler.decider.state import FoldedFlow, FoldedTask
 from weir_scheduler.decider.triggers import tolerates_failure
 
@@ -190,6 +192,10 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             return  # `fanout` timers are the shell's: it reads or writes, then decides
         case Expand() | Gather() as answer:
             decide_fanout(out, answer)
+            dispatch_ready(out)
+            _finish_if_done(out)
+        case ReadCondition() as read:
+            decide_condition(out, read)
             dispatch_ready(out)
             _finish_if_done(out)
         case Cancel(reason=reason):

@@ -29,6 +29,7 @@ from weir_proto.events import (
     FlowSucceeded,
     TaskAttemptFailed,
     TaskCancelled,
+    TaskConditionRead,
     TaskDispatched,
     TaskExpanded,
     TaskFailed,
@@ -44,7 +45,7 @@ from weir_proto.spec import EnvVar, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
 from weir_scheduler.decider.copying import replace
-from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.decider.triggers import must_read, skip_reason, tolerates_failure
 from weir_scheduler.map_plan import parent_of, with_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
@@ -82,6 +83,9 @@ class FanOut:
     expanded: bool = False
     count: int = 0
     left: int = 0
+    reading: bool = False
+    """Not a fan-out (yet): the task waits for the shell to read the upstream outputs its
+    `when` condition names (`decider/gates.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,10 @@ class FoldedFlow:
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
     fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
-    """Mapped tasks being expanded or run as instances (`decider/fanout.py`)."""
+    """Mapped tasks being expanded or run as instances (`decider/fanout.py`), and tasks
+    waiting for the outputs their condition reads (`decider/gates.py`)."""
+    read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
+    """Output name -> value, as `task_condition_read` recorded it for a condition."""
 
     @property
     def exists(self) -> bool:
@@ -195,8 +202,11 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             )
             ready: dict[str, bool] = {}
             settled: dict[str, str] = {}
+            reading: dict[str, FanOut] = {}
             for name, n in blocked.items():
-                if n == 0:
+                if n == 0 and must_read(flow, name):  # a rerun: its producer is reused
+                    reading[name] = FanOut(reading=True)
+                elif n == 0:
                     reason = skip_reason(flow, name)
                     if reason is None:
                         ready[name] = True
@@ -205,6 +215,7 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             fanout = {name: FanOut() for name in ready if flow_plan.tasks[name].map}
             for name in fanout:
                 del ready[name]
+            fanout.update(reading)
             return replace(
                 flow,
                 fanout=immutables.Map(fanout),
@@ -333,6 +344,8 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             )
         case TaskExpanded(task=name, items=items):
             return _expanded(flow, name, items)
+        case TaskConditionRead(task=name, values=values):
+            return _condition_read(flow, name, values)
         case FlowCancelRequested(reason=reason):
             return replace(
                 flow,
@@ -403,6 +416,9 @@ def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
             continue
         if flow.failing and not tolerates_failure(plan, child):
             continue  # the failure skips it
+        if child in plan.conditions and must_read(flow, child):
+            fanout = fanout.set(child, FanOut(reading=True))  # the shell reads outputs first
+            continue
         reason = skip_reason(replace(flow, blocked=blocked), child)
         if reason is not None:
             settled = settled.set(child, reason)
@@ -416,6 +432,39 @@ def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
         at = bisect_left(waiting, place)
         line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
     return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled, fanout=fanout)
+
+
+def _condition_read(flow: FoldedFlow, name: str, values: Mapping[str, Any]) -> FoldedFlow:
+    """The outputs `name`'s condition reads were read: it is decided, and so is every other
+    task waiting for outputs that are all read now."""
+    assert flow.plan is not None
+    positions = flow.plan.positions
+    flow = replace(flow, read_outputs=flow.read_outputs.update(values))
+    waiting = [n for n, state in flow.fanout.items() if state.reading]
+    for task in sorted(waiting, key=positions.__getitem__):
+        if task == name or not must_read(flow, task):
+            flow = _decided(replace(flow, fanout=flow.fanout.delete(task)), task)
+    return flow
+
+
+def _decided(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`name`, whose dependencies have ended and whose condition's outputs are now read,
+    becomes ready, or settled with the reason it will be skipped, or, when mapped, waits
+    for its list. A cancelling flow starts nothing."""
+    assert flow.plan is not None
+    if flow.cancelling:
+        return flow
+    reason = skip_reason(flow, name)
+    if reason is not None:
+        return replace(flow, settled=flow.settled.set(name, reason))
+    if flow.plan.tasks[name].map is not None:
+        return replace(flow, fanout=flow.fanout.set(name, FanOut()))
+    task = flow.tasks[name]
+    place = (task.priority, flow.plan.positions[name])
+    waiting = flow.line.get(task.queue, ())
+    at = bisect_left(waiting, place)
+    line = flow.line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
+    return replace(flow, ready=flow.ready.set(name, True), line=line)
 
 
 def _fanout_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
