@@ -45,7 +45,7 @@ from weir.health import health_subject
 from weir.jetstream import connect
 from weir.secrets import MAX_SECRET_BYTES, SecretError, SecretStore, check_secret_name
 from weir.spec_file import SpecFileError, load_spec_text
-from weir.where import WhereError, parse_where
+from weir.where import WhereError, parse_task_where, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ScheduleRequest
 from weir_proto.errors import ErrorCode, SpecError, error_code
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
@@ -316,6 +316,18 @@ class Api:
                 where = {"and": [{"status": status}, where]}
             page = await self.client.query(where, limit, cursor)
         return json_response(page)
+
+    async def tasks(self, request: Request) -> Response:
+        """Tasks across flows (`weir tasks`): the newest flows' first."""
+        self.gate.require(request, Role.viewer)
+        limit = _int_query(request, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
+        where_text = request.query_params.get("where") or None
+        try:
+            where = parse_task_where(where_text) if where_text is not None else None
+        except WhereError as exc:
+            raise HttpFailure(ErrorCode.BAD_REQUEST, f"where: {exc}") from None
+        cursor = request.query_params.get("cursor") or None
+        return json_response(await self.client.tasks(where, limit or LIST_LIMIT_DEFAULT, cursor))
 
     async def submit(self, request: Request) -> Response:
         self.gate.require(request, Role.operator)
@@ -714,6 +726,7 @@ def create_app(settings: WebSettings, connect: Connect) -> Starlette:
         route("/flows/{flow_id}/artifacts/{name}", api.artifact, "GET"),
         route("/flows/{flow_id}/cancel", api.cancel, "POST"),
         route("/flows/{flow_id}/rerun", api.rerun, "POST"),
+        route("/tasks", api.tasks, "GET"),
         route("/schedules", api.schedules, "GET"),
         route("/schedules", api.schedule_create, "POST"),
         route("/schedules/{name}/{verb}", api.schedule_action, "POST"),
