@@ -156,6 +156,10 @@ def _histories() -> list[list[FlowEvent]]:
             make(ev.TaskSucceeded, task="m[0]", attempt=1),
             make(ev.TaskSucceeded, task="m", attempt=0),
         ),
+        flow(
+            make(ev.TaskConditionRead, task="deploy", values={"decision": TRICKY}),
+            make(ev.TaskDispatched, task="deploy", attempt=1, queue="default"),
+        ),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
@@ -245,3 +249,27 @@ def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -
         "convert-every-file[1]",
         "report",
     ], shown
+
+
+def test_show_lists_the_flows_params_by_name_as_written_with_long_values_cut() -> None:
+    view = FlowView(
+        id="f-1",
+        name="etl",
+        status="succeeded",
+        created_at=T0,
+        updated_at=T0,
+        task_count=0,
+        seq=3,
+        tasks=[],
+        params={"n": 3, "date": "2026-12-01", "dry": False, "opts": {"k": [1]}, "m": TRICKY},
+    )
+    shown = render(*flow_details(view))
+    (params,) = [ln for ln in shown.splitlines() if ln.startswith("params: ")]
+    assert params == (f'params: date=2026-12-01  dry=false  m={TRICKY}  n=3  opts={{"k":[1]}}'), (
+        shown
+    )
+    long = msgspec.structs.replace(view, params={"blob": "x" * 500})
+    (cut,) = [ln for ln in render(*flow_details(long)).splitlines() if ln.startswith("params")]
+    assert cut == "params: blob=" + "x" * 200 + "…"
+    none = msgspec.structs.replace(view, params={})
+    assert "params" not in render(*flow_details(none))
