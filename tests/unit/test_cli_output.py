@@ -253,22 +253,16 @@ def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -
 
 
 def test_show_lists_the_flows_params_by_name_as_written_with_long_values_cut() -> None:
-    view = FlowView(
-        id="f-1",
-        name="etl",
-        status="succeeded",
-        created_at=T0,
-        updated_at=T0,
-        task_count=0,
-        seq=3,
-        tasks=[],
-        params={"n": 3, "date": "2026-12-01", "dry": False, "opts": {"k": [1]}, "m": TRICKY},
+    params = {"n": 3, "date": "2026-12-01", "dry": False, "opts": {"k": [1]}, "m": TRICKY}
+    view = msgspec.convert(
+        {"id": "f-1", "name": "etl", "status": "succeeded", "created_at": T0.isoformat()}
+        | {"updated_at": T0.isoformat(), "task_count": 0, "seq": 3, "tasks": [], "params": params},
+        FlowView,
     )
     shown = render(*flow_details(view))
-    (params,) = [ln for ln in shown.splitlines() if ln.startswith("params: ")]
-    assert params == (f'params: date=2026-12-01  dry=false  m={TRICKY}  n=3  opts={{"k":[1]}}'), (
-        shown
-    )
+    (listed,) = [ln for ln in shown.splitlines() if ln.startswith("params: ")]
+    assert listed == f'params: date=2026-12-01  dry=false  m={TRICKY}  n=3  opts={{"k":[1]}}'
+
     long = msgspec.structs.replace(view, params={"blob": "x" * 500})
     (cut,) = [p.plain for p in flow_details(long) if isinstance(p, Text)][2:3]
     assert cut == "params: blob=" + "x" * 200 + "…"

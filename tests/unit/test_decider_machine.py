@@ -496,19 +496,13 @@ def gated_flow_specs(draw: st.DrawFn) -> FlowSpec:
     return msgspec.structs.replace(spec, tasks=[first, *gated], delay=None, fail_fast=False)
 
 
-class GatedDeciderMachine(DeciderMachine):
+class GatedDeciderMachine(MappedDeciderMachine):
     """The same rules and invariants on flows whose conditions read an upstream output,
     without cancels (which end most flows before any output is read)."""
 
     @initialize(spec=gated_flow_specs())
     def submitted(self, spec: FlowSpec) -> None:
         self.submit(spec, None, ())
-
-    def cancel(self, reason: str) -> None:
-        pass
-
-    def cancel_races_a_success(self, data: st.DataObject) -> None:
-        pass
 
 
 GatedDeciderMachine.TestCase.settings = settings(
