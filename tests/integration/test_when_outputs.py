@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from weir.client import Client
+from weir.spec_file import load_spec_text
 from weir_proto.events import TaskConditionRead, TaskFailed
 
 from tests.flows import finish, task, types
@@ -107,3 +108,19 @@ async def test_a_condition_over_an_output_not_declared_is_rejected_at_submit(
             "of task a (outputs: it declares none); declare it under the task's outputs",
         )
     ]
+
+
+async def test_the_branch_on_output_example_takes_the_branch_its_verdict_names(
+    client: Client,
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "branch-on-output.yaml"
+    spec = load_spec_text(example.read_text(), str(example))
+    for verdict, ran, skipped in (
+        ("go", {"deploy", "smoke"}, {"hold"}),
+        ("stop", {"hold"}, {"deploy", "smoke"}),
+    ):
+        flow_id, events = await finish(client, spec | {"arguments": {"verdict": verdict}})
+        assert types(events)[-1] == "flow_succeeded", events[-1]
+        view = {t.name: t.status for t in (await client.get(flow_id)).tasks}
+        assert {n for n, s in view.items() if s == "skipped"} == skipped, view
+        assert ran | {"check", "notify"} == {n for n, s in view.items() if s == "succeeded"}
