@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 from weir_proto.conditions import ConditionError, Ref, output_refs, parse_condition
-from weir_proto.events import event_type
+from weir_proto.events import TaskSucceeded, event_type
 from weir_proto.messages import AttemptFinished, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_scheduler.decider import (
@@ -19,6 +19,7 @@ from weir_scheduler.decider import (
     RecordFinished,
     Submit,
     decide_and_evolve,
+    evolve,
     fold,
 )
 from weir_scheduler.decider.fanout import CONDITION_PHASE, due
@@ -284,3 +285,13 @@ def test_a_rerun_reusing_the_producer_reads_its_output_again() -> None:
     rerun = decide_and_evolve(FoldedFlow(id="f2"), Submit(spec, plan(spec), "f", ("check",)), NOW)
     flow = rerun[1]
     assert sorted(due(flow)) == [("deploy", CONDITION_PHASE), ("hold", CONDITION_PHASE)]
+
+
+def test_a_task_that_succeeds_again_has_its_outputs_read_afresh() -> None:
+    read = (("decision", "go"),)
+    flow, _ = drive(branches(), finish("check", ("decision",)), ReadCondition("deploy", read))
+    assert dict(flow.read_outputs) == {"decision": "go"}
+    # What a retry of check (run again inside its flow) ends with.
+    success = TaskSucceeded(id="e", flow_id="f", seq=flow.seq + 1, at=NOW, task="check", attempt=2)
+    again = evolve(flow, success)
+    assert dict(again.read_outputs) == {}, "a second success of check drops what was read"

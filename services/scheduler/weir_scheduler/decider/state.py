@@ -274,6 +274,8 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
                 error_message=None,
                 outputs=tuple(outputs),
             )
+            if flow.read_outputs:  # a task run again: its outputs are read afresh
+                flow = _forget_reads(flow, name)
             return _dependencies_ended(_with_task(flow, task), name)
         case TaskAttemptFailed(
             task=name, attempt=attempt, error_type=error_type, message=message, exit_code=code
@@ -445,6 +447,15 @@ def _condition_read(flow: FoldedFlow, name: str, values: Mapping[str, Any]) -> F
         if task == name or not must_read(flow, task):
             flow = _decided(replace(flow, fanout=flow.fanout.delete(task)), task)
     return flow
+
+
+def _forget_reads(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`flow` without the values read of `name`'s outputs."""
+    assert flow.plan is not None
+    read = flow.read_outputs.mutate()
+    for output in flow.plan.tasks[name].outputs:
+        read.pop(output.name, None)
+    return replace(flow, read_outputs=read.finish())
 
 
 def _decided(flow: FoldedFlow, name: str) -> FoldedFlow:
