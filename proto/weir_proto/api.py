@@ -250,6 +250,8 @@ class FlowView(FlowSummary, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     start_at: datetime | None = None
     rerun_of: str | None = None
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The value of each of the flow's declared params: given at submit, else its default."""
 
 
 class FlowPage(msgspec.Struct, kw_only=True):

@@ -3,8 +3,10 @@ of upstream tasks, parsed at submit and evaluated by the scheduler. Never `eval`
 
     params.env == "prod" and not (tasks.check.exit_code != 0 or params.dry_run)
 
-Names: `params.NAME`, `tasks.NAME.status` (succeeded, failed, skipped, cancelled) and
-`tasks.NAME.exit_code`. Literals: strings in double or single quotes, numbers, `true`,
+Names: `params.NAME`, `tasks.NAME.status` (succeeded, failed, skipped, cancelled),
+`tasks.NAME.exit_code` and `tasks.NAME.outputs.OUTPUT` (the text the task stored as its
+declared output OUTPUT, JSON-decoded when it parses; `null` when the task did not succeed).
+Literals: strings in double or single quotes, numbers, `true`,
 `false`, `null`. Comparisons `==`, `!=`, `<`, `<=`, `>`, `>=`; `and`, `or`, `not` and
 parentheses, `and` binding tighter than `or`. There are no function calls. `<` and the
 like compare numbers with numbers and strings with strings; any other pair is false.
@@ -32,6 +34,7 @@ _TOKEN = re.compile(
 _KEYWORDS = {"and", "or", "not", "true", "false", "null"}
 _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 TASK_FIELDS = ("status", "exit_code")
+OUTPUTS = "outputs"
 CONDITION_MAX = 4096
 
 
@@ -41,7 +44,8 @@ class ConditionError(WeirException, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """`params.NAME` -> ("params", NAME); `tasks.NAME.FIELD` -> ("tasks", NAME, FIELD)."""
+    """`params.NAME` -> ("params", NAME); `tasks.NAME.FIELD` -> ("tasks", NAME, FIELD);
+    `tasks.NAME.outputs.OUTPUT` -> ("tasks", NAME, "outputs", OUTPUT)."""
 
     path: tuple[str, ...]
 
@@ -234,6 +238,15 @@ def _ref(text: str) -> Ref:
         return Ref(path)
     if path[0] == "tasks" and len(path) == 3 and path[2] in TASK_FIELDS:
         return Ref(path)
+    if path[0] == "tasks" and len(path) >= 4 and path[2] == OUTPUTS:
+        return Ref((*path[:3], ".".join(path[3:])))  # output names may hold dots
     raise ConditionError(
-        f"unknown name {text!r}: use params.NAME, tasks.NAME.status or tasks.NAME.exit_code"
+        f"unknown name {text!r}: use params.NAME, tasks.NAME.status, tasks.NAME.exit_code "
+        "or tasks.NAME.outputs.OUTPUT"
     )
+
+
+def output_refs(expr: Expr) -> list[tuple[str, str]]:
+    """(task, output) of each `tasks.TASK.outputs.OUTPUT` the condition reads, once each."""
+    found = [(r.path[1], r.path[3]) for r in refs(expr) if len(r.path) == 4]
+    return list(dict.fromkeys(found))

@@ -128,6 +128,15 @@ class TaskExpanded(_Event, tag="task_expanded", frozen=True):
     items: list[Any] = msgspec.field(default_factory=list)
 
 
+class TaskConditionRead(_Event, tag="task_condition_read", frozen=True):
+    """The scheduler read the upstream outputs task `task`'s `when` condition names: each
+    output's value (its text, JSON-decoded when it parses). Recorded so a replay decides
+    the condition the same way without reading the outputs again."""
+
+    task: str
+    values: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class TaskSkipped(_Event, tag="task_skipped", frozen=True):
     task: str
     reason: str
@@ -207,6 +216,7 @@ FlowEvent = (
     | TaskFailed
     | TaskSkipped
     | TaskExpanded
+    | TaskConditionRead
     | FlowSucceeded
     | FlowFailed
     | FlowCancelRequested

@@ -145,6 +145,7 @@ def flow_status_after(status: FlowStatus, event: FlowEvent) -> FlowStatus:
             | ev.TaskCancelled()
             | ev.TaskFailed()
             | ev.TaskExpanded()
+            | ev.TaskConditionRead()
         ):
             return status
         case _ as unreachable:

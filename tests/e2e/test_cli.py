@@ -131,7 +131,10 @@ def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
     assert tasks["publish"]["status"] == "skipped"
     assert tasks["publish"]["error_message"] == 'condition is false: params.env == "prod"'
     assert tasks["cleanup"]["status"] == tasks["report"]["status"] == "succeeded"
-    assert 'condition is false: params.env == "prod"' in weir(stack, "show", flow_id).stdout
+    shown = weir(stack, "show", flow_id).stdout
+    assert 'condition is false: params.env == "prod"' in shown
+    assert "params: date=2026-12-01  env=dev  rows=4" in shown  # the default filled in
+    assert view["params"] == {"date": "2026-12-01", "env": "dev", "rows": 4}
 
     missing = weir(stack, "submit", example, "-p", "rows=x")
     assert missing.returncode == 1

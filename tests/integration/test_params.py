@@ -47,6 +47,7 @@ async def test_params_reach_the_task_as_argv_and_env_and_defaults_fill_the_rest(
     assert not (tmp_path / "pwned").exists(), "a parameter went through a shell"
     view = await client.get(flow_id)
     assert view.status == "succeeded"
+    assert view.params == {"date": "2026-12-01", "n": 3, "label": hostile}  # defaults filled
 
 
 async def test_a_submit_with_wrong_params_is_rejected_with_every_problem(

@@ -12,6 +12,7 @@ from typing import Any, get_args
 import msgspec
 import pytest
 from rich.console import Console
+from rich.text import Text
 from weir import waterfall
 from weir.cli.output import event_line, flow_details, flow_table, task_table
 from weir.telemetry import flow_timeline
@@ -166,6 +167,10 @@ def _histories() -> list[list[FlowEvent]]:
             make(ev.FlowFailed, failed_tasks=[TRICKY]),
             make(ev.TaskRetried, task=TRICKY, tasks=[TRICKY, "b"], downstream=True),
         ),
+        flow(
+            make(ev.TaskConditionRead, task="deploy", values={"decision": TRICKY}),
+            make(ev.TaskDispatched, task="deploy", attempt=1, queue="default"),
+        ),
     ]
     for error_type in ErrorType:
         failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
@@ -255,3 +260,21 @@ def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -
         "convert-every-file[1]",
         "report",
     ], shown
+
+
+def test_show_lists_the_flows_params_by_name_as_written_with_long_values_cut() -> None:
+    params = {"n": 3, "date": "2026-12-01", "dry": False, "opts": {"k": [1]}, "m": TRICKY}
+    view = msgspec.convert(
+        {"id": "f-1", "name": "etl", "status": "succeeded", "created_at": T0.isoformat()}
+        | {"updated_at": T0.isoformat(), "task_count": 0, "seq": 3, "tasks": [], "params": params},
+        FlowView,
+    )
+    shown = render(*flow_details(view))
+    (listed,) = [ln for ln in shown.splitlines() if ln.startswith("params: ")]
+    assert listed == f'params: date=2026-12-01  dry=false  m={TRICKY}  n=3  opts={{"k":[1]}}'
+
+    long = msgspec.structs.replace(view, params={"blob": "x" * 500})
+    (cut,) = [p.plain for p in flow_details(long) if isinstance(p, Text)][2:3]
+    assert cut == "params: blob=" + "x" * 200 + "…"
+    none = msgspec.structs.replace(view, params={})
+    assert "params" not in render(*flow_details(none))

@@ -1,10 +1,11 @@
 """The decider as a state machine: random flows, then random commands and reports in any
 order — releases, starts, finishes (ok, failed, snoozed, cancelled, deterministic), timers
 firing late, duplicate and stale reports, cancels (also racing a success), reruns, mapped
-tasks expanded into instances (or failing on their list) and their outputs gathered, pauses,
-resumes, retries of one task (also of unknown or running ones) and updates — with the
-invariants checked after every step, among them that the log folds to the live state and
-that from every state the flow still reaches an end."""
+tasks expanded into instances (or failing on their list) and their outputs gathered,
+conditions reading upstream outputs (or failing to), pauses, resumes, retries of one task
+(also of unknown or running ones) and updates — with the invariants checked after every step,
+among them that the log folds to the live state and that from every state the flow still
+reaches an end."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from weir_scheduler.decider import (
     Gather,
     Pause,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Release,
@@ -46,7 +48,8 @@ from weir_scheduler.decider import (
     evolve,
     fold,
 )
-from weir_scheduler.decider.fanout import EXPAND_PHASE, due
+from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
+from weir_scheduler.decider.gates import to_read
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.map_plan import parent_of
 from weir_scheduler.planner import plan
@@ -83,6 +86,7 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
                         f'tasks.{upstream}.status == "succeeded"',
                         f"tasks.{upstream}.exit_code != 0 or params.go",
                         "not params.go",
+                        f'tasks.{upstream}.outputs.o{names.index(upstream)} == "go"',
                     ]
                 )
             )
@@ -230,12 +234,17 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule(data=st.data(), count=st.integers(0, 3), fails=st.integers(0, 4))
     def list_read(self, data: st.DataObject, count: int, fails: int) -> None:
         """The shell read the list of a mapped task waiting for it (or found it unusable),
-        or gathered its instances' outputs."""
+        gathered its instances' outputs, or read the outputs a condition names."""
         waiting = sorted(due(self.flow))
         if not waiting:
             return
         name, phase = data.draw(st.sampled_from(waiting))
-        if phase == EXPAND_PHASE:
+        if phase == CONDITION_PHASE:
+            value = ["go", "stop", 3, None][count]
+            read = tuple((output, value) for _, output in to_read(self.flow, name))
+            assert read, f"{name} waits for outputs but reads none"
+            self.run(ReadCondition(name, read, error="not stored" if fails == 0 else None))
+        elif phase == EXPAND_PHASE:
             items = tuple(f"item-{i}" for i in range(count))
             error = "not a list" if fails == 0 else None
             self.run(Expand(name, items=() if error else items, error=error))
@@ -553,7 +562,9 @@ class DeciderMachine(RuleBasedStateMachine):
         for t in tasks:
             if t.status is TaskStatus.QUEUED and t.queue == "gpu":
                 return Release(t.name)
-        for name, phase in sorted(due(flow)):  # the shell reads a list or gathers outputs
+        for name, phase in sorted(due(flow)):  # the shell reads outputs or gathers them
+            if phase == CONDITION_PHASE:
+                return ReadCondition(name, tuple((o, "go") for _, o in to_read(flow, name)))
             if phase == EXPAND_PHASE:
                 return Expand(name, items=("a", "b"))
             return Gather(name, (OutputDigest(name=name, size=2, sha256="00"),))
@@ -596,3 +607,37 @@ MappedDeciderMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 test_mapped_decider_machine = MappedDeciderMachine.TestCase
+
+
+@st.composite
+def gated_flow_specs(draw: st.DrawFn) -> FlowSpec:
+    """A flow whose first task writes a decision that the others' conditions read."""
+    spec = draw(flow_specs())
+    first = next(t for t in spec.tasks if t.name == "t0")
+    conditions = ['tasks.t0.outputs.o0 == "go"', "tasks.t0.outputs.o0 != 3 and params.go"]
+    gated = [
+        msgspec.structs.replace(
+            t,
+            depends=sorted({"t0", *t.depends}),
+            when=draw(st.sampled_from(conditions)),
+            map=None,
+        )
+        for t in spec.tasks
+        if t is not first
+    ]
+    return msgspec.structs.replace(spec, tasks=[first, *gated], delay=None, fail_fast=False)
+
+
+class GatedDeciderMachine(MappedDeciderMachine):
+    """The same rules and invariants on flows whose conditions read an upstream output,
+    without cancels (which end most flows before any output is read)."""
+
+    @initialize(spec=gated_flow_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+
+GatedDeciderMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+test_gated_decider_machine = GatedDeciderMachine.TestCase

@@ -283,6 +283,28 @@ async def test_flows_list_filters_with_the_where_language(operator: httpx.AsyncC
     assert wrong.status_code == 400 and "where" in wrong.json()["error"]["message"]
 
 
+async def test_tasks_list_across_flows_filters_pages_and_refuses_a_bad_where(
+    operator: httpx.AsyncClient, viewer: httpx.AsyncClient
+) -> None:
+    ok = await submit(operator, {"name": "fine", "tasks": [{"name": "a", "cmd": ["true"]}]})
+    once = {"max_attempts": 1}
+    spec = {"name": "broken", "tasks": [{"name": "b", "cmd": ["false"], "retry": once}]}
+    bad = await submit(operator, spec)
+    for flow_id in (ok, bad):
+        await events_of(operator, flow_id)
+    page = (await viewer.get("/tasks", params={"where": "status=failed and queue=default"})).json()
+    assert [(t["flow_id"], t["name"], t["status"]) for t in page["tasks"]] == [(bad, "b", "failed")]
+    first = await viewer.get("/tasks", params={"limit": 1})
+    assert first.status_code == 200 and len(first.json()["tasks"]) == 1 and first.json()["next"]
+    rest = (await viewer.get("/tasks", params={"cursor": first.json()["next"]})).json()
+    seen = {(t["flow_id"], t["name"]) for t in [*first.json()["tasks"], *rest["tasks"]]}
+    assert {(ok, "a"), (bad, "b")} <= seen
+    wrong = await viewer.get("/tasks", params={"where": "colour=red"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["message"].startswith("where: ")
+    huge = await viewer.get("/tasks", params={"limit": 5000})
+    assert huge.status_code == 400 and "limit" in huge.json()["error"]["message"]
+
+
 async def test_health_and_openapi(viewer: httpx.AsyncClient) -> None:
     health = await viewer.get("/health")
     assert health.status_code == 200, health.text
@@ -300,6 +322,9 @@ async def test_health_and_openapi(viewer: httpx.AsyncClient) -> None:
         on_disk.pop("$schema")
         assert {k: v for k, v in schemas[name].items() if k != "$id"} == on_disk
     assert "/flows/{flow_id}/events" in document["paths"]
+    assert document["paths"]["/tasks"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/TaskPage"}
 
 
 async def test_a_mapped_tasks_instances_are_tasks_with_logs_of_their_own(

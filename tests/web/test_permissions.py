@@ -61,6 +61,9 @@ async def test_every_endpoint_works_as_the_web_user(web_as_user: Web) -> None:
     assert (await events_of(admin, flow_id))[-1].event == "flow_succeeded"
     assert (await admin.get("/flows")).json()["flows"][0]["id"] == flow_id
     assert (await admin.get("/flows", params={"where": "name=made"})).status_code == 200
+    tasks = await admin.get("/tasks", params={"where": "name=m"})
+    assert tasks.status_code == 200, tasks.text
+    assert [t["flow_id"] for t in tasks.json()["tasks"]] == [flow_id]
     assert (await admin.get(f"/flows/{flow_id}/tasks/m/logs")).text == "hello\n"
     blob = await admin.get(f"/flows/{flow_id}/artifacts/out")
     assert blob.content == b"data\n"

@@ -3,8 +3,10 @@
 A `fanout` timer (made when a mapped task starts waiting, so a crash loses nothing) wakes
 it for one task: it reads the list the task maps over and answers `Expand`, or, once every
 instance succeeded, stores each of the task's outputs as the JSON list of its instances'
-parts (each part as JSON when it parses, else as text) and answers `Gather`. A store that
-cannot be reached raises: the timer fires again after its claim lapses.
+parts (each part as JSON when it parses, else as text) and answers `Gather`. The same timer
+reads the outputs a task's `when` condition names and answers `ReadCondition`
+(`decider/gates.py`). A store that cannot be reached raises: the timer fires again after
+its claim lapses.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from typing import Any
 from weir.artifacts import ArtifactIntegrityError, ArtifactNotFound, Artifacts
 from weir_proto.messages import OutputDigest
 
-from weir_scheduler.decider import Command, Expand, FoldedFlow, Gather
-from weir_scheduler.decider.fanout import GATHER_PHASE, expansion, gathered, oversized
+from weir_scheduler.decider import Command, Expand, FoldedFlow, Gather, ReadCondition
+from weir_scheduler.decider.fanout import (
+    CONDITION_PHASE,
+    GATHER_PHASE,
+    expansion,
+    gathered,
+    oversized,
+)
+from weir_scheduler.decider.gates import VALUE_BYTES_MAX, output_value, to_read
 from weir_scheduler.store import EventStore
 
 
@@ -39,6 +48,8 @@ class FanOutIO:
         with tempfile.TemporaryDirectory(prefix="weir-fanout-") as scratch:
             if phase == GATHER_PHASE:
                 return await self._gather(flow, task, Path(scratch))
+            if phase == CONDITION_PHASE:
+                return await self._read_condition(flow, task, Path(scratch))
             spec = flow.plan.tasks[task]
             assert spec.map is not None
             over = spec.map.over
@@ -56,6 +67,30 @@ class FanOutIO:
             except ArtifactIntegrityError as exc:
                 return Expand(task, error=f'task "{task}": map.over output "{over}": {exc}')
             return expansion(flow, task, target.read_bytes(), self.max_tasks)
+
+    async def _read_condition(self, flow: FoldedFlow, task: str, scratch: Path) -> ReadCondition:
+        assert flow.plan is not None
+        values: list[tuple[str, Any]] = []
+        for producer, output in to_read(flow, task):
+            what = f'task "{task}": when: output "{output}" of task "{producer}"'
+            digest = flow.output_digest(output)
+            if digest is not None and digest.size > VALUE_BYTES_MAX:  # not even downloaded
+                limit = f"the limit is {VALUE_BYTES_MAX:,}"
+                return ReadCondition(task, error=f"{what} is {digest.size:,} bytes; {limit}")
+            holder = flow.rerun_of if producer in flow.reused else flow.id
+            target = scratch / "value"
+            try:
+                await self.artifacts.download(holder or flow.id, output, target, expected=digest)
+            except ArtifactNotFound:
+                return ReadCondition(task, error=f"{what} was not stored")
+            except ArtifactIntegrityError as exc:
+                return ReadCondition(task, error=f"{what}: {exc}")
+            value, problem = output_value(task, output, target.read_bytes())
+            if problem is not None:
+                return ReadCondition(task, error=problem)
+            values.append((output, value))
+            target.unlink()
+        return ReadCondition(task, values=tuple(values))
 
     async def _gather(self, flow: FoldedFlow, task: str, scratch: Path) -> Gather:
         flow_id = flow.id

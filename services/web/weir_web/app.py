@@ -43,6 +43,7 @@ from weir_web.routes.schedules import ScheduleRoutes
 from weir_web.routes.secrets import SecretRoutes
 from weir_web.routes.session import SessionRoutes
 from weir_web.routes.stepping import SteppingRoutes
+from weir_web.routes.tasks import TaskRoutes
 from weir_web.ui import STATIC_DIR, ui_routes
 
 __all__ = ["CSP", "STATIC_DIR", "create_app", "nats_backends", "web_server"]
@@ -58,6 +59,7 @@ RESOURCES: tuple[type[Endpoints], ...] = (
     SessionRoutes,
     FlowRoutes,
     SteppingRoutes,
+    TaskRoutes,
     EventRoutes,
     LogRoutes,
     ArtifactRoutes,

@@ -171,6 +171,18 @@ def openapi_document() -> dict[str, Any]:
                 body=spec_body,
             ),
         },
+        "/tasks": {
+            "get": _op(
+                "List tasks across flows, the newest flows' first",
+                "viewer",
+                (200, "application/json", _ref("TaskPage")),
+                params=[
+                    _query("where", {"type": "string"}, "`weir tasks --where` filter"),
+                    _query("limit", {"type": "integer"}, "page size"),
+                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
+                ],
+            )
+        },
         "/flows/{flow_id}": {
             "get": _op(
                 "One flow", "viewer", (200, "application/json", _ref("FlowView")), params=[FLOW]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 from rich.table import Column, Table
 from rich.text import Text
 from weir_proto.api import FlowSummary, FlowView, TaskSummary, TaskView
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskExpanded, event_type
+from weir_proto.params import render
 from weir_proto.status import TaskStatus
 
 from weir.terminal import escape_controls, line, plain, status
@@ -23,6 +24,8 @@ def time_of_day(value: datetime | None) -> str:
     return value.strftime("%H:%M:%S.%f")[:-3] if value else "-"
 
 
+PARAM_SHOWN_MAX = 200
+"""Characters of a param's value that `weir show` prints (the rest are in `--json`)."""
 EXPANDED_ITEMS_SHOWN = 5
 """Items of a `task_expanded` that `weir events` prints (the rest are in `--json`)."""
 
@@ -127,6 +130,8 @@ def flow_details(view: FlowView) -> list[Text | Table]:
     ]
     if view.tags:
         parts.append(line("tags: ", ", ".join(view.tags)))
+    if view.params:
+        parts.append(line("params: ", _params_text(view.params)))
     if view.rerun_of:
         parts.append(line("rerun of ", view.rerun_of))
     parts.extend(line("  - ", error.message) for error in view.errors)
@@ -165,6 +170,16 @@ def flow_details(view: FlowView) -> list[Text | Table]:
             # In full, on a line of its own: the reason a trigger rule or condition gave.
             parts.append(line(f"  {task.name} skipped: ", task.error_message[:500]))
     return parts
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    """`NAME=VALUE` for each param, by name; a string as it is, anything else as JSON."""
+    shown = []
+    for name, value in sorted(params.items()):
+        text = render(value)
+        cut = "…" if len(text) > PARAM_SHOWN_MAX else ""
+        shown.append(f"{name}={text[:PARAM_SHOWN_MAX]}{cut}")
+    return "  ".join(shown)
 
 
 class LogOutput:

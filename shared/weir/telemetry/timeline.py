@@ -119,6 +119,8 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 b.update(task, n, started_at=at, runner=runner, status=AttemptState.RUNNING)
             case ev.TaskTakenOver(task=task, attempt=n, runner=runner):
                 b.update(task, n, runner=runner)  # the attempt runs on, on another runner
+            case ev.TaskConditionRead():
+                pass  # what a condition read; its verdict shows as a start or a skip
             case ev.TaskExpanded() | ev.TaskSucceeded(attempt=0) | ev.TaskFailed(attempt=0):
                 pass  # a mapped task: its instances NAME[i] are the attempts
             case ev.TaskSucceeded(task=task, attempt=n, exit_code=code, at=at):

@@ -472,6 +472,7 @@ class MemoryData(DataLayer):
             metadata=dict(flow.metadata),
             start_at=flow.start_at,
             rerun_of=flow.rerun_of,
+            params=dict(flow.params),
         )
 
     def _tasks_of(self, flow_id: str) -> list[TaskRow]:

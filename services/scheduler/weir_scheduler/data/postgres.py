@@ -322,6 +322,7 @@ class PostgresData(DataLayer):
             metadata=msgspec.json.decode(row["metadata"]),
             start_at=row["start_at"],
             rerun_of=row["rerun_of"],
+            params=msgspec.json.decode(row["params"]),
         )
 
     async def flow_page(

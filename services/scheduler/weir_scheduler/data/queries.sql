@@ -209,7 +209,8 @@ LIMIT 1;
 
 -- name: get_flow
 SELECT id, name, status, seq, task_count, created_at, updated_at, errors::text AS errors,
-       tags, metadata::text AS metadata, start_at, rerun_of, finished_at
+       tags, metadata::text AS metadata, start_at, rerun_of, finished_at,
+       params::text AS params
 FROM flows WHERE id = $1;
 
 -- name: get_tasks

@@ -9,6 +9,7 @@ Both are pure and total; nothing here awaits. By concern:
 - `failures.py`: what a failure or a cancel does to the work not handed out yet;
 - `triggers.py`: trigger rules and `when` conditions;
 - `stepping.py`: pause, resume, retry of one task and update, and their refusals;
+- `gates.py`: `when` conditions over upstream outputs, read by the shell first;
 - `state.py`: the flow's state and `evolve`.
 """
 
@@ -22,6 +23,7 @@ from weir_scheduler.decider.commands import (
     Gather,
     Pause,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Reject,
@@ -56,6 +58,7 @@ __all__ = [
     "Gather",
     "Pause",
     "Policy",
+    "ReadCondition",
     "RecordFinished",
     "RecordStarted",
     "Reject",

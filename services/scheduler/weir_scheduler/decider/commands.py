@@ -60,7 +60,8 @@ class TakeOver:
 
 TimerKind = Literal["start", "retry", "deadline", "lease", "fanout"]
 """`fanout`: a mapped task waits for the shell to read its list (attempt 0) or to gather
-its instances' outputs (attempt 1); see `decider/fanout.py`."""
+its instances' outputs (attempt 1), see `decider/fanout.py`; or a task waits for the shell
+to read the outputs its `when` condition names (attempt 2), see `decider/gates.py`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,16 @@ class Gather:
 
     task: str
     outputs: tuple[OutputDigest, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCondition:
+    """The upstream outputs `task`'s `when` condition names, as the shell read them
+    (`values`: output name -> value), or why one could not be read (`error`)."""
+
+    task: str
+    values: tuple[tuple[str, Any], ...] = ()
     error: str | None = None
 
 
@@ -152,6 +163,7 @@ Command = (
     | Resume
     | Retry
     | Update
+    | ReadCondition
 )
 
 

@@ -44,6 +44,7 @@ from weir_scheduler.decider.commands import (
     Gather,
     Pause,
     Policy,
+    ReadCondition,
     RecordFinished,
     RecordStarted,
     Reject,
@@ -58,6 +59,7 @@ from weir_scheduler.decider.dispatch import dispatch, dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
 from weir_scheduler.decider.fanout import decide_fanout
+from weir_scheduler.decider.gates import decide_condition
 from weir_scheduler.decider.state import FoldedFlow, FoldedTask
 from weir_scheduler.decider.triggers import tolerates_failure
 
@@ -218,6 +220,10 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
         case Pause() | Resume() | Retry() | Update():
             if flow.exists:
                 _stepping(out, command)
+        case ReadCondition() as read:
+            decide_condition(out, read)
+            dispatch_ready(out)
+            _finish_if_done(out)
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return

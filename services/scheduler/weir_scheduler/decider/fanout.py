@@ -30,14 +30,17 @@ MAP_ERROR = "map"
 """`error_type` of a mapped task that failed as a whole (its list, a limit, an instance)."""
 LIST_BYTES_MAX = 4 * 1024 * 1024
 """Largest list a task may map over, in bytes (the items are kept in the event log)."""
-EXPAND_PHASE, GATHER_PHASE = 0, 1
-"""The `attempt` of a `fanout` timer: reading the list, or gathering the outputs."""
+EXPAND_PHASE, GATHER_PHASE, CONDITION_PHASE = 0, 1, 2
+"""The `attempt` of a `fanout` timer: reading the list, gathering the outputs, or reading
+the outputs a `when` condition names (`gates.py`)."""
 
 
 def due(flow: FoldedFlow) -> Iterator[tuple[str, int]]:
     """(task, phase) of each mapped task waiting for the shell."""
     for name, state in flow.fanout.items():
-        if not state.expanded:
+        if state.reading:
+            yield name, CONDITION_PHASE
+        elif not state.expanded:
             yield name, EXPAND_PHASE
         elif state.left == 0:
             yield name, GATHER_PHASE
@@ -109,10 +112,10 @@ def decide_fanout(out: Emitter, answer: Expand | Gather) -> None:
     its success with the gathered outputs, or its failure (`answer.error`)."""
     name = answer.task
     phase = EXPAND_PHASE if isinstance(answer, Expand) else GATHER_PHASE
-    if _waiting(out.flow, name, phase) is None:
+    if waiting(out.flow, name, phase) is None:
         return
     if answer.error is not None:
-        _fail(out, name, answer.error)
+        fail_whole(out, name, answer.error)
     elif isinstance(answer, Expand):
         count, items = len(answer.items), list(answer.items)
         out.emit(TaskExpanded(**out.envelope(), at=out.now, task=name, count=count, items=items))
@@ -136,7 +139,7 @@ def close_fanouts(out: Emitter) -> None:
         skipped = [t for t in ended if t.status is TaskStatus.SKIPPED]
         if failed:
             shown = ", ".join(f'"{n}"' for n in failed[:5]) + (", …" if len(failed) > 5 else "")
-            _fail(out, name, f"{len(failed):,} of {state.count:,} instances failed: {shown}")
+            fail_whole(out, name, f"{len(failed):,} of {state.count:,} instances failed: {shown}")
         elif cancelled:
             reason = cancelled[0].error_message or "cancelled"
             out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
@@ -158,7 +161,7 @@ def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
+def waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
     if not flow.exists or flow.status.terminal or flow.cancelling:
         return None
     state = flow.fanout.get(name)
@@ -168,14 +171,15 @@ def _waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
     return state if (name, phase) in due(flow) else None
 
 
-def _fail(out: Emitter, name: str, message: str) -> None:
+def fail_whole(out: Emitter, name: str, message: str, error_type: str = MAP_ERROR) -> None:
+    """`name` fails as a whole (no attempt of its own ran) with `message`."""
     out.emit(
         TaskFailed(
             **out.envelope(),
             at=out.now,
             task=name,
             attempt=0,
-            error_type=MAP_ERROR,
+            error_type=error_type,
             message=message,
         )
     )

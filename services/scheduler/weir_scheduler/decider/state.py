@@ -32,6 +32,7 @@ from weir_proto.events import (
     FlowUpdated,
     TaskAttemptFailed,
     TaskCancelled,
+    TaskConditionRead,
     TaskDispatched,
     TaskExpanded,
     TaskFailed,
@@ -48,7 +49,7 @@ from weir_proto.spec import EnvVar, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus, flow_status_after
 
 from weir_scheduler.decider.copying import replace
-from weir_scheduler.decider.triggers import skip_reason, tolerates_failure
+from weir_scheduler.decider.triggers import must_read, skip_reason, tolerates_failure
 from weir_scheduler.map_plan import parent_of, with_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
@@ -89,6 +90,9 @@ class FanOut:
     expanded: bool = False
     count: int = 0
     left: int = 0
+    reading: bool = False
+    """Not a fan-out (yet): the task waits for the shell to read the upstream outputs its
+    `when` condition names (`decider/gates.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,10 @@ class FoldedFlow:
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
     fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
-    """Mapped tasks being expanded or run as instances (`decider/fanout.py`)."""
+    """Mapped tasks being expanded or run as instances (`decider/fanout.py`), and tasks
+    waiting for the outputs their condition reads (`decider/gates.py`)."""
+    read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
+    """Output name -> value, as `task_condition_read` recorded it for a condition."""
     updates: int = 0
     """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
@@ -239,6 +246,8 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
                 error_message=None,
                 outputs=tuple(outputs),
             )
+            if flow.read_outputs:  # a task run again: its outputs are read afresh
+                flow = _forget_reads(flow, name)
             return _dependencies_ended(_with_task(flow, task), name)
         case TaskAttemptFailed(
             task=name, attempt=attempt, error_type=error_type, message=message, exit_code=code
@@ -309,6 +318,8 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             )
         case TaskExpanded(task=name, items=items):
             return _expanded(flow, name, items)
+        case TaskConditionRead(task=name, values=values):
+            return _condition_read(flow, name, values)
         case FlowCancelRequested(reason=reason):
             return replace(
                 flow,
@@ -378,6 +389,9 @@ def sorted_out(
     assert flow.plan is not None
     fanout = flow.fanout
     for name in names:
+        if must_read(flow, name):  # its condition reads an output: the shell reads it first
+            fanout = fanout.set(name, FanOut(reading=True))
+            continue
         reason = skip_reason(flow, name)
         if reason is not None:
             settled[name] = reason
@@ -450,6 +464,9 @@ def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
             continue
         if flow.failing and not tolerates_failure(plan, child):
             continue  # the failure skips it
+        if child in plan.conditions and must_read(flow, child):
+            fanout = fanout.set(child, FanOut(reading=True))  # the shell reads outputs first
+            continue
         reason = skip_reason(replace(flow, blocked=blocked), child)
         if reason is not None:
             settled = settled.set(child, reason)
@@ -463,6 +480,48 @@ def _dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
         at = bisect_left(waiting, place)
         line = line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
     return replace(flow, ready=ready, blocked=blocked, line=line, settled=settled, fanout=fanout)
+
+
+def _condition_read(flow: FoldedFlow, name: str, values: Mapping[str, Any]) -> FoldedFlow:
+    """The outputs `name`'s condition reads were read: it is decided, and so is every other
+    task waiting for outputs that are all read now."""
+    assert flow.plan is not None
+    positions = flow.plan.positions
+    flow = replace(flow, read_outputs=flow.read_outputs.update(values))
+    waiting = [n for n, state in flow.fanout.items() if state.reading]
+    for task in sorted(waiting, key=positions.__getitem__):
+        if task == name or not must_read(flow, task):
+            flow = _decided(replace(flow, fanout=flow.fanout.delete(task)), task)
+    return flow
+
+
+def _forget_reads(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`flow` without the values read of `name`'s outputs."""
+    assert flow.plan is not None
+    read = flow.read_outputs.mutate()
+    for output in flow.plan.tasks[name].outputs:
+        read.pop(output.name, None)
+    return replace(flow, read_outputs=read.finish())
+
+
+def _decided(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`name`, whose dependencies have ended and whose condition's outputs are now read,
+    becomes ready, or settled with the reason it will be skipped, or, when mapped, waits
+    for its list. A cancelling flow starts nothing."""
+    assert flow.plan is not None
+    if flow.cancelling:
+        return flow
+    reason = skip_reason(flow, name)
+    if reason is not None:
+        return replace(flow, settled=flow.settled.set(name, reason))
+    if flow.plan.tasks[name].map is not None:
+        return replace(flow, fanout=flow.fanout.set(name, FanOut()))
+    task = flow.tasks[name]
+    place = (task.priority, flow.plan.positions[name])
+    waiting = flow.line.get(task.queue, ())
+    at = bisect_left(waiting, place)
+    line = flow.line.set(task.queue, (*waiting[:at], place, *waiting[at:]))
+    return replace(flow, ready=flow.ready.set(name, True), line=line)
 
 
 def _fanout_ended(flow: FoldedFlow, name: str) -> FoldedFlow:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from weir_proto.conditions import Ref, evaluate
+from weir_proto.conditions import OUTPUTS, Ref, evaluate, output_refs
 from weir_proto.status import TaskStatus
 
 from weir_scheduler.planner import Plan
@@ -32,6 +32,34 @@ def tolerates_failure(plan: Plan, name: str) -> bool:
 def skip_reason(flow: FoldedFlow, name: str) -> str | None:
     """None when `name`, whose dependencies have all ended, should run; else why it is
     skipped: its trigger rule does not hold, or its `when` condition is false."""
+    reason = trigger_reason(flow, name)
+    if reason is not None:
+        return reason
+    assert flow.plan is not None
+    condition = flow.plan.conditions.get(name)
+    if condition is not None and not evaluate(condition, lambda ref: _read(flow, ref)):
+        return f"condition is false: {flow.plan.tasks[name].when}"
+    return None
+
+
+def must_read(flow: FoldedFlow, name: str) -> bool:
+    """Whether `name`, whose dependencies have all ended and whose trigger rule holds, waits
+    for the shell to read outputs its condition names (`gates.py`) before it is decided."""
+    assert flow.plan is not None
+    condition = flow.plan.conditions.get(name)
+    if condition is None:
+        return False
+    unread = [
+        output
+        for producer, output in output_refs(condition)
+        if flow.tasks[producer].status is TaskStatus.SUCCEEDED and output not in flow.read_outputs
+    ]
+    return bool(unread) and trigger_reason(flow, name) is None
+
+
+def trigger_reason(flow: FoldedFlow, name: str) -> str | None:
+    """None when the trigger rule of `name`, whose dependencies have all ended, holds; else
+    how its dependencies ended instead."""
     plan = flow.plan
     assert plan is not None
     spec = plan.tasks[name]
@@ -51,9 +79,6 @@ def skip_reason(flow: FoldedFlow, name: str) -> str | None:
     }[rule]
     if not holds:
         return f"trigger {rule}: {_how_they_ended(rule, deps, ended)}"
-    condition = plan.conditions.get(name)
-    if condition is not None and not evaluate(condition, lambda ref: _read(flow, plan, ref)):
-        return f"condition is false: {spec.when}"
     return None
 
 
@@ -77,10 +102,13 @@ def _ended_as(status: TaskStatus) -> str:
     return "was skipped" if status is TaskStatus.SKIPPED else str(status)
 
 
-def _read(flow: FoldedFlow, plan: Plan, ref: Ref) -> Any:
+def _read(flow: FoldedFlow, ref: Ref) -> Any:
+    assert flow.plan is not None
     if ref.path[0] == "params":
-        return plan.params.get(ref.path[1])
+        return flow.plan.params.get(ref.path[1])
     task = flow.tasks[ref.path[1]]
     if ref.path[2] == "status":
         return str(task.status)
+    if ref.path[2] == OUTPUTS:  # recorded by `task_condition_read` (gates.py)
+        return flow.read_outputs.get(ref.path[3])
     return task.exit_code

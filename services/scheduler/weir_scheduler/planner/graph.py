@@ -261,7 +261,7 @@ def _check_inputs(
         where = f"{flow}: task {printable(task.name)}"
         condition = conditions.get(task.name)
         for ref in refs(condition) if condition is not None else []:
-            problem = _ref_problem(ref, spec, ancestors(task.name))
+            problem = _ref_problem(ref, spec, ancestors(task.name), outputs)
             if problem:
                 err(f"{path}.when", f"{where}: when: {problem}", task.name)
         for i_index, item in enumerate(task.inputs):
@@ -282,7 +282,9 @@ def _check_inputs(
                 )
 
 
-def _ref_problem(ref: Ref, spec: FlowSpec, upstream: frozenset[str]) -> str | None:
+def _ref_problem(
+    ref: Ref, spec: FlowSpec, upstream: frozenset[str], outputs: Mapping[str, str]
+) -> str | None:
     kind, name = ref.path[0], ref.path[1]
     if kind == "params" and name not in spec.params:
         declared = ", ".join(sorted(spec.params)) or "none are declared"
@@ -291,6 +293,13 @@ def _ref_problem(ref: Ref, spec: FlowSpec, upstream: frozenset[str]) -> str | No
         return (
             f"reads tasks.{name}, which is not upstream of this task; "
             "a condition reads only tasks it (indirectly) depends on"
+        )
+    if kind == "tasks" and len(ref.path) == 4 and outputs.get(ref.path[3]) != name:
+        own = sorted(output for output, task in outputs.items() if task == name)
+        shown = ", ".join(own) or "it declares none"
+        return (
+            f"reads tasks.{name}.outputs.{ref.path[3]}, which is not an output of task "
+            f"{name} (outputs: {shown}); declare it under the task's outputs"
         )
     return None
 
