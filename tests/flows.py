@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from weir.client import Client
+from weir_proto.api import FlowView, TaskView
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
@@ -19,6 +20,13 @@ WAIT = 60.0
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "cmd": list(cmd) or ["true"], "depends": depends or [], **extra}
+
+
+def flow_view(tasks: list[TaskView], at: datetime, **fields: Any) -> FlowView:
+    """What `weir show` is given for a flow of `tasks` created at `at` (a failed flow
+    named "n" unless `fields` say otherwise)."""
+    fields = {"id": "f-1", "name": "n", "status": "failed", "seq": 1, **fields}
+    return FlowView(created_at=at, updated_at=at, task_count=len(tasks), tasks=tasks, **fields)
 
 
 def dispatch_of(
