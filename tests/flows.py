@@ -70,6 +70,14 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEv
     return flow_id, [e async for e in client.events(flow_id)]
 
 
+async def lone_task(client: Client, flow_name: str, task_fields: dict[str, Any]) -> TaskView:
+    """Run a flow of the one task `task_fields` spells to its end; that task as `weir show`
+    gives it."""
+    flow_id, _ = await finish(client, {"name": flow_name, "tasks": [task_fields]})
+    (view,) = (await client.get(flow_id)).tasks
+    return view
+
+
 async def reached(client: Client, flow_id: str, kind: str) -> FlowEvent:
     """The flow's first event of type `kind`, waiting (up to WAIT) until it happens."""
 

@@ -18,7 +18,7 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import WAIT, finish, reached, task, types
+from tests.flows import WAIT, finish, lone_task, reached, task, types
 from tests.waiting import process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
@@ -69,9 +69,7 @@ async def test_last_failed_attempt_fails_the_task_with_every_attempt_recorded(
 async def test_timeout_kills_the_attempt(client: Client, tmp_path: Path) -> None:
     shell, child = tmp_path / "shell.pid", tmp_path / "child.pid"
     script = f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"
-    spec = {"name": "slow", "tasks": [task("slow", "sh", "-c", script, timeout=1, retry=ONCE)]}
-    flow_id, _events = await finish(client, spec)
-    (view,) = (await client.get(flow_id)).tasks
+    view = await lone_task(client, "slow", task("slow", "sh", "-c", script, timeout=1, retry=ONCE))
     assert view.status == "failed" and view.error_type == "timeout"
     assert view.error_message == 'task "slow" exceeded its timeout of 1s'
     # Reported only once the task and what it started are gone: nothing left to wait for.
