@@ -77,6 +77,16 @@ async def wait_started(kubelet: TestKubelet, pod: str) -> None:
     await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
 
 
+async def start_sleeper(client: Client, kubelet: TestKubelet, flow_id: str, name: str) -> str:
+    """Submit flow `flow_id` of one task `name` that sleeps in its pod for 30 s, and wait
+    until that pod runs; the pod's name."""
+    spec = {"id": flow_id, "name": "sleeper", "tasks": [pod_task(name, "sleep", "30", retry=ONCE)]}
+    await client.submit(spec)
+    pod = f"{flow_id}-{name}-1"
+    await wait_started(kubelet, pod)
+    return pod
+
+
 async def test_flow_runs_each_task_as_a_pod_saves_its_log_and_deletes_it(
     kube_client: Client, apiserver: ApiServerProcess, kube_settings: Settings
 ) -> None:
@@ -208,12 +218,9 @@ async def test_a_pod_that_cannot_run_fails_its_task_with_a_clear_error(
 async def test_evicted_pod_fails_its_task_as_evicted(
     kube_client: Client, kubelet: TestKubelet
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "evict-1", "name": "evict", "tasks": [pod_task("big", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "evict-1-big-1")
-    await kubelet.evict(NAMESPACE, "evict-1-big-1")
-    big = tasks_of(await outcome(kube_client, flow_id))["big"]
+    pod = await start_sleeper(kube_client, kubelet, "evict-1", "big")
+    await kubelet.evict(NAMESPACE, pod)
+    big = tasks_of(await outcome(kube_client, "evict-1"))["big"]
     assert big.error_type == "evicted"
     assert "The node was low on resource: memory." in big.error_message
 
@@ -222,13 +229,10 @@ async def test_evicted_pod_fails_its_task_as_evicted(
 async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
     kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "gone-1", "name": "gone", "tasks": [pod_task("victim", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "gone-1-victim-1")
-    async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/gone-1-victim-1"):
+    pod = await start_sleeper(kube_client, kubelet, "gone-1", "victim")
+    async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}"):
         pass
-    victim = tasks_of(await outcome(kube_client, flow_id))["victim"]
+    victim = tasks_of(await outcome(kube_client, "gone-1"))["victim"]
     assert victim.error_type == "pod_deleted"
     assert 'pod "gone-1-victim-1" of task "victim" was deleted' in victim.error_message
 
@@ -353,11 +357,8 @@ def test_config_selects_the_kubernetes_executor(kubeconfig: Path) -> None:
 async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_pod(
     kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "quiet-1", "name": "quiet", "tasks": [pod_task("long", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "quiet-1-long-1")
-    pod = apiserver.handler.pod(NAMESPACE, "quiet-1-long-1")
+    name = await start_sleeper(kube_client, kubelet, "quiet-1", "long")
+    pod = apiserver.handler.pod(NAMESPACE, name)
     assert pod is not None
     pod["status"] = {
         "phase": "Failed",
@@ -366,8 +367,8 @@ async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_po
         ],
     }
     # Stored behind the watch's back: no event is sent, as when a watch loses one.
-    apiserver.handler.objects[PODS, NAMESPACE, "quiet-1-long-1"] = pod
-    ran = await outcome(kube_client, flow_id)
+    apiserver.handler.objects[PODS, NAMESPACE, name] = pod
+    ran = await outcome(kube_client, "quiet-1")
 
     assert ran.status == "failed"
     assert tasks_of(ran)["long"].exit_code == 4
