@@ -23,7 +23,7 @@ from weir_proto import subjects
 from weir_proto.events import TaskStarted, TaskSucceeded, TaskTakenOver, event_type
 from weir_proto.messages import Heartbeat
 
-from tests.e2e.conftest import FAST_FAILOVER
+from tests.e2e.conftest import FAST_FAILOVER, running_stack
 from tests.flows import WAIT, task
 from tests.security.test_forged_reports import (
     LogWatch,
@@ -93,10 +93,7 @@ TAKEOVER_ENV = {
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    with Stack(
-        tmp_path / "stack", env=dict(TAKEOVER_ENV), external_database_url=database_url
-    ) as running:
-        yield running
+    yield from running_stack(tmp_path, database_url, TAKEOVER_ENV)
 
 
 @pytest.mark.slow

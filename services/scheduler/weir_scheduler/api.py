@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -98,6 +98,20 @@ def _check_page(
             parse(cursor)
         except ValueError:
             raise _bad_request("cursor is not a `next` from this API") from None
+
+
+async def _filtered(
+    read: Callable[[Any, int, str | None], Awaitable[_T]],
+    where: Any,
+    limit: int,
+    cursor: str | None,
+) -> _T:
+    """A page of what `read` finds for the filter `where`; a filter that does not parse is
+    the client's error."""
+    try:
+        return await read(where, limit, cursor)
+    except FilterError as exc:
+        raise _bad_request(str(exc)) from None
 
 
 def _not_found(flow_id: str) -> ApiError:
@@ -246,18 +260,12 @@ class Api:
     async def query(self, data: bytes) -> object:
         request = _decode(data, QueryRequest, "query")
         _check_page(request.limit, request.cursor)
-        try:
-            return await self.store.query(request.where, request.limit, request.cursor)
-        except FilterError as exc:
-            raise _bad_request(str(exc)) from None
+        return await _filtered(self.store.query, request.where, request.limit, request.cursor)
 
     async def tasks(self, data: bytes) -> object:
         request = _decode(data, TaskQueryRequest, "tasks")
         _check_page(request.limit, request.cursor, task_cursor_bounds)
-        try:
-            return await self.store.tasks(request.where, request.limit, request.cursor)
-        except FilterError as exc:
-            raise _bad_request(str(exc)) from None
+        return await _filtered(self.store.tasks, request.where, request.limit, request.cursor)
 
     async def prune(self, data: bytes) -> object:
         request = _decode(data, PruneRequest, "prune")
