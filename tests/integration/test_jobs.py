@@ -17,7 +17,7 @@ from weir_proto.events import event_type
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
-from tests.conftest import Services, _start
+from tests.conftest import _start
 from tests.flows import WAIT, finish, lone_task, reached, task, types
 from tests.waiting import process_gone
 
@@ -207,21 +207,15 @@ async def test_max_parallel_and_priority_order_dispatch(client: Client, tmp_path
 
 
 async def test_unique_key_keeps_one_flow_across_two_scheduler_replicas(
-    services: Services, client: Client, settings: Settings
+    client: Client, second_scheduler: Scheduler
 ) -> None:
-    second = Scheduler(settings)
-    second_task = await _start("scheduler-2", second)
-    try:
-        spec = {
-            "name": "nightly",
-            "unique": {"key": "nightly-2026-11-25"},
-            "tasks": [task("a", "sleep", "0.5")],
-        }
-        ids = await asyncio.gather(*(client.submit(dict(spec)) for _ in range(6)))
-        finals = await asyncio.wait_for(asyncio.gather(*(client.wait(i) for i in ids)), WAIT)
-    finally:
-        second.stop.set()
-        await asyncio.wait_for(second_task, 30)
+    spec = {
+        "name": "nightly",
+        "unique": {"key": "nightly-2026-11-25"},
+        "tasks": [task("a", "sleep", "0.5")],
+    }
+    ids = await asyncio.gather(*(client.submit(dict(spec)) for _ in range(6)))
+    finals = await asyncio.wait_for(asyncio.gather(*(client.wait(i) for i in ids)), WAIT)
     kinds = sorted(event_type(e) for e in finals)
     assert kinds == ["flow_deduplicated"] * 5 + ["flow_succeeded"]
     winner = next(i for i, e in zip(ids, finals, strict=True) if event_type(e) == "flow_succeeded")
