@@ -77,16 +77,20 @@ USER_AUTH = f'user: weir, password: "{PASSWORD}"'
 TOKEN_AUTH = f'token: "{TOKEN}"'
 
 
+async def assert_refused(url: str, name: str) -> None:
+    """Connecting as the environment says is refused by the server's authorization."""
+    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+        await connect(url, name, max_reconnect_attempts=0, allow_reconnect=False)
+
+
 @pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
 async def test_user_and_password_from_the_environment(
     secured_nats: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(Exception, match=r"[Aa]uthorization"):
-        await connect(secured_nats, "no-creds", max_reconnect_attempts=0, allow_reconnect=False)
+    await assert_refused(secured_nats, "no-creds")
     monkeypatch.setenv("WEIR_NATS_USER", "weir")
     monkeypatch.setenv("WEIR_NATS_PASSWORD", "wrong")
-    with pytest.raises(Exception, match=r"[Aa]uthorization"):
-        await connect(secured_nats, "bad-creds", max_reconnect_attempts=0, allow_reconnect=False)
+    await assert_refused(secured_nats, "bad-creds")
     monkeypatch.setenv("WEIR_NATS_PASSWORD", PASSWORD)
     nc = await connect(secured_nats, "good-creds", max_reconnect_attempts=0)
     try:
@@ -100,8 +104,7 @@ async def test_user_and_password_from_the_environment(
 async def test_token_from_the_environment_or_an_explicit_security_object(
     secured_nats: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(Exception, match=r"[Aa]uthorization"):
-        await connect(secured_nats, "no-token", max_reconnect_attempts=0, allow_reconnect=False)
+    await assert_refused(secured_nats, "no-token")
     nc = await connect(secured_nats, "explicit", security=NatsSecurity(token=TOKEN))
     await close(nc)
     monkeypatch.setenv("WEIR_NATS_TOKEN", TOKEN)
