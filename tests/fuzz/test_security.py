@@ -83,6 +83,16 @@ async def assert_refused(url: str, name: str) -> None:
         await connect(url, name, max_reconnect_attempts=0, allow_reconnect=False)
 
 
+async def assert_admitted(url: str, name: str) -> None:
+    """Connecting as the environment says is let in, JetStream included."""
+    nc = await connect(url, name, max_reconnect_attempts=0)
+    try:
+        assert nc.is_connected
+        await nc.jetstream().account_info()
+    finally:
+        await close(nc)
+
+
 @pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
 async def test_user_and_password_from_the_environment(
     secured_nats: str, monkeypatch: pytest.MonkeyPatch
@@ -92,12 +102,7 @@ async def test_user_and_password_from_the_environment(
     monkeypatch.setenv("WEIR_NATS_PASSWORD", "wrong")
     await assert_refused(secured_nats, "bad-creds")
     monkeypatch.setenv("WEIR_NATS_PASSWORD", PASSWORD)
-    nc = await connect(secured_nats, "good-creds", max_reconnect_attempts=0)
-    try:
-        assert nc.is_connected
-        await nc.jetstream().account_info()
-    finally:
-        await close(nc)
+    await assert_admitted(secured_nats, "good-creds")
 
 
 @pytest.mark.parametrize("secured_nats", [TOKEN_AUTH], indirect=True)
@@ -108,11 +113,7 @@ async def test_token_from_the_environment_or_an_explicit_security_object(
     nc = await connect(secured_nats, "explicit", security=NatsSecurity(token=TOKEN))
     await close(nc)
     monkeypatch.setenv("WEIR_NATS_TOKEN", TOKEN)
-    nc = await connect(secured_nats, "from-env", max_reconnect_attempts=0)
-    try:
-        assert nc.is_connected
-    finally:
-        await close(nc)
+    await assert_admitted(secured_nats, "from-env")
 
 
 @pytest.mark.parametrize("secured_nats", [USER_AUTH], indirect=True)
@@ -191,12 +192,7 @@ async def test_tls_with_a_throwaway_ca_and_client_certificates(
             await connect(url, "no-cert", max_reconnect_attempts=0, allow_reconnect=False)
         monkeypatch.setenv("WEIR_NATS_TLS_CERT", str(pki.client_cert))
         monkeypatch.setenv("WEIR_NATS_TLS_KEY", str(pki.client_key))
-        nc = await connect(url, "with-cert", max_reconnect_attempts=0)
-        try:
-            assert nc.is_connected
-            await nc.jetstream().account_info()
-        finally:
-            await close(nc)
+        await assert_admitted(url, "with-cert")
 
 
 def test_urls_are_redacted_for_logs() -> None:
