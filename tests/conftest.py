@@ -117,6 +117,16 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 @pytest.fixture
+async def second_scheduler(services: Services) -> AsyncIterator[Scheduler]:
+    """A second scheduler replica beside the one of `services`, on the same database and NATS."""
+    second = Scheduler(services.settings)
+    running = await _start("scheduler-2", second)
+    yield second
+    second.stop.set()
+    await asyncio.wait_for(running, 30)
+
+
+@pytest.fixture
 async def client(services: Services) -> AsyncIterator[Client]:
     async with await Client.connect(services.settings.nats_url) as connected:
         yield connected

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from weir.client import Client
+from weir_proto.api import FlowView, TaskView
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.ids import attempt_id
 from weir_proto.messages import Dispatch
@@ -19,6 +20,13 @@ WAIT = 60.0
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "cmd": list(cmd) or ["true"], "depends": depends or [], **extra}
+
+
+def flow_view(tasks: list[TaskView], at: datetime, **fields: Any) -> FlowView:
+    """What `weir show` is given for a flow of `tasks` created at `at` (a failed flow
+    named "n" unless `fields` say otherwise)."""
+    fields = {"id": "f-1", "name": "n", "status": "failed", "seq": 1, **fields}
+    return FlowView(created_at=at, updated_at=at, task_count=len(tasks), tasks=tasks, **fields)
 
 
 def dispatch_of(
@@ -60,6 +68,14 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEv
     flow_id = await client.submit(spec)
     await asyncio.wait_for(client.wait(flow_id), WAIT)
     return flow_id, [e async for e in client.events(flow_id)]
+
+
+async def lone_task(client: Client, flow_name: str, task_fields: dict[str, Any]) -> TaskView:
+    """Run a flow of the one task `task_fields` spells to its end; that task as `weir show`
+    gives it."""
+    flow_id, _ = await finish(client, {"name": flow_name, "tasks": [task_fields]})
+    (view,) = (await client.get(flow_id)).tasks
+    return view
 
 
 async def reached(client: Client, flow_id: str, kind: str) -> FlowEvent:

@@ -86,8 +86,11 @@ NOT_RETRYABLE = frozenset(
 )
 
 
-class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="started"):
-    """The runner started the attempt. Published on `weir.status.<flow_id>`."""
+class _AttemptReport(msgspec.Struct, tag_field="type"):
+    """What every report of an attempt says first: which attempt, which runner, when.
+
+    Not `kw_only` itself: msgspec puts keyword-only fields after a subclass's own, and these
+    lead on the wire as they always have."""
 
     flow_id: str
     task: str
@@ -98,19 +101,14 @@ class AttemptStarted(msgspec.Struct, kw_only=True, tag_field="type", tag="starte
     at: datetime
 
 
-class AttemptFinished(
-    msgspec.Struct, kw_only=True, tag_field="type", tag="finished", omit_defaults=True
-):
+class AttemptStarted(_AttemptReport, kw_only=True, tag="started"):
+    """The runner started the attempt. Published on `weir.status.<flow_id>`."""
+
+
+class AttemptFinished(_AttemptReport, kw_only=True, tag="finished", omit_defaults=True):
     """The attempt ended: `error_type` is absent on success. Published on
     `weir.status.<flow_id>`."""
 
-    flow_id: str
-    task: str
-    attempt: int
-    runner: str
-    token: str
-    """The attempt's `Dispatch.token`, echoed: without it the report is refused."""
-    at: datetime
     exit_code: int | None = None
     error_type: ErrorType | None = None
     message: str = ""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import nats
@@ -31,6 +32,7 @@ from weir.embedded import (
     free_port,
     nats_password,
     private_secret,
+    stop_process,
     write_private,
 )
 
@@ -121,23 +123,22 @@ class Stack:
 
     def start_scheduler(self, replica: int = 0) -> None:
         """Start scheduler `replica` (0 is `self.scheduler`; others are in `replicas`)."""
-        name = _replica_name("scheduler", replica)
-        proc = self._spawn("weir_scheduler", name)
-        if replica:
-            self.replicas[name] = proc
-        else:
-            self.scheduler = proc
-        asyncio.run(self._wait_ready(name, proc, _scheduler_ready))
+        self._start("scheduler", replica, _scheduler_ready)
 
     def start_runner(self, replica: int = 0) -> None:
         """Start runner `replica`; replicas after the first get their own `WEIR_RUNNER_NAME`."""
-        name = _replica_name("runner", replica)
-        proc = self._spawn("weir_runner", name)
+        self._start("runner", replica, _runner_ready)
+
+    def _start(self, service: Literal["scheduler", "runner"], replica: int, ready: _Probe) -> None:
+        name = _replica_name(service, replica)
+        proc = self._spawn(f"weir_{service}", name)
         if replica:
             self.replicas[name] = proc
+        elif service == "scheduler":
+            self.scheduler = proc
         else:
             self.runner = proc
-        asyncio.run(self._wait_ready(name, proc, _runner_ready))
+        asyncio.run(self._wait_ready(name, proc, ready))
 
     @property
     def web_url(self) -> str:
@@ -225,14 +226,7 @@ class Stack:
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes] | None, kill: bool = False) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGKILL if kill else signal.SIGTERM, 20)
 
     def kill_scheduler(self, replica: int = 0) -> None:
         self._stop(self.process("scheduler", replica), kill=True)

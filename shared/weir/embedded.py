@@ -40,6 +40,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
+    """Send `sig` to `proc` if it still runs and wait for it to end; SIGKILL it after
+    `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,19 +249,11 @@ class EmbeddedPostgres:
         raise EmbeddedError(f"postgres on port {self.port} did not become ready")
 
     def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)  # fast shutdown: do not wait for clients
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, signal.SIGINT, 15)  # fast shutdown: do not wait for clients
         self._proc = None
 
     def kill(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc, signal.SIGKILL)
         self._proc = None
 
 
@@ -310,11 +317,5 @@ class EmbeddedNats:
         return self.url
 
     def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, signal.SIGTERM, 10)
         self._proc = None

@@ -134,18 +134,18 @@ class _Parser:
         return token
 
     def expression(self) -> dict[str, Any]:
-        parts = [self.term()]
-        while (self.peek() or "").lower() == "or":
-            self.take()
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else {"or": parts}
+        return self.joined("or", self.term)
 
     def term(self) -> dict[str, Any]:
-        parts = [self.factor()]
-        while (self.peek() or "").lower() == "and":
+        return self.joined("and", self.factor)
+
+    def joined(self, word: str, part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`part`, or several joined by `word` (`and` binds tighter than `or`)."""
+        parts = [part()]
+        while (self.peek() or "").lower() == word:
             self.take()
-            parts.append(self.factor())
-        return parts[0] if len(parts) == 1 else {"and": parts}
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else {word: parts}
 
     def factor(self) -> dict[str, Any]:
         token = self.take()

@@ -15,10 +15,13 @@ FAST_FAILOVER = {
 }
 
 
+def running_stack(tmp_path: Path, database_url: str, env: dict[str, str]) -> Iterator[Stack]:
+    """The scheduler and the runner as real processes on real Postgres and NATS, with `env`
+    (for a fixture to `yield from`)."""
+    with Stack(tmp_path / "stack", env=dict(env), external_database_url=database_url) as running:
+        yield running
+
+
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    """The scheduler and the runner as real processes on real Postgres and NATS."""
-    with Stack(
-        tmp_path / "stack", env=dict(FAST_FAILOVER), external_database_url=database_url
-    ) as running:
-        yield running
+    yield from running_stack(tmp_path, database_url, FAST_FAILOVER)

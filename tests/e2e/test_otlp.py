@@ -28,7 +28,7 @@ from weir.client import Client
 from weir.devstack import Stack
 from weir_proto.events import FlowEvent, TaskDispatched, TaskStarted, TaskSucceeded, event_type
 
-from tests.e2e.conftest import FAST_FAILOVER
+from tests.e2e.conftest import FAST_FAILOVER, running_stack
 from tests.flows import task
 from tests.waiting import quiet_for
 
@@ -188,8 +188,7 @@ def otlp_stack(tmp_path: Path, database_url: str, receiver: Receiver) -> Iterato
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_SERVICE_NAME": "",  # each service names itself
     }
-    with Stack(tmp_path / "stack", env=env, external_database_url=database_url) as running:
-        yield running
+    yield from running_stack(tmp_path, database_url, env)
 
 
 def _span_id(value: int) -> bytes:

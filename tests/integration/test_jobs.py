@@ -17,8 +17,8 @@ from weir_proto.events import event_type
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
-from tests.conftest import Services, _start
-from tests.flows import WAIT, finish, reached, task, types
+from tests.conftest import _start
+from tests.flows import WAIT, finish, lone_task, reached, task, types
 from tests.waiting import process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
@@ -69,9 +69,7 @@ async def test_last_failed_attempt_fails_the_task_with_every_attempt_recorded(
 async def test_timeout_kills_the_attempt(client: Client, tmp_path: Path) -> None:
     shell, child = tmp_path / "shell.pid", tmp_path / "child.pid"
     script = f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"
-    spec = {"name": "slow", "tasks": [task("slow", "sh", "-c", script, timeout=1, retry=ONCE)]}
-    flow_id, _events = await finish(client, spec)
-    (view,) = (await client.get(flow_id)).tasks
+    view = await lone_task(client, "slow", task("slow", "sh", "-c", script, timeout=1, retry=ONCE))
     assert view.status == "failed" and view.error_type == "timeout"
     assert view.error_message == 'task "slow" exceeded its timeout of 1s'
     # Reported only once the task and what it started are gone: nothing left to wait for.
@@ -209,21 +207,15 @@ async def test_max_parallel_and_priority_order_dispatch(client: Client, tmp_path
 
 
 async def test_unique_key_keeps_one_flow_across_two_scheduler_replicas(
-    services: Services, client: Client, settings: Settings
+    client: Client, second_scheduler: Scheduler
 ) -> None:
-    second = Scheduler(settings)
-    second_task = await _start("scheduler-2", second)
-    try:
-        spec = {
-            "name": "nightly",
-            "unique": {"key": "nightly-2026-11-25"},
-            "tasks": [task("a", "sleep", "0.5")],
-        }
-        ids = await asyncio.gather(*(client.submit(dict(spec)) for _ in range(6)))
-        finals = await asyncio.wait_for(asyncio.gather(*(client.wait(i) for i in ids)), WAIT)
-    finally:
-        second.stop.set()
-        await asyncio.wait_for(second_task, 30)
+    spec = {
+        "name": "nightly",
+        "unique": {"key": "nightly-2026-11-25"},
+        "tasks": [task("a", "sleep", "0.5")],
+    }
+    ids = await asyncio.gather(*(client.submit(dict(spec)) for _ in range(6)))
+    finals = await asyncio.wait_for(asyncio.gather(*(client.wait(i) for i in ids)), WAIT)
     kinds = sorted(event_type(e) for e in finals)
     assert kinds == ["flow_deduplicated"] * 5 + ["flow_succeeded"]
     winner = next(i for i, e in zip(ids, finals, strict=True) if event_type(e) == "flow_succeeded")

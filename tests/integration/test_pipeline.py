@@ -22,7 +22,7 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import WAIT, diamond, finish, task, types
+from tests.flows import WAIT, diamond, finish, lone_task, task, types
 
 ONCE = {"max_attempts": 1}
 
@@ -72,9 +72,7 @@ async def test_failed_task_fails_flow_skips_downstream_and_reports_why(client: C
 
 
 async def test_program_that_cannot_start_is_an_executor_error(client: Client) -> None:
-    spec = {"name": "typo", "tasks": [task("a", "no-such-program-x", retry=ONCE)]}
-    flow_id, _ = await finish(client, spec)
-    (a,) = (await client.get(flow_id)).tasks
+    a = await lone_task(client, "typo", task("a", "no-such-program-x", retry=ONCE))
     assert a.status == "failed"
     assert a.error_type == "executor"
     assert "cannot start 'no-such-program-x'" in (a.error_message or "")
@@ -106,14 +104,8 @@ async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services:
 
 
 async def test_missing_output_file_fails_the_task_naming_the_path(client: Client) -> None:
-    spec = {
-        "name": "forgetful",
-        "tasks": [
-            task("a", "true", outputs=[{"name": "report", "path": "report.csv"}], retry=ONCE)
-        ],
-    }
-    flow_id, _ = await finish(client, spec)
-    (a,) = (await client.get(flow_id)).tasks
+    output = {"name": "report", "path": "report.csv"}
+    a = await lone_task(client, "forgetful", task("a", "true", outputs=[output], retry=ONCE))
     assert a.status == "failed"
     assert "report.csv" in (a.error_message or "")
 
@@ -122,14 +114,8 @@ async def test_absolute_artifact_path_is_refused_without_a_sandbox(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sandbox, "available", lambda: False)  # as on a machine without userns
-    spec = {
-        "name": "abs",
-        "tasks": [
-            task("a", "true", outputs=[{"name": "x", "path": "/task-output.txt"}], retry=ONCE)
-        ],
-    }
-    flow_id, _ = await finish(client, spec)
-    (a,) = (await client.get(flow_id)).tasks
+    output = {"name": "x", "path": "/task-output.txt"}
+    a = await lone_task(client, "abs", task("a", "true", outputs=[output], retry=ONCE))
     assert a.status == "failed"
     assert a.error_type == "executor"
     assert a.error_message == (

@@ -19,7 +19,7 @@ from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.relay import OutboxRelay
 from weir_scheduler.service import Scheduler
 
-from tests.conftest import Services, _start
+from tests.conftest import Services
 from tests.flows import diamond, task
 
 WAIT = 60.0
@@ -127,22 +127,16 @@ async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
 
 
 async def test_two_scheduler_replicas_keep_flows_consistent(
-    services: Services, client: Client, settings: Settings
+    client: Client, settings: Settings, second_scheduler: Scheduler
 ) -> None:
-    second = Scheduler(settings)
-    second_task = await _start("scheduler-2", second)
-    try:
-        specs = [diamond() for _ in range(10)] + [
-            {"name": "wide", "tasks": [task(f"t{i}", "true") for i in range(30)]}
-        ]
-        ids = [await client.submit(spec) for spec in specs]
-        finals = await asyncio.wait_for(
-            asyncio.gather(*(client.wait(flow_id) for flow_id in ids)), WAIT
-        )
-        assert {event_type(e) for e in finals} == {"flow_succeeded"}
-    finally:
-        second.stop.set()
-        await asyncio.wait_for(second_task, 30)
+    specs = [diamond() for _ in range(10)] + [
+        {"name": "wide", "tasks": [task(f"t{i}", "true") for i in range(30)]}
+    ]
+    ids = [await client.submit(spec) for spec in specs]
+    finals = await asyncio.wait_for(
+        asyncio.gather(*(client.wait(flow_id) for flow_id in ids)), WAIT
+    )
+    assert {event_type(e) for e in finals} == {"flow_succeeded"}
     conn = await asyncpg.connect(settings.database_url)
     try:
         rows = await conn.fetch(

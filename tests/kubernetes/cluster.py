@@ -474,16 +474,12 @@ class TestKubelet:
             try:
                 code = await asyncio.wait_for(proc.wait(), left)
             except TimeoutError:
-                _kill(proc)
-                await proc.wait()
-                await self._patch_status(
+                await self._fail_pod(
                     key,
-                    {
-                        "phase": "Failed",
-                        "reason": "DeadlineExceeded",
-                        "message": "Pod was active on the node longer than the specified "
-                        f"deadline of {run.deadline}s",
-                    },
+                    proc,
+                    "DeadlineExceeded",
+                    "Pod was active on the node longer than the specified "
+                    f"deadline of {run.deadline}s",
                 )
                 return None
             if key in self._evicted:
@@ -530,23 +526,29 @@ class TestKubelet:
         """The node ran short of memory and evicts the pod, as a real kubelet does."""
         key = (namespace, name)
         self._evicted.add(key)
-        proc = self.processes[key]
+        killed = {"exitCode": 137, "reason": "Error"}
+        await self._fail_pod(
+            key,
+            self.processes[key],
+            "Evicted",
+            "The node was low on resource: memory.",
+            containerStatuses=[{"name": "task", "ready": False, "state": {"terminated": killed}}],
+        )
+
+    async def _fail_pod(
+        self,
+        key: tuple[str, str],
+        proc: asyncio.subprocess.Process,
+        reason: str,
+        message: str,
+        **status: Any,
+    ) -> None:
+        """Kill the pod's running container `proc` and mark the pod failed for `reason`, as
+        the kubelet does at a deadline or an eviction."""
         _kill(proc)
         await proc.wait()
         await self._patch_status(
-            key,
-            {
-                "phase": "Failed",
-                "reason": "Evicted",
-                "message": "The node was low on resource: memory.",
-                "containerStatuses": [
-                    {
-                        "name": "task",
-                        "ready": False,
-                        "state": {"terminated": {"exitCode": 137, "reason": "Error"}},
-                    }
-                ],
-            },
+            key, {"phase": "Failed", "reason": reason, "message": message, **status}
         )
 
 

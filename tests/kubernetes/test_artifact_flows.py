@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -122,14 +123,17 @@ async def test_an_empty_output_the_task_did_write_is_stored(
     assert (stored.name, stored.size) == ("nothing", 0)
 
 
-async def test_input_gone_from_the_store_fails_before_the_task_runs(
-    kube_client: Client, kube_settings: Settings, kubelet: TestKubelet, tmp_path: Path
-) -> None:
-    release = tmp_path / "release"
-    spec = {
-        "name": "gone",
+def held_handover(
+    name: str, content: str, release: Path, use_retry: dict[str, Any]
+) -> dict[str, Any]:
+    """`make` writes /x, `gate` waits until `release` exists, `use` reads /x as its input:
+    between make's upload and use's download, the store is the test's to tamper with."""
+    return {
+        "name": name,
         "tasks": [
-            pod_task("make", "sh", "-c", "echo x > /x", outputs=[{"name": "x", "path": "/x"}]),
+            pod_task(
+                "make", "sh", "-c", f"echo {content} > /x", outputs=[{"name": "x", "path": "/x"}]
+            ),
             pod_task(
                 "gate", "sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done", depends=["make"]
             ),
@@ -138,13 +142,25 @@ async def test_input_gone_from_the_store_fails_before_the_task_runs(
                 "cat",
                 "/x",
                 depends=["gate"],
-                retry=ONCE,
+                retry=use_retry,
                 inputs=[{"from": "x", "path": "/x"}],
             ),
         ],
     }
-    flow_id = await kube_client.submit(spec)
+
+
+async def submit_held(client: Client, kubelet: TestKubelet, spec: dict[str, Any]) -> str:
+    """Submit a `held_handover` flow; its id, once its gate runs (make's output is stored)."""
+    flow_id = await client.submit(spec)
     await asyncio.wait_for(kubelet.started_event(f"{flow_id}-gate-1").wait(), WAIT)
+    return flow_id
+
+
+async def test_input_gone_from_the_store_fails_before_the_task_runs(
+    kube_client: Client, kube_settings: Settings, kubelet: TestKubelet, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    flow_id = await submit_held(kube_client, kubelet, held_handover("gone", "x", release, ONCE))
     await delete_flow_artifacts(kube_client.js, flow_id, kube_settings.artifacts_bucket)
     release.touch()
     ran = await outcome(kube_client, flow_id)
@@ -164,27 +180,8 @@ async def test_input_swapped_in_the_store_is_refused_before_the_task_runs(
     """The upload container reports the digest it sent; the download container of the
     downstream pod checks the object against it, whatever the store's metadata says."""
     release = tmp_path / "release"
-    spec = {
-        "name": "swapped",
-        "tasks": [
-            pod_task(
-                "make", "sh", "-c", "echo genuine > /x", outputs=[{"name": "x", "path": "/x"}]
-            ),
-            pod_task(
-                "gate", "sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done", depends=["make"]
-            ),
-            pod_task(
-                "use",
-                "cat",
-                "/x",
-                depends=["gate"],
-                retry={"max_attempts": 3},
-                inputs=[{"from": "x", "path": "/x"}],
-            ),
-        ],
-    }
-    flow_id = await kube_client.submit(spec)
-    await asyncio.wait_for(kubelet.started_event(f"{flow_id}-gate-1").wait(), WAIT)
+    spec = held_handover("swapped", "genuine", release, {"max_attempts": 3})
+    flow_id = await submit_held(kube_client, kubelet, spec)
     [make] = [t for t in (await kube_client.get(flow_id)).tasks if t.name == "make"]
     [recorded] = make.outputs
     assert (recorded.name, recorded.size) == ("x", len(b"genuine\n"))

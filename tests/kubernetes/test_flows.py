@@ -77,6 +77,16 @@ async def wait_started(kubelet: TestKubelet, pod: str) -> None:
     await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
 
 
+async def start_sleeper(client: Client, kubelet: TestKubelet, flow_id: str, name: str) -> str:
+    """Submit flow `flow_id` of one task `name` that sleeps in its pod for 30 s, and wait
+    until that pod runs; the pod's name."""
+    spec = {"id": flow_id, "name": "sleeper", "tasks": [pod_task(name, "sleep", "30", retry=ONCE)]}
+    await client.submit(spec)
+    pod = f"{flow_id}-{name}-1"
+    await wait_started(kubelet, pod)
+    return pod
+
+
 async def test_flow_runs_each_task_as_a_pod_saves_its_log_and_deletes_it(
     kube_client: Client, apiserver: ApiServerProcess, kube_settings: Settings
 ) -> None:
@@ -99,20 +109,6 @@ async def test_flow_runs_each_task_as_a_pod_saves_its_log_and_deletes_it(
     assert created["spec"]["restartPolicy"] == "Never"
     for name in ("pods-1-hello-1", "pods-1-after-1"):
         assert apiserver.handler.pod(NAMESPACE, name) is None  # deleted once its log was saved
-
-
-async def test_nonzero_exit_fails_task_with_code_and_end_of_log(kube_client: Client) -> None:
-    spec = {
-        "name": "breaks",
-        "tasks": [pod_task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE)],
-    }
-    view = await run_flow(kube_client, spec)
-
-    extract = tasks_of(view)["extract"]
-    assert view.status == "failed"
-    assert (extract.error_type, extract.exit_code) == ("exit_code", 3)
-    assert 'task "extract" exited with code 3' in extract.error_message
-    assert "disk on fire" in extract.error_message
 
 
 async def test_secret_reaches_the_container_by_reference_only(
@@ -144,102 +140,87 @@ async def test_secret_reaches_the_container_by_reference_only(
     assert "s3cret" not in str(pod)
 
 
-async def test_task_without_image_fails_with_a_clear_executor_error(kube_client: Client) -> None:
-    view = await run_flow(
-        kube_client, {"name": "no-image", "tasks": [task("bare", "true", retry=ONCE)]}
-    )
+@dataclass(frozen=True)
+class PodFailure:
+    """A one-task flow whose pod cannot run it, and what its `task_failed` must say."""
 
-    bare = tasks_of(view)["bare"]
-    assert bare.error_type == "executor"
-    assert 'task "bare" has no image' in bare.error_message
+    task: dict[str, Any]
+    error_type: str
+    says: tuple[str, ...]
+    exit_code: int | None = None
 
 
-async def test_image_that_cannot_be_pulled_fails_after_the_pull_timeout(
-    kube_client: Client,
+POD_FAILURES = {
+    "nonzero_exit_fails_task_with_code_and_end_of_log": PodFailure(
+        pod_task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
+        "exit_code",
+        ('task "extract" exited with code 3', "disk on fire"),
+        exit_code=3,
+    ),
+    "task_without_image_fails_with_a_clear_executor_error": PodFailure(
+        task("bare", "true", retry=ONCE), "executor", ('task "bare" has no image',)
+    ),
+    "image_that_cannot_be_pulled_fails_after_the_pull_timeout": PodFailure(
+        task("fetch", "true", image="does-not-exist:latest", retry=ONCE),
+        "image_pull",
+        ("'does-not-exist:latest' could not be pulled within 1s", "ImagePullBackOff"),
+    ),
+    "missing_secret_fails_instead_of_waiting_forever": PodFailure(
+        pod_task("use", "true", env=[{"name": "PW", "fromSecret": "absent"}], retry=ONCE),
+        "secret",
+        (
+            'secret "absent", which does not exist in weir\'s secret store',
+            "(WEIR_KUBE_ALLOWED_SECRETS: db)",
+        ),
+    ),
+    "out_of_memory_kill_is_reported_as_oom_killed": PodFailure(
+        pod_task(
+            "hog",
+            "sh",
+            "-c",
+            "echo allocating; kill -9 $$",  # what the kernel's OOM killer does
+            kubernetes={"resources": {"limits": {"memory": "64Mi"}}},
+            retry=ONCE,
+        ),
+        "oom_killed",
+        ("OOMKilled", "allocating"),
+        exit_code=137,
+    ),
+    "unschedulable_pod_fails_after_the_unschedulable_timeout": PodFailure(
+        pod_task("gpu", "true", kubernetes={"nodeSelector": {"gpu": "h100"}}, retry=ONCE),
+        "unschedulable",
+        ("could not be scheduled within 1s", "didn't match Pod's node affinity/selector"),
+    ),
+    "task_timeout_becomes_the_pods_deadline": PodFailure(
+        pod_task("nap", "sleep", "30", timeout=1, retry=ONCE),
+        "timeout",
+        ("timeout of 1s",),  # the pod deadline or the scheduler
+    ),
+}
+
+
+@pytest.mark.parametrize("case", POD_FAILURES.values(), ids=POD_FAILURES.keys())
+async def test_a_pod_that_cannot_run_fails_its_task_with_a_clear_error(
+    kube_client: Client, case: PodFailure
 ) -> None:
-    spec = {
-        "name": "pull",
-        "tasks": [task("fetch", "true", image="does-not-exist:latest", retry=ONCE)],
-    }
-    view = await run_flow(kube_client, spec)
+    name = case.task["name"]
+    view = await run_flow(kube_client, {"name": name, "tasks": [case.task]})
 
-    fetch = tasks_of(view)["fetch"]
-    assert fetch.error_type == "image_pull"
-    assert "'does-not-exist:latest' could not be pulled within 1s" in fetch.error_message
-    assert "ImagePullBackOff" in fetch.error_message
-
-
-async def test_missing_secret_fails_instead_of_waiting_forever(kube_client: Client) -> None:
-    spec = {
-        "name": "nosecret",
-        "tasks": [
-            pod_task("use", "true", env=[{"name": "PW", "fromSecret": "absent"}], retry=ONCE)
-        ],
-    }
-    view = await run_flow(kube_client, spec)
-
-    use = tasks_of(view)["use"]
-    assert use.error_type == "secret"
-    assert 'secret "absent", which does not exist in weir\'s secret store' in use.error_message
-    assert "(WEIR_KUBE_ALLOWED_SECRETS: db)" in use.error_message
-
-
-async def test_out_of_memory_kill_is_reported_as_oom_killed(kube_client: Client) -> None:
-    spec = {
-        "name": "oom",
-        "tasks": [
-            pod_task(
-                "hog",
-                "sh",
-                "-c",
-                "echo allocating; kill -9 $$",  # what the kernel's OOM killer does
-                kubernetes={"resources": {"limits": {"memory": "64Mi"}}},
-                retry=ONCE,
-            )
-        ],
-    }
-    view = await run_flow(kube_client, spec)
-
-    hog = tasks_of(view)["hog"]
-    assert (hog.error_type, hog.exit_code) == ("oom_killed", 137)
-    assert "OOMKilled" in hog.error_message and "allocating" in hog.error_message
-
-
-async def test_unschedulable_pod_fails_after_the_unschedulable_timeout(
-    kube_client: Client,
-) -> None:
-    spec = {
-        "name": "nowhere",
-        "tasks": [
-            pod_task("gpu", "true", kubernetes={"nodeSelector": {"gpu": "h100"}}, retry=ONCE)
-        ],
-    }
-    view = await run_flow(kube_client, spec)
-
-    gpu = tasks_of(view)["gpu"]
-    assert gpu.error_type == "unschedulable"
-    assert "could not be scheduled within 1s" in gpu.error_message
-    assert "didn't match Pod's node affinity/selector" in gpu.error_message
-
-
-async def test_task_timeout_becomes_the_pods_deadline(kube_client: Client) -> None:
-    spec = {"name": "slow", "tasks": [pod_task("nap", "sleep", "30", timeout=1, retry=ONCE)]}
-    view = await run_flow(kube_client, spec)
-
-    nap = tasks_of(view)["nap"]
-    assert nap.error_type == "timeout"
-    assert "timeout of 1s" in nap.error_message  # the pod deadline or the scheduler
+    failed = tasks_of(view)[name]
+    assert view.status == "failed"
+    assert failed.error_type == case.error_type
+    for fragment in case.says:
+        assert fragment in failed.error_message
+    if case.exit_code is not None:
+        assert failed.exit_code == case.exit_code
 
 
 async def test_evicted_pod_fails_its_task_as_evicted(
     kube_client: Client, kubelet: TestKubelet
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "evict-1", "name": "evict", "tasks": [pod_task("big", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "evict-1-big-1")
-    await kubelet.evict(NAMESPACE, "evict-1-big-1")
-    big = tasks_of(await outcome(kube_client, flow_id))["big"]
+    pod = await start_sleeper(kube_client, kubelet, "evict-1", "big")
+    await kubelet.evict(NAMESPACE, pod)
+    big = tasks_of(await outcome(kube_client, "evict-1"))["big"]
     assert big.error_type == "evicted"
     assert "The node was low on resource: memory." in big.error_message
 
@@ -248,13 +229,10 @@ async def test_evicted_pod_fails_its_task_as_evicted(
 async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
     kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "gone-1", "name": "gone", "tasks": [pod_task("victim", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "gone-1-victim-1")
-    async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/gone-1-victim-1"):
+    pod = await start_sleeper(kube_client, kubelet, "gone-1", "victim")
+    async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}"):
         pass
-    victim = tasks_of(await outcome(kube_client, flow_id))["victim"]
+    victim = tasks_of(await outcome(kube_client, "gone-1"))["victim"]
     assert victim.error_type == "pod_deleted"
     assert 'pod "gone-1-victim-1" of task "victim" was deleted' in victim.error_message
 
@@ -379,11 +357,8 @@ def test_config_selects_the_kubernetes_executor(kubeconfig: Path) -> None:
 async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_pod(
     kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "quiet-1", "name": "quiet", "tasks": [pod_task("long", "sleep", "30", retry=ONCE)]}
-    )
-    await wait_started(kubelet, "quiet-1-long-1")
-    pod = apiserver.handler.pod(NAMESPACE, "quiet-1-long-1")
+    name = await start_sleeper(kube_client, kubelet, "quiet-1", "long")
+    pod = apiserver.handler.pod(NAMESPACE, name)
     assert pod is not None
     pod["status"] = {
         "phase": "Failed",
@@ -392,8 +367,8 @@ async def test_a_pod_change_the_watch_never_delivered_is_found_by_reading_the_po
         ],
     }
     # Stored behind the watch's back: no event is sent, as when a watch loses one.
-    apiserver.handler.objects[PODS, NAMESPACE, "quiet-1-long-1"] = pod
-    ran = await outcome(kube_client, flow_id)
+    apiserver.handler.objects[PODS, NAMESPACE, name] = pod
+    ran = await outcome(kube_client, "quiet-1")
 
     assert ran.status == "failed"
     assert tasks_of(ran)["long"].exit_code == 4

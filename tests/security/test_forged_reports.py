@@ -155,6 +155,28 @@ def finished_report(flow_id: str, attempt: int, runner: str, token: str | None) 
     return json.dumps(report).encode()
 
 
+async def start_victim(client: Client) -> None:
+    """Submit the victim flow and wait until its attempt 1 runs."""
+    await client.submit(victim("victim", FAILING))
+    await until(client, "victim", started(1))
+
+
+async def forge_finished(
+    client: Client,
+    security_log: LogWatch,
+    runner: str,
+    token: str | None,
+    subject_flow: str = "victim",
+    logged: str = "status report refused",
+) -> logging.LogRecord:
+    """Publish a forged success of the victim's attempt 1 on `subject_flow`'s status subject;
+    the security log's record `logged` of what the scheduler made of it."""
+    seen = len(security_log.records)
+    forged = finished_report("victim", 1, runner, token)
+    await client.js.publish(subjects.status(subject_flow), forged)
+    return await security_log.next(seen, logged)
+
+
 async def assert_victim_failed_for_real(client: Client, flow_id: str, attempt: int) -> None:
     events = await until(client, flow_id, lambda e: event_type(e) in TERMINAL_FLOW_EVENTS)
     kinds = [event_type(e) for e in events]
@@ -180,14 +202,10 @@ async def test_finished_report_on_another_flows_subject_naming_the_victim_is_ref
 ) -> None:
     attacker = await client.submit({"id": "attacker", "name": "a", "tasks": [task("t", "true")]})
     await client.wait(attacker)
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
+    await start_victim(client)
     token = wire.token("victim", 1)
-    seen = len(security_log.records)
     # Even with the attempt's real token and runner: the subject belongs to another flow.
-    forged = finished_report("victim", 1, settings.runner_name, token)
-    await client.js.publish(subjects.status(attacker), forged)
-    record = await security_log.next(seen, "status report refused")
+    record = await forge_finished(client, security_log, settings.runner_name, token, attacker)
     assert_refused(record, "subject names another flow", [token])
     assert record.__dict__["subject"] == subjects.status(attacker)
     await assert_victim_failed_for_real(client, "victim", attempt=1)
@@ -202,12 +220,8 @@ async def test_finished_report_on_another_flows_subject_naming_the_victim_is_ref
 async def test_finished_report_without_the_attempts_token_is_refused(
     client: Client, wire: Wire, security_log: LogWatch, settings: Settings, token: str, reason: str
 ) -> None:
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
-    seen = len(security_log.records)
-    forged = finished_report("victim", 1, settings.runner_name, token)
-    await client.js.publish(subjects.status("victim"), forged)
-    record = await security_log.next(seen, "status report refused")
+    await start_victim(client)
+    record = await forge_finished(client, security_log, settings.runner_name, token)
     assert_refused(record, reason, [wire.token("victim", 1)])
     await assert_victim_failed_for_real(client, "victim", attempt=1)
 
@@ -215,12 +229,9 @@ async def test_finished_report_without_the_attempts_token_is_refused(
 async def test_finished_report_with_no_token_field_is_dropped(
     client: Client, security_log: LogWatch, settings: Settings
 ) -> None:
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
-    seen = len(security_log.records)
-    forged = finished_report("victim", 1, settings.runner_name, None)
-    await client.js.publish(subjects.status("victim"), forged)
-    record = await security_log.next(seen, "undecodable status report dropped")
+    await start_victim(client)
+    dropped = "undecodable status report dropped"
+    record = await forge_finished(client, security_log, settings.runner_name, None, logged=dropped)
     assert "token" in record.__dict__["error"]
     await assert_victim_failed_for_real(client, "victim", attempt=1)
 
@@ -230,13 +241,9 @@ async def test_report_from_another_runner_with_a_guessed_attempt_is_refused(
 ) -> None:
     """The other runner even holds the dispatch (every runner of the queue can read it), but
     the runner that took the attempt is alive: no takeover (test_runner_takeover.py)."""
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
+    await start_victim(client)
     token = wire.token("victim", 1)
-    seen = len(security_log.records)
-    forged = finished_report("victim", 1, "runner-elsewhere", token)
-    await client.js.publish(subjects.status("victim"), forged)
-    record = await security_log.next(seen, "status report refused")
+    record = await forge_finished(client, security_log, "runner-elsewhere", token)
     assert_refused(record, "the attempt's runner is alive", [token])
     await assert_victim_failed_for_real(client, "victim", attempt=1)
 
@@ -281,8 +288,7 @@ async def test_heartbeat_without_the_attempts_token_is_refused(
     client: Client, wire: Wire, security_log: LogWatch, settings: Settings
 ) -> None:
     """A forged heartbeat would keep a lost attempt's lease alive."""
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
+    await start_victim(client)
     seen = len(security_log.records)
     beat = Heartbeat(runner=settings.runner_name, attempts=[("victim", "slow", 1, "guessed")])
     await client.nc.publish(subjects.heartbeat("evil"), msgspec.json.encode(beat))

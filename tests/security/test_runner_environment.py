@@ -18,6 +18,7 @@ from weir.client import Client
 from weir.devstack import Stack
 from weir.secrets import SECRET_KEY_ENV, SecretStore, new_secret_key, secret_key_from_env
 
+from tests.e2e.conftest import running_stack
 from tests.flows import finish, task, types
 
 pytestmark = pytest.mark.slow
@@ -27,10 +28,7 @@ DUMP = 'env; echo "--- parent $PPID"; tr "\\0" "\\n" < "/proc/$PPID/environ" || 
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, runner_secrets: dict[str, str]) -> Iterator[Stack]:
-    with Stack(
-        tmp_path / "stack", env=runner_secrets, external_database_url=database_url
-    ) as running:
-        yield running
+    yield from running_stack(tmp_path, database_url, runner_secrets)
 
 
 async def test_tasks_inherit_no_credentials_and_the_runner_keeps_them_across_a_nats_restart(

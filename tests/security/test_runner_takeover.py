@@ -23,17 +23,15 @@ from weir_proto import subjects
 from weir_proto.events import TaskStarted, TaskSucceeded, TaskTakenOver, event_type
 from weir_proto.messages import Heartbeat
 
-from tests.e2e.conftest import FAST_FAILOVER
+from tests.e2e.conftest import FAST_FAILOVER, running_stack
 from tests.flows import WAIT, task
 from tests.security.test_forged_reports import (
-    FAILING,
     LogWatch,
     Wire,
     assert_victim_failed_for_real,
-    finished_report,
-    started,
+    forge_finished,
+    start_victim,
     until,
-    victim,
 )
 
 
@@ -56,8 +54,7 @@ async def test_takeover_of_an_attempt_whose_runner_is_alive_is_refused(
 ) -> None:
     """With the attempt's real token: a `started`, a heartbeat and a `finished` under another
     runner name while the real runner heartbeats. None takes the attempt over."""
-    await client.submit(victim("victim", FAILING))
-    await until(client, "victim", started(1))
+    await start_victim(client)
     token = wire.token("victim", 1)
 
     seen = len(security_log.records)
@@ -77,10 +74,7 @@ async def test_takeover_of_an_attempt_whose_runner_is_alive_is_refused(
         "evil",
     )
 
-    seen = len(security_log.records)
-    forged = finished_report("victim", 1, "evil", token)
-    await client.js.publish(subjects.status("victim"), forged)
-    record = await security_log.next(seen, "status report refused")
+    record = await forge_finished(client, security_log, "evil", token)
     assert record.__dict__["reason"] == "the attempt's runner is alive"
 
     await assert_victim_failed_for_real(client, "victim", attempt=1)
@@ -99,10 +93,7 @@ TAKEOVER_ENV = {
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    with Stack(
-        tmp_path / "stack", env=dict(TAKEOVER_ENV), external_database_url=database_url
-    ) as running:
-        yield running
+    yield from running_stack(tmp_path, database_url, TAKEOVER_ENV)
 
 
 @pytest.mark.slow

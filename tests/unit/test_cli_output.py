@@ -24,6 +24,8 @@ from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import AttemptState, FlowStatus, TaskStatus
 
+from tests.flows import flow_view
+
 T0 = datetime(2026, 11, 25, 18, 5, 1, tzinfo=UTC)
 TRICKY = "[/] [bold]x[/bold] [red"
 """Text that rich would take for markup (and fail on) if it were ever parsed."""
@@ -59,19 +61,17 @@ def task_view(status: TaskStatus, error_type: str = "exit_code") -> TaskView:
 def test_show_and_flows_render_every_flow_status_with_every_task_status(
     flow_status: FlowStatus,
 ) -> None:
-    view = FlowView(
-        id="f-1",
+    tasks = [
+        task_view(status, error_type)
+        for status, error_type in zip(TaskStatus, [*ErrorType] * 2, strict=False)
+    ]
+    view = flow_view(
+        tasks,
+        T0,
         name=f"name {TRICKY}",
         status=str(flow_status),
-        created_at=T0,
-        updated_at=T0,
-        task_count=len(TaskStatus),
         seq=3,
         tags=[TRICKY],
-        tasks=[
-            task_view(status, error_type)
-            for status, error_type in zip(TaskStatus, [*ErrorType] * 2, strict=False)
-        ],
         errors=[SpecError(path="$", message=TRICKY)],
     )
     shown = render(*flow_details(view))
@@ -85,16 +85,7 @@ def test_show_and_flows_render_every_flow_status_with_every_task_status(
 
 def test_every_error_type_renders_in_show() -> None:
     for error_type in ErrorType:
-        view = FlowView(
-            id="f-2",
-            name="n",
-            status="failed",
-            created_at=T0,
-            updated_at=T0,
-            task_count=1,
-            seq=1,
-            tasks=[task_view(TaskStatus.FAILED, str(error_type))],
-        )
+        view = flow_view([task_view(TaskStatus.FAILED, str(error_type))], T0)
         assert str(error_type) in render(*flow_details(view))
 
 
@@ -238,16 +229,7 @@ def test_show_lists_a_mapped_tasks_instances_under_it_with_their_names_whole() -
     names = ["list-the-files", "convert-every-file", "report", "convert-every-file[0]"]
     names += ["convert-every-file[1]"]
     tasks = [msgspec.structs.replace(task_view(TaskStatus.SUCCEEDED), name=n) for n in names]
-    view = FlowView(
-        id="f-1",
-        name="m",
-        status="succeeded",
-        created_at=T0,
-        updated_at=T0,
-        task_count=len(tasks),
-        seq=9,
-        tasks=tasks,
-    )
+    view = flow_view(tasks, T0, name="m", status="succeeded", seq=9)
     console = Console(file=io.StringIO(), width=80)
     for part in flow_details(view):
         console.print(part)

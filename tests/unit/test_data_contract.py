@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -319,8 +320,11 @@ async def test_one_relay_leads_at_a_time(data: DataLayer) -> None:
 # Schedules -------------------------------------------------------------------------------
 
 
-def schedule(name: str, next_run_at: datetime) -> NewSchedule:
-    spec = msgspec.json.encode({"name": "etl", "tasks": []}).decode()
+def schedule(
+    name: str, next_run_at: datetime, tasks: list[dict[str, Any]] | None = None
+) -> NewSchedule:
+    """An hourly schedule of an "etl" flow of `tasks` (none unless given)."""
+    spec = msgspec.json.encode({"name": "etl", "tasks": tasks or []}).decode()
     return NewSchedule(
         name=name,
         cron="0 * * * *",

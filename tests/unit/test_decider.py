@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
-from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
@@ -48,7 +48,10 @@ def started(name: str, attempt: int = 1) -> RecordStarted:
     return RecordStarted(report)
 
 
-def finished(name: str, ok: bool = True, attempt: int = 1) -> RecordFinished:
+def finished(
+    name: str, ok: bool = True, attempt: int = 1, outputs: list[OutputDigest] | None = None
+) -> RecordFinished:
+    """The report of `name`'s attempt ending: exit 0 (with `outputs`), or exit 1."""
     return RecordFinished(
         AttemptFinished(
             flow_id="f1",
@@ -59,6 +62,7 @@ def finished(name: str, ok: bool = True, attempt: int = 1) -> RecordFinished:
             at=NOW,
             exit_code=0 if ok else 1,
             error_type=None if ok else ErrorType.EXIT_CODE,
+            outputs=outputs or [],
         )
     )
 

@@ -20,6 +20,7 @@ from weir_scheduler.planner import plan
 from weir_scheduler.store import Change, dispatches, sealed
 
 from tests.flows import task
+from tests.unit.test_decider import finished
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = {
@@ -35,19 +36,8 @@ def digest(name: str, content: bytes) -> OutputDigest:
     return OutputDigest(name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest())
 
 
-def succeeded(name: str, outputs: list[OutputDigest], attempt: int = 1) -> RecordFinished:
-    return RecordFinished(
-        AttemptFinished(
-            flow_id="f1",
-            task=name,
-            attempt=attempt,
-            runner="r",
-            token="t",
-            at=NOW,
-            exit_code=0,
-            outputs=outputs,
-        )
-    )
+def succeeded(name: str, outputs: list[OutputDigest]) -> RecordFinished:
+    return finished(name, outputs=outputs)
 
 
 def run(

@@ -14,7 +14,6 @@ from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
-from weir_scheduler.data import NewSchedule
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.decider import DEFAULT_POLICY, Policy
 from weir_scheduler.planner import Limits
@@ -24,6 +23,7 @@ from weir_scheduler.submissions import Submission, SubmissionHandler
 from weir_scheduler.timers import TimerFirer
 
 from tests.flows import task
+from tests.unit.test_data_contract import schedule
 
 LEASE = 60.0
 
@@ -124,19 +124,8 @@ async def test_a_limited_queue_releases_only_what_it_has_room_for() -> None:
 async def test_a_due_schedule_submits_its_tick_once_and_moves_on() -> None:
     shell = Shell()
     shell.clock.now += timedelta(minutes=30)
-    spec = msgspec.json.encode({"name": "etl", "tasks": [task("a")]}).decode()
     tick = shell.clock() - timedelta(minutes=5)  # the next, on the hour, is still to come
-    await shell.data.schedule_upsert(
-        NewSchedule(
-            name="hourly",
-            cron="0 * * * *",
-            timezone="UTC",
-            spec=spec,
-            missed="skip",
-            paused=False,
-            next_run_at=tick,
-        )
-    )
+    await shell.data.schedule_upsert(schedule("hourly", tick, [task("a")]))
     ticker = CronTicker(shell.data, shell.submissions, shell.clock)
     assert await ticker.tick() == 1
     assert await ticker.tick() == 0

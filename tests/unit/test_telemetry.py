@@ -25,6 +25,7 @@ from weir_proto.spec import FlowSpec, TaskSpec
 FLOW = "hello-1"
 T0 = datetime(2026, 11, 25, 18, 5, 1, 120_000, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TASKS = ("fetch", "upper", "join")
 
 
 def at(seconds: float) -> datetime:
@@ -54,10 +55,11 @@ def submitted(log: Log, name: str = "diamond") -> Log:
     return log.add(ev.FlowSubmitted, 0.0, spec=spec)
 
 
-def failing_flow() -> list[FlowEvent]:
+def retried_then_failed(flow_id: str = FLOW) -> Log:
     """fetch succeeds; upper is lost once (and retried), then exits 2; join is skipped; the
     flow fails."""
-    log = submitted(Log())
+    spec = FlowSpec(name="diamond", tasks=[TaskSpec(name=t, cmd=["true"]) for t in TASKS])
+    log = Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec)
     log.add(ev.TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
     log.add(ev.TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
     log.add(ev.TaskSucceeded, 1.130, task="fetch", attempt=1)
@@ -65,27 +67,24 @@ def failing_flow() -> list[FlowEvent]:
     log.add(ev.TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
     log.add(
         ev.TaskAttemptFailed,
-        2.000,
+        2.0,
         task="upper",
         attempt=1,
         error_type="lost",
-        message="gone",
-        retry_at=at(2.0),
+        message="its runner stopped sending heartbeats",
+        retry_at=at(2.5),
     )
-    log.add(ev.TaskDispatched, 2.000, task="upper", attempt=2, queue="gpu")
-    log.add(ev.TaskStarted, 2.500, task="upper", attempt=2, runner="runner-b")
-    log.add(
-        ev.TaskFailed,
-        3.200,
-        task="upper",
-        attempt=2,
-        error_type="exit_code",
-        message="no",
-        exit_code=2,
-    )
-    log.add(ev.TaskSkipped, 3.200, task="join", reason="upstream upper failed")
-    log.add(ev.FlowFailed, 3.210, failed_tasks=["upper"])
-    return log.events
+    log.add(ev.TaskDispatched, 2.5, task="upper", attempt=2, queue="gpu")
+    log.add(ev.TaskStarted, 2.9, task="upper", attempt=2, runner="runner-b")
+    failure = {"error_type": "exit_code", "message": "exited with 2", "exit_code": 2}
+    log.add(ev.TaskFailed, 3.6, task="upper", attempt=2, **failure)
+    log.add(ev.TaskSkipped, 3.6, task="join", reason='upstream task "upper" failed')
+    log.add(ev.FlowFailed, 3.61, failed_tasks=["upper"])
+    return log
+
+
+def failing_flow() -> list[FlowEvent]:
+    return retried_then_failed().events
 
 
 class Process:
@@ -193,18 +192,21 @@ def test_events_become_spans_with_their_true_times_and_attributes(process: Proce
     # flow + fetch(3) + upper#1(3) + upper#2(3)
     assert emitted == len(process.spans) == 10
     flow_span = process.span("flow diamond")
-    assert (flow_span.start_time, flow_span.end_time) == (ns(at(0)), ns(at(3.21)))
+    assert (flow_span.start_time, flow_span.end_time) == (ns(at(0)), ns(at(3.61)))
     assert flow_span.status.status_code is StatusCode.ERROR
     assert attrs(flow_span)["weir.flow_id"] == FLOW
     assert attrs(flow_span)["weir.flow.status"] == "failed"
     assert [(e.name, dict(e.attributes or {})) for e in flow_span.events] == [
-        ("task_skipped", {"weir.task": "join", "weir.skip_reason": "upstream upper failed"})
+        (
+            "task_skipped",
+            {"weir.task": "join", "weir.skip_reason": 'upstream task "upper" failed'},
+        )
     ]
 
     second = next(
         s for s in process.spans if s.name == "task upper" and attrs(s)["weir.attempt"] == 2
     )
-    assert (second.start_time, second.end_time) == (ns(at(2.0)), ns(at(3.2)))
+    assert (second.start_time, second.end_time) == (ns(at(2.5)), ns(at(3.6)))
     assert second.parent is not None
     assert second.parent.span_id == telemetry.flow_span_id(FLOW)
     assert second.status.status_code is StatusCode.ERROR
@@ -226,8 +228,8 @@ def test_events_become_spans_with_their_true_times_and_attributes(process: Proce
     }
     assert set(phases) == {"queue-wait", "run"}
     wait, run = phases["queue-wait"], phases["run"]
-    assert (wait.start_time, wait.end_time) == (ns(at(2.0)), ns(at(2.5)))
-    assert (run.start_time, run.end_time) == (ns(at(2.5)), ns(at(3.2)))
+    assert (wait.start_time, wait.end_time) == (ns(at(2.5)), ns(at(2.9)))
+    assert (run.start_time, run.end_time) == (ns(at(2.9)), ns(at(3.6)))
     assert run.context.span_id == telemetry.phase_span_id(FLOW, "upper", 2, "run")
 
     lost = next(
@@ -524,7 +526,7 @@ def test_prometheus_names_follow_the_collector_translation() -> None:
 def test_waterfall_draws_one_row_per_attempt_on_a_common_axis() -> None:
     text = waterfall.render(failing_flow(), width=100)
     lines = text.splitlines()
-    assert lines[0].startswith("flow diamond  hello-1  failed in 3.21s")
+    assert lines[0].startswith("flow diamond  hello-1  failed in 3.61s")
     rows = [line for line in lines if "|" in line][1:]  # after the axis header
     assert [row.split()[:3] for row in rows] == [
         ["fetch", "1", "ok"],
@@ -539,7 +541,7 @@ def test_waterfall_draws_one_row_per_attempt_on_a_common_axis() -> None:
     assert bars[0].startswith(waterfall.RUN)
     assert bars[2].rstrip().endswith(waterfall.RUN)
     assert bars[2].index(waterfall.WAIT) > bars[1].index(waterfall.RUN)
-    assert "skipped join: upstream upper failed" in text
+    assert 'skipped join: upstream task "upper" failed' in text
 
 
 def test_waterfall_of_a_running_flow_extends_to_now() -> None:

@@ -19,10 +19,12 @@ from weir.cli.artifacts import file_name_for
 from weir.cli.output import LogOutput, event_line, flow_details
 from weir.config import ConfigError, NatsSecurity
 from weir.terminal import escape_controls, escape_text, plain
-from weir_proto.api import FlowView, TaskView
+from weir_proto.api import TaskView
 from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskFailed, TaskStarted
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
+
+from tests.flows import flow_view
 
 ATTACK = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202eexe.txt\u2066\u200b\u2028\U000e0041 done"
 UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
@@ -72,26 +74,10 @@ def assert_no_raw_controls(output: str) -> None:
 
 def test_show_and_events_escape_task_text() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    view = FlowView(
-        id="f1",
-        name="nightly\x9b",
-        status="failed",
-        created_at=now,
-        updated_at=now,
-        task_count=1,
-        seq=3,
-        tags=["t\u202eag"],
-        tasks=[
-            TaskView(
-                name="evil",
-                status="failed",
-                attempt=1,
-                queue="default",
-                depends=[],
-                error_message=ATTACK,
-            )
-        ],
+    evil = TaskView(
+        name="evil", status="failed", attempt=1, queue="default", depends=[], error_message=ATTACK
     )
+    view = flow_view([evil], now, id="f1", name="nightly\x9b", seq=3, tags=["t\u202eag"])
     shown = render(*flow_details(view))
     assert_no_raw_controls(shown)
     assert "\\x1b]0;PWNED\\x07" in shown and "nightly\\x9b" in shown and "t\\u202eag" in shown

@@ -24,7 +24,7 @@ from weir_proto.errors import SpecError
 from weir_proto.events import FlowEvent
 from weir_proto.spec import FlowSpec, TaskSpec
 
-from tests.unit.test_telemetry import T0, Log, at
+from tests.unit.test_telemetry import T0, Log, at, retried_then_failed
 
 GOLDEN = Path(__file__).parent / "golden" / "trace"
 NOW = T0 + timedelta(seconds=30)
@@ -34,32 +34,6 @@ NOW = T0 + timedelta(seconds=30)
 def submit(flow_id: str, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
     spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
     return Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec, start_at=start_at)
-
-
-def retried_then_failed() -> Log:
-    """fetch succeeds; upper is lost, retried, then exits 2; join is skipped."""
-    log = submit("retry-1", "diamond", "fetch", "upper", "join")
-    log.add(ev.TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
-    log.add(ev.TaskSucceeded, 1.130, task="fetch", attempt=1)
-    log.add(ev.TaskDispatched, 1.140, task="upper", attempt=1, queue="gpu")
-    log.add(ev.TaskStarted, 1.200, task="upper", attempt=1, runner="runner-a")
-    log.add(
-        ev.TaskAttemptFailed,
-        2.0,
-        task="upper",
-        attempt=1,
-        error_type="lost",
-        message="its runner stopped sending heartbeats",
-        retry_at=at(2.5),
-    )
-    log.add(ev.TaskDispatched, 2.5, task="upper", attempt=2, queue="gpu")
-    log.add(ev.TaskStarted, 2.9, task="upper", attempt=2, runner="runner-b")
-    failure = {"error_type": "exit_code", "message": "exited with 2", "exit_code": 2}
-    log.add(ev.TaskFailed, 3.6, task="upper", attempt=2, **failure)
-    log.add(ev.TaskSkipped, 3.6, task="join", reason='upstream task "upper" failed')
-    log.add(ev.FlowFailed, 3.61, failed_tasks=["upper"])
-    return log
 
 
 def timed_out_then_succeeded_with_exit_code() -> Log:
@@ -160,7 +134,7 @@ def deduplicated() -> Log:
 
 
 HISTORIES: dict[str, Callable[[], Log]] = {
-    "retried_then_failed": retried_then_failed,
+    "retried_then_failed": lambda: retried_then_failed("retry-1"),
     "timed_out_then_succeeded_with_exit_code": timed_out_then_succeeded_with_exit_code,
     "snoozed_then_succeeded": snoozed_then_succeeded,
     "cancelled": cancelled,

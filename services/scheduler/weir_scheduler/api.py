@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -77,15 +77,9 @@ def _decode(data: bytes, kind: type[_T], verb: str) -> _T:
     try:
         return msgspec.json.decode(data or b"{}", type=kind)
     except msgspec.DecodeError as exc:
-        raise ApiFailure(
-            ApiError(code=ErrorCode.BAD_REQUEST, message=f"weir.api.{verb}: {exc}".replace("`", ""))
-        ) from None
+        raise _bad_request(f"weir.api.{verb}: {exc}".replace("`", "")) from None
     except RecursionError:
-        raise ApiFailure(
-            ApiError(
-                code=ErrorCode.BAD_REQUEST, message=f"weir.api.{verb}: request nests too deeply"
-            )
-        ) from None
+        raise _bad_request(f"weir.api.{verb}: request nests too deeply") from None
 
 
 PRUNE_BATCH = 500
@@ -96,21 +90,35 @@ def _no_schedule(name: str) -> ApiError:
     return ApiError(code=ErrorCode.NOT_FOUND, message=f'schedule "{name[:100]}" does not exist')
 
 
-def _check_page(limit: int, cursor: str | None) -> None:
+def _bad_request(message: str) -> ApiFailure:
+    return ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=message))
+
+
+def _check_page(
+    limit: int, cursor: str | None, parse: Callable[[str], object] = parse_cursor
+) -> None:
+    """A page's `limit` in range and its `cursor` (parsed by `parse`) one we handed out."""
     if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise ApiFailure(
-            ApiError(
-                code=ErrorCode.BAD_REQUEST,
-                message=f"limit must be between 1 and {LIST_LIMIT_MAX}; follow `next` for more",
-            )
-        )
+        raise _bad_request(f"limit must be between 1 and {LIST_LIMIT_MAX}; follow `next` for more")
     if cursor is not None:
         try:
-            parse_cursor(cursor)
+            parse(cursor)
         except ValueError:
-            raise ApiFailure(
-                ApiError(code=ErrorCode.BAD_REQUEST, message="cursor is not a `next` from this API")
-            ) from None
+            raise _bad_request("cursor is not a `next` from this API") from None
+
+
+async def _filtered(
+    read: Callable[[Any, int, str | None], Awaitable[_T]],
+    where: Any,
+    limit: int,
+    cursor: str | None,
+) -> _T:
+    """A page of what `read` finds for the filter `where`; a filter that does not parse is
+    the client's error."""
+    try:
+        return await read(where, limit, cursor)
+    except FilterError as exc:
+        raise _bad_request(str(exc)) from None
 
 
 def _not_found(flow_id: str) -> ApiError:
@@ -195,12 +203,7 @@ class Api:
     async def list(self, data: bytes) -> object:
         request = _decode(data, ListRequest, "list")
         if request.status is not None and request.status not in FlowStatus.__members__.values():
-            raise ApiFailure(
-                ApiError(
-                    code=ErrorCode.BAD_REQUEST,
-                    message=f"status must be one of {', '.join(FlowStatus)}",
-                )
-            )
+            raise _bad_request(f"status must be one of {', '.join(FlowStatus)}")
         _check_page(request.limit, request.cursor)
         return await self.store.list(request.status, request.limit, request.cursor)
 
@@ -325,40 +328,23 @@ class Api:
     async def query(self, data: bytes) -> object:
         request = _decode(data, QueryRequest, "query")
         _check_page(request.limit, request.cursor)
-        try:
-            return await self.store.query(request.where, request.limit, request.cursor)
-        except FilterError as exc:
-            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
+        return await _filtered(self.store.query, request.where, request.limit, request.cursor)
 
     async def tasks(self, data: bytes) -> object:
         request = _decode(data, TaskQueryRequest, "tasks")
-        _check_page(request.limit, None)
-        try:
-            task_cursor_bounds(request.cursor)
-        except ValueError:
-            raise ApiFailure(
-                ApiError(code=ErrorCode.BAD_REQUEST, message="cursor is not a `next` from this API")
-            ) from None
-        try:
-            return await self.store.tasks(request.where, request.limit, request.cursor)
-        except FilterError as exc:
-            raise ApiFailure(ApiError(code=ErrorCode.BAD_REQUEST, message=str(exc))) from None
+        _check_page(request.limit, request.cursor, task_cursor_bounds)
+        return await _filtered(self.store.tasks, request.where, request.limit, request.cursor)
 
     async def prune(self, data: bytes) -> object:
         request = _decode(data, PruneRequest, "prune")
         allowed = {str(s) for s in TERMINAL_FLOW_STATUSES}
         wrong = [s for s in request.statuses if s not in allowed]
         if wrong or not 0 <= request.older_than <= PRUNE_OLDER_THAN_MAX or request.keep_last < 0:
-            raise ApiFailure(
-                ApiError(
-                    code=ErrorCode.BAD_REQUEST,
-                    message=(
-                        "prune takes statuses among "
-                        f"{', '.join(sorted(allowed))} (only ended flows are pruned), "
-                        f"older_than between 0 and {PRUNE_OLDER_THAN_MAX:,.0f} seconds and "
-                        "keep_last >= 0"
-                    ),
-                )
+            raise _bad_request(
+                "prune takes statuses among "
+                f"{', '.join(sorted(allowed))} (only ended flows are pruned), "
+                f"older_than between 0 and {PRUNE_OLDER_THAN_MAX:,.0f} seconds and "
+                "keep_last >= 0"
             )
         before = datetime.now(UTC) - timedelta(seconds=request.older_than)
         pruned = await self.store.prune(request.statuses, before, request.keep_last, PRUNE_BATCH)

@@ -32,6 +32,7 @@ from weir_proto.spec import EnvVar, FlowSpec, Input, Output, TaskSpec
 from weir_scheduler.data import DataLayer
 from weir_scheduler.planner import Limits, Rejected, plan
 from weir_scheduler.submissions import Submission, SubmissionHandler
+from weir_scheduler.timers import until_due
 
 log = logging.getLogger("weir.scheduler.cron")
 
@@ -180,13 +181,8 @@ class CronTicker:
         """One round of the supervised `cron` loop: submit every due tick, then wait until
         the next is due (a full batch: go on at once). Errors are the supervisor's."""
         if await self.tick() < CRON_BATCH:
-            await asyncio.sleep(await self._until_next())
-
-    async def _until_next(self) -> float:
-        due_in = await self.data.schedule_next_in()
-        if due_in is None:
-            return CRON_IDLE_POLL_MAX
-        return min(max(due_in, 0.01), CRON_IDLE_POLL_MAX)
+            due_in = await self.data.schedule_next_in()
+            await asyncio.sleep(until_due(due_in, 0.01, CRON_IDLE_POLL_MAX))
 
     async def tick(self) -> int:
         """Submit the flows of every due tick; returns how many schedules were handled."""

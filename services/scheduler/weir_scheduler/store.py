@@ -10,11 +10,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from weir_proto import subjects
-from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage
+from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage, TaskSummary
 from weir_proto.events import (
     FlowEvent,
     FlowSubmitted,
@@ -275,11 +275,7 @@ class EventStore:
         """Tasks across flows matching a filter (filters.TASK_LEAVES), one page: the newest
         flows' first, each flow's in its listed order."""
         found = await self.data.task_query(where, task_cursor_bounds(cursor), limit + 1)
-        page = list(found[:limit])
-        following = None
-        if len(found) > limit:
-            last = page[-1]
-            following = f"{last.flow_created_at.isoformat()}~{last.flow_id}~{last.position}"
+        page, following = _split_page(found, limit, _task_cursor)
         return TaskPage(tasks=page, next=following)
 
     async def prune(
@@ -329,13 +325,28 @@ def parse_cursor(cursor: str) -> None:
     cursor_bounds(cursor)
 
 
+_Row = TypeVar("_Row")
+
+
+def _split_page(
+    found: Sequence[_Row], limit: int, cursor_after: Callable[[_Row], str]
+) -> tuple[list[_Row], str | None]:
+    """One page from `limit + 1` rows: the extra one only says whether there is a next, and
+    the next page's cursor is the one after the page's last row."""
+    page = list(found[:limit])
+    return page, cursor_after(page[-1]) if len(found) > limit else None
+
+
+def _flow_cursor(last: FlowSummary) -> str:
+    return f"{last.created_at.isoformat()}~{last.id}"
+
+
+def _task_cursor(last: TaskSummary) -> str:
+    return f"{last.flow_created_at.isoformat()}~{last.flow_id}~{last.position}"
+
+
 def _page(summaries: Sequence[FlowSummary], limit: int) -> FlowPage:
-    """One page from `limit + 1` flows: the extra one only says whether there is a next."""
-    page = list(summaries[:limit])
-    following = None
-    if len(summaries) > limit:
-        last = page[-1]
-        following = f"{last.created_at.isoformat()}~{last.id}"
+    page, following = _split_page(summaries, limit, _flow_cursor)
     return FlowPage(flows=page, next=following)
 
 

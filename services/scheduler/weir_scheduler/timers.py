@@ -24,6 +24,15 @@ TIMER_IDLE_POLL_MAX = 1.0
 KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease", "fanout")
 
 
+def until_due(due_in: float | None, floor: float, idle_max: float) -> float:
+    """Seconds a polling loop sleeps before the next thing due `due_in` seconds from now
+    (None: nothing is due): never below `floor`, so a late one is not polled in a spin, nor
+    above `idle_max`, so one added meanwhile (by another replica) waits no longer."""
+    if due_in is None:
+        return idle_max
+    return min(max(due_in, floor), idle_max)
+
+
 class FanOutReader(Protocol):
     async def command(self, flow_id: str, task: str, phase: int) -> Command | None: ...
 
@@ -47,13 +56,8 @@ class TimerFirer:
         """One round of the supervised `timers` loop: fire what is due, then wait until the
         next timer is due (a full batch: go on at once). Errors are the supervisor's."""
         if await self.fire_due() < self.batch:
-            await asyncio.sleep(await self._until_next())
-
-    async def _until_next(self) -> float:
-        due_in = await self.store.next_timer_in()
-        if due_in is None:
-            return TIMER_IDLE_POLL_MAX
-        return min(max(due_in, 0.005), TIMER_IDLE_POLL_MAX)
+            due_in = await self.store.next_timer_in()
+            await asyncio.sleep(until_due(due_in, 0.005, TIMER_IDLE_POLL_MAX))
 
     async def fire_due(self) -> int:
         claimed = await self.store.claim_timers(self.batch, TIMER_CLAIM_SECONDS)
