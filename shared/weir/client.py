@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
@@ -50,23 +49,26 @@ from weir_proto.api import (
     TaskQueryRequest,
     UpdateRequest,
 )
-from weir_proto.errors import ApiError, ErrorCode, SpecError, WeirException
+from weir_proto.errors import ErrorCode
 from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent, event_type
 from weir_proto.ids import new_flow_id
 from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 
 from weir import telemetry
+from weir.answers import SubmitVerdict, WeirError, batch_refused
 from weir.config import NatsSecurity
 from weir.jetstream import close, connect
+
+__all__ = ["Client", "SubmitVerdict", "WeirError"]
 
 REQUEST_TIMEOUT_DEFAULT = 10.0
 CONNECT_ATTEMPTS = 10
 """Reconnect attempts (0.5 s apart) before a client gives up on a server."""
 HISTORY_IDLE_DEFAULT = 1.0
+"""Without --follow, event replay ends once the stream has been quiet this long."""
 GAP_WAIT = 2.0
 """How long events() holds an event whose predecessors have not arrived yet."""
-"""Without --follow, event replay ends once the stream has been quiet this long."""
 
 _T = TypeVar("_T")
 _event_decoder = msgspec.json.Decoder(FlowEvent)
@@ -74,76 +76,6 @@ _event_decoder = msgspec.json.Decoder(FlowEvent)
 
 _reply_decoder = msgspec.json.Decoder(RawReply)
 _encoder = msgspec.json.Encoder()
-
-
-class WeirError(WeirException):
-    """An error answered by the scheduler (`code`, `message`, `details`) or the client;
-    `code` is an `ErrorCode` value."""
-
-    def __init__(
-        self,
-        code: ErrorCode | str,
-        message: str,
-        details: list[SpecError] | None = None,
-        flow_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code: str = code
-        self.message = message
-        self.details = details or []
-        self.flow_id = flow_id
-        self.retry_after = retry_after
-        """Seconds after which the same request may succeed (`rate_limited`, `overloaded`)."""
-
-    @classmethod
-    def from_api(cls, error: ApiError) -> WeirError:
-        return cls(error.code, error.message, error.details, error.flow_id, error.retry_after)
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitVerdict:
-    """What the scheduler recorded for a submit (`Client.submit(spec, verdict=True)`).
-
-    - `accepted`: `flow_id` is the flow (`created` is False when the same spec had been
-      submitted under that id before: a retry changes nothing).
-    - `rejected`: `errors` lists every problem; `flow_id` is the rejected flow that records
-      them (a new id when the spec's id belongs to another flow).
-    - `duplicate`: another flow with the same unique key is waiting or running; `existing`
-      (and `flow_id`) name it, and nothing new runs.
-    """
-
-    verdict: Literal["accepted", "rejected", "duplicate"]
-    flow_id: str
-    status: str
-    created: bool = True
-    existing: str | None = None
-    errors: tuple[SpecError, ...] = ()
-    message: str = ""
-
-    @property
-    def accepted(self) -> bool:
-        return self.verdict == "accepted"
-
-
-def _batch_refused(refused: Sequence[tuple[str, BaseException]], total: int) -> WeirError:
-    """One error for the submits of a batch that JetStream refused, naming them."""
-    first = refused[0][1]
-    code = ErrorCode.UNAVAILABLE
-    if isinstance(first, nats.js.errors.NoStreamResponseError):
-        why = f"no stream takes {subjects.SUBMIT}; start the scheduler"
-    elif isinstance(first, nats.js.errors.APIError):
-        code = ErrorCode.OVERLOADED
-        why = f"{subjects.STREAM_COMMANDS} is full ({first.description})"
-    else:
-        why = str(first) or type(first).__name__
-    ids = ", ".join(flow_id for flow_id, _ in refused[:5])
-    more = f" and {len(refused) - 5:,} more" if len(refused) > 5 else ""
-    return WeirError(
-        code,
-        f"{len(refused):,} of {total:,} submits were refused: {why} (flows {ids}{more}); "
-        "submit the batch again later (flows already queued are not queued twice)",
-    )
 
 
 def _publishing_submit(
@@ -301,7 +233,7 @@ class Client:
             if isinstance(outcome, BaseException)
         ]
         if refused:
-            raise _batch_refused(refused, len(prepared))
+            raise batch_refused(refused, len(prepared))
         return [flow_id for flow_id, _ in prepared]
 
     async def _submit_for_verdict(self, flow_id: str, payload: bytes) -> SubmitVerdict:
