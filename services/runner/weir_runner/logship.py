@@ -46,16 +46,25 @@ class LogShipper:
         self.shipped = 0
         self.truncated = False
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow())
 
     async def finish(self) -> None:
-        """Ship what is left and the end marker (call once the attempt has ended)."""
+        """Ship what is left and the end marker (call once the attempt has ended).
+
+        The follower is asked to stop after its current round, not cancelled: on Python 3.11
+        a cancel that lands just as a publish's ack arrives is dropped inside nats-py's
+        request (`asyncio.wait_for` returns the ack instead), and a follower that never saw
+        its cancel polled on forever, with this call (and the attempt's report) waiting."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                self._task.cancel()  # the runner is stopping: the follower ends at its next round
+                raise
         try:
             await self._ship_new()
             await self.js.publish(self.subject, b"", headers={END_HEADER: "1"}, timeout=5)
@@ -63,12 +72,14 @@ class LogShipper:
             log.warning("logs not shipped", extra={"subject": self.subject, "error": str(exc)})
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self._ship_new()
             except Exception as exc:
                 log.debug("log shipping paused", extra={"error": str(exc)})
-            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._stop.wait()
 
     async def _ship_new(self) -> None:
         for stream in STREAMS:
