@@ -126,9 +126,11 @@ async def test_a_flow_pages_event_stream_resumes_after_a_restart_with_no_gap_or_
         flow_id = await stack.submit(gated_flow(gate, "restarted", after=5))
         await page.goto(f"{web.url}/flows/{flow_id}")
         await expect(page.locator("h1 .badge")).to_have_text("running", timeout=LIVE)
-        before = await seqs_seen(page)
+        # The badge comes from the flow's view; wait for the stream to have delivered too.
+        await page.wait_for_function("() => window.eventFrames.length > 0", timeout=LIVE)
 
         await web.stop()
+        before = await seqs_seen(page)  # final for the first stream: the page resumes after it
         gate.touch()  # the rest of the flow happens while weir-web is down
         log = await events_of(stack.api("viewer"), flow_id)
         assert log[-1].event == "flow_succeeded"
