@@ -47,7 +47,7 @@ class QueueDispatcher:
     async def fill(self, queue: str, limit: int) -> int:
         """Release queued tasks of `queue` while it has room; returns how many."""
         changes: list[Change] = []
-        async with self.store.data.transaction() as tx:
+        async with self.store.transaction() as tx:
             await tx.lock(Lock.QUEUE, queue)
             room = limit - await tx.queue_in_flight(queue)
             if room <= 0:

@@ -4,10 +4,11 @@ through the data layer (data/); this module turns flows into its rows and back."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -140,6 +141,8 @@ class EventStore:
         self.on_outbox: list[Callable[[list[OutboxRow]], Awaitable[None]]] = []
         """Given the outbox rows an append just committed, to publish them at once (the relay
         would find them anyway; this saves its wake-up and query on the hot path)."""
+        self._held: dict[int, list[OutboxRow]] = {}
+        """Outbox rows appended inside an open `transaction()`, by the id of its layer."""
 
     async def load(self, flow_id: str) -> FoldedFlow:
         return (await self.load_many([flow_id]))[flow_id]
@@ -188,9 +191,26 @@ class EventStore:
         """`{flow_id: (spec_digest, status)}` for those of `flow_ids` that exist."""
         return await self.data.flow_digests(flow_ids)
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DataLayer]:
+        """A data-layer transaction for `append(..., tx=)`: the outbox rows appended inside it
+        go to `on_outbox` once it has committed (never if it rolls back), as an append's own
+        do. The relay leaves young dispatches to this fast path, so a dispatch committed in
+        a caller's transaction (a queue's release, a unique-key submit) must take it too."""
+        held: list[OutboxRow] = []
+        async with self.data.transaction() as tx:
+            self._held[id(tx)] = held
+            try:
+                yield tx
+            finally:
+                del self._held[id(tx)]
+        if held:
+            for publish in self.on_outbox:
+                await publish(held)
+
     async def append(self, changes: Sequence[Change], tx: DataLayer | None = None) -> None:
         """Append every change in one statement, or none (ConcurrencyError on a race).
-        With `tx` (a `data.transaction()`), run inside the caller's transaction; the caller
+        With `tx` (from `transaction()`), run inside the caller's transaction; the caller
         tells `committed` once it has committed. Each dispatched attempt gets its token here
         (see `sealed`)."""
         changes = [sealed(c) for c in changes if c.events]
@@ -204,15 +224,20 @@ class EventStore:
         except BaseException:
             self.cache.drop(c.after.id for c in changes)
             raise
+        outbox = [
+            OutboxRow(id, row.subject, row.msg_id, row.payload)
+            for id, row in zip(ids, batch.outbox, strict=True)
+        ]
+        if tx is not None:
+            held = self._held.get(id(tx))
+            if held is None:
+                raise RuntimeError("append(tx=) needs a transaction from EventStore.transaction()")
+            held.extend(outbox)
         if tx is None:
             # In the caller's transaction, the flows stay cached as they were before (behind
             # the log once it commits): a cached flow must never be ahead of the log.
             for change in changes:
                 self.cache.put(change.after)
-            outbox = [
-                OutboxRow(id, row.subject, row.msg_id, row.payload)
-                for id, row in zip(ids, batch.outbox, strict=True)
-            ]
             for publish in self.on_outbox:
                 await publish(outbox)
             await self.committed(changes)

@@ -119,7 +119,7 @@ class SubmissionHandler:
         keys = sorted({k for i in intents if (k := _unique_key(i)) is not None})
         if not keys:
             return (await self._record_in(None, submissions, intents, assume_new))[0]
-        async with self.store.data.transaction() as tx:
+        async with self.store.transaction() as tx:
             # Submits sharing a unique key queue up here, on every replica.
             for key in keys:
                 await tx.lock(Lock.UNIQUE_KEY, key)
