@@ -137,9 +137,12 @@ def update_refusal(flow: FoldedFlow) -> str | None:
         return _started(flow, f'task "{handed}" was handed to a runner')
     if flow.expanded:
         return _started(flow, f'mapped task "{min(flow.expanded)}" was expanded into instances')
-    ended = (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
     decided = next(
-        (t.name for t in flow.tasks.values() if t.status in ended and t.name not in flow.reused),
+        (
+            t.name
+            for t in flow.tasks.values()
+            if t.status in RETRYABLE and t.name not in flow.reused
+        ),
         None,
     )
     if decided is not None:
