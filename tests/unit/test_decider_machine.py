@@ -305,6 +305,13 @@ class DeciderMachine(RuleBasedStateMachine):
         assert (refusal is None) == bool(events), (refusal, events)
         if events:
             assert event_type(events[0]) == "task_retried"
+            # A task planned again (or waiting again for one) waits for the shell anew: what
+            # it read before is no duplicate of what it reads next.
+            waits = {n for n, t in self.flow.tasks.items() if not t.status.terminal}
+            shell = Expand | Gather | ReadCondition
+            self.handled = [
+                c for c in self.handled if not (isinstance(c, shell) and c.task in waits)
+            ]
             self.ended.pop(self.current, None)
             if self.flow.status.terminal:  # everything planned again was skipped at once
                 self.ended[self.current] = self.flow.seq

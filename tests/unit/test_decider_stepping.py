@@ -12,6 +12,7 @@ from weir_proto.events import FlowEvent, event_type
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
+    Expand,
     FireTimer,
     FoldedFlow,
     Pause,
@@ -22,6 +23,7 @@ from weir_scheduler.decider import (
     decide_and_evolve,
     fold,
 )
+from weir_scheduler.decider.fanout import due
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.planner import plan
 
@@ -158,3 +160,51 @@ def test_update_replans_a_flow_not_started_and_is_refused_after() -> None:
     assert scheduled.plan is not None and scheduled.plan.params == {"n": 9}
     assert scheduled.tasks["a"].priority == 3
     assert update_refusal(scheduled) is not None
+
+
+MAPPED = [
+    task("a", outputs=[{"name": "files", "path": "out"}]),
+    task("m", depends=["a"], map={"over": "files"}),
+]
+RERUN = "a retry does not plan mapped tasks' instances again; run the flow again with `weir rerun"
+
+
+def test_a_retry_never_makes_an_expanded_task_wait_again_nor_expands_it_twice() -> None:
+    flow = run(submit(MAPPED)[0], "a")
+    waiting = flow
+    flow, events = apply(flow, Expand("m", items=("x", "y")))
+    assert kinds(events) == ["task_expanded", "task_dispatched", "task_dispatched"]
+    # `m` is pending while its instances run: a retry of `a` would make it wait again.
+    assert RERUN in (retry_refusal(flow, "a", False) or "")
+    assert 'mapped task "m" was expanded into instances' in (retry_refusal(flow, "a", False) or "")
+    assert apply(flow, Retry("a"))[1] == []
+    # Expanded into no items, `m` succeeds at once and is not retried, nor planned again.
+    empty, events = apply(waiting, Expand("m", items=()))
+    assert kinds(events)[:2] == ["task_expanded", "task_succeeded"]
+    for name, downstream in (("m", False), ("a", True)):
+        assert RERUN in (retry_refusal(empty, name, downstream) or "")
+        assert apply(empty, Retry(name, downstream))[1] == []
+    # Waiting for its list, `m` waits for `a` again after a retry of `a` (not due meanwhile).
+    assert list(due(waiting)) == [("m", 0)]
+    again, events = apply(waiting, Retry("a"))
+    assert kinds(events) == ["task_retried", "task_dispatched"]
+    assert list(due(again)) == []
+    again = run(again, "a")
+    assert list(due(again)) == [("m", 0)]
+
+
+def test_an_update_is_refused_once_a_mapped_task_was_expanded() -> None:
+    spec = msgspec.convert({"name": "f", "tasks": MAPPED}, FlowSpec)
+    flow = fold("f2", [])
+    flow, _ = apply(flow, Submit(spec, plan(spec), "f1", ("a",)))  # `a` reused from a rerun
+    flow, _ = apply(flow, Pause("hold"))
+    assert update_refusal(flow) is None
+    flow, events = apply(flow, Expand("m", items=("x",)))
+    assert kinds(events) == ["task_expanded"]  # paused: its instance waits
+    assert update_refusal(flow) == (
+        'flow "f2" has started (mapped task "m" was expanded into instances): only a scheduled '
+        "or pending flow can be updated; cancel it and submit it again instead"
+    )
+    new = msgspec.structs.replace(spec, priority=3)
+    assert apply(flow, Update(new, plan(new), ("priority",), None))[1] == []
+    assert "m[0]" in flow.tasks

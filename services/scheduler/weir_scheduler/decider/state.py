@@ -145,6 +145,9 @@ class FoldedFlow:
     waiting for the outputs their condition reads (`decider/gates.py`)."""
     read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
     """Output name -> value, as `task_condition_read` recorded it for a condition."""
+    expanded: frozenset[str] = frozenset()
+    """Mapped tasks expanded into instances (also into none), which neither a retry nor an
+    update plans again (`decider/stepping.py`)."""
     updates: int = 0
     """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
@@ -376,6 +379,7 @@ def _from_plan(
         unstarted=immutables.Map(),
         held=immutables.Map(),
         fanout=immutables.Map(),
+        expanded=frozenset(),
     )
     return sorted_out(flow, [name for name, n in blocked.items() if n == 0], {}, {})
 
@@ -567,6 +571,7 @@ def _expanded(flow: FoldedFlow, name: str, items: list[Any]) -> FoldedFlow:
         line=line,
         unfinished=flow.unfinished + len(names),
         fanout=flow.fanout.set(name, fanout),
+        expanded=flow.expanded | {name},
     )
 
 

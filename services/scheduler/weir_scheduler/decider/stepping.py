@@ -36,7 +36,7 @@ from weir_scheduler.decider.state import (
     sorted_out,
 )
 from weir_scheduler.decider.triggers import tolerates_failure
-from weir_scheduler.map_plan import instance_name, parent_of
+from weir_scheduler.map_plan import parent_of
 
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
 _REDONE = (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
@@ -90,12 +90,15 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
             "retried; wait for it to end"
         )
     planned = retry_tasks(flow, name, downstream)
-    for again in planned:
+    after_them = sorted(_descendants(flow, planned), key=plan.positions.__getitem__)
+    # What the retry plans again, and every pending task after it (which waits for it again).
+    waits = [*planned, *(n for n in after_them if flow.tasks[n].status is TaskStatus.PENDING)]
+    for again in waits:
         mapped = _mapped_refusal(flow, again)
         if mapped is not None:
             return mapped
     reset = set(planned)
-    for after in sorted(_descendants(flow, planned), key=plan.positions.__getitem__):
+    for after in after_them:
         status = flow.tasks[after].status
         if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
             return (
@@ -112,7 +115,7 @@ def _mapped_refusal(flow: FoldedFlow, name: str) -> str | None:
     parent = parent_of(name)
     if parent is not None:
         what = f'task "{name}" is an instance of mapped task "{parent[0]}"'
-    elif instance_name(name, 0) in flow.plan.tasks:
+    elif name in flow.expanded:
         what = f'mapped task "{name}" was expanded into instances'
     else:
         return None
@@ -131,11 +134,27 @@ def update_refusal(flow: FoldedFlow) -> str | None:
         return f"{ended}: only a flow that has not started can be updated"
     handed = next((t.name for t in flow.tasks.values() if t.attempt > 0), None)
     if handed is not None:
-        return (
-            f'flow "{flow.id}" has started (task "{handed}" was handed to a runner): only a '
-            "scheduled or pending flow can be updated; cancel it and submit it again instead"
-        )
+        return _started(flow, f'task "{handed}" was handed to a runner')
+    if flow.expanded:
+        return _started(flow, f'mapped task "{min(flow.expanded)}" was expanded into instances')
+    decided = next(
+        (
+            t.name
+            for t in flow.tasks.values()
+            if t.status in RETRYABLE and t.name not in flow.reused
+        ),
+        None,
+    )
+    if decided is not None:
+        return _started(flow, f'task "{decided}" has ended')
     return None
+
+
+def _started(flow: FoldedFlow, why: str) -> str:
+    return (
+        f'flow "{flow.id}" has started ({why}): only a scheduled or pending flow can be '
+        "updated; cancel it and submit it again instead"
+    )
 
 
 def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
@@ -266,8 +285,10 @@ def retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
         for n in sorted(reset | _descendants(flow, event.tasks), key=plan.positions.__getitem__)
         if flow.tasks[n].status is TaskStatus.PENDING
     ]
-    for name in waiting:
+    for name in waiting:  # a mapped task waiting for its list waits for its dependencies again
         flow = _unsettled(_unready(flow, name), name)
+        if name in flow.fanout:
+            flow = replace(flow, fanout=flow.fanout.delete(name))
     failed = next((n for n in plan.order if flow.tasks[n].status is TaskStatus.FAILED), None)
     flow = replace(
         flow,
