@@ -104,17 +104,19 @@ class Client:
         *,
         quiet: bool = False,
         security: NatsSecurity | None = None,
+        first_retries: int | None = None,
     ) -> Client:
         """Connect to NATS; fails within seconds when the server cannot be reached. `quiet`
         keeps nats-py's connection errors out of the logs but for debug (the caller reports
         a failure itself). Credentials and TLS: `security`, by default the `WEIR_NATS_*`
-        variables."""
+        variables. `first_retries` bounds the first connection alone (`weir.jetstream.connect`)."""
         nc = await connect(
             url,
             "weir-client",
             max_reconnect_attempts=CONNECT_ATTEMPTS,
             quiet=quiet,
             security=security,
+            first_retries=first_retries,
         )
         return cls(nc, timeout)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import re
 import ssl
 from typing import Any
@@ -184,6 +185,10 @@ def inbox_prefix(url: str, security: NatsSecurity) -> str:
     return f"_INBOX.{user}" if user and _USER_TOKEN.fullmatch(user) else "_INBOX"
 
 
+FIRST_ATTEMPT_WAIT = 0.2
+"""Seconds between the tries of a bounded first connection (`connect(first_retries=)`)."""
+
+
 async def connect(
     url: str,
     name: str,
@@ -191,6 +196,7 @@ async def connect(
     *,
     security: NatsSecurity | None = None,
     quiet: bool = False,
+    first_retries: int | None = None,
     **options: Any,
 ) -> NATS:
     """Connect, by default with endless reconnects: the server may restart under us.
@@ -198,17 +204,28 @@ async def connect(
     Credentials and TLS come from `security`, by default from the `WEIR_NATS_*` variables
     (`NatsSecurity.from_env`); explicit `options` win over both. `quiet` logs connection
     errors and disconnects at debug level only: for a command line tool that reports a
-    connection failure once, in its own words.
+    connection failure once, in its own words. `first_retries` (at least 1) bounds the retries
+    of the first connection alone: a command line tool fails at once when nothing listens, yet
+    rides out a server restart once connected. A failed first connection raises
+    `ConnectionError` saying why.
     """
 
     client: NATS | None = None
     held = held_credentials()  # a runner read its credentials once and dropped them
     security = security or (held.nats if held is not None else NatsSecurity.from_env())
-    options = {"inbox_prefix": inbox_prefix(url, security), **security_options(security), **options}
+    options = {
+        "inbox_prefix": inbox_prefix(url, security),
+        "reconnect_time_wait": 0.5 if first_retries is None else FIRST_ATTEMPT_WAIT,
+        **security_options(security),
+        **options,
+    }  # (nats-py types reconnect_time_wait as int; it sleeps any float)
 
     level = logging.DEBUG if quiet else logging.WARNING
 
+    failures: list[Exception] = []
+
     async def on_error(exc: Exception) -> None:
+        failures[:] = [exc]
         log.log(level, "nats error: %s", exc)
 
     async def on_disconnect() -> None:
@@ -218,17 +235,37 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    client = await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=max_reconnect_attempts,
-        reconnect_time_wait=0.5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        **options,
-    )
+    client = NATS()
+    try:
+        await client.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=max_reconnect_attempts
+            if first_retries is None
+            else first_retries,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            **options,
+        )
+    except nats.errors.NoServersError as exc:
+        # nats-py says only "no servers available"; the last attempt's error says why
+        # (connection refused, a timeout, a TLS or authorization failure).
+        last = failures[-1] if failures else exc
+        raise ConnectionError(_why_not(last, client.options["connect_timeout"])) from last
+    if first_retries is not None:  # once connected, reconnect as a long-lived client would
+        client.options["max_reconnect_attempts"] = max_reconnect_attempts
+        client.options["reconnect_time_wait"] = 0.5
     return client
+
+
+def _why_not(exc: BaseException, timeout: float) -> str:
+    """A failed connection as a user reads it: `connection refused`, not `[Errno 111] ...`."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(exc) or type(exc).__name__
 
 
 async def close(nc: NATS) -> None:

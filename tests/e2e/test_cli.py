@@ -78,12 +78,6 @@ def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(stack: Stack) -
     assert bad.returncode == 2 and "must hold a mapping" in bad.stderr
 
 
-def test_unreachable_nats_is_a_clear_error(stack: Stack) -> None:
-    run = run_weir("flows", timeout=60)
-    assert run.returncode == 2
-    assert "cannot reach NATS at nats://127.0.0.1:1" in run.stderr
-
-
 def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None:
     flow = tmp_path / "talky.yaml"
     flow.write_text(

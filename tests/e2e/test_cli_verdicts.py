@@ -145,5 +145,5 @@ def test_unreachable_nats_is_one_line(command: list[str]) -> None:
     assert run.returncode == 2
     assert (
         run.stderr.splitlines() == [run.stderr.strip()]
-        and "cannot reach NATS at nats://127.0.0.1:1" in run.stderr
+        and "cannot reach NATS at nats://127.0.0.1:1: connection refused" in run.stderr
     )

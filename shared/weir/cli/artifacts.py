@@ -27,7 +27,15 @@ from weir.artifacts import (
     Artifacts,
     artifact_store,
 )
-from weir.cli.entry import Json, NatsUrl, nats_security, print_json, reason, run_jetstream
+from weir.cli.entry import (
+    FIRST_RETRIES,
+    Json,
+    NatsUrl,
+    nats_security,
+    print_json,
+    reason,
+    run_jetstream,
+)
 from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
 from weir.jetstream import redact_url
@@ -85,7 +93,10 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
     async def ask() -> bool:
         try:
             client = await asyncio.wait_for(
-                Client.connect(nats_url, quiet=True, security=security), 10
+                Client.connect(
+                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
+                ),
+                10,
             )
         except Exception:
             return True
@@ -112,7 +123,10 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
     async def ask() -> dict[str, OutputDigest]:
         try:
             client = await asyncio.wait_for(
-                Client.connect(nats_url, quiet=True, security=security), 10
+                Client.connect(
+                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
+                ),
+                10,
             )
         except Exception as exc:
             raise _NoLog(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}") from None

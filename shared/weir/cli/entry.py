@@ -29,6 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _T = TypeVar("_T")
+FIRST_RETRIES = 1
+"""A command tries NATS twice, 0.2 s apart, and then says why it cannot reach it."""
 
 NatsUrl = Annotated[
     str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
@@ -126,7 +128,10 @@ def run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
     async def main() -> _T:
         try:
             client = await asyncio.wait_for(
-                Client.connect(nats_url, quiet=True, security=security), 10
+                Client.connect(
+                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
+                ),
+                10,
             )
         except Exception as exc:
             fail(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}", 2)
@@ -150,7 +155,11 @@ def run_jetstream(nats_url: str, body: Callable[[JetStreamContext], Awaitable[_T
         try:
             nc = await asyncio.wait_for(
                 connect(
-                    nats_url, "weir-cli", max_reconnect_attempts=0, quiet=True, security=security
+                    nats_url,
+                    "weir-cli",
+                    quiet=True,
+                    security=security,
+                    first_retries=FIRST_RETRIES,
                 ),
                 10,
             )
