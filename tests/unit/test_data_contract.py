@@ -469,6 +469,10 @@ async def test_prune_deletes_old_ended_flows_beyond_the_newest_kept(data: DataLa
     await submitted(data, "f0")  # its ids are free again
 
 
+async def test_ping_returns_while_the_database_answers(data: DataLayer) -> None:
+    await data.ping()  # a database that is down: tests/chaos/test_health.py
+
+
 def test_a_status_set_named_in_a_query_becomes_the_enums_values() -> None:
     sql = parse("-- name: q\nSELECT 1 FROM tasks WHERE status IN :ACTIVE_TASK_STATUSES")["q"]
     assert sql == "SELECT 1 FROM tasks WHERE status IN ('dispatched', 'running')"

@@ -317,6 +317,9 @@ class MemoryData(DataLayer):
 
     # Queues, unique keys, admission --------------------------------------------------------
 
+    async def ping(self) -> None:
+        return None  # always there
+
     async def pending_flows(self) -> int:
         return sum(1 for f in self._t.flows.values() if f.status in UNENDED_FLOW_STATUSES)
 

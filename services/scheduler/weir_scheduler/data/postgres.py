@@ -233,6 +233,10 @@ class PostgresData(DataLayer):
 
     # Queues, unique keys, admission --------------------------------------------------------
 
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval(Q["ping"])
+
     async def pending_flows(self) -> int:
         async with self._connection() as conn:
             return int(await conn.fetchval(Q["pending_flows"]))

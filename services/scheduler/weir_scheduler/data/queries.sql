@@ -175,6 +175,10 @@ UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
 -- name: schedule_next_due
 SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
 
+-- name: ping
+-- The health check: the database answers.
+SELECT 1;
+
 -- name: pending_flows
 SELECT count(*) FROM flows WHERE status IN :UNENDED_FLOW_STATUSES;
 
