@@ -157,29 +157,20 @@ class ProfilingStack(Stack):
 
     profile_to: Path | None = None
 
-    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
+    def _command(self, module: str, name: str) -> list[str]:
         if self.profile_to is None or name != PROFILED.get(module):
-            return super()._spawn(module, name)
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pyinstrument",
-                "--renderer",
-                "pyisession",
-                "--outfile",
-                str(self.session_path(name)),
-                "-m",
-                module,
-            ],
-            env={**self.service_env(), **self._replica_env(name)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return proc
+            return super()._command(module, name)
+        return [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "--renderer",
+            "pyisession",
+            "--outfile",
+            str(self.session_path(name)),
+            "-m",
+            module,
+        ]
 
     def session_path(self, service: str) -> Path:
         assert self.profile_to is not None
