@@ -382,14 +382,21 @@ async def step_latencies_ms(url: str, flow_id: str, order: list[str]) -> list[fl
     return out
 
 
-async def first_started_epoch(url: str, flow_id: str) -> float | None:
+async def flow_seconds(url: str, sql: str, flow_id: str) -> float | None:
+    """The one number `sql` reads from the log of `flow_id` (its `$1`), as seconds; None when
+    the log has none."""
     conn = await asyncpg.connect(url)
     try:
-        value = await conn.fetchval(
-            "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
-            "WHERE flow_id = $1 AND type = 'task_started'",
-            flow_id,
-        )
-        return float(value) if value is not None else None
+        value = await conn.fetchval(sql, flow_id)
     finally:
         await conn.close()
+    return float(value) if value is not None else None
+
+
+async def first_started_epoch(url: str, flow_id: str) -> float | None:
+    return await flow_seconds(
+        url,
+        "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
+        "WHERE flow_id = $1 AND type = 'task_started'",
+        flow_id,
+    )
