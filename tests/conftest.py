@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from weir.client import Client
 from weir.config import Settings
+from weir.devstack import create_database
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
 from weir_runner.executors.base import Executor
 from weir_runner.worker import Runner
@@ -34,14 +34,10 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     cluster.stop()
 
 
-async def fresh_database(postgres: EmbeddedPostgres) -> str:
+async def fresh_database(postgres: EmbeddedPostgres, prefix: str = "t") -> str:
     """The URL of a new, empty database in the test session's cluster."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres.url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await create_database(postgres.url, name)
     return postgres.url_for(name)
 
 

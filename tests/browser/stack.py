@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from weir.config import Settings
@@ -22,7 +20,7 @@ from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_web.config import WebSettings, parse_tokens
 
-from tests.conftest import TASK_USER, Services
+from tests.conftest import TASK_USER, Services, fresh_database
 from tests.web.conftest import TOKENS, Web, tokens_text
 
 CHROMIUM = os.environ.get("WEIR_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -59,12 +57,7 @@ class Stack:
 
     @classmethod
     async def start(cls, root: Path, postgres: EmbeddedPostgres) -> Stack:
-        database = f"b_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(postgres.url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await conn.close()
+        database_url = await fresh_database(postgres, "b")
         nats = EmbeddedNats(root / "nats")
         nats.start()
         # The runner reads the key from its environment when a task asks for a secret.
@@ -72,7 +65,7 @@ class Stack:
         os.environ[SECRET_KEY_ENV] = key
         settings = Settings(
             nats_url=nats.url,
-            database_url=postgres.url_for(database),
+            database_url=database_url,
             runner_dir=str(root / "runner" / "attempts"),
             runner_concurrency=8,
             runner_task_user=TASK_USER,
