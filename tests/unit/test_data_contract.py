@@ -30,11 +30,11 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
+from weir_scheduler.data.filters import FilterError
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.data.queries import QUERIES, parse
 from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
-from weir_scheduler.filters import FilterError
 
 from tests.conftest import fresh_database
 

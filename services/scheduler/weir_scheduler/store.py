@@ -291,7 +291,7 @@ class EventStore:
         return _page(summaries, limit)
 
     async def query(self, where: Any, limit: int, cursor: str | None) -> FlowPage:
-        """Flows matching a filter (see filters.py), newest first, one page."""
+        """Flows matching a filter (see data/filters.py), newest first, one page."""
         summaries = await self.data.flow_query(where, cursor_bounds(cursor), limit + 1)
         return _page(summaries, limit)
 

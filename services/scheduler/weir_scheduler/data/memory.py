@@ -34,6 +34,7 @@ from weir_proto.status import (
     TaskStatus,
 )
 
+from weir_scheduler.data.filters import TASK_LEAVES, compile_filter
 from weir_scheduler.data.layer import (
     DISPATCH_SUBJECTS,
     ConcurrencyError,
@@ -61,7 +62,6 @@ from weir_scheduler.data.rows import (
     TaskKey,
     TaskRow,
 )
-from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 
 def utcnow() -> datetime:

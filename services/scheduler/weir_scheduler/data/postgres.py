@@ -25,6 +25,7 @@ from weir_proto.api import (
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
 
+from weir_scheduler.data.filters import TASK_LEAVES, compile_filter
 from weir_scheduler.data.layer import (
     DISPATCH_SUBJECTS,
     ConcurrencyError,
@@ -44,7 +45,6 @@ from weir_scheduler.data.rows import (
     OutboxRow,
     TaskKey,
 )
-from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 log = logging.getLogger("weir.scheduler.data")
 
