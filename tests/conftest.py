@@ -54,17 +54,23 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
     server.stop()
 
 
-@pytest.fixture
-def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+def stack_settings(nats_url: str, database_url: str, root: Path) -> Settings:
+    """The settings of a test's services: attempts under `root`, short waits for a runner
+    that vanished and for a stopping one."""
     return Settings(
-        nats_url=nats_server.url,
+        nats_url=nats_url,
         database_url=database_url,
-        runner_dir=str(tmp_path / "runner" / "attempts"),
+        runner_dir=str(root / "runner" / "attempts"),
         runner_concurrency=8,
         runner_task_user=TASK_USER,
         dispatch_ack_wait=5.0,
         shutdown_grace=2.0,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+    return stack_settings(nats_server.url, database_url, tmp_path)
 
 
 async def _start(name: str, service: Scheduler | Runner) -> asyncio.Task[None]:

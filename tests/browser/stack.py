@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
-from weir.config import Settings
 from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_web.config import WebSettings, parse_tokens
 
-from tests.conftest import TASK_USER, Services, fresh_database
+from tests.conftest import Services, fresh_database, stack_settings
 from tests.web.conftest import TOKENS, Web, tokens_text
 
 CHROMIUM = os.environ.get("WEIR_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -63,15 +62,7 @@ class Stack:
         # The runner reads the key from its environment when a task asks for a secret.
         key = new_secret_key()
         os.environ[SECRET_KEY_ENV] = key
-        settings = Settings(
-            nats_url=nats.url,
-            database_url=database_url,
-            runner_dir=str(root / "runner" / "attempts"),
-            runner_concurrency=8,
-            runner_task_user=TASK_USER,
-            dispatch_ack_wait=5.0,
-            shutdown_grace=2.0,
-        )
+        settings = stack_settings(nats.url, database_url, root)
         services = await Services.start(settings)
         web = Web(
             WebSettings(
