@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT, MAX_TASKS_DEFAULT
+
 from weir.nats_security import NatsSecurity
 from weir.setting import (
     ConfigError,
@@ -301,9 +303,12 @@ class Settings:
         "of a longer `timeout`",
         shown="`24h`",
     )
-    max_tasks: int = setting("WEIR_MAX_TASKS", 10_000, whole(), "most tasks in one flow")
+    max_tasks: int = setting("WEIR_MAX_TASKS", MAX_TASKS_DEFAULT, whole(), "most tasks in one flow")
     max_submit_bytes: int = setting(
-        "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024, whole(), "largest submit the scheduler accepts"
+        "WEIR_MAX_SUBMIT_BYTES",
+        MAX_SUBMIT_BYTES_DEFAULT,
+        whole(),
+        "largest submit the scheduler accepts",
     )
     dispatch_ack_wait: float = setting(
         "WEIR_DISPATCH_ACK_WAIT",
