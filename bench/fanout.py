@@ -13,10 +13,9 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 from weir.client import Client
 
-from bench.weirstack import WeirServices, outcome, wait_terminal
+from bench.weirstack import WeirServices, flow_seconds, outcome, wait_terminal
 
 EXTRA_TASKS = 3
 """The list's task, the mapped task itself and the task after it."""
@@ -68,17 +67,13 @@ async def run_map(svc: WeirServices, items: int, timeout: float) -> dict[str, An
 
 async def _expansion_seconds(url: str, flow_id: str) -> float | None:
     """From the list's task succeeding to `task_expanded` being recorded."""
-    conn = await asyncpg.connect(url)
-    try:
-        seconds = await conn.fetchval(
-            "SELECT extract(epoch FROM max(recorded_at) FILTER (WHERE type = 'task_expanded')"
-            " - max(recorded_at) FILTER (WHERE type = 'task_succeeded'"
-            " AND data->>'task' = 'list-items')) FROM events WHERE flow_id = $1",
-            flow_id,
-        )
-        return float(seconds) if seconds is not None else None
-    finally:
-        await conn.close()
+    return await flow_seconds(
+        url,
+        "SELECT extract(epoch FROM max(recorded_at) FILTER (WHERE type = 'task_expanded')"
+        " - max(recorded_at) FILTER (WHERE type = 'task_succeeded'"
+        " AND data->>'task' = 'list-items')) FROM events WHERE flow_id = $1",
+        flow_id,
+    )
 
 
 def run(svc: WeirServices, items: int, timeout: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.stats import latency_summary
@@ -44,6 +45,55 @@ class _Counter:
         self.last = now
         if self.count >= self.target:
             self.done.set()
+
+
+Enqueue = Callable[[int, int], Awaitable[None]]
+"""Enqueue `n` no-op jobs in batches of `batch`."""
+
+
+async def _steady_seconds(state: dict[str, Any], jobs: int, enqueue: Enqueue) -> float:
+    """Phase 2, with the worker running: seconds from the first of `jobs` enqueued (in small
+    batches, as a producer does) to the start of the last."""
+    counter = state["counter"] = _Counter(jobs)
+    await asyncio.sleep(0.5)  # the worker is up and idle
+    started = time.time()
+    await enqueue(jobs, STEADY_BATCH)
+    await asyncio.wait_for(counter.done.wait(), PHASE_TIMEOUT)
+    return counter.last - started
+
+
+async def _sample_latency(
+    state: dict[str, Any], samples: int, send: Callable[[], Awaitable[Any]]
+) -> None:
+    """Phase 3: `samples` latency jobs on the idle queue, one at a time; each job appends its
+    enqueue-to-start time to `state["samples"]`."""
+    for _ in range(samples):
+        state["counter"] = _Counter(1)
+        await send()
+        await asyncio.wait_for(state["counter"].done.wait(), 10.0)
+        await asyncio.sleep(LATENCY_GAP)
+
+
+def _result(
+    state: dict[str, Any],
+    jobs: int,
+    drained: int,
+    config: dict[str, Any],
+    phases: tuple[float, float, float],
+) -> dict[str, Any]:
+    """The JSON line of one peer; `phases` are the enqueue, drain and steady seconds."""
+    enqueue_s, drain_s, steady_s = phases
+    return {
+        "jobs": jobs,
+        "drained": drained,
+        "config": config,
+        "enqueue_per_s": jobs / enqueue_s,
+        "drain_per_s": jobs / drain_s,
+        "enqueue_drain_per_s": jobs / (enqueue_s + drain_s),
+        "steady_per_s": jobs / steady_s,
+        "enqueue_to_start_ms": latency_summary(state["samples"]),
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 # PgQueuer -----------------------------------------------------------------------------------
@@ -96,37 +146,21 @@ async def run_pgqueuer(dsn: str, jobs: int, samples: int, concurrency: int) -> d
     await conn.close()
 
     # 2. steady state: the worker runs while the producer enqueues.
-    counter = state["counter"] = _Counter(jobs)
     conn = await asyncpg.connect(dsn)
     pgq = worker(conn)
     running = asyncio.create_task(pgq.run(batch_size=concurrency))
-    await asyncio.sleep(0.5)
-    t2 = time.time()
-    await enqueue(jobs, STEADY_BATCH)
-    await asyncio.wait_for(counter.done.wait(), PHASE_TIMEOUT)
-    steady_s = counter.last - t2
+    steady_s = await _steady_seconds(state, jobs, enqueue)
 
     # 3. latency on an idle queue, one job at a time.
-    for _ in range(samples):
-        state["counter"] = _Counter(1)
-        await queries.enqueue("latency", str(time.time()).encode())
-        await asyncio.wait_for(state["counter"].done.wait(), 10.0)
-        await asyncio.sleep(LATENCY_GAP)
+    await _sample_latency(
+        state, samples, lambda: queries.enqueue("latency", str(time.time()).encode())
+    )
     pgq.shutdown.set()
     await asyncio.wait_for(running, 30.0)
     await conn.close()
     await setup.close()
-    return {
-        "jobs": jobs,
-        "drained": drained,
-        "config": {"batch_size": concurrency, "driver": "asyncpg"},
-        "enqueue_per_s": jobs / enqueue_s,
-        "drain_per_s": jobs / drain_s,
-        "enqueue_drain_per_s": jobs / (enqueue_s + drain_s),
-        "steady_per_s": jobs / steady_s,
-        "enqueue_to_start_ms": latency_summary(state["samples"]),
-        "peak_rss_mib": _peak_rss_mib(),
-    }
+    config = {"batch_size": concurrency, "driver": "asyncpg"}
+    return _result(state, jobs, drained, config, (enqueue_s, drain_s, steady_s))
 
 
 # procrastinate ------------------------------------------------------------------------------
@@ -171,34 +205,16 @@ async def run_procrastinate(dsn: str, jobs: int, samples: int, concurrency: int)
         drained = state["counter"].count
 
         # 2. steady state.
-        counter = state["counter"] = _Counter(jobs)
         running = asyncio.create_task(app.run_worker_async(wait=True, **worker_options))
-        await asyncio.sleep(0.5)
-        t2 = time.time()
-        await enqueue(jobs, STEADY_BATCH)
-        await asyncio.wait_for(counter.done.wait(), PHASE_TIMEOUT)
-        steady_s = counter.last - t2
+        steady_s = await _steady_seconds(state, jobs, enqueue)
 
         # 3. latency on an idle queue.
-        for _ in range(samples):
-            state["counter"] = _Counter(1)
-            await lat.defer_async(t=time.time())
-            await asyncio.wait_for(state["counter"].done.wait(), 10.0)
-            await asyncio.sleep(LATENCY_GAP)
+        await _sample_latency(state, samples, lambda: lat.defer_async(t=time.time()))
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(running, 30.0)
-    return {
-        "jobs": jobs,
-        "drained": drained,
-        "config": {"concurrency": concurrency, "connector": "psycopg", "listen_notify": True},
-        "enqueue_per_s": jobs / enqueue_s,
-        "drain_per_s": jobs / drain_s,
-        "enqueue_drain_per_s": jobs / (enqueue_s + drain_s),
-        "steady_per_s": jobs / steady_s,
-        "enqueue_to_start_ms": latency_summary(state["samples"]),
-        "peak_rss_mib": _peak_rss_mib(),
-    }
+    config = {"concurrency": concurrency, "connector": "psycopg", "listen_notify": True}
+    return _result(state, jobs, drained, config, (enqueue_s, drain_s, steady_s))
 
 
 RUNNERS = {"pgqueuer": run_pgqueuer, "procrastinate": run_procrastinate}

@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncpg
 from weir.embedded import EmbeddedPostgres
+from weir_scheduler.data.filters import FLOW_LEAVES, TASK_LEAVES, compile_filter
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.data.queries import QUERIES
-from weir_scheduler.filters import FLOW_LEAVES, TASK_LEAVES, compile_filter
 
 FLOWS_DEFAULT = 100_000
 PAGE = 51  # a page of 50 and the one that says there is a next

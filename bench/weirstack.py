@@ -157,29 +157,20 @@ class ProfilingStack(Stack):
 
     profile_to: Path | None = None
 
-    def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
+    def _command(self, module: str, name: str) -> list[str]:
         if self.profile_to is None or name != PROFILED.get(module):
-            return super()._spawn(module, name)
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pyinstrument",
-                "--renderer",
-                "pyisession",
-                "--outfile",
-                str(self.session_path(name)),
-                "-m",
-                module,
-            ],
-            env={**self.service_env(), **self._replica_env(name)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return proc
+            return super()._command(module, name)
+        return [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "--renderer",
+            "pyisession",
+            "--outfile",
+            str(self.session_path(name)),
+            "-m",
+            module,
+        ]
 
     def session_path(self, service: str) -> Path:
         assert self.profile_to is not None
@@ -391,14 +382,21 @@ async def step_latencies_ms(url: str, flow_id: str, order: list[str]) -> list[fl
     return out
 
 
-async def first_started_epoch(url: str, flow_id: str) -> float | None:
+async def flow_seconds(url: str, sql: str, flow_id: str) -> float | None:
+    """The one number `sql` reads from the log of `flow_id` (its `$1`), as seconds; None when
+    the log has none."""
     conn = await asyncpg.connect(url)
     try:
-        value = await conn.fetchval(
-            "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
-            "WHERE flow_id = $1 AND type = 'task_started'",
-            flow_id,
-        )
-        return float(value) if value is not None else None
+        value = await conn.fetchval(sql, flow_id)
     finally:
         await conn.close()
+    return float(value) if value is not None else None
+
+
+async def first_started_epoch(url: str, flow_id: str) -> float | None:
+    return await flow_seconds(
+        url,
+        "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
+        "WHERE flow_id = $1 AND type = 'task_started'",
+        flow_id,
+    )

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from weir.client import Client
 from weir.config import Settings
+from weir.devstack import create_database
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
 from weir_runner.executors.base import Executor
 from weir_runner.worker import Runner
@@ -34,14 +34,10 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     cluster.stop()
 
 
-async def fresh_database(postgres: EmbeddedPostgres) -> str:
+async def fresh_database(postgres: EmbeddedPostgres, prefix: str = "t") -> str:
     """The URL of a new, empty database in the test session's cluster."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres.url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await create_database(postgres.url, name)
     return postgres.url_for(name)
 
 
@@ -58,17 +54,23 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
     server.stop()
 
 
-@pytest.fixture
-def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+def stack_settings(nats_url: str, database_url: str, root: Path) -> Settings:
+    """The settings of a test's services: attempts under `root`, short waits for a runner
+    that vanished and for a stopping one."""
     return Settings(
-        nats_url=nats_server.url,
+        nats_url=nats_url,
         database_url=database_url,
-        runner_dir=str(tmp_path / "runner" / "attempts"),
+        runner_dir=str(root / "runner" / "attempts"),
         runner_concurrency=8,
         runner_task_user=TASK_USER,
         dispatch_ack_wait=5.0,
         shutdown_grace=2.0,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
+    return stack_settings(nats_server.url, database_url, tmp_path)
 
 
 async def _start(name: str, service: Scheduler | Runner) -> asyncio.Task[None]:

@@ -181,18 +181,20 @@ class _Parser:
         return token
 
     def either(self) -> Expr:
-        parts = [self.both()]
-        while self.peek() == "or":
-            self.take()
-            parts.append(self.both())
-        return parts[0] if len(parts) == 1 else Either(tuple(parts))
+        return self.joined("or", self.both, Either)
 
     def both(self) -> Expr:
-        parts = [self.negation()]
-        while self.peek() == "and":
+        return self.joined("and", self.negation, Both)
+
+    def joined(
+        self, word: str, operand: Callable[[], Expr], node: Callable[[tuple[Expr, ...]], Expr]
+    ) -> Expr:
+        """One `operand`, or several joined by `word` as one `node`."""
+        parts = [operand()]
+        while self.peek() == word:
             self.take()
-            parts.append(self.negation())
-        return parts[0] if len(parts) == 1 else Both(tuple(parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else node(tuple(parts))
 
     def negation(self) -> Expr:
         if self.peek() == "not":

@@ -14,6 +14,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+MAX_TASKS_DEFAULT = 10_000
+"""Most tasks a flow may have (its mapped tasks' instances too) unless the scheduler's
+WEIR_MAX_TASKS says otherwise."""
+MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
+"""The largest submit a scheduler accepts unless its WEIR_MAX_SUBMIT_BYTES says otherwise."""
+
 DURATION_FORM = "duration"
 Duration = Annotated[
     float,

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT, MAX_TASKS_DEFAULT
+
 from weir.nats_security import NatsSecurity
 from weir.setting import (
     ConfigError,
@@ -44,6 +46,15 @@ TASK_LOG_MAX_DEFAULT = 10 * 1024**2
 TASK_LOG_MAX_MIN = 2048
 TASK_TIMEOUT_DEFAULT = 24 * 3600.0
 """The timeout of a task that sets none (local executor)."""
+
+ARTIFACTS_BUCKET_DEFAULT = "weir-artifacts"
+STARTED_DELAY_DEFAULT = 0.1
+LEASE_DEFAULT = 60.0
+DEADLINE_GRACE_DEFAULT = 30.0
+KUBE_NAMESPACE_DEFAULT = "default"
+KUBE_IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
+KUBE_UNSCHEDULABLE_TIMEOUT_DEFAULT = 300.0
+KUBE_POD_TTL_DEFAULT = 0.0
 
 COMMANDS_MAX_MSGS_DEFAULT = 1_000_000
 COMMANDS_MAX_BYTES_DEFAULT = 1024**3
@@ -292,9 +303,12 @@ class Settings:
         "of a longer `timeout`",
         shown="`24h`",
     )
-    max_tasks: int = setting("WEIR_MAX_TASKS", 10_000, whole(), "most tasks in one flow")
+    max_tasks: int = setting("WEIR_MAX_TASKS", MAX_TASKS_DEFAULT, whole(), "most tasks in one flow")
     max_submit_bytes: int = setting(
-        "WEIR_MAX_SUBMIT_BYTES", 4 * 1024 * 1024, whole(), "largest submit the scheduler accepts"
+        "WEIR_MAX_SUBMIT_BYTES",
+        MAX_SUBMIT_BYTES_DEFAULT,
+        whole(),
+        "largest submit the scheduler accepts",
     )
     dispatch_ack_wait: float = setting(
         "WEIR_DISPATCH_ACK_WAIT",
@@ -318,7 +332,10 @@ class Settings:
         shown="`10`",
     )
     artifacts_bucket: str = setting(
-        "WEIR_ARTIFACTS_BUCKET", "weir-artifacts", text, "Object Store bucket of task outputs"
+        "WEIR_ARTIFACTS_BUCKET",
+        ARTIFACTS_BUCKET_DEFAULT,
+        text,
+        "Object Store bucket of task outputs",
     )
     artifacts_url: str = setting(
         "WEIR_ARTIFACTS_URL",
@@ -350,7 +367,7 @@ class Settings:
     )
     started_delay: float = setting(
         "WEIR_STARTED_DELAY",
-        0.1,
+        STARTED_DELAY_DEFAULT,
         number(0.0),
         "seconds a runner holds an attempt's `started` report: one that ends sooner sends "
         "one report, its start inside (`0`: always report the start at once)",
@@ -358,14 +375,14 @@ class Settings:
     )
     lease: float = setting(
         "WEIR_LEASE",
-        60.0,
+        LEASE_DEFAULT,
         number(1.0),
         "seconds without a heartbeat before a running attempt is lost (and retried)",
         shown="`60`",
     )
     deadline_grace: float = setting(
         "WEIR_DEADLINE_GRACE",
-        30.0,
+        DEADLINE_GRACE_DEFAULT,
         number(),
         "seconds past a task's timeout before the scheduler declares its attempt lost",
         shown="`30`",
@@ -440,7 +457,7 @@ class Settings:
     )
     kube_namespace: str = setting(
         "WEIR_KUBE_NAMESPACE",
-        "default",
+        KUBE_NAMESPACE_DEFAULT,
         text,
         "namespace of the kubernetes executor's pods (see "
         "[docs/kubernetes.md](docs/kubernetes.md))",
@@ -455,7 +472,7 @@ class Settings:
     )
     kube_image_pull_timeout: float = setting(
         "WEIR_KUBE_IMAGE_PULL_TIMEOUT",
-        120.0,
+        KUBE_IMAGE_PULL_TIMEOUT_DEFAULT,
         number(1.0),
         "seconds a pod may fail to pull its image (or create its container) before its "
         "attempt fails",
@@ -463,7 +480,7 @@ class Settings:
     )
     kube_unschedulable_timeout: float = setting(
         "WEIR_KUBE_UNSCHEDULABLE_TIMEOUT",
-        300.0,
+        KUBE_UNSCHEDULABLE_TIMEOUT_DEFAULT,
         number(1.0),
         "seconds a pod may stay unschedulable before its attempt fails",
         shown="`300`",
@@ -517,7 +534,7 @@ class Settings:
     )
     kube_pod_ttl: float = setting(
         "WEIR_KUBE_POD_TTL",
-        0.0,
+        KUBE_POD_TTL_DEFAULT,
         number(),
         "seconds a finished pod is kept after its log was saved (0: deleted at once)",
         shown="`0`",

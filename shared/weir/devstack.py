@@ -109,10 +109,14 @@ class Stack:
         base = self.env.get("WEIR_RUNNER_NAME") or socket.gethostname()
         return {"WEIR_RUNNER_NAME": f"{base}-{name.removeprefix('runner-')}"}
 
+    def _command(self, module: str, name: str) -> list[str]:
+        """The command line that runs service `module` as process `name`."""
+        return [sys.executable, "-m", module]
+
     def _spawn(self, module: str, name: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", module],
+            self._command(module, name),
             env={**self.service_env(), **self._replica_env(name)},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ that answers at all is live.
 
 Services call `serve_health` once connected to NATS, and `Health.set_ready()` when ready:
 
-    health = await serve_health(nc, "scheduler", instance, postgres=pool)
+    health = await serve_health(nc, "scheduler", instance, postgres=data.ping)
     ...
     health.set_ready()
     ...
@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -94,14 +93,6 @@ def nats_check(nc: NATS) -> Check:
     async def check() -> None:
         if not nc.is_connected:
             raise ConnectionError("not connected to NATS (reconnecting)")
-
-    return check
-
-
-def postgres_check(pool: asyncpg.Pool) -> Check:
-    async def check() -> None:
-        async with pool.acquire(timeout=CHECK_TIMEOUT_DEFAULT) as conn:
-            await conn.fetchval("SELECT 1")
 
     return check
 
@@ -175,18 +166,18 @@ async def serve_health(
     service: str,
     instance: str | None = None,
     *,
-    postgres: asyncpg.Pool | None = None,
+    postgres: Check | None = None,
     extra_checks: Mapping[str, Check] | None = None,
     loops: Loops | None = None,
 ) -> Health:
     """Answer health requests for this process until `Health.stop()`.
 
-    Checks: `nats` always, `postgres` when a pool is given, plus `extra_checks`; `loops`
-    (a supervisor's `states`) reports the background loops.
+    Checks: `nats` always, `postgres` when given (the data layer's `ping`), plus
+    `extra_checks`; `loops` (a supervisor's `states`) reports the background loops.
     """
     checks: dict[str, Check] = {"nats": nats_check(nc)}
     if postgres is not None:
-        checks["postgres"] = postgres_check(postgres)
+        checks["postgres"] = postgres
     checks.update(extra_checks or {})
     health = Health(nc, service, instance or default_instance(), checks, loops)
     await health.start()

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
-from weir.config import Settings
 from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_web.config import WebSettings, parse_tokens
 
-from tests.conftest import TASK_USER, Services
+from tests.conftest import Services, fresh_database, stack_settings
 from tests.web.conftest import TOKENS, Web, tokens_text
 
 CHROMIUM = os.environ.get("WEIR_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -59,26 +56,13 @@ class Stack:
 
     @classmethod
     async def start(cls, root: Path, postgres: EmbeddedPostgres) -> Stack:
-        database = f"b_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(postgres.url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await conn.close()
+        database_url = await fresh_database(postgres, "b")
         nats = EmbeddedNats(root / "nats")
         nats.start()
         # The runner reads the key from its environment when a task asks for a secret.
         key = new_secret_key()
         os.environ[SECRET_KEY_ENV] = key
-        settings = Settings(
-            nats_url=nats.url,
-            database_url=postgres.url_for(database),
-            runner_dir=str(root / "runner" / "attempts"),
-            runner_concurrency=8,
-            runner_task_user=TASK_USER,
-            dispatch_ack_wait=5.0,
-            shutdown_grace=2.0,
-        )
+        settings = stack_settings(nats.url, database_url, root)
         services = await Services.start(settings)
         web = Web(
             WebSettings(

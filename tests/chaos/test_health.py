@@ -11,6 +11,7 @@ import pytest
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
 from weir.health import probe, serve_health
 from weir.jetstream import close, connect
+from weir_scheduler.data.postgres import PostgresData
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,9 @@ async def test_health_reports_ready_then_degraded_while_postgres_is_down(
     nc = await connect(nats_server.url, "health-test")
     pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
     try:
-        health = await serve_health(nc, "scheduler", "replica-a", postgres=pool)
-        other = await serve_health(nc, "scheduler", "replica-b", postgres=pool)
+        data = PostgresData(pool, pg.url)
+        health = await serve_health(nc, "scheduler", "replica-a", postgres=data.ping)
+        other = await serve_health(nc, "scheduler", "replica-b", postgres=data.ping)
         starting = await probe(nc, "scheduler", "replica-a")
         assert starting["status"] == "starting" and starting["ready"] is False
 

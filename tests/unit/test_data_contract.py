@@ -30,11 +30,11 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
+from weir_scheduler.data.filters import FilterError
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.data.postgres import PostgresData
-from weir_scheduler.data.queries import QUERIES
+from weir_scheduler.data.queries import QUERIES, parse
 from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
-from weir_scheduler.filters import FilterError
 
 from tests.conftest import fresh_database
 
@@ -467,6 +467,18 @@ async def test_prune_deletes_old_ended_flows_beyond_the_newest_kept(data: DataLa
     assert set(await data.flow_digests(["f0", "f1", "f2", "live"])) == {"f2", "live"}
     assert await data.flow_events("f0") == []
     await submitted(data, "f0")  # its ids are free again
+
+
+async def test_ping_returns_while_the_database_answers(data: DataLayer) -> None:
+    await data.ping()  # a database that is down: tests/chaos/test_health.py
+
+
+def test_a_status_set_named_in_a_query_becomes_the_enums_values() -> None:
+    sql = parse("-- name: q\nSELECT 1 FROM tasks WHERE status IN :ACTIVE_TASK_STATUSES")["q"]
+    assert sql == "SELECT 1 FROM tasks WHERE status IN ('dispatched', 'running')"
+    assert "::jsonb" in parse("-- name: q\nSELECT $1::jsonb")["q"]  # a cast is not a set
+    with pytest.raises(ValueError, match="query q: unknown status set DONE_STATUSES"):
+        parse("-- name: q\nSELECT 1 FROM tasks WHERE status IN :DONE_STATUSES")
 
 
 # Postgres only ---------------------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from weir_proto.messages import AttemptFinished, OutputDigest
-from weir_scheduler.commands import report_command
+from weir_proto.messages import OutputDigest
 from weir_scheduler.decider import Command, Expand
 from weir_scheduler.timers import TIMER_CLAIM_SECONDS, TimerFirer
 
@@ -40,17 +39,7 @@ async def test_a_waiting_mapped_task_is_expanded_after_an_outage_and_a_restart()
     }
     flow_id = await shell.submit(spec)
     (dispatch,) = await shell.dispatches()
-    digest = OutputDigest(name="files", size=9, sha256="00")
-    finished = AttemptFinished(
-        flow_id=flow_id,
-        task="ls",
-        attempt=1,
-        runner="r",
-        token=dispatch.token,
-        at=shell.clock(),
-        outputs=[digest],
-    )
-    await shell.commands.apply([(flow_id, report_command(finished))])
+    await shell.succeeded(dispatch, [OutputDigest(name="files", size=9, sha256="00")])
 
     reader = Reader()
     reader.down = True

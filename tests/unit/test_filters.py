@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from weir.where import WhereError, parse_task_where, parse_where
-from weir_scheduler.filters import TASK_LEAVES, FilterError, compile_filter
+from weir_scheduler.data.filters import TASK_LEAVES, FilterError, compile_filter
 
 
 def test_or_and_not_are_parenthesised_and_values_are_bound() -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import cast
 
 from weir.artifacts import ArtifactInfo, ArtifactNotFound, Artifacts
-from weir_proto.messages import AttemptFinished, OutputDigest
-from weir_scheduler.commands import report_command
+from weir_proto.messages import OutputDigest
 from weir_scheduler.fanout_io import FanOutIO
 from weir_scheduler.timers import TIMER_CLAIM_SECONDS, TimerFirer
 
@@ -54,16 +53,7 @@ async def checked(shell: Shell) -> str:
     """Submit SPEC and report `check` succeeded with its output uploaded."""
     flow_id = await shell.submit(SPEC)
     (dispatch,) = await shell.dispatches()
-    finished = AttemptFinished(
-        flow_id=flow_id,
-        task="check",
-        attempt=1,
-        runner="r",
-        token=dispatch.token,
-        at=shell.clock(),
-        outputs=[OutputDigest(name="decision", size=3, sha256="00")],
-    )
-    await shell.commands.apply([(flow_id, report_command(finished))])
+    await shell.succeeded(dispatch, [OutputDigest(name="decision", size=3, sha256="00")])
     return flow_id
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from weir_proto import subjects
 from weir_proto.events import FlowEvent, event_type
-from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType
+from weir_proto.messages import AttemptFinished, AttemptStarted, Dispatch, ErrorType, OutputDigest
 from weir_scheduler.commands import FlowCommands, report_command
 from weir_scheduler.cron import CronTicker
 from weir_scheduler.data.memory import MemoryData
@@ -56,6 +56,19 @@ class Shell:
             for r in rows
             if r.subject.startswith(prefix)
         ]
+
+    async def succeeded(self, dispatch: Dispatch, outputs: list[OutputDigest]) -> None:
+        """Report that `dispatch`'s attempt succeeded (on runner "r") with `outputs`."""
+        finished = AttemptFinished(
+            flow_id=dispatch.flow_id,
+            task=dispatch.task.name,
+            attempt=dispatch.attempt,
+            runner="r",
+            token=dispatch.token,
+            at=self.clock(),
+            outputs=outputs,
+        )
+        await self.commands.apply([(dispatch.flow_id, report_command(finished))])
 
     async def statuses(self, flow_id: str) -> dict[str, str]:
         view = await self.store.get(flow_id)

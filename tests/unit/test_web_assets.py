@@ -7,6 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from weir_proto.status import (
+    TERMINAL_TASK_STATUSES,
+    UNENDED_FLOW_STATUSES,
+    FlowStatus,
+    TaskStatus,
+)
 from weir_web.app import STATIC_DIR
 
 HTML_SINKS = re.compile(
@@ -52,3 +58,23 @@ def test_every_imported_module_exists() -> None:
     for path in assets(".js"):
         for target in re.findall(r"from \"(\./[^\"]+)\"", path.read_text()):
             assert (path.parent / target).is_file(), f"{path.name} imports missing {target}"
+
+
+def _js_strings(model: str, name: str, opening: str, closing: str) -> list[str]:
+    found = re.search(rf"const {name} = {re.escape(opening)}(.*?){re.escape(closing)}", model, re.S)
+    assert found is not None, f"model.js declares no {name}"
+    return re.findall(r'"([a-z_]+)"', found.group(1))
+
+
+def test_the_ui_folds_statuses_with_the_proto_status_sets() -> None:
+    """model.js folds a flow's events in the browser: its status sets and the statuses its
+    events lead to are the enums' (weir_proto.status), not a list of its own."""
+    model = (STATIC_DIR / "js" / "model.js").read_text()
+    terminal = _js_strings(model, "TERMINAL_TASK", "new Set([", "])")
+    assert set(terminal) == {str(s) for s in TERMINAL_TASK_STATUSES}
+    active = _js_strings(model, "ACTIVE_FLOW", "new Set([", "])")
+    assert set(active) == {str(s) for s in UNENDED_FLOW_STATUSES}
+    task_after = _js_strings(model, "TASK_STATUS_AFTER", "{", "}")
+    assert task_after and set(task_after) <= {str(s) for s in TaskStatus}
+    flow_after = _js_strings(model, "FLOW_STATUS_AFTER", "{", "}")
+    assert flow_after and set(flow_after) <= {str(s) for s in FlowStatus}

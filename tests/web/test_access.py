@@ -3,7 +3,6 @@ the real services."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
@@ -17,6 +16,7 @@ from nats.aio.msg import Msg
 from weir.config import ConfigError
 from weir_web.config import WebSettings
 
+from tests.waiting import quiet_for
 from tests.web.conftest import Web, write_tokens
 from tests.web.test_api import DIAMOND, events_of, submit
 
@@ -188,7 +188,7 @@ async def test_invalid_names_are_400_before_any_nats_subject_is_formed(web: Web)
             assert response.status_code in {400, 404}, bad
             assert response.json()["error"]["code"] in {"bad_request", "not_found"}
         await watcher.flush()
-        await asyncio.sleep(0.2)  # anything published by the requests above has arrived
+        await quiet_for(0.2, "a subject formed from the bad input above")
     finally:
         await watcher.close()
     formed = [s for s in seen if not s.startswith(("_INBOX.", "$JS.", "weir.health."))]

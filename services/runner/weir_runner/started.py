@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-STARTED_DELAY_DEFAULT = 0.1
+from weir.config import STARTED_DELAY_DEFAULT
 
 
 class DeferredStart:

@@ -49,9 +49,9 @@ from weir_scheduler import cron
 from weir_scheduler.admission import SubmitAdmission, client_of
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.data import NewSchedule
+from weir_scheduler.data.filters import FilterError
 from weir_scheduler.decider import Cancel, Command, FoldedFlow, Pause, Resume, Retry
 from weir_scheduler.decider import stepping as steps
-from weir_scheduler.filters import FilterError
 from weir_scheduler.map_plan import parent_of
 from weir_scheduler.planner import Rejected
 from weir_scheduler.stepping import NothingToUpdate, update_command

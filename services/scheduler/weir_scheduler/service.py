@@ -91,7 +91,7 @@ class Scheduler:
             log.info("migrations applied", extra={"migrations": applied})
         self.nc = await connect(settings.nats_url, "weir-scheduler")
         health = await serve_health(
-            self.nc, "scheduler", postgres=data.pool, loops=self.loops.states
+            self.nc, "scheduler", postgres=data.ping, loops=self.loops.states
         )
         js = self.nc.jetstream()
         if artifacts_s3 is None:  # before the streams: runners start once those exist

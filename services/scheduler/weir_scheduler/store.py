@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
+from weir.config import DEADLINE_GRACE_DEFAULT, LEASE_DEFAULT
 from weir_proto import subjects
 from weir_proto.api import FlowPage, FlowSummary, FlowView, TaskPage, TaskSummary
 from weir_proto.events import (
@@ -53,8 +54,6 @@ __all__ = ["ConcurrencyError", "OutboxRow"]  # re-exported: what callers of the 
 log = logging.getLogger("weir.scheduler.store")
 
 FLOW_CACHE_SIZE_DEFAULT = 2_000
-LEASE_DEFAULT = 60.0
-DEADLINE_GRACE_DEFAULT = 30.0
 
 _event_decoder = msgspec.json.Decoder(FlowEvent)
 _encoder = msgspec.json.Encoder()
@@ -292,7 +291,7 @@ class EventStore:
         return _page(summaries, limit)
 
     async def query(self, where: Any, limit: int, cursor: str | None) -> FlowPage:
-        """Flows matching a filter (see filters.py), newest first, one page."""
+        """Flows matching a filter (see data/filters.py), newest first, one page."""
         summaries = await self.data.flow_query(where, cursor_bounds(cursor), limit + 1)
         return _page(summaries, limit)
 

@@ -16,12 +16,13 @@ from enum import IntEnum
 from pathlib import Path
 
 from weir.config import ConfigError
+from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT
 
 LISTEN_DEFAULT = "127.0.0.1:8080"
 TOKEN_LENGTH_MIN = 16
 """Shorter tokens are refused: a bearer token is a password."""
 SESSION_SECONDS_DEFAULT = 12 * 3600.0
-BODY_BYTES_MAX_DEFAULT = 4 * 1024 * 1024
+BODY_BYTES_MAX_DEFAULT = MAX_SUBMIT_BYTES_DEFAULT
 """Largest request body read (the scheduler's default submit limit, WEIR_MAX_SUBMIT_BYTES)."""
 
 

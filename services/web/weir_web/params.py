@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 from weir.secrets import SecretError, check_secret_name
 from weir_proto.errors import ErrorCode
-from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label, is_schedule_name
+from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label, is_schedule_name
 from weir_proto.validation import OUTPUT_NAME_RULE, is_output_name
 
 from weir_web.errors import HttpFailure
@@ -22,8 +22,7 @@ def label_of(request: Request, key: str, what: str) -> str:
     if not is_dns_label(value):
         raise HttpFailure(
             ErrorCode.BAD_REQUEST,
-            f"{what} {value[:80]!r} is not valid: lower-case letters, digits and '-', at most "
-            f"{DNS1123_LABEL_MAX} characters, starting and ending with a letter or digit",
+            f"{what} {value[:80]!r} is not valid: {DNS1123_LABEL_RULE}",
         )
     return value
 

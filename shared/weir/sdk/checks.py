@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from weir_proto.errors import WeirException
-from weir_proto.ids import DNS1123_LABEL_MAX, is_dns_label
+from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 
 from weir.sdk.serializers import BytesSerializer, JsonSerializer, TextSerializer
 
@@ -44,8 +44,8 @@ def find_problems(flow: Flow) -> list[str]:
         where = f'task "{task.name}" ({_describe(task.func)})'
         if not is_dns_label(task.name):
             problems.append(
-                f"{where}: name is not a DNS-1123 label (lower-case letters, digits and '-', "
-                f'at most {DNS1123_LABEL_MAX}); pass @flow.task(name="...")'
+                f"{where}: name is not a DNS-1123 label ({DNS1123_LABEL_RULE}); "
+                'pass @flow.task(name="...")'
             )
         if task.name in seen:
             problems.append(

@@ -5,7 +5,9 @@
 - `memory.py`: `MemoryData`, its in-memory twin for unit tests (`memory_query.py`: the
   query language on its rows);
 - `rows.py`: the typed rows; those written in bulk are their own column lists;
-- `locks.py`: every advisory lock, named once.
+- `locks.py`: every advisory lock, named once;
+- `filters.py`: the query language (`weir.api.query`, `weir.api.tasks`), checked and
+  compiled to parameterised SQL.
 
 "Where is the SQL for X?": the method `X` in postgres.py names its statement in queries.sql.
 """

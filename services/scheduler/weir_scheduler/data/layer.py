@@ -88,6 +88,10 @@ class DataLayer(ABC):
     async def migrate(self) -> list[str]:
         """Bring the schema up to date; the names of the migrations applied."""
 
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return once the database answers, or raise (the process's health check)."""
+
     # The log and its projections -----------------------------------------------------------
 
     @abstractmethod

@@ -27,8 +27,14 @@ from weir_proto.api import (
     TaskSummary,
     TaskView,
 )
-from weir_proto.status import ACTIVE_TASK_STATUSES, UNENDED_FLOW_STATUSES
+from weir_proto.status import (
+    ACTIVE_TASK_STATUSES,
+    UNENDED_FLOW_STATUSES,
+    FlowStatus,
+    TaskStatus,
+)
 
+from weir_scheduler.data.filters import TASK_LEAVES, compile_filter
 from weir_scheduler.data.layer import (
     DISPATCH_SUBJECTS,
     ConcurrencyError,
@@ -56,7 +62,6 @@ from weir_scheduler.data.rows import (
     TaskKey,
     TaskRow,
 )
-from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 
 def utcnow() -> datetime:
@@ -290,7 +295,7 @@ class MemoryData(DataLayer):
             flow = self._t.flows.get(flow_id)
             if timer is None or timer.attempt != attempt:
                 continue
-            if flow is not None and flow.status == "cancelling":
+            if flow is not None and flow.status == FlowStatus.CANCELLING:
                 continue
             timer.due_at = max(timer.due_at, until)
 
@@ -312,12 +317,18 @@ class MemoryData(DataLayer):
 
     # Queues, unique keys, admission --------------------------------------------------------
 
+    async def ping(self) -> None:
+        return None  # always there
+
     async def pending_flows(self) -> int:
         return sum(1 for f in self._t.flows.values() if f.status in UNENDED_FLOW_STATUSES)
 
     async def queue_in_flight(self, queue: str) -> int:
         tasks = self._t.tasks.values()
         return sum(1 for t in tasks if t.queue == queue and t.status in ACTIVE_TASK_STATUSES)
+
+    def _paused(self, flow_id: str) -> bool:
+        return self._t.flows[flow_id].status == FlowStatus.PAUSED
 
     async def queue_next(self, queue: str, most: int) -> list[tuple[str, str]]:
         busy: dict[str, int] = {}
@@ -327,7 +338,7 @@ class MemoryData(DataLayer):
                 continue
             if task.status in ACTIVE_TASK_STATUSES:
                 busy[task.flow_id] = busy.get(task.flow_id, 0) + 1
-            elif task.status == "queued" and self._t.flows[task.flow_id].status != "paused":
+            elif task.status == TaskStatus.QUEUED and not self._paused(task.flow_id):
                 waiting.append(task)
         turns: dict[tuple[str, int], int] = {}
         ranked = []

@@ -25,6 +25,7 @@ from weir_proto.api import (
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
 
+from weir_scheduler.data.filters import TASK_LEAVES, compile_filter
 from weir_scheduler.data.layer import (
     DISPATCH_SUBJECTS,
     ConcurrencyError,
@@ -44,7 +45,6 @@ from weir_scheduler.data.rows import (
     OutboxRow,
     TaskKey,
 )
-from weir_scheduler.filters import TASK_LEAVES, compile_filter
 
 log = logging.getLogger("weir.scheduler.data")
 
@@ -232,6 +232,10 @@ class PostgresData(DataLayer):
         return None if row is None else AttemptState(row[0], row[1], row[2])
 
     # Queues, unique keys, admission --------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval(Q["ping"])
 
     async def pending_flows(self) -> int:
         async with self._connection() as conn:

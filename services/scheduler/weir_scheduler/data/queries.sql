@@ -175,11 +175,15 @@ UPDATE schedules SET next_run_at = $2, last_tick_at = $3 WHERE name = $1;
 -- name: schedule_next_due
 SELECT extract(epoch FROM (min(next_run_at) - now())) FROM schedules WHERE NOT paused;
 
+-- name: ping
+-- The health check: the database answers.
+SELECT 1;
+
 -- name: pending_flows
-SELECT count(*) FROM flows WHERE status IN ('scheduled', 'pending', 'running', 'paused', 'cancelling');
+SELECT count(*) FROM flows WHERE status IN :UNENDED_FLOW_STATUSES;
 
 -- name: queue_in_flight
-SELECT count(*) FROM tasks WHERE queue = $1 AND status IN ('dispatched', 'running');
+SELECT count(*) FROM tasks WHERE queue = $1 AND status IN :ACTIVE_TASK_STATUSES;
 
 -- name: queue_next
 -- Fair across flows: within a priority, each flow's next task takes its turn after the
@@ -192,7 +196,7 @@ WITH waiting AS (
     WHERE t.queue = $1 AND t.status = 'queued' AND f.status <> 'paused'
 ), busy AS (
     SELECT flow_id, count(*) AS in_flight FROM tasks
-    WHERE queue = $1 AND status IN ('dispatched', 'running')
+    WHERE queue = $1 AND status IN :ACTIVE_TASK_STATUSES
     GROUP BY flow_id
 )
 SELECT w.flow_id, w.name

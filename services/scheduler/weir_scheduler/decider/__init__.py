@@ -10,7 +10,9 @@ Both are pure and total; nothing here awaits. By concern:
 - `triggers.py`: trigger rules and `when` conditions;
 - `stepping.py`: pause, resume, retry of one task and update, and their refusals;
 - `gates.py`: `when` conditions over upstream outputs, read by the shell first;
-- `state.py`: the flow's state and `evolve`.
+- `state.py`: the flow's state folded from the log, and what is read off it;
+- `evolve.py`: `evolve`, the state after each event;
+- `transitions.py`: the bookkeeping of a task's change of status (counters, the ready line).
 """
 
 from weir_scheduler.decider.commands import (
@@ -36,13 +38,12 @@ from weir_scheduler.decider.commands import (
     Update,
 )
 from weir_scheduler.decider.core import decide, decide_and_evolve
+from weir_scheduler.decider.evolve import evolve, fold
 from weir_scheduler.decider.state import (
     FoldedFlow,
     FoldedTask,
     dispatch_spec,
-    evolve,
     flow_outcome,
-    fold,
     with_token_digest,
 )
 

@@ -8,7 +8,7 @@ shell around it idempotent.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import TypedDict, assert_never
 
 from weir_proto.events import (
     FlowCancelled,
@@ -302,33 +302,34 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
             delay = retry_delay(
                 spec.retry.backoff, failures, f"{flow.id}/{task.name}/{task.attempt}"
             )
-            out.emit(
-                TaskAttemptFailed(
-                    **envelope(),
-                    at=report.at,
-                    task=task.name,
-                    attempt=report.attempt,
-                    error_type=str(report.error_type),
-                    message=report.message,
-                    exit_code=report.exit_code,
-                    retry_at=out.now + timedelta(seconds=delay),
-                )
-            )
+            retry_at = out.now + timedelta(seconds=delay)
+            out.emit(TaskAttemptFailed(**envelope(), **_failure(report), retry_at=retry_at))
         else:
-            out.emit(
-                TaskFailed(
-                    **envelope(),
-                    at=report.at,
-                    task=task.name,
-                    attempt=report.attempt,
-                    error_type=str(report.error_type),
-                    message=report.message,
-                    exit_code=report.exit_code,
-                )
-            )
+            out.emit(TaskFailed(**envelope(), **_failure(report)))
             on_final_failure(out, task.name)
     dispatch_ready(out)
     _finish_if_done(out)
+
+
+class _Failure(TypedDict):
+    at: datetime
+    task: str
+    attempt: int
+    error_type: str
+    message: str
+    exit_code: int | None
+
+
+def _failure(report: AttemptFinished) -> _Failure:
+    """What `task_attempt_failed` and `task_failed` record of a failed attempt's report."""
+    return {
+        "at": report.at,
+        "task": report.task,
+        "attempt": report.attempt,
+        "error_type": str(report.error_type),
+        "message": report.message,
+        "exit_code": report.exit_code,
+    }
 
 
 def _finish_if_done(out: Emitter, started: bool = False) -> None:

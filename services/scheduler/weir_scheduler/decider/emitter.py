@@ -9,7 +9,8 @@ from weir_proto.events import FlowEvent
 from weir_proto.ids import event_id
 
 from weir_scheduler.decider.commands import Policy
-from weir_scheduler.decider.state import FoldedFlow, evolve
+from weir_scheduler.decider.evolve import evolve
+from weir_scheduler.decider.state import FoldedFlow
 
 
 class Envelope(TypedDict):

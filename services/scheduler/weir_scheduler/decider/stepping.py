@@ -1,8 +1,8 @@
 """Stepping in on a flow: pause, resume, retry one task, update a flow not started yet.
 
 Each has a refusal (`*_refusal`: None, or why the command makes no sense for the flow as it
-is), which `decide` honours by deciding nothing and the API tells the caller; `retried` is
-how `evolve` plans tasks again after `task_retried`.
+is), which `decide` honours by deciding nothing and the API tells the caller; how `evolve`
+plans tasks again after `task_retried` is in `evolve.py`.
 
 - Pause stops new work only: attempts handed out run on and are recorded; retry timers that
   fall due meanwhile wait, and `resume` hands their attempts out.
@@ -17,7 +17,6 @@ how `evolve` plans tasks again after `task_retried`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from weir_proto.events import FlowPaused, FlowResumed, FlowUpdated, TaskRetried
@@ -27,15 +26,8 @@ from weir_proto.validation import printable
 from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
 from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
-from weir_scheduler.decider.state import (
-    FoldedFlow,
-    FoldedTask,
-    _unready,
-    _unsettled,
-    _with_task,
-    sorted_out,
-)
-from weir_scheduler.decider.triggers import tolerates_failure
+from weir_scheduler.decider.state import FoldedFlow
+from weir_scheduler.decider.transitions import descendants
 from weir_scheduler.map_plan import parent_of
 
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
@@ -90,7 +82,7 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
             "retried; wait for it to end"
         )
     planned = retry_tasks(flow, name, downstream)
-    after_them = sorted(_descendants(flow, planned), key=plan.positions.__getitem__)
+    after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
     # What the retry plans again, and every pending task after it (which waits for it again).
     waits = [*planned, *(n for n in after_them if flow.tasks[n].status is TaskStatus.PENDING)]
     for again in waits:
@@ -161,7 +153,7 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     """The tasks a retry of `name` plans again, in the flow's order (see the module)."""
     plan = flow.plan
     assert plan is not None
-    after = _descendants(flow, [name])
+    after = descendants(flow, [name])
     chosen = {name}
     chosen.update(d for d in after if downstream or flow.tasks[d].status in _REDONE)
     if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
@@ -170,19 +162,6 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     if failed <= chosen:  # no failure is left to skip them again
         chosen.update(n for n, t in flow.tasks.items() if t.status in _REDONE)
     return sorted(chosen, key=plan.positions.__getitem__)
-
-
-def _descendants(flow: FoldedFlow, names: list[str]) -> set[str]:
-    plan = flow.plan
-    assert plan is not None
-    seen: set[str] = set()
-    stack = [child for name in names for child in plan.dependents[name]]
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(plan.dependents[current])
-    return seen
 
 
 # decide ---------------------------------------------------------------------------------
@@ -257,53 +236,3 @@ def decide_update(out: Emitter, command: Update) -> None:
     )
     if out.flow.status is FlowStatus.PENDING:
         dispatch_ready(out)
-
-
-# evolve ---------------------------------------------------------------------------------
-
-
-def retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
-    """`flow` after `task_retried`: the listed tasks pending again with their attempts
-    counting on, every pending task after them waiting for them again, and what is ready or
-    due to be skipped derived anew (as `evolve` derives it after a submit)."""
-    plan = flow.plan
-    assert plan is not None
-    reset = set(event.tasks)
-    for name in event.tasks:
-        old = flow.tasks[name]
-        fresh = FoldedTask(
-            name=name,
-            queue=old.queue,
-            priority=old.priority,
-            attempt=old.attempt,
-            failures=old.failures,
-            spent=len(old.failures),
-        )
-        flow = _with_task(flow, fresh)
-    waiting = [
-        n
-        for n in sorted(reset | _descendants(flow, event.tasks), key=plan.positions.__getitem__)
-        if flow.tasks[n].status is TaskStatus.PENDING
-    ]
-    for name in waiting:  # a mapped task waiting for its list waits for its dependencies again
-        flow = _unsettled(_unready(flow, name), name)
-        if name in flow.fanout:
-            flow = replace(flow, fanout=flow.fanout.delete(name))
-    failed = next((n for n in plan.order if flow.tasks[n].status is TaskStatus.FAILED), None)
-    flow = replace(
-        flow,
-        failing=failed is not None,
-        cancelling=False,
-        cancel_reason=None,
-        reused=flow.reused - reset,
-    )
-    blocked, ready, settled = flow.blocked, dict(flow.ready), dict(flow.settled)
-    for name in waiting:
-        left = sum(1 for d in plan.depends[name] if not flow.tasks[d].status.terminal)
-        blocked = blocked.set(name, left)
-    flow = replace(flow, blocked=blocked)
-    for name in waiting:
-        if failed is not None and name != event.task and not tolerates_failure(plan, name):
-            settled[name] = f'flow is failing: task "{failed}" failed'
-    free = [name for name in waiting if blocked[name] == 0 and name not in settled]
-    return sorted_out(flow, free, ready, settled)

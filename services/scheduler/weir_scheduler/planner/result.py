@@ -9,10 +9,7 @@ from typing import Any
 
 from weir_proto.conditions import Expr
 from weir_proto.errors import SpecError, WeirException
-from weir_proto.spec import FlowSpec, TaskSpec
-
-MAX_TASKS_DEFAULT = 10_000
-MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
+from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT, MAX_TASKS_DEFAULT, FlowSpec, TaskSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
+from weir.config import (
+    KUBE_IMAGE_PULL_TIMEOUT_DEFAULT,
+    KUBE_NAMESPACE_DEFAULT,
+    KUBE_POD_TTL_DEFAULT,
+    KUBE_UNSCHEDULABLE_TIMEOUT_DEFAULT,
+)
 from weir.supervisor import Supervisor
 from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType
@@ -77,10 +83,6 @@ log = logging.getLogger("weir.runner.kubernetes")
 REAP_GRACE_SECONDS = 5.0
 """How long a stopping runner waits for the deletion of its finished pods."""
 
-NAMESPACE_DEFAULT = "default"
-IMAGE_PULL_TIMEOUT_DEFAULT = 120.0
-UNSCHEDULABLE_TIMEOUT_DEFAULT = 300.0
-POD_TTL_DEFAULT = 0.0
 POD_RESYNC_DEFAULT = 60.0
 ORPHAN_SWEEP_DEFAULT = 60.0
 """The watch is the news, but a watch can miss an event (a server that does not replay
@@ -99,13 +101,13 @@ BACKGROUND_LOOPS = ("pod-watch", "secret-sync", "orphan-sweep")
 @dataclass(frozen=True, slots=True)
 class KubernetesConfig:
     runner_dir: Path
-    namespace: str = NAMESPACE_DEFAULT
+    namespace: str = KUBE_NAMESPACE_DEFAULT
     kubeconfig: str = ""
     """Kubeconfig file; empty: the pod's service account in a cluster, else ~/.kube/config."""
-    image_pull_timeout: float = IMAGE_PULL_TIMEOUT_DEFAULT
+    image_pull_timeout: float = KUBE_IMAGE_PULL_TIMEOUT_DEFAULT
     """Seconds a pod may fail to pull its image (or create its container) before it fails."""
-    unschedulable_timeout: float = UNSCHEDULABLE_TIMEOUT_DEFAULT
-    pod_ttl: float = POD_TTL_DEFAULT
+    unschedulable_timeout: float = KUBE_UNSCHEDULABLE_TIMEOUT_DEFAULT
+    pod_ttl: float = KUBE_POD_TTL_DEFAULT
     """Seconds a finished pod is kept after its logs were saved."""
     watch_timeout: int = WATCH_TIMEOUT_DEFAULT
     artifacts: ArtifactPlumbing = field(default_factory=ArtifactPlumbing)
