@@ -190,6 +190,6 @@ def alert() -> str:
     return "paged"
 
 
-@guarded.on_exit(serializer="json")
-def report(env: str, flow_status: str) -> str:
+@guarded.on_exit(name="report", serializer="json")
+def report_outcome(env: str, flow_status: str) -> str:
     return f"{env}: {flow_status}"

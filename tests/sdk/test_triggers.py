@@ -286,7 +286,9 @@ def test_every_misuse_of_trigger_when_and_on_exit_is_reported_at_once() -> None:
     def pickled() -> int:
         return 1
 
-    @flow.task(trigger="al_done")  # type: ignore[arg-type]
+    misspelt: Any = "al_done"
+
+    @flow.task(trigger=misspelt)
     def typo() -> None: ...
 
     @flow.task(when="params.env = 'prod'")

@@ -135,7 +135,7 @@ def _condition_problems(flow: Flow, task: Task[..., Any], where: str, names: str
             problems.append(f"{where}: when: reads tasks.{name}, the task itself")
         elif producer is not None and producer.on_exit:
             problems.append(
-                f'{where}: when: reads tasks.{name}, the on-exit task, which runs after every '
+                f"{where}: when: reads tasks.{name}, the on-exit task, which runs after every "
                 "other task"
             )
         elif producer is not None and len(ref.path) == 4 and _unreadable(producer):
