@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -347,3 +352,57 @@ def test_every_misuse_of_trigger_when_and_on_exit_is_reported_at_once() -> None:
         if not any(p.startswith(f'task "{e[0]}"') and e[1] in p for p in problems)
     ]
     assert not missing, problems
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / "sdk_etl_params.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_sdk_etl_example_is_the_twin_of_the_yaml_one() -> None:
+    built = json.loads(run_example("--dry-run", "--format", "json").stdout)
+    twin = yaml.safe_load((EXAMPLES / "etl-params.yaml").read_text())
+
+    def shape(spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "params": sorted(spec["params"]),
+            "tasks": [
+                (t["name"], t.get("depends", []), t.get("trigger"), t.get("when"))
+                for t in spec["tasks"]
+            ],
+            "on_exit": spec["on_exit"]["name"],
+        }
+
+    assert shape(built) == shape(twin)
+
+
+def test_the_sdk_etl_example_cleans_up_and_reports_a_failed_load() -> None:
+    done = run_example("--local", "-p", "date=2026-12-02", "-p", "env=prod")
+    assert done.returncode == 0, done.stderr
+    assert "publish: 'publishing 2026-12-02'" in done.stdout
+    assert done.stdout.rstrip().endswith("flow succeeded")
+
+    failed = run_example("--local", "-p", "date=2026-12-03", "-p", "rows=0")
+    assert failed.returncode == 1
+    lines = failed.stdout.splitlines()
+    assert 'publish: skipped: upstream task "load" failed' in lines
+    assert "report: 'etl for 2026-12-03: failed'" in lines
+    assert "ValueError" in failed.stderr and lines[-1] == "flow failed"
+    assert not (Path(tempfile.gettempdir()) / "weir-etl-2026-12-03").exists()  # cleaned up
+
+    invalid = run_example("--local", "-p", "rows=many")
+    assert invalid.returncode == 2
+    assert invalid.stderr.splitlines() == [
+        'error: flow "sdk-etl-params": parameter "rows" is int: expected a whole number, got '
+        'the string "many"',
+        'error: flow "sdk-etl-params": parameter "date" is required and was not given; pass '
+        "it with -p date=VALUE",
+    ]
