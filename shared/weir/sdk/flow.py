@@ -32,7 +32,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 import msgspec
 from weir_proto.conditions import ConditionError, Expr, parse_condition, refs
@@ -62,6 +62,7 @@ from weir.sdk.task import (
     R,
     Secret,
     Task,
+    TaskOptions,
     env_vars,
     resources_of,
     spec_part,
@@ -240,7 +241,17 @@ class Flow:
             task_name = name or task_name_for(fn)
             where = f'task "{task_name}"'
             spec = self._task_spec(
-                task_name, retry, timeout, resources, priority, queue, image, env, kubernetes
+                task_name,
+                TaskOptions(
+                    retry=retry,
+                    timeout=timeout,
+                    resources=resources,
+                    priority=priority,
+                    queue=queue,
+                    image=image,
+                    env=env,
+                    kubernetes=kubernetes,
+                ),
             )
             checked = spec_part(trigger, Trigger | None, "trigger", where, self.problems)
             spec = msgspec.structs.replace(spec, trigger=checked or "all_success", when=when)
@@ -273,49 +284,22 @@ class Flow:
 
     @overload
     def on_exit(
-        self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: int | RetryPolicy | Mapping[str, Any] | None = None,
-        timeout: float | str | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        image: str | None = None,
-        env: Mapping[str, str | Secret] | None = None,
-        serializer: str | Serializer | None = None,
-        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+        self, func: None = None, /, **options: Unpack[TaskOptions]
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def on_exit(
-        self,
-        func: Callable[P, R] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: int | RetryPolicy | Mapping[str, Any] | None = None,
-        timeout: float | str | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        image: str | None = None,
-        env: Mapping[str, str | Secret] | None = None,
-        serializer: str | Serializer | None = None,
-        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+        self, func: Callable[P, R] | None = None, /, **options: Unpack[TaskOptions]
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register the flow's on-exit task (the spec's `on_exit`): it runs last, after every
         other task ended however they did, and its function's `flow_status` parameter (if it
         has one) gets the flow's outcome so far, `succeeded` or `failed`. It takes flow
-        parameters but no inputs; if it fails, the flow fails. Options as for `task`."""
+        parameters but no inputs; if it fails, the flow fails. Options as for `task`, but
+        `inputs`, `depends`, `map_over`, `trigger` and `when`."""
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
-            task_name = name or task_name_for(fn)
-            spec = self._task_spec(
-                task_name, retry, timeout, resources, priority, queue, image, env, kubernetes
-            )
-            chosen = self._serializer(serializer)
+            task_name = options.get("name") or task_name_for(fn)
+            spec = self._task_spec(task_name, options)
+            chosen = self._serializer(options.get("serializer"))
             registered = Task(self, fn, task_name, {}, (), chosen, spec, on_exit=True)
             self.tasks.append(registered)
             return registered
@@ -324,35 +308,25 @@ class Flow:
             return register(func)
         return register
 
-    def _task_spec(
-        self,
-        name: str,
-        retry: int | RetryPolicy | Mapping[str, Any] | None,
-        timeout: float | str | None,
-        resources: Resources | Mapping[str, Any] | None,
-        priority: int | None,
-        queue: str | None,
-        image: str | None,
-        env: Mapping[str, str | Secret] | None,
-        kubernetes: KubernetesOptions | Mapping[str, Any] | None,
-    ) -> TaskSpec:
+    def _task_spec(self, name: str, options: TaskOptions) -> TaskSpec:
         """A task's own settings, read as a spec file's would be (problems noted)."""
         where = f'task "{name}"'
-        k8s = kubernetes
+        k8s = options.get("kubernetes")
         if isinstance(k8s, Mapping):
             k8s = msgspec.convert(dict(k8s), KubernetesOptions)
-        limits = resources_of(resources)
+        limits = resources_of(options.get("resources"))
         if limits is not None:
             k8s = msgspec.structs.replace(k8s or KubernetesOptions(), resources=limits)
+        timeout, retry = options.get("timeout"), options.get("retry")
         return TaskSpec(
             name=name,
             cmd=[],
-            image=image,
-            env=env_vars({**self.env, **(env or {})}),
-            queue=queue,
+            image=options.get("image"),
+            env=env_vars({**self.env, **(options.get("env") or {})}),
+            queue=options.get("queue"),
             timeout=spec_part(timeout, Duration | None, "timeout", where, self.problems),
             retry=spec_part(retry, RetryPolicy | None, "retry", where, self.problems),
-            priority=priority,
+            priority=options.get("priority"),
             kubernetes=k8s,
         )
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypedDict, TypeVar
 
 import msgspec
 from weir_proto.conditions import Expr
-from weir_proto.spec import EnvVar, Resources, TaskSpec
+from weir_proto.spec import EnvVar, KubernetesOptions, Resources, RetryPolicy, TaskSpec
 from weir_proto.validation import check_value
 
 from weir.sdk.serializers import Serializer
@@ -24,6 +24,21 @@ R = TypeVar("R")
 FLOW_STATUS_PARAM = "flow_status"
 """The parameter of an on-exit task's function that gets the flow's outcome
 (`succeeded` or `failed`; WEIR_FLOW_STATUS in a task process)."""
+
+
+class TaskOptions(TypedDict, total=False):
+    """The settings every task takes (see `Flow.task`); the on-exit task takes only these."""
+
+    name: str | None
+    retry: int | RetryPolicy | Mapping[str, Any] | None
+    timeout: float | str | None
+    resources: Resources | Mapping[str, Any] | None
+    priority: int | None
+    queue: str | None
+    image: str | None
+    env: Mapping[str, str | Secret] | None
+    serializer: str | Serializer | None
+    kubernetes: KubernetesOptions | Mapping[str, Any] | None
 
 
 class Secret(NamedTuple):
