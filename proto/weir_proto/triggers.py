@@ -8,6 +8,7 @@ skip the same tasks with the same reasons (docs/jobs.md, "Trigger rules").
 - A task's final failure makes the flow *failing*: every task not handed out yet is
   skipped (`failure_skip_reason`), except tasks whose rule runs after a failure
   (`runs_after_failure`) and the on_exit task.
+- With `fail_fast`, every task not started is then cancelled (`fail_fast_reason`).
 - A flow fails when any of its tasks failed, whatever ran after it (`flow_outcome`).
 """
 
@@ -66,6 +67,12 @@ def failure_skip_reason(failed: str, downstream: bool) -> str:
     if downstream:
         return f'upstream task "{failed}" failed'
     return f'flow is failing: task "{failed}" failed'
+
+
+def fail_fast_reason(failed: str) -> str:
+    """Why, in a flow with `fail_fast`, every task not started is cancelled (those a failure
+    does not skip, and the on_exit task, included) once task `failed` failed."""
+    return f'fail_fast: task "{failed}" failed'
 
 
 def flow_outcome(statuses: Iterable[TaskStatus]) -> Literal["succeeded", "failed"]:

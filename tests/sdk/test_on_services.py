@@ -84,13 +84,23 @@ async def test_a_flow_with_params_gets_the_values_run_local_gets(
 
 
 @pytest.mark.parametrize(
-    "params",
-    [{"env": "dev", "fail": "true"}, {"env": "prod"}],
-    ids=["failing-load-in-dev", "prod"],
+    ("params", "fail_fast"),
+    [
+        ({"env": "dev", "fail": "true"}, False),
+        ({"env": "prod"}, False),
+        ({"env": "dev", "fail": "true"}, True),
+    ],
+    ids=["failing-load-in-dev", "prod", "failing-load-alone-with-fail-fast"],
 )
 async def test_trigger_rules_conditions_and_on_exit_end_every_task_as_run_local_does(
-    client: Client, settings: Settings, tmp_path: Path, params: dict[str, str]
+    client: Client,
+    settings: Settings,
+    tmp_path: Path,
+    params: dict[str, str],
+    fail_fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(guarded, "fail_fast", fail_fast)
     expected = guarded.run_local_outcome(**params)
 
     flow_id = await guarded.submit(client, params=params)

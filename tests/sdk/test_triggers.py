@@ -190,6 +190,38 @@ def test_a_failure_skips_unrelated_work_not_started_and_a_failing_on_exit_fails_
     assert list(run.errors) == ["broken", "notify"]
 
 
+def test_with_fail_fast_a_condition_failing_beside_running_work_cancels_the_rest() -> None:
+    flow = Flow("fast", fail_fast=True)
+
+    @flow.task(serializer="text")
+    def big() -> str:
+        return "x" * (64 * 1024 + 1)
+
+    @flow.task(depends=[big])
+    def sibling() -> None: ...  # handed out in the round the condition fails in
+
+    @flow.task(when=f'{big.output} == "x"')
+    def reader() -> None: ...
+
+    @flow.task(depends=[sibling], trigger="all_done")
+    def tidy() -> None: ...
+
+    @flow.on_exit
+    def report() -> None: ...
+
+    run = flow.run_local_outcome()
+    assert run.status == "failed"
+    assert {n: (str(t.status), t.reason) for n, t in run.tasks.items() if n != "big"} == {
+        "reader": (
+            "failed",
+            'task "reader": when: output "big" is 65,537 bytes; the limit is 65,536',
+        ),
+        "tidy": ("cancelled", 'fail_fast: task "reader" failed'),
+        "report": ("cancelled", 'fail_fast: task "reader" failed'),
+        "sibling": ("succeeded", None),
+    }
+
+
 def test_trigger_rules_decide_as_the_scheduler_does() -> None:
     flow = Flow("rules")
 

@@ -10,12 +10,16 @@ here the statuses and skip reasons it gives on the services:
 - A task's failure skips every task not started yet (`upstream task "x" failed`, `flow is
   failing: ...`), except those whose trigger runs after a failure.
 - The on-exit task runs last, its `flow_status` parameter getting the outcome so far.
+- With `fail_fast`, a failure while other tasks run cancels those too (the on-exit task
+  included), as the scheduler does.
 - The flow fails when any task failed, whatever ran after it.
 
 Tasks run in rounds: every task that may start does, in the order they were declared; then
 their results are recorded, failures first, before the next round decides. That is what the
 services do when every task takes equally long (and a failure is seen before the tasks that
-succeeded beside it start anything new). Each task runs once: retries are not simulated.
+succeeded beside it start anything new). Each task runs once: retries are not simulated,
+and tasks of the round a failure happened in run to their end (with `fail_fast` the
+services kill those still running, and cancel the rest).
 """
 
 from __future__ import annotations
@@ -105,15 +109,14 @@ def run(flow: Flow, params: Mapping[str, Any]) -> LocalRun:
         starting = _decide(state, regular)
         if not starting:
             break
-        state.started = {t.name for t in starting}
         failed: list[str] = []
         for task in starting:
             if not _execute(state, task):
                 failed.append(task.name)
         for name in failed:
-            _on_final_failure(state, regular, name)
+            _on_final_failure(state, name)
     on_exit = next((t for t in flow.tasks if t.on_exit), None)
-    if on_exit is not None:
+    if on_exit is not None and state.ended(on_exit.name) is None:
         outcome = rules.flow_outcome(t.status for t in state.result.tasks.values())
         _execute(state, on_exit, {FLOW_STATUS_PARAM: outcome})
     state.result.status = rules.flow_outcome(t.status for t in state.result.tasks.values())
@@ -127,11 +130,12 @@ def _decide(state: _Run, regular: list[Task[..., Any]]) -> list[Task[..., Any]]:
     """The tasks that start this round; every task whose dependencies have ended and that
     may not run is skipped (a skip ends a dependency in turn, so until none is left)."""
     starting: list[Task[..., Any]] = []
+    state.started = set()
     decided = True
     while decided:
         decided = False
         for task in regular:
-            if state.ended(task.name) is not None or any(task is s for s in starting):
+            if state.ended(task.name) is not None or task.name in state.started:
                 continue
             deps = [u.name for u in state.flow.upstream(task)]
             ended = {d: state.ended(d) for d in deps}
@@ -146,7 +150,7 @@ def _decide(state: _Run, regular: list[Task[..., Any]]) -> list[Task[..., Any]]:
                     holds = evaluate(task.condition, functools.partial(_read, state, task.name))
                 except ConditionUnreadable as exc:
                     state.end(LocalTask(task.name, TaskStatus.FAILED, str(exc)), error=exc)
-                    _on_final_failure(state, regular, task.name)
+                    _on_final_failure(state, task.name)
                     continue
                 if not holds:
                     reason = rules.condition_false_reason(task.spec.when or "")
@@ -154,6 +158,7 @@ def _decide(state: _Run, regular: list[Task[..., Any]]) -> list[Task[..., Any]]:
                 state.end(LocalTask(task.name, TaskStatus.SKIPPED, reason))
             else:
                 starting.append(task)
+                state.started.add(task.name)
     return starting
 
 
@@ -176,16 +181,23 @@ def _read(state: _Run, reader: str, ref: Ref) -> Any:
     )
 
 
-def _on_final_failure(state: _Run, tasks: list[Task[..., Any]], failed: str) -> None:
+def _on_final_failure(state: _Run, failed: str) -> None:
     """As the decider: every task not started is skipped, but for those whose trigger
-    rule runs after a failure."""
+    rule runs after a failure (and the on-exit task); with fail_fast, while other tasks are
+    still running (the scheduler then cancels the flow's running work), those are cancelled
+    too."""
     downstream = _descendants(state.flow, failed)
-    for task in tasks:
-        if task.on_exit or rules.runs_after_failure(task.spec.trigger):
-            continue
-        if state.ended(task.name) is None and task.name not in state.started:
+    running = any(state.ended(name) is None for name in state.started)
+    waiting = [
+        t for t in state.flow.tasks if state.ended(t.name) is None and t.name not in state.started
+    ]
+    for task in waiting:
+        if not rules.runs_after_failure(task.spec.trigger, on_exit=task.on_exit):
             reason = rules.failure_skip_reason(failed, downstream=task.name in downstream)
             state.end(LocalTask(task.name, TaskStatus.SKIPPED, reason))
+        elif state.flow.fail_fast and running:
+            reason = rules.fail_fast_reason(failed)
+            state.end(LocalTask(task.name, TaskStatus.CANCELLED, reason))
 
 
 def _descendants(flow: Flow, name: str) -> set[str]:
