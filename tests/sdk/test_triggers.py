@@ -343,7 +343,9 @@ def test_every_misuse_of_trigger_when_and_on_exit_is_reported_at_once() -> None:
     @flow.on_exit
     def report(rows: int) -> None: ...
 
-    @flow.on_exit
+    misplaced: Any = {"when": "params.x == 1", "depends": [pickled]}
+
+    @flow.on_exit(**misplaced)
     def again() -> None: ...
 
     @flow.task(depends=[report], when="tasks.report.status == 'failed'")
@@ -371,6 +373,7 @@ def test_every_misuse_of_trigger_when_and_on_exit_is_reported_at_once() -> None:
         ("after", "when: reads tasks.report, the on-exit task, which runs after every other"),
         ("after", 'waits for the on-exit task "report", which runs after every other task'),
         ("again", 'is a second on-exit task (the first is "report"); a flow has one'),
+        ("again", "@flow.on_exit takes no depends, when (it runs after every other task"),
         (
             "report",
             'parameter "rows" is neither a flow parameter nor flow_status; an on-exit task '

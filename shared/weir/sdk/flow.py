@@ -298,6 +298,13 @@ class Flow:
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             task_name = options.get("name") or task_name_for(fn)
+            unknown = sorted(set(options) - set(TaskOptions.__annotations__))
+            if unknown:
+                self.problems.append(
+                    f'task "{task_name}": @flow.on_exit takes no {", ".join(unknown)} (it runs '
+                    "after every other task, whatever became of them); it takes "
+                    f"{', '.join(TaskOptions.__annotations__)}"
+                )
             spec = self._task_spec(task_name, options)
             chosen = self._serializer(options.get("serializer"))
             registered = Task(self, fn, task_name, {}, (), chosen, spec, on_exit=True)
