@@ -217,7 +217,10 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "list.open"
-    write = f'while [ ! -e {gate} ]; do sleep 0.05; done; echo \'["a","b","c"]\' > files.json; echo go > decision.txt'
+    write = (
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; "
+        """echo '["a","b","c"]' > files.json; echo go > decision.txt"""
+    )
     flow_id = await stack.submit(
         {
             "name": "fan-out-ui",
@@ -270,5 +273,43 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/deploy")
     await expect(page.locator("[data-condition]")).to_have_text('decision="go"', timeout=LIVE)
     await expect(page.locator("h1 .badge")).to_have_text("succeeded")
+    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
+    await context.close()
+
+
+async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page(
+    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed-later"
+    flow_id = await stack.submit(
+        {
+            "name": "retried-by-api",
+            "defaults": {"retry": {"max_attempts": 1}},
+            "tasks": [
+                {"name": "load", "cmd": ["sh", "-c", f'test -e "{fixed}"']},
+                {"name": "publish", "cmd": ["true"], "depends": ["load"]},
+            ],
+        }
+    )
+    context, page = await logged_in(browser, stack, "viewer")
+    problems.watch(page)
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/events") else None)
+    async with page.expect_request(lambda r: r.url.endswith("/api/v1/flows"), timeout=LIVE):
+        await page.goto(f"{stack.url}/flows/{flow_id}")
+    await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
+    await expect(await node(page, "publish")).to_have_class("node s-skipped")
+    await page.evaluate("window.stillHere = true")
+    # Ended: the page follows the list's feed (above) and does not reconnect its stream.
+    await page.wait_for_timeout(4000)  # longer than EventSource's reconnection delay
+    assert len(streams) == 1, streams
+    fixed.touch()
+    retried = await stack.api("operator").post(f"/flows/{flow_id}/retry", json={"task": "load"})
+    assert retried.status_code == 200, retried.text
+    await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
+    await expect(await node(page, "publish")).to_have_class("node s-succeeded")
+    await expect(page.locator("ol.events")).to_contain_text("runs again: load, publish")
+    assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
+    assert len(streams) == 2, streams
     assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
     await context.close()

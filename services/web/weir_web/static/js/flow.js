@@ -48,7 +48,7 @@ export async function flowView(root, [flowId], { signal, navigate }) {
    * latest spec in the log (until the stream has brought it, the priority is left blank). */
   const current = () => {
     const declared = (state.spec && state.spec.params) || {};
-    const params = Object.entries(view.params || {}).map(([name, value]) => [name, { type: (declared[name] && declared[name].type) || "", value }]);
+    const params = Object.entries(view.params || {}).map(([name, value]) => [name, { type: declared[name] ? declared[name].type || "string" : "", value }]);
     return { priority: state.spec ? state.spec.priority ?? 100 : null, startAt: view.start_at || null, params: Object.fromEntries(params), tags: view.tags || [] };
   };
   let actionsFor = null;
