@@ -262,6 +262,7 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     await expect(page.locator("svg.dag g.node")).to_have_count(6)
     await expect(page.locator(".gantt-axis")).to_contain_text("5 attempts")  # list, 3, deploy
     await expect(page.locator("p.counts")).to_contain_text("succeeded 6")
+    await expect(page.locator("dl.facts")).to_contain_text("Tasks6")
     await expect(page.locator("ol.events")).to_contain_text("into 3 instances")
     assert await page.locator('#task-names option[value="each[2]"]').count() == 1
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"

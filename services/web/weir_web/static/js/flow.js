@@ -5,6 +5,7 @@
 import { API, call, canWrite, seg } from "./api.js";
 import { download, h, perFrame, replace } from "./dom.js";
 import { graph, SVG_MAX_TASKS } from "./dag.js";
+import { eventDetail } from "./eventtext.js";
 import { gantt } from "./gantt.js";
 import { followFlow } from "./flowstream.js";
 import { ACTIVE_FLOW, FlowState, TERMINAL_FLOW_EVENTS } from "./model.js";
@@ -73,7 +74,7 @@ export async function flowView(root, [flowId], { signal, navigate }) {
     ["Id", h("span", { class: "mono" }, view.id)],
     ["Tags", (view.tags || []).map((t) => h("span", { class: "tag" }, t))],
     ["Params", Object.entries(view.params || {}).map(([k, v]) => h("span", { class: "tag mono", "data-param": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))],
-    ["Starts", view.status === "scheduled" || state.status === "scheduled" ? formatTime(view.start_at) : ""],
+    ["Start at", formatTime(view.start_at)],
     ["Created", formatTime(view.created_at)],
     ["Finished", formatTime(view.finished_at)],
     ["Tasks", String(state.tasks.size)],
@@ -160,8 +161,10 @@ export async function flowView(root, [flowId], { signal, navigate }) {
   const changed = new Set();
   let added = false;
   const repaint = perFrame(() => {
-    if (added) regraph();
-    else dag.update(changed.size && state.tasks.size <= SVG_MAX_TASKS ? [...changed] : undefined);
+    if (added) {
+      regraph();
+      renderFacts(); // the task count
+    } else dag.update(changed.size && state.tasks.size <= SVG_MAX_TASKS ? [...changed] : undefined);
     added = false;
     changed.clear();
     chart.update();
@@ -188,35 +191,6 @@ export async function flowView(root, [flowId], { signal, navigate }) {
     chart.stop();
   });
   repaint();
-}
-
-function eventDetail(e) {
-  switch (e.type) {
-    case "task_started": return e.runner ? `on ${e.runner}` : "";
-    case "task_dispatched": return `attempt ${e.attempt} to ${e.queue}`;
-    case "task_succeeded": return `attempt ${e.attempt}, exit ${e.exit_code ?? 0}`;
-    case "task_attempt_failed":
-    case "task_failed": return `attempt ${e.attempt}: ${e.error_type}${e.exit_code != null ? ` (exit ${e.exit_code})` : ""}: ${e.message}`;
-    case "task_cancelled":
-    case "task_skipped":
-    case "flow_cancelled":
-    case "flow_cancel_requested": return e.reason || "";
-    case "flow_failed": return `failed: ${(e.failed_tasks || []).join(", ")}`;
-    case "flow_rejected": return (e.errors || []).map((x) => x.message).join("; ");
-    case "flow_paused": return e.reason || "";
-    case "flow_resumed": return `now ${e.status}`;
-    case "flow_updated": return `changed ${(e.changed || []).join(", ")}`;
-    case "task_retried": return `runs again: ${(e.tasks || []).join(", ")}${e.downstream ? " (with downstream)" : ""}`;
-    case "task_expanded": return `into ${e.count} instance${e.count === 1 ? "" : "s"}`;
-    case "task_condition_read": return conditionText(e.values);
-    case "task_taken_over": return `attempt ${e.attempt} by ${e.runner} (${e.previous_runner} silent ${e.silent_for} s)`;
-    default: return "";
-  }
-}
-
-/** The outputs a `when` condition read, as `name=value` text. */
-export function conditionText(values) {
-  return Object.entries(values || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
 }
 
 /** Artifacts with their size and SHA-256, each a download link. */

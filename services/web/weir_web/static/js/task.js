@@ -3,7 +3,8 @@
 
 import { API, call, seg, text } from "./api.js";
 import { h, perFrame, replace } from "./dom.js";
-import { artifactTable, conditionText } from "./flow.js";
+import { conditionText } from "./eventtext.js";
+import { artifactTable } from "./flow.js";
 import { followFlow } from "./flowstream.js";
 import { FlowState, parentOf, TERMINAL_TASK } from "./model.js";
 import { taskStepping } from "./stepping.js";
