@@ -5,7 +5,7 @@ buttons that do the same."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -17,6 +17,18 @@ from tests.browser.test_live import gated_flow
 from tests.browser.test_ui import HOSTILE, LIVE, node
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def failing_until(fixed: Path, name: str) -> dict[str, Any]:
+    """A flow whose `load` fails (one attempt) until `fixed` exists; `publish` follows it."""
+    return {
+        "name": name,
+        "defaults": {"retry": {"max_attempts": 1}},
+        "tasks": [
+            {"name": "load", "cmd": ["sh", "-c", f'echo "try"; test -e "{fixed}"']},
+            {"name": "publish", "cmd": ["true"], "depends": ["load"]},
+        ],
+    }
 
 
 async def test_a_flow_paused_through_the_api_shows_paused_live(
@@ -86,16 +98,7 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     fixed = tmp_path / "fixed"
-    flow_id = await stack.submit(
-        {
-            "name": "retried-in-ui",
-            "defaults": {"retry": {"max_attempts": 1}},
-            "tasks": [
-                {"name": "load", "cmd": ["sh", "-c", f'echo "try"; test -e "{fixed}"']},
-                {"name": "publish", "cmd": ["true"], "depends": ["load"]},
-            ],
-        }
-    )
+    flow_id = await stack.submit(failing_until(fixed, "retried-in-ui"))
     context, page = await logged_in(browser, stack, "operator")
     problems.watch(page)
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/load")
@@ -282,16 +285,7 @@ async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     fixed = tmp_path / "fixed-later"
-    flow_id = await stack.submit(
-        {
-            "name": "retried-by-api",
-            "defaults": {"retry": {"max_attempts": 1}},
-            "tasks": [
-                {"name": "load", "cmd": ["sh", "-c", f'test -e "{fixed}"']},
-                {"name": "publish", "cmd": ["true"], "depends": ["load"]},
-            ],
-        }
-    )
+    flow_id = await stack.submit(failing_until(fixed, "retried-by-api"))
     context, page = await logged_in(browser, stack, "viewer")
     problems.watch(page)
     streams: list[str] = []
