@@ -113,6 +113,7 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(page.locator('tr[data-attempt="2"] .badge')).to_have_text("succeeded")
     await expect(page.locator("[data-panel=log] h2")).to_have_text("Log — attempt 2")
+    await expect(page.locator("dl.facts")).not_to_contain_text("Error")  # attempt 1's
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)

@@ -73,6 +73,23 @@ async def test_the_list_stream_pushes_a_new_flow_and_each_status_change(
         assert await status_in_list(viewer, flow_id) == "succeeded"
 
 
+async def test_the_list_stream_pushes_a_pause_and_a_resume(web: Web, tmp_path: Path) -> None:
+    viewer, operator = web.client("viewer"), web.client("operator")
+    spec, gate = gated(tmp_path, "stepped")
+    async with viewer.stream("GET", "/flows", headers=SSE) as response:
+        frames = read_sse(response)
+        assert (await anext(frames)).event == "ready"
+        flow_id = await submit(operator, spec)
+        await changes_of(frames, flow_id, until="task_started")
+        assert (await operator.post(f"/flows/{flow_id}/pause", json={})).status_code == 200
+        assert (await changes_of(frames, flow_id, until="flow_paused"))[-1] == "flow_paused"
+        assert await status_in_list(viewer, flow_id) == "paused"
+        assert (await operator.post(f"/flows/{flow_id}/resume")).status_code == 200
+        assert (await changes_of(frames, flow_id, until="flow_resumed"))[-1] == "flow_resumed"
+        assert await status_in_list(viewer, flow_id) == "running"
+        gate.touch()
+
+
 async def test_the_list_stream_needs_a_reader_and_writes_nothing(web: Web) -> None:
     anonymous = web.client()
     async with anonymous.stream("GET", "/flows", headers=SSE) as response:

@@ -36,17 +36,26 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
   const condition = h("span", { class: "mono", "data-condition": "" });
   const conditionFacts = h("p", { class: "condition", hidden: true }, h("span", { class: "muted" }, "Its condition read "), condition);
   const attemptRows = h("tbody");
-  root.append(
-    h("p", { class: "crumbs" }, link("/flows", "Flows"), " / ", link(`/flows/${seg(flowId)}`, view.name), " / ", parent ? [link(`/flows/${seg(flowId)}/tasks/${seg(parent)}`, parent), " / "] : "", task),
-    h("h1", {}, task, " ", statusBadge),
-    facts([
+  const factList = h("div");
+  /** The task's facts; runner, exit code and error are its latest attempt's once seen. */
+  const renderFacts = () => {
+    const last = attempts.of(task).at(-1);
+    const [runner, exit, errorType, message] = last && last.attempt >= info.attempt
+      ? [last.runner, last.exit_code, last.error_type, last.message]
+      : [info.runner, info.exit_code, info.error_type, info.error_message];
+    replace(factList, facts([
       ["Queue", info.queue],
       ["Instance of", parent ? link(`/flows/${seg(flowId)}/tasks/${seg(parent)}`, parent) : ""],
       ["Depends on", info.depends.length ? info.depends.map((d, i) => [i ? ", " : "", link(`/flows/${seg(flowId)}/tasks/${seg(d)}`, d)]) : "nothing"],
-      ["Runner", info.runner || ""],
-      ["Exit code", info.exit_code ?? ""],
-      ["Error", info.error_type ? `${info.error_type}: ${info.error_message || ""}` : ""],
-    ]),
+      ["Runner", runner || ""],
+      ["Exit code", exit ?? ""],
+      ["Error", errorType ? `${errorType}: ${message || ""}` : ""],
+    ]));
+  };
+  root.append(
+    h("p", { class: "crumbs" }, link("/flows", "Flows"), " / ", link(`/flows/${seg(flowId)}`, view.name), " / ", parent ? [link(`/flows/${seg(flowId)}/tasks/${seg(parent)}`, parent), " / "] : "", task),
+    h("h1", {}, task, " ", statusBadge),
+    factList,
     conditionFacts,
     actions,
     h("section", { class: "panel" }, h("h2", {}, "Attempts"), h("table", { class: "attempts" },
@@ -67,6 +76,7 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
       h("td", { class: "message" }, a.error_type ? [h("strong", {}, a.error_type), " ", h("span", {}, a.message)] : a.message),
       h("td", {}, link(`/flows/${seg(flowId)}/tasks/${seg(task)}?attempt=${a.attempt}`, "log")),
     )) : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No attempt yet.")));
+    renderFacts();
     const status = state.statusOf(task);
     replace(statusBadge, badge(status));
     document.body.dataset.taskStatus = status;
