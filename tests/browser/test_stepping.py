@@ -13,8 +13,9 @@ from weir_proto.events import FlowEvent
 
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
-from tests.browser.test_live import gated_flow
+from tests.browser.test_live import HIDE, SHOW, gated_flow
 from tests.browser.test_ui import HOSTILE, LIVE, node
+from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -299,13 +300,24 @@ async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page
     # Ended: the page follows the list's feed (above) and does not reconnect its stream.
     await page.wait_for_timeout(4000)  # longer than EventSource's reconnection delay
     assert len(streams) == 1, streams
-    fixed.touch()
-    retried = await stack.api("operator").post(f"/flows/{flow_id}/retry", json={"task": "load"})
+    operator = stack.api("operator")
+    # Retried while the page looks (the feed names the flow): it runs, and fails again.
+    retried = await operator.post(f"/flows/{flow_id}/retry", json={"task": "load"})
     assert retried.status_code == 200, retried.text
+    await expect(page.locator("ol.events")).to_contain_text("runs again: load, publish")
+    await expect(page.locator(".gantt-axis")).to_contain_text("2 attempts", timeout=LIVE)
+    await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
+    # Retried while the tab is hidden (no feed then): seen once it is shown again.
+    await page.evaluate(HIDE)
+    fixed.touch()
+    retried = await operator.post(f"/flows/{flow_id}/retry", json={"task": "load"})
+    assert retried.status_code == 200, retried.text
+    assert (await events_of(operator, flow_id))[-1].event == "flow_succeeded"
+    await page.evaluate(SHOW)
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(await node(page, "publish")).to_have_class("node s-succeeded")
-    await expect(page.locator("ol.events")).to_contain_text("runs again: load, publish")
+    await expect(page.locator(".gantt-axis")).to_contain_text("4 attempts")
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
-    assert len(streams) == 2, streams
+    assert len(streams) == 3, streams
     assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
     await context.close()

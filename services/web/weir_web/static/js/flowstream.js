@@ -4,9 +4,10 @@
 // The server ends the stream after the flow's last terminal event (a retried flow runs on
 // after its first end). Once it has ended, the stream is closed (an EventSource would
 // reconnect forever) and the list's change feed is followed instead: when the flow moves
-// again (`weir retry` from anywhere) the stream is opened again and replays what is new.
+// again (`weir retry` from anywhere, also while the tab was hidden) the stream is opened
+// again and what is new is folded in.
 
-import { API, seg } from "./api.js";
+import { API, call, seg } from "./api.js";
 import { followWhileVisible } from "./dom.js";
 import { EVENT_TYPES, TERMINAL_FLOW_EVENTS } from "./model.js";
 
@@ -50,7 +51,15 @@ export function followFlow(flowId, state, onFold) {
     const onChange = (message) => {
       if (JSON.parse(message.data).flow_id === flowId) reopen();
     };
-    stopWatch = followWhileVisible(`${API}/flows`, { change: onChange, resync: reopen });
+    // The feed has no history: on each (re)connection, see whether the flow moved meanwhile.
+    const onReady = async () => {
+      try {
+        if ((await call(`/flows/${seg(flowId)}`)).seq > state.lastSeq) reopen();
+      } catch {
+        /* the feed's next change or ready asks again */
+      }
+    };
+    stopWatch = followWhileVisible(`${API}/flows`, { ready: onReady, change: onChange, resync: reopen });
   };
   open();
   return { reopen, stop: close };
