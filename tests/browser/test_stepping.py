@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args
 
+import msgspec
 import pytest
 from playwright.async_api import Browser, expect
-from weir_proto.events import FlowEvent
+from weir_proto.events import FlowEvent, event_type
+from weir_proto.status import FlowStatus, flow_status_after
 
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
@@ -62,6 +64,83 @@ async def test_the_pages_listen_to_every_event_type_of_the_proto(
     context, page = await logged_in(browser, stack, "viewer")
     listened = await page.evaluate("async () => (await import('/static/js/model.js')).EVENT_TYPES")
     assert sorted(listened) == every, set(every) ^ set(listened)
+    await context.close()
+
+
+def log_of(*steps: tuple[str, dict[str, Any]]) -> list[FlowEvent]:
+    """Events of flow "f" over tasks a and b, seq from 1, each with its own fields."""
+    spec = {"name": "f", "tasks": [{"name": "a", "cmd": ["true"]}, {"name": "b", "cmd": ["true"]}]}
+    at = "2026-12-01T00:00:00Z"
+    common = {"flow_id": "f", "at": at, "task": "a", "attempt": 1, "reason": "r", "spec": spec}
+    events = []
+    for seq, (kind, fields) in enumerate(steps, 1):
+        data = {**common, "type": kind, "id": f"e{seq}", "seq": seq, **fields}
+        cls = next(c for c in get_args(FlowEvent) if c.__struct_config__.tag == kind)
+        known = {k: v for k, v in data.items() if k in cls.__struct_fields__ or k == "type"}
+        events.append(msgspec.convert(known, FlowEvent))
+    return events
+
+
+LATER = {"start_at": "2026-12-02T00:00:00Z"}
+LOGS = [
+    log_of(
+        ("flow_submitted", LATER),
+        ("flow_updated", {"changed": ["priority"]}),
+        ("flow_paused", {}),
+        ("flow_updated", {"changed": ["tags"], **LATER}),
+        ("flow_resumed", {"status": "scheduled"}),
+        ("task_skipped", {"task": "b"}),
+        ("task_queued", {"queue": "q", "priority": 1}),
+        ("task_dispatched", {"queue": "q"}),
+        ("task_started", {}),
+        ("task_taken_over", {"runner": "r2", "previous_runner": "r1", "silent_for": 9.0}),
+        (
+            "task_attempt_failed",
+            {"error_type": "exit", "message": "m", "retry_at": LATER["start_at"]},
+        ),
+        ("task_snoozed", {"until": LATER["start_at"]}),
+        ("task_expanded", {"count": 2, "items": [1, 2]}),
+        ("task_condition_read", {"values": {"out": "go"}}),
+        ("flow_cancel_requested", {"fail_fast": True}),
+        ("task_failed", {"error_type": "exit", "message": "m"}),
+        ("flow_failed", {"failed_tasks": ["a"]}),
+        ("flow_paused", {}),
+        ("task_retried", {"tasks": ["a"]}),
+        ("flow_resumed", {"status": "running"}),
+        ("task_cancelled", {}),
+        ("task_succeeded", {"outputs": [{"name": "o", "size": 1, "sha256": "00"}]}),
+        ("flow_cancel_requested", {}),
+        ("flow_cancelled", {}),
+    ),
+    log_of(("flow_submitted", {}), ("task_retried", {"tasks": ["a"]}), ("flow_succeeded", {})),
+    log_of(("flow_rejected", {"errors": [{"path": "$", "message": "m"}]})),
+    log_of(("flow_deduplicated", {"existing": "g", "key": "k"})),
+]
+FOLD = """async (logs) => {
+  const { FlowState } = await import('/static/js/model.js');
+  return logs.map((log) => {
+    const state = new FlowState({ seq: 0, status: "pending", tasks: [] });
+    return log.map((event) => (state.fold(event), state.status));
+  });
+}"""
+
+
+async def test_the_pages_fold_every_event_type_into_the_proto_s_flow_status(
+    browser: Browser, stack: Stack
+) -> None:
+    assert {event_type(e) for log in LOGS for e in log} == {
+        str(kind.__struct_config__.tag) for kind in get_args(FlowEvent)
+    }, "every event type is in a log"
+    expected = []
+    for log in LOGS:
+        status, statuses = FlowStatus.PENDING, []
+        for event in log:
+            status = flow_status_after(status, event)
+            statuses.append(str(status))
+        expected.append(statuses)
+    context, page = await logged_in(browser, stack, "viewer")
+    folded = await page.evaluate(FOLD, [[msgspec.to_builtins(e) for e in log] for log in LOGS])
+    assert folded == expected
     await context.close()
 
 
