@@ -348,7 +348,7 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     await expect(page.locator("p.counts")).to_contain_text("succeeded 6")
     await expect(page.locator("dl.facts")).to_contain_text("Tasks6")
     await expect(page.locator("ol.events")).to_contain_text("into 3 instances")
-    assert await page.locator('#task-names option[value="each[2]"]').count() == 1
+    await expect(page.locator('#task-names option[value="each[2]"]')).to_have_count(1)
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
 
     await (await node(page, "each[1]")).click()

@@ -180,7 +180,7 @@ export async function flowView(root, [flowId], { signal, navigate }) {
     for (const name of moved.changed) changed.add(name);
     if (moved.added.length) {
       added = true;
-      listNames(moved.added);
+      setTimeout(() => listNames(moved.added), 0); // up to WEIR_MAX_TASKS names: after the paint
     }
     if (event.type === "flow_updated" && event.seq > view.seq) refreshView();
     if (TERMINAL_FLOW_EVENTS.has(event.type)) showArtifacts();
