@@ -13,9 +13,10 @@ demo:
 up:
     python -m weir.devstack up
 
-# Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9).
+# Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9). The tests
+# mostly wait on services, so three workers share two cores (WEIR_TEST_WORKERS to change).
 test: lint
-    python -m pytest -q
+    python -m pytest -q -n "${WEIR_TEST_WORKERS:-3}" --dist worksteal
 
 # Benchmarks (not part of test): throughput, latency, scale, and peers side by side.
 bench *ARGS:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         return render(args.render, args.readme)
 
+    # A SIGTERM ends the run as Ctrl-C does: through every `finally`, so the private Postgres,
+    # NATS and services it started (each in a session of its own) are stopped, not left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     stamp = timestamp()
     started = time.time()
     command = "./just bench" + ("" if not argv else " " + shlex.join(argv))

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from weir_proto.errors import WeirException
+from weir_proto.status import TaskStatus
+from weir_proto.validation import find_nul, printable
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -36,6 +40,8 @@ _COMPARISONS = ("==", "!=", "<=", ">=", "<", ">")
 TASK_FIELDS = ("status", "exit_code")
 OUTPUTS = "outputs"
 CONDITION_MAX = 4096
+VALUE_BYTES_MAX = 64 * 1024
+"""Largest output a condition may read, in bytes (its value is kept in the event log)."""
 
 
 class ConditionError(WeirException, ValueError):
@@ -252,3 +258,67 @@ def output_refs(expr: Expr) -> list[tuple[str, str]]:
     """(task, output) of each `tasks.TASK.outputs.OUTPUT` the condition reads, once each."""
     found = [(r.path[1], r.path[3]) for r in refs(expr) if len(r.path) == 4]
     return list(dict.fromkeys(found))
+
+
+def ref_problem(
+    ref: Ref,
+    params: Collection[str],
+    upstream: Collection[str],
+    outputs: Mapping[str, str],
+) -> str | None:
+    """Why a condition may not read `ref`, given the flow's declared `params`, the tasks
+    `upstream` of the condition's task and `outputs` (output name -> producing task); None
+    when it may. The planner and the SDK's checks word it the same."""
+    kind, name = ref.path[0], ref.path[1]
+    if kind == "params" and name not in params:
+        declared = ", ".join(sorted(params)) or "none are declared"
+        return f"reads params.{name}, which is not declared (params: {declared})"
+    if kind == "tasks" and name not in upstream:
+        return (
+            f"reads tasks.{name}, which is not upstream of this task; "
+            "a condition reads only tasks it (indirectly) depends on"
+        )
+    if kind == "tasks" and len(ref.path) == 4 and outputs.get(ref.path[3]) != name:
+        own = sorted(output for output, task in outputs.items() if task == name)
+        shown = ", ".join(own) or "it declares none"
+        return (
+            f"reads tasks.{name}.outputs.{ref.path[3]}, which is not an output of task "
+            f"{name} (outputs: {shown}); declare it under the task's outputs"
+        )
+    return None
+
+
+def output_value(task: str, output: str, data: bytes) -> tuple[Any, str | None]:
+    """The value of `output` as `task`'s condition reads it, or why it cannot be used: its
+    text, JSON-decoded when it parses (`go` reads as "go", `3` as 3), a trailing newline
+    dropped; at most VALUE_BYTES_MAX bytes and no NUL character (the event log keeps it)."""
+    what = f'task "{task}": when: output {printable(output)}'
+    if len(data) > VALUE_BYTES_MAX:
+        return None, f"{what} is {len(data):,} bytes; the limit is {VALUE_BYTES_MAX:,}"
+    try:
+        value: Any = msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        value = data.decode("utf-8", errors="replace").removesuffix("\n")
+    if find_nul(value) is not None:  # the event log cannot hold one
+        return None, f"{what} has a NUL character (\\u0000); remove it"
+    return value, None
+
+
+def ref_value(
+    ref: Ref,
+    params: Mapping[str, Any],
+    status: Callable[[str], TaskStatus],
+    exit_code: Callable[[str], int | None],
+    outputs: Mapping[str, Any],
+) -> Any:
+    """What `ref` reads: a parameter's value, a task's status or exit code, or an output's
+    value as read (`outputs`, by output name; absent, as for a task that did not succeed,
+    it is null)."""
+    if ref.path[0] == "params":
+        return params.get(ref.path[1])
+    task = ref.path[1]
+    if ref.path[2] == "status":
+        return str(status(task))
+    if ref.path[2] == OUTPUTS:
+        return outputs.get(ref.path[3])
+    return exit_code(task)

@@ -99,6 +99,24 @@ def printable(value: object, limit: int = 80) -> str:
     return f'"{text}"'
 
 
+def find_nul(raw: object) -> str | None:
+    """The JSON path of the first key or string holding a NUL character, if any."""
+    stack: list[tuple[str, object]] = [("$", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return path
+                stack.append((f"{path}.{printable(key, 40)[1:-1]}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
 def where_in_flow(raw: object, path: str) -> tuple[str, str | None, str]:
     """(`flow "etl": task "load"`, the task's name, the field relative to it) for a path."""
     name = raw.get("name") if isinstance(raw, dict) else None

@@ -77,7 +77,7 @@ async def scenes(stack: Stack, root: Path) -> None:
             ],
         }
     )
-    await stack.submit(
+    billing = await stack.submit(
         {
             "name": "billing",
             "tags": ["prod"],
@@ -107,6 +107,18 @@ async def scenes(stack: Stack, root: Path) -> None:
             ],
         }
     )
+    later = await stack.submit(
+        {
+            "name": "report",
+            "delay": "2h",
+            "tags": ["monthly"],
+            "params": {
+                "month": {"type": "string", "default": "2026-11"},
+                "regions": {"type": "int", "default": 3},
+            },
+            "tasks": [{"name": "build", "cmd": ["echo", "{{ params.month }}"]}],
+        }
+    )
     schedule = {
         "name": "nightly-etl",
         "cron": "0 2 * * *",
@@ -115,6 +127,7 @@ async def scenes(stack: Stack, root: Path) -> None:
     }
     assert (await stack.api("operator").post("/schedules", json=schedule)).status_code == 201
     await wait_status(stack, etl, "succeeded")
+    await wait_status(stack, billing, "failed")
     await wait_status(stack, running, "running")
 
     async with async_playwright() as playwright:
@@ -139,6 +152,16 @@ async def scenes(stack: Stack, root: Path) -> None:
         await page.locator("svg.dag").wait_for()
         await page.locator("[data-panel=gantt]").scroll_into_view_if_needed()
         await shoot(page, "gantt")
+        await page.goto(f"{stack.url}/flows/{billing}/tasks/charge")
+        await page.locator("[data-action=retry]").wait_for()
+        await page.locator("pre.log span").first.wait_for()
+        await shoot(page, "retry")
+        await page.goto(f"{stack.url}/flows/{later}")
+        await page.locator("ol.events li").first.wait_for()  # the spec the form starts from
+        await page.click("[data-action=update]")
+        await page.fill("dialog form.update input[name=param-month]", "2026-12")
+        await shoot(page, "update")
+        await page.click("dialog form.update >> text=Keep")
         # Submitted last, so its 2,000 processes do not slow the pictures before.
         big_spec = big_flow(2_000, width=40)
         del big_spec["delay"]  # it runs, so the picture shows statuses moving

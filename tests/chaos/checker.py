@@ -1,13 +1,23 @@
 """What "nothing is lost" means, checked against the Postgres log, the NATS stream and the
-trail the tasks wrote. Every rule that does not hold is a violation with a precise message."""
+trail the tasks wrote. Every rule that does not hold is a violation with a precise message.
+
+- Every acknowledged submit ended as a flow or a rejection; every pause, resume and retry
+  the API said it made is in the log.
+- Per flow, seq is gap-free from 1, and the stream holds the log's events, each once.
+- No finished task ran again: a task (or a mapped task's instance) succeeds at most once,
+  unless a `task_retried` planned it again in between.
+- No two executions of one task overlapped.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -42,6 +52,10 @@ class Verdict:
     executions: int = 0
     rerun_attempts: int = 0
     """Attempts executed more than once (a runner died under them and they were redelivered)."""
+    instances: int = 0
+    """Instances of mapped tasks that ran (`NAME[i]`)."""
+    steps: Counter[str] = field(default_factory=Counter)
+    """flow_paused, flow_resumed and task_retried events in the log."""
     statuses: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
 
@@ -138,21 +152,66 @@ async def read_stream_events(nats_url: str) -> list[_EventId]:
         await close(nc)
 
 
+STEP_EVENTS = {"pause": "flow_paused", "resume": "flow_resumed", "retry": "task_retried"}
+
+
+def succeeded_again(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Tasks that succeeded a second time with no `task_retried` planning them (or, for a
+    mapped task's instance, its mapped task) again in between. `rows` are the log's events
+    (flow_id, type, task, planned: the JSON list of `task_retried`), in seq order per flow."""
+    problems: list[str] = []
+    done: set[tuple[str, str]] = set()
+    for row in rows:
+        flow_id, task = row["flow_id"], row["task"]
+        if row["type"] == "task_succeeded":
+            if (flow_id, task) in done:
+                problems.append(f"flow {flow_id}: task {task} succeeded again without a retry")
+            done.add((flow_id, task))
+        elif row["type"] == "task_retried":
+            planned = set(json.loads(row["planned"] or "[]"))
+            done = {(f, t) for f, t in done if f != flow_id or t.partition("[")[0] not in planned}
+    return problems
+
+
+def steps_missing(
+    rows: Iterable[Mapping[str, Any]], stepped: Iterable[tuple[str, str, str | None]]
+) -> list[str]:
+    """Pauses, resumes and retries the API said it made that the log does not hold."""
+    logged: Counter[tuple[str, str, str | None]] = Counter()
+    for row in rows:
+        for kind, event in STEP_EVENTS.items():
+            if row["type"] == event:
+                logged[(row["flow_id"], kind, row["task"] if kind == "retry" else None)] += 1
+    made = Counter((f, kind, task if kind == "retry" else None) for f, kind, task in stepped)
+    return [
+        f"flow {flow_id}: {kind}{f' of task {task}' if task else ''} was answered as made "
+        f"{times} time(s), but the log holds {logged[(flow_id, kind, task)]} {STEP_EVENTS[kind]}"
+        for (flow_id, kind, task), times in sorted(made.items(), key=str)
+        if logged[(flow_id, kind, task)] < times
+    ]
+
+
 async def check(
     database_url: str,
     nats_url: str,
     trail: Path,
     acked: dict[str, bool],
     runner_kills: list[float],
+    stepped: Iterable[tuple[str, str, str | None]] = (),
 ) -> Verdict:
-    """`acked` maps each acknowledged submit's flow id to whether it must be a rejection."""
+    """`acked` maps each acknowledged submit's flow id to whether it must be a rejection;
+    `stepped` lists the (flow, pause|resume|retry, task) steps the API said it made."""
     verdict = Verdict()
     conn = await asyncpg.connect(database_url)
     try:
         flows = {r["id"]: r["status"] for r in await conn.fetch("SELECT id, status FROM flows")}
-        rows = await conn.fetch(
-            "SELECT id, flow_id, seq, type, data->>'task' AS task FROM events ORDER BY flow_id, seq"
-        )
+        rows: list[dict[str, Any]] = [
+            dict(row)
+            for row in await conn.fetch(
+                "SELECT id, flow_id, seq, type, data->>'task' AS task, data->'tasks' AS planned "
+                "FROM events ORDER BY flow_id, seq"
+            )
+        ]
     finally:
         await conn.close()
     verdict.flows = len(flows)
@@ -173,21 +232,23 @@ async def check(
         if status not in terminal:
             verdict.violate(f"flow {flow_id} (not submitted by this run) is still {status}")
 
-    # Per-flow seq is 1..n; no task succeeded twice.
+    # Per-flow seq is 1..n; no finished task ran again; every step made is in the log.
     log_ids: dict[str, list[str]] = defaultdict(list)
     seqs: dict[str, list[int]] = defaultdict(list)
-    succeeded: Counter[tuple[str, str]] = Counter()
     for row in rows:
         log_ids[row["flow_id"]].append(row["id"])
         seqs[row["flow_id"]].append(row["seq"])
-        if row["type"] == "task_succeeded":
-            succeeded[(row["flow_id"], row["task"])] += 1
     for flow_id, numbers in seqs.items():
         if numbers != list(range(1, len(numbers) + 1)):
             verdict.violate(f"flow {flow_id}: seq is not gap-free from 1: {numbers}")
-    for (flow_id, task), times in succeeded.items():
-        if times > 1:
-            verdict.violate(f"flow {flow_id}: task {task} succeeded {times} times")
+    for problem in succeeded_again(rows):
+        verdict.violate(problem)
+    for problem in steps_missing(rows, stepped):
+        verdict.violate(problem)
+    verdict.steps = Counter(r["type"] for r in rows if r["type"] in STEP_EVENTS.values())
+    verdict.instances = len(
+        {(r["flow_id"], r["task"]) for r in rows if r["task"] and r["task"].endswith("]")}
+    )
 
     # The stream holds the same events as the log, each once, in seq order per flow.
     streamed = await read_stream_events(nats_url)

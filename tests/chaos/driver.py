@@ -1,6 +1,8 @@
 """The chaos driver: two schedulers and two runners as real processes, a stream of flows, and
 faults at random (seeded) moments: kill -9 of a scheduler or a runner, a restart of
-nats-server (same store) or of Postgres (same data). Then the checker reads what happened.
+nats-server (same store) or of Postgres (same data). Meanwhile it steps in on flows as an
+operator would: it pauses some and resumes them a moment later, and retries (`weir retry`)
+the task of a flow that fails until it is retried. Then the checker reads what happened.
 
 Replay a run with `WEIR_CHAOS_SEED=<seed>` (printed at the start and in the summary).
 """
@@ -16,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -44,6 +47,13 @@ FAULTS = ("kill_scheduler", "kill_runner", "restart_nats", "restart_postgres")
 SUBMIT_TIMEOUT = 3.0
 SUBMIT_TRIES = 20
 SETTLE_POLL = 0.5
+STEP_TIMEOUT = 5.0
+"""How long one pause, resume or retry request waits for its answer before asking again."""
+STEP_POLL = 0.5
+FIRST_FLOWS: tuple[dict[str, Any], ...] = (
+    {"shape": "single", "fixable": True},
+    {"shape": "map", "fixable": False},
+)
 RSS_SAMPLE_EVERY = 5.0
 
 
@@ -65,6 +75,8 @@ class Plan:
     invalid_share: float = 0.05
     kill_replicas: tuple[int, ...] = (0, 1)
     """Replicas the driver may kill; the soak spares replica 0 to watch its memory throughout."""
+    pause_share: float = 0.15
+    """Part of the flows paused shortly after their submit and resumed a moment later."""
 
 
 @dataclass
@@ -75,6 +87,8 @@ class Run:
     runner_kills: list[float] = field(default_factory=list)
     unacked: int = 0
     rss: dict[str, list[int]] = field(default_factory=dict)
+    stepped: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """(flow, pause|resume|retry, task) of every step the API said it made."""
     verdict: Verdict | None = None
     seconds: float = 0.0
 
@@ -83,13 +97,16 @@ class Run:
         assert v is not None
         faults = ", ".join(f"{k}={n}" for k, n in sorted(self.faults.items()))
         statuses = ", ".join(f"{k}={n}" for k, n in sorted(v.statuses.items()))
+        steps = Counter(kind for _, kind, _ in self.stepped)
         return (
             f"chaos seed={self.plan.seed} (replay: WEIR_CHAOS_SEED={self.plan.seed}) "
             f"flows={v.flows} acked_submits={len(self.acked)} unacked_submits={self.unacked} "
             f"events={v.events} executions={v.executions} rerun_attempts={v.rerun_attempts} "
             f"kills={self.faults['kill_scheduler'] + self.faults['kill_runner']} "
             f"restarts={self.faults['restart_nats'] + self.faults['restart_postgres']} "
-            f"[{faults}] statuses[{statuses}] violations={len(v.violations)} "
+            f"[{faults}] statuses[{statuses}] stepped[pause={steps['pause']} "
+            f"resume={steps['resume']} retry={steps['retry']}] instances={v.instances} "
+            f"violations={len(v.violations)} "
             f"in {self.seconds:.1f}s"
         )
 
@@ -121,6 +138,12 @@ class Driver:
         self.rng = random.Random(plan.seed)
         # Separate streams of randomness so faults replay even if the workload changes.
         self.fault_rng = random.Random(plan.seed * 7 + 1)
+        self.step_rng = random.Random(plan.seed * 13 + 5)
+        self.stepping: list[asyncio.Task[None]] = []
+        self.paused: set[str] = set()
+        self.submitted = asyncio.Event()
+        self.fixable: dict[str, str] = {}
+        """flow -> its task that fails until retried; dropped once handled."""
 
     async def go(self) -> Run:
         started = time.monotonic()
@@ -130,8 +153,10 @@ class Driver:
             stop = asyncio.Event()
             faults = asyncio.create_task(self._faults(stop))
             sampler = asyncio.create_task(self._sample_rss(stop))
+            retries = asyncio.create_task(self._retry_failed(nc))
             try:
                 await self._submit_all(nc)
+                self.submitted.set()
                 # Keep injecting faults for the rest of the planned duration (the soak).
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -142,7 +167,10 @@ class Driver:
                 stop.set()
                 await faults
                 await sampler
-            await self._settle()
+            await asyncio.gather(*self.stepping)
+            with contextlib.suppress(TimeoutError):  # the checker tells what is left
+                await asyncio.wait_for(retries, self.plan.settle_timeout)
+            await self._settle(nc)
         finally:
             await close(nc)
         self.run.verdict = await check(
@@ -151,6 +179,7 @@ class Driver:
             self.trail,
             self.run.acked,
             self.run.runner_kills,
+            self.run.stepped,
         )
         self.run.seconds = time.monotonic() - started
         return self.run
@@ -160,15 +189,28 @@ class Driver:
         gap = self.plan.duration * 0.6 / max(self.plan.flows, 1)
         for n in range(self.plan.flows):
             flow_id = f"chaos-{self.plan.seed % 100000}-{n}"
-            invalid = self.rng.random() < self.plan.invalid_share
+            invalid = n >= len(FIRST_FLOWS) and self.rng.random() < self.plan.invalid_share
+            fixable = None
             if invalid:
                 spec = invalid_spec(flow_id)
             else:
-                _, spec = flow_spec(flow_id, self.trail, self.rng)
+                # The first two flows surely step in: a paused single task that fails until
+                # retried, and a paused map; the rest at random.
+                forced = FIRST_FLOWS[n] if n < len(FIRST_FLOWS) else {}
+                workload = flow_spec(flow_id, self.trail, self.rng, **forced)
+                spec, fixable = workload.spec, workload.fixable
             payload = msgspec.json.encode(spec)
             via_api = self.rng.random() < self.plan.api_share
             if await self._submit(nc, js, flow_id, payload, via_api):
                 self.run.acked[flow_id] = invalid
+                if fixable is not None:
+                    self.fixable[flow_id] = fixable
+                pause = n < len(FIRST_FLOWS) or self.step_rng.random() < self.plan.pause_share
+                if not invalid and pause:
+                    delay = 0.0 if n < len(FIRST_FLOWS) else self.step_rng.uniform(0.0, 1.0)
+                    self.stepping.append(
+                        asyncio.create_task(self._pause_and_resume(nc, flow_id, delay))
+                    )
             else:
                 self.run.unacked += 1
             await asyncio.sleep(self.rng.uniform(0, 2 * gap))
@@ -200,6 +242,78 @@ class Driver:
                 pass
             await asyncio.sleep(0.5)
         return False
+
+    async def _request(self, nc: NATS, subject: str, body: dict[str, str]) -> dict[str, Any] | None:
+        """Ask until an answer comes (an error answer included, but not_found: the submit
+        may not have been taken in yet); None if none ever does."""
+        reply: dict[str, Any] | None = None
+        for _ in range(SUBMIT_TRIES):
+            with contextlib.suppress(Exception):
+                msg = await nc.request(subject, msgspec.json.encode(body), timeout=STEP_TIMEOUT)
+                reply = msgspec.json.decode(msg.data)
+                if ((reply or {}).get("error") or {}).get("code") != ErrorCode.NOT_FOUND:
+                    return reply
+            await asyncio.sleep(0.5)
+        return reply
+
+    def _stepped(
+        self, flow_id: str, kind: str, reply: dict[str, Any] | None, task: str | None = None
+    ) -> None:
+        """Note a step the API answered it made (not one it refused or found made already)."""
+        result = (reply or {}).get("result")
+        if isinstance(result, dict) and not result.get("already"):
+            self.run.stepped.append((flow_id, kind, task))
+
+    async def _pause_and_resume(self, nc: NATS, flow_id: str, delay: float) -> None:
+        """Pause the flow `delay` seconds after its submit, resume it a moment later (its
+        running attempts finish meanwhile; faults keep coming)."""
+        await asyncio.sleep(delay)
+        self.paused.add(flow_id)
+        reply = await self._request(nc, subjects.API_PAUSE, {"flow_id": flow_id, "reason": "chaos"})
+        self._stepped(flow_id, "pause", reply)
+        await asyncio.sleep(self.step_rng.uniform(0.3, 2.0))
+        self._stepped(
+            flow_id, "resume", await self._request(nc, subjects.API_RESUME, {"flow_id": flow_id})
+        )
+
+    async def _retry_failed(self, nc: NATS) -> None:
+        """Once a flow with a task that fails until retried has failed, retry that task,
+        once: a retry whose answer was lost is not sent again if the log holds it."""
+        while not (self.submitted.is_set() and not self.fixable):
+            await asyncio.sleep(STEP_POLL)
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(self.stack.database_url)
+                try:
+                    rows = await conn.fetch(
+                        "SELECT id, status FROM flows WHERE id = ANY($1::text[])",
+                        list(self.fixable),
+                    )
+                    for row in rows:
+                        flow_id, status = row["id"], row["status"]
+                        if status in ("succeeded", "cancelled", "rejected"):
+                            self.fixable.pop(flow_id)  # nothing to retry
+                        elif status == "failed":
+                            await self._retry(nc, conn, flow_id, self.fixable.pop(flow_id))
+                finally:
+                    await conn.close()
+
+    async def _retry(self, nc: NATS, conn: asyncpg.Connection, flow_id: str, task: str) -> None:
+        body = {"flow_id": flow_id, "task": task}
+        for _ in range(SUBMIT_TRIES):
+            with contextlib.suppress(Exception):
+                msg = await nc.request(
+                    subjects.API_RETRY, msgspec.json.encode(body), timeout=STEP_TIMEOUT
+                )
+                self._stepped(flow_id, "retry", msgspec.json.decode(msg.data), task)
+                return
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                retried = await conn.fetchval(
+                    "SELECT count(*) FROM events WHERE flow_id = $1 AND type = 'task_retried'",
+                    flow_id,
+                )
+                if retried:
+                    return  # the answer was lost, the retry was not
+            await asyncio.sleep(0.5)
 
     async def _faults(self, stop: asyncio.Event) -> None:
         rng = self.fault_rng
@@ -246,8 +360,9 @@ class Driver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RSS_SAMPLE_EVERY)
 
-    async def _settle(self) -> None:
-        """Wait until every acknowledged flow has ended and the outbox is empty."""
+    async def _settle(self, nc: NATS) -> None:
+        """Wait until every acknowledged flow has ended and the outbox is empty (resuming a
+        flow whose pause took effect after its resume, when an answer was lost)."""
         terminal = [str(s) for s in TERMINAL_FLOW_STATUSES]
         ids = list(self.run.acked)
         deadline = time.monotonic() + self.plan.settle_timeout
@@ -263,8 +378,14 @@ class Driver:
                         "SELECT count(*) FROM flows WHERE id = ANY($1::text[])", ids
                     )
                     outbox = await conn.fetchval("SELECT count(*) FROM outbox")
+                    paused = await conn.fetch(
+                        "SELECT id FROM flows WHERE status = 'paused' AND id = ANY($1::text[])",
+                        list(self.paused),
+                    )
                 finally:
                     await conn.close()
+                for row in paused:
+                    await self._request(nc, subjects.API_RESUME, {"flow_id": row["id"]})
                 if open_flows == 0 and known == len(ids) and outbox == 0:
                     return  # the relay deletes a row only once JetStream has acknowledged it
             await asyncio.sleep(SETTLE_POLL)

@@ -1,6 +1,8 @@
 """Prove nothing is lost: flows run to their end through kill -9 of schedulers and runners and
-restarts of nats-server and Postgres, with every event once in the log and in the stream, no
-task succeeding twice and no two executions of one task at once.
+restarts of nats-server and Postgres, while some are paused and resumed, some have a task
+retried (`weir retry`) and some map a task over a list, with every event once in the log and
+in the stream, every step answered as made in the log, no finished task run again and no two
+executions of one task at once.
 
 The short run is part of `./just test`; `./just chaos` runs the long one with a memory soak.
 `WEIR_CHAOS_SEED` replays a run.
@@ -35,6 +37,9 @@ async def test_short_chaos_loses_nothing(tmp_path: Path) -> None:
     print(run.summary())
     assert sum(run.faults.values()) >= 4, f"too few faults injected: {run.faults}"
     _assert_clean(run.summary(), run.verdict.violations)
+    stepped = run.verdict.steps
+    assert min(stepped[e] for e in ("flow_paused", "flow_resumed", "task_retried")) >= 1, stepped
+    assert run.verdict.instances >= 1, "no mapped task ran an instance"
 
 
 @pytest.mark.chaos_long

@@ -1,10 +1,13 @@
-"""The checker itself: it must see overlapping executions and runs that vanished."""
+"""The checker itself: it must see overlapping executions, runs that vanished, a finished
+task run again and a step the log does not hold."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from tests.chaos.checker import overlaps, read_trail
+from tests.chaos.checker import overlaps, read_trail, steps_missing, succeeded_again
 
 
 def _trail(tmp_path: Path, lines: list[str]) -> Path:
@@ -52,3 +55,47 @@ def test_checker_bounds_a_killed_run_by_the_next_runner_kill(tmp_path: Path) -> 
     assert any("task c" in p and "never ended" in p for p in problems)
     assert any("task d" in p for p in problems)
     assert not any("task a" in p for p in problems)
+
+
+def _event(
+    flow: str, kind: str, task: str | None = None, planned: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "flow_id": flow,
+        "type": kind,
+        "task": task,
+        "planned": json.dumps(planned) if planned is not None else None,
+    }
+
+
+def test_checker_sees_a_finished_task_run_again_unless_a_retry_planned_it() -> None:
+    rows = [
+        _event("f", "task_succeeded", "a"),
+        _event("f", "task_succeeded", "a"),  # again, no retry: a violation
+        _event("f", "task_succeeded", "each[0]"),
+        _event("f", "task_succeeded", "b"),
+        _event("f", "task_retried", "b", planned=["b", "each"]),
+        _event("f", "task_succeeded", "b"),  # retried: fine
+        _event("f", "task_succeeded", "each[0]"),  # its mapped task was planned again: fine
+        _event("g", "task_succeeded", "b"),  # another flow
+    ]
+    assert succeeded_again(rows) == ["flow f: task a succeeded again without a retry"]
+
+
+def test_checker_sees_a_step_answered_as_made_that_the_log_lacks() -> None:
+    rows = [
+        _event("f", "flow_paused"),
+        _event("f", "flow_resumed"),
+        _event("g", "task_retried", "x", planned=["x"]),
+    ]
+    stepped = [
+        ("f", "pause", None),
+        ("f", "resume", None),
+        ("g", "retry", "x"),
+        ("g", "pause", None),  # not in the log
+        ("f", "retry", "y"),  # not in the log
+    ]
+    assert steps_missing(rows, stepped) == [
+        "flow f: retry of task y was answered as made 1 time(s), but the log holds 0 task_retried",
+        "flow g: pause was answered as made 1 time(s), but the log holds 0 flow_paused",
+    ]

@@ -3,7 +3,10 @@
 Every task appends `start` and `end` lines (flow, task, attempt, shell pid, wall time) to one
 trail file, so the checker can see each execution of each attempt and whether two of them
 overlapped. Some tasks fail on purpose: a few until their third attempt (they retry with a
-quick constant backoff), a few always (their flow fails).
+quick constant backoff), a few always (their flow fails), a few until they are retried with
+`weir retry` (their flow fails, then succeeds once the driver retries them). Some flows map
+a task over a list an upstream task wrote (0 to 4 items), so instances `NAME[i]` run,
+retry and get killed like any task.
 """
 
 from __future__ import annotations
@@ -18,17 +21,33 @@ RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.2, "ji
 _LINE = 'echo "{word} $WEIR_FLOW_ID $WEIR_TASK $WEIR_ATTEMPT $$ $(date +%s.%N)" >> "$TRAIL"'
 
 
-def _script(sleep: float, behaviour: str) -> str:
+MAP_ITEMS_MAX = 4
+FIXABLE_SHARE = 0.12
+"""Flows with one task that fails until `weir retry` gives it attempts past its budget."""
+
+
+def _script(sleep: float, behaviour: str, work: str = "") -> str:
     """A task body: start line, some work, end line, then the exit `behaviour` wants."""
     exit_code = {
         "ok": "0",
         "flaky": '$([ "$WEIR_ATTEMPT" -ge 3 ] && echo 0 || echo 1)',
         "broken": "1",
+        "fixable": f'$([ "$WEIR_ATTEMPT" -gt {RETRY["max_attempts"]} ] && echo 0 || echo 1)',
     }[behaviour]
     return (
-        f"{_LINE.format(word='start')}; sleep {sleep:.2f}; "
+        f"{_LINE.format(word='start')}; sleep {sleep:.2f}; {work}"
         f"{_LINE.format(word='end')}; exit {exit_code}"
     )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One flow to submit: its `shape`, its `spec`, and the task (if any) that fails until
+    it is retried, which the driver retries once the flow has failed."""
+
+    shape: str
+    spec: dict[str, Any]
+    fixable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,11 +61,16 @@ class Submitted:
 
 
 def _task(
-    name: str, trail: Path, rng: random.Random, depends: list[str], behaviour: str
+    name: str,
+    trail: Path,
+    rng: random.Random,
+    depends: list[str],
+    behaviour: str,
+    work: str = "",
 ) -> dict[str, Any]:
     task: dict[str, Any] = {
         "name": name,
-        "cmd": ["sh", "-c", _script(rng.uniform(0.05, 0.4), behaviour)],
+        "cmd": ["sh", "-c", _script(rng.uniform(0.05, 0.4), behaviour, work)],
         "env": [{"name": "TRAIL", "value": str(trail)}],
         "retry": RETRY,
     }
@@ -60,9 +84,19 @@ def _behaviour(rng: random.Random) -> str:
     return "broken" if roll < 0.04 else "flaky" if roll < 0.2 else "ok"
 
 
-def flow_spec(flow_id: str, trail: Path, rng: random.Random) -> tuple[str, dict[str, Any]]:
-    """One flow of a random shape: chain, fan-out/fan-in, diamond or a single task."""
-    shape = rng.choice(["chain", "fan", "diamond", "single"])
+SHAPES = ("chain", "fan", "diamond", "single", "map")
+
+
+def flow_spec(
+    flow_id: str,
+    trail: Path,
+    rng: random.Random,
+    shape: str | None = None,
+    fixable: bool | None = None,
+) -> Workload:
+    """One flow of a random shape (chain, fan-out/fan-in, diamond, a single task or a map),
+    or of `shape`; with a task that fails until retried at random, or as `fixable` says."""
+    shape = shape or rng.choice(SHAPES)
     tasks: list[dict[str, Any]] = []
     if shape == "chain":
         for i in range(rng.randint(2, 5)):
@@ -79,10 +113,30 @@ def flow_spec(flow_id: str, trail: Path, rng: random.Random) -> tuple[str, dict[
         tasks.append(_task("left", trail, rng, ["top"], _behaviour(rng)))
         tasks.append(_task("right", trail, rng, ["top"], _behaviour(rng)))
         tasks.append(_task("bottom", trail, rng, ["left", "right"], _behaviour(rng)))
+    elif shape == "map":
+        tasks.extend(_map_tasks(trail, rng))
     else:
         tasks.append(_task("only", trail, rng, [], _behaviour(rng)))
+    retried = None
+    if fixable or (fixable is None and rng.random() < FIXABLE_SHARE):
+        plain = [t for t in tasks if "map" not in t]
+        chosen = plain[rng.randrange(len(plain))]
+        chosen["cmd"][2] = _script(rng.uniform(0.05, 0.2), "fixable")
+        retried = chosen["name"]
     rng.shuffle(tasks)  # the planner must not depend on the listing order
-    return shape, {"id": flow_id, "name": f"chaos-{shape}", "tasks": tasks}
+    return Workload(shape, {"id": flow_id, "name": f"chaos-{shape}", "tasks": tasks}, retried)
+
+
+def _map_tasks(trail: Path, rng: random.Random) -> list[dict[str, Any]]:
+    """`list` writes a JSON list (maybe empty), `each` runs once per item, `gather` after."""
+    items = list(range(rng.randint(0, MAP_ITEMS_MAX)))
+    write = f"echo '{items}' > items.json; "
+    listing = _task("list", trail, rng, [], _behaviour(rng), work=write)
+    listing["outputs"] = [{"name": "items", "path": "items.json"}]
+    each = _task("each", trail, rng, ["list"], _behaviour(rng))
+    each["cmd"] += ["sh", "{{ item }}"]  # $1 is the item
+    each["map"] = {"over": "items", "max_items": MAP_ITEMS_MAX}
+    return [listing, each, _task("gather", trail, rng, ["each"], "ok")]
 
 
 def invalid_spec(flow_id: str) -> dict[str, Any]:

@@ -196,7 +196,7 @@ async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
     assert stepped.status == "scheduled"
     assert stepped.tasks == ["priority", "params", "tags", "metadata"]
     view = await client.get(flow_id)
-    assert (view.tags, view.metadata) == (["nightly"], {"team": "data"})
+    assert (view.tags, view.metadata, view.params) == (["nightly"], {"team": "data"}, {"n": 7})
     assert [t.priority for t in view.tasks] == [5]
 
     assert (await client.update(flow_id, start_now=True)).status == "pending"

@@ -137,3 +137,59 @@ def measure(path: str) -> dict[str, Any]:
 def total(sizes: list[dict[str, Any]]) -> dict[str, Any]:
     """The runs' values as one list, in item order."""
     return {"order": [s["file"] for s in sizes], "letters": sum(s["letters"] for s in sizes)}
+
+
+guarded = Flow("guarded", defaults={"retry": 1, "timeout": 60})
+"""Trigger rules, conditions over a parameter and an output, and an on-exit task."""
+
+
+@guarded.entry
+def guarded_params(env: str = "dev", fail: bool = False) -> None:
+    """`env` picks the branch; `fail` makes `load` fail."""
+
+
+@guarded.task(serializer="json")
+def decide(env: str) -> str:
+    return "go" if env == "prod" else "stop"
+
+
+@guarded.task(when=f'{decide.output} == "go"', serializer="json")
+def deploy() -> str:
+    return "deployed"
+
+
+@guarded.task(when=f'{decide.output} == "stop"', serializer="json")
+def hold() -> str:
+    return "held"
+
+
+@guarded.task(depends=[deploy, hold], trigger="one_success")
+def join() -> None:
+    """Runs after whichever branch ran."""
+
+
+@guarded.task(depends=[join], serializer="json")
+def load(fail: bool) -> int:
+    if fail:
+        raise RuntimeError("the warehouse refused the load")
+    return 3
+
+
+@guarded.task(depends=[load], when='params.env == "prod"')
+def publish() -> None:
+    """Only in production, and only after a load that worked."""
+
+
+@guarded.task(depends=[load], trigger="all_done", serializer="json")
+def cleanup() -> str:
+    return "cleaned"
+
+
+@guarded.task(depends=[load], trigger="one_failed", serializer="json")
+def alert() -> str:
+    return "paged"
+
+
+@guarded.on_exit(name="report", serializer="json")
+def report_outcome(env: str, flow_status: str) -> str:
+    return f"{env}: {flow_status}"

@@ -1,5 +1,6 @@
 """An SDK flow on the real scheduler and local runner (Postgres + NATS): fan-out/fan-in with
-Python objects gives exactly what `run_local()` gives."""
+Python objects, parameters, trigger rules, conditions and an on-exit task give exactly what
+`run_local()` gives."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
 from weir.artifacts import ArtifactStore
 from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import event_type
 
-from tests.sdk.pipelines import daily, sales
+from tests.sdk.pipelines import daily, guarded, sales
 
 WAIT = 60.0
 
@@ -79,3 +81,37 @@ async def test_a_flow_with_params_gets_the_values_run_local_gets(
     await ArtifactStore(client.js, settings.artifacts_bucket).download(flow_id, "check", target)
     assert daily.load_output("check", target.read_bytes()) == expected["check"]
     assert expected["check"]["types"] == ["float", "bool", "int"]
+
+
+@pytest.mark.parametrize(
+    ("params", "fail_fast"),
+    [
+        ({"env": "dev", "fail": "true"}, False),
+        ({"env": "prod"}, False),
+        ({"env": "dev", "fail": "true"}, True),
+    ],
+    ids=["failing-load-in-dev", "prod", "failing-load-alone-with-fail-fast"],
+)
+async def test_trigger_rules_conditions_and_on_exit_end_every_task_as_run_local_does(
+    client: Client,
+    settings: Settings,
+    tmp_path: Path,
+    params: dict[str, str],
+    fail_fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guarded, "fail_fast", fail_fast)
+    expected = guarded.run_local_outcome(**params)
+
+    flow_id = await guarded.submit(client, params=params)
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+
+    view = await client.get(flow_id)
+    assert event_type(final) == f"flow_{expected.status}"
+    assert {t.name: t.status for t in view.tasks} == expected.statuses()
+    skipped = {t.name: t.error_message for t in view.tasks if t.status == "skipped"}
+    assert skipped == {n: t.reason for n, t in expected.tasks.items() if t.status == "skipped"}
+    target = tmp_path / "report"
+    await ArtifactStore(client.js, settings.artifacts_bucket).download(flow_id, "report", target)
+    assert guarded.load_output("report", target.read_bytes()) == expected["report"]
+    assert expected["report"] == f"{params['env']}: {expected.status}"

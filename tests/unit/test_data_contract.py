@@ -204,6 +204,17 @@ async def test_a_flow_row_keeps_what_was_fixed_at_submit(data: DataLayer) -> Non
     assert await data.flow_view("nobody") is None
 
 
+async def test_an_update_changes_the_flow_rows_tags_metadata_start_and_params(
+    data: DataLayer,
+) -> None:
+    await submitted(data, "f1", status="scheduled", start_at=NOW, params={"n": 1})
+    changed = {"tags": ["urgent"], "metadata": {}, "start_at": NOW + HOUR, "params": {"n": 5}}
+    await data.append(batch([event("f1", 2, "flow_updated")], [flow_row("f1", seq=2, **changed)]))
+    view = await data.flow_view("f1")
+    assert view is not None
+    assert (view.tags, view.metadata, view.start_at, view.params) == tuple(changed.values())
+
+
 # Timers ----------------------------------------------------------------------------------
 
 

@@ -116,6 +116,8 @@ class DeciderMachine(RuleBasedStateMachine):
         self.current = ""
         self.ended: dict[str, int] = {}
         """Terminal flows and their seq when they ended."""
+        self.run_to_end: dict[str, FoldedFlow] = {}
+        """Each flow's state last run to its end (immutable: the same object, the same run)."""
 
     # -- driving ------------------------------------------------------------------------
 
@@ -535,6 +537,9 @@ class DeciderMachine(RuleBasedStateMachine):
         """Resumed, released, timers fired and every attempt finished, the flow ends; the
         log of that run folds to its state."""
         flow = self.flow
+        if self.run_to_end.get(flow.id) is flow:  # a step that changed nothing (stale, ...)
+            return
+        self.run_to_end[flow.id] = flow
         log = list(self.logs[self.current])
         for _ in range(400):
             if flow.status.terminal or not flow.exists:

@@ -74,7 +74,7 @@ def test_the_ui_folds_statuses_with_the_proto_status_sets() -> None:
     assert set(terminal) == {str(s) for s in TERMINAL_TASK_STATUSES}
     active = _js_strings(model, "ACTIVE_FLOW", "new Set([", "])")
     assert set(active) == {str(s) for s in UNENDED_FLOW_STATUSES}
-    task_after = _js_strings(model, "TASK_STATUS_AFTER", "{", "}")
-    assert task_after and set(task_after) <= {str(s) for s in TaskStatus}
-    flow_after = _js_strings(model, "FLOW_STATUS_AFTER", "{", "}")
-    assert flow_after and set(flow_after) <= {str(s) for s in FlowStatus}
+    task_after = re.findall(r'(?:setTask\([^,]+, |[tT]askTo\()"([a-z_]+)"', model)
+    assert task_after and set(task_after) <= {str(s) for s in TaskStatus}, task_after
+    flow_after = re.findall(r'(?:setFlow|flowTo)\("([a-z_]+)"', model)
+    assert flow_after and set(flow_after) <= {str(s) for s in FlowStatus}, flow_after

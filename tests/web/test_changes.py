@@ -8,8 +8,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from weir_proto.events import TERMINAL_FLOW_EVENTS
-from weir_web.changes import FOLLOWER_PENDING_MAX, STATUS_EVENTS, Change, Follower, change_of
+import msgspec
+from weir_proto.events import TERMINAL_FLOW_EVENTS, FlowEvent
+from weir_proto.status import FlowStatus, flow_status_after
+from weir_web.changes import (
+    EVENT_TYPES,
+    FOLLOWER_PENDING_MAX,
+    STATUS_EVENTS,
+    STEADY_EVENTS,
+    Change,
+    Follower,
+    change_of,
+)
 
 from tests.web.conftest import Web
 from tests.web.sse import Sse, read_sse
@@ -63,6 +73,23 @@ async def test_the_list_stream_pushes_a_new_flow_and_each_status_change(
         assert await status_in_list(viewer, flow_id) == "succeeded"
 
 
+async def test_the_list_stream_pushes_a_pause_and_a_resume(web: Web, tmp_path: Path) -> None:
+    viewer, operator = web.client("viewer"), web.client("operator")
+    spec, gate = gated(tmp_path, "stepped")
+    async with viewer.stream("GET", "/flows", headers=SSE) as response:
+        frames = read_sse(response)
+        assert (await anext(frames)).event == "ready"
+        flow_id = await submit(operator, spec)
+        await changes_of(frames, flow_id, until="task_started")
+        assert (await operator.post(f"/flows/{flow_id}/pause", json={})).status_code == 200
+        assert (await changes_of(frames, flow_id, until="flow_paused"))[-1] == "flow_paused"
+        assert await status_in_list(viewer, flow_id) == "paused"
+        assert (await operator.post(f"/flows/{flow_id}/resume")).status_code == 200
+        assert (await changes_of(frames, flow_id, until="flow_resumed"))[-1] == "flow_resumed"
+        assert await status_in_list(viewer, flow_id) == "running"
+        gate.touch()
+
+
 async def test_the_list_stream_needs_a_reader_and_writes_nothing(web: Web) -> None:
     anonymous = web.client()
     async with anonymous.stream("GET", "/flows", headers=SSE) as response:
@@ -83,6 +110,35 @@ def test_only_status_events_of_valid_flow_ids_become_changes() -> None:
     assert change_of("weir.events.Bad_Id.flow_failed") is None
     assert change_of("weir.status.etl-7.flow_failed") is None
     assert change_of("xweir.events.etl-7.flow_failed") is None
+
+
+STEADY_FIELDS = {
+    "id": "e1",
+    "flow_id": "f",
+    "seq": 2,
+    "at": "2026-12-01T00:00:00Z",
+    "task": "a",
+    "attempt": 1,
+    "runner": "r2",
+    "previous_runner": "r1",
+    "silent_for": 9.0,
+    "error_type": "exit",
+    "message": "m",
+    "retry_at": "2026-12-01T00:01:00Z",
+    "until": "2026-12-01T00:01:00Z",
+    "reason": "r",
+    "count": 2,
+}
+"""A value for every required field of the steady events."""
+
+
+def test_the_steady_events_change_no_flow_status_and_every_other_type_is_pushed() -> None:
+    assert STEADY_EVENTS < EVENT_TYPES and STATUS_EVENTS == EVENT_TYPES - STEADY_EVENTS
+    assert {"flow_paused", "flow_resumed", "task_retried", "flow_updated"} <= STATUS_EVENTS
+    for kind in STEADY_EVENTS:
+        event = msgspec.convert({**STEADY_FIELDS, "type": kind}, FlowEvent)
+        for status in FlowStatus:
+            assert flow_status_after(status, event) is status, (kind, status)
 
 
 async def test_a_follower_coalesces_per_flow_and_overflows_to_one_resync() -> None:

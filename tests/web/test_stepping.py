@@ -89,6 +89,7 @@ async def test_update_before_the_start(operator: httpx.AsyncClient) -> None:
     assert updated.json()["tasks"] == ["priority", "params", "tags"]
     view = (await operator.get(f"/flows/{flow_id}")).json()
     assert view["status"] == "scheduled" and view["tags"] == ["x"]
+    assert view["params"] == {"n": 5}, "the view shows the updated params"
 
     invalid = await operator.patch(f"/flows/{flow_id}", json={"params": {"n": "x", "m": 1}})
     assert invalid.status_code == 422

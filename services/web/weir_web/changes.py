@@ -16,30 +16,35 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import get_args
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from weir_proto import subjects
+from weir_proto.events import FlowEvent
 from weir_proto.ids import is_dns_label
 
 log = logging.getLogger("weir.web")
 
-STATUS_EVENTS = frozenset(
+STEADY_EVENTS = frozenset(
     {
-        "flow_submitted",
-        "flow_rejected",
-        "flow_deduplicated",
-        "task_dispatched",
-        "task_queued",
-        "task_started",
-        "flow_cancel_requested",
-        "flow_succeeded",
-        "flow_failed",
-        "flow_cancelled",
+        "task_taken_over",
+        "task_succeeded",
+        "task_attempt_failed",
+        "task_snoozed",
+        "task_cancelled",
+        "task_failed",
+        "task_expanded",
+        "task_condition_read",
     }
 )
-"""The event types that can change a flow's status (weir_proto.status.flow_status_after)."""
+"""The event types after which a flow's status is what it was before
+(weir_proto.status.flow_status_after; tests/web/test_changes.py holds them to it)."""
+EVENT_TYPES = frozenset(str(kind.__struct_config__.tag) for kind in get_args(FlowEvent))
+STATUS_EVENTS = EVENT_TYPES - STEADY_EVENTS
+"""The event types that can change a flow's status: every other one, so a new event type is
+pushed unless it is known not to change a status."""
 FOLLOWER_PENDING_MAX = 1000
 """Distinct changed flows held for one follower before it is told to refresh everything."""
 

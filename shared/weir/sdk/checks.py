@@ -12,13 +12,21 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from weir_proto.conditions import ref_problem, refs
 from weir_proto.errors import WeirException
 from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 
-from weir.sdk.serializers import BytesSerializer, JsonSerializer, TextSerializer
+from weir.sdk.serializers import (
+    BytesSerializer,
+    JsonSerializer,
+    PickleSerializer,
+    TextSerializer,
+)
+from weir.sdk.task import FLOW_STATUS_PARAM
 
 if TYPE_CHECKING:
-    from weir.sdk.flow import Flow, Task
+    from weir.sdk.flow import Flow
+    from weir.sdk.task import Task
 
 # PEP 484's numeric tower: an int is acceptable where a float is expected, and so on.
 _PROMOTIONS: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
@@ -54,6 +62,8 @@ def find_problems(flow: Flow) -> list[str]:
             )
         seen.setdefault(task.name, task)
         problems.extend(_input_problems(flow, task, where, names))
+        problems.extend(_condition_problems(flow, task, where, names))
+    problems.extend(_on_exit_problems(flow))
     if not problems:
         cycle = _find_cycle(flow)
         if cycle:
@@ -82,7 +92,7 @@ def _describe(func: Callable[..., Any]) -> str:
 
 
 def _ref_problem(flow: Flow, ref: object, what: str, names: str) -> str | None:
-    from weir.sdk.flow import Task
+    from weir.sdk.task import Task
 
     if flow.resolve(ref) is not None:  # type: ignore[arg-type]
         return None
@@ -97,6 +107,82 @@ def _ref_problem(flow: Flow, ref: object, what: str, names: str) -> str | None:
         f"{what} is {ref!r}, which is not a task of this flow; pass a function decorated "
         f"with @flow.task or its name (tasks: {names})"
     )
+
+
+def _condition_problems(flow: Flow, task: Task[..., Any], where: str, names: str) -> list[str]:
+    """What the planner would refuse in `when` (in its words), and outputs a condition
+    cannot read: a task it names becomes a dependency, so it must be one of this flow's
+    tasks, not the task itself nor the on-exit task, and write JSON or text."""
+    if task.condition is None:
+        return []
+    problems: list[str] = []
+    tasks = {t.name: t for t in flow.tasks}
+    outputs = {name: name for name in tasks}  # an SDK task's one output is named after it
+    for ref in refs(task.condition):
+        name = ref.path[1]
+        producer = tasks.get(name) if ref.path[0] == "tasks" else None
+        if ref.path[0] == "tasks" and producer is None:
+            problems.append(
+                f'{where}: when: reads tasks.{name}, but task "{name}" does not exist '
+                f"(tasks: {names})"
+            )
+            continue
+        problem = ref_problem(ref, flow.params, tasks, outputs)
+        if problem is not None:
+            hint = f" (an SDK task's one output is named after it: tasks.{name}.outputs.{name})"
+            problems.append(f"{where}: when: {problem}{hint if len(ref.path) == 4 else ''}")
+        elif producer is task:
+            problems.append(f"{where}: when: reads tasks.{name}, the task itself")
+        elif producer is not None and producer.on_exit:
+            problems.append(
+                f"{where}: when: reads tasks.{name}, the on-exit task, which runs after every "
+                "other task"
+            )
+        elif producer is not None and len(ref.path) == 4 and _unreadable(producer):
+            problems.append(
+                f'{where}: when: reads the output of task "{name}", whose serializer is '
+                f"{_serializer_name(producer)}; a condition reads an output as JSON or text: "
+                f'pass serializer="json" to task "{name}"'
+            )
+    return problems
+
+
+def _unreadable(task: Task[..., Any]) -> bool:
+    """Whether a condition cannot make sense of `task`'s output."""
+    return isinstance(task.serializer, PickleSerializer | BytesSerializer)
+
+
+def _on_exit_problems(flow: Flow) -> list[str]:
+    """One on-exit task, which no task may wait for, taking no inputs: only flow
+    parameters and `flow_status`."""
+    problems: list[str] = []
+    on_exit = [t for t in flow.tasks if t.on_exit]
+    for extra in on_exit[1:]:
+        problems.append(
+            f'task "{extra.name}" ({_describe(extra.func)}): is a second on-exit task (the '
+            f'first is "{on_exit[0].name}"); a flow has one'
+        )
+    for task in on_exit:
+        where = f'task "{task.name}" ({_describe(task.func)})'
+        for param, declared in inspect.signature(task.func).parameters.items():
+            required = declared.default is inspect.Parameter.empty and declared.kind not in (
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.VAR_KEYWORD,
+            )
+            if required and param != FLOW_STATUS_PARAM and param not in flow.params:
+                problems.append(
+                    f'{where}: parameter "{param}" is neither a flow parameter nor '
+                    f"{FLOW_STATUS_PARAM}; an on-exit task takes no inputs (the tasks it would "
+                    "read may not have succeeded)"
+                )
+        for other in flow.tasks:
+            refs_to = [*other.inputs.values(), *other.depends, *other.map_over.values()]
+            if other is not task and any(flow.resolve(r) is task for r in refs_to):
+                problems.append(
+                    f'task "{other.name}" ({_describe(other.func)}): waits for the on-exit '
+                    f'task "{task.name}", which runs after every other task; remove it'
+                )
+    return problems
 
 
 def _map_problems(flow: Flow, task: Task[..., Any], where: str, names: str) -> list[str]:
@@ -174,6 +260,7 @@ def _input_problems(flow: Flow, task: Task[..., Any], where: str, names: str) ->
         )
         if (
             required
+            and not task.on_exit
             and param not in task.inputs
             and param not in flow.params
             and param not in task.map_over

@@ -9,6 +9,12 @@ def extract() -> list[dict[str, int]]: ...
 @flow.task(inputs={"rows": extract}, retry=3, timeout=600)
 def load(rows: list[dict[str, int]]) -> int: ...
 
+@flow.task(depends=[load], trigger="all_done")     # runs whether load failed or not
+def cleanup() -> None: ...
+
+@flow.on_exit                                       # runs last, with the flow's outcome
+def report(flow_status: str) -> None: ...
+
 if __name__ == "__main__":
     flow.main()
 ```
@@ -20,19 +26,18 @@ serializer, and every input is that file placed in the consumer's working direct
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 import msgspec
+from weir_proto.conditions import ConditionError, Expr, parse_condition, refs
 from weir_proto.spec import (
     Duration,
-    EnvVar,
     FlowSpec,
     Input,
     KubernetesOptions,
@@ -42,20 +47,32 @@ from weir_proto.spec import (
     RetryPolicy,
     TaskDefaults,
     TaskSpec,
+    Trigger,
 )
 from weir_proto.spec import ParamSpec as FlowParam
-from weir_proto.validation import check_value
+from weir_proto.triggers import FLOW_STATUS_ENV
 
 from weir.sdk import params as flow_params
 from weir.sdk import serializers
-from weir.sdk.checks import FlowDefinitionError, find_problems, topological_order
+from weir.sdk.checks import FlowDefinitionError, find_problems
 from weir.sdk.serializers import Serializer
+from weir.sdk.task import (
+    FLOW_STATUS_PARAM,
+    P,
+    R,
+    Secret,
+    Task,
+    TaskOptions,
+    env_vars,
+    resources_of,
+    spec_part,
+    task_name_for,
+)
 
 if TYPE_CHECKING:
     from weir.client import Client
+    from weir.sdk.local import LocalRun
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 ENTRY_MODULE = "weir.sdk.entry"
 INPUT_DIR = "_weir/inputs"
@@ -89,89 +106,6 @@ def registered_flow(name: str | None) -> Flow:
     raise LookupError(f"expected {wanted} to be defined on import; flows defined: {known}")
 
 
-class Secret(NamedTuple):
-    """An env value read from a secret, e.g. `env={"TOKEN": Secret("api-token")}`."""
-
-    name: str
-
-
-class Task(Generic[P, R]):
-    """A function registered with `@flow.task`. Calling it calls the function unchanged,
-    so it stays unit-testable; the flow reads the rest of the attributes."""
-
-    def __init__(
-        self,
-        flow: Flow,
-        func: Callable[P, R],
-        name: str,
-        inputs: Mapping[str, Task[..., Any] | str],
-        depends: Sequence[Task[..., Any] | str],
-        serializer: Serializer,
-        spec: TaskSpec,
-        map_over: Mapping[str, Task[..., Any] | str] | None = None,
-    ) -> None:
-        self.flow = flow
-        self.map_over = dict(map_over or {})
-        """`{parameter: task}`: run once per item of the list `task` returns, the item
-        passed as `parameter` (at most one entry)."""
-        self.func = func
-        self.name = name
-        self.inputs = dict(inputs)
-        self.depends = list(depends)
-        self.serializer = serializer
-        self.spec = spec
-        """The task's own settings (retry, timeout, ...); `cmd`, `inputs` and `outputs`
-        are filled in when the flow is built."""
-        self.__doc__ = func.__doc__
-        self.__wrapped__ = func
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f'<task "{self.name}" of flow "{self.flow.name}">'
-
-    def invoke(self, kwargs: Mapping[str, Any]) -> Any:
-        """Call the function with these keyword arguments (an `async def` runs to its end)."""
-        func: Callable[..., Any] = self.func
-        if inspect.iscoroutinefunction(func):
-            return asyncio.run(func(**kwargs))
-        return func(**kwargs)
-
-
-def task_name_for(func: Callable[..., Any]) -> str:
-    """`extract_rows` -> `extract-rows`: task names are DNS-1123 labels (pod names)."""
-    return func.__name__.lower().replace("_", "-").strip("-")
-
-
-def _spec_part(value: Any, kind: Any, path: str, where: str, problems: list[str]) -> Any:
-    """`value` read as a spec file's `path` would be (`retry=3`, `timeout="10m"`, ...), by
-    the same checks the scheduler runs; its problems are added to `problems`."""
-    if value is None or isinstance(value, msgspec.Struct):
-        return value
-    plain = dict(value) if isinstance(value, Mapping) else value
-    checked = check_value(plain, kind, path, where)
-    if checked.errors:
-        problems.extend(e.message for e in checked.errors)
-        return None
-    return msgspec.convert(checked.value, kind)
-
-
-def _resources(value: Resources | Mapping[str, Any] | None) -> Resources | None:
-    if value is None or isinstance(value, Resources):
-        return value
-    if value and set(value) <= {"requests", "limits"}:
-        return msgspec.convert(dict(value), Resources)
-    return Resources(requests={k: str(v) for k, v in value.items()})
-
-
-def _env(values: Mapping[str, str | Secret]) -> list[EnvVar]:
-    return [
-        EnvVar(name=k, from_secret=v.name) if isinstance(v, Secret) else EnvVar(name=k, value=v)
-        for k, v in values.items()
-    ]
-
-
 class Flow:
     """A flow of Python tasks: decorate functions with `@flow.task`, then `flow.main()`."""
 
@@ -198,7 +132,7 @@ class Flow:
         self.name = name
         self.problems: list[str] = []
         """Options that are not valid (reported, with every other problem, by `check`)."""
-        self.defaults: TaskDefaults | None = _spec_part(
+        self.defaults: TaskDefaults | None = spec_part(
             defaults, TaskDefaults, "defaults", "Flow(...)", self.problems
         )
         if image is not None:
@@ -245,6 +179,8 @@ class Flow:
         depends: Sequence[Task[..., Any] | str] = (),
         map_over: Mapping[str, Task[..., Any] | str] | None = None,
         max_items: int | None = None,
+        trigger: Trigger | None = None,
+        when: str | None = None,
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
@@ -266,6 +202,8 @@ class Flow:
         depends: Sequence[Task[..., Any] | str] = (),
         map_over: Mapping[str, Task[..., Any] | str] | None = None,
         max_items: int | None = None,
+        trigger: Trigger | None = None,
+        when: str | None = None,
         retry: int | RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
@@ -291,41 +229,48 @@ class Flow:
         `list_files` returns (which must use the json serializer), each run getting its
         item as the parameter `item`; a task taking this task's value gets the list of the
         runs' values, in item order (`max_items` caps the list; see docs/sdk.md).
+
+        `trigger` is how its dependencies must have ended for it to run ("all_success",
+        the default, "all_done", "all_failed", "one_failed", "one_success", "none_failed");
+        `when` a condition, as in a YAML spec (`'params.env == "prod"'`,
+        `f'{check.output} == "go"'`): false skips the task with the reason. A task the
+        condition reads becomes a dependency, as an input does.
         """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             task_name = name or task_name_for(fn)
             where = f'task "{task_name}"'
-            k8s = kubernetes
-            if isinstance(k8s, Mapping):
-                k8s = msgspec.convert(dict(k8s), KubernetesOptions)
-            limits = _resources(resources)
-            if limits is not None:
-                k8s = msgspec.structs.replace(k8s or KubernetesOptions(), resources=limits)
-            spec = TaskSpec(
-                name=task_name,
-                cmd=[],
-                image=image,
-                env=_env({**self.env, **(env or {})}),
-                queue=queue,
-                timeout=_spec_part(timeout, Duration | None, "timeout", where, self.problems),
-                retry=_spec_part(retry, RetryPolicy | None, "retry", where, self.problems),
-                priority=priority,
-                kubernetes=k8s,
+            spec = self._task_spec(
+                task_name,
+                TaskOptions(
+                    retry=retry,
+                    timeout=timeout,
+                    resources=resources,
+                    priority=priority,
+                    queue=queue,
+                    image=image,
+                    env=env,
+                    kubernetes=kubernetes,
+                ),
             )
+            checked = spec_part(trigger, Trigger | None, "trigger", where, self.problems)
+            spec = msgspec.structs.replace(spec, trigger=checked or "all_success", when=when)
             serializer_choice: str | Serializer | None = serializer
             if map_over:
                 spec = msgspec.structs.replace(
                     spec, map=MapSpec(over="", max_items=max_items)
                 )  # `over` is the producer's output, named when the flow is built
                 serializer_choice = serializer or "json"
-            chosen = (
-                self.serializer
-                if serializer_choice is None
-                else serializers.resolve(serializer_choice)
-            )
             registered = Task(
-                self, fn, task_name, inputs or {}, depends, chosen, spec, map_over=map_over
+                self,
+                fn,
+                task_name,
+                inputs or {},
+                depends,
+                self._serializer(serializer_choice),
+                spec,
+                map_over=map_over,
+                condition=self._condition(when, where),
             )
             self.tasks.append(registered)
             return registered
@@ -333,6 +278,83 @@ class Flow:
         if func is not None:
             return register(func)
         return register
+
+    @overload
+    def on_exit(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def on_exit(
+        self, func: None = None, /, **options: Unpack[TaskOptions]
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def on_exit(
+        self, func: Callable[P, R] | None = None, /, **options: Unpack[TaskOptions]
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register the flow's on-exit task (the spec's `on_exit`): it runs last, after every
+        other task ended however they did, and its function's `flow_status` parameter (if it
+        has one) gets the flow's outcome so far, `succeeded` or `failed`. It takes flow
+        parameters but no inputs; if it fails, the flow fails. Options as for `task`, but
+        `inputs`, `depends`, `map_over`, `trigger` and `when`."""
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task_name = options.get("name") or task_name_for(fn)
+            unknown = sorted(set(options) - set(TaskOptions.__annotations__))
+            if unknown:
+                self.problems.append(
+                    f'task "{task_name}": @flow.on_exit takes no {", ".join(unknown)} (it runs '
+                    "after every other task, whatever became of them); it takes "
+                    f"{', '.join(TaskOptions.__annotations__)}"
+                )
+            spec = self._task_spec(task_name, options)
+            chosen = self._serializer(options.get("serializer"))
+            registered = Task(self, fn, task_name, {}, (), chosen, spec, on_exit=True)
+            self.tasks.append(registered)
+            return registered
+
+        if func is not None:
+            return register(func)
+        return register
+
+    def _task_spec(self, name: str, options: TaskOptions) -> TaskSpec:
+        """A task's own settings, read as a spec file's would be (problems noted)."""
+        where = f'task "{name}"'
+        k8s = options.get("kubernetes")
+        if isinstance(k8s, Mapping):
+            k8s = msgspec.convert(dict(k8s), KubernetesOptions)
+        limits = resources_of(options.get("resources"))
+        if limits is not None:
+            k8s = msgspec.structs.replace(k8s or KubernetesOptions(), resources=limits)
+        timeout, retry = options.get("timeout"), options.get("retry")
+        return TaskSpec(
+            name=name,
+            cmd=[],
+            image=options.get("image"),
+            env=env_vars({**self.env, **(options.get("env") or {})}),
+            queue=options.get("queue"),
+            timeout=spec_part(timeout, Duration | None, "timeout", where, self.problems),
+            retry=spec_part(retry, RetryPolicy | None, "retry", where, self.problems),
+            priority=options.get("priority"),
+            kubernetes=k8s,
+        )
+
+    def _serializer(self, choice: str | Serializer | None) -> Serializer:
+        return self.serializer if choice is None else serializers.resolve(choice)
+
+    def _condition(self, when: object, where: str) -> Expr | None:
+        """`when` parsed as the planner parses it (its problem noted, in its words)."""
+        if when is None:
+            return None
+        if not isinstance(when, str):
+            self.problems.append(
+                f"{where}: when: expected a condition as a string, like "
+                f"'params.env == \"prod\"', got {type(when).__name__}"
+            )
+            return None
+        try:
+            return parse_condition(when)
+        except ConditionError as exc:
+            self.problems.append(f"{where}: when: {exc}")
+            return None
 
     # Building -----------------------------------------------------------------------------
 
@@ -360,9 +382,11 @@ class Flow:
             raise FlowDefinitionError(self.name, problems)
 
     def upstream(self, task: Task[..., Any]) -> list[Task[..., Any]]:
-        """The tasks `task` waits for: its inputs' producers, then its `depends`."""
+        """The tasks `task` waits for: its inputs' producers, then its `depends`, then the
+        tasks its `when` condition reads."""
         found: list[Task[..., Any]] = []
-        for ref in [*task.map_over.values(), *task.inputs.values(), *task.depends]:
+        read = [r.path[1] for r in refs(task.condition)] if task.condition is not None else []
+        for ref in [*task.map_over.values(), *task.inputs.values(), *task.depends, *read]:
             producer = self.resolve(ref)
             if producer is not None and all(producer is not f for f in found):
                 found.append(producer)
@@ -384,24 +408,25 @@ class Flow:
             flow_params.resolve(self.name, self.params, params)
         where = entrypoint or self.entrypoint or self.default_entrypoint()
         interpreter = python or self.python or sys.executable or "python"
-        tasks = []
-        for task in self.tasks:
-            tasks.append(
-                msgspec.structs.replace(
-                    task.spec,
-                    cmd=[interpreter, "-m", ENTRY_MODULE, where, task.name, "--flow", self.name],
-                    depends=[t.name for t in self.upstream(task)],
-                    inputs=[
-                        Input(from_=self._producer(ref).name, path=input_path(param))
-                        for param, ref in task.inputs.items()
-                    ],
-                    outputs=[Output(name=task.name, path=OUTPUT_PATH)],
-                    map=self._map_spec(task),
-                )
+        built = {
+            task.name: msgspec.structs.replace(
+                task.spec,
+                cmd=[interpreter, "-m", ENTRY_MODULE, where, task.name, "--flow", self.name],
+                depends=[t.name for t in self.upstream(task)],
+                inputs=[
+                    Input(from_=self._producer(ref).name, path=input_path(param))
+                    for param, ref in task.inputs.items()
+                ],
+                outputs=[Output(name=task.name, path=OUTPUT_PATH)],
+                map=self._map_spec(task),
             )
+            for task in self.tasks
+        }
+        on_exit = next((t.name for t in self.tasks if t.on_exit), None)
         return FlowSpec(
             name=self.name,
-            tasks=tasks,
+            tasks=[spec for name, spec in built.items() if name != on_exit],
+            on_exit=built[on_exit] if on_exit is not None else None,
             id=flow_id,
             defaults=self.defaults,
             tags=self.tags,
@@ -439,54 +464,27 @@ class Flow:
 
     # Running ------------------------------------------------------------------------------
 
-    def run_local(self, **params: Any) -> dict[str, Any]:
-        """Run every task in this process in dependency order and return the results by task
-        name. `params` are the flow's parameters, checked as the scheduler checks them
+    def run_local(self, **params: Any) -> LocalRun:
+        """Run the flow in this process as the services would and return each succeeded
+        task's value by name (a `LocalRun`, whose `tasks` say how every task ended). When the
+        flow failed, raises the exception of the first task that failed (with a note naming
+        it), once every task that runs after a failure and the on-exit task have run.
+        `params` are the flow's parameters, checked as the scheduler checks them
         (ParamsError lists every problem). Values go through each task's serializer as
         bytes, exactly as between task processes, so a value that would not survive a real
-        run fails here too."""
-        self.check()
-        values = flow_params.resolve(self.name, self.params, params)
-        stored: dict[str, bytes] = {}
-        results: dict[str, Any] = {}
-        for task in topological_order(self):
-            kwargs = {
-                param: self._producer(ref).serializer.loads(stored[self._producer(ref).name])
-                for param, ref in task.inputs.items()
-            }
-            kwargs.update(self._param_arguments(task, values))
-            try:
-                if task.map_over:
-                    stored[task.name] = self._run_mapped_locally(task, kwargs, results)
-                else:
-                    stored[task.name] = task.serializer.dumps(task.invoke(kwargs))
-            except Exception as exc:
-                exc.add_note(f'in task "{task.name}" of flow "{self.name}" (run_local)')
-                raise
-            results[task.name] = task.serializer.loads(stored[task.name])
-        return results
+        run fails here too. See `weir.sdk.local` for the order tasks run in."""
+        outcome = self.run_local_outcome(**params)
+        if outcome.errors:
+            raise next(iter(outcome.errors.values()))
+        return outcome
 
-    def _run_mapped_locally(
-        self, task: Task[..., Any], kwargs: dict[str, Any], results: Mapping[str, Any]
-    ) -> bytes:
-        """Each item of the list as one run, as the scheduler's instances: items and values
-        through JSON, the same limit and the same refusal of a value that is not a list."""
-        ((param, ref),) = task.map_over.items()
-        producer = self._producer(ref)
-        items = results[producer.name]
-        what = f'task "{task.name}": map.over output "{producer.name}"'
-        if not isinstance(items, list):
-            raise TypeError(f"{what} is a {type(items).__name__}, not a JSON list")
-        most = task.spec.map.max_items if task.spec.map is not None else None
-        if most is not None and len(items) > most:
-            raise ValueError(
-                f"{what} has {len(items):,} items; the limit is {most:,} (map.max_items)"
-            )
-        values = []
-        for item in items:
-            value = task.invoke({**kwargs, param: json.loads(json.dumps(item))})
-            values.append(task.serializer.loads(task.serializer.dumps(value)))
-        return json.dumps(values).encode()
+    def run_local_outcome(self, **params: Any) -> LocalRun:
+        """As `run_local`, but a failed flow is returned, not raised: `status` is `failed`,
+        `tasks` has each task's status and reason, `errors` each failed task's exception."""
+        from weir.sdk import local
+
+        self.check()
+        return local.run(self, flow_params.resolve(self.name, self.params, params))
 
     def run_task(self, name: str, workdir: Path) -> None:
         """Run one task as the runner asks: read the input files in `workdir`, call the
@@ -496,9 +494,11 @@ class Flow:
             param: self._producer(ref).serializer.loads((workdir / input_path(param)).read_bytes())
             for param, ref in task.inputs.items()
         }
-        kwargs.update(self._param_arguments(task, flow_params.from_environment(self.params)))
+        kwargs.update(self.param_arguments(task, flow_params.from_environment(self.params)))
         for param in task.map_over:  # an instance of a mapped task: its item
             kwargs[param] = json.loads(os.environ[ITEM_ENV])
+        if task.on_exit and FLOW_STATUS_PARAM in inspect.signature(task.func).parameters:
+            kwargs[FLOW_STATUS_PARAM] = os.environ.get(FLOW_STATUS_ENV, "")
         data = task.serializer.dumps(task.invoke(kwargs))
         target = workdir / OUTPUT_PATH
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -510,7 +510,7 @@ class Flow:
         """Decode the output file of task `name` (e.g. read from the runner's artifacts)."""
         return self.get(name).serializer.loads(data)
 
-    def _param_arguments(self, task: Task[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    def param_arguments(self, task: Task[..., Any], values: Mapping[str, Any]) -> dict[str, Any]:
         """The flow parameters `task`'s function takes by name (those not among its inputs)."""
         named = inspect.signature(task.func).parameters
         return {k: v for k, v in values.items() if k in named and k not in task.inputs}

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import msgspec
 import yaml
 from weir_proto.events import event_type
 from weir_proto.spec import FlowSpec
+from weir_proto.status import TaskStatus
 
 from weir.client import Client, WeirError
 from weir.config import NATS_URL_DEFAULT
@@ -86,12 +88,7 @@ def run(flow: Flow, argv: Sequence[str] | None = None) -> int:
     params = dict(item.partition("=")[::2] for item in args.param)
     try:
         if args.local:
-            for name, value in flow.run_local(**params).items():
-                shown = repr(value)
-                if len(shown) > LOCAL_REPR_MAX:
-                    shown = shown[: LOCAL_REPR_MAX - 3] + "..."
-                print(f"{name}: {shown}")
-            return EXIT_OK
+            return _run_locally(flow, params)
         spec = flow.spec(
             flow_id=args.flow_id,
             entrypoint=args.entrypoint,
@@ -113,6 +110,24 @@ def run(flow: Flow, argv: Sequence[str] | None = None) -> int:
     except (WeirError, OSError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FLOW_FAILED
+
+
+def _run_locally(flow: Flow, params: dict[str, str]) -> int:
+    """`--local`: each succeeded task's value, the others with how they ended (a failure's
+    traceback on stderr), then the flow's outcome."""
+    outcome = flow.run_local_outcome(**params)
+    for name, task in outcome.tasks.items():
+        if name in outcome:
+            shown = repr(outcome[name])
+            if len(shown) > LOCAL_REPR_MAX:
+                shown = shown[: LOCAL_REPR_MAX - 3] + "..."
+            print(f"{name}: {shown}")
+        elif task.status is not TaskStatus.SUCCEEDED:
+            print(f"{name}: {task.status}: {task.reason}")
+    for error in outcome.errors.values():
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"flow {outcome.status}")
+    return EXIT_OK if outcome.status == "succeeded" else EXIT_FLOW_FAILED
 
 
 async def _submit(spec: FlowSpec, nats_url: str, wait: bool, follow: bool) -> int:

@@ -209,9 +209,10 @@ class MemoryData(DataLayer):
                     seq=flow.seq,
                     updated_at=flow.updated_at,
                     finished_at=flow.finished_at,
-                    tags=flow.tags,  # `weir update` may change these three
+                    tags=flow.tags,  # `weir update` may change these four
                     metadata=flow.metadata,
                     start_at=flow.start_at,
+                    params=flow.params,
                 )
             )
         for task in batch.tasks:

@@ -31,7 +31,8 @@ WITH appended AS (
         status = excluded.status, seq = excluded.seq, updated_at = excluded.updated_at,
         finished_at = excluded.finished_at,
         -- `weir update` may change these (before the flow starts)
-        tags = excluded.tags, metadata = excluded.metadata, start_at = excluded.start_at
+        tags = excluded.tags, metadata = excluded.metadata, start_at = excluded.start_at,
+        params = excluded.params
     RETURNING 1
 ), task_rows AS (
     INSERT INTO tasks (:TaskRow.columns)

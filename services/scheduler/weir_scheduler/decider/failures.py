@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from weir_proto.events import FlowCancelRequested, TaskCancelled, TaskSkipped
 from weir_proto.status import TaskStatus
+from weir_proto.triggers import fail_fast_reason, failure_skip_reason
 
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import FoldedFlow
@@ -21,14 +22,10 @@ def on_final_failure(out: Emitter, failed: str) -> None:
         if tolerates_failure(flow.plan, name):
             continue
         if out.flow.tasks[name].status in WAITING and not _has_instances(out.flow, name):
-            reason = (
-                f'upstream task "{failed}" failed'
-                if name in downstream
-                else f'flow is failing: task "{failed}" failed'
-            )
+            reason = failure_skip_reason(failed, downstream=name in downstream)
             out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
     if flow.plan.spec.fail_fast and out.flow.active and not out.flow.cancelling:
-        reason = f'fail_fast: task "{failed}" failed'
+        reason = fail_fast_reason(failed)
         out.emit(FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True))
         cancel_unstarted(out, reason)
 

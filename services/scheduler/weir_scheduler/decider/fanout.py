@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import msgspec
 from weir_proto.events import TaskCancelled, TaskExpanded, TaskFailed, TaskSkipped, TaskSucceeded
 from weir_proto.status import TaskStatus
-from weir_proto.validation import printable
+from weir_proto.validation import find_nul, printable
 
 from weir_scheduler.decider.commands import Expand, Gather
 from weir_scheduler.decider.emitter import Emitter
@@ -24,7 +24,6 @@ from weir_scheduler.decider.failures import on_final_failure
 from weir_scheduler.decider.state import FanOut, FoldedFlow
 from weir_scheduler.map_plan import fill_item, instance_name, part_name
 from weir_scheduler.planner.fields import path_problem
-from weir_scheduler.planner.reading import find_nul
 
 MAP_ERROR = "map"
 """`error_type` of a mapped task that failed as a whole (its list, a limit, an instance)."""

@@ -20,24 +20,17 @@ reason (`triggers.skip_reason`).
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-from weir_proto.conditions import output_refs
+from weir_proto.conditions import VALUE_BYTES_MAX, output_refs, output_value
 from weir_proto.events import TaskConditionRead
 from weir_proto.status import TaskStatus
-from weir_proto.validation import printable
+from weir_proto.triggers import CONDITION_ERROR
 
 from weir_scheduler.decider.commands import ReadCondition
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.fanout import CONDITION_PHASE, fail_whole, waiting
 from weir_scheduler.decider.state import FoldedFlow
-from weir_scheduler.planner.reading import find_nul
 
-CONDITION_ERROR = "condition"
-"""`error_type` of a task whose condition's outputs could not be read."""
-VALUE_BYTES_MAX = 64 * 1024
-"""Largest output a condition may read, in bytes (its value is kept in the event log)."""
+__all__ = ["CONDITION_ERROR", "VALUE_BYTES_MAX", "decide_condition", "output_value", "to_read"]
 
 
 def to_read(flow: FoldedFlow, task: str) -> list[tuple[str, str]]:
@@ -52,20 +45,6 @@ def to_read(flow: FoldedFlow, task: str) -> list[tuple[str, str]]:
         for producer, output in output_refs(condition)
         if flow.tasks[producer].status is TaskStatus.SUCCEEDED
     ]
-
-
-def output_value(task: str, output: str, data: bytes) -> tuple[Any, str | None]:
-    """The value of `output` as `task`'s condition reads it, or why it cannot be used."""
-    what = f'task "{task}": when: output {printable(output)}'
-    if len(data) > VALUE_BYTES_MAX:
-        return None, f"{what} is {len(data):,} bytes; the limit is {VALUE_BYTES_MAX:,}"
-    try:
-        value: Any = msgspec.json.decode(data)
-    except (msgspec.DecodeError, RecursionError):
-        value = data.decode("utf-8", errors="replace").removesuffix("\n")
-    if find_nul(value) is not None:  # the event log cannot hold one
-        return None, f"{what} has a NUL character (\\u0000); remove it"
-    return value, None
 
 
 def decide_condition(out: Emitter, answer: ReadCondition) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import immutables
 import msgspec
+from weir_proto import triggers as rules
 from weir_proto.api import AttemptFailure
 from weir_proto.errors import SpecError
 from weir_proto.events import TaskDispatched
@@ -157,8 +158,7 @@ def flow_outcome(flow: FoldedFlow) -> str:
     `succeeded`: what the on_exit task gets as WEIR_FLOW_STATUS."""
     assert flow.plan is not None
     on_exit = flow.plan.on_exit
-    failed = any(t.status is TaskStatus.FAILED for t in flow.tasks.values() if t.name != on_exit)
-    return "failed" if failed else "succeeded"
+    return rules.flow_outcome(t.status for t in flow.tasks.values() if t.name != on_exit)
 
 
 def dispatch_spec(flow: FoldedFlow, name: str) -> TaskSpec:
@@ -173,4 +173,4 @@ def dispatch_spec(flow: FoldedFlow, name: str) -> TaskSpec:
     return msgspec.structs.replace(spec, env=[*env, status])
 
 
-FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
+FLOW_STATUS_ENV = rules.FLOW_STATUS_ENV

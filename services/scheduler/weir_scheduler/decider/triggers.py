@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from weir_proto.conditions import OUTPUTS, Ref, evaluate, output_refs
+from weir_proto import triggers as rules
+from weir_proto.conditions import Ref, evaluate, output_refs, ref_value
 from weir_proto.status import TaskStatus
 
 from weir_scheduler.planner import Plan
@@ -18,15 +19,13 @@ from weir_scheduler.planner import Plan
 if TYPE_CHECKING:
     from weir_scheduler.decider.state import FoldedFlow
 
-AFTER_FAILURE = frozenset({"all_done", "all_failed", "one_failed"})
-"""Trigger rules that may still run once the flow is failing."""
-_FAILED = (TaskStatus.FAILED, TaskStatus.CANCELLED)
-_SUCCEEDED = TaskStatus.SUCCEEDED
+AFTER_FAILURE = rules.AFTER_FAILURE
+"""Trigger rules that may still run once the flow is failing (`weir_proto.triggers`)."""
 
 
 def tolerates_failure(plan: Plan, name: str) -> bool:
     """Whether `name` may still start once a task of the flow has failed."""
-    return name == plan.on_exit or plan.tasks[name].trigger in AFTER_FAILURE
+    return rules.runs_after_failure(plan.tasks[name].trigger, on_exit=name == plan.on_exit)
 
 
 def skip_reason(flow: FoldedFlow, name: str) -> str | None:
@@ -38,7 +37,7 @@ def skip_reason(flow: FoldedFlow, name: str) -> str | None:
     assert flow.plan is not None
     condition = flow.plan.conditions.get(name)
     if condition is not None and not evaluate(condition, lambda ref: _read(flow, ref)):
-        return f"condition is false: {flow.plan.tasks[name].when}"
+        return rules.condition_false_reason(flow.plan.tasks[name].when or "")
     return None
 
 
@@ -62,53 +61,18 @@ def trigger_reason(flow: FoldedFlow, name: str) -> str | None:
     how its dependencies ended instead."""
     plan = flow.plan
     assert plan is not None
-    spec = plan.tasks[name]
     deps = plan.depends[name]
-    ended = {d: flow.tasks[d].status for d in deps}
-    failed = [d for d, s in ended.items() if s in _FAILED]
-    succeeded = [d for d, s in ended.items() if s is TaskStatus.SUCCEEDED]
-    others = [d for d in deps if d not in succeeded]
-    rule = spec.trigger
-    holds = {
-        "all_success": not others,
-        "all_done": True,
-        "all_failed": len(failed) == len(deps),
-        "one_failed": bool(failed),
-        "one_success": bool(succeeded),
-        "none_failed": not failed,
-    }[rule]
-    if not holds:
-        return f"trigger {rule}: {_how_they_ended(rule, deps, ended)}"
-    return None
-
-
-def _how_they_ended(rule: str, deps: tuple[str, ...], ended: dict[str, TaskStatus]) -> str:
-    if rule in ("all_success", "none_failed"):
-        bad = (
-            _FAILED
-            if rule == "none_failed"
-            else tuple(s for s in TaskStatus if s is not TaskStatus.SUCCEEDED)
-        )
-        first = next(d for d in deps if ended[d] in bad)
-        return f'upstream task "{first}" {_ended_as(ended[first])}'
-    if rule == "all_failed":
-        first = next(d for d in deps if ended[d] not in _FAILED)
-        return f'upstream task "{first}" {_ended_as(ended[first])}'
-    wanted = "failed" if rule == "one_failed" else "succeeded"
-    return f"no upstream task {wanted}"
-
-
-def _ended_as(status: TaskStatus) -> str:
-    return "was skipped" if status is TaskStatus.SKIPPED else str(status)
+    return rules.trigger_reason(
+        plan.tasks[name].trigger, deps, {d: flow.tasks[d].status for d in deps}
+    )
 
 
 def _read(flow: FoldedFlow, ref: Ref) -> Any:
     assert flow.plan is not None
-    if ref.path[0] == "params":
-        return flow.plan.params.get(ref.path[1])
-    task = flow.tasks[ref.path[1]]
-    if ref.path[2] == "status":
-        return str(task.status)
-    if ref.path[2] == OUTPUTS:  # recorded by `task_condition_read` (gates.py)
-        return flow.read_outputs.get(ref.path[3])
-    return task.exit_code
+    return ref_value(
+        ref,
+        flow.plan.params,
+        lambda task: flow.tasks[task].status,
+        lambda task: flow.tasks[task].exit_code,
+        flow.read_outputs,  # recorded by `task_condition_read` (gates.py)
+    )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 from weir_proto import params as parameters
-from weir_proto.conditions import ConditionError, Expr, Ref, parse_condition, refs
+from weir_proto.conditions import ConditionError, Expr, parse_condition, ref_problem, refs
 from weir_proto.errors import SpecError
 from weir_proto.ids import DNS1123_LABEL_RULE, is_dns_label
 from weir_proto.spec import FlowSpec, TaskSpec
@@ -261,7 +261,7 @@ def _check_inputs(
         where = f"{flow}: task {printable(task.name)}"
         condition = conditions.get(task.name)
         for ref in refs(condition) if condition is not None else []:
-            problem = _ref_problem(ref, spec, ancestors(task.name), outputs)
+            problem = ref_problem(ref, spec.params, ancestors(task.name), outputs)
             if problem:
                 err(f"{path}.when", f"{where}: when: {problem}", task.name)
         for i_index, item in enumerate(task.inputs):
@@ -280,28 +280,6 @@ def _check_inputs(
                     f"{printable(producer)}, which is not upstream; add it to depends",
                     task.name,
                 )
-
-
-def _ref_problem(
-    ref: Ref, spec: FlowSpec, upstream: frozenset[str], outputs: Mapping[str, str]
-) -> str | None:
-    kind, name = ref.path[0], ref.path[1]
-    if kind == "params" and name not in spec.params:
-        declared = ", ".join(sorted(spec.params)) or "none are declared"
-        return f"reads params.{name}, which is not declared (params: {declared})"
-    if kind == "tasks" and name not in upstream:
-        return (
-            f"reads tasks.{name}, which is not upstream of this task; "
-            "a condition reads only tasks it (indirectly) depends on"
-        )
-    if kind == "tasks" and len(ref.path) == 4 and outputs.get(ref.path[3]) != name:
-        own = sorted(output for output, task in outputs.items() if task == name)
-        shown = ", ".join(own) or "it declares none"
-        return (
-            f"reads tasks.{name}.outputs.{ref.path[3]}, which is not an output of task "
-            f"{name} (outputs: {shown}); declare it under the task's outputs"
-        )
-    return None
 
 
 def _label(path: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from weir_proto.errors import SpecError
 from weir_proto.spec import FlowSpec
-from weir_proto.validation import Checked, check_flow, printable
+from weir_proto.validation import Checked, check_flow, find_nul
 
 from weir_scheduler.planner.fields import TASK_PATH
 from weir_scheduler.planner.graph import plan
@@ -110,21 +110,3 @@ def _within(path: str, outer: str) -> bool:
 def _task_index(path: str) -> int:
     match = TASK_PATH.match(path)
     return int(match.group(1)) if match else -1
-
-
-def find_nul(raw: object) -> str | None:
-    """The JSON path of the first key or string holding a NUL character, if any."""
-    stack: list[tuple[str, object]] = [("$", raw)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return path
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    return path
-                stack.append((f"{path}.{printable(key, 40)[1:-1]}", item))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
-    return None

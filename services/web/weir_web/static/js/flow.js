@@ -1,11 +1,15 @@
 // One flow: its graph coloured live by status, the attempt Gantt, the event log (JSON
-// download), artifacts, and cancel / rerun / rerun-failed with confirmation.
+// download), artifacts; cancel / rerun / rerun-failed, pause / resume / update with
+// confirmation.
 
 import { API, call, canWrite, seg } from "./api.js";
 import { download, h, perFrame, replace } from "./dom.js";
 import { graph, SVG_MAX_TASKS } from "./dag.js";
+import { eventDetail } from "./eventtext.js";
 import { gantt } from "./gantt.js";
-import { ACTIVE_FLOW, Attempts, flowStatusAfter, taskStatusAfter, TERMINAL_FLOW_EVENTS } from "./model.js";
+import { followFlow } from "./flowstream.js";
+import { ACTIVE_FLOW, FlowState, TERMINAL_FLOW_EVENTS } from "./model.js";
+import { flowStepping } from "./stepping.js";
 import { formatTime } from "./time.js";
 import { badge, confirmAction, facts, link, notify, showError } from "./ui.js";
 
@@ -20,15 +24,13 @@ export async function flowView(root, [flowId], { signal, navigate }) {
     root.append(h("h1", {}, "Flow"), h("p", { class: "error" }, error.message));
     return;
   }
-  const statuses = new Map(view.tasks.map((t) => [t.name, t.status]));
-  const statusOf = (name) => statuses.get(name) || "pending";
-  let flowStatus = view.status;
-  const attempts = new Attempts();
+  const state = new FlowState(view);
   const events = [];
   const openTask = (name) => navigate(`/flows/${seg(flowId)}/tasks/${seg(name)}`);
 
   // Header and actions ----------------------------------------------------------------
-  const statusBadge = h("span", {}, badge(flowStatus));
+  const statusBadge = h("span", {}, badge(state.status));
+  const factList = h("div");
   const counts = h("p", { class: "counts" });
   const actions = h("div", { class: "actions" });
   const act = async (verb, body, title, detail) => {
@@ -43,58 +45,92 @@ export async function flowView(root, [flowId], { signal, navigate }) {
       showError(error, verb);
     }
   };
+  /** What the update form starts from: the view's values, the types and priority of the
+   * latest spec in the log (until the stream has brought it, the priority is left blank). */
+  const current = () => {
+    const declared = (state.spec && state.spec.params) || {};
+    const params = Object.entries(view.params || {}).map(([name, value]) => [name, { type: declared[name] ? declared[name].type || "string" : "", value }]);
+    return { priority: state.spec ? state.spec.priority ?? 100 : null, startAt: view.start_at || null, params: Object.fromEntries(params), tags: view.tags || [] };
+  };
+  let actionsFor = null;
   const renderActions = () => {
-    if (!canWrite()) return;
-    const active = ACTIVE_FLOW.has(flowStatus);
+    if (!canWrite() || actionsFor === state.status) return;
+    actionsFor = state.status;
+    const active = ACTIVE_FLOW.has(state.status);
     replace(
       actions,
+      flowStepping(flowId, view.name, state.status, current),
       active ? h("button", { type: "button", class: "danger", "data-action": "cancel", onclick: () => act("cancel", { reason: "cancelled from the web UI" }, "Cancel flow", `Cancel ${view.name} (${flowId})? Running attempts are killed.`) }, "Cancel") : "",
       !active ? h("button", { type: "button", "data-action": "rerun", onclick: () => act("rerun", { failed_only: false }, "Rerun flow", `Run every task of ${view.name} again, as a new flow.`) }, "Rerun") : "",
-      !active && flowStatus !== "succeeded" ? h("button", { type: "button", "data-action": "rerun-failed", onclick: () => act("rerun", { failed_only: true }, "Rerun failed", `Rerun the tasks of ${view.name} that did not succeed; succeeded ones keep their outputs.`) }, "Rerun failed") : "",
+      !active && state.status !== "succeeded" ? h("button", { type: "button", "data-action": "rerun-failed", onclick: () => act("rerun", { failed_only: true }, "Rerun failed", `Rerun the tasks of ${view.name} that did not succeed; succeeded ones keep their outputs.`) }, "Rerun failed") : "",
     );
   };
   const renderCounts = () => {
     const n = {};
-    for (const s of statuses.values()) n[s] = (n[s] || 0) + 1;
+    for (const s of state.statuses.values()) n[s] = (n[s] || 0) + 1;
     replace(counts, Object.entries(n).sort().map(([s, c]) => h("span", { class: `count s-${s}` }, `${s} ${c}`)));
+  };
+  const renderFacts = () => replace(factList, facts([
+    ["Id", h("span", { class: "mono" }, view.id)],
+    ["Tags", (view.tags || []).map((t) => h("span", { class: "tag" }, t))],
+    ["Params", Object.entries(view.params || {}).map(([k, v]) => h("span", { class: "tag mono", "data-param": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))],
+    ["Start at", formatTime(view.start_at)],
+    ["Created", formatTime(view.created_at)],
+    ["Finished", formatTime(view.finished_at)],
+    ["Tasks", String(state.tasks.size)],
+    ["Rerun of", view.rerun_of ? link(`/flows/${seg(view.rerun_of)}`, view.rerun_of) : ""],
+  ]));
+  /** An update changed the view's tags, params or start: read it again. */
+  const refreshView = async () => {
+    try {
+      view = await call(`/flows/${seg(flowId)}`, { signal });
+      renderFacts();
+    } catch (error) {
+      if (error.name !== "AbortError") showError(error, "reading the flow");
+    }
   };
 
   root.append(
     h("p", { class: "crumbs" }, link("/flows", "Flows"), " / ", view.name),
     h("h1", {}, view.name, " ", statusBadge),
-    facts([
-      ["Id", h("span", { class: "mono" }, view.id)],
-      ["Tags", (view.tags || []).map((t) => h("span", { class: "tag" }, t))],
-      ["Created", formatTime(view.created_at)],
-      ["Finished", formatTime(view.finished_at)],
-      ["Tasks", String(view.task_count)],
-      ["Rerun of", view.rerun_of ? link(`/flows/${seg(view.rerun_of)}`, view.rerun_of) : ""],
-    ]),
+    factList,
     (view.errors || []).length ? h("ul", { class: "errors" }, view.errors.map((e) => h("li", {}, `${e.path}: ${e.message}`))) : "",
     actions,
     counts,
   );
+  renderFacts();
   renderActions();
   renderCounts();
 
   // Graph -----------------------------------------------------------------------------
-  const dag = graph(view.tasks, statusOf, openTask);
+  let dag = graph(state.graphTasks(), (name) => state.statusOf(name), openTask);
   const find = h("input", { type: "search", placeholder: "task name", list: "task-names", class: "find" });
   const names = h("datalist", { id: "task-names" });
+  const listNames = (tasks) => names.append(...tasks.map((t) => h("option", { value: t.name })));
   if (view.tasks.length > SVG_MAX_TASKS) {
     // Thousands of names in a datalist are slow to build: add them after the first paint.
-    setTimeout(() => names.append(...view.tasks.map((t) => h("option", { value: t.name }))), 0);
-  } else names.append(...view.tasks.map((t) => h("option", { value: t.name })));
+    setTimeout(() => listNames(view.tasks), 0);
+  } else listNames(view.tasks);
   const findForm = h("form", { class: "find-task" }, h("label", {}, "Open task ", find), names);
   findForm.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (statuses.has(find.value)) openTask(find.value);
+    if (state.tasks.has(find.value)) openTask(find.value);
     else notify(`no task "${find.value}" in this flow`, "error");
   });
-  root.append(h("section", { class: "panel", "data-panel": "graph" }, h("h2", {}, "Graph", view.tasks.length > SVG_MAX_TASKS ? h("span", { class: "muted" }, ` — ${view.tasks.length} tasks by depth; scroll to pan, click a task`) : ""), findForm, dag.el));
+  const graphNote = h("span", { class: "muted" });
+  const graphBox = h("div", {}, dag.el);
+  const noteGraph = () => (graphNote.textContent = state.tasks.size > SVG_MAX_TASKS ? ` — ${state.tasks.size} tasks by depth; scroll to pan, click a task` : "");
+  noteGraph();
+  root.append(h("section", { class: "panel", "data-panel": "graph" }, h("h2", {}, "Graph", graphNote), findForm, graphBox));
+  /** Instances of a mapped task appeared: lay the graph out again. */
+  const regraph = () => {
+    dag = graph(state.graphTasks(), (name) => state.statusOf(name), openTask);
+    replace(graphBox, dag.el);
+    noteGraph();
+  };
 
   // Gantt -----------------------------------------------------------------------------
-  const chart = gantt(attempts, openTask);
+  const chart = gantt(state.attempts, openTask);
   root.append(h("section", { class: "panel", "data-panel": "gantt" }, h("h2", {}, "Attempts"), chart.el));
 
   // Artifacts -------------------------------------------------------------------------
@@ -123,64 +159,38 @@ export async function flowView(root, [flowId], { signal, navigate }) {
 
   // Live: the event stream ------------------------------------------------------------
   const changed = new Set();
+  let added = false;
   const repaint = perFrame(() => {
-    dag.update(changed.size && view.tasks.length <= SVG_MAX_TASKS ? [...changed] : undefined);
+    if (added) {
+      regraph();
+      renderFacts(); // the task count
+    } else dag.update(changed.size && state.tasks.size <= SVG_MAX_TASKS ? [...changed] : undefined);
+    added = false;
     changed.clear();
     chart.update();
     renderCounts();
     renderEvents();
-    replace(statusBadge, badge(flowStatus));
-    document.body.dataset.flowStatus = flowStatus;
+    replace(statusBadge, badge(state.status));
+    document.body.dataset.flowStatus = state.status;
     renderActions();
   });
-  document.body.dataset.flowStatus = flowStatus;
-  const source = new EventSource(`${API}/flows/${seg(flowId)}/events`);
-  const onEvent = (message) => {
-    const event = JSON.parse(message.data);
-    if (events.length && event.seq <= events[events.length - 1].seq) return;
+  document.body.dataset.flowStatus = state.status;
+  const stream = followFlow(flowId, state, (event, moved) => {
     events.push(event);
-    attempts.add(event);
-    // The view already holds the state up to its seq; later events move it.
-    if (event.seq > view.seq) {
-      const status = taskStatusAfter(event);
-      if (status) {
-        statuses.set(event.task, status);
-        changed.add(event.task);
-      }
-      flowStatus = flowStatusAfter(flowStatus, event);
+    for (const name of moved.changed) changed.add(name);
+    if (moved.added.length) {
+      added = true;
+      setTimeout(() => listNames(moved.added), 0); // up to WEIR_MAX_TASKS names: after the paint
     }
-    if (TERMINAL_FLOW_EVENTS.has(event.type)) {
-      source.close(); // the stream ends here; do not let EventSource reconnect
-      flowStatus = flowStatusAfter(flowStatus, event);
-      showArtifacts();
-    }
+    if (event.type === "flow_updated" && event.seq > view.seq) refreshView();
+    if (TERMINAL_FLOW_EVENTS.has(event.type)) showArtifacts();
     repaint();
-  };
-  for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
+  });
   signal.addEventListener("abort", () => {
-    source.close();
+    stream.stop();
     chart.stop();
   });
   repaint();
-}
-
-export const EVENT_TYPES = ["flow_submitted", "flow_rejected", "task_dispatched", "task_queued", "task_started", "task_succeeded", "task_attempt_failed", "task_snoozed", "task_cancelled", "task_failed", "task_skipped", "flow_succeeded", "flow_failed", "flow_cancel_requested", "flow_cancelled", "flow_deduplicated"];
-
-function eventDetail(e) {
-  switch (e.type) {
-    case "task_started": return e.runner ? `on ${e.runner}` : "";
-    case "task_dispatched": return `attempt ${e.attempt} to ${e.queue}`;
-    case "task_succeeded": return `attempt ${e.attempt}, exit ${e.exit_code ?? 0}`;
-    case "task_attempt_failed":
-    case "task_failed": return `attempt ${e.attempt}: ${e.error_type}${e.exit_code != null ? ` (exit ${e.exit_code})` : ""}: ${e.message}`;
-    case "task_cancelled":
-    case "task_skipped":
-    case "flow_cancelled":
-    case "flow_cancel_requested": return e.reason || "";
-    case "flow_failed": return `failed: ${(e.failed_tasks || []).join(", ")}`;
-    case "flow_rejected": return (e.errors || []).map((x) => x.message).join("; ");
-    default: return "";
-  }
 }
 
 /** Artifacts with their size and SHA-256, each a download link. */

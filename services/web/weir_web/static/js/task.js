@@ -1,10 +1,13 @@
-// One task: its attempts (exit codes, errors, runner, durations), a live log tail, and its
-// artifacts.
+// One task: its attempts (exit codes, errors, runner, durations), what its condition read, a
+// live log tail, its artifacts, and Retry / Retry with downstream.
 
 import { API, call, seg, text } from "./api.js";
-import { download, h, perFrame, replace } from "./dom.js";
-import { artifactTable, EVENT_TYPES } from "./flow.js";
-import { Attempts, TERMINAL_FLOW_EVENTS, TERMINAL_TASK, taskStatusAfter } from "./model.js";
+import { h, perFrame, replace } from "./dom.js";
+import { conditionText } from "./eventtext.js";
+import { artifactTable } from "./flow.js";
+import { followFlow } from "./flowstream.js";
+import { FlowState, parentOf, TERMINAL_TASK } from "./model.js";
+import { taskStepping } from "./stepping.js";
 import { formatDuration, formatTime } from "./time.js";
 import { badge, facts, link } from "./ui.js";
 
@@ -19,26 +22,42 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
     if (error.name !== "AbortError") root.append(h("p", { class: "error" }, error.message));
     return;
   }
-  const info = view.tasks.find((t) => t.name === task);
+  const state = new FlowState(view);
+  const parent = parentOf(task);
+  const info = view.tasks.find((t) => t.name === task) || (parent && view.tasks.some((t) => t.name === parent) ? { name: task, status: "pending", attempt: 0, queue: "", depends: [], outputs: [] } : null);
   if (!info) {
     root.append(h("h1", {}, "Task"), h("p", { class: "error" }, `flow ${flowId} has no task "${task}"`));
     return;
   }
   const chosen = Number(new URLSearchParams(location.search).get("attempt")) || 0;
-  let status = info.status;
-  const attempts = new Attempts();
-  const statusBadge = h("span", {}, badge(status));
+  const attempts = state.attempts;
+  const statusBadge = h("span", {}, badge(info.status));
+  const actions = h("div", { class: "actions" });
+  const condition = h("span", { class: "mono", "data-condition": "" });
+  const conditionFacts = h("p", { class: "condition", hidden: true }, h("span", { class: "muted" }, "Its condition read "), condition);
   const attemptRows = h("tbody");
-  root.append(
-    h("p", { class: "crumbs" }, link("/flows", "Flows"), " / ", link(`/flows/${seg(flowId)}`, view.name), " / ", task),
-    h("h1", {}, task, " ", statusBadge),
-    facts([
+  const factList = h("div");
+  /** The task's facts; runner, exit code and error are its latest attempt's once seen. */
+  const renderFacts = () => {
+    const last = attempts.of(task).at(-1);
+    const [runner, exit, errorType, message] = last && last.attempt >= info.attempt
+      ? [last.runner, last.exit_code, last.error_type, last.message]
+      : [info.runner, info.exit_code, info.error_type, info.error_message];
+    replace(factList, facts([
       ["Queue", info.queue],
+      ["Instance of", parent ? link(`/flows/${seg(flowId)}/tasks/${seg(parent)}`, parent) : ""],
       ["Depends on", info.depends.length ? info.depends.map((d, i) => [i ? ", " : "", link(`/flows/${seg(flowId)}/tasks/${seg(d)}`, d)]) : "nothing"],
-      ["Runner", info.runner || ""],
-      ["Exit code", info.exit_code ?? ""],
-      ["Error", info.error_type ? `${info.error_type}: ${info.error_message || ""}` : ""],
-    ]),
+      ["Runner", runner || ""],
+      ["Exit code", exit ?? ""],
+      ["Error", errorType ? `${errorType}: ${message || ""}` : ""],
+    ]));
+  };
+  root.append(
+    h("p", { class: "crumbs" }, link("/flows", "Flows"), " / ", link(`/flows/${seg(flowId)}`, view.name), " / ", parent ? [link(`/flows/${seg(flowId)}/tasks/${seg(parent)}`, parent), " / "] : "", task),
+    h("h1", {}, task, " ", statusBadge),
+    factList,
+    conditionFacts,
+    actions,
     h("section", { class: "panel" }, h("h2", {}, "Attempts"), h("table", { class: "attempts" },
       h("thead", {}, h("tr", {}, ["#", "Status", "Runner", "Started", "Duration", "Exit", "Error", ""].map((t) => h("th", {}, t)))),
       attemptRows)),
@@ -57,7 +76,17 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
       h("td", { class: "message" }, a.error_type ? [h("strong", {}, a.error_type), " ", h("span", {}, a.message)] : a.message),
       h("td", {}, link(`/flows/${seg(flowId)}/tasks/${seg(task)}?attempt=${a.attempt}`, "log")),
     )) : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No attempt yet.")));
+    renderFacts();
+    const status = state.statusOf(task);
     replace(statusBadge, badge(status));
+    document.body.dataset.taskStatus = status;
+    if (actions.dataset.status !== status) {
+      actions.dataset.status = status;
+      replace(actions, taskStepping(flowId, task, status, () => stream.reopen()));
+    }
+    const read = state.conditions.get(task);
+    conditionFacts.hidden = !read;
+    if (read) condition.textContent = conditionText(read) || "nothing";
   };
 
   // Log -------------------------------------------------------------------------------
@@ -85,7 +114,6 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
   showArtifacts();
 
   // Live: the flow's events, this task's only ------------------------------------------
-  const source = new EventSource(`${API}/flows/${seg(flowId)}/events`);
   let logAttempt = 0;
   const repaint = perFrame(renderAttempts);
   let replayed = false;
@@ -95,30 +123,24 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
     if (!attempt || attempt === logAttempt) return;
     const a = attempts.of(task).find((x) => x.attempt === attempt);
     logAttempt = attempt;
-    showLog(attempt, Boolean(a && a.ended) || TERMINAL_TASK.has(status));
+    showLog(attempt, Boolean(a && a.ended) || TERMINAL_TASK.has(state.statusOf(task)));
   };
-  const onEvent = (message) => {
-    const event = JSON.parse(message.data);
+  const stream = followFlow(flowId, state, (event) => {
     if (event.task === task) {
-      attempts.add(event);
-      const next = taskStatusAfter(event);
-      if (next && event.seq > view.seq) status = next;
       if (event.type === "task_succeeded") {
         for (const o of event.outputs || []) outputs.add(o.name);
         showArtifacts();
       }
       if (replayed && (event.type === "task_started" || event.type === "task_dispatched")) pickLog();
-      repaint();
     }
     if (!replayed && event.seq >= view.seq) {
       replayed = true;
       pickLog();
     }
-    if (TERMINAL_FLOW_EVENTS.has(event.type)) source.close();
-  };
-  for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
+    repaint();
+  });
   signal.addEventListener("abort", () => {
-    source.close();
+    stream.stop();
     if (tail) tail.stop();
   });
   if (!view.seq) pickLog();

@@ -67,11 +67,12 @@ export function confirmAction(title, detail, action) {
   });
 }
 
-/** A key/value table. */
+/** A key/value table; rows without a value (none, "" or []) are left out. */
 export function facts(rows) {
+  const empty = (v) => v === null || v === undefined || v === "" || (Array.isArray(v) && v.length === 0);
   return h(
     "dl",
     { class: "facts" },
-    rows.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+    rows.filter(([, v]) => !empty(v)).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
   );
 }
