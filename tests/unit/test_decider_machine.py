@@ -551,7 +551,8 @@ class DeciderMachine(RuleBasedStateMachine):
             if flow.status.terminal or not flow.exists:
                 break
             command = self.next_step(flow)
-            events = decide(flow, command, NOW, POLICY)
+            at = NOW if flow.start_at is None else max(NOW, flow.start_at)  # time moves on
+            events = decide(flow, command, at, POLICY)
             assert events, (command, flow.status, flow.tasks)
             for event in events:
                 flow = evolve(flow, event)
@@ -562,8 +563,8 @@ class DeciderMachine(RuleBasedStateMachine):
     def next_step(self, flow: FoldedFlow) -> Command:
         if flow.paused:
             return Resume()
-        if flow.status is FlowStatus.SCHEDULED:
-            return FireTimer("start", attempt=flow.updates)
+        if flow.status is FlowStatus.SCHEDULED and not any(due(flow)):
+            return FireTimer("start", attempt=flow.updates)  # else: what it waits to read
         tasks = flow.tasks.values()
         for t in tasks:
             if t.status is TaskStatus.DISPATCHED:
