@@ -572,6 +572,16 @@ class Settings:
         "it, `weir-web` refuses any address but loopback",
         shown="none",
     )
+    web_session_key_file: str = setting(
+        "WEIR_WEB_SESSION_KEY_FILE",
+        "",
+        text,
+        "file holding the key that signs `weir-web`'s session cookies (32 bytes, URL-safe "
+        "base64: `weir secret keygen`); every replica needs the same one. Required with "
+        "`WEIR_WEB_TOKENS` on an address but loopback; without it a random key is made at "
+        "start, and a restart logs browsers out",
+        shown="none",
+    )
     log_level: str = setting(
         "WEIR_LOG_LEVEL",
         "INFO",

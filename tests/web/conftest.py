@@ -26,6 +26,8 @@ TOKENS = {
     "operator": "operator-token-0123456789",
     "admin": "admin-token-0123456789",
 }
+SESSION_KEY = base64.urlsafe_b64decode(new_secret_key())
+"""The key every weir-web of a test run signs session cookies with (as replicas share one)."""
 READY_TIMEOUT = 30.0
 
 
@@ -96,7 +98,7 @@ async def web(services: Services) -> AsyncIterator[Web]:
     tokens = parse_tokens(tokens_text(), "tokens")
     key = new_secret_key()
     running = Web(
-        WebSettings(host="127.0.0.1", port=free_port(), tokens=tokens),
+        WebSettings(host="127.0.0.1", port=free_port(), tokens=tokens, session_key=SESSION_KEY),
         services.settings,
         base64.urlsafe_b64decode(key),
     )
@@ -124,4 +126,10 @@ def admin(web: Web) -> httpx.AsyncClient:
 
 def write_tokens(path: Path) -> Path:
     path.write_text(tokens_text())
+    return path
+
+
+def write_session_key(path: Path, key: bytes = SESSION_KEY) -> Path:
+    """A `WEIR_WEB_SESSION_KEY_FILE` holding `key`."""
+    path.write_text(base64.urlsafe_b64encode(key).decode() + "\n")
     return path

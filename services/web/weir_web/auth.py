@@ -2,22 +2,34 @@
 
 Bearer tokens (`Authorization: Bearer TOKEN`) are not sent by a browser on its own, so they
 need no CSRF check. A session cookie is (HttpOnly, SameSite=Strict): a write made with it must
-also carry the session's CSRF token in the `X-CSRF-Token` header, which only a page that read
-it from `POST /api/v1/session` (or `GET`) knows. Sessions live in this process's memory: a
-restart of weir-web logs browsers out.
+also carry the session's CSRF secret in the `X-CSRF-Token` header, which only a page that read
+it from `POST /api/v1/session` (or `GET`) knows.
+
+A session is its cookie: a signed, expiring token (`weir_web.session_token`) that every
+weir-web with the same key accepts, across replicas and restarts. It names its login token by
+a keyed digest, checked on each request against the tokens file as it is now (re-read when it
+changes), so removing a token ends its sessions too. Logging out clears the cookie; a copy of
+it taken before stays valid until it expires (at most `session_seconds`).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import Response
+from weir.config import ConfigError
 from weir_proto.errors import WeirException
 
-from weir_web.config import Role, WebSettings, token_digest
+from weir_web.config import Role, WebSettings, read_roles, token_digest
+from weir_web.session_token import SessionClaims, new_csrf, seal, token_id, unseal
+
+log = logging.getLogger("weir.web")
 
 SESSION_COOKIE = "weir_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -34,49 +46,95 @@ class Denied(WeirException):
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
-    role: Role
-    csrf: str
-    expires: float
-
-
-@dataclass(frozen=True, slots=True)
 class Caller:
     role: Role
-    session: Session | None = None
+    session: SessionClaims | None = None
+    renewed: str | None = None
+    """A fresh cookie value for a session past half its life, to send back."""
+
+
+class TokenRoles:
+    """The role of each token digest, as the tokens file says now: re-read when the file
+    changes (a Kubernetes Secret volume swaps it in place). A file that turns unreadable or
+    bad refuses every token until it is fixed (a revoked token must not live on)."""
+
+    def __init__(self, roles: dict[str, Role] | None, path: str) -> None:
+        self.roles = roles
+        self.path = path
+        self.seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+    def current(self) -> dict[str, Role] | None:
+        """Role by token digest; None: no tokens file (every caller is an admin)."""
+        if not self.path:
+            return self.roles
+        stamp = self._stamp()
+        if stamp != self.seen:
+            self.seen = stamp
+            try:
+                self.roles = read_roles(self.path)
+                log.info("WEIR_WEB_TOKENS changed: %d tokens", len(self.roles))
+            except ConfigError as exc:
+                self.roles = {}
+                log.error("WEIR_WEB_TOKENS refused, every token is refused until fixed: %s", exc)
+        return self.roles
 
 
 class Gate:
-    """Checks every request's credentials and keeps the sessions."""
+    """Checks every request's credentials, and opens and renews sessions."""
 
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
-        self.sessions: dict[str, Session] = {}
+        self.key = settings.session_key or secrets.token_bytes(32)
+        self.tokens = TokenRoles(settings.tokens, settings.tokens_file)
+        self._ids: tuple[dict[str, Role] | None, dict[str, Role]] = (None, {})
+
+    def _role_by_token_id(self, roles: dict[str, Role]) -> dict[str, Role]:
+        """Role by `token_id` of each token of `roles` (kept until the file changes)."""
+        if self._ids[0] is not roles:
+            ids = {token_id(self.key, digest): role for digest, role in roles.items()}
+            self._ids = (roles, ids)
+        return self._ids[1]
 
     def role_of_token(self, token: str) -> Role | None:
-        if self.settings.tokens is None:
+        roles = self.tokens.current()
+        if roles is None:
             return Role.admin
-        return self.settings.tokens.get(token_digest(token))
+        return roles.get(token_digest(token))
 
-    def open_session(self, token: str) -> tuple[str, Session]:
+    def open_session(self, token: str) -> tuple[str, SessionClaims]:
+        """The cookie value of a new session for `token`, and its claims (Denied: 401)."""
         role = self.role_of_token(token)
         if role is None:
             raise Denied(401, "the token is not valid")
-        self._forget_expired()
-        session_id = secrets.token_urlsafe(32)
-        session = Session(
-            role, secrets.token_urlsafe(32), time.time() + self.settings.session_seconds
+        claims = SessionClaims(
+            role,
+            token_id(self.key, token_digest(token)),
+            int(time.time() + self.settings.session_seconds),
+            new_csrf(),
         )
-        self.sessions[session_id] = session
-        return session_id, session
+        return seal(self.key, claims), claims
 
-    def close_session(self, request: Request) -> None:
-        self.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
-
-    def _forget_expired(self) -> None:
+    def _session(self, value: str) -> tuple[SessionClaims, str | None] | None:
+        """The claims of a valid session cookie (and its renewal, if due), else None."""
         now = time.time()
-        for key in [k for k, s in self.sessions.items() if s.expires <= now]:
-            del self.sessions[key]
+        claims = unseal(self.key, value, now) if value else None
+        if claims is None:
+            return None
+        roles = self.tokens.current()
+        if roles is not None and self._role_by_token_id(roles).get(claims.token_id) != claims.role:
+            return None  # its token was removed from the file, or changed role
+        lifetime = self.settings.session_seconds
+        if claims.expires - now >= lifetime / 2:
+            return claims, None
+        renewed = SessionClaims(claims.role, claims.token_id, int(now + lifetime), claims.csrf)
+        return renewed, seal(self.key, renewed)
 
     def caller(self, request: Request) -> Caller:
         """The caller, from the Authorization header or the session cookie (Denied: 401)."""
@@ -93,9 +151,10 @@ class Gate:
             if role is None:
                 raise Denied(401, "the bearer token is not valid")
             return Caller(role)
-        session = self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
-        if session is not None and session.expires > time.time():
-            return Caller(session.role, session)
+        session = self._session(request.cookies.get(SESSION_COOKIE, ""))
+        if session is not None:
+            claims, renewed = session
+            return Caller(claims.role, claims, renewed)
         if self.settings.tokens is None:
             return Caller(Role.admin)
         raise Denied(401, "send `Authorization: Bearer TOKEN`, or log in with POST /api/v1/session")
@@ -118,6 +177,20 @@ class Gate:
                     "(the csrf value of POST or GET /api/v1/session)",
                 )
         return caller
+
+
+def set_session_cookie(response: Response, request: Request, value: str, seconds: float) -> None:
+    """The session cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's
+    page sends it), Secure when the request came over TLS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=int(seconds),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
 
 
 def _loopback_host(request: Request) -> bool:

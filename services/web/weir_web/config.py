@@ -3,8 +3,9 @@
 `WEIR_WEB_LISTEN` is `HOST:PORT` (default `127.0.0.1:8080`). `WEIR_WEB_TOKENS` names a file
 of `TOKEN ROLE` lines (`#` starts a comment); roles are `viewer` (read), `operator` (submit,
 cancel, rerun, schedules) and `admin` (secrets too). Without a tokens file the API is open,
-so weir-web then refuses any address but loopback. Both variables are declared in
-`weir.config.Settings`; this module reads the tokens file.
+so weir-web then refuses any address but loopback. `WEIR_WEB_SESSION_KEY_FILE` names a
+file holding the key that signs session cookies (the same in every replica). The variables
+are declared in `weir.config.Settings`; this module reads the files.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from enum import IntEnum
 from pathlib import Path
 
 from weir.config import WEB_LISTEN_DEFAULT, ConfigError, Settings
-from weir.setting import read_one
+from weir.setting import key32, read_one
 from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT
 
 TOKEN_LENGTH_MIN = 16
 """Shorter tokens are refused: a bearer token is a password."""
-SESSION_SECONDS_DEFAULT = 12 * 3600.0
+SESSION_SECONDS_DEFAULT = 2 * 3600.0
+"""A session cookie's life; each request in its second half renews it for as long again."""
+SESSION_KEY_FILE_MAX = 4096
 BODY_BYTES_MAX_DEFAULT = MAX_SUBMIT_BYTES_DEFAULT
 """Largest request body read (the scheduler's default submit limit, WEIR_MAX_SUBMIT_BYTES)."""
 
@@ -89,6 +92,11 @@ class WebSettings:
     port: int = WEB_LISTEN_DEFAULT[1]
     tokens: dict[str, Role] | None = field(default=None, repr=False)
     """Role by token digest; None: no tokens file, every caller is an admin (loopback only)."""
+    tokens_file: str = ""
+    """The tokens file `tokens` was read from: re-read when it changes, so a token removed
+    from it stops working (with its sessions) at once. Empty: `tokens` stays as given."""
+    session_key: bytes | None = field(default=None, repr=False)
+    """Signs session cookies; None: a random key made at start (a restart logs out)."""
     session_seconds: float = SESSION_SECONDS_DEFAULT
     body_bytes_max: int = BODY_BYTES_MAX_DEFAULT
 
@@ -100,30 +108,67 @@ class WebSettings:
                 "could run and cancel flows; set WEIR_WEB_TOKENS to a file of `TOKEN ROLE` "
                 "lines, or listen on 127.0.0.1"
             )
+        if self.tokens is not None and self.session_key is None and not is_loopback(self.host):
+            raise ConfigError(
+                f"WEIR_WEB_LISTEN={self.host}:{self.port} is not a loopback address and "
+                "WEIR_WEB_SESSION_KEY_FILE is not set: the replicas of weir-web behind one "
+                "address must share the key that signs session cookies, or a browser's "
+                "requests to the others (and every request after a restart) are refused; "
+                "make one with `weir secret keygen > FILE` and set WEIR_WEB_SESSION_KEY_FILE "
+                "to that file"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
-        """`WEIR_WEB_LISTEN` and `WEIR_WEB_TOKENS` from `env` (default: the process
-        environment), as `Settings` declares them."""
+        """`WEIR_WEB_LISTEN`, `WEIR_WEB_TOKENS` and `WEIR_WEB_SESSION_KEY_FILE` from `env`
+        (default: the process environment), as `Settings` declares them."""
         env = os.environ if env is None else env
-        return cls.from_listen_and_tokens(
-            read_one(Settings, "web_listen", env), read_one(Settings, "web_tokens", env)
+        return cls.from_files(
+            read_one(Settings, "web_listen", env),
+            read_one(Settings, "web_tokens", env),
+            read_one(Settings, "web_session_key_file", env),
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebSettings:
-        return cls.from_listen_and_tokens(settings.web_listen, settings.web_tokens)
+        return cls.from_files(
+            settings.web_listen, settings.web_tokens, settings.web_session_key_file
+        )
 
     @classmethod
-    def from_listen_and_tokens(cls, listen: tuple[str, int], path: str) -> WebSettings:
-        """Listen on `listen`, with the roles of tokens file `path` (empty: no tokens)."""
+    def from_files(
+        cls, listen: tuple[str, int], tokens_path: str, key_path: str = ""
+    ) -> WebSettings:
+        """Listen on `listen`, with the roles of tokens file `tokens_path` (empty: no tokens)
+        and the session key of file `key_path` (empty: a random one)."""
         tokens = None
-        if path:
-            tokens = parse_tokens(read_tokens_file(path), path)
-            if not tokens:
-                raise ConfigError(f"WEIR_WEB_TOKENS={path!r} lists no token")
+        if tokens_path:
+            tokens = read_roles(tokens_path)
+        key = read_session_key(key_path) if key_path else None
         host, port = listen
-        return cls(host=host, port=port, tokens=tokens)
+        return cls(host=host, port=port, tokens=tokens, tokens_file=tokens_path, session_key=key)
+
+
+def read_roles(path: str) -> dict[str, Role]:
+    """The roles of the `WEIR_WEB_TOKENS` file `path` (ConfigError: unreadable, bad or empty)."""
+    tokens = parse_tokens(read_tokens_file(path), path)
+    if not tokens:
+        raise ConfigError(f"WEIR_WEB_TOKENS={path!r} lists no token")
+    return tokens
+
+
+def read_session_key(path: str) -> bytes:
+    """The key in the `WEIR_WEB_SESSION_KEY_FILE` file `path` (ConfigError: unreadable or
+    not a key)."""
+    name = f"WEIR_WEB_SESSION_KEY_FILE={path!r}"
+    try:
+        with Path(path).open("rb") as file:
+            raw = file.read(SESSION_KEY_FILE_MAX + 1)
+    except OSError as exc:
+        raise ConfigError(f"{name} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > SESSION_KEY_FILE_MAX:
+        raise ConfigError(f"{name} is longer than a key (expected 44 characters)")
+    return key32(name, raw.decode(errors="replace").strip())
 
 
 def read_tokens_file(path: str) -> str:

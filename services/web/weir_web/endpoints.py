@@ -20,7 +20,7 @@ from weir.client import Client, WeirError
 from weir.secrets import SecretError, SecretStore
 from weir_proto.errors import ErrorCode, error_code
 
-from weir_web.auth import Denied, Gate
+from weir_web.auth import Denied, Gate, set_session_cookie
 from weir_web.changes import FlowChanges
 from weir_web.config import Role, WebSettings
 from weir_web.errors import CODE_BY_STATUS, HttpFailure
@@ -113,11 +113,18 @@ class Endpoints:
         gate = self.gate
 
         async def checked(request: Request) -> Response:
+            caller = None
             if isinstance(access, Role):
-                gate.require(request, access)
+                caller = gate.require(request, access)
             elif access == "any":
-                gate.caller(request)
-            return await endpoint(request)
+                caller = gate.caller(request)
+            response = await endpoint(request)
+            sets_cookie = any(name == b"set-cookie" for name, _ in response.raw_headers)
+            if caller is not None and caller.renewed is not None and not sets_cookie:
+                # (a login or logout answers with its own cookie)
+                seconds = gate.settings.session_seconds
+                set_session_cookie(response, request, caller.renewed, seconds)
+            return response
 
         checked.__name__ = endpoint.__name__
         return ApiRoute(path, guarded(checked), method, access)

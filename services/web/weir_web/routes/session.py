@@ -1,5 +1,6 @@
-"""`/session`: a token exchanged for a session cookie (HttpOnly, SameSite=Strict) and the
-CSRF token its writes must carry."""
+"""`/session`: a token exchanged for a session cookie (HttpOnly, SameSite=Strict, Secure over
+TLS; a signed, expiring token any weir-web with the same key accepts: `weir_web.auth`) and the
+CSRF secret its writes must carry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.errors import ErrorCode
 
-from weir_web.auth import SESSION_COOKIE, Denied
+from weir_web.auth import SESSION_COOKIE, Denied, set_session_cookie
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
@@ -30,19 +31,11 @@ class SessionRoutes(Endpoints):
     async def session_open(self, request: Request) -> Response:
         login = await read_json(request, Login, 64 * 1024)
         try:
-            session_id, session = self.gate.open_session(login.token)
+            cookie, session = self.gate.open_session(login.token)
         except Denied as exc:
             raise HttpFailure(ErrorCode.UNAUTHORIZED, exc.message) from None
         response = json_response({"role": session.role.name, "csrf": session.csrf}, 201)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_id,
-            max_age=int(self.settings.session_seconds),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+        set_session_cookie(response, request, cookie, self.settings.session_seconds)
         return response
 
     async def session_show(self, request: Request) -> Response:
@@ -54,7 +47,13 @@ class SessionRoutes(Endpoints):
         return json_response({"role": caller.role.name, "csrf": caller.session.csrf})
 
     async def session_close(self, request: Request) -> Response:
-        self.gate.close_session(request)
+        """Clears the cookie (a session is its cookie: nothing is kept to forget)."""
         response = Response(status_code=204)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
