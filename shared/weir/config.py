@@ -568,8 +568,8 @@ class Settings:
         "WEIR_WEB_TOKENS",
         "",
         text,
-        "file of `TOKEN ROLE` lines (`viewer`, `operator`, `admin`) for `weir-web`; without "
-        "it, `weir-web` refuses any address but loopback",
+        "file of `TOKEN ROLE` lines (`viewer`, `operator`, `admin`) for `weir-web`, re-read "
+        "when it changes; without it, `weir-web` refuses any address but loopback",
         shown="none",
     )
     web_session_key_file: str = setting(

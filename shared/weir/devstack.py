@@ -9,6 +9,7 @@ The test suite uses `Stack` to kill and restart real processes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -166,6 +167,12 @@ class Stack:
         if not tokens.exists():
             write_private(tokens, f"{token} admin\n")
         self.env.setdefault("WEIR_WEB_TOKENS", str(tokens))
+        # A key of its own signs browser sessions, kept beside the token: a restart of the
+        # dev stack logs no one out.
+        session_key = web_dir / "session-key"
+        if not session_key.exists():
+            write_private(session_key, base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
+        self.env.setdefault("WEIR_WEB_SESSION_KEY_FILE", str(session_key))
         self.web = self._spawn("weir_web", "web")
         deadline = time.monotonic() + SERVICE_READY_TIMEOUT
         while time.monotonic() < deadline:

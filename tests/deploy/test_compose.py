@@ -114,27 +114,37 @@ def test_nats_config_enables_jetstream_with_8mb_payloads(tmp_path: Path) -> None
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_web_listens_beyond_loopback_with_the_tokens_of_its_secret(tmp_path: Path) -> None:
+def test_web_listens_beyond_loopback_with_the_tokens_and_session_key_of_its_secrets(
+    tmp_path: Path,
+) -> None:
     from weir.config import ConfigError
     from weir_web.config import WebSettings
 
-    from tests.web.conftest import write_tokens
+    from tests.web.conftest import SESSION_KEY, write_session_key, write_tokens
 
     web = compose()["services"]["web"]
     env = web["environment"]
-    [secret] = web["secrets"]
-    assert env["WEIR_WEB_TOKENS"] == f"/run/secrets/{secret}"
-    tokens_file = compose()["secrets"][secret]["file"]
-    # The operator's own tokens: never committed, never sent to the Docker daemon.
-    assert ignored(tokens_file)
+    assert set(web["secrets"]) == {"web-tokens", "web-session-key"}
+    assert env["WEIR_WEB_TOKENS"] == "/run/secrets/web-tokens"
+    assert env["WEIR_WEB_SESSION_KEY_FILE"] == "/run/secrets/web-session-key"
     gitignored = (ROOT / ".gitignore").read_text().split()
-    assert any(tokens_file.startswith(pattern) for pattern in gitignored), tokens_file
-    # weir-web starts with this environment and a tokens file, and refuses to without one.
+    for secret in web["secrets"]:
+        # The operator's own tokens and key: never committed, never sent to the Docker daemon.
+        secret_file = compose()["secrets"][secret]["file"]
+        assert ignored(secret_file)
+        assert any(secret_file.startswith(pattern) for pattern in gitignored), secret_file
+    # weir-web starts with this environment and both files, and refuses to without them.
     listen = env["WEIR_WEB_LISTEN"]
-    tokens = write_tokens(tmp_path / "tokens")
-    assert WebSettings.from_env({"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": str(tokens)})
+    tokens = str(write_tokens(tmp_path / "tokens"))
+    key = str(write_session_key(tmp_path / "key"))
+    started = WebSettings.from_env(
+        {"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": tokens, "WEIR_WEB_SESSION_KEY_FILE": key}
+    )
+    assert started.tokens and started.session_key == SESSION_KEY
     with pytest.raises(ConfigError, match="WEIR_WEB_TOKENS is not set"):
         WebSettings.from_env({"WEIR_WEB_LISTEN": listen})
+    with pytest.raises(ConfigError, match="WEIR_WEB_SESSION_KEY_FILE is not set"):
+        WebSettings.from_env({"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": tokens})
     port = listen.rsplit(":", 1)[1]
     assert web["ports"] == [f"127.0.0.1:{port}:{port}"]
     # tests/web/test_probe.py runs the healthcheck's command against a real weir-web.

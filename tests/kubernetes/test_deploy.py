@@ -572,11 +572,13 @@ def test_only_the_ingress_controller_reaches_weir_web_and_only_on_its_port() -> 
     assert [port["port"] for port in service["spec"]["ports"]] == [8080]
 
 
-def test_weir_web_listens_on_its_port_with_the_tokens_of_its_secret(tmp_path: Path) -> None:
+def test_weir_web_listens_on_its_port_with_the_tokens_and_session_key_of_its_secrets(
+    tmp_path: Path,
+) -> None:
     from weir.config import ConfigError
     from weir_web.config import WebSettings
 
-    from tests.web.conftest import write_tokens
+    from tests.web.conftest import SESSION_KEY, write_session_key, write_tokens
 
     pod = pod_spec("Deployment", "weir-web")
     [container] = pod["containers"]
@@ -595,11 +597,27 @@ def test_weir_web_listens_on_its_port_with_the_tokens_of_its_secret(tmp_path: Pa
     assert volume["secret"]["defaultMode"] & 0o007 == 0, "the tokens file is not for others"
     assert volume["secret"]["defaultMode"] & 0o040, "the pod's group reads the tokens file"
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
-    # weir-web starts with this environment and such a file, and refuses to without one.
-    settings = {"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": str(write_tokens(tmp_path / "t"))}
-    assert WebSettings.from_env(settings).tokens
+    # Every replica signs sessions with the key of the Secret weir-web-session.
+    key_path = Path(variables["WEIR_WEB_SESSION_KEY_FILE"]["value"])
+    [key_mount] = [m for m in container["volumeMounts"] if key_path.parent == Path(m["mountPath"])]
+    assert key_mount["readOnly"] is True
+    [key_volume] = [v for v in pod["volumes"] if v["name"] == key_mount["name"]]
+    assert key_volume["secret"]["secretName"] == "weir-web-session"
+    assert key_volume["secret"]["items"] == [{"key": "key", "path": key_path.name}]
+    assert key_volume["secret"]["defaultMode"] & 0o007 == 0, "the key is not for others"
+    # weir-web starts with this environment and such files, and refuses to without them.
+    tokens = str(write_tokens(tmp_path / "t"))
+    key = str(write_session_key(tmp_path / "k"))
+    settings = {
+        "WEIR_WEB_LISTEN": listen,
+        "WEIR_WEB_TOKENS": tokens,
+        "WEIR_WEB_SESSION_KEY_FILE": key,
+    }
+    assert WebSettings.from_env(settings).session_key == SESSION_KEY
     with pytest.raises(ConfigError, match="WEIR_WEB_TOKENS is not set"):
         WebSettings.from_env({"WEIR_WEB_LISTEN": listen})
+    with pytest.raises(ConfigError, match="WEIR_WEB_SESSION_KEY_FILE is not set"):
+        WebSettings.from_env({"WEIR_WEB_LISTEN": listen, "WEIR_WEB_TOKENS": tokens})
 
 
 def test_weir_web_is_ready_when_its_probe_passes_and_alive_while_it_serves() -> None:
