@@ -21,7 +21,7 @@ from weir_web.config import WebSettings, parse_tokens
 
 from bench.chromium import CHROMIUM_ARGS, chromium_path
 from tests.conftest import Services, fresh_database, stack_settings
-from tests.web.conftest import TOKENS, Web, tokens_text
+from tests.web.conftest import SESSION_KEY, TOKENS, Web, tokens_text
 
 CHROMIUM = chromium_path("WEIR_TEST_CHROMIUM")
 
@@ -58,7 +58,10 @@ class Stack:
         services = await Services.start(settings)
         web = Web(
             WebSettings(
-                host="127.0.0.1", port=free_port(), tokens=parse_tokens(tokens_text(), "tokens")
+                host="127.0.0.1",
+                port=free_port(),
+                tokens=parse_tokens(tokens_text(), "tokens"),
+                session_key=SESSION_KEY,
             ),
             settings,
             base64.urlsafe_b64decode(key),
@@ -87,17 +90,21 @@ class Stack:
         return flow_id
 
 
-async def logged_in(browser: Browser, stack: Stack, role: str) -> tuple[BrowserContext, Page]:
-    """A fresh browser context (its own cookies) logged in through the login form."""
+async def logged_in(
+    browser: Browser, stack: Stack, role: str, url: str | None = None
+) -> tuple[BrowserContext, Page]:
+    """A fresh browser context (its own cookies) logged in through the login form of the
+    weir-web at `url` (default: the stack's)."""
+    url = url or stack.url
     context = await browser.new_context(
         accept_downloads=True, viewport={"width": 1280, "height": 800}
     )
     page = await context.new_page()
-    await page.goto(f"{stack.url}/login")
+    await page.goto(f"{url}/login")
     await page.locator("#token").wait_for()
     assert not await page.locator("#logout").is_visible(), "Log out shown before a login"
     await page.fill("#token", TOKENS[role])
     await page.click("form.login button[type=submit]")
-    await page.wait_for_url(f"{stack.url}/flows")
+    await page.wait_for_url(f"{url}/flows")
     assert await page.locator("#logout").is_visible()
     return context, page

@@ -1,22 +1,24 @@
 """What the pages show live, pushed by weir-web, in Chromium against the real stack: the flow
 list follows new flows and status changes without polling (and not at all while the tab is
-hidden), and a flow page's event stream resumes across a restart of weir-web."""
+hidden), and a logged-in flow page's event stream resumes across a restart of weir-web, its
+session intact."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, Request, expect
 from weir.embedded import free_port
-from weir_web.config import WebSettings
+from weir_web.config import WebSettings, parse_tokens
 
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_ui import LIVE, gate_script
-from tests.web.conftest import Web
+from tests.web.conftest import SESSION_KEY, Web, tokens_text
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -95,11 +97,16 @@ async def test_a_flow_submitted_while_the_list_is_open_appears_and_turns_green_l
     await context.close()
 
 
-async def open_web(stack: Stack) -> Web:
-    """A second weir-web over the same services, without tokens (loopback only): its callers
-    need no session, so a page outlives a restart of it (sessions live in its memory)."""
+async def second_web(stack: Stack) -> Web:
+    """A second weir-web over the same services, with the same tokens and session key (as a
+    deployment's replicas have): a session it opened survives its restart."""
     web = Web(
-        WebSettings(host="127.0.0.1", port=free_port(), tokens=None),
+        WebSettings(
+            host="127.0.0.1",
+            port=free_port(),
+            tokens=parse_tokens(tokens_text(), "tokens"),
+            session_key=SESSION_KEY,
+        ),
         stack.services.settings,
         base64.urlsafe_b64decode(stack.secret_key),
     )
@@ -115,13 +122,15 @@ async def seqs_seen(page: Page) -> list[int]:
 async def test_a_flow_pages_event_stream_resumes_after_a_restart_with_no_gap_or_duplicate(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    web = await open_web(stack)
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    web = await second_web(stack)
+    context, page = await logged_in(browser, stack, "viewer", url=web.url)
     try:
-        page = problems.watch(await context.new_page())
+        problems.watch(page)
         await page.add_init_script(RECORD_EVENT_FRAMES)
         streams: list[Request] = []
+        logins: list[Request] = []
         page.on("request", lambda r: streams.append(r) if r.url.endswith("/events") else None)
+        page.on("request", lambda r: logins.append(r) if urlsplit(r.url).path == "/login" else None)
         gate = tmp_path / "restart.open"
         flow_id = await stack.submit(gated_flow(gate, "restarted", after=5))
         await page.goto(f"{web.url}/flows/{flow_id}")
@@ -137,6 +146,12 @@ async def test_a_flow_pages_event_stream_resumes_after_a_restart_with_no_gap_or_
         await web.start()
 
         await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
+        # The same session goes on: no trip to the login page, and the restarted weir-web
+        # accepted the cookie of the one before (the resumed stream answered 200).
+        assert page.url == f"{web.url}/flows/{flow_id}" and logins == [], page.url
+        resumed_response = await streams[-1].response()
+        assert resumed_response is not None and resumed_response.status == 200
+        await expect(page.locator("#logout")).to_be_visible()
         seen = await seqs_seen(page)
         assert seen == [int(e.id or 0) for e in log], (before, seen)  # each once, in order
         assert len(seen) > len(before) and len(streams) >= 2
