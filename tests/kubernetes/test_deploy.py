@@ -586,25 +586,21 @@ def test_weir_web_listens_on_its_port_with_the_tokens_and_session_key_of_its_sec
     listen = variables["WEIR_WEB_LISTEN"]["value"]
     assert listen == "0.0.0.0:8080"
     assert container["ports"] == [{"name": "http", "containerPort": 8080}]
-    # The tokens file is the Secret weir-web-tokens, mounted read-only where WEIR_WEB_TOKENS
-    # points, and readable by the pod's user only through its group.
-    tokens_path = Path(variables["WEIR_WEB_TOKENS"]["value"])
-    [mount] = [m for m in container["volumeMounts"] if tokens_path.parent == Path(m["mountPath"])]
-    assert mount["readOnly"] is True
-    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["secret"]["secretName"] == "weir-web-tokens"
-    assert volume["secret"]["items"] == [{"key": "tokens", "path": tokens_path.name}]
-    assert volume["secret"]["defaultMode"] & 0o007 == 0, "the tokens file is not for others"
-    assert volume["secret"]["defaultMode"] & 0o040, "the pod's group reads the tokens file"
+    # The tokens file and the session key are Secrets, mounted read-only where their variables
+    # point, and readable by the pod's user only through its group.
+    for variable, secret, key_name in (
+        ("WEIR_WEB_TOKENS", "weir-web-tokens", "tokens"),
+        ("WEIR_WEB_SESSION_KEY_FILE", "weir-web-session", "key"),
+    ):
+        path = Path(variables[variable]["value"])
+        [mount] = [m for m in container["volumeMounts"] if path.parent == Path(m["mountPath"])]
+        assert mount["readOnly"] is True
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == secret
+        assert volume["secret"]["items"] == [{"key": key_name, "path": path.name}]
+        assert volume["secret"]["defaultMode"] & 0o007 == 0, f"{secret} is not for others"
+        assert volume["secret"]["defaultMode"] & 0o040, f"the pod's group reads {secret}"
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
-    # Every replica signs sessions with the key of the Secret weir-web-session.
-    key_path = Path(variables["WEIR_WEB_SESSION_KEY_FILE"]["value"])
-    [key_mount] = [m for m in container["volumeMounts"] if key_path.parent == Path(m["mountPath"])]
-    assert key_mount["readOnly"] is True
-    [key_volume] = [v for v in pod["volumes"] if v["name"] == key_mount["name"]]
-    assert key_volume["secret"]["secretName"] == "weir-web-session"
-    assert key_volume["secret"]["items"] == [{"key": "key", "path": key_path.name}]
-    assert key_volume["secret"]["defaultMode"] & 0o007 == 0, "the key is not for others"
     # weir-web starts with this environment and such files, and refuses to without them.
     tokens = str(write_tokens(tmp_path / "t"))
     key = str(write_session_key(tmp_path / "k"))

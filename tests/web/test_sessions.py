@@ -208,6 +208,13 @@ async def test_logout_clears_the_cookie_and_a_copy_lasts_only_until_it_expires(
     browser = web.client()
     login = await browser.post("/session", json={"token": TOKENS["viewer"]})
     copied = login.cookies[SESSION_COOKIE]
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+    # Behind a proxy that ended TLS (an Ingress), the cookie is Secure.
+    behind_tls = await web.client().post(
+        "/session", json={"token": TOKENS["viewer"]}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "; secure" in behind_tls.headers["set-cookie"].lower()
     claims = unseal(SESSION_KEY, copied, time.time())
     assert claims is not None
     assert claims.expires <= time.time() + web.web.session_seconds

@@ -188,9 +188,17 @@ def set_session_cookie(response: Response, request: Request, value: str, seconds
         max_age=int(seconds),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         path="/",
     )
+
+
+def over_tls(request: Request) -> bool:
+    """The browser reached weir-web over TLS: directly, or through a proxy that ended TLS
+    and says so in `X-Forwarded-Proto` (an Ingress). The header is trusted for this only,
+    where a lie can but make the cookie stricter."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 def _loopback_host(request: Request) -> bool:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.errors import ErrorCode
 
-from weir_web.auth import SESSION_COOKIE, Denied, set_session_cookie
+from weir_web.auth import SESSION_COOKIE, Denied, over_tls, set_session_cookie
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
@@ -54,6 +54,6 @@ class SessionRoutes(Endpoints):
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=over_tls(request),
         )
         return response
