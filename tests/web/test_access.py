@@ -17,7 +17,7 @@ from weir.config import ConfigError
 from weir_web.config import WebSettings
 
 from tests.waiting import quiet_for
-from tests.web.conftest import Web, write_tokens
+from tests.web.conftest import Web, write_session_key, write_tokens
 from tests.web.test_api import DIAMOND, events_of, submit
 
 SECRET_VALUE = "hunter2-very-secret-value-8c1f"
@@ -209,8 +209,13 @@ def test_non_loopback_listen_without_tokens_is_refused_at_start(tmp_path: Path) 
     assert proc.returncode == 2
     assert "WEIR_WEB_TOKENS is not set" in proc.stderr and "Traceback" not in proc.stderr
     tokens = write_tokens(tmp_path / "tokens")
+    key = write_session_key(tmp_path / "key")
     assert WebSettings.from_env(
-        {"WEIR_WEB_LISTEN": "0.0.0.0:8080", "WEIR_WEB_TOKENS": str(tokens)}
+        {
+            "WEIR_WEB_LISTEN": "0.0.0.0:8080",
+            "WEIR_WEB_TOKENS": str(tokens),
+            "WEIR_WEB_SESSION_KEY_FILE": str(key),
+        }
     ).tokens
     short = tmp_path / "short"
     short.write_text("abc viewer\nlong-enough-token-123 king\n")
