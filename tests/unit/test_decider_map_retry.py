@@ -75,6 +75,14 @@ class Flow:
     def attempts(self, *names: str) -> list[int]:
         return [self.flow.tasks[n].attempt for n in names]
 
+    def gathers_and_succeeds(self) -> None:
+        """`m` gathers its instances' outputs, `r` runs, the flow succeeds; the log folds
+        to the live state."""
+        self.gather()
+        self.run("r")
+        assert self.now() is FlowStatus.SUCCEEDED
+        assert self.replays()
+
     def replays(self) -> bool:
         return fold(self.flow.id, self.log) == self.flow
 
@@ -138,10 +146,7 @@ def test_an_instance_retried_while_a_sibling_stays_failed_runs_but_its_task_fail
     # Then the other one: nothing stays failed, and `r` runs.
     assert f.apply(Retry("m[2]")) == ["task_retried", "task_dispatched"]
     f.run("m[2]")
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
-    assert f.replays()
+    f.gathers_and_succeeds()
 
 
 def test_an_instance_retried_while_its_siblings_run_counts_among_them_again() -> None:
@@ -157,26 +162,18 @@ def test_an_instance_retried_while_its_siblings_run_counts_among_them_again() ->
     assert f.flow.fanout["m"].left == 2
     f.apply(finished("m[1]"))
     f.run("m[0]")
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
-    assert f.replays()
+    f.gathers_and_succeeds()
 
 
 def test_a_succeeded_instance_retried_with_downstream_runs_again_with_what_follows() -> None:
     f = failed_instance()
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
+    f.gathers_and_succeeds()
     assert retry_refusal(f.flow, "m[0]", False) is None
     f.apply(Retry("m[0]", downstream=True))
     assert f.events[0].tasks == ["m", "r", "m[0]"]  # type: ignore[union-attr]
     f.run("m[0]")
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
+    f.gathers_and_succeeds()
     assert f.attempts("m[0]", "m[1]", "r") == [2, 1, 2]
-    assert f.replays()
 
 
 def test_a_mapped_task_retried_runs_again_its_instances_that_did_not_succeed() -> None:
@@ -195,11 +192,8 @@ def test_a_mapped_task_retried_runs_again_its_instances_that_did_not_succeed() -
     assert f.apply(Retry("m")) == ["task_retried", "task_dispatched"]
     assert f.events[0].tasks == ["m", "r", "m[1]", "m[2]"]  # type: ignore[union-attr]
     f.run("m[1]", "m[2]")
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
+    f.gathers_and_succeeds()
     assert f.attempts("m[0]", "m[1]", "m[2]") == [1, 2, 1]
-    assert f.replays()
 
 
 def test_a_mapped_task_whose_gather_failed_gathers_again_when_retried() -> None:
@@ -226,11 +220,8 @@ def test_a_succeeded_mapped_task_is_retried_only_with_downstream_and_keeps_its_i
     assert f.apply(Retry("m")) == []
     f.apply(Retry("m", downstream=True))
     assert f.events[0].tasks == ["m", "r"]  # type: ignore[union-attr]
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
+    f.gathers_and_succeeds()
     assert f.attempts("m[0]", "m[1]", "r") == [1, 1, 2]
-    assert f.replays()
 
 
 REEXPAND = (
@@ -289,7 +280,4 @@ def test_a_skipped_instance_is_planned_again_by_the_retry_of_what_skipped_it() -
     f.apply(Retry("m[0]"))
     assert f.events[0].tasks == ["m", "r", "m[0]", "m[1]"]  # type: ignore[union-attr]
     f.run("m[0]", "m[1]")
-    f.gather()
-    f.run("r")
-    assert f.now() is FlowStatus.SUCCEEDED
-    assert f.replays()
+    f.gathers_and_succeeds()
