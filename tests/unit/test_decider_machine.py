@@ -51,7 +51,7 @@ from weir_scheduler.decider import (
 from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
 from weir_scheduler.decider.gates import to_read
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
-from weir_scheduler.map_plan import parent_of
+from weir_scheduler.map_plan import instances, parent_of
 from weir_scheduler.planner import plan
 
 from tests.flows import task
@@ -107,6 +107,13 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
     return msgspec.convert(doc, FlowSpec)
 
 
+def _existed(name: str, ended: dict[str, str]) -> bool:
+    """Whether task `name` existed when the log got as far as `ended` says (an instance
+    exists once its task was expanded)."""
+    parent = parent_of(name)
+    return parent is None or f"{parent[0]} expanded" in ended
+
+
 class DeciderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -118,6 +125,9 @@ class DeciderMachine(RuleBasedStateMachine):
         """Terminal flows and their seq when they ended."""
         self.run_to_end: dict[str, FoldedFlow] = {}
         """Each flow's state last run to its end (immutable: the same object, the same run)."""
+        self.folded: dict[str, FoldedFlow] = {}
+        """Each flow's state last checked against its folded log (every event makes a new
+        state, so the same object has the same log)."""
 
     # -- driving ------------------------------------------------------------------------
 
@@ -302,6 +312,10 @@ class DeciderMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(ended or [*sorted(was.tasks), "nope"]))
         if data.draw(st.integers(0, 5)) == 0:  # also any task, or one that does not exist
             name = data.draw(st.sampled_from([*sorted(was.tasks), "nope"]))
+        self.retried(name, downstream)
+
+    def retried(self, name: str, downstream: bool) -> None:
+        was = self.flow
         refusal = retry_refusal(was, name, downstream) if was.plan else "no plan"
         events = self.run(Retry(name, downstream))
         assert (refusal is None) == bool(events), (refusal, events)
@@ -374,7 +388,9 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def log_folds_to_the_live_state(self) -> None:
         for flow_id, flow in self.flows.items():
-            assert fold(flow_id, self.logs[flow_id]) == flow
+            if self.folded.get(flow_id) is not flow:  # a step that changed it
+                assert fold(flow_id, self.logs[flow_id]) == flow
+                self.folded[flow_id] = flow
 
     @invariant()
     def tasks_start_only_once_their_dependencies_ended_as_their_trigger_asks(self) -> None:
@@ -418,14 +434,8 @@ class DeciderMachine(RuleBasedStateMachine):
                     "one_success": "succeeded" in statuses,
                     "none_failed": failed == 0,
                 }[rule], (name, rule, statuses)
-                if name == plan.on_exit:
-                    others = {  # instances count from their expansion on (a retried flow's
-                        # plan has instances a later expansion made)
-                        n
-                        for n in plan.names
-                        if n != name
-                        and ((p := parent_of(n)) is None or f"{p[0]} expanded" in ended)
-                    }
+                if name == plan.on_exit:  # of the instances, those expanded by then
+                    others = {n for n in plan.names if n != name and _existed(n, ended)}
                     assert others <= set(ended), "on_exit ran before every other task ended"
 
     @invariant()
@@ -452,6 +462,25 @@ class DeciderMachine(RuleBasedStateMachine):
                     assert parent in (TaskStatus.FAILED, TaskStatus.CANCELLED), parent
                 if flow.status.terminal:
                     assert parent.terminal and all(t.status.terminal for t in instances)
+
+    @invariant()
+    def a_mapped_task_is_expanded_once_and_waits_for_each_instance_not_ended(self) -> None:
+        """... also after retries of it or its instances: they keep the items recorded."""
+        for flow in self.flows.values():
+            expansions = Counter(
+                e.task  # type: ignore[union-attr]
+                for e in self.logs[flow.id]
+                if event_type(e) == "task_expanded"
+            )
+            assert all(n == 1 for n in expansions.values()), expansions
+            for name in flow.expanded:
+                names = instances(flow.plan, name) if flow.plan else []
+                left = sum(not flow.tasks[n].status.terminal for n in names)
+                state = flow.fanout.get(name)
+                if left and not flow.cancelling:  # a cancel ends it while they run
+                    assert flow.tasks[name].status is TaskStatus.PENDING, (name, left)
+                if state is not None:
+                    assert (state.expanded, state.count, state.left) == (True, len(names), left)
 
     @invariant()
     def seq_is_gap_free(self) -> None:
@@ -623,6 +652,32 @@ class MappedDeciderMachine(DeciderMachine):
 
     def cancel_races_a_success(self, data: st.DataObject) -> None:
         pass
+
+    @rule(data=st.data(), downstream=st.booleans())
+    def retry_mapped(self, data: st.DataObject, downstream: bool) -> None:
+        """A retry of an instance or of an expanded mapped task, whatever its status."""
+        flow = self.flow
+        names = sorted(n for n in flow.tasks if n in flow.expanded or parent_of(n) is not None)
+        if names:
+            self.retried(data.draw(st.sampled_from(names)), downstream)
+
+    @rule(data=st.data(), steps=st.integers(1, 25), downstream=st.booleans())
+    def runs_on_then_a_mapped_task_is_retried(
+        self, data: st.DataObject, steps: int, downstream: bool
+    ) -> None:
+        """The flow runs on for a while (attempts end, some failing; lists are read), so its
+        mapped tasks get expanded and their instances end; then one of them, or an instance,
+        is retried."""
+        for _ in range(steps):
+            if self.flow.status.terminal:
+                break
+            command = self.next_step(self.flow)
+            if isinstance(command, RecordFinished):
+                report = command.report
+                outcome = data.draw(st.sampled_from(["ok", "ok", "fail"]))
+                command = self.report(report.task, report.attempt, outcome)
+            self.run(command)
+        self.retry_mapped(data, downstream)
 
 
 MappedDeciderMachine.TestCase.settings = settings(

@@ -118,8 +118,9 @@ class FoldedFlow:
     read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
     """Output name -> value, as `task_condition_read` recorded it for a condition."""
     expanded: frozenset[str] = frozenset()
-    """Mapped tasks expanded into instances (also into none), which neither a retry nor an
-    update plans again (`decider/stepping.py`)."""
+    """Mapped tasks expanded into instances (also into none): a retry plans them again only
+    to wait for their instances, never to read their list again, and an update not at all
+    (`decider/stepping.py`)."""
     updates: int = 0
     """`flow_updated` events so far: a start timer set before the latest update is stale."""
 

@@ -194,3 +194,9 @@ def descendants(flow: FoldedFlow, names: Iterable[str]) -> set[str]:
             seen.add(current)
             stack.extend(plan.dependents[current])
     return seen
+
+
+def mapped_parent(flow: FoldedFlow, name: str) -> str | None:
+    """The expanded mapped task `name` is an instance of (None: it is none)."""
+    parent = parent_of(name)
+    return parent[0] if parent is not None and parent[0] in flow.expanded else None
