@@ -575,8 +575,7 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ./just bench                      # full run: 3 repeats, 20,000 flows, 1k/5k/10k DAGs, peers
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
 ./just bench --only latency       # one scenario (repeatable): throughput, latency, scale,
-                                  # replicas, soak, peers, artifacts
-./just bench --only latency       # one of: throughput | latency | scale | peers | artifacts | web | fanout
+                                  # replicas, soak, peers, artifacts, web, fanout
 ./just bench --only fanout --map-items 10000  # a task mapped over N items (default 10,000)
 ./just bench --only web --web-flows 2000  # fewer flows for GET /flows (default 20,000)
 ./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
