@@ -129,3 +129,33 @@ async def test_progress_bars_show_as_a_terminal_would_and_copy_and_download_keep
     assert saved.read_bytes() == b"10%\r20%\r30%\nkept\r\n\n  indented\nabcdef\rXY\nthrough\n"
     assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
     await context.close()
+
+
+TERMINAL_CASES: list[tuple[list[str], str, str]] = [
+    # (what is written, in pieces; the lines completed; the line being written)
+    (["10%\r", "20%\r", "30%\n"], "30%\n", ""),
+    (["abcdef\rXY"], "", "XYcdef"),
+    (["foo\r", "\nbar"], "foo\n", "bar"),  # "\r\n" cut between two chunks
+    (["a\r\n\n  b\r"], "a\n\n", "  b"),
+    (["one\ntwo", " three\n"], "one\ntwo three\n", ""),
+    (["x" * (LOG_RENDER_MAX + 1)], "x" * (LOG_RENDER_MAX + 1), ""),  # a line is never unbounded
+]
+
+
+async def test_a_terminal_line_is_overwritten_after_a_carriage_return(
+    browser: Browser, stack: Stack
+) -> None:
+    context, page = await logged_in(browser, stack, "viewer")
+    seen = await page.evaluate(
+        """async (cases) => {
+          const { TerminalLine } = await import('/static/js/logtail.js');
+          return cases.map(([pieces]) => {
+            const line = new TerminalLine();
+            const done = pieces.map((p) => line.write(p)).join("");
+            return [done, line.line];
+          });
+        }""",
+        TERMINAL_CASES,
+    )
+    assert seen == [[done, line] for _, done, line in TERMINAL_CASES]
+    await context.close()
