@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from weir_proto.events import FlowEvent, FlowSubmitted, event_type
+from weir_proto.events import FlowCancelRequested, FlowEvent, FlowSubmitted, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec, MapSpec
 from weir_proto.status import FlowStatus, TaskStatus
@@ -467,24 +467,52 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_starts_after_a_cancel_is_recorded(self) -> None:
-        """... until a retry of the ended (failed: fail_fast) flow plans tasks again."""
-        for log in self.logs.values():
-            kinds = [event_type(e) for e in log]
-            if "flow_cancel_requested" in kinds:
-                after = kinds[kinds.index("flow_cancel_requested") :]
-                if "task_retried" in after:
-                    after = after[: after.index("task_retried")]
-                assert not set(after) & set(STARTS_WORK), after
+        """... until a retry of the ended (failed: fail_fast) flow plans tasks again; after
+        fail_fast's cancel, nothing but the on_exit task (until a user's cancel)."""
+        for flow_id, log in self.logs.items():
+            plan = self.flows[flow_id].plan
+            on_exit = plan.on_exit if plan is not None else None
+            spared: str | None = None
+            cancelled = False
+            for event in log:
+                kind = event_type(event)
+                if kind == "task_retried":
+                    cancelled, spared = False, None
+                elif isinstance(event, FlowCancelRequested):
+                    spared = on_exit if event.fail_fast and not cancelled else None
+                    cancelled = True
+                elif cancelled and kind in STARTS_WORK:
+                    assert getattr(event, "task", "") == spared, (kind, event)
+
+    @invariant()
+    def fail_fast_still_runs_the_on_exit_task(self) -> None:
+        """A flow with fail_fast and an on_exit task that ended failed ran its on_exit task,
+        unless a user cancelled it."""
+        for flow in self.flows.values():
+            plan = flow.plan
+            if plan is None or plan.on_exit is None or not plan.spec.fail_fast:
+                continue
+            if flow.status is not FlowStatus.FAILED:
+                continue
+            log = self.logs[flow.id]
+            retried = [i for i, e in enumerate(log) if event_type(e) == "task_retried"]
+            since = log[retried[-1] + 1 :] if retried else log
+            if any(isinstance(e, FlowCancelRequested) and not e.fail_fast for e in since):
+                continue
+            ran = flow.tasks[plan.on_exit].status
+            assert ran in (TaskStatus.SUCCEEDED, TaskStatus.FAILED), (ran, flow.tasks)
 
     @invariant()
     def a_cancelled_flow_with_nothing_running_has_ended(self) -> None:
         for flow in self.flows.values():
-            if flow.cancelling and not any(t.status.active for t in flow.tasks.values()):
+            # fail_fast's cancel leaves the on_exit task to run last
+            spared = flow.plan.on_exit if flow.fail_fast and flow.plan is not None else None
+            others = [t for t in flow.tasks.values() if t.name != spared]
+            exit_done = spared is None or flow.tasks[spared].status.terminal
+            if flow.cancelling and not any(t.status.active for t in others) and exit_done:
                 assert flow.status.terminal, flow.status
             if flow.cancelling:  # only running attempts are waited for
-                waiting = [
-                    t.name for t in flow.tasks.values() if t.status is not TaskStatus.RUNNING
-                ]
+                waiting = [t.name for t in others if t.status is not TaskStatus.RUNNING]
                 assert all(flow.tasks[n].status.terminal for n in waiting), flow.tasks
 
     @invariant()
