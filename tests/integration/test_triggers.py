@@ -41,6 +41,53 @@ async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
     assert view["cleanup"].status == "succeeded" and view["notify"].status == "succeeded"
 
 
+async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exit_last(
+    client: Client, tmp_path: Path
+) -> None:
+    running = tmp_path / "running"
+    cleaned = tmp_path / "cleaned"
+    status = tmp_path / "status"
+    # "load" fails only once "slow" runs, so a sibling is running at the failure.
+    wait_then_fail = f"while [ ! -e {running} ]; do sleep 0.05; done; exit 3"
+    spec = {
+        "name": "etl-fast",
+        "fail_fast": True,
+        "tasks": [
+            task("slow", "sh", "-c", f"touch {running}; exec sleep 300", retry=ONCE),
+            task("load", "sh", "-c", wait_then_fail, retry=ONCE),
+            task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
+        ],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id, events = await finish(client, spec)
+    kinds = types(events)
+    assert kinds[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["load"]  # type: ignore[union-attr]
+    request = events[kinds.index("flow_cancel_requested")]
+    assert request.fail_fast  # type: ignore[union-attr]
+    assert not cleaned.exists(), "the cleanup task ran although fail_fast cancelled it"
+    assert status.read_text() == "failed\n"
+    cancelled = {e.task: e.reason for e in events if event_type(e) == "task_cancelled"}  # type: ignore[union-attr]
+    assert cancelled == {
+        "slow": 'fail_fast: task "load" failed',
+        "cleanup": 'fail_fast: task "load" failed',
+    }
+    handed = [i for i, e in enumerate(events) if getattr(e, "task", "") == "notify"]
+    slow_ended = next(
+        i
+        for i, e in enumerate(events)
+        if (event_type(e), getattr(e, "task", "")) == ("task_cancelled", "slow")
+    )
+    assert min(handed) > slow_ended, "on_exit was handed out before the killed sibling ended"
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert {n: t.status for n, t in view.items()} == {
+        "slow": "cancelled",
+        "load": "failed",
+        "cleanup": "cancelled",
+        "notify": "succeeded",
+    }
+
+
 async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(
     client: Client, tmp_path: Path
 ) -> None:
