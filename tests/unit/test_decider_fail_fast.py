@@ -5,12 +5,11 @@ cancel ends the on_exit task too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from weir_proto.events import FlowCancelRequested, FlowEvent, event_type
-from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
+from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
@@ -19,7 +18,6 @@ from weir_scheduler.decider import (
     FoldedFlow,
     Policy,
     RecordFinished,
-    RecordStarted,
     Release,
     Submit,
     decide,
@@ -30,8 +28,8 @@ from weir_scheduler.decider import (
 from weir_scheduler.planner import plan
 
 from tests.flows import task
+from tests.unit.test_decider import NOW, finished, started
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ONCE = {"max_attempts": 1}
 
 
@@ -51,28 +49,10 @@ def apply(
     return flow, events
 
 
-def started(name: str, attempt: int = 1) -> RecordStarted:
-    return RecordStarted(
-        AttemptStarted(flow_id="f1", task=name, attempt=attempt, runner="r", token="t", at=NOW)
-    )
-
-
-def finished(
-    name: str, ok: bool = True, attempt: int = 1, error_type: ErrorType | None = None
-) -> RecordFinished:
-    failed = error_type or ErrorType.EXIT_CODE
-    return RecordFinished(
-        AttemptFinished(
-            flow_id="f1",
-            task=name,
-            attempt=attempt,
-            runner="r",
-            token="t",
-            at=NOW,
-            exit_code=0 if ok else 1,
-            error_type=None if ok else failed,
-        )
-    )
+def ended(name: str, error_type: ErrorType, attempt: int = 1) -> RecordFinished:
+    """The report of `name`'s attempt failing with `error_type` (CANCELLED: killed)."""
+    report = finished(name, ok=False, attempt=attempt).report
+    return RecordFinished(msgspec.structs.replace(report, error_type=error_type))
 
 
 def statuses(flow: FoldedFlow) -> dict[str, str]:
@@ -140,7 +120,7 @@ def test_running_sibling_is_killed_and_on_exit_runs_once_its_cancel_is_reported(
     request = events[2]
     assert isinstance(request, FlowCancelRequested) and request.fail_fast
     assert flow.tasks["bye"].status is TaskStatus.PENDING  # waits for "slow" to end
-    killed = finished("slow", ok=False, error_type=ErrorType.CANCELLED)
+    killed = ended("slow", ErrorType.CANCELLED)
     flow, events = apply(flow, killed, log)
     assert typed(events) == [("task_cancelled", "slow"), ("task_dispatched", "bye")]
     assert flow_status_env(flow) == "failed"
@@ -175,7 +155,7 @@ def test_on_exit_failing_under_fail_fast_fails_the_flow_and_retries_first() -> N
     flow, _ = apply(flow, started("a"), log)
     flow, _ = apply(flow, started("slow"), log)
     flow, _ = apply(flow, finished("a", ok=False), log)
-    flow, _ = apply(flow, finished("slow", ok=False, error_type=ErrorType.CANCELLED), log)
+    flow, _ = apply(flow, ended("slow", ErrorType.CANCELLED), log)
     flow, _ = apply(flow, started("bye"), log)
     # Still the flow cancelling for fail_fast: the on_exit task is not cancelled for that;
     # it takes its retry, and its timer hands it out again.
@@ -200,7 +180,7 @@ def test_on_exit_in_a_limited_queue_is_released_after_fail_fast() -> None:
     flow, _ = apply(flow, started("a"), log, policy)
     flow, _ = apply(flow, started("slow"), log, policy)
     flow, _ = apply(flow, finished("a", ok=False), log, policy)
-    killed = finished("slow", ok=False, error_type=ErrorType.CANCELLED)
+    killed = ended("slow", ErrorType.CANCELLED)
     flow, events = apply(flow, killed, log, policy)
     assert typed(events) == [("task_cancelled", "slow"), ("task_queued", "bye")]
     flow, events = apply(flow, Release(task="bye"), log, policy)
@@ -218,7 +198,7 @@ def test_user_cancel_after_fail_fast_cancels_the_on_exit_task_too() -> None:
     request = events[0]
     assert isinstance(request, FlowCancelRequested) and not request.fail_fast
     assert decide(flow, Cancel("again"), NOW) == []
-    flow, events = apply(flow, finished("slow", ok=False, error_type=ErrorType.CANCELLED), log)
+    flow, events = apply(flow, ended("slow", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "slow"), ("flow_failed", "")]
     assert statuses(flow) == {"a": "failed", "slow": "cancelled", "bye": "cancelled"}
     assert fold("f1", log) == flow
@@ -230,7 +210,7 @@ def test_user_cancel_of_a_running_on_exit_task_after_fail_fast_kills_it() -> Non
     flow, _ = apply(flow, started("bye"), log)
     flow, events = apply(flow, Cancel("stop it"), log)
     assert typed(events) == [("flow_cancel_requested", "")]
-    flow, events = apply(flow, finished("bye", ok=False, error_type=ErrorType.CANCELLED), log)
+    flow, events = apply(flow, ended("bye", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "bye"), ("flow_failed", "")]
 
 
@@ -239,6 +219,6 @@ def test_user_cancel_before_any_failure_still_cancels_the_on_exit_task() -> None
     flow, _ = apply(flow, started("a"), log)
     flow, events = apply(flow, Cancel("stop"), log)
     assert ("task_cancelled", "bye") in typed(events)
-    flow, _ = apply(flow, finished("a", ok=False, error_type=ErrorType.CANCELLED), log)
+    flow, _ = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert flow.status is FlowStatus.CANCELLED
     assert flow.tasks["bye"].status is TaskStatus.CANCELLED
