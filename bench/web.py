@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 from pathlib import Path
@@ -25,18 +24,10 @@ import httpx
 import psutil
 from weir.client import Client
 
+from bench.chromium import CHROMIUM_ARGS, chromium_path
 from bench.weirstack import WeirServices, fan, single_task
 
-CHROMIUM = os.environ.get("WEIR_BENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = chromium_path("WEIR_BENCH_CHROMIUM")
 LIST_SAMPLES = 50
 IDLE_WINDOW_S = 5.0
 SEED_BATCH = 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -13,6 +14,10 @@ from tests.flows import WAIT
 
 POLL = 0.05
 """Seconds between two looks at a condition nothing signals."""
+SHOWN_CHARS = 300
+"""How much of the last value a failed `eventually` shows."""
+
+T = TypeVar("T")
 
 
 async def until(
@@ -29,6 +34,25 @@ async def until(
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {timeout:g}s: {what}")
+        await asyncio.sleep(POLL)
+
+
+async def eventually(
+    read: Callable[[], Awaitable[T]],
+    holds: Callable[[T], bool],
+    what: str,
+    timeout: float = WAIT,
+) -> T:
+    """The first value `read()` gives for which `holds` is true (for a test that goes on to
+    look at it); fails naming `what`, and showing the last value, after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await read()
+        if holds(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            shown = repr(value)[:SHOWN_CHARS]
+            raise AssertionError(f"not within {timeout:g}s: {what} (last: {shown})")
         await asyncio.sleep(POLL)
 
 

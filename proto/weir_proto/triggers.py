@@ -22,7 +22,7 @@ from typing import Literal
 from weir_proto.spec import Trigger
 from weir_proto.status import TaskStatus
 
-AFTER_FAILURE: frozenset[str] = frozenset({"all_done", "all_failed", "one_failed"})
+AFTER_FAILURE: frozenset[str] = frozenset({"all_done", "all_failed", "one_failed", "one_success"})
 """Trigger rules that may still run once the flow is failing."""
 FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
 """The flow's outcome so far (`succeeded` or `failed`), given to its on_exit task."""

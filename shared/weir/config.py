@@ -18,6 +18,9 @@ from weir.setting import (
     declared_setting,
     duration,
     flag,
+    host_port,
+    key32,
+    limits,
     names,
     number,
     one_of,
@@ -36,6 +39,7 @@ __all__ = ["ConfigError", "NatsSecurity", "S3Storage", "Settings"]
 
 EXECUTORS = ("local", "noop", "kubernetes")
 NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
+WEB_LISTEN_DEFAULT = ("127.0.0.1", 8080)
 
 TASK_USER_DEFAULT = "nobody"
 """The user a root runner's local tasks run as (a runner that is not root runs them as
@@ -77,16 +81,6 @@ def _queues(name: str, raw: str) -> tuple[str, ...]:
 def _allow_list(env: str, what: str) -> Any:
     """A comma-separated allow-list of what a task's `kubernetes` section may ask for."""
     return setting(env, (), names, f"comma-separated {what}", shown="(none)")
-
-
-def _queue_limits(name: str, raw: str) -> dict[str, int]:
-    limits: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        queue, sep, value = part.partition("=")
-        if not sep or not queue.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(f"{name}: {part!r} is not QUEUE=LIMIT with a limit of at least 1")
-        limits[queue.strip()] = int(value)
-    return limits
 
 
 S3_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -358,6 +352,15 @@ class Settings:
     aws_access_key_id: str = ""
     aws_secret_access_key: str = field(default="", repr=False)
     aws_session_token: str = field(default="", repr=False)
+    secret_key: bytes | None = setting(
+        "WEIR_SECRET_KEY",
+        None,
+        key32,
+        "key that encrypts stored secrets (`weir secret keygen` makes one)",
+        shown="none",
+        repr=False,
+    )
+    """The runner takes it out of its environment at start (`weir.secrets.take_credentials`)."""
     heartbeat_interval: float = setting(
         "WEIR_HEARTBEAT_INTERVAL",
         5.0,
@@ -390,7 +393,7 @@ class Settings:
     queue_limits: dict[str, int] = setting(  # noqa: RUF009 (a field with a default factory)
         "WEIR_QUEUE_LIMITS",
         None,
-        _queue_limits,
+        limits,
         "global concurrency per queue, e.g. `gpu=4,default=200`; queued tasks are released by "
         "priority, then fairly across flows",
         shown="none",
@@ -553,6 +556,21 @@ class Settings:
         "longest pause, in seconds, before a failing background loop runs again (from 0.1 s, "
         "doubling)",
         shown="`30`",
+    )
+    web_listen: tuple[str, int] = setting(
+        "WEIR_WEB_LISTEN",
+        WEB_LISTEN_DEFAULT,
+        host_port,
+        "where `weir-web` (the HTTP API, [docs/http.md](docs/http.md)) listens",
+        shown="`127.0.0.1:8080`",
+    )
+    web_tokens: str = setting(
+        "WEIR_WEB_TOKENS",
+        "",
+        text,
+        "file of `TOKEN ROLE` lines (`viewer`, `operator`, `admin`) for `weir-web`; without "
+        "it, `weir-web` refuses any address but loopback",
+        shown="none",
     )
     log_level: str = setting(
         "WEIR_LOG_LEVEL",

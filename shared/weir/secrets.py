@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import os
 import re
@@ -25,12 +24,13 @@ from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundErro
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from weir_proto.errors import WeirException
 
-from weir.config import NatsSecurity
+from weir.config import ConfigError, NatsSecurity, Settings
+from weir.setting import declared_setting, read_one
 
 SECRETS_BUCKET = "weir-secrets"
 BUCKET_POLL_SECONDS = 2.0
 """How often a watch of a store nobody has written yet looks for its bucket."""
-SECRET_KEY_ENV = "WEIR_SECRET_KEY"
+SECRET_KEY_ENV = declared_setting(Settings, "secret_key").env
 MAX_SECRET_BYTES = 64 * 1024
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
 """Lower-case letters, digits, `-`, `.`, `_`: valid as a KV key and as a Kubernetes Secret
@@ -139,18 +139,10 @@ def secret_key_from_env(env: dict[str, str] | None = None) -> bytes | None:
     `take_credentials` read, if it was called)."""
     if env is None and _held is not None:
         return _held.secret_key
-    raw = (os.environ if env is None else env).get(SECRET_KEY_ENV, "").strip()
-    if not raw:
-        return None
     try:
-        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise SecretError(
-            f"{SECRET_KEY_ENV} must be 32 bytes in URL-safe base64 (make one with "
-            "`weir secret keygen`)"
-        )
+        key: bytes | None = read_one(Settings, "secret_key", os.environ if env is None else env)
+    except ConfigError as exc:
+        raise SecretError(str(exc)) from None
     return key
 
 

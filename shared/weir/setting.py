@@ -8,6 +8,8 @@ documentation cannot drift apart.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, cast
@@ -97,6 +99,15 @@ def default_of(item: Field[Any]) -> Any:
     if item.default is not MISSING:
         return item.default
     return cast(Callable[[], Any], item.default_factory)()
+
+
+def read_one(cls: type, name: str, env: Mapping[str, str]) -> Any:
+    """Field `name` of `cls` from `env`, as `read` reads it."""
+    for item, found in declared(cls):
+        if item.name == name:
+            text = found.text(env)
+            return found.parse(found.env, text) if text else default_of(item)
+    raise KeyError(name)
 
 
 def read(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
@@ -199,3 +210,36 @@ def one_of(choices: tuple[str, ...], what: str) -> Parser:
         return raw
 
     return parse
+
+
+def host_port(name: str, raw: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:8080` for an IPv6 host)."""
+    host, sep, port = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host, int(port)
+
+
+def key32(name: str, raw: str) -> bytes:
+    """A 32-byte key in URL-safe base64 (padding optional)."""
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(
+            f"{name} must be 32 bytes in URL-safe base64 (make one with `weir secret keygen`)"
+        )
+    return key
+
+
+def limits(name: str, raw: str) -> dict[str, int]:
+    """Comma-separated `QUEUE=LIMIT` pairs, each limit at least 1."""
+    found: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        queue, sep, value = part.partition("=")
+        if not sep or not queue.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"{name}: {part!r} is not QUEUE=LIMIT with a limit of at least 1")
+        found[queue.strip()] = int(value)
+    return found

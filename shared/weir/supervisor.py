@@ -1,10 +1,14 @@
-"""Supervisor: runs a process's background loops and restarts one that fails.
+"""Supervisor: runs a process's background services and restarts one that fails.
 
 Each background duty (the scheduler's timers, cron, relay, ...; the runner's dispatch
 consumers, heartbeats, janitor, and the kubernetes executor's pod watch, secret sync and
-orphan sweep) is a named `Loop`: a function doing one round of its work, including the pause
-until the next round is due. The supervisor calls it again and again (until the round returns
-`LOOP_DONE`, or the process stops):
+orphan sweep) is a `BackgroundService` (River's maintenance services are the model): a
+`name`, and `run_once`, one round of its work including the pause until the next round is
+due. A duty that works through what is due in batches is a `DueWork`, which writes that
+round once; a duty whose round is a function of its process's state is a `Duty`.
+`Supervisor.start(service)` runs it as the loop of its name, calling `run_once` again and
+again (until the round returns `LOOP_DONE`, or the process stops); `Supervisor.stop(name)`
+ends it:
 
 - a round that raises is a failure: one JSON log line (`"loop failed; restarting"`, with the
   loop's name, its consecutive failures and the error), then the loop is called again after
@@ -24,12 +28,14 @@ Tests wait on `signals` (a loop's failures and completed rounds), not on sleeps.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 import msgspec
 from weir_proto.errors import WeirException
@@ -52,6 +58,63 @@ LOOP_DONE = object()
 Round = Callable[[], Awaitable[object]]
 """One round of a loop's work, including its pause until the next round is due; it returns
 None, or `LOOP_DONE` to end the loop."""
+
+
+class BackgroundService(Protocol):
+    """A named background duty that the supervisor runs round after round."""
+
+    @property
+    def name(self) -> str:
+        """Its loop's name, in logs and in health."""
+        ...
+
+    def run_once(self) -> Awaitable[object]:
+        """One round of its work, including its pause until the next round is due; it
+        returns None, or `LOOP_DONE` when the service has nothing more to do. An error is the
+        supervisor's to log, report and retry."""
+        ...
+
+
+@dataclass(frozen=True)
+class Duty:
+    """A background service whose round is a function: `run_once` bound to what it works on
+    (a subscription, the process's state)."""
+
+    name: str
+    run_once: Round
+
+
+def until_due(due_in: float | None, floor: float, idle_max: float) -> float:
+    """Seconds a polling loop sleeps before the next thing due `due_in` seconds from now
+    (None: nothing is due): never below `floor`, so a late one is not polled in a spin, nor
+    above `idle_max`, so one added meanwhile (by another replica) waits no longer."""
+    if due_in is None:
+        return idle_max
+    return min(max(due_in, floor), idle_max)
+
+
+class DueWork(abc.ABC):
+    """A background service that works through what is due in batches: a round does one
+    batch, then, unless the batch was full (more is due: go on at once), waits until the
+    next is due (`until_due`: at least `due_floor`, at most `idle_max` seconds)."""
+
+    name: ClassVar[str]
+    due_floor: ClassVar[float]
+    idle_max: ClassVar[float]
+    """Longest wait between checks; work added by another replica is seen this late."""
+    batch: int
+
+    @abc.abstractmethod
+    async def work_due(self) -> int:
+        """Do a batch (at most `batch`) of what is due; how many were handled."""
+
+    @abc.abstractmethod
+    async def next_due_in(self) -> float | None:
+        """Seconds until the next is due (negative: overdue); None: nothing is."""
+
+    async def run_once(self) -> None:
+        if await self.work_due() < self.batch:
+            await asyncio.sleep(until_due(await self.next_due_in(), self.due_floor, self.idle_max))
 
 
 STOP_RECANCEL = 1.0
@@ -146,11 +209,12 @@ class Supervisor:
         self.signals = Signals()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, name: str, work: Round) -> None:
-        """Run `work` again and again as the loop `name` from now on."""
+    def start(self, service: BackgroundService) -> None:
+        """Run `service` round after round, as the loop of its name, from now on."""
+        name = service.name
         if self.running(name):
             raise ValueError(f'a loop named "{name}" is already running')
-        loop = self.loops[name] = Loop(name, work)
+        loop = self.loops[name] = Loop(name, service.run_once)
         self._tasks[name] = asyncio.create_task(self._supervise(loop), name=name)
 
     def running(self, name: str) -> bool:

@@ -19,19 +19,11 @@ from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_web.config import WebSettings, parse_tokens
 
+from bench.chromium import CHROMIUM_ARGS, chromium_path
 from tests.conftest import Services, fresh_database, stack_settings
 from tests.web.conftest import TOKENS, Web, tokens_text
 
-CHROMIUM = os.environ.get("WEIR_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = chromium_path("WEIR_TEST_CHROMIUM")
 
 
 async def launch(playwright: Playwright) -> Browser:

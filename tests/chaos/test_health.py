@@ -13,6 +13,8 @@ from weir.health import probe, serve_health
 from weir.jetstream import close, connect
 from weir_scheduler.data.postgres import PostgresData
 
+from tests.waiting import eventually
+
 pytestmark = pytest.mark.slow
 
 
@@ -45,12 +47,11 @@ async def test_health_reports_ready_then_degraded_while_postgres_is_down(
         assert "postgresql://" not in down["checks"]["postgres"]["error"]
 
         await asyncio.to_thread(pg.start)
-        for _ in range(50):
-            back = await probe(nc, "scheduler", "replica-a", timeout=5)
-            if back["status"] == "ok":
-                break
-            await asyncio.sleep(0.2)
-        assert back["status"] == "ok", back
+        await eventually(
+            lambda: probe(nc, "scheduler", "replica-a", timeout=5),
+            lambda report: report["status"] == "ok",
+            "replica-a healthy again once Postgres is back",
+        )
         await health.stop()
         await other.stop()
         with pytest.raises(Exception):  # noqa: B017 - nobody answers: a NATS no-responders error

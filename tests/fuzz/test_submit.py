@@ -4,7 +4,6 @@ scheduler goes on serving."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -23,6 +22,7 @@ from tests.fuzz.hostile import (
     still_serving,
     submit_corpus,
 )
+from tests.waiting import eventually
 
 EXAMPLES = 25
 
@@ -41,16 +41,12 @@ async def test_hostile_corpus_on_the_durable_subject_becomes_precise_rejections(
     corpus = submit_corpus(settings.max_submit_bytes)
     for _, payload in corpus:
         await client.js.publish("weir.cmd.submit", payload, timeout=WAIT)
-    rows: list[Any] = []
-    for _ in range(int(WAIT / 0.2)):
-        rows = await _flows(settings.database_url)
-        if len(rows) >= len(corpus):
-            break
-        await asyncio.sleep(0.2)
-    assert len(rows) == len(corpus), (
-        f"{len(corpus)} hostile submits were acknowledged but only {len(rows)} became flows "
-        "or rejections"
+    rows = await eventually(
+        lambda: _flows(settings.database_url),
+        lambda rows: len(rows) >= len(corpus),
+        f"each of the {len(corpus)} acknowledged hostile submits became a flow or a rejection",
     )
+    assert len(rows) == len(corpus)
     rejected = [r for r in rows if r["status"] == "rejected"]
     assert len(rejected) == len(corpus) - len(ACCEPTED), [(r["id"], r["status"]) for r in rows]
     for row in rejected:

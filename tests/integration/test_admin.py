@@ -166,11 +166,10 @@ async def test_missed_ticks_catch_up_or_skip(client: Client, services: Services)
         await client.schedule_action("resume", "late")
         await client.schedule_action("resume", "skipper")
 
-        async def fired() -> None:
-            while not (await tick_flows(client, "late") and await tick_flows(client, "skipper")):
-                await asyncio.sleep(0.05)
+        async def fired() -> bool:
+            return bool(await tick_flows(client, "late") and await tick_flows(client, "skipper"))
 
-        await asyncio.wait_for(fired(), WAIT)
+        await until(fired, "both resumed schedules fired")
         await client.schedule_action("pause", "late")
         await client.schedule_action("pause", "skipper")
     finally:

@@ -19,7 +19,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import _start
 from tests.flows import WAIT, finish, lone_task, reached, task, types
-from tests.waiting import process_gone
+from tests.waiting import eventually, process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
 ONCE = {"max_attempts": 1}
@@ -168,11 +168,9 @@ async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
 async def test_delayed_flow_waits_then_runs(client: Client) -> None:
     spec = {"name": "later", "delay": 0.6, "tasks": [task("a", "true")]}
     flow_id = await client.submit(spec)
-    for _ in range(100):
-        view = await client.get_or_none(flow_id)
-        if view is not None:
-            break
-        await asyncio.sleep(0.02)
+    view = await eventually(
+        lambda: client.get_or_none(flow_id), lambda v: v is not None, "the delayed flow recorded"
+    )
     assert view is not None and view.status == "scheduled" and view.start_at is not None
     await asyncio.wait_for(client.wait(flow_id), WAIT)
     events = [e async for e in client.events(flow_id)]

@@ -22,7 +22,8 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import WAIT, diamond, finish, lone_task, task, types
+from tests.flows import diamond, finish, lone_task, task, types
+from tests.waiting import eventually, outbox_drained, until
 
 ONCE = {"max_attempts": 1}
 
@@ -136,15 +137,12 @@ async def test_raw_json_submit_from_any_nats_client(services: Services, client: 
     finally:
         await nc.close()
 
-    async def succeeded() -> str:
-        while True:
-            page = await client.list(status="succeeded")
-            for flow in page.flows:
-                if flow.name == "from-raw-nats":
-                    return flow.id
-            await asyncio.sleep(0.05)
-
-    flow_id = await asyncio.wait_for(succeeded(), WAIT)
+    page = await eventually(
+        lambda: client.list(status="succeeded"),
+        lambda page: any(flow.name == "from-raw-nats" for flow in page.flows),
+        "the flow submitted over raw NATS succeeded",
+    )
+    (flow_id,) = [flow.id for flow in page.flows if flow.name == "from-raw-nats"]
     assert len(flow_id) == 26
 
 
@@ -155,8 +153,8 @@ async def test_event_stream_holds_exactly_the_event_log(client: Client, services
         rows = await conn.fetch(
             "SELECT id, seq, type FROM events WHERE flow_id = $1 ORDER BY seq", flow_id
         )
-        while await conn.fetchval("SELECT count(*) FROM outbox"):
-            await asyncio.sleep(0.05)
+        url = services.settings.database_url
+        await until(lambda: outbox_drained(url), "the relay published every recorded event")
     finally:
         await conn.close()
     assert [(r["id"], r["seq"], r["type"]) for r in rows] == [

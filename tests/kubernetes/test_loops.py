@@ -17,6 +17,7 @@ from weir_runner.executors.kubernetes.watcher import PodWatcher
 
 from tests.conftest import Services
 from tests.kubernetes.test_flows import pod_task, run_flow
+from tests.waiting import until
 
 WAIT = 30.0
 
@@ -33,9 +34,9 @@ async def restarted(loop: str, executor: KubernetesExecutor) -> None:
         assert executor.watcher is not None
         await executor.watcher.synced.wait()  # listed pods again
     elif loop == "secret-sync":
-        assert executor.secret_sync is not None
-        while executor.secret_sync.reconciles < 1:  # no event for it: reconciles is its signal
-            await asyncio.sleep(0.05)
+        sync = executor.secret_sync
+        assert sync is not None  # no event for it: reconciles is its signal
+        await until(lambda: sync.reconciles >= 1, "the restarted secret sync reconciled")
     else:
         await executor.loops.signals.succeeded.wait(loop)
 

@@ -140,9 +140,12 @@ async def test_runner_started_before_the_scheduler_waits_for_its_streams(
     scheduler = Scheduler(role_settings)
     scheduler_task: asyncio.Task[None] | None = None
     try:
-        while "waiting for the scheduler to create the streams" not in caplog.text:
+
+        def waiting() -> bool:
             assert not runner_task.done(), "the runner stopped instead of waiting"
-            await asyncio.sleep(0.05)
+            return "waiting for the scheduler to create the streams" in caplog.text
+
+        await until(waiting, "the runner says it waits for the scheduler's streams")
         assert not runner.ready.is_set()
         scheduler_task = await _start("scheduler", scheduler)
         await asyncio.wait_for(runner.ready.wait(), WAIT)

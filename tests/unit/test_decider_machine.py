@@ -422,7 +422,13 @@ class DeciderMachine(RuleBasedStateMachine):
                     "none_failed": failed == 0,
                 }[rule], (name, rule, statuses)
                 if name == plan.on_exit:
-                    others = set(plan.names) - {name}
+                    others = {  # instances count from their expansion on (a retried flow's
+                        # plan has instances a later expansion made)
+                        n
+                        for n in plan.names
+                        if n != name
+                        and ((p := parent_of(n)) is None or f"{p[0]} expanded" in ended)
+                    }
                     assert others <= set(ended), "on_exit ran before every other task ended"
 
     @invariant()
@@ -563,7 +569,8 @@ class DeciderMachine(RuleBasedStateMachine):
             if flow.status.terminal or not flow.exists:
                 break
             command = self.next_step(flow)
-            events = decide(flow, command, NOW, POLICY)
+            at = NOW if flow.start_at is None else max(NOW, flow.start_at)  # time moves on
+            events = decide(flow, command, at, POLICY)
             assert events, (command, flow.status, flow.tasks)
             for event in events:
                 flow = evolve(flow, event)
@@ -575,8 +582,8 @@ class DeciderMachine(RuleBasedStateMachine):
     def next_step(self, flow: FoldedFlow) -> Command:
         if flow.paused:
             return Resume()
-        if flow.status is FlowStatus.SCHEDULED:
-            return FireTimer("start", attempt=flow.updates)
+        if flow.status is FlowStatus.SCHEDULED and not any(due(flow)):
+            return FireTimer("start", attempt=flow.updates)  # else: what it waits to read
         tasks = flow.tasks.values()
         for t in tasks:
             if t.status is TaskStatus.DISPATCHED:

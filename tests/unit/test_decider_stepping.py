@@ -16,6 +16,7 @@ from weir_scheduler.decider import (
     FireTimer,
     FoldedFlow,
     Pause,
+    ReadCondition,
     Resume,
     Retry,
     Submit,
@@ -23,7 +24,7 @@ from weir_scheduler.decider import (
     decide_and_evolve,
     fold,
 )
-from weir_scheduler.decider.fanout import due
+from weir_scheduler.decider.fanout import CONDITION_PHASE, due
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.planner import plan
 
@@ -208,3 +209,32 @@ def test_an_update_is_refused_once_a_mapped_task_was_expanded() -> None:
     new = msgspec.structs.replace(spec, priority=3)
     assert apply(flow, Update(new, plan(new), ("priority",), None))[1] == []
     assert "m[0]" in flow.tasks
+
+
+def test_a_rerun_updated_to_start_later_reads_its_reused_outputs_only_once_it_starts() -> None:
+    """A rerun reuses `check`, so `go`'s condition can be read at once; moved to a later
+    start by an update, it must not hand `go` out before then, and must still start."""
+    spec = msgspec.convert(
+        {
+            "name": "f",
+            "tasks": [
+                task("check", outputs=[{"name": "decision", "path": "d"}]),
+                task("go", depends=["check"], when='tasks.check.outputs.decision == "go"'),
+            ],
+        },
+        FlowSpec,
+    )
+    _, flow = decide_and_evolve(
+        FoldedFlow(id="f2"), Submit(spec, plan(spec), "f1", ("check",)), NOW
+    )
+    later = NOW + timedelta(hours=1)
+    events, flow = decide_and_evolve(flow, Update(spec, plan(spec), ("priority",), later), NOW)
+    assert kinds(events) == ["flow_updated"] and flow.status is FlowStatus.SCHEDULED
+    read = ReadCondition("go", (("decision", "go"),))
+    events, waited = decide_and_evolve(flow, read, NOW)
+    assert events == [] and waited.status is FlowStatus.SCHEDULED  # not before its start
+    events, flow = decide_and_evolve(flow, FireTimer("start", attempt=flow.updates), later)
+    assert flow.status is FlowStatus.SCHEDULED and list(due(flow)) == [("go", CONDITION_PHASE)]
+    events, flow = decide_and_evolve(flow, read, later)
+    assert kinds(events) == ["task_condition_read", "task_dispatched"]
+    assert flow.status is FlowStatus.PENDING

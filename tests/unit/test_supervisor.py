@@ -14,7 +14,16 @@ import pytest
 from nats.aio.client import Client as NATS
 from weir.health import Health
 from weir.logs import JsonFormatter
-from weir.supervisor import LOOP_BACKOFF_MIN, LOOP_RECOVERED_AFTER, LoopsFailed, Supervisor
+from weir.supervisor import (
+    LOOP_BACKOFF_MIN,
+    LOOP_RECOVERED_AFTER,
+    DueWork,
+    Duty,
+    LoopsFailed,
+    LoopState,
+    Supervisor,
+    until_due,
+)
 
 WAIT = 5.0
 
@@ -33,7 +42,7 @@ async def test_a_loop_that_raises_is_logged_by_name_and_restarted(
         await asyncio.sleep(0.01)
 
     with caplog.at_level(logging.ERROR, logger="weir.supervisor"):
-        loops.start("timers", flaky)
+        loops.start(Duty("timers", flaky))
         await asyncio.wait_for(loops.signals.succeeded.wait("timers", 2), WAIT)
         await loops.stop()
     (record,) = [r for r in caplog.records if r.name == "weir.supervisor"]
@@ -56,7 +65,7 @@ async def test_back_off_doubles_up_to_its_bound_and_the_last_failure_is_fatal(
         raise ConnectionError(f"failure {len(called)}")
 
     with caplog.at_level(logging.ERROR, logger="weir.supervisor"):
-        loops.start("heartbeats", broken)
+        loops.start(Duty("heartbeats", broken))
         await asyncio.wait_for(loops.fatal.wait(), WAIT)
     logged = [(r.getMessage(), getattr(r, "retry_in", None)) for r in caplog.records]
     assert logged == [
@@ -82,7 +91,7 @@ async def test_stopping_cancels_loops_without_counting_a_failure() -> None:
         running.set()
         await asyncio.sleep(3600)
 
-    loops.start("pruner", idle)
+    loops.start(Duty("pruner", idle))
     await asyncio.wait_for(running.wait(), WAIT)
     await asyncio.wait_for(loops.stop(), WAIT)
     assert loops.signals.failed.count("pruner") == 0
@@ -109,7 +118,7 @@ async def test_a_loop_that_swallows_its_cancel_is_still_stopped() -> None:
                 swallowed += 1  # as a lost cancel: the round goes on sleeping
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
 
-    loops.start("cron", deaf)
+    loops.start(Duty("cron", deaf))
     await asyncio.wait_for(running.wait(), WAIT)
     await asyncio.wait_for(loops.stop(), WAIT)
     assert swallowed == 1 and not loops.running("cron")
@@ -126,7 +135,7 @@ async def test_health_is_degraded_and_not_ready_while_a_loop_fails() -> None:
 
     health = Health(cast(NATS, None), "scheduler", "a", {}, loops.states)
     health.set_ready()
-    loops.start("cron", work)
+    loops.start(Duty("cron", work))
     await asyncio.wait_for(loops.signals.failed.wait("cron"), WAIT)
     report = await health.report()
     assert (report.status, report.ready) == ("degraded", False)
@@ -150,7 +159,7 @@ async def test_a_long_running_loop_counts_as_recovered_after_running_a_while() -
         restarted.set()
         await asyncio.sleep(3600)  # follows a stream: this round never returns
 
-    loops.start("pod-watch", follow)
+    loops.start(Duty("pod-watch", follow))
     await asyncio.wait_for(restarted.wait(), WAIT)
     assert not loops.states()["pod-watch"].ok
     now += LOOP_RECOVERED_AFTER
@@ -176,7 +185,7 @@ async def test_a_failure_after_a_long_healthy_run_is_a_first_failure_again() -> 
         fail.clear()
         raise OSError("after a long run")
 
-    loops.start("secret-sync", follow)
+    loops.start(Duty("secret-sync", follow))
     await asyncio.wait_for(following.wait(), WAIT)
     now += LOOP_RECOVERED_AFTER + 1
     fail.set()
@@ -185,3 +194,53 @@ async def test_a_failure_after_a_long_healthy_run_is_a_first_failure_again() -> 
     assert (state.ok, state.failures, state.error) == (False, 1, "OSError: after a long run")
     assert not loops.fatal.is_set()
     await loops.stop()
+
+
+class _Batches(DueWork):
+    """Hands out the batch sizes it is given; the next is always due in `due_in`."""
+
+    name = "batches"
+    due_floor = 0.001
+    idle_max = 0.05
+
+    def __init__(self, sizes: list[int], due_in: float | None) -> None:
+        self.batch = 2
+        self.sizes = sizes
+        self.due_in = due_in
+        self.asked = 0
+
+    async def work_due(self) -> int:
+        return self.sizes.pop(0) if self.sizes else 0
+
+    async def next_due_in(self) -> float | None:
+        self.asked += 1
+        return self.due_in
+
+
+async def test_due_work_goes_on_after_a_full_batch_and_waits_for_the_next_after_a_short_one() -> (
+    None
+):
+    full = _Batches([2], due_in=3600.0)
+    await asyncio.wait_for(full.run_once(), WAIT)  # an hour's wait would time out
+    assert full.asked == 0
+    short = _Batches([1], due_in=0.0)
+    await asyncio.wait_for(short.run_once(), WAIT)
+    assert short.asked == 1
+
+
+def test_a_due_wait_is_never_a_spin_nor_longer_than_the_idle_poll() -> None:
+    assert until_due(None, 0.01, 1.0) == 1.0
+    assert until_due(-5.0, 0.01, 1.0) == 0.01
+    assert until_due(0.3, 0.01, 1.0) == 0.3
+    assert until_due(3600.0, 0.01, 1.0) == 1.0
+
+
+async def test_a_service_runs_as_the_loop_of_its_name() -> None:
+    loops = Supervisor("scheduler")
+    service = _Batches([2, 0], due_in=0.0)
+    loops.start(service)
+    with pytest.raises(ValueError, match='a loop named "batches" is already running'):
+        loops.start(Duty("batches", service.run_once))
+    await asyncio.wait_for(loops.signals.succeeded.wait("batches", 2), WAIT)
+    await loops.stop("batches")
+    assert not loops.running("batches") and loops.states() == {"batches": LoopState(ok=True)}

@@ -27,7 +27,7 @@ from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, fetch_batch, wait_for_streams
-from weir.supervisor import Supervisor
+from weir.supervisor import Duty, Supervisor
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
 from weir_proto.ids import attempt_id
@@ -136,11 +136,11 @@ class Runner:
                     max_ack_pending=-1,
                 ),
             )
-            loops.start(f"queue-{queue}", partial(self._take_round, sub, js))
-        loops.start("heartbeats", self._heartbeat_round)
+            loops.start(Duty(f"queue-{queue}", partial(self._take_round, sub, js)))
+        loops.start(Duty("heartbeats", self._heartbeat_round))
         attempts_root = Path(settings.runner_dir)
         sweep = partial(janitor.sweep_round, attempts_root, settings.runner_keep, self._following)
-        loops.start("attempt-janitor", sweep)
+        loops.start(Duty("attempt-janitor", sweep))
 
         async def on_cancel(msg: Msg) -> None:
             try:

@@ -73,12 +73,13 @@ class FlowCommands:
         optimistic = True
         for attempt in range(APPEND_RETRIES):
             try:
-                return await self._apply(commands, optimistic=optimistic)
-            except _Unsure:
-                pass
+                applied = await self._apply(commands, optimistic=optimistic)
             except ConcurrencyError:
                 if not optimistic:
                     log.info("flow changed under us; reloading", extra={"try": attempt + 1})
+            else:
+                if applied is not None:
+                    return applied
             optimistic = False
         raise ConcurrencyError("commands could not be recorded after repeated races")
 
@@ -87,7 +88,9 @@ class FlowCommands:
     ) -> tuple[dict[str, FoldedFlow], list[Change]]:
         """`apply` inside the caller's transaction: no retry (a race raises
         ConcurrencyError), and the caller tells `store.committed(changes)` after commit."""
-        return await self._apply(commands, tx)
+        applied = await self._apply(commands, tx)
+        assert applied is not None, "decided on the log, so never unsure"
+        return applied
 
     async def take_over(self, claims: Sequence[tuple[str, str, int, str]]) -> None:
         """Heartbeats of runners that hold attempts' tokens under another runner's name:
@@ -120,7 +123,10 @@ class FlowCommands:
         commands: Sequence[tuple[str, Command]],
         tx: DataLayer | None = None,
         optimistic: bool = False,
-    ) -> tuple[dict[str, FoldedFlow], list[Change]]:
+    ) -> tuple[dict[str, FoldedFlow], list[Change]] | None:
+        """Decide and record `commands`. None (`optimistic` only): a flow taken from the
+        cache decided nothing for a command, or refused it; the log may know more (another
+        replica's events), so the caller decides the batch again on it."""
         now = self.clock()
         by_flow: dict[str, list[Command]] = {}
         for flow_id, command in commands:
@@ -152,22 +158,17 @@ class FlowCommands:
                             refusal = report_refusal(after, report)
                     if refusal is not None:
                         if flow_id in unverified:
-                            raise _Unsure
+                            return None
                         log_refused_report(report, refusal)
                         continue
                 decided, after = decide_and_evolve(after, command, now, self.policy)
                 if not decided and flow_id in unverified:
-                    raise _Unsure
+                    return None
                 events.extend(decided)
             changes.append(Change(before, after, events))
             current[flow_id] = after
         await self.store.append(changes, tx=tx)
         return current, changes
-
-
-class _Unsure(Exception):
-    """A flow taken from the cache decided nothing for a command, or refused it: the log
-    may know more (another replica's events), so the batch is decided again on it."""
 
 
 def report_command(report: AttemptStatus) -> Command:

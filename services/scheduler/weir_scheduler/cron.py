@@ -15,7 +15,6 @@ the filled-in text, so the log records what ran and a rerun runs the same tick a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from croniter import croniter
+from weir.supervisor import DueWork
 from weir_proto.errors import SpecError, WeirException
 from weir_proto.ids import is_schedule_name
 from weir_proto.spec import EnvVar, FlowSpec, Input, Output, TaskSpec
@@ -32,7 +32,6 @@ from weir_proto.spec import EnvVar, FlowSpec, Input, Output, TaskSpec
 from weir_scheduler.data import DataLayer
 from weir_scheduler.planner import Limits, Rejected, plan
 from weir_scheduler.submissions import Submission, SubmissionHandler
-from weir_scheduler.timers import until_due
 
 log = logging.getLogger("weir.scheduler.cron")
 
@@ -165,7 +164,15 @@ def due_ticks(
     return ticks[-CATCH_UP_MAX:]
 
 
-class CronTicker:
+class CronTicker(DueWork):
+    """The `cron` service: submits the flows of a batch of due schedule ticks, then waits
+    until the next tick is due."""
+
+    name = "cron"
+    due_floor = 0.01
+    idle_max = CRON_IDLE_POLL_MAX
+    batch = CRON_BATCH
+
     def __init__(
         self,
         data: DataLayer,
@@ -177,12 +184,11 @@ class CronTicker:
         self.clock = clock
         self.submitted = 0
 
-    async def run_once(self) -> None:
-        """One round of the supervised `cron` loop: submit every due tick, then wait until
-        the next is due (a full batch: go on at once). Errors are the supervisor's."""
-        if await self.tick() < CRON_BATCH:
-            due_in = await self.data.schedule_next_in()
-            await asyncio.sleep(until_due(due_in, 0.01, CRON_IDLE_POLL_MAX))
+    async def work_due(self) -> int:
+        return await self.tick()
+
+    async def next_due_in(self) -> float | None:
+        return await self.data.schedule_next_in()
 
     async def tick(self) -> int:
         """Submit the flows of every due tick; returns how many schedules were handled."""

@@ -20,6 +20,10 @@ PRUNE_BATCH_DEFAULT = 500
 
 
 class Pruner:
+    """The `pruner` service."""
+
+    name = "pruner"
+
     def __init__(
         self, store: EventStore, after: float, interval: float, batch: int = PRUNE_BATCH_DEFAULT
     ) -> None:

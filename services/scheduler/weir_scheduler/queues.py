@@ -27,6 +27,10 @@ QUEUE_POLL_SECONDS = 0.1
 
 
 class QueueDispatcher:
+    """The `queues` service."""
+
+    name = "queues"
+
     def __init__(
         self, store: EventStore, commands: FlowCommands, limits: Mapping[str, int]
     ) -> None:

@@ -20,6 +20,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
+from weir.supervisor import Duty
 from weir_proto import subjects
 
 from weir_scheduler.data import DataLayer, Leadership, OutboxRow
@@ -47,6 +48,10 @@ FAST_PATH_BACKLOG = 256
 
 
 class OutboxRelay:
+    """The `relay` service; its `fast_path` publishes what this process committed."""
+
+    name = "relay"
+
     def __init__(
         self,
         data: DataLayer,
@@ -139,6 +144,11 @@ class OutboxRelay:
         dispatches = [row for row in rows if row.subject.startswith(DISPATCH_SUBJECTS)]
         if dispatches:
             await self._fast.put(dispatches)
+
+    @property
+    def fast_path(self) -> Duty:
+        """The `relay-fast-path` service: `fast_path_once`, round after round."""
+        return Duty("relay-fast-path", self.fast_path_once)
 
     async def fast_path_once(self) -> None:
         """One round of the supervised `relay-fast-path` loop, the in-process publisher

@@ -18,7 +18,7 @@ from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
-from weir.supervisor import Supervisor
+from weir.supervisor import Duty, Supervisor
 from weir_proto import subjects
 from weir_proto.ids import flow_id_from_message, is_dns_label, is_task_name
 from weir_proto.messages import AttemptStatus, Heartbeat
@@ -159,18 +159,16 @@ class Scheduler:
             config=_consumer_config(settings.scheduler_ack_wait),
         )
         loops = self.loops
-        loops.start("submits", partial(self._submits_round, submit_sub, submissions))
-        loops.start("reports", partial(self._reports_round, status_sub, commands))
-        loops.start("relay", relay.run_once)
-        loops.start("relay-fast-path", relay.fast_path_once)
-        loops.start("timers", timers.run_once)
-        loops.start("cron", ticker.run_once)
+        loops.start(Duty("submits", partial(self._submits_round, submit_sub, submissions)))
+        loops.start(Duty("reports", partial(self._reports_round, status_sub, commands)))
+        loops.start(relay)
+        loops.start(relay.fast_path)
+        loops.start(timers)
+        loops.start(ticker)
         if settings.queue_limits:
-            dispatcher = QueueDispatcher(store, commands, settings.queue_limits)
-            loops.start("queues", dispatcher.run_once)
+            loops.start(QueueDispatcher(store, commands, settings.queue_limits))
         if settings.prune_after is not None:
-            pruner = Pruner(store, settings.prune_after, settings.prune_interval)
-            loops.start("pruner", pruner.run_once)
+            loops.start(Pruner(store, settings.prune_after, settings.prune_interval))
         log.info("scheduler ready", extra={"nats": redact_url(settings.nats_url)})
         self.ready.set()
         health.set_ready()

@@ -521,7 +521,10 @@ def _timer_rows(
         for name in names:
             task = flow.tasks[name]
             if name in waiting and flow.updated_at is not None:
-                due.append(TimerRow(flow.id, name, "fanout", waiting[name], flow.updated_at))
+                at = flow.updated_at  # at once; a flow waiting to start, at its start
+                if flow.status is FlowStatus.SCHEDULED and flow.start_at is not None:
+                    at = max(flow.start_at, at)
+                due.append(TimerRow(flow.id, name, "fanout", waiting[name], at))
             elif task.status is TaskStatus.RETRYING and task.retry_at is not None:
                 due.append(TimerRow(flow.id, name, "retry", task.attempt, task.retry_at))
             elif task.status is TaskStatus.RUNNING and task.started_at is not None:

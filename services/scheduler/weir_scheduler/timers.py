@@ -7,9 +7,10 @@ moment has passed (the task moved on) and the log's (flow_id, seq) stops double 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Protocol
+
+from weir.supervisor import DueWork
 
 from weir_scheduler.commands import FlowCommands
 from weir_scheduler.decider import Command, FireTimer, TimerKind
@@ -24,20 +25,17 @@ TIMER_IDLE_POLL_MAX = 1.0
 KINDS: tuple[TimerKind, ...] = ("start", "retry", "deadline", "lease", "fanout")
 
 
-def until_due(due_in: float | None, floor: float, idle_max: float) -> float:
-    """Seconds a polling loop sleeps before the next thing due `due_in` seconds from now
-    (None: nothing is due): never below `floor`, so a late one is not polled in a spin, nor
-    above `idle_max`, so one added meanwhile (by another replica) waits no longer."""
-    if due_in is None:
-        return idle_max
-    return min(max(due_in, floor), idle_max)
-
-
 class FanOutReader(Protocol):
     async def command(self, flow_id: str, task: str, phase: int) -> Command | None: ...
 
 
-class TimerFirer:
+class TimerFirer(DueWork):
+    """The `timers` service: fires a batch of due timers, then waits until the next is due."""
+
+    name = "timers"
+    due_floor = 0.005
+    idle_max = TIMER_IDLE_POLL_MAX
+
     def __init__(
         self,
         store: EventStore,
@@ -52,14 +50,14 @@ class TimerFirer:
         self.batch = batch
         self.fired = 0
 
-    async def run_once(self) -> None:
-        """One round of the supervised `timers` loop: fire what is due, then wait until the
-        next timer is due (a full batch: go on at once). Errors are the supervisor's."""
-        if await self.fire_due() < self.batch:
-            due_in = await self.store.next_timer_in()
-            await asyncio.sleep(until_due(due_in, 0.005, TIMER_IDLE_POLL_MAX))
+    async def work_due(self) -> int:
+        return await self.fire_due()
+
+    async def next_due_in(self) -> float | None:
+        return await self.store.next_timer_in()
 
     async def fire_due(self) -> int:
+        """Claim and fire a batch of due timers; how many were claimed."""
         claimed = await self.store.claim_timers(self.batch, TIMER_CLAIM_SECONDS)
         if not claimed:
             return 0

@@ -7,7 +7,6 @@ import sys
 
 from weir import logs
 from weir.config import ConfigError, Settings
-from weir.secrets import SecretError, secret_key_from_env
 
 from weir_web.app import nats_backends, web_server
 from weir_web.config import WebSettings
@@ -19,15 +18,14 @@ async def serve(web: WebSettings, settings: Settings, secret_key: bytes | None) 
 
 def main() -> None:
     try:
-        web = WebSettings.from_env()
         settings = Settings.from_env()
-        secret_key = secret_key_from_env()
-    except (ConfigError, SecretError) as exc:
+        web = WebSettings.from_settings(settings)
+    except ConfigError as exc:
         print(f"weir-web: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     log = logs.setup("weir.web", settings.log_level)
     log.info("weir-web listening on http://%s:%d/api/v1", web.host, web.port)
-    asyncio.run(serve(web, settings, secret_key))
+    asyncio.run(serve(web, settings, settings.secret_key))
 
 
 if __name__ == "__main__":

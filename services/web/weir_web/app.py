@@ -140,9 +140,9 @@ def create_app(settings: WebSettings, connect: Connect) -> Starlette:
             await backends.changes.close()
             await backends.client.close()
 
-    routes: list[BaseRoute] = ui_routes()
     for resource in RESOURCES:
-        routes += resource(context).routes()
+        context.api_routes += resource(context).routes()
+    routes: list[BaseRoute] = [*ui_routes(), *context.api_routes]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -3,7 +3,8 @@
 `WEIR_WEB_LISTEN` is `HOST:PORT` (default `127.0.0.1:8080`). `WEIR_WEB_TOKENS` names a file
 of `TOKEN ROLE` lines (`#` starts a comment); roles are `viewer` (read), `operator` (submit,
 cancel, rerun, schedules) and `admin` (secrets too). Without a tokens file the API is open,
-so weir-web then refuses any address but loopback.
+so weir-web then refuses any address but loopback. Both variables are declared in
+`weir.config.Settings`; this module reads the tokens file.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
-from weir.config import ConfigError
+from weir.config import WEB_LISTEN_DEFAULT, ConfigError, Settings
+from weir.setting import read_one
 from weir_proto.spec import MAX_SUBMIT_BYTES_DEFAULT
 
-LISTEN_DEFAULT = "127.0.0.1:8080"
 TOKEN_LENGTH_MIN = 16
 """Shorter tokens are refused: a bearer token is a password."""
 SESSION_SECONDS_DEFAULT = 12 * 3600.0
@@ -72,14 +74,6 @@ def parse_tokens(text: str, source: str) -> dict[str, Role]:
     return roles
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"WEIR_WEB_LISTEN={value!r} is not HOST:PORT (e.g. {LISTEN_DEFAULT})")
-    return host, int(port)
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -91,8 +85,8 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class WebSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = WEB_LISTEN_DEFAULT[0]
+    port: int = WEB_LISTEN_DEFAULT[1]
     tokens: dict[str, Role] | None = field(default=None, repr=False)
     """Role by token digest; None: no tokens file, every caller is an admin (loopback only)."""
     session_seconds: float = SESSION_SECONDS_DEFAULT
@@ -108,19 +102,35 @@ class WebSettings:
             )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> WebSettings:
-        env = dict(os.environ if env is None else env)
-        host, port = parse_listen(env.get("WEIR_WEB_LISTEN", LISTEN_DEFAULT))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+        """`WEIR_WEB_LISTEN` and `WEIR_WEB_TOKENS` from `env` (default: the process
+        environment), as `Settings` declares them."""
+        env = os.environ if env is None else env
+        return cls.from_listen_and_tokens(
+            read_one(Settings, "web_listen", env), read_one(Settings, "web_tokens", env)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebSettings:
+        return cls.from_listen_and_tokens(settings.web_listen, settings.web_tokens)
+
+    @classmethod
+    def from_listen_and_tokens(cls, listen: tuple[str, int], path: str) -> WebSettings:
+        """Listen on `listen`, with the roles of tokens file `path` (empty: no tokens)."""
         tokens = None
-        path = env.get("WEIR_WEB_TOKENS", "")
         if path:
-            try:
-                text = Path(path).read_text()
-            except OSError as exc:
-                raise ConfigError(
-                    f"WEIR_WEB_TOKENS={path!r} cannot be read: {exc.strerror or exc}"
-                ) from None
-            tokens = parse_tokens(text, path)
+            tokens = parse_tokens(read_tokens_file(path), path)
             if not tokens:
                 raise ConfigError(f"WEIR_WEB_TOKENS={path!r} lists no token")
+        host, port = listen
         return cls(host=host, port=port, tokens=tokens)
+
+
+def read_tokens_file(path: str) -> str:
+    """The text of the `WEIR_WEB_TOKENS` file (ConfigError: it cannot be read)."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"WEIR_WEB_TOKENS={path!r} cannot be read: {exc.strerror or exc}"
+        ) from None

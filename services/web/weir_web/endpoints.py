@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import nats.errors
@@ -22,7 +22,7 @@ from weir_proto.errors import ErrorCode, error_code
 
 from weir_web.auth import Denied, Gate
 from weir_web.changes import FlowChanges
-from weir_web.config import WebSettings
+from weir_web.config import Role, WebSettings
 from weir_web.errors import CODE_BY_STATUS, HttpFailure
 
 log = logging.getLogger("weir.web")
@@ -31,6 +31,24 @@ API_PREFIX = "/api/v1"
 _encoder = msgspec.json.Encoder()
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+Access = Role | Literal["any", "none"]
+"""Who may call an endpoint: a role (and the roles above it); `any`, any caller weir-web
+knows (a token or a session); `none`, anyone (a login, the API's own description)."""
+
+
+def access_name(access: Access) -> str:
+    """How the OpenAPI document states `access` (`Role: operator.`)."""
+    return access.name if isinstance(access, Role) else access
+
+
+class ApiRoute(Route):
+    """An endpoint of `/api/v1` with who may call it: one declaration, from which both the
+    check made before the endpoint runs and the role the OpenAPI document states come."""
+
+    def __init__(self, path: str, endpoint: Endpoint, method: str, access: Access) -> None:
+        super().__init__(f"{API_PREFIX}{path}", endpoint, methods=[method])
+        self.access = access
 
 
 @dataclass
@@ -57,6 +75,9 @@ class Context:
         self.settings = settings
         self.gate = gate
         self.connected: Backends | None = None
+        self.api_routes: list[ApiRoute] = []
+        """Every endpoint of `/api/v1`, as the app routes them (the OpenAPI document's
+        roles)."""
 
 
 class Endpoints:
@@ -83,8 +104,23 @@ class Endpoints:
     def client(self) -> Client:
         return self.backends.client
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         raise NotImplementedError
+
+    def api_route(self, path: str, endpoint: Endpoint, method: str, access: Access) -> ApiRoute:
+        """`endpoint` at `/api/v1{path}` for `method`, called once the caller is checked
+        against `access`; its failures are answered as error bodies."""
+        gate = self.gate
+
+        async def checked(request: Request) -> Response:
+            if isinstance(access, Role):
+                gate.require(request, access)
+            elif access == "any":
+                gate.caller(request)
+            return await endpoint(request)
+
+        checked.__name__ = endpoint.__name__
+        return ApiRoute(path, guarded(checked), method, access)
 
 
 def json_response(value: object, status: int = 200) -> Response:
@@ -131,8 +167,3 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
     run.__name__ = endpoint.__name__
     return run
-
-
-def api_route(path: str, endpoint: Endpoint, *methods: str) -> Route:
-    """`endpoint` at `/api/v1{path}` for `methods`, its failures answered as error bodies."""
-    return Route(f"{API_PREFIX}{path}", guarded(endpoint), methods=list(methods))

@@ -1,13 +1,18 @@
 """`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1, its schemas the proto's JSON
-Schemas (those of proto/schema, rendered by `weir_proto.schema`)."""
+Schemas (those of proto/schema, rendered by `weir_proto.schema`). Each operation's role comes
+from the route that serves it (`ApiRoute.access`, the same declaration the caller is checked
+against)."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from weir_proto.schema import render
+
+from weir_web.endpoints import API_PREFIX, ApiRoute, access_name
 
 ERROR = {
     "type": "object",
@@ -46,7 +51,6 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _op(
     summary: str,
-    role: str,
     ok: tuple[int, str, dict[str, Any]] = (200, "application/json", {}),
     *,
     body: dict[str, Any] | None = None,
@@ -55,7 +59,6 @@ def _op(
     status, media, schema = ok
     op: dict[str, Any] = {
         "summary": summary,
-        "description": f"Role: {role}.",
         "responses": {
             str(status): {"description": "success", "content": {media: {"schema": schema}}}
             if media
@@ -126,7 +129,7 @@ _UPDATE = {
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
+def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR}
     for file, text in render().items():
         name = file.removesuffix(".json")
@@ -134,6 +137,20 @@ def openapi_document() -> dict[str, Any]:
         schema.pop("$schema", None)
         schema["$id"] = f"urn:weir:schema:{name}"  # its own `#/$defs/...` resolve inside it
         schemas[name] = schema
+    return schemas
+
+
+def serving_route(routes: Sequence[ApiRoute], path: str, method: str) -> ApiRoute:
+    """The route that serves `method` on the documented `path` (LookupError: none)."""
+    for route in routes:
+        if method.upper() in (route.methods or ()) and route.path_regex.match(API_PREFIX + path):
+            return route
+    raise LookupError(f"no route serves {method.upper()} {path}")
+
+
+def openapi_document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
+    """The document, each operation's role that of the route in `routes` serving it."""
+    schemas = _schemas()
     spec_body = {
         "application/json": {"schema": {"oneOf": [_ref("FlowSpec"), submit_request(schemas)]}},
         "application/yaml": {"schema": _ref("FlowSpec")},
@@ -143,19 +160,17 @@ def openapi_document() -> dict[str, Any]:
         "/session": {
             "post": _op(
                 "Exchange a token for a session cookie and CSRF token",
-                "any",
                 (201, "application/json", {"type": "object"}),
                 body=_json({"type": "object", "properties": {"token": {"type": "string"}}})[
                     "content"
                 ],
             ),
-            "get": _op("The session's role and CSRF token", "any"),
-            "delete": _op("Log out", "viewer", NONE),
+            "get": _op("The session's role and CSRF token"),
+            "delete": _op("Log out", NONE),
         },
         "/flows": {
             "get": _op(
                 "List flows, newest first",
-                "viewer",
                 (200, "application/json", _ref("FlowPage")),
                 params=[
                     _query("status", {"type": "string"}, "one status"),
@@ -166,7 +181,6 @@ def openapi_document() -> dict[str, Any]:
             ),
             "post": _op(
                 "Submit a flow (JSON or YAML)",
-                "operator",
                 (201, "application/json", _ref("SubmitAccepted")),
                 body=spec_body,
             ),
@@ -174,7 +188,6 @@ def openapi_document() -> dict[str, Any]:
         "/tasks": {
             "get": _op(
                 "List tasks across flows, the newest flows' first",
-                "viewer",
                 (200, "application/json", _ref("TaskPage")),
                 params=[
                     _query("where", {"type": "string"}, "`weir tasks --where` filter"),
@@ -184,13 +197,10 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/flows/{flow_id}": {
-            "get": _op(
-                "One flow", "viewer", (200, "application/json", _ref("FlowView")), params=[FLOW]
-            ),
+            "get": _op("One flow", (200, "application/json", _ref("FlowView")), params=[FLOW]),
             "patch": _op(
                 "Update a flow that has not started: priority, scheduled_at (or start_now), "
                 "params (merged), tags, metadata; 409 once it has started",
-                "operator",
                 (200, "application/json", _ref("Stepped")),
                 params=[FLOW],
                 body=_json(_UPDATE)["content"],
@@ -199,7 +209,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/retry": {
             "post": _op(
                 "Run one failed or succeeded task of the flow again, inside the flow",
-                "operator",
                 (200, "application/json", _ref("Stepped")),
                 params=[FLOW],
                 body=_json(
@@ -217,7 +226,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/pause": {
             "post": _op(
                 "Hand out no new task of the flow until it is resumed",
-                "operator",
                 (200, "application/json", _ref("Stepped")),
                 params=[FLOW],
             )
@@ -225,7 +233,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/resume": {
             "post": _op(
                 "Hand out the paused flow's work again",
-                "operator",
                 (200, "application/json", _ref("Stepped")),
                 params=[FLOW],
             )
@@ -234,7 +241,6 @@ def openapi_document() -> dict[str, Any]:
             "get": _op(
                 "The flow's events: SSE until its (last) terminal event (resumes after "
                 "Last-Event-ID), or the log so far with Accept: application/json",
-                "viewer",
                 sse,
                 params=[FLOW],
             )
@@ -242,7 +248,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/tasks/{task}/logs": {
             "get": _op(
                 "A task attempt's output: text, or SSE with follow=true",
-                "viewer",
                 (200, "text/plain", {"type": "string"}),
                 params=[
                     FLOW,
@@ -252,11 +257,10 @@ def openapi_document() -> dict[str, Any]:
                 ],
             )
         },
-        "/flows/{flow_id}/artifacts": {"get": _op("The flow's artifacts", "viewer", params=[FLOW])},
+        "/flows/{flow_id}/artifacts": {"get": _op("The flow's artifacts", params=[FLOW])},
         "/flows/{flow_id}/artifacts/{name}": {
             "get": _op(
                 "An artifact's bytes (X-Weir-SHA256, Repr-Digest, Content-Length)",
-                "viewer",
                 (200, "application/octet-stream", {"type": "string", "format": "binary"}),
                 params=[FLOW, _path("name", "output name")],
             )
@@ -264,7 +268,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/cancel": {
             "post": _op(
                 "Cancel a flow",
-                "operator",
                 (200, "application/json", {"type": "object"}),
                 params=[FLOW],
             )
@@ -272,7 +275,6 @@ def openapi_document() -> dict[str, Any]:
         "/flows/{flow_id}/rerun": {
             "post": _op(
                 "Rerun an ended flow",
-                "operator",
                 (201, "application/json", _ref("SubmitAccepted")),
                 params=[FLOW],
                 body=_json({"type": "object", "properties": {"failed_only": {"type": "boolean"}}})[
@@ -281,10 +283,9 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/schedules": {
-            "get": _op("Every schedule", "viewer", (200, "application/json", _ref("ScheduleList"))),
+            "get": _op("Every schedule", (200, "application/json", _ref("ScheduleList"))),
             "post": _op(
                 "Create or replace a schedule",
-                "operator",
                 (201, "application/json", _ref("ScheduleView")),
                 body=_json(_ref("ScheduleRequest"))["content"],
             ),
@@ -292,7 +293,6 @@ def openapi_document() -> dict[str, Any]:
         "/schedules/{name}/pause": {
             "post": _op(
                 "Pause a schedule",
-                "operator",
                 (200, "application/json", _ref("ScheduleView")),
                 params=[_path("name", "schedule")],
             )
@@ -300,30 +300,32 @@ def openapi_document() -> dict[str, Any]:
         "/schedules/{name}/resume": {
             "post": _op(
                 "Resume a schedule",
-                "operator",
                 (200, "application/json", _ref("ScheduleView")),
                 params=[_path("name", "schedule")],
             )
         },
         "/schedules/{name}": {
-            "delete": _op("Delete a schedule", "operator", NONE, params=[_path("name", "schedule")])
+            "delete": _op("Delete a schedule", NONE, params=[_path("name", "schedule")])
         },
-        "/secrets": {"get": _op("Secret names (never values)", "viewer")},
+        "/secrets": {"get": _op("Secret names (never values)")},
         "/secrets/{name}": {
             "put": _op(
                 "Set a secret (the value is never echoed)",
-                "admin",
                 NONE,
                 params=[_path("name", "secret name")],
                 body=_json({"type": "object", "properties": {"value": {"type": "string"}}})[
                     "content"
                 ],
             ),
-            "delete": _op("Remove a secret", "admin", NONE, params=[_path("name", "secret name")]),
+            "delete": _op("Remove a secret", NONE, params=[_path("name", "secret name")]),
         },
-        "/health": {"get": _op("Health of the scheduler and runners (weir.health.*)", "viewer")},
-        "/openapi.json": {"get": _op("This document", "none")},
+        "/health": {"get": _op("Health of the scheduler and runners (weir.health.*)")},
+        "/openapi.json": {"get": _op("This document")},
     }
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            role = access_name(serving_route(routes, path, method).access)
+            operation["description"] = f"Role: {role}."
     return {
         "openapi": "3.1.0",
         "info": {"title": "weir HTTP API", "version": "1"},

@@ -14,11 +14,11 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from weir.config import ConfigError
+from weir.config import ConfigError, Settings
+from weir.setting import read_one
 
-from weir_web.config import LISTEN_DEFAULT, parse_listen
+from weir_web.config import read_tokens_file
 
 PROBE_TIMEOUT = 3.0
 """Seconds to wait for the answer (weir-web asks each service with a shorter timeout)."""
@@ -38,18 +38,13 @@ def first_token(text: str) -> str | None:
 def health_request(env: dict[str, str]) -> urllib.request.Request:
     """The request this container's weir-web must answer with 200 (ConfigError: it cannot be
     made from `env`)."""
-    host, port = parse_listen(env.get("WEIR_WEB_LISTEN", LISTEN_DEFAULT))
+    host, port = read_one(Settings, "web_listen", env)
     host = ANY_ADDRESS.get(host, host)
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     request = urllib.request.Request(f"http://{authority}/api/v1/health")
-    path = env.get("WEIR_WEB_TOKENS", "")
+    path = read_one(Settings, "web_tokens", env)
     if path:
-        try:
-            token = first_token(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(
-                f"WEIR_WEB_TOKENS={path!r} cannot be read: {exc.strerror or exc}"
-            ) from None
+        token = first_token(read_tokens_file(path))
         if token is None:
             raise ConfigError(f"WEIR_WEB_TOKENS={path!r} lists no token")
         request.add_header("Authorization", f"Bearer {token}")

@@ -213,6 +213,8 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             _attempt_ended(out, task, lost)
         case FireTimer():
             return  # `fanout` timers are the shell's: it reads or writes, then decides
+        case Expand() | Gather() | ReadCondition() if _before_start(flow, now):
+            return  # read again once the flow starts (the shell's timer is due at its start)
         case Expand() | Gather() as answer:
             decide_fanout(out, answer)
             dispatch_ready(out)
@@ -243,6 +245,12 @@ def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
     if spec.delay:
         return now + timedelta(seconds=spec.delay)
     return None
+
+
+def _before_start(flow: FoldedFlow, now: datetime) -> bool:
+    """Whether `flow` waits for a start time still ahead: what the shell read for it (a
+    rerun's reused outputs can be read at once) must not hand out work before then."""
+    return flow.status is FlowStatus.SCHEDULED and flow.start_at is not None and now < flow.start_at
 
 
 def _current_attempt(flow: FoldedFlow, name: str, attempt: int) -> FoldedTask | None:

@@ -12,24 +12,22 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.params import artifact_name_of, flow_id_of
 
 COPY_CHUNK = 64 * 1024
 
 
 class ArtifactRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/flows/{flow_id}/artifacts", self.artifacts, "GET"),
-            api_route("/flows/{flow_id}/artifacts/{name}", self.artifact, "GET"),
+            self.api_route("/flows/{flow_id}/artifacts", self.artifacts, "GET", Role.viewer),
+            self.api_route("/flows/{flow_id}/artifacts/{name}", self.artifact, "GET", Role.viewer),
         ]
 
     async def artifacts(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         flow_id = flow_id_of(request)
         found = await self.backends.artifacts.list(flow_id)
         return json_response(
@@ -43,7 +41,6 @@ class ArtifactRoutes(Endpoints):
         """The artifact's bytes, checked against the SHA-256 recorded at upload before the
         first byte is sent: fetched in bounded chunks into a spool file (deleted as soon as
         it is open), then streamed from it; never held whole in memory."""
-        self.gate.require(request, Role.viewer)
         flow_id = flow_id_of(request)
         name = artifact_name_of(request)
         store = self.backends.artifacts

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir_proto.events import FlowEvent, event_type
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.params import flow_id_of, last_event_id, wants_json
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
 
@@ -20,11 +19,10 @@ _encoder = msgspec.json.Encoder()
 
 
 class EventRoutes(Endpoints):
-    def routes(self) -> list[Route]:
-        return [api_route("/flows/{flow_id}/events", self.events, "GET")]
+    def routes(self) -> list[ApiRoute]:
+        return [self.api_route("/flows/{flow_id}/events", self.events, "GET", Role.viewer)]
 
     async def events(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         flow_id = flow_id_of(request)
         after = last_event_id(request)
         await self.client.get(flow_id)  # 404 before any stream starts

@@ -9,7 +9,6 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir.spec_file import SpecFileError, load_spec_text
 from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
@@ -17,7 +16,7 @@ from weir_proto.errors import ErrorCode, SpecError
 
 from weir_web.changes import FlowChanges
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, int_query, read_body, read_json, wants_events
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
@@ -34,17 +33,16 @@ class Rerun(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FlowRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/flows", self.flows, "GET"),
-            api_route("/flows", self.submit, "POST"),
-            api_route("/flows/{flow_id}", self.flow, "GET"),
-            api_route("/flows/{flow_id}/cancel", self.cancel, "POST"),
-            api_route("/flows/{flow_id}/rerun", self.rerun, "POST"),
+            self.api_route("/flows", self.flows, "GET", Role.viewer),
+            self.api_route("/flows", self.submit, "POST", Role.operator),
+            self.api_route("/flows/{flow_id}", self.flow, "GET", Role.viewer),
+            self.api_route("/flows/{flow_id}/cancel", self.cancel, "POST", Role.operator),
+            self.api_route("/flows/{flow_id}/rerun", self.rerun, "POST", Role.operator),
         ]
 
     async def flows(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         if wants_events(request):
             return sse_response(change_frames(self.backends.changes))
         status = request.query_params.get("status") or None
@@ -65,7 +63,6 @@ class FlowRoutes(Endpoints):
         return json_response(page)
 
     async def submit(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         body = await read_body(request, self.settings.body_bytes_max)
         try:
             text = body.decode()
@@ -97,17 +94,14 @@ class FlowRoutes(Endpoints):
         )
 
     async def flow(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         return json_response(await self.client.get(flow_id_of(request)))
 
     async def cancel(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         cancel = await read_json(request, Cancel, 64 * 1024)
         return json_response(await self.client.cancel(flow_id, cancel.reason))
 
     async def rerun(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         rerun = await read_json(request, Rerun, 64 * 1024)
         accepted = await self.client.rerun(flow_id, rerun.failed_only)

@@ -7,11 +7,10 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir.health import health_subject
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.openapi import openapi_document
 
 HEALTH_TIMEOUT = 1.0
@@ -19,14 +18,13 @@ HEALTH_SERVICES = ("scheduler", "runner")
 
 
 class HealthRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/health", self.health, "GET"),
-            api_route("/openapi.json", self.openapi, "GET"),
+            self.api_route("/health", self.health, "GET", Role.viewer),
+            self.api_route("/openapi.json", self.openapi, "GET", "none"),
         ]
 
     async def health(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         reports: dict[str, Any] = {}
         for service in HEALTH_SERVICES:
             try:
@@ -43,4 +41,4 @@ class HealthRoutes(Endpoints):
         return json_response({"status": status, "services": reports}, 200 if ok else 503)
 
     async def openapi(self, request: Request) -> Response:
-        return json_response(openapi_document())
+        return json_response(openapi_document(self.context.api_routes))

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir_proto.api import ScheduleRequest
 from weir_proto.errors import ErrorCode
 from weir_proto.ids import is_schedule_name
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, schedule_name_of
 
 
 class ScheduleRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/schedules", self.schedules, "GET"),
-            api_route("/schedules", self.schedule_create, "POST"),
-            api_route("/schedules/{name}/{verb}", self.schedule_action, "POST"),
-            api_route("/schedules/{name}", self.schedule_delete, "DELETE"),
+            self.api_route("/schedules", self.schedules, "GET", Role.viewer),
+            self.api_route("/schedules", self.schedule_create, "POST", Role.operator),
+            self.api_route("/schedules/{name}/{verb}", self.schedule_action, "POST", Role.operator),
+            self.api_route("/schedules/{name}", self.schedule_delete, "DELETE", Role.operator),
         ]
 
     async def schedules(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         return json_response({"schedules": await self.client.schedules()})
 
     async def schedule_create(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         schedule = await read_json(request, ScheduleRequest, self.settings.body_bytes_max)
         if not is_schedule_name(schedule.name):
             raise HttpFailure(
@@ -38,7 +35,6 @@ class ScheduleRoutes(Endpoints):
         return json_response(await self.client.schedule(schedule), 201)
 
     async def schedule_action(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         name = schedule_name_of(request)
         verb = request.path_params["verb"]
         if verb not in {"pause", "resume"}:
@@ -46,7 +42,6 @@ class ScheduleRoutes(Endpoints):
         return json_response(await self.client.schedule_action(verb, name))
 
     async def schedule_delete(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         name = schedule_name_of(request)
         await self.client.schedule_action("delete", name)
         return Response(status_code=204)

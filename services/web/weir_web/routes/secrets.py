@@ -6,12 +6,11 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir.secrets import MAX_SECRET_BYTES, SecretError
 from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, secret_name_of
 
@@ -21,19 +20,17 @@ class SecretValue(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SecretRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/secrets", self.secrets, "GET"),
-            api_route("/secrets/{name}", self.secret_put, "PUT"),
-            api_route("/secrets/{name}", self.secret_delete, "DELETE"),
+            self.api_route("/secrets", self.secrets, "GET", Role.viewer),
+            self.api_route("/secrets/{name}", self.secret_put, "PUT", Role.admin),
+            self.api_route("/secrets/{name}", self.secret_delete, "DELETE", Role.admin),
         ]
 
     async def secrets(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         return json_response({"names": await self.backends.secrets.names()})
 
     async def secret_put(self, request: Request) -> Response:
-        self.gate.require(request, Role.admin)
         name = secret_name_of(request)
         # msgspec names fields, never values, in its errors.
         secret = await read_json(request, SecretValue, MAX_SECRET_BYTES * 2)
@@ -49,7 +46,6 @@ class SecretRoutes(Endpoints):
         return Response(status_code=204)
 
     async def secret_delete(self, request: Request) -> Response:
-        self.gate.require(request, Role.admin)
         name = secret_name_of(request)
         if not await self.backends.secrets.delete(name):
             raise HttpFailure(ErrorCode.NOT_FOUND, f'there is no secret "{name}"')

@@ -6,12 +6,11 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir_proto.errors import ErrorCode
 
 from weir_web.auth import SESSION_COOKIE, Denied
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json
 
@@ -21,11 +20,11 @@ class Login(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SessionRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/session", self.session_open, "POST"),
-            api_route("/session", self.session_show, "GET"),
-            api_route("/session", self.session_close, "DELETE"),
+            self.api_route("/session", self.session_open, "POST", "none"),
+            self.api_route("/session", self.session_show, "GET", "any"),
+            self.api_route("/session", self.session_close, "DELETE", Role.viewer),
         ]
 
     async def session_open(self, request: Request) -> Response:
@@ -55,7 +54,6 @@ class SessionRoutes(Endpoints):
         return json_response({"role": caller.role.name, "csrf": caller.session.csrf})
 
     async def session_close(self, request: Request) -> Response:
-        self.gate.require(request, Role.viewer)
         self.gate.close_session(request)
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")

@@ -9,12 +9,11 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir_proto.api import UpdateRequest
 from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, read_json
 
@@ -35,35 +34,31 @@ class Resume(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SteppingRoutes(Endpoints):
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         return [
-            api_route("/flows/{flow_id}/retry", self.retry, "POST"),
-            api_route("/flows/{flow_id}/pause", self.pause, "POST"),
-            api_route("/flows/{flow_id}/resume", self.resume, "POST"),
-            api_route("/flows/{flow_id}", self.update, "PATCH"),
+            self.api_route("/flows/{flow_id}/retry", self.retry, "POST", Role.operator),
+            self.api_route("/flows/{flow_id}/pause", self.pause, "POST", Role.operator),
+            self.api_route("/flows/{flow_id}/resume", self.resume, "POST", Role.operator),
+            self.api_route("/flows/{flow_id}", self.update, "PATCH", Role.operator),
         ]
 
     async def retry(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         retry = await read_json(request, Retry, BODY_MAX)
         return json_response(await self.client.retry(flow_id, retry.task, retry.downstream))
 
     async def pause(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         pause = await read_json(request, Pause, BODY_MAX)
         return json_response(await self.client.pause(flow_id, pause.reason))
 
     async def resume(self, request: Request) -> Response:
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         await read_json(request, Resume, BODY_MAX)
         return json_response(await self.client.resume(flow_id))
 
     async def update(self, request: Request) -> Response:
         """The body is `UpdateRequest` without `flow_id` (the path names the flow)."""
-        self.gate.require(request, Role.operator)
         flow_id = flow_id_of(request)
         body = await read_json(request, dict[str, Any], BODY_MAX)
         if "flow_id" in body:

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from weir.where import WhereError, parse_task_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
-from weir_web.endpoints import Endpoints, api_route, json_response
+from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import int_query
 
 
 class TaskRoutes(Endpoints):
-    def routes(self) -> list[Route]:
-        return [api_route("/tasks", self.tasks, "GET")]
+    def routes(self) -> list[ApiRoute]:
+        return [self.api_route("/tasks", self.tasks, "GET", Role.viewer)]
 
     async def tasks(self, request: Request) -> Response:
         """Tasks across flows (`weir tasks`): the newest flows' first."""
-        self.gate.require(request, Role.viewer)
         limit = int_query(request, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)
         where_text = request.query_params.get("where") or None
         try:

@@ -33,7 +33,7 @@ from weir.config import (
     KUBE_POD_TTL_DEFAULT,
     KUBE_UNSCHEDULABLE_TIMEOUT_DEFAULT,
 )
-from weir.supervisor import Supervisor
+from weir.supervisor import Duty, Supervisor
 from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType
 
@@ -209,13 +209,14 @@ class KubernetesExecutor(Executor):
                 api_client = await load_client(self.config.kubeconfig)
                 self.api = PodApi(api_client, self.config.namespace)
                 self.watcher = PodWatcher(self.api, POD_SELECTOR, self.config.watch_timeout)
-                self.loops.start("pod-watch", self.watcher.run_once)
+                self.loops.start(self.watcher)
                 self.secret_sync = SecretSync(self.api)
             if self._wanted is not None and not self.loops.running("orphan-sweep"):
-                self.loops.start("orphan-sweep", partial(self._sweep_orphans, self._wanted))
+                self.loops.start(Duty("orphan-sweep", partial(self._sweep_orphans, self._wanted)))
             if self.data is not None and not self.loops.running("secret-sync"):
                 assert self.secret_sync is not None
-                self.loops.start("secret-sync", partial(self.secret_sync.run_once, self.data))
+                sync = partial(self.secret_sync.run_once, self.data)
+                self.loops.start(Duty("secret-sync", sync))
             return self.watcher
 
     async def _start_in_background(self) -> None:

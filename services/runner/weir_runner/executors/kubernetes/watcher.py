@@ -103,6 +103,8 @@ class PodWatcher:
             if channel.users == 0:
                 self.channels.pop(name, None)
 
+    name = "pod-watch"
+
     async def run_once(self) -> None:
         """One round of the supervised `pod-watch` loop: list when there is no resource
         version to resume from, then follow the watch until the server ends it. An API
