@@ -151,7 +151,9 @@ class FlowFailed(_Event, tag="flow_failed", frozen=True):
 
 
 class FlowCancelRequested(_Event, tag="flow_cancel_requested", frozen=True):
-    """Runners kill the flow's running attempts when they see this event."""
+    """Runners kill the flow's running attempts when they see this event. A `fail_fast`
+    one (a task of the flow failed) spares the flow's on_exit task, which still runs last;
+    a user's cancel ends it too."""
 
     reason: str
     fail_fast: bool = False

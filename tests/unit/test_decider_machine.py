@@ -23,9 +23,9 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from weir_proto.events import FlowEvent, FlowSubmitted, event_type
+from weir_proto.events import FlowCancelRequested, FlowEvent, FlowSubmitted, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
-from weir_proto.spec import FlowSpec, MapSpec
+from weir_proto.spec import FlowSpec, MapSpec, RetryPolicy, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
@@ -326,7 +326,10 @@ class DeciderMachine(RuleBasedStateMachine):
             waits = {n for n, t in self.flow.tasks.items() if not t.status.terminal}
             shell = Expand | Gather | ReadCondition
             self.handled = [
-                c for c in self.handled if not (isinstance(c, shell) and c.task in waits)
+                c
+                for c in self.handled
+                if not (isinstance(c, shell) and c.task in waits)
+                and not isinstance(c, Cancel)  # a cancel of the running flow again is news
             ]
             self.ended.pop(self.current, None)
             if self.flow.status.terminal:  # everything planned again was skipped at once
@@ -502,24 +505,39 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_starts_after_a_cancel_is_recorded(self) -> None:
-        """... until a retry of the ended (failed: fail_fast) flow plans tasks again."""
-        for log in self.logs.values():
-            kinds = [event_type(e) for e in log]
-            if "flow_cancel_requested" in kinds:
-                after = kinds[kinds.index("flow_cancel_requested") :]
-                if "task_retried" in after:
-                    after = after[: after.index("task_retried")]
-                assert not set(after) & set(STARTS_WORK), after
+        """... until a retry of the ended (failed: fail_fast) flow plans tasks again; after
+        fail_fast's cancel, nothing but the on_exit task (until a user's cancel)."""
+        for flow_id, log in self.logs.items():
+            plan = self.flows[flow_id].plan
+            on_exit = plan.on_exit if plan is not None else None
+            spared: str | None = None
+            cancelled = False
+            for event in log:
+                kind = event_type(event)
+                if kind == "task_retried":
+                    cancelled, spared = False, None
+                elif isinstance(event, FlowCancelRequested):
+                    spared = on_exit if event.fail_fast and not cancelled else None
+                    cancelled = True
+                elif cancelled and kind in STARTS_WORK:
+                    assert getattr(event, "task", "") == spared, (kind, event)
+
+    @invariant()
+    def fail_fast_still_runs_the_on_exit_task(self) -> None:
+        for flow in self.flows.values():
+            assert_on_exit_ran(flow, self.logs[flow.id])
 
     @invariant()
     def a_cancelled_flow_with_nothing_running_has_ended(self) -> None:
         for flow in self.flows.values():
-            if flow.cancelling and not any(t.status.active for t in flow.tasks.values()):
+            # fail_fast's cancel leaves the on_exit task to run last
+            spared = flow.plan.on_exit if flow.fail_fast and flow.plan is not None else None
+            others = [t for t in flow.tasks.values() if t.name != spared]
+            exit_done = spared is None or flow.tasks[spared].status.terminal
+            if flow.cancelling and not any(t.status.active for t in others) and exit_done:
                 assert flow.status.terminal, flow.status
             if flow.cancelling:  # only running attempts are waited for
-                waiting = [
-                    t.name for t in flow.tasks.values() if t.status is not TaskStatus.RUNNING
-                ]
+                waiting = [t.name for t in others if t.status is not TaskStatus.RUNNING]
                 assert all(flow.tasks[n].status.terminal for n in waiting), flow.tasks
 
     @invariant()
@@ -588,6 +606,7 @@ class DeciderMachine(RuleBasedStateMachine):
             log.extend(events)
         assert flow.status.terminal or not flow.exists, flow.status
         assert fold(flow.id, log) == flow
+        assert_on_exit_ran(flow, log)
 
     def next_step(self, flow: FoldedFlow) -> Command:
         if flow.paused:
@@ -620,6 +639,22 @@ class DeciderMachine(RuleBasedStateMachine):
                 return Expand(name, items=("a", "b"))
             return Gather(name, (OutputDigest(name=name, size=2, sha256="00"),))
         raise AssertionError(f"stuck: {flow.status} {dict(flow.tasks)}")
+
+
+def assert_on_exit_ran(flow: FoldedFlow, log: list[FlowEvent]) -> None:
+    """A flow with fail_fast and an on_exit task that ended failed ran its on_exit task,
+    unless a user cancelled it."""
+    plan = flow.plan
+    if plan is None or plan.on_exit is None or not plan.spec.fail_fast:
+        return
+    if flow.status is not FlowStatus.FAILED:
+        return
+    retried = [i for i, e in enumerate(log) if event_type(e) == "task_retried"]
+    since = log[retried[-1] + 1 :] if retried else log
+    if any(isinstance(e, FlowCancelRequested) and not e.fail_fast for e in since):
+        return
+    ran = flow.tasks[plan.on_exit].status
+    assert ran in (TaskStatus.SUCCEEDED, TaskStatus.FAILED), (ran, flow.tasks)
 
 
 DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
@@ -718,3 +753,34 @@ GatedDeciderMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 test_gated_decider_machine = GatedDeciderMachine.TestCase
+
+
+@st.composite
+def fail_fast_exit_specs(draw: st.DrawFn) -> FlowSpec:
+    """A flow with fail_fast and an on_exit task, its tasks run once: a failure ends the
+    others whatever runs beside it, and the on_exit task must still run."""
+    spec = draw(flow_specs())
+    once = RetryPolicy(max_attempts=1)
+    # (no maps: the mapped machine covers them)
+    tasks = [msgspec.structs.replace(t, retry=once, map=None) for t in spec.tasks]
+    on_exit = msgspec.convert(task("exit"), TaskSpec)
+    return msgspec.structs.replace(
+        spec, tasks=tasks, fail_fast=True, on_exit=on_exit, delay=None, max_parallel=None
+    )
+
+
+class FailFastExitMachine(DeciderMachine):
+    """The same rules and invariants on flows with fail_fast and an on_exit task."""
+
+    @initialize(spec=fail_fast_exit_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+    def cancel(self, reason: str) -> None:
+        pass  # a user's cancel ends the on_exit task too: it would hide what this checks
+
+
+FailFastExitMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=30, deadline=None
+)
+test_fail_fast_exit_machine = FailFastExitMachine.TestCase

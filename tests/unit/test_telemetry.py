@@ -384,6 +384,10 @@ def test_a_span_name_keeps_low_cardinality_subjects_as_they_are(process: Process
     assert telemetry.subject_template(subjects.event(FLOW, "task_started")) == (
         "weir.events.{flow_id}.task_started"
     )
+    on_exit = subjects.dispatch("gpu", FLOW, on_exit=True)
+    assert subjects.is_on_exit_dispatch(on_exit)
+    assert not subjects.is_on_exit_dispatch(subjects.dispatch("gpu", FLOW))
+    assert telemetry.subject_template(on_exit) == "weir.dispatch.gpu.{flow_id}.on_exit"
 
 
 def test_a_message_without_context_is_processed_under_the_fallback(process: Process) -> None:

@@ -171,11 +171,12 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             return _expanded(flow, name, items)
         case TaskConditionRead(task=name, values=values):
             return _condition_read(flow, name, values)
-        case FlowCancelRequested(reason=reason):
+        case FlowCancelRequested(reason=reason, fail_fast=fail_fast):
             return replace(
                 flow,
                 cancelling=True,
                 cancel_reason=reason,
+                fail_fast=fail_fast,
                 ready=immutables.Map(),
                 line=immutables.Map(),
             )
@@ -357,6 +358,7 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
         failing=failed is not None,
         cancelling=False,
         cancel_reason=None,
+        fail_fast=False,
         reused=flow.reused - reset,
     )
     blocked, ready, settled = flow.blocked, dict(flow.ready), dict(flow.settled)
