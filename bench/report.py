@@ -536,6 +536,19 @@ def tables(doc: Mapping[str, Any]) -> str:
             f"| {_m(w, 'list_where', 'p50_ms')} ms |",
             "",
         ]
+    if "fanout" in r:
+        f = r["fanout"]
+        lines += [
+            "| map (`map: {over}`, local executor) | measured |",
+            "|---|---|",
+            f"| items | {_m(f, 'items', digits=0)} |",
+            f"| submit -> flow ended | {_fig(f, 'total_s')} s "
+            f"({_m(f, 'per_item_ms')} ms per item) |",
+            f"| list's task ended -> `task_expanded` recorded | {_m(f, 'expand_s', digits=2)} s |",
+            f"| event log per item | {_m(f, 'event_bytes_per_item', digits=0)} bytes |",
+            f"| scheduler peak RSS | {_m(f, 'rss_peak_mib', 'scheduler')} MiB |",
+            "",
+        ]
     lines += [
         "| goal | weir | against | ratio | goal | verdict |",
         "|---|---|---|---|---|---|",
@@ -562,8 +575,8 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ./just bench                      # full run: 3 repeats, 20,000 flows, 1k/5k/10k DAGs, peers
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
 ./just bench --only latency       # one scenario (repeatable): throughput, latency, scale,
-                                  # replicas, soak, peers, artifacts
-./just bench --only latency       # one of: throughput | latency | scale | peers | artifacts | web
+                                  # replicas, soak, peers, artifacts, web, fanout
+./just bench --only fanout --map-items 10000  # a task mapped over N items (default 10,000)
 ./just bench --only web --web-flows 2000  # fewer flows for GET /flows (default 20,000)
 ./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
 ./just bench --repeats 5 --profile  # scheduler + runner under pyinstrument: results/profile-*/
@@ -588,6 +601,10 @@ navigation until its graph is drawn and it answers input; weir-web's RSS and CPU
 `--followers` (200) SSE clients follow one waiting flow, and the time until all of them see
 its cancellation; `GET /api/v1/flows` (a page of 50) p50/p95 with `--web-flows` flows in the
 log (20,000; 1,000 with `--quick`), plain and with a `where` filter.
+`fanout` submits a flow whose task writes a JSON list of `--map-items` numbers, a task mapped
+over it (`true {{ item }}` per item, local executor) and one after it, and measures submit to
+the flow's end, the expansion (list written to `task_expanded` recorded), event-log bytes per
+item and peak RSS.
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).

@@ -86,6 +86,10 @@ class Compare:
 Expr = Ref | Const | Not | Both | Either | Compare
 
 
+NESTING_MAX = 32
+"""Deepest nesting of parentheses and `not` a condition may have."""
+
+
 def parse_condition(text: str) -> Expr:
     """The condition's syntax tree. Raises `ConditionError`."""
     if len(text) > CONDITION_MAX:
@@ -175,6 +179,16 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
         self.position = 0
+        self.depth = 0
+
+    def deeper(self) -> None:
+        """One more `(` or `not` around what follows; refused past NESTING_MAX (a condition
+        is parsed and evaluated recursively)."""
+        self.depth += 1
+        if self.depth > NESTING_MAX:
+            raise ConditionError(
+                f"nests more than {NESTING_MAX} levels of parentheses and `not`; write it flatter"
+            )
 
     def peek(self) -> str | None:
         return self.tokens[self.position][1] if self.position < len(self.tokens) else None
@@ -205,7 +219,10 @@ class _Parser:
     def negation(self) -> Expr:
         if self.peek() == "not":
             self.take()
-            return Not(self.negation())
+            self.deeper()
+            negated = Not(self.negation())
+            self.depth -= 1
+            return negated
         left = self.atom()
         if self.peek() in _COMPARISONS:
             op = self.take()[1]
@@ -215,9 +232,11 @@ class _Parser:
     def atom(self) -> Expr:
         kind, text = self.take()
         if text == "(":
+            self.deeper()
             inner = self.either()
             if self.take()[1] != ")":
                 raise ConditionError("missing ')'")
+            self.depth -= 1
             return inner
         if kind == "string":
             body = text[1:-1]

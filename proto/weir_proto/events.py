@@ -151,7 +151,9 @@ class FlowFailed(_Event, tag="flow_failed", frozen=True):
 
 
 class FlowCancelRequested(_Event, tag="flow_cancel_requested", frozen=True):
-    """Runners kill the flow's running attempts when they see this event."""
+    """Runners kill the flow's running attempts when they see this event. A `fail_fast`
+    one (a task of the flow failed) spares the flow's on_exit task, which still runs last;
+    a user's cancel ends it too."""
 
     reason: str
     fail_fast: bool = False
@@ -186,7 +188,10 @@ class FlowResumed(_Event, tag="flow_resumed", frozen=True):
 class TaskRetried(_Event, tag="task_retried", frozen=True):
     """`task` runs again inside its flow (`weir retry`): every task in `tasks` (it, the
     tasks after it with `downstream`, and the tasks skipped or cancelled so far) is planned
-    again, from `pending`; attempts keep counting up and `task` gets its full retry budget."""
+    again, from `pending`; attempts keep counting up and `task` gets its full retry budget.
+    For an instance `NAME[i]`, `tasks` holds its mapped task `NAME` too if it had ended; for
+    an expanded mapped task, its instances that did not succeed. A mapped task planned
+    again waits for its instances, with the items its `task_expanded` recorded."""
 
     task: str
     tasks: list[str]

@@ -47,10 +47,26 @@ def status(flow_id: str) -> str:
     return f"{STATUS_PREFIX}.{flow_id}"
 
 
-def dispatch(queue: str, flow_id: str) -> str:
+ON_EXIT_TOKEN = "on_exit"
+"""Last token of the subjects of the on_exit task's attempts (`dispatch`)."""
+
+
+def dispatch(queue: str, flow_id: str, on_exit: bool = False) -> str:
     """Where an attempt of `flow_id` waits for a runner of `queue`; per flow, so cancelling
-    a flow can purge the attempts of it that no runner has taken yet."""
-    return f"{DISPATCH_PREFIX}.{queue}.{flow_id}"
+    a flow can purge the attempts of it that no runner has taken yet. The flow's on_exit
+    task waits one token deeper, so a fail_fast cancel purges every attempt but its own
+    (`flow_dispatches`), and a user's cancel its own too (`on_exit_dispatches`)."""
+    subject = f"{DISPATCH_PREFIX}.{queue}.{flow_id}"
+    return f"{subject}.{ON_EXIT_TOKEN}" if on_exit else subject
+
+
+def is_on_exit_dispatch(subject: str) -> bool:
+    """Whether a dispatch came on the subject of an on_exit task's attempts."""
+    return (
+        subject.startswith(DISPATCH_PREFIX + ".")
+        and subject.count(".") == 4
+        and (subject.endswith("." + ON_EXIT_TOKEN))
+    )
 
 
 def queue_dispatches(queue: str) -> str:
@@ -59,8 +75,14 @@ def queue_dispatches(queue: str) -> str:
 
 
 def flow_dispatches(flow_id: str) -> str:
-    """Every dispatch of one flow, whatever its queue (to purge on cancel)."""
+    """Every dispatch of one flow but its on_exit task's, whatever its queue (to purge on
+    cancel)."""
     return f"{DISPATCH_PREFIX}.*.{flow_id}"
+
+
+def on_exit_dispatches(flow_id: str) -> str:
+    """The dispatches of one flow's on_exit task (to purge on a user's cancel)."""
+    return f"{DISPATCH_PREFIX}.*.{flow_id}.{ON_EXIT_TOKEN}"
 
 
 def event(flow_id: str, event_type: str) -> str:

@@ -8,7 +8,9 @@ skip the same tasks with the same reasons (docs/jobs.md, "Trigger rules").
 - A task's final failure makes the flow *failing*: every task not handed out yet is
   skipped (`failure_skip_reason`), except tasks whose rule runs after a failure
   (`runs_after_failure`) and the on_exit task.
-- With `fail_fast`, every task not started is then cancelled (`fail_fast_reason`).
+- With `fail_fast`, every task not started is then cancelled (`fail_fast_reason`), whatever
+  else runs, those whose rule runs after a failure too, but the on_exit task: it still runs
+  last.
 - A flow fails when any of its tasks failed, whatever ran after it (`flow_outcome`).
 """
 
@@ -20,7 +22,7 @@ from typing import Literal
 from weir_proto.spec import Trigger
 from weir_proto.status import TaskStatus
 
-AFTER_FAILURE: frozenset[str] = frozenset({"all_done", "all_failed", "one_failed"})
+AFTER_FAILURE: frozenset[str] = frozenset({"all_done", "all_failed", "one_failed", "one_success"})
 """Trigger rules that may still run once the flow is failing."""
 FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
 """The flow's outcome so far (`succeeded` or `failed`), given to its on_exit task."""
@@ -71,7 +73,7 @@ def failure_skip_reason(failed: str, downstream: bool) -> str:
 
 def fail_fast_reason(failed: str) -> str:
     """Why, in a flow with `fail_fast`, every task not started is cancelled (those a failure
-    does not skip, and the on_exit task, included) once task `failed` failed."""
+    does not skip included, but the on_exit task) once task `failed` failed."""
     return f'fail_fast: task "{failed}" failed'
 
 

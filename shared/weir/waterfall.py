@@ -187,6 +187,8 @@ def _title(out: Text, timeline: FlowTimeline, start: datetime, end: datetime) ->
 
 
 def _skips(out: Text, timeline: FlowTimeline) -> None:
+    for decision in timeline.decisions:
+        out.append(f"{decision.text}\n", style="dim")
     for skip in timeline.skipped:
         out.append(f"skipped {skip.task}: {skip.reason}\n", style="yellow")
 

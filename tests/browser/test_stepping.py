@@ -203,6 +203,52 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
     await context.close()
 
 
+async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
+    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    check = f'test "{{{{ item }}}}" != b || test -e "{fixed}"'
+    flow_id = await stack.submit(
+        {
+            "name": "instance-in-ui",
+            "defaults": {"retry": {"max_attempts": 1}},
+            "tasks": [
+                {
+                    "name": "list",
+                    "cmd": ["sh", "-c", """echo '["a","b"]' > files.json"""],
+                    "outputs": [{"name": "files", "path": "files.json"}],
+                },
+                {
+                    "name": "each",
+                    "depends": ["list"],
+                    "map": {"over": "files"},
+                    "cmd": ["sh", "-c", check],
+                },
+            ],
+        }
+    )
+    context, page = await logged_in(browser, stack, "operator")
+    problems.watch(page)
+    await page.goto(f"{stack.url}/flows/{flow_id}")
+    await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
+    await page.goto(f"{stack.url}/flows/{flow_id}/tasks/each[1]")
+    await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
+    fixed.touch()
+    await page.click("[data-action=retry]")
+    await page.click("dialog.confirm [data-confirm]")
+    await expect(page.locator("#notice")).to_contain_text("Retrying each, each[1]")
+    await expect(page.locator('tr[data-attempt="2"] .badge')).to_have_text(
+        "succeeded", timeout=LIVE
+    )
+    await page.goto(f"{stack.url}/flows/{flow_id}")
+    await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
+    view = await stack.api("viewer").get(f"/flows/{flow_id}")
+    attempts = {t["name"]: t["attempt"] for t in view.json()["tasks"]}
+    assert (attempts["each[0]"], attempts["each[1]"]) == (1, 2), attempts
+    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
+    await context.close()
+
+
 async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:

@@ -107,6 +107,46 @@ async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_lis
     assert view["process"].status == "succeeded" and view["total"].status == "succeeded"
 
 
+async def test_a_retry_of_one_failed_instance_runs_it_alone_and_the_flow_then_succeeds(
+    client: Client, tmp_path: Path
+) -> None:
+    got, fixed, runs = tmp_path / "got.json", tmp_path / "fixed", tmp_path / "runs"
+    script = (
+        f'echo "{{{{ item }}}}" >> {runs}; '
+        f'if [ "{{{{ item }}}}" = b.csv ] && [ ! -e {fixed} ]; then exit 3; fi; '
+        'printf \'"%s"\' "{{ item }}" > out.json'
+    )
+    process = {**mapped(script), "retry": {"max_attempts": 1}}
+    spec = {
+        "name": "fix-one",
+        "tasks": [listing('["a.csv", "b.csv", "c.csv"]'), process, collector(got)],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_failed", events[-1]
+    failed = next(e for e in events if isinstance(e, TaskFailed) and e.task == "process")
+    assert failed.message == '1 of 3 instances failed: "process[1]"'
+    assert not got.exists(), "the gather skipped"
+
+    fixed.touch()
+    stepped = await client.retry(flow_id, "process[1]")
+    assert (stepped.status, stepped.tasks) == ("running", ["process", "total", "process[1]"])
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    events = [e async for e in client.events(flow_id)]
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    assert json.loads(got.read_text()) == ["a.csv", "b.csv", "c.csv"]
+    assert sorted(runs.read_text().split()) == ["a.csv", "b.csv", "b.csv", "c.csv"]
+    assert [e.task for e in events if isinstance(e, TaskExpanded)] == ["process"]
+    view = {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
+    assert view == {
+        "list-files": ("succeeded", 1),
+        "process": ("succeeded", 0),
+        "total": ("succeeded", 1),
+        "process[0]": ("succeeded", 1),
+        "process[1]": ("succeeded", 2),
+        "process[2]": ("succeeded", 1),
+    }
+
+
 async def test_a_map_over_an_empty_list_succeeds_and_hands_on_an_empty_list(
     client: Client, tmp_path: Path
 ) -> None:

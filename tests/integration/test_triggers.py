@@ -3,12 +3,13 @@ an event in the log, and `weir show` (the flow's view) says why a task was skipp
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from weir.client import Client
 from weir_proto.events import event_type
 
-from tests.flows import finish, task, types
+from tests.flows import WAIT, finish, task, types
 
 ONCE = {"max_attempts": 1}
 
@@ -39,6 +40,105 @@ async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
     assert view["publish"].status == "skipped"
     assert view["publish"].error_message == 'upstream task "load" failed'
     assert view["cleanup"].status == "succeeded" and view["notify"].status == "succeeded"
+
+
+async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exit_last(
+    client: Client, tmp_path: Path
+) -> None:
+    running = tmp_path / "running"
+    cleaned = tmp_path / "cleaned"
+    status = tmp_path / "status"
+    # "load" fails only once "slow" runs, so a sibling is running at the failure.
+    wait_then_fail = f"while [ ! -e {running} ]; do sleep 0.05; done; exit 3"
+    spec = {
+        "name": "etl-fast",
+        "fail_fast": True,
+        "tasks": [
+            task("slow", "sh", "-c", f"touch {running}; exec sleep 300", retry=ONCE),
+            task("load", "sh", "-c", wait_then_fail, retry=ONCE),
+            task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
+        ],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id, events = await finish(client, spec)
+    kinds = types(events)
+    assert kinds[-1] == "flow_failed"
+    assert events[-1].failed_tasks == ["load"]  # type: ignore[union-attr]
+    request = events[kinds.index("flow_cancel_requested")]
+    assert request.fail_fast  # type: ignore[union-attr]
+    assert not cleaned.exists(), "the cleanup task ran although fail_fast cancelled it"
+    assert status.read_text() == "failed\n"
+    cancelled = {e.task: e.reason for e in events if event_type(e) == "task_cancelled"}  # type: ignore[union-attr]
+    assert cancelled == {
+        "slow": 'fail_fast: task "load" failed',
+        "cleanup": 'fail_fast: task "load" failed',
+    }
+    handed = [i for i, e in enumerate(events) if getattr(e, "task", "") == "notify"]
+    slow_ended = next(
+        i
+        for i, e in enumerate(events)
+        if (event_type(e), getattr(e, "task", "")) == ("task_cancelled", "slow")
+    )
+    assert min(handed) > slow_ended, "on_exit was handed out before the killed sibling ended"
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert {n: t.status for n, t in view.items()} == {
+        "slow": "cancelled",
+        "load": "failed",
+        "cleanup": "cancelled",
+        "notify": "succeeded",
+    }
+
+
+async def test_fail_fast_cancel_purges_a_waiting_sibling_but_not_the_on_exit_dispatch(
+    client: Client, tmp_path: Path
+) -> None:
+    """The sibling waits on a queue nobody serves: the failure ends it at once, and the
+    on_exit task is handed out in the same decision as the cancel request, whose purge of
+    the flow's dispatches must leave the on_exit attempt for a runner."""
+    status = tmp_path / "status"
+    spec = {
+        "name": "etl-fast-waiting",
+        "fail_fast": True,
+        "tasks": [
+            task("unserved", queue="nobody-serves-this"),
+            task("load", "sh", "-c", "exit 3", retry=ONCE),
+        ],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id, events = await finish(client, spec)
+    kinds = types(events)
+    assert kinds[-1] == "flow_failed"
+    assert "flow_cancel_requested" in kinds
+    assert status.read_text() == "failed\n"
+    view = {t.name: t.status for t in (await client.get(flow_id)).tasks}
+    assert view == {"unserved": "cancelled", "load": "failed", "notify": "succeeded"}
+
+
+async def test_a_user_cancel_after_fail_fast_kills_the_running_on_exit_task(
+    client: Client, tmp_path: Path
+) -> None:
+    spec = {
+        "name": "etl-fast-cancelled",
+        "fail_fast": True,
+        "tasks": [task("load", "sh", "-c", "exit 3", retry=ONCE)],
+        "on_exit": task("notify", "sleep", "300"),
+    }
+    flow_id = await client.submit(spec)
+    await reached_task(client, flow_id, "task_started", "notify")
+    await client.cancel(flow_id, "enough")
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert event_type(final) == "flow_failed"  # "load" failed
+    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    assert view["notify"].status == "cancelled" and view["notify"].error_message == "enough"
+
+
+async def reached_task(client: Client, flow_id: str, kind: str, name: str) -> None:
+    async def follow() -> None:
+        async for event in client.events(flow_id, follow=True):
+            if event_type(event) == kind and getattr(event, "task", "") == name:
+                return
+
+    await asyncio.wait_for(follow(), WAIT)
 
 
 async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(

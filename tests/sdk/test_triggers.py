@@ -190,6 +190,33 @@ def test_a_failure_skips_unrelated_work_not_started_and_a_failing_on_exit_fails_
     assert list(run.errors) == ["broken", "notify"]
 
 
+def test_with_fail_fast_a_lone_failure_cancels_cleanup_and_the_on_exit_task_still_runs() -> None:
+    flow = Flow("fast-alone", fail_fast=True)
+
+    @flow.task
+    def work() -> None:
+        raise RuntimeError("disk on fire")
+
+    @flow.task(depends=[work], trigger="all_done")
+    def cleanup() -> None: ...
+
+    @flow.task(depends=[work], trigger="one_failed")
+    def alert() -> None: ...
+
+    @flow.on_exit
+    def report(flow_status: str) -> str:
+        return flow_status
+
+    run = flow.run_local_outcome()
+    assert run.status == "failed"
+    assert {n: (str(t.status), t.reason) for n, t in run.tasks.items() if n != "work"} == {
+        "cleanup": ("cancelled", 'fail_fast: task "work" failed'),
+        "alert": ("cancelled", 'fail_fast: task "work" failed'),
+        "report": ("succeeded", None),
+    }
+    assert run["report"] == "failed"
+
+
 def test_with_fail_fast_a_condition_failing_beside_running_work_cancels_the_rest() -> None:
     flow = Flow("fast", fail_fast=True)
 
@@ -217,7 +244,7 @@ def test_with_fail_fast_a_condition_failing_beside_running_work_cancels_the_rest
             'task "reader": when: output "big" is 65,537 bytes; the limit is 65,536',
         ),
         "tidy": ("cancelled", 'fail_fast: task "reader" failed'),
-        "report": ("cancelled", 'fail_fast: task "reader" failed'),
+        "report": ("succeeded", None),  # the on_exit task still runs last
         "sibling": ("succeeded", None),
     }
 

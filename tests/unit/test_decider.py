@@ -397,6 +397,30 @@ def test_a_cleanup_task_runs_after_a_failure_and_the_flow_still_fails() -> None:
     assert flow.tasks["report"].error_message == 'upstream task "load" failed'
 
 
+def test_a_one_success_join_runs_when_one_branch_failed_and_another_succeeded() -> None:
+    """`one_success` joins branches that may fail: the flow still fails, but the join runs
+    once its branches have ended with one success (and is skipped when none succeeded)."""
+    spec = {
+        "tasks": [
+            task("a", retry={"max_attempts": 1}),
+            task("b", retry={"max_attempts": 1}),
+            task("join", depends=["a", "b"], trigger="one_success"),
+            task("after-a", depends=["a"]),
+        ]
+    }
+    flow, _ = run_flow(spec, {"a": False})
+    assert statuses(flow) == {
+        "a": "failed",
+        "b": "succeeded",
+        "join": "succeeded",
+        "after-a": "skipped",
+    }
+    assert flow.status is FlowStatus.FAILED
+    flow, _ = run_flow(spec, {"a": False, "b": False})
+    assert flow.tasks["join"].status is TaskStatus.SKIPPED
+    assert flow.tasks["join"].error_message == "trigger one_success: no upstream task succeeded"
+
+
 def test_a_failure_handler_is_skipped_when_nothing_failed() -> None:
     flow, _ = run_flow(
         {"tasks": [task("a"), task("alert", depends=["a"], trigger="one_failed")]}, {}

@@ -23,9 +23,9 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from weir_proto.events import FlowEvent, FlowSubmitted, event_type
+from weir_proto.events import FlowCancelRequested, FlowEvent, FlowSubmitted, event_type
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
-from weir_proto.spec import FlowSpec, MapSpec
+from weir_proto.spec import FlowSpec, MapSpec, RetryPolicy, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
@@ -51,7 +51,7 @@ from weir_scheduler.decider import (
 from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
 from weir_scheduler.decider.gates import to_read
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
-from weir_scheduler.map_plan import parent_of
+from weir_scheduler.map_plan import instances, parent_of
 from weir_scheduler.planner import plan
 
 from tests.flows import task
@@ -107,6 +107,13 @@ def flow_specs(draw: st.DrawFn) -> FlowSpec:
     return msgspec.convert(doc, FlowSpec)
 
 
+def _existed(name: str, ended: dict[str, str]) -> bool:
+    """Whether task `name` existed when the log got as far as `ended` says (an instance
+    exists once its task was expanded)."""
+    parent = parent_of(name)
+    return parent is None or f"{parent[0]} expanded" in ended
+
+
 class DeciderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -118,6 +125,9 @@ class DeciderMachine(RuleBasedStateMachine):
         """Terminal flows and their seq when they ended."""
         self.run_to_end: dict[str, FoldedFlow] = {}
         """Each flow's state last run to its end (immutable: the same object, the same run)."""
+        self.folded: dict[str, FoldedFlow] = {}
+        """Each flow's state last checked against its folded log (every event makes a new
+        state, so the same object has the same log)."""
 
     # -- driving ------------------------------------------------------------------------
 
@@ -302,6 +312,10 @@ class DeciderMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(ended or [*sorted(was.tasks), "nope"]))
         if data.draw(st.integers(0, 5)) == 0:  # also any task, or one that does not exist
             name = data.draw(st.sampled_from([*sorted(was.tasks), "nope"]))
+        self.retried(name, downstream)
+
+    def retried(self, name: str, downstream: bool) -> None:
+        was = self.flow
         refusal = retry_refusal(was, name, downstream) if was.plan else "no plan"
         events = self.run(Retry(name, downstream))
         assert (refusal is None) == bool(events), (refusal, events)
@@ -312,7 +326,10 @@ class DeciderMachine(RuleBasedStateMachine):
             waits = {n for n, t in self.flow.tasks.items() if not t.status.terminal}
             shell = Expand | Gather | ReadCondition
             self.handled = [
-                c for c in self.handled if not (isinstance(c, shell) and c.task in waits)
+                c
+                for c in self.handled
+                if not (isinstance(c, shell) and c.task in waits)
+                and not isinstance(c, Cancel)  # a cancel of the running flow again is news
             ]
             self.ended.pop(self.current, None)
             if self.flow.status.terminal:  # everything planned again was skipped at once
@@ -374,7 +391,9 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def log_folds_to_the_live_state(self) -> None:
         for flow_id, flow in self.flows.items():
-            assert fold(flow_id, self.logs[flow_id]) == flow
+            if self.folded.get(flow_id) is not flow:  # a step that changed it
+                assert fold(flow_id, self.logs[flow_id]) == flow
+                self.folded[flow_id] = flow
 
     @invariant()
     def tasks_start_only_once_their_dependencies_ended_as_their_trigger_asks(self) -> None:
@@ -418,14 +437,8 @@ class DeciderMachine(RuleBasedStateMachine):
                     "one_success": "succeeded" in statuses,
                     "none_failed": failed == 0,
                 }[rule], (name, rule, statuses)
-                if name == plan.on_exit:
-                    others = {  # instances count from their expansion on (a retried flow's
-                        # plan has instances a later expansion made)
-                        n
-                        for n in plan.names
-                        if n != name
-                        and ((p := parent_of(n)) is None or f"{p[0]} expanded" in ended)
-                    }
+                if name == plan.on_exit:  # of the instances, those expanded by then
+                    others = {n for n in plan.names if n != name and _existed(n, ended)}
                     assert others <= set(ended), "on_exit ran before every other task ended"
 
     @invariant()
@@ -454,6 +467,25 @@ class DeciderMachine(RuleBasedStateMachine):
                     assert parent.terminal and all(t.status.terminal for t in instances)
 
     @invariant()
+    def a_mapped_task_is_expanded_once_and_waits_for_each_instance_not_ended(self) -> None:
+        """... also after retries of it or its instances: they keep the items recorded."""
+        for flow in self.flows.values():
+            expansions = Counter(
+                e.task  # type: ignore[union-attr]
+                for e in self.logs[flow.id]
+                if event_type(e) == "task_expanded"
+            )
+            assert all(n == 1 for n in expansions.values()), expansions
+            for name in flow.expanded:
+                names = instances(flow.plan, name) if flow.plan else []
+                left = sum(not flow.tasks[n].status.terminal for n in names)
+                state = flow.fanout.get(name)
+                if left and not flow.cancelling:  # a cancel ends it while they run
+                    assert flow.tasks[name].status is TaskStatus.PENDING, (name, left)
+                if state is not None:
+                    assert (state.expanded, state.count, state.left) == (True, len(names), left)
+
+    @invariant()
     def seq_is_gap_free(self) -> None:
         for log in self.logs.values():
             assert [e.seq for e in log] == list(range(1, len(log) + 1))
@@ -473,24 +505,39 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_starts_after_a_cancel_is_recorded(self) -> None:
-        """... until a retry of the ended (failed: fail_fast) flow plans tasks again."""
-        for log in self.logs.values():
-            kinds = [event_type(e) for e in log]
-            if "flow_cancel_requested" in kinds:
-                after = kinds[kinds.index("flow_cancel_requested") :]
-                if "task_retried" in after:
-                    after = after[: after.index("task_retried")]
-                assert not set(after) & set(STARTS_WORK), after
+        """... until a retry of the ended (failed: fail_fast) flow plans tasks again; after
+        fail_fast's cancel, nothing but the on_exit task (until a user's cancel)."""
+        for flow_id, log in self.logs.items():
+            plan = self.flows[flow_id].plan
+            on_exit = plan.on_exit if plan is not None else None
+            spared: str | None = None
+            cancelled = False
+            for event in log:
+                kind = event_type(event)
+                if kind == "task_retried":
+                    cancelled, spared = False, None
+                elif isinstance(event, FlowCancelRequested):
+                    spared = on_exit if event.fail_fast and not cancelled else None
+                    cancelled = True
+                elif cancelled and kind in STARTS_WORK:
+                    assert getattr(event, "task", "") == spared, (kind, event)
+
+    @invariant()
+    def fail_fast_still_runs_the_on_exit_task(self) -> None:
+        for flow in self.flows.values():
+            assert_on_exit_ran(flow, self.logs[flow.id])
 
     @invariant()
     def a_cancelled_flow_with_nothing_running_has_ended(self) -> None:
         for flow in self.flows.values():
-            if flow.cancelling and not any(t.status.active for t in flow.tasks.values()):
+            # fail_fast's cancel leaves the on_exit task to run last
+            spared = flow.plan.on_exit if flow.fail_fast and flow.plan is not None else None
+            others = [t for t in flow.tasks.values() if t.name != spared]
+            exit_done = spared is None or flow.tasks[spared].status.terminal
+            if flow.cancelling and not any(t.status.active for t in others) and exit_done:
                 assert flow.status.terminal, flow.status
             if flow.cancelling:  # only running attempts are waited for
-                waiting = [
-                    t.name for t in flow.tasks.values() if t.status is not TaskStatus.RUNNING
-                ]
+                waiting = [t.name for t in others if t.status is not TaskStatus.RUNNING]
                 assert all(flow.tasks[n].status.terminal for n in waiting), flow.tasks
 
     @invariant()
@@ -559,6 +606,7 @@ class DeciderMachine(RuleBasedStateMachine):
             log.extend(events)
         assert flow.status.terminal or not flow.exists, flow.status
         assert fold(flow.id, log) == flow
+        assert_on_exit_ran(flow, log)
 
     def next_step(self, flow: FoldedFlow) -> Command:
         if flow.paused:
@@ -593,6 +641,22 @@ class DeciderMachine(RuleBasedStateMachine):
         raise AssertionError(f"stuck: {flow.status} {dict(flow.tasks)}")
 
 
+def assert_on_exit_ran(flow: FoldedFlow, log: list[FlowEvent]) -> None:
+    """A flow with fail_fast and an on_exit task that ended failed ran its on_exit task,
+    unless a user cancelled it."""
+    plan = flow.plan
+    if plan is None or plan.on_exit is None or not plan.spec.fail_fast:
+        return
+    if flow.status is not FlowStatus.FAILED:
+        return
+    retried = [i for i, e in enumerate(log) if event_type(e) == "task_retried"]
+    since = log[retried[-1] + 1 :] if retried else log
+    if any(isinstance(e, FlowCancelRequested) and not e.fail_fast for e in since):
+        return
+    ran = flow.tasks[plan.on_exit].status
+    assert ran in (TaskStatus.SUCCEEDED, TaskStatus.FAILED), (ran, flow.tasks)
+
+
 DeciderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_decider_machine = DeciderMachine.TestCase
 
@@ -623,6 +687,32 @@ class MappedDeciderMachine(DeciderMachine):
 
     def cancel_races_a_success(self, data: st.DataObject) -> None:
         pass
+
+    @rule(data=st.data(), downstream=st.booleans())
+    def retry_mapped(self, data: st.DataObject, downstream: bool) -> None:
+        """A retry of an instance or of an expanded mapped task, whatever its status."""
+        flow = self.flow
+        names = sorted(n for n in flow.tasks if n in flow.expanded or parent_of(n) is not None)
+        if names:
+            self.retried(data.draw(st.sampled_from(names)), downstream)
+
+    @rule(data=st.data(), steps=st.integers(1, 25), downstream=st.booleans())
+    def runs_on_then_a_mapped_task_is_retried(
+        self, data: st.DataObject, steps: int, downstream: bool
+    ) -> None:
+        """The flow runs on for a while (attempts end, some failing; lists are read), so its
+        mapped tasks get expanded and their instances end; then one of them, or an instance,
+        is retried."""
+        for _ in range(steps):
+            if self.flow.status.terminal:
+                break
+            command = self.next_step(self.flow)
+            if isinstance(command, RecordFinished):
+                report = command.report
+                outcome = data.draw(st.sampled_from(["ok", "ok", "fail"]))
+                command = self.report(report.task, report.attempt, outcome)
+            self.run(command)
+        self.retry_mapped(data, downstream)
 
 
 MappedDeciderMachine.TestCase.settings = settings(
@@ -663,3 +753,34 @@ GatedDeciderMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 test_gated_decider_machine = GatedDeciderMachine.TestCase
+
+
+@st.composite
+def fail_fast_exit_specs(draw: st.DrawFn) -> FlowSpec:
+    """A flow with fail_fast and an on_exit task, its tasks run once: a failure ends the
+    others whatever runs beside it, and the on_exit task must still run."""
+    spec = draw(flow_specs())
+    once = RetryPolicy(max_attempts=1)
+    # (no maps: the mapped machine covers them)
+    tasks = [msgspec.structs.replace(t, retry=once, map=None) for t in spec.tasks]
+    on_exit = msgspec.convert(task("exit"), TaskSpec)
+    return msgspec.structs.replace(
+        spec, tasks=tasks, fail_fast=True, on_exit=on_exit, delay=None, max_parallel=None
+    )
+
+
+class FailFastExitMachine(DeciderMachine):
+    """The same rules and invariants on flows with fail_fast and an on_exit task."""
+
+    @initialize(spec=fail_fast_exit_specs())
+    def submitted(self, spec: FlowSpec) -> None:
+        self.submit(spec, None, ())
+
+    def cancel(self, reason: str) -> None:
+        pass  # a user's cancel ends the on_exit task too: it would hide what this checks
+
+
+FailFastExitMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=30, deadline=None
+)
+test_fail_fast_exit_machine = FailFastExitMachine.TestCase

@@ -9,7 +9,14 @@ from typing import Any
 
 import msgspec
 import pytest
-from weir_proto.conditions import ConditionError, Ref, output_refs, parse_condition
+from weir_proto.conditions import (
+    NESTING_MAX,
+    ConditionError,
+    Const,
+    Ref,
+    output_refs,
+    parse_condition,
+)
 from weir_proto.events import TaskSucceeded, event_type
 from weir_proto.messages import AttemptFinished, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec
@@ -295,3 +302,22 @@ def test_a_task_that_succeeds_again_has_its_outputs_read_afresh() -> None:
     success = TaskSucceeded(id="e", flow_id="f", seq=flow.seq + 1, at=NOW, task="check", attempt=2)
     again = evolve(flow, success)
     assert dict(again.read_outputs) == {}, "a second success of check drops what was read"
+
+
+def test_a_condition_nested_too_deeply_is_refused_at_submit_not_an_internal_error() -> None:
+    """Within the length limit, 1,000 parentheses (or `not`s) would recurse past Python's
+    limit: refused with the limit and where, as every other bad condition is."""
+    assert parse_condition("(" * NESTING_MAX + "true" + ")" * NESTING_MAX) == Const(True)
+    deep = [
+        "(" * 1000 + "true" + ")" * 1000,
+        "not " * 1000 + "true",
+        "(" * NESTING_MAX + "not true" + ")" * NESTING_MAX,
+    ]
+    spec = spec_of(*(task(f"t{i}", when=text) for i, text in enumerate(deep)))
+    with pytest.raises(Rejected) as raised:
+        plan(spec)
+    problems = [(e.path, e.message) for e in raised.value.errors]
+    rule = f"nests more than {NESTING_MAX} levels of parentheses and `not`; write it flatter"
+    assert problems == [
+        (f"$.tasks[{i}].when", f'flow "f": task "t{i}": when: {rule}') for i in range(3)
+    ]

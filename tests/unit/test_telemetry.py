@@ -384,6 +384,10 @@ def test_a_span_name_keeps_low_cardinality_subjects_as_they_are(process: Process
     assert telemetry.subject_template(subjects.event(FLOW, "task_started")) == (
         "weir.events.{flow_id}.task_started"
     )
+    on_exit = subjects.dispatch("gpu", FLOW, on_exit=True)
+    assert subjects.is_on_exit_dispatch(on_exit)
+    assert not subjects.is_on_exit_dispatch(subjects.dispatch("gpu", FLOW))
+    assert telemetry.subject_template(on_exit) == "weir.dispatch.gpu.{flow_id}.on_exit"
 
 
 def test_a_message_without_context_is_processed_under_the_fallback(process: Process) -> None:
@@ -560,3 +564,36 @@ def test_waterfall_shows_a_flow_without_attempts() -> None:
 @pytest.mark.parametrize(("seconds", "shown"), [(0.0123, "12ms"), (1.5, "1.50s"), (125, "2m05s")])
 def test_durations_are_short(seconds: float, shown: str) -> None:
     assert waterfall.duration(seconds) == shown
+
+
+def test_every_decision_on_a_flow_is_an_event_of_its_span_and_a_line_of_its_waterfall(
+    process: Process,
+) -> None:
+    """Pause, resume, update, an operator's retry, a condition read, a map's expansion and
+    a cancel start or end no attempt: each still shows in the trace and in `weir trace`."""
+    log = submitted(Log("steps-1"), name="steps")
+    log.add(ev.FlowPaused, 0.1, reason="maintenance")
+    log.add(ev.FlowResumed, 0.2, status="pending")
+    log.add(ev.TaskConditionRead, 0.3, task="go", values={"decision": "go"})
+    log.add(ev.TaskExpanded, 0.4, task="each", count=3, items=["a", "b", "c"])
+    log.add(ev.TaskRetried, 0.5, task="load", tasks=["load", "report"], downstream=True)
+    log.add(ev.FlowCancelRequested, 0.6, reason="operator")
+    log.add(ev.FlowCancelled, 0.7, reason="operator")
+    telemetry.emit_flow_spans(log.events, process.provider)
+    events = [(e.name, dict(e.attributes or {})) for e in process.span("flow steps").events]
+    texts = [
+        "paused: maintenance",
+        "resumed (pending)",
+        "condition of go read: decision='go'",
+        "each expanded into 3 instances",
+        "retried load with downstream: planned again load, report",
+        "cancel requested: operator",
+    ]
+    kinds = ["flow_paused", "flow_resumed", "task_condition_read", "task_expanded"]
+    kinds += ["task_retried", "flow_cancel_requested"]
+    assert [(name, attrs[telemetry.ATTR_DECISION]) for name, attrs in events] == list(
+        zip(kinds, texts, strict=True)
+    )
+    assert [attrs[telemetry.ATTR_TASK] for _, attrs in events] == ["", "", "go", "each", "load", ""]
+    shown = waterfall.render(log.events, width=100)
+    assert all(text in shown for text in texts), shown

@@ -186,8 +186,8 @@ async def test_logs_as_text_and_followed(operator: httpx.AsyncClient, tmp_path: 
         async for event in read_sse(response):
             if event.event == "end":
                 break
-            lines.append(event.data)
-            if "one" in event.data:
+            lines.append(json.loads(event.data))
+            if "one" in lines[-1]:
                 (tmp_path / "go").touch()
     assert "".join(lines).split() == ["one", "two"]
     text = await operator.get(f"/flows/{flow_id}/tasks/t/logs", params={"attempt": 1})

@@ -94,9 +94,11 @@ class Runner:
         self.tokens: dict[tuple[str, str, int], str] = {}
         """The dispatch token of each attempt in `attempts`, echoed in its heartbeats."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
-        self.recently_cancelled: dict[str, float] = {}
-        """Flows whose cancel this runner saw, so an attempt it took just before the purge
-        does not start."""
+        self.recently_cancelled: dict[str, tuple[float, bool]] = {}
+        """Flows whose cancel this runner saw (when, and whether fail_fast's), so an attempt
+        it took just before the purge does not start."""
+        self.on_exit_attempts: set[tuple[str, str, int]] = set()
+        """Attempts in `attempts` of on_exit tasks, which a fail_fast cancel spares."""
         self.nc: NATS | None = None
         self.loops = Supervisor(
             "runner",
@@ -145,7 +147,7 @@ class Runner:
                 event = msgspec.json.decode(msg.data, type=_CancelRequested)
             except msgspec.DecodeError:
                 return
-            self._cancel_flow(event.flow_id, event.reason)
+            self._cancel_flow(event.flow_id, event.reason, event.fail_fast)
 
         cancels = await self.nc.subscribe(subjects.CANCEL_REQUESTS, cb=on_cancel)
         log.info(
@@ -245,7 +247,8 @@ class Runner:
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
             run, why = True, ""
-            if dispatch.flow_id in self.recently_cancelled:
+            on_exit = subjects.is_on_exit_dispatch(msg.subject)
+            if self._cancelled(dispatch.flow_id, on_exit):
                 run, why = False, "flow cancelled"
             elif msg.metadata.num_delivered > 1:
                 # Handed out before: maybe superseded by a retry meanwhile. A first delivery
@@ -253,10 +256,12 @@ class Runner:
                 run, why = await self._should_run(dispatch)
             if not run:
                 log.info("attempt not run", extra={**context, "reason": why})
-                if dispatch.flow_id in self.recently_cancelled or why.startswith("flow is"):
+                if self._cancelled(dispatch.flow_id, on_exit) or why.startswith("flow is"):
                     await self._report_dropped(js, dispatch, why)
                 await msg.ack()
                 return
+            if on_exit:
+                self.on_exit_attempts.add(key)
             result, started_at = await self._execute(dispatch, key, js)
         except asyncio.CancelledError:
             # Stopping: hand the attempt back so another runner takes it at once.
@@ -267,6 +272,7 @@ class Runner:
             keep_alive.cancel()
             self.attempts.pop(key, None)
             self.tokens.pop(key, None)
+            self.on_exit_attempts.discard(key)
         log.info(
             "attempt finished",
             extra={**context, "exit_code": result.exit_code, "error_type": result.error_type},
@@ -423,13 +429,24 @@ class Runner:
             log.warning("scheduler not answering about an attempt", extra={"error": str(exc)})
         return None
 
-    def _cancel_flow(self, flow_id: str, reason: str) -> None:
+    def _cancelled(self, flow_id: str, on_exit: bool) -> bool:
+        """Whether this runner saw a cancel of the flow that ends this attempt: any, but
+        fail_fast's for an attempt of the on_exit task (which still runs last)."""
+        seen = self.recently_cancelled.get(flow_id)
+        return seen is not None and not (seen[1] and on_exit)
+
+    def _cancel_flow(self, flow_id: str, reason: str, fail_fast: bool = False) -> None:
         now = time.monotonic()
-        self.recently_cancelled[flow_id] = now
-        for old, at in list(self.recently_cancelled.items()):
+        earlier = self.recently_cancelled.get(flow_id)
+        # a user's cancel after fail_fast's spares nothing
+        spares = fail_fast and (earlier is None or earlier[1])
+        self.recently_cancelled[flow_id] = (now, spares)
+        for old, (at, _) in list(self.recently_cancelled.items()):
             if now - at > CANCELLED_MEMORY_SECONDS:
                 del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
+            if spares and key in self.on_exit_attempts:
+                continue  # fail_fast's cancel: the on_exit task runs on
             if key[0] == flow_id and key not in self.cancelled:
                 log.info(
                     "killing attempt", extra={"flow_id": flow_id, "task": key[1], "reason": reason}
@@ -462,6 +479,7 @@ class Runner:
 class _CancelRequested(msgspec.Struct):
     flow_id: str
     reason: str = "cancelled"
+    fail_fast: bool = False
 
 
 _attempt_reply_decoder = msgspec.json.Decoder(RawReply)

@@ -46,6 +46,14 @@ def parent_of(name: str) -> tuple[str, int] | None:
     return (head, int(index)) if head and index.isdigit() else None
 
 
+def instances(plan: Plan, task: str) -> list[str]:
+    """The instances of mapped `task` in item order (none before its expansion)."""
+    names: list[str] = []
+    while (name := instance_name(task, len(names))) in plan.tasks:
+        names.append(name)
+    return names
+
+
 def part_name(output: str, index: int) -> str:
     """The name instance `index` uploads output `output` under: `OUTPUT.i`."""
     return f"{output}.{index}"

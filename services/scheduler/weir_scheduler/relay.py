@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 
+import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
@@ -107,13 +108,16 @@ class OutboxRelay:
         if leadership is not None:
             await leadership.close()
 
-    async def _purge_dispatches(self, flow_id: str) -> None:
+    async def _purge_dispatches(self, flow_id: str, fail_fast: bool) -> None:
         """A cancelled flow's attempts that no runner has taken never start (runners that
-        took one already kill it when they see the cancel event)."""
+        took one already kill it when they see the cancel event). A fail_fast cancel spares
+        the on_exit task's attempt: it may be handed out in the same decision, and runs."""
+        purged = [subjects.flow_dispatches(flow_id)]
+        if not fail_fast:
+            purged.append(subjects.on_exit_dispatches(flow_id))
         try:
-            await self.js.purge_stream(
-                subjects.STREAM_DISPATCH, subject=subjects.flow_dispatches(flow_id)
-            )
+            for subject in purged:
+                await self.js.purge_stream(subjects.STREAM_DISPATCH, subject=subject)
         except NATS_UNAVAILABLE as exc:
             log.warning("dispatches not purged", extra={"flow_id": flow_id, "error": str(exc)})
 
@@ -184,5 +188,15 @@ class OutboxRelay:
             return False
         for row in rows:
             if row.subject.endswith(".flow_cancel_requested"):
-                await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0])
+                request = _cancel_decoder.decode(row.payload)
+                await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0], request.fail_fast)
         return True
+
+
+class _CancelRequest(msgspec.Struct):
+    """What the relay reads of a `flow_cancel_requested` event it published."""
+
+    fail_fast: bool = False
+
+
+_cancel_decoder = msgspec.json.Decoder(_CancelRequest)

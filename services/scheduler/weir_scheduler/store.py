@@ -400,7 +400,8 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
             input_flows=input_flows,
             input_digests=[digest for digest in expected if digest is not None],
         )
-        out.append((subjects.dispatch(event.queue, flow.id), event.id, _encoder.encode(message)))
+        subject = subjects.dispatch(event.queue, flow.id, on_exit=event.task == flow.plan.on_exit)
+        out.append((subject, event.id, _encoder.encode(message)))
     return out
 
 

@@ -247,7 +247,8 @@ def openapi_document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
         },
         "/flows/{flow_id}/tasks/{task}/logs": {
             "get": _op(
-                "A task attempt's output: text, or SSE with follow=true",
+                "A task attempt's output: its bytes as text, or with follow=true SSE whose "
+                "events (stdout, stderr, then end) each carry a JSON string",
                 (200, "text/plain", {"type": "string"}),
                 params=[
                     FLOW,

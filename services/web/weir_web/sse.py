@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ KEEPALIVE_FRAME = b": keepalive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 _T = TypeVar("_T")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterator[_T | None]:
@@ -51,12 +53,15 @@ async def with_keepalive(source: AsyncIterator[_T], every: float) -> AsyncIterat
 
 
 def sse_frame(data: str, event: str | None = None, event_id: int | None = None) -> bytes:
+    """One event. SSE ends a line at `\\r`, `\\n` or `\\r\\n`, so each of them in `data` becomes
+    its own `data:` line (a client rejoins them with `\\n`): a bare `\\r` cannot cut the event,
+    but does arrive as `\\n`; text that must keep it is sent as JSON (see routes/logs.py)."""
     lines = []
     if event_id is not None:
         lines.append(f"id: {event_id}")
     if event is not None:
         lines.append(f"event: {event}")
-    lines.extend(f"data: {line}" for line in data.split("\n"))
+    lines.extend(f"data: {line}" for line in _LINE_END.split(data))
     return ("\n".join(lines) + "\n\n").encode()
 
 

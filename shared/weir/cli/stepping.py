@@ -29,7 +29,14 @@ def _said(stepped: Stepped, as_json: bool, what: str = "") -> None:
 
 def retry(
     flow_id: FlowId,
-    task: Annotated[str, typer.Argument(help="A task of the flow that failed or succeeded.")],
+    task: Annotated[
+        str,
+        typer.Argument(
+            help="A task of the flow that failed or succeeded: also an instance 'NAME\\[i]' of a "
+            "mapped task (it runs again alone), or a mapped task (its instances that did not "
+            "succeed run again)."
+        ),
+    ],
     downstream: Annotated[
         bool, typer.Option("--downstream", help="Run every task after it again too.")
     ] = False,

@@ -10,8 +10,8 @@ here the statuses and skip reasons it gives on the services:
 - A task's failure skips every task not started yet (`upstream task "x" failed`, `flow is
   failing: ...`), except those whose trigger runs after a failure.
 - The on-exit task runs last, its `flow_status` parameter getting the outcome so far.
-- With `fail_fast`, a failure while other tasks run cancels those too (the on-exit task
-  included), as the scheduler does.
+- With `fail_fast`, a failure cancels every task not started, those whose trigger runs after
+  a failure too, but the on-exit task, which still runs last, as the scheduler does.
 - The flow fails when any task failed, whatever ran after it.
 
 Tasks run in rounds: every task that may start does, in the order they were declared; then
@@ -183,11 +183,9 @@ def _read(state: _Run, reader: str, ref: Ref) -> Any:
 
 def _on_final_failure(state: _Run, failed: str) -> None:
     """As the decider: every task not started is skipped, but for those whose trigger
-    rule runs after a failure (and the on-exit task); with fail_fast, while other tasks are
-    still running (the scheduler then cancels the flow's running work), those are cancelled
-    too."""
+    rule runs after a failure (and the on-exit task); with fail_fast, those are cancelled
+    too, whatever else runs, but the on-exit task."""
     downstream = _descendants(state.flow, failed)
-    running = any(state.ended(name) is None for name in state.started)
     waiting = [
         t for t in state.flow.tasks if state.ended(t.name) is None and t.name not in state.started
     ]
@@ -195,7 +193,7 @@ def _on_final_failure(state: _Run, failed: str) -> None:
         if not rules.runs_after_failure(task.spec.trigger, on_exit=task.on_exit):
             reason = rules.failure_skip_reason(failed, downstream=task.name in downstream)
             state.end(LocalTask(task.name, TaskStatus.SKIPPED, reason))
-        elif state.flow.fail_fast and running:
+        elif state.flow.fail_fast and not task.on_exit:
             reason = rules.fail_fast_reason(failed)
             state.end(LocalTask(task.name, TaskStatus.CANCELLED, reason))
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from weir.telemetry.attributes import (
     ATTR_ATTEMPT,
     ATTR_ATTEMPT_ID,
+    ATTR_DECISION,
     ATTR_ERROR_TYPE,
     ATTR_EXIT_CODE,
     ATTR_FLOW_ID,
@@ -102,6 +103,7 @@ from weir.telemetry.timeline import Attempt, FlowTimeline, Skip, flow_timeline
 __all__ = (
     "ATTR_ATTEMPT",
     "ATTR_ATTEMPT_ID",
+    "ATTR_DECISION",
     "ATTR_ERROR_TYPE",
     "ATTR_EXIT_CODE",
     "ATTR_FLOW_ID",

@@ -16,6 +16,7 @@ ATTR_ERROR_TYPE = "weir.error_type"
 ATTR_RUNNER = "weir.runner"
 """The runner (executor host) that ran the attempt, as reported in `task_started`."""
 ATTR_SKIP_REASON = "weir.skip_reason"
+ATTR_DECISION = "weir.decision"
 
 SPAN_ATTRIBUTES: frozenset[str] = frozenset(
     {

@@ -25,6 +25,8 @@ def subject_template(subject: str) -> str:
         return f"{subjects.EVENTS_PREFIX}.{{flow_id}}.{parts[3]}"
     if subject.startswith(subjects.DISPATCH_PREFIX + ".") and len(parts) == 4:
         return f"{subjects.DISPATCH_PREFIX}.{parts[2]}.{{flow_id}}"
+    if subjects.is_on_exit_dispatch(subject):
+        return f"{subjects.DISPATCH_PREFIX}.{parts[2]}.{{flow_id}}.{subjects.ON_EXIT_TOKEN}"
     return subject
 
 

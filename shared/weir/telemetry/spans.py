@@ -19,6 +19,7 @@ from weir_proto.status import AttemptState, FlowStatus
 from weir.telemetry.attributes import (
     ATTR_ATTEMPT,
     ATTR_ATTEMPT_ID,
+    ATTR_DECISION,
     ATTR_ERROR_TYPE,
     ATTR_EXIT_CODE,
     ATTR_FLOW_ID,
@@ -128,7 +129,8 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
 
 def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = None) -> int:
     """Emit the flow's root span `flow {name}` from submit to its terminal event, with an
-    event per skipped task. Only a finished flow is emitted; returns spans emitted (0 or 1)."""
+    event per skipped task and per decision (pause, resume, update, retry, condition read,
+    expansion, cancel). Only a finished flow is emitted; returns spans emitted (0 or 1)."""
     if not timeline.finished or timeline.finished_at is None:
         return 0
     start = timeline.submitted_at or timeline.finished_at
@@ -152,6 +154,12 @@ def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = Non
             "task_skipped",
             {ATTR_TASK: skip.task, ATTR_SKIP_REASON: skip.reason},
             timestamp=_ns(skip.at),
+        )
+    for decision in timeline.decisions:
+        span.add_event(
+            decision.kind,
+            {ATTR_TASK: decision.task, ATTR_DECISION: decision.text},
+            timestamp=_ns(decision.at),
         )
     if timeline.status not in (FlowStatus.SUCCEEDED, FlowStatus.DUPLICATE):
         span.set_status(Status(StatusCode.ERROR, timeline.status.value))

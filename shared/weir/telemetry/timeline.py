@@ -64,6 +64,18 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """A decision on the flow that starts or ends no attempt of its own: a pause, a resume,
+    an update, an operator's retry, a condition read, a map's expansion, a cancel."""
+
+    kind: str
+    """The event's type (`flow_paused`, `task_retried`, ...)."""
+    text: str
+    at: datetime
+    task: str = ""
+
+
+@dataclass(frozen=True)
 class FlowTimeline:
     flow_id: str
     name: str = ""
@@ -73,6 +85,8 @@ class FlowTimeline:
     attempts: tuple[Attempt, ...] = ()
     """In order of dispatch."""
     skipped: tuple[Skip, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    """In log order."""
 
     @property
     def finished(self) -> bool:
@@ -101,8 +115,12 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
     b = _Builder(FlowTimeline(events[0].flow_id))
     t = b.timeline
     skipped: list[Skip] = []
+    decisions: list[Decision] = []
     for event in events:
         t = replace(t, status=flow_status_after(t.status, event))
+        decided = _decision(event)
+        if decided is not None:
+            decisions.append(decided)
         match event:
             case ev.FlowSubmitted(spec=spec, at=at):
                 t = replace(t, name=spec.name, submitted_at=at)
@@ -169,4 +187,36 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
                 )
             case _ as unreachable:
                 assert_never(unreachable)
-    return replace(t, attempts=tuple(b.attempts.values()), skipped=tuple(skipped))
+    return replace(
+        t,
+        attempts=tuple(b.attempts.values()),
+        skipped=tuple(skipped),
+        decisions=tuple(decisions),
+    )
+
+
+def _decision(event: FlowEvent) -> Decision | None:
+    """What `event` decided, when it is a decision of its own (else None)."""
+    kind = ev.event_type(event)
+    match event:
+        case ev.FlowPaused(reason=reason, at=at):
+            return Decision(kind, f"paused: {reason}" if reason else "paused", at)
+        case ev.FlowResumed(status=status, at=at):
+            return Decision(kind, f"resumed ({status})", at)
+        case ev.FlowUpdated(changed=changed, at=at):
+            return Decision(kind, f"updated: {', '.join(changed) or 'nothing'}", at)
+        case ev.TaskRetried(task=task, tasks=again, downstream=downstream, at=at):
+            shown = ", ".join(again[:10]) + (
+                f" and {len(again) - 10} more" if len(again) > 10 else ""
+            )
+            how = " with downstream" if downstream else ""
+            return Decision(kind, f"retried {task}{how}: planned again {shown}", at, task)
+        case ev.TaskConditionRead(task=task, values=values, at=at):
+            read = ", ".join(f"{name}={value!r}" for name, value in sorted(values.items()))
+            return Decision(kind, f"condition of {task} read: {read or 'nothing'}", at, task)
+        case ev.TaskExpanded(task=task, count=count, at=at):
+            return Decision(kind, f"{task} expanded into {count:,} instances", at, task)
+        case ev.FlowCancelRequested(reason=reason, fail_fast=fail_fast, at=at):
+            what = "fail_fast" if fail_fast else "cancel requested"
+            return Decision(kind, f"{what}: {reason}" if reason else what, at)
+    return None

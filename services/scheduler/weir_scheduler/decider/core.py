@@ -142,7 +142,7 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
         case TakeOver(task=name, attempt=attempt, runner=runner, silent_for=silent_for):
             task = _current_attempt(flow, name, attempt)
             running = task is not None and task.status is TaskStatus.RUNNING
-            if not running or task is None or task.runner == runner or flow.cancelling:
+            if not running or task is None or task.runner == runner or flow.stops(name):
                 return  # a cancelling flow's attempts end; none moves to another runner
             out.emit(
                 TaskTakenOver(
@@ -177,14 +177,14 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             _finish_if_done(out, started=True)  # a rerun may have reused every task
         case FireTimer(kind="retry", task=name, attempt=attempt):
             task = _current_attempt(flow, name, attempt)
-            if task is None or task.status is not TaskStatus.RETRYING or flow.cancelling:
+            if task is None or task.status is not TaskStatus.RETRYING or flow.stops(name):
                 return
             if flow.paused:
                 return  # `resume` hands it out
             hand_out(out, task)
         case Release(task=name):
             task = flow.tasks.get(name) if flow.exists else None
-            if task is None or task.status is not TaskStatus.QUEUED or flow.cancelling:
+            if task is None or task.status is not TaskStatus.QUEUED or flow.stops(name):
                 return
             if flow.paused:
                 return
@@ -229,7 +229,7 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return
-            if not flow.cancelling:
+            if not flow.halted:  # fail_fast's cancel spared the on_exit task; a user's does not
                 out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
             # Again on a cancelling flow: ends what a cancel recorded before this rule left
             # waiting (nothing, for a cancel recorded since).
@@ -279,7 +279,9 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
                 outputs=[d for d in report.outputs if d.name in declared],
             )
         )
-    elif flow.cancelling and (not flow.failing or report.error_type in (None, ErrorType.CANCELLED)):
+    elif flow.stops(task.name) and (
+        not flow.failing or report.error_type in (None, ErrorType.CANCELLED)
+    ):
         out.emit(
             TaskCancelled(
                 **envelope(),

@@ -14,15 +14,16 @@ def dispatch_ready(out: Emitter) -> None:
     """Skip the tasks whose trigger rule or condition says so, then hand out waiting work,
     highest priority first: first the tasks queued for room in the
     dispatch window (they hold their max_parallel slot already), then ready tasks as far as
-    max_parallel and the window allow. A ready task whose queue's window is full stays
+    max_parallel and the window allow. A user's cancel starts nothing more; fail_fast's
+    leaves the on_exit task to start. A ready task whose queue's window is full stays
     ready: the start of one of the flow's attempts there calls this again."""
     flow, plan = out.flow, out.flow.plan
     assert plan is not None
-    if flow.cancelling:
-        return
+    if flow.halted:
+        return  # (fail_fast's cancel left nothing to start but the on_exit task)
     close_fanouts(out)
-    if out.flow.cancelling:
-        return  # a mapped task failed and the flow fails fast
+    if out.flow.halted:
+        return
     skip_settled(out)
     flow = out.flow
     if flow.paused:

@@ -50,13 +50,14 @@ from weir_scheduler.decider.transitions import (
     dependencies_ended,
     descendants,
     line_of,
+    mapped_parent,
     sorted_out,
     unready,
     unsettled,
     with_task,
 )
 from weir_scheduler.decider.triggers import must_read, tolerates_failure
-from weir_scheduler.map_plan import with_instances
+from weir_scheduler.map_plan import instances, with_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
 
@@ -170,11 +171,12 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             return _expanded(flow, name, items)
         case TaskConditionRead(task=name, values=values):
             return _condition_read(flow, name, values)
-        case FlowCancelRequested(reason=reason):
+        case FlowCancelRequested(reason=reason, fail_fast=fail_fast):
             return replace(
                 flow,
                 cancelling=True,
                 cancel_reason=reason,
+                fail_fast=fail_fast,
                 ready=immutables.Map(),
                 line=immutables.Map(),
             )
@@ -324,7 +326,9 @@ def _forget_reads(flow: FoldedFlow, name: str) -> FoldedFlow:
 def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
     """`flow` after `task_retried`: the listed tasks pending again with their attempts
     counting on, every pending task after them waiting for them again, and what is ready or
-    due to be skipped derived anew (as `evolve` derives it after a submit)."""
+    due to be skipped derived anew (as `evolve` derives it after a submit). An expanded
+    mapped task listed waits for its instances again, with the items it was expanded into;
+    an instance listed is ready at once, as at its expansion."""
     plan = flow.plan
     assert plan is not None
     reset = set(event.tasks)
@@ -354,6 +358,7 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
         failing=failed is not None,
         cancelling=False,
         cancel_reason=None,
+        fail_fast=False,
         reused=flow.reused - reset,
     )
     blocked, ready, settled = flow.blocked, dict(flow.ready), dict(flow.settled)
@@ -361,8 +366,27 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
         left = sum(1 for d in plan.depends[name] if not flow.tasks[d].status.terminal)
         blocked = blocked.set(name, left)
     flow = replace(flow, blocked=blocked)
+    parents = {name: mapped_parent(flow, name) for name in waiting}
+    exempt = {event.task} | {n for n, p in parents.items() if p == event.task}
+    fanned = {n for n in waiting if n in flow.expanded} | {p for p in parents.values() if p}
     for name in waiting:
-        if failed is not None and name != event.task and not tolerates_failure(plan, name):
+        if name in flow.expanded:
+            continue  # it ends as its instances do
+        if failed is not None and name not in exempt and not tolerates_failure(plan, name):
             settled[name] = f'flow is failing: task "{failed}" failed'
-    free = [name for name in waiting if blocked[name] == 0 and name not in settled]
-    return sorted_out(flow, free, ready, settled)
+    free = []
+    for name in waiting:
+        if blocked[name] or name in settled or name in flow.expanded:
+            continue
+        if parents[name] is not None:
+            ready[name] = True  # no trigger rule: it ran at its expansion without one
+        else:
+            free.append(name)
+    flow = sorted_out(flow, free, ready, settled)
+    fanout = flow.fanout
+    for name in sorted(fanned, key=plan.positions.__getitem__):
+        if flow.tasks[name].status is TaskStatus.PENDING:
+            names = instances(plan, name)
+            left = sum(1 for n in names if not flow.tasks[n].status.terminal)
+            fanout = fanout.set(name, FanOut(expanded=True, count=len(names), left=left))
+    return replace(flow, fanout=fanout)

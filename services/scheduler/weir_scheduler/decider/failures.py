@@ -13,8 +13,10 @@ from weir_scheduler.decider.triggers import tolerates_failure
 
 def on_final_failure(out: Emitter, failed: str) -> None:
     """No new work starts: every task not handed out is skipped, but for those whose
-    trigger rule runs after a failure (and the on_exit task); with fail_fast, running
-    siblings and every task not started are cancelled too."""
+    trigger rule runs after a failure (and the on_exit task). With fail_fast, whatever else
+    runs at that moment, every task not started is cancelled too (cleanup tasks included)
+    but the on_exit task, which still runs last; running siblings are killed (and their
+    dispatches purged) by a `flow_cancel_requested` that spares the on_exit task."""
     flow = out.flow
     assert flow.plan is not None
     downstream = set(flow.plan.descendants(failed))
@@ -24,10 +26,13 @@ def on_final_failure(out: Emitter, failed: str) -> None:
         if out.flow.tasks[name].status in WAITING and not _has_instances(out.flow, name):
             reason = failure_skip_reason(failed, downstream=name in downstream)
             out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
-    if flow.plan.spec.fail_fast and out.flow.active and not out.flow.cancelling:
+    if flow.plan.spec.fail_fast and not out.flow.cancelling:
         reason = fail_fast_reason(failed)
-        out.emit(FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True))
-        cancel_unstarted(out, reason)
+        if out.flow.active:  # attempts handed to runners: killed, or purged if not taken
+            out.emit(
+                FlowCancelRequested(**out.envelope(), at=out.now, reason=reason, fail_fast=True)
+            )
+        cancel_unstarted(out, reason, spare=flow.plan.on_exit)
 
 
 def _has_instances(flow: FoldedFlow, name: str) -> bool:
@@ -48,17 +53,20 @@ def skip_settled(out: Emitter) -> None:
         out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
 
 
-def cancel_unstarted(out: Emitter, reason: str) -> None:
+def cancel_unstarted(out: Emitter, reason: str, spare: str | None = None) -> None:
     """End every task that has not started, at once: waiting ones, and attempts handed to a
     runner that has not reported their start. Those may never start (a cancel purges the
     flow's dispatches, runners drop attempts of flows they saw cancelled, and nobody may
     serve their queue), so waiting for their report could wait forever and hold their
     queue's slot. A start or finish reported for them later is stale and ignored; a runner
-    that did start one kills it when it sees the cancel."""
+    that did start one kills it when it sees the cancel. Task `spare` (fail_fast's on_exit
+    task) is left to run."""
     flow = out.flow
     assert flow.plan is not None
     for name in flow.plan.order:
         task = flow.tasks[name]
+        if name == spare:
+            continue
         if task.status in WAITING:
             out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
         elif task.status is TaskStatus.DISPATCHED:

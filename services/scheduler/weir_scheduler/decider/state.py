@@ -110,6 +110,9 @@ class FoldedFlow:
     failing: bool = False
     cancelling: bool = False
     cancel_reason: str | None = None
+    fail_fast: bool = False
+    """The cancel under way is fail_fast's (a task failed), not a user's: it ends every task
+    but the flow's on_exit task, which still runs last."""
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
     fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
@@ -118,8 +121,9 @@ class FoldedFlow:
     read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
     """Output name -> value, as `task_condition_read` recorded it for a condition."""
     expanded: frozenset[str] = frozenset()
-    """Mapped tasks expanded into instances (also into none), which neither a retry nor an
-    update plans again (`decider/stepping.py`)."""
+    """Mapped tasks expanded into instances (also into none): a retry plans them again only
+    to wait for their instances, never to read their list again, and an update not at all
+    (`decider/stepping.py`)."""
     updates: int = 0
     """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
@@ -131,6 +135,19 @@ class FoldedFlow:
     def paused(self) -> bool:
         """`weir pause`d: nothing new is handed out."""
         return self.status is FlowStatus.PAUSED
+
+    @property
+    def halted(self) -> bool:
+        """A user's cancel is under way: nothing new starts (`stops` says what fail_fast's
+        cancel lets start)."""
+        return self.cancelling and not self.fail_fast
+
+    def stops(self, name: str) -> bool:
+        """Whether the cancel under way keeps task `name` from starting or running again:
+        a user's keeps every task, fail_fast's every task but the on_exit task."""
+        if not self.cancelling:
+            return False
+        return not self.fail_fast or self.plan is None or name != self.plan.on_exit
 
     def output_digest(self, output: str) -> OutputDigest | None:
         """What the log recorded for `output` when its task uploaded it (None: nothing, as

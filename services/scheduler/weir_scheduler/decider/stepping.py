@@ -12,6 +12,14 @@ plans tasks again after `task_retried` is in `evolve.py`.
   task of the flow stays failed, so is every task skipped or cancelled so far (a failure
   skipped them). The flow goes back to running, also from `failed` or `succeeded`; a
   cancelled flow stays cancelled (`weir rerun` runs it again as a new flow).
+- Mapped tasks keep the items their `task_expanded` recorded: a retry never reads a list
+  again. An instance `NAME[i]` runs again alone; its mapped task, if it had ended, waits
+  for its instances again and ends as they do, and the tasks after it are planned again
+  as after any retried task. A retry of an expanded mapped task runs again each of its
+  instances that did not succeed (with `downstream` too: succeeded instances keep their
+  results). Refused: a retry that would make an expanded mapped task wait for a task
+  before it (it would have to read its list again), and a retry of a mapped task whose
+  instances all succeeded that has nothing to run (without `downstream`).
 - Update replaces the spec of a flow no task of which has been handed to a runner.
 """
 
@@ -27,8 +35,8 @@ from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
 from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import FoldedFlow
-from weir_scheduler.decider.transitions import descendants
-from weir_scheduler.map_plan import parent_of
+from weir_scheduler.decider.transitions import descendants, mapped_parent
+from weir_scheduler.map_plan import instances
 
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
 _REDONE = (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
@@ -81,17 +89,16 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
             f'task "{name}" is {task.status}: only a task that failed or succeeded can be '
             "retried; wait for it to end"
         )
+    if name in flow.expanded and task.status is TaskStatus.SUCCEEDED and not downstream:
+        return _nothing_to_run(flow, name)
     planned = retry_tasks(flow, name, downstream)
     after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
-    # What the retry plans again, and every pending task after it (which waits for it again).
-    waits = [*planned, *(n for n in after_them if flow.tasks[n].status is TaskStatus.PENDING)]
-    for again in waits:
-        mapped = _mapped_refusal(flow, again)
-        if mapped is not None:
-            return mapped
     reset = set(planned)
     for after in after_them:
         status = flow.tasks[after].status
+        waits = after in reset or status is TaskStatus.PENDING
+        if after in flow.expanded and waits:
+            return _expanded_refusal(flow, after)
         if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
             return (
                 f'task "{after}", which runs after a task the retry plans again, is {status}: '
@@ -100,20 +107,35 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     return None
 
 
-def _mapped_refusal(flow: FoldedFlow, name: str) -> str | None:
-    """Why a retry may not plan `name` again: instances of a mapped task, and a mapped task
-    once expanded, are run again by `weir rerun` (None: it may)."""
+def _expanded_refusal(flow: FoldedFlow, name: str) -> str:
+    """Why a retry may not make expanded mapped task `name` wait for a task before it: it
+    would have to read its list again, which only a new flow does."""
     assert flow.plan is not None
-    parent = parent_of(name)
-    if parent is not None:
-        what = f'task "{name}" is an instance of mapped task "{parent[0]}"'
-    elif name in flow.expanded:
-        what = f'mapped task "{name}" was expanded into instances'
-    else:
-        return None
+    instead = (
+        f"retry \"{name}\" itself or one of its instances (`weir retry {flow.id} '{name}[0]'`), or "
+        if instances(flow.plan, name)
+        else ""
+    )
     return (
-        f"{what}: a retry does not plan mapped tasks' instances again; run the flow again "
-        f"with `weir rerun {flow.id} --failed-only`"
+        f'mapped task "{name}", which runs after a task the retry plans again, was expanded '
+        "into instances: it would have to read its list again, which a retry does not do; "
+        f"{instead}run the flow again with `weir rerun {flow.id} --failed-only`"
+    )
+
+
+def _nothing_to_run(flow: FoldedFlow, name: str) -> str:
+    """Why a retry of mapped task `name`, which succeeded, without `downstream` is refused."""
+    assert flow.plan is not None
+    count = len(instances(flow.plan, name))
+    if count == 0:
+        what = f'mapped task "{name}" succeeded with no instances (its list was empty)'
+        instead = ""
+    else:
+        what = f'mapped task "{name}" succeeded, and so did each of its {count:,} instances'
+        instead = f"retry one instance (`weir retry {flow.id} '{name}[0]'`), "
+    return (
+        f"{what}: a retry has nothing to run again; {instead}add --downstream to run the "
+        f"tasks after it again, or run the flow again with `weir rerun {flow.id}`"
     )
 
 
@@ -153,8 +175,17 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     """The tasks a retry of `name` plans again, in the flow's order (see the module)."""
     plan = flow.plan
     assert plan is not None
-    after = descendants(flow, [name])
     chosen = {name}
+    head = name  # the task whose followers the retry plans again
+    parent = mapped_parent(flow, name)
+    if parent is not None:
+        head = parent
+        if flow.tasks[parent].status.terminal:
+            chosen.add(parent)  # it waits for its instances again
+    if name in flow.expanded:
+        done = TaskStatus.SUCCEEDED
+        chosen.update(n for n in instances(plan, name) if flow.tasks[n].status is not done)
+    after = descendants(flow, [head])
     chosen.update(d for d in after if downstream or flow.tasks[d].status in _REDONE)
     if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
         chosen.add(plan.on_exit)  # it runs last again, with the new outcome

@@ -80,8 +80,9 @@ def sorted_out(
 
 def dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`name` has ended: each dependent whose dependencies have now all ended becomes
-    ready, or settled with the reason it will be skipped. A cancelling flow starts nothing;
-    a failing one only tasks that run after a failure."""
+    ready, or settled with the reason it will be skipped. A cancelling flow starts nothing
+    (but the on_exit task, under fail_fast); a failing one only tasks that run after a
+    failure."""
     plan = flow.plan
     assert plan is not None
     flow = _fanout_ended(flow, name)
@@ -91,7 +92,7 @@ def dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
         left = blocked.get(child, 0) - 1
         blocked = blocked.set(child, left)
         task = flow.tasks[child]
-        if left or task.status is not TaskStatus.PENDING or flow.cancelling:
+        if left or task.status is not TaskStatus.PENDING or flow.stops(child):
             continue
         if flow.failing and not tolerates_failure(plan, child):
             continue  # the failure skips it
@@ -113,9 +114,9 @@ def dependencies_ended(flow: FoldedFlow, name: str) -> FoldedFlow:
 def decided(flow: FoldedFlow, name: str) -> FoldedFlow:
     """`name`, whose dependencies have ended and whose condition's outputs are now read,
     becomes ready, or settled with the reason it will be skipped, or, when mapped, waits
-    for its list. A cancelling flow starts nothing."""
+    for its list. A cancelling flow starts nothing (but the on_exit task, under fail_fast)."""
     assert flow.plan is not None
-    if flow.cancelling:
+    if flow.stops(name):
         return flow
     reason = skip_reason(flow, name)
     if reason is not None:
@@ -194,3 +195,9 @@ def descendants(flow: FoldedFlow, names: Iterable[str]) -> set[str]:
             seen.add(current)
             stack.extend(plan.dependents[current])
     return seen
+
+
+def mapped_parent(flow: FoldedFlow, name: str) -> str | None:
+    """The expanded mapped task `name` is an instance of (None: it is none)."""
+    parent = parent_of(name)
+    return parent[0] if parent is not None and parent[0] in flow.expanded else None

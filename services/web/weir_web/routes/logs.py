@@ -1,8 +1,16 @@
 """`/flows/{id}/tasks/{task}/logs`: a task attempt's log as text, or as Server-Sent Events
-(one per chunk, named by its stream, then `end`) when following."""
+(one per chunk, named by its stream, then `end`) when following.
+
+The text form is the bytes as the task wrote them. In the event form each chunk's data is a
+JSON string: SSE ends a data line at `\\r` as well as at `\\n`, so a progress bar's bare `\\r`
+sent as it is would cut the line, and JSON keeps it (and every other character) on one line.
+Each stream has its own incremental decoder, so a character the runner's 32 KiB chunks cut in
+two arrives whole in the next event."""
 
 from __future__ import annotations
 
+import codecs
+import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -36,10 +44,18 @@ class LogRoutes(Endpoints):
 
 
 async def log_frames(chunks: AsyncIterator[tuple[str, bytes]]) -> AsyncIterator[bytes]:
+    decoders: dict[str, codecs.IncrementalDecoder] = {}
     async for item in with_keepalive(chunks, KEEPALIVE_SECONDS):
         if item is None:
             yield KEEPALIVE_FRAME
             continue
         stream, data = item
-        yield sse_frame(data.decode(errors="replace"), stream)
-    yield sse_frame("", "end")
+        if stream not in decoders:
+            decoders[stream] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = decoders[stream].decode(data)
+        if text:
+            yield sse_frame(json.dumps(text, ensure_ascii=False), stream)
+    for stream, decoder in decoders.items():
+        if rest := decoder.decode(b"", final=True):  # a log cut inside its last character
+            yield sse_frame(json.dumps(rest, ensure_ascii=False), stream)
+    yield sse_frame('""', "end")

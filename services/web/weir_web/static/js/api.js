@@ -57,11 +57,17 @@ export async function call(path, { method = "GET", body, signal } = {}) {
   return response.json();
 }
 
-/** Text of an API path (a finished log). */
-export async function text(path, signal) {
+/** GETs an API path as text (a finished log), handing each decoded piece to `onText` as
+ * it arrives, so that a caller keeps only what it needs of a big body. */
+export async function readText(path, signal, onText) {
   const response = await fetch(API + path, { credentials: "same-origin", signal });
   if (!response.ok) throw await failure(response);
-  return response.text();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    if (value) onText(value);
+  }
 }
 
 /** Finds out who we are: a session cookie, or an open (tokenless) weir-web on localhost. */

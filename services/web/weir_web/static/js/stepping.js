@@ -44,16 +44,17 @@ export function flowStepping(flowId, name, status, current) {
   ];
 }
 
-/** The task page's Retry buttons for a task in `status` (an instance of a mapped task has none). */
+/** The task page's Retry buttons for a task in `status` (also an instance `NAME[i]`: it runs
+ * again alone, and its mapped task waits for it again without reading its list again). */
 export function taskStepping(flowId, task, status, onDone) {
-  if (!canWrite() || !RETRYABLE.has(status) || /\[\d+\]$/.test(task)) return [];
+  if (!canWrite() || !RETRYABLE.has(status)) return [];
   const retry = async (downstream) => {
     const detail = downstream
       ? `Run ${task} and every task after it again, inside this flow.`
       : `Run ${task} again inside this flow; tasks after it that were skipped or cancelled are planned again.`;
     const done = await step(flowId, "retry", { task, downstream }, downstream ? "Retry with downstream" : "Retry", detail);
     if (!done) return;
-    notify(`Retrying ${done.tasks.join(", ")} (flow ${done.status}).`);
+    notify(`Retrying ${listed(done.tasks)} (flow ${done.status}).`);
     onDone();
   };
   return [
@@ -61,6 +62,10 @@ export function taskStepping(flowId, task, status, onDone) {
     button("retry-downstream", "Retry with downstream", () => retry(true)),
   ];
 }
+
+/** Task names for a notice: the first ten, then how many more (a mapped task retried may
+ * run thousands of instances again). */
+const listed = (names) => (names.length > 10 ? `${names.slice(0, 10).join(", ")} and ${(names.length - 10).toLocaleString()} more` : names.join(", "));
 
 /** A param's value as the form shows it (and the API reads it back: strings are typed). */
 const shown = (value) => (value === undefined || value === null ? "" : typeof value === "string" ? value : JSON.stringify(value));

@@ -1,18 +1,16 @@
 // One task: its attempts (exit codes, errors, runner, durations), what its condition read, a
 // live log tail, its artifacts, and Retry / Retry with downstream.
 
-import { API, call, seg, text } from "./api.js";
+import { call, seg } from "./api.js";
 import { h, perFrame, replace } from "./dom.js";
 import { conditionText } from "./eventtext.js";
 import { artifactTable } from "./flow.js";
 import { followFlow } from "./flowstream.js";
+import { logTail } from "./logtail.js";
 import { FlowState, parentOf, TERMINAL_TASK } from "./model.js";
 import { taskStepping } from "./stepping.js";
 import { formatDuration, formatTime } from "./time.js";
 import { badge, facts, link } from "./ui.js";
-
-/** At most this many characters of a log are on the page; the rest is in the download. */
-export const LOG_RENDER_MAX = 1_000_000;
 
 export async function taskView(root, [flowId, task], { signal, navigate }) {
   let view;
@@ -145,98 +143,4 @@ export async function taskView(root, [flowId, task], { signal, navigate }) {
   });
   if (!view.seq) pickLog();
   renderAttempts();
-}
-
-/**
- * A log that follows while the attempt runs (SSE) or is fetched once when it has ended.
- * It stays where the reader scrolled to (it only follows the bottom when the reader is
- * there), keeps at most LOG_RENDER_MAX characters on the page, and copies or downloads the
- * whole raw log.
- */
-export function logTail(flowId, task, attempt, finished) {
-  const path = `/flows/${seg(flowId)}/tasks/${seg(task)}/logs?attempt=${attempt}`;
-  const pre = h("pre", { class: "log", tabindex: 0, "data-log": "" });
-  const state = h("span", { class: "muted" }, finished ? "loading…" : "following…");
-  const dropped = h("p", { class: "muted", hidden: true });
-  const chunks = [];
-  let rendered = 0;
-  let pending = [];
-
-  const copy = h("button", { type: "button", onclick: async () => {
-    await navigator.clipboard.writeText(chunks.map((c) => c[1]).join(""));
-    copy.textContent = "Copied";
-    setTimeout(() => (copy.textContent = "Copy"), 1500);
-  } }, "Copy");
-  const raw = h("a", { href: `${API}${path}`, download: `${flowId}-${task}-${attempt}.log`, class: "button" }, "Download raw");
-  const el = h("div", {}, h("div", { class: "log-bar" }, state, copy, raw), dropped, pre);
-
-  const atBottom = () => pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-  const flush = perFrame(() => {
-    const follow = atBottom();
-    const fragment = document.createDocumentFragment();
-    for (const [stream, data] of pending) {
-      const span = document.createElement("span");
-      if (stream === "stderr") span.className = "stderr";
-      span.textContent = data;
-      fragment.append(span);
-      rendered += data.length;
-    }
-    pending = [];
-    pre.append(fragment);
-    // Trim from the top only while the reader is at the bottom: trimming above a reader
-    // who scrolled up would move the text under their eyes.
-    if (follow || rendered > LOG_RENDER_MAX * 2) {
-      let cut = 0;
-      while (rendered > LOG_RENDER_MAX && pre.firstChild) {
-        rendered -= pre.firstChild.textContent.length;
-        cut += pre.firstChild.textContent.length;
-        pre.firstChild.remove();
-      }
-      if (cut) {
-        dropped.hidden = false;
-        dropped.textContent = "Earlier output is not shown here; download the raw log for all of it.";
-      }
-    }
-    if (follow) pre.scrollTop = pre.scrollHeight;
-  });
-  const add = (stream, data) => {
-    chunks.push([stream, data]);
-    pending.push([stream, data]);
-    flush();
-  };
-
-  let source = null;
-  const controller = new AbortController();
-  if (finished) {
-    // An ended attempt's log does not change: fetched once, never polled.
-    text(path, controller.signal)
-      .then((body) => {
-        add("stdout", body);
-        state.textContent = body ? `${body.length.toLocaleString()} characters` : "empty";
-      })
-      .catch((error) => { if (error.name !== "AbortError") state.textContent = error.message; });
-  } else {
-    let opened = 0;
-    source = new EventSource(`${API}${path}&follow=true`);
-    source.addEventListener("open", () => {
-      // A reconnect replays the log from its start: start over rather than repeat it.
-      if (opened++ > 0) {
-        chunks.length = 0;
-        pending = [];
-        rendered = 0;
-        pre.replaceChildren();
-      }
-    });
-    source.addEventListener("stdout", (m) => add("stdout", m.data));
-    source.addEventListener("stderr", (m) => add("stderr", m.data));
-    source.addEventListener("end", () => {
-      source.close();
-      state.textContent = "ended";
-    });
-  }
-  const stop = () => {
-    controller.abort();
-    if (source) source.close();
-  };
-  return { el, stop, chunks };
 }

@@ -1,0 +1,224 @@
+"""fail_fast and the on_exit task: a task's final failure ends every other task not started
+(cleanup tasks of trigger rules included) whatever else runs at that moment, kills the
+running ones, and the on_exit task still runs last with WEIR_FLOW_STATUS=failed. A user's
+cancel ends the on_exit task too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from weir_proto.events import FlowCancelRequested, FlowEvent, event_type
+from weir_proto.messages import ErrorType
+from weir_proto.spec import FlowSpec
+from weir_proto.status import FlowStatus, TaskStatus
+from weir_scheduler.decider import (
+    Cancel,
+    FireTimer,
+    FoldedFlow,
+    Policy,
+    RecordFinished,
+    Release,
+    Submit,
+    decide,
+    dispatch_spec,
+    evolve,
+    fold,
+)
+from weir_scheduler.planner import plan
+
+from tests.flows import task
+from tests.unit.test_decider import NOW, finished, started
+
+ONCE = {"max_attempts": 1}
+
+
+def submitted(doc: dict[str, Any], policy: Policy | None = None) -> tuple[FoldedFlow, list[Any]]:
+    spec = msgspec.convert({"name": "f", "fail_fast": True, **doc}, FlowSpec)
+    events = decide(FoldedFlow(id="f1"), Submit(spec, plan(spec)), NOW, policy or Policy())
+    return fold("f1", events), events
+
+
+def apply(
+    flow: FoldedFlow, command: Any, log: list[FlowEvent], policy: Policy | None = None
+) -> tuple[FoldedFlow, list[FlowEvent]]:
+    events = decide(flow, command, NOW, policy or Policy())
+    for event in events:
+        flow = evolve(flow, event)
+    log.extend(events)
+    return flow, events
+
+
+def ended(name: str, error_type: ErrorType, attempt: int = 1) -> RecordFinished:
+    """The report of `name`'s attempt failing with `error_type` (CANCELLED: killed)."""
+    report = finished(name, ok=False, attempt=attempt).report
+    return RecordFinished(msgspec.structs.replace(report, error_type=error_type))
+
+
+def statuses(flow: FoldedFlow) -> dict[str, str]:
+    return {name: str(t.status) for name, t in flow.tasks.items()}
+
+
+def typed(events: list[FlowEvent]) -> list[tuple[str, str]]:
+    return [(event_type(e), getattr(e, "task", "")) for e in events]
+
+
+def flow_status_env(flow: FoldedFlow, name: str = "bye") -> str | None:
+    env = {v.name: v.value for v in dispatch_spec(flow, name).env}
+    return env.get("WEIR_FLOW_STATUS")
+
+
+CLEANUP = [
+    task("a", retry=ONCE),
+    task("b", depends=["a"]),
+    task("clean", depends=["a"], trigger="all_done"),
+    task("alert", depends=["a"], trigger="one_failed"),
+]
+
+
+def test_lone_failing_task_cancels_cleanup_tasks_and_on_exit_still_runs_last() -> None:
+    flow, log = submitted({"tasks": CLEANUP, "on_exit": task("bye")})
+    flow, _ = apply(flow, started("a"), log)
+    flow, events = apply(flow, finished("a", ok=False), log)
+    # Nothing else ran: no cancel request (nothing to kill), but every task not started
+    # ends at once, the cleanup tasks too; the on_exit task is handed out.
+    assert typed(events) == [
+        ("task_failed", "a"),
+        ("task_skipped", "b"),
+        ("task_cancelled", "alert"),
+        ("task_cancelled", "clean"),
+        ("task_dispatched", "bye"),
+    ]
+    assert flow_status_env(flow) == "failed"
+    flow, _ = apply(flow, started("bye"), log)
+    flow, events = apply(flow, finished("bye"), log)
+    assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
+    assert statuses(flow) == {
+        "a": "failed",
+        "b": "skipped",
+        "clean": "cancelled",
+        "alert": "cancelled",
+        "bye": "succeeded",
+    }
+    assert flow.status is FlowStatus.FAILED
+    assert fold("f1", log) == flow
+
+
+def test_running_sibling_is_killed_and_on_exit_runs_once_its_cancel_is_reported() -> None:
+    tasks = [*CLEANUP, task("slow")]
+    flow, log = submitted({"tasks": tasks, "on_exit": task("bye")})
+    flow, _ = apply(flow, started("a"), log)
+    flow, _ = apply(flow, started("slow"), log)
+    flow, events = apply(flow, finished("a", ok=False), log)
+    assert typed(events) == [
+        ("task_failed", "a"),
+        ("task_skipped", "b"),
+        ("flow_cancel_requested", ""),
+        ("task_cancelled", "alert"),
+        ("task_cancelled", "clean"),
+    ]
+    request = events[2]
+    assert isinstance(request, FlowCancelRequested) and request.fail_fast
+    assert flow.tasks["bye"].status is TaskStatus.PENDING  # waits for "slow" to end
+    killed = ended("slow", ErrorType.CANCELLED)
+    flow, events = apply(flow, killed, log)
+    assert typed(events) == [("task_cancelled", "slow"), ("task_dispatched", "bye")]
+    assert flow_status_env(flow) == "failed"
+    flow, _ = apply(flow, started("bye"), log)
+    flow, events = apply(flow, finished("bye"), log)
+    assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
+    assert flow.status is FlowStatus.FAILED
+    assert statuses(flow)["slow"] == "cancelled"
+    assert fold("f1", log) == flow
+
+
+def test_sibling_dispatched_but_not_started_ends_at_once_and_on_exit_is_handed_out() -> None:
+    flow, log = submitted({"tasks": [task("a", retry=ONCE), task("b")], "on_exit": task("bye")})
+    flow, events = apply(flow, finished("a", ok=False), log)
+    assert typed(events) == [
+        ("task_failed", "a"),
+        ("flow_cancel_requested", ""),
+        ("task_cancelled", "b"),
+        ("task_dispatched", "bye"),
+    ]
+    assert decide(flow, started("b"), NOW) == []  # its late start is stale
+    flow, _ = apply(flow, finished("bye"), log)
+    assert flow.status is FlowStatus.FAILED
+    assert fold("f1", log) == flow
+
+
+def test_on_exit_failing_under_fail_fast_fails_the_flow_and_retries_first() -> None:
+    retry = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 1, "jitter": None}}
+    flow, log = submitted(
+        {"tasks": [task("a", retry=ONCE), task("slow")], "on_exit": task("bye", retry=retry)}
+    )
+    flow, _ = apply(flow, started("a"), log)
+    flow, _ = apply(flow, started("slow"), log)
+    flow, _ = apply(flow, finished("a", ok=False), log)
+    flow, _ = apply(flow, ended("slow", ErrorType.CANCELLED), log)
+    flow, _ = apply(flow, started("bye"), log)
+    # Still the flow cancelling for fail_fast: the on_exit task is not cancelled for that;
+    # it takes its retry, and its timer hands it out again.
+    flow, events = apply(flow, finished("bye", ok=False), log)
+    assert typed(events) == [("task_attempt_failed", "bye")]
+    flow, events = apply(flow, FireTimer(kind="retry", task="bye", attempt=1), log)
+    assert typed(events) == [("task_dispatched", "bye")]
+    flow, _ = apply(flow, started("bye", attempt=2), log)
+    flow, events = apply(flow, finished("bye", ok=False, attempt=2), log)
+    assert typed(events) == [("task_failed", "bye"), ("flow_failed", "")]
+    assert flow.status is FlowStatus.FAILED
+    assert statuses(flow) == {"a": "failed", "slow": "cancelled", "bye": "failed"}
+    assert fold("f1", log) == flow
+
+
+def test_on_exit_in_a_limited_queue_is_released_after_fail_fast() -> None:
+    policy = Policy(limited_queues=frozenset({"gpu"}))
+    flow, log = submitted(
+        {"tasks": [task("a", retry=ONCE), task("slow")], "on_exit": task("bye", queue="gpu")},
+        policy,
+    )
+    flow, _ = apply(flow, started("a"), log, policy)
+    flow, _ = apply(flow, started("slow"), log, policy)
+    flow, _ = apply(flow, finished("a", ok=False), log, policy)
+    killed = ended("slow", ErrorType.CANCELLED)
+    flow, events = apply(flow, killed, log, policy)
+    assert typed(events) == [("task_cancelled", "slow"), ("task_queued", "bye")]
+    flow, events = apply(flow, Release(task="bye"), log, policy)
+    assert typed(events) == [("task_dispatched", "bye")]
+
+
+def test_user_cancel_after_fail_fast_cancels_the_on_exit_task_too() -> None:
+    flow, log = submitted({"tasks": [task("a", retry=ONCE), task("slow")], "on_exit": task("bye")})
+    flow, _ = apply(flow, started("a"), log)
+    flow, _ = apply(flow, started("slow"), log)
+    flow, _ = apply(flow, finished("a", ok=False), log)
+    flow, events = apply(flow, Cancel("stop it"), log)
+    # A cancel of its own (the runners kill what runs; the on_exit task is not spared).
+    assert typed(events) == [("flow_cancel_requested", ""), ("task_cancelled", "bye")]
+    request = events[0]
+    assert isinstance(request, FlowCancelRequested) and not request.fail_fast
+    assert decide(flow, Cancel("again"), NOW) == []
+    flow, events = apply(flow, ended("slow", ErrorType.CANCELLED), log)
+    assert typed(events) == [("task_cancelled", "slow"), ("flow_failed", "")]
+    assert statuses(flow) == {"a": "failed", "slow": "cancelled", "bye": "cancelled"}
+    assert fold("f1", log) == flow
+
+
+def test_user_cancel_of_a_running_on_exit_task_after_fail_fast_kills_it() -> None:
+    flow, log = submitted({"tasks": [task("a", retry=ONCE)], "on_exit": task("bye")})
+    flow, _ = apply(flow, finished("a", ok=False), log)
+    flow, _ = apply(flow, started("bye"), log)
+    flow, events = apply(flow, Cancel("stop it"), log)
+    assert typed(events) == [("flow_cancel_requested", "")]
+    flow, events = apply(flow, ended("bye", ErrorType.CANCELLED), log)
+    assert typed(events) == [("task_cancelled", "bye"), ("flow_failed", "")]
+
+
+def test_user_cancel_before_any_failure_still_cancels_the_on_exit_task() -> None:
+    flow, log = submitted({"tasks": [task("a"), task("b")], "on_exit": task("bye")})
+    flow, _ = apply(flow, started("a"), log)
+    flow, events = apply(flow, Cancel("stop"), log)
+    assert ("task_cancelled", "bye") in typed(events)
+    flow, _ = apply(flow, ended("a", ErrorType.CANCELLED), log)
+    assert flow.status is FlowStatus.CANCELLED
+    assert flow.tasks["bye"].status is TaskStatus.CANCELLED

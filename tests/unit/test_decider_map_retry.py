@@ -1,0 +1,283 @@
+"""Retrying mapped tasks, decided: an instance runs again alone and its mapped task waits
+for its instances again (never reading its list again), a mapped task runs again the
+instances that did not succeed, and a retry that would make an expanded task read its list
+again is refused with what to do instead. Every log folds to the live state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from weir_proto.events import FlowEvent, event_type
+from weir_proto.messages import OutputDigest
+from weir_proto.spec import FlowSpec
+from weir_proto.status import FlowStatus, TaskStatus
+from weir_scheduler.decider import (
+    Expand,
+    FireTimer,
+    FoldedFlow,
+    Gather,
+    Retry,
+    Submit,
+    decide,
+    evolve,
+    fold,
+)
+from weir_scheduler.decider.fanout import GATHER_PHASE, due
+from weir_scheduler.decider.stepping import retry_refusal
+from weir_scheduler.planner import plan
+
+from tests.flows import task
+from tests.unit.test_decider import NOW, finished, started
+
+ONCE = {"max_attempts": 1}
+MAPPED = [
+    task("a", outputs=[{"name": "files", "path": "files.json"}]),
+    task("m", depends=["a"], map={"over": "files"}, outputs=[{"name": "rows", "path": "r"}]),
+    task("r", depends=["m"], inputs=[{"from": "rows", "path": "rows.json"}]),
+]
+
+
+class Flow:
+    """A flow driven one command at a time, its log kept."""
+
+    def __init__(self, tasks: list[dict[str, Any]], **fields: Any) -> None:
+        spec = msgspec.convert({"name": "f", "tasks": tasks, **fields}, FlowSpec)
+        self.flow = FoldedFlow(id="f1")
+        self.log: list[FlowEvent] = []
+        self.events: list[FlowEvent] = []
+        self.apply(Submit(spec, plan(spec)))
+
+    def apply(self, command: Any) -> list[str]:
+        self.events = decide(self.flow, command, NOW)
+        for event in self.events:
+            self.flow = evolve(self.flow, event)
+        self.log.extend(self.events)
+        return [event_type(e) for e in self.events]
+
+    def run(self, *names: str, ok: bool = True) -> None:
+        for name in names:
+            attempt = self.flow.tasks[name].attempt
+            self.apply(started(name, attempt))
+            self.apply(finished(name, ok, attempt))
+
+    def gather(self, name: str = "m") -> list[str]:
+        assert (name, GATHER_PHASE) in due(self.flow)
+        return self.apply(Gather(name, (OutputDigest(name="rows", size=2, sha256="00"),)))
+
+    def now(self) -> FlowStatus:
+        """The flow's status (a call: each step may change it)."""
+        return self.flow.status
+
+    def status(self, *names: str) -> list[str]:
+        return [str(self.flow.tasks[n].status) for n in names]
+
+    def attempts(self, *names: str) -> list[int]:
+        return [self.flow.tasks[n].attempt for n in names]
+
+    def gathers_and_succeeds(self) -> None:
+        """`m` gathers its instances' outputs, `r` runs, the flow succeeds; the log folds
+        to the live state."""
+        self.gather()
+        self.run("r")
+        assert self.now() is FlowStatus.SUCCEEDED
+        assert self.replays()
+
+    def replays(self) -> bool:
+        return fold(self.flow.id, self.log) == self.flow
+
+
+def failed_instance(*failing: int, count: int = 3) -> Flow:
+    """MAPPED over `count` items, whose instances in `failing` failed: a failed flow."""
+    spec = [MAPPED[0], {**MAPPED[1], "retry": ONCE}, MAPPED[2]]
+    f = Flow(spec)
+    f.run("a")
+    f.apply(Expand("m", items=tuple(f"x{i}" for i in range(count))))
+    for i in range(count):
+        f.run(f"m[{i}]", ok=i not in failing)
+    return f
+
+
+def test_a_failed_instance_runs_again_alone_and_its_mapped_task_ends_and_gathers_again() -> None:
+    f = failed_instance(1)
+    assert f.now() is FlowStatus.FAILED
+    assert f.status("m", "r") == ["failed", "skipped"]
+    assert f.apply(Retry("m[1]")) == ["task_retried", "task_dispatched"]
+    assert f.events[0].tasks == ["m", "r", "m[1]"]  # type: ignore[union-attr]
+    assert (f.events[1].task, f.events[1].attempt) == ("m[1]", 2)  # type: ignore[union-attr]
+    assert f.now() is FlowStatus.RUNNING and not f.flow.failing
+    assert f.status("m", "r") == ["pending", "pending"]
+    assert "m" in f.flow.expanded and list(due(f.flow)) == [], "not expanded again"
+    f.run("m[1]")
+    assert f.gather() == ["task_succeeded", "task_dispatched"]  # `r` gets the whole list
+    f.run("r")
+    assert f.now() is FlowStatus.SUCCEEDED
+    assert f.attempts("m[0]", "m[1]", "m[2]") == [1, 2, 1], "the others did not run again"
+    assert [e for e in f.log if event_type(e) == "task_expanded"] == f.log[4:5]
+    assert f.replays()
+
+
+def test_a_retried_instance_gets_a_new_attempt_budget() -> None:
+    retry = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 1, "jitter": None}}
+    f = Flow([MAPPED[0], {**MAPPED[1], "retry": retry}, MAPPED[2]])
+    f.run("a")
+    f.apply(Expand("m", items=("x",)))
+    f.run("m[0]", ok=False)
+    assert f.flow.tasks["m[0]"].status is TaskStatus.RETRYING
+    f.apply(FireTimer("retry", "m[0]", 1))
+    f.run("m[0]", ok=False)
+    assert f.now() is FlowStatus.FAILED
+    f.apply(Retry("m[0]"))
+    f.run("m[0]", ok=False)  # attempt 3: the first failure since the retry, one left
+    assert f.flow.tasks["m[0]"].status is TaskStatus.RETRYING
+    assert f.replays()
+
+
+def test_an_instance_retried_while_a_sibling_stays_failed_runs_but_its_task_fails_again() -> None:
+    f = failed_instance(1, 2)
+    f.apply(Retry("m[1]"))
+    assert f.events[0].tasks == ["m", "r", "m[1]"]  # type: ignore[union-attr]
+    assert f.flow.failing  # `m[2]` stays failed: `r` is skipped again at once
+    assert f.status("r") == ["skipped"]
+    f.run("m[1]")
+    assert f.status("m", "m[1]", "m[2]") == ["failed", "succeeded", "failed"]
+    assert f.flow.tasks["m"].error_message == '1 of 3 instances failed: "m[2]"'
+    assert f.now() is FlowStatus.FAILED
+    # Then the other one: nothing stays failed, and `r` runs.
+    assert f.apply(Retry("m[2]")) == ["task_retried", "task_dispatched"]
+    f.run("m[2]")
+    f.gathers_and_succeeds()
+
+
+def test_an_instance_retried_while_its_siblings_run_counts_among_them_again() -> None:
+    spec = [MAPPED[0], {**MAPPED[1], "retry": ONCE}, MAPPED[2]]
+    f = Flow(spec)
+    f.run("a")
+    f.apply(Expand("m", items=("x", "y")))
+    f.apply(started("m[1]"))
+    f.run("m[0]", ok=False)  # `m[1]` still runs: `m` waits for it
+    assert f.status("m", "r") == ["pending", "skipped"] and f.flow.fanout["m"].left == 1
+    assert f.apply(Retry("m[0]")) == ["task_retried", "task_dispatched"]
+    assert f.events[0].tasks == ["r", "m[0]"]  # type: ignore[union-attr]
+    assert f.flow.fanout["m"].left == 2
+    f.apply(finished("m[1]"))
+    f.run("m[0]")
+    f.gathers_and_succeeds()
+
+
+def test_a_succeeded_instance_retried_with_downstream_runs_again_with_what_follows() -> None:
+    f = failed_instance()
+    f.gathers_and_succeeds()
+    assert retry_refusal(f.flow, "m[0]", False) is None
+    f.apply(Retry("m[0]", downstream=True))
+    assert f.events[0].tasks == ["m", "r", "m[0]"]  # type: ignore[union-attr]
+    f.run("m[0]")
+    f.gathers_and_succeeds()
+    assert f.attempts("m[0]", "m[1]", "r") == [2, 1, 2]
+
+
+def test_a_mapped_task_retried_runs_again_its_instances_that_did_not_succeed() -> None:
+    f = Flow([MAPPED[0], {**MAPPED[1], "retry": ONCE}, MAPPED[2]], max_parallel=1)
+    f.run("a")
+    f.apply(Expand("m", items=("x", "y", "z")))
+    f.run("m[0]")
+    f.run("m[1]", ok=False)  # `m[2]`, not handed out yet, is skipped
+    assert f.status("m", "m[0]", "m[1]", "m[2]", "r") == [
+        "failed",
+        "succeeded",
+        "failed",
+        "skipped",
+        "skipped",
+    ]
+    assert f.apply(Retry("m")) == ["task_retried", "task_dispatched"]
+    assert f.events[0].tasks == ["m", "r", "m[1]", "m[2]"]  # type: ignore[union-attr]
+    f.run("m[1]", "m[2]")
+    f.gathers_and_succeeds()
+    assert f.attempts("m[0]", "m[1]", "m[2]") == [1, 2, 1]
+
+
+def test_a_mapped_task_whose_gather_failed_gathers_again_when_retried() -> None:
+    f = failed_instance()
+    f.apply(Gather("m", error='task "m": output "rows.1" was not stored'))
+    assert f.now() is FlowStatus.FAILED and f.status("m") == ["failed"]
+    f.apply(Retry("m"))
+    assert f.events[0].tasks == ["m", "r"]  # type: ignore[union-attr]
+    assert f.gather() == ["task_succeeded", "task_dispatched"]
+    f.run("r")
+    assert f.now() is FlowStatus.SUCCEEDED
+    assert f.replays()
+
+
+def test_a_succeeded_mapped_task_is_retried_only_with_downstream_and_keeps_its_instances() -> None:
+    f = failed_instance(count=2)
+    f.gather()
+    f.run("r")
+    assert retry_refusal(f.flow, "m", False) == (
+        'mapped task "m" succeeded, and so did each of its 2 instances: a retry has nothing '
+        "to run again; retry one instance (`weir retry f1 'm[0]'`), add --downstream to run "
+        "the tasks after it again, or run the flow again with `weir rerun f1`"
+    )
+    assert f.apply(Retry("m")) == []
+    f.apply(Retry("m", downstream=True))
+    assert f.events[0].tasks == ["m", "r"]  # type: ignore[union-attr]
+    f.gathers_and_succeeds()
+    assert f.attempts("m[0]", "m[1]", "r") == [1, 1, 2]
+
+
+REEXPAND = (
+    'mapped task "m", which runs after a task the retry plans again, was expanded into '
+    "instances: it would have to read its list again, which a retry does not do; retry "
+    "\"m\" itself or one of its instances (`weir retry f1 'm[0]'`), or run the flow again "
+    "with `weir rerun f1 --failed-only`"
+)
+
+
+def test_a_retry_that_would_read_an_expanded_list_again_is_refused() -> None:
+    f = failed_instance(1)
+    assert retry_refusal(f.flow, "a", True) == REEXPAND
+    assert f.apply(Retry("a", downstream=True)) == []
+    # Without --downstream `m`, which has ended, keeps its instances: `a` alone runs again.
+    assert f.apply(Retry("a")) == ["task_retried", "task_skipped", "task_dispatched"]
+    assert f.events[0].tasks == ["a", "r"]  # type: ignore[union-attr]
+    assert f.status("m", "r") == ["failed", "skipped"]
+    # While its instances run, too: `m` would wait for `a` again.
+    g = Flow(MAPPED)
+    g.run("a")
+    g.apply(Expand("m", items=("x",)))
+    assert retry_refusal(g.flow, "a", False) == REEXPAND
+    # An instance is no task to wait for: while one runs, a sibling is retried.
+    assert retry_refusal(g.flow, "m[0]", False) == (
+        'task "m[0]" is dispatched: only a task that failed or succeeded can be retried; '
+        "wait for it to end"
+    )
+    # Expanded into no items, `m` names no instance to retry.
+    h = Flow(MAPPED)
+    h.run("a")
+    h.apply(Expand("m", items=()))
+    h.gather()
+    assert retry_refusal(h.flow, "a", True) == (
+        'mapped task "m", which runs after a task the retry plans again, was expanded into '
+        "instances: it would have to read its list again, which a retry does not do; run the "
+        "flow again with `weir rerun f1 --failed-only`"
+    )
+    assert retry_refusal(h.flow, "m", False) == (
+        'mapped task "m" succeeded with no instances (its list was empty): a retry has '
+        "nothing to run again; add --downstream to run the tasks after it again, or run the "
+        "flow again with `weir rerun f1`"
+    )
+
+
+def test_a_skipped_instance_is_planned_again_by_the_retry_of_what_skipped_it() -> None:
+    f = Flow([MAPPED[0], {**MAPPED[1], "retry": ONCE}, MAPPED[2]], max_parallel=1)
+    f.run("a")
+    f.apply(Expand("m", items=("x", "y")))
+    f.run("m[0]", ok=False)
+    assert f.status("m[1]") == ["skipped"]
+    assert retry_refusal(f.flow, "m[1]", False) == (
+        'task "m[1]" was skipped: only a task that failed or succeeded can be retried; retry '
+        "the task it waited for, which plans it again"
+    )
+    f.apply(Retry("m[0]"))
+    assert f.events[0].tasks == ["m", "r", "m[0]", "m[1]"]  # type: ignore[union-attr]
+    f.run("m[0]", "m[1]")
+    f.gathers_and_succeeds()
