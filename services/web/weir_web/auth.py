@@ -103,8 +103,8 @@ class Gate:
     def require(self, request: Request, role: Role) -> Caller:
         """The caller, if it holds `role` (and, for a cookie write, the CSRF token)."""
         caller = self.caller(request)
-        if request.method not in SAFE_METHODS and not _same_origin(request):
-            raise Denied(403, "a write from another site's page is refused")
+        if request.method not in SAFE_METHODS:
+            check_origin(request)
         if caller.role < role:
             raise Denied(
                 403, f"this needs the {role.name} role; the caller is a {caller.role.name}"
@@ -123,6 +123,14 @@ class Gate:
 def _loopback_host(request: Request) -> bool:
     host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]")
     return host in {"localhost", "127.0.0.1", "::1"}
+
+
+def check_origin(request: Request) -> None:
+    """Refuse (403) a request a page of another site made: every write, and the login,
+    which would otherwise let that page log the browser in with the attacker's token (a
+    login CSRF: the victim then works, and types, in the attacker's session)."""
+    if not _same_origin(request):
+        raise Denied(403, "a write from another site's page is refused")
 
 
 def _same_origin(request: Request) -> bool:

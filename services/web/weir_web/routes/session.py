@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.errors import ErrorCode
 
-from weir_web.auth import SESSION_COOKIE, Denied
+from weir_web.auth import SESSION_COOKIE, Denied, check_origin
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
@@ -28,6 +28,7 @@ class SessionRoutes(Endpoints):
         ]
 
     async def session_open(self, request: Request) -> Response:
+        check_origin(request)  # before the body is read: a login CSRF gets no session
         login = await read_json(request, Login, 64 * 1024)
         try:
             session_id, session = self.gate.open_session(login.token)
