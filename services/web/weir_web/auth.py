@@ -3,8 +3,9 @@
 Bearer tokens (`Authorization: Bearer TOKEN`) are not sent by a browser on its own, so they
 need no CSRF check. A session cookie is (HttpOnly, SameSite=Strict): a write made with it must
 also carry the session's CSRF token in the `X-CSRF-Token` header, which only a page that read
-it from `POST /api/v1/session` (or `GET`) knows. Sessions live in this process's memory: a
-restart of weir-web logs browsers out.
+it from `POST /api/v1/session` (or `GET`) knows. Every write, and the login itself, is
+refused when its `Origin` is another site (`check_origin`). Sessions live in this process's
+memory: a restart of weir-web logs browsers out.
 """
 
 from __future__ import annotations
