@@ -181,6 +181,27 @@ class ScheduleList(msgspec.Struct, kw_only=True):
     schedules: list[ScheduleView]
 
 
+class SecretName(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A secret of weir's store, by name (`weir_proto.ids.is_secret_name`)."""
+
+    name: str
+
+
+class SecretPut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Store secret `name` as `sealed`: its value already encrypted under WEIR_SECRET_KEY by
+    the asker (`weir.secrets.seal_secret`; base64 in JSON). The scheduler stores it as given
+    and never holds the key."""
+
+    name: str
+    sealed: bytes
+
+
+class SecretList(msgspec.Struct, kw_only=True):
+    """The names of the stored secrets, sorted (never a value)."""
+
+    names: list[str]
+
+
 class TaskView(msgspec.Struct, kw_only=True):
     name: str
     status: str

@@ -31,6 +31,23 @@ def is_dns_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
 
 
+SECRET_NAME_MAX = 253
+SECRET_NAME = re.compile(r"^(?!.*\.\.)[a-z0-9]([-a-z0-9._]*[a-z0-9])?\Z")
+SECRET_NAME_RULE = (
+    "lower-case letters, digits, '-', '_' and '.', at most 253, starting and ending with a "
+    "letter or digit, never two '.' in a row"
+)
+"""What `is_secret_name` accepts, in the words of the errors that refuse a name."""
+
+
+def is_secret_name(value: str) -> bool:
+    """Whether `value` may name a secret of weir's store: a KV key and a Kubernetes Secret
+    data key, whose dots split it into non-empty subject tokens (`a..b` would form the
+    subject `$KV.weir-secrets.a..b`, which NATS refuses). The one check the CLI, the
+    scheduler's API, weir-web and the runner use."""
+    return len(value) <= SECRET_NAME_MAX and SECRET_NAME.match(value) is not None
+
+
 _INSTANCE = re.compile(r"^(.+)\[(0|[1-9][0-9]{0,8})\]\Z")
 
 

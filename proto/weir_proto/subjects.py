@@ -22,6 +22,8 @@ API_TASKS = "weir.api.tasks"
 API_PRUNE = "weir.api.prune"
 API_SCHEDULE_PREFIX = "weir.api.schedule"
 """`.create`, `.list`, `.pause`, `.resume`, `.delete`."""
+API_SECRET_PREFIX = "weir.api.secret"
+"""`.list`, `.put`, `.delete`: secret names and sealed (encrypted) values, never a key."""
 
 HEARTBEAT_PREFIX = "weir.heartbeat"
 """Core NATS (not stored): runners say which attempts they are running."""

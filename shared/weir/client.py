@@ -43,6 +43,9 @@ from weir_proto.api import (
     ScheduleName,
     ScheduleRequest,
     ScheduleView,
+    SecretList,
+    SecretName,
+    SecretPut,
     Stepped,
     SubmitAccepted,
     TaskPage,
@@ -421,6 +424,22 @@ class Client:
         subject = f"{subjects.API_SCHEDULE_PREFIX}.{verb}"
         kind: type[object] = ScheduleName if verb == "delete" else ScheduleView
         return await self._call(subject, ScheduleName(name=name), kind)
+
+    async def secret_names(self) -> Sequence[str]:
+        """The names of weir's stored secrets (never a value)."""
+        subject = f"{subjects.API_SECRET_PREFIX}.list"
+        return (await self._call(subject, {}, SecretList)).names
+
+    async def secret_put(self, name: str, sealed: bytes) -> None:
+        """Store secret `name` as `sealed` (`weir.secrets.seal_secret`: encrypted here, with
+        the key; the scheduler stores it without one)."""
+        request = SecretPut(name=name, sealed=sealed)
+        await self._call(f"{subjects.API_SECRET_PREFIX}.put", request, SecretName)
+
+    async def secret_delete(self, name: str) -> None:
+        """Remove secret `name`; WeirError(NOT_FOUND) when there is none."""
+        request = SecretName(name=name)
+        await self._call(f"{subjects.API_SECRET_PREFIX}.delete", request, SecretName)
 
     async def list_all(
         self, status: str | None = None, page: int = 500

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import re
 from collections.abc import AsyncGenerator, MutableMapping
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from weir_proto.errors import WeirException
+from weir_proto.ids import SECRET_NAME_RULE, is_secret_name
 
 from weir.config import ConfigError, NatsSecurity, Settings
 from weir.setting import declared_setting, read_one
@@ -32,11 +32,14 @@ BUCKET_POLL_SECONDS = 2.0
 """How often a watch of a store nobody has written yet looks for its bucket."""
 SECRET_KEY_ENV = declared_setting(Settings, "secret_key").env
 MAX_SECRET_BYTES = 64 * 1024
-SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
-"""Lower-case letters, digits, `-`, `.`, `_`: valid as a KV key and as a Kubernetes Secret
-data key. `fromSecret: name/key` (with a slash) names an existing Kubernetes Secret instead."""
+# Secret names follow `weir_proto.ids.is_secret_name` (valid as a KV key, a subject's tokens
+# and a Kubernetes Secret data key); `fromSecret: name/key` (with a slash) names an existing
+# Kubernetes Secret instead.
 _FORMAT = b"\x01"
 _NONCE_BYTES = 12
+_TAG_BYTES = 16
+MAX_SEALED_BYTES = 1 + _NONCE_BYTES + MAX_SECRET_BYTES + _TAG_BYTES
+"""The largest stored (encrypted) value: format byte, nonce, ciphertext, GCM tag."""
 
 
 class SecretError(WeirException):
@@ -147,10 +150,34 @@ def secret_key_from_env(env: dict[str, str] | None = None) -> bytes | None:
 
 
 def check_secret_name(name: str) -> None:
-    if not SECRET_NAME.match(name):
+    """Refuse a name that is not a secret's (`is_secret_name`), before any subject is formed
+    from it; the error states the rule."""
+    if not is_secret_name(name):
+        raise SecretError(f"{name[:80]!r} is not a secret name: {SECRET_NAME_RULE}")
+
+
+def seal_secret(key: bytes, name: str, value: bytes) -> bytes:
+    """`value` encrypted under `key` as weir's store keeps it (AES-256-GCM, a fresh nonce,
+    the name as associated data). Whoever seals needs the key; whoever stores the result
+    (the scheduler, for weir-web) does not."""
+    check_secret_name(name)
+    if len(value) > MAX_SECRET_BYTES:
         raise SecretError(
-            f"{name!r} is not a secret name: use lower-case letters, digits, '-', '.' and "
-            "'_', starting and ending with a letter or digit"
+            f'secret "{name}" is {len(value)} bytes; at most {MAX_SECRET_BYTES} are allowed'
+        )
+    nonce = os.urandom(_NONCE_BYTES)
+    return _FORMAT + nonce + AESGCM(key).encrypt(nonce, value, _associated(name))
+
+
+def check_sealed(name: str, sealed: bytes) -> None:
+    """Refuse what cannot be a value `seal_secret` made: the wrong format or size. (Only
+    the key tells a forgery: a value sealed under another key fails when a runner reads it.)"""
+    if not sealed.startswith(_FORMAT) or not (
+        1 + _NONCE_BYTES + _TAG_BYTES <= len(sealed) <= MAX_SEALED_BYTES
+    ):
+        raise SecretError(
+            f'the value given for secret "{name}" is not one sealed by this weir '
+            f"(format {_FORMAT.hex()}, at most {MAX_SEALED_BYTES} bytes)"
         )
 
 
@@ -159,7 +186,7 @@ class SecretStore:
 
     def __init__(self, js: JetStreamContext, key: bytes | None) -> None:
         self.js = js
-        self._aead = AESGCM(key) if key is not None else None
+        self._key = key
         self._kv: KeyValue | None = None
 
     async def _existing_bucket(self) -> KeyValue | None:
@@ -173,7 +200,7 @@ class SecretStore:
         return self._kv
 
     async def _bucket(self) -> KeyValue:
-        """The bucket, created by the first `set`."""
+        """The bucket, created by the first write (`set`, `put_sealed`)."""
         if self._kv is None:
             try:
                 self._kv = await self.js.key_value(SECRETS_BUCKET)
@@ -188,24 +215,25 @@ class SecretStore:
                 )
         return self._kv
 
-    def _cipher(self) -> AESGCM:
-        if self._aead is None:
+    def _secret_key(self) -> bytes:
+        if self._key is None:
             raise SecretError(
                 f"{SECRET_KEY_ENV} is not set: it is needed to encrypt and decrypt secrets"
             )
-        return self._aead
+        return self._key
 
     async def set(self, name: str, value: bytes) -> None:
+        """Encrypt `value` (this store needs the key) and store it."""
+        await self.put_sealed(name, seal_secret(self._secret_key(), name, value))
+
+    async def put_sealed(self, name: str, sealed: bytes) -> None:
+        """Store a value `seal_secret` encrypted; no key needed (the scheduler's way)."""
         check_secret_name(name)
-        if len(value) > MAX_SECRET_BYTES:
-            raise SecretError(
-                f'secret "{name}" is {len(value)} bytes; at most {MAX_SECRET_BYTES} are allowed'
-            )
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._cipher().encrypt(nonce, value, _associated(name))
-        await (await self._bucket()).put(name, _FORMAT + nonce + sealed)
+        check_sealed(name, sealed)
+        await (await self._bucket()).put(name, sealed)
 
     async def exists(self, name: str) -> bool:
+        check_secret_name(name)
         bucket = await self._existing_bucket()
         if bucket is None:
             return False
@@ -216,6 +244,7 @@ class SecretStore:
         return True
 
     async def get(self, name: str) -> bytes:
+        check_secret_name(name)
         bucket = await self._existing_bucket()
         try:
             if bucket is None:
@@ -228,7 +257,7 @@ class SecretStore:
             raise SecretError(f'secret "{name}" is stored in a format this weir cannot read')
         nonce, sealed = stored[1 : 1 + _NONCE_BYTES], stored[1 + _NONCE_BYTES :]
         try:
-            return self._cipher().decrypt(nonce, sealed, _associated(name))
+            return AESGCM(self._secret_key()).decrypt(nonce, sealed, _associated(name))
         except InvalidTag:
             raise SecretError(
                 f'secret "{name}" cannot be decrypted: {SECRET_KEY_ENV} is not the key it was '
@@ -278,6 +307,7 @@ class SecretStore:
 
     async def delete(self, name: str) -> bool:
         """Remove the secret; False when there was none."""
+        check_secret_name(name)
         bucket = await self._existing_bucket()
         if bucket is None or not await self.exists(name):
             return False

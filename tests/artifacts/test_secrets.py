@@ -124,3 +124,21 @@ async def test_unknown_secret_fails_the_task_before_it_runs(
     )
     assert "weir secret set missing-token" in (failed.error_message or "")
     assert not ran.exists()
+
+
+BAD_SECRET_NAMES = ["a..b", "x-", "UPPER", "x>", "a" * 254]
+
+
+async def test_a_bad_secret_name_is_a_usage_error_naming_the_rule(
+    settings: Settings, secret_key: str
+) -> None:
+    """`a..b` formed the subject `$KV.weir-secrets.a..b` (an empty token), which NATS
+    refuses: every name is checked by the one rule before any subject is formed."""
+    env = {"WEIR_SECRET_KEY": secret_key}
+    for args in [("set", bad) for bad in BAD_SECRET_NAMES] + [("rm", "a..b")]:
+        ran = await weir(settings.nats_url, "secret", *args, stdin=b"v", env=env)
+        assert ran.code == 2, (args, ran.stderr)
+        assert "is not a secret name" in ran.stderr, ran.stderr
+        assert "never two '.' in a row" in ran.stderr and "Traceback" not in ran.stderr
+    listed = await weir(settings.nats_url, "secret", "ls", "--json")
+    assert json.loads(listed.stdout) == []

@@ -36,6 +36,9 @@ API_VERBS = (
     "schedule.pause",
     "schedule.resume",
     "schedule.delete",
+    "secret.list",
+    "secret.put",
+    "secret.delete",
 )
 TABLES = ("events", "flows", "tasks", "timers", "schedules")
 """What a refused request must not write to (the outbox drains in the background)."""
@@ -210,6 +213,7 @@ def api_requests(verb: str) -> st.SearchStrategy[bytes]:
         "cron": _maybe(st.sampled_from(["* * * * *", "61 * * * *", "@hourly", ""])),
         "timezone": _maybe(st.sampled_from(["UTC", "Mars/Olympus", "../../etc/localtime"])),
         "flow": flow_specs,
+        "sealed": _text,
     }
     shaped = st.fixed_dictionaries({}, optional=fields).map(lambda d: json.dumps(d).encode())
     if verb == "submit":

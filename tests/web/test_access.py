@@ -13,9 +13,11 @@ import httpx
 import nats
 import pytest
 from nats.aio.msg import Msg
+from weir.client import Client, WeirError
 from weir.config import ConfigError
 from weir_web.config import WebSettings
 
+from tests.conftest import Services
 from tests.waiting import quiet_for
 from tests.web.conftest import Web, write_session_key, write_tokens
 from tests.web.test_api import DIAMOND, events_of, submit
@@ -96,6 +98,56 @@ async def test_session_cookie_login_needs_csrf_for_writes(web: Web) -> None:
     assert (await browser.get("/session")).json()["csrf"] == csrf
     assert (await browser.delete("/session", headers={"X-CSRF-Token": csrf})).status_code == 204
     assert (await browser.get("/flows")).status_code == 401
+
+
+async def test_login_from_another_sites_page_is_refused(web: Web) -> None:
+    """A login CSRF: a page of another site posts its author's token to /session, so the
+    victim's browser works (and types) in the attacker's session. Refused like any write."""
+    browser = web.client()
+    token = {"token": "admin-token-0123456789"}
+    for origin in ("https://evil.example", "null", f"http://127.0.0.1:{web.web.port + 1}"):
+        forged = await browser.post("/session", json=token, headers={"Origin": origin})
+        assert forged.status_code == 403, origin
+        assert forged.json()["error"]["message"] == "a write from another site's page is refused"
+        assert "set-cookie" not in forged.headers
+    assert (await browser.get("/session")).status_code == 401  # no session was opened
+    own = await browser.post("/session", json=token, headers={"Origin": web.url})
+    assert own.status_code == 201 and "set-cookie" in own.headers
+    assert (await browser.post("/session", json=token)).status_code == 201  # curl: no Origin
+
+
+async def test_secret_names_that_form_no_subject_are_refused_naming_the_rule(
+    web: Web, services: Services
+) -> None:
+    """`a..b` passed the old rule and formed `$KV.weir-secrets.a..b` (an empty token): a 500.
+    weir-web and the scheduler's API now refuse it, and every other bad name, by one rule."""
+    admin = web.client("admin")
+    for bad in ["a..b", "a...b", "a%0A", "ok%0Aok", "a.", ".a", "a b", "a" * 254]:
+        for method in ("PUT", "DELETE"):
+            response = await admin.request(
+                method, f"/secrets/{bad}", json={"value": SECRET_VALUE} if method == "PUT" else None
+            )
+            assert response.status_code == 400, (method, bad, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "bad_request"
+            assert "is not a secret name" in error["message"]
+            assert "never two '.' in a row" in error["message"]
+            assert SECRET_VALUE not in response.text
+    assert (await admin.get("/secrets")).json() == {"names": []}
+    async with await Client.connect(services.settings.nats_url) as client:
+        for bad in ["a..b", "a\n", ""]:
+            with pytest.raises(WeirError) as refused:
+                await client.secret_put(bad, b"\x01" + bytes(40))
+            assert refused.value.code == "bad_request" and "is not a secret name" in str(
+                refused.value
+            )
+            with pytest.raises(WeirError) as refused:
+                await client.secret_delete(bad)
+            assert refused.value.code == "bad_request"
+        with pytest.raises(WeirError) as refused:
+            await client.secret_put("ok", b"not sealed")
+        assert refused.value.code == "bad_request" and "not one sealed" in str(refused.value)
+        assert await client.secret_names() == []
 
 
 async def test_secret_value_never_appears_in_a_response_or_a_log(

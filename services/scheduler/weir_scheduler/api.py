@@ -73,7 +73,8 @@ class ApiFailure(WeirException):
         self.error = error
 
 
-def _decode(data: bytes, kind: type[_T], verb: str) -> _T:
+def decode_request(data: bytes, kind: type[_T], verb: str) -> _T:
+    """The request of `weir.api.<verb>`; one that does not decode is the client's error."""
     try:
         return msgspec.json.decode(data or b"{}", type=kind)
     except msgspec.DecodeError as exc:
@@ -194,21 +195,21 @@ class Api:
         )
 
     async def get(self, data: bytes) -> object:
-        request = _decode(data, GetRequest, "get")
+        request = decode_request(data, GetRequest, "get")
         view = await self.store.get(request.flow_id)
         if view is None:
             raise ApiFailure(_not_found(request.flow_id))
         return view
 
     async def list(self, data: bytes) -> object:
-        request = _decode(data, ListRequest, "list")
+        request = decode_request(data, ListRequest, "list")
         if request.status is not None and request.status not in FlowStatus.__members__.values():
             raise _bad_request(f"status must be one of {', '.join(FlowStatus)}")
         _check_page(request.limit, request.cursor)
         return await self.store.list(request.status, request.limit, request.cursor)
 
     async def cancel(self, data: bytes) -> object:
-        request = _decode(data, CancelRequest, "cancel")
+        request = decode_request(data, CancelRequest, "cancel")
         flows, changes = await self.commands.apply_and_tell(
             [(request.flow_id, Cancel(request.reason[:500]))]
         )
@@ -228,7 +229,7 @@ class Api:
         return FlowState(flow_id=flow.id, status=str(flow.status), already=not requested)
 
     async def rerun(self, data: bytes) -> object:
-        request = _decode(data, RerunRequest, "rerun")
+        request = decode_request(data, RerunRequest, "rerun")
         source = await self.store.load(request.flow_id)
         if not source.exists or source.plan is None:
             raise ApiFailure(_not_found(request.flow_id))
@@ -273,18 +274,18 @@ class Api:
         return flow, events
 
     async def pause(self, data: bytes) -> object:
-        request = _decode(data, PauseRequest, "pause")
+        request = decode_request(data, PauseRequest, "pause")
         pause = Pause(request.reason[:500])
         flow, events = await self._step(request.flow_id, pause, steps.pause_refusal)
         return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
 
     async def resume(self, data: bytes) -> object:
-        request = _decode(data, PauseRequest, "resume")
+        request = decode_request(data, PauseRequest, "resume")
         flow, events = await self._step(request.flow_id, Resume(), steps.resume_refusal)
         return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
 
     async def retry(self, data: bytes) -> object:
-        request = _decode(data, RetryRequest, "retry")
+        request = decode_request(data, RetryRequest, "retry")
         flow, events = await self._step(
             request.flow_id,
             Retry(request.task, request.downstream),
@@ -294,7 +295,7 @@ class Api:
         return Stepped(flow_id=flow.id, status=str(flow.status), tasks=planned)
 
     async def update(self, data: bytes) -> object:
-        request = _decode(data, UpdateRequest, "update")
+        request = decode_request(data, UpdateRequest, "update")
         flow = await self.store.load(request.flow_id)
         if not flow.exists:
             raise ApiFailure(_not_found(request.flow_id))
@@ -319,24 +320,24 @@ class Api:
         return Stepped(flow_id=flow.id, status=str(flow.status), tasks=list(command.changed))
 
     async def attempt(self, data: bytes) -> object:
-        request = _decode(data, AttemptRequest, "attempt")
+        request = decode_request(data, AttemptRequest, "attempt")
         run, reason = await self.store.attempt_is_current(
             request.flow_id, request.task, request.attempt
         )
         return AttemptAnswer(run=run, reason=reason)
 
     async def query(self, data: bytes) -> object:
-        request = _decode(data, QueryRequest, "query")
+        request = decode_request(data, QueryRequest, "query")
         _check_page(request.limit, request.cursor)
         return await _filtered(self.store.query, request.where, request.limit, request.cursor)
 
     async def tasks(self, data: bytes) -> object:
-        request = _decode(data, TaskQueryRequest, "tasks")
+        request = decode_request(data, TaskQueryRequest, "tasks")
         _check_page(request.limit, request.cursor, task_cursor_bounds)
         return await _filtered(self.store.tasks, request.where, request.limit, request.cursor)
 
     async def prune(self, data: bytes) -> object:
-        request = _decode(data, PruneRequest, "prune")
+        request = decode_request(data, PruneRequest, "prune")
         allowed = {str(s) for s in TERMINAL_FLOW_STATUSES}
         wrong = [s for s in request.statuses if s not in allowed]
         if wrong or not 0 <= request.older_than <= PRUNE_OLDER_THAN_MAX or request.keep_last < 0:
@@ -351,7 +352,7 @@ class Api:
         return PruneResult(pruned=pruned)
 
     async def schedule_create(self, data: bytes) -> object:
-        request = _decode(data, ScheduleRequest, "schedule.create")
+        request = decode_request(data, ScheduleRequest, "schedule.create")
         flow = cron.with_params(request.flow, request.params)
         now = datetime.now(UTC)
         try:
@@ -380,7 +381,7 @@ class Api:
         return ScheduleList(schedules=await self.store.data.schedule_list())
 
     async def _schedule_pause(self, data: bytes, paused: bool, verb: str) -> object:
-        request = _decode(data, ScheduleName, verb)
+        request = decode_request(data, ScheduleName, verb)
         view = await self.store.data.schedule_pause(request.name, paused)
         if view is None:
             raise ApiFailure(_no_schedule(request.name))
@@ -393,12 +394,14 @@ class Api:
         return await self._schedule_pause(data, False, "schedule.resume")
 
     async def schedule_delete(self, data: bytes) -> object:
-        request = _decode(data, ScheduleName, "schedule.delete")
+        request = decode_request(data, ScheduleName, "schedule.delete")
         if not await self.store.data.schedule_delete(request.name):
             raise ApiFailure(_no_schedule(request.name))
         return ScheduleName(name=request.name)
 
-    async def serve(self, nc: NATS) -> Service:
+    async def serve(self, nc: NATS, more: Sequence[tuple[str, Handler]] = ()) -> Service:
+        """Answer every verb (and the `more` handlers, e.g. `SecretsApi.handlers()`) on
+        `weir.api.<verb>`."""
         service = await add_service(
             nc,
             name=subjects.SERVICE_NAME,
@@ -424,6 +427,7 @@ class Api:
             ("schedule.pause", self.schedule_pause),
             ("schedule.resume", self.schedule_resume),
             ("schedule.delete", self.schedule_delete),
+            *more,
         ]
         for verb, handler in handlers:
             await service.add_endpoint(

@@ -43,6 +43,7 @@ from weir_scheduler.provenance import (
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
+from weir_scheduler.secrets_api import SecretsApi
 from weir_scheduler.store import EventStore, Timing
 from weir_scheduler.submissions import Submission, SubmissionHandler
 from weir_scheduler.timers import TimerFirer
@@ -137,7 +138,9 @@ class Scheduler:
             SubmitRateLimiter(settings.submit_rate, settings.submit_burst),
             settings.max_pending_flows,
         )
-        service = await Api(store, submissions, commands, admission).serve(self.nc)
+        service = await Api(store, submissions, commands, admission).serve(
+            self.nc, SecretsApi(js).handlers()
+        )
 
         async def on_heartbeat(msg: Msg) -> None:
             await self._heartbeat(store, commands, msg)

@@ -26,7 +26,6 @@ from weir.artifacts import artifact_store
 from weir.client import Client
 from weir.config import Settings
 from weir.jetstream import connect
-from weir.secrets import SecretStore
 from weir_proto.errors import ErrorCode
 
 from weir_web.auth import Gate
@@ -158,8 +157,7 @@ def nats_backends(settings: Settings, secret_key: bytes | None) -> Connect:
     async def connect_backends() -> Backends:
         client = Client(await connect(settings.nats_url, "weir-web"))
         store = artifact_store(client.js, settings.artifacts_bucket, settings.artifacts_s3)
-        secrets = SecretStore(client.js, secret_key)
-        return Backends(client, store, secrets, FlowChanges(client.js))
+        return Backends(client, store, FlowChanges(client.js), secret_key)
 
     return connect_backends
 

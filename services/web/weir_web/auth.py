@@ -3,7 +3,8 @@
 Bearer tokens (`Authorization: Bearer TOKEN`) are not sent by a browser on its own, so they
 need no CSRF check. A session cookie is (HttpOnly, SameSite=Strict): a write made with it must
 also carry the session's CSRF secret in the `X-CSRF-Token` header, which only a page that read
-it from `POST /api/v1/session` (or `GET`) knows.
+it from `POST /api/v1/session` (or `GET`) knows. Every write, and the login itself, is
+refused when its `Origin` is another site (`check_origin`).
 
 A session is its cookie: a signed, expiring token (`weir_web.session_token`) that every
 weir-web with the same key accepts, across replicas and restarts. It names its login token by
@@ -162,8 +163,8 @@ class Gate:
     def require(self, request: Request, role: Role) -> Caller:
         """The caller, if it holds `role` (and, for a cookie write, the CSRF token)."""
         caller = self.caller(request)
-        if request.method not in SAFE_METHODS and not _same_origin(request):
-            raise Denied(403, "a write from another site's page is refused")
+        if request.method not in SAFE_METHODS:
+            check_origin(request)
         if caller.role < role:
             raise Denied(
                 403, f"this needs the {role.name} role; the caller is a {caller.role.name}"
@@ -204,6 +205,14 @@ def over_tls(request: Request) -> bool:
 def _loopback_host(request: Request) -> bool:
     host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]")
     return host in {"localhost", "127.0.0.1", "::1"}
+
+
+def check_origin(request: Request) -> None:
+    """Refuse (403) a request a page of another site made: every write, and the login,
+    which would otherwise let that page log the browser in with the attacker's token (a
+    login CSRF: the victim then works, and types, in the attacker's session)."""
+    if not _same_origin(request):
+        raise Denied(403, "a write from another site's page is refused")
 
 
 def _same_origin(request: Request) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from weir.artifacts import ArtifactChecksumError, ArtifactError, ArtifactNotFound, Artifacts
 from weir.client import Client, WeirError
-from weir.secrets import SecretError, SecretStore
+from weir.secrets import SecretError
 from weir_proto.errors import ErrorCode, error_code
 
 from weir_web.auth import Denied, Gate, set_session_cookie
@@ -57,8 +57,10 @@ class Backends:
 
     client: Client
     artifacts: Artifacts
-    secrets: SecretStore
     changes: FlowChanges
+    secret_key: bytes | None = field(default=None, repr=False)
+    """WEIR_SECRET_KEY, to seal the values of `PUT /secrets` (the scheduler stores them: this
+    process may not touch the secrets bucket, so it never sees a stored ciphertext)."""
 
     @property
     def nc(self) -> NATS:

@@ -1,5 +1,8 @@
 """`weir secret …`: the encrypted secrets tasks read with `fromSecret`, kept in a NATS KV
-bucket; the CLI talks to NATS directly, not to the scheduler."""
+bucket. The CLI talks to the bucket directly, not to the scheduler: it is the operators'
+tool (their NATS user holds the bucket, deploy/nats/permissions.conf) and works while no
+scheduler runs. It seals values as weir-web does (`seal_secret`) and checks names by the
+same rule (`check_secret_name`) before any subject is formed."""
 
 from __future__ import annotations
 
@@ -81,6 +84,10 @@ def secret_rm(
     nats_url: NatsUrl = NATS_URL_DEFAULT,
 ) -> None:
     """Delete a secret."""
+    try:
+        check_secret_name(name)
+    except SecretError as exc:
+        fail(str(exc), 2)
     removed = run_jetstream(nats_url, lambda js: SecretStore(js, None).delete(name))
     if not removed:
         fail(f"secret {name} does not exist")

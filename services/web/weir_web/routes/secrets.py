@@ -1,12 +1,16 @@
 """`/secrets`: names for every reader; setting and deleting for admins. No value is ever
-answered or logged."""
+answered or logged.
+
+weir-web holds no right on the secrets bucket: it asks the scheduler (`weir.api.secret.*`).
+A value is sealed here, with WEIR_SECRET_KEY, and the scheduler stores the ciphertext it is
+given without the key; weir-web never reads a stored one."""
 
 from __future__ import annotations
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from weir.secrets import MAX_SECRET_BYTES, SecretError
+from weir.secrets import MAX_SECRET_BYTES, SECRET_KEY_ENV, seal_secret
 from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
@@ -28,7 +32,7 @@ class SecretRoutes(Endpoints):
         ]
 
     async def secrets(self, request: Request) -> Response:
-        return json_response({"names": await self.backends.secrets.names()})
+        return json_response({"names": await self.client.secret_names()})
 
     async def secret_put(self, request: Request) -> Response:
         name = secret_name_of(request)
@@ -39,14 +43,16 @@ class SecretRoutes(Endpoints):
             raise HttpFailure(
                 ErrorCode.TOO_LARGE, f"a secret holds at most {MAX_SECRET_BYTES:,} bytes"
             )
-        try:
-            await self.backends.secrets.set(name, value)
-        except SecretError as exc:
-            raise HttpFailure(ErrorCode.UNAVAILABLE, str(exc)) from None
+        key = self.backends.secret_key
+        if key is None:
+            raise HttpFailure(
+                ErrorCode.UNAVAILABLE,
+                f"{SECRET_KEY_ENV} is not set on weir-web: it seals the values of PUT /secrets "
+                "(or store secrets with `weir secret set`)",
+            )
+        await self.client.secret_put(name, seal_secret(key, name, value))
         return Response(status_code=204)
 
     async def secret_delete(self, request: Request) -> Response:
-        name = secret_name_of(request)
-        if not await self.backends.secrets.delete(name):
-            raise HttpFailure(ErrorCode.NOT_FOUND, f'there is no secret "{name}"')
+        await self.client.secret_delete(secret_name_of(request))
         return Response(status_code=204)

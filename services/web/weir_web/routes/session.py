@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.errors import ErrorCode
 
-from weir_web.auth import SESSION_COOKIE, Denied, over_tls, set_session_cookie
+from weir_web.auth import SESSION_COOKIE, Denied, check_origin, over_tls, set_session_cookie
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
@@ -29,6 +29,7 @@ class SessionRoutes(Endpoints):
         ]
 
     async def session_open(self, request: Request) -> Response:
+        check_origin(request)  # before the body is read: a login CSRF gets no session
         login = await read_json(request, Login, 64 * 1024)
         try:
             cookie, session = self.gate.open_session(login.token)

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Set
 from functools import partial
 
-from weir.secrets import SECRET_NAME, SecretError, SecretNotFound
+from weir.secrets import SecretError, SecretNotFound
+from weir_proto.ids import is_secret_name
 from weir_proto.messages import Dispatch, ErrorType
 
 from weir_runner.artifacts import DataPlane
@@ -52,7 +53,7 @@ async def _secret_ref(
 ) -> tuple[dict[str, str] | None, str, ErrorType]:
     namespace = api.namespace
     store_problem = ""
-    if data is not None and SECRET_NAME.match(source):
+    if data is not None and is_secret_name(source):
         try:
             async with data.session() as js:
                 ref = await sync.ensure(data.secrets(js), source)

@@ -9,7 +9,8 @@ import base64
 import os
 
 from weir import telemetry
-from weir.secrets import SECRET_NAME, SecretError, SecretNotFound, env_secret
+from weir.secrets import SecretError, SecretNotFound, env_secret
+from weir_proto.ids import is_secret_name
 from weir_proto.messages import Dispatch
 
 from weir_runner.artifacts import DataPlane
@@ -66,7 +67,7 @@ async def read_secret(data: DataPlane | None, name: str) -> tuple[str | None, st
     """The value of secret `name` (weir's store first, then WEIR_SECRET_<NAME>), or why
     there is none. The reason names the secret, never a value."""
     key = SECRET_ENV_PREFIX + "".join(c if c.isalnum() else "_" for c in name.upper())
-    if data is not None and SECRET_NAME.match(name):
+    if data is not None and is_secret_name(name):
         async with data.session() as js:
             try:
                 value = await data.secrets(js).get(name)
