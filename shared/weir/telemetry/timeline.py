@@ -216,7 +216,10 @@ def _decision(event: FlowEvent) -> Decision | None:
             return Decision(kind, f"condition of {task} read: {read or 'nothing'}", at, task)
         case ev.TaskExpanded(task=task, count=count, at=at):
             return Decision(kind, f"{task} expanded into {count:,} instances", at, task)
-        case ev.FlowCancelRequested(reason=reason, fail_fast=fail_fast, at=at):
-            what = "fail_fast" if fail_fast else "cancel requested"
-            return Decision(kind, f"{what}: {reason}" if reason else what, at)
+        case ev.FlowCancelRequested(reason=reason, fail_fast=True, at=at):
+            return Decision(kind, reason or "fail_fast", at)  # `fail_fast: task "b" failed`
+        case ev.FlowCancelRequested(reason=reason, at=at):
+            return Decision(
+                kind, f"cancel requested: {reason}" if reason else "cancel requested", at
+            )
     return None
