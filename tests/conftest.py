@@ -26,6 +26,15 @@ runner runs them as root; tests/security runs runners with the default task user
 os.environ.setdefault("WEIR_RUNNER_TASK_USER", TASK_USER)  # runners started as processes
 
 
+LONG_FIRST = ("tests/unit/test_decider_machine.py", "tests/unit/test_decider.py")
+"""Modules of long, CPU-bound property tests: run first, so the workers overlap them with
+the tests that mostly wait on services instead of finishing the run alone."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))  # stable
+
+
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     cluster = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"))

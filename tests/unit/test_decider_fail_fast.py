@@ -14,6 +14,7 @@ from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import (
     Cancel,
+    Expand,
     FireTimer,
     FoldedFlow,
     Policy,
@@ -222,3 +223,31 @@ def test_user_cancel_before_any_failure_still_cancels_the_on_exit_task() -> None
     flow, _ = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert flow.status is FlowStatus.CANCELLED
     assert flow.tasks["bye"].status is TaskStatus.CANCELLED
+
+
+def test_on_exit_waits_for_a_mapped_tasks_running_instance_to_be_reported() -> None:
+    """One instance of a mapped task fails while another runs: fail_fast kills the running
+    one, and the mapped task ends as its instances do, so the on_exit task is handed out
+    only once the killed instance is reported, never while it still runs."""
+    doc = {
+        "tasks": [
+            task("list", outputs=[{"name": "items", "path": "i"}]),
+            task("each", depends=["list"], retry=ONCE, map={"over": "items"}),
+        ],
+        "on_exit": task("bye"),
+    }
+    flow, log = submitted(doc)
+    flow, _ = apply(flow, started("list"), log)
+    flow, _ = apply(flow, finished("list"), log)
+    flow, _ = apply(flow, Expand("each", items=("a", "b")), log)
+    for name in ("each[0]", "each[1]"):
+        flow, _ = apply(flow, started(name), log)
+    flow, events = apply(flow, finished("each[1]", ok=False), log)
+    assert flow.tasks["each[0]"].status is TaskStatus.RUNNING
+    assert flow.tasks["each"].status is TaskStatus.PENDING  # waits for its instance
+    assert flow.tasks["bye"].status is TaskStatus.PENDING, typed(events)
+    flow, events = apply(flow, ended("each[0]", ErrorType.CANCELLED), log)
+    assert flow.tasks["each"].status is TaskStatus.FAILED
+    assert ("task_dispatched", "bye") in typed(events)
+    assert flow_status_env(flow) == "failed"
+    assert fold("f1", log) == flow

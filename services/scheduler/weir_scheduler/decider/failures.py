@@ -9,6 +9,7 @@ from weir_proto.triggers import fail_fast_reason, failure_skip_reason
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import FoldedFlow
 from weir_scheduler.decider.triggers import tolerates_failure
+from weir_scheduler.map_plan import instances
 
 
 def on_final_failure(out: Emitter, failed: str) -> None:
@@ -67,6 +68,8 @@ def cancel_unstarted(out: Emitter, reason: str, spare: str | None = None) -> Non
         task = flow.tasks[name]
         if name == spare:
             continue
+        if spare is not None and _instances_run(out.flow, name):
+            continue  # ends as its instances do (close_fanouts), before the on_exit task runs
         if task.status in WAITING:
             out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
         elif task.status is TaskStatus.DISPATCHED:
@@ -79,6 +82,15 @@ def cancel_unstarted(out: Emitter, reason: str, spare: str | None = None) -> Non
                     reason=f"{reason} (before it started)",
                 )
             )
+
+
+def _instances_run(flow: FoldedFlow, name: str) -> bool:
+    """Whether `name` is a mapped task with an instance still running (killed by the cancel,
+    it has yet to be reported)."""
+    state = flow.fanout.get(name)
+    if state is None or not state.expanded or flow.plan is None:
+        return False
+    return any(not flow.tasks[i].status.terminal for i in instances(flow.plan, name))
 
 
 WAITING = (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.QUEUED)
