@@ -140,6 +140,28 @@ async def test_cancel_of_a_flow_that_ended_otherwise_is_refused(one_slot: Client
     assert flow_id == "cx-done"
 
 
+async def test_a_cancel_that_ends_a_failed_flow_at_once_is_answered_not_refused(
+    one_slot: Client,
+) -> None:
+    """fail_fast left only the on_exit task, handed out on a queue nobody serves: the cancel
+    ends it before it started, and with it the flow (failed, as a task failed). The answer
+    is the cancel's, not "has already ended"."""
+    doc = spec(
+        "cx-fail-fast",
+        task("a", "false", retry={"max_attempts": 1}),
+        fail_fast=True,
+        on_exit=task("bye", "true", queue="nobody"),
+    )
+    flow_id = await one_slot.submit(doc)
+    await reached(one_slot, flow_id, "task_dispatched", "bye")
+    answer = await one_slot.cancel(flow_id, "test")
+    assert (answer.status, answer.already) == ("failed", False)
+    final = await asyncio.wait_for(one_slot.wait(flow_id), WAIT)
+    assert event_type(final) == "flow_failed", final
+    view = await one_slot.get(flow_id)
+    assert {t.name: t.status for t in view.tasks} == {"a": "failed", "bye": "cancelled"}
+
+
 async def test_unknown_secret_fails_after_one_attempt_whatever_max_attempts(
     client: Client,
 ) -> None:

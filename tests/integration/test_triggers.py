@@ -45,22 +45,33 @@ async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
 async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exit_last(
     client: Client, tmp_path: Path
 ) -> None:
-    running = tmp_path / "running"
+    go = tmp_path / "go"
     cleaned = tmp_path / "cleaned"
     status = tmp_path / "status"
-    # "load" fails only once "slow" runs, so a sibling is running at the failure.
-    wait_then_fail = f"while [ ! -e {running} ]; do sleep 0.05; done; exit 3"
+    # "load" fails only once the log holds "slow"'s start, so a sibling is running at the
+    # failure (its process running is not enough: its start may not be reported yet).
+    wait_then_fail = f"while [ ! -e {go} ]; do sleep 0.05; done; exit 3"
     spec = {
         "name": "etl-fast",
         "fail_fast": True,
         "tasks": [
-            task("slow", "sh", "-c", f"touch {running}; exec sleep 300", retry=ONCE),
+            task("slow", "sleep", "300", retry=ONCE),
             task("load", "sh", "-c", wait_then_fail, retry=ONCE),
             task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
         ],
         "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
     }
-    flow_id, events = await finish(client, spec)
+    flow_id = await client.submit(spec)
+
+    async def slow_started() -> None:
+        async for event in client.events(flow_id, follow=True):
+            if (event_type(event), getattr(event, "task", "")) == ("task_started", "slow"):
+                return
+
+    await asyncio.wait_for(slow_started(), WAIT)
+    go.touch()
+    await asyncio.wait_for(client.wait(flow_id), WAIT)
+    events = [e async for e in client.events(flow_id)]
     kinds = types(events)
     assert kinds[-1] == "flow_failed"
     assert events[-1].failed_tasks == ["load"]  # type: ignore[union-attr]

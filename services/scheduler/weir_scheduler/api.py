@@ -219,7 +219,9 @@ class Api:
         requested = any(
             isinstance(event, FlowCancelRequested) for change in changes for event in change.events
         )
-        if flow.status.terminal and flow.status is not FlowStatus.CANCELLED:
+        if flow.status.terminal and flow.status is not FlowStatus.CANCELLED and not requested:
+            # (a cancel that itself ended the flow, failed because a task had failed, is
+            # answered with what it did)
             raise ApiFailure(
                 ApiError(
                     code=ErrorCode.CONFLICT,
