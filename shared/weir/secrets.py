@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from weir_proto.errors import WeirException
 from weir_proto.ids import SECRET_NAME_RULE, is_secret_name
@@ -30,6 +30,8 @@ from weir.setting import declared_setting, read_one
 SECRETS_BUCKET = "weir-secrets"
 BUCKET_POLL_SECONDS = 2.0
 """How often a watch of a store nobody has written yet looks for its bucket."""
+NAMES_SECONDS = 10.0
+"""How long `SecretStore.names` waits for the store's snapshot."""
 SECRET_KEY_ENV = declared_setting(Settings, "secret_key").env
 MAX_SECRET_BYTES = 64 * 1024
 # Secret names follow `weir_proto.ids.is_secret_name` (valid as a KV key, a subject's tokens
@@ -265,14 +267,15 @@ class SecretStore:
             ) from None
 
     async def names(self) -> list[str]:
-        bucket = await self._existing_bucket()
-        if bucket is None:
-            return []
+        """The names stored now (every write acknowledged before this call is seen)."""
         try:
-            keys = await bucket.keys()
-        except NoKeysError:
-            return []
-        return sorted(keys)
+            async with asyncio.timeout(NAMES_SECONDS), contextlib.aclosing(self.watch()) as changes:
+                async for change in changes:
+                    if isinstance(change, SecretsStored):
+                        return sorted(change.names)
+        except TimeoutError:
+            pass
+        raise SecretError(f"the secret store gave no list of names within {NAMES_SECONDS:g} s")
 
     async def watch(self) -> AsyncGenerator[SecretChange, None]:
         """`SecretsStored` once, then each `SecretSet` and `SecretRemoved` as it happens,
@@ -286,21 +289,29 @@ class SecretStore:
             while bucket is None:
                 await asyncio.sleep(BUCKET_POLL_SECONDS)
                 bucket = await self._existing_bucket()
+        # The snapshot ends with the stream's last message as it is now. (nats-py's own end
+        # marker, a None update, may come before messages already in flight: nats.py #842.)
+        state = (await self.js.stream_info(f"KV_{SECRETS_BUCKET}")).state
+        last = state.last_seq if state.messages else 0
         watcher = await bucket.watchall(meta_only=True)
         try:
+            if stored is not None and not last:
+                yield SecretsStored(frozenset())
+                stored = None
             async for entry in watcher:
-                if entry is None:  # the end of what was stored when the watch began
-                    if stored is not None:
-                        yield SecretsStored(frozenset(stored))
-                        stored = None
+                if entry is None:  # nats-py's end marker: not trusted, see above
                     continue
                 removed = entry.operation in (KV_DEL, KV_PURGE)
                 if stored is None:
                     yield SecretRemoved(entry.key) if removed else SecretSet(entry.key)
-                elif removed:
+                    continue
+                if removed:
                     stored.discard(entry.key)
                 else:
                     stored.add(entry.key)
+                if (entry.revision or 0) >= last:  # the end of what was stored at the start
+                    yield SecretsStored(frozenset(stored))
+                    stored = None
         finally:
             with contextlib.suppress(Exception):  # the connection may be closed already
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -43,7 +43,10 @@ class SecretsApi:
         ]
 
     async def names(self, data: bytes) -> object:
-        return SecretList(names=await self.store.names())
+        try:
+            return SecretList(names=await self.store.names())
+        except SecretError as exc:
+            raise ApiFailure(ApiError(code=ErrorCode.UNAVAILABLE, message=str(exc))) from None
 
     async def put(self, data: bytes) -> object:
         request = decode_request(data, SecretPut, "secret.put")
