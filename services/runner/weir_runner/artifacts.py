@@ -54,8 +54,9 @@ from weir.artifacts import (
     artifact_store,
     delete_flow_artifacts,
 )
-from weir.config import NatsSecurity, S3Storage
+from weir.config import NatsSecurity
 from weir.jetstream import close, connect
+from weir.s3_storage import S3Storage
 from weir.secrets import SecretStore, secret_key_from_env
 from weir_proto.messages import OutputDigest
 

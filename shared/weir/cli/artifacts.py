@@ -37,8 +37,9 @@ from weir.cli.entry import (
     run_jetstream,
 )
 from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
+from weir.config import NATS_URL_DEFAULT, ConfigError
 from weir.jetstream import redact_url
+from weir.s3_storage import S3Storage
 from weir.terminal import fail, note, out, plain
 
 artifacts_app = typer.Typer(
