@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from weir.devstack import Stack, create_database
+from weir.devstack import Stack
 from weir.embedded import EmbeddedPostgres
+from weir_scheduler.data.databases import create_database, drop_database
 
 POLL_INTERVAL = 0.25
 TERMINAL = ["succeeded", "failed", "rejected"]
@@ -46,15 +47,8 @@ class Cluster:
         return name, self.postgres.url_for(name)
 
     def drop_database(self, name: str) -> None:
-        async def drop() -> None:
-            conn = await asyncpg.connect(self.postgres.url)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
         with contextlib.suppress(Exception):
-            asyncio.run(drop())
+            asyncio.run(drop_database(self.postgres.url, name))
 
 
 class RssSampler:

@@ -30,6 +30,7 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
+from weir_scheduler.data.databases import create_database, drop_database
 from weir_scheduler.data.filters import FilterError
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.data.postgres import PostgresData
@@ -503,6 +504,8 @@ async def test_every_named_statement_prepares_on_the_migrated_schema(database_ur
         await pool.close()
         failures = []
         for name, sql in QUERIES.items():
+            if "{database}" in sql:  # a database name is quoted in, not bound (databases.py)
+                sql = sql.format(database='"prepare_check"')
             try:
                 await conn.prepare(sql)
             except asyncpg.PostgresError as exc:
@@ -520,3 +523,17 @@ async def test_every_named_statement_prepares_on_the_migrated_schema(database_ur
                 assert column in columns, f"{row_type}.{column} is not a column of {table}"
     finally:
         await conn.close()
+
+
+async def test_a_database_whose_name_needs_quoting_is_created_once_and_dropped(
+    postgres: EmbeddedPostgres,
+) -> None:
+    name = 'we"ird; DROP DATABASE postgres; --'
+    await create_database(postgres.url, name)
+    await create_database(postgres.url, name)  # a second time: already there, nothing to do
+    conn = await asyncpg.connect(postgres.url_for(name))
+    assert await conn.fetchval("SELECT current_database()") == name
+    await conn.close()
+    await drop_database(postgres.url, name)
+    with pytest.raises(asyncpg.InvalidCatalogNameError):
+        await asyncpg.connect(postgres.url_for(name))
