@@ -1,8 +1,15 @@
 """Making and dropping a whole database on a cluster's admin connection: what the dev stack,
 the tests and the benchmarks do before a `PostgresData` can open it. A database name cannot
-be a bound parameter, so Postgres's own `quote_ident` quotes it into the named statement."""
+be a bound parameter, so Postgres's own `quote_ident` quotes it into the named statement.
+
+`NamedStatementsConnection` is the base of what reads weir's database beside the scheduler
+(`tests/inspection.py`, `bench/measure.py`): each runs statements of its own `.sql` file."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Self
 
 import asyncpg
 
@@ -30,3 +37,31 @@ async def drop_database(admin_url: str, name: str) -> None:
         await conn.execute(Q["database_drop"].format(database=await _quoted(conn, name)))
     finally:
         await conn.close()
+
+
+class NamedStatementsConnection:
+    """One connection to weir's database for code beside the scheduler that reads or
+    prepares it on its own terms (the tests' inspection, the benchmarks' measures): a
+    subclass runs the statements of its own `.sql` file, loaded by name with
+    `queries.parse`, through typed methods."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, database_url: str) -> Self:
+        """A connection to `close` when done (`opened` closes it itself)."""
+        return cls(await asyncpg.connect(database_url))
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, database_url: str) -> AsyncIterator[Self]:
+        """A connection for the block."""
+        db = await cls.connect(database_url)
+        try:
+            yield db
+        finally:
+            await db.close()
