@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import asyncpg
 import nats
 from nats.aio.client import Client as NATS
+from weir_scheduler.data.databases import create_database
 
 from weir.embedded import (
     EmbeddedNats,
@@ -40,16 +40,6 @@ from weir.embedded import (
 SERVICE_READY_TIMEOUT = 30.0
 
 _Probe = Callable[[NATS], Awaitable[bool]]
-
-
-async def create_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 @dataclass

@@ -9,7 +9,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
@@ -18,6 +17,7 @@ from weir_proto.events import FlowEvent, event_type
 
 from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
+from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
 from tests.waiting import until
 
@@ -100,12 +100,8 @@ async def test_a_retry_falling_due_during_a_pause_is_dispatched_at_resume(
     failed = await reached(client, flow_id, "task_attempt_failed")
 
     async def retry_timer_fired() -> bool:  # the timers projection drops a fired timer
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            left = "SELECT count(*) FROM timers WHERE flow_id = $1 AND kind = 'retry'"
-            return not await conn.fetchval(left, flow_id)
-        finally:
-            await conn.close()
+        async with inspecting(settings.database_url) as db:
+            return not await db.timer_count(flow_id, "retry")
 
     await until(retry_timer_fired, "the retry timer fired during the pause")
     assert await tasks_of(client, flow_id) == {"r": ("retrying", 1)}

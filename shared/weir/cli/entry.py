@@ -121,18 +121,22 @@ def _nats_security(
     nats_security.set(security)
 
 
+async def connect_client(nats_url: str, security: NatsSecurity | None) -> Client:
+    """A client of the scheduler's API, as every command connects: quietly, one retry of the
+    first connect, at most 10 seconds (raises what the connect raised)."""
+    return await asyncio.wait_for(
+        Client.connect(nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES),
+        10,
+    )
+
+
 def run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
     """`body` with a client of the scheduler's API; an API error ends the command."""
     security = nats_security.get()
 
     async def main() -> _T:
         try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
-                ),
-                10,
-            )
+            client = await connect_client(nats_url, security)
         except Exception as exc:
             fail(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}", 2)
         try:
