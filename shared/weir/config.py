@@ -20,8 +20,10 @@ from weir.setting import (
     key32,
     limits,
     names,
+    nats_urls,
     number,
     one_of,
+    postgres_url,
     read,
     setting,
     size,
@@ -89,13 +91,13 @@ class Settings:
     nats_url: str = setting(
         "WEIR_NATS_URL",
         NATS_URL_DEFAULT,
-        text,
+        nats_urls,
         "NATS server (all processes, and the CLI's `--nats-url`)",
     )
     database_url: str = setting(
         "WEIR_DATABASE_URL",
         "postgresql://postgres@127.0.0.1:5432/weir",
-        text,
+        postgres_url,
         "scheduler's Postgres (migrations run at start)",
     )
     executor: str = setting(
