@@ -152,11 +152,13 @@ def postgres_url(name: str, raw: str) -> str:
 
 
 def nats_urls(name: str, raw: str) -> str:
-    """One NATS server URL or several, comma-separated (the servers of one cluster)."""
+    """One NATS server URL or several, comma-separated (the servers of one cluster); a bare
+    HOST:PORT means nats://HOST:PORT, as nats-py reads it."""
     how = "give nats://HOST:PORT (or tls://, ws://, wss://), several separated by commas"
     for one in raw.split(","):
+        url = one.strip() if "://" in one else f"nats://{one.strip()}"
         try:
-            parts = urlsplit(one.strip())
+            parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError as exc:
             raise ConfigError(f"{name} has a server that is not a URL ({exc}); {how}") from None

@@ -20,6 +20,7 @@ from weir.client import Client, WeirError
 from weir.config import ConfigError, NatsSecurity
 from weir.jetstream import close, connect, redact_url
 from weir.secrets import SecretError
+from weir.setting import nats_urls
 from weir.terminal import error, fail, note
 
 app = typer.Typer(
@@ -32,8 +33,22 @@ _T = TypeVar("_T")
 FIRST_RETRIES = 1
 """A command tries NATS twice, 0.2 s apart, and then says why it cannot reach it."""
 
+
+def _checked_nats_url(value: str) -> str:
+    try:
+        return nats_urls("--nats-url", value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--nats-url ")) from None
+
+
 NatsUrl = Annotated[
-    str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
+    str,
+    typer.Option(
+        "--nats-url",
+        envvar="WEIR_NATS_URL",
+        help="NATS server to talk to.",
+        callback=_checked_nats_url,
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
