@@ -32,6 +32,14 @@ tasks:
     depends: [extract]
     cmd: [echo, "load {{ params.rows }}"]
 """
+SCHEDULE_SPEC = """\
+name: daily-report
+params:
+  region: {type: string, description: where the report is for}
+  day: "{{ schedule.time }}"
+tasks:
+  - {name: report, cmd: [echo, "{{ params.region }}", "{{ params.day }}"]}
+"""
 
 
 async def wait_status(stack: Stack, flow_id: str, *statuses: str) -> None:
@@ -126,6 +134,7 @@ async def scenes(stack: Stack, root: Path) -> None:
             "name": "report",
             "delay": "2h",
             "tags": ["monthly"],
+            "metadata": {"owner": "finance", "ticket": "FIN-42"},
             "params": {
                 "month": {"type": "string", "default": "2026-11"},
                 "regions": {"type": "int", "default": 3},
@@ -191,6 +200,7 @@ async def scenes(stack: Stack, root: Path) -> None:
         await page.fill("textarea[name=spec]", SUBMIT_SPEC.replace("[extract]", "[extract, clean]"))
         await page.click("[data-action=submit]")
         await page.locator("[data-submit-error] li").first.wait_for()
+        await page.locator("[data-submit-error]").scroll_into_view_if_needed()
         await shoot(page, "submit-refused")
         # Submitted last, so its 2,000 processes do not slow the pictures before.
         big_spec = big_flow(2_000, width=40)
@@ -208,10 +218,8 @@ async def scenes(stack: Stack, root: Path) -> None:
         await form.locator("input[name=name]").fill("daily-load")
         await form.locator("input[name=cron]").fill("30 6 * * *")
         await form.locator("input[name=timezone]").fill("Europe/Paris")
-        await form.locator("textarea[name=spec]").fill(SUBMIT_SPEC)
-        await form.locator("input[name=param-day]").fill("{{ schedule.time }}")
-        await form.locator("input[name=param-rows]").fill("500")
-        await page.mouse.wheel(0, 200)
+        await form.locator("textarea[name=spec]").fill(SCHEDULE_SPEC)
+        await form.locator("input[name=param-region]").fill("eu-west")
         await shoot(page, "schedule-create")
         await context.close()
         await browser.close()
