@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
@@ -35,6 +35,21 @@ tasks:
 """
 
 
+async def watched(
+    browser: Browser, stack: Stack, role: str, problems: PageProblems
+) -> tuple[BrowserContext, Page]:
+    """A page logged in as `role` whose errors and dialogs `problems` collects."""
+    context, page = await logged_in(browser, stack, role)
+    problems.watch(page)
+    return context, page
+
+
+async def closed_clean(context: BrowserContext, problems: PageProblems) -> None:
+    """Closes the page's context, once it is known the page raised nothing and asked nothing."""
+    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
+    await context.close()
+
+
 async def fill_spec(page: Page, text: str) -> None:
     await page.locator("textarea[name=spec]").fill(text)
 
@@ -42,8 +57,7 @@ async def fill_spec(page: Page, text: str) -> None:
 async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.click("header nav >> text=Submit")
     await expect(page.locator("h1")).to_have_text("Submit a flow")
     await fill_spec(page, SPEC_YAML)
@@ -56,12 +70,16 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
     loud = page.locator('label[data-param="loud"]')
     await expect(loud).to_contain_text("loud bool · default false")
     assert await page.locator("input[name=param-n]").get_attribute("type") == "number"
-    await page.fill("input[name=param-day]", "2026-12-01")
-    await page.fill("input[name=param-n]", "7")
-    await page.select_option("select[name=param-loud]", "true")
-    await page.fill("input[name=id]", "ui-submit-1")
-    await page.click("[data-action=submit]")
-    await page.wait_for_url(f"{stack.url}/flows/ui-submit-1")
+
+    async def fill_and_submit() -> None:
+        await page.fill("input[name=param-day]", "2026-12-01")
+        await page.fill("input[name=param-n]", "7")
+        await page.select_option("select[name=param-loud]", "true")
+        await page.fill("input[name=id]", "ui-submit-1")
+        await page.click("[data-action=submit]")
+        await page.wait_for_url(f"{stack.url}/flows/ui-submit-1")
+
+    await fill_and_submit()
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(page.locator('[data-param="n"]')).to_have_text("n=7")
     view = (await stack.api("viewer").get("/flows/ui-submit-1")).json()
@@ -72,14 +90,11 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
     # Again under the same id: the same flow, nothing new (as `weir submit` twice).
     await page.goto(f"{stack.url}/submit")
     await fill_spec(page, SPEC_YAML)
-    await page.fill("input[name=param-day]", "2026-12-01")
-    await page.fill("input[name=param-n]", "7")
-    await page.select_option("select[name=param-loud]", "true")
-    await page.fill("input[name=id]", "ui-submit-1")
-    await page.click("[data-action=submit]")
-    await page.wait_for_url(f"{stack.url}/flows/ui-submit-1")
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await fill_and_submit()
+    await expect(page.locator("h1 .badge")).to_have_text("succeeded")
+    listed = (await stack.api("viewer").get("/flows", params={"where": "name=ui-submitted"})).json()
+    assert [f["id"] for f in listed["flows"]] == ["ui-submit-1"], listed
+    await closed_clean(context, problems)
 
 
 async def test_a_spec_file_uploaded_without_params_goes_as_written(
@@ -88,8 +103,7 @@ async def test_a_spec_file_uploaded_without_params_goes_as_written(
     spec = {"name": "ui-uploaded", "tasks": [{"name": "a", "cmd": ["true"], "retry": 2}]}
     file = tmp_path / "flow.json"
     file.write_text(json.dumps(spec))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/submit")
     await page.set_input_files("input[name=spec-file]", str(file))
     await expect(page.locator("textarea[name=spec]")).to_have_value(json.dumps(spec))
@@ -97,15 +111,13 @@ async def test_a_spec_file_uploaded_without_params_goes_as_written(
     await page.wait_for_url(re.compile(r"/flows/[^/]+$"))
     await expect(page.locator("h1")).to_contain_text("ui-uploaded")
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)
 
 
 async def test_a_refused_submit_shows_every_problem_as_text_and_a_duplicate_links_the_flow(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/submit")
     error = page.locator("[data-submit-error]")
     # A YAML syntax error: the server's line and column.
@@ -161,8 +173,7 @@ async def test_a_refused_submit_shows_every_problem_as_text_and_a_duplicate_link
     await error.locator(f'a[href="/flows/{first}"]').click()
     await page.wait_for_url(f"{stack.url}/flows/{first}")
     await expect(page.locator("h1")).to_contain_text("ui-unique")
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)
 
 
 SCHEDULE_SPEC = """\
@@ -181,8 +192,7 @@ tasks:
 async def test_create_a_schedule_with_params_from_the_form_and_a_refusal_lists_each_problem(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.click("header nav >> text=Schedules")
     await page.click("[data-panel=new-schedule] summary")
     form = page.locator("form.schedule-create")
@@ -216,11 +226,12 @@ async def test_create_a_schedule_with_params_from_the_form_and_a_refusal_lists_e
     await form.locator("[data-action=create-schedule]").click()
     await expect(page.locator('tr[data-schedule="ui-nightly"]')).to_contain_text("Europe/Paris")
     await expect(page.locator("#notice")).to_contain_text("Schedule ui-nightly created")
+    row = page.locator('tr[data-schedule="ui-nightly"]')
+    await expect(row.locator('[data-param="region"]')).to_have_text("region=eu-west")
     listed = (await stack.api("viewer").get("/schedules")).json()["schedules"]
     (made,) = [s for s in listed if s["name"] == "ui-nightly"]
     assert made["params"] == {"region": "eu-west"} and made["cron"] == "0 2 * * *", made
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)
 
 
 async def test_update_a_scheduled_flows_metadata_from_the_form(
@@ -234,8 +245,7 @@ async def test_update_a_scheduled_flows_metadata_from_the_form(
             "tasks": [{"name": "a", "cmd": ["true"]}],
         }
     )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator('[data-metadata="owner"]')).to_have_text("owner=ana")
     await expect(page.locator("ol.events li")).to_have_count(1)
@@ -255,8 +265,7 @@ async def test_update_a_scheduled_flows_metadata_from_the_form(
     assert await page.locator("main img").count() == 0
     view = (await stack.api("viewer").get(f"/flows/{flow_id}")).json()
     assert view["metadata"] == {"owner": "bo", "ticket": 42, "note": HOSTILE}, view
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)
 
 
 def wide_flow(name: str, tasks: int) -> dict[str, Any]:
@@ -282,8 +291,7 @@ async def test_tasks_across_flows_with_the_where_box_in_the_url_counts_and_pages
     )
     wide = await stack.submit(wide_flow("ui-tasks-wide", 60))
     assert (await events_of(stack.api("viewer"), failed))[-1].event == "flow_failed"
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.click("header nav >> text=Tasks")
     await expect(page.locator("h1")).to_have_text("Tasks")
     await page.fill("input[name=where]", "flow_name=ui-tasks-mixed")
@@ -324,8 +332,7 @@ async def test_tasks_across_flows_with_the_where_box_in_the_url_counts_and_pages
     await expect(page.locator("[data-tasks-error]")).to_contain_text("where:")
     await expect(rows).to_have_count(0)
     assert await page.locator("main img").count() == 0
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)
 
 
 async def test_a_viewer_sees_none_of_the_forms_and_the_api_refuses_their_writes(
@@ -334,8 +341,7 @@ async def test_a_viewer_sees_none_of_the_forms_and_the_api_refuses_their_writes(
     flow_id = await stack.submit(
         {"name": "viewer-forms", "delay": "1h", "tasks": [{"name": "a", "cmd": ["true"]}]}
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     assert not await page.locator("header nav >> text=Submit").is_visible()
     await expect(page.locator("header nav >> text=Tasks")).to_be_visible()
     await page.goto(f"{stack.url}/submit")
@@ -361,5 +367,4 @@ async def test_a_viewer_sees_none_of_the_forms_and_the_api_refuses_their_writes(
         await viewer.patch(f"/flows/{flow_id}", json={"metadata": {"a": "b"}}),
     ]
     assert [r.status_code for r in refused] == [403, 403, 403], [r.text for r in refused]
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await closed_clean(context, problems)

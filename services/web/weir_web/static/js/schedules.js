@@ -38,7 +38,7 @@ export async function schedulesView(root, _params, { signal }) {
       "tr",
       { dataset: { schedule: s.name } },
       h("td", {}, s.name),
-      h("td", {}, s.flow_name),
+      h("td", {}, s.flow_name, Object.entries(s.params || {}).map(([k, v]) => [" ", h("span", { class: "tag mono", "data-param": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)])),
       h("td", { class: "mono" }, s.cron),
       h("td", {}, s.timezone),
       h("td", {}, s.missed),
