@@ -28,6 +28,7 @@ params:
     description: the day to load
   n: {type: int, default: 2}
   loud: false
+  extra: {type: json, default: {}}
 tasks:
   - name: greet
     cmd: [sh, -c, 'echo "day=$1 n=$WEIR_PARAM_n"', greet, "{{ params.day }}"]
@@ -62,7 +63,7 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
     await expect(page.locator("h1")).to_have_text("Submit a flow")
     await fill_spec(page, SPEC_YAML)
     params = page.locator("[data-params] label.param")
-    await expect(params).to_have_count(3)
+    await expect(params).to_have_count(4)
     day = page.locator('label[data-param="day"]')
     await expect(day).to_contain_text("day string · required")
     await expect(day).to_contain_text("the day to load")
@@ -75,6 +76,7 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
         await page.fill("input[name=param-day]", "2026-12-01")
         await page.fill("input[name=param-n]", "7")
         await page.select_option("select[name=param-loud]", "true")
+        await page.fill("textarea[name=param-extra]", '{"k": [1, 2]}')
         await page.fill("input[name=id]", "ui-submit-1")
         await page.click("[data-action=submit]")
         await page.wait_for_url(f"{stack.url}/flows/ui-submit-1")
@@ -83,7 +85,7 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(page.locator('[data-param="n"]')).to_have_text("n=7")
     view = (await stack.api("viewer").get("/flows/ui-submit-1")).json()
-    assert view["params"] == {"day": "2026-12-01", "n": 7, "loud": True}, view
+    assert view["params"] == {"day": "2026-12-01", "n": 7, "loud": True, "extra": {"k": [1, 2]}}
     log = await stack.api("viewer").get("/flows/ui-submit-1/tasks/greet/logs")
     assert "day=2026-12-01 n=7" in log.text, log.text
 

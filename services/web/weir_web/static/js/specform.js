@@ -64,7 +64,7 @@ function paramInput(param, value) {
   const attrs = { name, value, placeholder: param.required ? "required" : `default: ${shown(param.default)}` };
   if (param.type === "int") return h("input", { ...attrs, type: "number", step: 1 });
   if (param.type === "float") return h("input", { ...attrs, type: "number", step: "any" });
-  if (param.type === "json") return h("textarea", { ...attrs, rows: 2, class: "mono" }, value);
+  if (param.type === "json") return h("textarea", { name, placeholder: attrs.placeholder, rows: 2, class: "mono" }, value);
   return h("input", attrs);
 }
 
