@@ -46,8 +46,9 @@ export function declaredParams(spec) {
   const params = spec && typeof spec === "object" && !Array.isArray(spec) ? spec.params : null;
   if (!params || typeof params !== "object" || Array.isArray(params)) return [];
   return Object.entries(params).map(([name, p]) => {
-    const declared = p !== null && typeof p === "object" && !Array.isArray(p) && ("type" in p || "default" in p || "description" in p);
-    if (!declared) return { name, type: typeOf(p), default: p, description: "", required: false };
+    // As weir_proto.validation reads it: a mapping is a declaration, anything else a default.
+    const declared = p !== null && typeof p === "object" && !Array.isArray(p);
+    if (!declared) return { name, type: typeOf(p), default: p ?? undefined, description: "", required: p === null };
     const hasDefault = p.default !== undefined && p.default !== null;
     return { name, type: String(p.type || "string"), default: hasDefault ? p.default : undefined, description: p.description ? String(p.description) : "", required: !hasDefault };
   });
