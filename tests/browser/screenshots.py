@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.async_api import Page, async_playwright
 from weir.embedded import EmbeddedPostgres
@@ -18,6 +19,27 @@ from tests.browser.test_ui import big_flow
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WAIT_SECONDS = 120.0
+SUBMIT_SPEC = """\
+name: daily-load
+params:
+  day: {type: string, description: the day to load (YYYY-MM-DD)}
+  rows: {type: int, default: 1000, description: rows per batch}
+  dry_run: false
+tasks:
+  - name: extract
+    cmd: [echo, "extract {{ params.day }}"]
+  - name: load
+    depends: [extract]
+    cmd: [echo, "load {{ params.rows }}"]
+"""
+SCHEDULE_SPEC = """\
+name: daily-report
+params:
+  region: {type: string, description: where the report is for}
+  day: "{{ schedule.time }}"
+tasks:
+  - {name: report, cmd: [echo, "{{ params.region }}", "{{ params.day }}"]}
+"""
 
 
 async def wait_status(stack: Stack, flow_id: str, *statuses: str) -> None:
@@ -112,6 +134,7 @@ async def scenes(stack: Stack, root: Path) -> None:
             "name": "report",
             "delay": "2h",
             "tags": ["monthly"],
+            "metadata": {"owner": "finance", "ticket": "FIN-42"},
             "params": {
                 "month": {"type": "string", "default": "2026-11"},
                 "regions": {"type": "int", "default": 3},
@@ -162,6 +185,23 @@ async def scenes(stack: Stack, root: Path) -> None:
         await page.fill("dialog form.update input[name=param-month]", "2026-12")
         await shoot(page, "update")
         await page.click("dialog form.update >> text=Keep")
+        await page.goto(f"{stack.url}/tasks?where={quote('status=failed or flow_name=etl')}")
+        await page.locator("tr[data-task]").first.wait_for()
+        await page.click("[data-action=count-all]")
+        await page.locator("[data-counts=all] .count").first.wait_for()
+        await shoot(page, "tasks")
+        await page.goto(f"{stack.url}/submit")
+        await page.fill("textarea[name=spec]", SUBMIT_SPEC)
+        await page.locator("input[name=param-day]").wait_for()
+        await page.fill("input[name=param-day]", "2026-12-01")
+        await page.fill("input[name=id]", "load-2026-12-01")
+        await shoot(page, "submit")
+        await page.fill("input[name=param-day]", "")
+        await page.fill("textarea[name=spec]", SUBMIT_SPEC.replace("[extract]", "[extract, clean]"))
+        await page.click("[data-action=submit]")
+        await page.locator("[data-submit-error] li").first.wait_for()
+        await page.locator("[data-submit-error]").scroll_into_view_if_needed()
+        await shoot(page, "submit-refused")
         # Submitted last, so its 2,000 processes do not slow the pictures before.
         big_spec = big_flow(2_000, width=40)
         del big_spec["delay"]  # it runs, so the picture shows statuses moving
@@ -173,6 +213,14 @@ async def scenes(stack: Stack, root: Path) -> None:
         await page.goto(f"{stack.url}/schedules")
         await page.locator("tr[data-schedule]").wait_for()
         await shoot(page, "schedules")
+        await page.click("[data-panel=new-schedule] summary")
+        form = page.locator("form.schedule-create")
+        await form.locator("input[name=name]").fill("daily-load")
+        await form.locator("input[name=cron]").fill("30 6 * * *")
+        await form.locator("input[name=timezone]").fill("Europe/Paris")
+        await form.locator("textarea[name=spec]").fill(SCHEDULE_SPEC)
+        await form.locator("input[name=param-region]").fill("eu-west")
+        await shoot(page, "schedule-create")
         await context.close()
         await browser.close()
     gate.touch()

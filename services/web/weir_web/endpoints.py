@@ -156,7 +156,8 @@ def guarded(endpoint: Endpoint) -> Endpoint:
             extra: dict[str, Any] = {"flow_id": exc.flow_id} if exc.flow_id else {}
             if exc.retry_after is not None:  # rate_limited, overloaded: when to submit again
                 extra["retry_after"] = exc.retry_after
-            problems = exc.details if exc.code == ErrorCode.INVALID_FLOW else None
+            # A rejected flow, or a schedule whose flow would be: every problem, listed.
+            problems = exc.details if exc.details or exc.code == ErrorCode.INVALID_FLOW else None
             return failure_response(
                 HttpFailure(error_code(exc.code), exc.message, problems, extra=extra)
             )

@@ -18,6 +18,8 @@ UI_PATHS = (
     "/flows/{flow_id}",
     "/flows/{flow_id}/tasks/{task}",
     "/schedules",
+    "/submit",
+    "/tasks",
 )
 
 

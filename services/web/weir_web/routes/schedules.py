@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.api import ScheduleRequest
 from weir_proto.errors import ErrorCode
 from weir_proto.ids import is_schedule_name
+from weir_proto.validation import check_flow
 
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
@@ -27,7 +31,8 @@ class ScheduleRoutes(Endpoints):
         return json_response({"schedules": await self.client.schedules()})
 
     async def schedule_create(self, request: Request) -> Response:
-        schedule = await read_json(request, ScheduleRequest, self.settings.body_bytes_max)
+        body = await read_json(request, dict[str, Any], self.settings.body_bytes_max)
+        schedule = schedule_request(body)
         if not is_schedule_name(schedule.name):
             raise HttpFailure(
                 ErrorCode.BAD_REQUEST, f"schedule name {schedule.name[:80]!r} is not valid"
@@ -45,3 +50,22 @@ class ScheduleRoutes(Endpoints):
         name = schedule_name_of(request)
         await self.client.schedule_action("delete", name)
         return Response(status_code=204)
+
+
+def schedule_request(body: dict[str, Any]) -> ScheduleRequest:
+    """The request in `body`, its `flow` read as `weir submit` and `weir schedule create` read
+    a spec (the shorthands `retry: 3` and `timeout: 10m` too), with every problem at once."""
+    flow = body.get("flow")
+    if isinstance(flow, dict):
+        checked = check_flow(flow)
+        if checked.errors:
+            raise HttpFailure(
+                ErrorCode.BAD_REQUEST,
+                f"the schedule's flow spec has {len(checked.errors)} problem(s)",
+                checked.errors,
+            )
+        body = {**body, "flow": checked.value}
+    try:
+        return msgspec.convert(body, ScheduleRequest)
+    except msgspec.ValidationError as exc:
+        raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body: {exc}") from None

@@ -6,11 +6,13 @@ export const API = "/api/v1";
 export const session = { role: null, csrf: "", open: false };
 
 export class ApiError extends Error {
-  constructor(status, code, message, problems) {
+  constructor(status, code, message, problems, detail) {
     super(message);
     this.status = status;
     this.code = code;
     this.problems = problems || [];
+    /** The whole `error` object (e.g. a duplicate's `existing`, a rejection's `flow_id`). */
+    this.detail = detail || {};
   }
 }
 
@@ -32,20 +34,22 @@ async function failure(response) {
     error.code || "http_" + response.status,
     error.message || `${response.status} ${response.statusText}`,
     error.problems,
+    error,
   );
 }
 
-/** GET (or another method) of an API path; the decoded JSON, or null for 204. */
-export async function call(path, { method = "GET", body, signal } = {}) {
+/** GET (or another method) of an API path; the decoded JSON, or null for 204. `text` is
+ * sent as it is (a YAML flow spec) instead of `body` as JSON. */
+export async function call(path, { method = "GET", body, text, signal } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {
-    headers["Content-Type"] = "application/json";
+    headers["Content-Type"] = text === undefined ? "application/json" : "application/yaml";
     if (session.csrf) headers["X-CSRF-Token"] = session.csrf;
   }
   const response = await fetch(API + path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: text !== undefined ? text : body === undefined ? undefined : JSON.stringify(body),
     credentials: "same-origin",
     signal,
   });

@@ -9,6 +9,8 @@ import { flowsView } from "./flows.js";
 import { flowView } from "./flow.js";
 import { taskView } from "./task.js";
 import { schedulesView } from "./schedules.js";
+import { submitView } from "./submit.js";
+import { tasksView } from "./tasks.js";
 
 const ROUTES = [
   [/^\/login$/, loginView],
@@ -16,6 +18,8 @@ const ROUTES = [
   [/^\/flows\/([^/]+)$/, flowView],
   [/^\/flows\/([^/]+)\/tasks\/([^/]+)$/, taskView],
   [/^\/schedules$/, schedulesView],
+  [/^\/submit$/, submitView],
+  [/^\/tasks$/, tasksView],
 ];
 
 let cleanup = null;

@@ -50,7 +50,7 @@ export async function flowView(root, [flowId], { signal, navigate }) {
   const current = () => {
     const declared = (state.spec && state.spec.params) || {};
     const params = Object.entries(view.params || {}).map(([name, value]) => [name, { type: declared[name] ? declared[name].type || "string" : "", value }]);
-    return { priority: state.spec ? state.spec.priority ?? 100 : null, startAt: view.start_at || null, params: Object.fromEntries(params), tags: view.tags || [] };
+    return { priority: state.spec ? state.spec.priority ?? 100 : null, startAt: view.start_at || null, params: Object.fromEntries(params), tags: view.tags || [], metadata: view.metadata || {} };
   };
   let actionsFor = null;
   const renderActions = () => {
@@ -74,6 +74,7 @@ export async function flowView(root, [flowId], { signal, navigate }) {
     ["Id", h("span", { class: "mono" }, view.id)],
     ["Tags", (view.tags || []).map((t) => h("span", { class: "tag" }, t))],
     ["Params", Object.entries(view.params || {}).map(([k, v]) => h("span", { class: "tag mono", "data-param": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))],
+    ["Metadata", Object.entries(view.metadata || {}).map(([k, v]) => h("span", { class: "tag mono", "data-metadata": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))],
     ["Start at", formatTime(view.start_at)],
     ["Created", formatTime(view.created_at)],
     ["Finished", formatTime(view.finished_at)],

@@ -1,14 +1,16 @@
-// Schedules: their next runs, pause / resume / delete.
+// Schedules: their next runs, pause / resume / delete, and a new one (schedulecreate.js).
 
 import { call, canWrite, seg } from "./api.js";
 import { h, replace, whileVisible } from "./dom.js";
 import { formatTime } from "./time.js";
 import { confirmAction, notify, showError } from "./ui.js";
+import { scheduleForm } from "./schedulecreate.js";
 
 export async function schedulesView(root, _params, { signal }) {
   const body = h("tbody");
   root.append(
     h("h1", {}, "Schedules"),
+    canWrite() ? scheduleForm(() => refresh()) : "",
     h("table", { class: "schedules" },
       h("thead", {}, h("tr", {}, ["Name", "Flow", "Cron", "Time zone", "Missed runs", "Next run", "Last tick", "State", ""].map((t) => h("th", {}, t)))),
       body),
@@ -36,7 +38,7 @@ export async function schedulesView(root, _params, { signal }) {
       "tr",
       { dataset: { schedule: s.name } },
       h("td", {}, s.name),
-      h("td", {}, s.flow_name),
+      h("td", {}, s.flow_name, Object.entries(s.params || {}).map(([k, v]) => [" ", h("span", { class: "tag mono", "data-param": k }, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)])),
       h("td", { class: "mono" }, s.cron),
       h("td", {}, s.timezone),
       h("td", {}, s.missed),
@@ -47,7 +49,7 @@ export async function schedulesView(root, _params, { signal }) {
         h("button", { type: "button", onclick: () => act(s.name, s.paused ? "resume" : "pause") }, s.paused ? "Resume" : "Pause"),
         h("button", { type: "button", class: "danger", onclick: () => act(s.name, "delete") }, "Delete"),
       ] : ""),
-    )) : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No schedules. Create one with `weir schedule`.")));
+    )) : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No schedules. Create one with `weir schedule create` or, as an operator, here.")));
   }
   await refresh();
   const stop = whileVisible(refresh, 30_000);

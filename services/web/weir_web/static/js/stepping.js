@@ -71,9 +71,10 @@ const listed = (names) => (names.length > 10 ? `${names.slice(0, 10).join(", ")}
 const shown = (value) => (value === undefined || value === null ? "" : typeof value === "string" ? value : JSON.stringify(value));
 
 /**
- * The update form of a flow that has not started: priority, start, params and tags. Only the
- * fields changed are sent; a refusal (409, 422 with every problem) stays in the form as text.
- * @param {{priority: number|null, startAt: string|null, params: Record<string, {type: string, value: any}>, tags: string[]}} now
+ * The update form of a flow that has not started: priority, start, params, tags and metadata.
+ * Only the fields changed are sent; a refusal (409, 422 with every problem) stays in the form
+ * as text.
+ * @param {{priority: number|null, startAt: string|null, params: Record<string, {type: string, value: any}>, tags: string[], metadata: Record<string, any>}} now
  */
 function updateDialog(flowId, name, now) {
   const field = (label, input) => h("label", {}, h("span", {}, label), input);
@@ -83,6 +84,7 @@ function updateDialog(flowId, name, now) {
   const startNow = h("input", { type: "checkbox", name: "start_now" });
   const params = Object.entries(now.params).map(([param, p]) => [param, p, h("input", { name: `param-${param}`, value: shown(p.value) })]);
   const tags = h("input", { name: "tags", value: now.tags.join(", "), placeholder: "nightly, prod" });
+  const metadata = metadataField(now.metadata || {});
   const problems = h("div", { class: "error", role: "alert", "data-update-error": "" });
   const form = h(
     "form",
@@ -94,6 +96,7 @@ function updateDialog(flowId, name, now) {
     h("label", { class: "inline" }, startNow, " start now"),
     params.map(([param, p, input]) => field(p.type ? `${param} (${p.type})` : param, input)),
     field("Tags (comma-separated)", tags),
+    field("Metadata (key=value, one a line; replaces the old)", metadata.input),
     problems,
   );
   const dialog = h("dialog", { class: "confirm" }, form);
@@ -110,10 +113,16 @@ function updateDialog(flowId, name, now) {
     if (changed.length) out.params = Object.fromEntries(changed.map(([param, , input]) => [param, input.value]));
     const newTags = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (newTags.join(",") !== now.tags.join(",")) out.tags = newTags;
+    if (metadata.changed()) out.metadata = metadata.value();
     return out;
   };
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const bad = metadata.problems();
+    if (bad.length) {
+      replace(problems, h("p", {}, "The metadata cannot be read"), h("ul", {}, bad.map((p) => h("li", {}, p))));
+      return;
+    }
     try {
       const done = await call(`/flows/${seg(flowId)}`, { method: "PATCH", body: body() });
       close();
@@ -131,4 +140,24 @@ function updateDialog(flowId, name, now) {
   dialog.addEventListener("cancel", close);
   document.body.append(dialog);
   dialog.showModal();
+}
+
+/**
+ * The metadata as `key=value` lines: a value is sent as a string, except one left as it was,
+ * which keeps its JSON type. `problems()` names each line that is not `key=value`.
+ */
+function metadataField(was) {
+  const lines = Object.entries(was).map(([k, v]) => `${k}=${shown(v)}`).join("\n");
+  const input = h("textarea", { name: "metadata", rows: 3, placeholder: "owner=data-team" }, lines);
+  const entries = () => input.value.split("\n").map((line) => line.trim()).filter(Boolean);
+  return {
+    input,
+    changed: () => input.value.trim() !== lines.trim(),
+    problems: () => entries().filter((line) => !/^[^=]+=/.test(line)).map((line) => `"${line}": write key=value`),
+    value: () => Object.fromEntries(entries().map((line) => {
+      const at = line.indexOf("=");
+      const [key, text] = [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+      return [key, key in was && shown(was[key]) === text ? was[key] : text];
+    })),
+  };
 }

@@ -1,0 +1,85 @@
+// Submit a flow (operators), as `weir submit` does: a spec pasted or uploaded, its declared
+// params filled in, an optional id; POST /api/v1/flows, then the new flow's page. A rejection
+// shows every problem the scheduler listed, as text; a duplicate links the flow that exists.
+
+import { call, canWrite, seg } from "./api.js";
+import { h, replace } from "./dom.js";
+import { link } from "./ui.js";
+import { showProblems } from "./problems.js";
+import { declaredParams, paramFields, readSpec, specInput } from "./specform.js";
+
+/** Reading the spec again waits until typing pauses this long. */
+const READ_AFTER_MS = 250;
+
+export async function submitView(root, _params, { navigate }) {
+  root.append(h("h1", {}, "Submit a flow"));
+  if (!canWrite()) {
+    root.append(h("p", { class: "muted" }, "Your role may read flows but not submit them (an operator's token can)."));
+    return;
+  }
+  const paramsBox = h("div", { class: "params", "data-params": "" });
+  const problems = h("div", { class: "error", role: "alert", "data-submit-error": "" });
+  let values = () => ({});
+  let read = { spec: null, error: "" };
+  let timer = null;
+  /** Reads the spec and shows a field per param it declares (what was typed is kept). */
+  const readParams = () => {
+    clearTimeout(timer);
+    timer = null;
+    read = readSpec(spec.text.value);
+    spec.note.textContent = read.error ? `The page cannot read its params: ${read.error}` : "";
+    values = paramFields(paramsBox, declaredParams(read.spec), values());
+  };
+  const onSpec = () => {
+    clearTimeout(timer);
+    timer = setTimeout(readParams, READ_AFTER_MS);
+  };
+  const spec = specInput(onSpec);
+  const id = h("input", { name: "id", placeholder: "assigned if left empty" });
+  const button = h("button", { type: "submit", "data-action": "submit" }, "Submit");
+  const form = h(
+    "form",
+    { class: "submit-flow" },
+    spec.element,
+    paramsBox,
+    h("label", {}, h("span", {}, "Flow id (optional)"), id),
+    problems,
+    h("div", { class: "buttons" }, button),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    // The fields of a spec changed just now, before its params were read: read them first.
+    if (timer !== null) readParams();
+    const text = spec.text.value;
+    const given = values();
+    const wanted = id.value.trim();
+    replace(problems);
+    // Without params or an id the text goes as it is: the server reads it as `weir submit`
+    // reads a file (its syntax errors name the line). With them it goes inside the JSON
+    // object of a submit, so the page must have read it.
+    const plain = Object.keys(given).length === 0 && !wanted;
+    if (!plain && !read.spec) {
+      showProblems(problems, { message: read.error ? `The flow spec is ${read.error}` : "Enter a flow spec first." });
+      return;
+    }
+    button.disabled = true;
+    try {
+      const done = plain
+        ? await call("/flows", { method: "POST", text })
+        : await call("/flows", { method: "POST", body: { spec: read.spec, params: given, ...(wanted ? { id: wanted } : {}) } });
+      navigate(`/flows/${seg(done.flow_id)}`);
+    } catch (error) {
+      const detail = error.detail || {};
+      const existing = detail.existing ? h("p", {}, "The flow that exists: ", link(`/flows/${seg(detail.existing)}`, detail.existing)) : "";
+      const rejected = detail.flow_id ? h("p", {}, "The rejection is recorded as flow ", link(`/flows/${seg(detail.flow_id)}`, detail.flow_id), ".") : "";
+      showProblems(problems, error, existing, rejected);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  root.append(
+    h("p", { class: "muted" }, "As `weir submit`: the scheduler checks the spec and its params, and refuses it with every problem."),
+    form,
+  );
+  spec.text.focus();
+}
