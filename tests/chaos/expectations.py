@@ -234,7 +234,7 @@ def on_exit_problems(log: FlowLog, notes: list[Note], name: str) -> list[str]:
     handed = [e.seq for e in log.events if e.type == "task_dispatched" and e.task == name]
     last_end = max((e.seq for e in ends.values()), default=0)
     if handed and handed[0] < last_end:
-        late = [t for t, e in ends.items() if e.seq > handed[0]]
+        late = sorted(t for t, e in ends.items() if e.seq > handed[0])
         problems.append(f"{flow}: on_exit task {name} was handed out before {late} ended")
     failed = any(e.type == "task_failed" for e in ends.values())
     want = "failed" if failed else "succeeded"
