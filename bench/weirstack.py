@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from weir.devstack import Stack, create_database
 from weir.embedded import EmbeddedPostgres
+from weir_proto.spec import MAX_TASKS_DEFAULT
 
 POLL_INTERVAL = 0.25
 TERMINAL = ["succeeded", "failed", "rejected"]
@@ -222,7 +223,7 @@ def weir_services(
     keep_database: bool = False,
     schedulers: int = 1,
     runners: int = 1,
-    max_tasks: int = 10_000,
+    max_tasks: int = MAX_TASKS_DEFAULT,
 ) -> Iterator[WeirServices]:
     """Fresh database + NATS, `schedulers` schedulers and `runners` runners as processes;
     everything stopped after. `profile_to` (a path without suffix) profiles the first of
