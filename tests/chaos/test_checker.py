@@ -199,10 +199,14 @@ def test_the_checker_sees_a_skip_with_the_wrong_reason_and_a_flow_status_not_imp
     ]
 
 
-def test_the_checker_sees_on_exit_early_or_twice_or_told_the_wrong_status() -> None:
+def _deployed() -> list[tuple[str, dict[str, Any]]]:
+    """The events of a `gates` flow that went as planned: `check` said go, in prod."""
     spec = _gates_spec("go", "prod")
-    ends = expected_gates(spec, check_succeeded=True)
-    events = _gates_run(spec, ends)
+    return _gates_run(spec, expected_gates(spec, check_succeeded=True))
+
+
+def test_the_checker_sees_on_exit_early_or_twice_or_told_the_wrong_status() -> None:
+    events = _deployed()
     events.insert(1, ("task_dispatched", {"task": "report"}))  # before every other task ended
     events.insert(-1, ("task_succeeded", {"task": "cleanup"}))  # the cleanup twice
     problems, _ = gates_problems(_log("f", events), "succeeded", _notes("f", "failed"))
@@ -215,9 +219,7 @@ def test_the_checker_sees_on_exit_early_or_twice_or_told_the_wrong_status() -> N
 
 
 def test_a_fault_that_fails_a_task_leaves_only_the_rules_that_hold_anyway() -> None:
-    spec = _gates_spec("go", "prod")
-    ends = expected_gates(spec, check_succeeded=True)
-    events = _gates_run(spec, ends)
+    events = _deployed()
     lost = events.index(("task_succeeded", {"task": "deploy"}))
     events[lost] = ("task_failed", {"task": "deploy", "error_type": "lost"})
     events[-1] = ("flow_failed", {})
