@@ -63,6 +63,14 @@ UPDATE_AFTER = (0.2, 1.0)
 UPDATE_START_IN = (1.0, 3.0)
 """Seconds from the update's first sending to the new start it sets."""
 RSS_SAMPLE_EVERY = 5.0
+DATABASE_TROUBLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+)
+"""What the driver's own reads of the log may raise while Postgres restarts (a connection
+made as it goes down can be left mid-handshake): it asks again on its next round."""
 
 
 def seed_from_env() -> int:
@@ -309,7 +317,7 @@ class Driver:
         once: a retry whose answer was lost is not sent again if the log holds it."""
         while not (self.submitted.is_set() and not self.fixable):
             await asyncio.sleep(STEP_POLL)
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 conn = await asyncpg.connect(self.stack.database_url)
                 try:
                     rows = await conn.fetch(
@@ -334,7 +342,7 @@ class Driver:
                 )
                 self._stepped(flow_id, "retry", msgspec.json.decode(msg.data), task)
                 return
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 retried = await conn.fetchval(
                     "SELECT count(*) FROM events WHERE flow_id = $1 AND type = 'task_retried'",
                     flow_id,
@@ -395,7 +403,7 @@ class Driver:
         ids = list(self.run.acked)
         deadline = time.monotonic() + self.plan.settle_timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 conn = await asyncpg.connect(self.stack.database_url)
                 try:
                     open_flows = await conn.fetchval(
