@@ -6,7 +6,7 @@ earlier than its new start, with its new params.
 The rules are written out here from docs/jobs.md, not taken from the scheduler's code, so a
 scheduler that gets a rule wrong is caught. How `check` of a `gates` flow ended (succeeded
 or failed) decides every other task's end; any other task is meant to succeed, and one that
-failed all the same (its attempts lost to killed runners, not a non-zero exit) makes the flow
+failed all the same because its attempts were lost to killed runners makes the flow
 `disturbed`: then only the rules that hold whatever failed are checked.
 """
 
@@ -24,9 +24,10 @@ from tests.chaos.workload import GATES_WHEN
 
 TASK_ENDS = ("task_succeeded", "task_failed", "task_skipped", "task_cancelled")
 FLOW_ENDS = {"flow_succeeded": "succeeded", "flow_failed": "failed", "flow_cancelled": "cancelled"}
-ON_PURPOSE = "exit_code"
-"""The `error_type` of a failure the task's own exit made; any other (lost, timeout) under
-chaos is the faults' doing."""
+BY_A_FAULT = "lost"
+"""The `error_type` of an attempt a fault took (its runner killed, its heartbeats gone):
+three in a row fail a task meant to succeed. Any other failure of such a task (its exit, a
+condition's output that could not be read) is a violation."""
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,10 @@ def gates_problems(log: FlowLog, status: str, notes: list[Note]) -> tuple[list[s
     problems: list[str] = []
     if spec["metadata"]["broken"] and check.type == "task_succeeded":
         problems.append(f"{flow}: task check exits 1 on every attempt, yet it succeeded")
-    # A task meant to succeed that failed by a fault (its attempts lost, not its exit) makes
-    # the flow fail, and what was handed out by then is a matter of timing.
+    # A task meant to succeed that a fault failed (its attempts lost) makes the flow fail,
+    # and what was handed out by then is a matter of timing.
     disturbed = any(
-        e.type == "task_failed" and e.data.get("error_type") != ON_PURPOSE
+        e.type == "task_failed" and e.data.get("error_type") == BY_A_FAULT
         for name, e in ends.items()
         if name != "check" and expected.get(name, Expected("succeeded")).status == "succeeded"
     )
