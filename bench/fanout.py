@@ -67,13 +67,7 @@ async def run_map(svc: WeirServices, items: int, timeout: float) -> dict[str, An
 
 async def _expansion_seconds(url: str, flow_id: str) -> float | None:
     """From the list's task succeeding to `task_expanded` being recorded."""
-    return await flow_seconds(
-        url,
-        "SELECT extract(epoch FROM max(recorded_at) FILTER (WHERE type = 'task_expanded')"
-        " - max(recorded_at) FILTER (WHERE type = 'task_succeeded'"
-        " AND data->>'task' = 'list-items')) FROM events WHERE flow_id = $1",
-        flow_id,
-    )
+    return await flow_seconds(url, "expansion_seconds", flow_id)
 
 
 def run(svc: WeirServices, items: int, timeout: float) -> dict[str, Any]:

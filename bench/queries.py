@@ -22,25 +22,11 @@ from weir_scheduler.data.filters import FLOW_LEAVES, TASK_LEAVES, compile_filter
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.data.queries import QUERIES
 
+from bench.measure import measuring
+
 FLOWS_DEFAULT = 100_000
 PAGE = 51  # a page of 50 and the one that says there is a next
 
-FILL_FLOWS = """
-INSERT INTO flows (id, name, status, seq, task_count, created_at, updated_at, tags, params,
-                   start_at)
-SELECT 'f' || g, 'etl' || (g % 50), (ARRAY['succeeded','failed','running','scheduled'])[1 + g % 4],
-       3, 3, now() - make_interval(secs => g), now(), ARRAY['t' || (g % 10)],
-       jsonb_build_object('date', '2026-' || (g % 365), 'n', g % 7),
-       CASE WHEN g % 4 = 3 THEN now() + make_interval(secs => g) END
-FROM generate_series(1, $1) g
-"""
-FILL_TASKS = """
-INSERT INTO tasks (flow_id, flow_created_at, name, position, status, attempt, queue, depends)
-SELECT 'f' || g, now() - make_interval(secs => g), 't' || p, p,
-       CASE WHEN g % 97 = 0 AND p = 2 THEN 'failed' ELSE 'succeeded' END, 1,
-       CASE WHEN g % 100 = 0 THEN 'gpu' ELSE 'default' END, '{}'
-FROM generate_series(1, $1) g, generate_series(0, 2) p
-"""
 CASES: dict[str, tuple[Any, bool]] = {
     "flows: status=failed": ({"status": "failed"}, False),
     "flows: id=a,b,c": ({"id": ["f10", "f20000", "f99999"]}, False),
@@ -85,10 +71,9 @@ async def measure(flows: int, folder: Path) -> None:
         pool = await asyncpg.create_pool(cluster.url, min_size=1, max_size=2)
         await PostgresData(pool, cluster.url).migrate()
         await pool.close()
+        async with measuring(cluster.url) as db:
+            await db.fill(flows)
         conn = await asyncpg.connect(cluster.url)
-        await conn.execute(FILL_FLOWS, flows)
-        await conn.execute(FILL_TASKS, flows)
-        await conn.execute("VACUUM ANALYZE")
         print(f"{flows:,} flows, {3 * flows:,} tasks; a page of 50, best of 5")
         for label, (where, tasks) in CASES.items():
             sql, params = statement(where, tasks)

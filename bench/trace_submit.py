@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import nats
 from weir.client import Client
 from weir_proto import subjects
 
 from bench import scenarios
 from bench.__main__ import use_code
+from bench.measure import Measure
 from bench.scenarios import NOOP_CMD
 from bench.weirstack import Cluster, single_task
 
@@ -45,7 +45,7 @@ async def _sample(svc: Any, samples: int) -> list[dict[str, float]]:
 
     rows: list[dict[str, float]] = []
     nc = await nats.connect(svc.nats_url)
-    conn = await asyncpg.connect(svc.database_url)
+    db = await Measure.connect(svc.database_url)
     try:
         for prefix in (subjects.DISPATCH_PREFIX, subjects.STATUS_PREFIX, subjects.EVENTS_PREFIX):
             await nc.subscribe(f"{prefix}.>", cb=on_msg)
@@ -56,14 +56,7 @@ async def _sample(svc: Any, samples: int) -> list[dict[str, float]]:
                 await client.submit({"id": flow_id, **single_task(NOOP_CMD)})
                 acked = time.time()
                 await asyncio.wait_for(client.wait(flow_id), 30.0)
-                at = {
-                    r["type"]: r["at"]
-                    for r in await conn.fetch(
-                        "SELECT type, extract(epoch FROM (data->>'at')::timestamptz)::float8 AS at"
-                        " FROM events WHERE flow_id = $1",
-                        flow_id,
-                    )
-                }
+                at = {r.type: r.at for r in await db.event_times(flow_id)}
                 status = [v for k, v in seen.items() if k.startswith(f"weir.status.{flow_id}")]
                 rows.append(
                     {
@@ -81,7 +74,7 @@ async def _sample(svc: Any, samples: int) -> list[dict[str, float]]:
         for kind, n in sorted(counts.items()):
             print(f"{kind}: {n / samples:.2f} messages per flow")
     finally:
-        await conn.close()
+        await db.close()
         await nc.close()
     return rows[WARM_UP:]
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from weir.devstack import Stack, create_database
+from weir.devstack import Stack
 from weir.embedded import EmbeddedPostgres
 from weir_proto.spec import MAX_TASKS_DEFAULT
+from weir_scheduler.data.databases import create_database, drop_database
+
+from bench.measure import FlowSeconds, measuring
 
 POLL_INTERVAL = 0.25
 TERMINAL = ["succeeded", "failed", "rejected"]
@@ -47,15 +49,8 @@ class Cluster:
         return name, self.postgres.url_for(name)
 
     def drop_database(self, name: str) -> None:
-        async def drop() -> None:
-            conn = await asyncpg.connect(self.postgres.url)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
         with contextlib.suppress(Exception):
-            asyncio.run(drop())
+            asyncio.run(drop_database(self.postgres.url, name))
 
 
 class RssSampler:
@@ -314,68 +309,38 @@ async def wait_terminal(
     url: str, expected: int, timeout: float, flow_id: str | None = None
 ) -> tuple[int, bool]:
     """Poll until `expected` flows (or `flow_id`) are terminal. Returns (terminal, in_time)."""
-    conn = await asyncpg.connect(url)
-    try:
+    async with measuring(url) as db:
         deadline = time.monotonic() + timeout
         done = 0
         while time.monotonic() < deadline:
             if flow_id is None:
-                done = int(
-                    await conn.fetchval(
-                        "SELECT count(*) FROM flows WHERE status = ANY($1::text[])", TERMINAL
-                    )
-                )
+                done = await db.flows_with_status(TERMINAL)
             else:
-                status = await conn.fetchval("SELECT status FROM flows WHERE id = $1", flow_id)
-                done = 1 if status in TERMINAL else 0
+                done = 1 if await db.flow_status(flow_id) in TERMINAL else 0
             if done >= expected:
                 return done, True
             await asyncio.sleep(POLL_INTERVAL)
         return done, False
-    finally:
-        await conn.close()
 
 
 async def outcome(url: str) -> dict[str, Any]:
     """Statuses, the last terminal event's time, and the event log's size."""
-    conn = await asyncpg.connect(url)
-    try:
-        statuses = {
-            r["status"]: int(r["n"])
-            for r in await conn.fetch("SELECT status, count(*) AS n FROM flows GROUP BY status")
-        }
-        last = await conn.fetchval(
-            "SELECT extract(epoch FROM max(recorded_at)) FROM events "
-            "WHERE type IN ('flow_succeeded', 'flow_failed', 'flow_rejected')"
-        )
-        rows = int(await conn.fetchval("SELECT count(*) FROM events"))
-        size = int(await conn.fetchval("SELECT pg_total_relation_size('events')"))
-        tasks = int(await conn.fetchval("SELECT count(*) FROM tasks"))
+    async with measuring(url) as db:
         return {
-            "statuses": statuses,
-            "last_terminal_epoch": float(last) if last is not None else None,
-            "event_rows": rows,
-            "event_bytes": size,
-            "tasks": tasks,
+            "statuses": await db.flow_status_counts(),
+            "last_terminal_epoch": await db.last_terminal_epoch(),
+            "event_rows": await db.event_count(),
+            "event_bytes": await db.event_bytes(),
+            "tasks": await db.task_count(),
         }
-    finally:
-        await conn.close()
 
 
 async def step_latencies_ms(url: str, flow_id: str, order: list[str]) -> list[float]:
     """parent task_succeeded `at` -> child task_started `at` along a chain, from the log."""
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT type, data->>'task' AS task, "
-            "extract(epoch FROM (data->>'at')::timestamptz) AS at "
-            "FROM events WHERE flow_id = $1 AND type IN ('task_started', 'task_succeeded')",
-            flow_id,
-        )
-    finally:
-        await conn.close()
-    started = {r["task"]: float(r["at"]) for r in rows if r["type"] == "task_started"}
-    succeeded = {r["task"]: float(r["at"]) for r in rows if r["type"] == "task_succeeded"}
+    async with measuring(url) as db:
+        rows = await db.event_times(flow_id)
+    started = {r.task: r.at for r in rows if r.type == "task_started"}
+    succeeded = {r.task: r.at for r in rows if r.type == "task_succeeded"}
     out = []
     for parent, child in itertools.pairwise(order):
         if parent in succeeded and child in started:
@@ -383,21 +348,12 @@ async def step_latencies_ms(url: str, flow_id: str, order: list[str]) -> list[fl
     return out
 
 
-async def flow_seconds(url: str, sql: str, flow_id: str) -> float | None:
-    """The one number `sql` reads from the log of `flow_id` (its `$1`), as seconds; None when
-    the log has none."""
-    conn = await asyncpg.connect(url)
-    try:
-        value = await conn.fetchval(sql, flow_id)
-    finally:
-        await conn.close()
-    return float(value) if value is not None else None
+async def flow_seconds(url: str, statement: FlowSeconds, flow_id: str) -> float | None:
+    """The one number `statement` (of bench/measure.sql) reads from the log of `flow_id`, as
+    seconds; None when the log has none."""
+    async with measuring(url) as db:
+        return await db.flow_seconds(statement, flow_id)
 
 
 async def first_started_epoch(url: str, flow_id: str) -> float | None:
-    return await flow_seconds(
-        url,
-        "SELECT min(extract(epoch FROM (data->>'at')::timestamptz)) FROM events "
-        "WHERE flow_id = $1 AND type = 'task_started'",
-        flow_id,
-    )
+    return await flow_seconds(url, "first_started_epoch", flow_id)

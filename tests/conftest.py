@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from weir.client import Client
 from weir.config import Settings
-from weir.devstack import create_database
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
 from weir_runner.executors.base import Executor
 from weir_runner.worker import Runner
+from weir_scheduler.data.databases import create_database
 from weir_scheduler.service import Scheduler
 
 READY_TIMEOUT = 30.0

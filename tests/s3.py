@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from weir.artifacts_s3 import _client
-from weir.config import S3Storage, Settings
+from weir.config import Settings
 from weir.embedded import free_port
+from weir.s3_storage import S3Storage
 
 S3_START_TIMEOUT = 20.0
 CREDENTIALS = {"access_key_id": "weir-test", "secret_access_key": "weir-test-secret"}

@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
-
 from tests.flows import WAIT
+from tests.inspection import inspecting
 
 POLL = 0.05
 """Seconds between two looks at a condition nothing signals."""
@@ -75,8 +74,5 @@ def process_gone(pid: int) -> bool:
 
 async def outbox_drained(database_url: str) -> bool:
     """Whether the relay has published every recorded event (the outbox is empty)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return not await conn.fetchval("SELECT count(*) FROM outbox")
-    finally:
-        await conn.close()
+    async with inspecting(database_url) as db:
+        return not await db.outbox_count()

@@ -36,7 +36,7 @@ from weir_proto.errors import WeirException
 from weir_proto.messages import OutputDigest
 
 from weir.config import ARTIFACTS_BUCKET_DEFAULT as ARTIFACTS_BUCKET_DEFAULT  # the stores'
-from weir.config import S3Storage
+from weir.s3_storage import S3Storage
 
 CHUNK_SIZE = 128 * 1024
 """Bytes per chunk message: far below NATS' default max_payload of 1 MiB."""

@@ -41,7 +41,7 @@ from weir.artifacts import (
     landing,
     place_verified,
 )
-from weir.config import S3Storage
+from weir.s3_storage import S3Storage
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

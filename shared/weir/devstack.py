@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import asyncpg
 import nats
 from nats.aio.client import Client as NATS
+from weir_scheduler.data.databases import create_database
 
 from weir.embedded import (
     EmbeddedNats,
@@ -40,16 +40,6 @@ from weir.embedded import (
 SERVICE_READY_TIMEOUT = 30.0
 
 _Probe = Callable[[NATS], Awaitable[bool]]
-
-
-async def create_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 @dataclass
@@ -281,7 +271,8 @@ async def _runner_ready(nc: NATS) -> bool:
         return False
 
 
-def demo(flow_file: str) -> int:
+def demo(flow_file: str, hold: bool = False) -> int:
+    """Run `flow_file` on a private stack and stop it; with `hold`, stop it only at Enter."""
     from weir.cli import app
 
     with tempfile.TemporaryDirectory(prefix="weir-demo-") as tmp:
@@ -292,8 +283,8 @@ def demo(flow_file: str) -> int:
             stack.start()
             stack.start_web()
             print(
-                f"stack up in {time.monotonic() - started:.1f}s; HTTP API at "
-                f"{stack.web_url}/api/v1; submitting {flow_file}",
+                f"stack up in {time.monotonic() - started:.1f}s; web UI and HTTP API at "
+                f"{stack.web_url} (token: {stack.web_token}); submitting {flow_file}",
                 flush=True,
             )
             result = app(
@@ -311,9 +302,23 @@ def demo(flow_file: str) -> int:
                 print("demo flow did not succeed; service logs:")
                 for name in ("scheduler", "runner"):
                     print((stack.root / f"{name}.log").read_text(errors="replace")[-3000:])
+            if hold:
+                _hold_for_browsing(stack)
             return code
         finally:
             stack.stop()
+
+
+def _hold_for_browsing(stack: Stack) -> None:
+    """Keep the demo's stack up until Enter (or Ctrl-C, or end of input), so the flow can be
+    looked at in the web UI; only asked at a terminal, so scripts never wait."""
+    print(
+        f"\nweb UI: {stack.web_url} (log in with the token {stack.web_token})\n"
+        "press Enter to stop the demo",
+        flush=True,
+    )
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        input()
 
 
 def up() -> int:
@@ -367,10 +372,15 @@ def _port_free(port: int) -> bool:
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 1 and argv[0] == "demo":
-        return demo(argv[1] if len(argv) > 1 else "examples/diamond.yaml")
+        # At a terminal the demo waits for Enter before it stops, to look at the web UI.
+        hold = "--hold" in argv or ("--no-hold" not in argv and sys.stdin.isatty())
+        files = [a for a in argv[1:] if not a.startswith("--")]
+        return demo(files[0] if files else "examples/diamond.yaml", hold)
     if len(argv) >= 1 and argv[0] == "up":
         return up()
-    print("usage: python -m weir.devstack demo [FLOW.yaml] | up", file=sys.stderr)
+    print(
+        "usage: python -m weir.devstack demo [FLOW.yaml] [--hold|--no-hold] | up", file=sys.stderr
+    )
     return 2
 
 

@@ -13,6 +13,7 @@ import binascii
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from weir_proto.durations import parse_duration
 from weir_proto.errors import WeirException
@@ -111,13 +112,20 @@ def read_one(cls: type, name: str, env: Mapping[str, str]) -> Any:
 
 
 def read(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
-    """Every declared field of `cls` from `env`, by field name."""
+    """Every declared field of `cls` from `env`, by field name. Raises one `ConfigError`
+    naming every bad variable, a line each."""
     values: dict[str, Any] = {}
+    problems: list[str] = []
     for item, declared_setting in declared(cls):
         text = declared_setting.text(env)
-        values[item.name] = (
-            declared_setting.parse(declared_setting.env, text) if text else (default_of(item))
-        )
+        try:
+            values[item.name] = (
+                declared_setting.parse(declared_setting.env, text) if text else default_of(item)
+            )
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return values
 
 
@@ -125,6 +133,37 @@ def read(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def text(name: str, raw: str) -> str:
+    return raw
+
+
+def postgres_url(name: str, raw: str) -> str:
+    """A URL asyncpg connects with. The value is never repeated in the error: it may hold a
+    password."""
+    how = "give postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a URL ({exc}); {how}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ConfigError(f"{name} is not a Postgres URL ({got}); {how}")
+    return raw
+
+
+def nats_urls(name: str, raw: str) -> str:
+    """One NATS server URL or several, comma-separated (the servers of one cluster); a bare
+    HOST:PORT means nats://HOST:PORT, as nats-py reads it."""
+    how = "give nats://HOST:PORT (or tls://, ws://, wss://), several separated by commas"
+    for one in raw.split(","):
+        url = one.strip() if "://" in one else f"nats://{one.strip()}"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(f"{name} has a server that is not a URL ({exc}); {how}") from None
+        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+            raise ConfigError(f"{name} has a server that is not a NATS URL; {how}")
     return raw
 
 

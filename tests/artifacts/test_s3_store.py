@@ -26,7 +26,8 @@ from weir.artifacts import (
 )
 from weir.artifacts_s3 import DIGEST_METADATA, MULTIPART_CHUNK, S3ArtifactStore, _client
 from weir.client import Client
-from weir.config import ConfigError, S3Storage, Settings
+from weir.config import ConfigError, Settings
+from weir.s3_storage import S3Storage
 from weir_runner.executors.kubernetes.manifest import ArtifactPlumbing, pod_manifest
 
 from tests.artifacts.helpers import (

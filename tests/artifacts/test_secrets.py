@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 from weir.client import Client
 from weir.config import Settings
 from weir.secrets import SECRETS_BUCKET, new_secret_key
 
 from tests.artifacts.helpers import finish, task, weir
+from tests.inspection import inspecting
 
 VALUE = "s3cr3t-v4lue-7f1c9a"
 VALUE_SHA256 = hashlib.sha256(VALUE.encode()).hexdigest()
@@ -63,12 +63,9 @@ async def test_secret_set_ls_rm_and_a_task_reads_it_without_leaking(
     flow_id, outcome, view = await finish(client, spec)
     assert outcome == "flow_succeeded", [t.error_message for t in view.tasks]
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        rows = await conn.fetch("SELECT data::text, metadata::text FROM events")
-    finally:
-        await conn.close()
-    assert rows and not any(VALUE in (r[0] or "") + (r[1] or "") for r in rows)
+    async with inspecting(settings.database_url) as db:
+        texts = await db.event_texts()
+    assert texts and not any(VALUE in text for text in texts)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -9,13 +9,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from weir.client import Client
 from weir.devstack import Stack
 from weir_proto.events import event_type
 
 from tests.e2e.conftest import FAST_FAILOVER
+from tests.inspection import LoggedRow, inspecting
 from tests.waiting import until
 
 pytestmark = pytest.mark.slow
@@ -69,19 +69,11 @@ async def test_kill_9_scheduler_and_runner_mid_flow(stack: Stack, tmp_path: Path
     assert kills >= 2, "the flow finished before the crashes could be injected"
     assert event_type(final) == "flow_succeeded"
 
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT id, seq, type, data->>'task' AS task FROM events WHERE flow_id = $1 "
-            "ORDER BY seq",
-            flow_id,
-        )
-    finally:
-        await conn.close()
-    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
-    succeeded = Counter(r["task"] for r in rows if r["type"] == "task_succeeded")
+    rows = await _log_of(stack.database_url, flow_id)
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
+    succeeded = Counter(r.task for r in rows if r.type == "task_succeeded")
     assert set(succeeded.values()) == {1} and len(succeeded) == len(spec["tasks"])
-    assert [r["id"] for r in rows] == [e.id for e in streamed], "NATS stream differs from log"
+    assert [r.id for r in rows] == [e.id for e in streamed], "NATS stream differs from log"
 
     finished: set[str] = set()
     for line in trail.read_text().splitlines():
@@ -93,16 +85,9 @@ async def test_kill_9_scheduler_and_runner_mid_flow(stack: Stack, tmp_path: Path
     assert finished == {t["name"] for t in spec["tasks"]}
 
 
-async def _log_of(database_url: str, flow_id: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetch(
-            "SELECT id, seq, type, data->>'task' AS task FROM events WHERE flow_id = $1 "
-            "ORDER BY seq",
-            flow_id,
-        )
-    finally:
-        await conn.close()
+async def _log_of(database_url: str, flow_id: str) -> list[LoggedRow]:
+    async with inspecting(database_url) as db:
+        return await db.event_log(flow_id)
 
 
 async def test_kill_9_while_a_started_report_is_held_or_a_combined_report_waits(
@@ -159,9 +144,9 @@ async def test_kill_9_while_a_started_report_is_held_or_a_combined_report_waits(
         await asyncio.to_thread(stack.stop)
 
     assert event_type(final) == "flow_succeeded"
-    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
     for kind in ("task_started", "task_succeeded"):
-        counted = Counter(r["task"] for r in rows if r["type"] == kind)
+        counted = Counter(r.task for r in rows if r.type == kind)
         assert counted == dict.fromkeys(names, 1), f"{kind}: {counted}"
-    assert [r["id"] for r in rows] == [e.id for e in streamed], "NATS stream differs from log"
+    assert [r.id for r in rows] == [e.id for e in streamed], "NATS stream differs from log"
     assert trail.read_text().split("\n")[:-1] == ["start a", "end a", "start b", "end b"]

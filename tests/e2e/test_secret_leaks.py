@@ -24,7 +24,6 @@ from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
 
-import asyncpg
 import nats
 import pytest
 from nats.aio.msg import Msg
@@ -43,6 +42,7 @@ from weir_proto.events import event_type
 
 from tests.artifacts.helpers import weir
 from tests.e2e.test_otlp import ReceivedSpan, Receiver, otlp_stack, serving
+from tests.inspection import inspecting
 
 pytestmark = pytest.mark.slow
 
@@ -163,18 +163,9 @@ async def wiretap(nats_url: str) -> AsyncIterator[Wiretap]:
 
 async def postgres_rows(database_url: str, observed: Observed) -> None:
     """Every row of every table, as Postgres renders it (bytea as hex, jsonb as text)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        queries = await conn.fetch(
-            "SELECT table_name, format('SELECT t::text FROM %I.%I t', table_schema, table_name)"
-            " FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        )
-        for table, query in queries:
-            for n, (row,) in enumerate(await conn.fetch(query)):
-                observed.add(f"postgres {table}", f"row {n}", row.encode())
-    finally:
-        await conn.close()
+    async with inspecting(database_url) as db:
+        async for table, n, row in db.every_row_as_text():
+            observed.add(f"postgres {table}", f"row {n}", row.encode())
 
 
 async def jetstream_messages(js: JetStreamContext, observed: Observed) -> set[str]:

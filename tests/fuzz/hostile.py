@@ -8,7 +8,6 @@ import asyncio
 import json
 from typing import Any
 
-import asyncpg
 import msgspec
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
@@ -17,6 +16,7 @@ from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
 
 from tests.flows import diamond, task
+from tests.inspection import inspecting
 
 WAIT = 30.0
 API_CODES = {ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND, ErrorCode.INVALID_FLOW, ErrorCode.CONFLICT}
@@ -40,8 +40,6 @@ API_VERBS = (
     "secret.put",
     "secret.delete",
 )
-TABLES = ("events", "flows", "tasks", "timers", "schedules")
-"""What a refused request must not write to (the outbox drains in the background)."""
 
 
 def _spec(flow_id: str | None, *tasks: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -225,11 +223,8 @@ def api_requests(verb: str) -> st.SearchStrategy[bytes]:
 
 
 async def table_counts(database_url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in TABLES}
-    finally:
-        await conn.close()
+    async with inspecting(database_url) as db:
+        return await db.row_counts()
 
 
 async def api_call(nc: NATS, verb: str, payload: bytes) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import asyncpg
 import pytest
 from weir.client import Client
 from weir.config import Settings
@@ -23,6 +22,7 @@ from weir_proto.events import event_type
 
 from tests.flows import task
 from tests.fuzz.hostile import api_call, assert_precise
+from tests.inspection import inspecting
 from tests.waiting import until
 
 POISON_WAIT = 5.0
@@ -55,12 +55,8 @@ async def test_acknowledged_non_utf8_submit_becomes_a_rejection(
     await client.js.publish("weir.cmd.submit", NON_UTF8)
 
     async def rejected() -> int:
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            count: int = await conn.fetchval("SELECT count(*) FROM flows WHERE status = 'rejected'")
-            return count
-        finally:
-            await conn.close()
+        async with inspecting(settings.database_url) as db:
+            return await db.flow_count_with_status("rejected")
 
     async def recorded() -> bool:
         return await rejected() > 0

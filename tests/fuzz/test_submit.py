@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from weir.client import Client
@@ -22,17 +21,15 @@ from tests.fuzz.hostile import (
     still_serving,
     submit_corpus,
 )
+from tests.inspection import inspecting
 from tests.waiting import eventually
 
 EXAMPLES = 25
 
 
 async def _flows(database_url: str) -> list[Any]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return list(await conn.fetch("SELECT id, status, errors FROM flows"))
-    finally:
-        await conn.close()
+    async with inspecting(database_url) as db:
+        return await db.flow_verdicts()
 
 
 async def test_hostile_corpus_on_the_durable_subject_becomes_precise_rejections(
@@ -52,13 +49,8 @@ async def test_hostile_corpus_on_the_durable_subject_becomes_precise_rejections(
     for row in rejected:
         errors = msgspec.json.decode(row["errors"].encode())
         assert errors and all(e["path"] and len(e["message"]) > 10 for e in errors), errors
-    conn = await asyncpg.connect(settings.database_url)
-    try:  # stored verbatim, and nothing was dropped
-        assert await conn.fetchval(
-            "SELECT count(*) FROM flows WHERE name = $1", "x'; DROP TABLE events; --"
-        )
-    finally:
-        await conn.close()
+    async with inspecting(settings.database_url) as db:  # stored verbatim, nothing dropped
+        assert await db.flow_count_named("x'; DROP TABLE events; --")
     await still_serving(client, "after-corpus")
 
 

@@ -7,7 +7,6 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 from weir.client import Client, WeirError
 from weir_proto.api import ScheduleRequest
@@ -18,6 +17,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services
 from tests.flows import task
+from tests.inspection import inspecting
 from tests.waiting import until
 
 WAIT = 60.0
@@ -97,20 +97,15 @@ async def test_prune_deletes_old_ended_flows_in_batches_and_keeps_the_newest(
     ids = await run_all(
         client, [{"id": f"old-{i}", "name": "p", "tasks": [task("a")]} for i in range(5)]
     )
-    conn = await asyncpg.connect(services.settings.database_url)
-    try:  # the flows ran side by side: the newest are the last to have finished
-        by_age = await conn.fetch(
-            "SELECT id FROM flows WHERE id = ANY($1) ORDER BY finished_at, id", ids
-        )
-        order = [r["id"] for r in by_age]
+    async with inspecting(services.settings.database_url) as db:
+        # the flows ran side by side: the newest are the last to have finished
+        order = await db.flows_by_finish(ids)
         old, newest = order[:3], set(order[3:])
         live = await client.submit({"id": "live", "name": "p", "tasks": [task("a", "sleep", "5")]})
         assert await client.prune(older_than=0, keep_last=2) == 3
         remaining = {f.id async for f in client.list_all()}
         assert remaining == newest | {live}
-        left = await conn.fetchval("SELECT count(*) FROM events WHERE flow_id = ANY($1)", old)
-    finally:
-        await conn.close()
+        left = await db.event_count(old)
     assert left == 0
     assert await client.get_or_none(old[0]) is None
     try:
@@ -158,11 +153,8 @@ async def test_missed_ticks_catch_up_or_skip(client: Client, services: Services)
         msgspec.structs.replace(every_second("late"), missed="catch_up", paused=True)
     )
     await client.schedule(msgspec.structs.replace(every_second("skipper"), paused=True))
-    conn = await asyncpg.connect(services.settings.database_url)
-    try:
-        await conn.execute(
-            "UPDATE schedules SET next_run_at = date_trunc('second', now()) - interval '5 seconds'"
-        )
+    async with inspecting(services.settings.database_url) as db:
+        await db.schedules_overdue()
         await client.schedule_action("resume", "late")
         await client.schedule_action("resume", "skipper")
 
@@ -172,8 +164,6 @@ async def test_missed_ticks_catch_up_or_skip(client: Client, services: Services)
         await until(fired, "both resumed schedules fired")
         await client.schedule_action("pause", "late")
         await client.schedule_action("pause", "skipper")
-    finally:
-        await conn.close()
     # Five missed ticks and the current one: all of them, or only the newest.
     assert len(await tick_flows(client, "late")) >= 6
     assert 1 <= len(await tick_flows(client, "skipper")) <= 2

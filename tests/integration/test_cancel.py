@@ -19,7 +19,8 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 from weir.client import Client
-from weir.config import S3Storage, Settings
+from weir.config import Settings
+from weir.s3_storage import S3Storage
 from weir_proto import subjects
 from weir_proto.events import event_type
 from weir_proto.messages import Heartbeat

@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import nats
 import pytest
@@ -23,6 +22,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
 from tests.flows import diamond, finish, lone_task, task, types
+from tests.inspection import inspecting
 from tests.waiting import eventually, outbox_drained, until
 
 ONCE = {"max_attempts": 1}
@@ -148,18 +148,11 @@ async def test_raw_json_submit_from_any_nats_client(services: Services, client: 
 
 async def test_event_stream_holds_exactly_the_event_log(client: Client, services: Services) -> None:
     flow_id, streamed = await finish(client, diamond())
-    conn = await asyncpg.connect(services.settings.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT id, seq, type FROM events WHERE flow_id = $1 ORDER BY seq", flow_id
-        )
-        url = services.settings.database_url
-        await until(lambda: outbox_drained(url), "the relay published every recorded event")
-    finally:
-        await conn.close()
-    assert [(r["id"], r["seq"], r["type"]) for r in rows] == [
-        (e.id, e.seq, event_type(e)) for e in streamed
-    ]
+    async with inspecting(services.settings.database_url) as db:
+        rows = await db.event_log(flow_id)
+    url = services.settings.database_url
+    await until(lambda: outbox_drained(url), "the relay published every recorded event")
+    assert [(r.id, r.seq, r.type) for r in rows] == [(e.id, e.seq, event_type(e)) for e in streamed]
 
 
 async def test_resubmitting_a_flow_is_idempotent(client: Client, services: Services) -> None:

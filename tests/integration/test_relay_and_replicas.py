@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import nats
 from nats.js.api import DeliverPolicy
 from weir.client import Client
@@ -21,6 +20,7 @@ from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services
 from tests.flows import diamond, task
+from tests.inspection import Inspection, inspecting
 
 WAIT = 60.0
 
@@ -35,23 +35,20 @@ async def test_row_committed_after_a_later_row_is_still_published(services: Serv
     sub = await nc.jetstream().subscribe(
         "weir.events.relay-test.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
     )
-    slow = await asyncpg.connect(services.settings.database_url)
-    fast = await asyncpg.connect(services.settings.database_url)
-    insert = "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, '{}') RETURNING id"
+    url = services.settings.database_url
     try:
-        late = slow.transaction()
-        await late.start()
-        early_id = await slow.fetchval(insert, "weir.events.relay-test.first", "relay-test-1")
-        later_id = await fast.fetchval(insert, "weir.events.relay-test.second", "relay-test-2")
-        await fast.execute("NOTIFY weir_outbox")
-        assert early_id < later_id
-        assert await _next_subject(sub) == "weir.events.relay-test.second"
-        await late.commit()
-        await slow.execute("NOTIFY weir_outbox")
-        assert await _next_subject(sub) == "weir.events.relay-test.first"
+        async with inspecting(url) as slow, inspecting(url) as fast:
+            late = slow.transaction()
+            await late.start()
+            early_id = await slow.outbox_insert("weir.events.relay-test.first", "relay-test-1")
+            later_id = await fast.outbox_insert("weir.events.relay-test.second", "relay-test-2")
+            await fast.outbox_notify()
+            assert early_id < later_id
+            assert await _next_subject(sub) == "weir.events.relay-test.second"
+            await late.commit()
+            await slow.outbox_notify()
+            assert await _next_subject(sub) == "weir.events.relay-test.first"
     finally:
-        await slow.close()
-        await fast.close()
         await nc.close()
 
 
@@ -70,27 +67,20 @@ async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
     js = nc.jetstream()
     await ensure_streams(js)
     relay = OutboxRelay(data, js, idle_poll=0.01)
-    raw = await asyncpg.connect(settings.database_url)
+    raw = await Inspection.connect(settings.database_url)
 
     async def committed(flow_id: str) -> OutboxRow:
         subject, msg_id = subjects.dispatch("default", flow_id), f"{flow_id}.2"
-        row_id = await raw.fetchval(
-            "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, '{}') RETURNING id",
-            subject,
-            msg_id,
-        )
-        return OutboxRow(row_id, subject, msg_id, b"{}")
+        return OutboxRow(await raw.outbox_insert(subject, msg_id), subject, msg_id, b"{}")
 
     async def age(row: OutboxRow) -> None:
-        await raw.execute(
-            "UPDATE outbox SET created_at = now() - interval '1 minute' WHERE id = $1", row.id
-        )
+        await raw.outbox_age(row.id)
 
     async def on_stream() -> int:
         return int((await js.stream_info(subjects.STREAM_DISPATCH)).state.messages)
 
     async def in_outbox() -> int:
-        return int(await raw.fetchval("SELECT count(*) FROM outbox"))
+        return await raw.outbox_count()
 
     try:
         # Crash after the commit, before the fast path published: the relay leaves the row
@@ -137,15 +127,8 @@ async def test_two_scheduler_replicas_keep_flows_consistent(
         asyncio.gather(*(client.wait(flow_id) for flow_id in ids)), WAIT
     )
     assert {event_type(e) for e in finals} == {"flow_succeeded"}
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT flow_id, array_agg(seq ORDER BY seq) AS seqs, "
-            "count(*) FILTER (WHERE type = 'task_succeeded') AS done "
-            "FROM events GROUP BY flow_id"
-        )
-    finally:
-        await conn.close()
+    async with inspecting(settings.database_url) as db:
+        rows = await db.event_seqs_by_flow()
     for row in rows:
-        assert row["seqs"] == list(range(1, len(row["seqs"]) + 1))
-    assert sorted(r["done"] for r in rows) == sorted([4] * 10 + [30])
+        assert row.seqs == list(range(1, len(row.seqs) + 1))
+    assert sorted(r.succeeded for r in rows) == sorted([4] * 10 + [30])

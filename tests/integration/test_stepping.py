@@ -9,7 +9,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
@@ -18,6 +17,7 @@ from weir_proto.events import FlowEvent, event_type
 
 from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
+from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
 from tests.waiting import until
 
@@ -100,12 +100,8 @@ async def test_a_retry_falling_due_during_a_pause_is_dispatched_at_resume(
     failed = await reached(client, flow_id, "task_attempt_failed")
 
     async def retry_timer_fired() -> bool:  # the timers projection drops a fired timer
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            left = "SELECT count(*) FROM timers WHERE flow_id = $1 AND kind = 'retry'"
-            return not await conn.fetchval(left, flow_id)
-        finally:
-            await conn.close()
+        async with inspecting(settings.database_url) as db:
+            return not await db.timer_count(flow_id, "retry")
 
     await until(retry_timer_fired, "the retry timer fired during the pause")
     assert await tasks_of(client, flow_id) == {"r": ("retrying", 1)}
@@ -310,3 +306,44 @@ async def test_a_paused_flows_queued_task_waits_and_others_pass_it(one_slot: Cli
     await client.cancel(newer)
     await reached(client, older, "task_dispatched")
     await client.cancel(older)
+
+
+async def test_a_retry_after_a_fail_fast_cancel_runs_its_tasks(
+    client: Client, tmp_path: Path
+) -> None:
+    """fail_fast cancelled the flow; a retry moments later is dispatched after that cancel
+    and runs (the runner's memory of the cancel is for dispatches made before it)."""
+    fixed, go = tmp_path / "fixed", tmp_path / "go"
+    spec = {
+        "name": "etl-fast-retry",
+        "fail_fast": True,
+        "tasks": [
+            task("slow", "sh", "-c", f'test -e "{fixed}" || sleep 300', retry=ONCE),
+            task("load", "sh", "-c", gated(go, f'test -e "{fixed}" || exit 3')[2], retry=ONCE),
+            task("publish", depends=["load"]),
+        ],
+    }
+    flow_id = await submitted(client, spec)
+
+    async def slow_started() -> None:
+        async for event in client.events(flow_id, follow=True):
+            if (event_type(event), getattr(event, "task", "")) == ("task_started", "slow"):
+                return
+
+    await asyncio.wait_for(slow_started(), WAIT)
+    go.touch()
+    events = await ended(client, flow_id)
+    assert "flow_cancel_requested" in types(events) and types(events)[-1] == "flow_failed"
+
+    fixed.touch()
+    stepped = await client.retry(flow_id, "load")
+    assert stepped.status == "running"
+    events = await ended(client, flow_id)
+    assert types(events)[-1] == "flow_succeeded", "\n".join(
+        f"{event_type(e)} {getattr(e, 'task', '')} {getattr(e, 'message', '')}" for e in events
+    )
+    assert await tasks_of(client, flow_id) == {
+        "slow": ("succeeded", 2),
+        "load": ("succeeded", 2),
+        "publish": ("succeeded", 1),
+    }

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from weir.client import Client
@@ -32,6 +31,7 @@ from weir_scheduler.timers import TimerFirer
 
 from tests.conftest import Services, _start
 from tests.flows import task, types
+from tests.inspection import inspecting
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
 WAIT = 30.0
@@ -195,8 +195,5 @@ def test_a_scheduler_whose_loop_keeps_failing_exits_non_zero(
 
 
 async def _drop_timers_table(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("DROP TABLE timers CASCADE")
-    finally:
-        await conn.close()
+    async with inspecting(database_url) as db:
+        await db.timers_table_drop()

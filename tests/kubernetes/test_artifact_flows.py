@@ -16,7 +16,8 @@ import yaml
 from weir.artifacts import ArtifactStore, delete_flow_artifacts
 from weir.artifacts_s3 import S3ArtifactStore
 from weir.client import Client
-from weir.config import S3Storage, Settings
+from weir.config import Settings
+from weir.s3_storage import S3Storage
 from weir_runner import sandbox
 from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecutor
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from weir.artifacts import ArtifactIntegrityError, ArtifactStore
 from weir.client import Client
-from weir.config import S3Storage, Settings
+from weir.config import Settings
 from weir.jetstream import close, connect
+from weir.s3_storage import S3Storage
 from weir_proto.events import TaskSucceeded, event_type
 from weir_proto.messages import OutputDigest
 

@@ -14,6 +14,8 @@ from nats.errors import NoServersError
 from weir.devstack import Stack
 from weir.embedded import EmbeddedPostgres
 
+from tests.inspection import inspecting
+
 
 async def test_the_dev_stacks_nats_refuses_a_client_without_its_password(tmp_path: Path) -> None:
     stack = Stack(tmp_path / "stack")
@@ -49,9 +51,8 @@ async def test_the_private_postgres_refuses_a_login_without_its_password(
             (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
         ):
             await asyncpg.connect(url)
-    conn = await asyncpg.connect(postgres.url)
-    assert await conn.fetchval("SELECT 1") == 1
-    await conn.close()
+    async with inspecting(postgres.url) as db:
+        assert await db.ping() == 1
     assert postgres.password_file.stat().st_mode & 0o777 == 0o600
 
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from weir.client import Client
@@ -30,6 +29,7 @@ from weir_proto.messages import Dispatch, Heartbeat
 from weir_scheduler.provenance import token_digest
 
 from tests.flows import WAIT, task
+from tests.inspection import inspecting
 
 REFUSAL_WAIT = 10.0
 FAILS_AFTER = 6
@@ -276,12 +276,9 @@ async def assert_token_never_public(
     dispatched = [e for e in events if isinstance(e, TaskDispatched) and e.task == "slow"]
     assert dispatched[0].token_digest == token_digest(token)
     assert all(token not in msgspec.json.encode(e).decode() for e in events)
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        rows = await conn.fetch("SELECT data::text FROM events WHERE flow_id = $1", flow_id)
-    finally:
-        await conn.close()
-    assert rows and all(token not in row[0] for row in rows)
+    async with inspecting(settings.database_url) as db:
+        texts = await db.event_texts(flow_id)
+    assert texts and all(token not in text for text in texts)
 
 
 async def test_heartbeat_without_the_attempts_token_is_refused(

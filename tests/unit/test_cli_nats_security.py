@@ -40,3 +40,11 @@ def test_credential_flags_reach_the_connection_and_stay_out_of_the_environment(
         assert "cannot reach NATS" in result.output
     assert [(s.user, s.password) if s else None for s in seen] == [("weir", "s3cret")] * 2
     assert not [name for name in os.environ if name.startswith("WEIR_NATS_")]
+
+
+def test_a_bad_nats_url_is_a_usage_error_naming_the_option() -> None:
+    done = CliRunner().invoke(app, ["flows", "--nats-url", "nats://[bad"])
+    assert done.exit_code == 2
+    assert "Invalid value for '--nats-url'" in done.output
+    assert "is not a URL (Invalid IPv6 URL); give nats://HOST:PORT" in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)

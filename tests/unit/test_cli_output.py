@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 from weir import waterfall
-from weir.cli.output import event_line, flow_details, flow_table, task_table
+from weir.cli.output import event_line, flow_details, flow_table, task_names, task_table
 from weir.telemetry import flow_timeline
 from weir_proto import events as ev
 from weir_proto.api import AttemptFailure, FlowSummary, FlowView, TaskSummary, TaskView
@@ -260,3 +260,12 @@ def test_show_lists_the_flows_params_by_name_as_written_with_long_values_cut() -
     assert cut == "params: blob=" + "x" * 200 + "…"
     none = msgspec.structs.replace(view, params={})
     assert "params" not in render(*flow_details(none))
+
+
+def test_task_names_give_a_maps_instances_as_a_range_or_a_count() -> None:
+    many = [f"proc[{i}]" for i in range(10_000)]
+    assert task_names(["split", *many, "report"]) == "split, proc[0..9999], report"
+    assert task_names(["proc[2]", "proc[7]"]) == "proc[2], proc[7]"
+    assert task_names([f"proc[{i}]" for i in (1, 4, 5, 9)]) == "proc[..] (4 instances)"
+    assert task_names(["a", "b[x]", "c[1]"]) == "a, b[x], c[1]"
+    assert task_names([]) == ""

@@ -30,13 +30,17 @@ from weir_scheduler.data import (
     TimerKey,
     TimerRow,
 )
+from weir_scheduler.data.databases import create_database, drop_database
 from weir_scheduler.data.filters import FilterError
 from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.data.queries import QUERIES, parse
 from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
 
+from bench.measure import Q as MEASURE
 from tests.conftest import fresh_database
+from tests.inspection import Q as INSPECTION
+from tests.inspection import inspecting
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
@@ -496,27 +500,40 @@ def test_a_status_set_named_in_a_query_becomes_the_enums_values() -> None:
 
 
 async def test_every_named_statement_prepares_on_the_migrated_schema(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
-        await PostgresData(pool, database_url).migrate()
-        await pool.close()
+    """The data layer's statements, those the tests inspect the database with and those the
+    benchmarks measure it with."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await PostgresData(pool, database_url).migrate()
+    await pool.close()
+    statements = [
+        *QUERIES.items(),
+        *((f"tests/inspection.sql {name}", sql) for name, sql in INSPECTION.items()),
+        *((f"bench/measure.sql {name}", sql) for name, sql in MEASURE.items()),
+    ]
+    async with inspecting(database_url) as db:
         failures = []
-        for name, sql in QUERIES.items():
+        for name, sql in statements:
+            if "{database}" in sql:  # a database name is quoted in, not bound (databases.py)
+                sql = sql.format(database='"prepare_check"')
             try:
-                await conn.prepare(sql)
+                await db.conn.prepare(sql)
             except asyncpg.PostgresError as exc:
                 failures.append(f"{name}: {exc}")
         assert failures == []
         for table, row_type in [("events", "EventRow"), ("flows", "FlowRow"), ("tasks", "TaskRow")]:
-            columns = {
-                row[0]
-                for row in await conn.fetch(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = $1",
-                    table,
-                )
-            }
+            columns = await db.table_columns(table)
             for column, _ in record_columns(BULK_ROWS[row_type]):
                 assert column in columns, f"{row_type}.{column} is not a column of {table}"
-    finally:
-        await conn.close()
+
+
+async def test_a_database_whose_name_needs_quoting_is_created_once_and_dropped(
+    postgres: EmbeddedPostgres,
+) -> None:
+    name = 'we"ird; DROP DATABASE postgres; --'
+    await create_database(postgres.url, name)
+    await create_database(postgres.url, name)  # a second time: already there, nothing to do
+    async with inspecting(postgres.url_for(name)) as db:
+        assert await db.current_database() == name
+    await drop_database(postgres.url, name)
+    with pytest.raises(asyncpg.InvalidCatalogNameError):
+        await asyncpg.connect(postgres.url_for(name))

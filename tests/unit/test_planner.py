@@ -550,3 +550,33 @@ def test_on_exit_depends_on_every_task_and_refuses_its_own_depends() -> None:
     assert result.names == ("a", "b", "bye") and result.on_exit == "bye"
     problems = dict(paths_of(flow(task("a"), on_exit=task("bye", depends=["a"]))))
     assert "on_exit runs after every other task" in problems["$.on_exit"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"priority": 5000}, ["$.priority"]),
+        ({"defaults": {"priority": 5000}}, ["$.defaults.priority"]),
+        ({"defaults": {"timeout": 10**9}}, ["$.defaults.timeout"]),
+        ({"defaults": {"retry": {"max_attempts": 0}}}, ["$.defaults.retry.max_attempts"]),
+        ({"defaults": {"queue": "Bad Queue"}}, ["$.defaults.queue"]),
+    ],
+)
+def test_a_bad_value_tasks_inherit_is_reported_once_where_it_is_written(
+    extra: dict[str, Any], expected: list[str]
+) -> None:
+    with pytest.raises(Rejected) as raised:
+        plan(decode(msgspec.json.encode(flow(task("a"), task("b"), **extra))))
+    assert [e.path for e in raised.value.errors] == expected
+
+
+def test_a_tasks_own_bad_value_is_reported_at_the_task() -> None:
+    doc = flow(task("a", priority=5000, timeout=10**9, queue="Q!"), defaults={"priority": 1})
+    with pytest.raises(Rejected) as raised:
+        plan(decode(msgspec.json.encode(doc)))
+    assert sorted(e.path for e in raised.value.errors) == [
+        "$.tasks[0].priority",
+        "$.tasks[0].queue",
+        "$.tasks[0].timeout",
+    ]
+    assert "604,800 seconds" in " ".join(e.message for e in raised.value.errors)

@@ -78,3 +78,45 @@ def test_an_empty_variable_means_the_default_and_a_bad_one_names_itself() -> Non
     with pytest.raises(ConfigError, match="WEIR_COMMANDS_MAX_BYTES='off' is not a size"):
         Settings.from_env({"WEIR_COMMANDS_MAX_BYTES": "off"})
     assert Settings.from_env({"WEIR_KUBECONFIG": "", "KUBECONFIG": "/k"}).kube_config == "/k"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "says"),
+    [
+        ("WEIR_DATABASE_URL", "notaurl", "is not a Postgres URL (no scheme)"),
+        ("WEIR_DATABASE_URL", "mysql://u:pw-9f3@h/db", "is not a Postgres URL (scheme 'mysql')"),
+        ("WEIR_DATABASE_URL", "postgresql://u:pw-9f3@[h/db", "is not a URL (Invalid IPv6 URL)"),
+        ("WEIR_DATABASE_URL", "postgresql://u:pw-9f3@h:5x/db", "is not a URL (Port could not"),
+        ("WEIR_NATS_URL", "nats://a:4222,http://b", "has a server that is not a NATS URL"),
+        ("WEIR_NATS_URL", "nats://a:4222,", "has a server that is not a NATS URL"),
+        ("WEIR_NATS_URL", "nats://[a", "has a server that is not a URL (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_bad_url_is_refused_at_start_without_repeating_it(
+    env: str, value: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({env: value})
+    assert str(raised.value).startswith(f"{env} {says}")
+    assert "pw-9f3" not in str(raised.value), "a password in the URL was repeated"
+
+
+def test_good_urls_are_kept_as_given() -> None:
+    urls = {
+        "WEIR_DATABASE_URL": "postgres://u:p@db.example:5433/weir?sslmode=require",
+        "WEIR_NATS_URL": "nats://a:4222, tls://b:4223,c:4224",
+    }
+    got = Settings.from_env(urls)
+    assert (got.database_url, got.nats_url) == tuple(urls.values())
+
+
+def test_every_bad_variable_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            {"WEIR_NATS_URL": "http://x", "WEIR_DATABASE_URL": "y", "WEIR_EXECUTOR": "z"}
+        )
+    assert [line.split()[0].split("=")[0] for line in str(raised.value).splitlines()] == [
+        "WEIR_NATS_URL",
+        "WEIR_DATABASE_URL",
+        "WEIR_EXECUTOR",
+    ]

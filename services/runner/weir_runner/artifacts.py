@@ -37,6 +37,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -54,8 +55,9 @@ from weir.artifacts import (
     artifact_store,
     delete_flow_artifacts,
 )
-from weir.config import NatsSecurity, S3Storage
+from weir.config import NatsSecurity
 from weir.jetstream import close, connect
+from weir.s3_storage import S3Storage
 from weir.secrets import SecretStore, secret_key_from_env
 from weir_proto.messages import OutputDigest
 
@@ -82,25 +84,19 @@ INTEGRITY_EXIT_CODE = 3
 """The download helper's exit code when an input differs from the digest in the log."""
 
 
+@dataclass(eq=False)
 class DataPlane:
-    """JetStream for the executors' artifacts and secrets, shared by concurrent attempts."""
+    """JetStream for the executors' artifacts and secrets, shared by concurrent attempts.
+    Artifacts go to the Object Store `bucket`, or to `s3` when given."""
 
-    def __init__(
-        self,
-        nats_url: str,
-        bucket: str = ARTIFACTS_BUCKET_DEFAULT,
-        name: str = "weir-runner",
-        s3: S3Storage | None = None,
-    ) -> None:
-        """Artifacts go to the Object Store `bucket`, or to `s3` when given."""
-        self.nats_url = nats_url
-        self.bucket = bucket
-        self.name = name
-        self.s3 = s3
-        self._attached: JetStreamContext | None = None
-        self._nc: NATS | None = None
-        self._users = 0
-        self._lock = asyncio.Lock()
+    nats_url: str
+    bucket: str = ARTIFACTS_BUCKET_DEFAULT
+    name: str = "weir-runner"
+    s3: S3Storage | None = None
+    _attached: JetStreamContext | None = field(default=None, init=False)
+    _nc: NATS | None = field(default=None, init=False)
+    _users: int = field(default=0, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def attach(self, js: JetStreamContext) -> None:
         """Use the worker's JetStream context instead of a connection of our own."""

@@ -128,6 +128,8 @@ class Attempt:
         self.pids_by_cgroup = False
         self.cgroup = self._make_cgroup(instructions.get("cgroup"))
         self.child = 0
+        self.reaped = False
+        """The task itself was reaped: its pid (and so its group's id) may be anyone's now."""
         self.stop_requested = False
         self.umask = 0o022
 
@@ -215,9 +217,10 @@ class Attempt:
         if sig == signal.SIGKILL and self.cgroup:
             with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.kill", "w") as handle:
                 handle.write("1")
-        with contextlib.suppress(OSError):
-            os.killpg(self.child, sig)
-        for pid in self.remaining():
+        if not self.reaped:  # once reaped, its group's id may be a stranger's group
+            with contextlib.suppress(OSError):
+                os.killpg(self.child, sig)
+        for pid in self.remaining():  # the group's survivors are orphans handed to us
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
 
@@ -266,6 +269,7 @@ def supervise(attempt: Attempt) -> int:
                 break
             if pid == attempt.child:
                 status = waited
+                attempt.reaped = True
         now = time.monotonic()
         if attempt.stop_requested and kill_at is None:
             attempt.signal_all(signal.SIGTERM)

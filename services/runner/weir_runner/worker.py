@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -94,7 +95,7 @@ class Runner:
         self.tokens: dict[tuple[str, str, int], str] = {}
         """The dispatch token of each attempt in `attempts`, echoed in its heartbeats."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
-        self.recently_cancelled: dict[str, tuple[float, bool]] = {}
+        self.recently_cancelled: dict[str, _SeenCancel] = {}
         """Flows whose cancel this runner saw (when, and whether fail_fast's), so an attempt
         it took just before the purge does not start."""
         self.on_exit_attempts: set[tuple[str, str, int]] = set()
@@ -147,7 +148,7 @@ class Runner:
                 event = msgspec.json.decode(msg.data, type=_CancelRequested)
             except msgspec.DecodeError:
                 return
-            self._cancel_flow(event.flow_id, event.reason, event.fail_fast)
+            self._cancel_flow(event.flow_id, event.reason, event.fail_fast, event.at)
 
         cancels = await self.nc.subscribe(subjects.CANCEL_REQUESTS, cb=on_cancel)
         log.info(
@@ -248,7 +249,7 @@ class Runner:
         try:
             run, why = True, ""
             on_exit = subjects.is_on_exit_dispatch(msg.subject)
-            if self._cancelled(dispatch.flow_id, on_exit):
+            if self._cancelled(dispatch, on_exit):
                 run, why = False, "flow cancelled"
             elif msg.metadata.num_delivered > 1:
                 # Handed out before: maybe superseded by a retry meanwhile. A first delivery
@@ -256,7 +257,7 @@ class Runner:
                 run, why = await self._should_run(dispatch)
             if not run:
                 log.info("attempt not run", extra={**context, "reason": why})
-                if self._cancelled(dispatch.flow_id, on_exit) or why.startswith("flow is"):
+                if self._cancelled(dispatch, on_exit) or why.startswith("flow is"):
                     await self._report_dropped(js, dispatch, why)
                 await msg.ack()
                 return
@@ -429,20 +430,25 @@ class Runner:
             log.warning("scheduler not answering about an attempt", extra={"error": str(exc)})
         return None
 
-    def _cancelled(self, flow_id: str, on_exit: bool) -> bool:
-        """Whether this runner saw a cancel of the flow that ends this attempt: any, but
-        fail_fast's for an attempt of the on_exit task (which still runs last)."""
-        seen = self.recently_cancelled.get(flow_id)
-        return seen is not None and not (seen[1] and on_exit)
+    def _cancelled(self, dispatch: Dispatch, on_exit: bool) -> bool:
+        """Whether this runner saw a cancel of the flow that ends this attempt: any made
+        after the dispatch (a `weir retry` after the cancel dispatches anew), but fail_fast's
+        for an attempt of the on_exit task (which still runs last)."""
+        seen = self.recently_cancelled.get(dispatch.flow_id)
+        if seen is None or (seen.spares_on_exit and on_exit):
+            return False
+        return seen.at is None or dispatch.dispatched_at <= seen.at
 
-    def _cancel_flow(self, flow_id: str, reason: str, fail_fast: bool = False) -> None:
+    def _cancel_flow(
+        self, flow_id: str, reason: str, fail_fast: bool = False, at: datetime | None = None
+    ) -> None:
         now = time.monotonic()
         earlier = self.recently_cancelled.get(flow_id)
         # a user's cancel after fail_fast's spares nothing
-        spares = fail_fast and (earlier is None or earlier[1])
-        self.recently_cancelled[flow_id] = (now, spares)
-        for old, (at, _) in list(self.recently_cancelled.items()):
-            if now - at > CANCELLED_MEMORY_SECONDS:
+        spares = fail_fast and (earlier is None or earlier.spares_on_exit)
+        self.recently_cancelled[flow_id] = _SeenCancel(now, at, spares)
+        for old, cancel in list(self.recently_cancelled.items()):
+            if now - cancel.seen > CANCELLED_MEMORY_SECONDS:
                 del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
             if spares and key in self.on_exit_attempts:
@@ -476,8 +482,20 @@ class Runner:
                 await msg.in_progress()
 
 
+@dataclass(frozen=True, slots=True)
+class _SeenCancel:
+    """A flow's cancel as a runner remembers it: when it saw it (monotonic), when the
+    scheduler decided it (the event's `at`, comparable with a dispatch's `dispatched_at`),
+    and whether it spares the on_exit task (fail_fast's)."""
+
+    seen: float
+    at: datetime | None
+    spares_on_exit: bool
+
+
 class _CancelRequested(msgspec.Struct):
     flow_id: str
+    at: datetime | None = None
     reason: str = "cancelled"
     fail_fast: bool = False
 

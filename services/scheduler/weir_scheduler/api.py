@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -130,18 +131,12 @@ OVERLOADED_RETRY_AFTER = 5.0
 """Seconds a client refused for too many pending flows is told to wait."""
 
 
+@dataclass(eq=False)
 class Api:
-    def __init__(
-        self,
-        store: EventStore,
-        submissions: SubmissionHandler,
-        commands: FlowCommands,
-        admission: SubmitAdmission | None = None,
-    ) -> None:
-        self.store = store
-        self.submissions = submissions
-        self.commands = commands
-        self.admission = admission
+    store: EventStore
+    submissions: SubmissionHandler
+    commands: FlowCommands
+    admission: SubmitAdmission | None = None
 
     async def admit(self, client: str) -> None:
         """Refuse a submit past the client's rate or the pending-flows cap (before anything

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from weir_proto.messages import AttemptFinished, AttemptStarted, AttemptStatus
@@ -45,19 +46,13 @@ APPEND_RETRIES = 10
 reloads the flow): the commands here and the submits in `submissions`."""
 
 
+@dataclass(eq=False)
 class FlowCommands:
-    def __init__(
-        self,
-        store: EventStore,
-        clock: Callable[[], datetime],
-        policy: Policy = DEFAULT_POLICY,
-        takeover_after: float | None = None,
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.policy = policy
-        self.takeover_after = takeover_after
-        """Seconds of silence of an attempt's runner after which another runner holding its
+    store: EventStore
+    clock: Callable[[], datetime]
+    policy: Policy = DEFAULT_POLICY
+    takeover_after: float | None = None
+    """Seconds of silence of an attempt's runner after which another runner holding its
         dispatch may take it over (provenance.takeover_after); None: never."""
 
     async def apply(self, commands: Sequence[tuple[str, Command]]) -> dict[str, FoldedFlow]:

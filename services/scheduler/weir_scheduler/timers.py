@@ -8,6 +8,7 @@ moment has passed (the task moved on) and the log's (flow_id, seq) stops double 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from weir.supervisor import DueWork
@@ -29,6 +30,7 @@ class FanOutReader(Protocol):
     async def command(self, flow_id: str, task: str, phase: int) -> Command | None: ...
 
 
+@dataclass(eq=False)
 class TimerFirer(DueWork):
     """The `timers` service: fires a batch of due timers, then waits until the next is due."""
 
@@ -36,19 +38,12 @@ class TimerFirer(DueWork):
     due_floor = 0.005
     idle_max = TIMER_IDLE_POLL_MAX
 
-    def __init__(
-        self,
-        store: EventStore,
-        commands: FlowCommands,
-        batch: int = TIMER_BATCH_DEFAULT,
-        fanout: FanOutReader | None = None,
-    ) -> None:
-        self.store = store
-        self.fanout = fanout
-        """Reads and writes the artifacts of mapped tasks (`fanout` timers)."""
-        self.commands = commands
-        self.batch = batch
-        self.fired = 0
+    store: EventStore
+    commands: FlowCommands
+    batch: int = TIMER_BATCH_DEFAULT
+    fanout: FanOutReader | None = None
+    """Reads and writes the artifacts of mapped tasks (`fanout` timers)."""
+    fired: int = field(default=0, init=False)
 
     async def work_due(self) -> int:
         return await self.fire_due()

@@ -28,17 +28,18 @@ from weir.artifacts import (
     artifact_store,
 )
 from weir.cli.entry import (
-    FIRST_RETRIES,
     Json,
     NatsUrl,
+    connect_client,
     nats_security,
     print_json,
     reason,
     run_jetstream,
 )
-from weir.client import Client, WeirError
-from weir.config import NATS_URL_DEFAULT, ConfigError, S3Storage
+from weir.client import WeirError
+from weir.config import NATS_URL_DEFAULT, ConfigError
 from weir.jetstream import redact_url
+from weir.s3_storage import S3Storage
 from weir.terminal import fail, note, out, plain
 
 artifacts_app = typer.Typer(
@@ -92,12 +93,7 @@ def _flow_exists(nats_url: str, flow_id: str) -> bool:
 
     async def ask() -> bool:
         try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
-                ),
-                10,
-            )
+            client = await connect_client(nats_url, security)
         except Exception:
             return True
         try:
@@ -122,12 +118,7 @@ def _recorded_digests(nats_url: str, flow_id: str) -> dict[str, OutputDigest]:
 
     async def ask() -> dict[str, OutputDigest]:
         try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
-                ),
-                10,
-            )
+            client = await connect_client(nats_url, security)
         except Exception as exc:
             raise _NoLog(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}") from None
         try:

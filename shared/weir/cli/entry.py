@@ -20,6 +20,7 @@ from weir.client import Client, WeirError
 from weir.config import ConfigError, NatsSecurity
 from weir.jetstream import close, connect, redact_url
 from weir.secrets import SecretError
+from weir.setting import nats_urls
 from weir.terminal import error, fail, note
 
 app = typer.Typer(
@@ -32,8 +33,22 @@ _T = TypeVar("_T")
 FIRST_RETRIES = 1
 """A command tries NATS twice, 0.2 s apart, and then says why it cannot reach it."""
 
+
+def _checked_nats_url(value: str) -> str:
+    try:
+        return nats_urls("--nats-url", value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--nats-url ")) from None
+
+
 NatsUrl = Annotated[
-    str, typer.Option("--nats-url", envvar="WEIR_NATS_URL", help="NATS server to talk to.")
+    str,
+    typer.Option(
+        "--nats-url",
+        envvar="WEIR_NATS_URL",
+        help="NATS server to talk to.",
+        callback=_checked_nats_url,
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -121,18 +136,22 @@ def _nats_security(
     nats_security.set(security)
 
 
+async def connect_client(nats_url: str, security: NatsSecurity | None) -> Client:
+    """A client of the scheduler's API, as every command connects: quietly, one retry of the
+    first connect, at most 10 seconds (raises what the connect raised)."""
+    return await asyncio.wait_for(
+        Client.connect(nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES),
+        10,
+    )
+
+
 def run(nats_url: str, body: Callable[[Client], Awaitable[_T]]) -> _T:
     """`body` with a client of the scheduler's API; an API error ends the command."""
     security = nats_security.get()
 
     async def main() -> _T:
         try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    nats_url, quiet=True, security=security, first_retries=FIRST_RETRIES
-                ),
-                10,
-            )
+            client = await connect_client(nats_url, security)
         except Exception as exc:
             fail(f"cannot reach NATS at {redact_url(nats_url)}: {reason(exc)}", 2)
         try:

@@ -104,6 +104,40 @@ TASK_COLUMN_MAX = 40
 """Widest the TASK column of `weir show` is kept from shrinking (longer names may wrap)."""
 
 
+INSTANCES_LISTED_MAX = 3
+"""A mapped task's instances named one by one in a list of task names; more are counted."""
+
+
+def task_names(names: Sequence[str]) -> str:
+    """Task names for one line: a mapped task's instances `NAME[i]` past a few are given as
+    `NAME[0..N-1]` when they run from 0 without a gap, else as a count (`NAME[..], 12 of
+    them`), so a retry of a 10,000-item map prints one line, not 10,000 names."""
+    order: list[str] = []
+    indexes: dict[str, list[int]] = {}
+    for name in names:
+        head, bracket, rest = name.partition("[")
+        if bracket and rest.endswith("]") and rest[:-1].isdigit():
+            if head not in indexes:
+                order.append(f"[{head}")
+            indexes.setdefault(head, []).append(int(rest[:-1]))
+        else:
+            order.append(name)
+    parts: list[str] = []
+    for entry in order:
+        if not entry.startswith("["):
+            parts.append(entry)
+            continue
+        head = entry[1:]
+        found = indexes[head]
+        if len(found) <= INSTANCES_LISTED_MAX:
+            parts.extend(f"{head}[{i}]" for i in found)
+        elif sorted(found) == list(range(len(found))):
+            parts.append(f"{head}[0..{len(found) - 1}]")
+        else:
+            parts.append(f"{head}[..] ({len(found):,} instances)")
+    return ", ".join(parts)
+
+
 def _instances_under_their_task(tasks: Sequence[TaskView]) -> list[TaskView]:
     """The tasks in the flow's order, each mapped task's instances `NAME[i]` right after it
     (they are listed last, in item order, by the scheduler)."""

@@ -11,6 +11,7 @@ import typer
 from weir_proto.api import Stepped
 
 from weir.cli.entry import Json, NatsUrl, print_json, run
+from weir.cli.output import task_names
 from weir.cli.submit import parse_params
 from weir.config import NATS_URL_DEFAULT
 from weir.terminal import escape_controls, say
@@ -46,7 +47,7 @@ def retry(
     """Run one task of a flow again, inside the flow (also one that has ended): the tasks
     skipped or cancelled so far are planned again, and the flow runs until it ends again."""
     stepped = run(nats_url, lambda client: client.retry(flow_id, task, downstream))
-    _said(stepped, as_json, "planned again: " + ", ".join(stepped.tasks))
+    _said(stepped, as_json, "planned again: " + task_names(stepped.tasks))
 
 
 def pause(

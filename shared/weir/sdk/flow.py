@@ -62,6 +62,7 @@ from weir.sdk.task import (
     R,
     Secret,
     Task,
+    TaskDeclaration,
     TaskOptions,
     env_vars,
     resources_of,
@@ -170,26 +171,7 @@ class Flow:
 
     @overload
     def task(
-        self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        inputs: Mapping[str, Task[..., Any] | str] | None = None,
-        depends: Sequence[Task[..., Any] | str] = (),
-        map_over: Mapping[str, Task[..., Any] | str] | None = None,
-        max_items: int | None = None,
-        trigger: Trigger | None = None,
-        when: str | None = None,
-        retry: int | RetryPolicy | Mapping[str, Any] | None = None,
-        timeout: float | str | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        image: str | None = None,
-        env: Mapping[str, str | Secret] | None = None,
-        serializer: str | Serializer | None = None,
-        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+        self, func: None = None, /, **options: Unpack[TaskDeclaration]
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(

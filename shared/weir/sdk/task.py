@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypedDict
 
 import msgspec
 from weir_proto.conditions import Expr
-from weir_proto.spec import EnvVar, KubernetesOptions, Resources, RetryPolicy, TaskSpec
+from weir_proto.spec import EnvVar, KubernetesOptions, Resources, RetryPolicy, TaskSpec, Trigger
 from weir_proto.validation import check_value
 
 from weir.sdk.serializers import Serializer
@@ -39,6 +39,18 @@ class TaskOptions(TypedDict, total=False):
     env: Mapping[str, str | Secret] | None
     serializer: str | Serializer | None
     kubernetes: KubernetesOptions | Mapping[str, Any] | None
+
+
+class TaskDeclaration(TaskOptions, total=False):
+    """What `Flow.task` takes: the settings every task takes, and how it is placed in the
+    flow (its inputs, dependencies, mapping, trigger and condition)."""
+
+    inputs: Mapping[str, Task[..., Any] | str] | None
+    depends: Sequence[Task[..., Any] | str]
+    map_over: Mapping[str, Task[..., Any] | str] | None
+    max_items: int | None
+    trigger: Trigger | None
+    when: str | None
 
 
 class Secret(NamedTuple):

@@ -6,6 +6,7 @@
   query language on its rows);
 - `rows.py`: the typed rows; those written in bulk are their own column lists;
 - `locks.py`: every advisory lock, named once;
+- `databases.py`: making and dropping a whole database (the dev stack, tests, benchmarks);
 - `filters.py`: the query language (`weir.api.query`, `weir.api.tasks`), checked and
   compiled to parameterised SQL.
 

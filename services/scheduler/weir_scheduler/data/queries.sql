@@ -284,3 +284,17 @@ SELECT name FROM weir_migrations;
 
 -- name: migration_record
 INSERT INTO weir_migrations (name) VALUES ($1);
+
+-- name: database_exists
+-- Databases are made and dropped on the cluster's admin connection (the dev stack, tests).
+SELECT 1 FROM pg_database WHERE datname = $1;
+
+-- name: quoted_identifier
+-- A database name cannot be a bound parameter: Postgres quotes it for the two below.
+SELECT quote_ident($1);
+
+-- name: database_create
+CREATE DATABASE {database};
+
+-- name: database_drop
+DROP DATABASE IF EXISTS {database} WITH (FORCE);

@@ -76,11 +76,12 @@ def check_flow_fields(spec: FlowSpec, flow: str, err: Err) -> None:
     if spec.defaults is not None:
         d = spec.defaults
         if d.retry is not None:
-            check_retry(d.retry, "$.defaults.retry", flow, err, None)
+            check_retry(d.retry, "$.defaults.retry", f"{flow}: defaults", err, None)
+        check_queue(d.queue, "$.defaults", f"{flow}: defaults", err, None)
         if d.timeout is not None and not 0 < d.timeout <= TIMEOUT_MAX:
             err(
                 "$.defaults.timeout",
-                f"{flow}: defaults.timeout must be between 0 and {TIMEOUT_MAX:,} seconds",
+                f"{flow}: defaults.timeout must be between 0 and {TIMEOUT_MAX:,g} seconds",
             )
         if d.priority is not None and not 0 <= d.priority <= PRIORITY_MAX:
             err(
@@ -135,6 +136,16 @@ def check_artifact_paths(task: TaskSpec, path: str, where: str, err: Err) -> Non
                 )
 
 
+def check_queue(queue: str | None, path: str, where: str, err: Err, task: str | None) -> None:
+    if queue is not None and not QUEUE_NAME.match(queue):
+        err(
+            f"{path}.queue",
+            f"{where}: queue {printable(queue)} must be lower-case letters, digits, "
+            "'-' or '_' (it becomes a NATS subject token)",
+            task,
+        )
+
+
 def check_task_fields(task: TaskSpec, path: str, where: str, err: Err) -> None:
     if not task.cmd:
         err(f"{path}.cmd", f"{where}: cmd is empty; give the program and its arguments", task.name)
@@ -147,13 +158,6 @@ def check_task_fields(task: TaskSpec, path: str, where: str, err: Err) -> None:
             )
     if task.image is not None and (not task.image.strip() or CONTROL.search(task.image)):
         err(f"{path}.image", f"{where}: image is empty or has control characters", task.name)
-    if task.queue is not None and not QUEUE_NAME.match(task.queue):
-        err(
-            f"{path}.queue",
-            f"{where}: queue {printable(task.queue)} must be lower-case letters, digits, "
-            "'-' or '_' (it becomes a NATS subject token)",
-            task.name,
-        )
     seen_env: set[str] = set()
     for e_index, var in enumerate(task.env):
         epath = f"{path}.env[{e_index}]"

@@ -24,6 +24,7 @@ from weir_scheduler.planner.fields import (
     Err,
     check_artifact_paths,
     check_flow_fields,
+    check_queue,
     check_retry,
     check_task_fields,
     resolve_task,
@@ -71,8 +72,8 @@ def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
     outputs: dict[str, str] = {}  # output name -> producing task
     conditions: dict[str, Expr] = {}
     listed = _listed_tasks(spec)
-    for path, task in listed:
-        task = resolve_task(spec, task)
+    for path, own in listed:
+        task = resolve_task(spec, own)
         where = f"{flow}: task {printable(task.name)}"
         task = with_params(task, values, spec.params.keys(), path, where, err)
         if path == ON_EXIT_PATH:
@@ -98,16 +99,18 @@ def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
         else:
             by_name[task.name] = task
         check_task_fields(task, path, where, err)
+        check_queue(own.queue, path, where, err, task.name)
         item_problem(task, path, where, err)
-        if task.retry is not None:
-            check_retry(task.retry, f"{path}.retry", where, err, task.name)
-        if task.timeout is not None and not 0 < task.timeout <= TIMEOUT_MAX:
+        # What a task inherits from the flow or its defaults was checked there, once.
+        if own.retry is not None:
+            check_retry(own.retry, f"{path}.retry", where, err, task.name)
+        if own.timeout is not None and not 0 < own.timeout <= TIMEOUT_MAX:
             err(
                 f"{path}.timeout",
-                f"{where}: timeout must be between 0 and {TIMEOUT_MAX:,} seconds",
+                f"{where}: timeout must be between 0 and {TIMEOUT_MAX:,g} seconds",
                 task.name,
             )
-        if task.priority is not None and not 0 <= task.priority <= PRIORITY_MAX:
+        if own.priority is not None and not 0 <= own.priority <= PRIORITY_MAX:
             err(
                 f"{path}.priority",
                 f"{where}: priority must be between 0 (highest) and {PRIORITY_MAX}",
