@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from weir.client import Client
+from weir_proto.spec import MAX_TASKS_DEFAULT
 from weir_scheduler import planner
 
 from bench import artifacts as artifact_transfer
@@ -64,7 +65,7 @@ class Context:
         profile: str | None = None,
         schedulers: int = 1,
         runners: int = 1,
-        max_tasks: int = 10_000,
+        max_tasks: int = MAX_TASKS_DEFAULT,
     ) -> Any:
         target = None
         if self.profile_dir is not None and profile is not None:
@@ -232,7 +233,7 @@ def latency(ctx: Context, samples: int, chain_len: int) -> dict[str, Any]:
 def planning_seconds(spec: dict[str, Any], rounds: int = 3) -> float:
     """Median wall time of planner.decode + planner.plan on the encoded spec, in-process."""
     data = msgspec.json.encode(spec)
-    limits = planner.Limits(max_tasks=10_000, max_submit_bytes=8 * 2**20)
+    limits = planner.Limits(max_tasks=MAX_TASKS_DEFAULT, max_submit_bytes=8 * 2**20)
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -284,7 +285,7 @@ def scale(ctx: Context, fan_sizes: list[int], chain_sizes: list[int]) -> dict[st
 
 def fanout(ctx: Context, items: int) -> dict[str, Any]:
     _log(f"fanout: a task mapped over {items:,} items (local executor)")
-    limit = max(10_000, items + map_scenario.EXTRA_TASKS)
+    limit = max(MAX_TASKS_DEFAULT, items + map_scenario.EXTRA_TASKS)
     with ctx.services("local", profile="fanout", max_tasks=limit) as svc:
         result = map_scenario.run(svc, items, ctx.timeout)
     _log(

@@ -20,6 +20,7 @@ from typing import Any
 
 from weir.devstack import Stack
 from weir.embedded import EmbeddedPostgres
+from weir_proto.spec import MAX_TASKS_DEFAULT
 from weir_scheduler.data.databases import create_database, drop_database
 
 from bench.measure import FlowSeconds, measuring
@@ -217,7 +218,7 @@ def weir_services(
     keep_database: bool = False,
     schedulers: int = 1,
     runners: int = 1,
-    max_tasks: int = 10_000,
+    max_tasks: int = MAX_TASKS_DEFAULT,
 ) -> Iterator[WeirServices]:
     """Fresh database + NATS, `schedulers` schedulers and `runners` runners as processes;
     everything stopped after. `profile_to` (a path without suffix) profiles the first of

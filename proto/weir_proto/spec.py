@@ -14,9 +14,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-MAX_TASKS_DEFAULT = 10_000
-"""Most tasks a flow may have (its mapped tasks' instances too) unless the scheduler's
-WEIR_MAX_TASKS says otherwise."""
+MAP_ITEMS_ADMITTED = 10_000
+"""The widest map a flow admits under the default limit, beside `OTHER_TASKS_ADMITTED`."""
+OTHER_TASKS_ADMITTED = 100
+"""The tasks a flow may have beside a map of `MAP_ITEMS_ADMITTED` items (the mapped task
+itself is one of them) under the default limit."""
+MAX_TASKS_DEFAULT = MAP_ITEMS_ADMITTED + OTHER_TASKS_ADMITTED
+"""Most tasks a flow may have, its mapped tasks' instances counted with the rest, unless the
+scheduler's WEIR_MAX_TASKS says otherwise: 10,100, so a task mapped over 10,000 items fits
+in a flow with up to 99 other tasks."""
 MAX_SUBMIT_BYTES_DEFAULT = 4 * 1024 * 1024
 """The largest submit a scheduler accepts unless its WEIR_MAX_SUBMIT_BYTES says otherwise."""
 

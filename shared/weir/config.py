@@ -183,7 +183,14 @@ class Settings:
         "of a longer `timeout`",
         shown="`24h`",
     )
-    max_tasks: int = setting("WEIR_MAX_TASKS", MAX_TASKS_DEFAULT, whole(), "most tasks in one flow")
+    max_tasks: int = setting(
+        "WEIR_MAX_TASKS",
+        MAX_TASKS_DEFAULT,
+        whole(),
+        "most tasks in one flow, a mapped task's instances counted too (the default fits a map "
+        "over 10,000 items beside 99 other tasks); a bigger submit is rejected, a bigger "
+        "expansion fails the mapped task",
+    )
     max_submit_bytes: int = setting(
         "WEIR_MAX_SUBMIT_BYTES",
         MAX_SUBMIT_BYTES_DEFAULT,

@@ -1,12 +1,17 @@
 """What "nothing is lost" means, checked against the Postgres log, the NATS stream and the
 trail the tasks wrote. Every rule that does not hold is a violation with a precise message.
 
-- Every acknowledged submit ended as a flow or a rejection; every pause, resume and retry
-  the API said it made is in the log.
+- Every acknowledged submit ended as a flow, or (only an invalid one) as a rejection; every
+  pause, resume, retry and update the API said it made is in the log.
 - Per flow, seq is gap-free from 1, and the stream holds the log's events, each once.
 - No finished task ran again: a task (or a mapped task's instance) succeeds at most once,
   unless a `task_retried` planned it again in between.
 - No two executions of one task overlapped.
+- Each flow ended as its spec implies, as a user would see it (`expectations`): its status
+  follows from its tasks'; in `gates` flows each task ran or was skipped (with the reason)
+  as its trigger rule and `when` say, the cleanup ran once, the on_exit task ran last, once,
+  with the flow's outcome; an updated flow started no earlier than its new start, with its
+  new params.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.jetstream import close, connect
 from weir_proto import subjects
 from weir_proto.status import TERMINAL_FLOW_STATUSES
+
+from tests.chaos.expectations import flow_logs, observe, read_notes
 
 STREAM_READ_BATCH = 500
 STREAM_READ_WAIT = 2.0
@@ -54,6 +61,12 @@ class Verdict:
     """Attempts executed more than once (a runner died under them and they were redelivered)."""
     instances: int = 0
     """Instances of mapped tasks that ran (`NAME[i]`)."""
+    gates: int = 0
+    """`gates` flows checked against what their spec implies."""
+    disturbed: int = 0
+    """Of those, flows where a fault made a task fail (only the rules that hold anyway)."""
+    updated: int = 0
+    """Flows changed by `weir update` before their start."""
     steps: Counter[str] = field(default_factory=Counter)
     """flow_paused, flow_resumed and task_retried events in the log."""
     statuses: Counter[str] = field(default_factory=Counter)
@@ -152,7 +165,12 @@ async def read_stream_events(nats_url: str) -> list[_EventId]:
         await close(nc)
 
 
-STEP_EVENTS = {"pause": "flow_paused", "resume": "flow_resumed", "retry": "task_retried"}
+STEP_EVENTS = {
+    "pause": "flow_paused",
+    "resume": "flow_resumed",
+    "retry": "task_retried",
+    "update": "flow_updated",
+}
 
 
 def succeeded_again(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -198,9 +216,11 @@ async def check(
     acked: dict[str, bool],
     runner_kills: list[float],
     stepped: Iterable[tuple[str, str, str | None]] = (),
+    updates: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Verdict:
     """`acked` maps each acknowledged submit's flow id to whether it must be a rejection;
-    `stepped` lists the (flow, pause|resume|retry, task) steps the API said it made."""
+    `stepped` lists the (flow, pause|resume|retry|update, task) steps the API said it made,
+    `updates` the params of each update it said it made."""
     verdict = Verdict()
     conn = await asyncpg.connect(database_url)
     try:
@@ -208,8 +228,8 @@ async def check(
         rows: list[dict[str, Any]] = [
             dict(row)
             for row in await conn.fetch(
-                "SELECT id, flow_id, seq, type, data->>'task' AS task, data->'tasks' AS planned "
-                "FROM events ORDER BY flow_id, seq"
+                "SELECT id, flow_id, seq, type, data->>'task' AS task, data->'tasks' AS planned, "
+                "data::text AS data FROM events ORDER BY flow_id, seq"
             )
         ]
     finally:
@@ -227,6 +247,8 @@ async def check(
             verdict.violate(f"flow {flow_id} is still {status}")
         elif must_reject and status != "rejected":
             verdict.violate(f"invalid submit {flow_id} ended {status}, not rejected")
+        elif not must_reject and status == "rejected":
+            verdict.violate(f"valid submit {flow_id} was rejected")
     for flow_id, status in flows.items():
         verdict.statuses[status] += 1
         if status not in terminal:
@@ -273,5 +295,17 @@ async def check(
     per_attempt = Counter((r.flow_id, r.task, r.attempt) for r in runs)
     verdict.rerun_attempts = sum(1 for n in per_attempt.values() if n > 1)
     for problem in overlaps(runs, runner_kills):
+        verdict.violate(problem)
+
+    # Each flow as a user sees it.
+    seen = observe(
+        flow_logs(rows),
+        flows,
+        read_notes(trail),
+        [(r.flow_id, r.start) for r in runs],
+        updates or {},
+    )
+    verdict.gates, verdict.disturbed, verdict.updated = seen.gates, seen.disturbed, seen.updated
+    for problem in seen.problems:
         verdict.violate(problem)
     return verdict

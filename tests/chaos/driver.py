@@ -1,8 +1,9 @@
 """The chaos driver: two schedulers and two runners as real processes, a stream of flows, and
 faults at random (seeded) moments: kill -9 of a scheduler or a runner, a restart of
 nats-server (same store) or of Postgres (same data). Meanwhile it steps in on flows as an
-operator would: it pauses some and resumes them a moment later, and retries (`weir retry`)
-the task of a flow that fails until it is retried. Then the checker reads what happened.
+operator would: it pauses some and resumes them a moment later, retries (`weir retry`) the
+task of a flow that fails until it is retried, and moves the start of each flow submitted to
+start later close, with new params (`weir update`). Then the checker reads what happened.
 
 Replay a run with `WEIR_CHAOS_SEED=<seed>` (printed at the start and in the summary).
 """
@@ -17,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from weir_proto.errors import ErrorCode
 from weir_proto.status import TERMINAL_FLOW_STATUSES
 
 from tests.chaos.checker import Verdict, check
-from tests.chaos.workload import flow_spec, invalid_spec
+from tests.chaos.workload import STEPLESS_SHAPES, flow_spec, invalid_spec, update_for
 
 CHAOS_ENV = {
     "WEIR_DISPATCH_ACK_WAIT": "2",
@@ -53,8 +55,22 @@ STEP_POLL = 0.5
 FIRST_FLOWS: tuple[dict[str, Any], ...] = (
     {"shape": "single", "fixable": True},
     {"shape": "map", "fixable": False},
+    {"shape": "gates"},
+    {"shape": "scheduled"},
 )
+UPDATE_AFTER = (0.2, 1.0)
+"""Seconds after its submit the driver updates a flow submitted to start later."""
+UPDATE_START_IN = (1.0, 3.0)
+"""Seconds from the update's first sending to the new start it sets."""
 RSS_SAMPLE_EVERY = 5.0
+DATABASE_TROUBLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+)
+"""What the driver's own reads of the log may raise while Postgres restarts (a connection
+made as it goes down can be left mid-handshake): it asks again on its next round."""
 
 
 def seed_from_env() -> int:
@@ -88,7 +104,9 @@ class Run:
     unacked: int = 0
     rss: dict[str, list[int]] = field(default_factory=dict)
     stepped: list[tuple[str, str, str | None]] = field(default_factory=list)
-    """(flow, pause|resume|retry, task) of every step the API said it made."""
+    """(flow, pause|resume|retry|update, task) of every step the API said it made."""
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The params of each update the API said it made, by flow."""
     verdict: Verdict | None = None
     seconds: float = 0.0
 
@@ -105,7 +123,9 @@ class Run:
             f"kills={self.faults['kill_scheduler'] + self.faults['kill_runner']} "
             f"restarts={self.faults['restart_nats'] + self.faults['restart_postgres']} "
             f"[{faults}] statuses[{statuses}] stepped[pause={steps['pause']} "
-            f"resume={steps['resume']} retry={steps['retry']}] instances={v.instances} "
+            f"resume={steps['resume']} retry={steps['retry']} update={steps['update']}] "
+            f"instances={v.instances} gates={v.gates} (disturbed {v.disturbed}) "
+            f"updated={v.updated} "
             f"violations={len(v.violations)} "
             f"in {self.seconds:.1f}s"
         )
@@ -180,6 +200,7 @@ class Driver:
             self.run.acked,
             self.run.runner_kills,
             self.run.stepped,
+            self.run.updates,
         )
         self.run.seconds = time.monotonic() - started
         return self.run
@@ -190,7 +211,7 @@ class Driver:
         for n in range(self.plan.flows):
             flow_id = f"chaos-{self.plan.seed % 100000}-{n}"
             invalid = n >= len(FIRST_FLOWS) and self.rng.random() < self.plan.invalid_share
-            fixable = None
+            fixable, shape = None, "invalid"
             if invalid:
                 spec = invalid_spec(flow_id)
             else:
@@ -198,16 +219,18 @@ class Driver:
                 # retried, and a paused map; the rest at random.
                 forced = FIRST_FLOWS[n] if n < len(FIRST_FLOWS) else {}
                 workload = flow_spec(flow_id, self.trail, self.rng, **forced)
-                spec, fixable = workload.spec, workload.fixable
+                spec, fixable, shape = workload.spec, workload.fixable, workload.shape
             payload = msgspec.json.encode(spec)
             via_api = self.rng.random() < self.plan.api_share
             if await self._submit(nc, js, flow_id, payload, via_api):
                 self.run.acked[flow_id] = invalid
                 if fixable is not None:
                     self.fixable[flow_id] = fixable
-                pause = n < len(FIRST_FLOWS) or self.step_rng.random() < self.plan.pause_share
-                if not invalid and pause:
-                    delay = 0.0 if n < len(FIRST_FLOWS) else self.step_rng.uniform(0.0, 1.0)
+                pause = n < 2 or self.step_rng.random() < self.plan.pause_share
+                if shape == "scheduled":
+                    self.stepping.append(asyncio.create_task(self._update(nc, flow_id, n)))
+                elif not invalid and shape not in STEPLESS_SHAPES and pause:
+                    delay = 0.0 if n < 2 else self.step_rng.uniform(0.0, 1.0)
                     self.stepping.append(
                         asyncio.create_task(self._pause_and_resume(nc, flow_id, delay))
                     )
@@ -243,7 +266,7 @@ class Driver:
             await asyncio.sleep(0.5)
         return False
 
-    async def _request(self, nc: NATS, subject: str, body: dict[str, str]) -> dict[str, Any] | None:
+    async def _request(self, nc: NATS, subject: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Ask until an answer comes (an error answer included, but not_found: the submit
         may not have been taken in yet); None if none ever does."""
         reply: dict[str, Any] | None = None
@@ -276,12 +299,25 @@ class Driver:
             flow_id, "resume", await self._request(nc, subjects.API_RESUME, {"flow_id": flow_id})
         )
 
+    async def _update(self, nc: NATS, flow_id: str, n: int) -> None:
+        """Move the start of a flow submitted to start later close, with new params. The
+        same request is asked again until answered: once made, a second one changes nothing
+        and is refused, and the log tells what was made."""
+        await asyncio.sleep(self.step_rng.uniform(*UPDATE_AFTER))
+        start = datetime.now(UTC) + timedelta(seconds=self.step_rng.uniform(*UPDATE_START_IN))
+        params = update_for(n)
+        body = {"flow_id": flow_id, "scheduled_at": start.isoformat(), "params": params}
+        reply = await self._request(nc, subjects.API_UPDATE, body)
+        self._stepped(flow_id, "update", reply)
+        if isinstance((reply or {}).get("result"), dict):
+            self.run.updates[flow_id] = params
+
     async def _retry_failed(self, nc: NATS) -> None:
         """Once a flow with a task that fails until retried has failed, retry that task,
         once: a retry whose answer was lost is not sent again if the log holds it."""
         while not (self.submitted.is_set() and not self.fixable):
             await asyncio.sleep(STEP_POLL)
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 conn = await asyncpg.connect(self.stack.database_url)
                 try:
                     rows = await conn.fetch(
@@ -306,7 +342,7 @@ class Driver:
                 )
                 self._stepped(flow_id, "retry", msgspec.json.decode(msg.data), task)
                 return
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 retried = await conn.fetchval(
                     "SELECT count(*) FROM events WHERE flow_id = $1 AND type = 'task_retried'",
                     flow_id,
@@ -367,7 +403,7 @@ class Driver:
         ids = list(self.run.acked)
         deadline = time.monotonic() + self.plan.settle_timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 conn = await asyncpg.connect(self.stack.database_url)
                 try:
                     open_flows = await conn.fetchval(

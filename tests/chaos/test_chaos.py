@@ -1,8 +1,10 @@
 """Prove nothing is lost: flows run to their end through kill -9 of schedulers and runners and
 restarts of nats-server and Postgres, while some are paused and resumed, some have a task
-retried (`weir retry`) and some map a task over a list, with every event once in the log and
-in the stream, every step answered as made in the log, no finished task run again and no two
-executions of one task at once.
+retried (`weir retry`), some map a task over a list, some take params, gate tasks with
+trigger rules and `when` conditions and end with an on_exit task, and some are moved to a new
+start with new params (`weir update`), with every event once in the log and
+in the stream, every step answered as made in the log, no finished task run again, no two
+executions of one task at once, and every flow and task ended as its spec implies.
 
 The short run is part of `./just test`; `./just chaos` runs the long one with a memory soak.
 `WEIR_CHAOS_SEED` replays a run.
@@ -38,8 +40,11 @@ async def test_short_chaos_loses_nothing(tmp_path: Path) -> None:
     assert sum(run.faults.values()) >= 4, f"too few faults injected: {run.faults}"
     _assert_clean(run.summary(), run.verdict.violations)
     stepped = run.verdict.steps
-    assert min(stepped[e] for e in ("flow_paused", "flow_resumed", "task_retried")) >= 1, stepped
+    steps = ("flow_paused", "flow_resumed", "task_retried", "flow_updated")
+    assert min(stepped[e] for e in steps) >= 1, stepped
     assert run.verdict.instances >= 1, "no mapped task ran an instance"
+    assert run.verdict.gates >= 1, "no flow with trigger rules, conditions and on_exit ran"
+    assert run.verdict.updated >= 1, "no flow was updated before its start"
 
 
 @pytest.mark.chaos_long

@@ -242,12 +242,21 @@ async def test_the_map_files_example_counts_every_file_in_order(client: Client) 
     assert b"".join(out).strip() == b"6"
 
 
-async def test_a_list_past_weir_max_tasks_fails_the_flow_naming_task_count_and_limit(
+async def test_a_list_that_brings_the_flow_to_weir_max_tasks_runs_and_one_past_it_fails_it(
     settings: Settings, tmp_path: Path
 ) -> None:
     running = await Services.start(dataclasses.replace(settings, max_tasks=6))
     try:
         async with await Client.connect(settings.nats_url) as client:
+            at_limit = {
+                "name": "as-wide-as-allowed",
+                "tasks": [
+                    listing("[1, 2, 3]"),
+                    mapped("printf 1 > out.json"),
+                    collector(tmp_path / "f"),
+                ],
+            }
+            _, fitting = await finish(client, at_limit)  # 3 tasks and 3 instances: 6
             spec = {
                 "name": "too-wide",
                 "tasks": [listing("[1, 2, 3, 4]"), mapped("true"), collector(tmp_path / "g")],
@@ -255,12 +264,15 @@ async def test_a_list_past_weir_max_tasks_fails_the_flow_naming_task_count_and_l
             _, events = await finish(client, spec)
     finally:
         await running.stop()
+    assert types(fitting)[-1] == "flow_succeeded"
+    assert next(e for e in fitting if isinstance(e, TaskExpanded)).count == 3
     assert types(events)[-1] == "flow_failed"
     failure = next(e for e in events if isinstance(e, TaskFailed))
     assert (failure.task, failure.error_type) == ("process", "map")
     assert failure.message == (
         'task "process": map.over output "files" has 4 items: the flow would have 7 tasks; '
-        "the limit is 6 (WEIR_MAX_TASKS)"
+        "the limit is 6 (WEIR_MAX_TASKS): map over fewer items or raise the scheduler's "
+        "WEIR_MAX_TASKS"
     )
 
 

@@ -10,7 +10,12 @@ import msgspec
 import pytest
 from weir_proto.ids import attempt_id, is_dns_label, is_task_name
 from weir_proto.messages import AttemptFinished, OutputDigest
-from weir_proto.spec import FlowSpec
+from weir_proto.spec import (
+    MAP_ITEMS_ADMITTED,
+    MAX_TASKS_DEFAULT,
+    OTHER_TASKS_ADMITTED,
+    FlowSpec,
+)
 from weir_runner.executors.kubernetes.manifest import task_label, task_of_label
 from weir_scheduler.decider import Expand, FoldedFlow, RecordFinished, Submit, decide_and_evolve
 from weir_scheduler.decider.fanout import expansion
@@ -119,6 +124,26 @@ def succeed(name: str) -> RecordFinished:
     return RecordFinished(report)
 
 
+def test_the_default_limit_admits_a_map_over_10000_items_beside_99_other_tasks() -> None:
+    others = [task(f"o{i}") for i in range(OTHER_TASKS_ADMITTED - 3)]
+    gather = task("g", depends=["p"])
+    spec = spec_of(LIST, task("p", depends=["ls"], map={"over": "files"}), gather, *others)
+    flow, _ = run(spec, FoldedFlow(id="f"), succeed("ls"))
+    assert len(flow.tasks) == OTHER_TASKS_ADMITTED  # the mapped task is one of them
+    at_limit = msgspec.json.encode(list(range(MAP_ITEMS_ADMITTED)))
+    decision = expansion(flow, "p", at_limit, MAX_TASKS_DEFAULT)
+    assert decision.error is None and len(decision.items) == 10_000
+    expanded, _ = run(spec, flow, decision)
+    assert len(expanded.tasks) == MAX_TASKS_DEFAULT == 10_100
+    one_more = msgspec.json.encode(list(range(MAP_ITEMS_ADMITTED + 1)))
+    refused = expansion(flow, "p", one_more, MAX_TASKS_DEFAULT)
+    assert refused.error == (
+        'task "p": map.over output "files" has 10,001 items: the flow would have 10,101 tasks; '
+        "the limit is 10,100 (WEIR_MAX_TASKS): map over fewer items or raise the scheduler's "
+        "WEIR_MAX_TASKS"
+    )
+
+
 @pytest.mark.parametrize(
     ("data", "max_items", "max_tasks", "error"),
     [
@@ -144,7 +169,8 @@ def succeed(name: str) -> RecordFinished:
             b"[1, 2, 3]",
             None,
             4,
-            "has 3 items: the flow would have 5 tasks; the limit is 4 (WEIR_MAX_TASKS)",
+            "has 3 items: the flow would have 5 tasks; the limit is 4 (WEIR_MAX_TASKS): "
+            "map over fewer items or raise the scheduler's WEIR_MAX_TASKS",
         ),
     ],
 )

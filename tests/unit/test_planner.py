@@ -12,6 +12,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from weir_proto.spec import MAP_ITEMS_ADMITTED, MAX_TASKS_DEFAULT, OTHER_TASKS_ADMITTED
 from weir_scheduler.planner import Limits, Plan, Rejected, decode, plan
 
 from tests.flows import task
@@ -266,7 +267,28 @@ def test_too_many_tasks_names_the_limit_and_the_setting() -> None:
     (message,) = rejection(flow(*(task(f"t{i}") for i in range(6))), Limits(max_tasks=5))
     assert message == (
         'flow "etl": has 6 tasks; the limit is 5 (WEIR_MAX_TASKS): '
-        "split it into several flows or raise the limit"
+        "split it into several flows or raise the scheduler's WEIR_MAX_TASKS"
+    )
+    # the on_exit task counts, as it does when a mapped task's expansion is counted
+    assert rejection(
+        flow(*(task(f"t{i}") for i in range(5)), on_exit=task("report")), Limits(max_tasks=5)
+    ) == [
+        'flow "etl": has 6 tasks; the limit is 5 (WEIR_MAX_TASKS): '
+        "split it into several flows or raise the scheduler's WEIR_MAX_TASKS"
+    ]
+    assert plan_doc(
+        flow(*(task(f"t{i}") for i in range(4)), on_exit=task("report")), Limits(max_tasks=5)
+    )
+
+
+def test_the_default_limit_admits_a_flow_of_exactly_that_many_tasks_and_refuses_one_more() -> None:
+    assert MAX_TASKS_DEFAULT == MAP_ITEMS_ADMITTED + OTHER_TASKS_ADMITTED == 10_100
+    at_limit = [{"name": f"t{i}", "cmd": ["true"]} for i in range(MAX_TASKS_DEFAULT)]
+    assert len(plan_doc({"name": "wide", "tasks": at_limit}).order) == 10_100
+    (message,) = rejection({"name": "wide", "tasks": [*at_limit, task("one-more")]})
+    assert message == (
+        'flow "wide": has 10,101 tasks; the limit is 10,100 (WEIR_MAX_TASKS): '
+        "split it into several flows or raise the scheduler's WEIR_MAX_TASKS"
     )
 
 

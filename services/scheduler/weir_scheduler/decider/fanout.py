@@ -101,7 +101,8 @@ def expansion(flow: FoldedFlow, task: str, data: bytes, max_tasks: int) -> Expan
         return Expand(
             task,
             error=f"{what} has {len(items):,} items: the flow would have {total:,} tasks; "
-            f"the limit is {max_tasks:,} (WEIR_MAX_TASKS)",
+            f"the limit is {max_tasks:,} (WEIR_MAX_TASKS): map over fewer items or raise the "
+            "scheduler's WEIR_MAX_TASKS",
         )
     return Expand(task, items=tuple(items))
 

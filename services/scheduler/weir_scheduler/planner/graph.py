@@ -55,11 +55,13 @@ def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
         )
     if not spec.tasks:
         err("$.tasks", f"{flow}: has no tasks; add at least one")
-    if len(spec.tasks) > limits.max_tasks:
+    counted = len(spec.tasks) + (spec.on_exit is not None)  # as a mapped task's expansion counts
+    if counted > limits.max_tasks:
         err(
             "$.tasks",
-            f"{flow}: has {len(spec.tasks):,} tasks; the limit is {limits.max_tasks:,} "
-            "(WEIR_MAX_TASKS): split it into several flows or raise the limit",
+            f"{flow}: has {counted:,} tasks; the limit is {limits.max_tasks:,} "
+            "(WEIR_MAX_TASKS): split it into several flows or raise the scheduler's "
+            "WEIR_MAX_TASKS",
         )
         raise Rejected(errors, spec.id, spec.name)
 
