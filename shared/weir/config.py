@@ -93,12 +93,14 @@ class Settings:
         NATS_URL_DEFAULT,
         nats_urls,
         "NATS server (all processes, and the CLI's `--nats-url`)",
+        repr=False,  # may hold a password
     )
     database_url: str = setting(
         "WEIR_DATABASE_URL",
         "postgresql://postgres@127.0.0.1:5432/weir",
         postgres_url,
         "scheduler's Postgres (migrations run at start)",
+        repr=False,  # may hold a password
     )
     executor: str = setting(
         "WEIR_EXECUTOR",

@@ -32,6 +32,7 @@ from weir.config import (
     NatsSecurity,
 )
 from weir.secrets import held_credentials
+from weir.setting import nats_server_urls
 
 log = logging.getLogger("weir.nats")
 
@@ -159,8 +160,20 @@ def security_options(security: NatsSecurity) -> dict[str, Any]:
 
 
 def redact_url(url: str) -> str:
-    """`url` with any password (or token in the user part) replaced by `***`, for logs."""
-    parts = urlsplit(url)
+    """`url` with any password (or token in the user part) replaced by `***`, for logs. A
+    NATS setting's list of servers (bare HOST:PORT ones too) is redacted server by server;
+    what cannot be read as a URL is not shown at all."""
+    if "," in url or "://" not in url:
+        return ", ".join(_redact_one(one) for one in nats_server_urls(url))
+    return _redact_one(url)
+
+
+def _redact_one(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "(a URL that cannot be read)"
     if parts.password is None and not parts.username:
         return url
     host = parts.hostname or ""
@@ -181,7 +194,7 @@ def inbox_prefix(url: str, security: NatsSecurity) -> str:
     own inboxes only (`_INBOX.weir-runner.>` in deploy/nats/permissions.conf), so no role can
     read another's: a task pod's user no longer sees every dispatch and its token.
     """
-    user = security.user or urlsplit(url).username
+    user = security.user or urlsplit(nats_server_urls(url)[0]).username
     return f"_INBOX.{user}" if user and _USER_TOKEN.fullmatch(user) else "_INBOX"
 
 
@@ -238,7 +251,7 @@ async def connect(
     client = NATS()
     try:
         await client.connect(
-            url,
+            nats_server_urls(url),
             name=name,
             max_reconnect_attempts=max_reconnect_attempts
             if first_retries is None

@@ -136,32 +136,51 @@ def text(name: str, raw: str) -> str:
     return raw
 
 
+_ENCODE_HINT = "percent-encode / ? # [ ] @ in a user or password"
+
+
+def _url_problem(url: str) -> str | None:
+    """What stops `url` from being read as a URL, in words that repeat none of it (a URL may
+    hold a password: urllib's own messages quote parts of it)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"it has brackets that are not an IPv6 address ({_ENCODE_HINT})"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return f"its port is not a number from 0 to 65535 ({_ENCODE_HINT})"
+    return None
+
+
 def postgres_url(name: str, raw: str) -> str:
     """A URL asyncpg connects with. The value is never repeated in the error: it may hold a
     password."""
     how = "give postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise ConfigError(f"{name} is not a URL ({exc}); {how}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+    problem = _url_problem(raw)
+    if problem is not None:
+        raise ConfigError(f"{name} is not a URL: {problem}; {how}")
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("postgresql", "postgres"):
+        got = f"scheme {scheme!r}" if scheme.isalnum() else "no scheme"
         raise ConfigError(f"{name} is not a Postgres URL ({got}); {how}")
     return raw
 
 
+def nats_server_urls(raw: str) -> list[str]:
+    """The servers of a NATS URL setting: comma-separated, a bare HOST:PORT meaning
+    nats://HOST:PORT (as nats-py reads it)."""
+    return [one if "://" in one else f"nats://{one}" for one in (p.strip() for p in raw.split(","))]
+
+
 def nats_urls(name: str, raw: str) -> str:
-    """One NATS server URL or several, comma-separated (the servers of one cluster); a bare
-    HOST:PORT means nats://HOST:PORT, as nats-py reads it."""
+    """One NATS server URL or several, comma-separated (the servers of one cluster)."""
     how = "give nats://HOST:PORT (or tls://, ws://, wss://), several separated by commas"
-    for one in raw.split(","):
-        url = one.strip() if "://" in one else f"nats://{one.strip()}"
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError as exc:
-            raise ConfigError(f"{name} has a server that is not a URL ({exc}); {how}") from None
+    for url in nats_server_urls(raw):
+        problem = _url_problem(url)
+        if problem is not None:
+            raise ConfigError(f"{name} has a server that is not a URL: {problem}; {how}")
+        parts = urlsplit(url)
         if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
             raise ConfigError(f"{name} has a server that is not a NATS URL; {how}")
     return raw

@@ -202,6 +202,11 @@ def test_urls_are_redacted_for_logs() -> None:
         "postgresql://u:***@h/db?sslmode=require"
     )
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+    # forms WEIR_NATS_URL accepts: a bare HOST:PORT with a user, a list of servers
+    assert redact_url("weir:pw@h1:4222") == "nats://weir:***@h1:4222"
+    assert redact_url("nats://u:pw@a:1, tls://v:pw@b:2") == "nats://u:***@a:1, tls://v:***@b:2"
+    for unreadable in ("postgresql://weir:pw/Ab+c==@db:5432/w", "nats://u:[pw]@h:1"):
+        assert "pw" not in redact_url(unreadable)
 
 
 @contextlib.contextmanager

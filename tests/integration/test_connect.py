@@ -39,3 +39,16 @@ async def test_a_connected_tool_reconnects_after_a_nats_restart(nats_server: Emb
         assert nc.is_connected
     finally:
         await close(nc)
+
+
+async def test_a_list_of_servers_and_a_bare_host_port_connect(nats_server: EmbeddedNats) -> None:
+    """WEIR_NATS_URL's forms: servers separated by commas (one of them down), HOST:PORT."""
+    down = f"nats://127.0.0.1:{free_port()}"
+    bare = nats_server.url.removeprefix("nats://")
+    for url in (f"{down}, {nats_server.url}", bare):
+        nc = await connect(url, "test", 2, quiet=True)
+        try:
+            assert nc.is_connected
+            assert nc.connected_url is not None and nc.connected_url.port == int(bare.split(":")[1])
+        finally:
+            await close(nc)

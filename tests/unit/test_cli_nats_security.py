@@ -46,5 +46,5 @@ def test_a_bad_nats_url_is_a_usage_error_naming_the_option() -> None:
     done = CliRunner().invoke(app, ["flows", "--nats-url", "nats://[bad"])
     assert done.exit_code == 2
     assert "Invalid value for '--nats-url'" in done.output
-    assert "is not a URL (Invalid IPv6 URL); give nats://HOST:PORT" in done.output
+    assert "is not a URL: it has brackets that are not an IPv6 address" in done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)

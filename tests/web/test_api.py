@@ -417,3 +417,11 @@ async def test_the_openapi_submit_body_is_exactly_what_the_handler_accepts(
         assert why in answer.json()["error"]["message"], (shape, answer.text)
     clash = await operator.post("/flows", json={"spec": {**spec, "id": "one"}, "id": "two"})
     assert clash.status_code == 400 and "differs from the spec's id" in clash.text
+
+
+async def test_a_body_nested_too_deeply_is_a_400_not_a_500(operator: httpx.AsyncClient) -> None:
+    deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000  # 60 KB, within every limit
+    for method, path in (("POST", "/schedules"), ("PATCH", "/flows/f-1")):
+        answer = await operator.request(method, path, content=deep)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error"]["code"] == "bad_request"

@@ -89,7 +89,7 @@ class DataPlane:
     """JetStream for the executors' artifacts and secrets, shared by concurrent attempts.
     Artifacts go to the Object Store `bucket`, or to `s3` when given."""
 
-    nats_url: str
+    nats_url: str = field(repr=False)  # may hold credentials
     bucket: str = ARTIFACTS_BUCKET_DEFAULT
     name: str = "weir-runner"
     s3: S3Storage | None = None

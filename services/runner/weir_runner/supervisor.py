@@ -89,9 +89,9 @@ def _write_atomic(name: str, text: str) -> None:
     os.replace(f"{name}.tmp", name)
 
 
-def _descendants(root: int) -> list[int]:
-    """Every live process below `root` (by parent pid, read from /proc)."""
-    children: dict[int, list[int]] = {}
+def _live_processes() -> dict[int, tuple[int, int]]:
+    """Every live (not zombie) process: pid -> (parent pid, process group id), from /proc."""
+    found: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -101,8 +101,16 @@ def _descendants(root: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields and fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
+        if len(fields) > 2 and fields[0] != b"Z":
+            found[int(entry)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def _descendants(root: int, live: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    """Every live process below `root` (by parent pid, read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in (_live_processes() if live is None else live).items():
+        children.setdefault(parent, []).append(pid)
     found: list[int] = []
     todo = [root]
     while todo:
@@ -206,7 +214,10 @@ class Attempt:
 
     def remaining(self) -> list[int]:
         """The processes of the attempt still alive (the task itself included)."""
-        found = set(_descendants(os.getpid()))
+        return self._remaining(_live_processes())
+
+    def _remaining(self, live: dict[int, tuple[int, int]]) -> list[int]:
+        found = set(_descendants(os.getpid(), live))
         if self.cgroup:
             with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.procs") as handle:
                 found.update(int(line) for line in handle if line.strip())
@@ -217,10 +228,16 @@ class Attempt:
         if sig == signal.SIGKILL and self.cgroup:
             with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.kill", "w") as handle:
                 handle.write("1")
-        if not self.reaped:  # once reaped, its group's id may be a stranger's group
+        live = _live_processes()
+        remaining = self._remaining(live)
+        # The group is signalled at once (a process forking as fast as it exits cannot slip
+        # past one pid at a time). Once the task is reaped its pid, the group's id, stays
+        # taken only while a member of the group lives: then it is still the attempt's own
+        # group (a member is one of our processes); with none left it may be a stranger's.
+        if not self.reaped or any(live[pid][1] == self.child for pid in remaining if pid in live):
             with contextlib.suppress(OSError):
                 os.killpg(self.child, sig)
-        for pid in self.remaining():  # the group's survivors are orphans handed to us
+        for pid in remaining:  # the group's survivors are orphans handed to us, and others
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
 

@@ -120,3 +120,5 @@ async def read_json(request: Request, kind: type[_T], limit: int) -> _T:
         raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HttpFailure(ErrorCode.BAD_REQUEST, f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise HttpFailure(ErrorCode.BAD_REQUEST, "request body is nested too deeply") from None
