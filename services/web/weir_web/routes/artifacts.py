@@ -13,6 +13,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from weir_web.bodies import Artifact
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.params import artifact_name_of, flow_id_of
@@ -30,12 +31,7 @@ class ArtifactRoutes(Endpoints):
     async def artifacts(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         found = await self.backends.artifacts.list(flow_id)
-        return json_response(
-            [
-                {"name": a.name, "size": a.size, "sha256": a.sha256, "modified": a.modified}
-                for a in found
-            ]
-        )
+        return json_response([Artifact(a.name, a.size, a.sha256, a.modified) for a in found])
 
     async def artifact(self, request: Request) -> Response:
         """The artifact's bytes, checked against the SHA-256 recorded at upload before the
