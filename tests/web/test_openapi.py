@@ -22,7 +22,7 @@ from weir_web.app import create_app
 from weir_web.config import WebSettings
 from weir_web.endpoints import API_PREFIX, ApiRoute, Backends
 from weir_web.errors import STATUS_BY_CODE
-from weir_web.openapi import ERRORS
+from weir_web.openapi_components import ERRORS
 
 SCHEMA_DIR = Path(__file__).parents[2] / "proto" / "schema"
 METHODS = {"get", "put", "post", "delete", "patch"}
