@@ -238,21 +238,16 @@ def _paths() -> dict[str, dict[str, Json]]:
                 body=_body(True, json="ScheduleRequest"),
             ),
         },
-        "/schedules/{name}/pause": {
-            "post": _op(
-                "Pause a schedule",
-                schedule,
-                errors=(400, 404, *NATS),
-                params=("ScheduleNamePath",),
-            )
-        },
-        "/schedules/{name}/resume": {
-            "post": _op(
-                "Resume a schedule",
-                schedule,
-                errors=(400, 404, *NATS),
-                params=("ScheduleNamePath",),
-            )
+        **{
+            f"/schedules/{{name}}/{verb}": {
+                "post": _op(
+                    f"{verb.capitalize()} a schedule",
+                    schedule,
+                    errors=(400, 404, *NATS),
+                    params=("ScheduleNamePath",),
+                )
+            }
+            for verb in ("pause", "resume")
         },
         "/schedules/{name}": {
             "delete": _op(
