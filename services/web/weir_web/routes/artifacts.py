@@ -10,7 +10,13 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
-from weir.artifacts import ArtifactError, ArtifactInfo, ArtifactReader, release
+from weir.artifacts import (
+    ArtifactError,
+    ArtifactInfo,
+    ArtifactReader,
+    check_verifiable,
+    release,
+)
 
 from weir_web.bodies import Artifact
 from weir_web.config import Role
@@ -40,7 +46,9 @@ class ArtifactRoutes(Endpoints):
         flow_id = flow_id_of(request)
         name = artifact_name_of(request)
         if request.method == "HEAD":  # the headers alone: nothing is read from the store
-            info = await self.backends.artifacts.info(flow_id, name)
+            store = self.backends.artifacts
+            info = await store.info(flow_id, name)
+            check_verifiable(info, None, store.location)  # as a GET would refuse it
             return Response(status_code=200, headers=download_headers(info))
         reading = contextlib.AsyncExitStack()
         try:
