@@ -6,12 +6,16 @@ One bucket per deployment (`WEIR_ARTIFACTS_BUCKET`, default `weir-artifacts`); t
 reads the same bucket.
 
 Transfers stream: an upload reads the file one chunk at a time (nats-py's `put` does,
-given a file object), and a download pulls bounded batches of chunks from an ephemeral pull
-consumer instead of nats-py's `get`, whose push consumer may queue the whole object in
-memory when the disk is slower than the network. A download is checked before it is moved
-into place, against the digest the event log recorded at upload when the caller gives it
-(`expected`: the store's metadata can be rewritten with the object), else against the
-digest in the store's metadata; a mismatch leaves no file behind.
+given a file object), and a read pulls bounded batches of chunks from a pull consumer of its
+own, deleted when the read ends however it ends, instead of nats-py's `get`, whose push
+consumer may queue the whole object in memory when the disk is slower than the network.
+
+Every read is checked against the digest the event log recorded at upload when the caller
+gives it (`expected`: the store's metadata can be rewritten with the object), else against
+the digest in the store's metadata. `read` hands the bytes on as they arrive (weir-web
+streams them to an HTTP client) and holds back the last chunk until the whole object is
+checked, so a reader of a corrupt or short object never gets as many bytes as it was told
+to expect; `download` writes them to a file that appears only complete and checked.
 
 `WEIR_ARTIFACTS_URL=s3://BUCKET/PREFIX` keeps artifacts in S3-compatible storage instead
 (`weir.artifacts_s3.S3ArtifactStore`, same interface and errors); `artifact_store` picks.
@@ -19,15 +23,17 @@ digest in the store's metadata; a mismatch leaves no file behind.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
@@ -43,6 +49,9 @@ CHUNK_SIZE = 128 * 1024
 DOWNLOAD_BATCH = 8
 """Chunks pulled per request: at most DOWNLOAD_BATCH * CHUNK_SIZE bytes held at once."""
 FETCH_TIMEOUT = 10.0
+CONSUMER_IDLE_SECONDS = 60.0
+"""A read's consumer is deleted when the read ends; the server drops it after this long
+idle if even that failed (the connection gone)."""
 _DIGEST_PREFIX = "SHA-256="
 
 
@@ -74,6 +83,16 @@ class ArtifactInfo:
     modified: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class ArtifactReader:
+    """An artifact being read: what the store recorded of it, and its bytes as they arrive
+    (`verified_chunks`: a corrupt or short object raises ArtifactChecksumError before the
+    last chunk, never ends as if whole)."""
+
+    info: ArtifactInfo
+    chunks: AsyncGenerator[bytes, None]
+
+
 class Artifacts(Protocol):
     """What every artifact store does: `ArtifactStore` (the NATS Object Store) and
     `weir.artifacts_s3.S3ArtifactStore`. Failures raise ArtifactError and its subclasses."""
@@ -95,11 +114,30 @@ class Artifacts(Protocol):
         the store's own metadata."""
         ...
 
+    def read(
+        self, flow_id: str, name: str, expected: OutputDigest | None = None
+    ) -> contextlib.AbstractAsyncContextManager[ArtifactReader]:
+        """The artifact's bytes as the store hands them out, checked on the way (see
+        `ArtifactReader`); whatever the read held in the store (a consumer, a connection)
+        is released when the context ends, also when its reader stopped half-way."""
+        ...
+
     async def delete(self, flow_id: str, name: str) -> None: ...
 
     async def delete_flow(self, flow_id: str) -> int: ...
 
     async def list(self, flow_id: str | None = None) -> list[ArtifactInfo]: ...
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
+
+
+async def quietly(call: Coroutine[Any, Any, Any]) -> None:
+    """`call`, its failure ignored: cleanup that the server's idle timeout backs up."""
+    with contextlib.suppress(Exception):
+        await call
 
 
 def artifact_store(
@@ -171,22 +209,25 @@ def _swapped(found: ArtifactInfo, expected: OutputDigest, digest: str, size: int
     )
 
 
-def place_verified(
-    partial: Path,
-    target: Path,
-    found: ArtifactInfo,
-    digest: str,
-    received: int,
-    expected: OutputDigest | None = None,
+def check_verifiable(found: ArtifactInfo, expected: OutputDigest | None, where: str) -> None:
+    """Before a transfer: `ArtifactChecksumError` when nothing says what the bytes must be
+    (no digest from the log, none in the store's metadata of the object at `where`)."""
+    if expected is None and not found.sha256:
+        raise ArtifactChecksumError(
+            f'artifact "{found.name}" of flow {found.flow_id} cannot be verified: {where} '
+            "has no SHA-256 in its metadata; was it stored by weir?"
+        )
+
+
+def check_received(
+    found: ArtifactInfo, digest: str, received: int, expected: OutputDigest | None = None
 ) -> None:
-    """Rename the downloaded `partial` onto `target` if it is what was uploaded: `received`
-    bytes with SHA-256 `digest` matching `expected` (the event log's digest) when given,
-    else the store's own metadata; else `ArtifactChecksumError` (`ArtifactIntegrityError`
-    against the log)."""
+    """`received` bytes with SHA-256 `digest` arrived: `ArtifactChecksumError` unless they
+    match `expected` (the event log's digest) when given, else the store's own metadata
+    (`ArtifactIntegrityError` against the log)."""
     if expected is not None:
         if received != expected.size or digest != expected.sha256:
             raise _swapped(found, expected, digest, received)
-        os.replace(partial, target)
         return
     where = f'artifact "{found.name}" of flow {found.flow_id}'
     if received != found.size:
@@ -198,7 +239,59 @@ def place_verified(
             f"{where} is corrupt: its SHA-256 is {digest}, but {found.sha256} was recorded "
             "at upload"
         )
+
+
+def place_verified(
+    partial: Path,
+    target: Path,
+    found: ArtifactInfo,
+    digest: str,
+    received: int,
+    expected: OutputDigest | None = None,
+) -> None:
+    """Rename the downloaded `partial` onto `target` if it is what was uploaded (see
+    `check_received`)."""
+    check_received(found, digest, received, expected)
     os.replace(partial, target)
+
+
+async def verified_chunks(
+    found: ArtifactInfo, expected: OutputDigest | None, source: AsyncIterator[bytes]
+) -> AsyncGenerator[bytes, None]:
+    """The chunks of `source`, one behind: the last is handed on only once every byte is
+    checked (`check_received`), and a chunk past the recorded size is never handed on. So
+    whoever reads a corrupt or short object gets an ArtifactChecksumError and fewer bytes
+    than the recorded size, never a whole-looking copy."""
+    size = found.size if expected is None else expected.size
+    digest = hashlib.sha256()
+    received = 0
+    held = b""
+    async for data in source:
+        if not data:
+            continue
+        digest.update(data)
+        received += len(data)
+        if received > size:
+            break  # checked below: more bytes than were uploaded
+        if held:
+            yield held
+        held = data
+    check_received(found, digest.hexdigest(), received, expected)
+    if held:
+        yield held
+
+
+_RELEASING: set[asyncio.Task[Any]] = set()
+
+
+async def release(cleanup: Coroutine[Any, Any, Any]) -> None:
+    """Run `cleanup` to its end even when the caller is cancelled: an HTTP client that
+    goes away mid-download cancels the response's task, and under anyio every later await
+    of it again, which would leave the store's consumer or connection behind."""
+    task = asyncio.ensure_future(cleanup)
+    _RELEASING.add(task)
+    task.add_done_callback(_RELEASING.discard)
+    await asyncio.shield(task)
 
 
 class ArtifactStore:
@@ -269,65 +362,73 @@ class ArtifactStore:
     ) -> ArtifactInfo:
         """Write the artifact to `target` (through a temporary file beside it, so `target`
         appears only complete and verified, against `expected` when given)."""
+        async with self.read(flow_id, name, expected) as reader:
+            with landing(target) as partial:
+                with open(partial, "wb") as out:
+                    async for chunk in reader.chunks:
+                        out.write(chunk)
+                os.replace(partial, target)
+        return reader.info
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, flow_id: str, name: str, expected: OutputDigest | None = None
+    ) -> AsyncIterator[ArtifactReader]:
+        """The artifact's chunks as they arrive, through a pull consumer of this read's
+        own, deleted when the context ends (see `Artifacts.read`)."""
         obj = await self._object(flow_id, name)
         found = _info(obj)
         check_expected(found, expected)
-        digest = hashlib.sha256()
-        received = 0
-        with landing(target) as partial:
-            with open(partial, "wb") as out:
-
-                def sink(data: bytes) -> None:
-                    nonlocal received
-                    digest.update(data)
-                    out.write(data)
-                    received += len(data)
-
-                if found.size:
-                    await self._copy_chunks(obj, found, sink)
-            place_verified(partial, target, found, digest.hexdigest(), received, expected)
-        return found
-
-    async def _copy_chunks(
-        self,
-        obj: api.ObjectInfo,
-        found: ArtifactInfo,
-        sink: Callable[[bytes], None],
-    ) -> None:
-        subject = f"$O.{self.bucket}.C.{obj.nuid}"
-        sub = await self.js.pull_subscribe(
-            subject,
-            stream=self.stream,
+        check_verifiable(found, expected, f"object {obj.name} in bucket {self.bucket}")
+        if not found.size:
+            yield ArtifactReader(found, verified_chunks(found, expected, _nothing()))
+            return
+        consumer = f"weir-read-{secrets.token_hex(8)}"
+        info = await self.js.add_consumer(
+            self.stream,
             config=api.ConsumerConfig(
+                name=consumer,
+                filter_subject=f"$O.{self.bucket}.C.{obj.nuid}",
                 ack_policy=api.AckPolicy.NONE,
                 deliver_policy=api.DeliverPolicy.ALL,
-                inactive_threshold=60.0,
+                inactive_threshold=CONSUMER_IDLE_SECONDS,
                 mem_storage=True,
             ),
         )
-        received = 0
         try:
-            for _ in range(obj.chunks or 0):
-                if received >= found.size:
-                    break
-                try:
-                    msgs = await sub.fetch(DOWNLOAD_BATCH, timeout=FETCH_TIMEOUT)
-                except TimeoutError:
-                    raise ArtifactError(
-                        f'artifact "{found.name}" of flow {found.flow_id}: no data for '
-                        f"{FETCH_TIMEOUT:g}s after {received} of {found.size} bytes"
-                    ) from None
-                for msg in msgs:
-                    sink(msg.data)
-                    received += len(msg.data)
+            held = info.num_pending or 0
+            if held != (obj.chunks or 0):
+                raise ArtifactChecksumError(
+                    f'artifact "{name}" of flow {flow_id} is corrupt: bucket {self.bucket} '
+                    f"holds {held} of its chunks, {obj.chunks} were recorded at upload"
+                )
+            sub = await self.js.pull_subscribe_bind(consumer=consumer, stream=self.stream)
+            try:
+                chunks = self._chunks(sub, found, held)
+                yield ArtifactReader(found, verified_chunks(found, expected, chunks))
+            finally:
+                await release(quietly(sub.unsubscribe()))
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        if received != found.size:
-            raise ArtifactChecksumError(
-                f'artifact "{found.name}" of flow {found.flow_id} is corrupt: '
-                f"{received} bytes arrived, {found.size} were recorded at upload"
-            )
+            await release(quietly(self.js.delete_consumer(self.stream, consumer)))
+
+    async def _chunks(
+        self, sub: JetStreamContext.PullSubscription, found: ArtifactInfo, count: int
+    ) -> AsyncIterator[bytes]:
+        """The `count` chunk messages the consumer holds, pulled DOWNLOAD_BATCH at a time."""
+        left = count
+        received = 0
+        while left > 0:
+            try:
+                msgs = await sub.fetch(min(DOWNLOAD_BATCH, left), timeout=FETCH_TIMEOUT)
+            except TimeoutError:
+                raise ArtifactError(
+                    f'artifact "{found.name}" of flow {found.flow_id}: no data for '
+                    f"{FETCH_TIMEOUT:g}s after {received} of {found.size} bytes"
+                ) from None
+            left -= len(msgs)
+            for msg in msgs:
+                received += len(msg.data)
+                yield msg.data
 
     async def list(self, flow_id: str | None = None) -> list[ArtifactInfo]:
         """Artifacts of one flow (or all), sorted by flow and name."""

@@ -10,7 +10,9 @@ boto3 blocks, so each call runs in a thread (`asyncio.to_thread`). Transfers str
 upload reads the file part by part (multipart from `MULTIPART_CHUNK`), a download writes
 ranged parts straight into the file, so memory stays bounded by `TRANSFER` whatever the size.
 A transfer whose caller is cancelled finishes in its thread; a download's partial file is
-removed either way.
+removed either way. `read` hands the object on as it arrives (weir-web streams it to an HTTP
+client): one GET whose body is read `READ_CHUNK` bytes at a time, checked on the way
+(`weir.artifacts.verified_chunks`), its connection closed when the read ends.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import contextlib
 import functools
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -33,13 +35,17 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from weir_proto.messages import OutputDigest
 
 from weir.artifacts import (
-    ArtifactChecksumError,
     ArtifactError,
     ArtifactInfo,
     ArtifactNotFound,
+    ArtifactReader,
     check_expected,
+    check_verifiable,
     landing,
     place_verified,
+    quietly,
+    release,
+    verified_chunks,
 )
 from weir.s3_storage import S3Storage
 
@@ -56,6 +62,8 @@ TRANSFER = TransferConfig(
     max_io_queue=16,  # downloaded chunks waiting for the disk: 16 * 256 KiB at most
 )
 """s3transfer adjusts the part size up for objects above 10,000 parts (78 GiB)."""
+READ_CHUNK = 256 * 1024
+"""Bytes `read` takes from the GET's body at a time."""
 DIGEST_METADATA = "sha256"
 DELETE_BATCH = 1000
 """Keys per DeleteObjects request (S3's limit)."""
@@ -225,12 +233,7 @@ class S3ArtifactStore:
     ) -> ArtifactInfo:
         found = self._head(flow_id, name)
         check_expected(found, expected)
-        if not found.sha256 and expected is None:
-            raise ArtifactChecksumError(
-                f'artifact "{name}" of flow {flow_id} cannot be verified: the object '
-                f"{self.key(flow_id, name)} in {self.location} has no SHA-256 in its metadata "
-                f"({DIGEST_METADATA}); was it stored by weir?"
-            )
+        check_verifiable(found, expected, self._object_at(flow_id, name))
         with landing(target) as partial:
             with (
                 self._calling(
@@ -249,6 +252,47 @@ class S3ArtifactStore:
                 received = os.fstat(back.fileno()).st_size
             place_verified(partial, target, found, digest, received, expected)
         return found
+
+    def _object_at(self, flow_id: str, name: str) -> str:
+        return f"the object {self.key(flow_id, name)} in {self.location}"
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, flow_id: str, name: str, expected: OutputDigest | None = None
+    ) -> AsyncIterator[ArtifactReader]:
+        """The artifact's bytes as one GET's body hands them out, checked on the way; the
+        body's connection is closed when the context ends (see `Artifacts.read`)."""
+        found, body = await asyncio.to_thread(self._get, flow_id, name)
+        try:
+            check_expected(found, expected)
+            check_verifiable(found, expected, self._object_at(flow_id, name))
+            chunks = self._body_chunks(body, found)
+            yield ArtifactReader(found, verified_chunks(found, expected, chunks))
+        finally:
+            await release(quietly(asyncio.to_thread(body.close)))
+
+    def _get(self, flow_id: str, name: str) -> tuple[ArtifactInfo, Any]:
+        """What the object's GET says of it (its length and metadata: the same object as its
+        body, which a separate HEAD could not promise), and the body, not read yet."""
+        with self._calling(f'artifact "{name}" of flow {flow_id}: cannot fetch it', flow_id, name):
+            got = _client(self.storage).get_object(Bucket=self.bucket, Key=self.key(flow_id, name))
+        found = ArtifactInfo(
+            flow_id,
+            name,
+            got.get("ContentLength", 0),
+            got.get("Metadata", {}).get(DIGEST_METADATA, ""),
+            got.get("LastModified"),
+        )
+        return found, got["Body"]
+
+    async def _body_chunks(self, body: Any, found: ArtifactInfo) -> AsyncIterator[bytes]:
+        what = f'artifact "{found.name}" of flow {found.flow_id}: cannot fetch it'
+        while True:
+            with self._calling(what):
+                data: bytes = await asyncio.to_thread(body.read, READ_CHUNK)
+            if not data:
+                return
+            yield data
 
     def _keys(self, flow_id: str | None) -> Iterator[str]:
         prefix = self._root if flow_id is None else f"{self._root}{flow_id}/"

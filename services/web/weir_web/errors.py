@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from weir_proto.errors import ErrorCode, SpecError, WeirException
 
 STATUS_BY_CODE: dict[ErrorCode, int] = {
@@ -26,6 +27,29 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.TIMEOUT: 504,
 }
 CODE_BY_STATUS = {status: code for code, status in STATUS_BY_CODE.items()}
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What went wrong: the code (the NATS API's), a message saying what to do, and the
+    fields some codes add."""
+
+    code: ErrorCode
+    message: str
+    problems: list[SpecError] | UnsetType = UNSET
+    """`invalid_flow`: every problem with the submitted spec."""
+    flow_id: str | UnsetType = UNSET
+    """The flow a refused submit or command names."""
+    existing: str | UnsetType | None = UNSET
+    """`conflict` on a submit: the flow that holds the same unique key."""
+    retry_after: float | UnsetType = UNSET
+    """`rate_limited`, `overloaded`: seconds to wait before submitting again (also the
+    `Retry-After` header)."""
+
+
+class Error(msgspec.Struct):
+    """Every answer other than success: `{"error": {"code", "message", ...}}`."""
+
+    error: ErrorDetail
 
 
 class HttpFailure(WeirException):
@@ -50,7 +74,6 @@ class HttpFailure(WeirException):
         return STATUS_BY_CODE.get(self.code, 500)
 
     def body(self) -> bytes:
-        error: dict[str, Any] = {"code": self.code, "message": self.message, **self.extra}
-        if self.problems is not None:
-            error["problems"] = self.problems
-        return msgspec.json.encode({"error": error})
+        problems = UNSET if self.problems is None else self.problems
+        detail = ErrorDetail(code=self.code, message=self.message, problems=problems)
+        return msgspec.json.encode(Error(msgspec.structs.replace(detail, **self.extra)))

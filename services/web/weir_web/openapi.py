@@ -1,343 +1,351 @@
-"""`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1, its schemas the proto's JSON
-Schemas (those of proto/schema, rendered by `weir_proto.schema`). Each operation's role comes
-from the route that serves it (`ApiRoute.access`, the same declaration the caller is checked
-against)."""
+"""`GET /api/v1/openapi.json`: the API described in OpenAPI 3.1, its components (the
+proto's JSON Schemas among them) those of `weir_web.openapi_components`.
+
+Every parameter, body and response of every operation is a named component, the errors
+included (each status an operation can answer, with the `Error` body), and the alternative
+content types of one response (an event stream, or JSON) are each described. Each
+operation's role comes from the route that serves it (`ApiRoute.access`, the same
+declaration the caller is checked against); `tests/web/test_openapi.py` holds the document
+and the app's routes to each other.
+"""
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Sequence
-from typing import Any
-
-from weir_proto.schema import render
+from collections.abc import Iterable, Sequence
 
 from weir_web.endpoints import API_PREFIX, ApiRoute, access_name
+from weir_web.openapi_components import ERRORS, Json, components, ref
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "problems": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "path": {"type": "string"},
-                            "message": {"type": "string"},
-                            "task": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        }
-    },
+MEDIA = {
+    "json": "application/json",
+    "sse": "text/event-stream",
+    "text": "text/plain",
+    "bytes": "application/octet-stream",
 }
+NATS = (503, 504)
+"""What any operation that asks NATS may answer besides its own errors."""
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
+def _ok(description: str, **content: str) -> Json:
+    """A response: each media type (the keyword's name: `json` for `application/json`,
+    `sse` for `text/event-stream`, `text` for `text/plain`, `bytes` for
+    `application/octet-stream`) to the named schema of its body."""
+    media = {MEDIA[kind]: {"schema": ref(schema)} for kind, schema in content.items()}
+    return {"description": description, "content": media} if media else {"description": description}
 
 
 def _op(
     summary: str,
-    ok: tuple[int, str, dict[str, Any]] = (200, "application/json", {}),
+    ok: dict[int, Json],
     *,
-    body: dict[str, Any] | None = None,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    status, media, schema = ok
-    op: dict[str, Any] = {
+    errors: Iterable[int] = (),
+    params: Sequence[str] = (),
+    body: Json | None = None,
+) -> Json:
+    """An operation: its successes, the error statuses of its own (the role's 401/403 and
+    500 are added for every one), its named parameters and its body's content."""
+    operation: Json = {
         "summary": summary,
-        "responses": {
-            str(status): {"description": "success", "content": {media: {"schema": schema}}}
-            if media
-            else {"description": "success"},
-            "default": {"description": "error", **_json(_ref("Error"))},
-        },
+        "responses": {str(status): response for status, response in ok.items()},
+        "x-errors": sorted({*errors, 500}),
     }
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": body}
     if params:
-        op["parameters"] = params
-    return op
+        operation["parameters"] = [{"$ref": f"#/components/parameters/{p}"} for p in params]
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
 
 
-def _path(name: str, what: str) -> dict[str, Any]:
+def _body(required: bool = False, **content: str) -> Json:
+    """A request body (optional ones may be left out: `{}` is assumed)."""
+    return {**_ok("the request body", **content), "required": required}
+
+
+FLOW = ("FlowIdPath",)
+NO_CONTENT = {204: _ok("done; no body")}
+
+
+def _paths() -> dict[str, dict[str, Json]]:
+    flow_stepped = {200: _ok("the flow's status after it", json="Stepped")}
+    schedule = {200: _ok("the schedule", json="ScheduleView")}
     return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": what,
-        "schema": {"type": "string"},
-    }
-
-
-def _query(name: str, schema: dict[str, Any], what: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": what, "schema": schema}
-
-
-def submit_request(schemas: dict[str, Any]) -> dict[str, Any]:
-    """`POST /flows`'s other JSON body: the spec beside values for its params and its id
-    (weir_web.routes.flows.spec_and_params), built from the FlowSpec schema's own fields."""
-    fields = schemas["FlowSpec"]["$defs"]["FlowSpec"]["properties"]
-    return {
-        "type": "object",
-        "required": ["spec"],
-        "additionalProperties": False,
-        "properties": {
-            "spec": _ref("FlowSpec"),
-            "params": {
-                **fields["arguments"],
-                "description": "values of the spec's declared params, over its `arguments`",
-            },
-            "id": {
-                **fields["id"],
-                "description": "the flow's id, as the spec's `id` (which it must not contradict)",
-            },
-        },
-    }
-
-
-FLOW = _path("flow_id", "flow id (DNS-1123 label)")
-NONE: tuple[int, str, dict[str, Any]] = (204, "", {})
-
-
-_UPDATE = {
-    "type": "object",
-    "description": "UpdateRequest without flow_id (it is in the path)",
-    "properties": {
-        "priority": {"type": "integer"},
-        "scheduled_at": {"type": "string", "format": "date-time"},
-        "start_now": {"type": "boolean"},
-        "params": {"type": "object"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "metadata": {"type": "object"},
-    },
-    "additionalProperties": False,
-}
-
-
-@functools.cache
-def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": ERROR}
-    for file, text in render().items():
-        name = file.removesuffix(".json")
-        schema = json.loads(text)
-        schema.pop("$schema", None)
-        schema["$id"] = f"urn:weir:schema:{name}"  # its own `#/$defs/...` resolve inside it
-        schemas[name] = schema
-    return schemas
-
-
-def serving_route(routes: Sequence[ApiRoute], path: str, method: str) -> ApiRoute:
-    """The route that serves `method` on the documented `path` (LookupError: none)."""
-    for route in routes:
-        if method.upper() in (route.methods or ()) and route.path_regex.match(API_PREFIX + path):
-            return route
-    raise LookupError(f"no route serves {method.upper()} {path}")
-
-
-def openapi_document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
-    """The document, each operation's role that of the route in `routes` serving it."""
-    schemas = _schemas()
-    spec_body = {
-        "application/json": {"schema": {"oneOf": [_ref("FlowSpec"), submit_request(schemas)]}},
-        "application/yaml": {"schema": _ref("FlowSpec")},
-    }
-    sse = (200, "text/event-stream", {"type": "string"})
-    paths = {
         "/session": {
             "post": _op(
                 "Exchange a token for a session cookie and CSRF token",
-                (201, "application/json", {"type": "object"}),
-                body=_json({"type": "object", "properties": {"token": {"type": "string"}}})[
-                    "content"
-                ],
+                {201: _ok("the session (and its cookie, Set-Cookie)", json="Session")},
+                errors=(400, 401, 403, 413),
+                body=_body(True, json="Login"),
             ),
-            "get": _op("The session's role and CSRF token"),
-            "delete": _op("Log out", NONE),
+            "get": _op("The session's role and CSRF token", {200: _ok("", json="Session")}),
+            "delete": _op("Log out (clears the cookie)", NO_CONTENT),
         },
         "/flows": {
             "get": _op(
-                "List flows, newest first",
-                (200, "application/json", _ref("FlowPage")),
-                params=[
-                    _query("status", {"type": "string"}, "one status"),
-                    _query("where", {"type": "string"}, "`weir flows --where` filter"),
-                    _query("limit", {"type": "integer"}, "page size"),
-                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
-                ],
+                "List flows, newest first; with Accept: text/event-stream, the live feed of "
+                "which flows change",
+                {
+                    200: _ok(
+                        "a page of flows, or the change feed",
+                        json="FlowPage",
+                        sse="FlowChangeStream",
+                    )
+                },
+                errors=(400, *NATS),
+                params=("StatusQuery", "WhereQuery", "LimitQuery", "CursorQuery"),
             ),
             "post": _op(
-                "Submit a flow (JSON or YAML)",
-                (201, "application/json", _ref("SubmitAccepted")),
-                body=spec_body,
+                "Submit a flow (JSON or YAML); 200 for the same flow submitted again",
+                {
+                    201: _ok("submitted", json="SubmitAccepted"),
+                    200: _ok("already submitted (the same id and spec)", json="SubmitAccepted"),
+                },
+                errors=(400, 409, 413, 422, 429, *NATS),
+                body={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [ref("FlowSpec"), ref("SubmitRequest")]}
+                        },
+                        "application/yaml": {"schema": ref("FlowSpec")},
+                    },
+                },
             ),
         },
         "/tasks": {
             "get": _op(
                 "List tasks across flows, the newest flows' first",
-                (200, "application/json", _ref("TaskPage")),
-                params=[
-                    _query("where", {"type": "string"}, "`weir tasks --where` filter"),
-                    _query("limit", {"type": "integer"}, "page size"),
-                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
-                ],
+                {200: _ok("a page of tasks", json="TaskPage")},
+                errors=(400, *NATS),
+                params=("WhereQuery", "LimitQuery", "CursorQuery"),
             )
         },
         "/flows/{flow_id}": {
-            "get": _op("One flow", (200, "application/json", _ref("FlowView")), params=[FLOW]),
+            "get": _op(
+                "One flow",
+                {200: _ok("the flow", json="FlowView")},
+                errors=(400, 404, *NATS),
+                params=FLOW,
+            ),
             "patch": _op(
                 "Update a flow that has not started: priority, scheduled_at (or start_now), "
                 "params (merged), tags, metadata; 409 once it has started",
-                (200, "application/json", _ref("Stepped")),
-                params=[FLOW],
-                body=_json(_UPDATE)["content"],
+                flow_stepped,
+                errors=(400, 404, 409, 413, 422, *NATS),
+                params=FLOW,
+                body=_body(json="UpdateBody"),
             ),
         },
         "/flows/{flow_id}/retry": {
             "post": _op(
                 "Run one failed or succeeded task of the flow again, inside the flow",
-                (200, "application/json", _ref("Stepped")),
-                params=[FLOW],
-                body=_json(
-                    {
-                        "type": "object",
-                        "required": ["task"],
-                        "properties": {
-                            "task": {"type": "string"},
-                            "downstream": {"type": "boolean"},
-                        },
-                    }
-                )["content"],
+                flow_stepped,
+                errors=(400, 404, 409, 413, *NATS),
+                params=FLOW,
+                body=_body(True, json="Retry"),
             )
         },
         "/flows/{flow_id}/pause": {
             "post": _op(
                 "Hand out no new task of the flow until it is resumed",
-                (200, "application/json", _ref("Stepped")),
-                params=[FLOW],
+                flow_stepped,
+                errors=(400, 404, 409, 413, *NATS),
+                params=FLOW,
+                body=_body(json="Pause"),
             )
         },
         "/flows/{flow_id}/resume": {
             "post": _op(
                 "Hand out the paused flow's work again",
-                (200, "application/json", _ref("Stepped")),
-                params=[FLOW],
+                flow_stepped,
+                errors=(400, 404, 409, 413, *NATS),
+                params=FLOW,
+                body=_body(json="Resume"),
             )
         },
         "/flows/{flow_id}/events": {
             "get": _op(
-                "The flow's events: SSE until its (last) terminal event (resumes after "
-                "Last-Event-ID), or the log so far with Accept: application/json",
-                sse,
-                params=[FLOW],
+                "The flow's events: Server-Sent Events until its (last) terminal event, "
+                "resuming after Last-Event-ID; with Accept: application/json, the log so far",
+                {
+                    200: _ok(
+                        "the events",
+                        sse="FlowEventStream",
+                        json="FlowEventList",
+                    )
+                },
+                errors=(400, 404, *NATS),
+                params=(*FLOW, "LastEventIdHeader"),
             )
         },
         "/flows/{flow_id}/tasks/{task}/logs": {
             "get": _op(
-                "A task attempt's output: its bytes as text, or with follow=true SSE whose "
-                "events (stdout, stderr, then end) each carry a JSON string",
-                (200, "text/plain", {"type": "string"}),
-                params=[
-                    FLOW,
-                    _path("task", "task name"),
-                    _query("attempt", {"type": "integer"}, "default: the latest"),
-                    _query("follow", {"type": "boolean"}, "stream live (SSE)"),
-                ],
+                "A task attempt's output: its bytes as text, or with follow=true Server-Sent "
+                "Events (stdout, stderr, then end) each carrying a JSON string",
+                {
+                    200: _ok(
+                        "the log (text/event-stream with follow=true)",
+                        text="LogText",
+                        sse="LogStream",
+                    )
+                },
+                errors=(400, 404, *NATS),
+                params=(*FLOW, "TaskPath", "AttemptQuery", "FollowQuery"),
             )
         },
-        "/flows/{flow_id}/artifacts": {"get": _op("The flow's artifacts", params=[FLOW])},
+        "/flows/{flow_id}/artifacts": {
+            "get": _op(
+                "The flow's artifacts",
+                {200: _ok("name, size and SHA-256 of each", json="ArtifactList")},
+                errors=(400, *NATS),
+                params=FLOW,
+            )
+        },
         "/flows/{flow_id}/artifacts/{name}": {
             "get": _op(
-                "An artifact's bytes (X-Weir-SHA256, Repr-Digest, Content-Length)",
-                (200, "application/octet-stream", {"type": "string", "format": "binary"}),
-                params=[FLOW, _path("name", "output name")],
+                "An artifact's bytes, streamed from the store as they arrive",
+                {200: _artifact_download()},
+                errors=(400, 404, *NATS),
+                params=(*FLOW, "ArtifactNamePath"),
             )
         },
         "/flows/{flow_id}/cancel": {
             "post": _op(
                 "Cancel a flow",
-                (200, "application/json", {"type": "object"}),
-                params=[FLOW],
+                {200: _ok("the flow's status after it", json="FlowState")},
+                errors=(400, 404, 409, 413, *NATS),
+                params=FLOW,
+                body=_body(json="Cancel"),
             )
         },
         "/flows/{flow_id}/rerun": {
             "post": _op(
-                "Rerun an ended flow",
-                (201, "application/json", _ref("SubmitAccepted")),
-                params=[FLOW],
-                body=_json({"type": "object", "properties": {"failed_only": {"type": "boolean"}}})[
-                    "content"
-                ],
+                "Run an ended flow again, as a new flow",
+                {
+                    201: _ok("the new flow", json="SubmitAccepted"),
+                    200: _ok("the rerun that already exists", json="SubmitAccepted"),
+                },
+                errors=(400, 404, 409, 413, 429, *NATS),
+                params=FLOW,
+                body=_body(json="Rerun"),
             )
         },
         "/schedules": {
-            "get": _op("Every schedule", (200, "application/json", _ref("ScheduleList"))),
+            "get": _op("Every schedule", {200: _ok("", json="ScheduleList")}, errors=NATS),
             "post": _op(
                 "Create or replace a schedule",
-                (201, "application/json", _ref("ScheduleView")),
-                body=_json(_ref("ScheduleRequest"))["content"],
+                {201: _ok("the schedule", json="ScheduleView")},
+                errors=(400, 413, 422, *NATS),
+                body=_body(True, json="ScheduleRequest"),
             ),
         },
-        "/schedules/{name}/pause": {
-            "post": _op(
-                "Pause a schedule",
-                (200, "application/json", _ref("ScheduleView")),
-                params=[_path("name", "schedule")],
-            )
-        },
-        "/schedules/{name}/resume": {
-            "post": _op(
-                "Resume a schedule",
-                (200, "application/json", _ref("ScheduleView")),
-                params=[_path("name", "schedule")],
-            )
+        **{
+            f"/schedules/{{name}}/{verb}": {
+                "post": _op(
+                    f"{verb.capitalize()} a schedule",
+                    schedule,
+                    errors=(400, 404, *NATS),
+                    params=("ScheduleNamePath",),
+                )
+            }
+            for verb in ("pause", "resume")
         },
         "/schedules/{name}": {
-            "delete": _op("Delete a schedule", NONE, params=[_path("name", "schedule")])
+            "delete": _op(
+                "Delete a schedule",
+                NO_CONTENT,
+                errors=(400, 404, *NATS),
+                params=("ScheduleNamePath",),
+            )
         },
-        "/secrets": {"get": _op("Secret names (never values)")},
+        "/secrets": {
+            "get": _op(
+                "Secret names (never values)", {200: _ok("", json="SecretList")}, errors=NATS
+            )
+        },
         "/secrets/{name}": {
             "put": _op(
-                "Set a secret (the value is never echoed)",
-                NONE,
-                params=[_path("name", "secret name")],
-                body=_json({"type": "object", "properties": {"value": {"type": "string"}}})[
-                    "content"
-                ],
+                "Set a secret (the value is never echoed); 503 without WEIR_SECRET_KEY",
+                NO_CONTENT,
+                errors=(400, 413, *NATS),
+                params=("SecretNamePath",),
+                body=_body(True, json="SecretValue"),
             ),
-            "delete": _op("Remove a secret", NONE, params=[_path("name", "secret name")]),
+            "delete": _op(
+                "Remove a secret",
+                NO_CONTENT,
+                errors=(400, 404, *NATS),
+                params=("SecretNamePath",),
+            ),
         },
-        "/health": {"get": _op("Health of the scheduler and runners (weir.health.*)")},
-        "/openapi.json": {"get": _op("This document")},
+        "/health": {
+            "get": _op(
+                "Health of the scheduler and runners (weir.health.*)",
+                {
+                    200: _ok("the scheduler is healthy", json="Health"),
+                    503: _ok("degraded: the scheduler did not answer healthy", json="Health"),
+                },
+            )
+        },
+        "/openapi.json": {"get": _op("This document", {200: _ok("", json="OpenApiDocument")})},
     }
+
+
+def _artifact_download() -> Json:
+    return {
+        **_ok("the bytes", bytes="ArtifactBytes"),
+        "headers": {
+            "Content-Length": {
+                "description": "the size recorded at upload",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            "X-Weir-SHA256": {
+                "description": "the SHA-256 recorded at upload (hex)",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "Repr-Digest": {
+                "description": "the same digest, `sha-256=:BASE64:` (RFC 9530)",
+                "schema": {"type": "string"},
+            },
+            "Content-Disposition": {
+                "description": '`attachment; filename="NAME"`',
+                "schema": {"type": "string"},
+            },
+        },
+    }
+
+
+def serving_route(routes: Sequence[ApiRoute], path: str, method: str) -> ApiRoute:
+    """The route that serves `method` on the documented `path` (LookupError: none)."""
+    for route in routes:
+        if method.upper() in (route.methods or ()) and route.path == API_PREFIX + path:
+            return route
+    raise LookupError(f"no route serves {method.upper()} {path}")
+
+
+def openapi_document(routes: Sequence[ApiRoute]) -> Json:
+    """The document, each operation's role that of the route in `routes` serving it (and
+    with it the 401 and 403 a role check answers)."""
+    paths = _paths()
     for path, operations in paths.items():
         for method, operation in operations.items():
-            role = access_name(serving_route(routes, path, method).access)
-            operation["description"] = f"Role: {role}."
+            access = serving_route(routes, path, method).access
+            operation["description"] = f"Role: {access_name(access)}."
+            statuses = set(operation.pop("x-errors"))
+            if access != "none":
+                statuses |= {401, 403}
+            if access == "none":
+                operation["security"] = []
+            for status in sorted(statuses):
+                name = ERRORS[status][0]
+                operation["responses"].setdefault(
+                    str(status), {"$ref": f"#/components/responses/{name}"}
+                )
     return {
         "openapi": "3.1.0",
         "info": {"title": "weir HTTP API", "version": "1"},
-        "servers": [{"url": "/api/v1"}],
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "weir_session"},
-            },
-        },
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "servers": [{"url": API_PREFIX}],
+        "components": components(),
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
     }

@@ -14,6 +14,7 @@ from weir.where import WhereError, parse_where
 from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from weir_proto.errors import ErrorCode, SpecError
 
+from weir_web.bodies import Cancel, FlowChange, Rerun
 from weir_web.changes import FlowChanges
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
@@ -22,14 +23,6 @@ from weir_web.params import flow_id_of, int_query, read_body, read_json, wants_e
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
 
 _encoder = msgspec.json.Encoder()
-
-
-class Cancel(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = "cancelled from the HTTP API"
-
-
-class Rerun(msgspec.Struct, forbid_unknown_fields=True):
-    failed_only: bool = False
 
 
 class FlowRoutes(Endpoints):
@@ -113,15 +106,15 @@ async def change_frames(changes: FlowChanges) -> AsyncIterator[bytes]:
     `change` per flow whose status may have changed, `{"flow_id", "type"}` (the event's
     type), or `resync` when too many changed at once to name them."""
     async with changes.follow() as follower:
-        yield sse_frame("{}", "ready")
+        yield sse_frame(_encoder.encode(FlowChange()).decode(), "ready")
         async for batch in with_keepalive(follower.batches(), KEEPALIVE_SECONDS):
             if batch is None:
                 yield KEEPALIVE_FRAME
                 continue
             if batch.overflowed:
-                yield sse_frame("{}", "resync")
+                yield sse_frame(_encoder.encode(FlowChange()).decode(), "resync")
             for change in batch.changes:
-                data = {"flow_id": change.flow_id, "type": change.type}
+                data = FlowChange(flow_id=change.flow_id, type=change.type)
                 yield sse_frame(_encoder.encode(data).decode(), "change")
 
 

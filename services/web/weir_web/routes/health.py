@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from weir.health import health_subject
 
+from weir_web.bodies import Health
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.openapi import openapi_document
@@ -37,8 +38,8 @@ class HealthRoutes(Endpoints):
         # The scheduler decides: without it nothing moves. Runners are reported as they
         # answer (the runner user of deploy/nats/permissions.conf may not reply to inboxes).
         ok = reports["scheduler"].get("status") == "ok"
-        status = "ok" if ok else "degraded"
-        return json_response({"status": status, "services": reports}, 200 if ok else 503)
+        status: Literal["ok", "degraded"] = "ok" if ok else "degraded"
+        return json_response(Health(status, reports), 200 if ok else 503)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document(self.context.api_routes))

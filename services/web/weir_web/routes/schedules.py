@@ -23,7 +23,8 @@ class ScheduleRoutes(Endpoints):
         return [
             self.api_route("/schedules", self.schedules, "GET", Role.viewer),
             self.api_route("/schedules", self.schedule_create, "POST", Role.operator),
-            self.api_route("/schedules/{name}/{verb}", self.schedule_action, "POST", Role.operator),
+            self.api_route("/schedules/{name}/pause", self.schedule_pause, "POST", Role.operator),
+            self.api_route("/schedules/{name}/resume", self.schedule_resume, "POST", Role.operator),
             self.api_route("/schedules/{name}", self.schedule_delete, "DELETE", Role.operator),
         ]
 
@@ -39,12 +40,13 @@ class ScheduleRoutes(Endpoints):
             )
         return json_response(await self.client.schedule(schedule), 201)
 
-    async def schedule_action(self, request: Request) -> Response:
+    async def schedule_pause(self, request: Request) -> Response:
         name = schedule_name_of(request)
-        verb = request.path_params["verb"]
-        if verb not in {"pause", "resume"}:
-            raise HttpFailure(ErrorCode.NOT_FOUND, f"no action {verb[:40]!r}: pause or resume")
-        return json_response(await self.client.schedule_action(verb, name))
+        return json_response(await self.client.schedule_action("pause", name))
+
+    async def schedule_resume(self, request: Request) -> Response:
+        name = schedule_name_of(request)
+        return json_response(await self.client.schedule_action("resume", name))
 
     async def schedule_delete(self, request: Request) -> Response:
         name = schedule_name_of(request)

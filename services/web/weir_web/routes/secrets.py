@@ -7,20 +7,16 @@ given without the key; weir-web never reads a stored one."""
 
 from __future__ import annotations
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from weir.secrets import MAX_SECRET_BYTES, SECRET_KEY_ENV, seal_secret
 from weir_proto.errors import ErrorCode
 
+from weir_web.bodies import SecretValue
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, secret_name_of
-
-
-class SecretValue(msgspec.Struct, forbid_unknown_fields=True):
-    value: str
 
 
 class SecretRoutes(Endpoints):

@@ -4,20 +4,16 @@ CSRF secret its writes must carry."""
 
 from __future__ import annotations
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from weir_proto.errors import ErrorCode
 
 from weir_web.auth import SESSION_COOKIE, Denied, check_origin, over_tls, set_session_cookie
+from weir_web.bodies import Login, Session, role_name
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json
-
-
-class Login(msgspec.Struct, forbid_unknown_fields=True):
-    token: str
 
 
 class SessionRoutes(Endpoints):
@@ -35,7 +31,7 @@ class SessionRoutes(Endpoints):
             cookie, session = self.gate.open_session(login.token)
         except Denied as exc:
             raise HttpFailure(ErrorCode.UNAUTHORIZED, exc.message) from None
-        response = json_response({"role": session.role.name, "csrf": session.csrf}, 201)
+        response = json_response(Session(role_name(session.role), session.csrf), 201)
         set_session_cookie(response, request, cookie, self.settings.session_seconds)
         return response
 
@@ -45,7 +41,7 @@ class SessionRoutes(Endpoints):
             raise HttpFailure(
                 ErrorCode.UNAUTHORIZED, "no session: log in with POST /api/v1/session"
             )
-        return json_response({"role": caller.role.name, "csrf": caller.session.csrf})
+        return json_response(Session(role_name(caller.role), caller.session.csrf))
 
     async def session_close(self, request: Request) -> Response:
         """Clears the cookie (a session is its cookie: nothing is kept to forget)."""

@@ -12,25 +12,13 @@ from starlette.responses import Response
 from weir_proto.api import UpdateRequest
 from weir_proto.errors import ErrorCode
 
+from weir_web.bodies import Pause, Resume, Retry
 from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, read_json
 
 BODY_MAX = 64 * 1024
-
-
-class Retry(msgspec.Struct, forbid_unknown_fields=True):
-    task: str
-    downstream: bool = False
-
-
-class Pause(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = "paused from the HTTP API"
-
-
-class Resume(msgspec.Struct, forbid_unknown_fields=True):
-    pass
 
 
 class SteppingRoutes(Endpoints):
