@@ -14,11 +14,14 @@ const REFRESH_MIN_MS = 1000;
 const MATCHING_MAX = 10_000;
 const PAGE_MAX = 500;
 
+/** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
+export const quoteValue = (text) => `"${text.replace(/[\\"]/g, "\\$&")}"`;
+
 /** The API's `where` for the form's fields (the `--where` language of `weir flows`). */
 export function whereOf(filters) {
   const parts = [];
-  if (filters.name) parts.push(`name=${filters.name}`);
-  if (filters.tag) parts.push(`tag=${filters.tag.split(/[\s,]+/).filter(Boolean).join(",")}`);
+  if (filters.name) parts.push(`name=${quoteValue(filters.name)}`);
+  if (filters.tag) parts.push(`tag=${filters.tag.split(/[\s,]+/).filter(Boolean).map(quoteValue).join(",")}`);
   if (filters.after) parts.push(`created>${filters.after}`);
   if (filters.before) parts.push(`created<${filters.before}`);
   if (filters.where) parts.push(`(${filters.where})`);
