@@ -229,14 +229,19 @@ def _parse(text: str, fields: Mapping[str, _Field], what: str) -> dict[str, Any]
     parser = _Parser(tokens, fields, what, len(text))
     result = parser.expression()
     if parser.position != len(tokens):
-        extra = tokens[parser.position]
-        hint = (
-            ""
-            if extra.bare == ")"
-            else '; join conditions with and/or, and quote a value with spaces: name="nightly etl"'
-        )
-        raise WhereError(f"column {extra.column}: unexpected {extra.raw!r} in --where{hint}")
+        raise _unexpected(tokens[parser.position])
     return result
+
+
+def _unexpected(token: _Token, unclosed: _Token | None = None) -> WhereError:
+    """`token` stands where only `and`, `or` or the end (or `)` after an `unclosed` `(`) may."""
+    hint = (
+        ""
+        if token.bare == ")"
+        else '; join conditions with and/or, and quote a value with spaces: name="nightly etl"'
+    )
+    where = f" (the '(' at column {unclosed.column} is not closed yet)" if unclosed else ""
+    return WhereError(f"column {token.column}: unexpected {token.raw!r} in --where{where}{hint}")
 
 
 class _Parser:
@@ -286,11 +291,13 @@ class _Parser:
         if token.bare == "(":
             inner = self.expression()
             closing = self.peek()
-            if closing is None or closing.bare != ")":
-                at = closing.column if closing else self.length + 1
+            if closing is None:
                 raise WhereError(
-                    f"column {at}: missing ')' for the '(' at column {token.column} in --where"
+                    f"column {self.length + 1}: missing ')' for the '(' at column "
+                    f"{token.column} in --where"
                 )
+            if closing.bare != ")":
+                raise _unexpected(closing, unclosed=token)
             self.position += 1
             return inner
         return self.condition(token)

@@ -187,6 +187,7 @@ def test_quoted_values_hold_spaces_parentheses_commas_and_keywords() -> None:
         ("name=nightly etl", 'quote a value with spaces: name="nightly etl"'),
         ("(status=a or name=b", "column 20: missing ')' for the '(' at column 1"),
         ("status=a )", "column 10: unexpected ')'"),
+        ("(name=nightly etl)", "column 15: unexpected 'etl' in --where (the '(' at column 1 is"),
         ("status=a and", "column 13: --where expression ends too early; expected a condition"),
         ("status=a and colour=red", 'column 14: unknown field "colour"'),
     ],

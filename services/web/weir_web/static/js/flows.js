@@ -56,8 +56,9 @@ export async function flowsView(root, _params, { signal, navigate }) {
   status.value = filters.status;
   const name = h("input", { name: "name", value: filters.name, placeholder: "etl" });
   const tag = h("input", { name: "tag", value: filters.tag, placeholder: "nightly,prod" });
-  const after = h("input", { name: "after", type: "datetime-local", value: isoToInput(filters.after) });
-  const before = h("input", { name: "before", type: "datetime-local", value: isoToInput(filters.before) });
+  // To the second: a bound from a shared link survives a change of another filter.
+  const after = h("input", { name: "after", type: "datetime-local", step: 1, value: isoToInput(filters.after, { seconds: true }) });
+  const before = h("input", { name: "before", type: "datetime-local", step: 1, value: isoToInput(filters.before, { seconds: true }) });
   const where = h("input", { name: "where", value: filters.where, placeholder: "status=failed or anytag=a,b", class: "wide" });
   const form = h(
     "form",
@@ -90,23 +91,24 @@ export async function flowsView(root, _params, { signal, navigate }) {
   const count = h("span", { class: "muted" });
   const bulkCancel = h("button", { type: "button", class: "write danger", disabled: true }, "Cancel selected");
   const bulkRerun = h("button", { type: "button", class: "write", disabled: true }, "Rerun selected");
+  const bulkRerunFailed = h("button", { type: "button", class: "write", disabled: true }, "Rerun failed");
   const selectMatching = h("button", { type: "button", class: "write link" }, "Select every flow matching the filter");
-  const bulk = h("div", { class: "bulk" }, count, bulkCancel, bulkRerun, selectMatching);
+  const bulk = h("div", { class: "bulk" }, count, bulkCancel, bulkRerun, bulkRerunFailed, selectMatching);
   const showSelection = () => {
     count.textContent = selected.size ? `${selected.size} selected` : "";
-    bulkCancel.disabled = bulkRerun.disabled = selected.size === 0;
+    bulkCancel.disabled = bulkRerun.disabled = bulkRerunFailed.disabled = selected.size === 0;
   };
 
-  const runBulk = async (verb) => {
+  /** `verb` (cancel, rerun) of each selected flow; `body` is the request's (rerun: failed_only). */
+  const runBulk = async (verb, what, body = {}) => {
     const ids = [...selected];
-    const what = verb === "cancel" ? "Cancel" : "Rerun";
     const ok = await confirmAction(`${what} ${ids.length} flow(s)?`, ids.slice(0, 10).join(", ") + (ids.length > 10 ? ", …" : ""), what);
     if (!ok) return;
     let done = 0;
     const failures = [];
     for (const id of ids) {
       try {
-        await call(`/flows/${seg(id)}/${verb}`, { method: "POST", body: {} });
+        await call(`/flows/${seg(id)}/${verb}`, { method: "POST", body });
         done += 1;
       } catch (error) {
         failures.push(`${id}: ${error.message}`);
@@ -116,8 +118,9 @@ export async function flowsView(root, _params, { signal, navigate }) {
     notify(`${what}: ${done} done` + (failures.length ? `, ${failures.length} failed (${failures.slice(0, 3).join("; ")})` : ""), failures.length ? "error" : "info");
     await refresh();
   };
-  bulkCancel.addEventListener("click", () => runBulk("cancel"));
-  bulkRerun.addEventListener("click", () => runBulk("rerun"));
+  bulkCancel.addEventListener("click", () => runBulk("cancel", "Cancel"));
+  bulkRerun.addEventListener("click", () => runBulk("rerun", "Rerun"));
+  bulkRerunFailed.addEventListener("click", () => runBulk("rerun", "Rerun failed", { failed_only: true }));
   selectMatching.addEventListener("click", async () => {
     let next = "";
     try {
@@ -205,8 +208,20 @@ export async function flowsView(root, _params, { signal, navigate }) {
       renderPager();
       if (!cursor) live.textContent = `live · updated ${formatTime(new Date().toISOString())}`;
     } catch (error) {
-      if (error.name !== "AbortError") showError(error, "flows");
+      if (error.name !== "AbortError") showError(await ownColumns(error), "flows");
     }
+  }
+
+  /** A refused `where` names a column of the whole expression the form built; the Where
+   * box's own error, if it has one, names the column of what was typed there. */
+  async function ownColumns(error) {
+    if (error.status !== 400 || !filters.where) return error;
+    try {
+      await call(`/flows?${new URLSearchParams({ limit: "1", where: filters.where })}`, { signal });
+    } catch (own) {
+      if (own.status === 400) return own;
+    }
+    return error;
   }
 
   root.append(h("h1", {}, "Flows"), form, canWrite() ? bulk : "", table, pager);
