@@ -66,6 +66,26 @@ async def buttons_of_every_page(page: Page, stack: Stack, ids: dict[str, str]) -
     return seen
 
 
+def operations(
+    document: dict[str, Any], methods: tuple[str, ...], fill: dict[str, str]
+) -> list[tuple[str, str]]:
+    """(METHOD, path) of each operation of the OpenAPI document with one of `methods`, with
+    `fill`'s real values in its path (each value of a list: a path for each)."""
+    found: list[tuple[str, str]] = []
+    for path, by_method in document["paths"].items():
+        for method in by_method:
+            if method not in methods:
+                continue
+            concrete = [path]
+            for key, value in fill.items():
+                values = value.split("|")
+                concrete = [c.replace("{" + key + "}", v) for c in concrete for v in values]
+            for filled in dict.fromkeys(concrete):
+                assert "{" not in filled, f"no real value for a parameter of {path}"
+                found.append((method.upper(), filled))
+    return found
+
+
 def write_requests(document: dict[str, Any], ids: dict[str, str]) -> list[list[Any]]:
     """Every write operation of the OpenAPI document, with real ids in its path (both verbs of
     a `{verb}`), except the session's own (logging in and out are not writes of weir's)."""
@@ -73,23 +93,13 @@ def write_requests(document: dict[str, Any], ids: dict[str, str]) -> list[list[A
         "flow_id": ids["failed"],
         "task": "broken",
         "name": "viewer-walk",
+        "verb": "pause|resume",
     }
-    requests: list[list[Any]] = []
-    for path, operations in document["paths"].items():
-        if path == "/session":
-            continue
-        for method in operations:
-            if method not in WRITE_METHODS:
-                continue
-            filled = path
-            for key, value in fill.items():
-                filled = filled.replace("{" + key + "}", value)
-            verbs = ["pause", "resume"] if "{verb}" in filled else [None]
-            for verb in verbs:
-                concrete = filled.replace("{verb}", verb) if verb else filled
-                assert "{" not in concrete, f"no real value for a parameter of {path}"
-                requests.append([method.upper(), concrete, {}])
-    return requests
+    return [
+        [method, path, {}]
+        for method, path in operations(document, WRITE_METHODS, fill)
+        if path != "/session"
+    ]
 
 
 async def test_a_viewer_session_shows_no_write_and_every_write_route_refuses_it(
