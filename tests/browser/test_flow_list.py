@@ -114,11 +114,14 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
     await page.fill("form.filters input[name=where]", 'name="nightly etl" and not status=failed')
     await page.click("form.filters button[type=submit]")
     await expect_rows(page, [ok])
-    # An expression the language refuses says where, and shows no rows as if none matched.
+    # An expression the language refuses says where in the Where box, and the rows of the
+    # filter before it go.
     await page.fill("form.filters input[name=where]", "name=nightly etl")
     await page.click("form.filters button[type=submit]")
     notice = page.locator("#notice")
     await expect(notice).to_contain_text("where: column 14: unexpected 'etl'", timeout=LIVE)
+    await expect(page.locator("tr[data-flow]")).to_have_count(0)
+    await expect(page.locator("table.flows tbody")).to_contain_text("The filter was refused")
 
     # A time range, from a shared link, to the second; changing another filter keeps it.
     at = boundary.strftime("%Y-%m-%dT%H:%M:%SZ")

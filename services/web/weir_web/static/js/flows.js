@@ -208,7 +208,16 @@ export async function flowsView(root, _params, { signal, navigate }) {
       renderPager();
       if (!cursor) live.textContent = `live · updated ${formatTime(new Date().toISOString())}`;
     } catch (error) {
-      if (error.name !== "AbortError") showError(await ownColumns(error), "flows");
+      if (error.name === "AbortError") return;
+      const shown = await ownColumns(error);
+      showError(shown, "flows");
+      if (error.status === 400) {
+        // No rows of the filter before: the form now says something else.
+        flows = [];
+        nextCursor = null;
+        replace(body, h("tr", {}, h("td", { colspan: 8, class: "muted" }, `The filter was refused: ${shown.message}`)));
+        renderPager();
+      }
     }
   }
 
