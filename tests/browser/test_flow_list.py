@@ -151,7 +151,7 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
     await context.close()
 
 
-async def test_cursor_pages_are_disjoint_and_ordered_and_back_returns_to_the_page_before(
+async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the_page_before(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
     tag = unique("paged")
@@ -198,6 +198,16 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_back_returns_to_the_pag
     await page.click("nav.pager >> text=First page")
     await expect(page.locator(f'tr[data-flow="{pages[0][0]}"]')).to_be_visible(timeout=LIVE)
     assert await shown(page) == pages[0] and "cursor" not in query_of(page)
+    # Previous page steps back one page at a time, also after a reload.
+    for n in (1, 2):
+        await page.click("nav.pager >> text=Next page")
+        await expect(page.locator(f'tr[data-flow="{pages[n][0]}"]')).to_be_visible(timeout=LIVE)
+    await page.reload()
+    for n in (1, 0):
+        await page.click("nav.pager >> text=Previous page")
+        await expect(page.locator(f'tr[data-flow="{pages[n][0]}"]')).to_be_visible(timeout=LIVE)
+        assert await shown(page) == pages[n]
+    assert await page.locator("nav.pager >> text=Previous page").count() == 0
     for flow_id in everything:
         await stack.api("operator").post(f"/flows/{flow_id}/cancel")
     assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)

@@ -13,6 +13,8 @@ const PAGE = 50;
 const REFRESH_MIN_MS = 1000;
 const MATCHING_MAX = 10_000;
 const PAGE_MAX = 500;
+/** sessionStorage key prefix: the page before the page of a URL. */
+const PREVIOUS = "weir.flows.previous:";
 
 /** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
 export const quoteValue = (text) => `"${text.replace(/[\\"]/g, "\\$&")}"`;
@@ -191,10 +193,16 @@ export async function flowsView(root, _params, { signal, navigate }) {
     const first = `/flows${here.size ? "?" + here : ""}`;
     const nextHere = new URLSearchParams(here);
     if (nextCursor) nextHere.set("cursor", nextCursor);
+    const next = `/flows?${nextHere}`;
+    // A cursor leads forward only: each page notes itself as the previous one of the page
+    // after it (for this tab, so it holds through a reload).
+    if (nextCursor) sessionStorage.setItem(`${PREVIOUS}${next}`, location.pathname + location.search);
+    const previous = cursor ? sessionStorage.getItem(`${PREVIOUS}${location.pathname}${location.search}`) : null;
     replace(
       pager,
       cursor ? link(first, "⟨ First page") : "",
-      nextCursor ? link(`/flows?${nextHere}`, "Next page ⟩") : "",
+      previous ? link(previous, "‹ Previous page") : "",
+      nextCursor ? link(next, "Next page ⟩") : "",
       live,
     );
   };
