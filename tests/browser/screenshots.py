@@ -1,6 +1,7 @@
 """Screenshots of each page of the web UI for the docs: `python -m tests.browser.screenshots`
 starts a whole weir (stack.py), makes a few flows and a schedule, and writes
-docs/images/ui-*.png (1280x800, the viewport only, so they stay small)."""
+docs/images/ui-*.png (1280x800, the viewport only, so they stay small). With names
+(`python -m tests.browser.screenshots task health`) it writes only those pictures."""
 
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ params:
 tasks:
   - {name: report, cmd: [echo, "{{ params.region }}", "{{ params.day }}"]}
 """
+BANNER_TIMEOUT_MS = 60_000
+"""The health banner shows within a page's health poll (15 s) of a service stopping."""
+WANTED = set(sys.argv[1:])
+"""The pictures to take (every one when none is named)."""
+
+
+def wanted(name: str) -> bool:
+    return not WANTED or name in WANTED
 
 
 async def wait_status(stack: Stack, flow_id: str, *statuses: str) -> None:
@@ -64,6 +73,8 @@ async def wait_succeeded(stack: Stack, flow_id: str, tasks: int) -> None:
 
 
 async def shoot(page: Page, name: str) -> None:
+    if not wanted(name):
+        return
     await page.wait_for_timeout(400)  # let the last frame paint
     await page.screenshot(path=str(IMAGES / f"ui-{name}.png"))
     print(f"docs/images/ui-{name}.png", file=sys.stderr)
@@ -202,14 +213,15 @@ async def scenes(stack: Stack, root: Path) -> None:
         await page.locator("[data-submit-error] li").first.wait_for()
         await page.locator("[data-submit-error]").scroll_into_view_if_needed()
         await shoot(page, "submit-refused")
-        # Submitted last, so its 2,000 processes do not slow the pictures before.
-        big_spec = big_flow(2_000, width=40)
-        del big_spec["delay"]  # it runs, so the picture shows statuses moving
-        big = await stack.submit(big_spec)
-        await wait_succeeded(stack, big, 400)
-        await page.goto(f"{stack.url}/flows/{big}")
-        await page.locator(".graph.big canvas").wait_for()
-        await shoot(page, "big-flow")
+        if wanted("big-flow"):
+            # Submitted late, so its 2,000 processes do not slow the pictures before.
+            big_spec = big_flow(2_000, width=40)
+            del big_spec["delay"]  # it runs, so the picture shows statuses moving
+            big = await stack.submit(big_spec)
+            await wait_succeeded(stack, big, 400)
+            await page.goto(f"{stack.url}/flows/{big}")
+            await page.locator(".graph.big canvas").wait_for()
+            await shoot(page, "big-flow")
         await page.goto(f"{stack.url}/schedules")
         await page.locator("tr[data-schedule]").wait_for()
         await shoot(page, "schedules")
@@ -221,6 +233,13 @@ async def scenes(stack: Stack, root: Path) -> None:
         await form.locator("textarea[name=spec]").fill(SCHEDULE_SPEC)
         await form.locator("input[name=param-region]").fill("eu-west")
         await shoot(page, "schedule-create")
+        if wanted("health"):
+            # Last, as the runner stops: the banner names it, over the flow list.
+            stack.services.runner.stop.set()
+            await stack.services.runner_task
+            await page.goto(f"{stack.url}/flows")
+            await page.locator("#health").wait_for(state="visible", timeout=BANNER_TIMEOUT_MS)
+            await shoot(page, "health")
         await context.close()
         await browser.close()
     gate.touch()

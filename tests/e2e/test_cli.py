@@ -105,6 +105,12 @@ def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None
     bad = weir(stack, "flows", "--where", "colour=red")
     assert bad.returncode == 2 and 'unknown field "colour"' in bad.stderr
     assert "fields of flows: id, status, name, queue" in bad.stderr
+    talky = json.loads(
+        weir(stack, "flows", "--where", "name='talky' and tag=\"nightly\"", "--json").stdout
+    )
+    assert flow_id in [f["id"] for f in talky]
+    unclosed = weir(stack, "flows", "--where", 'name="nightly etl')
+    assert unclosed.returncode == 2 and 'column 6: the " that starts here' in unclosed.stderr
     slow = tmp_path / "slow.yaml"
     slow.write_text("name: slow\ntasks:\n  - {name: nap, cmd: [sleep, '30']}\n")
     slow_id = weir(stack, "submit", str(slow)).stdout.strip()

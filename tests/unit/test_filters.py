@@ -146,3 +146,53 @@ def test_bad_where_expressions_name_the_field_and_list_the_valid_ones(
     with pytest.raises(WhereError) as refused:
         parse(text)
     assert words in str(refused.value)
+
+
+def test_quoted_values_hold_spaces_parentheses_commas_and_keywords() -> None:
+    assert parse_where('name="nightly etl"') == {"name": "nightly etl"}
+    assert parse_where("name='x y' and status=failed") == {
+        "and": [{"name": "x y"}, {"status": "failed"}]
+    }
+    assert parse_where('name="a (b) or c" or name="and"') == {
+        "or": [{"name": "a (b) or c"}, {"name": "and"}]
+    }
+    # Escapes: \" \' and \\ inside either quotes; the other quote needs none.
+    assert parse_where(r'name="say \"hi\" \\ it\'s"') == {"name": 'say "hi" \\ it\'s'}
+    assert parse_where("name='say \"hi\"'") == {"name": 'say "hi"'}
+    assert parse_where('name=""') == {"name": ""}
+    # Part of a value may be quoted; a comma inside quotes does not separate values.
+    assert parse_where('name=etl-"1 2"') == {"name": "etl-1 2"}
+    assert parse_where('id="a,b",c') == {"id": ["a,b", "c"]}
+    assert parse_where("tag='x y',z") == {"tags_all": ["x y", "z"]}
+    # A quoted value is a string, never a number or a boolean.
+    assert parse_where('meta.n="3" and meta.m=3') == {
+        "and": [{"metadata": {"n": "3"}}, {"metadata": {"m": 3}}]
+    }
+    assert parse_where("param.n='3'") == {"params": {"n": "3"}}
+    assert parse_task_where('flow_name="nightly etl"') == {"flow_name": "nightly etl"}
+    # Outside quotes a backslash is an ordinary character, as before.
+    assert parse_where(r"name=a\b") == {"name": r"a\b"}
+    compile_filter(parse_where('name="x y" and tag="a b",c'))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('name="nightly etl', 'column 6: the " that starts here is never closed'),
+        ("name='x y", "column 6: the ' that starts here is never closed"),
+        (r'name="a\nb"', r"column 8: unknown escape \n; inside quotes write"),
+        ('name="a\\', r"column 8: unknown escape \ at the end"),
+        ('"name"=x', "column 1: '\"name\"=x' quotes its field name; quote only the value"),
+        ("name=nightly etl", "column 14: unexpected 'etl' in --where; join conditions"),
+        ("name=nightly etl", 'quote a value with spaces: name="nightly etl"'),
+        ("(status=a or name=b", "column 20: missing ')' for the '(' at column 1"),
+        ("status=a )", "column 10: unexpected ')'"),
+        ("(name=nightly etl)", "column 15: unexpected 'etl' in --where (the '(' at column 1 is"),
+        ("status=a and", "column 13: --where expression ends too early; expected a condition"),
+        ("status=a and colour=red", 'column 14: unknown field "colour"'),
+    ],
+)
+def test_where_errors_name_the_column_and_the_fix(text: str, words: str) -> None:
+    with pytest.raises(WhereError) as refused:
+        parse_where(text)
+    assert words in str(refused.value)

@@ -282,6 +282,29 @@ async def test_flows_list_filters_with_the_where_language(operator: httpx.AsyncC
     assert wrong.status_code == 400 and "where" in wrong.json()["error"]["message"]
 
 
+async def test_flows_where_quotes_a_name_with_spaces_and_a_bad_one_names_its_column(
+    operator: httpx.AsyncClient,
+) -> None:
+    task = [{"name": "a", "cmd": ["true"]}]
+    spaced = await submit(operator, {"name": "nightly etl", "tasks": task})
+    quoted = await submit(operator, {"name": 'say "hi"', "tasks": task})
+    await submit(operator, {"name": "nightly", "tasks": task})
+    for where, ids in (
+        ('name="nightly etl"', {spaced}),
+        ("name='nightly etl' or name='say \"hi\"'", {spaced, quoted}),
+        (r'name="say \"hi\""', {quoted}),
+    ):
+        page = await operator.get("/flows", params={"where": where})
+        assert page.status_code == 200, page.text
+        assert {f["id"] for f in page.json()["flows"]} == ids, where
+    for where, words in (
+        ("name=nightly etl", "where: column 14: unexpected 'etl'"),
+        ('name="nightly etl', 'where: column 6: the " that starts here is never closed'),
+    ):
+        wrong = await operator.get("/flows", params={"where": where})
+        assert wrong.status_code == 400 and words in wrong.json()["error"]["message"], wrong.text
+
+
 async def test_tasks_list_across_flows_filters_pages_and_refuses_a_bad_where(
     operator: httpx.AsyncClient, viewer: httpx.AsyncClient
 ) -> None:

@@ -91,14 +91,17 @@ async function checkHealth() {
       report = await response.json().catch(() => ({ status: "degraded" }));
     }
   }
-  if (!report || report.status === "ok") {
+  // The API's status follows the scheduler alone; a runner that does not answer is named
+  // too (with none, nothing runs).
+  const down = Object.entries((report && report.services) || {})
+    .filter(([, r]) => r && r.status !== "ok")
+    .map(([name, r]) => `${name}: ${r.status}`);
+  if (!report || (report.status === "ok" && !down.length)) {
     banner.hidden = true;
     return;
   }
-  const down = Object.entries(report.services || {})
-    .filter(([, r]) => r && r.status !== "ok")
-    .map(([name, r]) => `${name}: ${r.status}`);
-  replace(banner, h("strong", {}, `weir is ${report.status}`), down.length ? ` — ${down.join(", ")}` : "");
+  const status = report.status === "ok" ? "degraded" : report.status;
+  replace(banner, h("strong", {}, `weir is ${status}`), down.length ? ` — ${down.join(", ")}` : "");
   banner.hidden = false;
 }
 

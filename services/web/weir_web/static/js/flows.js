@@ -13,12 +13,17 @@ const PAGE = 50;
 const REFRESH_MIN_MS = 1000;
 const MATCHING_MAX = 10_000;
 const PAGE_MAX = 500;
+/** sessionStorage key prefix: the page before the page of a URL. */
+const PREVIOUS = "weir.flows.previous:";
+
+/** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
+export const quoteValue = (text) => `"${text.replace(/[\\"]/g, "\\$&")}"`;
 
 /** The API's `where` for the form's fields (the `--where` language of `weir flows`). */
 export function whereOf(filters) {
   const parts = [];
-  if (filters.name) parts.push(`name=${filters.name}`);
-  if (filters.tag) parts.push(`tag=${filters.tag.split(/[\s,]+/).filter(Boolean).join(",")}`);
+  if (filters.name) parts.push(`name=${quoteValue(filters.name)}`);
+  if (filters.tag) parts.push(`tag=${filters.tag.split(/[\s,]+/).filter(Boolean).map(quoteValue).join(",")}`);
   if (filters.after) parts.push(`created>${filters.after}`);
   if (filters.before) parts.push(`created<${filters.before}`);
   if (filters.where) parts.push(`(${filters.where})`);
@@ -53,8 +58,9 @@ export async function flowsView(root, _params, { signal, navigate }) {
   status.value = filters.status;
   const name = h("input", { name: "name", value: filters.name, placeholder: "etl" });
   const tag = h("input", { name: "tag", value: filters.tag, placeholder: "nightly,prod" });
-  const after = h("input", { name: "after", type: "datetime-local", value: isoToInput(filters.after) });
-  const before = h("input", { name: "before", type: "datetime-local", value: isoToInput(filters.before) });
+  // To the second: a bound from a shared link survives a change of another filter.
+  const after = h("input", { name: "after", type: "datetime-local", step: 1, value: isoToInput(filters.after, { seconds: true }) });
+  const before = h("input", { name: "before", type: "datetime-local", step: 1, value: isoToInput(filters.before, { seconds: true }) });
   const where = h("input", { name: "where", value: filters.where, placeholder: "status=failed or anytag=a,b", class: "wide" });
   const form = h(
     "form",
@@ -87,23 +93,24 @@ export async function flowsView(root, _params, { signal, navigate }) {
   const count = h("span", { class: "muted" });
   const bulkCancel = h("button", { type: "button", class: "write danger", disabled: true }, "Cancel selected");
   const bulkRerun = h("button", { type: "button", class: "write", disabled: true }, "Rerun selected");
+  const bulkRerunFailed = h("button", { type: "button", class: "write", disabled: true }, "Rerun failed");
   const selectMatching = h("button", { type: "button", class: "write link" }, "Select every flow matching the filter");
-  const bulk = h("div", { class: "bulk" }, count, bulkCancel, bulkRerun, selectMatching);
+  const bulk = h("div", { class: "bulk" }, count, bulkCancel, bulkRerun, bulkRerunFailed, selectMatching);
   const showSelection = () => {
     count.textContent = selected.size ? `${selected.size} selected` : "";
-    bulkCancel.disabled = bulkRerun.disabled = selected.size === 0;
+    bulkCancel.disabled = bulkRerun.disabled = bulkRerunFailed.disabled = selected.size === 0;
   };
 
-  const runBulk = async (verb) => {
+  /** `verb` (cancel, rerun) of each selected flow; `body` is the request's (rerun: failed_only). */
+  const runBulk = async (verb, what, body = {}) => {
     const ids = [...selected];
-    const what = verb === "cancel" ? "Cancel" : "Rerun";
     const ok = await confirmAction(`${what} ${ids.length} flow(s)?`, ids.slice(0, 10).join(", ") + (ids.length > 10 ? ", …" : ""), what);
     if (!ok) return;
     let done = 0;
     const failures = [];
     for (const id of ids) {
       try {
-        await call(`/flows/${seg(id)}/${verb}`, { method: "POST", body: {} });
+        await call(`/flows/${seg(id)}/${verb}`, { method: "POST", body });
         done += 1;
       } catch (error) {
         failures.push(`${id}: ${error.message}`);
@@ -113,8 +120,9 @@ export async function flowsView(root, _params, { signal, navigate }) {
     notify(`${what}: ${done} done` + (failures.length ? `, ${failures.length} failed (${failures.slice(0, 3).join("; ")})` : ""), failures.length ? "error" : "info");
     await refresh();
   };
-  bulkCancel.addEventListener("click", () => runBulk("cancel"));
-  bulkRerun.addEventListener("click", () => runBulk("rerun"));
+  bulkCancel.addEventListener("click", () => runBulk("cancel", "Cancel"));
+  bulkRerun.addEventListener("click", () => runBulk("rerun", "Rerun"));
+  bulkRerunFailed.addEventListener("click", () => runBulk("rerun", "Rerun failed", { failed_only: true }));
   selectMatching.addEventListener("click", async () => {
     let next = "";
     try {
@@ -185,10 +193,16 @@ export async function flowsView(root, _params, { signal, navigate }) {
     const first = `/flows${here.size ? "?" + here : ""}`;
     const nextHere = new URLSearchParams(here);
     if (nextCursor) nextHere.set("cursor", nextCursor);
+    const next = `/flows?${nextHere}`;
+    // A cursor leads forward only: each page notes itself as the previous one of the page
+    // after it (for this tab, so it holds through a reload).
+    if (nextCursor) sessionStorage.setItem(`${PREVIOUS}${next}`, location.pathname + location.search);
+    const previous = cursor ? sessionStorage.getItem(`${PREVIOUS}${location.pathname}${location.search}`) : null;
     replace(
       pager,
       cursor ? link(first, "⟨ First page") : "",
-      nextCursor ? link(`/flows?${nextHere}`, "Next page ⟩") : "",
+      previous ? link(previous, "‹ Previous page") : "",
+      nextCursor ? link(next, "Next page ⟩") : "",
       live,
     );
   };
@@ -202,8 +216,29 @@ export async function flowsView(root, _params, { signal, navigate }) {
       renderPager();
       if (!cursor) live.textContent = `live · updated ${formatTime(new Date().toISOString())}`;
     } catch (error) {
-      if (error.name !== "AbortError") showError(error, "flows");
+      if (error.name === "AbortError") return;
+      const shown = await ownColumns(error);
+      showError(shown, "flows");
+      if (error.status === 400) {
+        // No rows of the filter before: the form now says something else.
+        flows = [];
+        nextCursor = null;
+        replace(body, h("tr", {}, h("td", { colspan: 8, class: "muted" }, `The filter was refused: ${shown.message}`)));
+        renderPager();
+      }
     }
+  }
+
+  /** A refused `where` names a column of the whole expression the form built; the Where
+   * box's own error, if it has one, names the column of what was typed there. */
+  async function ownColumns(error) {
+    if (error.status !== 400 || !filters.where) return error;
+    try {
+      await call(`/flows?${new URLSearchParams({ limit: "1", where: filters.where })}`, { signal });
+    } catch (own) {
+      if (own.status === 400) return own;
+    }
+    return error;
   }
 
   root.append(h("h1", {}, "Flows"), form, canWrite() ? bulk : "", table, pager);

@@ -54,12 +54,13 @@ export function inputToIso(value) {
   return Number.isNaN(d.getTime()) ? "" : d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-/** The `datetime-local` value showing an ISO instant in the chosen zone. */
-export function isoToInput(iso) {
+/** The `datetime-local` value showing an ISO instant in the chosen zone, to the minute (or,
+ * with `seconds`, to the second: for an input with `step: 1`). */
+export function isoToInput(iso, { seconds = false } = {}) {
   if (!iso) return "";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "";
-  if (zone() === "utc") return d.toISOString().slice(0, 16);
+  if (zone() === "utc") return d.toISOString().slice(0, seconds ? 19 : 16);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    `${pad(d.getHours())}:${pad(d.getMinutes())}` + (seconds ? `:${pad(d.getSeconds())}` : "");
 }
