@@ -43,6 +43,9 @@ def steps() -> dict[str, Callable[[], object]]:
     telemetry: Any = importlib.import_module("weir.telemetry")
     subjects: Any = importlib.import_module("weir_proto.subjects")
     reading: Any = importlib.import_module("weir_scheduler.planner.reading")
+    decider: Any = importlib.import_module("weir_scheduler.decider")
+    copying: Any = importlib.import_module("weir_scheduler.decider.copying")
+    flow = decider.FoldedFlow(id=FLOW)
     attempt = telemetry.attempt_context(FLOW, "t", 1)
     carried = {"Nats-Msg-Id": f"{FLOW}.2", "traceparent": telemetry.flow_traceparent(FLOW)}
     dispatch_subject = subjects.dispatch("default", FLOW)
@@ -77,6 +80,9 @@ def steps() -> dict[str, Callable[[], object]]:
         "scheduler: receive a submit (span)": scheduler_receives_a_submit,
         "scheduler: relay traceparent, 6 rows of one flow": relay_headers_of_a_flows_six_rows,
         "scheduler: decode a single-task submit": lambda: reading.decode(SUBMIT),
+        "scheduler: copy a flow's state (evolve, per event)": lambda: copying.replace(
+            flow, seq=3, status=flow.status
+        ),
     }
 
 
