@@ -80,7 +80,7 @@ def steps() -> dict[str, Callable[[], object]]:
         "scheduler: receive a submit (span)": scheduler_receives_a_submit,
         "scheduler: relay traceparent, 6 rows of one flow": relay_headers_of_a_flows_six_rows,
         "scheduler: decode a single-task submit": lambda: reading.decode(SUBMIT),
-        "scheduler: copy a flow's state (evolve, per event)": lambda: copying.replace(
+        "scheduler: copy a flow's state (evolve, one copy)": lambda: copying.replace(
             flow, seq=3, status=flow.status
         ),
     }
