@@ -14,7 +14,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir_proto.errors import ErrorCode
 from weir_proto.events import event_type
-from weir_runner.worker import Runner
+from weir_runner.worker import Runner, consumer_name
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import _start
@@ -362,6 +362,31 @@ async def test_a_runner_of_two_queues_starts_the_second_queues_task_without_wait
                 assert "task_succeeded" in at, types(events)
                 waited = (at["task_started"] - at["task_dispatched"]).total_seconds()
                 assert waited < 3.0, f"{flow_id}: the gpu task waited {waited:.1f}s to start"
+    finally:
+        runner.stop.set()
+        scheduler.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_an_attempt_longer_than_the_dispatch_ack_wait_is_kept_and_never_redelivered(
+    settings: Settings, tmp_path: Path
+) -> None:
+    short = dataclasses.replace(settings, dispatch_ack_wait=1.0)
+    scheduler, runner = Scheduler(short), Runner(short)
+    tasks = [await _start("scheduler", scheduler), await _start("runner", runner)]
+    trail = tmp_path / "trail"
+    try:
+        async with await Client.connect(short.nats_url) as client:
+            script = f'echo "$WEIR_ATTEMPT" >> {trail}; sleep 2.5'
+            flow_id, events = await finish(
+                client, {"name": "long", "tasks": [task("a", "sh", "-c", script, retry=ONCE)]}
+            )
+            assert types(events)[-1] == "flow_succeeded", types(events)
+            assert trail.read_text().split() == ["1"]
+            consumer = await client.js.consumer_info("WEIR_DISPATCH", consumer_name("default"))
+            # Told "in progress" every third of the ack wait: JetStream delivered the one
+            # dispatch once (a redelivery would take a second consumer sequence number).
+            assert consumer.delivered.consumer_seq == 1, flow_id
     finally:
         runner.stop.set()
         scheduler.stop.set()

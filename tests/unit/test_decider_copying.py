@@ -41,3 +41,25 @@ def test_a_class_with_post_init_is_refused() -> None:
 
     with pytest.raises(TypeError, match="plain dataclasses only"):
         replace(Checked(1), n=2)
+
+
+def test_a_class_without_slots_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        n: int
+
+    with pytest.raises(TypeError, match="with slots only"):
+        replace(Plain(1), n=2)
+
+
+def test_a_field_held_in_a_base_class_slot_is_copied() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        b: str
+
+    copied = replace(Derived(1, "x"), b="y")
+    assert copied == Derived(1, "y") and type(copied) is Derived

@@ -330,6 +330,14 @@ def test_nul_anywhere_is_refused_with_its_path() -> None:
     assert message.startswith("submit has a NUL character (\\u0000) at $.tasks[0].cmd[1]")
 
 
+def test_a_nul_in_a_key_is_refused_and_an_escaped_backslash_before_u0000_is_no_nul() -> None:
+    (message,) = rejection(flow(task("a", env=[{"name": "A", "value": "x", "b\x00": 1}])))
+    assert message.startswith("submit has a NUL character (\\u0000) at $.tasks[0].env[0]")
+    text = msgspec.json.encode(flow(task("a", cmd=["echo", "\\u0000"])))
+    assert rb"\u0000" in text  # the text a NUL is spelt with, but after an escaped backslash
+    assert decode(text).tasks[0].cmd == ["echo", "\\u0000"]
+
+
 def test_inputs_must_come_from_an_upstream_output() -> None:
     messages = rejection(
         flow(

@@ -423,6 +423,37 @@ def test_an_exception_in_a_handler_marks_its_span(process: Process) -> None:
     assert process.span("process weir.cmd.submit").status.status_code is StatusCode.ERROR
 
 
+def test_without_a_recording_provider_no_span_is_built_but_the_trace_still_travels() -> None:
+    """With no SDK provider (no exporter configured), the hot path skips the spans but
+    carries the context on as OpenTelemetry's no-op tracer would: the parent's span context
+    is current inside the block and goes into the headers published there."""
+    nobody = trace.NoOpTracerProvider()
+    attempt = telemetry.attempt_context(FLOW, "upper", 2)
+    status = subjects.status(FLOW)
+    with telemetry.publishing(status, message_id="m-1", parent=attempt, provider=nobody) as sent:
+        assert trace.get_current_span().get_span_context().span_id == (
+            telemetry.attempt_span_id(FLOW, "upper", 2)
+        )
+    assert sent == {
+        "Nats-Msg-Id": "m-1",
+        "traceparent": telemetry.attempt_traceparent(FLOW, "upper", 2),
+    }
+    assert not trace.get_current_span().get_span_context().is_valid  # detached again
+    flow = telemetry.flow_context(FLOW)
+    with telemetry.receiving(status, sent, fallback=flow, provider=nobody) as span:
+        assert not span.is_recording()
+        assert telemetry.inject()["traceparent"] == sent["traceparent"]  # carried wins
+    with telemetry.receiving(status, {}, fallback=flow, provider=nobody):
+        assert telemetry.inject()["traceparent"] == telemetry.flow_traceparent(FLOW)
+    with telemetry.receiving(status, sent, parent=flow, provider=nobody):
+        assert telemetry.inject()["traceparent"] == telemetry.flow_traceparent(FLOW)
+    with telemetry.receiving(status, None, provider=nobody):
+        assert telemetry.inject() == {}  # no context anywhere: none invented
+    with pytest.raises(RuntimeError), telemetry.receiving(status, sent, provider=nobody):
+        raise RuntimeError("handler failed")
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
 # Setup from the environment -----------------------------------------------------------------
 
 

@@ -245,7 +245,7 @@ class Runner:
         key: tuple[str, str, int],
         context: dict[str, object],
     ) -> None:
-        keep_alive = asyncio.create_task(self._keep_alive(msg))
+        keep_alive = _KeepAlive(msg, max(self.settings.dispatch_ack_wait / 3, 0.2))
         try:
             run, why = True, ""
             on_exit = subjects.is_on_exit_dispatch(msg.subject)
@@ -474,12 +474,30 @@ class Runner:
         with contextlib.suppress(nats.errors.Error):
             await self.nc.publish(subject, _encoder.encode(beat))
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self.settings.dispatch_ack_wait / 3, 0.2)
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+
+class _KeepAlive:
+    """Tells JetStream every `interval` seconds that a dispatch is still being worked on, so
+    it is not handed to another runner. Driven by a timer, not a task of its own: most
+    attempts end before the first tick, and a timer costs less to set and cancel."""
+
+    def __init__(self, msg: Msg, interval: float) -> None:
+        self._msg = msg
+        self._interval = interval
+        self._sending: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        self._sending = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._msg.in_progress()
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,9 +92,11 @@ def traceparent(trace_id: int, span_id: int) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-01"
 
 
+@functools.lru_cache(maxsize=CONTEXT_CACHE_SIZE)
 def flow_traceparent(flow_id: str) -> str:
     """The `traceparent` header of the flow's root span, as `inject(..., flow_context(flow_id))`
-    writes it, built from one digest: the relay puts it on every event and dispatch."""
+    writes it, built from one digest: the relay puts it on every event and dispatch (a
+    flow's several in a row, hence the cache)."""
     digest = hashlib.sha256(flow_id.encode()).digest()
     trace_id = _nonzero(int.from_bytes(digest[:16], "big"))
     return traceparent(trace_id, _nonzero(int.from_bytes(digest[16:24], "big")))

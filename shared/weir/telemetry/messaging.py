@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, TracerProvider
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, TracerProvider
 from weir_proto import subjects
 
 from weir.telemetry.propagation import extract, inject
-from weir.telemetry.providers import tracer
+from weir.telemetry.providers import recording_tracer
 
 
 def subject_template(subject: str) -> str:
@@ -66,12 +67,17 @@ def publishing(
     this one. `parent` defaults to the current context (pass `flow_context(flow_id)` where
     there is none, e.g. the client's submit or the relay).
     """
-    attrs = _messaging_attributes(subject, "publish", "send", message_id, size)
-    attrs.update(attributes or {})
     if message_id is not None and "Nats-Msg-Id" not in (headers or {}):
         headers = {**(headers or {}), "Nats-Msg-Id": message_id}
+    recording = recording_tracer(provider)
+    if recording is None:
+        with _unrecorded(parent):
+            yield inject(headers)
+        return
+    attrs = _messaging_attributes(subject, "publish", "send", message_id, size)
+    attrs.update(attributes or {})
     span_name = f"publish {subject_template(subject)}"
-    with tracer(provider).start_as_current_span(
+    with recording.start_as_current_span(
         span_name, context=parent, kind=SpanKind.PRODUCER, attributes=attrs
     ):
         yield inject(headers)
@@ -108,10 +114,30 @@ def receiving(
         parent = carried
     else:
         parent = fallback or Context()
+    recording = recording_tracer(provider)
+    if recording is None:
+        with _unrecorded(parent) as span:
+            yield span
+        return
     attrs = _messaging_attributes(subject, operation, operation, message_id, size)
     attrs.update(attributes or {})
     span_name = f"{operation} {subject_template(subject)}"
-    with tracer(provider).start_as_current_span(
+    with recording.start_as_current_span(
         span_name, context=parent, kind=SpanKind.CONSUMER, attributes=attrs, links=links
     ) as span:
         yield span
+
+
+@contextlib.contextmanager
+def _unrecorded(parent: Context | None) -> Iterator[Span]:
+    """What starting a span does when no SDK provider records it (OpenTelemetry's no-op
+    tracer), without building its name, attributes and links: the parent's span context
+    becomes current, so what is published inside still carries the trace on."""
+    span = trace.get_current_span(parent)
+    if not isinstance(span, NonRecordingSpan):
+        span = NonRecordingSpan(span.get_span_context())
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)

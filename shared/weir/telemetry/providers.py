@@ -170,6 +170,16 @@ def shutdown() -> None:
         _installed.meter_provider = None
 
 
+def recording_tracer(provider: TracerProvider | None = None) -> Tracer | None:
+    """weir's tracer when its spans are recorded (`provider`, or the global one, is an SDK
+    provider); None when every span would be a no-op (no provider installed: `setup` found
+    no exporter), so that the hot path can skip building spans nobody records."""
+    provider = provider or trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return _tracer_of(provider)
+
+
 def tracer(provider: TracerProvider | None = None) -> Tracer:
     """weir's tracer, from `provider` or the global one (made once per provider: every
     message published or received asks for it)."""

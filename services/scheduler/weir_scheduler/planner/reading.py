@@ -12,6 +12,8 @@ from weir_scheduler.planner.fields import TASK_PATH
 from weir_scheduler.planner.graph import plan
 from weir_scheduler.planner.result import LIMITS_DEFAULT, Limits, Rejected
 
+_NUL_ESCAPE = rb"\u0000"
+
 
 def decode(data: bytes, limits: Limits = LIMITS_DEFAULT) -> FlowSpec:
     """Decode and structurally check a submit. Raises `Rejected` with precise errors."""
@@ -57,7 +59,9 @@ def decode(data: bytes, limits: Limits = LIMITS_DEFAULT) -> FlowSpec:
                 )
             ]
         )
-    nul = find_nul(raw)
+    # JSON can only spell a NUL as the escape `\u0000` (a raw NUL is malformed), so a submit
+    # without that escape needs no walk for one.
+    nul = find_nul(raw) if _NUL_ESCAPE in data else None
     if nul is not None:
         given = raw.get("id")
         raise Rejected(
