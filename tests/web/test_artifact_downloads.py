@@ -26,9 +26,10 @@ from weir.artifacts import (
     artifact_store,
 )
 from weir.artifacts_s3 import DIGEST_METADATA, S3ArtifactStore, _client
-from weir.config import S3Storage, Settings
+from weir.config import Settings
 from weir.embedded import free_port
 from weir.jetstream import close, connect
+from weir.s3_storage import S3Storage
 from weir_web.app import nats_backends, web_server
 from weir_web.config import WebSettings, parse_tokens
 from weir_web.endpoints import Backends
