@@ -31,6 +31,10 @@ class Dispatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     task: TaskSpec
     dispatched_at: datetime
     token: str
+    seq: int = 0
+    """The `seq` of its `task_dispatched` event in the flow's log: a runner that saw the
+    flow's `flow_cancel_requested` (its own `seq`) drops a dispatch made before it and runs one
+    made after (a retry). 0 from a scheduler that did not send it."""
     """A random secret of this attempt: every report on it must echo it (`token`). It proves
     a report comes from a holder of this dispatch; the log keeps only its SHA-256 digest."""
     input_flows: dict[str, str] = msgspec.field(default_factory=dict)

@@ -94,6 +94,9 @@ class Runner:
         """Attempts being executed, by (flow_id, task, attempt): their handler tasks."""
         self.tokens: dict[tuple[str, str, int], str] = {}
         """The dispatch token of each attempt in `attempts`, echoed in its heartbeats."""
+        self.dispatched: dict[tuple[str, str, int], tuple[int, datetime]] = {}
+        """When each attempt in `attempts` was dispatched: its event's seq and time (a
+        cancel ends only the attempts dispatched before it)."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
         self.recently_cancelled: dict[str, _SeenCancel] = {}
         """Flows whose cancel this runner saw (when, and whether fail_fast's), so an attempt
@@ -148,7 +151,7 @@ class Runner:
                 event = msgspec.json.decode(msg.data, type=_CancelRequested)
             except msgspec.DecodeError:
                 return
-            self._cancel_flow(event.flow_id, event.reason, event.fail_fast, event.at)
+            self._cancel_flow(event.flow_id, event.reason, event.fail_fast, event.at, event.seq)
 
         cancels = await self.nc.subscribe(subjects.CANCEL_REQUESTS, cb=on_cancel)
         log.info(
@@ -273,6 +276,7 @@ class Runner:
             keep_alive.cancel()
             self.attempts.pop(key, None)
             self.tokens.pop(key, None)
+            self.dispatched.pop(key, None)
             self.on_exit_attempts.discard(key)
         log.info(
             "attempt finished",
@@ -372,6 +376,7 @@ class Runner:
         assert handler is not None
         self.attempts[key] = handler
         self.tokens[key] = dispatch.token
+        self.dispatched[key] = (dispatch.seq, dispatch.dispatched_at)
         timeout = dispatch.task.timeout
         try:
             async with asyncio.timeout(timeout):
@@ -437,22 +442,33 @@ class Runner:
         seen = self.recently_cancelled.get(dispatch.flow_id)
         if seen is None or (seen.spares_on_exit and on_exit):
             return False
-        return seen.at is None or dispatch.dispatched_at <= seen.at
+        return seen.ends(dispatch.seq, dispatch.dispatched_at)
 
     def _cancel_flow(
-        self, flow_id: str, reason: str, fail_fast: bool = False, at: datetime | None = None
+        self,
+        flow_id: str,
+        reason: str,
+        fail_fast: bool = False,
+        at: datetime | None = None,
+        seq: int = 0,
     ) -> None:
         now = time.monotonic()
         earlier = self.recently_cancelled.get(flow_id)
+        if earlier is not None and seq and earlier.seq > seq:
+            return  # an older cancel published again: the later one stands
         # a user's cancel after fail_fast's spares nothing
         spares = fail_fast and (earlier is None or earlier.spares_on_exit)
-        self.recently_cancelled[flow_id] = _SeenCancel(now, at, spares)
-        for old, cancel in list(self.recently_cancelled.items()):
-            if now - cancel.seen > CANCELLED_MEMORY_SECONDS:
+        cancel = _SeenCancel(now, at, spares, seq)
+        self.recently_cancelled[flow_id] = cancel
+        for old, seen in list(self.recently_cancelled.items()):
+            if now - seen.seen > CANCELLED_MEMORY_SECONDS:
                 del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
             if spares and key in self.on_exit_attempts:
                 continue  # fail_fast's cancel: the on_exit task runs on
+            dispatched = self.dispatched.get(key)
+            if dispatched is not None and not cancel.ends(*dispatched):
+                continue  # dispatched after this cancel (a retry): it runs on
             if key[0] == flow_id and key not in self.cancelled:
                 log.info(
                     "killing attempt", extra={"flow_id": flow_id, "task": key[1], "reason": reason}
@@ -509,11 +525,21 @@ class _SeenCancel:
     seen: float
     at: datetime | None
     spares_on_exit: bool
+    seq: int = 0
+
+    def ends(self, dispatch_seq: int, dispatched_at: datetime) -> bool:
+        """Whether this cancel ends an attempt dispatched at `dispatch_seq` (its event's seq
+        in the flow's log; 0 when unknown) and `dispatched_at`: one made before it. The log's
+        order decides when both seqs are known; else the scheduler's clock."""
+        if self.seq and dispatch_seq:
+            return dispatch_seq < self.seq
+        return self.at is None or dispatched_at <= self.at
 
 
 class _CancelRequested(msgspec.Struct):
     flow_id: str
     at: datetime | None = None
+    seq: int = 0
     reason: str = "cancelled"
     fail_fast: bool = False
 

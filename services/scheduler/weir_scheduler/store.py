@@ -397,6 +397,7 @@ def dispatches(change: Change) -> list[tuple[str, str, bytes]]:
             task=spec,
             dispatched_at=event.at,
             token=change.tokens[event.id],
+            seq=event.seq,
             input_flows=input_flows,
             input_digests=[digest for digest in expected if digest is not None],
         )
