@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]
+import msgspec
 from weir_proto.events import TERMINAL_FLOW_EVENTS
 from weir_web.app import SHUTDOWN_GRACE_SECONDS
 from weir_web.routes.flows import SUBMIT_FIELDS
@@ -404,6 +405,7 @@ async def test_the_openapi_submit_body_is_exactly_what_the_handler_accepts(
         "spec and params": {"spec": spec, "params": {"n": 2}},
         "spec, params and id": {"spec": spec, "params": {"n": 2}, "id": "shaped-by-id"},
         "spec alone": {"spec": {**spec, "arguments": {"n": 2}}},
+        "spec as text": {"spec": msgspec.json.encode(spec).decode(), "params": {"n": 2}},
     }
     for shape, sent in accepted.items():
         assert check.is_valid(sent), (shape, [e.message for e in check.iter_errors(sent)])
@@ -418,7 +420,7 @@ async def test_the_openapi_submit_body_is_exactly_what_the_handler_accepts(
         "an unknown field": ({"spec": spec, "parms": {}}, "unknown field 'parms'"),
         "an id not a string": ({"spec": spec, "id": 7}, "id is not a string"),
         "params not an object": ({"spec": spec, "params": [1]}, "params is not an object"),
-        "spec not an object": ({"spec": "name: x"}, "spec is not an object"),
+        "spec not an object": ({"spec": [1]}, "spec is neither an object nor the spec's text"),
     }
     for shape, (sent, why) in refused.items():
         assert not check.is_valid(sent), shape
@@ -435,3 +437,25 @@ async def test_a_body_nested_too_deeply_is_a_400_not_a_500(operator: httpx.Async
         answer = await operator.request(method, path, content=deep)
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["error"]["code"] == "bad_request"
+
+
+async def test_a_submit_bodys_spec_may_be_its_text_read_as_weir_submit_reads_a_file(
+    operator: httpx.AsyncClient,
+) -> None:
+    """The web UI sends the text as written beside params and an id, so a YAML 1.1 reading
+    (`on` is true, `010` is eight) is the same with or without them."""
+    text = (
+        "name: text-spec\n"
+        "params: {n: {type: int}}\n"
+        "metadata: {flag: on, octal: 010}\n"
+        "tasks: [{name: a, cmd: [test, '{{ params.n }}', '=', '4']}]\n"
+    )
+    made = await operator.post("/flows", json={"spec": text, "params": {"n": 4}, "id": "txt-1"})
+    assert made.status_code == 201, made.text
+    assert made.json()["flow_id"] == "txt-1"
+    view = (await operator.get("/flows/txt-1")).json()
+    assert view["metadata"] == {"flag": True, "octal": 8}
+    broken = await operator.post("/flows", json={"spec": "name: [x\n", "params": {}})
+    assert broken.status_code == 422 and "line" in broken.text, broken.text
+    clash = await operator.post("/flows", json={"spec": "id: a-1\n" + text, "id": "b-2"})
+    assert clash.status_code == 400 and "differs from the spec's id" in clash.text

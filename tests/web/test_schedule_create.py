@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 
-def request(flow: dict[str, Any], **more: Any) -> dict[str, Any]:
+def request(flow: dict[str, Any] | str, **more: Any) -> dict[str, Any]:
     return {"name": "shorthand", "cron": "0 3 * * *", "flow": flow, **more}
 
 
@@ -51,3 +51,11 @@ async def test_a_schedule_whose_ticks_would_be_rejected_lists_each_reason(
     assert len(messages) == 2, error
     assert any('"region"' in m for m in messages) and any("ghost" in m for m in messages), messages
     assert (await operator.get("/schedules")).json()["schedules"] == []
+
+
+async def test_a_schedules_flow_may_be_the_specs_text(operator: httpx.AsyncClient) -> None:
+    text = "name: tick\ntasks:\n  - {name: a, cmd: [echo, hi], timeout: 10m}\n"
+    made = await operator.post("/schedules", json=request(text))
+    assert made.status_code == 201, made.text
+    broken = await operator.post("/schedules", json=request("name: [x\n"))
+    assert broken.status_code == 422 and "line" in broken.text, broken.text

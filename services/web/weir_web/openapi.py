@@ -235,7 +235,7 @@ def _paths() -> dict[str, dict[str, Json]]:
                 "Create or replace a schedule",
                 {201: _ok("the schedule", json="ScheduleView")},
                 errors=(400, 413, 422, *NATS),
-                body=_body(True, json="ScheduleRequest"),
+                body=_body(True, json="ScheduleCreate"),
             ),
         },
         **{

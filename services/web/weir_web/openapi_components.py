@@ -91,7 +91,7 @@ def _submit_request(schemas: dict[str, Json]) -> Json:
         "required": ["spec"],
         "additionalProperties": False,
         "properties": {
-            "spec": ref("FlowSpec"),
+            "spec": _spec_or_text("the flow spec"),
             "params": {
                 **fields["arguments"],
                 "description": "values of the spec's declared params, over its `arguments`",
@@ -102,6 +102,23 @@ def _submit_request(schemas: dict[str, Json]) -> Json:
             },
         },
     }
+
+
+def _spec_or_text(what: str) -> Json:
+    return {
+        "description": f"{what}: an object, or its YAML or JSON text (read as `weir submit` "
+        "reads a file)",
+        "oneOf": [ref("FlowSpec"), {"type": "string"}],
+    }
+
+
+def _schedule_create(schemas: dict[str, Json]) -> Json:
+    """`POST /schedules`' body: ScheduleRequest, its `flow` an object or the spec's text
+    (weir_web.routes.schedules.schedule_request)."""
+    request = schemas["ScheduleRequest"]["$defs"]["ScheduleRequest"]
+    properties = dict(request["properties"])
+    properties["flow"] = _spec_or_text("the flow each tick submits")
+    return {**request, "title": "ScheduleCreate", "properties": properties}
 
 
 def _update_request(schemas: dict[str, Json]) -> Json:
@@ -144,6 +161,7 @@ def _web_schemas(schemas: dict[str, Json]) -> dict[str, Json]:
         **bodies,
         "SubmitRequest": _submit_request(schemas),
         "UpdateBody": _update_request(schemas),
+        "ScheduleCreate": _schedule_create(schemas),
         "ArtifactList": {"type": "array", "items": ref("Artifact")},
         "FlowEventList": {
             "type": "array",

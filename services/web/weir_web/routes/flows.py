@@ -61,14 +61,10 @@ class FlowRoutes(Endpoints):
             text = body.decode()
         except UnicodeDecodeError:
             raise HttpFailure(ErrorCode.BAD_REQUEST, "the flow spec is not UTF-8 text") from None
-        text, params = spec_and_params(text)
-        try:
-            doc = load_spec_text(text, "body")
-        except SpecFileError as exc:
-            problems = [SpecError(path="$", message=p) for p in exc.problems]
-            raise HttpFailure(
-                ErrorCode.INVALID_FLOW, f"the flow spec has {len(problems)} problem(s)", problems
-            ) from None
+        text, params, flow_id = spec_and_params(text)
+        doc = spec_document(text, "body")
+        if flow_id is not None:
+            doc = with_flow_id(doc, flow_id)
         verdict = await self.client.submit(doc, params=params, verdict=True)
         if verdict.verdict == "rejected":
             raise HttpFailure(
@@ -122,34 +118,57 @@ SUBMIT_FIELDS = ("spec", "params", "id")
 """The fields of the JSON object a submit body may be instead of a bare spec."""
 
 
-def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None]:
+def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None, str | None]:
     """A submit body is a flow spec (YAML or JSON), or the JSON object
-    `{"spec": SPEC, "params": {NAME: VALUE}, "id": FLOW_ID}` (only `spec` required): the
-    spec's text (with `id` set in it) and the params."""
+    `{"spec": SPEC, "params": {NAME: VALUE}, "id": FLOW_ID}` (only `spec` required), where SPEC
+    is the spec as an object or as its text (YAML or JSON, read as a file `weir submit` reads):
+    the spec's text, the params and the id."""
     try:
         doc = msgspec.json.decode(text)
     except (msgspec.DecodeError, RecursionError):
-        return text, None
+        return text, None, None
     if not (isinstance(doc, dict) and "spec" in doc and "tasks" not in doc):
-        return text, None
+        return text, None, None
     problems = [
         f"unknown field {k!r}" for k in sorted(str(k) for k in doc if k not in SUBMIT_FIELDS)
     ]
     spec, params, flow_id = doc["spec"], doc.get("params"), doc.get("id")
-    if not isinstance(spec, dict):
-        problems.append("spec is not an object")
+    if not isinstance(spec, dict | str):
+        problems.append("spec is neither an object nor the spec's text")
     if not (params is None or isinstance(params, dict)):
         problems.append("params is not an object")
     if not (flow_id is None or isinstance(flow_id, str)):
         problems.append("id is not a string")
-    elif flow_id is not None and isinstance(spec, dict) and spec.get("id") not in (None, flow_id):
-        problems.append(f"id {flow_id!r} differs from the spec's id {spec['id']!r}")
     if problems:
         raise HttpFailure(
             ErrorCode.BAD_REQUEST,
             'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}, '
             f'"id": FLOW_ID}}: {"; ".join(problems)}',
         )
-    if flow_id is not None:
-        spec = {**spec, "id": flow_id}
-    return _encoder.encode(spec).decode(), params
+    spec_text = spec if isinstance(spec, str) else _encoder.encode(spec).decode()
+    return spec_text, params, flow_id
+
+
+def spec_document(text: str, where: str) -> Any:
+    """The spec in `text` (YAML or JSON) as `weir submit` reads a file; its syntax problems
+    are a 422 with every one."""
+    try:
+        return load_spec_text(text, where)
+    except SpecFileError as exc:
+        problems = [SpecError(path="$", message=p) for p in exc.problems]
+        raise HttpFailure(
+            ErrorCode.INVALID_FLOW, f"the flow spec has {len(problems)} problem(s)", problems
+        ) from None
+
+
+def with_flow_id(doc: Any, flow_id: str) -> Any:
+    """The spec `doc` with the submit body's `id` (which must not differ from its own)."""
+    if not isinstance(doc, dict):
+        return doc  # not a spec: the scheduler's rejection says so
+    if doc.get("id") not in (None, flow_id):
+        raise HttpFailure(
+            ErrorCode.BAD_REQUEST,
+            'a submit body is a flow spec, or {"spec": SPEC, "params": {NAME: VALUE}, '
+            f'"id": FLOW_ID}}: id {flow_id!r} differs from the spec\'s id {doc["id"]!r}',
+        )
+    return {**doc, "id": flow_id}

@@ -16,6 +16,7 @@ from weir_web.config import Role
 from weir_web.endpoints import ApiRoute, Endpoints, json_response
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, schedule_name_of
+from weir_web.routes.flows import spec_document
 
 
 class ScheduleRoutes(Endpoints):
@@ -55,9 +56,12 @@ class ScheduleRoutes(Endpoints):
 
 
 def schedule_request(body: dict[str, Any]) -> ScheduleRequest:
-    """The request in `body`, its `flow` read as `weir submit` and `weir schedule create` read
-    a spec (the shorthands `retry: 3` and `timeout: 10m` too), with every problem at once."""
+    """The request in `body`, its `flow` (an object, or the spec's YAML or JSON text) read as
+    `weir submit` and `weir schedule create` read a spec (the shorthands `retry: 3` and
+    `timeout: 10m` too), with every problem at once."""
     flow = body.get("flow")
+    if isinstance(flow, str):  # the spec's text, read as `weir schedule create` reads a file
+        flow = spec_document(flow, "flow")
     if isinstance(flow, dict):
         checked = check_flow(flow)
         if checked.errors:

@@ -50,9 +50,8 @@ export function scheduleForm(onCreated) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const read = readParams();
-    if (!read.spec) {
-      showProblems(problems, { message: read.error ? `The flow spec is ${read.error}` : "Enter the flow spec each tick submits." });
+    if (!spec.text.value.trim()) {
+      showProblems(problems, { message: "Enter the flow spec each tick submits." });
       return;
     }
     replace(problems);
@@ -63,7 +62,7 @@ export function scheduleForm(onCreated) {
       timezone: timezone.value.trim() || "UTC",
       missed: missed.value,
       paused: paused.checked,
-      flow: read.spec,
+      flow: spec.text.value, // read by the server as `weir schedule create` reads a file
       params: values(),
     };
     try {

@@ -9,8 +9,8 @@ const FILE_MAX = 4 * 1024 * 1024;
 
 /**
  * The spec in `text` as plain values, or why it cannot be read. JSON first; then YAML with
- * the core schema (YAML 1.2: `yes` and `no` stay strings, dates stay text), so a value is
- * what the server's reading of the same document gives it in every ordinary spec.
+ * the core schema. Only used to find the params to ask for: the text itself is what is sent
+ * (the server reads it as `weir submit` reads a file, YAML 1.1).
  * @returns {{spec: any, error: string}}
  */
 export function readSpec(text) {

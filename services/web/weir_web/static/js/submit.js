@@ -54,11 +54,11 @@ export async function submitView(root, _params, { navigate }) {
     const given = values();
     const wanted = id.value.trim();
     replace(problems);
-    // Without params or an id the text goes as it is: the server reads it as `weir submit`
-    // reads a file (its syntax errors name the line). With them it goes inside the JSON
-    // object of a submit, so the page must have read it.
+    // The text goes as it is written, with or without params and an id: the server reads it
+    // as `weir submit` reads a file (YAML 1.1, its syntax errors naming the line). The page
+    // reads it only to find the params to ask for.
     const plain = Object.keys(given).length === 0 && !wanted;
-    if (!plain && !read.spec) {
+    if (!plain && !text.trim()) {
       showProblems(problems, { message: read.error ? `The flow spec is ${read.error}` : "Enter a flow spec first." });
       return;
     }
@@ -66,7 +66,7 @@ export async function submitView(root, _params, { navigate }) {
     try {
       const done = plain
         ? await call("/flows", { method: "POST", text })
-        : await call("/flows", { method: "POST", body: { spec: read.spec, params: given, ...(wanted ? { id: wanted } : {}) } });
+        : await call("/flows", { method: "POST", body: { spec: text, params: given, ...(wanted ? { id: wanted } : {}) } });
       navigate(`/flows/${seg(done.flow_id)}`);
     } catch (error) {
       const detail = error.detail || {};
