@@ -124,6 +124,11 @@ async def test_cancel_and_rerun_from_the_buttons(
     await page.wait_for_url(lambda url: "/flows/" in url and flow_id not in url)
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(page.locator("dl.facts")).to_contain_text(flow_id)  # "Rerun of"
+    rerun_id = page.url.rsplit("/", 1)[-1]
+    await page.goto(f"{stack.url}/flows")  # each row counts its tasks by status
+    row = page.locator(f"tr[data-flow='{flow_id}'] .count")
+    await expect(row).to_have_text(["1 cancelled"])
+    await expect(page.locator(f"tr[data-flow='{rerun_id}'] .count")).to_have_text(["1 succeeded"])
     assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
     await context.close()
 

@@ -17,6 +17,17 @@ const PAGE_MAX = 500;
 const PREVIOUS = "weir.flows.previous:";
 
 /** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
+const COUNTED_FIRST = ["running", "succeeded", "failed"];
+
+/** How many of a flow's tasks are in each status, as `weir flows` shows them: running,
+ * succeeded and failed first, then any other status some task is in. */
+function taskCounts(counts) {
+  const statuses = Object.keys(counts || {}).sort(
+    (a, b) => (COUNTED_FIRST.indexOf(a) + 1 || 99) - (COUNTED_FIRST.indexOf(b) + 1 || 99) || a.localeCompare(b),
+  );
+  return h("span", { class: "counts inline" }, statuses.map((s) => h("span", { class: `count s-${s}`, title: s }, `${counts[s]} ${s}`)));
+}
+
 export const quoteValue = (text) => `"${text.replace(/[\\"]/g, "\\$&")}"`;
 
 /** The API's `where` for the form's fields (the `--where` language of `weir flows`). */
@@ -169,7 +180,7 @@ export async function flowsView(root, _params, { signal, navigate }) {
         h("td", {}, badge(f.status)),
         h("td", {}, link(`/flows/${seg(f.id)}`, f.name)),
         h("td", {}, (f.tags || []).map((t) => h("span", { class: "tag" }, t))),
-        h("td", { class: "num" }, f.task_count),
+        h("td", { class: "num" }, f.task_count, taskCounts(f.task_counts)),
         h("td", {}, formatTime(f.created_at)),
         h("td", { class: "num" }, end ? formatDuration(end - new Date(f.created_at)) : ""),
         h("td", { class: "mono" }, f.id),
