@@ -143,6 +143,7 @@ def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
     assert weir(stack, "submit", example, "-p", "date").returncode == 2
 
 
+@pytest.mark.timeout(300)  # some 20 commands, each a process that mostly starts up
 def test_tasks_across_flows_counts_in_flows_and_schedule_params(
     stack: Stack, tmp_path: Path
 ) -> None:

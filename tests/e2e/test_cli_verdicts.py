@@ -26,6 +26,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.timeout(300)  # 36 commands, each a process that mostly starts up
 def test_scheduled_duplicate_and_cancelled_flows_show_without_markup_errors(
     stack: Stack, tmp_path: Path
 ) -> None:
