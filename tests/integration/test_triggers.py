@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from weir.client import Client
 from weir_proto.events import event_type
@@ -128,12 +129,8 @@ async def test_fail_fast_cancel_purges_a_waiting_sibling_but_not_the_on_exit_dis
 async def test_a_user_cancel_after_fail_fast_spares_the_on_exit_task_a_second_kills_it(
     client: Client, tmp_path: Path
 ) -> None:
-    spec = {
-        "name": "etl-fast-cancelled",
-        "fail_fast": True,
-        "tasks": [task("load", "sh", "-c", "exit 3", retry=ONCE)],
-        "on_exit": task("notify", "sleep", "300"),
-    }
+    spec = slow_exit("etl-fast-cancelled", task("load", "sh", "-c", "exit 3", retry=ONCE))
+    spec["fail_fast"] = True
     flow_id = await client.submit(spec)
     await reached_task(client, flow_id, "task_started", "notify")
     await client.cancel(flow_id, "enough")
@@ -173,11 +170,7 @@ async def test_a_user_cancel_kills_the_running_task_then_runs_on_exit_last_as_ca
 async def test_a_second_user_cancel_kills_the_running_on_exit_task(
     client: Client, tmp_path: Path
 ) -> None:
-    spec = {
-        "name": "etl-terminated",
-        "tasks": [task("work", "sleep", "300")],
-        "on_exit": task("notify", "sleep", "300"),
-    }
+    spec = slow_exit("etl-terminated", task("work", "sleep", "300"))
     flow_id = await client.submit(spec)
     await reached_task(client, flow_id, "task_started", "work")
     await client.cancel(flow_id, "stop")
@@ -188,6 +181,11 @@ async def test_a_second_user_cancel_kills_the_running_on_exit_task(
     view = {t.name: t for t in (await client.get(flow_id)).tasks}
     assert view["work"].status == "cancelled"
     assert view["notify"].status == "cancelled" and view["notify"].error_message == "terminate"
+
+
+def slow_exit(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
+    """A flow of `tasks` whose on_exit task "notify" runs until it is killed."""
+    return {"name": name, "tasks": list(tasks), "on_exit": task("notify", "sleep", "300")}
 
 
 async def reached_kind(client: Client, flow_id: str, kind: str) -> None:

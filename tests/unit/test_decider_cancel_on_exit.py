@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from weir_proto.events import FlowCancelRequested
+from weir_proto.events import FlowCancelRequested, FlowEvent
 from weir_proto.messages import ErrorType
 from weir_proto.status import FlowStatus
-from weir_scheduler.decider import Cancel, decide, fold
+from weir_scheduler.decider import Cancel, FoldedFlow, decide, fold
 
 from tests.flows import task
 from tests.unit.test_decider import NOW, finished, started
@@ -62,25 +62,32 @@ def test_a_failed_on_exit_task_leaves_the_cancelled_flow_cancelled() -> None:
     assert fold("f1", log) == flow
 
 
-def test_a_second_cancel_kills_the_running_on_exit_task() -> None:
+def cancelled_twice(running: str) -> tuple[FoldedFlow, list[FlowEvent], list[FlowEvent]]:
+    """FLOW cancelled twice with task `running` running at the second cancel ("bye", the
+    on_exit task, started after the first): the state, the log, the second's events."""
     flow, log = submitted(FLOW)
+    if running != "bye":
+        flow, _ = apply(flow, started(running), log)
     flow, _ = apply(flow, Cancel("stop"), log)
-    flow, _ = apply(flow, started("bye"), log)
+    if running == "bye":
+        flow, _ = apply(flow, started("bye"), log)
     flow, events = apply(flow, Cancel("now"), log)
-    assert typed(events) == [("flow_cancel_requested", "")]
     request = events[0]
     assert isinstance(request, FlowCancelRequested) and not request.spares
     assert decide(flow, Cancel("again"), NOW) == []
+    return flow, log, events
+
+
+def test_a_second_cancel_kills_the_running_on_exit_task() -> None:
+    flow, log, events = cancelled_twice("bye")
+    assert typed(events) == [("flow_cancel_requested", "")]
     flow, events = apply(flow, ended("bye", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "bye"), ("flow_cancelled", "")]
     assert fold("f1", log) == flow
 
 
 def test_a_second_cancel_ends_a_waiting_on_exit_task() -> None:
-    flow, log = submitted(FLOW)
-    flow, _ = apply(flow, started("a"), log)
-    flow, _ = apply(flow, Cancel("stop"), log)
-    flow, events = apply(flow, Cancel("now"), log)
+    flow, log, events = cancelled_twice("a")
     assert typed(events) == [("flow_cancel_requested", ""), ("task_cancelled", "bye")]
     flow, events = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "a"), ("flow_cancelled", "")]

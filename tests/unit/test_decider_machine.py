@@ -146,7 +146,13 @@ class DeciderMachine(RuleBasedStateMachine):
         events = decide(flow, command, NOW, POLICY)
         if flow.paused and not isinstance(command, Resume):
             handed = ("task_dispatched", "task_queued")
-            started = [event_type(e) for e in events if event_type(e) in handed]
+            # (a cancel ends the pause, and its first lets the on_exit task run last)
+            spared = flow.plan.on_exit if isinstance(command, Cancel) and flow.plan else None
+            started = [
+                event_type(e)
+                for e in events
+                if event_type(e) in handed and getattr(e, "task", None) != spared
+            ]
             assert not started, f"{command!r} handed out work in a paused flow"
         for event in events:
             flow = evolve(flow, event)
@@ -155,7 +161,9 @@ class DeciderMachine(RuleBasedStateMachine):
         # Release has no attempt: a later one may be fresh. A command that decided nothing
         # (a report on an attempt not dispatched yet, a retry timer for an attempt that had
         # not failed yet) is no duplicate later: it may count once the attempt exists.
-        stepping = Release | Pause | Resume | Retry | Update  # may count again later
+        # (each cancel is a user's: a second ends the on_exit task the first spared; the
+        # `cancel` rule checks that one that ends nothing more decides nothing)
+        stepping = Release | Pause | Resume | Retry | Update | Cancel  # may count again later
         if flow_id == self.current and events and not isinstance(command, stepping):
             self.handled.append(command)
         if flow.status.terminal:
