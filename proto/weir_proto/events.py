@@ -153,10 +153,18 @@ class FlowFailed(_Event, tag="flow_failed", frozen=True):
 class FlowCancelRequested(_Event, tag="flow_cancel_requested", frozen=True):
     """Runners kill the flow's running attempts when they see this event. A `fail_fast`
     one (a task of the flow failed) spares the flow's on_exit task, which still runs last;
-    a user's cancel ends it too."""
+    so does a user's first cancel (`spares_on_exit`: the on_exit task then runs with
+    WEIR_FLOW_STATUS=cancelled), and a user's cancel after that ends it too."""
 
     reason: str
     fail_fast: bool = False
+    spares_on_exit: bool = False
+    """A user's cancel that leaves the on_exit task to run last (fail_fast's always does)."""
+
+    @property
+    def spares(self) -> bool:
+        """Whether this cancel leaves the flow's on_exit task to run."""
+        return self.fail_fast or self.spares_on_exit
 
 
 class FlowCancelled(_Event, tag="flow_cancelled", frozen=True):

@@ -25,7 +25,8 @@ from weir_proto.status import TaskStatus
 AFTER_FAILURE: frozenset[str] = frozenset({"all_done", "all_failed", "one_failed", "one_success"})
 """Trigger rules that may still run once the flow is failing."""
 FLOW_STATUS_ENV = "WEIR_FLOW_STATUS"
-"""The flow's outcome so far (`succeeded` or `failed`), given to its on_exit task."""
+"""The flow's outcome so far (`succeeded`, `failed`, or `cancelled` when a user cancelled
+it), given to its on_exit task."""
 CONDITION_ERROR = "condition"
 """`error_type` of a task whose condition's outputs could not be read."""
 

@@ -144,9 +144,10 @@ async def test_cancel_of_a_flow_that_ended_otherwise_is_refused(one_slot: Client
 async def test_a_cancel_that_ends_a_failed_flow_at_once_is_answered_not_refused(
     one_slot: Client,
 ) -> None:
-    """fail_fast left only the on_exit task, handed out on a queue nobody serves: the cancel
-    ends it before it started, and with it the flow (failed, as a task failed). The answer
-    is the cancel's, not "has already ended"."""
+    """fail_fast left only the on_exit task, handed out on a queue nobody serves: a user's
+    first cancel spares it (it would run last), the second ends it before it started, and
+    with it the flow (failed, as a task failed). The answer is the cancel's, not "has
+    already ended"."""
     doc = spec(
         "cx-fail-fast",
         task("a", "false", retry={"max_attempts": 1}),
@@ -156,6 +157,8 @@ async def test_a_cancel_that_ends_a_failed_flow_at_once_is_answered_not_refused(
     flow_id = await one_slot.submit(doc)
     await reached(one_slot, flow_id, "task_dispatched", "bye")
     answer = await one_slot.cancel(flow_id, "test")
+    assert (answer.status, answer.already) == ("cancelling", False)
+    answer = await one_slot.cancel(flow_id, "test again")
     assert (answer.status, answer.already) == ("failed", False)
     final = await asyncio.wait_for(one_slot.wait(flow_id), WAIT)
     assert event_type(final) == "flow_failed", final

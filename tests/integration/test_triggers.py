@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from weir.client import Client
 from weir_proto.events import event_type
@@ -125,22 +126,80 @@ async def test_fail_fast_cancel_purges_a_waiting_sibling_but_not_the_on_exit_dis
     assert view == {"unserved": "cancelled", "load": "failed", "notify": "succeeded"}
 
 
-async def test_a_user_cancel_after_fail_fast_kills_the_running_on_exit_task(
+async def test_a_user_cancel_after_fail_fast_lets_the_running_on_exit_task_finish(
     client: Client, tmp_path: Path
 ) -> None:
+    go = tmp_path / "go"
     spec = {
         "name": "etl-fast-cancelled",
         "fail_fast": True,
         "tasks": [task("load", "sh", "-c", "exit 3", retry=ONCE)],
-        "on_exit": task("notify", "sleep", "300"),
+        "on_exit": task("notify", "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"),
     }
     flow_id = await client.submit(spec)
     await reached_task(client, flow_id, "task_started", "notify")
     await client.cancel(flow_id, "enough")
+    await reached_kind(client, flow_id, "flow_cancel_requested", user=True)
+    assert (await client.get(flow_id)).status == "cancelling"
+    go.touch()  # the runner saw the cancel and did not kill it: it ends as it would have
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_failed"  # "load" failed
+    view = {t.name: t.status for t in (await client.get(flow_id)).tasks}
+    assert view == {"load": "failed", "notify": "succeeded"}
+
+
+async def test_a_user_cancel_kills_the_running_task_then_runs_on_exit_last_as_cancelled(
+    client: Client, tmp_path: Path
+) -> None:
+    status = tmp_path / "status"
+    spec = {
+        "name": "etl-stopped",
+        "tasks": [task("work", "sleep", "300"), task("publish", depends=["work"])],
+        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+    }
+    flow_id = await client.submit(spec)
+    await reached_task(client, flow_id, "task_started", "work")
+    await client.cancel(flow_id, "stop")
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert event_type(final) == "flow_cancelled"
+    assert status.read_text() == "cancelled\n"
+    events = [e async for e in client.events(flow_id)]
+    ends = [(event_type(e), getattr(e, "task", "")) for e in events]
+    assert ends.index(("task_cancelled", "work")) < ends.index(("task_dispatched", "notify"))
+    view = {t.name: t.status for t in (await client.get(flow_id)).tasks}
+    assert view == {"work": "cancelled", "publish": "cancelled", "notify": "succeeded"}
+
+
+async def test_a_second_user_cancel_kills_the_running_on_exit_task(
+    client: Client, tmp_path: Path
+) -> None:
+    spec = slow_exit("etl-terminated", task("work", "sleep", "300"))
+    flow_id = await client.submit(spec)
+    await reached_task(client, flow_id, "task_started", "work")
+    await client.cancel(flow_id, "stop")
+    await reached_task(client, flow_id, "task_started", "notify")
+    await client.cancel(flow_id, "terminate")
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+    assert event_type(final) == "flow_cancelled"
     view = {t.name: t for t in (await client.get(flow_id)).tasks}
-    assert view["notify"].status == "cancelled" and view["notify"].error_message == "enough"
+    assert view["work"].status == "cancelled"
+    assert view["notify"].status == "cancelled" and view["notify"].error_message == "terminate"
+
+
+def slow_exit(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
+    """A flow of `tasks` whose on_exit task "notify" runs until it is killed."""
+    return {"name": name, "tasks": list(tasks), "on_exit": task("notify", "sleep", "300")}
+
+
+async def reached_kind(client: Client, flow_id: str, kind: str, user: bool = False) -> None:
+    """Wait for an event of `kind` (with `user`, a cancel request that is not fail_fast's)."""
+
+    async def follow() -> None:
+        async for event in client.events(flow_id, follow=True):
+            if event_type(event) == kind and not (user and getattr(event, "fail_fast", False)):
+                return
+
+    await asyncio.wait_for(follow(), WAIT)
 
 
 async def reached_task(client: Client, flow_id: str, kind: str, name: str) -> None:

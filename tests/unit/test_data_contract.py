@@ -254,6 +254,43 @@ async def test_a_heartbeat_moves_a_lease_later_and_silence_counts_from_it(
     assert await data.attempt_silence("f1", "extract", 2, 60.0) is None
 
 
+def logged(flow_id: str, seq: int, kind: str, **fields: Any) -> EventRow:
+    body = {"id": f"{flow_id}.{seq}", "flow_id": flow_id, "seq": seq, "type": kind, **fields}
+    return EventRow(f"{flow_id}.{seq}", flow_id, seq, kind, msgspec.Raw(msgspec.json.encode(body)))
+
+
+async def cancelling_with_on_exit(data: DataLayer, flow_id: str, *spares: bool) -> None:
+    """A flow with tasks "work" and on_exit "bye", both running (their leases set 50 s
+    ago), then one `flow_cancel_requested` per item of `spares` (its `spares_on_exit`)."""
+    spec = {"name": "etl", "tasks": [{"name": "work"}], "on_exit": {"name": "bye"}}
+    tasks = [task_row(flow_id, "work", 0), task_row(flow_id, "bye", 1, depends=["work"])]
+    await data.append(
+        batch([logged(flow_id, 1, "flow_submitted", spec=spec)], [flow_row(flow_id)], tasks)
+    )
+    ago = NOW - timedelta(seconds=50)
+    leases = [TimerRow(flow_id, n, "lease", 1, ago) for n in ("work", "bye")]
+    cancels = [
+        logged(flow_id, 2 + i, "flow_cancel_requested", reason="stop", spares_on_exit=spare)
+        for i, spare in enumerate(spares)
+    ]
+    row = flow_row(flow_id, seq=1 + len(spares), status="cancelling")
+    await data.append(batch(cancels, [row], due=leases))
+    await data.extend_leases([(flow_id, "work", 1), (flow_id, "bye", 1)], 60.0)
+
+
+async def test_a_cancelling_flows_leases_run_out_but_a_spared_on_exit_tasks(
+    data: DataLayer,
+) -> None:
+    await cancelling_with_on_exit(data, "f1", True)
+    work = await data.attempt_silence("f1", "work", 1, 60.0)
+    bye = await data.attempt_silence("f1", "bye", 1, 60.0)
+    assert work is not None and work >= 110, "a cancelled task's lease was extended"
+    assert bye is not None and bye < 5, "the spared on_exit task's lease was not extended"
+    await cancelling_with_on_exit(data, "f2", True, False)  # a second cancel spares nothing
+    bye = await data.attempt_silence("f2", "bye", 1, 60.0)
+    assert bye is not None and bye >= 110, "a second cancel still spared the on_exit task"
+
+
 # Queues, unique keys ---------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """fail_fast and the on_exit task: a task's final failure ends every other task not started
 (cleanup tasks of trigger rules included) whatever else runs at that moment, kills the
 running ones, and the on_exit task still runs last with WEIR_FLOW_STATUS=failed. A user's
-cancel ends the on_exit task too."""
+first cancel spares the on_exit task too; a second ends it."""
 
 from __future__ import annotations
 
@@ -188,16 +188,23 @@ def test_on_exit_in_a_limited_queue_is_released_after_fail_fast() -> None:
     assert typed(events) == [("task_dispatched", "bye")]
 
 
-def test_user_cancel_after_fail_fast_cancels_the_on_exit_task_too() -> None:
+def test_user_cancel_after_fail_fast_spares_the_on_exit_task_and_a_second_ends_it() -> None:
     flow, log = submitted({"tasks": [task("a", retry=ONCE), task("slow")], "on_exit": task("bye")})
     flow, _ = apply(flow, started("a"), log)
     flow, _ = apply(flow, started("slow"), log)
     flow, _ = apply(flow, finished("a", ok=False), log)
     flow, events = apply(flow, Cancel("stop it"), log)
-    # A cancel of its own (the runners kill what runs; the on_exit task is not spared).
+    # A user's cancel of its own, which spares the on_exit task as Argo's stop does.
+    assert typed(events) == [("flow_cancel_requested", "")]
+    request = events[0]
+    assert isinstance(request, FlowCancelRequested)
+    assert not request.fail_fast and request.spares_on_exit
+    assert flow.status is FlowStatus.CANCELLING
+    # A second ends the on_exit task too (Argo's terminate); a third changes nothing.
+    flow, events = apply(flow, Cancel("now"), log)
     assert typed(events) == [("flow_cancel_requested", ""), ("task_cancelled", "bye")]
     request = events[0]
-    assert isinstance(request, FlowCancelRequested) and not request.fail_fast
+    assert isinstance(request, FlowCancelRequested) and not request.spares
     assert decide(flow, Cancel("again"), NOW) == []
     flow, events = apply(flow, ended("slow", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "slow"), ("flow_failed", "")]
@@ -205,24 +212,26 @@ def test_user_cancel_after_fail_fast_cancels_the_on_exit_task_too() -> None:
     assert fold("f1", log) == flow
 
 
-def test_user_cancel_of_a_running_on_exit_task_after_fail_fast_kills_it() -> None:
+def test_user_cancel_of_a_running_on_exit_task_after_fail_fast_lets_it_finish() -> None:
     flow, log = submitted({"tasks": [task("a", retry=ONCE)], "on_exit": task("bye")})
     flow, _ = apply(flow, finished("a", ok=False), log)
     flow, _ = apply(flow, started("bye"), log)
     flow, events = apply(flow, Cancel("stop it"), log)
     assert typed(events) == [("flow_cancel_requested", "")]
+    flow, events = apply(flow, finished("bye"), log)
+    # A task failed before the cancel: the flow ends failed, as it would have.
+    assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
+
+
+def test_a_second_user_cancel_of_a_running_on_exit_task_after_fail_fast_kills_it() -> None:
+    flow, log = submitted({"tasks": [task("a", retry=ONCE)], "on_exit": task("bye")})
+    flow, _ = apply(flow, finished("a", ok=False), log)
+    flow, _ = apply(flow, started("bye"), log)
+    flow, _ = apply(flow, Cancel("stop it"), log)
+    flow, events = apply(flow, Cancel("now"), log)
+    assert typed(events) == [("flow_cancel_requested", "")]
     flow, events = apply(flow, ended("bye", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "bye"), ("flow_failed", "")]
-
-
-def test_user_cancel_before_any_failure_still_cancels_the_on_exit_task() -> None:
-    flow, log = submitted({"tasks": [task("a"), task("b")], "on_exit": task("bye")})
-    flow, _ = apply(flow, started("a"), log)
-    flow, events = apply(flow, Cancel("stop"), log)
-    assert ("task_cancelled", "bye") in typed(events)
-    flow, _ = apply(flow, ended("a", ErrorType.CANCELLED), log)
-    assert flow.status is FlowStatus.CANCELLED
-    assert flow.tasks["bye"].status is TaskStatus.CANCELLED
 
 
 def test_on_exit_waits_for_a_mapped_tasks_running_instance_to_be_reported() -> None:

@@ -146,7 +146,13 @@ class DeciderMachine(RuleBasedStateMachine):
         events = decide(flow, command, NOW, POLICY)
         if flow.paused and not isinstance(command, Resume):
             handed = ("task_dispatched", "task_queued")
-            started = [event_type(e) for e in events if event_type(e) in handed]
+            # (a cancel ends the pause, and its first lets the on_exit task run last)
+            spared = flow.plan.on_exit if isinstance(command, Cancel) and flow.plan else None
+            started = [
+                event_type(e)
+                for e in events
+                if event_type(e) in handed and getattr(e, "task", None) != spared
+            ]
             assert not started, f"{command!r} handed out work in a paused flow"
         for event in events:
             flow = evolve(flow, event)
@@ -155,7 +161,9 @@ class DeciderMachine(RuleBasedStateMachine):
         # Release has no attempt: a later one may be fresh. A command that decided nothing
         # (a report on an attempt not dispatched yet, a retry timer for an attempt that had
         # not failed yet) is no duplicate later: it may count once the attempt exists.
-        stepping = Release | Pause | Resume | Retry | Update  # may count again later
+        # (each cancel is a user's: a second ends the on_exit task the first spared; the
+        # `cancel` rule checks that one that ends nothing more decides nothing)
+        stepping = Release | Pause | Resume | Retry | Update | Cancel  # may count again later
         if flow_id == self.current and events and not isinstance(command, stepping):
             self.handled.append(command)
         if flow.status.terminal:
@@ -515,7 +523,8 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_starts_after_a_cancel_is_recorded(self) -> None:
         """... until a retry of the ended (failed: fail_fast) flow plans tasks again; after
-        fail_fast's cancel, nothing but the on_exit task (until a user's cancel)."""
+        a cancel that spares it (fail_fast's, a user's first), nothing but the on_exit task
+        (until a cancel that does not)."""
         for flow_id, log in self.logs.items():
             plan = self.flows[flow_id].plan
             on_exit = plan.on_exit if plan is not None else None
@@ -526,7 +535,8 @@ class DeciderMachine(RuleBasedStateMachine):
                 if kind == "task_retried":
                     cancelled, spared = False, None
                 elif isinstance(event, FlowCancelRequested):
-                    spared = on_exit if event.fail_fast and not cancelled else None
+                    spares = event.spares and (not cancelled or spared is not None)
+                    spared = on_exit if spares else None
                     cancelled = True
                 elif cancelled and kind in STARTS_WORK:
                     assert getattr(event, "task", "") == spared, (kind, event)
@@ -539,8 +549,8 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def a_cancelled_flow_with_nothing_running_has_ended(self) -> None:
         for flow in self.flows.values():
-            # fail_fast's cancel leaves the on_exit task to run last
-            spared = flow.plan.on_exit if flow.fail_fast and flow.plan is not None else None
+            # a sparing cancel (fail_fast's, a user's first) leaves the on_exit task to run last
+            spared = flow.plan.on_exit if flow.spares_on_exit and flow.plan is not None else None
             others = [t for t in flow.tasks.values() if t.name != spared]
             exit_done = spared is None or flow.tasks[spared].status.terminal
             if flow.cancelling and not any(t.status.active for t in others) and exit_done:
@@ -657,16 +667,18 @@ class DeciderMachine(RuleBasedStateMachine):
 
 
 def assert_on_exit_ran(flow: FoldedFlow, log: list[FlowEvent]) -> None:
-    """A flow with fail_fast and an on_exit task that ended failed ran its on_exit task,
-    unless a user cancelled it."""
+    """A flow with an on_exit task that ended failed under fail_fast, or cancelled by a
+    cancel that spared the on_exit task, ran its on_exit task, unless a cancel that did not
+    spare it (a user's second, or one before the start) ended it too."""
     plan = flow.plan
-    if plan is None or plan.on_exit is None or not plan.spec.fail_fast:
+    if plan is None or plan.on_exit is None:
         return
-    if flow.status is not FlowStatus.FAILED:
+    failed_fast = flow.status is FlowStatus.FAILED and plan.spec.fail_fast
+    if not failed_fast and flow.status is not FlowStatus.CANCELLED:
         return
     retried = [i for i, e in enumerate(log) if event_type(e) == "task_retried"]
     since = log[retried[-1] + 1 :] if retried else log
-    if any(isinstance(e, FlowCancelRequested) and not e.fail_fast for e in since):
+    if any(isinstance(e, FlowCancelRequested) and not e.spares for e in since):
         return
     ran = flow.tasks[plan.on_exit].status
     assert ran in (TaskStatus.SUCCEEDED, TaskStatus.FAILED), (ran, flow.tasks)
@@ -791,8 +803,12 @@ class FailFastExitMachine(DeciderMachine):
     def submitted(self, spec: FlowSpec) -> None:
         self.submit(spec, None, ())
 
+    @rule(reason=st.sampled_from(["stop", "again"]))
     def cancel(self, reason: str) -> None:
-        pass  # a user's cancel ends the on_exit task too: it would hide what this checks
+        """A user's first cancel, which spares the on_exit task (a second ends it too: it
+        would hide what this checks)."""
+        if not self.flow.user_cancelled:
+            super().cancel(reason)
 
 
 FailFastExitMachine.TestCase.settings = settings(

@@ -50,9 +50,9 @@ def test_without_seqs_the_schedulers_clock_decides(tmp_path: Path) -> None:
 
 def test_an_older_cancel_published_again_changes_nothing(tmp_path: Path) -> None:
     runner = _runner(tmp_path)
-    runner._cancel_flow("f-1", "fail_fast", fail_fast=True, at=T0, seq=10)
+    runner._cancel_flow("f-1", "fail_fast", spares_on_exit=True, at=T0, seq=10)
     runner._cancel_flow("f-1", "by user", at=T0 + timedelta(minutes=1), seq=20)
-    runner._cancel_flow("f-1", "fail_fast", fail_fast=True, at=T0, seq=10)  # again
+    runner._cancel_flow("f-1", "fail_fast", spares_on_exit=True, at=T0, seq=10)  # again
     seen = runner.recently_cancelled["f-1"]
     assert (seen.seq, seen.spares_on_exit) == (20, False)
     assert not runner._cancelled(_dispatch(seq=25), False)

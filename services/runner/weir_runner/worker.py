@@ -99,10 +99,10 @@ class Runner:
         cancel ends only the attempts dispatched before it)."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
         self.recently_cancelled: dict[str, _SeenCancel] = {}
-        """Flows whose cancel this runner saw (when, and whether fail_fast's), so an attempt
-        it took just before the purge does not start."""
+        """Flows whose cancel this runner saw (when, and whether it spares the on_exit
+        task), so an attempt it took just before the purge does not start."""
         self.on_exit_attempts: set[tuple[str, str, int]] = set()
-        """Attempts in `attempts` of on_exit tasks, which a fail_fast cancel spares."""
+        """Attempts in `attempts` of on_exit tasks, which a sparing cancel spares."""
         self.nc: NATS | None = None
         self.loops = Supervisor(
             "runner",
@@ -151,7 +151,8 @@ class Runner:
                 event = msgspec.json.decode(msg.data, type=_CancelRequested)
             except msgspec.DecodeError:
                 return
-            self._cancel_flow(event.flow_id, event.reason, event.fail_fast, event.at, event.seq)
+            spares = event.fail_fast or event.spares_on_exit
+            self._cancel_flow(event.flow_id, event.reason, spares, event.at, event.seq)
 
         cancels = await self.nc.subscribe(subjects.CANCEL_REQUESTS, cb=on_cancel)
         log.info(
@@ -437,8 +438,8 @@ class Runner:
 
     def _cancelled(self, dispatch: Dispatch, on_exit: bool) -> bool:
         """Whether this runner saw a cancel of the flow that ends this attempt: any made
-        after the dispatch (a `weir retry` after the cancel dispatches anew), but fail_fast's
-        for an attempt of the on_exit task (which still runs last)."""
+        after the dispatch (a `weir retry` after the cancel dispatches anew), but one that
+        spares the on_exit task (fail_fast's, a user's first) for an attempt of it."""
         seen = self.recently_cancelled.get(dispatch.flow_id)
         if seen is None or (seen.spares_on_exit and on_exit):
             return False
@@ -448,7 +449,7 @@ class Runner:
         self,
         flow_id: str,
         reason: str,
-        fail_fast: bool = False,
+        spares_on_exit: bool = False,
         at: datetime | None = None,
         seq: int = 0,
     ) -> None:
@@ -456,8 +457,8 @@ class Runner:
         earlier = self.recently_cancelled.get(flow_id)
         if earlier is not None and seq and earlier.seq > seq:
             return  # an older cancel published again: the later one stands
-        # a user's cancel after fail_fast's spares nothing
-        spares = fail_fast and (earlier is None or earlier.spares_on_exit)
+        # a cancel after one that spared nothing spares nothing either
+        spares = spares_on_exit and (earlier is None or earlier.spares_on_exit)
         cancel = _SeenCancel(now, at, spares, seq)
         self.recently_cancelled[flow_id] = cancel
         for old, seen in list(self.recently_cancelled.items()):
@@ -465,7 +466,7 @@ class Runner:
                 del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
             if spares and key in self.on_exit_attempts:
-                continue  # fail_fast's cancel: the on_exit task runs on
+                continue  # a sparing cancel: the on_exit task runs on
             dispatched = self.dispatched.get(key)
             if dispatched is not None and not cancel.ends(*dispatched):
                 continue  # dispatched after this cancel (a retry): it runs on
@@ -520,7 +521,7 @@ class _KeepAlive:
 class _SeenCancel:
     """A flow's cancel as a runner remembers it: when it saw it (monotonic), when the
     scheduler decided it (the event's `at`, comparable with a dispatch's `dispatched_at`),
-    and whether it spares the on_exit task (fail_fast's)."""
+    and whether it spares the on_exit task (fail_fast's, a user's first)."""
 
     seen: float
     at: datetime | None
@@ -542,6 +543,7 @@ class _CancelRequested(msgspec.Struct):
     seq: int = 0
     reason: str = "cancelled"
     fail_fast: bool = False
+    spares_on_exit: bool = False
 
 
 _attempt_reply_decoder = msgspec.json.Decoder(RawReply)

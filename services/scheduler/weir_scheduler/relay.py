@@ -108,12 +108,13 @@ class OutboxRelay:
         if leadership is not None:
             await leadership.close()
 
-    async def _purge_dispatches(self, flow_id: str, fail_fast: bool) -> None:
+    async def _purge_dispatches(self, flow_id: str, spares: bool) -> None:
         """A cancelled flow's attempts that no runner has taken never start (runners that
-        took one already kill it when they see the cancel event). A fail_fast cancel spares
-        the on_exit task's attempt: it may be handed out in the same decision, and runs."""
+        took one already kill it when they see the cancel event). A cancel that spares the
+        on_exit task (fail_fast's, a user's first) spares its attempt: it may be handed out
+        in the same decision, and runs."""
         purged = [subjects.flow_dispatches(flow_id)]
-        if not fail_fast:
+        if not spares:
             purged.append(subjects.on_exit_dispatches(flow_id))
         try:
             for subject in purged:
@@ -189,7 +190,8 @@ class OutboxRelay:
         for row in rows:
             if row.subject.endswith(".flow_cancel_requested"):
                 request = _cancel_decoder.decode(row.payload)
-                await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0], request.fail_fast)
+                spares = request.fail_fast or request.spares_on_exit
+                await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0], spares)
         return True
 
 
@@ -197,6 +199,7 @@ class _CancelRequest(msgspec.Struct):
     """What the relay reads of a `flow_cancel_requested` event it published."""
 
     fail_fast: bool = False
+    spares_on_exit: bool = False
 
 
 _cancel_decoder = msgspec.json.Decoder(_CancelRequest)

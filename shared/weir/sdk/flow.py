@@ -274,8 +274,9 @@ class Flow:
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register the flow's on-exit task (the spec's `on_exit`): it runs last, after every
         other task ended however they did, and its function's `flow_status` parameter (if it
-        has one) gets the flow's outcome so far, `succeeded` or `failed`. It takes flow
-        parameters but no inputs; if it fails, the flow fails. Options as for `task`, but
+        has one) gets the flow's outcome so far, `succeeded` or `failed` (or `cancelled`
+        after a `weir cancel`). It takes flow parameters but no inputs; if it fails, a flow
+        that would have succeeded fails. Options as for `task`, but
         `inputs`, `depends`, `map_over`, `trigger` and `when`."""
 
         def register(fn: Callable[P, R]) -> Task[P, R]:

@@ -23,7 +23,8 @@ R = TypeVar("R")
 
 FLOW_STATUS_PARAM = "flow_status"
 """The parameter of an on-exit task's function that gets the flow's outcome
-(`succeeded` or `failed`; WEIR_FLOW_STATUS in a task process)."""
+(`succeeded`, `failed`, or `cancelled` after a cancel; WEIR_FLOW_STATUS in a task
+process)."""
 
 
 class TaskOptions(TypedDict, total=False):

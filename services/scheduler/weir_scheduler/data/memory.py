@@ -296,9 +296,20 @@ class MemoryData(DataLayer):
             flow = self._t.flows.get(flow_id)
             if timer is None or timer.attempt != attempt:
                 continue
-            if flow is not None and flow.status == FlowStatus.CANCELLING:
+            if (
+                flow is not None
+                and flow.status == FlowStatus.CANCELLING
+                and not self._spared(flow_id, task)
+            ):
                 continue
             timer.due_at = max(timer.due_at, until)
+
+    def _spared(self, flow_id: str, task: str) -> bool:
+        """Whether `task` is the on_exit task and the flow's latest cancel spares it."""
+        logged = [msgspec.json.decode(data) for _, data in self._t.events.get(flow_id, [])]
+        cancels = [e for e in logged if e.get("type") == "flow_cancel_requested"]
+        on_exit = (logged[0].get("spec", {}).get("on_exit") or {}) if logged else {}
+        return bool(cancels and cancels[-1].get("spares_on_exit") and on_exit.get("name") == task)
 
     async def attempt_silence(
         self, flow_id: str, task: str, attempt: int, lease: float

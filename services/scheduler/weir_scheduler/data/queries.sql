@@ -100,11 +100,20 @@ WHERE claimed_until IS NULL OR claimed_until < now();
 
 -- name: extend_leases
 -- Not for cancelling flows: an attempt its runner did not kill (it never heard the cancel)
--- is declared lost, hence cancelled, when its lease runs out.
+-- is declared lost, hence cancelled, when its lease runs out. But the on_exit task's, when
+-- the flow's latest cancel spares it: it runs on.
 UPDATE timers t SET due_at = greatest(t.due_at, now() + make_interval(secs => $4))
 FROM unnest($1::text[], $2::text[], $3::int[]) AS h(flow_id, task, attempt)
 WHERE t.kind = 'lease' AND t.flow_id = h.flow_id AND t.task = h.task AND t.attempt = h.attempt
-  AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = t.flow_id AND f.status = 'cancelling');
+  AND NOT EXISTS (
+    SELECT 1 FROM flows f WHERE f.id = t.flow_id AND f.status = 'cancelling'
+      AND NOT coalesce((
+        SELECT (c.data->>'spares_on_exit')::boolean
+          AND t.task = (
+            SELECT s.data->'spec'->'on_exit'->>'name' FROM events s
+            WHERE s.flow_id = t.flow_id AND s.type = 'flow_submitted' ORDER BY s.seq LIMIT 1)
+        FROM events c WHERE c.flow_id = t.flow_id AND c.type = 'flow_cancel_requested'
+        ORDER BY c.seq DESC LIMIT 1), false));
 
 -- name: attempt_silence
 -- Seconds since the runner of a running attempt was last heard from: its lease is due

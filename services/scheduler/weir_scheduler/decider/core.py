@@ -60,7 +60,7 @@ from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.failures import cancel_unstarted, on_final_failure
 from weir_scheduler.decider.fanout import decide_fanout
 from weir_scheduler.decider.gates import decide_condition
-from weir_scheduler.decider.state import FoldedFlow, FoldedTask
+from weir_scheduler.decider.state import FoldedFlow, FoldedTask, flow_outcome
 from weir_scheduler.decider.triggers import tolerates_failure
 
 
@@ -229,11 +229,20 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
         case Cancel(reason=reason):
             if not flow.exists or flow.status.terminal:
                 return
-            if not flow.halted:  # fail_fast's cancel spared the on_exit task; a user's does not
-                out.emit(FlowCancelRequested(**out.envelope(), at=now, reason=reason))
+            if not flow.halted:
+                # A user's first cancel spares an on_exit task yet to end (it runs last, as
+                # after fail_fast's); one after that ends it too.
+                spares = not flow.user_cancelled and _on_exit_pending(flow)
+                out.emit(
+                    FlowCancelRequested(
+                        **out.envelope(), at=now, reason=reason, spares_on_exit=spares
+                    )
+                )
             # Again on a cancelling flow: ends what a cancel recorded before this rule left
             # waiting (nothing, for a cancel recorded since).
-            cancel_unstarted(out, out.flow.cancel_reason or reason)
+            spare = out.flow.plan.on_exit if out.flow.spares_on_exit and out.flow.plan else None
+            cancel_unstarted(out, out.flow.cancel_reason or reason, spare=spare)
+            dispatch_ready(out)
             _finish_if_done(out)
         case _ as unreachable:
             assert_never(unreachable)
@@ -245,6 +254,15 @@ def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
     if spec.delay:
         return now + timedelta(seconds=spec.delay)
     return None
+
+
+def _on_exit_pending(flow: FoldedFlow) -> bool:
+    """Whether `flow` has started and has an on_exit task that has not ended (a flow
+    cancelled before its start time runs nothing, its on_exit task neither)."""
+    on_exit = flow.plan.on_exit if flow.plan is not None else None
+    if on_exit is None or flow.status is FlowStatus.SCHEDULED:
+        return False
+    return not flow.tasks[on_exit].status.terminal
 
 
 def _before_start(flow: FoldedFlow, now: datetime) -> bool:
@@ -348,7 +366,7 @@ def _finish_if_done(out: Emitter, started: bool = False) -> None:
     if flow.unfinished or flow.status.terminal or waiting:
         return
     failed = [t.name for t in flow.tasks.values() if t.status is TaskStatus.FAILED]
-    if failed:
+    if failed and not (flow.plan is not None and flow_outcome(flow) == "cancelled"):
         out.emit(FlowFailed(**out.envelope(), at=out.now, failed_tasks=sorted(failed)))
     elif flow.cancelling:
         reason = flow.cancel_reason or "cancelled"

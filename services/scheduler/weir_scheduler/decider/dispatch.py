@@ -14,13 +14,13 @@ def dispatch_ready(out: Emitter) -> None:
     """Skip the tasks whose trigger rule or condition says so, then hand out waiting work,
     highest priority first: first the tasks queued for room in the
     dispatch window (they hold their max_parallel slot already), then ready tasks as far as
-    max_parallel and the window allow. A user's cancel starts nothing more; fail_fast's
-    leaves the on_exit task to start. A ready task whose queue's window is full stays
+    max_parallel and the window allow. A cancel starts nothing more, but fail_fast's and a
+    user's first leave the on_exit task to start. A ready task whose queue's window is full stays
     ready: the start of one of the flow's attempts there calls this again."""
     flow, plan = out.flow, out.flow.plan
     assert plan is not None
     if flow.halted:
-        return  # (fail_fast's cancel left nothing to start but the on_exit task)
+        return  # (a sparing cancel left nothing to start but the on_exit task)
     close_fanouts(out)
     if out.flow.halted:
         return

@@ -171,12 +171,13 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
             return _expanded(flow, name, items)
         case TaskConditionRead(task=name, values=values):
             return _condition_read(flow, name, values)
-        case FlowCancelRequested(reason=reason, fail_fast=fail_fast):
+        case FlowCancelRequested(reason=reason, fail_fast=fail_fast) as request:
             return replace(
                 flow,
                 cancelling=True,
                 cancel_reason=reason,
                 fail_fast=fail_fast,
+                spares_on_exit=request.spares,
                 ready=immutables.Map(),
                 line=immutables.Map(),
             )
@@ -359,6 +360,7 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
         cancelling=False,
         cancel_reason=None,
         fail_fast=False,
+        spares_on_exit=False,
         reused=flow.reused - reset,
     )
     blocked, ready, settled = flow.blocked, dict(flow.ready), dict(flow.settled)

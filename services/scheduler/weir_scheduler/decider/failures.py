@@ -60,8 +60,8 @@ def cancel_unstarted(out: Emitter, reason: str, spare: str | None = None) -> Non
     flow's dispatches, runners drop attempts of flows they saw cancelled, and nobody may
     serve their queue), so waiting for their report could wait forever and hold their
     queue's slot. A start or finish reported for them later is stale and ignored; a runner
-    that did start one kills it when it sees the cancel. Task `spare` (fail_fast's on_exit
-    task) is left to run."""
+    that did start one kills it when it sees the cancel. Task `spare` (the on_exit task, under a
+    cancel that spares it) is left to run."""
     flow = out.flow
     assert flow.plan is not None
     for name in flow.plan.order:

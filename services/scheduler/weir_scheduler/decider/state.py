@@ -113,6 +113,9 @@ class FoldedFlow:
     fail_fast: bool = False
     """The cancel under way is fail_fast's (a task failed), not a user's: it ends every task
     but the flow's on_exit task, which still runs last."""
+    spares_on_exit: bool = False
+    """The cancel under way leaves the on_exit task to run last: fail_fast's, or a user's
+    first (a user's cancel after that ends it too)."""
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
     fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
@@ -138,16 +141,22 @@ class FoldedFlow:
 
     @property
     def halted(self) -> bool:
-        """A user's cancel is under way: nothing new starts (`stops` says what fail_fast's
-        cancel lets start)."""
+        """A cancel that ends every task is under way: nothing new starts (`stops` says
+        what a cancel that spares the on_exit task lets start)."""
+        return self.cancelling and not self.spares_on_exit
+
+    @property
+    def user_cancelled(self) -> bool:
+        """A user's cancel is under way (not only fail_fast's)."""
         return self.cancelling and not self.fail_fast
 
     def stops(self, name: str) -> bool:
         """Whether the cancel under way keeps task `name` from starting or running again:
-        a user's keeps every task, fail_fast's every task but the on_exit task."""
+        fail_fast's and a user's first keep every task but the on_exit task, a user's
+        second every task."""
         if not self.cancelling:
             return False
-        return not self.fail_fast or self.plan is None or name != self.plan.on_exit
+        return not self.spares_on_exit or self.plan is None or name != self.plan.on_exit
 
     def output_digest(self, output: str) -> OutputDigest | None:
         """What the log recorded for `output` when its task uploaded it (None: nothing, as
@@ -172,10 +181,12 @@ def with_token_digest(flow: FoldedFlow, dispatched: TaskDispatched) -> FoldedFlo
 
 def flow_outcome(flow: FoldedFlow) -> str:
     """`failed` when a task of the flow (other than its on_exit task) failed, else
-    `succeeded`: what the on_exit task gets as WEIR_FLOW_STATUS."""
+    `cancelled` when a user cancelled it, else `succeeded`: what the on_exit task gets as
+    WEIR_FLOW_STATUS, and how the flow ends (`decider/core.py`)."""
     assert flow.plan is not None
     on_exit = flow.plan.on_exit
-    return rules.flow_outcome(t.status for t in flow.tasks.values() if t.name != on_exit)
+    outcome = rules.flow_outcome(t.status for t in flow.tasks.values() if t.name != on_exit)
+    return "cancelled" if outcome == "succeeded" and flow.user_cancelled else outcome
 
 
 def dispatch_spec(flow: FoldedFlow, name: str) -> TaskSpec:
