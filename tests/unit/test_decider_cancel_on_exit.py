@@ -11,7 +11,7 @@ from typing import Any
 from weir_proto.events import FlowCancelRequested, FlowEvent
 from weir_proto.messages import ErrorType
 from weir_proto.status import FlowStatus
-from weir_scheduler.decider import Cancel, FoldedFlow, decide, fold
+from weir_scheduler.decider import Cancel, FoldedFlow, Pause, decide, fold
 
 from tests.flows import task
 from tests.unit.test_decider import NOW, finished, started
@@ -126,3 +126,22 @@ def test_a_flow_without_on_exit_is_cancelled_as_before() -> None:
     assert decide(flow, Cancel("again"), NOW) == []
     flow, events = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "a"), ("flow_cancelled", "")]
+
+
+def test_a_cancel_of_a_paused_flow_whose_other_tasks_ended_runs_on_exit_at_once() -> None:
+    """Found by the decider machine: with every other task ended while paused, the on_exit
+    task was ready but held by the pause, and the cancel's event cleared what was ready: the
+    flow stayed cancelling with nothing left to run."""
+    once = {**FLOW, "tasks": [task("a", retry=ONCE), task("b", depends=["a"])]}
+    flow, log = submitted(once)
+    flow, _ = apply(flow, started("a"), log)
+    flow, _ = apply(flow, Pause("hold"), log)
+    flow, _ = apply(flow, finished("a", ok=False), log)  # "b" is skipped: the flow is failing
+    assert statuses(flow) == {"a": "failed", "b": "skipped", "bye": "pending"}
+    flow, events = apply(flow, Cancel("stop"), log)
+    assert typed(events) == [("flow_cancel_requested", ""), ("task_dispatched", "bye")]
+    assert flow_status_env(flow) == "failed"  # a task had failed before the cancel
+    flow, _ = apply(flow, started("bye"), log)
+    flow, events = apply(flow, finished("bye"), log)
+    assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
+    assert fold("f1", log) == flow

@@ -172,14 +172,15 @@ def evolve(flow: FoldedFlow, event: FlowEvent) -> FoldedFlow:
         case TaskConditionRead(task=name, values=values):
             return _condition_read(flow, name, values)
         case FlowCancelRequested(reason=reason, fail_fast=fail_fast) as request:
+            ready, line = _spared_ready(flow, request.spares)
             return replace(
                 flow,
                 cancelling=True,
                 cancel_reason=reason,
                 fail_fast=fail_fast,
                 spares_on_exit=request.spares,
-                ready=immutables.Map(),
-                line=immutables.Map(),
+                ready=ready,
+                line=line,
             )
         case FlowSucceeded() | FlowFailed() | FlowCancelled():
             return flow
@@ -392,3 +393,21 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
             left = sum(1 for n in names if not flow.tasks[n].status.terminal)
             fanout = fanout.set(name, FanOut(expanded=True, count=len(names), left=left))
     return replace(flow, fanout=fanout)
+
+
+def _spared_ready(
+    flow: FoldedFlow, spares: bool
+) -> tuple[immutables.Map[str, bool], immutables.Map[str, tuple[tuple[int, int], ...]]]:
+    """What stays ready under a cancel: nothing, but the on_exit task when the cancel spares
+    it and it was ready already (every other task had ended, e.g. in a paused flow)."""
+    on_exit = flow.plan.on_exit if spares and flow.plan is not None else None
+    if on_exit is None or on_exit not in flow.ready:
+        return immutables.Map(), immutables.Map()
+    assert flow.plan is not None
+    place = flow.plan.positions[on_exit]
+    line: immutables.Map[str, tuple[tuple[int, int], ...]] = immutables.Map()
+    for queue, waiting in flow.line.items():
+        kept = tuple(entry for entry in waiting if entry[1] == place)
+        if kept:
+            line = line.set(queue, kept)
+    return immutables.Map({on_exit: flow.ready[on_exit]}), line
