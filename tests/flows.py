@@ -78,12 +78,13 @@ async def lone_task(client: Client, flow_name: str, task_fields: dict[str, Any])
     return view
 
 
-async def reached(client: Client, flow_id: str, kind: str) -> FlowEvent:
-    """The flow's first event of type `kind`, waiting (up to WAIT) until it happens."""
+async def reached(client: Client, flow_id: str, kind: str, task: str | None = None) -> FlowEvent:
+    """The flow's first event of type `kind` (of `task`, if given), waiting (up to WAIT) until
+    it happens."""
 
     async def first() -> FlowEvent:
         async for event in client.events(flow_id, follow=True):
-            if event_type(event) == kind:
+            if event_type(event) == kind and task in (None, getattr(event, "task", None)):
                 return event
         raise AssertionError(f"flow {flow_id} ended without a {kind} event")
 

@@ -324,13 +324,7 @@ async def test_a_retry_after_a_fail_fast_cancel_runs_its_tasks(
         ],
     }
     flow_id = await submitted(client, spec)
-
-    async def slow_started() -> None:
-        async for event in client.events(flow_id, follow=True):
-            if (event_type(event), getattr(event, "task", "")) == ("task_started", "slow"):
-                return
-
-    await asyncio.wait_for(slow_started(), WAIT)
+    await reached(client, flow_id, "task_started", "slow")
     go.touch()
     events = await ended(client, flow_id)
     assert "flow_cancel_requested" in types(events) and types(events)[-1] == "flow_failed"

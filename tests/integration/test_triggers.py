@@ -10,7 +10,7 @@ from typing import Any
 from weir.client import Client
 from weir_proto.events import event_type
 
-from tests.flows import WAIT, finish, task, types
+from tests.flows import WAIT, finish, reached, task, types
 
 ONCE = {"max_attempts": 1}
 
@@ -63,13 +63,7 @@ async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exi
         "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
     }
     flow_id = await client.submit(spec)
-
-    async def slow_started() -> None:
-        async for event in client.events(flow_id, follow=True):
-            if (event_type(event), getattr(event, "task", "")) == ("task_started", "slow"):
-                return
-
-    await asyncio.wait_for(slow_started(), WAIT)
+    await reached(client, flow_id, "task_started", "slow")
     go.touch()
     await asyncio.wait_for(client.wait(flow_id), WAIT)
     events = [e async for e in client.events(flow_id)]
@@ -137,7 +131,7 @@ async def test_a_user_cancel_after_fail_fast_lets_the_running_on_exit_task_finis
         "on_exit": task("notify", "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"),
     }
     flow_id = await client.submit(spec)
-    await reached_task(client, flow_id, "task_started", "notify")
+    await reached(client, flow_id, "task_started", "notify")
     await client.cancel(flow_id, "enough")
     await reached_kind(client, flow_id, "flow_cancel_requested", user=True)
     assert (await client.get(flow_id)).status == "cancelling"
@@ -158,7 +152,7 @@ async def test_a_user_cancel_kills_the_running_task_then_runs_on_exit_last_as_ca
         "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
     }
     flow_id = await client.submit(spec)
-    await reached_task(client, flow_id, "task_started", "work")
+    await reached(client, flow_id, "task_started", "work")
     await client.cancel(flow_id, "stop")
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_cancelled"
@@ -175,9 +169,9 @@ async def test_a_second_user_cancel_kills_the_running_on_exit_task(
 ) -> None:
     spec = slow_exit("etl-terminated", task("work", "sleep", "300"))
     flow_id = await client.submit(spec)
-    await reached_task(client, flow_id, "task_started", "work")
+    await reached(client, flow_id, "task_started", "work")
     await client.cancel(flow_id, "stop")
-    await reached_task(client, flow_id, "task_started", "notify")
+    await reached(client, flow_id, "task_started", "notify")
     await client.cancel(flow_id, "terminate")
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_cancelled"
@@ -197,15 +191,6 @@ async def reached_kind(client: Client, flow_id: str, kind: str, user: bool = Fal
     async def follow() -> None:
         async for event in client.events(flow_id, follow=True):
             if event_type(event) == kind and not (user and getattr(event, "fail_fast", False)):
-                return
-
-    await asyncio.wait_for(follow(), WAIT)
-
-
-async def reached_task(client: Client, flow_id: str, kind: str, name: str) -> None:
-    async def follow() -> None:
-        async for event in client.events(flow_id, follow=True):
-            if event_type(event) == kind and getattr(event, "task", "") == name:
                 return
 
     await asyncio.wait_for(follow(), WAIT)

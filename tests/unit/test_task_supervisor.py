@@ -57,8 +57,9 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
-def test_a_process_the_task_left_behind_dies_before_the_supervisor_ends(tmp_path: Path) -> None:
-    script = "sleep 60 & echo $! > left.pid; exit 0"
+def _supervise(tmp_path: Path, script: str) -> None:
+    """`python -m weir_runner.supervisor` over `sh -c script`, as the local executor runs it;
+    the task's exit must be 0."""
     proc = subprocess.run(
         [sys.executable, "-m", "weir_runner.supervisor", str(tmp_path)],
         input=json.dumps(_attempt(tmp_path, "sh", "-c", script)).encode(),
@@ -67,6 +68,11 @@ def test_a_process_the_task_left_behind_dies_before_the_supervisor_ends(tmp_path
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_process_the_task_left_behind_dies_before_the_supervisor_ends(tmp_path: Path) -> None:
+    script = "sleep 60 & echo $! > left.pid; exit 0"
+    _supervise(tmp_path, script)
     assert (tmp_path / "exit").read_text() == "0"
     left = int((tmp_path / "left.pid").read_text())
     assert not _alive(left), "the supervisor ended with the left-behind sleep running"
@@ -86,14 +92,7 @@ def test_processes_that_fork_as_fast_as_they_exit_die_with_the_attempt(tmp_path:
     loop, so a pid read from /proc is gone when its kill comes. The task itself exits at once."""
     marker = f"weir-hopper-{os.getpid()}-{tmp_path.name}"
     script = f"for i in 1 2 3 4; do python3 -c '{HOPPER}' {marker} & done; sleep 1; exit 0"
-    proc = subprocess.run(
-        [sys.executable, "-m", "weir_runner.supervisor", str(tmp_path)],
-        input=json.dumps(_attempt(tmp_path, "sh", "-c", script)).encode(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _supervise(tmp_path, script)
     survivors = [pid for pid in _with_marker(marker) if _alive(pid)]
     for pid in survivors:  # do not leave them running whatever the outcome
         with contextlib.suppress(OSError):
