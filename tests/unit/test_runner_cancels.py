@@ -67,7 +67,7 @@ async def test_a_cancel_kills_running_attempts_dispatched_before_it_only(tmp_pat
     before, after = asyncio.create_task(running()), asyncio.create_task(running())
     for key, task, seq in ((("f-1", "a", 1), before, 3), (("f-1", "b", 2), after, 12)):
         runner.attempts[key] = task
-        runner.dispatched[key] = (seq, T0)
+        runner.dispatches[key] = _dispatch(seq)
     runner._cancel_flow("f-1", "cancelled", at=T0, seq=10)
     await asyncio.sleep(0)
     assert before.cancelled() and runner.cancelled == {("f-1", "a", 1): "cancelled"}

@@ -92,11 +92,9 @@ class Runner:
         self.running: set[asyncio.Task[None]] = set()
         self.attempts: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         """Attempts being executed, by (flow_id, task, attempt): their handler tasks."""
-        self.tokens: dict[tuple[str, str, int], str] = {}
-        """The dispatch token of each attempt in `attempts`, echoed in its heartbeats."""
-        self.dispatched: dict[tuple[str, str, int], tuple[int, datetime]] = {}
-        """When each attempt in `attempts` was dispatched: its event's seq and time (a
-        cancel ends only the attempts dispatched before it)."""
+        self.dispatches: dict[tuple[str, str, int], Dispatch] = {}
+        """The dispatch of each attempt in `attempts`: its token, echoed in heartbeats, and
+        its seq and time (a cancel ends only the attempts dispatched before it)."""
         self.cancelled: dict[tuple[str, str, int], str] = {}
         self.recently_cancelled: dict[str, _SeenCancel] = {}
         """Flows whose cancel this runner saw (when, and whether it spares the on_exit
@@ -276,8 +274,7 @@ class Runner:
         finally:
             keep_alive.cancel()
             self.attempts.pop(key, None)
-            self.tokens.pop(key, None)
-            self.dispatched.pop(key, None)
+            self.dispatches.pop(key, None)
             self.on_exit_attempts.discard(key)
         log.info(
             "attempt finished",
@@ -376,8 +373,7 @@ class Runner:
         handler = asyncio.current_task()
         assert handler is not None
         self.attempts[key] = handler
-        self.tokens[key] = dispatch.token
-        self.dispatched[key] = (dispatch.seq, dispatch.dispatched_at)
+        self.dispatches[key] = dispatch
         timeout = dispatch.task.timeout
         try:
             async with asyncio.timeout(timeout):
@@ -465,17 +461,18 @@ class Runner:
             if now - seen.seen > CANCELLED_MEMORY_SECONDS:
                 del self.recently_cancelled[old]
         for key, handler in list(self.attempts.items()):
+            if key[0] != flow_id or key in self.cancelled:
+                continue
             if spares and key in self.on_exit_attempts:
                 continue  # a sparing cancel: the on_exit task runs on
-            dispatched = self.dispatched.get(key)
-            if dispatched is not None and not cancel.ends(*dispatched):
+            dispatch = self.dispatches.get(key)
+            if dispatch is not None and not cancel.ends(dispatch.seq, dispatch.dispatched_at):
                 continue  # dispatched after this cancel (a retry): it runs on
-            if key[0] == flow_id and key not in self.cancelled:
-                log.info(
-                    "killing attempt", extra={"flow_id": flow_id, "task": key[1], "reason": reason}
-                )
-                self.cancelled[key] = reason
-                handler.cancel()
+            log.info(
+                "killing attempt", extra={"flow_id": flow_id, "task": key[1], "reason": reason}
+            )
+            self.cancelled[key] = reason
+            handler.cancel()
 
     async def _heartbeat_round(self) -> None:
         """One round of the `heartbeats` loop: wait `heartbeat_interval`, then tell the
@@ -486,7 +483,10 @@ class Runner:
         await asyncio.sleep(self.settings.heartbeat_interval)
         if not self.attempts:
             return
-        attempts = [(*key, self.tokens.get(key, "")) for key in self.attempts]
+        attempts = [
+            (*key, dispatch.token if (dispatch := self.dispatches.get(key)) else "")
+            for key in self.attempts
+        ]
         beat = Heartbeat(runner=self.settings.runner_name, attempts=attempts)
         with contextlib.suppress(nats.errors.Error):
             await self.nc.publish(subject, _encoder.encode(beat))
