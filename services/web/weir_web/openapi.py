@@ -62,6 +62,8 @@ def _body(required: bool = False, **content: str) -> Json:
 
 
 FLOW = ("FlowIdPath",)
+FLOW_WRITE = (400, 404, 409, 413, *NATS)
+"""What a write to one flow may answer besides its success."""
 NO_CONTENT = {204: _ok("done; no body")}
 
 
@@ -135,31 +137,25 @@ def _paths() -> dict[str, dict[str, Json]]:
                 body=_body(json="UpdateBody"),
             ),
         },
-        "/flows/{flow_id}/retry": {
-            "post": _op(
-                "Run one failed or succeeded task of the flow again, inside the flow",
-                flow_stepped,
-                errors=(400, 404, 409, 413, *NATS),
-                params=FLOW,
-                body=_body(True, json="Retry"),
-            )
-        },
-        "/flows/{flow_id}/pause": {
-            "post": _op(
-                "Hand out no new task of the flow until it is resumed",
-                flow_stepped,
-                errors=(400, 404, 409, 413, *NATS),
-                params=FLOW,
-                body=_body(json="Pause"),
-            )
-        },
-        "/flows/{flow_id}/resume": {
-            "post": _op(
-                "Hand out the paused flow's work again",
-                flow_stepped,
-                errors=(400, 404, 409, 413, *NATS),
-                params=FLOW,
-                body=_body(json="Resume"),
+        **{
+            f"/flows/{{flow_id}}/{verb}": {
+                "post": _op(
+                    summary,
+                    flow_stepped,
+                    errors=FLOW_WRITE,
+                    params=FLOW,
+                    body=_body(required, json=body),
+                )
+            }
+            for verb, summary, body, required in (
+                (
+                    "retry",
+                    "Run one failed or succeeded task of the flow again, inside the flow",
+                    "Retry",
+                    True,
+                ),
+                ("pause", "Hand out no new task of the flow until it is resumed", "Pause", False),
+                ("resume", "Hand out the paused flow's work again", "Resume", False),
             )
         },
         "/flows/{flow_id}/events": {
@@ -212,7 +208,7 @@ def _paths() -> dict[str, dict[str, Json]]:
             "post": _op(
                 "Cancel a flow",
                 {200: _ok("the flow's status after it", json="FlowState")},
-                errors=(400, 404, 409, 413, *NATS),
+                errors=FLOW_WRITE,
                 params=FLOW,
                 body=_body(json="Cancel"),
             )

@@ -97,18 +97,22 @@ class FlowRoutes(Endpoints):
         return json_response(accepted, 201 if accepted.created else 200)
 
 
+_NO_CHANGE = _encoder.encode(FlowChange()).decode()
+"""The data of the `ready` and `resync` frames, which name no flow."""
+
+
 async def change_frames(changes: FlowChanges) -> AsyncIterator[bytes]:
     """`ready` once the feed is live (a client then fetches the list it shows), then a
     `change` per flow whose status may have changed, `{"flow_id", "type"}` (the event's
     type), or `resync` when too many changed at once to name them."""
     async with changes.follow() as follower:
-        yield sse_frame(_encoder.encode(FlowChange()).decode(), "ready")
+        yield sse_frame(_NO_CHANGE, "ready")
         async for batch in with_keepalive(follower.batches(), KEEPALIVE_SECONDS):
             if batch is None:
                 yield KEEPALIVE_FRAME
                 continue
             if batch.overflowed:
-                yield sse_frame(_encoder.encode(FlowChange()).decode(), "resync")
+                yield sse_frame(_NO_CHANGE, "resync")
             for change in batch.changes:
                 data = FlowChange(flow_id=change.flow_id, type=change.type)
                 yield sse_frame(_encoder.encode(data).decode(), "change")
@@ -149,7 +153,7 @@ def spec_and_params(text: str) -> tuple[str, dict[str, Any] | None, str | None]:
     return spec_text, params, flow_id
 
 
-def spec_document(text: str, where: str) -> Any:
+def spec_document(text: str, where: str) -> dict[str, Any]:
     """The spec in `text` (YAML or JSON) as `weir submit` reads a file; its syntax problems
     are a 422 with every one."""
     try:
@@ -161,10 +165,8 @@ def spec_document(text: str, where: str) -> Any:
         ) from None
 
 
-def with_flow_id(doc: Any, flow_id: str) -> Any:
+def with_flow_id(doc: dict[str, Any], flow_id: str) -> dict[str, Any]:
     """The spec `doc` with the submit body's `id` (which must not differ from its own)."""
-    if not isinstance(doc, dict):
-        return doc  # not a spec: the scheduler's rejection says so
     if doc.get("id") not in (None, flow_id):
         raise HttpFailure(
             ErrorCode.BAD_REQUEST,

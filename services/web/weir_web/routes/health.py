@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import msgspec
@@ -42,4 +43,9 @@ class HealthRoutes(Endpoints):
         return json_response(Health(status, reports), 200 if ok else 503)
 
     async def openapi(self, request: Request) -> Response:
-        return json_response(openapi_document(self.context.api_routes))
+        return json_response(self._document)
+
+    @functools.cached_property
+    def _document(self) -> Any:
+        """Built at the first request: the routes are fixed once weir-web serves."""
+        return openapi_document(self.context.api_routes)

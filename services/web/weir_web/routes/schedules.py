@@ -60,9 +60,9 @@ def schedule_request(body: dict[str, Any]) -> ScheduleRequest:
     `weir submit` and `weir schedule create` read a spec (the shorthands `retry: 3` and
     `timeout: 10m` too), with every problem at once."""
     flow = body.get("flow")
-    if isinstance(flow, str):  # the spec's text, read as `weir schedule create` reads a file
-        flow = spec_document(flow, "flow")
-    if isinstance(flow, dict):
+    if isinstance(flow, str):  # the spec's text, read (and checked) as a file is
+        body = {**body, "flow": spec_document(flow, "flow")}
+    elif isinstance(flow, dict):
         checked = check_flow(flow)
         if checked.errors:
             raise HttpFailure(

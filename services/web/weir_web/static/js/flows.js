@@ -16,7 +16,6 @@ const PAGE_MAX = 500;
 /** sessionStorage key prefix: the page before the page of a URL. */
 const PREVIOUS = "weir.flows.previous:";
 
-/** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
 const COUNTED_FIRST = ["running", "succeeded", "failed"];
 
 /** How many of a flow's tasks are in each status, as `weir flows` shows them: running,
@@ -28,6 +27,7 @@ function taskCounts(counts) {
   return h("span", { class: "counts inline" }, statuses.map((s) => h("span", { class: `count s-${s}`, title: s }, `${counts[s]} ${s}`)));
 }
 
+/** `text` as a quoted value of the `--where` language (a name may hold spaces or quotes). */
 export const quoteValue = (text) => `"${text.replace(/[\\"]/g, "\\$&")}"`;
 
 /** The API's `where` for the form's fields (the `--where` language of `weir flows`). */

@@ -7,9 +7,7 @@ import { h, replace } from "./dom.js";
 import { formatTime } from "./time.js";
 import { notify } from "./ui.js";
 import { showProblems } from "./problems.js";
-import { declaredParams, paramFields, readSpec, specInput } from "./specform.js";
-
-const READ_AFTER_MS = 250;
+import { specWithParams } from "./specform.js";
 
 /** The form, folded until opened; `onCreated()` runs after the scheduler accepted it. */
 export function scheduleForm(onCreated) {
@@ -21,21 +19,7 @@ export function scheduleForm(onCreated) {
   const paused = h("input", { type: "checkbox", name: "paused" });
   const paramsBox = h("div", { class: "params", "data-params": "" });
   const problems = h("div", { class: "error", role: "alert", "data-schedule-error": "" });
-  let values = () => ({});
-  let timer = null;
-  const readParams = () => {
-    clearTimeout(timer);
-    timer = null;
-    const read = readSpec(spec.text.value);
-    spec.note.textContent = read.error ? `The page cannot read it: ${read.error}` : "";
-    values = paramFields(paramsBox, declaredParams(read.spec), values());
-    return read;
-  };
-  const onSpec = () => {
-    clearTimeout(timer);
-    timer = setTimeout(readParams, READ_AFTER_MS);
-  };
-  const spec = specInput(onSpec, 10);
+  const spec = specWithParams(paramsBox, 10, "The page cannot read it");
   const button = h("button", { type: "submit", "data-action": "create-schedule" }, "Create schedule");
   const form = h(
     "form",
@@ -50,6 +34,7 @@ export function scheduleForm(onCreated) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    spec.flush(); // a spec changed just now, before its params were read: read them first
     if (!spec.text.value.trim()) {
       showProblems(problems, { message: "Enter the flow spec each tick submits." });
       return;
@@ -63,15 +48,14 @@ export function scheduleForm(onCreated) {
       missed: missed.value,
       paused: paused.checked,
       flow: spec.text.value, // read by the server as `weir schedule create` reads a file
-      params: values(),
+      params: spec.values(),
     };
     try {
       const made = await call("/schedules", { method: "POST", body });
       notify(`Schedule ${made.name} created; next run ${formatTime(made.next_run_at)}.`);
       box.open = false;
       form.reset();
-      replace(paramsBox);
-      values = () => ({});
+      spec.reset();
       await onCreated();
     } catch (error) {
       showProblems(problems, error);

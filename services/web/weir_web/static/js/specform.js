@@ -112,3 +112,42 @@ export function specInput(onChange, rows = 14) {
   ];
   return { element, text, note };
 }
+
+/** Reading the spec again waits until typing pauses this long. */
+const READ_AFTER_MS = 250;
+
+/**
+ * A spec input (`specInput`) with a field per param the spec declares in `paramsBox`, read
+ * again once typing pauses (what was typed in the fields is kept). `values()` gives the
+ * params typed in; `flush()` reads a spec changed just now, before its params were read
+ * (call it before sending); `reset()` empties the fields. `cannotRead` begins the note shown
+ * when the page cannot read the spec.
+ */
+export function specWithParams(paramsBox, rows, cannotRead) {
+  let values = () => ({});
+  let timer = null;
+  const read = () => {
+    clearTimeout(timer);
+    timer = null;
+    const found = readSpec(spec.text.value);
+    spec.note.textContent = found.error ? `${cannotRead}: ${found.error}` : "";
+    values = paramFields(paramsBox, declaredParams(found.spec), values());
+  };
+  const spec = specInput(() => {
+    clearTimeout(timer);
+    timer = setTimeout(read, READ_AFTER_MS);
+  }, rows);
+  return {
+    ...spec,
+    values: () => values(),
+    flush: () => {
+      if (timer !== null) read();
+    },
+    reset: () => {
+      clearTimeout(timer);
+      timer = null;
+      replace(paramsBox);
+      values = () => ({});
+    },
+  };
+}

@@ -6,10 +6,7 @@ import { call, canWrite, seg } from "./api.js";
 import { h, replace } from "./dom.js";
 import { link } from "./ui.js";
 import { showProblems } from "./problems.js";
-import { declaredParams, paramFields, readSpec, specInput } from "./specform.js";
-
-/** Reading the spec again waits until typing pauses this long. */
-const READ_AFTER_MS = 250;
+import { specWithParams } from "./specform.js";
 
 export async function submitView(root, _params, { navigate }) {
   root.append(h("h1", {}, "Submit a flow"));
@@ -19,22 +16,7 @@ export async function submitView(root, _params, { navigate }) {
   }
   const paramsBox = h("div", { class: "params", "data-params": "" });
   const problems = h("div", { class: "error", role: "alert", "data-submit-error": "" });
-  let values = () => ({});
-  let read = { spec: null, error: "" };
-  let timer = null;
-  /** Reads the spec and shows a field per param it declares (what was typed is kept). */
-  const readParams = () => {
-    clearTimeout(timer);
-    timer = null;
-    read = readSpec(spec.text.value);
-    spec.note.textContent = read.error ? `The page cannot read its params: ${read.error}` : "";
-    values = paramFields(paramsBox, declaredParams(read.spec), values());
-  };
-  const onSpec = () => {
-    clearTimeout(timer);
-    timer = setTimeout(readParams, READ_AFTER_MS);
-  };
-  const spec = specInput(onSpec);
+  const spec = specWithParams(paramsBox, 14, "The page cannot read its params");
   const id = h("input", { name: "id", placeholder: "assigned if left empty" });
   const button = h("button", { type: "submit", "data-action": "submit" }, "Submit");
   const form = h(
@@ -48,10 +30,9 @@ export async function submitView(root, _params, { navigate }) {
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    // The fields of a spec changed just now, before its params were read: read them first.
-    if (timer !== null) readParams();
+    spec.flush(); // a spec changed just now, before its params were read: read them first
     const text = spec.text.value;
-    const given = values();
+    const given = spec.values();
     const wanted = id.value.trim();
     replace(problems);
     // The text goes as it is written, with or without params and an id: the server reads it
@@ -59,7 +40,7 @@ export async function submitView(root, _params, { navigate }) {
     // reads it only to find the params to ask for.
     const plain = Object.keys(given).length === 0 && !wanted;
     if (!plain && !text.trim()) {
-      showProblems(problems, { message: read.error ? `The flow spec is ${read.error}` : "Enter a flow spec first." });
+      showProblems(problems, { message: "Enter a flow spec first." });
       return;
     }
     button.disabled = true;
