@@ -32,7 +32,7 @@ from weir.config import (
     NatsSecurity,
 )
 from weir.secrets import held_credentials
-from weir.setting import nats_server_urls
+from weir.setting import nats_server_urls, url_problem
 
 log = logging.getLogger("weir.nats")
 
@@ -169,11 +169,9 @@ def redact_url(url: str) -> str:
 
 
 def _redact_one(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
+    if url_problem(url) is not None:
         return "(a URL that cannot be read)"
+    parts = urlsplit(url)
     if parts.password is None and not parts.username:
         return url
     host = parts.hostname or ""

@@ -139,7 +139,7 @@ def text(name: str, raw: str) -> str:
 _ENCODE_HINT = "percent-encode / ? # [ ] @ in a user or password"
 
 
-def _url_problem(url: str) -> str | None:
+def url_problem(url: str) -> str | None:
     """What stops `url` from being read as a URL, in words that repeat none of it (a URL may
     hold a password: urllib's own messages quote parts of it)."""
     try:
@@ -157,7 +157,7 @@ def postgres_url(name: str, raw: str) -> str:
     """A URL asyncpg connects with. The value is never repeated in the error: it may hold a
     password."""
     how = "give postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-    problem = _url_problem(raw)
+    problem = url_problem(raw)
     if problem is not None:
         raise ConfigError(f"{name} is not a URL: {problem}; {how}")
     scheme = urlsplit(raw).scheme
@@ -177,7 +177,7 @@ def nats_urls(name: str, raw: str) -> str:
     """One NATS server URL or several, comma-separated (the servers of one cluster)."""
     how = "give nats://HOST:PORT (or tls://, ws://, wss://), several separated by commas"
     for url in nats_server_urls(raw):
-        problem = _url_problem(url)
+        problem = url_problem(url)
         if problem is not None:
             raise ConfigError(f"{name} has a server that is not a URL: {problem}; {how}")
         parts = urlsplit(url)
