@@ -24,7 +24,10 @@ from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
 from tests.waiting import until
 
-WAIT = 30.0
+WAIT = 120.0
+"""A bound on waiting for a flow or a pod, never a measure: every wait ends at the event it
+waits for. A task's pod here starts up to three Python processes (the input helper, the task,
+the output helper), a few seconds each on a loaded two-core machine, so the bound is wide."""
 IMAGE = "debian:bookworm-slim"
 ONCE = {"max_attempts": 1}
 """Failure cases run one attempt: the failure is the point, not the scheduler's retries."""

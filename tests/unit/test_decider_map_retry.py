@@ -281,3 +281,41 @@ def test_a_skipped_instance_is_planned_again_by_the_retry_of_what_skipped_it() -
     assert f.events[0].tasks == ["m", "r", "m[0]", "m[1]"]  # type: ignore[union-attr]
     f.run("m[0]", "m[1]")
     f.gathers_and_succeeds()
+
+
+def test_a_mapped_task_is_not_planned_again_while_a_task_before_it_runs_again() -> None:
+    """Found by the mapped decider machine: `a` retried alone (its mapped task `m` had
+    failed), then `m` retried while `a` ran: once `a` succeeded, `m` was expanded a second
+    time. Now `m` and its instances wait until `a` has ended, and then keep their items."""
+    f = failed_instance(1)
+    assert f.apply(Retry("a")) == ["task_retried", "task_skipped", "task_dispatched"]
+    waits = (
+        'mapped task "m", which the retry plans again, runs after task "a", which is '
+        'dispatched: its instances would run before "a" ended; retry once it has ended'
+    )
+    assert retry_refusal(f.flow, "m", False) == waits
+    assert retry_refusal(f.flow, "m", True) == waits
+    assert retry_refusal(f.flow, "m[1]", False) == waits  # it plans `m` again too
+    assert f.apply(Retry("m")) == [] and f.apply(Retry("m[1]")) == []
+    f.run("a")
+    assert f.status("m") == ["failed"] and list(due(f.flow)) == []
+    assert f.apply(Retry("m[1]"))[:1] == ["task_retried"]
+    f.run("m[1]")
+    f.gathers_and_succeeds()
+    assert [event_type(e) for e in f.log].count("task_expanded") == 1
+
+
+def test_an_empty_map_is_not_expanded_again_after_the_task_before_it_ran_again() -> None:
+    """The same with a list of no items, whose gather had failed."""
+    f = Flow([MAPPED[0], {**MAPPED[1], "retry": ONCE}, MAPPED[2]])
+    f.run("a")
+    f.apply(Expand("m", items=()))
+    f.apply(Gather("m", error="the store lost a part"))
+    assert f.now() is FlowStatus.FAILED
+    f.apply(Retry("a"))
+    assert f.apply(Retry("m", downstream=True)) == []
+    f.run("a")
+    assert list(due(f.flow)) == [], "nothing reads the list again"
+    assert f.apply(Retry("m", downstream=True))[:1] == ["task_retried"]
+    f.gathers_and_succeeds()
+    assert [event_type(e) for e in f.log].count("task_expanded") == 1

@@ -18,8 +18,10 @@ plans tasks again after `task_retried` is in `evolve.py`.
   as after any retried task. A retry of an expanded mapped task runs again each of its
   instances that did not succeed (with `downstream` too: succeeded instances keep their
   results). Refused: a retry that would make an expanded mapped task wait for a task
-  before it (it would have to read its list again), and a retry of a mapped task whose
-  instances all succeeded that has nothing to run (without `downstream`).
+  before it (it would have to read its list again), or plan it again while a task before
+  it has not ended (retried meanwhile: its instances would run before that task's new
+  list, or its failure, is known), and a retry of a mapped task whose instances all
+  succeeded that has nothing to run (without `downstream`).
 - Update replaces the spec of a flow no task of which has been handed to a runner.
 """
 
@@ -92,8 +94,17 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     if name in flow.expanded and task.status is TaskStatus.SUCCEEDED and not downstream:
         return _nothing_to_run(flow, name)
     planned = retry_tasks(flow, name, downstream)
-    after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
     reset = set(planned)
+    for mapped in (n for n in planned if n in flow.expanded):
+        for before in plan.depends[mapped]:
+            status = flow.tasks[before].status
+            if before not in reset and not status.terminal:
+                return (
+                    f'mapped task "{mapped}", which the retry plans again, runs after task '
+                    f'"{before}", which is {status}: its instances would run before '
+                    f'"{before}" ended; retry once it has ended'
+                )
+    after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
     for after in after_them:
         status = flow.tasks[after].status
         waits = after in reset or status is TaskStatus.PENDING
