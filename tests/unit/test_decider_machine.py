@@ -24,7 +24,13 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from weir_proto.events import FlowCancelRequested, FlowEvent, FlowSubmitted, event_type
+from weir_proto.events import (
+    FlowCancelRequested,
+    FlowEvent,
+    FlowSubmitted,
+    TaskRetried,
+    event_type,
+)
 from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType, OutputDigest
 from weir_proto.spec import FlowSpec, MapSpec, RetryPolicy, TaskSpec
 from weir_proto.status import FlowStatus, TaskStatus
@@ -53,7 +59,7 @@ from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
 from weir_scheduler.decider.gates import to_read
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.map_plan import instances, parent_of
-from weir_scheduler.planner import plan
+from weir_scheduler.planner import Plan, plan
 
 from tests.flows import task
 
@@ -118,9 +124,17 @@ def _instances_running(flow: FoldedFlow, name: str) -> bool:
 
 def _existed(name: str, ended: dict[str, str]) -> bool:
     """Whether task `name` existed when the log got as far as `ended` says (an instance
-    exists once its task was expanded)."""
+    exists once its task was expanded into more items than its index)."""
     parent = parent_of(name)
-    return parent is None or f"{parent[0]} expanded" in ended
+    return parent is None or int(ended.get(f"{parent[0]} expanded", "0")) > parent[1]
+
+
+def _replanned(plan: Plan, tasks: list[str]) -> set[str]:
+    """The mapped tasks a retry planning `tasks` again plans from scratch: those after
+    another of them (they read their list again and expand anew)."""
+    reset = {n for n in tasks if n in plan.tasks}
+    after = {d for n in reset for d in plan.descendants(n)}
+    return {n for n in reset & after if plan.tasks[n].map is not None}
 
 
 class DeciderMachine(RuleBasedStateMachine):
@@ -428,19 +442,25 @@ class DeciderMachine(RuleBasedStateMachine):
                 if kind == "task_retried":
                     for again in event.tasks:  # type: ignore[union-attr]
                         ended.pop(again, None)
+                    for mapped in _replanned(plan, event.tasks):  # type: ignore[union-attr]
+                        ended = {
+                            n: s
+                            for n, s in ended.items()
+                            if n != f"{mapped} expanded" and n.partition("[")[0] != mapped
+                        }
                 if kind == "flow_updated":  # planned again from scratch
                     ended = {n: "succeeded" for n in submitted.reused}
                 if kind in ("task_succeeded", "task_failed", "task_skipped", "task_cancelled"):
                     ended[name] = kind.removeprefix("task_")
                 if kind == "task_expanded":
-                    ended[f"{name} expanded"] = "expanded"
+                    ended[f"{name} expanded"] = str(event.count)  # type: ignore[union-attr]
                 if kind not in ("task_dispatched", "task_queued") or name in ended:
                     continue
-                assert plan.tasks[name].map is None, f"mapped task {name} was dispatched"
                 instance = parent_of(name)
-                if instance is not None:
-                    assert f"{instance[0]} expanded" in ended, f"{name} ran before its list"
+                if instance is not None:  # (also one a later expansion dropped)
+                    assert _existed(name, ended), f"{name} ran before its list"
                     continue
+                assert plan.tasks[name].map is None, f"mapped task {name} was dispatched"
                 deps = plan.depends[name]
                 assert all(d in ended for d in deps), (name, ended)
                 statuses = [ended[d] for d in deps]
@@ -467,10 +487,14 @@ class DeciderMachine(RuleBasedStateMachine):
     @invariant()
     def a_mapped_task_ends_as_its_instances_did(self) -> None:
         for flow in self.flows.values():
-            for event in self.logs[flow.id]:
-                if event_type(event) != "task_expanded":
+            latest = {
+                e.task: e  # type: ignore[union-attr]
+                for e in self.logs[flow.id]
+                if event_type(e) == "task_expanded"
+            }
+            for name, event in latest.items():
+                if name not in flow.expanded:  # planned again from scratch since
                     continue
-                name = event.task  # type: ignore[union-attr]
                 instances = [flow.tasks[f"{name}[{i}]"] for i in range(event.count)]  # type: ignore[union-attr]
                 parent = flow.tasks[name].status
                 if parent is TaskStatus.SUCCEEDED:
@@ -485,14 +509,18 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @invariant()
     def a_mapped_task_is_expanded_once_and_waits_for_each_instance_not_ended(self) -> None:
-        """... also after retries of it or its instances: they keep the items recorded."""
+        """... also after retries of it or its instances: they keep the items recorded;
+        only a retry that plans it from scratch (after a task before it) lets it read its
+        list again."""
         for flow in self.flows.values():
-            expansions = Counter(
-                e.task  # type: ignore[union-attr]
-                for e in self.logs[flow.id]
-                if event_type(e) == "task_expanded"
-            )
-            assert all(n == 1 for n in expansions.values()), expansions
+            expansions: Counter[str] = Counter()
+            for e in self.logs[flow.id]:
+                if event_type(e) == "task_expanded":
+                    expansions[e.task] += 1  # type: ignore[union-attr]
+                elif isinstance(e, TaskRetried) and flow.plan is not None:
+                    for mapped in _replanned(flow.plan, e.tasks):
+                        expansions[mapped] = 0
+            assert all(n <= 1 for n in expansions.values()), expansions
             for name in flow.expanded:
                 names = instances(flow.plan, name) if flow.plan else []
                 left = sum(not flow.tasks[n].status.terminal for n in names)
@@ -740,6 +768,28 @@ class MappedDeciderMachine(DeciderMachine):
                 command = self.report(report.task, report.attempt, outcome)
             self.run(command)
         self.retry_mapped(data, downstream)
+
+    @rule(data=st.data(), steps=st.integers(1, 25))
+    def runs_on_then_the_list_producer_is_retried_downstream(
+        self, data: st.DataObject, steps: int
+    ) -> None:
+        """The flow runs on (lists are read, instances end), then `t0`, whose list every
+        mapped task reads, runs again with everything after it: each mapped task is planned
+        from scratch and reads its list again (the list_read rule draws a new length)."""
+        for _ in range(steps):
+            if self.flow.status.terminal:
+                break
+            command = self.next_step(self.flow)
+            if isinstance(command, RecordFinished):
+                report = command.report
+                outcome = data.draw(st.sampled_from(["ok", "ok", "fail"]))
+                command = self.report(report.task, report.attempt, outcome)
+            self.run(command)
+        was = self.flow
+        self.retried("t0", True)
+        if self.flow is not was and self.flow.seq > was.seq:
+            assert not self.flow.expanded, "a mapped task kept the items of its old list"
+            assert all(parent_of(n) is None for n in self.flow.tasks), "an instance was kept"
 
 
 MappedDeciderMachine.TestCase.settings = settings(

@@ -1,7 +1,8 @@
 """Retrying mapped tasks, decided: an instance runs again alone and its mapped task waits
 for its instances again (never reading its list again), a mapped task runs again the
-instances that did not succeed, and a retry that would make an expanded task read its list
-again is refused with what to do instead. Every log folds to the live state."""
+instances that did not succeed, a downstream retry makes a mapped task after the retried one
+read its list again and expand anew, and a retry that would do so while instances run is
+refused with what to do instead. Every log folds to the live state."""
 
 from __future__ import annotations
 
@@ -224,42 +225,85 @@ def test_a_succeeded_mapped_task_is_retried_only_with_downstream_and_keeps_its_i
     assert f.attempts("m[0]", "m[1]", "r") == [1, 1, 2]
 
 
-REEXPAND = (
-    'mapped task "m", which runs after a task the retry plans again, was expanded into '
-    "instances: it would have to read its list again, which a retry does not do; retry "
-    "\"m\" itself or one of its instances (`weir retry f1 'm[0]'`), or run the flow again "
-    "with `weir rerun f1 --failed-only`"
+RUNNING = (
+    'mapped task "m", which runs after a task the retry plans again, has not ended: 1 of '
+    'its instances ("m[0]") have not ended, and it would read its list again; retry once it '
+    "has ended, or cancel the flow and run it again with `weir rerun f1`"
 )
 
 
-def test_a_retry_that_would_read_an_expanded_list_again_is_refused() -> None:
+def test_a_downstream_retry_reads_an_expanded_list_again_and_expands_anew() -> None:
     f = failed_instance(1)
-    assert retry_refusal(f.flow, "a", True) == REEXPAND
-    assert f.apply(Retry("a", downstream=True)) == []
-    # Without --downstream `m`, which has ended, keeps its instances: `a` alone runs again.
-    assert f.apply(Retry("a")) == ["task_retried", "task_skipped", "task_dispatched"]
-    assert f.events[0].tasks == ["a", "r"]  # type: ignore[union-attr]
-    assert f.status("m", "r") == ["failed", "skipped"]
-    # While its instances run, too: `m` would wait for `a` again.
+    assert retry_refusal(f.flow, "a", True) is None
+    assert f.apply(Retry("a", downstream=True)) == ["task_retried", "task_dispatched"]
+    assert f.events[0].tasks == ["a", "m", "r"]  # type: ignore[union-attr]
+    assert "m" not in f.flow.expanded and "m[0]" not in f.flow.tasks, "its instances are gone"
+    assert f.status("a", "m", "r") == ["dispatched", "pending", "pending"]
+    assert list(due(f.flow)) == [] and f.replays()
+    f.run("a")
+    assert list(due(f.flow)) == [("m", 0)], "it reads its list again"
+    assert f.apply(Expand("m", items=("y0", "y1"))) == [
+        "task_expanded",
+        "task_dispatched",
+        "task_dispatched",
+    ]
+    assert sorted(n for n in f.flow.tasks if n.startswith("m[")) == ["m[0]", "m[1]"]
+    assert f.flow.plan is not None
+    item = {e.name: e.value for e in f.flow.plan.tasks["m[1]"].env}["WEIR_ITEM"]
+    assert item == '"y1"', "the instance runs the item read anew"
+    f.run("m[0]", "m[1]")
+    f.gathers_and_succeeds()
+    assert len([e for e in f.log if event_type(e) == "task_expanded"]) == 2
+    assert f.attempts("a", "m[0]", "m[1]", "r") == [2, 1, 1, 1], "new instances start anew"
+
+
+def test_a_re_expansion_into_more_or_no_items_and_its_history_stay_in_the_log() -> None:
+    f = failed_instance(count=2)
+    f.gathers_and_succeeds()
+    f.apply(Retry("a", downstream=True))
+    f.run("a")
+    f.apply(Expand("m", items=("p", "q", "r", "s")))
+    assert f.flow.unfinished == 6 and f.flow.fanout["m"].count == 4
+    positions = f.flow.plan.positions if f.flow.plan else {}
+    assert sorted(positions.values()) == list(range(len(positions))), "numbered again"
+    f.run(*(f"m[{i}]" for i in range(4)))
+    f.gathers_and_succeeds()
+    # Into nothing: the mapped task succeeds at once, its followers run.
+    f.apply(Retry("a", downstream=True))
+    f.run("a")
+    f.apply(Expand("m", items=()))
+    assert "m[0]" not in f.flow.tasks and f.status("m") == ["pending"]
+    f.gathers_and_succeeds()
+    assert len(f.flow.tasks) == 3
+    counts = [e.count for e in f.log if event_type(e) == "task_expanded"]  # type: ignore[union-attr]
+    assert counts == [2, 4, 0]
+    # A mapped task run again alone (no task before it runs again) keeps its items.
+    f.apply(Retry("m", downstream=True))
+    assert list(due(f.flow)) == [("m", 1)] and f.replays()
+
+
+def test_a_retry_that_would_read_a_list_again_while_instances_run_is_refused() -> None:
     g = Flow(MAPPED)
     g.run("a")
     g.apply(Expand("m", items=("x",)))
-    assert retry_refusal(g.flow, "a", False) == REEXPAND
+    assert retry_refusal(g.flow, "a", False) == RUNNING
+    assert retry_refusal(g.flow, "a", True) == RUNNING
+    assert g.apply(Retry("a", downstream=True)) == []
     # An instance is no task to wait for: while one runs, a sibling is retried.
     assert retry_refusal(g.flow, "m[0]", False) == (
         'task "m[0]" is dispatched: only a task that failed or succeeded can be retried; '
         "wait for it to end"
     )
-    # Expanded into no items, `m` names no instance to retry.
+    # Without --downstream `m`, which has ended, keeps its instances: `a` alone runs again.
+    f = failed_instance(1)
+    assert f.apply(Retry("a")) == ["task_retried", "task_skipped", "task_dispatched"]
+    assert f.events[0].tasks == ["a", "r"]  # type: ignore[union-attr]
+    assert f.status("m", "r") == ["failed", "skipped"]
+    assert "m" in f.flow.expanded and f.replays()
     h = Flow(MAPPED)
     h.run("a")
     h.apply(Expand("m", items=()))
     h.gather()
-    assert retry_refusal(h.flow, "a", True) == (
-        'mapped task "m", which runs after a task the retry plans again, was expanded into '
-        "instances: it would have to read its list again, which a retry does not do; run the "
-        "flow again with `weir rerun f1 --failed-only`"
-    )
     assert retry_refusal(h.flow, "m", False) == (
         'mapped task "m" succeeded with no instances (its list was empty): a retry has '
         "nothing to run again; add --downstream to run the tasks after it again, or run the "

@@ -167,25 +167,30 @@ MAPPED = [
     task("a", outputs=[{"name": "files", "path": "out"}]),
     task("m", depends=["a"], map={"over": "files"}),
 ]
-REEXPAND = "was expanded into instances: it would have to read its list again"
+REEXPAND = "has not ended: 2 of its instances"
 
 
-def test_a_retry_never_makes_an_expanded_task_wait_again_nor_expands_it_twice() -> None:
+def test_a_retry_makes_an_expanded_task_wait_again_only_once_its_instances_ended() -> None:
     flow = run(submit(MAPPED)[0], "a")
     waiting = flow
     flow, events = apply(flow, Expand("m", items=("x", "y")))
     assert kinds(events) == ["task_expanded", "task_dispatched", "task_dispatched"]
-    # `m` is pending while its instances run: a retry of `a` would make it wait again.
+    # `m` is pending while its instances run: a retry of `a` would read its list again.
     assert REEXPAND in (retry_refusal(flow, "a", False) or "")
     assert apply(flow, Retry("a"))[1] == []
-    # Expanded into no items, `m` succeeds at once; a retry with downstream of `a` would
-    # plan it again, one of `m` itself has nothing to run (tests/unit/test_decider_map_retry).
+    # Expanded into no items, `m` succeeds at once; a retry with downstream of `a` plans it
+    # again from scratch, one of `m` itself has nothing to run
+    # (tests/unit/test_decider_map_retry).
     empty, events = apply(waiting, Expand("m", items=()))
     assert kinds(events)[:2] == ["task_expanded", "task_succeeded"]
-    assert REEXPAND in (retry_refusal(empty, "a", True) or "")
+    assert retry_refusal(empty, "a", True) is None
     assert "nothing to run again" in (retry_refusal(empty, "m", False) or "")
-    for name, downstream in (("m", False), ("a", True)):
-        assert apply(empty, Retry(name, downstream))[1] == []
+    assert apply(empty, Retry("m", False))[1] == []
+    again, events = apply(empty, Retry("a", True))
+    assert kinds(events) == ["task_retried", "task_dispatched"]
+    assert "m" not in again.expanded and list(due(again)) == []
+    again = run(again, "a")
+    assert list(due(again)) == [("m", 0)], "it reads its list again"
     again, events = apply(empty, Retry("m", downstream=True))  # it ends again at once
     assert kinds(events) == ["task_retried", "task_succeeded", "flow_succeeded"]
     # Waiting for its list, `m` waits for `a` again after a retry of `a` (not due meanwhile).

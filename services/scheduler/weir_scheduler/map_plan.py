@@ -203,3 +203,23 @@ def with_instances(plan: Plan, task: str, items: Sequence[Any]) -> Plan:
         names=(*plan.names, *specs),
         order=(*plan.order[:at], *specs, *plan.order[at:]),
     )
+
+
+def without_instances(plan: Plan, task: str) -> Plan:
+    """`plan` as before mapped `task`'s expansion: its instances gone, and the tasks listed
+    after them numbered again, so `names[positions[n]] == n` still holds."""
+    dropped = set(instances(plan, task))
+    if not dropped:
+        return plan
+    names = tuple(n for n in plan.names if n not in dropped)
+    parts = {o.name for n in dropped for o in plan.tasks[n].outputs}
+    return replace(
+        plan,
+        tasks={n: s for n, s in plan.tasks.items() if n not in dropped},
+        depends={n: d for n, d in plan.depends.items() if n not in dropped},
+        dependents={n: d for n, d in plan.dependents.items() if n not in dropped},
+        positions={name: i for i, name in enumerate(names)},
+        producers={o: p for o, p in plan.producers.items() if o not in parts},
+        names=names,
+        order=tuple(n for n in plan.order if n not in dropped),
+    )

@@ -414,7 +414,7 @@ def _touched_tasks(change: Change) -> list[str]:
         return list(flow.plan.order)
     names: list[str] = []
     for event in change.events:
-        if isinstance(event, TaskRetried):
+        if isinstance(event, TaskRetried):  # (an instance a retry dropped has no row left)
             names.extend(event.tasks)  # planned again: each row changes
         elif isinstance(event, TaskExpanded):  # its instances get their rows
             names.append(event.task)
@@ -424,7 +424,19 @@ def _touched_tasks(change: Change) -> list[str]:
     if flow.fanout:  # a mapped task that now waits for the shell gets its timer
         waited = set(fanout.due(change.before)) if change.before.fanout else set()
         names.extend(name for name, phase in fanout.due(flow) if (name, phase) not in waited)
-    return list(dict.fromkeys(names))
+    return [name for name in dict.fromkeys(names) if name in flow.tasks]
+
+
+def _dropped_tasks(changes: Sequence[Change], kept: set[tuple[str, str]]) -> list[TimerKey]:
+    """The instances a retry dropped from the plan (their mapped task reads its list again),
+    whose rows go, but those this append writes again (expanded anew in the same append)."""
+    dropped: dict[tuple[str, str], None] = {}
+    for change in changes:
+        if any(isinstance(e, TaskRetried) for e in change.events):
+            after = change.after.tasks
+            gone = (n for n in change.before.tasks if n not in after)
+            dropped.update(dict.fromkeys((change.after.id, n) for n in gone))
+    return [TimerKey(flow_id, name) for flow_id, name in dropped if (flow_id, name) not in kept]
 
 
 def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:
@@ -442,11 +454,14 @@ def append_batch(changes: Sequence[Change], timing: Timing) -> AppendBatch:
             outbox.append(OutboxRow(0, subject, msg_id, payload))
     touched = [(c.after, _touched_tasks(c)) for c in changes]
     cleared, timers = _timer_rows(touched, timing)
+    tasks = [_task_row(flow, name) for flow, names in touched if flow.plan for name in names]
+    dropped = _dropped_tasks(changes, {(t.flow_id, t.name) for t in tasks})
     return AppendBatch(
         events=events,
         flows=[_flow_row(change) for change in changes],
-        tasks=[_task_row(flow, name) for flow, names in touched if flow.plan for name in names],
-        timers_cleared=cleared,
+        tasks=tasks,
+        tasks_dropped=dropped,
+        timers_cleared=[*cleared, *dropped],
         timers_due=timers,
         outbox=outbox,
     )

@@ -226,6 +226,8 @@ class MemoryData(DataLayer):
                     depends=prior.depends,
                 )
             t.tasks[(task.flow_id, task.name)] = task
+        for gone in batch.tasks_dropped:
+            t.tasks.pop((gone.flow_id, gone.task), None)
         due = {(d.flow_id, d.task, d.kind) for d in batch.timers_due}
         cleared = {(c.flow_id, c.task) for c in batch.timers_cleared}
         for key in [k for k in t.timers if (k[0], k[1]) in cleared and k not in due]:

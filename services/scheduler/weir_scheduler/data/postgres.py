@@ -174,6 +174,7 @@ class PostgresData(DataLayer):
                     [r.subject for r in outbox],
                     [r.msg_id for r in outbox],
                     [r.payload for r in outbox],
+                    _encoder.encode(batch.tasks_dropped).decode(),
                 )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyError(str(exc)) from exc

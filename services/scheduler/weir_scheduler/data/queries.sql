@@ -19,7 +19,8 @@ SELECT id, spec_digest, status FROM flows WHERE id = ANY($1::text[]);
 -- One statement, one round trip, atomic on its own: events, projections (flows, tasks,
 -- timers), outbox rows and the relay's wake-up. A concurrent append to the same flow fails it
 -- on (flow_id, seq); the caller reloads and decides again. Each row set is one JSON array
--- ($1-$5, rows.py), the outbox three arrays ($6-$8: payloads are bytes).
+-- ($1-$5, rows.py), the outbox three arrays ($6-$8: payloads are bytes), the task rows
+-- dropped ($9).
 WITH appended AS (
     INSERT INTO events (:EventRow.columns)
     SELECT :EventRow.columns FROM jsonb_to_recordset($1::jsonb) AS e(:EventRow.record)
@@ -44,6 +45,12 @@ WITH appended AS (
         error_type = excluded.error_type, error_message = excluded.error_message,
         runner = excluded.runner, failures = excluded.failures, retry_at = excluded.retry_at,
         outputs = excluded.outputs, priority = excluded.priority
+    RETURNING 1
+), task_rows_dropped AS (
+    -- Instances a retry dropped from the plan (disjoint from the rows set above).
+    DELETE FROM tasks t
+    USING jsonb_to_recordset($9::jsonb) AS d(:TimerKey.record)
+    WHERE t.flow_id = d.flow_id AND t.name = d.task
     RETURNING 1
 ), due AS (
     SELECT :TimerRow.columns FROM jsonb_to_recordset($5::jsonb) AS d(:TimerRow.record)
@@ -71,7 +78,7 @@ WITH appended AS (
 SELECT pg_notify('weir_outbox', ''),
        (SELECT count(*) FROM appended), (SELECT count(*) FROM flow_rows),
        (SELECT count(*) FROM task_rows), (SELECT count(*) FROM timers_set),
-       (SELECT count(*) FROM timers_cleared),
+       (SELECT count(*) FROM timers_cleared), (SELECT count(*) FROM task_rows_dropped),
        (SELECT array_agg(id ORDER BY id) FROM outbox_rows) AS outbox_ids;
 
 -- name: claim_timers

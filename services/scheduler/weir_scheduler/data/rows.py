@@ -113,6 +113,8 @@ class AppendBatch(msgspec.Struct, frozen=True, kw_only=True):
     events: list[EventRow]
     flows: list[FlowRow]
     tasks: list[TaskRow]
+    tasks_dropped: list[TimerKey] = msgspec.field(default_factory=list)
+    """Instances a retry dropped from the plan: their rows go (the log keeps their history)."""
     timers_cleared: list[TimerKey]
     timers_due: list[TimerRow]
     outbox: list[OutboxRow]

@@ -51,13 +51,14 @@ from weir_scheduler.decider.transitions import (
     descendants,
     line_of,
     mapped_parent,
+    replanned_maps,
     sorted_out,
     unready,
     unsettled,
     with_task,
 )
 from weir_scheduler.decider.triggers import must_read, tolerates_failure
-from weir_scheduler.map_plan import instances, with_instances
+from weir_scheduler.map_plan import instances, with_instances, without_instances
 from weir_scheduler.planner import Limits, Plan, planned
 
 
@@ -329,8 +330,11 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
     """`flow` after `task_retried`: the listed tasks pending again with their attempts
     counting on, every pending task after them waiting for them again, and what is ready or
     due to be skipped derived anew (as `evolve` derives it after a submit). An expanded
-    mapped task listed waits for its instances again, with the items it was expanded into;
+    mapped task listed after another task listed is planned from scratch (`_unexpanded`);
+    one listed alone waits for its instances again, with the items it was expanded into;
     an instance listed is ready at once, as at its expansion."""
+    for mapped in replanned_maps(flow, event.tasks):
+        flow = _unexpanded(flow, mapped)
     plan = flow.plan
     assert plan is not None
     reset = set(event.tasks)
@@ -411,3 +415,33 @@ def _spared_ready(
         if kept:
             line = line.set(queue, kept)
     return immutables.Map({on_exit: flow.ready[on_exit]}), line
+
+
+def _unexpanded(flow: FoldedFlow, name: str) -> FoldedFlow:
+    """`flow` with expanded mapped task `name` as before its expansion: its instances gone
+    from the plan and every index (they have all ended: `weir retry` refuses otherwise),
+    the positions after them numbered again, so the ready line is derived anew."""
+    plan = flow.plan
+    assert plan is not None
+    dropped = instances(plan, name)
+    smaller = without_instances(plan, name)
+    tasks, ready = flow.tasks.mutate(), flow.ready.mutate()
+    blocked, settled = flow.blocked.mutate(), flow.settled.mutate()
+    left = 0
+    for instance in dropped:
+        left += int(not tasks[instance].status.terminal)
+        for index in (tasks, ready, blocked, settled):
+            index.pop(instance, None)
+    kept, still_ready = tasks.finish(), ready.finish()
+    return replace(
+        flow,
+        plan=smaller,
+        tasks=kept,
+        ready=still_ready,
+        line=line_of(still_ready, kept, smaller.positions),
+        blocked=blocked.finish(),
+        settled=settled.finish(),
+        unfinished=flow.unfinished - left,
+        fanout=flow.fanout.delete(name) if name in flow.fanout else flow.fanout,
+        expanded=flow.expanded - {name},
+    )

@@ -8,19 +8,24 @@ plans tasks again after `task_retried` is in `evolve.py`.
   fall due meanwhile wait, and `resume` hands their attempts out.
 - Retry runs one failed or succeeded task again. The tasks after it that were skipped or
   cancelled (with `downstream`: every task after it) and the on_exit task are planned
-  again, and, when no other
-  task of the flow stays failed, so is every task skipped or cancelled so far (a failure
-  skipped them). The flow goes back to running, also from `failed` or `succeeded`; a
-  cancelled flow stays cancelled (`weir rerun` runs it again as a new flow).
-- Mapped tasks keep the items their `task_expanded` recorded: a retry never reads a list
-  again. An instance `NAME[i]` runs again alone; its mapped task, if it had ended, waits
-  for its instances again and ends as they do, and the tasks after it are planned again
-  as after any retried task. A retry of an expanded mapped task runs again each of its
-  instances that did not succeed (with `downstream` too: succeeded instances keep their
-  results). Refused: a retry that would make an expanded mapped task wait for a task
-  before it (it would have to read its list again), or plan it again while a task before
-  it has not ended (retried meanwhile: its instances would run before that task's new
-  list, or its failure, is known), and a retry of a mapped task whose instances all
+  again, and, when no other task of the flow stays failed, so is every task skipped or
+  cancelled so far (a failure skipped them). The flow goes back to running, also from
+  `failed` or `succeeded`; a cancelled flow stays cancelled (`weir rerun` runs it again as
+  a new flow).
+- A mapped task run again alone keeps the items its `task_expanded` recorded. An instance
+  `NAME[i]` runs again alone; its mapped task, if it had ended, waits for its instances
+  again and ends as they do, and the tasks after it are planned again as after any
+  retried task. A retry of an expanded mapped task runs again each of its instances that
+  did not succeed (with `downstream` too: succeeded instances keep their results).
+- An expanded mapped task the retry plans again after another task it plans again (with
+  `downstream`: every mapped task after the retried one) is planned from scratch: its
+  instances leave the plan (their history stays in the log), and once the tasks before it
+  have run again it reads its list again and expands anew, into as many instances as the
+  list has now (`transitions.replanned_maps`).
+- Refused: a retry that plans again a mapped task whose instances have not all ended
+  (its list would be read again while they run), or an expanded mapped task while a task
+  before it has not ended (retried meanwhile: its instances would run before that task's
+  new list, or its failure, is known), and a retry of a mapped task whose instances all
   succeeded that has nothing to run (without `downstream`).
 - Update replaces the spec of a flow no task of which has been handed to a runner.
 """
@@ -37,7 +42,7 @@ from weir_scheduler.decider.commands import Pause, Resume, Retry, Update
 from weir_scheduler.decider.dispatch import dispatch_ready, hand_out
 from weir_scheduler.decider.emitter import Emitter
 from weir_scheduler.decider.state import FoldedFlow
-from weir_scheduler.decider.transitions import descendants, mapped_parent
+from weir_scheduler.decider.transitions import descendants, mapped_parent, replanned_maps
 from weir_scheduler.map_plan import instances
 
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.SUCCEEDED)
@@ -104,11 +109,13 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
                     f'"{before}", which is {status}: its instances would run before '
                     f'"{before}" ended; retry once it has ended'
                 )
+    for mapped in replanned_maps(flow, planned):
+        if any(not flow.tasks[i].status.terminal for i in instances(plan, mapped)):
+            return _expanded_refusal(flow, mapped)
     after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
     for after in after_them:
         status = flow.tasks[after].status
-        waits = after in reset or status is TaskStatus.PENDING
-        if after in flow.expanded and waits:
+        if after in flow.expanded and status is TaskStatus.PENDING:
             return _expanded_refusal(flow, after)
         if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
             return (
@@ -119,18 +126,16 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
 
 
 def _expanded_refusal(flow: FoldedFlow, name: str) -> str:
-    """Why a retry may not make expanded mapped task `name` wait for a task before it: it
-    would have to read its list again, which only a new flow does."""
+    """Why a retry may not plan again expanded mapped task `name`, whose instances have not
+    all ended: its list would be read again while they still run."""
     assert flow.plan is not None
-    instead = (
-        f"retry \"{name}\" itself or one of its instances (`weir retry {flow.id} '{name}[0]'`), or "
-        if instances(flow.plan, name)
-        else ""
-    )
+    running = [n for n in instances(flow.plan, name) if not flow.tasks[n].status.terminal]
+    shown = ", ".join(f'"{n}"' for n in running[:3]) + (", …" if len(running) > 3 else "")
     return (
-        f'mapped task "{name}", which runs after a task the retry plans again, was expanded '
-        "into instances: it would have to read its list again, which a retry does not do; "
-        f"{instead}run the flow again with `weir rerun {flow.id} --failed-only`"
+        f'mapped task "{name}", which runs after a task the retry plans again, has not '
+        f"ended: {len(running):,} of its instances ({shown}) have not ended, and it would "
+        "read its list again; retry once it has ended, or cancel the flow and run it again "
+        f"with `weir rerun {flow.id}`"
     )
 
 
@@ -201,8 +206,11 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
         chosen.add(plan.on_exit)  # it runs last again, with the new outcome
     failed = {n for n, t in flow.tasks.items() if t.status is TaskStatus.FAILED}
-    if failed <= chosen:  # no failure is left to skip them again
+    dropped = {i for m in replanned_maps(flow, chosen) for i in instances(plan, m)}
+    if failed <= chosen | dropped:  # no failure is left to skip them again
         chosen.update(n for n, t in flow.tasks.items() if t.status in _REDONE)
+    for mapped in replanned_maps(flow, chosen):  # its instances leave the plan
+        chosen.difference_update(instances(plan, mapped))
     return sorted(chosen, key=plan.positions.__getitem__)
 
 

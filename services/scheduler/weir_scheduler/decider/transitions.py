@@ -201,3 +201,12 @@ def mapped_parent(flow: FoldedFlow, name: str) -> str | None:
     """The expanded mapped task `name` is an instance of (None: it is none)."""
     parent = parent_of(name)
     return parent[0] if parent is not None and parent[0] in flow.expanded else None
+
+
+def replanned_maps(flow: FoldedFlow, tasks: Iterable[str]) -> list[str]:
+    """The expanded mapped tasks among `tasks` (planned again by a retry) that run after
+    another of `tasks`: each is planned from scratch, its instances dropped, and reads its
+    list again once the tasks before it have run again."""
+    chosen = list(tasks)
+    after = descendants(flow, chosen)
+    return [name for name in chosen if name in flow.expanded and name in after]
