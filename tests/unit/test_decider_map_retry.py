@@ -254,7 +254,40 @@ def test_a_downstream_retry_reads_an_expanded_list_again_and_expands_anew() -> N
     f.run("m[0]", "m[1]")
     f.gathers_and_succeeds()
     assert len([e for e in f.log if event_type(e) == "task_expanded"]) == 2
-    assert f.attempts("a", "m[0]", "m[1]", "r") == [2, 1, 1, 1], "new instances start anew"
+    # New instances count their attempts on from the dropped ones of their names.
+    assert f.attempts("a", "m[0]", "m[1]", "r") == [2, 2, 2, 1]
+    assert [f.flow.tasks[n].failures for n in ("m[0]", "m[1]")] == [(), ()], "a new budget"
+
+
+def test_a_re_expanded_instance_never_repeats_an_attempt_number_and_old_reports_are_stale() -> None:
+    """Found by the mapped decider machine: `m[1]` expanded anew started at attempt 1
+    again, so the old attempt 1's failure, reported again, failed the new instance (and a
+    runner, naming the attempt's pod or process by its number, would take the new attempt
+    for the old one, already there)."""
+    f = failed_instance(1)  # m[0], m[2] succeeded and m[1] failed, each at attempt 1
+    old_failure, old_success = finished("m[1]", False, 1), finished("m[0]", True, 1)
+    f.apply(Retry("a", downstream=True))
+    # The dropped instances' late reports and timers are about tasks the flow has no more.
+    for stale in (old_failure, old_success, started("m[2]", 1), FireTimer("retry", "m[1]", 1)):
+        assert f.apply(stale) == [], stale
+    f.run("a")
+    f.apply(Expand("m", items=("y0", "y1")))
+    dispatched = [(e.task, e.attempt) for e in f.events[1:]]  # type: ignore[union-attr]
+    assert dispatched == [("m[0]", 2), ("m[1]", 2)]
+    for stale in (old_failure, old_success, started("m[1]", 1)):
+        assert f.apply(stale) == [], stale
+    assert f.status("m[0]", "m[1]") == ["dispatched", "dispatched"]
+    f.run("m[0]", "m[1]")
+    f.gathers_and_succeeds()
+    # Into more items than before, twice dropped: `m[2]` counts on from its attempt 1 (the
+    # expansion into two items had none), `m[3]` is new.
+    f.apply(Retry("a", downstream=True))
+    f.run("a")
+    f.apply(Expand("m", items=("z0", "z1", "z2", "z3")))
+    assert f.attempts("m[0]", "m[1]", "m[2]", "m[3]") == [3, 3, 2, 1]
+    assert f.apply(finished("m[2]", True, 1)) == []
+    f.run("m[0]", "m[1]", "m[2]", "m[3]")
+    f.gathers_and_succeeds()
 
 
 def test_a_re_expansion_into_more_or_no_items_and_its_history_stay_in_the_log() -> None:

@@ -282,7 +282,10 @@ def _expanded(flow: FoldedFlow, name: str, items: list[Any]) -> FoldedFlow:
     for instance in names:
         spec = plan.tasks[instance]
         tasks[instance] = FoldedTask(
-            name=instance, queue=spec.queue or "default", priority=spec.priority or 0
+            name=instance,
+            queue=spec.queue or "default",
+            priority=spec.priority or 0,
+            attempt=flow.retired.get(instance, 0),  # a dropped one's attempts count on
         )
         if starts:
             ready[instance] = True
@@ -427,9 +430,11 @@ def _unexpanded(flow: FoldedFlow, name: str) -> FoldedFlow:
     smaller = without_instances(plan, name)
     tasks, ready = flow.tasks.mutate(), flow.ready.mutate()
     blocked, settled = flow.blocked.mutate(), flow.settled.mutate()
+    retired = flow.retired.mutate()
     left = 0
     for instance in dropped:
         left += int(not tasks[instance].status.terminal)
+        retired[instance] = tasks[instance].attempt
         for index in (tasks, ready, blocked, settled):
             index.pop(instance, None)
     kept, still_ready = tasks.finish(), ready.finish()
@@ -444,4 +449,5 @@ def _unexpanded(flow: FoldedFlow, name: str) -> FoldedFlow:
         unfinished=flow.unfinished - left,
         fanout=flow.fanout.delete(name) if name in flow.fanout else flow.fanout,
         expanded=flow.expanded - {name},
+        retired=retired.finish(),
     )

@@ -127,6 +127,11 @@ class FoldedFlow:
     """Mapped tasks expanded into instances (also into none): a retry plans them again only
     to wait for their instances, never to read their list again, and an update not at all
     (`decider/stepping.py`)."""
+    retired: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    """Instances a retry dropped (it planned their mapped task from scratch) -> the last
+    attempt number each had: an instance of the same name expanded later counts its
+    attempts on from there, so no attempt number repeats for a task name (a runner names
+    an attempt's pod or process by it, and a report on an old attempt stays stale)."""
     updates: int = 0
     """`flow_updated` events so far: a start timer set before the latest update is stale."""
 
