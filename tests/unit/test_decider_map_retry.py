@@ -396,3 +396,42 @@ def test_an_empty_map_is_not_expanded_again_after_the_task_before_it_ran_again()
     assert f.apply(Retry("m", downstream=True))[:1] == ["task_retried"]
     f.gathers_and_succeeds()
     assert [event_type(e) for e in f.log].count("task_expanded") == 1
+
+
+def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_gathers_and_ends() -> None:
+    """Found by the mapped decider machine: under fail_fast, a sibling of mapped task `m`
+    (which runs after a failure) failed while `m`'s instances ran; the cancel let them end
+    and `m` end as they did, but once they all succeeded `m` waited for its outputs to be
+    gathered, and the gather was refused under the cancel: the flow never ended."""
+    after_all = {"trigger": "all_done", "outputs": [{"name": "rows", "path": "r"}]}
+    tasks = [
+        MAPPED[0],
+        task("m", depends=["a"], map={"over": "files"}, **after_all),
+        task("n", depends=["a"], map={"over": "files"}),
+    ]
+
+    def sibling_fails(*starting: str) -> Flow:
+        f = Flow(tasks, fail_fast=True, on_exit=task("exit"))
+        f.run("a")
+        f.apply(Expand("m", items=("x", "y")))
+        for name in starting:
+            f.apply(started(name))
+        assert f.apply(Expand("n", error="not a list"))[:2] == [
+            "task_failed",
+            "flow_cancel_requested",
+        ]
+        return f
+
+    f = sibling_fails("m[0]", "m[1]")
+    f.run("m[0]")
+    f.apply(finished("m[1]"))
+    assert list(due(f.flow)) == [("m", GATHER_PHASE)]
+    assert f.gather() == ["task_succeeded", "task_dispatched"], "then the on_exit task runs"
+    f.run("exit")
+    assert f.now() is FlowStatus.FAILED and f.status("m") == ["succeeded"]
+    assert f.replays()
+    # An instance the cancel ended before it started: `m` ends cancelled, with no gather.
+    g = sibling_fails("m[0]")
+    assert g.status("m[0]", "m[1]") == ["running", "cancelled"]
+    g.apply(finished("m[0]"))
+    assert g.status("m") == ["cancelled"] and list(due(g.flow)) == []

@@ -162,7 +162,10 @@ def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
 
 
 def waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
-    if not flow.exists or flow.status.terminal or flow.cancelling:
+    """`name`'s fan-out, if it waits for the shell's answer in `phase`. Under a cancel only
+    a gather is: a mapped task the cancel let end as its instances do (they ran on,
+    `failures.cancel_unstarted`) gathers their outputs when they all succeeded."""
+    if not flow.exists or flow.status.terminal or (flow.cancelling and phase != GATHER_PHASE):
         return None
     state = flow.fanout.get(name)
     task = flow.tasks.get(name)
