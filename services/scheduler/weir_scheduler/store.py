@@ -416,6 +416,7 @@ def _touched_tasks(change: Change) -> list[str]:
     for event in change.events:
         if isinstance(event, TaskRetried):  # (an instance a retry dropped has no row left)
             names.extend(event.tasks)  # planned again: each row changes
+            names.extend(_renumbered(change))
         elif isinstance(event, TaskExpanded):  # its instances get their rows
             names.append(event.task)
             names.extend(instance_name(event.task, i) for i in range(event.count))
@@ -425,6 +426,15 @@ def _touched_tasks(change: Change) -> list[str]:
         waited = set(fanout.due(change.before)) if change.before.fanout else set()
         names.extend(name for name, phase in fanout.due(flow) if (name, phase) not in waited)
     return [name for name in dict.fromkeys(names) if name in flow.tasks]
+
+
+def _renumbered(change: Change) -> list[str]:
+    """The tasks whose position in the plan changed (instances listed after those a retry
+    dropped from it move up): their rows keep the order the plan has."""
+    before, after = change.before.plan, change.after.plan
+    if before is None or after is None or len(before.names) == len(after.names):
+        return []
+    return [n for n in after.names if before.positions.get(n) != after.positions[n]]
 
 
 def _dropped_tasks(changes: Sequence[Change], kept: set[tuple[str, str]]) -> list[TimerKey]:
