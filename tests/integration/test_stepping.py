@@ -6,6 +6,7 @@ update changes a flow before its start and is refused after; each refusal says w
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto.errors import ErrorCode
-from weir_proto.events import FlowEvent, event_type
+from weir_proto.events import FlowEvent, TaskDispatched, TaskExpanded, event_type
 
 from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
@@ -171,6 +172,100 @@ async def test_retry_downstream_runs_every_task_after_it_again(client: Client) -
         "c": ("succeeded", 2),
         "d": ("succeeded", 1),
     }
+
+
+async def test_retry_downstream_maps_again_over_the_list_its_task_writes_anew(
+    client: Client, tmp_path: Path
+) -> None:
+    """A flow whose first task writes a list, mapped over, then gathered: after it ended, a
+    retry of the list's task with downstream makes the mapped task read the new list and run
+    new instances over its items (their attempts counting on from the old ones'), and the
+    task after it gets their outputs; the old instances' history stays in the log."""
+    source, got, runs = tmp_path / "list.json", tmp_path / "got.json", tmp_path / "runs"
+    source.write_text('["a", "b", "c"]')
+    spec = {
+        "name": "remap",
+        "defaults": {"retry": ONCE},
+        "tasks": [
+            task(
+                "list-files",
+                "cp",
+                str(source),
+                "files.json",
+                outputs=[{"name": "files", "path": "files.json"}],
+            ),
+            task(
+                "process",
+                "sh",
+                "-c",
+                f'echo "{{{{ item }}}}" >> {runs}; printf \'"%s!"\' "{{{{ item }}}}" > out.json; '
+                'echo "done {{ item }}"',
+                depends=["list-files"],
+                map={"over": "files"},
+                outputs=[{"name": "marked", "path": "out.json"}],
+            ),
+            task(
+                "total",
+                "cp",
+                "in.json",
+                str(got),
+                depends=["process"],
+                inputs=[{"from": "marked", "path": "in.json"}],
+            ),
+        ],
+    }
+    flow_id, events = await finish(client, spec)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    assert json.loads(got.read_text()) == ["a!", "b!", "c!"]
+
+    source.write_text('["x", "y"]')
+    url = client.nc.connected_url
+    assert url is not None
+    nats_url = f"nats://{url.hostname}:{url.port}"
+    ran = await weir(nats_url, "retry", flow_id, "list-files", "--downstream", "--json")
+    assert ran.code == 0, ran.stderr
+    stepped = json.loads(ran.stdout)
+    assert (stepped["status"], stepped["tasks"]) == ("running", ["list-files", "process", "total"])
+    await reached(client, flow_id, "task_retried")  # (else the first end may look the last)
+    events = await ended(client, flow_id)
+    assert types(events)[-1] == "flow_succeeded", events[-1]
+    assert json.loads(got.read_text()) == ["x!", "y!"], "the task after it got the new list"
+    assert sorted(runs.read_text().split()) == ["a", "b", "c", "x", "y"]
+    expanded = [(e.count, e.items) for e in events if isinstance(e, TaskExpanded)]
+    assert expanded == [(3, ["a", "b", "c"]), (2, ["x", "y"])]
+    dispatched = [
+        (e.task, e.attempt)
+        for e in events
+        if isinstance(e, TaskDispatched) and e.task.startswith("process[")
+    ]
+    assert sorted(dispatched) == [
+        ("process[0]", 1),
+        ("process[0]", 2),
+        ("process[1]", 1),
+        ("process[1]", 2),
+        ("process[2]", 1),
+    ]
+    assert await tasks_of(client, flow_id) == {
+        "list-files": ("succeeded", 2),
+        "process": ("succeeded", 0),
+        "process[0]": ("succeeded", 2),
+        "process[1]": ("succeeded", 2),
+        "total": ("succeeded", 2),
+    }, "the old instances are gone from the flow's tasks"
+    ran = await weir(nats_url, "events", flow_id)
+    shown = [line.split(None, 3)[2:] for line in ran.stdout.decode().splitlines()]
+    shown = [fields for fields in shown if len(fields) == 2]  # (time, seq, type, fields)
+    assert [rest for kind, rest in shown if kind == "task_expanded"] == [
+        "task=process  count=3  items=['a', 'b', 'c']",
+        "task=process  count=2  items=['x', 'y']",
+    ]
+    assert [rest for kind, rest in shown if kind == "task_retried"] == [
+        "task=list-files  tasks=['list-files', 'process', 'total']  downstream=True"
+    ]
+    # Each attempt keeps its log: the old instance's under attempt 1, the new one's under 2.
+    for attempt, said in ((1, b"done a\n"), (2, b"done x\n")):
+        logs = [chunk async for _, chunk in client.logs(flow_id, "process[0]", attempt=attempt)]
+        assert b"".join(logs) == said
 
 
 async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
