@@ -435,3 +435,38 @@ def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_gathers_and_en
     assert g.status("m[0]", "m[1]") == ["running", "cancelled"]
     g.apply(finished("m[0]"))
     assert g.status("m") == ["cancelled"] and list(due(g.flow)) == []
+
+
+def test_an_instance_failing_under_fail_fast_lets_a_sibling_maps_instances_end_and_gather() -> None:
+    """The same, found by the machine after a downstream retry had planned both mapped tasks
+    from scratch: instance `n[0]` failed while `m[0]` ran; `m` (all_success) waited for a
+    gather the cancel refused, pending while nothing ran."""
+    once = {"retry": ONCE, "outputs": [{"name": "rows", "path": "r"}]}
+    f = Flow(
+        [
+            MAPPED[0],
+            task("m", depends=["a"], map={"over": "files"}, **once),
+            task("n", depends=["a"], map={"over": "files"}, retry=ONCE),
+        ],
+        fail_fast=True,
+        on_exit=task("exit"),
+    )
+    f.run("a")
+    for name in ("m", "n"):
+        f.apply(Expand(name, items=("x",)))
+        f.run(f"{name}[0]")
+    f.gather()
+    f.run("exit")
+    assert f.now() is FlowStatus.SUCCEEDED
+    f.apply(Retry("a", downstream=True))
+    f.run("a")
+    f.apply(Expand("m", items=("x",)))
+    f.apply(Expand("n", items=("x",)))
+    f.apply(started("m[0]", 2))
+    f.run("n[0]", ok=False)
+    assert f.flow.cancelling and f.status("n[0]", "m[0]") == ["failed", "running"]
+    f.apply(finished("m[0]", True, 2))
+    assert f.gather() == ["task_succeeded", "task_dispatched"]
+    f.run("exit")
+    assert f.now() is FlowStatus.FAILED and f.status("m", "n[0]") == ["succeeded", "failed"]
+    assert f.replays()
