@@ -124,9 +124,9 @@ class FoldedFlow:
     read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
     """Output name -> value, as `task_condition_read` recorded it for a condition."""
     expanded: frozenset[str] = frozenset()
-    """Mapped tasks expanded into instances (also into none): a retry plans them again only
-    to wait for their instances, never to read their list again, and an update not at all
-    (`decider/stepping.py`)."""
+    """Mapped tasks expanded into instances (also into none): a retry plans them again to
+    wait for their instances, or, after a task before them it plans again, from scratch (its
+    instances dropped, the list read again); an update not at all (`decider/stepping.py`)."""
     retired: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
     """Instances a retry dropped (it planned their mapped task from scratch) -> the last
     attempt number each had: an instance of the same name expanded later counts its
