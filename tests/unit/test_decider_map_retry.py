@@ -13,6 +13,7 @@ from weir_proto.events import FlowEvent, event_type
 from weir_proto.messages import OutputDigest
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
+from weir_scheduler.data.memory import MemoryData
 from weir_scheduler.decider import (
     Expand,
     FireTimer,
@@ -27,6 +28,7 @@ from weir_scheduler.decider import (
 from weir_scheduler.decider.fanout import GATHER_PHASE, due
 from weir_scheduler.decider.stepping import retry_refusal
 from weir_scheduler.planner import plan
+from weir_scheduler.store import Change, Timing, append_batch, sealed
 
 from tests.flows import task
 from tests.unit.test_decider import NOW, finished, started
@@ -470,3 +472,45 @@ def test_an_instance_failing_under_fail_fast_lets_a_sibling_maps_instances_end_a
     f.run("exit")
     assert f.now() is FlowStatus.FAILED and f.status("m", "n[0]") == ["succeeded", "failed"]
     assert f.replays()
+
+
+async def test_the_rows_of_dropped_instances_go_and_those_listed_after_them_move_up() -> None:
+    """What the shell writes for a downstream retry that drops instances: their task rows
+    are deleted and their timers cleared (the log keeps their history), the rows of the
+    instances listed after them take their new positions, and a later expansion writes
+    the new instances' rows."""
+    f = Flow(
+        [
+            MAPPED[0],
+            task("b", depends=["a"], outputs=[{"name": "more", "path": "m"}]),
+            task("m", depends=["b"], map={"over": "more"}),
+            task("n", depends=["a"], map={"over": "files"}),
+        ]
+    )
+    f.run("a", "b")
+    f.apply(Expand("m", items=("x", "y")))
+    f.apply(Expand("n", items=("z",)))
+    f.run("m[0]", "m[1]", "n[0]")
+    assert f.now() is FlowStatus.SUCCEEDED
+    assert f.flow.plan is not None and f.flow.plan.positions["n[0]"] == 6
+    data = MemoryData(lambda: NOW)
+    await data.append(append_batch([sealed(Change(FoldedFlow(id="f1"), f.flow, f.log))], Timing()))
+    before = f.flow
+    f.apply(Retry("b", downstream=True))
+    assert f.events[0].tasks == ["b", "m"]  # type: ignore[union-attr]
+    batch = append_batch([sealed(Change(before, f.flow, f.events))], Timing())
+    gone = [("f1", "m[0]"), ("f1", "m[1]")]
+    assert [(k.flow_id, k.task) for k in batch.tasks_dropped] == gone
+    assert set(gone) <= {(k.flow_id, k.task) for k in batch.timers_cleared}
+    rows = {row.name: row.position for row in batch.tasks}
+    assert rows == {"b": 1, "m": 2, "n[0]": 4}, "n[0] moved up to where m[0] was"
+    await data.append(batch)
+    view = await data.flow_view("f1")
+    assert view is not None
+    assert [t.name for t in view.tasks] == ["a", "b", "m", "n", "n[0]"]
+    f.run("b")
+    before = f.flow
+    f.apply(Expand("m", items=("w",)))
+    batch = append_batch([sealed(Change(before, f.flow, f.events))], Timing())
+    assert {row.name: row.position for row in batch.tasks} == {"m": 2, "m[0]": 5}
+    assert not batch.tasks_dropped

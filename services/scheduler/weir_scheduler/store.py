@@ -442,9 +442,10 @@ def _dropped_tasks(changes: Sequence[Change], kept: set[tuple[str, str]]) -> lis
     whose rows go, but those this append writes again (expanded anew in the same append)."""
     dropped: dict[tuple[str, str], None] = {}
     for change in changes:
-        if any(isinstance(e, TaskRetried) for e in change.events):
+        before = change.before.plan
+        if before is not None and any(isinstance(e, TaskRetried) for e in change.events):
             after = change.after.tasks
-            gone = (n for n in change.before.tasks if n not in after)
+            gone = (n for n in before.names if n not in after)  # in the plan's order
             dropped.update(dict.fromkeys((change.after.id, n) for n in gone))
     return [TimerKey(flow_id, name) for flow_id, name in dropped if (flow_id, name) not in kept]
 
