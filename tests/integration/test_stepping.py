@@ -20,6 +20,7 @@ from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
 from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
+from tests.integration.test_fanout import collector, mapped
 from tests.waiting import until
 
 __all__ = ["one_slot"]  # fixture
@@ -183,37 +184,18 @@ async def test_retry_downstream_maps_again_over_the_list_its_task_writes_anew(
     task after it gets their outputs; the old instances' history stays in the log."""
     source, got, runs = tmp_path / "list.json", tmp_path / "got.json", tmp_path / "runs"
     source.write_text('["a", "b", "c"]')
-    spec = {
-        "name": "remap",
-        "defaults": {"retry": ONCE},
-        "tasks": [
-            task(
-                "list-files",
-                "cp",
-                str(source),
-                "files.json",
-                outputs=[{"name": "files", "path": "files.json"}],
-            ),
-            task(
-                "process",
-                "sh",
-                "-c",
-                f'echo "{{{{ item }}}}" >> {runs}; printf \'"%s!"\' "{{{{ item }}}}" > out.json; '
-                'echo "done {{ item }}"',
-                depends=["list-files"],
-                map={"over": "files"},
-                outputs=[{"name": "marked", "path": "out.json"}],
-            ),
-            task(
-                "total",
-                "cp",
-                "in.json",
-                str(got),
-                depends=["process"],
-                inputs=[{"from": "marked", "path": "in.json"}],
-            ),
-        ],
-    }
+    script = (
+        f'echo "{{{{ item }}}}" >> {runs}; printf \'"%s!"\' "{{{{ item }}}}" > out.json; '
+        'echo "done {{ item }}"'
+    )
+    lister = task(
+        "list-files",
+        "cp",
+        str(source),
+        "files.json",
+        outputs=[{"name": "files", "path": "files.json"}],
+    )
+    spec = {"name": "remap", "tasks": [lister, {**mapped(script), "retry": ONCE}, collector(got)]}
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert json.loads(got.read_text()) == ["a!", "b!", "c!"]

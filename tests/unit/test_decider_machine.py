@@ -760,13 +760,8 @@ class MappedDeciderMachine(DeciderMachine):
         if names:
             self.retried(data.draw(st.sampled_from(names)), downstream)
 
-    @rule(data=st.data(), steps=st.integers(1, 25), downstream=st.booleans())
-    def runs_on_then_a_mapped_task_is_retried(
-        self, data: st.DataObject, steps: int, downstream: bool
-    ) -> None:
-        """The flow runs on for a while (attempts end, some failing; lists are read), so its
-        mapped tasks get expanded and their instances end; then one of them, or an instance,
-        is retried."""
+    def runs_on(self, data: st.DataObject, steps: int) -> None:
+        """Up to `steps` steps towards the flow's end, some attempts failing."""
         for _ in range(steps):
             if self.flow.status.terminal:
                 break
@@ -776,6 +771,15 @@ class MappedDeciderMachine(DeciderMachine):
                 outcome = data.draw(st.sampled_from(["ok", "ok", "fail"]))
                 command = self.report(report.task, report.attempt, outcome)
             self.run(command)
+
+    @rule(data=st.data(), steps=st.integers(1, 25), downstream=st.booleans())
+    def runs_on_then_a_mapped_task_is_retried(
+        self, data: st.DataObject, steps: int, downstream: bool
+    ) -> None:
+        """The flow runs on for a while (attempts end, some failing; lists are read), so its
+        mapped tasks get expanded and their instances end; then one of them, or an instance,
+        is retried."""
+        self.runs_on(data, steps)
         self.retry_mapped(data, downstream)
 
     @rule(data=st.data(), steps=st.integers(1, 25))
@@ -785,15 +789,7 @@ class MappedDeciderMachine(DeciderMachine):
         """The flow runs on (lists are read, instances end), then `t0`, whose list every
         mapped task reads, runs again with everything after it: each mapped task is planned
         from scratch and reads its list again (the list_read rule draws a new length)."""
-        for _ in range(steps):
-            if self.flow.status.terminal:
-                break
-            command = self.next_step(self.flow)
-            if isinstance(command, RecordFinished):
-                report = command.report
-                outcome = data.draw(st.sampled_from(["ok", "ok", "fail"]))
-                command = self.report(report.task, report.attempt, outcome)
-            self.run(command)
+        self.runs_on(data, steps)
         was = self.flow
         self.retried("t0", True)
         if self.flow is not was and self.flow.seq > was.seq:
