@@ -129,12 +129,15 @@ def _existed(name: str, ended: dict[str, str]) -> bool:
     return parent is None or int(ended.get(f"{parent[0]} expanded", "0")) > parent[1]
 
 
-def _replanned(plan: Plan, tasks: list[str]) -> set[str]:
-    """The mapped tasks a retry planning `tasks` again plans from scratch: those after
-    another of them (they read their list again and expand anew)."""
-    reset = {n for n in tasks if n in plan.tasks}
-    after = {d for n in reset for d in plan.descendants(n)}
-    return {n for n in reset & after if plan.tasks[n].map is not None}
+def _replanned(plan: Plan, retried: TaskRetried) -> set[str]:
+    """The mapped tasks `retried` plans from scratch: with downstream, those after the
+    retried task (after its mapped task, for an instance); they read their list again and
+    expand anew."""
+    if not retried.downstream:
+        return set()
+    parent = parent_of(retried.task)
+    head = parent[0] if parent is not None else retried.task
+    return {n for n in plan.descendants(head) if plan.tasks[n].map is not None}
 
 
 class DeciderMachine(RuleBasedStateMachine):
@@ -439,10 +442,10 @@ class DeciderMachine(RuleBasedStateMachine):
             for event in log:
                 kind = event_type(event)
                 name = getattr(event, "task", "")
-                if kind == "task_retried":
-                    for again in event.tasks:  # type: ignore[union-attr]
+                if isinstance(event, TaskRetried):
+                    for again in event.tasks:
                         ended.pop(again, None)
-                    for mapped in _replanned(plan, event.tasks):  # type: ignore[union-attr]
+                    for mapped in _replanned(plan, event):
                         ended = {
                             n: s
                             for n, s in ended.items()
@@ -518,7 +521,7 @@ class DeciderMachine(RuleBasedStateMachine):
                 if event_type(e) == "task_expanded":
                     expansions[e.task] += 1  # type: ignore[union-attr]
                 elif isinstance(e, TaskRetried) and flow.plan is not None:
-                    for mapped in _replanned(flow.plan, e.tasks):
+                    for mapped in _replanned(flow.plan, e):
                         expansions[mapped] = 0
             assert all(n <= 1 for n in expansions.values()), expansions
             for name in flow.expanded:
@@ -547,7 +550,7 @@ class DeciderMachine(RuleBasedStateMachine):
                 if isinstance(event, TaskRetried):
                     for again in event.tasks:
                         done[again] = 0
-                    for mapped in _replanned(plan, event.tasks) if plan is not None else ():
+                    for mapped in _replanned(plan, event) if plan is not None else ():
                         for gone in [n for n in done if n.partition("[")[0] == mapped]:
                             done[gone] = 0
                 elif event_type(event) == "task_succeeded":

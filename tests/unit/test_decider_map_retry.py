@@ -514,3 +514,63 @@ async def test_the_rows_of_dropped_instances_go_and_those_listed_after_them_move
     batch = append_batch([sealed(Change(before, f.flow, f.events))], Timing())
     assert {row.name: row.position for row in batch.tasks} == {"m": 2, "m[0]": 5}
     assert not batch.tasks_dropped
+
+
+def test_only_downstream_plans_an_expanded_mapped_task_from_scratch() -> None:
+    """Without --downstream a retry keeps every expansion: one that would make an expanded
+    mapped task wait for a task before it (`m`, skipped, is planned again after `a`) is
+    refused and says how; with --downstream `m` reads its list again."""
+    f = Flow(
+        [
+            MAPPED[0],
+            task("m", depends=["a"], map={"over": "files"}),
+            task("x", depends=["a"], retry=ONCE),
+        ],
+        max_parallel=1,
+    )
+    f.run("a")
+    f.apply(Expand("m", items=("p", "q")))  # `x` holds the one slot
+    f.run("x", ok=False)
+    assert f.now() is FlowStatus.FAILED
+    assert f.status("m", "m[0]", "m[1]") == ["skipped", "skipped", "skipped"]
+    assert retry_refusal(f.flow, "a", False) == (
+        'mapped task "m", which runs after a task the retry plans again, was expanded into '
+        "instances: it would have to read its list again; add --downstream to plan it from "
+        "scratch (it reads its list again), or run the flow again with "
+        "`weir rerun f1 --failed-only`"
+    )
+    assert f.apply(Retry("a")) == []
+    assert f.apply(Retry("a", downstream=True))[:1] == ["task_retried"]
+    assert f.events[0].tasks == ["a", "m", "x"]  # type: ignore[union-attr]
+    f.run("a")
+    assert list(due(f.flow)) == [("m", 0)]
+
+
+def test_a_retry_of_an_instance_never_drops_its_own_mapped_tasks_instances() -> None:
+    """A task before mapped task `m` that is planned again (skipped by its condition, every
+    skipped task is planned again once no failure is left) would make `m` wait for it: the
+    retry of instance `m[1]` is refused, also with --downstream (which plans from scratch
+    only the mapped tasks after `m`), instead of dropping `m[1]` itself."""
+    f = Flow(
+        [
+            MAPPED[0],
+            task("b", depends=["a"], when="params.go"),
+            task("m", depends=["a", "b"], trigger="none_failed", map={"over": "files"}, retry=ONCE),
+        ],
+        params={"go": {"type": "bool", "default": False}},
+    )
+    f.run("a")
+    f.apply(Expand("m", items=("x", "y")))
+    f.run("m[0]")
+    f.run("m[1]", ok=False)
+    assert f.now() is FlowStatus.FAILED and f.status("b", "m") == ["skipped", "failed"]
+    refusal = (
+        'mapped task "m", which runs after a task the retry plans again, was expanded into '
+        "instances: it would have to read its list again; retry a task before it with "
+        "--downstream, which plans it from scratch, or run the flow again with "
+        "`weir rerun f1 --failed-only`"
+    )
+    assert retry_refusal(f.flow, "m[1]", False) == refusal
+    assert retry_refusal(f.flow, "m[1]", True) == refusal
+    assert f.apply(Retry("a", downstream=True))[:1] == ["task_retried"]
+    assert f.events[0].tasks == ["a", "b", "m"]  # type: ignore[union-attr]

@@ -333,10 +333,10 @@ def _retried(flow: FoldedFlow, event: TaskRetried) -> FoldedFlow:
     """`flow` after `task_retried`: the listed tasks pending again with their attempts
     counting on, every pending task after them waiting for them again, and what is ready or
     due to be skipped derived anew (as `evolve` derives it after a submit). An expanded
-    mapped task listed after another task listed is planned from scratch (`_unexpanded`);
-    one listed alone waits for its instances again, with the items it was expanded into;
-    an instance listed is ready at once, as at its expansion."""
-    for mapped in replanned_maps(flow, event.tasks):
+    mapped task after the retried one, with `downstream`, is planned from scratch
+    (`_unexpanded`); another listed waits for its instances again, with the items it was
+    expanded into; an instance listed is ready at once, as at its expansion."""
+    for mapped in replanned_maps(flow, event.task, event.downstream):
         flow = _unexpanded(flow, mapped)
     plan = flow.plan
     assert plan is not None

@@ -17,16 +17,18 @@ plans tasks again after `task_retried` is in `evolve.py`.
   again and ends as they do, and the tasks after it are planned again as after any
   retried task. A retry of an expanded mapped task runs again each of its instances that
   did not succeed (with `downstream` too: succeeded instances keep their results).
-- An expanded mapped task the retry plans again after another task it plans again (with
-  `downstream`: every mapped task after the retried one) is planned from scratch: its
-  instances leave the plan (their history stays in the log), and once the tasks before it
-  have run again it reads its list again and expands anew, into as many instances as the
-  list has now (`transitions.replanned_maps`).
-- Refused: a retry that plans again a mapped task whose instances have not all ended
-  (its list would be read again while they run), or an expanded mapped task while a task
-  before it has not ended (retried meanwhile: its instances would run before that task's
-  new list, or its failure, is known), and a retry of a mapped task whose instances all
-  succeeded that has nothing to run (without `downstream`).
+- With `downstream`, each expanded mapped task after the retried task is planned from
+  scratch: its instances leave the plan (their history stays in the log; a later instance
+  of the same name counts its attempts on), and once the tasks before it have run again it
+  reads its list again and expands anew, into as many instances as the list has now
+  (`transitions.replanned_maps`).
+- Refused: a retry that plans again from scratch a mapped task whose instances have not
+  all ended (its list would be read again while they run); one that would make any other
+  expanded mapped task wait for a task before it (it would have to read its list again:
+  only `downstream` does that, for the tasks after the retried one), or plan it again
+  while a task before it has not ended (retried meanwhile: its instances would run before
+  that task's new list, or its failure, is known); and a retry of a mapped task whose
+  instances all succeeded that has nothing to run (without `downstream`).
 - Update replaces the spec of a flow no task of which has been handed to a runner.
 """
 
@@ -109,14 +111,17 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
                     f'"{before}", which is {status}: its instances would run before '
                     f'"{before}" ended; retry once it has ended'
                 )
-    for mapped in replanned_maps(flow, planned):
+    replanned = replanned_maps(flow, name, downstream)
+    for mapped in replanned:
         if any(not flow.tasks[i].status.terminal for i in instances(plan, mapped)):
-            return _expanded_refusal(flow, mapped)
+            return _running_refusal(flow, mapped)
     after_them = sorted(descendants(flow, planned), key=plan.positions.__getitem__)
     for after in after_them:
         status = flow.tasks[after].status
-        if after in flow.expanded and status is TaskStatus.PENDING:
-            return _expanded_refusal(flow, after)
+        waits = after in reset or status is TaskStatus.PENDING
+        if after in flow.expanded and after not in replanned and waits:
+            head = mapped_parent(flow, name) or name
+            return _expanded_refusal(flow, after, after in descendants(flow, [head]))
         if after not in reset and not status.terminal and status is not TaskStatus.PENDING:
             return (
                 f'task "{after}", which runs after a task the retry plans again, is {status}: '
@@ -125,7 +130,26 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     return None
 
 
-def _expanded_refusal(flow: FoldedFlow, name: str) -> str:
+def _expanded_refusal(flow: FoldedFlow, name: str, after_retried: bool) -> str:
+    """Why a retry may not make expanded mapped task `name` wait for a task before it: it
+    would have to read its list again, which only `downstream` does, for the mapped tasks
+    after the retried one (`name` is one: `after_retried`)."""
+    assert flow.plan is not None
+    if any(not flow.tasks[n].status.terminal for n in instances(flow.plan, name)):
+        return _running_refusal(flow, name)
+    instead = (
+        "add --downstream to plan it from scratch (it reads its list again)"
+        if after_retried
+        else "retry a task before it with --downstream, which plans it from scratch"
+    )
+    return (
+        f'mapped task "{name}", which runs after a task the retry plans again, was expanded '
+        f"into instances: it would have to read its list again; {instead}, or run the flow "
+        f"again with `weir rerun {flow.id} --failed-only`"
+    )
+
+
+def _running_refusal(flow: FoldedFlow, name: str) -> str:
     """Why a retry may not plan again expanded mapped task `name`, whose instances have not
     all ended: its list would be read again while they still run."""
     assert flow.plan is not None
@@ -206,11 +230,10 @@ def retry_tasks(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
     if plan.on_exit is not None and flow.tasks[plan.on_exit].status.terminal:
         chosen.add(plan.on_exit)  # it runs last again, with the new outcome
     failed = {n for n, t in flow.tasks.items() if t.status is TaskStatus.FAILED}
-    dropped = {i for m in replanned_maps(flow, chosen) for i in instances(plan, m)}
+    dropped = {i for m in replanned_maps(flow, name, downstream) for i in instances(plan, m)}
     if failed <= chosen | dropped:  # no failure is left to skip them again
         chosen.update(n for n, t in flow.tasks.items() if t.status in _REDONE)
-    for mapped in replanned_maps(flow, chosen):  # its instances leave the plan
-        chosen.difference_update(instances(plan, mapped))
+    chosen -= dropped  # they leave the plan
     return sorted(chosen, key=plan.positions.__getitem__)
 
 

@@ -203,10 +203,14 @@ def mapped_parent(flow: FoldedFlow, name: str) -> str | None:
     return parent[0] if parent is not None and parent[0] in flow.expanded else None
 
 
-def replanned_maps(flow: FoldedFlow, tasks: Iterable[str]) -> list[str]:
-    """The expanded mapped tasks among `tasks` (planned again by a retry) that run after
-    another of `tasks`: each is planned from scratch, its instances dropped, and reads its
-    list again once the tasks before it have run again."""
-    chosen = list(tasks)
-    after = descendants(flow, chosen)
-    return [name for name in chosen if name in flow.expanded and name in after]
+def replanned_maps(flow: FoldedFlow, name: str, downstream: bool) -> list[str]:
+    """The expanded mapped tasks a retry of `name` plans from scratch: with `downstream`,
+    each after it (after its mapped task, for an instance), whose instances are dropped and
+    which reads its list again once the tasks before it have run again. A retry without
+    `downstream` keeps every expansion."""
+    if not downstream:
+        return []
+    head = mapped_parent(flow, name) or name
+    assert flow.plan is not None
+    after = (n for n in descendants(flow, [head]) if n in flow.expanded)
+    return sorted(after, key=flow.plan.positions.__getitem__)
