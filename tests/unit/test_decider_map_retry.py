@@ -574,3 +574,34 @@ def test_a_retry_of_an_instance_never_drops_its_own_mapped_tasks_instances() -> 
     assert retry_refusal(f.flow, "m[1]", True) == refusal
     assert f.apply(Retry("a", downstream=True))[:1] == ["task_retried"]
     assert f.events[0].tasks == ["a", "b", "m"]  # type: ignore[union-attr]
+
+
+def test_a_retried_mapped_task_whose_list_was_unusable_runs_its_instances_in_a_failing_flow() -> (
+    None
+):
+    """Found by the mapped decider machine: `m` failed on its list, `n` too (the flow
+    failed); `m` retried read its list again while `n` stayed failed, and its instances,
+    expanded in a failing flow, never started (only a task that runs despite a failure is
+    expanded then: the retried one's instances run, as the retried instances of one do)."""
+    f = Flow(
+        [
+            MAPPED[0],
+            task("m", depends=["a"], map={"over": "files"}),
+            task("n", depends=["a"], map={"over": "files"}, trigger="all_done"),
+        ]
+    )
+    f.run("a")
+    f.apply(Expand("m", error="not a list"))
+    f.apply(Expand("n", error="not a list"))
+    assert f.now() is FlowStatus.FAILED
+    assert f.apply(Retry("m")) == ["task_retried"]
+    assert list(due(f.flow)) == [("m", 0)]
+    assert f.apply(Expand("m", items=("x", "y"))) == [
+        "task_expanded",
+        "task_dispatched",
+        "task_dispatched",
+    ]
+    f.run("m[0]", "m[1]")
+    assert f.status("m", "n") == ["succeeded", "failed"]
+    assert f.now() is FlowStatus.FAILED, "n stays failed"
+    assert f.replays()

@@ -272,11 +272,14 @@ def _from_plan(
 
 def _expanded(flow: FoldedFlow, name: str, items: list[Any]) -> FoldedFlow:
     """Mapped task `name` became one instance per item, each ready at once (unless the
-    flow is cancelling or failing and the task does not run after a failure)."""
+    flow is cancelling)."""
     assert flow.plan is not None
     plan = with_instances(flow.plan, name, items)
     names = plan.names[len(flow.plan.names) :]
-    starts = not flow.cancelling and not (flow.failing and not tolerates_failure(plan, name))
+    # While the flow fails, a mapped task is expanded only when it runs despite the failure
+    # (its trigger rule, or a retry of it: `on_final_failure` skipped any other), and so do
+    # its instances.
+    starts = not flow.cancelling
     tasks = flow.tasks.mutate()
     ready = flow.ready.mutate()
     for instance in names:
