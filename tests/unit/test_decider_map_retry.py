@@ -605,3 +605,31 @@ def test_a_retried_mapped_task_whose_list_was_unusable_runs_its_instances_in_a_f
     assert f.status("m", "n") == ["succeeded", "failed"]
     assert f.now() is FlowStatus.FAILED, "n stays failed"
     assert f.replays()
+
+
+def test_an_attempt_failing_under_a_fail_fast_cancel_is_not_retried() -> None:
+    """Found by the mapped decider machine: under fail_fast (no on_exit task), instance
+    `m[0]` of an all_done mapped task, with attempts left, ran while `n[0]` failed; when it
+    then failed too it was set to retry, a retry the cancel never hands out: the flow never
+    ended. A failure under a cancel that stops the task is final (a plain task's too)."""
+    retries = {"max_attempts": 2}
+    f = Flow(
+        [
+            MAPPED[0],
+            task("m", depends=["a"], map={"over": "files"}, trigger="all_done", retry=retries),
+            task("n", depends=["a"], map={"over": "files"}, retry=ONCE),
+            task("x", depends=["a"], trigger="all_done", retry=retries),
+        ],
+        fail_fast=True,
+    )
+    f.run("a")
+    f.apply(Expand("m", items=("p",)))
+    f.apply(Expand("n", items=("q",)))
+    f.apply(started("m[0]"))
+    f.apply(started("x"))
+    f.run("n[0]", ok=False)
+    assert f.flow.cancelling and f.status("m[0]", "x") == ["running", "running"]
+    assert f.apply(finished("m[0]", False)) == ["task_failed"]
+    assert f.apply(finished("x", False)) == ["task_failed", "flow_failed"]
+    assert f.status("m", "m[0]", "n", "x") == ["cancelled", "failed", "cancelled", "failed"]
+    assert f.replays()

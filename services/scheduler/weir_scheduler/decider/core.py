@@ -324,7 +324,11 @@ def _attempt_ended(out: Emitter, task: FoldedTask, report: AttemptFinished) -> N
         spec = flow.plan.tasks[task.name]
         assert spec.retry is not None
         failures = len(task.failures) - task.spent + 1
-        stopping = flow.failing and not tolerates_failure(flow.plan, task.name)
+        # A failure under a cancel that stops the task is final: its retry would never be
+        # handed out (nor would the flow end while it waits).
+        stopping = flow.stops(task.name) or (
+            flow.failing and not tolerates_failure(flow.plan, task.name)
+        )
         retryable = report.error_type.retryable and not stopping
         if retryable and failures < spec.retry.max_attempts:
             delay = retry_delay(
