@@ -250,6 +250,30 @@ async def test_retry_downstream_maps_again_over_the_list_its_task_writes_anew(
         assert b"".join(logs) == said
 
 
+async def test_retry_downstream_is_refused_while_the_mapped_tasks_instances_run(
+    client: Client, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    lister = task(
+        "list-files",
+        "sh",
+        "-c",
+        "echo '[1]' > files.json",
+        outputs=[{"name": "files", "path": "files.json"}],
+    )
+    spec = {"name": "busy-map", "tasks": [lister, mapped(gated(gate, "echo 1 > out.json")[2])]}
+    flow_id = await client.submit(spec)
+    await reached(client, flow_id, "task_started", "process[0]")
+    said = (
+        'mapped task "process", which runs after a task the retry plans again, has not ended: '
+        '1 of its instances ("process[0]") have not ended, and it would read its list again; '
+        f"retry once it has ended, or cancel the flow and run it again with `weir rerun {flow_id}`"
+    )
+    assert await refused(client.retry(flow_id, "list-files", downstream=True)) == said
+    gate.touch()
+    assert types(await ended(client, flow_id))[-1] == "flow_succeeded"
+
+
 async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
     client: Client, tmp_path: Path
 ) -> None:
