@@ -633,3 +633,44 @@ def test_an_attempt_failing_under_a_fail_fast_cancel_is_not_retried() -> None:
     assert f.apply(finished("x", False)) == ["task_failed", "flow_failed"]
     assert f.status("m", "m[0]", "n", "x") == ["cancelled", "failed", "cancelled", "failed"]
     assert f.replays()
+
+
+def test_a_mapped_task_whose_waiting_instance_a_failure_skipped_is_skipped_not_gathered() -> None:
+    """Found by the mapped decider machine: retried instances `m*[1]` waited for the one
+    slot `n[0]` held; `n` then failed as a whole (as `n[1]` had), which skipped them, but
+    their mapped tasks, looked at before `n` ended, were left waiting for a gather and then
+    succeeded with a skipped instance. Ending mapped tasks goes on until none is left."""
+    names = [f"m{i}" for i in range(5)]  # (one looked at before `n`, whatever the order)
+    f = Flow(
+        [
+            MAPPED[0],
+            *(
+                task(
+                    m,
+                    depends=["a"],
+                    map={"over": "files"},
+                    outputs=[{"name": f"{m}-out", "path": "o"}],
+                )
+                for m in names
+            ),
+            task("n", depends=["a"], map={"over": "files"}, retry=ONCE),
+        ],
+        max_parallel=1,
+    )
+    f.run("a")
+    for name in [*names, "n"]:
+        f.apply(Expand(name, items=("x", "y")))
+    for name in names:
+        f.run(f"{name}[0]", f"{name}[1]")
+        f.apply(Gather(name, (OutputDigest(name=f"{name}-out", size=2, sha256="00"),)))
+    f.run("n[0]")
+    f.run("n[1]", ok=False)
+    assert f.now() is FlowStatus.FAILED
+    f.apply(Retry("n[0]"))  # it holds the one slot
+    for name in names:
+        f.apply(Retry(f"{name}[1]"))
+    assert f.status("n[0]", *(f"{m}[1]" for m in names)) == ["dispatched"] + ["pending"] * 5
+    f.run("n[0]")
+    assert f.status("n", *names) == ["failed"] + ["skipped"] * 5
+    assert list(due(f.flow)) == [] and f.now() is FlowStatus.FAILED
+    assert f.replays()

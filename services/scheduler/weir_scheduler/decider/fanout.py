@@ -126,28 +126,38 @@ def decide_fanout(out: Emitter, answer: Expand | Gather) -> None:
 
 def close_fanouts(out: Emitter) -> None:
     """End every mapped task whose instances have all ended: as they did, or, when they all
-    succeeded and it has no outputs to gather, succeeded."""
-    flow = out.flow
-    plan = flow.plan
+    succeeded and it has no outputs to gather, succeeded. One that fails may end the
+    instances of another in turn (a failure skips those waiting), so this goes on until a
+    round ends none."""
+    ended_before = -1
+    while ended_before != len(out.events):
+        ended_before = len(out.events)
+        for name in list(out.flow.fanout):
+            _close(out, name)
+
+
+def _close(out: Emitter, name: str) -> None:
+    """End mapped task `name` if its instances have all ended (see `close_fanouts`)."""
+    plan = out.flow.plan
+    state = out.flow.fanout.get(name)
     assert plan is not None
-    for name, state in list(flow.fanout.items()):
-        if not state.expanded or state.left or out.flow.tasks[name].status.terminal:
-            continue
-        ended = [out.flow.tasks[instance_name(name, i)] for i in range(state.count)]
-        failed = [t.name for t in ended if t.status is TaskStatus.FAILED]
-        cancelled = [t for t in ended if t.status is TaskStatus.CANCELLED]
-        skipped = [t for t in ended if t.status is TaskStatus.SKIPPED]
-        if failed:
-            shown = ", ".join(f'"{n}"' for n in failed[:5]) + (", …" if len(failed) > 5 else "")
-            fail_whole(out, name, f"{len(failed):,} of {state.count:,} instances failed: {shown}")
-        elif cancelled:
-            reason = cancelled[0].error_message or "cancelled"
-            out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
-        elif skipped:
-            reason = f'instance "{skipped[0].name}" was skipped: {skipped[0].error_message}'
-            out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
-        elif not plan.tasks[name].outputs:
-            out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
+    if state is None or not state.expanded or state.left or out.flow.tasks[name].status.terminal:
+        return
+    ended = [out.flow.tasks[instance_name(name, i)] for i in range(state.count)]
+    failed = [t.name for t in ended if t.status is TaskStatus.FAILED]
+    cancelled = [t for t in ended if t.status is TaskStatus.CANCELLED]
+    skipped = [t for t in ended if t.status is TaskStatus.SKIPPED]
+    if failed:
+        shown = ", ".join(f'"{n}"' for n in failed[:5]) + (", …" if len(failed) > 5 else "")
+        fail_whole(out, name, f"{len(failed):,} of {state.count:,} instances failed: {shown}")
+    elif cancelled:
+        reason = cancelled[0].error_message or "cancelled"
+        out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
+    elif skipped:
+        reason = f'instance "{skipped[0].name}" was skipped: {skipped[0].error_message}'
+        out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
+    elif not plan.tasks[name].outputs:
+        out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
 
 
 def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
