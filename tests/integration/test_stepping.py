@@ -20,7 +20,7 @@ from tests.artifacts.helpers import weir
 from tests.flows import WAIT, finish, reached, task, types
 from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
-from tests.integration.test_fanout import collector, mapped
+from tests.integration.test_fanout import collector, listing, mapped
 from tests.waiting import until
 
 __all__ = ["one_slot"]  # fixture
@@ -254,14 +254,8 @@ async def test_retry_downstream_is_refused_while_the_mapped_tasks_instances_run(
     client: Client, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    lister = task(
-        "list-files",
-        "sh",
-        "-c",
-        "echo '[1]' > files.json",
-        outputs=[{"name": "files", "path": "files.json"}],
-    )
-    spec = {"name": "busy-map", "tasks": [lister, mapped(gated(gate, "echo 1 > out.json")[2])]}
+    instance = mapped(gated(gate, "echo 1 > out.json")[2])
+    spec = {"name": "busy-map", "tasks": [listing("[1]"), instance]}
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "process[0]")
     said = (
