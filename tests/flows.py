@@ -65,7 +65,11 @@ def diamond(flow_id: str | None = None) -> dict[str, Any]:
 
 async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
     """Submit, wait until the flow ends, return its id and its events."""
-    flow_id = await client.submit(spec)
+    return await ended(client, await client.submit(spec))
+
+
+async def ended(client: Client, flow_id: str) -> tuple[str, list[FlowEvent]]:
+    """Wait until flow `flow_id` ends; its id and its events."""
     await asyncio.wait_for(client.wait(flow_id), WAIT)
     return flow_id, [e async for e in client.events(flow_id)]
 

@@ -20,7 +20,10 @@ Containment, as far as the machine allows:
 - it runs in cgroup `cgroup` when given (cgroup v2): memory.max and pids.max when the
   controllers are there, and `cgroup.kill` ends everything in it at once;
 - the supervisor is a child subreaper: whatever the task starts and orphans (`setsid`,
-  double forks) becomes the supervisor's, and is killed when the task ends.
+  double forks) becomes the supervisor's, and is killed when the task ends;
+- with `own_uid` (a uid no other attempt holds while this one runs: `task_uids.py`) every
+  process of that uid is killed as the task starts (what an attempt whose supervisor was
+  killed left) and again with everything of the attempt, whatever it escaped into.
 
 SIGTERM stops the attempt: SIGTERM to all of it, SIGKILL after `grace` seconds.
 """
@@ -127,6 +130,8 @@ class Attempt:
         self.cwd: str = instructions["cwd"]
         self.uid: int | None = instructions.get("uid")
         self.gid: int | None = instructions.get("gid")
+        self.own_uid = bool(instructions.get("own_uid")) and bool(self.uid)
+        """`uid` is the attempt's alone: every process of it is the attempt's."""
         self.memory: int | None = instructions.get("memory_max")
         self.pids: int | None = instructions.get("pids_max")
         self.cpu: int | None = instructions.get("cpu_seconds")
@@ -198,6 +203,9 @@ class Attempt:
                 os.setgid(self.gid)
             if self.uid is not None:
                 os.setuid(self.uid)
+            if self.own_uid:  # what an earlier holder of the uid may have left running
+                with contextlib.suppress(OSError):
+                    os.kill(-1, signal.SIGKILL)  # (never the caller itself)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out, 1)
@@ -224,10 +232,30 @@ class Attempt:
         found.discard(os.getpid())
         return sorted(found)
 
+    def kill_uid(self) -> None:
+        """SIGKILL every process of the attempt's own uid, from a child that takes it."""
+        uid = self.uid
+        if not self.own_uid or not uid:
+            return
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.setgroups([])
+                if self.gid is not None:
+                    os.setgid(self.gid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(helper, 0)
+
     def signal_all(self, sig: int) -> None:
         if sig == signal.SIGKILL and self.cgroup:
             with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.kill", "w") as handle:
                 handle.write("1")
+        if sig == signal.SIGKILL:
+            self.kill_uid()
         live = _live_processes()
         remaining = self._remaining(live)
         # The group is signalled at once (a process forking as fast as it exits cannot slip
@@ -303,6 +331,7 @@ def supervise(attempt: Attempt) -> int:
                 break  # unkillable leftovers (uninterruptible sleep): give up on them
     for log in logs.values():
         log.close()
+    attempt.kill_uid()  # a process of the attempt none of the above saw
     attempt.remove_cgroup()
     assert status is not None
     return _exit_code(status)
