@@ -126,7 +126,9 @@ def decide_fanout(out: Emitter, answer: Expand | Gather) -> None:
 
 def close_fanouts(out: Emitter) -> None:
     """End every mapped task whose instances have all ended: as they did, or, when they all
-    succeeded and it has no outputs to gather, succeeded."""
+    succeeded and it has no outputs to gather, succeeded; with outputs, in a cancelling flow
+    (a sparing cancel waited for its last instances, which succeeded all the same),
+    cancelled."""
     flow = out.flow
     plan = flow.plan
     assert plan is not None
@@ -148,6 +150,9 @@ def close_fanouts(out: Emitter) -> None:
             out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
         elif not plan.tasks[name].outputs:
             out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
+        elif out.flow.cancelling:  # nothing after it will run: its outputs are not gathered
+            reason = out.flow.cancel_reason or "flow cancelled"
+            out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
 
 
 def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
