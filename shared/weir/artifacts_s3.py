@@ -239,7 +239,7 @@ class S3ArtifactStore:
                 self._calling(
                     f'artifact "{name}" of flow {flow_id}: cannot fetch it', flow_id, name
                 ),
-                open(partial, "wb") as out,
+                open(partial, "xb") as out,
             ):
                 _client(self.storage).download_fileobj(
                     self.bucket,

@@ -43,11 +43,11 @@ NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 WEB_LISTEN_DEFAULT = ("127.0.0.1", 8080)
 
 TASK_USER_DEFAULT = "nobody"
+"""The user a root runner's local tasks run as when it hands out no uids of their own (a
+runner that is not root runs them as itself)."""
 TASK_UIDS_DEFAULT = (2_000_000_000, 2_000_065_535)
 """65,536 uids no user or system service of a usual machine has (systemd leaves
-1879048192-2147352575 unused)."""
-"""The user a root runner's local tasks run as (a runner that is not root runs them as
-itself)."""
+1879048192-2147352575 unused; container id maps usually start at 100000)."""
 TASK_MEMORY_MAX_DEFAULT = 4 * 1024**3
 TASK_PIDS_MAX_DEFAULT = 1024
 TASK_LOG_MAX_DEFAULT = 10 * 1024**2

@@ -261,7 +261,7 @@ def uid_range_or_off(name: str, raw: str) -> tuple[int, int] | None:
     if raw.lower() in _OFF:
         return None
     first, dash, last = raw.partition("-")
-    if dash and first.strip().isdigit() and last.strip().isdigit():
+    if dash and all(part.isascii() and part.strip().isdecimal() for part in (first, last)):
         low, high = int(first), int(last)
         if 1 <= low <= high <= UID_MAX:
             return low, high

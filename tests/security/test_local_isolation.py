@@ -276,3 +276,60 @@ async def test_tasks_run_as_uids_of_the_range_also_in_their_sandbox(stack: Stack
         home = attempt_dir(stack, flow_id, name)
         assert first <= (home / "work").stat().st_uid <= last
         assert home.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.fixture
+def root_only(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A file only root may read, with a token in it."""
+    token = f"root-only-{secrets.token_hex(8)}"
+    path = tmp_path / "root-only.txt"
+    path.write_text(token)
+    path.chmod(0o600)
+    yield path, token
+
+
+async def test_an_output_that_is_a_link_to_a_file_of_roots_is_refused(
+    stack: Stack, root_only: tuple[Path, str]
+) -> None:
+    """The runner reads outputs as root: a task whose output is a symbolic link (or a hard
+    link) to a file it may not read must not get that file uploaded."""
+    path, token = root_only
+    linked = task(
+        "linked",
+        "sh",
+        "-c",
+        f"ln -s {path} out.txt; mkdir sub; ln -s /proc/1/environ sub/env",
+        outputs=[{"name": "a", "path": "out.txt"}, {"name": "b", "path": "sub/env"}],
+        retry=1,
+    )
+    _, events = await run(stack, linked)
+    failed = [e for e in events if isinstance(e, TaskFailed)]
+    assert [e.error_type for e in failed] == ["executor"], events
+    assert failed[0].message == (
+        'task "linked": output "a" expected a file at \'out.txt\' in the task\'s working '
+        "directory, but there is none (a symbolic link, a directory or a file with another "
+        "name is no output)"
+    )
+    assert token not in repr(events)
+
+
+SWAP = 'cd "$WEIR_WORKDIR/.." && ln -s {target} paths/new && mv -f paths/new paths/f0-x; exit 0'
+
+
+@pytest.mark.skipif(
+    not sandbox.available(), reason="no user + mount namespaces here for absolute paths"
+)
+async def test_an_absolute_output_swapped_for_a_link_is_refused(
+    stack: Stack, root_only: tuple[Path, str]
+) -> None:
+    """The attack on the file behind an absolute output: from its sandbox, the task
+    replaces that file in the attempt's `paths` directory with a link to a file of root's."""
+    path, token = root_only
+    swap = task(
+        "swap", "sh", "-c", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}]
+    )
+    _, events = await run(stack, {**swap, "retry": 1})
+    failed = [e for e in events if isinstance(e, TaskFailed)]
+    assert [e.error_type for e in failed] == ["executor"], events
+    assert "is no output" in failed[0].message
+    assert token not in repr(events)

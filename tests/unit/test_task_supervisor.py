@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,38 @@ def test_what_an_earlier_holder_of_the_uid_left_dies_as_the_attempt_starts(
         for proc in (left, other):
             proc.kill()
             proc.wait()
+
+
+@as_root
+def test_a_setuid_program_left_in_a_shared_directory_gives_a_task_no_other_uid(
+    tmp_path: Path,
+) -> None:
+    """An attempt left a setuid+setgid copy of `id` where every task reaches it, planted
+    to become its uid later; a task of another uid runs it: no_new_privs keeps it itself."""
+    planted_by = OWN_UID + 3
+    shared = Path(tempfile.mkdtemp(prefix="weir-planted-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        program = shared / "id"
+        shutil.copy("/usr/bin/id", program)
+        os.chown(program, planted_by, planted_by)
+        program.chmod(0o6755)
+        _supervise(tmp_path, f"{program} -u > uid; {program} -g >> uid", OWN_UID + 4)
+        assert (tmp_path / "uid").read_text().split() == [str(OWN_UID + 4)] * 2
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_a_full_disk_loses_log_but_not_the_attempts_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that fills the disk makes the log's writes fail: the supervisor drops what
+    it cannot keep and goes on, to kill what the task left and record its exit."""
+    log = supervisor.Log(str(tmp_path / "stdout.log"), 65536)
+
+    def no_space(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log.file, "write", no_space)
+    log.write(b"x" * 100)
+    assert log.dropped == 100

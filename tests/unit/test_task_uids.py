@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from weir.config import ConfigError, Settings
 from weir_runner.containment import Containment
+from weir_runner.executors.local.executor import take_clean
+from weir_runner.supervisor import processes_of
 from weir_runner.task_uids import UidPool, UidsExhausted
 
 
@@ -100,3 +102,23 @@ def test_a_root_runner_hands_out_uids_unless_told_otherwise(tmp_path: Path) -> N
     assert off.uids is None and off.describe()["task_user"] == "nobody (uid 65534)"
     root = Containment.probe(Settings(runner_dir=str(tmp_path), runner_task_user="root"))
     assert root.uids is None and root.user is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs processes as other uids")
+def test_a_uid_is_handed_out_only_once_nothing_of_an_earlier_attempt_runs_as_it(
+    tmp_path: Path,
+) -> None:
+    """An attempt whose supervisor died left a process of its uid; the next attempt that
+    takes the uid kills it before anything of the attempt is made the uid's (a leftover
+    could otherwise open the new attempt's directory to others)."""
+    uid = 2_000_100_010  # outside the default range, which other tests' runners use
+    left = subprocess.Popen(["/bin/sh", "-c", "sleep 60"], user=uid, group=uid, extra_groups=[])
+    try:
+        lease = take_clean(pool(tmp_path, first=uid, last=uid))
+        assert lease.uid == uid
+        assert left.wait(timeout=10) == -9
+        assert processes_of(uid) == []
+        lease.release()
+    finally:
+        left.kill()
+        left.wait()

@@ -28,7 +28,10 @@ from pathlib import Path
 from weir.config import ConfigError
 
 LOCK_DIR = Path("/run/weir/task-uids")
-"""One lock file per uid handed out, root's alone (0700)."""
+"""One lock file per uid handed out, root's alone (0700). Runners keep apart only when they
+see the same directory (one machine, one mount namespace)."""
+SUBORDINATE_IDS = (Path("/etc/subuid"), Path("/etc/subgid"))
+"""The uid and gid ranges handed to users' containers (`newuidmap`): never a task's."""
 
 
 class UidsExhausted(Exception):
@@ -72,6 +75,7 @@ class UidPool:
             for entry in grp.getgrall()
             if self.first <= entry.gr_gid <= self.last
         ]
+        taken += self._subordinate()
         if taken:
             raise ConfigError(
                 f"WEIR_RUNNER_TASK_UIDS={self.first}-{self.last} holds "
@@ -93,6 +97,24 @@ class UidPool:
                 f"(mode 0700; it is {oct(found.st_mode & 0o7777)}, owner uid {found.st_uid}): "
                 "anyone who may write there could hold or release the uids of tasks"
             )
+
+    def _subordinate(self) -> list[str]:
+        """The ranges of /etc/subuid and /etc/subgid that overlap this one."""
+        found = []
+        for path in SUBORDINATE_IDS:
+            try:
+                lines = path.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                owner, _, rest = line.partition(":")
+                start, _, count = rest.partition(":")
+                if not (start.isdecimal() and count.isdecimal()):
+                    continue
+                low, high = int(start), int(start) + int(count) - 1
+                if low <= self.last and self.first <= high:
+                    found.append(f"{owner}'s ids {low}-{high} in {path}")
+        return found
 
     def take(self) -> UidLease:
         """A uid no running attempt holds, locked. Tries the range from a random place on,

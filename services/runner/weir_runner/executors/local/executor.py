@@ -47,7 +47,8 @@ from weir_runner.executors.local.process import (
     supervisor_argv,
 )
 from weir_runner.process_groups import group_alive, read_pid
-from weir_runner.task_uids import UidLease, UidsExhausted
+from weir_runner.supervisor import end_uid
+from weir_runner.task_uids import UidLease, UidPool, UidsExhausted
 
 log = logging.getLogger("weir.runner.local")
 
@@ -173,18 +174,22 @@ class LocalExecutor(Executor):
         if pool is None:
             return await self._start(dispatch, home, on_started, self.containment.user, None)
         try:
-            lease = await asyncio.to_thread(pool.take)
+            # (not in a thread: a cancel there would lose the lease, and the uid with it)
+            lease = take_clean(pool)
         except UidsExhausted as exc:
             return AttemptResult(None, ErrorType.EXECUTOR, f'task "{dispatch.task.name}": {exc}')
         try:
             user = TaskUser(f"uid {lease.uid}", lease.uid, lease.uid)
             return await self._start(dispatch, home, on_started, user, lease)
         finally:
-            lease.release()
-            # What the task left in its directories stays its uid's, which a later attempt
-            # may get: from now on only the runner passes into the attempt's directory.
+            # Nothing of the uid outlives the attempt (its supervisor may have died before
+            # its own kill), and what the task left in its directories stays its uid's:
+            # from now on only the runner passes into the attempt's directory. Then the
+            # uid may go to another attempt.
+            end_uid(lease.uid, lease.uid)
             if home.path.exists():
                 home.path.chmod(0o700)
+            lease.release()
 
     async def _start(
         self,
@@ -245,8 +250,8 @@ class LocalExecutor(Executor):
         assert proc.stdin is not None
         proc.stdin.write(msgspec.json.encode(instructions))
         proc.stdin.close()
-        await on_started()
         try:
+            await on_started()
             code = await proc.wait()
         except asyncio.CancelledError:
             await stop_attempt(home, proc.pid)
@@ -322,3 +327,23 @@ def _give_to_task(user: TaskUser | None, *paths: Path) -> None:
             path.touch(mode=0o600)
         if user is not None:
             os.chown(path, user.uid, user.gid)
+
+
+TAKE_TRIES = 5
+
+
+def take_clean(pool: UidPool) -> UidLease:
+    """A uid of `pool` with no process left running: an earlier attempt whose supervisor
+    died may have left some, which must not reach this attempt's directory (made the uid's
+    next) nor its task. A uid whose leftovers cannot be killed is passed over."""
+    for _ in range(TAKE_TRIES):
+        lease = pool.take()
+        if end_uid(lease.uid, lease.uid):
+            return lease
+        log.warning(
+            "processes of a task uid outlive every kill: passed over", extra={"uid": lease.uid}
+        )
+        lease.release()
+    raise UidsExhausted(
+        f"{TAKE_TRIES} uids of WEIR_RUNNER_TASK_UIDS in a row had processes that cannot be killed"
+    )
