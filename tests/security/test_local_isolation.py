@@ -251,7 +251,7 @@ async def test_a_task_cannot_read_or_kill_another_flows_running_task(
             loot = out + (attempt_dir(stack, spy_id, "spy") / "stderr.log").read_text()
             assert secret not in loot and f"private-{token}" not in loot
             release.touch()
-            _, after = await ended(client, victim_id)
+            after = await ended(client, victim_id)
             assert types(after)[-1] == "flow_succeeded", "the victim ran on to its end"
     finally:
         release.unlink(missing_ok=True)
