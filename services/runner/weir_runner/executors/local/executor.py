@@ -182,11 +182,12 @@ class LocalExecutor(Executor):
             user = TaskUser(f"uid {lease.uid}", lease.uid, lease.uid)
             return await self._start(dispatch, home, on_started, user, lease)
         finally:
-            # Nothing of the uid outlives the attempt (its supervisor may have died before
-            # its own kill), and what the task left in its directories stays its uid's:
-            # from now on only the runner passes into the attempt's directory. Then the
-            # uid may go to another attempt.
-            end_uid(lease.uid, lease.uid)
+            # Nothing of the uid outlives the attempt (a supervisor that recorded no exit
+            # may have died before its own kill), and what the task left in its directories
+            # stays its uid's: from now on only the runner passes into the attempt's
+            # directory. Then the uid may go to another attempt.
+            if not home.exit_file.exists():
+                end_uid(lease.uid, lease.uid)
             if home.path.exists():
                 home.path.chmod(0o700)
             lease.release()
