@@ -182,3 +182,33 @@ def test_a_full_disk_loses_log_but_not_the_attempts_end(
     monkeypatch.setattr(log.file, "write", no_space)
     log.write(b"x" * 100)
     assert log.dropped == 100
+
+
+ORPHAN_THREAD = """
+import ctypes, os, platform, sys, threading, time
+if os.fork():
+    sys.exit(0)
+os.setsid()
+threading.Thread(target=time.sleep, args=(60,)).start()
+with open("orphan.pid", "w") as handle:
+    handle.write(str(os.getpid()))
+# The main thread alone exits: /proc shows the process as a zombie while its thread runs.
+ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[platform.machine()], 0)
+"""
+
+
+@as_root
+def test_a_process_whose_main_thread_exited_dies_with_the_attempt(tmp_path: Path) -> None:
+    """A zombie-looking process (`State: Z`, `Threads: 2`) is alive: the uid's kill must
+    not take it for gone, nor leave its thread running into the next holder of the uid."""
+    uid = OWN_UID + 5
+    script = f"/usr/bin/python3 -c '{ORPHAN_THREAD}'; sleep 0.5; exit 0"
+    _supervise(tmp_path, script, uid)
+    orphan = int((tmp_path / "orphan.pid").read_text())
+    threads = Path(f"/proc/{orphan}/task")
+    left = os.listdir(threads) if threads.exists() else []
+    for tid in left:  # do not leave it running whatever the outcome
+        with contextlib.suppress(OSError):
+            os.kill(int(tid), signal.SIGKILL)
+    assert len(left) <= 1, f"a thread of the attempt's uid outlived it: {left}"
+    assert supervisor.processes_of(uid) == []

@@ -113,7 +113,8 @@ def _live_processes() -> dict[int, tuple[int, int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != b"Z":
+        # A zombie is gone, but for one whose main thread alone exited while others run.
+        if len(fields) > 17 and (fields[0] != b"Z" or fields[17] != b"1"):
             found[int(entry)] = (int(fields[1]), int(fields[2]))
     return found
 
@@ -131,8 +132,11 @@ def processes_of(uid: int) -> list[int]:
             continue
         fields = dict(line.split(b":", 1) for line in lines if b":" in line)
         state = fields.get(b"State", b"").split()
+        threads = fields.get(b"Threads", b"1").strip()
         uids = fields.get(b"Uid", b"").split()
-        if state[:1] != [b"Z"] and str(uid).encode() in uids:
+        # (a process whose main thread alone exited shows as a zombie while others run)
+        gone = state[:1] == [b"Z"] and threads == b"1"
+        if not gone and str(uid).encode() in uids:
             found.append(int(entry))
     return found
 
@@ -155,6 +159,7 @@ def end_uid(uid: int, gid: int) -> bool:
             group=gid,
             extra_groups=[],
             cwd="/",
+            env={"PATH": "/usr/bin:/bin"},  # the uid may read its environment: none of ours
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -206,8 +206,7 @@ class LocalExecutor(Executor):
         work = home.work
         self.root.mkdir(parents=True, exist_ok=True)
         home.path.mkdir(mode=0o711)  # the task may reach what it owns here, and list nothing
-        work.mkdir(mode=0o700)
-        _give_to_task(user, work, home.snooze)
+        work.mkdir(mode=0o700)  # the runner's until the inputs are in place (see below)
         task = dispatch.task
         absolute = absolute_paths(dispatch)
         problem = check_paths(dispatch, bool(absolute) and await sandbox_available())
@@ -219,6 +218,9 @@ class LocalExecutor(Executor):
         failed = await place_inputs(dispatch, home, self.data)
         if failed is not None:
             return failed
+        # Only now the task's: no process of its uid could plant a link in it for the
+        # runner, which writes the inputs as root, to follow.
+        _give_to_task(user, work, home.snooze)
         problem = check_program(task.cmd[0], env, work, task.name)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
