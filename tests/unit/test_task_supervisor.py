@@ -138,8 +138,13 @@ def test_what_an_earlier_holder_of_the_uid_left_dies_as_the_attempt_starts(
     left = subprocess.Popen(sleeper, user=uid, group=uid, extra_groups=[])
     other = subprocess.Popen(sleeper, user=uid + 1, group=uid + 1, extra_groups=[])
     try:
-        # (the task sees it dead: a zombie until this test reaps it)
-        dead = f'read -r pid name state rest < /proc/{left.pid}/stat; [ "$state" = Z ]'
+        # The task sees it dead (a zombie until this test reaps it), once the kill its
+        # start sent has landed (the end's kill comes only after the task).
+        dead = (
+            "for i in $(seq 200); do "
+            f'read -r pid name state rest < /proc/{left.pid}/stat; [ "$state" = Z ] && exit 0; '
+            "sleep 0.05; done; exit 1"
+        )
         _supervise(tmp_path, dead, uid)
         assert left.wait(timeout=10) == -signal.SIGKILL
         assert other.poll() is None, "a process of another uid was killed"

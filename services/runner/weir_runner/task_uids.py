@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weir.config import ConfigError
+from weir_proto.errors import WeirException
 
 LOCK_DIR = Path("/run/weir/task-uids")
 """One lock file per uid handed out, root's alone (0700). Runners keep apart only when they
@@ -34,7 +35,7 @@ SUBORDINATE_IDS = (Path("/etc/subuid"), Path("/etc/subgid"))
 """The uid and gid ranges handed to users' containers (`newuidmap`): never a task's."""
 
 
-class UidsExhausted(Exception):
+class UidsExhausted(WeirException):
     """Every uid of the range is held by a running attempt."""
 
 

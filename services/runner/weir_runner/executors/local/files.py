@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from weir.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactNotFound
+from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType, OutputDigest
 
 from weir_runner import sandbox
@@ -125,7 +126,7 @@ async def place_inputs(
     return None
 
 
-class _NotAFile(Exception):
+class _NotAFile(WeirException):
     """An output path that is no regular file of the task's own directories."""
 
 
