@@ -66,8 +66,23 @@ def diamond(flow_id: str | None = None) -> dict[str, Any]:
 async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:
     """Submit, wait until the flow ends, return its id and its events."""
     flow_id = await client.submit(spec)
+    return flow_id, await ended(client, flow_id)
+
+
+async def ended(client: Client, flow_id: str) -> list[FlowEvent]:
+    """The flow's events once it has ended (its last end: waiting up to WAIT)."""
     await asyncio.wait_for(client.wait(flow_id), WAIT)
-    return flow_id, [e async for e in client.events(flow_id)]
+    return [e async for e in client.events(flow_id)]
+
+
+async def task_views(client: Client, flow_id: str) -> dict[str, TaskView]:
+    """The flow's tasks as `weir show` gives them, by name."""
+    return {t.name: t for t in (await client.get(flow_id)).tasks}
+
+
+async def tasks_of(client: Client, flow_id: str) -> dict[str, tuple[str, int]]:
+    """Each task's status and attempt, by name."""
+    return {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
 
 
 async def lone_task(client: Client, flow_name: str, task_fields: dict[str, Any]) -> TaskView:

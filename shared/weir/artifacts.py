@@ -180,9 +180,12 @@ def _info(obj: api.ObjectInfo) -> ArtifactInfo:
 @contextlib.contextmanager
 def landing(target: Path) -> Iterator[Path]:
     """A temporary file beside `target` to download into, gone afterwards whatever happens:
-    `target` appears only complete and verified (see `place_verified`)."""
+    `target` appears only complete and verified (see `place_verified`). Open it with mode
+    `xb`: it is made anew, so a link left in its place is never followed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.weir-partial")
+    with contextlib.suppress(FileNotFoundError):  # (created anew: never through a link)
+        partial.unlink()
     try:
         yield partial
     finally:
@@ -364,7 +367,7 @@ class ArtifactStore:
         appears only complete and verified, against `expected` when given)."""
         async with self.read(flow_id, name, expected) as reader:
             with landing(target) as partial:
-                with open(partial, "wb") as out:
+                with open(partial, "xb") as out:
                     async for chunk in reader.chunks:
                         out.write(chunk)
                 os.replace(partial, target)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -179,28 +180,33 @@ class S3ArtifactStore:
         return True
 
     async def upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo:
-        """Store the file `source` as output `name` of `flow_id`, replacing an earlier one."""
-        return await asyncio.to_thread(self._upload, flow_id, name, source)
-
-    def _upload(self, flow_id: str, name: str, source: Path) -> ArtifactInfo:
+        """Store the file `source` as output `name` of `flow_id`, replacing an earlier one.
+        The file is opened here, once, and the upload's thread reads that open file alone
+        and closes it when it ends (a cancelled upload runs on in its thread: it must not
+        read whatever file gets the same name or descriptor number meanwhile)."""
         try:
-            with open(source, "rb") as handle:
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
-                size = os.fstat(handle.fileno()).st_size
+            handle = open(source, "rb")  # noqa: SIM115 - the upload's thread closes it
         except OSError as exc:
             raise ArtifactError(
                 f'artifact "{name}" of flow {flow_id}: cannot read {source}: {exc.strerror or exc}'
             ) from None
-        with self._calling(f'artifact "{name}" of flow {flow_id}: cannot store it'):
-            # By file name, not file object: s3transfer then reads each part from the disk
-            # as it sends it instead of holding parts in memory.
-            _client(self.storage).upload_file(
-                str(source),
-                self.bucket,
-                self.key(flow_id, name),
-                ExtraArgs={"Metadata": {DIGEST_METADATA: digest}},
-                Config=TRANSFER,
-            )
+        return await asyncio.to_thread(self._upload, flow_id, name, handle)
+
+    def _upload(self, flow_id: str, name: str, handle: io.BufferedReader) -> ArtifactInfo:
+        with handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            size = os.fstat(handle.fileno()).st_size
+            with self._calling(f'artifact "{name}" of flow {flow_id}: cannot store it'):
+                # By name, not file object: s3transfer then reads each part from the disk as
+                # it sends it instead of holding parts in memory. The name is this open
+                # file's own (/proc/self/fd/N reopens the very file), open until the end.
+                _client(self.storage).upload_file(
+                    f"/proc/self/fd/{handle.fileno()}",
+                    self.bucket,
+                    self.key(flow_id, name),
+                    ExtraArgs={"Metadata": {DIGEST_METADATA: digest}},
+                    Config=TRANSFER,
+                )
         return ArtifactInfo(flow_id, name, size, digest, datetime.now(UTC))
 
     async def info(self, flow_id: str, name: str) -> ArtifactInfo:
@@ -239,7 +245,7 @@ class S3ArtifactStore:
                 self._calling(
                     f'artifact "{name}" of flow {flow_id}: cannot fetch it', flow_id, name
                 ),
-                open(partial, "wb") as out,
+                open(partial, "xb") as out,
             ):
                 _client(self.storage).download_fileobj(
                     self.bucket,

@@ -29,6 +29,7 @@ from weir.setting import (
     size,
     size_or_off,
     text,
+    uid_range_or_off,
     upper,
     whole,
     whole_or_off,
@@ -42,8 +43,11 @@ NATS_URL_DEFAULT = "nats://127.0.0.1:4222"
 WEB_LISTEN_DEFAULT = ("127.0.0.1", 8080)
 
 TASK_USER_DEFAULT = "nobody"
-"""The user a root runner's local tasks run as (a runner that is not root runs them as
-itself)."""
+"""The user a root runner's local tasks run as when it hands out no uids of their own (a
+runner that is not root runs them as itself)."""
+TASK_UIDS_DEFAULT = (2_000_000_000, 2_000_065_535)
+"""65,536 uids no user or system service of a usual machine has (systemd leaves
+1879048192-2147352575 unused; container id maps usually start at 100000)."""
 TASK_MEMORY_MAX_DEFAULT = 4 * 1024**3
 TASK_PIDS_MAX_DEFAULT = 1024
 TASK_LOG_MAX_DEFAULT = 10 * 1024**2
@@ -144,8 +148,19 @@ class Settings:
         "WEIR_RUNNER_TASK_USER",
         TASK_USER_DEFAULT,
         text,
-        "user (name or uid) a root runner runs local tasks as (`root`: unisolated; a runner "
-        "that is not root runs them as itself)",
+        "user (name or uid) a root runner runs local tasks as when `WEIR_RUNNER_TASK_UIDS` is "
+        "`off` (`root`: unisolated, whatever the range; a runner that is not root runs them as "
+        "itself)",
+    )
+    runner_task_uids: tuple[int, int] | None = setting(
+        "WEIR_RUNNER_TASK_UIDS",
+        TASK_UIDS_DEFAULT,
+        uid_range_or_off,
+        "uids a root runner runs local tasks as, one of its own per running attempt and "
+        "shared with no other at the same time on the machine, so no task can read another's "
+        "processes or files (`off`: every task runs as `WEIR_RUNNER_TASK_USER`); no user of "
+        "the machine may have one of them",
+        shown="`2000000000-2000065535`",
     )
     task_memory_max: int | None = setting(
         "WEIR_TASK_MEMORY_MAX",

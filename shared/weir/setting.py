@@ -252,6 +252,25 @@ def whole_or_off(name: str, raw: str) -> int | None:
     return None if raw.lower() in _OFF else whole(1)(name, raw)
 
 
+UID_MAX = 2**32 - 2
+"""The largest uid Linux hands out (2**32 - 1 is `(uid_t) -1`, "no change")."""
+
+
+def uid_range_or_off(name: str, raw: str) -> tuple[int, int] | None:
+    """`FIRST-LAST`, a range of uids (both included), or `off` (None)."""
+    if raw.lower() in _OFF:
+        return None
+    first, dash, last = raw.partition("-")
+    if dash and all(part.isascii() and part.strip().isdecimal() for part in (first, last)):
+        low, high = int(first), int(last)
+        if 1 <= low <= high <= UID_MAX:
+            return low, high
+    raise ConfigError(
+        f"{name}={raw!r} is not a range of uids FIRST-LAST with 1 <= FIRST <= LAST <= "
+        f"{UID_MAX} (e.g. 2000000000-2000065535), or off"
+    )
+
+
 def flag(name: str, raw: str) -> bool:
     return raw.lower() in ("1", "true", "yes")
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from weir.embedded import EmbeddedPostgres
 
 from tests.browser.stack import Stack, launch
@@ -54,6 +54,12 @@ class PageProblems:
 
         page.on("dialog", on_dialog)
         return page
+
+    async def check_and_close(self, context: BrowserContext) -> None:
+        """Fails the test if a watched page complained or opened a dialog, then closes
+        `context` (a test's last step)."""
+        assert not self.errors and not self.dialogs, (self.errors, self.dialogs)
+        await context.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
+from weir.config import Settings
 from weir.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from weir.secrets import SECRET_KEY_ENV, new_secret_key
 from weir_web.config import WebSettings, parse_tokens
@@ -33,6 +34,23 @@ async def launch(playwright: Playwright) -> Browser:
             "does) or point WEIR_TEST_CHROMIUM at one"
         )
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+async def start_web(settings: Settings, secret_key: str) -> Web:
+    """A weir-web on a free port over the services `settings` reach, with the test tokens,
+    session key and secret key (every replica of a deployment has the same)."""
+    web = Web(
+        WebSettings(
+            host="127.0.0.1",
+            port=free_port(),
+            tokens=parse_tokens(tokens_text(), "tokens"),
+            session_key=SESSION_KEY,
+        ),
+        settings,
+        base64.urlsafe_b64decode(secret_key),
+    )
+    await web.start()
+    return web
 
 
 @dataclass
@@ -56,17 +74,7 @@ class Stack:
         os.environ[SECRET_KEY_ENV] = key
         settings = stack_settings(nats.url, database_url, root)
         services = await Services.start(settings)
-        web = Web(
-            WebSettings(
-                host="127.0.0.1",
-                port=free_port(),
-                tokens=parse_tokens(tokens_text(), "tokens"),
-                session_key=SESSION_KEY,
-            ),
-            settings,
-            base64.urlsafe_b64decode(key),
-        )
-        await web.start()
+        web = await start_web(settings, key)
         return cls(root, postgres, nats, services, web, key)
 
     async def stop(self) -> None:

@@ -210,8 +210,7 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the
     assert await page.locator("nav.pager >> text=Previous page").count() == 0
     for flow_id in everything:
         await stack.api("operator").post(f"/flows/{flow_id}/cancel")
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 def fixable(tag: str, trail: Path, fixed: Path) -> dict[str, Any]:
@@ -285,5 +284,4 @@ async def test_bulk_rerun_and_rerun_failed_of_a_selection(
     # Nothing not selected was rerun.
     listed = (await api.get("/flows", params={"where": f"tag={tag}", "limit": 100})).json()["flows"]
     assert len(listed) == 6
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)

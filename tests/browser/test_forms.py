@@ -47,8 +47,7 @@ async def watched(
 
 async def closed_clean(context: BrowserContext, problems: PageProblems) -> None:
     """Closes the page's context, once it is known the page raised nothing and asked nothing."""
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def fill_spec(page: Page, text: str) -> None:

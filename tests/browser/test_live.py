@@ -5,20 +5,17 @@ session intact."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, Request, expect
-from weir.embedded import free_port
-from weir_web.config import WebSettings, parse_tokens
 
 from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.stack import Stack, logged_in, start_web
 from tests.browser.test_ui import LIVE, gate_script
-from tests.web.conftest import SESSION_KEY, Web, tokens_text
+from tests.web.conftest import Web
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -93,25 +90,13 @@ async def test_a_flow_submitted_while_the_list_is_open_appears_and_turns_green_l
     await expect(unseen_row).to_have_attribute("data-status", "succeeded", timeout=LIVE)
     await expect(table).to_have_attribute("data-live", "live")
     assert any(url.endswith("/api/v1/flows") for url in fetched), fetched  # the stream
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def second_web(stack: Stack) -> Web:
     """A second weir-web over the same services, with the same tokens and session key (as a
     deployment's replicas have): a session it opened survives its restart."""
-    web = Web(
-        WebSettings(
-            host="127.0.0.1",
-            port=free_port(),
-            tokens=parse_tokens(tokens_text(), "tokens"),
-            session_key=SESSION_KEY,
-        ),
-        stack.services.settings,
-        base64.urlsafe_b64decode(stack.secret_key),
-    )
-    await web.start()
-    return web
+    return await start_web(stack.services.settings, stack.secret_key)
 
 
 async def seqs_seen(page: Page) -> list[int]:

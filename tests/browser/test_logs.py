@@ -86,8 +86,7 @@ async def test_a_log_past_the_render_cap_shows_its_tail_and_says_the_rest_is_not
     # Ended: the log arrives in one response, and the panel still shows its tail.
     await page.reload()
     await check_tail_and_notice(page, flow_id)
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_progress_bars_show_as_a_terminal_would_and_copy_and_download_keep_the_log(
@@ -127,8 +126,7 @@ async def test_progress_bars_show_as_a_terminal_would_and_copy_and_download_keep
     saved = tmp_path / "bar.log"
     await download.save_as(saved)
     assert saved.read_bytes() == b"10%\r20%\r30%\nkept\r\n\n  indented\nabcdef\rXY\nthrough\n"
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 TERMINAL_CASES: list[tuple[list[str], str, str]] = [

@@ -94,8 +94,7 @@ async def test_pause_resume_and_delete_a_schedule_from_its_page(
     other = page.locator('tr[data-schedule="sched-keep"] td')
     await expect(other.nth(5)).to_have_text(utc_text(str(kept["next_run_at"])))
     assert (await operator.delete("/schedules/sched-keep")).status_code == 204
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def banner_shows(page: Page, words: str) -> None:

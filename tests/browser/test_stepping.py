@@ -53,8 +53,7 @@ async def test_a_flow_paused_through_the_api_shows_paused_live(
     gate.touch()
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_the_pages_listen_to_every_event_type_of_the_proto(
@@ -170,8 +169,7 @@ async def test_pause_and_resume_from_the_buttons_and_the_flow_finishes(
     events = page.locator("ol.events")
     await expect(events).to_contain_text("flow_paused")
     await expect(events).to_contain_text("flow_resumed")
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
@@ -199,8 +197,7 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
     await expect(page.locator("h1 .badge")).to_have_text("succeeded", timeout=LIVE)
     await expect(await node(page, "publish")).to_have_class("node s-succeeded")
 
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
@@ -245,8 +242,7 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
     view = await stack.api("viewer").get(f"/flows/{flow_id}")
     attempts = {t["name"]: t["attempt"] for t in view.json()["tasks"]}
     assert (attempts["each[0]"], attempts["each[1]"]) == (1, 2), attempts
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text(
@@ -300,8 +296,7 @@ async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text
     await expect(error).to_contain_text("only a flow that has not started can be updated")
     await form.locator("text=Keep").click()
     assert await page.locator("[data-action=update]").count() == 0
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_a_viewer_sees_no_stepping_button_and_the_api_refuses_each(
@@ -339,8 +334,7 @@ async def test_a_viewer_sees_no_stepping_button_and_the_api_refuses_each(
     for write in writes:
         response = await write
         assert response.status_code == 403, response.text
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
@@ -404,8 +398,7 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/deploy")
     await expect(page.locator("[data-condition]")).to_have_text('decision="go"', timeout=LIVE)
     await expect(page.locator("h1 .badge")).to_have_text("succeeded")
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page(
@@ -444,5 +437,4 @@ async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page
     await expect(page.locator(".gantt-axis")).to_contain_text("4 attempts")
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
     assert len(streams) == 3, streams
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)

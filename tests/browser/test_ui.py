@@ -98,8 +98,7 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
     await expect(log).to_contain_text("through", timeout=LIVE)
     await page.wait_for_timeout(1500)
     assert len(fetched) == 1 and "follow" not in fetched[0], fetched
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_cancel_and_rerun_from_the_buttons(
@@ -129,8 +128,7 @@ async def test_cancel_and_rerun_from_the_buttons(
     row = page.locator(f"tr[data-flow='{flow_id}'] .count")
     await expect(row).to_have_text(["1 cancelled"])
     await expect(page.locator(f"tr[data-flow='{rerun_id}'] .count")).to_have_text(["1 succeeded"])
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_a_downloaded_artifact_has_the_sha256_recorded_at_upload(
@@ -202,8 +200,7 @@ async def test_viewer_sees_no_write_buttons_and_hostile_names_render_as_text(
     await page.goto(f"{stack.url}/schedules")
     await expect(page.locator("h1")).to_have_text("Schedules")
     assert await page.locator("main button").count() == 0
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)
 
 
 async def test_a_secret_value_appears_in_no_page(browser: Browser, stack: Stack) -> None:
@@ -302,5 +299,4 @@ async def test_bulk_cancel_of_every_flow_on_a_filtered_page(
         row = page.locator(f'tr[data-flow="{flow_id}"]')
         await expect(row).to_have_attribute("data-status", "cancelled", timeout=LIVE)
     gate.touch()
-    assert not problems.errors and not problems.dialogs, (problems.errors, problems.dialogs)
-    await context.close()
+    await problems.check_and_close(context)

@@ -19,7 +19,7 @@ from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.conftest import Services
-from tests.flows import WAIT, finish, task, types
+from tests.flows import WAIT, ended, finish, task, task_views, tasks_of, types
 
 QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
 
@@ -87,7 +87,7 @@ async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_lis
         {"file": "b.csv", "item": "b.csv"},
         {"file": "c.csv", "item": "c.csv"},
     ]
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert {n: view[n].status for n in ("process[0]", "process[1]", "process[2]")} == {
         "process[0]": "succeeded",
         "process[1]": "succeeded",
@@ -130,13 +130,12 @@ async def test_a_retry_of_one_failed_instance_runs_it_alone_and_the_flow_then_su
     fixed.touch()
     stepped = await client.retry(flow_id, "process[1]")
     assert (stepped.status, stepped.tasks) == ("running", ["process", "total", "process[1]"])
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    events = [e async for e in client.events(flow_id)]
+    events = await ended(client, flow_id)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert json.loads(got.read_text()) == ["a.csv", "b.csv", "c.csv"]
     assert sorted(runs.read_text().split()) == ["a.csv", "b.csv", "b.csv", "c.csv"]
     assert [e.task for e in events if isinstance(e, TaskExpanded)] == ["process"]
-    view = {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
+    view = await tasks_of(client, flow_id)
     assert view == {
         "list-files": ("succeeded", 1),
         "process": ("succeeded", 0),
@@ -184,7 +183,7 @@ async def test_a_list_over_max_items_fails_the_flow_naming_task_count_and_limit(
         'task "process": map.over output "files" has 3 items; the limit is 2 (map.max_items)'
     )
     assert "task_expanded" not in types(events) and not got.exists()
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert view["total"].status == "skipped"
 
 
@@ -235,7 +234,7 @@ async def test_the_map_files_example_counts_every_file_in_order(client: Client) 
     spec = load_spec_text(example.read_text(), str(example))
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", events[-1]
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     instances = [n for n in view if n.startswith("count-lines[")]
     assert sorted(instances) == ["count-lines[0]", "count-lines[1]", "count-lines[2]"]
     out = [chunk async for stream, chunk in client.logs(flow_id, "total") if stream == "stdout"]

@@ -18,7 +18,7 @@ from weir_runner.worker import Runner, consumer_name
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import _start
-from tests.flows import WAIT, finish, lone_task, reached, task, types
+from tests.flows import WAIT, ended, finish, lone_task, reached, task, task_views, types
 from tests.waiting import eventually, process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
@@ -112,7 +112,7 @@ async def test_cancel_kills_running_attempts_and_pending_tasks_never_start(
     assert answer["result"]["status"] in ("cancelling", "cancelled")
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_cancelled"
-    tasks = {t.name: t for t in (await client.get(flow_id)).tasks}
+    tasks = await task_views(client, flow_id)
     assert tasks["after"].status == "cancelled"
     assert tasks["long"].status == "cancelled"
     assert not marker.exists()
@@ -172,8 +172,7 @@ async def test_delayed_flow_waits_then_runs(client: Client) -> None:
         lambda: client.get_or_none(flow_id), lambda v: v is not None, "the delayed flow recorded"
     )
     assert view is not None and view.status == "scheduled" and view.start_at is not None
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    events = [e async for e in client.events(flow_id)]
+    events = await ended(client, flow_id)
     submitted, dispatched = events[0], events[1]
     assert event_type(dispatched) == "task_dispatched"
     assert (dispatched.at - submitted.at).total_seconds() >= 0.55

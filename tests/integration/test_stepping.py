@@ -14,10 +14,10 @@ import pytest
 from weir.client import Client, WeirError
 from weir.config import Settings
 from weir_proto.errors import ErrorCode
-from weir_proto.events import FlowEvent, TaskDispatched, TaskExpanded, event_type
+from weir_proto.events import TaskDispatched, TaskExpanded, event_type
 
 from tests.artifacts.helpers import weir
-from tests.flows import WAIT, finish, reached, task, types
+from tests.flows import WAIT, ended, finish, reached, task, tasks_of, types
 from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
 from tests.integration.test_fanout import collector, listing, mapped
@@ -33,21 +33,11 @@ def gated(gate: Path, then: str = "true") -> list[str]:
     return ["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; {then}']
 
 
-async def ended(client: Client, flow_id: str) -> list[FlowEvent]:
-    """The flow's events once it has ended (its last end)."""
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    return [e async for e in client.events(flow_id)]
-
-
 async def submitted(client: Client, spec: dict[str, Any]) -> str:
     """Submit and wait until the scheduler has recorded the flow."""
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "flow_submitted")
     return flow_id
-
-
-async def tasks_of(client: Client, flow_id: str) -> dict[str, tuple[str, int]]:
-    return {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
 
 
 async def refused(call: Any, code: ErrorCode = ErrorCode.CONFLICT) -> str:

@@ -22,10 +22,10 @@ from weir.supervisor import LoopsFailed
 from weir_runner import janitor
 from weir_runner.worker import Runner
 from weir_scheduler.cron import CronTicker
+from weir_scheduler.intake import ReportIntake, SubmitIntake
 from weir_scheduler.pruner import Pruner
 from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
-from weir_scheduler.service import Scheduler
 from weir_scheduler.store import ConcurrencyError
 from weir_scheduler.timers import TimerFirer
 
@@ -89,8 +89,8 @@ Target = tuple[str, object, str]
 """A loop's name, and the class (or module) and attribute of its round."""
 
 LOOPS: dict[str, Target] = {
-    "submits": ("scheduler", Scheduler, "_submits_round"),
-    "reports": ("scheduler", Scheduler, "_reports_round"),
+    "submits": ("scheduler", SubmitIntake, "run_once"),
+    "reports": ("scheduler", ReportIntake, "run_once"),
     "relay": ("scheduler", OutboxRelay, "run_once"),
     "relay-fast-path": ("scheduler", OutboxRelay, "fast_path_once"),
     "timers": ("scheduler", TimerFirer, "run_once"),

@@ -10,7 +10,7 @@ from typing import Any
 from weir.client import Client
 from weir_proto.events import event_type
 
-from tests.flows import WAIT, finish, reached, task, types
+from tests.flows import WAIT, ended, finish, reached, task, task_views, types
 
 ONCE = {"max_attempts": 1}
 
@@ -37,7 +37,7 @@ async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
     assert status.read_text() == "failed\n"
     dispatched = [e.task for e in events if event_type(e) == "task_dispatched"]  # type: ignore[union-attr]
     assert dispatched[-1] == "notify", "on_exit did not run last"
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert view["publish"].status == "skipped"
     assert view["publish"].error_message == 'upstream task "load" failed'
     assert view["cleanup"].status == "succeeded" and view["notify"].status == "succeeded"
@@ -65,8 +65,7 @@ async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exi
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "slow")
     go.touch()
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
-    events = [e async for e in client.events(flow_id)]
+    events = await ended(client, flow_id)
     kinds = types(events)
     assert kinds[-1] == "flow_failed"
     assert events[-1].failed_tasks == ["load"]  # type: ignore[union-attr]
@@ -86,7 +85,7 @@ async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exi
         if (event_type(e), getattr(e, "task", "")) == ("task_cancelled", "slow")
     )
     assert min(handed) > slow_ended, "on_exit was handed out before the killed sibling ended"
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert {n: t.status for n, t in view.items()} == {
         "slow": "cancelled",
         "load": "failed",
@@ -175,7 +174,7 @@ async def test_a_second_user_cancel_kills_the_running_on_exit_task(
     await client.cancel(flow_id, "terminate")
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_cancelled"
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert view["work"].status == "cancelled"
     assert view["notify"].status == "cancelled" and view["notify"].error_message == "terminate"
 
@@ -227,7 +226,7 @@ async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(
         "deploy": 'condition is false: params.env == "prod" and tasks.check.exit_code == 0',
         "smoke": 'trigger all_success: upstream task "deploy" was skipped',
     }
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert view["deploy"].error_message == skipped["deploy"]
     assert view["announce"].status == "succeeded"
 

@@ -12,7 +12,7 @@ from weir.client import Client
 from weir.spec_file import load_spec_text
 from weir_proto.events import TaskConditionRead, TaskFailed
 
-from tests.flows import finish, task, types
+from tests.flows import finish, task, task_views, types
 
 
 def release(tmp_path: Path, write: str) -> dict[str, Any]:
@@ -54,7 +54,7 @@ async def test_go_runs_the_go_branch_and_stop_the_other_with_the_read_recorded(
     assert [e.values for e in reads] == [{"decision": "go"}]
     assert (tmp_path / "deployed").exists() and (tmp_path / "smoked").exists()
     assert not (tmp_path / "held").exists()
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert view["hold"].status == "skipped"
     assert view["hold"].error_message == (
         'condition is false: tasks.check.outputs.decision == "stop"'
@@ -66,7 +66,7 @@ async def test_go_runs_the_go_branch_and_stop_the_other_with_the_read_recorded(
     flow_id, events = await finish(client, release(stopped, "printf '\"stop\"' > decision.txt"))
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert (stopped / "held").exists() and not (stopped / "deployed").exists()
-    view = {t.name: t for t in (await client.get(flow_id)).tasks}
+    view = await task_views(client, flow_id)
     assert (view["deploy"].status, view["smoke"].status) == ("skipped", "skipped")
     assert view["smoke"].error_message == 'trigger all_success: upstream task "deploy" was skipped'
     assert view["notify"].status == "succeeded"

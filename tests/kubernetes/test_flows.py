@@ -80,10 +80,13 @@ async def wait_started(kubelet: TestKubelet, pod: str) -> None:
     await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
 
 
-async def start_sleeper(client: Client, kubelet: TestKubelet, flow_id: str, name: str) -> str:
-    """Submit flow `flow_id` of one task `name` that sleeps in its pod for 30 s, and wait
-    until that pod runs; the pod's name."""
-    spec = {"id": flow_id, "name": "sleeper", "tasks": [pod_task(name, "sleep", "30", retry=ONCE)]}
+async def start_sleeper(
+    client: Client, kubelet: TestKubelet, flow_id: str, name: str, seconds: float = 30
+) -> str:
+    """Submit flow `flow_id` of one task `name` (one attempt) that sleeps in its pod for
+    `seconds`, and wait until that pod runs; the pod's name."""
+    sleep = pod_task(name, "sleep", str(seconds), retry=ONCE)
+    spec = {"id": flow_id, "name": "sleeper", "tasks": [sleep]}
     await client.submit(spec)
     pod = f"{flow_id}-{name}-1"
     await wait_started(kubelet, pod)
@@ -242,22 +245,12 @@ async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
 
 @pytest.mark.timeout(45)
 async def test_api_server_restart_mid_watch_loses_nothing(
-    kube_client: Client,
-    kubelet: TestKubelet,
-    apiserver: ApiServerProcess,
-    executor: KubernetesExecutor,
+    kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
 ) -> None:
-    flow_id = await kube_client.submit(
-        {
-            "id": "restart-1",
-            "name": "restart",
-            "tasks": [pod_task("wait", "sh", "-c", "sleep 0.5; echo done")],
-        }
-    )
-    await wait_started(kubelet, "restart-1-wait-1")
+    pod = await start_sleeper(kube_client, kubelet, "restart-1", "wait", seconds=0.5)
     await apiserver.restart()  # cuts every watch, the executor's and the kubelet's
-    assert (await outcome(kube_client, flow_id)).status == "succeeded"
-    assert kubelet.runs["restart-1-wait-1"] == 1
+    assert (await outcome(kube_client, "restart-1")).status == "succeeded"
+    assert kubelet.runs[pod] == 1
 
 
 async def test_watch_relists_when_its_resource_version_is_gone(
@@ -266,15 +259,12 @@ async def test_watch_relists_when_its_resource_version_is_gone(
     apiserver: ApiServerProcess,
     executor: KubernetesExecutor,
 ) -> None:
-    flow_id = await kube_client.submit(
-        {"id": "gone410-1", "name": "g", "tasks": [pod_task("wait", "sh", "-c", "sleep 0.5")]}
-    )
-    await wait_started(kubelet, "gone410-1-wait-1")
+    await start_sleeper(kube_client, kubelet, "gone410-1", "wait", seconds=0.5)
     assert executor.watcher is not None
     relists = executor.watcher.relists
     apiserver.handler.expire_next_resumed_watch = True
     await apiserver.restart()  # the watch resumes from its resourceVersion: 410 Gone
-    assert (await outcome(kube_client, flow_id)).status == "succeeded"
+    assert (await outcome(kube_client, "gone410-1")).status == "succeeded"
     assert apiserver.handler.gone_answers == 1
     assert executor.watcher.relists > relists
 

@@ -193,3 +193,52 @@ def alert() -> str:
 @guarded.on_exit(name="report", serializer="json")
 def report_outcome(env: str, flow_status: str) -> str:
     return f"{env}: {flow_status}"
+
+
+flaky = Flow(
+    "flaky",
+    defaults={"retry": {"max_attempts": 3, "backoff": {"base": 0.05, "jitter": None}}},
+)
+"""Tasks that fail before they succeed: each attempt leaves a file in `marks`, a directory
+every attempt reaches (task processes share no memory), and counts the files before it."""
+
+
+@flaky.entry
+def flaky_params(marks: str) -> None:
+    """`marks`: where the attempts leave their marks."""
+
+
+def _attempt_number(marks: str, name: str) -> int:
+    from pathlib import Path
+
+    made = len(list(Path(marks).glob(f"{name}.*"))) + 1
+    (Path(marks) / f"{name}.{made}").touch()
+    return made
+
+
+@flaky.task(serializer="json")
+def wobbly(marks: str) -> list[int]:
+    """Fails on its first attempt; its second succeeds."""
+    made = _attempt_number(marks, "wobbly")
+    if made < 2:
+        raise RuntimeError(f"attempt {made} stumbled")
+    return [1, 2]
+
+
+@flaky.task(map_over={"item": wobbly}, serializer="json")
+def each(item: int, marks: str) -> int:
+    """Instance 1 fails on its first attempt only; instance 0 never does."""
+    if item == 2 and _attempt_number(marks, "each-2") < 2:
+        raise RuntimeError("instance 1 stumbled once")
+    return item * 10
+
+
+@flaky.task(inputs={"values": each}, serializer="json")
+def tally(values: list[int]) -> int:
+    return sum(values)
+
+
+@flaky.task(depends=[each], retry=2, serializer="json")
+def hopeless(marks: str) -> int:
+    """Fails on every attempt: its two are spent, and the flow fails."""
+    raise RuntimeError(f"attempt {_attempt_number(marks, 'hopeless')} failed")

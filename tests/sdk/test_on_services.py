@@ -14,7 +14,7 @@ from weir.client import Client
 from weir.config import Settings
 from weir_proto.events import event_type
 
-from tests.sdk.pipelines import daily, guarded, sales
+from tests.sdk.pipelines import daily, flaky, guarded, sales
 
 WAIT = 60.0
 
@@ -115,3 +115,24 @@ async def test_trigger_rules_conditions_and_on_exit_end_every_task_as_run_local_
     await ArtifactStore(client.js, settings.artifacts_bucket).download(flow_id, "report", target)
     assert guarded.load_output("report", target.read_bytes()) == expected["report"]
     assert expected["report"] == f"{params['env']}: {expected.status}"
+
+
+async def test_retries_end_every_task_and_attempt_count_as_run_local_does(
+    client: Client, tmp_path: Path
+) -> None:
+    """The attempts leave their marks in a directory every attempt reaches: the same ones
+    under run_local and on the services, and each task ends after as many attempts."""
+    local, served = tmp_path / "local", tmp_path / "served"
+    for marks in (local, served):
+        marks.mkdir()
+        marks.chmod(0o777)  # the runner may run tasks as another user
+    expected = flaky.run_local_outcome(marks=str(local))
+
+    flow_id = await flaky.submit(client, params={"marks": str(served)})
+    final = await asyncio.wait_for(client.wait(flow_id), WAIT)
+
+    assert event_type(final) == "flow_failed"
+    view = await client.get(flow_id)
+    ended = {t.name: (t.status, t.attempt) for t in view.tasks}
+    assert ended == {name: (str(t.status), t.attempts) for name, t in expected.tasks.items()}
+    assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in local.iterdir())

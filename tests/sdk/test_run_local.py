@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from weir import Flow
 
-from tests.sdk.pipelines import BLOB, REGIONS, Sale, Summary, sales
+from tests.sdk.pipelines import BLOB, REGIONS, Sale, Summary, flaky, sales
 
 
 def test_fan_out_fan_in_passes_python_objects() -> None:
@@ -85,3 +86,48 @@ def test_value_the_serializer_cannot_write_fails_run_local_as_it_would_a_real_ru
 
     with pytest.raises(TypeError, match="use pickle"):
         flow.run_local()
+
+
+def test_a_task_that_fails_runs_again_until_its_retry_policy_is_spent(tmp_path: Path) -> None:
+    """As on the services (tests/sdk/test_on_services.py runs the same flow): each attempt
+    that raises is retried while `max_attempts` allow, instances of a mapped task each on
+    their own; the flow fails only on a task whose attempts were all spent."""
+    run = flaky.run_local_outcome(marks=str(tmp_path))
+
+    attempts = {name: (str(task.status), task.attempts) for name, task in run.tasks.items()}
+    assert attempts == {
+        "wobbly": ("succeeded", 2),
+        "each[0]": ("succeeded", 1),
+        "each[1]": ("succeeded", 2),
+        "each": ("succeeded", 0),
+        "tally": ("succeeded", 1),
+        "hopeless": ("failed", 2),
+    }
+    assert dict(run) == {"wobbly": [1, 2], "each": [10, 20], "tally": 30}
+    assert run.status == "failed"
+    assert run.tasks["hopeless"].reason == "RuntimeError: attempt 2 failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "each-2.1", "each-2.2", "hopeless.1", "hopeless.2", "wobbly.1", "wobbly.2"
+    ]  # fmt: skip
+
+
+def test_each_attempt_reads_its_inputs_anew() -> None:
+    """An attempt that changed the objects it was given leaves the next one the values as
+    they were written (a task process reads its inputs from bytes at every attempt)."""
+    flow = Flow("mutates", defaults={"retry": 2})
+    attempts: list[list[int]] = []
+
+    @flow.task
+    def numbers() -> list[int]:
+        return [1, 2]
+
+    @flow.task(inputs={"given": numbers})
+    def spoil(given: list[int]) -> int:
+        attempts.append(list(given))
+        given.append(99)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt")
+        return sum(given)
+
+    assert flow.run_local()["spoil"] == 102
+    assert attempts == [[1, 2], [1, 2]]

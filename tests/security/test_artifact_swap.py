@@ -26,7 +26,7 @@ from weir_proto.events import TaskSucceeded, event_type
 from weir_proto.messages import OutputDigest
 
 from tests.artifacts.helpers import weir
-from tests.flows import WAIT, task
+from tests.flows import WAIT, task, task_views
 from tests.s3 import s3_endpoint, storage
 
 __all__ = ["s3_endpoint", "storage"]  # fixtures
@@ -112,7 +112,7 @@ async def test_a_swapped_artifact_is_refused_downstream_on_rerun_and_by_the_cli(
     (exchange / "go").touch()
     final = await asyncio.wait_for(client.wait(flow_id), WAIT)
     assert event_type(final) == "flow_failed"
-    use = {t.name: t for t in (await client.get(flow_id)).tasks}["use"]
+    use = (await task_views(client, flow_id))["use"]
     assert (use.status, use.error_type, use.attempt) == ("failed", "artifact_integrity", 1)
     forged = hashlib.sha256(FORGED).hexdigest()
     message = use.error_message or ""

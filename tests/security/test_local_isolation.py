@@ -4,6 +4,8 @@ real runner process (root here, as in CI) that holds WEIR_SECRET_KEY, NATS crede
 
 - reading the runner's /proc/<pid>/environ, mem and fds (the runner's pid found by scanning
   /proc, as an attacker would);
+- reading, from another flow, a running task's environment (its secret), memory and files,
+  or killing it: each attempt runs as a uid of its own (WEIR_RUNNER_TASK_UIDS);
 - leaving processes behind: a background child, a `setsid` child, a double-forked daemon;
 - flooding its log;
 - giving itself a PATH and LD_PRELOAD that would break weir's own supervisor.
@@ -21,10 +23,13 @@ from typing import Any
 
 import pytest
 from weir.client import Client
+from weir.config import TASK_UIDS_DEFAULT
 from weir.devstack import Stack
 from weir_proto.events import FlowEvent, TaskFailed
+from weir_runner import sandbox
 
-from tests.flows import finish, task, types
+from tests.flows import ended, finish, reached, task, types
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +180,156 @@ async def test_a_tasks_path_and_ld_preload_do_not_reach_the_supervisor(stack: St
     assert 'task "trick" exited with code 7' in failed[0].message
     # What a runner restarted mid-attempt adopts: the exit code, recorded despite the trick.
     assert (attempt_dir(stack, flow_id, "trick") / "exit").read_text() == "7"
+
+
+VICTIM = (
+    "echo private-{t} > mine.txt; "
+    "while [ ! -e /tmp/weir-release-{t} ]; do sleep 0.05; done; "
+    "cat mine.txt"
+)
+SPY = r"""
+import os, signal, sys
+marker, secret_file, found = sys.argv[1].encode(), sys.argv[2], []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
+    try:
+        if marker in open(f"/proc/{pid}/cmdline", "rb").read():
+            found.append(int(pid))
+    except OSError:
+        continue
+print("victims:", found, flush=True)
+for pid in found:
+    for name in ("environ", "mem", "maps", "cwd"):
+        try:
+            path = f"/proc/{pid}/{name}"
+            loot = os.readlink(path) if name == "cwd" else open(path, "rb").read(4096)
+            print(f"{name}: READ", flush=True)
+            sys.stderr.write(repr(loot) + "\n")
+        except OSError as exc:
+            print(f"{name}: {type(exc).__name__}", flush=True)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print("kill: SENT", flush=True)
+    except OSError as exc:
+        print(f"kill: {type(exc).__name__}", flush=True)
+try:
+    print("file:", open(secret_file).read(), flush=True)
+except OSError as exc:
+    print(f"file: {type(exc).__name__}", flush=True)
+sys.exit(0 if found else 3)
+"""
+
+
+async def test_a_task_cannot_read_or_kill_another_flows_running_task(
+    stack: Stack, runner_secrets: dict[str, str]
+) -> None:
+    token = secrets.token_hex(8)
+    release = Path(f"/tmp/weir-release-{token}")
+    secret = runner_secrets["WEIR_SECRET_DB_PASSWORD"]
+    victim = task(
+        "victim",
+        "sh",
+        "-c",
+        VICTIM.format(t=token),
+        env=[{"name": "DB", "fromSecret": "db-password"}],
+    )
+    try:
+        async with await Client.connect(stack.nats_url) as client:
+            victim_id = await client.submit({"name": "victim", "tasks": [victim]})
+            await reached(client, victim_id, "task_started", "victim")
+            mine = attempt_dir(stack, victim_id, "victim") / "work" / "mine.txt"
+            await until(mine.exists, "the victim wrote its file")
+            spy = task("spy", PYTHON, "-c", SPY, f"weir-release-{token}", str(mine))
+            spy_id, events = await finish(client, {"name": "spy", "tasks": [spy]})
+            out = (attempt_dir(stack, spy_id, "spy") / "stdout.log").read_text()
+            assert types(events)[-1] == "flow_succeeded", out  # it found the victim
+            for name in ("environ", "mem", "maps", "cwd"):
+                assert f"{name}: PermissionError" in out, out
+            assert "kill: PermissionError" in out
+            assert "file: PermissionError" in out
+            loot = out + (attempt_dir(stack, spy_id, "spy") / "stderr.log").read_text()
+            assert secret not in loot and f"private-{token}" not in loot
+            release.touch()
+            after = await ended(client, victim_id)
+            assert types(after)[-1] == "flow_succeeded", "the victim ran on to its end"
+    finally:
+        release.unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(
+    not sandbox.available(), reason="no user + mount namespaces here for absolute paths"
+)
+async def test_tasks_run_as_uids_of_the_range_also_in_their_sandbox(stack: Stack) -> None:
+    """Each attempt's uid comes from WEIR_RUNNER_TASK_UIDS, also for a task whose artifacts
+    sit at absolute paths (its sandbox is a user namespace the attempt's uid makes: inside
+    it the task is root, outside the attempt's uid). Once it has ended, its directory is the
+    runner's alone."""
+    write = task("a", "sh", "-c", "echo made > /out/x", outputs=[{"name": "x", "path": "/out/x"}])
+    read = task("b", "cat", "/in/x", depends=["a"], inputs=[{"from": "x", "path": "/in/x"}])
+    flow_id, events = await run(stack, write, read)
+    out = (attempt_dir(stack, flow_id, "b") / "stdout.log").read_text()
+    assert types(events)[-1] == "flow_succeeded", out
+    assert out == "made\n"
+    first, last = TASK_UIDS_DEFAULT
+    for name in ("a", "b"):
+        home = attempt_dir(stack, flow_id, name)
+        assert first <= (home / "work").stat().st_uid <= last
+        assert home.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.fixture
+def root_only(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A file only root may read, with a token in it."""
+    token = f"root-only-{secrets.token_hex(8)}"
+    path = tmp_path / "root-only.txt"
+    path.write_text(token)
+    path.chmod(0o600)
+    yield path, token
+
+
+async def test_an_output_that_is_a_link_to_a_file_of_roots_is_refused(
+    stack: Stack, root_only: tuple[Path, str]
+) -> None:
+    """The runner reads outputs as root: a task whose output is a symbolic link (or a hard
+    link) to a file it may not read must not get that file uploaded."""
+    path, token = root_only
+    linked = task(
+        "linked",
+        "sh",
+        "-c",
+        f"ln -s {path} out.txt; mkdir sub; ln -s /proc/1/environ sub/env",
+        outputs=[{"name": "a", "path": "out.txt"}, {"name": "b", "path": "sub/env"}],
+        retry=1,
+    )
+    _, events = await run(stack, linked)
+    failed = [e for e in events if isinstance(e, TaskFailed)]
+    assert [e.error_type for e in failed] == ["executor"], events
+    assert failed[0].message == (
+        'task "linked": output "a" expected a file at \'out.txt\' in the task\'s working '
+        "directory, but there is none (a symbolic link, a directory or a file with another "
+        "name is no output)"
+    )
+    assert token not in repr(events)
+
+
+SWAP = 'cd "$WEIR_WORKDIR/.." && ln -s {target} paths/new && mv -f paths/new paths/f0-x; exit 0'
+
+
+@pytest.mark.skipif(
+    not sandbox.available(), reason="no user + mount namespaces here for absolute paths"
+)
+async def test_an_absolute_output_swapped_for_a_link_is_refused(
+    stack: Stack, root_only: tuple[Path, str]
+) -> None:
+    """The attack on the file behind an absolute output: from its sandbox, the task
+    replaces that file in the attempt's `paths` directory with a link to a file of root's."""
+    path, token = root_only
+    swap = task(
+        "swap", "sh", "-c", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}]
+    )
+    _, events = await run(stack, {**swap, "retry": 1})
+    failed = [e for e in events if isinstance(e, TaskFailed)]
+    assert [e.error_type for e in failed] == ["executor"], events
+    assert "is no output" in failed[0].message
+    assert token not in repr(events)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import typer.main
 import weir.cli.entry
 import weir.jetstream
 from typer.testing import CliRunner
@@ -48,3 +49,25 @@ def test_a_bad_nats_url_is_a_usage_error_naming_the_option() -> None:
     assert "Invalid value for '--nats-url'" in done.output
     assert "is not a URL: it has brackets that are not an IPv6 address" in done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)
+
+
+def test_each_nats_option_is_named_after_its_parameter_and_read_from_its_variable() -> None:
+    """`weir` hands on WEIR_NATS_<PARAMETER> for each option given, so every option's flag
+    and variable follow its parameter's name (the variables docs/security.md lists)."""
+    options = typer.main.get_command(app).params
+    assert [o.envvar for o in options] == [
+        "WEIR_NATS_USER",
+        "WEIR_NATS_PASSWORD",
+        "WEIR_NATS_PASSWORD_FILE",
+        "WEIR_NATS_TOKEN",
+        "WEIR_NATS_TOKEN_FILE",
+        "WEIR_NATS_CREDS",
+        "WEIR_NATS_NKEY_SEED",
+        "WEIR_NATS_TLS_CA",
+        "WEIR_NATS_TLS_CERT",
+        "WEIR_NATS_TLS_KEY",
+    ]
+    for option in options:
+        assert option.name is not None
+        assert option.opts == [f"--nats-{option.name.replace('_', '-')}"]
+        assert option.envvar == f"WEIR_NATS_{option.name.upper()}"

@@ -260,3 +260,45 @@ def test_on_exit_waits_for_a_mapped_tasks_running_instance_to_be_reported() -> N
     assert ("task_dispatched", "bye") in typed(events)
     assert flow_status_env(flow) == "failed"
     assert fold("f1", log) == flow
+
+
+def test_a_mapped_tasks_instances_that_succeed_despite_the_cancel_end_it_cancelled() -> None:
+    """Found by the mapped decider machine: another task fails under fail_fast while a mapped
+    task's instances run; they succeed all the same (they ended before the kill reached
+    them). The mapped task, which has outputs to gather, waited for a gather that a
+    cancelling flow never does: the flow stayed cancelling for ever. It ends cancelled now,
+    and the on_exit task runs."""
+    doc = {
+        "tasks": [
+            task("list", outputs=[{"name": "items", "path": "i"}]),
+            task(
+                "each",
+                depends=["list"],
+                map={"over": "items"},
+                outputs=[{"name": "r", "path": "r"}],
+            ),
+            task("check", depends=["list"], retry=ONCE),
+        ],
+        "on_exit": task("bye"),
+    }
+    flow, log = submitted(doc)
+    flow, _ = apply(flow, started("list"), log)
+    flow, _ = apply(flow, finished("list"), log)
+    flow, _ = apply(flow, Expand("each", items=("a", "b")), log)
+    for name in ("check", "each[0]", "each[1]"):
+        flow, _ = apply(flow, started(name), log)
+    flow, events = apply(flow, finished("check", ok=False), log)
+    assert ("flow_cancel_requested", "") in typed(events)
+    assert flow.tasks["each"].status is TaskStatus.PENDING  # it waits for its instances
+    for name in ("each[0]", "each[1]"):
+        flow, events = apply(flow, finished(name), log)
+    assert typed(events) == [
+        ("task_succeeded", "each[1]"),
+        ("task_cancelled", "each"),
+        ("task_dispatched", "bye"),
+    ]
+    assert flow.tasks["each"].error_message == 'fail_fast: task "check" failed'
+    flow, _ = apply(flow, started("bye"), log)
+    flow, events = apply(flow, finished("bye"), log)
+    assert typed(events)[-1] == ("flow_failed", "")
+    assert fold("f1", log) == flow

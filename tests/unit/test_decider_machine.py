@@ -55,7 +55,7 @@ from weir_scheduler.decider import (
     evolve,
     fold,
 )
-from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, GATHER_PHASE, due
+from weir_scheduler.decider.fanout import CONDITION_PHASE, EXPAND_PHASE, due
 from weir_scheduler.decider.gates import to_read
 from weir_scheduler.decider.stepping import retry_refusal, update_refusal
 from weir_scheduler.map_plan import instances, parent_of
@@ -593,15 +593,12 @@ class DeciderMachine(RuleBasedStateMachine):
             if flow.cancelling and not any(t.status.active for t in others) and exit_done:
                 assert flow.status.terminal, flow.status
             if flow.cancelling:  # only running attempts are waited for (and, under
-                # fail_fast, a mapped task whose running instances it ends as, gathering
-                # their outputs once they all succeeded)
-                gathering = {name for name, phase in due(flow) if phase == GATHER_PHASE}
+                # fail_fast, a mapped task whose running instances it ends as)
                 waiting = [
                     t.name
                     for t in others
                     if t.status is not TaskStatus.RUNNING
                     and not (spared is not None and _instances_running(flow, t.name))
-                    and not (spared is not None and t.name in gathering)
                 ]
                 assert all(flow.tasks[n].status.terminal for n in waiting), flow.tasks
 

@@ -400,11 +400,14 @@ def test_an_empty_map_is_not_expanded_again_after_the_task_before_it_ran_again()
     assert [event_type(e) for e in f.log].count("task_expanded") == 1
 
 
-def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_gathers_and_ends() -> None:
+def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_ends_and_so_does_the_flow() -> (
+    None
+):
     """Found by the mapped decider machine: under fail_fast, a sibling of mapped task `m`
     (which runs after a failure) failed while `m`'s instances ran; the cancel let them end
     and `m` end as they did, but once they all succeeded `m` waited for its outputs to be
-    gathered, and the gather was refused under the cancel: the flow never ended."""
+    gathered, which a cancelling flow never does: the flow never ended. It ends cancelled
+    (nothing after it runs), then the on_exit task runs."""
     after_all = {"trigger": "all_done", "outputs": [{"name": "rows", "path": "r"}]}
     tasks = [
         MAPPED[0],
@@ -426,11 +429,10 @@ def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_gathers_and_en
 
     f = sibling_fails("m[0]", "m[1]")
     f.run("m[0]")
-    f.apply(finished("m[1]"))
-    assert list(due(f.flow)) == [("m", GATHER_PHASE)]
-    assert f.gather() == ["task_succeeded", "task_dispatched"], "then the on_exit task runs"
+    assert f.apply(finished("m[1]")) == ["task_succeeded", "task_cancelled", "task_dispatched"]
+    assert list(due(f.flow)) == [], "no gather"
     f.run("exit")
-    assert f.now() is FlowStatus.FAILED and f.status("m") == ["succeeded"]
+    assert f.now() is FlowStatus.FAILED and f.status("m") == ["cancelled"]
     assert f.replays()
     # An instance the cancel ended before it started: `m` ends cancelled, with no gather.
     g = sibling_fails("m[0]")
@@ -439,7 +441,7 @@ def test_a_mapped_task_whose_instances_outlive_a_fail_fast_cancel_gathers_and_en
     assert g.status("m") == ["cancelled"] and list(due(g.flow)) == []
 
 
-def test_an_instance_failing_under_fail_fast_lets_a_sibling_maps_instances_end_and_gather() -> None:
+def test_an_instance_failing_under_fail_fast_lets_a_sibling_maps_instances_end_and_it_end() -> None:
     """The same, found by the machine after a downstream retry had planned both mapped tasks
     from scratch: instance `n[0]` failed while `m[0]` ran; `m` (all_success) waited for a
     gather the cancel refused, pending while nothing ran."""
@@ -467,10 +469,13 @@ def test_an_instance_failing_under_fail_fast_lets_a_sibling_maps_instances_end_a
     f.apply(started("m[0]", 2))
     f.run("n[0]", ok=False)
     assert f.flow.cancelling and f.status("n[0]", "m[0]") == ["failed", "running"]
-    f.apply(finished("m[0]", True, 2))
-    assert f.gather() == ["task_succeeded", "task_dispatched"]
+    assert f.apply(finished("m[0]", True, 2)) == [
+        "task_succeeded",
+        "task_cancelled",
+        "task_dispatched",
+    ]
     f.run("exit")
-    assert f.now() is FlowStatus.FAILED and f.status("m", "n[0]") == ["succeeded", "failed"]
+    assert f.now() is FlowStatus.FAILED and f.status("m", "n[0]") == ["cancelled", "failed"]
     assert f.replays()
 
 

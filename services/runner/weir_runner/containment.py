@@ -3,8 +3,9 @@ machine allows: found out once, at the runner's start, and said in one log line.
 
 - The runner is made non-dumpable (`harden_runner`): its /proc/<pid>/environ, mem, maps and
   fds can then be read only by processes with CAP_SYS_PTRACE, not by any process of its user.
-- A root runner runs its tasks as another user (`WEIR_RUNNER_TASK_USER`, `nobody` by
-  default), so they have neither root's files nor its capabilities.
+- A root runner runs each attempt's task as a uid of its own (`WEIR_RUNNER_TASK_UIDS`, see
+  `task_uids.py`), or, with that off, every task as one other user (`WEIR_RUNNER_TASK_USER`,
+  `nobody` by default), so they have neither root's files nor its capabilities.
 - Each attempt gets a cgroup v2 where the runner may create one (memory.max, pids.max,
   cgroup.kill); elsewhere rlimits and a subreaper supervisor (see `supervisor.py`).
 """
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weir.config import ConfigError, Settings
+
+from weir_runner.task_uids import UidPool
 
 log = logging.getLogger("weir.runner.containment")
 
@@ -121,11 +124,19 @@ class Containment:
     cpu_seconds: int | None
     log_max: int
     timeout: float
+    uids: UidPool | None = None
+    """Where each attempt's own uid comes from (None: every task runs as `user`)."""
 
     @classmethod
     def probe(cls, settings: Settings) -> Containment:
+        user = task_user(settings.runner_task_user)
+        uids = None
+        if user is not None and settings.runner_task_uids is not None:
+            uids = UidPool(*settings.runner_task_uids)
+            uids.check()
         return cls(
-            user=task_user(settings.runner_task_user),
+            user=user,
+            uids=uids,
             cgroup=cgroup_base(settings.runner_dir),
             memory_max=settings.task_memory_max,
             pids_max=settings.task_pids_max,
@@ -160,18 +171,20 @@ class Containment:
     def describe(self) -> dict[str, object]:
         """What holds and what does not, for the runner's start-up log line."""
         memory, pids = self.limits_in_cgroup()
-        user = (
-            f"{self.user.name} (uid {self.user.uid})"
-            if self.user
-            else f"the runner's own (uid {os.geteuid()})"
-        )
+        if self.uids is not None:
+            user = self.uids.describe()
+        elif self.user is not None:
+            user = f"{self.user.name} (uid {self.user.uid})"
+        else:
+            user = f"the runner's own (uid {os.geteuid()})"
+        whose = "the attempt's uid" if self.uids is not None else "the task user"
         return {
             "task_user": user,
             "cgroup": str(self.cgroup) if self.cgroup else None,
             "memory_limit": "cgroup" if memory else "RLIMIT_AS",
             "pids_limit": "cgroup"
             if pids
-            else ("RLIMIT_NPROC of the task user" if self.user else "none"),
+            else (f"RLIMIT_NPROC of {whose}" if self.user else "none"),
         }
 
     def warnings(self) -> list[str]:

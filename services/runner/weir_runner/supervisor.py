@@ -20,7 +20,10 @@ Containment, as far as the machine allows:
 - it runs in cgroup `cgroup` when given (cgroup v2): memory.max and pids.max when the
   controllers are there, and `cgroup.kill` ends everything in it at once;
 - the supervisor is a child subreaper: whatever the task starts and orphans (`setsid`,
-  double forks) becomes the supervisor's, and is killed when the task ends.
+  double forks) becomes the supervisor's, and is killed when the task ends;
+- with `own_uid` (a uid no other attempt holds while this one runs: `task_uids.py`) every
+  process of that uid is killed as the task starts (what an attempt whose supervisor was
+  killed left) and again with everything of the attempt, whatever it escaped into.
 
 SIGTERM stops the attempt: SIGTERM to all of it, SIGKILL after `grace` seconds.
 """
@@ -35,12 +38,16 @@ import os
 import resource
 import select
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+UID_KILL_SECONDS = 10.0
+"""How long `end_uid` tries before it says processes of the uid are left."""
 READ_BYTES = 64 * 1024
 POLL_SECONDS = 0.2
 LEFTOVER_KILL_SECONDS = 10.0
@@ -62,10 +69,15 @@ class Log:
         self.marker = 0
 
     def write(self, data: bytes) -> None:
-        self.file.write(data)
-        self.size += len(data)
-        if self.size > self.limit:
-            self._trim()
+        """Keep `data` if the disk lets it (a full disk loses log, never the attempt's end:
+        the supervisor must go on to kill what the task left and record its exit)."""
+        try:
+            self.file.write(data)
+            self.size += len(data)
+            if self.size > self.limit:
+                self._trim()
+        except OSError:
+            self.dropped += len(data)
 
     def _trim(self) -> None:
         keep = self.limit // 2
@@ -101,9 +113,63 @@ def _live_processes() -> dict[int, tuple[int, int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != b"Z":
+        # A zombie is gone, but for one whose main thread alone exited while others run.
+        if len(fields) > 17 and (fields[0] != b"Z" or fields[17] != b"1"):
             found[int(entry)] = (int(fields[1]), int(fields[2]))
     return found
+
+
+def processes_of(uid: int) -> list[int]:
+    """The live (not zombie) processes any of whose uids is `uid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", "rb") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            continue
+        fields = dict(line.split(b":", 1) for line in lines if b":" in line)
+        state = fields.get(b"State", b"").split()
+        threads = fields.get(b"Threads", b"1").strip()
+        uids = fields.get(b"Uid", b"").split()
+        # (a process whose main thread alone exited shows as a zombie while others run)
+        gone = state[:1] == [b"Z"] and threads == b"1"
+        if not gone and str(uid).encode() in uids:
+            found.append(int(entry))
+    return found
+
+
+def end_uid(uid: int, gid: int) -> bool:
+    """SIGKILL every process of `uid`, a uid of one attempt's own (see `task_uids.py`):
+    a helper that takes the uid kills them all at once (`kill -9 -1`, which a process
+    forking as fast as it exits cannot slip past), again until /proc shows none. A helper a
+    process of the uid stopped (SIGSTOP, between taking the uid and killing) is killed
+    and replaced. Whether none is left within UID_KILL_SECONDS."""
+    if uid == 0:
+        raise ValueError("never kill every process of root")
+    deadline = time.monotonic() + UID_KILL_SECONDS
+    while processes_of(uid):
+        if time.monotonic() > deadline:
+            return False
+        helper = subprocess.Popen(  # (/bin/sh: a program any uid may run, unlike ours)
+            ["/bin/sh", "-c", "kill -9 -1"],
+            user=uid,
+            group=gid,
+            extra_groups=[],
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},  # the uid may read its environment: none of ours
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            helper.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+    return True
 
 
 def _descendants(root: int, live: dict[int, tuple[int, int]] | None = None) -> list[int]:
@@ -127,6 +193,8 @@ class Attempt:
         self.cwd: str = instructions["cwd"]
         self.uid: int | None = instructions.get("uid")
         self.gid: int | None = instructions.get("gid")
+        self.own_uid = bool(instructions.get("own_uid")) and bool(self.uid)
+        """`uid` is the attempt's alone: every process of it is the attempt's."""
         self.memory: int | None = instructions.get("memory_max")
         self.pids: int | None = instructions.get("pids_max")
         self.cpu: int | None = instructions.get("cpu_seconds")
@@ -198,6 +266,12 @@ class Attempt:
                 os.setgid(self.gid)
             if self.uid is not None:
                 os.setuid(self.uid)
+                # No setuid or setcap program makes it anyone else (one an earlier holder of
+                # its uid left in /tmp, say), nor anything it starts.
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            if self.own_uid:  # what an earlier holder of the uid may have left running
+                with contextlib.suppress(OSError):
+                    os.kill(-1, signal.SIGKILL)  # (never the caller itself)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out, 1)
@@ -224,10 +298,17 @@ class Attempt:
         found.discard(os.getpid())
         return sorted(found)
 
+    def kill_uid(self) -> None:
+        """SIGKILL every process of the attempt's own uid (`end_uid`)."""
+        if self.own_uid and self.uid:
+            end_uid(self.uid, self.gid if self.gid is not None else self.uid)
+
     def signal_all(self, sig: int) -> None:
         if sig == signal.SIGKILL and self.cgroup:
             with contextlib.suppress(OSError), open(f"{self.cgroup}/cgroup.kill", "w") as handle:
                 handle.write("1")
+        if sig == signal.SIGKILL:
+            self.kill_uid()
         live = _live_processes()
         remaining = self._remaining(live)
         # The group is signalled at once (a process forking as fast as it exits cannot slip
@@ -303,6 +384,7 @@ def supervise(attempt: Attempt) -> int:
                 break  # unkillable leftovers (uninterruptible sleep): give up on them
     for log in logs.values():
         log.close()
+    attempt.kill_uid()  # a process of the attempt none of the above saw
     attempt.remove_cgroup()
     assert status is not None
     return _exit_code(status)
@@ -327,6 +409,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     code = supervise(attempt)
+    if attempt.own_uid:  # what the task left here stays its uid's, which a later attempt
+        os.chmod(".", 0o700)  # may hold once this process (and its lock) is gone
     _write_atomic("exit", str(code))
     sys.exit(code)
 

@@ -6,38 +6,34 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from functools import partial
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from weir import telemetry
 from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import close, connect, ensure_streams, fetch_batch, redact_url
-from weir.supervisor import Duty, Supervisor
+from weir.jetstream import close, connect, ensure_streams, redact_url
+from weir.supervisor import Supervisor
 from weir_proto import subjects
-from weir_proto.ids import flow_id_from_message, is_dns_label, is_task_name
-from weir_proto.messages import AttemptStatus, Heartbeat
+from weir_proto.ids import is_dns_label, is_task_name
+from weir_proto.messages import Heartbeat
 
 from weir_scheduler.admission import SubmitAdmission, SubmitRateLimiter
 from weir_scheduler.api import Api
-from weir_scheduler.commands import FlowCommands, report_command
+from weir_scheduler.commands import FlowCommands
 from weir_scheduler.cron import CronTicker
 from weir_scheduler.data.postgres import PostgresData
 from weir_scheduler.decider import Policy
 from weir_scheduler.fanout_io import FanOutIO
+from weir_scheduler.intake import ReportIntake, SubmitIntake
 from weir_scheduler.observe import Observer
 from weir_scheduler.planner import Limits
 from weir_scheduler.provenance import (
     TAKEN,
     attempt_refusal,
     log_refused_heartbeat,
-    log_refused_report,
-    subject_refusal,
     takeover_after,
 )
 from weir_scheduler.pruner import Pruner
@@ -45,20 +41,13 @@ from weir_scheduler.queues import QueueDispatcher
 from weir_scheduler.relay import OutboxRelay
 from weir_scheduler.secrets_api import SecretsApi
 from weir_scheduler.store import EventStore, Timing
-from weir_scheduler.submissions import Submission, SubmissionHandler
+from weir_scheduler.submissions import SubmissionHandler
 from weir_scheduler.timers import TimerFirer
 
 log = logging.getLogger("weir.scheduler")
 
 SUBMIT_CONSUMER = "weir-scheduler-submit"
 STATUS_CONSUMER = "weir-scheduler-status"
-BATCH_DEFAULT = 256
-FETCH_WAIT = 5.0
-RETRY_DELAY = 1.0
-POISON_DELIVERIES = 5
-"""A message that failed this many times on its own is rejected (submits) or dropped."""
-
-_status_decoder = msgspec.json.Decoder(AttemptStatus)
 _heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
 
 
@@ -162,8 +151,8 @@ class Scheduler:
             config=_consumer_config(settings.scheduler_ack_wait),
         )
         loops = self.loops
-        loops.start(Duty("submits", partial(self._submits_round, submit_sub, submissions)))
-        loops.start(Duty("reports", partial(self._reports_round, status_sub, commands)))
+        loops.start(SubmitIntake(submit_sub, submissions))
+        loops.start(ReportIntake(status_sub, commands))
         loops.start(relay)
         loops.start(relay.fast_path)
         loops.start(timers)
@@ -189,46 +178,6 @@ class Scheduler:
         log.info("scheduler stopped")
         loops.raise_if_fatal()
 
-    async def _submits_round(
-        self, sub: JetStreamContext.PullSubscription, handler: SubmissionHandler
-    ) -> None:
-        """One round of the `submits` loop: record a batch of submitted flows."""
-        msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
-        if not msgs:
-            return
-        batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
-        try:
-            with contextlib.ExitStack() as spans:
-                for m in msgs:
-                    spans.enter_context(telemetry.receiving(m.subject, m.headers, size=len(m.data)))
-                await handler.submit_many(batch)
-        except Exception:
-            log.exception("could not record a batch of submits; trying one at a time")
-            await self._submits_one_by_one(msgs, batch, handler)
-            return
-        await _ack_all(msgs)
-
-    async def _submits_one_by_one(
-        self, msgs: list[Msg], batch: list[Submission], handler: SubmissionHandler
-    ) -> None:
-        """One bad submit must not hold up the others. One that keeps failing on its own is
-        recorded as a rejection (so it is still visible), then acknowledged."""
-        for msg, submission in zip(msgs, batch, strict=True):
-            try:
-                await handler.submit(submission)
-            except Exception as exc:
-                if msg.metadata.num_delivered < POISON_DELIVERIES:
-                    log.warning("submit not recorded; will retry", extra={"error": str(exc)})
-                    await _nak_all([msg])
-                    continue
-                try:
-                    await handler.reject_unrecordable(submission, str(exc))
-                except Exception:
-                    log.exception("submit could not be recorded nor rejected; will retry")
-                    await _nak_all([msg])
-                    continue
-            await _ack_all([msg])
-
     async def _heartbeat(self, store: EventStore, commands: FlowCommands, msg: Msg) -> None:
         try:
             beat = _heartbeat_decoder.decode(msg.data)
@@ -239,54 +188,6 @@ class Scheduler:
             log.warning("undecodable heartbeat dropped", extra={"error": str(exc)})
         except Exception as exc:
             log.warning("heartbeat not recorded", extra={"error": str(exc)})
-
-    async def _reports_round(
-        self, sub: JetStreamContext.PullSubscription, handler: FlowCommands
-    ) -> None:
-        """One round of the `reports` loop: record a batch of runners' status reports."""
-        msgs = await fetch_batch(sub, BATCH_DEFAULT, FETCH_WAIT)
-        if not msgs:
-            return
-        reports: list[AttemptStatus] = []
-        good: list[Msg] = []
-        for msg in msgs:
-            try:
-                report = _status_decoder.decode(msg.data)
-            except msgspec.DecodeError as exc:
-                log.warning(
-                    "undecodable status report dropped",
-                    extra={"subject": msg.subject, "error": str(exc)},
-                )
-                await msg.term()
-                continue
-            if not is_dns_label(report.flow_id) or not is_task_name(report.task):
-                log.warning("status report for no possible flow dropped")
-                await msg.term()
-                continue
-            refusal = subject_refusal(report, msg.subject)
-            if refusal is not None:
-                log_refused_report(report, refusal, msg.subject)
-                await msg.term()
-                continue
-            reports.append(report)
-            good.append(msg)
-        try:
-            await handler.apply([(r.flow_id, report_command(r)) for r in reports])
-        except Exception:
-            log.exception("could not record a batch of reports; trying one at a time")
-            for msg, report in zip(good, reports, strict=True):
-                try:
-                    await handler.apply([(report.flow_id, report_command(report))])
-                except Exception as exc:
-                    if msg.metadata.num_delivered < POISON_DELIVERIES:
-                        await _nak_all([msg])
-                        continue
-                    log.error("status report dropped after repeated failures: %s", exc)
-                    await msg.term()
-                    continue
-                await _ack_all([msg])
-            return
-        await _ack_all(good)
 
 
 async def _proven_attempts(
@@ -322,21 +223,3 @@ def _consumer_config(ack_wait: float) -> ConsumerConfig:
         max_ack_pending=20_000,
         max_deliver=-1,
     )
-
-
-def _fallback_id(msg: Msg) -> str:
-    meta = msg.metadata
-    published_ms = int(meta.timestamp.timestamp() * 1000) if meta.timestamp else 0
-    return flow_id_from_message(meta.sequence.stream, published_ms, meta.stream)
-
-
-async def _ack_all(msgs: list[Msg]) -> None:
-    for msg in msgs:
-        with contextlib.suppress(Exception):
-            await msg.ack()
-
-
-async def _nak_all(msgs: list[Msg]) -> None:
-    for msg in msgs:
-        with contextlib.suppress(Exception):
-            await msg.nak(delay=RETRY_DELAY)

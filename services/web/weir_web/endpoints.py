@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import nats.errors
@@ -35,6 +35,22 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 Access = Role | Literal["any", "none"]
 """Who may call an endpoint: a role (and the roles above it); `any`, any caller weir-web
 knows (a token or a session); `none`, anyone (a login, the API's own description)."""
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Response]])
+
+_DECLARED = "_weir_api_route"
+"""The attribute `route` sets on a handler: its (method, path, access)."""
+
+
+def route(method: str, path: str, access: Access) -> Callable[[Handler], Handler]:
+    """Declares the decorated method of an `Endpoints` class the endpoint of `method` at
+    `/api/v1{path}`, for the callers `access` admits."""
+
+    def declare(handler: Handler) -> Handler:
+        setattr(handler, _DECLARED, (method, path, access))
+        return handler
+
+    return declare
 
 
 def access_name(access: Access) -> str:
@@ -107,7 +123,14 @@ class Endpoints:
         return self.backends.client
 
     def routes(self) -> list[ApiRoute]:
-        raise NotImplementedError
+        """The endpoints its methods declare with `@route`, in the order the class has them."""
+        routes: list[ApiRoute] = []
+        for name, member in vars(type(self)).items():
+            declared: tuple[str, str, Access] | None = getattr(member, _DECLARED, None)
+            if declared is not None:
+                method, path, access = declared
+                routes.append(self.api_route(path, getattr(self, name), method, access))
+        return routes
 
     def api_route(self, path: str, endpoint: Endpoint, method: str, access: Access) -> ApiRoute:
         """`endpoint` at `/api/v1{path}` for `method`, called once the caller is checked

@@ -58,55 +58,44 @@ nats_security: ContextVar[NatsSecurity | None] = ContextVar("nats_security", def
 written back to the process environment."""
 
 
-def _secret_option(flag: str, env: str, help_: str) -> Any:
-    return typer.Option(flag, envvar=env, help=help_, show_default=False)
+def _nats_option(flag: str, help_: str) -> Any:
+    """A NATS credential or TLS option `--nats-NAME`, also read from `WEIR_NATS_NAME`."""
+    return typer.Option(flag, envvar=_nats_variable(flag), help=help_, show_default=False)
+
+
+def _nats_variable(flag: str) -> str:
+    """The variable that stands for `flag`: `--nats-tls-ca` is `WEIR_NATS_TLS_CA`."""
+    return "WEIR_" + flag.removeprefix("--").replace("-", "_").upper()
 
 
 @app.callback()
 def _nats_security(
     ctx: typer.Context,
-    user: Annotated[str, _secret_option("--nats-user", "WEIR_NATS_USER", "NATS user.")] = "",
+    user: Annotated[str, _nats_option("--nats-user", "NATS user.")] = "",
     password: Annotated[
         str,
-        _secret_option(
+        _nats_option(
             "--nats-password",
-            "WEIR_NATS_PASSWORD",
             "NATS password (on the command line other users see it: prefer the file).",
         ),
     ] = "",
     password_file: Annotated[
-        str,
-        _secret_option(
-            "--nats-password-file", "WEIR_NATS_PASSWORD_FILE", "File holding the NATS password."
-        ),
+        str, _nats_option("--nats-password-file", "File holding the NATS password.")
     ] = "",
     token: Annotated[
         str,
-        _secret_option(
-            "--nats-token",
-            "WEIR_NATS_TOKEN",
-            "NATS token (on the command line other users see it: prefer the file).",
+        _nats_option(
+            "--nats-token", "NATS token (on the command line other users see it: prefer the file)."
         ),
     ] = "",
     token_file: Annotated[
-        str,
-        _secret_option("--nats-token-file", "WEIR_NATS_TOKEN_FILE", "File holding the NATS token."),
+        str, _nats_option("--nats-token-file", "File holding the NATS token.")
     ] = "",
-    creds: Annotated[
-        str, _secret_option("--nats-creds", "WEIR_NATS_CREDS", "NATS .creds file (JWT+NKey).")
-    ] = "",
-    nkey_seed: Annotated[
-        str, _secret_option("--nats-nkey-seed", "WEIR_NATS_NKEY_SEED", "File with an NKey seed.")
-    ] = "",
-    tls_ca: Annotated[
-        str, _secret_option("--nats-tls-ca", "WEIR_NATS_TLS_CA", "CA bundle for the server.")
-    ] = "",
-    tls_cert: Annotated[
-        str, _secret_option("--nats-tls-cert", "WEIR_NATS_TLS_CERT", "Client certificate.")
-    ] = "",
-    tls_key: Annotated[
-        str, _secret_option("--nats-tls-key", "WEIR_NATS_TLS_KEY", "Client certificate key.")
-    ] = "",
+    creds: Annotated[str, _nats_option("--nats-creds", "NATS .creds file (JWT+NKey).")] = "",
+    nkey_seed: Annotated[str, _nats_option("--nats-nkey-seed", "File with an NKey seed.")] = "",
+    tls_ca: Annotated[str, _nats_option("--nats-tls-ca", "CA bundle for the server.")] = "",
+    tls_cert: Annotated[str, _nats_option("--nats-tls-cert", "Client certificate.")] = "",
+    tls_key: Annotated[str, _nats_option("--nats-tls-key", "Client certificate key.")] = "",
 ) -> None:
     """NATS credentials and TLS (flags before the command, or WEIR_NATS_* variables); read by
     weir.jetstream.connect like in every other process. See docs/security.md."""
@@ -117,20 +106,12 @@ def _nats_security(
                 f"warning: {flag} is visible to every user of this machine (ps, /proc); "
                 f"use {flag}-file or WEIR_NATS_{name.upper()}(_FILE) instead"
             )
+    # Each parameter NAME above is the option --nats-NAME.
     chosen = {
-        "WEIR_NATS_USER": user,
-        "WEIR_NATS_PASSWORD": password,
-        "WEIR_NATS_PASSWORD_FILE": password_file,
-        "WEIR_NATS_TOKEN": token,
-        "WEIR_NATS_TOKEN_FILE": token_file,
-        "WEIR_NATS_CREDS": creds,
-        "WEIR_NATS_NKEY_SEED": nkey_seed,
-        "WEIR_NATS_TLS_CA": tls_ca,
-        "WEIR_NATS_TLS_CERT": tls_cert,
-        "WEIR_NATS_TLS_KEY": tls_key,
+        _nats_variable(f"--nats-{name}"): value for name, value in ctx.params.items() if value
     }
     try:
-        security = NatsSecurity.from_env({**os.environ, **{k: v for k, v in chosen.items() if v}})
+        security = NatsSecurity.from_env({**os.environ, **chosen})
     except ConfigError as exc:
         fail(str(exc), 2)
     nats_security.set(security)

@@ -17,9 +17,11 @@ here the statuses and skip reasons it gives on the services:
 Tasks run in rounds: every task that may start does, in the order they were declared; then
 their results are recorded, failures first, before the next round decides. That is what the
 services do when every task takes equally long (and a failure is seen before the tasks that
-succeeded beside it start anything new). Each task runs once: retries are not simulated,
-and tasks of the round a failure happened in run to their end (with `fail_fast` the
-services kill those still running, and cancel the rest).
+succeeded beside it start anything new). A task that raises is run again, at once, until
+its retry policy's `max_attempts` (its own `retry`, else the flow's `defaults`, else 3, as
+the scheduler resolves it) are spent; each instance of a mapped task on its own. The
+backoff between attempts is not waited out. Tasks of the round a failure happened in run to
+their end (with `fail_fast` the services kill those still running, and cancel the rest).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from weir_proto import triggers as rules
 from weir_proto.conditions import Ref, evaluate, output_value, ref_value
 from weir_proto.errors import WeirException
+from weir_proto.spec import RetryPolicy
 from weir_proto.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -57,8 +60,10 @@ class LocalTask:
     name: str
     status: TaskStatus
     reason: str | None = None
-    """Why it was skipped, or the error it failed with."""
+    """Why it was skipped, or the error its last attempt failed with."""
     exit_code: int | None = None
+    attempts: int = 0
+    """How many times it ran (0: it never did; a mapped task's own: 0, its instances ran)."""
 
 
 class LocalRun(dict[str, Any]):
@@ -214,25 +219,50 @@ def _execute(state: _Run, task: Task[..., Any], extra: Mapping[str, Any] | None 
     """Run `task` (every instance, when mapped) and record how it ended; whether it
     succeeded."""
     flow = state.flow
-    kwargs = {
-        param: flow.get(_name(flow, ref)).serializer.loads(state.stored[_name(flow, ref)])
-        for param, ref in task.inputs.items()
-    }
-    kwargs.update(flow.param_arguments(task, state.params))
     named = _parameters(task)
-    kwargs.update({k: v for k, v in (extra or {}).items() if k in named})
+
+    def arguments() -> dict[str, Any]:
+        """Its arguments read anew from bytes, as each attempt of a task process reads
+        them (an attempt that changed its input objects leaves the next one unaffected)."""
+        kwargs = {
+            param: flow.get(_name(flow, ref)).serializer.loads(state.stored[_name(flow, ref)])
+            for param, ref in task.inputs.items()
+        }
+        kwargs.update(flow.param_arguments(task, state.params))
+        kwargs.update({k: v for k, v in (extra or {}).items() if k in named})
+        return kwargs
+
     if task.map_over:
-        return _execute_mapped(state, task, kwargs)
-    try:
-        value = task.serializer.dumps(task.invoke(kwargs))
-    except Exception as exc:
-        state.end(LocalTask(task.name, TaskStatus.FAILED, _message(exc), EXIT_FAILED), error=exc)
+        return _execute_mapped(state, task, arguments)
+    value, attempts, error = _attempts(state, task, arguments)
+    if error is not None:
+        failed = LocalTask(task.name, TaskStatus.FAILED, _message(error), EXIT_FAILED, attempts)
+        state.end(failed, error=error)
         return False
-    state.end(LocalTask(task.name, TaskStatus.SUCCEEDED, exit_code=0), value)
+    state.end(LocalTask(task.name, TaskStatus.SUCCEEDED, exit_code=0, attempts=attempts), value)
     return True
 
 
-def _execute_mapped(state: _Run, task: Task[..., Any], kwargs: dict[str, Any]) -> bool:
+def _attempts(
+    state: _Run, task: Task[..., Any], arguments: Callable[[], dict[str, Any]]
+) -> tuple[bytes, int, None] | tuple[None, int, Exception]:
+    """Run `task` until an attempt succeeds or its attempts are spent: the value written by
+    its serializer, or the last attempt's exception, and how many attempts ran."""
+    defaults = state.flow.defaults.retry if state.flow.defaults is not None else None
+    policy = task.spec.retry or defaults or RetryPolicy()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return task.serializer.dumps(task.invoke(arguments())), attempt, None
+        except Exception as exc:
+            if attempt >= policy.max_attempts:
+                return None, attempt, exc
+
+
+def _execute_mapped(
+    state: _Run, task: Task[..., Any], arguments: Callable[[], dict[str, Any]]
+) -> bool:
     """Each item of the list as one instance, as the scheduler's: items and values through
     JSON, the same limit and the same refusal of a value that is not a list; the task ends
     as its instances did."""
@@ -254,14 +284,16 @@ def _execute_mapped(state: _Run, task: Task[..., Any], kwargs: dict[str, Any]) -
     values, failed = [], []
     for index, item in enumerate(items):
         instance = f"{task.name}[{index}]"
-        try:
-            value = task.invoke({**kwargs, param: json.loads(json.dumps(item))})
-            values.append(task.serializer.loads(task.serializer.dumps(value)))
-        except Exception as exc:
+        with_item = functools.partial(_with_item, arguments, param, json.dumps(item))
+        value, attempts, error = _attempts(state, task, with_item)
+        if error is not None:
             failed.append(instance)
-            state.end(LocalTask(instance, TaskStatus.FAILED, _message(exc), EXIT_FAILED), error=exc)
+            ended = LocalTask(instance, TaskStatus.FAILED, _message(error), EXIT_FAILED, attempts)
+            state.end(ended, error=error)
             continue
-        state.end(LocalTask(instance, TaskStatus.SUCCEEDED, exit_code=0))
+        assert value is not None
+        values.append(task.serializer.loads(value))
+        state.end(LocalTask(instance, TaskStatus.SUCCEEDED, exit_code=0, attempts=attempts))
     if failed:
         shown = ", ".join(f'"{n}"' for n in failed[:5]) + (", …" if len(failed) > 5 else "")
         reason = f"{len(failed):,} of {len(items):,} instances failed: {shown}"
@@ -269,6 +301,11 @@ def _execute_mapped(state: _Run, task: Task[..., Any], kwargs: dict[str, Any]) -
         return False
     state.end(LocalTask(task.name, TaskStatus.SUCCEEDED), json.dumps(values).encode())
     return True
+
+
+def _with_item(arguments: Callable[[], dict[str, Any]], param: str, item: str) -> dict[str, Any]:
+    """An instance's arguments: the task's, and its item read from JSON as `WEIR_ITEM` is."""
+    return {**arguments(), param: json.loads(item)}
 
 
 def _parameters(task: Task[..., Any]) -> set[str]:

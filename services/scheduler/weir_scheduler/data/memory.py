@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 from weir_proto.api import (
-    AttemptFailure,
     FlowSummary,
     FlowView,
     ScheduleView,
@@ -44,8 +43,8 @@ from weir_scheduler.data.layer import (
 from weir_scheduler.data.locks import Lock
 from weir_scheduler.data.memory_query import (
     flow_matches,
+    row_as,
     summary,
-    summary_fields,
     task_matches,
     task_summary,
 )
@@ -385,13 +384,9 @@ class MemoryData(DataLayer):
     def _view(self, schedule: _Schedule) -> ScheduleView:
         row = schedule.row
         spec = msgspec.json.decode(row.spec)
-        return ScheduleView(
-            name=row.name,
-            cron=row.cron,
-            timezone=row.timezone,
-            missed=row.missed,
-            paused=row.paused,
-            next_run_at=row.next_run_at,
+        return row_as(
+            ScheduleView,
+            row,
             last_tick_at=schedule.last_tick_at,
             created_at=schedule.created_at,
             flow_name=spec["name"],
@@ -431,18 +426,7 @@ class MemoryData(DataLayer):
             names = {s.row.name for s in due}
             self._tx.schedules |= names
             held |= names
-        return [
-            DueSchedule(
-                name=s.row.name,
-                cron=s.row.cron,
-                timezone=s.row.timezone,
-                spec=s.row.spec,
-                missed=s.row.missed,
-                next_run_at=s.row.next_run_at,
-                last_tick_at=s.last_tick_at,
-            )
-            for s in due
-        ]
+        return [row_as(DueSchedule, s.row, last_tick_at=s.last_tick_at) for s in due]
 
     async def schedule_advance(
         self, name: str, next_run_at: datetime, last_tick_at: datetime
@@ -463,41 +447,13 @@ class MemoryData(DataLayer):
         if flow is None:
             return None
         rows = self._tasks_of(flow_id)
-        tasks = [
-            TaskView(
-                name=t.name,
-                status=t.status,
-                attempt=t.attempt,
-                queue=t.queue,
-                depends=list(t.depends),
-                priority=t.priority,
-                failures=[
-                    AttemptFailure(
-                        attempt=f.attempt, error_type=f.error_type, message=f.message, at=f.at
-                    )
-                    for f in t.failures
-                ],
-                retry_at=t.retry_at,
-                dispatched_at=t.dispatched_at,
-                started_at=t.started_at,
-                finished_at=t.finished_at,
-                exit_code=t.exit_code,
-                error_type=t.error_type,
-                error_message=t.error_message,
-                runner=t.runner,
-                outputs=list(t.outputs),
-            )
-            for t in rows
-        ]
-        return FlowView(
-            **summary_fields(flow),
+        tasks = [row_as(TaskView, t) for t in rows]
+        return row_as(
+            FlowView,
+            flow,
             task_counts=dict(Counter(t.status for t in tasks)),
             tasks=tasks,
             errors=list(flow.errors or ()),
-            metadata=dict(flow.metadata),
-            start_at=flow.start_at,
-            rerun_of=flow.rerun_of,
-            params=dict(flow.params),
         )
 
     def _tasks_of(self, flow_id: str) -> list[TaskRow]:

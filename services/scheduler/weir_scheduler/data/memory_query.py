@@ -6,51 +6,29 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from weir_proto.api import FlowSummary, TaskSummary
 
 from weir_scheduler.data.rows import FlowRow, TaskRow
 
+Shape = TypeVar("Shape", bound=msgspec.Struct)
+
+
+def row_as(target: type[Shape], row: msgspec.Struct, **more: Any) -> Shape:
+    """`row` as the struct type `target` (an API view, or a row of another shape): the fields
+    they share by name, new containers (tuples as lists, as the SQL's arrays come back), and
+    `more` added or in place of the row's."""
+    return msgspec.convert({**msgspec.structs.asdict(row), **more}, target, from_attributes=True)
+
 
 def summary(flow: FlowRow, tasks: Iterable[TaskRow]) -> FlowSummary:
-    return FlowSummary(**summary_fields(flow), task_counts=dict(Counter(t.status for t in tasks)))
-
-
-def summary_fields(flow: FlowRow) -> dict[str, Any]:
-    return {
-        "id": flow.id,
-        "name": flow.name,
-        "status": flow.status,
-        "created_at": flow.created_at,
-        "updated_at": flow.updated_at,
-        "task_count": flow.task_count,
-        "seq": flow.seq,
-        "tags": list(flow.tags),
-        "finished_at": flow.finished_at,
-    }
+    return row_as(FlowSummary, flow, task_counts=dict(Counter(t.status for t in tasks)))
 
 
 def task_summary(flow: FlowRow, task: TaskRow) -> TaskSummary:
-    return TaskSummary(
-        flow_id=flow.id,
-        flow_name=flow.name,
-        flow_created_at=flow.created_at,
-        position=task.position,
-        name=task.name,
-        status=task.status,
-        attempt=task.attempt,
-        queue=task.queue,
-        priority=task.priority,
-        dispatched_at=task.dispatched_at,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        retry_at=task.retry_at,
-        exit_code=task.exit_code,
-        error_type=task.error_type,
-        error_message=task.error_message,
-        runner=task.runner,
-    )
+    return row_as(TaskSummary, task, flow_name=flow.name)
 
 
 def flow_matches(node: Any, flow: FlowRow, queues: Callable[[], set[str]]) -> bool:

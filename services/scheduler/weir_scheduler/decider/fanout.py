@@ -126,9 +126,10 @@ def decide_fanout(out: Emitter, answer: Expand | Gather) -> None:
 
 def close_fanouts(out: Emitter) -> None:
     """End every mapped task whose instances have all ended: as they did, or, when they all
-    succeeded and it has no outputs to gather, succeeded. One that fails may end the
-    instances of another in turn (a failure skips those waiting), so this goes on until a
-    round ends none."""
+    succeeded and it has no outputs to gather, succeeded; with outputs, in a cancelling flow
+    (a sparing cancel waited for its last instances, which succeeded all the same),
+    cancelled. One that fails may end the instances of another in turn (a failure skips
+    those waiting), so this goes on until a round ends none."""
     ended_before = -1
     while ended_before != len(out.events):
         ended_before = len(out.events)
@@ -158,6 +159,9 @@ def _close(out: Emitter, name: str) -> None:
         out.emit(TaskSkipped(**out.envelope(), at=out.now, task=name, reason=reason))
     elif not plan.tasks[name].outputs:
         out.emit(TaskSucceeded(**out.envelope(), at=out.now, task=name, attempt=0))
+    elif out.flow.cancelling:  # nothing after it will run: its outputs are not gathered
+        reason = out.flow.cancel_reason or "flow cancelled"
+        out.emit(TaskCancelled(**out.envelope(), at=out.now, task=name, reason=reason))
 
 
 def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
@@ -172,10 +176,7 @@ def gathered(flow: FoldedFlow, task: str) -> list[tuple[str, list[str]]]:
 
 
 def waiting(flow: FoldedFlow, name: str, phase: int) -> FanOut | None:
-    """`name`'s fan-out, if it waits for the shell's answer in `phase`. Under a cancel only
-    a gather is: a mapped task the cancel let end as its instances do (they ran on,
-    `failures.cancel_unstarted`) gathers their outputs when they all succeeded."""
-    if not flow.exists or flow.status.terminal or (flow.cancelling and phase != GATHER_PHASE):
+    if not flow.exists or flow.status.terminal or flow.cancelling:
         return None
     state = flow.fanout.get(name)
     task = flow.tasks.get(name)

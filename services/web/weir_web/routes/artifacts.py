@@ -20,24 +20,20 @@ from weir.artifacts import (
 
 from weir_web.bodies import Artifact
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.params import artifact_name_of, flow_id_of
 
 log = logging.getLogger("weir.web")
 
 
 class ArtifactRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/flows/{flow_id}/artifacts", self.artifacts, "GET", Role.viewer),
-            self.api_route("/flows/{flow_id}/artifacts/{name}", self.artifact, "GET", Role.viewer),
-        ]
-
+    @route("GET", "/flows/{flow_id}/artifacts", Role.viewer)
     async def artifacts(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         found = await self.backends.artifacts.list(flow_id)
         return json_response([Artifact(a.name, a.size, a.sha256, a.modified) for a in found])
 
+    @route("GET", "/flows/{flow_id}/artifacts/{name}", Role.viewer)
     async def artifact(self, request: Request) -> Response:
         """The artifact's bytes, handed on chunk by chunk as the store sends them (never
         held whole, nor spooled to disk). A missing artifact, or one the store already shows

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from weir_proto.events import FlowEvent, event_type
 
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.params import flow_id_of, last_event_id, wants_json
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
 
@@ -19,9 +19,7 @@ _encoder = msgspec.json.Encoder()
 
 
 class EventRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [self.api_route("/flows/{flow_id}/events", self.events, "GET", Role.viewer)]
-
+    @route("GET", "/flows/{flow_id}/events", Role.viewer)
     async def events(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         after = last_event_id(request)

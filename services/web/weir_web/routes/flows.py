@@ -17,7 +17,7 @@ from weir_proto.errors import ErrorCode, SpecError
 from weir_web.bodies import Cancel, FlowChange, Rerun
 from weir_web.changes import FlowChanges
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, int_query, read_body, read_json, wants_events
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
@@ -26,15 +26,7 @@ _encoder = msgspec.json.Encoder()
 
 
 class FlowRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/flows", self.flows, "GET", Role.viewer),
-            self.api_route("/flows", self.submit, "POST", Role.operator),
-            self.api_route("/flows/{flow_id}", self.flow, "GET", Role.viewer),
-            self.api_route("/flows/{flow_id}/cancel", self.cancel, "POST", Role.operator),
-            self.api_route("/flows/{flow_id}/rerun", self.rerun, "POST", Role.operator),
-        ]
-
+    @route("GET", "/flows", Role.viewer)
     async def flows(self, request: Request) -> Response:
         if wants_events(request):
             return sse_response(change_frames(self.backends.changes))
@@ -55,6 +47,7 @@ class FlowRoutes(Endpoints):
             page = await self.client.query(where, limit, cursor)
         return json_response(page)
 
+    @route("POST", "/flows", Role.operator)
     async def submit(self, request: Request) -> Response:
         body = await read_body(request, self.settings.body_bytes_max)
         try:
@@ -82,14 +75,17 @@ class FlowRoutes(Endpoints):
             201 if verdict.created else 200,
         )
 
+    @route("GET", "/flows/{flow_id}", Role.viewer)
     async def flow(self, request: Request) -> Response:
         return json_response(await self.client.get(flow_id_of(request)))
 
+    @route("POST", "/flows/{flow_id}/cancel", Role.operator)
     async def cancel(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         cancel = await read_json(request, Cancel, 64 * 1024)
         return json_response(await self.client.cancel(flow_id, cancel.reason))
 
+    @route("POST", "/flows/{flow_id}/rerun", Role.operator)
     async def rerun(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         rerun = await read_json(request, Rerun, 64 * 1024)

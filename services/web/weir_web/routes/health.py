@@ -12,7 +12,7 @@ from weir.health import health_subject
 
 from weir_web.bodies import Health
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.openapi import openapi_document
 
 HEALTH_TIMEOUT = 1.0
@@ -20,12 +20,7 @@ HEALTH_SERVICES = ("scheduler", "runner")
 
 
 class HealthRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/health", self.health, "GET", Role.viewer),
-            self.api_route("/openapi.json", self.openapi, "GET", "none"),
-        ]
-
+    @route("GET", "/health", Role.viewer)
     async def health(self, request: Request) -> Response:
         reports: dict[str, Any] = {}
         for service in HEALTH_SERVICES:
@@ -42,6 +37,7 @@ class HealthRoutes(Endpoints):
         status: Literal["ok", "degraded"] = "ok" if ok else "degraded"
         return json_response(Health(status, reports), 200 if ok else 503)
 
+    @route("GET", "/openapi.json", "none")
     async def openapi(self, request: Request) -> Response:
         return json_response(self._document)
 

@@ -18,15 +18,13 @@ from starlette.responses import Response, StreamingResponse
 from weir_proto.ids import is_task_name
 
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints
+from weir_web.endpoints import Endpoints, route
 from weir_web.params import bool_query, flow_id_of, int_query, label_of
 from weir_web.sse import KEEPALIVE_FRAME, KEEPALIVE_SECONDS, sse_frame, sse_response, with_keepalive
 
 
 class LogRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [self.api_route("/flows/{flow_id}/tasks/{task}/logs", self.logs, "GET", Role.viewer)]
-
+    @route("GET", "/flows/{flow_id}/tasks/{task}/logs", Role.viewer)
     async def logs(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         task: str = request.path_params["task"]

@@ -13,25 +13,18 @@ from weir_proto.ids import is_schedule_name
 from weir_proto.validation import check_flow
 
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, schedule_name_of
 from weir_web.routes.flows import spec_document
 
 
 class ScheduleRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/schedules", self.schedules, "GET", Role.viewer),
-            self.api_route("/schedules", self.schedule_create, "POST", Role.operator),
-            self.api_route("/schedules/{name}/pause", self.schedule_pause, "POST", Role.operator),
-            self.api_route("/schedules/{name}/resume", self.schedule_resume, "POST", Role.operator),
-            self.api_route("/schedules/{name}", self.schedule_delete, "DELETE", Role.operator),
-        ]
-
+    @route("GET", "/schedules", Role.viewer)
     async def schedules(self, request: Request) -> Response:
         return json_response({"schedules": await self.client.schedules()})
 
+    @route("POST", "/schedules", Role.operator)
     async def schedule_create(self, request: Request) -> Response:
         body = await read_json(request, dict[str, Any], self.settings.body_bytes_max)
         schedule = schedule_request(body)
@@ -41,14 +34,17 @@ class ScheduleRoutes(Endpoints):
             )
         return json_response(await self.client.schedule(schedule), 201)
 
+    @route("POST", "/schedules/{name}/pause", Role.operator)
     async def schedule_pause(self, request: Request) -> Response:
         name = schedule_name_of(request)
         return json_response(await self.client.schedule_action("pause", name))
 
+    @route("POST", "/schedules/{name}/resume", Role.operator)
     async def schedule_resume(self, request: Request) -> Response:
         name = schedule_name_of(request)
         return json_response(await self.client.schedule_action("resume", name))
 
+    @route("DELETE", "/schedules/{name}", Role.operator)
     async def schedule_delete(self, request: Request) -> Response:
         name = schedule_name_of(request)
         await self.client.schedule_action("delete", name)

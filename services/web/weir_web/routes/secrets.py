@@ -14,22 +14,17 @@ from weir_proto.errors import ErrorCode
 
 from weir_web.bodies import SecretValue
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json, secret_name_of
 
 
 class SecretRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/secrets", self.secrets, "GET", Role.viewer),
-            self.api_route("/secrets/{name}", self.secret_put, "PUT", Role.admin),
-            self.api_route("/secrets/{name}", self.secret_delete, "DELETE", Role.admin),
-        ]
-
+    @route("GET", "/secrets", Role.viewer)
     async def secrets(self, request: Request) -> Response:
         return json_response({"names": await self.client.secret_names()})
 
+    @route("PUT", "/secrets/{name}", Role.admin)
     async def secret_put(self, request: Request) -> Response:
         name = secret_name_of(request)
         # msgspec names fields, never values, in its errors.
@@ -49,6 +44,7 @@ class SecretRoutes(Endpoints):
         await self.client.secret_put(name, seal_secret(key, name, value))
         return Response(status_code=204)
 
+    @route("DELETE", "/secrets/{name}", Role.admin)
     async def secret_delete(self, request: Request) -> Response:
         await self.client.secret_delete(secret_name_of(request))
         return Response(status_code=204)

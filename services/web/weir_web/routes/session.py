@@ -11,19 +11,13 @@ from weir_proto.errors import ErrorCode
 from weir_web.auth import SESSION_COOKIE, Denied, check_origin, over_tls, set_session_cookie
 from weir_web.bodies import Login, Session, role_name
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import read_json
 
 
 class SessionRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/session", self.session_open, "POST", "none"),
-            self.api_route("/session", self.session_show, "GET", "any"),
-            self.api_route("/session", self.session_close, "DELETE", Role.viewer),
-        ]
-
+    @route("POST", "/session", "none")
     async def session_open(self, request: Request) -> Response:
         check_origin(request)  # before the body is read: a login CSRF gets no session
         login = await read_json(request, Login, 64 * 1024)
@@ -35,6 +29,7 @@ class SessionRoutes(Endpoints):
         set_session_cookie(response, request, cookie, self.settings.session_seconds)
         return response
 
+    @route("GET", "/session", "any")
     async def session_show(self, request: Request) -> Response:
         caller = self.gate.caller(request)
         if caller.session is None:
@@ -43,6 +38,7 @@ class SessionRoutes(Endpoints):
             )
         return json_response(Session(role_name(caller.role), caller.session.csrf))
 
+    @route("DELETE", "/session", Role.viewer)
     async def session_close(self, request: Request) -> Response:
         """Clears the cookie (a session is its cookie: nothing is kept to forget)."""
         response = Response(status_code=204)

@@ -14,7 +14,7 @@ from weir_proto.errors import ErrorCode
 
 from weir_web.bodies import Pause, Resume, Retry
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import flow_id_of, read_json
 
@@ -22,29 +22,25 @@ BODY_MAX = 64 * 1024
 
 
 class SteppingRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [
-            self.api_route("/flows/{flow_id}/retry", self.retry, "POST", Role.operator),
-            self.api_route("/flows/{flow_id}/pause", self.pause, "POST", Role.operator),
-            self.api_route("/flows/{flow_id}/resume", self.resume, "POST", Role.operator),
-            self.api_route("/flows/{flow_id}", self.update, "PATCH", Role.operator),
-        ]
-
+    @route("POST", "/flows/{flow_id}/retry", Role.operator)
     async def retry(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         retry = await read_json(request, Retry, BODY_MAX)
         return json_response(await self.client.retry(flow_id, retry.task, retry.downstream))
 
+    @route("POST", "/flows/{flow_id}/pause", Role.operator)
     async def pause(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         pause = await read_json(request, Pause, BODY_MAX)
         return json_response(await self.client.pause(flow_id, pause.reason))
 
+    @route("POST", "/flows/{flow_id}/resume", Role.operator)
     async def resume(self, request: Request) -> Response:
         flow_id = flow_id_of(request)
         await read_json(request, Resume, BODY_MAX)
         return json_response(await self.client.resume(flow_id))
 
+    @route("PATCH", "/flows/{flow_id}", Role.operator)
     async def update(self, request: Request) -> Response:
         """The body is `UpdateRequest` without `flow_id` (the path names the flow)."""
         flow_id = flow_id_of(request)

@@ -9,15 +9,13 @@ from weir_proto.api import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from weir_proto.errors import ErrorCode
 
 from weir_web.config import Role
-from weir_web.endpoints import ApiRoute, Endpoints, json_response
+from weir_web.endpoints import Endpoints, json_response, route
 from weir_web.errors import HttpFailure
 from weir_web.params import int_query
 
 
 class TaskRoutes(Endpoints):
-    def routes(self) -> list[ApiRoute]:
-        return [self.api_route("/tasks", self.tasks, "GET", Role.viewer)]
-
+    @route("GET", "/tasks", Role.viewer)
     async def tasks(self, request: Request) -> Response:
         """Tasks across flows (`weir tasks`): the newest flows' first."""
         limit = int_query(request, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX)

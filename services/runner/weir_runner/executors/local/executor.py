@@ -24,7 +24,7 @@ from weir_proto.messages import SNOOZE_EXIT_CODE, Dispatch, ErrorType
 from weir_runner import sandbox
 from weir_runner.artifacts import DataPlane, create_placeholder
 from weir_runner.attempt_dir import AttemptDir
-from weir_runner.containment import Containment
+from weir_runner.containment import Containment, TaskUser
 from weir_runner.executors.base import AttemptResult, Executor, OnStarted
 from weir_runner.executors.local.environment import redacted, secret_values, task_environment
 from weir_runner.executors.local.files import (
@@ -47,6 +47,8 @@ from weir_runner.executors.local.process import (
     supervisor_argv,
 )
 from weir_runner.process_groups import group_alive, read_pid
+from weir_runner.supervisor import end_uid
+from weir_runner.task_uids import UidLease, UidPool, UidsExhausted
 
 log = logging.getLogger("weir.runner.local")
 
@@ -166,14 +168,45 @@ class LocalExecutor(Executor):
     async def _run_fresh(
         self, dispatch: Dispatch, home: AttemptDir, on_started: OnStarted
     ) -> AttemptResult:
+        """Run the attempt anew, as the uid it takes for its own (see `task_uids.py`) or as
+        the task user."""
+        pool = self.containment.uids
+        if pool is None:
+            return await self._start(dispatch, home, on_started, self.containment.user, None)
+        try:
+            # (not in a thread: a cancel there would lose the lease, and the uid with it)
+            lease = take_clean(pool)
+        except UidsExhausted as exc:
+            return AttemptResult(None, ErrorType.EXECUTOR, f'task "{dispatch.task.name}": {exc}')
+        try:
+            user = TaskUser(f"uid {lease.uid}", lease.uid, lease.uid)
+            return await self._start(dispatch, home, on_started, user, lease)
+        finally:
+            # Nothing of the uid outlives the attempt (a supervisor that recorded no exit
+            # may have died before its own kill), and what the task left in its directories
+            # stays its uid's: from now on only the runner passes into the attempt's
+            # directory. Then the uid may go to another attempt.
+            if not home.exit_file.exists():
+                end_uid(lease.uid, lease.uid)
+            if home.path.exists():
+                home.path.chmod(0o700)
+            lease.release()
+
+    async def _start(
+        self,
+        dispatch: Dispatch,
+        home: AttemptDir,
+        on_started: OnStarted,
+        user: TaskUser | None,
+        lease: UidLease | None,
+    ) -> AttemptResult:
         stop_older_attempts(self.root, dispatch)
         if home.path.exists():  # an earlier run of this attempt was interrupted: start clean
             shutil.rmtree(home.path)
         work = home.work
         self.root.mkdir(parents=True, exist_ok=True)
         home.path.mkdir(mode=0o711)  # the task may reach what it owns here, and list nothing
-        work.mkdir(mode=0o700)
-        self._give_to_task(work, home.snooze)
+        work.mkdir(mode=0o700)  # the runner's until the inputs are in place (see below)
         task = dispatch.task
         absolute = absolute_paths(dispatch)
         problem = check_paths(dispatch, bool(absolute) and await sandbox_available())
@@ -185,6 +218,9 @@ class LocalExecutor(Executor):
         failed = await place_inputs(dispatch, home, self.data)
         if failed is not None:
             return failed
+        # Only now the task's: no process of its uid could plant a link in it for the
+        # runner, which writes the inputs as root, to follow.
+        _give_to_task(user, work, home.snooze)
         problem = check_program(task.cmd[0], env, work, task.name)
         if problem:
             return AttemptResult(None, ErrorType.EXECUTOR, problem)
@@ -200,9 +236,9 @@ class LocalExecutor(Executor):
                 mounts.append(sandbox.Mount(host, path))
             root = home.sandbox_root
             root.mkdir()
-            self._give_to_task(root, home.sandbox_paths)
+            _give_to_task(user, root, home.sandbox_paths)
             argv = await asyncio.to_thread(sandbox.wrap, argv, mounts, str(work), root)
-        instructions = self._instructions(dispatch, argv, env, work)
+        instructions = self._instructions(dispatch, argv, env, work, user, own_uid=bool(lease))
         with open(home.supervisor_log, "wb") as own_errors:
             proc = await asyncio.create_subprocess_exec(
                 *supervisor_argv(home.path),
@@ -212,12 +248,13 @@ class LocalExecutor(Executor):
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=own_errors,
                 start_new_session=True,
+                pass_fds=(lease.fd,) if lease else (),  # it holds the uid until it ends
             )
         assert proc.stdin is not None
         proc.stdin.write(msgspec.json.encode(instructions))
         proc.stdin.close()
-        await on_started()
         try:
+            await on_started()
             code = await proc.wait()
         except asyncio.CancelledError:
             await stop_attempt(home, proc.pid)
@@ -234,27 +271,25 @@ class LocalExecutor(Executor):
             )
         return await self._after_exit(dispatch, home, recorded)
 
-    def _give_to_task(self, *paths: Path) -> None:
-        """Make what the task writes (its working directory, its snooze file) its own."""
-        user = self.containment.user
-        for path in paths:
-            if not path.exists():
-                path.touch(mode=0o600)
-            if user is not None:
-                os.chown(path, user.uid, user.gid)
-
     def _instructions(
-        self, dispatch: Dispatch, argv: list[str], env: dict[str, str], work: Path
+        self,
+        dispatch: Dispatch,
+        argv: list[str],
+        env: dict[str, str],
+        work: Path,
+        user: TaskUser | None,
+        *,
+        own_uid: bool,
     ) -> dict[str, object]:
         """What the supervisor needs to start and contain the task (see supervisor.py)."""
         held = self.containment
-        user = held.user
         return {
             "argv": argv,
             "env": env,
             "cwd": str(work),
             "uid": user.uid if user else None,
             "gid": user.gid if user else None,
+            "own_uid": own_uid,
             "memory_max": held.memory_max,
             "pids_max": held.pids_max,
             "cpu_seconds": held.cpu_seconds,
@@ -286,3 +321,32 @@ class LocalExecutor(Executor):
         if isinstance(outputs, str):
             return AttemptResult(code, ErrorType.EXECUTOR, outputs)
         return AttemptResult(0, outputs=outputs)
+
+
+def _give_to_task(user: TaskUser | None, *paths: Path) -> None:
+    """Make what the task writes (its working directory, its snooze file) its own."""
+    for path in paths:
+        if not path.exists():
+            path.touch(mode=0o600)
+        if user is not None:
+            os.chown(path, user.uid, user.gid)
+
+
+TAKE_TRIES = 5
+
+
+def take_clean(pool: UidPool) -> UidLease:
+    """A uid of `pool` with no process left running: an earlier attempt whose supervisor
+    died may have left some, which must not reach this attempt's directory (made the uid's
+    next) nor its task. A uid whose leftovers cannot be killed is passed over."""
+    for _ in range(TAKE_TRIES):
+        lease = pool.take()
+        if end_uid(lease.uid, lease.uid):
+            return lease
+        log.warning(
+            "processes of a task uid outlive every kill: passed over", extra={"uid": lease.uid}
+        )
+        lease.release()
+    raise UidsExhausted(
+        f"{TAKE_TRIES} uids of WEIR_RUNNER_TASK_UIDS in a row had processes that cannot be killed"
+    )

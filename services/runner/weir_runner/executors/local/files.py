@@ -8,15 +8,20 @@ whose outputs a rerun reuses), each checked against the digest the log recorded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import posixpath
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from weir.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactNotFound
+from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType, OutputDigest
 
 from weir_runner import sandbox
-from weir_runner.artifacts import DataPlane, never_written
+from weir_runner.artifacts import PLACEHOLDER_MTIME, DataPlane
 from weir_runner.attempt_dir import AttemptDir
 from weir_runner.executors.base import AttemptResult
 
@@ -121,36 +126,98 @@ async def place_inputs(
     return None
 
 
+class _NotAFile(WeirException):
+    """An output path that is no regular file of the task's own directories."""
+
+
+def open_output(base: Path, relative: str) -> int:
+    """A read-only descriptor of the regular file `relative` names below `base`, opened
+    one component at a time without following a symbolic link anywhere, and refused when
+    it is not a regular file or has another name elsewhere (a hard link). The runner reads
+    outputs as root from directories the task wrote: a link planted there must never make
+    it read (and upload) a file of its own, such as its /proc/<pid>/environ."""
+    parts = PurePosixPath(relative).parts
+    if not parts or any(part in ("", ".", "..", "/") for part in parts):
+        raise _NotAFile(relative)
+    at = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at
+                )
+            except OSError as exc:
+                raise _NotAFile(relative) from exc
+            os.close(at)
+            at = inner
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # (a FIFO waits)
+        try:
+            fd = os.open(parts[-1], flags, dir_fd=at)
+        except OSError as exc:
+            raise _NotAFile(relative) from exc
+    finally:
+        os.close(at)
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        raise _NotAFile(relative)
+    return fd
+
+
+def _output_file(dispatch: Dispatch, home: AttemptDir, path: str) -> int:
+    """`open_output` of the task's output `path`, where `host_path` puts it."""
+    if PurePosixPath(path).is_absolute():
+        return open_output(home.sandbox_paths, absolute_paths(dispatch)[posixpath.normpath(path)])
+    return open_output(home.work, posixpath.normpath(path))
+
+
+@contextlib.contextmanager
+def _opened(fds: list[int]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 async def keep_outputs(
     dispatch: Dispatch, home: AttemptDir, data: DataPlane | None
 ) -> str | tuple[OutputDigest, ...]:
-    """Upload the outputs; their digests as uploaded, or why they could not be."""
+    """Upload the outputs; their digests as uploaded, or why they could not be. Each is
+    read through a descriptor `open_output` gave (its `/proc/self/fd` name is the very file
+    opened, whatever the task's directories hold by the time the upload reads it)."""
     task = dispatch.task
-    for item in task.outputs:
-        source = host_path(dispatch, home, item.path)
-        if source is None or not source.is_file():
-            return (
-                f'task "{task.name}": output "{item.name}" expected a file at '
-                f"{item.path!r} in the task's working directory, but there is none"
-            )
-        if PurePosixPath(item.path).is_absolute() and never_written(source):
-            return (
-                f'task "{task.name}": output "{item.name}" expected the task to write '
-                f"{item.path!r}, but it never did"
-            )
-    if not task.outputs:
-        return ()
-    if data is None:
-        return _no_data_plane(dispatch)
-    digests: list[OutputDigest] = []
-    async with data.session() as js:
-        store = data.artifacts(js)
+    fds: list[int] = []
+    with _opened(fds):
         for item in task.outputs:
-            source = host_path(dispatch, home, item.path)
-            assert source is not None
             try:
-                stored = await store.upload(dispatch.flow_id, item.name, source)
-            except ArtifactError as exc:
-                return f'task "{task.name}": output "{item.name}": {exc}'
-            digests.append(OutputDigest(name=item.name, size=stored.size, sha256=stored.sha256))
-    return tuple(digests)
+                fd = _output_file(dispatch, home, item.path)
+            except _NotAFile:
+                return (
+                    f'task "{task.name}": output "{item.name}" expected a file at '
+                    f"{item.path!r} in the task's working directory, but there is none (a "
+                    "symbolic link, a directory or a file with another name is no output)"
+                )
+            fds.append(fd)
+            found = os.fstat(fd)
+            unwritten = found.st_size == 0 and int(found.st_mtime) == PLACEHOLDER_MTIME
+            if PurePosixPath(item.path).is_absolute() and unwritten:
+                return (
+                    f'task "{task.name}": output "{item.name}" expected the task to write '
+                    f"{item.path!r}, but it never did"
+                )
+        if not task.outputs:
+            return ()
+        if data is None:
+            return _no_data_plane(dispatch)
+        digests: list[OutputDigest] = []
+        async with data.session() as js:
+            store = data.artifacts(js)
+            for item, fd in zip(task.outputs, fds, strict=True):
+                source = Path(f"/proc/self/fd/{fd}")
+                try:
+                    stored = await store.upload(dispatch.flow_id, item.name, source)
+                except ArtifactError as exc:
+                    return f'task "{task.name}": output "{item.name}": {exc}'
+                digests.append(OutputDigest(name=item.name, size=stored.size, sha256=stored.sha256))
+        return tuple(digests)
