@@ -50,7 +50,7 @@ export function taskStepping(flowId, task, status, onDone) {
   if (!canWrite() || !RETRYABLE.has(status)) return [];
   const retry = async (downstream) => {
     const detail = downstream
-      ? `Run ${task} and every task after it again, inside this flow.`
+      ? `Run ${task} and every task after it again, inside this flow; mapped tasks after it read their lists again and run new instances.`
       : `Run ${task} again inside this flow; tasks after it that were skipped or cancelled are planned again.`;
     const done = await step(flowId, "retry", { task, downstream }, downstream ? "Retry with downstream" : "Retry", detail);
     if (!done) return;
