@@ -20,7 +20,7 @@ from tests.conftest import _start
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-HEALTH_POLL_MS = 15_000
+HEALTH_POLL_MS = 5_000
 """How often a page asks /api/v1/health (app.js)."""
 BANNER = LIVE + HEALTH_POLL_MS
 

@@ -137,7 +137,7 @@ function start() {
     navigate("/login", { replace: true });
   });
   showZone();
-  whileVisible(checkHealth, 15_000);
+  whileVisible(checkHealth, 5_000);
 }
 
 start();
