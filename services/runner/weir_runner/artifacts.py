@@ -188,7 +188,11 @@ def create_placeholder(path: Path) -> None:
 
 
 def never_written(path: Path) -> bool:
-    found = path.stat()
+    return untouched(path.stat())
+
+
+def untouched(found: os.stat_result) -> bool:
+    """Whether the file `found` describes is a placeholder no one has written."""
     return found.st_size == 0 and int(found.st_mtime) == PLACEHOLDER_MTIME
 
 

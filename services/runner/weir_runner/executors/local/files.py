@@ -13,7 +13,6 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from weir.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactNotFound
@@ -21,7 +20,7 @@ from weir_proto.errors import WeirException
 from weir_proto.messages import Dispatch, ErrorType, OutputDigest
 
 from weir_runner import sandbox
-from weir_runner.artifacts import PLACEHOLDER_MTIME, DataPlane
+from weir_runner.artifacts import DataPlane, untouched
 from weir_runner.attempt_dir import AttemptDir
 from weir_runner.executors.base import AttemptResult
 
@@ -171,15 +170,6 @@ def _output_file(dispatch: Dispatch, home: AttemptDir, path: str) -> int:
     return open_output(home.work, posixpath.normpath(path))
 
 
-@contextlib.contextmanager
-def _opened(fds: list[int]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
 async def keep_outputs(
     dispatch: Dispatch, home: AttemptDir, data: DataPlane | None
 ) -> str | tuple[OutputDigest, ...]:
@@ -188,7 +178,7 @@ async def keep_outputs(
     opened, whatever the task's directories hold by the time the upload reads it)."""
     task = dispatch.task
     fds: list[int] = []
-    with _opened(fds):
+    with contextlib.ExitStack() as opened:
         for item in task.outputs:
             try:
                 fd = _output_file(dispatch, home, item.path)
@@ -198,10 +188,9 @@ async def keep_outputs(
                     f"{item.path!r} in the task's working directory, but there is none (a "
                     "symbolic link, a directory or a file with another name is no output)"
                 )
+            opened.callback(os.close, fd)
             fds.append(fd)
-            found = os.fstat(fd)
-            unwritten = found.st_size == 0 and int(found.st_mtime) == PLACEHOLDER_MTIME
-            if PurePosixPath(item.path).is_absolute() and unwritten:
+            if PurePosixPath(item.path).is_absolute() and untouched(os.fstat(fd)):
                 return (
                     f'task "{task.name}": output "{item.name}" expected the task to write '
                     f"{item.path!r}, but it never did"
