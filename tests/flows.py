@@ -69,9 +69,9 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEv
     return flow_id, await ended(client, flow_id)
 
 
-async def ended(client: Client, flow_id: str) -> list[FlowEvent]:
-    """The flow's events once it has ended (its last end: waiting up to WAIT)."""
-    await asyncio.wait_for(client.wait(flow_id), WAIT)
+async def ended(client: Client, flow_id: str, since: int = 0) -> list[FlowEvent]:
+    """The flow's events once it has ended after its event `since` (waiting up to WAIT)."""
+    await asyncio.wait_for(client.wait(flow_id, since), WAIT)
     return [e async for e in client.events(flow_id)]
 
 

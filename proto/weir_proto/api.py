@@ -109,6 +109,10 @@ class Stepped(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Retry: the tasks planned again. Update: the fields changed."""
     already: bool = False
     """Pause of a paused flow, resume of one not paused: nothing changed."""
+    seq: int = 0
+    """The flow's last event once the step was recorded. The events after a retry may reach
+    the flow's stream after this answer: `Client.wait(flow_id, since=seq)` waits for the end
+    that comes after it, not the one the retry reopened."""
 
 
 class QueryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

@@ -457,11 +457,16 @@ class Client:
     # Events -------------------------------------------------------------------------------
 
     async def events(
-        self, flow_id: str, follow: bool = False, idle: float = HISTORY_IDLE_DEFAULT
+        self,
+        flow_id: str,
+        follow: bool = False,
+        idle: float = HISTORY_IDLE_DEFAULT,
+        since: int = 0,
     ) -> AsyncIterator[FlowEvent]:
         """The flow's events from the first, in `seq` order, each once. With `follow`, goes on
-        live until the flow ends (its last end: a retried flow runs on after its first);
-        without, stops once the history has been replayed.
+        live until the flow ends (its last end: a retried flow runs on after its first; an
+        end at or before event `since`, such as the one a retry answered with `Stepped.seq`
+        reopened, never ends it); without, stops once the history has been replayed.
 
         Several scheduler replicas may publish a flow's events slightly out of order; an
         event that runs ahead is held until the ones before it arrive (or GAP_WAIT passes)."""
@@ -493,7 +498,8 @@ class Client:
                     yield event
                     # An ended flow may run again (`weir retry`): its end is the last one.
                     more = bool(held) or (msg is not None and msg.metadata.num_pending > 0)
-                    if event_type(event) in TERMINAL_FLOW_EVENTS and not more:
+                    ends = event_type(event) in TERMINAL_FLOW_EVENTS and event.seq > since
+                    if ends and not more:
                         return
                 if not follow and not held and msg is not None and msg.metadata.num_pending == 0:
                     return
@@ -557,10 +563,11 @@ class Client:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def wait(self, flow_id: str) -> FlowEvent:
-        """Block until the flow ends; returns its (last: see `retry`) terminal event."""
+    async def wait(self, flow_id: str, since: int = 0) -> FlowEvent:
+        """Block until the flow ends after its event `since` (after a `retry`, pass its
+        `Stepped.seq`); returns that terminal event."""
         last: FlowEvent | None = None
-        async for event in self.events(flow_id, follow=True):
+        async for event in self.events(flow_id, follow=True, since=since):
             last = event
         if last is not None and event_type(last) in TERMINAL_FLOW_EVENTS:
             return last

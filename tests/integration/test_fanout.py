@@ -130,7 +130,7 @@ async def test_a_retry_of_one_failed_instance_runs_it_alone_and_the_flow_then_su
     fixed.touch()
     stepped = await client.retry(flow_id, "process[1]")
     assert (stepped.status, stepped.tasks) == ("running", ["process", "total", "process[1]"])
-    events = await ended(client, flow_id)
+    events = await ended(client, flow_id, stepped.seq)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert json.loads(got.read_text()) == ["a.csv", "b.csv", "c.csv"]
     assert sorted(runs.read_text().split()) == ["a.csv", "b.csv", "b.csv", "c.csv"]

@@ -132,7 +132,7 @@ async def test_retry_of_a_failed_task_in_a_failed_flow_makes_it_succeed(
     stepped = await client.retry(flow_id, "load")
     assert stepped.status == "running"
     assert stepped.tasks == ["load", "publish", "notify"]
-    events = await ended(client, flow_id)
+    events = await ended(client, flow_id, stepped.seq)
     assert types(events)[-1] == "flow_succeeded"
     assert status.read_text() == "failed\nsucceeded\n", "on_exit ran again, last"
     assert await tasks_of(client, flow_id) == {
@@ -156,7 +156,7 @@ async def test_retry_downstream_runs_every_task_after_it_again(client: Client) -
     flow_id, _ = await finish(client, spec)
     stepped = await client.retry(flow_id, "b", downstream=True)
     assert stepped.tasks == ["b", "c"]
-    assert types(await ended(client, flow_id))[-1] == "flow_succeeded"
+    assert types(await ended(client, flow_id, stepped.seq))[-1] == "flow_succeeded"
     assert await tasks_of(client, flow_id) == {
         "a": ("succeeded", 1),
         "b": ("succeeded", 2),
@@ -198,8 +198,7 @@ async def test_retry_downstream_maps_again_over_the_list_its_task_writes_anew(
     assert ran.code == 0, ran.stderr
     stepped = json.loads(ran.stdout)
     assert (stepped["status"], stepped["tasks"]) == ("running", ["list-files", "process", "total"])
-    await reached(client, flow_id, "task_retried")  # (else the first end may look the last)
-    events = await ended(client, flow_id)
+    events = await ended(client, flow_id, stepped["seq"])
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert json.loads(got.read_text()) == ["x!", "y!"], "the task after it got the new list"
     assert sorted(runs.read_text().split()) == ["a", "b", "c", "x", "y"]
@@ -417,7 +416,7 @@ async def test_a_retry_after_a_fail_fast_cancel_runs_its_tasks(
     fixed.touch()
     stepped = await client.retry(flow_id, "load")
     assert stepped.status == "running"
-    events = await ended(client, flow_id)
+    events = await ended(client, flow_id, stepped.seq)
     assert types(events)[-1] == "flow_succeeded", "\n".join(
         f"{event_type(e)} {getattr(e, 'task', '')} {getattr(e, 'message', '')}" for e in events
     )

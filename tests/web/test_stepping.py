@@ -26,7 +26,7 @@ async def test_pause_resume_and_their_refusals(operator: httpx.AsyncClient, tmp_
 
     paused = await operator.post(f"/flows/{flow_id}/pause", json={"reason": "maintenance"})
     assert paused.status_code == 200, paused.text
-    assert paused.json() == {"flow_id": flow_id, "status": "paused"}
+    assert paused.json() == {"flow_id": flow_id, "status": "paused", "seq": 4}
     again = await operator.post(f"/flows/{flow_id}/pause")
     assert again.json()["already"] is True
 
@@ -66,9 +66,18 @@ async def test_retry_of_a_failed_task_makes_the_flow_succeed(
     fixed.touch()
     retried = await operator.post(f"/flows/{flow_id}/retry", json={"task": "load"})
     assert retried.status_code == 200, retried.text
-    assert retried.json() == {"flow_id": flow_id, "status": "running", "tasks": ["load", "publish"]}
+    answer = retried.json()
+    assert answer == {
+        **answer,
+        "flow_id": flow_id,
+        "status": "running",
+        "tasks": ["load", "publish"],
+    }
+    after = await events_of(operator, flow_id, answer["seq"])
+    kinds = [e.event for e in after]
+    assert kinds[-1] == "flow_succeeded", "the stream resumed after the retry follows it to its end"
+    assert "flow_failed" not in kinds and after[0].id == str(answer["seq"] + 1)
     kinds = [e.event for e in await events_of(operator, flow_id)]
-    assert kinds[-1] == "flow_succeeded", "the event stream follows the flow to its last end"
     assert kinds.count("flow_failed") == 1 and "task_retried" in kinds
     bad = await operator.post(f"/flows/{flow_id}/retry", json={"task": "load", "colour": 1})
     assert bad.status_code == 400

@@ -274,12 +274,12 @@ class Api:
         request = decode_request(data, PauseRequest, "pause")
         pause = Pause(request.reason[:500])
         flow, events = await self._step(request.flow_id, pause, steps.pause_refusal)
-        return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
+        return Stepped(flow_id=flow.id, status=str(flow.status), seq=flow.seq, already=not events)
 
     async def resume(self, data: bytes) -> object:
         request = decode_request(data, PauseRequest, "resume")
         flow, events = await self._step(request.flow_id, Resume(), steps.resume_refusal)
-        return Stepped(flow_id=flow.id, status=str(flow.status), already=not events)
+        return Stepped(flow_id=flow.id, status=str(flow.status), seq=flow.seq, already=not events)
 
     async def retry(self, data: bytes) -> object:
         request = decode_request(data, RetryRequest, "retry")
@@ -289,7 +289,7 @@ class Api:
             lambda flow: steps.retry_refusal(flow, request.task, request.downstream),
         )
         planned = next(e.tasks for e in events if isinstance(e, TaskRetried))
-        return Stepped(flow_id=flow.id, status=str(flow.status), tasks=planned)
+        return Stepped(flow_id=flow.id, status=str(flow.status), seq=flow.seq, tasks=planned)
 
     async def update(self, data: bytes) -> object:
         request = decode_request(data, UpdateRequest, "update")
@@ -314,7 +314,9 @@ class Api:
                 )
             ) from None
         flow, _ = await self._step(flow.id, command, steps.update_refusal)
-        return Stepped(flow_id=flow.id, status=str(flow.status), tasks=list(command.changed))
+        return Stepped(
+            flow_id=flow.id, status=str(flow.status), seq=flow.seq, tasks=list(command.changed)
+        )
 
     async def attempt(self, data: bytes) -> object:
         request = decode_request(data, AttemptRequest, "attempt")

@@ -30,7 +30,11 @@ class EventRoutes(Endpoints):
         return sse_response(self._event_frames(flow_id, after))
 
     async def _event_frames(self, flow_id: str, after: int) -> AsyncIterator[bytes]:
-        source: AsyncIterator[FlowEvent] = self.client.events(flow_id, follow=True)
+        # An end before `after` (one a retry reopened) does not end the stream; `after` itself
+        # an end does: the asker saw it.
+        source: AsyncIterator[FlowEvent] = self.client.events(
+            flow_id, follow=True, since=max(after - 1, 0)
+        )
         async for event in with_keepalive(source, KEEPALIVE_SECONDS):
             if event is None:
                 yield KEEPALIVE_FRAME
