@@ -76,6 +76,16 @@ def tasks_of(view: FlowOutcome) -> dict[str, TaskOutcome]:
     return {t.name: t for t in view.tasks}
 
 
+async def assert_task_failed(
+    client: Client, flow_id: str, task: str, error_type: str, says: str
+) -> None:
+    """Once the flow `flow_id` has ended, its task `task` failed as `error_type`, its message
+    saying `says`."""
+    failed = tasks_of(await outcome(client, flow_id))[task]
+    assert (failed.status, failed.error_type) == ("failed", error_type)
+    assert says in failed.error_message, failed.error_message
+
+
 async def wait_started(kubelet: TestKubelet, pod: str) -> None:
     await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
 
@@ -226,9 +236,8 @@ async def test_evicted_pod_fails_its_task_as_evicted(
 ) -> None:
     pod = await start_sleeper(kube_client, kubelet, "evict-1", "big")
     await kubelet.evict(NAMESPACE, pod)
-    big = tasks_of(await outcome(kube_client, "evict-1"))["big"]
-    assert big.error_type == "evicted"
-    assert "The node was low on resource: memory." in big.error_message
+    says = "The node was low on resource: memory."
+    await assert_task_failed(kube_client, "evict-1", "big", "evicted", says)
 
 
 @pytest.mark.timeout(45)
@@ -238,9 +247,8 @@ async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
     pod = await start_sleeper(kube_client, kubelet, "gone-1", "victim")
     async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}"):
         pass
-    victim = tasks_of(await outcome(kube_client, "gone-1"))["victim"]
-    assert victim.error_type == "pod_deleted"
-    assert 'pod "gone-1-victim-1" of task "victim" was deleted' in victim.error_message
+    says = 'pod "gone-1-victim-1" of task "victim" was deleted'
+    await assert_task_failed(kube_client, "gone-1", "victim", "pod_deleted", says)
 
 
 @pytest.mark.timeout(45)
