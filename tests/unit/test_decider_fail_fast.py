@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from weir_proto.events import FlowCancelRequested, FlowEvent, event_type
+from weir_proto.events import FlowCancelRequested, FlowEvent
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
@@ -29,7 +29,7 @@ from weir_scheduler.decider import (
 from weir_scheduler.planner import plan
 
 from tests.flows import task
-from tests.unit.test_decider import NOW, finished, started
+from tests.unit.test_decider import NOW, finished, started, typed
 
 ONCE = {"max_attempts": 1}
 
@@ -58,10 +58,6 @@ def ended(name: str, error_type: ErrorType, attempt: int = 1) -> RecordFinished:
 
 def statuses(flow: FoldedFlow) -> dict[str, str]:
     return {name: str(t.status) for name, t in flow.tasks.items()}
-
-
-def typed(events: list[FlowEvent]) -> list[tuple[str, str]]:
-    return [(event_type(e), getattr(e, "task", "")) for e in events]
 
 
 def run_to_success(
