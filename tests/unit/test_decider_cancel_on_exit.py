@@ -14,7 +14,7 @@ from weir_proto.status import FlowStatus
 from weir_scheduler.decider import Cancel, FoldedFlow, Pause, fold
 
 from tests.flows import task
-from tests.unit.test_decider import NOW, finished, started
+from tests.unit.test_decider import NOW, finished, started, typed
 from tests.unit.test_decider_fail_fast import (
     ONCE,
     apply,
@@ -24,7 +24,6 @@ from tests.unit.test_decider_fail_fast import (
     run_to_success,
     statuses,
     submitted,
-    typed,
 )
 
 FLOW: dict[str, Any] = {
