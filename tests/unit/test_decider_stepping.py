@@ -131,6 +131,14 @@ def test_retry_downstream_and_its_refusals() -> None:
         "has ended"
     )
     assert apply(flow, Retry("a"))[1] == []
+    said = (
+        'task "b", which the retry plans again, is dispatched: its attempt would run on '
+        "beside the new one; retry once it has ended"
+    )
+    assert retry_refusal(flow, "a", True) == said, "downstream: not over a handed-out attempt"
+    assert apply(flow, Retry("a", downstream=True))[1] == []
+    flow, _ = apply(flow, started("b", 1))
+    assert retry_refusal(flow, "a", True) == said.replace("dispatched", "running")
     flow = run(flow, "b", "c")
     flow, events = apply(flow, Retry("a", downstream=True))
     assert events[0].tasks == ["a", "b", "c"]  # type: ignore[union-attr]

@@ -101,6 +101,13 @@ def retry_refusal(flow: FoldedFlow, name: str, downstream: bool) -> str | None:
     if name in flow.expanded and task.status is TaskStatus.SUCCEEDED and not downstream:
         return _nothing_to_run(flow, name)
     planned = retry_tasks(flow, name, downstream)
+    for again in planned:  # with downstream, a task after it may still be out on a runner
+        status = flow.tasks[again].status
+        if status.active and again not in flow.expanded:
+            return (
+                f'task "{again}", which the retry plans again, is {status}: its attempt would '
+                "run on beside the new one; retry once it has ended"
+            )
     reset = set(planned)
     for mapped in (n for n in planned if n in flow.expanded):
         for before in plan.depends[mapped]:
