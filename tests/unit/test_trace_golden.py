@@ -31,8 +31,10 @@ NOW = T0 + timedelta(seconds=30)
 """`now` for flows still running: their open bars extend to it."""
 
 
-def submit(flow_id: str, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
-    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
+def submit(
+    flow_id: str, name: str, *tasks: str, start_at: datetime | None = None, queue: str | None = None
+) -> Log:
+    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"], queue=queue) for t in tasks])
     return Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec, start_at=start_at)
 
 
@@ -50,7 +52,7 @@ def timed_out_then_succeeded_with_exit_code() -> Log:
 
 
 def snoozed_then_succeeded() -> Log:
-    log = submit("snooze-1", "poll", "wait-for-file")
+    log = submit("snooze-1", "poll", "wait-for-file", queue="limited")
     log.add(ev.TaskQueued, 0.0, task="wait-for-file", queue="limited", priority=0)
     log.add(ev.TaskDispatched, 0.4, task="wait-for-file", attempt=1, queue="limited")
     log.add(ev.TaskStarted, 0.5, task="wait-for-file", attempt=1, runner="r")

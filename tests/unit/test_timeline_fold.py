@@ -1,0 +1,105 @@
+"""`weir trace`'s timeline reads the decider's fold: for every log the decider machines write
+(random flows, reports in any order, retries, snoozes, cancels, mapped tasks, reruns), the
+timeline agrees with `evolve`'s state, and each of its attempts with the events that began
+and ended it."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis.stateful import invariant
+from weir.telemetry import FlowTimeline, flow_timeline
+from weir_proto import events as ev
+from weir_proto.events import FlowEvent
+from weir_proto.status import AttemptState, TaskStatus
+from weir_scheduler.decider import FoldedFlow
+
+from tests.unit.test_decider_machine import DeciderMachine, MappedDeciderMachine
+
+ENDED_BY = {
+    ev.TaskSucceeded: AttemptState.SUCCEEDED,
+    ev.TaskFailed: AttemptState.FAILED,
+    ev.TaskAttemptFailed: AttemptState.FAILED,
+    ev.TaskSnoozed: AttemptState.SNOOZED,
+    ev.TaskCancelled: AttemptState.CANCELLED,
+    ev.TaskSkipped: AttemptState.SNOOZED,
+}
+"""The state an open attempt is left in by the event that ends it (a skip ends an open
+attempt only when its snooze comes while the flow is failing)."""
+
+
+def attempts_from_events(log: list[FlowEvent]) -> dict[tuple[str, int], AttemptState]:
+    """Each attempt's state as its own events tell it, without the decider: opened by its
+    dispatch, running once started, ended by the first event that ends it."""
+    states: dict[tuple[str, int], AttemptState] = {}
+    current: dict[str, int] = {}
+    for event in log:
+        name = getattr(event, "task", "")
+        ended = ENDED_BY.get(type(event))
+        if isinstance(event, ev.TaskDispatched):
+            states[name, event.attempt] = AttemptState.DISPATCHED
+            current[name] = event.attempt
+        elif isinstance(event, ev.TaskStarted):
+            states[name, current[name]] = AttemptState.RUNNING
+        elif ended is not None and name in current and not states[name, current[name]].ended:
+            states[name, current[name]] = ended
+    return states
+
+
+def check(flow: FoldedFlow, log: list[FlowEvent]) -> FlowTimeline:
+    timeline = flow_timeline(log)
+    assert (timeline.flow_id, timeline.name) == (flow.id, flow.name)
+    assert timeline.status is flow.status
+    assert timeline.submitted_at == flow.created_at
+    assert timeline.finished == (timeline.finished_at is not None) == flow.status.terminal
+    recorded = {(a.task, a.attempt): a for a in timeline.attempts}
+    assert len(recorded) == len(timeline.attempts), "an attempt is recorded twice"
+    assert {k: a.status for k, a in recorded.items()} == attempts_from_events(log)
+    for attempt in timeline.attempts:
+        assert attempt.finished == (attempt.finished_at is not None)
+        if attempt.started_at is not None:
+            assert attempt.dispatched_at is not None
+            assert attempt.dispatched_at <= attempt.started_at
+    skipped = {s.task for s in timeline.skipped}
+    for name, task in flow.tasks.items():
+        current = recorded.get((name, task.attempt))
+        match task.status:
+            case TaskStatus.DISPATCHED | TaskStatus.RUNNING:
+                assert current is not None and current.status.value == task.status.value
+                assert current.dispatched_at == task.dispatched_at
+            case TaskStatus.SUCCEEDED if current is not None:
+                assert current.status is AttemptState.SUCCEEDED
+                assert current.exit_code == task.exit_code
+            case TaskStatus.RETRYING:
+                assert current is not None
+                assert current.status in (AttemptState.FAILED, AttemptState.SNOOZED)
+            case TaskStatus.SKIPPED:
+                assert name in skipped
+            case TaskStatus.CANCELLED:
+                assert name in skipped or (
+                    current is not None and current.status is AttemptState.CANCELLED
+                )
+            case TaskStatus.PENDING | TaskStatus.QUEUED:
+                assert name not in skipped, f"{name} is planned again but listed as skipped"
+    for skip in timeline.skipped:
+        assert flow.tasks[skip.task].status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+    return timeline
+
+
+class TimelineMachine(DeciderMachine):
+    @invariant()
+    def the_timeline_reads_the_fold(self) -> None:
+        check(self.flow, self.logs[self.current])
+
+
+class MappedTimelineMachine(MappedDeciderMachine):
+    @invariant()
+    def the_timeline_reads_the_fold(self) -> None:
+        check(self.flow, self.logs[self.current])
+
+
+TimelineMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_timeline_machine = TimelineMachine.TestCase
+MappedTimelineMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None
+)
+test_mapped_timeline_machine = MappedTimelineMachine.TestCase
