@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,21 @@ async def task_views(client: Client, flow_id: str) -> dict[str, TaskView]:
 async def tasks_of(client: Client, flow_id: str) -> dict[str, tuple[str, int]]:
     """Each task's status and attempt, by name."""
     return {t.name: (t.status, t.attempt) for t in (await client.get(flow_id)).tasks}
+
+
+def all_succeeded(attempts: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """What `tasks_of` gives for a flow whose tasks all succeeded, each after the number of
+    attempts `attempts` names (0 for a mapped task, which runs as its instances)."""
+    return {name: ("succeeded", n) for name, n in attempts.items()}
+
+
+def by_status(tasks: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The names of `tasks` (a flow's tasks by name, each with a `status`) grouped by status:
+    which tasks ended how."""
+    grouped: dict[str, set[str]] = {}
+    for name, each in tasks.items():
+        grouped.setdefault(str(each.status), set()).add(name)
+    return grouped
 
 
 async def lone_task(client: Client, flow_name: str, task_fields: dict[str, Any]) -> TaskView:

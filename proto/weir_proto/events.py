@@ -1,6 +1,8 @@
 """Flow events: the facts in the event log, published on `weir.events.<flow_id>.<type>`.
 
-Every event carries `id`, `flow_id`, `seq` (per flow, from 1, gap-free), `type` and `at`.
+Every event carries `id`, `flow_id`, `seq` (per flow, from 1, gap-free), `type` and `at`;
+an event about one task also its `task` (`TaskEvent`), one about an attempt its `attempt`
+(`AttemptEvent`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ class _Event(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True,
     at: datetime
 
 
+class TaskEvent(_Event, frozen=True):
+    """An event about one task of the flow (an instance `NAME[i]` of a mapped task is one)."""
+
+    task: str
+
+
+class AttemptEvent(TaskEvent, frozen=True):
+    """An event about one attempt of a task."""
+
+    attempt: int
+
+
 class FlowSubmitted(_Event, tag="flow_submitted", frozen=True):
     spec: FlowSpec
     start_at: datetime | None = None
@@ -39,106 +53,87 @@ class FlowRejected(_Event, tag="flow_rejected", frozen=True):
     name: str | None = None
 
 
-class TaskDispatched(_Event, tag="task_dispatched", frozen=True):
-    task: str
-    attempt: int
+class TaskDispatched(AttemptEvent, tag="task_dispatched", frozen=True):
     queue: str
     token_digest: str = ""
     """Hex SHA-256 of the attempt's token (the token itself is only in the dispatch): a
     report on this attempt counts only when it carries the token with this digest."""
 
 
-class TaskQueued(_Event, tag="task_queued", frozen=True):
+class TaskQueued(TaskEvent, tag="task_queued", frozen=True):
     """Ready, but its queue is at its concurrency limit: dispatched by priority later."""
 
-    task: str
     queue: str
     priority: int
 
 
-class TaskStarted(_Event, tag="task_started", frozen=True):
-    task: str
-    attempt: int
+class TaskStarted(AttemptEvent, tag="task_started", frozen=True):
     runner: str = ""
 
 
-class TaskTakenOver(_Event, tag="task_taken_over", frozen=True):
+class TaskTakenOver(AttemptEvent, tag="task_taken_over", frozen=True):
     """A running attempt whose runner went silent was taken over by another runner holding
     its dispatch: from here on only `runner`'s reports count, and its lease starts at `at`."""
 
-    task: str
-    attempt: int
     runner: str
     previous_runner: str
     silent_for: float
     """Seconds the previous runner had not been heard from about this attempt."""
 
 
-class TaskSucceeded(_Event, tag="task_succeeded", frozen=True):
-    task: str
-    attempt: int
+class TaskSucceeded(AttemptEvent, tag="task_succeeded", frozen=True):
     exit_code: int = 0
     outputs: list[OutputDigest] = msgspec.field(default_factory=list)
     """Size and SHA-256 of each output as the runner uploaded it: every later download
     (a downstream input, `weir artifacts get`) must match."""
 
 
-class TaskAttemptFailed(_Event, tag="task_attempt_failed", frozen=True):
+class TaskAttemptFailed(AttemptEvent, tag="task_attempt_failed", frozen=True):
     """An attempt failed and another one is due at `retry_at`."""
 
-    task: str
-    attempt: int
     error_type: str
     message: str
     retry_at: datetime
     exit_code: int | None = None
 
 
-class TaskSnoozed(_Event, tag="task_snoozed", frozen=True):
+class TaskSnoozed(AttemptEvent, tag="task_snoozed", frozen=True):
     """The attempt asked to run again later (exit code 75); it does not count as a failure."""
 
-    task: str
-    attempt: int
     until: datetime
 
 
-class TaskCancelled(_Event, tag="task_cancelled", frozen=True):
-    task: str
+class TaskCancelled(TaskEvent, tag="task_cancelled", frozen=True):
     reason: str
     attempt: int = 0
 
 
-class TaskFailed(_Event, tag="task_failed", frozen=True):
+class TaskFailed(AttemptEvent, tag="task_failed", frozen=True):
     """The task's last attempt failed: the task has failed."""
 
-    task: str
-    attempt: int
     error_type: str
     message: str
     exit_code: int | None = None
 
 
-class TaskExpanded(_Event, tag="task_expanded", frozen=True):
+class TaskExpanded(TaskEvent, tag="task_expanded", frozen=True):
     """A mapped task became one instance per item of the list it maps over: `NAME[i]` runs
     with `items[i]`. The items are recorded so a replay makes the same instances without
     reading the output again."""
 
-    task: str
     count: int
     items: list[Any] = msgspec.field(default_factory=list)
 
 
-class TaskConditionRead(_Event, tag="task_condition_read", frozen=True):
+class TaskConditionRead(TaskEvent, tag="task_condition_read", frozen=True):
     """The scheduler read the upstream outputs task `task`'s `when` condition names: each
     output's value (its text, JSON-decoded when it parses). Recorded so a replay decides
     the condition the same way without reading the outputs again."""
 
-    task: str
     values: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class TaskSkipped(_Event, tag="task_skipped", frozen=True):
-    task: str
+class TaskSkipped(TaskEvent, tag="task_skipped", frozen=True):
     reason: str
 
 
@@ -193,7 +188,7 @@ class FlowResumed(_Event, tag="flow_resumed", frozen=True):
     status: str
 
 
-class TaskRetried(_Event, tag="task_retried", frozen=True):
+class TaskRetried(TaskEvent, tag="task_retried", frozen=True):
     """`task` runs again inside its flow (`weir retry`): every task in `tasks` (it, the
     tasks after it with `downstream`, and the tasks skipped or cancelled so far) is planned
     again, from `pending`; attempts keep counting up and `task` gets its full retry budget.
@@ -201,7 +196,6 @@ class TaskRetried(_Event, tag="task_retried", frozen=True):
     an expanded mapped task, its instances that did not succeed. A mapped task planned
     again waits for its instances, with the items its `task_expanded` recorded."""
 
-    task: str
     tasks: list[str]
     downstream: bool = False
 

@@ -30,17 +30,18 @@ _TYPE_NAMES = {
 }
 
 
+_DECLARED_BY: tuple[tuple[type, str], ...] = (
+    (bool, "bool"),  # before int: a bool is an int too
+    (int, "int"),
+    (float, "float"),
+    (str, "string"),
+)
+"""The parameter type a bare default of each Python type declares; any other: json."""
+
+
 def type_of(value: object) -> str:
     """The parameter type a bare default declares."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "json"
+    return next((kind for python, kind in _DECLARED_BY if isinstance(value, python)), "json")
 
 
 def coerce(value: object, kind: str) -> tuple[Any, str | None]:

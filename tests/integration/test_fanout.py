@@ -19,7 +19,7 @@ from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.conftest import Services
-from tests.flows import WAIT, ended, finish, task, task_views, tasks_of, types
+from tests.flows import WAIT, all_succeeded, ended, finish, task, task_views, tasks_of, types
 
 QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
 
@@ -43,8 +43,7 @@ def mapped(script: str, **extra: Any) -> dict[str, Any]:
         script,
         depends=["list-files"],
         outputs=[{"name": "sizes", "path": "out.json"}],
-        retry=QUICK_RETRY,
-        **({"map": {"over": "files"}} | extra),
+        **({"map": {"over": "files"}, "retry": QUICK_RETRY} | extra),
     )
 
 
@@ -59,6 +58,14 @@ def collector(got: Path) -> dict[str, Any]:
     )
 
 
+def list_map_collect(
+    name: str, items: str, script: str, got: Path, **process: Any
+) -> dict[str, Any]:
+    """The flow `name`: "list-files" writes `items` (JSON text), "process" runs `script` for
+    each (its `process` fields added), "total" copies the list of their outputs to `got`."""
+    return {"name": name, "tasks": [listing(items), mapped(script, **process), collector(got)]}
+
+
 async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_list_in_order(
     client: Client, tmp_path: Path
 ) -> None:
@@ -70,10 +77,7 @@ async def test_a_map_runs_one_instance_per_item_retries_one_and_hands_on_the_lis
         'printf \'{"file": %s, "item": "%s"}\' "$WEIR_ITEM" "{{ item }}" > out.json; '
         'echo "done {{ item }}"'
     )
-    spec = {
-        "name": "per-file",
-        "tasks": [listing('["a.csv", "b.csv", "c.csv"]'), mapped(script), collector(got)],
-    }
+    spec = list_map_collect("per-file", '["a.csv", "b.csv", "c.csv"]', script, got)
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     expanded = [e for e in events if isinstance(e, TaskExpanded)]
@@ -116,11 +120,8 @@ async def test_a_retry_of_one_failed_instance_runs_it_alone_and_the_flow_then_su
         f'if [ "{{{{ item }}}}" = b.csv ] && [ ! -e {fixed} ]; then exit 3; fi; '
         'printf \'"%s"\' "{{ item }}" > out.json'
     )
-    process = {**mapped(script), "retry": {"max_attempts": 1}}
-    spec = {
-        "name": "fix-one",
-        "tasks": [listing('["a.csv", "b.csv", "c.csv"]'), process, collector(got)],
-    }
+    once = {"max_attempts": 1}
+    spec = list_map_collect("fix-one", '["a.csv", "b.csv", "c.csv"]', script, got, retry=once)
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed", events[-1]
     failed = next(e for e in events if isinstance(e, TaskFailed) and e.task == "process")
@@ -136,24 +137,23 @@ async def test_a_retry_of_one_failed_instance_runs_it_alone_and_the_flow_then_su
     assert sorted(runs.read_text().split()) == ["a.csv", "b.csv", "b.csv", "c.csv"]
     assert [e.task for e in events if isinstance(e, TaskExpanded)] == ["process"]
     view = await tasks_of(client, flow_id)
-    assert view == {
-        "list-files": ("succeeded", 1),
-        "process": ("succeeded", 0),
-        "total": ("succeeded", 1),
-        "process[0]": ("succeeded", 1),
-        "process[1]": ("succeeded", 2),
-        "process[2]": ("succeeded", 1),
-    }
+    assert view == all_succeeded(
+        {
+            "list-files": 1,
+            "process": 0,
+            "total": 1,
+            "process[0]": 1,
+            "process[1]": 2,
+            "process[2]": 1,
+        }
+    )
 
 
 async def test_a_map_over_an_empty_list_succeeds_and_hands_on_an_empty_list(
     client: Client, tmp_path: Path
 ) -> None:
     got = tmp_path / "got.json"
-    spec = {
-        "name": "nothing-to-do",
-        "tasks": [listing("[]"), mapped("echo 1 > out.json"), collector(got)],
-    }
+    spec = list_map_collect("nothing-to-do", "[]", "echo 1 > out.json", got)
     _, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert [e.count for e in events if isinstance(e, TaskExpanded)] == [0]
@@ -166,14 +166,10 @@ async def test_a_list_over_max_items_fails_the_flow_naming_task_count_and_limit(
     client: Client, tmp_path: Path
 ) -> None:
     got = tmp_path / "got.json"
-    spec = {
-        "name": "too-many",
-        "tasks": [
-            listing('["a", "b", "c"]'),
-            mapped("echo 1 > out.json", map={"over": "files", "max_items": 2}),
-            collector(got),
-        ],
-    }
+    at_most_two = {"over": "files", "max_items": 2}
+    spec = list_map_collect(
+        "too-many", '["a", "b", "c"]', "echo 1 > out.json", got, map=at_most_two
+    )
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed"
     assert events[-1].failed_tasks == ["process"]  # type: ignore[union-attr]
@@ -247,19 +243,11 @@ async def test_a_list_that_brings_the_flow_to_weir_max_tasks_runs_and_one_past_i
     running = await Services.start(dataclasses.replace(settings, max_tasks=6))
     try:
         async with await Client.connect(settings.nats_url) as client:
-            at_limit = {
-                "name": "as-wide-as-allowed",
-                "tasks": [
-                    listing("[1, 2, 3]"),
-                    mapped("printf 1 > out.json"),
-                    collector(tmp_path / "f"),
-                ],
-            }
+            at_limit = list_map_collect(
+                "as-wide-as-allowed", "[1, 2, 3]", "printf 1 > out.json", tmp_path / "f"
+            )
             _, fitting = await finish(client, at_limit)  # 3 tasks and 3 instances: 6
-            spec = {
-                "name": "too-wide",
-                "tasks": [listing("[1, 2, 3, 4]"), mapped("true"), collector(tmp_path / "g")],
-            }
+            spec = list_map_collect("too-wide", "[1, 2, 3, 4]", "true", tmp_path / "g")
             _, events = await finish(client, spec)
     finally:
         await running.stop()
@@ -281,10 +269,7 @@ async def test_a_rerun_of_failed_tasks_maps_again_over_the_list_the_first_run_st
     got = tmp_path / "got.json"
     fixed = tmp_path / "fixed"
     script = f'[ "{{{{ item }}}}" != b ] || [ -e {fixed} ] || exit 1; echo 1 > out.json'
-    spec = {
-        "name": "fix-and-rerun",
-        "tasks": [listing('["a", "b"]'), mapped(script), collector(got)],
-    }
+    spec = list_map_collect("fix-and-rerun", '["a", "b"]', script, got)
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed"
     failure = next(e for e in events if isinstance(e, TaskFailed) and e.task == "process")

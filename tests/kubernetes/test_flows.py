@@ -76,6 +76,13 @@ def tasks_of(view: FlowOutcome) -> dict[str, TaskOutcome]:
     return {t.name: t for t in view.tasks}
 
 
+def assert_failed_as(failed: TaskOutcome, error_type: str, *says: str) -> None:
+    """The task `failed` failed as `error_type`, its message saying each of `says`."""
+    assert (failed.status, failed.error_type) == ("failed", error_type)
+    for fragment in says:
+        assert fragment in failed.error_message, failed.error_message
+
+
 async def wait_started(kubelet: TestKubelet, pod: str) -> None:
     await asyncio.wait_for(kubelet.started_event(pod).wait(), WAIT)
 
@@ -214,9 +221,7 @@ async def test_a_pod_that_cannot_run_fails_its_task_with_a_clear_error(
 
     failed = tasks_of(view)[name]
     assert view.status == "failed"
-    assert failed.error_type == case.error_type
-    for fragment in case.says:
-        assert fragment in failed.error_message
+    assert_failed_as(failed, case.error_type, *case.says)
     if case.exit_code is not None:
         assert failed.exit_code == case.exit_code
 
@@ -227,8 +232,7 @@ async def test_evicted_pod_fails_its_task_as_evicted(
     pod = await start_sleeper(kube_client, kubelet, "evict-1", "big")
     await kubelet.evict(NAMESPACE, pod)
     big = tasks_of(await outcome(kube_client, "evict-1"))["big"]
-    assert big.error_type == "evicted"
-    assert "The node was low on resource: memory." in big.error_message
+    assert_failed_as(big, "evicted", "The node was low on resource: memory.")
 
 
 @pytest.mark.timeout(45)
@@ -239,8 +243,7 @@ async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
     async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}"):
         pass
     victim = tasks_of(await outcome(kube_client, "gone-1"))["victim"]
-    assert victim.error_type == "pod_deleted"
-    assert 'pod "gone-1-victim-1" of task "victim" was deleted' in victim.error_message
+    assert_failed_as(victim, "pod_deleted", 'pod "gone-1-victim-1" of task "victim" was deleted')
 
 
 @pytest.mark.timeout(45)

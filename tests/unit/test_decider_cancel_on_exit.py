@@ -11,18 +11,19 @@ from typing import Any
 from weir_proto.events import FlowCancelRequested, FlowEvent
 from weir_proto.messages import ErrorType
 from weir_proto.status import FlowStatus
-from weir_scheduler.decider import Cancel, FoldedFlow, Pause, decide, fold
+from weir_scheduler.decider import Cancel, FoldedFlow, Pause, fold
 
 from tests.flows import task
-from tests.unit.test_decider import NOW, finished, started
+from tests.unit.test_decider import NOW, finished, started, typed
 from tests.unit.test_decider_fail_fast import (
     ONCE,
     apply,
+    assert_cancels_all,
     ended,
     flow_status_env,
+    run_to_success,
     statuses,
     submitted,
-    typed,
 )
 
 FLOW: dict[str, Any] = {
@@ -45,8 +46,7 @@ def test_cancel_kills_running_tasks_then_runs_on_exit_with_status_cancelled() ->
     flow, events = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "a"), ("task_dispatched", "bye")]
     assert flow_status_env(flow) == "cancelled"
-    flow, _ = apply(flow, started("bye"), log)
-    flow, events = apply(flow, finished("bye"), log)
+    flow, events = run_to_success(flow, "bye", log)
     assert typed(events) == [("task_succeeded", "bye"), ("flow_cancelled", "")]
     assert statuses(flow) == {"a": "cancelled", "b": "cancelled", "bye": "succeeded"}
     assert fold("f1", log) == flow
@@ -72,9 +72,7 @@ def cancelled_twice(running: str) -> tuple[FoldedFlow, list[FlowEvent], list[Flo
     if running == "bye":
         flow, _ = apply(flow, started("bye"), log)
     flow, events = apply(flow, Cancel("now"), log)
-    request = events[0]
-    assert isinstance(request, FlowCancelRequested) and not request.spares
-    assert decide(flow, Cancel("again"), NOW) == []
+    assert_cancels_all(flow, events)
     return flow, log, events
 
 
@@ -110,8 +108,7 @@ def test_a_flow_cancelled_before_its_start_time_runs_no_on_exit_task() -> None:
     later = (NOW + timedelta(hours=1)).isoformat()
     flow, log = submitted({**FLOW, "scheduled_at": later})
     flow, events = apply(flow, Cancel("stop"), log)
-    request = events[0]
-    assert isinstance(request, FlowCancelRequested) and not request.spares
+    assert_cancels_all(flow, events)
     assert flow.status is FlowStatus.CANCELLED
     assert statuses(flow) == {"a": "cancelled", "b": "cancelled", "bye": "cancelled"}
 
@@ -121,9 +118,7 @@ def test_a_flow_without_on_exit_is_cancelled_as_before() -> None:
     flow, _ = apply(flow, started("a"), log)
     flow, events = apply(flow, Cancel("stop"), log)
     assert typed(events) == [("flow_cancel_requested", ""), ("task_cancelled", "b")]
-    request = events[0]
-    assert isinstance(request, FlowCancelRequested) and not request.spares
-    assert decide(flow, Cancel("again"), NOW) == []
+    assert_cancels_all(flow, events)
     flow, events = apply(flow, ended("a", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "a"), ("flow_cancelled", "")]
 
@@ -141,7 +136,6 @@ def test_a_cancel_of_a_paused_flow_whose_other_tasks_ended_runs_on_exit_at_once(
     flow, events = apply(flow, Cancel("stop"), log)
     assert typed(events) == [("flow_cancel_requested", ""), ("task_dispatched", "bye")]
     assert flow_status_env(flow) == "failed"  # a task had failed before the cancel
-    flow, _ = apply(flow, started("bye"), log)
-    flow, events = apply(flow, finished("bye"), log)
+    flow, events = run_to_success(flow, "bye", log)
     assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
     assert fold("f1", log) == flow

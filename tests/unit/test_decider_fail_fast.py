@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from weir_proto.events import FlowCancelRequested, FlowEvent, event_type
+from weir_proto.events import FlowCancelRequested, FlowEvent
 from weir_proto.messages import ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
@@ -29,7 +29,7 @@ from weir_scheduler.decider import (
 from weir_scheduler.planner import plan
 
 from tests.flows import task
-from tests.unit.test_decider import NOW, finished, started
+from tests.unit.test_decider import NOW, finished, started, typed
 
 ONCE = {"max_attempts": 1}
 
@@ -60,8 +60,20 @@ def statuses(flow: FoldedFlow) -> dict[str, str]:
     return {name: str(t.status) for name, t in flow.tasks.items()}
 
 
-def typed(events: list[FlowEvent]) -> list[tuple[str, str]]:
-    return [(event_type(e), getattr(e, "task", "")) for e in events]
+def run_to_success(
+    flow: FoldedFlow, name: str, log: list[FlowEvent]
+) -> tuple[FoldedFlow, list[FlowEvent]]:
+    """Task `name` started and reported succeeded: the state and the events of its success."""
+    flow, _ = apply(flow, started(name), log)
+    return apply(flow, finished(name), log)
+
+
+def assert_cancels_all(flow: FoldedFlow, events: list[FlowEvent]) -> None:
+    """`events` begin with a cancel request that spares nothing (not even the on_exit task),
+    after which a further cancel decides nothing."""
+    request = events[0]
+    assert isinstance(request, FlowCancelRequested) and not request.spares
+    assert decide(flow, Cancel("again"), NOW) == []
 
 
 def flow_status_env(flow: FoldedFlow, name: str = "bye") -> str | None:
@@ -75,6 +87,10 @@ CLEANUP = [
     task("clean", depends=["a"], trigger="all_done"),
     task("alert", depends=["a"], trigger="one_failed"),
 ]
+A_FAILED = [("task_failed", "a"), ("task_skipped", "b")]
+"""What the final failure of CLEANUP's "a" decides first: "b" (all_success) will not run."""
+CLEANUP_CANCELLED = [("task_cancelled", "alert"), ("task_cancelled", "clean")]
+"""fail_fast ends CLEANUP's cleanup tasks too, although their triggers would let them run."""
 
 
 def test_lone_failing_task_cancels_cleanup_tasks_and_on_exit_still_runs_last() -> None:
@@ -83,16 +99,9 @@ def test_lone_failing_task_cancels_cleanup_tasks_and_on_exit_still_runs_last() -
     flow, events = apply(flow, finished("a", ok=False), log)
     # Nothing else ran: no cancel request (nothing to kill), but every task not started
     # ends at once, the cleanup tasks too; the on_exit task is handed out.
-    assert typed(events) == [
-        ("task_failed", "a"),
-        ("task_skipped", "b"),
-        ("task_cancelled", "alert"),
-        ("task_cancelled", "clean"),
-        ("task_dispatched", "bye"),
-    ]
+    assert typed(events) == [*A_FAILED, *CLEANUP_CANCELLED, ("task_dispatched", "bye")]
     assert flow_status_env(flow) == "failed"
-    flow, _ = apply(flow, started("bye"), log)
-    flow, events = apply(flow, finished("bye"), log)
+    flow, events = run_to_success(flow, "bye", log)
     assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
     assert statuses(flow) == {
         "a": "failed",
@@ -111,13 +120,7 @@ def test_running_sibling_is_killed_and_on_exit_runs_once_its_cancel_is_reported(
     flow, _ = apply(flow, started("a"), log)
     flow, _ = apply(flow, started("slow"), log)
     flow, events = apply(flow, finished("a", ok=False), log)
-    assert typed(events) == [
-        ("task_failed", "a"),
-        ("task_skipped", "b"),
-        ("flow_cancel_requested", ""),
-        ("task_cancelled", "alert"),
-        ("task_cancelled", "clean"),
-    ]
+    assert typed(events) == [*A_FAILED, ("flow_cancel_requested", ""), *CLEANUP_CANCELLED]
     request = events[2]
     assert isinstance(request, FlowCancelRequested) and request.fail_fast
     assert flow.tasks["bye"].status is TaskStatus.PENDING  # waits for "slow" to end
@@ -125,8 +128,7 @@ def test_running_sibling_is_killed_and_on_exit_runs_once_its_cancel_is_reported(
     flow, events = apply(flow, killed, log)
     assert typed(events) == [("task_cancelled", "slow"), ("task_dispatched", "bye")]
     assert flow_status_env(flow) == "failed"
-    flow, _ = apply(flow, started("bye"), log)
-    flow, events = apply(flow, finished("bye"), log)
+    flow, events = run_to_success(flow, "bye", log)
     assert typed(events) == [("task_succeeded", "bye"), ("flow_failed", "")]
     assert flow.status is FlowStatus.FAILED
     assert statuses(flow)["slow"] == "cancelled"
@@ -203,9 +205,7 @@ def test_user_cancel_after_fail_fast_spares_the_on_exit_task_and_a_second_ends_i
     # A second ends the on_exit task too (Argo's terminate); a third changes nothing.
     flow, events = apply(flow, Cancel("now"), log)
     assert typed(events) == [("flow_cancel_requested", ""), ("task_cancelled", "bye")]
-    request = events[0]
-    assert isinstance(request, FlowCancelRequested) and not request.spares
-    assert decide(flow, Cancel("again"), NOW) == []
+    assert_cancels_all(flow, events)
     flow, events = apply(flow, ended("slow", ErrorType.CANCELLED), log)
     assert typed(events) == [("task_cancelled", "slow"), ("flow_failed", "")]
     assert statuses(flow) == {"a": "failed", "slow": "cancelled", "bye": "cancelled"}
@@ -298,7 +298,6 @@ def test_a_mapped_tasks_instances_that_succeed_despite_the_cancel_end_it_cancell
         ("task_dispatched", "bye"),
     ]
     assert flow.tasks["each"].error_message == 'fail_fast: task "check" failed'
-    flow, _ = apply(flow, started("bye"), log)
-    flow, events = apply(flow, finished("bye"), log)
+    flow, events = run_to_success(flow, "bye", log)
     assert typed(events)[-1] == ("flow_failed", "")
     assert fold("f1", log) == flow

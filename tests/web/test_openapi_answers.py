@@ -8,18 +8,14 @@ from typing import Any
 
 import httpx
 
+from tests.flows import task
 from tests.web.openapi_schemas import problems, response_validator, schema_validator
 from tests.web.sse import read_sse
 
+OUT = {"name": "out", "path": "out.txt"}
 SPEC = {
     "name": "described",
-    "tasks": [
-        {
-            "name": "make",
-            "cmd": ["sh", "-c", "echo made; printf 'x' > out.txt"],
-            "outputs": [{"name": "out", "path": "out.txt"}],
-        }
-    ],
+    "tasks": [task("make", "sh", "-c", "echo made; printf 'x' > out.txt", outputs=[OUT])],
 }
 
 

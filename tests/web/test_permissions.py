@@ -16,6 +16,7 @@ from weir.secrets import SECRET_KEY_ENV, SECRETS_BUCKET, SecretStore, new_secret
 from weir_web.config import WebSettings, parse_tokens
 
 from tests.conftest import Services
+from tests.flows import task
 from tests.fuzz.test_security import connected_as, permissions_url, permitted
 from tests.security.test_nats_privilege import as_user, role_settings, stack
 from tests.web.conftest import Web, tokens_text
@@ -58,17 +59,9 @@ async def web_as_user(
 
 async def test_every_endpoint_works_as_the_web_user(web_as_user: Web) -> None:
     admin = web_as_user.client("admin")
-    spec = {
-        "name": "made",
-        "tasks": [
-            {
-                "name": "m",
-                "cmd": ["sh", "-c", "echo hello; echo data > out.txt"],
-                "outputs": [{"name": "out", "path": "out.txt"}],
-            }
-        ],
-    }
-    flow_id = await submit(admin, spec)
+    out = {"name": "out", "path": "out.txt"}
+    made = task("m", "sh", "-c", "echo hello; echo data > out.txt", outputs=[out])
+    flow_id = await submit(admin, {"name": "made", "tasks": [made]})
     assert (await events_of(admin, flow_id))[-1].event == "flow_succeeded"
     assert (await admin.get("/flows")).json()["flows"][0]["id"] == flow_id
     assert (await admin.get("/flows", params={"where": "name=made"})).status_code == 200

@@ -22,6 +22,7 @@ from weir_proto.events import (
     FlowSubmitted,
     FlowUpdated,
     TaskDispatched,
+    TaskEvent,
     TaskExpanded,
     TaskRetried,
     event_type,
@@ -420,7 +421,7 @@ def _touched_tasks(change: Change) -> list[str]:
         elif isinstance(event, TaskExpanded):  # its instances get their rows
             names.append(event.task)
             names.extend(instance_name(event.task, i) for i in range(event.count))
-        elif hasattr(event, "task"):
+        elif isinstance(event, TaskEvent):
             names.append(event.task)
     if flow.fanout:  # a mapped task that now waits for the shell gets its timer
         waited = set(fanout.due(change.before)) if change.before.fanout else set()

@@ -13,42 +13,9 @@
 "Where is the SQL for X?": the method `X` in postgres.py names its statement in queries.sql.
 """
 
+from weir_scheduler.data import rows
 from weir_scheduler.data.layer import ConcurrencyError, DataLayer, Leadership
 from weir_scheduler.data.locks import Lock
-from weir_scheduler.data.rows import (
-    AppendBatch,
-    AttemptState,
-    DueSchedule,
-    EventRow,
-    FiredTimer,
-    FlowKey,
-    FlowRow,
-    LoggedEvent,
-    NewSchedule,
-    OutboxRow,
-    TaskKey,
-    TaskRow,
-    TimerKey,
-    TimerRow,
-)
+from weir_scheduler.data.rows import *  # noqa: F403 (every row type)
 
-__all__ = [
-    "AppendBatch",
-    "AttemptState",
-    "ConcurrencyError",
-    "DataLayer",
-    "DueSchedule",
-    "EventRow",
-    "FiredTimer",
-    "FlowKey",
-    "FlowRow",
-    "Leadership",
-    "Lock",
-    "LoggedEvent",
-    "NewSchedule",
-    "OutboxRow",
-    "TaskKey",
-    "TaskRow",
-    "TimerKey",
-    "TimerRow",
-]
+__all__ = ["ConcurrencyError", "DataLayer", "Leadership", "Lock", *rows.__all__]

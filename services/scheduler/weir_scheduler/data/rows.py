@@ -19,6 +19,23 @@ from weir_proto.api import AttemptFailure
 from weir_proto.errors import SpecError
 from weir_proto.messages import OutputDigest
 
+__all__ = [  # the row types (the column helpers below are the data layer's own)
+    "AppendBatch",
+    "AttemptState",
+    "DueSchedule",
+    "EventRow",
+    "FiredTimer",
+    "FlowKey",
+    "FlowRow",
+    "LoggedEvent",
+    "NewSchedule",
+    "OutboxRow",
+    "TaskKey",
+    "TaskRow",
+    "TimerKey",
+    "TimerRow",
+]
+
 
 class EventRow(msgspec.Struct, frozen=True):
     """One event of the log; `data` is the event already encoded (it also goes to NATS)."""
@@ -86,13 +103,18 @@ class TimerKey(msgspec.Struct, frozen=True):
     task: str
 
 
-class TimerRow(msgspec.Struct, frozen=True):
-    """A timer that is due at `due_at`: a retry, a delayed start, a deadline or a lease."""
+class FiredTimer(TimerKey, frozen=True):
+    """A claimed timer of the task `TimerKey` names, to fire and then drop unless it was
+    moved meanwhile."""
 
-    flow_id: str
-    task: str
     kind: str
     attempt: int
+
+
+class TimerRow(FiredTimer, frozen=True):
+    """A timer that is due at `due_at`: a retry, a delayed start, a deadline or a lease
+    (its other fields name it, as they name it once it is claimed and fired)."""
+
     due_at: datetime
 
 
@@ -125,15 +147,6 @@ class LoggedEvent(msgspec.Struct, frozen=True):
 
     flow_id: str
     data: str
-
-
-class FiredTimer(msgspec.Struct, frozen=True):
-    """A claimed timer, to fire and then drop unless it was moved meanwhile."""
-
-    flow_id: str
-    task: str
-    kind: str
-    attempt: int
 
 
 class AttemptState(msgspec.Struct, frozen=True):

@@ -15,28 +15,8 @@ Both are pure and total; nothing here awaits. By concern:
 - `transitions.py`: the bookkeeping of a task's change of status (counters, the ready line).
 """
 
-from weir_scheduler.decider.commands import (
-    DEFAULT_POLICY,
-    Cancel,
-    Command,
-    Deduplicate,
-    Expand,
-    FireTimer,
-    Gather,
-    Pause,
-    Policy,
-    ReadCondition,
-    RecordFinished,
-    RecordStarted,
-    Reject,
-    Release,
-    Resume,
-    Retry,
-    Submit,
-    TakeOver,
-    TimerKind,
-    Update,
-)
+from weir_scheduler.decider import commands
+from weir_scheduler.decider.commands import *  # noqa: F403 (every command, and the Policy)
 from weir_scheduler.decider.core import decide, decide_and_evolve
 from weir_scheduler.decider.evolve import evolve, fold
 from weir_scheduler.decider.state import (
@@ -48,28 +28,9 @@ from weir_scheduler.decider.state import (
 )
 
 __all__ = [
-    "DEFAULT_POLICY",
-    "Cancel",
-    "Command",
-    "Deduplicate",
-    "Expand",
-    "FireTimer",
+    *commands.__all__,
     "FoldedFlow",
     "FoldedTask",
-    "Gather",
-    "Pause",
-    "Policy",
-    "ReadCondition",
-    "RecordFinished",
-    "RecordStarted",
-    "Reject",
-    "Release",
-    "Resume",
-    "Retry",
-    "Submit",
-    "TakeOver",
-    "TimerKind",
-    "Update",
     "decide",
     "decide_and_evolve",
     "dispatch_spec",

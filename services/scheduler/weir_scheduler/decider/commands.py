@@ -12,6 +12,29 @@ from weir_proto.spec import FlowSpec
 
 from weir_scheduler.planner import Plan
 
+__all__ = [
+    "DEFAULT_POLICY",
+    "Cancel",
+    "Command",
+    "Deduplicate",
+    "Expand",
+    "FireTimer",
+    "Gather",
+    "Pause",
+    "Policy",
+    "ReadCondition",
+    "RecordFinished",
+    "RecordStarted",
+    "Reject",
+    "Release",
+    "Resume",
+    "Retry",
+    "Submit",
+    "TakeOver",
+    "TimerKind",
+    "Update",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Submit:

@@ -28,7 +28,7 @@ from weir_proto.events import (
     TaskSucceeded,
     TaskTakenOver,
 )
-from weir_proto.messages import AttemptFinished, ErrorType
+from weir_proto.messages import AttemptFinished, AttemptStarted, ErrorType
 from weir_proto.spec import FlowSpec
 from weir_proto.status import FlowStatus, TaskStatus
 
@@ -129,15 +129,7 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             task = _current_attempt(flow, report.task, report.attempt)
             if task is None or task.status is not TaskStatus.DISPATCHED:
                 return
-            out.emit(
-                TaskStarted(
-                    **out.envelope(),
-                    at=report.at,
-                    task=report.task,
-                    attempt=report.attempt,
-                    runner=report.runner,
-                )
-            )
+            out.emit(_started(out, report, at=report.at))
             dispatch_ready(out)  # the start made room in the flow's dispatch window
         case TakeOver(task=name, attempt=attempt, runner=runner, silent_for=silent_for):
             task = _current_attempt(flow, name, attempt)
@@ -160,14 +152,8 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             if task is None or not task.status.active:
                 return
             if report.started_at is not None and task.status is TaskStatus.DISPATCHED:
-                started = TaskStarted(
-                    **out.envelope(),
-                    at=report.started_at,
-                    task=report.task,
-                    attempt=report.attempt,
-                    runner=report.runner,
-                )
-                out.emit(started)  # one report for a short attempt: its start is still logged
+                # One report for a short attempt: its start is still logged.
+                out.emit(_started(out, report, at=report.started_at))
                 task = out.flow.tasks[report.task]
             _attempt_ended(out, task, report)
         case FireTimer(kind="start", attempt=updates):
@@ -246,6 +232,13 @@ def _decide(out: Emitter, flow: FoldedFlow, command: Command, now: datetime) -> 
             _finish_if_done(out)
         case _ as unreachable:
             assert_never(unreachable)
+
+
+def _started(out: Emitter, report: AttemptStarted | AttemptFinished, at: datetime) -> TaskStarted:
+    """The `task_started` a runner's report of the attempt's start (or its end) records."""
+    return TaskStarted(
+        **out.envelope(), at=at, task=report.task, attempt=report.attempt, runner=report.runner
+    )
 
 
 def _start_at(spec: FlowSpec, now: datetime) -> datetime | None:
