@@ -40,6 +40,10 @@ def attempts_from_events(log: list[FlowEvent]) -> dict[tuple[str, int], AttemptS
             current[name] = event.attempt
         elif isinstance(event, ev.TaskStarted):
             states[name, current[name]] = AttemptState.RUNNING
+        elif isinstance(event, ev.TaskRetried):  # planned again while handed out: dropped
+            for again in event.tasks:
+                if again in current and not states[again, current[again]].ended:
+                    states[again, current[again]] = AttemptState.CANCELLED
         elif ended is not None and name in current and not states[name, current[name]].ended:
             states[name, current[name]] = ended
     return states

@@ -17,7 +17,7 @@ resume, update, retry, condition read, expansion, cancel) that start or end no a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -142,8 +142,13 @@ def flow_timeline(events: Iterable[FlowEvent]) -> FlowTimeline:
             elif after.status in _NEVER_RAN:
                 skipped.append(_skip(after, event.at))
         if isinstance(event, ev.TaskRetried | ev.FlowUpdated):
-            # A retry or an update plans tasks again: those are no longer skipped.
+            # A retry or an update plans tasks again: those are no longer skipped, and an
+            # attempt of theirs still handed out no longer counts.
             skipped = [s for s in skipped if _still_skipped(flow.tasks.get(s.task))]
+            for task in before.tasks.values() if before.plan is not None else ():
+                key = (task.name, task.attempt)
+                if task.status.active and not flow.tasks[task.name].status.active:
+                    attempts[key] = _dropped(attempts[key], event.at)
         finished_at = (finished_at or event.at) if flow.status.terminal else None
     return FlowTimeline(
         flow_id=flow.id,
@@ -227,6 +232,13 @@ def _attempt_state(task: FoldedTask) -> AttemptState:
             return AttemptState.SNOOZED
         case TaskStatus.PENDING | TaskStatus.QUEUED:
             raise ValueError(f"task {task.name!r} has no attempt handed out")
+
+
+def _dropped(attempt: Attempt, at: datetime) -> Attempt:
+    """`attempt`, still handed out when a retry planned its task again: its reports no
+    longer count, so it ends there as cancelled."""
+    message = "planned again by a retry while it was handed out"
+    return replace(attempt, status=AttemptState.CANCELLED, finished_at=at, message=message)
 
 
 def _skip(task: FoldedTask, at: datetime) -> Skip:
