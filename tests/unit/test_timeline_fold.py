@@ -5,15 +5,20 @@ and ended it."""
 
 from __future__ import annotations
 
+import msgspec
+import pytest
 from hypothesis import settings
 from hypothesis.stateful import invariant
 from weir.telemetry import FlowTimeline, flow_timeline
 from weir_proto import events as ev
 from weir_proto.events import FlowEvent
+from weir_proto.spec import FlowSpec
 from weir_proto.status import AttemptState, TaskStatus
 from weir_scheduler.decider import FoldedFlow
 
+from tests.flows import task as task_spec
 from tests.unit.test_decider_machine import DeciderMachine, MappedDeciderMachine
+from tests.unit.test_telemetry import Log, at, submitted
 
 ENDED_BY = {
     ev.TaskSucceeded: AttemptState.SUCCEEDED,
@@ -87,6 +92,46 @@ def check(flow: FoldedFlow, log: list[FlowEvent]) -> FlowTimeline:
     for skip in timeline.skipped:
         assert flow.tasks[skip.task].status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED)
     return timeline
+
+
+def test_a_take_over_keeps_the_first_start_and_names_the_new_runner() -> None:
+    log = submitted(Log("take-1"), tasks=("a",))
+    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
+    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r1")
+    taken = {"runner": "r2", "previous_runner": "r1", "silent_for": 30.0}
+    log.add(ev.TaskTakenOver, 30.2, task="a", attempt=1, **taken)
+    log.add(ev.TaskSucceeded, 31.0, task="a", attempt=1)
+    [attempt] = flow_timeline(log.events).attempts
+    assert (attempt.started_at, attempt.runner) == (at(0.2), "r2")
+    assert attempt.run_s == pytest.approx(30.8)
+
+
+def test_a_mapped_task_runs_as_its_instances_and_a_retry_counts_on() -> None:
+    spec = [task_spec("src", outputs=[{"name": "l", "path": "l"}])]
+    spec.append(task_spec("m", depends=["src"], map={"over": "l"}))
+    log = Log("map-1").add(
+        ev.FlowSubmitted, 0.0, spec=msgspec.convert({"name": "m", "tasks": spec}, FlowSpec)
+    )
+    log.add(ev.TaskDispatched, 0.1, task="src", attempt=1, queue="default")
+    log.add(ev.TaskSucceeded, 0.2, task="src", attempt=1)
+    log.add(ev.TaskExpanded, 0.3, task="m", count=2, items=[1, 2])
+    for i in (0, 1):
+        log.add(ev.TaskDispatched, 0.4, task=f"m[{i}]", attempt=1, queue="default")
+    log.add(ev.TaskSucceeded, 0.5, task="m[0]", attempt=1)
+    failure = {"error_type": "exit_code", "message": "exited with 1", "exit_code": 1}
+    log.add(ev.TaskFailed, 0.6, task="m[1]", attempt=1, **failure)
+    log.add(ev.TaskFailed, 0.6, task="m", attempt=0, **failure)
+    log.add(ev.FlowFailed, 0.7, failed_tasks=["m"])
+    log.add(ev.TaskRetried, 1.0, task="m[1]", tasks=["m", "m[1]"])
+    log.add(ev.TaskDispatched, 1.1, task="m[1]", attempt=2, queue="default")
+    timeline = flow_timeline(log.events)
+    assert [(a.task, a.attempt, a.status) for a in timeline.attempts] == [
+        ("src", 1, "succeeded"),
+        ("m[0]", 1, "succeeded"),
+        ("m[1]", 1, "failed"),
+        ("m[1]", 2, "dispatched"),
+    ]
+    assert (timeline.status, timeline.finished_at, timeline.skipped) == ("running", None, ())
 
 
 class TimelineMachine(DeciderMachine):

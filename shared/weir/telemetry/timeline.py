@@ -193,7 +193,8 @@ def _attempt(flow_id: str, task: FoldedTask, known: Attempt | None, at: datetime
     or a failure, the error of a failure, the reason of a cancel or a snooze (the rest is
     what an earlier attempt left)."""
     state = _attempt_state(task)
-    message = task.error_message or ""
+    result = state in (AttemptState.SUCCEEDED, AttemptState.FAILED)
+    reason = state.ended and state is not AttemptState.SUCCEEDED
     return Attempt(
         flow_id=flow_id,
         task=task.name,
@@ -203,11 +204,9 @@ def _attempt(flow_id: str, task: FoldedTask, known: Attempt | None, at: datetime
         started_at=known.started_at if known and known.started_at else task.started_at,
         finished_at=(task.finished_at or at) if state.ended else None,
         status=state,
-        exit_code=task.exit_code
-        if state in (AttemptState.SUCCEEDED, AttemptState.FAILED)
-        else None,
+        exit_code=task.exit_code if result else None,
         error_type=task.error_type if state is AttemptState.FAILED else None,
-        message=message if state.ended and state is not AttemptState.SUCCEEDED else "",
+        message=(task.error_message or "") if reason else "",
         runner=task.runner or "",
     )
 
