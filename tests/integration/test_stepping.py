@@ -144,6 +144,24 @@ async def test_retry_of_a_failed_task_in_a_failed_flow_makes_it_succeed(
     assert [f.attempt for f in load.failures] == [1], "the failed attempt stays in its history"
 
 
+async def test_weir_retry_wait_exits_1_naming_the_task_that_failed_again(client: Client) -> None:
+    spec = {"name": "stubborn", "tasks": [task("load", "sh", "-c", "echo no disk >&2; exit 3")]}
+    flow_id, events = await finish(client, {**spec, "defaults": {"retry": ONCE}})
+    assert types(events)[-1] == "flow_failed"
+    url = client.nc.connected_url
+    assert url is not None
+    ran = await weir(f"nats://{url.hostname}:{url.port}", "retry", flow_id, "load", "--wait")
+    assert ran.code == 1, ran.stderr
+    assert ran.stdout.decode().splitlines() == [
+        f"{flow_id} running: planned again: load",
+        f"{flow_id} flow_failed",
+    ]
+    said = 'task "load" attempt 2 (exit_code): task "load" exited with code 3; stderr ends: no disk'
+    assert said in ran.stderr
+    assert types(await ended(client, flow_id))[-1] == "flow_failed"
+    assert (await tasks_of(client, flow_id))["load"] == ("failed", 2)
+
+
 async def test_retry_downstream_runs_every_task_after_it_again(client: Client) -> None:
     spec = {
         "name": "chain",
@@ -185,10 +203,11 @@ async def test_retry_downstream_maps_again_over_the_list_its_task_writes_anew(
     url = client.nc.connected_url
     assert url is not None
     nats_url = f"nats://{url.hostname}:{url.port}"
-    ran = await weir(nats_url, "retry", flow_id, "list-files", "--downstream", "--json")
+    ran = await weir(nats_url, "retry", flow_id, "list-files", "--downstream", "--wait", "--json")
     assert ran.code == 0, ran.stderr
-    stepped = json.loads(ran.stdout)
+    stepped, result = map(json.loads, ran.stdout.splitlines())
     assert (stepped["status"], stepped["tasks"]) == ("running", ["list-files", "process", "total"])
+    assert result == {"flow_id": flow_id, "result": "flow_succeeded"}, "--wait: its next end"
     events = await ended(client, flow_id, stepped["seq"])
     assert types(events)[-1] == "flow_succeeded", events[-1]
     assert json.loads(got.read_text()) == ["x!", "y!"], "the task after it got the new list"

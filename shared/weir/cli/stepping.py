@@ -12,7 +12,8 @@ from weir_proto.api import Stepped
 
 from weir.cli.entry import Json, NatsUrl, print_json, run
 from weir.cli.output import task_names
-from weir.cli.submit import parse_params
+from weir.cli.submit import parse_params, until_the_end
+from weir.client import Client
 from weir.config import NATS_URL_DEFAULT
 from weir.terminal import escape_controls, say
 
@@ -41,13 +42,26 @@ def retry(
     downstream: Annotated[
         bool, typer.Option("--downstream", help="Run every task after it again too.")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Then wait until the flow ends again; exit 1 unless it succeeds."
+        ),
+    ] = False,
     nats_url: NatsUrl = NATS_URL_DEFAULT,
     as_json: Json = False,
 ) -> None:
     """Run one task of a flow again, inside the flow (also one that has ended): the tasks
     skipped or cancelled so far are planned again, and the flow runs until it ends again."""
-    stepped = run(nats_url, lambda client: client.retry(flow_id, task, downstream))
-    _said(stepped, as_json, "planned again: " + task_names(stepped.tasks))
+
+    async def body(client: Client) -> int:
+        stepped = await client.retry(flow_id, task, downstream)
+        _said(stepped, as_json, "planned again: " + task_names(stepped.tasks))
+        if not wait:
+            return 0
+        return await until_the_end(client, flow_id, False, as_json, since=stepped.seq)
+
+    raise typer.Exit(run(nats_url, body))
 
 
 def pause(

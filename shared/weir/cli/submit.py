@@ -164,22 +164,30 @@ def submit(
             return 0
         if not as_json:
             note("submitted ", plain(new_id, "bold"))
-        final: FlowEvent | None = None
-        async for event in client.events(new_id, follow=True):
-            final = event
-            if follow:
-                print_json(event) if as_json else say(event_line(event))
-        kind = event_type(final) if final else "unknown"
-        if wait and not follow:
-            if as_json:
-                print_json({"flow_id": new_id, "result": kind})
-            else:
-                say(f"{new_id} {kind}")
-        if not as_json:
-            await _explain_end(client, new_id, final)
-        return 0 if kind == "flow_succeeded" else 1
+        return await until_the_end(client, new_id, follow, as_json)
 
     raise typer.Exit(run(nats_url, body))
+
+
+async def until_the_end(
+    client: Client, flow_id: str, follow: bool, as_json: bool, since: int = 0
+) -> int:
+    """Follow the flow to its end after event `since` (printing each event with `follow`,
+    else the end alone) and say why it did not succeed; the command's exit status."""
+    final: FlowEvent | None = None
+    async for event in client.events(flow_id, follow=True, since=since):
+        final = event
+        if follow and event.seq > since:
+            print_json(event) if as_json else say(event_line(event))
+    kind = event_type(final) if final else "unknown"
+    if not follow:
+        if as_json:
+            print_json({"flow_id": flow_id, "result": kind})
+        else:
+            say(f"{flow_id} {kind}")
+    if not as_json:
+        await _explain_end(client, flow_id, final)
+    return 0 if kind == "flow_succeeded" else 1
 
 
 def _submit_batch(
