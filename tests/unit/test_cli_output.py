@@ -29,6 +29,16 @@ from tests.flows import flow_view
 T0 = datetime(2026, 11, 25, 18, 5, 1, tzinfo=UTC)
 TRICKY = "[/] [bold]x[/bold] [red"
 """Text that rich would take for markup (and fail on) if it were ever parsed."""
+TASK = "t"
+"""The task most histories run (a task's name is a DNS label: no markup fits in it)."""
+TASKS = [
+    {"name": "a", "cmd": ["true"], "outputs": [{"name": "list", "path": "l"}]},
+    {"name": "b", "cmd": ["true"]},
+    {"name": TASK, "cmd": ["true"]},
+    {"name": "m", "cmd": ["true"], "depends": ["a"], "map": {"over": "list"}},
+    {"name": "deploy", "cmd": ["true"], "depends": ["a"], "when": 'tasks.a.outputs.list != ""'},
+]
+"""The flow every history submits: the tasks its events name."""
 
 
 def render(*parts: object) -> str:
@@ -96,7 +106,7 @@ def make(kind: type[Any], **fields: Any) -> FlowEvent:
 
 def flow(*events: FlowEvent) -> list[FlowEvent]:
     """A flow's history: submitted, then `events`, numbered and a second apart."""
-    spec = msgspec.convert({"name": TRICKY, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
+    spec = msgspec.convert({"name": TRICKY, "tasks": TASKS}, FlowSpec)
     history = [make(ev.FlowSubmitted, spec=spec), *events]
     return [
         msgspec.structs.replace(e, id=f"f.{n}", seq=n, at=T0 + timedelta(seconds=n))
@@ -107,8 +117,8 @@ def flow(*events: FlowEvent) -> list[FlowEvent]:
 def _histories() -> list[list[FlowEvent]]:
     """Flows whose attempts end in every way, and whose flows end in every way."""
     later = T0 + timedelta(minutes=1)
-    dispatched = make(ev.TaskDispatched, task=TRICKY, attempt=1, queue="default")
-    started = make(ev.TaskStarted, task=TRICKY, attempt=1, runner=TRICKY)
+    dispatched = make(ev.TaskDispatched, task=TASK, attempt=1, queue="default")
+    started = make(ev.TaskStarted, task=TASK, attempt=1, runner=TRICKY)
     histories = [
         flow(make(ev.TaskQueued, task="a", queue="q", priority=1)),
         flow(dispatched),
@@ -116,7 +126,7 @@ def _histories() -> list[list[FlowEvent]]:
         flow(
             dispatched,
             started,
-            make(ev.TaskSucceeded, task=TRICKY, attempt=1),
+            make(ev.TaskSucceeded, task=TASK, attempt=1),
             make(ev.FlowSucceeded),
         ),
         flow(
@@ -124,19 +134,19 @@ def _histories() -> list[list[FlowEvent]]:
             started,
             make(
                 ev.TaskTakenOver,
-                task=TRICKY,
+                task=TASK,
                 attempt=1,
                 runner="b",
                 previous_runner=TRICKY,
                 silent_for=2,
             ),
         ),
-        flow(dispatched, started, make(ev.TaskSnoozed, task=TRICKY, attempt=1, until=later)),
+        flow(dispatched, started, make(ev.TaskSnoozed, task=TASK, attempt=1, until=later)),
         flow(
             dispatched,
             started,
             make(ev.FlowCancelRequested, reason=TRICKY),
-            make(ev.TaskCancelled, task=TRICKY, reason=TRICKY, attempt=1),
+            make(ev.TaskCancelled, task=TASK, reason=TRICKY, attempt=1),
             make(ev.TaskSkipped, task="b", reason=TRICKY),
             make(ev.FlowCancelled, reason=TRICKY),
         ),
@@ -154,9 +164,9 @@ def _histories() -> list[list[FlowEvent]]:
             make(ev.FlowUpdated, spec=flow()[0].spec, changed=["tags"]),  # type: ignore[union-attr]
             dispatched,
             started,
-            make(ev.TaskFailed, task=TRICKY, attempt=1, error_type="exit_code", message=TRICKY),
-            make(ev.FlowFailed, failed_tasks=[TRICKY]),
-            make(ev.TaskRetried, task=TRICKY, tasks=[TRICKY, "b"], downstream=True),
+            make(ev.TaskFailed, task=TASK, attempt=1, error_type="exit_code", message=TRICKY),
+            make(ev.FlowFailed, failed_tasks=[TASK]),
+            make(ev.TaskRetried, task=TASK, tasks=[TASK, "b"], downstream=True),
         ),
         flow(
             make(ev.TaskConditionRead, task="deploy", values={"decision": TRICKY}),
@@ -164,14 +174,14 @@ def _histories() -> list[list[FlowEvent]]:
         ),
     ]
     for error_type in ErrorType:
-        failure = {"task": TRICKY, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
+        failure = {"task": TASK, "attempt": 1, "error_type": str(error_type), "message": TRICKY}
         histories.append(
             flow(
                 dispatched,
                 started,
                 make(ev.TaskAttemptFailed, retry_at=later, exit_code=2, **failure),
                 make(ev.TaskFailed, **failure),
-                make(ev.FlowFailed, failed_tasks=[TRICKY]),
+                make(ev.FlowFailed, failed_tasks=[TASK]),
             )
         )
     return histories

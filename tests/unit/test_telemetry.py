@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -21,6 +22,8 @@ from weir_proto import events as ev
 from weir_proto import subjects
 from weir_proto.events import FlowEvent
 from weir_proto.spec import FlowSpec, TaskSpec
+
+from tests.flows import task
 
 FLOW = "hello-1"
 T0 = datetime(2026, 11, 25, 18, 5, 1, 120_000, tzinfo=UTC)
@@ -50,16 +53,21 @@ class Log:
         return self
 
 
-def submitted(log: Log, name: str = "diamond") -> Log:
-    spec = FlowSpec(name=name, tasks=[TaskSpec(name="fetch", cmd=["true"])])
+def submitted(log: Log, name: str = "diamond", tasks: tuple[str, ...] = ("fetch",)) -> Log:
+    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
     return log.add(ev.FlowSubmitted, 0.0, spec=spec)
 
 
 def retried_then_failed(flow_id: str = FLOW) -> Log:
     """fetch succeeds; upper is lost once (and retried), then exits 2; join is skipped; the
     flow fails."""
-    spec = FlowSpec(name="diamond", tasks=[TaskSpec(name=t, cmd=["true"]) for t in TASKS])
-    log = Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec)
+    fetch, upper, join = TASKS
+    tasks = [
+        TaskSpec(name=fetch, cmd=["true"]),
+        TaskSpec(name=upper, cmd=["true"], depends=[fetch], queue="gpu"),
+        TaskSpec(name=join, cmd=["true"], depends=[upper]),
+    ]
+    log = Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=FlowSpec(name="diamond", tasks=tasks))
     log.add(ev.TaskDispatched, 0.010, task="fetch", attempt=1, queue="default")
     log.add(ev.TaskStarted, 0.030, task="fetch", attempt=1, runner="runner-a")
     log.add(ev.TaskSucceeded, 1.130, task="fetch", attempt=1)
@@ -262,7 +270,7 @@ def test_unfinished_flows_and_attempts_emit_nothing_yet(process: Process) -> Non
 
 
 def test_a_succeeded_flow_span_is_not_an_error(process: Process) -> None:
-    log = submitted(Log("ok-1"), name="tiny")
+    log = submitted(Log("ok-1"), name="tiny", tasks=("a",))
     log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
     log.add(ev.TaskSucceeded, 0.3, task="a", attempt=1)
@@ -275,7 +283,7 @@ def test_a_succeeded_flow_span_is_not_an_error(process: Process) -> None:
 def test_a_cancelled_flow_ends_its_running_attempt_and_lists_tasks_never_run(
     process: Process,
 ) -> None:
-    log = submitted(Log("stop-1"), name="long")
+    log = submitted(Log("stop-1"), name="long", tasks=("a", "b"))
     log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
     log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
     log.add(ev.FlowCancelRequested, 5.0, reason="operator")
@@ -602,7 +610,16 @@ def test_every_decision_on_a_flow_is_an_event_of_its_span_and_a_line_of_its_wate
 ) -> None:
     """Pause, resume, update, an operator's retry, a condition read, a map's expansion and
     a cancel start or end no attempt: each still shows in the trace and in `weir trace`."""
-    log = submitted(Log("steps-1"), name="steps")
+    outputs = [{"name": "decision", "path": "d"}, {"name": "list", "path": "l"}]
+    tasks = [
+        task("src", outputs=outputs),
+        task("go", depends=["src"], when='tasks.src.outputs.decision == "go"'),
+        task("each", depends=["src"], map={"over": "list"}),
+        task("load"),
+        task("report", depends=["load"]),
+    ]
+    spec = msgspec.convert({"name": "steps", "tasks": tasks}, FlowSpec)
+    log = Log("steps-1").add(ev.FlowSubmitted, 0.0, spec=spec)
     log.add(ev.FlowPaused, 0.1, reason="maintenance")
     log.add(ev.FlowResumed, 0.2, status="pending")
     log.add(ev.TaskConditionRead, 0.3, task="go", values={"decision": "go"})

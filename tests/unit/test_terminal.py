@@ -11,7 +11,6 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import pytest
 from rich.console import Console
 from weir import waterfall
@@ -20,9 +19,9 @@ from weir.cli.output import LogOutput, event_line, flow_details
 from weir.config import ConfigError, NatsSecurity
 from weir.terminal import escape_controls, escape_text, plain
 from weir_proto.api import TaskView
-from weir_proto.events import FlowEvent, FlowSubmitted, TaskDispatched, TaskFailed, TaskStarted
+from weir_proto.errors import SpecError
+from weir_proto.events import FlowEvent, FlowRejected, TaskFailed
 from weir_proto.messages import ErrorType
-from weir_proto.spec import FlowSpec
 
 from tests.flows import flow_view
 
@@ -170,11 +169,10 @@ def test_bad_secret_files_are_named(tmp_path: Path, env: dict[str, str], words: 
 
 def test_trace_drawing_escapes_the_flow_name_and_keeps_its_colours() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    spec = msgspec.convert({"name": ATTACK, "tasks": [{"name": "a", "cmd": ["true"]}]}, FlowSpec)
+    # The planner refuses such a name, so it reaches a trace as the name of a rejected flow.
+    errors = [SpecError(path="$.name", message="name must be at most 253 characters")]
     history: list[FlowEvent] = [
-        FlowSubmitted(id="f.1", seq=1, flow_id="f", at=at, spec=spec),
-        TaskDispatched(id="f.2", seq=2, flow_id="f", at=at, task="a", attempt=1, queue="q"),
-        TaskStarted(id="f.3", seq=3, flow_id="f", at=at, task="a", attempt=1, runner="r"),
+        FlowRejected(id="f.1", seq=1, flow_id="f", at=at, errors=errors, name=ATTACK),
     ]
     drawing = waterfall.renderable(history, width=120, now=at + timedelta(seconds=5))
     shown = escape_text(drawing, keep="\n")

@@ -31,32 +31,46 @@ NOW = T0 + timedelta(seconds=30)
 """`now` for flows still running: their open bars extend to it."""
 
 
-def submit(flow_id: str, name: str, *tasks: str, start_at: datetime | None = None) -> Log:
-    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"]) for t in tasks])
+def submit(
+    flow_id: str, name: str, *tasks: str, start_at: datetime | None = None, queue: str | None = None
+) -> Log:
+    spec = FlowSpec(name=name, tasks=[TaskSpec(name=t, cmd=["true"], queue=queue) for t in tasks])
     return Log(flow_id).add(ev.FlowSubmitted, 0.0, spec=spec, start_at=start_at)
+
+
+def dispatched(
+    log: Log, seconds: float, *tasks: str, attempt: int = 1, queue: str = "default"
+) -> None:
+    for name in tasks:
+        log.add(ev.TaskDispatched, seconds, task=name, attempt=attempt, queue=queue)
+
+
+def started(log: Log, seconds: float, *tasks: str, attempt: int = 1) -> None:
+    for name in tasks:
+        log.add(ev.TaskStarted, seconds, task=name, attempt=attempt, runner="r")
 
 
 def timed_out_then_succeeded_with_exit_code() -> Log:
     log = submit("timeout-1", "slow", "crunch")
-    log.add(ev.TaskDispatched, 0.1, task="crunch", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.2, task="crunch", attempt=1, runner="r")
+    dispatched(log, 0.1, "crunch")
+    started(log, 0.2, "crunch")
     failure = {"error_type": "timeout", "message": "ran past 5s", "exit_code": None}
     log.add(ev.TaskAttemptFailed, 5.2, task="crunch", attempt=1, retry_at=at(6.0), **failure)
-    log.add(ev.TaskDispatched, 6.0, task="crunch", attempt=2, queue="default")
-    log.add(ev.TaskStarted, 6.05, task="crunch", attempt=2, runner="r")
+    dispatched(log, 6.0, "crunch", attempt=2)
+    started(log, 6.05, "crunch", attempt=2)
     log.add(ev.TaskSucceeded, 9.0, task="crunch", attempt=2, exit_code=3)
     log.add(ev.FlowSucceeded, 9.0)
     return log
 
 
 def snoozed_then_succeeded() -> Log:
-    log = submit("snooze-1", "poll", "wait-for-file")
+    log = submit("snooze-1", "poll", "wait-for-file", queue="limited")
     log.add(ev.TaskQueued, 0.0, task="wait-for-file", queue="limited", priority=0)
-    log.add(ev.TaskDispatched, 0.4, task="wait-for-file", attempt=1, queue="limited")
-    log.add(ev.TaskStarted, 0.5, task="wait-for-file", attempt=1, runner="r")
+    dispatched(log, 0.4, "wait-for-file", queue="limited")
+    started(log, 0.5, "wait-for-file")
     log.add(ev.TaskSnoozed, 0.8, task="wait-for-file", attempt=1, until=at(10.8))
-    log.add(ev.TaskDispatched, 10.8, task="wait-for-file", attempt=2, queue="limited")
-    log.add(ev.TaskStarted, 10.9, task="wait-for-file", attempt=2, runner="r")
+    dispatched(log, 10.8, "wait-for-file", attempt=2, queue="limited")
+    started(log, 10.9, "wait-for-file", attempt=2)
     log.add(ev.TaskSucceeded, 11.5, task="wait-for-file", attempt=2)
     log.add(ev.FlowSucceeded, 11.5)
     return log
@@ -65,9 +79,8 @@ def snoozed_then_succeeded() -> Log:
 def cancelled() -> Log:
     """a runs and is killed; b was handed out but never started; c never ran."""
     log = submit("cancel-1", "long", "a", "b", "c")
-    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
+    dispatched(log, 0.1, "a", "b")
+    started(log, 0.2, "a")
     log.add(ev.FlowCancelRequested, 5.0, reason="cancelled by request")
     reason = "cancelled by request (before it started)"
     log.add(ev.TaskCancelled, 5.0, task="b", attempt=1, reason=reason)
@@ -80,10 +93,8 @@ def cancelled() -> Log:
 def fail_fast() -> Log:
     """b fails for good; fail_fast cancels the running a and a's snooze is never rerun."""
     log = submit("failfast-1", "strict", "a", "b")
-    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.2, task="a", attempt=1, runner="r")
-    log.add(ev.TaskStarted, 0.2, task="b", attempt=1, runner="r")
+    dispatched(log, 0.1, "a", "b")
+    started(log, 0.2, "a", "b")
     failure = {"error_type": "oom_killed", "message": "out of memory", "exit_code": 137}
     log.add(ev.TaskFailed, 1.0, task="b", attempt=1, **failure)
     reason = 'fail_fast: task "b" failed'
@@ -96,11 +107,8 @@ def fail_fast() -> Log:
 def running() -> Log:
     """Still going: one attempt running, one waiting for a runner, one retry due."""
     log = submit("running-1", "busy", "a", "b", "c")
-    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(ev.TaskDispatched, 0.1, task="b", attempt=1, queue="default")
-    log.add(ev.TaskDispatched, 0.1, task="c", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.3, task="a", attempt=1, runner="r")
-    log.add(ev.TaskStarted, 0.3, task="c", attempt=1, runner="r")
+    dispatched(log, 0.1, "a", "b", "c")
+    started(log, 0.3, "a", "c")
     failure = {"error_type": "exit_code", "message": "exited with 1", "exit_code": 1}
     log.add(ev.TaskAttemptFailed, 2.0, task="c", attempt=1, retry_at=at(60), **failure)
     return log
@@ -108,8 +116,8 @@ def running() -> Log:
 
 def cancelling() -> Log:
     log = submit("cancelling-1", "stopping", "a")
-    log.add(ev.TaskDispatched, 0.1, task="a", attempt=1, queue="default")
-    log.add(ev.TaskStarted, 0.3, task="a", attempt=1, runner="r")
+    dispatched(log, 0.1, "a")
+    started(log, 0.3, "a")
     log.add(ev.FlowCancelRequested, 4.0, reason="cancelled by request")
     return log
 
@@ -120,7 +128,7 @@ def waiting_for_start() -> Log:
 
 def dispatched_not_started() -> Log:
     log = submit("pending-1", "queued", "a")
-    log.add(ev.TaskDispatched, 0.5, task="a", attempt=1, queue="default")
+    dispatched(log, 0.5, "a")
     return log
 
 

@@ -42,6 +42,8 @@ SPAN_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )
 """Every span attribute weir sets (dashboards and TraceQL may use only these)."""
+PHASE_ATTRIBUTES = (ATTR_FLOW_ID, ATTR_TASK, ATTR_ATTEMPT, ATTR_QUEUE)
+"""What an attempt's phase spans (queue-wait, run) carry of the attempt's attributes."""
 
 SPAN_FLOW = "flow"
 SPAN_TASK = "task"

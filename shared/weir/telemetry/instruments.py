@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Counter,
+    Histogram,
+    Meter,
+    MeterProvider,
+    Observation,
+)
 
 from weir.telemetry.providers import INSTRUMENTATION_NAME
 
@@ -27,6 +34,8 @@ class MetricName:
     unit: str
     description: str
     attributes: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    """A histogram's bucket boundaries."""
 
     @property
     def prometheus(self) -> str:
@@ -45,59 +54,66 @@ class MetricName:
         return (self.prometheus,)
 
 
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+DURATION_BUCKETS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600)
+
 LABEL_QUEUE = "queue"
 LABEL_STATUS = "status"
 LABEL_ERROR_TYPE = "error_type"
 LABEL_KIND = "kind"
 
-FLOWS_STARTED = MetricName("weir.flows.started", "counter", "{flow}", "Flows accepted")
-FLOWS_FINISHED = MetricName(
+
+def _counter(name: str, unit: str, description: str, *labels: str) -> MetricName:
+    return MetricName(name, "counter", unit, description, labels)
+
+
+def _seconds(name: str, description: str, buckets: tuple[float, ...], *labels: str) -> MetricName:
+    return MetricName(name, "histogram", "s", description, labels, buckets)
+
+
+FLOWS_STARTED = _counter("weir.flows.started", "{flow}", "Flows accepted")
+FLOWS_FINISHED = _counter(
     "weir.flows.finished",
-    "counter",
     "{flow}",
     "Flows that ended, by status (succeeded, failed, rejected)",
-    (LABEL_STATUS,),
+    LABEL_STATUS,
 )
-TASKS_STARTED = MetricName(
-    "weir.tasks.started", "counter", "{attempt}", "Task attempts a runner started", (LABEL_QUEUE,)
+TASKS_STARTED = _counter(
+    "weir.tasks.started", "{attempt}", "Task attempts a runner started", LABEL_QUEUE
 )
-TASKS_FINISHED = MetricName(
+TASKS_FINISHED = _counter(
     "weir.tasks.finished",
-    "counter",
     "{attempt}",
     "Task attempts that ended, by status (succeeded, failed) and error type",
-    (LABEL_QUEUE, LABEL_STATUS, LABEL_ERROR_TYPE),
+    LABEL_QUEUE,
+    LABEL_STATUS,
+    LABEL_ERROR_TYPE,
 )
-TASK_RETRIES = MetricName(
-    "weir.task.retries", "counter", "{attempt}", "Attempts after the first", (LABEL_QUEUE,)
-)
-TASK_LOST = MetricName(
+TASK_RETRIES = _counter("weir.task.retries", "{attempt}", "Attempts after the first", LABEL_QUEUE)
+TASK_LOST = _counter(
     "weir.task.lost",
-    "counter",
     "{attempt}",
     "Attempts whose runner vanished (failed with error type lost)",
-    (LABEL_QUEUE,),
+    LABEL_QUEUE,
 )
-DISPATCH_LATENCY = MetricName(
+DISPATCH_LATENCY = _seconds(
     "weir.task.dispatch_latency",
-    "histogram",
-    "s",
     "From a task being ready (dispatched) until a runner started it",
-    (LABEL_QUEUE,),
+    LATENCY_BUCKETS_S,
+    LABEL_QUEUE,
 )
-TASK_DURATION = MetricName(
+TASK_DURATION = _seconds(
     "weir.task.duration",
-    "histogram",
-    "s",
     "From start to end of a task attempt",
-    (LABEL_QUEUE, LABEL_STATUS),
+    DURATION_BUCKETS_S,
+    LABEL_QUEUE,
+    LABEL_STATUS,
 )
-RELAY_LAG = MetricName(
+RELAY_LAG = _seconds(
     "weir.relay.lag",
-    "histogram",
-    "s",
     "From an outbox row's commit until the relay published it",
-    (LABEL_KIND,),
+    LATENCY_BUCKETS_S,
+    LABEL_KIND,
 )
 QUEUE_DEPTH = MetricName(
     "weir.queue.depth",
@@ -121,8 +137,6 @@ METRICS: tuple[MetricName, ...] = (
 )
 """Every instrument weir records: code and dashboards both use this table."""
 
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-DURATION_BUCKETS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600)
 
 QueueDepths = Callable[[], Mapping[str, int]]
 """Returns the current depth of each queue. Called on the metrics exporter's thread at each
@@ -138,30 +152,15 @@ class Metrics:
 
     def __init__(self, provider: MeterProvider | None = None) -> None:
         meter: Meter = otel_metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=provider)
-        c = FLOWS_STARTED
-        self._flows_started = meter.create_counter(c.name, c.unit, c.description)
-        c = FLOWS_FINISHED
-        self._flows_finished = meter.create_counter(c.name, c.unit, c.description)
-        c = TASKS_STARTED
-        self._tasks_started = meter.create_counter(c.name, c.unit, c.description)
-        c = TASKS_FINISHED
-        self._tasks_finished = meter.create_counter(c.name, c.unit, c.description)
-        c = TASK_RETRIES
-        self._retries = meter.create_counter(c.name, c.unit, c.description)
-        c = TASK_LOST
-        self._lost = meter.create_counter(c.name, c.unit, c.description)
-        h = DISPATCH_LATENCY
-        self._dispatch_latency = meter.create_histogram(
-            h.name, h.unit, h.description, explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S
-        )
-        h = TASK_DURATION
-        self._task_duration = meter.create_histogram(
-            h.name, h.unit, h.description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S
-        )
-        h = RELAY_LAG
-        self._relay_lag = meter.create_histogram(
-            h.name, h.unit, h.description, explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S
-        )
+        self._flows_started = _new_counter(meter, FLOWS_STARTED)
+        self._flows_finished = _new_counter(meter, FLOWS_FINISHED)
+        self._tasks_started = _new_counter(meter, TASKS_STARTED)
+        self._tasks_finished = _new_counter(meter, TASKS_FINISHED)
+        self._retries = _new_counter(meter, TASK_RETRIES)
+        self._lost = _new_counter(meter, TASK_LOST)
+        self._dispatch_latency = _new_histogram(meter, DISPATCH_LATENCY)
+        self._task_duration = _new_histogram(meter, TASK_DURATION)
+        self._relay_lag = _new_histogram(meter, RELAY_LAG)
         self._queue_depths: list[QueueDepths] = []
         g = QUEUE_DEPTH
         meter.create_observable_gauge(g.name, [self._observe_queue_depth], g.unit, g.description)
@@ -223,6 +222,19 @@ class Metrics:
                 continue
             observations.extend(Observation(n, {LABEL_QUEUE: q}) for q, n in current.items())
         return observations
+
+
+def _new_counter(meter: Meter, metric: MetricName) -> Counter:
+    return meter.create_counter(metric.name, metric.unit, metric.description)
+
+
+def _new_histogram(meter: Meter, metric: MetricName) -> Histogram:
+    return meter.create_histogram(
+        metric.name,
+        metric.unit,
+        metric.description,
+        explicit_bucket_boundaries_advisory=metric.buckets,
+    )
 
 
 metrics = Metrics()

@@ -16,25 +16,7 @@ from weir_proto import ids
 from weir_proto.events import FlowEvent
 from weir_proto.status import AttemptState, FlowStatus
 
-from weir.telemetry.attributes import (
-    ATTR_ATTEMPT,
-    ATTR_ATTEMPT_ID,
-    ATTR_DECISION,
-    ATTR_ERROR_TYPE,
-    ATTR_EXIT_CODE,
-    ATTR_FLOW_ID,
-    ATTR_FLOW_NAME,
-    ATTR_FLOW_STATUS,
-    ATTR_QUEUE,
-    ATTR_RUNNER,
-    ATTR_SKIP_REASON,
-    ATTR_TASK,
-    ATTR_TASK_STATUS,
-    SPAN_FLOW,
-    SPAN_QUEUE_WAIT,
-    SPAN_RUN,
-    SPAN_TASK,
-)
+from weir.telemetry import attributes
 from weir.telemetry.ids import (
     attempt_span_id,
     flow_context,
@@ -55,19 +37,19 @@ def _ns(at: datetime) -> int:
 
 def attempt_attributes(attempt: Attempt) -> dict[str, str | int]:
     attrs: dict[str, str | int] = {
-        ATTR_FLOW_ID: attempt.flow_id,
-        ATTR_TASK: attempt.task,
-        ATTR_ATTEMPT: attempt.attempt,
-        ATTR_ATTEMPT_ID: ids.attempt_id(attempt.flow_id, attempt.task, attempt.attempt),
-        ATTR_QUEUE: attempt.queue,
-        ATTR_TASK_STATUS: attempt.status.value,
+        attributes.ATTR_FLOW_ID: attempt.flow_id,
+        attributes.ATTR_TASK: attempt.task,
+        attributes.ATTR_ATTEMPT: attempt.attempt,
+        attributes.ATTR_ATTEMPT_ID: ids.attempt_id(attempt.flow_id, attempt.task, attempt.attempt),
+        attributes.ATTR_QUEUE: attempt.queue,
+        attributes.ATTR_TASK_STATUS: attempt.status.value,
     }
     if attempt.runner:
-        attrs[ATTR_RUNNER] = attempt.runner
+        attrs[attributes.ATTR_RUNNER] = attempt.runner
     if attempt.exit_code is not None:
-        attrs[ATTR_EXIT_CODE] = attempt.exit_code
+        attrs[attributes.ATTR_EXIT_CODE] = attempt.exit_code
     if attempt.error_type:
-        attrs[ATTR_ERROR_TYPE] = attempt.error_type
+        attrs[attributes.ATTR_ERROR_TYPE] = attempt.error_type
     return attrs
 
 
@@ -88,7 +70,7 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
     attrs = attempt_attributes(attempt)
     span = start_span_with_ids(
         tr,
-        f"{SPAN_TASK} {attempt.task}",
+        f"{attributes.SPAN_TASK} {attempt.task}",
         trace_id=trace_id,
         span_id=span_id,
         parent=flow_context(attempt.flow_id),
@@ -101,14 +83,18 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
         span.set_status(Status(StatusCode.ERROR, f"cancelled: {attempt.message}"[:512]))
     emitted = 1
     parent = remote_parent(trace_id, span_id)
-    phase_attrs = {k: attrs[k] for k in (ATTR_FLOW_ID, ATTR_TASK, ATTR_ATTEMPT, ATTR_QUEUE)}
+    phase_attrs = {k: attrs[k] for k in attributes.PHASE_ATTRIBUTES}
     phases: list[tuple[str, datetime, datetime]] = []
     if attempt.dispatched_at is not None:
         phases.append(
-            (SPAN_QUEUE_WAIT, attempt.dispatched_at, attempt.started_at or attempt.finished_at)
+            (
+                attributes.SPAN_QUEUE_WAIT,
+                attempt.dispatched_at,
+                attempt.started_at or attempt.finished_at,
+            )
         )
     if attempt.started_at is not None:
-        phases.append((SPAN_RUN, attempt.started_at, attempt.finished_at))
+        phases.append((attributes.SPAN_RUN, attempt.started_at, attempt.finished_at))
     for phase, begin, finish in phases:
         child = start_span_with_ids(
             tr,
@@ -119,7 +105,7 @@ def emit_attempt_spans(attempt: Attempt, provider: TracerProvider | None = None)
             start_ns=_ns(begin),
             attributes=phase_attrs,
         )
-        if phase == SPAN_RUN and attempt.status is AttemptState.FAILED:
+        if phase == attributes.SPAN_RUN and attempt.status is AttemptState.FAILED:
             child.set_status(Status(StatusCode.ERROR))
         child.end(end_time=_ns(finish))
         emitted += 1
@@ -135,14 +121,14 @@ def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = Non
         return 0
     start = timeline.submitted_at or timeline.finished_at
     attrs: dict[str, str | int] = {
-        ATTR_FLOW_ID: timeline.flow_id,
-        ATTR_FLOW_STATUS: timeline.status.value,
+        attributes.ATTR_FLOW_ID: timeline.flow_id,
+        attributes.ATTR_FLOW_STATUS: timeline.status.value,
     }
     if timeline.name:
-        attrs[ATTR_FLOW_NAME] = timeline.name
+        attrs[attributes.ATTR_FLOW_NAME] = timeline.name
     span = start_span_with_ids(
         tracer(provider),
-        f"{SPAN_FLOW} {timeline.name or timeline.flow_id}",
+        f"{attributes.SPAN_FLOW} {timeline.name or timeline.flow_id}",
         trace_id=flow_trace_id(timeline.flow_id),
         span_id=flow_span_id(timeline.flow_id),
         parent=None,
@@ -152,13 +138,13 @@ def emit_flow_span(timeline: FlowTimeline, provider: TracerProvider | None = Non
     for skip in timeline.skipped:
         span.add_event(
             "task_skipped",
-            {ATTR_TASK: skip.task, ATTR_SKIP_REASON: skip.reason},
+            {attributes.ATTR_TASK: skip.task, attributes.ATTR_SKIP_REASON: skip.reason},
             timestamp=_ns(skip.at),
         )
     for decision in timeline.decisions:
         span.add_event(
             decision.kind,
-            {ATTR_TASK: decision.task, ATTR_DECISION: decision.text},
+            {attributes.ATTR_TASK: decision.task, attributes.ATTR_DECISION: decision.text},
             timestamp=_ns(decision.at),
         )
     if timeline.status not in (FlowStatus.SUCCEEDED, FlowStatus.DUPLICATE):
