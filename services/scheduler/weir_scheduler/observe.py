@@ -5,6 +5,7 @@ the flow id, so a scheduler restart mid-flow still yields one complete trace."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -93,7 +94,11 @@ class Observer:
                     )
 
     async def _emit_trace(self, flow_id: str) -> None:
-        events = [
-            _event_decoder.decode(data) for data in await self.store.data.flow_events(flow_id)
-        ]
-        telemetry.emit_flow_spans(events)
+        logged = await self.store.data.flow_events(flow_id)
+        # Folding a big flow's log takes seconds (`flow_timeline` runs the decider's evolve
+        # over every event): off the event loop, which goes on deciding meanwhile.
+        await asyncio.to_thread(_emit_spans, logged)
+
+
+def _emit_spans(logged: Sequence[str]) -> None:
+    telemetry.emit_flow_spans([_event_decoder.decode(data) for data in logged])
