@@ -128,9 +128,7 @@ async def test_retry_of_a_failed_task_in_a_failed_flow_makes_it_succeed(
         "defaults": {"retry": ONCE},
         "tasks": [
             task("extract"),
-            task(
-                "load", "sh", "-c", f'test -e "{fixed}" || exit 3', depends=["extract"], retry=ONCE
-            ),
+            shell("load", f'test -e "{fixed}" || exit 3', depends=["extract"], retry=ONCE),
             task("publish", depends=["load"]),
             task("cleanup", depends=["load"], trigger="all_done"),
         ],

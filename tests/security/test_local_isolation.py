@@ -321,9 +321,7 @@ async def test_an_absolute_output_swapped_for_a_link_is_refused(
     """The attack on the file behind an absolute output: from its sandbox, the task
     replaces that file in the attempt's `paths` directory with a link to a file of root's."""
     path, token = root_only
-    swap = task(
-        "swap", "sh", "-c", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}]
-    )
+    swap = shell("swap", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}])
     _, events = await run(stack, {**swap, "retry": 1})
     failed = [e for e in events if isinstance(e, TaskFailed)]
     assert [e.error_type for e in failed] == ["executor"], events
