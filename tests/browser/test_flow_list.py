@@ -16,6 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_ui import LIVE
+from tests.flows import scheduled, shell, task
 from tests.waiting import until
 from tests.web.test_api import events_of
 
@@ -58,9 +59,7 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
 ) -> None:
     tag = unique("urlf")
     api = stack.api("operator")
-    early = await stack.submit(
-        {"name": "early", "tags": [tag], "tasks": [{"name": "t", "cmd": ["false"]}]}
-    )
+    early = await stack.submit({"name": "early", "tags": [tag], "tasks": [task("t", "false")]})
     created = datetime.fromisoformat((await api.get(f"/flows/{early}")).json()["created_at"])
     boundary = created.replace(microsecond=0) + timedelta(seconds=1)
     if boundary.second == 0:  # seconds a minute-wide input would lose
@@ -69,13 +68,11 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
         lambda: datetime.now(UTC) > boundary + timedelta(milliseconds=50), "the boundary passed"
     )
     ok = await stack.submit(
-        {"name": "nightly etl", "tags": [tag, "prod"], "tasks": [{"name": "t", "cmd": ["true"]}]}
+        {"name": "nightly etl", "tags": [tag, "prod"], "tasks": [task("t", "true")]}
     )
-    bad = await stack.submit(
-        {"name": "nightly etl", "tags": [tag], "tasks": [{"name": "t", "cmd": ["false"]}]}
-    )
+    bad = await stack.submit({"name": "nightly etl", "tags": [tag], "tasks": [task("t", "false")]})
     other = await stack.submit(
-        {"name": "hourly", "tags": [tag, "prod"], "tasks": [{"name": "t", "cmd": ["false"]}]}
+        {"name": "hourly", "tags": [tag, "prod"], "tasks": [task("t", "false")]}
     )
     assert [await ended(stack, f) for f in (early, ok, bad, other)] == [
         "flow_failed",
@@ -155,12 +152,7 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
     tag = unique("paged")
-    spec = {
-        "name": "paged",
-        "tags": [tag],
-        "delay": "1h",
-        "tasks": [{"name": "t", "cmd": ["true"]}],
-    }
+    spec = scheduled("paged", task("t", "true"), tags=[tag])
     for _ in range(2 * PAGE + 10):
         await stack.submit(spec)
     listed = (
@@ -219,13 +211,13 @@ def fixable(tag: str, trail: Path, fixed: Path) -> dict[str, Any]:
         "name": "fixable",
         "tags": [tag],
         "tasks": [
-            {"name": "make", "cmd": ["sh", "-c", f"echo make >> {trail}"]},
-            {
-                "name": "use",
-                "cmd": ["sh", "-c", f"echo use >> {trail}; test -e {fixed}"],
-                "depends": ["make"],
-                "retry": {"max_attempts": 1},
-            },
+            shell("make", f"echo make >> {trail}"),
+            shell(
+                "use",
+                f"echo use >> {trail}; test -e {fixed}",
+                depends=["make"],
+                retry={"max_attempts": 1},
+            ),
         ],
     }
 

@@ -15,8 +15,9 @@ from weir_proto.status import FlowStatus, flow_status_after
 
 from tests.browser.conftest import PageProblems
 from tests.browser.stack import Stack, logged_in
-from tests.browser.test_live import HIDE, SHOW, gated_flow
-from tests.browser.test_ui import HOSTILE, LIVE, node
+from tests.browser.test_live import HIDE, SHOW
+from tests.browser.test_ui import HOSTILE, LIVE, gated_flow, node
+from tests.flows import scheduled, shell, task, waits_for
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -28,8 +29,8 @@ def failing_until(fixed: Path, name: str) -> dict[str, Any]:
         "name": name,
         "defaults": {"retry": {"max_attempts": 1}},
         "tasks": [
-            {"name": "load", "cmd": ["sh", "-c", f'echo "try"; test -e "{fixed}"']},
-            {"name": "publish", "cmd": ["true"], "depends": ["load"]},
+            shell("load", f'echo "try"; test -e "{fixed}"'),
+            task("publish", "true", depends=["load"]),
         ],
     }
 
@@ -68,7 +69,7 @@ async def test_the_pages_listen_to_every_event_type_of_the_proto(
 
 def log_of(*steps: tuple[str, dict[str, Any]]) -> list[FlowEvent]:
     """Events of flow "f" over tasks a and b, seq from 1, each with its own fields."""
-    spec = {"name": "f", "tasks": [{"name": "a", "cmd": ["true"]}, {"name": "b", "cmd": ["true"]}]}
+    spec = {"name": "f", "tasks": [task("a", "true"), task("b", "true")]}
     at = "2026-12-01T00:00:00Z"
     common = {"flow_id": "f", "at": at, "task": "a", "attempt": 1, "reason": "r", "spec": spec}
     events = []
@@ -210,17 +211,12 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
             "name": "instance-in-ui",
             "defaults": {"retry": {"max_attempts": 1}},
             "tasks": [
-                {
-                    "name": "list",
-                    "cmd": ["sh", "-c", """echo '["a","b"]' > files.json"""],
-                    "outputs": [{"name": "files", "path": "files.json"}],
-                },
-                {
-                    "name": "each",
-                    "depends": ["list"],
-                    "map": {"over": "files"},
-                    "cmd": ["sh", "-c", check],
-                },
+                shell(
+                    "list",
+                    """echo '["a","b"]' > files.json""",
+                    outputs=[{"name": "files", "path": "files.json"}],
+                ),
+                shell("each", check, depends=["list"], map={"over": "files"}),
             ],
         }
     )
@@ -248,14 +244,8 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
 async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    flow_id = await stack.submit(
-        {
-            "name": "later-in-ui",
-            "delay": "1h",
-            "params": {"n": {"type": "int", "default": 1}, "day": "mon"},
-            "tasks": [{"name": "a", "cmd": ["true"]}],
-        }
-    )
+    params = {"n": {"type": "int", "default": 1}, "day": "mon"}
+    flow_id = await stack.submit(scheduled("later-in-ui", params=params))
     context, page = await logged_in(browser, stack, "operator")
     problems.watch(page)
     await page.goto(f"{stack.url}/flows/{flow_id}")
@@ -302,14 +292,12 @@ async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text
 async def test_a_viewer_sees_no_stepping_button_and_the_api_refuses_each(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    later = await stack.submit(
-        {"name": "viewer-later", "delay": "1h", "tasks": [{"name": "a", "cmd": ["false"]}]}
-    )
+    later = await stack.submit(scheduled("viewer-later", task("a", "false")))
     failed = await stack.submit(
         {
             "name": "viewer-failed",
             "defaults": {"retry": {"max_attempts": 1}},
-            "tasks": [{"name": "a", "cmd": ["false"]}],
+            "tasks": [task("a", "false")],
         }
     )
     context, page = await logged_in(browser, stack, "viewer")
@@ -341,34 +329,27 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "list.open"
-    write = (
-        f"while [ ! -e {gate} ]; do sleep 0.05; done; "
-        """echo '["a","b","c"]' > files.json; echo go > decision.txt"""
-    )
+    write = f"""{waits_for(gate)}; echo '["a","b","c"]' > files.json; echo go > decision.txt"""
     flow_id = await stack.submit(
         {
             "name": "fan-out-ui",
             "tasks": [
-                {
-                    "name": "list",
-                    "cmd": ["sh", "-c", write],
-                    "outputs": [
+                shell(
+                    "list",
+                    write,
+                    outputs=[
                         {"name": "files", "path": "files.json"},
                         {"name": "decision", "path": "decision.txt"},
                     ],
-                },
-                {
-                    "name": "each",
-                    "depends": ["list"],
-                    "map": {"over": "files"},
-                    "cmd": ["echo", "item {{ item }}"],
-                },
-                {
-                    "name": "deploy",
-                    "depends": ["list"],
-                    "when": 'tasks.list.outputs.decision == "go"',
-                    "cmd": ["echo", "deploying"],
-                },
+                ),
+                task("each", "echo", "item {{ item }}", depends=["list"], map={"over": "files"}),
+                task(
+                    "deploy",
+                    "echo",
+                    "deploying",
+                    depends=["list"],
+                    when='tasks.list.outputs.decision == "go"',
+                ),
             ],
         }
     )
