@@ -53,6 +53,13 @@ async def test_outputs_feed_inputs_through_the_object_store(
                 inputs=[{"from": "data", "path": "in/deep/data.txt"}],
                 outputs=[{"name": "upper", "path": "up"}],
             ),
+            # An input lands where its task says: deep in new directories, or at the top.
+            shell(
+                "read",
+                'test "$(cat in.txt)" = payload',
+                depends=["make"],
+                inputs=[{"from": "data", "path": "in.txt"}],
+            ),
         ],
     }
     flow_id, outcome, view = await finish(client, spec)

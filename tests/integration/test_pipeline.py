@@ -79,27 +79,6 @@ async def test_program_that_cannot_start_is_an_executor_error(client: Client) ->
     assert "cannot start 'no-such-program-x'" in (a.error_message or "")
 
 
-async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services: Services) -> None:
-    spec = {
-        "name": "pass-data",
-        "tasks": [
-            shell(
-                "make",
-                "mkdir -p out && printf 'hello\\n' > out/greeting.txt",
-                outputs=[{"name": "greeting", "path": "out/greeting.txt"}],
-            ),
-            shell(
-                "use",
-                'test "$(cat in.txt)" = hello',
-                depends=["make"],
-                inputs=[{"from": "greeting", "path": "in.txt"}],
-            ),
-        ],
-    }
-    flow_id, events = await finish(client, spec)
-    assert types(events)[-1] == "flow_succeeded", (await client.get(flow_id)).tasks
-
-
 async def test_missing_output_file_fails_the_task_naming_the_path(client: Client) -> None:
     output = {"name": "report", "path": "report.csv"}
     a = await lone_task(client, "forgetful", task("a", "true", outputs=[output], retry=ONCE))
