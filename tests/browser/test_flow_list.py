@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.conftest import PageProblems, watched
+from tests.browser.stack import Stack
 from tests.browser.test_ui import LIVE
 from tests.flows import scheduled, shell, task
 from tests.waiting import until
@@ -80,8 +80,7 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
         "flow_failed",
         "flow_failed",
     ]
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     await expect_rows(page, [other, bad, ok, early])
     assert await shown(page) == [other, bad, ok, early]  # newest first
@@ -160,8 +159,7 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the
     ).json()
     everything = [f["id"] for f in listed["flows"]]
     assert len(everything) == 2 * PAGE + 10
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     pages: list[list[str]] = []
     for size in (PAGE, PAGE, 10):
@@ -231,8 +229,7 @@ async def test_bulk_rerun_and_rerun_failed_of_a_selection(
     first = [await stack.submit(fixable(tag, trail, fixed)) for trail in trails]
     assert [await ended(stack, f) for f in first] == ["flow_failed"] * 3
     api = stack.api("viewer")
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     await expect_rows(page, first)
     fixed.touch()

@@ -13,8 +13,8 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.conftest import PageProblems, watched
+from tests.browser.stack import Stack
 from tests.browser.test_ui import HOSTILE, LIVE
 from tests.flows import scheduled, shell, task
 from tests.web.test_api import events_of
@@ -35,15 +35,6 @@ tasks:
     cmd: [sh, -c, 'echo "day=$1 n=$WEIR_PARAM_n"', greet, "{{ params.day }}"]
     timeout: 5m
 """
-
-
-async def watched(
-    browser: Browser, stack: Stack, role: str, problems: PageProblems
-) -> tuple[BrowserContext, Page]:
-    """A page logged in as `role` whose errors and dialogs `problems` collects."""
-    context, page = await logged_in(browser, stack, role)
-    problems.watch(page)
-    return context, page
 
 
 async def closed_clean(context: BrowserContext, problems: PageProblems) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Page, Request, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in, start_web
 from tests.browser.test_ui import LIVE, gated_flow
 from tests.flows import task
@@ -46,8 +46,7 @@ as the page receives them: before the page's own de-duplication could hide a rep
 async def test_a_flow_submitted_while_the_list_is_open_appears_and_turns_green_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     table = page.locator("table.flows")
     await expect(table).to_have_attribute("data-live", "live", timeout=LIVE)
     await page.evaluate("window.stillHere = true")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.flows import shell, waits_for
 
@@ -71,8 +71,7 @@ async def test_a_log_past_the_render_cap_shows_its_tail_and_says_the_rest_is_not
             "tasks": [shell("big", f"cat {big}; {waits_for(gate)}")],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     # Followed live: many chunks, the oldest dropped as the newest arrive.
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/big")
     await check_tail_and_notice(page, flow_id)

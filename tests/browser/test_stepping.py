@@ -13,7 +13,7 @@ from playwright.async_api import Browser, expect
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.status import FlowStatus, flow_status_after
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_live import HIDE, SHOW
 from tests.browser.test_ui import HOSTILE, LIVE, gated_flow, node
@@ -40,8 +40,7 @@ async def test_a_flow_paused_through_the_api_shows_paused_live(
 ) -> None:
     gate = tmp_path / "paused.open"
     flow_id = await stack.submit(gated_flow(gate, "paused-by-api", after=1))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
@@ -149,8 +148,7 @@ async def test_pause_and_resume_from_the_buttons_and_the_flow_finishes(
 ) -> None:
     gate = tmp_path / "buttons.open"
     flow_id = await stack.submit(gated_flow(gate, "paused-by-button", after=1))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     assert await page.locator("[data-action=resume]").count() == 0
@@ -178,8 +176,7 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
 ) -> None:
     fixed = tmp_path / "fixed"
     flow_id = await stack.submit(failing_until(fixed, "retried-in-ui"))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/load")
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
     await expect(page.locator("tr[data-attempt]")).to_have_count(1)
@@ -220,8 +217,7 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/each[1]")
@@ -246,8 +242,7 @@ async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text
 ) -> None:
     params = {"n": {"type": "int", "default": 1}, "day": "mon"}
     flow_id = await stack.submit(scheduled("later-in-ui", params=params))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator("h1 .badge")).to_have_text("scheduled")
     await expect(page.locator("ol.events li")).to_have_count(1)  # the spec, from the log
@@ -300,8 +295,7 @@ async def test_a_viewer_sees_no_stepping_button_and_the_api_refuses_each(
             "tasks": [task("a", "false")],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{later}")
     await expect(page.locator("h1 .badge")).to_have_text("scheduled")
     await page.goto(f"{stack.url}/flows/{failed}/tasks/a")
@@ -353,8 +347,7 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "list")).to_have_class("node s-running", timeout=LIVE)
     assert await page.locator("svg.dag g.node").count() == 3
@@ -387,8 +380,7 @@ async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page
 ) -> None:
     fixed = tmp_path / "fixed-later"
     flow_id = await stack.submit(failing_until(fixed, "retried-by-api"))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/events") else None)
     async with page.expect_request(lambda r: r.url.endswith("/api/v1/flows"), timeout=LIVE):

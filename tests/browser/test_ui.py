@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.flows import random_blob, scheduled, shell, task
 
@@ -71,8 +71,7 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "a")).to_have_class("node s-running", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
@@ -118,8 +117,7 @@ async def test_cancel_and_rerun_from_the_buttons(
 ) -> None:
     gate = tmp_path / "cancel.open"
     flow_id = await stack.submit(gated_flow(gate, "gated"))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.click("[data-action=cancel]")
@@ -168,8 +166,7 @@ async def test_viewer_sees_no_write_buttons_and_hostile_names_render_as_text(
     flow_id = await stack.submit(
         {"name": HOSTILE, "tags": ["xss-test"], "tasks": [task("t", "false")]}
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag=xss-test")
     row = page.locator(f'tr[data-flow="{flow_id}"]')
     await expect(row).to_contain_text(HOSTILE)
@@ -251,8 +248,7 @@ async def test_a_ten_thousand_task_flow_page_is_usable_within_budget(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
     flow_id = await stack.submit(big_flow(BIG_FLOW_TASKS))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     seconds = await time_to_usable(page, f"{stack.url}/flows/{flow_id}")
     assert seconds < BIG_FLOW_BUDGET_SECONDS, f"{seconds:.1f} s"
     await page.locator("form.find-task").evaluate("f => f.requestSubmit()")
@@ -269,8 +265,7 @@ async def test_bulk_cancel_of_every_flow_on_a_filtered_page(
     gate = tmp_path / "bulk.open"
     spec = gated_flow(gate, "bulk", tags=["bulk-test"])
     ids = {await stack.submit(spec) for _ in range(3)}
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows?tag=bulk-test")
     rows = page.locator("tr[data-flow]")
     await expect(rows).to_have_count(3)

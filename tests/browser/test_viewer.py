@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_ui import LIVE, gated_flow
 from tests.flows import shell, task
@@ -138,8 +138,7 @@ async def test_a_viewer_session_shows_no_write_and_every_write_route_refuses_it(
     assert {"Pause", "Delete"} <= set(shown["schedules"]), shown
     await context.close()
 
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     # A session cookie, HttpOnly, and no bearer header on any request the pages make.
     cookies = await context.cookies()
     assert any(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies), cookies
