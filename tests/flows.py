@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +22,11 @@ WAIT = 60.0
 
 def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "cmd": list(cmd) or ["true"], "depends": depends or [], **extra}
+
+
+def shell(name: str, script: str, *args: str, **fields: Any) -> dict[str, Any]:
+    """The task `name` that runs `script` with `sh -c` (`args` become its `$0`, `$1`, ...)."""
+    return task(name, "sh", "-c", script, *args, **fields)
 
 
 def flow_view(tasks: list[TaskView], at: datetime, **fields: Any) -> FlowView:
@@ -62,6 +68,32 @@ def diamond(flow_id: str | None = None) -> dict[str, Any]:
     if flow_id:
         spec["id"] = flow_id
     return spec
+
+
+def writes_status(status: Path, name: str = "notify") -> dict[str, Any]:
+    """The task `name` (an `on_exit` task) that adds the flow's status as a line to the file
+    `status`."""
+    return shell(name, f'echo "$WEIR_FLOW_STATUS" >> "{status}"')
+
+
+def scheduled(name: str, *tasks: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The flow `name` that starts in an hour, so it stays scheduled while a test looks at it:
+    of `tasks` (else of one task "a" that succeeds), with `fields` as its other keys."""
+    return {"name": name, "delay": "1h", **fields, "tasks": list(tasks) or [task("a", "true")]}
+
+
+def waits_for(gate: Path) -> str:
+    """A shell command that waits until the file `gate` exists."""
+    return f'while [ ! -e "{gate}" ]; do sleep 0.05; done'
+
+
+def random_blob(size: int) -> dict[str, Any]:
+    """A flow whose one task "m" writes `size` random bytes as its output "blob"."""
+    made = {"name": "blob", "path": "blob.bin"}
+    return {
+        "name": "make",
+        "tasks": [shell("m", f"head -c {size} /dev/urandom > blob.bin", outputs=[made])],
+    }
 
 
 async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, list[FlowEvent]]:

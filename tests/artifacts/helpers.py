@@ -17,6 +17,7 @@ from weir_proto.api import FlowView
 from weir_proto.events import event_type
 
 from bench.artifacts import file_sha256, write_incompressible
+from tests import flows
 
 WAIT = 60.0
 ONCE = {"max_attempts": 1}
@@ -58,8 +59,14 @@ async def finish(client: Client, spec: dict[str, Any]) -> tuple[str, str, FlowVi
     return flow_id, event_type(final), await client.get(flow_id)
 
 
-def task(name: str, *cmd: str, depends: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "cmd": list(cmd), "depends": depends or [], "retry": ONCE, **extra}
+def task(name: str, *cmd: str, **extra: Any) -> dict[str, Any]:
+    """`tests.flows.task`, tried once unless `extra` says otherwise."""
+    return flows.task(name, *cmd, **{"retry": ONCE, **extra})
+
+
+def shell(name: str, script: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """`tests.flows.shell`, tried once unless `extra` says otherwise."""
+    return flows.shell(name, script, *args, **{"retry": ONCE, **extra})
 
 
 TEXT = "héllo wörld: weir\n"
@@ -83,18 +90,14 @@ def round_trip_flow(image: str = "python:3.11-slim") -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "round-trip",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 f"printf '%s' '{TEXT}' > text.txt && "
                 f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)) * 64)" > raw.bin',
                 outputs=[{"name": "text", "path": "text.txt"}, {"name": "raw", "path": "raw.bin"}],
             ),
-            task(
+            shell(
                 "transform",
-                "sh",
-                "-c",
                 "mkdir -p out && tr a-z A-Z < in/text.txt > out/upper.txt && "
                 f"{reverse} > out/rev.bin",
                 depends=["make"],
@@ -107,10 +110,8 @@ def round_trip_flow(image: str = "python:3.11-slim") -> dict[str, Any]:
                     {"name": "reversed", "path": "out/rev.bin"},
                 ],
             ),
-            task(
+            shell(
                 "check",
-                "sh",
-                "-c",
                 check,
                 depends=["transform"],
                 inputs=[

@@ -27,6 +27,7 @@ from tests.artifacts.helpers import (
     finish,
     measured_transfer,
     round_trip_flow,
+    shell,
     task,
     weir,
 )
@@ -40,21 +41,24 @@ async def test_outputs_feed_inputs_through_the_object_store(
     spec = {
         "name": "handoff",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 "mkdir -p out && echo payload > out/data.txt",
                 outputs=[{"name": "data", "path": "out/data.txt"}],
             ),
-            task(
+            shell(
                 "use",
-                "sh",
-                "-c",
                 'test "$(cat in/deep/data.txt)" = payload && tr a-z A-Z < in/deep/data.txt > up',
                 depends=["make"],
                 inputs=[{"from": "data", "path": "in/deep/data.txt"}],
                 outputs=[{"name": "upper", "path": "up"}],
+            ),
+            # An input lands where its task says: deep in new directories, or at the top.
+            shell(
+                "read",
+                'test "$(cat in.txt)" = payload',
+                depends=["make"],
+                inputs=[{"from": "data", "path": "in.txt"}],
             ),
         ],
     }
@@ -128,10 +132,8 @@ async def test_weir_artifacts_ls_and_get(
     spec = {
         "name": "for-cli",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 f'{PY} -c "import sys; sys.stdout.buffer.write(bytes(range(256)))" > r.bin',
                 outputs=[{"name": "report", "path": "r.bin"}],
             )
@@ -215,10 +217,8 @@ async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
     spec = {
         "name": "mixed",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 f"echo sandboxed > {host_file} && echo rel > rel.txt && "
                 f"mkdir -p {deep.parent} && echo deep > {deep}",
                 outputs=[
@@ -227,10 +227,8 @@ async def test_absolute_paths_mix_with_relative_ones_and_shadow_host_files(
                     {"name": "deep", "path": str(deep)},
                 ],
             ),
-            task(
+            shell(
                 "use",
-                "sh",
-                "-c",
                 'test "$(cat /in/shadow)$(cat in.txt)" = sandboxedrel',
                 depends=["make"],
                 inputs=[

@@ -10,7 +10,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from weir.embedded import EmbeddedPostgres
 
-from tests.browser.stack import Stack, launch
+from tests.browser.stack import Stack, launch, logged_in
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -65,3 +65,12 @@ class PageProblems:
 @pytest.fixture
 def problems() -> PageProblems:
     return PageProblems()
+
+
+async def watched(
+    browser: Browser, stack: Stack, role: str, problems: PageProblems
+) -> tuple[BrowserContext, Page]:
+    """A page logged in as `role` whose errors and dialogs `problems` collects."""
+    context, page = await logged_in(browser, stack, role)
+    problems.watch(page)
+    return context, page

@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.conftest import PageProblems, watched
+from tests.browser.stack import Stack
 from tests.browser.test_ui import LIVE
+from tests.flows import scheduled, shell, task
 from tests.waiting import until
 from tests.web.test_api import events_of
 
@@ -58,9 +59,7 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
 ) -> None:
     tag = unique("urlf")
     api = stack.api("operator")
-    early = await stack.submit(
-        {"name": "early", "tags": [tag], "tasks": [{"name": "t", "cmd": ["false"]}]}
-    )
+    early = await stack.submit({"name": "early", "tags": [tag], "tasks": [task("t", "false")]})
     created = datetime.fromisoformat((await api.get(f"/flows/{early}")).json()["created_at"])
     boundary = created.replace(microsecond=0) + timedelta(seconds=1)
     if boundary.second == 0:  # seconds a minute-wide input would lose
@@ -69,13 +68,11 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
         lambda: datetime.now(UTC) > boundary + timedelta(milliseconds=50), "the boundary passed"
     )
     ok = await stack.submit(
-        {"name": "nightly etl", "tags": [tag, "prod"], "tasks": [{"name": "t", "cmd": ["true"]}]}
+        {"name": "nightly etl", "tags": [tag, "prod"], "tasks": [task("t", "true")]}
     )
-    bad = await stack.submit(
-        {"name": "nightly etl", "tags": [tag], "tasks": [{"name": "t", "cmd": ["false"]}]}
-    )
+    bad = await stack.submit({"name": "nightly etl", "tags": [tag], "tasks": [task("t", "false")]})
     other = await stack.submit(
-        {"name": "hourly", "tags": [tag, "prod"], "tasks": [{"name": "t", "cmd": ["false"]}]}
+        {"name": "hourly", "tags": [tag, "prod"], "tasks": [task("t", "false")]}
     )
     assert [await ended(stack, f) for f in (early, ok, bad, other)] == [
         "flow_failed",
@@ -83,8 +80,7 @@ async def test_filters_live_in_the_url_and_survive_reload_back_and_forward(
         "flow_failed",
         "flow_failed",
     ]
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     await expect_rows(page, [other, bad, ok, early])
     assert await shown(page) == [other, bad, ok, early]  # newest first
@@ -155,12 +151,7 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
     tag = unique("paged")
-    spec = {
-        "name": "paged",
-        "tags": [tag],
-        "delay": "1h",
-        "tasks": [{"name": "t", "cmd": ["true"]}],
-    }
+    spec = scheduled("paged", task("t", "true"), tags=[tag])
     for _ in range(2 * PAGE + 10):
         await stack.submit(spec)
     listed = (
@@ -168,8 +159,7 @@ async def test_cursor_pages_are_disjoint_and_ordered_and_previous_returns_to_the
     ).json()
     everything = [f["id"] for f in listed["flows"]]
     assert len(everything) == 2 * PAGE + 10
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     pages: list[list[str]] = []
     for size in (PAGE, PAGE, 10):
@@ -219,13 +209,13 @@ def fixable(tag: str, trail: Path, fixed: Path) -> dict[str, Any]:
         "name": "fixable",
         "tags": [tag],
         "tasks": [
-            {"name": "make", "cmd": ["sh", "-c", f"echo make >> {trail}"]},
-            {
-                "name": "use",
-                "cmd": ["sh", "-c", f"echo use >> {trail}; test -e {fixed}"],
-                "depends": ["make"],
-                "retry": {"max_attempts": 1},
-            },
+            shell("make", f"echo make >> {trail}"),
+            shell(
+                "use",
+                f"echo use >> {trail}; test -e {fixed}",
+                depends=["make"],
+                retry={"max_attempts": 1},
+            ),
         ],
     }
 
@@ -239,8 +229,7 @@ async def test_bulk_rerun_and_rerun_failed_of_a_selection(
     first = [await stack.submit(fixable(tag, trail, fixed)) for trail in trails]
     assert [await ended(stack, f) for f in first] == ["flow_failed"] * 3
     api = stack.api("viewer")
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows?tag={tag}")
     await expect_rows(page, first)
     fixed.touch()

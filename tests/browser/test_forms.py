@@ -13,9 +13,10 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.conftest import PageProblems, watched
+from tests.browser.stack import Stack
 from tests.browser.test_ui import HOSTILE, LIVE
+from tests.flows import scheduled, shell, task
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,15 +35,6 @@ tasks:
     cmd: [sh, -c, 'echo "day=$1 n=$WEIR_PARAM_n"', greet, "{{ params.day }}"]
     timeout: 5m
 """
-
-
-async def watched(
-    browser: Browser, stack: Stack, role: str, problems: PageProblems
-) -> tuple[BrowserContext, Page]:
-    """A page logged in as `role` whose errors and dialogs `problems` collects."""
-    context, page = await logged_in(browser, stack, role)
-    problems.watch(page)
-    return context, page
 
 
 async def closed_clean(context: BrowserContext, problems: PageProblems) -> None:
@@ -101,7 +93,7 @@ async def test_submit_a_yaml_spec_with_its_params_and_the_new_flow_opens(
 async def test_a_spec_file_uploaded_without_params_goes_as_written(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    spec = {"name": "ui-uploaded", "tasks": [{"name": "a", "cmd": ["true"], "retry": 2}]}
+    spec = {"name": "ui-uploaded", "tasks": [task("a", "true", retry=2)]}
     file = tmp_path / "flow.json"
     file.write_text(json.dumps(spec))
     context, page = await watched(browser, stack, "operator", problems)
@@ -161,12 +153,7 @@ async def test_a_refused_submit_shows_every_problem_as_text_and_a_duplicate_link
     assert await page.locator("main img").count() == 0
     assert page.url.endswith("/submit")
     # A duplicate of a waiting flow with the same unique key: a link to the one that exists.
-    unique = {
-        "name": "ui-unique",
-        "delay": "1h",
-        "unique": {"key": "ui-unique-key"},
-        "tasks": [{"name": "a", "cmd": ["true"]}],
-    }
+    unique = scheduled("ui-unique", unique={"key": "ui-unique-key"})
     first = await stack.submit(unique)
     await fill_spec(page, json.dumps(unique))
     await page.click("[data-action=submit]")
@@ -238,14 +225,7 @@ async def test_create_a_schedule_with_params_from_the_form_and_a_refusal_lists_e
 async def test_update_a_scheduled_flows_metadata_from_the_form(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    flow_id = await stack.submit(
-        {
-            "name": "ui-metadata",
-            "delay": "1h",
-            "metadata": {"owner": "ana", "ticket": 42},
-            "tasks": [{"name": "a", "cmd": ["true"]}],
-        }
-    )
+    flow_id = await stack.submit(scheduled("ui-metadata", metadata={"owner": "ana", "ticket": 42}))
     context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator('[data-metadata="owner"]')).to_have_text("owner=ana")
@@ -270,11 +250,7 @@ async def test_update_a_scheduled_flows_metadata_from_the_form(
 
 
 def wide_flow(name: str, tasks: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "delay": "1h",
-        "tasks": [{"name": f"t{i:03d}", "cmd": ["true"]} for i in range(tasks)],
-    }
+    return scheduled(name, *[task(f"t{i:03d}", "true") for i in range(tasks)])
 
 
 async def test_tasks_across_flows_with_the_where_box_in_the_url_counts_and_pages(
@@ -285,8 +261,8 @@ async def test_tasks_across_flows_with_the_where_box_in_the_url_counts_and_pages
             "name": "ui-tasks-mixed",
             "defaults": {"retry": {"max_attempts": 1}},
             "tasks": [
-                {"name": "ok", "cmd": ["true"]},
-                {"name": "boom", "cmd": ["sh", "-c", "exit 3"]},
+                task("ok", "true"),
+                shell("boom", "exit 3"),
             ],
         }
     )
@@ -339,9 +315,7 @@ async def test_tasks_across_flows_with_the_where_box_in_the_url_counts_and_pages
 async def test_a_viewer_sees_none_of_the_forms_and_the_api_refuses_their_writes(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    flow_id = await stack.submit(
-        {"name": "viewer-forms", "delay": "1h", "tasks": [{"name": "a", "cmd": ["true"]}]}
-    )
+    flow_id = await stack.submit(scheduled("viewer-forms"))
     context, page = await watched(browser, stack, "viewer", problems)
     assert not await page.locator("header nav >> text=Submit").is_visible()
     await expect(page.locator("header nav >> text=Tasks")).to_be_visible()
@@ -361,7 +335,7 @@ async def test_a_viewer_sees_none_of_the_forms_and_the_api_refuses_their_writes(
     await expect(page.locator("ol.events li")).to_have_count(1)
     assert await page.locator("[data-action], dialog").count() == 0
     viewer = stack.api("viewer")
-    spec = {"name": "x", "tasks": [{"name": "a", "cmd": ["true"]}]}
+    spec = {"name": "x", "tasks": [task("a", "true")]}
     refused = [
         await viewer.post("/flows", json=spec),
         await viewer.post("/schedules", json={"name": "v", "cron": "* * * * *", "flow": spec}),

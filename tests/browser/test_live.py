@@ -6,15 +6,15 @@ session intact."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, Request, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in, start_web
-from tests.browser.test_ui import LIVE, gate_script
+from tests.browser.test_ui import LIVE, gated_flow
+from tests.flows import task
 from tests.web.conftest import Web
 from tests.web.test_api import events_of
 
@@ -43,21 +43,10 @@ EventSource.prototype.addEventListener = function (type, listener, options) {
 as the page receives them: before the page's own de-duplication could hide a repeat."""
 
 
-def gated_flow(gate: Path, name: str, after: int = 0) -> dict[str, Any]:
-    """A flow whose first task waits for `gate`; `after` more tasks follow it in a chain."""
-    tasks: list[dict[str, Any]] = [{"name": "wait", "cmd": ["sh", "-c", gate_script(gate)]}]
-    previous = "wait"
-    for n in range(after):
-        tasks.append({"name": f"then-{n}", "cmd": ["true"], "depends": [previous]})
-        previous = f"then-{n}"
-    return {"name": name, "tasks": tasks}
-
-
 async def test_a_flow_submitted_while_the_list_is_open_appears_and_turns_green_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     table = page.locator("table.flows")
     await expect(table).to_have_attribute("data-live", "live", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
@@ -80,7 +69,7 @@ async def test_a_flow_submitted_while_the_list_is_open_appears_and_turns_green_l
     await page.evaluate(HIDE)
     await expect(table).to_have_attribute("data-live", "paused")
     page.on("request", on_request)
-    unseen = await stack.submit({"name": "unseen", "tasks": [{"name": "a", "cmd": ["true"]}]})
+    unseen = await stack.submit({"name": "unseen", "tasks": [task("a", "true")]})
     assert (await events_of(stack.api("viewer"), unseen))[-1].event == "flow_succeeded"
     assert fetched == [], fetched
     assert await page.locator(f'tr[data-flow="{unseen}"]').count() == 0

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
+from tests.flows import shell, waits_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -27,10 +28,6 @@ BIG_LINES = 10_500
 
 def big_line(number: int) -> str:
     return f"line {number:06d} ".ljust(LINE - 1, "x") + "\n"
-
-
-def waits_for(gate: Path) -> str:
-    return f"while [ ! -e {gate} ]; do sleep 0.05; done"
 
 
 async def shown(page: Page) -> str:
@@ -71,11 +68,10 @@ async def test_a_log_past_the_render_cap_shows_its_tail_and_says_the_rest_is_not
     flow_id = await stack.submit(
         {
             "name": "big",
-            "tasks": [{"name": "big", "cmd": ["sh", "-c", f"cat {big}; {waits_for(gate)}"]}],
+            "tasks": [shell("big", f"cat {big}; {waits_for(gate)}")],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     # Followed live: many chunks, the oldest dropped as the newest arrive.
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/big")
     await check_tail_and_notice(page, flow_id)
@@ -98,9 +94,7 @@ async def test_progress_bars_show_as_a_terminal_would_and_copy_and_download_keep
         "printf '30%%\\nkept\\r\\n\\n  indented\\nabcdef\\rXY\\n'; "
         f"{waits_for(gate)}; printf 'through\\n'"
     )
-    flow_id = await stack.submit(
-        {"name": "progress", "tasks": [{"name": "bar", "cmd": ["sh", "-c", script]}]}
-    )
+    flow_id = await stack.submit({"name": "progress", "tasks": [shell("bar", script)]})
     context, page = await logged_in(browser, stack, "operator")
     await context.grant_permissions(["clipboard-read", "clipboard-write"])
     problems.watch(page)

@@ -13,8 +13,8 @@ from playwright.async_api import Browser, Page, expect
 from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
-from tests.browser.conftest import PageProblems
-from tests.browser.stack import Stack, logged_in
+from tests.browser.conftest import PageProblems, watched
+from tests.browser.stack import Stack
 from tests.browser.test_ui import LIVE
 from tests.conftest import _start
 
@@ -50,8 +50,7 @@ async def test_pause_resume_and_delete_a_schedule_from_its_page(
             "flow": {"name": "tick", "tasks": [{"name": "a", "cmd": ["true"]}]},
         }
         assert (await operator.post("/schedules", json=request)).status_code == 201
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/schedules")
     await page.click("#tz-toggle")
     await expect(page.locator("#tz-toggle")).to_have_text("UTC")
@@ -106,8 +105,7 @@ async def banner_shows(page: Page, words: str) -> None:
 async def test_the_health_banner_names_a_stopped_service_live_and_clears_when_it_is_back(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await expect(page.locator("table.flows")).to_have_attribute("data-live", "live", timeout=LIVE)
     banner = page.locator("#health")
     assert await banner.is_hidden()

@@ -18,6 +18,7 @@ from playwright.async_api import Error as PlaywrightError
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_ui import LIVE
 from tests.browser.test_viewer import operations
+from tests.flows import shell, task
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -67,12 +68,12 @@ async def test_a_secret_value_is_in_no_api_response_and_on_no_page(
             "name": "walks-secret",
             "tags": ["secret-walk"],
             "tasks": [
-                {
-                    "name": "use",
-                    "cmd": ["sh", "-c", check],
-                    "env": [{"name": "TOKEN", "fromSecret": "walk-token"}],
-                    "outputs": [{"name": "report", "path": "report.txt"}],
-                }
+                shell(
+                    "use",
+                    check,
+                    env=[{"name": "TOKEN", "fromSecret": "walk-token"}],
+                    outputs=[{"name": "report", "path": "report.txt"}],
+                )
             ],
         }
     )
@@ -82,9 +83,7 @@ async def test_a_secret_value_is_in_no_api_response_and_on_no_page(
         "cron": "0 1 * * *",
         "flow": {
             "name": "uses-secret",
-            "tasks": [
-                {"name": "t", "cmd": ["true"], "env": [{"name": "T", "fromSecret": "walk-token"}]}
-            ],
+            "tasks": [task("t", "true", env=[{"name": "T", "fromSecret": "walk-token"}])],
         },
     }
     assert (await admin.post("/schedules", json=schedule)).status_code == 201

@@ -13,10 +13,11 @@ from playwright.async_api import Browser, expect
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.status import FlowStatus, flow_status_after
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
-from tests.browser.test_live import HIDE, SHOW, gated_flow
-from tests.browser.test_ui import HOSTILE, LIVE, node
+from tests.browser.test_live import HIDE, SHOW
+from tests.browser.test_ui import HOSTILE, LIVE, gated_flow, node
+from tests.flows import scheduled, shell, task, waits_for
 from tests.web.test_api import events_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -28,8 +29,8 @@ def failing_until(fixed: Path, name: str) -> dict[str, Any]:
         "name": name,
         "defaults": {"retry": {"max_attempts": 1}},
         "tasks": [
-            {"name": "load", "cmd": ["sh", "-c", f'echo "try"; test -e "{fixed}"']},
-            {"name": "publish", "cmd": ["true"], "depends": ["load"]},
+            shell("load", f'echo "try"; test -e "{fixed}"'),
+            task("publish", "true", depends=["load"]),
         ],
     }
 
@@ -39,8 +40,7 @@ async def test_a_flow_paused_through_the_api_shows_paused_live(
 ) -> None:
     gate = tmp_path / "paused.open"
     flow_id = await stack.submit(gated_flow(gate, "paused-by-api", after=1))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
@@ -68,7 +68,7 @@ async def test_the_pages_listen_to_every_event_type_of_the_proto(
 
 def log_of(*steps: tuple[str, dict[str, Any]]) -> list[FlowEvent]:
     """Events of flow "f" over tasks a and b, seq from 1, each with its own fields."""
-    spec = {"name": "f", "tasks": [{"name": "a", "cmd": ["true"]}, {"name": "b", "cmd": ["true"]}]}
+    spec = {"name": "f", "tasks": [task("a", "true"), task("b", "true")]}
     at = "2026-12-01T00:00:00Z"
     common = {"flow_id": "f", "at": at, "task": "a", "attempt": 1, "reason": "r", "spec": spec}
     events = []
@@ -148,8 +148,7 @@ async def test_pause_and_resume_from_the_buttons_and_the_flow_finishes(
 ) -> None:
     gate = tmp_path / "buttons.open"
     flow_id = await stack.submit(gated_flow(gate, "paused-by-button", after=1))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     assert await page.locator("[data-action=resume]").count() == 0
@@ -177,8 +176,7 @@ async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
 ) -> None:
     fixed = tmp_path / "fixed"
     flow_id = await stack.submit(failing_until(fixed, "retried-in-ui"))
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/load")
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
     await expect(page.locator("tr[data-attempt]")).to_have_count(1)
@@ -210,22 +208,16 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
             "name": "instance-in-ui",
             "defaults": {"retry": {"max_attempts": 1}},
             "tasks": [
-                {
-                    "name": "list",
-                    "cmd": ["sh", "-c", """echo '["a","b"]' > files.json"""],
-                    "outputs": [{"name": "files", "path": "files.json"}],
-                },
-                {
-                    "name": "each",
-                    "depends": ["list"],
-                    "map": {"over": "files"},
-                    "cmd": ["sh", "-c", check],
-                },
+                shell(
+                    "list",
+                    """echo '["a","b"]' > files.json""",
+                    outputs=[{"name": "files", "path": "files.json"}],
+                ),
+                shell("each", check, depends=["list"], map={"over": "files"}),
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/each[1]")
@@ -248,16 +240,9 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
 async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
-    flow_id = await stack.submit(
-        {
-            "name": "later-in-ui",
-            "delay": "1h",
-            "params": {"n": {"type": "int", "default": 1}, "day": "mon"},
-            "tasks": [{"name": "a", "cmd": ["true"]}],
-        }
-    )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    params = {"n": {"type": "int", "default": 1}, "day": "mon"}
+    flow_id = await stack.submit(scheduled("later-in-ui", params=params))
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(page.locator("h1 .badge")).to_have_text("scheduled")
     await expect(page.locator("ol.events li")).to_have_count(1)  # the spec, from the log
@@ -302,18 +287,15 @@ async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text
 async def test_a_viewer_sees_no_stepping_button_and_the_api_refuses_each(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
-    later = await stack.submit(
-        {"name": "viewer-later", "delay": "1h", "tasks": [{"name": "a", "cmd": ["false"]}]}
-    )
+    later = await stack.submit(scheduled("viewer-later", task("a", "false")))
     failed = await stack.submit(
         {
             "name": "viewer-failed",
             "defaults": {"retry": {"max_attempts": 1}},
-            "tasks": [{"name": "a", "cmd": ["false"]}],
+            "tasks": [task("a", "false")],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{later}")
     await expect(page.locator("h1 .badge")).to_have_text("scheduled")
     await page.goto(f"{stack.url}/flows/{failed}/tasks/a")
@@ -341,39 +323,31 @@ async def test_a_mapped_tasks_instances_and_a_condition_read_show_live(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "list.open"
-    write = (
-        f"while [ ! -e {gate} ]; do sleep 0.05; done; "
-        """echo '["a","b","c"]' > files.json; echo go > decision.txt"""
-    )
+    write = f"""{waits_for(gate)}; echo '["a","b","c"]' > files.json; echo go > decision.txt"""
     flow_id = await stack.submit(
         {
             "name": "fan-out-ui",
             "tasks": [
-                {
-                    "name": "list",
-                    "cmd": ["sh", "-c", write],
-                    "outputs": [
+                shell(
+                    "list",
+                    write,
+                    outputs=[
                         {"name": "files", "path": "files.json"},
                         {"name": "decision", "path": "decision.txt"},
                     ],
-                },
-                {
-                    "name": "each",
-                    "depends": ["list"],
-                    "map": {"over": "files"},
-                    "cmd": ["echo", "item {{ item }}"],
-                },
-                {
-                    "name": "deploy",
-                    "depends": ["list"],
-                    "when": 'tasks.list.outputs.decision == "go"',
-                    "cmd": ["echo", "deploying"],
-                },
+                ),
+                task("each", "echo", "item {{ item }}", depends=["list"], map={"over": "files"}),
+                task(
+                    "deploy",
+                    "echo",
+                    "deploying",
+                    depends=["list"],
+                    when='tasks.list.outputs.decision == "go"',
+                ),
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "list")).to_have_class("node s-running", timeout=LIVE)
     assert await page.locator("svg.dag g.node").count() == 3
@@ -406,8 +380,7 @@ async def test_an_ended_flow_retried_through_the_api_runs_again_on_its_open_page
 ) -> None:
     fixed = tmp_path / "fixed-later"
     flow_id = await stack.submit(failing_until(fixed, "retried-by-api"))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/events") else None)
     async with page.expect_request(lambda r: r.url.endswith("/api/v1/flows"), timeout=LIVE):

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
+from tests.flows import random_blob, scheduled, shell, task
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,6 +36,17 @@ def gate_script(gate: Path, lines: str = "") -> str:
     )
 
 
+def gated_flow(gate: Path, name: str, after: int = 0, **fields: Any) -> dict[str, Any]:
+    """A flow whose first task "wait" ticks until `gate` exists (gate_script); `after` more
+    tasks follow it in a chain; `fields` are the flow's other keys."""
+    tasks: list[dict[str, Any]] = [shell("wait", gate_script(gate))]
+    previous = "wait"
+    for n in range(after):
+        tasks.append(task(f"then-{n}", "true", depends=[previous]))
+        previous = f"then-{n}"
+    return {"name": name, **fields, "tasks": tasks}
+
+
 def quoted(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
@@ -52,15 +64,14 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
         {
             "name": "diamond",
             "tasks": [
-                {"name": "a", "cmd": ["sh", "-c", gate_script(gate, lines)]},
-                {"name": "b", "cmd": ["echo", "b"], "depends": ["a"]},
-                {"name": "c", "cmd": ["echo", "c"], "depends": ["a"]},
-                {"name": "d", "cmd": ["echo", "d"], "depends": ["b", "c"]},
+                shell("a", gate_script(gate, lines)),
+                task("b", "echo", "b", depends=["a"]),
+                task("c", "echo", "c", depends=["a"]),
+                task("d", "echo", "d", depends=["b", "c"]),
             ],
         }
     )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "a")).to_have_class("node s-running", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
@@ -84,8 +95,8 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
     assert await log.evaluate("p => p.scrollTop") == 100
     await page.go_back()
     gate.touch()
-    for task in "abcd":
-        await expect(await node(page, task)).to_have_class("node s-succeeded", timeout=LIVE)
+    for name in "abcd":
+        await expect(await node(page, name)).to_have_class("node s-succeeded", timeout=LIVE)
     await expect(page.locator("h1 .badge")).to_have_text("succeeded")
     assert await page.evaluate("window.stillHere") is True, "the page was reloaded"
     # The attempt Gantt drew all four attempts from the events.
@@ -105,11 +116,8 @@ async def test_cancel_and_rerun_from_the_buttons(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "cancel.open"
-    flow_id = await stack.submit(
-        {"name": "gated", "tasks": [{"name": "wait", "cmd": ["sh", "-c", gate_script(gate)]}]}
-    )
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    flow_id = await stack.submit(gated_flow(gate, "gated"))
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows/{flow_id}")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.click("[data-action=cancel]")
@@ -135,18 +143,7 @@ async def test_a_downloaded_artifact_has_the_sha256_recorded_at_upload(
     browser: Browser, stack: Stack, tmp_path: Path
 ) -> None:
     size = 1024 * 1024 + 7
-    flow_id = await stack.submit(
-        {
-            "name": "make",
-            "tasks": [
-                {
-                    "name": "m",
-                    "cmd": ["sh", "-c", f"head -c {size} /dev/urandom > blob.bin"],
-                    "outputs": [{"name": "blob", "path": "blob.bin"}],
-                }
-            ],
-        }
-    )
+    flow_id = await stack.submit(random_blob(size))
     context, page = await logged_in(browser, stack, "viewer")
     await page.goto(f"{stack.url}/flows/{flow_id}/tasks/m")
     link = page.locator('a[data-artifact="blob"]')
@@ -167,10 +164,9 @@ async def test_viewer_sees_no_write_buttons_and_hostile_names_render_as_text(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     flow_id = await stack.submit(
-        {"name": HOSTILE, "tags": ["xss-test"], "tasks": [{"name": "t", "cmd": ["false"]}]}
+        {"name": HOSTILE, "tags": ["xss-test"], "tasks": [task("t", "false")]}
     )
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     await page.goto(f"{stack.url}/flows?tag=xss-test")
     row = page.locator(f'tr[data-flow="{flow_id}"]')
     await expect(row).to_contain_text(HOSTILE)
@@ -211,13 +207,7 @@ async def test_a_secret_value_appears_in_no_page(browser: Browser, stack: Stack)
     flow_id = await stack.submit(
         {
             "name": "uses-secret",
-            "tasks": [
-                {
-                    "name": "use",
-                    "cmd": ["sh", "-c", check],
-                    "env": [{"name": "TOKEN", "fromSecret": "ui-token"}],
-                }
-            ],
+            "tasks": [shell("use", check, env=[{"name": "TOKEN", "fromSecret": "ui-token"}])],
         }
     )
     context, page = await logged_in(browser, stack, "admin")
@@ -238,14 +228,10 @@ async def test_a_secret_value_appears_in_no_page(browser: Browser, stack: Stack)
 def big_flow(tasks: int, width: int = 100) -> dict[str, Any]:
     """`tasks` tasks in layers of `width`, each depending on the one above it; scheduled an
     hour ahead, so it is all there and nothing runs."""
-    return {
-        "name": f"big-{tasks}",
-        "delay": "1h",
-        "tasks": [
-            {"name": f"t{i}", "cmd": ["true"], "depends": [f"t{i - width}"] if i >= width else []}
-            for i in range(tasks)
-        ],
-    }
+    layers = [
+        task(f"t{i}", "true", depends=[f"t{i - width}"] if i >= width else []) for i in range(tasks)
+    ]
+    return scheduled(f"big-{tasks}", *layers)
 
 
 async def time_to_usable(page: Page, url: str) -> float:
@@ -262,8 +248,7 @@ async def test_a_ten_thousand_task_flow_page_is_usable_within_budget(
     browser: Browser, stack: Stack, problems: PageProblems
 ) -> None:
     flow_id = await stack.submit(big_flow(BIG_FLOW_TASKS))
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     seconds = await time_to_usable(page, f"{stack.url}/flows/{flow_id}")
     assert seconds < BIG_FLOW_BUDGET_SECONDS, f"{seconds:.1f} s"
     await page.locator("form.find-task").evaluate("f => f.requestSubmit()")
@@ -278,14 +263,9 @@ async def test_bulk_cancel_of_every_flow_on_a_filtered_page(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "bulk.open"
-    spec = {
-        "name": "bulk",
-        "tags": ["bulk-test"],
-        "tasks": [{"name": "wait", "cmd": ["sh", "-c", gate_script(gate)]}],
-    }
+    spec = gated_flow(gate, "bulk", tags=["bulk-test"])
     ids = {await stack.submit(spec) for _ in range(3)}
-    context, page = await logged_in(browser, stack, "operator")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "operator", problems)
     await page.goto(f"{stack.url}/flows?tag=bulk-test")
     rows = page.locator("tr[data-flow]")
     await expect(rows).to_have_count(3)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems
+from tests.browser.conftest import PageProblems, watched
 from tests.browser.stack import Stack, logged_in
-from tests.browser.test_ui import LIVE, gate_script
+from tests.browser.test_ui import LIVE, gated_flow
+from tests.flows import shell, task
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -106,18 +107,12 @@ async def test_a_viewer_session_shows_no_write_and_every_write_route_refuses_it(
     browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "viewer.open"
-    running = await stack.submit(
-        {
-            "name": "viewer-running",
-            "tags": ["viewer-walk"],
-            "tasks": [{"name": "wait", "cmd": ["sh", "-c", gate_script(gate)]}],
-        }
-    )
+    running = await stack.submit(gated_flow(gate, "viewer-running", tags=["viewer-walk"]))
     failed = await stack.submit(
         {
             "name": "viewer-failed",
             "tags": ["viewer-walk"],
-            "tasks": [{"name": "broken", "cmd": ["sh", "-c", "echo broken on purpose; exit 3"]}],
+            "tasks": [shell("broken", "echo broken on purpose; exit 3")],
         }
     )
     operator_api = stack.api("operator")
@@ -126,7 +121,7 @@ async def test_a_viewer_session_shows_no_write_and_every_write_route_refuses_it(
         json={
             "name": "viewer-walk",
             "cron": "0 3 * * *",
-            "flow": {"name": "nightly", "tasks": [{"name": "t", "cmd": ["true"]}]},
+            "flow": {"name": "nightly", "tasks": [task("t", "true")]},
         },
     )
     assert made.status_code in (200, 201), made.text
@@ -143,8 +138,7 @@ async def test_a_viewer_session_shows_no_write_and_every_write_route_refuses_it(
     assert {"Pause", "Delete"} <= set(shown["schedules"]), shown
     await context.close()
 
-    context, page = await logged_in(browser, stack, "viewer")
-    problems.watch(page)
+    context, page = await watched(browser, stack, "viewer", problems)
     # A session cookie, HttpOnly, and no bearer header on any request the pages make.
     cookies = await context.cookies()
     assert any(c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies), cookies

@@ -15,6 +15,7 @@ from weir.devstack import Stack
 from weir_proto.events import event_type
 
 from tests.e2e.conftest import FAST_FAILOVER
+from tests.flows import shell
 from tests.inspection import LoggedRow, inspecting
 from tests.waiting import until
 
@@ -31,12 +32,12 @@ def crash_flow(trail: Path, width: int = 3, depth: int = 6) -> dict[str, Any]:
     for layer in range(depth):
         for i in range(width):
             tasks.append(
-                {
-                    "name": f"l{layer}-t{i}",
-                    "cmd": ["sh", "-c", script],
-                    "depends": [f"l{layer - 1}-t{j}" for j in range(width)] if layer else [],
-                    "env": [{"name": "TRAIL", "value": str(trail)}],
-                }
+                shell(
+                    f"l{layer}-t{i}",
+                    script,
+                    depends=[f"l{layer - 1}-t{j}" for j in range(width)] if layer else [],
+                    env=[{"name": "TRAIL", "value": str(trail)}],
+                )
             )
     return {"name": "crash-test", "tasks": tasks}
 
@@ -109,10 +110,7 @@ async def test_kill_9_while_a_started_report_is_held_or_a_combined_report_waits(
     env_vars = [{"name": "TRAIL", "value": str(trail)}, {"name": "GATE", "value": str(gate)}]
     spec = {
         "name": "held-start",
-        "tasks": [
-            {"name": n, "cmd": ["sh", "-c", script], "env": env_vars, "depends": names[:i]}
-            for i, n in enumerate(names)
-        ],
+        "tasks": [shell(n, script, env=env_vars, depends=names[:i]) for i, n in enumerate(names)],
     }
     gate.mkdir()
     stack = Stack(tmp_path / "stack", env=env, external_database_url=database_url)

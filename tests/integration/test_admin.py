@@ -16,7 +16,7 @@ from weir_proto.spec import FlowSpec
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services
-from tests.flows import task
+from tests.flows import shell, task
 from tests.inspection import inspecting
 from tests.waiting import until
 
@@ -194,7 +194,7 @@ async def test_a_ticks_flow_sees_the_tick_time_and_the_schedules_params(client: 
         {
             "name": "stamped",
             "params": {"at": {"type": "string"}, "n": {"type": "int", "default": 1}},
-            "tasks": [task("a", "sh", "-c", check, "sh", "{{ params.at }}", "{{ schedule.time }}")],
+            "tasks": [shell("a", check, "sh", "{{ params.at }}", "{{ schedule.time }}")],
         },
         FlowSpec,
     )

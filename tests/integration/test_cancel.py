@@ -29,7 +29,7 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import WAIT, finish, task
+from tests.flows import WAIT, finish, shell, task
 from tests.s3 import on_storage, s3_endpoint, storage
 
 __all__ = ["s3_endpoint", "storage"]  # fixtures
@@ -124,7 +124,7 @@ async def test_cancel_ends_retrying_snoozed_and_scheduled_flows(one_slot: Client
     assert await cancel(client, retrying) == {"r": "cancelled"}
 
     snooze = 'echo 600 > "$WEIR_SNOOZE_FILE"; exit 75'
-    snoozed = await client.submit(spec("cx-snoozed", task("s", "sh", "-c", snooze)))
+    snoozed = await client.submit(spec("cx-snoozed", shell("s", snooze)))
     await reached(client, snoozed, "task_snoozed", "s")
     assert await cancel(client, snoozed) == {"s": "cancelled"}
 
@@ -307,11 +307,9 @@ async def test_cancel_of_an_attempt_picked_up_but_not_started_ends_it_unstarted(
         "id": "cx-input",
         "name": "cx-input",
         "tasks": [
-            task("up", "sh", "-c", "echo data > out", outputs=[{"name": "o", "path": "out"}]),
-            task(
+            shell("up", "echo data > out", outputs=[{"name": "o", "path": "out"}]),
+            shell(
                 "down",
-                "sh",
-                "-c",
                 f'[ -f "{tmp_path}/go" ] && touch "{mark}"',
                 depends=["up"],
                 inputs=[{"from": "o", "path": "in"}],

@@ -19,27 +19,23 @@ from weir.telemetry.timeline import flow_timeline
 from weir_proto.events import TaskExpanded, TaskFailed, event_type
 
 from tests.conftest import Services
-from tests.flows import WAIT, all_succeeded, ended, finish, task, task_views, tasks_of, types
+from tests.flows import WAIT, all_succeeded, ended, finish, shell, task, task_views, tasks_of, types
 
 QUICK_RETRY = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.1}}
 
 
 def listing(items: str) -> dict[str, Any]:
     """A task writing `items` (JSON text) as its output `files`."""
-    return task(
+    return shell(
         "list-files",
-        "sh",
-        "-c",
         f"printf '%s' '{items}' > files.json",
         outputs=[{"name": "files", "path": "files.json"}],
     )
 
 
 def mapped(script: str, **extra: Any) -> dict[str, Any]:
-    return task(
+    return shell(
         "process",
-        "sh",
-        "-c",
         script,
         depends=["list-files"],
         outputs=[{"name": "sizes", "path": "out.json"}],

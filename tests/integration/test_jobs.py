@@ -18,7 +18,7 @@ from weir_runner.worker import Runner, consumer_name
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import _start
-from tests.flows import WAIT, ended, finish, lone_task, reached, task, task_views, types
+from tests.flows import WAIT, ended, finish, lone_task, reached, shell, task, task_views, types
 from tests.waiting import eventually, process_gone
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
@@ -37,7 +37,7 @@ async def test_failed_attempts_are_retried_with_backoff_until_success(
     count = tmp_path / "count"
     script = f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}; [ $n -ge 3 ]"
     flow_id, events = await finish(
-        client, {"name": "flaky", "tasks": [task("flaky", "sh", "-c", script, retry=QUICK_RETRY)]}
+        client, {"name": "flaky", "tasks": [shell("flaky", script, retry=QUICK_RETRY)]}
     )
     assert types(events)[-1] == "flow_succeeded"
     assert types(events).count("task_attempt_failed") == 2
@@ -57,7 +57,7 @@ async def test_failed_attempts_are_retried_with_backoff_until_success(
 async def test_last_failed_attempt_fails_the_task_with_every_attempt_recorded(
     client: Client,
 ) -> None:
-    spec = {"name": "doomed", "tasks": [task("doomed", "sh", "-c", "exit 7", retry=QUICK_RETRY)]}
+    spec = {"name": "doomed", "tasks": [shell("doomed", "exit 7", retry=QUICK_RETRY)]}
     flow_id, events = await finish(client, spec)
     assert types(events).count("task_attempt_failed") == 2
     assert types(events)[-2:] == ["task_failed", "flow_failed"]
@@ -67,13 +67,13 @@ async def test_last_failed_attempt_fails_the_task_with_every_attempt_recorded(
 
 
 async def test_timeout_kills_the_attempt(client: Client, tmp_path: Path) -> None:
-    shell, child = tmp_path / "shell.pid", tmp_path / "child.pid"
-    script = f"echo $$ > {shell}; sleep 30 & echo $! > {child}; wait"
-    view = await lone_task(client, "slow", task("slow", "sh", "-c", script, timeout=1, retry=ONCE))
+    parent, child = tmp_path / "shell.pid", tmp_path / "child.pid"
+    script = f"echo $$ > {parent}; sleep 30 & echo $! > {child}; wait"
+    view = await lone_task(client, "slow", shell("slow", script, timeout=1, retry=ONCE))
     assert view.status == "failed" and view.error_type == "timeout"
     assert view.error_message == 'task "slow" exceeded its timeout of 1s'
     # Reported only once the task and what it started are gone: nothing left to wait for.
-    pids = {int(shell.read_text()), int(child.read_text())}
+    pids = {int(parent.read_text()), int(child.read_text())}
     assert all(process_gone(pid) for pid in pids), pids
 
 
@@ -82,7 +82,7 @@ async def test_snooze_runs_again_later_without_using_an_attempt(
 ) -> None:
     seen = tmp_path / "seen"
     script = f'if [ ! -e {seen} ]; then touch {seen}; echo 0.2 > "$WEIR_SNOOZE_FILE"; exit 75; fi'
-    spec = {"name": "snoozy", "tasks": [task("snoozy", "sh", "-c", script, retry=ONCE)]}
+    spec = {"name": "snoozy", "tasks": [shell("snoozy", script, retry=ONCE)]}
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded"
     snoozed = [e for e in events if event_type(e) == "task_snoozed"]
@@ -100,7 +100,7 @@ async def test_cancel_kills_running_attempts_and_pending_tasks_never_start(
     spec = {
         "name": "long",
         "tasks": [
-            task("long", "sh", "-c", f"sleep 20; touch {marker}"),
+            shell("long", f"sleep 20; touch {marker}"),
             task("after", "touch", str(marker), depends=["long"]),
         ],
     }
@@ -129,17 +129,13 @@ async def test_rerun_failed_only_reuses_succeeded_tasks_and_their_outputs(
     spec = {
         "name": "fixable",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 f"echo make >> {trail}; echo payload > out.txt",
                 outputs=[{"name": "data", "path": "out.txt"}],
             ),
-            task(
+            shell(
                 "use",
-                "sh",
-                "-c",
                 f'echo use >> {trail}; test -e {fixed} && test "$(cat in.txt)" = payload',
                 depends=["make"],
                 inputs=[{"from": "data", "path": "in.txt"}],
@@ -185,9 +181,9 @@ async def test_max_parallel_and_priority_order_dispatch(client: Client, tmp_path
         "name": "narrow",
         "max_parallel": 1,
         "tasks": [
-            task("low", "sh", "-c", script, priority=9),
-            task("high", "sh", "-c", script, priority=0),
-            task("mid", "sh", "-c", script, priority=5),
+            shell("low", script, priority=9),
+            shell("high", script, priority=0),
+            shell("mid", script, priority=5),
         ],
     }
     _, events = await finish(client, spec)
@@ -263,7 +259,7 @@ async def test_attempt_of_a_vanished_runner_is_declared_lost_and_retried(
         async with await Client.connect(quick.nats_url) as client:
             script = f'echo "$WEIR_ATTEMPT" >> {trail}; [ "$WEIR_ATTEMPT" -ge 2 ] || sleep 30'
             flow_id = await client.submit(
-                {"name": "lost", "tasks": [task("a", "sh", "-c", script, retry=QUICK_RETRY)]}
+                {"name": "lost", "tasks": [shell("a", script, retry=QUICK_RETRY)]}
             )
             async for event in client.events(flow_id, follow=True):
                 if event_type(event) == "task_started":
@@ -309,7 +305,7 @@ async def test_queue_limit_holds_across_flows_and_releases_by_priority(
                     "id": flow_id,
                     "name": flow_id,
                     "priority": priority,
-                    "tasks": [task("work", "sh", "-c", script, queue="gpu")],
+                    "tasks": [shell("work", script, queue="gpu")],
                 }
 
             first = await client.submit(flow("first", 50))
@@ -378,7 +374,7 @@ async def test_an_attempt_longer_than_the_dispatch_ack_wait_is_kept_and_never_re
         async with await Client.connect(short.nats_url) as client:
             script = f'echo "$WEIR_ATTEMPT" >> {trail}; sleep 2.5'
             flow_id, events = await finish(
-                client, {"name": "long", "tasks": [task("a", "sh", "-c", script, retry=ONCE)]}
+                client, {"name": "long", "tasks": [shell("a", script, retry=ONCE)]}
             )
             assert types(events)[-1] == "flow_succeeded", types(events)
             assert trail.read_text().split() == ["1"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from weir.client import Client
 
-from tests.flows import WAIT, finish, task, types
+from tests.flows import WAIT, finish, shell, types
 
 
 def etl(out: Path) -> dict[str, Any]:
@@ -21,10 +21,8 @@ def etl(out: Path) -> dict[str, Any]:
             "label": "x",
         },
         "tasks": [
-            task(
+            shell(
                 "load",
-                "sh",
-                "-c",
                 'printf "%s|%s|%s|%s" "$1" "$2" "$WEIR_PARAM_n" "$MODE" > ' + str(out),
                 "sh",
                 "{{ params.date }}",

@@ -21,7 +21,7 @@ from weir_runner.worker import Runner
 from weir_scheduler.service import Scheduler
 
 from tests.conftest import Services, _start
-from tests.flows import diamond, finish, lone_task, task, types
+from tests.flows import diamond, finish, lone_task, shell, task, types
 from tests.inspection import inspecting
 from tests.waiting import eventually, outbox_drained, until
 
@@ -50,7 +50,7 @@ async def test_failed_task_fails_flow_skips_downstream_and_reports_why(client: C
     spec = {
         "name": "breaks",
         "tasks": [
-            task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
+            shell("extract", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
             task("load", "true", depends=["extract"]),
             task("slow-sibling", "sleep", "0.3"),
         ],
@@ -77,31 +77,6 @@ async def test_program_that_cannot_start_is_an_executor_error(client: Client) ->
     assert a.status == "failed"
     assert a.error_type == "executor"
     assert "cannot start 'no-such-program-x'" in (a.error_message or "")
-
-
-async def test_outputs_feed_inputs_of_downstream_tasks(client: Client, services: Services) -> None:
-    spec = {
-        "name": "pass-data",
-        "tasks": [
-            task(
-                "make",
-                "sh",
-                "-c",
-                "mkdir -p out && printf 'hello\\n' > out/greeting.txt",
-                outputs=[{"name": "greeting", "path": "out/greeting.txt"}],
-            ),
-            task(
-                "use",
-                "sh",
-                "-c",
-                'test "$(cat in.txt)" = hello',
-                depends=["make"],
-                inputs=[{"from": "greeting", "path": "in.txt"}],
-            ),
-        ],
-    }
-    flow_id, events = await finish(client, spec)
-    assert types(events)[-1] == "flow_succeeded", (await client.get(flow_id)).tasks
 
 
 async def test_missing_output_file_fails_the_task_naming_the_path(client: Client) -> None:

@@ -17,7 +17,19 @@ from weir_proto.errors import ErrorCode
 from weir_proto.events import TaskDispatched, TaskExpanded, event_type
 
 from tests.artifacts.helpers import weir
-from tests.flows import WAIT, all_succeeded, ended, finish, reached, task, tasks_of, types
+from tests.flows import (
+    WAIT,
+    all_succeeded,
+    ended,
+    finish,
+    reached,
+    shell,
+    task,
+    tasks_of,
+    types,
+    waits_for,
+    writes_status,
+)
 from tests.inspection import inspecting
 from tests.integration.test_cancel import one_slot
 from tests.integration.test_fanout import collector, listing, mapped
@@ -28,9 +40,9 @@ __all__ = ["one_slot"]  # fixture
 ONCE = {"max_attempts": 1}
 
 
-def gated(gate: Path, then: str = "true") -> list[str]:
-    """A command that waits until the file `gate` exists, then runs `then`."""
-    return ["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; {then}']
+def gated(gate: Path, then: str = "true") -> str:
+    """A script that waits until the file `gate` exists, then runs `then`."""
+    return f"{waits_for(gate)}; {then}"
 
 
 async def submitted(client: Client, spec: dict[str, Any]) -> str:
@@ -51,7 +63,7 @@ async def test_pause_holds_new_dispatches_and_resume_releases_them(
     client: Client, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    spec = {"name": "held", "tasks": [task("a", *gated(gate)), task("b", depends=["a"])]}
+    spec = {"name": "held", "tasks": [shell("a", gated(gate)), task("b", depends=["a"])]}
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started")
     paused = await client.pause(flow_id, "hold on")
@@ -84,7 +96,7 @@ async def test_a_retry_falling_due_during_a_pause_is_dispatched_at_resume(
     gate, mark = tmp_path / "gate", tmp_path / "mark"
     quick = {"max_attempts": 2, "backoff": {"strategy": "constant", "base": 0.2, "jitter": None}}
     fails_once = f'test -e "{mark}" || {{ touch "{mark}"; exit 1; }}'
-    spec = {"name": "backoff", "tasks": [task("r", *gated(gate, fails_once), retry=quick)]}
+    spec = {"name": "backoff", "tasks": [shell("r", gated(gate, fails_once), retry=quick)]}
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started")
     await client.pause(flow_id)
@@ -116,13 +128,11 @@ async def test_retry_of_a_failed_task_in_a_failed_flow_makes_it_succeed(
         "defaults": {"retry": ONCE},
         "tasks": [
             task("extract"),
-            task(
-                "load", "sh", "-c", f'test -e "{fixed}" || exit 3', depends=["extract"], retry=ONCE
-            ),
+            shell("load", f'test -e "{fixed}" || exit 3', depends=["extract"], retry=ONCE),
             task("publish", depends=["load"]),
             task("cleanup", depends=["load"], trigger="all_done"),
         ],
-        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" >> "{status}"'),
+        "on_exit": writes_status(status),
     }
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed"
@@ -249,7 +259,7 @@ async def test_retry_downstream_is_refused_while_the_mapped_tasks_instances_run(
     client: Client, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    instance = mapped(gated(gate, "echo 1 > out.json")[2])
+    instance = mapped(gated(gate, "echo 1 > out.json"))
     spec = {"name": "busy-map", "tasks": [listing("[1]"), instance]}
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "process[0]")
@@ -271,7 +281,7 @@ async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
         "name": "later",
         "delay": 3600,
         "params": {"n": {"type": "int", "default": 1}},
-        "tasks": [task("w", "sh", "-c", f'echo "{{{{ params.n }}}} $WEIR_PARAM_n" > "{out}"')],
+        "tasks": [shell("w", f'echo "{{{{ params.n }}}} $WEIR_PARAM_n" > "{out}"')],
         "tags": ["old"],
     }
     flow_id = await submitted(client, spec)
@@ -303,7 +313,7 @@ async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
 
 async def test_stepping_in_is_refused_with_the_reason(client: Client, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    flow_id = await client.submit({"name": "busy", "tasks": [task("a", *gated(gate))]})
+    flow_id = await client.submit({"name": "busy", "tasks": [shell("a", gated(gate))]})
     await reached(client, flow_id, "task_started")
 
     assert await refused(client.retry(flow_id, "a")) == (
@@ -408,8 +418,8 @@ async def test_a_retry_after_a_fail_fast_cancel_runs_its_tasks(
         "name": "etl-fast-retry",
         "fail_fast": True,
         "tasks": [
-            task("slow", "sh", "-c", f'test -e "{fixed}" || sleep 300', retry=ONCE),
-            task("load", "sh", "-c", gated(go, f'test -e "{fixed}" || exit 3')[2], retry=ONCE),
+            shell("slow", f'test -e "{fixed}" || sleep 300', retry=ONCE),
+            shell("load", gated(go, f'test -e "{fixed}" || exit 3'), retry=ONCE),
             task("publish", depends=["load"]),
         ],
     }

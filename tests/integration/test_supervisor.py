@@ -30,7 +30,7 @@ from weir_scheduler.store import ConcurrencyError
 from weir_scheduler.timers import TimerFirer
 
 from tests.conftest import Services, _start
-from tests.flows import task, types
+from tests.flows import shell, types
 from tests.inspection import inspecting
 
 QUICK_RETRY = {"max_attempts": 3, "backoff": {"strategy": "constant", "base": 0.1, "jitter": None}}
@@ -41,7 +41,7 @@ def fails_first_time(tmp_path: Path) -> dict[str, Any]:
     """A flow whose one task fails its first attempt and succeeds on the retry."""
     marker = tmp_path / "tried"
     script = f"test -e {marker} || {{ touch {marker}; exit 3; }}"
-    return {"name": "flaky", "tasks": [task("flaky", "sh", "-c", script, retry=QUICK_RETRY)]}
+    return {"name": "flaky", "tasks": [shell("flaky", script, retry=QUICK_RETRY)]}
 
 
 async def run_to_success(client: Client, spec: dict[str, Any]) -> None:

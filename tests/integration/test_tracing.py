@@ -13,7 +13,7 @@ from weir import telemetry
 from weir.client import Client
 
 from tests.conftest import Services
-from tests.flows import task
+from tests.flows import shell, task
 
 _exporter = InMemorySpanExporter()
 _provider = telemetry.new_tracer_provider("weir-tests", SimpleSpanProcessor(_exporter))
@@ -28,7 +28,7 @@ async def test_one_trace_links_client_scheduler_runner_and_task(
     spec = {
         "name": "traced",
         "tasks": [
-            task("first", "sh", "-c", f'echo "$TRACEPARENT" > {seen}'),
+            shell("first", f'echo "$TRACEPARENT" > {seen}'),
             task("second", "true", depends=["first"]),
         ],
     }

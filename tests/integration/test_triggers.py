@@ -10,7 +10,18 @@ from typing import Any
 from weir.client import Client
 from weir_proto.events import event_type
 
-from tests.flows import WAIT, ended, finish, reached, task, task_views, types
+from tests.flows import (
+    WAIT,
+    ended,
+    finish,
+    reached,
+    shell,
+    task,
+    task_views,
+    types,
+    waits_for,
+    writes_status,
+)
 
 ONCE = {"max_attempts": 1}
 
@@ -24,11 +35,11 @@ async def test_cleanup_runs_after_a_failure_yet_the_flow_fails(
         "name": "etl",
         "tasks": [
             task("extract"),
-            task("load", "sh", "-c", "exit 3", depends=["extract"], retry=ONCE),
+            shell("load", "exit 3", depends=["extract"], retry=ONCE),
             task("publish", depends=["load"]),
             task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
         ],
-        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+        "on_exit": writes_status(status),
     }
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed"
@@ -51,16 +62,16 @@ async def test_fail_fast_kills_the_sibling_cancels_cleanup_and_still_runs_on_exi
     status = tmp_path / "status"
     # "load" fails only once the log holds "slow"'s start, so a sibling is running at the
     # failure (its process running is not enough: its start may not be reported yet).
-    wait_then_fail = f"while [ ! -e {go} ]; do sleep 0.05; done; exit 3"
+    wait_then_fail = f"{waits_for(go)}; exit 3"
     spec = {
         "name": "etl-fast",
         "fail_fast": True,
         "tasks": [
             task("slow", "sleep", "300", retry=ONCE),
-            task("load", "sh", "-c", wait_then_fail, retry=ONCE),
+            shell("load", wait_then_fail, retry=ONCE),
             task("cleanup", "touch", str(cleaned), depends=["load"], trigger="all_done"),
         ],
-        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+        "on_exit": writes_status(status),
     }
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "slow")
@@ -106,9 +117,9 @@ async def test_fail_fast_cancel_purges_a_waiting_sibling_but_not_the_on_exit_dis
         "fail_fast": True,
         "tasks": [
             task("unserved", queue="nobody-serves-this"),
-            task("load", "sh", "-c", "exit 3", retry=ONCE),
+            shell("load", "exit 3", retry=ONCE),
         ],
-        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+        "on_exit": writes_status(status),
     }
     flow_id, events = await finish(client, spec)
     kinds = types(events)
@@ -126,8 +137,8 @@ async def test_a_user_cancel_after_fail_fast_lets_the_running_on_exit_task_finis
     spec = {
         "name": "etl-fast-cancelled",
         "fail_fast": True,
-        "tasks": [task("load", "sh", "-c", "exit 3", retry=ONCE)],
-        "on_exit": task("notify", "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"),
+        "tasks": [shell("load", "exit 3", retry=ONCE)],
+        "on_exit": shell("notify", waits_for(go)),
     }
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "notify")
@@ -148,7 +159,7 @@ async def test_a_user_cancel_kills_the_running_task_then_runs_on_exit_last_as_ca
     spec = {
         "name": "etl-stopped",
         "tasks": [task("work", "sleep", "300"), task("publish", depends=["work"])],
-        "on_exit": task("notify", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+        "on_exit": writes_status(status),
     }
     flow_id = await client.submit(spec)
     await reached(client, flow_id, "task_started", "work")
@@ -204,7 +215,7 @@ async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(
         "name": "release",
         "params": {"env": "dev"},
         "tasks": [
-            task("check", "sh", "-c", "exit 0"),
+            shell("check", "exit 0"),
             task(
                 "deploy",
                 "touch",
@@ -215,7 +226,7 @@ async def test_a_false_condition_skips_with_its_reason_and_the_flow_succeeds(
             task("smoke", depends=["deploy"]),
             task("announce", depends=["deploy"], trigger="none_failed"),
         ],
-        "on_exit": task("bye", "sh", "-c", f'echo "$WEIR_FLOW_STATUS" > {status}'),
+        "on_exit": writes_status(status, "bye"),
     }
     flow_id, events = await finish(client, spec)
     assert types(events)[-1] == "flow_succeeded"

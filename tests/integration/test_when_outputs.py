@@ -12,7 +12,7 @@ from weir.client import Client
 from weir.spec_file import load_spec_text
 from weir_proto.events import TaskConditionRead, TaskFailed
 
-from tests.flows import finish, task, task_views, types
+from tests.flows import finish, shell, task, task_views, types
 
 
 def release(tmp_path: Path, write: str) -> dict[str, Any]:
@@ -21,9 +21,7 @@ def release(tmp_path: Path, write: str) -> dict[str, Any]:
     return {
         "name": "release",
         "tasks": [
-            task(
-                "check", "sh", "-c", write, outputs=[{"name": "decision", "path": "decision.txt"}]
-            ),
+            shell("check", write, outputs=[{"name": "decision", "path": "decision.txt"}]),
             task(
                 "deploy",
                 "touch",

@@ -23,9 +23,10 @@ from weir_runner.executors.kubernetes import KubernetesConfig, KubernetesExecuto
 
 from tests.artifacts.helpers import assert_round_tripped, round_trip_flow
 from tests.conftest import Services
+from tests.flows import waits_for
 from tests.kubernetes.cluster import ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE, POD_RESYNC
-from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_task, run_flow, tasks_of
+from tests.kubernetes.test_flows import ONCE, WAIT, outcome, pod_shell, pod_task, run_flow, tasks_of
 from tests.s3 import on_storage, s3_endpoint, storage
 
 pytestmark = pytest.mark.skipif(
@@ -91,10 +92,8 @@ async def test_flowmium_example_runs_unchanged(
 
 
 async def test_output_the_task_never_wrote_fails_naming_its_path(kube_client: Client) -> None:
-    forgetful = pod_task(
+    forgetful = pod_shell(
         "report",
-        "sh",
-        "-c",
         "echo working",
         retry=ONCE,
         outputs=[{"name": "report", "path": "/results/report.json"}],
@@ -113,8 +112,8 @@ async def test_output_the_task_never_wrote_fails_naming_its_path(kube_client: Cl
 async def test_an_empty_output_the_task_did_write_is_stored(
     kube_client: Client, kube_settings: Settings
 ) -> None:
-    empty = pod_task(
-        "empty", "sh", "-c", ": > /empty.txt", outputs=[{"name": "nothing", "path": "/empty.txt"}]
+    empty = pod_shell(
+        "empty", ": > /empty.txt", outputs=[{"name": "nothing", "path": "/empty.txt"}]
     )
     flow_id = await kube_client.submit({"name": "empty", "tasks": [empty]})
     ran = await outcome(kube_client, flow_id)
@@ -132,12 +131,8 @@ def held_handover(
     return {
         "name": name,
         "tasks": [
-            pod_task(
-                "make", "sh", "-c", f"echo {content} > /x", outputs=[{"name": "x", "path": "/x"}]
-            ),
-            pod_task(
-                "gate", "sh", "-c", f"until [ -e {release} ]; do sleep 0.05; done", depends=["make"]
-            ),
+            pod_shell("make", f"echo {content} > /x", outputs=[{"name": "x", "path": "/x"}]),
+            pod_shell("gate", waits_for(release), depends=["make"]),
             pod_task(
                 "use",
                 "cat",
@@ -245,18 +240,14 @@ async def test_a_mapped_task_runs_one_pod_per_item_and_hands_on_their_outputs_in
         "id": "map-pods",
         "name": "map-pods",
         "tasks": [
-            pod_task(
+            pod_shell(
                 "list",
-                "sh",
-                "-c",
                 """printf '["x", "y"]' > /out/items.json""",
                 outputs=[{"name": "items", "path": "/out/items.json"}],
                 retry=ONCE,
             ),
-            pod_task(
+            pod_shell(
                 "echo",
-                "sh",
-                "-c",
                 'printf "%s!" "{{ item }}" > /out/said.txt',
                 depends=["list"],
                 map={"over": "items"},

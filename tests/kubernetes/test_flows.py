@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from weir_runner.executors.kubernetes.manifest import Pod, pod_manifest
 from weir_runner.worker import Runner
 
 from tests.conftest import Services, _start
-from tests.flows import dispatch_of, reached, task
+from tests.flows import dispatch_of, reached, shell, task, waits_for
 from tests.kubernetes.cluster import PODS, ApiServerProcess, TestKubelet
 from tests.kubernetes.conftest import NAMESPACE
 from tests.waiting import until
@@ -35,6 +36,10 @@ ONCE = {"max_attempts": 1}
 
 def pod_task(name: str, *cmd: str, **extra: Any) -> dict[str, Any]:
     return task(name, *cmd, image=IMAGE, **extra)
+
+
+def pod_shell(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return shell(name, script, image=IMAGE, **extra)
 
 
 @dataclass
@@ -107,7 +112,7 @@ async def test_flow_runs_each_task_as_a_pod_saves_its_log_and_deletes_it(
         "id": "pods-1",
         "name": "pods",
         "tasks": [
-            pod_task("hello", "sh", "-c", 'echo "hello from $WEIR_TASK"; echo to-stderr >&2'),
+            pod_shell("hello", 'echo "hello from $WEIR_TASK"; echo to-stderr >&2'),
             pod_task("after", "true", depends=["hello"]),
         ],
     }
@@ -132,10 +137,8 @@ async def test_secret_reaches_the_container_by_reference_only(
         "id": "secrets-1",
         "name": "secrets",
         "tasks": [
-            pod_task(
+            pod_shell(
                 "use",
-                "sh",
-                "-c",
                 'echo "pw=$PW token=$TOKEN"',
                 env=[
                     {"name": "PW", "fromSecret": "db/password"},
@@ -165,7 +168,7 @@ class PodFailure:
 
 POD_FAILURES = {
     "nonzero_exit_fails_task_with_code_and_end_of_log": PodFailure(
-        pod_task("extract", "sh", "-c", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
+        pod_shell("extract", "echo 'disk on fire' >&2; exit 3", retry=ONCE),
         "exit_code",
         ('task "extract" exited with code 3', "disk on fire"),
         exit_code=3,
@@ -187,10 +190,8 @@ POD_FAILURES = {
         ),
     ),
     "out_of_memory_kill_is_reported_as_oom_killed": PodFailure(
-        pod_task(
+        pod_shell(
             "hog",
-            "sh",
-            "-c",
             "echo allocating; kill -9 $$",  # what the kernel's OOM killer does
             kubernetes={"resources": {"limits": {"memory": "64Mi"}}},
             retry=ONCE,
@@ -226,24 +227,48 @@ async def test_a_pod_that_cannot_run_fails_its_task_with_a_clear_error(
         assert failed.exit_code == case.exit_code
 
 
-async def test_evicted_pod_fails_its_task_as_evicted(
-    kube_client: Client, kubelet: TestKubelet
-) -> None:
-    pod = await start_sleeper(kube_client, kubelet, "evict-1", "big")
+async def evict(kubelet: TestKubelet, apiserver: ApiServerProcess, pod: str) -> None:
     await kubelet.evict(NAMESPACE, pod)
-    big = tasks_of(await outcome(kube_client, "evict-1"))["big"]
-    assert_failed_as(big, "evicted", "The node was low on resource: memory.")
 
 
-@pytest.mark.timeout(45)
-async def test_pod_deleted_underneath_fails_its_task_as_pod_deleted(
-    kube_client: Client, kubelet: TestKubelet, apiserver: ApiServerProcess
-) -> None:
-    pod = await start_sleeper(kube_client, kubelet, "gone-1", "victim")
+async def delete(kubelet: TestKubelet, apiserver: ApiServerProcess, pod: str) -> None:
     async with apiserver.handler.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}"):
         pass
-    victim = tasks_of(await outcome(kube_client, "gone-1"))["victim"]
-    assert_failed_as(victim, "pod_deleted", 'pod "gone-1-victim-1" of task "victim" was deleted')
+
+
+@pytest.mark.parametrize(
+    ("flow_id", "take_away", "error_type", "says"),
+    [
+        pytest.param(
+            "evict-1",
+            evict,
+            "evicted",
+            "The node was low on resource: memory.",
+            id="evicted_pod_fails_its_task_as_evicted",
+        ),
+        pytest.param(
+            "gone-1",
+            delete,
+            "pod_deleted",
+            'pod "gone-1-victim-1" of task "victim" was deleted',
+            id="pod_deleted_underneath_fails_its_task_as_pod_deleted",
+            marks=pytest.mark.timeout(45),
+        ),
+    ],
+)
+async def test_a_running_pod_taken_away_fails_its_task_with_why(
+    kube_client: Client,
+    kubelet: TestKubelet,
+    apiserver: ApiServerProcess,
+    flow_id: str,
+    take_away: Callable[[TestKubelet, ApiServerProcess, str], Awaitable[None]],
+    error_type: str,
+    says: str,
+) -> None:
+    pod = await start_sleeper(kube_client, kubelet, flow_id, "victim")
+    await take_away(kubelet, apiserver, pod)
+    victim = tasks_of(await outcome(kube_client, flow_id))["victim"]
+    assert_failed_as(victim, error_type, says)
 
 
 @pytest.mark.timeout(45)
@@ -302,7 +327,7 @@ async def test_runner_killed_mid_flow_is_replaced_and_the_pod_adopted_not_rerun(
                 {
                     "id": "crash-1",
                     "name": "crash",
-                    "tasks": [pod_task("long", "sh", "-c", "sleep 2; echo finished")],
+                    "tasks": [pod_shell("long", "sleep 2; echo finished")],
                 }
             )
             await wait_started(kubelet, "crash-1-long-1")
@@ -379,11 +404,9 @@ async def test_a_pods_log_is_live_while_it_runs_and_kept_after_it_is_gone(
             "id": "live-1",
             "name": "live",
             "tasks": [
-                pod_task(
+                pod_shell(
                     "talk",
-                    "sh",
-                    "-c",
-                    f"echo first line; while [ ! -e {go} ]; do sleep 0.05; done; echo last line",
+                    f"echo first line; {waits_for(go)}; echo last line",
                 )
             ],
         }

@@ -25,7 +25,7 @@ from weir_runner.worker import Runner
 from tests.conftest import Services, _start
 from tests.kubernetes.cluster import SECRETS, ApiServerProcess
 from tests.kubernetes.conftest import NAMESPACE
-from tests.kubernetes.test_flows import ONCE, pod_task, run_flow, tasks_of
+from tests.kubernetes.test_flows import ONCE, pod_shell, pod_task, run_flow, tasks_of
 from tests.waiting import until
 
 VALUE = "tok-3f9a1c7e"
@@ -64,10 +64,8 @@ async def test_stored_secret_is_synced_into_a_secret_the_pod_references(
         "id": "sync-1",
         "name": "sync",
         "tasks": [
-            pod_task(
+            pod_shell(
                 "use",
-                "sh",
-                "-c",
                 'echo "token=$TOKEN"',
                 env=[{"name": "TOKEN", "fromSecret": "api-token"}],
                 retry=ONCE,

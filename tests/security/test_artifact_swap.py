@@ -26,7 +26,7 @@ from weir_proto.events import TaskSucceeded, event_type
 from weir_proto.messages import OutputDigest
 
 from tests.artifacts.helpers import weir
-from tests.flows import WAIT, task, task_views
+from tests.flows import WAIT, shell, task_views, waits_for
 from tests.s3 import s3_endpoint, storage
 
 __all__ = ["s3_endpoint", "storage"]  # fixtures
@@ -53,18 +53,14 @@ def swap_flow(exchange: Path) -> dict[str, object]:
     return {
         "name": "swap-victim",
         "tasks": [
-            task(
+            shell(
                 "make",
-                "sh",
-                "-c",
                 f"printf '{GENUINE.decode().strip()}\\n' > d",
                 outputs=[{"name": "data", "path": "d"}],
             ),
-            task("gate", "sh", "-c", f"while [ ! -e {signal} ]; do sleep 0.05; done"),
-            task(
+            shell("gate", waits_for(signal)),
+            shell(
                 "use",
-                "sh",
-                "-c",
                 f"cp d {seen}",
                 depends=["make", "gate"],
                 inputs=[{"from": "data", "path": "d"}],

@@ -30,7 +30,7 @@ from weir.client import Client
 from weir.jetstream import close, connect
 
 from tests.conftest import Services
-from tests.flows import WAIT, finish, task, types
+from tests.flows import WAIT, finish, shell, task, types
 from tests.fuzz.test_security import PASSWORD, running_nats
 
 ATTACK = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u202egnp.exe\u2066\u200b\x7f\x08 done"
@@ -104,9 +104,7 @@ async def attacked_flow(client: Client) -> str:
     spec = {
         "name": "nightly\x9b\u202e",
         "tags": ["t\u202eag"],
-        "tasks": [
-            task("evil", "sh", "-c", f"printf '{printf_format(ATTACK)}' >&2; exit 3", retry=1)
-        ],
+        "tasks": [shell("evil", f"printf '{printf_format(ATTACK)}' >&2; exit 3", retry=1)],
     }
     flow_id, _ = await finish(client, spec)
     view = await client.get(flow_id)
@@ -206,10 +204,8 @@ async def test_artifacts_get_replaces_planted_links_instead_of_writing_through_t
     victim.write_bytes(b"precious")
     (here / "report.csv").symlink_to(victim)
     (here / ".report.csv.weir-partial").symlink_to(victim)
-    make = task(
+    make = shell(
         "make",
-        "sh",
-        "-c",
         "printf 'a,b\\n' > r.csv",
         outputs=[{"name": "report.csv", "path": "r.csv"}],
     )

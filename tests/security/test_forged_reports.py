@@ -28,7 +28,7 @@ from weir_proto.events import (
 from weir_proto.messages import Dispatch, Heartbeat
 from weir_scheduler.provenance import token_digest
 
-from tests.flows import WAIT, task
+from tests.flows import WAIT, shell, task
 from tests.inspection import inspecting
 
 REFUSAL_WAIT = 10.0
@@ -113,7 +113,7 @@ def victim(flow_id: str, script: str, attempts: int = 1) -> dict[str, Any]:
         "id": flow_id,
         "name": "victim",
         "tasks": [
-            task("slow", "sh", "-c", script, retry=retry),
+            shell("slow", script, retry=retry),
             task("downstream", "true", depends=["slow"]),
         ],
     }

@@ -28,7 +28,7 @@ from weir.devstack import Stack
 from weir_proto.events import FlowEvent, TaskFailed
 from weir_runner import sandbox
 
-from tests.flows import ended, finish, reached, task, types
+from tests.flows import ended, finish, reached, shell, task, types
 from tests.waiting import until
 
 pytestmark = pytest.mark.slow
@@ -112,14 +112,14 @@ async def test_a_task_cannot_read_the_runners_environment_or_memory(
 
 
 async def test_a_task_cannot_list_or_read_other_attempts(stack: Stack) -> None:
-    _, first = await run(stack, task("victim", "sh", "-c", "echo private > result.txt"))
+    _, first = await run(stack, shell("victim", "echo private > result.txt"))
     assert types(first)[-1] == "flow_succeeded"
     snoop = (
         'ls "$WEIR_WORKDIR/../.." && exit 10; '
         'cat "$WEIR_WORKDIR/../../"*/stdout.log && exit 11; '
         'cat "$WEIR_WORKDIR/../stdout.log" && exit 12; exit 0'
     )
-    flow_id, events = await run(stack, task("snoop", "sh", "-c", snoop))
+    flow_id, events = await run(stack, shell("snoop", snoop))
     stderr = (attempt_dir(stack, flow_id, "snoop") / "stderr.log").read_text()
     assert types(events)[-1] == "flow_succeeded", stderr
     assert "Permission denied" in stderr
@@ -152,7 +152,7 @@ def sleeping(token: str) -> list[int]:
 
 async def test_nothing_a_task_started_outlives_it(stack: Stack) -> None:
     token = f"3{secrets.randbelow(10**6)}."
-    flow_id, events = await run(stack, task("leave", "sh", "-c", LEAVE_BEHIND.format(t=token)))
+    flow_id, events = await run(stack, shell("leave", LEAVE_BEHIND.format(t=token)))
     out = (attempt_dir(stack, flow_id, "leave") / "stdout.log").read_text()
     assert types(events)[-1] == "flow_succeeded", out
     assert len(out.split()) == 3  # three processes were running when the task exited
@@ -161,7 +161,7 @@ async def test_nothing_a_task_started_outlives_it(stack: Stack) -> None:
 
 async def test_a_log_flood_keeps_only_the_end_on_the_runners_disk(stack: Stack) -> None:
     flood = "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo the end"
-    flow_id, events = await run(stack, task("flood", "sh", "-c", flood))
+    flow_id, events = await run(stack, shell("flood", flood))
     assert types(events)[-1] == "flow_succeeded"
     log = (attempt_dir(stack, flow_id, "flood") / "stdout.log").read_bytes()
     assert len(log) <= LOG_MAX // 2
@@ -227,10 +227,8 @@ async def test_a_task_cannot_read_or_kill_another_flows_running_task(
     token = secrets.token_hex(8)
     release = Path(f"/tmp/weir-release-{token}")
     secret = runner_secrets["WEIR_SECRET_DB_PASSWORD"]
-    victim = task(
+    victim = shell(
         "victim",
-        "sh",
-        "-c",
         VICTIM.format(t=token),
         env=[{"name": "DB", "fromSecret": "db-password"}],
     )
@@ -265,7 +263,7 @@ async def test_tasks_run_as_uids_of_the_range_also_in_their_sandbox(stack: Stack
     sit at absolute paths (its sandbox is a user namespace the attempt's uid makes: inside
     it the task is root, outside the attempt's uid). Once it has ended, its directory is the
     runner's alone."""
-    write = task("a", "sh", "-c", "echo made > /out/x", outputs=[{"name": "x", "path": "/out/x"}])
+    write = shell("a", "echo made > /out/x", outputs=[{"name": "x", "path": "/out/x"}])
     read = task("b", "cat", "/in/x", depends=["a"], inputs=[{"from": "x", "path": "/in/x"}])
     flow_id, events = await run(stack, write, read)
     out = (attempt_dir(stack, flow_id, "b") / "stdout.log").read_text()
@@ -294,10 +292,8 @@ async def test_an_output_that_is_a_link_to_a_file_of_roots_is_refused(
     """The runner reads outputs as root: a task whose output is a symbolic link (or a hard
     link) to a file it may not read must not get that file uploaded."""
     path, token = root_only
-    linked = task(
+    linked = shell(
         "linked",
-        "sh",
-        "-c",
         f"ln -s {path} out.txt; mkdir sub; ln -s /proc/1/environ sub/env",
         outputs=[{"name": "a", "path": "out.txt"}, {"name": "b", "path": "sub/env"}],
         retry=1,
@@ -325,9 +321,7 @@ async def test_an_absolute_output_swapped_for_a_link_is_refused(
     """The attack on the file behind an absolute output: from its sandbox, the task
     replaces that file in the attempt's `paths` directory with a link to a file of root's."""
     path, token = root_only
-    swap = task(
-        "swap", "sh", "-c", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}]
-    )
+    swap = shell("swap", SWAP.format(target=path), outputs=[{"name": "x", "path": "/out/x"}])
     _, events = await run(stack, {**swap, "retry": 1})
     failed = [e for e in events if isinstance(e, TaskFailed)]
     assert [e.error_type for e in failed] == ["executor"], events

@@ -19,7 +19,7 @@ from weir.devstack import Stack
 from weir.secrets import SECRET_KEY_ENV, SecretStore, new_secret_key, secret_key_from_env
 
 from tests.e2e.conftest import running_stack
-from tests.flows import finish, task, types
+from tests.flows import finish, shell, types
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,7 @@ async def test_tasks_inherit_no_credentials_and_the_runner_keeps_them_across_a_n
     async with await Client.connect(stack.nats_url) as client:
         key = secret_key_from_env(runner_secrets)
         await SecretStore(client.js, key).set("api-token", stored.encode())
-        flow_id, events = await finish(
-            client, {"name": "look", "tasks": [task("look", "sh", "-c", DUMP)]}
-        )
+        flow_id, events = await finish(client, {"name": "look", "tasks": [shell("look", DUMP)]})
     assert types(events)[-1] == "flow_succeeded"
     out = (stack.root / "runner" / "attempts" / f"{flow_id}-look-1" / "stdout.log").read_text()
     assert "WEIR_TASK=look" in out and "--- parent" in out  # it did look
@@ -58,9 +56,7 @@ async def test_tasks_inherit_no_credentials_and_the_runner_keeps_them_across_a_n
         {"name": "WANT_DB", "value": runner_secrets["WEIR_SECRET_DB_PASSWORD"]},
     ]
     async with await Client.connect(stack.nats_url) as client:
-        _, events = await finish(
-            client, {"name": "use", "tasks": [task("use", "sh", "-c", check, env=env)]}
-        )
+        _, events = await finish(client, {"name": "use", "tasks": [shell("use", check, env=env)]})
     assert types(events)[-1] == "flow_succeeded", events
 
 

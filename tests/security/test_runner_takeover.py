@@ -24,7 +24,7 @@ from weir_proto.events import TaskStarted, TaskSucceeded, TaskTakenOver, event_t
 from weir_proto.messages import Heartbeat
 
 from tests.e2e.conftest import FAST_FAILOVER, running_stack
-from tests.flows import WAIT, task
+from tests.flows import WAIT, shell, task
 from tests.security.test_forged_reports import (
     LogWatch,
     Wire,
@@ -107,10 +107,8 @@ async def test_runner_killed_mid_attempt_is_taken_over_by_another_runner(
     spec = {
         "name": "takeover",
         "tasks": [
-            task(
+            shell(
                 "slow",
-                "sh",
-                "-c",
                 script,
                 env=[{"name": "TRAIL", "value": str(trail)}],
                 retry={"max_attempts": 1},

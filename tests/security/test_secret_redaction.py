@@ -9,7 +9,7 @@ import pytest
 from weir.client import Client
 
 from tests.conftest import Services
-from tests.flows import finish, task, types
+from tests.flows import finish, shell, types
 
 VALUE = "s3cr3t-VALUE-42-redact-me"
 
@@ -24,7 +24,7 @@ async def test_a_failing_tasks_stderr_never_carries_its_secret_into_the_events(
     )
     spec = {
         "name": "leaky",
-        "tasks": [task("t", "sh", "-c", leak, env=[{"name": "X", "fromSecret": "demo"}], retry=1)],
+        "tasks": [shell("t", leak, env=[{"name": "X", "fromSecret": "demo"}], retry=1)],
     }
     _, events = await finish(client, spec)
     assert types(events)[-1] == "flow_failed"

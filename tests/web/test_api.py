@@ -17,6 +17,7 @@ from weir_proto.events import TERMINAL_FLOW_EVENTS
 from weir_web.app import SHUTDOWN_GRACE_SECONDS
 from weir_web.routes.flows import SUBMIT_FIELDS
 
+from tests.flows import random_blob, shell, task, waits_for
 from tests.web.conftest import Web
 from tests.web.openapi_schemas import document_validator
 from tests.web.sse import Sse, read_sse
@@ -34,8 +35,8 @@ tasks:
 def gated(tmp_path: Path, name: str = "gated") -> tuple[dict[str, Any], Path]:
     """A flow whose one task runs until the returned file exists."""
     gate = tmp_path / f"{name}.open"
-    script = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo through"
-    return {"name": name, "tasks": [{"name": "wait", "cmd": ["sh", "-c", script]}]}, gate
+    script = f"{waits_for(gate)}; echo through"
+    return {"name": name, "tasks": [shell("wait", script)]}, gate
 
 
 async def events_of(http: httpx.AsyncClient, flow_id: str, after: int = 0) -> list[Sse]:
@@ -79,7 +80,7 @@ async def test_bad_spec_is_422_with_every_problem(operator: httpx.AsyncClient) -
     spec = {
         "name": "bad",
         "tasks": [
-            {"name": "a", "cmd": ["true"], "depends": ["nowhere"]},
+            task("a", "true", depends=["nowhere"]),
             {"name": "b", "cmd": "not-a-list", "retries": 3},
         ],
     }
@@ -96,7 +97,7 @@ async def test_submit_body_takes_params_beside_the_spec(operator: httpx.AsyncCli
     spec = {
         "name": "p",
         "params": {"n": {"type": "int"}},
-        "tasks": [{"name": "a", "cmd": ["test", "{{ params.n }}", "=", "4"]}],
+        "tasks": [task("a", "test", "{{ params.n }}", "=", "4")],
     }
     bad = await operator.post("/flows", json={"spec": spec, "params": {"n": "four"}})
     assert bad.status_code == 422, bad.text
@@ -175,10 +176,8 @@ async def test_a_stopping_weir_web_cuts_its_open_event_streams_after_its_grace(
 
 
 async def test_logs_as_text_and_followed(operator: httpx.AsyncClient, tmp_path: Path) -> None:
-    script = f"echo one; while [ ! -e {tmp_path / 'go'} ]; do sleep 0.05; done; echo two"
-    flow_id = await submit(
-        operator, {"name": "talk", "tasks": [{"name": "t", "cmd": ["sh", "-c", script]}]}
-    )
+    script = f"echo one; {waits_for(tmp_path / 'go')}; echo two"
+    flow_id = await submit(operator, {"name": "talk", "tasks": [shell("t", script)]})
     lines: list[str] = []
     async with operator.stream(
         "GET", f"/flows/{flow_id}/tasks/t/logs", params={"follow": "true"}
@@ -201,17 +200,7 @@ async def test_artifact_download_streams_its_bytes_with_their_sha256(
     operator: httpx.AsyncClient,
 ) -> None:
     size = 3 * 1024 * 1024 + 17
-    spec = {
-        "name": "make",
-        "tasks": [
-            {
-                "name": "m",
-                "cmd": ["sh", "-c", f"head -c {size} /dev/urandom > blob.bin"],
-                "outputs": [{"name": "blob", "path": "blob.bin"}],
-            }
-        ],
-    }
-    flow_id = await submit(operator, spec)
+    flow_id = await submit(operator, random_blob(size))
     assert (await events_of(operator, flow_id))[-1].event == "flow_succeeded"
     listed = (await operator.get(f"/flows/{flow_id}/artifacts")).json()
     assert [(a["name"], a["size"]) for a in listed] == [("blob", size)]
@@ -251,7 +240,7 @@ async def test_schedules_create_list_pause_resume_delete(operator: httpx.AsyncCl
     request = {
         "name": "hourly",
         "cron": "0 * * * *",
-        "flow": {"name": "tick", "tasks": [{"name": "a", "cmd": ["true"]}]},
+        "flow": {"name": "tick", "tasks": [task("a", "true")]},
     }
     created = await operator.post("/schedules", json=request)
     assert created.status_code == 201, created.text
@@ -269,8 +258,8 @@ async def test_schedules_create_list_pause_resume_delete(operator: httpx.AsyncCl
 
 
 async def test_flows_list_filters_with_the_where_language(operator: httpx.AsyncClient) -> None:
-    ok = await submit(operator, {"name": "fine", "tasks": [{"name": "a", "cmd": ["true"]}]})
-    bad = await submit(operator, {"name": "broken", "tasks": [{"name": "a", "cmd": ["false"]}]})
+    ok = await submit(operator, {"name": "fine", "tasks": [task("a", "true")]})
+    bad = await submit(operator, {"name": "broken", "tasks": [task("a", "false")]})
     for flow_id in (ok, bad):
         await events_of(operator, flow_id)
     page = (await operator.get("/flows", params={"where": "status=failed or name=fine"})).json()
@@ -309,9 +298,9 @@ async def test_flows_where_quotes_a_name_with_spaces_and_a_bad_one_names_its_col
 async def test_tasks_list_across_flows_filters_pages_and_refuses_a_bad_where(
     operator: httpx.AsyncClient, viewer: httpx.AsyncClient
 ) -> None:
-    ok = await submit(operator, {"name": "fine", "tasks": [{"name": "a", "cmd": ["true"]}]})
+    ok = await submit(operator, {"name": "fine", "tasks": [task("a", "true")]})
     once = {"max_attempts": 1}
-    spec = {"name": "broken", "tasks": [{"name": "b", "cmd": ["false"], "retry": once}]}
+    spec = {"name": "broken", "tasks": [task("b", "false", retry=once)]}
     bad = await submit(operator, spec)
     for flow_id in (ok, bad):
         await events_of(operator, flow_id)
@@ -351,17 +340,12 @@ async def test_a_mapped_tasks_instances_are_tasks_with_logs_of_their_own(
     spec = {
         "name": "mapped",
         "tasks": [
-            {
-                "name": "ls",
-                "cmd": ["sh", "-c", """printf '["a", "b"]' > l.json"""],
-                "outputs": [{"name": "files", "path": "l.json"}],
-            },
-            {
-                "name": "say",
-                "cmd": ["echo", "item {{ item }}"],
-                "depends": ["ls"],
-                "map": {"over": "files"},
-            },
+            shell(
+                "ls",
+                """printf '["a", "b"]' > l.json""",
+                outputs=[{"name": "files", "path": "l.json"}],
+            ),
+            task("say", "echo", "item {{ item }}", depends=["ls"], map={"over": "files"}),
         ],
     }
     flow_id = await submit(operator, spec)
@@ -398,7 +382,7 @@ async def test_the_openapi_submit_body_is_exactly_what_the_handler_accepts(
         "name": "shaped",
         "params": {"n": {"type": "int"}},
         "arguments": {"n": 1},
-        "tasks": [{"name": "a", "cmd": ["test", "{{ params.n }}", "=", "2"]}],
+        "tasks": [task("a", "test", "{{ params.n }}", "=", "2")],
     }
     accepted = {
         "a bare spec": {**spec, "arguments": {"n": 2}},

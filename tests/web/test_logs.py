@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from weir_web.sse import sse_frame
 
+from tests.flows import shell, task
 from tests.web.sse import Sse, read_sse
 from tests.web.test_api import events_of, submit
 
@@ -54,8 +55,8 @@ async def test_a_character_cut_between_chunks_reaches_the_caller_whole(
         {
             "name": "split",
             "tasks": [
-                {"name": "out", "cmd": ["cat", str(sample)]},
-                {"name": "both", "cmd": ["sh", "-c", f"cat {sample}; cat {sample} >&2"]},
+                task("out", "cat", str(sample)),
+                shell("both", f"cat {sample}; cat {sample} >&2"),
             ],
         },
     )
@@ -73,7 +74,7 @@ async def test_carriage_returns_and_blank_lines_survive_the_event_stream(
     written = "10%\r20%\r30%\ndone\r\n\n  indented\r"
     flow_id = await submit(
         operator,
-        {"name": "progress", "tasks": [{"name": "bar", "cmd": ["printf", "%b", written]}]},
+        {"name": "progress", "tasks": [task("bar", "printf", "%b", written)]},
     )
     assert (await events_of(operator, flow_id))[-1].event == "flow_succeeded"
     events = await followed(operator, flow_id, "bar")

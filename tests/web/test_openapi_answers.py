@@ -8,14 +8,14 @@ from typing import Any
 
 import httpx
 
-from tests.flows import task
+from tests.flows import shell
 from tests.web.openapi_schemas import problems, response_validator, schema_validator
 from tests.web.sse import read_sse
 
 OUT = {"name": "out", "path": "out.txt"}
 SPEC = {
     "name": "described",
-    "tasks": [task("make", "sh", "-c", "echo made; printf 'x' > out.txt", outputs=[OUT])],
+    "tasks": [shell("make", "echo made; printf 'x' > out.txt", outputs=[OUT])],
 }
 
 

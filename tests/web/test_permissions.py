@@ -16,7 +16,7 @@ from weir.secrets import SECRET_KEY_ENV, SECRETS_BUCKET, SecretStore, new_secret
 from weir_web.config import WebSettings, parse_tokens
 
 from tests.conftest import Services
-from tests.flows import task
+from tests.flows import shell, task
 from tests.fuzz.test_security import connected_as, permissions_url, permitted
 from tests.security.test_nats_privilege import as_user, role_settings, stack
 from tests.web.conftest import Web, tokens_text
@@ -60,7 +60,7 @@ async def web_as_user(
 async def test_every_endpoint_works_as_the_web_user(web_as_user: Web) -> None:
     admin = web_as_user.client("admin")
     out = {"name": "out", "path": "out.txt"}
-    made = task("m", "sh", "-c", "echo hello; echo data > out.txt", outputs=[out])
+    made = shell("m", "echo hello; echo data > out.txt", outputs=[out])
     flow_id = await submit(admin, {"name": "made", "tasks": [made]})
     assert (await events_of(admin, flow_id))[-1].event == "flow_succeeded"
     assert (await admin.get("/flows")).json()["flows"][0]["id"] == flow_id
@@ -76,7 +76,7 @@ async def test_every_endpoint_works_as_the_web_user(web_as_user: Web) -> None:
     schedule = {
         "name": "s",
         "cron": "0 0 * * *",
-        "flow": {"name": "x", "tasks": [{"name": "a", "cmd": ["true"]}]},
+        "flow": {"name": "x", "tasks": [task("a", "true")]},
     }
     assert (await admin.post("/schedules", json=schedule)).status_code == 201
     assert (await admin.post("/schedules/s/pause")).status_code == 200
@@ -93,7 +93,7 @@ async def test_the_list_stream_works_as_the_web_user(web_as_user: Web) -> None:
     async with viewer.stream("GET", "/flows", headers=SSE) as response:
         frames = read_sse(response)
         assert (await anext(frames)).event == "ready"
-        flow_id = await submit(admin, {"name": "seen", "tasks": [{"name": "a", "cmd": ["true"]}]})
+        flow_id = await submit(admin, {"name": "seen", "tasks": [task("a", "true")]})
         assert (await changes_of(frames, flow_id, "flow_succeeded"))[-1] == "flow_succeeded"
 
 
@@ -130,13 +130,7 @@ async def test_secrets_over_http_go_through_the_scheduler_and_a_task_reads_them(
     check = f'printf %s "$TOKEN" | sha256sum | grep -q {digest}'
     spec = {
         "name": "reads-secret",
-        "tasks": [
-            {
-                "name": "t",
-                "cmd": ["sh", "-c", check],
-                "env": [{"name": "TOKEN", "fromSecret": "api.token"}],
-            }
-        ],
+        "tasks": [shell("t", check, env=[{"name": "TOKEN", "fromSecret": "api.token"}])],
     }
     flow_id = await submit(admin, spec)
     assert (await events_of(admin, flow_id))[-1].event == "flow_succeeded"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.flows import shell, task
 from tests.web.sse import read_sse
 from tests.web.test_api import events_of, gated, submit
 
@@ -20,7 +21,7 @@ async def started(http: httpx.AsyncClient, flow_id: str) -> None:
 
 async def test_pause_resume_and_their_refusals(operator: httpx.AsyncClient, tmp_path: Path) -> None:
     spec, gate = gated(tmp_path)
-    spec["tasks"].append({"name": "after", "cmd": ["true"], "depends": ["wait"]})
+    spec["tasks"].append(task("after", "true", depends=["wait"]))
     flow_id = await submit(operator, spec)
     await started(operator, flow_id)
 
@@ -57,8 +58,8 @@ async def test_retry_of_a_failed_task_makes_the_flow_succeed(
         "name": "fix",
         "defaults": {"retry": {"max_attempts": 1}},
         "tasks": [
-            {"name": "load", "cmd": ["sh", "-c", f'test -e "{fixed}"']},
-            {"name": "publish", "cmd": ["true"], "depends": ["load"]},
+            shell("load", f'test -e "{fixed}"'),
+            task("publish", "true", depends=["load"]),
         ],
     }
     flow_id = await submit(operator, spec)
@@ -88,7 +89,7 @@ async def test_update_before_the_start(operator: httpx.AsyncClient) -> None:
         "name": "later",
         "delay": 3600,
         "params": {"n": {"type": "int", "default": 1}},
-        "tasks": [{"name": "a", "cmd": ["true"]}],
+        "tasks": [task("a", "true")],
     }
     flow_id = await submit(operator, spec)
     updated = await operator.patch(
