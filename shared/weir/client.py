@@ -61,7 +61,7 @@ from weir_proto.spec import FlowSpec
 from weir import telemetry
 from weir.answers import SubmitVerdict, WeirError, batch_refused
 from weir.config import NatsSecurity
-from weir.jetstream import close, connect
+from weir.jetstream import acks_of, close, connect
 
 __all__ = ["Client", "SubmitVerdict", "WeirError"]
 
@@ -220,9 +220,7 @@ class Client:
             with _publishing_submit(flow_id, payload) as headers:
                 acks.append(await self.js.publish_async(subjects.SUBMIT, payload, headers=headers))
         try:
-            outcomes = await asyncio.wait_for(
-                asyncio.gather(*acks, return_exceptions=True), self.timeout
-            )
+            outcomes = await acks_of(acks, self.timeout)
         except TimeoutError:
             for ack in acks:
                 ack.cancel()

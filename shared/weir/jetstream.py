@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -341,6 +343,25 @@ async def wait_for_streams(js: JetStreamContext, stop: asyncio.Event) -> bool:
         if stop.is_set():
             return False
     return True
+
+
+async def acks_of(
+    acks: Sequence[asyncio.Future[PubAck]], timeout: float
+) -> list[PubAck | BaseException]:
+    """The outcome of each of `publish_async`'s acknowledgements, in order: the ack or the
+    error; TimeoutError when some have not come within `timeout` (they are left to the
+    caller to cancel). Unlike `wait_for(gather(...))`, a caller cancelled meanwhile leaves
+    no gathering future behind whose CancelledError nobody reads (Python then prints it as
+    "exception was never retrieved")."""
+    if not acks:
+        return []
+    _, pending = await asyncio.wait(acks, timeout=timeout)
+    if pending:
+        raise TimeoutError(f"{len(pending):,} of {len(acks):,} publishes not acknowledged")
+    return [
+        asyncio.CancelledError() if ack.cancelled() else (ack.exception() or ack.result())
+        for ack in acks
+    ]
 
 
 async def fetch_batch(sub: JetStreamContext.PullSubscription, most: int, wait: float) -> list[Msg]:

@@ -20,6 +20,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
+from weir.jetstream import acks_of
 from weir.supervisor import Duty
 from weir_proto import subjects
 
@@ -179,7 +180,9 @@ class OutboxRelay:
                 futures.append(
                     await self.js.publish_async(row.subject, row.payload, headers=headers)
                 )
-            await asyncio.wait_for(asyncio.gather(*futures), RELAY_ACK_TIMEOUT_DEFAULT)
+            for outcome in await acks_of(futures, RELAY_ACK_TIMEOUT_DEFAULT):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException as exc:
             for future in futures:
                 future.cancel()
