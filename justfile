@@ -14,9 +14,10 @@ up:
     python -m weir.devstack up
 
 # Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9). The tests
-# mostly wait on services, so three workers share two cores (WEIR_TEST_WORKERS to change).
+# mostly wait on services, so three workers share two cores (WEIR_TEST_WORKERS to change);
+# the 15 slowest steps are listed at the end, to keep the suite's time in view.
 test: lint
-    python -m pytest -q -n "${WEIR_TEST_WORKERS:-3}" --dist worksteal
+    python -m pytest -q -n "${WEIR_TEST_WORKERS:-3}" --dist worksteal --durations=15
 
 # Benchmarks (not part of test): throughput, latency, scale, and peers side by side.
 bench *ARGS:
