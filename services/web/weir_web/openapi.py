@@ -160,8 +160,9 @@ def _paths() -> dict[str, dict[str, Json]]:
         },
         "/flows/{flow_id}/events": {
             "get": _op(
-                "The flow's events: Server-Sent Events until its (last) terminal event, "
-                "resuming after Last-Event-ID; with Accept: application/json, the log so far",
+                "The flow's events: Server-Sent Events resuming after Last-Event-ID, until "
+                "its terminal event at or after it (a retried flow runs on to its next end); "
+                "with Accept: application/json, the log so far",
                 {
                     200: _ok(
                         "the events",
