@@ -194,6 +194,12 @@ class TaskSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     """Fan out over a JSON list an upstream task produced (see `MapSpec`)."""
 
 
+def retry_policy(task: TaskSpec, defaults: TaskDefaults | None) -> RetryPolicy:
+    """The retry policy `task` runs under: its own, else its flow's `defaults`', else the
+    default one (3 attempts). The planner and `run_local()` both ask this."""
+    return task.retry or (defaults.retry if defaults is not None else None) or RetryPolicy()
+
+
 class FlowSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """A flow: a named DAG of tasks. `id` may be chosen by the client (DNS-1123 label)."""
 

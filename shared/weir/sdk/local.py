@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from weir_proto import triggers as rules
 from weir_proto.conditions import Ref, evaluate, output_value, ref_value
 from weir_proto.errors import WeirException
-from weir_proto.spec import RetryPolicy
+from weir_proto.spec import retry_policy
 from weir_proto.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -248,8 +248,7 @@ def _attempts(
 ) -> tuple[bytes, int, None] | tuple[None, int, Exception]:
     """Run `task` until an attempt succeeds or its attempts are spent: the value written by
     its serializer, or the last attempt's exception, and how many attempts ran."""
-    defaults = state.flow.defaults.retry if state.flow.defaults is not None else None
-    policy = task.spec.retry or defaults or RetryPolicy()
+    policy = retry_policy(task.spec, state.flow.defaults)
     attempt = 0
     while True:
         attempt += 1

@@ -10,7 +10,16 @@ from typing import Any, Protocol
 
 import msgspec
 from weir_proto import params as parameters
-from weir_proto.spec import EnvVar, FlowSpec, Input, Output, RetryPolicy, TaskDefaults, TaskSpec
+from weir_proto.spec import (
+    EnvVar,
+    FlowSpec,
+    Input,
+    Output,
+    RetryPolicy,
+    TaskDefaults,
+    TaskSpec,
+    retry_policy,
+)
 from weir_proto.status import FLOW_STATUS_NAMES
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import printable
@@ -52,7 +61,7 @@ def resolve_task(spec: FlowSpec, task: TaskSpec) -> TaskSpec:
         else defaults.priority
         if defaults.priority is not None
         else spec.priority,
-        retry=task.retry or defaults.retry or RetryPolicy(),
+        retry=retry_policy(task, defaults),
         timeout=task.timeout if task.timeout is not None else defaults.timeout,
         image=task.image or defaults.image,
     )
