@@ -113,10 +113,15 @@ def _live_processes() -> dict[int, tuple[int, int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        # A zombie is gone, but for one whose main thread alone exited while others run.
-        if len(fields) > 17 and (fields[0] != b"Z" or fields[17] != b"1"):
+        if len(fields) > 17 and not _gone(state=fields[0], threads=fields[17]):
             found[int(entry)] = (int(fields[1]), int(fields[2]))
     return found
+
+
+def _gone(state: bytes, threads: bytes) -> bool:
+    """Whether a process /proc still lists has ended: a zombie, but for one whose main thread
+    alone exited while other threads run on (it shows as a zombie all the same)."""
+    return state == b"Z" and threads == b"1"
 
 
 def processes_of(uid: int) -> list[int]:
@@ -131,12 +136,10 @@ def processes_of(uid: int) -> list[int]:
         except OSError:
             continue
         fields = dict(line.split(b":", 1) for line in lines if b":" in line)
-        state = fields.get(b"State", b"").split()
+        state = fields.get(b"State", b"?").split()[:1] or [b"?"]
         threads = fields.get(b"Threads", b"1").strip()
         uids = fields.get(b"Uid", b"").split()
-        # (a process whose main thread alone exited shows as a zombie while others run)
-        gone = state[:1] == [b"Z"] and threads == b"1"
-        if not gone and str(uid).encode() in uids:
+        if not _gone(state=state[0], threads=threads) and str(uid).encode() in uids:
             found.append(int(entry))
     return found
 
