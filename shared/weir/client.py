@@ -11,7 +11,6 @@ async with await Client.connect("nats://127.0.0.1:4222") as client:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -22,7 +21,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
-from nats.js.api import DeliverPolicy, PubAck
+from nats.js.api import DeliverPolicy
 from weir_proto import subjects
 from weir_proto.api import (
     CancelRequest,
@@ -61,7 +60,7 @@ from weir_proto.spec import FlowSpec
 from weir import telemetry
 from weir.answers import SubmitVerdict, WeirError, batch_refused
 from weir.config import NatsSecurity
-from weir.jetstream import acks_of, close, connect
+from weir.jetstream import Publisher, close, connect
 
 __all__ = ["Client", "SubmitVerdict", "WeirError"]
 
@@ -97,6 +96,7 @@ class Client:
     def __init__(self, nc: NATS, timeout: float = REQUEST_TIMEOUT_DEFAULT) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        self.publisher = Publisher(nc)
         self.timeout = timeout
 
     @classmethod
@@ -185,9 +185,7 @@ class Client:
             return await self._submit_for_verdict(flow_id, payload)
         with _publishing_submit(flow_id, payload) as headers:
             try:
-                await self.js.publish(
-                    subjects.SUBMIT, payload, timeout=self.timeout, headers=headers
-                )
+                await self.publisher.publish_one(subjects.SUBMIT, payload, headers, self.timeout)
             except nats.js.errors.NoStreamResponseError:
                 raise WeirError(
                     ErrorCode.UNAVAILABLE,
@@ -215,15 +213,13 @@ class Client:
         not queued twice).
         """
         prepared = [self._submit_payload(spec) for spec in specs]
-        acks: list[asyncio.Future[PubAck]] = []
+        messages = []
         for flow_id, payload in prepared:
             with _publishing_submit(flow_id, payload) as headers:
-                acks.append(await self.js.publish_async(subjects.SUBMIT, payload, headers=headers))
+                messages.append((subjects.SUBMIT, payload, headers))
         try:
-            outcomes = await acks_of(acks, self.timeout)
+            outcomes = await self.publisher.publish(messages, self.timeout)
         except TimeoutError:
-            for ack in acks:
-                ack.cancel()
             raise WeirError(
                 ErrorCode.TIMEOUT,
                 f"JetStream did not acknowledge {len(prepared):,} submits within "

@@ -5,26 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import logging
 import os
 import re
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
-    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 from weir_proto import subjects
 
 from weir.config import (
@@ -37,6 +39,10 @@ from weir.secrets import held_credentials
 from weir.setting import nats_server_urls, url_problem
 
 log = logging.getLogger("weir.nats")
+
+T = TypeVar("T")
+NO_RESPONDERS = "503"
+"""The `Status` header of the answer NATS sends when nothing (no stream) takes a subject."""
 
 DUPLICATE_WINDOW = 120.0
 COMMANDS_MAX_AGE = 7 * 24 * 3600.0
@@ -345,10 +351,117 @@ async def wait_for_streams(js: JetStreamContext, stop: asyncio.Event) -> bool:
     return True
 
 
-async def acks_of(
-    acks: Sequence[asyncio.Future[PubAck]], timeout: float
-) -> list[PubAck | BaseException]:
-    """The outcome of each of `publish_async`'s acknowledgements, in order: the ack or the
+class Stored(msgspec.Struct, frozen=True):
+    """JetStream's acknowledgement of a publish: the message is in `stream` at `seq`
+    (`duplicate`: it was there already, under the same `Nats-Msg-Id`)."""
+
+    stream: str
+    seq: int
+    duplicate: bool = False
+
+
+class _Answer(msgspec.Struct):
+    """What JetStream answers a publish: a `Stored`, or an `error` (nats-py's APIError)."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+Outgoing = tuple[str, bytes, dict[str, str]]
+"""A message to publish: subject, payload, headers."""
+
+
+class Publisher:
+    """Publishes to JetStream on one connection, each publish acknowledged on one wildcard
+    inbox of the publisher's own (`<inbox>.<n>`), decoded by msgspec.
+
+    It does what nats-py's `publish_async` does in fewer steps per message (no semaphore, no
+    random token, no JSON module, no ack dataclass, no callback per future): the relay
+    publishes every event and dispatch through it, a runner its reports and a client its
+    submits. A message JetStream does not take is an error in its slot: nats-py's
+    `NoStreamResponseError` when no stream holds the subject, its `APIError` when the stream
+    refused it (full, a wrong expected stream), both `nats.errors.Error`s as they were."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self._inbox = ""
+        self._setup = asyncio.Lock()
+        self._numbers = itertools.count()
+        self._waiting: dict[str, asyncio.Future[Stored]] = {}
+
+    async def publish(
+        self, messages: Sequence[Outgoing], timeout: float
+    ) -> list[Stored | BaseException]:
+        """Publish `messages` back to back, then wait for their acknowledgements together:
+        each one's `Stored` or error, in order (see `acks_of`). TimeoutError when some are
+        not acknowledged within `timeout`; those are forgotten (a late one is dropped)."""
+        inbox = self._inbox or await self._subscribe()
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[Stored]] = []
+        replies: list[str] = []
+        try:
+            for subject, payload, headers in messages:
+                reply = f"{inbox}.{next(self._numbers)}"
+                ack: asyncio.Future[Stored] = loop.create_future()
+                self._waiting[reply] = ack
+                acks.append(ack)
+                replies.append(reply)
+                await self.nc.publish(subject, payload, reply=reply, headers=headers)
+            return await acks_of(acks, timeout)
+        finally:
+            for reply in replies:
+                self._waiting.pop(reply, None)
+            for ack in acks:
+                ack.cancel()  # no-op for those that came
+
+    async def publish_one(
+        self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
+    ) -> Stored:
+        """One message; its error raised (nats-py's TimeoutError when no ack came in time,
+        as `JetStreamContext.publish`)."""
+        try:
+            (outcome,) = await self.publish([(subject, payload, headers)], timeout)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _subscribe(self) -> str:
+        async with self._setup:
+            if not self._inbox:
+                inbox = self.nc.new_inbox()
+                await self.nc.subscribe(f"{inbox}.*", cb=self._answered)
+                self._inbox = inbox
+        return self._inbox
+
+    async def _answered(self, msg: Msg) -> None:
+        ack = self._waiting.pop(msg.subject, None)
+        if ack is None or ack.done():
+            return  # came after its publisher stopped waiting
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            ack.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = _answer_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            ack.set_exception(nats.errors.Error(f"JetStream's answer is not an ack: {exc}"))
+            return
+        if answer.error is not None:
+            try:
+                APIError.from_error(answer.error)  # raises the error's own class
+            except APIError as refused:
+                ack.set_exception(refused)
+            return
+        ack.set_result(Stored(answer.stream, answer.seq, answer.duplicate))
+
+
+async def acks_of(acks: Sequence[asyncio.Future[T]], timeout: float) -> list[T | BaseException]:
+    """The outcome of each of a batch's acknowledgements, in order: the ack or the
     error; TimeoutError when some have not come within `timeout` (they are left to the
     caller to cancel). Unlike `wait_for(gather(...))`, a caller cancelled meanwhile leaves
     no gathering future behind whose CancelledError nobody reads (Python then prints it as

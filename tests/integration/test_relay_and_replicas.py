@@ -10,7 +10,7 @@ import nats
 from nats.js.api import DeliverPolicy
 from weir.client import Client
 from weir.config import Settings
-from weir.jetstream import ensure_streams
+from weir.jetstream import Publisher, ensure_streams
 from weir_proto import subjects
 from weir_proto.events import event_type
 from weir_scheduler.data import OutboxRow
@@ -66,7 +66,7 @@ async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
     nc = await nats.connect(settings.nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
-    relay = OutboxRelay(data, js, idle_poll=0.01)
+    relay = OutboxRelay(data, js, Publisher(nc), idle_poll=0.01)
     raw = await Inspection.connect(settings.database_url)
 
     async def committed(flow_id: str) -> OutboxRow:

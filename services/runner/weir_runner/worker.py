@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import close, connect, fetch_batch, wait_for_streams
+from weir.jetstream import Publisher, close, connect, fetch_batch, wait_for_streams
 from weir.supervisor import Duty, Supervisor
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
@@ -102,6 +102,8 @@ class Runner:
         self.on_exit_attempts: set[tuple[str, str, int]] = set()
         """Attempts in `attempts` of on_exit tasks, which a sparing cancel spares."""
         self.nc: NATS | None = None
+        self.publisher: Publisher | None = None
+        """Publishes the attempts' reports (set once connected)."""
         self.loops = Supervisor(
             "runner",
             failures_max=settings.loop_failures_max,
@@ -112,6 +114,7 @@ class Runner:
     async def run(self) -> None:
         settings = self.settings
         self.nc = await connect(settings.nats_url, f"weir-runner-{settings.runner_name}")
+        self.publisher = Publisher(self.nc)
         health = await serve_health(
             self.nc, "runner", settings.runner_name, loops=self.loops.states
         )
@@ -260,7 +263,7 @@ class Runner:
             if not run:
                 log.info("attempt not run", extra={**context, "reason": why})
                 if self._cancelled(dispatch, on_exit) or why.startswith("flow is"):
-                    await self._report_dropped(js, dispatch, why)
+                    await self._report_dropped(dispatch, why)
                 await msg.ack()
                 return
             if on_exit:
@@ -284,7 +287,6 @@ class Runner:
         if result.exit_code == SNOOZE_EXIT_CODE and result.error_type is ErrorType.EXIT_CODE:
             snooze = result.snooze_seconds or SNOOZE_SECONDS_DEFAULT
         await self._report_finished(
-            js,
             dispatch,
             exit_code=result.exit_code,
             error_type=None if snooze is not None else result.error_type,
@@ -295,20 +297,17 @@ class Runner:
         )
         await msg.ack()
 
-    async def _report_dropped(self, js: JetStreamContext, dispatch: Dispatch, why: str) -> None:
+    async def _report_dropped(self, dispatch: Dispatch, why: str) -> None:
         """Tell the scheduler an attempt of a cancelled flow was dropped before it started.
         It ended that attempt when it recorded the cancel, so this report is normally stale;
         it is what ends the attempt if the scheduler had not."""
         await self._report_finished(
-            js,
             dispatch,
             error_type=ErrorType.CANCELLED,
             message=f'task "{dispatch.task.name}" not started: {why}',
         )
 
-    async def _report_finished(
-        self, js: JetStreamContext, dispatch: Dispatch, **outcome: Any
-    ) -> None:
+    async def _report_finished(self, dispatch: Dispatch, **outcome: Any) -> None:
         """Publish the attempt's `finished` report (its outcome in `outcome`), with the
         attempt's token and this runner's name, once per attempt (the message id)."""
         report = AttemptFinished(
@@ -320,7 +319,7 @@ class Runner:
             at=datetime.now(UTC),
             **outcome,
         )
-        await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:finished")
+        await self._publish(report, f"{dispatch.attempt_id}:finished")
 
     async def _execute(
         self, dispatch: Dispatch, key: tuple[str, str, int], js: JetStreamContext
@@ -338,7 +337,7 @@ class Runner:
                 token=dispatch.token,
                 at=at,
             )
-            await _publish(js, dispatch.flow_id, report, f"{dispatch.attempt_id}:started")
+            await self._publish(report, f"{dispatch.attempt_id}:started")
 
         start = DeferredStart(report_started, self.settings.started_delay)
 
@@ -396,6 +395,23 @@ class Runner:
         except Exception as exc:
             log.exception("executor failed", extra={"flow_id": key[0], "task": name})
             return AttemptResult(None, ErrorType.EXECUTOR, f"executor error: {exc}")
+
+    async def _publish(self, report: AttemptStarted | AttemptFinished, msg_id: str) -> None:
+        """Publish a status report until JetStream has it (NATS may be restarting)."""
+        assert self.publisher is not None
+        payload = _encoder.encode(report)
+        subject = subjects.status(report.flow_id)
+        parent = telemetry.attempt_context(report.flow_id, report.task, report.attempt)
+        while True:
+            try:
+                with telemetry.publishing(
+                    subject, message_id=msg_id, parent=parent, size=len(payload)
+                ) as headers:
+                    await self.publisher.publish_one(subject, payload, headers, PUBLISH_TIMEOUT)
+                return
+            except Exception as exc:
+                log.warning("status publish failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(PUBLISH_RETRY_DELAY)
 
     def _following(self) -> set[str]:
         """The attempt directories of the attempts this runner is handling now."""
@@ -547,22 +563,3 @@ class _CancelRequested(msgspec.Struct):
 
 
 _attempt_reply_decoder = msgspec.json.Decoder(RawReply)
-
-
-async def _publish(
-    js: JetStreamContext, flow_id: str, report: AttemptStarted | AttemptFinished, msg_id: str
-) -> None:
-    """Publish a status report until JetStream has it (NATS may be restarting)."""
-    payload = _encoder.encode(report)
-    subject = subjects.status(flow_id)
-    parent = telemetry.attempt_context(flow_id, report.task, report.attempt)
-    while True:
-        try:
-            with telemetry.publishing(
-                subject, message_id=msg_id, parent=parent, size=len(payload)
-            ) as headers:
-                await js.publish(subject, payload, timeout=PUBLISH_TIMEOUT, headers=headers)
-            return
-        except Exception as exc:
-            log.warning("status publish failed; retrying", extra={"error": str(exc)})
-            await asyncio.sleep(PUBLISH_RETRY_DELAY)

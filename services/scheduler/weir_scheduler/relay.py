@@ -20,7 +20,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
-from weir.jetstream import acks_of
+from weir.jetstream import Publisher
 from weir.supervisor import Duty
 from weir_proto import subjects
 
@@ -57,6 +57,7 @@ class OutboxRelay:
         self,
         data: DataLayer,
         js: JetStreamContext,
+        publisher: Publisher,
         *,
         batch: int = RELAY_BATCH_DEFAULT,
         idle_poll: float = RELAY_IDLE_POLL_DEFAULT,
@@ -66,6 +67,8 @@ class OutboxRelay:
         self.data = data
         """For the fast path's deletes (the leading relay keeps its own connection)."""
         self.js = js
+        """For purging a cancelled flow's dispatches."""
+        self.publisher = publisher
         self.batch = batch
         self.idle_poll = idle_poll
         self._fast: asyncio.Queue[list[OutboxRow]] = asyncio.Queue(FAST_PATH_BACKLOG)
@@ -168,26 +171,23 @@ class OutboxRelay:
             log.debug("published rows left in the outbox", extra={"error": str(exc)})
 
     async def _publish(self, rows: list[OutboxRow]) -> bool:
-        futures = []
-        try:
-            for row in rows:
-                flow_id = row.msg_id.rsplit(".", 1)[0]
-                # Events and dispatches carry their flow's trace context on to every reader.
-                headers = {
+        # Events and dispatches carry their flow's trace context on to every reader.
+        messages = [
+            (
+                row.subject,
+                row.payload,
+                {
                     "Nats-Msg-Id": row.msg_id,
-                    "traceparent": telemetry.flow_traceparent(flow_id),
-                }
-                futures.append(
-                    await self.js.publish_async(row.subject, row.payload, headers=headers)
-                )
-            for outcome in await acks_of(futures, RELAY_ACK_TIMEOUT_DEFAULT):
+                    "traceparent": telemetry.flow_traceparent(row.msg_id.rsplit(".", 1)[0]),
+                },
+            )
+            for row in rows
+        ]
+        try:
+            for outcome in await self.publisher.publish(messages, RELAY_ACK_TIMEOUT_DEFAULT):
                 if isinstance(outcome, BaseException):
                     raise outcome
-        except BaseException as exc:
-            for future in futures:
-                future.cancel()
-            if not isinstance(exc, NATS_UNAVAILABLE):
-                raise
+        except NATS_UNAVAILABLE as exc:
             log.warning("relay could not publish (will retry): %s", exc)
             return False
         for row in rows:

@@ -14,7 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import close, connect, ensure_streams, redact_url
+from weir.jetstream import Publisher, close, connect, ensure_streams, redact_url
 from weir.supervisor import Supervisor
 from weir_proto import subjects
 from weir_proto.ids import is_dns_label, is_task_name
@@ -116,7 +116,7 @@ class Scheduler:
             policy,
             takeover_after=takeover_after(settings.dispatch_ack_wait, settings.heartbeat_interval),
         )
-        relay = OutboxRelay(data, js)
+        relay = OutboxRelay(data, js, Publisher(self.nc))
         store.on_outbox.append(relay.publish_committed)
         fanout_io = FanOutIO(
             store, artifact_store(js, settings.artifacts_bucket, artifacts_s3), settings.max_tasks
