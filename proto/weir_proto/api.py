@@ -206,30 +206,10 @@ class SecretList(msgspec.Struct, kw_only=True):
     names: list[str]
 
 
-class TaskView(msgspec.Struct, kw_only=True):
-    name: str
-    status: str
-    attempt: int
-    queue: str
-    depends: list[str]
-    priority: int = 0
-    failures: list[AttemptFailure] = msgspec.field(default_factory=list)
-    retry_at: datetime | None = None
-    dispatched_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    exit_code: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    runner: str | None = None
-    outputs: list[OutputDigest] = msgspec.field(default_factory=list)
-    """Digests the log recorded for the task's outputs (reused ones: carried over)."""
-
-
 class AttemptRecord(msgspec.Struct, kw_only=True, frozen=True):
     """What a task's current (or last) attempt has recorded: a base that puts these fields
-    after a subclass's own, declared once for `TaskSummary` and the scheduler's fold of a
-    task (`FoldedTask`)."""
+    after a subclass's own, declared once for `TaskView`, `TaskSummary` and the scheduler's
+    fold of a task (`FoldedTask`)."""
 
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
@@ -240,6 +220,18 @@ class AttemptRecord(msgspec.Struct, kw_only=True, frozen=True):
     error_message: str | None = None
     runner: str | None = None
     """The runner that started the attempt."""
+
+
+class TaskView(AttemptRecord, frozen=True):
+    name: str
+    status: str
+    attempt: int
+    queue: str
+    depends: list[str]
+    priority: int = 0
+    failures: list[AttemptFailure] = msgspec.field(default_factory=list)
+    outputs: list[OutputDigest] = msgspec.field(default_factory=list)
+    """Digests the log recorded for the task's outputs (reused ones: carried over)."""
 
 
 class TaskSummary(AttemptRecord, frozen=True):
