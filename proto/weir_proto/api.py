@@ -206,7 +206,23 @@ class SecretList(msgspec.Struct, kw_only=True):
     names: list[str]
 
 
-class TaskView(msgspec.Struct, kw_only=True):
+class AttemptRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """What a task's current (or last) attempt has recorded: a base that puts these fields
+    after a subclass's own, declared once for `TaskView`, `TaskSummary` and the scheduler's
+    fold of a task (`FoldedTask`)."""
+
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_at: datetime | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    runner: str | None = None
+    """The runner that started the attempt."""
+
+
+class TaskView(AttemptRecord, frozen=True):
     name: str
     status: str
     attempt: int
@@ -214,19 +230,11 @@ class TaskView(msgspec.Struct, kw_only=True):
     depends: list[str]
     priority: int = 0
     failures: list[AttemptFailure] = msgspec.field(default_factory=list)
-    retry_at: datetime | None = None
-    dispatched_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    exit_code: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    runner: str | None = None
     outputs: list[OutputDigest] = msgspec.field(default_factory=list)
     """Digests the log recorded for the task's outputs (reused ones: carried over)."""
 
 
-class TaskSummary(msgspec.Struct, kw_only=True):
+class TaskSummary(AttemptRecord, frozen=True):
     """A task as `weir.api.tasks` lists it: with its flow, without its failure history."""
 
     flow_id: str
@@ -239,14 +247,6 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     attempt: int
     queue: str
     priority: int = 0
-    dispatched_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    retry_at: datetime | None = None
-    exit_code: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    runner: str | None = None
 
 
 class TaskPage(msgspec.Struct, kw_only=True):

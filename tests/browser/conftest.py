@@ -4,6 +4,7 @@ browser context, so cookies are not shared); see stack.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -74,3 +75,25 @@ async def watched(
     context, page = await logged_in(browser, stack, role)
     problems.watch(page)
     return context, page
+
+
+class OpenFlow(Protocol):
+    async def __call__(
+        self, spec: dict[str, Any], role: str, below: str = ""
+    ) -> tuple[str, BrowserContext, Page]: ...
+
+
+@pytest.fixture
+def open_flow(browser: Browser, stack: Stack, problems: PageProblems) -> OpenFlow:
+    """Submits a flow and opens its page (or the one at `below` it) as `role`, in a page
+    `problems` watches: the flow's id, the context and the page."""
+
+    async def open_(
+        spec: dict[str, Any], role: str, below: str = ""
+    ) -> tuple[str, BrowserContext, Page]:
+        flow_id = await stack.submit(spec)
+        context, page = await watched(browser, stack, role, problems)
+        await page.goto(f"{stack.url}/flows/{flow_id}{below}")
+        return flow_id, context, page
+
+    return open_

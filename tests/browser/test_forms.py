@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import PageProblems, watched
+from tests.browser.conftest import OpenFlow, PageProblems, watched
 from tests.browser.stack import Stack
 from tests.browser.test_ui import HOSTILE, LIVE
 from tests.flows import scheduled, shell, task
@@ -223,11 +223,11 @@ async def test_create_a_schedule_with_params_from_the_form_and_a_refusal_lists_e
 
 
 async def test_update_a_scheduled_flows_metadata_from_the_form(
-    browser: Browser, stack: Stack, problems: PageProblems
+    stack: Stack, open_flow: OpenFlow, problems: PageProblems
 ) -> None:
-    flow_id = await stack.submit(scheduled("ui-metadata", metadata={"owner": "ana", "ticket": 42}))
-    context, page = await watched(browser, stack, "operator", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}")
+    flow_id, context, page = await open_flow(
+        scheduled("ui-metadata", metadata={"owner": "ana", "ticket": 42}), "operator"
+    )
     await expect(page.locator('[data-metadata="owner"]')).to_have_text("owner=ana")
     await expect(page.locator("ol.events li")).to_have_count(1)
     await page.click("[data-action=update]")

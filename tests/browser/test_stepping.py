@@ -13,7 +13,7 @@ from playwright.async_api import Browser, expect
 from weir_proto.events import FlowEvent, event_type
 from weir_proto.status import FlowStatus, flow_status_after
 
-from tests.browser.conftest import PageProblems, watched
+from tests.browser.conftest import OpenFlow, PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.browser.test_live import HIDE, SHOW
 from tests.browser.test_ui import HOSTILE, LIVE, gated_flow, node
@@ -36,12 +36,10 @@ def failing_until(fixed: Path, name: str) -> dict[str, Any]:
 
 
 async def test_a_flow_paused_through_the_api_shows_paused_live(
-    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+    stack: Stack, open_flow: OpenFlow, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "paused.open"
-    flow_id = await stack.submit(gated_flow(gate, "paused-by-api", after=1))
-    context, page = await watched(browser, stack, "viewer", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}")
+    flow_id, context, page = await open_flow(gated_flow(gate, "paused-by-api", after=1), "viewer")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.evaluate("window.stillHere = true")
     paused = await stack.api("operator").post(f"/flows/{flow_id}/pause", json={})
@@ -144,12 +142,10 @@ async def test_the_pages_fold_every_event_type_into_the_proto_s_flow_status(
 
 
 async def test_pause_and_resume_from_the_buttons_and_the_flow_finishes(
-    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+    open_flow: OpenFlow, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "buttons.open"
-    flow_id = await stack.submit(gated_flow(gate, "paused-by-button", after=1))
-    context, page = await watched(browser, stack, "operator", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}")
+    _, context, page = await open_flow(gated_flow(gate, "paused-by-button", after=1), "operator")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     assert await page.locator("[data-action=resume]").count() == 0
     await page.click("[data-action=pause]")
@@ -172,12 +168,12 @@ async def test_pause_and_resume_from_the_buttons_and_the_flow_finishes(
 
 
 async def test_retry_a_failed_task_from_its_page_and_the_new_attempt_shows_live(
-    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+    stack: Stack, open_flow: OpenFlow, problems: PageProblems, tmp_path: Path
 ) -> None:
     fixed = tmp_path / "fixed"
-    flow_id = await stack.submit(failing_until(fixed, "retried-in-ui"))
-    context, page = await watched(browser, stack, "operator", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}/tasks/load")
+    flow_id, context, page = await open_flow(
+        failing_until(fixed, "retried-in-ui"), "operator", "/tasks/load"
+    )
     await expect(page.locator("h1 .badge")).to_have_text("failed", timeout=LIVE)
     await expect(page.locator("tr[data-attempt]")).to_have_count(1)
     await page.evaluate("window.stillHere = true")
@@ -238,12 +234,10 @@ async def test_retry_a_failed_instance_from_its_page_runs_it_alone(
 
 
 async def test_update_a_scheduled_flow_from_the_form_and_a_refusal_shows_as_text(
-    browser: Browser, stack: Stack, problems: PageProblems
+    stack: Stack, open_flow: OpenFlow, problems: PageProblems
 ) -> None:
     params = {"n": {"type": "int", "default": 1}, "day": "mon"}
-    flow_id = await stack.submit(scheduled("later-in-ui", params=params))
-    context, page = await watched(browser, stack, "operator", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}")
+    flow_id, context, page = await open_flow(scheduled("later-in-ui", params=params), "operator")
     await expect(page.locator("h1 .badge")).to_have_text("scheduled")
     await expect(page.locator("ol.events li")).to_have_count(1)  # the spec, from the log
     assert await page.locator("[data-action=cancel]").count() == 1

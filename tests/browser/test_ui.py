@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import PageProblems, watched
+from tests.browser.conftest import OpenFlow, PageProblems, watched
 from tests.browser.stack import Stack, logged_in
 from tests.flows import random_blob, scheduled, shell, task
 
@@ -113,12 +113,10 @@ async def test_diamond_turns_green_live_and_its_log_streams_as_text(
 
 
 async def test_cancel_and_rerun_from_the_buttons(
-    browser: Browser, stack: Stack, problems: PageProblems, tmp_path: Path
+    stack: Stack, open_flow: OpenFlow, problems: PageProblems, tmp_path: Path
 ) -> None:
     gate = tmp_path / "cancel.open"
-    flow_id = await stack.submit(gated_flow(gate, "gated"))
-    context, page = await watched(browser, stack, "operator", problems)
-    await page.goto(f"{stack.url}/flows/{flow_id}")
+    flow_id, context, page = await open_flow(gated_flow(gate, "gated"), "operator")
     await expect(await node(page, "wait")).to_have_class("node s-running", timeout=LIVE)
     await page.click("[data-action=cancel]")
     await page.click("dialog.confirm [data-confirm]")

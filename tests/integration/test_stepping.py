@@ -23,6 +23,7 @@ from tests.flows import (
     ended,
     finish,
     reached,
+    scheduled,
     shell,
     task,
     tasks_of,
@@ -277,13 +278,12 @@ async def test_update_before_the_start_changes_the_flow_and_is_refused_after(
     client: Client, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    spec = {
-        "name": "later",
-        "delay": 3600,
-        "params": {"n": {"type": "int", "default": 1}},
-        "tasks": [shell("w", f'echo "{{{{ params.n }}}} $WEIR_PARAM_n" > "{out}"')],
-        "tags": ["old"],
-    }
+    spec = scheduled(
+        "later",
+        shell("w", f'echo "{{{{ params.n }}}} $WEIR_PARAM_n" > "{out}"'),
+        params={"n": {"type": "int", "default": 1}},
+        tags=["old"],
+    )
     flow_id = await submitted(client, spec)
     assert (await client.get(flow_id)).status == "scheduled"
     stepped = await client.update(
@@ -342,13 +342,9 @@ async def test_stepping_in_is_refused_with_the_reason(client: Client, tmp_path: 
 
 
 async def test_bad_updates_list_every_problem(client: Client) -> None:
-    spec = {
-        "name": "later",
-        "delay": 3600,
-        "params": {"n": {"type": "int"}, "env": "dev"},
-        "arguments": {"n": 1},
-        "tasks": [task("w")],
-    }
+    spec = scheduled(
+        "later", task("w"), params={"n": {"type": "int"}, "env": "dev"}, arguments={"n": 1}
+    )
     flow_id = await submitted(client, spec)
     with pytest.raises(WeirError) as caught:
         await client.update(flow_id, priority=5000, params={"n": "many", "colour": "red"})
@@ -371,7 +367,7 @@ async def test_the_cli_steps_in_and_says_why_not(client: Client, tmp_path: Path)
     url = client.nc.connected_url
     assert url is not None
     nats_url = f"nats://{url.hostname}:{url.port}"
-    flow_id = await submitted(client, {"name": "later", "delay": 3600, "tasks": [task("w")]})
+    flow_id = await submitted(client, scheduled("later", task("w")))
 
     ran = await weir(nats_url, "pause", flow_id)
     assert (ran.code, ran.stdout.decode()) == (0, f"{flow_id} paused\n")

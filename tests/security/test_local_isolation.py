@@ -62,8 +62,27 @@ async def run(stack: Stack, *tasks: dict[str, Any]) -> tuple[str, list[FlowEvent
         return await finish(client, {"name": "attack", "tasks": list(tasks)})
 
 
-STEAL = r"""
-import os, sys
+PROBE = r"""
+import os, signal, sys
+
+
+def attempt(label, act, done="READ"):
+    # Prints `label: done` when act() gets through (what it took goes to stderr), else the
+    # name of the OSError that stopped it.
+    try:
+        loot = act()
+    except OSError as exc:
+        print(f"{label}: {type(exc).__name__}", flush=True)
+    else:
+        print(f"{label}: {done}", flush=True)
+        sys.stderr.buffer.write(loot if isinstance(loot, bytes) else f"{loot}".encode())
+        sys.stderr.buffer.write(b"\n")
+"""
+"""What the attack scripts share: each intrusion they try, and how they report it."""
+
+STEAL = (
+    PROBE
+    + r"""
 found = []
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
@@ -73,25 +92,26 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     if b"weir_runner" in cmdline and b"supervisor" not in cmdline:
         found.append(pid)
 print("runner pids:", found, flush=True)
+
+
+def take(pid, name):
+    path = f"/proc/{pid}/{name}"
+    if name == "fd":
+        return " ".join(os.listdir(path)).encode()
+    if name == "mem":
+        start = int(open(f"/proc/{pid}/maps").readline().split("-")[0], 16)
+        with open(path, "rb") as mem:
+            mem.seek(start)
+            return mem.read(4096)
+    return open(path, "rb").read()
+
+
 for pid in found:
     for name in ("environ", "mem", "maps", "fd"):
-        path = f"/proc/{pid}/{name}"
-        try:
-            if name == "fd":
-                loot = " ".join(os.listdir(path)).encode()
-            elif name == "mem":
-                start = int(open(f"/proc/{pid}/maps").readline().split("-")[0], 16)
-                with open(path, "rb") as mem:
-                    mem.seek(start)
-                    loot = mem.read(4096)
-            else:
-                loot = open(path, "rb").read()
-            print(f"{path}: READ", flush=True)
-            sys.stderr.buffer.write(loot + b"\n")
-        except OSError as exc:
-            print(f"{path}: {type(exc).__name__}", flush=True)
+        attempt(f"/proc/{pid}/{name}", lambda: take(pid, name))
 sys.exit(0 if found else 3)
 """
+)
 
 
 async def test_a_task_cannot_read_the_runners_environment_or_memory(
@@ -187,8 +207,9 @@ VICTIM = (
     "while [ ! -e /tmp/weir-release-{t} ]; do sleep 0.05; done; "
     "cat mine.txt"
 )
-SPY = r"""
-import os, signal, sys
+SPY = (
+    PROBE
+    + r"""
 marker, secret_file, found = sys.argv[1].encode(), sys.argv[2], []
 for pid in filter(str.isdigit, os.listdir("/proc")):
     if int(pid) == os.getpid():
@@ -200,25 +221,14 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
 print("victims:", found, flush=True)
 for pid in found:
-    for name in ("environ", "mem", "maps", "cwd"):
-        try:
-            path = f"/proc/{pid}/{name}"
-            loot = os.readlink(path) if name == "cwd" else open(path, "rb").read(4096)
-            print(f"{name}: READ", flush=True)
-            sys.stderr.write(repr(loot) + "\n")
-        except OSError as exc:
-            print(f"{name}: {type(exc).__name__}", flush=True)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        print("kill: SENT", flush=True)
-    except OSError as exc:
-        print(f"kill: {type(exc).__name__}", flush=True)
-try:
-    print("file:", open(secret_file).read(), flush=True)
-except OSError as exc:
-    print(f"file: {type(exc).__name__}", flush=True)
+    for name in ("environ", "mem", "maps"):
+        attempt(name, lambda: open(f"/proc/{pid}/{name}", "rb").read(4096))
+    attempt("cwd", lambda: os.readlink(f"/proc/{pid}/cwd"))
+    attempt("kill", lambda: os.kill(pid, signal.SIGKILL), done="SENT")
+attempt("file", lambda: open(secret_file).read())
 sys.exit(0 if found else 3)
 """
+)
 
 
 async def test_a_task_cannot_read_or_kill_another_flows_running_task(

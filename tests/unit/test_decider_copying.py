@@ -1,4 +1,5 @@
-"""The decider's `replace` copies state exactly as `dataclasses.replace` does."""
+"""The decider's `replace` copies state exactly as `dataclasses.replace` does (and a msgspec
+Struct as `msgspec.structs.replace` does)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,17 @@ def test_a_copy_keeps_every_field_not_given_and_takes_those_given() -> None:
     assert copied == dataclasses.replace(flow, seq=7, status=FlowStatus.RUNNING, updated_at=AT)
     assert copied is not flow and flow.seq == 0  # the original is untouched
     task = Task(name="a", queue="default", priority=0)
-    assert replace(task, status=TaskStatus.RUNNING, runner="r") == dataclasses.replace(
-        task, status=TaskStatus.RUNNING, runner="r"
+    assert replace(task, status=TaskStatus.RUNNING, runner="r") == Task(
+        name="a", queue="default", priority=0, status=TaskStatus.RUNNING, runner="r"
     )
-    assert replace(task) == task
+    assert replace(task) == task and replace(task) is not task
 
 
 def test_an_unknown_field_is_an_error() -> None:
     with pytest.raises(TypeError):
         replace(Flow(id="f1"), no_such_field=1)
+    with pytest.raises(TypeError):
+        replace(Task(name="a", queue="default", priority=0), no_such_field=1)
 
 
 def test_a_class_with_post_init_is_refused() -> None:

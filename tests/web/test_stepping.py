@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.flows import shell, task
+from tests.flows import scheduled, shell, task
 from tests.web.sse import read_sse
 from tests.web.test_api import events_of, gated, submit
 
@@ -85,12 +85,7 @@ async def test_retry_of_a_failed_task_makes_the_flow_succeed(
 
 
 async def test_update_before_the_start(operator: httpx.AsyncClient) -> None:
-    spec = {
-        "name": "later",
-        "delay": 3600,
-        "params": {"n": {"type": "int", "default": 1}},
-        "tasks": [task("a", "true")],
-    }
+    spec = scheduled("later", params={"n": {"type": "int", "default": 1}})
     flow_id = await submit(operator, spec)
     updated = await operator.patch(
         f"/flows/{flow_id}", json={"priority": 2, "params": {"n": "5"}, "tags": ["x"]}

@@ -15,7 +15,7 @@ from typing import Any
 import immutables
 import msgspec
 from weir_proto import triggers as rules
-from weir_proto.api import AttemptFailure
+from weir_proto.api import AttemptFailure, AttemptRecord
 from weir_proto.errors import SpecError
 from weir_proto.events import TaskDispatched
 from weir_proto.messages import OutputDigest
@@ -26,8 +26,10 @@ from weir_scheduler.decider.copying import replace
 from weir_scheduler.planner import Plan
 
 
-@dataclass(frozen=True, slots=True)
-class FoldedTask:
+class FoldedTask(AttemptRecord, frozen=True):
+    """A task as folded from its events, with its current attempt's record; only the reports
+    of that attempt's `runner` count."""
+
     name: str
     queue: str
     priority: int
@@ -35,15 +37,6 @@ class FoldedTask:
     attempt: int = 0
     """The current (or last) attempt number; snoozes and retries each start a new one."""
     failures: tuple[AttemptFailure, ...] = ()
-    dispatched_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    retry_at: datetime | None = None
-    exit_code: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    runner: str | None = None
-    """The runner that started the current attempt: only its reports count."""
     token_digest: str = ""
     """Digest of the current attempt's token: only reports carrying the token count."""
     outputs: tuple[OutputDigest, ...] = ()
