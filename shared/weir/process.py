@@ -13,7 +13,7 @@ from typing import NoReturn, Protocol
 
 from weir import logs, telemetry
 from weir.config import ConfigError, Settings
-from weir.supervisor import LoopsFailed
+from weir.supervisor import LoopsFailed, Supervisor
 
 
 class Service(Protocol):
@@ -22,6 +22,14 @@ class Service(Protocol):
     stop: asyncio.Event
 
     async def run(self) -> None: ...
+
+
+def service_loops(service: str, settings: Settings) -> Supervisor:
+    """The supervisor of a service's background loops, with the restart limits its settings
+    give (WEIR_LOOP_FAILURES_MAX, WEIR_LOOP_BACKOFF_MAX)."""
+    return Supervisor(
+        service, failures_max=settings.loop_failures_max, backoff_max=settings.loop_backoff_max
+    )
 
 
 def run_service(

@@ -28,7 +28,8 @@ from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import Publisher, close, connect, fetch_batch, wait_for_streams
-from weir.supervisor import Duty, Supervisor
+from weir.process import service_loops
+from weir.supervisor import Duty
 from weir_proto import subjects
 from weir_proto.api import AttemptAnswer, AttemptRequest, RawReply
 from weir_proto.ids import attempt_id
@@ -104,11 +105,7 @@ class Runner:
         self.nc: NATS | None = None
         self.publisher: Publisher | None = None
         """Publishes the attempts' reports (set once connected)."""
-        self.loops = Supervisor(
-            "runner",
-            failures_max=settings.loop_failures_max,
-            backoff_max=settings.loop_backoff_max,
-        )
+        self.loops = service_loops("runner", settings)
         """The background loops: queue-<name> for each queue, heartbeats, attempt-janitor."""
 
     async def run(self) -> None:

@@ -15,7 +15,7 @@ from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
 from weir.jetstream import Publisher, close, connect, ensure_streams, redact_url
-from weir.supervisor import Supervisor
+from weir.process import service_loops
 from weir_proto import subjects
 from weir_proto.ids import is_dns_label, is_task_name
 from weir_proto.messages import Heartbeat
@@ -62,11 +62,7 @@ class Scheduler:
         self.ready = asyncio.Event()
         self.data: PostgresData | None = None
         self.nc: NATS | None = None
-        self.loops = Supervisor(
-            "scheduler",
-            failures_max=settings.loop_failures_max,
-            backoff_max=settings.loop_backoff_max,
-        )
+        self.loops = service_loops("scheduler", settings)
         """The background loops: submits, reports, relay, relay-fast-path, timers, cron,
         and queues and pruner when configured."""
 
