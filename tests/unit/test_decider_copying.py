@@ -1,5 +1,5 @@
-"""The decider's `replace` copies state exactly as `dataclasses.replace` does (and a msgspec
-Struct as `msgspec.structs.replace` does)."""
+"""The decider's `replace` copies state exactly as `dataclasses.replace` does (a dataclass:
+`FanOut`) and as `msgspec.structs.replace` does (a Struct: `FoldedFlow`, `FoldedTask`)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import pytest
 from weir_proto.status import FlowStatus, TaskStatus
 from weir_scheduler.decider import FoldedFlow as Flow
 from weir_scheduler.decider.copying import replace
+from weir_scheduler.decider.state import FanOut
 from weir_scheduler.decider.state import FoldedTask as Task
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def test_a_copy_keeps_every_field_not_given_and_takes_those_given() -> None:
-    flow = Flow(id="f1")
+    flow = Flow(id="f1", name="etl")
     copied = replace(flow, seq=7, status=FlowStatus.RUNNING, updated_at=AT)
-    assert copied == dataclasses.replace(flow, seq=7, status=FlowStatus.RUNNING, updated_at=AT)
+    assert copied == Flow(id="f1", name="etl", seq=7, status=FlowStatus.RUNNING, updated_at=AT)
     assert copied is not flow and flow.seq == 0  # the original is untouched
+    fan = FanOut(expanded=True, count=3, left=3)
+    assert replace(fan, left=2) == dataclasses.replace(fan, left=2) == FanOut(True, 3, 2)
     task = Task(name="a", queue="default", priority=0)
     assert replace(task, status=TaskStatus.RUNNING, runner="r") == Task(
         name="a", queue="default", priority=0, status=TaskStatus.RUNNING, runner="r"

@@ -7,8 +7,9 @@ generated copier once: every field taken from the original unless it is given, s
 bare instance through the field's own slot descriptor (about 40 % faster than
 `object.__setattr__`, which looks the descriptor up on every call). Only for frozen
 dataclasses with slots whose fields are all plain `__init__` fields with no `__post_init__`
-(the state classes): anything else is refused when first copied. A msgspec Struct
-(`FoldedTask`) is copied by `msgspec.structs.replace`, which does the same in C.
+(`FanOut`): anything else is refused when first copied. A msgspec Struct (`FoldedFlow`,
+`FoldedTask`) is copied by `msgspec.structs.replace`, which does the same in C, about a
+third faster again over a whole decision.
 """
 
 from __future__ import annotations

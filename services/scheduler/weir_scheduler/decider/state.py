@@ -60,9 +60,11 @@ class FanOut:
     `when` condition names (`decider/gates.py`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class FoldedFlow:
-    """A flow as folded from its events. `seq` 0 means the flow does not exist yet."""
+class FoldedFlow(msgspec.Struct, frozen=True):
+    """A flow as folded from its events. `seq` 0 means the flow does not exist yet.
+
+    A msgspec Struct, as `FoldedTask`: `evolve` copies it with a field or two changed for
+    every event, which `msgspec.structs.replace` does in C."""
 
     id: str
     seq: int = 0
@@ -72,18 +74,18 @@ class FoldedFlow:
     updated_at: datetime | None = None
     start_at: datetime | None = None
     plan: Plan | None = None
-    tasks: immutables.Map[str, FoldedTask] = immutables.Map()  # noqa: RUF009 - immutable
-    ready: immutables.Map[str, bool] = immutables.Map()  # noqa: RUF009 - immutable
+    tasks: immutables.Map[str, FoldedTask] = immutables.Map()
+    ready: immutables.Map[str, bool] = immutables.Map()
     """Tasks whose dependencies all succeeded and that wait for a slot (max_parallel) or
     for room in the dispatch window."""
-    line: immutables.Map[str, tuple[tuple[int, int], ...]] = immutables.Map()  # noqa: RUF009
+    line: immutables.Map[str, tuple[tuple[int, int], ...]] = immutables.Map()
     """The ready tasks again, per queue, as sorted (priority, position in the spec): the
     next to hand out are a prefix, so a start that frees one window place costs a lookup,
     not a sort of every ready task."""
-    blocked: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    blocked: immutables.Map[str, int] = immutables.Map()
     """Per pending task, how many of its dependencies have not ended yet (so a fan-in of
     10,000 costs one decrement per parent, not a scan of every parent)."""
-    settled: immutables.Map[str, str] = immutables.Map()  # noqa: RUF009 - immutable
+    settled: immutables.Map[str, str] = immutables.Map()
     """Pending tasks whose dependencies have all ended and that do not run: why (their
     trigger rule does not hold, or their `when` is false). `decide` skips them."""
     errors: tuple[SpecError, ...] = ()
@@ -94,10 +96,10 @@ class FoldedFlow:
     max_parallel slot."""
     unfinished: int = 0
     """Tasks not in a terminal state."""
-    unstarted: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    unstarted: immutables.Map[str, int] = immutables.Map()
     """Per queue, attempts handed to a runner that no runner has started yet: what the
     flow holds of the queue's dispatch stream (bounded by `Policy.dispatch_window`)."""
-    held: immutables.Map[str, immutables.Map[str, bool]] = immutables.Map()  # noqa: RUF009
+    held: immutables.Map[str, immutables.Map[str, bool]] = immutables.Map()
     """Per queue, the tasks `queued` there: for a limited queue, waiting for the
     QueueDispatcher; for another, waiting for room in the flow's dispatch window."""
     failing: bool = False
@@ -111,16 +113,16 @@ class FoldedFlow:
     first (a user's cancel after that ends it too)."""
     rerun_of: str | None = None
     reused: frozenset[str] = frozenset()
-    fanout: immutables.Map[str, FanOut] = immutables.Map()  # noqa: RUF009 - immutable
+    fanout: immutables.Map[str, FanOut] = immutables.Map()
     """Mapped tasks being expanded or run as instances (`decider/fanout.py`), and tasks
     waiting for the outputs their condition reads (`decider/gates.py`)."""
-    read_outputs: immutables.Map[str, Any] = immutables.Map()  # noqa: RUF009 - immutable
+    read_outputs: immutables.Map[str, Any] = immutables.Map()
     """Output name -> value, as `task_condition_read` recorded it for a condition."""
     expanded: frozenset[str] = frozenset()
     """Mapped tasks expanded into instances (also into none): a retry plans them again to
     wait for their instances, or, after a task before them it plans again, from scratch (its
     instances dropped, the list read again); an update not at all (`decider/stepping.py`)."""
-    retired: immutables.Map[str, int] = immutables.Map()  # noqa: RUF009 - immutable
+    retired: immutables.Map[str, int] = immutables.Map()
     """Instances a retry dropped (it planned their mapped task from scratch) -> the last
     attempt number each had: an instance of the same name expanded later counts its
     attempts on from there, so no attempt number repeats for a task name (a runner names
