@@ -11,7 +11,7 @@ import os
 import re
 import ssl
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -40,7 +40,6 @@ from weir.setting import nats_server_urls, url_problem
 
 log = logging.getLogger("weir.nats")
 
-T = TypeVar("T")
 NO_RESPONDERS = "503"
 """The `Status` header of the answer NATS sends when nothing (no stream) takes a subject."""
 
@@ -380,43 +379,50 @@ class Publisher:
     inbox of the publisher's own (`<inbox>.<n>`), decoded by msgspec.
 
     It does what nats-py's `publish_async` does in fewer steps per message (no semaphore, no
-    random token, no JSON module, no ack dataclass, no callback per future): the relay
-    publishes every event and dispatch through it, a runner its reports and a client its
-    submits. A message JetStream does not take is an error in its slot: nats-py's
-    `NoStreamResponseError` when no stream holds the subject, its `APIError` when the stream
-    refused it (full, a wrong expected stream), both `nats.errors.Error`s as they were."""
+    random token, no JSON module, no ack dataclass, no future per message: a batch waits on
+    one, set when its last ack comes): the relay publishes every event and dispatch through
+    it, a runner its reports and a client its submits. A message JetStream does not take is
+    an error in its slot: nats-py's `NoStreamResponseError` when no stream holds the subject,
+    its `APIError` when the stream refused it (full, a wrong expected stream), both
+    `nats.errors.Error`s as they were."""
 
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self._inbox = ""
         self._setup = asyncio.Lock()
         self._numbers = itertools.count()
-        self._waiting: dict[str, asyncio.Future[Stored]] = {}
+        self._waiting: dict[str, tuple[_Batch, int]] = {}
+        """Reply subject -> the batch waiting for its ack, and the message's place in it."""
 
     async def publish(
         self, messages: Sequence[Outgoing], timeout: float
     ) -> list[Stored | BaseException]:
         """Publish `messages` back to back, then wait for their acknowledgements together:
-        each one's `Stored` or error, in order (see `acks_of`). TimeoutError when some are
-        not acknowledged within `timeout`; those are forgotten (a late one is dropped)."""
+        each one's `Stored` or error, in order. TimeoutError when some are not acknowledged
+        within `timeout`; those are forgotten (a late one is dropped). A caller cancelled
+        meanwhile leaves nothing behind: no future with an error nobody reads."""
+        if not messages:
+            return []
         inbox = self._inbox or await self._subscribe()
-        loop = asyncio.get_running_loop()
-        acks: list[asyncio.Future[Stored]] = []
+        batch = _Batch(len(messages))
         replies: list[str] = []
         try:
-            for subject, payload, headers in messages:
+            for place, (subject, payload, headers) in enumerate(messages):
                 reply = f"{inbox}.{next(self._numbers)}"
-                ack: asyncio.Future[Stored] = loop.create_future()
-                self._waiting[reply] = ack
-                acks.append(ack)
+                self._waiting[reply] = (batch, place)
                 replies.append(reply)
                 await self.nc.publish(subject, payload, reply=reply, headers=headers)
-            return await acks_of(acks, timeout)
+            if batch.left:
+                await asyncio.wait((batch.done,), timeout=timeout)
+            if batch.left:
+                raise TimeoutError(
+                    f"{batch.left:,} of {len(messages):,} publishes not acknowledged"
+                )
+            return cast(list[Stored | BaseException], batch.outcomes)  # every slot filled
         finally:
             for reply in replies:
                 self._waiting.pop(reply, None)
-            for ack in acks:
-                ack.cancel()  # no-op for those that came
+            batch.done.cancel()  # a no-op once set
 
     async def publish_one(
         self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
@@ -440,41 +446,44 @@ class Publisher:
         return self._inbox
 
     async def _answered(self, msg: Msg) -> None:
-        ack = self._waiting.pop(msg.subject, None)
-        if ack is None or ack.done():
+        waiting = self._waiting.pop(msg.subject, None)
+        if waiting is None:
             return  # came after its publisher stopped waiting
+        batch, place = waiting
         if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-            ack.set_exception(NoStreamResponseError())
+            batch.settle(place, NoStreamResponseError())
             return
         try:
             answer = _answer_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            ack.set_exception(nats.errors.Error(f"JetStream's answer is not an ack: {exc}"))
+            batch.settle(place, nats.errors.Error(f"JetStream's answer is not an ack: {exc}"))
             return
         if answer.error is not None:
             try:
                 APIError.from_error(answer.error)  # raises the error's own class
             except APIError as refused:
-                ack.set_exception(refused)
+                batch.settle(place, refused)
             return
-        ack.set_result(Stored(answer.stream, answer.seq, answer.duplicate))
+        batch.settle(place, Stored(answer.stream, answer.seq, answer.duplicate))
 
 
-async def acks_of(acks: Sequence[asyncio.Future[T]], timeout: float) -> list[T | BaseException]:
-    """The outcome of each of a batch's acknowledgements, in order: the ack or the
-    error; TimeoutError when some have not come within `timeout` (they are left to the
-    caller to cancel). Unlike `wait_for(gather(...))`, a caller cancelled meanwhile leaves
-    no gathering future behind whose CancelledError nobody reads (Python then prints it as
-    "exception was never retrieved")."""
-    if not acks:
-        return []
-    _, pending = await asyncio.wait(acks, timeout=timeout)
-    if pending:
-        raise TimeoutError(f"{len(pending):,} of {len(acks):,} publishes not acknowledged")
-    return [
-        asyncio.CancelledError() if ack.cancelled() else (ack.exception() or ack.result())
-        for ack in acks
-    ]
+class _Batch:
+    """The acknowledgements of one `Publisher.publish`: `done` is set once none is `left`."""
+
+    __slots__ = ("done", "left", "outcomes")
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Stored | BaseException | None] = [None] * size
+        self.left = size
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(self, place: int, outcome: Stored | BaseException) -> None:
+        if self.outcomes[place] is not None:
+            return
+        self.outcomes[place] = outcome
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
 
 
 async def fetch_batch(sub: JetStreamContext.PullSubscription, most: int, wait: float) -> list[Msg]:

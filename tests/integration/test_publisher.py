@@ -4,6 +4,7 @@ client are told of each message of a batch they publish, and that nothing waits 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import nats
@@ -83,3 +84,32 @@ async def test_an_ack_that_never_comes_is_a_timeout_and_nothing_waits_on(nc: NAT
     with pytest.raises(nats.errors.TimeoutError):
         await publisher.publish_one("silent.c", b"3", {}, 0.2)
     assert (await publisher.publish([("kept.d", b"4", {})], 5.0)) == [Stored("KEPT", 2)]
+
+
+async def test_a_publisher_cancelled_while_it_waits_leaves_no_error_never_retrieved(
+    nc: NATS,
+) -> None:
+    """A stopping scheduler cancels the relay mid-publish: Python must have nothing to
+    report afterwards (as it did of a `wait_for(gather(...))` of nats-py's futures)."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    try:
+        silent = await nc.subscribe("silent.>")  # takes the messages, never answers
+        publisher = Publisher(nc)
+        waiting = asyncio.ensure_future(
+            publisher.publish([("kept.a", b"1", {}), ("silent.b", b"2", {})], 30.0)
+        )
+        await silent.next_msg(timeout=5.0)  # both are out: the publisher waits for acks
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert publisher._waiting == {}
+        del waiting
+        gc.collect()
+        await asyncio.sleep(0)
+        assert reported == []
+        assert (await publisher.publish([("kept.c", b"3", {})], 5.0)) == [Stored("KEPT", 2)]
+    finally:
+        loop.set_exception_handler(None)

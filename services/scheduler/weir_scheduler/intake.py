@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import logging
 from typing import ClassVar
 
@@ -68,11 +69,16 @@ class SubmitIntake(PulledBatches):
         self.handler = handler
 
     async def record(self, msgs: list[Msg]) -> None:
-        batch = [Submission(m.data, _fallback_id(m)) for m in msgs]
+        batch = [Submission(m.data, functools.partial(_fallback_id, m)) for m in msgs]
         try:
             with contextlib.ExitStack() as spans:
-                for m in msgs:
-                    spans.enter_context(telemetry.receiving(m.subject, m.headers, size=len(m.data)))
+                # Spans only to record: a batch has no one context to make current, and
+                # each flow's events and dispatches carry the flow's own trace context.
+                if telemetry.recording_tracer() is not None:
+                    for m in msgs:
+                        spans.enter_context(
+                            telemetry.receiving(m.subject, m.headers, size=len(m.data))
+                        )
                 await self.handler.submit_many(batch)
         except Exception:
             log.exception("could not record a batch of submits; trying one at a time")

@@ -49,8 +49,14 @@ UNIQUE_STATUSES_DEFAULT = (
 @dataclass(frozen=True, slots=True)
 class Submission:
     data: bytes
-    fallback_id: str
-    """The flow id to use when the spec has none (or a rejection cannot use the spec's)."""
+    fallback: str | Callable[[], str]
+    """The flow id to use when the spec has none (or a rejection cannot use the spec's), or
+    how to make it: most specs name their id, so a submit pulled from the stream derives
+    its fallback from the message only when it is needed."""
+
+    @property
+    def fallback_id(self) -> str:
+        return self.fallback if isinstance(self.fallback, str) else self.fallback()
 
 
 @dataclass(frozen=True, slots=True)
