@@ -6,7 +6,7 @@ default:
     @just --list
 
 # Start a private Postgres + NATS, both services, submit examples/diamond.yaml and follow it.
-demo:
+demo: bytecode
     python -m weir.devstack demo examples/diamond.yaml
 
 # Run the same stack in the foreground for use with `weir` (Ctrl-C stops it).
@@ -16,8 +16,14 @@ up:
 # Lint, type-check and run the whole test suite (unit, integration, e2e, kill -9). The tests
 # mostly wait on services, so three workers share two cores (WEIR_TEST_WORKERS to change);
 # the 15 slowest steps are listed at the end, to keep the suite's time in view.
-test: lint
+test: lint bytecode
     python -m pytest -q -n "${WEIR_TEST_WORKERS:-3}" --dist worksteal --durations=15
+
+# Compile weir's own modules ahead, so that the many processes a run starts (services, `weir`
+# commands, pod helpers) do not each compile them again: where PYTHONDONTWRITEBYTECODE is set,
+# Python never caches them itself (about 0.45 s of CPU per process on a 2-core machine).
+bytecode:
+    python -m compileall -q -j 0 services shared proto
 
 # Benchmarks (not part of test): throughput, latency, scale, and peers side by side.
 bench *ARGS:
