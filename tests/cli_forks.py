@@ -17,6 +17,8 @@ signal) on another. The server stops when its stdin (a pipe from the test proces
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import runpy
@@ -28,6 +30,17 @@ import sys
 from typing import Any
 
 import weir.cli  # noqa: F401 - what every child would otherwise import itself
+
+FIRST_USE = (
+    "pydantic",
+    "typer._adapters",
+    "zoneinfo",
+    "rich._emoji_codes",
+    "rich._unicode_data",
+    "weir_scheduler.planner",
+)
+"""What a command imports on first use (typer when it parses a command line, rich when it
+draws a table, `weir trace` for the plan): imported once here too, each if it exists."""
 
 HEADER = struct.Struct("!I")
 """The length of the JSON request that follows the file descriptors."""
@@ -111,5 +124,8 @@ def become(request: dict[str, Any], fds: list[int]) -> None:
 
 
 if __name__ == "__main__":
+    for module in FIRST_USE:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     become(*serve(sys.argv[1]))
     runpy.run_module("weir.cli", run_name="__main__", alter_sys=True)
