@@ -7,6 +7,7 @@ import json
 import locale
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,15 +65,16 @@ class _Forks:
                 assert self.server.stdout is not None
                 if self.server.stdout.readline() != b"ready\n":
                     raise RuntimeError(f"the weir fork server exited with {self.server.wait()}")
-                atexit.register(self._stop, self.server)
+                atexit.register(self._stop, self.server, self.path)
             return self.path
 
     @staticmethod
-    def _stop(server: subprocess.Popen[bytes]) -> None:
+    def _stop(server: subprocess.Popen[bytes], path: str) -> None:
         assert server.stdin is not None and server.stdout is not None
         server.stdin.close()
         server.stdout.close()
         server.wait(10)
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
     def run(
         self, argv: list[str], stdin: bytes, timeout: float, command: list[str]
