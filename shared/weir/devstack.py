@@ -40,6 +40,7 @@ from weir.embedded import (
 SERVICE_READY_TIMEOUT = 30.0
 
 _Probe = Callable[[NATS], Awaitable[bool]]
+_Service = Literal["scheduler", "runner"]
 
 
 @dataclass
@@ -118,13 +119,23 @@ class Stack:
 
     def start_scheduler(self, replica: int = 0) -> None:
         """Start scheduler `replica` (0 is `self.scheduler`; others are in `replicas`)."""
-        self._start("scheduler", replica, _scheduler_ready)
+        self.start_services(("scheduler", replica))
 
     def start_runner(self, replica: int = 0) -> None:
         """Start runner `replica`; replicas after the first get their own `WEIR_RUNNER_NAME`."""
-        self._start("runner", replica, _runner_ready)
+        self.start_services(("runner", replica))
 
-    def _start(self, service: Literal["scheduler", "runner"], replica: int, ready: _Probe) -> None:
+    def start_services(self, *replicas: tuple[_Service, int]) -> None:
+        """Start these (service, replica) processes at once and return when each is ready. A
+        process spends most of its start importing, which they do side by side; a runner
+        waits by itself for the streams a scheduler creates, and schedulers that start
+        together migrate once."""
+        started = [self._start(service, replica) for service, replica in replicas]
+        asyncio.run(self._wait_all_ready(started))
+
+    def _start(
+        self, service: _Service, replica: int
+    ) -> tuple[str, subprocess.Popen[bytes], _Probe]:
         name = _replica_name(service, replica)
         proc = self._spawn(f"weir_{service}", name)
         if replica:
@@ -133,7 +144,7 @@ class Stack:
             self.scheduler = proc
         else:
             self.runner = proc
-        asyncio.run(self._wait_ready(name, proc, ready))
+        return name, proc, _scheduler_ready if service == "scheduler" else _runner_ready
 
     @property
     def web_url(self) -> str:
@@ -207,8 +218,12 @@ class Stack:
 
     def start(self) -> None:
         self.start_infra()
-        self.start_scheduler()
-        self.start_runner()
+        self.start_services(("scheduler", 0), ("runner", 0))
+
+    async def _wait_all_ready(
+        self, started: list[tuple[str, subprocess.Popen[bytes], _Probe]]
+    ) -> None:
+        await asyncio.gather(*(self._wait_ready(*one) for one in started))
 
     async def _wait_ready(self, name: str, proc: subprocess.Popen[bytes], probe: _Probe) -> None:
         deadline = time.monotonic() + SERVICE_READY_TIMEOUT

@@ -134,10 +134,10 @@ class Run:
 def start_stack(root: Path) -> Stack:
     stack = Stack(root, env=dict(CHAOS_ENV))
     stack.start_infra()
-    for replica in range(REPLICAS):
-        stack.start_scheduler(replica)
-    for replica in range(REPLICAS):
-        stack.start_runner(replica)
+    stack.start_services(
+        *(("scheduler", replica) for replica in range(REPLICAS)),
+        *(("runner", replica) for replica in range(REPLICAS)),
+    )
     return stack
 
 

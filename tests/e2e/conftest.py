@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from weir.devstack import Stack
+from weir.embedded import EmbeddedPostgres
+
+from tests.conftest import fresh_database
 
 FAST_FAILOVER = {
     # Attempts and commands held by a process killed with -9 come back within seconds.
@@ -25,3 +29,14 @@ def running_stack(tmp_path: Path, database_url: str, env: dict[str, str]) -> Ite
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     yield from running_stack(tmp_path, database_url, FAST_FAILOVER)
+
+
+@pytest.fixture(scope="module")
+def shared_stack(
+    tmp_path_factory: pytest.TempPathFactory, postgres: EmbeddedPostgres
+) -> Iterator[Stack]:
+    """One stack for the tests of a module that cannot see each other's flows: each asks
+    only about the flows it made (by their ids), none about every flow or schedule there is
+    (those take `stack`, a stack of their own)."""
+    database_url = asyncio.run(fresh_database(postgres))
+    yield from running_stack(tmp_path_factory.mktemp("shared"), database_url, FAST_FAILOVER)

@@ -45,102 +45,104 @@ def test_submit_wait_show_events_and_list(stack: Stack) -> None:
     assert [f["id"] for f in listed] == [flow_id]
 
 
-def test_failed_flow_exits_1_and_follow_prints_events(stack: Stack, tmp_path: Path) -> None:
+def test_failed_flow_exits_1_and_follow_prints_events(shared_stack: Stack, tmp_path: Path) -> None:
     flow = tmp_path / "fails.yaml"
     flow.write_text(
         "name: fails\ndefaults: {retry: {max_attempts: 1}}\n"
         "tasks:\n  - name: boom\n    cmd: [sh, -c, 'echo kaput >&2; exit 4']\n"
     )
-    run = weir(stack, "submit", str(flow), "--follow")
+    run = weir(shared_stack, "submit", str(flow), "--follow")
     assert run.returncode == 1
     assert "task_failed" in run.stdout and "flow_failed" in run.stdout
     assert "kaput" in run.stdout
 
 
-def test_invalid_flow_file_is_rejected_with_reasons(stack: Stack, tmp_path: Path) -> None:
+def test_invalid_flow_file_is_rejected_with_reasons(shared_stack: Stack, tmp_path: Path) -> None:
     flow = tmp_path / "cycle.yaml"
     flow.write_text(
         "name: loop\ntasks:\n"
         "  - {name: a, cmd: ['true'], depends: [b]}\n"
         "  - {name: b, cmd: ['true'], depends: [a]}\n"
     )
-    run = weir(stack, "submit", str(flow), "--wait")
+    run = weir(shared_stack, "submit", str(flow), "--wait")
     assert run.returncode == 1 and run.stdout == ""
     assert "flow rejected (recorded as " in run.stderr
     assert 'flow "loop": has a dependency cycle: a -> b -> a' in run.stderr
 
 
-def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(stack: Stack) -> None:
+def test_submit_reads_stdin_and_rejects_files_that_are_not_flows(shared_stack: Stack) -> None:
     doc = '{"name": "s", "tasks": [{"name": "a", "cmd": ["true"]}]}'
-    run = weir(stack, "submit", "-", "--wait", stdin=doc)
+    run = weir(shared_stack, "submit", "-", "--wait", stdin=doc)
     assert run.returncode == 0, run.stderr
-    bad = weir(stack, "submit", "-", stdin="- just\n- a list\n")
+    bad = weir(shared_stack, "submit", "-", stdin="- just\n- a list\n")
     assert bad.returncode == 2 and "must hold a mapping" in bad.stderr
 
 
-def test_logs_trace_cancel_rerun_and_where(stack: Stack, tmp_path: Path) -> None:
+def test_logs_trace_cancel_rerun_and_where(shared_stack: Stack, tmp_path: Path) -> None:
     flow = tmp_path / "talky.yaml"
     flow.write_text(
         "name: talky\ntags: [nightly]\ndefaults: {retry: {max_attempts: 1}}\ntasks:\n"
         "  - name: say\n    cmd: [sh, -c, 'echo hello out; echo hello err >&2']\n"
         "  - name: fail\n    depends: [say]\n    cmd: [sh, -c, 'exit 3']\n"
     )
-    run = weir(stack, "submit", str(flow), "--wait")
+    run = weir(shared_stack, "submit", str(flow), "--wait")
     assert run.returncode == 1
     flow_id = run.stdout.split()[0]
-    logs = weir(stack, "logs", flow_id, "say")
+    logs = weir(shared_stack, "logs", flow_id, "say")
     assert logs.stdout == "hello out\n" and "hello err" in logs.stderr
-    trace = weir(stack, "trace", flow_id)
+    trace = weir(shared_stack, "trace", flow_id)
     assert trace.returncode == 0 and "say" in trace.stdout and "trace id" in trace.stdout
-    rerun = weir(stack, "rerun", flow_id, "--failed-only")
+    rerun = weir(shared_stack, "rerun", flow_id, "--failed-only")
     assert rerun.returncode == 0
     assert (
-        json.loads(weir(stack, "show", rerun.stdout.strip(), "--json").stdout)["rerun_of"]
+        json.loads(weir(shared_stack, "show", rerun.stdout.strip(), "--json").stdout)["rerun_of"]
         == flow_id
     )
     found = json.loads(
-        weir(stack, "flows", "--where", "tag=nightly and not status=running", "--json").stdout
+        weir(
+            shared_stack, "flows", "--where", "tag=nightly and not status=running", "--json"
+        ).stdout
     )
     assert flow_id in [f["id"] for f in found]
-    bad = weir(stack, "flows", "--where", "colour=red")
+    bad = weir(shared_stack, "flows", "--where", "colour=red")
     assert bad.returncode == 2 and 'unknown field "colour"' in bad.stderr
     assert "fields of flows: id, status, name, queue" in bad.stderr
     talky = json.loads(
-        weir(stack, "flows", "--where", "name='talky' and tag=\"nightly\"", "--json").stdout
+        weir(shared_stack, "flows", "--where", "name='talky' and tag=\"nightly\"", "--json").stdout
     )
     assert flow_id in [f["id"] for f in talky]
-    unclosed = weir(stack, "flows", "--where", 'name="nightly etl')
+    unclosed = weir(shared_stack, "flows", "--where", 'name="nightly etl')
     assert unclosed.returncode == 2 and 'column 6: the " that starts here' in unclosed.stderr
     slow = tmp_path / "slow.yaml"
     slow.write_text("name: slow\ntasks:\n  - {name: nap, cmd: [sleep, '30']}\n")
-    slow_id = weir(stack, "submit", str(slow)).stdout.strip()
-    cancelled = weir(stack, "cancel", slow_id)
+    slow_id = weir(shared_stack, "submit", str(slow)).stdout.strip()
+    cancelled = weir(shared_stack, "cancel", slow_id)
     assert cancelled.returncode == 0 and slow_id in cancelled.stdout
-    waited = weir(stack, "events", slow_id, "--follow")
+    waited = weir(shared_stack, "events", slow_id, "--follow")
     assert "flow_cancelled" in waited.stdout
 
 
-def test_submit_with_params_and_show_the_skip_reasons(stack: Stack) -> None:
+def test_submit_with_params_and_show_the_skip_reasons(shared_stack: Stack) -> None:
     example = str(REPO / "examples" / "etl-params.yaml")
-    done = weir(stack, "submit", example, "-p", "date=2026-12-01", "-p", "rows=4", "--wait")
+    done = weir(shared_stack, "submit", example, "-p", "date=2026-12-01", "-p", "rows=4", "--wait")
     assert done.returncode == 0, done.stderr
     flow_id, result = done.stdout.split()
     assert result == "flow_succeeded"
-    view = json.loads(weir(stack, "show", flow_id, "--json").stdout)
+    view = json.loads(weir(shared_stack, "show", flow_id, "--json").stdout)
     tasks = {t["name"]: t for t in view["tasks"]}
     assert tasks["publish"]["status"] == "skipped"
     assert tasks["publish"]["error_message"] == 'condition is false: params.env == "prod"'
     assert tasks["cleanup"]["status"] == tasks["report"]["status"] == "succeeded"
-    shown = weir(stack, "show", flow_id).stdout
+    shown = weir(shared_stack, "show", flow_id).stdout
     assert 'condition is false: params.env == "prod"' in shown
     assert "params: date=2026-12-01  env=dev  rows=4" in shown  # the default filled in
     assert view["params"] == {"date": "2026-12-01", "env": "dev", "rows": 4}
 
-    missing = weir(stack, "submit", example, "-p", "rows=x")
+    missing = weir(shared_stack, "submit", example, "-p", "rows=x")
     assert missing.returncode == 1
     assert '"rows" is int: expected a whole number, got the string "x"' in missing.stderr
     assert 'parameter "date" (the day to load, YYYY-MM-DD) is required' in missing.stderr
-    assert weir(stack, "submit", example, "-p", "date").returncode == 2
+    assert weir(shared_stack, "submit", example, "-p", "date").returncode == 2
 
 
 @pytest.mark.timeout(300)  # some 20 commands, each a process that mostly starts up
@@ -184,17 +186,17 @@ def test_tasks_across_flows_counts_in_flows_and_schedule_params(
     assert weir(stack, "schedule", "delete", "nightly").returncode == 0
 
 
-def test_a_map_over_files_shows_its_instances_their_logs_and_its_trace(stack: Stack) -> None:
-    done = weir(stack, "submit", str(REPO / "examples" / "map-files.yaml"), "--wait")
+def test_a_map_over_files_shows_its_instances_their_logs_and_its_trace(shared_stack: Stack) -> None:
+    done = weir(shared_stack, "submit", str(REPO / "examples" / "map-files.yaml"), "--wait")
     assert done.returncode == 0, done.stderr
     flow_id, result = done.stdout.split()
     assert result == "flow_succeeded"
-    shown = weir(stack, "show", flow_id).stdout
+    shown = weir(shared_stack, "show", flow_id).stdout
     assert all(f"count-lines[{i}]" in shown for i in range(3)), shown
-    assert weir(stack, "logs", flow_id, "total").stdout == "6\n"
-    logs = weir(stack, "logs", flow_id, "count-lines[2]")
+    assert weir(shared_stack, "logs", flow_id, "total").stdout == "6\n"
+    logs = weir(shared_stack, "logs", flow_id, "count-lines[2]")
     assert logs.returncode == 0, logs.stderr
-    events = weir(stack, "events", flow_id).stdout
+    events = weir(shared_stack, "events", flow_id).stdout
     assert "task_expanded" in events and "count=3" in events
-    trace = weir(stack, "trace", flow_id)
+    trace = weir(shared_stack, "trace", flow_id)
     assert trace.returncode == 0 and "count-lines[1]" in trace.stdout, trace.stdout

@@ -77,41 +77,41 @@ def test_scheduled_duplicate_and_cancelled_flows_show_without_markup_errors(
 
 
 def test_a_reused_id_with_a_different_spec_is_refused_naming_its_flow(
-    stack: Stack, tmp_path: Path
+    shared_stack: Stack, tmp_path: Path
 ) -> None:
     first = write(tmp_path, "a.yaml", "name: first\ntasks:\n  - {name: a, cmd: ['true']}\n")
     other = write(tmp_path, "b.yaml", "name: other\ntasks:\n  - {name: b, cmd: ['true']}\n")
-    done = weir(stack, "submit", first, "--id", "my-fixed-id", "--wait")
+    done = weir(shared_stack, "submit", first, "--id", "my-fixed-id", "--wait")
     assert done.returncode == 0 and done.stdout.split() == ["my-fixed-id", "flow_succeeded"]
 
-    refused = weir(stack, "submit", other, "--id", "my-fixed-id", "--wait")
+    refused = weir(shared_stack, "submit", other, "--id", "my-fixed-id", "--wait")
     assert refused.returncode == 1
     assert "flow_succeeded" not in refused.stdout
     assert 'flow id "my-fixed-id" is already used by another flow' in refused.stderr
     recorded = refused.stderr.split("recorded as ")[1].split(")")[0]
-    assert json.loads(weir(stack, "show", recorded, "--json").stdout)["status"] == "rejected"
+    assert json.loads(weir(shared_stack, "show", recorded, "--json").stdout)["status"] == "rejected"
 
-    again = weir(stack, "submit", first, "--id", "my-fixed-id")
+    again = weir(shared_stack, "submit", first, "--id", "my-fixed-id")
     assert again.returncode == 0 and again.stdout.strip() == "my-fixed-id"
 
 
-def test_a_rejected_submit_exits_1_with_every_problem(stack: Stack, tmp_path: Path) -> None:
+def test_a_rejected_submit_exits_1_with_every_problem(shared_stack: Stack, tmp_path: Path) -> None:
     spec = write(
         tmp_path,
         "bad.yaml",
         "name: bad\ntasks:\n  - {name: a, cmd: ['true'], depends: [nowhere]}\n"
         "  - {name: b, cmd: ['true'], depends: [gone]}\n",
     )
-    run = weir(stack, "submit", spec)
+    run = weir(shared_stack, "submit", spec)
     assert run.returncode == 1 and run.stdout == ""
     assert "flow rejected (recorded as " in run.stderr
     assert '"nowhere"' in run.stderr and '"gone"' in run.stderr
-    verdict = json.loads(weir(stack, "submit", spec, "--json").stdout)
+    verdict = json.loads(weir(shared_stack, "submit", spec, "--json").stdout)
     assert verdict["verdict"] == "rejected" and len(verdict["errors"]) == 2
 
 
 def test_wait_on_a_failed_flow_names_the_failing_task_and_its_error(
-    stack: Stack, tmp_path: Path
+    shared_stack: Stack, tmp_path: Path
 ) -> None:
     spec = write(
         tmp_path,
@@ -119,23 +119,25 @@ def test_wait_on_a_failed_flow_names_the_failing_task_and_its_error(
         "name: fails\ndefaults: {retry: {max_attempts: 1}}\n"
         "tasks:\n  - name: boom\n    cmd: [sh, -c, 'echo kaput >&2; exit 4']\n",
     )
-    run = weir(stack, "submit", spec, "--wait")
+    run = weir(shared_stack, "submit", spec, "--wait")
     assert run.returncode == 1 and run.stdout.split()[1] == "flow_failed"
     assert 'task "boom" attempt 1 (exit_code)' in run.stderr and "kaput" in run.stderr
 
 
-def test_unknown_flows_and_attempts_are_errors_naming_them(stack: Stack, tmp_path: Path) -> None:
-    artifacts = weir(stack, "artifacts", "ls", "no-such-flow")
+def test_unknown_flows_and_attempts_are_errors_naming_them(
+    shared_stack: Stack, tmp_path: Path
+) -> None:
+    artifacts = weir(shared_stack, "artifacts", "ls", "no-such-flow")
     assert artifacts.returncode == 1
     assert 'flow "no-such-flow" does not exist' in artifacts.stderr
     spec = write(tmp_path, "say.yaml", "name: say\ntasks:\n  - {name: hi, cmd: [echo, hi]}\n")
-    flow_id = weir(stack, "submit", spec, "--wait").stdout.split()[0]
-    assert weir(stack, "artifacts", "ls", flow_id).returncode == 0
-    logs = weir(stack, "logs", flow_id, "hi", "--attempt", "9")
+    flow_id = weir(shared_stack, "submit", spec, "--wait").stdout.split()[0]
+    assert weir(shared_stack, "artifacts", "ls", flow_id).returncode == 0
+    logs = weir(shared_stack, "logs", flow_id, "hi", "--attempt", "9")
     assert logs.returncode == 1
     assert f'task "hi" of flow {flow_id} has no attempt 9 (attempts: 1)' in logs.stderr
-    assert weir(stack, "logs", flow_id, "hi", "--attempt", "1").stdout == "hi\n"
-    missing = weir(stack, "logs", "no-such-flow", "hi")
+    assert weir(shared_stack, "logs", flow_id, "hi", "--attempt", "1").stdout == "hi\n"
+    missing = weir(shared_stack, "logs", "no-such-flow", "hi")
     assert missing.returncode == 1 and 'flow "no-such-flow" does not exist' in missing.stderr
 
 

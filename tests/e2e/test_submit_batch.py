@@ -30,38 +30,40 @@ async def _outcomes(stack: Stack, flow_ids: list[str]) -> list[str]:
     return [f"{name}:{event_type(final)}" for name, final in zip(names, finals, strict=True)]
 
 
-def test_submit_many_returns_the_ids_in_order_and_every_flow_runs(stack: Stack) -> None:
+def test_submit_many_returns_the_ids_in_order_and_every_flow_runs(shared_stack: Stack) -> None:
     specs = [_spec(f"batch-{i}") for i in range(40)]
     specs[7] = {"id": "chosen-id-7", **specs[7]}
 
     async def submit() -> list[str]:
-        async with await Client.connect(stack.nats_url) as client:
+        async with await Client.connect(shared_stack.nats_url) as client:
             return await client.submit_many(specs)
 
     flow_ids = asyncio.run(submit())
     assert len(flow_ids) == 40 and len(set(flow_ids)) == 40
     assert flow_ids[7] == "chosen-id-7"
-    outcomes = asyncio.run(_outcomes(stack, flow_ids))
+    outcomes = asyncio.run(_outcomes(shared_stack, flow_ids))
     assert outcomes == [f"batch-{i}:flow_succeeded" for i in range(40)]
 
 
-def test_weir_submit_queues_several_files_and_json_lines(stack: Stack, tmp_path: Path) -> None:
+def test_weir_submit_queues_several_files_and_json_lines(
+    shared_stack: Stack, tmp_path: Path
+) -> None:
     files = []
     for name in ("one", "two"):
         path = tmp_path / f"{name}.yaml"
         path.write_text(f"name: {name}\ntasks:\n  - {{name: a, cmd: ['true']}}\n")
         files.append(str(path))
-    from_files = weir(stack, "submit", *files)
+    from_files = weir(shared_stack, "submit", *files)
     assert from_files.returncode == 0, from_files.stderr
     file_ids = from_files.stdout.split()
 
     lines = "".join(json.dumps(_spec(f"line-{i}")) + "\n" for i in range(3))
-    from_stdin = weir(stack, "submit", "-", "--json", stdin=lines + "\n")
+    from_stdin = weir(shared_stack, "submit", "-", "--json", stdin=lines + "\n")
     assert from_stdin.returncode == 0, from_stdin.stderr
     answers = [json.loads(row) for row in from_stdin.stdout.splitlines()]
     assert [a["verdict"] for a in answers] == ["queued"] * 3
 
-    outcomes = asyncio.run(_outcomes(stack, file_ids + [a["flow_id"] for a in answers]))
+    outcomes = asyncio.run(_outcomes(shared_stack, file_ids + [a["flow_id"] for a in answers]))
     assert outcomes == [
         "one:flow_succeeded",
         "two:flow_succeeded",
