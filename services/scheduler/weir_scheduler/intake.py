@@ -71,14 +71,7 @@ class SubmitIntake(PulledBatches):
     async def record(self, msgs: list[Msg]) -> None:
         batch = [Submission(m.data, functools.partial(_fallback_id, m)) for m in msgs]
         try:
-            with contextlib.ExitStack() as spans:
-                # Spans only to record: a batch has no one context to make current, and
-                # each flow's events and dispatches carry the flow's own trace context.
-                if telemetry.recording_tracer() is not None:
-                    for m in msgs:
-                        spans.enter_context(
-                            telemetry.receiving(m.subject, m.headers, size=len(m.data))
-                        )
+            with telemetry.receiving_batch((m.subject, m.headers, len(m.data)) for m in msgs):
                 await self.handler.submit_many(batch)
         except Exception:
             log.exception("could not record a batch of submits; trying one at a time")

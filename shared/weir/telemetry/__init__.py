@@ -80,14 +80,13 @@ from weir.telemetry.instruments import (
     metric_names,
     metrics,
 )
-from weir.telemetry.messaging import publishing, receiving, subject_template
+from weir.telemetry.messaging import publishing, receiving, receiving_batch, subject_template
 from weir.telemetry.propagation import extract, inject
 from weir.telemetry.providers import (
     INSTRUMENTATION_NAME,
     ExportPlan,
     export_plan,
     new_tracer_provider,
-    recording_tracer,
     resource,
     setup,
     shutdown,
@@ -164,7 +163,7 @@ __all__ = (
     "phase_span_id",
     "publishing",
     "receiving",
-    "recording_tracer",
+    "receiving_batch",
     "resource",
     "setup",
     "shutdown",

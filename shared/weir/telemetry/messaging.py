@@ -4,7 +4,7 @@ conventions), carrying the trace on in the message headers."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal
 
 from opentelemetry import context as otel_context
@@ -126,6 +126,22 @@ def receiving(
         span_name, context=parent, kind=SpanKind.CONSUMER, attributes=attrs, links=links
     ) as span:
         yield span
+
+
+@contextlib.contextmanager
+def receiving_batch(
+    messages: Iterable[tuple[str, Mapping[str, str] | None, int]],
+) -> Iterator[None]:
+    """CONSUMER spans of messages (subject, headers, size) handled together as one batch,
+    only when a tracer records them: a batch has no one context to make current, and what
+    its handling publishes carries each flow's own trace context."""
+    if recording_tracer() is None:
+        yield
+        return
+    with contextlib.ExitStack() as spans:
+        for subject, headers, size in messages:
+            spans.enter_context(receiving(subject, headers, size=size))
+        yield
 
 
 @contextlib.contextmanager
