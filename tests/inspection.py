@@ -34,6 +34,13 @@ class FlowSeqs(NamedTuple):
     succeeded: int
 
 
+class SessionState(NamedTuple):
+    advisory_locks: int
+    listening: int
+    cursors: int
+    settings: list[str]
+
+
 class Inspection(NamedStatementsConnection):
     """One connection to the database, and the statements of `inspection.sql`."""
 
@@ -42,6 +49,12 @@ class Inspection(NamedStatementsConnection):
 
     async def ping(self) -> int:
         return int(await self.conn.fetchval(Q["ping"]))
+
+    async def session_state(self) -> SessionState:
+        """What this connection keeps between statements (see `inspection.sql`)."""
+        row = await self.conn.fetchrow(Q["session_state"])
+        assert row is not None  # one row, always
+        return SessionState(row[0], row[1], row[2], list(row[3]))
 
     async def current_database(self) -> str:
         return str(await self.conn.fetchval(Q["current_database"]))

@@ -4,6 +4,16 @@
 -- name: ping
 SELECT 1;
 
+-- name: session_state
+-- What a connection keeps from one statement to the next: advisory locks, LISTENs, open
+-- cursors (not the portal of this very statement), settings a `RESET ALL` would change.
+SELECT (SELECT count(*) FROM pg_locks
+        WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory_locks,
+       (SELECT count(*) FROM pg_listening_channels()) AS listening,
+       (SELECT count(*) FROM pg_cursors WHERE name <> '') AS cursors,
+       coalesce((SELECT array_agg(name ORDER BY name) FROM pg_settings
+                 WHERE source = 'session' AND setting IS DISTINCT FROM reset_val), '{}') AS settings;
+
 -- name: current_database
 SELECT current_database();
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import pytest
 from weir.embedded import EmbeddedNats, EmbeddedPostgres
 from weir.health import probe, serve_health
 from weir.jetstream import close, connect
-from weir_scheduler.data.postgres import PostgresData
+from weir_scheduler.data.postgres import PostgresData, create_pool
 
 from tests.waiting import eventually
 
@@ -24,7 +23,7 @@ async def test_health_reports_ready_then_degraded_while_postgres_is_down(
     pg = EmbeddedPostgres(tmp_path / "pg")
     await asyncio.to_thread(pg.start)
     nc = await connect(nats_server.url, "health-test")
-    pool = await asyncpg.create_pool(pg.url, min_size=1, max_size=2)
+    pool = await create_pool(pg.url, min_size=1, max_size=2)
     try:
         data = PostgresData(pool, pg.url)
         health = await serve_health(nc, "scheduler", "replica-a", postgres=data.ping)

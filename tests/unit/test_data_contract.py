@@ -33,14 +33,14 @@ from weir_scheduler.data import (
 from weir_scheduler.data.databases import create_database, drop_database
 from weir_scheduler.data.filters import FilterError
 from weir_scheduler.data.memory import MemoryData
-from weir_scheduler.data.postgres import PostgresData
+from weir_scheduler.data.postgres import PostgresData, create_pool
 from weir_scheduler.data.queries import QUERIES, parse
 from weir_scheduler.data.rows import BULK_ROWS, TaskKey, record_columns
 
 from bench.measure import Q as MEASURE
 from tests.conftest import fresh_database
+from tests.inspection import Inspection, SessionState, inspecting
 from tests.inspection import Q as INSPECTION
-from tests.inspection import inspecting
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
@@ -53,7 +53,7 @@ async def data(request: pytest.FixtureRequest) -> AsyncIterator[DataLayer]:
         return
     cluster: EmbeddedPostgres = request.getfixturevalue("postgres")  # tests/conftest.py
     url = await fresh_database(cluster)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+    pool = await create_pool(url, min_size=1, max_size=4)
     layer = PostgresData(pool, url)
     await layer.migrate()
     try:
@@ -536,10 +536,45 @@ def test_a_status_set_named_in_a_query_becomes_the_enums_values() -> None:
 # Postgres only ---------------------------------------------------------------------------
 
 
+async def test_pooled_connections_come_back_without_session_state(database_url: str) -> None:
+    """The pool hands a connection back without asyncpg's reset query (`create_pool`), so
+    nothing the layer does may leave a lock, a LISTEN, a cursor or a setting on it for the
+    next caller: after locks taken in transactions, a transaction that failed holding one,
+    appends and a relay's lead, every connection of the pool is as it was opened."""
+    pool = await create_pool(database_url, min_size=2, max_size=2)
+    data = PostgresData(pool, database_url)
+    await data.migrate()
+    leader = data.leadership()
+    try:
+        assert await leader.try_lead(lambda: None)  # its own connection, not the pool's
+        await submitted(data, "f1")
+        async with data.transaction() as tx:
+            await tx.lock(Lock.QUEUE, "gpu")
+            await tx.lock(Lock.UNIQUE_KEY, "nightly")
+            await tx.schedules_due(10)
+        with pytest.raises(RuntimeError):
+            async with data.transaction() as tx:
+                await tx.lock(Lock.QUEUE, "gpu")
+                raise RuntimeError("changed my mind")
+        await data.claim_timers(10, 30.0)
+        await data.outbox_delete([row.id for row in await data.outbox_batch(10)])
+        async with pool.acquire() as first, pool.acquire() as second:
+            for conn in (first, second):
+                assert await Inspection(conn).session_state() == SessionState(0, 0, 0, [])
+            # The check sees what a reset would have cleared: a session lock outlives release.
+            await first.fetchval(QUERIES["try_session_lock"], 424242)
+        async with pool.acquire() as first, pool.acquire() as second:
+            held = [await Inspection(c).session_state() for c in (first, second)]
+            assert sorted(s.advisory_locks for s in held) == [0, 1]
+    finally:
+        await leader.close()
+        await pool.close()
+
+
 async def test_every_named_statement_prepares_on_the_migrated_schema(database_url: str) -> None:
     """The data layer's statements, those the tests inspect the database with and those the
     benchmarks measure it with."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await create_pool(database_url, min_size=1, max_size=1)
     await PostgresData(pool, database_url).migrate()
     await pool.close()
     statements = [

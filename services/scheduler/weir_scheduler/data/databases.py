@@ -45,7 +45,7 @@ class NamedStatementsConnection:
     subclass runs the statements of its own `.sql` file, loaded by name with
     `queries.parse`, through typed methods."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
         self.conn = conn
 
     @classmethod

@@ -81,15 +81,7 @@ class PostgresData(DataLayer):
         delay = 0.2
         while not stop.is_set():
             try:
-                pool = await asyncpg.create_pool(
-                    database_url,
-                    min_size=POOL_SIZE_MIN,
-                    max_size=POOL_SIZE_MAX,
-                    # A time without a zone in a JSON row means UTC, as asyncpg's own encoding
-                    # of a naive datetime does.
-                    server_settings={"timezone": "UTC"},
-                )
-                return cls(pool, database_url)
+                return cls(await create_pool(database_url), database_url)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning(
                     "postgres not reachable; retrying", extra={"error": str(exc), "in": delay}
@@ -386,6 +378,31 @@ class PostgresData(DataLayer):
                 await conn.execute(Q["prune_timers"], ids)
                 await conn.execute(Q["prune_flows"], ids)
         return ids
+
+
+async def create_pool(
+    database_url: str, min_size: int = POOL_SIZE_MIN, max_size: int = POOL_SIZE_MAX
+) -> asyncpg.Pool:
+    """The layer's connection pool. A connection goes back to it without asyncpg's reset
+    query (advisory unlock, `CLOSE ALL`, `UNLISTEN *`, `RESET ALL`: a second round trip
+    after every statement, and the server's work for it), because no statement of the layer
+    leaves session state behind: its locks are transaction locks, the relay's session lock
+    and LISTEN live on a connection of their own (`PostgresLeadership`), and it sets no
+    session setting. asyncpg still rolls back a transaction left open. The contract suite
+    checks every pooled connection comes back clean."""
+    return await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        # A time without a zone in a JSON row means UTC, as asyncpg's own encoding of a
+        # naive datetime does.
+        server_settings={"timezone": "UTC"},
+        reset=_no_session_state,
+    )
+
+
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: see `create_pool`."""
 
 
 class PostgresLeadership(Leadership):
