@@ -403,26 +403,23 @@ class Publisher:
         meanwhile leaves nothing behind: no future with an error nobody reads."""
         if not messages:
             return []
+        return await (await self.send(messages)).acks(timeout)
+
+    async def send(self, messages: Sequence[Outgoing]) -> Sent:
+        """Publish `messages` back to back without waiting for JetStream: their
+        acknowledgements are the returned `Sent`'s to wait for (or to forget)."""
         inbox = self._inbox or await self._subscribe()
-        batch = _Batch(len(messages))
-        replies: list[str] = []
+        sent = Sent(self._waiting, _Batch(len(messages)))
         try:
             for place, (subject, payload, headers) in enumerate(messages):
                 reply = f"{inbox}.{next(self._numbers)}"
-                self._waiting[reply] = (batch, place)
-                replies.append(reply)
+                self._waiting[reply] = (sent.batch, place)
+                sent.replies.append(reply)
                 await self.nc.publish(subject, payload, reply=reply, headers=headers)
-            if batch.left:
-                await asyncio.wait((batch.done,), timeout=timeout)
-            if batch.left:
-                raise TimeoutError(
-                    f"{batch.left:,} of {len(messages):,} publishes not acknowledged"
-                )
-            return cast(list[Stored | BaseException], batch.outcomes)  # every slot filled
-        finally:
-            for reply in replies:
-                self._waiting.pop(reply, None)
-            batch.done.cancel()  # a no-op once set
+        except BaseException:
+            sent.forget()
+            raise
+        return sent
 
     async def publish_one(
         self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
@@ -467,8 +464,40 @@ class Publisher:
         batch.settle(place, Stored(answer.stream, answer.seq, answer.duplicate))
 
 
+class Sent:
+    """Messages a `Publisher` sent: their acknowledgements, as they come."""
+
+    __slots__ = ("_waiting", "batch", "replies")
+
+    def __init__(self, waiting: dict[str, tuple[_Batch, int]], batch: _Batch) -> None:
+        self._waiting = waiting
+        self.batch = batch
+        self.replies: list[str] = []
+
+    async def acks(self, timeout: float) -> list[Stored | BaseException]:
+        """Each message's `Stored` or error, in order, once all came; TimeoutError when some
+        did not within `timeout` (those are forgotten: a late one is dropped)."""
+        batch = self.batch
+        try:
+            if batch.left:
+                await asyncio.wait((batch.done,), timeout=timeout)
+            if batch.left:
+                raise TimeoutError(
+                    f"{batch.left:,} of {len(batch.outcomes):,} publishes not acknowledged"
+                )
+            return cast(list[Stored | BaseException], batch.outcomes)  # every slot filled
+        finally:
+            self.forget()
+
+    def forget(self) -> None:
+        """Stop waiting: acks still to come are dropped when they do."""
+        for reply in self.replies:
+            self._waiting.pop(reply, None)
+        self.batch.done.cancel()  # a no-op once set
+
+
 class _Batch:
-    """The acknowledgements of one `Publisher.publish`: `done` is set once none is `left`."""
+    """The acknowledgements of one `Publisher.send`: `done` is set once none is `left`."""
 
     __slots__ = ("done", "left", "outcomes")
 

@@ -20,7 +20,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from weir import telemetry
-from weir.jetstream import Publisher
+from weir.jetstream import Outgoing, Publisher, Sent
 from weir.supervisor import Duty
 from weir_proto import subjects
 
@@ -45,7 +45,7 @@ FAST_PATH_GRACE = 3.0
 committed it; a dispatch still in the outbox after that is the relay's to publish (one
 published by both is dropped by JetStream as a duplicate)."""
 FAST_PATH_BACKLOG = 256
-"""Committed batches the in-process publisher may lag behind before appends wait for it."""
+"""Sent batches whose acks the fast path may lag behind before appends wait for it."""
 
 
 class OutboxRelay:
@@ -71,7 +71,7 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch = batch
         self.idle_poll = idle_poll
-        self._fast: asyncio.Queue[list[OutboxRow]] = asyncio.Queue(FAST_PATH_BACKLOG)
+        self._fast: asyncio.Queue[tuple[list[OutboxRow], Sent]] = asyncio.Queue(FAST_PATH_BACKLOG)
         self.published = 0
         self._wake = asyncio.Event()
         self._leadership: Leadership | None = None
@@ -138,17 +138,24 @@ class OutboxRelay:
         return len(batch)
 
     async def publish_committed(self, rows: list[OutboxRow]) -> None:
-        """Fast path: hand the dispatches this process just committed to the in-process
-        publisher, which publishes and deletes them, so a runner gets its next task without
-        waiting for the relay's wake-up. Events stay with the leading relay alone: it
-        publishes in outbox order, which keeps every flow's events in `seq` order on the
-        stream even with several scheduler replicas. Whatever it does not get to stays in
-        the outbox for the leading relay; a row published twice is dropped by JetStream as a
-        duplicate (same Nats-Msg-Id). Waits only when the publisher is FAST_PATH_BACKLOG
-        batches behind."""
+        """Fast path: publish the dispatches this process just committed at once, before
+        its caller goes on, so a runner gets its next task without waiting for the relay's
+        wake-up; the `relay-fast-path` loop then waits for their acks and deletes them from
+        the outbox. Events stay with the leading relay alone: it publishes in outbox order,
+        which keeps every flow's events in `seq` order on the stream even with several
+        scheduler replicas. Whatever is not published and deleted here stays in the outbox
+        for the leading relay; a row published twice is dropped by JetStream as a duplicate
+        (same Nats-Msg-Id). Waits only when the acks of FAST_PATH_BACKLOG batches are still
+        to be waited for."""
         dispatches = [row for row in rows if row.subject.startswith(DISPATCH_SUBJECTS)]
-        if dispatches:
-            await self._fast.put(dispatches)
+        if not dispatches:
+            return
+        try:
+            sent = await self.publisher.send(_outgoing(dispatches))
+        except NATS_UNAVAILABLE as exc:
+            log.debug("committed dispatches left to the relay", extra={"error": str(exc)})
+            return
+        await self._fast.put((dispatches, sent))
 
     @property
     def fast_path(self) -> Duty:
@@ -156,35 +163,23 @@ class OutboxRelay:
         return Duty("relay-fast-path", self.fast_path_once)
 
     async def fast_path_once(self) -> None:
-        """One round of the supervised `relay-fast-path` loop, the in-process publisher
-        (one at a time, so a flow's events keep their order): publish what this process
-        committed, then delete it from the outbox. Rows it could not publish or delete stay
-        in the outbox for the leading relay."""
-        rows = await self._fast.get()
-        while not self._fast.empty() and len(rows) < self.batch:
-            rows = rows + self._fast.get_nowait()
-        if not await self._publish(rows):
-            return  # left for the leading relay
+        """One round of the supervised `relay-fast-path` loop: wait for the acks of what
+        `publish_committed` sent, then delete what JetStream holds from the outbox. Rows it
+        could not publish or delete stay in the outbox for the leading relay."""
+        sent = [await self._fast.get()]
+        while not self._fast.empty() and sum(len(rows) for rows, _ in sent) < self.batch:
+            sent.append(self._fast.get_nowait())
+        stored = [row for rows, acks in sent if await _all_stored(acks) for row in rows]
+        if not stored:
+            return
         try:
-            await self.data.outbox_delete([row.id for row in rows])
+            await self.data.outbox_delete([row.id for row in stored])
         except UNAVAILABLE as exc:
             log.debug("published rows left in the outbox", extra={"error": str(exc)})
 
     async def _publish(self, rows: list[OutboxRow]) -> bool:
-        # Events and dispatches carry their flow's trace context on to every reader.
-        messages = [
-            (
-                row.subject,
-                row.payload,
-                {
-                    "Nats-Msg-Id": row.msg_id,
-                    "traceparent": telemetry.flow_traceparent(row.msg_id.rsplit(".", 1)[0]),
-                },
-            )
-            for row in rows
-        ]
         try:
-            for outcome in await self.publisher.publish(messages, RELAY_ACK_TIMEOUT_DEFAULT):
+            for outcome in await self.publisher.publish(_outgoing(rows), RELAY_ACK_TIMEOUT_DEFAULT):
                 if isinstance(outcome, BaseException):
                     raise outcome
         except NATS_UNAVAILABLE as exc:
@@ -196,6 +191,32 @@ class OutboxRelay:
                 spares = request.fail_fast or request.spares_on_exit
                 await self._purge_dispatches(row.msg_id.rsplit(".", 1)[0], spares)
         return True
+
+
+def _outgoing(rows: list[OutboxRow]) -> list[Outgoing]:
+    """Outbox rows as messages: events and dispatches carry their flow's trace context on to
+    every reader, and their row's `Nats-Msg-Id`."""
+    return [
+        (
+            row.subject,
+            row.payload,
+            {
+                "Nats-Msg-Id": row.msg_id,
+                "traceparent": telemetry.flow_traceparent(row.msg_id.rsplit(".", 1)[0]),
+            },
+        )
+        for row in rows
+    ]
+
+
+async def _all_stored(sent: Sent) -> bool:
+    """Whether JetStream acknowledged holding every message of `sent`."""
+    try:
+        outcomes = await sent.acks(RELAY_ACK_TIMEOUT_DEFAULT)
+    except NATS_UNAVAILABLE as exc:
+        log.debug("committed dispatches left to the relay", extra={"error": str(exc)})
+        return False
+    return not any(isinstance(outcome, BaseException) for outcome in outcomes)
 
 
 class _CancelRequest(msgspec.Struct):
