@@ -56,9 +56,10 @@ async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
     settings: Settings,
 ) -> None:
     """The fast path publishes a dispatch, then deletes its row; the leading relay leaves
-    dispatches younger than FAST_PATH_GRACE to it. A crash after the commit (never published)
-    or after the publish (never deleted) leaves the row to the relay once it is old: one
-    message on the stream each time, none lost, none twice."""
+    dispatches younger than FAST_PATH_GRACE to it. A crash after the commit (never published),
+    after the send (its ack never waited for) or after the publish (never deleted) leaves the
+    row to the relay once it is old: one message on the stream each time, none lost, none
+    twice."""
     stop = asyncio.Event()
     data = await PostgresData.open(settings.database_url, stop)
     assert data is not None
@@ -102,10 +103,22 @@ async def test_a_crash_at_any_step_of_a_dispatch_publishes_it_exactly_once(
         await relay.run_once()
         assert (await on_stream(), await in_outbox()) == (2, 0)
 
+        # Crash after the commit's fast path sent the dispatch, before its loop waited for
+        # the ack and deleted the row: the same, one message on the stream.
+        sent = await committed("crash-before-ack")
+        await relay.publish_committed([sent])
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (3, 1)
+        await age(sent)
+        await relay.run_once()
+        assert (await on_stream(), await in_outbox()) == (3, 0)
+        await relay.close()  # the scheduler died with its fast path; another one leads
+        relay = OutboxRelay(data, js, Publisher(nc), idle_poll=0.01)
+
         # No crash: the fast path publishes and deletes; the relay has nothing left to do.
         await relay.publish_committed([await committed("no-crash")])
         await relay.fast_path_once()
-        assert (await on_stream(), await in_outbox()) == (3, 0)
+        assert (await on_stream(), await in_outbox()) == (4, 0)
         published = relay.published
         await relay.run_once()
         assert relay.published == published
