@@ -113,3 +113,25 @@ async def test_a_publisher_cancelled_while_it_waits_leaves_no_error_never_retrie
         assert (await publisher.publish([("kept.c", b"3", {})], 5.0)) == [Stored("KEPT", 2)]
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_sent_messages_are_acknowledged_later_or_forgotten(nc: NATS) -> None:
+    """`send` returns once the messages are out (the relay's fast path sends a commit's
+    dispatches before its caller goes on); their acks are waited for afterwards, or given
+    up on at a deadline already past, or forgotten."""
+    silent = await nc.subscribe("silent.>")
+    publisher = Publisher(nc)
+    sent = await publisher.send([("kept.a", b"1", {}), ("kept.b", b"2", {})])
+    assert len(publisher._waiting) == 2
+    assert await sent.acks(5.0) == [Stored("KEPT", 1), Stored("KEPT", 2)]
+    assert publisher._waiting == {}
+
+    forgotten = await publisher.send([("silent.c", b"3", {})])
+    with pytest.raises(TimeoutError, match="1 of 1 publishes not acknowledged"):
+        await forgotten.acks(0.0)
+    assert publisher._waiting == {}
+    assert (await silent.next_msg(timeout=1.0)).data == b"3"
+    dropped = await publisher.send([("kept.d", b"4", {})])
+    dropped.forget()
+    assert publisher._waiting == {}
+    assert (await publisher.publish([("kept.e", b"5", {})], 5.0)) == [Stored("KEPT", 4)]

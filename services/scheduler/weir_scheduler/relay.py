@@ -169,7 +169,8 @@ class OutboxRelay:
         sent = [await self._fast.get()]
         while not self._fast.empty() and sum(len(rows) for rows, _ in sent) < self.batch:
             sent.append(self._fast.get_nowait())
-        stored = [row for rows, acks in sent if await _all_stored(acks) for row in rows]
+        deadline = asyncio.get_running_loop().time() + RELAY_ACK_TIMEOUT_DEFAULT
+        stored = [row for rows, acks in sent if await _all_stored(acks, deadline) for row in rows]
         if not stored:
             return
         try:
@@ -209,10 +210,12 @@ def _outgoing(rows: list[OutboxRow]) -> list[Outgoing]:
     ]
 
 
-async def _all_stored(sent: Sent) -> bool:
-    """Whether JetStream acknowledged holding every message of `sent`."""
+async def _all_stored(sent: Sent, deadline: float) -> bool:
+    """Whether JetStream acknowledged holding every message of `sent` by `deadline` (the
+    loop's clock): one deadline for the batches a round waits for, so that a NATS outage
+    costs a round the timeout once, not once per batch."""
     try:
-        outcomes = await sent.acks(RELAY_ACK_TIMEOUT_DEFAULT)
+        outcomes = await sent.acks(max(0.0, deadline - asyncio.get_running_loop().time()))
     except NATS_UNAVAILABLE as exc:
         log.debug("committed dispatches left to the relay", extra={"error": str(exc)})
         return False
