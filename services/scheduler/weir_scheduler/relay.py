@@ -33,6 +33,10 @@ log = logging.getLogger("weir.scheduler.relay")
 RELAY_BATCH_DEFAULT = 512
 RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
+RELAY_COALESCE = 0.003
+"""Seconds the relay lets commits gather after a NOTIFY woke it: the dispatch a commit
+made, which the fast path publishes, goes on to a runner without the relay's query and
+publishes taking the CPUs meanwhile, and one round publishes the events of several."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
 RELAY_FOLLOW_POLL = 1.0
@@ -91,6 +95,7 @@ class OutboxRelay:
             if await self._drain_once(leader) < self.batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                    await asyncio.sleep(RELAY_COALESCE)
         except BaseException:
             await self.close()
             raise
