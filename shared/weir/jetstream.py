@@ -403,11 +403,19 @@ class Publisher:
         meanwhile leaves nothing behind: no future with an error nobody reads."""
         if not messages:
             return []
-        return await (await self.send(messages)).acks(timeout)
+        return await (await self._queue(messages)).acks(timeout)
 
     async def send(self, messages: Sequence[Outgoing]) -> Sent:
-        """Publish `messages` back to back without waiting for JetStream: their
-        acknowledgements are the returned `Sent`'s to wait for (or to forget)."""
+        """Publish `messages` back to back without waiting for JetStream, and return once
+        they are on the socket (nats-py writes from a task of its own, which gets its turn
+        here, before the caller goes on): their acknowledgements are the returned `Sent`'s
+        to wait for (or to forget)."""
+        sent = await self._queue(messages)
+        await asyncio.sleep(0)
+        return sent
+
+    async def _queue(self, messages: Sequence[Outgoing]) -> Sent:
+        """`messages` handed to nats-py, which writes them when the caller next waits."""
         inbox = self._inbox or await self._subscribe()
         sent = Sent(self._waiting, _Batch(len(messages)))
         try:

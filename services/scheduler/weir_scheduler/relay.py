@@ -161,7 +161,6 @@ class OutboxRelay:
             log.debug("committed dispatches left to the relay", extra={"error": str(exc)})
             return
         await self._fast.put((dispatches, sent))
-        await asyncio.sleep(0)  # nats-py writes in a task of its own: let it, before going on
 
     @property
     def fast_path(self) -> Duty:
