@@ -27,6 +27,7 @@ SCENARIOS = (
     "artifacts",
     "web",
     "fanout",
+    "skeleton",
 )
 PEERS = ("pgqueuer", "procrastinate")
 HERE = Path(__file__).resolve().parent
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         code = use_code(args.code, workdir / "code")
         print(f"measuring {code}", flush=True)
-        from bench import scenarios
+        from bench import scenarios, skeleton
         from bench.weirstack import Cluster
 
         cluster = Cluster(workdir)
@@ -240,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                     raw["web"].append(scenarios.web(ctx, args.web_flows, args.followers))
                 if "fanout" in args.only:
                     raw["fanout"].append(scenarios.fanout(ctx, args.map_items))
+                if "skeleton" in args.only:
+                    raw["skeleton"].append(
+                        skeleton.scenario(cluster, workdir, args.flows, max(args.fan_sizes))
+                    )
                 if "peers" in args.only:
                     peers: dict[str, Any] = {}
                     for peer in PEERS:

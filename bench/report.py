@@ -32,6 +32,7 @@ RSS_GROWTH = 1.10
 SUBMIT_TO_START_MS = 10.0
 PLANNING_10K_S = 0.5
 SCHEDULER_PEAK_MIB = 300.0
+SKELETON_PROCESSES = ("scheduler", "runner", "nats", "postgres")
 
 
 def _scale_rows(scale: Mapping[str, Any]) -> dict[str, list[tuple[int, Mapping[str, Any]]]]:
@@ -106,6 +107,10 @@ def analyse(results: Mapping[str, Any]) -> dict[str, Any]:
         }
     if ratios:
         out["weir_vs_peers"] = ratios
+    floor = dig(results, "skeleton", "single_task_flows", "tasks_per_s")
+    steady = _faster_peer(results, "steady_per_s")
+    if floor is not None and steady is not None:
+        out["floor_vs_peer"] = {steady[0]: _ratio(floor, steady[1])}
     return out
 
 
@@ -157,6 +162,16 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             1.0,
         ),
     ]
+    out.append(
+        Goal(
+            "the design's floor (bench/skeleton.py, no weir logic): single-task flows/s",
+            dig(results, "skeleton", "single_task_flows", "tasks_per_s"),
+            "flows/s",
+            peer_label,
+            peer_tps,
+            None,
+        )
+    )
     fan = _largest(results, "fan")
     fan_rate = None
     if fan is not None:
@@ -170,6 +185,18 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             "target",
             FAN_TASKS_PER_S,
             1.0,
+        )
+    )
+    fan_floor = results.get("skeleton", {}).get("fan", {})
+    out.append(
+        Goal(
+            f"the design's floor: one {fmt(dig(fan_floor, 'tasks_per_flow'), 0)}-task fan-out,"
+            " tasks/s",
+            dig(fan_floor, "tasks_per_s"),
+            "tasks/s",
+            "target",
+            FAN_TASKS_PER_S,
+            None,
         )
     )
     chain = _largest(results, "chain")
@@ -549,6 +576,29 @@ def tables(doc: Mapping[str, Any]) -> str:
             f"| scheduler peak RSS | {_m(f, 'rss_peak_mib', 'scheduler')} MiB |",
             "",
         ]
+    if "skeleton" in r:
+        lines += [
+            "| the design's floor: weir's messages and appends, no weir logic "
+            "(`bench/skeleton.py`) | tasks/s | CPU ms per task: scheduler, runner, nats, "
+            "postgres | in all |",
+            "|---|---|---|---|",
+        ]
+        for key, count, label in (
+            ("single_task_flows", "flows", "single-task flows"),
+            ("fan", "tasks_per_flow", "tasks of one flow"),
+        ):
+            run = r["skeleton"].get(key, {})
+            if not run:
+                continue
+            cpu = [dig(run, "cpu_ms_per_task", name) for name in SKELETON_PROCESSES]
+            total = (
+                sum(c for c in cpu if c is not None) if all(c is not None for c in cpu) else None
+            )
+            lines.append(
+                f"| {_m(run, count, digits=0)} {label} | {_fig(run, 'tasks_per_s', digits=0)} "
+                f"| {', '.join(fmt(c, 3) for c in cpu)} | {fmt(total, 3)} |"
+            )
+        lines.append("")
     lines += [
         "| goal | weir | against | ratio | goal | verdict |",
         "|---|---|---|---|---|---|",
@@ -575,7 +625,7 @@ Not part of `./just test`; `tests/bench/` only checks the harness's own helpers.
 ./just bench                      # full run: 3 repeats, 20,000 flows, 1k/5k/10k DAGs, peers
 ./just bench --quick              # smoke run in a couple of minutes (small sizes, 1 repeat)
 ./just bench --only latency       # one scenario (repeatable): throughput, latency, scale,
-                                  # replicas, soak, peers, artifacts, web, fanout
+                                  # replicas, soak, peers, artifacts, web, fanout, skeleton
 ./just bench --only fanout --map-items 10000  # a task mapped over N items (default 10,000)
 ./just bench --only web --web-flows 2000  # fewer flows for GET /flows (default 20,000)
 ./just bench --only artifacts --artifact-mib 500  # artifact size (default 200 MiB)
@@ -605,6 +655,16 @@ log (20,000; 1,000 with `--quick`), plain and with a `where` filter.
 over it (`true {{ item }}` per item, local executor) and one after it, and measures submit to
 the flow's end, the expansion (list written to `task_expanded` recorded), event-log bytes per
 item and peak RSS.
+`skeleton` measures the design's floor (`bench/skeleton.py`, also `python -m
+bench.skeleton`): three processes move a single-task flow's messages and appends exactly as
+weir does (a submit, a dispatch, a report, five events: eight acknowledged JetStream
+publishes, three of them taken from pull consumers and acknowledged, and two appends to
+Postgres), on weir's streams with its `Publisher` and `fetch_batch`, and decide nothing:
+no validation, planning, deciding, projections, outbox, tokens, telemetry or executor. Its
+rate bounds what any implementation of this design can reach on the machine, and its CPU
+per task beside weir's is what weir's own work costs. It runs `--flows` single-task flows,
+then one flow of the largest fan size; `--grouped` (command line only) publishes each
+append's events as one message, a wire weir does not have, to price that change.
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).

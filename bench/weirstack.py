@@ -33,9 +33,9 @@ MIB = 2**20
 class Cluster:
     """The run's one private Postgres: weir and the peers each get databases on it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, postgres: EmbeddedPostgres | None = None) -> None:
         self.root = root
-        self.postgres = EmbeddedPostgres(root / "postgres")
+        self.postgres = postgres or EmbeddedPostgres(root / "postgres")
 
     def start(self) -> None:
         self.postgres.start()

@@ -33,10 +33,13 @@ log = logging.getLogger("weir.scheduler.relay")
 RELAY_BATCH_DEFAULT = 512
 RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
-RELAY_COALESCE = 0.003
-"""Seconds the relay lets commits gather after a NOTIFY woke it: the dispatch a commit
-made, which the fast path publishes, goes on to a runner without the relay's query and
-publishes taking the CPUs meanwhile, and one round publishes the events of several."""
+RELAY_COALESCE = 0.015
+"""Seconds the relay lets commits gather after a NOTIFY woke it. Events are the one output
+nobody waits on to go on: the dispatch a commit made (sent by the fast path) goes to a
+runner, whose report comes back and is appended, within a few milliseconds on an idle
+installation; a relay round (its query, publishes and delete) taking the CPUs in that time
+delays the flow's next step. After 15 ms it runs between steps, once for several of them,
+and the events of a busy installation go out in fewer, larger rounds."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
 RELAY_FOLLOW_POLL = 1.0

@@ -1,0 +1,65 @@
+"""The design's floor (`bench/skeleton.py`) moves weir's messages and appends per flow, on a
+real Postgres and a real nats-server: a floor that skipped some would not bound weir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from weir.embedded import EmbeddedPostgres
+
+from bench import report, skeleton
+from bench.stats import combine_repeats
+from bench.weirstack import Cluster
+
+PROCESSES = {"scheduler", "runner", "nats", "postgres"}
+
+
+def test_single_task_flows_carry_weirs_five_events_each_and_leave_no_work(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    result = skeleton.run(Cluster(tmp_path, postgres), tmp_path, flows=40)
+    assert result["tasks_per_s"] > 0 and set(result["cpu_ms_per_task"]) == PROCESSES
+    # flow_submitted, task_dispatched, task_started, task_succeeded, flow_succeeded
+    assert result["event_messages"] == result["event_rows"] == 5 * 40
+    assert result["work_left"] == 0  # every dispatch and report taken and acknowledged
+
+
+def test_a_wide_flow_carries_three_events_per_task_and_grouping_cuts_the_messages(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    fan = skeleton.run(Cluster(tmp_path, postgres), tmp_path, flows=1, tasks=30)
+    assert fan["event_rows"] == fan["event_messages"] == 1 + 3 * 30
+    grouped = skeleton.run(Cluster(tmp_path, postgres), tmp_path, flows=1, tasks=30, grouped=True)
+    assert grouped["event_rows"] == 1 + 3 * 30  # the same log, in fewer messages
+    assert 2 <= grouped["event_messages"] < 1 + 3 * 30
+    assert grouped["work_left"] == 0
+
+
+def test_the_floor_is_reported_beside_the_goals_never_judged() -> None:
+    floor = {
+        "single_task_flows": {
+            "flows": 1000,
+            "tasks_per_s": 2000.0,
+            "cpu_ms_per_task": {"scheduler": 0.3, "runner": 0.15, "nats": 0.25, "postgres": 0.05},
+        },
+        "fan": {
+            "flows": 1,
+            "tasks_per_flow": 10_000,
+            "tasks_per_s": 2500.0,
+            "cpu_ms_per_task": {"scheduler": 0.2, "runner": 0.2, "nats": 0.2, "postgres": 0.02},
+        },
+    }
+    peer = {"steady_per_s": 4000.0, "enqueue_to_start_ms": {"p50": 4.0}}
+    results = {
+        name: combine_repeats([run])
+        for name, run in (("skeleton", floor), ("peers", {"pgqueuer": peer}))
+    }
+    goals = {t["name"]: t for t in report.targets(results)}
+    single = goals["the design's floor (bench/skeleton.py, no weir logic): single-task flows/s"]
+    assert single["ratio"] == 0.5 and single["verdict"] == "reported"
+    fan = goals["the design's floor: one 10,000-task fan-out, tasks/s"]
+    assert fan["ratio"] == 0.5 and fan["verdict"] == "reported"
+    assert report.analyse(results)["floor_vs_peer"] == {"pgqueuer": 0.5}
+    table = report.tables({"results": results, "targets": report.targets(results)})
+    assert "| 1,000 single-task flows | 2,000 " in table and "| 0.750 |" in table
+    assert "| 10,000 tasks of one flow | 2,500 " in table and "| 0.620 |" in table
