@@ -107,7 +107,7 @@ def analyse(results: Mapping[str, Any]) -> dict[str, Any]:
         }
     if ratios:
         out["weir_vs_peers"] = ratios
-    floor = dig(results, "skeleton", "single_task_flows", "tasks_per_s")
+    floor = dig(results, "skeleton", "single_task_flows_lean_pull", "tasks_per_s")
     steady = _faster_peer(results, "steady_per_s")
     if floor is not None and steady is not None:
         out["floor_vs_peer"] = {steady[0]: _ratio(floor, steady[1])}
@@ -162,16 +162,21 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             1.0,
         ),
     ]
-    out.append(
-        Goal(
-            "the design's floor (bench/skeleton.py, no weir logic): single-task flows/s",
-            dig(results, "skeleton", "single_task_flows", "tasks_per_s"),
-            "flows/s",
-            peer_label,
-            peer_tps,
-            None,
+    for key, how in (
+        ("single_task_flows", "as weir pulls"),
+        ("single_task_flows_lean_pull", "lean pull"),
+    ):
+        out.append(
+            Goal(
+                f"the design's floor (bench/skeleton.py, no weir logic, {how}): "
+                "single-task flows/s",
+                dig(results, "skeleton", key, "tasks_per_s"),
+                "flows/s",
+                peer_label,
+                peer_tps,
+                None,
+            )
         )
-    )
     fan = _largest(results, "fan")
     fan_rate = None
     if fan is not None:
@@ -187,18 +192,21 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             1.0,
         )
     )
-    fan_floor = results.get("skeleton", {}).get("fan", {})
-    out.append(
-        Goal(
-            f"the design's floor: one {fmt(dig(fan_floor, 'tasks_per_flow'), 0)}-task fan-out,"
-            " tasks/s",
-            dig(fan_floor, "tasks_per_s"),
-            "tasks/s",
-            "target",
-            FAN_TASKS_PER_S,
-            None,
-        )
+    skeleton = results.get("skeleton", {})
+    fan_size = dig(skeleton, "fan", "tasks_per_flow") or dig(
+        skeleton, "fan_lean_pull", "tasks_per_flow"
     )
+    for key, how in (("fan", "as weir pulls"), ("fan_lean_pull", "lean pull")):
+        out.append(
+            Goal(
+                f"the design's floor ({how}): one {fmt(fan_size, 0)}-task fan-out, tasks/s",
+                dig(skeleton, key, "tasks_per_s"),
+                "tasks/s",
+                "target",
+                FAN_TASKS_PER_S,
+                None,
+            )
+        )
     chain = _largest(results, "chain")
     out.append(
         Goal(
@@ -584,8 +592,10 @@ def tables(doc: Mapping[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         for key, count, label in (
-            ("single_task_flows", "flows", "single-task flows"),
-            ("fan", "tasks_per_flow", "tasks of one flow"),
+            ("single_task_flows", "flows", "single-task flows, taken as weir pulls"),
+            ("single_task_flows_lean_pull", "flows", "single-task flows, lean pull"),
+            ("fan", "tasks_per_flow", "tasks of one flow, taken as weir pulls"),
+            ("fan_lean_pull", "tasks_per_flow", "tasks of one flow, lean pull"),
         ):
             run = r["skeleton"].get(key, {})
             if not run:
@@ -661,10 +671,12 @@ weir does (a submit, a dispatch, a report, five events: eight acknowledged JetSt
 publishes, three of them taken from pull consumers and acknowledged, and two appends to
 Postgres), on weir's streams with its `Publisher` and `fetch_batch`, and decide nothing:
 no validation, planning, deciding, projections, outbox, tokens, telemetry or executor. Its
-rate bounds what any implementation of this design can reach on the machine, and its CPU
-per task beside weir's is what weir's own work costs. It runs `--flows` single-task flows,
-then one flow of the largest fan size; `--grouped` (command line only) publishes each
-append's events as one message, a wire weir does not have, to price that change.
+rate bounds what an implementation of this wire as weir is built (Python asyncio services
+on nats-py and asyncpg) can reach on the machine, and its CPU per task beside weir's is what
+weir's own work costs. It runs `--flows` single-task flows, then one flow of the largest fan
+size. `python -m bench.skeleton` alone prices two changes weir has not made: `--grouped`
+publishes each append's events as one message (a wire change), `--lean-pull` takes messages
+with one pull request per batch and a subscription callback instead of nats-py's `fetch`.
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).

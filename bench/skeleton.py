@@ -1,6 +1,7 @@
 """The design's floor: weir's messages and writes per single-task flow, with none of its logic.
 
-    .venv/bin/python -m bench.skeleton [--flows 20000] [--code REV] [--workdir DIR]
+    .venv/bin/python -m bench.skeleton [--flows 20000] [--tasks 1] [--grouped] [--lean-pull]
+                                       [--code REV] [--workdir DIR]
 
 Three processes move the same messages as a single-task flow through weir, on weir's own
 streams and with its own `Publisher` and `fetch_batch`, but decide nothing: a "scheduler"
@@ -11,10 +12,14 @@ statement, publishes the flow's dispatch and its two events and acks the submits
 events. Eight acknowledged publishes and two appends per flow, as weir does, and no
 validation, planning, deciding, projections, outbox, tokens, telemetry or executor.
 
-What it prints is a bound on what any implementation of this design could reach on this
-machine: single-task flows per second and each process's CPU per flow (skeleton scheduler,
-skeleton runner, nats-server, Postgres). weir's own figures in the same units are in
-`bench/README.md`; the difference is the cost of weir's per-flow work.
+What it prints bounds what an implementation of this wire as weir is built (Python asyncio
+services on nats-py and asyncpg) can reach on this machine: tasks per second and each
+process's CPU per task (skeleton scheduler, skeleton runner, nats-server, Postgres). weir's
+own figures in the same units are in `bench/README.md`; the difference is the cost of
+weir's per-flow work. Two variants price changes weir has not made: `--grouped` publishes
+each append's events as one message (five publishes per flow, not eight: a wire change);
+`--lean-pull` takes messages without nats-py's per-message fetch machinery (one pull
+request for a batch, the messages gathered by a subscription callback).
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +40,14 @@ import asyncpg
 import msgspec
 import nats
 import psutil
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.embedded import EmbeddedNats
 from weir.jetstream import Outgoing, Publisher, fetch_batch, stream_configs
 from weir_proto import subjects
+from weir_scheduler.data.postgres import create_pool
 
-from bench.__main__ import use_code
-from bench.scenarios import _log
 from bench.weirstack import Cluster
 
 BATCH = 256
@@ -66,11 +72,15 @@ SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bytea[])
 """
 DONE_SUBJECT = "skeleton.done"
 TASKS_HEADER = "Skeleton-Tasks"
+READY_SUBJECT = "skeleton.ready"
 GROUPED_ENV = "WEIR_SKELETON_GROUPED"
 GROUPED = os.environ.get(GROUPED_ENV) == "1"
 """Whether this process publishes each append's events as one message (`--grouped`)."""
-START_WAIT = 2.0
-"""Seconds the skeleton processes get to connect and start pulling."""
+LEAN_ENV = "WEIR_SKELETON_LEAN_PULL"
+LEAN_PULL = os.environ.get(LEAN_ENV) == "1"
+"""Whether this process takes messages with `_LeanPull`, not `fetch_batch` (`--lean-pull`)."""
+PULL_WAIT = 1.0
+START_TIMEOUT = 60.0
 RUN_TIMEOUT = 600.0
 
 
@@ -114,16 +124,12 @@ async def _append(pool: asyncpg.Pool, events: list[_Event], payloads: list[bytes
 
 def _events_out(events: list[_Event], payloads: list[bytes]) -> list[Outgoing]:
     if GROUPED:  # one message per flow's append (a wire weir does not have: see --grouped)
-        by_flow: dict[str, list[bytes]] = {}
+        by_flow: dict[str, tuple[str, list[bytes]]] = {}
         for e, p in zip(events, payloads, strict=True):
-            by_flow.setdefault(e.flow_id, []).append(p)
+            by_flow.setdefault(e.flow_id, (e.id, []))[1].append(p)  # the first event's id
         return [
-            (
-                subjects.event(flow_id, "batch"),
-                b"[" + b",".join(ps) + b"]",
-                {"Nats-Msg-Id": f"{flow_id}.{len(ps)}"},
-            )
-            for flow_id, ps in by_flow.items()
+            (subjects.event(flow_id, "batch"), b"[" + b",".join(ps) + b"]", {"Nats-Msg-Id": first})
+            for flow_id, (first, ps) in by_flow.items()
         ]
     return [
         (subjects.event(e.flow_id, e.type), p, {"Nats-Msg-Id": e.id})
@@ -137,26 +143,82 @@ async def _publish(publisher: Publisher, messages: list[Outgoing]) -> None:
             raise outcome
 
 
+Take = Callable[[int], Awaitable[list[Msg]]]
+"""Up to N messages, waiting (at most `PULL_WAIT`) for the first."""
+
+
+async def _puller(
+    nc: NATS, subject: str, durable: str, stream: str, config: ConsumerConfig
+) -> Take:
+    """A durable pull consumer, taken from with weir's `fetch_batch` or with `_LeanPull`."""
+    sub = await nc.jetstream().pull_subscribe(
+        subject, durable=durable, stream=stream, config=config
+    )
+    if not LEAN_PULL:
+        return lambda most: fetch_batch(sub, most, PULL_WAIT)
+    await sub.unsubscribe()  # the consumer stays; only nats-py's way of pulling goes
+    lean = _LeanPull(nc, stream, durable)
+    await lean.start()
+    return lean.take
+
+
+class _LeanPull:
+    """A pull consumer's messages without nats-py's machinery per message (a task, a timer
+    and a future in `next_msg`): one pull request for up to N messages, the messages
+    gathered by a subscription callback; a new request once the last one ended (its N
+    messages came, or a status message said it expired)."""
+
+    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
+        self.nc = nc
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.inbox = ""
+        self.msgs: list[Msg] = []
+        self.left = 0
+        self.arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        self.inbox = self.nc.new_inbox()
+        await self.nc.subscribe(self.inbox, cb=self._delivered)
+
+    async def _delivered(self, msg: Msg) -> None:
+        if msg.headers and msg.headers.get("Status"):  # 404, 408, 409: the request ended
+            self.left = 0
+        else:
+            self.msgs.append(msg)
+            self.left -= 1
+        self.arrived.set()
+
+    async def take(self, most: int) -> list[Msg]:
+        if self.left <= 0 and not self.msgs:
+            self.left = most
+            request = {"batch": most, "expires": int(PULL_WAIT * 1e9)}
+            await self.nc.publish(self.next_subject, _encode(request), reply=self.inbox)
+        while not self.msgs:
+            self.arrived.clear()
+            await self.arrived.wait()
+            if self.left <= 0 and not self.msgs:
+                return []
+        msgs, self.msgs = self.msgs, []
+        return msgs
+
+
 async def scheduler(nats_url: str, dsn: str) -> None:
     """Submits in, two events and a dispatch out; reports in, three events out."""
     nc = await nats.connect(nats_url)
-    js = nc.jetstream()
     publisher = Publisher(nc)
-    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
+    pool = await create_pool(dsn, 2, 2)  # weir's pool: no reset query on release
     config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=-1)
-    submits = await js.pull_subscribe(
-        subjects.SUBMIT, durable="skeleton-submit", stream=subjects.STREAM_COMMANDS, config=config
+    submits = await _puller(
+        nc, subjects.SUBMIT, "skeleton-submit", subjects.STREAM_COMMANDS, config
     )
-    reports = await js.pull_subscribe(
-        f"{subjects.STATUS_PREFIX}.>",
-        durable="skeleton-status",
-        stream=subjects.STREAM_STATUS,
-        config=config,
+    reports = await _puller(
+        nc, f"{subjects.STATUS_PREFIX}.>", "skeleton-status", subjects.STREAM_STATUS, config
     )
+    await nc.publish(READY_SUBJECT, b"scheduler")
 
     async def take_submits() -> None:
         while True:
-            msgs = await fetch_batch(submits, BATCH, 1.0)
+            msgs = await submits(BATCH)
             if not msgs:
                 continue
             events: list[_Event] = []
@@ -186,7 +248,7 @@ async def scheduler(nats_url: str, dsn: str) -> None:
 
     async def take_reports() -> None:
         while True:
-            msgs = await fetch_batch(reports, BATCH, 1.0)
+            msgs = await reports(BATCH)
             if not msgs:
                 continue
             events = []
@@ -222,22 +284,24 @@ async def scheduler(nats_url: str, dsn: str) -> None:
 async def runner(nats_url: str) -> None:
     """Dispatches in, one report each out."""
     nc = await nats.connect(nats_url)
-    js = nc.jetstream()
     publisher = Publisher(nc)
-    sub = await js.pull_subscribe(
-        subjects.queue_dispatches("default"),
-        durable="skeleton-runner",
-        stream=subjects.STREAM_DISPATCH,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=60,
-            max_deliver=-1,
-            max_ack_pending=-1,
-        ),
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=60,
+        max_deliver=-1,
+        max_ack_pending=-1,
     )
+    take = await _puller(
+        nc,
+        subjects.queue_dispatches("default"),
+        "skeleton-runner",
+        subjects.STREAM_DISPATCH,
+        config,
+    )
+    await nc.publish(READY_SUBJECT, b"runner")
     while True:
-        msgs = await fetch_batch(sub, RUNNER_SLOTS, 1.0)
+        msgs = await take(RUNNER_SLOTS)
         reports: list[Outgoing] = []
         for msg in msgs:
             dispatch = _report_decoder.decode(msg.data)
@@ -250,11 +314,10 @@ async def runner(nats_url: str) -> None:
             await msg.ack()
 
 
-async def _drive(nats_url: str, flows: int, tasks: int) -> float:
+async def _drive(nc: NATS, flows: int, tasks: int) -> float:
     """Submit `flows` flows of `tasks` parallel tasks each, `IN_FLIGHT` unacknowledged at
     most; seconds from the first submit until the skeleton scheduler has recorded the end of
     every task."""
-    nc = await nats.connect(nats_url)
     publisher = Publisher(nc)
     reported = 0
     all_reported = asyncio.Event()
@@ -276,9 +339,7 @@ async def _drive(nats_url: str, flows: int, tasks: int) -> float:
         ]
         await _publish(publisher, batch)
     await asyncio.wait_for(all_reported.wait(), RUN_TIMEOUT)
-    elapsed = time.perf_counter() - t0
-    await nc.close()
-    return elapsed
+    return time.perf_counter() - t0
 
 
 async def _create_streams(nats_url: str) -> None:
@@ -289,16 +350,14 @@ async def _create_streams(nats_url: str) -> None:
     await nc.close()
 
 
-async def _counts(nats_url: str, dsn: str) -> dict[str, int]:
+async def _counts(nc: NATS, dsn: str) -> dict[str, int]:
     """What the run left: event messages on `WEIR_EVENTS` and event rows in Postgres, and
     the work streams' messages still there (none once every one was acknowledged)."""
-    nc = await nats.connect(nats_url)
     js = nc.jetstream()
     left = 0
     for stream in (subjects.STREAM_DISPATCH, subjects.STREAM_STATUS):
         left += (await js.stream_info(stream)).state.messages
     events = (await js.stream_info(subjects.STREAM_EVENTS)).state.messages
-    await nc.close()
     conn = await asyncpg.connect(dsn)
     rows = await conn.fetchval("SELECT count(*) FROM skeleton_events")
     await conn.close()
@@ -335,49 +394,86 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def run(
-    cluster: Cluster, workdir: Path, flows: int, tasks: int = 1, grouped: bool = False
+    cluster: Cluster,
+    workdir: Path,
+    flows: int,
+    tasks: int = 1,
+    grouped: bool = False,
+    lean_pull: bool = False,
 ) -> dict[str, Any]:
     """One skeleton run on `cluster`'s Postgres (a database of its own) and a nats-server of
     its own: `flows` flows of `tasks` tasks; tasks/s and CPU ms per task of each process."""
     server = EmbeddedNats(workdir / f"skeleton-nats-{uuid.uuid4().hex[:8]}")
-    procs: list[subprocess.Popen[bytes]] = []
     database = ""
     try:
         nats_url = server.start()
         database, dsn = cluster.new_database("skeleton")
-        asyncio.run(_create_streams(nats_url))
-        asyncio.run(_create_schema(dsn))
+        # The code measured (`--code`'s export, first on PYTHONPATH), then this checkout's bench.
+        paths = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).resolve().parent.parent)]
         env = {
             **os.environ,
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
             GROUPED_ENV: "1" if grouped else "",
+            LEAN_ENV: "1" if lean_pull else "",
         }
-        for role in ("scheduler", "runner"):
-            command = [sys.executable, "-m", "bench.skeleton", "--role", role]
-            procs.append(subprocess.Popen([*command, "--nats", nats_url, "--dsn", dsn], env=env))
-        time.sleep(START_WAIT)
-        watched = {
-            "scheduler": [psutil.Process(procs[0].pid)],
-            "runner": [psutil.Process(procs[1].pid)],
-            "nats": _tree(_pid(server)),
-            "postgres": _tree(_pid(cluster.postgres)),
-        }
-        before = {name: _cpu_seconds(ps) for name, ps in watched.items()}
-        elapsed = asyncio.run(_drive(nats_url, flows, tasks))
-        after = {name: _cpu_seconds(ps) for name, ps in watched.items()}
-        counts = asyncio.run(_counts(nats_url, dsn))
+        watched = {"nats": _tree(_pid(server))}
+        result = asyncio.run(_measure(nats_url, dsn, env, watched, cluster, flows, tasks))
     finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
         server.stop()
         if database:
             cluster.drop_database(database)
-    done = flows * tasks
     return {
         "flows": flows,
         "tasks_per_flow": tasks,
         "grouped_events": grouped,
+        "lean_pull": lean_pull,
+        **result,
+    }
+
+
+async def _measure(
+    nats_url: str,
+    dsn: str,
+    env: dict[str, str],
+    watched: dict[str, list[psutil.Process]],
+    cluster: Cluster,
+    flows: int,
+    tasks: int,
+) -> dict[str, Any]:
+    await _create_streams(nats_url)
+    await _create_schema(dsn)
+    nc = await nats.connect(nats_url)
+    ready: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_ready(msg: Msg) -> None:
+        await ready.put(msg.data)
+
+    await nc.subscribe(READY_SUBJECT, cb=on_ready)
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for role in ("scheduler", "runner"):
+            command = [sys.executable, "-m", "bench.skeleton", "--role", role]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *command, "--nats", nats_url, "--dsn", dsn, env=env
+                )
+            )
+        for _ in procs:  # both pulling, their imports and connections done
+            await asyncio.wait_for(ready.get(), START_TIMEOUT)
+        watched["scheduler"] = [psutil.Process(procs[0].pid)]
+        watched["runner"] = [psutil.Process(procs[1].pid)]
+        watched["postgres"] = _tree(_pid(cluster.postgres))  # the pool's connections made
+        before = {name: _cpu_seconds(ps) for name, ps in watched.items()}
+        elapsed = await _drive(nc, flows, tasks)
+        after = {name: _cpu_seconds(ps) for name, ps in watched.items()}
+        counts = await _counts(nc, dsn)
+    finally:
+        for proc in procs:
+            proc.kill()
+            await proc.wait()
+        await nc.close()
+    done = flows * tasks
+    return {
         "seconds": elapsed,
         "tasks_per_s": done / elapsed,
         "cpu_ms_per_task": {name: 1000.0 * (after[name] - before[name]) / done for name in watched},
@@ -386,11 +482,16 @@ def run(
 
 
 def scenario(cluster: Cluster, workdir: Path, flows: int, fan: int) -> dict[str, Any]:
-    """The bench's `skeleton` scenario: `flows` single-task flows, then one `fan`-task flow."""
+    """The bench's `skeleton` scenario: `flows` single-task flows, then one `fan`-task flow,
+    each taken as weir takes messages (`fetch_batch`) and with `--lean-pull`'s way."""
+    from bench.scenarios import _log
+
     _log(f"skeleton: {flows:,} single-task flows, then one flow of {fan:,} tasks, no weir logic")
     result = {
         "single_task_flows": run(cluster, workdir, flows),
+        "single_task_flows_lean_pull": run(cluster, workdir, flows, lean_pull=True),
         "fan": run(cluster, workdir, 1, fan),
+        "fan_lean_pull": run(cluster, workdir, 1, fan, lean_pull=True),
     }
     for name, one in result.items():
         _log(f"    {name}: {one['tasks_per_s']:,.0f} tasks/s, {_cpu_line(one)}")
@@ -417,6 +518,11 @@ def main() -> None:
         action="store_true",
         help="publish each append's events as one message (5 publishes per flow, not 8)",
     )
+    p.add_argument(
+        "--lean-pull",
+        action="store_true",
+        help="take messages with one pull request per batch and a callback, not fetch_batch",
+    )
     p.add_argument("--role", choices=("scheduler", "runner"), help=argparse.SUPPRESS)
     p.add_argument("--nats", help=argparse.SUPPRESS)
     p.add_argument("--dsn", help=argparse.SUPPRESS)
@@ -427,12 +533,14 @@ def main() -> None:
     if args.role == "runner":
         asyncio.run(runner(args.nats))
         return
+    from bench.__main__ import use_code
+
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="weir-skeleton-"))
     print(f"measuring {use_code(args.code, workdir / 'code')}")
     cluster = Cluster(workdir)
     cluster.start()
     try:
-        result = run(cluster, workdir, args.flows, args.tasks, args.grouped)
+        result = run(cluster, workdir, args.flows, args.tasks, args.grouped, args.lean_pull)
     finally:
         cluster.stop()
     print(json.dumps(result))
