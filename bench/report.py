@@ -350,6 +350,13 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
         if value is not None:
             n = replicas[1:]
             bars.append((f"weir {n}+{n}\nbatched", value, "tab:cyan"))
+    for key, label in (
+        ("single_task_flows", "floor, flows\nas weir pulls"),
+        ("single_task_flows_lean_pull", "floor, flows\nlean pull"),
+    ):
+        value = dig(results, "skeleton", key, "tasks_per_s")
+        if value is not None:
+            bars.append((label, value, "tab:gray"))
     for name, run in results.get("peers", {}).items():
         for figure, label in (("steady_per_s", "steady"), ("enqueue_drain_per_s", "enq+drain")):
             value = dig(run, figure)
@@ -373,7 +380,12 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
     fig = plt.figure(figsize=(14, 10))
     grid = fig.add_gridspec(2, 2, width_ratios=[2, 1], height_ratios=[1, 1.1])
     for ax, data, title, unit in (
-        (fig.add_subplot(grid[0, 0]), bars, "Throughput (no-op work)", "tasks or jobs / s"),
+        (
+            fig.add_subplot(grid[0, 0]),
+            bars,
+            "Throughput (no-op work; gray: the design's floor, bench/skeleton.py)",
+            "tasks or jobs / s",
+        ),
         (fig.add_subplot(grid[0, 1]), lat, "Latency p50 on an idle system", "ms"),
     ):
         if data:
