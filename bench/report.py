@@ -674,7 +674,7 @@ navigation until its graph is drawn and it answers input; weir-web's RSS and CPU
 its cancellation; `GET /api/v1/flows` (a page of 50) p50/p95 with `--web-flows` flows in the
 log (20,000; 1,000 with `--quick`), plain and with a `where` filter.
 `fanout` submits a flow whose task writes a JSON list of `--map-items` numbers, a task mapped
-over it (`true {{ item }}` per item, local executor) and one after it, and measures submit to
+over it (`true {{{{ item }}}}` per item, local executor) and one after it, and measures submit to
 the flow's end, the expansion (list written to `task_expanded` recorded), event-log bytes per
 item and peak RSS.
 `skeleton` measures the design's floor (`bench/skeleton.py`, also `python -m
@@ -686,9 +686,10 @@ no validation, planning, deciding, projections, outbox, tokens, telemetry or exe
 rate bounds what an implementation of this wire as weir is built (Python asyncio services
 on nats-py and asyncpg) can reach on the machine, and its CPU per task beside weir's is what
 weir's own work costs. It runs `--flows` single-task flows, then one flow of the largest fan
-size. `python -m bench.skeleton` alone prices two changes weir has not made: `--grouped`
-publishes each append's events as one message (a wire change), `--lean-pull` takes messages
-with one pull request per batch and a subscription callback instead of nats-py's `fetch`.
+size, each twice: taking messages as weir does (nats-py's `fetch`) and with a lean pull (one
+pull request per batch, the messages gathered by a subscription callback), a change weir has
+not made. `python -m bench.skeleton --grouped` prices another: each append's events
+published as one message (a wire change).
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).
