@@ -4,13 +4,15 @@
                                        [--code REV] [--workdir DIR]
 
 Three processes move the same messages as a single-task flow through weir, on weir's own
-streams and with its own `Publisher` and `fetch_batch`, but decide nothing: a "scheduler"
+streams and with its own `Publisher` and `fetch_batch`, but decide nothing: the driver (this
+process, not measured) that submits; a "scheduler"
 that takes submits (256 at a time, as weir's intake), writes two event rows per flow in one
 statement, publishes the flow's dispatch and its two events and acks the submits; a
 "runner" that takes dispatches, publishes one report for each and acks them; and the same
 "scheduler" taking the reports, writing three event rows per flow and publishing those three
 events. Eight acknowledged publishes and two appends per flow, as weir does, and no
-validation, planning, deciding, projections, outbox, tokens, telemetry or executor.
+validation, planning, deciding, projections, outbox, tokens, telemetry or executor. (A
+flow of many tasks writes no `flow_succeeded`: one event short of weir's, for the flow.)
 
 What it prints bounds what an implementation of this wire as weir is built (Python asyncio
 services on nats-py and asyncpg) can reach on this machine: tasks per second and each
@@ -28,27 +30,29 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 import nats
-import psutil
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.embedded import EmbeddedNats
 from weir.jetstream import Outgoing, Publisher, fetch_batch, stream_configs
 from weir_proto import subjects
+from weir_scheduler.data.databases import NamedStatementsConnection
 from weir_scheduler.data.postgres import create_pool
+from weir_scheduler.data.queries import parse
 
-from bench.weirstack import Cluster
+from bench.weirstack import Cluster, RssSampler
 
 BATCH = 256
 """Messages a pull takes at most (weir's intake batch)."""
@@ -57,19 +61,34 @@ RUNNER_SLOTS = 32
 IN_FLIGHT = 256
 """Submits the driver keeps unacknowledged (as the bench's one-submit-per-flow clients)."""
 ACK_TIMEOUT = 30.0
+"""Seconds a batch of publishes waits for its acks (any more is a failed run)."""
 SPEC = msgspec.json.encode(
     {"name": "single", "tasks": [{"name": "only", "cmd": ["true"], "queue": "default"}]}
 )
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS skeleton_events (
-    flow_id text NOT NULL, seq int NOT NULL, type text NOT NULL, payload bytea NOT NULL,
-    at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (flow_id, seq)
-);
-"""
-APPEND = """
-INSERT INTO skeleton_events (flow_id, seq, type, payload)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bytea[])
-"""
+T = TypeVar("T")
+
+Q = parse((Path(__file__).parent / "skeleton.sql").read_text())
+
+
+class SkeletonLog(NamedStatementsConnection):
+    """The skeleton's event rows, through the statements of `skeleton.sql`."""
+
+    async def create(self) -> None:
+        await self.conn.execute(Q["schema"])
+
+    async def append(self, events: Sequence[_Event], payloads: Sequence[bytes]) -> None:
+        await self.conn.execute(
+            Q["append"],
+            [e.flow_id for e in events],
+            [e.seq for e in events],
+            [e.type for e in events],
+            list(payloads),
+        )
+
+    async def event_rows(self) -> int:
+        return int(await self.conn.fetchval(Q["event_rows"]))
+
+
 DONE_SUBJECT = "skeleton.done"
 TASKS_HEADER = "Skeleton-Tasks"
 READY_SUBJECT = "skeleton.ready"
@@ -80,8 +99,13 @@ LEAN_ENV = "WEIR_SKELETON_LEAN_PULL"
 LEAN_PULL = os.environ.get(LEAN_ENV) == "1"
 """Whether this process takes messages with `_LeanPull`, not `fetch_batch` (`--lean-pull`)."""
 PULL_WAIT = 1.0
+"""Seconds a pull request waits for its first message (as weir's intakes wait)."""
 START_TIMEOUT = 60.0
+"""Seconds the two processes get to import, connect and make their consumers."""
 RUN_TIMEOUT = 600.0
+"""Seconds a run may take before it is a failure."""
+SETTLE_TIMEOUT = 5.0
+"""Seconds the last acks (sent without waiting) get to reach the server before counting."""
 
 
 class _Event(msgspec.Struct):
@@ -103,23 +127,19 @@ class _Work(msgspec.Struct):
     exit_code: int | None = None
 
 
-def _event(flow_id: str, seq: int, kind: str, task: str | None = None) -> _Event:
-    return _Event(f"{flow_id}.{seq}", flow_id, seq, kind, task=task)
+def _event(
+    flow_id: str, seq: int, kind: str, task: str | None = None, spec: msgspec.Raw | None = None
+) -> _Event:
+    return _Event(f"{flow_id}.{seq}", flow_id, seq, kind, spec=spec, task=task)
 
 
 _encode = msgspec.json.encode
-_report_decoder = msgspec.json.Decoder(_Work)
+_work_decoder = msgspec.json.Decoder(_Work)
 
 
 async def _append(pool: asyncpg.Pool, events: list[_Event], payloads: list[bytes]) -> None:
     async with pool.acquire() as conn:
-        await conn.execute(
-            APPEND,
-            [e.flow_id for e in events],
-            [e.seq for e in events],
-            [e.type for e in events],
-            payloads,
-        )
+        await SkeletonLog(conn).append(events, payloads)
 
 
 def _events_out(events: list[_Event], payloads: list[bytes]) -> list[Outgoing]:
@@ -190,12 +210,15 @@ class _LeanPull:
 
     async def take(self, most: int) -> list[Msg]:
         if self.left <= 0 and not self.msgs:
-            self.left = most
             request = {"batch": most, "expires": int(PULL_WAIT * 1e9)}
             await self.nc.publish(self.next_subject, _encode(request), reply=self.inbox)
+            self.left = most
         while not self.msgs:
             self.arrived.clear()
-            await self.arrived.wait()
+            try:  # the server ends the request by PULL_WAIT; a lost ending ends it here
+                await asyncio.wait_for(self.arrived.wait(), PULL_WAIT + 1.0)
+            except TimeoutError:
+                self.left = 0
             if self.left <= 0 and not self.msgs:
                 return []
         msgs, self.msgs = self.msgs, []
@@ -228,14 +251,12 @@ async def scheduler(nats_url: str, dsn: str) -> None:
                 flow_id = headers.get("Nats-Msg-Id", "")
                 tasks = int(headers.get(TASKS_HEADER, "1"))
                 spec = msgspec.Raw(msg.data)
-                events.append(_Event(f"{flow_id}.1", flow_id, 1, "flow_submitted", spec=spec))
+                events.append(_event(flow_id, 1, "flow_submitted", spec=spec))
                 subject = subjects.dispatch("default", flow_id, on_exit=False)
                 for i in range(tasks):
                     seq = 2 + i
                     name = f"t{i}"
-                    events.append(
-                        _Event(f"{flow_id}.{seq}", flow_id, seq, "task_dispatched", task=name)
-                    )
+                    events.append(_event(flow_id, seq, "task_dispatched", name))
                     dispatch = _encode(
                         {"flow_id": flow_id, "task": name, "index": i, "tasks": tasks}
                     )
@@ -253,24 +274,16 @@ async def scheduler(nats_url: str, dsn: str) -> None:
                 continue
             events = []
             for msg in msgs:
-                report = _report_decoder.decode(msg.data)
+                report = _work_decoder.decode(msg.data)
                 flow_id, name, first = (
                     report.flow_id,
                     report.task,
                     2 + report.tasks + 2 * report.index,
                 )
-                events.append(
-                    _Event(f"{flow_id}.{first}", flow_id, first, "task_started", task=name)
-                )
-                events.append(
-                    _Event(
-                        f"{flow_id}.{first + 1}", flow_id, first + 1, "task_succeeded", task=name
-                    )
-                )
+                events.append(_event(flow_id, first, "task_started", name))
+                events.append(_event(flow_id, first + 1, "task_succeeded", name))
                 if report.tasks == 1:
-                    events.append(
-                        _Event(f"{flow_id}.{first + 2}", flow_id, first + 2, "flow_succeeded")
-                    )
+                    events.append(_event(flow_id, first + 2, "flow_succeeded"))
             payloads = [_encode(e) for e in events]
             await _append(pool, events, payloads)
             await _publish(publisher, _events_out(events, payloads))
@@ -304,7 +317,7 @@ async def runner(nats_url: str) -> None:
         msgs = await take(RUNNER_SLOTS)
         reports: list[Outgoing] = []
         for msg in msgs:
-            dispatch = _report_decoder.decode(msg.data)
+            dispatch = _work_decoder.decode(msg.data)
             report = _encode(msgspec.structs.replace(dispatch, exit_code=0))
             msg_id = f"{dispatch.flow_id}.{dispatch.task}:finished"
             reports.append((subjects.status(dispatch.flow_id), report, {"Nats-Msg-Id": msg_id}))
@@ -351,34 +364,33 @@ async def _create_streams(nats_url: str) -> None:
 
 
 async def _counts(nc: NATS, dsn: str) -> dict[str, int]:
-    """What the run left: event messages on `WEIR_EVENTS` and event rows in Postgres, and
-    the work streams' messages still there (none once every one was acknowledged)."""
+    """What the run left: event messages on `WEIR_EVENTS` and event rows in Postgres, and the
+    messages the three consumers have not had acknowledged or not delivered (none, once the
+    last acks, sent without waiting, reached the server: given `SETTLE_TIMEOUT`)."""
     js = nc.jetstream()
-    left = 0
-    for stream in (subjects.STREAM_DISPATCH, subjects.STREAM_STATUS):
-        left += (await js.stream_info(stream)).state.messages
+    consumers = (
+        (subjects.STREAM_COMMANDS, "skeleton-submit"),
+        (subjects.STREAM_STATUS, "skeleton-status"),
+        (subjects.STREAM_DISPATCH, "skeleton-runner"),
+    )
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        left = 0
+        for stream, durable in consumers:
+            info = await js.consumer_info(stream, durable)
+            left += info.num_pending + info.num_ack_pending
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     events = (await js.stream_info(subjects.STREAM_EVENTS)).state.messages
-    conn = await asyncpg.connect(dsn)
-    rows = await conn.fetchval("SELECT count(*) FROM skeleton_events")
-    await conn.close()
-    return {"event_messages": events, "event_rows": int(rows), "work_left": left}
+    async with SkeletonLog.opened(dsn) as log:
+        rows = await log.event_rows()
+    return {"event_messages": events, "event_rows": rows, "work_left": left}
 
 
 async def _create_schema(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(SCHEMA)
-    await conn.close()
-
-
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in processes:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    async with SkeletonLog.opened(dsn) as log:
+        await log.create()
 
 
 def _pid(server: Any) -> int:
@@ -386,11 +398,6 @@ def _pid(server: Any) -> int:
     proc = getattr(server, "_proc", None)
     assert proc is not None, "the server is not running"
     return int(proc.pid)
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
 
 
 def run(
@@ -416,10 +423,13 @@ def run(
             GROUPED_ENV: "1" if grouped else "",
             LEAN_ENV: "1" if lean_pull else "",
         }
-        watched = {"nats": _tree(_pid(server))}
-        result = asyncio.run(_measure(nats_url, dsn, env, watched, cluster, flows, tasks))
+        cpu = RssSampler()
+        cpu.watch("nats", _pid(server))
+        cpu.watch_tree("postgres", _pid(cluster.postgres))
+        result = asyncio.run(_measure(nats_url, dsn, env, cpu, flows, tasks))
     finally:
         server.stop()
+        shutil.rmtree(server.store_dir, ignore_errors=True)
         if database:
             cluster.drop_database(database)
     return {
@@ -432,13 +442,7 @@ def run(
 
 
 async def _measure(
-    nats_url: str,
-    dsn: str,
-    env: dict[str, str],
-    watched: dict[str, list[psutil.Process]],
-    cluster: Cluster,
-    flows: int,
-    tasks: int,
+    nats_url: str, dsn: str, env: dict[str, str], cpu: RssSampler, flows: int, tasks: int
 ) -> dict[str, Any]:
     await _create_streams(nats_url)
     await _create_schema(dsn)
@@ -449,36 +453,59 @@ async def _measure(
         await ready.put(msg.data)
 
     await nc.subscribe(READY_SUBJECT, cb=on_ready)
-    procs: list[asyncio.subprocess.Process] = []
+    await nc.flush()
+    procs: dict[str, asyncio.subprocess.Process] = {}
     try:
         for role in ("scheduler", "runner"):
             command = [sys.executable, "-m", "bench.skeleton", "--role", role]
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *command, "--nats", nats_url, "--dsn", dsn, env=env
-                )
+            procs[role] = await asyncio.create_subprocess_exec(
+                *command, "--nats", nats_url, "--dsn", dsn, env=env
             )
-        for _ in procs:  # both pulling, their imports and connections done
-            await asyncio.wait_for(ready.get(), START_TIMEOUT)
-        watched["scheduler"] = [psutil.Process(procs[0].pid)]
-        watched["runner"] = [psutil.Process(procs[1].pid)]
-        watched["postgres"] = _tree(_pid(cluster.postgres))  # the pool's connections made
-        before = {name: _cpu_seconds(ps) for name, ps in watched.items()}
-        elapsed = await _drive(nc, flows, tasks)
-        after = {name: _cpu_seconds(ps) for name, ps in watched.items()}
+            cpu.watch(role, procs[role].pid)
+
+        async def both_ready() -> None:
+            for _ in procs:  # imports done, connected, consumers made
+                await ready.get()
+
+        await _unless_one_ends(procs, both_ready(), START_TIMEOUT)
+        before = cpu.cpu_seconds()
+        elapsed = await _unless_one_ends(procs, _drive(nc, flows, tasks), RUN_TIMEOUT)
+        after = cpu.cpu_seconds()
         counts = await _counts(nc, dsn)
     finally:
-        for proc in procs:
-            proc.kill()
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
         await nc.close()
     done = flows * tasks
     return {
         "seconds": elapsed,
         "tasks_per_s": done / elapsed,
-        "cpu_ms_per_task": {name: 1000.0 * (after[name] - before[name]) / done for name in watched},
+        "cpu_ms_per_task": {name: 1000.0 * (after[name] - before[name]) / done for name in after},
         **counts,
     }
+
+
+async def _unless_one_ends(
+    procs: dict[str, asyncio.subprocess.Process], work: Awaitable[T], timeout: float
+) -> T:
+    """`work`'s result; a skeleton process that ends meanwhile fails the run at once, by name."""
+    doing = asyncio.ensure_future(work)
+    ended = {asyncio.ensure_future(proc.wait()): role for role, proc in procs.items()}
+    try:
+        done, _ = await asyncio.wait(
+            [doing, *ended], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if doing in done:
+            return doing.result()
+        for waited, role in ended.items():
+            if waited in done:
+                raise RuntimeError(f"the skeleton {role} ended with {waited.result()}")
+        raise TimeoutError(f"the skeleton run took over {timeout:g} s")
+    finally:
+        for future in [doing, *ended]:
+            future.cancel()
 
 
 def scenario(cluster: Cluster, workdir: Path, flows: int, fan: int) -> dict[str, Any]:

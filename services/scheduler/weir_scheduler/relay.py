@@ -34,12 +34,14 @@ RELAY_BATCH_DEFAULT = 512
 RELAY_IDLE_POLL_DEFAULT = 1.0
 """Seconds between outbox checks when no NOTIFY arrives (a safety net, not the fast path)."""
 RELAY_COALESCE = 0.015
-"""Seconds the relay lets commits gather after a NOTIFY woke it. Events are the one output
-nobody waits on to go on: the dispatch a commit made (sent by the fast path) goes to a
+"""Seconds the relay lets commits gather after a NOTIFY woke it. The next step of a flow
+does not wait on its events: the dispatch a commit made (sent by the fast path) goes to a
 runner, whose report comes back and is appended, within a few milliseconds on an idle
-installation; a relay round (its query, publishes and delete) taking the CPUs in that time
-delays the flow's next step. After 15 ms it runs between steps, once for several of them,
-and the events of a busy installation go out in fewer, larger rounds."""
+installation, and a relay round (its query, publishes and delete) taking the CPUs in that
+time delays the step. After 15 ms it runs between steps, once for several of them, and a
+busy installation's events go out in fewer, larger rounds. What waits on events waits that
+much longer: a flow's end seen by `weir submit --wait` and the web UI, and a cancel reaching
+the runners (which kill its attempts) and the purge of its dispatches not yet taken."""
 RELAY_ACK_TIMEOUT_DEFAULT = 10.0
 RELAY_RETRY_DEFAULT = 0.5
 RELAY_FOLLOW_POLL = 1.0
