@@ -5,14 +5,14 @@
 
 Three processes move the same messages as a single-task flow through weir, on weir's own
 streams and with its own `Publisher` and `fetch_batch`, but decide nothing: the driver (this
-process, not measured) that submits; a "scheduler"
-that takes submits (256 at a time, as weir's intake), writes two event rows per flow in one
-statement, publishes the flow's dispatch and its two events and acks the submits; a
-"runner" that takes dispatches, publishes one report for each and acks them; and the same
-"scheduler" taking the reports, writing three event rows per flow and publishing those three
-events. Eight acknowledged publishes and two appends per flow, as weir does, and no
-validation, planning, deciding, projections, outbox, tokens, telemetry or executor. (A
-flow of many tasks writes no `flow_succeeded`: one event short of weir's, for the flow.)
+process, not measured) that submits; a "scheduler" that takes submits (256 at a time, as
+weir's intake), writes two event rows per flow in one statement, publishes the flow's
+dispatch and its two events and acks the submits; a "runner" that takes dispatches,
+publishes one report for each and acks them; and the same "scheduler" taking the reports,
+writing three event rows per flow and publishing those three events. Eight acknowledged
+publishes and two appends per flow, as weir does, and no validation, planning, deciding,
+projections, outbox, tokens, telemetry or executor. (A flow of many tasks writes no
+`flow_succeeded`: one event short of weir's, for the flow.)
 
 What it prints bounds what an implementation of this wire as weir is built (Python asyncio
 services on nats-py and asyncpg) can reach on this machine: tasks per second and each
@@ -67,28 +67,6 @@ SPEC = msgspec.json.encode(
 )
 T = TypeVar("T")
 
-Q = parse((Path(__file__).parent / "skeleton.sql").read_text())
-
-
-class SkeletonLog(NamedStatementsConnection):
-    """The skeleton's event rows, through the statements of `skeleton.sql`."""
-
-    async def create(self) -> None:
-        await self.conn.execute(Q["schema"])
-
-    async def append(self, events: Sequence[_Event], payloads: Sequence[bytes]) -> None:
-        await self.conn.execute(
-            Q["append"],
-            [e.flow_id for e in events],
-            [e.seq for e in events],
-            [e.type for e in events],
-            list(payloads),
-        )
-
-    async def event_rows(self) -> int:
-        return int(await self.conn.fetchval(Q["event_rows"]))
-
-
 DONE_SUBJECT = "skeleton.done"
 TASKS_HEADER = "Skeleton-Tasks"
 READY_SUBJECT = "skeleton.ready"
@@ -117,7 +95,7 @@ class _Event(msgspec.Struct):
     task: str | None = None
 
 
-class _Work(msgspec.Struct):
+class _Work(msgspec.Struct, omit_defaults=True):
     """A skeleton dispatch, and the report that echoes it."""
 
     flow_id: str
@@ -135,6 +113,27 @@ def _event(
 
 _encode = msgspec.json.encode
 _work_decoder = msgspec.json.Decoder(_Work)
+
+Q = parse((Path(__file__).parent / "skeleton.sql").read_text())
+
+
+class SkeletonLog(NamedStatementsConnection):
+    """The skeleton's event rows, through the statements of `skeleton.sql`."""
+
+    async def create(self) -> None:
+        await self.conn.execute(Q["schema"])
+
+    async def append(self, events: Sequence[_Event], payloads: Sequence[bytes]) -> None:
+        await self.conn.execute(
+            Q["append"],
+            [e.flow_id for e in events],
+            [e.seq for e in events],
+            [e.type for e in events],
+            list(payloads),
+        )
+
+    async def event_rows(self) -> int:
+        return int(await self.conn.fetchval(Q["event_rows"]))
 
 
 async def _append(pool: asyncpg.Pool, events: list[_Event], payloads: list[bytes]) -> None:
@@ -257,9 +256,7 @@ async def scheduler(nats_url: str, dsn: str) -> None:
                     seq = 2 + i
                     name = f"t{i}"
                     events.append(_event(flow_id, seq, "task_dispatched", name))
-                    dispatch = _encode(
-                        {"flow_id": flow_id, "task": name, "index": i, "tasks": tasks}
-                    )
+                    dispatch = _encode(_Work(flow_id, name, i, tasks))
                     dispatches.append((subject, dispatch, {"Nats-Msg-Id": f"{flow_id}.{seq}"}))
             payloads = [_encode(e) for e in events]
             await _append(pool, events, payloads)
@@ -275,11 +272,8 @@ async def scheduler(nats_url: str, dsn: str) -> None:
             events = []
             for msg in msgs:
                 report = _work_decoder.decode(msg.data)
-                flow_id, name, first = (
-                    report.flow_id,
-                    report.task,
-                    2 + report.tasks + 2 * report.index,
-                )
+                flow_id, name = report.flow_id, report.task
+                first = 2 + report.tasks + 2 * report.index  # after every task_dispatched
                 events.append(_event(flow_id, first, "task_started", name))
                 events.append(_event(flow_id, first + 1, "task_succeeded", name))
                 if report.tasks == 1:
