@@ -684,15 +684,16 @@ item and peak RSS.
 bench.skeleton`): three processes move a single-task flow's messages and appends exactly as
 weir does (a submit, a dispatch, a report, five events: eight acknowledged JetStream
 publishes, three of them taken from pull consumers and acknowledged, and two appends to
-Postgres), on weir's streams with its `Publisher` and `fetch_batch`, and decide nothing:
+Postgres), on weir's streams with its `Publisher` and `Puller`, and decide nothing:
 no validation, planning, deciding, projections, outbox, tokens, telemetry or executor. Its
 rate bounds what an implementation of this wire as weir is built (Python asyncio services
 on nats-py and asyncpg) can reach on the machine, and its CPU per task beside weir's is what
 weir's own work costs. It runs `--flows` single-task flows, then one flow of the largest fan
-size, each twice: taking messages as weir does (nats-py's `fetch`) and with a lean pull (one
-pull request per batch, the messages gathered by a subscription callback), a change weir has
-not made. `python -m bench.skeleton --grouped` prices another: each append's events
-published as one message (a wire change).
+size, each twice: taking messages as weir does (`weir.jetstream.Puller`: a request for one
+message, then one for what is pending, so that no request outlives its take) and with a lean
+pull (one request per batch kept open across takes), a change weir has not made. `python
+-m bench.skeleton --grouped` prices another: each append's events published as one message
+(a wire change).
 
 Single-task flows are submitted two ways: one message per flow (`Client.submit`, 256 in
 flight) and in batches of 1,000 (`Client.submit_many`: one write, acks awaited together).

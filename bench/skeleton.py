@@ -4,7 +4,7 @@
                                        [--code REV] [--workdir DIR]
 
 Three processes move the same messages as a single-task flow through weir, on weir's own
-streams and with its own `Publisher` and `fetch_batch`, but decide nothing: the driver (this
+streams and with its own `Publisher` and `Puller`, but decide nothing: the driver (this
 process, not measured) that submits; a "scheduler" that takes submits (256 at a time, as
 weir's intake), writes two event rows per flow in one statement, publishes the flow's
 dispatch and its two events and acks the submits; a "runner" that takes dispatches,
@@ -20,8 +20,9 @@ process's CPU per task (skeleton scheduler, skeleton runner, nats-server, Postgr
 own figures in the same units are in `bench/README.md`; the difference is the cost of
 weir's per-flow work. Two variants price changes weir has not made: `--grouped` publishes
 each append's events as one message (five publishes per flow, not eight: a wire change);
-`--lean-pull` takes messages without nats-py's per-message fetch machinery (one pull
-request for a batch, the messages gathered by a subscription callback).
+`--lean-pull` keeps one pull request for a batch open across takes, gathering what it
+brings with a subscription callback (weir's `Puller` gathers the same way, but asks for one
+message and then for what is pending, so that no request outlives its take).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.embedded import EmbeddedNats
-from weir.jetstream import Outgoing, Publisher, fetch_batch, stream_configs
+from weir.jetstream import Outgoing, Publisher, pull_consumer, stream_configs
 from weir_proto import subjects
 from weir_scheduler.data.databases import NamedStatementsConnection
 from weir_scheduler.data.postgres import create_pool
@@ -75,7 +76,7 @@ GROUPED = os.environ.get(GROUPED_ENV) == "1"
 """Whether this process publishes each append's events as one message (`--grouped`)."""
 LEAN_ENV = "WEIR_SKELETON_LEAN_PULL"
 LEAN_PULL = os.environ.get(LEAN_ENV) == "1"
-"""Whether this process takes messages with `_LeanPull`, not `fetch_batch` (`--lean-pull`)."""
+"""Whether this process takes messages with `_LeanPull`, not weir's `Puller` (`--lean-pull`)."""
 PULL_WAIT = 1.0
 """Seconds a pull request waits for its first message (as weir's intakes wait)."""
 START_TIMEOUT = 60.0
@@ -169,12 +170,13 @@ Take = Callable[[int], Awaitable[list[Msg]]]
 async def _puller(
     nc: NATS, subject: str, durable: str, stream: str, config: ConsumerConfig
 ) -> Take:
-    """A durable pull consumer, taken from with weir's `fetch_batch` or with `_LeanPull`."""
+    """A durable pull consumer, taken from with weir's `Puller` or with `_LeanPull`."""
+    if not LEAN_PULL:
+        puller = await pull_consumer(nc, subject, durable, stream, config)
+        return lambda most: puller.take(most, PULL_WAIT)
     sub = await nc.jetstream().pull_subscribe(
         subject, durable=durable, stream=stream, config=config
     )
-    if not LEAN_PULL:
-        return lambda most: fetch_batch(sub, most, PULL_WAIT)
     await sub.unsubscribe()  # the consumer stays; only nats-py's way of pulling goes
     lean = _LeanPull(nc, stream, durable)
     await lean.start()
@@ -504,7 +506,7 @@ async def _unless_one_ends(
 
 def scenario(cluster: Cluster, workdir: Path, flows: int, fan: int) -> dict[str, Any]:
     """The bench's `skeleton` scenario: `flows` single-task flows, then one `fan`-task flow,
-    each taken as weir takes messages (`fetch_batch`) and with `--lean-pull`'s way."""
+    each taken as weir takes messages (`Puller`) and with `--lean-pull`'s way."""
     from bench.scenarios import _log
 
     _log(f"skeleton: {flows:,} single-task flows, then one flow of {fan:,} tasks, no weir logic")
@@ -542,7 +544,7 @@ def main() -> None:
     p.add_argument(
         "--lean-pull",
         action="store_true",
-        help="take messages with one pull request per batch and a callback, not fetch_batch",
+        help="keep one pull request per batch open across takes, not weir's Puller",
     )
     p.add_argument("--role", choices=("scheduler", "runner"), help=argparse.SUPPRESS)
     p.add_argument("--nats", help=argparse.SUPPRESS)

@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir import telemetry
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import Publisher, close, connect, fetch_batch, wait_for_streams
+from weir.jetstream import Publisher, Puller, close, connect, pull_consumer, wait_for_streams
 from weir.process import service_loops
 from weir.supervisor import Duty
 from weir_proto import subjects
@@ -125,12 +125,14 @@ class Runner:
         self.executor.ask_with(self.attempt_wanted)  # which of its pods are orphans
         self.executor.attach(js)  # artifacts and secrets over the worker's connection
         loops = self.loops
+        pullers: list[Puller] = []
         for queue in settings.runner_queues:
-            sub = await js.pull_subscribe(
+            puller = await pull_consumer(
+                self.nc,
                 subjects.queue_dispatches(queue),
-                durable=consumer_name(queue),
-                stream=subjects.STREAM_DISPATCH,
-                config=ConsumerConfig(
+                consumer_name(queue),
+                subjects.STREAM_DISPATCH,
+                ConsumerConfig(
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                     ack_wait=settings.dispatch_ack_wait,
@@ -138,7 +140,8 @@ class Runner:
                     max_ack_pending=-1,
                 ),
             )
-            loops.start(Duty(f"queue-{queue}", partial(self._take_round, sub, js)))
+            pullers.append(puller)
+            loops.start(Duty(f"queue-{queue}", partial(self._take_round, puller, js)))
         loops.start(Duty("heartbeats", self._heartbeat_round))
         attempts_root = Path(settings.runner_dir)
         sweep = partial(janitor.sweep_round, attempts_root, settings.runner_keep, self._following)
@@ -166,6 +169,8 @@ class Runner:
         await loops.wait(self.stop)
         log.info("runner stopping", extra={"running": len(self.running)})
         await loops.stop(*(f"queue-{queue}" for queue in settings.runner_queues))
+        for puller in pullers:  # a request still waiting would take a dispatch for nobody
+            await puller.stop()
         with contextlib.suppress(Exception):
             await cancels.unsubscribe()
         if self.running:
@@ -183,9 +188,7 @@ class Runner:
         log.info("runner stopped")
         loops.raise_if_fatal()
 
-    async def _take_round(
-        self, sub: JetStreamContext.PullSubscription, js: JetStreamContext
-    ) -> None:
+    async def _take_round(self, puller: Puller, js: JetStreamContext) -> None:
         """One round of a `queue-<name>` loop: wait for a free slot, take as many dispatches
         as there are free slots, start them. While NATS reconnects the round waits and tries
         again (attempts under way go on); any other error is the supervisor's."""
@@ -198,7 +201,7 @@ class Runner:
                 free += 1
             try:
                 shared = len(self.settings.runner_queues) > 1
-                msgs = await fetch_batch(sub, free, FETCH_WAIT_SHARED if shared else FETCH_WAIT)
+                msgs = await puller.take(free, FETCH_WAIT_SHARED if shared else FETCH_WAIT)
             except (nats.errors.Error, OSError) as exc:
                 log.warning("fetch failed", extra={"error": str(exc)})
                 await asyncio.sleep(PUBLISH_RETRY_DELAY)

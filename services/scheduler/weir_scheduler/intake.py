@@ -16,9 +16,8 @@ from typing import ClassVar
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from weir import telemetry
-from weir.jetstream import fetch_batch
+from weir.jetstream import Puller
 from weir_proto.ids import flow_id_from_message, is_dns_label, is_task_name
 from weir_proto.messages import AttemptStatus
 
@@ -45,12 +44,12 @@ class PulledBatches(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, sub: JetStreamContext.PullSubscription, batch: int = BATCH_DEFAULT) -> None:
-        self.sub = sub
+    def __init__(self, puller: Puller, batch: int = BATCH_DEFAULT) -> None:
+        self.puller = puller
         self.batch = batch
 
     async def run_once(self) -> None:
-        msgs = await fetch_batch(self.sub, self.batch, FETCH_WAIT)
+        msgs = await self.puller.take(self.batch, FETCH_WAIT)
         if msgs:
             await self.record(msgs)
 
@@ -64,8 +63,8 @@ class SubmitIntake(PulledBatches):
 
     name = "submits"
 
-    def __init__(self, sub: JetStreamContext.PullSubscription, handler: SubmissionHandler) -> None:
-        super().__init__(sub)
+    def __init__(self, puller: Puller, handler: SubmissionHandler) -> None:
+        super().__init__(puller)
         self.handler = handler
 
     async def record(self, msgs: list[Msg]) -> None:
@@ -104,8 +103,8 @@ class ReportIntake(PulledBatches):
 
     name = "reports"
 
-    def __init__(self, sub: JetStreamContext.PullSubscription, handler: FlowCommands) -> None:
-        super().__init__(sub)
+    def __init__(self, puller: Puller, handler: FlowCommands) -> None:
+        super().__init__(puller)
         self.handler = handler
 
     async def record(self, msgs: list[Msg]) -> None:

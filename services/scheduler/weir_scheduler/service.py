@@ -14,7 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from weir.artifacts import ArtifactStore, artifact_store, delete_flow_artifacts
 from weir.config import Settings
 from weir.health import serve_health
-from weir.jetstream import Publisher, close, connect, ensure_streams, redact_url
+from weir.jetstream import Publisher, close, connect, ensure_streams, pull_consumer, redact_url
 from weir.process import service_loops
 from weir_proto import subjects
 from weir_proto.ids import is_dns_label, is_task_name
@@ -134,21 +134,23 @@ class Scheduler:
             f"{subjects.HEARTBEAT_PREFIX}.>", queue="weir-scheduler", cb=on_heartbeat
         )
 
-        submit_sub = await js.pull_subscribe(
+        submits = await pull_consumer(
+            self.nc,
             subjects.SUBMIT,
-            durable=SUBMIT_CONSUMER,
-            stream=subjects.STREAM_COMMANDS,
-            config=_consumer_config(settings.scheduler_ack_wait),
+            SUBMIT_CONSUMER,
+            subjects.STREAM_COMMANDS,
+            _consumer_config(settings.scheduler_ack_wait),
         )
-        status_sub = await js.pull_subscribe(
+        reports = await pull_consumer(
+            self.nc,
             f"{subjects.STATUS_PREFIX}.>",
-            durable=STATUS_CONSUMER,
-            stream=subjects.STREAM_STATUS,
-            config=_consumer_config(settings.scheduler_ack_wait),
+            STATUS_CONSUMER,
+            subjects.STREAM_STATUS,
+            _consumer_config(settings.scheduler_ack_wait),
         )
         loops = self.loops
-        loops.start(SubmitIntake(submit_sub, submissions))
-        loops.start(ReportIntake(status_sub, commands))
+        loops.start(SubmitIntake(submits, submissions))
+        loops.start(ReportIntake(reports, commands))
         loops.start(relay)
         loops.start(relay.fast_path)
         loops.start(timers)
@@ -163,6 +165,8 @@ class Scheduler:
         await loops.wait(self.stop)
         log.info("scheduler stopping")
         await loops.stop()
+        await submits.stop()
+        await reports.stop()
         await relay.close()
         with contextlib.suppress(Exception):
             await heartbeats.unsubscribe()
