@@ -527,7 +527,7 @@ class _Batch:
 
 class Puller:
     """A durable pull consumer's messages, taken in batches: `take` blocks for the first
-    message, then takes what is already pending, and no request it makes outlives it.
+    message, then takes what is already pending, and never holds more than it asked for.
 
     A request for `most` would linger until `most` came or it expired, adding its whole
     wait to every step of an idle flow; asking for one, then for exactly the number the
@@ -535,16 +535,22 @@ class Puller:
 
     nats-py's `fetch` spends a task, a timer, a future and a uuid on every message it hands
     over (about 70 µs of CPU each, three messages per single-task flow). Here each request
-    gets its own reply subject under one wildcard subscription whose callback gathers the
-    messages into the request under way, and one timer ends the request.
+    has its own reply subject under one wildcard subscription; its callback puts each
+    message into the request under way (JetStream's messages carry their stream subject,
+    not the reply subject, so they cannot be told apart by request), and one timer ends the
+    request.
 
     A request can outlive its take: its take was cancelled (a service stopping), or its
     timer ran out before the server's answer came (NATS restarted, or the answer was slow).
-    Whatever such a request brings when no take wants it is given back at once (a nak) to
-    be handed out again, so no process holds a message it did not ask for: a runner would
-    otherwise hold a dispatch it has no slot for, unwatched, until another runner got it
-    too. No request is made while NATS reconnects (nats-py would keep it and send it on
-    reconnecting, long after its take ended).
+    What such a request brings goes into the next take's request when one is under way
+    (counted against its batch like any other), else it is given back at once (a nak) to be
+    handed out again: no process holds a message it did not ask for, which for a runner
+    would be a dispatch it has no slot for, unwatched until another runner got it too. Such
+    a message may then be delivered once more than it was worked on (`num_delivered`). The
+    take it went into leaves its own request waiting instead, so after such an ending the
+    surplus moves on from take to take until it finds none under way or expires. No request
+    is made while NATS reconnects (nats-py would keep it and send it on reconnecting, long
+    after its take ended).
     """
 
     def __init__(self, nc: NATS, stream: str, durable: str) -> None:
@@ -560,11 +566,12 @@ class Puller:
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._delivered)
 
     async def stop(self) -> None:
-        """Stop listening: requests still waiting on the server are dropped (the server
-        serves no request whose reply subject nobody listens to)."""
-        with contextlib.suppress(Exception):
-            if self._sub is not None:
-                await self._sub.unsubscribe()
+        """Stop listening: requests still waiting on the server are dropped (it serves no
+        request whose reply subject nobody listens to), and what they brought before the
+        server knew is given back (a drain, not an unsubscribe, which would drop it)."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sub.drain(), STOP_TIMEOUT)
 
     async def take(self, most: int, wait: float) -> list[Msg]:
         """Up to `most` messages, waiting up to `wait` seconds for the first; [] when none
@@ -604,7 +611,7 @@ class Puller:
         try:
             await self._nc.publish(self._next, _encode_json(ask), reply=reply)
             await request.ended
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the publish failed: nobody takes these
             await _give_back(request.msgs)
             raise
         finally:
@@ -634,20 +641,28 @@ class Puller:
 PULL_GRACE = 1.0
 """Seconds past its expiry a pull request is waited for before it is taken as lost."""
 TOP_UP_WAIT = 0.05
-"""Seconds the request for messages already pending may take to be answered."""
+"""Seconds the server is given for the request for messages already pending (it answers at
+once; the take gives it `PULL_GRACE` more before taking it as lost)."""
+STOP_TIMEOUT = 2.0
+"""Seconds `stop` waits for what requests brought before the server dropped them."""
 DISCONNECTED_POLL = 0.1
 """Seconds a take waits, while NATS is reconnecting, before it returns nothing."""
 _encode_json = msgspec.json.encode
 
 
 def _refusal(status: str, description: str) -> APIError | None:
-    """None for a status that ends a pull request (404 no messages, 408 expired, 409 a
-    transient conflict such as a leader change); the error for one that refuses it."""
+    """None for a status that ends a pull request (404 no messages, 408 expired, 409 for a
+    leader change or a server shutting down); the error for one that refuses it (any other
+    409: the consumer was deleted, or the request exceeds its limits; 503: no JetStream),
+    which the caller backs off from instead of asking again at once."""
     if status in ("404", "408"):
         return None
-    if status == "409" and not description.startswith(("Exceeded MaxRequest", "Consumer is")):
+    if status == "409" and description in _PASSING_CONFLICTS:
         return None
     return APIError(code=int(status) if status.isdigit() else None, description=description)
+
+
+_PASSING_CONFLICTS = frozenset({"Leadership Change", "Server Shutdown"})
 
 
 async def _give_back(msgs: list[Msg]) -> None:

@@ -1,6 +1,7 @@
 """`weir.jetstream.Puller` against a real nats-server: how the scheduler's intakes and the
 runner's queues take messages. A take returns as soon as there is work, never holds more
-than it was asked for, leaves no request behind on the server, and ends when NATS goes."""
+than it was asked for (what a request left behind brings is given back), makes no request
+while NATS is away, and ends when NATS goes."""
 
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ async def test_a_take_across_a_nats_restart_ends_and_the_next_take_gets_work(
     nc: NATS, nats_server: EmbeddedNats
 ) -> None:
     puller = await _puller(nc)
-    take = asyncio.create_task(puller.take(5, 1.0))
+    take = asyncio.create_task(puller.take(5, 5.0))
     await until(lambda: _waiting(nc, 1), "the take's request waits on the server")
 
     nats_server.stop()
@@ -207,21 +208,52 @@ async def test_a_take_from_a_consumer_that_is_gone_is_refused_at_once(nc: NATS) 
         await asyncio.wait_for(puller.take(5, IDLE_WAIT), IDLE_WAIT / 2)
 
 
-async def test_messages_taken_are_returned_when_the_request_for_the_pending_ones_is_refused(
+async def test_a_stopped_puller_leaves_no_request_to_take_what_comes_next(nc: NATS) -> None:
+    """A service stopping cancels its take and stops its puller: the request the take left
+    on the server is dropped, so the next message goes to another replica on its first
+    delivery, not to a process on its way out."""
+    puller = await _puller(nc)
+    await _cancelled_take(nc, puller)
+
+    await puller.stop()
+
+    await until(lambda: _waiting(nc, 0), "the server dropped the request nobody listens to")
+    await _publish(nc, b"next")
+    taken = await _taken_elsewhere(nc)
+    assert taken.data == b"next"
+    assert taken.metadata.num_delivered == 1
+
+
+async def test_a_take_the_consumer_does_not_allow_is_refused_not_asked_again_at_once(
     nc: NATS,
+) -> None:
+    """A pull request longer than the consumer allows is refused (409) every time: the
+    take raises, so the caller's loop backs off instead of spinning."""
+    await _consumer_by_api(nc, max_expires=int(1e9))
+    puller = await _puller(nc)
+
+    with pytest.raises(APIError, match="MaxRequestExpires"):
+        await asyncio.wait_for(puller.take(5, IDLE_WAIT), IDLE_WAIT / 2)
+
+
+async def _consumer_by_api(nc: NATS, **limits: int) -> None:
+    """The consumer made with limits nats-py's ConsumerConfig has no field for."""
+    config = {"durable_name": DURABLE, "ack_policy": "explicit", **limits}
+    made = await nc.request(
+        f"$JS.API.CONSUMER.CREATE.{STREAM}.{DURABLE}",
+        json.dumps({"stream_name": STREAM, "config": config}).encode(),
+    )
+    answer = json.loads(made.data)
+    assert "error" not in answer, answer
+    assert all(answer["config"][name] == value for name, value in limits.items()), answer
+
+
+async def test_messages_taken_are_returned_when_the_request_for_the_pending_ones_is_refused(
+    nc: NATS, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The consumer allows at most two messages a request: the first is still handed over
     (not left to the ack wait) when the server refuses the request for the other four."""
-    made = await nc.request(  # nats-py's ConsumerConfig has no max_batch
-        f"$JS.API.CONSUMER.CREATE.{STREAM}.{DURABLE}",
-        json.dumps(
-            {
-                "stream_name": STREAM,
-                "config": {"durable_name": DURABLE, "ack_policy": "explicit", "max_batch": 2},
-            }
-        ).encode(),
-    )
-    assert b'"max_batch":2' in made.data
+    await _consumer_by_api(nc, max_batch=2)
     puller = await _puller(nc)
     await _publish(nc, *(b"%d" % n for n in range(5)))
 
@@ -229,3 +261,4 @@ async def test_messages_taken_are_returned_when_the_request_for_the_pending_ones
 
     assert [m.data for m in msgs] == [b"0"]
     assert (await _consumer(nc)).num_ack_pending == 1
+    assert any("MaxRequestBatch" in getattr(r, "error", "") for r in caplog.records)

@@ -33,7 +33,9 @@ FETCH_WAIT = 5.0
 RETRY_DELAY = 1.0
 """Seconds before a message given back is delivered again."""
 POISON_DELIVERIES = 5
-"""A message that failed this many times on its own is rejected (submits) or dropped."""
+"""A message that failed this many times on its own is rejected (submits) or dropped. Counted
+by JetStream's deliveries, which include the rare one a `Puller` gave back without working
+on it (a request that outlived its take brought it)."""
 
 _status_decoder = msgspec.json.Decoder(AttemptStatus)
 
