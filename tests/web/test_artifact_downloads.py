@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import socket
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ __all__ = ["s3_endpoint", "storage"]  # fixtures
 MIB = 1024 * 1024
 FLOW = "downloads"
 LARGE = 64 * MIB
+HELD_RECEIVE_BUFFER = 64 * 1024
+"""Bytes a client holding a download open lets the kernel take for it (a sixteen-MiB
+artifact must not fit in what the two ends buffer)."""
 RELEASED_WITHIN = CONSUMER_IDLE_SECONDS / 3
 """A read's consumer must be gone well before the server would drop it as idle: only
 weir-web's own cleanup passes."""
@@ -225,15 +229,13 @@ async def test_a_client_that_stops_reading_leaves_no_consumer_or_subscription(
         served.consumers, lambda n: n == consumers, "the tiny read's consumer", RELEASED_WITHIN
     )
     subscriptions = served.subscriptions()
-    http = served.client()
-    async with http.stream("GET", f"/flows/{FLOW}/artifacts/large") as response:
-        assert response.status_code == 200
-        first = await anext(response.aiter_raw())
-        assert first
-        # While the download is open, it holds one consumer and its subscription.
-        assert await served.consumers() == consumers + 1
-        assert served.subscriptions() == subscriptions + 1
-    await http.aclose()  # the client goes away, 16 MiB unread
+    reader, writer = await _request_held_open(served, "large")
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    assert await reader.read(1)  # the artifact's bytes began
+    # While the download is open, it holds one consumer and its subscription.
+    assert await served.consumers() == consumers + 1
+    assert served.subscriptions() == subscriptions + 1
+    writer.close()  # the client goes away, most of 16 MiB unread
 
     await eventually(
         served.consumers, lambda n: n == consumers, "the read's consumer deleted", RELEASED_WITHIN
@@ -245,6 +247,27 @@ async def test_a_client_that_stops_reading_leaves_no_consumer_or_subscription(
     )
     again = await _download(served, "large")  # and weir-web serves on
     assert again.received == 16 * MIB
+
+
+async def _request_held_open(
+    served: Served, name: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A GET of the artifact from a client that reads nothing until told: its socket's
+    receive buffer is fixed small (64 KiB, which turns off the kernel's autotuning, up to
+    32 MiB on some machines), so weir-web cannot write the whole artifact into the kernel's
+    buffers and end the read on its own while the test looks at it."""
+    host, port = served.url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, HELD_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=HELD_RECEIVE_BUFFER)
+    writer.write(
+        f"GET /api/v1/flows/{FLOW}/artifacts/{name} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {TOKENS['viewer']}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
 
 
 async def _replace_last_chunk(js: JetStreamContext, store: ArtifactStore, name: str) -> int:
