@@ -243,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                     raw["fanout"].append(scenarios.fanout(ctx, args.map_items))
                 if "skeleton" in args.only:
                     raw["skeleton"].append(
-                        skeleton.scenario(cluster, workdir, args.flows, max(args.fan_sizes))
+                        skeleton.scenario(
+                            cluster,
+                            workdir,
+                            args.flows,
+                            max(args.fan_sizes),
+                            args.samples,
+                            args.chain,
+                        )
                     )
                 if "peers" in args.only:
                     peers: dict[str, Any] = {}

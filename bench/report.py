@@ -232,6 +232,15 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             higher_is_better=False,
         ),
         Goal(
+            "the design's floor (bench/skeleton.py, no weir logic, idle): submit -> started p50",
+            dig(results, "skeleton", "latency", "submit_to_start_ms", "p50"),
+            "ms",
+            f"{lat_peer[0]} enqueue -> start p50" if lat_peer else "peer enqueue -> start p50",
+            lat_peer[1] if lat_peer else None,
+            None,
+            higher_is_better=False,
+        ),
+        Goal(
             "step to step p50",
             dig(results, "latency", "step_to_step_ms", "p50"),
             "ms",
@@ -248,6 +257,18 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             STEP_P99_MS,
             1.0,
             higher_is_better=False,
+        ),
+        *(
+            Goal(
+                f"the design's floor (idle): step to step {p}",
+                dig(results, "skeleton", "latency", "step_to_step_ms", p),
+                "ms",
+                "target",
+                target,
+                None,
+                higher_is_better=False,
+            )
+            for p, target in (("p50", STEP_P50_MS), ("p99", STEP_P99_MS))
         ),
         Goal(
             f"2 schedulers + 2 runners, flows/s ({fmt(dig(results, 'replicas', 'cpu_count'), 0)}"
@@ -372,6 +393,13 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
         value = dig(results, "latency", figure, "p50")
         if value is not None:
             lat.append((label, value, "tab:blue"))
+    for figure, label in (
+        ("submit_to_start_ms", "floor\nsubmit→start"),
+        ("step_to_step_ms", "floor\nstep→step"),
+    ):
+        value = dig(results, "skeleton", "latency", figure, "p50")
+        if value is not None:
+            lat.append((label, value, "tab:gray"))
     for name, run in results.get("peers", {}).items():
         value = dig(run, "enqueue_to_start_ms", "p50")
         if value is not None:
@@ -388,7 +416,12 @@ def chart(results: Mapping[str, Any], path: Path, stamp: str) -> Path | None:
             "Throughput (no-op work; gray: the design's floor, bench/skeleton.py)",
             "tasks or jobs / s",
         ),
-        (fig.add_subplot(grid[0, 1]), lat, "Latency p50 on an idle system", "ms"),
+        (
+            fig.add_subplot(grid[0, 1]),
+            lat,
+            "Latency p50 on an idle system (gray: the design's floor)",
+            "ms",
+        ),
     ):
         if data:
             labels = [d[0] for d in data]
@@ -623,6 +656,21 @@ def tables(doc: Mapping[str, Any]) -> str:
                 f"| {', '.join(fmt(c, 3) for c in cpu)} | {fmt(total, 3)} |"
             )
         lines.append("")
+        idle = r["skeleton"].get("latency", {})
+        if idle:
+            lines += [
+                "| the design's floor, idle (`bench/skeleton.py`, the latency scenario's "
+                "samples) | p50 ms | p99 ms |",
+                "|---|---|---|",
+                f"| {_m(idle, 'submit_to_start_ms', 'n', digits=0)} single-task flows one at a "
+                "time: submit -> the runner took the dispatch "
+                f"| {_m(idle, 'submit_to_start_ms', 'p50', digits=2)} "
+                f"| {_m(idle, 'submit_to_start_ms', 'p99', digits=2)} |",
+                f"| a {_m(idle, 'chain_tasks', digits=0)}-task chain: a task's report sent -> "
+                f"the runner took the next | {_m(idle, 'step_to_step_ms', 'p50', digits=2)} "
+                f"| {_m(idle, 'step_to_step_ms', 'p99', digits=2)} |",
+                "",
+            ]
     lines += [
         "| goal | weir | against | ratio | goal | verdict |",
         "|---|---|---|---|---|---|",
@@ -691,7 +739,12 @@ on nats-py and asyncpg) can reach on the machine, and its CPU per task beside we
 weir's own work costs. It runs `--flows` single-task flows, then one flow of the largest fan
 size, each twice: taking messages as weir does (`weir.jetstream.Puller`: a request for one
 message, then one for what is pending, so that no request outlives its take) and with a lean
-pull (one request per batch kept open across takes), a change weir has not made. `python
+pull (one request per batch kept open across takes), a change weir has not made. Then it
+repeats the latency scenario on an idle skeleton (`python -m bench.skeleton --latency
+100`): the same samples, one single-task flow at a time 50 ms apart (submit until the runner
+took the dispatch), then one chain of the same length whose scheduler dispatches each task
+when the one before it reports (its report sent until the runner took the next). Nothing is
+sent while it measures: the runner keeps its times and hands them over at the end. `python
 -m bench.skeleton --grouped` prices another: each append's events published as one message
 (a wire change).
 

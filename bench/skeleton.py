@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.skeleton [--flows 20000] [--tasks 1] [--grouped] [--lean-pull]
                                        [--code REV] [--workdir DIR]
+    .venv/bin/python -m bench.skeleton --latency 100 [--chain 200]
 
 Three processes move the same messages as a single-task flow through weir, on weir's own
 streams and with its own `Publisher` and `Puller`, but decide nothing: the driver (this
@@ -23,6 +24,11 @@ each append's events as one message (five publishes per flow, not eight: a wire 
 `--lean-pull` keeps one pull request for a batch open across takes, gathering what it
 brings with a subscription callback (weir's `Puller` gathers the same way, but asks for one
 message and then for what is pending, so that no request outlives its take).
+
+`--latency` bounds the bench's latency scenario the same way: single-task flows submitted
+one at a time on an idle skeleton (submit until the runner took the dispatch), then one
+chain whose scheduler dispatches each task when the one before it reports, in the append
+that records that report (a task's report sent until the runner took the next).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from weir_scheduler.data.databases import NamedStatementsConnection
 from weir_scheduler.data.postgres import create_pool
 from weir_scheduler.data.queries import parse
 
+from bench.stats import latency_summary
 from bench.weirstack import Cluster, RssSampler
 
 BATCH = 256
@@ -70,6 +77,14 @@ T = TypeVar("T")
 
 DONE_SUBJECT = "skeleton.done"
 TASKS_HEADER = "Skeleton-Tasks"
+CHAIN_HEADER = "Skeleton-Chain"
+TIMES_SUBJECT = "skeleton.times"
+TIMES_ENV = "WEIR_SKELETON_TIMES"
+TIMES = os.environ.get(TIMES_ENV) == "1"
+"""Whether the runner keeps, for each dispatch, when it took it and when it reported it
+(`latency`), to hand over on `TIMES_SUBJECT` at the end: nothing is sent while measuring."""
+IDLE = 0.05
+"""Seconds between two latency samples (as the bench's latency scenario)."""
 READY_SUBJECT = "skeleton.ready"
 GROUPED_ENV = "WEIR_SKELETON_GROUPED"
 GROUPED = os.environ.get(GROUPED_ENV) == "1"
@@ -103,6 +118,8 @@ class _Work(msgspec.Struct, omit_defaults=True):
     task: str
     index: int
     tasks: int
+    chain: bool = False
+    """The flow's tasks run one after another (the next is dispatched when one reports)."""
     exit_code: int | None = None
 
 
@@ -161,6 +178,11 @@ async def _publish(publisher: Publisher, messages: list[Outgoing]) -> None:
     for outcome in await publisher.publish(messages, ACK_TIMEOUT):
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def _dispatch(work: _Work, seq: int) -> Outgoing:
+    subject = subjects.dispatch("default", work.flow_id, on_exit=False)
+    return (subject, _encode(work), {"Nats-Msg-Id": f"{work.flow_id}.{seq}"})
 
 
 Take = Callable[[int], Awaitable[list[Msg]]]
@@ -251,15 +273,13 @@ async def scheduler(nats_url: str, dsn: str) -> None:
                 headers = msg.headers or {}
                 flow_id = headers.get("Nats-Msg-Id", "")
                 tasks = int(headers.get(TASKS_HEADER, "1"))
+                chain = headers.get(CHAIN_HEADER) == "1"
                 spec = msgspec.Raw(msg.data)
                 events.append(_event(flow_id, 1, "flow_submitted", spec=spec))
-                subject = subjects.dispatch("default", flow_id, on_exit=False)
-                for i in range(tasks):
+                for i in range(1 if chain else tasks):
                     seq = 2 + i
-                    name = f"t{i}"
-                    events.append(_event(flow_id, seq, "task_dispatched", name))
-                    dispatch = _encode(_Work(flow_id, name, i, tasks))
-                    dispatches.append((subject, dispatch, {"Nats-Msg-Id": f"{flow_id}.{seq}"}))
+                    events.append(_event(flow_id, seq, "task_dispatched", f"t{i}"))
+                    dispatches.append(_dispatch(_Work(flow_id, f"t{i}", i, tasks, chain), seq))
             payloads = [_encode(e) for e in events]
             await _append(pool, events, payloads)
             await _publish(publisher, dispatches + _events_out(events, payloads))
@@ -272,17 +292,24 @@ async def scheduler(nats_url: str, dsn: str) -> None:
             if not msgs:
                 continue
             events = []
+            dispatches: list[Outgoing] = []
             for msg in msgs:
                 report = _work_decoder.decode(msg.data)
-                flow_id, name = report.flow_id, report.task
-                first = 2 + report.tasks + 2 * report.index  # after every task_dispatched
+                flow_id, name, index = report.flow_id, report.task, report.index
+                # a chain's tasks each have dispatched, started, succeeded in turn; parallel
+                # tasks' started and succeeded come after every task_dispatched
+                first = 3 + 3 * index if report.chain else 2 + report.tasks + 2 * index
                 events.append(_event(flow_id, first, "task_started", name))
                 events.append(_event(flow_id, first + 1, "task_succeeded", name))
-                if report.tasks == 1:
+                if report.chain and index + 1 < report.tasks:
+                    after = _Work(flow_id, f"t{index + 1}", index + 1, report.tasks, True)
+                    events.append(_event(flow_id, first + 2, "task_dispatched", after.task))
+                    dispatches.append(_dispatch(after, first + 2))
+                elif report.tasks == 1 or report.chain:
                     events.append(_event(flow_id, first + 2, "flow_succeeded"))
             payloads = [_encode(e) for e in events]
             await _append(pool, events, payloads)
-            await _publish(publisher, _events_out(events, payloads))
+            await _publish(publisher, dispatches + _events_out(events, payloads))
             for msg in msgs:
                 await msg.ack()
             await nc.publish(DONE_SUBJECT, str(len(msgs)).encode())
@@ -308,15 +335,25 @@ async def runner(nats_url: str) -> None:
         subjects.STREAM_DISPATCH,
         config,
     )
+    times: list[tuple[str, int, float, float]] = []
+
+    async def hand_over(msg: Msg) -> None:
+        await msg.respond(_encode(times))
+
+    if TIMES:
+        await nc.subscribe(TIMES_SUBJECT, cb=hand_over)
     await nc.publish(READY_SUBJECT, b"runner")
     while True:
         msgs = await take(RUNNER_SLOTS)
+        took = time.time()
         reports: list[Outgoing] = []
         for msg in msgs:
             dispatch = _work_decoder.decode(msg.data)
             report = _encode(msgspec.structs.replace(dispatch, exit_code=0))
             msg_id = f"{dispatch.flow_id}.{dispatch.task}:finished"
             reports.append((subjects.status(dispatch.flow_id), report, {"Nats-Msg-Id": msg_id}))
+            if TIMES:
+                times.append((dispatch.flow_id, dispatch.index, took, time.time()))
         if reports:
             await _publish(publisher, reports)
         for msg in msgs:
@@ -349,6 +386,49 @@ async def _drive(nc: NATS, flows: int, tasks: int) -> float:
         await _publish(publisher, batch)
     await asyncio.wait_for(all_reported.wait(), RUN_TIMEOUT)
     return time.perf_counter() - t0
+
+
+async def _drive_latency(nc: NATS, samples: int, chain_len: int) -> dict[str, Any]:
+    """`latency`'s samples, from the runner's times (asked for once every flow ended)."""
+    publisher = Publisher(nc)
+    reported = 0
+    more = asyncio.Event()
+
+    async def on_done(msg: Any) -> None:
+        nonlocal reported
+        reported += int(msg.data)
+        more.set()
+
+    async def until(reports: int) -> None:
+        while reported < reports:
+            more.clear()
+            await more.wait()
+
+    await nc.subscribe(DONE_SUBJECT, cb=on_done)
+    await nc.flush()
+    stamp = int(time.time() * 1000)
+    submitted: dict[str, float] = {}
+    for i in range(samples):
+        flow_id = f"lat-{stamp}-{i}"
+        submitted[flow_id] = time.time()
+        await _publish(publisher, [(subjects.SUBMIT, SPEC, {"Nats-Msg-Id": flow_id})])
+        await until(i + 1)
+        await asyncio.sleep(IDLE)
+    chain_id = f"chain-{stamp}"
+    headers = {"Nats-Msg-Id": chain_id, TASKS_HEADER: str(chain_len), CHAIN_HEADER: "1"}
+    await _publish(publisher, [(subjects.SUBMIT, SPEC, headers)])
+    await until(samples + chain_len)
+    answer = await nc.request(TIMES_SUBJECT, b"", timeout=ACK_TIMEOUT)
+    times = msgspec.json.decode(answer.data, type=list[tuple[str, int, float, float]])
+    took = {(flow_id, index): at for flow_id, index, at, _ in times}
+    reported_at = {(flow_id, index): at for flow_id, index, _, at in times}
+    to_start = [took[flow_id, 0] - at for flow_id, at in submitted.items()]
+    steps = [took[chain_id, i + 1] - reported_at[chain_id, i] for i in range(chain_len - 1)]
+    return {
+        "submit_to_start_ms": latency_summary([1000.0 * s for s in to_start]),
+        "step_to_step_ms": latency_summary([1000.0 * s for s in steps]),
+        "chain_tasks": chain_len,
+    }
 
 
 async def _create_streams(nats_url: str) -> None:
@@ -406,6 +486,42 @@ def run(
 ) -> dict[str, Any]:
     """One skeleton run on `cluster`'s Postgres (a database of its own) and a nats-server of
     its own: `flows` flows of `tasks` tasks; tasks/s and CPU ms per task of each process."""
+    env = {GROUPED_ENV: "1" if grouped else "", LEAN_ENV: "1" if lean_pull else ""}
+    elapsed, cpu, counts = _skeleton(cluster, workdir, env, lambda nc: _drive(nc, flows, tasks))
+    done = flows * tasks
+    return {
+        "flows": flows,
+        "tasks_per_flow": tasks,
+        "grouped_events": grouped,
+        "lean_pull": lean_pull,
+        "seconds": elapsed,
+        "tasks_per_s": done / elapsed,
+        "cpu_ms_per_task": {name: 1000.0 * seconds / done for name, seconds in cpu.items()},
+        **counts,
+    }
+
+
+def latency(cluster: Cluster, workdir: Path, samples: int, chain_len: int) -> dict[str, Any]:
+    """The floor of the bench's latency scenario, measured the same way on an idle skeleton:
+    `samples` single-task flows submitted one at a time (`IDLE` apart), submit until the
+    runner took the dispatch; then one `chain_len`-task chain, a task's report sent until
+    the runner took the next one."""
+    env = {TIMES_ENV: "1"}
+    result, _, counts = _skeleton(
+        cluster, workdir, env, lambda nc: _drive_latency(nc, samples, chain_len)
+    )
+    return {**result, **counts}
+
+
+def _skeleton(
+    cluster: Cluster,
+    workdir: Path,
+    env: dict[str, str],
+    drive: Callable[[NATS], Awaitable[T]],
+) -> tuple[T, dict[str, float], dict[str, int]]:
+    """`drive`'s result on a skeleton started with `env` added to this process's, on
+    `cluster`'s Postgres (a database of its own) and a nats-server of its own; with each
+    process's CPU seconds while it drove, and what the run left (`_counts`)."""
     server = EmbeddedNats(workdir / f"skeleton-nats-{uuid.uuid4().hex[:8]}")
     database = ""
     try:
@@ -413,33 +529,25 @@ def run(
         database, dsn = cluster.new_database("skeleton")
         # The code measured (`--code`'s export, first on PYTHONPATH), then this checkout's bench.
         paths = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).resolve().parent.parent)]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-            GROUPED_ENV: "1" if grouped else "",
-            LEAN_ENV: "1" if lean_pull else "",
-        }
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **env}
         cpu = RssSampler()
         cpu.watch("nats", _pid(server))
         cpu.watch_tree("postgres", _pid(cluster.postgres))
-        result = asyncio.run(_measure(nats_url, dsn, env, cpu, flows, tasks))
+        return asyncio.run(_measure(nats_url, dsn, env, cpu, drive))
     finally:
         server.stop()
         shutil.rmtree(server.store_dir, ignore_errors=True)
         if database:
             cluster.drop_database(database)
-    return {
-        "flows": flows,
-        "tasks_per_flow": tasks,
-        "grouped_events": grouped,
-        "lean_pull": lean_pull,
-        **result,
-    }
 
 
 async def _measure(
-    nats_url: str, dsn: str, env: dict[str, str], cpu: RssSampler, flows: int, tasks: int
-) -> dict[str, Any]:
+    nats_url: str,
+    dsn: str,
+    env: dict[str, str],
+    cpu: RssSampler,
+    drive: Callable[[NATS], Awaitable[T]],
+) -> tuple[T, dict[str, float], dict[str, int]]:
     await _create_streams(nats_url)
     await _create_schema(dsn)
     nc = await nats.connect(nats_url)
@@ -465,7 +573,7 @@ async def _measure(
 
         await _unless_one_ends(procs, both_ready(), START_TIMEOUT)
         before = cpu.cpu_seconds()
-        elapsed = await _unless_one_ends(procs, _drive(nc, flows, tasks), RUN_TIMEOUT)
+        result = await _unless_one_ends(procs, drive(nc), RUN_TIMEOUT)
         after = cpu.cpu_seconds()
         counts = await _counts(nc, dsn)
     finally:
@@ -474,13 +582,7 @@ async def _measure(
                 proc.kill()
             await proc.wait()
         await nc.close()
-    done = flows * tasks
-    return {
-        "seconds": elapsed,
-        "tasks_per_s": done / elapsed,
-        "cpu_ms_per_task": {name: 1000.0 * (after[name] - before[name]) / done for name in after},
-        **counts,
-    }
+    return result, {name: after[name] - before[name] for name in after}, counts
 
 
 async def _unless_one_ends(
@@ -504,9 +606,12 @@ async def _unless_one_ends(
             future.cancel()
 
 
-def scenario(cluster: Cluster, workdir: Path, flows: int, fan: int) -> dict[str, Any]:
+def scenario(
+    cluster: Cluster, workdir: Path, flows: int, fan: int, samples: int, chain_len: int
+) -> dict[str, Any]:
     """The bench's `skeleton` scenario: `flows` single-task flows, then one `fan`-task flow,
-    each taken as weir takes messages (`Puller`) and with `--lean-pull`'s way."""
+    each taken as weir takes messages (`Puller`) and with `--lean-pull`'s way; then the
+    latency scenario's `samples` and `chain_len`-task chain on an idle skeleton."""
     from bench.scenarios import _log
 
     _log(f"skeleton: {flows:,} single-task flows, then one flow of {fan:,} tasks, no weir logic")
@@ -518,7 +623,18 @@ def scenario(cluster: Cluster, workdir: Path, flows: int, fan: int) -> dict[str,
     }
     for name, one in result.items():
         _log(f"    {name}: {one['tasks_per_s']:,.0f} tasks/s, {_cpu_line(one)}")
+    _log(f"skeleton: {samples} idle single-task flows, then a {chain_len}-task chain")
+    result["latency"] = latency(cluster, workdir, samples, chain_len)
+    _log(f"    {_latency_line(result['latency'])}")
     return result
+
+
+def _latency_line(result: dict[str, Any]) -> str:
+    start, step = result["submit_to_start_ms"], result["step_to_step_ms"]
+    return (
+        f"idle skeleton: submit -> started p50 {start['p50']:.2f} ms; step to step "
+        f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms"
+    )
 
 
 def _cpu_line(result: dict[str, Any]) -> str:
@@ -546,6 +662,14 @@ def main() -> None:
         action="store_true",
         help="keep one pull request per batch open across takes, not weir's Puller",
     )
+    p.add_argument(
+        "--latency",
+        type=int,
+        metavar="SAMPLES",
+        default=None,
+        help="measure idle latency instead: SAMPLES single-task flows one at a time, then a chain",
+    )
+    p.add_argument("--chain", type=int, default=200, help="the latency run's chain length (200)")
     p.add_argument("--role", choices=("scheduler", "runner"), help=argparse.SUPPRESS)
     p.add_argument("--nats", help=argparse.SUPPRESS)
     p.add_argument("--dsn", help=argparse.SUPPRESS)
@@ -563,10 +687,16 @@ def main() -> None:
     cluster = Cluster(workdir)
     cluster.start()
     try:
-        result = run(cluster, workdir, args.flows, args.tasks, args.grouped, args.lean_pull)
+        if args.latency is not None:
+            result = latency(cluster, workdir, args.latency, args.chain)
+        else:
+            result = run(cluster, workdir, args.flows, args.tasks, args.grouped, args.lean_pull)
     finally:
         cluster.stop()
     print(json.dumps(result))
+    if args.latency is not None:
+        print(_latency_line(result))
+        return
     print(
         f"{args.flows:,} flows of {args.tasks:,} tasks through the skeleton: "
         f"{result['tasks_per_s']:,.0f} tasks/s; {_cpu_line(result)}"

@@ -40,6 +40,18 @@ def test_a_wide_flow_carries_three_events_per_task_and_grouping_cuts_the_message
     assert grouped["work_left"] == 0
 
 
+def test_the_idle_floor_times_each_submit_and_each_step_of_a_chain_with_weirs_events(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    result = skeleton.latency(Cluster(tmp_path, postgres), tmp_path, samples=5, chain_len=12)
+    start, step = result["submit_to_start_ms"], result["step_to_step_ms"]
+    assert start["n"] == 5 and step["n"] == 11  # every submit, every step between 12 tasks
+    assert 0 < start["p50"] <= start["max"] and 0 < step["p50"] <= step["max"]
+    # five events per single-task flow; the chain's submitted, three per task, succeeded
+    assert result["event_messages"] == result["event_rows"] == 5 * 5 + 1 + 3 * 12 + 1
+    assert result["work_left"] == 0
+
+
 def test_the_floor_is_reported_beside_the_goals_never_judged() -> None:
     floor = {
         "single_task_flows": {
@@ -58,6 +70,11 @@ def test_the_floor_is_reported_beside_the_goals_never_judged() -> None:
             "tasks_per_s": 2500.0,
             "cpu_ms_per_task": {"scheduler": 0.2, "runner": 0.2, "nats": 0.2, "postgres": 0.02},
         },
+        "latency": {
+            "submit_to_start_ms": {"n": 100.0, "p50": 3.0, "p99": 6.0},
+            "step_to_step_ms": {"n": 199.0, "p50": 2.4, "p99": 12.0},
+            "chain_tasks": 200,
+        },
     }
     peer = {"steady_per_s": 4000.0, "enqueue_to_start_ms": {"p50": 4.0}}
     results = {
@@ -73,6 +90,14 @@ def test_the_floor_is_reported_beside_the_goals_never_judged() -> None:
     assert fan["ratio"] == 0.5 and fan["verdict"] == "reported"
     lean_fan = goals["the design's floor (lean pull): one 10,000-task fan-out, tasks/s"]
     assert lean_fan["verdict"] == "not measured"  # this run had none
+    start = goals[
+        "the design's floor (bench/skeleton.py, no weir logic, idle): submit -> started p50"
+    ]
+    assert start["ratio"] == 0.75 and start["verdict"] == "reported"  # 3.0 ms against 4.0
+    step_p50 = goals["the design's floor (idle): step to step p50"]
+    assert step_p50["ratio"] == 0.8 and step_p50["verdict"] == "reported"  # under 3 ms
+    step_p99 = goals["the design's floor (idle): step to step p99"]
+    assert step_p99["ratio"] == 1.2 and step_p99["verdict"] == "reported"  # over 10 ms
     assert report.analyse(results)["lean_floor_vs_peer"] == {"pgqueuer": 0.75}
     table = report.tables({"results": results, "targets": report.targets(results)})
     assert (
@@ -83,4 +108,12 @@ def test_the_floor_is_reported_beside_the_goals_never_judged() -> None:
     assert (
         "tasks of one flow, taken as weir pulls | 2,500 | 0.200, 0.200, 0.200, 0.020 | 0.620 |"
         in table
+    )
+    assert (
+        "| 100 single-task flows one at a time: submit -> the runner took the dispatch "
+        "| 3.00 | 6.00 |" in table
+    )
+    assert (
+        "| a 200-task chain: a task's report sent -> the runner took the next | 2.40 | 12.00 |"
+        in (table)
     )
