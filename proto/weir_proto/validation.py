@@ -178,6 +178,9 @@ class _Walk:
             case mi.ListType(item_type=item):
                 if not isinstance(raw, list):
                     return self.wrong(raw, kind, path)
+                scalar = _plain_scalar(item)
+                if scalar is not None and _all_fit(raw, scalar):
+                    return list(raw)  # a task's cmd, a fan-in's depends: no walk per item
                 return [self.value(v, item, f"{path}[{i}]") for i, v in enumerate(raw)]
             case mi.DictType(value_type=item):
                 if not isinstance(raw, dict):
@@ -216,11 +219,11 @@ class _Walk:
         if not isinstance(raw, dict):
             self.wrong(raw, kind, path)
             return _neutral(kind)
-        fields = {f.encode_name: f for f in kind.fields}
+        fields = _fields(kind)
         out: dict[str, Any] = {}
         for key, value in raw.items():
-            spec_field = fields.get(key) if isinstance(key, str) else None
-            if spec_field is None:
+            rule = fields.get(key) if isinstance(key, str) else None
+            if rule is None:
                 docs = DOCS_BY_STRUCT.get(kind.cls, DOCS_DEFAULT)
                 self.problem(
                     f"{path}.{_key(key)}",
@@ -228,15 +231,22 @@ class _Walk:
                     f"{', '.join(fields)}; see {docs})",
                 )
                 continue
-            choices = _declared_literal(kind.cls, spec_field.name)
-            out[key] = self.value(value, spec_field.type, f"{path}.{key}", choices)
-        for name, spec_field in fields.items():
-            if spec_field.required and name not in raw:
+            if rule.scalar is not None and (
+                _fits(value, rule.scalar) or (value is None and rule.nullable)
+            ):
+                out[key] = value  # most fields: a name, a flag, a number
+                continue
+            if rule.items is not None and isinstance(value, list) and _all_fit(value, rule.items):
+                out[key] = list(value)  # a task's cmd, its depends
+                continue
+            out[key] = self.value(value, rule.field.type, f"{path}.{key}", rule.choices)
+        for name, rule in fields.items():
+            if rule.field.required and name not in raw:
                 self.problem(
                     f"{path}.{name}",
-                    f"required field is missing; add it ({_expected(spec_field.type)})",
+                    f"required field is missing; add it ({_expected(rule.field.type)})",
                 )
-                out[name] = _neutral(spec_field.type)
+                out[name] = _neutral(rule.field.type)
         return out
 
     def duration(self, raw: object, path: str) -> float:
@@ -261,6 +271,64 @@ def _type_info(kind: Any) -> mi.Type:
     return mi.type_info(kind)
 
 
+@dataclass(frozen=True, slots=True)
+class _FieldRule:
+    """How the walk reads one field of a struct, worked out once per struct type."""
+
+    field: mi.Field
+    choices: tuple[Any, ...]
+    """A Literal field's values in the order they are declared."""
+    scalar: mi.Type | None
+    """The field's type when it is a plain string, bool or number (a value of that type is
+    taken as it is, without a walk), else None."""
+    nullable: bool
+    """Whether a plain scalar field may also be null."""
+    items: mi.Type | None
+    """The item type when the field is a list of plain strings, bools or numbers."""
+
+
+_FIELD_RULES: dict[type, dict[str, _FieldRule]] = {}
+
+
+def _fields(kind: mi.StructType) -> dict[str, _FieldRule]:
+    """The rules of `kind`'s fields by their JSON names (msgspec's `StructType` is not
+    hashable, so they are kept by the struct's class)."""
+    rules = _FIELD_RULES.get(kind.cls)
+    if rules is None:
+        rules = {}
+        for f in kind.fields:
+            field_type, nullable = f.type, False
+            if isinstance(f.type, mi.UnionType):
+                members = [m for m in f.type.types if not isinstance(m, mi.NoneType)]
+                if len(members) == 1:
+                    field_type, nullable = members[0], len(members) < len(f.type.types)
+            scalar = _plain_scalar(field_type)
+            items = (
+                _plain_scalar(field_type.item_type) if isinstance(field_type, mi.ListType) else None
+            )
+            rules[f.encode_name] = _FieldRule(
+                f,
+                _declared_literal(kind.cls, f.name),
+                scalar,
+                nullable and scalar is not None,
+                items,
+            )
+        _FIELD_RULES[kind.cls] = rules
+    return rules
+
+
+def _plain_scalar(kind: mi.Type) -> mi.Type | None:
+    """`kind` without its metadata when it is a string, bool or number that the walk takes
+    as it is (not a duration, which it reads), else None."""
+    while isinstance(kind, mi.Metadata):
+        if (kind.extra_json_schema or {}).get("x-weir-form") == DURATION_FORM:
+            return None
+        kind = kind.type
+    if isinstance(kind, mi.StrType | mi.BoolType | mi.IntType | mi.FloatType):
+        return kind
+    return None
+
+
 @functools.cache
 def _declared_literal(cls: type, name: str) -> tuple[Any, ...]:
     """The values of a Literal field in the order the spec declares them (msgspec sorts)."""
@@ -275,6 +343,13 @@ def _declared_literal(cls: type, name: str) -> tuple[Any, ...]:
 
 def _key(key: object) -> str:
     return printable(key, 40)[1:-1]
+
+
+def _all_fit(values: list[Any], kind: mi.Type) -> bool:
+    """Whether every one of `values` fits the plain scalar type `kind` (as `_fits`)."""
+    if isinstance(kind, mi.StrType):
+        return all(isinstance(v, str) for v in values)
+    return all(_fits(v, kind) for v in values)
 
 
 def _fits(raw: object, kind: mi.Type) -> bool:

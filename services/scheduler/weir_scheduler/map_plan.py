@@ -162,18 +162,23 @@ def check_maps(
             )
 
 
-def item_problem(task: TaskSpec, path: str, where: str, err: _Err) -> None:
-    """`{{ item }}` in a task that is not mapped has nothing to stand for."""
-    if task.map is not None:
-        return
-    texts = [
+def task_texts(task: TaskSpec) -> list[str]:
+    """Every string of a task that placeholders may stand in: its cmd, env values, artifact
+    paths and image."""
+    return [
         *task.cmd,
         *(v.value for v in task.env if v.value is not None),
         *(i.path for i in task.inputs),
         *(o.path for o in task.outputs),
         *([task.image] if task.image else []),
     ]
-    if any(_ITEM.search(text) for text in texts):
+
+
+def item_problem(task: TaskSpec, path: str, where: str, err: _Err) -> None:
+    """`{{ item }}` in a task that is not mapped has nothing to stand for."""
+    if task.map is not None:
+        return
+    if any("{{" in text and _ITEM.search(text) for text in task_texts(task)):
         err(
             path,
             f"{where}: uses {{{{ item }}}} but is not mapped; add map: {{over: OUTPUT}} "

@@ -24,7 +24,7 @@ from weir_proto.status import FLOW_STATUS_NAMES
 from weir_proto.subjects import DEFAULT_QUEUE
 from weir_proto.validation import printable
 
-from weir_scheduler.map_plan import is_item_placeholder
+from weir_scheduler.map_plan import is_item_placeholder, task_texts
 
 FLOW_NAME_MAX = 253
 STRING_MAX = 64 * 1024
@@ -229,6 +229,8 @@ def with_params(
 ) -> TaskSpec:
     """The task with `{{ params.NAME }}` filled in its cmd, env values, image and artifact
     paths, and every parameter in its env as WEIR_PARAM_<NAME>."""
+    if not values and not any("{{" in text for text in task_texts(task)):
+        return task  # nothing to fill, and no parameter to pass on (most tasks of a big flow)
 
     def fill(text: str, at: str) -> str:
         filled, unknown = parameters.substitute(text, values)

@@ -14,6 +14,7 @@ from weir_proto.spec import FlowSpec, TaskSpec
 from weir_proto.validation import OUTPUT_NAME_RULE, is_output_name, printable
 
 from weir_scheduler.map_plan import check_maps, item_problem
+from weir_scheduler.planner.collector import collector_paused
 from weir_scheduler.planner.fields import (
     CONTROL,
     FLOW_NAME_MAX,
@@ -33,6 +34,7 @@ from weir_scheduler.planner.fields import (
 from weir_scheduler.planner.result import LIMITS_DEFAULT, Limits, Plan, Rejected
 
 
+@collector_paused()
 def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
     """Check names, references and the graph. Raises `Rejected` listing every problem."""
     errors: list[SpecError] = []
@@ -157,6 +159,10 @@ def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
         valid: list[str] = []
         named_deps: set[str] = set()  # a set beside the list: fan-ins of 10,000 stay linear
         for d_index, dep in enumerate(task.depends):
+            if dep != task.name and dep in by_name and dep not in named_deps:
+                valid.append(dep)
+                named_deps.add(dep)
+                continue
             dpath = f"{path}.depends[{d_index}]"
             if dep == task.name:
                 err(dpath, f"{where}: depends on itself; remove it from depends", task.name)
@@ -166,11 +172,8 @@ def plan(spec: FlowSpec, limits: Limits = LIMITS_DEFAULT) -> Plan:
                     f"{where}: depends on {printable(dep)}, which does not exist (tasks: {names})",
                     task.name,
                 )
-            elif dep in named_deps:
-                err(dpath, f"{where}: lists {printable(dep)} twice in depends", task.name)
             else:
-                valid.append(dep)
-                named_deps.add(dep)
+                err(dpath, f"{where}: lists {printable(dep)} twice in depends", task.name)
         depends[task.name] = tuple(valid)
 
     dependents: dict[str, list[str]] = {name: [] for name in depends}

@@ -8,6 +8,7 @@ from weir_proto.errors import SpecError
 from weir_proto.spec import FlowSpec
 from weir_proto.validation import Checked, check_flow, find_nul
 
+from weir_scheduler.planner.collector import collector_paused
 from weir_scheduler.planner.fields import TASK_PATH
 from weir_scheduler.planner.graph import plan
 from weir_scheduler.planner.result import LIMITS_DEFAULT, Limits, Rejected
@@ -15,6 +16,7 @@ from weir_scheduler.planner.result import LIMITS_DEFAULT, Limits, Rejected
 _NUL_ESCAPE = rb"\u0000"
 
 
+@collector_paused()
 def decode(data: bytes, limits: Limits = LIMITS_DEFAULT) -> FlowSpec:
     """Decode and structurally check a submit. Raises `Rejected` with precise errors."""
     if len(data) > limits.max_submit_bytes:
