@@ -360,21 +360,37 @@ async def runner(nats_url: str) -> None:
             await msg.ack()
 
 
+class _Reports:
+    """How many reports the skeleton scheduler has recorded (it says so on `DONE_SUBJECT`
+    after each batch), to wait on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._more = asyncio.Event()
+
+    @classmethod
+    async def heard(cls, nc: NATS) -> _Reports:
+        reports = cls()
+        await nc.subscribe(DONE_SUBJECT, cb=reports._recorded)
+        await nc.flush()
+        return reports
+
+    async def _recorded(self, msg: Msg) -> None:
+        self.count += int(msg.data)
+        self._more.set()
+
+    async def until(self, count: int) -> None:
+        while self.count < count:
+            self._more.clear()
+            await self._more.wait()
+
+
 async def _drive(nc: NATS, flows: int, tasks: int) -> float:
     """Submit `flows` flows of `tasks` parallel tasks each, `IN_FLIGHT` unacknowledged at
     most; seconds from the first submit until the skeleton scheduler has recorded the end of
     every task."""
     publisher = Publisher(nc)
-    reported = 0
-    all_reported = asyncio.Event()
-
-    async def on_done(msg: Any) -> None:
-        nonlocal reported
-        reported += int(msg.data)
-        if reported >= flows * tasks:
-            all_reported.set()
-
-    await nc.subscribe(DONE_SUBJECT, cb=on_done)
+    reports = await _Reports.heard(nc)
     stamp = int(time.time() * 1000)
     headers = {TASKS_HEADER: str(tasks)}
     t0 = time.perf_counter()
@@ -384,40 +400,26 @@ async def _drive(nc: NATS, flows: int, tasks: int) -> float:
             for i in range(start, min(flows, start + IN_FLIGHT))
         ]
         await _publish(publisher, batch)
-    await asyncio.wait_for(all_reported.wait(), RUN_TIMEOUT)
+    await asyncio.wait_for(reports.until(flows * tasks), RUN_TIMEOUT)
     return time.perf_counter() - t0
 
 
 async def _drive_latency(nc: NATS, samples: int, chain_len: int) -> dict[str, Any]:
     """`latency`'s samples, from the runner's times (asked for once every flow ended)."""
     publisher = Publisher(nc)
-    reported = 0
-    more = asyncio.Event()
-
-    async def on_done(msg: Any) -> None:
-        nonlocal reported
-        reported += int(msg.data)
-        more.set()
-
-    async def until(reports: int) -> None:
-        while reported < reports:
-            more.clear()
-            await more.wait()
-
-    await nc.subscribe(DONE_SUBJECT, cb=on_done)
-    await nc.flush()
+    reports = await _Reports.heard(nc)
     stamp = int(time.time() * 1000)
     submitted: dict[str, float] = {}
     for i in range(samples):
         flow_id = f"lat-{stamp}-{i}"
         submitted[flow_id] = time.time()
         await _publish(publisher, [(subjects.SUBMIT, SPEC, {"Nats-Msg-Id": flow_id})])
-        await until(i + 1)
+        await reports.until(i + 1)
         await asyncio.sleep(IDLE)
     chain_id = f"chain-{stamp}"
     headers = {"Nats-Msg-Id": chain_id, TASKS_HEADER: str(chain_len), CHAIN_HEADER: "1"}
     await _publish(publisher, [(subjects.SUBMIT, SPEC, headers)])
-    await until(samples + chain_len)
+    await reports.until(samples + chain_len)
     answer = await nc.request(TIMES_SUBJECT, b"", timeout=ACK_TIMEOUT)
     times = msgspec.json.decode(answer.data, type=list[tuple[str, int, float, float]])
     took = {(flow_id, index): at for flow_id, index, at, _ in times}
