@@ -178,9 +178,6 @@ class _Walk:
             case mi.ListType(item_type=item):
                 if not isinstance(raw, list):
                     return self.wrong(raw, kind, path)
-                scalar = _plain_scalar(item)
-                if scalar is not None and _all_fit(raw, scalar):
-                    return list(raw)  # a task's cmd, a fan-in's depends: no walk per item
                 return [self.value(v, item, f"{path}[{i}]") for i, v in enumerate(raw)]
             case mi.DictType(value_type=item):
                 if not isinstance(raw, dict):
